@@ -1,0 +1,1 @@
+"""Data sets: loaders, cache and class-imbalance presets."""
