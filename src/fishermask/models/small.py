@@ -1,0 +1,74 @@
+"""Small models for quick CPU experiments: a four-block CNN and an MLP.
+
+Both follow :class:`~fishermask.models.base.Classifier`: four stage outputs
+(the MLP's are ``[N, D, 1, 1]`` maps so that pooling-based auxiliary modules
+work unchanged), an embedding, a final linear layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fishermask.models.base import Classifier
+
+
+class SmallCNN(Classifier):
+    """Four conv-BN-ReLU blocks (16/32/64/128 channels at width 1), max-pool after blocks 2-4."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1, width: float = 1.0) -> None:
+        super().__init__()
+        widths = [max(1, round(c * width)) for c in (16, 32, 64, 128)]
+        blocks = []
+        c_in = in_channels
+        for c_out in widths:
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(c_out),
+                    nn.ReLU(),
+                )
+            )
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.classifier = nn.Linear(widths[-1], num_classes)
+        self._feature_channels = tuple(widths)
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i >= 1 and min(x.shape[-2:]) >= 2:
+                x = F.max_pool2d(x, 2)
+            feats.append(x)
+        return feats
+
+
+class MLP(Classifier):
+    """Flatten, then four Linear-ReLU layers (512/256/256/128 units at width 1)."""
+
+    def __init__(self, num_classes: int, input_dim: int, width: float = 1.0) -> None:
+        super().__init__()
+        widths = [max(1, round(c * width)) for c in (512, 256, 256, 128)]
+        self.layers = nn.ModuleList()
+        d_in = input_dim
+        self._input_dim = d_in
+        for d_out in widths:
+            self.layers.append(nn.Linear(d_in, d_out))
+            d_in = d_out
+        self.classifier = nn.Linear(widths[-1], num_classes)
+        self._feature_channels = tuple(widths)
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = x.flatten(1)
+        if h.shape[1] != self._input_dim:
+            raise ValueError(
+                f"MLP built for {self._input_dim} input values per image, got {h.shape[1]}; "
+                "build it with the data set's image shape."
+            )
+        feats = []
+        for layer in self.layers:
+            h = F.relu(layer(h))
+            feats.append(h[:, :, None, None])
+        return feats

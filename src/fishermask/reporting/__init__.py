@@ -1,0 +1,6 @@
+"""Tables and figures computed from results files."""
+
+from fishermask.reporting.plots import plot_learning_curves
+from fishermask.reporting.tables import aulc, curves, summarize, summary_markdown
+
+__all__ = ["aulc", "curves", "plot_learning_curves", "summarize", "summary_markdown"]

@@ -1,0 +1,49 @@
+"""Paper-style figures (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from fishermask.reporting.tables import curves  # noqa: E402
+
+
+def plot_learning_curves(
+    rows: list[dict[str, Any]],
+    path: Path,
+    *,
+    title: str = "",
+    metric: str = "accuracy",
+    order: list[str] | None = None,
+) -> Path:
+    """Accuracy vs number of labels: mean over seeds, shaded ± one std, one line per strategy."""
+    cs = curves(rows, metric)
+    keys = [k for k in (order or []) if k in cs] + [k for k in cs if k not in (order or [])]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=150)
+    for k in keys:
+        c = cs[k]
+        seeds = len(c.per_seed)
+        (line,) = ax.plot(c.n_labeled, 100 * c.mean, marker="o", ms=3, lw=1.6,
+                          label=f"{k} (n={seeds})")
+        if seeds > 1:
+            ax.fill_between(c.n_labeled, 100 * (c.mean - c.std), 100 * (c.mean + c.std),
+                            color=line.get_color(), alpha=0.18, lw=0)
+    ax.set_xlabel("number of labeled images")
+    ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

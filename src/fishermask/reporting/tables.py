@@ -1,0 +1,107 @@
+"""Summaries computed from ``results.csv`` rows alone.
+
+Area under the learning curve (AULC) is the trapezoid area of accuracy over the
+number of labels, divided by the label range: the mean accuracy over the
+budget, in accuracy units, comparable across settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def aulc(n_labeled: np.ndarray, accuracy: np.ndarray) -> float:
+    """Normalised area under one learning curve (a single point gives its accuracy)."""
+    x = np.asarray(n_labeled, dtype=np.float64)
+    y = np.asarray(accuracy, dtype=np.float64)
+    if len(x) == 1 or x[-1] == x[0]:
+        return float(y.mean())
+    area = float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum())
+    return area / float(x[-1] - x[0])
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Mean and spread over seeds of one strategy's learning curve."""
+
+    strategy: str
+    n_labeled: np.ndarray  # [R]
+    mean: np.ndarray  # [R]
+    std: np.ndarray  # [R] (population std over seeds; 0 for one seed)
+    per_seed: dict[int, np.ndarray]  # seed -> accuracies [R]
+
+
+def curves(rows: list[dict[str, Any]], metric: str = "accuracy") -> dict[str, Curve]:
+    """Group rows by strategy; keep the rounds every seed completed."""
+    by: dict[str, dict[int, dict[int, tuple[int, float]]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        by[r["strategy"]][r["seed"]][r["round"]] = (r["n_labeled"], r[metric])
+    out = {}
+    for strat, seeds in by.items():
+        common = sorted(set.intersection(*(set(s) for s in seeds.values())))
+        if not common:
+            continue
+        first = next(iter(seeds.values()))
+        labels = np.array([first[k][0] for k in common])
+        per_seed = {s: np.array([v[k][1] for k in common]) for s, v in sorted(seeds.items())}
+        acc = np.stack(list(per_seed.values()))  # [S, R]
+        out[strat] = Curve(strat, labels, acc.mean(0), acc.std(0), per_seed)
+    return out
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    strategy: str
+    seeds: int
+    final_labels: int
+    final_mean: float
+    final_std: float
+    aulc_mean: float
+    aulc_std: float
+    query_seconds: float  # mean per query round
+    train_seconds: float  # mean per round
+
+
+def summarize(rows: list[dict[str, Any]], metric: str = "accuracy") -> list[SummaryRow]:
+    cs = curves(rows, metric)
+    out = []
+    for strat, c in cs.items():
+        final = np.array([v[-1] for v in c.per_seed.values()])
+        areas = np.array([aulc(c.n_labeled, v) for v in c.per_seed.values()])
+        mine = [r for r in rows if r["strategy"] == strat]
+        q = [r["query_seconds"] for r in mine if r["round"] > 0]
+        t = [r["train_seconds"] for r in mine]
+        out.append(
+            SummaryRow(
+                strat,
+                len(c.per_seed),
+                int(c.n_labeled[-1]),
+                float(final.mean()),
+                float(final.std()),
+                float(areas.mean()),
+                float(areas.std()),
+                float(np.mean(q)) if q else math.nan,
+                float(np.mean(t)) if t else math.nan,
+            )
+        )
+    return out
+
+
+def summary_markdown(summary: list[SummaryRow], metric: str = "accuracy") -> str:
+    lines = [
+        f"| strategy | seeds | final labels | final {metric} | AULC | query s/round | train s/round |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s.strategy} | {s.seeds} | {s.final_labels} | "
+            f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f} | "
+            f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f} | "
+            f"{s.query_seconds:.2f} | {s.train_seconds:.2f} |"
+        )
+    return "\n".join(lines) + "\n"

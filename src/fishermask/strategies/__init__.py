@@ -1,0 +1,28 @@
+"""Query strategies: a base class, a registry and one module per strategy.
+
+>>> from fishermask import strategies
+>>> strategies.get("entropy")
+EntropyStrategy()
+"""
+
+from fishermask.strategies import entropy, kcenter, least_confidence, margin, random  # noqa: F401
+from fishermask.strategies.base import QueryContext, Selection, Strategy, top_k
+from fishermask.strategies.entropy import entropy_scores
+from fishermask.strategies.kcenter import k_center_greedy
+from fishermask.strategies.least_confidence import least_confidence_scores
+from fishermask.strategies.margin import margin_scores
+from fishermask.strategies.registry import available, get, register
+
+__all__ = [
+    "QueryContext",
+    "Selection",
+    "Strategy",
+    "available",
+    "entropy_scores",
+    "get",
+    "k_center_greedy",
+    "least_confidence_scores",
+    "margin_scores",
+    "register",
+    "top_k",
+]

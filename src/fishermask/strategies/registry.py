@@ -1,0 +1,63 @@
+"""Strategy registry: ``register`` (class decorator), ``get(name, **options)``, ``available()``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from fishermask.errors import ConfigError
+from fishermask.strategies.base import Strategy
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    if not cls.name:
+        raise TypeError(f"{cls.__qualname__} needs a non-empty `name`.")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise TypeError(f"Strategy name {cls.name!r} is registered twice.")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get(name: str, **options: Any) -> Strategy:
+    """An instance of the strategy ``name`` with ``options`` (unknown options are errors)."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"Unknown strategy {name!r}; supported: {', '.join(_REGISTRY)}.")
+    cls = _REGISTRY[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        known = ", ".join(fields) or "none"
+        raise ConfigError(
+            f"Unknown option(s) {', '.join(unknown)} for strategy {name!r}; its options: {known}."
+        )
+    coerced = {k: _coerce(name, fields[k], v) for k, v in options.items()}
+    return cls(**coerced)
+
+
+def _coerce(strategy: str, f: dataclasses.Field, value: Any) -> Any:
+    """Convert option values given as strings (CLI) or lists (YAML) to the field's type."""
+    typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if typ.startswith("int") and not isinstance(value, bool):
+            if isinstance(value, str) and value.lower() in ("none", "null"):
+                return None
+            return int(value) if not isinstance(value, int) else value
+        if typ.startswith("float"):
+            if isinstance(value, str) and value.lower() in ("none", "null"):
+                return None
+            return float(value)
+        if typ.startswith("bool"):
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"Option {f.name}={value!r} of strategy {strategy!r} must be of type {typ}."
+        ) from None
+    return value

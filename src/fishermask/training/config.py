@@ -1,0 +1,61 @@
+"""Training configuration (the FisherMask paper's recipe is the default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fishermask.errors import ConfigError, check_choice, check_positive
+
+OPTIMIZERS = ("adam", "sgd")
+STOP_RULES = ("accuracy", "epochs")
+AUGMENTATIONS = ("auto", "none", "crop", "crop_flip")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the classifier is trained each round.
+
+    Default (paper, spec §1.3): re-initialise every round, Adam lr 1e-3 without
+    weight decay, train until the epoch's training accuracy reaches
+    ``target_accuracy`` (0.99) or ``max_epochs`` is hit; random crop (pad 4) +
+    horizontal flip + normalisation. ``stop="epochs"`` trains exactly
+    ``epochs`` epochs instead (e.g. the LPLgrad recipe: SGD lr 0.1, momentum
+    0.9, weight decay 5e-4, 200 epochs, ``milestones=(160,)``).
+
+    ``augment="auto"`` means crop + flip for RGB images and crop only for grey
+    ones (digits are not mirror-symmetric).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    stop: str = "accuracy"
+    target_accuracy: float = 0.99
+    max_epochs: int = 100
+    epochs: int = 200
+    milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    augment: str = "auto"
+    crop_padding: int = 4
+    reinit: bool = True
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("stop rule", self.stop, STOP_RULES)
+        check_choice("augmentation", self.augment, AUGMENTATIONS)
+        check_positive("batch_size", self.batch_size)
+        check_positive("max_epochs", self.max_epochs)
+        check_positive("epochs", self.epochs)
+        check_positive("eval_batch_size", self.eval_batch_size)
+        check_positive("crop_padding", self.crop_padding, allow_zero=True)
+        if not 0.0 < self.target_accuracy <= 1.0:
+            raise ConfigError(f"`target_accuracy`={self.target_accuracy}, must be in (0, 1].")
+        if not self.lr > 0:
+            raise ConfigError(f"`lr`={self.lr}, must be > 0.")
+
+    @property
+    def epoch_limit(self) -> int:
+        return self.max_epochs if self.stop == "accuracy" else self.epochs

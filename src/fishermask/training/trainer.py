@@ -1,0 +1,190 @@
+"""Train a classifier (optionally with an auxiliary module trained jointly) and evaluate it.
+
+Index convention: N images, C classes, D embedding size. Images enter as uint8
+``[N, Ch, H, W]``; every batch is moved to the model's device, augmented and
+normalised there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fishermask.models.base import Classifier, ModelOutput
+from fishermask.training.augment import Augmenter, Normalizer
+from fishermask.training.config import TrainConfig
+
+
+class AuxiliaryModule(nn.Module):
+    """A module trained jointly with the classifier (e.g. LPL's loss-prediction module).
+
+    The trainer adds :meth:`loss` to the mean cross-entropy of every batch and
+    optimises the auxiliary parameters with the classifier's.
+    """
+
+    def loss(self, out: ModelOutput, per_sample_loss: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Extra loss for one batch. ``per_sample_loss`` is the CE ``[B]`` (not detached)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    epochs: int
+    train_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Metrics:
+    accuracy: float
+    balanced_accuracy: float
+    per_class_accuracy: tuple[float, ...]  # nan for classes absent from the evaluation set
+
+
+EpochCallback = Callable[[int, int, float], None]  # (epoch, epoch_limit, train_accuracy)
+
+
+def make_augmenter(config: TrainConfig, normalizer: Normalizer, channels: int) -> Augmenter:
+    """The augmentation ``config.augment`` asks for (``auto``: flip only RGB images)."""
+    mode = config.augment
+    if mode == "auto":
+        mode = "crop_flip" if channels == 3 else "crop"
+    padding = config.crop_padding if mode in ("crop", "crop_flip") else 0
+    return Augmenter(normalizer, crop_padding=padding, hflip=mode == "crop_flip")
+
+
+def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def train(
+    model: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    augmenter: Augmenter,
+    *,
+    generator: torch.Generator,
+    aux: AuxiliaryModule | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train ``model`` (and ``aux``) on uint8 ``images [N, Ch, H, W]`` and ``labels [N]``.
+
+    Stops at ``config.target_accuracy`` training accuracy (measured on the
+    augmented batches of the epoch, as the reference code does) or at the epoch
+    limit. Batch order and augmentation draw from ``generator`` only.
+    """
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    params = list(model.parameters()) + (list(aux.parameters()) if aux is not None else [])
+    optimizer = _optimizer(params, config)
+    scheduler = (
+        torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.lr_gamma)
+        if config.milestones
+        else None
+    )
+    x_all = images.to(device)
+    y_all = labels.to(device)
+    n = len(y_all)
+    limit = config.epoch_limit
+    accuracy = 0.0
+    epoch = 0
+    model.train()
+    if aux is not None:
+        aux.train()
+    for epoch in range(1, limit + 1):
+        order = torch.randperm(n, generator=generator).to(device)
+        correct = 0
+        for start_i in range(0, n, config.batch_size):
+            idx = order[start_i : start_i + config.batch_size]
+            if len(idx) < 2 and n >= 2:
+                continue  # a lone sample breaks BatchNorm's batch statistics
+            x = augmenter(x_all[idx], generator)
+            y = y_all[idx]
+            if aux is None:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+            else:
+                out = model.forward_features(x)
+                logits = out.logits
+                per_sample = F.cross_entropy(logits, y, reduction="none")
+                loss = per_sample.mean() + aux.loss(out, per_sample, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            correct += int((logits.detach().argmax(1) == y).sum())
+        if scheduler is not None:
+            scheduler.step()
+        accuracy = correct / max(n, 1)
+        if on_epoch is not None:
+            on_epoch(epoch, limit, accuracy)
+        if config.stop == "accuracy" and accuracy >= config.target_accuracy:
+            break
+    model.eval()
+    if aux is not None:
+        aux.eval()
+    return TrainResult(epochs=epoch, train_accuracy=accuracy, seconds=time.perf_counter() - start)
+
+
+@torch.no_grad()
+def predict(
+    model: Classifier,
+    images: torch.Tensor,
+    normalizer: Normalizer,
+    *,
+    batch_size: int = 512,
+    embeddings: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Softmax probabilities ``[N, C]`` (and embeddings ``[N, D]``) on the model's device, eval mode."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    probs, embs = [], []
+    for i in range(0, len(images), batch_size):
+        x = normalizer(images[i : i + batch_size].to(device))
+        out = model.forward_features(x)
+        probs.append(out.logits.softmax(dim=1))
+        if embeddings:
+            embs.append(out.embedding)
+    model.train(was_training)
+    c = model.num_classes
+    p = torch.cat(probs) if probs else torch.empty(0, c, device=device)
+    e = (torch.cat(embs) if embs else torch.empty(0, model.embedding_dim, device=device)) if embeddings else None
+    return p, e
+
+
+def evaluate(
+    model: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    normalizer: Normalizer,
+    *,
+    batch_size: int = 512,
+) -> Metrics:
+    """Accuracy, balanced accuracy (mean recall over present classes) and per-class accuracy."""
+    probs, _ = predict(model, images, normalizer, batch_size=batch_size)
+    pred = probs.argmax(1).cpu()
+    return metrics_from_predictions(pred, labels.cpu(), model.num_classes)
+
+
+def metrics_from_predictions(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> Metrics:
+    correct = (pred == labels).to(torch.float64)
+    per_class = []
+    for c in range(num_classes):
+        sel = labels == c
+        per_class.append(float(correct[sel].mean()) if bool(sel.any()) else float("nan"))
+    present = [a for a in per_class if a == a]
+    return Metrics(
+        accuracy=float(correct.mean()) if len(correct) else float("nan"),
+        balanced_accuracy=sum(present) / len(present) if present else float("nan"),
+        per_class_accuracy=tuple(per_class),
+    )
