@@ -79,30 +79,66 @@ def _cli_overrides(**opts: Any) -> dict[str, Any]:
 
 @app.command()
 def run(
-    dataset: Annotated[str | None, typer.Option(help="mnist5k, digits, or a path: image-folder tree (dir or .tar[.gz]), CIFAR-10 pickle dir, MNIST/FashionMNIST IDX dir, .npz.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Class-imbalance preset: setting1 or setting2.")] = None,
-    class_counts: Annotated[str | None, typer.Option(help="Images per class in the pool, e.g. 250,5000,250,250 (0 drops a class).")] = None,
-    image_size: Annotated[str | None, typer.Option(help="Resize every image to HxW, e.g. 32x32.")] = None,
-    strategy: Annotated[list[str] | None, typer.Option("--strategy", "-s", help="Strategy (repeatable or comma list); options as name:key=value,key=value.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="A count (3 -> seeds 0,1,2) or a list (0,5,7).")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="mnist5k, digits, or a path: image-folder tree (dir or .tar[.gz]), CIFAR-10 pickle dir, MNIST/FashionMNIST IDX dir, .npz."
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Class-imbalance preset: setting1 or setting2.")
+    ] = None,
+    class_counts: Annotated[
+        str | None,
+        typer.Option(help="Images per class in the pool, e.g. 250,5000,250,250 (0 drops a class)."),
+    ] = None,
+    image_size: Annotated[
+        str | None, typer.Option(help="Resize every image to HxW, e.g. 32x32.")
+    ] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--strategy",
+            "-s",
+            help="Strategy (repeatable or comma list); options as name:key=value,key=value.",
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="A count (3 -> seeds 0,1,2) or a list (0,5,7).")
+    ] = None,
     initial: Annotated[int | None, typer.Option(help="Initial random labeled set size.")] = None,
     query_size: Annotated[int | None, typer.Option(help="Images labeled per round (B).")] = None,
     rounds: Annotated[int | None, typer.Option(help="Number of query rounds.")] = None,
-    budget: Annotated[int | None, typer.Option(help="Total labels to reach (overrides --rounds).")] = None,
+    budget: Annotated[
+        int | None, typer.Option(help="Total labels to reach (overrides --rounds).")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="resnet18, cnn or mlp.")] = None,
     width: Annotated[float | None, typer.Option(help="Width multiplier of the model.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Train exactly this many epochs per round.")] = None,
-    max_epochs: Annotated[int | None, typer.Option(help="Epoch cap when training to the accuracy target.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Train exactly this many epochs per round.")
+    ] = None,
+    max_epochs: Annotated[
+        int | None, typer.Option(help="Epoch cap when training to the accuracy target.")
+    ] = None,
     optimizer: Annotated[str | None, typer.Option(help="adam (default) or sgd.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
     stop: Annotated[str | None, typer.Option(help="accuracy (train to 99%) or epochs.")] = None,
     augment: Annotated[str | None, typer.Option(help="auto, none, crop or crop_flip.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-    cache_dir: Annotated[str | None, typer.Option(help="Where decoded data sets are cached.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML/TOML experiment file; CLI options override it.")] = None,
-    profile: Annotated[str | None, typer.Option(help="Named profile inside the config file.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory; rerun with the same --out to resume.")] = None,
+    cache_dir: Annotated[
+        str | None, typer.Option(help="Where decoded data sets are cached.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML/TOML experiment file; CLI options override it."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Named profile inside the config file.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory; rerun with the same --out to resume.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run strategies x seeds on one data set; write results, queries, config, plot and summary."""
@@ -113,11 +149,26 @@ def run(
         if profile and not config:
             _fail("--profile needs --config FILE.")
         overrides = _cli_overrides(
-            dataset=dataset, preset=preset, class_counts=class_counts, image_size=image_size,
-            cache_dir=cache_dir, model=model, width=width, initial=initial,
-            query_size=query_size, rounds=rounds, budget=budget, epochs=epochs,
-            max_epochs=max_epochs, optimizer=optimizer, lr=lr, batch_size=batch_size, stop=stop,
-            augment=augment, seeds=seeds, device=device,
+            dataset=dataset,
+            preset=preset,
+            class_counts=class_counts,
+            image_size=image_size,
+            cache_dir=cache_dir,
+            model=model,
+            width=width,
+            initial=initial,
+            query_size=query_size,
+            rounds=rounds,
+            budget=budget,
+            epochs=epochs,
+            max_epochs=max_epochs,
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=batch_size,
+            stop=stop,
+            augment=augment,
+            seeds=seeds,
+            device=device,
         )
         if strategy:
             overrides["strategies"] = ",".join(strategy)
@@ -131,8 +182,8 @@ def run(
 def _run(cfg: Any, out_dir: Path, show_progress: bool) -> None:
     from fishermask.experiments.progress import NullProgress, RichProgress
     from fishermask.experiments.runner import Experiment, run_experiment
-    from fishermask.reporting import plot_learning_curves, summarize, summary_markdown
     from fishermask.experiments.store import read_results, write_text_atomic
+    from fishermask.reporting import plot_learning_curves, summarize, summary_markdown
 
     start = time.perf_counter()
     exp = Experiment.prepare(cfg, progress=show_progress)
@@ -162,14 +213,20 @@ def _run(cfg: Any, out_dir: Path, show_progress: bool) -> None:
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for s in summary:
         table.add_row(
-            s.strategy, str(s.final_labels), f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f}",
-            f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f}", f"{s.query_seconds:.2f}",
+            s.strategy,
+            str(s.final_labels),
+            f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f}",
+            f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f}",
+            f"{s.query_seconds:.2f}",
             f"{s.train_seconds:.2f}",
         )
     console.print(table)
-    console.print(f"results: {out_dir / 'results.csv'}")
-    console.print(f"plot:    {plot}")
-    console.print(f"table:   {out_dir / 'summary.md'}")
+    for label, path in (
+        ("results", out_dir / "results.csv"),
+        ("plot", plot),
+        ("table", out_dir / "summary.md"),
+    ):
+        console.print(f"{label + ':':<9}{path}", soft_wrap=True, highlight=False)
     console.print(f"done in {time.perf_counter() - start:.0f} s", highlight=False)
 
 

@@ -26,7 +26,10 @@ class ImageDataset:
     classes: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+        for split, x, y in (
+            ("train", self.x_train, self.y_train),
+            ("test", self.x_test, self.y_test),
+        ):
             if x.dtype != torch.uint8 or x.dim() != 4:
                 raise DataError(
                     f"{self.name}: {split} images must be uint8 [N, Ch, H, W], got "

@@ -118,7 +118,10 @@ class StrategySpec:
 
     @classmethod
     def parse(cls, item: str | dict[str, Any]) -> StrategySpec:
-        """``"entropy"``, ``"fishermask:sparsity=0.01,lam=1"`` or ``{name: ..., label: ..., **opts}``."""
+        """Parse ``"entropy"``, ``"fishermask:sparsity=0.01,lam=1"`` or a mapping.
+
+        A mapping is ``{name: ..., label: ..., **options}``.
+        """
         if isinstance(item, StrategySpec):
             return item
         if isinstance(item, str):
@@ -181,8 +184,12 @@ class ExperimentConfig:
         raw = dict(raw)
         _reject_unknown("experiment", raw, {f.name for f in dataclasses.fields(cls)})
         kwargs: dict[str, Any] = {}
-        for name, sub in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig),
-                          ("loop", LoopConfig)):
+        for name, sub in (
+            ("data", DataConfig),
+            ("model", ModelConfig),
+            ("train", TrainConfig),
+            ("loop", LoopConfig),
+        ):
             if name in raw:
                 kwargs[name] = _build(sub, raw[name] or {}, name)
         if "strategies" in raw:
@@ -234,7 +241,8 @@ def _reject_unknown(section: str, raw: dict[str, Any], known: set[str]) -> None:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(
-            f"Unknown key(s) {', '.join(unknown)} in [{section}]; known: {', '.join(sorted(known))}."
+            f"Unknown key(s) {', '.join(unknown)} in [{section}]; "
+            f"known: {', '.join(sorted(known))}."
         )
 
 

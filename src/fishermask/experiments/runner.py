@@ -154,6 +154,8 @@ def open_run_dir(exp: Experiment, out_dir: Path) -> None:
                 f"{', '.join(diff[:6])}); use a new --out, or delete {out_dir} to start over."
             )
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.rglob(".*.tmp"):  # left by a run killed mid-write
+        stale.unlink(missing_ok=True)
     write_json_atomic(path, meta)
 
 
@@ -281,7 +283,9 @@ def run_trial(
     return records
 
 
-def _make_aux(strategy: Strategy, model: Classifier, device: torch.device) -> AuxiliaryModule | None:
+def _make_aux(
+    strategy: Strategy, model: Classifier, device: torch.device
+) -> AuxiliaryModule | None:
     aux = strategy.make_auxiliary(model)
     return aux.to(device) if aux is not None else None
 

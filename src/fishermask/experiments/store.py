@@ -81,12 +81,18 @@ class TrialStore:
         self.dir = Path(out_dir) / "trials" / trial_dirname(strategy, seed)
 
     def records(self) -> list[dict[str, Any]]:
-        """Committed round records, round 0 first (a gap ends the list)."""
+        """Committed round records to resume from, round 0 first.
+
+        A gap ends the list, and so does the latest checkpoint: records after the last
+        round whose model state is on disk are recomputed (deterministically) on resume.
+        """
         out = []
         r = 0
         while (p := self.dir / f"round_{r:03d}.json").exists():
             out.append(json.loads(p.read_text()))
             r += 1
+        while out and not (self.dir / f"model_{len(out) - 1:03d}.pt").exists():
+            out.pop()
         return out
 
     def commit(self, record: dict[str, Any], state: dict[str, Any]) -> None:
@@ -113,12 +119,16 @@ def all_records(out_dir: Path) -> list[dict[str, Any]]:
     return recs
 
 
-def aggregate(out_dir: Path, order: list[str] | None = None, classes: list[str] | None = None) -> list[dict]:
+def aggregate(
+    out_dir: Path, order: list[str] | None = None, classes: list[str] | None = None
+) -> list[dict]:
     """Rewrite ``results.csv``, ``queries.jsonl`` and ``query_info.jsonl`` from the records."""
     out_dir = Path(out_dir)
     recs = all_records(out_dir)
     rank = {s: i for i, s in enumerate(order or [])}
-    recs.sort(key=lambda r: (rank.get(r["strategy"], len(rank)), r["strategy"], r["seed"], r["round"]))
+    recs.sort(
+        key=lambda r: (rank.get(r["strategy"], len(rank)), r["strategy"], r["seed"], r["round"])
+    )
     n_cls = max((len(r["per_class_accuracy"]) for r in recs), default=0)
     names = classes or [str(i) for i in range(n_cls)]
     class_fields = [f"acc_{_slug(names[i]) if i < len(names) else i}" for i in range(n_cls)]
@@ -127,12 +137,21 @@ def aggregate(out_dir: Path, order: list[str] | None = None, classes: list[str] 
     w.writerow(RESULT_FIELDS + class_fields)
     for r in recs:
         row = [r[k] for k in RESULT_FIELDS]
-        row += [_fmt(a) for a in r["per_class_accuracy"]] + [""] * (n_cls - len(r["per_class_accuracy"]))
+        row += [_fmt(a) for a in r["per_class_accuracy"]] + [""] * (
+            n_cls - len(r["per_class_accuracy"])
+        )
         w.writerow([_fmt(v) for v in row])
     write_text_atomic(out_dir / "results.csv", buf.getvalue())
     queries = "".join(
-        json.dumps({"strategy": r["strategy"], "seed": r["seed"], "round": r["round"],
-                    "indices": r["queried"]}) + "\n"
+        json.dumps(
+            {
+                "strategy": r["strategy"],
+                "seed": r["seed"],
+                "round": r["round"],
+                "indices": r["queried"],
+            }
+        )
+        + "\n"
         for r in recs
     )
     write_text_atomic(out_dir / "queries.jsonl", queries)

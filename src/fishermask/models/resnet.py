@@ -46,7 +46,9 @@ class ResNet18(Classifier):
         c_in = widths[0]
         for i, c_out in enumerate(widths):
             stride = 1 if i == 0 else 2
-            layers.append(nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)))
+            layers.append(
+                nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1))
+            )
             c_in = c_out
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.classifier = nn.Linear(widths[-1], num_classes)

@@ -28,11 +28,18 @@ def plot_learning_curves(
     for k in keys:
         c = cs[k]
         seeds = len(c.per_seed)
-        (line,) = ax.plot(c.n_labeled, 100 * c.mean, marker="o", ms=3, lw=1.6,
-                          label=f"{k} (n={seeds})")
+        (line,) = ax.plot(
+            c.n_labeled, 100 * c.mean, marker="o", ms=3, lw=1.6, label=f"{k} (n={seeds})"
+        )
         if seeds > 1:
-            ax.fill_between(c.n_labeled, 100 * (c.mean - c.std), 100 * (c.mean + c.std),
-                            color=line.get_color(), alpha=0.18, lw=0)
+            ax.fill_between(
+                c.n_labeled,
+                100 * (c.mean - c.std),
+                100 * (c.mean + c.std),
+                color=line.get_color(),
+                alpha=0.18,
+                lw=0,
+            )
     ax.set_xlabel("number of labeled images")
     ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
     if title:

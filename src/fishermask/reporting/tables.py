@@ -94,7 +94,8 @@ def summarize(rows: list[dict[str, Any]], metric: str = "accuracy") -> list[Summ
 
 def summary_markdown(summary: list[SummaryRow], metric: str = "accuracy") -> str:
     lines = [
-        f"| strategy | seeds | final labels | final {metric} | AULC | query s/round | train s/round |",
+        f"| strategy | seeds | final labels | final {metric} | AULC "
+        "| query s/round | train s/round |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summary:

@@ -127,8 +127,10 @@ class Strategy:
         sel = self.query(ctx, budget)
         idx = sel.indices.to(torch.int64).cpu()
         if len(idx) != budget or len(torch.unique(idx)) != budget:
-            raise RuntimeError(f"{self.name} returned {len(idx)} indices ({idx.tolist()[:10]}...) "
-                               f"for budget {budget}; expected {budget} unique ones.")
+            raise RuntimeError(
+                f"{self.name} returned {len(idx)} indices ({idx.tolist()[:10]}...) "
+                f"for budget {budget}; expected {budget} unique ones."
+            )
         if bool((ctx.pool.labels_of(idx) >= 0).any()):
             raise RuntimeError(f"{self.name} selected already-labeled pool items.")
         sel.indices = idx

@@ -144,7 +144,7 @@ def predict(
     batch_size: int = 512,
     embeddings: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Softmax probabilities ``[N, C]`` (and embeddings ``[N, D]``) on the model's device, eval mode."""
+    """Softmax probabilities ``[N, C]`` (and embeddings ``[N, D]``), eval mode, model's device."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -158,7 +158,11 @@ def predict(
     model.train(was_training)
     c = model.num_classes
     p = torch.cat(probs) if probs else torch.empty(0, c, device=device)
-    e = (torch.cat(embs) if embs else torch.empty(0, model.embedding_dim, device=device)) if embeddings else None
+    e = (
+        (torch.cat(embs) if embs else torch.empty(0, model.embedding_dim, device=device))
+        if embeddings
+        else None
+    )
     return p, e
 
 

@@ -1,0 +1,139 @@
+"""On-disk cache of decoded data sets, so slow formats are decoded once.
+
+Location: the ``cache_dir`` argument, else ``$FISHERMASK_CACHE``, else
+``~/.cache/fishermask``. An entry is a torch ``.pt`` file (``torch.save`` of a
+dict of tensors; it loaded as fast as an uncompressed ``.npz`` of the same
+arrays and keeps dtypes exactly) written atomically (temporary file, then
+``os.replace``). Its key hashes the loader format, the resolved source path, the
+size and mtime (ns) of every file the source consists of (the archive, or each
+file of a folder tree) and ``image_size``; changing any of them makes a new
+entry, and writing it deletes stale entries of the same source. An unreadable
+entry is rebuilt; a cache directory that cannot be written only warns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from fishermask.data.base import ImageDataset
+from fishermask.data.images import ImageSize, one_line
+from fishermask.errors import DataError
+
+CACHE_ENV = "FISHERMASK_CACHE"
+CACHE_VERSION = 1  # bump when the decoded content of any loader changes
+_TENSORS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache directory: argument, else ``$FISHERMASK_CACHE``, else ``~/.cache/fishermask``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "fishermask"
+
+
+def cache_path(
+    cache_dir: Path, fmt: str, source: Path, files: Sequence[Path], image_size: ImageSize | None
+) -> Path:
+    """The entry file for ``source`` decoded by loader ``fmt`` (see the module docstring)."""
+    source = source.resolve()
+    digest = hashlib.sha256(f"v{CACHE_VERSION}\0{fmt}\0{source}\0{image_size}\n".encode())
+    for f in sorted(files):
+        try:
+            st = f.stat()
+        except OSError as exc:
+            raise DataError(f"cannot read {f}: {exc.strerror or one_line(exc)}.") from None
+        digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return cache_dir / f"{_source_stem(source)}-{digest.hexdigest()[:20]}.pt"
+
+
+def cached(
+    cache_dir: Path,
+    fmt: str,
+    source: Path,
+    files: Sequence[Path],
+    image_size: ImageSize | None,
+    build: Callable[[], ImageDataset],
+) -> ImageDataset:
+    """Return the cached data set for this key, or ``build()`` it and store it."""
+    entry = cache_path(cache_dir, fmt, source, files, image_size)
+    if entry.is_file():
+        ds = _read(entry)
+        if ds is not None:
+            return ds
+    ds = build()
+    _write(entry, ds)
+    return ds
+
+
+def _source_stem(source: Path) -> str:
+    """``<readable name>-<hash of the path>``: entries of one source share this prefix."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.name)[:40] or "root"
+    return f"{name}-{hashlib.sha256(str(source).encode()).hexdigest()[:8]}"
+
+
+def _read(entry: Path) -> ImageDataset | None:
+    """Load an entry; None (with a warning) if it is unreadable or malformed."""
+    try:
+        d = torch.load(entry, map_location="cpu", weights_only=True)
+        return ImageDataset(
+            name=str(d["name"]),
+            classes=tuple(str(c) for c in d["classes"]),
+            **{k: d[k] for k in _TENSORS},
+        )
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+        DataError,
+    ) as exc:
+        warnings.warn(f"ignoring unreadable cache entry {entry}: {one_line(exc)}", stacklevel=3)
+        return None
+
+
+def _write(entry: Path, ds: ImageDataset) -> None:
+    """Store ``ds`` atomically and delete older entries of the same source; warn on failure."""
+    payload = {k: getattr(ds, k).contiguous() for k in _TENSORS}
+    payload.update(name=ds.name, classes=list(ds.classes), version=CACHE_VERSION)
+    tmp: str | None = None
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; let other users of a shared cache read it
+        os.replace(tmp, entry)
+        tmp = None
+        stem = entry.name.rsplit("-", 1)[0]
+        for old in entry.parent.glob(f"{glob_escape(stem)}-*.pt"):
+            if old != entry and old.name.rsplit("-", 1)[0] == stem:
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        warnings.warn(
+            f"could not write the data cache {entry}: {one_line(exc)}; set cache_dir or "
+            f"${CACHE_ENV} to a writable folder to avoid decoding again.",
+            stacklevel=3,
+        )
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    """Escape glob metacharacters (``*?[``) in ``text``."""
+    return re.sub(r"([*?\[])", r"[\1]", text)

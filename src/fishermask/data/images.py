@@ -1,0 +1,116 @@
+"""Decoding, resizing and stacking single images (shared by every loader).
+
+Index convention: N images, Ch channels (1 grey, 3 RGB), H x W pixels. A
+decoded image is a ``uint8`` array ``[H, W]`` (grey) or ``[H, W, 3]`` (RGB);
+a stacked batch is ``uint8`` ``[N, Ch, H, W]``. Sizes given by the user
+(``image_size``) are ``(H, W)``; PIL's ``(width, height)`` never leaks out.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fishermask.errors import ConfigError, DataError
+
+#: File name extensions read from image-folder trees (compared lower-case).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+#: Image formats that are recognised but not read: finding one is an error, not a silent skip.
+UNSUPPORTED_IMAGE_EXTENSIONS = (".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+#: PIL modes that become one grey channel; every other mode becomes RGB (alpha is dropped).
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+ImageSize = tuple[int, int]
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (our errors are single-line)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def check_image_size(image_size: Sequence[int] | None) -> ImageSize | None:
+    """Return ``image_size`` as an ``(H, W)`` tuple of positive ints, or raise ``ConfigError``."""
+    if image_size is None:
+        return None
+    ok = (
+        isinstance(image_size, Sequence)
+        and not isinstance(image_size, str)
+        and len(image_size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in image_size)
+    )
+    if not ok:
+        raise ConfigError(
+            f"`image_size`={image_size!r}, must be two positive integers (H, W), "
+            "e.g. (32, 32) or CLI --image-size 32x32."
+        )
+    return int(image_size[0]), int(image_size[1])
+
+
+def decode_image(source: bytes | Path, name: str, image_size: ImageSize | None) -> np.ndarray:
+    """Decode one PNG/JPEG file (path or bytes) into ``[H, W]`` or ``[H, W, 3]`` uint8.
+
+    ``name`` is how the file is called in error messages (e.g. an archive member).
+    If ``image_size`` is given the image is resized (bilinear) to ``(H, W)``.
+    """
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            img.load()
+            if img.mode not in ("L", "RGB"):
+                img = img.convert("L" if img.mode in GREY_MODES else "RGB")
+            if image_size is not None and img.size != (image_size[1], image_size[0]):
+                img = img.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+            return np.asarray(img, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(
+            f"cannot decode image {name}: {one_line(exc)}; replace or delete the file."
+        ) from None
+
+
+def stack_images(images: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """Stack decoded images into ``[N, Ch, H, W]`` uint8.
+
+    Grey images are repeated to 3 channels if any image is RGB. All images must
+    share one ``H x W``; otherwise a ``DataError`` names the first image (in the
+    given order) whose size differs from the most common size.
+    """
+    if not images:
+        raise DataError("no images to stack")  # loaders check for empty splits first
+    sizes = [img.shape[:2] for img in images]
+    if len(set(sizes)) > 1:
+        majority, count = Counter(sizes).most_common(1)[0]
+        i = next(i for i, s in enumerate(sizes) if s != majority)
+        raise DataError(
+            f"image {names[i]} is {sizes[i][0]}x{sizes[i][1]} (HxW) but {count} of "
+            f"{len(images)} images are {majority[0]}x{majority[1]}; pass image_size=(H, W) "
+            "(CLI: --image-size HxW) to resize every image to one size."
+        )
+    channels = 3 if any(img.ndim == 3 for img in images) else 1
+    h, w = sizes[0]
+    out = np.empty((len(images), channels, h, w), dtype=np.uint8)  # [N, Ch, H, W]
+    for i, img in enumerate(images):
+        out[i] = img.transpose(2, 0, 1) if img.ndim == 3 else img  # grey broadcasts to Ch
+    return out
+
+
+def resize_images(
+    x: np.ndarray, image_size: ImageSize, advance: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Resize a uint8 batch ``[N, Ch, H, W]`` (Ch in 1, 3) to ``[N, Ch, *image_size]``, bilinear."""
+    n, ch, h, w = x.shape
+    if (h, w) == tuple(image_size):
+        return x
+    out = np.empty((n, ch, *image_size), dtype=np.uint8)
+    for i in range(n):
+        img = Image.fromarray(x[i, 0] if ch == 1 else x[i].transpose(1, 2, 0))
+        img = img.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+        arr = np.asarray(img)
+        out[i] = arr if ch == 1 else arr.transpose(2, 0, 1)
+        if advance is not None:
+            advance(1)
+    return out

@@ -1,0 +1,192 @@
+"""Image-folder trees, as directories and as tar archives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fishermask.data import load_dataset
+from fishermask.errors import DataError
+
+CLASSES = ("ant", "cat", "dog")
+TRAIN_VALUES = [100, 200, 10, 11, 12, 30]  # ant: y.jpeg, z.jpg; cat: a, b, c.PNG; dog: 1
+TRAIN_LABELS = [0, 0, 1, 1, 1, 2]
+TEST_VALUES = [150, 15, 34, 35]  # ant: q; cat: q; dog: o, p
+TEST_LABELS = [0, 1, 2, 2]
+
+
+def values(x: torch.Tensor) -> list[int]:
+    """The (near-)constant value of each image, rounded (JPEG is lossy)."""
+    return [round(v) for v in x.float().mean(dim=(1, 2, 3)).tolist()]
+
+
+def check_tiny(ds, channels: int = 1, size: tuple[int, int] = (4, 6)) -> None:
+    assert ds.classes == CLASSES
+    assert ds.x_train.dtype == torch.uint8 and ds.y_train.dtype == torch.int64
+    assert ds.image_shape == (channels, *size)
+    assert ds.y_train.tolist() == TRAIN_LABELS and ds.y_test.tolist() == TEST_LABELS
+    assert all(abs(a - b) <= 2 for a, b in zip(values(ds.x_train), TRAIN_VALUES, strict=True))
+    assert values(ds.x_test) == TEST_VALUES
+
+
+def test_directory_tree(tmp_path, write_tree):
+    root = write_tree(tmp_path / "tiny")
+    ds = load_dataset(root, cache_dir=tmp_path / "cache")
+    check_tiny(ds)
+    assert ds.name == "tiny"
+    assert values(ds.x_train)[2:] == TRAIN_VALUES[2:]  # the PNGs are exact
+
+
+@pytest.mark.parametrize("prefix", ["", "tiny/", "./"])
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tgz", ".tar"])
+def test_tar_archive(tmp_path, write_tar, tree_members, prefix, suffix):
+    archive = write_tar(tmp_path / f"tiny{suffix}", tree_members(prefix=prefix))
+    ds = load_dataset(str(archive), cache_dir=tmp_path / "cache")
+    check_tiny(ds)
+    assert ds.name == "tiny"
+
+
+def test_tar_without_directory_entries(tmp_path, write_tar, tree_members):
+    members = {k: v for k, v in tree_members(prefix="top/").items() if v is not None}
+    check_tiny(load_dataset(write_tar(tmp_path / "t.tgz", members), cache_dir=tmp_path / "c"))
+
+
+def test_leading_folder_in_directory(tmp_path, write_tree):
+    write_tree(tmp_path / "outer" / "inner")
+    check_tiny(load_dataset(tmp_path / "outer", cache_dir=tmp_path / "cache"))
+
+
+def test_rgb_tree_has_three_channels(tmp_path, write_tree):
+    ds = load_dataset(write_tree(tmp_path / "t", mode="RGB"), cache_dir=tmp_path / "c")
+    check_tiny(ds, channels=3)
+
+
+def test_mixed_modes_become_rgb(tmp_path, write_tree, encode):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "dog" / "1.png").write_bytes(encode(30, mode="RGB"))
+    (root / "test" / "cat" / "q.png").write_bytes(encode(15, mode="RGBA"))
+    ds = load_dataset(root, cache_dir=tmp_path / "c")
+    check_tiny(ds, channels=3)
+    assert (ds.x_train[2] == 10).all()  # a grey image repeated over the three channels
+
+
+def test_palette_and_la_modes(tmp_path, write_tree, encode):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "dog" / "1.png").write_bytes(encode(30, mode="LA"))
+    (root / "test" / "cat" / "q.png").write_bytes(encode(15, mode="1"))
+    ds = load_dataset(root, cache_dir=tmp_path / "c")
+    assert ds.image_shape == (1, 4, 6)
+    assert values(ds.x_train)[-1] == 30 and set(ds.x_test[1].unique().tolist()) <= {0, 255}
+
+
+def test_image_size_resizes_everything(tmp_path, write_tree, encode):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "dog" / "1.png").write_bytes(encode(30, size=(9, 7)))
+    ds = load_dataset(root, image_size=(3, 5), cache_dir=tmp_path / "c")
+    check_tiny(ds, size=(3, 5))
+
+
+def test_mixed_sizes_without_image_size(tmp_path, write_tree, encode):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "cat" / "b.png").write_bytes(encode(11, size=(9, 7)))
+    with pytest.raises(DataError) as err:
+        load_dataset(root, cache_dir=tmp_path / "c")
+    msg = str(err.value)
+    assert "b.png" in msg and "9x7" in msg and "4x6" in msg
+    assert "image_size" in msg and "--image-size" in msg and "\n" not in msg
+
+
+def test_corrupt_image_in_directory(tmp_path, write_tree):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "cat" / "b.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"cannot decode image .*train/cat/b\.png"):
+        load_dataset(root, cache_dir=tmp_path / "c")
+
+
+def test_truncated_image_in_archive(tmp_path, write_tar, tree_members):
+    members = tree_members(prefix="top/")
+    members["top/test/dog/o.png"] = members["top/test/dog/o.png"][:30]
+    archive = write_tar(tmp_path / "t.tar.gz", members)
+    with pytest.raises(DataError) as err:
+        load_dataset(archive, cache_dir=tmp_path / "c")
+    assert "'top/test/dog/o.png' in archive" in str(err.value) and "t.tar.gz" in str(err.value)
+
+
+def test_truncated_archive(tmp_path, write_tar, tree_members):
+    archive = write_tar(tmp_path / "t.tar.gz", tree_members())
+    archive.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(DataError, match="cannot read archive"):
+        load_dataset(archive, cache_dir=tmp_path / "c")
+
+
+def test_empty_class_folder(tmp_path, write_tree):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "emu").mkdir()
+    (root / "train" / "emu" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match=r"class folder .*train/emu has no images"):
+        load_dataset(root, cache_dir=tmp_path / "c")
+
+
+def test_empty_class_folder_in_archive(tmp_path, write_tar, tree_members):
+    members = tree_members()
+    members["test/emu"] = None
+    with pytest.raises(DataError, match=r"class folder 'test/emu' in archive .* has no images"):
+        load_dataset(write_tar(tmp_path / "t.tar", members), cache_dir=tmp_path / "c")
+
+
+def test_class_sets_differ(tmp_path, write_tree, tiny_spec):
+    spec = {**tiny_spec, "test": {"ant": {"q.png": 1}, "cow": {"q.png": 2}}}
+    with pytest.raises(DataError) as err:
+        load_dataset(write_tree(tmp_path / "t", spec), cache_dir=tmp_path / "c")
+    assert "only in train ['cat', 'dog']" in str(err.value)
+    assert "only in test ['cow']" in str(err.value)
+
+
+@pytest.mark.parametrize("missing", ["train", "test"])
+def test_missing_split(tmp_path, write_tree, missing, tiny_spec):
+    spec = {k: v for k, v in tiny_spec.items() if k != missing}
+    with pytest.raises(DataError, match=f"no '{missing}' split in"):
+        load_dataset(write_tree(tmp_path / "t", spec), cache_dir=tmp_path / "c")
+
+
+def test_missing_split_in_archive(tmp_path, write_tar, tree_members):
+    members = {k: v for k, v in tree_members(prefix="x/").items() if "/test/" not in k}
+    with pytest.raises(DataError, match="no 'test' split in"):
+        load_dataset(write_tar(tmp_path / "t.tgz", members), cache_dir=tmp_path / "c")
+
+
+def test_image_outside_class_folder(tmp_path, write_tree, encode):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "stray.png").write_bytes(encode(1))
+    with pytest.raises(DataError, match="stray.png is not inside a class folder"):
+        load_dataset(root, cache_dir=tmp_path / "c")
+
+
+def test_nested_image_is_an_error(tmp_path, write_tree, encode):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "cat" / "more").mkdir()
+    (root / "train" / "cat" / "more" / "x.png").write_bytes(encode(1))
+    with pytest.raises(DataError, match="nested below its class folder"):
+        load_dataset(root, cache_dir=tmp_path / "c")
+
+
+def test_unsupported_image_type_is_an_error(tmp_path, write_tree):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "cat" / "x.bmp").write_bytes(b"BM")
+    with pytest.raises(DataError, match=r"x\.bmp has unsupported type \.bmp"):
+        load_dataset(root, cache_dir=tmp_path / "c")
+
+
+def test_hidden_and_other_files_are_skipped(tmp_path, write_tree):
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "cat" / "._a.png").write_bytes(b"AppleDouble junk")
+    (root / "train" / ".cache").mkdir()
+    (root / "train" / "cat" / "labels.csv").write_text("a,b")
+    (root / "README.txt").write_text("hello")
+    check_tiny(load_dataset(root, cache_dir=tmp_path / "c"))
+
+
+def test_extra_split_folder_warns(tmp_path, write_tree, tiny_spec):
+    root = write_tree(tmp_path / "t", {**tiny_spec, "val": {"cat": {"v.png": 1}}})
+    with pytest.warns(UserWarning, match="ignoring folder 'val'"):
+        check_tiny(load_dataset(root, cache_dir=tmp_path / "c"))

@@ -1,0 +1,79 @@
+"""Experiment configuration: parsing, layering, validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from fishermask.errors import ConfigError
+from fishermask.experiments.config import (
+    ExperimentConfig,
+    LoopConfig,
+    StrategySpec,
+    deep_merge,
+    parse_seeds,
+)
+
+
+def test_strategy_spec_parsing() -> None:
+    s = StrategySpec.parse("fishermask:sparsity=0.01,mode=dispersed,label=fm1")
+    assert s == StrategySpec("fishermask", {"sparsity": 0.01, "mode": "dispersed"}, "fm1")
+    assert s.key == "fm1"
+    d = StrategySpec.parse({"name": "bait", "lam": 2, "label": "b"})
+    assert d == StrategySpec("bait", {"lam": 2}, "b")
+    with pytest.raises(ConfigError, match="key=value"):
+        StrategySpec.parse("bait:oops")
+
+
+def test_comma_lists_keep_options_with_their_strategy() -> None:
+    cfg = ExperimentConfig.from_dict({"strategies": "random,fishermask:sparsity=0.01,lam=2,margin"})
+    assert [s.name for s in cfg.strategies] == ["random", "fishermask", "margin"]
+    assert cfg.strategies[1].options == {"sparsity": 0.01, "lam": 2}
+
+
+def test_seeds() -> None:
+    assert parse_seeds(3) == (0, 1, 2)
+    assert parse_seeds("3") == (0, 1, 2)
+    assert parse_seeds("0,5,7") == (0, 5, 7)
+    assert parse_seeds([2, 4]) == (2, 4)
+    with pytest.raises(ConfigError, match="Seeds"):
+        parse_seeds("a,b")
+    with pytest.raises(ConfigError, match="repeat"):
+        ExperimentConfig.from_dict({"seeds": [1, 1]})
+
+
+def test_loop_sizes() -> None:
+    assert LoopConfig(initial=250, query_size=250, budget=5750).query_sizes(5750) == [250] * 22
+    assert LoopConfig(initial=10, query_size=7, budget=30).query_sizes(100) == [7, 7, 6]
+    assert LoopConfig(initial=10, query_size=5, rounds=2).query_sizes(100) == [5, 5]
+    with pytest.raises(ConfigError, match="Budget 200 is larger than the pool \\(100"):
+        LoopConfig(initial=10, query_size=5, budget=200).query_sizes(100)
+    with pytest.raises(ConfigError, match="smaller than the initial"):
+        LoopConfig(initial=10, query_size=5, budget=5)
+
+
+def test_unknown_keys_and_duplicates() -> None:
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) widht in \[model\]"):
+        ExperimentConfig.from_dict({"model": {"widht": 1}})
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) foo in \[experiment\]"):
+        ExperimentConfig.from_dict({"foo": 1})
+    with pytest.raises(ConfigError, match="appear twice"):
+        ExperimentConfig.from_dict({"strategies": ["random", "random"]})
+
+
+def test_round_trip_through_dict() -> None:
+    cfg = ExperimentConfig.from_dict(
+        {
+            "data": {"dataset": "digits", "class_counts": [5, 0, 5], "image_size": "16x16"},
+            "strategies": ["random", {"name": "kcenter", "label": "kc"}],
+            "seeds": 2,
+        }
+    )
+    assert cfg.data.image_size == (16, 16) and cfg.data.class_counts == (5, 0, 5)
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_deep_merge() -> None:
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"b": 3}}) == {
+        "a": {"b": 3, "c": 2},
+        "d": 1,
+    }

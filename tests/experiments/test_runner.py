@@ -1,0 +1,151 @@
+"""The experiment runner: outputs, determinism, resume after a kill (SIGKILL too)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.runner import Experiment, run_experiment
+
+SMALL = {
+    "data": {"dataset": "digits"},
+    "model": {"name": "cnn", "width": 0.25},
+    "train": {"max_epochs": 2, "batch_size": 32},
+    "loop": {"initial": 20, "query_size": 10, "rounds": 2},
+    "strategies": ["random", "entropy", "kcenter"],
+    "seeds": [0, 1],
+    "device": "cpu",
+}
+
+
+def _run(tmp: Path, raw: dict = SMALL) -> list[dict]:
+    exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
+    return run_experiment(exp, tmp)
+
+
+def test_writes_outputs_with_one_row_per_round(tmp_path: Path) -> None:
+    recs = _run(tmp_path)
+    assert len(recs) == 3 * 2 * 3
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert len(rows) == 18
+    need = {
+        "strategy",
+        "seed",
+        "round",
+        "n_labeled",
+        "accuracy",
+        "balanced_accuracy",
+        "query_seconds",
+        "train_seconds",
+    }
+    assert need <= set(rows[0])
+    assert [int(r["n_labeled"]) for r in rows[:3]] == [20, 30, 40]
+    queries = [json.loads(line) for line in open(tmp_path / "queries.jsonl")]
+    assert len(queries) == 18
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["config"]["loop"]["query_size"] == 10 and "torch" in cfg["versions"]
+    # every strategy starts from the same labeled set and model for a given seed
+    r0 = {(q["strategy"], q["seed"]): q["indices"] for q in queries if q["round"] == 0}
+    assert r0[("random", 0)] == r0[("entropy", 0)] == r0[("kcenter", 0)]
+    assert r0[("random", 0)] != r0[("random", 1)]
+    acc0 = {(r["strategy"], int(r["seed"])): r["accuracy"] for r in rows if r["round"] == "0"}
+    assert acc0[("random", 0)] == acc0[("entropy", 0)]
+    # no pool item is labeled twice within a trial
+    for key in r0:
+        idx = sum((q["indices"] for q in queries if (q["strategy"], q["seed"]) == key), [])
+        assert len(idx) == len(set(idx)) == 40
+
+
+def test_same_seed_same_queries(tmp_path: Path) -> None:
+    _run(tmp_path / "a")
+    _run(tmp_path / "b")
+    assert (tmp_path / "a/queries.jsonl").read_text() == (tmp_path / "b/queries.jsonl").read_text()
+    a = [r["accuracy"] for r in csv.DictReader(open(tmp_path / "a/results.csv"))]
+    b = [r["accuracy"] for r in csv.DictReader(open(tmp_path / "b/results.csv"))]
+    assert a == b
+
+
+def test_resume_after_losing_rounds_gives_same_results(tmp_path: Path) -> None:
+    _run(tmp_path / "full")
+    _run(tmp_path / "cut")
+    trials = tmp_path / "cut/trials"
+    # as if killed: one trial lost its last round, another never started past round 0
+    (trials / "entropy__seed1/round_002.json").unlink()
+    for f in (trials / "kcenter__seed0").glob("round_00[12].json"):
+        f.unlink()
+    (trials / "kcenter__seed0/.model_001.pt.x.tmp").write_bytes(b"half")
+    _run(tmp_path / "cut")
+    assert not list(trials.rglob("*.tmp"))
+    full = (tmp_path / "full/queries.jsonl").read_text()
+    assert (tmp_path / "cut/queries.jsonl").read_text() == full
+
+
+def test_rerun_with_other_config_is_refused(tmp_path: Path) -> None:
+    _run(tmp_path)
+    other = {**SMALL, "loop": {**SMALL["loop"], "query_size": 5}}
+    from fishermask.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"different configuration \(differs in: .*query_size"):
+        _run(tmp_path, other)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "fishermask.cli",
+        "run",
+        "--dataset",
+        "digits",
+        "--model",
+        "cnn",
+        "--width",
+        "0.25",
+        "--max-epochs",
+        "3",
+        "--initial",
+        "20",
+        "--query-size",
+        "10",
+        "--rounds",
+        "3",
+        "--seeds",
+        "2",
+        "--strategy",
+        "entropy,margin",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    subprocess.run([*args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(
+        [*args, "--out", str(cut)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    target = cut / "trials/entropy__seed1/round_001.json"
+    deadline = time.time() + 120
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert target.exists(), "the run ended before it could be killed mid-way"
+    assert not (cut / "trials/margin__seed1/round_003.json").exists()
+    subprocess.run([*args, "--out", str(cut)], check=True, capture_output=True)
+    assert (cut / "queries.jsonl").read_text() == (tmp_path / "full/queries.jsonl").read_text()
+    full_rows = (tmp_path / "full/results.csv").read_text().splitlines()
+    cut_rows = (cut / "results.csv").read_text().splitlines()
+    strip = lambda rows: [r.split(",")[:6] for r in rows]  # noqa: E731 - drop timings
+    assert strip(cut_rows) == strip(full_rows)

@@ -1,0 +1,68 @@
+"""The contract every registered strategy obeys (style.md): budget-many unique unlabeled
+indices, the same result under the same seed, the model unchanged, a clear error when the
+budget exceeds the pool."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fishermask import strategies
+from fishermask.errors import ConfigError
+from tests.strategies.conftest import make_context
+
+ALL = strategies.available()
+
+
+def _params(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.state_dict().values()]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_returns_budget_unique_unlabeled(name: str) -> None:
+    ctx = make_context()
+    sel = strategies.get(name).select(ctx, 7)
+    assert len(sel.indices) == 7
+    assert len(set(sel.indices.tolist())) == 7
+    assert not (ctx.pool.labels_of(sel.indices) >= 0).any()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_deterministic_under_seed(name: str) -> None:
+    a = strategies.get(name).select(make_context(generator_seed=5), 6).indices
+    b = strategies.get(name).select(make_context(generator_seed=5), 6).indices
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_model_unchanged(name: str) -> None:
+    ctx = make_context()
+    before = _params(ctx.model)
+    aux = strategies.get(name).make_auxiliary(ctx.model)
+    if aux is not None:
+        ctx.aux = aux.eval()
+    strategies.get(name).select(ctx, 5)
+    after = _params(ctx.model)
+    assert all(torch.equal(x, y) for x, y in zip(before, after, strict=True))
+    assert not ctx.model.training
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_budget_larger_than_pool_is_a_clear_error(name: str) -> None:
+    ctx = make_context(n=30, n_labeled=10)
+    with pytest.raises(ConfigError, match=r"budget 21 is larger than the unlabeled pool \(20"):
+        strategies.get(name).select(ctx, 21)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_whole_pool(name: str) -> None:
+    ctx = make_context(n=30, n_labeled=10)
+    sel = strategies.get(name).select(ctx, 20)
+    assert sorted(sel.indices.tolist()) == ctx.pool.unlabeled.tolist()
+
+
+def test_unknown_strategy_and_option() -> None:
+    with pytest.raises(ConfigError, match="Unknown strategy 'nope'; supported: .*entropy"):
+        strategies.get("nope")
+    with pytest.raises(ConfigError, match="Unknown option.*foo.*'random'"):
+        strategies.get("random", foo=1)

@@ -1,0 +1,173 @@
+"""The command line: bad input gives one clear line, a non-zero exit, and writes nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fishermask.cli import app
+
+runner = CliRunner()
+FAST = [
+    "--model",
+    "cnn",
+    "--width",
+    "0.25",
+    "--max-epochs",
+    "1",
+    "--seeds",
+    "1",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
+
+
+def _tree(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> Path:
+    """An image-folder tree with train/test splits; ``sizes`` maps class -> image sizes."""
+    for split in ("train", "test"):
+        for cls, shapes in sizes.items():
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i, (w, h) in enumerate(shapes):
+                arr = np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"{i}.png")
+    return root
+
+
+def _fails(args: list[str], tmp_path: Path, *expected: str) -> str:
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", *args, "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    msg = res.stderr.strip()
+    assert len(msg.splitlines()) == 1, msg
+    assert msg.startswith("error:")
+    for e in expected:
+        assert e in msg, msg
+    assert not out.exists(), "a failed run must not leave a run directory behind"
+    return msg
+
+
+def test_unknown_dataset(tmp_path: Path) -> None:
+    _fails(["--dataset", str(tmp_path / "nope")], tmp_path, "nope")
+
+
+def test_budget_larger_than_pool(tmp_path: Path) -> None:
+    _fails(["--dataset", "digits", "--budget", "5000", *FAST], tmp_path, "5000", "1437")
+
+
+def test_rounds_beyond_pool(tmp_path: Path) -> None:
+    _fails(
+        ["--dataset", "digits", "--initial", "400", "--query-size", "400", "--rounds", "3", *FAST],
+        tmp_path,
+        "1600",
+        "1437",
+    )
+
+
+def test_preset_asks_for_too_many(tmp_path: Path) -> None:
+    _fails(["--dataset", "digits", "--preset", "setting1", *FAST], tmp_path, "250", "142")
+
+
+def test_corrupt_image_is_named(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data", {"a": [(8, 8)] * 3, "b": [(8, 8)] * 3})
+    (root / "train" / "b" / "1.png").write_bytes(b"not an image at all")
+    _fails(["--dataset", str(root), *FAST], tmp_path, "1.png")
+
+
+def test_mixed_sizes_refused_with_fix(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data", {"a": [(8, 8)] * 3, "b": [(8, 8), (9, 7), (8, 8)]})
+    _fails(["--dataset", str(root), *FAST], tmp_path, "image-size")
+
+
+def test_empty_class_folder(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "data", {"a": [(8, 8)] * 3, "b": [(8, 8)] * 3})
+    (root / "train" / "c").mkdir()
+    _fails(["--dataset", str(root), *FAST], tmp_path, "c")
+
+
+def test_labels_out_of_range(tmp_path: Path) -> None:
+    x = np.zeros((10, 8, 8), dtype=np.uint8)
+    y = np.arange(10) % 3
+    y_bad = y.copy()
+    y_bad[4] = -1
+    path = tmp_path / "bad.npz"
+    np.savez(path, x_train=x, y_train=y_bad, x_test=x, y_test=y)
+    _fails(["--dataset", str(path), *FAST], tmp_path, "-1")
+
+
+def test_unknown_strategy_and_config_key(tmp_path: Path) -> None:
+    _fails(["--dataset", "digits", "--strategy", "nope", *FAST], tmp_path, "nope", "entropy")
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("loop: {initial: 10, qurey_size: 5}\n")
+    _fails(["--config", str(cfg)], tmp_path, "qurey_size")
+
+
+def test_config_file_profile_and_cli_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(
+        "data: {dataset: digits}\n"
+        "model: {name: mlp, width: 0.25}\n"
+        "train: {max_epochs: 1}\n"
+        "loop: {initial: 10, query_size: 5, rounds: 3}\n"
+        "strategies: [random, entropy]\n"
+        "seeds: [4]\n"
+        "profiles:\n  tiny: {loop: {rounds: 1}}\n"
+    )
+    out = tmp_path / "run"
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--config",
+            str(cfg),
+            "--profile",
+            "tiny",
+            "--query-size",
+            "7",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "config.json").read_text())["config"]
+    assert meta["loop"] == {"initial": 10, "query_size": 7, "rounds": 1, "budget": None}
+    assert meta["model"]["name"] == "mlp" and meta["seeds"] == [4]
+    for f in ("results.csv", "queries.jsonl", "config.json", "learning_curves.png", "summary.md"):
+        assert (out / f).exists(), f
+    assert "learning_curves.png" in res.stdout
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2
+
+
+def test_toml_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(
+        'seeds = [1]\nstrategies = ["margin"]\n[data]\ndataset = "digits"\n'
+        '[model]\nname = "cnn"\nwidth = 0.25\n[train]\nmax_epochs = 1\n'
+        "[loop]\ninitial = 10\nquery_size = 5\nrounds = 1\n"
+    )
+    res = runner.invoke(
+        app, ["run", "--config", str(cfg), "--no-progress", "--out", str(tmp_path / "r")]
+    )
+    assert res.exit_code == 0, res.output
+
+
+def test_strategies_listing() -> None:
+    res = runner.invoke(app, ["strategies"])
+    assert res.exit_code == 0 and "kcenter" in res.stdout
+
+
+@pytest.mark.parametrize("stream", [io.StringIO()])
+def test_help(stream: io.StringIO) -> None:
+    res = runner.invoke(app, ["run", "--help"])
+    assert res.exit_code == 0 and "--query-size" in res.stdout

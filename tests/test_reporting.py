@@ -1,0 +1,59 @@
+"""Tables and plots from results rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fishermask.reporting import aulc, curves, plot_learning_curves, summarize, summary_markdown
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for strat, base in (("a", 0.5), ("b", 0.6)):
+        for seed in (0, 1):
+            for r, n in enumerate((10, 20, 40)):
+                rows.append(
+                    {
+                        "strategy": strat,
+                        "seed": seed,
+                        "round": r,
+                        "n_labeled": n,
+                        "accuracy": base + 0.1 * r + 0.02 * seed,
+                        "query_seconds": 1.0,
+                        "train_seconds": 2.0,
+                    }
+                )
+    return rows
+
+
+def test_aulc_is_mean_accuracy_over_the_label_range() -> None:
+    assert aulc(np.array([0, 10]), np.array([0.2, 0.4])) == pytest.approx(0.3)
+    assert aulc(np.array([10, 20, 40]), np.array([0.5, 0.6, 0.7])) == pytest.approx(
+        (10 * 0.55 + 20 * 0.65) / 30
+    )
+    assert aulc(np.array([5]), np.array([0.4])) == pytest.approx(0.4)
+
+
+def test_curves_and_summary() -> None:
+    cs = curves(_rows())
+    assert cs["a"].n_labeled.tolist() == [10, 20, 40]
+    assert cs["a"].mean == pytest.approx([0.51, 0.61, 0.71])
+    assert cs["a"].std == pytest.approx([0.01, 0.01, 0.01])
+    s = {row.strategy: row for row in summarize(_rows())}
+    assert s["b"].final_mean == pytest.approx(0.81) and s["b"].seeds == 2
+    assert s["a"].aulc_mean == pytest.approx((10 * 0.56 + 20 * 0.66) / 30)
+    md = summary_markdown(list(s.values()))
+    assert "| b | 2 | 40 | 81.00 ± 1.00 |" in md
+
+
+def test_curves_keep_rounds_all_seeds_finished() -> None:
+    rows = [r for r in _rows() if not (r["seed"] == 1 and r["round"] == 2)]
+    assert curves(rows)["a"].n_labeled.tolist() == [10, 20]
+
+
+def test_plot_writes_png(tmp_path: Path) -> None:
+    p = plot_learning_curves(_rows(), tmp_path / "x" / "curves.png", title="t")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,135 @@
+"""Augmentation, normalisation, training stop rules and metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fishermask.errors import ConfigError
+from fishermask.models import build_model
+from fishermask.training import (
+    Normalizer,
+    TrainConfig,
+    evaluate,
+    make_augmenter,
+    metrics_from_predictions,
+    train,
+)
+from fishermask.training.augment import random_crop, random_hflip
+
+
+def test_random_crop_matches_per_image_reference() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 5, 7, generator=g)
+    out = random_crop(x, 2, torch.Generator().manual_seed(1))
+    g2 = torch.Generator().manual_seed(1)
+    oy = torch.randint(0, 5, (6,), generator=g2)
+    ox = torch.randint(0, 5, (6,), generator=g2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(6):
+        ref = padded[i, :, oy[i] : oy[i] + 5, ox[i] : ox[i] + 7]
+        assert torch.equal(out[i], ref)
+
+
+def test_hflip_flips_about_half() -> None:
+    x = torch.arange(2000 * 3, dtype=torch.float32).reshape(2000, 1, 1, 3)
+    out = random_hflip(x, torch.Generator().manual_seed(0))
+    flipped = (out[:, 0, 0, 0] == x[:, 0, 0, 2]).float().mean()
+    assert 0.45 < flipped < 0.55
+    same = (out == x).all(dim=(1, 2, 3)) | (out == x.flip(-1)).all(dim=(1, 2, 3))
+    assert same.all()
+
+
+def test_normalizer_fit_and_apply() -> None:
+    imgs = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8)
+    norm = Normalizer.fit(imgs)
+    z = norm(imgs, torch.float64)
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(3, dtype=torch.float64), atol=1e-4)
+
+
+def test_auto_augment_flips_rgb_only() -> None:
+    norm = Normalizer((0.5,), (0.5,))
+    assert make_augmenter(TrainConfig(), norm, 3).hflip
+    assert not make_augmenter(TrainConfig(), norm, 1).hflip
+    assert make_augmenter(TrainConfig(augment="none"), norm, 3).crop_padding == 0
+
+
+def _toy(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    x = torch.randint(0, 60, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    x[y == 1, :, :4] += 150  # class 1 is bright on top: easy to learn
+    return x, y
+
+
+def test_train_stops_at_target_accuracy_or_cap() -> None:
+    x, y = _toy()
+    norm = Normalizer.fit(x)
+    cfg = TrainConfig(max_epochs=60, augment="none", batch_size=8)
+    torch.manual_seed(0)
+    model = build_model("cnn", 2, (1, 8, 8), 0.5)
+    res = train(
+        model, x, y, cfg, make_augmenter(cfg, norm, 1), generator=torch.Generator().manual_seed(0)
+    )
+    assert res.train_accuracy >= 0.99 and res.epochs < 60
+    assert not model.training
+    assert evaluate(model, x, y, norm).accuracy > 0.9
+    fixed = TrainConfig(stop="epochs", epochs=3, augment="none")
+    res = train(
+        build_model("cnn", 2, (1, 8, 8), 0.5),
+        x,
+        y,
+        fixed,
+        make_augmenter(fixed, norm, 1),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert res.epochs == 3
+
+
+def test_sgd_with_milestones_runs() -> None:
+    x, y = _toy(16)
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, stop="epochs", epochs=2, milestones=(1,))
+    model = build_model("mlp", 2, (1, 8, 8), 0.25)
+    train(
+        model,
+        x,
+        y,
+        cfg,
+        make_augmenter(cfg, Normalizer.fit(x), 1),
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def test_training_is_deterministic() -> None:
+    x, y = _toy()
+    norm = Normalizer.fit(x)
+    cfg = TrainConfig(max_epochs=3)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        m = build_model("cnn", 2, (1, 8, 8), 0.5)
+        train(
+            m, x, y, cfg, make_augmenter(cfg, norm, 1), generator=torch.Generator().manual_seed(2)
+        )
+        states.append(m.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_metrics() -> None:
+    pred = torch.tensor([0, 0, 1, 1, 2, 0])
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    m = metrics_from_predictions(pred, y, 3)
+    assert m.accuracy == pytest.approx(3 / 6)
+    assert m.per_class_accuracy[:2] == pytest.approx((2 / 3, 1 / 3))
+    assert math.isnan(m.per_class_accuracy[2])
+    assert m.balanced_accuracy == pytest.approx(0.5)
+
+
+def test_bad_train_config() -> None:
+    with pytest.raises(ConfigError, match="optimizer 'rmsprop'"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="target_accuracy"):
+        TrainConfig(target_accuracy=1.5)
