@@ -194,6 +194,7 @@ def _run(cfg: Any, out_dir: Path, show_progress: bool) -> None:
         f"(width {cfg.model.width}) on {exp.device}; {len(cfg.strategies)} strategies x "
         f"{len(cfg.seeds)} seeds x {len(exp.query_sizes) + 1} rounds -> {out_dir}",
         highlight=False,
+        soft_wrap=True,
     )
     bar = RichProgress(err_console) if show_progress else NullProgress()
     try:
