@@ -7,6 +7,7 @@ seeds) in a few minutes on a laptop CPU.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,7 @@ def _cli_overrides(**opts: Any) -> dict[str, Any]:
         "augment": ("train", "augment"),
         "seeds": ("seeds",),
         "device": ("device",),
+        "threads": ("threads",),
     }
     out: dict[str, Any] = {}
     for key, value in opts.items():
@@ -136,6 +138,21 @@ def run(
     profile: Annotated[
         str | None, typer.Option(help="Named profile inside the config file.")
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="Torch CPU threads per trial (results depend on it; default 1)."),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Trials run in parallel processes; 0 = one per CPU core (CPU) or 1 (CUDA). Results do not depend on it."
+        ),
+    ] = 0,
+    executor: Annotated[str, typer.Option(help="local (worker processes) or ray.")] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address for --executor ray (default: start a local Ray)."),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Run directory; rerun with the same --out to resume.")
     ] = None,
@@ -169,17 +186,20 @@ def run(
             augment=augment,
             seeds=seeds,
             device=device,
+            threads=threads,
         )
         if strategy:
             overrides["strategies"] = ",".join(strategy)
         cfg = ExperimentConfig.from_dict(deep_merge(raw, overrides))
         out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-        _run(cfg, out_dir, progress)
+        _run(cfg, out_dir, progress, workers, executor, address)
     except FishermaskError as e:
         _fail(str(e))
 
 
-def _run(cfg: Any, out_dir: Path, show_progress: bool) -> None:
+def _run(
+    cfg: Any, out_dir: Path, show_progress: bool, workers: int, executor: str, address: str | None
+) -> None:
     from fishermask.experiments.progress import NullProgress, RichProgress
     from fishermask.experiments.runner import Experiment, run_experiment
     from fishermask.experiments.store import read_results, write_text_atomic
@@ -188,18 +208,24 @@ def _run(cfg: Any, out_dir: Path, show_progress: bool) -> None:
     start = time.perf_counter()
     exp = Experiment.prepare(cfg, progress=show_progress)
     ds = exp.data
+    if workers <= 0:
+        trials = len(cfg.strategies) * len(cfg.seeds)
+        workers = 1 if exp.device.type == "cuda" else min(os.cpu_count() or 1, trials)
     err_console.print(
         f"{ds.name}: {len(ds.y_train)} pool / {len(ds.y_test)} test images, "
         f"{ds.num_classes} classes, {'x'.join(map(str, ds.image_shape))}; model {cfg.model.name} "
         f"(width {cfg.model.width}) on {exp.device}; {len(cfg.strategies)} strategies x "
-        f"{len(cfg.seeds)} seeds x {len(exp.query_sizes) + 1} rounds -> {out_dir}",
+        f"{len(cfg.seeds)} seeds x {len(exp.query_sizes) + 1} rounds -> {out_dir}"
+        + (f" ({workers} workers, {executor})" if workers > 1 or executor != "local" else ""),
         highlight=False,
         soft_wrap=True,
     )
     bar = RichProgress(err_console) if show_progress else NullProgress()
     try:
         with bar:
-            run_experiment(exp, out_dir, progress=bar)
+            run_experiment(
+                exp, out_dir, progress=bar, workers=workers, executor=executor, address=address
+            )
     except KeyboardInterrupt:
         _fail(f"interrupted; run the same command with --out {out_dir} to resume.", 130)
     rows = read_results(out_dir / "results.csv")

@@ -161,6 +161,7 @@ class ExperimentConfig:
     )
     seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "auto"
+    threads: int = 1  # torch CPU threads per trial; results depend on it, so it is fixed
 
     def __post_init__(self) -> None:
         if not self.strategies:
@@ -175,6 +176,7 @@ class ExperimentConfig:
             raise ConfigError("No seed given; pass --seeds N or --seeds 0,1,2.")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"Seeds {list(self.seeds)} repeat a value.")
+        check_positive("threads", self.threads)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -201,6 +203,8 @@ class ExperimentConfig:
             kwargs["seeds"] = parse_seeds(raw["seeds"])
         if "device" in raw:
             kwargs["device"] = str(raw["device"])
+        if "threads" in raw:
+            kwargs["threads"] = int(raw["threads"])
         return cls(**kwargs)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -86,7 +87,11 @@ class Experiment:
         strats = {s.key: strategies.get(s.name, **s.options) for s in config.strategies}
         data = load_experiment_data(config, progress)
         sizes = config.loop.query_sizes(len(data.y_train))
-        return cls(config, data, Normalizer.fit(data.x_train), device, strats, sizes)
+        exp = cls(config, data, Normalizer.fit(data.x_train), device, strats, sizes)
+        model = exp.new_model(0, 0)
+        for strategy in strats.values():
+            strategy.check(model)
+        return exp
 
     def new_model(self, seed: int, round_: int) -> Classifier:
         torch.manual_seed(derive_seed(seed, round_, "init"))
@@ -116,7 +121,7 @@ class Experiment:
                 "numpy": np.__version__,
                 "platform": platform.platform(),
                 "device": _device_name(self.device),
-                "threads": torch.get_num_threads(),
+                "cpu_count": os.cpu_count(),
             },
         }
 
@@ -184,6 +189,10 @@ def run_trial(
     """Run (or resume) one (strategy, seed) trial; returns its round records."""
     progress = progress or NullProgress()
     cfg = exp.config
+    torch.set_num_threads(cfg.threads)
+    if exp.device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     strategy = exp.strategies[spec.key]
     store = TrialStore(out_dir, spec.key, seed)
     records = store.records()
@@ -296,18 +305,45 @@ def _sync(device: torch.device) -> None:
 
 
 def run_experiment(
-    exp: Experiment, out_dir: Path, *, progress: NullProgress | None = None
+    exp: Experiment,
+    out_dir: Path,
+    *,
+    progress: NullProgress | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (strategy, seed) trial of ``exp`` into ``out_dir`` (resuming what is there)."""
+    """Run every (strategy, seed) trial of ``exp`` into ``out_dir`` (resuming what is there).
+
+    ``workers > 1`` runs trials in that many processes (``executor="local"``); with
+    ``executor="ray"`` they run as Ray tasks on the cluster at ``address`` (a local Ray
+    instance when ``None``; ``out_dir`` must then be on a file system all nodes share).
+    Results do not depend on either: each trial draws only from its own seeded generators
+    and runs with ``config.threads`` torch threads wherever it runs.
+    """
     out_dir = Path(out_dir)
     open_run_dir(exp, out_dir)
     order = [s.key for s in exp.config.strategies]
     classes = list(exp.data.classes)
+    trials = [(spec.key, seed) for spec in exp.config.strategies for seed in exp.config.seeds]
+    if executor == "local" and workers <= 1:
+        specs = {s.key: s for s in exp.config.strategies}
 
-    def on_commit(_: dict[str, Any]) -> None:
-        aggregate(out_dir, order, classes)
+        def on_commit(_: dict[str, Any]) -> None:
+            aggregate(out_dir, order, classes)
 
-    for spec in exp.config.strategies:
-        for seed in exp.config.seeds:
-            run_trial(exp, spec, seed, out_dir, progress=progress, on_commit=on_commit)
+        for key, seed in trials:
+            run_trial(exp, specs[key], seed, out_dir, progress=progress, on_commit=on_commit)
+    else:
+        from fishermask.experiments.parallel import run_parallel
+
+        run_parallel(
+            exp,
+            out_dir,
+            trials,
+            workers=workers,
+            executor=executor,
+            address=address,
+            progress=progress,
+        )
     return aggregate(out_dir, order, classes)
