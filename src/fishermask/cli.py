@@ -257,6 +257,24 @@ def _run(
     console.print(f"done in {time.perf_counter() - start:.0f} s", highlight=False)
 
 
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (one per setting).")],
+    out: Annotated[Path, typer.Option(help="Where the figures and report.md go.")] = Path("report"),
+    method: Annotated[str, typer.Option(help="Strategy compared with every other one.")] = (
+        "fishermask"
+    ),
+) -> None:
+    """Figures, AULC/final-accuracy tables, timings and paired comparisons from results files."""
+    from fishermask.reporting.report import build_report
+
+    try:
+        path = build_report(run_dirs, out, method=method)
+    except FishermaskError as e:
+        _fail(str(e))
+    console.print(f"report: {path}", soft_wrap=True, highlight=False)
+
+
 @app.command("strategies")
 def list_strategies() -> None:
     """List the registered query strategies and their options."""

@@ -1,0 +1,144 @@
+"""``fishermask report``: figures, tables and a Markdown summary from run directories.
+
+Reads only the results files of each run directory (``results.csv``, and when present
+``config.json`` for the title and ``query_info.jsonl`` for FisherMask's mask profile).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from fishermask.errors import DataError  # noqa: E402
+from fishermask.experiments.store import read_results, write_json_atomic, write_text_atomic  # noqa: E402
+from fishermask.reporting.compare import paired_aulc_differences  # noqa: E402
+from fishermask.reporting.plots import plot_learning_curves  # noqa: E402
+from fishermask.reporting.tables import summarize, summary_markdown  # noqa: E402
+
+
+def _title(run_dir: Path) -> str:
+    cfg = run_dir / "config.json"
+    if cfg.exists():
+        meta = json.loads(cfg.read_text())
+        data = meta.get("config", {}).get("data", {})
+        name = meta.get("dataset", {}).get("name") or Path(str(data.get("dataset", ""))).name
+        preset = data.get("preset")
+        model = meta.get("config", {}).get("model", {})
+        bits = [name] + ([preset] if preset else [])
+        return f"{' '.join(bits)} — {model.get('name', '')} width {model.get('width', '')}"
+    return run_dir.name
+
+
+def mask_profile(run_dir: Path) -> list[dict[str, Any]] | None:
+    """Mean kept fraction per parameter tensor over all FisherMask queries of a run."""
+    path = run_dir / "query_info.jsonl"
+    if not path.exists():
+        return None
+    kept: dict[str, list[float]] = defaultdict(list)
+    sizes: dict[str, int] = {}
+    order: list[str] = []
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        for row in rec.get("mask_profile", []):
+            if row["name"] not in sizes:
+                order.append(row["name"])
+            sizes[row["name"]] = row["size"]
+            kept[row["name"]].append(row["kept"])
+    if not order:
+        return None
+    return [
+        {
+            "name": n,
+            "size": sizes[n],
+            "mean_kept": sum(kept[n]) / len(kept[n]),
+            "fraction": sum(kept[n]) / len(kept[n]) / sizes[n],
+        }
+        for n in order
+    ]
+
+
+def plot_mask_profile(profile: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """The paper's Fig. 2: fraction of each parameter tensor's weights in the mask."""
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=150)
+    xs = range(1, len(profile) + 1)
+    ax.bar(xs, [100 * p["fraction"] for p in profile], color="#3a6ea5")
+    ax.set_xlabel("parameter tensor (model order; conv, BatchNorm, linear weights and biases)")
+    ax.set_ylabel("weights in mask (%)")
+    ax.set_yscale("symlog", linthresh=0.1)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
+
+
+def build_report(run_dirs: list[Path], out: Path, *, method: str = "fishermask") -> Path:
+    """Write figures, ``report.md`` and ``report.json`` for ``run_dirs`` into ``out``."""
+    out = Path(out)
+    for d in run_dirs:
+        if not (Path(d) / "results.csv").exists():
+            raise DataError(f"{d} has no results.csv; pass run directories made by fishermask run.")
+    out.mkdir(parents=True, exist_ok=True)
+    md = ["# Active learning results", ""]
+    data: list[dict[str, Any]] = []
+    for d in map(Path, run_dirs):
+        rows = read_results(d / "results.csv")
+        title = _title(d)
+        slug = _slug(d.name)
+        fig = plot_learning_curves(rows, out / f"{slug}_curves.png", title=title)
+        summary = summarize(rows)
+        diffs = paired_aulc_differences(rows, method)
+        md += [
+            f"## {title}",
+            "",
+            f"Run directory: `{d}`",
+            "",
+            f"![learning curves]({fig.name})",
+            "",
+            summary_markdown(summary),
+        ]
+        entry: dict[str, Any] = {
+            "run_dir": str(d),
+            "title": title,
+            "summary": [s.__dict__ for s in summary],
+            "differences": [x.__dict__ | {"verdict": x.verdict} for x in diffs],
+        }
+        if diffs:
+            md += [
+                f"**{method} vs each baseline** — difference in AULC (accuracy points, "
+                "paired over seeds, 95 % t-interval):",
+                "",
+                "| baseline | seeds | Δ AULC | 95 % interval | verdict |",
+                "|---|---:|---:|---|---|",
+            ]
+            for x in diffs:
+                ci = "—" if math.isnan(x.low) else f"[{100 * x.low:+.2f}, {100 * x.high:+.2f}]"
+                md.append(
+                    f"| {x.baseline} | {x.seeds} | {100 * x.mean:+.2f} | {ci} | {x.verdict} |"
+                )
+            md.append("")
+        profile = mask_profile(d)
+        if profile:
+            mp = plot_mask_profile(
+                profile, out / f"{slug}_mask_profile.png", f"{method} mask profile — {title}"
+            )
+            entry["mask_profile"] = profile
+            md += [f"![mask profile]({mp.name})", ""]
+        data.append(entry)
+    write_text_atomic(out / "report.md", "\n".join(md) + "\n")
+    write_json_atomic(out / "report.json", data)
+    return out / "report.md"
