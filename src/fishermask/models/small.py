@@ -15,7 +15,10 @@ from fishermask.models.base import Classifier
 
 
 class SmallCNN(Classifier):
-    """Four conv-BN-ReLU blocks (16/32/64/128 channels at width 1), max-pool after blocks 2-4."""
+    """Four conv-BN-ReLU blocks (16/32/64/128 channels at width 1), each followed by 2x2 max-pool.
+
+    On 28x28 digits the stages are 14, 7, 3 and 1 pixels wide (about 2.6 MFLOPs per image).
+    """
 
     def __init__(self, num_classes: int, in_channels: int = 1, width: float = 1.0) -> None:
         super().__init__()
@@ -37,9 +40,9 @@ class SmallCNN(Classifier):
 
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
-        for i, block in enumerate(self.blocks):
+        for block in self.blocks:
             x = block(x)
-            if i >= 1 and min(x.shape[-2:]) >= 2:
+            if min(x.shape[-2:]) >= 2:
                 x = F.max_pool2d(x, 2)
             feats.append(x)
         return feats
