@@ -9,9 +9,25 @@ import torch
 
 from fishermask import strategies
 from fishermask.errors import ConfigError
+from fishermask.strategies.base import QueryContext
 from tests.strategies.conftest import make_context
 
 ALL = strategies.available()
+# options that make each strategy fit the tiny test model (defaults otherwise)
+OPTIONS = {"fishermask": {"sparsity": 0.05}}
+
+
+def _get(name: str) -> strategies.Strategy:
+    return strategies.get(name, **OPTIONS.get(name, {}))
+
+
+def _ctx(name: str, **kwargs: object) -> QueryContext:
+    """A context as the runner builds it: with the strategy's auxiliary module, if any."""
+    ctx = make_context(**kwargs)  # type: ignore[arg-type]
+    aux = _get(name).make_auxiliary(ctx.model)
+    if aux is not None:
+        ctx.aux = aux.eval()
+    return ctx
 
 
 def _params(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -20,8 +36,8 @@ def _params(model: torch.nn.Module) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("name", ALL)
 def test_returns_budget_unique_unlabeled(name: str) -> None:
-    ctx = make_context()
-    sel = strategies.get(name).select(ctx, 7)
+    ctx = _ctx(name)
+    sel = _get(name).select(ctx, 7)
     assert len(sel.indices) == 7
     assert len(set(sel.indices.tolist())) == 7
     assert not (ctx.pool.labels_of(sel.indices) >= 0).any()
@@ -29,19 +45,16 @@ def test_returns_budget_unique_unlabeled(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_deterministic_under_seed(name: str) -> None:
-    a = strategies.get(name).select(make_context(generator_seed=5), 6).indices
-    b = strategies.get(name).select(make_context(generator_seed=5), 6).indices
+    a = _get(name).select(_ctx(name, generator_seed=5), 6).indices
+    b = _get(name).select(_ctx(name, generator_seed=5), 6).indices
     assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_model_unchanged(name: str) -> None:
-    ctx = make_context()
+    ctx = _ctx(name)
     before = _params(ctx.model)
-    aux = strategies.get(name).make_auxiliary(ctx.model)
-    if aux is not None:
-        ctx.aux = aux.eval()
-    strategies.get(name).select(ctx, 5)
+    _get(name).select(ctx, 5)
     after = _params(ctx.model)
     assert all(torch.equal(x, y) for x, y in zip(before, after, strict=True))
     assert not ctx.model.training
@@ -49,15 +62,15 @@ def test_model_unchanged(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_budget_larger_than_pool_is_a_clear_error(name: str) -> None:
-    ctx = make_context(n=30, n_labeled=10)
+    ctx = _ctx(name, n=30, n_labeled=10)
     with pytest.raises(ConfigError, match=r"budget 21 is larger than the unlabeled pool \(20"):
-        strategies.get(name).select(ctx, 21)
+        _get(name).select(ctx, 21)
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_whole_pool(name: str) -> None:
-    ctx = make_context(n=30, n_labeled=10)
-    sel = strategies.get(name).select(ctx, 20)
+    ctx = _ctx(name, n=30, n_labeled=10)
+    sel = _get(name).select(ctx, 20)
     assert sorted(sel.indices.tolist()) == ctx.pool.unlabeled.tolist()
 
 
@@ -66,3 +79,13 @@ def test_unknown_strategy_and_option() -> None:
         strategies.get("nope")
     with pytest.raises(ConfigError, match="Unknown option.*foo.*'random'"):
         strategies.get("random", foo=1)
+
+
+def test_option_values_are_coerced() -> None:
+    s = strategies.get("fishermask", k="1500", lam="2")
+    assert (s.k, s.lam) == (1500, 2.0)
+    assert strategies.get("fishermask", k=None).k is None
+    with pytest.raises(ConfigError, match="lam"):
+        strategies.get("fishermask", lam=None)
+    with pytest.raises(ConfigError, match="must be of type int"):
+        strategies.get("fishermask", k="many")

@@ -58,8 +58,8 @@ class LoopConfig:
     reach, the last query shrinking to land on it exactly); ``budget`` wins.
     """
 
-    initial: int = 20
-    query_size: int = 20
+    initial: int = 50
+    query_size: int = 50
     rounds: int | None = 5
     budget: int | None = None
 
@@ -193,7 +193,10 @@ class ExperimentConfig:
             ("loop", LoopConfig),
         ):
             if name in raw:
-                kwargs[name] = _build(sub, raw[name] or {}, name)
+                section = dict(raw[name] or {})
+                if name == "loop" and section.get("budget") is not None:
+                    section.setdefault("rounds", None)  # the budget decides the rounds
+                kwargs[name] = _build(sub, section, name)
         if "strategies" in raw:
             items = raw["strategies"]
             if isinstance(items, str):

@@ -5,11 +5,24 @@
 EntropyStrategy()
 """
 
-from fishermask.strategies import entropy, kcenter, least_confidence, margin, random  # noqa: F401
+from fishermask.strategies import (  # noqa: F401
+    badge,
+    bait,
+    entropy,
+    fishermask,
+    kcenter,
+    least_confidence,
+    lpl,
+    lplgrad,
+    margin,
+    random,
+)
+from fishermask.strategies.badge import badge_embeddings, kmeans_pp_seeding
 from fishermask.strategies.base import QueryContext, Selection, Strategy, top_k
 from fishermask.strategies.entropy import entropy_scores
 from fishermask.strategies.kcenter import k_center_greedy
 from fishermask.strategies.least_confidence import least_confidence_scores
+from fishermask.strategies.lplgrad import entropy_gradnorm_scores
 from fishermask.strategies.margin import margin_scores
 from fishermask.strategies.registry import available, get, register
 
@@ -18,9 +31,12 @@ __all__ = [
     "Selection",
     "Strategy",
     "available",
+    "badge_embeddings",
+    "entropy_gradnorm_scores",
     "entropy_scores",
     "get",
     "k_center_greedy",
+    "kmeans_pp_seeding",
     "least_confidence_scores",
     "margin_scores",
     "register",

@@ -111,6 +111,10 @@ class Strategy:
         """A module to train jointly with ``model`` each round, or ``None``."""
         return None
 
+    def check(self, model: Classifier) -> None:
+        """Raise ``ConfigError`` if the options cannot work with ``model`` (called up front)."""
+        return None
+
     def query(self, ctx: QueryContext, budget: int) -> Selection:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -43,6 +43,10 @@ def get(name: str, **options: Any) -> Strategy:
 def _coerce(strategy: str, f: dataclasses.Field, value: Any) -> Any:
     """Convert option values given as strings (CLI) or lists (YAML) to the field's type."""
     typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if value is None:
+        if "None" in typ:
+            return None
+        raise ConfigError(f"Option {f.name} of strategy {strategy!r} cannot be empty (null).")
     try:
         if typ.startswith("int") and not isinstance(value, bool):
             if isinstance(value, str) and value.lower() in ("none", "null"):

@@ -1,0 +1,333 @@
+"""Time one FisherMask query phase by stage, against its floor and the naive formulation.
+
+Index convention: N pool images (labeled + unlabeled), C classes, k masked weights, d = k.
+
+Stages (spec §2): diagonal Fisher on the first ``--diag-samples`` pool images; the Fisher
+mask (standard mode, k = sparsity * P); masked per-sample gradients on the whole pool with a
+RANDOM mask of the same k reaching every parameter tensor (a fresh network would put its
+Fisher mask in the last layers and make the gradient stage look cheaper than it is); the
+pool Fisher; greedy selection of B points among the unlabeled ones.
+
+Side by side it measures the *floor* of the gradient stage: C backward passes of the same
+model over the same pool chunks with ordinary batched weight gradients (no per-sample
+separation), interleaved chunk by chunk with the fast stage so that a shared, contended CPU
+affects both alike. It checks the fast stages against the naive formulation (a loop of
+``torch.autograd.grad`` per sample and class; the per-candidate explicit-inverse selection)
+and against ``torch.func`` ``vmap(jacrev)``, and compares float32 with float64 selection.
+
+    .venv/bin/python benchmarks/fisher_query.py            # the target problem (minutes)
+    .venv/bin/python benchmarks/fisher_query.py --quick    # smoke test (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, jacrev, vmap
+
+from fishermask.fisher import (
+    diag_fisher,
+    greedy_select,
+    mask_indices,
+    mask_profile,
+    masked_grads,
+    mean_fisher,
+    random_mask,
+    top_k_mask,
+)
+
+
+def build(width: float, classes: int, device: str) -> nn.Module:
+    """The target model: CIFAR ResNet-18 (3x3 stem, no max-pool) at ``width``."""
+    from fishermask.models import build_model
+
+    return build_model("resnet18", classes, (3, 32, 32), width).to(device).eval()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def peak_cuda_mb(device: str) -> float | None:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return None
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class Timer:
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.times: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[], object]) -> object:
+        sync(self.device)
+        start = time.perf_counter()
+        out = fn()
+        sync(self.device)
+        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+        return out
+
+    def add(self, name: str, seconds: float) -> None:
+        self.times[name] = self.times.get(name, 0.0) + seconds
+
+
+def floor_chunk(model: nn.Module, x: Tensor) -> None:
+    """The floor: one forward and C ordinary backward passes (batched weight gradients)."""
+    params = [p for p in model.parameters()]
+    logits = model(x)
+    probs = torch.softmax(logits.detach(), 1)
+    for c in range(logits.shape[1]):
+        cot = -probs.clone()
+        cot[:, c] += 1
+        cot *= probs[:, c : c + 1].sqrt()
+        torch.autograd.grad(logits, params, cot, retain_graph=c < logits.shape[1] - 1)
+
+
+def naive_masked_grads(model: nn.Module, x: Tensor, mask: dict[str, Tensor]) -> Tensor:
+    """The authors' formulation: one autograd call per (sample, class), then the mask."""
+    names = [n for n, _ in model.named_parameters()]
+    params = [p for _, p in model.named_parameters()]
+    rows = []
+    for i in range(x.shape[0]):
+        logp = F.log_softmax(model(x[i : i + 1]), 1)[0]  # [C]
+        probs = logp.detach().exp()
+        per_class = []
+        for c in range(logp.shape[0]):
+            grads = torch.autograd.grad(logp[c], params, retain_graph=True)
+            v = torch.cat([g[mask[n]] for n, g in zip(names, grads, strict=True) if n in mask])
+            per_class.append(v * probs[c].sqrt())
+        rows.append(torch.stack(per_class))
+    return torch.stack(rows)  # [n, C, k]
+
+
+def func_masked_grads(model: nn.Module, x: Tensor, mask: dict[str, Tensor]) -> Tensor:
+    """Alternative: torch.func vmap(jacrev) over the masked parameter tensors only."""
+    idx = mask_indices(model, mask)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+
+    def logp(sub: dict[str, Tensor], xi: Tensor) -> Tensor:
+        out = functional_call(model, {**params, **buffers, **sub}, (xi.unsqueeze(0),))
+        return F.log_softmax(out, -1).squeeze(0)
+
+    jac = vmap(jacrev(logp), in_dims=(None, 0))({k: params[k] for k in idx}, x)
+    probs = torch.softmax(model(x), 1).detach().sqrt()[:, :, None]  # [n, C, 1]
+    return torch.cat([jac[k].flatten(2)[:, :, i] for k, i in idx.items()], 2) * probs
+
+
+def naive_select(vu: Tensor, vl: Tensor, budget: int, lam: float = 1.0) -> list[int]:
+    """Spec §2.5 forward phase with explicit inverses per step and per candidate."""
+    n, c, d = vu.shape
+    n_lab = vl.shape[0]
+    rows = torch.cat([vu, vl]).reshape(-1, d)
+    fs = rows.T @ rows / (n + n_lab)
+    lab = vl.reshape(-1, d)
+    m = lam * torch.eye(d, dtype=vu.dtype) + lab.T @ lab / (n_lab + budget)
+    s = math.sqrt(budget / (n_lab + budget))
+    eye = torch.eye(c, dtype=vu.dtype)
+    chosen: list[int] = []
+    for _ in range(budget):
+        m_inv = torch.linalg.inv(m)
+        best, best_score = -1, -math.inf
+        for x in range(n):
+            if x in chosen:
+                continue
+            v = vu[x].T * s  # [d, C]
+            a = m_inv @ v
+            score = torch.trace(a.T @ fs @ a @ torch.linalg.inv(eye + v.T @ a)).item()
+            if score > best_score:
+                best, best_score = x, score
+        chosen.append(best)
+        m = m + (vu[best].T * s) @ (vu[best] * s)
+    return chosen
+
+
+def agreement(a: list[int], b: list[int]) -> str:
+    if a == b:
+        return "identical"
+    first = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    return f"differ from pick {first}; {len(set(a) & set(b))}/{len(a)} in common"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--pool", type=int, default=5750, help="pool size N (labeled included)")
+    ap.add_argument("--labeled", type=int, default=250)
+    ap.add_argument("--budget", type=int, default=250)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--sparsity", type=float, default=0.002)
+    ap.add_argument("--diag-samples", type=int, default=1024)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--backward-steps", type=int, default=0)
+    ap.add_argument("--naive-samples", type=int, default=8)
+    ap.add_argument("--func-samples", type=int, default=64)
+    ap.add_argument("--select-sub", type=int, default=200, help="candidates of the naive check")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.width, args.pool, args.labeled, args.budget = 0.125, 240, 20, 10
+        args.diag_samples, args.naive_samples, args.func_samples = 64, 4, 16
+        args.select_sub, args.batch_size, args.sparsity = 40, 64, 0.01
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    dev = args.device
+    load0 = os.getloadavg()
+    print(
+        f"torch {torch.__version__} on {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, device {dev}; "
+        f"python {sys.version.split()[0]}"
+    )
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
+
+    model = build(args.width, args.classes, dev)
+    total = sum(p.numel() for p in model.parameters())
+    k = max(1, round(args.sparsity * total))
+    gen = torch.Generator().manual_seed(args.seed)
+    pool = torch.randn(args.pool, 3, 32, 32, generator=gen).to(dev)  # [N, 3, 32, 32]
+    labeled = torch.arange(args.labeled)  # the first nL pool images are the labeled ones
+    unlabeled = torch.arange(args.labeled, args.pool)
+    print(
+        f"ResNet-18 width {args.width}: P={total} parameters in "
+        f"{len(list(model.parameters()))} tensors; k={k} (sparsity {args.sparsity}); "
+        f"pool N={args.pool} ({args.labeled} labeled), C={args.classes}, B={args.budget}, "
+        f"backward_steps={args.backward_steps}, chunk {args.batch_size}"
+    )
+    t = Timer(dev)
+
+    # 1. diagonal Fisher, 2. the Fisher mask
+    diag = t.run(
+        "diag Fisher", lambda: diag_fisher(model, pool[: args.diag_samples], batch_size=64)
+    )
+    fisher_mask = t.run("mask", lambda: top_k_mask(diag, k))
+    prof = mask_profile(fisher_mask)
+    reached = sum(r.kept > 0 for r in prof)
+    print(
+        f"Fisher mask (standard): reaches {reached}/{len(prof)} tensors; "
+        f"{prof[-2].name} {prof[-2].kept}/{prof[-2].size}"
+    )
+    mask = random_mask(model, k, gen, min_per_tensor=1)
+    print(
+        f"random mask for the gradient stage: k={k}, reaches "
+        f"{sum(r.kept > 0 for r in mask_profile(mask))}/{len(prof)} tensors"
+    )
+    rss = {"after diag+mask": peak_rss_mb()}
+
+    # 3. masked gradients on the pool, interleaved chunk by chunk with the floor
+    chunks = []
+    for start in range(0, args.pool, args.batch_size):
+        x = pool[start : start + args.batch_size]
+        chunks.append(
+            t.run("masked grads", lambda x=x: masked_grads(model, x, mask, batch_size=len(x)))
+        )
+        t.run("floor (C batched backward passes)", lambda x=x: floor_chunk(model, x))
+    v_all = torch.cat(chunks)  # [N, C, k]
+    del chunks
+    rss["after masked grads"] = peak_rss_mb()
+
+    # 4. pool Fisher, 5. selection (float32, then float64 for agreement)
+    fs = t.run("pool Fisher", lambda: mean_fisher(v_all, dtype=torch.float64))
+    vu, vl = v_all[unlabeled], v_all[labeled]
+    picked = t.run(
+        "selection",
+        lambda: greedy_select(
+            vu, vl, args.budget, backward_steps=args.backward_steps, pool_fisher=fs
+        ),
+    ).tolist()
+    rss["after selection"] = peak_rss_mb()
+    start = time.perf_counter()
+    picked64 = greedy_select(
+        vu.double(),
+        vl.double(),
+        args.budget,
+        backward_steps=args.backward_steps,
+        pool_fisher=mean_fisher(v_all.double()),
+    ).tolist()
+    t64 = time.perf_counter() - start
+
+    # checks against the naive formulations (sub-problems)
+    sub = pool[: args.naive_samples]
+    start = time.perf_counter()
+    naive = naive_masked_grads(model, sub, mask)
+    t_naive = (time.perf_counter() - start) / len(sub)
+    fast_sub = masked_grads(model, sub, mask)
+    err = (naive - fast_sub).abs().max().item() / naive.abs().max().item()
+    fsub = pool[: args.func_samples]
+    start = time.perf_counter()
+    func = func_masked_grads(model, fsub, mask)
+    t_func = (time.perf_counter() - start) / len(fsub)
+    err_func = (func - v_all[: len(fsub)]).abs().max().item() / func.abs().max().item()
+    del func
+    n_sub = min(args.select_sub, len(unlabeled))
+    b_sub = min(10, n_sub)
+    vu_s, vl_s = vu[:n_sub].double(), vl.double()
+    start = time.perf_counter()
+    ref_pick = naive_select(vu_s, vl_s, b_sub)
+    t_naive_sel = (time.perf_counter() - start) / b_sub
+    start = time.perf_counter()
+    fast_pick = greedy_select(vu_s, vl_s, b_sub, backward_steps=0).tolist()
+    t_fast_sel = (time.perf_counter() - start) / b_sub
+    rss["end"] = peak_rss_mb()
+    load1 = os.getloadavg()
+
+    # report
+    query = sum(v for name, v in t.times.items() if not name.startswith("floor"))
+    per_image = t.times["masked grads"] / args.pool
+    print("\nstage                                  seconds")
+    for name, sec in t.times.items():
+        print(f"  {name:<36} {sec:8.2f}")
+    print(f"  {'whole query (without floor)':<36} {query:8.2f}   target < 120 s")
+    ratio = t.times["masked grads"] / t.times["floor (C batched backward passes)"]
+    print(f"masked grads / floor = {ratio:.2f}   target <= 2")
+    steps = min((args.backward_steps + 1) * args.budget, len(unlabeled))
+    print(
+        f"selection: {t.times['selection'] / steps * 1e3:.1f} ms per greedy step "
+        f"({steps} steps); float64 run {t64:.2f} s"
+    )
+    print(f"selection float32 vs float64 ({args.budget} picks): {agreement(picked, picked64)}")
+    print(
+        f"masked grads: {per_image * 1e3:.2f} ms/image fast, {t_naive * 1e3:.1f} ms/image "
+        f"naive loop ({args.naive_samples} images): speed-up {t_naive / per_image:.0f}x; "
+        f"max rel. diff {err:.1e}"
+    )
+    print(
+        f"  torch.func vmap(jacrev) over the masked tensors: {t_func * 1e3:.2f} ms/image "
+        f"({args.func_samples} images), {t_func / per_image:.1f}x slower than fast; "
+        f"max rel. diff {err_func:.1e}"
+    )
+    print(
+        f"selection check ({n_sub} candidates, d={k}, {b_sub} picks, float64): naive "
+        f"{t_naive_sel * 1e3:.0f} ms/step, fast {t_fast_sel * 1e3:.1f} ms/step; indices "
+        f"{agreement(fast_pick, ref_pick)}"
+    )
+    print("peak RSS (MB): " + ", ".join(f"{k_}: {v:.0f}" for k_, v in rss.items()))
+    cuda = peak_cuda_mb(dev)
+    if cuda is not None:
+        print(f"peak CUDA memory: {cuda:.0f} MB")
+    print(
+        f"load average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} "
+        "(> torch threads means other processes shared the CPU)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""BAIT's last-layer gradient embeddings in closed form (spec §3; Ash et al., NeurIPS 2021).
+
+Index convention: N samples, C classes, D embedding size (input of the final linear layer).
+For logits ``z = W e + b`` with ``W`` of shape ``[C, D]``, ``d log p_c / d W = (onehot_c - p) e^T``,
+so row c of ``V[x]`` is ``sqrt(p_c) * vec((onehot_c - p) e^T)`` flattened row-major
+(output class major, then input feature): exactly :func:`masked_grads` with a mask that
+keeps the whole final weight.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fishermask.errors import ConfigError, check_choice
+from fishermask.fisher._engine import SCALES
+
+
+def bait_embeddings(embeddings: Tensor, probs: Tensor, *, scale: str = "sqrt_prob") -> Tensor:
+    """Last-layer gradient matrices ``[N, C, C*D]`` from embeddings ``[N, D]``, probs ``[N, C]``.
+
+    Args:
+        embeddings: penultimate features ``e(x)``.
+        probs: softmax probabilities ``p(.|x)`` (rows sum to 1).
+        scale: ``"sqrt_prob"`` scales row c by ``sqrt(p_c)`` (BAIT's V_x); ``"none"`` does not.
+
+    Returns:
+        ``V`` with ``V[n, c, o*D + i] = s_c (1[c = o] - p[n, o]) e[n, i]``, ``s_c = sqrt(p[n, c])``
+        or 1; dtype and device of ``embeddings``.
+    """
+    check_choice("scale", scale, SCALES)
+    if embeddings.dim() != 2 or probs.dim() != 2 or embeddings.shape[0] != probs.shape[0]:
+        raise ConfigError(
+            f"embeddings {tuple(embeddings.shape)} and probs {tuple(probs.shape)} must be "
+            "[N, D] and [N, C] with the same N."
+        )
+    n, dim = embeddings.shape
+    c = probs.shape[1]
+    probs = probs.to(embeddings)
+    eye = torch.eye(c, dtype=embeddings.dtype, device=embeddings.device)
+    coef = eye[None] - probs[:, None, :]  # [N, C, C]: d log p_c / d z_o at [n, c, o]
+    if scale == "sqrt_prob":
+        coef = coef * probs.sqrt()[:, :, None]
+    return (coef[:, :, :, None] * embeddings[:, None, None, :]).reshape(n, c, c * dim)

@@ -1,0 +1,94 @@
+"""The `fishermask` and `bait` strategies: wiring of the fisher engine, options, run output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fishermask import strategies
+from fishermask.errors import ConfigError
+from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.runner import Experiment, run_experiment
+from fishermask.fisher import (
+    bait_embeddings,
+    diag_fisher,
+    greedy_select,
+    masked_grads,
+    top_k_mask,
+)
+from tests.strategies.conftest import make_context
+
+
+def test_fishermask_equals_the_manual_pipeline() -> None:
+    ctx = make_context(n=50, n_labeled=8)
+    s = strategies.get("fishermask", sparsity=0.06, fisher_samples=20, batch_size=7)
+    sel = s.select(ctx, 6)
+    g = torch.Generator().manual_seed(123)  # make_context's generator seed
+    sample = torch.randperm(50, generator=g)[:20]
+    diag = diag_fisher(ctx.model, ctx.inputs(sample))
+    total = sum(p.numel() for p in ctx.model.parameters())
+    mask = top_k_mask(diag, round(0.06 * total))
+    unl, lab = ctx.pool.unlabeled, ctx.pool.labeled
+    v_u = masked_grads(ctx.model, ctx.inputs(unl), mask)
+    v_l = masked_grads(ctx.model, ctx.inputs(lab), mask)
+    expected = unl[greedy_select(v_u, v_l, 6, lam=1.0, backward_steps=0)]
+    assert sel.indices.tolist() == expected.tolist()
+    profile = sel.info["mask_profile"]
+    assert sum(r["kept"] for r in profile) == sel.info["mask_k"] == round(0.06 * total)
+    names = [n for n, _ in ctx.model.named_parameters()]
+    assert [r["name"] for r in profile] == names
+    fc = next(r for r in profile if r["name"] == "classifier.weight")
+    assert fc["kept"] == fc["size"]  # standard mode keeps the final layer whole
+    assert set(sel.info["stage_seconds"]) == {"diag_fisher", "mask", "gradients", "selection"}
+
+
+def test_bait_equals_greedy_on_closed_form_embeddings() -> None:
+    ctx = make_context(n=40, n_labeled=6)
+    sel = strategies.get("bait", lam=0.5, backward_steps=2).select(ctx, 5)
+    unl, lab = ctx.pool.unlabeled, ctx.pool.labeled
+    p_u, e_u = ctx.predictions(unl)
+    p_l, e_l = ctx.predictions(lab)
+    pick = greedy_select(
+        bait_embeddings(e_u, p_u), bait_embeddings(e_l, p_l), 5, lam=0.5, backward_steps=2
+    )
+    assert sel.indices.tolist() == unl[pick].tolist()
+
+
+def test_mask_too_small_for_the_final_layer_fails_up_front() -> None:
+    ctx = make_context()
+    with pytest.raises(ConfigError, match=r"cannot hold the \d+ final-layer weights.*sparsity >="):
+        strategies.get("fishermask").check(ctx.model)
+    strategies.get("fishermask", mask_mode="dispersed").check(ctx.model)
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ConfigError, match="mask mode 'sparse'"):
+        strategies.get("fishermask", mask_mode="sparse")
+    with pytest.raises(ConfigError, match="gradient scale"):
+        strategies.get("bait", scale="sqrt")
+    with pytest.raises(ConfigError, match="sparsity"):
+        strategies.get("fishermask", sparsity=0)
+
+
+def test_run_records_mask_profile(tmp_path: Path) -> None:
+    cfg = ExperimentConfig.from_dict(
+        {
+            "data": {"dataset": "digits"},
+            "model": {"name": "cnn", "width": 0.5},
+            "train": {"max_epochs": 2},
+            "loop": {"initial": 20, "query_size": 10, "rounds": 2},
+            "strategies": [{"name": "fishermask", "sparsity": 0.1, "fisher_samples": 64}, "bait"],
+            "seeds": [0],
+            "device": "cpu",
+        }
+    )
+    run_experiment(Experiment.prepare(cfg), tmp_path)
+    info = [json.loads(line) for line in open(tmp_path / "query_info.jsonl")]
+    assert [(i["strategy"], i["round"]) for i in info] == [("fishermask", 1), ("fishermask", 2)]
+    sizes = {r["name"]: r["size"] for r in info[0]["mask_profile"]}
+    assert sizes["classifier.weight"] == 10 * 64  # cnn at width 0.5 ends in 64 channels
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 3
