@@ -25,7 +25,7 @@ def test_embedding_is_minus_the_last_layer_gradient_of_the_pseudo_label_loss() -
     x = torch.randn(6, 1, 8, 8, dtype=torch.float64)
     out = model.forward_features(x)
     probs = out.logits.softmax(dim=1).detach()
-    g = badge_embeddings(probs, out.embedding.detach())  # [N, C·D]
+    g = badge_embeddings(out.embedding.detach(), probs)  # [N, C·D]
     assert g.shape == (6, 5 * model.embedding_dim)
     w = model.classifier.weight  # [C, D]
     for i in range(6):
@@ -39,8 +39,8 @@ def test_factors_match_the_materialised_embedding() -> None:
     g = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(9, 4, generator=g, dtype=torch.float64), dim=1)
     emb = torch.randn(9, 3, generator=g, dtype=torch.float64)
-    u, e = badge_factors(probs, emb)
-    full = badge_embeddings(probs, emb)
+    u, e = badge_factors(emb, probs)
+    full = badge_embeddings(emb, probs)
     torch.testing.assert_close(torch.einsum("nc,nd->ncd", u, e).reshape(9, -1), full)
     torch.testing.assert_close((u @ u.T) * (e @ e.T), full @ full.T)  # ⟨u⊗e, u'⊗e'⟩
 
@@ -96,11 +96,11 @@ def test_factorised_chunked_and_materialised_agree() -> None:
     g = torch.Generator().manual_seed(1)
     probs = torch.softmax(3 * torch.randn(200, 6, generator=g), dim=1)
     emb = torch.randn(200, 5, generator=g)
-    u, e = badge_factors(probs, emb)
+    u, e = badge_factors(emb, probs)
     a = kmeans_pp_seeding(u, 30, factor=e, generator=torch.Generator().manual_seed(3))
     b = kmeans_pp_seeding(u, 30, factor=e, generator=torch.Generator().manual_seed(3), chunk=7)
     c = kmeans_pp_seeding(
-        badge_embeddings(probs, emb), 30, generator=torch.Generator().manual_seed(3)
+        badge_embeddings(emb, probs), 30, generator=torch.Generator().manual_seed(3)
     )
     assert a[0].tolist() == b[0].tolist() == c[0].tolist()
     torch.testing.assert_close(a[1], c[1])
@@ -155,7 +155,7 @@ def test_badge_first_pick_is_the_largest_gradient_embedding() -> None:
     sel = strategies.get("badge").select(ctx, 3)
     unl = ctx.pool.unlabeled
     probs, emb = ctx.predictions(unl)
-    norms = badge_embeddings(probs, emb).norm(dim=1)
+    norms = badge_embeddings(emb, probs).norm(dim=1)
     assert int(sel.indices[0]) == int(unl[norms.argmax()])
     assert float(sel.scores[0]) == pytest.approx(float(norms.max()) ** 2, rel=1e-5)
     badge = strategies.get("badge")

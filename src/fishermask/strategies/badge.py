@@ -31,7 +31,7 @@ from fishermask.strategies.base import QueryContext, Selection, Strategy
 from fishermask.strategies.registry import register
 
 
-def badge_factors(probs: Tensor, embeddings: Tensor) -> tuple[Tensor, Tensor]:
+def badge_factors(embeddings: Tensor, probs: Tensor) -> tuple[Tensor, Tensor]:
     """The two factors ``(u [N, C], e [N, D])`` of the gradient embeddings ``u ⊗ e``.
 
     ``u = onehot(argmax p) − p`` (ties in argmax: the lowest class index).
@@ -41,17 +41,19 @@ def badge_factors(probs: Tensor, embeddings: Tensor) -> tuple[Tensor, Tensor]:
     return u, embeddings
 
 
-def badge_embeddings(probs: Tensor, embeddings: Tensor) -> Tensor:
+def badge_embeddings(embeddings: Tensor, probs: Tensor) -> Tensor:
     """Gradient embeddings ``g [N, C·D]``, ``g = (onehot(ŷ) − p) ⊗ e``, materialised.
 
     Equals ``−∂CE(x, ŷ)/∂W`` flattened row-major (W: ``[C, D]``). For small problems and
     tests; :func:`kmeans_pp_seeding` works on the factors and never forms it.
 
     Args:
-        probs: softmax probabilities ``[N, C]``.
         embeddings: penultimate embeddings ``[N, D]``.
+        probs: softmax probabilities ``[N, C]``.
+
+    Same argument order as :func:`fishermask.fisher.bait_embeddings`.
     """
-    u, e = badge_factors(probs, embeddings)
+    u, e = badge_factors(embeddings, probs)
     return (u[:, :, None] * e[:, None, :]).reshape(len(u), -1)
 
 
@@ -161,7 +163,7 @@ class BadgeStrategy(Strategy):
     def query(self, ctx: QueryContext, budget: int) -> Selection:
         unlabeled = ctx.pool.unlabeled  # [U]
         probs, emb = ctx.predictions(unlabeled)  # [U, C], [U, D]
-        u, e = badge_factors(probs, emb)
+        u, e = badge_factors(emb, probs)
         pick, sq_dist = kmeans_pp_seeding(
             u, budget, factor=e, generator=ctx.generator, chunk=self.chunk
         )
