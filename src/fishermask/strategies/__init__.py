@@ -18,7 +18,7 @@ from fishermask.strategies import (  # noqa: F401
     random,
 )
 from fishermask.strategies.badge import badge_embeddings, kmeans_pp_seeding
-from fishermask.strategies.base import QueryContext, Selection, Strategy, top_k
+from fishermask.strategies.base import QueryContext, ScoreStrategy, Selection, Strategy, top_k
 from fishermask.strategies.entropy import entropy_scores
 from fishermask.strategies.kcenter import k_center_greedy
 from fishermask.strategies.least_confidence import least_confidence_scores
@@ -28,6 +28,7 @@ from fishermask.strategies.registry import available, get, register
 
 __all__ = [
     "QueryContext",
+    "ScoreStrategy",
     "Selection",
     "Strategy",
     "available",

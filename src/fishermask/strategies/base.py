@@ -144,6 +144,27 @@ class Strategy:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class ScoreStrategy(Strategy):
+    """A strategy that ranks unlabeled items by a score of their predicted probabilities.
+
+    Subclasses implement :meth:`score`; ranking (ties by pool order) lives here once.
+    ``most_informative`` says which end of the score is queried.
+    """
+
+    most_informative: ClassVar[str] = "highest"  # or "lowest"
+
+    def score(self, probs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """Scores ``[U]`` of the probabilities ``[U, C]``."""
+        raise NotImplementedError
+
+    def query(self, ctx: QueryContext, budget: int) -> Selection:
+        unlabeled = ctx.pool.unlabeled
+        scores = self.score(ctx.probs(unlabeled)).cpu()  # [U]
+        pick = top_k(scores if self.most_informative == "highest" else -scores, budget)
+        return Selection(unlabeled[pick], scores[pick])
+
+
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Positions of the ``k`` highest scores, ties broken by the lower position (deterministic)."""
     scores = scores.detach().to(torch.float64).cpu()

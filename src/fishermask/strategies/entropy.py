@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fishermask.strategies.base import QueryContext, Selection, Strategy, top_k
+from fishermask.strategies.base import ScoreStrategy
 from fishermask.strategies.registry import register
 
 
@@ -17,13 +17,10 @@ def entropy_scores(probs: torch.Tensor) -> torch.Tensor:
 
 @register
 @dataclass(frozen=True)
-class EntropyStrategy(Strategy):
+class EntropyStrategy(ScoreStrategy):
     """Highest predictive entropy."""
 
     name = "entropy"
 
-    def query(self, ctx: QueryContext, budget: int) -> Selection:
-        unlabeled = ctx.pool.unlabeled
-        scores = entropy_scores(ctx.probs(unlabeled))  # [U]
-        pick = top_k(scores, budget)
-        return Selection(unlabeled[pick], scores[pick.to(scores.device)].cpu())
+    def score(self, probs: torch.Tensor) -> torch.Tensor:
+        return entropy_scores(probs)

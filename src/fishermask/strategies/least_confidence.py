@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fishermask.strategies.base import QueryContext, Selection, Strategy, top_k
+from fishermask.strategies.base import ScoreStrategy
 from fishermask.strategies.registry import register
 
 
@@ -17,13 +17,12 @@ def least_confidence_scores(probs: torch.Tensor) -> torch.Tensor:
 
 @register
 @dataclass(frozen=True)
-class LeastConfidenceStrategy(Strategy):
+class LeastConfidenceStrategy(ScoreStrategy):
     """Smallest maximum class probability."""
 
     name = "least_confidence"
 
-    def query(self, ctx: QueryContext, budget: int) -> Selection:
-        unlabeled = ctx.pool.unlabeled
-        scores = least_confidence_scores(ctx.probs(unlabeled))  # [U]
-        pick = top_k(-scores, budget)
-        return Selection(unlabeled[pick], scores[pick.to(scores.device)].cpu())
+    most_informative = "lowest"
+
+    def score(self, probs: torch.Tensor) -> torch.Tensor:
+        return least_confidence_scores(probs)

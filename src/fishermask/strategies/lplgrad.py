@@ -58,6 +58,7 @@ from torch.func import functional_call, grad, jacrev, vmap
 from torch.utils import _pytree as pytree
 
 from fishermask.errors import ConfigError, check_choice, check_positive
+from fishermask.fisher._engine import check_model
 from fishermask.strategies._lossnet import LossPredictionStrategy, check_subset, draw_subset
 from fishermask.strategies.base import QueryContext, Selection, top_k
 from fishermask.strategies.registry import register
@@ -157,7 +158,7 @@ def per_sample_sq_norms(
         ``(sq [n, K, T], probs [n, C])``: ``sq[i, k, t] = ‖∂loss_k(x_i)/∂θ_t‖²`` and the
         softmax probabilities (detached).
     """
-    _check_eval(model)
+    check_model(model)  # eval mode, BatchNorm with running statistics
     if names is None:
         names = _selected_names(model, None)
     losses = _scheme_losses(scheme)
@@ -190,21 +191,6 @@ def _selected_names(model: nn.Module, include: Callable[[str], bool] | None) -> 
             "loosen the parameter filter (e.g. parameters='all')."
         )
     return names
-
-
-def _check_eval(model: nn.Module) -> None:
-    training = [name or "<model>" for name, m in model.named_modules() if m.training]
-    if training:
-        raise ConfigError(
-            f"Per-sample gradients need the model in eval mode; {training[:3]} are training. "
-            "Call model.eval() first."
-        )
-    for name, m in model.named_modules():
-        if isinstance(m, _BATCHNORMS) and m.running_mean is None:
-            raise ConfigError(
-                f"BatchNorm {name!r} has no running statistics (track_running_stats=False), "
-                "so it mixes the samples of a batch; per-sample gradients are undefined."
-            )
 
 
 def _scheme_losses(scheme: str) -> Callable[[Tensor], Tensor]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fishermask.strategies.base import QueryContext, Selection, Strategy, top_k
+from fishermask.strategies.base import ScoreStrategy
 from fishermask.strategies.registry import register
 
 
@@ -18,13 +18,12 @@ def margin_scores(probs: torch.Tensor) -> torch.Tensor:
 
 @register
 @dataclass(frozen=True)
-class MarginStrategy(Strategy):
+class MarginStrategy(ScoreStrategy):
     """Smallest margin between the top two class probabilities."""
 
     name = "margin"
 
-    def query(self, ctx: QueryContext, budget: int) -> Selection:
-        unlabeled = ctx.pool.unlabeled
-        scores = margin_scores(ctx.probs(unlabeled))  # [U]
-        pick = top_k(-scores, budget)
-        return Selection(unlabeled[pick], scores[pick.to(scores.device)].cpu())
+    most_informative = "lowest"
+
+    def score(self, probs: torch.Tensor) -> torch.Tensor:
+        return margin_scores(probs)
