@@ -70,7 +70,9 @@ def run_parallel(
     order = [s.key for s in exp.config.strategies]
     classes = list(exp.data.classes)
     rounds = len(exp.query_sizes) + 1
-    progress.start_trial(f"{len(trials)} trials", rounds * len(trials), _committed(out_dir, trials))
+    progress.start_trial(
+        f"{len(trials)} trials", rounds * len(trials), _committed(out_dir, trials), epochs=False
+    )
     seen = _committed(out_dir, trials)
 
     def tick() -> None:

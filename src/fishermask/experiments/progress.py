@@ -21,7 +21,7 @@ class NullProgress(AbstractContextManager):
     def __exit__(self, *exc: Any) -> None:
         return None
 
-    def start_trial(self, label: str, rounds: int, done: int) -> None: ...
+    def start_trial(self, label: str, rounds: int, done: int, epochs: bool = True) -> None: ...
 
     def round_done(self, text: str = "") -> None: ...
 
@@ -56,9 +56,9 @@ class RichProgress(NullProgress):
     def __exit__(self, *exc: Any) -> None:
         self._progress.stop()
 
-    def start_trial(self, label: str, rounds: int, done: int) -> None:
+    def start_trial(self, label: str, rounds: int, done: int, epochs: bool = True) -> None:
         self._rounds = self._progress.add_task(label, total=rounds, completed=done, status="")
-        self._train = self._progress.add_task("  training", total=1, status="", visible=True)
+        self._train = self._progress.add_task("  training", total=1, status="", visible=epochs)
 
     def round_done(self, text: str = "") -> None:
         self._progress.update(self._rounds, advance=1, status=text)

@@ -203,16 +203,17 @@ def _fallback(
 def _assemble(
     called: list[_Owner], forms: list[list], gos: list[Tensor], reduce: bool
 ) -> dict[str, Tensor]:
-    """One class's per-sample results by full name (``sum_n g**2`` with ``reduce``).
+    """One class's per-sample results by full name.
 
-    ``gos`` holds the output gradients of every recorded call, owners in order.
+    ``gos`` holds the output gradients of every recorded call, owners in order. With
+    ``reduce`` only modules called several times are returned (as ``sum_n g**2``); the others
+    accumulate inside their form (read with ``total_sq`` after the last class).
     """
     out: dict[str, Tensor] = {}
     pos = 0
     for owner, call_forms in zip(called, forms, strict=True):
         if reduce and len(call_forms) == 1:
-            for local, g in call_forms[0].sq_sum(gos[pos]).items():
-                out[owner.names[local]] = g
+            call_forms[0].accumulate_sq(gos[pos])  # read back by total_sq after all classes
             pos += 1
             continue
         per: dict[str, Tensor] = {}
@@ -292,6 +293,10 @@ def run(
                 for name, g in results.items() if reduce else ():
                     totals[name] = totals[name] + g if name in totals else g
             if reduce and outs:
+                for owner, call_forms in zip(called, forms, strict=True):
+                    if len(call_forms) == 1:
+                        for local, g in call_forms[0].total_sq().items():
+                            totals[owner.names[local]] = g
                 on_class(sl, -1, totals)
             del logits, outs, forms
         names = fallback + extra
