@@ -10,6 +10,10 @@ gradient is ever formed), with the cotangent ``d log p_c / d logits = onehot_c -
 the closed forms of :mod:`.closed_form` then give the per-sample entries. Parameters whose
 owner is not handled in closed form (other layer types, shared parameters, modules never
 called as modules) go through an exact ``torch.func`` fallback over just those parameters.
+
+Limitation: a parameter used *both* through its module's forward and directly elsewhere in
+the model (e.g. ``F.linear(h, self.fc.weight)`` next to ``self.fc(x)``) is only seen through
+the module call; register such uses as modules (or share the module) to stay exact.
 """
 
 from __future__ import annotations
@@ -203,17 +207,16 @@ def _fallback(
 def _assemble(
     called: list[_Owner], forms: list[list], gos: list[Tensor], reduce: bool
 ) -> dict[str, Tensor]:
-    """One class's per-sample results by full name.
+    """One class's per-sample results by full name (``sum_n g**2`` with ``reduce``).
 
-    ``gos`` holds the output gradients of every recorded call, owners in order. With
-    ``reduce`` only modules called several times are returned (as ``sum_n g**2``); the others
-    accumulate inside their form (read with ``total_sq`` after the last class).
+    ``gos`` holds the output gradients of every recorded call, owners in order.
     """
     out: dict[str, Tensor] = {}
     pos = 0
     for owner, call_forms in zip(called, forms, strict=True):
         if reduce and len(call_forms) == 1:
-            call_forms[0].accumulate_sq(gos[pos])  # read back by total_sq after all classes
+            for local, g in call_forms[0].sq_sum(gos[pos]).items():
+                out[owner.names[local]] = g
             pos += 1
             continue
         per: dict[str, Tensor] = {}
@@ -293,10 +296,6 @@ def run(
                 for name, g in results.items() if reduce else ():
                     totals[name] = totals[name] + g if name in totals else g
             if reduce and outs:
-                for owner, call_forms in zip(called, forms, strict=True):
-                    if len(call_forms) == 1:
-                        for local, g in call_forms[0].total_sq().items():
-                            totals[owner.names[local]] = g
                 on_class(sl, -1, totals)
             del logits, outs, forms
         names = fallback + extra

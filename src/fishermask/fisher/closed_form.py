@@ -28,7 +28,7 @@ from torch import Tensor, nn
 Wanted = dict[str, Tensor | None]
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-_SAMPLE_BLOCK = 4  # samples per block of stacked per-sample gradients (diagonal Fisher)
+_BLOCK_FLOATS = 1 << 18  # per-sample gradient block kept cache-resident by ``sq_sum``
 
 
 def closed_form_kind(module: nn.Module) -> str | None:
@@ -64,16 +64,6 @@ class _Form:
     def sq_sum(self, go: Tensor) -> dict[str, Tensor]:
         """``sum_n g_n**2`` of the whole per-sample gradients (wanted must be all ``None``)."""
         return {name: g.square().sum(0) for name, g in self.per_sample(go).items()}
-
-    def accumulate_sq(self, go: Tensor) -> None:
-        """Add one class's ``sum_n g_n**2``; :meth:`total_sq` returns the sum over classes."""
-        acc = self.__dict__.setdefault("_sq", {})
-        for name, g in self.sq_sum(go).items():
-            acc[name] = acc[name] + g if name in acc else g
-
-    def total_sq(self) -> dict[str, Tensor]:
-        """``sum_c sum_n g_{n,c}**2`` per wanted parameter (after :meth:`accumulate_sq`)."""
-        return self.__dict__.get("_sq", {})
 
     def _weight(self, go: Tensor, idx: Tensor | None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -181,35 +171,18 @@ class Conv2dForm(_Form):
             torch.bmm(g[samples, o_sl], u_grp.transpose(1, 2), out=out[:, o_sl])  # [n, Og, J]
         return out
 
-    def accumulate_sq(self, go: Tensor) -> None:
-        """Keep each class's output gradient; :meth:`total_sq` contracts all C at once."""
-        self.__dict__.setdefault("_gos", []).append(
-            go.reshape(self.n, self.module.out_channels, -1)
-        )
-
-    def total_sq(self) -> dict[str, Tensor]:
-        """``sum_c sum_n g**2``: per-sample weight gradients of all classes stacked into one
-        GEMM per sample (``[C Og, P] x [P, J]``, larger than per class), in small sample
-        blocks kept cache-resident, squared and summed."""
-        gos = self.__dict__.pop("_gos", [])
-        if not gos:
-            return {}
-        m, c = self.module, len(gos)
-        g = torch.stack(gos, 1)  # [N, C, O, P]
+    def sq_sum(self, go: Tensor) -> dict[str, Tensor]:
         out = {}
+        g = go.reshape(self.n, self.module.out_channels, -1)  # [N, O, P]
         if "bias" in self.wanted:
-            out["bias"] = g.sum(-1).square().sum((0, 1))  # [O]
+            out["bias"] = g.sum(-1).square().sum(0)  # [O]
         if "weight" in self.wanted:
-            acc = g.new_zeros(m.groups, c * self.o_group, self.rows)  # [groups, C Og, J]
-            for grp in range(m.groups):
-                g_grp = g[:, :, grp * self.o_group : (grp + 1) * self.o_group]  # [N, C, Og, P]
-                g_grp = g_grp.reshape(self.n, c * self.o_group, -1)  # [N, C Og, P]
-                u_t = self.unfolded[:, grp * self.rows : (grp + 1) * self.rows].transpose(1, 2)
-                for s in range(0, self.n, _SAMPLE_BLOCK):
-                    blk = slice(s, s + _SAMPLE_BLOCK)
-                    acc[grp] += torch.bmm(g_grp[blk], u_t[blk]).square_().sum(0)  # [C Og, J]
-            weight = acc.view(m.groups, c, self.o_group, self.rows).sum(1)  # [groups, Og, J]
-            out["weight"] = weight.reshape(m.weight.shape)
+            # per-sample gradients in cache-sized blocks of samples, squared and summed
+            acc = g.new_zeros(self.module.out_channels, self.rows)  # [O, J]
+            block = max(1, _BLOCK_FLOATS // (self.module.out_channels * self.rows))
+            for start in range(0, self.n, block):
+                acc += self._full_weight(g, slice(start, start + block)).square_().sum(0)
+            out["weight"] = acc.view(self.module.weight.shape)
         return out
 
     def _bias(self, go: Tensor, idx: Tensor | None) -> Tensor:
