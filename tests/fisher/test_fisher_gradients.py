@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fishermask.errors import ConfigError
-from fishermask.fisher import diag_fisher, masked_grads, random_mask, top_k_mask
+from fishermask.fisher import closed_form, diag_fisher, masked_grads, random_mask, top_k_mask
 from fishermask.fisher._engine import _plan
 from tests.fisher.fisher_models import make_inputs, make_model
 from tests.fisher.fisher_reference import ref_diag_fisher, ref_masked_grads
@@ -55,8 +55,13 @@ def test_diag_fisher_matches_loop(name: str) -> None:
     assert all(v.abs().sum() > 0 for v in fast.values())
 
 
+@pytest.mark.parametrize("conv_path", ["gather", "gemm"])
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: "-".join(map(str, c.values())))
-def test_masked_grads_matches_loop(case: dict) -> None:
+def test_masked_grads_matches_loop(
+    case: dict, conv_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pin the Conv2d path so that both the gather and the GEMM forms are checked everywhere
+    monkeypatch.setattr(closed_form, "_DENSE_FRACTION", 0.0 if conv_path == "gemm" else 2.0)
     model, x = make_model(case["model"]), make_inputs(7)
     mask = _mask(model, case["mask"], case["k"], x)
     fast = masked_grads(model, x, mask, scale=case["scale"], batch_size=case["batch"])

@@ -29,6 +29,15 @@ Wanted = dict[str, Tensor | None]
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _BLOCK_FLOATS = 1 << 18  # per-sample gradient block kept cache-resident by ``sq_sum``
+# A Conv2d with at least this fraction of its weights masked forms the whole per-sample
+# weight gradient with one batched GEMM ([N, O, P] x [N, P, J]) and then picks the masked
+# entries; below it, each masked entry is a dot product over P positions of gathered
+# windows. The gather path is memory-bound (~75x the GEMM's cost per multiply-add here), so
+# the GEMM wins from ~1.5 % (measured on a 2-core CPU: 44x faster for a ResNet stem with
+# 59 % of its weights masked, as FisherMask masks typically are). _DENSE_MAX_FLOATS bounds
+# the unfolded input [N, J, P] the GEMM needs; larger layers keep the gather path.
+_DENSE_FRACTION = 0.02
+_DENSE_MAX_FLOATS = 1 << 26
 
 
 def closed_form_kind(module: nn.Module) -> str | None:
@@ -136,7 +145,14 @@ class Conv2dForm(_Form):
         self.o_group = m.out_channels // m.groups
         self.rows = self.c_group * kh * kw  # J
         idx = wanted.get("weight", False)
-        if idx is None:
+        self.dense = idx is not False and (
+            idx is None
+            or (
+                idx.numel() >= _DENSE_FRACTION * m.weight.numel()
+                and self.n * m.groups * self.rows * self.h_out * self.w_out <= _DENSE_MAX_FLOATS
+            )
+        )
+        if self.dense:
             # the whole unfolded input, for full per-sample gradients: [N, groups * J, P]
             self.unfolded = F.unfold(a, (kh, kw), dilation=(dh, dw), stride=(sh, sw))
         elif idx is not False:
@@ -157,6 +173,8 @@ class Conv2dForm(_Form):
         g = go.reshape(self.n, self.module.out_channels, -1)  # [N, O, P]
         if idx is None:
             return self._full_weight(g, slice(None)).view(self.n, *self.module.weight.shape)
+        if self.dense:  # one GEMM, then the masked entries (flat index o * J + j)
+            return self._full_weight(g, slice(None)).reshape(self.n, -1).index_select(1, idx)
         return torch.linalg.vecdot(g.index_select(1, self.o_w), self.u_sel)  # [N, E]
 
     def _full_weight(self, g: Tensor, samples: slice) -> Tensor:
