@@ -197,6 +197,8 @@ def run_trial(
     store = TrialStore(out_dir, spec.key, seed)
     records = store.records()
     n_rounds = len(exp.query_sizes) + 1
+    if len(records) == n_rounds:
+        return records  # finished earlier
     progress.start_trial(f"{spec.key} seed {seed}", n_rounds, len(records))
     ds = exp.data
     oracle = SimulatedOracle(ds.y_train)

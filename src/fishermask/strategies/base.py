@@ -55,7 +55,7 @@ class QueryContext:
     aux: AuxiliaryModule | None = None
     batch_size: int = 512
     round: int = 0
-    _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -86,8 +86,9 @@ class QueryContext:
                 batch_size=self.batch_size,
                 embeddings=True,
             )
-            self._cache[key] = (probs, emb)  # type: ignore[assignment]
-        return self._cache[key]  # type: ignore[return-value]
+            assert emb is not None  # predict(embeddings=True) always returns them
+            self._cache[key] = (probs, emb)
+        return self._cache[key]
 
     def probs(self, indices: torch.Tensor) -> torch.Tensor:
         return self.predictions(indices)[0]
