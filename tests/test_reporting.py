@@ -49,9 +49,16 @@ def test_curves_and_summary() -> None:
     assert "| b | 2 | 40 | 81.00 ± 1.00 |" in md
 
 
-def test_curves_keep_rounds_all_seeds_finished() -> None:
+def test_curves_keep_only_seeds_that_finished_every_round() -> None:
+    from fishermask.reporting.tables import incomplete
+
     rows = [r for r in _rows() if not (r["seed"] == 1 and r["round"] == 2)]
-    assert curves(rows)["a"].n_labeled.tolist() == [10, 20]
+    a = curves(rows)["a"]
+    assert a.n_labeled.tolist() == [10, 20, 40] and list(a.per_seed) == [0]
+    assert incomplete(rows) == {"a": (1, 2), "b": (1, 2)}
+    only_start = [r for r in _rows() if r["strategy"] == "b" or r["round"] == 0]
+    assert "a" not in curves(only_start)  # a strategy with no finished seed is left out
+    assert incomplete(only_start) == {"a": (0, 2)}
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from fishermask.errors import DataError  # noqa: E402
 from fishermask.experiments.store import read_results, write_json_atomic, write_text_atomic  # noqa: E402
 from fishermask.reporting.compare import paired_aulc_differences  # noqa: E402
 from fishermask.reporting.plots import plot_learning_curves  # noqa: E402
-from fishermask.reporting.tables import summarize, summary_markdown  # noqa: E402
+from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
 
 
 def _title(run_dir: Path) -> str:
@@ -111,10 +111,21 @@ def build_report(run_dirs: list[Path], out: Path, *, method: str = "fishermask")
             "",
             summary_markdown(summary),
         ]
+        pending = incomplete(rows)
+        if pending:
+            md += [
+                "Still running (only seeds that finished every round are counted above): "
+                + ", ".join(
+                    f"{s} ({done} of {n} seeds finished)" for s, (done, n) in pending.items()
+                )
+                + ".",
+                "",
+            ]
         entry: dict[str, Any] = {
             "run_dir": str(d),
             "title": title,
             "summary": [s.__dict__ for s in summary],
+            "incomplete": {s: {"finished_seeds": d, "seeds": n} for s, (d, n) in pending.items()},
             "differences": [x.__dict__ | {"verdict": x.verdict} for x in diffs],
         }
         if diffs:

@@ -36,16 +36,39 @@ class Curve:
     per_seed: dict[int, np.ndarray]  # seed -> accuracies [R]
 
 
-def curves(rows: list[dict[str, Any]], metric: str = "accuracy") -> dict[str, Curve]:
-    """Group rows by strategy; keep the rounds every seed completed."""
+def _by_trial(rows: list[dict[str, Any]], metric: str) -> dict:
     by: dict[str, dict[int, dict[int, tuple[int, float]]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         by[r["strategy"]][r["seed"]][r["round"]] = (r["n_labeled"], r[metric])
+    return by
+
+
+def incomplete(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Strategies with a seed that has not finished every round: ``(complete, all)`` seeds."""
+    by = _by_trial(rows, "accuracy")
+    full = max((len(t) for s in by.values() for t in s.values()), default=0)
     out = {}
     for strat, seeds in by.items():
-        common = sorted(set.intersection(*(set(s) for s in seeds.values())))
-        if not common:
+        done = sum(len(t) == full for t in seeds.values())
+        if done < len(seeds):
+            out[strat] = (done, len(seeds))
+    return out
+
+
+def curves(rows: list[dict[str, Any]], metric: str = "accuracy") -> dict[str, Curve]:
+    """Group rows by strategy, keeping only the seeds that completed every round of the run.
+
+    A run still in progress thus never compares strategies on a truncated budget; a
+    strategy with no complete seed yet is left out (see :func:`incomplete`).
+    """
+    by = _by_trial(rows, metric)
+    full = max((len(t) for s in by.values() for t in s.values()), default=0)
+    out = {}
+    for strat, all_seeds in by.items():
+        seeds = {s: t for s, t in all_seeds.items() if len(t) == full}
+        if not seeds:
             continue
+        common = sorted(next(iter(seeds.values())))
         first = next(iter(seeds.values()))
         labels = np.array([first[k][0] for k in common])
         per_seed = {s: np.array([v[k][1] for k in common]) for s, v in sorted(seeds.items())}
