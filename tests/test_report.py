@@ -54,7 +54,11 @@ def test_paired_differences_known_values(tmp_path: Path) -> None:
 def test_report_command(tmp_path: Path) -> None:
     _write_run(
         tmp_path / "s1",
-        {"fishermask": [[0.4, 0.6], [0.5, 0.6]], "margin": [[0.4, 0.5], [0.5, 0.5]]},
+        {
+            "fishermask": [[0.4, 0.6], [0.5, 0.6]],
+            "margin": [[0.4, 0.5], [0.5, 0.5]],
+            "bait": [[0.4], [0.5, 0.9]],  # seed 0 still running
+        },
     )
     (tmp_path / "s1/query_info.jsonl").write_text(
         json.dumps(
@@ -79,6 +83,8 @@ def test_report_command(tmp_path: Path) -> None:
     assert "| fishermask | 2 | 20 | 60.00 ± 0.00 |" in md
     assert "| margin | 2 |" in md and "s1_curves.png" in md and "s2_curves.png" in md
     assert "s1_mask_profile.png" in md
+    assert "Still running" in md and "bait (1 of 2 seeds finished)" in md
+    assert "| bait | 1 | 20 | 90.00 ± 0.00 |" in md  # only the finished seed counts
     data = json.loads((tmp_path / "rep/report.json").read_text())
     assert data[0]["mask_profile"][0]["fraction"] == pytest.approx(0.3)
     assert data[0]["differences"][0]["mean"] == pytest.approx(0.05)
