@@ -86,11 +86,7 @@ class TrialStore:
         A gap ends the list, and so does the latest checkpoint: records after the last
         round whose model state is on disk are recomputed (deterministically) on resume.
         """
-        out = []
-        r = 0
-        while (p := self.dir / f"round_{r:03d}.json").exists():
-            out.append(json.loads(p.read_text()))
-            r += 1
+        out = _read_rounds(self.dir)
         while out and not (self.dir / f"model_{len(out) - 1:03d}.pt").exists():
             out.pop()
         return out
@@ -108,15 +104,21 @@ class TrialStore:
         return torch.load(self.dir / f"model_{round_:03d}.pt", map_location="cpu")
 
 
+def _read_rounds(trial_dir: Path) -> list[dict[str, Any]]:
+    """The round records of one trial directory, round 0 first; a gap ends the list."""
+    out = []
+    r = 0
+    while (p := trial_dir / f"round_{r:03d}.json").exists():
+        out.append(json.loads(p.read_text()))
+        r += 1
+    return out
+
+
 def all_records(out_dir: Path) -> list[dict[str, Any]]:
     """Every committed round record under ``out_dir/trials``."""
-    recs = []
-    for d in sorted((Path(out_dir) / "trials").glob("*__seed*")):
-        r = 0
-        while (p := d / f"round_{r:03d}.json").exists():
-            recs.append(json.loads(p.read_text()))
-            r += 1
-    return recs
+    return [
+        rec for d in sorted((Path(out_dir) / "trials").glob("*__seed*")) for rec in _read_rounds(d)
+    ]
 
 
 def aggregate(

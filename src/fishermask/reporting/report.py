@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fishermask.errors import DataError  # noqa: E402
 from fishermask.experiments.store import read_results, write_json_atomic, write_text_atomic  # noqa: E402
 from fishermask.reporting.compare import paired_aulc_differences  # noqa: E402
-from fishermask.reporting.plots import plot_learning_curves  # noqa: E402
+from fishermask.reporting.plots import plot_learning_curves, save_figure  # noqa: E402
 from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
 
 
@@ -77,9 +77,7 @@ def plot_mask_profile(profile: list[dict[str, Any]], path: Path, title: str = ""
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _slug(text: str) -> str:
