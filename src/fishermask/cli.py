@@ -283,7 +283,7 @@ def list_strategies() -> None:
     from fishermask import strategies
 
     for name in strategies.available():
-        cls = strategies.registry._REGISTRY[name]
+        cls = strategies.registry.strategy_class(name)
         opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         console.print(f"[bold]{name}[/]  {doc}" + (f"\n    options: {opts}" if opts else ""))

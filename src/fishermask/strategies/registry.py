@@ -24,11 +24,16 @@ def available() -> list[str]:
     return list(_REGISTRY)
 
 
-def get(name: str, **options: Any) -> Strategy:
-    """An instance of the strategy ``name`` with ``options`` (unknown options are errors)."""
+def strategy_class(name: str) -> type[Strategy]:
+    """The registered class of strategy ``name``."""
     if name not in _REGISTRY:
         raise ConfigError(f"Unknown strategy {name!r}; supported: {', '.join(_REGISTRY)}.")
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def get(name: str, **options: Any) -> Strategy:
+    """An instance of the strategy ``name`` with ``options`` (unknown options are errors)."""
+    cls = strategy_class(name)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - set(fields))
     if unknown:
