@@ -50,6 +50,7 @@ def _cli_overrides(**opts: Any) -> dict[str, Any]:
         "budget": ("loop", "budget"),
         "epochs": ("train", "epochs"),
         "max_epochs": ("train", "max_epochs"),
+        "max_steps": ("train", "max_steps"),
         "optimizer": ("train", "optimizer"),
         "lr": ("train", "lr"),
         "batch_size": ("train", "batch_size"),
@@ -122,6 +123,9 @@ def run(
     max_epochs: Annotated[
         int | None, typer.Option(help="Epoch cap when training to the accuracy target.")
     ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Cap on optimizer steps per round (0: none).")
+    ] = None,
     optimizer: Annotated[str | None, typer.Option(help="adam (default) or sgd.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
@@ -179,6 +183,7 @@ def run(
             budget=budget,
             epochs=epochs,
             max_epochs=max_epochs,
+            max_steps=max_steps,
             optimizer=optimizer,
             lr=lr,
             batch_size=batch_size,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fishermask.errors import ConfigError
-from fishermask.fisher import greedy_select, mean_fisher
+from fishermask.fisher import greedy_select, mean_fisher, selection
 from tests.fisher.fisher_reference import ref_greedy_select, ref_objective
 
 CASES = [
@@ -65,11 +65,16 @@ def test_greedy_beats_random_on_the_objective() -> None:
     assert ref_objective(vu, vl, picked, 6, 1.0) < best_random
 
 
-def test_float32_picks_the_same_points() -> None:
-    case = {"n": 200, "c": 4, "d": 40, "n_lab": 20, "budget": 15}
+@pytest.mark.parametrize("upcast", [True, False], ids=["upcast", "float32-products"])
+def test_float32_picks_the_same_points(upcast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small float32 inputs run in float64; large ones keep float32 products and re-score
+    near-ties exactly (forced here by a zero size limit)."""
+    if not upcast:
+        monkeypatch.setattr(selection, "_UPCAST_MAX_BYTES", 0)
+    case = {"n": 200, "c": 4, "d": 40, "n_lab": 20, "budget": 40}
     vu, vl = _problem(case)
-    a = greedy_select(vu, vl, 15, backward_steps=1)
-    b = greedy_select(vu.float(), vl.float(), 15, backward_steps=1)
+    a = greedy_select(vu, vl, 40, backward_steps=1)
+    b = greedy_select(vu.float(), vl.float(), 40, backward_steps=1)
     assert a.tolist() == b.tolist()
 
 
@@ -108,7 +113,12 @@ def test_cuda_matches_cpu() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_exact_ties_pick_the_lowest_index(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("upcast", [True, False], ids=["upcast", "float32-products"])
+def test_exact_ties_pick_the_lowest_index(
+    dtype: torch.dtype, upcast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not upcast:
+        monkeypatch.setattr(selection, "_UPCAST_MAX_BYTES", 0)
     case = {"n": 12, "c": 3, "d": 6, "n_lab": 3, "budget": 5}
     vu, vl = _problem(case)
     vu[7] = vu[2]  # duplicates: equal scores until one is chosen

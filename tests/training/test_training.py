@@ -151,3 +151,35 @@ def test_bad_train_config() -> None:
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ConfigError, match="target_accuracy"):
         TrainConfig(target_accuracy=1.5)
+
+
+def test_max_steps_caps_optimizer_steps_mid_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``max_steps`` ends training after exactly that many steps, inside an epoch."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, 3, (100,), generator=gen)
+    model = build_model("mlp", 3, (1, 8, 8), 0.25)
+    norm = Normalizer.fit(images)
+    config = TrainConfig(stop="epochs", epochs=10, batch_size=16, max_steps=9)
+    stepped = []
+    opt_step = torch.optim.Adam.step
+
+    def counting_step(self, *a, **k):  # type: ignore[no-untyped-def]
+        stepped.append(1)
+        return opt_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
+    aug = make_augmenter(config, norm, 1)
+    result = train(model, images, labels, config, aug, generator=torch.Generator().manual_seed(1))
+    assert len(stepped) == 9 and result.steps == 9
+    assert result.epochs == 2  # 7 steps per epoch of 100 images in batches of 16
+    stepped.clear()
+    two_epochs = TrainConfig(stop="epochs", epochs=2, batch_size=16)
+    model = build_model("mlp", 3, (1, 8, 8), 0.25)
+    uncapped = train(model, images, labels, two_epochs, aug, generator=torch.Generator())
+    assert len(stepped) == 14 and uncapped.steps == 14
+
+
+def test_max_steps_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="max_steps"):
+        TrainConfig(max_steps=-1)

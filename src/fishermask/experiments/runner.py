@@ -275,6 +275,7 @@ def run_trial(
             "query_seconds": round(query_seconds, 4),
             "train_seconds": round(result.seconds, 4),
             "train_epochs": result.epochs,
+            "train_steps": result.steps,
             "train_accuracy": result.train_accuracy,
             "queried": queried.tolist(),
             "labels": labels.tolist(),

@@ -39,6 +39,7 @@ RESULT_FIELDS = [
     "query_seconds",
     "train_seconds",
     "train_epochs",
+    "train_steps",
     "train_accuracy",
 ]
 
@@ -138,7 +139,7 @@ def aggregate(
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(RESULT_FIELDS + class_fields)
     for r in recs:
-        row = [r[k] for k in RESULT_FIELDS]
+        row = [r.get(k, "") for k in RESULT_FIELDS]  # train_steps: absent from older runs
         row += [_fmt(a) for a in r["per_class_accuracy"]] + [""] * (
             n_cls - len(r["per_class_accuracy"])
         )
@@ -187,8 +188,8 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             for k, v in row.items():
                 if k == "strategy":
                     parsed[k] = v
-                elif k in ("seed", "round", "n_labeled", "train_epochs"):
-                    parsed[k] = int(v)
+                elif k in ("seed", "round", "n_labeled", "train_epochs", "train_steps"):
+                    parsed[k] = int(v) if v else -1  # -1: not recorded
                 else:
                     parsed[k] = float(v) if v not in ("", None) else float("nan")
             rows.append(parsed)

@@ -22,6 +22,10 @@ class TrainConfig:
     ``epochs`` epochs instead (e.g. the LPLgrad recipe: SGD lr 0.1, momentum
     0.9, weight decay 5e-4, 200 epochs, ``milestones=(160,)``).
 
+    ``max_steps`` (0: no cap) ends training after that many optimizer steps, mid-epoch
+    if need be, whatever the stop rule: it bounds a round's cost when the labeled set
+    grows large (the ``cpu`` experiment profiles use it).
+
     ``augment="auto"`` means crop + flip for RGB images and crop only for grey
     ones (digits are not mirror-symmetric).
     """
@@ -35,6 +39,7 @@ class TrainConfig:
     target_accuracy: float = 0.99
     max_epochs: int = 100
     epochs: int = 200
+    max_steps: int = 0
     milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1
     augment: str = "auto"
@@ -49,6 +54,7 @@ class TrainConfig:
         check_positive("batch_size", self.batch_size)
         check_positive("max_epochs", self.max_epochs)
         check_positive("epochs", self.epochs)
+        check_positive("max_steps", self.max_steps, allow_zero=True)
         check_positive("eval_batch_size", self.eval_batch_size)
         check_positive("crop_padding", self.crop_padding, allow_zero=True)
         if not 0.0 < self.target_accuracy <= 1.0:

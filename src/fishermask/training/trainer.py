@@ -37,6 +37,7 @@ class TrainResult:
     epochs: int
     train_accuracy: float
     seconds: float
+    steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def train(
 
     Stops at ``config.target_accuracy`` training accuracy (measured on the
     augmented batches of the epoch, as the reference code does) or at the epoch
-    limit. Batch order and augmentation draw from ``generator`` only.
+    limit, or after ``config.max_steps`` optimizer steps. Batch order and augmentation draw from ``generator`` only.
     """
     device = next(model.parameters()).device
     start = time.perf_counter()
@@ -97,13 +98,14 @@ def train(
     n = len(y_all)
     limit = config.epoch_limit
     accuracy = 0.0
-    epoch = 0
+    epoch = steps = 0
+    capped = False
     model.train()
     if aux is not None:
         aux.train()
     for epoch in range(1, limit + 1):
         order = torch.randperm(n, generator=generator).to(device)
-        correct = 0
+        correct = seen = 0
         for start_i in range(0, n, config.batch_size):
             idx = order[start_i : start_i + config.batch_size]
             if len(idx) < 2 and n >= 2:
@@ -122,17 +124,24 @@ def train(
             loss.backward()
             optimizer.step()
             correct += int((logits.detach().argmax(1) == y).sum())
+            seen += len(y)
+            steps += 1
+            if steps == config.max_steps:
+                capped = True
+                break
         if scheduler is not None:
             scheduler.step()
-        accuracy = correct / max(n, 1)
+        accuracy = correct / max(seen, 1)
         if on_epoch is not None:
             on_epoch(epoch, limit, accuracy)
-        if config.stop == "accuracy" and accuracy >= config.target_accuracy:
+        if capped or (config.stop == "accuracy" and accuracy >= config.target_accuracy):
             break
     model.eval()
     if aux is not None:
         aux.eval()
-    return TrainResult(epochs=epoch, train_accuracy=accuracy, seconds=time.perf_counter() - start)
+    return TrainResult(
+        epochs=epoch, train_accuracy=accuracy, seconds=time.perf_counter() - start, steps=steps
+    )
 
 
 @torch.no_grad()
