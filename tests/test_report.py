@@ -101,3 +101,39 @@ def test_report_command(tmp_path: Path) -> None:
 def test_report_rejects_non_run_dir(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "has no results.csv" in res.stderr
+
+
+def test_report_title_names_data_model_and_label_schedule(tmp_path: Path) -> None:
+    _write_run(tmp_path / "s1", {"random": [[0.3, 0.4]]})
+    config = {
+        "dataset": {"name": "cifar10-jpeg"},
+        "config": {
+            "data": {"preset": "setting1"},
+            "model": {"name": "resnet18", "width": 0.125},
+            "loop": {"initial": 250, "query_size": 1375, "rounds": None, "budget": 5750},
+        },
+    }
+    (tmp_path / "s1/config.json").write_text(json.dumps(config))
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "s1"), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "r/report.md").read_text()
+    assert "## cifar10-jpeg setting1 — resnet18 width 0.125, 250 → 5750 labels by 1375" in md
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(
+    not (REPO / "docs/results/report.md").exists(), reason="no published results in this tree"
+)
+def test_published_report_reproduces_from_committed_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/results/report.md is what `fishermask report` makes of the committed results."""
+    monkeypatch.chdir(REPO)
+    published = (REPO / "docs/results/report.md").read_text()
+    runs = [line.split("`")[1] for line in published.splitlines() if line.startswith("Run dir")]
+    assert runs, "report.md names no run directory"
+    res = CliRunner().invoke(app, ["report", *runs, "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "report.md").read_text() == published

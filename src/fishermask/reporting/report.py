@@ -33,7 +33,17 @@ def _title(run_dir: Path) -> str:
         preset = data.get("preset")
         model = meta.get("config", {}).get("model", {})
         bits = [name] + ([preset] if preset else [])
-        return f"{' '.join(bits)} — {model.get('name', '')} width {model.get('width', '')}"
+        title = f"{' '.join(bits)} — {model.get('name', '')} width {model.get('width', '')}"
+        loop = meta.get("config", {}).get("loop", {})
+        if loop.get("initial") is not None and loop.get("query_size") is not None:
+            if loop.get("budget") is not None:
+                last = loop["budget"]
+            elif loop.get("rounds") is not None:
+                last = loop["initial"] + loop["rounds"] * loop["query_size"]
+            else:
+                return title
+            title += f", {loop['initial']} → {last} labels by {loop['query_size']}"
+        return title
     return run_dir.name
 
 
