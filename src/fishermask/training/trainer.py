@@ -82,7 +82,8 @@ def train(
 
     Stops at ``config.target_accuracy`` training accuracy (measured on the
     augmented batches of the epoch, as the reference code does) or at the epoch
-    limit, or after ``config.max_steps`` optimizer steps. Batch order and augmentation draw from ``generator`` only.
+    limit, or after ``config.max_steps`` optimizer steps. Batch order and augmentation
+    draw from ``generator`` only.
     """
     device = next(model.parameters()).device
     start = time.perf_counter()
