@@ -15,6 +15,7 @@ import pytest
 
 from fishermask.experiments.config import ExperimentConfig
 from fishermask.experiments.runner import Experiment, run_experiment
+from fishermask.experiments.store import RESULT_FIELDS
 
 SMALL = {
     "data": {"dataset": "digits"},
@@ -37,17 +38,8 @@ def test_writes_outputs_with_one_row_per_round(tmp_path: Path) -> None:
     assert len(recs) == 3 * 2 * 3
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     assert len(rows) == 18
-    need = {
-        "strategy",
-        "seed",
-        "round",
-        "n_labeled",
-        "accuracy",
-        "balanced_accuracy",
-        "query_seconds",
-        "train_seconds",
-    }
-    assert need <= set(rows[0])
+    assert set(RESULT_FIELDS) <= set(rows[0])  # then one accuracy column per class
+    assert all(int(r["train_steps"]) >= int(r["train_epochs"]) >= 1 for r in rows)
     assert [int(r["n_labeled"]) for r in rows[:3]] == [20, 30, 40]
     queries = [json.loads(line) for line in open(tmp_path / "queries.jsonl")]
     assert len(queries) == 18
