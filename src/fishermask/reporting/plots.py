@@ -43,7 +43,7 @@ def plot_learning_curves(
     ax.set_xlabel("number of labeled images")
     ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize="medium", wrap=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
