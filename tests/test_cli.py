@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from pathlib import Path
@@ -114,7 +115,7 @@ def test_config_file_profile_and_cli_override(tmp_path: Path) -> None:
     cfg.write_text(
         "data: {dataset: digits}\n"
         "model: {name: mlp, width: 0.25}\n"
-        "train: {max_epochs: 1}\n"
+        "train: {stop: epochs, epochs: 3}\n"
         "loop: {initial: 10, query_size: 5, rounds: 3}\n"
         "strategies: [random, entropy]\n"
         "seeds: [4]\n"
@@ -131,6 +132,8 @@ def test_config_file_profile_and_cli_override(tmp_path: Path) -> None:
             "tiny",
             "--query-size",
             "7",
+            "--max-steps",
+            "2",
             "--no-progress",
             "--device",
             "cpu",
@@ -145,8 +148,11 @@ def test_config_file_profile_and_cli_override(tmp_path: Path) -> None:
     for f in ("results.csv", "queries.jsonl", "config.json", "learning_curves.png", "summary.md"):
         assert (out / f).exists(), f
     assert "learning_curves.png" in res.stdout
-    rows = (out / "results.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 2
+    assert meta["train"]["max_steps"] == 2 and meta["train"]["epochs"] == 3
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 * 2
+    # one batch per epoch (<= 17 images), 3 epochs, capped at 2 steps
+    assert [(r["train_epochs"], r["train_steps"]) for r in rows] == [("2", "2")] * 4
 
 
 def test_toml_config(tmp_path: Path) -> None:
