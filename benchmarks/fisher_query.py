@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     del chunks
     rss["after masked grads"] = peak_rss_mb()
 
-    # 4. pool Fisher, 5. selection (default path: float64 when it fits in _UPCAST_MAX_BYTES),
+    # 4. pool Fisher, 5. selection (default path: float64 when it fits in UPCAST_MAX_BYTES),
     # then the float32-products path (near-ties re-scored in float64) for time and agreement
     fs = t.run("pool Fisher", lambda: mean_fisher(v_all, dtype=torch.float64))
     vu, vl = v_all[unlabeled], v_all[labeled]
@@ -257,15 +257,12 @@ def main(argv: list[str] | None = None) -> None:
         ),
     ).tolist()
     rss["after selection"] = peak_rss_mb()
-    upcast_limit = selection._UPCAST_MAX_BYTES
-    selection._UPCAST_MAX_BYTES = 0
     start = time.perf_counter()
     picked32 = greedy_select(
-        vu, vl, args.budget, backward_steps=args.backward_steps, pool_fisher=fs
+        vu, vl, args.budget, backward_steps=args.backward_steps, pool_fisher=fs, upcast_max_bytes=0
     ).tolist()
     t32 = time.perf_counter() - start
-    selection._UPCAST_MAX_BYTES = upcast_limit
-    upcast = vu.numel() * 8 <= upcast_limit
+    upcast = vu.numel() * 8 <= selection.UPCAST_MAX_BYTES
 
     # checks against the naive formulations (sub-problems)
     sub = pool[: args.naive_samples]

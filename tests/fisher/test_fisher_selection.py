@@ -66,15 +66,14 @@ def test_greedy_beats_random_on_the_objective() -> None:
 
 
 @pytest.mark.parametrize("upcast", [True, False], ids=["upcast", "float32-products"])
-def test_float32_picks_the_same_points(upcast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_float32_picks_the_same_points(upcast: bool) -> None:
     """Small float32 inputs run in float64; large ones keep float32 products and re-score
     near-ties exactly (forced here by a zero size limit)."""
-    if not upcast:
-        monkeypatch.setattr(selection, "_UPCAST_MAX_BYTES", 0)
+    limit = selection.UPCAST_MAX_BYTES if upcast else 0
     case = {"n": 200, "c": 4, "d": 40, "n_lab": 20, "budget": 40}
     vu, vl = _problem(case)
     a = greedy_select(vu, vl, 40, backward_steps=1)
-    b = greedy_select(vu.float(), vl.float(), 40, backward_steps=1)
+    b = greedy_select(vu.float(), vl.float(), 40, backward_steps=1, upcast_max_bytes=limit)
     assert a.tolist() == b.tolist()
 
 
@@ -114,18 +113,16 @@ def test_cuda_matches_cpu() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("upcast", [True, False], ids=["upcast", "float32-products"])
-def test_exact_ties_pick_the_lowest_index(
-    dtype: torch.dtype, upcast: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not upcast:
-        monkeypatch.setattr(selection, "_UPCAST_MAX_BYTES", 0)
+def test_exact_ties_pick_the_lowest_index(dtype: torch.dtype, upcast: bool) -> None:
+    limit = selection.UPCAST_MAX_BYTES if upcast else 0
     case = {"n": 12, "c": 3, "d": 6, "n_lab": 3, "budget": 5}
     vu, vl = _problem(case)
     vu[7] = vu[2]  # duplicates: equal scores until one is chosen
     vu[9] = vu[4]
     vu[10:] = 0.0  # zero candidates score exactly 0
     ref = ref_greedy_select(vu, vl, 5, 1.0, 1)
-    assert greedy_select(vu.to(dtype), vl.to(dtype), 5, backward_steps=1).tolist() == ref
+    picked = greedy_select(vu.to(dtype), vl.to(dtype), 5, backward_steps=1, upcast_max_bytes=limit)
+    assert picked.tolist() == ref
     assert greedy_select(vu, vl, 12, backward_steps=0).tolist() == ref_greedy_select(
         vu, vl, 12, 1.0, 0
     )

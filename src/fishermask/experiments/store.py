@@ -42,6 +42,7 @@ RESULT_FIELDS = [
     "train_steps",
     "train_accuracy",
 ]
+OPTIONAL_FIELDS = {"train_steps"}  # absent from runs made before it was recorded
 
 
 def _atomic(path: Path, write: Any, mode: str) -> None:
@@ -139,7 +140,7 @@ def aggregate(
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(RESULT_FIELDS + class_fields)
     for r in recs:
-        row = [r.get(k, "") for k in RESULT_FIELDS]  # train_steps: absent from older runs
+        row = [r.get(k, "") if k in OPTIONAL_FIELDS else r[k] for k in RESULT_FIELDS]
         row += [_fmt(a) for a in r["per_class_accuracy"]] + [""] * (
             n_cls - len(r["per_class_accuracy"])
         )
@@ -188,8 +189,10 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             for k, v in row.items():
                 if k == "strategy":
                     parsed[k] = v
-                elif k in ("seed", "round", "n_labeled", "train_epochs", "train_steps"):
+                elif k in OPTIONAL_FIELDS:
                     parsed[k] = int(v) if v else -1  # -1: not recorded
+                elif k in ("seed", "round", "n_labeled", "train_epochs"):
+                    parsed[k] = int(v)
                 else:
                     parsed[k] = float(v) if v not in ("", None) else float("nan")
             rows.append(parsed)

@@ -38,7 +38,7 @@ _MAX_REFINE = 512  # at most this many near-tied candidates are re-scored exactl
 # about twice a float32 one, but float32 carried scores drift and the near-tie re-scoring
 # (O(C d^2) per re-scored candidate) then dominates; measured 114 s -> 30 s for 1375 picks
 # among 4125 candidates (C=4, d=880) on one CPU thread.
-_UPCAST_MAX_BYTES = 1 << 30
+UPCAST_MAX_BYTES = 1 << 30
 
 
 def mean_fisher(*vs: Tensor, dtype: torch.dtype | None = None, chunk_size: int = 4096) -> Tensor:
@@ -102,6 +102,7 @@ def greedy_select(
     backward_steps: int = 1,
     pool_fisher: Tensor | None = None,
     chunk_size: int = 4096,
+    upcast_max_bytes: int = UPCAST_MAX_BYTES,
 ) -> Tensor:
     """Pick ``budget`` candidates by the greedy trace criterion (spec §2.5), forward then backward.
 
@@ -115,6 +116,8 @@ def greedy_select(
         pool_fisher: ``F_S`` ``[d, d]``; default the mean of ``V[x]^T V[x]`` over all rows of
             both ``V_unlabeled`` and ``V_labeled`` (:func:`mean_fisher`).
         chunk_size: candidates per block in the O(N C d^2) set-up (bounds its memory).
+        upcast_max_bytes: run everything in float64 when the candidates' float64 copy takes
+            at most this many bytes (0: keep the inputs' dtype for the big products).
 
     Returns:
         LongTensor ``[B]`` of indices into ``V_unlabeled``, in the order chosen.
@@ -123,7 +126,7 @@ def greedy_select(
     rank-C updates (one ``[N C, d] x [d, 2C]`` product) plus O(N C^3 + d^2 C) once; memory
     O(N C^2 + d^2) besides the inputs. The naive per-candidate formula costs O(N d^2 C).
 
-    Precision: inputs whose float64 copy takes at most ``_UPCAST_MAX_BYTES`` (1 GiB) are
+    Precision: inputs whose float64 copy takes at most ``upcast_max_bytes`` (1 GiB) are
     converted to float64 once and everything runs in float64. Larger inputs keep their
     dtype for the big products; ``M^-1``, ``F_S`` (default) and the
     carried C x C matrices are float64. At every step the candidates whose carried score lies
@@ -138,7 +141,7 @@ def greedy_select(
     n, c, d = vu.shape
     n_lab = vl.shape[0]
     work, dev = vu.dtype, vu.device
-    if work != _CARRY and n * c * d * 8 <= _UPCAST_MAX_BYTES:
+    if work != _CARRY and n * c * d * 8 <= upcast_max_bytes:
         vu, work = vu.to(_CARRY), _CARRY
     vl = vl.to(dtype=work, device=dev)
     fs = pool_fisher if pool_fisher is not None else mean_fisher(vu, vl, dtype=_CARRY)

@@ -36,17 +36,19 @@ class Curve:
     per_seed: dict[int, np.ndarray]  # seed -> accuracies [R]
 
 
-def _by_trial(rows: list[dict[str, Any]], metric: str) -> dict:
+def _by_trial(rows: list[dict[str, Any]], metric: str) -> tuple[dict, int]:
+    """``strategy -> seed -> round -> (n_labeled, metric)`` and the run's number of rounds
+    (the most any trial has)."""
     by: dict[str, dict[int, dict[int, tuple[int, float]]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         by[r["strategy"]][r["seed"]][r["round"]] = (r["n_labeled"], r[metric])
-    return by
+    full = max((len(t) for s in by.values() for t in s.values()), default=0)
+    return by, full
 
 
 def incomplete(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     """Strategies with a seed that has not finished every round: ``(complete, all)`` seeds."""
-    by = _by_trial(rows, "accuracy")
-    full = max((len(t) for s in by.values() for t in s.values()), default=0)
+    by, full = _by_trial(rows, "accuracy")
     out = {}
     for strat, seeds in by.items():
         done = sum(len(t) == full for t in seeds.values())
@@ -61,15 +63,14 @@ def curves(rows: list[dict[str, Any]], metric: str = "accuracy") -> dict[str, Cu
     A run still in progress thus never compares strategies on a truncated budget; a
     strategy with no complete seed yet is left out (see :func:`incomplete`).
     """
-    by = _by_trial(rows, metric)
-    full = max((len(t) for s in by.values() for t in s.values()), default=0)
+    by, full = _by_trial(rows, metric)
     out = {}
     for strat, all_seeds in by.items():
         seeds = {s: t for s, t in all_seeds.items() if len(t) == full}
         if not seeds:
             continue
-        common = sorted(next(iter(seeds.values())))
         first = next(iter(seeds.values()))
+        common = sorted(first)
         labels = np.array([first[k][0] for k in common])
         per_seed = {s: np.array([v[k][1] for k in common]) for s, v in sorted(seeds.items())}
         acc = np.stack(list(per_seed.values()))  # [S, R]
