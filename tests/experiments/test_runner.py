@@ -92,6 +92,9 @@ def test_rerun_with_other_config_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    # one worker: trials run in order (entropy 0, 1, margin 0, 1), so margin seed 1 cannot
+    # have finished when entropy seed 1's first query lands; with the default (one worker
+    # per core) a worker that starts early can run both margin trials first
     args = [
         sys.executable,
         "-m",
@@ -117,6 +120,8 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> No
         "entropy,margin",
         "--device",
         "cpu",
+        "--workers",
+        "1",
         "--no-progress",
     ]
     subprocess.run([*args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
