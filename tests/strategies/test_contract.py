@@ -87,5 +87,5 @@ def test_option_values_are_coerced() -> None:
     assert strategies.get("fishermask", k=None).k is None
     with pytest.raises(ConfigError, match="lam"):
         strategies.get("fishermask", lam=None)
-    with pytest.raises(ConfigError, match="must be of type int"):
+    with pytest.raises(ConfigError, match="`fishermask:k`=.many., must be a valid integer"):
         strategies.get("fishermask", k="many")

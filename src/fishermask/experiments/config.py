@@ -24,17 +24,20 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from fishermask.errors import ConfigError, check_positive
 from fishermask.training.config import TrainConfig
+from fishermask.validation import Section
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     """Which data set, and which classes/images of it, form the pool and the test split."""
+
+    section: ClassVar[str] = "data"
 
     dataset: str = "mnist5k"
     preset: str | None = None
@@ -43,27 +46,43 @@ class DataConfig:
     image_size: tuple[int, int] | None = None
     cache_dir: str | None = None
 
+    def check(self) -> None:
+        for n in self.class_counts or ():
+            check_positive("class_counts", n, allow_zero=True)
+        for n in self.image_size or ():
+            check_positive("image_size", n)
+
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Section):
+    """Which network, and its width multiplier (channels scale with it)."""
+
+    section: ClassVar[str] = "model"
+
     name: str = "cnn"
     width: float = 1.0
 
+    def check(self) -> None:
+        if not self.width > 0:
+            raise ConfigError(f"`model.width`={self.width}, must be > 0.")
+
 
 @dataclass(frozen=True)
-class LoopConfig:
+class LoopConfig(Section):
     """The active-learning loop: start size, batch size, and when to stop.
 
     Give either ``rounds`` (number of queries) or ``budget`` (total labels to
     reach, the last query shrinking to land on it exactly); ``budget`` wins.
     """
 
+    section: ClassVar[str] = "loop"
+
     initial: int = 50
     query_size: int = 50
     rounds: int | None = 5
     budget: int | None = None
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_positive("initial", self.initial)
         check_positive("query_size", self.query_size)
         if self.rounds is not None:
@@ -149,7 +168,7 @@ class StrategySpec:
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(Section):
     """One experiment: one data set, one model and recipe, several strategies x seeds."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -163,7 +182,7 @@ class ExperimentConfig:
     device: str = "auto"
     threads: int = 1  # torch CPU threads per trial; results depend on it, so it is fixed
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if not self.strategies:
             raise ConfigError("No strategy given; pass at least one --strategy.")
         keys = [s.key for s in self.strategies]
@@ -193,7 +212,10 @@ class ExperimentConfig:
             ("loop", LoopConfig),
         ):
             if name in raw:
-                section = dict(raw[name] or {})
+                section = raw[name] or {}
+                if not isinstance(section, dict):
+                    raise ConfigError(f"[{name}] must be a mapping, got {section!r}.")
+                section = dict(section)
                 if name == "loop" and section.get("budget") is not None:
                     section.setdefault("rounds", None)  # the budget decides the rounds
                 kwargs[name] = _build(sub, section, name)
@@ -204,10 +226,9 @@ class ExperimentConfig:
             kwargs["strategies"] = tuple(StrategySpec.parse(s) for s in items)
         if "seeds" in raw:
             kwargs["seeds"] = parse_seeds(raw["seeds"])
-        if "device" in raw:
-            kwargs["device"] = str(raw["device"])
-        if "threads" in raw:
-            kwargs["threads"] = int(raw["threads"])
+        for name in ("device", "threads"):
+            if name in raw:
+                kwargs[name] = raw[name]
         return cls(**kwargs)
 
 
@@ -254,24 +275,11 @@ def _reject_unknown(section: str, raw: dict[str, Any], known: set[str]) -> None:
 
 
 def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
+    """Section ``cls`` from a mapping; its fields are validated on construction."""
     if not isinstance(raw, dict):
         raise ConfigError(f"[{section}] must be a mapping, got {raw!r}.")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    _reject_unknown(section, raw, set(fields))
-    kwargs = {}
-    for k, v in raw.items():
-        typ = str(fields[k].type)
-        if typ.startswith("tuple") and isinstance(v, list):
-            v = tuple(v)
-        elif typ.startswith("tuple") and isinstance(v, str):
-            v = tuple(int(p) for p in v.replace("x", ",").split(",") if p)
-        elif typ.startswith("float") and isinstance(v, (int, str)) and not isinstance(v, bool):
-            v = float(v)
-        kwargs[k] = v
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ConfigError(f"[{section}]: {e}") from None
+    _reject_unknown(section, raw, {f.name for f in dataclasses.fields(cls)})
+    return cls(**raw)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from fishermask.errors import ConfigError
 from fishermask.strategies.base import Strategy
+from fishermask.validation import coerce_field
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 
@@ -41,32 +42,5 @@ def get(name: str, **options: Any) -> Strategy:
         raise ConfigError(
             f"Unknown option(s) {', '.join(unknown)} for strategy {name!r}; its options: {known}."
         )
-    coerced = {k: _coerce(name, fields[k], v) for k, v in options.items()}
+    coerced = {k: coerce_field(cls, k, v, f"{name}:{k}") for k, v in options.items()}
     return cls(**coerced)
-
-
-def _coerce(strategy: str, f: dataclasses.Field, value: Any) -> Any:
-    """Convert option values given as strings (CLI) or lists (YAML) to the field's type."""
-    typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if value is None:
-        if "None" in typ:
-            return None
-        raise ConfigError(f"Option {f.name} of strategy {strategy!r} cannot be empty (null).")
-    try:
-        if typ.startswith("int") and not isinstance(value, bool):
-            if isinstance(value, str) and value.lower() in ("none", "null"):
-                return None
-            return int(value) if not isinstance(value, int) else value
-        if typ.startswith("float"):
-            if isinstance(value, str) and value.lower() in ("none", "null"):
-                return None
-            return float(value)
-        if typ.startswith("bool"):
-            if isinstance(value, str):
-                return value.lower() in ("1", "true", "yes", "on")
-            return bool(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"Option {f.name}={value!r} of strategy {strategy!r} must be of type {typ}."
-        ) from None
-    return value

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from fishermask.errors import ConfigError, check_choice, check_positive
+from fishermask.validation import Section
 
 OPTIMIZERS = ("adam", "sgd")
 STOP_RULES = ("accuracy", "epochs")
@@ -12,7 +14,7 @@ AUGMENTATIONS = ("auto", "none", "crop", "crop_flip")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     """How the classifier is trained each round.
 
     Default (paper, spec §1.3): re-initialise every round, Adam lr 1e-3 without
@@ -28,7 +30,12 @@ class TrainConfig:
 
     ``augment="auto"`` means crop + flip for RGB images and crop only for grey
     ones (digits are not mirror-symmetric).
+
+    Every field is checked against its annotation on construction (see
+    :mod:`fishermask.validation`); :meth:`check` adds the ranges and choices.
     """
+
+    section: ClassVar[str] = "train"
 
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -47,7 +54,7 @@ class TrainConfig:
     reinit: bool = True
     eval_batch_size: int = 512
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("stop rule", self.stop, STOP_RULES)
         check_choice("augmentation", self.augment, AUGMENTATIONS)
@@ -59,8 +66,14 @@ class TrainConfig:
         check_positive("crop_padding", self.crop_padding, allow_zero=True)
         if not 0.0 < self.target_accuracy <= 1.0:
             raise ConfigError(f"`target_accuracy`={self.target_accuracy}, must be in (0, 1].")
-        if not self.lr > 0:
-            raise ConfigError(f"`lr`={self.lr}, must be > 0.")
+        for name in ("lr", "lr_gamma"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"`{name}`={getattr(self, name)}, must be > 0.")
+        for name in ("momentum", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"`{name}`={getattr(self, name)}, must be >= 0.")
+        for m in self.milestones:
+            check_positive("milestones", m)
 
     @property
     def epoch_limit(self) -> int:
