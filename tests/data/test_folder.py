@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fishermask.data import load_dataset
 from fishermask.errors import DataError
@@ -190,3 +194,31 @@ def test_extra_split_folder_warns(tmp_path, write_tree, tiny_spec):
     root = write_tree(tmp_path / "t", {**tiny_spec, "val": {"cat": {"v.png": 1}}})
     with pytest.warns(UserWarning, match="ignoring folder 'val'"):
         check_tiny(load_dataset(root, cache_dir=tmp_path / "c"))
+
+
+def _png16(values: np.ndarray) -> bytes:
+    """A real 16-bit grey PNG (PIL writes a uint16 array as mode I;16)."""
+    buf = io.BytesIO()
+    Image.fromarray(values.astype(np.uint16)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("archive", [False, True])
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path, write_tree, write_tar, archive):
+    # a dark 16-bit image used to come out all white: PIL's convert("L") clips at 255
+    img = np.array([[0, 257, 1000, 30000, 65535, 12850]] * 4)  # [H=4, W=6] 16-bit values
+    raw = _png16(img)
+    assert Image.open(io.BytesIO(raw)).mode.startswith("I")  # really 16-bit on disk
+    root = write_tree(tmp_path / "t")
+    (root / "train" / "dog" / "1.png").write_bytes(raw)
+    source = root
+    if archive:
+        members = {
+            str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
+        source = write_tar(tmp_path / "t.tar", members)
+    ds = load_dataset(source, cache_dir=tmp_path / "c")
+    dog = ds.x_train[-1, 0]  # [H, W]; dog is the last class, one training image
+    expected = torch.from_numpy(np.rint(img / 257.0).astype(np.uint8))
+    assert torch.equal(dog, expected)
+    assert dog[0].tolist() == [0, 1, 4, 117, 255, 50]

@@ -87,3 +87,10 @@ def test_corrupt_file(tmp_path):
     (tmp_path / "d.npz").write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(DataError, match="cannot read .*d.npz"):
         load_dataset(tmp_path / "d.npz")
+
+
+def test_uint16_images_are_scaled_to_eight_bits(tmp_path):
+    x = np.array([0, 257, 30000, 65535], np.uint16)[None, None, :].repeat(3, 0)  # [3, 1, 4]
+    x = np.broadcast_to(x, (3, 4, 4)).copy()  # [N=3, H=4, W=4]
+    ds = load_dataset(save(tmp_path / "d.npz", x))
+    assert ds.x_train[0, 0, 0].tolist() == [0, 1, 117, 255]

@@ -29,7 +29,7 @@ from fishermask.data.images import ImageSize, one_line
 from fishermask.errors import DataError
 
 CACHE_ENV = "FISHERMASK_CACHE"
-CACHE_VERSION = 1  # bump when the decoded content of any loader changes
+CACHE_VERSION = 2  # bump when the decoded content of any loader changes
 _TENSORS = ("x_train", "y_train", "x_test", "y_test")
 
 

@@ -24,6 +24,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 UNSUPPORTED_IMAGE_EXTENSIONS = (".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 #: PIL modes that become one grey channel; every other mode becomes RGB (alpha is dropped).
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+#: PIL modes of 16-bit grey PNGs (Pillow opens them as ``I;16`` or, in older versions, ``I``):
+#: their 0..65535 values are scaled to 0..255 (``round(v / 257)``). PIL's own ``convert("L")``
+#: clips them at 255 instead, which turns almost every pixel white.
+SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 
 ImageSize = tuple[int, int]
 
@@ -61,7 +65,9 @@ def decode_image(source: bytes | Path, name: str, image_size: ImageSize | None) 
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             img.load()
-            if img.mode not in ("L", "RGB"):
+            if img.mode in SIXTEEN_BIT_MODES:
+                img = Image.fromarray(to_uint8(np.asarray(img), 65535))
+            elif img.mode not in ("L", "RGB"):
                 img = img.convert("L" if img.mode in GREY_MODES else "RGB")
             if image_size is not None and img.size != (image_size[1], image_size[0]):
                 img = img.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
@@ -70,6 +76,17 @@ def decode_image(source: bytes | Path, name: str, image_size: ImageSize | None) 
         raise DataError(
             f"cannot decode image {name}: {one_line(exc)}; replace or delete the file."
         ) from None
+
+
+def to_uint8(values: np.ndarray, max_value: int) -> np.ndarray:
+    """Integer pixel values in ``0..max_value`` scaled to uint8 ``0..255`` (rounded).
+
+    ``max_value`` is the format's full scale (65535 for 16-bit data), not the
+    image's own maximum, so a dark image stays dark. Values outside the range are
+    clipped.
+    """
+    scaled = np.clip(values.astype(np.float64), 0, max_value) * (255.0 / max_value)
+    return np.rint(scaled).astype(np.uint8)
 
 
 def stack_images(images: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarray:

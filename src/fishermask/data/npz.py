@@ -1,7 +1,8 @@
 """NumPy ``.npz`` archives with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (+ ``classes``).
 
 Images: ``[N, H, W]`` (grey), ``[N, H, W, C]`` or ``[N, C, H, W]`` with C in
-{1, 3}; dtype ``uint8``, or float with every value in [0, 1] (scaled by 255 and
+{1, 3}; dtype ``uint8``, ``uint16`` (16-bit data, scaled to 0..255 as
+``round(v / 257)``), or float with every value in [0, 1] (scaled by 255 and
 rounded). Labels: integers ``[N]``. ``classes`` (optional): a string array with
 one name per class; without it the classes are "0" .. "K-1", K = largest
 label + 1. The file is opened with ``allow_pickle=False``.
@@ -16,7 +17,7 @@ import numpy as np
 
 from fishermask.data.arrays import check_labels, make_dataset
 from fishermask.data.base import ImageDataset
-from fishermask.data.images import ImageSize, one_line
+from fishermask.data.images import ImageSize, one_line, to_uint8
 from fishermask.errors import DataError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -77,6 +78,8 @@ def to_nchw_uint8(x: np.ndarray, where: str) -> np.ndarray:
         )
     if x.dtype == np.uint8:
         return x
+    if x.dtype == np.uint16:
+        return to_uint8(x, 65535)
     if np.issubdtype(x.dtype, np.floating):
         lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
         if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
@@ -85,7 +88,10 @@ def to_nchw_uint8(x: np.ndarray, where: str) -> np.ndarray:
                 "store uint8 0..255 or divide by 255."
             )
         return np.rint(x * 255.0).astype(np.uint8)
-    raise DataError(f"{where}: images have dtype {x.dtype}; use uint8 (0..255) or float in [0, 1].")
+    raise DataError(
+        f"{where}: images have dtype {x.dtype}; use uint8 (0..255), uint16 (0..65535) "
+        "or float in [0, 1]."
+    )
 
 
 def _classes(raw: np.ndarray | None, default_count: int, path: Path) -> tuple[str, ...]:
