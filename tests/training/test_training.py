@@ -17,7 +17,7 @@ from fishermask.training import (
     metrics_from_predictions,
     train,
 )
-from fishermask.training.augment import random_crop, random_hflip
+from fishermask.training.augment import Augmenter, random_crop, random_hflip, scaled_padding
 
 
 def test_random_crop_matches_per_image_reference() -> None:
@@ -55,6 +55,18 @@ def test_auto_augment_flips_rgb_only() -> None:
     assert make_augmenter(TrainConfig(), norm, 3).hflip
     assert not make_augmenter(TrainConfig(), norm, 1).hflip
     assert make_augmenter(TrainConfig(augment="none"), norm, 3).crop_padding == 0
+
+
+@pytest.mark.parametrize(("size", "padding"), [(32, 4), (28, 4), (64, 4), (14, 2), (8, 1), (3, 0)])
+def test_crop_padding_scales_down_for_small_images(size: int, padding: int) -> None:
+    # 28 px and up (MNIST, CIFAR) keep the configured 4 pixels exactly, so published
+    # results stay reproducible; a 4-pixel shift of an 8x8 digit removed half of it
+    assert scaled_padding(4, size, size) == padding
+    norm = Normalizer((0.5,), (0.25,))
+    x = torch.randint(0, 256, (16, 1, size, size), dtype=torch.uint8)
+    out = Augmenter(norm, crop_padding=4, hflip=False)(x, torch.Generator().manual_seed(3))
+    ref = norm(random_crop(x.float() / 255.0, padding, torch.Generator().manual_seed(3)))
+    assert torch.equal(out, ref)
 
 
 def _toy(n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:

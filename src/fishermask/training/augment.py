@@ -60,9 +60,29 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
+#: Images at least this many pixels on their shorter side get the full crop padding.
+FULL_PADDING_SIZE = 28
+
+
+def scaled_padding(padding: int, height: int, width: int) -> int:
+    """The crop padding used for ``height x width`` images: ``padding`` scaled down below 28 px.
+
+    ``padding`` (4 in the paper's CIFAR recipe) is meant for images of 28 px and more
+    (MNIST, CIFAR); on smaller ones a shift of 4 pixels removes most of the object (8x8
+    digits trained to 40-70 % training accuracy with it), so the padding shrinks in
+    proportion: ``min(padding, round(padding * min(H, W) / 28))`` — 4 at 28 px and above,
+    2 at 14 px, 1 at 8 px, 0 below 4 px.
+    """
+    return min(padding, round(padding * min(height, width) / FULL_PADDING_SIZE))
+
+
 @dataclass(frozen=True)
 class Augmenter:
-    """Random crop with padding, optional horizontal flip, then normalisation."""
+    """Random crop with padding, optional horizontal flip, then normalisation.
+
+    ``crop_padding`` is the padding for images of 28 px and larger; smaller images get
+    :func:`scaled_padding` of it.
+    """
 
     normalizer: Normalizer
     crop_padding: int = 4
@@ -70,7 +90,7 @@ class Augmenter:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x = images.to(torch.float32) / 255.0
-        x = random_crop(x, self.crop_padding, generator)
+        x = random_crop(x, scaled_padding(self.crop_padding, *x.shape[-2:]), generator)
         if self.hflip:
             x = random_hflip(x, generator)
         return self.normalizer(x)

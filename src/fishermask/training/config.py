@@ -29,7 +29,9 @@ class TrainConfig(Section):
     grows large (the ``cpu`` experiment profiles use it).
 
     ``augment="auto"`` means crop + flip for RGB images and crop only for grey
-    ones (digits are not mirror-symmetric).
+    ones (digits are not mirror-symmetric). ``crop_padding`` applies to images of
+    28 px and more; smaller ones get ``round(crop_padding * min(H, W) / 28)`` (1 on
+    8x8 digits), see :func:`fishermask.training.augment.scaled_padding`.
 
     Every field is checked against its annotation on construction (see
     :mod:`fishermask.validation`); :meth:`check` adds the ranges and choices.
