@@ -137,3 +137,73 @@ def test_published_report_reproduces_from_committed_results(
     res = CliRunner().invoke(app, ["report", *runs, "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "report.md").read_text() == published
+
+
+def _report(*args: str | Path) -> object:
+    return CliRunner().invoke(app, ["report", *map(str, args)])
+
+
+def test_report_refuses_to_overwrite_a_report_of_other_runs(tmp_path: Path) -> None:
+    _write_run(tmp_path / "s1", {"random": [[0.3, 0.4]]})
+    _write_run(tmp_path / "s2", {"random": [[0.5, 0.6]]})
+    out = tmp_path / "rep"
+    assert _report(tmp_path / "s1", "--out", out).exit_code == 0
+    first = (out / "report.md").read_text()
+    # the same runs again, or more runs: fine (publish_results.sh adds runs this way)
+    assert _report(tmp_path / "s1", "--out", out).exit_code == 0
+    assert _report(tmp_path / "s1", tmp_path / "s2", "--out", out).exit_code == 0
+    # a report that drops a run of the one in --out: refused, nothing written
+    before = (out / "report.md").read_text()
+    res = _report(tmp_path / "s2", "--out", out)
+    assert res.exit_code == 2
+    assert "built from other run directories" in res.stderr and "--force" in res.stderr
+    assert str(tmp_path / "s1") in res.stderr.replace("\n", "")
+    assert (out / "report.md").read_text() == before != first
+    res = _report(tmp_path / "s2", "--out", out, "--force")
+    assert res.exit_code == 0, res.output
+    assert "s1" not in (out / "report.md").read_text().replace(str(tmp_path), "")
+
+
+def test_report_names_outputs_of_same_named_runs_apart(tmp_path: Path) -> None:
+    _write_run(tmp_path / "A/run", {"random": [[0.3, 0.4]]})
+    _write_run(tmp_path / "B/run", {"random": [[0.5, 0.6]]})
+    res = _report(tmp_path / "A/run", tmp_path / "B/run", "--out", tmp_path / "rep")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep/report.md").read_text()
+    assert "(A_run_curves.png)" in md and "(B_run_curves.png)" in md
+    assert (tmp_path / "rep/A_run_curves.png").read_bytes() != (
+        tmp_path / "rep/B_run_curves.png"
+    ).read_bytes()
+
+
+def test_report_output_names_keep_plain_names() -> None:
+    from fishermask.reporting.report import output_names
+
+    assert output_names([Path("x/s1"), Path("y/s2")]) == ["s1", "s2"]
+    assert output_names([Path("x/a/run"), Path("y/a/run")]) == ["x_a_run", "y_a_run"]
+    assert output_names([Path("x/run"), Path("x/run")]) == ["run", "run_2"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "drop_column", "extra_cell"])
+def test_report_on_a_damaged_results_file_is_one_line(tmp_path: Path, damage: str) -> None:
+    _write_run(tmp_path / "s1", {"random": [[0.3, 0.4]], "entropy": [[0.3, 0.5]]})
+    path = tmp_path / "s1/results.csv"
+    text = path.read_text()
+    if damage == "truncate":
+        text = text[: len(text) - 12]  # cut inside the last row
+    elif damage == "drop_column":
+        text = "\n".join(",".join(line.split(",")[:3]) for line in text.splitlines())
+    else:
+        text += "random,1,0,10,0.3,0.3,0.5,1.5,9\n"
+    path.write_text(text)
+    res = _report(tmp_path / "s1", "--out", tmp_path / "rep")
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: ") and "results.csv" in res.stderr
+    assert "Traceback" not in res.output and not (tmp_path / "rep").exists()
+
+
+def test_report_out_naming_a_file_is_one_line(tmp_path: Path) -> None:
+    _write_run(tmp_path / "s1", {"random": [[0.3, 0.4]]})
+    (tmp_path / "f").write_text("x")
+    res = _report(tmp_path / "s1", "--out", tmp_path / "f")
+    assert res.exit_code == 2 and "is a file" in res.stderr

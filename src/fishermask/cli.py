@@ -269,12 +269,15 @@ def report(
     method: Annotated[str, typer.Option(help="Strategy compared with every other one.")] = (
         "fishermask"
     ),
+    force: Annotated[
+        bool, typer.Option(help="Overwrite a report in --out built from other run directories.")
+    ] = False,
 ) -> None:
     """Figures, AULC/final-accuracy tables, timings and paired comparisons from results files."""
     from fishermask.reporting.report import build_report
 
     try:
-        path = build_report(run_dirs, out, method=method)
+        path = build_report(run_dirs, out, method=method, force=force)
     except FishermaskError as e:
         _fail(str(e))
     console.print(f"report: {path}", soft_wrap=True, highlight=False)

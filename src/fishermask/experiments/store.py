@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from fishermask.errors import DataError
+
 RESULT_FIELDS = [
     "strategy",
     "seed",
@@ -180,20 +182,45 @@ def _fmt(v: Any) -> Any:
     return v
 
 
+#: Columns ``read_results`` needs; the others are read when present.
+REQUIRED_RESULT_FIELDS = (
+    "strategy",
+    "seed",
+    "round",
+    "n_labeled",
+    "accuracy",
+    "query_seconds",
+    "train_seconds",
+)
+
+
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``results.csv`` with numbers parsed."""
+    """Rows of a ``results.csv`` with numbers parsed; a damaged file raises ``DataError``."""
     rows = []
+    fix = f"rerun `fishermask run` with --out {Path(path).parent} to rewrite it from its records"
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        missing = [k for k in REQUIRED_RESULT_FIELDS if k not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path} lacks the column(s) {', '.join(missing)}; {fix}.")
+        for row in reader:
             parsed: dict[str, Any] = {}
-            for k, v in row.items():
-                if k == "strategy":
-                    parsed[k] = v
-                elif k in OPTIONAL_FIELDS:
-                    parsed[k] = int(v) if v else -1  # -1: not recorded
-                elif k in ("seed", "round", "n_labeled", "train_epochs"):
-                    parsed[k] = int(v)
-                else:
-                    parsed[k] = float(v) if v not in ("", None) else float("nan")
+            try:
+                for k, v in row.items():
+                    if k is None or v is None:  # more or fewer cells than columns
+                        raise ValueError("wrong number of cells")
+                    if k == "strategy":
+                        parsed[k] = v
+                    elif k in OPTIONAL_FIELDS:
+                        parsed[k] = int(v) if v else -1  # -1: not recorded
+                    elif k in ("seed", "round", "n_labeled", "train_epochs"):
+                        parsed[k] = int(v)
+                    else:
+                        parsed[k] = float(v) if v not in ("", None) else float("nan")
+            except ValueError as e:
+                raise DataError(
+                    f"{path} line {reader.line_num} cannot be read ({e}); the file is truncated "
+                    f"or edited: {fix}."
+                ) from None
             rows.append(parsed)
     return rows

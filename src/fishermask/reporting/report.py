@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -94,19 +95,84 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
 
 
-def build_report(run_dirs: list[Path], out: Path, *, method: str = "fishermask") -> Path:
-    """Write figures, ``report.md`` and ``report.json`` for ``run_dirs`` into ``out``."""
+def output_names(run_dirs: list[Path]) -> list[str]:
+    """One file-name stem per run directory: its name, with parent folders added where needed.
+
+    ``runs/a`` and ``runs/b`` give ``a``, ``b``; ``A/run`` and ``B/run`` give ``A_run``,
+    ``B_run``; the same directory twice gets ``_2``.
+    """
+    parts = [Path(os.path.abspath(d)).parts for d in run_dirs]  # symlinks kept
+    depth = [1] * len(run_dirs)
+    while True:
+        names = [_slug("_".join(p[-k:])) or "run" for p, k in zip(parts, depth, strict=True)]
+        paths: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        for n, p in zip(names, parts, strict=True):
+            paths[n].add(p)
+        clash = {n for n, ps in paths.items() if len(ps) > 1}  # different dirs, same name
+        grow = [i for i, n in enumerate(names) if n in clash and depth[i] < len(parts[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    unique = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return unique
+
+
+def check_overwrite(run_dirs: list[Path], out: Path) -> None:
+    """Refuse to replace a report in ``out`` that covers run directories not in ``run_dirs``.
+
+    Rebuilding a report from the same runs, or from more runs, is fine; dropping a run
+    of the earlier report needs ``--force``.
+    """
+    previous = out / "report.json"
+    if not previous.exists():
+        if (out / "report.md").exists():
+            raise DataError(
+                f"{out} holds a report.md of unknown origin (no report.json); choose another "
+                "--out, or pass --force to overwrite it."
+            )
+        return
+    try:
+        old = [str(e["run_dir"]) for e in json.loads(previous.read_text())]
+    except (ValueError, TypeError, KeyError):
+        raise DataError(
+            f"{previous} cannot be read; choose another --out, or pass --force to overwrite it."
+        ) from None
+    new = {Path(d).resolve() for d in run_dirs}
+    dropped = [d for d in old if Path(d).resolve() not in new]
+    if dropped:
+        raise DataError(
+            f"{out} holds a report built from other run directories ({', '.join(dropped)}); "
+            "choose another --out, or pass --force to overwrite it."
+        )
+
+
+def build_report(
+    run_dirs: list[Path], out: Path, *, method: str = "fishermask", force: bool = False
+) -> Path:
+    """Write figures, ``report.md`` and ``report.json`` for ``run_dirs`` into ``out``.
+
+    Unless ``force``, a report already in ``out`` that covers other run directories is
+    not overwritten (:func:`check_overwrite`).
+    """
     out = Path(out)
     for d in run_dirs:
         if not (Path(d) / "results.csv").exists():
             raise DataError(f"{d} has no results.csv; pass run directories made by fishermask run.")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a directory; choose a directory.")
+    if not force:
+        check_overwrite(run_dirs, out)
+    tables = [read_results(Path(d) / "results.csv") for d in run_dirs]  # all read before writing
     out.mkdir(parents=True, exist_ok=True)
     md = ["# Active learning results", ""]
     data: list[dict[str, Any]] = []
-    for d in map(Path, run_dirs):
-        rows = read_results(d / "results.csv")
+    for d, rows, slug in zip(map(Path, run_dirs), tables, output_names(run_dirs), strict=True):
         title = _title(d)
-        slug = _slug(d.name)
         fig = plot_learning_curves(rows, out / f"{slug}_curves.png", title=title)
         summary = summarize(rows)
         diffs = paired_aulc_differences(rows, method)
