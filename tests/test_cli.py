@@ -177,3 +177,23 @@ def test_strategies_listing() -> None:
 def test_help(stream: io.StringIO) -> None:
     res = runner.invoke(app, ["run", "--help"])
     assert res.exit_code == 0 and "--query-size" in res.stdout
+
+
+def test_recipe_flags_reach_the_config(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--dataset", "digits", "--model", "mlp", "--width", "0.25", "-s", "random"]
+    args += ["--initial", "10", "--query-size", "5", "--rounds", "1", "--seeds", "1"]
+    args += ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.5", "--weight-decay", "5e-4"]
+    args += ["--epochs", "3", "--milestones", "1,2", "--no-reinit", "--no-progress"]
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    train = json.loads((out / "config.json").read_text())["config"]["train"]
+    assert train["optimizer"] == "sgd" and train["momentum"] == 0.5
+    assert train["weight_decay"] == 5e-4 and train["milestones"] == [1, 2]
+    assert train["reinit"] is False and train["stop"] == "epochs"
+
+
+def test_bad_milestones_is_one_line(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", "--milestones", "80,x", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    assert "--milestones '80,x': give integers separated by commas." in res.output

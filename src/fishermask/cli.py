@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fishermask.errors import FishermaskError
+from fishermask.errors import ConfigError, FishermaskError
 
 app = typer.Typer(
     add_completion=False,
@@ -53,6 +53,10 @@ def _cli_overrides(**opts: Any) -> dict[str, Any]:
         "max_steps": ("train", "max_steps"),
         "optimizer": ("train", "optimizer"),
         "lr": ("train", "lr"),
+        "momentum": ("train", "momentum"),
+        "weight_decay": ("train", "weight_decay"),
+        "milestones": ("train", "milestones"),
+        "reinit": ("train", "reinit"),
         "batch_size": ("train", "batch_size"),
         "stop": ("train", "stop"),
         "augment": ("train", "augment"),
@@ -65,8 +69,12 @@ def _cli_overrides(**opts: Any) -> dict[str, Any]:
         if value is None:
             continue
         path = layout[key]
-        if key == "class_counts":
-            value = [int(v) for v in str(value).split(",") if v.strip()]
+        if key in ("class_counts", "milestones"):
+            try:
+                value = [int(v) for v in str(value).split(",") if v.strip()]
+            except ValueError:
+                flag = "--" + key.replace("_", "-")
+                raise ConfigError(f"{flag} {value!r}: give integers separated by commas.") from None
         if key == "epochs":
             out.setdefault("train", {})["stop"] = opts.get("stop") or "epochs"
         node = out
@@ -128,6 +136,21 @@ def run(
     ] = None,
     optimizer: Annotated[str | None, typer.Option(help="adam (default) or sgd.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum (default 0.9).")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(help="L2 weight decay (default 0).")
+    ] = None,
+    milestones: Annotated[
+        str | None,
+        typer.Option(help="Epochs at which the learning rate is multiplied by 0.1, e.g. 160 or 80,120."),
+    ] = None,
+    reinit: Annotated[
+        bool | None,
+        typer.Option(
+            "--reinit/--no-reinit",
+            help="Re-initialise the model every round (default), or keep it across rounds (warm start).",
+        ),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
     stop: Annotated[str | None, typer.Option(help="accuracy (train to 99%) or epochs.")] = None,
     augment: Annotated[str | None, typer.Option(help="auto, none, crop or crop_flip.")] = None,
@@ -186,6 +209,10 @@ def run(
             max_steps=max_steps,
             optimizer=optimizer,
             lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            milestones=milestones,
+            reinit=reinit,
             batch_size=batch_size,
             stop=stop,
             augment=augment,

@@ -57,6 +57,17 @@ def test_bait_equals_greedy_on_closed_form_embeddings() -> None:
     assert sel.indices.tolist() == unl[pick].tolist()
 
 
+def test_bait_defaults_to_the_reference_ridge() -> None:
+    ctx = make_context(n=40, n_labeled=6)
+    sel = strategies.get("bait").select(ctx, 5)
+    p_u, e_u = ctx.predictions(ctx.pool.unlabeled)
+    p_l, e_l = ctx.predictions(ctx.pool.labeled)
+    pick = greedy_select(
+        bait_embeddings(e_u, p_u), bait_embeddings(e_l, p_l), 5, lam=0.01, backward_steps=1
+    )
+    assert sel.indices.tolist() == ctx.pool.unlabeled[pick].tolist()
+
+
 def test_mask_too_small_for_the_final_layer_fails_up_front() -> None:
     ctx = make_context()
     with pytest.raises(ConfigError, match=r"cannot hold the \d+ final-layer weights.*sparsity >="):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.runner import Experiment, run_experiment
 from fishermask.models import build_model
 from fishermask.strategies._lossnet import LossPredictionModule, loss_prediction_loss
+from fishermask.training.augment import Normalizer
+from fishermask.training.config import TrainConfig
+from fishermask.training.trainer import make_augmenter, train
 from tests.strategies.conftest import make_context
 
 # ----------------------------------------------------------------- LossPredLoss by hand
@@ -36,6 +40,20 @@ def test_loss_even_batch_by_hand() -> None:
     assert torch.allclose(g, torch.tensor([1 / 3, 0, 0, 0, 0, -1 / 3]))
     assert loss_prediction_loss(pred, true, margin=0.5).item() == pytest.approx(0.7 / 3)
     assert loss_prediction_loss(pred, true, margin=5.0).item() == pytest.approx((5.2 + 0 + 1) / 3)
+
+
+def test_loss_reference_tie_rule_by_hand() -> None:
+    pred = torch.tensor([0.5, 2.0, 3.0, -1.0, 0.4, 0.3], requires_grad=True)
+    true = torch.tensor([1.0, 0.2, 5.0, 0.1, 0.2, 3.0])
+    # as above, but the tie (1,4) counts as s = -1: max(0, 1 + (2.0 - 0.4)) = 2.6
+    loss = loss_prediction_loss(pred, true, margin=1.0, ties="reference")
+    assert loss.item() == pytest.approx((1.2 + 2.6 + 0) / 3)
+    (g,) = torch.autograd.grad(loss, pred)
+    assert torch.allclose(g, torch.tensor([1 / 3, 1 / 3, 0, 0, -1 / 3, -1 / 3]))
+    no_ties = torch.tensor([1.0, 0.25, 5.0, 0.1, 0.2, 3.0])  # the rules agree without ties
+    assert loss_prediction_loss(pred, no_ties, ties="reference").item() == pytest.approx(
+        loss_prediction_loss(pred, no_ties).item()
+    )
 
 
 def test_loss_odd_batch_leaves_the_middle_sample_out() -> None:
@@ -83,17 +101,17 @@ def test_module_predicts_one_scalar_per_image(name: str, shape: tuple[int, int, 
 def _grads_into_backbone(epoch: int) -> tuple[list, list]:
     torch.manual_seed(0)
     model = build_model("cnn", 3, (1, 8, 8), 0.5)
-    aux = LossPredictionModule(model.feature_channels(), 8, weight=2.0, detach_epoch=3)
+    aux = LossPredictionModule(model.feature_channels(), 8, weight=2.0, detach_fraction=0.3)
     out = model.forward_features(torch.randn(6, 1, 8, 8))
     per_sample = F.cross_entropy(out.logits, torch.tensor([0, 1, 2, 0, 1, 2]), reduction="none")
-    loss = aux.loss(out, per_sample, epoch)
+    loss = aux.loss(out, per_sample, epoch, 10)  # joint for epochs 1..3
     backbone = list(model.parameters())
     g_model = torch.autograd.grad(loss, backbone, retain_graph=True, allow_unused=True)
     g_aux = torch.autograd.grad(loss, list(aux.parameters()), allow_unused=True)
     return list(g_model), list(g_aux)
 
 
-def test_features_detached_after_detach_epoch() -> None:
+def test_features_detached_after_detach_fraction_of_the_epoch_limit() -> None:
     before_model, before_aux = _grads_into_backbone(epoch=3)  # epochs 1..3: joint
     after_model, after_aux = _grads_into_backbone(epoch=4)  # from epoch 4: detached
     convs = [g for g in before_model[:-2] if g is not None]
@@ -104,6 +122,51 @@ def test_features_detached_after_detach_epoch() -> None:
         assert torch.allclose(a, b)  # the module itself learns the same either way
 
 
+def test_detach_epoch_is_a_floor_of_the_fraction() -> None:
+    aux = LossPredictionModule([4, 4, 4, 4], 8, detach_fraction=0.6)
+    assert aux.detach_epoch(200) == 120  # the reference: joint for epochs 1..120
+    assert aux.detach_epoch(15) == 9
+    assert LossPredictionModule([4], 8, detach_fraction=0.0).detach_epoch(50) == 0
+
+
+def test_a_run_that_can_never_detach_warns() -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn", 3, (1, 8, 8), 0.5)
+    out = model.forward_features(torch.randn(4, 1, 8, 8))
+    per_sample = torch.tensor([0.1, 2.0, 0.5, 1.0])
+    never = LossPredictionModule(model.feature_channels(), 8, detach_fraction=1.0)
+    with pytest.warns(UserWarning, match="never detached"):
+        never.loss(out, per_sample, 1, 20)
+    ok = LossPredictionModule(model.feature_channels(), 8, detach_fraction=0.6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok.loss(out, per_sample, 1, 20)
+
+
+def _train_cnn(aux_fraction: float | None) -> list[torch.Tensor]:
+    torch.manual_seed(3)
+    model = build_model("cnn", 3, (1, 8, 8), 0.5)
+    aux = None
+    if aux_fraction is not None:
+        aux = LossPredictionModule(model.feature_channels(), 8, detach_fraction=aux_fraction)
+    data = torch.Generator().manual_seed(2)
+    x = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=data)
+    y = torch.arange(40) % 3
+    cfg = TrainConfig(stop="epochs", epochs=3, batch_size=8, augment="none")
+    augmenter = make_augmenter(cfg, Normalizer((0.5,), (0.25,)), channels=1)
+    train(model, x, y, cfg, augmenter, generator=torch.Generator().manual_seed(1), aux=aux)
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_detaching_from_the_start_trains_the_plain_model_exactly() -> None:
+    plain = _train_cnn(None)
+    query_only = _train_cnn(0.0)  # the module learns, the backbone never sees its loss
+    with pytest.warns(UserWarning, match="never detached"):
+        joint = _train_cnn(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain, query_only, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(plain, joint, strict=True))
+
+
 def test_loss_uses_weight_and_margin() -> None:
     torch.manual_seed(0)
     model = build_model("cnn", 3, (1, 8, 8), 0.5)
@@ -111,7 +174,7 @@ def test_loss_uses_weight_and_margin() -> None:
     out = model.forward_features(torch.randn(4, 1, 8, 8))
     per_sample = torch.tensor([0.1, 2.0, 0.5, 1.0])
     expected = 2.5 * loss_prediction_loss(aux(out.features), per_sample, 0.3)
-    assert torch.allclose(aux.loss(out, per_sample, 1), expected)
+    assert torch.allclose(aux.loss(out, per_sample, 1, 10), expected)
 
 
 # ----------------------------------------------------------------- the strategy
@@ -190,7 +253,9 @@ def test_lpl_without_its_module_is_a_clear_error() -> None:
     [
         ({"margin": -1}, "margin"),
         ({"weight": -0.5}, "weight"),
-        ({"detach_epoch": -1}, "detach"),
+        ({"detach_fraction": -0.1}, "detach_fraction"),
+        ({"detach_fraction": 1.5}, "detach_fraction"),
+        ({"ties": "random"}, "ties"),
         ({"module_width": 0}, "module_width"),
         ({"subset": 0}, "subset"),
     ],

@@ -11,9 +11,15 @@ predicted loss. It is trained jointly with the classifier through
 
     w · LossPredLoss(pred, true_loss.detach())
 
-with the pairwise ranking hinge of :func:`loss_prediction_loss`. After ``detach_epoch``
-epochs the feature maps are detached before they enter the module, so its loss no longer
-shapes the backbone (reference: epoch 120 of 200).
+with the pairwise ranking hinge of :func:`loss_prediction_loss`. After a fraction
+``detach_fraction`` of the round's epoch limit (reference: epoch 120 of 200, 0.6) the feature
+maps are detached before they enter the module, so its loss no longer shapes the backbone.
+
+Two ablations follow from the options: ``detach_fraction=0`` detaches from the first epoch
+(the module learns to predict the loss but never shapes the features: the backbone trains
+exactly as without the module, the "query only" variant); ``weight=0`` zeroes the module's
+loss, so the module is never trained at all and its predictions are those of its random
+initialisation (useless for ``lpl``'s query; for ``lplgrad`` it is the plain model).
 
 Used by the ``lpl`` strategy (query the highest predicted loss) and by ``lplgrad`` (which
 trains the module for its effect on the features but selects by entropy gradient norms;
@@ -22,6 +28,8 @@ spec §5).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +42,12 @@ from fishermask.strategies.base import QueryContext, Strategy
 from fishermask.training.trainer import AuxiliaryModule
 
 
-def loss_prediction_loss(pred: Tensor, target: Tensor, margin: float = 1.0) -> Tensor:
+TIE_RULES = ("zero", "reference")
+
+
+def loss_prediction_loss(
+    pred: Tensor, target: Tensor, margin: float = 1.0, ties: str = "zero"
+) -> Tensor:
     """Pairwise ranking hinge of Yoo & Kweon (2019, eq. 2), batch-flip pairing.
 
     Sample ``i`` is paired with sample ``B-1-i`` for ``i < B//2`` (the reference flips the
@@ -46,15 +59,17 @@ def loss_prediction_loss(pred: Tensor, target: Tensor, margin: float = 1.0) -> T
 
     Odd batches: the middle sample (position ``B//2``) has no partner and is left out.
     Ties (``l_i == l_j``, e.g. two cross-entropies that are both exactly 0 in float32) carry
-    no ordering information: ``sign(0) = 0`` and the pair contributes **0** (no gradient),
-    while still counting in the mean's denominator. (The reference code maps a tie to
-    ``s = -1``, i.e. it pushes ``p_j`` above ``p_i`` for no reason; the two rules differ only
-    on exact ties.) With fewer than two samples the loss is 0.
+    no ordering information: with ``ties="zero"`` (default) ``sign(0) = 0`` and the pair
+    contributes **0** (no gradient), while still counting in the mean's denominator. The
+    reference code maps a tie to ``s = -1`` (it pushes ``p_j`` above ``p_i`` for no reason):
+    ``ties="reference"``. The two rules differ only on exact ties. With fewer than two samples
+    the loss is 0.
 
     Args:
         pred: predicted losses ``[B]``.
         target: true per-sample losses ``[B]`` (detached here).
         margin: the hinge margin ξ (1 in the paper).
+        ties: ``"zero"`` or ``"reference"``, the rule for exact ties (above).
 
     Returns:
         A scalar tensor (differentiable w.r.t. ``pred``).
@@ -66,6 +81,9 @@ def loss_prediction_loss(pred: Tensor, target: Tensor, margin: float = 1.0) -> T
         return pred.sum() * 0.0
     dp = (pred - pred.flip(0))[:half]  # [B//2] p_i - p_{B-1-i}
     dl = (target - target.flip(0))[:half]  # [B//2] l_i - l_{B-1-i}
+    if ties == "reference":
+        sign = torch.where(dl > 0, 1.0, -1.0).to(dp.dtype)  # [B//2], -1 on ties
+        return torch.clamp(margin - sign * dp, min=0.0).sum() / half
     sign = torch.sign(dl)  # [B//2], 0 on ties
     hinge = torch.clamp(margin - sign * dp, min=0.0)
     hinge = torch.where(sign == 0, torch.zeros_like(hinge), hinge)
@@ -80,9 +98,10 @@ class LossPredictionModule(AuxiliaryModule):
         width: hidden width W of each stage branch (128 in the paper).
         weight: w, the weight of the module's loss in the joint objective (1).
         margin: ξ, the hinge margin (1).
-        detach_epoch: epochs ``1 .. detach_epoch`` (the trainer counts from 1) train the
-            module and the backbone jointly; from epoch ``detach_epoch + 1`` on, the features
-            are detached (reference: 120 of 200 epochs).
+        detach_fraction: with an epoch limit L, epochs ``1 .. floor(detach_fraction · L)``
+            (the trainer counts from 1) train the module and the backbone jointly; from the
+            next epoch on, the features are detached (reference: 0.6, epoch 120 of 200).
+        ties: the ranking loss's rule for exact ties (:func:`loss_prediction_loss`).
     """
 
     def __init__(
@@ -92,7 +111,8 @@ class LossPredictionModule(AuxiliaryModule):
         *,
         weight: float = 1.0,
         margin: float = 1.0,
-        detach_epoch: int = 120,
+        detach_fraction: float = 0.6,
+        ties: str = "zero",
     ) -> None:
         super().__init__()
         if not channels:
@@ -104,7 +124,8 @@ class LossPredictionModule(AuxiliaryModule):
         self.head = nn.Linear(width * len(channels), 1)
         self.weight = float(weight)
         self.margin = float(margin)
-        self.detach_epoch = int(detach_epoch)
+        self.detach_fraction = float(detach_fraction)
+        self.ties = ties
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         """Predicted loss ``[N]`` from the S stage maps ``[N, Ch_s, H_s, W_s]`` or ``[N, Ch_s]``."""
@@ -116,13 +137,27 @@ class LossPredictionModule(AuxiliaryModule):
             parts.append(torch.relu(branch(pooled)))  # [N, W]
         return self.head(torch.cat(parts, dim=1)).squeeze(1)  # [N]
 
-    def loss(self, out: ModelOutput, per_sample_loss: Tensor, epoch: int) -> Tensor:
+    def detach_epoch(self, epoch_limit: int) -> int:
+        """The last joint epoch under an epoch limit: ``floor(detach_fraction · epoch_limit)``."""
+        return math.floor(self.detach_fraction * epoch_limit + 1e-9)
+
+    def loss(
+        self, out: ModelOutput, per_sample_loss: Tensor, epoch: int, epoch_limit: int
+    ) -> Tensor:
         """``w · LossPredLoss(pred, per_sample_loss.detach())`` for one training batch."""
+        if epoch == 1 and self.detach_epoch(epoch_limit) >= epoch_limit:
+            warnings.warn(
+                f"The loss-prediction module's features are never detached: detach_fraction="
+                f"{self.detach_fraction} of {epoch_limit} epochs is the whole training, so its "
+                "ranking loss shapes the backbone throughout (use detach_fraction < 1, e.g. "
+                "the reference's 0.6).",
+                stacklevel=2,
+            )
         feats = out.features
-        if epoch > self.detach_epoch:
+        if epoch > self.detach_epoch(epoch_limit):
             feats = [f.detach() for f in feats]
         pred = self(feats)  # [B]
-        return self.weight * loss_prediction_loss(pred, per_sample_loss, self.margin)
+        return self.weight * loss_prediction_loss(pred, per_sample_loss, self.margin, self.ties)
 
 
 @torch.no_grad()
@@ -148,24 +183,31 @@ def predicted_losses(ctx: QueryContext, indices: Tensor) -> Tensor:
 class LossPredictionStrategy(Strategy):
     """Base of strategies that train a loss-prediction module jointly with the classifier.
 
-    Options: ``weight`` (w), ``margin`` (ξ), ``detach_epoch``, ``module_width`` (W).
+    Options: ``weight`` (w), ``margin`` (ξ), ``detach_fraction`` (of the epoch limit),
+    ``module_width`` (W), ``ties`` (``zero`` or ``reference``).
     """
 
     weight: float = 1.0
     margin: float = 1.0
-    detach_epoch: int = 120
+    detach_fraction: float = 0.6
     module_width: int = 128
+    ties: str = "zero"
 
     def __post_init__(self) -> None:
         if not self.weight >= 0:
             raise ConfigError(f"`weight`={self.weight!r}, must be >= 0.")
         if not self.margin >= 0:
             raise ConfigError(f"`margin`={self.margin!r}, must be >= 0.")
-        for name in ("detach_epoch", "module_width"):
-            value = getattr(self, name)
-            low = 0 if name == "detach_epoch" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"`{name}`={value!r}, must be an integer >= {low}.")
+        if not 0.0 <= self.detach_fraction <= 1.0:
+            raise ConfigError(
+                f"`detach_fraction`={self.detach_fraction!r}, must be in [0, 1] (a fraction of "
+                "the epoch limit; 0 detaches from the start, 1 never)."
+            )
+        value = self.module_width
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"`module_width`={value!r}, must be an integer >= 1.")
+        if self.ties not in TIE_RULES:
+            raise ConfigError(f"`ties`={self.ties!r}, must be one of {', '.join(TIE_RULES)}.")
 
     def check(self, model: Classifier) -> None:
         if len(model.feature_channels()) == 0:
@@ -181,7 +223,8 @@ class LossPredictionStrategy(Strategy):
             self.module_width,
             weight=self.weight,
             margin=self.margin,
-            detach_epoch=self.detach_epoch,
+            detach_fraction=self.detach_fraction,
+            ties=self.ties,
         )
 
 

@@ -24,12 +24,13 @@ from fishermask.strategies.registry import register
 class BaitStrategy(Strategy):
     """BAIT: greedy forward-backward A-optimal batch on the last layer's Fisher.
 
-    Options: ``lam`` (ridge λ), ``backward_steps`` (1 = BAIT's 2x oversampling),
-    ``scale`` (``sqrt_prob`` or ``none``).
+    Options: ``lam`` (ridge λ; 0.01 as in the BAIT reference code's CIFAR runs, where
+    FisherMask keeps 1, see docs/decisions.md), ``backward_steps`` (1 = BAIT's 2x
+    oversampling), ``scale`` (``sqrt_prob`` or ``none``).
     """
 
     name = "bait"
-    lam: float = 1.0
+    lam: float = 0.01
     backward_steps: int = 1
     scale: str = "sqrt_prob"
 

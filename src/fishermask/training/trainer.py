@@ -27,8 +27,13 @@ class AuxiliaryModule(nn.Module):
     optimises the auxiliary parameters with the classifier's.
     """
 
-    def loss(self, out: ModelOutput, per_sample_loss: torch.Tensor, epoch: int) -> torch.Tensor:
-        """Extra loss for one batch. ``per_sample_loss`` is the CE ``[B]`` (not detached)."""
+    def loss(
+        self, out: ModelOutput, per_sample_loss: torch.Tensor, epoch: int, epoch_limit: int
+    ) -> torch.Tensor:
+        """Extra loss for one batch of epoch ``epoch`` (from 1) of at most ``epoch_limit``.
+
+        ``per_sample_loss`` is the CE ``[B]`` (not detached).
+        """
         raise NotImplementedError
 
 
@@ -120,7 +125,7 @@ def train(
                 out = model.forward_features(x)
                 logits = out.logits
                 per_sample = F.cross_entropy(logits, y, reduction="none")
-                loss = per_sample.mean() + aux.loss(out, per_sample, epoch)
+                loss = per_sample.mean() + aux.loss(out, per_sample, epoch, limit)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
