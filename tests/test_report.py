@@ -11,7 +11,7 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from fishermask.cli import app
-from fishermask.reporting.compare import paired_aulc_differences
+from fishermask.reporting.compare import Difference, holm, paired_aulc_differences
 
 FIELDS = "strategy,seed,round,n_labeled,accuracy,balanced_accuracy,query_seconds,train_seconds"
 
@@ -47,8 +47,28 @@ def test_paired_differences_known_values(tmp_path: Path) -> None:
     half = stats.t.ppf(0.975, 2) * 0.05 / math.sqrt(3)  # sd of (.10,.20,.15) is .05
     assert (d.low, d.high) == pytest.approx((0.15 - half, 0.15 + half))
     assert d.verdict == "better"
+    expected_p = stats.ttest_rel([0.60, 0.70, 0.65], [0.5, 0.5, 0.5]).pvalue
+    assert d.p_value == pytest.approx(expected_p) and d.p_value < 0.05
     assert diffs["entropy"].mean == pytest.approx(0.0)
     assert diffs["entropy"].verdict == "no significant difference"
+    assert diffs["entropy"].p_value == 1.0  # the same AULC on every seed
+
+
+def test_holm_adjustment_by_hand() -> None:
+    def diff(mean: float, p: float) -> Difference:
+        return Difference("m", f"b{p}", 5, mean, math.nan, math.nan, p)
+
+    # sorted p: .01 -> 3 x .01 = .03; .03 -> 2 x .03 = .06; .04 -> max(.06, 1 x .04) = .06
+    diffs = [diff(-0.02, 0.04), diff(0.05, 0.01), diff(0.01, 0.03), diff(0.0, math.nan)]
+    out = holm(diffs)
+    assert [p for p, _ in out[:3]] == pytest.approx([0.06, 0.03, 0.06])
+    assert [v for _, v in out] == [
+        "no significant difference",
+        "better",
+        "no significant difference",
+        "one seed: no test",
+    ]
+    assert holm([diff(-0.05, 0.001)]) == [(0.001, "worse")]
 
 
 def test_report_command(tmp_path: Path) -> None:
@@ -88,6 +108,7 @@ def test_report_command(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "rep/report.json").read_text())
     assert data[0]["mask_profile"][0]["fraction"] == pytest.approx(0.3)
     assert data[0]["differences"][0]["mean"] == pytest.approx(0.05)
+    assert "| p | p (Holm) | verdict (Holm) |" in md
     for f in ("s1_curves.png", "s2_curves.png", "s1_mask_profile.png"):
         assert (tmp_path / "rep" / f).stat().st_size > 1000
     # reproducible: the same inputs give the same tables

@@ -137,12 +137,12 @@ def run(
     optimizer: Annotated[str | None, typer.Option(help="adam (default) or sgd.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
     momentum: Annotated[float | None, typer.Option(help="SGD momentum (default 0.9).")] = None,
-    weight_decay: Annotated[
-        float | None, typer.Option(help="L2 weight decay (default 0).")
-    ] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="L2 weight decay (default 0).")] = None,
     milestones: Annotated[
         str | None,
-        typer.Option(help="Epochs at which the learning rate is multiplied by 0.1, e.g. 160 or 80,120."),
+        typer.Option(
+            help="Epochs at which the learning rate is multiplied by 0.1, e.g. 160 or 80,120."
+        ),
     ] = None,
     reinit: Annotated[
         bool | None,
@@ -293,18 +293,23 @@ def _run(
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (one per setting).")],
     out: Annotated[Path, typer.Option(help="Where the figures and report.md go.")] = Path("report"),
-    method: Annotated[str, typer.Option(help="Strategy compared with every other one.")] = (
-        "fishermask"
-    ),
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Strategy compared with every other one (repeatable; a name also matches its labelled variants such as lplgrad-joint). Default: fishermask and lplgrad."
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Overwrite a report in --out built from other run directories.")
     ] = False,
 ) -> None:
     """Figures, AULC/final-accuracy tables, timings and paired comparisons from results files."""
-    from fishermask.reporting.report import build_report
+    from fishermask.reporting.report import METHODS, build_report
 
     try:
-        path = build_report(run_dirs, out, method=method, force=force)
+        path = build_report(
+            run_dirs, out, methods=tuple(method) if method else METHODS, force=force
+        )
     except FishermaskError as e:
         _fail(str(e))
     console.print(f"report: {path}", soft_wrap=True, highlight=False)

@@ -1,7 +1,10 @@
 """Paired comparison of two strategies over seeds: difference in AULC with a 95 % interval.
 
 Strategies share the initial labeled set and round-0 model for a given seed, so the
-per-seed differences are paired; the interval is the Student-t interval of their mean.
+per-seed differences are paired; the interval is the Student-t interval of their mean and
+the p-value the two-sided paired t-test's. Comparing one method with m baselines makes m
+tests: :func:`holm` adjusts their p-values (Holm's step-down, which controls the chance of
+any false "better"/"worse" among the m at ``alpha``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class Difference:
     mean: float  # mean over seeds of AULC(strategy) - AULC(baseline)
     low: float  # 95 % interval (nan with one seed)
     high: float
+    p_value: float = math.nan  # two-sided paired t-test (nan with one seed)
 
     @property
     def verdict(self) -> str:
@@ -54,10 +58,41 @@ def paired_aulc_differences(
             continue
         x = mine.n_labeled[:n]
         d = np.array([aulc(x, mine.per_seed[s][:n]) - aulc(x, c.per_seed[s][:n]) for s in seeds])
+        low = high = p = math.nan
         if len(d) > 1:
-            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+            sem = d.std(ddof=1) / math.sqrt(len(d))
+            half = stats.t.ppf(0.975, len(d) - 1) * sem
             low, high = d.mean() - half, d.mean() + half
+            if sem > 0:
+                p = 2 * stats.t.sf(abs(d.mean()) / sem, len(d) - 1)
+            else:  # every seed gives the same difference
+                p = 1.0 if d.mean() == 0 else 0.0
+        out.append(
+            Difference(strategy, other, len(d), float(d.mean()), float(low), float(high), float(p))
+        )
+    return out
+
+
+def holm(diffs: list[Difference], alpha: float = 0.05) -> list[tuple[float, str]]:
+    """Holm-adjusted p-value and verdict of each comparison in ``diffs`` (same order).
+
+    With the m p-values sorted ascending, ``p_adj(i) = max_{j <= i} min(1, (m - j) p(j))``
+    (j from 0); a comparison is "better"/"worse" (by the sign of its mean) when
+    ``p_adj < alpha``. Comparisons without a p-value (one seed) are left out of m.
+    """
+    tested = sorted((x.p_value, i) for i, x in enumerate(diffs) if not math.isnan(x.p_value))
+    m = len(tested)
+    adjusted: dict[int, float] = {}
+    running = 0.0
+    for j, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - j) * p))
+        adjusted[i] = running
+    out = []
+    for i, x in enumerate(diffs):
+        if i not in adjusted:
+            out.append((math.nan, "one seed: no test"))
+        elif adjusted[i] < alpha:
+            out.append((adjusted[i], "better" if x.mean > 0 else "worse"))
         else:
-            low = high = math.nan
-        out.append(Difference(strategy, other, len(d), float(d.mean()), float(low), float(high)))
+            out.append((adjusted[i], "no significant difference"))
     return out

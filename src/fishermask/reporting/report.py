@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fishermask.errors import DataError  # noqa: E402
 from fishermask.experiments.store import read_results, write_json_atomic, write_text_atomic  # noqa: E402
-from fishermask.reporting.compare import paired_aulc_differences  # noqa: E402
+from fishermask.reporting.compare import holm, paired_aulc_differences  # noqa: E402
 from fishermask.reporting.plots import plot_learning_curves, save_figure  # noqa: E402
 from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
 
@@ -91,8 +91,21 @@ def plot_mask_profile(profile: list[dict[str, Any]], path: Path, title: str = ""
     return save_figure(fig, path)
 
 
+def _p(p: float) -> str:
+    return "—" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
+
+
+METHODS = ("fishermask", "lplgrad")
+
+
+def compared_strategies(strategies: list[str], methods: tuple[str, ...]) -> list[str]:
+    """The strategies a report compares with every other: each ``method`` itself, or its
+    labelled variants (``lplgrad`` matches ``lplgrad`` and ``lplgrad-joint``), in run order."""
+    return [s for s in strategies if any(s == m or s.startswith(f"{m}-") for m in methods)]
 
 
 def output_names(run_dirs: list[Path]) -> list[str]:
@@ -152,7 +165,11 @@ def check_overwrite(run_dirs: list[Path], out: Path) -> None:
 
 
 def build_report(
-    run_dirs: list[Path], out: Path, *, method: str = "fishermask", force: bool = False
+    run_dirs: list[Path],
+    out: Path,
+    *,
+    methods: tuple[str, ...] = METHODS,
+    force: bool = False,
 ) -> Path:
     """Write figures, ``report.md`` and ``report.json`` for ``run_dirs`` into ``out``.
 
@@ -175,7 +192,6 @@ def build_report(
         title = _title(d)
         fig = plot_learning_curves(rows, out / f"{slug}_curves.png", title=title)
         summary = summarize(rows)
-        diffs = paired_aulc_differences(rows, method)
         md += [
             f"## {title}",
             "",
@@ -200,26 +216,36 @@ def build_report(
             "title": title,
             "summary": [s.__dict__ for s in summary],
             "incomplete": {s: {"finished_seeds": d, "seeds": n} for s, (d, n) in pending.items()},
-            "differences": [x.__dict__ | {"verdict": x.verdict} for x in diffs],
+            "differences": [],
         }
-        if diffs:
+        for method in compared_strategies([x.strategy for x in summary], methods):
+            diffs = paired_aulc_differences(rows, method)
+            if not diffs:
+                continue
+            adjusted = holm(diffs)
+            entry["differences"] += [
+                x.__dict__ | {"verdict": x.verdict, "p_holm": ph, "verdict_holm": vh}
+                for x, (ph, vh) in zip(diffs, adjusted, strict=True)
+            ]
             md += [
                 f"**{method} vs each baseline** — difference in AULC (accuracy points, "
-                "paired over seeds, 95 % t-interval):",
+                "paired over seeds, 95 % t-interval; p from the paired t-test, Holm-adjusted "
+                f"over the {len(diffs)} baselines):",
                 "",
-                "| baseline | seeds | Δ AULC | 95 % interval | verdict |",
-                "|---|---:|---:|---|---|",
+                "| baseline | seeds | Δ AULC | 95 % interval | p | p (Holm) | verdict (Holm) |",
+                "|---|---:|---:|---|---:|---:|---|",
             ]
-            for x in diffs:
+            for x, (ph, vh) in zip(diffs, adjusted, strict=True):
                 ci = "—" if math.isnan(x.low) else f"[{100 * x.low:+.2f}, {100 * x.high:+.2f}]"
                 md.append(
-                    f"| {x.baseline} | {x.seeds} | {100 * x.mean:+.2f} | {ci} | {x.verdict} |"
+                    f"| {x.baseline} | {x.seeds} | {100 * x.mean:+.2f} | {ci} | "
+                    f"{_p(x.p_value)} | {_p(ph)} | {vh} |"
                 )
             md.append("")
         profile = mask_profile(d)
         if profile:
             mp = plot_mask_profile(
-                profile, out / f"{slug}_mask_profile.png", f"{method} mask profile — {title}"
+                profile, out / f"{slug}_mask_profile.png", f"fishermask mask profile — {title}"
             )
             entry["mask_profile"] = profile
             md += [f"![mask profile]({mp.name})", ""]

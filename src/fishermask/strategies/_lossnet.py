@@ -41,7 +41,6 @@ from fishermask.models.base import Classifier, ModelOutput
 from fishermask.strategies.base import QueryContext, Strategy
 from fishermask.training.trainer import AuxiliaryModule
 
-
 TIE_RULES = ("zero", "reference")
 
 
