@@ -111,7 +111,8 @@ def train(
         aux.train()
     for epoch in range(1, limit + 1):
         order = torch.randperm(n, generator=generator).to(device)
-        correct = seen = 0
+        correct = torch.zeros((), dtype=torch.int64, device=device)  # no host sync per batch
+        seen = 0
         for start_i in range(0, n, config.batch_size):
             idx = order[start_i : start_i + config.batch_size]
             if len(idx) < 2 and n >= 2:
@@ -129,7 +130,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            correct += int((logits.detach().argmax(1) == y).sum())
+            correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
             steps += 1
             if steps == config.max_steps:
@@ -137,7 +138,7 @@ def train(
                 break
         if scheduler is not None:
             scheduler.step()
-        accuracy = correct / max(seen, 1)
+        accuracy = int(correct) / max(seen, 1)
         if on_epoch is not None:
             on_epoch(epoch, limit, accuracy)
         if capped or (config.stop == "accuracy" and accuracy >= config.target_accuracy):
