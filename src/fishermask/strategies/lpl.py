@@ -27,7 +27,7 @@ from fishermask.strategies.registry import register
 class LPLStrategy(LossPredictionStrategy):
     """Highest predicted loss (Yoo & Kweon 2019); trains a loss-prediction module.
 
-    Options: ``weight`` (w = 1), ``margin`` (ξ = 1), ``detach_epoch`` (120),
+    Options: ``weight`` (w = 1), ``margin`` (ξ = 1), ``detach_fraction`` (0.6), ``ties``,
     ``module_width`` (128), ``subset`` (None = score the whole unlabeled pool; else a random
     subset of that size, drawn with the query generator).
     """
