@@ -15,9 +15,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from fishermask.errors import ConfigError, FishermaskError
+from fishermask import __version__
+from fishermask.errors import ConfigError, FishermaskError, check_choice
 
 app = typer.Typer(
     add_completion=False,
@@ -30,8 +32,27 @@ err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print ``error: message`` (brackets in it kept, not read as markup) and exit."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"fishermask {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Deep active learning for image classification: FisherMask, LPLgrad and baselines."""
 
 
 def _cli_overrides(**opts: Any) -> dict[str, Any]:
@@ -115,7 +136,10 @@ def run(
         ),
     ] = None,
     seeds: Annotated[
-        str | None, typer.Option(help="A count (3 -> seeds 0,1,2) or a list (0,5,7).")
+        str | None,
+        typer.Option(
+            help="A count (3 -> seeds 0,1,2) or a list (0,5,7); one seed alone: 5, or [5]."
+        ),
     ] = None,
     initial: Annotated[int | None, typer.Option(help="Initial random labeled set size.")] = None,
     query_size: Annotated[int | None, typer.Option(help="Images labeled per round (B).")] = None,
@@ -187,8 +211,15 @@ def run(
 ) -> None:
     """Run strategies x seeds on one data set; write results, queries, config, plot and summary."""
     from fishermask.experiments.config import ExperimentConfig, deep_merge, read_config_file
+    from fishermask.experiments.parallel import EXECUTORS
+    from fishermask.experiments.store import check_out_dir
 
     try:
+        check_choice("executor", executor, EXECUTORS)
+        if workers < 0:
+            raise ConfigError(
+                f"`--workers`={workers}, must be >= 0 (0: one per CPU core, or 1 on CUDA)."
+            )
         raw: dict[str, Any] = read_config_file(config, profile) if config else {}
         if profile and not config:
             _fail("--profile needs --config FILE.")
@@ -224,9 +255,26 @@ def run(
             overrides["strategies"] = ",".join(strategy)
         cfg = ExperimentConfig.from_dict(deep_merge(raw, overrides))
         out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+        check_out_dir(out_dir)  # before the data set is loaded
         _run(cfg, out_dir, progress, workers, executor, address)
     except FishermaskError as e:
         _fail(str(e))
+
+
+def _rounds_done(exp: Any, out_dir: Path) -> tuple[int, int]:
+    """Committed rounds already in ``out_dir`` for this experiment, and the total to run."""
+    from fishermask.experiments.store import TrialStore
+
+    cfg = exp.config
+    total = (len(exp.query_sizes) + 1) * len(cfg.strategies) * len(cfg.seeds)
+    if not (Path(out_dir) / "config.json").exists():
+        return 0, total
+    done = sum(
+        len(TrialStore(out_dir, spec.key, seed).records())
+        for spec in cfg.strategies
+        for seed in cfg.seeds
+    )
+    return done, total
 
 
 def _run(
@@ -250,8 +298,19 @@ def _run(
         f"{len(cfg.seeds)} seeds x {len(exp.query_sizes) + 1} rounds -> {out_dir}"
         + (f" ({workers} workers, {executor})" if workers > 1 or executor != "local" else ""),
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )
+    done, total = _rounds_done(exp, out_dir)
+    if done:
+        err_console.print(
+            f"resuming {out_dir}: {done} of {total} rounds were done earlier"
+            if done < total
+            else f"{out_dir} is complete ({total} rounds); reprinting its summary",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     bar = RichProgress(err_console) if show_progress else NullProgress()
     try:
         with bar:
@@ -267,12 +326,12 @@ def _run(
     summary = summarize(rows)
     summary.sort(key=lambda s: order.index(s.strategy) if s.strategy in order else len(order))
     write_text_atomic(out_dir / "summary.md", f"# {title}\n\n" + summary_markdown(summary))
-    table = Table(title=f"{title}: accuracy (%), mean ± std over seeds")
+    table = Table(title=escape(f"{title}: accuracy (%), mean ± std over seeds"))
     for col in ("strategy", "final labels", "final acc", "AULC", "query s", "train s"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
     for s in summary:
         table.add_row(
-            s.strategy,
+            escape(s.strategy),
             str(s.final_labels),
             f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f}",
             f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f}",
@@ -285,7 +344,7 @@ def _run(
         ("plot", plot),
         ("table", out_dir / "summary.md"),
     ):
-        console.print(f"{label + ':':<9}{path}", soft_wrap=True, highlight=False)
+        console.print(f"{label + ':':<9}{path}", soft_wrap=True, highlight=False, markup=False)
     console.print(f"done in {time.perf_counter() - start:.0f} s", highlight=False)
 
 
@@ -312,7 +371,7 @@ def report(
         )
     except FishermaskError as e:
         _fail(str(e))
-    console.print(f"report: {path}", soft_wrap=True, highlight=False)
+    console.print(f"report: {path}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("strategies")
@@ -324,9 +383,14 @@ def list_strategies() -> None:
 
     for name in strategies.available():
         cls = strategies.registry.strategy_class(name)
-        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
+        opts = [f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)]
+        opts.append("label=<name in results>")  # every strategy: tells variants apart
         doc = (cls.__doc__ or "").strip().splitlines()[0]
-        console.print(f"[bold]{name}[/]  {doc}" + (f"\n    options: {opts}" if opts else ""))
+        console.print(
+            f"[bold]{escape(name)}[/]  {escape(doc)}\n    options: {escape(', '.join(opts))}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def main() -> None:  # pragma: no cover - entry point

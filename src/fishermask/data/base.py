@@ -63,3 +63,45 @@ class ImageDataset:
     def class_counts(self, split: str = "train") -> list[int]:
         y = self.y_train if split == "train" else self.y_test
         return torch.bincount(y, minlength=self.num_classes).tolist()
+
+
+def check_learnable(ds: ImageDataset) -> None:
+    """Raise ``DataError`` unless ``ds`` can be learned and scored class by class.
+
+    Refused: an empty train or test split (accuracy would be nan), fewer than two
+    classes, and any class without training images — a class only in the test split
+    can never be predicted, and a class in neither split (labels 1..K read as K+1
+    classes, or a ``classes`` list longer than the labels) silently adds an output.
+    """
+    if len(ds.y_test) == 0:
+        raise DataError(
+            f"{ds.name} has no test images, so accuracy cannot be measured; add a test split "
+            "(test/<class>/*.png, or x_test/y_test)."
+        )
+    if len(ds.y_train) == 0:
+        raise DataError(f"{ds.name} has no training images; add a train split.")
+    train, test = ds.class_counts("train"), ds.class_counts("test")
+    if ds.num_classes < 2 or sum(n > 0 for n in train) < 2:
+        present = [ds.classes[c] for c, n in enumerate(train) if n]
+        raise DataError(
+            f"{ds.name} has images of only one class ({', '.join(map(repr, present))}); "
+            "classification needs at least two classes."
+        )
+    for c, (n_train, n_test) in enumerate(zip(train, test, strict=True)):
+        if n_train:
+            continue
+        name = f"class {c} ({ds.classes[c]!r})"
+        if n_test:
+            raise DataError(
+                f"{ds.name}: {name} has {n_test} test images but no training images, so it "
+                "can never be predicted; add training images of it or drop it from the test split."
+            )
+        if c == 0 and all(train[1:]) and ds.classes == tuple(map(str, range(ds.num_classes))):
+            raise DataError(
+                f"{ds.name}: class 0 has no images in either split; the labels look like "
+                f"1..{ds.num_classes - 1}: store them as 0..{ds.num_classes - 2} (subtract 1)."
+            )
+        raise DataError(
+            f"{ds.name}: {name} has no images in either split; drop it from the class "
+            "list or relabel the classes as 0..K-1 without gaps."
+        )

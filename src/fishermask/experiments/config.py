@@ -243,26 +243,40 @@ def _split_top_level(text: str) -> list[str]:
     return out
 
 
+_SEEDS_HELP = "give a count (3 -> seeds 0, 1, 2), a list (0,5,7), or one seed as 5, or [5]"
+
+
 def parse_seeds(value: Any) -> tuple[int, ...]:
-    """``3`` -> (0, 1, 2); ``"0,5,7"`` or ``[0, 5, 7]`` -> those seeds."""
+    """``3`` -> (0, 1, 2); ``"0,5,7"`` or ``[0, 5, 7]`` -> those seeds; ``"5,"``/``"[5]"`` -> (5,).
+
+    A bare number is a count; a comma or brackets make it a list, so one seed alone is
+    ``5,`` or ``[5]`` (YAML: ``seeds: [5]``).
+    """
     if isinstance(value, bool):
-        raise ConfigError(f"Seeds {value!r}: give a count (3) or a list (0,5,7).")
+        raise ConfigError(f"Seeds {value!r}: {_SEEDS_HELP}.")
     if isinstance(value, int):
         check_positive("seeds", value)
         return tuple(range(value))
     if isinstance(value, str):
-        parts = [p for p in value.replace(" ", "").split(",") if p]
+        text = value.replace(" ", "")
+        bracketed = text.startswith("[") and text.endswith("]")
+        text = text[1:-1] if bracketed else text
         try:
-            nums = [int(p) for p in parts]
+            nums = [int(p) for p in text.split(",") if p]
         except ValueError:
-            raise ConfigError(f"Seeds {value!r}: give a count (3) or a list (0,5,7).") from None
-        return parse_seeds(nums[0]) if len(nums) == 1 else tuple(nums)
+            raise ConfigError(f"Seeds {value!r}: {_SEEDS_HELP}.") from None
+        if len(nums) == 1 and not bracketed and "," not in text:
+            return parse_seeds(nums[0])
+        return parse_seeds(nums)
     if isinstance(value, (list, tuple)):
         try:
-            return tuple(int(v) for v in value)
+            seeds = tuple(int(v) for v in value)
         except (TypeError, ValueError):
             raise ConfigError(f"Seeds {value!r} must be integers.") from None
-    raise ConfigError(f"Seeds {value!r}: give a count (3) or a list (0,5,7).")
+        if any(v < 0 for v in seeds):
+            raise ConfigError(f"Seeds {list(seeds)}: seeds must be >= 0.")
+        return seeds
+    raise ConfigError(f"Seeds {value!r}: {_SEEDS_HELP}.")
 
 
 def _reject_unknown(section: str, raw: dict[str, Any], known: set[str]) -> None:
@@ -307,10 +321,15 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
                 import tomli as tomllib
             raw = tomllib.loads(text)
         else:
-            raw = yaml.safe_load(text) or {}
+            raw = yaml.safe_load(text)
     except Exception as e:  # noqa: BLE001 - parser errors vary by library
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"Cannot parse config file {p}: {first}") from None
+    if raw is None or raw == {}:
+        raise ConfigError(
+            f"Config file {p} is empty; write the settings to change, e.g. "
+            "`data: {dataset: digits}` (see the README), or drop --config for the defaults."
+        )
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {p} must hold a mapping at the top level.")
     profiles = raw.pop("profiles", {}) or {}

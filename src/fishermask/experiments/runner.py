@@ -25,7 +25,7 @@ import torch
 from fishermask import __version__, strategies
 from fishermask.al.pool import Pool, SimulatedOracle
 from fishermask.data import apply_preset, load_dataset
-from fishermask.data.base import ImageDataset
+from fishermask.data.base import ImageDataset, check_learnable
 from fishermask.errors import ConfigError
 from fishermask.experiments.config import ExperimentConfig, StrategySpec
 from fishermask.experiments.progress import NullProgress
@@ -66,6 +66,7 @@ def load_experiment_data(cfg: ExperimentConfig, progress: bool = False) -> Image
     ds = load_dataset(d.dataset, cache_dir=d.cache_dir, image_size=d.image_size, progress=progress)
     if d.preset or d.class_counts:
         ds = apply_preset(ds, d.preset, class_counts=d.class_counts, seed=d.preset_seed)
+    check_learnable(ds)
     return ds
 
 

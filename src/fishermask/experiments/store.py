@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from fishermask.errors import DataError
+from fishermask.errors import ConfigError, DataError
 
 RESULT_FIELDS = [
     "strategy",
@@ -47,10 +47,37 @@ RESULT_FIELDS = [
 OPTIONAL_FIELDS = {"train_steps"}  # absent from runs made before it was recorded
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Raise ``ConfigError`` if ``out_dir`` cannot become a run directory; writes nothing.
+
+    Called before the data set is loaded, so a read-only place or a file named as
+    ``--out`` is reported at once, not after minutes of decoding.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a directory; choose a directory.")
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"--out {out_dir} cannot be created: {existing} is a file; choose another --out."
+        )
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"--out {out_dir} cannot be written ({e.strerror or e} in {existing}); "
+            "choose a writable directory."
+        ) from None
+
+
 def _atomic(path: Path, write: Any, mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -59,6 +86,12 @@ def _atomic(path: Path, write: Any, mode: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -137,7 +170,7 @@ def aggregate(
     )
     n_cls = max((len(r["per_class_accuracy"]) for r in recs), default=0)
     names = classes or [str(i) for i in range(n_cls)]
-    class_fields = [f"acc_{_slug(names[i]) if i < len(names) else i}" for i in range(n_cls)]
+    class_fields = class_columns([names[i] if i < len(names) else str(i) for i in range(n_cls)])
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(RESULT_FIELDS + class_fields)
@@ -173,7 +206,23 @@ def aggregate(
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") or "class"
+    """Letters and digits of any script kept, every other run of characters one ``_``."""
+    return re.sub(r"(?:[^\w]|_)+", "_", name).strip("_") or "class"
+
+
+def class_columns(classes: list[str]) -> list[str]:
+    """``acc_<class>`` column names, unique: a clash gets the class index appended.
+
+    ``cat`` -> ``acc_cat``; ``日本`` -> ``acc_日本``; ``a b`` and ``a-b`` -> ``acc_a_b`` and
+    ``acc_a_b_1`` (the second one's index).
+    """
+    out: list[str] = []
+    for i, name in enumerate(classes):
+        col = f"acc_{_slug(name)}"
+        while col in out:
+            col = f"{col}_{i}"
+        out.append(col)
+    return out
 
 
 def _fmt(v: Any) -> Any:
