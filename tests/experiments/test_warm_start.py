@@ -66,3 +66,23 @@ def _drop_timings(text: str) -> list[list[str]]:
     rows = [line.split(",") for line in text.splitlines()]
     keep = [i for i, h in enumerate(rows[0]) if not h.endswith("_seconds")]
     return [[r[i] for i in keep] for r in rows]
+
+
+def test_a_run_published_without_checkpoints_resumes_to_the_same_results(tmp_path: Path) -> None:
+    """What `benchmarks/publish_results.sh` keeps (config and round records, no models) is
+    enough to continue a run in a later session: finished trials stay done, unfinished ones
+    start over and give what an uninterrupted run gives."""
+    _run(tmp_path / "full")
+    _run(tmp_path / "cut")
+    trials = tmp_path / "cut/trials"
+    (trials / "lpl__seed0/round_002.json").unlink()  # lpl never finished
+    for model in trials.rglob("model_*.pt"):
+        model.unlink()
+    done = (trials / "random__seed0/round_002.json").stat().st_mtime_ns
+    _run(tmp_path / "cut")
+    assert (trials / "random__seed0/round_002.json").stat().st_mtime_ns == done  # not redone
+    assert not (trials / "random__seed0/model_002.pt").exists()
+    assert (trials / "lpl__seed0/model_002.pt").exists()  # redone from round 0
+    assert _drop_timings((tmp_path / "cut/results.csv").read_text()) == _drop_timings(
+        (tmp_path / "full/results.csv").read_text()
+    )

@@ -196,8 +196,8 @@ def run_trial(
         torch.backends.cudnn.benchmark = False
     strategy = exp.strategies[spec.key]
     store = TrialStore(out_dir, spec.key, seed)
-    records = store.records()
     n_rounds = len(exp.query_sizes) + 1
+    records = store.records(n_rounds)
     if len(records) == n_rounds:
         return records  # finished earlier
     progress.start_trial(f"{spec.key} seed {seed}", n_rounds, len(records))

@@ -117,13 +117,18 @@ class TrialStore:
     def __init__(self, out_dir: Path, strategy: str, seed: int) -> None:
         self.dir = Path(out_dir) / "trials" / trial_dirname(strategy, seed)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self, n_rounds: int | None = None) -> list[dict[str, Any]]:
         """Committed round records to resume from, round 0 first.
 
         A gap ends the list, and so does the latest checkpoint: records after the last
         round whose model state is on disk are recomputed (deterministically) on resume.
+        A finished trial (``n_rounds`` records) needs no model: its records alone are kept,
+        so a run directory published without its checkpoints resumes with every finished
+        trial done and the others started over (with the same results).
         """
         out = _read_rounds(self.dir)
+        if n_rounds is not None and len(out) >= n_rounds:
+            return out[:n_rounds]
         while out and not (self.dir / f"model_{len(out) - 1:03d}.pt").exists():
             out.pop()
         return out
