@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
+from fishermask.errors import ConfigError
 from fishermask.experiments.config import ExperimentConfig
 from fishermask.experiments.runner import Experiment, run_experiment
 from fishermask.experiments.store import TrialStore
@@ -86,3 +88,20 @@ def test_a_run_published_without_checkpoints_resumes_to_the_same_results(tmp_pat
     assert _drop_timings((tmp_path / "cut/results.csv").read_text()) == _drop_timings(
         (tmp_path / "full/results.csv").read_text()
     )
+
+
+def test_a_run_made_before_a_config_field_existed_resumes(tmp_path: Path) -> None:
+    """A field added later is absent from old config.json files: its default matches them."""
+    out = tmp_path / "old"
+    _run(out)
+    path = out / "config.json"
+    meta = json.loads(path.read_text())
+    del meta["config"]["train"]["max_steps"]  # as written before `max_steps` existed
+    path.write_text(json.dumps(meta))
+    _run(out)  # max_steps keeps its default (0): the same experiment
+    meta = json.loads(path.read_text())
+    del meta["config"]["train"]["max_steps"]
+    path.write_text(json.dumps(meta))
+    capped = {**WARM, "train": {**WARM["train"], "max_steps": 3}}
+    with pytest.raises(ConfigError, match=r"differs in: config\.train\.max_steps\)"):
+        _run(out, capped)

@@ -141,9 +141,25 @@ def _device_name(device: torch.device) -> str:
 
 
 def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
-    cfg = dict(meta["config"])
+    cfg = _with_defaults(meta["config"], ExperimentConfig().to_dict())
     cfg.pop("device", None)
     return {"config": cfg, "dataset": meta["dataset"]}
+
+
+def _with_defaults(cfg: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every key it lacks taken from ``defaults`` (nested sections too).
+
+    A run directory made before a configuration field existed records no value for it; the
+    field's default reproduces the old behaviour, so such a run resumes as long as the field
+    keeps its default, and is refused (naming the field) when it is set to anything else.
+    """
+    out = dict(cfg)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _with_defaults(out[key], value)
+    return out
 
 
 def open_run_dir(exp: Experiment, out_dir: Path) -> None:
