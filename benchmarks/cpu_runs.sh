@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The published CPU runs, started or continued: every call picks up where the last one (in
+# this session or, through the round records in docs/results/<name>/trials, in an earlier one)
+# stopped, and publishes what is committed after each run.
+#
+#   benchmarks/cpu_runs.sh CHAIN [WORKERS]
+#
+# CHAIN a: the LPLgrad protocol, then Setting 1 low-data; CHAIN b: Setting 1 high-data, then
+# Setting 2, then the Setting 2 whole-pool reference (random, every pool image labeled, the
+# same recipe: the number the all-labeled end of the curves is compared with). Two chains
+# keep two cores busy; WORKERS (default 1) is per chain. Results do not depend on WORKERS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+chain=${1:?usage: benchmarks/cpu_runs.sh a|b [WORKERS]}
+workers=${2:-1}
+mkdir -p runs
+
+run() {  # run NAME fishermask-run-arguments...
+  local name=$1
+  shift
+  if [ ! -d "runs/$name" ] && [ -d "docs/results/$name" ]; then
+    cp -r "docs/results/$name" "runs/$name"
+  fi
+  fishermask run "$@" --workers "$workers" --no-progress --out "runs/$name"
+  benchmarks/publish_results.sh "runs/$name"
+}
+
+case "$chain" in
+  a)
+    run cifar10_lplgrad_cpu --config experiments/cifar10_lplgrad.yaml --profile cpu
+    run cifar10_setting1_low_cpu --config experiments/cifar10_setting1_low.yaml --profile cpu
+    ;;
+  b)
+    run cifar10_setting1_high_cpu --config experiments/cifar10_setting1_high.yaml --profile cpu
+    run cifar10_setting2_cpu --config experiments/cifar10_setting2.yaml --profile cpu
+    run cifar10_setting2_cpu_whole_pool --config experiments/cifar10_setting2.yaml --profile cpu \
+      --initial 7250 --rounds 0 --strategy random
+    ;;
+  *)
+    echo "usage: benchmarks/cpu_runs.sh a|b [WORKERS]" >&2
+    exit 2
+    ;;
+esac
