@@ -48,7 +48,10 @@ def minimal_loop(model, x, y, *, epochs, batch_size, lr, augmenter, generator) -
         order = torch.randperm(n, generator=generator).to(x.device)
         for i in range(0, n, batch_size):
             idx = order[i : i + batch_size]
-            loss = F.cross_entropy(model(augmenter(x[idx], generator)), y[idx])
+            xb = augmenter(x[idx], generator)
+            if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -76,7 +79,10 @@ def main() -> None:
     x = torch.randint(0, 256, (a.n, 3, 32, 32), dtype=torch.uint8, generator=g).to(device)
     y = torch.randint(0, 10, (a.n,), generator=g).to(device)
     augmenter = Augmenter(CIFAR, crop_padding=4, hflip=True)
-    cfg = TrainConfig(stop="epochs", epochs=a.epochs, batch_size=a.batch_size, augment="crop_flip")
+    cfg = TrainConfig(
+        stop="epochs", epochs=a.epochs, batch_size=a.batch_size, augment="crop_flip",
+        channels_last=a.channels_last,
+    )  # fmt: skip
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
 
     def fresh() -> torch.nn.Module:

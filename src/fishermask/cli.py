@@ -81,6 +81,7 @@ def _cli_overrides(**opts: Any) -> dict[str, Any]:
         "batch_size": ("train", "batch_size"),
         "stop": ("train", "stop"),
         "augment": ("train", "augment"),
+        "precision": ("train", "precision"),
         "seeds": ("seeds",),
         "device": ("device",),
         "threads": ("threads",),
@@ -178,6 +179,10 @@ def run(
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
     stop: Annotated[str | None, typer.Option(help="accuracy (train to 99%) or epochs.")] = None,
     augment: Annotated[str | None, typer.Option(help="auto, none, crop or crop_flip.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="fp32 (default) or bf16: bfloat16 autocast for training (GPU speed-up)."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     cache_dir: Annotated[
         str | None, typer.Option(help="Where decoded data sets are cached.")
@@ -247,6 +252,7 @@ def run(
             batch_size=batch_size,
             stop=stop,
             augment=augment,
+            precision=precision,
             seeds=seeds,
             device=device,
             threads=threads,

@@ -195,3 +195,34 @@ def test_max_steps_caps_optimizer_steps_mid_epoch(monkeypatch: pytest.MonkeyPatc
 def test_max_steps_must_not_be_negative() -> None:
     with pytest.raises(ConfigError, match="max_steps"):
         TrainConfig(max_steps=-1)
+
+
+def _trained_cnn(precision: str) -> dict[str, torch.Tensor]:
+    x, y = _toy()
+    cfg = TrainConfig(stop="epochs", epochs=2, precision=precision)
+    torch.manual_seed(1)
+    m = build_model("cnn", 2, (1, 8, 8), 0.5)
+    gen = torch.Generator().manual_seed(2)
+    train(m, x, y, cfg, make_augmenter(cfg, Normalizer.fit(x), 1), generator=gen)
+    return m.state_dict()
+
+
+def test_bf16_autocast_trains_float32_weights_differently() -> None:
+    fp32, bf16 = _trained_cnn("fp32"), _trained_cnn("bf16")
+    assert all(v.dtype == fp32[k].dtype for k, v in bf16.items())  # weights stay float32
+    assert all(torch.isfinite(v.float()).all() for v in bf16.values())
+    assert not all(torch.equal(fp32[k], bf16[k]) for k in fp32 if k.endswith("weight"))
+    with pytest.raises(ConfigError, match="precision 'fp16'"):
+        TrainConfig(precision="fp16")
+
+
+def test_channels_last_trains_and_hands_back_a_contiguous_model() -> None:
+    x, y = _toy()
+    cfg = TrainConfig(stop="epochs", epochs=2, channels_last=True)
+    torch.manual_seed(1)
+    m = build_model("cnn", 2, (1, 8, 8), 0.5)
+    gen = torch.Generator().manual_seed(2)
+    train(m, x, y, cfg, make_augmenter(cfg, Normalizer.fit(x), 1), generator=gen)
+    assert all(p.is_contiguous() for p in m.parameters())  # queries see the usual layout
+    reference = _trained_cnn("fp32")
+    assert all(torch.allclose(v, reference[k], atol=1e-3) for k, v in m.state_dict().items())

@@ -7,6 +7,8 @@ normalised there.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,6 +101,15 @@ def train(
         if config.milestones
         else None
     )
+    autocast = (
+        functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
+        if config.precision == "bf16"
+        else contextlib.nullcontext
+    )
+    nhwc = config.channels_last and images.dim() == 4  # image batches only
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    if nhwc:
+        model.to(memory_format=fmt)
     x_all = images.to(device)
     y_all = labels.to(device)
     n = len(y_all)
@@ -117,16 +128,17 @@ def train(
             idx = order[start_i : start_i + config.batch_size]
             if len(idx) < 2 and n >= 2:
                 continue  # a lone sample breaks BatchNorm's batch statistics
-            x = augmenter(x_all[idx], generator)
+            x = augmenter(x_all[idx], generator).contiguous(memory_format=fmt)
             y = y_all[idx]
-            if aux is None:
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-            else:
-                out = model.forward_features(x)
-                logits = out.logits
-                per_sample = F.cross_entropy(logits, y, reduction="none")
-                loss = per_sample.mean() + aux.loss(out, per_sample, epoch, limit)
+            with autocast():
+                if aux is None:
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y)
+                else:
+                    out = model.forward_features(x)
+                    logits = out.logits
+                    per_sample = F.cross_entropy(logits, y, reduction="none")
+                    loss = per_sample.mean() + aux.loss(out, per_sample, epoch, limit)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -144,6 +156,8 @@ def train(
         if capped or (config.stop == "accuracy" and accuracy >= config.target_accuracy):
             break
     model.eval()
+    if nhwc:
+        model.to(memory_format=torch.contiguous_format)
     if aux is not None:
         aux.eval()
     return TrainResult(
