@@ -12,8 +12,8 @@ from fishermask.errors import ConfigError
 def test_pool_labels_in_order() -> None:
     oracle = SimulatedOracle(torch.tensor([3, 1, 4, 1, 5, 9]))
     pool = Pool(6)
-    pool.query_oracle([4, 0], oracle)
-    pool.query_oracle([2], oracle)
+    pool.add([4, 0], oracle.label([4, 0]))
+    pool.add([2], oracle.label([2]))
     assert pool.labeled.tolist() == [4, 0, 2]
     assert pool.unlabeled.tolist() == [1, 3, 5]
     assert pool.labels_of(pool.labeled).tolist() == [5, 3, 4]
@@ -29,12 +29,3 @@ def test_pool_refuses_relabeling_and_out_of_range() -> None:
         pool.add([7], torch.tensor([0]))
     with pytest.raises(ConfigError, match="twice"):
         pool.add([2, 2], torch.tensor([0, 0]))
-
-
-def test_initial_random_set_is_seeded() -> None:
-    oracle = SimulatedOracle(torch.zeros(100, dtype=torch.int64))
-    a = Pool.with_random_labels(100, 10, oracle, torch.Generator().manual_seed(0))
-    b = Pool.with_random_labels(100, 10, oracle, torch.Generator().manual_seed(0))
-    assert a.labeled.tolist() == b.labeled.tolist() and len(set(a.labeled.tolist())) == 10
-    with pytest.raises(ConfigError, match=r"initial labeled set \(200\) is larger than the pool"):
-        Pool.with_random_labels(100, 200, oracle, torch.Generator())

@@ -8,6 +8,7 @@ seeds) in a few minutes on a laptop CPU.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -213,6 +214,13 @@ def run(
         Path | None, typer.Option(help="Run directory; rerun with the same --out to resume.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    allow_env_change: Annotated[
+        bool,
+        typer.Option(
+            help="Resume trials whose earlier rounds ran with another torch, fishermask, "
+            "Python or device (each round records its own)."
+        ),
+    ] = False,
 ) -> None:
     """Run strategies x seeds on one data set; write results, queries, config, plot and summary."""
     from fishermask.experiments.config import ExperimentConfig, deep_merge, read_config_file
@@ -262,7 +270,7 @@ def run(
         cfg = ExperimentConfig.from_dict(deep_merge(raw, overrides))
         out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
         check_out_dir(out_dir)  # before the data set is loaded
-        _run(cfg, out_dir, progress, workers, executor, address)
+        _run(cfg, out_dir, progress, workers, executor, address, allow_env_change)
     except FishermaskError as e:
         _fail(str(e))
 
@@ -284,7 +292,13 @@ def _rounds_done(exp: Any, out_dir: Path) -> tuple[int, int]:
 
 
 def _run(
-    cfg: Any, out_dir: Path, show_progress: bool, workers: int, executor: str, address: str | None
+    cfg: Any,
+    out_dir: Path,
+    show_progress: bool,
+    workers: int,
+    executor: str,
+    address: str | None,
+    allow_env_change: bool = False,
 ) -> None:
     from fishermask.experiments.progress import NullProgress, RichProgress
     from fishermask.experiments.runner import Experiment, run_experiment
@@ -292,7 +306,7 @@ def _run(
     from fishermask.reporting import plot_learning_curves, summarize, summary_markdown
 
     start = time.perf_counter()
-    exp = Experiment.prepare(cfg, progress=show_progress)
+    exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
     ds = exp.data
     if workers <= 0:
         trials = len(cfg.strategies) * len(cfg.seeds)
@@ -324,7 +338,11 @@ def _run(
                 exp, out_dir, progress=bar, workers=workers, executor=executor, address=address
             )
     except KeyboardInterrupt:
-        _fail(f"interrupted; run the same command with --out {out_dir} to resume.", 130)
+        _fail(
+            f"interrupted; committed rounds are in {out_dir / 'results.csv'}; "
+            f"to resume run: {_resume_command(out_dir)}",
+            130,
+        )
     rows = read_results(out_dir / "results.csv")
     order = [s.key for s in cfg.strategies]
     title = f"{ds.name}" + (f" ({cfg.data.preset})" if cfg.data.preset else "")
@@ -352,6 +370,14 @@ def _run(
     ):
         console.print(f"{label + ':':<9}{path}", soft_wrap=True, highlight=False, markup=False)
     console.print(f"done in {time.perf_counter() - start:.0f} s", highlight=False)
+
+
+def _resume_command(out_dir: Path) -> str:
+    """The command line that continues this run (this one, with ``--out`` pinned)."""
+    args = sys.argv[1:] if Path(sys.argv[0]).name == "fishermask" else ["run", "..."]
+    if not any(a == "--out" or a.startswith("--out=") for a in args):
+        args = [*args, "--out", str(out_dir)]
+    return shlex.join(["fishermask", *args])
 
 
 @app.command()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import csv
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.parallel import TrialFailed
 from fishermask.experiments.runner import Experiment, run_experiment
 
 RAW = {
@@ -57,3 +62,99 @@ def test_ray_executor_matches_sequential(sequential: Path, tmp_path: Path) -> No
         ray.shutdown()
     assert (tmp_path / "queries.jsonl").read_text() == (sequential / "queries.jsonl").read_text()
     assert _results(tmp_path) == _results(sequential)
+
+
+def _blocked(out: Path, key: str, seed: int) -> None:
+    """Make trial (key, seed) fail at its first commit: its directory is taken by a file."""
+    (out / "trials").mkdir(parents=True)
+    (out / "trials" / f"{key}__seed{seed}").write_text("not a directory")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_trial_stops_the_run_and_is_named(tmp_path: Path, workers: int) -> None:
+    raw = {**RAW, "seeds": [0, 1, 2, 3, 4]}
+    _blocked(tmp_path, "kcenter", 0)
+    exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
+    with pytest.raises(TrialFailed, match="Trial kcenter seed 0 failed: FileExistsError"):
+        run_experiment(exp, tmp_path, workers=workers)
+    # the queued trials were cancelled (or stopped before their first round)
+    for seed in (2, 3, 4):
+        assert not list((tmp_path / f"trials/kcenter__seed{seed}").glob("round_*.json"))
+    assert (tmp_path / "results.csv").exists()  # what was committed is written
+
+
+def test_ray_cancels_the_queued_trials_of_a_failed_run(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    raw = {**RAW, "seeds": [0, 1, 2, 3, 4]}
+    _blocked(tmp_path, "kcenter", 0)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
+        with pytest.raises(TrialFailed, match="Trial kcenter seed 0 failed: FileExistsError"):
+            run_experiment(exp, tmp_path, executor="ray", workers=1)
+    finally:
+        ray.shutdown()
+    for seed in (1, 2, 3, 4):  # one CPU: seed 0 ran first, the others were still queued
+        assert not list((tmp_path / f"trials/kcenter__seed{seed}").glob("round_*.json"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_workers_stops_at_once_and_says_how_to_resume(tmp_path: Path) -> None:
+    """SIGINT to a two-worker run: queued trials never start, partial results are written."""
+    fishermask = Path(sys.executable).parent / "fishermask"
+    out = tmp_path / "run"
+    args = [
+        str(fishermask),
+        "run",
+        "--dataset",
+        "digits",
+        "--model",
+        "cnn",
+        "--width",
+        "0.25",
+        "--max-epochs",
+        "3",
+        "--initial",
+        "20",
+        "--query-size",
+        "10",
+        "--rounds",
+        "3",
+        "--seeds",
+        "4",
+        "--strategy",
+        "entropy,margin",
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a background shell (CI, nohup) starts children with SIGINT ignored; a terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.time() + 180
+        while not list(out.glob("trials/*/round_000.json")) and time.time() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.time()
+        _, err = proc.communicate(timeout=120)
+        waited = time.time() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert waited < 40, f"running trials must stop at their next epoch; took {waited:.0f} s"
+    assert "fishermask run --dataset digits" in err and f"--out {out}" in err, err
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert 1 <= len(rows) < 2 * 4 * 4  # the committed rounds, not the whole run
+    done = {(r["strategy"], r["seed"]) for r in rows}
+    assert ("margin", "3") not in done  # queued last: cancelled before it started

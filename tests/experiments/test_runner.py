@@ -146,3 +146,78 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> No
     cut_rows = (cut / "results.csv").read_text().splitlines()
     strip = lambda rows: [r.split(",")[:6] for r in rows]  # noqa: E731 - drop timings
     assert strip(cut_rows) == strip(full_rows)
+
+
+def test_resume_on_another_environment_is_refused_unless_allowed(tmp_path: Path) -> None:
+    raw = {**SMALL, "strategies": ["random"], "seeds": [0]}
+    _run(tmp_path, raw)
+    trial = tmp_path / "trials/random__seed0"
+    first = json.loads((trial / "round_000.json").read_text())
+    assert {"torch", "fishermask", "python", "device"} <= set(first["environment"])
+    config_bytes = (tmp_path / "config.json").read_bytes()
+    # as if rounds 0-1 ran on another torch and the run was killed before round 2
+    (trial / "round_002.json").unlink()
+    (trial / "model_002.pt").rename(trial / "model_001.pt")  # stands in for round 1's checkpoint
+    rec = json.loads((trial / "round_001.json").read_text())
+    rec["environment"]["torch"] = "1.0.0"
+    (trial / "round_001.json").write_text(json.dumps(rec))
+    from fishermask.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"torch '1.0.0' -> .*--allow-env-change"):
+        _run(tmp_path, raw)
+    exp = Experiment.prepare(ExperimentConfig.from_dict(raw), allow_env_change=True)
+    run_experiment(exp, tmp_path)
+    assert json.loads((trial / "round_002.json").read_text())["environment"]["torch"] != "1.0.0"
+    assert json.loads((trial / "round_001.json").read_text())["environment"]["torch"] == "1.0.0"
+    assert (tmp_path / "config.json").read_bytes() == config_bytes  # never rewritten
+
+
+def test_queries_record_the_scores_of_the_picked_items(tmp_path: Path) -> None:
+    _run(tmp_path, {**SMALL, "strategies": ["entropy", "random"], "seeds": [0]})
+    queries = [json.loads(line) for line in open(tmp_path / "queries.jsonl")]
+    ent = [q for q in queries if q["strategy"] == "entropy"]
+    assert ent[0]["scores"] is None  # round 0: the random initial set
+    for q in ent[1:]:
+        assert len(q["scores"]) == len(q["indices"]) == 10
+        assert q["scores"] == sorted(q["scores"], reverse=True)  # highest entropy first
+    assert all(q["scores"] is None for q in queries if q["strategy"] == "random")
+
+
+def test_queries_name_the_files_of_folder_data_sets(tmp_path: Path) -> None:
+    """Each query names its images: their file in the tree and their index in the source."""
+    import numpy as np
+    from PIL import Image
+
+    from fishermask.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 10), ("test", 3)):
+        for cls in ("ant", "bee", "cat"):
+            (tmp_path / "tree" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 255, (8, 8), dtype=np.uint8)
+                Image.fromarray(img).save(tmp_path / "tree" / split / cls / f"{cls}{i}.png")
+    raw = {
+        **SMALL,
+        "data": {
+            "dataset": str(tmp_path / "tree"),
+            "class_counts": [8, 0, 8],  # the pool is a subset: pool index != dataset index
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "model": {"name": "mlp", "width": 0.25},
+        "loop": {"initial": 4, "query_size": 4, "rounds": 1},
+        "strategies": ["entropy"],
+        "seeds": [0],
+    }
+    _run(tmp_path / "run", raw)
+    full = load_dataset(tmp_path / "tree", cache_dir=tmp_path / "cache")
+    assert full.train_files is not None
+    classes = ["ant", "cat"]  # after dropping bee
+    for q in map(json.loads, open(tmp_path / "run/queries.jsonl")):
+        assert len(q["files"]) == len(q["dataset_index"]) == len(q["indices"]) == 4
+        assert q["files"] == [full.train_files[i] for i in q["dataset_index"]]
+        rec = json.loads(
+            (tmp_path / f"run/trials/entropy__seed0/round_{q['round']:03d}.json").read_text()
+        )
+        for f, label in zip(q["files"], rec["labels"], strict=True):
+            assert f.startswith(f"train/{classes[label]}/"), (f, label)

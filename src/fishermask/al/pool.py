@@ -74,21 +74,3 @@ class Pool:
             raise ConfigError(f"Got {len(labels)} labels for {len(idx)} pool indices.")
         self._labels[torch.tensor(idx, dtype=torch.int64)] = labels.to(torch.int64).cpu()
         self._order.extend(idx)
-
-    def query_oracle(self, indices: Sequence[int], oracle: Oracle) -> None:
-        self.add(indices, oracle.label(indices))
-
-    @classmethod
-    def with_random_labels(
-        cls, size: int, initial: int, oracle: Oracle, generator: torch.Generator
-    ) -> Pool:
-        """A pool with ``initial`` uniformly random items labeled by ``oracle``."""
-        if initial > size:
-            raise ConfigError(
-                f"The initial labeled set ({initial}) is larger than the pool ({size}); "
-                f"use --initial <= {size}."
-            )
-        pool = cls(size)
-        if initial:
-            pool.query_oracle(torch.randperm(size, generator=generator)[:initial].tolist(), oracle)
-        return pool

@@ -8,6 +8,7 @@ tensors laid out ``[N, Ch, H, W]`` (Ch = 1 for grey, 3 for RGB); labels are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -24,6 +25,10 @@ class ImageDataset:
     x_test: torch.Tensor  # [M, Ch, H, W] uint8
     y_test: torch.Tensor  # [M] int64
     classes: tuple[str, ...]
+    # Where each training image comes from, for people who must find it again:
+    train_files: tuple[str, ...] | None = None  # [N] its path in the folder tree (folder sets)
+    train_index: torch.Tensor | None = None  # [N] its position in the source's train split
+    #                                          (None: the pool index itself, no subsetting)
 
     def __post_init__(self) -> None:
         for split, x, y in (
@@ -45,6 +50,10 @@ class ImageDataset:
                     f"{self.name}: {split} labels out of range [{int(y.min())}, {int(y.max())}] "
                     f"for {len(self.classes)} classes; labels must be 0..{len(self.classes) - 1}."
                 )
+        n = len(self.y_train)
+        for what, ids in (("train_files", self.train_files), ("train_index", self.train_index)):
+            if ids is not None and len(ids) != n:
+                raise DataError(f"{self.name}: {what} has {len(ids)} entries for {n} images.")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(
                 f"{self.name}: train images are {tuple(self.x_train.shape[1:])} but test images "
@@ -59,6 +68,18 @@ class ImageDataset:
     def image_shape(self) -> tuple[int, int, int]:
         """``(Ch, H, W)`` of every image."""
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def sources(self, indices: list[int]) -> dict[str, Any]:
+        """Where pool items ``indices`` come from: ``dataset_index`` (their position in the
+        source's training split: file order for array formats, the sorted folder listing
+        for folder trees) and, for folder trees, ``files`` (paths inside the tree)."""
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        out: dict[str, Any] = {
+            "dataset_index": (idx if self.train_index is None else self.train_index[idx]).tolist()
+        }
+        if self.train_files is not None:
+            out["files"] = [self.train_files[i] for i in indices]
+        return out
 
     def class_counts(self, split: str = "train") -> list[int]:
         y = self.y_train if split == "train" else self.y_test

@@ -70,8 +70,8 @@ def cached(
     entry = cache_path(cache_dir, fmt, source, files, image_size)
     if entry.is_file():
         ds = _read(entry)
-        if ds is not None:
-            return ds
+        if ds is not None and not (fmt == "folder" and ds.train_files is None):
+            return ds  # (a folder entry cached before file names were kept is rebuilt)
     ds = build()
     _write(entry, ds)
     return ds
@@ -91,6 +91,7 @@ def _read(entry: Path) -> ImageDataset | None:
             name=str(d["name"]),
             classes=tuple(str(c) for c in d["classes"]),
             **{k: d[k] for k in _TENSORS},
+            train_files=tuple(d["train_files"]) if "train_files" in d else None,
         )
     except (
         OSError,
@@ -110,6 +111,8 @@ def _write(entry: Path, ds: ImageDataset) -> None:
     """Store ``ds`` atomically and delete older entries of the same source; warn on failure."""
     payload = {k: getattr(ds, k).contiguous() for k in _TENSORS}
     payload.update(name=ds.name, classes=list(ds.classes), version=CACHE_VERSION)
+    if ds.train_files is not None:
+        payload["train_files"] = list(ds.train_files)
     tmp: str | None = None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)

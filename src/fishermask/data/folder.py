@@ -124,6 +124,7 @@ def load_folder(path: Path, image_size: ImageSize | None, progress: bool) -> Ima
         x_test=x[n_train:].clone(),
         y_test=labels["test"],
         classes=layout.classes,
+        train_files=tuple(rel for _, rel in layout.files["train"]),
     )
 
 

@@ -89,6 +89,8 @@ def apply_preset(
         x_test=ds.x_test[test_idx],
         y_test=relabel[ds.y_test[test_idx]],
         classes=tuple(ds.classes[c] for c in kept),
+        train_files=None if ds.train_files is None else tuple(ds.train_files[i] for i in idx),
+        train_index=idx if ds.train_index is None else ds.train_index[idx],
     )
 
 

@@ -1,33 +1,63 @@
 """Run the trials of an experiment in parallel: local worker processes or Ray tasks.
 
-Each worker rebuilds the :class:`~fishermask.experiments.runner.Experiment` from the
+Each worker rebuilds the :class:`~fishermask.experiments.experiment.Experiment` from the
 configuration (data sets load from the decoded cache) and runs whole trials, committing
 rounds to the shared run directory exactly as a sequential run does. The parent shows
 progress by counting committed rounds, and aggregates the results files.
+
+The run stops as soon as one trial fails or the user presses Ctrl-C: queued trials are
+cancelled, and running ones stop at their next safe point (a local worker between rounds
+or training epochs; a Ray task where ``ray.cancel`` interrupts it). Commits are atomic,
+so what was committed stays and a rerun resumes from it.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from fishermask.errors import ConfigError, check_choice
+from fishermask.errors import ConfigError, FishermaskError, check_choice
+from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.experiment import Experiment
 from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.store import TrialStore, aggregate
+from fishermask.experiments.trial import StopRequested, run_trial
 
 EXECUTORS = ("local", "ray")
+STOPPED = -1  # what a worker returns for a trial it stopped on request
 
 
-def _exit_with_parent() -> None:
-    """End this worker process when its parent dies (e.g. the run was SIGKILLed)."""
+class TrialFailed(RuntimeError):
+    """A trial raised an error that is not the user's input (a bug; keeps its cause)."""
+
+
+def trial_failed(key: str, seed: int, error: BaseException) -> Exception:
+    """The error to report for trial ``(key, seed)``: named, and one line for input errors."""
+    if isinstance(error, FishermaskError):
+        return type(error)(f"Trial {key} seed {seed}: {error}")
+    return TrialFailed(f"Trial {key} seed {seed} failed: {type(error).__name__}: {error}")
+
+
+# -- worker side -------------------------------------------------------------------------
+
+_STOP: Any = None  # the parent's stop event, in a local worker process
+
+
+def _init_local_worker(stop: Any) -> None:
+    """Worker setup: share the stop event, leave Ctrl-C to the parent, die with it."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through the event
     parent = os.getppid()
 
-    def watch() -> None:
+    def watch() -> None:  # end this worker when its parent dies (e.g. SIGKILL)
         while os.getppid() == parent:
             time.sleep(0.5)
         os._exit(1)
@@ -35,19 +65,34 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _local_trial_job(config: dict[str, Any], key: str, seed: int, out_dir: str) -> int:
-    _exit_with_parent()
-    return _trial_job(config, key, seed, out_dir)
+def _local_trial_job(
+    config: dict[str, Any], key: str, seed: int, out_dir: str, allow_env_change: bool
+) -> int:
+    return _trial_job(
+        config, key, seed, out_dir, allow_env_change, stop=lambda: bool(_STOP and _STOP.is_set())
+    )
 
 
-def _trial_job(config: dict[str, Any], key: str, seed: int, out_dir: str) -> int:
-    """Worker entry point: run one trial; returns the number of committed rounds."""
-    from fishermask.experiments.config import ExperimentConfig
-    from fishermask.experiments.runner import Experiment, run_trial
-
-    exp = Experiment.prepare(ExperimentConfig.from_dict(config))
+def _trial_job(
+    config: dict[str, Any],
+    key: str,
+    seed: int,
+    out_dir: str,
+    allow_env_change: bool,
+    stop: Callable[[], bool] | None = None,
+) -> int:
+    """Worker entry point: run one trial; returns its committed rounds (STOPPED if stopped)."""
+    if stop is not None and stop():
+        return STOPPED  # queued before the stop, started after it
+    exp = Experiment.prepare(ExperimentConfig.from_dict(config), allow_env_change=allow_env_change)
     spec = next(s for s in exp.config.strategies if s.key == key)
-    return len(run_trial(exp, spec, seed, Path(out_dir)))
+    try:
+        return len(run_trial(exp, spec, seed, Path(out_dir), stop=stop))
+    except StopRequested:
+        return STOPPED
+
+
+# -- parent side -------------------------------------------------------------------------
 
 
 def _committed(out_dir: Path, trials: list[tuple[str, int]]) -> int:
@@ -55,7 +100,7 @@ def _committed(out_dir: Path, trials: list[tuple[str, int]]) -> int:
 
 
 def run_parallel(
-    exp: Any,
+    exp: Experiment,
     out_dir: Path,
     trials: list[tuple[str, int]],
     *,
@@ -64,49 +109,81 @@ def run_parallel(
     address: str | None = None,
     progress: NullProgress | None = None,
 ) -> None:
+    """Run ``trials`` (``(strategy key, seed)`` pairs) of ``exp`` in parallel into ``out_dir``.
+
+    Raises the first failing trial's error, named (:func:`trial_failed`), or the
+    ``KeyboardInterrupt``, once running trials have stopped.
+    """
     check_choice("executor", executor, EXECUTORS)
     progress = progress or NullProgress()
-    config = exp.config.to_dict()
     order = [s.key for s in exp.config.strategies]
     classes = list(exp.data.classes)
     rounds = len(exp.query_sizes) + 1
-    progress.start_trial(
-        f"{len(trials)} trials", rounds * len(trials), _committed(out_dir, trials), epochs=False
-    )
     seen = _committed(out_dir, trials)
+    progress.start_trial(f"{len(trials)} trials", rounds * len(trials), seen, epochs=False)
 
     def tick() -> None:
         nonlocal seen
         now = _committed(out_dir, trials)
+        if now > seen:
+            aggregate(out_dir, order, classes)  # results.csv follows the committed rounds
         for _ in range(now - seen):
             progress.round_done()
         seen = now
 
+    job = (exp.config.to_dict(), str(Path(out_dir).resolve()), exp.allow_env_change)
     if executor == "local":
-        ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
-            pending = {pool.submit(_local_trial_job, config, k, s, str(out_dir)) for k, s in trials}
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    fut.result()  # re-raise a worker's error here
-                    aggregate(out_dir, order, classes)
-                tick()
+        _run_local(job, trials, max(1, workers), tick)
     else:
-        _run_ray(config, out_dir, trials, address, exp.config.threads, tick, order, classes)
+        _run_ray(job, trials, address, exp.config.threads, tick)
     tick()
     progress.end_trial()
 
 
+def _run_local(
+    job: tuple[dict[str, Any], str, bool],
+    trials: list[tuple[str, int]],
+    workers: int,
+    tick: Callable[[], None],
+) -> None:
+    config, out_dir, allow = job
+    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    stop = ctx.Event()
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_local_worker, initargs=(stop,)
+    )
+    futures: dict[Future[int], tuple[str, int]] = {
+        pool.submit(_local_trial_job, config, k, s, out_dir, allow): (k, s) for k, s in trials
+    }
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                if (err := fut.exception()) is not None:
+                    raise trial_failed(*futures[fut], err) from err
+            tick()
+    except BaseException:
+        stop.set()  # running trials stop at their next safe point
+        for fut in pending:
+            fut.cancel()  # queued trials; wait() would never see them done if the pool did it
+        pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            wait([f for f in pending if not f.cancelled()])
+        except KeyboardInterrupt:  # a second Ctrl-C: do not wait for the safe point
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
 def _run_ray(
-    config: dict[str, Any],
-    out_dir: Path,
+    job: tuple[dict[str, Any], str, bool],
     trials: list[tuple[str, int]],
     address: str | None,
     threads: int,
-    tick: Any,
-    order: list[str],
-    classes: list[str],
+    tick: Callable[[], None],
 ) -> None:
     try:
         import ray
@@ -114,19 +191,27 @@ def _run_ray(
         raise ConfigError(
             "--executor ray needs Ray: pip install 'fishermask[ray]' (or pip install ray)."
         ) from None
+    config, out_dir, allow = job
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
-        job = ray.remote(num_cpus=threads)(_trial_job)
-        refs = [job.remote(config, k, s, str(Path(out_dir).resolve())) for k, s in trials]
-        while refs:
-            done, refs = ray.wait(refs, num_returns=1, timeout=0.5)
-            for ref in done:
-                ray.get(ref)
-                aggregate(out_dir, order, classes)
-            tick()
-            time.sleep(0.05)
+        remote = ray.remote(num_cpus=threads)(_trial_job)
+        refs = {remote.remote(config, k, s, out_dir, allow): (k, s) for k, s in trials}
+        pending = list(refs)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+                for ref in done:
+                    try:
+                        ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:
+                        raise trial_failed(*refs[ref], e.cause or e) from e
+                tick()
+        except BaseException:
+            for ref in pending:  # queued tasks never start; running ones are interrupted
+                ray.cancel(ref)
+            raise
     finally:
         if started_here:
             ray.shutdown()

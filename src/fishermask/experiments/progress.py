@@ -29,8 +29,6 @@ class NullProgress(AbstractContextManager):
 
     def end_trial(self) -> None: ...
 
-    def log(self, text: str) -> None: ...
-
 
 class RichProgress(NullProgress):
     """One bar for the rounds of the current trial, one for its training epochs."""
@@ -70,6 +68,3 @@ class RichProgress(NullProgress):
 
     def end_trial(self) -> None:
         self._progress.remove_task(self._train)
-
-    def log(self, text: str) -> None:
-        self._progress.console.print(text)

@@ -4,7 +4,10 @@ Layout of ``--out DIR``::
 
     config.json            resolved configuration + library versions
     results.csv            one row per (strategy, seed, round)
-    queries.jsonl          pool indices labeled per (strategy, seed, round); round 0 = initial set
+    queries.jsonl          pool indices labeled per (strategy, seed, round), in the order chosen,
+                           with each one's index in the data set's own train split, its file
+                           (folder data sets), and the strategy's score of each (null: round 0,
+                           the random initial set, and strategies without scores)
     query_info.jsonl       strategy extras per query (e.g. FisherMask's mask profile)
     learning_curves.png    accuracy vs labels, mean +- std over seeds
     summary.md             final accuracy and area under the learning curve
@@ -193,6 +196,8 @@ def aggregate(
                 "seed": r["seed"],
                 "round": r["round"],
                 "indices": r["queried"],
+                **{k: r[k] for k in ("dataset_index", "files") if k in r},
+                "scores": r.get("scores"),
             }
         )
         + "\n"

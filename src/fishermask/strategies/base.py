@@ -54,7 +54,6 @@ class QueryContext:
     generator: torch.Generator  # CPU generator seeded from (seed, round)
     aux: AuxiliaryModule | None = None
     batch_size: int = 512
-    round: int = 0
     _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @property

@@ -1,0 +1,142 @@
+"""A validated experiment: configuration, data, normaliser, device and strategies.
+
+Every random choice of a trial is drawn from a generator seeded by
+``(seed, round, purpose)``, never from state carried across rounds, so a trial
+restarted from its last committed round makes exactly the choices an
+uninterrupted run makes (same seed, same machine). The initial labeled set and
+the round-0 model depend on the seed alone, so strategies are compared on the
+same start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fishermask import __version__, strategies
+from fishermask.data import apply_preset, load_dataset
+from fishermask.data.base import ImageDataset, check_learnable
+from fishermask.errors import ConfigError
+from fishermask.experiments.config import ExperimentConfig
+from fishermask.models import build_model
+from fishermask.models.base import Classifier
+from fishermask.strategies.base import Strategy
+from fishermask.training import Normalizer
+
+_PURPOSES = {"initial": 1, "init": 2, "train": 3, "query": 4}
+
+
+def derive_seed(seed: int, round_: int, purpose: str) -> int:
+    """A 63-bit seed for one purpose of one round of one trial."""
+    ss = np.random.SeedSequence([seed, round_, _PURPOSES[purpose]])
+    return int(ss.generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def generator(seed: int, round_: int, purpose: str) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, round_, purpose))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"Unknown device {name!r}; use cpu, cuda, cuda:N or auto.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"Device {name!r} asked for, but this torch build sees no CUDA GPU.")
+    return dev
+
+
+def load_experiment_data(cfg: ExperimentConfig, progress: bool = False) -> ImageDataset:
+    d = cfg.data
+    ds = load_dataset(d.dataset, cache_dir=d.cache_dir, image_size=d.image_size, progress=progress)
+    if d.preset or d.class_counts:
+        ds = apply_preset(ds, d.preset, class_counts=d.class_counts, seed=d.preset_seed)
+    check_learnable(ds)
+    return ds
+
+
+@dataclass
+class Experiment:
+    """A validated experiment ready to run: config, data, normaliser, device, strategies."""
+
+    config: ExperimentConfig
+    data: ImageDataset
+    normalizer: Normalizer
+    device: torch.device
+    strategies: dict[str, Strategy]
+    query_sizes: list[int]
+    allow_env_change: bool = False  # resume trials whose earlier rounds ran elsewhere
+
+    @classmethod
+    def prepare(
+        cls, config: ExperimentConfig, *, progress: bool = False, allow_env_change: bool = False
+    ) -> Experiment:
+        """Load and check everything; raises before anything is written."""
+        device = resolve_device(config.device)
+        strats = {s.key: strategies.get(s.name, **s.options) for s in config.strategies}
+        data = load_experiment_data(config, progress)
+        sizes = config.loop.query_sizes(len(data.y_train))
+        normalizer = Normalizer.fit(data.x_train)
+        exp = cls(config, data, normalizer, device, strats, sizes, allow_env_change)
+        model = exp.new_model(0, 0)
+        for strategy in strats.values():
+            strategy.check(model)
+        return exp
+
+    def new_model(self, seed: int, round_: int) -> Classifier:
+        torch.manual_seed(derive_seed(seed, round_, "init"))
+        m = self.config.model
+        model = build_model(m.name, self.data.num_classes, self.data.image_shape, m.width)
+        return model.to(self.device)
+
+    def metadata(self) -> dict[str, Any]:
+        ds = self.data
+        return {
+            "config": self.config.to_dict(),
+            "strategy_options": {k: s.options() for k, s in self.strategies.items()},
+            "dataset": {
+                "name": ds.name,
+                "classes": list(ds.classes),
+                "image_shape": list(ds.image_shape),
+                "train_class_counts": ds.class_counts("train"),
+                "test_class_counts": ds.class_counts("test"),
+                "train_fingerprint": _fingerprint(ds.x_train, ds.y_train),
+            },
+            "normalizer": {"mean": list(self.normalizer.mean), "std": list(self.normalizer.std)},
+            "query_sizes": self.query_sizes,
+            "versions": environment(self.device),
+        }
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """The software and hardware a round runs on (results may depend on any of it)."""
+    return {
+        "fishermask": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": _device_name(device),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(x.numpy().tobytes())
+    h.update(y.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()

@@ -1,0 +1,259 @@
+"""One trial: a strategy and a seed, round after round, resumable at any kill.
+
+Each round labels a batch (round 0: a random initial set; later rounds: the
+strategy's query), trains the classifier on every label so far, evaluates it on
+the test split, and commits a record and a checkpoint atomically. A trial resumes
+from its last committed round: the pool is rebuilt from the records, the model
+from the checkpoint, and every random draw comes from a generator seeded by
+``(seed, round, purpose)``, so the rounds that follow are the uninterrupted ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fishermask.al.pool import Pool, SimulatedOracle
+from fishermask.errors import ConfigError
+from fishermask.experiments.config import StrategySpec
+from fishermask.experiments.experiment import Experiment, environment, generator
+from fishermask.experiments.progress import NullProgress
+from fishermask.experiments.store import TrialStore
+from fishermask.models.base import Classifier
+from fishermask.strategies.base import QueryContext, Selection
+from fishermask.training import evaluate, make_augmenter, train
+from fishermask.training.trainer import AuxiliaryModule, TrainResult
+
+StopCheck = Callable[[], bool]
+
+
+class StopRequested(Exception):
+    """Raised at a safe point (between rounds or epochs) when the run is asked to stop."""
+
+
+class Trial:
+    """The state of one (strategy, seed) trial between rounds: pool, model, auxiliary module."""
+
+    def __init__(self, exp: Experiment, spec: StrategySpec, seed: int) -> None:
+        self.exp = exp
+        self.spec = spec
+        self.seed = seed
+        self.strategy = exp.strategies[spec.key]
+        self.oracle = SimulatedOracle(exp.data.y_train)
+        self.augmenter = make_augmenter(exp.config.train, exp.normalizer, exp.data.image_shape[0])
+        self.pool = Pool(len(exp.data.y_train))
+        self.model: Classifier | None = None
+        self.aux: AuxiliaryModule | None = None
+
+    def restore(self, records: list[dict[str, Any]], store: TrialStore) -> None:
+        """Relabel the pool from ``records`` and load the last committed model."""
+        for rec in records:
+            self.pool.add(rec["queried"], torch.tensor(rec["labels"], dtype=torch.int64))
+        if records:
+            last = records[-1]["round"]
+            state = store.checkpoint(last)
+            self._new_model(last)
+            assert self.model is not None
+            self.model.load_state_dict(state["model"])
+            if self.aux is not None and state.get("aux") is not None:
+                self.aux.load_state_dict(state["aux"])
+            self.model.eval()
+
+    def query(self, r: int) -> tuple[torch.Tensor, Selection | None, float]:
+        """Pool indices to label in round ``r``, the strategy's selection, and its seconds."""
+        if r == 0:
+            initial = torch.randperm(self.pool.size, generator=generator(self.seed, 0, "initial"))
+            return initial[: self.exp.config.loop.initial], None, 0.0
+        assert self.model is not None  # restored or trained in an earlier round
+        ctx = QueryContext(
+            model=self.model,
+            pool=self.pool,
+            images=self.exp.data.x_train,
+            normalizer=self.exp.normalizer,
+            generator=generator(self.seed, r, "query"),
+            aux=self.aux,
+            batch_size=self.exp.config.train.eval_batch_size,
+        )
+        t0 = time.perf_counter()
+        sel = self.strategy.select(ctx, self.exp.query_sizes[r - 1])
+        if self.exp.device.type == "cuda":
+            torch.cuda.synchronize(self.exp.device)
+        return sel.indices, sel, time.perf_counter() - t0
+
+    def label(self, queried: torch.Tensor) -> torch.Tensor:
+        """Ask the oracle for the labels of ``queried`` and add them to the pool."""
+        labels = self.oracle.label(queried.tolist())
+        self.pool.add(queried.tolist(), labels)
+        return labels
+
+    def train(self, r: int, on_epoch: Callable[[int, int, float], None]) -> TrainResult:
+        """Train on every label so far (a fresh model each round when ``reinit``)."""
+        if self.model is None or self.exp.config.train.reinit:
+            self._new_model(r)
+        assert self.model is not None
+        labeled = self.pool.labeled
+        return train(
+            self.model,
+            self.exp.data.x_train[labeled],
+            self.pool.labels_of(labeled),
+            self.exp.config.train,
+            self.augmenter,
+            generator=generator(self.seed, r, "train"),
+            aux=self.aux,
+            on_epoch=on_epoch,
+        )
+
+    def record(
+        self,
+        r: int,
+        queried: torch.Tensor,
+        labels: torch.Tensor,
+        sel: Selection | None,
+        query_seconds: float,
+        result: TrainResult,
+    ) -> dict[str, Any]:
+        """Evaluate on the test split; the round's record as committed to the run directory."""
+        assert self.model is not None
+        exp = self.exp
+        metrics = evaluate(
+            self.model,
+            exp.data.x_test,
+            exp.data.y_test,
+            exp.normalizer,
+            batch_size=exp.config.train.eval_batch_size,
+        )
+        scores = None if sel is None or sel.scores is None else sel.scores
+        return {
+            "strategy": self.spec.key,
+            "name": self.spec.name,
+            "seed": self.seed,
+            "round": r,
+            "n_labeled": self.pool.num_labeled,
+            "accuracy": metrics.accuracy,
+            "balanced_accuracy": metrics.balanced_accuracy,
+            "per_class_accuracy": [_clean(a) for a in metrics.per_class_accuracy],
+            "query_seconds": round(query_seconds, 4),
+            "train_seconds": round(result.seconds, 4),
+            "train_epochs": result.epochs,
+            "train_steps": result.steps,
+            "train_accuracy": result.train_accuracy,
+            "queried": queried.tolist(),
+            **exp.data.sources(queried.tolist()),  # dataset_index (+ files): where they are
+            "labels": labels.tolist(),
+            "scores": None if scores is None else [_clean(float(s)) for s in scores.tolist()],
+            "info": {} if sel is None else sel.info,
+            "environment": environment(exp.device),
+        }
+
+    def state(self, r: int) -> dict[str, Any]:
+        """Model (and auxiliary) weights after round ``r``, on the CPU."""
+        assert self.model is not None
+        aux = self.aux
+        return {
+            "round": r,
+            "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
+            "aux": {k: v.cpu() for k, v in aux.state_dict().items()} if aux is not None else None,
+        }
+
+    def _new_model(self, r: int) -> None:
+        self.model = self.exp.new_model(self.seed, r)
+        aux = self.strategy.make_auxiliary(self.model)
+        self.aux = aux.to(self.exp.device) if aux is not None else None
+
+
+def run_trial(
+    exp: Experiment,
+    spec: StrategySpec,
+    seed: int,
+    out_dir: Path,
+    *,
+    progress: NullProgress | None = None,
+    on_commit: Callable[[dict[str, Any]], None] | None = None,
+    stop: StopCheck | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) one (strategy, seed) trial; returns its round records.
+
+    ``stop`` is polled between rounds and after every training epoch; when it returns
+    True the trial raises :class:`StopRequested` (the rounds committed so far stay).
+    """
+    progress = progress or NullProgress()
+    _set_torch_determinism(exp)
+    store = TrialStore(out_dir, spec.key, seed)
+    n_rounds = len(exp.query_sizes) + 1
+    records = store.records(n_rounds)
+    if len(records) == n_rounds:
+        return records  # finished earlier
+    check_environment(records, exp)
+    progress.start_trial(f"{spec.key} seed {seed}", n_rounds, len(records))
+
+    def on_epoch(epoch: int, limit: int, accuracy: float) -> None:
+        progress.epoch(epoch, limit, accuracy)
+        _check_stop(stop)
+
+    trial = Trial(exp, spec, seed)
+    trial.restore(records, store)
+    for r in range(len(records), n_rounds):
+        _check_stop(stop)
+        queried, sel, query_seconds = trial.query(r)
+        labels = trial.label(queried)
+        result = trial.train(r, on_epoch)
+        record = trial.record(r, queried, labels, sel, query_seconds, result)
+        store.commit(record, trial.state(r))
+        records.append(record)
+        progress.round_done(f"{record['n_labeled']} labels, acc {record['accuracy']:.3f}")
+        if on_commit is not None:
+            on_commit(record)
+    progress.end_trial()
+    return records
+
+
+def check_environment(records: list[dict[str, Any]], exp: Experiment) -> None:
+    """Refuse to continue a trial on other software or hardware than its last round's.
+
+    Results depend on the torch build, the device and the library version; a trial
+    resumed on another one would mix rounds computed two ways. ``exp.allow_env_change``
+    (``--allow-env-change``) lets it continue; each round records its own environment.
+    """
+    if not records or exp.allow_env_change:
+        return
+    before = records[-1].get("environment")
+    if before is None:
+        return  # made before environments were recorded per round
+    now = environment(exp.device)
+    changed = [
+        f"{k} {before.get(k)!r} -> {now.get(k)!r}"
+        for k in ENVIRONMENT_KEYS
+        if before.get(k) != now.get(k)
+    ]
+    if changed:
+        rec = records[-1]
+        raise ConfigError(
+            f"Trial {rec['strategy']} seed {rec['seed']} was run up to round {rec['round']} "
+            f"on another environment ({'; '.join(changed)}); its results would mix the two. "
+            "Resume where it ran, use a new --out, or pass --allow-env-change to continue anyway."
+        )
+
+
+# What a resumed trial must share with its earlier rounds (platform and CPU count may
+# differ between nodes of one cluster without changing results).
+ENVIRONMENT_KEYS = ("fishermask", "python", "torch", "numpy", "device")
+
+
+def _check_stop(stop: StopCheck | None) -> None:
+    if stop is not None and stop():
+        raise StopRequested
+
+
+def _set_torch_determinism(exp: Experiment) -> None:
+    torch.set_num_threads(exp.config.threads)
+    if exp.device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def _clean(v: float) -> float | None:
+    return None if v != v else v
