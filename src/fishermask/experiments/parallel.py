@@ -95,8 +95,8 @@ def _trial_job(
 # -- parent side -------------------------------------------------------------------------
 
 
-def _committed(out_dir: Path, trials: list[tuple[str, int]]) -> int:
-    return sum(len(TrialStore(out_dir, key, seed).records()) for key, seed in trials)
+def _committed(out_dir: Path, trials: list[tuple[str, int]], rounds: int) -> int:
+    return sum(len(TrialStore(out_dir, key, seed).records(rounds)) for key, seed in trials)
 
 
 def run_parallel(
@@ -119,12 +119,12 @@ def run_parallel(
     order = [s.key for s in exp.config.strategies]
     classes = list(exp.data.classes)
     rounds = len(exp.query_sizes) + 1
-    seen = _committed(out_dir, trials)
+    seen = _committed(out_dir, trials, rounds)
     progress.start_trial(f"{len(trials)} trials", rounds * len(trials), seen, epochs=False)
 
     def tick() -> None:
         nonlocal seen
-        now = _committed(out_dir, trials)
+        now = _committed(out_dir, trials, rounds)
         if now > seen:
             aggregate(out_dir, order, classes)  # results.csv follows the committed rounds
         for _ in range(now - seen):

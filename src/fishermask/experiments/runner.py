@@ -8,6 +8,7 @@ partial ``results.csv``, and continues when started again with the same ``--out`
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,7 @@ def run_experiment(
                 progress=progress,
             )
     except BaseException:
-        aggregate(out_dir, order, classes)  # Ctrl-C or a failure: the partial results
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            aggregate(out_dir, order, classes)  # Ctrl-C or a failure: the partial results
         raise
     return aggregate(out_dir, order, classes)
