@@ -9,6 +9,8 @@
 # Setting 2, then the Setting 2 whole-pool reference (random, every pool image labeled, the
 # same recipe: the number the all-labeled end of the curves is compared with). Two chains
 # keep two cores busy; WORKERS (default 1) is per chain. Results do not depend on WORKERS.
+# The "_v2" runs use the profiles of the five-seed republication (the runs published before
+# under the names without "_v2" used the earlier profiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chain=${1:?usage: benchmarks/cpu_runs.sh a|b [WORKERS]}
@@ -28,12 +30,12 @@ run() {  # run NAME fishermask-run-arguments...
 case "$chain" in
   a)
     run cifar10_lplgrad_cpu --config experiments/cifar10_lplgrad.yaml --profile cpu
-    run cifar10_setting1_low_cpu --config experiments/cifar10_setting1_low.yaml --profile cpu
+    run cifar10_setting1_low_cpu_v2 --config experiments/cifar10_setting1_low.yaml --profile cpu
     ;;
   b)
-    run cifar10_setting1_high_cpu --config experiments/cifar10_setting1_high.yaml --profile cpu
-    run cifar10_setting2_cpu --config experiments/cifar10_setting2.yaml --profile cpu
-    run cifar10_setting2_cpu_whole_pool --config experiments/cifar10_setting2.yaml --profile cpu \
+    run cifar10_setting1_high_cpu_v2 --config experiments/cifar10_setting1_high.yaml --profile cpu
+    run cifar10_setting2_cpu_v2 --config experiments/cifar10_setting2.yaml --profile cpu
+    run cifar10_setting2_cpu_v2_whole_pool --config experiments/cifar10_setting2.yaml --profile cpu \
       --initial 7250 --rounds 0 --strategy random
     ;;
   *)
