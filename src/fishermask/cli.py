@@ -303,7 +303,12 @@ def _run(
     from fishermask.experiments.progress import NullProgress, RichProgress
     from fishermask.experiments.runner import Experiment, run_experiment
     from fishermask.experiments.store import read_results, write_text_atomic
-    from fishermask.reporting import plot_learning_curves, summarize, summary_markdown
+    from fishermask.reporting import (
+        plot_learning_curves,
+        summarize,
+        summary_markdown,
+        summary_table,
+    )
 
     start = time.perf_counter()
     exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
@@ -351,17 +356,11 @@ def _run(
     summary.sort(key=lambda s: order.index(s.strategy) if s.strategy in order else len(order))
     write_text_atomic(out_dir / "summary.md", f"# {title}\n\n" + summary_markdown(summary))
     table = Table(title=escape(f"{title}: accuracy (%), mean ± std over seeds"))
-    for col in ("strategy", "final labels", "final acc", "AULC", "query s", "train s"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
-    for s in summary:
-        table.add_row(
-            escape(s.strategy),
-            str(s.final_labels),
-            f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f}",
-            f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f}",
-            f"{s.query_seconds:.2f}",
-            f"{s.train_seconds:.2f}",
-        )
+    header, cells = summary_table(summary)
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in cells:
+        table.add_row(*map(escape, row))
     console.print(table)
     for label, path in (
         ("results", out_dir / "results.csv"),

@@ -27,6 +27,7 @@ import torch
 from fishermask.data.base import ImageDataset
 from fishermask.data.images import ImageSize, one_line
 from fishermask.errors import DataError
+from fishermask.text import slug
 
 CACHE_ENV = "FISHERMASK_CACHE"
 CACHE_VERSION = 2  # bump when the decoded content of any loader changes
@@ -79,7 +80,7 @@ def cached(
 
 def _source_stem(source: Path) -> str:
     """``<readable name>-<hash of the path>``: entries of one source share this prefix."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.name)[:40] or "root"
+    name = slug(source.name, keep="._-")[:40] or "root"
     return f"{name}-{hashlib.sha256(str(source).encode()).hexdigest()[:8]}"
 
 

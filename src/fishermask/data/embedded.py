@@ -22,10 +22,10 @@ import numpy as np
 
 from fishermask.data.arrays import make_dataset
 from fishermask.data.base import ImageDataset
+from fishermask.data.idx import DIGIT_CLASSES
 from fishermask.data.images import ImageSize
 
 SPLIT_SEED = 0
-DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
 #: Embedded data set names -> one-line description (for CLI help).
 DATASETS: dict[str, str] = {

@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 
 from fishermask.errors import ConfigError, DataError
+from fishermask.text import slug
 
 RESULT_FIELDS = [
     "strategy",
@@ -110,7 +110,7 @@ def save_torch_atomic(path: Path, obj: Any) -> None:
 
 
 def trial_dirname(strategy: str, seed: int) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", strategy)
+    safe = slug(strategy, keep="_.-", sep="-")
     return f"{safe}__seed{seed}"
 
 
@@ -217,7 +217,7 @@ def aggregate(
 
 def _slug(name: str) -> str:
     """Letters and digits of any script kept, every other run of characters one ``_``."""
-    return re.sub(r"(?:[^\w]|_)+", "_", name).strip("_") or "class"
+    return slug(name, unicode=True).strip("_") or "class"
 
 
 def class_columns(classes: list[str]) -> list[str]:

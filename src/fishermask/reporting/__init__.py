@@ -1,6 +1,13 @@
 """Tables and figures computed from results files."""
 
 from fishermask.reporting.plots import plot_learning_curves
-from fishermask.reporting.tables import aulc, curves, summarize, summary_markdown
+from fishermask.reporting.tables import aulc, curves, summarize, summary_markdown, summary_table
 
-__all__ = ["aulc", "curves", "plot_learning_curves", "summarize", "summary_markdown"]
+__all__ = [
+    "aulc",
+    "curves",
+    "plot_learning_curves",
+    "summarize",
+    "summary_markdown",
+    "summary_table",
+]

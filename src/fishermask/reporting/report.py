@@ -23,6 +23,7 @@ from fishermask.experiments.store import read_results, write_json_atomic, write_
 from fishermask.reporting.compare import holm, paired_aulc_differences  # noqa: E402
 from fishermask.reporting.plots import plot_learning_curves, save_figure  # noqa: E402
 from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
+from fishermask.text import slug  # noqa: E402
 
 
 def _title(run_dir: Path) -> str:
@@ -95,10 +96,6 @@ def _p(p: float) -> str:
     return "—" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
-
-
 METHODS = ("fishermask", "lplgrad")
 
 
@@ -117,7 +114,10 @@ def output_names(run_dirs: list[Path]) -> list[str]:
     parts = [Path(os.path.abspath(d)).parts for d in run_dirs]  # symlinks kept
     depth = [1] * len(run_dirs)
     while True:
-        names = [_slug("_".join(p[-k:])) or "run" for p, k in zip(parts, depth, strict=True)]
+        names = [
+            slug("_".join(p[-k:]), keep="-_.", unicode=True).strip("_") or "run"
+            for p, k in zip(parts, depth, strict=True)
+        ]
         paths: dict[str, set[tuple[str, ...]]] = defaultdict(set)
         for n, p in zip(names, parts, strict=True):
             paths[n].add(p)
@@ -188,9 +188,9 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     md = ["# Active learning results", ""]
     data: list[dict[str, Any]] = []
-    for d, rows, slug in zip(map(Path, run_dirs), tables, output_names(run_dirs), strict=True):
+    for d, rows, stem in zip(map(Path, run_dirs), tables, output_names(run_dirs), strict=True):
         title = _title(d)
-        fig = plot_learning_curves(rows, out / f"{slug}_curves.png", title=title)
+        fig = plot_learning_curves(rows, out / f"{stem}_curves.png", title=title)
         summary = summarize(rows)
         md += [
             f"## {title}",
@@ -245,7 +245,7 @@ def build_report(
         profile = mask_profile(d)
         if profile:
             mp = plot_mask_profile(
-                profile, out / f"{slug}_mask_profile.png", f"fishermask mask profile — {title}"
+                profile, out / f"{stem}_mask_profile.png", f"fishermask mask profile — {title}"
             )
             entry["mask_profile"] = profile
             md += [f"![mask profile]({mp.name})", ""]

@@ -116,17 +116,39 @@ def summarize(rows: list[dict[str, Any]], metric: str = "accuracy") -> list[Summ
     return out
 
 
-def summary_markdown(summary: list[SummaryRow], metric: str = "accuracy") -> str:
-    lines = [
-        f"| strategy | seeds | final labels | final {metric} | AULC "
-        "| query s/round | train s/round |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+def summary_table(
+    summary: list[SummaryRow], metric: str = "accuracy"
+) -> tuple[list[str], list[list[str]]]:
+    """Column names and formatted cells of the summary (accuracies in %, mean ± std).
+
+    One formatting for every place that shows the summary (``summary.md``, the terminal).
+    """
+    header = [
+        "strategy",
+        "seeds",
+        "final labels",
+        f"final {metric}",
+        "AULC",
+        "query s/round",
+        "train s/round",
     ]
-    for s in summary:
-        lines.append(
-            f"| {s.strategy} | {s.seeds} | {s.final_labels} | "
-            f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f} | "
-            f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f} | "
-            f"{s.query_seconds:.2f} | {s.train_seconds:.2f} |"
-        )
+    rows = [
+        [
+            s.strategy,
+            str(s.seeds),
+            str(s.final_labels),
+            f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f}",
+            f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f}",
+            f"{s.query_seconds:.2f}",
+            f"{s.train_seconds:.2f}",
+        ]
+        for s in summary
+    ]
+    return header, rows
+
+
+def summary_markdown(summary: list[SummaryRow], metric: str = "accuracy") -> str:
+    header, rows = summary_table(summary, metric)
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
