@@ -133,23 +133,6 @@ def test_second_pick_is_distributed_as_d2() -> None:
 # ----------------------------------------------------------------- the strategy
 
 
-def test_badge_contract() -> None:
-    ctx = make_context()
-    before = [t.clone() for t in ctx.model.state_dict().values()]
-    sel = strategies.get("badge").select(ctx, 9)
-    assert len(sel.indices) == 9 and len(set(sel.indices.tolist())) == 9
-    assert not (ctx.pool.labels_of(sel.indices) >= 0).any()
-    assert all(
-        torch.equal(a, b) for a, b in zip(before, ctx.model.state_dict().values(), strict=True)
-    )
-    assert not ctx.model.training
-    assert torch.equal(sel.indices, strategies.get("badge").select(make_context(), 9).indices)
-    with pytest.raises(ConfigError, match=r"budget 51 is larger than the unlabeled pool \(50"):
-        strategies.get("badge").select(make_context(), 51)
-    whole = strategies.get("badge").select(make_context(), 50)
-    assert sorted(whole.indices.tolist()) == make_context().pool.unlabeled.tolist()
-
-
 def test_badge_first_pick_is_the_largest_gradient_embedding() -> None:
     ctx = make_context()
     sel = strategies.get("badge").select(ctx, 3)

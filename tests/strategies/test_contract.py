@@ -52,10 +52,11 @@ def test_deterministic_under_seed(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_model_unchanged(name: str) -> None:
+    """Neither the model nor the strategy's auxiliary module (if any) is changed by a query."""
     ctx = _ctx(name)
-    before = _params(ctx.model)
+    before = _params(ctx.model) + (_params(ctx.aux) if ctx.aux is not None else [])
     _get(name).select(ctx, 5)
-    after = _params(ctx.model)
+    after = _params(ctx.model) + (_params(ctx.aux) if ctx.aux is not None else [])
     assert all(torch.equal(x, y) for x, y in zip(before, after, strict=True))
     assert not ctx.model.training
 

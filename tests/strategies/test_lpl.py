@@ -197,26 +197,6 @@ def test_lpl_picks_the_highest_predicted_loss() -> None:
     assert torch.allclose(sel.scores, pred.sort(descending=True).values[:7], atol=1e-6)
 
 
-def test_lpl_contract() -> None:
-    ctx = _ctx()
-    before = [t.clone() for t in ctx.model.state_dict().values()]
-    aux_before = [t.clone() for t in ctx.aux.state_dict().values()]
-    sel = strategies.get("lpl").select(ctx, 9)
-    assert len(set(sel.indices.tolist())) == 9
-    assert not (ctx.pool.labels_of(sel.indices) >= 0).any()
-    assert all(
-        torch.equal(a, b) for a, b in zip(before, ctx.model.state_dict().values(), strict=True)
-    )
-    assert all(
-        torch.equal(a, b) for a, b in zip(aux_before, ctx.aux.state_dict().values(), strict=True)
-    )
-    assert not ctx.model.training
-    again = strategies.get("lpl").select(_ctx(), 9)
-    assert torch.equal(sel.indices, again.indices)
-    with pytest.raises(ConfigError, match=r"budget 51 is larger than the unlabeled pool \(50"):
-        strategies.get("lpl").select(_ctx(), 51)
-
-
 def test_lpl_subset_is_drawn_with_the_query_generator() -> None:
     s = strategies.get("lpl", subset=12)
     a = s.select(_ctx(generator_seed=1), 5)
