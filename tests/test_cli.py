@@ -197,3 +197,18 @@ def test_bad_milestones_is_one_line(tmp_path: Path) -> None:
     res = runner.invoke(app, ["run", "--milestones", "80,x", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2
     assert "--milestones '80,x': give integers separated by commas." in res.output
+
+
+def test_model_options_and_features_errors(tmp_path: Path) -> None:
+    base = ["--dataset", "digits", "--seeds", "1", "--no-progress"]
+    _fails([*base, "--model", "cnn:dropout=2"], tmp_path, "`model.dropout`=2", "[0, 1)")
+    _fails([*base, "--model", "cnn:drop=0.1"], tmp_path, "Unknown key(s) drop in [model]")
+    _fails([*base, "--model", "cnn", "-s", "bald"], tmp_path, "needs a model with dropout")
+    _fails([*base, "--model", "linear", "--features", str(tmp_path / "f.npy")], tmp_path, "f.npy")
+    np.save(tmp_path / "short.npy", np.zeros((5, 3), np.float32))
+    _fails(
+        [*base, "--model", "linear", "--features", str(tmp_path / "short.npy")],
+        tmp_path,
+        "5 rows of features",
+    )
+    _fails([*base, "--model", "resnet18:hidden_dropout=0.1"], tmp_path, "hidden_dropout")

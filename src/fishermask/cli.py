@@ -64,8 +64,11 @@ def _cli_overrides(**opts: Any) -> dict[str, Any]:
         "class_counts": ("data", "class_counts"),
         "image_size": ("data", "image_size"),
         "cache_dir": ("data", "cache_dir"),
+        "features": ("data", "features"),
+        "backbone": ("data", "backbone"),
         "model": ("model", "name"),
         "width": ("model", "width"),
+        "dropout": ("model", "dropout"),
         "initial": ("loop", "initial"),
         "query_size": ("loop", "query_size"),
         "rounds": ("loop", "rounds"),
@@ -149,8 +152,29 @@ def run(
     budget: Annotated[
         int | None, typer.Option(help="Total labels to reach (overrides --rounds).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="resnet18, cnn or mlp.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="resnet18, cnn, mlp or linear; options as name:key=value, e.g. cnn:dropout=0.3,hidden_dropout=0.1."
+        ),
+    ] = None,
     width: Annotated[float | None, typer.Option(help="Width multiplier of the model.")] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(help="Dropout before the final layer (MC-dropout for bald, batchbald)."),
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="A .npy array [N_train + N_test, D] of features aligned with the data set's images; train --model linear or mlp on them."
+        ),
+    ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="A TorchScript or torch.save'd module (local file) that computes the features once (cached)."
+        ),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Train exactly this many epochs per round.")
     ] = None,
@@ -242,8 +266,11 @@ def run(
             class_counts=class_counts,
             image_size=image_size,
             cache_dir=cache_dir,
+            features=features,
+            backbone=backbone,
             model=model,
             width=width,
+            dropout=dropout,
             initial=initial,
             query_size=query_size,
             rounds=rounds,

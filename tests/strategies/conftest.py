@@ -20,13 +20,14 @@ def make_context(
     image_shape: tuple[int, int, int] = (1, 8, 8),
     num_classes: int = 4,
     generator_seed: int = 123,
+    dropout: float = 0.0,
 ) -> QueryContext:
     """A QueryContext over ``n`` random uint8 images with ``n_labeled`` of them labeled."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, *image_shape), generator=g, dtype=torch.uint8)
     labels = torch.randint(0, num_classes, (n,), generator=g)
     torch.manual_seed(seed)
-    model = build_model(model_name, num_classes, image_shape, width=0.5).eval()
+    model = build_model(model_name, num_classes, image_shape, width=0.5, dropout=dropout).eval()
     pool = Pool(n)
     first = torch.randperm(n, generator=g)[:n_labeled]
     pool.add(first.tolist(), labels[first])

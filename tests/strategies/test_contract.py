@@ -15,6 +15,8 @@ from tests.strategies.conftest import make_context
 ALL = strategies.available()
 # options that make each strategy fit the tiny test model (defaults otherwise)
 OPTIONS = {"fishermask": {"sparsity": 0.05}}
+# the MC-dropout strategies need a model with dropout
+CONTEXT = {"bald": {"dropout": 0.3}, "batchbald": {"dropout": 0.3}}
 
 
 def _get(name: str) -> strategies.Strategy:
@@ -23,7 +25,7 @@ def _get(name: str) -> strategies.Strategy:
 
 def _ctx(name: str, **kwargs: object) -> QueryContext:
     """A context as the runner builds it: with the strategy's auxiliary module, if any."""
-    ctx = make_context(**kwargs)  # type: ignore[arg-type]
+    ctx = make_context(**{**CONTEXT.get(name, {}), **kwargs})  # type: ignore[arg-type]
     aux = _get(name).make_auxiliary(ctx.model)
     if aux is not None:
         ctx.aux = aux.eval()

@@ -2,7 +2,9 @@
 
 Index convention: N images, Ch channels, H x W pixels. Images are ``uint8``
 tensors laid out ``[N, Ch, H, W]`` (Ch = 1 for grey, 3 for RGB); labels are
-``int64`` tensors ``[N]`` with values in ``0 .. len(classes) - 1``.
+``int64`` tensors ``[N]`` with values in ``0 .. len(classes) - 1``. A data set whose
+images were replaced by features (``fishermask.data.features``) holds float32
+``[N, D, 1, 1]`` instead.
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ class ImageDataset:
             ("train", self.x_train, self.y_train),
             ("test", self.x_test, self.y_test),
         ):
-            if x.dtype != torch.uint8 or x.dim() != 4:
+            if x.dtype not in (torch.uint8, torch.float32) or x.dim() != 4:
                 raise DataError(
-                    f"{self.name}: {split} images must be uint8 [N, Ch, H, W], got "
-                    f"{x.dtype} {tuple(x.shape)}."
+                    f"{self.name}: {split} images must be uint8 [N, Ch, H, W] (or float32 "
+                    f"features [N, D, 1, 1]), got {x.dtype} {tuple(x.shape)}."
                 )
             if y.dtype != torch.int64 or y.dim() != 1 or len(y) != len(x):
                 raise DataError(

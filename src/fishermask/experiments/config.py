@@ -45,26 +45,59 @@ class DataConfig(Section):
     preset_seed: int = 0
     image_size: tuple[int, int] | None = None
     cache_dir: str | None = None
+    features: str | None = None  # .npy [N_train + N_test, D] aligned with the data set's images
+    backbone: str | None = None  # TorchScript / torch.save'd module computing the features
 
     def check(self) -> None:
         for n in self.class_counts or ():
             check_positive("class_counts", n, allow_zero=True)
         for n in self.image_size or ():
             check_positive("image_size", n)
+        if self.features is not None and self.backbone is not None:
+            raise ConfigError(
+                "Give `features` (a .npy file) or `backbone` (a module that computes them), "
+                "not both."
+            )
 
 
 @dataclass(frozen=True)
 class ModelConfig(Section):
-    """Which network, and its width multiplier (channels scale with it)."""
+    """The classifier: registry name, width multiplier (channels scale with it), dropout.
+
+    ``dropout`` acts before the final layer, ``hidden_dropout`` between the hidden stages
+    of ``cnn`` and ``mlp``; both are active at query time for the MC-dropout strategies
+    (``bald``, ``batchbald``). 0 (the default) adds no dropout at all.
+    """
 
     section: ClassVar[str] = "model"
 
     name: str = "cnn"
     width: float = 1.0
+    dropout: float = 0.0
+    hidden_dropout: float = 0.0
 
     def check(self) -> None:
+        from fishermask.models.dropout import check_rate
+
         if not self.width > 0:
             raise ConfigError(f"`model.width`={self.width}, must be > 0.")
+        check_rate("model.dropout", self.dropout)
+        check_rate("model.hidden_dropout", self.hidden_dropout)
+
+    @staticmethod
+    def parse(text: str) -> dict[str, Any]:
+        """``"cnn"`` or ``"cnn:dropout=0.3,width=0.5"`` -> the [model] mapping it stands for."""
+        name, _, rest = str(text).partition(":")
+        out: dict[str, Any] = {"name": name.strip()}
+        for part in filter(None, rest.split(",")):
+            k, eq, v = part.partition("=")
+            if not eq:
+                raise ConfigError(
+                    f"Model option {part!r} in {text!r} must look like key=value "
+                    "(e.g. --model cnn:dropout=0.3)."
+                )
+            out[k.strip()] = yaml.safe_load(v)
+        return out
 
 
 @dataclass(frozen=True)
@@ -213,9 +246,13 @@ class ExperimentConfig(Section):
         ):
             if name in raw:
                 section = raw[name] or {}
+                if name == "model" and isinstance(section, str):
+                    section = {"name": section}  # model: "cnn:dropout=0.3"
                 if not isinstance(section, dict):
                     raise ConfigError(f"[{name}] must be a mapping, got {section!r}.")
                 section = dict(section)
+                if name == "model" and ":" in str(section.get("name", "")):
+                    section.update(ModelConfig.parse(section.pop("name")))  # cnn:dropout=0.3
                 if name == "loop" and section.get("budget") is not None:
                     section.setdefault("rounds", None)  # the budget decides the rounds
                 kwargs[name] = _build(sub, section, name)

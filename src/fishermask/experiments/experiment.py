@@ -22,6 +22,7 @@ import torch
 from fishermask import __version__, strategies
 from fishermask.data import apply_preset, load_dataset
 from fishermask.data.base import ImageDataset, check_learnable
+from fishermask.data.features import attach_features, backbone_features
 from fishermask.errors import ConfigError
 from fishermask.experiments.config import ExperimentConfig
 from fishermask.models import build_model
@@ -57,10 +58,21 @@ def resolve_device(name: str) -> torch.device:
 def load_experiment_data(cfg: ExperimentConfig, progress: bool = False) -> ImageDataset:
     d = cfg.data
     ds = load_dataset(d.dataset, cache_dir=d.cache_dir, image_size=d.image_size, progress=progress)
+    if d.features is not None:
+        ds = attach_features(ds, d.features)
+    elif d.backbone is not None:
+        ds = backbone_features(
+            ds, d.backbone, cache_dir=d.cache_dir, device=resolve_device(cfg.device)
+        )
     if d.preset or d.class_counts:
         ds = apply_preset(ds, d.preset, class_counts=d.class_counts, seed=d.preset_seed)
     check_learnable(ds)
     return ds
+
+
+def uses_features(cfg: ExperimentConfig) -> bool:
+    """Whether the model trains on features (``data.features`` or ``data.backbone``)."""
+    return cfg.data.features is not None or cfg.data.backbone is not None
 
 
 @dataclass
@@ -82,6 +94,11 @@ class Experiment:
         """Load and check everything; raises before anything is written."""
         device = resolve_device(config.device)
         strats = {s.key: strategies.get(s.name, **s.options) for s in config.strategies}
+        if uses_features(config) and config.train.augment not in ("auto", "none"):
+            raise ConfigError(
+                f"Augmentation {config.train.augment!r} crops and flips images; on features "
+                "use --augment none (or auto)."
+            )
         data = load_experiment_data(config, progress)
         sizes = config.loop.query_sizes(len(data.y_train))
         normalizer = Normalizer.fit(data.x_train)
@@ -94,7 +111,14 @@ class Experiment:
     def new_model(self, seed: int, round_: int) -> Classifier:
         torch.manual_seed(derive_seed(seed, round_, "init"))
         m = self.config.model
-        model = build_model(m.name, self.data.num_classes, self.data.image_shape, m.width)
+        model = build_model(
+            m.name,
+            self.data.num_classes,
+            self.data.image_shape,
+            m.width,
+            dropout=m.dropout,
+            hidden_dropout=m.hidden_dropout,
+        )
         return model.to(self.device)
 
     def metadata(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 from fishermask.al.pool import Pool, SimulatedOracle
 from fishermask.errors import ConfigError
 from fishermask.experiments.config import StrategySpec
-from fishermask.experiments.experiment import Experiment, environment, generator
+from fishermask.experiments.experiment import Experiment, environment, generator, uses_features
 from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.store import TrialStore
 from fishermask.models.base import Classifier
@@ -44,7 +44,12 @@ class Trial:
         self.seed = seed
         self.strategy = exp.strategies[spec.key]
         self.oracle = SimulatedOracle(exp.data.y_train)
-        self.augmenter = make_augmenter(exp.config.train, exp.normalizer, exp.data.image_shape[0])
+        self.augmenter = make_augmenter(
+            exp.config.train,
+            exp.normalizer,
+            exp.data.image_shape[0],
+            features=uses_features(exp.config),
+        )
         self.pool = Pool(len(exp.data.y_train))
         self.model: Classifier | None = None
         self.aux: AuxiliaryModule | None = None

@@ -20,6 +20,8 @@ class SmallCNN(Classifier):
     On 28x28 digits the stages are 14, 7, 3 and 1 pixels wide (about 2.6 MFLOPs per image).
     """
 
+    supports_hidden_dropout = True
+
     def __init__(self, num_classes: int, in_channels: int = 1, width: float = 1.0) -> None:
         super().__init__()
         widths = [max(1, round(c * width)) for c in (16, 32, 64, 128)]
@@ -38,18 +40,25 @@ class SmallCNN(Classifier):
         self.classifier = nn.Linear(widths[-1], num_classes)
         self._feature_channels = tuple(widths)
 
+    supports_hidden_dropout = True
+
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
-        for block in self.blocks:
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
             x = block(x)
             if min(x.shape[-2:]) >= 2:
                 x = F.max_pool2d(x, 2)
+            if i < last:
+                x = self._drop_hidden(x)  # between blocks (hidden_dropout; none by default)
             feats.append(x)
         return feats
 
 
 class MLP(Classifier):
     """Flatten, then four Linear-ReLU layers (512/256/256/128 units at width 1)."""
+
+    supports_hidden_dropout = True
 
     def __init__(self, num_classes: int, input_dim: int, width: float = 1.0) -> None:
         super().__init__()
@@ -71,7 +80,34 @@ class MLP(Classifier):
                 "build it with the data set's image shape."
             )
         feats = []
-        for layer in self.layers:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
             h = F.relu(layer(h))
+            if i < last:
+                h = self._drop_hidden(h)  # between layers (hidden_dropout; none by default)
             feats.append(h[:, :, None, None])
         return feats
+
+
+class LinearHead(Classifier):
+    """A single linear layer on the flattened input: logistic regression, e.g. on features.
+
+    The embedding is the input itself, so embedding-based strategies (k-center, BAIT,
+    BADGE, TypiClust, ProbCover) work on the features the model is given. It has no
+    stage feature maps, so the loss-prediction strategies (lpl, lplgrad) cannot use it.
+    """
+
+    def __init__(self, num_classes: int, input_dim: int) -> None:
+        super().__init__()
+        self._input_dim = input_dim
+        self.classifier = nn.Linear(input_dim, num_classes)
+        self._feature_channels = ()
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = x.flatten(1)
+        if h.shape[1] != self._input_dim:
+            raise ValueError(
+                f"Linear model built for {self._input_dim} input values per image, got "
+                f"{h.shape[1]}; build it with the data set's image shape."
+            )
+        return [h]

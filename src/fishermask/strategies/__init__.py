@@ -1,13 +1,15 @@
 """Query strategies: a base class, a registry and one module per strategy.
 
 >>> from fishermask import strategies
->>> strategies.get("entropy")
-EntropyStrategy()
+>>> strategies.get("kcenter")
+KCenterStrategy()
 """
 
 from fishermask.strategies import (  # noqa: F401
     badge,
     bait,
+    bald,
+    batchbald,
     entropy,
     fishermask,
     kcenter,
@@ -15,16 +17,29 @@ from fishermask.strategies import (  # noqa: F401
     lpl,
     lplgrad,
     margin,
+    probcover,
     random,
+    typiclust,
 )
 from fishermask.strategies.badge import badge_embeddings, kmeans_pp_seeding
-from fishermask.strategies.base import QueryContext, ScoreStrategy, Selection, Strategy, top_k
+from fishermask.strategies.bald import bald_scores
+from fishermask.strategies.base import (
+    QueryContext,
+    ScoreStrategy,
+    Selection,
+    Strategy,
+    stochastic_top_k,
+    top_k,
+)
+from fishermask.strategies.batchbald import batchbald_select
 from fishermask.strategies.entropy import entropy_scores
 from fishermask.strategies.kcenter import k_center_greedy
 from fishermask.strategies.least_confidence import least_confidence_scores
 from fishermask.strategies.lplgrad import entropy_gradnorm_scores
 from fishermask.strategies.margin import margin_scores
+from fishermask.strategies.probcover import probcover_select, purity_radius, radius_graph
 from fishermask.strategies.registry import available, get, register
+from fishermask.strategies.typiclust import typicality, typiclust_select
 
 __all__ = [
     "QueryContext",
@@ -33,6 +48,8 @@ __all__ = [
     "Strategy",
     "available",
     "badge_embeddings",
+    "bald_scores",
+    "batchbald_select",
     "entropy_gradnorm_scores",
     "entropy_scores",
     "get",
@@ -40,6 +57,12 @@ __all__ = [
     "kmeans_pp_seeding",
     "least_confidence_scores",
     "margin_scores",
+    "probcover_select",
+    "purity_radius",
+    "radius_graph",
     "register",
+    "stochastic_top_k",
     "top_k",
+    "typicality",
+    "typiclust_select",
 ]

@@ -30,6 +30,7 @@ import torch
 from fishermask.al.pool import Pool
 from fishermask.errors import ConfigError
 from fishermask.models.base import Classifier
+from fishermask.models.dropout import mc_dropout
 from fishermask.training.augment import Normalizer
 from fishermask.training.trainer import AuxiliaryModule, predict
 
@@ -55,6 +56,7 @@ class QueryContext:
     aux: AuxiliaryModule | None = None
     batch_size: int = 512
     _cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+    _mc_cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -91,6 +93,25 @@ class QueryContext:
 
     def probs(self, indices: torch.Tensor) -> torch.Tensor:
         return self.predictions(indices)[0]
+
+    def mc_probs(self, indices: torch.Tensor, samples: int) -> torch.Tensor:
+        """Softmax probabilities ``[T, len, C]`` of T = ``samples`` MC-dropout passes, cached.
+
+        The model stays in eval mode (BatchNorm running statistics) with its dropout active;
+        the masks are drawn from :attr:`generator`, so the samples are deterministic under
+        the query's seed. A model without dropout gives T identical copies.
+        """
+        key = f"mc{samples}:{_key(indices)}"
+        if key not in self._mc_cache:
+            parts = []
+            with torch.no_grad(), mc_dropout(self.model, self.generator):
+                for _, x in self.batches(indices):
+                    parts.append(self.model.mc_logits(x, samples).softmax(dim=-1))  # [T, b, C]
+            if parts:
+                self._mc_cache[key] = torch.cat(parts, dim=1)
+            else:
+                self._mc_cache[key] = torch.empty(samples, 0, self.num_classes, device=self.device)
+        return self._mc_cache[key]
 
     def embeddings(self, indices: torch.Tensor) -> torch.Tensor:
         return self.predictions(indices)[1]
@@ -144,25 +165,105 @@ class Strategy:
         return dataclasses.asdict(self)
 
 
+STOCHASTIC = ("none", "power", "softmax", "softrank")
+
+
 @dataclass(frozen=True)
 class ScoreStrategy(Strategy):
-    """A strategy that ranks unlabeled items by a score of their predicted probabilities.
+    """A strategy that ranks unlabeled items by a score (by default of their probabilities).
 
-    Subclasses implement :meth:`score`; ranking (ties by pool order) lives here once.
-    ``most_informative`` says which end of the score is queried.
+    Subclasses implement :meth:`score` (of the probabilities ``[U, C]``) or, when they need
+    more than the probabilities, :meth:`scores` (of the query context). Ranking (ties by
+    pool order) lives here once, and so does stochastic batch acquisition (Kirsch et al.
+    2023, docs/methods.md), an option of every score strategy:
+
+    - ``stochastic=none`` (default): the top ``budget`` scores.
+    - ``stochastic=power``: ``budget`` items drawn without replacement with probability
+      proportional to ``u^beta``, where ``u >= 0`` is the score when higher is more
+      informative, or ``upper_bound - score`` when lower is (margin, least confidence).
+    - ``stochastic=softmax``: probability proportional to ``exp(beta * u)``.
+    - ``stochastic=softrank``: probability proportional to ``rank^-beta`` (rank 1 = most
+      informative), whatever the score's scale.
+
+    Sampling without replacement uses the Gumbel-top-k trick (the top ``budget`` of
+    ``log w + Gumbel noise`` is a draw of ``budget`` items without replacement with
+    probabilities proportional to ``w``), with the noise from the query generator.
     """
 
     most_informative: ClassVar[str] = "highest"  # or "lowest"
+    upper_bound: ClassVar[float | None] = None  # for "lowest" scores: power uses bound - score
+
+    stochastic: str = "none"
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.stochastic not in STOCHASTIC:
+            raise ConfigError(
+                f"`stochastic`={self.stochastic!r} for strategy {self.name!r}; "
+                f"supported: {', '.join(STOCHASTIC)}."
+            )
+        if isinstance(self.beta, bool) or not self.beta > 0:
+            raise ConfigError(f"`beta`={self.beta!r} for strategy {self.name!r}, must be > 0.")
+        if (
+            self.stochastic == "power"
+            and self.most_informative == "lowest"
+            and self.upper_bound is None
+        ):
+            raise ConfigError(
+                f"stochastic=power needs scores >= 0 where higher is more informative; "
+                f"{self.name!r} has neither, so use stochastic=softmax or softrank."
+            )
 
     def score(self, probs: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Scores ``[U]`` of the probabilities ``[U, C]``."""
         raise NotImplementedError
 
+    def scores(self, ctx: QueryContext, unlabeled: torch.Tensor) -> torch.Tensor:
+        """Scores ``[U]`` of the unlabeled pool items ``unlabeled``."""
+        return self.score(ctx.probs(unlabeled))
+
     def query(self, ctx: QueryContext, budget: int) -> Selection:
         unlabeled = ctx.pool.unlabeled
-        scores = self.score(ctx.probs(unlabeled)).cpu()  # [U]
-        pick = top_k(scores if self.most_informative == "highest" else -scores, budget)
+        scores = self.scores(ctx, unlabeled).cpu()  # [U]
+        if self.stochastic == "none":
+            pick = top_k(scores if self.most_informative == "highest" else -scores, budget)
+        else:
+            pick = stochastic_top_k(
+                self.utility(scores), budget, self.stochastic, self.beta, ctx.generator
+            )
         return Selection(unlabeled[pick], scores[pick])
+
+    def utility(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores turned "higher = more informative" (and >= 0 for ``power``), float64."""
+        s = scores.detach().to(torch.float64).cpu()
+        if self.most_informative == "highest":
+            return s
+        return (self.upper_bound - s) if self.upper_bound is not None else -s
+
+
+def stochastic_top_k(
+    utility: torch.Tensor, k: int, mode: str, beta: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Positions of ``k`` items drawn without replacement, weights from ``utility [U]``.
+
+    ``mode``: ``power`` (w = max(u, 0)^beta), ``softmax`` (w = exp(beta u)) or
+    ``softrank`` (w = rank^-beta). Gumbel-top-k: the ``k`` largest ``log w + G``, G i.i.d.
+    standard Gumbel drawn from ``generator``; ties (e.g. zero weights) by position.
+    """
+    u = utility.detach().to(torch.float64).cpu()
+    if mode == "power":
+        log_w = beta * torch.log(u.clamp_min(0.0))  # log 0 = -inf: never drawn before w > 0
+    elif mode == "softmax":
+        log_w = beta * u
+    elif mode == "softrank":
+        ranks = torch.empty_like(u)
+        ranks[torch.argsort(-u, stable=True)] = torch.arange(1, len(u) + 1, dtype=u.dtype)
+        log_w = -beta * torch.log(ranks)
+    else:
+        raise ConfigError(f"Unknown stochastic mode {mode!r}; supported: {', '.join(STOCHASTIC)}.")
+    uniform = torch.rand(len(u), generator=generator, dtype=torch.float64)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-300, 1.0 - 1e-16)))
+    return top_k(log_w + gumbel, k)
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:

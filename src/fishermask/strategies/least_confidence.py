@@ -23,6 +23,7 @@ class LeastConfidenceStrategy(ScoreStrategy):
     name = "least_confidence"
 
     most_informative = "lowest"
+    upper_bound = 1.0  # scores are probabilities: stochastic=power uses 1 - score
 
     def score(self, probs: torch.Tensor) -> torch.Tensor:
         return least_confidence_scores(probs)

@@ -22,8 +22,14 @@ class Normalizer:
 
     @classmethod
     def fit(cls, images: torch.Tensor) -> Normalizer:
-        """Per-channel mean and std of uint8 images ``[N, Ch, H, W]`` (in [0, 1] units)."""
-        x = images.to(torch.float64) / 255.0
+        """Per-channel mean and std of uint8 images ``[N, Ch, H, W]`` (in [0, 1] units).
+
+        Float inputs (features ``[N, D, 1, 1]``) are taken as they are: per-feature
+        standardisation.
+        """
+        x = images.to(torch.float64)
+        if images.dtype == torch.uint8:
+            x = x / 255.0
         mean = x.mean(dim=(0, 2, 3))
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
         return cls(tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std))
@@ -89,7 +95,9 @@ class Augmenter:
     hflip: bool = True
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        x = images.to(torch.float32) / 255.0
+        x = images.to(torch.float32)
+        if images.dtype == torch.uint8:
+            x = x / 255.0
         x = random_crop(x, scaled_padding(self.crop_padding, *x.shape[-2:]), generator)
         if self.hflip:
             x = random_hflip(x, generator)

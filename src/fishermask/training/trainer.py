@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fishermask.models.base import Classifier, ModelOutput
+from fishermask.models.dropout import set_dropout_generator
 from fishermask.training.augment import Augmenter, Normalizer
 from fishermask.training.config import TrainConfig
 
@@ -57,11 +58,14 @@ class Metrics:
 EpochCallback = Callable[[int, int, float], None]  # (epoch, epoch_limit, train_accuracy)
 
 
-def make_augmenter(config: TrainConfig, normalizer: Normalizer, channels: int) -> Augmenter:
-    """The augmentation ``config.augment`` asks for (``auto``: flip only RGB images)."""
+def make_augmenter(
+    config: TrainConfig, normalizer: Normalizer, channels: int, features: bool = False
+) -> Augmenter:
+    """The augmentation ``config.augment`` asks for (``auto``: flip only RGB images;
+    none for ``features``, vectors ``[D, 1, 1]`` rather than images)."""
     mode = config.augment
     if mode == "auto":
-        mode = "crop_flip" if channels == 3 else "crop"
+        mode = "none" if features else "crop_flip" if channels == 3 else "crop"
     padding = config.crop_padding if mode in ("crop", "crop_flip") else 0
     return Augmenter(normalizer, crop_padding=padding, hflip=mode == "crop_flip")
 
@@ -120,6 +124,8 @@ def train(
     model.train()
     if aux is not None:
         aux.train()
+    # dropout masks (models built with dropout > 0) come from the round's generator too
+    set_dropout_generator(model, generator)
     for epoch in range(1, limit + 1):
         order = torch.randperm(n, generator=generator).to(device)
         correct = torch.zeros((), dtype=torch.int64, device=device)  # no host sync per batch
@@ -155,6 +161,7 @@ def train(
             on_epoch(epoch, limit, accuracy)
         if capped or (config.stop == "accuracy" and accuracy >= config.target_accuracy):
             break
+    set_dropout_generator(model, None)
     model.eval()
     if nhwc:
         model.to(memory_format=torch.contiguous_format)
