@@ -44,7 +44,7 @@ def test_model_option_form_and_errors() -> None:
         ExperimentConfig.from_dict({"model": "cnn:foo=1"})
     with pytest.raises(ConfigError, match=r"`model.dropout`=1.5, must be a rate in \[0, 1\)"):
         ExperimentConfig.from_dict({"model": {"name": "cnn", "dropout": 1.5}})
-    with pytest.raises(ConfigError, match="`model.dropout`='lots', must be a number"):
+    with pytest.raises(ConfigError, match="`model.dropout`='lots', must be a valid number"):
         ExperimentConfig.from_dict({"model": {"name": "cnn", "dropout": "lots"}})
     with pytest.raises(ConfigError, match="needs a model with dropout"):
         Experiment.prepare(ExperimentConfig.from_dict({**DROPOUT, "model": "cnn"}))

@@ -4,7 +4,7 @@ prediction the weights disagree on most.
 Index convention: T MC-dropout samples, U unlabeled pool items, C classes.
 
 The score is the mutual information between the label and the weights, estimated from T
-stochastic forward passes with dropout active (docs/methods.md):
+stochastic forward passes with dropout active (docs/methods.md §9.2):
 
     I[y; w | x] = H[ mean_t p_t(y|x) ] - mean_t H[ p_t(y|x) ]
 

@@ -175,7 +175,7 @@ class ScoreStrategy(Strategy):
     Subclasses implement :meth:`score` (of the probabilities ``[U, C]``) or, when they need
     more than the probabilities, :meth:`scores` (of the query context). Ranking (ties by
     pool order) lives here once, and so does stochastic batch acquisition (Kirsch et al.
-    2023, docs/methods.md), an option of every score strategy:
+    2023, docs/methods.md §9.4), an option of every score strategy:
 
     - ``stochastic=none`` (default): the top ``budget`` scores.
     - ``stochastic=power``: ``budget`` items drawn without replacement with probability

@@ -4,7 +4,7 @@ mutual information between the labels and the weights.
 Index convention: T MC-dropout samples, U unlabeled candidates, C classes, n items chosen
 so far, J = C^n joint label configurations of the chosen items, M sampled configurations.
 
-Greedy step n+1 picks the candidate x maximising (docs/methods.md)
+Greedy step n+1 picks the candidate x maximising (docs/methods.md §9.3)
 
     a(x) = H[y_1..y_n, y_x] - sum_{i in batch + x} E_t H[p_t(y_i)]
 

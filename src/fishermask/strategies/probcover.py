@@ -3,7 +3,7 @@ label the items whose delta-balls cover the most not-yet-covered data.
 
 Index convention: N pool items, D embedding size, E edges of the delta-ball graph.
 
-Per query (docs/methods.md): embeddings of the whole pool (unit L2 norm by default, as the
+Per query (docs/methods.md §9.6): embeddings of the whole pool (unit L2 norm by default, as the
 paper's self-supervised features are); the graph with an edge i -> j whenever
 ||x_i - x_j|| <= delta; every item within delta of a labeled item is covered; then B times
 the unlabeled item whose ball holds the most uncovered items is chosen (ties: the lower

@@ -3,7 +3,7 @@ label the most typical image of each of the least-covered clusters.
 
 Index convention: N pool items, D embedding size, K clusters, k neighbours.
 
-Per query (docs/methods.md):
+Per query (docs/methods.md §9.5):
 
 1. k-means on the embeddings of the whole pool into K = min(nL + B, ``max_clusters``)
    clusters (seeded from the query generator);
