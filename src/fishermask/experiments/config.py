@@ -251,7 +251,8 @@ class ExperimentConfig(Section):
                 if not isinstance(section, dict):
                     raise ConfigError(f"[{name}] must be a mapping, got {section!r}.")
                 section = dict(section)
-                if name == "model" and ":" in str(section.get("name", "")):
+                model_name = section.get("name")
+                if name == "model" and isinstance(model_name, str) and ":" in model_name:
                     section.update(ModelConfig.parse(section.pop("name")))  # cnn:dropout=0.3
                 if name == "loop" and section.get("budget") is not None:
                     section.setdefault("rounds", None)  # the budget decides the rounds
