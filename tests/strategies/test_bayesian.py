@@ -195,7 +195,7 @@ def test_stochastic_modes_rank_and_zero_weights() -> None:
 @pytest.mark.parametrize("name", ["entropy", "margin", "least_confidence", "bald"])
 def test_stochastic_option_on_score_strategies(name: str) -> None:
     kwargs = {"dropout": 0.3} if name == "bald" else {}
-    s = strategies.get(name, stochastic="power", beta="1")
+    s = strategies.get(name, stochastic="power", beta="2")
     a = s.select(make_context(generator_seed=3, **kwargs), 6).indices
     b = s.select(make_context(generator_seed=3, **kwargs), 6).indices
     c = s.select(make_context(generator_seed=4, **kwargs), 6).indices
@@ -209,3 +209,26 @@ def test_stochastic_option_errors() -> None:
         strategies.get("entropy", stochastic="gumbel")
     with pytest.raises(ConfigError, match="beta"):
         strategies.get("margin", stochastic="softrank", beta=0)
+
+
+def test_bald_strategy_ranks_the_bald_scores_of_its_mc_samples() -> None:
+    sel = strategies.get("bald", mc_samples=3).select(make_context(dropout=0.4), 5)
+    ctx = make_context(dropout=0.4)  # the same model, pool and query generator
+    unl = ctx.pool.unlabeled
+    scores = bald_scores(ctx.mc_probs(unl, 3))
+    assert sel.indices.tolist() == unl[torch.argsort(-scores, stable=True)[:5]].tolist()
+
+
+def test_batchbald_strategy_options_reach_the_selection() -> None:
+    options = {"mc_samples": 3, "num_samples": 40, "max_exact": 16, "max_elements": 100}
+    sel = strategies.get("batchbald", **options).select(make_context(dropout=0.4), 6)
+    ctx = make_context(dropout=0.4)
+    unl = ctx.pool.unlabeled
+    probs = ctx.mc_probs(unl, 3)
+    picks, scores = batchbald_select(
+        probs, 6, num_samples=40, max_exact=16, generator=ctx.generator, max_elements=100
+    )
+    assert sel.indices.tolist() == unl[picks].tolist()
+    assert sel.scores is not None and torch.equal(sel.scores, scores)
+    with pytest.raises(ConfigError, match="num_samples"):
+        strategies.get("batchbald", num_samples=0)

@@ -178,3 +178,43 @@ def test_embedding_strategies_deterministic_and_options() -> None:
         strategies.get("probcover", purity=1.5)
     with pytest.raises(ConfigError, match="links more than 10 pairs"):
         strategies.get("probcover", radius=100.0, max_edges=10).select(make_context(), 5)
+
+
+def test_typiclust_options_reach_the_pipeline() -> None:
+    from fishermask.strategies._embedding import kmeans_labels, pool_embeddings
+
+    options = {
+        "embedding": "input",
+        "normalize": True,
+        "max_clusters": 6,
+        "min_cluster_size": 2,
+        "knn": 3,
+    }
+    sel = strategies.get("typiclust", **options).select(make_context(), 5)
+    ctx = make_context()
+    emb = pool_embeddings(ctx, "input", True)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(len(emb), dtype=torch.float64))
+    labeled = torch.zeros(ctx.pool.size, dtype=torch.bool)
+    labeled[ctx.pool.labeled] = True
+    clusters = kmeans_labels(emb, 6, ctx.generator)  # min(10 + 5, max_clusters=6)
+    want = typiclust_select(emb, labeled, clusters, 5, knn=3, min_cluster_size=2)
+    assert sel.indices.tolist() == want.tolist() and sel.info["clusters"] == 6
+
+
+def test_probcover_options_reach_the_pipeline() -> None:
+    from fishermask.strategies._embedding import kmeans_labels, pool_embeddings
+
+    options = {"embedding": "input", "normalize": False, "purity": 0.8, "max_edges": 10**6}
+    sel = strategies.get("probcover", **options).select(make_context(), 5)
+    ctx = make_context()
+    emb = pool_embeddings(ctx, "input", False)
+    pseudo = torch.as_tensor(kmeans_labels(emb, ctx.num_classes, ctx.generator))
+    radius = purity_radius(emb, pseudo, 0.8)
+    offsets, nbrs = radius_graph(emb, radius)
+    labeled = torch.zeros(ctx.pool.size, dtype=torch.bool)
+    labeled[ctx.pool.labeled] = True
+    want, _ = probcover_select(offsets, nbrs, labeled, 5, ctx.generator)
+    assert sel.indices.tolist() == want.tolist()
+    assert sel.info["radius"] == round(radius, 6)
+    given = strategies.get("probcover", radius=3.0, normalize=False).select(make_context(), 5)
+    assert given.info["radius"] == 3.0

@@ -24,6 +24,13 @@ LPL = "tests.strategies.test_lpl"
 LPLGRAD = "tests.strategies.test_lplgrad"
 HERE = "tests.strategies.test_options"
 BADGE = "tests.strategies.test_badge"
+BAYES = "tests.strategies.test_bayesian"
+COLD = "tests.strategies.test_coldstart"
+
+STOCHASTIC = {  # the options every score strategy shares (ScoreStrategy)
+    "stochastic": f"{BAYES}::test_stochastic_option_on_score_strategies",
+    "beta": f"{BAYES}::test_stochastic_option_on_score_strategies",
+}
 
 LOSS_NET = {  # the options LPL and LPLgrad share (LossPredictionStrategy)
     "weight": f"{LPL}::test_loss_uses_weight_and_margin",
@@ -58,6 +65,24 @@ COVERAGE: dict[tuple[str, str], str] = {
     ("lplgrad", "parameters"): f"{LPLGRAD}::test_lplgrad_contract",
     ("lplgrad", "method"): f"{LPLGRAD}::test_lplgrad_contract",
     ("lplgrad", "grad_batch_size"): f"{HERE}::test_lplgrad_grad_batch_size_does_not_change_scores",
+    **{
+        (name, k): v
+        for name in ("entropy", "margin", "least_confidence", "bald")
+        for k, v in STOCHASTIC.items()
+    },
+    ("bald", "mc_samples"): f"{BAYES}::test_bald_strategy_ranks_the_bald_scores_of_its_mc_samples",
+    **{
+        ("batchbald", k): f"{BAYES}::test_batchbald_strategy_options_reach_the_selection"
+        for k in ("mc_samples", "num_samples", "max_exact", "max_elements")
+    },
+    **{
+        ("typiclust", k): f"{COLD}::test_typiclust_options_reach_the_pipeline"
+        for k in ("embedding", "normalize", "max_clusters", "min_cluster_size", "knn")
+    },
+    **{
+        ("probcover", k): f"{COLD}::test_probcover_options_reach_the_pipeline"
+        for k in ("radius", "purity", "embedding", "normalize", "max_edges")
+    },
 }
 
 
