@@ -13,11 +13,15 @@ model over the same pool chunks with ordinary batched weight gradients (no per-s
 separation), interleaved chunk by chunk with the fast stage so that a shared, contended CPU
 affects both alike. It checks the fast stages against the naive formulation (a loop of
 ``torch.autograd.grad`` per sample and class; the per-candidate explicit-inverse selection)
-and against ``torch.func`` ``vmap(jacrev)``, and compares the default selection (float64
-when the candidates' float64 copy fits in 1 GiB) with its float32-products path.
+and against ``torch.func`` ``vmap(jacrev)``. With ``--compare-baseline`` it also runs the
+previous selection (``benchmarks/legacy_selection.py``) on the same V in the same process and
+compares the picks. Peak RSS is recorded after every stage (the process's high-water mark).
 
     .venv/bin/python benchmarks/fisher_query.py            # the target problem (minutes)
     .venv/bin/python benchmarks/fisher_query.py --quick    # smoke test (seconds)
+    # the full CIFAR-10 pool: 50 000 images, B = 1 000, no naive checks
+    .venv/bin/python benchmarks/fisher_query.py --pool 50000 --labeled 1000 --batch 1000 \
+        --no-checks
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -44,9 +49,11 @@ from fishermask.fisher import (
     masked_grads,
     mean_fisher,
     random_mask,
-    selection,
     top_k_mask,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from legacy_selection import legacy_greedy_select  # noqa: E402
 
 
 def build(width: float, classes: int, device: str) -> nn.Module:
@@ -172,11 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--pool", type=int, default=5750, help="pool size N (labeled included)")
     ap.add_argument("--labeled", type=int, default=250)
-    ap.add_argument("--budget", type=int, default=250)
+    ap.add_argument("--budget", "--batch", type=int, default=250, help="query batch size B")
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--sparsity", type=float, default=0.002)
     ap.add_argument("--diag-samples", type=int, default=1024)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=256, help="images per gradient chunk")
     ap.add_argument("--backward-steps", type=int, default=0)
     ap.add_argument("--naive-samples", type=int, default=8)
     ap.add_argument("--func-samples", type=int, default=64)
@@ -184,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    ap.add_argument("--compare-baseline", action="store_true", help="also time the old selection")
+    ap.add_argument("--no-checks", action="store_true", help="skip the floor and naive checks")
     args = ap.parse_args(argv)
     if args.quick:
         args.width, args.pool, args.labeled, args.budget = 0.125, 240, 20, 10
@@ -206,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     k = max(1, round(args.sparsity * total))
     gen = torch.Generator().manual_seed(args.seed)
     pool = torch.randn(args.pool, 3, 32, 32, generator=gen).to(dev)  # [N, 3, 32, 32]
-    labeled = torch.arange(args.labeled)  # the first nL pool images are the labeled ones
+    # the first nL pool images are the labeled ones
     unlabeled = torch.arange(args.labeled, args.pool)
     print(
         f"ResNet-18 width {args.width}: P={total} parameters in "
@@ -232,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         f"random mask for the gradient stage: k={k}, reaches "
         f"{sum(r.kept > 0 for r in mask_profile(mask))}/{len(prof)} tensors"
     )
-    rss = {"after diag+mask": peak_rss_mb()}
+    rss = {"diag Fisher + mask": peak_rss_mb()}
 
     # 3. masked gradients on the pool, interleaved chunk by chunk with the floor
     chunks = []
@@ -241,28 +250,53 @@ def main(argv: list[str] | None = None) -> None:
         chunks.append(
             t.run("masked grads", lambda x=x: masked_grads(model, x, mask, batch_size=len(x)))
         )
-        t.run("floor (C batched backward passes)", lambda x=x: floor_chunk(model, x))
-    v_all = torch.cat(chunks)  # [N, C, k]
-    del chunks
-    rss["after masked grads"] = peak_rss_mb()
+        if not args.no_checks:
+            t.run("floor (C batched backward passes)", lambda x=x: floor_chunk(model, x))
+    # one [N, C, k] float32 tensor, filled chunk by chunk (no second copy)
+    v_all = torch.empty(args.pool, *chunks[0].shape[1:], dtype=chunks[0].dtype, device=dev)
+    start = 0
+    while chunks:
+        part = chunks.pop(0)
+        v_all[start : start + len(part)] = part
+        start += len(part)
+    rss["masked grads"] = peak_rss_mb()
 
-    # 4. pool Fisher, 5. selection (default path: float64 when it fits in UPCAST_MAX_BYTES),
-    # then the float32-products path (near-ties re-scored in float64) for time and agreement
+    # 4. pool Fisher, 5. selection; the first nL rows are the labeled ones, so both sets are
+    # views of v_all
     fs = t.run("pool Fisher", lambda: mean_fisher(v_all, dtype=torch.float64))
-    vu, vl = v_all[unlabeled], v_all[labeled]
+    rss["pool Fisher"] = peak_rss_mb()
+    vu, vl = v_all[args.labeled :], v_all[: args.labeled]
+    stats: dict = {}
     picked = t.run(
         "selection",
         lambda: greedy_select(
-            vu, vl, args.budget, backward_steps=args.backward_steps, pool_fisher=fs
+            vu, vl, args.budget, backward_steps=args.backward_steps, pool_fisher=fs, stats=stats
         ),
     ).tolist()
-    rss["after selection"] = peak_rss_mb()
-    start = time.perf_counter()
-    picked32 = greedy_select(
-        vu, vl, args.budget, backward_steps=args.backward_steps, pool_fisher=fs, upcast_max_bytes=0
-    ).tolist()
-    t32 = time.perf_counter() - start
-    upcast = vu.numel() * 8 <= selection.UPCAST_MAX_BYTES
+    rss["selection"] = peak_rss_mb()
+    steps = min((args.backward_steps + 1) * args.budget, len(unlabeled))
+    steps += steps - args.budget
+    print(
+        f"selection: {t.times['selection']:.1f} s, {t.times['selection'] / steps * 1e3:.1f} "
+        f"ms per greedy step ({steps} steps); {stats}",
+        flush=True,
+    )
+    if args.compare_baseline:
+        start = time.perf_counter()
+        old = legacy_greedy_select(
+            vu, vl, args.budget, backward_steps=args.backward_steps, pool_fisher=fs
+        ).tolist()
+        t_old = time.perf_counter() - start
+        rss["previous selection"] = peak_rss_mb()
+        print(
+            f"previous selection (legacy_selection.py): {t_old:.1f} s, "
+            f"{t_old / steps * 1e3:.1f} ms per step; speed-up {t_old / t.times['selection']:.2f}x; "
+            f"picks {agreement(picked, old)}",
+            flush=True,
+        )
+    if args.no_checks:
+        report(args, t, rss, dev, load0)
+        return
 
     # checks against the naive formulations (sub-problems)
     sub = pool[: args.naive_samples]
@@ -286,28 +320,10 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     fast_pick = greedy_select(vu_s, vl_s, b_sub, backward_steps=0).tolist()
     t_fast_sel = (time.perf_counter() - start) / b_sub
-    rss["end"] = peak_rss_mb()
-    load1 = os.getloadavg()
-
-    # report
-    query = sum(v for name, v in t.times.items() if not name.startswith("floor"))
+    rss["checks"] = peak_rss_mb()
     per_image = t.times["masked grads"] / args.pool
-    print("\nstage                                  seconds")
-    for name, sec in t.times.items():
-        print(f"  {name:<36} {sec:8.2f}")
-    print(f"  {'whole query (without floor)':<36} {query:8.2f}   target < 120 s")
-    ratio = t.times["masked grads"] / t.times["floor (C batched backward passes)"]
-    print(f"masked grads / floor = {ratio:.2f}   target <= 2")
-    steps = min((args.backward_steps + 1) * args.budget, len(unlabeled))
-    print(
-        f"selection: {t.times['selection'] / steps * 1e3:.1f} ms per greedy step "
-        f"({steps} steps, {'float64' if upcast else 'float32 products'}); "
-        f"float32 products with exact near-tie re-scoring: {t32:.2f} s"
-    )
-    print(
-        f"selection default vs float32 products ({args.budget} picks): "
-        f"{agreement(picked, picked32)}"
-    )
+
+    report(args, t, rss, dev, load0)
     print(
         f"masked grads: {per_image * 1e3:.2f} ms/image fast, {t_naive * 1e3:.1f} ms/image "
         f"naive loop ({args.naive_samples} images): speed-up {t_naive / per_image:.0f}x; "
@@ -323,13 +339,25 @@ def main(argv: list[str] | None = None) -> None:
         f"{t_naive_sel * 1e3:.0f} ms/step, fast {t_fast_sel * 1e3:.1f} ms/step; indices "
         f"{agreement(fast_pick, ref_pick)}"
     )
-    print("peak RSS (MB): " + ", ".join(f"{k_}: {v:.0f}" for k_, v in rss.items()))
+
+
+def report(args: argparse.Namespace, t: Timer, rss: dict, dev: str, load0: tuple) -> None:
+    query = sum(v for name, v in t.times.items() if not name.startswith("floor"))
+    print("\nstage                                  seconds")
+    for name, sec in t.times.items():
+        print(f"  {name:<36} {sec:8.2f}")
+    print(f"  {'whole query (without floor)':<36} {query:8.2f}   target < 120 s")
+    floor = t.times.get("floor (C batched backward passes)")
+    if floor:
+        print(f"masked grads / floor = {t.times['masked grads'] / floor:.2f}   target <= 2")
+    print("peak RSS (MB) by the end of: " + ", ".join(f"{k_}: {v:.0f}" for k_, v in rss.items()))
     cuda = peak_cuda_mb(dev)
     if cuda is not None:
         print(f"peak CUDA memory: {cuda:.0f} MB")
+    load1 = os.getloadavg()
     print(
-        f"load average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} "
-        "(> torch threads means other processes shared the CPU)"
+        f"load average at start {load0[0]:.2f}, at end: {load1[0]:.2f} {load1[1]:.2f} "
+        f"{load1[2]:.2f} (> torch threads means other processes shared the CPU)"
     )
 
 

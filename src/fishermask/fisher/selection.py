@@ -1,8 +1,8 @@
-"""Greedy A-optimal batch selection shared by FisherMask and BAIT (spec §2.4-2.5, §3).
+"""Greedy A-optimal batch selection shared by FisherMask and BAIT (docs/methods.md).
 
 Index convention: N unlabeled candidates, nL labeled samples, C classes, d selection
 dimension (k masked weights for FisherMask, D*C for BAIT), B budget. ``V[x]`` is ``[C, d]``;
-the spec's ``V_x`` (d x C) is its transpose, and a sample's Fisher is ``V_x V_x^T``.
+the methods' ``V_x`` (d x C) is its transpose, and a sample's Fisher is ``V_x V_x^T``.
 
 Objective: with ``M = lam I + F_C nL/(nL+B)`` and every ``V_x`` scaled by ``sqrt(B/(nL+B))``,
 greedily add the candidate maximising
@@ -11,7 +11,7 @@ decrease of ``tr(M^-1 F_S)`` (paper eqs. 10-12), then update ``M^-1`` by Woodbur
 backward phase remove the chosen point maximising the same trace with ``-I_C`` (the point
 whose removal increases ``tr(M^-1 F_S)`` least).
 
-Fast form: each candidate carries two C x C matrices, ``K_x = V_x^T M^-1 V_x`` and
+Carried form: each candidate carries two C x C matrices, ``K_x = V_x^T M^-1 V_x`` and
 ``H_x = V_x^T M^-1 F_S M^-1 V_x``. After adding (sigma = +1) or removing (sigma = -1) a
 point y, with ``W = M^-1 V_y``, ``T = M^-1 F_S W``, ``S = sigma I + K_y``, ``P = W^T F_S W``,
 ``Q_x = V_x^T W``, ``R_x = V_x^T T`` and ``U_x = Q_x S^-1``:
@@ -20,25 +20,45 @@ point y, with ``W = M^-1 V_y``, ``T = M^-1 F_S W``, ``S = sigma I + K_y``, ``P =
     K_x  <- K_x - U_x Q_x^T
     H_x  <- H_x - R_x U_x^T - U_x R_x^T + U_x P U_x^T
 
-which is exact (the Woodbury identity multiplied out), O(d C^2) per candidate per step.
+which is exact (the Woodbury identity multiplied out).
+
+Blocks (what makes it arithmetic-bound): the ``[Q_x | R_x]`` of every candidate are the one
+big product per step, ``[N C, d] x [d, 2C]``: 4 N C^2 d flops for N C d values read, a
+skinny product that runs at a fraction of the GEMM rate (measured 4-5 GFLOPS float64 on the
+2-core AMD EPYC of docs/benchmarks.md against ~40-50 GFLOPS float32 for a wide product). So
+the next b-1 picks are *guessed* first, cheaply, on the 8b best candidates only (each guess
+advances ``M^-1``, which costs O(d^2 C) and no pass over the candidates); then one product
+``[N C, d] x [d, 2 b C]`` (float32 by default) gives ``[Q_x | R_x]`` of every candidate for
+all b steps at once; then the b steps are replayed over all candidates exactly as the
+one-step algorithm would do them, each real pick compared with the guess. On the first wrong
+guess the rest of the block is dropped and a new block starts from the right pick. A step
+costs the same 4 N C^2 d flops, but V is read once per block instead of once per step, the
+product runs at the wide-GEMM rate, and b adapts (doubling after a block that was guessed
+right, halving after a miss, at most ``2 b C <= 320`` columns).
+
+Exactness: the carried scores (float64 K, H updated from float32 products) are only a filter.
+At every step the candidates are re-scored from scratch in float64 (``K_x``, ``H_x`` from
+``M^-1``, ``F_S`` and the input ``V``) in decreasing order of carried score until the next
+one's carried score plus the error band is below the best exact score; the pick is the best
+exact score (exact ties: lowest index forward, earliest chosen backward). The band is
+``max(100 eps, 10 x the largest carried-score error seen since the last refresh)`` relative to
+the top score; when one step has to re-score more than 64 candidates, every carried K, H is
+recomputed exactly (refresh, O(N C d^2)) and the band shrinks back.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from fishermask.errors import ConfigError, check_positive
 
-_CARRY = torch.float64  # dtype of M^-1, F_S and the carried C x C matrices
-_MAX_REFINE = 512  # at most this many near-tied candidates are re-scored exactly per step
-# Candidates up to this size are converted to float64 once: a float64 update product costs
-# about twice a float32 one, but float32 carried scores drift and the near-tie re-scoring
-# (O(C d^2) per re-scored candidate) then dominates; measured 114 s -> 30 s for 1375 picks
-# among 4125 candidates (C=4, d=880) on one CPU thread.
-UPCAST_MAX_BYTES = 1 << 30
+_CARRY = torch.float64  # dtype of M^-1, F_S and the exact re-scoring
+_MAX_COLUMNS = 320  # widest block product [N C, d] x [d, 2 b C]: b <= 320 / (2 C)
+_PRODUCT_DTYPES = (torch.float32, torch.float64)
 
 
 def mean_fisher(*vs: Tensor, dtype: torch.dtype | None = None, chunk_size: int = 4096) -> Tensor:
@@ -93,6 +113,209 @@ def _traces(h: Tensor, k: Tensor, sigma: float) -> Tensor:
     return torch.linalg.solve(k + sigma * eye, h).diagonal(dim1=-2, dim2=-1).sum(-1)
 
 
+@dataclass
+class _Step:
+    """One greedy step's low-rank correction: the point (phase position) and ``W^T``,
+    ``T^T``, ``P``, ``S^-1`` of the module docstring (float64; product-dtype copies of P and
+    S^-1 for the carried updates)."""
+
+    pos: int
+    wt: Tensor  # [C, d]
+    tt: Tensor  # [C, d]
+    p: Tensor  # [C, C]
+    s_inv: Tensor  # [C, C]
+    p_w: Tensor  # [C, C], product dtype
+    s_inv_w: Tensor  # [C, C], product dtype
+
+
+def _woodbury(a_inv: Tensor, wt: Tensor, s_inv: Tensor) -> Tensor:
+    """``M^-1 - W S^-1 W^T`` (one fused product; the same operations wherever it is applied)."""
+    return torch.addmm(a_inv, wt.T, s_inv @ wt, alpha=-1)
+
+
+@dataclass
+class _Phase:
+    """Candidates of one phase: their global ids, product-dtype rows and carried K_x, H_x."""
+
+    ids: Tensor  # [r] indices into V_unlabeled
+    x: Tensor  # [r C, d] in the product dtype, unscaled
+    k: Tensor  # [r, C, C] product dtype
+    h: Tensor  # [r, C, C] product dtype
+    free: Tensor  # [r] bool: still eligible for this phase's picks
+
+
+class _Greedy:
+    """State shared by both phases: ``M^-1``, ``F_S``, the scale and the near-tie band."""
+
+    def __init__(
+        self, vu: Tensor, fs: Tensor, a_inv: Tensor, s: float, pdt: torch.dtype, block: int
+    ) -> None:
+        self.vu, self.fs, self.a_inv, self.s, self.pdt = vu, fs, a_inv, s, pdt
+        self.c, self.d = vu.shape[1], vu.shape[2]
+        self.eye = torch.eye(self.c, dtype=_CARRY, device=vu.device)
+        self.block = block
+        self.base_tol = 100 * torch.finfo(pdt).eps
+        self.drift = 0.0  # largest relative error of a carried score since the last refresh
+        self.rescored = 0  # statistics for the benchmark
+        self.refreshes = 0
+        self.misses = 0
+        self.steps = 0
+
+    # --- exact quantities -------------------------------------------------------------------
+    def exact(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """K_x and H_x of candidates ``ids`` from scratch in float64: ``[r, C, C]`` each."""
+        x = self.vu[ids].to(_CARRY) * self.s  # [r, C, d]
+        z = x @ self.a_inv  # [r, C, d]
+        return z @ x.transpose(1, 2), (z @ self.fs) @ z.transpose(1, 2)
+
+    def refresh(self, ph: _Phase, chunk: int) -> None:
+        """Recompute every carried K_x, H_x of the phase exactly (resets the drift)."""
+        for start in range(0, len(ph.ids), chunk):
+            sl = slice(start, start + chunk)
+            ph.k[sl], ph.h[sl] = self.exact(ph.ids[sl])
+        self.drift = 0.0
+        self.refreshes += 1
+
+    def prepare(self, ph: _Phase, pos: int, sigma: float) -> _Step:
+        """The correction of adding (sigma=+1) / removing (-1) candidate ``pos``; updates M^-1."""
+        # row-major [C, d] forms: M^-1 and F_S are symmetric, and x^T A runs several times
+        # faster than A x on CPUs where the skinny product is memory-bound
+        x_y = self.vu[ph.ids[pos]].to(_CARRY) * self.s  # [C, d]
+        wt = x_y @ self.a_inv  # W^T, [C, d]
+        fwt = wt @ self.fs  # (F_S W)^T, [C, d]
+        tt = fwt @ self.a_inv  # T^T, [C, d]
+        p = wt @ fwt.T  # [C, C]
+        s_inv = torch.linalg.inv(sigma * self.eye + x_y @ wt.T)  # exact K_y = X_y^T M^-1 X_y
+        self.a_inv = _woodbury(self.a_inv, wt, s_inv)
+        return _Step(pos, wt, tt, p, s_inv, p.to(self.pdt), s_inv.to(self.pdt))
+
+    # --- carried quantities ------------------------------------------------------------------
+    @staticmethod
+    def apply(k: Tensor, h: Tensor, qr: Tensor, st: _Step) -> None:
+        """Fold one correction into carried K, H (in place) from ``qr = [Q | R]``, ``[r C, 2C]``
+        (rows may be strided), all in the product dtype."""
+        n, c = k.shape[0], k.shape[-1]
+        q, r = qr[:, :c], qr[:, c:]  # [r C, C] each
+        u = q @ st.s_inv_w  # [r C, C]
+        v = torch.addmm(r, u, st.p_w, alpha=-0.5)  # R - U P / 2
+        q3, u3 = q.reshape(n, c, c), u.view(n, c, c)
+        k -= torch.bmm(u3, q3.transpose(1, 2))
+        # H - R U^T - U R^T + U P U^T = H - (E + E^T) with E = (R - U P / 2) U^T
+        e = torch.bmm(v.view(n, c, c), u3.transpose(1, 2))
+        h -= e
+        h -= e.transpose(1, 2)
+
+    def pick(self, ph: _Phase, sigma: float, chunk: int) -> tuple[int, Tensor, Tensor]:
+        """Best eligible position, its near-ties re-scored exactly in float64.
+
+        Returns the position and the eligible positions with their carried scores (for the
+        speculation). Candidates are re-scored in decreasing order of carried score until the
+        next one's score plus the error band falls below the best exact score.
+        """
+        pos = torch.nonzero(ph.free).squeeze(1)  # ascending
+        approx = _traces(ph.h[pos], ph.k[pos], sigma)  # [e]
+        finite = approx[torch.isfinite(approx)]
+        scale = float(finite.abs().max()) if finite.numel() else 1.0
+        scale = scale or 1.0
+        key = torch.where(torch.isnan(approx), math.inf, approx)  # NaN: re-score first
+        order = torch.argsort(key, descending=True, stable=True)
+        order_cpu = order.tolist()
+        key_cpu = key[order].tolist()
+        best, done, size = -math.inf, 0, 2
+        seen: list[Tensor] = []
+        scores: list[Tensor] = []
+        while done < len(order_cpu):
+            band = max(self.base_tol, 10 * self.drift) * scale
+            if done and key_cpu[done] + band < best:
+                break
+            sel = order[done : done + size]
+            k_ex, h_ex = self.exact(ph.ids[pos[sel]])
+            ph.k[pos[sel]], ph.h[pos[sel]] = k_ex.to(ph.k.dtype), h_ex.to(ph.h.dtype)
+            ex = _traces(h_ex, k_ex, sigma)
+            err = (ex - approx[sel]).abs().max()
+            if torch.isfinite(err):
+                self.drift = max(self.drift, float(err) / scale)
+            best = max(best, float(ex.max()))
+            seen.append(sel)
+            scores.append(ex)
+            done += len(sel)
+            size = min(2 * size, 256)
+        self.rescored += done
+        cand, ex = torch.cat(seen), torch.cat(scores)
+        # the best exact score; exact ties go to the lowest position (first chosen / index)
+        winners = cand[ex == ex.max()] if not torch.isnan(ex).all() else cand[:1]
+        if done > self.refresh_at:
+            self.refresh(ph, chunk)
+        return int(pos[int(winners.min())]), pos, approx
+
+    def speculate(
+        self, ph: _Phase, sigma: float, first: _Step, count: int, pos: Tensor, approx: Tensor
+    ) -> list[_Step]:
+        """Guess the ``count`` picks after ``first`` among the best carried scores (cheap,
+        float32 products on that subset); advances M^-1 through the guesses."""
+        c = self.c
+        keep = pos != first.pos
+        pos, approx = pos[keep], approx[keep]
+        m = min(len(pos), max(8 * count, 64))
+        if m == 0 or count == 0:
+            return []
+        sub = pos[torch.topk(approx, m).indices]  # [m]
+        k, h = ph.k[sub].clone(), ph.h[sub].clone()
+        x = ph.x.view(-1, c, self.d)[sub].reshape(m * c, self.d)  # [m C, d]
+        taken = torch.zeros(m, dtype=torch.bool, device=sub.device)
+        steps, prev = [], first
+        for _ in range(min(count, m)):
+            wt = (torch.cat([prev.wt, prev.tt]) * self.s).to(self.pdt)  # [2C, d]
+            self.apply(k, h, x @ wt.T, prev)
+            score = _traces(h, k, sigma).masked_fill(taken, -math.inf)
+            j = int(torch.argmax(score))
+            taken[j] = True
+            prev = self.prepare(ph, int(sub[j]), sigma)
+            steps.append(prev)
+        return steps
+
+    def run(self, ph: _Phase, sigma: float, steps: int, chunk: int) -> list[int]:
+        """``steps`` greedy picks (positions in ``ph``), in blocks of verified guesses."""
+        c, picks = self.c, []
+        forced: int | None = None
+        size = min(4, self.block)
+        while len(picks) < steps:
+            n_block = min(size, steps - len(picks))
+            if forced is None:
+                y, pos, approx = self.pick(ph, sigma, chunk)
+            else:
+                y, pos, approx = forced, None, None
+            a0 = self.a_inv
+            block = [self.prepare(ph, y, sigma)]
+            if n_block > 1:
+                if pos is None:
+                    pos = torch.nonzero(ph.free).squeeze(1)
+                    approx = _traces(ph.h[pos], ph.k[pos], sigma)
+                block += self.speculate(ph, sigma, block[0], n_block - 1, pos, approx)
+            # fold: one GEMM of rank 2 b C gives Q_x, R_x of every candidate for every step
+            wt = torch.cat([torch.cat([st.wt, st.tt]) * self.s for st in block])  # [b 2C, d]
+            g = (ph.x @ wt.to(self.pdt).T).view(-1, len(block), 2 * c)  # [r C, b, 2C]
+            self.a_inv, forced = a0, None  # replay: M^-1 steps through the block again
+            for j, st in enumerate(block):
+                if j:
+                    y = self.pick(ph, sigma, chunk)[0]
+                    if y != st.pos:  # wrong guess: M^-1 is at step j; restart from y
+                        forced = y
+                        self.misses += 1
+                        break
+                self.apply(ph.k, ph.h, g[:, j], st)
+                self._downdate(st)
+                ph.free[st.pos] = False
+                picks.append(st.pos)
+                self.steps += 1
+            size = min(2 * size, self.block) if forced is None else max(2, size // 2)
+        return picks
+
+    def _downdate(self, st: _Step) -> None:
+        """Re-apply a step's M^-1 update exactly as :meth:`prepare` did (same operations)."""
+        self.a_inv = _woodbury(self.a_inv, st.wt, st.s_inv)
+
+
 def greedy_select(
     V_unlabeled: Tensor,
     V_labeled: Tensor,
@@ -102,9 +325,12 @@ def greedy_select(
     backward_steps: int = 1,
     pool_fisher: Tensor | None = None,
     chunk_size: int = 4096,
-    upcast_max_bytes: int = UPCAST_MAX_BYTES,
+    product_dtype: torch.dtype = torch.float32,
+    max_block: int | None = None,
+    refresh_at: int = 64,
+    stats: dict | None = None,
 ) -> Tensor:
-    """Pick ``budget`` candidates by the greedy trace criterion (spec §2.5), forward then backward.
+    """Pick ``budget`` candidates by the greedy trace criterion, forward then backward.
 
     Args:
         V_unlabeled: ``[N, C, d]`` candidate matrices ``V[x]`` (rows = classes).
@@ -115,120 +341,77 @@ def greedy_select(
             backward phase then removes points until B remain (0: forward only).
         pool_fisher: ``F_S`` ``[d, d]``; default the mean of ``V[x]^T V[x]`` over all rows of
             both ``V_unlabeled`` and ``V_labeled`` (:func:`mean_fisher`).
-        chunk_size: candidates per block in the O(N C d^2) set-up (bounds its memory).
-        upcast_max_bytes: run everything in float64 when the candidates' float64 copy takes
-            at most this many bytes (0: keep the inputs' dtype for the big products).
+        chunk_size: candidates per block in the set-up and refresh products (bounds memory).
+        product_dtype: dtype of the big products (set-up and block products): float32
+            (default) or float64. It changes the speed, not the picks: every pick is decided
+            by exact float64 re-scoring.
+        max_block: cap on the steps per block (default ``320 // (2 C)``; 1: one step at a
+            time, no guessing).
+        refresh_at: a step that has to re-score more candidates than this exactly recomputes
+            every carried K, H.
+        stats: if given, filled with ``steps``, ``rescored`` (candidates re-scored exactly,
+            all steps), ``refreshes`` and ``misses`` (wrong guesses).
 
     Returns:
         LongTensor ``[B]`` of indices into ``V_unlabeled``, in the order chosen.
 
-    Complexity: set-up O((N + nL) C d^2 + d^3); each step O(N d C^2) for the candidates'
-    rank-C updates (one ``[N C, d] x [d, 2C]`` product) plus O(N C^3 + d^2 C) once; memory
-    O(N C^2 + d^2) besides the inputs. The naive per-candidate formula costs O(N d^2 C).
-
-    Precision: inputs whose float64 copy takes at most ``upcast_max_bytes`` (1 GiB) are
-    converted to float64 once and everything runs in float64. Larger inputs keep their
-    dtype for the big products; ``M^-1``, ``F_S`` (default) and the
-    carried C x C matrices are float64. At every step the candidates whose carried score lies
-    within a band of the best (``100 eps`` of the inputs' dtype, widened to 10x the largest
-    error seen so far) are re-scored from scratch in float64 and the best of those is taken,
-    so float32 inputs pick the same points as float64 ones even through near-ties (random
-    networks give top-2 gaps of ~1e-7 relative, below float32 resolution). Exact ties go to
-    the lowest index (forward) or the earliest chosen (backward).
+    Complexity: set-up O((N + nL) C d^2 + d^3); each step 4 N C^2 d flops in the block product
+    plus O(N C^3) for the carried updates and scores and O(d^2 C) for ``M^-1``; exact
+    re-scoring O(C d^2) per re-scored candidate (a few per step). Bytes moved per step: the
+    block product reads V (N C d x 4 bytes in float32) once per block of b steps and writes
+    N C 2C x 4 bytes per step; the carried K, H (2 N C^2 x 8 bytes) are read and written a
+    few times per step. Memory: the inputs (float32 V is used in place; other dtypes get one
+    float32 copy), ``[N, C, 2 b C]`` float32 for a block, O(N C^2 + d^2) besides.
     """
     vu, vl = V_unlabeled, V_labeled
     _validate(vu, vl, budget, lam, backward_steps, pool_fisher)
+    if product_dtype not in _PRODUCT_DTYPES:
+        raise ConfigError(f"`product_dtype`={product_dtype}, must be torch.float32 or float64.")
     n, c, d = vu.shape
+    if max_block is None:
+        max_block = max(1, _MAX_COLUMNS // (2 * c))
+    check_positive("max_block", max_block)
+    check_positive("refresh_at", refresh_at)
     n_lab = vl.shape[0]
-    work, dev = vu.dtype, vu.device
-    if work != _CARRY and n * c * d * 8 <= upcast_max_bytes:
-        vu, work = vu.to(_CARRY), _CARRY
-    vl = vl.to(dtype=work, device=dev)
+    dev = vu.device
     fs = pool_fisher if pool_fisher is not None else mean_fisher(vu, vl, dtype=_CARRY)
     fs = fs.to(dtype=_CARRY, device=dev)  # [d, d]
     m = lam * torch.eye(d, dtype=_CARRY, device=dev)  # [d, d]
     if n_lab:
-        flat = vl.reshape(-1, d).to(_CARRY)  # [nL C, d]
+        flat = vl.to(device=dev).reshape(-1, d).to(_CARRY)  # [nL C, d]
         m += (flat.T @ flat) / n_lab * (n_lab / (n_lab + budget))
     a_inv = torch.cholesky_inverse(torch.linalg.cholesky(m))  # M^-1, [d, d]
     s = math.sqrt(budget / (n_lab + budget))  # scale of every V_x
 
-    # initial K_x, H_x for all candidates (chunked): Z = V A, K = s^2 Z V^T, H = s^2 Z F Z^T
-    k_all = torch.empty(n, c, c, dtype=_CARRY, device=dev)
-    h_all = torch.empty(n, c, c, dtype=_CARRY, device=dev)
-    a_w, fs_w = a_inv.to(work), fs.to(work)
+    x = vu.reshape(n * c, d).to(product_dtype)  # [N C, d]; a view for float32 inputs
+    # initial K_x, H_x (chunked, product dtype): Z = V A, K = s^2 Z V^T, H = s^2 Z F Z^T
+    k_all = torch.empty(n, c, c, dtype=product_dtype, device=dev)
+    h_all = torch.empty(n, c, c, dtype=product_dtype, device=dev)
+    a_w, fs_w = a_inv.to(product_dtype), fs.to(product_dtype)
+    xv = x.view(n, c, d)
     for start in range(0, n, chunk_size):
-        v = vu[start : start + chunk_size]  # [b, C, d]
+        v = xv[start : start + chunk_size]  # [b, C, d]
         z = v @ a_w  # [b, C, d]
-        k_all[start : start + chunk_size] = (z @ v.transpose(1, 2)).to(_CARRY) * s**2
-        h_all[start : start + chunk_size] = ((z @ fs_w) @ z.transpose(1, 2)).to(_CARRY) * s**2
-    del z
+        k_all[start : start + chunk_size] = (z @ v.transpose(1, 2)) * s**2
+        h_all[start : start + chunk_size] = ((z @ fs_w) @ z.transpose(1, 2)) * s**2
+        del z
 
-    flat_u = vu.reshape(n * c, d)  # [N C, d] view
-    eye = torch.eye(c, dtype=_CARRY, device=dev)
-
-    def commit(y: int, sigma: float, rows: Tensor | None) -> None:
-        """Add (sigma=+1) or remove (sigma=-1) candidate y; update rows (None: all)."""
-        nonlocal a_inv
-        x_y = vu[y].to(_CARRY).T * s  # [d, C]
-        w = a_inv @ x_y  # [d, C]
-        fw = fs @ w  # [d, C]
-        t = a_inv @ fw  # [d, C]
-        p = w.T @ fw  # [C, C]
-        s_inv = torch.linalg.inv(sigma * eye + k_all[y])  # [C, C]
-        wt = (torch.cat([w, t], 1) * s).to(work)  # [d, 2C], the candidates' scale folded in
-        if rows is None:
-            qr = (flat_u @ wt).view(n, c, 2 * c).to(_CARRY)  # [N, C, 2C]
-            k, h = k_all, h_all
-        else:
-            qr = (vu[rows] @ wt).to(_CARRY)  # [r, C, 2C]
-            k, h = k_all[rows], h_all[rows]
-        q, r = qr[..., :c], qr[..., c:]  # [., C, C] each
-        u = q @ s_inv  # [., C, C]
-        k -= u @ q.transpose(1, 2)
-        # H - R U^T - U R^T + U P U^T = H - (E + E^T) with E = (R - U P / 2) U^T
-        e = (r - 0.5 * (u @ p)) @ u.transpose(1, 2)  # [., C, C]
-        h -= e + e.transpose(1, 2)
-        if rows is not None:
-            k_all[rows], h_all[rows] = k, h
-        a_inv = a_inv - w @ s_inv @ w.T
-
-    def exact(rows: Tensor) -> tuple[Tensor, Tensor]:
-        """K_x and H_x of ``rows`` recomputed from scratch in float64: ``[r, C, C]`` each."""
-        x = vu[rows].to(_CARRY) * s  # [r, C, d]
-        z = x @ a_inv  # [r, C, d]
-        return z @ x.transpose(1, 2), (z @ fs) @ z.transpose(1, 2)
-
-    base_tol = 100 * torch.finfo(work).eps
-    drift = 0.0  # largest relative error of a carried score seen so far
-
-    def pick(rows: Tensor, sigma: float) -> int:
-        """Position in ``rows`` of the best score; near-ties re-scored exactly in float64."""
-        nonlocal drift
-        approx = _traces(h_all[rows], k_all[rows], sigma)  # [r]
-        scale_ = float(approx.abs().max()) or 1.0
-        top = float(approx.max())
-        band = max(base_tol, 10 * drift) * scale_
-        near = torch.nonzero(approx >= top - band).squeeze(1)[:_MAX_REFINE]  # ascending
-        if near.numel() == 0:  # NaN scores: re-score the first rows exactly
-            near = torch.arange(min(len(rows), _MAX_REFINE), device=rows.device)
-        k_ex, h_ex = exact(rows[near])
-        k_all[rows[near]], h_all[rows[near]] = k_ex, h_ex
-        exact_scores = _traces(h_ex, k_ex, sigma)  # [m]
-        drift = max(drift, float((exact_scores - approx[near]).abs().max()) / scale_)
-        return int(near[torch.argmax(exact_scores)])
-
-    chosen: list[int] = []
-    free = torch.ones(n, dtype=torch.bool, device=dev)
-    for _ in range(min((backward_steps + 1) * budget, n)):
-        rows = torch.nonzero(free).squeeze(1)  # [N - len(chosen)], ascending
-        y = int(rows[pick(rows, 1.0)])
-        chosen.append(y)
-        free[y] = False
-        commit(y, 1.0, None)
-
-    while len(chosen) > budget:
-        pos = pick(torch.tensor(chosen, device=dev), -1.0)
-        y = chosen.pop(pos)
-        commit(y, -1.0, torch.tensor(chosen, device=dev))
+    g = _Greedy(vu, fs, a_inv, s, product_dtype, max_block)
+    g.refresh_at = refresh_at
+    ids = torch.arange(n, device=dev)
+    fwd = _Phase(ids, x, k_all, h_all, torch.ones(n, dtype=torch.bool, device=dev))
+    chosen = g.run(fwd, 1.0, min((backward_steps + 1) * budget, n), chunk_size)
+    if len(chosen) > budget:  # backward phase over the chosen points, in the order chosen
+        idx = torch.tensor(chosen, device=dev)
+        bwd = _Phase(
+            idx,
+            x.view(n, c, d)[idx].reshape(-1, d),
+            k_all[idx],
+            h_all[idx],
+            torch.ones(len(chosen), dtype=torch.bool, device=dev),
+        )
+        g.run(bwd, -1.0, len(chosen) - budget, chunk_size)
+        chosen = idx[bwd.free].tolist()
+    if stats is not None:
+        stats.update(rescored=g.rescored, refreshes=g.refreshes, misses=g.misses, steps=g.steps)
     return torch.tensor(chosen, dtype=torch.long, device=dev)
