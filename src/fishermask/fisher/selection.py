@@ -36,14 +36,16 @@ costs the same 4 N C^2 d flops, but V is read once per block instead of once per
 product runs at the wide-GEMM rate, and b adapts (doubling after a block that was guessed
 right, halving after a miss, at most ``2 b C <= 320`` columns).
 
-Exactness: the carried scores (float64 K, H updated from float32 products) are only a filter.
-At every step the candidates are re-scored from scratch in float64 (``K_x``, ``H_x`` from
-``M^-1``, ``F_S`` and the input ``V``) in decreasing order of carried score until the next
-one's carried score plus the error band is below the best exact score; the pick is the best
-exact score (exact ties: lowest index forward, earliest chosen backward). The band is
-``max(100 eps, 10 x the largest carried-score error seen since the last refresh)`` relative to
-the top score; when one step has to re-score more than 64 candidates, every carried K, H is
-recomputed exactly (refresh, O(N C d^2)) and the band shrinks back.
+Exactness: the carried K, H and their scores (float32 by default, like the products) are only
+a filter. At every step the candidates are re-scored from scratch in float64 (``K_x``, ``H_x``
+from ``M^-1``, ``F_S`` and the input ``V``, O(C d^2) each) in decreasing order of carried score
+until the next one's carried score plus the error band is below the best exact score; the
+pick is the best exact score (exact ties: lowest index forward, earliest chosen backward).
+The band is ``max(100 eps, 10 x the largest carried-score error seen since the last
+refresh)`` relative to the top score; when one step has to re-score ``refresh_at`` (64)
+candidates or more, every carried K, H is recomputed exactly (a refresh, O(N C d^2)) and the
+band shrinks back. ``M^-1`` itself is float64 and updated by the same operations whether a
+step is guessed or replayed, so a block changes the speed, never the picks.
 """
 
 from __future__ import annotations
@@ -221,7 +223,7 @@ class _Greedy:
         order = torch.argsort(key, descending=True, stable=True)
         order_cpu = order.tolist()
         key_cpu = key[order].tolist()
-        best, done, size = -math.inf, 0, 2
+        best, done, size = -math.inf, 0, 1
         seen: list[Tensor] = []
         scores: list[Tensor] = []
         while done < len(order_cpu):
@@ -244,7 +246,7 @@ class _Greedy:
         cand, ex = torch.cat(seen), torch.cat(scores)
         # the best exact score; exact ties go to the lowest position (first chosen / index)
         winners = cand[ex == ex.max()] if not torch.isnan(ex).all() else cand[:1]
-        if done > self.refresh_at:
+        if done >= self.refresh_at:
             self.refresh(ph, chunk)
         return int(pos[int(winners.min())]), pos, approx
 
@@ -347,7 +349,7 @@ def greedy_select(
             by exact float64 re-scoring.
         max_block: cap on the steps per block (default ``320 // (2 C)``; 1: one step at a
             time, no guessing).
-        refresh_at: a step that has to re-score more candidates than this exactly recomputes
+        refresh_at: a step that re-scores at least this many candidates exactly recomputes
             every carried K, H.
         stats: if given, filled with ``steps``, ``rescored`` (candidates re-scored exactly,
             all steps), ``refreshes`` and ``misses`` (wrong guesses).
@@ -380,7 +382,9 @@ def greedy_select(
     if n_lab:
         flat = vl.to(device=dev).reshape(-1, d).to(_CARRY)  # [nL C, d]
         m += (flat.T @ flat) / n_lab * (n_lab / (n_lab + budget))
-    a_inv = torch.cholesky_inverse(torch.linalg.cholesky(m))  # M^-1, [d, d]
+    m = torch.linalg.cholesky(m)  # the factor replaces M (d ~ 22 000: 4 GB per d x d)
+    a_inv = torch.cholesky_inverse(m)  # M^-1, [d, d]
+    del m
     s = math.sqrt(budget / (n_lab + budget))  # scale of every V_x
 
     x = vu.reshape(n * c, d).to(product_dtype)  # [N C, d]; a view for float32 inputs
@@ -395,6 +399,7 @@ def greedy_select(
         k_all[start : start + chunk_size] = (z @ v.transpose(1, 2)) * s**2
         h_all[start : start + chunk_size] = ((z @ fs_w) @ z.transpose(1, 2)) * s**2
         del z
+    del a_w, fs_w
 
     g = _Greedy(vu, fs, a_inv, s, product_dtype, max_block)
     g.refresh_at = refresh_at
