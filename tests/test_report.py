@@ -228,3 +228,24 @@ def test_report_out_naming_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     res = _report(tmp_path / "s1", "--out", tmp_path / "f")
     assert res.exit_code == 2 and "is a file" in res.stderr
+
+
+def test_headline_names_the_winner_and_its_margin(tmp_path: Path) -> None:
+    from fishermask.experiments.store import read_results
+    from fishermask.reporting.compare import headline
+
+    _write_run(
+        tmp_path / "r",
+        {
+            "random": [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]],  # AULC .50
+            "fishermask": [[0.5, 0.7], [0.5, 0.9], [0.5, 0.8]],  # AULC .60 .70 .65
+            "entropy": [[0.5, 0.7], [0.5, 0.8], [0.5, 0.8]],  # AULC .60 .65 .65
+        },
+    )
+    line = headline(read_results(tmp_path / "r/results.csv"))
+    half = 100 * stats.t.ppf(0.975, 2) * 0.05 / math.sqrt(3)
+    assert line is not None and line.startswith("best AULC: fishermask (65.00 %); vs random +15.00")
+    assert f"[{15 - half:+.2f}, {15 + half:+.2f}] over 3 paired seeds (better)" in line
+    assert "vs entropy +1.67 points" in line and "the runner-up" in line
+    _write_run(tmp_path / "one", {"random": [[0.5, 0.5]]})
+    assert headline(read_results(tmp_path / "one/results.csv")) is None

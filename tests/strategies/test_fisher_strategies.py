@@ -68,11 +68,41 @@ def test_bait_defaults_to_the_reference_ridge() -> None:
     assert sel.indices.tolist() == ctx.pool.unlabeled[pick].tolist()
 
 
-def test_mask_too_small_for_the_final_layer_fails_up_front() -> None:
+def test_given_k_too_small_for_the_final_layer_fails_up_front() -> None:
     ctx = make_context()
-    with pytest.raises(ConfigError, match=r"cannot hold the \d+ final-layer weights.*sparsity >="):
-        strategies.get("fishermask").check(ctx.model)
-    strategies.get("fishermask", mask_mode="dispersed").check(ctx.model)
+    final = ctx.model.classifier.weight.numel()
+    with pytest.raises(ConfigError, match=rf"k={final - 1}\) cannot hold the {final} final"):
+        strategies.get("fishermask", k=final - 1).check(ctx.model)
+    strategies.get("fishermask", k=final - 1, mask_mode="dispersed").check(ctx.model)
+
+
+@pytest.mark.parametrize(
+    ("model", "width", "shape"),
+    [("cnn", 1.0, (1, 28, 28)), ("cnn", 0.25, (1, 8, 8)), ("mlp", 1.0, (1, 28, 28)),
+     ("mlp", 0.25, (1, 8, 8)), ("resnet18", 0.125, (3, 32, 32)), ("resnet18", 0.25, (3, 32, 32)),
+     ("resnet18", 1.0, (3, 32, 32))],
+)  # fmt: skip
+def test_default_options_work_on_every_built_in_model(model, width, shape) -> None:
+    from fishermask.models import build_model
+
+    net = build_model(model, 10, shape, width)
+    s = strategies.get("fishermask")
+    s.check(net)  # used to refuse cnn, mlp and narrow ResNets
+    total = sum(p.numel() for p in net.parameters())
+    final = net.classifier.weight.numel()
+    k = s.mask_size(net)
+    assert k == max(round(0.002 * total), final + -(-final // 20))
+    if (model, width) in (("resnet18", 0.25), ("resnet18", 1.0)):
+        assert k == round(0.002 * total)  # the published settings keep the paper's k
+
+
+def test_default_mask_on_a_small_model_reaches_past_the_final_layer() -> None:
+    ctx = make_context()
+    sel = strategies.get("fishermask", fisher_samples=20, batch_size=7).select(ctx, 4)
+    final = ctx.model.classifier.weight.numel()
+    assert sel.info["mask_k"] == final + -(-final // 20)
+    others = [r for r in sel.info["mask_profile"] if r["name"] != "classifier.weight"]
+    assert sum(r["kept"] for r in others) == -(-final // 20)
 
 
 def test_bad_options() -> None:
@@ -102,3 +132,13 @@ def test_run_records_mask_profile(tmp_path: Path) -> None:
     assert [(i["strategy"], i["round"]) for i in info] == [("fishermask", 1)]
     sizes = {r["name"]: r["size"] for r in info[0]["mask_profile"]}
     assert sizes["classifier.weight"] == 10 * 32  # cnn at width 0.25 ends in 32 channels
+
+
+def test_default_experiment_includes_fishermask_with_its_defaults() -> None:
+    from fishermask.experiments.runner import Experiment
+
+    cfg = ExperimentConfig()
+    assert "fishermask" in [s.key for s in cfg.strategies]
+    assert (cfg.model.name, cfg.model.width) == ("cnn", 0.5)
+    exp = Experiment.prepare(cfg)  # checks every strategy against the model: used to refuse
+    assert exp.strategies["fishermask"].mask_size(exp.new_model(0, 0)) == 640 + 32

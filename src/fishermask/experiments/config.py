@@ -205,11 +205,14 @@ class ExperimentConfig(Section):
     """One experiment: one data set, one model and recipe, several strategies x seeds."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # the default experiment (no [model] section): the CNN at half width, so that FisherMask's
+    # greedy selection (cost linear in k >= the 640-weight final layer) keeps the whole run
+    # under 5 minutes on 2 CPU cores; a [model] section or --model/--width starts from width 1
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(width=0.5))
     train: TrainConfig = field(default_factory=TrainConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     strategies: tuple[StrategySpec, ...] = tuple(
-        StrategySpec(n) for n in ("random", "entropy", "margin", "kcenter")
+        StrategySpec(n) for n in ("random", "entropy", "margin", "kcenter", "fishermask")
     )
     seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "auto"

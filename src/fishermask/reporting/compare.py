@@ -96,3 +96,35 @@ def holm(diffs: list[Difference], alpha: float = 0.05) -> list[tuple[float, str]
         else:
             out.append((adjusted[i], "no significant difference"))
     return out
+
+
+def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None:
+    """One line: which strategy has the best mean AULC, and by how much it beats
+    ``baseline`` and the runner-up (paired over seeds, 95 % t-interval); ``None`` with
+    fewer than two strategies."""
+    from fishermask.reporting.tables import summarize
+
+    summary = [s for s in summarize(rows) if s.seeds > 0]
+    if len(summary) < 2:
+        return None
+    ranked = sorted(summary, key=lambda s: -s.aulc_mean)
+    best, second = ranked[0], ranked[1]
+    diffs = {d.baseline: d for d in paired_aulc_differences(rows, best.strategy)}
+
+    def versus(name: str) -> str:
+        d = diffs.get(name)
+        if d is None:
+            return f"vs {name}: no common seeds"
+        ci = (
+            ""
+            if math.isnan(d.low)
+            else f", 95 % interval [{100 * d.low:+.2f}, {100 * d.high:+.2f}]"
+        )
+        return f"vs {name} {100 * d.mean:+.2f} points{ci} over {d.seeds} paired seeds ({d.verdict})"
+
+    parts = [f"best AULC: {best.strategy} ({100 * best.aulc_mean:.2f} %)"]
+    if baseline in diffs:
+        parts.append(versus(baseline))
+    if second.strategy != baseline:
+        parts.append(versus(second.strategy) + " — the runner-up")
+    return "; ".join(parts)

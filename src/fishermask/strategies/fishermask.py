@@ -11,6 +11,7 @@ Index convention: N pool items, U unlabeled, nL labeled, C classes, k masked wei
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -57,8 +58,11 @@ class FisherMaskStrategy(Strategy):
     """FisherMask: greedy A-optimal batch on the Fisher of a sparse mask of weights.
 
     Options:
-        sparsity: fraction of all parameters in the mask (paper's best: 0.002).
-        k: mask size; overrides ``sparsity`` when given.
+        sparsity: fraction of all parameters in the mask (paper's best: 0.002). In
+            standard mode k is at least the final layer's weights + 5 %, so the default
+            also runs on models whose final layer is more than 0.2 % of the weights
+            (cnn, mlp, narrow ResNets); larger models get exactly ``sparsity`` x P.
+        k: mask size; overrides ``sparsity`` (and the minimum) when given.
         mask_mode: ``standard`` (final-layer weight always kept, rest global top values) or
             ``dispersed`` (the same fraction from every parameter tensor).
         fisher_samples: random pool images for the diagonal Fisher (reference: 1024).
@@ -93,8 +97,17 @@ class FisherMaskStrategy(Strategy):
             raise ConfigError(f"`lam`={self.lam}, must be > 0.")
 
     def mask_size(self, model: torch.nn.Module) -> int:
+        """k: the given ``k``, else ``sparsity`` x parameters, in standard mode at least the
+        final layer plus 5 % (so the default works on every model; docs/decisions.md)."""
         total = sum(p.numel() for p in model.parameters())
-        return self.k if self.k is not None else max(1, round(self.sparsity * total))
+        if self.k is not None:
+            return self.k
+        k = max(1, round(self.sparsity * total))
+        if self.mask_mode == "standard":
+            shapes = {n: p.shape for n, p in model.named_parameters()}
+            final = sum(shapes[n].numel() for n in default_always(shapes))
+            k = min(total, max(k, final + math.ceil(final / 20)))
+        return k
 
     def check(self, model: torch.nn.Module) -> None:
         shapes = {n: p.shape for n, p in model.named_parameters()}
@@ -105,12 +118,11 @@ class FisherMaskStrategy(Strategy):
         if self.mask_mode == "standard":
             always = default_always(shapes)
             kept = sum(shapes[n].numel() for n in always)
-            if k < kept:
+            if k < kept:  # only a given k can be this small
                 raise ConfigError(
-                    f"FisherMask's mask (k={k}: sparsity {self.sparsity} x {total} parameters) "
-                    f"cannot hold the {kept} final-layer weights that standard mode always "
-                    f"keeps; use sparsity >= {kept / total:.4f} (k > {kept}), a wider model, or "
-                    "mask_mode=dispersed."
+                    f"FisherMask's mask (k={k}) cannot hold the {kept} final-layer weights "
+                    f"that standard mode always keeps; use k > {kept}, leave k unset (sparsity "
+                    "decides, at least the final layer + 5 %), or mask_mode=dispersed."
                 )
 
     def query(self, ctx: QueryContext, budget: int) -> Selection:
