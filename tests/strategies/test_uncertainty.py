@@ -15,6 +15,7 @@ from fishermask.strategies import (
     top_k,
 )
 from fishermask.strategies.base import QueryContext
+from fishermask.strategies.kcenter import _min_sq_dist, sq_dist
 from tests.strategies.conftest import make_context
 
 P = torch.tensor(
@@ -114,3 +115,30 @@ def test_k_center_without_labeled_points_uses_generator() -> None:
     a, _ = k_center_greedy(unl, unl[:0], 5, generator=torch.Generator().manual_seed(3))
     b, _ = k_center_greedy(unl, unl[:0], 5, generator=torch.Generator().manual_seed(3))
     assert a.tolist() == b.tolist() and len(set(a.tolist())) == 5
+
+
+def test_k_center_distances_to_labeled_and_chosen_centers_are_one_formula() -> None:
+    """The initial (labeled-center) distances are bitwise those of the greedy updates."""
+    g = torch.Generator().manual_seed(0)
+    x, centers = torch.randn(300, 64, generator=g), torch.randn(70, 64, generator=g)
+    per_center = torch.stack([sq_dist(x, c) for c in centers], dim=1)  # [300, 70]
+    assert torch.equal(_min_sq_dist(x, centers, chunk=16), per_center.min(dim=1).values)
+
+
+def test_k_center_exact_tie_goes_to_the_lowest_pool_position() -> None:
+    """A point as far from a labeled center as another is from a chosen one: a true tie.
+
+    Coordinates in [8, 16) share one float32 spacing and the offset is a multiple of it,
+    so both differences are exactly ``delta``; squaring after a square root, or the
+    ``|x|^2 + |c|^2 - 2 x.c`` expansion, would decide the tie by rounding instead.
+    """
+    labeled = torch.tensor([[10.791147232055664, 11.213738441467285]])
+    far = labeled[0] + torch.tensor([4.0, -2.5])  # chosen first
+    delta = torch.tensor([-3.0, 5.0]) * 2**-10
+    near_far, near_labeled = far + delta, labeled[0] + delta
+    assert torch.equal(near_far - far, delta) and torch.equal(near_labeled - labeled[0], delta)
+    others = labeled.repeat(30, 1)  # duplicates of the labeled point (distance 0), pool > 25
+    unlabeled = torch.cat([torch.stack([far, near_far, near_labeled]), others])
+    pick, dist = k_center_greedy(unlabeled, labeled, 3)
+    assert pick.tolist() == [0, 1, 2]  # the tie between positions 1 and 2 goes to 1
+    assert dist[1] == dist[2]

@@ -4,6 +4,13 @@ Greedy 2-approximation of the k-center problem on penultimate embeddings: the
 labeled points are the initial centers; each step adds the unlabeled point
 farthest from its nearest center. Distances are computed in chunks so the
 U x nL matrix is never formed at once.
+
+Every squared distance, to a labeled center or to a newly chosen one, is computed
+the same way, ``((x - c) ** 2).sum()`` over the D embedding dimensions, so points
+at equal distances (duplicated images) compare equal rather than by rounding.
+Tie rule: among points equally far from their nearest centers, the lowest pool
+position is chosen (``argmax`` returns the first maximum; candidates are in pool
+order).
 """
 
 from __future__ import annotations
@@ -15,13 +22,31 @@ import torch
 from fishermask.strategies.base import QueryContext, Selection, Strategy
 from fishermask.strategies.registry import register
 
+_BLOCK = 1 << 22  # entries of one [rows, chunk, D] difference block (16 MiB in float32)
+
+
+def sq_dist(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Squared distances ``[U]`` of the rows of ``x [U, D]`` to one point ``c [D]``.
+
+    The one formula for every distance in k-center greedy (see the module docstring).
+    """
+    return (x - c).pow(2).sum(dim=-1)
+
 
 def _min_sq_dist(x: torch.Tensor, centers: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Squared distance of each row of ``x [U, D]`` to its nearest row of ``centers [M, D]``."""
-    out = torch.full((len(x),), float("inf"), dtype=x.dtype, device=x.device)
+    """Squared distance of each row of ``x [U, D]`` to its nearest row of ``centers [M, D]``.
+
+    The same arithmetic as :func:`sq_dist` (differences, squares, a sum over D), in
+    ``[rows, chunk, D]`` blocks.
+    """
+    u, dim = x.shape
+    out = torch.full((u,), float("inf"), dtype=x.dtype, device=x.device)
     for i in range(0, len(centers), chunk):
-        d = torch.cdist(x, centers[i : i + chunk]).pow(2)  # [U, chunk]
-        out = torch.minimum(out, d.min(dim=1).values)
+        c = centers[i : i + chunk]  # [m, D]
+        rows = max(1, _BLOCK // max(1, len(c) * dim))
+        for j in range(0, u, rows):
+            d = sq_dist(x[j : j + rows, None, :], c[None, :, :])  # [rows, m]
+            out[j : j + rows] = torch.minimum(out[j : j + rows], d.min(dim=1).values)
     return out
 
 
@@ -59,8 +84,7 @@ def k_center_greedy(
             j = int(torch.argmax(min_d))
         chosen[t] = j
         dist[t] = float(min_d[j].clamp_min(0).sqrt()) if torch.isfinite(min_d[j]) else float("inf")
-        new = (unlabeled - unlabeled[j]).pow(2).sum(dim=1)  # [U]
-        min_d = torch.minimum(min_d, new)
+        min_d = torch.minimum(min_d, sq_dist(unlabeled, unlabeled[j]))  # [U]
         min_d[j] = -1.0  # never choose it again
     return chosen, dist
 
