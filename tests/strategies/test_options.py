@@ -48,7 +48,7 @@ COVERAGE: dict[tuple[str, str], str] = {
     (
         "fishermask",
         "mask_mode",
-    ): f"{FISHER}::test_mask_too_small_for_the_final_layer_fails_up_front",
+    ): f"{FISHER}::test_given_k_too_small_for_the_final_layer_fails_up_front",
     ("fishermask", "k"): f"{HERE}::test_fishermask_k_lam_backward_steps_and_scale",
     ("fishermask", "lam"): f"{HERE}::test_fishermask_k_lam_backward_steps_and_scale",
     ("fishermask", "backward_steps"): f"{HERE}::test_fishermask_k_lam_backward_steps_and_scale",
