@@ -1,3 +1,15 @@
 """fishermask: deep active learning for image classification."""
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["QueryResult", "query"]
+
+
+def __getattr__(name: str) -> Any:
+    """``fishermask.query`` / ``QueryResult``, imported on first use (keeps `import` light)."""
+    if name in ("query", "QueryResult"):
+        from fishermask import query_api
+
+        return getattr(query_api, name)
+    raise AttributeError(f"module 'fishermask' has no attribute {name!r}")

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from fishermask import __version__
 from fishermask.errors import ConfigError, FishermaskError, check_choice
+from fishermask.label.cli import label_app
 
 app = typer.Typer(
     add_completion=False,
@@ -29,6 +30,7 @@ app = typer.Typer(
     help="Deep active learning for image classification: FisherMask, LPLgrad and baselines.",
     pretty_exceptions_enable=False,
 )
+app.add_typer(label_app, name="label")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -1,0 +1,311 @@
+"""``fishermask label``: label your own images (project, headless commands, web page)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from fishermask.errors import ConfigError, FishermaskError
+
+label_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Label your own images: the model shows the most useful ones first.",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ProjectArg = Annotated[Path, typer.Argument(help="The project folder.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _say(message: str) -> None:
+    err.print(message, highlight=False, soft_wrap=True)
+
+
+def _open(project: Path) -> Any:
+    from fishermask.label.project import Project
+
+    return Project(project)
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--image-size {text!r}: use HxW, e.g. 32x32.") from None
+    return h, w
+
+
+@label_app.command()
+def init(
+    project: ProjectArg,
+    images: Annotated[Path, typer.Option(help="Folder of images (read recursively).")],
+    classes: Annotated[str, typer.Option(help="Class names, comma separated: cat,dog,bird.")],
+    labels: Annotated[
+        Path | None, typer.Option(help="CSV `path,label` of labels you already have.")
+    ] = None,
+    image_size: Annotated[str, typer.Option(help="Model input size HxW.")] = "32x32",
+    model: Annotated[str, typer.Option(help="cnn, resnet18 or mlp.")] = "cnn",
+    width: Annotated[float, typer.Option(help="Width multiplier of the model.")] = 1.0,
+    strategy: Annotated[
+        str, typer.Option(help="Query strategy, with options as name:key=value.")
+    ] = "fishermask",
+    batch: Annotated[int, typer.Option(help="Images per batch.")] = 50,
+    budget: Annotated[int | None, typer.Option(help="How many labels you plan to give.")] = None,
+    min_per_class: Annotated[
+        int, typer.Option(help="Cold start (diverse batches) until every class has this many.")
+    ] = 3,
+    max_epochs: Annotated[int, typer.Option(help="Epoch cap per training.")] = 50,
+    max_steps: Annotated[int, typer.Option(help="Optimizer-step cap per training (0: none).")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where decoded images are cached.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Create a project: scan the images, import labels, queue a first (diverse) batch."""
+    from fishermask.label.project import Project
+
+    try:
+        p = Project.init(
+            project,
+            images,
+            classes,
+            image_size=_size(image_size),
+            model=model,
+            width=width,
+            strategy=strategy,
+            batch=batch,
+            budget=budget,
+            min_per_class=min_per_class,
+            seed=seed,
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+            cache_dir=cache_dir,
+            say=_say,
+            progress=progress,
+        )
+        if labels is not None:
+            written, _ = p.add_label_rows(
+                p.read_csv_labels(labels), source="import", what=str(labels)
+            )
+            _say(f"imported {written} labels from {labels}")
+        row = p.run_round(train_model=False)
+        c = p.counts()
+    except FishermaskError as e:
+        _fail(str(e))
+    console.print(
+        f"project {project}: {c['images']} images, {len(p.classes)} classes, "
+        f"{c['labeled']} labels; first batch of {len(p.store.queue())} queued ({row['mode']}).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"next: fishermask label serve {project}", highlight=False, soft_wrap=True)
+
+
+@label_app.command()
+def scan(project: ProjectArg, progress: Annotated[bool, typer.Option()] = True) -> None:
+    """Add images that appeared in the image folder since the last scan (labels untouched)."""
+    try:
+        p = _open(project)
+        added, unreadable = p.scan(progress=progress)
+    except FishermaskError as e:
+        _fail(str(e))
+    for rel, why in unreadable:
+        _say(f"skipped {rel}: {why}")
+    console.print(
+        f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} unreadable.",
+        highlight=False,
+    )
+
+
+@label_app.command("next")
+def next_batch(
+    project: ProjectArg,
+    n: Annotated[int | None, typer.Option("--n", help="Batch size (default: the project's).")] = None,
+    format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Choose the next batch with the project's strategy on the current model, and print it."""
+    import csv
+    import io
+
+    if format not in ("csv", "json"):
+        _fail(f"--format {format!r}: use csv or json.")
+    if n is not None and n < 1:
+        _fail(f"--n {n}: must be >= 1.")
+    try:
+        p = _open(project)
+        p.recover()
+        row = p.run_round(train_model=False, n=n)
+    except FishermaskError as e:
+        _fail(str(e))
+    items = p.batch()
+    _say(f"{len(items)} images ({row['mode']})")
+    if format == "json":
+        text = json.dumps(
+            [
+                {
+                    "path": it["path"],
+                    "rank": it["rank"],
+                    "score": it["score"],
+                    "guess": it["guesses"][0]["label"] if it["guesses"] else None,
+                    "guess_prob": it["guesses"][0]["prob"] if it["guesses"] else None,
+                }
+                for it in items
+            ],
+            indent=1,
+        )
+    else:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "rank", "score", "guess", "guess_prob"])
+        for it in items:
+            g = it["guesses"][0] if it["guesses"] else {}
+            w.writerow([it["path"], it["rank"], it["score"] if it["score"] is not None else "",
+                        g.get("label", ""), g.get("prob", "")])
+        text = buf.getvalue().rstrip("\n")
+    if out is None:
+        sys.stdout.write(text + "\n")
+    else:
+        from fishermask.label.project import _atomic_bytes
+
+        _atomic_bytes(out, lambda f: f.write((text + "\n").encode()))
+        _say(f"wrote {out}")
+
+
+@label_app.command()
+def add(
+    project: ProjectArg,
+    labels: Annotated[Path, typer.Argument(help="CSV with columns path,label.")],
+) -> None:
+    """Add labels from a CSV file (columns `path,label`); all rows are checked before writing."""
+    try:
+        p = _open(project)
+        written, same = p.add_label_rows(p.read_csv_labels(labels), source="import", what=str(labels))
+    except FishermaskError as e:
+        _fail(str(e))
+    console.print(f"added {written} labels ({same} already so).", highlight=False)
+
+
+@label_app.command("import")
+def import_(
+    project: ProjectArg,
+    labelstudio: Annotated[Path, typer.Option(help="A Label Studio JSON export.")],
+) -> None:
+    """Import the choices of a Label Studio JSON export (tasks with annotations)."""
+    try:
+        p = _open(project)
+        rows = p.read_labelstudio(labelstudio)
+        written, same = p.add_label_rows(rows, source="import", what=str(labelstudio))
+    except FishermaskError as e:
+        _fail(str(e))
+    console.print(f"imported {written} labels ({same} already so).", highlight=False)
+
+
+@label_app.command("train")
+def train_cmd(
+    project: ProjectArg, progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True
+) -> None:
+    """Retrain on every label, report held-out accuracy (95 % interval), queue the next batch."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    try:
+        p = _open(project)
+        p.recover()
+        if p.store.running_round() is not None:
+            _fail("a retrain is already running (from `label serve`); wait for it to finish.")
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not progress,
+        ) as bar:
+            task = bar.add_task("starting", total=1)
+
+            def report(phase: str, done: int, total: int) -> None:
+                bar.update(task, description=phase, completed=done, total=max(total, 1))
+
+            row = p.run_round(train_model=True, report=report)
+    except FishermaskError as e:
+        _fail(str(e))
+    m = row["metrics"]
+    c = p.counts()
+    if not m:
+        console.print("not trained: needs labels in at least 2 classes.", highlight=False)
+    elif m.get("accuracy") is None:
+        console.print(f"trained on {m['n_labels']} labels; accuracy {m['method']}.", highlight=False)
+    else:
+        console.print(
+            f"trained on {m['n_labels']} labels; accuracy {100 * m['accuracy']:.1f} % "
+            f"(95 % interval {100 * m['low']:.1f}-{100 * m['high']:.1f} %, {m['method']}, "
+            f"{m['n_eval']} predictions)",
+            highlight=False,
+        )
+    console.print(
+        "labels per class: " + ", ".join(f"{k} {v}" for k, v in c["per_class"].items()),
+        highlight=False,
+    )
+    console.print(f"next batch: {len(p.store.queue())} images ({row['mode']})", highlight=False)
+
+
+@label_app.command()
+def export(
+    project: ProjectArg,
+    format: Annotated[str, typer.Option("--format", help="csv, imagefolder, labelstudio or npz.")],
+    out: Annotated[Path, typer.Option(help="Output file (folder for imagefolder).")],
+    image_url_prefix: Annotated[
+        str, typer.Option(help="Label Studio: prefix of each task's data.image before the path.")
+    ] = "/data/local-files/?d=",
+) -> None:
+    """Export the labels (and, for Label Studio, the model's predictions with scores)."""
+    try:
+        p = _open(project)
+        n = p.export(format, out, image_url_prefix=image_url_prefix)
+    except FishermaskError as e:
+        _fail(str(e))
+    console.print(f"wrote {out} ({n} {'tasks' if format == 'labelstudio' else 'labels'})", highlight=False)
+
+
+@label_app.command()
+def serve(
+    project: ProjectArg,
+    host: Annotated[str, typer.Option(help="Interface to bind (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="FISHERMASK_LABEL_TOKEN", help="Access token (default: a random one)."),
+    ] = None,
+) -> None:
+    """Serve the labeling page and its JSON API; prints the URL with its access token."""
+    from fishermask.label.server import run_server
+
+    try:
+        run_server(project, host=host, port=port, token=token, say=_say)
+    except FishermaskError as e:
+        _fail(str(e))
+
+
+@label_app.command()
+def status(project: ProjectArg) -> None:
+    """Counts, the latest round and its accuracy, as JSON."""
+    try:
+        p = _open(project)
+        p.recover()
+        console.print_json(json.dumps(p.status()))
+    except FishermaskError as e:
+        _fail(str(e))

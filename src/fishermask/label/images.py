@@ -1,0 +1,237 @@
+"""Finding, decoding and caching the images of a labeling project.
+
+The image folder is read recursively. Files ending in .jpg/.jpeg/.png/.webp/.bmp (any case)
+are images; hidden files and folders (name starting with ``.``) and every other file are
+ignored. A symbolic link is followed only when its target lies inside the image folder.
+
+Decoding converts every mode to the project's channels (1 grey or 3 RGB) properly:
+16-bit and 32-bit integer grey is *scaled* to 0..255 (not clipped), float images in
+[0, 1] are scaled, transparent images (RGBA, LA, palette with transparency) are composited
+on white, CMYK/YCbCr/palette become RGB; EXIF orientation is applied; then the image is
+resized (bilinear) to the project's ``H x W``. Decoded images are stored in the data cache
+(:mod:`fishermask.data.cache`), one entry per scan ("segment"), so each file is decoded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from fishermask.data.base import ImageDataset
+from fishermask.data.cache import cached
+from fishermask.data.images import ImageSize, one_line
+from fishermask.errors import DataError
+
+#: Extensions read from the image folder (compared lower-case).
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_INT16 = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+
+
+@dataclass(frozen=True)
+class Found:
+    """A readable image found by :func:`scan_folder`."""
+
+    path: str  # relative to the root, with "/" separators
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    mtime_ns: int
+    pixels: np.ndarray  # [Ch, H, W] uint8, decoded at the project's size
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    found: list[Found]
+    unreadable: list[tuple[str, str]]  # (relative path, reason)
+
+
+def is_hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def candidate_files(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Relative paths of image files under ``root`` (sorted), and refused links with reasons."""
+    root_real = Path(os.path.realpath(root))
+    out: list[str] = []
+    refused: list[tuple[str, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith(".") or not name.lower().endswith(EXTENSIONS):
+                continue
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            if not inside(root_real, full):
+                refused.append((rel, "a symbolic link to a file outside the image folder"))
+                continue
+            out.append(rel)
+    return sorted(out), refused
+
+
+def inside(root_real: Path, path: Path) -> bool:
+    """Whether ``path`` (links resolved) is a regular file inside ``root_real``."""
+    real = Path(os.path.realpath(path))
+    return real.is_relative_to(root_real) and real.is_file()
+
+
+def to_channels(img: Image.Image, channels: int) -> Image.Image:
+    """Convert any PIL mode to ``L`` (channels=1) or ``RGB`` (channels=3), scaling deep pixels."""
+    mode = img.mode
+    if mode in _INT16 or mode == "I" or mode == "F":
+        a = np.asarray(img).astype(np.float64)
+        if mode in _INT16:
+            a = a * (255.0 / 65535.0)
+        elif mode == "I":
+            top = float(a.max()) if a.size else 0.0
+            a = a * (255.0 / 65535.0) if top > 255 else a  # 16-bit data in a 32-bit container
+        else:
+            top = float(a.max()) if a.size else 0.0
+            a = a * 255.0 if top <= 1.0 else a
+        img = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+    elif mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    if channels == 1:
+        return img if img.mode == "L" else img.convert("L")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def decode(data: bytes, size: ImageSize, channels: int) -> tuple[np.ndarray, int, int]:
+    """Decode image bytes into ``[Ch, H, W]`` uint8 at ``size``; also the original width, height."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        if img.format == "JPEG":
+            img.draft(img.mode, (size[1], size[0]))  # decode at a reduced scale when large
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        img = to_channels(img, channels)
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.uint8)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return np.ascontiguousarray(arr), width, height
+
+
+def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
+    """Read, hash and decode one file; raises ``DataError`` with the reason if it cannot."""
+    full = root / rel
+    try:
+        data = full.read_bytes()
+        st = full.stat()
+    except OSError as exc:
+        raise DataError(exc.strerror or one_line(exc)) from None
+    try:
+        pixels, width, height = decode(data, size, channels)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(one_line(exc)) from None
+    return Found(
+        path=rel,
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+        width=width,
+        height=height,
+        mtime_ns=st.st_mtime_ns,
+        pixels=pixels,
+    )
+
+
+def scan_folder(
+    root: Path,
+    size: ImageSize,
+    channels: int,
+    known: set[str] | frozenset[str] = frozenset(),
+    advance: Callable[[int], None] | None = None,
+) -> ScanResult:
+    """Decode every image under ``root`` whose relative path is not in ``known``."""
+    files, unreadable = candidate_files(root)
+    found: list[Found] = []
+    new = [f for f in files if f not in known]
+    for rel in new:
+        try:
+            found.append(read_one(root, rel, size, channels))
+        except DataError as exc:
+            unreadable.append((rel, str(exc)))
+        if advance is not None:
+            advance(1)
+    unreadable.sort()
+    return ScanResult(found, unreadable)
+
+
+def guess_channels(root: Path, files: Sequence[str], limit: int = 500) -> int:
+    """1 if every one of the first ``limit`` images has a grey mode, else 3 (RGB)."""
+    grey = {"1", "L", "LA", "La", "I", "F"} | _INT16
+    for rel in files[:limit]:
+        try:
+            with Image.open(root / rel) as img:
+                if img.mode not in grey:
+                    return 3
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue
+    return 1
+
+
+def _segment_source(root: Path, project_id: str, segment: int) -> Path:
+    return root / f".fishermask-label-{project_id}-segment-{segment}"
+
+
+def segment_dataset(pixels: np.ndarray, name: str) -> ImageDataset:
+    """A decoded segment in the cache's container (labels are placeholders)."""
+    x = torch.from_numpy(pixels)
+    return ImageDataset(
+        name=name,
+        x_train=x,
+        y_train=torch.zeros(len(x), dtype=torch.int64),
+        x_test=x[:0],
+        y_test=torch.zeros(0, dtype=torch.int64),
+        classes=("image",),
+    )
+
+
+def segment_images(
+    cache_dir: Path,
+    root: Path,
+    project_id: str,
+    segment: int,
+    paths: Sequence[str],
+    size: ImageSize,
+    channels: int,
+    pixels: np.ndarray | None = None,
+) -> torch.Tensor:
+    """The decoded images ``[len(paths), Ch, H, W]`` of one segment, from the cache if present.
+
+    ``pixels`` (just decoded by a scan) is stored instead of decoding again.
+    """
+    source = _segment_source(root, project_id, segment)
+    files = [root / p for p in paths]
+
+    def build() -> ImageDataset:
+        if pixels is not None:
+            return segment_dataset(pixels, source.name)
+        out = np.empty((len(paths), channels, *size), dtype=np.uint8)
+        for i, rel in enumerate(paths):
+            try:
+                out[i] = read_one(root, rel, size, channels).pixels
+            except DataError as exc:
+                raise DataError(
+                    f"image {root / rel} was scanned earlier but cannot be read now ({exc}); "
+                    "restore it (labels refer to it)."
+                ) from None
+        return segment_dataset(out, source.name)
+
+    ds = cached(cache_dir, f"label-c{channels}", source, files, size, build)
+    if ds.x_train.shape != (len(paths), channels, *size):
+        raise DataError(f"cache entry of {source} has shape {tuple(ds.x_train.shape)}; clear it.")
+    return ds.x_train

@@ -1,0 +1,956 @@
+"""A labeling project: settings, images, labels, retraining and querying, on one SQLite store.
+
+A *round* retrains the classifier on every current label (reporting held-out accuracy) and
+queries the next batch with the project's strategy; ``train=False`` queries with the last
+good model only. A round's checkpoint is written (temporary file, fsync, rename) before the
+round is committed as ``done`` together with its new queue, so a round killed at any moment
+leaves the previous model and queue in place ("last good model").
+
+Cold start: until every class has ``min_per_class`` labels the batch is chosen for
+diversity (greedy k-center on the model's embeddings, or on downsampled pixels before there
+is a model), and the round's ``mode`` says so.
+
+Held-out accuracy: labels are split into 5 folds by a hash of the image id (stable across
+rounds). With at least ``cv_below`` labels, fold 0 is held out (a model trained on the other
+four); with fewer, 5-fold cross-validation; each with a 95 % Wilson interval over the
+predictions. The model used for querying is then trained on every label.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fishermask import strategies
+from fishermask.data.images import check_image_size
+from fishermask.errors import ConfigError, FishermaskError
+from fishermask.label import images as imgs
+from fishermask.label.store import DB_NAME, KINDS, Store
+from fishermask.models import MODELS, build_model
+from fishermask.models.base import Classifier
+from fishermask.training import Normalizer, make_augmenter, train
+from fishermask.training.config import TrainConfig
+from fishermask.training.trainer import predict
+
+Report = Callable[[str, int, int], None]  # (phase, done, total)
+FOLDS = 5
+
+
+def _no_report(phase: str, done: int, total: int) -> None:
+    """Progress goes nowhere."""
+
+
+def parse_classes(text: str | Sequence[str]) -> list[str]:
+    names = [c.strip() for c in (text.split(",") if isinstance(text, str) else text)]
+    if any(not c for c in names):
+        raise ConfigError(f"--classes {text!r} has an empty class name; use e.g. cat,dog,bird.")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--classes {text!r} names a class twice.")
+    if len(names) < 2:
+        raise ConfigError(f"--classes {text!r}: a classifier needs at least 2 classes.")
+    bad = [c for c in names if len(c) > 100 or any(ord(ch) < 32 for ch in c)]
+    if bad:
+        raise ConfigError(f"class name {bad[0]!r} is too long or holds control characters.")
+    return names
+
+
+def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
+    """``"fishermask:sparsity=0.01"`` -> ``("fishermask", {"sparsity": 0.01})``, validated."""
+    from fishermask.experiments.config import StrategySpec
+
+    spec = StrategySpec.parse(text)
+    strategies.get(spec.name, **spec.options)  # unknown names / options raise here
+    return spec.name, dict(spec.options)
+
+
+def fold_of(image_id: int) -> int:
+    return int(hashlib.sha256(f"fold:{image_id}".encode()).hexdigest()[:8], 16) % FOLDS
+
+
+def wilson(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a binomial proportion."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = correct / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def fit_normalizer(x: torch.Tensor, chunk: int = 4096) -> Normalizer:
+    """Per-channel mean/std of uint8 images (as :meth:`Normalizer.fit`), in float64 chunks."""
+    ch = x.shape[1]
+    s = torch.zeros(ch, dtype=torch.float64)
+    s2 = torch.zeros(ch, dtype=torch.float64)
+    count = 0
+    for i in range(0, len(x), chunk):
+        part = x[i : i + chunk].to(torch.float64) / 255.0
+        s += part.sum(dim=(0, 2, 3))
+        s2 += part.pow(2).sum(dim=(0, 2, 3))
+        count += part.numel() // ch
+    mean = s / max(count, 1)
+    var = (s2 - count * mean.pow(2)) / max(count - 1, 1)
+    std = var.clamp_min(0).sqrt().clamp_min(1e-3)
+    return Normalizer(tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std))
+
+
+def _atomic_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _proc_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (Linux ``/proc``), None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # exited, not yet reaped
+        return None
+    return fields[19]
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if Path("/proc").is_dir():
+        return _proc_start(pid) is not None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+class Project:
+    """An open labeling project folder (``project.sqlite`` + ``models/``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.dir = Path(path)
+        self.store = Store(self.dir / DB_NAME)
+        self.settings = self.store.meta()
+        self.classes = self.store.classes()
+        self._images: torch.Tensor | None = None
+        self._image_ids: list[int] | None = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        path: str | os.PathLike[str],
+        images: str | os.PathLike[str],
+        classes: str | Sequence[str],
+        *,
+        image_size: Sequence[int] = (32, 32),
+        model: str = "cnn",
+        width: float = 1.0,
+        strategy: str = "fishermask",
+        batch: int = 50,
+        budget: int | None = None,
+        min_per_class: int = 3,
+        seed: int = 0,
+        max_epochs: int = 50,
+        max_steps: int = 300,
+        cache_dir: str | os.PathLike[str] | None = None,
+        say: Callable[[str], None] = lambda s: None,
+        progress: bool = False,
+    ) -> Project:
+        """Create a project, scan the images and queue the first (diverse) batch."""
+        path = Path(path)
+        root = Path(images)
+        if (path / DB_NAME).exists():
+            raise ConfigError(f"{path} is already a labeling project; open it or choose a new folder.")
+        if not root.is_dir():
+            raise ConfigError(f"--images {root}: not a folder of images.")
+        names = parse_classes(classes)
+        size = check_image_size(tuple(image_size))
+        if model not in MODELS:
+            raise ConfigError(f"Unknown model {model!r}; supported: {', '.join(MODELS)}.")
+        if not width > 0:
+            raise ConfigError(f"--width {width}: must be > 0.")
+        for name, v in (("batch", batch), ("min-per-class", min_per_class), ("max-epochs", max_epochs)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"--{name} {v!r}: must be an integer >= 1.")
+        if budget is not None and budget < 1:
+            raise ConfigError(f"--budget {budget}: must be >= 1.")
+        sname, sopts = parse_strategy(strategy)
+        files, _ = imgs.candidate_files(root)
+        if not files:
+            raise ConfigError(
+                f"no images under {root} (looked for {', '.join(imgs.EXTENSIONS)} in any case, "
+                "recursively, hidden files ignored)."
+            )
+        channels = imgs.guess_channels(root, files)
+        probe = build_model(model, len(names), (channels, *size), width)
+        if sname == "fishermask" and "k" not in sopts and "sparsity" not in sopts:
+            try:
+                strategies.get(sname, **sopts).check(probe)
+            except ConfigError:
+                sopts["k"] = 2 * probe.classifier.weight.numel()
+                say(
+                    f"FisherMask's default sparsity keeps fewer weights than the {model}'s final "
+                    f"layer has; using k={sopts['k']} (twice the final layer's weights)."
+                )
+        strategies.get(sname, **sopts).check(probe)
+        created_dir = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            store = Store(path / DB_NAME, create=True)
+            store.set_classes(names)
+            store.set_meta(
+                {
+                    "project_id": uuid.uuid4().hex[:12],
+                    "image_root": str(root.resolve()),
+                    "image_size": list(size),
+                    "channels": channels,
+                    "model": model,
+                    "width": width,
+                    "strategy": sname,
+                    "strategy_options": sopts,
+                    "batch": batch,
+                    "budget": budget,
+                    "min_per_class": min_per_class,
+                    "seed": seed,
+                    "max_epochs": max_epochs,
+                    "max_steps": max_steps,
+                    "cv_below": 100,
+                    "min_eval": 20,
+                    "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None,
+                    "created": time.time(),
+                }
+            )
+            store.close()
+            project = cls(path)
+            added, unreadable = project.scan(progress=progress)
+            for rel, why in unreadable:
+                say(f"skipped {rel}: {why}")
+            if not added:
+                raise ConfigError(f"none of the {len(files)} image files under {root} could be read.")
+        except BaseException:
+            for suffix in ("", "-wal", "-shm"):
+                (path / (DB_NAME + suffix)).unlink(missing_ok=True)
+            if created_dir:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        return project
+
+    # -- settings shortcuts -----------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.settings["image_root"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        h, w = self.settings["image_size"]
+        return int(h), int(w)
+
+    @property
+    def channels(self) -> int:
+        return int(self.settings["channels"])
+
+    @property
+    def cache_dir(self) -> Path:
+        from fishermask.data.cache import resolve_cache_dir
+
+        return resolve_cache_dir(self.settings.get("cache_dir"))
+
+    def class_id(self, name: str) -> int:
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            raise ConfigError(
+                f"label {name!r} is not one of the project's classes: {', '.join(self.classes)}."
+            ) from None
+
+    # -- images -----------------------------------------------------------------------------
+    def scan(self, progress: bool = False) -> tuple[int, list[tuple[str, str]]]:
+        """Add images that appeared under the root since the last scan; labels untouched.
+
+        Returns the number added and the unreadable files (relative path, reason).
+        """
+        from fishermask.data.progress import progress_bar
+
+        known = set(self.store.image_ids_by_path())
+        files, _ = imgs.candidate_files(self.root)
+        new = [f for f in files if f not in known]
+        with progress_bar("decoding images", len(new), progress and len(new) > 0) as advance:
+            result = imgs.scan_folder(self.root, self.image_size, self.channels, known, advance)
+        if result.found:
+            segment = self.store.next_segment()
+            pixels = np.stack([f.pixels for f in result.found])
+            imgs.segment_images(
+                self.cache_dir,
+                self.root,
+                self.settings["project_id"],
+                segment,
+                [f.path for f in result.found],
+                self.image_size,
+                self.channels,
+                pixels=pixels,
+            )
+            self.store.add_images(
+                (
+                    {
+                        "path": f.path,
+                        "sha256": f.sha256,
+                        "bytes": f.bytes,
+                        "width": f.width,
+                        "height": f.height,
+                        "mtime_ns": f.mtime_ns,
+                    }
+                    for f in result.found
+                ),
+                segment,
+            )
+            self._images = None
+        return len(result.found), result.unreadable
+
+    def images(self) -> tuple[torch.Tensor, list[int]]:
+        """Decoded images ``[N, Ch, H, W]`` uint8 in image-id order, and their ids."""
+        if self._images is None:
+            rows = self.store.images()
+            parts: list[torch.Tensor] = []
+            seg_rows: dict[int, list[str]] = {}
+            for r in rows:
+                seg_rows.setdefault(r.segment, []).append(r.path)
+            for seg in sorted(seg_rows):
+                parts.append(
+                    imgs.segment_images(
+                        self.cache_dir,
+                        self.root,
+                        self.settings["project_id"],
+                        seg,
+                        seg_rows[seg],
+                        self.image_size,
+                        self.channels,
+                    )
+                )
+            # segments hold consecutive ids (each scan appends), so concatenation is id order
+            self._images = torch.cat(parts) if parts else torch.empty(0, self.channels, *self.image_size, dtype=torch.uint8)
+            self._image_ids = [r.id for r in rows]
+        assert self._image_ids is not None
+        return self._images, self._image_ids
+
+    # -- labels -----------------------------------------------------------------------------
+    def counts(self) -> dict[str, Any]:
+        cur = self.store.current()
+        per_class = [0] * len(self.classes)
+        kinds = dict.fromkeys(("label", "skip", "unsure"), 0)
+        for _, kind, cid in cur.values():
+            kinds[kind] += 1
+            if kind == "label" and cid is not None:
+                per_class[cid] += 1
+        return {
+            "images": self.store.num_images(),
+            "labeled": kinds["label"],
+            "skipped": kinds["skip"],
+            "unsure": kinds["unsure"],
+            "per_class": dict(zip(self.classes, per_class, strict=True)),
+            "budget": self.settings.get("budget"),
+        }
+
+    def resolve_path(self, ref: str, by_path: dict[str, int]) -> int | None:
+        """The image id of a path given relative to the root, or absolute inside it."""
+        ref = ref.strip().replace("\\", "/")
+        if ref in by_path:
+            return by_path[ref]
+        p = Path(ref)
+        if p.is_absolute():
+            try:
+                rel = Path(os.path.realpath(p)).relative_to(Path(os.path.realpath(self.root)))
+            except ValueError:
+                return None
+            return by_path.get(rel.as_posix())
+        return None
+
+    def add_label_rows(
+        self, rows: Sequence[tuple[str, str]], *, source: str, what: str
+    ) -> tuple[int, int]:
+        """Validate every ``(path, class name)`` first, then write them in one transaction.
+
+        Returns (written, already current). Nothing is written if any row is bad.
+        """
+        by_path = self.store.image_ids_by_path()
+        actions: list[tuple[int, str, int | None]] = []
+        errors: list[str] = []
+        seen: dict[int, int] = {}
+        for i, (ref, label) in enumerate(rows, start=1):
+            image_id = self.resolve_path(ref, by_path)
+            if image_id is None:
+                errors.append(f"row {i}: {ref!r} is not an image of this project")
+                continue
+            if label not in self.classes:
+                errors.append(f"row {i}: label {label!r} is not one of {', '.join(self.classes)}")
+                continue
+            cid = self.classes.index(label)
+            if image_id in seen and seen[image_id] != cid:
+                errors.append(f"row {i}: {ref!r} is given two different labels")
+                continue
+            seen[image_id] = cid
+        if errors:
+            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            raise ConfigError(f"{what}: {'; '.join(errors[:3])}{more}; nothing was written.")
+        current = self.store.current()
+        same = 0
+        for image_id, cid in seen.items():
+            cur = current.get(image_id)
+            if cur is not None and cur[1] == "label" and cur[2] == cid:
+                same += 1
+                continue
+            actions.append((image_id, "label", cid))
+        if actions:
+            self.store.add_labels(actions, source=source)
+        return len(actions), same
+
+    def read_csv_labels(self, path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+        """Rows of a ``path,label`` CSV file (header required)."""
+        try:
+            text = Path(path).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read labels file {path}: {exc}.") from None
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader, None)
+        if header is None or [h.strip().lower() for h in header[:2]] != ["path", "label"]:
+            raise ConfigError(f"{path}: the first row must be the header `path,label`.")
+        rows = []
+        for i, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) < 2:
+                raise ConfigError(f"{path}, line {i}: expected `path,label`, got {row!r}.")
+            rows.append((row[0], row[1].strip()))
+        return rows
+
+    # -- rounds -----------------------------------------------------------------------------
+    def recover(self) -> list[int]:
+        """Mark rounds whose process died as interrupted; returns their ids."""
+        out = []
+        for r in self.store.rounds():
+            if r["status"] == "running" and not pid_alive(r["pid"]):
+                self.store.mark_interrupted(r["id"])
+                out.append(r["id"])
+        for stale in (self.dir / "models").glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        return out
+
+    def needs_restart(self) -> bool:
+        """True when the latest round was interrupted (and no round runs now)."""
+        rounds = self.store.rounds()
+        return bool(rounds) and rounds[-1]["status"] == "interrupted"
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            max_epochs=int(self.settings["max_epochs"]), max_steps=int(self.settings["max_steps"])
+        )
+
+    def new_model(self, round_id: int, purpose: int = 0) -> Classifier:
+        from fishermask.experiments.runner import derive_seed
+
+        torch.manual_seed(derive_seed(int(self.settings["seed"]), round_id * 8 + purpose, "init"))
+        return build_model(
+            self.settings["model"],
+            len(self.classes),
+            (self.channels, *self.image_size),
+            float(self.settings["width"]),
+        )
+
+    def strategy(self) -> strategies.Strategy:
+        return strategies.get(self.settings["strategy"], **self.settings["strategy_options"])
+
+    def _fit(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        norm: Normalizer,
+        round_id: int,
+        purpose: int,
+        on_epoch: Callable[[int, int, float], None] | None,
+    ) -> tuple[Classifier, torch.nn.Module | None]:
+        from fishermask.experiments.runner import generator
+
+        model = self.new_model(round_id, purpose)
+        aux = self.strategy().make_auxiliary(model)
+        cfg = self.train_config()
+        train(
+            model,
+            x,
+            y,
+            cfg,
+            make_augmenter(cfg, norm, self.channels),
+            generator=generator(int(self.settings["seed"]), round_id * 8 + purpose, "train"),
+            aux=aux,
+            on_epoch=on_epoch,
+        )
+        return model, aux
+
+    def expected_epochs(self, n: int) -> int:
+        cfg = self.train_config()
+        per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        e = cfg.epoch_limit
+        return min(e, math.ceil(cfg.max_steps / per_epoch)) if cfg.max_steps else e
+
+    def train_and_evaluate(
+        self, x: torch.Tensor, norm: Normalizer, labeled: dict[int, int], id_pos: dict[int, int],
+        round_id: int, report: Report,
+    ) -> tuple[Classifier, torch.nn.Module | None, dict[str, Any]]:
+        """Estimate accuracy (held-out fold or cross-validation), then train on every label."""
+        ids = sorted(labeled)
+        pos = torch.tensor([id_pos[i] for i in ids], dtype=torch.int64)
+        y = torch.tensor([labeled[i] for i in ids], dtype=torch.int64)
+        folds = torch.tensor([fold_of(i) for i in ids])
+        n = len(ids)
+        present = len(set(y.tolist()))
+        metrics: dict[str, Any] = {"n_labels": n, "per_class": torch.bincount(y, minlength=len(self.classes)).tolist()}
+        if n >= int(self.settings["cv_below"]):
+            eval_folds, method = [0], "held-out 20 % of the labels"
+        elif n >= int(self.settings["min_eval"]) and present >= 2:
+            eval_folds, method = list(range(FOLDS)), "5-fold cross-validation"
+        else:
+            eval_folds, method = [], ""
+        trainings = len(eval_folds) + 1
+        e_all = self.expected_epochs(n)
+        total = trainings * e_all + 1
+        done = 0
+        correct = seen = 0
+        for k, f in enumerate(eval_folds):
+            test = folds == f
+            if not bool(test.any()) or bool(test.all()):
+                done += e_all
+                continue
+            phase = f"training for the accuracy estimate ({k + 1}/{len(eval_folds)})"
+            base = done
+
+            def on_epoch(epoch: int, limit: int, acc: float, base: int = base, phase: str = phase) -> None:
+                report(phase, base + min(epoch, e_all), total)
+
+            model, _ = self._fit(x[pos[~test]], y[~test], norm, round_id, 1 + k, on_epoch)
+            probs, _ = predict(model, x[pos[test]], norm)
+            correct += int((probs.argmax(1).cpu() == y[test]).sum())
+            seen += int(test.sum())
+            done = base + e_all
+        if seen:
+            lo, hi = wilson(correct, seen)
+            metrics.update(accuracy=correct / seen, low=lo, high=hi, n_eval=seen, method=method)
+        else:
+            metrics.update(
+                accuracy=None,
+                method=f"not estimated: needs at least {self.settings['min_eval']} labels in 2 classes",
+            )
+        base = done
+
+        def on_final(epoch: int, limit: int, acc: float) -> None:
+            report("training on every label", base + min(epoch, e_all), total)
+
+        model, aux = self._fit(x[pos], y, norm, round_id, 0, on_final)
+        report("querying the next batch", total - 1, total)
+        return model, aux, metrics
+
+    def save_checkpoint(self, round_id: int, model: Classifier, aux: torch.nn.Module | None, norm: Normalizer) -> str:
+        rel = f"models/round-{round_id:05d}.pt"
+        state = {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
+            "aux": {k: v.cpu() for k, v in aux.state_dict().items()} if aux is not None else None,
+            "normalizer": {"mean": list(norm.mean), "std": list(norm.std)},
+            "classes": list(self.classes),
+            "model_name": self.settings["model"],
+            "width": self.settings["width"],
+            "image_shape": [self.channels, *self.image_size],
+        }
+        _atomic_bytes(self.dir / rel, lambda f: torch.save(state, f))
+        return rel
+
+    def load_model(self, round_row: dict[str, Any]) -> tuple[Classifier, torch.nn.Module | None, Normalizer]:
+        state = torch.load(self.dir / round_row["checkpoint"], map_location="cpu", weights_only=True)
+        model = self.new_model(round_row["id"])
+        model.load_state_dict(state["model"])
+        aux = self.strategy().make_auxiliary(model)
+        if aux is not None and state.get("aux") is not None:
+            aux.load_state_dict(state["aux"])
+        model.eval()
+        norm = Normalizer(tuple(state["normalizer"]["mean"]), tuple(state["normalizer"]["std"]))
+        return model, aux, norm
+
+    def latest_model(self) -> tuple[dict[str, Any], Classifier, torch.nn.Module | None, Normalizer] | None:
+        row = self.store.last_good_round(with_model=True)
+        if row is None:
+            return None
+        model, aux, norm = self.load_model(row)
+        return row, model, aux, norm
+
+    def run_round(
+        self,
+        *,
+        train_model: bool = True,
+        n: int | None = None,
+        round_id: int | None = None,
+        report: Report = _no_report,
+    ) -> dict[str, Any]:
+        """Retrain (optional) and queue the next batch; returns the committed round row."""
+        if round_id is None:
+            round_id = self.store.start_round(self.settings["strategy"], os.getpid())
+        try:
+            report("loading images", 0, 1)
+            self.store.progress(round_id, "loading images", 0, 1)
+            x, ids = self.images()
+            id_pos = {i: p for p, i in enumerate(ids)}
+            last_label = self.store.last_label_id()
+            current = self.store.current()
+            labeled = {i: c for i, (_, k, c) in current.items() if k == "label" and i in id_pos}
+
+            def both(phase: str, done: int, total: int) -> None:
+                report(phase, done, total)
+                self.store.progress(round_id, phase, done, total)
+
+            model = aux = None
+            metrics: dict[str, Any] = {}
+            checkpoint = None
+            norm = fit_normalizer(x)
+            trainable = len(labeled) >= 2 and len(set(labeled.values())) >= 2
+            if train_model and trainable:
+                model, aux, metrics = self.train_and_evaluate(x, norm, labeled, id_pos, round_id, both)
+                checkpoint = self.save_checkpoint(round_id, model, aux, norm)
+            elif (latest := self.latest_model()) is not None:
+                prev, model, aux, norm = latest
+                checkpoint = prev["checkpoint"]
+            both("querying the next batch", 0, 1)
+            queue, mode = self.choose(x, ids, model, aux, norm, labeled, current, n, round_id)
+            self.store.finish_round(
+                round_id,
+                status="done",
+                mode=mode,
+                n_labels=len(labeled),
+                last_label_id=last_label,
+                checkpoint=checkpoint,
+                metrics=metrics,
+                queue=queue,
+            )
+        except BaseException as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            self.store.finish_round(round_id, status=status, message=msg)
+            raise
+        row = self.store.round(round_id)
+        assert row is not None
+        return row
+
+    def choose(
+        self,
+        x: torch.Tensor,
+        ids: list[int],
+        model: Classifier | None,
+        aux: torch.nn.Module | None,
+        norm: Normalizer,
+        labeled: dict[int, int],
+        current: dict[int, tuple[int, str, int | None]],
+        n: int | None,
+        round_id: int,
+    ) -> tuple[list[tuple[int, float | None, list[dict[str, Any]]]], str]:
+        from fishermask.experiments.runner import generator
+        from fishermask.query_api import query
+        from fishermask.strategies.kcenter import k_center_greedy
+
+        id_pos = {i: p for p, i in enumerate(ids)}
+        cand = torch.tensor([p for p, i in enumerate(ids) if i not in current], dtype=torch.int64)
+        lab_ids = sorted(labeled)
+        lab_pos = torch.tensor([id_pos[i] for i in lab_ids], dtype=torch.int64)
+        lab_y = torch.tensor([labeled[i] for i in lab_ids], dtype=torch.int64)
+        budget = min(n or int(self.settings["batch"]), len(cand))
+        if budget == 0:
+            return [], "every image has been seen: nothing left to label"
+        counts = torch.bincount(lab_y, minlength=len(self.classes)).tolist()
+        need = int(self.settings["min_per_class"])
+        lacking = [f"{c}: {k}" for c, k in zip(self.classes, counts, strict=True) if k < need]
+        gen = generator(int(self.settings["seed"]), round_id, "query")
+        if lacking or model is None:
+            if model is not None:
+                _, feats = predict(model, x, norm, embeddings=True)
+                assert feats is not None
+                on = "the model's features"
+            else:
+                feats = F.adaptive_avg_pool2d(x.to(torch.float32) / 255.0, 8).flatten(1)
+                on = "downsampled pixels"
+            pick, dist = k_center_greedy(feats[cand], feats[lab_pos], budget, generator=gen)
+            chosen, scores = cand[pick], dist
+            why = (
+                f"until every class has {need} labels (now {', '.join(lacking)})"
+                if lacking
+                else "until a model can be trained"
+            )
+            mode = f"cold start: diverse images (k-center on {on}) {why}"
+        else:
+            res = query(
+                model,
+                x,
+                labeled=lab_pos,
+                labels=lab_y,
+                budget=budget,
+                strategy=self.settings["strategy"],
+                candidates=cand,
+                normalizer=norm,
+                seed=gen,
+                aux=aux,
+                **self.settings["strategy_options"],
+            )
+            chosen, scores = res.indices, res.scores
+            mode = f"{self.settings['strategy']} on the model trained on {len(lab_ids)} labels"
+        guesses: list[list[dict[str, Any]]] = [[] for _ in range(len(chosen))]
+        if model is not None:
+            probs, _ = predict(model, x[chosen], norm)
+            top = probs.cpu().topk(min(3, len(self.classes)), dim=1)
+            guesses = [
+                [{"label": self.classes[int(c)], "prob": round(float(p), 4)} for p, c in zip(pv, cv, strict=True)]
+                for pv, cv in zip(top.values, top.indices, strict=True)
+            ]
+        queue = [
+            (
+                ids[int(p)],
+                None if scores is None or not math.isfinite(float(scores[k])) else float(scores[k]),
+                guesses[k],
+            )
+            for k, p in enumerate(chosen.tolist())
+        ]
+        return queue, mode
+
+    # -- status -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        rounds = self.store.rounds()
+        latest = rounds[-1] if rounds else None
+        acc = next((r["metrics"] for r in reversed(rounds) if r["metrics"].get("accuracy") is not None), None)
+        queue_round = next((r for r in reversed(rounds) if r["status"] == "done"), None)
+        return {
+            **self.counts(),
+            "classes": self.classes,
+            "round": None
+            if latest is None
+            else {k: latest[k] for k in ("id", "status", "phase", "done", "total", "message", "mode")},
+            "training": bool(latest and latest["status"] == "running"),
+            "accuracy": acc,
+            "mode": queue_round["mode"] if queue_round else "",
+            "queue_round": queue_round["id"] if queue_round else None,
+            "strategy": self.settings["strategy"],
+        }
+
+    def batch(self) -> list[dict[str, Any]]:
+        """The current queue, each item with its current state (label/skip/unsure or None)."""
+        current = self.store.current()
+        out = []
+        for q in self.store.queue():
+            cur = current.get(q["image_id"])
+            state = None
+            if cur is not None:
+                state = {
+                    "label_id": cur[0],
+                    "kind": cur[1],
+                    "label": self.classes[cur[2]] if cur[2] is not None else None,
+                }
+            out.append(
+                {
+                    "image_id": q["image_id"],
+                    "path": q["path"],
+                    "rank": q["position"] + 1,
+                    "score": q["score"],
+                    "guesses": q["guesses"],
+                    "state": state,
+                }
+            )
+        return out
+
+    # -- export / import --------------------------------------------------------------------
+    def labeled_rows(self) -> list[tuple[int, str, str]]:
+        """``(image id, path, class name)`` of every labeled image, sorted by path."""
+        labels = self.store.current_labels()
+        rows = [(r.id, r.path, self.classes[labels[r.id]]) for r in self.store.images() if r.id in labels]
+        return sorted(rows, key=lambda t: t[1])
+
+    def export_csv_text(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "label"])
+        for _, path, label in self.labeled_rows():
+            w.writerow([path, label])
+        return buf.getvalue()
+
+    def export(self, fmt: str, out: str | os.PathLike[str], *, image_url_prefix: str = "/data/local-files/?d=") -> int:
+        """Write the labels as csv, imagefolder, labelstudio or npz; returns the item count."""
+        out = Path(out)
+        formats = ("csv", "imagefolder", "labelstudio", "npz")
+        if fmt not in formats:
+            raise ConfigError(f"Unknown export format {fmt!r}; supported: {', '.join(formats)}.")
+        if fmt == "imagefolder":
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise ConfigError(f"--out {out} exists and is not an empty folder; choose a new path.")
+        elif out.is_dir():
+            raise ConfigError(f"--out {out} is a folder; give a file name.")
+        rows = self.labeled_rows()
+        if fmt == "csv":
+            text = self.export_csv_text()
+            _atomic_bytes(out, lambda f: f.write(text.encode()))
+            return len(rows)
+        if fmt == "labelstudio":
+            tasks = self.labelstudio_tasks(image_url_prefix)
+            data = json.dumps(tasks, indent=1).encode()
+            _atomic_bytes(out, lambda f: f.write(data))
+            return len(tasks)
+        if fmt == "npz":
+            x, ids = self.images()
+            id_pos = {i: p for p, i in enumerate(ids)}
+            sel = [id_pos[i] for i, _, _ in rows]
+            arrays = {
+                "x": x[sel].numpy() if sel else x[:0].numpy(),
+                "y": np.array([self.classes.index(c) for _, _, c in rows], dtype=np.int64),
+                "paths": np.array([p for _, p, _ in rows], dtype=str),
+                "classes": np.array(self.classes, dtype=str),
+            }
+            _atomic_bytes(out, lambda f: np.savez(f, **arrays))
+            return len(rows)
+        # imagefolder: build beside the target, then rename into place
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            for c in self.classes:
+                (tmp / c).mkdir()
+            for _, path, label in rows:
+                shutil.copy2(self.root / path, tmp / label / path.replace("/", "__"))
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return len(rows)
+
+    def labelstudio_tasks(self, image_url_prefix: str = "/data/local-files/?d=") -> list[dict[str, Any]]:
+        """Label Studio tasks: every image, its label as an annotation, the model's guess as a
+        prediction with its probability as ``score`` (Label Studio can sort tasks by it)."""
+        from urllib.parse import quote
+
+        x, ids = self.images()
+        latest = self.latest_model()
+        probs = None
+        version = ""
+        if latest is not None:
+            row, model, _, norm = latest
+            probs, _ = predict(model, x, norm)
+            probs = probs.cpu()
+            version = f"fishermask round {row['id']} ({row['n_labels']} labels)"
+        current = self.store.current()
+        history = {r.id: r for r in self.store.history()}
+        tasks = []
+        for p, r in enumerate(self.store.images()):
+            task: dict[str, Any] = {
+                "id": r.id,
+                "data": {"image": image_url_prefix + quote(r.path), "path": r.path},
+            }
+            cur = current.get(r.id)
+            if cur is not None and cur[1] == "label":
+                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(history[cur[0]].created))
+                task["annotations"] = [
+                    {
+                        "result": [_ls_choice(self.classes[cur[2]])],
+                        "was_cancelled": False,
+                        "ground_truth": False,
+                        "created_at": when,
+                        "updated_at": when,
+                    }
+                ]
+            else:
+                task["annotations"] = []
+            if probs is not None:
+                k = int(probs[p].argmax())
+                score = round(float(probs[p, k]), 6)
+                task["predictions"] = [
+                    {
+                        "model_version": version,
+                        "score": score,
+                        "result": [_ls_choice(self.classes[k]) | {"score": score}],
+                    }
+                ]
+            tasks.append(task)
+        return tasks
+
+    def read_labelstudio(self, path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+        """``(image path, class)`` of every annotated task of a Label Studio JSON export."""
+        from urllib.parse import parse_qs, unquote, urlparse
+
+        try:
+            tasks = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read Label Studio export {path}: {exc}.") from None
+        if isinstance(tasks, dict):
+            tasks = [tasks]
+        if not isinstance(tasks, list):
+            raise ConfigError(f"{path}: a Label Studio JSON export is a list of tasks.")
+        by_path = self.store.image_ids_by_path()
+        by_name: dict[str, list[str]] = {}
+        for p in by_path:
+            by_name.setdefault(p.rsplit("/", 1)[-1], []).append(p)
+        rows = []
+        for i, task in enumerate(tasks):
+            if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+                raise ConfigError(f"{path}: task {i} has no `data` object.")
+            anns = [
+                a
+                for a in task.get("annotations") or []
+                if isinstance(a, dict) and not a.get("was_cancelled")
+            ]
+            choice = None
+            for a in sorted(anns, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")):
+                for res in a.get("result") or []:
+                    if isinstance(res, dict) and res.get("type") == "choices":
+                        ch = (res.get("value") or {}).get("choices") or []
+                        if ch:
+                            choice = str(ch[0])
+            if choice is None:
+                continue
+            data = task["data"]
+            ref = data.get("path")
+            if not (isinstance(ref, str) and ref in by_path):
+                image = str(data.get("image", ""))
+                url = urlparse(image)
+                d = parse_qs(url.query).get("d")
+                ref = unquote(d[0]) if d else unquote(url.path)
+                match = [p for p in by_path if ref == p or ref.endswith("/" + p)]
+                if not match:
+                    name = ref.rsplit("/", 1)[-1]
+                    match = by_name.get(name, [])
+                    if not match and len(name) > 9 and name[8] == "-":
+                        match = by_name.get(name[9:], [])  # Label Studio upload prefix "1a2b3c4d-"
+                ref = match[0] if len(match) == 1 else ref
+            rows.append((ref, choice))
+        return rows
+
+
+def _ls_choice(label: str) -> dict[str, Any]:
+    return {"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": [label]}}
+
+
+__all__ = ["KINDS", "FishermaskError", "Project", "parse_classes", "wilson"]

@@ -1,0 +1,310 @@
+"""The labeling page and its JSON API (FastAPI on uvicorn, Jinja2 templates, no JS build).
+
+Every request needs the access token, as a ``token`` query parameter or an
+``Authorization: Bearer`` header. Images are served by id only: the path comes from the
+database and is checked (links resolved) to lie inside the image folder. A label is
+committed to the database before ``POST /api/labels`` answers 200. ``POST /api/next``
+retrains and queries in a worker process; the page polls ``GET /api/status`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fishermask.errors import ConfigError
+from fishermask.label import images as imgs
+from fishermask.label.project import Project
+from fishermask.label.store import RoundBusy
+
+HERE = Path(__file__).parent
+MAX_BODY = 4096  # bytes: a label is a few dozen
+MEDIA = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+         ".bmp": "image/bmp"}
+
+
+def shortcut_keys(n: int) -> list[str]:
+    """Keys of the class buttons: 1-9, 0, then letters not used by other commands."""
+    keys = [str(i) for i in range(1, 10)] + ["0"] + list("qwertyiopadfghjklxcvbm")
+    return keys[:n] + [""] * max(0, n - len(keys))
+
+
+class TokenGuard:
+    """ASGI middleware: 401 unless the request carries the token; 413 for oversized bodies."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = b""
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        else:
+            from urllib.parse import parse_qs
+
+            q = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            given = (q.get("token") or [""])[0].encode()
+        if not secrets.compare_digest(given, self.token):
+            resp = JSONResponse(
+                {"error": "missing or wrong access token: add ?token=... (printed by "
+                 "`fishermask label serve`) or an Authorization: Bearer header"},
+                status_code=401,
+            )
+            await resp(scope, receive, send)
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            resp = JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
+            await resp(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class Worker:
+    """Starts and watches the retrain process of ``POST /api/next``."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lock = threading.Lock()
+
+    def poll(self) -> None:
+        with self.lock:
+            if self.proc is not None and self.proc.poll() is not None:
+                self.proc = None
+        self.project.recover()
+
+    def start(self) -> int:
+        with self.lock:
+            store = self.project.store
+            round_id = store.start_round(self.project.settings["strategy"], None)
+            try:
+                env = dict(os.environ)
+                src = str(Path(__file__).resolve().parents[2])
+                env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "fishermask.label.worker", str(self.project.dir),
+                     str(round_id)],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(self.project.dir / "worker.log", "ab"),  # noqa: SIM115
+                )
+            except OSError as exc:
+                store.finish_round(round_id, status="failed", message=str(exc))
+                raise
+            store.set_round_pid(round_id, self.proc.pid)
+            return round_id
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.terminate()
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
+    """The ASGI app for one project; every route requires ``token``."""
+    project = Project(project_dir)
+    project.recover()
+    worker = Worker(project)
+    classes = project.classes
+    root_real = Path(os.path.realpath(project.root))
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app = FastAPI(title="fishermask label", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.project = project
+    app.state.worker = worker
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(request: Request) -> Any:
+        keys = shortcut_keys(len(classes))
+        return templates.TemplateResponse(
+            request,
+            "index.html",
+            {
+                "token": token,
+                "project": project.dir.name,
+                "classes": list(zip(classes, keys, strict=True)),
+                "config": json.dumps({"token": token, "classes": classes, "keys": keys}),
+            },
+        )
+
+    @app.get("/api/batch")
+    def batch() -> Any:
+        items = project.batch()
+        for it in items:
+            it["url"] = f"/api/images/{it['image_id']}?token={token}"
+        st = project.status()
+        return {"round_id": st["queue_round"], "mode": st["mode"], "classes": classes, "items": items}
+
+    @app.get("/api/status")
+    def status() -> Any:
+        worker.poll()
+        return project.status()
+
+    @app.post("/api/labels")
+    async def post_label(request: Request) -> Any:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return _error(413, f"request body over {MAX_BODY} bytes")
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, 'body must be JSON like {"image_id": 3, "label": "cat"}')
+        if not isinstance(data, dict):
+            return _error(400, 'body must be a JSON object like {"image_id": 3, "label": "cat"}')
+        extra = set(data) - {"image_id", "label", "kind", "client"}
+        if extra:
+            return _error(400, f"unknown field(s) {', '.join(sorted(extra))}; "
+                          "allowed: image_id, label, kind, client")
+        image_id = data.get("image_id")
+        if isinstance(image_id, bool) or not isinstance(image_id, int):
+            return _error(400, "`image_id` must be an integer image id (from GET /api/batch)")
+        kind = data.get("kind", "label")
+        if kind not in ("label", "skip", "unsure"):
+            return _error(400, "`kind` must be label, skip or unsure")
+        label = data.get("label")
+        client = data.get("client")
+        if client is not None and (not isinstance(client, str) or len(client) > 64):
+            return _error(400, "`client` must be a string of at most 64 characters")
+        class_id = None
+        if kind == "label":
+            if not isinstance(label, str) or label not in classes:
+                return _error(400, f"label {label!r} is not one of the project's classes: "
+                              f"{', '.join(classes)}")
+            class_id = classes.index(label)
+        elif label is not None:
+            return _error(400, f"a {kind} carries no label")
+        if project.store.image(image_id) is None:
+            return _error(404, f"no image with id {image_id}")
+        label_id = await run_in_threadpool(
+            project.store.add_label, image_id, kind, class_id, source="human", client=client
+        )
+        return {"label_id": label_id, "image_id": image_id, "kind": kind, "label": label}
+
+    @app.post("/api/undo")
+    async def undo(request: Request) -> Any:
+        body = await request.body()
+        try:
+            data = json.loads(body)
+            label_id = data["label_id"]
+            if isinstance(label_id, bool) or not isinstance(label_id, int):
+                raise TypeError
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            return _error(400, 'body must be JSON like {"label_id": 12}')
+        try:
+            undo_id = await run_in_threadpool(project.store.undo, label_id)
+        except ConfigError as exc:
+            return _error(404, str(exc))
+        return {"undo_id": undo_id, "undone": label_id}
+
+    @app.post("/api/next", status_code=202)
+    def next_batch() -> Any:
+        worker.poll()
+        try:
+            round_id = worker.start()
+        except RoundBusy as busy:
+            return _error(409, f"a retrain is already running (round {busy.args[0]})")
+        return {"round_id": round_id}
+
+    @app.get("/api/export.csv")
+    def export_csv() -> Any:
+        return PlainTextResponse(
+            project.export_csv_text(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="labels.csv"'},
+        )
+
+    @app.get("/api/images/{image_id}")
+    def image(image_id: int) -> Any:
+        row = project.store.image(image_id)
+        if row is None:
+            return _error(404, f"no image with id {image_id}")
+        path = project.root / row.path
+        if not imgs.inside(root_real, path):
+            return _error(403, f"image {image_id} is no longer a file inside the image folder")
+        return FileResponse(
+            os.path.realpath(path), media_type=MEDIA.get(path.suffix.lower(), "image/*")
+        )
+
+    app.add_middleware(TokenGuard, token=token)
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_server(
+    project_dir: str | os.PathLike[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Bind, print the URL (with its token) on one line, serve until interrupted."""
+    import uvicorn
+
+    token = token or secrets.token_urlsafe(24)
+    app = create_app(project_dir, token)
+    project: Project = app.state.project
+    if not is_loopback(host):
+        say(f"warning: serving on {host}, reachable from other machines; anyone with the URL "
+            "(and its token) can label. Use --host 127.0.0.1 to keep it local.")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; try --port 0.") from None
+    sock.listen(128)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    if project.needs_restart():
+        say("the last retrain was interrupted; restarting it from the last good model")
+        app.state.worker.start()
+    print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        app.state.worker.stop()
+        sock.close()

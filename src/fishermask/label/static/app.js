@@ -1,0 +1,179 @@
+// The labeling page: keyboard labeling on top of the JSON API (no build step).
+"use strict";
+const FM = window.FM;
+const client = Math.random().toString(36).slice(2, 12);  // this tab
+let items = [];       // the current batch (GET /api/batch)
+let pos = 0;          // the item shown
+let undoStack = [];   // label ids saved by this tab, newest last
+let queueRound = null;
+let busy = false;
+const $ = (id) => document.getElementById(id);
+
+async function api(method, path, body) {
+  const opts = { method, headers: { "Authorization": "Bearer " + FM.token } };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opts);
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+  return data;
+}
+
+function say(text, error) {
+  const m = $("message");
+  m.textContent = text;
+  m.className = error ? "error" : "";
+}
+
+async function loadBatch() {
+  const b = await api("GET", "/api/batch");
+  items = b.items;
+  queueRound = b.round_id;
+  $("mode").textContent = b.mode;
+  const first = items.findIndex((it) => !it.state);
+  pos = first >= 0 ? first : 0;
+  show();
+}
+
+function show() {
+  document.querySelectorAll("button.class").forEach((b) => b.classList.remove("guess", "chosen"));
+  if (!items.length) {
+    $("image").removeAttribute("src");
+    $("position").textContent = "the batch is empty: ask for the next batch (n)";
+    $("path").textContent = ""; $("guesses").textContent = "";
+    return;
+  }
+  const it = items[pos];
+  $("image").src = it.url;
+  $("image").dataset.imageId = it.image_id;
+  const done = items.filter((x) => x.state).length;
+  $("position").textContent = `image ${pos + 1} of ${items.length} in this batch (${done} done)`;
+  $("path").textContent = it.path + (it.state ? ` \u2014 ${it.state.kind === "label" ? it.state.label : it.state.kind}` : "");
+  $("guesses").textContent = it.guesses.length
+    ? "model: " + it.guesses.map((g) => `${g.label} ${(100 * g.prob).toFixed(0)}%`).join(", ")
+    : "model: no guess yet";
+  const guess = it.guesses.length ? it.guesses[0].label : null;
+  document.querySelectorAll("button.class").forEach((b) => {
+    if (b.dataset.label === guess) b.classList.add("guess");
+    if (it.state && it.state.kind === "label" && it.state.label === b.dataset.label) b.classList.add("chosen");
+  });
+}
+
+function advance() {
+  const next = items.findIndex((x, i) => i > pos && !x.state);
+  const any = items.findIndex((x) => !x.state);
+  if (next >= 0) pos = next; else if (any >= 0) pos = any;
+  else { say("batch done: press n (next batch) to retrain and get the next one"); }
+  show();
+}
+
+async function save(kind, label) {
+  if (!items.length || busy) return;
+  const it = items[pos];
+  const body = { image_id: it.image_id, kind, client };
+  if (kind === "label") body.label = label;
+  busy = true;
+  try {
+    const r = await api("POST", "/api/labels", body);
+    it.state = { label_id: r.label_id, kind, label: kind === "label" ? label : null };
+    undoStack.push({ label_id: r.label_id, pos });
+    say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`);
+    advance();
+  } catch (e) {
+    say("not saved: " + e.message, true);
+  } finally {
+    busy = false;
+    refreshStatus();
+  }
+}
+
+async function undo() {
+  const last = undoStack.pop();
+  if (!last) { say("nothing to undo in this tab"); return; }
+  try {
+    await api("POST", "/api/undo", { label_id: last.label_id });
+    say("undone");
+    await loadBatch();
+    pos = Math.min(last.pos, items.length - 1);
+    show();
+  } catch (e) { say("undo failed: " + e.message, true); }
+  refreshStatus();
+}
+
+async function nextBatch() {
+  try {
+    await api("POST", "/api/next");
+    say("retraining and choosing the next batch; keep labeling meanwhile");
+  } catch (e) { say(e.message, true); }
+  refreshStatus();
+}
+
+async function refreshStatus() {
+  let s;
+  try { s = await api("GET", "/api/status"); } catch (e) { say(e.message, true); return; }
+  const total = s.budget || s.images;
+  $("budget-bar").style.width = `${Math.min(100, (100 * s.labeled) / Math.max(total, 1))}%`;
+  $("counts").textContent = `${s.labeled} labeled of ${s.budget ? "a budget of " + s.budget : s.images + " images"}`
+    + ` \u00b7 ${s.skipped} skipped \u00b7 ${s.unsure} unsure`;
+  $("progress-text").textContent = `${s.labeled} / ${total} labeled`;
+  const max = Math.max(1, ...Object.values(s.per_class));
+  $("chart").innerHTML = "";
+  for (const [name, n] of Object.entries(s.per_class)) {
+    const row = document.createElement("div");
+    row.className = "chartrow";
+    row.innerHTML = `<span class="name"></span><div class="bar"><div></div></div><span class="n"></span>`;
+    row.querySelector(".name").textContent = name;
+    row.querySelector(".bar > div").style.width = `${(100 * n) / max}%`;
+    row.querySelector(".n").textContent = n;
+    $("chart").appendChild(row);
+  }
+  const a = s.accuracy;
+  $("accuracy").textContent = a && a.accuracy !== null && a.accuracy !== undefined
+    ? `held-out accuracy ${(100 * a.accuracy).toFixed(1)}% (95% interval ${(100 * a.low).toFixed(0)}\u2013${(100 * a.high).toFixed(0)}%, ${a.method}, ${a.n_labels} labels)`
+    : (a ? a.method : "no model yet");
+  const r = s.round;
+  $("training").hidden = !s.training;
+  if (s.training && r) {
+    $("training-phase").textContent = `round ${r.id}: ${r.phase}`;
+    $("training-bar").style.width = `${r.total ? (100 * r.done) / r.total : 0}%`;
+  } else if (r && (r.status === "failed" || r.status === "interrupted")) {
+    say(`round ${r.id} ${r.status}${r.message ? ": " + r.message : ""}`, true);
+  }
+  if (s.queue_round !== queueRound && !s.training) {
+    await loadBatch();
+    say("new batch ready");
+  }
+}
+
+function onKey(ev) {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const k = ev.key;
+  const btn = [...document.querySelectorAll("button.class")].find((b) => b.dataset.key === k);
+  if (btn) { ev.preventDefault(); save("label", btn.dataset.label); return; }
+  if (k === "Enter" || k === " ") {
+    ev.preventDefault();
+    const it = items[pos];
+    if (it && it.guesses.length) save("label", it.guesses[0].label);
+    else say("no model guess to confirm: press a class key");
+  } else if (k === "s") save("skip");
+  else if (k === "u") save("unsure");
+  else if (k === "z" || k === "Backspace") { ev.preventDefault(); undo(); }
+  else if (k === "ArrowRight") { pos = Math.min(pos + 1, items.length - 1); show(); }
+  else if (k === "ArrowLeft") { pos = Math.max(pos - 1, 0); show(); }
+  else if (k === "n") nextBatch();
+}
+
+document.addEventListener("keydown", onKey);
+document.querySelectorAll("button.class").forEach((b) =>
+  b.addEventListener("click", () => save("label", b.dataset.label)));
+$("confirm").onclick = () => onKey({ key: "Enter", preventDefault() {} });
+$("skip").onclick = () => save("skip");
+$("unsure").onclick = () => save("unsure");
+$("undo").onclick = () => undo();
+$("prev").onclick = () => onKey({ key: "ArrowLeft", preventDefault() {} });
+$("next").onclick = () => onKey({ key: "ArrowRight", preventDefault() {} });
+$("next-batch").onclick = () => nextBatch();
+loadBatch().then(refreshStatus).catch((e) => say(e.message, true));
+setInterval(refreshStatus, 1500);

@@ -1,0 +1,412 @@
+"""The labeling project's state: one SQLite database (standard library ``sqlite3``, WAL mode).
+
+Tables: ``meta`` (the project settings as JSON values), ``classes``, ``images`` (path relative
+to the image root, content hash, byte size, pixel size, the decode segment it belongs to),
+``labels`` (an append-only history: every label, skip, unsure and undo with its source and
+time), ``rounds`` (each retrain + query: strategy, model checkpoint, metrics, progress) and
+``queue`` (the batch being labeled, with scores and the model's guesses).
+
+Rule for an image labeled more than once (two tabs, or a correction): every action is kept in
+``labels``; the image's current state is its newest action that has not been undone (highest
+row id, i.e. the last one committed). Undo appends an ``undo`` row naming the row it cancels,
+so the state falls back to the action before it. Nothing is ever deleted.
+
+Every write is one transaction, committed (``synchronous=FULL``) before the caller returns,
+so a label acknowledged to a client survives ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fishermask.errors import ConfigError
+
+DB_NAME = "project.sqlite"
+SCHEMA_VERSION = 1
+#: Actions a labeling row can record (``label`` carries a class).
+KINDS = ("label", "skip", "unsure", "undo")
+SOURCES = ("human", "import")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS classes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    segment INTEGER NOT NULL,
+    added REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    kind TEXT NOT NULL,
+    class_id INTEGER REFERENCES classes(id),
+    undoes INTEGER REFERENCES labels(id),
+    source TEXT NOT NULL,
+    client TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS labels_image ON labels(image_id, id);
+CREATE TABLE IF NOT EXISTS rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    status TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    mode TEXT NOT NULL DEFAULT '',
+    n_labels INTEGER NOT NULL DEFAULT 0,
+    last_label_id INTEGER NOT NULL DEFAULT 0,
+    checkpoint TEXT,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    phase TEXT NOT NULL DEFAULT '',
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER,
+    message TEXT NOT NULL DEFAULT '',
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    position INTEGER NOT NULL,
+    image_id INTEGER PRIMARY KEY REFERENCES images(id),
+    round_id INTEGER,
+    score REAL,
+    guesses TEXT NOT NULL DEFAULT '[]'
+);
+"""
+
+# The current action of every image: its newest row that is not an undo and not undone.
+_CURRENT = """
+SELECT l.image_id, l.id, l.kind, l.class_id FROM labels l
+JOIN (
+    SELECT image_id, MAX(id) AS id FROM labels
+    WHERE kind != 'undo' AND id NOT IN (SELECT undoes FROM labels WHERE kind = 'undo')
+    GROUP BY image_id
+) m ON l.id = m.id
+"""
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    path: str
+    sha256: str
+    bytes: int
+    width: int
+    height: int
+    mtime_ns: int
+    segment: int
+    added: float
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    id: int
+    image_id: int
+    kind: str
+    class_id: int | None
+    undoes: int | None
+    source: str
+    client: str | None
+    created: float
+
+
+class Store:
+    """Thread-safe access to one project database (one connection, one lock per process)."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise ConfigError(
+                f"{self.path.parent} is not a labeling project (no {DB_NAME}); create one with "
+                "`fishermask label init PROJECT --images DIR --classes a,b,...`."
+            )
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        if create:
+            with self.transaction() as c:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (json.dumps(SCHEMA_VERSION),),
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locked) transaction, committed on exit, rolled back on error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # -- settings ---------------------------------------------------------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def meta(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self.query("SELECT * FROM meta")}
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            for k, v in values.items():
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+
+    # -- classes ----------------------------------------------------------------------------
+    def set_classes(self, names: Sequence[str]) -> None:
+        with self.transaction() as c:
+            for i, name in enumerate(names):
+                c.execute("INSERT INTO classes VALUES (?, ?)", (i, name))
+
+    def classes(self) -> list[str]:
+        return [r["name"] for r in self.query("SELECT name FROM classes ORDER BY id")]
+
+    # -- images -----------------------------------------------------------------------------
+    def add_images(self, rows: Iterable[dict[str, Any]], segment: int) -> int:
+        """Insert new images (dicts with path, sha256, bytes, width, height, mtime_ns)."""
+        now = time.time()
+        n = 0
+        with self.transaction() as c:
+            for r in rows:
+                c.execute(
+                    "INSERT INTO images (path, sha256, bytes, width, height, mtime_ns, segment, "
+                    "added) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r["path"],
+                        r["sha256"],
+                        r["bytes"],
+                        r["width"],
+                        r["height"],
+                        r["mtime_ns"],
+                        segment,
+                        now,
+                    ),
+                )
+                n += 1
+        return n
+
+    def images(self) -> list[ImageRow]:
+        """Every image, ordered by id (the order of the decoded image tensor)."""
+        return [ImageRow(**dict(r)) for r in self.query("SELECT * FROM images ORDER BY id")]
+
+    def image(self, image_id: int) -> ImageRow | None:
+        rows = self.query("SELECT * FROM images WHERE id = ?", (image_id,))
+        return ImageRow(**dict(rows[0])) if rows else None
+
+    def image_ids_by_path(self) -> dict[str, int]:
+        return {r["path"]: r["id"] for r in self.query("SELECT id, path FROM images")}
+
+    def num_images(self) -> int:
+        return int(self.query("SELECT COUNT(*) AS n FROM images")[0]["n"])
+
+    def next_segment(self) -> int:
+        return int(self.query("SELECT COALESCE(MAX(segment), -1) + 1 AS s FROM images")[0]["s"])
+
+    # -- labels -----------------------------------------------------------------------------
+    def add_label(
+        self,
+        image_id: int,
+        kind: str,
+        class_id: int | None = None,
+        *,
+        source: str = "human",
+        client: str | None = None,
+    ) -> int:
+        """Append one action (committed when this returns); returns its row id."""
+        return self.add_labels([(image_id, kind, class_id)], source=source, client=client)[0]
+
+    def add_labels(
+        self,
+        actions: Sequence[tuple[int, str, int | None]],
+        *,
+        source: str = "human",
+        client: str | None = None,
+    ) -> list[int]:
+        """Append ``(image_id, kind, class_id)`` actions in one transaction."""
+        now = time.time()
+        ids = []
+        with self.transaction() as c:
+            for image_id, kind, class_id in actions:
+                cur = c.execute(
+                    "INSERT INTO labels (image_id, kind, class_id, source, client, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (image_id, kind, class_id, source, client, now),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def undo(self, label_id: int, *, client: str | None = None) -> int:
+        """Cancel action ``label_id`` (an undo row); returns the undo row's id."""
+        with self.transaction() as c:
+            row = c.execute("SELECT * FROM labels WHERE id = ?", (label_id,)).fetchone()
+            if row is None or row["kind"] == "undo":
+                raise ConfigError(f"no label action with id {label_id} to undo.")
+            done = c.execute(
+                "SELECT id FROM labels WHERE kind = 'undo' AND undoes = ?", (label_id,)
+            ).fetchone()
+            if done is not None:
+                return int(done["id"])
+            cur = c.execute(
+                "INSERT INTO labels (image_id, kind, undoes, source, client, created) "
+                "VALUES (?, 'undo', ?, 'human', ?, ?)",
+                (row["image_id"], label_id, client, time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def current(self) -> dict[int, tuple[int, str, int | None]]:
+        """``image_id -> (label row id, kind, class_id)`` for every image with a current action."""
+        return {
+            r["image_id"]: (r["id"], r["kind"], r["class_id"]) for r in self.query(_CURRENT)
+        }
+
+    def current_labels(self) -> dict[int, int]:
+        """``image_id -> class_id`` of every labeled image (skips and unsure left out)."""
+        return {i: c for i, (_, k, c) in self.current().items() if k == "label"}
+
+    def history(self, image_id: int | None = None) -> list[LabelRow]:
+        if image_id is None:
+            rows = self.query("SELECT * FROM labels ORDER BY id")
+        else:
+            rows = self.query("SELECT * FROM labels WHERE image_id = ? ORDER BY id", (image_id,))
+        return [LabelRow(**dict(r)) for r in rows]
+
+    def last_label_id(self) -> int:
+        return int(self.query("SELECT COALESCE(MAX(id), 0) AS m FROM labels")[0]["m"])
+
+    # -- rounds -----------------------------------------------------------------------------
+    def start_round(self, strategy: str, pid: int | None) -> int:
+        with self.transaction() as c:
+            busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
+            if busy is not None:
+                raise RoundBusy(int(busy["id"]))
+            cur = c.execute(
+                "INSERT INTO rounds (status, strategy, pid, started, phase) "
+                "VALUES ('running', ?, ?, ?, 'starting')",
+                (strategy, pid, time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def set_round_pid(self, round_id: int, pid: int) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE rounds SET pid = ? WHERE id = ?", (pid, round_id))
+
+    def progress(self, round_id: int, phase: str, done: int, total: int, message: str = "") -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE rounds SET phase = ?, done = ?, total = ?, message = ? WHERE id = ?",
+                (phase, done, total, message, round_id),
+            )
+
+    def finish_round(
+        self,
+        round_id: int,
+        *,
+        status: str,
+        mode: str = "",
+        n_labels: int = 0,
+        last_label_id: int = 0,
+        checkpoint: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        queue: Sequence[tuple[int, float | None, list[dict[str, Any]]]] | None = None,
+        message: str = "",
+    ) -> None:
+        """Close a round; with ``queue`` the current batch is replaced in the same transaction."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE rounds SET status = ?, mode = ?, n_labels = ?, last_label_id = ?, "
+                "checkpoint = ?, metrics = ?, phase = ?, message = ?, finished = ? WHERE id = ?",
+                (
+                    status,
+                    mode,
+                    n_labels,
+                    last_label_id,
+                    checkpoint,
+                    json.dumps(metrics or {}),
+                    status,
+                    message,
+                    time.time(),
+                    round_id,
+                ),
+            )
+            if queue is not None:
+                c.execute("DELETE FROM queue")
+                for pos, (image_id, score, guesses) in enumerate(queue):
+                    c.execute(
+                        "INSERT INTO queue VALUES (?, ?, ?, ?, ?)",
+                        (pos, image_id, round_id, score, json.dumps(guesses)),
+                    )
+
+    def rounds(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.query("SELECT * FROM rounds ORDER BY id"):
+            d = dict(r)
+            d["metrics"] = json.loads(d["metrics"])
+            out.append(d)
+        return out
+
+    def round(self, round_id: int) -> dict[str, Any] | None:
+        rows = [r for r in self.rounds() if r["id"] == round_id]
+        return rows[0] if rows else None
+
+    def running_round(self) -> dict[str, Any] | None:
+        rows = [r for r in self.rounds() if r["status"] == "running"]
+        return rows[-1] if rows else None
+
+    def last_good_round(self, *, with_model: bool = False) -> dict[str, Any] | None:
+        rows = [
+            r
+            for r in self.rounds()
+            if r["status"] == "done" and (r["checkpoint"] or not with_model)
+        ]
+        return rows[-1] if rows else None
+
+    def mark_interrupted(self, round_id: int) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE rounds SET status = 'interrupted', phase = 'interrupted', finished = ? "
+                "WHERE id = ? AND status = 'running'",
+                (time.time(), round_id),
+            )
+
+    def queue(self) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT q.position, q.image_id, q.round_id, q.score, q.guesses, i.path "
+            "FROM queue q JOIN images i ON i.id = q.image_id ORDER BY q.position"
+        )
+        return [dict(r) | {"guesses": json.loads(r["guesses"])} for r in rows]
+
+
+class RoundBusy(Exception):
+    """A retrain is already running (its round id in ``args[0]``)."""

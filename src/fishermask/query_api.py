@@ -1,0 +1,174 @@
+"""Ask a query strategy which images to label next, for any trained classifier.
+
+``fishermask.query(model, images, labeled=..., labels=..., budget=50)`` runs the registered
+strategy (FisherMask by default) exactly as the experiment runner does: it builds the same
+:class:`~fishermask.al.pool.Pool` and :class:`~fishermask.strategies.QueryContext` and calls
+the strategy's ``select``, so with the runner's model, pool, normaliser and query generator
+it returns the runner's choice.
+
+Index convention: N images, Ch channels, H x W pixels, C classes, D embedding size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from fishermask import strategies
+from fishermask.al.pool import Pool
+from fishermask.errors import ConfigError
+from fishermask.models.base import Classifier, ModelOutput
+from fishermask.strategies.base import QueryContext
+from fishermask.training.augment import Normalizer
+
+
+class QueryResult(NamedTuple):
+    """The chosen images (indices into ``images``, in the order chosen) and their scores."""
+
+    indices: torch.Tensor  # [budget] int64
+    scores: torch.Tensor | None  # [budget], or None when the strategy has no per-item score
+
+
+class ModuleClassifier(Classifier):
+    """Adapts a plain ``nn.Module`` (``x -> logits``) whose last ``nn.Linear`` is its head.
+
+    The embedding is the input of that last linear layer (captured by a forward hook), which
+    is what k-center, BADGE and BAIT use; ``forward`` is the module itself.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ConfigError(
+                "fishermask.query needs a model ending in an nn.Linear layer (its head), or a "
+                "fishermask Classifier; this model has no nn.Linear."
+            )
+        self.module = module
+        self.classifier = linears[-1]
+        self._feature_channels = (self.classifier.in_features,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    def forward_features(self, x: torch.Tensor) -> ModelOutput:
+        seen: list[torch.Tensor] = []
+        handle = self.classifier.register_forward_hook(
+            lambda _m, inp, _out: seen.append(inp[0].flatten(1))
+        )
+        try:
+            logits = self.module(x)
+        finally:
+            handle.remove()
+        if logits.shape[1] != self.classifier.out_features or not seen:
+            raise ConfigError(
+                f"the model's last nn.Linear has {self.classifier.out_features} outputs but the "
+                f"model returns {logits.shape[1]} logits; fishermask.query needs the last "
+                "nn.Linear to be the classification head."
+            )
+        return ModelOutput(logits, seen[-1], [seen[-1][:, :, None, None]])
+
+
+def _as_indices(name: str, values: Any, n: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(values, dtype=np.int64) if values is not None else [])
+    t = t.to(torch.int64).flatten()
+    if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
+        raise ConfigError(f"`{name}` holds indices outside [0, {n}) of `images`.")
+    if len(torch.unique(t)) != len(t):
+        raise ConfigError(f"`{name}` repeats an index.")
+    return t
+
+
+def query(
+    model: nn.Module,
+    images: torch.Tensor | np.ndarray,
+    *,
+    labeled: Sequence[int] | torch.Tensor | np.ndarray = (),
+    labels: Sequence[int] | torch.Tensor | np.ndarray = (),
+    budget: int = 50,
+    strategy: str = "fishermask",
+    candidates: Sequence[int] | torch.Tensor | np.ndarray | None = None,
+    normalizer: Normalizer | None = None,
+    seed: int | torch.Generator = 0,
+    batch_size: int = 512,
+    aux: nn.Module | None = None,
+    **options: Any,
+) -> QueryResult:
+    """Choose ``budget`` images to label next with the registered strategy ``strategy``.
+
+    Args:
+        model: a trained fishermask ``Classifier`` or any ``nn.Module`` mapping a batch to
+            logits ``[B, C]`` whose last ``nn.Linear`` is the head (see
+            :class:`ModuleClassifier`). Used in eval mode; its mode is restored afterwards.
+        images: ``[N, Ch, H, W]``: uint8 (then normalised by ``normalizer``, default the
+            per-channel mean/std of ``images``, as the runner does) or float already
+            normalised the way the model expects (then ``normalizer`` defaults to none).
+        labeled: indices of the labeled images; ``labels``: their classes (0..C-1).
+        budget: how many images to choose.
+        strategy: a registered strategy name (``fishermask.strategies.available()``);
+            ``**options`` are its options (e.g. ``sparsity=0.02``).
+        candidates: indices that may be chosen (default: every unlabeled image).
+        seed: an int or a ``torch.Generator`` for the strategy's random draws.
+        aux: the jointly trained module of ``lpl``/``lplgrad``, if any.
+
+    Returns:
+        :class:`QueryResult` ``(indices, scores)``; indices into ``images`` in the order
+        chosen; scores ``None`` for strategies that have none (FisherMask, BAIT, BADGE).
+    """
+    x = torch.as_tensor(images)
+    if x.dim() != 4:
+        raise ConfigError(f"`images` must be [N, Ch, H, W], got shape {tuple(x.shape)}.")
+    n = len(x)
+    lab = _as_indices("labeled", labeled, n)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64)).flatten()
+    if len(y) != len(lab):
+        raise ConfigError(f"`labels` has {len(y)} entries for {len(lab)} `labeled` indices.")
+    clf = model if isinstance(model, Classifier) else ModuleClassifier(model)
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= clf.num_classes):
+        raise ConfigError(f"`labels` must be class indices in [0, {clf.num_classes}).")
+    if normalizer is None:
+        if x.dtype == torch.uint8:
+            normalizer = Normalizer.fit(x)
+        else:
+            normalizer = Normalizer((0.0,) * x.shape[1], (1.0,) * x.shape[1])
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    strat = strategies.get(strategy, **options)
+    strat.check(clf)
+
+    if candidates is None:
+        pool_ids = torch.arange(n)  # the runner's layout: the pool is every image
+    else:
+        cand = _as_indices("candidates", candidates, n)
+        cand = cand[~torch.isin(cand, lab)]
+        pool_ids = torch.cat([lab, cand]).sort().values
+    position = torch.full((n,), -1, dtype=torch.int64)
+    position[pool_ids] = torch.arange(len(pool_ids))
+    pool = Pool(len(pool_ids))
+    if len(lab):
+        pool.add(position[lab].tolist(), y)
+    if budget > pool.num_unlabeled:
+        raise ConfigError(
+            f"`budget`={budget} is larger than the {pool.num_unlabeled} images that may be chosen."
+        )
+    was_training = clf.training
+    clf.eval()
+    try:
+        ctx = QueryContext(
+            model=clf,
+            pool=pool,
+            images=x[pool_ids] if candidates is not None else x,
+            normalizer=normalizer,
+            generator=gen,
+            aux=aux,
+            batch_size=batch_size,
+        )
+        sel = strat.select(ctx, budget)
+    finally:
+        clf.train(was_training)
+    chosen = pool_ids[sel.indices]
+    scores = sel.scores.detach().cpu() if sel.scores is not None else None
+    return QueryResult(chosen, scores)
