@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fishermask.data.base import ImageDataset
 from fishermask.data.cache import cached
@@ -135,6 +135,8 @@ def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
         raise DataError(exc.strerror or one_line(exc)) from None
     try:
         pixels, width, height = decode(data, size, channels)
+    except UnidentifiedImageError:
+        raise DataError("not a readable image (unknown or broken format)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(one_line(exc)) from None
     return Found(

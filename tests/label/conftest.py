@@ -1,0 +1,58 @@
+"""Tiny labeling projects: 3 classes of 8x8 colour images, a quarter-width CNN, few steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLASSES = ("red", "green", "blue")
+
+
+def make_folder(root: Path, per_class: int = 8, size: int = 8, seed: int = 0) -> Path:
+    """``root/<class>/<i>.png``: noisy images whose dominant channel is the class."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            a = rng.integers(0, 90, size=(size, size, 3), dtype=np.uint8)
+            a[:, :, c] = rng.integers(160, 256, size=(size, size), dtype=np.uint8)
+            Image.fromarray(a).save(root / name / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FISHERMASK_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return make_folder(tmp_path / "images")
+
+
+TINY = dict(
+    image_size=(8, 8), model="cnn", width=0.25, batch=6, min_per_class=2, max_epochs=3,
+    max_steps=6,
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path, folder: Path):
+    from fishermask.label.project import Project
+
+    p = Project.init(tmp_path / "proj", folder, ",".join(CLASSES), **TINY)
+    p.run_round(train_model=False)
+    yield p
+    p.close()
+
+
+def label_truth(project, n_per_class: int) -> None:
+    """Label the first ``n_per_class`` images of each class with their folder's class."""
+    rows = []
+    for c in CLASSES:
+        for i in range(n_per_class):
+            rows.append((f"{c}/{i:03d}.png", c))
+    project.add_label_rows(rows, source="import", what="test")

@@ -1,0 +1,132 @@
+"""Scanning and decoding: formats, modes (16-bit scaled, not clipped), hidden files, links."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fishermask.label import images as imgs
+from fishermask.label.project import Project
+from tests.label.conftest import CLASSES, TINY, make_folder
+
+
+def _decode(path, channels=3, size=(4, 4)):
+    arr, _, _ = imgs.decode(path.read_bytes(), size, channels)
+    return arr
+
+
+def test_16bit_grey_is_scaled_not_clipped(tmp_path):
+    a = np.full((4, 4), 32768, dtype=np.uint16)
+    a[0, 0] = 65535
+    a[0, 1] = 0
+    Image.fromarray(a).save(tmp_path / "deep.png")  # a 16-bit greyscale PNG
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode.startswith("I")
+    out = _decode(tmp_path / "deep.png", channels=1)
+    assert out.shape == (1, 4, 4)
+    assert out[0, 1, 1] == 128 and out[0, 0, 0] == 255 and out[0, 0, 1] == 0
+
+
+def test_alpha_is_composited_on_white(tmp_path):
+    a = np.zeros((4, 4, 4), dtype=np.uint8)
+    a[..., 0] = 255  # red
+    a[:2, :, 3] = 255  # top half opaque, bottom half fully transparent
+    Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
+    out = _decode(tmp_path / "a.png")
+    assert tuple(out[:, 0, 0]) == (255, 0, 0)
+    assert tuple(out[:, 3, 0]) == (255, 255, 255)
+
+
+def test_palette_cmyk_grey_and_formats(tmp_path):
+    rgb = Image.new("RGB", (4, 4), (10, 200, 30))
+    rgb.quantize(colors=4).save(tmp_path / "p.png")
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "c.JPG")  # red in CMYK
+    Image.new("L", (4, 4), 77).save(tmp_path / "g.bmp")
+    rgb.save(tmp_path / "w.WebP")
+    assert tuple(_decode(tmp_path / "p.png")[:, 0, 0]) == (10, 200, 30)
+    r, g, b = (int(v) for v in _decode(tmp_path / "c.JPG")[:, 1, 1])
+    assert r > 200 and g < 40 and b < 40
+    assert tuple(_decode(tmp_path / "g.bmp")[:, 0, 0]) == (77, 77, 77)  # grey -> 3 channels
+    assert _decode(tmp_path / "g.bmp", channels=1).shape == (1, 4, 4)
+    w = _decode(tmp_path / "w.WebP").astype(int)
+    assert abs(w[1, 0, 0] - 200) < 8
+
+
+def test_scan_finds_recursively_ignores_hidden_and_lists_unreadable(tmp_path):
+    root = make_folder(tmp_path / "img", per_class=2)
+    (root / "red" / "deeper").mkdir()
+    Image.new("RGB", (5, 5)).save(root / "red" / "deeper" / "x.JPEG")
+    Image.new("RGB", (5, 5)).save(root / ".hidden.png")
+    (root / ".cache").mkdir()
+    Image.new("RGB", (5, 5)).save(root / ".cache" / "y.png")
+    (root / "notes.txt").write_text("not an image")
+    (root / "broken.jpg").write_bytes(b"not a jpeg at all")
+    res = imgs.scan_folder(root, (8, 8), 3)
+    paths = sorted(f.path for f in res.found)
+    assert "red/deeper/x.JPEG" in paths and len(paths) == 7
+    assert not any(p.startswith(".") or "/." in p for p in paths)
+    assert [u[0] for u in res.unreadable] == ["broken.jpg"]
+    assert all(f.pixels.shape == (3, 8, 8) for f in res.found)
+
+
+def test_symlinks_outside_the_root_are_refused(tmp_path):
+    root = make_folder(tmp_path / "img", per_class=1)
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(outside)
+    os.symlink(outside, root / "red" / "link.png")
+    os.symlink(root / "red" / "000.png", root / "green" / "inside.png")
+    files, refused = imgs.candidate_files(root)
+    assert "red/link.png" not in files and "green/inside.png" in files
+    assert refused[0][0] == "red/link.png"
+
+
+def test_scan_adds_new_images_and_keeps_labels(tmp_path):
+    root = make_folder(tmp_path / "img", per_class=3)
+    p = Project.init(tmp_path / "proj", root, ",".join(CLASSES), **TINY)
+    p.add_label_rows([("red/000.png", "red")], source="human", what="t")
+    x0, ids0 = p.images()
+    make_folder(tmp_path / "more", per_class=2, seed=5)
+    for c in CLASSES:
+        for f in (tmp_path / "more" / c).iterdir():
+            f.rename(root / c / f"new-{f.name}")
+    (root / "bad.png").write_bytes(b"\x89PNG broken")
+    added, unreadable = p.scan()
+    assert added == 6 and [u[0] for u in unreadable] == ["bad.png"]
+    x1, ids1 = p.images()
+    assert len(ids1) == len(ids0) + 6 and ids1[: len(ids0)] == ids0
+    assert bool((x1[: len(ids0)] == x0).all())
+    assert p.store.current_labels() == {p.store.image_ids_by_path()["red/000.png"]: 0}
+    assert p.scan() == (0, [("bad.png", "not a readable image (unknown or broken format)")])
+    p.close()
+
+
+def test_decoded_images_come_from_the_cache(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "img", per_class=2)
+    p = Project.init(tmp_path / "proj", root, ",".join(CLASSES), **TINY)
+    p.close()
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(imgs, "read_one", no_decode)
+    q = Project(tmp_path / "proj")
+    x, ids = q.images()
+    assert x.shape == (6, 3, 8, 8) and len(ids) == 6
+    assert list((tmp_path / "cache").glob("*.pt"))
+    q.close()
+
+
+def test_init_needs_readable_images(tmp_path):
+    from fishermask.errors import ConfigError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no images"):
+        Project.init(tmp_path / "p", tmp_path / "empty", "a,b", **TINY)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"nope")
+    with pytest.raises(ConfigError, match="could be read"):
+        Project.init(tmp_path / "p", tmp_path / "bad", "a,b", **TINY)
+    assert not (tmp_path / "p").exists()  # nothing half-made is left

@@ -1,0 +1,176 @@
+"""Projects: init checks, label files, rounds (cold start, accuracy), recovery, export/import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fishermask.errors import ConfigError
+from fishermask.label.project import Project, wilson
+from tests.label.conftest import CLASSES, TINY, label_truth
+
+
+def test_wilson_matches_scipy():
+    from scipy.stats import binomtest
+
+    for k, n in ((0, 10), (7, 10), (45, 50), (1, 3)):
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        assert wilson(k, n) == pytest.approx((ci.low, ci.high), abs=1e-6)
+
+
+def test_init_rejects_bad_input(tmp_path, folder):
+    for classes, msg in (("a", "at least 2"), ("a,a", "twice"), ("a,,b", "empty")):
+        with pytest.raises(ConfigError, match=msg):
+            Project.init(tmp_path / "p", folder, classes, **TINY)
+    with pytest.raises(ConfigError, match="not a folder"):
+        Project.init(tmp_path / "p", tmp_path / "nope", "a,b", **TINY)
+    with pytest.raises(ConfigError, match="Unknown strategy"):
+        Project.init(tmp_path / "p", folder, "a,b", **{**TINY, "strategy": "nope"})
+    Project.init(tmp_path / "p", folder, "a,b", **TINY).close()
+    with pytest.raises(ConfigError, match="already a labeling project"):
+        Project.init(tmp_path / "p", folder, "a,b", **TINY)
+
+
+def test_first_batch_is_a_diverse_cold_start(project):
+    q = project.store.queue()
+    assert len(q) == 6 and len({r["image_id"] for r in q}) == 6
+    assert project.status()["mode"].startswith("cold start: diverse images (k-center on downsampled")
+
+
+def test_label_files_are_checked_before_writing(project, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nred/000.png,red\nred/001.png,purple\nnope.png,red\n")
+    with pytest.raises(ConfigError, match="nothing was written"):
+        project.add_label_rows(project.read_csv_labels(bad), source="import", what="bad.csv")
+    assert project.store.history() == []
+    (tmp_path / "h.csv").write_text("file,class\nred/000.png,red\n")
+    with pytest.raises(ConfigError, match="header"):
+        project.read_csv_labels(tmp_path / "h.csv")
+    good = tmp_path / "good.csv"
+    good.write_text(f"path,label\nred/000.png,red\n{project.root / 'blue/001.png'},blue\n")
+    assert project.add_label_rows(project.read_csv_labels(good), source="import", what="g") == (2, 0)
+    assert project.add_label_rows(project.read_csv_labels(good), source="import", what="g") == (0, 2)
+    assert all(r.source == "import" for r in project.store.history())
+
+
+def test_round_trains_reports_accuracy_and_leaves_cold_start(project):
+    label_truth(project, 7)  # 21 labels: 5-fold cross-validation
+    row = project.run_round(train_model=True)
+    m = row["metrics"]
+    assert m["method"] == "5-fold cross-validation" and m["n_eval"] == 21
+    assert 0 <= m["low"] <= m["accuracy"] <= m["high"] <= 1
+    assert m["per_class"] == [7, 7, 7]
+    assert (project.dir / row["checkpoint"]).is_file()
+    assert row["mode"].startswith("fishermask on the model trained on 21 labels")
+    q = project.batch()
+    assert len(q) == 3  # only 3 images are left unlabeled
+    assert all(it["guesses"] and it["state"] is None for it in q)
+
+
+def test_cold_start_until_every_class_has_enough(project):
+    project.add_label_rows([("red/000.png", "red"), ("red/001.png", "red"), ("green/000.png", "green")],
+                           source="human", what="t")
+    row = project.run_round(train_model=True)
+    assert "cold start" in row["mode"] and "blue: 0" in row["mode"] and "green: 1" in row["mode"]
+
+
+def test_interrupted_round_falls_back_to_the_last_good_model(project):
+    label_truth(project, 2)
+    good = project.run_round(train_model=True)
+    queue = project.store.queue()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rid = project.store.start_round("fishermask", dead.pid)
+    project.store.progress(rid, "training on every label", 3, 10)
+    assert project.recover() == [rid]
+    assert project.store.round(rid)["status"] == "interrupted"
+    assert project.needs_restart()
+    assert project.store.queue() == queue
+    assert project.store.last_good_round(with_model=True)["id"] == good["id"]
+    project.run_round(train_model=True)
+    assert not project.needs_restart()
+
+
+def test_exports_and_labelstudio_round_trip(project, tmp_path, folder):
+    label_truth(project, 3)
+    skip_id = project.store.image_ids_by_path()["green/007.png"]
+    project.store.add_label(skip_id, "skip")
+    project.run_round(train_model=True)
+    labels = {p: c for _, p, c in project.labeled_rows()}
+    assert len(labels) == 9
+
+    assert project.export("csv", tmp_path / "l.csv") == 9
+    lines = (tmp_path / "l.csv").read_text().splitlines()
+    assert lines[0] == "path,label" and len(lines) == 10
+
+    assert project.export("npz", tmp_path / "l.npz") == 9
+    z = np.load(tmp_path / "l.npz")
+    assert z["x"].shape == (9, 3, 8, 8) and list(z["classes"]) == list(CLASSES)
+    assert {p: CLASSES[y] for p, y in zip(z["paths"], z["y"], strict=True)} == labels
+
+    assert project.export("imagefolder", tmp_path / "folder") == 9
+    assert sorted(p.name for p in (tmp_path / "folder" / "red").iterdir()) == [
+        "red__000.png", "red__001.png", "red__002.png"
+    ]
+    with pytest.raises(ConfigError, match="not an empty folder"):
+        project.export("imagefolder", tmp_path / "folder")
+
+    n = project.export("labelstudio", tmp_path / "ls.json")
+    tasks = json.loads((tmp_path / "ls.json").read_text())
+    assert n == len(tasks) == 24
+    done = [t for t in tasks if t["annotations"]]
+    assert len(done) == 9
+    res = done[0]["annotations"][0]["result"][0]
+    assert res["type"] == "choices" and res["value"]["choices"][0] in CLASSES
+    assert all(0 <= t["predictions"][0]["score"] <= 1 for t in tasks)
+    assert tasks[0]["data"]["image"].startswith("/data/local-files/?d=")
+
+    fresh = Project.init(tmp_path / "fresh", folder, ",".join(CLASSES), **TINY)
+    rows = fresh.read_labelstudio(tmp_path / "ls.json")
+    assert fresh.add_label_rows(rows, source="import", what="ls") == (9, 0)
+    assert {p: c for _, p, c in fresh.labeled_rows()} == labels
+    # the same without our `data.path` key: matched through data.image alone
+    for t in tasks:
+        del t["data"]["path"]
+    (tmp_path / "ls2.json").write_text(json.dumps(tasks))
+    other = Project.init(tmp_path / "other", folder, ",".join(CLASSES), **TINY)
+    other.add_label_rows(other.read_labelstudio(tmp_path / "ls2.json"), source="import", what="x")
+    assert {p: c for _, p, c in other.labeled_rows()} == labels
+    fresh.close()
+    other.close()
+
+
+def test_labelstudio_import_of_a_label_studio_style_export(project, tmp_path):
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image": "/data/upload/3/1a2b3c4d-000.png"},  # ambiguous basename
+            "annotations": [{"result": [{"type": "choices", "value": {"choices": ["red"]},
+                                         "from_name": "c", "to_name": "i"}]}],
+        },
+        {
+            "id": 2,
+            "data": {"image": "/data/local-files/?d=photos/blue/003.png"},
+            "annotations": [
+                {"result": [{"type": "choices", "value": {"choices": ["green"]}}],
+                 "created_at": "2024-01-01T00:00:00Z"},
+                {"result": [{"type": "choices", "value": {"choices": ["blue"]}}],
+                 "created_at": "2024-01-02T00:00:00Z"},
+                {"result": [{"type": "choices", "value": {"choices": ["red"]}}],
+                 "was_cancelled": True, "created_at": "2024-01-03T00:00:00Z"},
+            ],
+        },
+        {"id": 3, "data": {"image": "x.png"}, "annotations": []},
+    ]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    rows = project.read_labelstudio(tmp_path / "ls.json")
+    with pytest.raises(ConfigError, match="row 1: '/data/upload/3/1a2b3c4d-000.png' is not an image"):
+        project.add_label_rows(rows, source="import", what="ls.json")
+    assert project.store.history() == []
+    (tmp_path / "ls.json").write_text(json.dumps(tasks[1:]))
+    project.add_label_rows(project.read_labelstudio(tmp_path / "ls.json"), source="import", what="ls")
+    assert {p: c for _, p, c in project.labeled_rows()} == {"blue/003.png": "blue"}

@@ -1,0 +1,114 @@
+"""fishermask.query: the runner's choices on the same model and pool; plain nn.Modules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import fishermask
+from fishermask.errors import ConfigError
+from fishermask.strategies import entropy_scores, top_k
+
+SPECS = {
+    "fishermask": {"sparsity": 0.1},
+    "entropy": {},
+    "margin": {},
+    "kcenter": {},
+    "badge": {},
+    "bait": {},
+}
+
+
+@pytest.fixture(scope="module")
+def runner_run(tmp_path_factory):
+    from fishermask.experiments.config import ExperimentConfig
+    from fishermask.experiments.runner import Experiment, open_run_dir, run_trial
+    from fishermask.experiments.store import TrialStore
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = ExperimentConfig.from_dict(
+        {
+            "data": {"dataset": "digits", "cache_dir": str(out / "cache")},
+            "model": {"name": "cnn", "width": 0.25},
+            "loop": {"initial": 20, "query_size": 10, "rounds": 1},
+            "train": {"max_epochs": 2},
+            "strategies": [
+                f"{k}:" + ",".join(f"{o}={v}" for o, v in opts.items()) if opts else k
+                for k, opts in SPECS.items()
+            ],
+            "seeds": [0],
+        }
+    )
+    exp = Experiment.prepare(cfg)
+    open_run_dir(exp, out)
+    round0 = {}  # the runner keeps only the latest checkpoint: catch round 0's as committed
+    for spec in cfg.strategies:
+
+        def keep(record, key=spec.key):
+            if record["round"] == 0:
+                round0[key] = TrialStore(out, key, 0).checkpoint(0)["model"]
+
+        run_trial(exp, spec, 0, out, on_commit=keep)
+    return exp, out, round0
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_query_makes_the_runners_choice(runner_run, name):
+    from fishermask.experiments.runner import generator
+    from fishermask.experiments.store import TrialStore
+
+    exp, out, round0 = runner_run
+    records = TrialStore(out, name, 0).records()
+    model = exp.new_model(0, 0)
+    model.load_state_dict(round0[name])
+    model.train()  # query() must switch to eval and back
+    res = fishermask.query(
+        model,
+        exp.data.x_train,
+        labeled=records[0]["queried"],
+        labels=records[0]["labels"],
+        budget=10,
+        strategy=name,
+        seed=generator(0, 1, "query"),
+        batch_size=exp.config.train.eval_batch_size,
+        **SPECS[name],
+    )
+    assert res.indices.tolist() == records[1]["queried"]
+    assert model.training
+    if name in ("entropy", "margin", "kcenter"):
+        assert res.scores is not None and len(res.scores) == 10
+
+
+def test_plain_module_and_candidates():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+    x = torch.randn(30, 3, 2, 2)
+    res = fishermask.query(net, x, labeled=[0, 1, 2], labels=[0, 1, 2], budget=4, strategy="entropy")
+    with torch.no_grad():
+        ent = entropy_scores(net(x).softmax(1))
+    ent[[0, 1, 2]] = -1
+    assert res.indices.tolist() == top_k(ent, 4).tolist()
+    cand = [5, 6, 7, 8, 9]
+    res = fishermask.query(net, x, labeled=[0], labels=[1], budget=2, candidates=cand, strategy="entropy")
+    assert set(res.indices.tolist()) <= set(cand)
+    for name in ("kcenter", "badge", "bait"):
+        got = fishermask.query(net, x, labeled=[0, 1], labels=[0, 1], budget=3, strategy=name)
+        assert len(set(got.indices.tolist()) - {0, 1}) == 3
+    got = fishermask.query(net, x, labeled=[0, 1], labels=[0, 1], budget=3, strategy="fishermask", k=40)
+    assert len(set(got.indices.tolist()) - {0, 1}) == 3
+
+
+def test_bad_arguments_are_config_errors():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    x = torch.randn(5, 1, 2, 2)
+    with pytest.raises(ConfigError, match="outside"):
+        fishermask.query(net, x, labeled=[7], labels=[0], budget=1, strategy="entropy")
+    with pytest.raises(ConfigError, match="labels"):
+        fishermask.query(net, x, labeled=[0, 1], labels=[0], budget=1, strategy="entropy")
+    with pytest.raises(ConfigError, match="larger"):
+        fishermask.query(net, x, labeled=[0], labels=[0], budget=5, strategy="entropy")
+    with pytest.raises(ConfigError, match="nn.Linear"):
+        fishermask.query(nn.Flatten(), x, budget=1, strategy="entropy")
+    with pytest.raises(ConfigError, match="Unknown strategy"):
+        fishermask.query(net, x, budget=1, strategy="nope")

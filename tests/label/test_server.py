@@ -1,0 +1,146 @@
+"""The JSON API with FastAPI's test client: token, labels, undo, batch, images, bad requests."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import pytest
+
+from tests.label.conftest import CLASSES
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def client(project):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from fishermask.label.server import create_app
+
+    app = create_app(project.dir, TOKEN)
+    with TestClient(app) as c:
+        c.project = app.state.project
+        yield c
+    app.state.worker.stop()
+
+
+def _rows(client):
+    return len(client.project.store.history())
+
+
+def test_every_request_needs_the_token(client):
+    for path in ("/", "/api/batch", "/api/status", "/api/export.csv", "/api/images/1",
+                 "/static/app.js"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, params={"token": "wrong"}).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/api/labels", json={"image_id": 1, "label": "red"}).status_code == 401
+    assert client.get("/api/status", params={"token": TOKEN}).status_code == 200
+    assert client.get("/api/status", headers=AUTH).status_code == 200
+    page = client.get("/", params={"token": TOKEN})
+    assert page.status_code == 200 and all(c in page.text for c in CLASSES)
+    assert _rows(client) == 0
+
+
+def test_label_undo_and_status(client):
+    item = client.get("/api/batch", headers=AUTH).json()["items"][0]
+    assert item["url"] == f"/api/images/{item['image_id']}?token={TOKEN}"
+    r = client.post("/api/labels", headers=AUTH, json={"image_id": item["image_id"], "label": "red"})
+    assert r.status_code == 200
+    lid = r.json()["label_id"]
+    assert client.project.store.current_labels() == {item["image_id"]: 0}  # committed
+    s = client.get("/api/status", headers=AUTH).json()
+    assert s["labeled"] == 1 and s["per_class"]["red"] == 1
+    b = client.get("/api/batch", headers=AUTH).json()["items"][0]
+    assert b["state"] == {"label_id": lid, "kind": "label", "label": "red"}
+    r = client.post("/api/labels", headers=AUTH, json={"image_id": item["image_id"], "kind": "skip"})
+    assert r.status_code == 200
+    assert client.get("/api/status", headers=AUTH).json()["skipped"] == 1
+    assert client.post("/api/undo", headers=AUTH, json={"label_id": r.json()["label_id"]}).status_code == 200
+    assert client.project.store.current_labels() == {item["image_id"]: 0}
+    csv = client.get("/api/export.csv", headers=AUTH)
+    assert csv.status_code == 200 and csv.text.splitlines() == [
+        "path,label", f"{item['path']},red"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"image_id": 1, "label": "purple"}, 400, "not one of the project's classes"),
+        ({"image_id": 99999, "label": "red"}, 404, "no image with id 99999"),
+        ({"image_id": "1", "label": "red"}, 400, "image_id"),
+        ({"image_id": True, "label": "red"}, 400, "image_id"),
+        ({"label": "red"}, 400, "image_id"),
+        ({"image_id": 1, "label": "red", "path": "/etc/passwd"}, 400, "unknown field"),
+        ({"image_id": 1, "kind": "delete"}, 400, "kind"),
+        ({"image_id": 1, "kind": "skip", "label": "red"}, 400, "carries no label"),
+        ({"image_id": 1, "label": "red", "client": "x" * 100}, 400, "client"),
+        ([1, 2], 400, "JSON object"),
+    ],
+)
+def test_bad_labels_are_4xx_and_write_nothing(client, body, status, message):
+    r = client.post("/api/labels", headers=AUTH, json=body)
+    assert r.status_code == status and message in r.json()["error"]
+    assert _rows(client) == 0
+
+
+def test_malformed_and_oversized_bodies(client):
+    r = client.post("/api/labels", headers=AUTH, content=b"{not json")
+    assert r.status_code == 400
+    r = client.post("/api/labels", headers=AUTH, content=b'{"image_id": 1, "label": "' + b"r" * 5000 + b'"}')
+    assert r.status_code == 413
+
+    def chunks():  # no Content-Length: the endpoint counts the streamed bytes
+        for _ in range(10):
+            yield b" " * 1000
+
+    r = client.post("/api/labels", headers=AUTH, content=chunks())
+    assert r.status_code == 413
+    assert client.post("/api/undo", headers=AUTH, json={"label_id": 424242}).status_code == 404
+    assert client.post("/api/undo", headers=AUTH, json={"x": 1}).status_code == 400
+    assert _rows(client) == 0
+
+
+def test_images_are_served_by_id_inside_the_root_only(client, tmp_path):
+    store = client.project.store
+    row = store.image(1)
+    r = client.get("/api/images/1", headers=AUTH)
+    assert r.status_code == 200 and r.content == (client.project.root / row.path).read_bytes()
+    assert r.headers["content-type"] == "image/png"
+    assert client.get("/api/images/999", headers=AUTH).status_code == 404
+    assert client.get("/api/images/..%2F..%2Fetc%2Fpasswd", headers=AUTH).status_code in (404, 422)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"secret")
+    target = client.project.root / row.path
+    target.unlink()
+    os.symlink(secret, target)  # swapped for a link leading out of the folder after the scan
+    r = client.get("/api/images/1", headers=AUTH)
+    assert r.status_code == 403 and b"secret" not in r.content
+
+
+def test_next_batch_runs_in_a_worker_while_labels_keep_saving(client):
+    from tests.label.conftest import label_truth
+
+    label_truth(client.project, 2)
+    before = client.get("/api/status", headers=AUTH).json()["queue_round"]
+    r = client.post("/api/next", headers=AUTH)
+    assert r.status_code == 202
+    assert client.post("/api/next", headers=AUTH).status_code == 409
+    saved = client.post("/api/labels", headers=AUTH, json={"image_id": 24, "label": "blue"})
+    assert saved.status_code == 200  # the page stays usable during the retrain
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        s = client.get("/api/status", headers=AUTH).json()
+        if not s["training"]:
+            break
+        time.sleep(0.3)
+    assert s["round"]["status"] == "done", s
+    assert s["queue_round"] != before
+    assert s["mode"].startswith("fishermask on the model")
+    items = client.get("/api/batch", headers=AUTH).json()["items"]
+    assert items and all(it["guesses"] for it in items)

@@ -1,0 +1,95 @@
+"""The SQLite store: history rule, undo, concurrent writers, durability settings."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from fishermask.errors import ConfigError
+from fishermask.label.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "p.sqlite", create=True)
+    s.set_classes(["a", "b"])
+    s.add_images(
+        (
+            {"path": f"{i}.png", "sha256": "x", "bytes": 1, "width": 1, "height": 1, "mtime_ns": 0}
+            for i in range(20)
+        ),
+        segment=0,
+    )
+    yield s
+    s.close()
+
+
+def test_wal_and_full_sync(store):
+    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+    assert store.query("PRAGMA synchronous")[0][0] == 2  # FULL
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="not a labeling project"):
+        Store(tmp_path / "nope.sqlite")
+
+
+def test_latest_action_wins_and_history_is_kept(store):
+    first = store.add_label(1, "label", 0)
+    second = store.add_label(1, "label", 1)
+    assert store.current_labels() == {1: 1}
+    assert [r.id for r in store.history(1)] == [first, second]
+    store.add_label(2, "skip")
+    assert store.current()[2][1] == "skip"
+    assert 2 not in store.current_labels()
+
+
+def test_undo_falls_back_to_the_previous_action(store):
+    a = store.add_label(3, "label", 0)
+    b = store.add_label(3, "label", 1)
+    store.undo(b)
+    assert store.current_labels() == {3: 0}
+    store.undo(a)
+    assert 3 not in store.current()
+    assert store.undo(a) == store.undo(a)  # undoing twice adds nothing
+    assert len(store.history(3)) == 4  # two labels, two undos: nothing deleted
+    with pytest.raises(ConfigError):
+        store.undo(99999)
+
+
+def test_two_writers_lose_nothing(store, tmp_path):
+    other = Store(tmp_path / "p.sqlite")  # a second connection, as a second process would
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def write(s: Store, images: range) -> None:
+        for i in images:
+            got = s.add_label(i, "label", i % 2)
+            with lock:
+                ids.append(got)
+
+    threads = [
+        threading.Thread(target=write, args=(store, range(1, 11))),
+        threading.Thread(target=write, args=(other, range(11, 21))),
+        threading.Thread(target=write, args=(store, range(1, 11))),  # same images again
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 30
+    assert sorted(r.id for r in store.history()) == sorted(ids)
+    assert store.current_labels() == {i: i % 2 for i in range(1, 21)}
+    other.close()
+
+
+def test_one_round_at_a_time(store):
+    from fishermask.label.store import RoundBusy
+
+    r = store.start_round("entropy", None)
+    with pytest.raises(RoundBusy):
+        store.start_round("entropy", None)
+    store.finish_round(r, status="done", queue=[(1, 0.5, [])])
+    assert [q["image_id"] for q in store.queue()] == [1]
+    store.start_round("entropy", None)
