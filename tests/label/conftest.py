@@ -34,7 +34,12 @@ def folder(tmp_path: Path) -> Path:
 
 
 TINY = dict(
-    image_size=(8, 8), model="cnn", width=0.25, batch=6, min_per_class=2, max_epochs=3,
+    image_size=(8, 8),
+    model="cnn",
+    width=0.25,
+    batch=6,
+    min_per_class=2,
+    max_epochs=3,
     max_steps=6,
 )
 

@@ -38,7 +38,9 @@ def test_init_rejects_bad_input(tmp_path, folder):
 def test_first_batch_is_a_diverse_cold_start(project):
     q = project.store.queue()
     assert len(q) == 6 and len({r["image_id"] for r in q}) == 6
-    assert project.status()["mode"].startswith("cold start: diverse images (k-center on downsampled")
+    assert project.status()["mode"].startswith(
+        "cold start: diverse images (k-center on downsampled"
+    )
 
 
 def test_label_files_are_checked_before_writing(project, tmp_path):
@@ -52,8 +54,14 @@ def test_label_files_are_checked_before_writing(project, tmp_path):
         project.read_csv_labels(tmp_path / "h.csv")
     good = tmp_path / "good.csv"
     good.write_text(f"path,label\nred/000.png,red\n{project.root / 'blue/001.png'},blue\n")
-    assert project.add_label_rows(project.read_csv_labels(good), source="import", what="g") == (2, 0)
-    assert project.add_label_rows(project.read_csv_labels(good), source="import", what="g") == (0, 2)
+    assert project.add_label_rows(project.read_csv_labels(good), source="import", what="g") == (
+        2,
+        0,
+    )
+    assert project.add_label_rows(project.read_csv_labels(good), source="import", what="g") == (
+        0,
+        2,
+    )
     assert all(r.source == "import" for r in project.store.history())
 
 
@@ -72,8 +80,11 @@ def test_round_trains_reports_accuracy_and_leaves_cold_start(project):
 
 
 def test_cold_start_until_every_class_has_enough(project):
-    project.add_label_rows([("red/000.png", "red"), ("red/001.png", "red"), ("green/000.png", "green")],
-                           source="human", what="t")
+    project.add_label_rows(
+        [("red/000.png", "red"), ("red/001.png", "red"), ("green/000.png", "green")],
+        source="human",
+        what="t",
+    )
     row = project.run_round(train_model=True)
     assert "cold start" in row["mode"] and "blue: 0" in row["mode"] and "green: 1" in row["mode"]
 
@@ -114,7 +125,9 @@ def test_exports_and_labelstudio_round_trip(project, tmp_path, folder):
 
     assert project.export("imagefolder", tmp_path / "folder") == 9
     assert sorted(p.name for p in (tmp_path / "folder" / "red").iterdir()) == [
-        "red__000.png", "red__001.png", "red__002.png"
+        "red__000.png",
+        "red__001.png",
+        "red__002.png",
     ]
     with pytest.raises(ConfigError, match="not an empty folder"):
         project.export("imagefolder", tmp_path / "folder")
@@ -149,28 +162,49 @@ def test_labelstudio_import_of_a_label_studio_style_export(project, tmp_path):
         {
             "id": 1,
             "data": {"image": "/data/upload/3/1a2b3c4d-000.png"},  # ambiguous basename
-            "annotations": [{"result": [{"type": "choices", "value": {"choices": ["red"]},
-                                         "from_name": "c", "to_name": "i"}]}],
+            "annotations": [
+                {
+                    "result": [
+                        {
+                            "type": "choices",
+                            "value": {"choices": ["red"]},
+                            "from_name": "c",
+                            "to_name": "i",
+                        }
+                    ]
+                }
+            ],
         },
         {
             "id": 2,
             "data": {"image": "/data/local-files/?d=photos/blue/003.png"},
             "annotations": [
-                {"result": [{"type": "choices", "value": {"choices": ["green"]}}],
-                 "created_at": "2024-01-01T00:00:00Z"},
-                {"result": [{"type": "choices", "value": {"choices": ["blue"]}}],
-                 "created_at": "2024-01-02T00:00:00Z"},
-                {"result": [{"type": "choices", "value": {"choices": ["red"]}}],
-                 "was_cancelled": True, "created_at": "2024-01-03T00:00:00Z"},
+                {
+                    "result": [{"type": "choices", "value": {"choices": ["green"]}}],
+                    "created_at": "2024-01-01T00:00:00Z",
+                },
+                {
+                    "result": [{"type": "choices", "value": {"choices": ["blue"]}}],
+                    "created_at": "2024-01-02T00:00:00Z",
+                },
+                {
+                    "result": [{"type": "choices", "value": {"choices": ["red"]}}],
+                    "was_cancelled": True,
+                    "created_at": "2024-01-03T00:00:00Z",
+                },
             ],
         },
         {"id": 3, "data": {"image": "x.png"}, "annotations": []},
     ]
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
     rows = project.read_labelstudio(tmp_path / "ls.json")
-    with pytest.raises(ConfigError, match="row 1: '/data/upload/3/1a2b3c4d-000.png' is not an image"):
+    with pytest.raises(
+        ConfigError, match="row 1: '/data/upload/3/1a2b3c4d-000.png' is not an image"
+    ):
         project.add_label_rows(rows, source="import", what="ls.json")
     assert project.store.history() == []
     (tmp_path / "ls.json").write_text(json.dumps(tasks[1:]))
-    project.add_label_rows(project.read_labelstudio(tmp_path / "ls.json"), source="import", what="ls")
+    project.add_label_rows(
+        project.read_labelstudio(tmp_path / "ls.json"), source="import", what="ls"
+    )
     assert {p: c for _, p, c in project.labeled_rows()} == {"blue/003.png": "blue"}

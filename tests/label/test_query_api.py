@@ -84,18 +84,24 @@ def test_plain_module_and_candidates():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
     x = torch.randn(30, 3, 2, 2)
-    res = fishermask.query(net, x, labeled=[0, 1, 2], labels=[0, 1, 2], budget=4, strategy="entropy")
+    res = fishermask.query(
+        net, x, labeled=[0, 1, 2], labels=[0, 1, 2], budget=4, strategy="entropy"
+    )
     with torch.no_grad():
         ent = entropy_scores(net(x).softmax(1))
     ent[[0, 1, 2]] = -1
     assert res.indices.tolist() == top_k(ent, 4).tolist()
     cand = [5, 6, 7, 8, 9]
-    res = fishermask.query(net, x, labeled=[0], labels=[1], budget=2, candidates=cand, strategy="entropy")
+    res = fishermask.query(
+        net, x, labeled=[0], labels=[1], budget=2, candidates=cand, strategy="entropy"
+    )
     assert set(res.indices.tolist()) <= set(cand)
     for name in ("kcenter", "badge", "bait"):
         got = fishermask.query(net, x, labeled=[0, 1], labels=[0, 1], budget=3, strategy=name)
         assert len(set(got.indices.tolist()) - {0, 1}) == 3
-    got = fishermask.query(net, x, labeled=[0, 1], labels=[0, 1], budget=3, strategy="fishermask", k=40)
+    got = fishermask.query(
+        net, x, labeled=[0, 1], labels=[0, 1], budget=3, strategy="fishermask", k=40
+    )
     assert len(set(got.indices.tolist()) - {0, 1}) == 3
 
 

@@ -33,8 +33,14 @@ def _rows(client):
 
 
 def test_every_request_needs_the_token(client):
-    for path in ("/", "/api/batch", "/api/status", "/api/export.csv", "/api/images/1",
-                 "/static/app.js"):
+    for path in (
+        "/",
+        "/api/batch",
+        "/api/status",
+        "/api/export.csv",
+        "/api/images/1",
+        "/static/app.js",
+    ):
         assert client.get(path).status_code == 401
         assert client.get(path, params={"token": "wrong"}).status_code == 401
         assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -49,7 +55,9 @@ def test_every_request_needs_the_token(client):
 def test_label_undo_and_status(client):
     item = client.get("/api/batch", headers=AUTH).json()["items"][0]
     assert item["url"] == f"/api/images/{item['image_id']}?token={TOKEN}"
-    r = client.post("/api/labels", headers=AUTH, json={"image_id": item["image_id"], "label": "red"})
+    r = client.post(
+        "/api/labels", headers=AUTH, json={"image_id": item["image_id"], "label": "red"}
+    )
     assert r.status_code == 200
     lid = r.json()["label_id"]
     assert client.project.store.current_labels() == {item["image_id"]: 0}  # committed
@@ -57,15 +65,18 @@ def test_label_undo_and_status(client):
     assert s["labeled"] == 1 and s["per_class"]["red"] == 1
     b = client.get("/api/batch", headers=AUTH).json()["items"][0]
     assert b["state"] == {"label_id": lid, "kind": "label", "label": "red"}
-    r = client.post("/api/labels", headers=AUTH, json={"image_id": item["image_id"], "kind": "skip"})
+    r = client.post(
+        "/api/labels", headers=AUTH, json={"image_id": item["image_id"], "kind": "skip"}
+    )
     assert r.status_code == 200
     assert client.get("/api/status", headers=AUTH).json()["skipped"] == 1
-    assert client.post("/api/undo", headers=AUTH, json={"label_id": r.json()["label_id"]}).status_code == 200
+    assert (
+        client.post("/api/undo", headers=AUTH, json={"label_id": r.json()["label_id"]}).status_code
+        == 200
+    )
     assert client.project.store.current_labels() == {item["image_id"]: 0}
     csv = client.get("/api/export.csv", headers=AUTH)
-    assert csv.status_code == 200 and csv.text.splitlines() == [
-        "path,label", f"{item['path']},red"
-    ]
+    assert csv.status_code == 200 and csv.text.splitlines() == ["path,label", f"{item['path']},red"]
 
 
 @pytest.mark.parametrize(
@@ -92,7 +103,9 @@ def test_bad_labels_are_4xx_and_write_nothing(client, body, status, message):
 def test_malformed_and_oversized_bodies(client):
     r = client.post("/api/labels", headers=AUTH, content=b"{not json")
     assert r.status_code == 400
-    r = client.post("/api/labels", headers=AUTH, content=b'{"image_id": 1, "label": "' + b"r" * 5000 + b'"}')
+    r = client.post(
+        "/api/labels", headers=AUTH, content=b'{"image_id": 1, "label": "' + b"r" * 5000 + b'"}'
+    )
     assert r.status_code == 413
 
     def chunks():  # no Content-Length: the endpoint counts the streamed bytes

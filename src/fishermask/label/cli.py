@@ -68,11 +68,11 @@ def init(
         int, typer.Option(help="Cold start (diverse batches) until every class has this many.")
     ] = 3,
     max_epochs: Annotated[int, typer.Option(help="Epoch cap per training.")] = 50,
-    max_steps: Annotated[int, typer.Option(help="Optimizer-step cap per training (0: none).")] = 300,
+    max_steps: Annotated[
+        int, typer.Option(help="Optimizer-step cap per training (0: none).")
+    ] = 300,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Where decoded images are cached.")
-    ] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Create a project: scan the images, import labels, queue a first (diverse) batch."""
@@ -134,7 +134,9 @@ def scan(project: ProjectArg, progress: Annotated[bool, typer.Option()] = True) 
 @label_app.command("next")
 def next_batch(
     project: ProjectArg,
-    n: Annotated[int | None, typer.Option("--n", help="Batch size (default: the project's).")] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Batch size (default: the project's).")
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
@@ -174,8 +176,15 @@ def next_batch(
         w.writerow(["path", "rank", "score", "guess", "guess_prob"])
         for it in items:
             g = it["guesses"][0] if it["guesses"] else {}
-            w.writerow([it["path"], it["rank"], it["score"] if it["score"] is not None else "",
-                        g.get("label", ""), g.get("prob", "")])
+            w.writerow(
+                [
+                    it["path"],
+                    it["rank"],
+                    it["score"] if it["score"] is not None else "",
+                    g.get("label", ""),
+                    g.get("prob", ""),
+                ]
+            )
         text = buf.getvalue().rstrip("\n")
     if out is None:
         sys.stdout.write(text + "\n")
@@ -194,7 +203,9 @@ def add(
     """Add labels from a CSV file (columns `path,label`); all rows are checked before writing."""
     try:
         p = _open(project)
-        written, same = p.add_label_rows(p.read_csv_labels(labels), source="import", what=str(labels))
+        written, same = p.add_label_rows(
+            p.read_csv_labels(labels), source="import", what=str(labels)
+        )
     except FishermaskError as e:
         _fail(str(e))
     console.print(f"added {written} labels ({same} already so).", highlight=False)
@@ -248,7 +259,9 @@ def train_cmd(
     if not m:
         console.print("not trained: needs labels in at least 2 classes.", highlight=False)
     elif m.get("accuracy") is None:
-        console.print(f"trained on {m['n_labels']} labels; accuracy {m['method']}.", highlight=False)
+        console.print(
+            f"trained on {m['n_labels']} labels; accuracy {m['method']}.", highlight=False
+        )
     else:
         console.print(
             f"trained on {m['n_labels']} labels; accuracy {100 * m['accuracy']:.1f} % "
@@ -278,13 +291,17 @@ def export(
         n = p.export(format, out, image_url_prefix=image_url_prefix)
     except FishermaskError as e:
         _fail(str(e))
-    console.print(f"wrote {out} ({n} {'tasks' if format == 'labelstudio' else 'labels'})", highlight=False)
+    console.print(
+        f"wrote {out} ({n} {'tasks' if format == 'labelstudio' else 'labels'})", highlight=False
+    )
 
 
 @label_app.command()
 def serve(
     project: ProjectArg,
-    host: Annotated[str, typer.Option(help="Interface to bind (default: this machine only).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (default: this machine only).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8765,
     token: Annotated[
         str | None,

@@ -107,7 +107,9 @@ def fit_normalizer(x: torch.Tensor, chunk: int = 4096) -> Normalizer:
     mean = s / max(count, 1)
     var = (s2 - count * mean.pow(2)) / max(count - 1, 1)
     std = var.clamp_min(0).sqrt().clamp_min(1e-3)
-    return Normalizer(tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std))
+    return Normalizer(
+        tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
+    )
 
 
 def _atomic_bytes(path: Path, write: Callable[[Any], None]) -> None:
@@ -188,7 +190,9 @@ class Project:
         path = Path(path)
         root = Path(images)
         if (path / DB_NAME).exists():
-            raise ConfigError(f"{path} is already a labeling project; open it or choose a new folder.")
+            raise ConfigError(
+                f"{path} is already a labeling project; open it or choose a new folder."
+            )
         if not root.is_dir():
             raise ConfigError(f"--images {root}: not a folder of images.")
         names = parse_classes(classes)
@@ -197,7 +201,11 @@ class Project:
             raise ConfigError(f"Unknown model {model!r}; supported: {', '.join(MODELS)}.")
         if not width > 0:
             raise ConfigError(f"--width {width}: must be > 0.")
-        for name, v in (("batch", batch), ("min-per-class", min_per_class), ("max-epochs", max_epochs)):
+        for name, v in (
+            ("batch", batch),
+            ("min-per-class", min_per_class),
+            ("max-epochs", max_epochs),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"--{name} {v!r}: must be an integer >= 1.")
         if budget is not None and budget < 1:
@@ -254,7 +262,9 @@ class Project:
             for rel, why in unreadable:
                 say(f"skipped {rel}: {why}")
             if not added:
-                raise ConfigError(f"none of the {len(files)} image files under {root} could be read.")
+                raise ConfigError(
+                    f"none of the {len(files)} image files under {root} could be read."
+                )
         except BaseException:
             for suffix in ("", "-wal", "-shm"):
                 (path / (DB_NAME + suffix)).unlink(missing_ok=True)
@@ -355,7 +365,11 @@ class Project:
                     )
                 )
             # segments hold consecutive ids (each scan appends), so concatenation is id order
-            self._images = torch.cat(parts) if parts else torch.empty(0, self.channels, *self.image_size, dtype=torch.uint8)
+            self._images = (
+                torch.cat(parts)
+                if parts
+                else torch.empty(0, self.channels, *self.image_size, dtype=torch.uint8)
+            )
             self._image_ids = [r.id for r in rows]
         assert self._image_ids is not None
         return self._images, self._image_ids
@@ -519,8 +533,13 @@ class Project:
         return min(e, math.ceil(cfg.max_steps / per_epoch)) if cfg.max_steps else e
 
     def train_and_evaluate(
-        self, x: torch.Tensor, norm: Normalizer, labeled: dict[int, int], id_pos: dict[int, int],
-        round_id: int, report: Report,
+        self,
+        x: torch.Tensor,
+        norm: Normalizer,
+        labeled: dict[int, int],
+        id_pos: dict[int, int],
+        round_id: int,
+        report: Report,
     ) -> tuple[Classifier, torch.nn.Module | None, dict[str, Any]]:
         """Estimate accuracy (held-out fold or cross-validation), then train on every label."""
         ids = sorted(labeled)
@@ -529,7 +548,10 @@ class Project:
         folds = torch.tensor([fold_of(i) for i in ids])
         n = len(ids)
         present = len(set(y.tolist()))
-        metrics: dict[str, Any] = {"n_labels": n, "per_class": torch.bincount(y, minlength=len(self.classes)).tolist()}
+        metrics: dict[str, Any] = {
+            "n_labels": n,
+            "per_class": torch.bincount(y, minlength=len(self.classes)).tolist(),
+        }
         if n >= int(self.settings["cv_below"]):
             eval_folds, method = [0], "held-out 20 % of the labels"
         elif n >= int(self.settings["min_eval"]) and present >= 2:
@@ -549,7 +571,9 @@ class Project:
             phase = f"training for the accuracy estimate ({k + 1}/{len(eval_folds)})"
             base = done
 
-            def on_epoch(epoch: int, limit: int, acc: float, base: int = base, phase: str = phase) -> None:
+            def on_epoch(
+                epoch: int, limit: int, acc: float, base: int = base, phase: str = phase
+            ) -> None:
                 report(phase, base + min(epoch, e_all), total)
 
             model, _ = self._fit(x[pos[~test]], y[~test], norm, round_id, 1 + k, on_epoch)
@@ -563,7 +587,7 @@ class Project:
         else:
             metrics.update(
                 accuracy=None,
-                method=f"not estimated: needs at least {self.settings['min_eval']} labels in 2 classes",
+                method=f"not estimated: needs {self.settings['min_eval']} labels in 2 classes",
             )
         base = done
 
@@ -574,7 +598,9 @@ class Project:
         report("querying the next batch", total - 1, total)
         return model, aux, metrics
 
-    def save_checkpoint(self, round_id: int, model: Classifier, aux: torch.nn.Module | None, norm: Normalizer) -> str:
+    def save_checkpoint(
+        self, round_id: int, model: Classifier, aux: torch.nn.Module | None, norm: Normalizer
+    ) -> str:
         rel = f"models/round-{round_id:05d}.pt"
         state = {
             "model": {k: v.cpu() for k, v in model.state_dict().items()},
@@ -588,8 +614,12 @@ class Project:
         _atomic_bytes(self.dir / rel, lambda f: torch.save(state, f))
         return rel
 
-    def load_model(self, round_row: dict[str, Any]) -> tuple[Classifier, torch.nn.Module | None, Normalizer]:
-        state = torch.load(self.dir / round_row["checkpoint"], map_location="cpu", weights_only=True)
+    def load_model(
+        self, round_row: dict[str, Any]
+    ) -> tuple[Classifier, torch.nn.Module | None, Normalizer]:
+        state = torch.load(
+            self.dir / round_row["checkpoint"], map_location="cpu", weights_only=True
+        )
         model = self.new_model(round_row["id"])
         model.load_state_dict(state["model"])
         aux = self.strategy().make_auxiliary(model)
@@ -599,7 +629,9 @@ class Project:
         norm = Normalizer(tuple(state["normalizer"]["mean"]), tuple(state["normalizer"]["std"]))
         return model, aux, norm
 
-    def latest_model(self) -> tuple[dict[str, Any], Classifier, torch.nn.Module | None, Normalizer] | None:
+    def latest_model(
+        self,
+    ) -> tuple[dict[str, Any], Classifier, torch.nn.Module | None, Normalizer] | None:
         row = self.store.last_good_round(with_model=True)
         if row is None:
             return None
@@ -636,7 +668,9 @@ class Project:
             norm = fit_normalizer(x)
             trainable = len(labeled) >= 2 and len(set(labeled.values())) >= 2
             if train_model and trainable:
-                model, aux, metrics = self.train_and_evaluate(x, norm, labeled, id_pos, round_id, both)
+                model, aux, metrics = self.train_and_evaluate(
+                    x, norm, labeled, id_pos, round_id, both
+                )
                 checkpoint = self.save_checkpoint(round_id, model, aux, norm)
             elif (latest := self.latest_model()) is not None:
                 prev, model, aux, norm = latest
@@ -727,7 +761,10 @@ class Project:
             probs, _ = predict(model, x[chosen], norm)
             top = probs.cpu().topk(min(3, len(self.classes)), dim=1)
             guesses = [
-                [{"label": self.classes[int(c)], "prob": round(float(p), 4)} for p, c in zip(pv, cv, strict=True)]
+                [
+                    {"label": self.classes[int(c)], "prob": round(float(p), 4)}
+                    for p, c in zip(pv, cv, strict=True)
+                ]
                 for pv, cv in zip(top.values, top.indices, strict=True)
             ]
         queue = [
@@ -744,14 +781,19 @@ class Project:
     def status(self) -> dict[str, Any]:
         rounds = self.store.rounds()
         latest = rounds[-1] if rounds else None
-        acc = next((r["metrics"] for r in reversed(rounds) if r["metrics"].get("accuracy") is not None), None)
+        acc = next(
+            (r["metrics"] for r in reversed(rounds) if r["metrics"].get("accuracy") is not None),
+            None,
+        )
         queue_round = next((r for r in reversed(rounds) if r["status"] == "done"), None)
         return {
             **self.counts(),
             "classes": self.classes,
             "round": None
             if latest is None
-            else {k: latest[k] for k in ("id", "status", "phase", "done", "total", "message", "mode")},
+            else {
+                k: latest[k] for k in ("id", "status", "phase", "done", "total", "message", "mode")
+            },
             "training": bool(latest and latest["status"] == "running"),
             "accuracy": acc,
             "mode": queue_round["mode"] if queue_round else "",
@@ -788,7 +830,11 @@ class Project:
     def labeled_rows(self) -> list[tuple[int, str, str]]:
         """``(image id, path, class name)`` of every labeled image, sorted by path."""
         labels = self.store.current_labels()
-        rows = [(r.id, r.path, self.classes[labels[r.id]]) for r in self.store.images() if r.id in labels]
+        rows = [
+            (r.id, r.path, self.classes[labels[r.id]])
+            for r in self.store.images()
+            if r.id in labels
+        ]
         return sorted(rows, key=lambda t: t[1])
 
     def export_csv_text(self) -> str:
@@ -799,7 +845,13 @@ class Project:
             w.writerow([path, label])
         return buf.getvalue()
 
-    def export(self, fmt: str, out: str | os.PathLike[str], *, image_url_prefix: str = "/data/local-files/?d=") -> int:
+    def export(
+        self,
+        fmt: str,
+        out: str | os.PathLike[str],
+        *,
+        image_url_prefix: str = "/data/local-files/?d=",
+    ) -> int:
         """Write the labels as csv, imagefolder, labelstudio or npz; returns the item count."""
         out = Path(out)
         formats = ("csv", "imagefolder", "labelstudio", "npz")
@@ -807,7 +859,9 @@ class Project:
             raise ConfigError(f"Unknown export format {fmt!r}; supported: {', '.join(formats)}.")
         if fmt == "imagefolder":
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise ConfigError(f"--out {out} exists and is not an empty folder; choose a new path.")
+                raise ConfigError(
+                    f"--out {out} exists and is not an empty folder; choose a new path."
+                )
         elif out.is_dir():
             raise ConfigError(f"--out {out} is a folder; give a file name.")
         rows = self.labeled_rows()
@@ -848,7 +902,9 @@ class Project:
             raise
         return len(rows)
 
-    def labelstudio_tasks(self, image_url_prefix: str = "/data/local-files/?d=") -> list[dict[str, Any]]:
+    def labelstudio_tasks(
+        self, image_url_prefix: str = "/data/local-files/?d="
+    ) -> list[dict[str, Any]]:
         """Label Studio tasks: every image, its label as an annotation, the model's guess as a
         prediction with its probability as ``score`` (Label Studio can sort tasks by it)."""
         from urllib.parse import quote
@@ -923,7 +979,9 @@ class Project:
                 if isinstance(a, dict) and not a.get("was_cancelled")
             ]
             choice = None
-            for a in sorted(anns, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")):
+            for a in sorted(
+                anns, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")
+            ):
                 for res in a.get("result") or []:
                     if isinstance(res, dict) and res.get("type") == "choices":
                         ch = (res.get("value") or {}).get("choices") or []
@@ -950,7 +1008,12 @@ class Project:
 
 
 def _ls_choice(label: str) -> dict[str, Any]:
-    return {"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": [label]}}
+    return {
+        "from_name": "choice",
+        "to_name": "image",
+        "type": "choices",
+        "value": {"choices": [label]},
+    }
 
 
 __all__ = ["KINDS", "FishermaskError", "Project", "parse_classes", "wilson"]

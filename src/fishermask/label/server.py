@@ -36,8 +36,13 @@ from fishermask.label.store import RoundBusy
 
 HERE = Path(__file__).parent
 MAX_BODY = 4096  # bytes: a label is a few dozen
-MEDIA = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
-         ".bmp": "image/bmp"}
+MEDIA = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+}
 
 
 def shortcut_keys(n: int) -> list[str]:
@@ -69,8 +74,10 @@ class TokenGuard:
             given = (q.get("token") or [""])[0].encode()
         if not secrets.compare_digest(given, self.token):
             resp = JSONResponse(
-                {"error": "missing or wrong access token: add ?token=... (printed by "
-                 "`fishermask label serve`) or an Authorization: Bearer header"},
+                {
+                    "error": "missing or wrong access token: add ?token=... (printed by "
+                    "`fishermask label serve`) or an Authorization: Bearer header"
+                },
                 status_code=401,
             )
             await resp(scope, receive, send)
@@ -106,8 +113,13 @@ class Worker:
                 src = str(Path(__file__).resolve().parents[2])
                 env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "fishermask.label.worker", str(self.project.dir),
-                     str(round_id)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "fishermask.label.worker",
+                        str(self.project.dir),
+                        str(round_id),
+                    ],
                     env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
@@ -162,7 +174,12 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
         for it in items:
             it["url"] = f"/api/images/{it['image_id']}?token={token}"
         st = project.status()
-        return {"round_id": st["queue_round"], "mode": st["mode"], "classes": classes, "items": items}
+        return {
+            "round_id": st["queue_round"],
+            "mode": st["mode"],
+            "classes": classes,
+            "items": items,
+        }
 
     @app.get("/api/status")
     def status() -> Any:
@@ -184,8 +201,11 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
             return _error(400, 'body must be a JSON object like {"image_id": 3, "label": "cat"}')
         extra = set(data) - {"image_id", "label", "kind", "client"}
         if extra:
-            return _error(400, f"unknown field(s) {', '.join(sorted(extra))}; "
-                          "allowed: image_id, label, kind, client")
+            return _error(
+                400,
+                f"unknown field(s) {', '.join(sorted(extra))}; "
+                "allowed: image_id, label, kind, client",
+            )
         image_id = data.get("image_id")
         if isinstance(image_id, bool) or not isinstance(image_id, int):
             return _error(400, "`image_id` must be an integer image id (from GET /api/batch)")
@@ -199,8 +219,10 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
         class_id = None
         if kind == "label":
             if not isinstance(label, str) or label not in classes:
-                return _error(400, f"label {label!r} is not one of the project's classes: "
-                              f"{', '.join(classes)}")
+                return _error(
+                    400,
+                    f"label {label!r} is not one of the project's classes: {', '.join(classes)}",
+                )
             class_id = classes.index(label)
         elif label is not None:
             return _error(400, f"a {kind} carries no label")
@@ -284,8 +306,10 @@ def run_server(
     app = create_app(project_dir, token)
     project: Project = app.state.project
     if not is_loopback(host):
-        say(f"warning: serving on {host}, reachable from other machines; anyone with the URL "
-            "(and its token) can label. Use --host 127.0.0.1 to keep it local.")
+        say(
+            f"warning: serving on {host}, reachable from other machines; anyone with the URL "
+            "(and its token) can label. Use --host 127.0.0.1 to keep it local."
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -293,7 +317,9 @@ def run_server(
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; try --port 0.") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; try --port 0."
+        ) from None
     sock.listen(128)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

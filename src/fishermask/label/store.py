@@ -287,9 +287,7 @@ class Store:
 
     def current(self) -> dict[int, tuple[int, str, int | None]]:
         """``image_id -> (label row id, kind, class_id)`` for every image with a current action."""
-        return {
-            r["image_id"]: (r["id"], r["kind"], r["class_id"]) for r in self.query(_CURRENT)
-        }
+        return {r["image_id"]: (r["id"], r["kind"], r["class_id"]) for r in self.query(_CURRENT)}
 
     def current_labels(self) -> dict[int, int]:
         """``image_id -> class_id`` of every labeled image (skips and unsure left out)."""

@@ -65,8 +65,8 @@ function advance() {
   const next = items.findIndex((x, i) => i > pos && !x.state);
   const any = items.findIndex((x) => !x.state);
   if (next >= 0) pos = next; else if (any >= 0) pos = any;
-  else { say("batch done: press n (next batch) to retrain and get the next one"); }
   show();
+  return next < 0 && any < 0;  // every item of the batch is done
 }
 
 async function save(kind, label) {
@@ -79,8 +79,9 @@ async function save(kind, label) {
     const r = await api("POST", "/api/labels", body);
     it.state = { label_id: r.label_id, kind, label: kind === "label" ? label : null };
     undoStack.push({ label_id: r.label_id, pos });
-    say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`);
-    advance();
+    const done = advance();
+    say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`
+      + (done ? ". Batch done: press n (next batch) to retrain and get the next one" : ""));
   } catch (e) {
     say("not saved: " + e.message, true);
   } finally {

@@ -1,0 +1,89 @@
+"""End to end in a real headless browser (Debian's chromium + chromium-driver, via selenium)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from tests.label.conftest import CLASSES
+from tests.label.test_kill import start_server
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
+)
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1200,800",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    project.close()
+    proc, url, _ = start_server(project.dir)
+    try:
+        line = re.search(r"http://\S+", url).group(0)
+        browser.get(line)
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        body = browser.find_element(By.TAG_NAME, "body")
+        expected = {}
+        for _ in range(6):
+            path_text = browser.find_element(By.ID, "path").text
+            image_id = int(browser.find_element(By.ID, "image").get_attribute("data-image-id"))
+            true_class = path_text.split("/")[0]
+            expected[image_id] = true_class
+            body.send_keys(str(CLASSES.index(true_class) + 1))  # the class's shortcut key
+            wait.until(
+                lambda d, t=path_text: d.find_element(By.ID, "message").text.startswith(
+                    f"saved: {t}"
+                )
+            )
+        assert "Batch done" in browser.find_element(By.ID, "message").text
+        body.send_keys("n")
+        wait = WebDriverWait(browser, 180)
+        wait.until(lambda d: "new batch ready" in d.find_element(By.ID, "message").text)
+        assert "fishermask on the model" in browser.find_element(By.ID, "mode").text
+        counts = browser.find_element(By.ID, "counts").text
+        assert counts.startswith("6 labeled")
+        from fishermask.label.project import Project
+
+        p = Project(project.dir)
+        got = {i: p.classes[c] for i, c in p.store.current_labels().items()}
+        assert got == expected
+        assert all(r.source == "human" for r in p.store.history())
+        assert p.store.rounds()[-1]["status"] == "done" and p.store.rounds()[-1]["checkpoint"]
+        p.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

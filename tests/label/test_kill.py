@@ -1,0 +1,133 @@
+"""Kill -9 the server while it saves labels: every acknowledged label is there after restart."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_server(project_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fishermask.cli", "label", "serve", str(project_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    deadline = time.time() + 120
+    lines = []
+    assert proc.stdout is not None
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)", line)
+        if m:
+            return proc, line.strip(), "".join(lines)
+    proc.kill()
+    raise AssertionError("server printed no URL: " + "".join(lines))
+
+
+def test_sigkill_loses_no_acknowledged_label(project):
+    project.close()
+    proc, url, _ = start_server(project.dir)
+    base, token = re.search(r"(http://[^/]+)/\?token=(\S+)", url).groups()
+    auth = {"Authorization": f"Bearer {token}"}
+    acked: dict[int, int] = {}  # label id -> image id, for every 200 answer
+    failed: list[str] = []
+
+    def post_forever() -> None:
+        with httpx.Client(base_url=base, headers=auth, timeout=10) as c:
+            ids = [it["image_id"] for it in c.get("/api/batch").json()["items"]]
+            k = 0
+            while True:
+                image_id = ids[k % len(ids)]
+                k += 1
+                try:
+                    r = c.post("/api/labels", json={"image_id": image_id, "label": "green"})
+                except httpx.HTTPError as exc:  # the server is gone
+                    failed.append(type(exc).__name__)
+                    return
+                assert r.status_code == 200
+                acked[r.json()["label_id"]] = image_id
+
+    try:
+        poster = threading.Thread(target=post_forever)
+        poster.start()
+        deadline = time.time() + 60
+        while len(acked) < 25 and time.time() < deadline and poster.is_alive():
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-stream, no shutdown of any kind
+        poster.join(30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(acked) >= 25 and failed
+    proc, url, _ = start_server(project.dir)
+    try:
+        base, token = re.search(r"(http://[^/]+)/\?token=(\S+)", url).groups()
+        from fishermask.label.store import DB_NAME, Store
+
+        store = Store(project.dir / DB_NAME)
+        got = {r.id: r.image_id for r in store.history()}
+        assert {k: got.get(k) for k in acked} == acked
+        store.close()
+        with httpx.Client(base_url=base, timeout=10) as c:
+            s = c.get("/api/status", params={"token": token}).json()
+            assert s["labeled"] == len(set(acked.values()))
+            assert c.get("/api/batch", params={"token": token}).json()["items"]  # queue resumes
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_restart_resumes_an_interrupted_retrain(project):
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rid = project.store.start_round("fishermask", dead.pid)  # a retrain killed mid-way
+    project.close()
+    proc, _, out = start_server(project.dir)
+    try:
+        from fishermask.label.project import Project
+
+        p = Project(project.dir)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            rounds = p.store.rounds()
+            if rounds[-1]["id"] > rid and rounds[-1]["status"] != "running":
+                break
+            time.sleep(0.5)
+        rounds = p.store.rounds()
+        assert next(r for r in rounds if r["id"] == rid)["status"] == "interrupted"
+        assert rounds[-1]["status"] == "done", rounds[-1]
+        assert rounds[-1]["checkpoint"]
+        p.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    assert "interrupted; restarting it from the last good model" in out
