@@ -128,6 +128,7 @@ def scan(project: ProjectArg, progress: Annotated[bool, typer.Option()] = True) 
     console.print(
         f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} unreadable.",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -208,7 +209,7 @@ def add(
         )
     except FishermaskError as e:
         _fail(str(e))
-    console.print(f"added {written} labels ({same} already so).", highlight=False)
+    console.print(f"added {written} labels ({same} already so).", highlight=False, soft_wrap=True)
 
 
 @label_app.command("import")
@@ -223,7 +224,9 @@ def import_(
         written, same = p.add_label_rows(rows, source="import", what=str(labelstudio))
     except FishermaskError as e:
         _fail(str(e))
-    console.print(f"imported {written} labels ({same} already so).", highlight=False)
+    console.print(
+        f"imported {written} labels ({same} already so).", highlight=False, soft_wrap=True
+    )
 
 
 @label_app.command("train")
@@ -257,10 +260,14 @@ def train_cmd(
     m = row["metrics"]
     c = p.counts()
     if not m:
-        console.print("not trained: needs labels in at least 2 classes.", highlight=False)
+        console.print(
+            "not trained: needs labels in at least 2 classes.", highlight=False, soft_wrap=True
+        )
     elif m.get("accuracy") is None:
         console.print(
-            f"trained on {m['n_labels']} labels; accuracy {m['method']}.", highlight=False
+            f"trained on {m['n_labels']} labels; accuracy {m['method']}.",
+            highlight=False,
+            soft_wrap=True,
         )
     else:
         console.print(
@@ -268,12 +275,18 @@ def train_cmd(
             f"(95 % interval {100 * m['low']:.1f}-{100 * m['high']:.1f} %, {m['method']}, "
             f"{m['n_eval']} predictions)",
             highlight=False,
+            soft_wrap=True,
         )
     console.print(
         "labels per class: " + ", ".join(f"{k} {v}" for k, v in c["per_class"].items()),
         highlight=False,
+        soft_wrap=True,
     )
-    console.print(f"next batch: {len(p.store.queue())} images ({row['mode']})", highlight=False)
+    console.print(
+        f"next batch: {len(p.store.queue())} images ({row['mode']})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @label_app.command()
@@ -292,7 +305,9 @@ def export(
     except FishermaskError as e:
         _fail(str(e))
     console.print(
-        f"wrote {out} ({n} {'tasks' if format == 'labelstudio' else 'labels'})", highlight=False
+        f"wrote {out} ({n} {'tasks' if format == 'labelstudio' else 'labels'})",
+        highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -302,6 +302,8 @@ def run_server(
     """Bind, print the URL (with its token) on one line, serve until interrupted."""
     import uvicorn
 
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: must be 0 (any free port) to 65535.")
     token = token or secrets.token_urlsafe(24)
     app = create_app(project_dir, token)
     project: Project = app.state.project

@@ -1,0 +1,113 @@
+"""`fishermask label ...` from the command line: every subcommand, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from fishermask.cli import app
+from tests.label.conftest import CLASSES
+
+runner = CliRunner()
+TINY_ARGS = [
+    "--image-size",
+    "8x8",
+    "--width",
+    "0.25",
+    "--batch",
+    "6",
+    "--min-per-class",
+    "2",
+    "--max-epochs",
+    "3",
+    "--max-steps",
+    "6",
+    "--no-progress",
+]
+
+
+def _run(*args):
+    return runner.invoke(app, ["label", *map(str, args)])
+
+
+def test_headless_workflow(tmp_path, folder):
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    assert "24 images, 3 classes" in r.output and "cold start" in r.output
+
+    r = _run("next", proj, "--n", "4")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == "path,rank,score,guess,guess_prob" and len(lines) == 5
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "path,label\n" + "".join(f"{c}/{i:03d}.png,{c}\n" for c in CLASSES for i in range(7))
+    )
+    r = _run("add", proj, labels)
+    assert r.exit_code == 0 and "added 21 labels" in r.output
+
+    r = _run("train", proj, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "95 % interval" in r.output and "5-fold cross-validation" in r.output
+    assert "labels per class: red 7, green 7, blue 7" in r.output
+
+    out = tmp_path / "next.json"
+    r = _run("next", proj, "--n", "2", "--format", "json", "--out", out)
+    assert r.exit_code == 0, r.output
+    items = json.loads(out.read_text())
+    assert len(items) == 2 and all(it["guess"] in CLASSES for it in items)
+
+    ls = tmp_path / "ls.json"
+    assert _run("export", proj, "--format", "labelstudio", "--out", ls).exit_code == 0
+    r = _run("export", proj, "--format", "csv", "--out", tmp_path / "l.csv")
+    assert r.exit_code == 0 and (tmp_path / "l.csv").read_text().count("\n") == 22
+    proj2 = tmp_path / "proj2"
+    assert (
+        _run(
+            "init", proj2, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS
+        ).exit_code
+        == 0
+    )
+    r = _run("import", proj2, "--labelstudio", ls)
+    assert r.exit_code == 0 and "imported 21 labels" in r.output
+    r = _run("scan", proj2)
+    assert r.exit_code == 0 and "0 new images" in r.output
+    r = _run("status", proj2)
+    assert json.loads(r.stdout)["labeled"] == 21
+
+
+def test_errors_are_one_line_exit_2(tmp_path, folder):
+    r = _run("init", tmp_path / "p", "--images", folder, "--classes", "a", *TINY_ARGS)
+    assert r.exit_code == 2 and "at least 2 classes" in r.output and "Traceback" not in r.output
+    r = _run("next", tmp_path / "nothing")
+    assert r.exit_code == 2 and "not a labeling project" in r.output
+    r = _run(
+        "init",
+        tmp_path / "p",
+        "--images",
+        folder,
+        "--classes",
+        "a,b",
+        "--image-size",
+        "big",
+        *TINY_ARGS[2:],
+    )
+    assert r.exit_code == 2 and "HxW" in r.output
+    assert (
+        _run("init", tmp_path / "p", "--images", folder, "--classes", "a,b", *TINY_ARGS).exit_code
+        == 0
+    )
+    r = _run("export", tmp_path / "p", "--format", "xml", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "Unknown export format" in r.output
+    r = _run("serve", tmp_path / "p", "--port", "99999")
+    assert r.exit_code == 2 and "must be 0" in r.output
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        r = _run("serve", tmp_path / "p", "--port", busy.getsockname()[1])
+    assert r.exit_code == 2 and "cannot listen" in r.output
