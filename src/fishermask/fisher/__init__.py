@@ -1,12 +1,24 @@
-"""Exact and fast Fisher information for FisherMask and BAIT (spec §2, §3).
+"""Exact and fast per-sample gradients and Fisher information (docs/methods.md).
 
-Pure tensor functions: the diagonal Fisher of every parameter, parameter masks,
-per-sample gradients on the masked weights, BAIT's closed-form embeddings and the
-greedy A-optimal selection they all feed.
+Pure tensor functions: one per-sample gradient engine (a cotangent on the logits and a
+reduction, :func:`per_sample_grads`) and its callers — the diagonal Fisher of every
+parameter, per-sample gradients on masked weights, gradient-norm scores — parameter masks,
+BAIT's closed-form embeddings and the greedy A-optimal selection they feed.
 """
 
+from fishermask.fisher._engine import (
+    SCALES,
+    log_prob_cotangents,
+    loss_cotangents,
+    per_sample_grads,
+)
 from fishermask.fisher.bait import bait_embeddings
-from fishermask.fisher.gradients import diag_fisher, mask_indices, masked_grads
+from fishermask.fisher.gradients import (
+    diag_fisher,
+    entropy_gradnorm_scores,
+    mask_indices,
+    masked_grads,
+)
 from fishermask.fisher.masks import (
     MASK_MODES,
     MaskProfileRow,
@@ -21,15 +33,20 @@ from fishermask.fisher.selection import greedy_select, mean_fisher
 __all__ = [
     "MASK_MODES",
     "MaskProfileRow",
+    "SCALES",
     "bait_embeddings",
     "default_always",
     "diag_fisher",
+    "entropy_gradnorm_scores",
     "greedy_select",
     "mask_indices",
     "mask_profile",
+    "log_prob_cotangents",
+    "loss_cotangents",
     "mask_size",
     "masked_grads",
     "mean_fisher",
+    "per_sample_grads",
     "random_mask",
     "top_k_mask",
 ]

@@ -1,15 +1,29 @@
-"""The plumbing behind :func:`diag_fisher` and :func:`masked_grads`.
+"""The one per-sample gradient engine behind :func:`diag_fisher`, :func:`masked_grads` and
+:func:`entropy_gradnorm_scores`.
 
-Index convention: N samples (one chunk: n), C classes, E requested entries of one parameter.
+Index convention: N samples (one chunk: n), C classes (logits), K cotangents per sample,
+E requested entries of one parameter.
+
+The caller gives a *cotangent on the logits*: ``cotangents(logits [n, C]) -> [K, n, C]``,
+row k being ``d loss_k / d logits`` of some per-sample loss (for the Fisher:
+``d log p_c / d logits = onehot_c - p``, times ``sqrt(p_c)``, K = C; for LPLgrad the
+gradient of the entropy, K = 1), and a *reduction* of the per-sample gradients
+``g[n, k] = d loss_k(x_n) / d theta``:
+
+- ``"entries"``: the requested entries, ``name -> [n, K, E]`` (masked gradients);
+- ``"sq_sum"``: ``sum_n sum_k g**2``, ``name -> [*shape]`` (diagonal Fisher);
+- ``"sq_norms"``: per-sample squared norms, ``name -> [n, K]`` (gradient norms per tensor;
+  a global norm is their sum).
 
 Per chunk of samples: one forward pass with forward hooks on the modules that own the
-requested parameters (recording each call's input and output); then, for each class c,
-one backward pass of ``log p(c|x)`` taken *only* w.r.t. those recorded outputs (no weight
-gradient is ever formed), with the cotangent ``d log p_c / d logits = onehot_c - p``
-(times ``sqrt(p_c)`` for ``scale="sqrt_prob"``) so that all classes share the forward;
-the closed forms of :mod:`.closed_form` then give the per-sample entries. Parameters whose
-owner is not handled in closed form (other layer types, shared parameters, modules never
-called as modules) go through an exact ``torch.func`` fallback over just those parameters.
+requested parameters (recording each call's arguments and output); then, for each k, one
+backward pass taken *only* w.r.t. those recorded outputs (no weight gradient is formed);
+the per-layer forms of :mod:`.closed_form` turn each output gradient into the reduction
+(closed forms for Linear, Conv2d and eval BatchNorm; an exact per-call ``torch.func``
+vector-Jacobian product for any other module). Every eval BatchNorm is recomputed as the
+identical affine map (its backward is cheaper). Parameters shared by several modules, owned
+by a module never called as a module, or owned by a module whose output is not a tensor go
+through an exact whole-model ``torch.func`` fallback (``method="func"``: every parameter).
 
 Limitation: a parameter used *both* through its module's forward and directly elsewhere in
 the model (e.g. ``F.linear(h, self.fc.weight)`` next to ``self.fc(x)``) is only seen through
@@ -21,19 +35,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jacrev, vmap
+from torch.func import functional_call, vjp, vmap
+from torch.utils import _pytree as pytree
 
 from fishermask.errors import ConfigError, check_choice, check_positive
 from fishermask.fisher.closed_form import _BATCHNORMS, Wanted, closed_form_kind, make_form
 
-SCALES = ("sqrt_prob", "none")
+Scale = Literal["sqrt_prob", "none"]
+Reduction = Literal["entries", "sq_sum", "sq_norms"]
+Method = Literal["auto", "hooks", "func"]
+SCALES: tuple[str, ...] = get_args(Scale)
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
+METHODS: tuple[str, ...] = get_args(Method)
 
-# Callbacks: closed-form results arrive per class, fallback results for all classes at once.
-OnClass = Callable[[slice, int, dict[str, Tensor]], None]  # name -> [n, E] / [n, *shape] / [*shape]
-OnFallback = Callable[[slice, dict[str, Tensor]], None]  # name -> [n, C, E] or [n, C, *shape]
+Cotangents = Callable[[Tensor], Tensor]  # logits [n, C] (detached) -> [K, n, C]
 
 
 def check_model(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -58,6 +77,36 @@ def check_model(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return params[0].device, params[0].dtype
 
 
+def log_prob_cotangents(probs: Tensor, scale: str) -> Tensor:
+    """``[C, n, C]``: row c is ``d log p_c / d logits = onehot_c - p``, times ``sqrt(p_c)``
+    when ``scale="sqrt_prob"`` (the Fisher's ``V_x``; BAIT's last-layer coefficients)."""
+    check_choice("scale", scale, SCALES)
+    c = probs.shape[1]
+    cot = probs.neg().unsqueeze(0).repeat(c, 1, 1)  # [C, n, C]
+    cot.diagonal(dim1=0, dim2=2).add_(1)  # cot[c, :, c] += 1
+    if scale == "sqrt_prob":
+        cot *= probs.T.sqrt()[:, :, None]
+    return cot
+
+
+def loss_cotangents(losses: Callable[[Tensor], Tensor]) -> Cotangents:
+    """Cotangents of per-sample losses ``losses(logits [n, C]) -> [n, K]`` (by autograd)."""
+
+    def cotangents(logits: Tensor) -> Tensor:
+        with torch.enable_grad():
+            z = logits.detach().requires_grad_(True)
+            per = losses(z)  # [n, K]
+            k_count = per.shape[1]
+            return torch.stack(
+                [
+                    torch.autograd.grad(per[:, k].sum(), z, retain_graph=k + 1 < k_count)[0]
+                    for k in range(k_count)
+                ]
+            )  # [K, n, C]
+
+    return cotangents
+
+
 @dataclass
 class _Owner:
     module: nn.Module
@@ -65,28 +114,39 @@ class _Owner:
     names: dict[str, str] = field(default_factory=dict)  # local name -> full name
 
 
-def _plan(model: nn.Module, wanted: Wanted) -> tuple[list[_Owner], list[str]]:
-    """Split the requested parameters into closed-form owners and fallback names."""
+def _owners_of(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
     owners: dict[int, list[tuple[nn.Module, str]]] = {}
     for module in model.modules():
         for local, p in module._parameters.items():
             if p is not None:
                 owners.setdefault(id(p), []).append((module, local))
+    return owners
+
+
+def _group(model: nn.Module, wanted: Wanted, names: list[str], generic: bool) -> tuple:
+    """Owners (closed-form modules, or any single owner if ``generic``) and the rest."""
+    owners = _owners_of(model)
+    params = dict(model.named_parameters())
     by_module: dict[int, _Owner] = {}
-    fallback = []
-    for name, p in model.named_parameters():
-        if name not in wanted:
-            continue
-        own = owners.get(id(p), [])
-        # a parameter shared by two modules, or held by an unhandled layer, takes the fallback
-        if len(own) == 1 and closed_form_kind(own[0][0]) is not None:
+    rest = []
+    for name in names:
+        own = owners.get(id(params[name]), [])
+        # a parameter shared by two modules, or held by an unhandled layer, goes to the rest
+        if len(own) == 1 and (generic or closed_form_kind(own[0][0]) is not None):
             module, local = own[0]
             entry = by_module.setdefault(id(module), _Owner(module))
             entry.wanted[local] = wanted[name]
             entry.names[local] = name
         else:
-            fallback.append(name)
-    return list(by_module.values()), fallback
+            rest.append(name)
+    return list(by_module.values()), rest
+
+
+def _plan(model: nn.Module, wanted: Wanted) -> tuple[list[_Owner], list[str]]:
+    """Split the requested parameters into closed-form owners and the rest (per-call VJPs or
+    the whole-model fallback)."""
+    names = [n for n, _ in model.named_parameters() if n in wanted]
+    return _group(model, wanted, names, generic=False)
 
 
 def _batchnorm_as_affine(module: nn.Module, x: Tensor) -> Tensor:
@@ -107,35 +167,61 @@ def _batchnorm_as_affine(module: nn.Module, x: Tensor) -> Tensor:
 
 
 class _Recorder:
-    """Forward hooks recording (input, output) of every call of the hooked modules.
+    """Forward hooks recording ``((args, kwargs), output)`` of every call of the hooked modules.
 
-    Every eval BatchNorm of the model (handled in closed form) has its output recomputed as
-    the identical affine map (:func:`_batchnorm_as_affine`), whose backward is cheaper.
-    A module whose output (or input) is later modified in place (e.g. ``ReLU(inplace=True)``)
-    would corrupt the record; such modules are detected by tensor version counters and the
-    chunk is re-run with the hook returning a copy of the output (or storing a copy of the
-    input) for them.
+    Closed-form modules keep only their first argument; other modules keep all their
+    arguments, taken before the call (they may modify them in place). Every eval BatchNorm of
+    the model has its output recomputed as the identical affine map. A recorded tensor later
+    modified in place (e.g. by ``ReLU(inplace=True)``) would corrupt the record; such modules
+    are detected by tensor version counters and the chunk is re-run with copies for them.
+    A module whose output is not a tensor is listed in ``unsupported``.
     """
 
     def __init__(self, modules: list[nn.Module], model: nn.Module) -> None:
         self.modules = modules
         self.recorded = {id(m) for m in modules}
+        self.generic = {id(m) for m in modules if closed_form_kind(m) is None}
         self.affine = [m for m in model.modules() if closed_form_kind(m) == "batchnorm"]
         self.clone_in: set[int] = set()
         self.clone_out: set[int] = set()
-        self.calls: dict[int, list[tuple[Tensor, Tensor]]] = {}
-        self._versions: list[tuple[int, Tensor, int, Tensor, int]] = []
+        self.calls: dict[int, list[tuple[tuple[tuple, dict], Tensor]]] = {}
+        self.unsupported: dict[int, str] = {}
+        self._pending: dict[int, list[tuple[tuple[tuple, dict], list]]] = {}
+        self._versions: list[tuple[int, bool, Tensor, int]] = []  # key, is_input, t, version
 
-    def _hook(self, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         key = id(module)
-        inp = args[0]
+        clone = key in self.clone_in
+
+        def keep(a: Any) -> Any:
+            if not isinstance(a, Tensor):
+                return a
+            return a.detach().clone() if clone else a.detach()
+
+        saved = pytree.tree_map(keep, (args, kwargs))
+        leaves = [t for t in pytree.tree_leaves(saved) if isinstance(t, Tensor)]
+        versions = [(key, True, t, t._version) for t in leaves]
+        self._pending.setdefault(key, []).append((saved, versions))
+
+    def _hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        key = id(module)
         replaced = closed_form_kind(module) == "batchnorm"
         if replaced:
-            output = _batchnorm_as_affine(module, inp)
+            output = _batchnorm_as_affine(module, args[0])
         if key in self.recorded:
-            saved = inp.detach().clone() if key in self.clone_in else inp.detach()
+            if key in self.generic:
+                saved, versions = self._pending[key].pop()
+                if not isinstance(output, Tensor):
+                    kinds = type(module).__name__, type(output).__name__
+                    self.unsupported[key] = "{} returns {}".format(*kinds)
+                    return None
+                self._versions += versions
+            else:
+                inp = args[0]
+                saved = ((inp.detach().clone() if key in self.clone_in else inp.detach(),), {})
+                self._versions.append((key, True, inp, inp._version))
             self.calls.setdefault(key, []).append((saved, output))
-            self._versions.append((key, inp, inp._version, output, output._version))
+            self._versions.append((key, False, output, output._version))
             if key in self.clone_out:
                 return output.clone()
         return output if replaced else None
@@ -143,20 +229,23 @@ class _Recorder:
     def forward(self, model: nn.Module, x: Tensor) -> Tensor:
         hooked = self.modules + [m for m in self.affine if id(m) not in self.recorded]
         for _ in range(3):
-            self.calls, self._versions = {}, []
-            handles = [m.register_forward_hook(self._hook) for m in hooked]
+            self.calls, self.unsupported, self._pending, self._versions = {}, {}, {}, []
+            handles = [m.register_forward_hook(self._hook, with_kwargs=True) for m in hooked]
+            handles += [
+                m.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
+                for m in self.modules
+                if id(m) in self.generic
+            ]
             try:
                 logits = model(x)
             finally:
                 for h in handles:
                     h.remove()
             dirty = False
-            for key, inp, v_in, out, v_out in self._versions:
-                if inp._version != v_in and key not in self.clone_in:
-                    self.clone_in.add(key)
-                    dirty = True
-                if out._version != v_out and key not in self.clone_out:
-                    self.clone_out.add(key)
+            for key, is_input, t, version in self._versions:
+                flags = self.clone_in if is_input else self.clone_out
+                if t._version != version and key not in flags:
+                    flags.add(key)
                     dirty = True
             self._versions = []
             if not dirty:
@@ -186,36 +275,44 @@ def _check_logits(logits: Tensor, n: int) -> int:
     return logits.shape[1]
 
 
-def _fallback(
-    model: nn.Module, x: Tensor, names: list[str], probs: Tensor, scale: str
-) -> dict[str, Tensor]:
-    """Exact per-sample, per-class gradients of ``names`` by torch.func: name -> [n, C, *shape]."""
+def _func_grads(model: nn.Module, x: Tensor, names: list[str], cot: Tensor) -> dict[str, Tensor]:
+    """Exact per-sample gradients by torch.func: ``name -> [n, K, *shape]``, the vector-Jacobian
+    products of each sample's logits with its K cotangents ``cot [K, n, C]``."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
 
-    def log_probs(sub: dict[str, Tensor], xi: Tensor) -> Tensor:
-        out = functional_call(model, {**params, **buffers, **sub}, (xi.unsqueeze(0),))
-        return torch.log_softmax(out, dim=-1).squeeze(0)  # [C]
+    def one(sub: dict[str, Tensor], xi: Tensor, ci: Tensor) -> dict[str, Tensor]:
+        def logits(s: dict[str, Tensor]) -> Tensor:
+            out = functional_call(model, {**params, **buffers, **s}, (xi.unsqueeze(0),))
+            return out.squeeze(0)  # [C]
 
-    jac = vmap(jacrev(log_probs), in_dims=(None, 0))({k: params[k] for k in names}, x)
-    if scale == "sqrt_prob":
-        w = probs.sqrt()  # [n, C]
-        jac = {k: v * w.view(*w.shape, *([1] * (v.dim() - 2))) for k, v in jac.items()}
-    return jac
+        _, pull = vjp(logits, sub)
+        return vmap(pull)(ci)[0]  # name -> [K, *shape]
+
+    return vmap(one, in_dims=(None, 0, 1))({k: params[k] for k in names}, x, cot)
+
+
+def _reduce(g: Tensor, reduction: str) -> Tensor:
+    """One parameter's per-sample gradients ``[n, *shape]`` (or ``[n, E]``), reduced."""
+    if reduction == "entries":
+        return g.flatten(1)  # [n, E]
+    if reduction == "sq_sum":
+        return g.square().sum(0)  # [*shape]
+    return g.flatten(1).square().sum(1)  # [n]
 
 
 def _assemble(
-    called: list[_Owner], forms: list[list], gos: list[Tensor], reduce: bool
+    called: list[_Owner], forms: list[list], gos: list[Tensor], reduction: str
 ) -> dict[str, Tensor]:
-    """One class's per-sample results by full name (``sum_n g**2`` with ``reduce``).
-
-    ``gos`` holds the output gradients of every recorded call, owners in order.
-    """
+    """One cotangent's results by full name; ``gos`` holds the output gradients of every
+    recorded call, owners in order."""
     out: dict[str, Tensor] = {}
     pos = 0
     for owner, call_forms in zip(called, forms, strict=True):
-        if reduce and len(call_forms) == 1:
-            for local, g in call_forms[0].sq_sum(gos[pos]).items():
+        if reduction != "entries" and len(call_forms) == 1:
+            form = call_forms[0]
+            part = form.sq_sum(gos[pos]) if reduction == "sq_sum" else form.sq_norms(gos[pos])
+            for local, g in part.items():
                 out[owner.names[local]] = g
             pos += 1
             continue
@@ -225,84 +322,120 @@ def _assemble(
                 per[local] = per[local] + g if local in per else g
             pos += 1
         for local, g in per.items():
-            out[owner.names[local]] = g.square().sum(0) if reduce else g
+            out[owner.names[local]] = _reduce(g, reduction)
     return out
 
 
-def run(
+def _merge(results: dict[str, Tensor], k: int, part: dict[str, Tensor], shape: tuple) -> None:
+    """Put cotangent k's ``part`` into ``results`` (``sq_sum``: add; else column k)."""
+    n, k_count, reduction = shape
+    for name, g in part.items():
+        if reduction == "sq_sum":
+            results[name] = results[name] + g if name in results else g
+        else:
+            if name not in results:
+                results[name] = g.new_empty(n, k_count, *g.shape[1:])  # [n, K(, E)]
+            results[name][:, k] = g
+
+
+def per_sample_grads(
     model: nn.Module,
     inputs: Tensor,
     wanted: Wanted,
     *,
-    scale: str,
+    cotangents: Cotangents,
+    reduction: Reduction,
     batch_size: int,
-    reduce: bool = False,
-    on_start: Callable[[int], None],
-    on_class: OnClass,
-    on_fallback: OnFallback,
-) -> int:
-    """Stream per-sample, per-class gradients of the ``wanted`` parameters; return C.
+    method: Method = "auto",
+) -> Iterator[tuple[slice, Tensor, dict[str, Tensor]]]:
+    """Per chunk of ``inputs``, the reduced per-sample gradients of the ``wanted`` parameters.
 
-    ``wanted`` maps full parameter names to flat indices (masked entries, row-major) or
-    ``None`` (whole tensor). ``on_start(C)`` is called once, after the first forward pass.
-    With ``reduce=True`` (all ``None``) ``on_class(slice, -1, totals)`` is called once per chunk
-    with ``sum_c sum_n g**2`` per parameter instead.
-    Results are already scaled by ``sqrt(p_c)`` when ``scale="sqrt_prob"``.
+    Args:
+        model: maps ``[n, ...]`` to logits ``[n, C]``; eval mode; not modified.
+        inputs: ``[N, ...]`` (moved chunk by chunk to the model's device and dtype).
+        wanted: full parameter names -> flat row-major indices of the requested entries
+            (``"entries"`` only) or ``None`` (the whole tensor).
+        cotangents: logits ``[n, C]`` -> ``[K, n, C]`` (see the module docstring).
+        reduction: ``"entries"`` (``name -> [n, K, E]``), ``"sq_sum"`` (``name -> [*shape]``,
+            summed over the chunk and K) or ``"sq_norms"`` (``name -> [n, K]``).
+        batch_size: samples per chunk (bounds memory).
+        method: ``"auto"`` (hooks, with the whole-model fallback where they cannot see a
+            layer's output as a tensor), ``"hooks"`` (refuse such models) or ``"func"``
+            (whole-model ``torch.func`` for every parameter; simpler, slower on CPU).
+
+    Yields:
+        ``(slice of inputs, probabilities [n, C], {name: result})`` per chunk, the names in
+        ``model.named_parameters()`` order.
     """
-    check_choice("scale", scale, SCALES)
+    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("gradient method", method, METHODS)
     check_positive("batch_size", batch_size)
     device, dtype = check_model(model)
     if inputs.dim() < 1 or inputs.shape[0] < 1:
         raise ConfigError(f"`inputs` has shape {tuple(inputs.shape)}; need [N, ...] with N >= 1.")
-    owners, fallback = _plan(model, wanted)
+    names = [n for n, _ in model.named_parameters() if n in wanted]
+    owners, fallback = _plan(model, wanted) if method != "func" else ([], names)
+    if method != "func":
+        generic, fallback = _group(model, wanted, fallback, generic=True)
+        owners += generic
     recorder = _Recorder([o.module for o in owners], model)
-    closed_params = [getattr(o.module, local) for o in owners for local in o.wanted]
+    owned_params = [getattr(o.module, local) for o in owners for local in o.wanted]
     num_classes = 0
     for start in range(0, inputs.shape[0], batch_size):
         sl = slice(start, min(start + batch_size, inputs.shape[0]))
         x = inputs[sl].to(device=device, dtype=dtype)
         n = x.shape[0]
-        with torch.enable_grad(), _requires_grad(closed_params):
-            logits = recorder.forward(model, x)
+        results: dict[str, Tensor] = {}
+        with torch.enable_grad(), _requires_grad(owned_params):
+            if owners:
+                logits = recorder.forward(model, x)
+            else:
+                with torch.no_grad():
+                    logits = model(x)
             if not num_classes:
                 num_classes = _check_logits(logits, n)
-                on_start(num_classes)
             elif _check_logits(logits, n) != num_classes:  # pragma: no cover
                 raise ConfigError("The number of logits changed between chunks.")
             probs = torch.softmax(logits.detach(), dim=1)  # [n, C]
-            # owners never called as modules this chunk go through the fallback
-            called = [o for o in owners if recorder.calls.get(id(o.module))]
+            cot = cotangents(logits.detach())  # [K, n, C]
+            k_count = cot.shape[0]
+            if recorder.unsupported and method == "hooks":
+                reason = next(iter(recorder.unsupported.values()))
+                raise ConfigError(
+                    f"method='hooks' cannot follow this model ({reason}); use method='auto' "
+                    "or 'func'."
+                )
+            # owners never called as modules (or unsupported) this chunk: the fallback
+            called = [
+                o
+                for o in owners
+                if recorder.calls.get(id(o.module)) and id(o.module) not in recorder.unsupported
+            ]
             extra = [nm for o in owners if o not in called for nm in o.names.values()]
             forms = [
-                [make_form(o.module, inp, o.wanted) for inp, _ in recorder.calls[id(o.module)]]
+                [make_form(o.module, *saved, o.wanted) for saved, _ in recorder.calls[id(o.module)]]
                 for o in called
             ]
             outs = [out for o in called for _, out in recorder.calls[id(o.module)]]
-            totals: dict[str, Tensor] = {}  # reduce: name -> sum_c sum_n g**2
-            for c in range(num_classes if outs else 0):
-                cot = -probs.clone()  # [n, C]: d log p_c / d logits = onehot_c - p
-                cot[:, c] += 1
-                if scale == "sqrt_prob":
-                    cot *= probs[:, c : c + 1].sqrt()
+            for k in range(k_count if outs else 0):
                 gos = torch.autograd.grad(
-                    logits, outs, cot, retain_graph=c < num_classes - 1, allow_unused=True
+                    logits, outs, cot[k], retain_graph=k < k_count - 1, allow_unused=True
                 )
                 gos = [
                     torch.zeros_like(o) if g is None else g for g, o in zip(gos, outs, strict=True)
                 ]
-                results = _assemble(called, forms, gos, reduce)
-                if not reduce:
-                    on_class(sl, c, results)
-                for name, g in results.items() if reduce else ():
-                    totals[name] = totals[name] + g if name in totals else g
-            if reduce and outs:
-                on_class(sl, -1, totals)
+                part = _assemble(called, forms, gos, reduction)
+                _merge(results, k, part, (n, k_count, reduction))
             del logits, outs, forms
-        names = fallback + extra
-        if names:
-            jac = _fallback(model, x, names, probs, scale)
-            for name in names:
-                idx = wanted[name]
-                jac[name] = jac[name] if idx is None else jac[name].flatten(2)[:, :, idx]
-            on_fallback(sl, jac)
-    return num_classes
+        rest = [nm for nm in names if nm in set(fallback + extra)]
+        if rest:
+            jac = _func_grads(model, x, rest, cot)  # name -> [n, K, *shape]
+            for name in rest:
+                idx, g = wanted[name], jac[name]
+                if reduction == "entries":
+                    results[name] = g.flatten(2) if idx is None else g.flatten(2)[:, :, idx]
+                elif reduction == "sq_sum":
+                    results[name] = g.square().sum((0, 1))
+                else:
+                    results[name] = g.flatten(2).square().sum(2)
+        yield sl, probs, {name: results[name] for name in names}

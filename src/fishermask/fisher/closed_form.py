@@ -17,13 +17,24 @@ Closed forms (``go`` = d log p_c / d output, per sample):
 - Conv2d:   dW[o, j] = sum_p go[o, p] unfold(a)[j, p];   db[o] = sum_p go[o, p]
 - BatchNorm (eval): dW[c] = sum_l go[c, l] xhat[c, l];   db[c] = sum_l go[c, l],
   xhat = (a - running_mean) / sqrt(running_var + eps).
+- any other module (:class:`ModuleVJPForm`): an exact per-sample vector-Jacobian product of
+  that one call w.r.t. its own parameters (``torch.func``), from its recorded arguments.
+
+Each form offers the three reductions of :mod:`fishermask.fisher._engine`: ``per_sample``
+(``[N, E]`` or ``[N, *shape]``), ``sq_sum`` (``sum_n g_n**2``) and ``sq_norms``
+(``||g_n||**2`` per sample, ``[N]``); the last two never form a per-sample gradient where a
+cheaper identity exists.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+from torch.utils import _pytree as pytree
 
 Wanted = dict[str, Tensor | None]
 
@@ -74,6 +85,10 @@ class _Form:
         """``sum_n g_n**2`` of the whole per-sample gradients (wanted must be all ``None``)."""
         return {name: g.square().sum(0) for name, g in self.per_sample(go).items()}
 
+    def sq_norms(self, go: Tensor) -> dict[str, Tensor]:
+        """``||g_n||**2`` of the whole per-sample gradients, ``[N]`` (wanted all ``None``)."""
+        return {name: g.flatten(1).square().sum(1) for name, g in self.per_sample(go).items()}
+
     def _weight(self, go: Tensor, idx: Tensor | None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
@@ -105,6 +120,18 @@ class LinearForm(_Form):
                 out["weight"] = self._go(go)[:, 0].square().T @ self.a_sq  # [O, I]
             else:
                 out["weight"] = self._weight(go, None).square().sum(0)
+        return out
+
+    def sq_norms(self, go: Tensor) -> dict[str, Tensor]:
+        out = {}
+        if "weight" in self.wanted:
+            if self.a.shape[1] == 1:  # ||go_n a_n^T||^2 = ||go_n||^2 ||a_n||^2
+                g = self._go(go)[:, 0]  # [N, O]
+                out["weight"] = g.square().sum(1) * self.a[:, 0].square().sum(1)
+            else:
+                out["weight"] = self._weight(go, None).flatten(1).square().sum(1)
+        if "bias" in self.wanted:
+            out["bias"] = self._bias(go, None).square().sum(1)
         return out
 
     def _weight(self, go: Tensor, idx: Tensor | None) -> Tensor:
@@ -152,10 +179,9 @@ class Conv2dForm(_Form):
                 and self.n * m.groups * self.rows * self.h_out * self.w_out <= _DENSE_MAX_FLOATS
             )
         )
-        if self.dense:
-            # the whole unfolded input, for full per-sample gradients: [N, groups * J, P]
-            self.unfolded = F.unfold(a, (kh, kw), dilation=(dh, dw), stride=(sh, sw))
-        elif idx is not False:
+        self.a = a  # padded input; unfolded (whole per-sample gradients) on first use
+        self._unfolded: Tensor | None = None
+        if not self.dense and idx is not False:
             o = idx // self.rows  # [E] output channel of each entry
             j = idx % self.rows  # [E] row within the group's unfolded input
             cin = (o // self.o_group) * self.c_group + j // (kh * kw)  # [E] input channel
@@ -176,6 +202,14 @@ class Conv2dForm(_Form):
         if self.dense:  # one GEMM, then the masked entries (flat index o * J + j)
             return self._full_weight(g, slice(None)).reshape(self.n, -1).index_select(1, idx)
         return torch.linalg.vecdot(g.index_select(1, self.o_w), self.u_sel)  # [N, E]
+
+    @property
+    def unfolded(self) -> Tensor:
+        """The whole unfolded (padded) input ``[N, groups * J, P]``, built once."""
+        if self._unfolded is None:
+            m = self.module
+            self._unfolded = F.unfold(self.a, m.kernel_size, dilation=m.dilation, stride=m.stride)
+        return self._unfolded
 
     def _full_weight(self, g: Tensor, samples: slice) -> Tensor:
         """Whole per-sample weight gradients of ``samples``: ``[n, O, J]``."""
@@ -207,6 +241,59 @@ class Conv2dForm(_Form):
         g = go.reshape(self.n, self.module.out_channels, -1)  # [N, O, P]
         return g.sum(-1) if idx is None else g[:, idx].sum(-1)  # [N, O] or [N, E]
 
+    def sq_norms(self, go: Tensor) -> dict[str, Tensor]:
+        out = {}
+        if "weight" in self.wanted:
+            out["weight"] = self._weight_sq_norms(go)
+        if "bias" in self.wanted:
+            out["bias"] = self._bias(go, None).square().sum(1)
+        return out
+
+    def _weight_sq_norms(self, go: Tensor) -> Tensor:
+        """``||dW_n||**2`` ``[N]`` without storing any per-sample gradient.
+
+        Few positions (deep layers, ``P (O + J) < O J``, one group): the Gram identity
+        ``||sum_p g_p u_p^T||^2 = sum_pq (g^T g)_pq (u^T u)_pq``. Otherwise one kernel offset
+        at a time: the slice ``[N, O, Cin/groups]`` of offset (i, j) is ``g [N, O, P]`` times
+        the padded input seen from that offset; with stride 1 that view is a contiguous
+        window of the flattened padded input once ``g`` is zero-padded to the padded width,
+        so no copy is made per offset (cheaper on CPU than ``F.unfold``).
+        """
+        m, n, o = self.module, self.n, self.module.out_channels
+        g3 = go.reshape(n, o, -1)  # [N, O, P]
+        if m.groups == 1 and g3.shape[2] * (o + self.rows) < o * self.rows:
+            if not hasattr(self, "uu"):
+                u = self.unfolded  # [N, J, P]
+                self.uu = torch.bmm(u.transpose(1, 2), u)  # [N, P, P]
+            return (torch.bmm(g3.transpose(1, 2), g3) * self.uu).sum(dim=(1, 2))
+        groups, (kh, kw), (sh, sw), (dh, dw) = m.groups, m.kernel_size, m.stride, m.dilation
+        ho, wo, ig = self.h_out, self.w_out, self.c_group
+        xp = self.a  # [N, Cin, Hp, Wp]
+        hp, wp = xp.shape[2], xp.shape[3]
+        if sh == sw == 1:
+            # flat windows: position (h, w) of offset (i, j) is (i dh + h) Wp + j dw + w
+            span = ho * wp
+            flat = F.pad(xp.reshape(n * groups, ig, hp * wp), (0, (kw - 1) * dw))
+            gb = F.pad(go.reshape(n, o, ho, wo), (0, wp - wo))  # [N, O, Ho, Wp]
+            gb = gb.reshape(n * groups, o // groups, span)  # [N groups, O/groups, Ho Wp]
+
+            def window(i: int, j: int) -> Tensor:
+                start = i * dh * wp + j * dw
+                return flat[:, :, start : start + span]  # [N groups, Cin/groups, Ho Wp]
+        else:
+            gb = g3.reshape(n * groups, o // groups, ho * wo)  # [N groups, O/groups, P]
+
+            def window(i: int, j: int) -> Tensor:
+                xs = xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw :: sw][..., :wo]
+                return xs.reshape(n * groups, ig, ho * wo)  # [N groups, Cin/groups, P]
+
+        total = g3.new_zeros(n)
+        for i in range(kh):
+            for j in range(kw):
+                part = torch.bmm(gb, window(i, j).transpose(1, 2))  # [N groups, O/g, Cin/g]
+                total += part.reshape(n, -1).square().sum(dim=1)
+        return total
+
 
 class BatchNormForm(_Form):
     def __init__(self, module: nn.modules.batchnorm._BatchNorm, inp: Tensor, wanted: Wanted):
@@ -232,9 +319,53 @@ class BatchNormForm(_Form):
         return g if idx is None else g[:, idx]
 
 
+class ModuleVJPForm(_Form):
+    """Any module: exact per-sample VJPs of one recorded call w.r.t. its own parameters."""
+
+    def __init__(self, module: nn.Module, args: tuple, kwargs: dict, wanted: Wanted) -> None:
+        super().__init__(module, wanted)
+        self.tree = (args, kwargs)
+        n = args[0].shape[0] if args and isinstance(args[0], Tensor) else None
+        self.in_dims = pytree.tree_map(
+            lambda a: 0 if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n else None,
+            self.tree,
+        )
+
+    def per_sample(self, go: Tensor) -> dict[str, Tensor]:
+        m, in_dims = self.module, self.in_dims
+        own = m.named_parameters(recurse=False)
+        params = {ln: p.detach() for ln, p in own if ln in self.wanted}
+
+        def vjp_one(pd: dict[str, Tensor], tree_i: Any, gi: Tensor) -> dict[str, Tensor]:
+            def inner(pd2: dict[str, Tensor]) -> Tensor:
+                # fresh copies: the module may modify its inputs in place, and the recorded
+                # inputs serve every cotangent
+                args_i, kwargs_i = _unsqueeze_batched(tree_i, in_dims)
+                return (functional_call(m, pd2, args_i, kwargs_i) * gi.unsqueeze(0)).sum()
+
+            return grad(inner)(pd)
+
+        per = vmap(vjp_one, in_dims=(None, in_dims, 0))(params, self.tree, go)  # [N, *shape]
+        return {
+            ln: v if self.wanted[ln] is None else v.flatten(1)[:, self.wanted[ln]]
+            for ln, v in per.items()
+        }
+
+
+def _unsqueeze_batched(tree_i: Any, in_dims: Any) -> Any:
+    """Copies of the batched leaves of one sample's ``(args, kwargs)``, with a batch axis of 1."""
+    leaves, spec = pytree.tree_flatten(tree_i)
+    dims = pytree.tree_leaves(in_dims, is_leaf=lambda d: d is None)
+    out = [a.unsqueeze(0).clone() if d == 0 else a for a, d in zip(leaves, dims, strict=True)]
+    return pytree.tree_unflatten(out, spec)
+
+
 _FORMS = {"linear": LinearForm, "conv2d": Conv2dForm, "batchnorm": BatchNormForm}
 
 
-def make_form(module: nn.Module, inp: Tensor, wanted: Wanted) -> _Form:
-    """The closed form for one call of ``module`` on input ``inp`` (see module docstring)."""
-    return _FORMS[closed_form_kind(module)](module, inp, wanted)  # type: ignore[index]
+def make_form(module: nn.Module, args: tuple, kwargs: dict, wanted: Wanted) -> _Form:
+    """The form for one call of ``module`` with ``args``/``kwargs`` (see module docstring)."""
+    kind = closed_form_kind(module)
+    if kind is None:
+        return ModuleVJPForm(module, args, kwargs, wanted)
+    return _FORMS[kind](module, args[0], wanted)

@@ -5,6 +5,7 @@
 KCenterStrategy()
 """
 
+from fishermask.fisher import entropy_gradnorm_scores
 from fishermask.strategies import (  # noqa: F401
     badge,
     bait,
@@ -35,7 +36,6 @@ from fishermask.strategies.batchbald import batchbald_select
 from fishermask.strategies.entropy import entropy_scores
 from fishermask.strategies.kcenter import k_center_greedy
 from fishermask.strategies.least_confidence import least_confidence_scores
-from fishermask.strategies.lplgrad import entropy_gradnorm_scores
 from fishermask.strategies.margin import margin_scores
 from fishermask.strategies.probcover import probcover_select, purity_radius, radius_graph
 from fishermask.strategies.registry import available, get, register
