@@ -19,6 +19,7 @@ from fishermask.fisher import (
     masked_grads,
     top_k_mask,
 )
+from fishermask.strategies.bait import BaitStrategy
 from tests.strategies.conftest import make_context
 
 
@@ -106,10 +107,12 @@ def test_default_mask_on_a_small_model_reaches_past_the_final_layer() -> None:
 
 
 def test_bad_options() -> None:
-    with pytest.raises(ConfigError, match="mask mode 'sparse'"):
+    with pytest.raises(ConfigError, match="mask_mode`='sparse', must be 'standard' or 'disp"):
         strategies.get("fishermask", mask_mode="sparse")
-    with pytest.raises(ConfigError, match="gradient scale"):
+    with pytest.raises(ConfigError, match="`bait:scale`='sqrt', must be 'sqrt_prob' or 'none'"):
         strategies.get("bait", scale="sqrt")
+    with pytest.raises(ConfigError, match="Unknown gradient scale 'sqrt'"):  # direct construction
+        BaitStrategy(scale="sqrt")
     with pytest.raises(ConfigError, match="sparsity"):
         strategies.get("fishermask", sparsity=0)
 

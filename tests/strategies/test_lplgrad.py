@@ -317,7 +317,7 @@ def test_lplgrad_trains_a_loss_prediction_module_and_checks_options() -> None:
     model = build_model("cnn", 3, (1, 8, 8), 0.5)
     aux = strategies.get("lplgrad", module_width=8, margin=0.5).make_auxiliary(model)
     assert aux is not None and aux.margin == 0.5 and aux.head.in_features == 32
-    with pytest.raises(ConfigError, match="Unknown scheme 'x'"):
+    with pytest.raises(ConfigError, match="`lplgrad:scheme`='x', must be 'entropy' or 'expected'"):
         strategies.get("lplgrad", scheme="x")
-    with pytest.raises(ConfigError, match="Unknown parameter set 'head'"):
+    with pytest.raises(ConfigError, match="`lplgrad:parameters`='head', must be 'all' or 'backb"):
         strategies.get("lplgrad", parameters="head")

@@ -7,13 +7,20 @@ BAIT's closed-form embeddings and the greedy A-optimal selection they feed.
 """
 
 from fishermask.fisher._engine import (
+    METHODS,
     SCALES,
+    Method,
+    Scale,
     log_prob_cotangents,
     loss_cotangents,
     per_sample_grads,
 )
-from fishermask.fisher.bait import bait_embeddings
+from fishermask.fisher.bait import bait_embeddings, last_layer_grads
 from fishermask.fisher.gradients import (
+    NORMS,
+    SCHEMES,
+    Norm,
+    Scheme,
     diag_fisher,
     entropy_gradnorm_scores,
     mask_indices,
@@ -21,6 +28,7 @@ from fishermask.fisher.gradients import (
 )
 from fishermask.fisher.masks import (
     MASK_MODES,
+    MaskMode,
     MaskProfileRow,
     default_always,
     mask_profile,
@@ -32,13 +40,22 @@ from fishermask.fisher.selection import greedy_select, mean_fisher
 
 __all__ = [
     "MASK_MODES",
-    "MaskProfileRow",
+    "METHODS",
+    "NORMS",
     "SCALES",
+    "SCHEMES",
+    "MaskMode",
+    "MaskProfileRow",
+    "Method",
+    "Norm",
+    "Scale",
+    "Scheme",
     "bait_embeddings",
     "default_always",
     "diag_fisher",
     "entropy_gradnorm_scores",
     "greedy_select",
+    "last_layer_grads",
     "mask_indices",
     "mask_profile",
     "log_prob_cotangents",

@@ -9,14 +9,24 @@ keeps the whole final weight.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from fishermask.errors import ConfigError, check_choice
-from fishermask.fisher._engine import SCALES
+from fishermask.errors import ConfigError
+from fishermask.fisher._engine import Scale, log_prob_cotangents
 
 
-def bait_embeddings(embeddings: Tensor, probs: Tensor, *, scale: str = "sqrt_prob") -> Tensor:
+def last_layer_grads(cotangents: Tensor, embeddings: Tensor) -> Tensor:
+    """Gradients w.r.t. the final linear layer's weight ``W [C, D]`` (logits ``z = W e + b``).
+
+    ``d loss / d W = (d loss / d z) e^T``: from cotangents on the logits ``[N, ..., C]`` and
+    embeddings ``[N, D]``, the gradients ``[N, ..., C*D]`` flattened row-major (class major,
+    then input feature). BAIT's ``V_x`` and BADGE's gradient embeddings are both this.
+    """
+    e = embeddings.view(embeddings.shape[0], *([1] * (cotangents.dim() - 1)), -1)
+    return (cotangents[..., None] * e).reshape(*cotangents.shape[:-1], -1)
+
+
+def bait_embeddings(embeddings: Tensor, probs: Tensor, *, scale: Scale = "sqrt_prob") -> Tensor:
     """Last-layer gradient matrices ``[N, C, C*D]`` from embeddings ``[N, D]``, probs ``[N, C]``.
 
     Args:
@@ -28,17 +38,11 @@ def bait_embeddings(embeddings: Tensor, probs: Tensor, *, scale: str = "sqrt_pro
         ``V`` with ``V[n, c, o*D + i] = s_c (1[c = o] - p[n, o]) e[n, i]``, ``s_c = sqrt(p[n, c])``
         or 1; dtype and device of ``embeddings``.
     """
-    check_choice("scale", scale, SCALES)
     if embeddings.dim() != 2 or probs.dim() != 2 or embeddings.shape[0] != probs.shape[0]:
         raise ConfigError(
             f"embeddings {tuple(embeddings.shape)} and probs {tuple(probs.shape)} must be "
             "[N, D] and [N, C] with the same N."
         )
-    n, dim = embeddings.shape
-    c = probs.shape[1]
-    probs = probs.to(embeddings)
-    eye = torch.eye(c, dtype=embeddings.dtype, device=embeddings.device)
-    coef = eye[None] - probs[:, None, :]  # [N, C, C]: d log p_c / d z_o at [n, c, o]
-    if scale == "sqrt_prob":
-        coef = coef * probs.sqrt()[:, :, None]
-    return (coef[:, :, :, None] * embeddings[:, None, None, :]).reshape(n, c, c * dim)
+    # [N, C, C]: s_c d log p_c / d z_o at [n, c, o]
+    coef = log_prob_cotangents(probs.to(embeddings), scale).transpose(0, 1)
+    return last_layer_grads(coef, embeddings)  # [N, C, C*D]

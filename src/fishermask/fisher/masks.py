@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from fishermask.errors import ConfigError, check_choice
 
-MASK_MODES = ("standard", "dispersed")
+MaskMode = Literal["standard", "dispersed"]
+MASK_MODES: tuple[str, ...] = get_args(MaskMode)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def top_k_mask(
     diag: Mapping[str, torch.Tensor],
     k: int,
     *,
-    mode: str = "standard",
+    mode: MaskMode = "standard",
     always: Sequence[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Keep exactly ``k`` parameter entries with the largest diagonal Fisher (spec §2.2).

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from fishermask.errors import check_positive
+from fishermask.fisher.bait import last_layer_grads
 from fishermask.strategies.base import QueryContext, Selection, Strategy
 from fishermask.strategies.registry import register
 
@@ -53,8 +54,7 @@ def badge_embeddings(embeddings: Tensor, probs: Tensor) -> Tensor:
 
     Same argument order as :func:`fishermask.fisher.bait_embeddings`.
     """
-    u, e = badge_factors(embeddings, probs)
-    return (u[:, :, None] * e[:, None, :]).reshape(len(u), -1)
+    return last_layer_grads(*badge_factors(embeddings, probs))
 
 
 def kmeans_pp_seeding(

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fishermask.errors import ConfigError, check_choice
-from fishermask.fisher import bait_embeddings, greedy_select
+from fishermask.fisher import SCALES, Scale, bait_embeddings, greedy_select
 from fishermask.strategies.base import QueryContext, Selection, Strategy
-from fishermask.strategies.fishermask import SCALES
 from fishermask.strategies.registry import register
 
 
@@ -32,7 +31,7 @@ class BaitStrategy(Strategy):
     name = "bait"
     lam: float = 0.01
     backward_steps: int = 1
-    scale: str = "sqrt_prob"
+    scale: Scale = "sqrt_prob"
 
     def __post_init__(self) -> None:
         check_choice("gradient scale", self.scale, SCALES)

@@ -20,17 +20,19 @@ import torch
 from fishermask.errors import ConfigError, check_choice
 from fishermask.fisher import (
     MASK_MODES,
+    SCALES,
+    MaskMode,
+    Scale,
     default_always,
     diag_fisher,
     greedy_select,
     mask_profile,
+    mask_size,
     masked_grads,
     top_k_mask,
 )
 from fishermask.strategies.base import QueryContext, Selection, Strategy
 from fishermask.strategies.registry import register
-
-SCALES = ("sqrt_prob", "none")
 
 
 def pool_gradients(
@@ -47,9 +49,8 @@ def pool_gradients(
     ]
     if parts:
         return torch.cat(parts)
-    k = sum(int(m.sum()) for m in mask.values())
     p = next(ctx.model.parameters())
-    return torch.empty(0, ctx.num_classes, k, device=p.device, dtype=p.dtype)
+    return torch.empty(0, ctx.num_classes, mask_size(mask), device=p.device, dtype=p.dtype)
 
 
 @register
@@ -76,11 +77,11 @@ class FisherMaskStrategy(Strategy):
     name = "fishermask"
     sparsity: float = 0.002
     k: int | None = None
-    mask_mode: str = "standard"
+    mask_mode: MaskMode = "standard"
     fisher_samples: int = 1024
     lam: float = 1.0
     backward_steps: int = 0
-    scale: str = "sqrt_prob"
+    scale: Scale = "sqrt_prob"
     batch_size: int = 128
 
     def __post_init__(self) -> None:

@@ -22,9 +22,15 @@ from typing import Literal, get_args
 import torch
 
 from fishermask.errors import check_choice, check_positive
-from fishermask.fisher import entropy_gradnorm_scores
-from fishermask.fisher._engine import METHODS, Method
-from fishermask.fisher.gradients import NORMS, SCHEMES, Norm, Scheme
+from fishermask.fisher import (
+    METHODS,
+    NORMS,
+    SCHEMES,
+    Method,
+    Norm,
+    Scheme,
+    entropy_gradnorm_scores,
+)
 from fishermask.strategies._lossnet import LossPredictionStrategy, check_subset, draw_subset
 from fishermask.strategies.base import QueryContext, Selection, top_k
 from fishermask.strategies.registry import register
