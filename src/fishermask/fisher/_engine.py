@@ -123,7 +123,9 @@ def _owners_of(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
     return owners
 
 
-def _group(model: nn.Module, wanted: Wanted, names: list[str], generic: bool) -> tuple:
+def _group(
+    model: nn.Module, wanted: Wanted, names: list[str], generic: bool
+) -> tuple[list[_Owner], list[str]]:
     """Owners (closed-form modules, or any single owner if ``generic``) and the rest."""
     owners = _owners_of(model)
     params = dict(model.named_parameters())
@@ -292,13 +294,15 @@ def _func_grads(model: nn.Module, x: Tensor, names: list[str], cot: Tensor) -> d
     return vmap(one, in_dims=(None, 0, 1))({k: params[k] for k in names}, x, cot)
 
 
-def _reduce(g: Tensor, reduction: str) -> Tensor:
-    """One parameter's per-sample gradients ``[n, *shape]`` (or ``[n, E]``), reduced."""
+def _reduce(g: Tensor, reduction: str, lead: int = 1, idx: Tensor | None = None) -> Tensor:
+    """Per-sample gradients ``[n, *shape]`` (``lead=2``: ``[n, K, *shape]``), reduced; ``idx``
+    picks the requested entries (``"entries"``)."""
     if reduction == "entries":
-        return g.flatten(1)  # [n, E]
+        flat = g.flatten(lead)  # [n(, K), E]
+        return flat if idx is None else flat[..., idx]
     if reduction == "sq_sum":
-        return g.square().sum(0)  # [*shape]
-    return g.flatten(1).square().sum(1)  # [n]
+        return g.square().sum(tuple(range(lead)))  # [*shape]
+    return g.flatten(lead).square().sum(lead)  # [n(, K)]
 
 
 def _assemble(
@@ -326,15 +330,16 @@ def _assemble(
     return out
 
 
-def _merge(results: dict[str, Tensor], k: int, part: dict[str, Tensor], shape: tuple) -> None:
+def _merge(
+    results: dict[str, Tensor], part: dict[str, Tensor], reduction: str, k: int, k_count: int
+) -> None:
     """Put cotangent k's ``part`` into ``results`` (``sq_sum``: add; else column k)."""
-    n, k_count, reduction = shape
     for name, g in part.items():
         if reduction == "sq_sum":
             results[name] = results[name] + g if name in results else g
         else:
             if name not in results:
-                results[name] = g.new_empty(n, k_count, *g.shape[1:])  # [n, K(, E)]
+                results[name] = g.new_empty(g.shape[0], k_count, *g.shape[1:])  # [n, K(, E)]
             results[name][:, k] = g
 
 
@@ -374,8 +379,10 @@ def per_sample_grads(
     if inputs.dim() < 1 or inputs.shape[0] < 1:
         raise ConfigError(f"`inputs` has shape {tuple(inputs.shape)}; need [N, ...] with N >= 1.")
     names = [n for n, _ in model.named_parameters() if n in wanted]
-    owners, fallback = _plan(model, wanted) if method != "func" else ([], names)
-    if method != "func":
+    owners: list[_Owner] = []
+    fallback = names
+    if method != "func":  # closed forms, then per-call VJPs, then the whole-model fallback
+        owners, fallback = _plan(model, wanted)
         generic, fallback = _group(model, wanted, fallback, generic=True)
         owners += generic
     recorder = _Recorder([o.module for o in owners], model)
@@ -384,7 +391,6 @@ def per_sample_grads(
     for start in range(0, inputs.shape[0], batch_size):
         sl = slice(start, min(start + batch_size, inputs.shape[0]))
         x = inputs[sl].to(device=device, dtype=dtype)
-        n = x.shape[0]
         results: dict[str, Tensor] = {}
         with torch.enable_grad(), _requires_grad(owned_params):
             if owners:
@@ -393,8 +399,8 @@ def per_sample_grads(
                 with torch.no_grad():
                     logits = model(x)
             if not num_classes:
-                num_classes = _check_logits(logits, n)
-            elif _check_logits(logits, n) != num_classes:  # pragma: no cover
+                num_classes = _check_logits(logits, x.shape[0])
+            elif _check_logits(logits, x.shape[0]) != num_classes:  # pragma: no cover
                 raise ConfigError("The number of logits changed between chunks.")
             probs = torch.softmax(logits.detach(), dim=1)  # [n, C]
             cot = cotangents(logits.detach())  # [K, n, C]
@@ -425,17 +431,12 @@ def per_sample_grads(
                     torch.zeros_like(o) if g is None else g for g, o in zip(gos, outs, strict=True)
                 ]
                 part = _assemble(called, forms, gos, reduction)
-                _merge(results, k, part, (n, k_count, reduction))
+                _merge(results, part, reduction, k, k_count)
             del logits, outs, forms
-        rest = [nm for nm in names if nm in set(fallback + extra)]
+        rest = set(fallback + extra)
         if rest:
-            jac = _func_grads(model, x, rest, cot)  # name -> [n, K, *shape]
-            for name in rest:
-                idx, g = wanted[name], jac[name]
-                if reduction == "entries":
-                    results[name] = g.flatten(2) if idx is None else g.flatten(2)[:, :, idx]
-                elif reduction == "sq_sum":
-                    results[name] = g.square().sum((0, 1))
-                else:
-                    results[name] = g.flatten(2).square().sum(2)
+            rest_names = [nm for nm in names if nm in rest]
+            jac = _func_grads(model, x, rest_names, cot)  # name -> [n, K, *shape]
+            for name in rest_names:
+                results[name] = _reduce(jac[name], reduction, lead=2, idx=wanted[name])
         yield sl, probs, {name: results[name] for name in names}
