@@ -16,12 +16,12 @@ gradient of the entropy, K = 1), and a *reduction* of the per-sample gradients
   a global norm is their sum).
 
 Per chunk of samples: one forward pass with forward hooks on the modules that own the
-requested parameters (recording each call's arguments and output); then, for each k, one
-backward pass taken *only* w.r.t. those recorded outputs (no weight gradient is formed);
+requested parameters (recording each call's arguments and output; every eval BatchNorm runs
+as the identical affine map, whose backward is cheaper); then, for each k, one backward
+pass taken *only* w.r.t. those recorded outputs (no weight gradient is formed);
 the per-layer forms of :mod:`.closed_form` turn each output gradient into the reduction
 (closed forms for Linear, Conv2d and eval BatchNorm; an exact per-call ``torch.func``
-vector-Jacobian product for any other module). Every eval BatchNorm is recomputed as the
-identical affine map (its backward is cheaper). Parameters shared by several modules, owned
+vector-Jacobian product for any other module). Parameters shared by several modules, owned
 by a module never called as a module, or owned by a module whose output is not a tensor go
 through an exact whole-model ``torch.func`` fallback (``method="func"``: every parameter).
 
@@ -32,6 +32,7 @@ the module call; register such uses as modules (or share the module) to stay exa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -173,7 +174,7 @@ class _Recorder:
 
     Closed-form modules keep only their first argument; other modules keep all their
     arguments, taken before the call (they may modify them in place). Every eval BatchNorm of
-    the model has its output recomputed as the identical affine map. A recorded tensor later
+    the model runs as the identical affine map. A recorded tensor later
     modified in place (e.g. by ``ReLU(inplace=True)``) would corrupt the record; such modules
     are detected by tensor version counters and the chunk is re-run with copies for them.
     A module whose output is not a tensor is listed in ``unsupported``.
@@ -207,9 +208,6 @@ class _Recorder:
 
     def _hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         key = id(module)
-        replaced = closed_form_kind(module) == "batchnorm"
-        if replaced:
-            output = _batchnorm_as_affine(module, args[0])
         if key in self.recorded:
             if key in self.generic:
                 saved, versions = self._pending[key].pop()
@@ -226,20 +224,20 @@ class _Recorder:
             self._versions.append((key, False, output, output._version))
             if key in self.clone_out:
                 return output.clone()
-        return output if replaced else None
+        return None
 
     def forward(self, model: nn.Module, x: Tensor) -> Tensor:
-        hooked = self.modules + [m for m in self.affine if id(m) not in self.recorded]
         for _ in range(3):
             self.calls, self.unsupported, self._pending, self._versions = {}, {}, {}, []
-            handles = [m.register_forward_hook(self._hook, with_kwargs=True) for m in hooked]
+            handles = [m.register_forward_hook(self._hook, with_kwargs=True) for m in self.modules]
             handles += [
                 m.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
                 for m in self.modules
                 if id(m) in self.generic
             ]
             try:
-                logits = model(x)
+                with _as_affine(self.affine):
+                    logits = model(x)
             finally:
                 for h in handles:
                     h.remove()
@@ -253,6 +251,23 @@ class _Recorder:
             if not dirty:
                 return logits
         raise RuntimeError("in-place modifications of recorded tensors persist")  # pragma: no cover
+
+
+@contextmanager
+def _as_affine(batchnorms: list[nn.Module]) -> Iterator[None]:
+    """Run each eval BatchNorm as :func:`_batchnorm_as_affine` (instance ``forward``), restored
+    afterwards; its hooks still run."""
+    own = [m.__dict__.get("forward") for m in batchnorms]
+    try:
+        for m in batchnorms:
+            m.forward = functools.partial(_batchnorm_as_affine, m)
+        yield
+    finally:
+        for m, f in zip(batchnorms, own, strict=True):
+            if f is None:
+                del m.forward
+            else:
+                m.forward = f
 
 
 @contextmanager
