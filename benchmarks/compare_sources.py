@@ -5,9 +5,10 @@ after the other compares the load as much as the code. Here both versions are im
 one process (the old one first; its functions keep their own modules) and every call is
 timed chunk by chunk, alternating old/new (and their order) on the same inputs and the same
 model, so that load from other users hits both alike; with one torch thread the process CPU
-time (``time.process_time``) is reported beside the wall time, as it hardly depends on how
-busy the machine is. Also reports how far the results of
-the two versions are apart, and whether LPLgrad's top-``--budget`` picks change.
+time (``time.process_time``; total and the median of the per-chunk ratios) is reported
+beside the wall time, as it depends less on how busy the machine is. Also reports how far
+the results of the two versions are apart, and whether LPLgrad's top-``--budget`` picks
+change.
 
 Calls (ResNet-18 for CIFAR at width ``--width``, untrained, eval mode, random 3x32x32 inputs):
 ``entropy_gradnorm_scores`` (hooks, chunk 64; ``scheme="expected"``; ``method="func"``,
@@ -50,6 +51,12 @@ def load(src: str) -> dict[str, Callable]:
     }
 
 
+def _median_ratio(cpu: dict[str, list[float]]) -> float:
+    """Median over chunks of new / old CPU time (the two ran back to back on each chunk)."""
+    ratios = sorted(b / a for a, b in zip(cpu["old"], cpu["new"], strict=True))
+    return ratios[len(ratios) // 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old", help="the src/ folder of the old version")
@@ -58,6 +65,7 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--budget", type=int, default=50, help="top-k compared for LPLgrad")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--calls", default="", help="comma-separated labels to time (default: all)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,13 +91,20 @@ def main() -> None:
     }
     load0 = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, reps {args.reps}")
-    cols = "old CPU s | new CPU s | new / old | old wall s | new wall s | new / old"
+    cols = "old CPU s | new CPU s | new / old | median chunk new / old | old wall s | new wall s"
+    cols += " | new / old"
     print(f"| call | images | {cols} | max rel. difference |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     picks = {}
+    wanted = args.calls.split(",") if args.calls else list(calls)
+    unknown = [c for c in wanted if c not in calls]
+    if unknown:
+        ap.error(f"unknown calls {unknown}; choose from {list(calls)}")
     for label, (chunk, fn) in calls.items():
+        if label not in wanted:
+            continue
         total = {"old": 0.0, "new": 0.0}
-        cpu = {"old": 0.0, "new": 0.0}
+        cpu: dict[str, list[float]] = {"old": [], "new": []}
         outs: dict[str, list[torch.Tensor]] = {"old": [], "new": []}
         for rep in range(args.reps):
             x = torch.randn(chunk, 3, 32, 32, generator=gen)
@@ -98,23 +113,27 @@ def main() -> None:
                 t0, c0 = time.perf_counter(), time.process_time()
                 outs[which].append(fn(versions[which], x))
                 total[which] += time.perf_counter() - t0
-                cpu[which] += time.process_time() - c0
+                cpu[which].append(time.process_time() - c0)
         a, b = torch.cat(outs["old"]), torch.cat(outs["new"])
         rel = ((a - b).abs().max() / a.abs().max()).item()
         n = chunk * args.reps
         print(
-            f"| {label} | {n} | {cpu['old']:.2f} | {cpu['new']:.2f} "
-            f"| {cpu['new'] / cpu['old']:.2f} "
+            f"| {label} | {n} | {sum(cpu['old']):.2f} | {sum(cpu['new']):.2f} "
+            f"| {sum(cpu['new']) / sum(cpu['old']):.2f} | {_median_ratio(cpu):.2f} "
             f"| {total['old']:.2f} | {total['new']:.2f} | {total['new'] / total['old']:.2f} "
             f"| {rel:.1e} |",
             flush=True,
         )
         if label == "gradnorm hooks":
+            unequal = int((a != b).sum())
             picks = {w: set(torch.argsort(-s, stable=True)[: args.budget].tolist())
                      for w, s in (("old", a), ("new", b))}  # fmt: skip
+    if not picks:
+        return
     same = len(picks["old"] & picks["new"])
     print(
-        f"\nLPLgrad top-{args.budget} of {args.reps * 64}: {same} picks shared by old and new; "
+        f"\nLPLgrad (hooks): {unequal} of {args.reps * 64} scores differ between old and new; "
+        f"top-{args.budget}: {same} picks shared; "
         f"load average {load0:.1f} before / {os.getloadavg()[0]:.1f} after"
     )
 
