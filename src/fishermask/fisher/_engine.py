@@ -321,13 +321,26 @@ def _reduce(g: Tensor, reduction: str, lead: int = 1, idx: Tensor | None = None)
 
 
 def _assemble(
-    called: list[_Owner], forms: list[list], gos: list[Tensor], reduction: str
+    called: list[_Owner],
+    calls: list[list],
+    forms: list[list | None],
+    gos: list[Tensor],
+    reduction: str,
+    last: bool,
 ) -> dict[str, Tensor]:
     """One cotangent's results by full name; ``gos`` holds the output gradients of every
-    recorded call, owners in order."""
+    recorded call (``calls``), owners in order.
+
+    Forms are built on first use and dropped after the ``last`` cotangent, so that only the
+    layers in use hold their cached inputs (padded, normalised, unfolded).
+    """
     out: dict[str, Tensor] = {}
     pos = 0
-    for owner, call_forms in zip(called, forms, strict=True):
+    for i, owner in enumerate(called):
+        call_forms = forms[i]
+        if call_forms is None:
+            call_forms = [make_form(owner.module, *saved, owner.wanted) for saved, _ in calls[i]]
+        forms[i] = None if last else call_forms
         if reduction != "entries" and len(call_forms) == 1:
             form = call_forms[0]
             part = form.sq_sum(gos[pos]) if reduction == "sq_sum" else form.sq_norms(gos[pos])
@@ -433,11 +446,9 @@ def per_sample_grads(
                 if recorder.calls.get(id(o.module)) and id(o.module) not in recorder.unsupported
             ]
             extra = [nm for o in owners if o not in called for nm in o.names.values()]
-            forms = [
-                [make_form(o.module, *saved, o.wanted) for saved, _ in recorder.calls[id(o.module)]]
-                for o in called
-            ]
-            outs = [out for o in called for _, out in recorder.calls[id(o.module)]]
+            calls = [recorder.calls[id(o.module)] for o in called]
+            forms: list[list | None] = [None] * len(called)
+            outs = [out for owner_calls in calls for _, out in owner_calls]
             for k in range(k_count if outs else 0):
                 gos = torch.autograd.grad(
                     logits, outs, cot[k], retain_graph=k < k_count - 1, allow_unused=True
@@ -445,9 +456,9 @@ def per_sample_grads(
                 gos = [
                     torch.zeros_like(o) if g is None else g for g, o in zip(gos, outs, strict=True)
                 ]
-                part = _assemble(called, forms, gos, reduction)
+                part = _assemble(called, calls, forms, gos, reduction, k == k_count - 1)
                 _merge(results, part, reduction, k, k_count)
-            del logits, outs, forms
+            del logits, outs, forms, calls
         rest = set(fallback + extra)
         if rest:
             rest_names = [nm for nm in names if nm in rest]

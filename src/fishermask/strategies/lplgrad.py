@@ -45,9 +45,9 @@ class LPLGradStrategy(LossPredictionStrategy):
     """LPLgrad: highest entropy-gradient norm on a random unlabeled subset (docs/methods.md).
 
     Trains Yoo & Kweon's loss-prediction module with the classifier (options ``weight``,
-    ``margin``, ``detach_epoch``, ``module_width`` as for ``lpl``); its prediction is not
-    used to select. Query options: ``subset`` (10 000 random unlabeled candidates; None =
-    all), ``scheme`` (``entropy`` | ``expected``), ``norm`` (``per_tensor`` = the
+    ``margin``, ``detach_fraction``, ``ties``, ``module_width`` as for ``lpl``); its
+    prediction is not used to select. Query options: ``subset`` (10 000 random unlabeled
+    candidates; None = all), ``scheme`` (``entropy`` | ``expected``), ``norm`` (``per_tensor`` = the
     reference's sum of per-tensor norms | ``global``), ``parameters`` (``all`` = every
     classifier parameter, as the reference; ``backbone`` = all but the final linear layer),
     ``grad_batch_size`` (images per vectorised chunk), ``method`` (``auto`` | ``hooks`` |
