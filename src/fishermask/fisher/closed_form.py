@@ -179,7 +179,9 @@ class Conv2dForm(_Form):
                 and self.n * m.groups * self.rows * self.h_out * self.w_out <= _DENSE_MAX_FLOATS
             )
         )
-        self.a = a  # padded input; unfolded (whole per-sample gradients) on first use
+        # padded input [N, Cin, Hp, Wp]: unfolded on first use (whole per-sample gradients),
+        # or read one kernel offset at a time (squared norms); freed once no longer needed
+        self.a: Tensor | None = a
         self._unfolded: Tensor | None = None
         if not self.dense and idx is not False:
             o = idx // self.rows  # [E] output channel of each entry
@@ -194,6 +196,7 @@ class Conv2dForm(_Form):
             u_sel = a[:, cin[:, None, None], rows_h, rows_w]  # [N, E, Hout, Wout]
             self.u_sel = u_sel.reshape(self.n, idx.numel(), -1)  # [N, E, P]
             self.o_w = o
+            self.a = None
 
     def _weight(self, go: Tensor, idx: Tensor | None) -> Tensor:
         g = go.reshape(self.n, self.module.out_channels, -1)  # [N, O, P]
@@ -208,7 +211,8 @@ class Conv2dForm(_Form):
         """The whole unfolded (padded) input ``[N, groups * J, P]``, built once."""
         if self._unfolded is None:
             m = self.module
-            self._unfolded = F.unfold(self.a, m.kernel_size, dilation=m.dilation, stride=m.stride)
+            a, self.a = self.a, None
+            self._unfolded = F.unfold(a, m.kernel_size, dilation=m.dilation, stride=m.stride)
         return self._unfolded
 
     def _full_weight(self, g: Tensor, samples: slice) -> Tensor:
