@@ -190,8 +190,8 @@ class ScoreStrategy(Strategy):
     probabilities proportional to ``w``), with the noise from the query generator.
     """
 
-    most_informative: ClassVar[str] = "highest"  # or "lowest"
-    upper_bound: ClassVar[float | None] = None  # for "lowest" scores: power uses bound - score
+    query_highest: ClassVar[bool] = True  # False: the lowest scores are the most informative
+    upper_bound: ClassVar[float | None] = None  # for lowest-first scores: power uses bound - s
 
     stochastic: str = "none"
     beta: float = 1.0
@@ -204,11 +204,7 @@ class ScoreStrategy(Strategy):
             )
         if isinstance(self.beta, bool) or not self.beta > 0:
             raise ConfigError(f"`beta`={self.beta!r} for strategy {self.name!r}, must be > 0.")
-        if (
-            self.stochastic == "power"
-            and self.most_informative == "lowest"
-            and self.upper_bound is None
-        ):
+        if self.stochastic == "power" and not self.query_highest and self.upper_bound is None:
             raise ConfigError(
                 f"stochastic=power needs scores >= 0 where higher is more informative; "
                 f"{self.name!r} has neither, so use stochastic=softmax or softrank."
@@ -226,7 +222,7 @@ class ScoreStrategy(Strategy):
         unlabeled = ctx.pool.unlabeled
         scores = self.scores(ctx, unlabeled).cpu()  # [U]
         if self.stochastic == "none":
-            pick = top_k(scores if self.most_informative == "highest" else -scores, budget)
+            pick = top_k(scores if self.query_highest else -scores, budget)
         else:
             pick = stochastic_top_k(
                 self.utility(scores), budget, self.stochastic, self.beta, ctx.generator
@@ -236,7 +232,7 @@ class ScoreStrategy(Strategy):
     def utility(self, scores: torch.Tensor) -> torch.Tensor:
         """Scores turned "higher = more informative" (and >= 0 for ``power``), float64."""
         s = scores.detach().to(torch.float64).cpu()
-        if self.most_informative == "highest":
+        if self.query_highest:
             return s
         return (self.upper_bound - s) if self.upper_bound is not None else -s
 

@@ -22,7 +22,7 @@ class LeastConfidenceStrategy(ScoreStrategy):
 
     name = "least_confidence"
 
-    most_informative = "lowest"
+    query_highest = False
     upper_bound = 1.0  # scores are probabilities: stochastic=power uses 1 - score
 
     def score(self, probs: torch.Tensor) -> torch.Tensor:
