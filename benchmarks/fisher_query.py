@@ -2,7 +2,7 @@
 
 Index convention: N pool images (labeled + unlabeled), C classes, k masked weights, d = k.
 
-Stages (spec §2): diagonal Fisher on the first ``--diag-samples`` pool images; the Fisher
+Stages (docs/methods.md §2): diagonal Fisher on the first ``--diag-samples`` pool images; the Fisher
 mask (standard mode, k = sparsity * P); masked per-sample gradients on the whole pool with a
 RANDOM mask of the same k reaching every parameter tensor (a fresh network would put its
 Fisher mask in the last layers and make the gradient stage look cheaper than it is); the
@@ -140,7 +140,7 @@ def func_masked_grads(model: nn.Module, x: Tensor, mask: dict[str, Tensor]) -> T
 
 
 def naive_select(vu: Tensor, vl: Tensor, budget: int, lam: float = 1.0) -> list[int]:
-    """Spec §2.5 forward phase with explicit inverses per step and per candidate."""
+    """docs/methods.md §2.5 forward phase with explicit inverses per step and per candidate."""
     n, c, d = vu.shape
     n_lab = vl.shape[0]
     rows = torch.cat([vu, vl]).reshape(-1, d)

@@ -3,11 +3,12 @@ for `fisher_query.py --compare-baseline` and `selection_bench.py`: the new
 `fishermask.fisher.greedy_select` is timed beside it in one process and must pick the same
 indices. Not part of the package.
 
-Greedy A-optimal batch selection shared by FisherMask and BAIT (see docs/methods.md).
+Greedy A-optimal batch selection shared by FisherMask and BAIT (see docs/methods.md §2.5).
 
 Index convention: N unlabeled candidates, nL labeled samples, C classes, d selection
 dimension (k masked weights for FisherMask, D*C for BAIT), B budget. ``V[x]`` is ``[C, d]``;
-the spec's ``V_x`` (d x C) is its transpose, and a sample's Fisher is ``V_x V_x^T``.
+the ``V_x`` (d x C) of docs/methods.md §2.3 is its transpose, and a sample's Fisher is
+``V_x V_x^T``.
 
 Objective: with ``M = lam I + F_C nL/(nL+B)`` and every ``V_x`` scaled by ``sqrt(B/(nL+B))``,
 greedily add the candidate maximising
@@ -109,7 +110,7 @@ def legacy_greedy_select(
     chunk_size: int = 4096,
     upcast_max_bytes: int = UPCAST_MAX_BYTES,
 ) -> Tensor:
-    """Pick ``budget`` candidates by the greedy trace criterion (spec §2.5), forward then backward.
+    """Pick ``budget`` candidates greedily by the trace criterion of docs/methods.md §2.5.
 
     Args:
         V_unlabeled: ``[N, C, d]`` candidate matrices ``V[x]`` (rows = classes).

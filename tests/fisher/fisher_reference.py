@@ -64,7 +64,7 @@ def ref_greedy_select(
     backward_steps: int,
     fs: Tensor | None = None,
 ) -> list[int]:
-    """Spec §2.5 literally: explicit inverses of M and of the C x C matrices, per candidate."""
+    """docs/methods.md §2.5 literally: explicit inverses of M and of each C x C matrix."""
     n, c, d = vu.shape
     n_lab = vl.shape[0]
     rows = torch.cat([vu, vl]).reshape(-1, d)

@@ -1,4 +1,4 @@
-"""greedy_select against the spec's formulas with explicit inverses (fisher_reference)."""
+"""greedy_select against docs/methods.md §2.5 with explicit inverses (fisher_reference)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
 A preset (or explicit ``class_counts``) gives one count per class; classes past
 the end of the list or with count 0 are dropped, the kept classes are relabelled
 ``0..K-1`` in their original order (names follow), and the test split keeps all
-test images of the kept classes (the paper does not say; spec §6).
+test images of the kept classes (the paper does not say; docs/methods.md §6.2).
 
 Which train images: for class c, ``count`` images drawn without replacement by
 ``numpy.random.default_rng([seed, c])`` and kept in their original order. The

@@ -1,4 +1,4 @@
-"""Exact and fast per-sample gradients and Fisher information (docs/methods.md).
+"""Exact and fast per-sample gradients and Fisher information (docs/methods.md §2-§3, §5.5).
 
 Pure tensor functions: one per-sample gradient engine (a cotangent on the logits and a
 reduction, :func:`per_sample_grads`) and its callers — the diagonal Fisher of every

@@ -1,4 +1,4 @@
-"""BAIT's last-layer gradient embeddings in closed form (spec §3; Ash et al., NeurIPS 2021).
+"""BAIT's last-layer gradient embeddings in closed form (Ash et al. 2021; docs/methods.md §3).
 
 Index convention: N samples, C classes, D embedding size (input of the final linear layer).
 For logits ``z = W e + b`` with ``W`` of shape ``[C, D]``, ``d log p_c / d W = (onehot_c - p) e^T``,

@@ -1,4 +1,4 @@
-"""Diagonal Fisher, masked per-sample gradients and gradient-norm scores (docs/methods.md).
+"""Diagonal Fisher, masked per-sample gradients, gradient-norm scores (docs/methods.md §2, §5.5).
 
 Index convention: N samples, C classes, k masked weights (columns of the gradient matrix),
 T parameter tensors. For one sample x, ``masked_grads`` returns ``V[x]`` of shape ``[C, k]``:
@@ -38,7 +38,7 @@ def _fisher_cotangents(scale: str) -> Callable[[Tensor], Tensor]:
 
 
 def diag_fisher(model: nn.Module, inputs: Tensor, *, batch_size: int = 64) -> dict[str, Tensor]:
-    """Diagonal of the Fisher information of every parameter (paper eq. 8, docs/methods.md).
+    """Diagonal of the Fisher information of every parameter (paper eq. 8, docs/methods.md §2.1).
 
     ``F_j = (1/N) sum_i sum_c p(c|x_i) (d log p(c|x_i) / d theta_j)^2``, the exact expectation
     over the model's own predictive distribution (no label sampling).
@@ -164,7 +164,7 @@ def entropy_gradnorm_scores(
     batch_size: int = 64,
     method: Method = "auto",
 ) -> Tensor:
-    """Per-image gradient-norm uncertainty (GradNorm / LPLgrad query score, docs/methods.md).
+    """Per-image gradient-norm uncertainty (GradNorm / LPLgrad query score, docs/methods.md §5.5).
 
     For image x with logits z = f(x; θ) and p = softmax(z), and g_t the gradient w.r.t.
     parameter tensor t (those of ``model.named_parameters()`` that require grad and pass

@@ -1,4 +1,4 @@
-"""Parameter masks: which k weights FisherMask keeps (spec §2.2, paper Fig. 2).
+"""Parameter masks: which k weights FisherMask keeps (docs/methods.md §2.2, paper Fig. 2).
 
 Index convention: P total parameter entries, k masked (kept) entries. A mask is
 a ``dict[str, BoolTensor]`` keyed like ``model.named_parameters()``, each value
@@ -43,8 +43,8 @@ def default_always(names_and_shapes: Mapping[str, torch.Size | Sequence[int]]) -
 
     For a classifier ending in ``nn.Linear`` this is the final layer's weight ``[C, D]``
     (the "61st layer" spike of the paper's Fig. 2, and exactly BAIT's parameter set).
-    Its bias is *not* included by default: the spec keeps "every weight of the final
-    linear layer", and BAIT's embedding (spec §3) has no bias part; pass
+    Its bias is *not* included by default: docs/methods.md §2.2 keeps every weight of the
+    final linear layer's matrix, and BAIT's embedding (docs/methods.md §3) has no bias part; pass
     ``always=["classifier.weight", "classifier.bias"]`` to keep it as well.
     """
     matrices = [name for name, shape in names_and_shapes.items() if len(shape) >= 2]
@@ -95,7 +95,7 @@ def top_k_mask(
     mode: MaskMode = "standard",
     always: Sequence[str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Keep exactly ``k`` parameter entries with the largest diagonal Fisher (spec §2.2).
+    """Keep exactly ``k`` parameter entries with the largest diagonal Fisher (docs/methods.md §2.2).
 
     Args:
         diag: diagonal Fisher per parameter (from :func:`diag_fisher`), in parameter order.

@@ -1,8 +1,9 @@
-"""Greedy A-optimal batch selection shared by FisherMask and BAIT (docs/methods.md).
+"""Greedy A-optimal batch selection shared by FisherMask and BAIT (docs/methods.md §2.4-§2.5, §3).
 
 Index convention: N unlabeled candidates, nL labeled samples, C classes, d selection
 dimension (k masked weights for FisherMask, D*C for BAIT), B budget. ``V[x]`` is ``[C, d]``;
-the methods' ``V_x`` (d x C) is its transpose, and a sample's Fisher is ``V_x V_x^T``.
+the ``V_x`` (d x C) of docs/methods.md §2.3 is its transpose, and a sample's Fisher is
+``V_x V_x^T``.
 
 Objective: with ``M = lam I + F_C nL/(nL+B)`` and every ``V_x`` scaled by ``sqrt(B/(nL+B))``,
 greedily add the candidate maximising

@@ -23,7 +23,7 @@ initialisation (useless for ``lpl``'s query; for ``lplgrad`` it is the plain mod
 
 Used by the ``lpl`` strategy (query the highest predicted loss) and by ``lplgrad`` (which
 trains the module for its effect on the features but selects by entropy gradient norms;
-spec §5).
+docs/methods.md §5.5).
 """
 
 from __future__ import annotations

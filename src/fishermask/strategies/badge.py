@@ -1,4 +1,4 @@
-"""BADGE: k-means++ seeding on last-layer gradient embeddings (Ash et al., ICLR 2020; spec §4).
+"""BADGE (Ash et al., ICLR 2020; docs/methods.md §4.6): k-means++ on gradient embeddings.
 
 Index convention: U unlabeled candidates, C classes, D embedding size, F = C·D gradient
 embedding size, k chosen centers.

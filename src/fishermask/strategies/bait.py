@@ -1,4 +1,4 @@
-"""BAIT (Ash et al., NeurIPS 2021; spec §3): greedy A-optimal design on last-layer Fisher.
+"""BAIT (Ash et al., NeurIPS 2021; docs/methods.md §3): greedy A-optimal last-layer design.
 
 Same selection engine as FisherMask, with ``V_x`` built in closed form from the penultimate
 embedding ``e(x)`` and probabilities ``p(x)``: column c is

@@ -1,4 +1,4 @@
-"""FisherMask (the paper's method, spec §2): Fisher information on a sparse mask of weights.
+"""FisherMask (docs/methods.md §2): Fisher information on a sparse mask of weights.
 
 Per query, in eval mode: the diagonal Fisher of every parameter on ``fisher_samples`` random
 pool images; a mask of the k largest entries (k = sparsity x parameter count; standard mode

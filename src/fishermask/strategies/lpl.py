@@ -5,7 +5,7 @@ Index convention: U unlabeled pool items, M candidates (U, or a random subset).
 
 A loss-prediction module (:mod:`fishermask.strategies._lossnet`) is trained jointly with
 the classifier every round; the query labels the ``budget`` candidates with the highest
-predicted loss. This is the natural baseline of LPLgrad (spec §5).
+predicted loss. This is the natural baseline of LPLgrad (docs/methods.md §5.4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LPLgrad: loss-prediction training, entropy-gradient-norm queries (docs/methods.md).
+"""LPLgrad: loss-prediction training, entropy-gradient-norm queries (docs/methods.md §5).
 
 Index convention: M candidates drawn from the U unlabeled pool items.
 
@@ -42,7 +42,7 @@ PARAMETER_SETS: tuple[str, ...] = get_args(ParameterSet)
 @register
 @dataclass(frozen=True)
 class LPLGradStrategy(LossPredictionStrategy):
-    """LPLgrad: highest entropy-gradient norm on a random unlabeled subset (docs/methods.md).
+    """LPLgrad: highest entropy-gradient norm on a random unlabeled subset (docs/methods.md §5.5).
 
     Trains Yoo & Kweon's loss-prediction module with the classifier (options ``weight``,
     ``margin``, ``detach_fraction``, ``ties``, ``module_width`` as for ``lpl``); its

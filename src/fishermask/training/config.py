@@ -18,7 +18,7 @@ PRECISIONS = ("fp32", "bf16")
 class TrainConfig(Section):
     """How the classifier is trained each round.
 
-    Default (paper, spec §1.3): re-initialise every round, Adam lr 1e-3 without
+    Default (paper, docs/methods.md §1.3): re-initialise every round, Adam lr 1e-3 without
     weight decay, train until the epoch's training accuracy reaches
     ``target_accuracy`` (0.99) or ``max_epochs`` is hit; random crop (pad 4) +
     horizontal flip + normalisation. ``stop="epochs"`` trains exactly
