@@ -50,11 +50,23 @@ def main() -> None:
     if not proj.exists():
         t = time.perf_counter()
         subprocess.run(
-            [*fm, "init", str(proj), "--images", str(folder), "--classes", ",".join(classes),
-             "--no-progress"],
-            check=True, env=env,
+            [
+                *fm,
+                "init",
+                str(proj),
+                "--images",
+                str(folder),
+                "--classes",
+                ",".join(classes),
+                "--no-progress",
+            ],
+            check=True,
+            env=env,
         )
-        print(f"init (scan + decode 10 000 JPEGs + first diverse batch): {time.perf_counter() - t:.1f} s")
+        print(
+            "init (scan + decode 10 000 JPEGs + first diverse batch): "
+            f"{time.perf_counter() - t:.1f} s"
+        )
         per = args.labels // len(classes)
         rows = ["path,label"] + [
             f"{c}/{f.name},{c}" for c in classes for f in sorted((folder / c).iterdir())[:per]
@@ -117,13 +129,18 @@ def main() -> None:
         def pct(v: list[float], q: float) -> float:
             return 1000 * v[min(len(v) - 1, int(q * len(v)))]
 
-        print(f"next batch ready after {elapsed:.1f} s ({s['mode']}); held-out accuracy "
-              f"{100 * acc['accuracy']:.1f} % [{100 * acc['low']:.1f}, {100 * acc['high']:.1f}] "
-              f"on {acc['n_eval']} labels")
-        print(f"during the round: {len(lat_label)} label saves, median "
-              f"{1000 * statistics.median(lat_label):.1f} ms, max {1000 * lat_label[-1]:.1f} ms; "
-              f"{len(lat_status)} status reads, median {1000 * statistics.median(lat_status):.1f} ms, "
-              f"p99 {pct(lat_status, 0.99):.1f} ms, max {1000 * lat_status[-1]:.1f} ms")
+        print(
+            f"next batch ready after {elapsed:.1f} s ({s['mode']}); held-out accuracy "
+            f"{100 * acc['accuracy']:.1f} % [{100 * acc['low']:.1f}, {100 * acc['high']:.1f}] "
+            f"on {acc['n_eval']} labels"
+        )
+        print(
+            f"during the round: {len(lat_label)} label saves, median "
+            f"{1000 * statistics.median(lat_label):.1f} ms, max {1000 * lat_label[-1]:.1f} ms; "
+            f"{len(lat_status)} status reads, "
+            f"median {1000 * statistics.median(lat_status):.1f} ms, "
+            f"p99 {pct(lat_status, 0.99):.1f} ms, max {1000 * lat_status[-1]:.1f} ms"
+        )
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)

@@ -42,9 +42,21 @@ def main() -> None:
     env = dict(os.environ, FISHERMASK_CACHE=str(work / "cache"))
     fm = [sys.executable, "-m", "fishermask.cli", "label"]
     subprocess.run(
-        [*fm, "init", str(work / "p"), "--images", str(work / "img"), "--classes", "a,b",
-         "--image-size", "16x16", "--no-progress"],
-        check=True, env=env, stdout=subprocess.DEVNULL,
+        [
+            *fm,
+            "init",
+            str(work / "p"),
+            "--images",
+            str(work / "img"),
+            "--classes",
+            "a,b",
+            "--image-size",
+            "16x16",
+            "--no-progress",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     server = subprocess.Popen(
         [*fm, "serve", str(work / "p"), "--port", "0"], stdout=subprocess.PIPE, text=True, env=env
