@@ -76,7 +76,9 @@ def check_out_dir(out_dir: Path) -> None:
         ) from None
 
 
-def _atomic(path: Path, write: Any, mode: str) -> None:
+def write_atomic(path: Path, write: Any, mode: str = "wb") -> None:
+    """Write ``path`` through ``write(file)`` all or nothing: a temporary file in the same
+    folder, flushed to disk, then renamed over ``path`` (removed if ``write`` fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -98,7 +100,7 @@ def _umask() -> int:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    _atomic(Path(path), lambda f: f.write(text), "w")
+    write_atomic(Path(path), lambda f: f.write(text), "w")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -106,7 +108,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def save_torch_atomic(path: Path, obj: Any) -> None:
-    _atomic(Path(path), lambda f: torch.save(obj, f), "wb")
+    write_atomic(Path(path), lambda f: torch.save(obj, f), "wb")
 
 
 def trial_dirname(strategy: str, seed: int) -> str:

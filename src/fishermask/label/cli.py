@@ -190,9 +190,9 @@ def next_batch(
     if out is None:
         sys.stdout.write(text + "\n")
     else:
-        from fishermask.label.project import _atomic_bytes
+        from fishermask.experiments.store import write_atomic
 
-        _atomic_bytes(out, lambda f: f.write((text + "\n").encode()))
+        write_atomic(out, lambda f: f.write((text + "\n").encode()))
         _say(f"wrote {out}")
 
 

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from fishermask import strategies
 from fishermask.data.images import check_image_size
 from fishermask.errors import ConfigError, FishermaskError
+from fishermask.experiments.store import write_atomic
 from fishermask.label import images as imgs
 from fishermask.label.store import DB_NAME, KINDS, Store
 from fishermask.models import MODELS, build_model
@@ -110,20 +111,6 @@ def fit_normalizer(x: torch.Tensor, chunk: int = 4096) -> Normalizer:
     return Normalizer(
         tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
     )
-
-
-def _atomic_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _proc_start(pid: int) -> str | None:
@@ -611,7 +598,7 @@ class Project:
             "width": self.settings["width"],
             "image_shape": [self.channels, *self.image_size],
         }
-        _atomic_bytes(self.dir / rel, lambda f: torch.save(state, f))
+        write_atomic(self.dir / rel, lambda f: torch.save(state, f))
         return rel
 
     def load_model(
@@ -867,12 +854,12 @@ class Project:
         rows = self.labeled_rows()
         if fmt == "csv":
             text = self.export_csv_text()
-            _atomic_bytes(out, lambda f: f.write(text.encode()))
+            write_atomic(out, lambda f: f.write(text.encode()))
             return len(rows)
         if fmt == "labelstudio":
             tasks = self.labelstudio_tasks(image_url_prefix)
             data = json.dumps(tasks, indent=1).encode()
-            _atomic_bytes(out, lambda f: f.write(data))
+            write_atomic(out, lambda f: f.write(data))
             return len(tasks)
         if fmt == "npz":
             x, ids = self.images()
@@ -884,7 +871,7 @@ class Project:
                 "paths": np.array([p for _, p, _ in rows], dtype=str),
                 "classes": np.array(self.classes, dtype=str),
             }
-            _atomic_bytes(out, lambda f: np.savez(f, **arrays))
+            write_atomic(out, lambda f: np.savez(f, **arrays))
             return len(rows)
         # imagefolder: build beside the target, then rename into place
         out.parent.mkdir(parents=True, exist_ok=True)
