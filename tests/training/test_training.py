@@ -197,18 +197,20 @@ def test_max_steps_must_not_be_negative() -> None:
         TrainConfig(max_steps=-1)
 
 
-def _trained_cnn(precision: str) -> dict[str, torch.Tensor]:
+def _trained_cnn(**options: object) -> torch.nn.Module:
+    """The toy CNN after two epochs of training with ``TrainConfig(**options)``."""
     x, y = _toy()
-    cfg = TrainConfig(stop="epochs", epochs=2, precision=precision)
+    cfg = TrainConfig(stop="epochs", epochs=2, **options)
     torch.manual_seed(1)
     m = build_model("cnn", 2, (1, 8, 8), 0.5)
     gen = torch.Generator().manual_seed(2)
     train(m, x, y, cfg, make_augmenter(cfg, Normalizer.fit(x), 1), generator=gen)
-    return m.state_dict()
+    return m
 
 
 def test_bf16_autocast_trains_float32_weights_differently() -> None:
-    fp32, bf16 = _trained_cnn("fp32"), _trained_cnn("bf16")
+    fp32 = _trained_cnn(precision="fp32").state_dict()
+    bf16 = _trained_cnn(precision="bf16").state_dict()
     assert all(v.dtype == fp32[k].dtype for k, v in bf16.items())  # weights stay float32
     assert all(torch.isfinite(v.float()).all() for v in bf16.values())
     assert not all(torch.equal(fp32[k], bf16[k]) for k in fp32 if k.endswith("weight"))
@@ -217,12 +219,7 @@ def test_bf16_autocast_trains_float32_weights_differently() -> None:
 
 
 def test_channels_last_trains_and_hands_back_a_contiguous_model() -> None:
-    x, y = _toy()
-    cfg = TrainConfig(stop="epochs", epochs=2, channels_last=True)
-    torch.manual_seed(1)
-    m = build_model("cnn", 2, (1, 8, 8), 0.5)
-    gen = torch.Generator().manual_seed(2)
-    train(m, x, y, cfg, make_augmenter(cfg, Normalizer.fit(x), 1), generator=gen)
+    m = _trained_cnn(channels_last=True)
     assert all(p.is_contiguous() for p in m.parameters())  # queries see the usual layout
-    reference = _trained_cnn("fp32")
+    reference = _trained_cnn(precision="fp32").state_dict()
     assert all(torch.allclose(v, reference[k], atol=1e-3) for k, v in m.state_dict().items())
