@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import subprocess
 
 import pytest
 
 from tests.label.conftest import CLASSES
-from tests.label.test_kill import start_server
+from tests.label.test_kill import start_server, stop_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -81,9 +79,4 @@ def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser)
         assert p.store.rounds()[-1]["status"] == "done" and p.store.rounds()[-1]["checkpoint"]
         p.close()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)

@@ -42,6 +42,16 @@ def start_server(project_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
     raise AssertionError("server printed no URL: " + "".join(lines))
 
 
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C the server, reading what it still prints; kill it if it does not stop in 10 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 def test_sigkill_loses_no_acknowledged_label(project):
     project.close()
     proc, url, _ = start_server(project.dir)
@@ -91,12 +101,7 @@ def test_sigkill_loses_no_acknowledged_label(project):
             assert s["labeled"] == len(set(acked.values()))
             assert c.get("/api/batch", params={"token": token}).json()["items"]  # queue resumes
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def test_restart_resumes_an_interrupted_retrain(project):
@@ -124,10 +129,5 @@ def test_restart_resumes_an_interrupted_retrain(project):
         assert rounds[-1]["checkpoint"]
         p.close()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop_server(proc)
     assert "interrupted; restarting it from the last good model" in out
