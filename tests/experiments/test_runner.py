@@ -221,3 +221,18 @@ def test_queries_name_the_files_of_folder_data_sets(tmp_path: Path) -> None:
         )
         for f, label in zip(q["files"], rec["labels"], strict=True):
             assert f.startswith(f"train/{classes[label]}/"), (f, label)
+
+
+def test_trials_run_seed_major(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # every strategy on seed 0 before any on seed 1: a run stopped part-way holds complete,
+    # paired comparisons on the seeds it finished
+    import fishermask.experiments.runner as runner
+
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(
+        runner, "run_trial", lambda exp, spec, seed, *a, **k: calls.append((spec.key, seed))
+    )
+    exp = Experiment.prepare(ExperimentConfig.from_dict(SMALL))
+    run_experiment(exp, tmp_path)
+    strategies = ["random", "entropy", "kcenter"]
+    assert calls == [(s, 0) for s in strategies] + [(s, 1) for s in strategies]

@@ -77,6 +77,17 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".")]
 
 
+def trial_order(config: ExperimentConfig) -> list[tuple[str, int]]:
+    """The (strategy key, seed) trials of ``config`` in the order they run: seed-major.
+
+    Every strategy on the first seed, then every strategy on the next, so that a run stopped
+    part-way (the long CPU runs span sessions) already holds paired comparisons of all
+    strategies on the seeds it finished. Results do not depend on the order: each trial draws
+    only from its own seeded generators.
+    """
+    return [(spec.key, seed) for seed in config.seeds for spec in config.strategies]
+
+
 def run_experiment(
     exp: Experiment,
     out_dir: Path,
@@ -102,7 +113,7 @@ def run_experiment(
     open_run_dir(exp, out_dir)
     order = [s.key for s in exp.config.strategies]
     classes = list(exp.data.classes)
-    trials = [(spec.key, seed) for spec in exp.config.strategies for seed in exp.config.seeds]
+    trials = trial_order(exp.config)
     try:
         if executor == "local" and workers <= 1:
             specs = {s.key: s for s in exp.config.strategies}
