@@ -92,9 +92,9 @@ def test_rerun_with_other_config_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    # one worker: trials run in order (entropy 0, 1, margin 0, 1), so margin seed 1 cannot
-    # have finished when entropy seed 1's first query lands; with the default (one worker
-    # per core) a worker that starts early can run both margin trials first
+    # one worker: trials run seed-major (entropy 0, margin 0, entropy 1, margin 1), so margin
+    # seed 1 cannot have finished when entropy seed 1's first query lands; with the default
+    # (one worker per core) a worker that starts early could run margin 1 first
     args = [
         sys.executable,
         "-m",
