@@ -23,6 +23,7 @@ from fishermask.experiments.config import ExperimentConfig
 from fishermask.experiments.runner import Experiment, run_experiment
 from fishermask.fisher import bait_embeddings, diag_fisher, greedy_select, masked_grads, random_mask
 from fishermask.models import build_model
+from fishermask.strategies import k_center_greedy
 from fishermask.training import Normalizer, TrainConfig, evaluate, make_augmenter, train
 
 DEVICE = os.environ.get("FISHERMASK_TEST_DEVICE", "cuda")
@@ -82,6 +83,24 @@ def test_selection_on_cuda_picks_what_the_cpu_picks(back: int, product: torch.dt
     )
     assert gpu.device.type == torch.device(DEVICE).type
     assert gpu.tolist() == cpu.tolist()
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_k_center_on_cuda_picks_what_the_cpu_picks(tf32: bool) -> None:
+    """Products on the device (float64 there when TF32 is on), exact re-checks on the CPU:
+    the same positions and distances as the CPU, duplicates and all."""
+    g = torch.Generator().manual_seed(0)
+    lab = torch.randn(200, 64, generator=g).relu()
+    unl = torch.cat([lab[torch.randint(0, 200, (300,), generator=g)], torch.randn(1500, 64)])
+    unl = unl.relu()[torch.randperm(1800, generator=g)]
+    cpu = k_center_greedy(unl, lab, 400)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        dev = k_center_greedy(unl.to(DEVICE), lab.to(DEVICE), 400)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    assert dev[0].tolist() == cpu[0].tolist() and dev[1].tolist() == cpu[1].tolist()
 
 
 def _toy(n: int) -> tuple[torch.Tensor, torch.Tensor]:

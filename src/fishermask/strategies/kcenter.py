@@ -192,8 +192,8 @@ def k_center_greedy(
     """Greedy k-center selection.
 
     Args:
-        unlabeled: embeddings ``[U, D]`` of the candidates (any device; the matrix products
-            run there, the exact re-checks on the CPU).
+        unlabeled: embeddings ``[U, D]`` of the candidates (the matrix products run on their
+            device if that is CUDA, else on the CPU; the exact re-checks on the CPU).
         labeled: embeddings ``[nL, D]`` of the initial centers (may be empty).
         budget: number of points to choose.
         generator: draws the first center when there are no labeled points.
@@ -205,6 +205,8 @@ def k_center_greedy(
         when it was chosen.
     """
     u, dim = unlabeled.shape
+    if unlabeled.device.type not in ("cpu", "cuda"):  # rounding of other devices' products
+        unlabeled = unlabeled.cpu()  # is not covered by the bound
     labeled = labeled.to(unlabeled.device, unlabeled.dtype)
     if unlabeled.dtype not in (torch.float32, torch.float64):
         return _k_center_greedy_slow(unlabeled, labeled, budget, generator, chunk)
