@@ -156,6 +156,15 @@ def test_the_exact_form_re_checks_few_points(monkeypatch: pytest.MonkeyPatch) ->
     assert sum(sizes) < 20 * (2000 + 200)  # the slow form evaluates 100 x 2000 + 200 x 2000
 
 
+def test_embeddings_that_require_grad_are_accepted() -> None:
+    g = torch.Generator().manual_seed(4)
+    unlabeled = torch.randn(40, 6, generator=g).requires_grad_()
+    labeled = torch.randn(5, 6, generator=g).requires_grad_()
+    pick, dist = k_center_greedy(unlabeled, labeled, 8)
+    ref = reference(unlabeled.detach(), labeled.detach(), 8, 0)
+    assert (pick.tolist(), dist.tolist()) == ref and not dist.requires_grad
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_error_bound_holds_and_is_not_vacuous(dtype: torch.dtype) -> None:
     """``|g - f| <= K/2 (|a|^2 + |b|^2)``, measured against float64 differences of the two."""

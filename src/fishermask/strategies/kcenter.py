@@ -181,6 +181,7 @@ def _k_center_greedy_slow(
     return chosen, dist
 
 
+@torch.no_grad()
 def k_center_greedy(
     unlabeled: torch.Tensor,
     labeled: torch.Tensor,
