@@ -43,7 +43,13 @@ def test_fishermask_equals_the_manual_pipeline() -> None:
     assert [r["name"] for r in profile] == names
     fc = next(r for r in profile if r["name"] == "classifier.weight")
     assert fc["kept"] == fc["size"]  # standard mode keeps the final layer whole
-    assert set(sel.info["stage_seconds"]) == {"diag_fisher", "mask", "gradients", "selection"}
+    assert set(sel.info["stage_seconds"]) == {
+        "diag_fisher",
+        "mask",
+        "gradients",
+        "pool_fisher",
+        "selection",
+    }
 
 
 def test_bait_equals_greedy_on_closed_form_embeddings() -> None:

@@ -29,6 +29,8 @@ from fishermask.fisher import (
     mask_profile,
     mask_size,
     masked_grads,
+    mean_fisher,
+    pool_tensor,
     top_k_mask,
 )
 from fishermask.strategies.base import QueryContext, Selection, Strategy
@@ -41,16 +43,25 @@ def pool_gradients(
     mask: dict[str, torch.Tensor],
     scale: str,
     batch_size: int,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``V [len(indices), C, k]`` for pool items, fed to the model in chunks of inputs."""
-    parts = [
-        masked_grads(ctx.model, x, mask, scale=scale, batch_size=batch_size)
-        for _, x in ctx.batches(indices)
-    ]
-    if parts:
-        return torch.cat(parts)
-    p = next(ctx.model.parameters())
-    return torch.empty(0, ctx.num_classes, mask_size(mask), device=p.device, dtype=p.dtype)
+    """``V [len(indices), C, k]`` for pool items, fed to the model in chunks of inputs.
+
+    Each chunk's gradients are written into one tensor as they come (``out`` if given, else
+    :func:`fishermask.fisher.pool_tensor`: in memory, or a disk-backed memory map when V is
+    larger than half the available memory), so the peak is V plus one chunk, never two V.
+    """
+    start = 0
+    for _, x in ctx.batches(indices):
+        g = masked_grads(ctx.model, x, mask, scale=scale, batch_size=batch_size)  # [b, C, k]
+        if out is None:  # in memory, or on disk if larger than half the available memory
+            out = pool_tensor((len(indices), *g.shape[1:]), g.dtype, g.device)
+        out[start : start + len(g)] = g
+        start += len(g)
+    if out is None:
+        p = next(ctx.model.parameters())
+        out = torch.empty(0, ctx.num_classes, mask_size(mask), device=p.device, dtype=p.dtype)
+    return out
 
 
 @register
@@ -145,8 +156,12 @@ class FisherMaskStrategy(Strategy):
         times["gradients"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        fs = mean_fisher(v_u, v_l, dtype=torch.float64)  # F_S, [k, k]
+        times["pool_fisher"] = time.perf_counter() - t
+
+        t = time.perf_counter()
         pick = greedy_select(
-            v_u, v_l, budget, lam=self.lam, backward_steps=self.backward_steps
+            v_u, v_l, budget, lam=self.lam, backward_steps=self.backward_steps, pool_fisher=fs
         ).cpu()
         times["selection"] = time.perf_counter() - t
         profile = [{"name": r.name, "kept": r.kept, "size": r.size} for r in mask_profile(mask)]
