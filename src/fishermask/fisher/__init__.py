@@ -37,6 +37,7 @@ from fishermask.fisher.masks import (
     top_k_mask,
 )
 from fishermask.fisher.selection import greedy_select, mean_fisher
+from fishermask.fisher.storage import disk_tensor, pool_tensor
 
 __all__ = [
     "MASK_MODES",
@@ -53,6 +54,7 @@ __all__ = [
     "bait_embeddings",
     "default_always",
     "diag_fisher",
+    "disk_tensor",
     "entropy_gradnorm_scores",
     "greedy_select",
     "last_layer_grads",
@@ -64,6 +66,7 @@ __all__ = [
     "masked_grads",
     "mean_fisher",
     "per_sample_grads",
+    "pool_tensor",
     "random_mask",
     "top_k_mask",
 ]

@@ -62,24 +62,103 @@ from fishermask.errors import ConfigError, check_positive
 _CARRY = torch.float64  # dtype of M^-1, F_S and the exact re-scoring
 _MAX_COLUMNS = 320  # widest block product [N C, d] x [d, 2 b C]: b <= 320 / (2 C)
 _PRODUCT_DTYPES = (torch.float32, torch.float64)
+# Memory bounds (docs/benchmarks.md, "The paper's mask size"): above _LEAN_BYTES per d x d
+# float64 matrix (d > 11 585) the set-up runs in place on CPU: F_S and M are accumulated by
+# in-place GEMMs, M is factorised and inverted in place by LAPACK, the initial K, H come from the
+# float64 M^-1 and F_S (no float32 copies of them), so it holds two d x d float64 matrices (F_S,
+# M^-1) and one chunk at a time; a chunk of candidates (also a batch of exact re-scorings) is
+# then at most _LEAN_CHUNK_BYTES in float64. Below, chunks are at most _CHUNK_BYTES (4 096
+# candidates up to C d = 65 536).
+_CHUNK_BYTES = 1 << 31
+_LEAN_CHUNK_BYTES = 1 << 27
+_LEAN_BYTES = 1 << 30
+
+
+def _chunk_rows(chunk_size: int, c: int, d: int, lean: bool) -> int:
+    """Candidates per chunk: ``chunk_size``, fewer when their float64 rows exceed the bound."""
+    bound = _LEAN_CHUNK_BYTES if lean else _CHUNK_BYTES
+    return max(1, min(chunk_size, bound // (8 * c * d)))
+
+
+def _lean(d: int, device: torch.device) -> bool:
+    """Whether the in-place set-up applies (d x d float64 above _LEAN_BYTES, on CPU)."""
+    return device.type == "cpu" and 8 * d * d > _LEAN_BYTES
 
 
 def mean_fisher(*vs: Tensor, dtype: torch.dtype | None = None, chunk_size: int = 4096) -> Tensor:
     """``F_S``: the mean of ``V[x]^T V[x]`` over all rows of all arguments; ``[d, d]``.
 
-    Each argument is ``[n_i, C, d]``. ``dtype`` (default: the first input's) is the dtype of
-    the products and the result; chunks of ``chunk_size`` samples are converted one at a time.
+    Each argument is ``[n_i, C, d]`` (it may be a disk-backed tensor, read chunk by chunk).
+    ``dtype`` (default: the first input's) is the dtype of the products and the result; chunks
+    of ``chunk_size`` samples (fewer when they would exceed 2 GiB in float64, 128 MiB above
+    d = 11 585) are converted one at a time. For d > 11 585 on CPU the products accumulate in
+    place (``addmm_``), so the only d x d matrix is the result.
     """
     rows = sum(v.shape[0] for v in vs)
     if rows == 0:
         raise ConfigError("mean_fisher needs at least one sample; all arguments are empty.")
-    d = vs[0].shape[-1]
+    c, d = vs[0].shape[-2:]
     acc = vs[0].new_zeros(d, d, dtype=dtype or vs[0].dtype)
+    lean = _lean(d, acc.device)
+    chunk = _chunk_rows(chunk_size, c, d, lean)
     for v in vs:
-        for start in range(0, v.shape[0], chunk_size):
-            flat = v[start : start + chunk_size].reshape(-1, d).to(acc.dtype)  # [b C, d]
-            acc += flat.T @ flat
-    return acc / rows
+        for start in range(0, v.shape[0], chunk):
+            flat = v[start : start + chunk].reshape(-1, d).to(acc)  # [b C, d]
+            if lean:
+                acc.addmm_(flat.T, flat)
+            else:
+                acc += flat.T @ flat
+    return acc.div_(rows)
+
+
+def _mirror_upper(m: Tensor, step: int = 1024) -> Tensor:
+    """Copy the upper triangle of square ``m`` into its lower one, in place, in row blocks."""
+    d = m.shape[0]
+    for r in range(0, d, step):
+        e = min(r + step, d)
+        m[r:e, :r] = m[:r, r:e].T
+        blk = m[r:e, r:e]
+        blk.copy_(blk.triu() + blk.triu(1).T)
+    return m
+
+
+def _lean_inverse(vl: Tensor, lam: float, weight: float, chunk: int) -> Tensor:
+    """``M^-1`` for ``M = lam I + weight * A^T A``, ``A`` = the rows of ``vl`` ``[nL C, d]``;
+    float64 CPU, with one d x d buffer.
+
+    Few labeled rows (``3 nL C < d``, the paper's case: 2 500 rows, d = 22 350): Woodbury,
+    ``M^-1 = (I - W^T W) / lam`` with ``W = L^-1 A``, ``L L^T = (lam / weight) I + A A^T``, in
+    O(d^2 nL C) instead of O(d^3). Otherwise M is accumulated by in-place GEMMs over chunks of
+    ``vl``, factorised (LAPACK ``dpotrf``) and inverted (``dpotri``) in place. Either way the
+    upper triangle is mirrored, so the result is exactly symmetric.
+    """
+    d = vl.shape[-1]
+    rows = vl.shape[0] * vl.shape[1]
+    if 0 < 3 * rows < d:
+        a = vl.reshape(rows, d).to(_CARRY)  # [r, d]
+        gram = a @ a.T  # [r, r]
+        gram.diagonal().add_(lam / weight)
+        w = torch.linalg.solve_triangular(torch.linalg.cholesky(gram), a, upper=False)
+        del a, gram
+        m = torch.mm(w.T, w).mul_(-1 / lam)  # [d, d]
+        m.diagonal().add_(1 / lam)
+        return _mirror_upper(m)
+    from scipy.linalg import lapack
+
+    m = torch.zeros(d, d, dtype=_CARRY)
+    m.diagonal().fill_(lam)
+    for start in range(0, vl.shape[0], chunk):
+        flat = vl[start : start + chunk].reshape(-1, d).to(_CARRY)
+        m.addmm_(flat.T, flat, alpha=weight)
+    f = m.numpy().T  # M is symmetric: its Fortran-order view is itself, no copy
+    f, info = lapack.dpotrf(f, lower=1, overwrite_a=1, clean=0)
+    if info == 0:
+        f, info = lapack.dpotri(f, lower=1, overwrite_c=1)
+    if info != 0:
+        raise ConfigError(f"M = lam I + F_C is not positive definite (LAPACK info {info}).")
+    if f.ctypes.data != m.data_ptr():  # LAPACK worked on a copy after all: take it back
+        m.copy_(torch.from_numpy(f.T))
+    return _mirror_upper(m)  # the inverse is in m's upper triangle (f's lower)
 
 
 def _validate(
@@ -131,8 +210,11 @@ class _Step:
     s_inv_w: Tensor  # [C, C], product dtype
 
 
-def _woodbury(a_inv: Tensor, wt: Tensor, s_inv: Tensor) -> Tensor:
-    """``M^-1 - W S^-1 W^T`` (one fused product; the same operations wherever it is applied)."""
+def _woodbury(a_inv: Tensor, wt: Tensor, s_inv: Tensor, in_place: bool = False) -> Tensor:
+    """``M^-1 - W S^-1 W^T`` (one fused product; the same operations wherever it is applied);
+    ``in_place`` overwrites ``a_inv`` (the lean set-up: no second d x d matrix)."""
+    if in_place:
+        return a_inv.addmm_(wt.T, s_inv @ wt, alpha=-1)
     return torch.addmm(a_inv, wt.T, s_inv @ wt, alpha=-1)
 
 
@@ -163,6 +245,8 @@ class _Greedy:
         self.refreshes = 0
         self.misses = 0
         self.steps = 0
+        self.rescore_cap = 256  # most candidates re-scored in one batch (a chunk when lean)
+        self.in_place = False  # M^-1 updated in place (lean: one-step blocks, no copy kept)
 
     # --- exact quantities -------------------------------------------------------------------
     def exact(self, ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -189,7 +273,7 @@ class _Greedy:
         tt = fwt @ self.a_inv  # T^T, [C, d]
         p = wt @ fwt.T  # [C, C]
         s_inv = torch.linalg.inv(sigma * self.eye + x_y @ wt.T)  # exact K_y = X_y^T M^-1 X_y
-        self.a_inv = _woodbury(self.a_inv, wt, s_inv)
+        self.a_inv = _woodbury(self.a_inv, wt, s_inv, self.in_place)
         return _Step(pos, wt, tt, p, s_inv, p.to(self.pdt), s_inv.to(self.pdt))
 
     # --- carried quantities ------------------------------------------------------------------
@@ -242,7 +326,7 @@ class _Greedy:
             seen.append(sel)
             scores.append(ex)
             done += len(sel)
-            size = min(2 * size, 256)
+            size = min(2 * size, self.rescore_cap)
         self.rescored += done
         cand, ex = torch.cat(seen), torch.cat(scores)
         # the best exact score; exact ties go to the lowest position (first chosen / index)
@@ -288,7 +372,9 @@ class _Greedy:
                 y, pos, approx = self.pick(ph, sigma, chunk)
             else:
                 y, pos, approx = forced, None, None
-            a0 = self.a_inv
+            # a one-step block keeps M^-1 as prepare leaves it (the replay would redo the same
+            # operations on the same inputs); longer blocks replay from a0
+            a0 = self.a_inv if n_block > 1 else None
             block = [self.prepare(ph, y, sigma)]
             if n_block > 1:
                 if pos is None:
@@ -298,7 +384,9 @@ class _Greedy:
             # fold: one GEMM of rank 2 b C gives Q_x, R_x of every candidate for every step
             wt = torch.cat([torch.cat([st.wt, st.tt]) * self.s for st in block])  # [b 2C, d]
             g = (ph.x @ wt.to(self.pdt).T).view(-1, len(block), 2 * c)  # [r C, b, 2C]
-            self.a_inv, forced = a0, None  # replay: M^-1 steps through the block again
+            if a0 is not None:
+                self.a_inv = a0  # replay: M^-1 steps through the block again
+            forced = None
             for j, st in enumerate(block):
                 if j:
                     y = self.pick(ph, sigma, chunk)[0]
@@ -307,7 +395,8 @@ class _Greedy:
                         self.misses += 1
                         break
                 self.apply(ph.k, ph.h, g[:, j], st)
-                self._downdate(st)
+                if a0 is not None:
+                    self._downdate(st)
                 ph.free[st.pos] = False
                 picks.append(st.pos)
                 self.steps += 1
@@ -316,7 +405,7 @@ class _Greedy:
 
     def _downdate(self, st: _Step) -> None:
         """Re-apply a step's M^-1 update exactly as :meth:`prepare` did (same operations)."""
-        self.a_inv = _woodbury(self.a_inv, st.wt, st.s_inv)
+        self.a_inv = _woodbury(self.a_inv, st.wt, st.s_inv, self.in_place)
 
 
 def greedy_select(
@@ -348,8 +437,8 @@ def greedy_select(
         product_dtype: dtype of the big products (set-up and block products): float32
             (default) or float64. It changes the speed, not the picks: every pick is decided
             by exact float64 re-scoring.
-        max_block: cap on the steps per block (default ``320 // (2 C)``; 1: one step at a
-            time, no guessing).
+        max_block: cap on the steps per block (default ``320 // (2 C)``, or 1 in the lean
+            set-up; 1: one step at a time, no guessing).
         refresh_at: a step that re-scores at least this many candidates exactly recomputes
             every carried K, H.
         stats: if given, filled with ``steps``, ``rescored`` (candidates re-scored exactly,
@@ -365,45 +454,65 @@ def greedy_select(
     N C 2C x 4 bytes per step; the carried K, H (2 N C^2 x 8 bytes) are read and written a
     few times per step. Memory: the inputs (float32 V is used in place; other dtypes get one
     float32 copy), ``[N, C, 2 b C]`` float32 for a block, O(N C^2 + d^2) besides.
+
+    Large d (a d x d float64 above 1 GiB, d > 11 585, on CPU): the lean set-up holds exactly two
+    d x d float64 matrices, F_S and M^-1 (8 GB at d = 22 350), and chunks of at most 128 MiB:
+    F_S and M accumulated in place, M factorised and inverted in place (LAPACK), the initial
+    K, H from the float64 M^-1 and F_S, and by default one-step blocks with M^-1 updated in
+    place (a longer block needs a copy of M^-1 to replay from). ``V_unlabeled`` may be a
+    disk-backed tensor (:func:`fishermask.fisher.disk_tensor`) when it does not fit in
+    memory: it is read in chunks, in one pass per block and a few rows per step.
     """
     vu, vl = V_unlabeled, V_labeled
     _validate(vu, vl, budget, lam, backward_steps, pool_fisher)
     if product_dtype not in _PRODUCT_DTYPES:
         raise ConfigError(f"`product_dtype`={product_dtype}, must be torch.float32 or float64.")
     n, c, d = vu.shape
+    lean = _lean(d, vu.device)
+    in_place = lean and max_block in (None, 1)  # lean: no copy of M^-1 for the replay
     if max_block is None:
-        max_block = max(1, _MAX_COLUMNS // (2 * c))
+        max_block = 1 if lean else max(1, _MAX_COLUMNS // (2 * c))
     check_positive("max_block", max_block)
     check_positive("refresh_at", refresh_at)
     n_lab = vl.shape[0]
     dev = vu.device
     fs = pool_fisher if pool_fisher is not None else mean_fisher(vu, vl, dtype=_CARRY)
     fs = fs.to(dtype=_CARRY, device=dev)  # [d, d]
-    m = lam * torch.eye(d, dtype=_CARRY, device=dev)  # [d, d]
-    if n_lab:
-        flat = vl.to(device=dev).reshape(-1, d).to(_CARRY)  # [nL C, d]
-        m += (flat.T @ flat) / n_lab * (n_lab / (n_lab + budget))
-    m = torch.linalg.cholesky(m)  # the factor replaces M (d ~ 22 000: 4 GB per d x d)
-    a_inv = torch.cholesky_inverse(m)  # M^-1, [d, d]
-    del m
+    chunk_size = _chunk_rows(chunk_size, c, d, lean)
+    if lean:
+        a_inv = _lean_inverse(vl, lam, 1 / (n_lab + budget), chunk_size)
+    else:
+        m = lam * torch.eye(d, dtype=_CARRY, device=dev)  # [d, d]
+        if n_lab:
+            flat = vl.to(device=dev).reshape(-1, d).to(_CARRY)  # [nL C, d]
+            m += (flat.T @ flat) / n_lab * (n_lab / (n_lab + budget))
+        m = torch.linalg.cholesky(m)  # the factor replaces M
+        a_inv = torch.cholesky_inverse(m)  # M^-1, [d, d]
+        del m
     s = math.sqrt(budget / (n_lab + budget))  # scale of every V_x
 
     x = vu.reshape(n * c, d).to(product_dtype)  # [N C, d]; a view for float32 inputs
     # initial K_x, H_x (chunked, product dtype): Z = V A, K = s^2 Z V^T, H = s^2 Z F Z^T
     k_all = torch.empty(n, c, c, dtype=product_dtype, device=dev)
     h_all = torch.empty(n, c, c, dtype=product_dtype, device=dev)
-    a_w, fs_w = a_inv.to(product_dtype), fs.to(product_dtype)
-    xv = x.view(n, c, d)
-    for start in range(0, n, chunk_size):
-        v = xv[start : start + chunk_size]  # [b, C, d]
-        z = v @ a_w  # [b, C, d]
-        k_all[start : start + chunk_size] = (z @ v.transpose(1, 2)) * s**2
-        h_all[start : start + chunk_size] = ((z @ fs_w) @ z.transpose(1, 2)) * s**2
-        del z
-    del a_w, fs_w
-
     g = _Greedy(vu, fs, a_inv, s, product_dtype, max_block)
     g.refresh_at = refresh_at
+    if lean:  # exact float64 K, H from M^-1 and F_S, no float32 copies of them
+        g.rescore_cap, g.in_place = min(256, chunk_size), in_place
+        for start in range(0, n, chunk_size):
+            ids = torch.arange(start, min(start + chunk_size, n), device=dev)
+            k_ex, h_ex = g.exact(ids)
+            k_all[start : start + chunk_size], h_all[start : start + chunk_size] = k_ex, h_ex
+    else:
+        a_w, fs_w = a_inv.to(product_dtype), fs.to(product_dtype)
+        xv = x.view(n, c, d)
+        for start in range(0, n, chunk_size):
+            v = xv[start : start + chunk_size]  # [b, C, d]
+            z = v @ a_w  # [b, C, d]
+            k_all[start : start + chunk_size] = (z @ v.transpose(1, 2)) * s**2
+            h_all[start : start + chunk_size] = ((z @ fs_w) @ z.transpose(1, 2)) * s**2
+            del z
+        del a_w, fs_w
     ids = torch.arange(n, device=dev)
     fwd = _Phase(ids, x, k_all, h_all, torch.ones(n, dtype=torch.bool, device=dev))
     chosen = g.run(fwd, 1.0, min((backward_steps + 1) * budget, n), chunk_size)
