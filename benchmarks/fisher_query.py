@@ -43,6 +43,7 @@ from torch.func import functional_call, jacrev, vmap
 
 from fishermask.fisher import (
     diag_fisher,
+    disk_tensor,
     greedy_select,
     mask_indices,
     mask_profile,
@@ -54,6 +55,7 @@ from fishermask.fisher import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from legacy_selection import legacy_greedy_select  # noqa: E402
+from pool_scale import RssSampler  # noqa: E402
 
 
 def build(width: float, classes: int, device: str) -> nn.Module:
@@ -79,16 +81,23 @@ def sync(device: str) -> None:
 
 
 class Timer:
+    """Wall and process CPU seconds per stage, and the time windows of each stage."""
+
     def __init__(self, device: str) -> None:
         self.device = device
         self.times: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.windows: dict[str, list[tuple[float, float]]] = {}
 
     def run(self, name: str, fn: Callable[[], object]) -> object:
         sync(self.device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         out = fn()
         sync(self.device)
-        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - start
+        end = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + end - start
+        self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
+        self.windows.setdefault(name, []).append((start, end))
         return out
 
     def add(self, name: str, seconds: float) -> None:
@@ -193,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     ap.add_argument("--compare-baseline", action="store_true", help="also time the old selection")
     ap.add_argument("--no-checks", action="store_true", help="skip the floor and naive checks")
+    ap.add_argument(
+        "--v-on-disk", action="store_true", help="V in a disk-backed memory map (streaming form)"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.width, args.pool, args.labeled, args.budget = 0.125, 240, 20, 10
@@ -224,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         f"backward_steps={args.backward_steps}, chunk {args.batch_size}"
     )
     t = Timer(dev)
+    sampler = RssSampler()
+    sampler.start()
 
     # 1. diagonal Fisher, 2. the Fisher mask
     diag = t.run(
@@ -244,21 +258,24 @@ def main(argv: list[str] | None = None) -> None:
     rss = {"diag Fisher + mask": peak_rss_mb()}
 
     # 3. masked gradients on the pool, interleaved chunk by chunk with the floor
-    chunks = []
+    # one [N, C, k] float32 tensor (in memory or a disk-backed memory map), filled chunk by chunk
+    shape = (args.pool, args.classes, k)
+    if args.v_on_disk:
+        v_all = disk_tensor(shape)
+    else:
+        v_all = torch.empty(shape, device=dev)
+    print(
+        f"V {list(shape)} float32: {v_all.numel() * 4 / 2**30:.2f} GiB"
+        + (" on disk (memory map)" if args.v_on_disk else ""),
+        flush=True,
+    )
     for start in range(0, args.pool, args.batch_size):
         x = pool[start : start + args.batch_size]
-        chunks.append(
-            t.run("masked grads", lambda x=x: masked_grads(model, x, mask, batch_size=len(x)))
+        v_all[start : start + len(x)] = t.run(
+            "masked grads", lambda x=x: masked_grads(model, x, mask, batch_size=len(x))
         )
         if not args.no_checks:
             t.run("floor (C batched backward passes)", lambda x=x: floor_chunk(model, x))
-    # one [N, C, k] float32 tensor, filled chunk by chunk (no second copy)
-    v_all = torch.empty(args.pool, *chunks[0].shape[1:], dtype=chunks[0].dtype, device=dev)
-    start = 0
-    while chunks:
-        part = chunks.pop(0)
-        v_all[start : start + len(part)] = part
-        start += len(part)
     rss["masked grads"] = peak_rss_mb()
 
     # 4. pool Fisher, 5. selection; the first nL rows are the labeled ones, so both sets are
@@ -295,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     if args.no_checks:
-        report(args, t, rss, dev, load0)
+        report(args, t, rss, dev, load0, sampler)
         return
 
     # checks against the naive formulations (sub-problems)
@@ -323,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     rss["checks"] = peak_rss_mb()
     per_image = t.times["masked grads"] / args.pool
 
-    report(args, t, rss, dev, load0)
+    report(args, t, rss, dev, load0, sampler)
     print(
         f"masked grads: {per_image * 1e3:.2f} ms/image fast, {t_naive * 1e3:.1f} ms/image "
         f"naive loop ({args.naive_samples} images): speed-up {t_naive / per_image:.0f}x; "
@@ -341,11 +358,15 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def report(args: argparse.Namespace, t: Timer, rss: dict, dev: str, load0: tuple) -> None:
+def report(
+    args: argparse.Namespace, t: Timer, rss: dict, dev: str, load0: tuple, sampler: RssSampler
+) -> None:
     query = sum(v for name, v in t.times.items() if not name.startswith("floor"))
-    print("\nstage                                  seconds")
+    print("\nstage                                  seconds  CPU seconds  peak RSS (anon) MB")
     for name, sec in t.times.items():
-        print(f"  {name:<36} {sec:8.2f}")
+        peaks = [sampler.peak(a, b) for a, b in t.windows[name]]
+        vm, anon = max(p[0] for p in peaks), max(p[1] for p in peaks)
+        print(f"  {name:<36} {sec:8.2f} {t.cpu[name]:11.2f}  {vm:7.0f} ({anon:7.0f})")
     print(f"  {'whole query (without floor)':<36} {query:8.2f}   target < 120 s")
     floor = t.times.get("floor (C batched backward passes)")
     if floor:
