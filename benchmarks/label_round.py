@@ -1,8 +1,9 @@
 """Benchmark: "next batch" on a 10 000-image folder (CIFAR-10 test JPEGs, 32x32, small CNN).
 
 Starts `fishermask label serve` on loopback, imports LABELS true labels, then asks for the
-next batch (POST /api/next) and measures the time until the new batch is committed (retrain
-with the held-out estimate + FisherMask query, in the worker process), while a client keeps
+next batch (POST /api/next) and measures the time until the new batch is committed (training
+on every label + FisherMask query on QUERY_POOL random unseen images, in the worker process)
+and then until the held-out accuracy estimate that follows it is written, while a client keeps
 saving labels and reading /api/status to show the page never blocks meanwhile.
 
     python benchmarks/label_round.py --tarball ../shared/datasets/cifar10-jpeg.tar.gz --labels 500
@@ -35,11 +36,25 @@ def make_folder(tarball: Path, out: Path) -> Path:
     return out / "test"
 
 
+def rounds(project: Path) -> list[dict]:
+    import json
+    import sqlite3
+
+    with sqlite3.connect(project / "project.sqlite") as db:
+        return [
+            {"id": i, "metrics": json.loads(m)}
+            for i, m in db.execute("SELECT id, metrics FROM rounds")
+        ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tarball", type=Path, default=Path("../shared/datasets/cifar10-jpeg.tar.gz"))
     ap.add_argument("--labels", type=int, default=500, help="labels before the timed round")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument(
+        "--query-pool", type=int, default=None, help="init's --query-pool (default: its default)"
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="label-bench-"))
     folder = make_folder(args.tarball, work)
@@ -59,6 +74,7 @@ def main() -> None:
                 "--classes",
                 ",".join(classes),
                 "--no-progress",
+                *([] if args.query_pool is None else ["--query-pool", str(args.query_pool)]),
             ],
             check=True,
             env=env,
@@ -120,9 +136,16 @@ def main() -> None:
                     raise SystemExit(f"round failed: {s['round']}")
                 time.sleep(0.25)
             elapsed = time.perf_counter() - t0
+            while s["estimating"] is not None:
+                time.sleep(0.25)
+                s = c.get("/api/status").json()
+            estimated = time.perf_counter() - t0
             stop.set()
             labeler.join()
             acc = s["accuracy"]
+            query = next(
+                r["metrics"].get("query") for r in rounds(proj) if r["id"] == s["queue_round"]
+            )
         lat_label.sort()
         lat_status.sort()
 
@@ -130,14 +153,14 @@ def main() -> None:
             return 1000 * v[min(len(v) - 1, int(q * len(v)))]
 
         print(
-            f"next batch ready after {elapsed:.1f} s ({s['mode']}); held-out accuracy "
-            f"{100 * acc['accuracy']:.1f} % [{100 * acc['low']:.1f}, {100 * acc['high']:.1f}] "
-            f"on {acc['n_eval']} labels"
+            f"next batch ready after {elapsed:.1f} s ({s['mode']}; query {query}); held-out "
+            f"accuracy {100 * acc['accuracy']:.1f} % [{100 * acc['low']:.1f}, "
+            f"{100 * acc['high']:.1f}] on {acc['n_eval']} labels, ready after {estimated:.1f} s"
         )
         print(
             f"during the round: {len(lat_label)} label saves, median "
-            f"{1000 * statistics.median(lat_label):.1f} ms, max {1000 * lat_label[-1]:.1f} ms; "
-            f"{len(lat_status)} status reads, "
+            f"{1000 * statistics.median(lat_label):.1f} ms, p99 {pct(lat_label, 0.99):.1f} ms, "
+            f"max {1000 * lat_label[-1]:.1f} ms; {len(lat_status)} status reads, "
             f"median {1000 * statistics.median(lat_status):.1f} ms, "
             f"p99 {pct(lat_status, 0.99):.1f} ms, max {1000 * lat_status[-1]:.1f} ms"
         )

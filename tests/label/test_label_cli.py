@@ -100,6 +100,19 @@ def test_errors_are_one_line_exit_2(tmp_path, folder):
         _run("init", tmp_path / "p", "--images", folder, "--classes", "a,b", *TINY_ARGS).exit_code
         == 0
     )
+    r = _run(
+        "init",
+        tmp_path / "q",
+        "--images",
+        folder,
+        "--classes",
+        "a,b",
+        "--query-pool",
+        "3",
+        *TINY_ARGS,
+    )
+    assert r.exit_code == 2 and "--query-pool 3 is smaller than the batch (6)" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "q").exists()
     r = _run("export", tmp_path / "p", "--format", "xml", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "Unknown export format" in r.output
     r = _run("serve", tmp_path / "p", "--port", "99999")
@@ -111,3 +124,13 @@ def test_errors_are_one_line_exit_2(tmp_path, folder):
         busy.listen(1)
         r = _run("serve", tmp_path / "p", "--port", busy.getsockname()[1])
     assert r.exit_code == 2 and "cannot listen" in r.output
+
+
+def test_init_query_pool_default_is_the_projects():
+    import inspect
+
+    from fishermask.label.cli import init
+    from fishermask.label.project import QUERY_POOL, Project
+
+    assert inspect.signature(init).parameters["query_pool"].default == QUERY_POOL
+    assert inspect.signature(Project.init).parameters["query_pool"].default == QUERY_POOL

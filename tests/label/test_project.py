@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from fishermask.errors import ConfigError
 from fishermask.label.project import Project, wilson
@@ -208,3 +209,132 @@ def test_labelstudio_import_of_a_label_studio_style_export(project, tmp_path):
         project.read_labelstudio(tmp_path / "ls.json"), source="import", what="ls"
     )
     assert {p: c for _, p, c in project.labeled_rows()} == {"blue/003.png": "blue"}
+
+
+def test_query_pool_is_validated(tmp_path, folder):
+    for bad, msg in ((-1, "must be 0"), (2.5, "must be 0"), (True, "must be 0"), (3, "smaller")):
+        with pytest.raises(ConfigError, match=msg):
+            Project.init(tmp_path / "p", folder, ",".join(CLASSES), **TINY, query_pool=bad)
+    assert not (tmp_path / "p").exists()  # nothing was created
+
+
+def _project(tmp_path, folder, **kw):
+    p = Project.init(tmp_path / "pq", folder, ",".join(CLASSES), **{**TINY, **kw})
+    p.run_round(train_model=False)
+    return p
+
+
+def test_round_scores_a_random_subsample_and_records_it(tmp_path, folder):
+    """The strategy sees `query_pool` random unseen images (the round's own draw), and the
+    project's choice is fishermask.query's on that subsample (same model, seeds)."""
+    import fishermask
+    from fishermask.experiments.runner import generator
+
+    p = _project(tmp_path, folder, query_pool=8)
+    label_truth(p, 3)  # 9 labels; 15 images unseen
+    unseen = sorted(set(p.images()[1]) - set(p.store.current()))
+    row = p.run_round(train_model=True)
+    assert row["metrics"]["query"]["scored"] == 8
+    assert {k: row["metrics"]["query"][k] for k in ("query_pool", "unseen")} == {
+        "query_pool": 8,
+        "unseen": 15,
+    }
+    assert "scoring 8 random of the 15 unseen images" in row["mode"]
+    draw = generator(0, row["id"], "candidates")
+    subsample = sorted(unseen[i] for i in torch.randperm(15, generator=draw)[:8].tolist())
+    queued = [q["image_id"] for q in p.store.queue()]
+    assert len(queued) == 6 and set(queued) <= set(subsample)
+
+    x, ids = p.images()
+    model, aux, norm = p.load_model(row)
+    lab = sorted(p.store.current_labels())
+    expect = fishermask.query(
+        model,
+        x,
+        labeled=[ids.index(i) for i in lab],
+        labels=[p.store.current_labels()[i] for i in lab],
+        budget=6,
+        candidates=[ids.index(i) for i in subsample],
+        normalizer=norm,
+        seed=generator(0, row["id"], "query"),
+        aux=aux,
+        **p.settings["strategy_options"],
+    )
+    assert [ids[i] for i in expect.indices.tolist()] == queued
+    p.close()
+
+    every = _project(tmp_path / "all", folder, query_pool=0)
+    label_truth(every, 3)
+    row = every.run_round(train_model=True)
+    assert row["metrics"]["query"] == row["metrics"]["query"] | {"scored": 15, "unseen": 15}
+    assert "scoring" not in row["mode"]
+    every.close()
+
+
+def test_batch_is_committed_before_the_estimate_and_the_estimate_is_honest(project):
+    """One training before the batch; the estimate's models never see their held-out labels."""
+    from fishermask.label.project import fold_of
+
+    label_truth(project, 7)  # 21 labels: 5-fold cross-validation after the batch
+    fits = []
+    real_fit = project._fit
+
+    def spy(x, y, norm, round_id, purpose, on_epoch):
+        r = project.store.round(round_id)
+        fits.append((purpose, len(y), r["status"], r["metrics"].get("estimating")))
+        return real_fit(x, y, norm, round_id, purpose, on_epoch)
+
+    project._fit = spy
+    row = project.run_round(train_model=True)
+    folds = [fold_of(i) for i in sorted(project.store.current_labels())]
+    assert fits[0] == (0, 21, "running", None)  # the query model: every label, batch not yet
+    assert [f[0] for f in fits[1:]] == [1 + k for k in range(5) if 0 < folds.count(k) < 21]
+    for purpose, n, status, estimating in fits[1:]:
+        assert n == 21 - folds.count(purpose - 1)  # fold `purpose - 1` is left out
+        assert status == "done" and estimating  # the batch was already committed
+    assert row["status"] == "done" and "estimating" not in row["metrics"]
+    assert row["metrics"]["n_eval"] == 21
+    assert project.status()["estimating"] is None
+
+
+def test_an_estimate_cut_short_leaves_the_batch_and_says_not_estimated(project, monkeypatch):
+    label_truth(project, 7)
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(project, "estimate_accuracy", stop)
+    with pytest.raises(KeyboardInterrupt):
+        project.run_round(train_model=True)
+    row = project.store.rounds()[-1]
+    assert row["status"] == "done" and row["checkpoint"] and project.store.queue()
+    assert row["metrics"]["method"].startswith("not estimated")
+    assert "estimating" not in row["metrics"]
+    # a worker killed while estimating (its pid gone): recover() says so
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rid = project.store.start_round("fishermask", dead.pid)
+    project.store.finish_round(
+        rid, status="done", metrics={"accuracy": None, "estimating": True}, checkpoint=None
+    )
+    assert project.status()["estimating"] == rid
+    assert project.recover() == []
+    m = project.store.round(rid)["metrics"]
+    assert "estimating" not in m and m["method"].startswith("not estimated: the estimate was")
+    assert project.status()["estimating"] is None
+
+
+def test_recover_keeps_the_checkpoint_a_live_round_is_writing(project):
+    """recover() runs on every status poll; it removes leftover temporary checkpoints only
+    when no round is running (a live worker may be writing one)."""
+    import os
+
+    (project.dir / "models").mkdir(exist_ok=True)
+    tmp = project.dir / "models" / ".round-00009.pt.abc.tmp"
+    tmp.write_bytes(b"partial")
+    rid = project.store.start_round("fishermask", os.getpid())
+    project.recover()
+    assert tmp.exists()
+    project.store.finish_round(rid, status="failed")
+    project.recover()
+    assert not tmp.exists()

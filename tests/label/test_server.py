@@ -157,3 +157,29 @@ def test_next_batch_runs_in_a_worker_while_labels_keep_saving(client):
     assert s["mode"].startswith("fishermask on the model")
     items = client.get("/api/batch", headers=AUTH).json()["items"]
     assert items and all(it["guesses"] for it in items)
+
+
+def test_next_batch_stops_a_worker_that_is_only_estimating(client):
+    """A new round does not wait for the previous round's accuracy estimate: that worker is
+    stopped and its round recorded as not estimated."""
+    import subprocess
+    import sys
+
+    from tests.label.conftest import label_truth
+
+    label_truth(client.project, 2)
+    store = client.project.store
+    worker = client.app.state.worker
+    estimating = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    rid = store.start_round("fishermask", estimating.pid)
+    store.finish_round(rid, status="done", metrics={"accuracy": None, "estimating": True})
+    worker.proc = estimating
+    assert client.get("/api/status", headers=AUTH).json()["estimating"] == rid
+    assert client.post("/api/next", headers=AUTH).status_code == 202
+    assert estimating.poll() is not None  # stopped before the new round started
+    s = client.get("/api/status", headers=AUTH).json()
+    assert s["estimating"] is None and s["training"]
+    assert store.round(rid)["metrics"]["method"].startswith("not estimated")
+    deadline = time.time() + 120
+    while time.time() < deadline and client.get("/api/status", headers=AUTH).json()["training"]:
+        time.sleep(0.3)

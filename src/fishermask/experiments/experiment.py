@@ -30,7 +30,8 @@ from fishermask.models.base import Classifier
 from fishermask.strategies.base import Strategy
 from fishermask.training import Normalizer
 
-_PURPOSES = {"initial": 1, "init": 2, "train": 3, "query": 4}
+# "candidates": the labeling tool's random subsample of the pool per query (fishermask.label)
+_PURPOSES = {"initial": 1, "init": 2, "train": 3, "query": 4, "candidates": 5}
 
 
 def derive_seed(seed: int, round_: int, purpose: str) -> int:

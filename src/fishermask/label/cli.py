@@ -71,6 +71,13 @@ def init(
     max_steps: Annotated[
         int, typer.Option(help="Optimizer-step cap per training (0: none).")
     ] = 300,
+    query_pool: Annotated[
+        int,
+        typer.Option(
+            help="Unseen images the strategy scores per batch, drawn at random (0: all); "
+            "bounds the time of 'next batch'."
+        ),
+    ] = 3000,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -93,6 +100,7 @@ def init(
             seed=seed,
             max_epochs=max_epochs,
             max_steps=max_steps,
+            query_pool=query_pool,
             cache_dir=cache_dir,
             say=_say,
             progress=progress,

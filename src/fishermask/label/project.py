@@ -1,19 +1,28 @@
 """A labeling project: settings, images, labels, retraining and querying, on one SQLite store.
 
-A *round* retrains the classifier on every current label (reporting held-out accuracy) and
-queries the next batch with the project's strategy; ``train=False`` queries with the last
-good model only. A round's checkpoint is written (temporary file, fsync, rename) before the
-round is committed as ``done`` together with its new queue, so a round killed at any moment
-leaves the previous model and queue in place ("last good model").
+A *round* retrains the classifier on every current label, queries the next batch with the
+project's strategy and commits the batch; only then does it estimate held-out accuracy (so the
+batch is ready after one training, and the estimate follows while the user labels).
+``train=False`` queries with the last good model only. A round's checkpoint is written
+(temporary file, fsync, rename) before the round is committed as ``done`` together with its
+new queue, so a round killed at any moment leaves the previous model and queue in place
+("last good model").
 
 Cold start: until every class has ``min_per_class`` labels the batch is chosen for
 diversity (greedy k-center on the model's embeddings, or on downsampled pixels before there
 is a model), and the round's ``mode`` says so.
 
+Candidate subsample: the strategy scores at most ``query_pool`` unseen images per query, drawn
+uniformly at random with the round's own generator (0: every unseen image), so a round's time
+does not grow with the folder; the round's ``metrics["query"]`` records how many were scored.
+
 Held-out accuracy: labels are split into 5 folds by a hash of the image id (stable across
 rounds). With at least ``cv_below`` labels, fold 0 is held out (a model trained on the other
 four); with fewer, 5-fold cross-validation; each with a 95 % Wilson interval over the
-predictions. The model used for querying is then trained on every label.
+predictions. These models are trained only for the estimate, after the batch is committed;
+none of them sees the labels it is scored on. While the estimate runs the round's metrics
+carry ``"estimating": true``; an estimate stopped before it finished (the next round started,
+or the process ended) is recorded as not estimated.
 """
 
 from __future__ import annotations
@@ -50,6 +59,10 @@ from fishermask.training.trainer import predict
 
 Report = Callable[[str, int, int], None]  # (phase, done, total)
 FOLDS = 5
+#: Default cap on the unseen images the strategy scores per query (``--query-pool``): sized
+#: so that a round (one training + a FisherMask query) on the small CNN at 32x32 stays under a
+#: minute on one CPU core (docs/benchmarks.md, "Labeling tool").
+QUERY_POOL = 3000
 
 
 def _no_report(phase: str, done: int, total: int) -> None:
@@ -77,6 +90,21 @@ def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
     spec = StrategySpec.parse(text)
     strategies.get(spec.name, **spec.options)  # unknown names / options raise here
     return spec.name, dict(spec.options)
+
+
+def check_query_pool(query_pool: object, batch: int) -> int:
+    """``--query-pool``: 0 (score every unseen image) or an integer >= the batch size."""
+    if isinstance(query_pool, bool) or not isinstance(query_pool, int) or query_pool < 0:
+        raise ConfigError(
+            f"--query-pool {query_pool!r}: must be 0 (score every unseen image) or an integer "
+            f">= the batch size ({batch})."
+        )
+    if 0 < query_pool < batch:
+        raise ConfigError(
+            f"--query-pool {query_pool} is smaller than the batch ({batch}): use 0 (every "
+            f"unseen image) or at least {batch}."
+        )
+    return query_pool
 
 
 def fold_of(image_id: int) -> int:
@@ -169,6 +197,7 @@ class Project:
         seed: int = 0,
         max_epochs: int = 50,
         max_steps: int = 300,
+        query_pool: int = QUERY_POOL,
         cache_dir: str | os.PathLike[str] | None = None,
         say: Callable[[str], None] = lambda s: None,
         progress: bool = False,
@@ -197,6 +226,7 @@ class Project:
                 raise ConfigError(f"--{name} {v!r}: must be an integer >= 1.")
         if budget is not None and budget < 1:
             raise ConfigError(f"--budget {budget}: must be >= 1.")
+        check_query_pool(query_pool, batch)
         sname, sopts = parse_strategy(strategy)
         files, _ = imgs.candidate_files(root)
         if not files:
@@ -237,6 +267,7 @@ class Project:
                     "seed": seed,
                     "max_epochs": max_epochs,
                     "max_steps": max_steps,
+                    "query_pool": query_pool,
                     "cv_below": 100,
                     "min_eval": 20,
                     "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None,
@@ -453,14 +484,23 @@ class Project:
 
     # -- rounds -----------------------------------------------------------------------------
     def recover(self) -> list[int]:
-        """Mark rounds whose process died as interrupted; returns their ids."""
+        """Mark rounds whose process died as interrupted; returns their ids.
+
+        A finished round whose accuracy estimate's process died (killed, or stopped because
+        the next round started) is marked as not estimated.
+        """
         out = []
         for r in self.store.rounds():
             if r["status"] == "running" and not pid_alive(r["pid"]):
                 self.store.mark_interrupted(r["id"])
                 out.append(r["id"])
-        for stale in (self.dir / "models").glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+            elif r["metrics"].get("estimating") and not pid_alive(r["pid"]):
+                m = {k: v for k, v in r["metrics"].items() if k != "estimating"}
+                m["method"] = "not estimated: the estimate was stopped before it finished"
+                self.store.set_metrics(r["id"], m, phase=r["status"])
+        if self.store.running_round() is None:  # else its checkpoint may be being written
+            for stale in (self.dir / "models").glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         return out
 
     def needs_restart(self) -> bool:
@@ -519,7 +559,16 @@ class Project:
         e = cfg.epoch_limit
         return min(e, math.ceil(cfg.max_steps / per_epoch)) if cfg.max_steps else e
 
-    def train_and_evaluate(
+    def _labeled_tensors(
+        self, labeled: dict[int, int], id_pos: dict[int, int]
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """Labeled image ids (sorted), their positions in the image tensor, their classes."""
+        ids = sorted(labeled)
+        pos = torch.tensor([id_pos[i] for i in ids], dtype=torch.int64)
+        y = torch.tensor([labeled[i] for i in ids], dtype=torch.int64)
+        return ids, pos, y
+
+    def train_final(
         self,
         x: torch.Tensor,
         norm: Normalizer,
@@ -527,27 +576,47 @@ class Project:
         id_pos: dict[int, int],
         round_id: int,
         report: Report,
-    ) -> tuple[Classifier, torch.nn.Module | None, dict[str, Any]]:
-        """Estimate accuracy (held-out fold or cross-validation), then train on every label."""
-        ids = sorted(labeled)
-        pos = torch.tensor([id_pos[i] for i in ids], dtype=torch.int64)
-        y = torch.tensor([labeled[i] for i in ids], dtype=torch.int64)
+    ) -> tuple[Classifier, torch.nn.Module | None]:
+        """The round's model: trained on every label (the one that queries and is saved)."""
+        _, pos, y = self._labeled_tensors(labeled, id_pos)
+        total = self.expected_epochs(len(y)) + 1
+
+        def on_epoch(epoch: int, limit: int, acc: float) -> None:
+            report("training on every label", min(epoch, total - 1), total)
+
+        model, aux = self._fit(x[pos], y, norm, round_id, 0, on_epoch)
+        report("querying the next batch", total - 1, total)
+        return model, aux
+
+    def estimate_accuracy(
+        self,
+        x: torch.Tensor,
+        norm: Normalizer,
+        labeled: dict[int, int],
+        id_pos: dict[int, int],
+        round_id: int,
+        report: Report,
+    ) -> dict[str, Any]:
+        """Held-out accuracy of this round's training recipe (fold 0, or 5-fold CV).
+
+        Each model is trained without the labels it is scored on (``purpose`` 1 + fold keeps
+        its seeds apart from the final model's).
+        """
+        ids, pos, y = self._labeled_tensors(labeled, id_pos)
         folds = torch.tensor([fold_of(i) for i in ids])
         n = len(ids)
         present = len(set(y.tolist()))
-        metrics: dict[str, Any] = {
-            "n_labels": n,
-            "per_class": torch.bincount(y, minlength=len(self.classes)).tolist(),
-        }
         if n >= int(self.settings["cv_below"]):
             eval_folds, method = [0], "held-out 20 % of the labels"
         elif n >= int(self.settings["min_eval"]) and present >= 2:
             eval_folds, method = list(range(FOLDS)), "5-fold cross-validation"
         else:
-            eval_folds, method = [], ""
-        trainings = len(eval_folds) + 1
+            return {
+                "accuracy": None,
+                "method": f"not estimated: needs {self.settings['min_eval']} labels in 2 classes",
+            }
         e_all = self.expected_epochs(n)
-        total = trainings * e_all + 1
+        total = len(eval_folds) * e_all
         done = 0
         correct = seen = 0
         for k, f in enumerate(eval_folds):
@@ -555,7 +624,7 @@ class Project:
             if not bool(test.any()) or bool(test.all()):
                 done += e_all
                 continue
-            phase = f"training for the accuracy estimate ({k + 1}/{len(eval_folds)})"
+            phase = f"estimating accuracy ({k + 1}/{len(eval_folds)})"
             base = done
 
             def on_epoch(
@@ -568,22 +637,10 @@ class Project:
             correct += int((probs.argmax(1).cpu() == y[test]).sum())
             seen += int(test.sum())
             done = base + e_all
-        if seen:
-            lo, hi = wilson(correct, seen)
-            metrics.update(accuracy=correct / seen, low=lo, high=hi, n_eval=seen, method=method)
-        else:
-            metrics.update(
-                accuracy=None,
-                method=f"not estimated: needs {self.settings['min_eval']} labels in 2 classes",
-            )
-        base = done
-
-        def on_final(epoch: int, limit: int, acc: float) -> None:
-            report("training on every label", base + min(epoch, e_all), total)
-
-        model, aux = self._fit(x[pos], y, norm, round_id, 0, on_final)
-        report("querying the next batch", total - 1, total)
-        return model, aux, metrics
+        if not seen:
+            return {"accuracy": None, "method": "not estimated: no fold to hold out"}
+        lo, hi = wilson(correct, seen)
+        return {"accuracy": correct / seen, "low": lo, "high": hi, "n_eval": seen, "method": method}
 
     def save_checkpoint(
         self, round_id: int, model: Classifier, aux: torch.nn.Module | None, norm: Normalizer
@@ -633,9 +690,14 @@ class Project:
         round_id: int | None = None,
         report: Report = _no_report,
     ) -> dict[str, Any]:
-        """Retrain (optional) and queue the next batch; returns the committed round row."""
+        """Retrain (optional), queue the next batch, then estimate accuracy.
+
+        The batch is committed (round ``done``) right after the query; the held-out estimate
+        runs after that and is written into the round's metrics. Returns the round row.
+        """
         if round_id is None:
             round_id = self.store.start_round(self.settings["strategy"], os.getpid())
+        estimate = False
         try:
             report("loading images", 0, 1)
             self.store.progress(round_id, "loading images", 0, 1)
@@ -655,15 +717,28 @@ class Project:
             norm = fit_normalizer(x)
             trainable = len(labeled) >= 2 and len(set(labeled.values())) >= 2
             if train_model and trainable:
-                model, aux, metrics = self.train_and_evaluate(
-                    x, norm, labeled, id_pos, round_id, both
-                )
+                model, aux = self.train_final(x, norm, labeled, id_pos, round_id, both)
                 checkpoint = self.save_checkpoint(round_id, model, aux, norm)
+                per_class = torch.bincount(
+                    torch.tensor(list(labeled.values()), dtype=torch.int64),
+                    minlength=len(self.classes),
+                ).tolist()
+                metrics = {
+                    "n_labels": len(labeled),
+                    "per_class": per_class,
+                    "accuracy": None,
+                    "method": "being estimated",
+                    "estimating": True,
+                }
+                estimate = True
             elif (latest := self.latest_model()) is not None:
                 prev, model, aux, norm = latest
                 checkpoint = prev["checkpoint"]
             both("querying the next batch", 0, 1)
-            queue, mode = self.choose(x, ids, model, aux, norm, labeled, current, n, round_id)
+            t = time.perf_counter()
+            queue, mode, info = self.choose(x, ids, model, aux, norm, labeled, current, n, round_id)
+            if info:
+                metrics["query"] = info | {"seconds": round(time.perf_counter() - t, 3)}
             self.store.finish_round(
                 round_id,
                 status="done",
@@ -679,6 +754,16 @@ class Project:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.store.finish_round(round_id, status=status, message=msg)
             raise
+        if estimate:  # the batch is ready; the estimate follows
+            metrics.pop("estimating")
+            try:
+                found = self.estimate_accuracy(x, norm, labeled, id_pos, round_id, both)
+            except BaseException as exc:
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                found = {"accuracy": None, "method": f"not estimated: {msg}"}
+                self.store.set_metrics(round_id, metrics | found, phase="done")
+                raise
+            self.store.set_metrics(round_id, metrics | found, phase="done")
         row = self.store.round(round_id)
         assert row is not None
         return row
@@ -694,7 +779,8 @@ class Project:
         current: dict[int, tuple[int, str, int | None]],
         n: int | None,
         round_id: int,
-    ) -> tuple[list[tuple[int, float | None, list[dict[str, Any]]]], str]:
+    ) -> tuple[list[tuple[int, float | None, list[dict[str, Any]]]], str, dict[str, Any]]:
+        """The next batch: ``(queue rows, mode, query info)``; the info is empty at cold start."""
         from fishermask.experiments.runner import generator
         from fishermask.query_api import query
         from fishermask.strategies.kcenter import k_center_greedy
@@ -706,11 +792,12 @@ class Project:
         lab_y = torch.tensor([labeled[i] for i in lab_ids], dtype=torch.int64)
         budget = min(n or int(self.settings["batch"]), len(cand))
         if budget == 0:
-            return [], "every image has been seen: nothing left to label"
+            return [], "every image has been seen: nothing left to label", {}
         counts = torch.bincount(lab_y, minlength=len(self.classes)).tolist()
         need = int(self.settings["min_per_class"])
         lacking = [f"{c}: {k}" for c, k in zip(self.classes, counts, strict=True) if k < need]
         gen = generator(int(self.settings["seed"]), round_id, "query")
+        info: dict[str, Any] = {}
         if lacking or model is None:
             if model is not None:
                 _, feats = predict(model, x, norm, embeddings=True)
@@ -728,6 +815,12 @@ class Project:
             )
             mode = f"cold start: diverse images (k-center on {on}) {why}"
         else:
+            cap = int(self.settings.get("query_pool", QUERY_POOL))
+            scored = cand
+            if cap and len(cand) > max(cap, budget):
+                draw = generator(int(self.settings["seed"]), round_id, "candidates")
+                keep = torch.randperm(len(cand), generator=draw)[: max(cap, budget)]
+                scored = cand[keep.sort().values]
             res = query(
                 model,
                 x,
@@ -735,7 +828,7 @@ class Project:
                 labels=lab_y,
                 budget=budget,
                 strategy=self.settings["strategy"],
-                candidates=cand,
+                candidates=scored,
                 normalizer=norm,
                 seed=gen,
                 aux=aux,
@@ -743,6 +836,9 @@ class Project:
             )
             chosen, scores = res.indices, res.scores
             mode = f"{self.settings['strategy']} on the model trained on {len(lab_ids)} labels"
+            if len(scored) < len(cand):
+                mode += f", scoring {len(scored)} random of the {len(cand)} unseen images"
+            info = {"query_pool": cap, "scored": len(scored), "unseen": len(cand)}
         guesses: list[list[dict[str, Any]]] = [[] for _ in range(len(chosen))]
         if model is not None:
             probs, _ = predict(model, x[chosen], norm)
@@ -762,7 +858,7 @@ class Project:
             )
             for k, p in enumerate(chosen.tolist())
         ]
-        return queue, mode
+        return queue, mode, info
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -782,6 +878,9 @@ class Project:
                 k: latest[k] for k in ("id", "status", "phase", "done", "total", "message", "mode")
             },
             "training": bool(latest and latest["status"] == "running"),
+            "estimating": next(
+                (r["id"] for r in reversed(rounds) if r["metrics"].get("estimating")), None
+            ),
             "accuracy": acc,
             "mode": queue_round["mode"] if queue_round else "",
             "queue_round": queue_round["id"] if queue_round else None,

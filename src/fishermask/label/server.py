@@ -4,7 +4,8 @@ Every request needs the access token, as a ``token`` query parameter or an
 ``Authorization: Bearer`` header. Images are served by id only: the path comes from the
 database and is checked (links resolved) to lie inside the image folder. A label is
 committed to the database before ``POST /api/labels`` answers 200. ``POST /api/next``
-retrains and queries in a worker process; the page polls ``GET /api/status`` meanwhile.
+retrains and queries in a worker process, which then estimates the new model's accuracy
+(stopped if the next round starts first); the page polls ``GET /api/status`` meanwhile.
 """
 
 from __future__ import annotations
@@ -99,14 +100,27 @@ class Worker:
         self.lock = threading.Lock()
 
     def poll(self) -> None:
-        with self.lock:
+        with self.lock:  # not while start() has a round whose pid is not yet recorded
             if self.proc is not None and self.proc.poll() is not None:
                 self.proc = None
-        self.project.recover()
+            self.project.recover()
 
     def start(self) -> int:
         with self.lock:
             store = self.project.store
+            alive = self.proc is not None and self.proc.poll() is None
+            if alive and store.running_round() is None:
+                # no round runs, so the previous worker is only estimating the accuracy of
+                # a finished round: stop it so the new round has the CPU (that estimate is
+                # then recorded as not estimated)
+                assert self.proc is not None
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+                self.proc = None
             round_id = store.start_round(self.project.settings["strategy"], None)
             try:
                 env = dict(os.environ)

@@ -366,6 +366,14 @@ class Store:
                         (pos, image_id, round_id, score, json.dumps(guesses)),
                     )
 
+    def set_metrics(self, round_id: int, metrics: dict[str, Any], *, phase: str) -> None:
+        """Replace a round's metrics (the accuracy estimate that follows a committed batch)."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE rounds SET metrics = ?, phase = ? WHERE id = ?",
+                (json.dumps(metrics), phase, round_id),
+            )
+
     def rounds(self) -> list[dict[str, Any]]:
         out = []
         for r in self.query("SELECT * FROM rounds ORDER BY id"):

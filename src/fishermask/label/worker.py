@@ -1,7 +1,12 @@
 """The background retrain + query of ``label serve`` (run as ``python -m fishermask.label.worker``).
 
 It runs in its own process so the web server stays responsive (and so a crash or kill of
-one does not take the other's state with it); progress goes to the round's row.
+one does not take the other's state with it); progress goes to the round's row. After the
+batch is committed it goes on to estimate the new model's held-out accuracy.
+
+One torch thread: on the 2-core machine of docs/benchmarks.md two threads made training and
+the query several times *slower* whenever another process held a core (OpenMP threads wait
+on each other), and one thread leaves a core to the web server.
 """
 
 from __future__ import annotations

@@ -134,6 +134,9 @@ async function refreshStatus() {
   $("accuracy").textContent = a && a.accuracy !== null && a.accuracy !== undefined
     ? `held-out accuracy ${(100 * a.accuracy).toFixed(1)}% (95% interval ${(100 * a.low).toFixed(0)}\u2013${(100 * a.high).toFixed(0)}%, ${a.method}, ${a.n_labels} labels)`
     : (a ? a.method : "no model yet");
+  if (s.estimating !== null && s.estimating !== undefined) {
+    $("accuracy").textContent += ` \u00b7 estimating the accuracy of round ${s.estimating}\u2026`;
+  }
   const r = s.round;
   $("training").hidden = !s.training;
   if (s.training && r) {
