@@ -51,7 +51,9 @@ step is guessed or replayed, so a block changes the speed, never the picks.
 
 from __future__ import annotations
 
+import bisect
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +64,10 @@ from fishermask.errors import ConfigError, check_positive
 _CARRY = torch.float64  # dtype of M^-1, F_S and the exact re-scoring
 _MAX_COLUMNS = 320  # widest block product [N C, d] x [d, 2 b C]: b <= 320 / (2 C)
 _PRODUCT_DTYPES = (torch.float32, torch.float64)
+_FOLD_ROWS = 5120  # rows of V per chunk of the block product (about 6 MB at 320 columns)
+_COMPACT_BYTES = 1 << 30  # largest copy of the free candidates' rows made to drop chosen ones
+_SNAPSHOT_BYTES = 1 << 28  # keep M^-1 after each guessed step when a block's copies fit
+_REFRESH_FACTOR = 16  # a partial refresh recomputes up to this many times the re-scored count
 # Memory bounds (docs/benchmarks.md, "The paper's mask size"): above _LEAN_BYTES per d x d
 # float64 matrix (d > 11 585) the set-up runs in place on CPU: F_S and M are accumulated by
 # in-place GEMMs, M is factorised and inverted in place by LAPACK, the initial K, H come from the
@@ -197,17 +203,16 @@ def _traces(h: Tensor, k: Tensor, sigma: float) -> Tensor:
 
 @dataclass
 class _Step:
-    """One greedy step's low-rank correction: the point (phase position) and ``W^T``,
-    ``T^T``, ``P``, ``S^-1`` of the module docstring (float64; product-dtype copies of P and
-    S^-1 for the carried updates)."""
+    """One greedy step's low-rank correction: the point (phase position), ``W^T`` and
+    ``S^-1`` of the module docstring (float64, for M^-1), and the product-dtype columns
+    ``[L^T W^T; Z^T]`` whose product with a candidate's rows gives its ``Y``, ``Z`` (see
+    :meth:`_Greedy.apply`), with the signs ``D_s`` of ``S^-1 = L D_s L^T``."""
 
     pos: int
     wt: Tensor  # [C, d]
-    tt: Tensor  # [C, d]
-    p: Tensor  # [C, C]
     s_inv: Tensor  # [C, C]
-    p_w: Tensor  # [C, C], product dtype
-    s_inv_w: Tensor  # [C, C], product dtype
+    cols: Tensor  # [2C, d], product dtype, candidates' scale folded in
+    signs: Tensor | None  # [C] product dtype, None when all +1 (S positive definite)
 
 
 def _woodbury(a_inv: Tensor, wt: Tensor, s_inv: Tensor, in_place: bool = False) -> Tensor:
@@ -227,6 +232,7 @@ class _Phase:
     k: Tensor  # [r, C, C] product dtype
     h: Tensor  # [r, C, C] product dtype
     free: Tensor  # [r] bool: still eligible for this phase's picks
+    ref: Tensor  # [r] float64: score scale when the carried K_x, H_x were last from scratch
 
 
 class _Greedy:
@@ -240,13 +246,24 @@ class _Greedy:
         self.eye = torch.eye(self.c, dtype=_CARRY, device=vu.device)
         self.block = block
         self.base_tol = 100 * torch.finfo(pdt).eps
-        self.drift = 0.0  # largest relative error of a carried score since the last refresh
+        self.rate = 0.0  # largest carried-score error seen, per unit of the candidate's ref
+        self.fs_w: Tensor | None = None  # F_S in the product dtype, for refreshes
         self.rescored = 0  # statistics for the benchmark
         self.refreshes = 0
+        self.refreshed = 0
+        self.compactions = 0
+        self.measured = False  # whether this phase has re-scored anyone yet
+        self.refresh_at = 4
+        self.refresh_factor = _REFRESH_FACTOR
+        self.buf: Tensor | None = None  # the block product, reused
+        self.snaps: list[Tensor] = []  # M^-1 after each step of the block being prepared
+        # the replay reuses those snapshots when they fit, else repeats the same Woodbury ops
+        self.keep_snaps = _SNAPSHOT_BYTES >= block * self.d**2 * 8
         self.misses = 0
         self.steps = 0
         self.rescore_cap = 256  # most candidates re-scored in one batch (a chunk when lean)
         self.in_place = False  # M^-1 updated in place (lean: one-step blocks, no copy kept)
+        self.lean = False  # no d x d copies in the product dtype (refreshes in float64)
 
     # --- exact quantities -------------------------------------------------------------------
     def exact(self, ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -255,12 +272,28 @@ class _Greedy:
         z = x @ self.a_inv  # [r, C, d]
         return z @ x.transpose(1, 2), (z @ self.fs) @ z.transpose(1, 2)
 
-    def refresh(self, ph: _Phase, chunk: int) -> None:
-        """Recompute every carried K_x, H_x of the phase exactly (resets the drift)."""
-        for start in range(0, len(ph.ids), chunk):
-            sl = slice(start, start + chunk)
-            ph.k[sl], ph.h[sl] = self.exact(ph.ids[sl])
-        self.drift = 0.0
+    def refresh(self, ph: _Phase, sel: Tensor, scale: float, chunk: int) -> None:
+        """Recompute the carried K_x, H_x of positions ``sel`` from scratch in the product
+        dtype (as the set-up does; O(C d^2) each at the wide-GEMM rate) and reset their ref.
+        Lean set-up: exactly in float64, with no product-dtype copy of M^-1."""
+        if self.lean:
+            for start in range(0, len(sel), chunk):
+                part = sel[start : start + chunk]
+                k_ex, h_ex = self.exact(ph.ids[part])
+                ph.k[part], ph.h[part] = k_ex.to(ph.k.dtype), h_ex.to(ph.h.dtype)
+        else:
+            if self.fs_w is None:
+                self.fs_w = self.fs.to(self.pdt)
+            a_w = self.a_inv.to(self.pdt)
+            s2 = self.s**2
+            for start in range(0, len(sel), chunk):
+                part = sel[start : start + chunk]
+                v = ph.x.view(-1, self.c, self.d)[part]  # [b, C, d]
+                z = v @ a_w  # [b, C, d]
+                ph.k[part] = (z @ v.transpose(1, 2)) * s2
+                ph.h[part] = ((z @ self.fs_w) @ z.transpose(1, 2)) * s2
+        ph.ref[sel] = scale
+        self.refreshed += len(sel)
         self.refreshes += 1
 
     def prepare(self, ph: _Phase, pos: int, sigma: float) -> _Step:
@@ -274,21 +307,32 @@ class _Greedy:
         p = wt @ fwt.T  # [C, C]
         s_inv = torch.linalg.inv(sigma * self.eye + x_y @ wt.T)  # exact K_y = X_y^T M^-1 X_y
         self.a_inv = _woodbury(self.a_inv, wt, s_inv, self.in_place)
-        return _Step(pos, wt, tt, p, s_inv, p.to(self.pdt), s_inv.to(self.pdt))
+        if self.keep_snaps:
+            self.snaps.append(self.a_inv)
+        # S^-1 = L D_s L^T (eigenvectors scaled by sqrt|eigenvalue|, D_s their signs)
+        evals, evecs = torch.linalg.eigh((s_inv + s_inv.T) / 2)
+        lt = (evecs * evals.abs().sqrt()).T  # L^T, [C, C]
+        signs = evals.sign()
+        yt = lt @ wt  # (W L)^T, [C, d]
+        g = lt @ p @ lt.T  # L^T P L
+        zt = lt @ tt - 0.5 * (g * signs) @ yt  # (T L - W L D_s G / 2)^T
+        cols = (torch.cat([yt, zt]) * self.s).to(self.pdt)
+        neg = bool((signs < 0).any())
+        return _Step(pos, wt, s_inv, cols, signs.to(self.pdt) if neg else None)
 
     # --- carried quantities ------------------------------------------------------------------
     @staticmethod
-    def apply(k: Tensor, h: Tensor, qr: Tensor, st: _Step) -> None:
-        """Fold one correction into carried K, H (in place) from ``qr = [Q | R]``, ``[r C, 2C]``
-        (rows may be strided), all in the product dtype."""
-        n, c = k.shape[0], k.shape[-1]
-        q, r = qr[:, :c], qr[:, c:]  # [r C, C] each
-        u = q @ st.s_inv_w  # [r C, C]
-        v = torch.addmm(r, u, st.p_w, alpha=-0.5)  # R - U P / 2
-        q3, u3 = q.reshape(n, c, c), u.view(n, c, c)
-        k -= torch.bmm(u3, q3.transpose(1, 2))
-        # H - R U^T - U R^T + U P U^T = H - (E + E^T) with E = (R - U P / 2) U^T
-        e = torch.bmm(v.view(n, c, c), u3.transpose(1, 2))
+    def apply(k: Tensor, h: Tensor, y: Tensor, z: Tensor, st: _Step) -> None:
+        """Fold one correction into carried K, H (in place), all in the product dtype.
+
+        ``y``, ``z``: ``[r, C, C]``, the candidates' rows times ``st.cols``. With
+        ``S^-1 = L D_s L^T``: ``U = Q S^-1 = Y_s L^T`` where ``Y = Q L``, ``Y_s = Y D_s``, so
+        ``K - U Q^T = K - Y_s Y^T`` and ``H - R U^T - U R^T + U P U^T = H - (E + E^T)`` with
+        ``E = Z Y_s^T``, ``Z = R L - Y D_s G / 2``, ``G = L^T P L``.
+        """
+        ys = y if st.signs is None else y * st.signs
+        k -= torch.bmm(ys, y.transpose(1, 2))
+        e = torch.bmm(z, ys.transpose(1, 2))
         h -= e
         h -= e.transpose(1, 2)
 
@@ -296,43 +340,61 @@ class _Greedy:
         """Best eligible position, its near-ties re-scored exactly in float64.
 
         Returns the position and the eligible positions with their carried scores (for the
-        speculation). Candidates are re-scored in decreasing order of carried score until the
-        next one's score plus the error band falls below the best exact score.
+        speculation). A candidate's carried score may be off by ``10 rate ref_x`` (at least
+        ``base_tol`` times the top score): candidates are re-scored from scratch in
+        decreasing order of that upper bound until the next bound falls below the best exact
+        score. When that took ``refresh_at`` re-scorings or more, the stale candidates next
+        in that order (ref well above today's scale) are recomputed in the product dtype.
         """
         pos = torch.nonzero(ph.free).squeeze(1)  # ascending
         approx = _traces(ph.h[pos], ph.k[pos], sigma)  # [e]
         finite = approx[torch.isfinite(approx)]
         scale = float(finite.abs().max()) if finite.numel() else 1.0
         scale = scale or 1.0
-        key = torch.where(torch.isnan(approx), math.inf, approx)  # NaN: re-score first
-        order = torch.argsort(key, descending=True, stable=True)
-        order_cpu = order.tolist()
-        key_cpu = key[order].tolist()
+        ref = ph.ref[pos]  # [e] float64
+        band = (10 * self.rate * ref).clamp_(min=self.base_tol * scale)
+        upper = torch.where(torch.isnan(approx), math.inf, approx + band)  # NaN: re-score first
+        order = torch.argsort(upper, descending=True, stable=True)
+        upper_cpu = upper[order].tolist()
+        top = int(order[0])
+        # a clear winner needs no re-scoring: its lower bound beats every other upper bound
+        # (once this phase has measured errors: removals may amplify them more than adds)
+        if len(upper_cpu) == 1 or (self.measured and float(approx[top] - band[top]) > upper_cpu[1]):
+            return int(pos[top]), pos, approx
         best, done, size = -math.inf, 0, 1
         seen: list[Tensor] = []
         scores: list[Tensor] = []
-        while done < len(order_cpu):
-            band = max(self.base_tol, 10 * self.drift) * scale
-            if done and key_cpu[done] + band < best:
+        while done < len(upper_cpu):
+            if done and upper_cpu[done] < best:
                 break
             sel = order[done : done + size]
-            k_ex, h_ex = self.exact(ph.ids[pos[sel]])
-            ph.k[pos[sel]], ph.h[pos[sel]] = k_ex.to(ph.k.dtype), h_ex.to(ph.h.dtype)
+            at = pos[sel]
+            k_ex, h_ex = self.exact(ph.ids[at])
+            ph.k[at], ph.h[at] = k_ex.to(ph.k.dtype), h_ex.to(ph.h.dtype)
             ex = _traces(h_ex, k_ex, sigma)
-            err = (ex - approx[sel]).abs().max()
-            if torch.isfinite(err):
-                self.drift = max(self.drift, float(err) / scale)
+            err = (ex - approx[sel]).abs() / ref[sel]
+            err = err[torch.isfinite(err)]
+            if err.numel():
+                self.rate = max(self.rate, float(err.max()))
+                self.measured = True
+            ph.ref[at] = scale
             best = max(best, float(ex.max()))
             seen.append(sel)
             scores.append(ex)
             done += len(sel)
-            size = min(2 * size, self.rescore_cap)
+            # next: every candidate whose bound reaches the best so far (sorted: a prefix)
+            reach = bisect.bisect_right(upper_cpu, -best, lo=done, key=operator.neg) - done
+            size = min(max(reach, 1), self.rescore_cap)
         self.rescored += done
         cand, ex = torch.cat(seen), torch.cat(scores)
         # the best exact score; exact ties go to the lowest position (first chosen / index)
         winners = cand[ex == ex.max()] if not torch.isnan(ex).all() else cand[:1]
         if done >= self.refresh_at:
-            self.refresh(ph, chunk)
+            rest = order[done:]
+            stale = rest[ref[rest] > 2 * scale][: self.refresh_factor * done]
+            if stale.numel():
+                self.refresh(ph, pos[stale], scale, chunk)
+                approx[stale] = _traces(ph.h[pos[stale]], ph.k[pos[stale]], sigma)
         return int(pos[int(winners.min())]), pos, approx
 
     def speculate(
@@ -352,8 +414,8 @@ class _Greedy:
         taken = torch.zeros(m, dtype=torch.bool, device=sub.device)
         steps, prev = [], first
         for _ in range(min(count, m)):
-            wt = (torch.cat([prev.wt, prev.tt]) * self.s).to(self.pdt)  # [2C, d]
-            self.apply(k, h, x @ wt.T, prev)
+            yz = (x @ prev.cols.T).view(m, c, 2 * c)  # [m, C, 2C]
+            self.apply(k, h, yz[..., :c], yz[..., c:], prev)
             score = _traces(h, k, sigma).masked_fill(taken, -math.inf)
             j = int(torch.argmax(score))
             taken[j] = True
@@ -363,27 +425,29 @@ class _Greedy:
 
     def run(self, ph: _Phase, sigma: float, steps: int, chunk: int) -> list[int]:
         """``steps`` greedy picks (positions in ``ph``), in blocks of verified guesses."""
-        c, picks = self.c, []
+        picks: list[int] = []
         forced: int | None = None
+        self.measured = False
         size = min(4, self.block)
         while len(picks) < steps:
             n_block = min(size, steps - len(picks))
             if forced is None:
+                ph = self.compact(ph)
                 y, pos, approx = self.pick(ph, sigma, chunk)
             else:
                 y, pos, approx = forced, None, None
             # a one-step block keeps M^-1 as prepare leaves it (the replay would redo the same
             # operations on the same inputs); longer blocks replay from a0
             a0 = self.a_inv if n_block > 1 else None
+            self.snaps = []
             block = [self.prepare(ph, y, sigma)]
             if n_block > 1:
                 if pos is None:
                     pos = torch.nonzero(ph.free).squeeze(1)
                     approx = _traces(ph.h[pos], ph.k[pos], sigma)
                 block += self.speculate(ph, sigma, block[0], n_block - 1, pos, approx)
-            # fold: one GEMM of rank 2 b C gives Q_x, R_x of every candidate for every step
-            wt = torch.cat([torch.cat([st.wt, st.tt]) * self.s for st in block])  # [b 2C, d]
-            g = (ph.x @ wt.to(self.pdt).T).view(-1, len(block), 2 * c)  # [r C, b, 2C]
+            # fold: one GEMM of rank 2 b C gives Y_x, Z_x of every candidate for every step
+            g = self.fold(ph.x, torch.cat([st.cols for st in block]))  # [b, 2, r, C, C]
             if a0 is not None:
                 self.a_inv = a0  # replay: M^-1 steps through the block again
             forced = None
@@ -394,18 +458,58 @@ class _Greedy:
                         forced = y
                         self.misses += 1
                         break
-                self.apply(ph.k, ph.h, g[:, j], st)
-                if a0 is not None:
-                    self._downdate(st)
+                self.apply(ph.k, ph.h, g[j, 0], g[j, 1], st)
+                if a0 is not None:  # (a one-step block: M^-1 is already past this step)
+                    if self.keep_snaps:
+                        self.a_inv = self.snaps[j]
+                    else:
+                        self._downdate(st)
                 ph.free[st.pos] = False
-                picks.append(st.pos)
+                picks.append(int(ph.ids[st.pos]))
                 self.steps += 1
             size = min(2 * size, self.block) if forced is None else max(2, size // 2)
         return picks
 
+    def compact(self, ph: _Phase) -> _Phase:
+        """The phase without its chosen rows once they are an eighth of it (every step's
+        products and scores run over all rows), if the copy of the free rows takes at most
+        ``_COMPACT_BYTES``; the rows keep their order (exact ties: lowest position)."""
+        rows = len(ph.ids)
+        keep = torch.nonzero(ph.free).squeeze(1)
+        size = len(keep) * self.c * self.d * ph.x.element_size()
+        if 8 * (rows - len(keep)) < rows or size > _COMPACT_BYTES:
+            return ph
+        x = ph.x.view(rows, self.c, self.d)[keep].reshape(-1, self.d)
+        self.compactions += 1
+        return _Phase(ph.ids[keep], x, ph.k[keep], ph.h[keep], ph.free[keep], ph.ref[keep])
+
+    def fold(self, x: Tensor, cols: Tensor) -> Tensor:
+        """``x @ cols^T`` rearranged as ``[b, 2, r, C, C]`` (step, Y/Z, candidate, row,
+        column), so that each step's blocks are contiguous: computed in row chunks whose
+        rearranging copy stays in cache (a strided or whole-block rearrangement of the
+        [r C, 2 b C] product cost up to 20 % of a step)."""
+        c, rows = self.c, x.shape[0]
+        b = cols.shape[0] // (2 * c)
+        if self.buf is None or self.buf.numel() < b * 2 * rows * c:
+            self.buf = x.new_empty(b * 2 * rows * c)
+        out = self.buf[: b * 2 * rows * c].view(b, 2, rows, c)
+        step = _FOLD_ROWS // c * c
+        for start in range(0, rows, step):
+            part = x[start : start + step] @ cols.T  # [rows', b 2C]
+            out[:, :, start : start + step] = part.view(-1, b, 2, c).permute(1, 2, 0, 3)
+        return out.view(b, 2, rows // c, c, c)
+
     def _downdate(self, st: _Step) -> None:
         """Re-apply a step's M^-1 update exactly as :meth:`prepare` did (same operations)."""
         self.a_inv = _woodbury(self.a_inv, st.wt, st.s_inv, self.in_place)
+
+
+def _start_ref(k: Tensor, h: Tensor, sigma: float) -> Tensor:
+    """Every candidate's ref at the start of a phase: the largest finite |carried score|."""
+    scores = _traces(h, k, sigma)
+    finite = scores[torch.isfinite(scores)]
+    scale = (float(finite.abs().max()) if finite.numel() else 0.0) or 1.0
+    return torch.full((k.shape[0],), scale, dtype=_CARRY, device=k.device)
 
 
 def greedy_select(
@@ -419,7 +523,7 @@ def greedy_select(
     chunk_size: int = 4096,
     product_dtype: torch.dtype = torch.float32,
     max_block: int | None = None,
-    refresh_at: int = 64,
+    refresh_at: int = 4,
     stats: dict | None = None,
 ) -> Tensor:
     """Pick ``budget`` candidates by the greedy trace criterion, forward then backward.
@@ -440,9 +544,12 @@ def greedy_select(
         max_block: cap on the steps per block (default ``320 // (2 C)``, or 1 in the lean
             set-up; 1: one step at a time, no guessing).
         refresh_at: a step that re-scores at least this many candidates exactly recomputes
-            every carried K, H.
+            the carried K, H of the stale candidates nearest the top (``_REFRESH_FACTOR``
+            times as many as it re-scored) in the product dtype.
         stats: if given, filled with ``steps``, ``rescored`` (candidates re-scored exactly,
-            all steps), ``refreshes`` and ``misses`` (wrong guesses).
+            all steps), ``refreshes`` (partial refreshes), ``refreshed`` (candidates
+            recomputed by them), ``misses`` (wrong guesses) and ``rate`` (the largest error
+            of a carried score seen, per unit of the score scale when it was last exact).
 
     Returns:
         LongTensor ``[B]`` of indices into ``V_unlabeled``, in the order chosen.
@@ -498,7 +605,8 @@ def greedy_select(
     g = _Greedy(vu, fs, a_inv, s, product_dtype, max_block)
     g.refresh_at = refresh_at
     if lean:  # exact float64 K, H from M^-1 and F_S, no float32 copies of them
-        g.rescore_cap, g.in_place = min(256, chunk_size), in_place
+        g.rescore_cap, g.in_place, g.lean = min(256, chunk_size), in_place, True
+        g.keep_snaps = False
         for start in range(0, n, chunk_size):
             ids = torch.arange(start, min(start + chunk_size, n), device=dev)
             k_ex, h_ex = g.exact(ids)
@@ -514,19 +622,31 @@ def greedy_select(
             del z
         del a_w, fs_w
     ids = torch.arange(n, device=dev)
-    fwd = _Phase(ids, x, k_all, h_all, torch.ones(n, dtype=torch.bool, device=dev))
+    free = torch.ones(n, dtype=torch.bool, device=dev)
+    fwd = _Phase(ids, x, k_all, h_all, free, _start_ref(k_all, h_all, 1.0))
     chosen = g.run(fwd, 1.0, min((backward_steps + 1) * budget, n), chunk_size)
+    del fwd, k_all, h_all
     if len(chosen) > budget:  # backward phase over the chosen points, in the order chosen
         idx = torch.tensor(chosen, device=dev)
-        bwd = _Phase(
-            idx,
-            x.view(n, c, d)[idx].reshape(-1, d),
-            k_all[idx],
-            h_all[idx],
-            torch.ones(len(chosen), dtype=torch.bool, device=dev),
-        )
-        g.run(bwd, -1.0, len(chosen) - budget, chunk_size)
-        chosen = idx[bwd.free].tolist()
+        r = len(chosen)
+        k_b = torch.empty(r, c, c, dtype=product_dtype, device=dev)
+        h_b = torch.empty_like(k_b)
+        ref_b = torch.empty(r, dtype=_CARRY, device=dev)
+        free = torch.ones(r, dtype=torch.bool, device=dev)
+        bwd = _Phase(idx, x.view(n, c, d)[idx].reshape(-1, d), k_b, h_b, free, ref_b)
+        everyone = torch.arange(r, device=dev)
+        g.refresh(bwd, everyone, 1.0, chunk_size)  # the carried values of chosen points
+        bwd.ref = _start_ref(k_b, h_b, -1.0)
+        removed = set(g.run(bwd, -1.0, r - budget, chunk_size))
+        chosen = [i for i in chosen if i not in removed]
     if stats is not None:
-        stats.update(rescored=g.rescored, refreshes=g.refreshes, misses=g.misses, steps=g.steps)
+        stats.update(
+            rescored=g.rescored,
+            refreshes=g.refreshes,
+            refreshed=g.refreshed,
+            rate=g.rate,
+            compactions=g.compactions,
+            misses=g.misses,
+            steps=g.steps,
+        )
     return torch.tensor(chosen, dtype=torch.long, device=dev)
