@@ -55,6 +55,39 @@ def test_diag_fisher_matches_loop(name: str) -> None:
     assert all(v.abs().sum() > 0 for v in fast.values())
 
 
+@pytest.mark.parametrize("route", ["class", "stack", "kr"])
+def test_diag_fisher_conv_routes_match_loop(route: str, monkeypatch) -> None:
+    """Each Conv2d sq_sum route (per cotangent, cotangents stacked, position pairs) on every
+    ungrouped convolution of the tiny CNN gives the loop's diagonal Fisher."""
+    monkeypatch.setattr(closed_form, "_SQ_SUM_MODE", route)
+    torch.manual_seed(0)
+    dilated = nn.Sequential(  # an ungrouped dilated, strided conv: unfold, not windows
+        nn.Conv2d(3, 4, 3, stride=2, padding=2, dilation=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64, 3),
+    ).double()
+    for model in (make_model("tiny_cnn"), dilated.eval()):
+        x = make_inputs(5)
+        fast = diag_fisher(model, x, batch_size=3)
+        for n, r in ref_diag_fisher(model, x).items():
+            torch.testing.assert_close(fast[n], r, atol=TOL, rtol=0)
+
+
+def test_diag_fisher_default_routes_cover_all_three() -> None:
+    """The tiny CNN's convolutions take every route by default (4 classes): conv1 (4
+    channels, 16 positions) stacks, conv2 (grouped) goes per class, conv3 (4 positions)
+    takes position pairs."""
+    model = make_model("tiny_cnn")
+    routes = {}
+    for name in ("conv1", "conv2", "conv3"):
+        conv = getattr(model, name)
+        size = {"conv1": 8, "conv2": 4, "conv3": 2}[name]
+        inp = torch.zeros(2, conv.in_channels, size, size, dtype=torch.float64)
+        routes[name] = closed_form.Conv2dForm(conv, inp, {"weight": None}).sq_sum_mode(4)
+    assert routes == {"conv1": "stack", "conv2": "class", "conv3": "kr"}
+
+
 @pytest.mark.parametrize("conv_path", ["gather", "gemm"])
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: "-".join(map(str, c.values())))
 def test_masked_grads_matches_loop(

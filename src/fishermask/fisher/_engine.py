@@ -326,7 +326,8 @@ def _assemble(
     forms: list[list | None],
     gos: list[Tensor],
     reduction: str,
-    last: bool,
+    k: int,
+    k_count: int,
 ) -> dict[str, Tensor]:
     """One cotangent's results by full name; ``gos`` holds the output gradients of every
     recorded call (``calls``), owners in order.
@@ -336,6 +337,7 @@ def _assemble(
     """
     out: dict[str, Tensor] = {}
     pos = 0
+    last = k == k_count - 1
     for i, owner in enumerate(called):
         call_forms = forms[i]
         if call_forms is None:
@@ -343,7 +345,10 @@ def _assemble(
         forms[i] = None if last else call_forms
         if reduction != "entries" and len(call_forms) == 1:
             form = call_forms[0]
-            part = form.sq_sum(gos[pos]) if reduction == "sq_sum" else form.sq_norms(gos[pos])
+            if reduction == "sq_sum":  # may hold its part back until the last cotangent
+                part = form.sq_sum(gos[pos], k, k_count)
+            else:
+                part = form.sq_norms(gos[pos])
             for local, g in part.items():
                 out[owner.names[local]] = g
             pos += 1
@@ -456,7 +461,7 @@ def per_sample_grads(
                 gos = [
                     torch.zeros_like(o) if g is None else g for g, o in zip(gos, outs, strict=True)
                 ]
-                part = _assemble(called, calls, forms, gos, reduction, k == k_count - 1)
+                part = _assemble(called, calls, forms, gos, reduction, k, k_count)
                 _merge(results, part, reduction, k, k_count)
             del logits, outs, forms, calls
         rest = set(fallback + extra)
