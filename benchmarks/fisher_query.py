@@ -104,6 +104,82 @@ class Timer:
         self.times[name] = self.times.get(name, 0.0) + seconds
 
 
+DIAG_FLOOR = "floor of diag Fisher (C backward passes)"
+
+
+def profile_diag(model: nn.Module, x: Tensor, chunk: int = 64) -> None:
+    """Where the diagonal Fisher's time goes, against its floor, on images ``x`` (CPU seconds
+    of this process): the engine's output-only backward passes and each layer's closed form
+    (by route), timed by wrapping them for this call only; then the floor's forward, its C
+    backward passes taken w.r.t. the input only (the data gradients the engine also needs)
+    and with the weights (the floor itself)."""
+    from fishermask.fisher import _engine, closed_form
+
+    spent: dict[str, float] = {}
+
+    def timed(key: str, fn: Callable, *a, **kw):
+        start = time.process_time()
+        out = fn(*a, **kw)
+        spent[key] = spent.get(key, 0.0) + time.process_time() - start
+        return out
+
+    forms = (closed_form.Conv2dForm, closed_form.BatchNormForm, closed_form.LinearForm)
+    saved = {cls: cls.sq_sum for cls in forms}
+    grad = torch.autograd.grad
+
+    def wrap(cls: type) -> Callable:
+        def sq_sum(self, go, k=0, k_count=1):
+            kind = cls.__name__.removesuffix("Form")
+            if cls is closed_form.Conv2dForm:
+                w = self.module.weight.shape
+                kind += f" {self.sq_sum_mode(k_count)} {w[0]}x{w[1]}x{w[2]}x{w[3]}"
+            return timed(kind, saved[cls], self, go, k, k_count)
+
+        return sq_sum
+
+    try:
+        for cls in forms:
+            cls.sq_sum = wrap(cls)
+        _engine.torch.autograd.grad = lambda *a, **kw: timed("backward passes", grad, *a, **kw)
+        start = time.process_time()
+        for s in range(0, len(x), chunk):
+            diag_fisher(model, x[s : s + chunk], batch_size=chunk)
+        total = time.process_time() - start
+    finally:
+        for cls in forms:
+            cls.sq_sum = saved[cls]
+        _engine.torch.autograd.grad = grad
+    start = time.process_time()
+    for s in range(0, len(x), chunk):
+        floor_chunk(model, x[s : s + chunk])
+    floor = time.process_time() - start
+    fwd = data = 0.0
+    for s in range(0, len(x), chunk):
+        xb = x[s : s + chunk].clone().requires_grad_(True)
+        start = time.process_time()
+        logits = model(xb)
+        fwd += time.process_time() - start
+        probs = torch.softmax(logits.detach(), 1)
+        start = time.process_time()
+        for c in range(logits.shape[1]):
+            cot = -probs.clone()
+            cot[:, c] += 1
+            cot *= probs[:, c : c + 1].sqrt()
+            torch.autograd.grad(logits, [xb], cot, retain_graph=c < logits.shape[1] - 1)
+        data += time.process_time() - start
+    forms_total = sum(v for k_, v in spent.items() if k_ != "backward passes")
+    rest = total - forms_total - spent["backward passes"]
+    print(f"\ndiagonal Fisher profile ({len(x)} images, chunks of {chunk}; CPU seconds)")
+    print(f"  diag_fisher {total:.2f} = output-only backward passes {spent['backward passes']:.2f}")
+    print(f"    + closed forms {forms_total:.2f} + forward and the rest {rest:.2f}")
+    print(f"  floor {floor:.2f}: forward {fwd:.2f}, input-only backward passes {data:.2f},")
+    print(f"    so weight gradients about {floor - fwd - data:.2f};  ratio {total / floor:.2f}")
+    print("  closed forms by layer shape and route (seconds):")
+    for key, sec in sorted(spent.items(), key=lambda kv: -kv[1]):
+        if key != "backward passes" and sec >= 0.01 * forms_total:
+            print(f"    {key:<36} {sec:6.2f}")
+
+
 def floor_chunk(model: nn.Module, x: Tensor) -> None:
     """The floor: one forward and C ordinary backward passes (batched weight gradients)."""
     params = [p for p in model.parameters()]
@@ -203,6 +279,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compare-baseline", action="store_true", help="also time the old selection")
     ap.add_argument("--no-checks", action="store_true", help="skip the floor and naive checks")
     ap.add_argument(
+        "--profile-diag",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the query, profile the diagonal Fisher on N images against its floor",
+    )
+    ap.add_argument(
         "--v-on-disk", action="store_true", help="V in a disk-backed memory map (streaming form)"
     )
     args = ap.parse_args(argv)
@@ -239,10 +322,18 @@ def main(argv: list[str] | None = None) -> None:
     sampler = RssSampler()
     sampler.start()
 
-    # 1. diagonal Fisher, 2. the Fisher mask
-    diag = t.run(
-        "diag Fisher", lambda: diag_fisher(model, pool[: args.diag_samples], batch_size=64)
-    )
+    # 1. diagonal Fisher in chunks of 64 images, interleaved chunk by chunk with its floor (C
+    # batched backward passes over the same chunk); 2. the Fisher mask
+    diag_images = pool[: args.diag_samples]
+    diag: dict[str, Tensor] = {}
+    for start in range(0, len(diag_images), 64):
+        x = diag_images[start : start + 64]
+        part = t.run("diag Fisher", lambda x=x: diag_fisher(model, x, batch_size=64))
+        for name, v in part.items():  # the mean over all images, from the chunks' means
+            diag[name] = diag[name] + v * len(x) if name in diag else v * len(x)
+        if not args.no_checks:
+            t.run(DIAG_FLOOR, lambda x=x: floor_chunk(model, x))
+    diag = {name: v / len(diag_images) for name, v in diag.items()}
     fisher_mask = t.run("mask", lambda: top_k_mask(diag, k))
     prof = mask_profile(fisher_mask)
     reached = sum(r.kept > 0 for r in prof)
@@ -313,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.no_checks:
         report(args, t, rss, dev, load0, sampler)
+        if args.profile_diag:
+            profile_diag(model, pool[: args.profile_diag])
         return
 
     # checks against the naive formulations (sub-problems)
@@ -341,6 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     per_image = t.times["masked grads"] / args.pool
 
     report(args, t, rss, dev, load0, sampler)
+    if args.profile_diag:
+        profile_diag(model, pool[: args.profile_diag])
     print(
         f"masked grads: {per_image * 1e3:.2f} ms/image fast, {t_naive * 1e3:.1f} ms/image "
         f"naive loop ({args.naive_samples} images): speed-up {t_naive / per_image:.0f}x; "
@@ -371,6 +466,12 @@ def report(
     floor = t.times.get("floor (C batched backward passes)")
     if floor:
         print(f"masked grads / floor = {t.times['masked grads'] / floor:.2f}   target <= 2")
+    floor = t.times.get(DIAG_FLOOR)
+    if floor:
+        print(
+            f"diag Fisher / its floor = {t.times['diag Fisher'] / floor:.2f} "
+            f"(CPU seconds: {t.cpu['diag Fisher'] / t.cpu[DIAG_FLOOR]:.2f})   target <= 1.5"
+        )
     print("peak RSS (MB) by the end of: " + ", ".join(f"{k_}: {v:.0f}" for k_, v in rss.items()))
     cuda = peak_cuda_mb(dev)
     if cuda is not None:

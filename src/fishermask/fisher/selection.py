@@ -21,32 +21,50 @@ point y, with ``W = M^-1 V_y``, ``T = M^-1 F_S W``, ``S = sigma I + K_y``, ``P =
     K_x  <- K_x - U_x Q_x^T
     H_x  <- H_x - R_x U_x^T - U_x R_x^T + U_x P U_x^T
 
-which is exact (the Woodbury identity multiplied out).
+which is exact (the Woodbury identity multiplied out). The carried updates use a factor of
+``S^-1 = L D_s L^T`` (eigenvectors times sqrt|eigenvalue|, D_s their signs; all +1 when
+adding): with ``Y_x = Q_x L``, ``Y_s = Y_x D_s``, ``G = L^T P L`` and
+``Z_x = R_x L - Y_x D_s G / 2``, ``K_x <- K_x - Y_s Y_x^T`` and
+``H_x <- H_x - (E + E^T)``, ``E = Z_x Y_s^T``. Y_x and Z_x are V_x^T times the columns
+``W L`` and ``T L - W L D_s G / 2``, so the big product gives them directly and a step needs
+no C x C products per candidate before the two batched ones.
 
-Blocks (what makes it arithmetic-bound): the ``[Q_x | R_x]`` of every candidate are the one
+Blocks (what makes it arithmetic-bound): the ``[Y_x | Z_x]`` of every candidate are the one
 big product per step, ``[N C, d] x [d, 2C]``: 4 N C^2 d flops for N C d values read, a
 skinny product that runs at a fraction of the GEMM rate (measured 4-5 GFLOPS float64 on the
-2-core AMD EPYC of docs/benchmarks.md against ~40-50 GFLOPS float32 for a wide product). So
+2-core AMD EPYC of docs/benchmarks.md against ~40-60 GFLOPS float32 for a wide product). So
 the next b-1 picks are *guessed* first, cheaply, on the 8b best candidates only (each guess
 advances ``M^-1``, which costs O(d^2 C) and no pass over the candidates); then one product
-``[N C, d] x [d, 2 b C]`` (float32 by default) gives ``[Q_x | R_x]`` of every candidate for
-all b steps at once; then the b steps are replayed over all candidates exactly as the
-one-step algorithm would do them, each real pick compared with the guess. On the first wrong
+``[N C, d] x [d, 2 b C]`` (float32 by default, in row chunks rearranged in cache so that each
+step's blocks are contiguous) gives ``[Y_x | Z_x]`` of every candidate for all b steps at
+once; then the b steps are replayed over all candidates exactly as the one-step algorithm
+would do them, each real pick compared with the guess (``M^-1`` after each guessed step is
+kept when those copies fit, else recomputed by the same operations). On the first wrong
 guess the rest of the block is dropped and a new block starts from the right pick. A step
 costs the same 4 N C^2 d flops, but V is read once per block instead of once per step, the
 product runs at the wide-GEMM rate, and b adapts (doubling after a block that was guessed
-right, halving after a miss, at most ``2 b C <= 320`` columns).
+right, halving after a miss, at most ``2 b C <= 320`` columns). Once an eighth of a phase's
+rows are chosen they are dropped (one copy of the free rows, at most 1 GiB), so the
+products and scores run over the free candidates only.
 
 Exactness: the carried K, H and their scores (float32 by default, like the products) are only
-a filter. At every step the candidates are re-scored from scratch in float64 (``K_x``, ``H_x``
-from ``M^-1``, ``F_S`` and the input ``V``, O(C d^2) each) in decreasing order of carried score
-until the next one's carried score plus the error band is below the best exact score; the
-pick is the best exact score (exact ties: lowest index forward, earliest chosen backward).
-The band is ``max(100 eps, 10 x the largest carried-score error seen since the last
-refresh)`` relative to the top score; when one step has to re-score ``refresh_at`` (64)
-candidates or more, every carried K, H is recomputed exactly (a refresh, O(N C d^2)) and the
-band shrinks back. ``M^-1`` itself is float64 and updated by the same operations whether a
-step is guessed or replayed, so a block changes the speed, never the picks.
+a filter; every pick is the best *exact* score (``K_x``, ``H_x`` from scratch in float64 from
+``M^-1``, ``F_S`` and the input ``V``, O(C d^2) each; exact ties: lowest index forward,
+earliest chosen backward). Carried values are rounded relative to their size when they were
+last computed from scratch, and scores shrink as points are chosen (by 100x over 300 steps
+on the benchmark problems), so the error of a carried score is bounded relative to its
+candidate's ``ref``, the top score at that time: ``band_x = max(100 eps scale,
+10 rate ref_x)``, ``rate`` being the largest error per unit of ref seen so far (about 1e-6 in
+float32). Candidates are re-scored exactly in decreasing order of ``carried + band`` until
+the next bound falls below the best exact score; a winner whose ``carried - band`` beats
+every other bound needs no re-scoring (once the phase has measured errors). When a step
+re-scores ``refresh_at`` candidates or more, the stale ones next in line (ref above twice
+today's scale; at most 16x as many as were re-scored) are recomputed from scratch in the
+product dtype, which resets their ref. The band is empirical (10x the errors seen), as
+before; the tests check picks against the explicit-inverse float64 reference through near
+ties and the carried updates against from-scratch values. ``M^-1`` itself is float64 and
+updated by the same operations whether a step is guessed or replayed, so a block changes the
+speed, never the picks.
 """
 
 from __future__ import annotations
@@ -555,12 +573,17 @@ def greedy_select(
         LongTensor ``[B]`` of indices into ``V_unlabeled``, in the order chosen.
 
     Complexity: set-up O((N + nL) C d^2 + d^3); each step 4 N C^2 d flops in the block product
-    plus O(N C^3) for the carried updates and scores and O(d^2 C) for ``M^-1``; exact
-    re-scoring O(C d^2) per re-scored candidate (a few per step). Bytes moved per step: the
-    block product reads V (N C d x 4 bytes in float32) once per block of b steps and writes
-    N C 2C x 4 bytes per step; the carried K, H (2 N C^2 x 8 bytes) are read and written a
-    few times per step. Memory: the inputs (float32 V is used in place; other dtypes get one
-    float32 copy), ``[N, C, 2 b C]`` float32 for a block, O(N C^2 + d^2) besides.
+    (N: the free candidates, once chosen rows are dropped) plus O(N C^3) for the carried
+    updates and scores and O(d^2 C) for ``M^-1``; exact re-scoring O(C d^2) per re-scored
+    candidate (about one per step on the benchmark problems), partial refreshes O(C d^2) per
+    refreshed candidate (a few per step); the backward phase starts by recomputing its
+    candidates' K, H from scratch. Bytes moved per step: the block product reads V
+    (N C d x 4 bytes in float32) once per block of b steps and writes N C 2C x 4 bytes per
+    step; the carried K, H (2 N C^2 x 4 bytes) are read and written a few times per step.
+    Memory: the inputs (float32 V is used in place; other dtypes get one float32 copy),
+    ``[b, 2, N, C, C]`` float32 for a block, a copy of the free rows once chosen ones are
+    dropped (only when it takes at most 1 GiB), ``M^-1`` after each step of a block (only when
+    those b copies take at most 256 MiB), O(N C^2 + d^2) besides.
 
     Large d (a d x d float64 above 1 GiB, d > 11 585, on CPU): the lean set-up holds exactly two
     d x d float64 matrices, F_S and M^-1 (8 GB at d = 22 350), and chunks of at most 128 MiB:
