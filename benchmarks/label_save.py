@@ -6,6 +6,10 @@ clients each post REQUESTS labels back to back (keep-alive connections); every a
 percentiles and checks that every acknowledged label is in the database.
 
     python benchmarks/label_save.py --clients 4 --requests 500
+    python benchmarks/label_save.py --commit-only --requests 300   # Store.add_label alone
+
+``--commit-only`` times the commit itself in one process (``Store.add_label`` back to back),
+with the store's ``synchronous=FULL`` and, for comparison, ``NORMAL`` on the same database.
 """
 
 from __future__ import annotations
@@ -26,10 +30,30 @@ import numpy as np
 from PIL import Image
 
 
+def commit_only(project: Path, n: int) -> None:
+    from fishermask.label.store import DB_NAME, Store
+
+    store = Store(project / DB_NAME)
+    for mode in ("FULL", "NORMAL"):
+        store._conn.execute(f"PRAGMA synchronous={mode}")
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            store.add_label(1 + i % 200, "label", i % 2)
+            lat.append(time.perf_counter() - t0)
+        v = np.sort(np.array(lat)) * 1000
+        print(
+            f"Store.add_label, WAL + synchronous={mode}, {n} in a row: p50 "
+            f"{np.percentile(v, 50):.2f} ms, p99 {np.percentile(v, 99):.2f} ms, max {v[-1]:.2f} ms"
+        )
+    store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--requests", type=int, default=500, help="per client")
+    ap.add_argument("--commit-only", action="store_true", help="time Store.add_label alone")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="label-save-"))
     rng = np.random.default_rng(0)
@@ -58,6 +82,9 @@ def main() -> None:
         env=env,
         stdout=subprocess.DEVNULL,
     )
+    if args.commit_only:
+        commit_only(work / "p", args.requests)
+        return
     server = subprocess.Popen(
         [*fm, "serve", str(work / "p"), "--port", "0"], stdout=subprocess.PIPE, text=True, env=env
     )

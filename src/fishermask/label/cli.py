@@ -77,7 +77,7 @@ def init(
             help="Unseen images the strategy scores per batch, drawn at random (0: all); "
             "bounds the time of 'next batch'."
         ),
-    ] = 3000,
+    ] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

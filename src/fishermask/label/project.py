@@ -62,7 +62,7 @@ FOLDS = 5
 #: Default cap on the unseen images the strategy scores per query (``--query-pool``): sized
 #: so that a round (one training + a FisherMask query) on the small CNN at 32x32 stays under a
 #: minute on one CPU core (docs/benchmarks.md, "Labeling tool").
-QUERY_POOL = 3000
+QUERY_POOL = 2000
 
 
 def _no_report(phase: str, done: int, total: int) -> None:
