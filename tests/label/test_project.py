@@ -240,6 +240,7 @@ def test_round_scores_a_random_subsample_and_records_it(tmp_path, folder):
         "unseen": 15,
     }
     assert "scoring 8 random of the 15 unseen images" in row["mode"]
+    assert p.status()["round"]["query"] == row["metrics"]["query"]
     draw = generator(0, row["id"], "candidates")
     subsample = sorted(unseen[i] for i in torch.randperm(15, generator=draw)[:8].tolist())
     queued = [q["image_id"] for q in p.store.queue()]

@@ -876,7 +876,8 @@ class Project:
             if latest is None
             else {
                 k: latest[k] for k in ("id", "status", "phase", "done", "total", "message", "mode")
-            },
+            }
+            | {"query": latest["metrics"].get("query")},
             "training": bool(latest and latest["status"] == "running"),
             "estimating": next(
                 (r["id"] for r in reversed(rounds) if r["metrics"].get("estimating")), None

@@ -11,8 +11,8 @@ Rule for an image labeled more than once (two tabs, or a correction): every acti
 row id, i.e. the last one committed). Undo appends an ``undo`` row naming the row it cancels,
 so the state falls back to the action before it. Nothing is ever deleted.
 
-Every write is one transaction, committed (``synchronous=FULL``) before the caller returns,
-so a label acknowledged to a client survives ``kill -9``.
+Every write is one transaction, committed (``synchronous=FULL``: the WAL is fsynced) before
+the caller returns, so a label acknowledged to a client survives ``kill -9`` and an OS crash.
 """
 
 from __future__ import annotations
