@@ -58,12 +58,13 @@ def _status_mb() -> tuple[float, float]:
 
 
 class RssSampler(threading.Thread):
-    """Samples (time, VmRSS, RssAnon) every ``every`` seconds; prints a heartbeat each minute."""
+    """Samples (time, VmRSS, RssAnon, process CPU seconds) every ``every`` seconds; prints a
+    heartbeat each minute."""
 
     def __init__(self, every: float = 0.05, heartbeat: float = 60.0) -> None:
         super().__init__(daemon=True)
         self.every, self.heartbeat = every, heartbeat
-        self.samples: list[tuple[float, float, float]] = []
+        self.samples: list[tuple[float, float, float, float]] = []
         self.stop = threading.Event()
         self.t0 = time.perf_counter()
 
@@ -71,7 +72,7 @@ class RssSampler(threading.Thread):
         last = self.t0
         while not self.stop.is_set():
             now = time.perf_counter()
-            self.samples.append((now, *_status_mb()))
+            self.samples.append((now, *_status_mb(), time.process_time()))
             if now - last >= self.heartbeat:
                 last = now
                 print(
@@ -82,24 +83,29 @@ class RssSampler(threading.Thread):
             self.stop.wait(self.every)
 
     def peak(self, start: float, end: float) -> tuple[float, float]:
-        inside = [(r, a) for t, r, a in self.samples if start <= t <= end]
+        inside = [(r, a) for t, r, a, _ in self.samples if start <= t <= end]
         if not inside:
             return _status_mb()
         return max(r for r, _ in inside), max(a for _, a in inside)
 
+    def cpu(self, start: float, end: float) -> float:
+        """Process CPU seconds (all threads) between the samples nearest ``start``, ``end``."""
+        before = [c for t, _, _, c in self.samples if t <= start] or [self.samples[0][3]]
+        after = [c for t, _, _, c in self.samples if t <= end] or [before[-1]]
+        return after[-1] - before[-1]
+
 
 class Stages:
-    """Stage table: seconds and peak RSS / RssAnon per stage, from the sampler's timeline."""
+    """Stage table: wall and CPU seconds, peak RSS / RssAnon per stage, from the sampler."""
 
     def __init__(self, sampler: RssSampler) -> None:
         self.sampler = sampler
-        self.rows: list[tuple[str, float, float, float]] = []
 
     def add(self, name: str, start: float, end: float) -> None:
         rss, anon = self.sampler.peak(start, end)
-        self.rows.append((name, end - start, rss, anon))
         print(
-            f"  {name:<46} {end - start:8.1f} s   peak RSS {rss:6.0f} MB "
+            f"  {name:<46} {end - start:8.1f} s ({self.sampler.cpu(start, end):7.1f} CPU s)"
+            f"   peak RSS {rss:6.0f} MB "
             f"(anon {anon:6.0f})   load {os.getloadavg()[0]:.1f}",
             flush=True,
         )

@@ -25,6 +25,7 @@ def test_equals_masked_grads_of_last_weight(scale: str) -> None:
     expected = masked_grads(model, x, mask, scale=scale)
     got = bait_embeddings(emb, probs, scale=scale)
     assert got.shape == (6, 4, 4 * 5)
+    assert got.is_contiguous()  # the selection reshapes it to [N C, d] without a copy
     torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
 
 

@@ -44,5 +44,7 @@ def bait_embeddings(embeddings: Tensor, probs: Tensor, *, scale: Scale = "sqrt_p
             "[N, D] and [N, C] with the same N."
         )
     # [N, C, C]: s_c d log p_c / d z_o at [n, c, o]
-    coef = log_prob_cotangents(probs.to(embeddings), scale).transpose(0, 1)
+    # contiguous [N, C, C], so that V comes out contiguous: the selection then uses it in place
+    # (a strided V was copied whole by its reshape to [N C, d])
+    coef = log_prob_cotangents(probs.to(embeddings), scale).transpose(0, 1).contiguous()
     return last_layer_grads(coef, embeddings)  # [N, C, C*D]
