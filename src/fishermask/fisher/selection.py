@@ -43,7 +43,7 @@ kept when those copies fit, else recomputed by the same operations). On the firs
 guess the rest of the block is dropped and a new block starts from the right pick. A step
 costs the same 4 N C^2 d flops, but V is read once per block instead of once per step, the
 product runs at the wide-GEMM rate, and b adapts (doubling after a block that was guessed
-right, halving after a miss, at most ``2 b C <= 320`` columns). Once an eighth of a phase's
+right, halving after a miss, at most ``2 b C <= 320`` columns). Once 1/16 of a phase's
 rows are chosen they are dropped (one copy of the free rows, at most 1 GiB), so the
 products and scores run over the free candidates only.
 
@@ -219,6 +219,15 @@ def _traces(h: Tensor, k: Tensor, sigma: float) -> Tensor:
     return torch.linalg.solve(k + sigma * eye, h).diagonal(dim1=-2, dim2=-1).sum(-1)
 
 
+def _carried_traces(h: Tensor, k: Tensor, sigma: float) -> Tensor:
+    """:func:`_traces` of carried (filter) values: the LU factorisation and solve called
+    separately, without the checks of ``linalg.solve`` (20 % faster for 6 000 10 x 10
+    systems; a singular system gives inf/NaN, which the re-scoring handles)."""
+    eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
+    lu, piv, _ = torch.linalg.lu_factor_ex(k + sigma * eye)
+    return torch.linalg.lu_solve(lu, piv, h).diagonal(dim1=-2, dim2=-1).sum(-1)
+
+
 @dataclass
 class _Step:
     """One greedy step's low-rank correction: the point (phase position), ``W^T`` and
@@ -365,7 +374,7 @@ class _Greedy:
         in that order (ref well above today's scale) are recomputed in the product dtype.
         """
         pos = torch.nonzero(ph.free).squeeze(1)  # ascending
-        approx = _traces(ph.h[pos], ph.k[pos], sigma)  # [e]
+        approx = _carried_traces(ph.h[pos], ph.k[pos], sigma)  # [e]
         finite = approx[torch.isfinite(approx)]
         scale = float(finite.abs().max()) if finite.numel() else 1.0
         scale = scale or 1.0
@@ -412,7 +421,7 @@ class _Greedy:
             stale = rest[ref[rest] > 2 * scale][: self.refresh_factor * done]
             if stale.numel():
                 self.refresh(ph, pos[stale], scale, chunk)
-                approx[stale] = _traces(ph.h[pos[stale]], ph.k[pos[stale]], sigma)
+                approx[stale] = _carried_traces(ph.h[pos[stale]], ph.k[pos[stale]], sigma)
         return int(pos[int(winners.min())]), pos, approx
 
     def speculate(
@@ -434,7 +443,7 @@ class _Greedy:
         for _ in range(min(count, m)):
             yz = (x @ prev.cols.T).view(m, c, 2 * c)  # [m, C, 2C]
             self.apply(k, h, yz[..., :c], yz[..., c:], prev)
-            score = _traces(h, k, sigma).masked_fill(taken, -math.inf)
+            score = _carried_traces(h, k, sigma).masked_fill(taken, -math.inf)
             j = int(torch.argmax(score))
             taken[j] = True
             prev = self.prepare(ph, int(sub[j]), sigma)
@@ -462,7 +471,7 @@ class _Greedy:
             if n_block > 1:
                 if pos is None:
                     pos = torch.nonzero(ph.free).squeeze(1)
-                    approx = _traces(ph.h[pos], ph.k[pos], sigma)
+                    approx = _carried_traces(ph.h[pos], ph.k[pos], sigma)
                 block += self.speculate(ph, sigma, block[0], n_block - 1, pos, approx)
             # fold: one GEMM of rank 2 b C gives Y_x, Z_x of every candidate for every step
             g = self.fold(ph.x, torch.cat([st.cols for st in block]))  # [b, 2, r, C, C]
@@ -489,13 +498,13 @@ class _Greedy:
         return picks
 
     def compact(self, ph: _Phase) -> _Phase:
-        """The phase without its chosen rows once they are an eighth of it (every step's
+        """The phase without its chosen rows once they are a sixteenth of it (every step's
         products and scores run over all rows), if the copy of the free rows takes at most
         ``_COMPACT_BYTES``; the rows keep their order (exact ties: lowest position)."""
         rows = len(ph.ids)
         keep = torch.nonzero(ph.free).squeeze(1)
         size = len(keep) * self.c * self.d * ph.x.element_size()
-        if 8 * (rows - len(keep)) < rows or size > _COMPACT_BYTES:
+        if 16 * (rows - len(keep)) < rows or size > _COMPACT_BYTES:
             return ph
         x = ph.x.view(rows, self.c, self.d)[keep].reshape(-1, self.d)
         self.compactions += 1
@@ -524,7 +533,7 @@ class _Greedy:
 
 def _start_ref(k: Tensor, h: Tensor, sigma: float) -> Tensor:
     """Every candidate's ref at the start of a phase: the largest finite |carried score|."""
-    scores = _traces(h, k, sigma)
+    scores = _carried_traces(h, k, sigma)
     finite = scores[torch.isfinite(scores)]
     scale = (float(finite.abs().max()) if finite.numel() else 0.0) or 1.0
     return torch.full((k.shape[0],), scale, dtype=_CARRY, device=k.device)
