@@ -349,3 +349,112 @@ def status(project: ProjectArg) -> None:
         console.print_json(json.dumps(p.status()))
     except FishermaskError as e:
         _fail(str(e))
+
+
+#: Settings ``label config`` shows but cannot change, and what to do instead.
+_FIXED = {
+    "image_size": "the decoded images and every saved model are at this size",
+    "classes": "every label and saved model refers to the classes by position",
+    "images": "every image and label refers to a path under this folder",
+}
+
+
+def _settings_lines(p: Any) -> list[str]:
+    s = p.settings
+    strat = s["strategy"] + "".join(
+        f"{':' if i == 0 else ','}{k}={v}" for i, (k, v) in enumerate(s["strategy_options"].items())
+    )
+    h, w = s["image_size"]
+    return [
+        f"strategy: {strat}",
+        f"batch: {s['batch']}",
+        f"query-pool: {s.get('query_pool')}",
+        f"budget: {s.get('budget') if s.get('budget') is not None else 'none'}",
+        f"min-per-class: {s['min_per_class']}",
+        f"max-epochs: {s['max_epochs']}",
+        f"max-steps: {s['max_steps']}",
+        f"model: {s['model']}",
+        f"width: {s['width']}",
+        f"image-size: {h}x{w} (fixed)",
+        f"classes: {','.join(p.classes)} (fixed)",
+        f"images: {s['image_root']} (fixed)",
+    ]
+
+
+@label_app.command()
+def config(
+    project: ProjectArg,
+    strategy: Annotated[
+        str | None, typer.Option(help="Query strategy, with options as name:key=value.")
+    ] = None,
+    batch: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    query_pool: Annotated[
+        int | None,
+        typer.Option(help="Unseen images the strategy scores per batch (0: all)."),
+    ] = None,
+    budget: Annotated[int | None, typer.Option(help="How many labels you plan to give.")] = None,
+    min_per_class: Annotated[
+        int | None, typer.Option(help="Cold start until every class has this many labels.")
+    ] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Epoch cap per training.")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer-step cap per training (0: none).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="cnn, resnet18 or mlp.")] = None,
+    width: Annotated[float | None, typer.Option(help="Width multiplier of the model.")] = None,
+    image_size: Annotated[
+        str | None, typer.Option(help="Cannot change (refused with what to do instead).")
+    ] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Cannot change (refused with what to do instead).")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Cannot change (refused with what to do instead).")
+    ] = None,
+) -> None:
+    """Show the project's settings, or change them (from the next round on; history kept)."""
+    fixed = {"image_size": image_size, "classes": classes, "images": images}
+    for key, value in fixed.items():
+        if value is not None:
+            flag = "--" + key.replace("_", "-")
+            _fail(
+                f"{flag} cannot change: {_FIXED[key]}. Instead export the labels "
+                f"(fishermask label export {project} --format csv --out labels.csv) and create "
+                f"a new project with `fishermask label init NEW ... {flag} ... "
+                "--labels labels.csv`."
+            )
+    changes = {
+        "strategy": strategy,
+        "batch": batch,
+        "query_pool": query_pool,
+        "budget": budget,
+        "min_per_class": min_per_class,
+        "max_epochs": max_epochs,
+        "max_steps": max_steps,
+        "model": model,
+        "width": width,
+    }
+    try:
+        p = _open(project)
+        p.recover()
+        if all(v is None for v in changes.values()):
+            for line in _settings_lines(p):
+                console.print(line, highlight=False, soft_wrap=True)
+            n = len(p.store.settings_history())
+            if n:
+                _say(f"{n} change(s) since init (table settings_history).")
+            return
+        diff = p.configure(**changes, say=_say)
+    except FishermaskError as e:
+        _fail(str(e))
+    if not diff:
+        console.print("nothing changed.", highlight=False, soft_wrap=True)
+        return
+    for key, (old, new) in diff.items():
+        console.print(f"{key.replace('_', '-')}: {old} -> {new}", highlight=False, soft_wrap=True)
+    console.print(
+        "the new settings take effect from the next round (label next / label train / "
+        "'next batch' on the page).",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -107,6 +107,66 @@ def check_query_pool(query_pool: object, batch: int) -> int:
     return query_pool
 
 
+def check_changeable(
+    *,
+    model: str,
+    width: float,
+    batch: int,
+    min_per_class: int,
+    max_epochs: int,
+    max_steps: int,
+    budget: int | None,
+    query_pool: int,
+) -> None:
+    """The checks of every setting that ``label init`` takes and ``label config`` may change
+    (the strategy is checked against the model by :func:`check_strategy_for_model`)."""
+    if model not in MODELS:
+        raise ConfigError(f"Unknown model {model!r}; supported: {', '.join(MODELS)}.")
+    if not width > 0:
+        raise ConfigError(f"--width {width}: must be > 0.")
+    for name, v in (
+        ("batch", batch),
+        ("min-per-class", min_per_class),
+        ("max-epochs", max_epochs),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"--{name} {v!r}: must be an integer >= 1.")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+        raise ConfigError(f"--max-steps {max_steps!r}: must be an integer >= 0 (0: no cap).")
+    if budget is not None and budget < 1:
+        raise ConfigError(f"--budget {budget}: must be >= 1.")
+    check_query_pool(query_pool, batch)
+
+
+def check_strategy_for_model(
+    sname: str,
+    sopts: dict[str, Any],
+    model: str,
+    width: float,
+    num_classes: int,
+    shape: tuple[int, int, int],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Check a parsed strategy against the project's model; returns its options.
+
+    FisherMask without ``k`` or ``sparsity`` on a model whose final layer has more weights
+    than the default sparsity keeps gets ``k`` = twice the final layer's weights (said).
+    """
+    sopts = dict(sopts)
+    probe = build_model(model, num_classes, shape, width)
+    if sname == "fishermask" and "k" not in sopts and "sparsity" not in sopts:
+        try:
+            strategies.get(sname, **sopts).check(probe)
+        except ConfigError:
+            sopts["k"] = 2 * probe.classifier.weight.numel()
+            say(
+                f"FisherMask's default sparsity keeps fewer weights than the {model}'s final "
+                f"layer has; using k={sopts['k']} (twice the final layer's weights)."
+            )
+    strategies.get(sname, **sopts).check(probe)
+    return sopts
+
+
 def fold_of(image_id: int) -> int:
     return int(hashlib.sha256(f"fold:{image_id}".encode()).hexdigest()[:8], 16) % FOLDS
 
@@ -213,20 +273,16 @@ class Project:
             raise ConfigError(f"--images {root}: not a folder of images.")
         names = parse_classes(classes)
         size = check_image_size(tuple(image_size))
-        if model not in MODELS:
-            raise ConfigError(f"Unknown model {model!r}; supported: {', '.join(MODELS)}.")
-        if not width > 0:
-            raise ConfigError(f"--width {width}: must be > 0.")
-        for name, v in (
-            ("batch", batch),
-            ("min-per-class", min_per_class),
-            ("max-epochs", max_epochs),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"--{name} {v!r}: must be an integer >= 1.")
-        if budget is not None and budget < 1:
-            raise ConfigError(f"--budget {budget}: must be >= 1.")
-        check_query_pool(query_pool, batch)
+        check_changeable(
+            model=model,
+            width=width,
+            batch=batch,
+            min_per_class=min_per_class,
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+            budget=budget,
+            query_pool=query_pool,
+        )
         sname, sopts = parse_strategy(strategy)
         files, _ = imgs.candidate_files(root)
         if not files:
@@ -235,17 +291,9 @@ class Project:
                 "recursively, hidden files ignored)."
             )
         channels = imgs.guess_channels(root, files)
-        probe = build_model(model, len(names), (channels, *size), width)
-        if sname == "fishermask" and "k" not in sopts and "sparsity" not in sopts:
-            try:
-                strategies.get(sname, **sopts).check(probe)
-            except ConfigError:
-                sopts["k"] = 2 * probe.classifier.weight.numel()
-                say(
-                    f"FisherMask's default sparsity keeps fewer weights than the {model}'s final "
-                    f"layer has; using k={sopts['k']} (twice the final layer's weights)."
-                )
-        strategies.get(sname, **sopts).check(probe)
+        sopts = check_strategy_for_model(
+            sname, sopts, model, width, len(names), (channels, *size), say
+        )
         created_dir = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
         try:
@@ -290,6 +338,72 @@ class Project:
                 shutil.rmtree(path, ignore_errors=True)
             raise
         return project
+
+    # -- settings ---------------------------------------------------------------------------
+    def reload_settings(self) -> dict[str, Any]:
+        """Re-read the settings (``label config`` may have changed them in another process)."""
+        self.settings = self.store.meta()
+        return self.settings
+
+    def configure(
+        self,
+        *,
+        strategy: str | None = None,
+        batch: int | None = None,
+        query_pool: int | None = None,
+        budget: int | None = None,
+        min_per_class: int | None = None,
+        max_epochs: int | None = None,
+        max_steps: int | None = None,
+        model: str | None = None,
+        width: float | None = None,
+        say: Callable[[str], None] = lambda s: None,
+    ) -> dict[str, list[Any]]:
+        """Change settings (None: keep); validated as at init, written with a history row in
+        one transaction, used from the next round on. Returns ``{key: [old, new]}``.
+
+        Refused while a round is running (that round and its worker use the settings it
+        started with). Image size, classes and the image folder cannot change here: the
+        decoded images, saved models and labels depend on them.
+        """
+        from fishermask.label.store import RoundBusy
+
+        cur = self.reload_settings()
+        new = {
+            "batch": cur["batch"] if batch is None else batch,
+            "query_pool": cur.get("query_pool", QUERY_POOL) if query_pool is None else query_pool,
+            "budget": cur.get("budget") if budget is None else budget,
+            "min_per_class": cur["min_per_class"] if min_per_class is None else min_per_class,
+            "max_epochs": cur["max_epochs"] if max_epochs is None else max_epochs,
+            "max_steps": cur["max_steps"] if max_steps is None else max_steps,
+            "model": cur["model"] if model is None else model,
+            "width": cur["width"] if width is None else width,
+        }
+        check_changeable(**new)
+        if strategy is not None:
+            sname, sopts = parse_strategy(strategy)
+        else:
+            sname, sopts = cur["strategy"], dict(cur["strategy_options"])
+        if strategy is not None or model is not None or width is not None:
+            sopts = check_strategy_for_model(
+                sname,
+                sopts,
+                new["model"],
+                float(new["width"]),
+                len(self.classes),
+                (self.channels, *self.image_size),
+                say,
+            )
+        new |= {"strategy": sname, "strategy_options": sopts}
+        try:
+            diff = self.store.change_settings(new)
+        except RoundBusy as busy:
+            raise ConfigError(
+                f"round {busy.args[0]} is running; change the settings when it has finished "
+                "(they take effect from the next round)."
+            ) from None
+        self.reload_settings()
+        return diff
 
     # -- settings shortcuts -----------------------------------------------------------------
     @property
@@ -513,15 +627,22 @@ class Project:
             max_epochs=int(self.settings["max_epochs"]), max_steps=int(self.settings["max_steps"])
         )
 
-    def new_model(self, round_id: int, purpose: int = 0) -> Classifier:
+    def new_model(
+        self,
+        round_id: int,
+        purpose: int = 0,
+        *,
+        model: str | None = None,
+        width: float | None = None,
+    ) -> Classifier:
         from fishermask.experiments.runner import derive_seed
 
         torch.manual_seed(derive_seed(int(self.settings["seed"]), round_id * 8 + purpose, "init"))
         return build_model(
-            self.settings["model"],
+            model or self.settings["model"],
             len(self.classes),
             (self.channels, *self.image_size),
-            float(self.settings["width"]),
+            float(self.settings["width"] if width is None else width),
         )
 
     def strategy(self) -> strategies.Strategy:
@@ -664,10 +785,20 @@ class Project:
         state = torch.load(
             self.dir / round_row["checkpoint"], map_location="cpu", weights_only=True
         )
-        model = self.new_model(round_row["id"])
+        # the architecture the checkpoint was trained with (``label config`` may have changed
+        # the project's model since)
+        model = self.new_model(
+            round_row["id"], model=state["model_name"], width=float(state["width"])
+        )
         model.load_state_dict(state["model"])
         aux = self.strategy().make_auxiliary(model)
-        if aux is not None and state.get("aux") is not None:
+        if aux is not None:
+            if state.get("aux") is None:
+                raise ConfigError(
+                    f"the latest model ({round_row['checkpoint']}) was trained without the "
+                    f"auxiliary module {self.settings['strategy']} needs (the strategy was "
+                    f"changed); retrain first: fishermask label train {self.dir}"
+                )
             aux.load_state_dict(state["aux"])
         model.eval()
         norm = Normalizer(tuple(state["normalizer"]["mean"]), tuple(state["normalizer"]["std"]))
@@ -697,6 +828,10 @@ class Project:
         """
         if round_id is None:
             round_id = self.store.start_round(self.settings["strategy"], os.getpid())
+        # the settings recorded when the round started (``label config`` refuses changes
+        # while a round runs, so these are the current ones)
+        started = self.store.round(round_id)
+        self.settings = (started or {}).get("settings") or self.reload_settings()
         estimate = False
         try:
             report("loading images", 0, 1)
@@ -862,6 +997,7 @@ class Project:
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
+        self.reload_settings()
         rounds = self.store.rounds()
         latest = rounds[-1] if rounds else None
         acc = next(

@@ -4,7 +4,9 @@ Tables: ``meta`` (the project settings as JSON values), ``classes``, ``images`` 
 to the image root, content hash, byte size, pixel size, the decode segment it belongs to),
 ``labels`` (an append-only history: every label, skip, unsure and undo with its source and
 time), ``rounds`` (each retrain + query: strategy, model checkpoint, metrics, progress) and
-``queue`` (the batch being labeled, with scores and the model's guesses).
+``queue`` (the batch being labeled, with scores and the model's guesses). Each round records
+the settings it ran with (``rounds.settings``), and every change made by ``fishermask label
+config`` is a row of ``settings_history`` (``{key: [old, new]}``), so results stay traceable.
 
 Rule for an image labeled more than once (two tabs, or a correction): every action is kept in
 ``labels``; the image's current state is its newest action that has not been undone (highest
@@ -75,7 +77,13 @@ CREATE TABLE IF NOT EXISTS rounds (
     pid INTEGER,
     message TEXT NOT NULL DEFAULT '',
     started REAL NOT NULL,
-    finished REAL
+    finished REAL,
+    settings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS settings_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    changed REAL NOT NULL,
+    changes TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS queue (
     position INTEGER NOT NULL,
@@ -150,6 +158,23 @@ class Store:
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (json.dumps(SCHEMA_VERSION),),
                 )
+        else:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add what projects created before ``label config`` lack (settings history)."""
+        cols = {r["name"] for r in self.query("PRAGMA table_info(rounds)")}
+        have = self.query("SELECT name FROM sqlite_master WHERE name = 'settings_history'")
+        if "settings" in cols and have:
+            return
+        with self.transaction() as c:
+            cols = {r["name"] for r in c.execute("PRAGMA table_info(rounds)")}
+            if "settings" not in cols:
+                c.execute("ALTER TABLE rounds ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS settings_history (id INTEGER PRIMARY KEY "
+                "AUTOINCREMENT, changed REAL NOT NULL, changes TEXT NOT NULL)"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -183,6 +208,34 @@ class Store:
         with self.transaction() as c:
             for k, v in values.items():
                 c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+
+    def change_settings(self, values: dict[str, Any]) -> dict[str, list[Any]]:
+        """Write new setting values and their history row in one transaction.
+
+        Refused (:class:`RoundBusy`) while a round is running: that round recorded the settings
+        it started with, and its worker reads them, so they may not change under it. Returns
+        ``{key: [old, new]}`` of the values that differ (nothing is written when none do).
+        """
+        with self.transaction() as c:
+            busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
+            if busy is not None:
+                raise RoundBusy(int(busy["id"]))
+            old = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
+            diff = {k: [old.get(k), v] for k, v in values.items() if old.get(k) != v}
+            if diff:
+                for k, (_, v) in diff.items():
+                    c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+                c.execute(
+                    "INSERT INTO settings_history (changed, changes) VALUES (?, ?)",
+                    (time.time(), json.dumps(diff)),
+                )
+        return diff
+
+    def settings_history(self) -> list[dict[str, Any]]:
+        return [
+            {"id": r["id"], "changed": r["changed"], "changes": json.loads(r["changes"])}
+            for r in self.query("SELECT * FROM settings_history ORDER BY id")
+        ]
 
     # -- classes ----------------------------------------------------------------------------
     def set_classes(self, names: Sequence[str]) -> None:
@@ -309,10 +362,12 @@ class Store:
             busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
             if busy is not None:
                 raise RoundBusy(int(busy["id"]))
+            # the settings this round runs with, read in the transaction that starts it
+            settings = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
             cur = c.execute(
-                "INSERT INTO rounds (status, strategy, pid, started, phase) "
-                "VALUES ('running', ?, ?, ?, 'starting')",
-                (strategy, pid, time.time()),
+                "INSERT INTO rounds (status, strategy, pid, started, phase, settings) "
+                "VALUES ('running', ?, ?, ?, 'starting', ?)",
+                (settings.get("strategy", strategy), pid, time.time(), json.dumps(settings)),
             )
             return int(cur.lastrowid)
 
@@ -379,6 +434,7 @@ class Store:
         for r in self.query("SELECT * FROM rounds ORDER BY id"):
             d = dict(r)
             d["metrics"] = json.loads(d["metrics"])
+            d["settings"] = json.loads(d["settings"])
             out.append(d)
         return out
 
