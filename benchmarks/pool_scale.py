@@ -204,6 +204,9 @@ def main() -> None:
             f"{per_image / floor:.2f}; mask k={sel.info['mask_k']}, reaches "
             f"{sum(r['kept'] > 0 for r in sel.info['mask_profile'])} tensors"
         )
+        reached = [f"{r['name']} {r['kept']}/{r['size']}" for r in sel.info["mask_profile"]]
+        print("  mask by tensor (kept/size): " + ", ".join(
+            r for r, p in zip(reached, sel.info["mask_profile"]) if p["kept"] > 0))
         total = sum(secs.values())
     elif args.method == "bait":  # the calls of BaitStrategy.query, timed one by one
         unl, lab = pool.unlabeled, pool.labeled
