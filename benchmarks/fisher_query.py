@@ -55,7 +55,7 @@ from fishermask.fisher import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from legacy_selection import legacy_greedy_select  # noqa: E402
-from pool_scale import RssSampler  # noqa: E402
+from pool_scale import RssSampler, floor_chunk  # noqa: E402
 
 
 def build(width: float, classes: int, device: str) -> nn.Module:
@@ -178,18 +178,6 @@ def profile_diag(model: nn.Module, x: Tensor, chunk: int = 64) -> None:
     for key, sec in sorted(spent.items(), key=lambda kv: -kv[1]):
         if key != "backward passes" and sec >= 0.01 * forms_total:
             print(f"    {key:<36} {sec:6.2f}")
-
-
-def floor_chunk(model: nn.Module, x: Tensor) -> None:
-    """The floor: one forward and C ordinary backward passes (batched weight gradients)."""
-    params = [p for p in model.parameters()]
-    logits = model(x)
-    probs = torch.softmax(logits.detach(), 1)
-    for c in range(logits.shape[1]):
-        cot = -probs.clone()
-        cot[:, c] += 1
-        cot *= probs[:, c : c + 1].sqrt()
-        torch.autograd.grad(logits, params, cot, retain_graph=c < logits.shape[1] - 1)
 
 
 def naive_masked_grads(model: nn.Module, x: Tensor, mask: dict[str, Tensor]) -> Tensor:

@@ -117,18 +117,23 @@ class Stages:
         return out
 
 
+def floor_chunk(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """The floor: one forward and C ordinary backward passes (batched weight gradients)."""
+    params = list(model.parameters())
+    logits = model(x)
+    probs = torch.softmax(logits.detach(), 1)
+    for c in range(logits.shape[1]):
+        cot = -probs.clone()
+        cot[:, c] += 1
+        cot *= probs[:, c : c + 1].sqrt()
+        torch.autograd.grad(logits, params, cot, retain_graph=c < logits.shape[1] - 1)
+
+
 def floor_per_image(model: torch.nn.Module, x: torch.Tensor, chunk: int = 128) -> float:
     """Seconds per image of one forward and C ordinary backward passes (batched weight grads)."""
-    params = list(model.parameters())
     start = time.perf_counter()
     for s in range(0, len(x), chunk):
-        logits = model(x[s : s + chunk])
-        probs = torch.softmax(logits.detach(), 1)
-        for c in range(logits.shape[1]):
-            cot = -probs.clone()
-            cot[:, c] += 1
-            cot *= probs[:, c : c + 1].sqrt()
-            torch.autograd.grad(logits, params, cot, retain_graph=c < logits.shape[1] - 1)
+        floor_chunk(model, x[s : s + chunk])
     return (time.perf_counter() - start) / len(x)
 
 
@@ -204,9 +209,10 @@ def main() -> None:
             f"{per_image / floor:.2f}; mask k={sel.info['mask_k']}, reaches "
             f"{sum(r['kept'] > 0 for r in sel.info['mask_profile'])} tensors"
         )
-        reached = [f"{r['name']} {r['kept']}/{r['size']}" for r in sel.info["mask_profile"]]
-        print("  mask by tensor (kept/size): " + ", ".join(
-            r for r, p in zip(reached, sel.info["mask_profile"]) if p["kept"] > 0))
+        reached = [
+            f"{r['name']} {r['kept']}/{r['size']}" for r in sel.info["mask_profile"] if r["kept"]
+        ]
+        print("  mask by tensor (kept/size): " + ", ".join(reached))
         total = sum(secs.values())
     elif args.method == "bait":  # the calls of BaitStrategy.query, timed one by one
         unl, lab = pool.unlabeled, pool.labeled
