@@ -249,3 +249,39 @@ def test_headline_names_the_winner_and_its_margin(tmp_path: Path) -> None:
     assert "vs entropy +1.67 points" in line and "the runner-up" in line
     _write_run(tmp_path / "one", {"random": [[0.5, 0.5]]})
     assert headline(read_results(tmp_path / "one/results.csv")) is None
+
+
+def test_round_zero_compares_only_models_trained_differently(tmp_path: Path) -> None:
+    # round 0 of entropy equals random's on every seed (same initial set, same training):
+    # left out; lpl's round-0 model differs: paired against random's, seeds 0-2
+    _write_run(
+        tmp_path / "r",
+        {
+            "random": [[0.50, 0.6], [0.60, 0.6], [0.40, 0.6]],
+            "entropy": [[0.50, 0.7], [0.60, 0.7], [0.40, 0.7]],
+            "lpl": [[0.40, 0.6], [0.55, 0.6], [0.30, 0.6]],  # -0.10, -0.05, -0.10
+        },
+    )
+    from fishermask.experiments.store import read_results
+    from fishermask.reporting.compare import round_zero_differences
+
+    rows = read_results(tmp_path / "r/results.csv")
+    (z,) = round_zero_differences(rows)
+    assert (z.strategy, z.baseline, z.seeds) == ("lpl", "random", 3)
+    assert z.baseline_mean == pytest.approx(0.5)
+    d = [-0.10, -0.05, -0.10]
+    half = stats.t.ppf(0.975, 2) * stats.tstd(d) / math.sqrt(3)
+    assert z.mean == pytest.approx(sum(d) / 3)
+    assert (z.low, z.high) == pytest.approx((sum(d) / 3 - half, sum(d) / 3 + half))
+    assert z.verdict == "lower"
+    # an unfinished trial's round 0 counts; one seed gives no interval
+    partial = [r for r in rows if r["strategy"] != "lpl" or (r["seed"], r["round"]) == (0, 0)]
+    (z1,) = round_zero_differences(partial)
+    assert z1.seeds == 1 and z1.verdict == "one seed: no interval"
+    assert round_zero_differences(rows, baseline="margin") == []  # no such baseline
+
+    assert _report(tmp_path / "r", "--out", tmp_path / "out").exit_code == 0
+    md = (tmp_path / "out/report.md").read_text()
+    assert "| lpl | 3 | 50.00 | -8.33 |" in md and "| entropy | 3 |" not in md.split("Round 0")[1]
+    data = json.loads((tmp_path / "out/report.json").read_text())
+    assert [x["strategy"] for x in data[0]["round_zero"]] == ["lpl"]

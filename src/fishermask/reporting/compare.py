@@ -73,6 +73,65 @@ def paired_aulc_differences(
     return out
 
 
+@dataclass(frozen=True)
+class RoundZero:
+    """One strategy's round-0 model against the plain model's, paired over seeds."""
+
+    strategy: str
+    baseline: str
+    seeds: int
+    baseline_mean: float  # the plain model's mean over the same seeds
+    mean: float  # mean over seeds of metric(strategy) - metric(baseline) at round 0
+    low: float  # 95 % t-interval (nan with one seed)
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        if self.seeds < 2 or math.isnan(self.low):
+            return "one seed: no interval"
+        if self.high < 0:
+            return "lower"
+        if self.low > 0:
+            return "higher"
+        return "no significant difference"
+
+
+def round_zero_differences(
+    rows: list[dict[str, Any]], baseline: str = "random", metric: str = "balanced_accuracy"
+) -> list[RoundZero]:
+    """Strategies whose round-0 model is not ``baseline``'s, against it, paired over seeds.
+
+    Every strategy starts a seed from the same initial labeled set, so a strategy that
+    trains its classifier like ``baseline`` has exactly ``baseline``'s round-0 result; one
+    whose result differs on some seed trains differently (e.g. jointly with a loss-prediction
+    module), and this says by how much that costs or gains before any query. Unfinished
+    trials count: their round 0 is done. Strategies equal to ``baseline`` on every shared
+    seed are left out; so is a metric the results do not have (NaN).
+    """
+    at0: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r["round"] == 0 and not math.isnan(r.get(metric, math.nan)):
+            at0.setdefault(r["strategy"], {})[r["seed"]] = r[metric]
+    base = at0.get(baseline)
+    if not base:
+        return []
+    out = []
+    for strat, by_seed in at0.items():
+        seeds = sorted(set(by_seed) & set(base))
+        if strat == baseline or not seeds:
+            continue
+        d = np.array([by_seed[s] - base[s] for s in seeds])
+        if not d.any():
+            continue
+        low = high = math.nan
+        if len(d) > 1:
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+            low, high = d.mean() - half, d.mean() + half
+        b = float(np.mean([base[s] for s in seeds]))
+        out.append(RoundZero(strat, baseline, len(d), b, float(d.mean()), float(low), float(high)))
+    return out
+
+
 def holm(diffs: list[Difference], alpha: float = 0.05) -> list[tuple[float, str]]:
     """Holm-adjusted p-value and verdict of each comparison in ``diffs`` (same order).
 

@@ -20,7 +20,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fishermask.errors import DataError  # noqa: E402
 from fishermask.experiments.store import read_results, write_json_atomic, write_text_atomic  # noqa: E402
-from fishermask.reporting.compare import holm, paired_aulc_differences  # noqa: E402
+from fishermask.reporting.compare import (  # noqa: E402
+    holm,
+    paired_aulc_differences,
+    round_zero_differences,
+)
 from fishermask.reporting.plots import plot_learning_curves, save_figure  # noqa: E402
 from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
 from fishermask.text import slug  # noqa: E402
@@ -240,6 +244,26 @@ def build_report(
                 md.append(
                     f"| {x.baseline} | {x.seeds} | {100 * x.mean:+.2f} | {ci} | "
                     f"{_p(x.p_value)} | {_p(ph)} | {vh} |"
+                )
+            md.append("")
+        zero = round_zero_differences(rows)
+        if zero:
+            entry["round_zero"] = [x.__dict__ | {"verdict": x.verdict} for x in zero]
+            md += [
+                "**Round 0** (the initial labels, before any query) — strategies whose round-0 "
+                f"model differs from {zero[0].baseline}'s, i.e. is not trained like the plain "
+                "classifier: balanced accuracy against the plain model on the same seeds "
+                "(accuracy points, paired, 95 % t-interval):",
+                "",
+                "| strategy | seeds | plain model | Δ balanced accuracy | 95 % interval "
+                "| verdict |",
+                "|---|---:|---:|---:|---|---|",
+            ]
+            for x in zero:
+                ci = "—" if math.isnan(x.low) else f"[{100 * x.low:+.2f}, {100 * x.high:+.2f}]"
+                md.append(
+                    f"| {x.strategy} | {x.seeds} | {100 * x.baseline_mean:.2f} | "
+                    f"{100 * x.mean:+.2f} | {ci} | {x.verdict} |"
                 )
             md.append("")
         profile = mask_profile(d)
