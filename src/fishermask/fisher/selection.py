@@ -588,7 +588,12 @@ def greedy_select(
     refreshed candidate (a few per step); the backward phase starts by recomputing its
     candidates' K, H from scratch. Bytes moved per step: the block product reads V
     (N C d x 4 bytes in float32) once per block of b steps and writes N C 2C x 4 bytes per
-    step; the carried K, H (2 N C^2 x 4 bytes) are read and written a few times per step.
+    step; the carried K, H (2 N C^2 x 4 bytes) are read and written a few times per step;
+    the float64 d x d matrices: each step reads M^-1 twice and F_S once for W, T and reads
+    and writes M^-1 in its Woodbury update (40 d^2 bytes; 31 MB at d = 882, more than the
+    step's share of V there, 20 GB at d = 22 348), each batch of exact re-scorings reads
+    both (16 d^2), a replay without kept copies of M^-1 repeats the update (16 d^2), and a
+    partial refresh converts M^-1 to the product dtype (12 d^2).
     Memory: the inputs (float32 V is used in place; other dtypes get one float32 copy),
     ``[b, 2, N, C, C]`` float32 for a block, a copy of the free rows once chosen ones are
     dropped (only when it takes at most 1 GiB), ``M^-1`` after each step of a block (only when
