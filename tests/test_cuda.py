@@ -154,3 +154,33 @@ def test_runner_with_device_cuda_runs_every_fisher_strategy(tmp_path: Path) -> N
     assert all(len(q["indices"]) == 10 for q in queries if q["round"] == 1)
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["config"]["device"] == DEVICE
+
+
+def test_cli_run_with_device_cuda(tmp_path: Path) -> None:
+    """``fishermask run --device cuda``: the command line's own CUDA path (one trial at a time
+    in this process unless --workers says otherwise) on top of the runner."""
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(
+        "data: {dataset: digits}\n"
+        "model: {name: cnn, width: 0.25}\n"
+        "train: {max_epochs: 2, batch_size: 32}\n"
+        "loop: {initial: 20, query_size: 10, rounds: 1}\n"
+        "strategies: [random, 'fishermask:sparsity=0.1', bait]\n"
+        "seeds: [0]\n"
+    )
+    out = tmp_path / "run"
+    argv = ["run", "--config", str(cfg), "--device", DEVICE, "--no-progress", "--out", str(out)]
+    if not DEVICE.startswith("cuda"):
+        argv += ["--workers", "1"]  # the CPU stand-in would start one process per core
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 0, res.output
+    assert "workers" not in res.output  # on CUDA: one trial at a time, in this process
+    assert json.loads((out / "config.json").read_text())["config"]["device"] == DEVICE
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert {r["strategy"] for r in rows} == {"random", "fishermask", "bait"}
+    queries = [json.loads(line) for line in open(out / "queries.jsonl")]
+    assert all(len(q["indices"]) == 10 for q in queries if q["round"] == 1)
