@@ -133,7 +133,7 @@ async function refreshStatus() {
   const a = s.accuracy;
   $("accuracy").textContent = a && a.accuracy !== null && a.accuracy !== undefined
     ? `held-out accuracy ${(100 * a.accuracy).toFixed(1)}% (95% interval ${(100 * a.low).toFixed(0)}\u2013${(100 * a.high).toFixed(0)}%, ${a.method}, ${a.n_labels} labels)`
-    : (a ? a.method : "no model yet");
+    : (a ? a.method : "no accuracy estimate yet");
   if (s.estimating !== null && s.estimating !== undefined) {
     $("accuracy").textContent += ` \u00b7 estimating the accuracy of round ${s.estimating}\u2026`;
   }
