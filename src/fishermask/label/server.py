@@ -151,6 +151,24 @@ class Worker:
                 self.proc.terminate()
 
 
+async def read_body(request: Request) -> bytes | None:
+    """The request body, or None once it grows past ``MAX_BODY`` (a streamed body has no
+    Content-Length for :class:`TokenGuard` to check, so the bytes are counted here)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return body
+
+
+def page_config(token: str, classes: list[str], keys: list[str]) -> str:
+    """The page's settings as a JavaScript literal that is safe inside ``<script>``: ``<``,
+    ``>`` and ``&`` are escaped, so no class name can end the element."""
+    text = json.dumps({"token": token, "classes": classes, "keys": keys})
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -178,7 +196,7 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
                 "token": token,
                 "project": project.dir.name,
                 "classes": list(zip(classes, keys, strict=True)),
-                "config": json.dumps({"token": token, "classes": classes, "keys": keys}),
+                "config": page_config(token, classes, keys),
             },
         )
 
@@ -202,11 +220,9 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
 
     @app.post("/api/labels")
     async def post_label(request: Request) -> Any:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return _error(413, f"request body over {MAX_BODY} bytes")
+        body = await read_body(request)
+        if body is None:
+            return _error(413, f"request body over {MAX_BODY} bytes")
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -249,7 +265,9 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
 
     @app.post("/api/undo")
     async def undo(request: Request) -> Any:
-        body = await request.body()
+        body = await read_body(request)
+        if body is None:
+            return _error(413, f"request body over {MAX_BODY} bytes")
         try:
             data = json.loads(body)
             label_id = data["label_id"]

@@ -36,6 +36,9 @@ SCHEMA_VERSION = 1
 #: Actions a labeling row can record (``label`` carries a class).
 KINDS = ("label", "skip", "unsure", "undo")
 SOURCES = ("human", "import")
+#: SQLite's integer range: an id outside it names no row (and must not reach SQLite, which
+#: raises OverflowError for it).
+_INT64 = range(-(2**63), 2**63)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -275,6 +278,8 @@ class Store:
         return [ImageRow(**dict(r)) for r in self.query("SELECT * FROM images ORDER BY id")]
 
     def image(self, image_id: int) -> ImageRow | None:
+        if image_id not in _INT64:
+            return None
         rows = self.query("SELECT * FROM images WHERE id = ?", (image_id,))
         return ImageRow(**dict(rows[0])) if rows else None
 
@@ -322,6 +327,8 @@ class Store:
 
     def undo(self, label_id: int, *, client: str | None = None) -> int:
         """Cancel action ``label_id`` (an undo row); returns the undo row's id."""
+        if label_id not in _INT64:
+            raise ConfigError(f"no label action with id {label_id} to undo.")
         with self.transaction() as c:
             row = c.execute("SELECT * FROM labels WHERE id = ?", (label_id,)).fetchone()
             if row is None or row["kind"] == "undo":
