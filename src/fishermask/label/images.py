@@ -218,6 +218,13 @@ def segment_images(
     """
     source = _segment_source(root, project_id, segment)
     files = [root / p for p in paths]
+    missing = [p for p in paths if not (root / p).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(
+            f"image {root / missing[0]}{more} of this project is missing (moved or deleted "
+            "since it was scanned); restore it: the project's labels and models refer to it."
+        )
 
     def build() -> ImageDataset:
         if pixels is not None:

@@ -80,7 +80,45 @@ def parse_classes(text: str | Sequence[str]) -> list[str]:
     bad = [c for c in names if len(c) > 100 or any(ord(ch) < 32 for ch in c)]
     if bad:
         raise ConfigError(f"class name {bad[0]!r} is too long or holds control characters.")
+    bad = [c for c in names if c in (".", "..") or "/" in c or "\\" in c]
+    if bad:
+        raise ConfigError(
+            f"class name {bad[0]!r} cannot be a folder name (the imagefolder export makes one "
+            "folder per class): leave out / and \\ and do not use . or .. alone."
+        )
     return names
+
+
+#: Largest ``--image-size`` side: the models take small inputs (32x32 by default), and every
+#: image is decoded and held in memory at this size.
+MAX_SIDE = 1024
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_decode_memory(n: int, channels: int, size: tuple[int, int]) -> None:
+    """Refuse to decode ``n`` images at ``size`` when they would not fit in memory.
+
+    A scan holds the decoded images twice (each one, then the stacked segment), so twice
+    their size must be available; running out would get the process killed half-way.
+    """
+    need = 2 * n * channels * size[0] * size[1]
+    have = available_memory()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"decoding {n} images at {size[0]}x{size[1]} needs about {need / 1e9:.1f} GB of "
+            f"memory and {have / 1e9:.1f} GB is available: choose a smaller --image-size "
+            "(e.g. 32x32)."
+        )
 
 
 def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
@@ -228,9 +266,15 @@ def pid_alive(pid: int | None) -> bool:
 class Project:
     """An open labeling project folder (``project.sqlite`` + ``models/``)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, _initializing: bool = False) -> None:
         self.dir = Path(path)
         self.store = Store(self.dir / DB_NAME)
+        if not _initializing and self.store.num_images() == 0:
+            self.store.close()
+            raise ConfigError(
+                f"{self.dir} holds an unfinished project (its `label init` was interrupted "
+                "before any image was added); run `fishermask label init` on it again."
+            )
         self.settings = self.store.meta()
         self.classes = self.store.classes()
         self._images: torch.Tensor | None = None
@@ -266,13 +310,23 @@ class Project:
         path = Path(path)
         root = Path(images)
         if (path / DB_NAME).exists():
-            raise ConfigError(
-                f"{path} is already a labeling project; open it or choose a new folder."
-            )
+            if not _interrupted_init(path):
+                raise ConfigError(
+                    f"{path} is already a labeling project; open it or choose a new folder."
+                )
+            # a `label init` killed before it added any image (no labels either): start over
+            for suffix in ("", "-wal", "-shm"):
+                (path / (DB_NAME + suffix)).unlink(missing_ok=True)
+            say(f"replacing the unfinished project in {path} (its `label init` was interrupted)")
         if not root.is_dir():
             raise ConfigError(f"--images {root}: not a folder of images.")
         names = parse_classes(classes)
         size = check_image_size(tuple(image_size))
+        if max(size) > MAX_SIDE:
+            raise ConfigError(
+                f"--image-size {size[0]}x{size[1]}: at most {MAX_SIDE} a side (every image is "
+                "decoded and kept in memory at this size); e.g. 32x32 or 64x64."
+            )
         check_changeable(
             model=model,
             width=width,
@@ -291,6 +345,7 @@ class Project:
                 "recursively, hidden files ignored)."
             )
         channels = imgs.guess_channels(root, files)
+        check_decode_memory(len(files), channels, size)
         sopts = check_strategy_for_model(
             sname, sopts, model, width, len(names), (channels, *size), say
         )
@@ -323,7 +378,7 @@ class Project:
                 }
             )
             store.close()
-            project = cls(path)
+            project = cls(path, _initializing=True)
             added, unreadable = project.scan(progress=progress)
             for rel, why in unreadable:
                 say(f"skipped {rel}: {why}")
@@ -444,6 +499,7 @@ class Project:
         known = set(self.store.image_ids_by_path())
         files, _ = imgs.candidate_files(self.root)
         new = [f for f in files if f not in known]
+        check_decode_memory(len(new), self.channels, self.image_size)
         with progress_bar("decoding images", len(new), progress and len(new) > 0) as advance:
             result = imgs.scan_folder(self.root, self.image_size, self.channels, known, advance)
         if result.found:
@@ -1228,6 +1284,21 @@ class Project:
                 ref = match[0] if len(match) == 1 else ref
             rows.append((ref, choice))
         return rows
+
+
+def _interrupted_init(path: Path) -> bool:
+    """Whether ``path`` holds a project database that ``label init`` left without any image
+    (killed during its scan: init refuses a folder without readable images otherwise)."""
+    try:
+        store = Store(path / DB_NAME)
+    except Exception:  # not a database we can read: leave it alone
+        return False
+    try:
+        return store.num_images() == 0 and store.last_label_id() == 0
+    except Exception:
+        return False
+    finally:
+        store.close()
 
 
 def _ls_choice(label: str) -> dict[str, Any]:

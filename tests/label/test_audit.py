@@ -1,0 +1,99 @@
+"""Bad input found by an audit of the labeling tool: each gets one clear line (or 4xx), no crash,
+nothing half-written."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from fishermask.errors import ConfigError, DataError
+from fishermask.label.project import Project
+from fishermask.label.store import DB_NAME
+from tests.label.conftest import CLASSES, TINY
+from tests.label.test_label_cli import TINY_ARGS, _run
+from tests.label.test_server import AUTH, _rows, client  # noqa: F401 (fixture)
+
+HUGE = 2**64  # beyond SQLite's 64-bit integers
+
+
+def test_ids_beyond_sqlite_integers_are_404_not_500(client):  # noqa: F811
+    r = client.post("/api/labels", headers=AUTH, json={"image_id": HUGE, "label": "red"})
+    assert r.status_code == 404 and "no image" in r.json()["error"]
+    r = client.post("/api/undo", headers=AUTH, json={"label_id": HUGE})
+    assert r.status_code == 404
+    assert client.get(f"/api/images/{HUGE}", headers=AUTH).status_code == 404
+    assert _rows(client) == 0
+
+
+def test_undo_counts_streamed_bytes_too(client):  # noqa: F811
+    def chunks():  # no Content-Length
+        for _ in range(10):
+            yield b" " * 1000
+
+    r = client.post("/api/undo", headers=AUTH, content=chunks())
+    assert r.status_code == 413
+    assert _rows(client) == 0
+
+
+@pytest.mark.parametrize("name", ["a/b", "a\\b", "..", "."])
+def test_class_names_that_cannot_be_folder_names_are_refused(tmp_path, folder, name):
+    # imagefolder export makes one folder per class
+    with pytest.raises(ConfigError, match="folder name"):
+        Project.init(tmp_path / "p", folder, f"{name},x", **TINY)
+    assert not (tmp_path / "p").exists()
+
+
+def test_page_config_cannot_end_its_script_element(project):
+    from fishermask.label.server import page_config
+
+    text = page_config("t", ["<!--", "a<b>"], ["1", "2"])
+    assert "<" not in text and ">" not in text
+
+
+def test_image_size_too_large_is_refused_before_anything_is_written(tmp_path, folder):
+    r = _run(
+        "init",
+        tmp_path / "p",
+        "--images",
+        folder,
+        "--classes",
+        ",".join(CLASSES),
+        "--image-size",
+        "2000x2000",
+        *TINY_ARGS[2:],
+    )
+    assert r.exit_code == 2 and "--image-size" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
+def test_decoding_that_would_not_fit_in_memory_is_refused(tmp_path, folder, monkeypatch):
+    from fishermask.label import project as proj
+
+    monkeypatch.setattr(proj, "available_memory", lambda: 1000)
+    with pytest.raises(ConfigError, match="smaller --image-size"):
+        Project.init(tmp_path / "p", folder, ",".join(CLASSES), **TINY)
+    assert not (tmp_path / "p").exists()
+
+
+def test_an_init_killed_before_any_image_was_added_does_not_block_a_new_init(tmp_path, folder):
+    # what a SIGKILL (or the OOM killer) during the scan leaves: the database, no images
+    from fishermask.label.store import Store
+
+    (tmp_path / "p").mkdir()
+    s = Store(tmp_path / "p" / DB_NAME, create=True)
+    s.set_classes(["a", "b"])
+    s.close()
+    with pytest.raises(ConfigError, match="interrupted"):
+        Project(tmp_path / "p")
+    Project.init(tmp_path / "p", folder, ",".join(CLASSES), **TINY).close()
+    assert Project(tmp_path / "p").store.num_images() == 3 * 8
+
+
+def test_a_missing_image_says_to_restore_it(project):
+    x, _ = project.images()
+    row = project.store.images()[0]
+    project._images = None
+    shutil.move(project.root / row.path, project.root / "elsewhere.png")
+    with pytest.raises(DataError, match=r"missing.*restore"):
+        project.images()
