@@ -97,3 +97,14 @@ def test_a_missing_image_says_to_restore_it(project):
     shutil.move(project.root / row.path, project.root / "elsewhere.png")
     with pytest.raises(DataError, match=r"missing.*restore"):
         project.images()
+
+
+def test_next_and_train_while_a_round_runs_fail_with_one_line(project):
+    import os
+
+    project.store.start_round("fishermask", os.getpid())  # a live round (as `label serve`'s)
+    project.close()
+    for args in (("next", project.dir), ("train", project.dir, "--no-progress")):
+        r = _run(*args)
+        assert r.exit_code == 2 and "already running" in r.output, r.output
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from fishermask.errors import ConfigError, FishermaskError
+from fishermask.label.store import RoundBusy
 
 label_app = typer.Typer(
     add_completion=False,
@@ -37,6 +38,13 @@ def _open(project: Path) -> Any:
     from fishermask.label.project import Project
 
     return Project(project)
+
+
+def _busy(round_id: int) -> None:
+    _fail(
+        f"a retrain is already running (round {round_id}, from `label serve` or another "
+        "command); wait for it to finish."
+    )
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -161,6 +169,8 @@ def next_batch(
         p = _open(project)
         p.recover()
         row = p.run_round(train_model=False, n=n)
+    except RoundBusy as busy:
+        _busy(busy.args[0])
     except FishermaskError as e:
         _fail(str(e))
     items = p.batch()
@@ -247,8 +257,8 @@ def train_cmd(
     try:
         p = _open(project)
         p.recover()
-        if p.store.running_round() is not None:
-            _fail("a retrain is already running (from `label serve`); wait for it to finish.")
+        if (running := p.store.running_round()) is not None:
+            _busy(running["id"])
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -263,6 +273,8 @@ def train_cmd(
                 bar.update(task, description=phase, completed=done, total=max(total, 1))
 
             row = p.run_round(train_model=True, report=report)
+    except RoundBusy as busy:
+        _busy(busy.args[0])
     except FishermaskError as e:
         _fail(str(e))
     m = row["metrics"]
