@@ -108,3 +108,25 @@ def test_next_and_train_while_a_round_runs_fail_with_one_line(project):
         r = _run(*args)
         assert r.exit_code == 2 and "already running" in r.output, r.output
         assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_imagefolder_export_keeps_every_image_and_ordinary_permissions(project, tmp_path):
+    import os
+    import stat
+
+    root = project.root
+    (root / "red" / "x__y").mkdir()
+    (root / "red" / "x").mkdir()
+    shutil.copy(root / "red" / "000.png", root / "red" / "x__y" / "z.png")
+    shutil.copy(root / "red" / "001.png", root / "red" / "x" / "y__z.png")
+    project.scan()
+    # two paths that flatten to the same file name (red__x__y__z.png)
+    project.add_label_rows(
+        [("red/x__y/z.png", "red"), ("red/x/y__z.png", "red")], source="import", what="t"
+    )
+    assert project.export("imagefolder", tmp_path / "out") == 2
+    files = sorted((tmp_path / "out" / "red").iterdir())
+    assert len(files) == 2
+    (tmp_path / "plain").mkdir()
+    mode = stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
+    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == mode

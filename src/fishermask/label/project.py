@@ -1169,10 +1169,19 @@ class Project:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the renamed folder
             for c in self.classes:
                 (tmp / c).mkdir()
-            for _, path, label in rows:
-                shutil.copy2(self.root / path, tmp / label / path.replace("/", "__"))
+            used: set[tuple[str, str]] = set()
+            for image_id, path, label in rows:
+                name = path.replace("/", "__")
+                if (label, name) in used:  # e.g. a/b__c.jpg and a__b/c.jpg
+                    stem, dot, ext = name.rpartition(".")
+                    name = f"{stem}-{image_id}{dot}{ext}" if dot else f"{name}-{image_id}"
+                used.add((label, name))
+                shutil.copy2(self.root / path, tmp / label / name)
             if out.exists():
                 out.rmdir()
             os.replace(tmp, out)
