@@ -4,6 +4,7 @@ nothing half-written."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,17 @@ def test_imagefolder_export_keeps_every_image_and_ordinary_permissions(project, 
     (tmp_path / "plain").mkdir()
     mode = stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)
     assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == mode
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_round_whose_pid_now_names_another_process_is_interrupted(project):
+    # after a crash and reboot (or long enough) the dead worker's pid can belong to another
+    # live process: the round must still be seen as interrupted, not "running" forever
+    import os
+
+    rid = project.store.start_round("fishermask", os.getpid())
+    assert project.recover() == [] and project.store.running_round()["id"] == rid
+    with project.store.transaction() as c:  # as if pid os.getpid() had been another process's
+        c.execute("UPDATE rounds SET pid_start = 'another-boot:1' WHERE id = ?", (rid,))
+    assert project.recover() == [rid]
+    assert project.store.round(rid)["status"] == "interrupted"

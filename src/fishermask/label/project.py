@@ -50,7 +50,7 @@ from fishermask.data.images import check_image_size
 from fishermask.errors import ConfigError, FishermaskError
 from fishermask.experiments.store import write_atomic
 from fishermask.label import images as imgs
-from fishermask.label.store import DB_NAME, KINDS, Store
+from fishermask.label.store import DB_NAME, KINDS, Store, proc_start, process_identity
 from fishermask.models import MODELS, build_model
 from fishermask.models.base import Classifier
 from fishermask.training import Normalizer, make_augmenter, train
@@ -239,23 +239,15 @@ def fit_normalizer(x: torch.Tensor, chunk: int = 4096) -> Normalizer:
     )
 
 
-def _proc_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (Linux ``/proc``), None if it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # exited, not yet reaped
-        return None
-    return fields[19]
-
-
-def pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None, identity: str | None = None) -> bool:
+    """Whether process ``pid`` runs; with ``identity`` (:func:`process_identity` recorded when
+    the round started), whether that same process still runs under this pid."""
     if not pid:
         return False
     if Path("/proc").is_dir():
-        return _proc_start(pid) is not None
+        if identity is not None:
+            return process_identity(pid) == identity
+        return proc_start(pid) is not None
     try:
         os.kill(pid, 0)
     except OSError:
@@ -661,10 +653,13 @@ class Project:
         """
         out = []
         for r in self.store.rounds():
-            if r["status"] == "running" and not pid_alive(r["pid"]):
+            live = r["status"] == "running" or r["metrics"].get("estimating")
+            if not live or pid_alive(r["pid"], r.get("pid_start")):
+                continue
+            if r["status"] == "running":
                 self.store.mark_interrupted(r["id"])
                 out.append(r["id"])
-            elif r["metrics"].get("estimating") and not pid_alive(r["pid"]):
+            else:
                 m = {k: v for k, v in r["metrics"].items() if k != "estimating"}
                 m["method"] = "not estimated: the estimate was stopped before it finished"
                 self.store.set_metrics(r["id"], m, phase=r["status"])

@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     done INTEGER NOT NULL DEFAULT 0,
     total INTEGER NOT NULL DEFAULT 0,
     pid INTEGER,
+    pid_start TEXT,
     message TEXT NOT NULL DEFAULT '',
     started REAL NOT NULL,
     finished REAL,
@@ -168,12 +169,14 @@ class Store:
         """Add what projects created before ``label config`` lack (settings history)."""
         cols = {r["name"] for r in self.query("PRAGMA table_info(rounds)")}
         have = self.query("SELECT name FROM sqlite_master WHERE name = 'settings_history'")
-        if "settings" in cols and have:
+        if "settings" in cols and "pid_start" in cols and have:
             return
         with self.transaction() as c:
             cols = {r["name"] for r in c.execute("PRAGMA table_info(rounds)")}
             if "settings" not in cols:
                 c.execute("ALTER TABLE rounds ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'")
+            if "pid_start" not in cols:
+                c.execute("ALTER TABLE rounds ADD COLUMN pid_start TEXT")
             c.execute(
                 "CREATE TABLE IF NOT EXISTS settings_history (id INTEGER PRIMARY KEY "
                 "AUTOINCREMENT, changed REAL NOT NULL, changes TEXT NOT NULL)"
@@ -372,15 +375,24 @@ class Store:
             # the settings this round runs with, read in the transaction that starts it
             settings = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
             cur = c.execute(
-                "INSERT INTO rounds (status, strategy, pid, started, phase, settings) "
-                "VALUES ('running', ?, ?, ?, 'starting', ?)",
-                (settings.get("strategy", strategy), pid, time.time(), json.dumps(settings)),
+                "INSERT INTO rounds (status, strategy, pid, pid_start, started, phase, settings) "
+                "VALUES ('running', ?, ?, ?, ?, 'starting', ?)",
+                (
+                    settings.get("strategy", strategy),
+                    pid,
+                    process_identity(pid),
+                    time.time(),
+                    json.dumps(settings),
+                ),
             )
             return int(cur.lastrowid)
 
     def set_round_pid(self, round_id: int, pid: int) -> None:
         with self.transaction() as c:
-            c.execute("UPDATE rounds SET pid = ? WHERE id = ?", (pid, round_id))
+            c.execute(
+                "UPDATE rounds SET pid = ?, pid_start = ? WHERE id = ?",
+                (pid, process_identity(pid), round_id),
+            )
 
     def progress(self, round_id: int, phase: str, done: int, total: int, message: str = "") -> None:
         with self.transaction() as c:
@@ -475,6 +487,33 @@ class Store:
             "FROM queue q JOIN images i ON i.id = q.image_id ORDER BY q.position"
         )
         return [dict(r) | {"guesses": json.loads(r["guesses"])} for r in rows]
+
+
+def proc_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (Linux ``/proc``), None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # exited, not yet reaped
+        return None
+    return fields[19]
+
+
+def process_identity(pid: int | None) -> str | None:
+    """``"<boot id>:<start time>"`` of a live process (Linux), so that a pid reused by another
+    process later (after a reboot, say) is not taken for the one that ran a round."""
+    if not pid:
+        return None
+    start = proc_start(pid)
+    if start is None:
+        return None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{boot}:{start}"
 
 
 class RoundBusy(Exception):
