@@ -79,8 +79,11 @@ def test_symlinks_outside_the_root_are_refused(tmp_path):
     os.symlink(outside, root / "red" / "link.png")
     os.symlink(root / "red" / "000.png", root / "green" / "inside.png")
     files, refused = imgs.candidate_files(root)
-    assert "red/link.png" not in files and "green/inside.png" in files
-    assert refused[0][0] == "red/link.png"
+    assert "red/link.png" not in files and "red/000.png" in files
+    # a link to another image of the folder would make a duplicate: skipped, with the reason
+    assert "green/inside.png" not in files
+    assert dict(refused)["red/link.png"].endswith("outside the image folder")
+    assert "same file as red/000.png" in dict(refused)["green/inside.png"]
 
 
 def test_scan_adds_new_images_and_keeps_labels(tmp_path):

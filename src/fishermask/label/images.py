@@ -2,7 +2,14 @@
 
 The image folder is read recursively. Files ending in .jpg/.jpeg/.png/.webp/.bmp (any case)
 are images; hidden files and folders (name starting with ``.``) and every other file are
-ignored. A symbolic link is followed only when its target lies inside the image folder.
+ignored. A symbolic link is followed only when its target lies inside the image folder, and
+each file is added once: a link (symbolic or hard) to a file that is already an image of the
+project, or that the scan adds under its own path, is skipped and reported.
+
+Every image's SHA-256 is stored when it is scanned. A file whose size or modification time
+differs from the stored ones is hashed again (:func:`check_file`); content that no longer
+matches the stored hash is *changed*, and decoding it again (:func:`segment_images`) is refused
+(:class:`ImageChanged`) instead of silently training on new pixels under the old label.
 
 Decoding converts every mode to the project's channels (1 grey or 3 RGB) properly:
 16-bit and 32-bit integer grey is *scaled* to 0..255 (not clipped), float images in
@@ -59,11 +66,18 @@ def is_hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/"))
 
 
-def candidate_files(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
-    """Relative paths of image files under ``root`` (sorted), and refused links with reasons."""
+def candidate_files(
+    root: Path, known: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Relative paths of image files under ``root`` (sorted), and refused files with reasons.
+
+    One path per file: paths that name the same file (a symbolic link to another image of the
+    folder, or a hard link) keep the ones in ``known`` (already in the project), else the
+    path that is not a symbolic link, else the first in sorted order; the others are refused.
+    """
     root_real = Path(os.path.realpath(root))
-    out: list[str] = []
     refused: list[tuple[str, str]] = []
+    by_file: dict[tuple[int, int] | str, list[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
@@ -74,7 +88,30 @@ def candidate_files(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
             if not inside(root_real, full):
                 refused.append((rel, "a symbolic link to a file outside the image folder"))
                 continue
-            out.append(rel)
+            try:
+                st = full.stat()  # links followed: the file itself
+                key: tuple[int, int] | str = (st.st_dev, st.st_ino)
+            except OSError:
+                key = rel  # vanished meanwhile: read_one reports it
+            by_file.setdefault(key, []).append(rel)
+    out: list[str] = []
+    for paths in by_file.values():
+        paths.sort()
+        keep = [p for p in paths if p in known]
+        if not keep:
+            plain = [p for p in paths if not os.path.islink(root / p)]
+            keep = [plain[0] if plain else paths[0]]
+        out.extend(keep)
+        for p in paths:
+            if p not in keep:
+                refused.append(
+                    (
+                        p,
+                        f"the same file as {keep[0]} (a symbolic or hard link to it), which is "
+                        "already an image of the project: each file is added once",
+                    )
+                )
+    refused.sort()
     return sorted(out), refused
 
 
@@ -158,7 +195,7 @@ def scan_folder(
     advance: Callable[[int], None] | None = None,
 ) -> ScanResult:
     """Decode every image under ``root`` whose relative path is not in ``known``."""
-    files, unreadable = candidate_files(root)
+    files, unreadable = candidate_files(root, known)
     found: list[Found] = []
     new = [f for f in files if f not in known]
     for rel in new:

@@ -489,7 +489,7 @@ class Project:
         from fishermask.data.progress import progress_bar
 
         known = set(self.store.image_ids_by_path())
-        files, _ = imgs.candidate_files(self.root)
+        files, _ = imgs.candidate_files(self.root, known)
         new = [f for f in files if f not in known]
         check_decode_memory(len(new), self.channels, self.image_size)
         with progress_bar("decoding images", len(new), progress and len(new) > 0) as advance:
