@@ -11,6 +11,7 @@ import pytest
 from fishermask.label.project import Project
 from tests.label.conftest import CLASSES, TINY
 from tests.label.test_label_cli import _run
+from tests.label.test_server import client  # noqa: F401 (fixture)
 
 
 def test_a_link_to_another_image_of_the_folder_is_not_a_second_image(tmp_path, folder):
@@ -48,3 +49,115 @@ def test_a_link_already_in_an_older_project_stays_and_is_not_reported(tmp_path, 
     added, skipped = p.scan()
     assert added == 0 and skipped == []
     p.close()
+
+
+# -- images edited or replaced after the scan ------------------------------------------------
+
+
+def _replace(path: Path, like: Path) -> None:
+    """Give ``path`` the content of ``like`` and a later modification time."""
+    st = path.stat()
+    path.write_bytes(like.read_bytes())
+    later = st.st_mtime_ns + 10**9
+    os.utime(path, ns=(later, later))
+
+
+def test_an_image_changed_after_the_scan_is_reported_and_never_trained_on(project):
+    from fishermask.errors import DataError
+
+    project.add_label_rows([("red/000.png", "red")], source="import", what="t")
+    project.images()  # decoded and cached
+    _replace(project.root / "red" / "000.png", project.root / "blue" / "000.png")
+    project.close()
+    r = _run("scan", project.dir)
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("changed: red/000.png"))
+    assert "(labeled 'red')" in line and "--accept-changed" in line and "restore" in line
+    assert "1 changed" in r.output
+    p = Project(project.dir)
+    with pytest.raises(DataError, match=r"red/000.png changed since it was scanned.*accept"):
+        p.images()
+    with pytest.raises(DataError, match=r"changed since it was scanned"):
+        p.export("csv", project.dir / "labels.csv")
+    assert not (project.dir / "labels.csv").exists()
+    p.close()
+    r = _run("train", project.dir, "--no-progress")
+    assert r.exit_code == 2 and "changed since it was scanned" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_accepting_a_changed_image_takes_its_content_and_clears_its_label(project):
+    from fishermask.label import images as imgs
+
+    project.add_label_rows(
+        [("red/000.png", "red"), ("red/001.png", "red")], source="import", what="t"
+    )
+    project.images()
+    _replace(project.root / "red" / "000.png", project.root / "blue" / "000.png")
+    _replace(project.root / "red" / "002.png", project.root / "blue" / "002.png")  # unlabeled
+    project.close()
+    r = _run("scan", project.dir, "--accept-changed")
+    assert r.exit_code == 0, r.output
+    assert "changed: red/000.png: new content taken; its label 'red' was cleared" in r.output
+    assert "changed: red/002.png: new content taken; it had no label" in r.output
+    p = Project(project.dir)
+    ids = p.store.image_ids_by_path()
+    assert p.store.current_labels() == {ids["red/001.png"]: 0}
+    undo = p.store.history(ids["red/000.png"])[-1]
+    assert undo.kind == "undo" and undo.source == "scan"  # history kept
+    row = p.store.image(ids["red/000.png"])
+    assert row.sha256 == imgs.file_sha256(p.root / "red" / "000.png")
+    x, order = p.images()  # decodes the new content
+    new = imgs.read_one(p.root, "red/000.png", (8, 8), 3).pixels
+    assert (x[order.index(ids["red/000.png"])].numpy() == new).all()
+    p.close()
+    r = _run("scan", project.dir)
+    assert "0 changed" in r.output and "changed:" not in r.output
+
+
+def test_a_file_touched_without_a_change_is_not_changed(project):
+    path = project.root / "red" / "000.png"
+    later = path.stat().st_mtime_ns + 10**9
+    os.utime(path, ns=(later, later))
+    assert project.check_files().changed == []
+    row = project.store.image(project.store.image_ids_by_path()["red/000.png"])
+    assert row.mtime_ns == later  # recorded, so the next check does not hash it again
+    project.images()
+
+
+def test_verify_finds_a_change_that_kept_size_and_time(project):
+    path = project.root / "red" / "000.png"
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert project.check_files().changed == []
+    assert [r.path for r in project.check_files(verify=True).changed] == ["red/000.png"]
+
+
+def test_imagefolder_export_refuses_a_changed_labeled_image(project, tmp_path):
+    from fishermask.errors import DataError
+
+    project.add_label_rows([("red/000.png", "red")], source="import", what="t")
+    path = project.root / "red" / "000.png"
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # not even the time says so
+    with pytest.raises(DataError, match="changed since it was scanned"):
+        project.export("imagefolder", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_page_is_not_served_a_changed_image(client):  # noqa: F811
+    from tests.label.test_server import AUTH
+
+    p = client.project
+    image_id = p.store.image_ids_by_path()["red/000.png"]
+    r = client.get(f"/api/images/{image_id}", headers=AUTH)
+    assert r.status_code == 200 and r.content == (p.root / "red" / "000.png").read_bytes()
+    _replace(p.root / "red" / "000.png", p.root / "blue" / "000.png")
+    r = client.get(f"/api/images/{image_id}", headers=AUTH)
+    assert r.status_code == 409 and "label scan" in r.json()["error"]

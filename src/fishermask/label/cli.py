@@ -132,17 +132,74 @@ def init(
 
 
 @label_app.command()
-def scan(project: ProjectArg, progress: Annotated[bool, typer.Option()] = True) -> None:
-    """Add images that appeared in the image folder since the last scan (labels untouched)."""
+def scan(
+    project: ProjectArg,
+    accept_changed: Annotated[
+        bool,
+        typer.Option(
+            help="Take the new content of images that changed since they were scanned; "
+            "their labels are cleared (history kept), so they are labeled again."
+        ),
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="Hash every image (by default only those whose size or modification time changed)."
+        ),
+    ] = False,
+    progress: Annotated[bool, typer.Option()] = True,
+) -> None:
+    """Add images that appeared in the image folder since the last scan (labels untouched);
+    report images that changed since they were scanned."""
     try:
         p = _open(project)
+        check = p.check_files(verify=verify)
+        accepted: list[tuple[str, str | None]] = []
+        unreadable_now: list[tuple[str, str]] = []
+        changed = check.changed
+        if accept_changed and changed:
+            accepted, unreadable_now = p.accept_changed(changed)
+            taken = {path for path, _ in accepted}
+            changed = [r for r in changed if r.path not in taken]
         added, unreadable = p.scan(progress=progress)
     except FishermaskError as e:
         _fail(str(e))
     for rel, why in unreadable:
         _say(f"skipped {rel}: {why}")
+    labels = p.store.current_labels()
+    for path, cls in accepted:
+        _say(
+            f"changed: {path}: new content taken; "
+            + (
+                f"its label {cls!r} was cleared (label it again, or add it back with "
+                "`fishermask label add`)"
+                if cls is not None
+                else "it had no label"
+            )
+        )
+    for rel, why in unreadable_now:
+        _say(f"changed: {rel}: its new content cannot be read ({why}); restore the original")
+    cannot = {rel for rel, _ in unreadable_now}
+    for r in changed:
+        if r.path in cannot:
+            continue
+        had = f" (labeled {p.classes[labels[r.id]]!r})" if r.id in labels else ""
+        _say(
+            f"changed: {r.path}{had} differs from the image that was scanned; restore the "
+            f"original, or take the new content with `fishermask label scan {project} "
+            "--accept-changed`" + (" (its label is cleared)" if had else "")
+        )
+    if changed:
+        _say(
+            f"{len(changed)} changed image(s): until each is restored or accepted, label "
+            "train, label next and the page's next batch refuse, the page does not show them, "
+            "and label export refuses while one of them is labeled."
+        )
     console.print(
-        f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} unreadable.",
+        f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} skipped, "
+        f"{len(changed)} changed"
+        + (f", {len(accepted)} changed images taken" if accepted else "")
+        + ".",
         highlight=False,
         soft_wrap=True,
     )

@@ -62,6 +62,48 @@ class ScanResult:
     unreadable: list[tuple[str, str]]  # (relative path, reason)
 
 
+class ImageChanged(DataError):
+    """Images whose content no longer matches the hash stored when they were scanned
+    (their relative paths in ``paths``)."""
+
+    def __init__(self, message: str, paths: Sequence[str]) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_file(
+    root: Path, rel: str, sha256: str, size: int, mtime_ns: int, *, verify: bool = False
+) -> str:
+    """The state of a scanned image's file: ``"ok"``, ``"touched"`` (same content, new
+    modification time), ``"changed"`` (content differs from ``sha256``) or ``"missing"`` (no
+    longer a file inside the image folder).
+
+    The content is hashed when the size or modification time differs from the stored ones,
+    or always with ``verify``.
+    """
+    full = root / rel
+    if not inside(Path(os.path.realpath(root)), full):
+        return "missing"
+    try:
+        st = full.stat()
+        if not verify and st.st_size == size and st.st_mtime_ns == mtime_ns:
+            return "ok"
+        same = file_sha256(full) == sha256
+    except OSError:
+        return "missing"
+    if not same:
+        return "changed"
+    return "ok" if st.st_mtime_ns == mtime_ns else "touched"
+
+
 def is_hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/"))
 
@@ -248,10 +290,13 @@ def segment_images(
     size: ImageSize,
     channels: int,
     pixels: np.ndarray | None = None,
+    sha256: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """The decoded images ``[len(paths), Ch, H, W]`` of one segment, from the cache if present.
 
-    ``pixels`` (just decoded by a scan) is stored instead of decoding again.
+    ``pixels`` (just decoded by a scan) is stored instead of decoding again. Decoding again
+    checks each file against its stored hash ``sha256``: content that changed since the scan
+    raises :class:`ImageChanged` (its old label would otherwise train on the new pixels).
     """
     source = _segment_source(root, project_id, segment)
     files = [root / p for p in paths]
@@ -267,14 +312,25 @@ def segment_images(
         if pixels is not None:
             return segment_dataset(pixels, source.name)
         out = np.empty((len(paths), channels, *size), dtype=np.uint8)
+        changed: list[str] = []
         for i, rel in enumerate(paths):
             try:
-                out[i] = read_one(root, rel, size, channels).pixels
+                f = read_one(root, rel, size, channels)
             except DataError as exc:
                 raise DataError(
                     f"image {root / rel} was scanned earlier but cannot be read now ({exc}); "
                     "restore it (labels refer to it)."
                 ) from None
+            if sha256 is not None and f.sha256 != sha256[i]:
+                changed.append(rel)
+            out[i] = f.pixels
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            raise ImageChanged(
+                f"image {root / changed[0]}{more} changed since it was scanned (its content no "
+                "longer matches the stored hash)",
+                changed,
+            )
         return segment_dataset(out, source.name)
 
     ds = cached(cache_dir, f"label-c{channels}", source, files, size, build)

@@ -38,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,17 @@ import torch.nn.functional as F
 
 from fishermask import strategies
 from fishermask.data.images import check_image_size
-from fishermask.errors import ConfigError, FishermaskError
+from fishermask.errors import ConfigError, DataError, FishermaskError
 from fishermask.experiments.store import write_atomic
 from fishermask.label import images as imgs
-from fishermask.label.store import DB_NAME, KINDS, Store, proc_start, process_identity
+from fishermask.label.store import (
+    DB_NAME,
+    KINDS,
+    ImageRow,
+    Store,
+    proc_start,
+    process_identity,
+)
 from fishermask.models import MODELS, build_model
 from fishermask.models.base import Classifier
 from fishermask.training import Normalizer, make_augmenter, train
@@ -253,6 +261,15 @@ def pid_alive(pid: int | None, identity: str | None = None) -> bool:
     except OSError:
         return False
     return True
+
+
+@dataclass
+class FileCheck:
+    """What :meth:`Project.check_files` found: images scanned earlier that are no longer a file
+    in the image folder, and images whose content no longer matches the stored hash."""
+
+    missing: list[ImageRow] = field(default_factory=list)
+    changed: list[ImageRow] = field(default_factory=list)
 
 
 class Project:
@@ -529,21 +546,24 @@ class Project:
         if self._images is None:
             rows = self.store.images()
             parts: list[torch.Tensor] = []
-            seg_rows: dict[int, list[str]] = {}
+            seg_rows: dict[int, list[ImageRow]] = {}
             for r in rows:
-                seg_rows.setdefault(r.segment, []).append(r.path)
+                seg_rows.setdefault(r.segment, []).append(r)
             for seg in sorted(seg_rows):
-                parts.append(
-                    imgs.segment_images(
+                try:
+                    part = imgs.segment_images(
                         self.cache_dir,
                         self.root,
                         self.settings["project_id"],
                         seg,
-                        seg_rows[seg],
+                        [r.path for r in seg_rows[seg]],
                         self.image_size,
                         self.channels,
+                        sha256=[r.sha256 for r in seg_rows[seg]],
                     )
-                )
+                except imgs.ImageChanged as exc:
+                    raise DataError(f"{exc}: {self.changed_fix()}") from None
+                parts.append(part)
             # segments hold consecutive ids (each scan appends), so concatenation is id order
             self._images = (
                 torch.cat(parts)
@@ -553,6 +573,76 @@ class Project:
             self._image_ids = [r.id for r in rows]
         assert self._image_ids is not None
         return self._images, self._image_ids
+
+    def changed_fix(self) -> str:
+        """What to do about images that changed since they were scanned."""
+        return (
+            "restore the original file, or take the new content with `fishermask label scan "
+            f"{self.dir} --accept-changed` (a changed image's label is cleared, to be labeled "
+            f"again); `fishermask label scan {self.dir}` lists every changed image."
+        )
+
+    def check_files(
+        self, rows: Sequence[ImageRow] | None = None, *, verify: bool = False
+    ) -> FileCheck:
+        """Check scanned images (all, or ``rows``) against their files.
+
+        A file whose size and modification time are the stored ones is taken as unchanged
+        (``verify``: hash every file anyway); otherwise its SHA-256 decides. A file touched
+        without a change of content gets its new modification time recorded.
+        """
+        out = FileCheck()
+        touched: list[tuple[int, int]] = []
+        for r in self.store.images() if rows is None else rows:
+            state = imgs.check_file(self.root, r.path, r.sha256, r.bytes, r.mtime_ns, verify=verify)
+            if state == "missing":
+                out.missing.append(r)
+            elif state == "changed":
+                out.changed.append(r)
+            elif state == "touched":
+                try:
+                    touched.append((r.id, (self.root / r.path).stat().st_mtime_ns))
+                except OSError:
+                    pass
+        if touched:
+            self.store.set_mtimes(touched)
+        return out
+
+    def accept_changed(
+        self, rows: Sequence[ImageRow]
+    ) -> tuple[list[tuple[str, str | None]], list[tuple[str, str]]]:
+        """Take the new content of changed images: their hash, size and pixel size are
+        replaced and their labels cleared (undone, history kept), so they are labeled again.
+
+        Returns ``(path, the class of its cleared label or None)`` per accepted image, and
+        ``(path, reason)`` for each whose new content cannot be read (left as it was).
+        """
+        updates: list[dict[str, Any]] = []
+        unreadable: list[tuple[str, str]] = []
+        for r in rows:
+            try:
+                f = imgs.read_one(self.root, r.path, self.image_size, self.channels)
+            except DataError as exc:
+                unreadable.append((r.path, str(exc)))
+                continue
+            updates.append(
+                {
+                    "id": r.id,
+                    "sha256": f.sha256,
+                    "bytes": f.bytes,
+                    "width": f.width,
+                    "height": f.height,
+                    "mtime_ns": f.mtime_ns,
+                }
+            )
+        cleared = self.store.replace_images(updates) if updates else {}
+        self._images = None
+        by_id = {r.id: r.path for r in rows}
+        accepted = []
+        for u in updates:
+            kind, cid = cleared.get(u["id"], (None, None))
+            accepted.append((by_id[u["id"]], self.classes[cid] if kind == "label" else None))
+        return accepted, unreadable
 
     # -- labels -----------------------------------------------------------------------------
     def counts(self) -> dict[str, Any]:
@@ -1102,20 +1192,29 @@ class Project:
 
     # -- export / import --------------------------------------------------------------------
     def labeled_rows(self) -> list[tuple[int, str, str]]:
-        """``(image id, path, class name)`` of every labeled image, sorted by path."""
+        """``(image id, path, class name)`` of every labeled image, sorted by path.
+
+        Refused (:class:`DataError`) when a labeled image changed since it was scanned (its
+        label describes the old content).
+        """
         labels = self.store.current_labels()
-        rows = [
-            (r.id, r.path, self.classes[labels[r.id]])
-            for r in self.store.images()
-            if r.id in labels
-        ]
+        images = [r for r in self.store.images() if r.id in labels]
+        check = self.check_files(images)
+        if check.changed:
+            first = check.changed[0].path
+            more = f" (and {len(check.changed) - 1} more)" if len(check.changed) > 1 else ""
+            raise DataError(
+                f"labeled image {self.root / first}{more} changed since it was scanned (its "
+                f"label describes the old content); nothing was exported: {self.changed_fix()}"
+            )
+        rows = [(r.id, r.path, self.classes[labels[r.id]]) for r in images]
         return sorted(rows, key=lambda t: t[1])
 
-    def export_csv_text(self) -> str:
+    def export_csv_text(self, rows: list[tuple[int, str, str]] | None = None) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "label"])
-        for _, path, label in self.labeled_rows():
+        for _, path, label in self.labeled_rows() if rows is None else rows:
             w.writerow([path, label])
         return buf.getvalue()
 
@@ -1140,7 +1239,7 @@ class Project:
             raise ConfigError(f"--out {out} is a folder; give a file name.")
         rows = self.labeled_rows()
         if fmt == "csv":
-            text = self.export_csv_text()
+            text = self.export_csv_text(rows)
             write_atomic(out, lambda f: f.write(text.encode()))
             return len(rows)
         if fmt == "labelstudio":
@@ -1170,13 +1269,22 @@ class Project:
             for c in self.classes:
                 (tmp / c).mkdir()
             used: set[tuple[str, str]] = set()
+            stored = {r.id: r.sha256 for r in self.store.images()}
             for image_id, path, label in rows:
                 name = path.replace("/", "__")
                 if (label, name) in used:  # e.g. a/b__c.jpg and a__b/c.jpg
                     stem, dot, ext = name.rpartition(".")
                     name = f"{stem}-{image_id}{dot}{ext}" if dot else f"{name}-{image_id}"
                 used.add((label, name))
-                shutil.copy2(self.root / path, tmp / label / name)
+                data = (self.root / path).read_bytes()
+                if hashlib.sha256(data).hexdigest() != stored[image_id]:
+                    raise DataError(
+                        f"labeled image {self.root / path} changed since it was scanned (its "
+                        f"label describes the old content); nothing was exported: "
+                        f"{self.changed_fix()}"
+                    )
+                (tmp / label / name).write_bytes(data)
+                shutil.copystat(self.root / path, tmp / label / name)
             if out.exists():
                 out.rmdir()
             os.replace(tmp, out)

@@ -2,7 +2,8 @@
 
 Every request needs the access token, as a ``token`` query parameter or an
 ``Authorization: Bearer`` header. Images are served by id only: the path comes from the
-database and is checked (links resolved) to lie inside the image folder. A label is
+database and is checked (links resolved) to lie inside the image folder, and the file's
+content against the hash stored when it was scanned (409 if it changed). A label is
 committed to the database before ``POST /api/labels`` answers 200. ``POST /api/next``
 retrains and queries in a worker process, which then estimates the new model's accuracy
 (stopped if the next round starts first); the page polls ``GET /api/status`` meanwhile.
@@ -11,6 +12,7 @@ retrains and queries in a worker process, which then estimates the new model's a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import os
@@ -24,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fishermask.errors import ConfigError
+from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
 from fishermask.label.project import Project
 from fishermask.label.store import RoundBusy
@@ -292,8 +294,12 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
 
     @app.get("/api/export.csv")
     def export_csv() -> Any:
+        try:
+            text = project.export_csv_text()
+        except DataError as exc:  # a labeled image changed since it was scanned
+            return _error(409, str(exc))
         return PlainTextResponse(
-            project.export_csv_text(),
+            text,
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="labels.csv"'},
         )
@@ -306,9 +312,18 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
         path = project.root / row.path
         if not imgs.inside(root_real, path):
             return _error(403, f"image {image_id} is no longer a file inside the image folder")
-        return FileResponse(
-            os.path.realpath(path), media_type=MEDIA.get(path.suffix.lower(), "image/*")
-        )
+        try:
+            data = Path(os.path.realpath(path)).read_bytes()
+        except OSError:
+            return _error(403, f"image {image_id} is no longer a file inside the image folder")
+        if hashlib.sha256(data).hexdigest() != row.sha256:
+            # showing the new content under the old label (or labeling it) would be silent
+            return _error(
+                409,
+                f"image {row.path} changed since it was scanned; run `fishermask label scan` "
+                "on the project: it says how to restore or accept it",
+            )
+        return Response(data, media_type=MEDIA.get(path.suffix.lower(), "image/*"))
 
     app.add_middleware(TokenGuard, token=token)
     return app

@@ -35,7 +35,7 @@ DB_NAME = "project.sqlite"
 SCHEMA_VERSION = 1
 #: Actions a labeling row can record (``label`` carries a class).
 KINDS = ("label", "skip", "unsure", "undo")
-SOURCES = ("human", "import")
+SOURCES = ("human", "import", "scan")  # "scan": undone by `label scan --accept-changed`
 #: SQLite's integer range: an id outside it names no row (and must not reach SQLite, which
 #: raises OverflowError for it).
 _INT64 = range(-(2**63), 2**63)
@@ -285,6 +285,46 @@ class Store:
             return None
         rows = self.query("SELECT * FROM images WHERE id = ?", (image_id,))
         return ImageRow(**dict(rows[0])) if rows else None
+
+    def set_mtimes(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Record ``(image id, mtime_ns)`` of files touched without a change of content."""
+        with self.transaction() as c:
+            c.executemany("UPDATE images SET mtime_ns = ? WHERE id = ?", [(m, i) for i, m in pairs])
+
+    def replace_images(
+        self, updates: Sequence[dict[str, Any]]
+    ) -> dict[int, tuple[str, int | None]]:
+        """Take new content for images (dicts with id, sha256, bytes, width, height, mtime_ns)
+        and clear their labels, in one transaction: every action of such an image that is not
+        undone gets an ``undo`` row (source ``scan``), so it is unlabeled again; history kept.
+
+        Returns ``image id -> (kind, class_id)`` of the current action each one had.
+        """
+        now = time.time()
+        cleared: dict[int, tuple[str, int | None]] = {}
+        with self.transaction() as c:
+            current = {r["image_id"]: (r["kind"], r["class_id"]) for r in c.execute(_CURRENT)}
+            for u in updates:
+                c.execute(
+                    "UPDATE images SET sha256 = ?, bytes = ?, width = ?, height = ?, "
+                    "mtime_ns = ? WHERE id = ?",
+                    (u["sha256"], u["bytes"], u["width"], u["height"], u["mtime_ns"], u["id"]),
+                )
+                live = c.execute(
+                    "SELECT id FROM labels WHERE image_id = ? AND kind != 'undo' AND id NOT IN "
+                    "(SELECT undoes FROM labels WHERE kind = 'undo' AND undoes IS NOT NULL) "
+                    "ORDER BY id",
+                    (u["id"],),
+                ).fetchall()
+                for row in live:
+                    c.execute(
+                        "INSERT INTO labels (image_id, kind, undoes, source, client, created) "
+                        "VALUES (?, 'undo', ?, 'scan', NULL, ?)",
+                        (u["id"], row["id"], now),
+                    )
+                if u["id"] in current:
+                    cleared[u["id"]] = current[u["id"]]
+        return cleared
 
     def image_ids_by_path(self) -> dict[str, int]:
         return {r["path"]: r["id"] for r in self.query("SELECT id, path FROM images")}
