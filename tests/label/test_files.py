@@ -161,3 +161,33 @@ def test_the_page_is_not_served_a_changed_image(client):  # noqa: F811
     _replace(p.root / "red" / "000.png", p.root / "blue" / "000.png")
     r = client.get(f"/api/images/{image_id}", headers=AUTH)
     assert r.status_code == 409 and "label scan" in r.json()["error"]
+
+
+# -- images that went missing -----------------------------------------------------------------
+
+
+def test_scan_reports_missing_images_and_keeps_their_labels(project, tmp_path):
+    from fishermask.errors import DataError
+
+    project.add_label_rows([("red/000.png", "red")], source="import", what="t")
+    (tmp_path / "moved").mkdir()
+    gone = ["red/000.png"] + [f"green/{i:03d}.png" for i in range(8)] + ["blue/000.png"]
+    gone += ["blue/001.png", "blue/002.png"]
+    for rel in gone:
+        (project.root / rel).rename(tmp_path / "moved" / rel.replace("/", "-"))
+    project.close()
+    r = _run("scan", project.dir)
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "missing: red/000.png (scanned earlier; no longer a file in the image folder)" in lines
+    assert sum(ln.startswith("missing: ") for ln in lines) == 11  # ten, then "... and 2 more"
+    assert "missing: ... and 2 more" in lines
+    assert "12 missing image(s), 1 of them labeled: their labels are kept" in r.output
+    assert "12 missing" in lines[-1]
+    p = Project(project.dir)
+    assert len(p.store.current_labels()) == 1  # not deleted
+    assert p.export("csv", tmp_path / "l.csv") == 1  # the csv export still lists the label
+    with pytest.raises(DataError, match=r"red/000.png is missing.*restore"):
+        p.export("imagefolder", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    p.close()

@@ -150,7 +150,7 @@ def scan(
     progress: Annotated[bool, typer.Option()] = True,
 ) -> None:
     """Add images that appeared in the image folder since the last scan (labels untouched);
-    report images that changed since they were scanned."""
+    report images that changed or went missing since they were scanned."""
     try:
         p = _open(project)
         check = p.check_files(verify=verify)
@@ -195,9 +195,23 @@ def scan(
             "train, label next and the page's next batch refuse, the page does not show them, "
             "and label export refuses while one of them is labeled."
         )
+    missing = sorted(check.missing, key=lambda r: (r.id not in labels, r.path))  # labeled first
+    shown = 10
+    for r in missing[:shown]:
+        _say(f"missing: {r.path} (scanned earlier; no longer a file in the image folder)")
+    if len(missing) > shown:
+        _say(f"missing: ... and {len(missing) - shown} more")
+    if missing:
+        n_lab = sum(r.id in labels for r in missing)
+        _say(
+            f"{len(check.missing)} missing image(s), {n_lab} of them labeled: their labels are "
+            "kept; until they are restored, label train, label next, the page's next batch and "
+            "the labelstudio and npz exports refuse, the imagefolder export refuses while one "
+            "of them is labeled, and the csv export still lists their labels."
+        )
     console.print(
         f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} skipped, "
-        f"{len(changed)} changed"
+        f"{len(check.missing)} missing, {len(changed)} changed"
         + (f", {len(accepted)} changed images taken" if accepted else "")
         + ".",
         highlight=False,

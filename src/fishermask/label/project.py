@@ -1191,11 +1191,11 @@ class Project:
         return out
 
     # -- export / import --------------------------------------------------------------------
-    def labeled_rows(self) -> list[tuple[int, str, str]]:
+    def labeled_rows(self, *, missing_ok: bool = True) -> list[tuple[int, str, str]]:
         """``(image id, path, class name)`` of every labeled image, sorted by path.
 
         Refused (:class:`DataError`) when a labeled image changed since it was scanned (its
-        label describes the old content).
+        label describes the old content), or, without ``missing_ok``, when one is missing.
         """
         labels = self.store.current_labels()
         images = [r for r in self.store.images() if r.id in labels]
@@ -1206,6 +1206,14 @@ class Project:
             raise DataError(
                 f"labeled image {self.root / first}{more} changed since it was scanned (its "
                 f"label describes the old content); nothing was exported: {self.changed_fix()}"
+            )
+        if check.missing and not missing_ok:
+            first = check.missing[0].path
+            more = f" (and {len(check.missing) - 1} more)" if len(check.missing) > 1 else ""
+            raise DataError(
+                f"labeled image {self.root / first}{more} is missing (moved or deleted since "
+                "it was scanned); restore it: this export copies every labeled image (the csv "
+                "export lists the labels without the files)."
             )
         rows = [(r.id, r.path, self.classes[labels[r.id]]) for r in images]
         return sorted(rows, key=lambda t: t[1])
@@ -1237,7 +1245,7 @@ class Project:
                 )
         elif out.is_dir():
             raise ConfigError(f"--out {out} is a folder; give a file name.")
-        rows = self.labeled_rows()
+        rows = self.labeled_rows(missing_ok=fmt != "imagefolder")
         if fmt == "csv":
             text = self.export_csv_text(rows)
             write_atomic(out, lambda f: f.write(text.encode()))
