@@ -191,3 +191,25 @@ def test_scan_reports_missing_images_and_keeps_their_labels(project, tmp_path):
         p.export("imagefolder", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     p.close()
+
+
+# -- Label Studio set-up in the README --------------------------------------------------------
+
+
+def test_the_readme_gives_label_studio_the_names_the_tasks_use(project):
+    import re
+
+    from fishermask.label.project import _ls_choice
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    image = re.search(r'<Image name="(\w+)" value="\$(\w+)"', readme)
+    choices = re.search(r'<Choices name="(\w+)" toName="(\w+)"', readme)
+    assert image and choices
+    result = _ls_choice("red")
+    assert (choices[1], choices[2]) == (result["from_name"], result["to_name"])
+    assert image[1] == result["to_name"] and result["type"] == "choices"
+    task = project.labelstudio_tasks()[0]
+    assert image[2] in task["data"]
+    assert task["data"]["image"].startswith("/data/local-files/?d=")
+    for setting in ("SERVING_ENABLED", "DOCUMENT_ROOT"):
+        assert f"LABEL_STUDIO_LOCAL_FILES_{setting}" in readme
