@@ -213,3 +213,50 @@ def test_the_readme_gives_label_studio_the_names_the_tasks_use(project):
     assert task["data"]["image"].startswith("/data/local-files/?d=")
     for setting in ("SERVING_ENABLED", "DOCUMENT_ROOT"):
         assert f"LABEL_STUDIO_LOCAL_FILES_{setting}" in readme
+
+
+# -- how label files name images --------------------------------------------------------------
+
+
+def test_a_label_studio_name_that_matches_several_images_says_so(project, tmp_path):
+    import json
+
+    from fishermask.errors import ConfigError
+
+    ls = tmp_path / "ls.json"
+    ls.write_text(
+        json.dumps(
+            [
+                {
+                    "id": 7,
+                    "data": {"image": "/data/upload/1/1a2b3c4d-000.png"},  # red/, green/, blue/
+                    "annotations": [
+                        {"result": [{"type": "choices", "value": {"choices": ["red"]}}]}
+                    ],
+                }
+            ]
+        )
+    )
+    with pytest.raises(ConfigError) as e:
+        project.read_labelstudio(ls)
+    msg = str(e.value)
+    assert "task 7" in msg and "matches 3 images: blue/000.png, green/000.png, red/000.png" in msg
+    assert "data.path" in msg and "nothing was written" in msg
+    assert project.store.history() == []
+
+
+def test_label_add_normalises_dot_slash_and_repeated_separators(project, tmp_path):
+    csv = tmp_path / "l.csv"
+    csv.write_text("path,label\n./red/000.png,red\ngreen//001.png,green\n.\\blue\\002.png,blue\n")
+    r = _run("add", project.dir, csv)
+    assert r.exit_code == 0 and "added 3 labels" in r.output, r.output
+    assert len(project.store.current_labels()) == 3
+
+
+def test_a_path_outside_the_image_folder_says_paths_are_relative_to_it(project, tmp_path):
+    csv = tmp_path / "l.csv"
+    csv.write_text(f"path,label\n{project.root.name}/red/000.png,red\n")
+    r = _run("add", project.dir, csv)
+    assert r.exit_code == 2 and "is not an image of this project" in r.output
+    assert f"relative to the image folder {project.root}" in r.output.replace("\n", "")
+    assert "'blue/000.png'" in r.output  # an example

@@ -198,11 +198,10 @@ def test_labelstudio_import_of_a_label_studio_style_export(project, tmp_path):
         {"id": 3, "data": {"image": "x.png"}, "annotations": []},
     ]
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
-    rows = project.read_labelstudio(tmp_path / "ls.json")
     with pytest.raises(
-        ConfigError, match="row 1: '/data/upload/3/1a2b3c4d-000.png' is not an image"
+        ConfigError, match=r"task 1 \('/data/upload/3/1a2b3c4d-000.png'\) matches 3"
     ):
-        project.add_label_rows(rows, source="import", what="ls.json")
+        project.read_labelstudio(tmp_path / "ls.json")
     assert project.store.history() == []
     (tmp_path / "ls.json").write_text(json.dumps(tasks[1:]))
     project.add_label_rows(

@@ -663,7 +663,11 @@ class Project:
         }
 
     def resolve_path(self, ref: str, by_path: dict[str, int]) -> int | None:
-        """The image id of a path given relative to the root, or absolute inside it."""
+        """The image id of a path given relative to the root, or absolute inside it.
+
+        ``\\`` separators, ``./`` and repeated ``/`` are normalised (``./cat//1.jpg`` is
+        ``cat/1.jpg``); ``..`` is not resolved in relative paths.
+        """
         ref = ref.strip().replace("\\", "/")
         if ref in by_path:
             return by_path[ref]
@@ -674,7 +678,7 @@ class Project:
             except ValueError:
                 return None
             return by_path.get(rel.as_posix())
-        return None
+        return by_path.get("/".join(part for part in ref.split("/") if part not in ("", ".")))
 
     def add_label_rows(
         self, rows: Sequence[tuple[str, str]], *, source: str, what: str
@@ -687,10 +691,12 @@ class Project:
         actions: list[tuple[int, str, int | None]] = []
         errors: list[str] = []
         seen: dict[int, int] = {}
+        unknown = False
         for i, (ref, label) in enumerate(rows, start=1):
             image_id = self.resolve_path(ref, by_path)
             if image_id is None:
                 errors.append(f"row {i}: {ref!r} is not an image of this project")
+                unknown = True
                 continue
             if label not in self.classes:
                 errors.append(f"row {i}: label {label!r} is not one of {', '.join(self.classes)}")
@@ -702,7 +708,14 @@ class Project:
             seen[image_id] = cid
         if errors:
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-            raise ConfigError(f"{what}: {'; '.join(errors[:3])}{more}; nothing was written.")
+            hint = ""
+            if unknown:
+                example = min(by_path) if by_path else "cat/0001.jpg"
+                hint = (
+                    f" Paths are relative to the image folder {self.root} (e.g. {example!r}) "
+                    "or absolute inside it."
+                )
+            raise ConfigError(f"{what}: {'; '.join(errors[:3])}{more}; nothing was written.{hint}")
         current = self.store.current()
         same = 0
         for image_id, cid in seen.items():
@@ -1369,6 +1382,7 @@ class Project:
         for p in by_path:
             by_name.setdefault(p.rsplit("/", 1)[-1], []).append(p)
         rows = []
+        ambiguous: list[str] = []
         for i, task in enumerate(tasks):
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
                 raise ConfigError(f"{path}: task {i} has no `data` object.")
@@ -1401,8 +1415,23 @@ class Project:
                     match = by_name.get(name, [])
                     if not match and len(name) > 9 and name[8] == "-":
                         match = by_name.get(name[9:], [])  # Label Studio upload prefix "1a2b3c4d-"
-                ref = match[0] if len(match) == 1 else ref
+                if len(match) > 1:
+                    shown = ", ".join(sorted(match)[:3]) + (", ..." if len(match) > 3 else "")
+                    ambiguous.append(
+                        f"task {task.get('id', i)} ({ref!r}) matches {len(match)} images: {shown}"
+                    )
+                    continue
+                ref = match[0] if match else ref
             rows.append((ref, choice))
+        if ambiguous:
+            more = f" (and {len(ambiguous) - 3} more)" if len(ambiguous) > 3 else ""
+            raise ConfigError(
+                f"{path}: {'; '.join(ambiguous[:3])}{more}; nothing was written. A file name "
+                "alone does not say which image a task is: give each task its path relative to the "
+                "image folder in data.path (the tasks of `fishermask label export --format "
+                "labelstudio` carry it), or serve the image folder to Label Studio as local "
+                "files so that data.image holds that path (README, Label Studio)."
+            )
         return rows
 
 
