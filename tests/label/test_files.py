@@ -260,3 +260,42 @@ def test_a_path_outside_the_image_folder_says_paths_are_relative_to_it(project, 
     assert r.exit_code == 2 and "is not an image of this project" in r.output
     assert f"relative to the image folder {project.root}" in r.output.replace("\n", "")
     assert "'blue/000.png'" in r.output  # an example
+
+
+# -- a round being started by the server ------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_another_process_does_not_interrupt_a_round_the_server_is_starting(project, monkeypatch):
+    from fishermask.label import server
+
+    seen = {}
+
+    class Proc:  # stands for the worker: a live process (this one)
+        pid = os.getpid()
+
+        def poll(self):
+            return None
+
+        def terminate(self):
+            pass
+
+        def wait(self, timeout=None):
+            return 0
+
+    def popen(args, **kwargs):
+        # between the round's creation and the worker's pid: `label status` elsewhere
+        kwargs["stderr"].close()
+        other = Project(project.dir)
+        seen["interrupted"] = other.recover()
+        seen["status"] = other.store.running_round()
+        other.close()
+        return Proc()
+
+    monkeypatch.setattr(server.subprocess, "Popen", popen)
+    round_id = server.Worker(project).start()
+    assert seen["interrupted"] == [] and seen["status"]["id"] == round_id
+    assert seen["status"]["pid"] == os.getpid()  # the server's, until the hand-over
+    row = project.store.round(round_id)
+    assert row["status"] == "running" and row["pid"] == Proc.pid
+    project.store.finish_round(round_id, status="failed", message="test")

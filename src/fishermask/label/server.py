@@ -123,7 +123,10 @@ class Worker:
                     self.proc.kill()
                     self.proc.wait()
                 self.proc = None
-            round_id = store.start_round(self.project.settings["strategy"], None)
+            # the round is this server's until the worker has a pid: another process
+            # (`label status`, `label next`) that looks in between sees a live round, not one
+            # without a process to mark interrupted
+            round_id = store.start_round(self.project.settings["strategy"], os.getpid())
             try:
                 env = dict(os.environ)
                 src = str(Path(__file__).resolve().parents[2])
@@ -144,7 +147,7 @@ class Worker:
             except OSError as exc:
                 store.finish_round(round_id, status="failed", message=str(exc))
                 raise
-            store.set_round_pid(round_id, self.proc.pid)
+            store.set_round_pid(round_id, self.proc.pid)  # handed over to the worker
             return round_id
 
     def stop(self) -> None:
