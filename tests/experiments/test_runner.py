@@ -153,7 +153,8 @@ def test_resume_on_another_environment_is_refused_unless_allowed(tmp_path: Path)
     _run(tmp_path, raw)
     trial = tmp_path / "trials/random__seed0"
     first = json.loads((trial / "round_000.json").read_text())
-    assert {"torch", "fishermask", "python", "device"} <= set(first["environment"])
+    assert {"torch", "fishermask", "python", "device", "cpu_model"} <= set(first["environment"])
+    assert first["environment"]["cpu_model"]
     config_bytes = (tmp_path / "config.json").read_bytes()
     # as if rounds 0-1 ran on another torch and the run was killed before round 2
     (trial / "round_002.json").unlink()

@@ -243,8 +243,11 @@ def check_environment(records: list[dict[str, Any]], exp: Experiment) -> None:
         )
 
 
-# What a resumed trial must share with its earlier rounds (platform and CPU count may
-# differ between nodes of one cluster without changing results).
+# What a resumed trial must share with its earlier rounds. The CPU model is recorded but not
+# checked: it does change CPU results (kernels and their summation order depend on it), but
+# runs made before it was recorded could not be continued, and a long CPU run that moves
+# between machines of one pool would stop at every move. The round records say where each
+# round ran; docs/results/README.md says what a change of machine does to paired comparisons.
 ENVIRONMENT_KEYS = ("fishermask", "python", "torch", "numpy", "device")
 
 
