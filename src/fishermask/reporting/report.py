@@ -251,8 +251,10 @@ def build_report(
             entry["round_zero"] = [x.__dict__ | {"verdict": x.verdict} for x in zero]
             md += [
                 "**Round 0** (the initial labels, before any query) — strategies whose round-0 "
-                f"model differs from {zero[0].baseline}'s, i.e. is not trained like the plain "
-                "classifier: balanced accuracy against the plain model on the same seeds "
+                f"result differs from {zero[0].baseline}'s on the same seed: a classifier "
+                "trained differently (LPL/LPLgrad's jointly trained module) or trained on "
+                "another CPU model (the round records' `environment.cpu_model`; CPU results "
+                "depend on it). Balanced accuracy against the plain model on the same seeds "
                 "(accuracy points, paired, 95 % t-interval):",
                 "",
                 "| strategy | seeds | plain model | Δ balanced accuracy | 95 % interval "
