@@ -19,7 +19,7 @@
 # folder .carry/ (and, where its Python lacks them, wheels of pydantic, pydantic-core,
 # annotated-types, typing-inspection into .carry/wheels/; see the device tool's README), and
 # carry .carry with the command. Environment overrides, for a dry run on a CPU:
-#   FM_RUNS=/tmp/gpu_runs FM_DEVICE=cpu FM_WORKERS=1 FM_EXTRA="--width 0.125 --max-epochs 1 --budget 175 --seeds 0 \
+#   FM_RUNS=/tmp/gpu_runs FM_DEVICE=cpu FM_WORKERS=1 FM_EXTRA="--width 0.125 --max-epochs 1 --budget 175 --seeds 1 \
 #     -s random -s fishermask:sparsity=0.005" \
 #     benchmarks/gpu_run.sh /tmp/gpu_out 60
 set -uo pipefail

@@ -212,3 +212,28 @@ def test_model_options_and_features_errors(tmp_path: Path) -> None:
         "5 rows of features",
     )
     _fails([*base, "--model", "resnet18:hidden_dropout=0.1"], tmp_path, "hidden_dropout")
+
+
+def test_momentum_with_adam_is_refused_not_ignored(tmp_path: Path) -> None:
+    # Adam has no momentum parameter: the flag would change nothing and the run would look
+    # like a momentum run
+    args = ["run", "--dataset", "digits", "--model", "mlp", "--width", "0.25", "-s", "random"]
+    args += ["--initial", "10", "--query-size", "5", "--rounds", "1", "--seeds", "1"]
+    args += ["--epochs", "1", "--momentum", "0.5", "--no-progress"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    assert "--momentum" in res.output and "adam" in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_milestone_past_the_epoch_limit_warns(tmp_path: Path) -> None:
+    args = ["run", "--dataset", "digits", "--model", "mlp", "--width", "0.25", "-s", "random"]
+    args += ["--initial", "10", "--query-size", "5", "--rounds", "1", "--seeds", "1"]
+    args += ["--optimizer", "sgd", "--epochs", "3", "--milestones", "2,3", "--no-progress"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "milestone 3" in res.output and "never" in res.output
+    ok_args = [*args[:-3], "--milestones", "2", "--no-progress", "--out", str(tmp_path / "s")]
+    ok = runner.invoke(app, ok_args)
+    assert ok.exit_code == 0, ok.output
+    assert "never" not in ok.output

@@ -298,11 +298,28 @@ def run(
         if strategy:
             overrides["strategies"] = ",".join(strategy)
         cfg = ExperimentConfig.from_dict(deep_merge(raw, overrides))
+        _check_recipe(cfg.train, momentum_given=momentum is not None)
         out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
         check_out_dir(out_dir)  # before the data set is loaded
         _run(cfg, out_dir, progress, workers, executor, address, allow_env_change)
     except FishermaskError as e:
         _fail(str(e))
+
+
+def _check_recipe(train: Any, momentum_given: bool) -> None:
+    """Refuse a recipe flag the optimizer would ignore; warn about a milestone never reached."""
+    if momentum_given and train.optimizer == "adam":
+        raise ConfigError(
+            "--momentum applies to SGD only; the optimizer is adam, which would ignore it "
+            "(add --optimizer sgd)."
+        )
+    limit = train.epoch_limit
+    for m in train.milestones:
+        if m >= limit:
+            err_console.print(
+                f"warning: milestone {m} is at or past the epoch limit {limit}: the learning "
+                "rate is never lowered there (a milestone m lowers it from epoch m+1 on)."
+            )
 
 
 def _rounds_done(exp: Any, out_dir: Path) -> tuple[int, int]:
