@@ -119,18 +119,31 @@ def test_trained_model_generalises_in_eval_mode() -> None:
     assert evaluate(model, x[40:], y[40:], norm).accuracy > 0.9
 
 
-def test_sgd_with_milestones_runs() -> None:
+def test_milestones_lower_the_learning_rate() -> None:
+    """After a milestone the steps are lr_gamma times smaller: with a gamma near 0 the second
+    epoch leaves the weights where the first put them; without the milestone it moves them."""
     x, y = _toy(16)
-    cfg = TrainConfig(optimizer="sgd", lr=0.1, stop="epochs", epochs=2, milestones=(1,))
-    model = build_model("mlp", 2, (1, 8, 8), 0.25)
-    train(
-        model,
-        x,
-        y,
-        cfg,
-        make_augmenter(cfg, Normalizer.fit(x), 1),
-        generator=torch.Generator().manual_seed(0),
-    )
+
+    def weights(epochs: int, milestones: tuple[int, ...]) -> torch.Tensor:
+        cfg = TrainConfig(
+            optimizer="sgd", lr=0.1, momentum=0.0, stop="epochs", epochs=epochs,
+            milestones=milestones, lr_gamma=1e-12,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        model = build_model("mlp", 2, (1, 8, 8), 0.25)
+        train(
+            model,
+            x,
+            y,
+            cfg,
+            make_augmenter(cfg, Normalizer.fit(x), 1),
+            generator=torch.Generator().manual_seed(0),
+        )
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    after_one = weights(1, ())
+    assert (weights(2, (1,)) - after_one).abs().max() < 1e-9
+    assert (weights(2, ()) - after_one).abs().max() > 1e-4
 
 
 def test_training_is_deterministic() -> None:
