@@ -71,6 +71,11 @@ class ImageChanged(DataError):
         self.paths = list(paths)
 
 
+def and_more(items: Sequence[object], shown: int = 1) -> str:
+    """``" (and N more)"`` for the items a message does not name (its first ``shown``)."""
+    return f" (and {len(items) - shown} more)" if len(items) > shown else ""
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -80,17 +85,25 @@ def file_sha256(path: Path) -> str:
 
 
 def check_file(
-    root: Path, rel: str, sha256: str, size: int, mtime_ns: int, *, verify: bool = False
+    root: Path,
+    rel: str,
+    sha256: str,
+    size: int,
+    mtime_ns: int,
+    *,
+    verify: bool = False,
+    root_real: Path | None = None,
 ) -> str:
     """The state of a scanned image's file: ``"ok"``, ``"touched"`` (same content, new
     modification time), ``"changed"`` (content differs from ``sha256``) or ``"missing"`` (no
     longer a file inside the image folder).
 
     The content is hashed when the size or modification time differs from the stored ones,
-    or always with ``verify``.
+    or always with ``verify``. ``root_real`` is ``root`` with links resolved (computed here
+    unless a caller checking many files passes it).
     """
     full = root / rel
-    if not inside(Path(os.path.realpath(root)), full):
+    if not inside(root_real or Path(os.path.realpath(root)), full):
         return "missing"
     try:
         st = full.stat()
@@ -302,10 +315,10 @@ def segment_images(
     files = [root / p for p in paths]
     missing = [p for p in paths if not (root / p).exists()]
     if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DataError(
-            f"image {root / missing[0]}{more} of this project is missing (moved or deleted "
-            "since it was scanned); restore it: the project's labels and models refer to it."
+            f"image {root / missing[0]}{and_more(missing)} of this project is missing (moved "
+            "or deleted since it was scanned); restore it: the project's labels and models "
+            "refer to it."
         )
 
     def build() -> ImageDataset:
@@ -325,10 +338,9 @@ def segment_images(
                 changed.append(rel)
             out[i] = f.pixels
         if changed:
-            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
             raise ImageChanged(
-                f"image {root / changed[0]}{more} changed since it was scanned (its content no "
-                "longer matches the stored hash)",
+                f"image {root / changed[0]}{and_more(changed)} changed since it was scanned "
+                "(its content no longer matches the stored hash)",
                 changed,
             )
         return segment_dataset(out, source.name)

@@ -593,8 +593,11 @@ class Project:
         """
         out = FileCheck()
         touched: list[tuple[int, int]] = []
+        root_real = Path(os.path.realpath(self.root))
         for r in self.store.images() if rows is None else rows:
-            state = imgs.check_file(self.root, r.path, r.sha256, r.bytes, r.mtime_ns, verify=verify)
+            state = imgs.check_file(
+                self.root, r.path, r.sha256, r.bytes, r.mtime_ns, verify=verify, root_real=root_real
+            )
             if state == "missing":
                 out.missing.append(r)
             elif state == "changed":
@@ -707,7 +710,7 @@ class Project:
                 continue
             seen[image_id] = cid
         if errors:
-            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            more = imgs.and_more(errors, 3)
             hint = ""
             if unknown:
                 example = min(by_path) if by_path else "cat/0001.jpg"
@@ -1214,22 +1217,24 @@ class Project:
         images = [r for r in self.store.images() if r.id in labels]
         check = self.check_files(images)
         if check.changed:
-            first = check.changed[0].path
-            more = f" (and {len(check.changed) - 1} more)" if len(check.changed) > 1 else ""
-            raise DataError(
-                f"labeled image {self.root / first}{more} changed since it was scanned (its "
-                f"label describes the old content); nothing was exported: {self.changed_fix()}"
-            )
+            raise self._changed_export_error([r.path for r in check.changed])
         if check.missing and not missing_ok:
             first = check.missing[0].path
-            more = f" (and {len(check.missing) - 1} more)" if len(check.missing) > 1 else ""
             raise DataError(
-                f"labeled image {self.root / first}{more} is missing (moved or deleted since "
-                "it was scanned); restore it: this export copies every labeled image (the csv "
-                "export lists the labels without the files)."
+                f"labeled image {self.root / first}{imgs.and_more(check.missing)} is missing "
+                "(moved or deleted since it was scanned); restore it: this export copies every "
+                "labeled image (the csv export lists the labels without the files)."
             )
         rows = [(r.id, r.path, self.classes[labels[r.id]]) for r in images]
         return sorted(rows, key=lambda t: t[1])
+
+    def _changed_export_error(self, paths: Sequence[str]) -> DataError:
+        """The refusal to export labeled images whose content changed since the scan."""
+        return DataError(
+            f"labeled image {self.root / paths[0]}{imgs.and_more(paths)} changed since it was "
+            "scanned (its label describes the old content); nothing was exported: "
+            f"{self.changed_fix()}"
+        )
 
     def export_csv_text(self, rows: list[tuple[int, str, str]] | None = None) -> str:
         buf = io.StringIO()
@@ -1299,11 +1304,7 @@ class Project:
                 used.add((label, name))
                 data = (self.root / path).read_bytes()
                 if hashlib.sha256(data).hexdigest() != stored[image_id]:
-                    raise DataError(
-                        f"labeled image {self.root / path} changed since it was scanned (its "
-                        f"label describes the old content); nothing was exported: "
-                        f"{self.changed_fix()}"
-                    )
+                    raise self._changed_export_error([path])
                 (tmp / label / name).write_bytes(data)
                 shutil.copystat(self.root / path, tmp / label / name)
             if out.exists():
@@ -1424,7 +1425,7 @@ class Project:
                 ref = match[0] if match else ref
             rows.append((ref, choice))
         if ambiguous:
-            more = f" (and {len(ambiguous) - 3} more)" if len(ambiguous) > 3 else ""
+            more = imgs.and_more(ambiguous, 3)
             raise ConfigError(
                 f"{path}: {'; '.join(ambiguous[:3])}{more}; nothing was written. A file name "
                 "alone does not say which image a task is: give each task its path relative to the "
