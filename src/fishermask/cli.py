@@ -327,10 +327,10 @@ def _rounds_done(exp: Any, out_dir: Path) -> tuple[int, int]:
     from fishermask.experiments.store import TrialStore
 
     cfg = exp.config
-    total = (len(exp.query_sizes) + 1) * len(cfg.strategies) * len(cfg.seeds)
+    n_rounds = len(exp.query_sizes) + 1
+    total = n_rounds * len(cfg.strategies) * len(cfg.seeds)
     if not (Path(out_dir) / "config.json").exists():
         return 0, total
-    n_rounds = len(exp.query_sizes) + 1
     done = sum(
         len(TrialStore(out_dir, spec.key, seed).records(n_rounds))
         for spec in cfg.strategies
