@@ -17,6 +17,9 @@ for run in "$@"; do
   for f in results.csv queries.jsonl query_info.jsonl config.json summary.md learning_curves.png; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/"
   done
+  # the shared round-0 models (one per seed): trials started in a later session, maybe on another
+  # machine, start from them like the trials that ran here
+  [ -d "$run/round0" ] && cp -r "$run/round0" "$dest/round0"
   if [ -d "$run/trials" ]; then
     (cd "$run" && find trials -name 'round_*.json') | while read -r f; do
       mkdir -p "$dest/$(dirname "$f")"

@@ -13,6 +13,8 @@ Layout of ``--out DIR``::
     summary.md             final accuracy and area under the learning curve
     trials/<strategy>__seed<k>/round_<r>.json   the committed record of each round
     trials/<strategy>__seed<k>/model_<r>.pt     model (+ auxiliary) state after the last round
+    round0/seed<k>.pt      the round-0 record and model of seed k, shared by every trial of
+                           that seed without an auxiliary module (written once, never replaced)
 
 A round is committed by atomically renaming its record into place, after its
 checkpoint; everything else is derived from the records and rewritten
@@ -76,10 +78,17 @@ def check_out_dir(out_dir: Path) -> None:
         ) from None
 
 
-def write_atomic(path: Path, write: Any, mode: str = "wb") -> None:
+def write_atomic(path: Path, write: Any, mode: str = "wb", *, replace: bool = True) -> bool:
     """Write ``path`` through ``write(file)`` all or nothing: a temporary file in the same
-    folder, flushed to disk, then renamed over ``path`` (removed if ``write`` fails)."""
+    folder, flushed to disk, then renamed over ``path`` (removed if ``write`` fails).
+
+    With ``replace=False`` an existing ``path`` is kept, even one that another process
+    creates meanwhile (the temporary file is hard-linked into place, which fails if the
+    name exists); returns whether this call wrote ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not replace and path.exists():
+        return False
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
@@ -87,7 +96,16 @@ def write_atomic(path: Path, write: Any, mode: str = "wb") -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -149,6 +167,46 @@ class TrialStore:
 
     def checkpoint(self, round_: int) -> dict[str, Any]:
         return torch.load(self.dir / f"model_{round_:03d}.pt", map_location="cpu")
+
+
+class SharedRound0:
+    """The round-0 record and model of one seed, shared by the trials of that seed that train
+    no auxiliary module.
+
+    Such trials train the same round-0 model (same initial set, initial weights and training
+    draws), bit for bit on one machine; on another CPU model the kernels sum in another order
+    and the model differs (measured: 53.35 % and 49.05 % for one seed on two VMs). A long run
+    whose trials run on several machines would then compare strategies from different starts.
+    The first such trial to commit round 0 writes ``round0/seed<k>.pt``; the others of that seed
+    start from it instead of training their own.
+    """
+
+    def __init__(self, out_dir: Path, seed: int) -> None:
+        self.seed = seed
+        self.path = Path(out_dir) / "round0" / f"seed{seed}.pt"
+
+    def load(self) -> dict[str, Any] | None:
+        """``{"record": ..., "state": ...}``, or ``None`` while no trial of the seed wrote it."""
+        if not self.path.exists():
+            return None
+        try:
+            got = torch.load(self.path, map_location="cpu")
+            if not {"record", "state"} <= set(got):
+                raise ValueError("it holds no round-0 record and model")
+            got["record"] = json.loads(got["record"])
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
+            why = e.strerror if isinstance(e, OSError) and e.strerror else "not a round-0 file"
+            raise DataError(
+                f"The shared round-0 model {self.path} cannot be read ({why}); delete it and "
+                f"rerun: the next trial of seed {self.seed} without an auxiliary module trains "
+                "round 0 and writes it again."
+            ) from None
+        return got
+
+    def save(self, record: dict[str, Any], state: dict[str, Any]) -> bool:
+        """Write it unless it exists (another trial's stays); returns whether this call wrote it."""
+        obj = {"record": json.dumps(record), "state": state}  # the record as its round_000.json
+        return write_atomic(self.path, lambda f: torch.save(obj, f), "wb", replace=False)
 
 
 def _read_rounds(trial_dir: Path) -> list[dict[str, Any]]:

@@ -6,6 +6,11 @@ the test split, and commits a record and a checkpoint atomically. A trial resume
 from its last committed round: the pool is rebuilt from the records, the model
 from the checkpoint, and every random draw comes from a generator seeded by
 ``(seed, round, purpose)``, so the rounds that follow are the uninterrupted ones.
+
+Trials that train no auxiliary module share one round-0 model per seed
+(:class:`~fishermask.experiments.store.SharedRound0`): the first to commit round 0
+writes it, the others start from it, so every such strategy of a seed starts from
+the same model even when the trials run on different machines.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from typing import Any
 import torch
 
 from fishermask.al.pool import Pool, SimulatedOracle
-from fishermask.errors import ConfigError
+from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import StrategySpec
 from fishermask.experiments.experiment import Experiment, environment, generator, uses_features
 from fishermask.experiments.progress import NullProgress
-from fishermask.experiments.store import TrialStore
+from fishermask.experiments.store import SharedRound0, TrialStore
 from fishermask.models.base import Classifier
 from fishermask.strategies.base import QueryContext, Selection
 from fishermask.training import evaluate, make_augmenter, train
@@ -67,6 +72,45 @@ class Trial:
             if self.aux is not None and state.get("aux") is not None:
                 self.aux.load_state_dict(state["aux"])
             self.model.eval()
+
+    def trains_auxiliary(self) -> bool:
+        """Whether the strategy trains a module beside the classifier (then round 0 is its own)."""
+        with torch.random.fork_rng(devices=[]):  # building a model seeds the global generator
+            return self.strategy.make_auxiliary(self.exp.new_model(self.seed, 0)) is not None
+
+    def adopt_round0(self, shared: SharedRound0, store: TrialStore) -> list[dict[str, Any]]:
+        """Commit the seed's shared round 0 as this trial's own; ``[]`` when there is none yet.
+
+        The record is the training trial's, with this trial's strategy and ``round0_from``
+        naming the trial that trained the model.
+        """
+        got = shared.load()
+        if got is None:
+            return []
+        rec, state = got["record"], got["state"]
+        initial = self.query(0)[0].tolist()
+        if rec.get("seed") != self.seed or rec.get("round") != 0 or rec.get("queried") != initial:
+            raise DataError(
+                f"The shared round-0 model {shared.path} is not seed {self.seed}'s round 0 of this "
+                "run (its initial labeled set differs); it was copied from another run. Delete it "
+                "and rerun: round 0 is trained again."
+            )
+        changed = environment_changes(rec, self.exp)
+        if changed and not self.exp.allow_env_change:
+            raise ConfigError(
+                f"The shared round-0 model {shared.path} was trained on another environment "
+                f"({'; '.join(changed)}); the trials of seed {self.seed} would start from models "
+                "made two ways. Continue where it ran, use a new --out, or pass "
+                "--allow-env-change to start from it anyway."
+            )
+        own = {
+            **rec,
+            "strategy": self.spec.key,
+            "name": self.spec.name,
+            "round0_from": rec.get("round0_from", rec["strategy"]),
+        }
+        store.commit(own, state)
+        return [own]
 
     def query(self, r: int) -> tuple[torch.Tensor, Selection | None, float]:
         """Pool indices to label in round ``r``, the strategy's selection, and its seconds."""
@@ -192,6 +236,12 @@ def run_trial(
     records = store.records(n_rounds)
     if len(records) == n_rounds:
         return records  # finished earlier
+    trial = Trial(exp, spec, seed)
+    shared = None if trial.trains_auxiliary() else SharedRound0(out_dir, seed)
+    if shared is not None and not records:
+        records = trial.adopt_round0(shared, store)
+        if records and on_commit is not None:
+            on_commit(records[0])
     check_environment(records, exp)
     progress.start_trial(f"{spec.key} seed {seed}", n_rounds, len(records))
 
@@ -199,15 +249,19 @@ def run_trial(
         progress.epoch(epoch, limit, accuracy)
         _check_stop(stop)
 
-    trial = Trial(exp, spec, seed)
     trial.restore(records, store)
+    if shared is not None and len(records) == 1:  # round 0 committed before it was shared
+        shared.save(records[0], store.checkpoint(0))
     for r in range(len(records), n_rounds):
         _check_stop(stop)
         queried, sel, query_seconds = trial.query(r)
         labels = trial.label(queried)
         result = trial.train(r, on_epoch)
         record = trial.record(r, queried, labels, sel, query_seconds, result)
-        store.commit(record, trial.state(r))
+        state = trial.state(r)
+        store.commit(record, state)
+        if r == 0 and shared is not None:
+            shared.save(record, state)
         records.append(record)
         progress.round_done(f"{record['n_labeled']} labels, acc {record['accuracy']:.3f}")
         if on_commit is not None:
@@ -225,15 +279,7 @@ def check_environment(records: list[dict[str, Any]], exp: Experiment) -> None:
     """
     if not records or exp.allow_env_change:
         return
-    before = records[-1].get("environment")
-    if before is None:
-        return  # made before environments were recorded per round
-    now = environment(exp.device)
-    changed = [
-        f"{k} {before.get(k)!r} -> {now.get(k)!r}"
-        for k in ENVIRONMENT_KEYS
-        if before.get(k) != now.get(k)
-    ]
+    changed = environment_changes(records[-1], exp)
     if changed:
         rec = records[-1]
         raise ConfigError(
@@ -241,6 +287,20 @@ def check_environment(records: list[dict[str, Any]], exp: Experiment) -> None:
             f"on another environment ({'; '.join(changed)}); its results would mix the two. "
             "Resume where it ran, use a new --out, or pass --allow-env-change to continue anyway."
         )
+
+
+def environment_changes(record: dict[str, Any], exp: Experiment) -> list[str]:
+    """``"key 'before' -> 'now'"`` for each of :data:`ENVIRONMENT_KEYS` that ``record`` ran on
+    differently from here; empty for records made before environments were recorded."""
+    before = record.get("environment")
+    if before is None:
+        return []
+    now = environment(exp.device)
+    return [
+        f"{k} {before.get(k)!r} -> {now.get(k)!r}"
+        for k in ENVIRONMENT_KEYS
+        if before.get(k) != now.get(k)
+    ]
 
 
 # What a resumed trial must share with its earlier rounds. The CPU model is recorded but not
