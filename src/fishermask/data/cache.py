@@ -78,6 +78,21 @@ def cached(
     return ds
 
 
+def drop_entries(cache_dir: Path, source: Path) -> int:
+    """Delete every entry of ``source`` (whatever its key); returns how many were deleted.
+
+    For a source whose files left or changed in a way the key cannot see (the same size and
+    modification time): the next :func:`cached` builds it again.
+    """
+    stem = _source_stem(source.resolve())
+    n = 0
+    for old in cache_dir.glob(f"{glob_escape(stem)}-*.pt"):
+        if old.name.rsplit("-", 1)[0] == stem:
+            old.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def _source_stem(source: Path) -> str:
     """``<readable name>-<hash of the path>``: entries of one source share this prefix."""
     name = slug(source.name, keep="._-")[:40] or "root"

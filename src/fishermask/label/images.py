@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fishermask.data.base import ImageDataset
-from fishermask.data.cache import cached
+from fishermask.data.cache import cached, drop_entries
 from fishermask.data.images import ImageSize, one_line
 from fishermask.errors import DataError
 
@@ -279,6 +279,12 @@ def guess_channels(root: Path, files: Sequence[str], limit: int = 500) -> int:
 
 def _segment_source(root: Path, project_id: str, segment: int) -> Path:
     return root / f".fishermask-label-{project_id}-segment-{segment}"
+
+
+def drop_segment_cache(cache_dir: Path, root: Path, project_id: str, segment: int) -> int:
+    """Delete the cached decoded images of one segment (every key); the next load decodes
+    the segment's images again, each checked against its stored hash."""
+    return drop_entries(cache_dir, _segment_source(root, project_id, segment))
 
 
 def segment_dataset(pixels: np.ndarray, name: str) -> ImageDataset:

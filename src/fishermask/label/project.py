@@ -640,6 +640,11 @@ class Project:
             )
         cleared = self.store.replace_images(updates) if updates else {}
         self._images = None
+        # new content with the old size and modification time (found by --verify) would
+        # leave the cache key as it was: decode these segments again
+        by_seg = {r.id: r.segment for r in rows}
+        for seg in sorted({by_seg[u["id"]] for u in updates}):
+            imgs.drop_segment_cache(self.cache_dir, self.root, self.settings["project_id"], seg)
         by_id = {r.id: r.path for r in rows}
         accepted = []
         for u in updates:
