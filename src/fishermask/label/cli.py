@@ -147,13 +147,27 @@ def scan(
             help="Hash every image (by default only those whose size or modification time changed)."
         ),
     ] = False,
+    forget_missing: Annotated[
+        bool,
+        typer.Option(
+            help="Remove the images that went missing from the project for good (their labels "
+            "go with them; kept for the record in the forgotten_images table); refused while "
+            "a round is running."
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option()] = True,
 ) -> None:
     """Add images that appeared in the image folder since the last scan (labels untouched);
     report images that changed or went missing since they were scanned."""
     try:
         p = _open(project)
+        if forget_missing:
+            p.recover()  # a round whose process died is not running
         check = p.check_files(verify=verify)
+        forgotten: list[dict[str, Any]] = []
+        if forget_missing and check.missing:
+            forgotten = p.forget_missing(check.missing)
+            check.missing = []  # forgotten, or back in the folder since the check
         accepted: list[tuple[str, str | None]] = []
         unreadable_now: list[tuple[str, str]] = []
         changed = check.changed
@@ -195,8 +209,10 @@ def scan(
             "train, label next and the page's next batch refuse, the page does not show them, "
             "and label export refuses while one of them is labeled."
         )
-    missing = sorted(check.missing, key=lambda r: (r.id not in labels, r.path))  # labeled first
     shown = 10
+    if forget_missing:
+        _say_forgotten(forgotten, shown)
+    missing = sorted(check.missing, key=lambda r: (r.id not in labels, r.path))  # labeled first
     for r in missing[:shown]:
         _say(f"missing: {r.path} (scanned earlier; no longer a file in the image folder)")
     if len(missing) > shown:
@@ -205,17 +221,52 @@ def scan(
         n_lab = sum(r.id in labels for r in missing)
         _say(
             f"{len(check.missing)} missing image(s), {n_lab} of them labeled: their labels are "
-            "kept; until they are restored, label train, label next, the page's next batch and "
-            "the labelstudio and npz exports refuse, the imagefolder export refuses while one "
-            "of them is labeled, and the csv export still lists their labels."
+            "kept; until they are restored or forgotten, label train, label next, the page's "
+            "next batch and the labelstudio and npz exports refuse, the imagefolder export "
+            "refuses while one of them is labeled, and the csv export still lists their "
+            "labels. If they are gone for good: `fishermask label scan "
+            f"{project} --forget-missing` (their labels go with them)."
         )
     console.print(
         f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} skipped, "
         f"{len(check.missing)} missing, {len(changed)} changed"
         + (f", {len(accepted)} changed images taken" if accepted else "")
+        + (f", {len(forgotten)} forgotten" if forgotten else "")
         + ".",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+def _say_forgotten(forgotten: list[dict[str, Any]], shown: int) -> None:
+    """The lines of ``label scan --forget-missing``: each image forgotten (labeled first, the
+    first ``shown``), then what went with them."""
+    if not forgotten:
+        _say("nothing to forget: no image of the project is missing.")
+        return
+    what = {"skip": "skipped", "unsure": "marked unsure", None: "unlabeled"}
+    order = sorted(forgotten, key=lambda g: (g["kind"] != "label", g["path"]))
+    for g in order[:shown]:
+        state = (
+            f"labeled {g['label']!r}: its label goes with it"
+            if g["kind"] == "label"
+            else what.get(g["kind"], str(g["kind"]))
+        )
+        _say(f"forgot: {g['path']} ({state})")
+    if len(order) > shown:
+        _say(f"forgot: ... and {len(order) - shown} more")
+    n_lab = sum(g["kind"] == "label" for g in forgotten)
+    _say(
+        f"{len(forgotten)} missing image(s) forgotten for good, {n_lab} of them labeled"
+        + (
+            ": their labels left the project with them (kept for the record in the "
+            "forgotten_images table of project.sqlite; the latest model, trained with them, "
+            "is replaced at the next retrain)"
+            if n_lab
+            else ""
+        )
+        + "; label train, label next, the page's next batch and the exports work again (a "
+        "file that comes back is added by `label scan` as a new, unlabeled image)."
     )
 
 

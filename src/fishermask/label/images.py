@@ -310,12 +310,14 @@ def segment_images(
     channels: int,
     pixels: np.ndarray | None = None,
     sha256: Sequence[str] | None = None,
+    missing_fix: str = "restore it: the project's labels and models refer to it",
 ) -> torch.Tensor:
     """The decoded images ``[len(paths), Ch, H, W]`` of one segment, from the cache if present.
 
     ``pixels`` (just decoded by a scan) is stored instead of decoding again. Decoding again
     checks each file against its stored hash ``sha256``: content that changed since the scan
-    raises :class:`ImageChanged` (its old label would otherwise train on the new pixels).
+    raises :class:`ImageChanged` (its old label would otherwise train on the new pixels). A
+    missing file is refused (:class:`DataError` ending with ``missing_fix``).
     """
     source = _segment_source(root, project_id, segment)
     files = [root / p for p in paths]
@@ -323,8 +325,7 @@ def segment_images(
     if missing:
         raise DataError(
             f"image {root / missing[0]}{and_more(missing)} of this project is missing (moved "
-            "or deleted since it was scanned); restore it: the project's labels and models "
-            "refer to it."
+            f"or deleted since it was scanned); {missing_fix}."
         )
 
     def build() -> ImageDataset:

@@ -560,6 +560,7 @@ class Project:
                         self.image_size,
                         self.channels,
                         sha256=[r.sha256 for r in seg_rows[seg]],
+                        missing_fix=self.missing_fix(),
                     )
                 except imgs.ImageChanged as exc:
                     raise DataError(f"{exc}: {self.changed_fix()}") from None
@@ -573,6 +574,14 @@ class Project:
             self._image_ids = [r.id for r in rows]
         assert self._image_ids is not None
         return self._images, self._image_ids
+
+    def missing_fix(self) -> str:
+        """What to do about images that went missing since they were scanned."""
+        return (
+            "restore it, or forget the missing images for good with `fishermask label scan "
+            f"{self.dir} --forget-missing` (their labels go with them; `fishermask label scan "
+            f"{self.dir}` lists them)"
+        )
 
     def changed_fix(self) -> str:
         """What to do about images that changed since they were scanned."""
@@ -651,6 +660,52 @@ class Project:
             kind, cid = cleared.get(u["id"], (None, None))
             accepted.append((by_id[u["id"]], self.classes[cid] if kind == "label" else None))
         return accepted, unreadable
+
+    def forget_missing(self, rows: Sequence[ImageRow]) -> list[dict[str, Any]]:
+        """Remove missing images (``rows``, from :meth:`check_files`) from the project for good.
+
+        One transaction (:meth:`Store.forget_images`): each image that is still missing when the
+        database is write-locked leaves the images, the queue and the labels (its row and label
+        history are kept in ``forgotten_images``). Image ids are not renumbered, so the labels,
+        rounds and held-out folds (a hash of the id) of the other images stay as they were; the
+        decoded images of the segments that held them are dropped from the cache after the
+        commit and decoded again on the next load (checked against their hashes).
+
+        Refused (:class:`ConfigError`, nothing written) while a round is running and when every
+        image of the project is missing. Returns, per image forgotten, ``{"id", "path",
+        "segment", "kind", "label"}`` (its action when forgotten; label: its class name).
+        """
+        from fishermask.label.store import EveryImageForgotten, RoundBusy
+
+        root_real = Path(os.path.realpath(self.root))
+
+        def still_missing(r: ImageRow) -> bool:
+            state = imgs.check_file(
+                self.root, r.path, r.sha256, r.bytes, r.mtime_ns, root_real=root_real
+            )
+            return state == "missing"
+
+        try:
+            gone = self.store.forget_images([r.id for r in rows], still_missing=still_missing)
+        except RoundBusy as busy:
+            raise ConfigError(
+                f"round {busy.args[0]} is running (a retrain or `label next` decodes and queries "
+                "the images by position); nothing was forgotten: run `fishermask label scan "
+                f"{self.dir} --forget-missing` again when it has finished."
+            ) from None
+        except EveryImageForgotten:
+            raise ConfigError(
+                f"every image of the project ({self.store.num_images()}) is missing: is the "
+                f"image folder {self.root} moved, renamed or not mounted? Nothing was forgotten; "
+                "restore the folder (a project cannot lose every image: to start over, "
+                "`fishermask label init` a new project)."
+            ) from None
+        self._images = None
+        for seg in sorted({g["segment"] for g in gone}):
+            imgs.drop_segment_cache(self.cache_dir, self.root, self.settings["project_id"], seg)
+        for g in gone:
+            g["label"] = self.classes[g["class_id"]] if g["kind"] == "label" else None
+        return gone
 
     # -- labels -----------------------------------------------------------------------------
     def counts(self) -> dict[str, Any]:
@@ -1227,8 +1282,8 @@ class Project:
             first = check.missing[0].path
             raise DataError(
                 f"labeled image {self.root / first}{imgs.and_more(check.missing)} is missing "
-                "(moved or deleted since it was scanned); restore it: this export copies every "
-                "labeled image (the csv export lists the labels without the files)."
+                "(moved or deleted since it was scanned); this export copies every labeled "
+                f"image (the csv export lists the labels without the files): {self.missing_fix()}."
             )
         rows = [(r.id, r.path, self.classes[labels[r.id]]) for r in images]
         return sorted(rows, key=lambda t: t[1])
@@ -1338,8 +1393,10 @@ class Project:
             version = f"fishermask round {row['id']} ({row['n_labels']} labels)"
         current = self.store.current()
         history = {r.id: r for r in self.store.history()}
+        id_pos = {i: p for p, i in enumerate(ids)}
         tasks = []
-        for p, r in enumerate(self.store.images()):
+        for r in self.store.images():
+            p = id_pos.get(r.id)  # None: added since the images were loaded
             task: dict[str, Any] = {
                 "id": r.id,
                 "data": {"image": image_url_prefix + quote(r.path), "path": r.path},
@@ -1358,7 +1415,7 @@ class Project:
                 ]
             else:
                 task["annotations"] = []
-            if probs is not None:
+            if probs is not None and p is not None:
                 k = int(probs[p].argmax())
                 score = round(float(probs[p, k]), 6)
                 task["predictions"] = [

@@ -263,9 +263,12 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
             return _error(400, f"a {kind} carries no label")
         if project.store.image(image_id) is None:
             return _error(404, f"no image with id {image_id}")
-        label_id = await run_in_threadpool(
-            project.store.add_label, image_id, kind, class_id, source="human", client=client
-        )
+        try:
+            label_id = await run_in_threadpool(
+                project.store.add_label, image_id, kind, class_id, source="human", client=client
+            )
+        except ConfigError:  # forgotten (`label scan --forget-missing`) since the check above
+            return _error(404, f"no image with id {image_id}")
         return {"label_id": label_id, "image_id": image_id, "kind": kind, "label": label}
 
     @app.post("/api/undo")

@@ -7,11 +7,16 @@ time), ``rounds`` (each retrain + query: strategy, model checkpoint, metrics, pr
 ``queue`` (the batch being labeled, with scores and the model's guesses). Each round records
 the settings it ran with (``rounds.settings``), and every change made by ``fishermask label
 config`` is a row of ``settings_history`` (``{key: [old, new]}``), so results stay traceable.
+``forgotten_images`` keeps, for the record, every image that ``fishermask label scan
+--forget-missing`` removed from the project (its row, its action when forgotten and its rows of
+``labels`` as JSON). Image ids are never reused: a new image gets an id above every image's,
+forgotten ones included, so an id held by a page or an export names one image for good.
 
 Rule for an image labeled more than once (two tabs, or a correction): every action is kept in
 ``labels``; the image's current state is its newest action that has not been undone (highest
 row id, i.e. the last one committed). Undo appends an ``undo`` row naming the row it cancels,
-so the state falls back to the action before it. Nothing is ever deleted.
+so the state falls back to the action before it. Nothing is ever deleted, except that
+forgetting an image moves its rows of ``labels`` (and ``images``) into ``forgotten_images``.
 
 Every write is one transaction, committed (``synchronous=FULL``: the WAL is fsynced) before
 the caller returns, so a label acknowledged to a client survives ``kill -9`` and an OS crash.
@@ -23,7 +28,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,25 @@ SOURCES = ("human", "import", "scan")  # "scan": undone by `label scan --accept-
 #: SQLite's integer range: an id outside it names no row (and must not reach SQLite, which
 #: raises OverflowError for it).
 _INT64 = range(-(2**63), 2**63)
+
+# Images removed by `label scan --forget-missing`, kept for the record (id: the id it had).
+_FORGOTTEN = """
+CREATE TABLE IF NOT EXISTS forgotten_images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    segment INTEGER NOT NULL,
+    added REAL NOT NULL,
+    forgotten REAL NOT NULL,
+    kind TEXT,
+    class_id INTEGER,
+    labels TEXT NOT NULL DEFAULT '[]'
+)
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,6 +121,8 @@ CREATE TABLE IF NOT EXISTS queue (
     guesses TEXT NOT NULL DEFAULT '[]'
 );
 """
+_SCHEMA += _FORGOTTEN
+
 
 # The current action of every image: its newest row that is not an undo and not undone.
 _CURRENT = """
@@ -166,10 +192,16 @@ class Store:
             self._upgrade()
 
     def _upgrade(self) -> None:
-        """Add what projects created before ``label config`` lack (settings history)."""
+        """Add what older projects lack (settings history, forgotten images)."""
         cols = {r["name"] for r in self.query("PRAGMA table_info(rounds)")}
-        have = self.query("SELECT name FROM sqlite_master WHERE name = 'settings_history'")
-        if "settings" in cols and "pid_start" in cols and have:
+        have = {
+            r["name"]
+            for r in self.query(
+                "SELECT name FROM sqlite_master WHERE name IN "
+                "('settings_history', 'forgotten_images')"
+            )
+        }
+        if "settings" in cols and "pid_start" in cols and len(have) == 2:
             return
         with self.transaction() as c:
             cols = {r["name"] for r in c.execute("PRAGMA table_info(rounds)")}
@@ -181,6 +213,7 @@ class Store:
                 "CREATE TABLE IF NOT EXISTS settings_history (id INTEGER PRIMARY KEY "
                 "AUTOINCREMENT, changed REAL NOT NULL, changes TEXT NOT NULL)"
             )
+            c.execute(_FORGOTTEN)
 
     def close(self) -> None:
         with self._lock:
@@ -254,15 +287,23 @@ class Store:
 
     # -- images -----------------------------------------------------------------------------
     def add_images(self, rows: Iterable[dict[str, Any]], segment: int) -> int:
-        """Insert new images (dicts with path, sha256, bytes, width, height, mtime_ns)."""
+        """Insert new images (dicts with path, sha256, bytes, width, height, mtime_ns).
+
+        Their ids follow every id used before, forgotten images' included (never reused).
+        """
         now = time.time()
         n = 0
         with self.transaction() as c:
+            top = c.execute(
+                "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM images), "
+                "(SELECT COALESCE(MAX(id), 0) FROM forgotten_images)) AS m"
+            ).fetchone()["m"]
             for r in rows:
                 c.execute(
-                    "INSERT INTO images (path, sha256, bytes, width, height, mtime_ns, segment, "
-                    "added) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO images (id, path, sha256, bytes, width, height, mtime_ns, "
+                    "segment, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
+                        int(top) + n + 1,
                         r["path"],
                         r["sha256"],
                         r["bytes"],
@@ -333,7 +374,96 @@ class Store:
         return int(self.query("SELECT COUNT(*) AS n FROM images")[0]["n"])
 
     def next_segment(self) -> int:
-        return int(self.query("SELECT COALESCE(MAX(segment), -1) + 1 AS s FROM images")[0]["s"])
+        """A segment number never used (forgotten images' segments included)."""
+        return int(
+            self.query(
+                "SELECT MAX((SELECT COALESCE(MAX(segment), -1) FROM images), "
+                "(SELECT COALESCE(MAX(segment), -1) FROM forgotten_images)) + 1 AS s"
+            )[0]["s"]
+        )
+
+    def forget_images(
+        self, ids: Sequence[int], *, still_missing: Callable[[ImageRow], bool]
+    ) -> list[dict[str, Any]]:
+        """Remove images from the project for good, in one transaction: each image's row and
+        its rows of ``labels`` move to ``forgotten_images`` (for the record), and it leaves the
+        queue (whose positions are renumbered 0, 1, ...). Only images for which
+        ``still_missing(row)`` holds, checked while the database is write-locked, are removed.
+
+        Refused (:class:`RoundBusy`) while a round is running (it decodes, trains and queries
+        by image position), and (:class:`EveryImageForgotten`) when it would remove every image
+        (a project without images cannot be opened).
+        Returns, per image removed, ``{"id", "path", "segment", "kind", "class_id"}`` (its
+        current action when it was forgotten; kind None when it had none).
+        """
+        now = time.time()
+        out: list[dict[str, Any]] = []
+        with self.transaction() as c:
+            busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
+            if busy is not None:
+                raise RoundBusy(int(busy["id"]))
+            rows = []
+            for i in dict.fromkeys(ids):
+                r = c.execute("SELECT * FROM images WHERE id = ?", (i,)).fetchone()
+                if r is not None and still_missing(ImageRow(**dict(r))):
+                    rows.append(ImageRow(**dict(r)))
+            if not rows:
+                return out
+            total = int(c.execute("SELECT COUNT(*) AS n FROM images").fetchone()["n"])
+            if len(rows) == total:
+                raise EveryImageForgotten(f"all {total} images of the project would be forgotten")
+            current = {r["image_id"]: (r["kind"], r["class_id"]) for r in c.execute(_CURRENT)}
+            for r in rows:
+                history = [
+                    dict(h)
+                    for h in c.execute(
+                        "SELECT * FROM labels WHERE image_id = ? ORDER BY id", (r.id,)
+                    )
+                ]
+                kind, class_id = current.get(r.id, (None, None))
+                c.execute(
+                    "INSERT INTO forgotten_images (id, path, sha256, bytes, width, height, "
+                    "mtime_ns, segment, added, forgotten, kind, class_id, labels) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.id,
+                        r.path,
+                        r.sha256,
+                        r.bytes,
+                        r.width,
+                        r.height,
+                        r.mtime_ns,
+                        r.segment,
+                        r.added,
+                        now,
+                        kind,
+                        class_id,
+                        json.dumps(history),
+                    ),
+                )
+                c.execute("DELETE FROM queue WHERE image_id = ?", (r.id,))
+                c.execute("DELETE FROM labels WHERE image_id = ?", (r.id,))  # undo rows too
+                c.execute("DELETE FROM images WHERE id = ?", (r.id,))
+                out.append(
+                    {
+                        "id": r.id,
+                        "path": r.path,
+                        "segment": r.segment,
+                        "kind": kind,
+                        "class_id": class_id,
+                    }
+                )
+            left = c.execute("SELECT image_id FROM queue ORDER BY position").fetchall()
+            for pos, q in enumerate(left):
+                c.execute("UPDATE queue SET position = ? WHERE image_id = ?", (pos, q["image_id"]))
+        return out
+
+    def forgotten(self) -> list[dict[str, Any]]:
+        """The rows of ``forgotten_images`` (``labels`` decoded), by image id."""
+        return [
+            dict(r) | {"labels": json.loads(r["labels"])}
+            for r in self.query("SELECT * FROM forgotten_images ORDER BY id")
+        ]
 
     # -- labels -----------------------------------------------------------------------------
     def add_label(
@@ -355,11 +485,20 @@ class Store:
         source: str = "human",
         client: str | None = None,
     ) -> list[int]:
-        """Append ``(image_id, kind, class_id)`` actions in one transaction."""
+        """Append ``(image_id, kind, class_id)`` actions in one transaction.
+
+        An id that names no image (e.g. forgotten since the caller read it) is refused
+        (:class:`ConfigError`) and nothing is written.
+        """
         now = time.time()
         ids = []
         with self.transaction() as c:
             for image_id, kind, class_id in actions:
+                if c.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
+                    raise ConfigError(
+                        f"no image with id {image_id} (forgotten since it was read?); nothing "
+                        "was written."
+                    )
                 cur = c.execute(
                     "INSERT INTO labels (image_id, kind, class_id, source, client, created) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
@@ -558,3 +697,7 @@ def process_identity(pid: int | None) -> str | None:
 
 class RoundBusy(Exception):
     """A retrain is already running (its round id in ``args[0]``)."""
+
+
+class EveryImageForgotten(ConfigError):
+    """Forgetting would leave the project without any image."""
