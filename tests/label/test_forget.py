@@ -296,3 +296,37 @@ def test_a_project_made_before_forgetting_is_upgraded(project):
     r = _run("scan", project.dir, "--forget-missing", "--no-progress")
     assert r.exit_code == 0 and "1 forgotten" in r.output, r.output
     assert [f["path"] for f in Project(project.dir).store.forgotten()] == ["red/000.png"]
+
+
+def test_the_images_left_are_not_decoded_again(project, monkeypatch):
+    make_folder(project.root / "later", per_class=2, seed=1)  # a second segment
+    project.scan()
+    project.images()  # both segments cached
+    read_one = imgs.read_one
+    want = {
+        r.path: read_one(project.root, r.path, (8, 8), 3).pixels for r in project.store.images()
+    }
+    (project.root / "red" / "003.png").unlink()
+    (project.root / "later" / "blue" / "001.png").unlink()
+    touched = project.root / "later" / "red" / "000.png"  # same content, a new time
+    later = touched.stat().st_mtime_ns + 10**9
+    os.utime(touched, ns=(later, later))
+    project.close()
+    r = _run("scan", project.dir, "--forget-missing", "--no-progress")
+    assert r.exit_code == 0 and "2 forgotten" in r.output, r.output
+    decoded: list[str] = []
+
+    def counting(root, rel, *args):
+        decoded.append(rel)
+        return read_one(root, rel, *args)
+
+    monkeypatch.setattr(imgs, "read_one", counting)
+    p = Project(project.dir)
+    x, ids = p.images()
+    by_id = {r.id: r.path for r in p.store.images()}
+    assert all((x[k].numpy() == want[by_id[i]]).all() for k, i in enumerate(ids))
+    # the first segment's images were cut out of its cache entry; the second's entry had the
+    # touched file's old time in its key, so that segment was decoded again (hash-checked)
+    assert sorted(decoded) == sorted(path for path in by_id.values() if path.startswith("later/"))
+    assert len(list(Path(os.environ["FISHERMASK_CACHE"]).glob("*.pt"))) == 2
+    p.close()

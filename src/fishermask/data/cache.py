@@ -48,14 +48,33 @@ def cache_path(
     cache_dir: Path, fmt: str, source: Path, files: Sequence[Path], image_size: ImageSize | None
 ) -> Path:
     """The entry file for ``source`` decoded by loader ``fmt`` (see the module docstring)."""
-    source = source.resolve()
-    digest = hashlib.sha256(f"v{CACHE_VERSION}\0{fmt}\0{source}\0{image_size}\n".encode())
-    for f in sorted(files):
+    return entry_path(cache_dir, fmt, source, file_stats(files), image_size)
+
+
+def file_stats(files: Sequence[Path]) -> list[tuple[Path, int, int]]:
+    """``(file, size, mtime_ns)`` of each file, as the cache key uses them."""
+    out = []
+    for f in files:
         try:
             st = f.stat()
         except OSError as exc:
             raise DataError(f"cannot read {f}: {exc.strerror or one_line(exc)}.") from None
-        digest.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        out.append((f, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def entry_path(
+    cache_dir: Path,
+    fmt: str,
+    source: Path,
+    stats: Sequence[tuple[Path, int, int]],
+    image_size: ImageSize | None,
+) -> Path:
+    """:func:`cache_path` from given ``(file, size, mtime_ns)`` instead of the files' own."""
+    source = source.resolve()
+    digest = hashlib.sha256(f"v{CACHE_VERSION}\0{fmt}\0{source}\0{image_size}\n".encode())
+    for f, size, mtime_ns in sorted(stats):
+        digest.update(f"{f.resolve()}\0{size}\0{mtime_ns}\n".encode())
     return cache_dir / f"{_source_stem(source)}-{digest.hexdigest()[:20]}.pt"
 
 
@@ -76,6 +95,41 @@ def cached(
     ds = build()
     _write(entry, ds)
     return ds
+
+
+def carry_rows(
+    cache_dir: Path,
+    fmt: str,
+    source: Path,
+    old: Sequence[tuple[Path, int, int]],
+    keep: Sequence[int],
+    image_size: ImageSize | None,
+) -> bool:
+    """Store the rows ``keep`` of ``source``'s entry for the files ``old`` (``(file, size,
+    mtime_ns)`` as they were when it was written, one per row) as the entry for those rows'
+    files, without decoding anything; the old entry is deleted. False (nothing changed) when
+    there is no such entry or it does not have one row per file.
+
+    For a source that lost some files: the kept files' sizes and times must be those in
+    ``old`` (the same numbers key the new entry, so a file changed since is decoded again).
+    """
+    entry = entry_path(cache_dir, fmt, source, old, image_size)
+    if not entry.is_file():
+        return False
+    ds = _read(entry)
+    if ds is None or len(ds.x_train) != len(old) or len(ds.x_test) or ds.train_files:
+        return False
+    sel = torch.tensor(list(keep), dtype=torch.int64)
+    kept = ImageDataset(
+        name=ds.name,
+        x_train=ds.x_train[sel].contiguous(),
+        y_train=ds.y_train[sel].contiguous(),
+        x_test=ds.x_test,
+        y_test=ds.y_test,
+        classes=ds.classes,
+    )
+    _write(entry_path(cache_dir, fmt, source, [old[i] for i in keep], image_size), kept)
+    return True
 
 
 def drop_entries(cache_dir: Path, source: Path) -> int:

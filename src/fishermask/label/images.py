@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fishermask.data.base import ImageDataset
-from fishermask.data.cache import cached, drop_entries
+from fishermask.data.cache import cached, carry_rows, drop_entries
 from fishermask.data.images import ImageSize, one_line
 from fishermask.errors import DataError
 
@@ -285,6 +285,31 @@ def drop_segment_cache(cache_dir: Path, root: Path, project_id: str, segment: in
     """Delete the cached decoded images of one segment (every key); the next load decodes
     the segment's images again, each checked against its stored hash."""
     return drop_entries(cache_dir, _segment_source(root, project_id, segment))
+
+
+def carry_segment(
+    cache_dir: Path,
+    root: Path,
+    project_id: str,
+    segment: int,
+    old: Sequence[tuple[str, int, int]],
+    keep: Sequence[int],
+    size: ImageSize,
+    channels: int,
+) -> bool:
+    """Keep the cached decoded images ``keep`` (positions in ``old``) of a segment that lost
+    the others, without decoding: ``old`` is the segment's ``(path, size, mtime_ns)`` per
+    image, in position order, as when its entry was written. False (nothing changed) when
+    that entry is not in the cache (e.g. a file changed since: the segment is then decoded
+    again on the next load, each image checked against its hash)."""
+    return carry_rows(
+        cache_dir,
+        f"label-c{channels}",
+        _segment_source(root, project_id, segment),
+        [(root / rel, n, mtime_ns) for rel, n, mtime_ns in old],
+        keep,
+        size,
+    )
 
 
 def segment_dataset(pixels: np.ndarray, name: str) -> ImageDataset:

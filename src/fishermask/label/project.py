@@ -667,9 +667,10 @@ class Project:
         One transaction (:meth:`Store.forget_images`): each image that is still missing when the
         database is write-locked leaves the images, the queue and the labels (its row and label
         history are kept in ``forgotten_images``). Image ids are not renumbered, so the labels,
-        rounds and held-out folds (a hash of the id) of the other images stay as they were; the
-        decoded images of the segments that held them are dropped from the cache after the
-        commit and decoded again on the next load (checked against their hashes).
+        rounds and held-out folds (a hash of the id) of the other images stay as they were.
+        After the commit the cached decoded images of each segment that held them are cut down
+        to the images left (:meth:`_carry_cache`), or dropped and decoded again on the next
+        load (checked against their hashes).
 
         Refused (:class:`ConfigError`, nothing written) while a round is running and when every
         image of the project is missing. Returns, per image forgotten, ``{"id", "path",
@@ -701,11 +702,51 @@ class Project:
                 "`fishermask label init` a new project)."
             ) from None
         self._images = None
-        for seg in sorted({g["segment"] for g in gone}):
-            imgs.drop_segment_cache(self.cache_dir, self.root, self.settings["project_id"], seg)
+        self._carry_cache(rows, gone)
         for g in gone:
             g["label"] = self.classes[g["class_id"]] if g["kind"] == "label" else None
         return gone
+
+    def _carry_cache(self, rows: Sequence[ImageRow], gone: list[dict[str, Any]]) -> None:
+        """After images were forgotten: keep the cached decoded images of the others in each
+        segment that held them (no decoding), else drop the segment's entries (decoded again,
+        hash-checked, on the next load). A segment left without images is dropped."""
+        out = {g["id"] for g in gone}
+        by_seg: dict[int, list[ImageRow]] = {}
+        for r in rows:
+            if r.id in out:
+                by_seg.setdefault(r.segment, []).append(r)
+        left: dict[int, list[ImageRow]] = {}
+        for r in self.store.images():
+            if r.segment in by_seg:
+                left.setdefault(r.segment, []).append(r)
+        pid = self.settings["project_id"]
+        for seg in sorted(by_seg):
+            members = sorted(by_seg[seg] + left.get(seg, []), key=lambda r: r.id)
+            old: list[tuple[str, int, int]] = []
+            keep: list[int] = []
+            try:
+                for k, r in enumerate(members):
+                    if r.id in out:  # as stored: the file is gone
+                        old.append((r.path, r.bytes, r.mtime_ns))
+                    else:
+                        st = (self.root / r.path).stat()
+                        old.append((r.path, st.st_size, st.st_mtime_ns))
+                        keep.append(k)
+                carried = bool(keep) and imgs.carry_segment(
+                    self.cache_dir,
+                    self.root,
+                    pid,
+                    seg,
+                    old,
+                    keep,
+                    self.image_size,
+                    self.channels,
+                )
+            except OSError:
+                carried = False
+            if not carried:
+                imgs.drop_segment_cache(self.cache_dir, self.root, pid, seg)
 
     # -- labels -----------------------------------------------------------------------------
     def counts(self) -> dict[str, Any]:
