@@ -271,7 +271,13 @@ def test_the_page_after_images_were_forgotten(client):  # noqa: F811
         "/api/labels", headers=AUTH, json={"image_id": item["image_id"], "label": "red"}
     )
     assert r.status_code == 404  # a tab still showing it: refused, nothing written
+    assert "was removed from the project" in r.json()["error"] and item["path"] in r.json()["error"]
+    assert "reload the page" in r.json()["error"]
     assert client.get(f"/api/images/{item['image_id']}", headers=AUTH).status_code == 404
+    assert (
+        client.get("/api/images/999999", headers=AUTH).json()["error"] == "no image with id 999999"
+    )
+    assert p.store.history() == []
     assert client.get("/api/status", headers=AUTH).json()["images"] == 23
 
 

@@ -178,6 +178,19 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _no_image(project: Project, image_id: int) -> JSONResponse:
+    """404 for an id that names no image; for one forgotten since (a tab still showing it),
+    which image it was and what to do."""
+    gone = project.store.forgotten_image(image_id)
+    if gone is None:
+        return _error(404, f"no image with id {image_id}")
+    return _error(
+        404,
+        f"image {gone} was removed from the project (`label scan --forget-missing`); reload "
+        "the page for the current batch",
+    )
+
+
 def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
     """The ASGI app for one project; every route requires ``token``."""
     project = Project(project_dir)
@@ -262,13 +275,13 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
         elif label is not None:
             return _error(400, f"a {kind} carries no label")
         if project.store.image(image_id) is None:
-            return _error(404, f"no image with id {image_id}")
+            return _no_image(project, image_id)
         try:
             label_id = await run_in_threadpool(
                 project.store.add_label, image_id, kind, class_id, source="human", client=client
             )
         except ConfigError:  # forgotten (`label scan --forget-missing`) since the check above
-            return _error(404, f"no image with id {image_id}")
+            return _no_image(project, image_id)
         return {"label_id": label_id, "image_id": image_id, "kind": kind, "label": label}
 
     @app.post("/api/undo")
@@ -314,7 +327,7 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
     def image(image_id: int) -> Any:
         row = project.store.image(image_id)
         if row is None:
-            return _error(404, f"no image with id {image_id}")
+            return _no_image(project, image_id)
         path = project.root / row.path
         if not imgs.inside(root_real, path):
             return _error(403, f"image {image_id} is no longer a file inside the image folder")

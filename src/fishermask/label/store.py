@@ -458,6 +458,13 @@ class Store:
                 c.execute("UPDATE queue SET position = ? WHERE image_id = ?", (pos, q["image_id"]))
         return out
 
+    def forgotten_image(self, image_id: int) -> str | None:
+        """The path of a forgotten image, by the id it had (None: not a forgotten image)."""
+        if image_id not in _INT64:
+            return None
+        rows = self.query("SELECT path FROM forgotten_images WHERE id = ?", (image_id,))
+        return str(rows[0]["path"]) if rows else None
+
     def forgotten(self) -> list[dict[str, Any]]:
         """The rows of ``forgotten_images`` (``labels`` decoded), by image id."""
         return [
