@@ -24,6 +24,7 @@ atomically, so a kill at any moment leaves either the old or the new version.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -84,7 +85,9 @@ def write_atomic(path: Path, write: Any, mode: str = "wb", *, replace: bool = Tr
 
     With ``replace=False`` an existing ``path`` is kept, even one that another process
     creates meanwhile (the temporary file is hard-linked into place, which fails if the
-    name exists); returns whether this call wrote ``path``.
+    name exists); returns whether this call wrote ``path``. On a file system without hard
+    links the temporary file is renamed into place if ``path`` does not exist yet, which a
+    writer racing this one may replace with its own.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if not replace and path.exists():
@@ -103,12 +106,23 @@ def write_atomic(path: Path, write: Any, mode: str = "wb", *, replace: bool = Tr
             os.link(tmp, path)
         except FileExistsError:
             return False
+        except OSError as e:
+            if e.errno not in _NO_HARD_LINKS:
+                raise
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+            return True
         finally:
             Path(tmp).unlink(missing_ok=True)
         return True
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# what os.link raises where the file system has no hard links (FAT, some FUSE and SMB mounts)
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV}
 
 
 def _umask() -> int:
@@ -186,14 +200,23 @@ class SharedRound0:
         self.path = Path(out_dir) / "round0" / f"seed{seed}.pt"
 
     def load(self) -> dict[str, Any] | None:
-        """``{"record": ..., "state": ...}``, or ``None`` while no trial of the seed wrote it."""
+        """``{"record": ..., "state": ..., "run": ...}``, or ``None`` while no trial of the seed
+        wrote it. ``run`` is what the model was trained for (:func:`round0_inputs` of the
+        writing trial's experiment); absent from files written before it was recorded."""
+        self._check_folder()
         if not self.path.exists():
             return None
         try:
             got = torch.load(self.path, map_location="cpu")
-            if not {"record", "state"} <= set(got):
+            if not isinstance(got, dict) or not {"record", "state"} <= set(got):
                 raise ValueError("it holds no round-0 record and model")
             got["record"] = json.loads(got["record"])
+            if not isinstance(got["record"], dict) or not _ROUND0_KEYS <= set(got["record"]):
+                raise ValueError("its record is not a round-0 record")
+            if not isinstance(got["state"], dict) or not isinstance(
+                got["state"].get("model"), dict
+            ):
+                raise ValueError("it holds no model")
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
             why = e.strerror if isinstance(e, OSError) and e.strerror else "not a round-0 file"
             raise DataError(
@@ -203,10 +226,23 @@ class SharedRound0:
             ) from None
         return got
 
-    def save(self, record: dict[str, Any], state: dict[str, Any]) -> bool:
+    def save(self, record: dict[str, Any], state: dict[str, Any], run: Any = None) -> bool:
         """Write it unless it exists (another trial's stays); returns whether this call wrote it."""
-        obj = {"record": json.dumps(record), "state": state}  # the record as its round_000.json
+        self._check_folder()
+        obj = {"record": json.dumps(record), "state": state, "run": run}  # record: round_000.json
         return write_atomic(self.path, lambda f: torch.save(obj, f), "wb", replace=False)
+
+    def _check_folder(self) -> None:
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise DataError(
+                f"{folder} is not a directory: the run directory keeps the shared round-0 "
+                "models there; move it away and rerun."
+            )
+
+
+# what a round-0 record read back from round0/seed<k>.pt must hold
+_ROUND0_KEYS = {"strategy", "seed", "round", "queried", "labels"}
 
 
 def _read_rounds(trial_dir: Path) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ import torch
 
 from fishermask.al.pool import Pool, SimulatedOracle
 from fishermask.errors import ConfigError, DataError
-from fishermask.experiments.config import StrategySpec
+from fishermask.experiments.config import ExperimentConfig, StrategySpec
 from fishermask.experiments.experiment import Experiment, environment, generator, uses_features
 from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.store import SharedRound0, TrialStore
@@ -75,25 +75,49 @@ class Trial:
 
     def trains_auxiliary(self) -> bool:
         """Whether the strategy trains a module beside the classifier (then round 0 is its own)."""
+        return self.strategy.make_auxiliary(self._initial_model()) is not None
+
+    def _initial_model(self) -> Classifier:
         with torch.random.fork_rng(devices=[]):  # building a model seeds the global generator
-            return self.strategy.make_auxiliary(self.exp.new_model(self.seed, 0)) is not None
+            return self.exp.new_model(self.seed, 0)
 
     def adopt_round0(self, shared: SharedRound0, store: TrialStore) -> list[dict[str, Any]]:
         """Commit the seed's shared round 0 as this trial's own; ``[]`` when there is none yet.
 
         The record is the training trial's, with this trial's strategy and ``round0_from``
-        naming the trial that trained the model.
+        naming the trial that trained the model (none when that was this trial, killed
+        between writing the shared model and committing its own round 0). A model that was
+        not trained for this run is refused before anything is committed.
         """
         got = shared.load()
         if got is None:
             return []
         rec, state = got["record"], got["state"]
+        fix = "Delete it and rerun: round 0 is trained again."
         initial = self.query(0)[0].tolist()
         if rec.get("seed") != self.seed or rec.get("round") != 0 or rec.get("queried") != initial:
             raise DataError(
                 f"The shared round-0 model {shared.path} is not seed {self.seed}'s round 0 of this "
-                "run (its initial labeled set differs); it was copied from another run. Delete it "
-                "and rerun: round 0 is trained again."
+                f"run (its initial labeled set differs); it was copied from another run. {fix}"
+            )
+        differs = round0_differences(got.get("run"), self.exp)
+        if differs:
+            raise DataError(
+                f"The shared round-0 model {shared.path} comes from a run with other settings "
+                f"(differs in: {', '.join(differs[:6])}). {fix}"
+            )
+        want = self._initial_model().state_dict()
+        have = state["model"]
+        if set(have) != set(want) or any(
+            not isinstance(have[k], torch.Tensor) or have[k].shape != want[k].shape for k in want
+        ):
+            bad = sorted(set(have) ^ set(want)) or [
+                k for k in want if getattr(have[k], "shape", None) != want[k].shape
+            ]
+            raise DataError(
+                f"The shared round-0 model {shared.path} does not fit this run's model "
+                f"({len(bad)} weights differ, e.g. {bad[0]}); it comes from a run with another "
+                f"model. {fix}"
             )
         changed = environment_changes(rec, self.exp)
         if changed and not self.exp.allow_env_change:
@@ -103,12 +127,10 @@ class Trial:
                 "made two ways. Continue where it ran, use a new --out, or pass "
                 "--allow-env-change to start from it anyway."
             )
-        own = {
-            **rec,
-            "strategy": self.spec.key,
-            "name": self.spec.name,
-            "round0_from": rec.get("round0_from", rec["strategy"]),
-        }
+        own = {**rec, "strategy": self.spec.key, "name": self.spec.name}
+        trained_by = rec.get("round0_from", rec["strategy"])
+        if trained_by != self.spec.key:
+            own["round0_from"] = trained_by
         store.commit(own, state)
         return [own]
 
@@ -250,8 +272,9 @@ def run_trial(
         _check_stop(stop)
 
     trial.restore(records, store)
+    run = round0_inputs(exp.config)
     if shared is not None and len(records) == 1:  # round 0 committed before it was shared
-        shared.save(records[0], store.checkpoint(0))
+        shared.save(records[0], store.checkpoint(0), run)
     for r in range(len(records), n_rounds):
         _check_stop(stop)
         queried, sel, query_seconds = trial.query(r)
@@ -259,9 +282,18 @@ def run_trial(
         result = trial.train(r, on_epoch)
         record = trial.record(r, queried, labels, sel, query_seconds, result)
         state = trial.state(r)
-        store.commit(record, state)
-        if r == 0 and shared is not None:
-            shared.save(record, state)
+        # round 0 is shared before it is committed: a trial whose model lands second (trials of
+        # the seed running at once, maybe on other machines) starts from the first one's
+        if r == 0 and shared is not None and not shared.save(record, state, run):
+            trial = Trial(exp, spec, seed)
+            adopted = trial.adopt_round0(shared, store)
+            if adopted:
+                record = adopted[0]
+                trial.restore(adopted, store)
+            else:  # deleted meanwhile (a narrow race): keep this trial's own
+                store.commit(record, state)
+        else:
+            store.commit(record, state)
         records.append(record)
         progress.round_done(f"{record['n_labeled']} labels, acc {record['accuracy']:.3f}")
         if on_commit is not None:
@@ -301,6 +333,43 @@ def environment_changes(record: dict[str, Any], exp: Experiment) -> list[str]:
         for k in ENVIRONMENT_KEYS
         if before.get(k) != now.get(k)
     ]
+
+
+def round0_inputs(config: ExperimentConfig) -> dict[str, Any]:
+    """What a seed's round-0 model depends on besides the seed and the environment: the data,
+    model and training configuration, the initial set's size and the thread count (written
+    into ``round0/seed<k>.pt``, so that a file copied from another run is recognised)."""
+    cfg = config.to_dict()
+    return {
+        "data": {k: v for k, v in cfg["data"].items() if k != "cache_dir"},  # cache: any place
+        "model": cfg["model"],
+        "train": cfg["train"],
+        "loop": {"initial": cfg["loop"]["initial"]},
+        "threads": cfg["threads"],
+    }
+
+
+def round0_differences(run: Any, exp: Experiment) -> list[str]:
+    """The settings in which the run a round-0 model was trained for (:func:`round0_inputs`)
+    differs from ``exp``; empty when ``run`` is ``None`` (written before it was recorded)."""
+    if run is None:
+        return []
+    now = round0_inputs(exp.config)
+    if not isinstance(run, dict):
+        return sorted(now)
+    try:  # read back through the configuration: a field added since keeps its default
+        run = round0_inputs(ExperimentConfig.from_dict(run))
+    except (ConfigError, TypeError, ValueError):
+        pass  # compared as written
+    out = []
+    for section, value in now.items():
+        before = run.get(section)
+        if isinstance(value, dict) and isinstance(before, dict):
+            keys = sorted(set(value) | set(before), key=str)
+            out += [f"{section}.{k}" for k in keys if value.get(k) != before.get(k)]
+        elif value != before:
+            out.append(section)
+    return out
 
 
 # What a resumed trial must share with its earlier rounds. The CPU model is recorded but not
