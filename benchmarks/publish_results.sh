@@ -18,8 +18,10 @@ for run in "$@"; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/"
   done
   # the shared round-0 models (one per seed): trials started in a later session, maybe on another
-  # machine, start from them like the trials that ran here
-  [ -d "$run/round0" ] && cp -r "$run/round0" "$dest/round0"
+  # machine, start from them like the trials that ran here (not a .tmp file of one being written)
+  for m in "$run"/round0/seed*.pt; do
+    [ -f "$m" ] && mkdir -p "$dest/round0" && cp "$m" "$dest/round0/"
+  done
   if [ -d "$run/trials" ]; then
     (cd "$run" && find trials -name 'round_*.json') | while read -r f; do
       mkdir -p "$dest/$(dirname "$f")"

@@ -8,9 +8,10 @@ from the checkpoint, and every random draw comes from a generator seeded by
 ``(seed, round, purpose)``, so the rounds that follow are the uninterrupted ones.
 
 Trials that train no auxiliary module share one round-0 model per seed
-(:class:`~fishermask.experiments.store.SharedRound0`): the first to commit round 0
-writes it, the others start from it, so every such strategy of a seed starts from
-the same model even when the trials run on different machines.
+(:class:`~fishermask.experiments.store.SharedRound0`): the first to finish round 0
+writes it (before committing it), the others start from it, also those that trained
+round 0 at the same time, so every such strategy of a seed starts from the same model
+even when the trials run on different machines.
 """
 
 from __future__ import annotations
