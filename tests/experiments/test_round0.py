@@ -226,11 +226,20 @@ def test_a_trial_that_loses_the_race_for_round0_starts_from_the_winners_model(
     from the first one's model, else a run spread over machines is not paired after all."""
     _run(tmp_path / "a", ["random"])
     other = tmp_path / "other.pt"  # the winner's model, recognisable (as if from another CPU)
-    _edited_copy(tmp_path / "a/round0/seed0.pt", other, lambda r: r.update(accuracy=0.123))
+
+    def moved(got: dict) -> None:
+        model = got["state"]["model"]
+        g = torch.Generator().manual_seed(0)
+        for k, v in model.items():
+            if v.is_floating_point():
+                model[k] = v + 0.5 * torch.randn(v.shape, generator=g)
+
+    _edited_copy(tmp_path / "a/round0/seed0.pt", other, lambda r: r.update(accuracy=0.123), moved)
     out = tmp_path / "race"
     raw = {**BASE, "strategies": ["entropy"], "seeds": [0]}
     exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
     run_experiment(exp, out)  # the run directory; then entropy's trial again, from scratch
+    own = _round(out, "entropy", 0, 1)["queried"]  # round 1 after its own round 0
     shutil.rmtree(out / "trials")
     (out / "round0/seed0.pt").unlink()
 
@@ -242,6 +251,7 @@ def test_a_trial_that_loses_the_race_for_round0_starts_from_the_winners_model(
     records = run_trial(exp, exp.config.strategies[0], 0, out, stop=stop)
     assert records[0]["accuracy"] == 0.123 and records[0]["round0_from"] == "random"
     assert _round(out, "entropy", 0, 0) == records[0]
+    assert records[1]["queried"] != own  # queried with the winner's model, not its own
     assert (out / "round0/seed0.pt").read_bytes() == other.read_bytes()  # not replaced
 
 
