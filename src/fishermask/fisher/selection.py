@@ -394,6 +394,13 @@ class _Greedy:
         h -= e
         h -= e.transpose(1, 2)
 
+    @staticmethod
+    def free_traces(ph: _Phase, pos: Tensor, sigma: float) -> Tensor:
+        """Carried scores of the free positions ``pos``: computed for every row and then
+        indexed (chosen rows are at most a sixteenth of the phase once compacted), so the
+        carried K, H are read in place instead of gathered into copies."""
+        return _carried_traces(ph.h, ph.k, sigma)[pos]
+
     def pick(self, ph: _Phase, sigma: float, chunk: int) -> tuple[int, Tensor, Tensor]:
         """Best eligible position, its near-ties re-scored exactly in float64.
 
@@ -405,7 +412,7 @@ class _Greedy:
         in that order (ref well above today's scale) are recomputed in the product dtype.
         """
         pos = torch.nonzero(ph.free).squeeze(1)  # ascending
-        approx = _carried_traces(ph.h[pos], ph.k[pos], sigma)  # [e]
+        approx = self.free_traces(ph, pos, sigma)  # [e]
         finite = approx[torch.isfinite(approx)]
         scale = float(finite.abs().max()) if finite.numel() else 1.0
         scale = scale or 1.0
@@ -502,7 +509,7 @@ class _Greedy:
             if n_block > 1:
                 if pos is None:
                     pos = torch.nonzero(ph.free).squeeze(1)
-                    approx = _carried_traces(ph.h[pos], ph.k[pos], sigma)
+                    approx = self.free_traces(ph, pos, sigma)
                 block += self.speculate(ph, sigma, block[0], n_block - 1, pos, approx)
             # fold: one GEMM of rank 2 b C gives Y_x, Z_x of every candidate for every step
             g = self.fold(ph.x, torch.cat([st.cols for st in block]))  # [b, 2, r, C, C]
