@@ -136,7 +136,7 @@ def test_carried_updates_equal_the_from_scratch_values(sigma: float) -> None:
     assert (steps[0].signs is None) == (sigma > 0)
     yz = g.fold(ph.x, torch.cat([st.cols for st in steps]))
     for j, st in enumerate(steps):
-        g.apply(ph.k, ph.h, yz[j, 0], yz[j, 1], st)
+        g.apply(ph.k, ph.h, yz[j], st)
     k_ex, h_ex = g.exact(ids)
     torch.testing.assert_close(ph.k, k_ex, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ph.h, h_ex, rtol=1e-10, atol=1e-12)

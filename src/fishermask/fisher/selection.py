@@ -380,17 +380,22 @@ class _Greedy:
 
     # --- carried quantities ------------------------------------------------------------------
     @staticmethod
-    def apply(k: Tensor, h: Tensor, y: Tensor, z: Tensor, st: _Step) -> None:
+    def apply(k: Tensor, h: Tensor, yz: Tensor, st: _Step) -> None:
         """Fold one correction into carried K, H (in place), all in the product dtype.
 
-        ``y``, ``z``: ``[r, C, C]``, the candidates' rows times ``st.cols``. With
-        ``S^-1 = L D_s L^T``: ``U = Q S^-1 = Y_s L^T`` where ``Y = Q L``, ``Y_s = Y D_s``, so
-        ``K - U Q^T = K - Y_s Y^T`` and ``H - R U^T - U R^T + U P U^T = H - (E + E^T)`` with
-        ``E = Z Y_s^T``, ``Z = R L - Y D_s G / 2``, ``G = L^T P L``.
+        ``yz``: ``[r, 2C, C]``, each candidate's ``Y`` (rows ``:C``) above its ``Z`` (rows
+        ``C:``), the candidates' rows times ``st.cols``. With ``S^-1 = L D_s L^T``:
+        ``U = Q S^-1 = Y_s L^T`` where ``Y = Q L``, ``Y_s = Y D_s``, so
+        ``K - U Q^T = K - Y Y_s^T`` and ``H - R U^T - U R^T + U P U^T = H - (E + E^T)`` with
+        ``E = Z Y_s^T``, ``Z = R L - Y D_s G / 2``, ``G = L^T P L``: one batched product
+        ``[Y; Z] Y_s^T`` gives both.
         """
+        c = k.shape[-1]
+        y = yz[:, :c]
         ys = y if st.signs is None else y * st.signs
-        k -= torch.bmm(ys, y.transpose(1, 2))
-        e = torch.bmm(z, ys.transpose(1, 2))
+        prod = torch.bmm(yz, ys.transpose(1, 2))  # [r, 2C, C]: Y Y_s^T over E
+        k -= prod[:, :c]
+        e = prod[:, c:]
         h -= e
         h -= e.transpose(1, 2)
 
@@ -479,8 +484,8 @@ class _Greedy:
         taken = torch.zeros(m, dtype=torch.bool, device=sub.device)
         steps, prev = [], first
         for _ in range(min(count, m)):
-            yz = (x @ prev.cols.T).view(m, c, 2 * c)  # [m, C, 2C]
-            self.apply(k, h, yz[..., :c], yz[..., c:], prev)
+            yz = (x @ prev.cols.T).view(m, c, 2, c).transpose(1, 2)  # [m, 2, C, C]
+            self.apply(k, h, yz.reshape(m, 2 * c, c), prev)
             score = _carried_traces(h, k, sigma).masked_fill(taken, -math.inf)
             j = int(torch.argmax(score))
             taken[j] = True
@@ -512,7 +517,7 @@ class _Greedy:
                     approx = self.free_traces(ph, pos, sigma)
                 block += self.speculate(ph, sigma, block[0], n_block - 1, pos, approx)
             # fold: one GEMM of rank 2 b C gives Y_x, Z_x of every candidate for every step
-            g = self.fold(ph.x, torch.cat([st.cols for st in block]))  # [b, 2, r, C, C]
+            g = self.fold(ph.x, torch.cat([st.cols for st in block]))  # [b, r, 2C, C]
             if a0 is not None:
                 self.a_inv = a0  # replay: M^-1 steps through the block again
             forced = None
@@ -523,7 +528,7 @@ class _Greedy:
                         forced = y
                         self.misses += 1
                         break
-                self.apply(ph.k, ph.h, g[j, 0], g[j, 1], st)
+                self.apply(ph.k, ph.h, g[j], st)
                 if a0 is not None:  # (a one-step block: M^-1 is already past this step)
                     if self.keep_snaps:
                         self.a_inv = self.snaps[j]
@@ -549,20 +554,23 @@ class _Greedy:
         return _Phase(ph.ids[keep], x, ph.k[keep], ph.h[keep], ph.free[keep], ph.ref[keep])
 
     def fold(self, x: Tensor, cols: Tensor) -> Tensor:
-        """``x @ cols^T`` rearranged as ``[b, 2, r, C, C]`` (step, Y/Z, candidate, row,
-        column), so that each step's blocks are contiguous: computed in row chunks whose
-        rearranging copy stays in cache (a strided or whole-block rearrangement of the
-        [r C, 2 b C] product cost up to 20 % of a step)."""
+        """``x @ cols^T`` rearranged as ``[b, r, 2C, C]`` (step, candidate, Y rows over Z
+        rows, column), so that each step's ``[Y; Z]`` blocks are contiguous: computed in row
+        chunks whose rearranging copy stays in cache (a strided or whole-block rearrangement
+        of the [r C, 2 b C] product cost up to 20 % of a step)."""
         c, rows = self.c, x.shape[0]
         b = cols.shape[0] // (2 * c)
         if self.buf is None or self.buf.numel() < b * 2 * rows * c:
             self.buf = x.new_empty(b * 2 * rows * c)
-        out = self.buf[: b * 2 * rows * c].view(b, 2, rows, c)
+        out = self.buf[: b * 2 * rows * c].view(b, rows // c, 2, c, c)
         step = _FOLD_ROWS // c * c
         for start in range(0, rows, step):
             part = x[start : start + step] @ cols.T  # [rows', b 2C]
-            out[:, :, start : start + step] = part.view(-1, b, 2, c).permute(1, 2, 0, 3)
-        return out.view(b, 2, rows // c, c, c)
+            cand = part.shape[0] // c
+            out[:, start // c : start // c + cand] = part.view(cand, c, b, 2, c).permute(
+                2, 0, 3, 1, 4
+            )
+        return out.view(b, rows // c, 2 * c, c)
 
     def _downdate(self, st: _Step) -> None:
         """Re-apply a step's M^-1 update exactly as :meth:`prepare` did (same operations)."""
@@ -633,7 +641,7 @@ def greedy_select(
     both (16 d^2), a replay without kept copies of M^-1 repeats the update (16 d^2), and a
     partial refresh converts M^-1 to the product dtype (12 d^2).
     Memory: the inputs (float32 V is used in place; other dtypes get one float32 copy),
-    ``[b, 2, N, C, C]`` float32 for a block, a copy of the free rows once chosen ones are
+    ``[b, N, 2C, C]`` float32 for a block, a copy of the free rows once chosen ones are
     dropped (only when it takes at most 1 GiB), ``M^-1`` after each step of a block (only when
     those b copies take at most 256 MiB), O(N C^2 + d^2) besides.
 
