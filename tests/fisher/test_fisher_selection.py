@@ -161,6 +161,32 @@ def test_float32_products_pick_what_today_s_float64_selection_picks(back: int) -
     old = legacy_greedy_select(vu, vl, 60, backward_steps=back)
     assert new.tolist() == old.tolist()
     assert stats["misses"] < stats["steps"]  # the guesses mostly hold
+    assert stats["pruned"] > 0  # BAIT's scores sit close below their tr(H) bounds
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("back", [0, 1])
+def test_pruned_scores_match_the_reference(
+    kwargs: dict, back: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the tr(H) pruning of carried scores tried on every pick from 3 candidates up
+    (random problems, near ties, exact ties), the picks stay the reference's."""
+    monkeypatch.setattr(selection, "_PRUNE_TOP", 1)
+    monkeypatch.setattr(selection, "_PRUNE_WAIT", 0)
+    vu, vl = _bait_problem(60, 5, 4, 3, seed=back)  # d = 12
+    stats: dict = {}
+    got = greedy_select(vu.double(), vl.double(), 10, backward_steps=back, stats=stats, **kwargs)
+    assert got.tolist() == ref_greedy_select(vu.double(), vl.double(), 10, 1.0, back)
+    assert stats["pruned"] > 0
+    vu, vl = _near_tie_problem(back, torch.float64)
+    ref = ref_greedy_select(vu, vl, 8, 1.0, back)
+    assert greedy_select(vu, vl, 8, backward_steps=back, **kwargs).tolist() == ref
+    case = {"n": 12, "c": 3, "d": 6, "n_lab": 3, "budget": 5}
+    vu, vl = _problem(case)
+    vu[7] = vu[2]
+    vu[10:] = 0.0
+    ref = ref_greedy_select(vu, vl, 5, 1.0, back)
+    assert greedy_select(vu, vl, 5, backward_steps=back, **kwargs).tolist() == ref
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,8 @@ _FOLD_ROWS = 5120  # rows of V per chunk of the block product (about 6 MB at 320
 _COMPACT_BYTES = 1 << 30  # largest copy of the free candidates' rows made to drop chosen ones
 _SNAPSHOT_BYTES = 1 << 28  # keep M^-1 after each guessed step when a block's copies fit
 _REFRESH_FACTOR = 16  # a partial refresh recomputes up to this many times the re-scored count
+_PRUNE_TOP = 32  # carried scores computed first, by largest tr(H), to bound the best score
+_PRUNE_WAIT = 16  # picks without pruning after one where it would not halve the work
 _TRACE_CHUNK = 16384  # candidates per vectorised carried-score pass ([C, 2C, chunk] buffer)
 # Memory bounds (docs/benchmarks.md, "The paper's mask size"): above _LEAN_BYTES per d x d
 # float64 matrix (d > 11 585) the set-up runs in place on CPU: F_S and M are accumulated by
@@ -319,6 +321,8 @@ class _Greedy:
         self.keep_snaps = _SNAPSHOT_BYTES >= block * self.d**2 * 8
         self.misses = 0
         self.steps = 0
+        self.pruned = 0  # candidates whose carried score a pick did not need (tr(H) bound)
+        self.prune_wait = 0  # picks before pruning is tried again
         self.rescore_cap = 256  # most candidates re-scored in one batch (a chunk when lean)
         self.in_place = False  # M^-1 updated in place (lean: one-step blocks, no copy kept)
         self.lean = False  # no d x d copies in the product dtype (refreshes in float64)
@@ -406,6 +410,56 @@ class _Greedy:
         carried K, H are read in place instead of gathered into copies."""
         return _carried_traces(ph.h, ph.k, sigma)[pos]
 
+    def scores(self, ph: _Phase, pos: Tensor, sigma: float) -> tuple[Tensor, Tensor | None, float]:
+        """Carried scores of the free positions ``pos`` (product dtype), which of them were
+        computed (None: all) and the scale (the largest finite ``|score|``).
+
+        Adding (sigma = +1), a carried score ``tr(H (I + K)^-1)`` is at most ``tr(H)``
+        (``K`` positive semi-definite, ``H`` too); with a margin of ``base_tol`` for rounding
+        that is an upper bound as good as the score itself for the re-scoring order. So the
+        scores are computed only for the candidates whose ``tr(H) + band`` reaches
+        ``max(score - band)`` over the ``_PRUNE_TOP`` largest ``tr(H)`` (a lower bound on
+        the best exact score); the others keep ``tr(H)`` as their value and, being below
+        that bound, are never re-scored or picked. Where that prunes less than half (every
+        score close to its ``tr(H)`` bound and to the top, e.g. FisherMask's untrained
+        gradients), every score is computed and pruning is retried ``_PRUNE_WAIT`` picks
+        later. Removing (sigma = -1) every score is computed.
+        """
+        e = len(pos)
+        if sigma < 0 or e <= 2 * _PRUNE_TOP or self.prune_wait > 0:
+            self.prune_wait = max(self.prune_wait - 1, 0)
+            approx = self.free_traces(ph, pos, sigma)
+            return approx, None, _scale(approx)
+        ub = ph.h.diagonal(dim1=1, dim2=2).sum(-1)[pos].to(_CARRY)  # tr(H_x) >= score
+        ub += self.base_tol * ub.abs()
+        ref = ph.ref[pos]
+        top = torch.topk(ub, _PRUNE_TOP).indices
+        first = _carried_traces(ph.h[pos[top]], ph.k[pos[top]], sigma)
+        scale = _scale(first)
+        band = (10 * self.rate * ref).clamp_(min=self.base_tol * scale)
+        low = (first.to(_CARRY) - band[top]).nan_to_num_(nan=-math.inf).max()
+        cont = torch.nonzero(ub + band >= low).squeeze(1)
+        if 2 * len(cont) > e:
+            self.prune_wait = _PRUNE_WAIT
+            approx = self.free_traces(ph, pos, sigma)
+            return approx, None, _scale(approx)
+        vals = _carried_traces(ph.h[pos[cont]], ph.k[pos[cont]], sigma)
+        final = _scale(vals)
+        if final != scale:  # a larger scale widens the bands: check the others still fall short
+            band = (10 * self.rate * ref).clamp_(min=self.base_tol * final)
+            low2 = (vals.to(_CARRY) - band[cont]).nan_to_num_(nan=-math.inf).max()
+            out = torch.ones(e, dtype=torch.bool, device=pos.device)
+            out[cont] = False
+            if bool((ub[out] + band[out] >= low2).any()):
+                approx = self.free_traces(ph, pos, sigma)
+                return approx, None, _scale(approx)
+        approx = ub.to(ph.h.dtype)
+        approx[cont] = vals
+        known = torch.zeros(e, dtype=torch.bool, device=pos.device)
+        known[cont] = True
+        self.pruned += e - len(cont)
+        return approx, known, final
+
     def pick(self, ph: _Phase, sigma: float, chunk: int) -> tuple[int, Tensor, Tensor]:
         """Best eligible position, its near-ties re-scored exactly in float64.
 
@@ -417,10 +471,7 @@ class _Greedy:
         in that order (ref well above today's scale) are recomputed in the product dtype.
         """
         pos = torch.nonzero(ph.free).squeeze(1)  # ascending
-        approx = self.free_traces(ph, pos, sigma)  # [e]
-        finite = approx[torch.isfinite(approx)]
-        scale = float(finite.abs().max()) if finite.numel() else 1.0
-        scale = scale or 1.0
+        approx, known, scale = self.scores(ph, pos, sigma)  # [e]
         ref = ph.ref[pos]  # [e] float64
         band = (10 * self.rate * ref).clamp_(min=self.base_tol * scale)
         upper = torch.where(torch.isnan(approx), math.inf, approx + band)  # NaN: re-score first
@@ -443,7 +494,7 @@ class _Greedy:
             ph.k[at], ph.h[at] = k_ex.to(ph.k.dtype), h_ex.to(ph.h.dtype)
             ex = _traces(h_ex, k_ex, sigma)
             err = (ex - approx[sel]).abs() / ref[sel]
-            err = err[torch.isfinite(err)]
+            err = err[torch.isfinite(err) if known is None else torch.isfinite(err) & known[sel]]
             if err.numel():
                 self.rate = max(self.rate, float(err.max()))
                 self.measured = True
@@ -577,6 +628,12 @@ class _Greedy:
         self.a_inv = _woodbury(self.a_inv, st.wt, st.s_inv, self.in_place)
 
 
+def _scale(scores: Tensor) -> float:
+    """The score scale: the largest finite ``|score|`` (1 when there is none, or it is 0)."""
+    finite = scores[torch.isfinite(scores)]
+    return (float(finite.abs().max()) if finite.numel() else 0.0) or 1.0
+
+
 def _start_ref(k: Tensor, h: Tensor, sigma: float) -> Tensor:
     """Every candidate's ref at the start of a phase: the largest finite |carried score|."""
     scores = _carried_traces(h, k, sigma)
@@ -621,7 +678,8 @@ def greedy_select(
             times as many as it re-scored) in the product dtype.
         stats: if given, filled with ``steps``, ``rescored`` (candidates re-scored exactly,
             all steps), ``refreshes`` (partial refreshes), ``refreshed`` (candidates
-            recomputed by them), ``misses`` (wrong guesses) and ``rate`` (the largest error
+            recomputed by them), ``misses`` (wrong guesses), ``pruned`` (carried scores not
+            computed, their ``tr(H)`` bound being out of reach) and ``rate`` (the largest error
             of a carried score seen, per unit of the score scale when it was last exact).
 
     Returns:
@@ -731,5 +789,6 @@ def greedy_select(
             compactions=g.compactions,
             misses=g.misses,
             steps=g.steps,
+            pruned=g.pruned,
         )
     return torch.tensor(chosen, dtype=torch.long, device=dev)
