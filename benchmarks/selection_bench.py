@@ -32,6 +32,7 @@ from legacy_selection import legacy_greedy_select  # noqa: E402
 
 from fishermask.fisher import (  # noqa: E402
     bait_embeddings,
+    bait_factors,
     greedy_select,
     masked_grads,
     mean_fisher,
@@ -44,8 +45,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def problem(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
-    """``V_unlabeled [N, C, d]``, ``V_labeled [nL, C, d]`` (float32) from a random network."""
+def problem(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+    """``V_unlabeled [N, C, d]``, ``V_labeled [nL, C, d]`` (float32) from a random network,
+    and for BAIT the factors of ``V_unlabeled`` (:func:`bait_factors`, as BAIT passes them)."""
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     model = build_model("resnet18", args.classes, (3, 32, 32), args.width).eval()
@@ -58,21 +60,25 @@ def problem(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
                 out = model.forward_features(images[start : start + 512])
                 probs.append(torch.softmax(out.logits, 1))
                 embs.append(out.embedding)
-        v = bait_embeddings(torch.cat(embs), torch.cat(probs))
+        embs, probs = torch.cat(embs), torch.cat(probs)
+        v = bait_embeddings(embs, probs)
+        a, e = bait_factors(embs[: args.pool], probs[: args.pool])
+        factors = (a.contiguous(), e.contiguous())
     else:
         n_par = sum(p.numel() for p in model.parameters())
         k = max(1, round(args.sparsity * n_par))
         mask = random_mask(model, k, gen, min_per_tensor=1)
+        factors = None
         v = torch.cat(
             [
                 masked_grads(model, images[s : s + 256], mask, batch_size=256)
                 for s in range(0, total, 256)
             ]
         )
-    return v[: args.pool].contiguous(), v[args.pool :].contiguous()
+    return v[: args.pool].contiguous(), v[args.pool :].contiguous(), factors
 
 
-def cached_problem(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+def cached_problem(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
     """:func:`problem`, kept in ``args.cache`` when given (rebuilt if its settings differ)."""
     key = {
         k: getattr(args, k)
@@ -80,12 +86,12 @@ def cached_problem(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor
     }
     if args.cache is not None and args.cache.exists():
         saved = torch.load(args.cache)
-        if saved["key"] == key:
-            return saved["vu"], saved["vl"]
-    vu, vl = problem(args)
+        if saved["key"] == key and (args.problem != "bait" or "factors" in saved):
+            return saved["vu"], saved["vl"], saved.get("factors")
+    vu, vl, factors = problem(args)
     if args.cache is not None:
-        torch.save({"key": key, "vu": vu, "vl": vl}, args.cache)
-    return vu, vl
+        torch.save({"key": key, "vu": vu, "vl": vl, "factors": factors}, args.cache)
+    return vu, vl, factors
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,6 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--compare-baseline", action="store_true")
     ap.add_argument(
+        "--dense",
+        action="store_true",
+        help="BAIT: do not pass the factors of V to greedy_select (BaitStrategy passes them)",
+    )
+    ap.add_argument(
         "--float64-products", action="store_true", help="also time product_dtype=float64"
     )
     args = ap.parse_args(argv)
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     start = time.perf_counter()
-    vu, vl = cached_problem(args)
+    vu, vl, factors = cached_problem(args)
     n, c, d = vu.shape
     print(
         f"{args.problem}: N={n} candidates, nL={vl.shape[0]}, C={c}, d={d}, B={args.budget}, "
@@ -130,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     vu, vl = vu.to(args.device), vl.to(args.device)
+    new_kw = {"factors": factors} if factors is not None and not args.dense else {}
     fs = mean_fisher(vu, vl, dtype=torch.float64)
     kw = {"backward_steps": args.backward_steps, "pool_fisher": fs}
     steps = min((args.backward_steps + 1) * args.budget, n) + (
@@ -152,13 +164,13 @@ def main(argv: list[str] | None = None) -> None:
     stats: dict = {}
     timed(
         "greedy_select (float32 products)",
-        lambda: greedy_select(vu, vl, args.budget, stats=stats, **kw),
+        lambda: greedy_select(vu, vl, args.budget, stats=stats, **kw, **new_kw),
     )
-    print(f"    {stats}", flush=True)
+    print(f"    {stats}{'; BAIT factors passed' if new_kw else ''}", flush=True)
     if args.float64_products:
         timed(
             "greedy_select (float64 products)",
-            lambda: greedy_select(vu, vl, args.budget, product_dtype=torch.float64, **kw),
+            lambda: greedy_select(vu, vl, args.budget, product_dtype=torch.float64, **kw, **new_kw),
         )
     if args.compare_baseline:
         timed(

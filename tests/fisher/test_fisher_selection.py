@@ -7,7 +7,13 @@ import torch
 from benchmarks.legacy_selection import legacy_greedy_select
 
 from fishermask.errors import ConfigError
-from fishermask.fisher import bait_embeddings, greedy_select, mean_fisher, selection
+from fishermask.fisher import (
+    bait_embeddings,
+    bait_factors,
+    greedy_select,
+    mean_fisher,
+    selection,
+)
 from tests.fisher.fisher_reference import ref_greedy_select, ref_objective
 
 CASES = [
@@ -162,6 +168,67 @@ def test_float32_products_pick_what_today_s_float64_selection_picks(back: int) -
     assert new.tolist() == old.tolist()
     assert stats["misses"] < stats["steps"]  # the guesses mostly hold
     assert stats["pruned"] > 0  # BAIT's scores sit close below their tr(H) bounds
+
+
+def _bait_factored(n: int, n_lab: int, classes: int, dim: int, seed: int, dtype=torch.float32):
+    """:func:`_bait_problem` with the factors of its unlabeled V."""
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n + n_lab, dim, generator=gen, dtype=dtype).relu()
+    probs = torch.softmax(2 * torch.randn(n + n_lab, classes, generator=gen, dtype=dtype), 1)
+    v = bait_embeddings(emb, probs)
+    return v[:n].contiguous(), v[n:].contiguous(), bait_factors(emb[:n], probs[:n])
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("back", [0, 1])
+def test_factored_block_products_match_the_reference(kwargs: dict, back: int) -> None:
+    """BAIT's factors (V = A (I (x) E^T)) give the block products; the picks stay the
+    float64 reference's, in float64 and float32 inputs."""
+    vu, vl, fac = _bait_factored(50, 6, 4, 3, seed=back)  # d = 12
+    ref = ref_greedy_select(vu.double(), vl.double(), 9, 1.0, back)
+    fac64 = (fac[0].double(), fac[1].double())
+    assert (
+        greedy_select(
+            vu.double(), vl.double(), 9, backward_steps=back, factors=fac64, **kwargs
+        ).tolist()
+        == ref
+    )
+    assert greedy_select(
+        vu, vl, 9, backward_steps=back, factors=fac, **kwargs
+    ).tolist() == ref_greedy_select(vu, vl, 9, 1.0, back)
+
+
+def test_factored_fold_equals_the_dense_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(selection, "_FACTOR_CHUNK", 7 * 10 * 100)  # chunks of 7 candidates
+    vu, _, fac = _bait_factored(300, 0, 10, 7, seed=3, dtype=torch.float64)  # d = 70
+    d = vu.shape[-1]
+    eye = torch.eye(d, dtype=torch.float64)
+    g = selection._Greedy(vu, eye, eye, 1.0, torch.float64, 4)
+    cols = torch.randn(2 * 5 * 10, d, dtype=torch.float64)
+    dense = g.fold(vu.reshape(-1, d), cols).clone()
+    g.factors = selection._check_factors(fac, vu, torch.float64)
+    fact = g.fold(vu.reshape(-1, d), cols, torch.arange(300))
+    torch.testing.assert_close(fact, dense, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("back", [0, 1])
+def test_factored_picks_what_today_s_float64_selection_picks(back: int) -> None:
+    vu, vl, fac = _bait_factored(400, 20, 10, 6, seed=back)  # d = 60, as the test above
+    stats: dict = {}
+    new = greedy_select(vu, vl, 60, backward_steps=back, stats=stats, factors=fac)
+    assert new.tolist() == legacy_greedy_select(vu, vl, 60, backward_steps=back).tolist()
+
+
+def test_factor_errors() -> None:
+    vu, vl, (a, e) = _bait_factored(20, 3, 3, 4, seed=0)
+    with pytest.raises(ConfigError, match="pair"):
+        greedy_select(vu, vl, 3, factors=a)
+    with pytest.raises(ConfigError, match="shapes"):
+        greedy_select(vu, vl, 3, factors=(a[:5], e))
+    with pytest.raises(ConfigError, match="must equal d"):
+        greedy_select(vu, vl, 3, factors=(a, e[:, :3]))
+    with pytest.raises(ConfigError, match="do not reproduce"):
+        greedy_select(vu, vl, 3, factors=(a, e.flip(0)))
 
 
 @pytest.mark.parametrize("kwargs", VARIANTS, ids=VARIANT_IDS)

@@ -15,7 +15,7 @@ from fishermask.fisher._engine import (
     loss_cotangents,
     per_sample_grads,
 )
-from fishermask.fisher.bait import bait_embeddings, last_layer_grads
+from fishermask.fisher.bait import bait_embeddings, bait_factors, last_layer_grads
 from fishermask.fisher.gradients import (
     NORMS,
     SCHEMES,
@@ -52,6 +52,7 @@ __all__ = [
     "Scale",
     "Scheme",
     "bait_embeddings",
+    "bait_factors",
     "default_always",
     "diag_fisher",
     "disk_tensor",

@@ -26,6 +26,26 @@ def last_layer_grads(cotangents: Tensor, embeddings: Tensor) -> Tensor:
     return (cotangents[..., None] * e).reshape(*cotangents.shape[:-1], -1)
 
 
+def bait_factors(
+    embeddings: Tensor, probs: Tensor, *, scale: Scale = "sqrt_prob"
+) -> tuple[Tensor, Tensor]:
+    """The two factors of :func:`bait_embeddings`: ``(A [N, C, C], embeddings [N, D])`` with
+    ``V[n, c, o*D + i] = A[n, c, o] embeddings[n, i]``, ``A[n, c, o] = s_c (1[c = o] - p[n, o])``.
+
+    :func:`fishermask.fisher.greedy_select` takes them as ``factors`` to compute its block
+    products from them (O(N C (C + D)) per column instead of O(N C^2 D))."""
+    if embeddings.dim() != 2 or probs.dim() != 2 or embeddings.shape[0] != probs.shape[0]:
+        raise ConfigError(
+            f"embeddings {tuple(embeddings.shape)} and probs {tuple(probs.shape)} must be "
+            "[N, D] and [N, C] with the same N."
+        )
+    # [N, C, C]: s_c d log p_c / d z_o at [n, c, o]
+    # contiguous [N, C, C], so that V comes out contiguous: the selection then uses it in place
+    # (a strided V was copied whole by its reshape to [N C, d])
+    coef = log_prob_cotangents(probs.to(embeddings), scale).transpose(0, 1).contiguous()
+    return coef, embeddings
+
+
 def bait_embeddings(embeddings: Tensor, probs: Tensor, *, scale: Scale = "sqrt_prob") -> Tensor:
     """Last-layer gradient matrices ``[N, C, C*D]`` from embeddings ``[N, D]``, probs ``[N, C]``.
 
@@ -38,13 +58,5 @@ def bait_embeddings(embeddings: Tensor, probs: Tensor, *, scale: Scale = "sqrt_p
         ``V`` with ``V[n, c, o*D + i] = s_c (1[c = o] - p[n, o]) e[n, i]``, ``s_c = sqrt(p[n, c])``
         or 1; dtype and device of ``embeddings``.
     """
-    if embeddings.dim() != 2 or probs.dim() != 2 or embeddings.shape[0] != probs.shape[0]:
-        raise ConfigError(
-            f"embeddings {tuple(embeddings.shape)} and probs {tuple(probs.shape)} must be "
-            "[N, D] and [N, C] with the same N."
-        )
-    # [N, C, C]: s_c d log p_c / d z_o at [n, c, o]
-    # contiguous [N, C, C], so that V comes out contiguous: the selection then uses it in place
-    # (a strided V was copied whole by its reshape to [N C, d])
-    coef = log_prob_cotangents(probs.to(embeddings), scale).transpose(0, 1).contiguous()
+    coef, _ = bait_factors(embeddings, probs, scale=scale)
     return last_layer_grads(coef, embeddings)  # [N, C, C*D]

@@ -89,6 +89,7 @@ _REFRESH_FACTOR = 16  # a partial refresh recomputes up to this many times the r
 _PRUNE_TOP = 32  # carried scores computed first, by largest tr(H), to bound the best score
 _PRUNE_WAIT = 16  # picks without pruning after one where it would not halve the work
 _TRACE_CHUNK = 16384  # candidates per vectorised carried-score pass ([C, 2C, chunk] buffer)
+_FACTOR_CHUNK = 1 << 19  # values of Q (r' x G q) per chunk of a factored block product (2 MiB)
 # Memory bounds (docs/benchmarks.md, "The paper's mask size"): above _LEAN_BYTES per d x d
 # float64 matrix (d > 11 585) the set-up runs in place on CPU: F_S and M are accumulated by
 # in-place GEMMs, M is factorised and inverted in place by LAPACK, the initial K, H come from the
@@ -322,6 +323,8 @@ class _Greedy:
         self.misses = 0
         self.steps = 0
         self.pruned = 0  # candidates whose carried score a pick did not need (tr(H) bound)
+        # (A [N, C, G], E [N, D]) with V[n, c, g*D + i] = A[n, c, g] E[n, i], product dtype
+        self.factors: tuple[Tensor, Tensor] | None = None
         self.prune_wait = 0  # picks before pruning is tried again
         self.rescore_cap = 256  # most candidates re-scored in one batch (a chunk when lean)
         self.in_place = False  # M^-1 updated in place (lean: one-step blocks, no copy kept)
@@ -568,7 +571,7 @@ class _Greedy:
                     approx = self.free_traces(ph, pos, sigma)
                 block += self.speculate(ph, sigma, block[0], n_block - 1, pos, approx)
             # fold: one GEMM of rank 2 b C gives Y_x, Z_x of every candidate for every step
-            g = self.fold(ph.x, torch.cat([st.cols for st in block]))  # [b, r, 2C, C]
+            g = self.fold(ph.x, torch.cat([st.cols for st in block]), ph.ids)  # [b, r, 2C, C]
             if a0 is not None:
                 self.a_inv = a0  # replay: M^-1 steps through the block again
             forced = None
@@ -604,16 +607,21 @@ class _Greedy:
         self.compactions += 1
         return _Phase(ph.ids[keep], x, ph.k[keep], ph.h[keep], ph.free[keep], ph.ref[keep])
 
-    def fold(self, x: Tensor, cols: Tensor) -> Tensor:
+    def fold(self, x: Tensor, cols: Tensor, ids: Tensor | None = None) -> Tensor:
         """``x @ cols^T`` rearranged as ``[b, r, 2C, C]`` (step, candidate, Y rows over Z
         rows, column), so that each step's ``[Y; Z]`` blocks are contiguous: computed in row
         chunks whose rearranging copy stays in cache (a strided or whole-block rearrangement
-        of the [r C, 2 b C] product cost up to 20 % of a step)."""
+        of the [r C, 2 b C] product cost up to 20 % of a step). With ``factors`` (and ``ids``,
+        the candidates of the rows of ``x``) the same product comes from them:
+        :meth:`_factored`."""
         c, rows = self.c, x.shape[0]
         b = cols.shape[0] // (2 * c)
         if self.buf is None or self.buf.numel() < b * 2 * rows * c:
             self.buf = x.new_empty(b * 2 * rows * c)
         out = self.buf[: b * 2 * rows * c].view(b, rows // c, 2, c, c)
+        if self.factors is not None and ids is not None:
+            self._factored(out, cols, ids)
+            return out.view(b, rows // c, 2 * c, c)
         step = _FOLD_ROWS // c * c
         for start in range(0, rows, step):
             part = x[start : start + step] @ cols.T  # [rows', b 2C]
@@ -623,9 +631,56 @@ class _Greedy:
             )
         return out.view(b, rows // c, 2 * c, c)
 
+    def _factored(self, out: Tensor, cols: Tensor, ids: Tensor) -> None:
+        """The block product from ``V_x = A_x (I_G (x) E_x^T)`` (BAIT: ``G = C``):
+        ``V_x cols^T = A_x Q_x`` with ``Q_x[g] = E_x^T cols[:, g D : (g+1) D]^T``, i.e. one GEMM
+        ``[r, D] x [D, G q]`` and one batched ``[C, G] x [G, q]`` product per candidate
+        (``q = 2 b C`` columns): ``2 r q G (D + C)`` flops instead of ``2 r q C G D``; in
+        candidate chunks whose ``Q`` stays in cache."""
+        a_all, e_all = self.factors
+        c, (g, dim), q = self.c, (a_all.shape[2], e_all.shape[1]), cols.shape[0]
+        b = q // (2 * c)
+        p = cols.view(q, g, dim).permute(2, 1, 0).reshape(dim, g * q)  # [D, G q]
+        step = max(1, _FACTOR_CHUNK // (g * q))
+        for start in range(0, len(ids), step):
+            part = ids[start : start + step]
+            qx = (e_all[part] @ p).view(len(part), g, q)  # [r', G, q]
+            res = torch.bmm(a_all[part], qx)  # [r', C, q]
+            out[:, start : start + len(part)] = res.view(len(part), c, b, 2, c).permute(
+                2, 0, 3, 1, 4
+            )
+
     def _downdate(self, st: _Step) -> None:
         """Re-apply a step's M^-1 update exactly as :meth:`prepare` did (same operations)."""
         self.a_inv = _woodbury(self.a_inv, st.wt, st.s_inv, self.in_place)
+
+
+def _check_factors(
+    factors: tuple[Tensor, Tensor], vu: Tensor, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """``factors`` of ``vu`` in ``dtype`` on its device, after checking their shapes and that
+    they reproduce 16 rows of ``vu`` spread over it (to 1e-4 of each row's largest value)."""
+    n, c, d = vu.shape
+    if not (isinstance(factors, tuple | list) and len(factors) == 2):
+        raise ConfigError("`factors` must be a pair (A [N, C, G], E [N, D]).")
+    a, e = factors
+    if a.dim() != 3 or e.dim() != 2 or a.shape[:2] != (n, c) or e.shape[0] != n:
+        raise ConfigError(
+            f"`factors` have shapes {tuple(a.shape)} and {tuple(e.shape)}; V_unlabeled "
+            f"{tuple(vu.shape)} needs A [{n}, {c}, G] and E [{n}, D]."
+        )
+    if a.shape[2] * e.shape[1] != d:
+        raise ConfigError(f"`factors`: G * D = {a.shape[2]} * {e.shape[1]} must equal d = {d}.")
+    rows = torch.linspace(0, n - 1, min(n, 16)).long().to(vu.device)
+    a_s, e_s = a[rows].to(vu.device, torch.float64), e[rows].to(vu.device, torch.float64)
+    rebuilt = (a_s[..., None] * e_s[:, None, None, :]).reshape(len(rows), c, d)
+    given = vu[rows].to(torch.float64)
+    tol = 1e-4 * given.abs().amax(dim=(1, 2), keepdim=True) + 1e-30
+    if not bool(((rebuilt - given).abs() <= tol).all()):
+        raise ConfigError(
+            "`factors` do not reproduce V_unlabeled (V[n, c, g*D + i] = A[n, c, g] E[n, i])."
+        )
+    return a.to(vu.device, dtype).contiguous(), e.to(vu.device, dtype).contiguous()
 
 
 def _scale(scores: Tensor) -> float:
@@ -655,6 +710,7 @@ def greedy_select(
     max_block: int | None = None,
     refresh_at: int = 4,
     stats: dict | None = None,
+    factors: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Pick ``budget`` candidates by the greedy trace criterion, forward then backward.
 
@@ -676,6 +732,13 @@ def greedy_select(
         refresh_at: a step that re-scores at least this many candidates exactly recomputes
             the carried K, H of the stale candidates nearest the top (``_REFRESH_FACTOR``
             times as many as it re-scored) in the product dtype.
+        factors: optional ``(A [N, C, G], E [N, D])`` with ``d = G D`` and
+            ``V_unlabeled[n, c, g*D + i] = A[n, c, g] E[n, i]`` (BAIT's last-layer gradients:
+            :func:`fishermask.fisher.bait_factors`). The block products are then computed
+            from them, ``2 N q G (D + C)`` flops for q columns instead of ``2 N q C G D``
+            (8x fewer for BAIT at C = 10, D = 64); everything else, the exact re-scoring
+            included, uses ``V_unlabeled``, so the picks are the same. A few rows are checked
+            against ``V_unlabeled``.
         stats: if given, filled with ``steps``, ``rescored`` (candidates re-scored exactly,
             all steps), ``refreshes`` (partial refreshes), ``refreshed`` (candidates
             recomputed by them), ``misses`` (wrong guesses), ``pruned`` (carried scores not
@@ -745,6 +808,8 @@ def greedy_select(
     h_all = torch.empty(n, c, c, dtype=product_dtype, device=dev)
     g = _Greedy(vu, fs, a_inv, s, product_dtype, max_block)
     g.refresh_at = refresh_at
+    if factors is not None:
+        g.factors = _check_factors(factors, vu, product_dtype)
     if lean:  # exact float64 K, H from M^-1 and F_S, no float32 copies of them
         g.rescore_cap, g.in_place, g.lean = min(256, chunk_size), in_place, True
         g.keep_snaps = False

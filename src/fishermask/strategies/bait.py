@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fishermask.errors import ConfigError, check_choice
-from fishermask.fisher import SCALES, Scale, bait_embeddings, greedy_select
+from fishermask.fisher import SCALES, Scale, bait_embeddings, bait_factors, greedy_select
 from fishermask.strategies.base import QueryContext, Selection, Strategy
 from fishermask.strategies.registry import register
 
@@ -47,6 +47,11 @@ class BaitStrategy(Strategy):
         v_u = bait_embeddings(e_u, p_u, scale=self.scale)  # [U, C, D*C]
         v_l = bait_embeddings(e_l, p_l, scale=self.scale)  # [nL, C, D*C]
         pick = greedy_select(
-            v_u, v_l, budget, lam=self.lam, backward_steps=self.backward_steps
+            v_u,
+            v_l,
+            budget,
+            lam=self.lam,
+            backward_steps=self.backward_steps,
+            factors=bait_factors(e_u, p_u, scale=self.scale),  # faster block products
         ).cpu()
         return Selection(unlabeled[pick])
