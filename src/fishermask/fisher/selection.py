@@ -47,6 +47,16 @@ right, halving after a miss, at most ``2 b C <= 320`` columns). Once 1/16 of a p
 rows are chosen they are dropped (one copy of the free rows, at most 1 GiB), so the
 products and scores run over the free candidates only.
 
+Per-step work besides the block product (docs/benchmarks.md, session 6): the carried scores
+``tr(H_x (sigma I + K_x)^-1)`` come from one symmetric elimination (``L D L^T``) vectorised
+across the candidates (``_carried_traces``: C - 1 pivots, each a few elementwise operations on
+a ``[C, 2C, N]`` layout), not from one LAPACK LU per 10 x 10 matrix; when adding, a score is
+at most ``tr(H_x)``, so only the candidates whose ``tr(H_x)`` plus band reaches a lower bound
+of the best score get one (``_Greedy.scores``; BAIT's shape skips nearly all); each step's
+two carried updates are one batched product ``[Y; Z] Y_s^T``; ``M^-1`` is written into a few
+reused buffers. With ``factors`` (BAIT: ``V_x = A_x (I (x) E_x^T)``) the block product is
+computed from them: ``2 N q C (C + D)`` flops for q columns instead of ``2 N q C^2 D``.
+
 Exactness: the carried K, H and their scores (float32 by default, like the products) are only
 a filter; every pick is the best *exact* score (``K_x``, ``H_x`` from scratch in float64 from
 ``M^-1``, ``F_S`` and the input ``V``, O(C d^2) each; exact ties: lowest index forward,
@@ -445,7 +455,7 @@ class _Greedy:
         first = _carried_traces(ph.h[pos[top]], ph.k[pos[top]], sigma)
         scale = _scale(first)
         band = (10 * self.rate * ref).clamp_(min=self.base_tol * scale)
-        low = (first.to(_CARRY) - band[top]).nan_to_num_(nan=-math.inf).max()
+        low = (first.to(_CARRY) - band[top]).nan_to_num_(nan=-math.inf, posinf=-math.inf).max()
         cont = torch.nonzero(ub + band >= low).squeeze(1)
         if 2 * len(cont) > e:
             self.prune_wait = _PRUNE_WAIT
@@ -455,7 +465,7 @@ class _Greedy:
         final = _scale(vals)
         if final != scale:  # a larger scale widens the bands: check the others still fall short
             band = (10 * self.rate * ref).clamp_(min=self.base_tol * final)
-            low2 = (vals.to(_CARRY) - band[cont]).nan_to_num_(nan=-math.inf).max()
+            low2 = (vals.to(_CARRY) - band[cont]).nan_to_num_(nan=-math.inf, posinf=-math.inf).max()
             out = torch.ones(e, dtype=torch.bool, device=pos.device)
             out[cont] = False
             if bool((ub[out] + band[out] >= low2).any()):
@@ -488,7 +498,9 @@ class _Greedy:
         top = int(order[0])
         # a clear winner needs no re-scoring: its lower bound beats every other upper bound
         # (once this phase has measured errors: removals may amplify them more than adds)
-        if len(upper_cpu) == 1 or (self.measured and float(approx[top] - band[top]) > upper_cpu[1]):
+        # (a pruned candidate's value is an upper bound only: never a clear winner)
+        clear = self.measured and (known is None or bool(known[top]))
+        if len(upper_cpu) == 1 or (clear and float(approx[top] - band[top]) > upper_cpu[1]):
             return int(pos[top]), pos, approx
         best, done, size = -math.inf, 0, 1
         seen: list[Tensor] = []
