@@ -252,9 +252,10 @@ def build_report(
             md += [
                 "**Round 0** (the initial labels, before any query) — strategies whose round-0 "
                 f"result differs from {zero[0].baseline}'s on the same seed: a classifier "
-                "trained differently (LPL/LPLgrad's jointly trained module) or trained on "
-                "another CPU model (the round records' `environment.cpu_model`; CPU results "
-                "depend on it). Balanced accuracy against the plain model on the same seeds "
+                "trained differently (LPL/LPLgrad's jointly trained module) or, in runs made "
+                "before round 0 was shared per seed, trained on another CPU model (CPU results "
+                "depend on it; the round records name it). Balanced accuracy against the plain "
+                "model on the same seeds "
                 "(accuracy points, paired, 95 % t-interval):",
                 "",
                 "| strategy | seeds | plain model | Δ balanced accuracy | 95 % interval "
