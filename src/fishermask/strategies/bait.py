@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fishermask.errors import ConfigError, check_choice
-from fishermask.fisher import SCALES, Scale, bait_embeddings, bait_factors, greedy_select
+from fishermask.fisher import (
+    SCALES,
+    Scale,
+    bait_embeddings,
+    bait_factors,
+    greedy_select,
+    last_layer_grads,
+)
 from fishermask.strategies.base import QueryContext, Selection, Strategy
 from fishermask.strategies.registry import register
 
@@ -44,14 +51,11 @@ class BaitStrategy(Strategy):
         unlabeled, labeled = ctx.pool.unlabeled, ctx.pool.labeled
         p_u, e_u = ctx.predictions(unlabeled)  # [U, C], [U, D]
         p_l, e_l = ctx.predictions(labeled)  # [nL, C], [nL, D]
-        v_u = bait_embeddings(e_u, p_u, scale=self.scale)  # [U, C, D*C]
+        # V of the candidates from its two factors, which also give faster block products
+        factors = bait_factors(e_u, p_u, scale=self.scale)
+        v_u = last_layer_grads(*factors)  # [U, C, D*C], = bait_embeddings(e_u, p_u)
         v_l = bait_embeddings(e_l, p_l, scale=self.scale)  # [nL, C, D*C]
         pick = greedy_select(
-            v_u,
-            v_l,
-            budget,
-            lam=self.lam,
-            backward_steps=self.backward_steps,
-            factors=bait_factors(e_u, p_u, scale=self.scale),  # faster block products
+            v_u, v_l, budget, lam=self.lam, backward_steps=self.backward_steps, factors=factors
         ).cpu()
         return Selection(unlabeled[pick])
