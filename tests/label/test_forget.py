@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fishermask.errors import DataError
 from fishermask.label import images as imgs
 from fishermask.label.project import Project
 from fishermask.label.store import DB_NAME
-from tests.label.conftest import label_truth, make_folder
+from tests.label.conftest import CLASSES, label_truth, make_folder
 from tests.label.test_label_cli import _run
 from tests.label.test_server import AUTH, client  # noqa: F401 (fixture)
 
@@ -336,3 +337,43 @@ def test_the_images_left_are_not_decoded_again(project, monkeypatch):
     assert sorted(decoded) == sorted(path for path in by_id.values() if path.startswith("later/"))
     assert len(list(Path(os.environ["FISHERMASK_CACHE"]).glob("*.pt"))) == 2
     p.close()
+
+
+def test_npz_export_follows_images_changed_by_another_process(project, tmp_path):
+    """An open project whose decoded images predate another process's scan (new images, then
+    labeled) or forget-missing exports the current labels with the current pixels, instead of
+    stopping on an image id it has not decoded."""
+    label_truth(project, 2)
+    project.images()  # decoded now, before the other process changes the folder
+    other = Project(project.dir)
+    make_folder(project.root / "later", per_class=1, seed=1)
+    assert other.scan()[0] == 3
+    other.add_label_rows([("later/red/000.png", "red")], source="import", what="t")
+    (project.root / "blue/000.png").unlink()  # labeled 'blue', forgotten by the other process
+    other.forget_missing(other.check_files().missing)
+    other.close()
+
+    assert project.export("npz", tmp_path / "l.npz") == 6  # 2 per class, +1 later, -1 forgotten
+    z = np.load(tmp_path / "l.npz")
+    paths = list(z["paths"])
+    assert "later/red/000.png" in paths and "blue/000.png" not in paths
+    for k, path in enumerate(paths):
+        want = imgs.read_one(project.root, path, project.image_size, project.channels).pixels
+        assert (z["x"][k] == want).all(), path
+        assert CLASSES[z["y"][k]] == path.split("/")[-2]
+
+
+def test_npz_export_refuses_rows_without_pixels(project, tmp_path, monkeypatch):
+    """Should the images still lack a labeled image after reading both again (a scan racing
+    the export), the export stops with one line and writes nothing."""
+    label_truth(project, 2)
+    real = Project.images
+
+    def without_first(self):
+        x, ids = real(self)
+        return x[1:], ids[1:]
+
+    monkeypatch.setattr(Project, "images", without_first)
+    with pytest.raises(DataError, match=r"changed in the project while this export ran"):
+        project.export("npz", tmp_path / "l.npz")
+    assert not (tmp_path / "l.npz").exists()

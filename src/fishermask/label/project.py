@@ -1377,6 +1377,21 @@ class Project:
         if fmt == "npz":
             x, ids = self.images()
             id_pos = {i: p for p, i in enumerate(ids)}
+            if any(i not in id_pos for i, _, _ in rows):
+                # another process changed the images since they were decoded (a scan that
+                # added some, since labeled) or since the rows were read (a forget-missing):
+                # both read again, once
+                self._images = None
+                x, ids = self.images()
+                id_pos = {i: p for p, i in enumerate(ids)}
+                rows = self.labeled_rows(missing_ok=True)
+            gone = [p for i, p, _ in rows if i not in id_pos]
+            if gone:
+                raise DataError(
+                    f"{len(gone)} labeled image(s), e.g. {gone[0]}, changed in the project "
+                    "while this export ran (another `fishermask label scan`); nothing was "
+                    "written: run the export again."
+                )
             sel = [id_pos[i] for i, _, _ in rows]
             arrays = {
                 "x": x[sel].numpy() if sel else x[:0].numpy(),
