@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from fishermask.errors import ConfigError
-from fishermask.label.store import Store
+from fishermask.label.store import SCHEMA_VERSION, Store
 
 
 @pytest.fixture
@@ -93,3 +93,18 @@ def test_one_round_at_a_time(store):
     store.finish_round(r, status="done", queue=[(1, 0.5, [])])
     assert [q["image_id"] for q in store.queue()] == [1]
     store.start_round("entropy", None)
+
+
+def test_a_project_from_a_newer_version_is_refused(tmp_path):
+    """A newer fishermask may store what this one would misread (e.g. ids it must not reuse):
+    opening such a project stops with one line instead of changing it."""
+    path = tmp_path / "project.sqlite"
+    s = Store(path, create=True)
+    s.set_meta({"schema_version": SCHEMA_VERSION + 1})
+    s.close()
+    with pytest.raises(ConfigError, match=r"written by a newer fishermask .* upgrade fishermask"):
+        Store(path)
+    s = Store(path, create=True)  # back at this version: it opens
+    s.set_meta({"schema_version": SCHEMA_VERSION})
+    s.close()
+    Store(path).close()

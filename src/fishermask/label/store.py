@@ -192,7 +192,20 @@ class Store:
             self._upgrade()
 
     def _upgrade(self) -> None:
-        """Add what older projects lack (settings history, forgotten images)."""
+        """Add what older projects lack (settings history, forgotten images); refuse a project
+        whose schema is newer than this version knows (it would misread or damage it)."""
+        try:
+            rows = self.query("SELECT value FROM meta WHERE key = 'schema_version'")
+        except sqlite3.OperationalError:  # no meta table: not a project (checked below)
+            rows = []
+        version = json.loads(rows[0]["value"]) if rows else SCHEMA_VERSION
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            self.close()
+            raise ConfigError(
+                f"{self.path.parent} was written by a newer fishermask (project schema "
+                f"{version!r}, this version reads up to {SCHEMA_VERSION}); upgrade fishermask "
+                "to open it."
+            )
         cols = {r["name"] for r in self.query("PRAGMA table_info(rounds)")}
         have = {
             r["name"]
