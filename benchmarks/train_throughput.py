@@ -18,6 +18,7 @@ ratio (the target is >= 0.95). Pixel values do not change the cost: images are r
     python benchmarks/train_throughput.py                  # width 1/8, N = 2048, 2 epochs
     python benchmarks/train_throughput.py --channels-last  # the same, NHWC memory format
     python benchmarks/train_throughput.py --quick          # a few seconds
+    python benchmarks/train_throughput.py --precision bf16 # bfloat16 autocast (AMX on recent Xeons)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from fishermask.training.trainer import train
 CIFAR = Normalizer((0.491, 0.482, 0.447), (0.247, 0.243, 0.261))
 
 
-def minimal_loop(model, x, y, *, epochs, batch_size, lr, augmenter, generator) -> None:
+def minimal_loop(model, x, y, *, epochs, batch_size, lr, augmenter, generator, bf16=False) -> None:
     """The hand-written loop: shuffle, augment, forward, loss, backward, step."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
@@ -51,7 +52,8 @@ def minimal_loop(model, x, y, *, epochs, batch_size, lr, augmenter, generator) -
             xb = augmenter(x[idx], generator)
             if next(model.parameters()).is_contiguous(memory_format=torch.channels_last):
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(xb), y[idx])
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -69,6 +71,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32",
+        help="bf16: bfloat16 autocast of the forward pass and loss in both loops",
+    )  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="N = 256, 1 epoch, 2 repeats")
     a = ap.parse_args()
     if a.quick:
@@ -81,7 +87,7 @@ def main() -> None:
     augmenter = Augmenter(CIFAR, crop_padding=4, hflip=True)
     cfg = TrainConfig(
         stop="epochs", epochs=a.epochs, batch_size=a.batch_size, augment="crop_flip",
-        channels_last=a.channels_last,
+        channels_last=a.channels_last, precision=a.precision,
     )  # fmt: skip
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
 
@@ -100,7 +106,7 @@ def main() -> None:
         else:
             minimal_loop(
                 model, x, y, epochs=a.epochs, batch_size=a.batch_size, lr=cfg.lr,
-                augmenter=augmenter, generator=gen,
+                augmenter=augmenter, generator=gen, bf16=a.precision == "bf16",
             )  # fmt: skip
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -110,7 +116,7 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
         f"{torch.__version__}, device {device}, {a.threads} thread(s); {a.model} width {a.width}, "
         f"N={a.n}, batch {a.batch_size}, {a.epochs} epoch(s), "
-        f"{'channels_last' if a.channels_last else 'contiguous'}"
+        f"{'channels_last' if a.channels_last else 'contiguous'}, {a.precision}"
     )
     run("minimal")  # warm-up (allocator, kernels)
     speeds: dict[str, list[float]] = {"trainer": [], "minimal": []}
