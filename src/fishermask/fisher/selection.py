@@ -75,6 +75,15 @@ before; the tests check picks against the explicit-inverse float64 reference thr
 ties and the carried updates against from-scratch values. ``M^-1`` itself is float64 and
 updated by the same operations whether a step is guessed or replayed, so a block changes the
 speed, never the picks.
+
+Products below float32 (docs/benchmarks.md, session 7): PyTorch's CPU bf16 GEMM rounds its
+result to bf16 (no float32-result bf16 GEMM on CPU), so a split-bf16 product cannot be formed.
+int8 limbs with exact int32 sums (AMX through oneDNN) were built and measured: with the 64
+largest-norm features kept in float32 they matched float32's accuracy on the FisherMask
+benchmark and ran the block product 1.6x faster on two threads (~5 % end to end), but their
+representation error depends on the data, and a small case picked differently from the
+reference under the empirical band; a floor covering that error re-scored 20x more. Products
+stay float32 (or float64): their rounding is bounded for every input.
 """
 
 from __future__ import annotations
