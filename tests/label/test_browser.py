@@ -98,3 +98,39 @@ def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser)
         p.close()
     finally:
         stop_server(proc)
+
+
+def test_keys_typed_faster_than_the_server_answers_are_all_saved_in_order(project, browser):
+    """A labeler who knows the classes types ahead: every key must label the image it was
+    meant for. The page used to drop the keys pressed while a save was in flight, so the next
+    key labelled the wrong image."""
+    import json
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    project.close()
+    proc, line, _ = start_server(project.dir)
+    try:
+        base, token = re.search(r"(http://\S+)/\?token=(\S+)", line).groups()
+        req = urllib.request.Request(
+            base + "/api/batch", headers={"Authorization": "Bearer " + token}
+        )
+        with urllib.request.urlopen(req) as r:
+            batch = json.load(r)["items"]
+        expected = {it["image_id"]: it["path"].split("/")[0] for it in batch}
+        keys = "".join(str(CLASSES.index(it["path"].split("/")[0]) + 1) for it in batch)
+        browser.get(f"{base}/?token={token}")
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        browser.find_element(By.TAG_NAME, "body").send_keys(keys)  # all at once
+        wait.until(lambda d: "Batch done" in d.find_element(By.ID, "message").text)
+        from fishermask.label.project import Project
+
+        p = Project(project.dir)
+        got = {i: p.classes[c] for i, c in p.store.current_labels().items()}
+        p.close()
+        assert got == expected
+    finally:
+        stop_server(proc)

@@ -6,7 +6,9 @@ let items = [];       // the current batch (GET /api/batch)
 let pos = 0;          // the item shown
 let undoStack = [];   // label ids saved by this tab, newest last
 let queueRound = null;
-let busy = false;
+let queue = Promise.resolve();  // the page's actions, run one at a time in the order typed
+let pending = 0;                // actions waiting in the queue
+let epoch = 0;                  // bumped when a save fails: the actions queued after it are dropped
 const $ = (id) => document.getElementById(id);
 
 async function api(method, path, body) {
@@ -19,6 +21,20 @@ async function api(method, path, body) {
   const data = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
   return data;
+}
+
+// Run fn after every earlier action has finished. Keys typed faster than the server answers
+// are queued, not dropped: each applies to the image shown when its turn comes, as if typed
+// one at a time (a dropped key would make the next one label the wrong image).
+function act(fn) {
+  const e = epoch;
+  pending += 1;
+  queue = queue
+    .then(async () => {
+      pending -= 1;
+      if (e === epoch) await fn();
+    })
+    .catch((err) => say(err.message, true));
 }
 
 function say(text, error) {
@@ -70,11 +86,10 @@ function advance() {
 }
 
 async function save(kind, label) {
-  if (!items.length || busy) return;
+  if (!items.length) return;
   const it = items[pos];
   const body = { image_id: it.image_id, kind, client };
   if (kind === "label") body.label = label;
-  busy = true;
   try {
     const r = await api("POST", "/api/labels", body);
     it.state = { label_id: r.label_id, kind, label: kind === "label" ? label : null };
@@ -83,9 +98,12 @@ async function save(kind, label) {
     say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`
       + (done ? ". Batch done: press n (next batch) to retrain and get the next one" : ""));
   } catch (e) {
-    say("not saved: " + e.message, true);
+    // The keys typed after this one were meant for the images after it: drop them.
+    const dropped = pending;
+    epoch += 1;
+    say(`not saved: ${it.path}: ${e.message}`
+      + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true);
   } finally {
-    busy = false;
     refreshStatus();
   }
 }
@@ -146,8 +164,11 @@ async function refreshStatus() {
     say(`round ${r.id} ${r.status}${r.message ? ": " + r.message : ""}`, true);
   }
   if (s.queue_round !== queueRound && !s.training) {
-    await loadBatch();
-    say("new batch ready");
+    act(async () => {  // after the saves already typed, which belong to the batch shown
+      if (s.queue_round === queueRound) return;
+      await loadBatch();
+      say("new batch ready");
+    });
   }
 }
 
@@ -155,29 +176,31 @@ function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const k = ev.key;
   const btn = [...document.querySelectorAll("button.class")].find((b) => b.dataset.key === k);
-  if (btn) { ev.preventDefault(); save("label", btn.dataset.label); return; }
+  if (btn) { ev.preventDefault(); act(() => save("label", btn.dataset.label)); return; }
   if (k === "Enter" || k === " ") {
     ev.preventDefault();
-    const it = items[pos];
-    if (it && it.guesses.length) save("label", it.guesses[0].label);
-    else say("no model guess to confirm: press a class key");
-  } else if (k === "s") save("skip");
-  else if (k === "u") save("unsure");
-  else if (k === "z" || k === "Backspace") { ev.preventDefault(); undo(); }
-  else if (k === "ArrowRight") { pos = Math.min(pos + 1, items.length - 1); show(); }
-  else if (k === "ArrowLeft") { pos = Math.max(pos - 1, 0); show(); }
-  else if (k === "n") nextBatch();
+    act(() => {  // the guess of the image shown when this key's turn comes
+      const it = items[pos];
+      if (it && it.guesses.length) return save("label", it.guesses[0].label);
+      say("no model guess to confirm: press a class key");
+    });
+  } else if (k === "s") act(() => save("skip"));
+  else if (k === "u") act(() => save("unsure"));
+  else if (k === "z" || k === "Backspace") { ev.preventDefault(); act(undo); }
+  else if (k === "ArrowRight") act(() => { pos = Math.min(pos + 1, items.length - 1); show(); });
+  else if (k === "ArrowLeft") act(() => { pos = Math.max(pos - 1, 0); show(); });
+  else if (k === "n") act(nextBatch);  // after the labels typed before it, so it trains on them
 }
 
 document.addEventListener("keydown", onKey);
 document.querySelectorAll("button.class").forEach((b) =>
-  b.addEventListener("click", () => save("label", b.dataset.label)));
+  b.addEventListener("click", () => act(() => save("label", b.dataset.label))));
 $("confirm").onclick = () => onKey({ key: "Enter", preventDefault() {} });
-$("skip").onclick = () => save("skip");
-$("unsure").onclick = () => save("unsure");
-$("undo").onclick = () => undo();
+$("skip").onclick = () => act(() => save("skip"));
+$("unsure").onclick = () => act(() => save("unsure"));
+$("undo").onclick = () => act(undo);
 $("prev").onclick = () => onKey({ key: "ArrowLeft", preventDefault() {} });
 $("next").onclick = () => onKey({ key: "ArrowRight", preventDefault() {} });
-$("next-batch").onclick = () => nextBatch();
+$("next-batch").onclick = () => act(nextBatch);
 loadBatch().then(refreshStatus).catch((e) => say(e.message, true));
 setInterval(refreshStatus, 1500);
