@@ -338,3 +338,13 @@ def test_recover_keeps_the_checkpoint_a_live_round_is_writing(project):
     project.store.finish_round(rid, status="failed")
     project.recover()
     assert not tmp.exists()
+
+
+def test_status_says_why_there_is_no_accuracy_estimate_yet(project):
+    """With fewer labels than an estimate needs, the round records why; the status (and so the
+    page's 'Model' panel) must say so instead of only 'no accuracy estimate yet'."""
+    label_truth(project, 2)
+    project.run_round(train_model=True)
+    acc = project.status()["accuracy"]
+    assert acc is not None and acc["accuracy"] is None
+    assert acc["method"] == "not estimated: needs 20 labels in at least 2 classes (has 6 in 3)"

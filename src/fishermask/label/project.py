@@ -992,7 +992,8 @@ class Project:
         else:
             return {
                 "accuracy": None,
-                "method": f"not estimated: needs {self.settings['min_eval']} labels in 2 classes",
+                "method": f"not estimated: needs {self.settings['min_eval']} labels in at least"
+                f" 2 classes (has {n} in {present})",
             }
         e_all = self.expected_epochs(n)
         total = len(eval_folds) * e_all
@@ -1262,6 +1263,8 @@ class Project:
             (r["metrics"] for r in reversed(rounds) if r["metrics"].get("accuracy") is not None),
             None,
         )
+        if acc is None:  # no estimate yet: the latest round's reason (too few labels, stopped)
+            acc = next((r["metrics"] for r in reversed(rounds) if "method" in r["metrics"]), None)
         queue_round = next((r for r in reversed(rounds) if r["status"] == "done"), None)
         return {
             **self.counts(),
