@@ -134,3 +134,31 @@ def test_init_query_pool_default_is_the_projects():
 
     assert inspect.signature(init).parameters["query_pool"].default == QUERY_POOL
     assert inspect.signature(Project.init).parameters["query_pool"].default == QUERY_POOL
+
+
+def test_out_paths_that_cannot_take_a_file_are_refused_in_one_line(tmp_path, folder):
+    """`next --out DIR` used to choose (and queue) a batch and then fail with a traceback;
+    `export --out` under a file gave a traceback; `--out` naming a pipe or device (e.g.
+    /dev/stdout) replaced it with a regular file."""
+    import os
+    import stat
+
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    rounds = json.loads(_run("status", proj).stdout)["round"]["id"]
+    r = _run("next", proj, "--n", "2", "--out", tmp_path)
+    assert r.exit_code == 2 and "is a folder; give a file name" in r.output, r.output
+    assert json.loads(_run("status", proj).stdout)["round"]["id"] == rounds  # nothing queued
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for fmt in ("csv", "labelstudio", "npz", "imagefolder"):
+        r = _run("export", proj, "--format", fmt, "--out", a_file / "labels.out")
+        assert r.exit_code == 2 and "is a file, not a folder" in r.output, r.output
+        assert "Traceback" not in r.output
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for args in (("export", proj, "--format", "csv"), ("next", proj)):
+        r = _run(*args, "--out", fifo)
+        assert r.exit_code == 2 and "not a regular file" in r.output, r.output
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)

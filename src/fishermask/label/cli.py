@@ -288,6 +288,10 @@ def next_batch(
     if n is not None and n < 1:
         _fail(f"--n {n}: must be >= 1.")
     try:
+        if out is not None:  # before the batch is chosen (and replaces the queued one)
+            from fishermask.label.project import check_out_file
+
+            check_out_file(out)
         p = _open(project)
         p.recover()
         row = p.run_round(train_model=False, n=n)

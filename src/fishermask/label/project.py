@@ -213,6 +213,27 @@ def check_strategy_for_model(
     return sopts
 
 
+def check_out_file(out: Path) -> None:
+    """Refuse an output path that cannot take a file written atomically (a temporary file
+    renamed over it): a folder, an existing device, pipe or socket (``/dev/stdout`` would be
+    replaced, not written to), or a path under an existing file."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name.")
+    if out.exists() and not out.is_file():
+        raise ConfigError(
+            f"--out {out} is not a regular file (a device, pipe or socket); give a file name."
+        )
+    _check_out_parent(out)
+
+
+def _check_out_parent(out: Path) -> None:
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {out}: {parent} is a file, not a folder.")
+            return
+
+
 def fold_of(image_id: int) -> int:
     return int(hashlib.sha256(f"fold:{image_id}".encode()).hexdigest()[:8], 16) % FOLDS
 
@@ -1365,8 +1386,9 @@ class Project:
                 raise ConfigError(
                     f"--out {out} exists and is not an empty folder; choose a new path."
                 )
-        elif out.is_dir():
-            raise ConfigError(f"--out {out} is a folder; give a file name.")
+            _check_out_parent(out)
+        else:
+            check_out_file(out)
         rows = self.labeled_rows(missing_ok=fmt != "imagefolder")
         if fmt == "csv":
             text = self.export_csv_text(rows)
