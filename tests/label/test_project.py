@@ -210,6 +210,34 @@ def test_labelstudio_import_of_a_label_studio_style_export(project, tmp_path):
     assert {p: c for _, p, c in project.labeled_rows()} == {"blue/003.png": "blue"}
 
 
+def test_labelstudio_import_refuses_a_task_with_several_choices(project, tmp_path):
+    """A multi-choice answer (or two <Choices> in one annotation) used to import its first
+    choice silently; an older annotation with several choices does not matter."""
+
+    def ann(*choices, when="2024-01-02T00:00:00Z"):
+        res = [{"type": "choices", "value": {"choices": list(choices)}}]
+        return {"result": res, "created_at": when}
+
+    older = ann("red", "green", when="2024-01-01T00:00:00Z")
+    ok = {"id": 1, "data": {"path": "red/000.png"}, "annotations": [older, ann("red")]}
+    two = {"id": 2, "data": {"path": "blue/001.png"}, "annotations": [ann("blue", "green")]}
+    split = ann("blue")
+    split["result"].append({"type": "choices", "value": {"choices": ["red"]}})
+    apart = {"id": 3, "data": {"path": "blue/002.png"}, "annotations": [split]}
+    for bad, names in ((two, "blue, green"), (apart, "blue, red")):
+        (tmp_path / "ls.json").write_text(json.dumps([ok, bad]))
+        with pytest.raises(ConfigError, match=rf"task {bad['id']} .* has 2 choices \({names}\)"):
+            project.read_labelstudio(tmp_path / "ls.json")
+    (tmp_path / "ls.json").write_text(json.dumps([ok]))
+    assert project.read_labelstudio(tmp_path / "ls.json") == [("red/000.png", "red")]
+    # Label Studio's JSON-MIN export has no tasks: say which export to use
+    (tmp_path / "min.json").write_text(
+        json.dumps([{"image": "/data/x.png", "choice": "red", "annotator": 1, "id": 1}])
+    )
+    with pytest.raises(ConfigError, match="JSON-MIN or CSV export; export the project as JSON"):
+        project.read_labelstudio(tmp_path / "min.json")
+
+
 def test_query_pool_is_validated(tmp_path, folder):
     for bad, msg in ((-1, "must be 0"), (2.5, "must be 0"), (True, "must be 0"), (3, "smaller")):
         with pytest.raises(ConfigError, match=msg):

@@ -1529,23 +1529,36 @@ class Project:
         ambiguous: list[str] = []
         for i, task in enumerate(tasks):
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+                if isinstance(task, dict) and ("annotation_id" in task or "annotator" in task):
+                    raise ConfigError(
+                        f"{path}: task {i} has no `data` object: this looks like Label "
+                        "Studio's JSON-MIN or CSV export; export the project as JSON instead."
+                    )
                 raise ConfigError(f"{path}: task {i} has no `data` object.")
             anns = [
                 a
                 for a in task.get("annotations") or []
                 if isinstance(a, dict) and not a.get("was_cancelled")
             ]
-            choice = None
+            latest: list[str] = []  # the choices of the latest annotation that has any
             for a in sorted(
                 anns, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")
             ):
+                chosen: list[str] = []  # over all the annotation's results
                 for res in a.get("result") or []:
                     if isinstance(res, dict) and res.get("type") == "choices":
                         ch = (res.get("value") or {}).get("choices") or []
-                        if ch:
-                            choice = str(ch[0])
-            if choice is None:
+                        chosen += [str(c) for c in ch if str(c) not in chosen]
+                latest = chosen or latest
+            if len(latest) > 1:  # a label is one class: taking one would drop the others
+                raise ConfigError(
+                    f"{path}: task {task.get('id', i)} ({data_ref(task)!r}) has {len(latest)} "
+                    f"choices ({', '.join(latest)}); a label is one class, so nothing was "
+                    'written. Give each task one choice (a <Choices> with choice="single").'
+                )
+            if not latest:
                 continue
+            choice = latest[0]
             data = task["data"]
             ref = data.get("path")
             if not (isinstance(ref, str) and ref in by_path):
@@ -1592,6 +1605,12 @@ def _interrupted_init(path: Path) -> bool:
         return False
     finally:
         store.close()
+
+
+def data_ref(task: dict[str, Any]) -> str:
+    """How a Label Studio task names its image (``data.path``, else ``data.image``)."""
+    data = task.get("data") or {}
+    return str(data.get("path") or data.get("image") or "")
 
 
 def _ls_choice(label: str) -> dict[str, Any]:
