@@ -162,3 +162,20 @@ def test_out_paths_that_cannot_take_a_file_are_refused_in_one_line(tmp_path, fol
         r = _run(*args, "--out", fifo)
         assert r.exit_code == 2 and "not a regular file" in r.output, r.output
         assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_serve_on_a_host_it_cannot_bind_names_the_host_not_the_port(tmp_path, folder):
+    """An unknown host name or an address of another machine used to warn that the page was
+    'reachable from other machines' and then fail with '...; try --port 0' (the port was
+    never the problem)."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    for host, why in (
+        ("no-such-host.invalid", "not a host name this machine can resolve"),
+        ("192.0.2.1", "not an address of this machine"),  # TEST-NET-1: never local
+    ):
+        r = _run("serve", proj, "--host", host, "--port", "0")
+        assert r.exit_code == 2 and why in r.output and "--host 127.0.0.1" in r.output, r.output
+        assert "try --port" not in r.output and "warning" not in r.output
+        assert len(r.output.strip().splitlines()) == 1

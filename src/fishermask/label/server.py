@@ -12,6 +12,7 @@ retrains and queries in a worker process, which then estimates the new model's a
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import ipaddress
 import json
@@ -357,6 +358,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind_advice(exc: OSError) -> str:
+    """Why a bind failed and what to change: the port only when the port is the problem."""
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"{exc.strerror} (not a host name this machine can resolve); use --host 127.0.0.1 "
+            "(this machine only) or one of this machine's addresses."
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{exc.strerror} (not an address of this machine); use --host 127.0.0.1 (this "
+            "machine only), 0.0.0.0 (every interface) or one of this machine's addresses."
+        )
+    if exc.errno == errno.EACCES:
+        return f"{exc.strerror} (ports below 1024 need privileges); use a higher --port or 0."
+    return f"{exc.strerror}; try --port 0 (any free port)."
+
+
 def run_server(
     project_dir: str | os.PathLike[str],
     *,
@@ -373,11 +391,6 @@ def run_server(
     token = token or secrets.token_urlsafe(24)
     app = create_app(project_dir, token)
     project: Project = app.state.project
-    if not is_loopback(host):
-        say(
-            f"warning: serving on {host}, reachable from other machines; anyone with the URL "
-            "(and its token) can label. Use --host 127.0.0.1 to keep it local."
-        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -386,9 +399,12 @@ def run_server(
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; try --port 0."
-        ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {bind_advice(exc)}") from None
+    if not is_loopback(host):  # once it is known to listen there
+        say(
+            f"warning: serving on {host}, reachable from other machines; anyone with the URL "
+            "(and its token) can label. Use --host 127.0.0.1 to keep it local."
+        )
     sock.listen(128)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
