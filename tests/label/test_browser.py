@@ -134,3 +134,36 @@ def test_keys_typed_faster_than_the_server_answers_are_all_saved_in_order(projec
         assert got == expected
     finally:
         stop_server(proc)
+
+
+def test_undo_after_a_new_batch_does_not_take_back_a_label_of_the_old_one(project, browser):
+    """z after the next batch arrived used to undo the last label of the previous batch: an
+    image no longer on the page, so its label vanished where it could not be seen or given
+    again, with only 'undone' said (and the page jumped to another image of the new batch)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from fishermask.label.project import Project
+
+    project.close()
+    proc, line, _ = start_server(project.dir)
+    try:
+        browser.get(re.search(r"http://\S+", line).group(0))
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        body = browser.find_element(By.TAG_NAME, "body")
+        path = browser.find_element(By.ID, "path").text
+        body.send_keys(str(CLASSES.index(path.split("/")[0]) + 1))
+        wait.until(lambda d: d.find_element(By.ID, "message").text.startswith(f"saved: {path}"))
+        p = Project(project.dir)
+        p.run_round(train_model=False)  # the next batch, as `label next` queues it
+        p.close()
+        wait.until(lambda d: "new batch ready" in d.find_element(By.ID, "message").text)
+        body.send_keys("z")
+        wait.until(lambda d: "nothing to undo" in d.find_element(By.ID, "message").text)
+        p = Project(project.dir)
+        rows = {path_: label for _, path_, label in p.labeled_rows()}
+        p.close()
+        assert rows == {path: path.split("/")[0]}
+    finally:
+        stop_server(proc)

@@ -4,7 +4,7 @@ const FM = window.FM;
 const client = Math.random().toString(36).slice(2, 12);  // this tab
 let items = [];       // the current batch (GET /api/batch)
 let pos = 0;          // the item shown
-let undoStack = [];   // label ids saved by this tab, newest last
+let undoStack = [];   // what this tab saved in the batch shown, newest last
 let queueRound = null;
 let queue = Promise.resolve();  // the page's actions, run one at a time in the order typed
 let pending = 0;                // actions waiting in the queue
@@ -45,6 +45,9 @@ function say(text, error) {
 
 async function loadBatch() {
   const b = await api("GET", "/api/batch");
+  // z undoes only what was saved in the batch shown: an image of an earlier batch is not on
+  // the page any more, so its label would vanish where it cannot be seen or given again
+  if (b.round_id !== queueRound) undoStack = [];
   items = b.items;
   queueRound = b.round_id;
   $("mode").textContent = b.mode;
@@ -93,7 +96,7 @@ async function save(kind, label) {
   try {
     const r = await api("POST", "/api/labels", body);
     it.state = { label_id: r.label_id, kind, label: kind === "label" ? label : null };
-    undoStack.push({ label_id: r.label_id, pos });
+    undoStack.push({ label_id: r.label_id, pos, path: it.path, what: kind === "label" ? label : kind });
     const done = advance();
     say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`
       + (done ? ". Batch done: press n (next batch) to retrain and get the next one" : ""));
@@ -110,10 +113,10 @@ async function save(kind, label) {
 
 async function undo() {
   const last = undoStack.pop();
-  if (!last) { say("nothing to undo in this tab"); return; }
+  if (!last) { say("nothing to undo in this batch (in this tab)"); return; }
   try {
     await api("POST", "/api/undo", { label_id: last.label_id });
-    say("undone");
+    say(`undone: ${last.path} \u2192 ${last.what}`);
     await loadBatch();
     pos = Math.min(last.pos, items.length - 1);
     show();
