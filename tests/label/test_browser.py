@@ -167,3 +167,27 @@ def test_undo_after_a_new_batch_does_not_take_back_a_label_of_the_old_one(projec
         assert rows == {path: path.split("/")[0]}
     finally:
         stop_server(proc)
+
+
+def test_an_image_changed_since_the_scan_is_explained_not_a_blank_frame(project, browser):
+    """The server refuses (409) an image whose file changed since it was scanned; the page
+    showed a broken image and nothing else."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    first = project.batch()[0]["path"]
+    f = project.root / first
+    project.close()
+    proc, line, _ = start_server(project.dir)
+    try:
+        f.write_bytes(f.read_bytes() + b"changed")
+        browser.get(re.search(r"http://\S+", line).group(0))
+        wait = WebDriverWait(browser, 60)
+        wait.until(
+            lambda d: (
+                f"cannot show {first}: " in d.find_element(By.ID, "message").text
+                and "changed since it was scanned" in d.find_element(By.ID, "message").text
+            )
+        )
+    finally:
+        stop_server(proc)

@@ -195,6 +195,18 @@ function onKey(ev) {
   else if (k === "n") act(nextBatch);  // after the labels typed before it, so it trains on them
 }
 
+// An image the server will not show (changed or gone since it was scanned: 409/403/404)
+// would be a blank frame; say why, with the server's fix.
+$("image").addEventListener("error", async () => {
+  const it = items[pos];
+  if (!it || String(it.image_id) !== $("image").dataset.imageId) return;
+  try {
+    await api("GET", `/api/images/${it.image_id}`);
+  } catch (e) {
+    if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true);
+  }
+});
+
 document.addEventListener("keydown", onKey);
 document.querySelectorAll("button.class").forEach((b) =>
   b.addEventListener("click", () => act(() => save("label", b.dataset.label))));
