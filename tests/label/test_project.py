@@ -88,6 +88,9 @@ def test_cold_start_until_every_class_has_enough(project):
     )
     row = project.run_round(train_model=True)
     assert "cold start" in row["mode"] and "blue: 0" in row["mode"] and "green: 1" in row["mode"]
+    # the mode line stays on the page while the batch is labeled (the counts go up): it says
+    # the counts are those of when the batch was chosen, not 'now'
+    assert "(when this batch was chosen: green: 1, blue: 0)" in row["mode"]
 
 
 def test_interrupted_round_falls_back_to_the_last_good_model(project):

@@ -1224,7 +1224,9 @@ class Project:
             pick, dist = k_center_greedy(feats[cand], feats[lab_pos], budget, generator=gen)
             chosen, scores = cand[pick], dist
             why = (
-                f"until every class has {need} labels (now {', '.join(lacking)})"
+                # the mode stays on the page while this batch is labeled: say when it counted
+                f"until every class has {need} labels (when this batch was chosen: "
+                f"{', '.join(lacking)})"
                 if lacking
                 else "until a model can be trained"
             )
