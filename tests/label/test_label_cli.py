@@ -179,3 +179,23 @@ def test_serve_on_a_host_it_cannot_bind_names_the_host_not_the_port(tmp_path, fo
         assert r.exit_code == 2 and why in r.output and "--host 127.0.0.1" in r.output, r.output
         assert "try --port" not in r.output and "warning" not in r.output
         assert len(r.output.strip().splitlines()) == 1
+
+
+def test_init_with_a_bad_labels_file_leaves_no_project_behind(tmp_path, folder):
+    """`init --labels` with a bad row said 'nothing was written' but left the project (its
+    images scanned, no labels), so the same init, once the file was fixed, was refused:
+    'is already a labeling project'."""
+    proj = tmp_path / "proj"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nred/000.png,Red\n")
+    args = ("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    r = _run(*args, "--labels", bad)
+    assert r.exit_code == 2 and "label 'Red' is not one of" in r.output, r.output
+    assert not proj.exists()
+    r = _run(*args, "--labels", tmp_path / "nothere.csv")
+    assert r.exit_code == 2 and "--labels" in r.output and "no such file" in r.output
+    assert not proj.exists()
+    bad.write_text("path,label\nred/000.png,red\n")
+    r = _run(*args, "--labels", bad)
+    assert r.exit_code == 0 and "imported 1 labels" in r.output, r.output
+    assert json.loads(_run("status", proj).stdout)["labeled"] == 1

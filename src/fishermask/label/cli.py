@@ -112,12 +112,8 @@ def init(
             cache_dir=cache_dir,
             say=_say,
             progress=progress,
+            labels=labels,
         )
-        if labels is not None:
-            written, _ = p.add_label_rows(
-                p.read_csv_labels(labels), source="import", what=str(labels)
-            )
-            _say(f"imported {written} labels from {labels}")
         row = p.run_round(train_model=False)
         c = p.counts()
     except FishermaskError as e:

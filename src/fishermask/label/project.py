@@ -335,8 +335,13 @@ class Project:
         cache_dir: str | os.PathLike[str] | None = None,
         say: Callable[[str], None] = lambda s: None,
         progress: bool = False,
+        labels: str | os.PathLike[str] | None = None,
     ) -> Project:
-        """Create a project, scan the images and queue the first (diverse) batch."""
+        """Create a project, scan the images and import ``labels`` (a ``path,label`` CSV).
+
+        All or nothing: when anything fails (a bad row of ``labels`` included), the project
+        is not left behind, so the same ``label init`` can be run again once it is fixed.
+        """
         path = Path(path)
         root = Path(images)
         if (path / DB_NAME).exists():
@@ -350,6 +355,8 @@ class Project:
             say(f"replacing the unfinished project in {path} (its `label init` was interrupted)")
         if not root.is_dir():
             raise ConfigError(f"--images {root}: not a folder of images.")
+        if labels is not None and not Path(labels).is_file():
+            raise ConfigError(f"--labels {labels}: no such file (a CSV with header path,label).")
         names = parse_classes(classes)
         size = check_image_size(tuple(image_size))
         if max(size) > MAX_SIDE:
@@ -381,6 +388,7 @@ class Project:
         )
         created_dir = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
+        project: Project | None = None
         try:
             store = Store(path / DB_NAME, create=True)
             store.set_classes(names)
@@ -416,7 +424,13 @@ class Project:
                 raise ConfigError(
                     f"none of the {len(files)} image files under {root} could be read."
                 )
+            if labels is not None:
+                rows = project.read_csv_labels(labels)
+                written, _ = project.add_label_rows(rows, source="import", what=str(labels))
+                say(f"imported {written} labels from {labels}")
         except BaseException:
+            if project is not None:
+                project.close()
             for suffix in ("", "-wal", "-shm"):
                 (path / (DB_NAME + suffix)).unlink(missing_ok=True)
             if created_dir:
