@@ -199,3 +199,15 @@ def test_init_with_a_bad_labels_file_leaves_no_project_behind(tmp_path, folder):
     r = _run(*args, "--labels", bad)
     assert r.exit_code == 0 and "imported 1 labels" in r.output, r.output
     assert json.loads(_run("status", proj).stdout)["labeled"] == 1
+
+
+def test_a_project_database_that_is_not_sqlite_is_one_line(tmp_path):
+    """A project.sqlite that is not a database (a copy cut short, another file) gave a
+    sqlite3.DatabaseError traceback from every command."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "project.sqlite").write_text("garbage\n" * 200)
+    for args in (("status", proj), ("scan", proj), ("next", proj), ("config", proj)):
+        r = _run(*args)
+        assert r.exit_code == 2 and "is not a readable project database" in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fishermask.errors import ConfigError
+from fishermask.errors import ConfigError, DataError
 
 DB_NAME = "project.sqlite"
 SCHEMA_VERSION = 1
@@ -175,7 +175,14 @@ class Store:
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:  # not SQLite at all (a copy cut short, another file)
+            self._conn.close()
+            raise DataError(
+                f"{self.path} is not a readable project database ({exc}); restore it from a "
+                "backup, or create a new project with `fishermask label init`."
+            ) from None
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA busy_timeout=30000")
