@@ -83,6 +83,7 @@ def test_label_undo_and_status(client):
     ("body", "status", "message"),
     [
         ({"image_id": 1, "label": "purple"}, 400, "not one of the project's classes"),
+        ({"image_id": 1}, 400, "`label` is missing: give one of the classes (red, green, blue)"),
         ({"image_id": 99999, "label": "red"}, 404, "no image with id 99999"),
         ({"image_id": "1", "label": "red"}, 400, "image_id"),
         ({"image_id": True, "label": "red"}, 400, "image_id"),

@@ -267,6 +267,12 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
             return _error(400, "`client` must be a string of at most 64 characters")
         class_id = None
         if kind == "label":
+            if label is None:
+                return _error(
+                    400,
+                    f"`label` is missing: give one of the classes ({', '.join(classes)}), "
+                    'or "kind": "skip" or "unsure"',
+                )
             if not isinstance(label, str) or label not in classes:
                 return _error(
                     400,
