@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 
 import pytest
 
@@ -189,5 +190,34 @@ def test_an_image_changed_since_the_scan_is_explained_not_a_blank_frame(project,
                 and "changed since it was scanned" in d.find_element(By.ID, "message").text
             )
         )
+    finally:
+        stop_server(proc)
+
+
+def test_a_failed_round_is_said_once_not_over_every_later_save(project, browser):
+    """After a failed round the page re-said 'round N failed: ...' on every status poll
+    (1.5 s), so the 'saved: ...' line of each label given afterwards vanished at once."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    rid = project.store.start_round("fishermask", os.getpid())
+    project.store.finish_round(rid, status="failed", message="image red/000.png is missing")
+    project.close()
+    proc, line, _ = start_server(project.dir)
+    try:
+        browser.get(re.search(r"http://\S+", line).group(0))
+        wait = WebDriverWait(browser, 60)
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        wait.until(lambda d: f"round {rid} failed: image red/000.png" in message(d))
+        path = browser.find_element(By.ID, "path").text
+        browser.find_element(By.TAG_NAME, "body").send_keys(
+            str(CLASSES.index(path.split("/")[0]) + 1)
+        )
+        wait.until(lambda d: message(d).startswith(f"saved: {path}"))
+        time.sleep(4)  # two status polls
+        assert message(browser).startswith(f"saved: {path}")
     finally:
         stop_server(proc)

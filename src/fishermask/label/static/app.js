@@ -6,6 +6,7 @@ let items = [];       // the current batch (GET /api/batch)
 let pos = 0;          // the item shown
 let undoStack = [];   // what this tab saved in the batch shown, newest last
 let queueRound = null;
+let reportedRound = null;  // the failed round whose message was shown (once, not every poll)
 let queue = Promise.resolve();  // the page's actions, run one at a time in the order typed
 let pending = 0;                // actions waiting in the queue
 let epoch = 0;                  // bumped when a save fails: the actions queued after it are dropped
@@ -163,7 +164,8 @@ async function refreshStatus() {
   if (s.training && r) {
     $("training-phase").textContent = `round ${r.id}: ${r.phase}`;
     $("training-bar").style.width = `${r.total ? (100 * r.done) / r.total : 0}%`;
-  } else if (r && (r.status === "failed" || r.status === "interrupted")) {
+  } else if (r && (r.status === "failed" || r.status === "interrupted") && reportedRound !== r.id) {
+    reportedRound = r.id;  // shown once: later polls must not hide the messages of new saves
     say(`round ${r.id} ${r.status}${r.message ? ": " + r.message : ""}`, true);
   }
   if (s.queue_round !== queueRound && !s.training) {
