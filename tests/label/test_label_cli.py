@@ -211,3 +211,24 @@ def test_a_project_database_that_is_not_sqlite_is_one_line(tmp_path):
         r = _run(*args)
         assert r.exit_code == 2 and "is not a readable project database" in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1
+
+
+def test_import_prefix_picks_this_projects_folder_and_says_what_it_left_out(tmp_path, folder):
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+
+    def task(ref, label):
+        res = [{"type": "choices", "value": {"choices": [label]}}]
+        return {"data": {"image": f"/data/local-files/?d={ref}"}, "annotations": [{"result": res}]}
+
+    ls = tmp_path / "ls.json"
+    ls.write_text(json.dumps([task("a/red/000.png", "green"), task("b/red/001.png", "red")]))
+    r = _run("import", proj, "--labelstudio", ls)
+    assert r.exit_code == 2 and "under 2 different folders" in r.output
+    assert "Traceback" not in r.output
+    r = _run("import", proj, "--labelstudio", ls, "--prefix", "b")
+    assert r.exit_code == 0, r.output
+    assert "imported 1 labels (0 already so); 1 labeled tasks outside --prefix left out." in (
+        r.output.replace("\n", " ")
+    )

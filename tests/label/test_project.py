@@ -379,3 +379,38 @@ def test_status_says_why_there_is_no_accuracy_estimate_yet(project):
     acc = project.status()["accuracy"]
     assert acc is not None and acc["accuracy"] is None
     assert acc["method"] == "not estimated: needs 20 labels in at least 2 classes (has 6 in 3)"
+
+
+def test_labelstudio_tasks_of_other_folders_are_not_matched_by_their_ends(project, tmp_path):
+    """A Label Studio project often serves several folders (train/, test/): a task of
+    train/red/000.png must not label this project's red/000.png because the path ends alike.
+    Different folders before the matched paths are refused; --prefix picks this project's."""
+
+    def task(i, ref, label):
+        res = [{"type": "choices", "value": {"choices": [label]}}]
+        return {"id": i, "data": {"image": f"/data/local-files/?d={ref}"}, "annotations": [
+            {"result": res}
+        ]}  # fmt: skip
+
+    tasks = [
+        task(1, "imgs/train/red/000.png", "green"),  # another folder's red/000.png
+        task(2, "imgs/test/blue/001.png", "blue"),
+        task(3, "imgs/test/red/002.png", "red"),
+    ]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    with pytest.raises(
+        ConfigError,
+        match=r"under 2 different folders \('imgs/test/' \(2 tasks\), 'imgs/train/' \(1 tasks\)\)"
+        r".*nothing was written.*`--prefix imgs/test/`",
+    ):
+        project.read_labelstudio(tmp_path / "ls.json")
+    left: list[str] = []
+    rows = project.read_labelstudio(tmp_path / "ls.json", prefix="/imgs/test", left_out=left)
+    assert rows == [("blue/001.png", "blue"), ("red/002.png", "red")]
+    assert left == ["imgs/train/red/000.png"]
+    assert project.read_labelstudio(tmp_path / "ls.json", prefix="imgs/train/") == [
+        ("red/000.png", "green")
+    ]
+    # one folder throughout (the usual case) needs no --prefix
+    (tmp_path / "one.json").write_text(json.dumps(tasks[1:]))
+    assert project.read_labelstudio(tmp_path / "one.json") == rows

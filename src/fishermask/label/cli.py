@@ -356,16 +356,28 @@ def add(
 def import_(
     project: ProjectArg,
     labelstudio: Annotated[Path, typer.Option(help="A Label Studio JSON export.")],
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Where this project's image folder is in the tasks' image paths (e.g. "
+            "`images/test/` for /data/local-files/?d=images/test/cat/1.jpg); only tasks under "
+            "it are imported. Needed when the export names images of several folders."
+        ),
+    ] = None,
 ) -> None:
     """Import the choices of a Label Studio JSON export (tasks with annotations)."""
     try:
         p = _open(project)
-        rows = p.read_labelstudio(labelstudio)
+        left_out: list[str] = []
+        rows = p.read_labelstudio(labelstudio, prefix=prefix, left_out=left_out)
         written, same = p.add_label_rows(rows, source="import", what=str(labelstudio))
     except FishermaskError as e:
         _fail(str(e))
+    outside = f"; {len(left_out)} labeled tasks outside --prefix left out" if left_out else ""
     console.print(
-        f"imported {written} labels ({same} already so).", highlight=False, soft_wrap=True
+        f"imported {written} labels ({same} already so){outside}.",
+        highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -1525,8 +1525,23 @@ class Project:
             tasks.append(task)
         return tasks
 
-    def read_labelstudio(self, path: str | os.PathLike[str]) -> list[tuple[str, str]]:
-        """``(image path, class)`` of every annotated task of a Label Studio JSON export."""
+    def read_labelstudio(
+        self,
+        path: str | os.PathLike[str],
+        prefix: str | None = None,
+        left_out: list[str] | None = None,
+    ) -> list[tuple[str, str]]:
+        """``(image path, class)`` of every annotated task of a Label Studio JSON export.
+
+        A task names its image by ``data.path`` (relative to the image folder, as this tool's
+        export writes it) or by ``data.image``, whose path ends with an image's path relative
+        to the folder: what comes before it (the folder's place in Label Studio's document
+        root, e.g. ``images/``) must be the same for every task so matched, since the project
+        is one folder. Tasks that would match through different prefixes (``train/cat/1.jpg``
+        and ``test/cat/1.jpg`` for ``cat/1.jpg``) are refused unless ``prefix`` says which
+        folder is this project's; tasks under other prefixes are then left out (their image
+        references appended to ``left_out`` when given).
+        """
         from urllib.parse import parse_qs, unquote, urlparse
 
         try:
@@ -1541,7 +1556,11 @@ class Project:
         by_name: dict[str, list[str]] = {}
         for p in by_path:
             by_name.setdefault(p.rsplit("/", 1)[-1], []).append(p)
+        if prefix is not None:
+            prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         rows = []
+        prefixes: list[str | None] = []  # per row: what precedes the matched path (None: no
+        # folder to compare, i.e. data.path, a file name alone, or no match)
         ambiguous: list[str] = []
         for i, task in enumerate(tasks):
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
@@ -1577,13 +1596,24 @@ class Project:
             choice = latest[0]
             data = task["data"]
             ref = data.get("path")
+            before: str | None = None
             if not (isinstance(ref, str) and ref in by_path):
                 image = str(data.get("image", ""))
                 url = urlparse(image)
                 d = parse_qs(url.query).get("d")
                 ref = unquote(d[0]) if d else unquote(url.path)
-                match = [p for p in by_path if ref == p or ref.endswith("/" + p)]
-                if not match:
+                if prefix is not None:  # this folder's tasks only, matched exactly
+                    rel = ref.lstrip("/")
+                    if not rel.startswith(prefix):
+                        if left_out is not None:
+                            left_out.append(ref)
+                        continue
+                    match = [rel[len(prefix) :]] if rel[len(prefix) :] in by_path else []
+                else:
+                    match = [p for p in by_path if ref == p or ref.endswith("/" + p)]
+                if len(match) == 1:
+                    before = ref[: len(ref) - len(match[0])].lstrip("/")
+                if not match and prefix is None:
                     name = ref.rsplit("/", 1)[-1]
                     match = by_name.get(name, [])
                     if not match and len(name) > 9 and name[8] == "-":
@@ -1596,6 +1626,19 @@ class Project:
                     continue
                 ref = match[0] if match else ref
             rows.append((ref, choice))
+            prefixes.append(before)
+        folders = sorted({b for b in prefixes if b is not None})
+        if len(folders) > 1:
+            count = {f: prefixes.count(f) for f in folders}
+            shown = ", ".join(f"{f or '(none)'!r} ({count[f]} tasks)" for f in folders[:4])
+            raise ConfigError(
+                f"{path}: the tasks name their images under {len(folders)} different folders "
+                f"({shown}{', ...' if len(folders) > 4 else ''}), but this project is one image "
+                "folder: matching them by the end of their paths would label images of another "
+                "folder; nothing was written. Say which folder is this project's with "
+                f"`--prefix`, e.g. `--prefix {folders[0] or '/'}` (tasks under other folders are "
+                "then left out)."
+            )
         if ambiguous:
             more = imgs.and_more(ambiguous, 3)
             raise ConfigError(
