@@ -137,6 +137,14 @@ def test_images_are_served_by_id_inside_the_root_only(client, tmp_path):
     assert r.status_code == 403 and b"secret" not in r.content
 
 
+def test_a_bad_path_parameter_uses_the_api_error_shape(client):
+    r = client.get("/api/images/abc", headers=AUTH)
+    assert r.status_code == 422
+    body = r.json()
+    assert "detail" not in body
+    assert "image_id" in body["error"] and "whole numbers" in body["error"]
+
+
 def test_next_batch_runs_in_a_worker_while_labels_keep_saving(client):
     from tests.label.conftest import label_truth
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -203,6 +204,24 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
     app = FastAPI(title="fishermask label", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.project = project
     app.state.worker = worker
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # the API's own {"error": ...} shape, not FastAPI's {"detail": [...]}
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("path", "query", "body"))
+            parts.append(
+                f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", "invalid")
+            )
+        msg = "; ".join(parts) or "invalid request"
+        return _error(
+            422,
+            f"bad request: {msg} (image ids are whole numbers, e.g. /api/images/1)"
+            if request.url.path.startswith("/api/images/")
+            else f"bad request: {msg}",
+        )
+
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.get("/", response_class=HTMLResponse)
