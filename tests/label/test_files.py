@@ -25,7 +25,7 @@ def test_a_link_to_another_image_of_the_folder_is_not_a_second_image(tmp_path, f
     p.close()
     r = _run("scan", tmp_path / "p")
     assert r.exit_code == 0, r.output
-    assert "skipped red/link_in.png: the same file as green/000.png" in r.output
+    assert "not added red/link_in.png: the same file as green/000.png" in r.output
     assert "0 new images" in r.output
 
 

@@ -77,7 +77,7 @@ def test_forgotten_images_leave_labels_queue_and_exports(project, tmp_path):
         r.output.replace("\n", "")
     )
     assert "forgotten_images table" in r.output
-    assert lines[-1] == "0 new images (22 in all); 0 skipped, 0 missing, 0 changed, 5 forgotten."
+    assert lines[-1] == "0 new images (22 in all); 0 not added, 0 missing, 0 changed, 5 forgotten."
 
     p = Project(project.dir)
     left = p.store.image_ids_by_path()

@@ -175,7 +175,7 @@ def scan(
     except FishermaskError as e:
         _fail(str(e))
     for rel, why in unreadable:
-        _say(f"skipped {rel}: {why}")
+        _say(f"not added {rel}: {why}")
     labels = p.store.current_labels()
     for path, cls in accepted:
         _say(
@@ -224,7 +224,7 @@ def scan(
             f"{project} --forget-missing` (their labels go with them)."
         )
     console.print(
-        f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} skipped, "
+        f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} not added, "
         f"{len(check.missing)} missing, {len(changed)} changed"
         + (f", {len(accepted)} changed images taken" if accepted else "")
         + (f", {len(forgotten)} forgotten" if forgotten else "")

@@ -4,7 +4,7 @@ The image folder is read recursively. Files ending in .jpg/.jpeg/.png/.webp/.bmp
 are images; hidden files and folders (name starting with ``.``) and every other file are
 ignored. A symbolic link is followed only when its target lies inside the image folder, and
 each file is added once: a link (symbolic or hard) to a file that is already an image of the
-project, or that the scan adds under its own path, is skipped and reported.
+project, or that the scan adds under its own path, is not added and is reported.
 
 Every image's SHA-256 is stored when it is scanned. A file whose size or modification time
 differs from the stored ones is hashed again (:func:`check_file`); content that no longer

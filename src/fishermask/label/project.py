@@ -419,7 +419,7 @@ class Project:
             project = cls(path, _initializing=True)
             added, unreadable = project.scan(progress=progress)
             for rel, why in unreadable:
-                say(f"skipped {rel}: {why}")
+                say(f"not added {rel}: {why}")
             if not added:
                 raise ConfigError(
                     f"none of the {len(files)} image files under {root} could be read."
