@@ -185,6 +185,24 @@ def test_nothing_missing_says_so_and_a_missing_folder_is_refused(project, tmp_pa
     assert _snapshot(project.dir) == before
 
 
+def test_scan_says_once_that_the_image_folder_is_gone(project, tmp_path):
+    label_truth(project, 1)
+    project.root.rename(tmp_path / "unmounted")
+    before = _snapshot(project.dir)
+    r = _run("scan", project.dir, "--no-progress")
+    assert r.exit_code == 2, r.output
+    lines = r.output.splitlines()
+    assert len(lines) == 1 and not lines[0].startswith("missing:"), r.output
+    text = r.stderr.replace("\n", "")
+    assert f"the image folder {project.root} is missing" in text
+    assert "not mounted" in text and "Mount or restore it" in text
+    assert _snapshot(project.dir) == before
+    project.root.mkdir()  # an empty mount point
+    r = _run("scan", project.dir, "--no-progress")
+    assert r.exit_code == 2 and len(r.output.splitlines()) == 1, r.output
+    assert "is empty and every image of the project (24) is missing" in r.stderr.replace("\n", "")
+
+
 def test_scan_and_refusals_name_the_new_fix(project):
     from fishermask.errors import DataError
 

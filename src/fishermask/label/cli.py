@@ -159,6 +159,8 @@ def scan(
         p = _open(project)
         if forget_missing:
             p.recover()  # a round whose process died is not running
+        if not forget_missing:  # --forget-missing refuses this case on its own
+            _refuse_lost_folder(p)
         check = p.check_files(verify=verify)
         forgotten: list[dict[str, Any]] = []
         if forget_missing and check.missing:
@@ -231,6 +233,23 @@ def scan(
         + ".",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+def _refuse_lost_folder(p: Any) -> None:
+    """One line, not a "missing" line per image, when the image folder itself is gone
+    (deleted, moved or not mounted) or an empty mount point where every image is missing."""
+    root = p.root
+    n = p.store.num_images()
+    if root.is_dir():
+        if n == 0 or any(True for _ in root.iterdir()):
+            return
+        what = f"the image folder {root} is empty and every image of the project ({n}) is missing"
+    else:
+        what = f"the image folder {root} is missing"
+    _fail(
+        f"{what}: is it moved, renamed or not mounted? Mount or restore it at that path (a "
+        "project's image folder is fixed) and scan again; nothing was scanned, the labels are kept."
     )
 
 
