@@ -101,6 +101,39 @@ def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser)
         stop_server(proc)
 
 
+def test_space_does_not_confirm_a_guess_only_enter_does(project, browser):
+    """Space scrolls the page; it used to confirm the highlighted guess, labelling the image."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    project.close()
+    proc, url, _ = start_server(project.dir)
+    try:
+        browser.get(re.search(r"http://\S+", url).group(0))
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        before = message(browser)
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.SPACE)
+        time.sleep(2)
+        assert message(browser) == before
+        from fishermask.label.project import Project
+
+        p = Project(project.dir)
+        assert p.store.history() == []
+        p.close()
+        body.send_keys(Keys.ENTER)  # the page does take keys: Enter confirms (or says no guess)
+        wait.until(lambda d: message(d) != before)
+        assert message(browser).startswith(("saved: ", "no model guess to confirm"))
+    finally:
+        stop_server(proc)
+
+
 def test_keys_typed_faster_than_the_server_answers_are_all_saved_in_order(project, browser):
     """A labeler who knows the classes types ahead: every key must label the image it was
     meant for. The page used to drop the keys pressed while a save was in flight, so the next

@@ -182,7 +182,9 @@ function onKey(ev) {
   const k = ev.key;
   const btn = [...document.querySelectorAll("button.class")].find((b) => b.dataset.key === k);
   if (btn) { ev.preventDefault(); act(() => save("label", btn.dataset.label)); return; }
-  if (k === "Enter" || k === " ") {
+  // Only Enter confirms: Space is left to the browser (scrolling), so a user scrolling the
+  // page does not label the image shown.
+  if (k === "Enter") {
     ev.preventDefault();
     act(() => {  // the guess of the image shown when this key's turn comes
       const it = items[pos];
