@@ -232,3 +232,20 @@ def test_import_prefix_picks_this_projects_folder_and_says_what_it_left_out(tmp_
     assert "imported 1 labels (0 already so); 1 labeled tasks outside --prefix left out." in (
         r.output.replace("\n", " ")
     )
+
+
+def test_init_refuses_a_budget_above_the_images_or_below_the_imported_labels(tmp_path, folder):
+    proj = tmp_path / "proj"
+    common = ("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    r = _run(*common, "--budget", "100000", "--no-progress")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert "--budget 100000 is more than the project's 24 images: use --budget <= 24" in r.output
+    assert not proj.exists()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"{c}/000.png,{c}\n" for c in CLASSES))
+    r = _run(*common, "--labels", labels, "--budget", "2", "--no-progress")
+    assert r.exit_code == 2, r.output
+    assert "--budget 2 is below the 3 labels already given" in r.output
+    assert not proj.exists()
+    r = _run(*common, "--labels", labels, "--budget", "24", "--no-progress")
+    assert r.exit_code == 0, r.output

@@ -75,6 +75,7 @@ def test_changes_are_written_recorded_and_used_from_the_next_round(project):
     [
         (["--batch", "0"], "--batch 0: must be an integer >= 1"),
         (["--budget", "0"], "--budget 0: must be >= 1"),
+        (["--budget", "25"], "--budget 25 is more than the project's 24 images"),
         (["--max-steps", "-1"], "--max-steps -1: must be an integer >= 0"),
         (["--width", "0"], "--width 0.0: must be > 0"),
         (["--model", "vgg"], "Unknown model 'vgg'"),
@@ -95,6 +96,19 @@ def test_bad_values_fail_with_one_line_and_write_nothing(project, args, message)
     assert message in r.output and "Traceback" not in r.output
     assert len(r.stderr.strip().splitlines()) == 1
     assert _db(project) == before
+
+
+def test_a_budget_below_the_labels_given_is_refused(project):
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)  # 6 labels
+    before = _db(project)
+    r = _run("config", project.dir, "--budget", "5")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert "--budget 5 is below the 6 labels already given: use --budget >= 6" in r.output
+    assert _db(project) == before
+    r = _run("config", project.dir, "--budget", "6")
+    assert r.exit_code == 0, r.output
 
 
 def test_fixed_settings_say_what_to_do_instead(project):

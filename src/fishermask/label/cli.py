@@ -71,7 +71,13 @@ def init(
         str, typer.Option(help="Query strategy, with options as name:key=value.")
     ] = "fishermask",
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 50,
-    budget: Annotated[int | None, typer.Option(help="How many labels you plan to give.")] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(
+            help="How many labels you plan to give (shown against the labels on the page): "
+            "refused below the labels already given or above the number of images."
+        ),
+    ] = None,
     min_per_class: Annotated[
         int, typer.Option(help="Cold start (diverse batches) until every class has this many.")
     ] = 3,
@@ -557,7 +563,13 @@ def config(
         int | None,
         typer.Option(help="Unseen images the strategy scores per batch (0: all)."),
     ] = None,
-    budget: Annotated[int | None, typer.Option(help="How many labels you plan to give.")] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(
+            help="How many labels you plan to give (shown against the labels on the page): "
+            "refused below the labels already given or above the number of images."
+        ),
+    ] = None,
     min_per_class: Annotated[
         int | None, typer.Option(help="Cold start until every class has this many labels.")
     ] = None,

@@ -184,6 +184,24 @@ def check_changeable(
     check_query_pool(query_pool, batch)
 
 
+def check_budget(budget: int | None, images: int, labeled: int, project: str) -> None:
+    """A budget is a number of labels to reach: not below the labels already given and not
+    above the project's images (refused, one line each, with the fix)."""
+    if budget is None:
+        return
+    if budget < labeled:
+        raise ConfigError(
+            f"--budget {budget} is below the {labeled} labels already given: use --budget "
+            f">= {labeled} (the budget counts every label, those given included)."
+        )
+    if budget > images:
+        raise ConfigError(
+            f"--budget {budget} is more than the project's {images} images: use --budget "
+            f"<= {images} (after `fishermask label scan {project}` adds images, raise it with "
+            f"`fishermask label config {project} --budget N`)."
+        )
+
+
 def check_strategy_for_model(
     sname: str,
     sopts: dict[str, Any],
@@ -381,6 +399,7 @@ class Project:
                 f"no images under {root} (looked for {', '.join(imgs.EXTENSIONS)} in any case, "
                 "recursively, hidden files ignored)."
             )
+        check_budget(budget, len(files), 0, str(path))  # before decoding; again after it
         channels = imgs.guess_channels(root, files)
         check_decode_memory(len(files), channels, size)
         sopts = check_strategy_for_model(
@@ -428,6 +447,10 @@ class Project:
                 rows = project.read_csv_labels(labels)
                 written, _ = project.add_label_rows(rows, source="import", what=str(labels))
                 say(f"imported {written} labels from {labels}")
+            if budget is not None:
+                check_budget(
+                    budget, project.store.num_images(), project.counts()["labeled"], str(path)
+                )
         except BaseException:
             if project is not None:
                 project.close()
@@ -479,6 +502,8 @@ class Project:
             "width": cur["width"] if width is None else width,
         }
         check_changeable(**new)
+        if budget is not None:
+            check_budget(budget, self.store.num_images(), self.counts()["labeled"], str(self.dir))
         if strategy is not None:
             sname, sopts = parse_strategy(strategy)
         else:
