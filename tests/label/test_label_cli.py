@@ -249,3 +249,14 @@ def test_init_refuses_a_budget_above_the_images_or_below_the_imported_labels(tmp
     assert not proj.exists()
     r = _run(*common, "--labels", labels, "--budget", "24", "--no-progress")
     assert r.exit_code == 0, r.output
+
+
+def test_label_next_says_it_replaced_the_pages_batch(project):
+    project.close()
+    r = _run("next", project.dir, "--n", "3")
+    assert r.exit_code == 0, r.output
+    assert "this is now the labeling page's batch: it replaced the one queued before (6 of" in (
+        r.stderr.replace("\n", "")
+    )
+    r = runner.invoke(app, ["label", "next", "--help"])
+    assert "replaces the one queued before" in " ".join(r.output.split())

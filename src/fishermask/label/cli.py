@@ -300,7 +300,10 @@ def next_batch(
     format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
-    """Choose the next batch with the project's strategy on the current model, and print it."""
+    """Choose the next batch with the project's strategy on the current model, and print it.
+
+    The new batch replaces the one queued before: the labeling page shows it from its next
+    load (labels already given are kept)."""
     import csv
     import io
 
@@ -315,13 +318,21 @@ def next_batch(
             check_out_file(out)
         p = _open(project)
         p.recover()
+        was = [it for it in p.batch() if it["state"] is None]
         row = p.run_round(train_model=False, n=n)
     except RoundBusy as busy:
         _busy(busy.args[0])
     except FishermaskError as e:
         _fail(str(e))
     items = p.batch()
-    _say(f"{len(items)} images ({row['mode']})")
+    _say(
+        f"{len(items)} images ({row['mode']}); this is now the labeling page's batch"
+        + (
+            f": it replaced the one queued before ({len(was)} of its images unlabeled)"
+            if was
+            else ""
+        )
+    )
     if format == "json":
         text = json.dumps(
             [
