@@ -222,3 +222,18 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path, write_tree, write_tar, 
     expected = torch.from_numpy(np.rint(img / 257.0).astype(np.uint8))
     assert torch.equal(dog, expected)
     assert dog[0].tolist() == [0, 1, 4, 117, 255, 50]
+
+
+@pytest.mark.parametrize("pixels", [200, 100])  # over Pillow's limit / over twice it
+def test_an_image_over_pillows_pixel_limit_is_one_clean_error(tmp_path, monkeypatch, pixels):
+    import warnings
+
+    from fishermask.data.images import decode_image
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=r"big\.png: too large to decode safely \(256 pixels"):
+            decode_image(path, "big.png", None)

@@ -14,6 +14,27 @@ from tests.label.test_label_cli import _run
 from tests.label.test_server import client  # noqa: F401 (fixture)
 
 
+@pytest.mark.parametrize("pixels", [200, 100])  # over Pillow's limit / over twice it
+def test_an_image_over_pillows_pixel_limit_is_one_clean_line(project, monkeypatch, pixels):
+    """Pillow printed a raw two-line DecompressionBombWarning for an image over its limit
+    (and added it) but refused one over twice the limit: both are now one "not added" line."""
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(project.root / "red" / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pixels)  # 16x16 = 256 pixels; 8x8 = 64
+    project.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning that escapes fails the test
+        r = _run("scan", project.dir, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "Warning" not in r.output and "0 new images (24 in all); 1 not added" in r.output
+    line = "not added red/big.png: too large to decode safely (256 pixels; Pillow's limit is "
+    assert line in r.output and "shrink it" in r.output
+
+
 def test_a_link_to_another_image_of_the_folder_is_not_a_second_image(tmp_path, folder):
     os.symlink(folder / "green" / "000.png", folder / "red" / "link_in.png")
     os.link(folder / "blue" / "000.png", folder / "blue" / "hard.png")

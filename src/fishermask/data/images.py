@@ -9,8 +9,11 @@ a stacked batch is ``uint8`` ``[N, Ch, H, W]``. Sizes given by the user
 from __future__ import annotations
 
 import io
+import re
+import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +59,30 @@ def check_image_size(image_size: Sequence[int] | None) -> ImageSize | None:
     return int(image_size[0]), int(image_size[1])
 
 
+# Pillow warns (two raw lines on stderr) on an image over Image.MAX_IMAGE_PIXELS and refuses
+# one over twice that; both are refused here, with one line (:func:`too_large`).
+BOMBS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+@contextmanager
+def bombs_refused() -> Iterator[None]:
+    """Inside: Pillow's DecompressionBombWarning is raised (like its DecompressionBombError)
+    instead of printed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def too_large(exc: BaseException) -> str:
+    """The reason of a refused :data:`BOMBS` image, one line, with the fix."""
+    m = re.search(r"\((\d+) pixels\)", str(exc))
+    what = f"{int(m.group(1)):,} pixels" if m else one_line(exc)
+    return (
+        f"too large to decode safely ({what}; Pillow's limit is {Image.MAX_IMAGE_PIXELS:,}): "
+        "shrink it (e.g. to 4096 pixels a side) or delete it"
+    )
+
+
 def decode_image(source: bytes | Path, name: str, image_size: ImageSize | None) -> np.ndarray:
     """Decode one PNG/JPEG file (path or bytes) into ``[H, W]`` or ``[H, W, 3]`` uint8.
 
@@ -63,7 +90,10 @@ def decode_image(source: bytes | Path, name: str, image_size: ImageSize | None) 
     If ``image_size`` is given the image is resized (bilinear) to ``(H, W)``.
     """
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        with (
+            bombs_refused(),
+            Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img,
+        ):
             img.load()
             if img.mode in SIXTEEN_BIT_MODES:
                 img = Image.fromarray(to_uint8(np.asarray(img), 65535))
@@ -72,7 +102,9 @@ def decode_image(source: bytes | Path, name: str, image_size: ImageSize | None) 
             if image_size is not None and img.size != (image_size[1], image_size[0]):
                 img = img.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except BOMBS as exc:
+        raise DataError(f"cannot decode image {name}: {too_large(exc)}.") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(
             f"cannot decode image {name}: {one_line(exc)}; replace or delete the file."
         ) from None

@@ -34,7 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fishermask.data.base import ImageDataset
 from fishermask.data.cache import cached, carry_rows, drop_entries
-from fishermask.data.images import ImageSize, one_line
+from fishermask.data.images import BOMBS, ImageSize, bombs_refused, one_line, too_large
 from fishermask.errors import DataError
 
 #: Extensions read from the image folder (compared lower-case).
@@ -203,7 +203,7 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
 
 def decode(data: bytes, size: ImageSize, channels: int) -> tuple[np.ndarray, int, int]:
     """Decode image bytes into ``[Ch, H, W]`` uint8 at ``size``; also the original width, height."""
-    with Image.open(io.BytesIO(data)) as img:
+    with bombs_refused(), Image.open(io.BytesIO(data)) as img:
         width, height = img.size
         if img.format == "JPEG":
             img.draft(img.mode, (size[1], size[0]))  # decode at a reduced scale when large
@@ -229,7 +229,9 @@ def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
         pixels, width, height = decode(data, size, channels)
     except UnidentifiedImageError:
         raise DataError("not a readable image (unknown or broken format)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except BOMBS as exc:
+        raise DataError(too_large(exc)) from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(one_line(exc)) from None
     return Found(
         path=rel,
@@ -269,10 +271,10 @@ def guess_channels(root: Path, files: Sequence[str], limit: int = 500) -> int:
     grey = {"1", "L", "LA", "La", "I", "F"} | _INT16
     for rel in files[:limit]:
         try:
-            with Image.open(root / rel) as img:
+            with bombs_refused(), Image.open(root / rel) as img:
                 if img.mode not in grey:
                     return 3
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        except (OSError, ValueError, SyntaxError, *BOMBS):
             continue
     return 1
 
