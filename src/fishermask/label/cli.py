@@ -56,6 +56,12 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+_BUDGET_HELP = (
+    "How many labels you plan to give (shown against the labels on the page): refused below "
+    "the labels already given or above the number of images."
+)
+
+
 @label_app.command()
 def init(
     project: ProjectArg,
@@ -71,13 +77,7 @@ def init(
         str, typer.Option(help="Query strategy, with options as name:key=value.")
     ] = "fishermask",
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 50,
-    budget: Annotated[
-        int | None,
-        typer.Option(
-            help="How many labels you plan to give (shown against the labels on the page): "
-            "refused below the labels already given or above the number of images."
-        ),
-    ] = None,
+    budget: Annotated[int | None, typer.Option(help=_BUDGET_HELP)] = None,
     min_per_class: Annotated[
         int, typer.Option(help="Cold start (diverse batches) until every class has this many.")
     ] = 3,
@@ -574,13 +574,7 @@ def config(
         int | None,
         typer.Option(help="Unseen images the strategy scores per batch (0: all)."),
     ] = None,
-    budget: Annotated[
-        int | None,
-        typer.Option(
-            help="How many labels you plan to give (shown against the labels on the page): "
-            "refused below the labels already given or above the number of images."
-        ),
-    ] = None,
+    budget: Annotated[int | None, typer.Option(help=_BUDGET_HELP)] = None,
     min_per_class: Annotated[
         int | None, typer.Option(help="Cold start until every class has this many labels.")
     ] = None,
