@@ -240,6 +240,34 @@ def test_scan_reports_missing_images_and_keeps_their_labels(project, tmp_path):
     p.close()
 
 
+def test_next_batch_is_refused_up_front_while_an_image_is_missing_or_changed(client):  # noqa: F811
+    """POST /api/next answered 202 and the round failed ~10 s later in the worker (a failed
+    round in the history, the reason only in the status); it now answers 409 with the line
+    `label next` prints (the images and both fixes), and neither starts a round."""
+    from tests.label.test_server import AUTH
+
+    p = client.project
+    rounds = len(p.store.rounds())
+    touched = p.root / "green" / "000.png"  # a new time, the same content: not refused
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    p.check_intact()
+    (p.root / "red" / "000.png").unlink()
+    r = client.post("/api/next", headers=AUTH)
+    assert r.status_code == 409, r.text
+    missing = r.json()["error"]
+    assert missing.startswith(f"image {p.root / 'red/000.png'} of this project is missing")
+    assert f"label scan {p.dir} --forget-missing" in missing and "\n" not in missing
+    _replace(p.root / "red" / "001.png", p.root / "blue" / "001.png")
+    both = client.post("/api/next", headers=AUTH).json()["error"]
+    assert both.startswith(missing) and "--accept-changed" in both
+    assert f"image {p.root / 'red/001.png'} changed since it was scanned" in both
+    assert len(p.store.rounds()) == rounds and client.app.state.worker.proc is None
+    for command in ("next", "train"):
+        r = _run(command, p.dir, *(["--no-progress"] if command == "train" else []))
+        assert r.exit_code == 2 and both in r.output.replace("\n", ""), r.output
+    assert len(p.store.rounds()) == rounds  # not a failed round each
+
+
 # -- Label Studio set-up in the README --------------------------------------------------------
 
 

@@ -318,6 +318,7 @@ def next_batch(
             check_out_file(out)
         p = _open(project)
         p.recover()
+        p.check_intact()  # before a round starts (and fails on them)
         was = [it for it in p.batch() if it["state"] is None]
         row = p.run_round(train_model=False, n=n)
     except RoundBusy as busy:
@@ -429,6 +430,7 @@ def train_cmd(
         p.recover()
         if (running := p.store.running_round()) is not None:
             _busy(running["id"])
+        p.check_intact()  # before a round starts (and fails on them)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

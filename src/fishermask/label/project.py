@@ -680,6 +680,29 @@ class Project:
             self.store.set_mtimes(touched)
         return out
 
+    def check_intact(self) -> None:
+        """Refuse (:class:`DataError`, one line naming the first images and the fixes) while an
+        image of the project is missing or changed since it was scanned: a round decodes every
+        image, so it would fail on them. The check of ``label train``, ``label next`` and
+        ``POST /api/next`` before a round starts; as cheap as :meth:`check_files` (a stat per
+        image, a hash only for a file whose size or modification time changed)."""
+        check = self.check_files()
+        parts = []
+        if check.missing:
+            first = check.missing[0].path
+            parts.append(
+                f"image {self.root / first}{imgs.and_more(check.missing)} of this project is "
+                f"missing (moved or deleted since it was scanned); {self.missing_fix()}."
+            )
+        if check.changed:
+            first = check.changed[0].path
+            parts.append(
+                f"image {self.root / first}{imgs.and_more(check.changed)} changed since it was "
+                f"scanned (its content no longer matches the stored hash): {self.changed_fix()}"
+            )
+        if parts:
+            raise DataError(" ".join(parts))
+
     def accept_changed(
         self, rows: Sequence[ImageRow]
     ) -> tuple[list[tuple[str, str | None]], list[tuple[str, str]]]:

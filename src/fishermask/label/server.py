@@ -6,7 +6,9 @@ database and is checked (links resolved) to lie inside the image folder, and the
 content against the hash stored when it was scanned (409 if it changed). A label is
 committed to the database before ``POST /api/labels`` answers 200. ``POST /api/next``
 retrains and queries in a worker process, which then estimates the new model's accuracy
-(stopped if the next round starts first); the page polls ``GET /api/status`` meanwhile.
+(stopped if the next round starts first); the page polls ``GET /api/status`` meanwhile. It
+is refused (409, nothing started) while an image is missing or changed since it was scanned
+(:meth:`Project.check_intact`, the check of ``label next``).
 """
 
 from __future__ import annotations
@@ -331,6 +333,13 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
     @app.post("/api/next", status_code=202)
     def next_batch() -> Any:
         worker.poll()
+        if (running := project.store.running_round()) is not None:
+            return _error(409, f"a retrain is already running (round {running['id']})")
+        try:
+            # refused here, nothing started, rather than a round that fails in the worker
+            project.check_intact()
+        except DataError as exc:
+            return _error(409, str(exc))
         try:
             round_id = worker.start()
         except RoundBusy as busy:
