@@ -41,17 +41,32 @@ def browser():
     driver.quit()
 
 
-def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser):
+def _open_page(project, browser, timeout: float = 60):
+    """Close ``project`` (the server opens its own), start ``label serve`` on it, open the URL
+    it prints in ``browser`` and wait until the first image is set. Returns the server process
+    (for ``stop_server``; stopped here if the page does not open) and a ``WebDriverWait`` of
+    ``timeout`` seconds."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     project.close()
-    proc, url, _ = start_server(project.dir)
+    proc, line, _ = start_server(project.dir)
     try:
-        line = re.search(r"http://\S+", url).group(0)
-        browser.get(line)
-        wait = WebDriverWait(browser, 60)
+        browser.get(re.search(r"http://\S+", line).group(0))
+        wait = WebDriverWait(browser, timeout)
         wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc, wait
+
+
+def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc, wait = _open_page(project, browser)
+    try:
         body = browser.find_element(By.TAG_NAME, "body")
         expected = {}
         for _ in range(6):
@@ -105,14 +120,9 @@ def test_space_does_not_confirm_a_guess_only_enter_does(project, browser):
     """Space scrolls the page; it used to confirm the highlighted guess, labelling the image."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    project.close()
-    proc, url, _ = start_server(project.dir)
+    proc, wait = _open_page(project, browser)
     try:
-        browser.get(re.search(r"http://\S+", url).group(0))
-        wait = WebDriverWait(browser, 60)
-        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
 
         def message(d):
             return d.find_element(By.ID, "message").text
@@ -142,12 +152,10 @@ def test_keys_typed_faster_than_the_server_answers_are_all_saved_in_order(projec
     import urllib.request
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    project.close()
-    proc, line, _ = start_server(project.dir)
+    proc, wait = _open_page(project, browser)
     try:
-        base, token = re.search(r"(http://\S+)/\?token=(\S+)", line).groups()
+        base, token = re.search(r"(http://\S+)/\?token=(\S+)", browser.current_url).groups()
         req = urllib.request.Request(
             base + "/api/batch", headers={"Authorization": "Bearer " + token}
         )
@@ -155,9 +163,6 @@ def test_keys_typed_faster_than_the_server_answers_are_all_saved_in_order(projec
             batch = json.load(r)["items"]
         expected = {it["image_id"]: it["path"].split("/")[0] for it in batch}
         keys = "".join(str(CLASSES.index(it["path"].split("/")[0]) + 1) for it in batch)
-        browser.get(f"{base}/?token={token}")
-        wait = WebDriverWait(browser, 60)
-        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
         browser.find_element(By.TAG_NAME, "body").send_keys(keys)  # all at once
         wait.until(lambda d: "Batch done" in d.find_element(By.ID, "message").text)
         from fishermask.label.project import Project
@@ -175,16 +180,11 @@ def test_undo_after_a_new_batch_does_not_take_back_a_label_of_the_old_one(projec
     image no longer on the page, so its label vanished where it could not be seen or given
     again, with only 'undone' said (and the page jumped to another image of the new batch)."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from fishermask.label.project import Project
 
-    project.close()
-    proc, line, _ = start_server(project.dir)
+    proc, wait = _open_page(project, browser)
     try:
-        browser.get(re.search(r"http://\S+", line).group(0))
-        wait = WebDriverWait(browser, 60)
-        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
         body = browser.find_element(By.TAG_NAME, "body")
         path = browser.find_element(By.ID, "path").text
         body.send_keys(str(CLASSES.index(path.split("/")[0]) + 1))
@@ -207,16 +207,12 @@ def test_an_image_changed_since_the_scan_is_explained_not_a_blank_frame(project,
     """The server refuses (409) an image whose file changed since it was scanned; the page
     showed a broken image and nothing else."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     first = project.batch()[0]["path"]
     f = project.root / first
-    project.close()
-    proc, line, _ = start_server(project.dir)
+    f.write_bytes(f.read_bytes() + b"changed")  # after the scan, before the page asks for it
+    proc, wait = _open_page(project, browser)
     try:
-        f.write_bytes(f.read_bytes() + b"changed")
-        browser.get(re.search(r"http://\S+", line).group(0))
-        wait = WebDriverWait(browser, 60)
         wait.until(
             lambda d: (
                 f"cannot show {first}: " in d.find_element(By.ID, "message").text
@@ -231,15 +227,11 @@ def test_a_failed_round_is_said_once_not_over_every_later_save(project, browser)
     """After a failed round the page re-said 'round N failed: ...' on every status poll
     (1.5 s), so the 'saved: ...' line of each label given afterwards vanished at once."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     rid = project.store.start_round("fishermask", os.getpid())
     project.store.finish_round(rid, status="failed", message="image red/000.png is missing")
-    project.close()
-    proc, line, _ = start_server(project.dir)
+    proc, wait = _open_page(project, browser)
     try:
-        browser.get(re.search(r"http://\S+", line).group(0))
-        wait = WebDriverWait(browser, 60)
 
         def message(d):
             return d.find_element(By.ID, "message").text
