@@ -246,3 +246,35 @@ def test_a_failed_round_is_said_once_not_over_every_later_save(project, browser)
         assert message(browser).startswith(f"saved: {path}")
     finally:
         stop_server(proc)
+
+
+def test_next_batch_with_a_missing_image_says_why_and_starts_nothing(project, browser):
+    """n while an image was deleted after the scan said 'retraining ...' and started a round
+    that failed in the worker ~10 s later; the server now refuses at once (409) and the page
+    shows its line: the image and the fix."""
+    from selenium.webdriver.common.by import By
+
+    from fishermask.label.project import Project
+
+    shown = {it["path"] for it in project.batch()}
+    gone = next(r.path for r in project.store.images() if r.path not in shown)
+    rounds = len(project.store.rounds())
+    proc, wait = _open_page(project, browser)
+    try:
+        (project.root / gone).unlink()  # not an image of the batch: the page shows it fine
+        browser.find_element(By.TAG_NAME, "body").send_keys("n")
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        wait.until(lambda d: "--forget-missing" in message(d))
+        text = message(browser)
+        assert text.startswith(f"image {project.root / gone} of this project is missing"), text
+        assert browser.find_element(By.ID, "message").get_attribute("class") == "error"
+        time.sleep(4)  # two status polls: no round was started, none fails later
+        assert message(browser) == text
+        p = Project(project.dir)
+        assert len(p.store.rounds()) == rounds
+        p.close()
+    finally:
+        stop_server(proc)
