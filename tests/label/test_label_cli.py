@@ -234,6 +234,25 @@ def test_import_prefix_picks_this_projects_folder_and_says_what_it_left_out(tmp_
     )
 
 
+def test_import_refuses_tasks_of_one_other_folder_in_one_line(tmp_path, folder):
+    """Tasks all under train/ for a project made from images/ used to be matched silently."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    res = [{"type": "choices", "value": {"choices": ["green"]}}]
+    task = {"data": {"image": "/data/local-files/?d=train/red/000.png"}, "annotations": [
+        {"result": res}
+    ]}  # fmt: skip
+    ls = tmp_path / "ls.json"
+    ls.write_text(json.dumps([task]))
+    r = _run("import", proj, "--labelstudio", ls)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "under 'train/'" in r.output and "`--prefix train/`" in r.output
+    assert "nothing was written" in r.output
+    r = _run("import", proj, "--labelstudio", ls, "--prefix", "train/")
+    assert r.exit_code == 0 and "imported 1 labels" in r.output, r.output
+
+
 def test_init_refuses_a_budget_above_the_images_or_below_the_imported_labels(tmp_path, folder):
     proj = tmp_path / "proj"
     common = ("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)

@@ -207,8 +207,11 @@ def test_labelstudio_import_of_a_label_studio_style_export(project, tmp_path):
         project.read_labelstudio(tmp_path / "ls.json")
     assert project.store.history() == []
     (tmp_path / "ls.json").write_text(json.dumps(tasks[1:]))
+    # photos/ is not the image folder's name (images/): taken only when --prefix says so
+    with pytest.raises(ConfigError, match=r"under 'photos/'.*`--prefix photos/`"):
+        project.read_labelstudio(tmp_path / "ls.json")
     project.add_label_rows(
-        project.read_labelstudio(tmp_path / "ls.json"), source="import", what="ls"
+        project.read_labelstudio(tmp_path / "ls.json", prefix="photos/"), source="import", what="ls"
     )
     assert {p: c for _, p, c in project.labeled_rows()} == {"blue/003.png": "blue"}
 
@@ -392,20 +395,20 @@ def test_labelstudio_tasks_of_other_folders_are_not_matched_by_their_ends(projec
             {"result": res}
         ]}  # fmt: skip
 
-    tasks = [
+    tasks = [  # this project's image folder is images/
         task(1, "imgs/train/red/000.png", "green"),  # another folder's red/000.png
-        task(2, "imgs/test/blue/001.png", "blue"),
-        task(3, "imgs/test/red/002.png", "red"),
+        task(2, "imgs/images/blue/001.png", "blue"),
+        task(3, "imgs/images/red/002.png", "red"),
     ]
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
     with pytest.raises(
         ConfigError,
-        match=r"under 2 different folders \('imgs/test/' \(2 tasks\), 'imgs/train/' \(1 tasks\)\)"
-        r".*nothing was written.*`--prefix imgs/test/`",
+        match=r"under 2 different folders \('imgs/images/' \(2 tasks\), 'imgs/train/' \(1 tasks\)\)"
+        r".*nothing was written.*`--prefix imgs/images/`",
     ):
         project.read_labelstudio(tmp_path / "ls.json")
     left: list[str] = []
-    rows = project.read_labelstudio(tmp_path / "ls.json", prefix="/imgs/test", left_out=left)
+    rows = project.read_labelstudio(tmp_path / "ls.json", prefix="/imgs/images", left_out=left)
     assert rows == [("blue/001.png", "blue"), ("red/002.png", "red")]
     assert left == ["imgs/train/red/000.png"]
     assert project.read_labelstudio(tmp_path / "ls.json", prefix="imgs/train/") == [
@@ -414,3 +417,39 @@ def test_labelstudio_tasks_of_other_folders_are_not_matched_by_their_ends(projec
     # one folder throughout (the usual case) needs no --prefix
     (tmp_path / "one.json").write_text(json.dumps(tasks[1:]))
     assert project.read_labelstudio(tmp_path / "one.json") == rows
+
+
+def test_labelstudio_tasks_all_under_another_folder_are_refused_not_matched(tmp_path):
+    """An export whose tasks all sit under one other folder (train/red/000.png) was matched
+    to a project made from test/ by the ends of the paths: train's labels went silently onto
+    test's images. A single folder not named as the image folder is refused (nothing
+    written); `--prefix` accepts it; the image folder's own name, or none, is matched."""
+    from tests.label.conftest import make_folder
+
+    folder = make_folder(tmp_path / "data" / "test")
+    p = Project.init(tmp_path / "proj", folder, ",".join(CLASSES), **TINY)
+
+    def export(prefix):
+        res = [{"type": "choices", "value": {"choices": ["green"]}}]
+        tasks = [
+            {"id": i, "data": {"image": f"/data/local-files/?d={prefix}{rel}"},
+             "annotations": [{"result": res}]}
+            for i, rel in enumerate(("red/000.png", "blue/001.png"), start=1)
+        ]  # fmt: skip
+        out = tmp_path / f"ls-{prefix.replace('/', '_')}.json"
+        out.write_text(json.dumps(tasks))
+        return out
+
+    want = [("red/000.png", "green"), ("blue/001.png", "green")]
+    for other in ("train/", "cifar/train/", "test/train/"):
+        with pytest.raises(ConfigError) as e:
+            p.read_labelstudio(export(other))
+        msg = str(e.value)
+        assert f"under {other!r} (2 tasks, e.g. '{other}red/000.png' taken as 'red/000.png')" in msg
+        assert f"image folder is {folder.resolve()}, not 'train'" in msg
+        assert "nothing was written" in msg and f"`--prefix {other}`" in msg
+        assert p.read_labelstudio(export(other), prefix=other) == want
+    for same in ("test/", "cifar/test/", ""):
+        assert p.read_labelstudio(export(same)) == want
+    assert p.store.history() == []
+    p.close()

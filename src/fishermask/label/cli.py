@@ -398,7 +398,8 @@ def import_(
         typer.Option(
             help="Where this project's image folder is in the tasks' image paths (e.g. "
             "`images/test/` for /data/local-files/?d=images/test/cat/1.jpg); only tasks under "
-            "it are imported. Needed when the export names images of several folders."
+            "it are imported. Needed when the export names images of several folders, or "
+            "of one folder not named as the image folder (it may be another folder's)."
         ),
     ] = None,
 ) -> None:

@@ -1588,7 +1588,9 @@ class Project:
         is one folder. Tasks that would match through different prefixes (``train/cat/1.jpg``
         and ``test/cat/1.jpg`` for ``cat/1.jpg``) are refused unless ``prefix`` says which
         folder is this project's; tasks under other prefixes are then left out (their image
-        references appended to ``left_out`` when given).
+        references appended to ``left_out`` when given). So is a single prefix whose last folder
+        is not named as the image folder (``train/`` for a project made from ``.../test``): it
+        is most likely another folder's images with the same relative paths.
         """
         from urllib.parse import parse_qs, unquote, urlparse
 
@@ -1609,6 +1611,7 @@ class Project:
         rows = []
         prefixes: list[str | None] = []  # per row: what precedes the matched path (None: no
         # folder to compare, i.e. data.path, a file name alone, or no match)
+        example: dict[str, tuple[str, str]] = {}  # per prefix: a task's path and its match
         ambiguous: list[str] = []
         for i, task in enumerate(tasks):
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
@@ -1661,6 +1664,7 @@ class Project:
                     match = [p for p in by_path if ref == p or ref.endswith("/" + p)]
                 if len(match) == 1:
                     before = ref[: len(ref) - len(match[0])].lstrip("/")
+                    example.setdefault(before, (ref, match[0]))
                 if not match and prefix is None:
                     name = ref.rsplit("/", 1)[-1]
                     match = by_name.get(name, [])
@@ -1696,6 +1700,22 @@ class Project:
                 "labelstudio` carry it), or serve the image folder to Label Studio as local "
                 "files so that data.image holds that path (README, Label Studio)."
             )
+        if prefix is None and folders and folders[0]:
+            # one folder before every matched path: most likely the image folder as Label
+            # Studio names it, unless its name says it is another folder whose images have the
+            # same relative paths (train/cat/1.jpg for a project made from test/)
+            where = folders[0]
+            last = where.rstrip("/").rsplit("/", 1)[-1]
+            if last != self.root.name:
+                ref, rel = example[where]
+                raise ConfigError(
+                    f"{path}: the tasks name their images under {where!r} "
+                    f"({prefixes.count(where)} tasks, e.g. {ref!r} taken as {rel!r}), but this "
+                    f"project's image folder is {self.root}, not {last!r}: they may be another "
+                    "folder's images with the same paths, and importing them would label the "
+                    f"wrong images; nothing was written. If {where!r} is this project's image "
+                    f"folder under another name, import with `--prefix {where}`."
+                )
         return rows
 
 
