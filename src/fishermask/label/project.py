@@ -97,6 +97,22 @@ def parse_classes(text: str | Sequence[str]) -> list[str]:
     return names
 
 
+#: The actions that set an image aside (shown again only by ``label revisit``), and the words
+#: the commands, the API and ``label status`` use for them.
+SET_ASIDE = ("unsure", "skip")
+KIND_NAMES = {"unsure": "unsure", "skip": "skipped"}
+
+
+def parse_set_aside(names: Sequence[str], what: str) -> list[str]:
+    """``["skipped", "unsure"]`` (or ``skip``) -> store kinds, in :data:`SET_ASIDE` order."""
+    words = {"unsure": "unsure", "skipped": "skip", "skip": "skip"}
+    bad = [n for n in names if n not in words]
+    if bad:
+        raise ConfigError(f"{what} {bad[0]!r}: use skipped or unsure (or both).")
+    chosen = {words[n] for n in names}
+    return [k for k in SET_ASIDE if k in chosen]
+
+
 #: Largest ``--image-size`` side: the models take small inputs (32x32 by default), and every
 #: image is decoded and held in memory at this size.
 MAX_SIDE = 1024
@@ -1320,15 +1336,7 @@ class Project:
             info = {"query_pool": cap, "scored": len(scored), "unseen": len(cand)}
         guesses: list[list[dict[str, Any]]] = [[] for _ in range(len(chosen))]
         if model is not None:
-            probs, _ = predict(model, x[chosen], norm)
-            top = probs.cpu().topk(min(3, len(self.classes)), dim=1)
-            guesses = [
-                [
-                    {"label": self.classes[int(c)], "prob": round(float(p), 4)}
-                    for p, c in zip(pv, cv, strict=True)
-                ]
-                for pv, cv in zip(top.values, top.indices, strict=True)
-            ]
+            guesses = self._top_guesses(model, x[chosen], norm)
         queue = [
             (
                 ids[int(p)],
@@ -1338,6 +1346,76 @@ class Project:
             for k, p in enumerate(chosen.tolist())
         ]
         return queue, mode, info
+
+    def _top_guesses(
+        self, model: Classifier, x: torch.Tensor, norm: Normalizer
+    ) -> list[list[dict[str, Any]]]:
+        """The model's top 3 classes with their probabilities, per image of ``x``."""
+        probs, _ = predict(model, x, norm)
+        top = probs.cpu().topk(min(3, len(self.classes)), dim=1)
+        return [
+            [
+                {"label": self.classes[int(c)], "prob": round(float(p), 4)}
+                for p, c in zip(pv, cv, strict=True)
+            ]
+            for pv, cv in zip(top.values, top.indices, strict=True)
+        ]
+
+    def guesses(self, image_ids: Sequence[int]) -> tuple[dict[int, list[dict[str, Any]]], str]:
+        """The latest model's top guesses for these images, and why there are none when there
+        are none ("" when there are): no model yet, or the images cannot be loaded (one went
+        missing or changed since the scan; ``label scan`` says which)."""
+        if not image_ids:
+            return {}, ""
+        latest = self.latest_model()
+        if latest is None:
+            return {}, "no model yet (the first `label train` or 'next batch' trains one)"
+        _, model, _, norm = latest
+        try:
+            x, ids = self.images()
+        except DataError as exc:
+            return {}, f"the images cannot be loaded: {exc}"
+        id_pos = {i: p for p, i in enumerate(ids)}
+        known = [i for i in image_ids if i in id_pos]
+        if not known:
+            return {}, ""
+        sel = torch.tensor([id_pos[i] for i in known], dtype=torch.int64)
+        return dict(zip(known, self._top_guesses(model, x[sel], norm), strict=True)), ""
+
+    def set_aside(self, kinds: Sequence[str] = SET_ASIDE) -> list[dict[str, Any]]:
+        """The images currently skipped or unsure (``kinds``: ``skip``, ``unsure``), oldest
+        first: ``{"image_id", "path", "label_id", "kind", "created"}`` each. The state of an
+        image is its current action (:meth:`Store.current`): an image skipped, then labeled, is
+        labeled; an unsure that was undone is no longer unsure."""
+        return self.store.set_aside(kinds)
+
+    def revisit(
+        self, kinds: Sequence[str] = SET_ASIDE, n: int | None = None
+    ) -> tuple[int | None, list[dict[str, Any]]]:
+        """Queue the images currently skipped or unsure (the ``n`` oldest, default all) as the
+        batch, with the latest model's guesses; the batch queued before is replaced (its
+        unlabeled images are unseen again, so the strategy may choose them later).
+
+        Their earlier skip/unsure stays in the history; a label given now is the newest action,
+        so it wins. The strategy's queries are unchanged: the next "next batch" chooses among
+        the unseen images as usual (images still skipped or unsure are not among them).
+        Refused (:class:`RoundBusy`) while a round is running. Returns ``(round id, the items
+        queued)``; ``(None, [])`` when there is nothing to revisit (the batch is left as it is).
+        """
+        items = self.set_aside(kinds)[:n] if n is not None else self.set_aside(kinds)
+        if not items:
+            return None, []
+        guesses, _ = self.guesses([it["image_id"] for it in items])
+        names = " or ".join(KIND_NAMES[k] for k in SET_ASIDE if k in kinds)
+        mode = (
+            f"revisit: the images marked {names}, oldest first (the next batch is chosen by "
+            "the strategy as usual)"
+        )
+        round_id, queued = self.store.queue_set_aside(
+            [it["label_id"] for it in items], guesses, mode=mode
+        )
+        keep = set(queued)
+        return round_id, [it for it in items if it["image_id"] in keep]
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -1371,18 +1449,29 @@ class Project:
         }
 
     def batch(self) -> list[dict[str, Any]]:
-        """The current queue, each item with its current state (label/skip/unsure or None)."""
+        """The current queue, each item with its state in this batch: its current action
+        (label/skip/unsure) when that was given after the batch was queued, else None (to do).
+
+        ``earlier``: the current action given before the batch was queued (a skipped or
+        unsure image queued again by :meth:`revisit`), else None. A batch the strategy chose
+        holds only images without an action when it was chosen, so for it the state is simply
+        the current action.
+        """
         current = self.store.current()
         out = []
         for q in self.store.queue():
             cur = current.get(q["image_id"])
-            state = None
+            state = earlier = None
             if cur is not None:
-                state = {
+                action = {
                     "label_id": cur[0],
                     "kind": cur[1],
                     "label": self.classes[cur[2]] if cur[2] is not None else None,
                 }
+                if cur[0] > q["since"]:
+                    state = action
+                else:
+                    earlier = action
             out.append(
                 {
                     "image_id": q["image_id"],
@@ -1391,6 +1480,7 @@ class Project:
                     "score": q["score"],
                     "guesses": q["guesses"],
                     "state": state,
+                    "earlier": earlier,
                 }
             )
         return out

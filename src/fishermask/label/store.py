@@ -3,10 +3,12 @@
 Tables: ``meta`` (the project settings as JSON values), ``classes``, ``images`` (path relative
 to the image root, content hash, byte size, pixel size, the decode segment it belongs to),
 ``labels`` (an append-only history: every label, skip, unsure and undo with its source and
-time), ``rounds`` (each retrain + query: strategy, model checkpoint, metrics, progress) and
-``queue`` (the batch being labeled, with scores and the model's guesses). Each round records
-the settings it ran with (``rounds.settings``), and every change made by ``fishermask label
-config`` is a row of ``settings_history`` (``{key: [old, new]}``), so results stay traceable.
+time), ``rounds`` (each retrain + query: strategy, model checkpoint, metrics, progress; a
+``revisit`` row, strategy ``revisit`` and no checkpoint, for each batch of skipped or unsure
+images queued by ``label revisit``) and ``queue`` (the batch being labeled, with scores and the
+model's guesses). Each round records the settings it ran with (``rounds.settings``), and every
+change made by ``fishermask label config`` is a row of ``settings_history`` (``{key: [old,
+new]}``), so results stay traceable.
 ``forgotten_images`` keeps, for the record, every image that ``fishermask label scan
 --forget-missing`` removed from the project (its row, its action when forgotten and its rows of
 ``labels`` as JSON). Image ids are never reused: a new image gets an id above every image's,
@@ -558,6 +560,69 @@ class Store:
         """``image_id -> (label row id, kind, class_id)`` for every image with a current action."""
         return {r["image_id"]: (r["id"], r["kind"], r["class_id"]) for r in self.query(_CURRENT)}
 
+    def set_aside(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
+        """The images whose current action (as :meth:`current` defines it) is one of ``kinds``
+        (``skip``, ``unsure``): ``{"image_id", "path", "label_id", "kind", "created"}`` each,
+        the oldest action first. An image skipped and labeled later is labeled, not here."""
+        bad = [k for k in kinds if k not in ("skip", "unsure")]
+        if bad:
+            raise ConfigError(f"kind {bad[0]!r}: images are set aside as skip or unsure.")
+        if not kinds:
+            return []
+        rows = self.query(
+            "SELECT l.image_id, i.path, l.id AS label_id, l.kind, l.created FROM labels l "
+            f"JOIN images i ON i.id = l.image_id WHERE l.id IN (SELECT id FROM ({_CURRENT})) "
+            f"AND l.kind IN ({', '.join('?' * len(kinds))}) ORDER BY l.id",
+            tuple(kinds),
+        )
+        return [dict(r) for r in rows]
+
+    def queue_set_aside(
+        self,
+        label_ids: Sequence[int],
+        guesses: dict[int, list[dict[str, Any]]],
+        *,
+        mode: str,
+    ) -> tuple[int | None, list[int]]:
+        """Make the images of these current skip/unsure actions the batch (a ``revisit`` round,
+        committed ``done`` with its queue in one transaction, so every page sees a new batch).
+
+        An action that is no longer its image's current one when the database is write-locked
+        (the image was labeled, or the action undone, since it was read) is left out. Nothing is
+        written when none is left. Refused (:class:`RoundBusy`) while a round is running: its
+        batch would replace this one. Returns ``(round id or None, image ids queued)``.
+        """
+        with self.transaction() as c:
+            busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
+            if busy is not None:
+                raise RoundBusy(int(busy["id"]))
+            current = {r["id"]: r for r in c.execute(_CURRENT)}
+            keep = [
+                int(current[i]["image_id"])
+                for i in label_ids
+                if i in current and current[i]["kind"] in ("skip", "unsure")
+            ]
+            if not keep:
+                return None, []
+            now = time.time()
+            settings = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
+            n_labels = sum(r["kind"] == "label" for r in current.values())
+            last = c.execute("SELECT COALESCE(MAX(id), 0) AS m FROM labels").fetchone()["m"]
+            # last_label_id: the batch's state counts the actions after it (see Project.batch)
+            cur = c.execute(
+                "INSERT INTO rounds (status, strategy, mode, n_labels, last_label_id, phase, "
+                "started, finished, settings) VALUES ('done', 'revisit', ?, ?, ?, 'done', ?, ?, ?)",
+                (mode, n_labels, int(last), now, now, json.dumps(settings)),
+            )
+            round_id = int(cur.lastrowid)
+            c.execute("DELETE FROM queue")
+            for pos, image_id in enumerate(keep):
+                c.execute(
+                    "INSERT INTO queue VALUES (?, ?, ?, NULL, ?)",
+                    (pos, image_id, round_id, json.dumps(guesses.get(image_id, []))),
+                )
+        return round_id, keep
+
     def current_labels(self) -> dict[int, int]:
         """``image_id -> class_id`` of every labeled image (skips and unsure left out)."""
         return {i: c for i, (_, k, c) in self.current().items() if k == "label"}
@@ -688,9 +753,12 @@ class Store:
             )
 
     def queue(self) -> list[dict[str, Any]]:
+        """The batch, in order; ``since``: the last label row id when it was queued (its
+        round's ``last_label_id``; 0 when unknown)."""
         rows = self.query(
-            "SELECT q.position, q.image_id, q.round_id, q.score, q.guesses, i.path "
-            "FROM queue q JOIN images i ON i.id = q.image_id ORDER BY q.position"
+            "SELECT q.position, q.image_id, q.round_id, q.score, q.guesses, i.path, "
+            "COALESCE(r.last_label_id, 0) AS since FROM queue q JOIN images i ON i.id = "
+            "q.image_id LEFT JOIN rounds r ON r.id = q.round_id ORDER BY q.position"
         )
         return [dict(r) | {"guesses": json.loads(r["guesses"])} for r in rows]
 

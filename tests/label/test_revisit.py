@@ -1,0 +1,115 @@
+"""Images set aside (skipped or unsure): listed by `label status --list`, queued again by
+`label revisit` / `POST /api/revisit`, labeled with the usual keys (the latest action wins)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fishermask.label.store import RoundBusy
+
+
+def _ids(project) -> dict[str, int]:
+    return project.store.image_ids_by_path()
+
+
+def _set_aside_some(project) -> dict[str, int]:
+    """red/000 skipped; red/001 unsure; red/002 skipped then labeled; red/003 unsure then
+    undone; red/004 skipped then unsure. Currently: 000 skipped, 001 and 004 unsure."""
+    ids = _ids(project)
+    s = project.store
+    s.add_label(ids["red/000.png"], "skip")
+    s.add_label(ids["red/001.png"], "unsure")
+    s.add_label(ids["red/002.png"], "skip")
+    s.add_label(ids["red/002.png"], "label", 0)
+    s.undo(s.add_label(ids["red/003.png"], "unsure"))
+    s.add_label(ids["red/004.png"], "skip")
+    s.add_label(ids["red/004.png"], "unsure")
+    return ids
+
+
+def test_set_aside_is_the_current_action_and_the_counts_agree(project):
+    _set_aside_some(project)
+    paths = [it["path"] for it in project.set_aside()]
+    assert paths == ["red/000.png", "red/001.png", "red/004.png"]  # oldest action first
+    assert [it["path"] for it in project.set_aside(["skip"])] == ["red/000.png"]
+    assert [it["path"] for it in project.set_aside(["unsure"])] == ["red/001.png", "red/004.png"]
+    st = project.status()  # counts: the images whose latest action is so, not "ever skipped"
+    assert (st["skipped"], st["unsure"], st["labeled"]) == (1, 2, 1)
+
+
+def test_revisit_queues_them_as_the_batch_and_a_label_then_wins(project):
+    ids = _set_aside_some(project)
+    before = project.status()["queue_round"]
+    round_id, items = project.revisit()
+    assert round_id is not None and round_id != before
+    assert [it["path"] for it in items] == ["red/000.png", "red/001.png", "red/004.png"]
+    st = project.status()
+    assert st["queue_round"] == round_id and st["mode"].startswith("revisit: the images marked")
+    batch = project.batch()
+    assert [it["path"] for it in batch] == ["red/000.png", "red/001.png", "red/004.png"]
+    # to do in this batch, with what was done before
+    assert all(it["state"] is None for it in batch)
+    assert [it["earlier"]["kind"] for it in batch] == ["skip", "unsure", "unsure"]
+
+    project.store.add_label(ids["red/001.png"], "label", 0)
+    project.store.add_label(ids["red/004.png"], "unsure")  # still not sure
+    states = {it["path"]: it["state"] for it in project.batch()}
+    assert states["red/000.png"] is None
+    assert states["red/001.png"]["kind"] == "label" and states["red/001.png"]["label"] == "red"
+    assert states["red/004.png"]["kind"] == "unsure"
+    assert [it["path"] for it in project.set_aside()] == ["red/000.png", "red/004.png"]
+    assert project.store.current_labels()[ids["red/001.png"]] == 0
+    st = project.status()
+    assert (st["skipped"], st["unsure"], st["labeled"]) == (1, 1, 2)
+
+    # the strategy's queue is unchanged: the next batch comes from the unseen images only
+    project.run_round(train_model=False)
+    assert project.status()["mode"].startswith("cold start")
+    seen = set(project.store.current())
+    assert project.batch() and all(it["image_id"] not in seen for it in project.batch())
+
+
+def test_revisit_one_kind_at_most_n_and_nothing_to_revisit(project):
+    _set_aside_some(project)
+    _, items = project.revisit(["unsure"], n=1)
+    assert [it["path"] for it in items] == ["red/001.png"]
+    assert [it["path"] for it in project.batch()] == ["red/001.png"]
+    queue = project.store.queue()
+    project.store.add_label(_ids(project)["red/000.png"], "label", 0)
+    assert project.revisit(["skip"]) == (None, [])  # nothing: the batch is left as it is
+    assert project.store.queue() == queue
+
+
+def test_revisit_is_refused_while_a_round_runs(project):
+    _set_aside_some(project)
+    queue = project.store.queue()
+    rid = project.store.start_round("fishermask", os.getpid())
+    with pytest.raises(RoundBusy):
+        project.revisit()
+    assert project.store.queue() == queue
+    project.store.finish_round(rid, status="failed")
+
+
+def test_an_action_no_longer_current_when_queued_is_left_out(project):
+    """Labeled (another tab) between the read and the write: not queued as set aside."""
+    _set_aside_some(project)
+    items = project.set_aside()
+    project.store.add_label(items[0]["image_id"], "label", 0)
+    _, queued = project.store.queue_set_aside([it["label_id"] for it in items], {}, mode="r")
+    assert queued == [it["image_id"] for it in items[1:]]
+
+
+def test_revisit_items_carry_the_latest_models_guess(project):
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 3)
+    project.run_round(train_model=True)
+    ids = _ids(project)
+    project.store.add_label(ids["green/007.png"], "unsure")
+    _, items = project.revisit()
+    (it,) = project.batch()
+    assert it["path"] == "green/007.png" and len(it["guesses"]) == 3
+    guesses, why = project.guesses([it["image_id"]])
+    assert why == "" and guesses[it["image_id"]] == it["guesses"]
