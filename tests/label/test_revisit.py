@@ -3,11 +3,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 
 import pytest
+from typer.testing import CliRunner
 
+from fishermask.cli import app
 from fishermask.label.store import RoundBusy
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, ["label", *map(str, args)])
 
 
 def _ids(project) -> dict[str, int]:
@@ -113,3 +124,85 @@ def test_revisit_items_carry_the_latest_models_guess(project):
     assert it["path"] == "green/007.png" and len(it["guesses"]) == 3
     guesses, why = project.guesses([it["image_id"]])
     assert why == "" and guesses[it["image_id"]] == it["guesses"]
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def test_status_list_csv_json_and_empty(project):
+    project.close()
+    r = _run("status", project.dir, "--list", "unsure")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "" and r.stderr.strip() == "no image is currently unsure."
+    r = _run("status", project.dir, "--list", "skipped,unsure", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == []
+
+    from fishermask.label.project import Project
+
+    p = Project(project.dir)
+    _set_aside_some(p)
+    p.close()
+    r = _run("status", project.dir, "--list", "skipped,unsure")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [(x["path"], x["state"]) for x in rows] == [
+        ("red/000.png", "skipped"),
+        ("red/001.png", "unsure"),
+        ("red/004.png", "unsure"),
+    ]
+    assert list(rows[0]) == ["path", "state", "when", "guess", "guess_prob"]
+    assert rows[0]["when"].endswith("Z") and rows[0]["guess"] == ""
+    assert "no model guesses: no model yet" in r.stderr
+    r = _run("status", project.dir, "--list", "skipped", "--format", "json")
+    (row,) = json.loads(r.stdout)
+    assert row["path"] == "red/000.png" and row["state"] == "skipped" and row["guess"] is None
+    r = _run("status", project.dir)  # without --list: the counts, as before
+    st = json.loads(r.stdout)
+    assert (st["skipped"], st["unsure"]) == (1, 2)
+
+
+def test_status_list_bad_input_is_one_line(project):
+    project.close()
+    for args, msg in (
+        (["--list", "maybe"], "--list 'maybe': use skipped or unsure"),
+        (["--format", "json"], "--format json applies to --list"),
+        (["--list", "unsure", "--format", "xml"], "--format 'xml': use csv or json"),
+    ):
+        r = _run("status", project.dir, *args)
+        assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_revisit_command(project):
+    from fishermask.label.project import Project
+
+    _set_aside_some(project)
+    todo = sum(it["state"] is None for it in project.batch())
+    project.close()
+    r = _run("revisit", project.dir, "--unsure")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "queued 2 images (2 unsure), oldest first; this is now the labeling page's batch" in out
+    assert f"it replaced the one queued before ({todo} of its images unlabeled" in out
+    p = Project(project.dir)
+    assert [it["path"] for it in p.batch()] == ["red/001.png", "red/004.png"]
+    p.close()
+    r = _run("revisit", project.dir)  # both kinds
+    assert r.exit_code == 0 and "queued 3 images (2 unsure, 1 skipped)" in " ".join(
+        r.output.split()
+    )
+    r = _run("revisit", project.dir, "--n", "0")
+    assert r.exit_code == 2 and "--n 0: must be >= 1" in r.output
+
+    p = Project(project.dir)
+    rid = p.store.start_round("fishermask", os.getpid())
+    r = _run("revisit", project.dir)  # refused while a round runs
+    assert r.exit_code == 2 and f"a retrain is already running (round {rid}" in r.output
+    p.store.finish_round(rid, status="failed")
+    for it in p.set_aside():
+        p.store.add_label(it["image_id"], "label", 0)
+    p.close()
+    r = _run("revisit", project.dir, "--skipped")
+    assert r.exit_code == 0
+    assert "nothing to revisit: no image is currently skipped; the batch is unchanged." in (
+        " ".join(r.output.split())
+    )

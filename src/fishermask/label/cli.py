@@ -526,14 +526,133 @@ def serve(
 
 
 @label_app.command()
-def status(project: ProjectArg) -> None:
-    """Counts, the latest round and its accuracy, as JSON."""
+def status(
+    project: ProjectArg,
+    list_: Annotated[
+        str | None,
+        typer.Option(
+            "--list",
+            help="Instead, list the images currently skipped or unsure: skipped, unsure or "
+            "skipped,unsure (path relative to the image folder, state, when, the latest "
+            "model's guess), oldest first.",
+        ),
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option("--format", help="With --list: csv (default) or json.")
+    ] = None,
+) -> None:
+    """Counts (skipped and unsure: the images whose latest action is so), the latest round and
+    its accuracy, as JSON; or, with --list, the images skipped or unsure."""
+    if format is not None and list_ is None:
+        _fail(f"--format {format} applies to --list; add e.g. --list unsure.")
+    if format not in (None, "csv", "json"):
+        _fail(f"--format {format!r}: use csv or json.")
+    try:
+        from fishermask.label.project import parse_set_aside
+
+        kinds = None if list_ is None else parse_set_aside(list_.split(","), "--list")
+        p = _open(project)
+        p.recover()
+        if kinds is None:
+            console.print_json(json.dumps(p.status()))
+            return
+        _print_set_aside(p, kinds, format or "csv")
+    except FishermaskError as e:
+        _fail(str(e))
+
+
+def _print_set_aside(p: Any, kinds: list[str], format: str) -> None:
+    """``label status --list``: the set-aside images as csv or json on stdout; when there are
+    none, one line on stderr (and ``[]`` for json)."""
+    import csv
+    import io
+    import time
+
+    from fishermask.label.project import KIND_NAMES
+
+    items = p.set_aside(kinds)
+    names = " or ".join(KIND_NAMES[k] for k in kinds)
+    if not items:
+        _say(f"no image is currently {names}.")
+        if format == "json":
+            sys.stdout.write("[]\n")
+        return
+    guesses, why = p.guesses([it["image_id"] for it in items])
+    if why:
+        _say(f"no model guesses: {why}")
+    rows = []
+    for it in items:
+        g = (guesses.get(it["image_id"]) or [{}])[0]
+        rows.append(
+            {
+                "path": it["path"],
+                "state": KIND_NAMES[it["kind"]],
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(it["created"])),
+                "guess": g.get("label"),
+                "guess_prob": g.get("prob"),
+            }
+        )
+    if format == "json":
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(rows[0]))
+    for r in rows:
+        w.writerow(["" if v is None else v for v in r.values()])
+    sys.stdout.write(buf.getvalue())
+
+
+@label_app.command()
+def revisit(
+    project: ProjectArg,
+    skipped: Annotated[bool, typer.Option("--skipped", help="The images skipped.")] = False,
+    unsure: Annotated[bool, typer.Option("--unsure", help="The images marked unsure.")] = False,
+    n: Annotated[
+        int | None, typer.Option("--n", help="At most this many, the oldest first (default all).")
+    ] = None,
+) -> None:
+    """Queue the images currently skipped or unsure (both without --skipped/--unsure) as the
+    labeling page's batch, to label them with the usual keys.
+
+    The new batch replaces the one queued before (its unlabeled images are unseen again: the
+    strategy may choose them later); the next batch is chosen by the strategy as usual."""
+    from fishermask.label.project import KIND_NAMES, SET_ASIDE
+
+    if n is not None and n < 1:
+        _fail(f"--n {n}: must be >= 1.")
+    kinds = [k for k in SET_ASIDE if {"skip": skipped, "unsure": unsure}[k]] or list(SET_ASIDE)
+    names = " or ".join(KIND_NAMES[k] for k in kinds)
     try:
         p = _open(project)
         p.recover()
-        console.print_json(json.dumps(p.status()))
+        was = [it for it in p.batch() if it["state"] is None]
+        round_id, items = p.revisit(kinds, n=n)
+    except RoundBusy as busy:
+        _busy(busy.args[0])
     except FishermaskError as e:
         _fail(str(e))
+    if round_id is None:
+        console.print(
+            f"nothing to revisit: no image is currently {names}; the batch is unchanged.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    count = ", ".join(f"{sum(it['kind'] == k for it in items)} {KIND_NAMES[k]}" for k in kinds)
+    console.print(
+        f"queued {len(items)} images ({count}), oldest first; this is now the labeling "
+        "page's batch"
+        + (
+            f": it replaced the one queued before ({len(was)} of its images unlabeled; they "
+            "are unseen again, so the strategy may choose them later)"
+            if was
+            else ""
+        )
+        + ". After them the next batch is chosen by the strategy as usual.",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 #: Settings ``label config`` shows but cannot change, and what to do instead.
