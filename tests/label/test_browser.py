@@ -278,3 +278,39 @@ def test_next_batch_with_a_missing_image_says_why_and_starts_nothing(project, br
         p.close()
     finally:
         stop_server(proc)
+
+
+def test_an_image_marked_unsure_is_revisited_labeled_and_exported(project, browser):
+    """u set an image aside for good: it never came back. The side panel's revisit queues the
+    images skipped or unsure as the batch; the label given then is the image's label."""
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+
+    proc, wait = _open_page(project, browser)
+    try:
+
+        def text(d, id_):
+            return d.find_element(By.ID, id_).text
+
+        body = browser.find_element(By.TAG_NAME, "body")
+        path = text(browser, "path")
+        body.send_keys("u")
+        wait.until(lambda d: text(d, "message") == f"saved: {path} \u2192 unsure")
+        wait.until(lambda d: d.find_element(By.ID, "set-aside").is_displayed())
+        assert text(browser, "set-aside").startswith("unsure: 1, skipped: 0")
+        browser.find_element(By.ID, "revisit").click()
+        wait.until(lambda d: text(d, "message").startswith("revisiting 1 image(s) (1 unsure"))
+        assert text(browser, "path") == f"{path} \u2014 earlier: unsure"
+        assert text(browser, "position").startswith("image 1 of 1 in this batch (0 done)")
+        assert text(browser, "mode").startswith("revisit: the images marked unsure or skipped")
+        true_class = path.split("/")[0]
+        body.send_keys(str(CLASSES.index(true_class) + 1))
+        wait.until(lambda d: text(d, "message").startswith(f"saved: {path} \u2192 {true_class}"))
+        assert "Batch done" in text(browser, "message")
+        wait.until(lambda d: not d.find_element(By.ID, "set-aside").is_displayed())
+        export = browser.find_element(By.ID, "export").get_attribute("href")  # the page's link
+        with urllib.request.urlopen(export) as r:
+            assert r.read().decode() == f"path,label\n{path},{true_class}\n"
+    finally:
+        stop_server(proc)

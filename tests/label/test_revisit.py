@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import warnings
 
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +16,8 @@ from fishermask.cli import app
 from fishermask.label.store import RoundBusy
 
 runner = CliRunner()
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _run(*args):
@@ -206,3 +209,73 @@ def test_revisit_command(project):
     assert "nothing to revisit: no image is currently skipped; the batch is unchanged." in (
         " ".join(r.output.split())
     )
+
+
+# -- JSON API -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(project):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from fishermask.label.server import create_app
+
+    app = create_app(project.dir, TOKEN)
+    with TestClient(app) as c:
+        c.project = app.state.project
+        yield c
+    app.state.worker.stop()
+
+
+def test_api_revisit(client):
+    p = client.project
+    assert client.post("/api/revisit", json={"kinds": ["unsure"]}).status_code == 401
+    r = client.post("/api/revisit", headers=AUTH, json={"kinds": ["unsure"]})
+    assert r.status_code == 200 and r.json() == {"round_id": None, "queued": 0, "unsure": 0}
+    _set_aside_some(p)
+    st = client.get("/api/status", headers=AUTH).json()
+    assert (st["skipped"], st["unsure"]) == (1, 2)
+    r = client.post("/api/revisit", headers=AUTH, json={"kinds": ["unsure"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["queued"] == 2 and body["unsure"] == 2
+    b = client.get("/api/batch", headers=AUTH).json()
+    assert b["round_id"] == body["round_id"] and b["mode"].startswith("revisit")
+    assert [it["path"] for it in b["items"]] == ["red/001.png", "red/004.png"]
+    assert all(it["state"] is None and it["earlier"]["kind"] == "unsure" for it in b["items"])
+    item = b["items"][0]
+    r = client.post(
+        "/api/labels", headers=AUTH, json={"image_id": item["image_id"], "label": "red"}
+    )
+    assert r.status_code == 200
+    b = client.get("/api/batch", headers=AUTH).json()
+    assert b["items"][0]["state"]["label"] == "red"
+    st = client.get("/api/status", headers=AUTH).json()
+    assert (st["skipped"], st["unsure"]) == (1, 1)
+    r = client.post("/api/revisit", headers=AUTH)  # no body: both kinds
+    assert r.status_code == 200 and r.json()["queued"] == 2 and r.json()["skipped"] == 1
+
+    for bad, msg in (
+        ({"kinds": ["maybe"]}, "use skipped or unsure"),
+        ({"kinds": []}, "non-empty list"),
+        ({"kinds": "unsure"}, "non-empty list"),
+        ({"kinds": ["unsure"], "n": 0}, "`n` must be an integer >= 1"),
+        ({"kind": ["unsure"]}, "allowed: kinds, n"),
+    ):
+        r = client.post("/api/revisit", headers=AUTH, json=bad)
+        assert r.status_code == 400 and msg in r.json()["error"], (bad, r.text)
+
+    queue = p.store.queue()
+    rid = p.store.start_round("fishermask", os.getpid())
+    r = client.post("/api/revisit", headers=AUTH, json={"kinds": ["unsure"]})
+    assert r.status_code == 409 and f"a retrain is running (round {rid})" in r.json()["error"]
+    assert p.store.queue() == queue
+    p.store.finish_round(rid, status="failed")
+
+
+def test_page_shows_the_set_aside_counts_and_a_revisit_control(client):
+    page = client.get("/", headers=AUTH).text
+    assert 'id="set-aside"' in page and 'id="revisit"' in page
+    js = client.get("/static/app.js", headers=AUTH).text
+    assert '"/api/revisit"' in js

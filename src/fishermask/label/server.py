@@ -4,10 +4,11 @@ Every request needs the access token, as a ``token`` query parameter or an
 ``Authorization: Bearer`` header. Images are served by id only: the path comes from the
 database and is checked (links resolved) to lie inside the image folder, and the file's
 content against the hash stored when it was scanned (409 if it changed). A label is
-committed to the database before ``POST /api/labels`` answers 200. ``POST /api/next``
-retrains and queries in a worker process, which then estimates the new model's accuracy
-(stopped if the next round starts first); the page polls ``GET /api/status`` meanwhile. It
-is refused (409, nothing started) while an image is missing or changed since it was scanned
+committed to the database before ``POST /api/labels`` answers 200. ``POST /api/revisit``
+queues the images skipped or unsure as the batch. ``POST /api/next`` retrains and queries
+in a worker process, which then estimates the new model's accuracy (stopped if the next
+round starts first); the page polls ``GET /api/status`` meanwhile. It is refused (409,
+nothing started) while an image is missing or changed since it was scanned
 (:meth:`Project.check_intact`, the check of ``label next``).
 """
 
@@ -38,7 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
-from fishermask.label.project import Project
+from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
 from fishermask.label.store import RoundBusy
 
 HERE = Path(__file__).parent
@@ -345,6 +346,43 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
         except RoundBusy as busy:
             return _error(409, f"a retrain is already running (round {busy.args[0]})")
         return {"round_id": round_id}
+
+    @app.post("/api/revisit")
+    async def revisit(request: Request) -> Any:
+        body = await read_body(request)
+        if body is None:
+            return _error(413, f"request body over {MAX_BODY} bytes")
+        example = '{"kinds": ["unsure", "skipped"]}'
+        try:
+            data = json.loads(body) if body.strip() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, f"body must be JSON like {example} (or empty: both)")
+        if not isinstance(data, dict) or set(data) - {"kinds", "n"}:
+            return _error(400, f"body must be a JSON object like {example}; allowed: kinds, n")
+        names = data.get("kinds", ["unsure", "skipped"])
+        n = data.get("n")
+        if not isinstance(names, list) or not names or not all(isinstance(k, str) for k in names):
+            return _error(400, f"`kinds` must be a non-empty list like {example}")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            return _error(400, "`n` must be an integer >= 1 (at most this many, oldest first)")
+        try:
+            kinds = parse_set_aside(names, "kind")
+        except ConfigError as exc:
+            return _error(400, str(exc))
+        worker.poll()  # a round whose process died is not running
+        try:
+            round_id, items = await run_in_threadpool(project.revisit, kinds, n)
+        except RoundBusy as busy:
+            return _error(
+                409,
+                f"a retrain is running (round {busy.args[0]}); its batch would replace this "
+                "one: revisit when it is done",
+            )
+        return {
+            "round_id": round_id,
+            "queued": len(items),
+            **{KIND_NAMES[k]: sum(it["kind"] == k for it in items) for k in kinds},
+        }
 
     @app.get("/api/export.csv")
     def export_csv() -> Any:

@@ -11,6 +11,7 @@ let queue = Promise.resolve();  // the page's actions, run one at a time in the 
 let pending = 0;                // actions waiting in the queue
 let epoch = 0;                  // bumped when a save fails: the actions queued after it are dropped
 const $ = (id) => document.getElementById(id);
+const KIND = { skip: "skipped", unsure: "unsure" };
 
 async function api(method, path, body) {
   const opts = { method, headers: { "Authorization": "Bearer " + FM.token } };
@@ -70,7 +71,8 @@ function show() {
   $("image").dataset.imageId = it.image_id;
   const done = items.filter((x) => x.state).length;
   $("position").textContent = `image ${pos + 1} of ${items.length} in this batch (${done} done)`;
-  $("path").textContent = it.path + (it.state ? ` \u2014 ${it.state.kind === "label" ? it.state.label : it.state.kind}` : "");
+  const earlier = it.earlier ? ` \u2014 earlier: ${KIND[it.earlier.kind] || it.earlier.label}` : "";
+  $("path").textContent = it.path + (it.state ? ` \u2014 ${it.state.kind === "label" ? it.state.label : it.state.kind}` : earlier);
   $("guesses").textContent = it.guesses.length
     ? "model: " + it.guesses.map((g) => `${g.label} ${(100 * g.prob).toFixed(0)}%`).join(", ")
     : "model: no guess yet";
@@ -133,6 +135,19 @@ async function nextBatch() {
   refreshStatus();
 }
 
+// Queue the images skipped or unsure as the batch (it replaces the one shown); the next
+// batch ("n") is chosen by the strategy as usual.
+async function revisit() {
+  try {
+    const r = await api("POST", "/api/revisit", { kinds: ["unsure", "skipped"] });
+    if (!r.queued) { say("nothing to revisit: no image is skipped or unsure"); return; }
+    await loadBatch();
+    say(`revisiting ${r.queued} image(s) (${r.unsure} unsure, ${r.skipped} skipped), oldest first:`
+      + " label them with the usual keys; n asks for the next batch as usual");
+  } catch (e) { say(e.message, true); }
+  refreshStatus();
+}
+
 async function refreshStatus() {
   let s;
   try { s = await api("GET", "/api/status"); } catch (e) { say(e.message, true); return; }
@@ -141,6 +156,8 @@ async function refreshStatus() {
   $("counts").textContent = `${s.labeled} labeled of ${s.budget ? "a budget of " + s.budget : s.images + " images"}`
     + ` \u00b7 ${s.skipped} skipped \u00b7 ${s.unsure} unsure`;
   $("progress-text").textContent = `${s.labeled} / ${total} labeled`;
+  $("set-aside").hidden = !(s.unsure || s.skipped);
+  $("set-aside-counts").textContent = `unsure: ${s.unsure}, skipped: ${s.skipped}`;
   const max = Math.max(1, ...Object.values(s.per_class));
   $("chart").innerHTML = "";
   for (const [name, n] of Object.entries(s.per_class)) {
@@ -221,5 +238,6 @@ $("undo").onclick = () => act(undo);
 $("prev").onclick = () => onKey({ key: "ArrowLeft", preventDefault() {} });
 $("next").onclick = () => onKey({ key: "ArrowRight", preventDefault() {} });
 $("next-batch").onclick = () => act(nextBatch);
+$("revisit").onclick = () => act(revisit);  // after the saves typed before the click
 loadBatch().then(refreshStatus).catch((e) => say(e.message, true));
 setInterval(refreshStatus, 1500);
