@@ -179,20 +179,20 @@ def test_revisit_command(project):
     from fishermask.label.project import Project
 
     _set_aside_some(project)
-    todo = sum(it["state"] is None for it in project.batch())
+    todo = sum(it["state"] is None for it in project.batch())  # no action at all yet
     project.close()
     r = _run("revisit", project.dir, "--unsure")
     assert r.exit_code == 0, r.output
     out = " ".join(r.output.split())
     assert "queued 2 images (2 unsure), oldest first; this is now the labeling page's batch" in out
-    assert f"it replaced the one queued before ({todo} of its images unlabeled" in out
+    assert f"it replaced the one queued before ({todo} of its images unseen;" in out
     p = Project(project.dir)
     assert [it["path"] for it in p.batch()] == ["red/001.png", "red/004.png"]
     p.close()
     r = _run("revisit", project.dir)  # both kinds
-    assert r.exit_code == 0 and "queued 3 images (2 unsure, 1 skipped)" in " ".join(
-        r.output.split()
-    )
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "queued 3 images (2 unsure, 1 skipped)" in out
+    assert "replaced" not in out  # the batch shown held only images still set aside
     r = _run("revisit", project.dir, "--n", "0")
     assert r.exit_code == 2 and "--n 0: must be >= 1" in r.output
 

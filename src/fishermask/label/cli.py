@@ -613,10 +613,9 @@ def revisit(
     ] = None,
 ) -> None:
     """Queue the images currently skipped or unsure (both without --skipped/--unsure) as the
-    labeling page's batch, to label them with the usual keys.
-
-    The new batch replaces the one queued before (its unlabeled images are unseen again: the
-    strategy may choose them later); the next batch is chosen by the strategy as usual."""
+    labeling page's batch, to label them with the usual keys. It replaces the batch queued
+    before (whose unlabeled images are unseen again: the strategy may choose them later); the
+    next batch is chosen by the strategy as usual."""
     from fishermask.label.project import KIND_NAMES, SET_ASIDE
 
     if n is not None and n < 1:
@@ -626,7 +625,8 @@ def revisit(
     try:
         p = _open(project)
         p.recover()
-        was = [it for it in p.batch() if it["state"] is None]
+        # the images of the batch shown that had no action at all (not those set aside)
+        was = [it for it in p.batch() if it["state"] is None and it["earlier"] is None]
         round_id, items = p.revisit(kinds, n=n)
     except RoundBusy as busy:
         _busy(busy.args[0])
@@ -641,11 +641,11 @@ def revisit(
         return
     count = ", ".join(f"{sum(it['kind'] == k for it in items)} {KIND_NAMES[k]}" for k in kinds)
     console.print(
-        f"queued {len(items)} images ({count}), oldest first; this is now the labeling "
-        "page's batch"
+        f"queued {len(items)} image{'s' * (len(items) != 1)} ({count}), oldest first; this "
+        "is now the labeling page's batch"
         + (
-            f": it replaced the one queued before ({len(was)} of its images unlabeled; they "
-            "are unseen again, so the strategy may choose them later)"
+            f": it replaced the one queued before ({len(was)} of its images unseen; the "
+            "strategy may choose them later)"
             if was
             else ""
         )
