@@ -179,6 +179,20 @@ def test_help(stream: io.StringIO) -> None:
     assert res.exit_code == 0 and "--query-size" in res.stdout
 
 
+def test_every_help_paragraph_is_one_line_so_that_it_wraps_at_the_terminal_width() -> None:
+    # typer (0.29) joins the lines of a help text's first paragraph but keeps the line breaks of
+    # the later ones, so a docstring wrapped at 100 columns broke mid-sentence on the screen
+    import inspect
+
+    from fishermask.label.cli import label_app
+
+    for typer_app in (app, label_app):
+        for command in typer_app.registered_commands:
+            text = inspect.cleandoc(command.help or command.callback.__doc__ or "")
+            for paragraph in text.split("\n\n")[1:]:
+                assert "\n" not in paragraph, (command.callback.__name__, paragraph)
+
+
 def test_recipe_flags_reach_the_config(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["run", "--dataset", "digits", "--model", "mlp", "--width", "0.25", "-s", "random"]

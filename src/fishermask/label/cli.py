@@ -302,8 +302,7 @@ def next_batch(
 ) -> None:
     """Choose the next batch with the project's strategy on the current model, and print it.
 
-    The new batch replaces the one queued before: the labeling page shows it from its next
-    load (labels already given are kept)."""
+    The new batch replaces the one queued before: the labeling page shows it from its next load (labels already given are kept)."""
     import csv
     import io
 
