@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 from PIL import Image
 
 CLASSES = ("red", "green", "blue")
+TOKEN = "test-token"  # the access token of the `client` fixture's server
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_folder(root: Path, per_class: int = 8, size: int = 8, seed: int = 0) -> Path:
@@ -52,6 +55,22 @@ def project(tmp_path: Path, folder: Path):
     p.run_round(train_model=False)
     yield p
     p.close()
+
+
+@pytest.fixture
+def client(project):
+    """FastAPI's test client on the project's server (token ``TOKEN``); ``client.project`` is
+    the server's own Project."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    from fishermask.label.server import create_app
+
+    app = create_app(project.dir, TOKEN)
+    with TestClient(app) as c:
+        c.project = app.state.project
+        yield c
+    app.state.worker.stop()
 
 
 def label_truth(project, n_per_class: int) -> None:

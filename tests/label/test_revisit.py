@@ -7,17 +7,15 @@ import csv
 import io
 import json
 import os
-import warnings
 
 import pytest
 from typer.testing import CliRunner
 
 from fishermask.cli import app
 from fishermask.label.store import RoundBusy
+from tests.label.conftest import AUTH
 
 runner = CliRunner()
-TOKEN = "test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _run(*args):
@@ -212,20 +210,6 @@ def test_revisit_command(project):
 
 
 # -- JSON API -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(project):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-    from fishermask.label.server import create_app
-
-    app = create_app(project.dir, TOKEN)
-    with TestClient(app) as c:
-        c.project = app.state.project
-        yield c
-    app.state.worker.stop()
 
 
 def test_api_revisit(client):

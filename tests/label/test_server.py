@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 
 import pytest
 
-from tests.label.conftest import CLASSES
-
-TOKEN = "test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def client(project):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-    from fishermask.label.server import create_app
-
-    app = create_app(project.dir, TOKEN)
-    with TestClient(app) as c:
-        c.project = app.state.project
-        yield c
-    app.state.worker.stop()
+from tests.label.conftest import AUTH, CLASSES, TOKEN
 
 
 def _rows(client):
