@@ -208,13 +208,22 @@ def decode(data: bytes, size: ImageSize, channels: int) -> tuple[np.ndarray, int
         if img.format == "JPEG":
             img.draft(img.mode, (size[1], size[0]))  # decode at a reduced scale when large
         img.load()
-        img = ImageOps.exif_transpose(img)
-        img = to_channels(img, channels)
-        if img.size != (size[1], size[0]):
-            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        arr = np.asarray(img, dtype=np.uint8)
+        arr = prepare(img, size, channels)
+    return arr, width, height
+
+
+def prepare(img: Image.Image, size: ImageSize, channels: int) -> np.ndarray:
+    """A loaded image as the project stores it: EXIF orientation applied, converted to the
+    project's channels (:func:`to_channels`), resized (bilinear) to ``size``; ``[Ch, H, W]``
+    uint8. The step of :func:`decode` after the file is read (used by the exported model's
+    loader for images given as PIL images or arrays)."""
+    img = ImageOps.exif_transpose(img)
+    img = to_channels(img, channels)
+    if img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return np.ascontiguousarray(arr), width, height
+    return np.ascontiguousarray(arr)
 
 
 def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
