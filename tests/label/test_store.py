@@ -108,3 +108,22 @@ def test_a_project_from_a_newer_version_is_refused(tmp_path):
     s.set_meta({"schema_version": SCHEMA_VERSION})
     s.close()
     Store(path).close()
+
+
+def test_held_out_predictions_are_stored_with_the_estimate_and_added_to_older_projects(store):
+    rid = store.start_round("random", None)
+    store.finish_round(rid, status="done")
+    store.set_estimate(rid, {"accuracy": 0.5}, [(3, 0, 0, 0.91), (4, 1, 0, 0.6)], phase="done")
+    assert store.round(rid)["metrics"] == {"accuracy": 0.5}
+    assert store.held_out(rid) == [(3, 0, 0, 0.91), (4, 1, 0, 0.6)]
+    store.set_estimate(rid, {"accuracy": 1.0}, [(5, 1, 1, 0.7)], phase="done")  # replaced
+    assert store.held_out(rid) == [(5, 1, 1, 0.7)]
+    # a project written before the table existed gets it (empty) when opened
+    store.query("DROP TABLE held_out")
+    path = store.path
+    store.close()
+    again = Store(path)
+    try:
+        assert again.held_out(rid) == []
+    finally:
+        again.close()

@@ -1074,11 +1074,13 @@ class Project:
         id_pos: dict[int, int],
         round_id: int,
         report: Report,
+        held_out: list[tuple[int, int, int, float]] | None = None,
     ) -> dict[str, Any]:
         """Held-out accuracy of this round's training recipe (fold 0, or 5-fold CV).
 
         Each model is trained without the labels it is scored on (``purpose`` 1 + fold keeps
-        its seeds apart from the final model's).
+        its seeds apart from the final model's). ``held_out`` (when given) receives each
+        held-out prediction as ``(image_id, label, predicted class, its probability)``.
         """
         ids, pos, y = self._labeled_tensors(labeled, id_pos)
         folds = torch.tensor([fold_of(i) for i in ids])
@@ -1113,7 +1115,15 @@ class Project:
 
             model, _ = self._fit(x[pos[~test]], y[~test], norm, round_id, 1 + k, on_epoch)
             probs, _ = predict(model, x[pos[test]], norm)
-            correct += int((probs.argmax(1).cpu() == y[test]).sum())
+            probs = probs.cpu()
+            pred = probs.argmax(1)
+            conf = probs.gather(1, pred[:, None]).squeeze(1)
+            correct += int((pred == y[test]).sum())
+            if held_out is not None:
+                test_ids = [ids[j] for j in torch.nonzero(test).flatten().tolist()]
+                held_out.extend(
+                    zip(test_ids, y[test].tolist(), pred.tolist(), conf.tolist(), strict=True)
+                )
             seen += int(test.sum())
             done = base + e_all
         if not seen:
@@ -1249,14 +1259,17 @@ class Project:
             raise
         if estimate:  # the batch is ready; the estimate follows
             metrics.pop("estimating")
+            held_out: list[tuple[int, int, int, float]] = []
             try:
-                found = self.estimate_accuracy(x, norm, labeled, id_pos, round_id, both)
+                found = self.estimate_accuracy(
+                    x, norm, labeled, id_pos, round_id, both, held_out=held_out
+                )
             except BaseException as exc:
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 found = {"accuracy": None, "method": f"not estimated: {msg}"}
                 self.store.set_metrics(round_id, metrics | found, phase="done")
                 raise
-            self.store.set_metrics(round_id, metrics | found, phase="done")
+            self.store.set_estimate(round_id, metrics | found, held_out, phase="done")
         row = self.store.round(round_id)
         assert row is not None
         return row

@@ -11,8 +11,13 @@ change made by ``fishermask label config`` is a row of ``settings_history`` (``{
 new]}``), so results stay traceable.
 ``forgotten_images`` keeps, for the record, every image that ``fishermask label scan
 --forget-missing`` removed from the project (its row, its action when forgotten and its rows of
-``labels`` as JSON). Image ids are never reused: a new image gets an id above every image's,
-forgotten ones included, so an id held by a page or an export names one image for good.
+``labels`` as JSON). ``held_out`` keeps, per round whose accuracy was estimated, every held-out
+prediction (image, its label, the class predicted by a model trained without it and that
+class's probability), so ``fishermask label predict --min-prob P`` can say how accurate the
+predictions at or above P were (a table added to older projects when they are opened; rounds
+estimated before it have no rows). Image ids are never reused: a new image gets an id above
+every image's, forgotten ones included, so an id held by a page or an export names one image
+for good.
 
 Rule for an image labeled more than once (two tabs, or a correction): every action is kept in
 ``labels``; the image's current state is its newest action that has not been undone (highest
@@ -123,7 +128,19 @@ CREATE TABLE IF NOT EXISTS queue (
     guesses TEXT NOT NULL DEFAULT '[]'
 );
 """
-_SCHEMA += _FORGOTTEN
+# Held-out predictions of a round's accuracy estimate (each by a model trained without that
+# image's label): the predicted class and its probability, and the label it is scored against.
+_HELD_OUT = """
+CREATE TABLE IF NOT EXISTS held_out (
+    round_id INTEGER NOT NULL,
+    image_id INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    pred INTEGER NOT NULL,
+    prob REAL NOT NULL,
+    PRIMARY KEY (round_id, image_id)
+)
+"""
+_SCHEMA += _FORGOTTEN + ";" + _HELD_OUT
 
 
 # The current action of every image: its newest row that is not an undo and not undone.
@@ -220,10 +237,10 @@ class Store:
             r["name"]
             for r in self.query(
                 "SELECT name FROM sqlite_master WHERE name IN "
-                "('settings_history', 'forgotten_images')"
+                "('settings_history', 'forgotten_images', 'held_out')"
             )
         }
-        if "settings" in cols and "pid_start" in cols and len(have) == 2:
+        if "settings" in cols and "pid_start" in cols and len(have) == 3:
             return
         with self.transaction() as c:
             cols = {r["name"] for r in c.execute("PRAGMA table_info(rounds)")}
@@ -236,6 +253,7 @@ class Store:
                 "AUTOINCREMENT, changed REAL NOT NULL, changes TEXT NOT NULL)"
             )
             c.execute(_FORGOTTEN)
+            c.execute(_HELD_OUT)
 
     def close(self) -> None:
         with self._lock:
@@ -718,6 +736,35 @@ class Store:
                 "UPDATE rounds SET metrics = ?, phase = ? WHERE id = ?",
                 (json.dumps(metrics), phase, round_id),
             )
+
+    def set_estimate(
+        self,
+        round_id: int,
+        metrics: dict[str, Any],
+        held_out: Sequence[tuple[int, int, int, float]],
+        *,
+        phase: str,
+    ) -> None:
+        """Write a finished accuracy estimate: the round's metrics and its held-out predictions
+        (``(image_id, label, predicted class, its probability)`` each) in one transaction."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE rounds SET metrics = ?, phase = ? WHERE id = ?",
+                (json.dumps(metrics), phase, round_id),
+            )
+            c.execute("DELETE FROM held_out WHERE round_id = ?", (round_id,))
+            c.executemany(
+                "INSERT INTO held_out VALUES (?, ?, ?, ?, ?)",
+                [(round_id, i, y, p, float(q)) for i, y, p, q in held_out],
+            )
+
+    def held_out(self, round_id: int) -> list[tuple[int, int, int, float]]:
+        """``(image_id, label, predicted class, its probability)`` of a round's estimate."""
+        rows = self.query(
+            "SELECT image_id, label, pred, prob FROM held_out WHERE round_id = ? ORDER BY image_id",
+            (round_id,),
+        )
+        return [(r["image_id"], r["label"], r["pred"], r["prob"]) for r in rows]
 
     def rounds(self) -> list[dict[str, Any]]:
         out = []
