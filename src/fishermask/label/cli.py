@@ -484,13 +484,19 @@ def train_cmd(
 @label_app.command()
 def export(
     project: ProjectArg,
-    format: Annotated[str, typer.Option("--format", help="csv, imagefolder, labelstudio or npz.")],
-    out: Annotated[Path, typer.Option(help="Output file (folder for imagefolder).")],
+    format: Annotated[
+        str, typer.Option("--format", help="csv, imagefolder, labelstudio, npz or model.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output file (folder for imagefolder and model).")],
     image_url_prefix: Annotated[
         str, typer.Option(help="Label Studio: prefix of each task's data.image before the path.")
     ] = "/data/local-files/?d=",
 ) -> None:
-    """Export the labels (and, for Label Studio, the model's predictions with scores)."""
+    """Export the labels (and, for Label Studio, the model's predictions with scores), or the
+    latest model (--format model: a folder for fishermask.label.load_model)."""
+    if format == "model":
+        _export_model(project, out)
+        return
     try:
         p = _open(project)
         n = p.export(format, out, image_url_prefix=image_url_prefix)
@@ -498,6 +504,23 @@ def export(
         _fail(str(e))
     console.print(
         f"wrote {out} ({n} {'tasks' if format == 'labelstudio' else 'labels'})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _export_model(project: Path, out: Path) -> None:
+    from fishermask.label.predict import export_model
+
+    try:
+        info = export_model(_open(project), out)
+    except FishermaskError as e:
+        _fail(str(e))
+    h, w = info["image_size"]
+    console.print(
+        f"wrote {out}: the model of round {info['round']} ({info['architecture']}, "
+        f"{len(info['classes'])} classes, {info['channels']}x{h}x{w}, trained on "
+        f"{info['n_labels']} labels); load it with fishermask.label.load_model({str(out)!r})",
         highlight=False,
         soft_wrap=True,
     )
@@ -761,3 +784,66 @@ def config(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@label_app.command("predict")
+def predict_cmd(
+    project: ProjectArg,
+    images: Annotated[
+        str,
+        typer.Option(
+            "--images",
+            help="all, unlabeled (no label: skipped and unsure included) or labeled.",
+        ),
+    ] = "all",
+    min_prob: Annotated[
+        float,
+        typer.Option(
+            help="Keep only predictions whose probability is at least this (0..1); the "
+            "held-out line says how accurate such predictions were."
+        ),
+    ] = 0.0,
+    top: Annotated[int, typer.Option(help="Classes given per image, most probable first.")] = 1,
+    format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """The latest model's predictions on the project's images (path, class, probability,
+    the given label), and how accurate held-out predictions at or above --min-prob were."""
+    from fishermask.label.predict import check_options, held_out_line, predict_project
+
+    if format not in ("csv", "json"):
+        _fail(f"--format {format!r}: use csv or json.")
+    try:
+        check_options(images, min_prob, top)
+        if out is not None:
+            from fishermask.label.project import check_out_file
+
+            check_out_file(out)
+        p = _open(project)
+        res = predict_project(p, which=images, min_prob=min_prob, top=top, progress=progress)
+    except FishermaskError as e:
+        _fail(str(e))
+    m = res.model
+    if format == "json":
+        text = json.dumps(res.as_json(), indent=1) + "\n"
+    else:
+        text = res.csv_text()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        from fishermask.experiments.store import write_atomic
+
+        write_atomic(out, lambda f: f.write(text.encode()))
+    chose = (
+        "the current batch was chosen with it"
+        if m.queue_round == m.round_id
+        else f"the current batch (round {m.queue_round}) was chosen with it"
+    )
+    kept = f", {len(res.rows)} with prob >= {min_prob:g}" if min_prob > 0 else ""
+    where = f"; written to {out}" if out is not None else ""
+    _say(
+        f"model of round {m.round_id} (trained on {m.n_labels} labels; {chose}): "
+        f"{res.considered} {'' if images == 'all' else images + ' '}images{kept}{where}."
+    )
+    _say(held_out_line(res.held_out))

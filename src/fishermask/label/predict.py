@@ -1,0 +1,544 @@
+"""Using a labeling project's model: its predictions on the project's images, how accurate
+they were on held-out labels, and the model exported as a folder with its loader.
+
+* :func:`predict_project` applies the project's latest committed model (the one the current
+  batch was chosen with) to its images, from the decoded image cache and through
+  :func:`fishermask.training.trainer.predict`, the code every round queries with: the
+  predictions are those the round would make (``fishermask label predict``,
+  ``GET /api/predictions``).
+* :func:`held_out_summary`: of the held-out predictions stored when the model's round
+  estimated its accuracy (each by a model trained without that image's label), how many had
+  a probability at or above ``P`` and how many of those were right (95 % Wilson interval).
+  Nothing is reported where nothing was measured.
+* :func:`export_model` writes ``model.pt`` (the weights) and ``model.json`` (architecture,
+  width, classes, image size, channels, normalisation, round, held-out accuracy);
+  :class:`LabelModel` (``fishermask.label.load_model(DIR)``) loads it without the project
+  and decodes images as the project does (:func:`fishermask.label.images.decode`).
+
+Shapes: N images, C classes, K top classes kept per image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from fishermask.errors import ConfigError, DataError
+from fishermask.label import images as imgs
+from fishermask.models import build_model
+from fishermask.training import Normalizer
+from fishermask.training.trainer import predict
+
+if TYPE_CHECKING:
+    from fishermask.label.project import Project
+    from fishermask.models.base import Classifier
+
+#: ``--images``: which of the project's images get a prediction.
+WHICH = ("all", "unlabeled", "labeled")
+#: Images per forward pass (the decoded images are in memory already; this bounds the
+#: activations).
+BATCH = 512
+#: Probabilities are written with this many decimals, and ``--min-prob`` compares the
+#: written value, so a filter on the output file keeps the same rows.
+DECIMALS = 6
+MODEL_FORMAT = "fishermask-label-model"
+MODEL_FORMAT_VERSION = 1
+
+
+def check_options(
+    which: str, min_prob: float, top: int, num_classes: int | None = None, *, api: bool = False
+) -> None:
+    """Validate ``--images``, ``--min-prob`` and ``--top`` (one line each, with the fix);
+    ``api``: named as the query parameters of ``GET /api/predictions``."""
+    names = ("images=", "min_prob=", "top=") if api else ("--images ", "--min-prob ", "--top ")
+    images, prob, k = names
+    if which not in WHICH:
+        raise ConfigError(f"{images}{which!r}: use one of {', '.join(WHICH)}.")
+    if not (0.0 <= min_prob <= 1.0):  # NaN fails too
+        raise ConfigError(f"{prob}{min_prob:g}: a probability, between 0 and 1 (e.g. 0.9).")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"{k}{top!r}: must be an integer >= 1.")
+    if num_classes is not None and top > num_classes:
+        raise ConfigError(f"{k}{top}: the project has {num_classes} classes; use 1..{num_classes}.")
+
+
+# -- the project's model ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class CommittedModel:
+    """The project's latest committed model and where it comes from."""
+
+    trained_round: dict[str, Any]  # the round that trained it (its accuracy estimate)
+    queue_round: int  # the latest finished round: the current batch was chosen with this model
+    state: dict[str, Any]  # the checkpoint (``Project.save_checkpoint``)
+
+    @property
+    def round_id(self) -> int:
+        return int(self.trained_round["id"])
+
+    @property
+    def n_labels(self) -> int:
+        return int(self.trained_round["n_labels"])
+
+
+def committed_model(project: Project) -> CommittedModel:
+    """The checkpoint of the latest finished round (a round that did not retrain carries the
+    model it queried with), and the round that trained it. Refused (:class:`ConfigError`)
+    when no round has trained a model yet."""
+    latest = project.store.last_good_round(with_model=True)
+    if latest is None:
+        raise ConfigError(
+            f"{project.dir} has no trained model yet: label images of at least 2 classes, then "
+            f"train one with `fishermask label train {project.dir}` (or 'next batch' on the "
+            "labeling page)."
+        )
+    ckpt = latest["checkpoint"]
+    trained = next(
+        r for r in project.store.rounds() if r["status"] == "done" and r["checkpoint"] == ckpt
+    )
+    try:
+        state = torch.load(project.dir / ckpt, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise DataError(
+            f"cannot read the latest model {project.dir / ckpt} ({str(exc).splitlines()[0]}); "
+            f"train a new one with `fishermask label train {project.dir}`."
+        ) from None
+    return CommittedModel(trained, int(latest["id"]), state)
+
+
+def build_classifier(
+    name: str,
+    num_classes: int,
+    shape: Sequence[int],
+    width: float,
+    weights: dict[str, torch.Tensor],
+) -> Classifier:
+    """The architecture a checkpoint names, with its weights, in eval mode (the global random
+    generator is left as it was: initialisation draws from it)."""
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(name, num_classes, (int(shape[0]), int(shape[1]), int(shape[2])), width)
+    model.load_state_dict(weights)
+    model.eval()
+    return model
+
+
+def _classifier(state: dict[str, Any]) -> tuple[Classifier, Normalizer]:
+    model = build_classifier(
+        state["model_name"],
+        len(state["classes"]),
+        state["image_shape"],
+        float(state["width"]),
+        state["model"],
+    )
+    norm = Normalizer(tuple(state["normalizer"]["mean"]), tuple(state["normalizer"]["std"]))
+    return model, norm
+
+
+def probabilities(
+    model: Classifier,
+    norm: Normalizer,
+    x: torch.Tensor,
+    positions: Sequence[int],
+    *,
+    advance: Callable[[int], None] | None = None,
+    batch: int = BATCH,
+) -> torch.Tensor:
+    """Softmax probabilities ``[len(positions), C]`` of the images ``x[positions]`` (uint8
+    ``[N, Ch, H, W]``), ``batch`` images per forward pass."""
+    out = torch.empty(len(positions), model.num_classes, dtype=torch.float32)
+    for i in range(0, len(positions), batch):
+        part = torch.as_tensor(positions[i : i + batch], dtype=torch.int64)
+        probs, _ = predict(model, x[part], norm, batch_size=batch)
+        out[i : i + len(part)] = probs.cpu()
+        if advance is not None:
+            advance(len(part))
+    return out
+
+
+# -- held-out accuracy -----------------------------------------------------------------------
+def held_out_summary(project: Project, trained_round: dict[str, Any], min_prob: float) -> dict:
+    """How accurate the held-out predictions with a probability at or above ``min_prob`` were,
+    for the round that trained the model: ``{"available": True, "round", "method",
+    "min_prob", "n_held_out", "n_at_or_above", "correct", "accuracy", "low", "high"}``
+    (accuracy and interval None when no held-out prediction reaches ``min_prob``), or
+    ``{"available": False, "round", "why"}`` when that round has no stored held-out
+    predictions (not estimated, still estimating, or estimated by an older fishermask)."""
+    from fishermask.label.project import wilson
+
+    rid = int(trained_round["id"])
+    m = trained_round["metrics"]
+    if m.get("estimating"):
+        why = (
+            f"round {rid}'s held-out estimate is still running; run this again when "
+            f"`fishermask label status {project.dir}` shows its accuracy"
+        )
+        return {"available": False, "round": rid, "why": why}
+    if m.get("accuracy") is None:
+        method = m.get("method") or "not estimated"
+        return {"available": False, "round": rid, "why": f"round {rid}'s accuracy was {method}"}
+    rows = project.store.held_out(rid)
+    if not rows:
+        why = (
+            f"round {rid} was estimated by an older fishermask, which did not store its "
+            f"held-out predictions; the next `fishermask label train {project.dir}` stores them"
+        )
+        return {"available": False, "round": rid, "why": why}
+    kept = [(y, p) for _, y, p, q in rows if round(q, DECIMALS) >= min_prob]
+    correct = sum(y == p for y, p in kept)
+    low, high = wilson(correct, len(kept)) if kept else (None, None)
+    return {
+        "available": True,
+        "round": rid,
+        "method": m.get("method"),
+        "min_prob": min_prob,
+        "n_held_out": len(rows),
+        "n_at_or_above": len(kept),
+        "correct": correct,
+        "accuracy": correct / len(kept) if kept else None,
+        "low": low,
+        "high": high,
+    }
+
+
+def held_out_line(h: dict[str, Any]) -> str:
+    """The held-out figure in one line (for stderr)."""
+    if not h["available"]:
+        return f"held-out: no figure for this model: {h['why']}."
+    where = f"round {h['round']}, {h['method']}"
+    if h["min_prob"] == 0:
+        return (
+            f"held-out: {100 * h['accuracy']:.1f} % [{100 * h['low']:.1f}, "
+            f"{100 * h['high']:.1f}] of {h['n_held_out']} held-out images correct ({where}); "
+            "with --min-prob P it says how accurate predictions at or above P were."
+        )
+    if not h["n_at_or_above"]:
+        return (
+            f"held-out: none of the {h['n_held_out']} held-out images has prob >= "
+            f"{h['min_prob']:g}, so nothing was measured at this threshold ({where})."
+        )
+    return (
+        f"held-out: {h['n_at_or_above']} of {h['n_held_out']} images have prob >= "
+        f"{h['min_prob']:g}; {100 * h['accuracy']:.1f} % [{100 * h['low']:.1f}, "
+        f"{100 * h['high']:.1f}] of them correct ({where})."
+    )
+
+
+# -- predictions on the project's images -----------------------------------------------------
+@dataclass
+class Predictions:
+    """What :func:`predict_project` found."""
+
+    model: CommittedModel
+    which: str
+    min_prob: float
+    top: int
+    classes: list[str]
+    considered: int  # images of ``which`` (before ``min_prob``)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # by path
+    held_out: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "model": {
+                "round": self.model.round_id,
+                "n_labels": self.model.n_labels,
+                "queue_round": self.model.queue_round,
+                "architecture": self.model.state["model_name"],
+            },
+            "images": self.which,
+            "min_prob": self.min_prob,
+            "top": self.top,
+            "considered": self.considered,
+            "held_out": self.held_out,
+            "predictions": self.rows,
+        }
+
+    def csv_text(self) -> str:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        extra = [f"{k}_{i}" for i in range(2, self.top + 1) for k in ("prediction", "prob")]
+        w.writerow(["path", "prediction", "prob", "label", *extra])
+        for r in self.rows:
+            more = [v for t in r["top"][1:] for v in (t["class"], t["prob"])]
+            w.writerow([r["path"], r["prediction"], r["prob"], r["label"] or "", *more])
+        return buf.getvalue()
+
+
+def predict_project(
+    project: Project,
+    *,
+    which: str = "all",
+    min_prob: float = 0.0,
+    top: int = 1,
+    progress: bool = False,
+) -> Predictions:
+    """The latest committed model's predictions on the project's images (``which``: all,
+    unlabeled — no current label, skipped and unsure included — or labeled), sorted by path;
+    only those whose top probability is at least ``min_prob``. Each row: ``path`` (relative
+    to the image folder), ``prediction``, ``prob``, ``top`` (the ``top`` most probable classes
+    with their probabilities) and ``label`` (the image's current label, or None).
+
+    Refused (:class:`ConfigError` / :class:`DataError`, one line) without a trained model, and
+    while an image is missing or changed since it was scanned (:meth:`Project.check_intact`).
+    """
+    from fishermask.data.progress import progress_bar
+
+    check_options(which, min_prob, top, len(project.classes))
+    model_info = committed_model(project)
+    project.check_intact()
+    x, ids = project.images()
+    id_pos = {i: p for p, i in enumerate(ids)}
+    labels = project.store.current_labels()
+    rows = [
+        r
+        for r in sorted(project.store.images(), key=lambda r: r.path)
+        if r.id in id_pos and (which == "all" or (which == "labeled") == (r.id in labels))
+    ]
+    model, norm = _classifier(model_info.state)
+    positions = [id_pos[r.id] for r in rows]
+    with progress_bar("predicting", len(rows), progress and len(rows) > 0) as advance:
+        probs = probabilities(model, norm, x, positions, advance=advance)  # [N, C]
+    out = Predictions(
+        model=model_info,
+        which=which,
+        min_prob=min_prob,
+        top=top,
+        classes=list(project.classes),
+        considered=len(rows),
+    )
+    if rows:
+        values, classes = probs.topk(top, dim=1)  # [N, K]
+        for r, pv, cv in zip(rows, values.tolist(), classes.tolist(), strict=True):
+            best = [
+                {"class": project.classes[c], "prob": round(p, DECIMALS)}
+                for p, c in zip(pv, cv, strict=True)
+            ]
+            if best[0]["prob"] < min_prob:
+                continue
+            given = labels.get(r.id)
+            out.rows.append(
+                {
+                    "path": r.path,
+                    "prediction": best[0]["class"],
+                    "prob": best[0]["prob"],
+                    "top": best,
+                    "label": project.classes[given] if given is not None else None,
+                }
+            )
+    out.held_out = held_out_summary(project, model_info.trained_round, min_prob)
+    return out
+
+
+# -- the model as a folder -------------------------------------------------------------------
+def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write the latest committed model to the folder ``out`` (new, or empty): ``model.pt``
+    (``{"model": state dict}``, loadable with ``torch.load(..., weights_only=True)``) and
+    ``model.json`` (what :class:`LabelModel` needs to rebuild and feed it). Built beside the
+    target and renamed into place. Returns the contents of ``model.json``."""
+    from fishermask import __version__
+    from fishermask.label.project import _check_out_parent
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} exists and is not an empty folder; choose a new path.")
+    _check_out_parent(out)
+    cm = committed_model(project)
+    state = cm.state
+    m = cm.trained_round["metrics"]
+    estimate = (
+        {k: m.get(k) for k in ("accuracy", "low", "high", "n_eval", "method")}
+        if m.get("accuracy") is not None
+        else None
+    )
+    channels, h, w = (int(v) for v in state["image_shape"])
+    info = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "architecture": state["model_name"],
+        "width": float(state["width"]),
+        "classes": list(state["classes"]),
+        "image_size": [h, w],
+        "channels": channels,
+        "normalizer": {
+            "mean": list(state["normalizer"]["mean"]),
+            "std": list(state["normalizer"]["std"]),
+            "units": "pixel / 255, per channel: (x / 255 - mean) / std",
+        },
+        "decoding": (
+            "EXIF orientation applied; 16/32-bit grey scaled to 0..255, float images in [0, 1] "
+            "scaled; transparency composited on white; converted to "
+            + ("L (grey)" if channels == 1 else "RGB")
+            + f"; resized (bilinear) to {h}x{w}; a JPEG file is decoded at a reduced scale "
+            "first when it is large (PIL draft)"
+        ),
+        "round": cm.round_id,
+        "n_labels": cm.n_labels,
+        "held_out_accuracy": estimate,
+        "project": str(project.dir.resolve()),
+        "project_id": project.settings.get("project_id"),
+        "fishermask_version": __version__,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the renamed folder
+        torch.save({"model": state["model"]}, tmp / "model.pt")
+        (tmp / "model.json").write_text(json.dumps(info, indent=1) + "\n")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+class LabelModel:
+    """A model exported by ``fishermask label export --format model``, usable without the
+    project (:func:`fishermask.label.load_model`).
+
+    ``predict_proba(images)`` returns the class probabilities ``[N, C]`` (``classes`` gives
+    the order) and ``predict(images)`` the most probable class names. ``images`` is one image
+    or a sequence of them, each a file path, a PIL image or a uint8 array ``H x W`` (grey) or
+    ``H x W x Ch`` (Ch 1, 3 or 4, channels last as PIL and NumPy write them); a 4-D uint8
+    array is a batch ``N x H x W x Ch``. Each is decoded as the project decodes its images
+    (EXIF orientation, mode conversion, bilinear resize to ``image_size``) and normalised
+    with the project's statistics. A file path gets exactly the project's decoding; a PIL
+    image opened by the caller misses one step of it: a large JPEG file is decoded by the
+    project at a reduced scale before the resize, which changes the pixels slightly.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        meta = self.folder / "model.json"
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(
+                f"{self.folder} is not an exported model (cannot read {meta}: {exc}); write one "
+                "with `fishermask label export PROJECT --format model --out DIR`."
+            ) from None
+        if not isinstance(info, dict) or info.get("format") != MODEL_FORMAT:
+            raise ConfigError(f"{meta} is not a {MODEL_FORMAT} description.")
+        if int(info.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+            raise ConfigError(
+                f"{meta} was written by a newer fishermask (format version "
+                f"{info['format_version']}); upgrade fishermask to load it."
+            )
+        self.info: dict[str, Any] = info
+        self.classes: list[str] = list(info["classes"])
+        self.image_size: tuple[int, int] = (int(info["image_size"][0]), int(info["image_size"][1]))
+        self.channels: int = int(info["channels"])
+        try:
+            weights = torch.load(self.folder / "model.pt", map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as exc:
+            raise ConfigError(
+                f"cannot read {self.folder / 'model.pt'} ({str(exc).splitlines()[0]})."
+            ) from None
+        self.model = build_classifier(
+            info["architecture"],
+            len(self.classes),
+            (self.channels, *self.image_size),
+            float(info["width"]),
+            weights["model"],
+        )
+        norm = info["normalizer"]
+        self.normalizer = Normalizer(tuple(norm["mean"]), tuple(norm["std"]))
+
+    def __repr__(self) -> str:
+        h, w = self.image_size
+        return (
+            f"LabelModel({self.info['architecture']}, {len(self.classes)} classes, "
+            f"{self.channels}x{h}x{w}, round {self.info.get('round')})"
+        )
+
+    def pixels(self, image: Any) -> np.ndarray:
+        """One image as the model takes it: ``[Ch, H, W]`` uint8."""
+        from PIL import Image, UnidentifiedImageError
+
+        from fishermask.data.images import BOMBS, bombs_refused, too_large
+
+        if isinstance(image, (str, os.PathLike)):
+            try:
+                data = Path(image).read_bytes()
+                arr, _, _ = imgs.decode(data, self.image_size, self.channels)
+            except OSError as exc:
+                if isinstance(exc, UnidentifiedImageError):
+                    raise DataError(f"{image}: not a readable image.") from None
+                raise DataError(f"{image}: {exc.strerror or exc}.") from None
+            except BOMBS as exc:
+                raise DataError(f"{image}: {too_large(exc)}.") from None
+            except (ValueError, SyntaxError) as exc:
+                raise DataError(f"{image}: {exc}.") from None
+            return arr
+        if isinstance(image, Image.Image):
+            with bombs_refused():
+                image.load()
+            return imgs.prepare(image, self.image_size, self.channels)
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8:
+                raise ConfigError(
+                    f"an image array must be uint8 (0..255), not {image.dtype}; convert it, "
+                    "e.g. (a * 255).round().astype(np.uint8) for floats in [0, 1]."
+                )
+            if image.ndim == 3 and image.shape[2] == 1:
+                image = image[:, :, 0]
+            if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)):
+                img = Image.fromarray(np.ascontiguousarray(image))  # L, RGB or RGBA
+            else:
+                raise ConfigError(
+                    f"an image array of shape {image.shape}: use H x W (grey) or H x W x Ch "
+                    "with Ch 1, 3 or 4 (channels last), or N x H x W x Ch for a batch."
+                )
+            return imgs.prepare(img, self.image_size, self.channels)
+        raise ConfigError(
+            f"cannot predict on a {type(image).__name__}: give a file path, a PIL image or a "
+            "uint8 array (or a list of them)."
+        )
+
+    def _items(self, images: Any) -> list[Any]:
+        from PIL import Image
+
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            return [images]
+        if isinstance(images, np.ndarray):
+            return list(images) if images.ndim == 4 else [images]
+        if isinstance(images, Iterable):
+            return list(images)
+        return [images]
+
+    def predict_proba(self, images: Any, *, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities ``[N, C]`` (float32) of ``images`` (see the class docstring)."""
+        items = self._items(images)
+        out = np.empty((len(items), len(self.classes)), dtype=np.float32)
+        for i in range(0, len(items), batch_size):
+            part = items[i : i + batch_size]
+            x = torch.from_numpy(np.stack([self.pixels(im) for im in part]))
+            probs, _ = predict(self.model, x, self.normalizer, batch_size=batch_size)
+            out[i : i + len(part)] = probs.cpu().numpy()
+        return out
+
+    def predict(self, images: Any, *, batch_size: int = 256) -> list[str]:
+        """The most probable class name of each image."""
+        probs = self.predict_proba(images, batch_size=batch_size)
+        return [self.classes[int(k)] for k in probs.argmax(1)]
+
+
+def load_model(folder: str | os.PathLike[str]) -> LabelModel:
+    """Load a model written by ``fishermask label export PROJECT --format model --out DIR``."""
+    return LabelModel(folder)

@@ -1,0 +1,279 @@
+"""Using the model: `label predict`, the held-out figure at --min-prob, `label export --format
+model` with `fishermask.label.load_model`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fishermask.cli import app
+from tests.label.conftest import CLASSES, TINY, label_truth, make_folder
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, ["label", *map(str, args)])
+
+
+def _odd_images(root: Path) -> list[str]:
+    """Images that exercise the decoding: larger than the model input, transparent, grey,
+    and a JPEG whose EXIF orientation turns it."""
+    rng = np.random.default_rng(1)
+    (root / "odd").mkdir()
+    a = rng.integers(0, 256, size=(20, 30, 4), dtype=np.uint8)
+    Image.fromarray(a).save(root / "odd" / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, size=(16, 16), dtype=np.uint8)).save(
+        root / "odd" / "grey.png"
+    )
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.fromarray(rng.integers(0, 256, size=(24, 40, 3), dtype=np.uint8)).save(
+        root / "odd" / "turned.jpg", exif=exif.tobytes()
+    )
+    return ["odd/grey.png", "odd/rgba.png", "odd/turned.jpg"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A project whose second round trained on 21 labels (5-fold CV estimate), once per module."""
+    from fishermask.label.project import Project
+
+    tmp = tmp_path_factory.mktemp("predict")
+    folder = make_folder(tmp / "images")
+    _odd_images(folder)
+    p = Project.init(tmp / "proj", folder, ",".join(CLASSES), cache_dir=tmp / "cache", **TINY)
+    p.run_round(train_model=False)
+    label_truth(p, 7)
+    row = p.run_round(train_model=True)
+    assert row["metrics"]["method"] == "5-fold cross-validation"
+    p.close()
+    return tmp / "proj", folder, row
+
+
+def _csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_predict_writes_every_image_with_the_models_class_and_round(trained):
+    proj, folder, row = trained
+    r = _run("predict", proj, "--top", "2", "--no-progress")
+    assert r.exit_code == 0, r.output
+    rows = _csv(r.stdout)
+    assert list(rows[0]) == ["path", "prediction", "prob", "label", "prediction_2", "prob_2"]
+    assert len(rows) == 27 and [x["path"] for x in rows] == sorted(x["path"] for x in rows)
+    for x in rows:
+        assert x["prediction"] in CLASSES and x["prediction_2"] in CLASSES
+        assert x["prediction"] != x["prediction_2"]
+        assert 1 >= float(x["prob"]) >= float(x["prob_2"]) >= 0
+    given = {x["path"]: x["label"] for x in rows if x["label"]}
+    assert given == {f"{c}/{i:03d}.png": c for c in CLASSES for i in range(7)}
+    assert f"model of round {row['id']} (trained on 21 labels" in r.stderr
+
+    # the model that chose the current batch, with the rounds' preprocessing: its guesses
+    # for the queued images (rounded to 4 decimals) are these predictions
+    from fishermask.label.project import Project
+
+    p = Project(proj)
+    queue = p.batch()
+    p.close()
+    assert queue
+    by_path = {x["path"]: x for x in rows}
+    for it in queue:
+        g = it["guesses"][0]
+        assert by_path[it["path"]]["prediction"] == g["label"]
+        assert float(by_path[it["path"]]["prob"]) == pytest.approx(g["prob"], abs=5.1e-5)
+
+    r = _run("predict", proj, "--images", "unlabeled", "--no-progress")
+    assert r.exit_code == 0, r.output
+    unl = _csv(r.stdout)
+    assert len(unl) == 6 and not any(x["label"] for x in unl)
+    assert "6 unlabeled images" in r.stderr
+    r = _run("predict", proj, "--images", "labeled", "--no-progress")
+    assert len(_csv(r.stdout)) == 21
+
+
+def test_min_prob_keeps_rows_at_or_above_and_says_how_accurate_held_out_ones_were(trained):
+    proj, _, row = trained
+    from fishermask.label.project import Project, wilson
+
+    r = _run("predict", proj, "--no-progress")
+    every = _csv(r.stdout)
+    m = row["metrics"]  # without --min-prob: the round's own estimate
+    assert (
+        f"held-out: {100 * m['accuracy']:.1f} % [{100 * m['low']:.1f}, {100 * m['high']:.1f}] "
+        f"of 21 held-out images correct (round {row['id']}, 5-fold cross-validation)" in r.stderr
+    )
+    probs = sorted(float(x["prob"]) for x in every)
+    cut = probs[len(probs) // 2]  # about half the images reach it
+    r = _run("predict", proj, "--min-prob", cut, "--no-progress")
+    assert r.exit_code == 0, r.output
+    kept = _csv(r.stdout)
+    assert len(kept) == sum(q >= cut for q in probs) and all(float(x["prob"]) >= cut for x in kept)
+    assert f"{len(kept)} with prob >= {cut:g}" in r.stderr
+
+    p = Project(proj)
+    held = p.store.held_out(row["id"])
+    p.close()
+    # every label was held out once (5-fold CV), with the accuracy the round reported
+    assert len(held) == row["metrics"]["n_eval"] == 21
+    assert sum(y == k for _, y, k, _ in held) / 21 == pytest.approx(row["metrics"]["accuracy"])
+    top = sorted(q for *_, q in held)
+    p_cut = round(top[len(top) // 2], 6)
+    r = _run("predict", proj, "--min-prob", p_cut, "--no-progress")
+    sel = [(y, k) for _, y, k, q in held if round(q, 6) >= p_cut]
+    ok = sum(y == k for y, k in sel)
+    lo, hi = wilson(ok, len(sel))
+    line = [s for s in r.stderr.splitlines() if s.startswith("held-out:")]
+    assert line == [
+        f"held-out: {len(sel)} of 21 images have prob >= {p_cut:g}; {100 * ok / len(sel):.1f} % "
+        f"[{100 * lo:.1f}, {100 * hi:.1f}] of them correct (round {row['id']}, 5-fold "
+        "cross-validation)."
+    ]
+    # a threshold no held-out prediction reaches: no figure is made up
+    r = _run("predict", proj, "--min-prob", "1", "--format", "json", "--no-progress")
+    h = json.loads(r.stdout)["held_out"]
+    assert h["n_at_or_above"] == 0 and h["accuracy"] is None and h["low"] is None
+    assert "held-out: none of the 21 held-out images has prob >= 1" in r.stderr
+
+
+def test_predict_json_and_out_file(trained, tmp_path):
+    proj, _, row = trained
+    out = tmp_path / "pred.json"
+    r = _run("predict", proj, "--format", "json", "--top", "3", "--out", out, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "" and f"written to {out}" in r.stderr
+    data = json.loads(out.read_text())
+    assert data["model"]["round"] == row["id"] and data["model"]["n_labels"] == 21
+    assert data["held_out"]["available"] and data["held_out"]["n_held_out"] == 21
+    first = data["predictions"][0]
+    assert set(first) == {"path", "prediction", "prob", "top", "label"}
+    assert [t["class"] for t in first["top"]][0] == first["prediction"]
+    assert sorted(t["class"] for t in first["top"]) == sorted(CLASSES)
+    assert sum(t["prob"] for t in first["top"]) == pytest.approx(1, abs=1e-5)
+    assert not list(tmp_path.glob(".*tmp"))  # written through a renamed temporary file
+
+
+def test_predict_refusals_are_one_line_and_write_nothing(trained, tmp_path, folder):
+    proj, images, _ = trained
+    out = tmp_path / "pred.csv"
+    for args, says in (
+        (("--images", "some"), "--images 'some': use one of all, unlabeled, labeled"),
+        (("--min-prob", "1.5"), "--min-prob 1.5: a probability"),
+        (("--top", "0"), "--top 0: must be an integer >= 1"),
+        (("--top", "4"), "--top 4: the project has 3 classes"),
+        (("--format", "xml"), "--format 'xml': use csv or json"),
+        (("--out", tmp_path), "is a folder; give a file name"),
+    ):
+        r = _run("predict", proj, *args, "--no-progress")
+        assert r.exit_code == 2 and says in r.output, (args, r.output)
+        assert "Traceback" not in r.output
+    # an image missing since the scan: the project's one line, nothing written
+    gone = images / "red" / "007.png"
+    gone.rename(tmp_path / "away.png")
+    try:
+        r = _run("predict", proj, "--out", out, "--no-progress")
+    finally:
+        (tmp_path / "away.png").rename(gone)
+    assert r.exit_code == 2 and "is missing" in r.output and "--forget-missing" in r.output
+    assert not out.exists()
+    # no model yet: which command trains one
+    from fishermask.label.project import Project
+
+    cold = Project.init(tmp_path / "cold", folder, ",".join(CLASSES), **TINY)
+    cold.run_round(train_model=False)
+    cold.close()
+    for args in (("predict", tmp_path / "cold"), ("export", tmp_path / "cold")):
+        extra = ("--format", "model", "--out", tmp_path / "m") if args[0] == "export" else ()
+        r = _run(*args, *extra)
+        assert r.exit_code == 2, r.output
+        assert "has no trained model yet" in r.output
+        assert f"fishermask label train {tmp_path / 'cold'}" in r.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_held_out_figure_of_an_older_project_says_it_is_unavailable(trained, tmp_path):
+    """A project written before held-out predictions were stored: its table is added when
+    opened, and predict says the figure comes with the next `label train`."""
+    import shutil
+
+    proj, _, row = trained
+    old = tmp_path / "old"
+    shutil.copytree(proj, old)
+    with sqlite3.connect(old / "project.sqlite") as db:
+        db.execute("DROP TABLE held_out")
+    r = _run("predict", old, "--min-prob", "0.5", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (
+        f"held-out: no figure for this model: round {row['id']} was estimated by an older "
+        "fishermask, which did not store its held-out predictions; the next `fishermask label "
+        f"train {old}` stores them." in r.stderr
+    )
+    with sqlite3.connect(old / "project.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM held_out").fetchone() == (0,)
+
+
+def test_exported_model_predicts_as_label_predict(trained, tmp_path):
+    proj, images, row = trained
+    from fishermask.label import load_model
+
+    out = tmp_path / "model"
+    r = _run("export", proj, "--format", "model", "--out", out)
+    assert r.exit_code == 0, r.output
+    assert f"the model of round {row['id']} (cnn, 3 classes, 3x8x8" in r.output
+    info = json.loads((out / "model.json").read_text())
+    assert info["classes"] == list(CLASSES) and info["image_size"] == [8, 8]
+    assert info["architecture"] == "cnn" and info["width"] == 0.25 and info["channels"] == 3
+    assert info["held_out_accuracy"]["accuracy"] == pytest.approx(row["metrics"]["accuracy"])
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.pt"]
+
+    data = json.loads(_run("predict", proj, "--format", "json", "--top", "3").stdout)
+    want = {
+        x["path"]: [dict((t["class"], t["prob"]) for t in x["top"])[c] for c in CLASSES]
+        for x in data["predictions"]
+    }
+    model = load_model(out)
+    assert model.classes == list(CLASSES)
+    paths = sorted(want)
+    probs = model.predict_proba([images / p for p in paths])  # [N, C]
+    assert probs.shape == (27, 3)
+    np.testing.assert_allclose(probs, np.array([want[p] for p in paths]), atol=2e-6)
+    assert model.predict([str(images / p) for p in paths]) == [
+        x["prediction"] for x in sorted(data["predictions"], key=lambda x: x["path"])
+    ]
+    # PIL images and uint8 arrays (H x W x Ch, or a batch) decode as the project does; a
+    # JPEG opened by the caller is the one exception (documented): left out here
+    pngs = [p for p in paths if p.endswith(".png")]
+    pil = [Image.open(images / p) for p in pngs]
+    np.testing.assert_allclose(
+        model.predict_proba(pil), np.array([want[p] for p in pngs]), atol=2e-6
+    )
+    arrays = [np.asarray(Image.open(images / p)) for p in pngs]
+    np.testing.assert_allclose(
+        model.predict_proba(arrays), np.array([want[p] for p in pngs]), atol=2e-6
+    )
+    same = [p for p, a in zip(pngs, arrays, strict=True) if a.shape == (8, 8, 3)]
+    batch = np.stack([np.asarray(Image.open(images / p)) for p in same])  # [N, 8, 8, 3]
+    np.testing.assert_allclose(
+        model.predict_proba(batch), np.array([want[p] for p in same]), atol=2e-6
+    )
+
+    # a second export to the same place is refused; nothing but the loader's files
+    r = _run("export", proj, "--format", "model", "--out", out)
+    assert r.exit_code == 2 and "exists and is not an empty folder" in r.output
+
+
+def test_loader_refusals_are_one_line(tmp_path):
+    from fishermask.errors import FishermaskError
+    from fishermask.label import load_model
+
+    with pytest.raises(FishermaskError, match="is not an exported model"):
+        load_model(tmp_path)
