@@ -417,6 +417,23 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
             )
         return Response(data, media_type=MEDIA.get(path.suffix.lower(), "image/*"))
 
+    @app.get("/api/predictions")
+    def predictions(images: str = "all", min_prob: float = 0.0, top: int = 1) -> Any:
+        """The latest model's predictions and held-out figure (``label predict --format
+        json``): 400 for a bad parameter, 409 without a model or while an image is missing
+        or changed since it was scanned."""
+        from fishermask.label.predict import check_options, predict_project
+
+        try:
+            check_options(images, min_prob, top, len(classes), api=True)
+        except ConfigError as exc:
+            return _error(400, str(exc))
+        try:
+            res = predict_project(project, which=images, min_prob=min_prob, top=top)
+        except (ConfigError, DataError) as exc:
+            return _error(409, str(exc))
+        return res.as_json()
+
     app.add_middleware(TokenGuard, token=token)
     return app
 
