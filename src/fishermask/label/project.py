@@ -22,7 +22,9 @@ four); with fewer, 5-fold cross-validation; each with a 95 % Wilson interval ove
 predictions. These models are trained only for the estimate, after the batch is committed;
 none of them sees the labels it is scored on. While the estimate runs the round's metrics
 carry ``"estimating": true``; an estimate stopped before it finished (the next round started,
-or the process ended) is recorded as not estimated.
+or the process ended) is recorded as not estimated. Each held-out prediction (image, label,
+predicted class, its probability) is stored with the estimate (table ``held_out``), so ``label
+predict --min-prob P`` can say how accurate the predictions at or above P were.
 """
 
 from __future__ import annotations
