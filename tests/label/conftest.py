@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -57,20 +58,29 @@ def project(tmp_path: Path, folder: Path):
     p.close()
 
 
-@pytest.fixture
-def client(project):
-    """FastAPI's test client on the project's server (token ``TOKEN``); ``client.project`` is
-    the server's own Project."""
+@contextlib.contextmanager
+def api_client(project_dir: Path):
+    """FastAPI's test client on a server of the project in ``project_dir`` (token ``TOKEN``);
+    ``client.project`` is the server's own Project; the server's worker is stopped after."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
     from fishermask.label.server import create_app
 
-    app = create_app(project.dir, TOKEN)
-    with TestClient(app) as c:
-        c.project = app.state.project
+    app = create_app(project_dir, TOKEN)
+    try:
+        with TestClient(app) as c:
+            c.project = app.state.project
+            yield c
+    finally:
+        app.state.worker.stop()
+
+
+@pytest.fixture
+def client(project):
+    """:func:`api_client` on the ``project`` fixture."""
+    with api_client(project.dir) as c:
         yield c
-    app.state.worker.stop()
 
 
 def label_truth(project, n_per_class: int) -> None:

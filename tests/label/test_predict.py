@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import sqlite3
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fishermask.cli import app
-from tests.label.conftest import CLASSES, TINY, label_truth, make_folder
+from tests.label.conftest import AUTH, CLASSES, TINY, api_client, label_truth, make_folder
 
 runner = CliRunner()
-TOKEN = "test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _run(*args):
@@ -283,45 +280,24 @@ def test_loader_refusals_are_one_line(tmp_path):
 
 
 def test_api_predictions(trained):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-    from fishermask.label.server import create_app
-
     proj, _, row = trained
-    app_ = create_app(proj, TOKEN)
-    try:
-        with TestClient(app_) as c:
-            assert c.get("/api/predictions").status_code == 401
-            r = c.get("/api/predictions", headers=AUTH, params={"images": "unlabeled"})
-            assert r.status_code == 200, r.text
-            data = r.json()
-            assert data["model"]["round"] == row["id"] and len(data["predictions"]) == 6
-            cli = json.loads(
-                _run("predict", proj, "--images", "unlabeled", "--format", "json").stdout
-            )
-            assert data["predictions"] == cli["predictions"]
-            assert data["held_out"] == cli["held_out"]
-            r = c.get("/api/predictions", headers=AUTH, params={"min_prob": 1.0})
-            assert r.status_code == 200 and all(x["prob"] >= 1 for x in r.json()["predictions"])
-            r = c.get("/api/predictions", headers=AUTH, params={"min_prob": 2})
-            assert r.status_code == 400 and r.json()["error"].startswith("min_prob=2: ")
-            r = c.get("/api/predictions", headers=AUTH, params={"images": "x"})
-            assert r.status_code == 400
-    finally:
-        app_.state.worker.stop()
+    with api_client(proj) as c:
+        assert c.get("/api/predictions").status_code == 401
+        r = c.get("/api/predictions", headers=AUTH, params={"images": "unlabeled"})
+        assert r.status_code == 200, r.text
+        data = r.json()
+        assert data["model"]["round"] == row["id"] and len(data["predictions"]) == 6
+        cli = json.loads(_run("predict", proj, "--images", "unlabeled", "--format", "json").stdout)
+        assert data["predictions"] == cli["predictions"]
+        assert data["held_out"] == cli["held_out"]
+        r = c.get("/api/predictions", headers=AUTH, params={"min_prob": 1.0})
+        assert r.status_code == 200 and all(x["prob"] >= 1 for x in r.json()["predictions"])
+        r = c.get("/api/predictions", headers=AUTH, params={"min_prob": 2})
+        assert r.status_code == 400 and r.json()["error"].startswith("min_prob=2: ")
+        r = c.get("/api/predictions", headers=AUTH, params={"images": "x"})
+        assert r.status_code == 400
 
 
-def test_api_predictions_without_a_model_is_409(project):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-    from fishermask.label.server import create_app
-
-    app_ = create_app(project.dir, TOKEN)
-    try:
-        with TestClient(app_) as c:
-            r = c.get("/api/predictions", headers=AUTH)
-            assert r.status_code == 409 and "no trained model yet" in r.json()["error"]
-    finally:
-        app_.state.worker.stop()
+def test_api_predictions_without_a_model_is_409(client):
+    r = client.get("/api/predictions", headers=AUTH)
+    assert r.status_code == 409 and "no trained model yet" in r.json()["error"]
