@@ -11,14 +11,14 @@ import pytest
 from fishermask.errors import ConfigError, DataError
 from fishermask.label.project import Project
 from fishermask.label.store import DB_NAME
-from tests.label.conftest import CLASSES, TINY
+from tests.label.conftest import AUTH, CLASSES, TINY
 from tests.label.test_label_cli import TINY_ARGS, _run
-from tests.label.test_server import AUTH, _rows, client  # noqa: F401 (fixture)
+from tests.label.test_server import _rows
 
 HUGE = 2**64  # beyond SQLite's 64-bit integers
 
 
-def test_ids_beyond_sqlite_integers_are_404_not_500(client):  # noqa: F811
+def test_ids_beyond_sqlite_integers_are_404_not_500(client):
     r = client.post("/api/labels", headers=AUTH, json={"image_id": HUGE, "label": "red"})
     assert r.status_code == 404 and "no image" in r.json()["error"]
     r = client.post("/api/undo", headers=AUTH, json={"label_id": HUGE})
@@ -27,7 +27,7 @@ def test_ids_beyond_sqlite_integers_are_404_not_500(client):  # noqa: F811
     assert _rows(client) == 0
 
 
-def test_undo_counts_streamed_bytes_too(client):  # noqa: F811
+def test_undo_counts_streamed_bytes_too(client):
     def chunks():  # no Content-Length
         for _ in range(10):
             yield b" " * 1000

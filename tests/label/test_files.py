@@ -11,7 +11,6 @@ import pytest
 from fishermask.label.project import Project
 from tests.label.conftest import CLASSES, TINY
 from tests.label.test_label_cli import _run
-from tests.label.test_server import client  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("pixels", [200, 100])  # over Pillow's limit / over twice it
@@ -198,8 +197,8 @@ def test_imagefolder_export_refuses_a_changed_labeled_image(project, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_the_page_is_not_served_a_changed_image(client):  # noqa: F811
-    from tests.label.test_server import AUTH
+def test_the_page_is_not_served_a_changed_image(client):
+    from tests.label.conftest import AUTH
 
     p = client.project
     image_id = p.store.image_ids_by_path()["red/000.png"]
@@ -240,11 +239,11 @@ def test_scan_reports_missing_images_and_keeps_their_labels(project, tmp_path):
     p.close()
 
 
-def test_next_batch_is_refused_up_front_while_an_image_is_missing_or_changed(client):  # noqa: F811
+def test_next_batch_is_refused_up_front_while_an_image_is_missing_or_changed(client):
     """POST /api/next answered 202 and the round failed ~10 s later in the worker (a failed
     round in the history, the reason only in the status); it now answers 409 with the line
     `label next` prints (the images and both fixes), and neither starts a round."""
-    from tests.label.test_server import AUTH
+    from tests.label.conftest import AUTH
 
     p = client.project
     rounds = len(p.store.rounds())

@@ -19,9 +19,8 @@ from fishermask.errors import DataError
 from fishermask.label import images as imgs
 from fishermask.label.project import Project
 from fishermask.label.store import DB_NAME
-from tests.label.conftest import CLASSES, label_truth, make_folder
+from tests.label.conftest import AUTH, CLASSES, label_truth, make_folder
 from tests.label.test_label_cli import _run
-from tests.label.test_server import AUTH, client  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -277,7 +276,7 @@ def test_a_kill_leaves_the_old_or_the_new_project(project, at, nth, forgotten):
     p.close()
 
 
-def test_the_page_after_images_were_forgotten(client):  # noqa: F811
+def test_the_page_after_images_were_forgotten(client):
     p = client.project
     item = client.get("/api/batch", headers=AUTH).json()["items"][0]
     (p.root / item["path"]).unlink()
