@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fishermask import strategies
-from fishermask.errors import ConfigError
+from fishermask.errors import ConfigError, FishermaskError
 from fishermask.strategies.base import QueryContext
 from tests.strategies.conftest import make_context
 
@@ -92,3 +92,91 @@ def test_option_values_are_coerced() -> None:
         strategies.get("fishermask", lam=None)
     with pytest.raises(ConfigError, match="`fishermask:k`=.many., must be a valid integer"):
         strategies.get("fishermask", k="many")
+
+
+# -- a strategy that breaks the contract gets one line naming it and the fix -------------------
+
+
+def _broken(name: str, result) -> strategies.Strategy:  # noqa: ANN001 - any return value
+    """An unregistered strategy whose query returns ``result(ctx, budget)``."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Broken(strategies.Strategy):
+        def query(self, ctx: QueryContext, budget: int) -> strategies.Selection:
+            return result(ctx, budget)
+
+    Broken.name = name
+    return Broken()
+
+
+def _sel(indices, **kw) -> strategies.Selection:  # noqa: ANN001
+    return strategies.Selection(indices, **kw)
+
+
+BROKEN = [
+    ("short", lambda c, b: _sel(c.pool.unlabeled[: b - 1]), r"returned 4 indices for budget 5"),
+    (
+        "repeated",
+        lambda c, b: _sel(torch.cat([c.pool.unlabeled[: b - 1], c.pool.unlabeled[:1]])),
+        r"returned pool indices \[\d+\] more than once",
+    ),
+    (
+        "negative",  # -1 used to pass and label the pool's last item (or the last image)
+        lambda c, b: _sel(torch.cat([c.pool.unlabeled[: b - 1], torch.tensor([-1])])),
+        r"indices \[-1\] outside the pool \[0, 60\)",
+    ),
+    (
+        "too_large",  # used to be a bare IndexError
+        lambda c, b: _sel(torch.cat([c.pool.unlabeled[: b - 1], torch.tensor([60])])),
+        r"indices \[60\] outside the pool \[0, 60\)",
+    ),
+    (
+        "labeled",
+        lambda c, b: _sel(torch.cat([c.pool.unlabeled[: b - 1], c.pool.labeled[:1]])),
+        r"already-labeled pool indices \[\d+\].*ctx.pool.unlabeled\[pick\]",
+    ),
+    (
+        "floats",  # used to be truncated to integers silently
+        lambda c, b: _sel(c.pool.unlabeled[:b].double() + 0.7),
+        r"returned torch.float64 indices; return integer pool indices",
+    ),
+    (
+        "column",  # [B, 1] used to pass select
+        lambda c, b: _sel(c.pool.unlabeled[:b, None]),
+        r"indices of shape \(5, 1\); return a 1-D tensor of 5",
+    ),
+    (
+        "mask",
+        lambda c, b: _sel(torch.isin(torch.arange(60), c.pool.unlabeled[:b])),
+        r"returned a boolean mask",
+    ),
+    (
+        "scores",  # used to be written to queries.jsonl as they were
+        lambda c, b: _sel(c.pool.unlabeled[:b], scores=torch.zeros(b + 3)),
+        r"scores of shape \(8,\) for 5 indices",
+    ),
+    ("tensor", lambda c, b: c.pool.unlabeled[:b], r"query\(\) returned Tensor; return Selection"),
+    (
+        "info",
+        lambda c, b: _sel(c.pool.unlabeled[:b], info={"x": torch.ones(2)}),
+        r"info that is not JSON-serialisable",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "result", "message"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_contract_breach_is_one_clear_line(case: str, result, message: str) -> None:  # noqa: ANN001
+    ctx = make_context()
+    with pytest.raises(strategies.StrategyError, match=rf"strategy 'mine'.*{message}") as err:
+        _broken("mine", result).select(ctx, 5)
+    assert "\n" not in str(err.value)
+    assert isinstance(err.value, FishermaskError)  # the CLI prints it as one line
+
+
+def test_lists_and_arrays_of_pool_indices_are_accepted() -> None:
+    ctx = make_context()
+    want = ctx.pool.unlabeled[:5]
+    for value in (want.tolist(), want.numpy(), want.to(torch.int32)):
+        sel = _broken("mine", lambda c, b, v=value: _sel(v)).select(ctx, 5)
+        assert sel.indices.dtype == torch.int64 and torch.equal(sel.indices, want)

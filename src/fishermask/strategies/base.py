@@ -21,6 +21,7 @@ D embedding size. "Pool indices" are positions in the training split.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 
 from fishermask.al.pool import Pool
-from fishermask.errors import ConfigError
+from fishermask.errors import ConfigError, FishermaskError
 from fishermask.models.base import Classifier
 from fishermask.models.dropout import mc_dropout
 from fishermask.training.augment import Normalizer
@@ -150,19 +151,91 @@ class Strategy:
                 f"lower the query size or the number of rounds."
             )
         sel = self.query(ctx, budget)
-        idx = sel.indices.to(torch.int64).cpu()
-        if len(idx) != budget or len(torch.unique(idx)) != budget:
-            raise RuntimeError(
-                f"{self.name} returned {len(idx)} indices ({idx.tolist()[:10]}...) "
-                f"for budget {budget}; expected {budget} unique ones."
-            )
-        if bool((ctx.pool.labels_of(idx) >= 0).any()):
-            raise RuntimeError(f"{self.name} selected already-labeled pool items.")
-        sel.indices = idx
-        return sel
+        return check_selection(self.name or type(self).__name__, sel, ctx.pool, budget)
 
     def options(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+class StrategyError(FishermaskError, RuntimeError):
+    """A strategy's ``query`` broke the contract (wrong count, repeated, out-of-range or
+    labeled indices, malformed scores or info): one line naming the strategy and the fix."""
+
+
+def check_selection(name: str, sel: Any, pool: Pool, budget: int) -> Selection:
+    """``sel`` with its indices as 1-D int64 (CPU), after checking the strategy contract.
+
+    The contract: ``budget`` unique *pool* indices (positions in the training split, e.g.
+    ``ctx.pool.unlabeled[pick]``, not ``pick`` itself), none of them labeled; ``scores``
+    ``None`` or one per index; ``info`` JSON-serialisable.
+    """
+    where = f"strategy {name!r}"
+    if not isinstance(sel, Selection):
+        raise StrategyError(
+            f"{where}: query() returned {type(sel).__name__}; return Selection(indices)."
+        )
+    try:
+        idx = torch.as_tensor(sel.indices)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise StrategyError(f"{where}: cannot read its indices as a tensor ({exc}).") from None
+    if idx.dtype == torch.bool:
+        raise StrategyError(
+            f"{where} returned a boolean mask; return the chosen pool indices "
+            "(e.g. torch.nonzero(mask).flatten())."
+        )
+    if idx.is_floating_point() or idx.is_complex():
+        raise StrategyError(
+            f"{where} returned {idx.dtype} indices; return integer pool indices "
+            "(int64), not scores or rounded values."
+        )
+    if idx.dim() != 1:
+        raise StrategyError(
+            f"{where} returned indices of shape {tuple(idx.shape)}; return a 1-D tensor "
+            f"of {budget} pool indices."
+        )
+    idx = idx.to(torch.int64).cpu()
+    if len(idx) != budget:
+        raise StrategyError(
+            f"{where} returned {len(idx)} indices for budget {budget}; return exactly {budget}."
+        )
+    outside = idx[(idx < 0) | (idx >= pool.size)]
+    if len(outside):
+        raise StrategyError(
+            f"{where} returned indices {outside.tolist()[:5]} outside the pool [0, {pool.size}); "
+            "return pool indices (negative ones are not counted from the end)."
+        )
+    values, counts = torch.unique(idx, return_counts=True)
+    if len(values) != budget:
+        raise StrategyError(
+            f"{where} returned pool indices {values[counts > 1].tolist()[:5]} more than once; "
+            f"return {budget} unique ones."
+        )
+    labeled = idx[pool.labels_of(idx) >= 0]
+    if len(labeled):
+        raise StrategyError(
+            f"{where} returned already-labeled pool indices {labeled.tolist()[:5]}; return "
+            "unlabeled ones: pool indices such as ctx.pool.unlabeled[pick], not the positions "
+            "pick within ctx.pool.unlabeled."
+        )
+    if sel.scores is not None:
+        scores = torch.as_tensor(sel.scores)
+        if scores.dim() != 1 or len(scores) != budget:
+            raise StrategyError(
+                f"{where} returned scores of shape {tuple(scores.shape)} for {budget} indices; "
+                f"return one score per chosen index ([{budget}]) or None."
+            )
+        sel.scores = scores
+    if not isinstance(sel.info, dict):
+        raise StrategyError(f"{where} returned info of type {type(sel.info).__name__}; use a dict.")
+    try:
+        json.dumps(sel.info)
+    except (TypeError, ValueError) as exc:
+        raise StrategyError(
+            f"{where} returned info that is not JSON-serialisable ({exc}); store numbers and "
+            "lists (tensor.tolist(), float(x))."
+        ) from None
+    sel.indices = idx
+    return sel
 
 
 STOCHASTIC = ("none", "power", "softmax", "softrank")
