@@ -36,11 +36,15 @@ class QueryResult(NamedTuple):
 class ModuleClassifier(Classifier):
     """Adapts a plain ``nn.Module`` (``x -> logits``) whose last ``nn.Linear`` is its head.
 
-    The embedding is the input of that last linear layer (captured by a forward hook), which
-    is what k-center, BADGE and BAIT use; ``forward`` is the module itself.
+    The head is the ``nn.Linear`` that runs last in a forward pass of ``example`` (a few
+    inputs, as the model receives them), so a head registered before the layers it follows
+    is found; without ``example``, the last ``nn.Linear`` in registration order. The
+    embedding is the input of the head (captured by a forward hook), which is what k-center,
+    BADGE and BAIT use; ``forward`` is the module itself. A model that returns a tuple or
+    probabilities (rows summing to 1) is refused: the strategies need logits.
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, example: torch.Tensor | None = None) -> None:
         super().__init__()
         linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
         if not linears:
@@ -49,11 +53,11 @@ class ModuleClassifier(Classifier):
                 "fishermask Classifier; this model has no nn.Linear."
             )
         self.module = module
-        self.classifier = linears[-1]
+        self.classifier = linears[-1] if example is None else _head_of(module, linears, example)
         self._feature_channels = (self.classifier.in_features,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
+        return _logits(self.module(x))
 
     def forward_features(self, x: torch.Tensor) -> ModelOutput:
         seen: list[torch.Tensor] = []
@@ -61,7 +65,7 @@ class ModuleClassifier(Classifier):
             lambda _m, inp, _out: seen.append(inp[0].flatten(1))
         )
         try:
-            logits = self.module(x)
+            logits = _logits(self.module(x))
         finally:
             handle.remove()
         if logits.shape[1] != self.classifier.out_features or not seen:
@@ -71,6 +75,55 @@ class ModuleClassifier(Classifier):
                 "nn.Linear to be the classification head."
             )
         return ModelOutput(logits, seen[-1], [seen[-1][:, :, None, None]])
+
+
+def _logits(out: object) -> torch.Tensor:
+    """The module's output, if it is a ``[B, C]`` tensor; else one line saying what to return."""
+    if not isinstance(out, torch.Tensor):
+        raise ConfigError(
+            f"the model returns a {type(out).__name__}, not a tensor of logits [B, C]; "
+            "fishermask.query needs x -> logits: pass a module that returns only the logits "
+            "(e.g. a wrapper whose forward returns model(x)[0])."
+        )
+    if out.dim() != 2:
+        raise ConfigError(
+            f"the model returns shape {tuple(out.shape)}; fishermask.query needs logits [B, C]."
+        )
+    return out
+
+
+def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor) -> nn.Linear:
+    """The ``nn.Linear`` of ``linears`` that runs last on ``example`` (eval mode, no grad)."""
+    called: list[nn.Module] = []
+    handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m)) for m in linears]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = _logits(module(example))
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    if not called:
+        raise ConfigError(
+            "no nn.Linear of the model runs in its forward pass; fishermask.query needs the "
+            "classification head to be an nn.Linear."
+        )
+    if (
+        len(out)
+        and bool((out >= 0).all())
+        and torch.allclose(
+            out.sum(dim=1), torch.ones(len(out), dtype=out.dtype, device=out.device), atol=1e-4
+        )
+    ):
+        raise ConfigError(
+            "the model returns probabilities (every row sums to 1); fishermask.query needs "
+            "logits: drop the final softmax (log-probabilities are fine)."
+        )
+    head = called[-1]
+    assert isinstance(head, nn.Linear)
+    return head
 
 
 def _as_indices(name: str, values: Any, n: int) -> torch.Tensor:
@@ -127,14 +180,18 @@ def query(
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64)).flatten()
     if len(y) != len(lab):
         raise ConfigError(f"`labels` has {len(y)} entries for {len(lab)} `labeled` indices.")
-    clf = model if isinstance(model, Classifier) else ModuleClassifier(model)
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= clf.num_classes):
-        raise ConfigError(f"`labels` must be class indices in [0, {clf.num_classes}).")
     if normalizer is None:
         if x.dtype == torch.uint8:
             normalizer = Normalizer.fit(x)
         else:
             normalizer = Normalizer((0.0,) * x.shape[1], (1.0,) * x.shape[1])
+    if isinstance(model, Classifier):
+        clf = model
+    else:  # the head is the nn.Linear that runs last on a few of the images
+        device = next(iter(model.parameters()), torch.empty(0)).device
+        clf = ModuleClassifier(model, example=normalizer(x[:16].to(device)))
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= clf.num_classes):
+        raise ConfigError(f"`labels` must be class indices in [0, {clf.num_classes}).")
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     strat = strategies.get(strategy, **options)
     strat.check(clf)

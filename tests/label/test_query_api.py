@@ -118,3 +118,64 @@ def test_bad_arguments_are_config_errors():
         fishermask.query(nn.Flatten(), x, budget=1, strategy="entropy")
     with pytest.raises(ConfigError, match="Unknown strategy"):
         fishermask.query(net, x, budget=1, strategy="nope")
+
+
+class _HeadFirst(nn.Module):
+    """An MLP whose head is registered before its body (whose last Linear also has C outputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(3, 3)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(12, 3), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class _HeadLast(_HeadFirst):
+    """The same layers registered in execution order."""
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(12, 3), nn.ReLU())
+        self.head = nn.Linear(3, 3)
+
+
+@pytest.mark.parametrize("name", ["kcenter", "badge", "bait"])
+def test_head_is_the_linear_that_runs_last(name):
+    """The embedding is the head's input even when the head is registered first (it used to
+    be the input of the body's last Linear: the raw pixels, silently, as it also has C
+    outputs)."""
+    torch.manual_seed(0)
+    first, last = _HeadFirst(), _HeadLast()
+    last.load_state_dict(first.state_dict())
+    x = torch.randint(0, 256, (40, 3, 2, 2), dtype=torch.uint8)
+    args = dict(labeled=[0, 1, 2], labels=[0, 1, 2], budget=5, strategy=name)
+    got = fishermask.query(first, x, **args).indices
+    assert torch.equal(got, fishermask.query(last, x, **args).indices)
+
+
+def test_models_that_return_probabilities_or_tuples_are_refused():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x = torch.randn(6, 1, 2, 2)
+
+    class Probs(nn.Module):
+        def forward(self, x):
+            return net(x).softmax(1)
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return net(x), x
+
+    probs = Probs()
+    probs.net = net
+    with pytest.raises(ConfigError, match="returns probabilities.*drop the final softmax"):
+        fishermask.query(probs, x, budget=1, strategy="entropy")
+    with pytest.raises(ConfigError, match="returns a tuple, not a tensor of logits"):
+        fishermask.query(Pair(), x, budget=1, strategy="entropy")
+    log_probs = nn.Sequential(net, nn.LogSoftmax(dim=1))  # log-probabilities are logits
+    assert len(fishermask.query(log_probs, x, budget=2, strategy="entropy").indices) == 2
