@@ -151,3 +151,43 @@ def test_default_experiment_includes_fishermask_with_its_defaults() -> None:
     assert (cfg.model.name, cfg.model.width) == ("cnn", 0.5)
     exp = Experiment.prepare(cfg)  # checks every strategy against the model: used to refuse
     assert exp.strategies["fishermask"].mask_size(exp.new_model(0, 0)) == 640 + 32
+
+
+def test_standard_mask_keeps_the_head_of_a_model_that_registers_it_first():
+    """FisherMask's standard mode keeps the head's weight whole, found by identity (it used to
+    keep the last matrix registered: here a conv layer, silently, with k sized for it)."""
+    from torch import nn
+
+    from fishermask.al.pool import Pool
+    from fishermask.fisher import head_always
+    from fishermask.query_api import ModuleClassifier
+    from fishermask.strategies.base import QueryContext
+    from fishermask.training import Normalizer
+
+    class HeadFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(16, 4)
+            self.body = nn.Sequential(
+                nn.Conv2d(1, 8, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(8, 16, 3, padding=1),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x))
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8)
+    norm = Normalizer.fit(images)
+    model = ModuleClassifier(HeadFirst(), example=norm(images[:4])).eval()
+    assert head_always(model) == ["module.head.weight"]
+    pool = Pool(40)
+    pool.add([0, 1, 2, 3], torch.tensor([0, 1, 2, 3]))
+    ctx = QueryContext(model, pool, images, norm, torch.Generator().manual_seed(0))
+    strategy = strategies.get("fishermask", sparsity=0.01)
+    assert strategy.mask_size(model) == 64 + 4  # the head's 64 weights + 5 %
+    profile = {r["name"]: r for r in strategy.select(ctx, 3).info["mask_profile"]}
+    assert profile["module.head.weight"]["kept"] == 64

@@ -51,6 +51,24 @@ def default_always(names_and_shapes: Mapping[str, torch.Size | Sequence[int]]) -
     return matrices[-1:]
 
 
+def head_always(model: nn.Module) -> list[str]:
+    """Standard mode's always-kept parameter for ``model``: its head's weight, by name.
+
+    A model that names its head ``model.classifier`` (every fishermask ``Classifier``, and
+    the adapter ``fishermask.query`` wraps a plain ``nn.Module`` in) gives that layer's
+    weight, wherever it is registered; any other model gives :func:`default_always` (the
+    last matrix in registration order).
+    """
+    params = dict(model.named_parameters())
+    head = getattr(model, "classifier", None)
+    weight = getattr(head, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        names = [n for n, p in params.items() if p is weight]
+        if names:
+            return names[:1]
+    return default_always({n: p.shape for n, p in params.items()})
+
+
 def _flat_order(values: torch.Tensor) -> torch.Tensor:
     """Positions of ``values`` sorted by value descending, ties by position ascending."""
     return torch.sort(values, descending=True, stable=True).indices

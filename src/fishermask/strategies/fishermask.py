@@ -23,9 +23,9 @@ from fishermask.fisher import (
     SCALES,
     MaskMode,
     Scale,
-    default_always,
     diag_fisher,
     greedy_select,
+    head_always,
     mask_profile,
     mask_size,
     masked_grads,
@@ -117,7 +117,7 @@ class FisherMaskStrategy(Strategy):
         k = max(1, round(self.sparsity * total))
         if self.mask_mode == "standard":
             shapes = {n: p.shape for n, p in model.named_parameters()}
-            final = sum(shapes[n].numel() for n in default_always(shapes))
+            final = sum(shapes[n].numel() for n in head_always(model))
             k = min(total, max(k, final + math.ceil(final / 20)))
         return k
 
@@ -128,7 +128,7 @@ class FisherMaskStrategy(Strategy):
         if k > total:
             raise ConfigError(f"FisherMask's k={k} exceeds the model's {total} parameters.")
         if self.mask_mode == "standard":
-            always = default_always(shapes)
+            always = head_always(model)
             kept = sum(shapes[n].numel() for n in always)
             if k < kept:  # only a given k can be this small
                 raise ConfigError(
@@ -146,7 +146,8 @@ class FisherMaskStrategy(Strategy):
         times["diag_fisher"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        mask = top_k_mask(diag, self.mask_size(ctx.model), mode=self.mask_mode)
+        always = head_always(ctx.model) if self.mask_mode == "standard" else None
+        mask = top_k_mask(diag, self.mask_size(ctx.model), mode=self.mask_mode, always=always)
         times["mask"] = time.perf_counter() - t
 
         t = time.perf_counter()
