@@ -143,6 +143,14 @@ def run(
             help="Strategy (repeatable or comma list); options as name:key=value,key=value.",
         ),
     ] = None,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            help="A module name or .py file to import first (repeatable): your own strategies, "
+            "registered with @register, then usable with --strategy.",
+        ),
+    ] = None,
     seeds: Annotated[
         str | None,
         typer.Option(
@@ -297,6 +305,10 @@ def run(
         )
         if strategy:
             overrides["strategies"] = ",".join(strategy)
+        if imports:
+            prior = raw.get("imports") or []  # the file's imports, then the command line's
+            prior = prior.split(",") if isinstance(prior, str) else list(prior)
+            overrides["imports"] = [*prior, *imports]
         cfg = ExperimentConfig.from_dict(deep_merge(raw, overrides))
         _check_recipe(cfg.train, momentum_given=momentum is not None)
         out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
@@ -458,12 +470,26 @@ def report(
 
 
 @app.command("strategies")
-def list_strategies() -> None:
+def list_strategies(
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            help="A module name or .py file to import first (repeatable): lists your own "
+            "strategies too.",
+        ),
+    ] = None,
+) -> None:
     """List the registered query strategies and their options."""
     import dataclasses
 
     from fishermask import strategies
+    from fishermask.plugins import load_imports
 
+    try:
+        load_imports(imports or ())
+    except FishermaskError as e:
+        _fail(str(e))
     for name in strategies.available():
         cls = strategies.registry.strategy_class(name)
         opts = [f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)]

@@ -217,6 +217,9 @@ class ExperimentConfig(Section):
     seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "auto"
     threads: int = 1  # torch CPU threads per trial; results depend on it, so it is fixed
+    # modules or .py files imported (in every process) before the strategies are looked up:
+    # where your own @register'ed strategies live (fishermask.plugins)
+    imports: tuple[str, ...] = ()
 
     def check(self) -> None:
         if not self.strategies:
@@ -270,6 +273,11 @@ class ExperimentConfig(Section):
         for name in ("device", "threads"):
             if name in raw:
                 kwargs[name] = raw[name]
+        if "imports" in raw:
+            items = raw["imports"] or ()
+            if isinstance(items, str):
+                items = [s.strip() for s in items.split(",") if s.strip()]
+            kwargs["imports"] = items
         return cls(**kwargs)
 
 

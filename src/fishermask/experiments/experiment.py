@@ -27,6 +27,7 @@ from fishermask.errors import ConfigError
 from fishermask.experiments.config import ExperimentConfig
 from fishermask.models import build_model
 from fishermask.models.base import Classifier
+from fishermask.plugins import load_imports
 from fishermask.strategies.base import Strategy
 from fishermask.training import Normalizer
 
@@ -94,6 +95,7 @@ class Experiment:
     ) -> Experiment:
         """Load and check everything; raises before anything is written."""
         device = resolve_device(config.device)
+        load_imports(config.imports)  # the user's own strategies register themselves
         strats = {s.key: strategies.get(s.name, **s.options) for s in config.strategies}
         if uses_features(config) and config.train.augment not in ("auto", "none"):
             raise ConfigError(

@@ -23,12 +23,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
+from fishermask import strategies
 from fishermask.errors import ConfigError, FishermaskError, check_choice
 from fishermask.experiments.config import ExperimentConfig
 from fishermask.experiments.experiment import Experiment
 from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.store import TrialStore, aggregate
 from fishermask.experiments.trial import StopRequested, run_trial
+from fishermask.plugins import load_imports
 
 EXECUTORS = ("local", "ray")
 STOPPED = -1  # what a worker returns for a trial it stopped on request
@@ -84,7 +86,17 @@ def _trial_job(
     """Worker entry point: run one trial; returns its committed rounds (STOPPED if stopped)."""
     if stop is not None and stop():
         return STOPPED  # queued before the stop, started after it
-    exp = Experiment.prepare(ExperimentConfig.from_dict(config), allow_env_change=allow_env_change)
+    cfg = ExperimentConfig.from_dict(config)
+    load_imports(cfg.imports)
+    missing = sorted({s.name for s in cfg.strategies} - set(strategies.available()))
+    if missing:  # registered in the parent only: in __main__ under its guard, or a notebook
+        raise ConfigError(
+            f"strategy {missing[0]!r} is not registered in this worker process, which imports "
+            "only fishermask and the config's `imports`; register it at import time of a module "
+            "or .py file and list that in `imports` (fishermask run --import FILE), or run with "
+            "workers=1."
+        )
+    exp = Experiment.prepare(cfg, allow_env_change=allow_env_change)
     spec = next(s for s in exp.config.strategies if s.key == key)
     try:
         return len(run_trial(exp, spec, seed, Path(out_dir), stop=stop))

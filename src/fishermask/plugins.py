@@ -1,0 +1,78 @@
+"""Importing the user's own code (strategies) by module name or file, in every process.
+
+``fishermask run --import my_strategies`` (or ``imports: [my_strategies]`` in a config file,
+or ``ExperimentConfig.imports`` in Python) imports each entry before the strategies are
+looked up, in the main process and in every worker, so a strategy registered with
+``@register`` at import time of that module can be named like a built-in one. An entry is a
+module name on ``sys.path`` (``my_pkg.strategies``) or the path of a ``.py`` file
+(``./my_strategies.py``; relative paths are taken from the current directory). Importing
+the same file twice runs it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+
+from fishermask.errors import ConfigError
+
+
+def is_file_entry(entry: str) -> bool:
+    """Whether ``entry`` names a ``.py`` file (rather than a module on ``sys.path``)."""
+    return entry.endswith(".py") or "/" in entry or "\\" in entry
+
+
+def load_imports(entries: Iterable[str]) -> list[ModuleType]:
+    """Import every entry (module name or ``.py`` path); one ``ConfigError`` line if missing.
+
+    Errors raised by the imported code itself propagate with their traceback (they are bugs
+    in that code, not in the entry).
+    """
+    return [_load(entry) for entry in entries]
+
+
+def _load(entry: str) -> ModuleType:
+    if not isinstance(entry, str) or not entry.strip():
+        raise ConfigError(f"`imports` entry {entry!r} must be a module name or a .py file.")
+    entry = entry.strip()
+    if is_file_entry(entry):
+        return _load_file(entry)
+    try:
+        return importlib.import_module(entry)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (entry == exc.name or entry.startswith(exc.name + ".")):
+            raise  # the module exists but imports something missing: its own bug
+        raise ConfigError(
+            f"cannot import {entry!r} (`imports`/--import): no such module on sys.path; "
+            f"give its file instead (--import ./{entry.replace('.', '/')}.py) or add its folder "
+            "to PYTHONPATH."
+        ) from None
+
+
+def _load_file(entry: str) -> ModuleType:
+    path = Path(entry).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(
+            f"cannot import {entry!r} (`imports`/--import): no such file ({path}); give the "
+            "path of a .py file, or a module name on sys.path."
+        )
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    name = f"fishermask_import_{path.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot import {entry!r}: not a Python file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: dataclasses and pickling look it up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -1,0 +1,102 @@
+"""Your own strategies from a module or file (`--import`, `imports:`), in every process."""
+
+from __future__ import annotations
+
+import csv
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fishermask import strategies
+from fishermask.cli import app
+from fishermask.errors import ConfigError
+from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.parallel import _trial_job
+from fishermask.plugins import load_imports
+
+STRATEGY = '''
+from dataclasses import dataclass
+
+from fishermask.strategies import Selection, Strategy, register, top_k
+
+RUNS = []
+RUNS.append(1)
+
+
+@register
+@dataclass(frozen=True)
+class LowestTop(Strategy):
+    """Lowest top-class probability (a test plugin)."""
+
+    name = "{name}"
+    power: float = 1.0
+
+    def query(self, ctx, budget):
+        unlabeled = ctx.pool.unlabeled
+        pick = top_k(-ctx.probs(unlabeled).max(dim=1).values, budget)
+        return Selection(unlabeled[pick])
+'''
+
+
+def _plugin(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(STRATEGY.format(name=name)))
+    return path
+
+
+def test_a_file_registers_its_strategies_once(tmp_path: Path) -> None:
+    path = _plugin(tmp_path, "plugin_once")
+    (first,) = load_imports([str(path)])
+    (again,) = load_imports([str(path)])
+    assert first is again and first.RUNS == [1]  # run once: no "registered twice"
+    assert strategies.get("plugin_once", power="2").power == 2.0
+
+
+def test_missing_module_or_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot import 'no_such_mod'.*--import ./no_such_mod"):
+        load_imports(["no_such_mod"])
+    with pytest.raises(ConfigError, match=r"cannot import '.*nope.py'.*no such file"):
+        load_imports([str(tmp_path / "nope.py")])
+
+
+def test_a_plugin_missing_its_own_dependency_keeps_its_error(tmp_path: Path) -> None:
+    bad = tmp_path / "needs_dep.py"
+    bad.write_text("import surely_not_installed_xyz\n")
+    with pytest.raises(ModuleNotFoundError, match="surely_not_installed_xyz"):
+        load_imports([str(bad)])
+
+
+def test_config_reads_imports_from_a_file_or_a_comma_list() -> None:
+    cfg = ExperimentConfig.from_dict({"imports": "a.b, ./c.py"})
+    assert cfg.imports == ("a.b", "./c.py")
+    assert ExperimentConfig.from_dict({"imports": ["x"]}).to_dict()["imports"] == ["x"]
+    assert ExperimentConfig.from_dict({}).imports == ()
+
+
+def test_worker_without_the_strategy_says_how_to_register_it(tmp_path: Path) -> None:
+    """A strategy registered only in the parent (under `if __name__ == "__main__"`, or in a
+    notebook) used to fail in a worker as an `Unknown strategy` the user had registered."""
+    config = ExperimentConfig.from_dict(
+        {"data": {"dataset": "digits"}, "strategies": ["random"], "seeds": [0]}
+    ).to_dict()
+    config["strategies"] = [{"name": "only_in_parent", "options": {}, "label": ""}]
+    with pytest.raises(
+        ConfigError, match=r"'only_in_parent' is not registered in this worker.*--import"
+    ):
+        _trial_job(config, "only_in_parent", 0, str(tmp_path / "run"), False)
+
+
+def test_cli_runs_a_strategy_from_a_file_in_worker_processes(tmp_path: Path) -> None:
+    path = _plugin(tmp_path, "plugin_cli")
+    out = tmp_path / "run"
+    args = ["run", "--dataset", "digits", "--model", "cnn", "--width", "0.25", "--epochs", "1"]
+    args += ["--initial", "20", "--query-size", "10", "--rounds", "1", "--seeds", "1"]
+    args += ["-s", "random,plugin_cli", "--import", str(path), "--workers", "2"]
+    result = CliRunner().invoke(app, [*args, "--no-progress", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {(r["strategy"], r["round"]) for r in rows} >= {("plugin_cli", "1")}
+    listing = CliRunner().invoke(app, ["strategies", "--import", str(path)])
+    assert "plugin_cli" in listing.output and "power=1.0" in listing.output
