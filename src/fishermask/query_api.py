@@ -59,6 +59,11 @@ class ModuleClassifier(Classifier):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _logits(self.module(x))
 
+    def mc_logits(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        """Logits ``[T, N, C]`` of T = ``samples`` whole forward passes (inside ``mc_dropout``
+        its ``SeededDropout`` layers draw a new mask each pass)."""
+        return torch.stack([self.forward(x) for _ in range(samples)])
+
     def forward_features(self, x: torch.Tensor) -> ModelOutput:
         seen: list[torch.Tensor] = []
         handle = self.classifier.register_forward_hook(

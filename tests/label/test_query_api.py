@@ -179,3 +179,28 @@ def test_models_that_return_probabilities_or_tuples_are_refused():
         fishermask.query(Pair(), x, budget=1, strategy="entropy")
     log_probs = nn.Sequential(net, nn.LogSoftmax(dim=1))  # log-probabilities are logits
     assert len(fishermask.query(log_probs, x, budget=2, strategy="entropy").indices) == 2
+
+
+def test_mc_dropout_strategies_on_a_plain_module():
+    """BALD and BatchBALD on a plain nn.Module with SeededDropout layers (they used to stop
+    with a bare NotImplementedError); torch's nn.Dropout gets one line saying what to use."""
+    from fishermask.models.dropout import SeededDropout, mc_dropout
+    from fishermask.query_api import ModuleClassifier
+    from fishermask.strategies import bald_scores
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 1, 4, 4)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), SeededDropout(0.3))
+    net.append(nn.Linear(8, 3))
+    args = dict(labeled=[0, 1], labels=[0, 1], budget=4, seed=3)
+    got = fishermask.query(net, x, strategy="bald", mc_samples=8, **args)
+    clf = ModuleClassifier(net, example=x[:4]).eval()
+    with torch.no_grad(), mc_dropout(clf, torch.Generator().manual_seed(3)):
+        probs = clf.mc_logits(x[2:], 8).softmax(-1)  # [T, U, C]: the unlabeled, as queried
+    assert got.indices.tolist() == (top_k(bald_scores(probs), 4) + 2).tolist()
+    assert bool((got.scores > 0).all())
+    batch = fishermask.query(net, x, strategy="batchbald", mc_samples=8, **args)
+    assert len(set(batch.indices.tolist()) - {0, 1}) == 4
+    torch_dropout = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Dropout(0.3), nn.Linear(8, 3))
+    with pytest.raises(ConfigError, match="nn.Dropout; build it with .*SeededDropout"):
+        fishermask.query(torch_dropout, x, strategy="bald", **args)
