@@ -131,9 +131,27 @@ def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor)
     return head
 
 
+def _integers(name: str, values: Any, what: str) -> torch.Tensor:
+    """``values`` (sequence, array or tensor) as a 1-D int64 tensor; refuse masks and fractions."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values if values is not None else [])
+    if arr.dtype == np.bool_ and what == "indices":
+        raise ConfigError(
+            f"`{name}` is a boolean mask; pass the indices instead (np.flatnonzero(mask))."
+        )
+    if arr.size and arr.dtype.kind not in "iub":
+        try:
+            exact = bool(np.all(np.asarray(arr, dtype=np.float64) % 1 == 0))
+        except (TypeError, ValueError):
+            exact = False
+        if not exact:
+            raise ConfigError(f"`{name}` must hold integer {what}; got {arr.dtype} values.")
+    return torch.as_tensor(np.asarray(arr, dtype=np.int64)).flatten()
+
+
 def _as_indices(name: str, values: Any, n: int) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(values, dtype=np.int64) if values is not None else [])
-    t = t.to(torch.int64).flatten()
+    t = _integers(name, values, "indices")
     if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
         raise ConfigError(f"`{name}` holds indices outside [0, {n}) of `images`.")
     if len(torch.unique(t)) != len(t):
@@ -180,9 +198,15 @@ def query(
     x = torch.as_tensor(images)
     if x.dim() != 4:
         raise ConfigError(f"`images` must be [N, Ch, H, W], got shape {tuple(x.shape)}.")
+    if x.shape[-1] in (1, 3) and x.shape[1] > 4:  # per-channel statistics would be per row
+        raise ConfigError(
+            f"`images` of shape {tuple(x.shape)} look channel-last [N, H, W, C]; "
+            "fishermask.query needs [N, Ch, H, W]: pass images.permute(0, 3, 1, 2) (a model "
+            "that wants channel-last input can permute back in its forward)."
+        )
     n = len(x)
     lab = _as_indices("labeled", labeled, n)
-    y = torch.as_tensor(np.asarray(labels, dtype=np.int64)).flatten()
+    y = _integers("labels", labels, "class indices")
     if len(y) != len(lab):
         raise ConfigError(f"`labels` has {len(y)} entries for {len(lab)} `labeled` indices.")
     if normalizer is None:

@@ -204,3 +204,32 @@ def test_mc_dropout_strategies_on_a_plain_module():
     torch_dropout = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Dropout(0.3), nn.Linear(8, 3))
     with pytest.raises(ConfigError, match="nn.Dropout; build it with .*SeededDropout"):
         fishermask.query(torch_dropout, x, strategy="bald", **args)
+
+
+def test_layouts_that_used_to_pass_silently_are_refused():
+    """Channel-last images (normalised per row, silently), boolean masks for `labeled` (read
+    as indices 0 and 1: 'repeats an index') and fractional labels (truncated, silently)."""
+    import numpy as np
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(192, 3))
+    x = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8)
+    with pytest.raises(ConfigError, match=r"shape \(20, 8, 8, 3\) look channel-last.*permute"):
+        fishermask.query(net, x.permute(0, 2, 3, 1), budget=2, strategy="entropy")
+    mask = np.zeros(20, dtype=bool)
+    mask[[3, 7]] = True
+    for given in (mask, torch.from_numpy(mask)):
+        with pytest.raises(ConfigError, match=r"`labeled` is a boolean mask.*flatnonzero"):
+            fishermask.query(net, x, labeled=given, labels=[0, 1], budget=2, strategy="entropy")
+    with pytest.raises(ConfigError, match=r"`labels` must hold integer class indices"):
+        fishermask.query(net, x, labeled=[3, 7], labels=[0.0, 1.7], budget=2, strategy="entropy")
+    with pytest.raises(ConfigError, match=r"`candidates` is a boolean mask"):
+        fishermask.query(net, x, candidates=mask, budget=2, strategy="entropy")
+    same = [
+        fishermask.query(net, x, labeled=lab, labels=y, budget=2, strategy="entropy").indices
+        for lab, y in (
+            ([3, 7], [0, 1]),
+            (np.flatnonzero(mask), np.array([0.0, 1.0])),  # whole floats are fine
+            (torch.tensor([3, 7], dtype=torch.int32), np.array([False, True])),
+        )
+    ]
+    assert all(torch.equal(same[0], s) for s in same)
