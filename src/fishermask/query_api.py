@@ -21,7 +21,8 @@ from torch import nn
 from fishermask import strategies
 from fishermask.al.pool import Pool
 from fishermask.errors import ConfigError
-from fishermask.models.base import Classifier, ModelOutput
+from fishermask.models.base import Classifier
+from fishermask.models.module import ModuleClassifier
 from fishermask.strategies.base import QueryContext
 from fishermask.training.augment import Normalizer
 
@@ -31,104 +32,6 @@ class QueryResult(NamedTuple):
 
     indices: torch.Tensor  # [budget] int64
     scores: torch.Tensor | None  # [budget], or None when the strategy has no per-item score
-
-
-class ModuleClassifier(Classifier):
-    """Adapts a plain ``nn.Module`` (``x -> logits``) whose last ``nn.Linear`` is its head.
-
-    The head is the ``nn.Linear`` that runs last in a forward pass of ``example`` (a few
-    inputs, as the model receives them), so a head registered before the layers it follows
-    is found; without ``example``, the last ``nn.Linear`` in registration order. The
-    embedding is the input of the head (captured by a forward hook), which is what k-center,
-    BADGE and BAIT use; ``forward`` is the module itself. A model that returns a tuple or
-    probabilities (rows summing to 1) is refused: the strategies need logits.
-    """
-
-    def __init__(self, module: nn.Module, example: torch.Tensor | None = None) -> None:
-        super().__init__()
-        linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-        if not linears:
-            raise ConfigError(
-                "fishermask.query needs a model ending in an nn.Linear layer (its head), or a "
-                "fishermask Classifier; this model has no nn.Linear."
-            )
-        self.module = module
-        self.classifier = linears[-1] if example is None else _head_of(module, linears, example)
-        self._feature_channels = (self.classifier.in_features,)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _logits(self.module(x))
-
-    def mc_logits(self, x: torch.Tensor, samples: int) -> torch.Tensor:
-        """Logits ``[T, N, C]`` of T = ``samples`` whole forward passes (inside ``mc_dropout``
-        its ``SeededDropout`` layers draw a new mask each pass)."""
-        return torch.stack([self.forward(x) for _ in range(samples)])
-
-    def forward_features(self, x: torch.Tensor) -> ModelOutput:
-        seen: list[torch.Tensor] = []
-        handle = self.classifier.register_forward_hook(
-            lambda _m, inp, _out: seen.append(inp[0].flatten(1))
-        )
-        try:
-            logits = _logits(self.module(x))
-        finally:
-            handle.remove()
-        if logits.shape[1] != self.classifier.out_features or not seen:
-            raise ConfigError(
-                f"the model's last nn.Linear has {self.classifier.out_features} outputs but the "
-                f"model returns {logits.shape[1]} logits; fishermask.query needs the last "
-                "nn.Linear to be the classification head."
-            )
-        return ModelOutput(logits, seen[-1], [seen[-1][:, :, None, None]])
-
-
-def _logits(out: object) -> torch.Tensor:
-    """The module's output, if it is a ``[B, C]`` tensor; else one line saying what to return."""
-    if not isinstance(out, torch.Tensor):
-        raise ConfigError(
-            f"the model returns a {type(out).__name__}, not a tensor of logits [B, C]; "
-            "fishermask.query needs x -> logits: pass a module that returns only the logits "
-            "(e.g. a wrapper whose forward returns model(x)[0])."
-        )
-    if out.dim() != 2:
-        raise ConfigError(
-            f"the model returns shape {tuple(out.shape)}; fishermask.query needs logits [B, C]."
-        )
-    return out
-
-
-def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor) -> nn.Linear:
-    """The ``nn.Linear`` of ``linears`` that runs last on ``example`` (eval mode, no grad)."""
-    called: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m)) for m in linears]
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            out = _logits(module(example))
-    finally:
-        for h in handles:
-            h.remove()
-        module.train(was_training)
-    if not called:
-        raise ConfigError(
-            "no nn.Linear of the model runs in its forward pass; fishermask.query needs the "
-            "classification head to be an nn.Linear."
-        )
-    if (
-        len(out)
-        and bool((out >= 0).all())
-        and torch.allclose(
-            out.sum(dim=1), torch.ones(len(out), dtype=out.dtype, device=out.device), atol=1e-4
-        )
-    ):
-        raise ConfigError(
-            "the model returns probabilities (every row sums to 1); fishermask.query needs "
-            "logits: drop the final softmax (log-probabilities are fine)."
-        )
-    head = called[-1]
-    assert isinstance(head, nn.Linear)
-    return head
 
 
 def _integers(name: str, values: Any, what: str) -> torch.Tensor:

@@ -40,9 +40,32 @@ class LowestTop(Strategy):
 '''
 
 
-def _plugin(tmp_path: Path, name: str) -> Path:
+MODEL = """
+
+from torch import nn
+
+from fishermask.models import register_model
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes, channels):
+        super().__init__()
+        self.head = nn.Linear(8, num_classes)
+        self.body = nn.Sequential(nn.Conv2d(channels, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten())
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+register_model("{name}_net", lambda c, shape, width: Net(c, shape[0]))
+"""
+
+
+def _plugin(tmp_path: Path, name: str, model: bool = False) -> Path:
     path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(STRATEGY.format(name=name)))
+    text = STRATEGY.format(name=name) + (MODEL.format(name=name) if model else "")
+    path.write_text(textwrap.dedent(text))
     return path
 
 
@@ -88,12 +111,12 @@ def test_worker_without_the_strategy_says_how_to_register_it(tmp_path: Path) -> 
         _trial_job(config, "only_in_parent", 0, str(tmp_path / "run"), False)
 
 
-def test_cli_runs_a_strategy_from_a_file_in_worker_processes(tmp_path: Path) -> None:
-    path = _plugin(tmp_path, "plugin_cli")
+def test_cli_runs_a_strategy_and_model_from_a_file_in_worker_processes(tmp_path: Path) -> None:
+    path = _plugin(tmp_path, "plugin_cli", model=True)
     out = tmp_path / "run"
-    args = ["run", "--dataset", "digits", "--model", "cnn", "--width", "0.25", "--epochs", "1"]
+    args = ["run", "--dataset", "digits", "--model", "plugin_cli_net", "--epochs", "1"]
     args += ["--initial", "20", "--query-size", "10", "--rounds", "1", "--seeds", "1"]
-    args += ["-s", "random,plugin_cli", "--import", str(path), "--workers", "2"]
+    args += ["-s", "random,plugin_cli,kcenter", "--import", str(path), "--workers", "2"]
     result = CliRunner().invoke(app, [*args, "--no-progress", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "results.csv").open()))

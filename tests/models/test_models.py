@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from fishermask.errors import ConfigError
 from fishermask.models import MODELS, build_model
@@ -106,3 +107,47 @@ def test_training_with_dropout_draws_masks_from_the_round_generator() -> None:
         weights.append(model.classifier.weight.detach().clone())
         assert all(m.generator is None for m in model.modules() if hasattr(m, "generator"))
     assert torch.equal(weights[0], weights[1])
+
+
+# -- models of your own (register_model) ------------------------------------------------------
+
+
+class _HeadFirstNet(nn.Module):
+    """A plain module whose head is registered before its body."""
+
+    def __init__(self, num_classes: int, channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, num_classes)
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x))
+
+
+def test_register_model_wraps_a_plain_module() -> None:
+    from fishermask.models import ModuleClassifier, available_models, register_model
+
+    def builder(c: int, shape: tuple[int, int, int], width: float) -> nn.Module:
+        return _HeadFirstNet(c, shape[0])
+
+    register_model("test_headfirst", builder)
+    register_model("test_headfirst", builder)  # the same builder again: fine (re-import)
+    assert "test_headfirst" in available_models()
+    torch.manual_seed(0)
+    model = build_model("test_headfirst", 5, (1, 8, 8))
+    assert isinstance(model, ModuleClassifier) and model.classifier is model.module.fc
+    assert model.num_classes == 5 and model.embedding_dim == 8
+    out = model.forward_features(torch.randn(3, 1, 8, 8))
+    assert out.logits.shape == (3, 5) and out.embedding.shape == (3, 8)
+    with pytest.raises(ConfigError, match="nn.Module of your own.*SeededDropout"):
+        build_model("test_headfirst", 5, (1, 8, 8), dropout=0.3)  # would be ignored silently
+    register_model("test_fixed_head", lambda c, shape, w: _HeadFirstNet(3, shape[0]))
+    with pytest.raises(ConfigError, match="has 3 outputs but the data set has 5 classes"):
+        build_model("test_fixed_head", 5, (1, 8, 8))
+    register_model("test_not_module", lambda c, shape, w: "oops")
+    with pytest.raises(ConfigError, match="returned str, not an nn.Module"):
+        build_model("test_not_module", 5, (1, 8, 8))
+    with pytest.raises(TypeError, match="registered twice"):
+        register_model("test_headfirst", lambda c, shape, w: _HeadFirstNet(c, shape[0]))

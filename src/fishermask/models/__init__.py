@@ -1,25 +1,58 @@
-"""Model registry: ``build_model(name, num_classes, image_shape, width, dropout, ...)``."""
+"""Model registry: ``build_model(name, num_classes, image_shape, width, dropout, ...)``.
+
+``register_model(name, builder)`` adds a model of your own: ``builder(num_classes,
+image_shape, width)`` returns a fishermask ``Classifier`` or any ``nn.Module`` mapping
+normalised images ``[B, Ch, H, W]`` to logits ``[B, C]`` through an ``nn.Linear`` head
+(wrapped in :class:`~fishermask.models.module.ModuleClassifier`). Register it at import
+time of a module or file and pass that to ``--import`` so worker processes see it too.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 
-from fishermask.errors import check_choice
+import torch
+from torch import nn
+
+from fishermask.errors import ConfigError, check_choice
 from fishermask.models.base import Classifier, ModelOutput
 from fishermask.models.dropout import has_dropout, mc_dropout
+from fishermask.models.module import ModuleClassifier
 from fishermask.models.resnet import ResNet18
 from fishermask.models.small import MLP, LinearHead, SmallCNN
 
 # Each builder takes (num_classes, image_shape (Ch, H, W), width).
-_BUILDERS: dict[str, Callable[[int, tuple[int, int, int], float], Classifier]] = {
+Builder = Callable[[int, tuple[int, int, int], float], nn.Module]
+_BUILDERS: dict[str, Builder] = {
     "resnet18": lambda c, shape, w: ResNet18(c, shape[0], w),
     "cnn": lambda c, shape, w: SmallCNN(c, shape[0], w),
     "mlp": lambda c, shape, w: MLP(c, math.prod(shape), w),
     "linear": lambda c, shape, w: LinearHead(c, math.prod(shape)),
 }
 
-MODELS = tuple(_BUILDERS)
+MODELS = tuple(_BUILDERS)  # the built-in models
+
+
+def register_model(name: str, builder: Builder) -> Builder:
+    """Make ``builder(num_classes, image_shape, width)`` available as model ``name``.
+
+    The builder runs under the round's seeded ``torch.manual_seed``, so its initial weights
+    are deterministic. Returns ``builder`` (usable as a decorator through a lambda).
+    """
+    if not isinstance(name, str) or not name or ":" in name or "," in name:
+        raise TypeError(
+            f"A model name must be a non-empty string without ':' or ','; got {name!r}."
+        )
+    if name in _BUILDERS and _BUILDERS[name] is not builder:
+        raise TypeError(f"Model name {name!r} is registered twice.")
+    _BUILDERS[name] = builder
+    return builder
+
+
+def available_models() -> list[str]:
+    """The built-in models, then those registered with :func:`register_model`."""
+    return list(_BUILDERS)
 
 
 def build_model(
@@ -36,8 +69,28 @@ def build_model(
     stages of ``cnn`` and ``mlp`` (both 0 by default: no dropout module at all). The
     ``linear`` model ignores ``width``.
     """
-    check_choice("model", name, MODELS)
-    model = _BUILDERS[name](num_classes, tuple(image_shape), width)
+    check_choice("model", name, _BUILDERS)
+    shape = (int(image_shape[0]), int(image_shape[1]), int(image_shape[2]))
+    built = _BUILDERS[name](num_classes, shape, width)
+    if isinstance(built, Classifier):
+        model = built
+    elif isinstance(built, nn.Module):
+        if dropout or hidden_dropout:
+            raise ConfigError(
+                f"model {name!r} is an nn.Module of your own: `dropout`/`hidden_dropout` do not "
+                "apply to it; put fishermask.models.dropout.SeededDropout layers in it instead."
+            )
+        model = ModuleClassifier(built, example=torch.zeros(2, *shape))
+        if model.num_classes != num_classes:
+            raise ConfigError(
+                f"model {name!r} has {model.num_classes} outputs but the data set has "
+                f"{num_classes} classes; build its head with num_classes outputs."
+            )
+        return model
+    else:
+        raise ConfigError(
+            f"the builder of model {name!r} returned {type(built).__name__}, not an nn.Module."
+        )
     if dropout or hidden_dropout:
         model.set_dropout(dropout, hidden_dropout)
     return model
@@ -45,6 +98,9 @@ def build_model(
 
 __all__ = [
     "MODELS",
+    "ModuleClassifier",
+    "available_models",
+    "register_model",
     "Classifier",
     "ModelOutput",
     "build_model",
