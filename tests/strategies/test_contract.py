@@ -180,3 +180,57 @@ def test_lists_and_arrays_of_pool_indices_are_accepted() -> None:
     for value in (want.tolist(), want.numpy(), want.to(torch.int32)):
         sel = _broken("mine", lambda c, b, v=value: _sel(v)).select(ctx, 5)
         assert sel.indices.dtype == torch.int64 and torch.equal(sel.indices, want)
+
+
+# -- check_strategy: the same contract, for a strategy of your own -----------------------------
+
+
+def _mine(query) -> strategies.Strategy:  # noqa: ANN001 - query(ctx, budget) -> Selection
+    return _broken("mine", query)
+
+
+def _lowest_top(ctx: QueryContext) -> torch.Tensor:
+    return -ctx.probs(ctx.pool.unlabeled).max(dim=1).values
+
+
+def top(ctx: QueryContext, budget: int) -> torch.Tensor:
+    return strategies.top_k(_lowest_top(ctx), budget)
+
+
+def test_check_strategy_passes_a_correct_strategy_and_the_built_ins() -> None:
+    strategies.check_strategy(_mine(lambda c, b: _sel(c.pool.unlabeled[top(c, b)])))
+    for name in ("random", "entropy", "kcenter", "lpl"):
+        strategies.check_strategy(strategies.get(name))
+
+
+def _train_mode(ctx: QueryContext, budget: int) -> strategies.Selection:
+    ctx.model.train()
+    return _sel(ctx.pool.unlabeled[:budget])
+
+
+def _changes_weights(ctx: QueryContext, budget: int) -> strategies.Selection:
+    with torch.no_grad():
+        next(ctx.model.parameters()).add_(1.0)
+    return _sel(ctx.pool.unlabeled[:budget])
+
+
+CHECKS = [
+    (  # the silent mistake: positions within `unlabeled` taken for pool indices
+        "positions",
+        lambda c, b: _sel(top(c, b)),
+        r"already-labeled pool indices .*not the positions pick",
+    ),
+    (
+        "global_rng",
+        lambda c, b: _sel(c.pool.unlabeled[torch.randperm(c.pool.num_unlabeled)[:b]]),
+        r"under the same query generator; draw every random number from ctx.generator",
+    ),
+    ("train_mode", _train_mode, r"left the model in training mode"),
+    ("changes_weights", _changes_weights, r"changed the model's weights"),
+]
+
+
+@pytest.mark.parametrize(("case", "query", "message"), CHECKS, ids=[c[0] for c in CHECKS])
+def test_check_strategy_names_the_breach(case: str, query, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(strategies.StrategyError, match=rf"strategy 'mine'.*{message}"):
+        strategies.check_strategy(_mine(query))

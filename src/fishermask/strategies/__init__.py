@@ -35,6 +35,7 @@ from fishermask.strategies.base import (
     top_k,
 )
 from fishermask.strategies.batchbald import batchbald_select
+from fishermask.strategies.contract import check_strategy
 from fishermask.strategies.entropy import entropy_scores
 from fishermask.strategies.kcenter import k_center_greedy
 from fishermask.strategies.least_confidence import least_confidence_scores
@@ -53,6 +54,7 @@ __all__ = [
     "badge_embeddings",
     "bald_scores",
     "check_selection",
+    "check_strategy",
     "batchbald_select",
     "entropy_gradnorm_scores",
     "entropy_scores",
