@@ -101,7 +101,8 @@ def query(
     x = torch.as_tensor(images)
     if x.dim() != 4:
         raise ConfigError(f"`images` must be [N, Ch, H, W], got shape {tuple(x.shape)}.")
-    if x.shape[-1] in (1, 3) and x.shape[1] > 4:  # per-channel statistics would be per row
+    # [N, H, W, C]: per-channel statistics would be per row (features [N, D, 1, 1] are fine)
+    if x.shape[-1] in (1, 3) and x.shape[1] > 4 and x.shape[2] > 4:
         raise ConfigError(
             f"`images` of shape {tuple(x.shape)} look channel-last [N, H, W, C]; "
             "fishermask.query needs [N, Ch, H, W]: pass images.permute(0, 3, 1, 2) (a model "

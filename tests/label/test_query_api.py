@@ -233,3 +233,7 @@ def test_layouts_that_used_to_pass_silently_are_refused():
         )
     ]
     assert all(torch.equal(same[0], s) for s in same)
+    # features [N, D, 1, 1] (the runner's --features layout) are not mistaken for channel-last
+    feats = torch.randn(20, 16, 1, 1)
+    probe = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    assert len(fishermask.query(probe, feats, budget=2, strategy="entropy").indices) == 2
