@@ -184,7 +184,7 @@ def test_models_that_return_probabilities_or_tuples_are_refused():
 def test_mc_dropout_strategies_on_a_plain_module():
     """BALD and BatchBALD on a plain nn.Module with SeededDropout layers (they used to stop
     with a bare NotImplementedError); torch's nn.Dropout gets one line saying what to use."""
-    from fishermask.models.dropout import SeededDropout, mc_dropout
+    from fishermask.models.dropout import SeededDropout, mc_dropout, seeded_dropout
     from fishermask.query_api import ModuleClassifier
     from fishermask.strategies import bald_scores
 
@@ -202,8 +202,15 @@ def test_mc_dropout_strategies_on_a_plain_module():
     batch = fishermask.query(net, x, strategy="batchbald", mc_samples=8, **args)
     assert len(set(batch.indices.tolist()) - {0, 1}) == 4
     torch_dropout = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Dropout(0.3), nn.Linear(8, 3))
-    with pytest.raises(ConfigError, match="nn.Dropout; build it with .*SeededDropout"):
+    with pytest.raises(ConfigError, match=r"nn.Dropout; pass .*seeded_dropout\(model\)"):
         fishermask.query(torch_dropout, x, strategy="bald", **args)
+    seeded = seeded_dropout(torch_dropout)  # a copy: same weights, SeededDropout layers
+    assert isinstance(seeded[2], SeededDropout) and isinstance(torch_dropout[2], nn.Dropout)
+    pairs = zip(seeded.parameters(), torch_dropout.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert len(fishermask.query(seeded, x, strategy="bald", **args).indices) == 4
+    with pytest.raises(ConfigError, match="nn.Dropout only; this model also has Dropout2d"):
+        seeded_dropout(nn.Sequential(nn.Dropout2d(0.2), nn.Flatten(), nn.Linear(16, 3)))
 
 
 def test_layouts_that_used_to_pass_silently_are_refused():

@@ -52,6 +52,40 @@ def check_rate(name: str, p: float) -> None:
         raise ConfigError(f"`{name}`={p!r}, must be a rate in [0, 1) (0 = no dropout).")
 
 
+def seeded_dropout(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose ``nn.Dropout`` layers are :class:`SeededDropout` of the same rate.
+
+    The same dropout while training; at query time (``bald``, ``batchbald``) its masks come
+    from the query's seeded generator. The weights are copied; ``module`` is unchanged. Other
+    dropout kinds (``Dropout2d``, ``AlphaDropout``, ...) have other semantics and are refused.
+    """
+    import copy
+
+    other = [
+        type(m).__name__
+        for m in module.modules()
+        if isinstance(m, nn.modules.dropout._DropoutNd) and type(m) is not nn.Dropout
+    ]
+    if other:
+        raise ConfigError(
+            f"seeded_dropout replaces nn.Dropout only; this model also has {', '.join(other)}, "
+            "whose masks SeededDropout does not reproduce."
+        )
+    out = copy.deepcopy(module)
+
+    def swap(parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, SeededDropout(child.p))
+            else:
+                swap(child)
+
+    if type(out) is nn.Dropout:
+        return SeededDropout(out.p)
+    swap(out)
+    return out
+
+
 def dropout_modules(model: nn.Module) -> list[SeededDropout]:
     return [m for m in model.modules() if isinstance(m, SeededDropout) and m.p > 0]
 

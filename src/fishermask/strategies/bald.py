@@ -38,24 +38,15 @@ def bald_scores(mc_probs: torch.Tensor) -> torch.Tensor:
     return (_entropy(p.mean(dim=0)) - _entropy(p).mean(dim=0)).clamp_min(0.0)
 
 
-_TORCH_DROPOUT = (
-    torch.nn.Dropout,
-    torch.nn.Dropout1d,
-    torch.nn.Dropout2d,
-    torch.nn.Dropout3d,
-    torch.nn.AlphaDropout,
-)
-
-
 def check_mc_model(name: str, model: torch.nn.Module) -> None:
     if has_dropout(model):
         return
-    if any(isinstance(m, _TORCH_DROPOUT) and m.p > 0 for m in model.modules()):
+    if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         raise ConfigError(
             f"Strategy {name!r} samples only fishermask's SeededDropout layers (their masks "
-            "follow the query's seed), and this model's dropout is torch's nn.Dropout; build "
-            "it with fishermask.models.dropout.SeededDropout(p) instead (the same dropout in "
-            "training)."
+            "follow the query's seed), and this model's dropout is torch's nn.Dropout; pass "
+            "fishermask.models.dropout.seeded_dropout(model) (a copy with SeededDropout "
+            "layers: the same dropout in training)."
         )
     raise ConfigError(
         f"Strategy {name!r} needs a model with dropout for its MC samples; "
