@@ -285,3 +285,15 @@ def test_round_zero_compares_only_models_trained_differently(tmp_path: Path) -> 
     assert "| lpl | 3 | 50.00 | -8.33 |" in md and "| entropy | 3 |" not in md.split("Round 0")[1]
     data = json.loads((tmp_path / "out/report.json").read_text())
     assert [x["strategy"] for x in data[0]["round_zero"]] == ["lpl"]
+
+
+def test_a_run_without_the_compared_methods_says_how_to_compare(tmp_path: Path) -> None:
+    """A run of baselines (or of your own strategy) got no comparison and no word on why."""
+    _write_run(tmp_path / "r", {"random": [[0.5, 0.6]] * 2, "mine": [[0.5, 0.7]] * 2})
+    assert _report(tmp_path / "r", "--out", tmp_path / "o").exit_code == 0
+    md = (tmp_path / "o/report.md").read_text()
+    assert "No paired comparison: none of fishermask, lplgrad is among this run's" in md
+    assert "--method NAME" in md
+    assert _report(tmp_path / "r", "--out", tmp_path / "o2", "--method", "mine").exit_code == 0
+    md = (tmp_path / "o2/report.md").read_text()
+    assert "No paired comparison" not in md and "**mine vs each baseline**" in md

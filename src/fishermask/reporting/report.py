@@ -222,7 +222,15 @@ def build_report(
             "incomplete": {s: {"finished_seeds": d, "seeds": n} for s, (d, n) in pending.items()},
             "differences": [],
         }
-        for method in compared_strategies([x.strategy for x in summary], methods):
+        present = [x.strategy for x in summary]
+        if len(present) > 1 and not compared_strategies(present, methods):
+            md += [
+                f"No paired comparison: none of {', '.join(methods)} is among this run's "
+                "strategies; `fishermask report --method NAME` compares NAME with every other "
+                "strategy.",
+                "",
+            ]
+        for method in compared_strategies(present, methods):
             diffs = paired_aulc_differences(rows, method)
             if not diffs:
                 continue
