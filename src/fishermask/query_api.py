@@ -81,7 +81,7 @@ def query(
 
     Args:
         model: a trained fishermask ``Classifier`` or any ``nn.Module`` mapping a batch to
-            logits ``[B, C]`` whose last ``nn.Linear`` is the head (see
+            logits ``[B, C]`` whose head is the ``nn.Linear`` that runs last (see
             :class:`ModuleClassifier`). Used in eval mode; its mode is restored afterwards.
         images: ``[N, Ch, H, W]``: uint8 (then normalised by ``normalizer``, default the
             per-channel mean/std of ``images``, as the runner does) or float already

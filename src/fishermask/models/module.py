@@ -15,7 +15,7 @@ from fishermask.models.base import Classifier, ModelOutput
 
 
 class ModuleClassifier(Classifier):
-    """Adapts a plain ``nn.Module`` (``x -> logits``) whose last ``nn.Linear`` is its head.
+    """Adapts a plain ``nn.Module`` (``x -> logits``) whose head is an ``nn.Linear``.
 
     The head is the ``nn.Linear`` that runs last in a forward pass of ``example`` (a few
     inputs, as the model receives them), so a head registered before the layers it follows
@@ -56,9 +56,9 @@ class ModuleClassifier(Classifier):
             handle.remove()
         if logits.shape[1] != self.classifier.out_features or not seen:
             raise ConfigError(
-                f"the model's last nn.Linear has {self.classifier.out_features} outputs but the "
-                f"model returns {logits.shape[1]} logits; fishermask.query needs the last "
-                "nn.Linear to be the classification head."
+                f"the model's head (the nn.Linear that runs last) has "
+                f"{self.classifier.out_features} outputs but the model returns {logits.shape[1]} "
+                "logits; the classification head must be an nn.Linear."
             )
         return ModelOutput(logits, seen[-1], [seen[-1][:, :, None, None]])
 
