@@ -165,7 +165,10 @@ def test_status_list_csv_json_and_empty(project):
 def test_status_list_bad_input_is_one_line(project):
     project.close()
     for args, msg in (
-        (["--list", "maybe"], "--list 'maybe': use skipped or unsure"),
+        (
+            ["--list", "maybe"],
+            "--list 'maybe': use skipped, unsure (or skipped,unsure) or disagreements",
+        ),
         (["--format", "json"], "--format json applies to --list"),
         (["--list", "unsure", "--format", "xml"], "--format 'xml': use csv or json"),
     ):

@@ -46,7 +46,7 @@ def test_label_undo_and_status(client):
     s = client.get("/api/status", headers=AUTH).json()
     assert s["labeled"] == 1 and s["per_class"]["red"] == 1
     b = client.get("/api/batch", headers=AUTH).json()["items"][0]
-    assert b["state"] == {"label_id": lid, "kind": "label", "label": "red"}
+    assert b["state"] == {"label_id": lid, "kind": "label", "label": "red", "by": "owner"}
     r = client.post(
         "/api/labels", headers=AUTH, json={"image_id": item["image_id"], "kind": "skip"}
     )

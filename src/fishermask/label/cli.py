@@ -491,6 +491,13 @@ def export(
     image_url_prefix: Annotated[
         str, typer.Option(help="Label Studio: prefix of each task's data.image before the path.")
     ] = "/data/local-files/?d=",
+    annotators: Annotated[
+        bool,
+        typer.Option(
+            "--annotators",
+            help="csv: a third column, annotator: who gave each image's current label (owner: the owner's page or a command).",
+        ),
+    ] = False,
 ) -> None:
     """Export the labels (and, for Label Studio, the model's predictions with scores), or the
     latest model (--format model: a folder for fishermask.label.load_model)."""
@@ -499,7 +506,7 @@ def export(
         return
     try:
         p = _open(project)
-        n = p.export(format, out, image_url_prefix=image_url_prefix)
+        n = p.export(format, out, image_url_prefix=image_url_prefix, annotators=annotators)
     except FishermaskError as e:
         _fail(str(e))
     console.print(
@@ -556,15 +563,15 @@ def status(
             "--list",
             help="Instead, list the images currently skipped or unsure: skipped, unsure or "
             "skipped,unsure (path relative to the image folder, state, when, the latest "
-            "model's guess), oldest first.",
+            "model's guess), oldest first; or disagreements: the images whose annotators' "
+            "own current labels differ (path, current label, each annotator's label).",
         ),
     ] = None,
     format: Annotated[
         str | None, typer.Option("--format", help="With --list: csv (default) or json.")
     ] = None,
 ) -> None:
-    """Counts (skipped and unsure: the images whose latest action is so), the latest round and
-    its accuracy, as JSON; or, with --list, the images skipped or unsure."""
+    """Counts (skipped and unsure: the images whose latest action is so; per annotator; the disagreements between annotators), the latest round and its accuracy, as JSON; or, with --list, the images skipped or unsure, or the disagreements."""
     if format is not None and list_ is None:
         _fail(f"--format {format} applies to --list; add e.g. --list unsure.")
     if format not in (None, "csv", "json"):
@@ -572,9 +579,21 @@ def status(
     try:
         from fishermask.label.project import parse_set_aside
 
-        kinds = None if list_ is None else parse_set_aside(list_.split(","), "--list")
+        words = [] if list_ is None else list_.split(",")
+        bad = [w for w in words if w not in ("skipped", "skip", "unsure", "disagreements")]
+        if bad:
+            _fail(f"--list {bad[0]!r}: use skipped, unsure (or skipped,unsure) or disagreements.")
+        disagreements = "disagreements" in words
+        if disagreements and list_ != "disagreements":
+            _fail(f"--list {list_}: list disagreements on their own (--list disagreements).")
+        kinds = (
+            None if list_ is None or disagreements else parse_set_aside(list_.split(","), "--list")
+        )
         p = _open(project)
         p.recover()
+        if disagreements:
+            _print_disagreements(p, format or "csv")
+            return
         if kinds is None:
             console.print_json(json.dumps(p.status()))
             return
@@ -583,11 +602,48 @@ def status(
         _fail(str(e))
 
 
+def _write_rows(rows: list[dict[str, Any]], format: str) -> None:
+    """The rows of ``label status --list`` on stdout: json, or csv with the first row's keys
+    as the header (None as an empty cell)."""
+    import csv
+    import io
+
+    if format == "json":
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(rows[0]))
+    for r in rows:
+        w.writerow(["" if v is None else v for v in r.values()])
+    sys.stdout.write(buf.getvalue())
+
+
+def _print_disagreements(p: Any, format: str) -> None:
+    """``label status --list disagreements``: csv (path, current, one column per annotator
+    involved, empty where they gave no label) or json (``labels``: annotator -> class)."""
+    items = p.disagreements()
+    if not items:
+        _say("no disagreements: no image has different labels from different annotators.")
+        if format == "json":
+            sys.stdout.write("[]\n")
+        return
+    if format == "json":
+        _write_rows([{k: it[k] for k in ("path", "current", "labels")} for it in items], format)
+        return
+    names = sorted({n for it in items for n in it["labels"]})
+    _write_rows(
+        [
+            {"path": it["path"], "current": it["current"]} | {n: it["labels"].get(n) for n in names}
+            for it in items
+        ],
+        format,
+    )
+
+
 def _print_set_aside(p: Any, kinds: list[str], format: str) -> None:
     """``label status --list``: the set-aside images as csv or json on stdout; when there are
     none, one line on stderr (and ``[]`` for json)."""
-    import csv
-    import io
     import time
 
     from fishermask.label.project import KIND_NAMES
@@ -614,15 +670,7 @@ def _print_set_aside(p: Any, kinds: list[str], format: str) -> None:
                 "guess_prob": g.get("prob"),
             }
         )
-    if format == "json":
-        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
-        return
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(rows[0]))
-    for r in rows:
-        w.writerow(["" if v is None else v for v in r.values()])
-    sys.stdout.write(buf.getvalue())
+    _write_rows(rows, format)
 
 
 @label_app.command()

@@ -53,6 +53,7 @@ from fishermask.data.images import check_image_size
 from fishermask.errors import ConfigError, DataError, FishermaskError
 from fishermask.experiments.store import write_atomic
 from fishermask.label import images as imgs
+from fishermask.label import team
 from fishermask.label.store import (
     DB_NAME,
     KINDS,
@@ -1444,8 +1445,11 @@ class Project:
         if acc is None:  # no estimate yet: the latest round's reason (too few labels, stopped)
             acc = next((r["metrics"] for r in reversed(rounds) if "method" in r["metrics"]), None)
         queue_round = next((r for r in reversed(rounds) if r["status"] == "done"), None)
+        by_annotator = self.store.current_by_annotator()
         return {
             **self.counts(),
+            "annotators": team.per_annotator(by_annotator),
+            "disagreements": len(team.disagreements(by_annotator)),
             "classes": self.classes,
             "round": None
             if latest is None
@@ -1463,16 +1467,26 @@ class Project:
             "strategy": self.settings["strategy"],
         }
 
+    def disagreements(self) -> list[dict[str, Any]]:
+        """The images whose annotators' own current labels differ, by path:
+        ``{"image_id", "path", "current", "labels": {annotator: class}}`` each (see
+        :mod:`fishermask.label.team`)."""
+        paths = {r.id: r.path for r in self.store.images()}
+        return team.disagreement_rows(
+            self.store.current_by_annotator(), paths, self.store.current(), self.classes
+        )
+
     def batch(self) -> list[dict[str, Any]]:
         """The current queue, each item with its state in this batch: its current action
-        (label/skip/unsure) when that was given after the batch was queued, else None (to do).
+        (label/skip/unsure, ``by`` the annotator who gave it, ``owner`` for the owner) when
+        that was given after the batch was queued, else None (to do).
 
         ``earlier``: the current action given before the batch was queued (a skipped or
         unsure image queued again by :meth:`revisit`), else None. A batch the strategy chose
         holds only images without an action when it was chosen, so for it the state is simply
         the current action.
         """
-        current = self.store.current()
+        current = self.store.queue_current()
         out = []
         for q in self.store.queue():
             cur = current.get(q["image_id"])
@@ -1482,6 +1496,7 @@ class Project:
                     "label_id": cur[0],
                     "kind": cur[1],
                     "label": self.classes[cur[2]] if cur[2] is not None else None,
+                    "by": team.name_of(cur[3]),
                 }
                 if cur[0] > q["since"]:
                     state = action
@@ -1530,12 +1545,21 @@ class Project:
             f"{self.changed_fix()}"
         )
 
-    def export_csv_text(self, rows: list[tuple[int, str, str]] | None = None) -> str:
+    def export_csv_text(
+        self, rows: list[tuple[int, str, str]] | None = None, *, annotators: bool = False
+    ) -> str:
+        """``path,label`` of every labeled image; with ``annotators`` a third column, who gave
+        the image's current label (``owner``: the owner's token or a command)."""
+        rows = self.labeled_rows() if rows is None else rows
+        by: dict[int, str | None] = {}
+        if annotators:
+            who = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
+            by = {i: who.get(lid) for i, (lid, _, _) in self.store.current().items()}
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "label"])
-        for _, path, label in self.labeled_rows() if rows is None else rows:
-            w.writerow([path, label])
+        w.writerow(["path", "label"] + ["annotator"] * annotators)
+        for image_id, path, label in rows:
+            w.writerow([path, label] + [team.name_of(by.get(image_id))] * annotators)
         return buf.getvalue()
 
     def export(
@@ -1544,12 +1568,19 @@ class Project:
         out: str | os.PathLike[str],
         *,
         image_url_prefix: str = "/data/local-files/?d=",
+        annotators: bool = False,
     ) -> int:
-        """Write the labels as csv, imagefolder, labelstudio or npz; returns the item count."""
+        """Write the labels as csv, imagefolder, labelstudio or npz; returns the item count.
+        ``annotators`` (csv only): a column naming who gave each label."""
         out = Path(out)
         formats = ("csv", "imagefolder", "labelstudio", "npz")
         if fmt not in formats:
             raise ConfigError(f"Unknown export format {fmt!r}; supported: {', '.join(formats)}.")
+        if annotators and fmt != "csv":
+            raise ConfigError(
+                f"--annotators adds a column to the csv export; --format {fmt} has none: use "
+                "--format csv --annotators."
+            )
         if fmt == "imagefolder":
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise ConfigError(
@@ -1560,7 +1591,7 @@ class Project:
             check_out_file(out)
         rows = self.labeled_rows(missing_ok=fmt != "imagefolder")
         if fmt == "csv":
-            text = self.export_csv_text(rows)
+            text = self.export_csv_text(rows, annotators=annotators)
             write_atomic(out, lambda f: f.write(text.encode()))
             return len(rows)
         if fmt == "labelstudio":

@@ -2,13 +2,13 @@
 
 Tables: ``meta`` (the project settings as JSON values), ``classes``, ``images`` (path relative
 to the image root, content hash, byte size, pixel size, the decode segment it belongs to),
-``labels`` (an append-only history: every label, skip, unsure and undo with its source and
-time), ``rounds`` (each retrain + query: strategy, model checkpoint, metrics, progress; a
-``revisit`` row, strategy ``revisit`` and no checkpoint, for each batch of skipped or unsure
-images queued by ``label revisit``) and ``queue`` (the batch being labeled, with scores and the
-model's guesses). Each round records the settings it ran with (``rounds.settings``), and every
-change made by ``fishermask label config`` is a row of ``settings_history`` (``{key: [old,
-new]}``), so results stay traceable.
+``labels`` (an append-only history: every label, skip, unsure and undo with its source,
+time and annotator), ``rounds`` (each retrain + query: strategy, model checkpoint, metrics,
+progress; a ``revisit`` row, strategy ``revisit`` and no checkpoint, for each batch of skipped
+or unsure images queued by ``label revisit``) and ``queue`` (the batch being labeled, with
+scores and the model's guesses). Each round records the settings it ran with
+(``rounds.settings``), and every change made by ``fishermask label config`` is a row of
+``settings_history`` (``{key: [old, new]}``), so results stay traceable.
 ``forgotten_images`` keeps, for the record, every image that ``fishermask label scan
 --forget-missing`` removed from the project (its row, its action when forgotten and its rows of
 ``labels`` as JSON). ``held_out`` keeps, per round whose accuracy was estimated, every held-out
@@ -18,6 +18,11 @@ predictions at or above P were (a table added to older projects when they are op
 estimated before it have no rows). Image ids are never reused: a new image gets an id above
 every image's, forgotten ones included, so an id held by a page or an export names one image
 for good.
+
+Annotators (``fishermask label serve --annotators``): ``labels.annotator`` names who gave each
+action through the page; NULL is the owner (the owner's page and token, the commands, and
+every row written before schema 2). Each annotator's own current action on an image is their
+newest action on it that is not undone; the image's state is still the newest of all.
 
 Rule for an image labeled more than once (two tabs, or a correction): every action is kept in
 ``labels``; the image's current state is its newest action that has not been undone (highest
@@ -44,7 +49,7 @@ from typing import Any
 from fishermask.errors import ConfigError, DataError
 
 DB_NAME = "project.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Actions a labeling row can record (``label`` carries a class).
 KINDS = ("label", "skip", "unsure", "undo")
 SOURCES = ("human", "import", "scan")  # "scan": undone by `label scan --accept-changed`
@@ -93,7 +98,8 @@ CREATE TABLE IF NOT EXISTS labels (
     undoes INTEGER REFERENCES labels(id),
     source TEXT NOT NULL,
     client TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    annotator TEXT
 );
 CREATE INDEX IF NOT EXISTS labels_image ON labels(image_id, id);
 CREATE TABLE IF NOT EXISTS rounds (
@@ -177,6 +183,7 @@ class LabelRow:
     source: str
     client: str | None
     created: float
+    annotator: str | None = None  # None: the owner
 
 
 class Store:
@@ -214,6 +221,9 @@ class Store:
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (json.dumps(SCHEMA_VERSION),),
                 )
+            version = self.get_meta("schema_version", SCHEMA_VERSION)
+            if isinstance(version, int) and version < SCHEMA_VERSION:
+                self._migrate(version)  # a database an interrupted `label init` left older
         else:
             self._upgrade()
 
@@ -240,8 +250,30 @@ class Store:
                 "('settings_history', 'forgotten_images', 'held_out')"
             )
         }
-        if "settings" in cols and "pid_start" in cols and len(have) == 3:
-            return
+        if "settings" not in cols or "pid_start" not in cols or len(have) != 3:
+            self._add_missing_tables()
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        """Upgrade the schema from ``version`` step by step (:data:`_MIGRATIONS`, keyed on the
+        version each step upgrades from), each step and its new version in one transaction;
+        another process that upgraded first is seen inside the transaction and left alone."""
+        while version < SCHEMA_VERSION:
+            with self.transaction() as c:
+                row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                now = json.loads(row["value"]) if row else version
+                if now == version:
+                    _MIGRATIONS[version](c)
+                    now = version + 1
+                    c.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                        (json.dumps(now),),
+                    )
+            version = now
+
+    def _add_missing_tables(self) -> None:
+        """Additions of schema 1 that need no version change (older readers ignore them)."""
         with self.transaction() as c:
             cols = {r["name"] for r in c.execute("PRAGMA table_info(rounds)")}
             if "settings" not in cols:
@@ -521,9 +553,13 @@ class Store:
         *,
         source: str = "human",
         client: str | None = None,
+        annotator: str | None = None,
     ) -> int:
-        """Append one action (committed when this returns); returns its row id."""
-        return self.add_labels([(image_id, kind, class_id)], source=source, client=client)[0]
+        """Append one action (committed when this returns); returns its row id. ``annotator``:
+        who gave it (None: the owner)."""
+        return self.add_labels(
+            [(image_id, kind, class_id)], source=source, client=client, annotator=annotator
+        )[0]
 
     def add_labels(
         self,
@@ -531,6 +567,7 @@ class Store:
         *,
         source: str = "human",
         client: str | None = None,
+        annotator: str | None = None,
     ) -> list[int]:
         """Append ``(image_id, kind, class_id)`` actions in one transaction.
 
@@ -547,36 +584,70 @@ class Store:
                         "was written."
                     )
                 cur = c.execute(
-                    "INSERT INTO labels (image_id, kind, class_id, source, client, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (image_id, kind, class_id, source, client, now),
+                    "INSERT INTO labels (image_id, kind, class_id, source, client, created, "
+                    "annotator) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (image_id, kind, class_id, source, client, now, annotator),
                 )
                 ids.append(int(cur.lastrowid))
         return ids
 
-    def undo(self, label_id: int, *, client: str | None = None) -> int:
-        """Cancel action ``label_id`` (an undo row); returns the undo row's id."""
+    def undo(
+        self, label_id: int, *, client: str | None = None, annotator: str | None = None
+    ) -> int:
+        """Cancel action ``label_id`` (an undo row, recording ``annotator``); returns the undo
+        row's id. An annotator may undo only their own actions (:class:`NotYours` otherwise);
+        the owner (``annotator`` None) any."""
         if label_id not in _INT64:
             raise ConfigError(f"no label action with id {label_id} to undo.")
         with self.transaction() as c:
             row = c.execute("SELECT * FROM labels WHERE id = ?", (label_id,)).fetchone()
             if row is None or row["kind"] == "undo":
                 raise ConfigError(f"no label action with id {label_id} to undo.")
+            if annotator is not None and row["annotator"] != annotator:
+                raise NotYours(
+                    f"label action {label_id} was given by {row['annotator'] or 'the owner'}, "
+                    f"not {annotator}: an annotator can undo only their own actions (the owner "
+                    "can undo any)."
+                )
             done = c.execute(
                 "SELECT id FROM labels WHERE kind = 'undo' AND undoes = ?", (label_id,)
             ).fetchone()
             if done is not None:
                 return int(done["id"])
             cur = c.execute(
-                "INSERT INTO labels (image_id, kind, undoes, source, client, created) "
-                "VALUES (?, 'undo', ?, 'human', ?, ?)",
-                (row["image_id"], label_id, client, time.time()),
+                "INSERT INTO labels (image_id, kind, undoes, source, client, created, annotator) "
+                "VALUES (?, 'undo', ?, 'human', ?, ?, ?)",
+                (row["image_id"], label_id, client, time.time(), annotator),
             )
             return int(cur.lastrowid)
 
     def current(self) -> dict[int, tuple[int, str, int | None]]:
         """``image_id -> (label row id, kind, class_id)`` for every image with a current action."""
         return {r["image_id"]: (r["id"], r["kind"], r["class_id"]) for r in self.query(_CURRENT)}
+
+    def queue_current(self) -> dict[int, tuple[int, str, int | None, str | None]]:
+        """``image_id -> (label row id, kind, class_id, annotator)``: :meth:`current` of the
+        images in the batch only (read through the labels' image index, so a page can poll it)."""
+        rows = self.query(
+            "SELECT l.image_id, l.id, l.kind, l.class_id, l.annotator FROM labels l JOIN ("
+            "SELECT image_id, MAX(id) AS id FROM labels WHERE image_id IN (SELECT image_id "
+            "FROM queue) AND kind != 'undo' AND id NOT IN (SELECT undoes FROM labels WHERE "
+            "kind = 'undo' AND image_id IN (SELECT image_id FROM queue)) GROUP BY image_id"
+            ") m ON l.id = m.id"
+        )
+        return {r["image_id"]: (r["id"], r["kind"], r["class_id"], r["annotator"]) for r in rows}
+
+    def current_by_annotator(self) -> list[tuple[int, str | None, int, str, int | None]]:
+        """``(image_id, annotator, label row id, kind, class_id)``: each annotator's own current
+        action on each image they acted on (their newest action on it that is not undone;
+        annotator None: the owner), by image id then row id."""
+        rows = self.query(
+            "SELECT l.image_id, l.annotator, l.id, l.kind, l.class_id FROM labels l JOIN ("
+            "SELECT MAX(id) AS id FROM labels WHERE kind != 'undo' AND id NOT IN (SELECT "
+            "undoes FROM labels WHERE kind = 'undo') GROUP BY image_id, COALESCE(annotator, '')"
+            ") m ON l.id = m.id ORDER BY l.image_id, l.id"
+        )
+        return [(r["image_id"], r["annotator"], r["id"], r["kind"], r["class_id"]) for r in rows]
 
     def set_aside(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
         """The images whose current action (as :meth:`current` defines it) is one of ``kinds``
@@ -835,6 +906,21 @@ def process_identity(pid: int | None) -> str | None:
     except OSError:
         boot = ""
     return f"{boot}:{start}"
+
+
+def _v1_to_v2(c: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: ``labels.annotator`` (who gave each action; NULL, the owner, for every
+    row written before)."""
+    if "annotator" not in {r["name"] for r in c.execute("PRAGMA table_info(labels)")}:
+        c.execute("ALTER TABLE labels ADD COLUMN annotator TEXT")
+
+
+#: Schema upgrades, keyed on the version each one upgrades from (applied in order on open).
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+
+
+class NotYours(ConfigError):
+    """An annotator asked to undo an action that someone else gave."""
 
 
 class RoundBusy(Exception):

@@ -1,0 +1,115 @@
+"""A labeling team: annotators, their access tokens, and who labeled what.
+
+``fishermask label serve PROJECT --annotators alice,bob`` gives each annotator a page of their
+own. An annotator's token is derived from the owner's (HMAC-SHA256 of the name, keyed with
+the owner token): it is random when the owner's is, stable across restarts when the owner's
+is given (``--token`` or ``FISHERMASK_LABEL_TOKEN``), differs per annotator, and does not reveal
+the owner's token. Tokens are stored nowhere; the server compares a request's token with each
+in constant time (:func:`secrets.compare_digest`).
+
+Attribution lives in the store (``labels.annotator``; None is the owner). Per annotator, their
+*own* current action on an image is their newest one on it that is not undone; the image's
+state is still the newest action of anyone ("latest wins"). An image is a *disagreement* when
+two annotators' own current actions on it are labels of different classes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fishermask.errors import ConfigError
+
+#: The name shown for actions given with the owner's token or by the commands (stored as NULL).
+OWNER = "owner"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+def parse_annotators(text: str) -> list[str]:
+    """``"alice,bob"`` -> ``["alice", "bob"]``; names of letters, digits, ``_ . -`` (at most
+    32, starting with a letter or digit), none twice, not ``owner``."""
+    names = [n.strip() for n in text.split(",")]
+    for n in names:
+        if not _NAME.fullmatch(n):
+            raise ConfigError(
+                f"--annotators {text!r}: {n!r} is not a name; use letters, digits, _ . - "
+                "(at most 32, starting with a letter or digit), e.g. --annotators alice,bob."
+            )
+        if n.lower() == OWNER:
+            raise ConfigError(
+                f"--annotators {text!r}: {OWNER!r} is the name of the owner's token (the URL "
+                "printed first); name the annotators otherwise."
+            )
+    seen = [n.lower() for n in names]
+    twice = next((n for i, n in enumerate(names) if seen.index(n.lower()) != i), None)
+    if twice is not None:
+        raise ConfigError(f"--annotators {text!r} names {twice!r} twice.")
+    return names
+
+
+def annotator_token(owner_token: str, name: str) -> str:
+    """The access token of annotator ``name`` under ``owner_token`` (32 URL-safe characters)."""
+    mac = hmac.new(owner_token.encode(), b"fishermask-annotator:" + name.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode()[:32]
+
+
+def name_of(annotator: str | None) -> str:
+    return OWNER if annotator is None else annotator
+
+
+def per_annotator(
+    rows: Sequence[tuple[int, str | None, int, str, int | None]],
+) -> dict[str, dict[str, int]]:
+    """``{name: {"labeled", "skipped", "unsure"}}``: how many images each annotator's own
+    current action labels, skips or marks unsure (rows of
+    :meth:`~fishermask.label.store.Store.current_by_annotator`), by name."""
+    out: dict[str, dict[str, int]] = {}
+    key = {"label": "labeled", "skip": "skipped", "unsure": "unsure"}
+    for _, who, _, kind, _ in rows:
+        counts = out.setdefault(name_of(who), {"labeled": 0, "skipped": 0, "unsure": 0})
+        counts[key[kind]] += 1
+    return dict(sorted(out.items()))
+
+
+def disagreements(
+    rows: Sequence[tuple[int, str | None, int, str, int | None]],
+) -> dict[int, dict[str, int]]:
+    """``image_id -> {name: class_id}`` of the images whose annotators' own current labels
+    name different classes (skips and unsure are not labels, so never disagree)."""
+    labels: dict[int, dict[str, int]] = {}
+    for image_id, who, _, kind, class_id in rows:
+        if kind == "label" and class_id is not None:
+            labels.setdefault(image_id, {})[name_of(who)] = class_id
+    return {i: dict(sorted(d.items())) for i, d in labels.items() if len(set(d.values())) > 1}
+
+
+def disagreement_rows(
+    rows: Sequence[tuple[int, str | None, int, str, int | None]],
+    paths: dict[int, str],
+    current: dict[int, tuple[int, str, int | None]],
+    classes: Sequence[str],
+) -> list[dict[str, Any]]:
+    """``{"image_id", "path", "current", "labels": {name: class name}}`` of every
+    disagreement, by path; ``current``: the image's state (its newest action: a class name,
+    ``skipped`` or ``unsure``)."""
+    out = []
+    for image_id, by in disagreements(rows).items():
+        cur = current.get(image_id)
+        state = None
+        if cur is not None and cur[1] == "label" and cur[2] is not None:
+            state = classes[cur[2]]
+        elif cur is not None:
+            state = {"skip": "skipped"}.get(cur[1], cur[1])
+        out.append(
+            {
+                "image_id": image_id,
+                "path": paths[image_id],
+                "current": state,
+                "labels": {n: classes[c] for n, c in by.items()},
+            }
+        )
+    return sorted(out, key=lambda d: d["path"])

@@ -1,0 +1,282 @@
+"""A labeling team: annotators' tokens, attribution, disagreements, own-undo, and the schema 1
+-> 2 migration of a project written by the code before annotators existed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fishermask.errors import ConfigError
+from fishermask.label.store import SCHEMA_VERSION, NotYours, Store
+from tests.label.conftest import make_folder
+
+DATA = Path(__file__).parent / "data"
+TOKEN = "owner-token"
+
+
+def _run(*args):
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    return CliRunner().invoke(app, ["label", *[str(a) for a in args]])
+
+
+# -- the migration -----------------------------------------------------------------------------
+def _v1_project(tmp_path: Path) -> Path:
+    """The project that main's code before schema 2 wrote (tests/label/data/project_v1.sql,
+    a dump of it: 6 images, image 1 labeled red from a tab, image 2 labeled then undone, image
+    3 skipped, image 4 imported as green), over the same images made again here."""
+    folder = make_folder(tmp_path / "images", per_class=2)
+    proj = tmp_path / "v1"
+    proj.mkdir()
+    con = sqlite3.connect(proj / "project.sqlite")
+    con.executescript((DATA / "project_v1.sql").read_text())
+    con.execute(
+        "UPDATE meta SET value = ? WHERE key = 'image_root'", (json.dumps(str(folder.resolve())),)
+    )
+    con.commit()
+    con.close()
+    return proj
+
+
+def test_a_schema_1_project_is_migrated_with_its_history(tmp_path):
+    proj = _v1_project(tmp_path)
+    con = sqlite3.connect(proj / "project.sqlite")
+    before = con.execute("SELECT * FROM labels ORDER BY id").fetchall()
+    assert "annotator" not in {r[1] for r in con.execute("PRAGMA table_info(labels)")}
+    con.close()
+
+    s = Store(proj / "project.sqlite")
+    assert SCHEMA_VERSION == 2 and s.get_meta("schema_version") == 2
+    rows = s.history()
+    assert [(r.id, r.image_id, r.kind, r.class_id, r.undoes, r.source, r.client) for r in rows] == [
+        r[:7] for r in before
+    ]
+    assert all(r.annotator is None for r in rows)  # the owner's
+    assert s.current() == {1: (1, "label", 0), 3: (4, "skip", None), 4: (5, "label", 1)}
+    s.add_label(2, "label", 2, annotator="alice")
+    assert s.history(2)[-1].annotator == "alice"
+    s.close()
+    Store(proj / "project.sqlite").close()  # opened again: nothing left to migrate
+
+    r = _run("status", proj)
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.output)
+    assert st["annotators"] == {
+        "alice": {"labeled": 1, "skipped": 0, "unsure": 0},
+        "owner": {"labeled": 2, "skipped": 1, "unsure": 0},
+    }
+    assert st["labeled"] == 3 and st["disagreements"] == 0
+
+
+def test_two_processes_migrating_at_once_migrate_once(tmp_path):
+    proj = _v1_project(tmp_path)
+    a = Store(proj / "project.sqlite")
+    con = sqlite3.connect(proj / "project.sqlite")  # an old reader's view: version 2 now
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    con.close()
+    a._migrate(1)  # a second process that read version 1 before the first committed
+    b = Store(proj / "project.sqlite")
+    assert b.get_meta("schema_version") == 2
+    a.close()
+    b.close()
+
+
+# -- the store ---------------------------------------------------------------------------------
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "p.sqlite", create=True)
+    s.set_classes(["a", "b"])
+    s.add_images(
+        (
+            {"path": f"{i}.png", "sha256": "x", "bytes": 1, "width": 1, "height": 1, "mtime_ns": 0}
+            for i in range(5)
+        ),
+        segment=0,
+    )
+    yield s
+    s.close()
+
+
+def test_an_annotator_undoes_only_their_own_actions(store):
+    alice = store.add_label(1, "label", 0, annotator="alice")
+    bob = store.add_label(2, "label", 1, annotator="bob")
+    owner = store.add_label(3, "skip")
+    with pytest.raises(NotYours, match="given by alice, not bob"):
+        store.undo(alice, annotator="bob")
+    with pytest.raises(NotYours, match="given by the owner, not bob"):
+        store.undo(owner, annotator="bob")
+    assert len(store.history()) == 3  # nothing written
+    u = store.undo(bob, annotator="bob")
+    assert store.history()[-1].annotator == "bob" and store.history()[-1].undoes == bob
+    store.undo(alice)  # the owner undoes anyone's
+    assert store.current() == {3: (owner, "skip", None)} and u
+
+
+def test_each_annotators_own_current_action(store):
+    a1 = store.add_label(1, "label", 0, annotator="alice")
+    b1 = store.add_label(1, "label", 1, annotator="bob")  # latest wins: image 1 is b
+    a2 = store.add_label(2, "label", 0, annotator="alice")
+    a2b = store.add_label(2, "label", 1, annotator="alice")  # alice corrected herself
+    b3 = store.add_label(3, "label", 1, annotator="bob")
+    store.undo(b3, annotator="bob")
+    o4 = store.add_label(4, "unsure")
+    assert store.current()[1] == (b1, "label", 1)
+    assert store.current_by_annotator() == [
+        (1, "alice", a1, "label", 0),
+        (1, "bob", b1, "label", 1),
+        (2, "alice", a2b, "label", 1),
+        (4, None, o4, "unsure", None),
+    ]
+    assert a2 < a2b
+    store.finish_round(
+        store.start_round("x", None), status="done", queue=[(1, 0.5, []), (5, 0.1, [])]
+    )
+    assert store.queue_current() == {1: (b1, "label", 1, "bob")}
+
+
+def test_disagreements_and_counts():
+    from fishermask.label import team
+
+    rows = [
+        (1, "alice", 1, "label", 0),
+        (1, "bob", 2, "label", 1),
+        (2, "alice", 3, "label", 0),
+        (2, None, 4, "label", 0),  # agree
+        (3, "alice", 5, "label", 0),
+        (3, "bob", 6, "skip", None),  # a skip is not a label: no disagreement
+    ]
+    assert team.disagreements(rows) == {1: {"alice": 0, "bob": 1}}
+    assert team.per_annotator(rows) == {
+        "alice": {"labeled": 3, "skipped": 0, "unsure": 0},
+        "bob": {"labeled": 1, "skipped": 1, "unsure": 0},
+        "owner": {"labeled": 1, "skipped": 0, "unsure": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "msg"),
+    [
+        ("alice,,bob", "'' is not a name"),
+        ("alice,al ice", "'al ice' is not a name"),
+        ("alice,Owner", "'owner' is the name of the owner's token"),
+        ("alice,bob,Alice", "names 'Alice' twice"),
+        ("-x", "'-x' is not a name"),
+    ],
+)
+def test_bad_annotator_names(text, msg):
+    from fishermask.label.team import parse_annotators
+
+    with pytest.raises(ConfigError, match=msg):
+        parse_annotators(text)
+
+
+def test_annotator_tokens_differ_and_follow_the_owners():
+    from fishermask.label.team import annotator_token
+
+    a, b = annotator_token("t1", "alice"), annotator_token("t1", "bob")
+    assert a != b and len(a) == 32 and TOKEN not in a
+    assert annotator_token("t1", "alice") == a  # stable for a given owner token
+    assert annotator_token("t2", "alice") != a
+
+
+# -- the project and the commands --------------------------------------------------------------
+def _team_labels(project) -> dict[str, int]:
+    """alice and bob disagree on red/000 and agree on green/000; bob alone on blue/000; the
+    owner (a command) labels red/001 and alice labels it differently afterwards."""
+    ids = project.store.image_ids_by_path()
+    s = project.store
+    s.add_label(ids["red/000.png"], "label", 0, annotator="alice")
+    s.add_label(ids["red/000.png"], "label", 2, annotator="bob")
+    s.add_label(ids["green/000.png"], "label", 1, annotator="alice")
+    s.add_label(ids["green/000.png"], "label", 1, annotator="bob")
+    s.add_label(ids["blue/000.png"], "label", 2, annotator="bob")
+    project.add_label_rows([("red/001.png", "red")], source="import", what="t")
+    s.add_label(ids["red/001.png"], "label", 1, annotator="alice")
+    return ids
+
+
+def test_status_counts_per_annotator_and_disagreements(project):
+    _team_labels(project)
+    st = project.status()
+    assert st["annotators"] == {
+        "alice": {"labeled": 3, "skipped": 0, "unsure": 0},
+        "bob": {"labeled": 3, "skipped": 0, "unsure": 0},
+        "owner": {"labeled": 1, "skipped": 0, "unsure": 0},
+    }
+    assert st["disagreements"] == 2 and st["labeled"] == 4
+    assert project.disagreements() == [
+        {
+            "image_id": project.store.image_ids_by_path()["red/000.png"],
+            "path": "red/000.png",
+            "current": "blue",
+            "labels": {"alice": "red", "bob": "blue"},
+        },
+        {
+            "image_id": project.store.image_ids_by_path()["red/001.png"],
+            "path": "red/001.png",
+            "current": "green",
+            "labels": {"alice": "green", "owner": "red"},
+        },
+    ]
+
+
+def test_a_disagreement_ends_when_one_side_changes(project):
+    ids = _team_labels(project)
+    bob = [r for r in project.store.history(ids["red/000.png"]) if r.annotator == "bob"][-1]
+    project.store.undo(bob.id, annotator="bob")
+    project.store.add_label(ids["red/001.png"], "label", 0, annotator="alice")
+    assert project.status()["disagreements"] == 0 and project.disagreements() == []
+
+
+def test_status_list_disagreements_csv_and_json(project):
+    _team_labels(project)
+    project.close()
+    r = _run("status", project.dir, "--list", "disagreements")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == [
+        "path,current,alice,bob,owner",
+        "red/000.png,blue,red,blue,",
+        "red/001.png,green,green,,red",
+    ]
+    r = _run("status", project.dir, "--list", "disagreements", "--format", "json")
+    assert json.loads(r.stdout)[0] == {
+        "path": "red/000.png",
+        "current": "blue",
+        "labels": {"alice": "red", "bob": "blue"},
+    }
+
+
+def test_status_list_disagreements_none_and_bad_input(project):
+    project.close()
+    r = _run("status", project.dir, "--list", "disagreements", "--format", "json")
+    assert r.exit_code == 0 and r.stdout == "[]\n" and "no disagreements" in r.stderr
+    r = _run("status", project.dir, "--list", "skipped,disagreements")
+    assert r.exit_code == 2 and "list disagreements on their own" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_export_csv_with_an_annotator_column(project, tmp_path):
+    _team_labels(project)
+    project.close()
+    out = tmp_path / "labels.csv"
+    r = _run("export", project.dir, "--format", "csv", "--out", out, "--annotators")
+    assert r.exit_code == 0, r.output
+    assert list(csv.reader(io.StringIO(out.read_text()))) == [
+        ["path", "label", "annotator"],
+        ["blue/000.png", "blue", "bob"],
+        ["green/000.png", "green", "bob"],
+        ["red/000.png", "blue", "bob"],
+        ["red/001.png", "green", "alice"],
+    ]
+    r = _run("export", project.dir, "--format", "csv", "--out", out)
+    assert out.read_text().splitlines()[0] == "path,label"
+    r = _run("export", project.dir, "--format", "npz", "--out", tmp_path / "x.npz", "--annotators")
+    assert r.exit_code == 2 and "use --format csv --annotators" in r.output
+    assert not (tmp_path / "x.npz").exists()
