@@ -16,12 +16,23 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_server(project_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+def start_server(project_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
+    """``label serve PROJECT --port 0 ARGS``; returns once it printed the (owner's) URL."""
     env = dict(
         os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fishermask.cli", "label", "serve", str(project_dir), "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "fishermask.cli",
+            "label",
+            "serve",
+            str(project_dir),
+            "--port",
+            "0",
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -544,12 +544,21 @@ def serve(
         str | None,
         typer.Option(envvar="FISHERMASK_LABEL_TOKEN", help="Access token (default: a random one)."),
     ] = None,
+    annotators: Annotated[
+        str | None,
+        typer.Option(
+            "--annotators",
+            help="A labeling team, e.g. alice,bob: one URL each, with a token of their own (stable across restarts when --token is given); every label records who gave it, and an annotator can undo only their own.",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the labeling page and its JSON API; prints the URL with its access token."""
+    """Serve the labeling page and its JSON API; prints the URL with its access token (the owner's), then one per annotator."""
     from fishermask.label.server import run_server
+    from fishermask.label.team import parse_annotators
 
     try:
-        run_server(project, host=host, port=port, token=token, say=_say)
+        names = [] if annotators is None else parse_annotators(annotators)
+        run_server(project, host=host, port=port, token=token, annotators=names, say=_say)
     except FishermaskError as e:
         _fail(str(e))
 

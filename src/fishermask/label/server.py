@@ -10,12 +10,18 @@ in a worker process, which then estimates the new model's accuracy (stopped if t
 round starts first); the page polls ``GET /api/status`` meanwhile. It is refused (409,
 nothing started) while an image is missing or changed since it was scanned
 (:meth:`Project.check_intact`, the check of ``label next``).
+
+A team: each annotator of ``--annotators`` has a token of their own
+(:func:`fishermask.label.team.annotator_token`); every action given with it records the
+annotator, and an annotator can undo only their own (403). The owner's token acts as
+``owner`` and may undo anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import ipaddress
 import json
@@ -25,7 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +45,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
+from fishermask.label import team
 from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
-from fishermask.label.store import RoundBusy
+from fishermask.label.store import NotYours, RoundBusy
 
 HERE = Path(__file__).parent
 MAX_BODY = 4096  # bytes: a label is a few dozen
@@ -60,11 +67,13 @@ def shortcut_keys(n: int) -> list[str]:
 
 
 class TokenGuard:
-    """ASGI middleware: 401 unless the request carries the token; 413 for oversized bodies."""
+    """ASGI middleware: 401 unless the request carries a token of ``tokens`` (token ->
+    annotator, None for the owner); 413 for oversized bodies. The request's ``state`` gets
+    ``token`` and ``annotator`` (who is asking)."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, tokens: dict[str, str | None]) -> None:
         self.app = app
-        self.token = token.encode()
+        self.tokens = [(t.encode(), name) for t, name in tokens.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,7 +89,11 @@ class TokenGuard:
 
             q = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             given = (q.get("token") or [""])[0].encode()
-        if not secrets.compare_digest(given, self.token):
+        who: list[str | None] = []
+        for token, name in self.tokens:  # each compared in constant time, none skipped
+            if secrets.compare_digest(given, token):
+                who.append(name)
+        if not who:
             resp = JSONResponse(
                 {
                     "error": "missing or wrong access token: add ?token=... (printed by "
@@ -95,6 +108,9 @@ class TokenGuard:
             resp = JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
             await resp(scope, receive, send)
             return
+        state = scope.setdefault("state", {})
+        state["token"] = given.decode("latin-1")
+        state["annotator"] = who[0]
         await self.app(scope, receive, send)
 
 
@@ -172,10 +188,12 @@ async def read_body(request: Request) -> bytes | None:
     return body
 
 
-def page_config(token: str, classes: list[str], keys: list[str]) -> str:
+def page_config(
+    token: str, classes: list[str], keys: list[str], annotator: str = team.OWNER
+) -> str:
     """The page's settings as a JavaScript literal that is safe inside ``<script>``: ``<``,
     ``>`` and ``&`` are escaped, so no class name can end the element."""
-    text = json.dumps({"token": token, "classes": classes, "keys": keys})
+    text = json.dumps({"token": token, "classes": classes, "keys": keys, "annotator": annotator})
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -196,8 +214,13 @@ def _no_image(project: Project, image_id: int) -> JSONResponse:
     )
 
 
-def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
-    """The ASGI app for one project; every route requires ``token``."""
+def create_app(
+    project_dir: str | os.PathLike[str], token: str, annotators: Sequence[str] = ()
+) -> FastAPI:
+    """The ASGI app for one project; every route requires ``token`` (the owner's) or the token
+    of one of ``annotators`` (:func:`team.annotator_token`)."""
+    tokens: dict[str, str | None] = {team.annotator_token(token, a): a for a in annotators}
+    tokens[token] = None
     project = Project(project_dir)
     project.recover()
     worker = Worker(project)
@@ -207,6 +230,7 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
     app = FastAPI(title="fishermask label", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.project = project
     app.state.worker = worker
+    app.state.tokens = {a: team.annotator_token(token, a) for a in annotators}
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -230,26 +254,29 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request) -> Any:
         keys = shortcut_keys(len(classes))
+        mine = request.state.token  # the page acts with the token it was opened with
+        who = team.name_of(request.state.annotator)
         return templates.TemplateResponse(
             request,
             "index.html",
             {
-                "token": token,
+                "token": mine,
                 "project": project.dir.name,
+                "annotator": who,
                 "classes": list(zip(classes, keys, strict=True)),
-                "config": page_config(token, classes, keys),
+                "config": page_config(mine, classes, keys, who),
             },
         )
 
     @app.get("/api/batch")
-    def batch() -> Any:
+    def batch(request: Request) -> Any:
         items = project.batch()
         for it in items:
-            it["url"] = f"/api/images/{it['image_id']}?token={token}"
-        st = project.status()
+            it["url"] = f"/api/images/{it['image_id']}?token={request.state.token}"
+        rounds = [r for r in project.store.rounds() if r["status"] == "done"]
         return {
-            "round_id": st["queue_round"],
-            "mode": st["mode"],
+            "round_id": rounds[-1]["id"] if rounds else None,
+            "mode": rounds[-1]["mode"] if rounds else "",
             "classes": classes,
             "items": items,
         }
@@ -307,11 +334,25 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
             return _no_image(project, image_id)
         try:
             label_id = await run_in_threadpool(
-                project.store.add_label, image_id, kind, class_id, source="human", client=client
+                functools.partial(
+                    project.store.add_label,
+                    image_id,
+                    kind,
+                    class_id,
+                    source="human",
+                    client=client,
+                    annotator=request.state.annotator,
+                )
             )
         except ConfigError:  # forgotten (`label scan --forget-missing`) since the check above
             return _no_image(project, image_id)
-        return {"label_id": label_id, "image_id": image_id, "kind": kind, "label": label}
+        return {
+            "label_id": label_id,
+            "image_id": image_id,
+            "kind": kind,
+            "label": label,
+            "by": team.name_of(request.state.annotator),
+        }
 
     @app.post("/api/undo")
     async def undo(request: Request) -> Any:
@@ -326,7 +367,11 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             return _error(400, 'body must be JSON like {"label_id": 12}')
         try:
-            undo_id = await run_in_threadpool(project.store.undo, label_id)
+            undo_id = await run_in_threadpool(
+                functools.partial(project.store.undo, label_id, annotator=request.state.annotator)
+            )
+        except NotYours as exc:
+            return _error(403, str(exc))
         except ConfigError as exc:
             return _error(404, str(exc))
         return {"undo_id": undo_id, "undone": label_id}
@@ -385,9 +430,9 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
         }
 
     @app.get("/api/export.csv")
-    def export_csv() -> Any:
+    def export_csv(annotators: bool = False) -> Any:
         try:
-            text = project.export_csv_text()
+            text = project.export_csv_text(annotators=annotators)
         except DataError as exc:  # a labeled image changed since it was scanned
             return _error(409, str(exc))
         return PlainTextResponse(
@@ -434,7 +479,7 @@ def create_app(project_dir: str | os.PathLike[str], token: str) -> FastAPI:
             return _error(409, str(exc))
         return res.as_json()
 
-    app.add_middleware(TokenGuard, token=token)
+    app.add_middleware(TokenGuard, tokens=tokens)
     return app
 
 
@@ -470,15 +515,17 @@ def run_server(
     host: str = "127.0.0.1",
     port: int = 8765,
     token: str | None = None,
+    annotators: Sequence[str] = (),
     say: Callable[[str], None] = print,
 ) -> None:
-    """Bind, print the URL (with its token) on one line, serve until interrupted."""
+    """Bind, print the URL (with its token) on one line, then one line per annotator with
+    theirs; serve until interrupted."""
     import uvicorn
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: must be 0 (any free port) to 65535.")
     token = token or secrets.token_urlsafe(24)
-    app = create_app(project_dir, token)
+    app = create_app(project_dir, token, annotators)
     project: Project = app.state.project
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -501,6 +548,8 @@ def run_server(
         say("the last retrain was interrupted; restarting it from the last good model")
         app.state.worker.start()
     print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
+    for name, mine in app.state.tokens.items():
+        print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     try:
