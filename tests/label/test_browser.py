@@ -314,3 +314,64 @@ def test_an_image_marked_unsure_is_revisited_labeled_and_exported(project, brows
             assert r.read().decode() == f"path,label\n{path},{true_class}\n"
     finally:
         stop_server(proc)
+
+
+def test_two_annotators_on_one_batch_do_not_do_the_same_image(project, browser):
+    """alice and bob open their own pages on the same batch, both showing image 1. bob labels
+    it; alice's page then shows it done by bob and moves on, so her key labels image 2; each
+    label records who gave it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    project.close()
+    proc, _, _ = start_server(project.dir, "--annotators", "alice,bob")
+    try:
+        urls = {}
+        for _ in range(2):
+            m = re.search(r"labeling page for (\w+): (http://\S+)", proc.stdout.readline())
+            urls[m.group(1)] = m.group(2)
+        wait = WebDriverWait(browser, 60)
+
+        def text(d, id_):
+            return d.find_element(By.ID, id_).text
+
+        def shown(d):
+            return d.find_element(By.ID, "image").get_attribute("data-image-id")
+
+        browser.get(urls["alice"])
+        wait.until(shown)
+        alice = browser.current_window_handle
+        first, first_path = shown(browser), text(browser, "path")
+        assert text(browser, "annotator") == "as alice"
+        browser.switch_to.new_window("tab")
+        browser.get(urls["bob"])
+        wait.until(shown)
+        assert shown(browser) == first  # the same batch, the same first image
+        cls = first_path.split("/")[0]
+        browser.find_element(By.TAG_NAME, "body").send_keys(str(CLASSES.index(cls) + 1))
+        wait.until(lambda d: text(d, "message").startswith(f"saved: {first_path}"))
+
+        browser.switch_to.window(alice)
+        wait.until(lambda d: "done by bob" in text(d, "message"))
+        assert text(browser, "message").startswith(f"{first_path}: done by bob ({cls}); moved on")
+        second, second_path = shown(browser), text(browser, "path")
+        assert second != first and "\u2014" not in second_path  # one no one has done
+        cls2 = second_path.split("/")[0]
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys(str(CLASSES.index(cls2) + 1))
+        wait.until(lambda d: text(d, "message").startswith(f"saved: {second_path} \u2192 {cls2}"))
+        assert "1 done" not in text(browser, "position") and "(2 done)" in text(browser, "position")
+        body.send_keys("\ue012")  # ArrowLeft
+        body.send_keys("\ue012")
+        wait.until(lambda d: shown(d) == first)
+        assert text(browser, "path") == f"{first_path} \u2014 {cls} \u2014 by bob"
+        wait.until(lambda d: d.find_element(By.ID, "team").is_displayed())
+        assert text(browser, "team-counts") == "alice 1 \u00b7 bob 1 \u00b7 disagreements: 0"
+    finally:
+        stop_server(proc)
+    from fishermask.label.project import Project
+
+    p = Project(project.dir)
+    rows = [(r.image_id, r.kind, r.annotator) for r in p.store.history()]
+    assert rows == [(int(first), "label", "bob"), (int(second), "label", "alice")]
+    p.close()

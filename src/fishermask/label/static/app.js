@@ -12,6 +12,7 @@ let pending = 0;                // actions waiting in the queue
 let epoch = 0;                  // bumped when a save fails: the actions queued after it are dropped
 const $ = (id) => document.getElementById(id);
 const KIND = { skip: "skipped", unsure: "unsure" };
+const ME = FM.annotator;  // who this page labels as ("owner": the owner's token)
 
 async function api(method, path, body) {
   const opts = { method, headers: { "Authorization": "Bearer " + FM.token } };
@@ -58,6 +59,12 @@ async function loadBatch() {
   show();
 }
 
+// An action's word, and who gave it when that was someone else: "cat \u2014 by bob".
+function what(state) {
+  const word = state.kind === "label" ? state.label : state.kind;
+  return state.by && state.by !== ME ? `${word} \u2014 by ${state.by}` : word;
+}
+
 function show() {
   document.querySelectorAll("button.class").forEach((b) => b.classList.remove("guess", "chosen"));
   if (!items.length) {
@@ -72,7 +79,7 @@ function show() {
   const done = items.filter((x) => x.state).length;
   $("position").textContent = `image ${pos + 1} of ${items.length} in this batch (${done} done)`;
   const earlier = it.earlier ? ` \u2014 earlier: ${KIND[it.earlier.kind] || it.earlier.label}` : "";
-  $("path").textContent = it.path + (it.state ? ` \u2014 ${it.state.kind === "label" ? it.state.label : it.state.kind}` : earlier);
+  $("path").textContent = it.path + (it.state ? ` \u2014 ${what(it.state)}` : earlier);
   $("guesses").textContent = it.guesses.length
     ? "model: " + it.guesses.map((g) => `${g.label} ${(100 * g.prob).toFixed(0)}%`).join(", ")
     : "model: no guess yet";
@@ -98,7 +105,7 @@ async function save(kind, label) {
   if (kind === "label") body.label = label;
   try {
     const r = await api("POST", "/api/labels", body);
-    it.state = { label_id: r.label_id, kind, label: kind === "label" ? label : null };
+    it.state = { label_id: r.label_id, kind, label: kind === "label" ? label : null, by: r.by };
     undoStack.push({ label_id: r.label_id, pos, path: it.path, what: kind === "label" ? label : kind });
     const done = advance();
     say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`
@@ -148,6 +155,33 @@ async function revisit() {
   refreshStatus();
 }
 
+// The states of the batch shown, others' saves included (two people on one batch), merged
+// without reloading it. When the image shown was done by someone else meanwhile, the page moves
+// to the next image no one has done and drops the keys queued before the move (they were
+// typed while the other image was shown).
+async function refreshBatchState() {
+  const b = await api("GET", "/api/batch");
+  if (b.round_id !== queueRound) return;  // a new batch: refreshStatus loads it
+  const fresh = new Map(b.items.map((x) => [x.image_id, x]));
+  const shown = items[pos];
+  const wasOpen = shown && !shown.state;
+  let changed = false;
+  for (const it of items) {
+    const n = fresh.get(it.image_id);
+    if (n && JSON.stringify(n.state) !== JSON.stringify(it.state)) {
+      it.state = n.state; it.earlier = n.earlier; changed = true;
+    }
+  }
+  if (wasOpen && shown.state && shown.state.by !== ME) {
+    const dropped = pending;
+    epoch += 1;
+    const done = advance();
+    say(`${shown.path}: done by ${shown.state.by} (${shown.state.kind === "label" ? shown.state.label : shown.state.kind}); `
+      + (done ? "every image of this batch is done: press n for the next batch" : "moved on to the next image no one has done")
+      + (dropped ? ` (the ${dropped} key(s) typed meanwhile were ignored)` : ""));
+  } else if (changed) show();
+}
+
 async function refreshStatus() {
   let s;
   try { s = await api("GET", "/api/status"); } catch (e) { say(e.message, true); return; }
@@ -158,6 +192,10 @@ async function refreshStatus() {
   $("progress-text").textContent = `${s.labeled} / ${total} labeled`;
   $("set-aside").hidden = !(s.unsure || s.skipped);
   $("set-aside-counts").textContent = `unsure: ${s.unsure}, skipped: ${s.skipped}`;
+  const team = Object.entries(s.annotators || {});
+  $("team").hidden = !team.some(([name]) => name !== "owner");
+  $("team-counts").textContent = team.map(([name, c]) => `${name} ${c.labeled}`).join(" \u00b7 ")
+    + ` \u00b7 disagreements: ${s.disagreements}`;
   const max = Math.max(1, ...Object.values(s.per_class));
   $("chart").innerHTML = "";
   for (const [name, n] of Object.entries(s.per_class)) {
@@ -191,6 +229,8 @@ async function refreshStatus() {
       await loadBatch();
       say("new batch ready");
     });
+  } else if (s.queue_round === queueRound && pending === 0) {
+    act(refreshBatchState);  // after the saves typed, so their own states are not stale
   }
 }
 
