@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
-TOKEN = "owner-token"
+from tests.label.conftest import TOKEN, api_client
 
 
 def _run(*args):
@@ -27,23 +25,14 @@ def test_serve_refuses_bad_annotators_in_one_line(project):
 # -- the API -----------------------------------------------------------------------------------
 @pytest.fixture
 def client(project):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-    from fishermask.label.server import create_app
+    """The test client of a server with annotators alice and bob: ``client.as_[name]`` the
+    headers of each one's token (``owner`` too), ``client.token[name]`` the token."""
     from fishermask.label.team import annotator_token
 
-    app = create_app(project.dir, TOKEN, ["alice", "bob"])
-    with TestClient(app) as c:
-        c.project = app.state.project
-        c.as_ = {
-            name: {"Authorization": f"Bearer {t}"}
-            for name, t in [("owner", TOKEN)]
-            + [(a, annotator_token(TOKEN, a)) for a in ("alice", "bob")]
-        }
-        c.token = {"owner": TOKEN, **app.state.tokens}
+    with api_client(project.dir, ("alice", "bob")) as c:
+        c.token = {"owner": TOKEN} | {a: annotator_token(TOKEN, a) for a in ("alice", "bob")}
+        c.as_ = {n: {"Authorization": f"Bearer {t}"} for n, t in c.token.items()}
         yield c
-    app.state.worker.stop()
 
 
 def test_each_annotator_has_a_token_and_is_recorded(client):
