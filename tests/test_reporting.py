@@ -47,6 +47,9 @@ def test_curves_and_summary() -> None:
     assert s["a"].aulc_mean == pytest.approx((10 * 0.56 + 20 * 0.66) / 30)
     md = summary_markdown(list(s.values()))
     assert "| b | 2 | 40 | 81.00 ± 1.00 |" in md
+    # the units and the spread are said with the table (results.csv holds fractions)
+    assert "| final accuracy (%) | AULC (%) |" in md
+    assert "mean ± standard deviation over the seeds" in md and "ddof 0" in md
 
 
 def test_curves_keep_only_seeds_that_finished_every_round() -> None:

@@ -127,8 +127,8 @@ def summary_table(
         "strategy",
         "seeds",
         "final labels",
-        f"final {metric}",
-        "AULC",
+        f"final {metric} (%)",
+        "AULC (%)",
         "query s/round",
         "train s/round",
     ]
@@ -147,8 +147,18 @@ def summary_table(
     return header, rows
 
 
+#: What the summary's numbers are, printed under it wherever it is shown.
+SUMMARY_NOTE = (
+    "Test accuracy in %, mean ± standard deviation over the seeds that finished every round "
+    "(population std, ddof 0); AULC: area under the accuracy curve over the labeled-set "
+    "sizes, divided by their range (so also in %); seconds are means per round "
+    "(query: rounds 1 on)."
+)
+
+
 def summary_markdown(summary: list[SummaryRow], metric: str = "accuracy") -> str:
     header, rows = summary_table(summary, metric)
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    note = SUMMARY_NOTE if metric == "accuracy" else SUMMARY_NOTE.replace("Test accuracy", metric)
+    return "\n".join(lines) + "\n\n" + note + "\n"
