@@ -301,3 +301,35 @@ def test_api_predictions(trained):
 def test_api_predictions_without_a_model_is_409(client):
     r = client.get("/api/predictions", headers=AUTH)
     assert r.status_code == 409 and "no trained model yet" in r.json()["error"]
+
+
+def test_api_predictions_follow_images_scanned_by_another_process(project):
+    """The server's Project keeps the decoded images in memory: a `label scan` in another
+    process (a new image, a changed image's content accepted) must reach its predictions, not
+    leave them on the old pixels or without the new image while the CLI gives the new ones."""
+    from fishermask.label.predict import predict_project
+    from fishermask.label.project import Project
+
+    label_truth(project, 4)
+    project.run_round(train_model=True)
+    root = project.root
+    with api_client(project.dir) as c:
+        before = c.get("/api/predictions", headers=AUTH).json()["predictions"]
+        assert len(before) == 24
+        # another process: red/007.png (unlabeled) now holds a blue image, taken by the scan;
+        # a new image appears
+        Image.open(root / "blue" / "007.png").save(root / "red" / "007.png")
+        Image.open(root / "green" / "007.png").save(root / "green" / "new.png")
+        other = Project(project.dir)
+        check = other.check_files()
+        assert [r.path for r in check.changed] == ["red/007.png"]
+        other.accept_changed(check.changed)
+        other.scan()
+        want = predict_project(other).rows
+        other.close()
+        got = c.get("/api/predictions", headers=AUTH).json()["predictions"]
+    assert [r["path"] for r in got] == [r["path"] for r in want]
+    assert "green/new.png" in [r["path"] for r in got]
+    assert got == want
+    blue = {r["path"]: r for r in want}
+    assert {r["path"]: r for r in before}["red/007.png"] != blue["red/007.png"]

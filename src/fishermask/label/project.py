@@ -346,6 +346,7 @@ class Project:
         self.classes = self.store.classes()
         self._images: torch.Tensor | None = None
         self._image_ids: list[int] | None = None
+        self._images_key: int | None = None  # of the images table the decoded images are of
 
     def close(self) -> None:
         self.store.close()
@@ -621,9 +622,16 @@ class Project:
         return len(result.found), result.unreadable
 
     def images(self) -> tuple[torch.Tensor, list[int]]:
-        """Decoded images ``[N, Ch, H, W]`` uint8 in image-id order, and their ids."""
+        """Decoded images ``[N, Ch, H, W]`` uint8 in image-id order, and their ids.
+
+        Kept in memory while the images table is as it was (ids, segments and hashes): a
+        long-lived Project (the server's) decodes again after another process's `label scan`
+        added, forgot or took the new content of images."""
+        rows = self.store.images()
+        key = hash(tuple((r.id, r.segment, r.sha256) for r in rows))
+        if self._images is not None and key != self._images_key:
+            self._images = None
         if self._images is None:
-            rows = self.store.images()
             parts: list[torch.Tensor] = []
             seg_rows: dict[int, list[ImageRow]] = {}
             for r in rows:
@@ -651,6 +659,7 @@ class Project:
                 else torch.empty(0, self.channels, *self.image_size, dtype=torch.uint8)
             )
             self._image_ids = [r.id for r in rows]
+            self._images_key = key
         assert self._image_ids is not None
         return self._images, self._image_ids
 
