@@ -333,3 +333,58 @@ def test_api_predictions_follow_images_scanned_by_another_process(project):
     assert got == want
     blue = {r["path"]: r for r in want}
     assert {r["path"]: r for r in before}["red/007.png"] != blue["red/007.png"]
+
+
+def test_out_onto_the_projects_own_files_or_into_its_image_folder_is_refused(project, tmp_path):
+    """`label predict --out PROJECT/project.sqlite` renamed the predictions over the project's
+    database (every later command: 'database disk image is malformed'); `--out` naming an
+    image replaced the image; an imagefolder export into the image folder made copies that
+    the next `label scan` added as new images (duplicates of labeled ones)."""
+    import hashlib
+
+    label_truth(project, 4)
+    project.run_round(train_model=True)
+    proj, images = project.dir, project.root
+    project.close()
+    own = [
+        proj / "project.sqlite",
+        proj / "project.sqlite-wal",
+        next((proj / "models").glob("*.pt")),
+        proj / "models" / "new.csv",
+    ]
+
+    def digest() -> dict[str, str]:
+        return {
+            str(f): hashlib.sha256(f.read_bytes()).hexdigest()
+            for d in (proj, images)
+            for f in sorted(d.rglob("*"))
+            if f.is_file() and not f.name.startswith("project.sqlite")
+        }
+
+    before, rounds = digest(), json.loads(_run("status", proj).stdout)["round"]["id"]
+    for out in own:
+        for args in (
+            ("predict", proj, "--no-progress"),
+            ("next", proj),
+            ("export", proj, "--format", "csv"),
+            ("export", proj, "--format", "npz"),
+            ("export", proj, "--format", "model"),
+        ):
+            r = _run(*args, "--out", out)
+            assert r.exit_code == 2, (args, out, r.output)
+            assert "is a file of the project" in r.output, (args, out, r.output)
+    for args, out in (
+        (("predict", proj, "--no-progress"), images / "red" / "000.png"),
+        (("predict", proj, "--no-progress"), images / "red" / "new.jpg"),
+        (("export", proj, "--format", "imagefolder"), images / "by-class"),
+        (("export", proj, "--format", "labelstudio"), images / "tasks.png"),
+    ):
+        r = _run(*args, "--out", out)
+        assert r.exit_code == 2, (args, out, r.output)
+        assert "inside the image folder" in r.output and "label scan" in r.output, r.output
+    assert digest() == before
+    status = json.loads(_run("status", proj).stdout)
+    assert status["round"]["id"] == rounds and status["images"] == 24
+    # a file that is not an image, in the image folder, is fine (scans ignore it)
+    r = _run("predict", proj, "--no-progress", "--out", images / "predictions.csv")
+    assert r.exit_code == 0, r.output

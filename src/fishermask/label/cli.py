@@ -316,6 +316,8 @@ def next_batch(
 
             check_out_file(out)
         p = _open(project)
+        if out is not None:
+            p.check_out_place(out)
         p.recover()
         p.check_intact()  # before a round starts (and fails on them)
         was = [it for it in p.batch() if it["state"] is None]
@@ -878,6 +880,8 @@ def predict_cmd(
 
             check_out_file(out)
         p = _open(project)
+        if out is not None:
+            p.check_out_place(out)
         res = predict_project(p, which=images, min_prob=min_prob, top=top, progress=progress)
     except FishermaskError as e:
         _fail(str(e))

@@ -351,6 +351,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
     from fishermask.label.project import _check_out_parent
 
     out = Path(out)
+    project.check_out_place(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out} exists and is not an empty folder; choose a new path.")
     _check_out_parent(out)

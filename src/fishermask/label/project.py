@@ -663,6 +663,31 @@ class Project:
         assert self._image_ids is not None
         return self._images, self._image_ids
 
+    def check_out_place(self, out: str | os.PathLike[str], *, images: bool = False) -> None:
+        """Refuse an ``--out`` that would overwrite a file of the project (its database and
+        journal, ``models/``, ``worker.log``: the rename over ``project.sqlite`` left every
+        later command with 'database disk image is malformed'), or put an image in the image
+        folder (``images``: an imagefolder export; else a file named as an image), which the
+        next ``label scan`` would add as a new image, or which replaces one."""
+        real = Path(os.path.realpath(out))
+        home = Path(os.path.realpath(self.dir))
+        own = real.parent == home and (real.name.startswith(DB_NAME) or real.name == "worker.log")
+        if own or real.is_relative_to(home / "models"):
+            raise ConfigError(
+                f"--out {out} is a file of the project {self.dir} (its database, models or "
+                "log): writing there would destroy the project; choose a path outside "
+                f"{self.dir / 'models'}, not named {DB_NAME}*."
+            )
+        root = Path(os.path.realpath(self.root))
+        if real.is_relative_to(root) and (images or real.suffix.lower() in imgs.EXTENSIONS):
+            what = "its copies of the images" if images else "it"
+            raise ConfigError(
+                f"--out {out} is inside the image folder {self.root}: the next `fishermask label "
+                f"scan {self.dir}` would add {what} as new images"
+                + ("" if images else " (or it replaces an image)")
+                + "; choose a path outside the image folder."
+            )
+
     def missing_fix(self) -> str:
         """What to do about images that went missing since they were scanned."""
         return (
@@ -1590,6 +1615,7 @@ class Project:
                 f"--annotators adds a column to the csv export; --format {fmt} has none: use "
                 "--format csv --annotators."
             )
+        self.check_out_place(out, images=fmt == "imagefolder")
         if fmt == "imagefolder":
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise ConfigError(
