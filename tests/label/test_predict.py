@@ -388,3 +388,35 @@ def test_out_onto_the_projects_own_files_or_into_its_image_folder_is_refused(pro
     # a file that is not an image, in the image folder, is fine (scans ignore it)
     r = _run("predict", proj, "--no-progress", "--out", images / "predictions.csv")
     assert r.exit_code == 0, r.output
+
+
+def test_loader_refuses_a_model_pt_of_another_export(trained, tmp_path):
+    """A folder whose model.pt is not the one its model.json was written with (copied from
+    another export, or replaced by a project checkpoint) loaded silently when the shapes
+    matched, predicting with other weights under this model.json's classes and normaliser;
+    and a model.json edited or damaged into another architecture gave a torch traceback."""
+    import shutil
+
+    from fishermask.errors import FishermaskError
+    from fishermask.label import load_model
+
+    proj, images, _ = trained
+    a = tmp_path / "a"
+    assert _run("export", proj, "--format", "model", "--out", a).exit_code == 0
+    info = json.loads((a / "model.json").read_text())
+    assert len(info["weights_sha256"]) == 64
+    load_model(a)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(a, mixed)
+    ckpt = next((proj / "models").glob("*.pt"))
+    shutil.copy(ckpt, mixed / "model.pt")  # same weights' shapes, another file
+    with pytest.raises(FishermaskError, match="model.pt is not the file this model.json"):
+        load_model(mixed)
+    wide = tmp_path / "wide"
+    shutil.copytree(a, wide)
+    del info["weights_sha256"]  # an export of an older fishermask: no hash to check
+    info["width"] = 0.5
+    (wide / "model.json").write_text(json.dumps(info))
+    with pytest.raises(FishermaskError) as exc:
+        load_model(wide)
+    assert "do not fit the architecture" in str(exc.value) and "\n" not in str(exc.value)

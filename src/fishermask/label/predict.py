@@ -399,6 +399,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the renamed folder
         torch.save({"model": state["model"]}, tmp / "model.pt")
+        info["weights_sha256"] = imgs.file_sha256(tmp / "model.pt")
         (tmp / "model.json").write_text(json.dumps(info, indent=1) + "\n")
         if out.exists():
             out.rmdir()
@@ -445,19 +446,33 @@ class LabelModel:
         self.classes: list[str] = list(info["classes"])
         self.image_size: tuple[int, int] = (int(info["image_size"][0]), int(info["image_size"][1]))
         self.channels: int = int(info["channels"])
-        try:
-            weights = torch.load(self.folder / "model.pt", map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as exc:
+        pt = self.folder / "model.pt"
+        # a model.pt of another export (or a checkpoint) with the same shapes would load and
+        # predict silently under this model.json's classes and normaliser
+        want = info.get("weights_sha256")  # absent in exports of older fishermask versions
+        if want is not None and pt.is_file() and imgs.file_sha256(pt) != want:
             raise ConfigError(
-                f"cannot read {self.folder / 'model.pt'} ({str(exc).splitlines()[0]})."
+                f"{pt} is not the file this model.json was exported with (its SHA-256 differs):"
+                " copy model.json and model.pt of one export together."
+            )
+        try:
+            weights = torch.load(pt, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as exc:
+            raise ConfigError(f"cannot read {pt} ({str(exc).splitlines()[0]}).") from None
+        try:
+            self.model = build_classifier(
+                info["architecture"],
+                len(self.classes),
+                (self.channels, *self.image_size),
+                float(info["width"]),
+                weights["model"],
+            )
+        except (KeyError, TypeError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"the weights in {pt} do not fit the architecture {meta} describes ({first}); "
+                "copy model.json and model.pt of one export together."
             ) from None
-        self.model = build_classifier(
-            info["architecture"],
-            len(self.classes),
-            (self.channels, *self.image_size),
-            float(info["width"]),
-            weights["model"],
-        )
         norm = info["normalizer"]
         self.normalizer = Normalizer(tuple(norm["mean"]), tuple(norm["std"]))
 
