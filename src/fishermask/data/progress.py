@@ -14,7 +14,8 @@ def _noop(n: int = 1) -> None:
 
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator[Advance]:
-    """Yield ``advance(n)``; shows a transient bar on stderr when ``enabled``.
+    """Yield ``advance(n)``; shows a transient bar on stderr when ``enabled`` and stderr is a
+    terminal (elsewhere rich draws nothing but leaves a blank line).
 
     Updates are batched so that calling ``advance(1)`` per image stays cheap.
     """
@@ -24,8 +25,12 @@ def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator
     from rich.console import Console
     from rich.progress import Progress
 
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield _noop
+        return
     pending = 0
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with Progress(console=console, transient=True) as bar:
         task = bar.add_task(description, total=total)
 
         def advance(n: int = 1) -> None:
