@@ -420,3 +420,25 @@ def test_loader_refuses_a_model_pt_of_another_export(trained, tmp_path):
     with pytest.raises(FishermaskError) as exc:
         load_model(wide)
     assert "do not fit the architecture" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_predict_after_a_revisit_says_the_batch_was_not_chosen_with_the_model(project):
+    """After `label revisit`, predict said the model's round had chosen "the current batch"
+    (a revisit batch, chosen by no model) and its JSON's queue_round was the model's round,
+    not the batch's round that GET /api/status gives."""
+    label_truth(project, 4)
+    trained = project.run_round(train_model=True)
+    ids = project.store.image_ids_by_path()
+    project.store.add_label(ids["red/007.png"], "skip")
+    revisit_round, _ = project.revisit()
+    project.close()
+    r = _run("predict", project.dir, "--format", "json", "--no-progress")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    status = json.loads(_run("status", project.dir).stdout)
+    assert data["model"]["round"] == trained["id"]
+    assert data["model"]["queue_round"] == revisit_round == status["queue_round"]
+    assert (
+        f"model of round {trained['id']} (trained on 12 labels; the current batch (round "
+        f"{revisit_round}) is a revisit, not chosen with it)" in r.stderr
+    )

@@ -896,11 +896,12 @@ def predict_cmd(
         from fishermask.experiments.store import write_atomic
 
         write_atomic(out, lambda f: f.write(text.encode()))
-    chose = (
-        "the current batch was chosen with it"
-        if m.queue_round == m.round_id
-        else f"the current batch (round {m.queue_round}) was chosen with it"
-    )
+    if not m.chose_batch:
+        chose = f"the current batch (round {m.queue_round}) is a revisit, not chosen with it"
+    elif m.queue_round == m.round_id:
+        chose = "the current batch was chosen with it"
+    else:
+        chose = f"the current batch (round {m.queue_round}) was chosen with it"
     kept = f", {len(res.rows)} with prob >= {min_prob:g}" if min_prob > 0 else ""
     where = f"; written to {out}" if out is not None else ""
     _say(

@@ -78,8 +78,9 @@ class CommittedModel:
     """The project's latest committed model and where it comes from."""
 
     trained_round: dict[str, Any]  # the round that trained it (its accuracy estimate)
-    queue_round: int  # the latest finished round: the current batch was chosen with this model
+    queue_round: int  # the latest finished round, whose batch is the current one
     state: dict[str, Any]  # the checkpoint (``Project.save_checkpoint``)
+    chose_batch: bool = True  # the current batch was chosen with this model (not a revisit)
 
     @property
     def round_id(self) -> int:
@@ -112,7 +113,10 @@ def committed_model(project: Project) -> CommittedModel:
             f"cannot read the latest model {project.dir / ckpt} ({str(exc).splitlines()[0]}); "
             f"train a new one with `fishermask label train {project.dir}`."
         ) from None
-    return CommittedModel(trained, int(latest["id"]), state)
+    # the current batch: the latest finished round's, which carries this model unless it
+    # queued images set aside (a revisit, chosen by no model)
+    queue = project.store.last_good_round() or latest
+    return CommittedModel(trained, int(queue["id"]), state, queue["checkpoint"] == ckpt)
 
 
 def build_classifier(
@@ -252,6 +256,7 @@ class Predictions:
                 "round": self.model.round_id,
                 "n_labels": self.model.n_labels,
                 "queue_round": self.model.queue_round,
+                "chose_batch": self.model.chose_batch,
                 "architecture": self.model.state["model_name"],
             },
             "images": self.which,
