@@ -442,3 +442,22 @@ def test_predict_after_a_revisit_says_the_batch_was_not_chosen_with_the_model(pr
         f"model of round {trained['id']} (trained on 12 labels; the current batch (round "
         f"{revisit_round}) is a revisit, not chosen with it)" in r.stderr
     )
+
+
+def test_loader_takes_the_bytes_of_an_image_file(trained, tmp_path):
+    """Bytes (an upload, a blob) were iterated as a sequence of ints: 'cannot predict on a
+    int'. They are one encoded image file, decoded exactly as the file would be."""
+    proj, images, _ = trained
+    from fishermask.label import load_model
+
+    out = tmp_path / "model"
+    assert _run("export", proj, "--format", "model", "--out", out).exit_code == 0
+    model = load_model(out)
+    files = [images / "odd" / "turned.jpg", images / "odd" / "rgba.png"]
+    blobs = [f.read_bytes() for f in files]
+    np.testing.assert_array_equal(model.predict_proba(blobs), model.predict_proba(files))
+    np.testing.assert_array_equal(model.predict_proba(blobs[0]), model.predict_proba(files[0]))
+    from fishermask.errors import DataError
+
+    with pytest.raises(DataError, match="not a readable image"):
+        model.predict_proba(b"not an image")

@@ -421,7 +421,8 @@ class LabelModel:
 
     ``predict_proba(images)`` returns the class probabilities ``[N, C]`` (``classes`` gives
     the order) and ``predict(images)`` the most probable class names. ``images`` is one image
-    or a sequence of them, each a file path, a PIL image or a uint8 array ``H x W`` (grey) or
+    or a sequence of them, each a file path, the bytes of an image file (decoded as the file
+    would be), a PIL image or a uint8 array ``H x W`` (grey) or
     ``H x W x Ch`` (Ch 1, 3 or 4, channels last as PIL and NumPy write them); a 4-D uint8
     array is a batch ``N x H x W x Ch``. Each is decoded as the project decodes its images
     (EXIF orientation, mode conversion, bilinear resize to ``image_size``) and normalised
@@ -494,9 +495,12 @@ class LabelModel:
 
         from fishermask.data.images import BOMBS, bombs_refused, too_large
 
-        if isinstance(image, (str, os.PathLike)):
+        if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
             try:
-                data = Path(image).read_bytes()
+                if isinstance(image, (str, os.PathLike)):
+                    data = Path(image).read_bytes()
+                else:  # the bytes of an image file
+                    data, image = bytes(image), f"image bytes ({len(image)} bytes)"
                 arr, _, _ = imgs.decode(data, self.image_size, self.channels)
             except OSError as exc:
                 if isinstance(exc, UnidentifiedImageError):
@@ -528,14 +532,14 @@ class LabelModel:
                 )
             return imgs.prepare(img, self.image_size, self.channels)
         raise ConfigError(
-            f"cannot predict on a {type(image).__name__}: give a file path, a PIL image or a "
-            "uint8 array (or a list of them)."
+            f"cannot predict on a {type(image).__name__}: give a file path, the bytes of an "
+            "image file, a PIL image or a uint8 array (or a list of them)."
         )
 
     def _items(self, images: Any) -> list[Any]:
         from PIL import Image
 
-        if isinstance(images, (str, os.PathLike, Image.Image)):
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
             return [images]
         if isinstance(images, np.ndarray):
             return list(images) if images.ndim == 4 else [images]
