@@ -461,3 +461,30 @@ def test_loader_takes_the_bytes_of_an_image_file(trained, tmp_path):
 
     with pytest.raises(DataError, match="not a readable image"):
         model.predict_proba(b"not an image")
+
+
+def test_model_exported_while_its_accuracy_is_being_estimated_says_so(trained, tmp_path):
+    """model.json's held_out_accuracy was a bare null whether the estimate was still running
+    (export again later to get it) or never made; the export said nothing either way."""
+    import shutil
+
+    from fishermask.label.project import Project
+
+    proj, _, row = trained
+    copy = tmp_path / "proj"
+    shutil.copytree(proj, copy)
+    p = Project(copy)
+    running = {"estimating": True, "accuracy": None, "method": "being estimated"}  # as run_round
+    p.store.set_metrics(row["id"], row["metrics"] | running, phase="done")
+    p.close()
+    r = _run("export", copy, "--format", "model", "--out", tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    assert "still being estimated" in r.output and "export again" in r.output, r.output
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert info["held_out_accuracy"] is None
+    assert "still being estimated" in info["held_out_why"]
+    # estimated: no reason given
+    r = _run("export", proj, "--format", "model", "--out", tmp_path / "m2")
+    info = json.loads((tmp_path / "m2" / "model.json").read_text())
+    assert info["held_out_accuracy"]["accuracy"] is not None and info["held_out_why"] is None
+    assert "being estimated" not in r.output

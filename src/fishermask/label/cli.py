@@ -533,6 +533,8 @@ def _export_model(project: Path, out: Path) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if info["held_out_why"]:
+        _say(f"no held-out accuracy in {out / 'model.json'}: {info['held_out_why']}.")
 
 
 @label_app.command()

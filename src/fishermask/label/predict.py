@@ -368,6 +368,15 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         if m.get("accuracy") is not None
         else None
     )
+    if estimate is not None:
+        why = None
+    elif m.get("estimating"):
+        why = (
+            f"round {cm.round_id}'s accuracy was still being estimated when this was exported; "
+            "export again when `fishermask label status` shows it"
+        )
+    else:
+        why = m.get("method") or "not estimated"
     channels, h, w = (int(v) for v in state["image_shape"])
     info = {
         "format": MODEL_FORMAT,
@@ -392,6 +401,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         "round": cm.round_id,
         "n_labels": cm.n_labels,
         "held_out_accuracy": estimate,
+        "held_out_why": why,  # why held_out_accuracy is null (else null)
         "project": str(project.dir.resolve()),
         "project_id": project.settings.get("project_id"),
         "fishermask_version": __version__,
