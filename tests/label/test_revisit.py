@@ -219,14 +219,19 @@ def test_api_revisit(client):
     p = client.project
     assert client.post("/api/revisit", json={"kinds": ["unsure"]}).status_code == 401
     r = client.post("/api/revisit", headers=AUTH, json={"kinds": ["unsure"]})
-    assert r.status_code == 200 and r.json() == {"round_id": None, "queued": 0, "unsure": 0}
+    assert r.status_code == 200 and r.json() == {
+        "round_id": None,
+        "queued": 0,
+        "unsure": 0,
+        "skipped": 0,
+    }
     _set_aside_some(p)
     st = client.get("/api/status", headers=AUTH).json()
     assert (st["skipped"], st["unsure"]) == (1, 2)
     r = client.post("/api/revisit", headers=AUTH, json={"kinds": ["unsure"]})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["queued"] == 2 and body["unsure"] == 2
+    assert body["queued"] == 2 and body["unsure"] == 2 and body["skipped"] == 0
     b = client.get("/api/batch", headers=AUTH).json()
     assert b["round_id"] == body["round_id"] and b["mode"].startswith("revisit")
     assert [it["path"] for it in b["items"]] == ["red/001.png", "red/004.png"]

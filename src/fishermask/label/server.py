@@ -426,7 +426,8 @@ def create_app(
         return {
             "round_id": round_id,
             "queued": len(items),
-            **{KIND_NAMES[k]: sum(it["kind"] == k for it in items) for k in kinds},
+            # both counts always (0 for a kind not asked for): the shape the README gives
+            **{name: sum(it["kind"] == k for it in items) for k, name in KIND_NAMES.items()},
         }
 
     @app.get("/api/export.csv")
