@@ -270,10 +270,11 @@ def create_app(
 
     @app.get("/api/batch")
     def batch(request: Request) -> Any:
-        items = project.batch()
+        with project.store.snapshot():  # the items and the round id of one batch
+            items = project.batch()
+            rounds = [r for r in project.store.rounds() if r["status"] == "done"]
         for it in items:
             it["url"] = f"/api/images/{it['image_id']}?token={request.state.token}"
-        rounds = [r for r in project.store.rounds() if r["status"] == "done"]
         return {
             "round_id": rounds[-1]["id"] if rounds else None,
             "mode": rounds[-1]["mode"] if rounds else "",

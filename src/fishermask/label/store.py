@@ -303,6 +303,21 @@ class Store:
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads that see one state of the database: every query inside reads the snapshot its
+        first one took (a deferred read transaction), whatever other processes commit
+        meanwhile. Holds this process's lock, so keep it short and write nothing inside."""
+        with self._lock:
+            if self._conn.in_transaction:  # nested: the outer snapshot already holds one
+                yield
+                return
+            self._conn.execute("BEGIN DEFERRED")
+            try:
+                yield
+            finally:
+                self._conn.execute("COMMIT")  # read only: nothing to write
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
