@@ -35,3 +35,31 @@ def test_batch_items_and_round_id_come_from_one_state(client):
         assert got["round_id"] == old["round_id"]  # the old batch, named as such
     else:
         assert got["round_id"] != old["round_id"]
+
+
+def test_recover_keeps_an_estimate_that_finished_while_it_looked(project, monkeypatch):
+    """The worker writes its estimate and exits between recover's read of the rounds and its
+    look at the worker's pid: recover must not overwrite that estimate (and leave its held-out
+    predictions under a round that says 'not estimated')."""
+    import fishermask.label.project as proj
+
+    rid = project.store.rounds()[-1]["id"]
+    project.store.finish_round(rid, status="done", metrics={"estimating": True}, n_labels=3)
+    project.store.set_round_pid(rid, 2**22 + 12345)  # no such process
+    other = Store(project.store.path)  # the worker: its own connection
+    real = proj.pid_alive
+
+    def estimate_done_then_exit(pid, identity=None):
+        metrics = {"accuracy": 0.5, "low": 0.2, "high": 0.8, "method": "k-fold"}
+        other.set_estimate(rid, metrics, [(1, 0, 0, 0.9)], phase="done")
+        return False  # the worker has exited
+
+    monkeypatch.setattr(proj, "pid_alive", estimate_done_then_exit)
+    try:
+        project.recover()
+    finally:
+        monkeypatch.setattr(proj, "pid_alive", real)
+        other.close()
+    metrics = project.store.round(rid)["metrics"]
+    assert metrics["accuracy"] == 0.5 and metrics["method"] == "k-fold"
+    assert project.store.held_out(rid) == [(1, 0, 0, 0.9)]

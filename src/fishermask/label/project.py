@@ -1002,10 +1002,10 @@ class Project:
             if r["status"] == "running":
                 self.store.mark_interrupted(r["id"])
                 out.append(r["id"])
-            else:
-                m = {k: v for k, v in r["metrics"].items() if k != "estimating"}
-                m["method"] = "not estimated: the estimate was stopped before it finished"
-                self.store.set_metrics(r["id"], m, phase=r["status"])
+            else:  # unless it finished after the rounds were read (checked in the write)
+                self.store.mark_not_estimated(
+                    r["id"], "not estimated: the estimate was stopped before it finished"
+                )
         if self.store.running_round() is None:  # else its checkpoint may be being written
             for stale in (self.dir / "models").glob(".*.tmp"):
                 stale.unlink(missing_ok=True)

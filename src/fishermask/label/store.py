@@ -823,6 +823,24 @@ class Store:
                 (json.dumps(metrics), phase, round_id),
             )
 
+    def mark_not_estimated(self, round_id: int, method: str) -> bool:
+        """A round whose estimate's process died: its metrics without ``estimating``, with
+        ``method``, and its phase back to its status; read and written while write-locked,
+        so an estimate committed since the caller looked (the process finished, then exited)
+        is kept. Returns whether it wrote."""
+        with self.transaction() as c:
+            row = c.execute("SELECT metrics FROM rounds WHERE id = ?", (round_id,)).fetchone()
+            metrics = json.loads(row["metrics"]) if row is not None else {}
+            if not metrics.get("estimating"):
+                return False
+            metrics = {k: v for k, v in metrics.items() if k != "estimating"}
+            metrics["method"] = method
+            c.execute(  # its phase back to its status (the estimate's progress showed there)
+                "UPDATE rounds SET metrics = ?, phase = status WHERE id = ?",
+                (json.dumps(metrics), round_id),
+            )
+            return True
+
     def set_estimate(
         self,
         round_id: int,
