@@ -63,3 +63,27 @@ def test_recover_keeps_an_estimate_that_finished_while_it_looked(project, monkey
     metrics = project.store.round(rid)["metrics"]
     assert metrics["accuracy"] == 0.5 and metrics["method"] == "k-fold"
     assert project.store.held_out(rid) == [(1, 0, 0, 0.9)]
+
+
+def test_export_annotator_column_names_who_gave_that_label(project):
+    """Another annotator's label committed while the export reads must not be credited with
+    the label read before it: each row is a label and the annotator who gave that label."""
+    image_id = project.batch()[0]["image_id"]
+    project.store.add_label(image_id, "label", 0, annotator="alice")  # red
+    other = Store(project.store.path)  # another server: its own connection
+    real = project.store.current
+
+    def current_then_bob():
+        got = real()
+        if not hasattr(current_then_bob, "done"):  # blue, just after the first read
+            current_then_bob.done = other.add_label(image_id, "label", 2, annotator="bob")
+        return got
+
+    project.store.current = current_then_bob
+    try:
+        text = project.export_csv_text(annotators=True)
+    finally:
+        del project.store.current
+        other.close()
+    (row,) = [line.split(",")[1:] for line in text.splitlines()[1:]]
+    assert row in (["red", "alice"], ["blue", "bob"])

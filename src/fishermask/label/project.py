@@ -1550,13 +1550,21 @@ class Project:
         return out
 
     # -- export / import --------------------------------------------------------------------
-    def labeled_rows(self, *, missing_ok: bool = True) -> list[tuple[int, str, str]]:
-        """``(image id, path, class name)`` of every labeled image, sorted by path.
+    def labeled_rows(
+        self,
+        *,
+        missing_ok: bool = True,
+        current: dict[int, tuple[int, str, int | None]] | None = None,
+    ) -> list[tuple[int, str, str]]:
+        """``(image id, path, class name)`` of every labeled image, sorted by path;
+        ``current``: the images' current actions as read by the caller (default: read here).
 
         Refused (:class:`DataError`) when a labeled image changed since it was scanned (its
         label describes the old content), or, without ``missing_ok``, when one is missing.
         """
-        labels = self.store.current_labels()
+        if current is None:
+            current = self.store.current()
+        labels = {i: c for i, (_, k, c) in current.items() if k == "label" and c is not None}
         images = [r for r in self.store.images() if r.id in labels]
         check = self.check_files(images)
         if check.changed:
@@ -1579,21 +1587,31 @@ class Project:
             f"{self.changed_fix()}"
         )
 
-    def export_csv_text(
-        self, rows: list[tuple[int, str, str]] | None = None, *, annotators: bool = False
-    ) -> str:
-        """``path,label`` of every labeled image; with ``annotators`` a third column, who gave
-        the image's current label (``owner``: the owner's token or a command)."""
-        rows = self.labeled_rows() if rows is None else rows
-        by: dict[int, str | None] = {}
-        if annotators:
+    def csv_rows(self, *, annotators: bool = False) -> list[list[str]]:
+        """``[path, label]`` of every labeled image, sorted by path; with ``annotators`` a
+        third item, who gave the image's current label (``owner``: the owner's token or a
+        command), read with the labels in one state of the database (an action given between
+        two reads would be credited with the label read before it)."""
+        if not annotators:
+            return [[path, label] for _, path, label in self.labeled_rows()]
+        with self.store.snapshot():
+            current = self.store.current()
             who = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
-            by = {i: who.get(lid) for i, (lid, _, _) in self.store.current().items()}
+        return [
+            [path, label, team.name_of(who.get(current[image_id][0]))]
+            for image_id, path, label in self.labeled_rows(current=current)
+        ]
+
+    def export_csv_text(self, *, annotators: bool = False) -> str:
+        """The csv export (:meth:`csv_rows` under the header ``path,label[,annotator]``)."""
+        return self._csv_text(self.csv_rows(annotators=annotators), annotators=annotators)
+
+    @staticmethod
+    def _csv_text(rows: list[list[str]], *, annotators: bool) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "label"] + ["annotator"] * annotators)
-        for image_id, path, label in rows:
-            w.writerow([path, label] + [team.name_of(by.get(image_id))] * annotators)
+        w.writerows(rows)
         return buf.getvalue()
 
     def export(
@@ -1624,11 +1642,12 @@ class Project:
             _check_out_parent(out)
         else:
             check_out_file(out)
-        rows = self.labeled_rows(missing_ok=fmt != "imagefolder")
         if fmt == "csv":
-            text = self.export_csv_text(rows, annotators=annotators)
+            found = self.csv_rows(annotators=annotators)
+            text = self._csv_text(found, annotators=annotators)
             write_atomic(out, lambda f: f.write(text.encode()))
-            return len(rows)
+            return len(found)
+        rows = self.labeled_rows(missing_ok=fmt != "imagefolder")
         if fmt == "labelstudio":
             tasks = self.labelstudio_tasks(image_url_prefix)
             data = json.dumps(tasks, indent=1).encode()
