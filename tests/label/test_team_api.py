@@ -22,6 +22,24 @@ def test_serve_refuses_bad_annotators_in_one_line(project):
     assert len(r.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("token", "annotators", "says"),
+    [
+        ("a+b&c-0123456789abcdefghij", (), "use letters, digits, - and _ only"),
+        ("labeling2026", ("--annotators", "alice"), "--token of 12 characters with --annotators"),
+    ],
+)
+def test_serve_refuses_a_token_unfit_for_urls_or_for_a_team(project, token, annotators, says):
+    """A token with + or & broke the page (its script, style, images and export link, which
+    carry the token in their URL, were 401); a short or chosen one lets an annotator find it
+    offline from their own token (an HMAC keyed with it)."""
+    project.close()
+    # a host it cannot bind: without the check the server would fail there, not serve forever
+    r = _run("serve", project.dir, "--token", token, *annotators, "--host", "999.0.0.1")
+    assert r.exit_code == 2 and says in r.output and token not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
 # -- the API -----------------------------------------------------------------------------------
 @pytest.fixture
 def client(project):
@@ -119,16 +137,17 @@ def test_serve_prints_one_url_per_annotator(project):
     from tests.label.test_kill import start_server, stop_server
 
     project.close()
-    proc, owner, _ = start_server(project.dir, "--annotators", "alice,bob", "--token", TOKEN)
+    owner_token = TOKEN + "-0123456789abcdef"  # a team's owner token: 22 characters or more
+    proc, owner, _ = start_server(project.dir, "--annotators", "alice,bob", "--token", owner_token)
     try:
         lines = [proc.stdout.readline().strip() for _ in range(2)]
-        assert owner.endswith(f"/?token={TOKEN}")
+        assert owner.endswith(f"/?token={owner_token}")
         urls = {}
         for name, line in zip(("alice", "bob"), lines, strict=True):
             m = re.fullmatch(rf"labeling page for {name}: (http://\S+)/\?token=(\S+)", line)
             assert m, line
             urls[name] = m.groups()
-        assert urls["alice"][1] != urls["bob"][1] != TOKEN
+        assert urls["alice"][1] != urls["bob"][1] != owner_token
         base, tok = urls["alice"]
         item = json.load(urllib.request.urlopen(f"{base}/api/batch?token={tok}"))["items"][0]
         req = urllib.request.Request(
@@ -140,7 +159,7 @@ def test_serve_prints_one_url_per_annotator(project):
     finally:
         stop_server(proc)
     # the same owner token gives the same annotator URLs after a restart
-    proc, _, _ = start_server(project.dir, "--annotators", "alice", "--token", TOKEN)
+    proc, _, _ = start_server(project.dir, "--annotators", "alice", "--token", owner_token)
     try:
         again = proc.stdout.readline().strip()
         assert again.endswith(f"/?token={urls['alice'][1]}")

@@ -526,6 +526,8 @@ def run_server(
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: must be 0 (any free port) to 65535.")
+    if token:
+        team.check_token(token, team=bool(annotators))
     token = token or secrets.token_urlsafe(24)
     app = create_app(project_dir, token, annotators)
     project: Project = app.state.project

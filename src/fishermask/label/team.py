@@ -51,6 +51,34 @@ def parse_annotators(text: str) -> list[str]:
     return names
 
 
+#: Characters of an access token: those a URL carries as they are (the page puts the token
+#: into its image, script and export URLs).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+#: The shortest owner token a team may use: 22 URL-safe characters, 132 bits when random.
+MIN_TEAM_TOKEN = 22
+_NEW_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+
+
+def check_token(token: str, *, team: bool) -> None:
+    """Refuse a given owner token (``--token``) that does not fit in a URL as it is, and with a
+    team (``team``) one shorter than :data:`MIN_TEAM_TOKEN`: every annotator's token is an
+    HMAC keyed with it, so an annotator can test guesses of it offline against their own
+    token (about 10^5 a second per core) and, once found, act as the owner or as anyone
+    else. The message never repeats the token."""
+    fix = f"leave --token out (a random one), or make one with {_NEW_TOKEN}"
+    if not _TOKEN.fullmatch(token):
+        raise ConfigError(
+            "--token: use letters, digits, - and _ only (the page puts the token into URLs "
+            f"as it is); {fix}."
+        )
+    if team and len(token) < MIN_TEAM_TOKEN:
+        raise ConfigError(
+            f"--token of {len(token)} characters with --annotators: each annotator's token is "
+            "derived from it, so an annotator could find a short or chosen one from their own "
+            f"URL and act as the owner; use at least {MIN_TEAM_TOKEN} random characters: {fix}."
+        )
+
+
 def annotator_token(owner_token: str, name: str) -> str:
     """The access token of annotator ``name`` under ``owner_token`` (32 URL-safe characters)."""
     mac = hmac.new(owner_token.encode(), b"fishermask-annotator:" + name.encode(), hashlib.sha256)
