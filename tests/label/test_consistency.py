@@ -87,3 +87,39 @@ def test_export_annotator_column_names_who_gave_that_label(project):
         other.close()
     (row,) = [line.split(",")[1:] for line in text.splitlines()[1:]]
     assert row in (["red", "alice"], ["blue", "bob"])
+
+
+def test_a_failed_commit_is_rolled_back_and_the_store_stays_usable(project):
+    """A COMMIT that fails (disk full, I/O error) must not leave the connection inside the
+    transaction: its rows would show in this process's reads though never committed, and every
+    later write would fail ('cannot start a transaction within a transaction')."""
+    import sqlite3
+
+    import pytest
+
+    store = project.store
+    image_id = project.batch()[0]["image_id"]
+
+    class FailingCommit:
+        def __init__(self, conn):
+            self.conn, self.fail = conn, True
+
+        def execute(self, sql, *args):
+            if sql == "COMMIT" and self.fail:
+                self.fail = False
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    real = store._conn
+    store._conn = FailingCommit(real)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            store.add_label(image_id, "label", 0)
+        assert image_id not in store.current()  # not committed, so not shown
+        store.add_label(image_id, "label", 1)  # the next write works
+    finally:
+        store._conn = real
+    assert store.current()[image_id][1:] == ("label", 1)

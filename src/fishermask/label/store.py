@@ -293,15 +293,18 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locked) transaction, committed on exit, rolled back on error."""
+        """An immediate (write-locked) transaction, committed on exit, rolled back on error,
+        a failed COMMIT (disk full, I/O error) included: its rows must not stay visible to
+        this process's reads, nor the connection stay inside the transaction."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
