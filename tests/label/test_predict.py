@@ -488,3 +488,36 @@ def test_model_exported_while_its_accuracy_is_being_estimated_says_so(trained, t
     info = json.loads((tmp_path / "m2" / "model.json").read_text())
     assert info["held_out_accuracy"]["accuracy"] is not None and info["held_out_why"] is None
     assert "being estimated" not in r.output
+
+
+def test_exported_model_files_are_on_disk_before_the_folder_is_renamed(trained, tmp_path):
+    """`label export --format model` renames a finished folder into place; its files must be
+    flushed to disk first, or a crash just after leaves the folder with an empty model.pt."""
+    import os
+
+    from fishermask.label.predict import export_model
+    from fishermask.label.project import Project
+
+    proj, _, _ = trained
+    synced: list[str] = []
+    renamed: list[tuple[list[str], str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        renamed.append((list(synced), os.path.basename(dst)))
+        return real_replace(src, dst)
+
+    p = Project(proj)
+    try:
+        os.fsync, os.replace = fsync, replace
+        export_model(p, tmp_path / "model")
+    finally:
+        os.fsync, os.replace = real_fsync, real_replace
+        p.close()
+    (before, name), *_ = [r for r in renamed if r[1] == "model"]
+    assert {"model.pt", "model.json"} <= set(before)
+    assert synced[-1] == tmp_path.name  # the folder holding the new name

@@ -351,7 +351,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
     """Write the latest committed model to the folder ``out`` (new, or empty): ``model.pt``
     (``{"model": state dict}``, loadable with ``torch.load(..., weights_only=True)``) and
     ``model.json`` (what :class:`LabelModel` needs to rebuild and feed it). Built beside the
-    target and renamed into place. Returns the contents of ``model.json``."""
+    target, flushed to disk and renamed into place. Returns the contents of ``model.json``."""
     from fishermask import __version__
     from fishermask.label.project import _check_out_parent
 
@@ -413,16 +413,35 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the renamed folder
-        torch.save({"model": state["model"]}, tmp / "model.pt")
+        with open(tmp / "model.pt", "wb") as f:
+            torch.save({"model": state["model"]}, f)
+            _to_disk(f)
         info["weights_sha256"] = imgs.file_sha256(tmp / "model.pt")
-        (tmp / "model.json").write_text(json.dumps(info, indent=1) + "\n")
+        with open(tmp / "model.json", "w") as f:
+            f.write(json.dumps(info, indent=1) + "\n")
+            _to_disk(f)
+        _sync_dir(tmp)  # the files' names in the new folder
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
+        _sync_dir(out.parent)  # the folder's new name: a crash now leaves all or nothing
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+def _to_disk(f: Any) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LabelModel:
