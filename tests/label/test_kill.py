@@ -142,3 +142,26 @@ def test_restart_resumes_an_interrupted_retrain(project):
     finally:
         stop_server(proc)
     assert "interrupted; restarting it from the last good model" in out
+
+
+def test_restart_waits_while_an_image_is_missing(project):
+    """The restart of an interrupted retrain is refused up front, as POST /api/next is, while
+    an image is missing: a round started anyway fails in the worker (a failed round)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rid = project.store.start_round("fishermask", dead.pid)  # a retrain killed mid-way
+    gone = project.store.images()[0].path
+    (project.root / gone).unlink()
+    project.close()
+    proc, _, out = start_server(project.dir)
+    try:
+        from fishermask.label.project import Project
+
+        p = Project(project.dir)
+        rounds = p.store.rounds()
+        p.close()
+    finally:
+        stop_server(proc)
+    assert rounds[-1]["id"] == rid and rounds[-1]["status"] == "interrupted"
+    assert "the last retrain was interrupted and is not restarted: image " in out
+    assert f"{gone} of this project is missing" in out

@@ -549,8 +549,13 @@ def run_server(
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     if project.needs_restart():
-        say("the last retrain was interrupted; restarting it from the last good model")
-        app.state.worker.start()
+        try:  # refused up front, as POST /api/next is, rather than a round failing in the worker
+            project.check_intact()
+        except DataError as exc:
+            say(f"the last retrain was interrupted and is not restarted: {exc}")
+        else:
+            say("the last retrain was interrupted; restarting it from the last good model")
+            app.state.worker.start()
     print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
     for name, mine in app.state.tokens.items():
         print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
