@@ -94,7 +94,7 @@ def test_an_init_killed_before_any_image_was_added_does_not_block_a_new_init(tmp
 def test_a_missing_image_says_to_restore_it(project):
     x, _ = project.images()
     row = project.store.images()[0]
-    project._images = None
+    project._decoded = None
     shutil.move(project.root / row.path, project.root / "elsewhere.png")
     with pytest.raises(DataError, match=r"missing.*restore"):
         project.images()

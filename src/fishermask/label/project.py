@@ -344,9 +344,9 @@ class Project:
             )
         self.settings = self.store.meta()
         self.classes = self.store.classes()
-        self._images: torch.Tensor | None = None
-        self._image_ids: list[int] | None = None
-        self._images_key: int | None = None  # of the images table the decoded images are of
+        # (key of the images table they are of, images, ids): one attribute, replaced whole, so
+        # a server thread never pairs the images of one scan with the ids of another
+        self._decoded: tuple[int, torch.Tensor, list[int]] | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -618,7 +618,7 @@ class Project:
                 ),
                 segment,
             )
-            self._images = None
+            self._decoded = None
         return len(result.found), result.unreadable
 
     def images(self) -> tuple[torch.Tensor, list[int]]:
@@ -629,39 +629,38 @@ class Project:
         added, forgot or took the new content of images."""
         rows = self.store.images()
         key = hash(tuple((r.id, r.segment, r.sha256) for r in rows))
-        if self._images is not None and key != self._images_key:
-            self._images = None
-        if self._images is None:
-            parts: list[torch.Tensor] = []
-            seg_rows: dict[int, list[ImageRow]] = {}
-            for r in rows:
-                seg_rows.setdefault(r.segment, []).append(r)
-            for seg in sorted(seg_rows):
-                try:
-                    part = imgs.segment_images(
-                        self.cache_dir,
-                        self.root,
-                        self.settings["project_id"],
-                        seg,
-                        [r.path for r in seg_rows[seg]],
-                        self.image_size,
-                        self.channels,
-                        sha256=[r.sha256 for r in seg_rows[seg]],
-                        missing_fix=self.missing_fix(),
-                    )
-                except imgs.ImageChanged as exc:
-                    raise DataError(f"{exc}: {self.changed_fix()}") from None
-                parts.append(part)
-            # segments hold consecutive ids (each scan appends), so concatenation is id order
-            self._images = (
-                torch.cat(parts)
-                if parts
-                else torch.empty(0, self.channels, *self.image_size, dtype=torch.uint8)
-            )
-            self._image_ids = [r.id for r in rows]
-            self._images_key = key
-        assert self._image_ids is not None
-        return self._images, self._image_ids
+        cached = self._decoded
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        parts: list[torch.Tensor] = []
+        seg_rows: dict[int, list[ImageRow]] = {}
+        for r in rows:
+            seg_rows.setdefault(r.segment, []).append(r)
+        for seg in sorted(seg_rows):
+            try:
+                part = imgs.segment_images(
+                    self.cache_dir,
+                    self.root,
+                    self.settings["project_id"],
+                    seg,
+                    [r.path for r in seg_rows[seg]],
+                    self.image_size,
+                    self.channels,
+                    sha256=[r.sha256 for r in seg_rows[seg]],
+                    missing_fix=self.missing_fix(),
+                )
+            except imgs.ImageChanged as exc:
+                raise DataError(f"{exc}: {self.changed_fix()}") from None
+            parts.append(part)
+        # segments hold consecutive ids (each scan appends), so concatenation is id order
+        images = (
+            torch.cat(parts)
+            if parts
+            else torch.empty(0, self.channels, *self.image_size, dtype=torch.uint8)
+        )
+        ids = [r.id for r in rows]
+        self._decoded = (key, images, ids)
+        return images, ids
 
     def check_out_place(self, out: str | os.PathLike[str], *, images: bool = False) -> None:
         """Refuse an ``--out`` that would overwrite a file of the project (its database and
@@ -784,7 +783,7 @@ class Project:
                 }
             )
         cleared = self.store.replace_images(updates) if updates else {}
-        self._images = None
+        self._decoded = None
         # new content with the old size and modification time (found by --verify) would
         # leave the cache key as it was: decode these segments again
         by_seg = {r.id: r.segment for r in rows}
@@ -837,7 +836,7 @@ class Project:
                 "restore the folder (a project cannot lose every image: to start over, "
                 "`fishermask label init` a new project)."
             ) from None
-        self._images = None
+        self._decoded = None
         self._carry_cache(rows, gone)
         for g in gone:
             g["label"] = self.classes[g["class_id"]] if g["kind"] == "label" else None
@@ -1660,7 +1659,7 @@ class Project:
                 # another process changed the images since they were decoded (a scan that
                 # added some, since labeled) or since the rows were read (a forget-missing):
                 # both read again, once
-                self._images = None
+                self._decoded = None
                 x, ids = self.images()
                 id_pos = {i: p for p, i in enumerate(ids)}
                 rows = self.labeled_rows(missing_ok=True)
