@@ -362,14 +362,9 @@ def _run(
 ) -> None:
     from fishermask.experiments.progress import NullProgress, RichProgress
     from fishermask.experiments.runner import Experiment, run_experiment
-    from fishermask.experiments.store import read_results, write_text_atomic
-    from fishermask.reporting import (
-        plot_learning_curves,
-        summarize,
-        summary_markdown,
-        summary_table,
-    )
+    from fishermask.reporting import summary_table
     from fishermask.reporting.compare import headline
+    from fishermask.reporting.outputs import write_run_outputs
 
     start = time.perf_counter()
     exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
@@ -409,13 +404,9 @@ def _run(
             f"to resume run: {_resume_command(out_dir)}",
             130,
         )
-    rows = read_results(out_dir / "results.csv")
     order = [s.key for s in cfg.strategies]
     title = f"{ds.name}" + (f" ({cfg.data.preset})" if cfg.data.preset else "")
-    plot = plot_learning_curves(rows, out_dir / "learning_curves.png", title=title, order=order)
-    summary = summarize(rows)
-    summary.sort(key=lambda s: order.index(s.strategy) if s.strategy in order else len(order))
-    write_text_atomic(out_dir / "summary.md", f"# {title}\n\n" + summary_markdown(summary))
+    rows, summary, plot = write_run_outputs(out_dir, order, title)
     table = Table(title=escape(f"{title}: accuracy (%), mean ± std over seeds"))
     header, cells = summary_table(summary)
     for i, col in enumerate(header):
