@@ -3,13 +3,18 @@
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["QueryResult", "query"]
+__all__ = ["QueryResult", "query", "run"]
 
 
 def __getattr__(name: str) -> Any:
-    """``fishermask.query`` / ``QueryResult``, imported on first use (keeps `import` light)."""
+    """``fishermask.query`` / ``QueryResult`` / ``run``, imported on first use (keeps `import`
+    light)."""
     if name in ("query", "QueryResult"):
         from fishermask import query_api
 
         return getattr(query_api, name)
+    if name == "run":
+        from fishermask import run_api
+
+        return run_api.run
     raise AttributeError(f"module 'fishermask' has no attribute {name!r}")

@@ -47,8 +47,16 @@ class DataConfig(Section):
     cache_dir: str | None = None
     features: str | None = None  # .npy [N_train + N_test, D] aligned with the data set's images
     backbone: str | None = None  # TorchScript / torch.save'd module computing the features
+    # content hash of the .npz `dataset` (fishermask.data.memory.dataset_sha256); set by
+    # fishermask.run for data given in memory: a file with other content is refused
+    sha256: str | None = None
 
     def check(self) -> None:
+        if self.sha256 is not None and not str(self.dataset).lower().endswith(".npz"):
+            raise ConfigError(
+                f"`data.sha256` pins the content of an .npz data set, but `dataset` is "
+                f"{self.dataset!r}; drop sha256 or point dataset at the .npz."
+            )
         for n in self.class_counts or ():
             check_positive("class_counts", n, allow_zero=True)
         for n in self.image_size or ():

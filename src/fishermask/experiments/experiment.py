@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,12 @@ import torch
 
 from fishermask import __version__, strategies
 from fishermask.data import apply_preset, load_dataset
+from fishermask.data.arrays import make_dataset
 from fishermask.data.base import ImageDataset, check_learnable
 from fishermask.data.features import attach_features, backbone_features
-from fishermask.errors import ConfigError
+from fishermask.data.images import check_image_size
+from fishermask.data.memory import SPLITS, dataset_sha256
+from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import ExperimentConfig
 from fishermask.models import build_model
 from fishermask.models.base import Classifier
@@ -57,9 +61,21 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def load_experiment_data(cfg: ExperimentConfig, progress: bool = False) -> ImageDataset:
+def load_experiment_data(
+    cfg: ExperimentConfig, progress: bool = False, data: ImageDataset | None = None
+) -> ImageDataset:
+    """The experiment's data set: loaded from ``data.dataset`` (or ``data``, the same data set
+    already in memory), checked against ``data.sha256``, resized, featurised, preset."""
     d = cfg.data
-    ds = load_dataset(d.dataset, cache_dir=d.cache_dir, image_size=d.image_size, progress=progress)
+    if d.sha256 is None and data is None:
+        ds = load_dataset(
+            d.dataset, cache_dir=d.cache_dir, image_size=d.image_size, progress=progress
+        )
+    else:
+        ds = data if data is not None else load_dataset(d.dataset, progress=progress)
+        _check_sha256(ds, d.sha256, d.dataset)
+        if d.image_size is not None:  # as the .npz loader resizes, so both give the same bytes
+            ds = resize_dataset(ds, d.image_size, progress)
     if d.features is not None:
         ds = attach_features(ds, d.features)
     elif d.backbone is not None:
@@ -70,6 +86,23 @@ def load_experiment_data(cfg: ExperimentConfig, progress: bool = False) -> Image
         ds = apply_preset(ds, d.preset, class_counts=d.class_counts, seed=d.preset_seed)
     check_learnable(ds)
     return ds
+
+
+def _check_sha256(ds: ImageDataset, expected: str | None, source: str) -> None:
+    if expected is None:
+        return
+    actual = dataset_sha256(ds)
+    if actual != expected:
+        raise DataError(
+            f"data.sha256 mismatch: {source} holds data with sha256 {actual[:16]}…, the run "
+            f"recorded {expected[:16]}…; restore that data or start a new run directory."
+        )
+
+
+def resize_dataset(ds: ImageDataset, size: Sequence[int], progress: bool) -> ImageDataset:
+    """``ds`` resized (bilinear) by the function the array loaders use."""
+    splits = {s: (getattr(ds, f"x_{s}").numpy(), getattr(ds, f"y_{s}").numpy()) for s in SPLITS}
+    return make_dataset(ds.name, splits, ds.classes, check_image_size(size), progress)
 
 
 def uses_features(cfg: ExperimentConfig) -> bool:
@@ -91,9 +124,25 @@ class Experiment:
 
     @classmethod
     def prepare(
-        cls, config: ExperimentConfig, *, progress: bool = False, allow_env_change: bool = False
+        cls,
+        config: ExperimentConfig,
+        *,
+        progress: bool = False,
+        allow_env_change: bool = False,
+        data: ImageDataset | None = None,
     ) -> Experiment:
-        """Load and check everything; raises before anything is written."""
+        """Load and check everything; raises before anything is written.
+
+        ``data``: the data set ``config.data.dataset`` holds, already in memory (what
+        ``fishermask.run`` converted and wrote); it must match ``config.data.sha256``, which
+        worker processes check when they load the file.
+        """
+        if data is not None and config.data.sha256 is None:
+            raise ConfigError(
+                "Experiment.prepare(data=...) needs config.data.sha256 (dataset_sha256(data)) "
+                "and config.data.dataset naming the .npz holding it, so that worker processes "
+                "and a resume load the same data; fishermask.run does both."
+            )
         device = resolve_device(config.device)
         load_imports(config.imports)  # the user's own strategies register themselves
         strats = {s.key: strategies.get(s.name, **s.options) for s in config.strategies}
@@ -102,7 +151,7 @@ class Experiment:
                 f"Augmentation {config.train.augment!r} crops and flips images; on features "
                 "use --augment none (or auto)."
             )
-        data = load_experiment_data(config, progress)
+        data = load_experiment_data(config, progress, data)
         sizes = config.loop.query_sizes(len(data.y_train))
         normalizer = Normalizer.fit(data.x_train)
         exp = cls(config, data, normalizer, device, strats, sizes, allow_env_change)
