@@ -1,0 +1,192 @@
+"""fishermask.run on data held in memory: the results of the same data as an .npz through the
+CLI, exact resume, workers=2 = workers=1, and refusals before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from typer.testing import CliRunner
+
+import fishermask
+from fishermask.cli import app
+from fishermask.errors import ConfigError, DataError
+from fishermask.experiments import store
+from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.runner import Experiment
+from fishermask.reporting.report import build_report
+
+CFG = {
+    "model": {"name": "mlp", "width": 0.25},
+    "train": {"max_epochs": 1, "batch_size": 32},
+    "loop": {"initial": 20, "query_size": 10, "rounds": 2},
+    "strategies": ["random", "entropy"],
+    "seeds": [0],
+    "device": "cpu",
+}
+
+
+def _digits() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    d = load_digits()  # images float64 [1797, 8, 8] in 0..16
+    xtr, xte, ytr, yte = train_test_split(
+        d.images / 16.0, d.target, test_size=0.2, random_state=0, stratify=d.target
+    )
+    return (xtr, ytr), (xte, yte)
+
+
+TRAIN, TEST = _digits()
+NAMES = [f"digit{i}" for i in range(10)]
+
+
+def _run(out: Path, **kw) -> list[dict]:
+    args = {"train": TRAIN, "test": TEST, "classes": NAMES, "name": "digits", **kw}
+    return fishermask.run(CFG, out=out, progress=False, **args)
+
+
+def _results(out: Path) -> list[dict[str, str]]:
+    """results.csv without the timings (the only fields two runs of one config may differ in)."""
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in rows]
+
+
+def _same(a: Path, b: Path) -> None:
+    assert (a / "queries.jsonl").read_text() == (b / "queries.jsonl").read_text()
+    assert _results(a) == _results(b)
+
+
+@pytest.fixture(scope="module")
+def api_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("api")
+    records = _run(out)
+    assert len(records) == 2 * 3  # 2 strategies x 3 rounds
+    return out
+
+
+def test_api_run_writes_a_complete_run_dir(api_run: Path, tmp_path: Path) -> None:
+    for f in ("results.csv", "queries.jsonl", "summary.md", "learning_curves.png"):
+        assert (api_run / f).is_file(), f
+    meta = json.loads((api_run / "config.json").read_text())
+    data = meta["config"]["data"]
+    assert data["dataset"] == str(api_run / "data" / "digits.npz")
+    assert len(data["sha256"]) == 64
+    assert meta["dataset"]["name"] == "digits" and meta["dataset"]["classes"] == NAMES
+    assert "acc_digit9" in _results(api_run)[0]
+    report = build_report([api_run], tmp_path / "report")
+    assert "digits" in report.read_text()
+
+
+def test_same_results_as_the_arrays_saved_as_npz_through_the_cli(
+    api_run: Path, tmp_path: Path
+) -> None:
+    npz = tmp_path / "digits.npz"
+    np.savez(npz, x_train=TRAIN[0], y_train=TRAIN[1], x_test=TEST[0], y_test=TEST[1],
+             classes=np.array(NAMES))  # fmt: skip
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(CFG))
+    out = tmp_path / "cli"
+    args = ["run", "--config", str(tmp_path / "cfg.yaml"), "--dataset", str(npz)]
+    res = CliRunner().invoke(app, [*args, "--workers", "1", "--no-progress", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    _same(api_run, out)
+    cli_meta = json.loads((out / "config.json").read_text())["dataset"]
+    api_meta = json.loads((api_run / "config.json").read_text())["dataset"]
+    assert cli_meta == api_meta  # name, classes, counts, train fingerprint
+
+
+def test_a_torch_dataset_gives_the_results_of_the_arrays(api_run: Path, tmp_path: Path) -> None:
+    class PILDigits(torch.utils.data.Dataset):  # what a torchvision-style Dataset returns
+        classes = NAMES
+
+        def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+            self.x, self.y = np.rint(x * 255).astype(np.uint8), y
+
+        def __len__(self) -> int:
+            return len(self.y)
+
+        def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+            return Image.fromarray(self.x[i], mode="L"), int(self.y[i])
+
+    out = tmp_path / "ds"
+    fishermask.run(CFG, train=PILDigits(*TRAIN), test=PILDigits(*TEST), out=out, name="digits",
+                   progress=False)  # fmt: skip
+    _same(api_run, out)
+
+
+def test_resume_after_an_interruption_is_exact(
+    api_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit, calls = store.TrialStore.commit, []
+
+    def interrupted(self, record, state):  # Ctrl-C right after the 4th committed round
+        commit(self, record, state)
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.TrialStore, "commit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path)
+    monkeypatch.setattr(store.TrialStore, "commit", commit)
+    assert len(_results(tmp_path)) == 4  # the partial results.csv
+    data = tmp_path / "data" / "digits.npz"
+    written = data.stat().st_mtime_ns
+    _run(tmp_path)
+    _same(api_run, tmp_path)
+    assert data.stat().st_mtime_ns == written  # the resume reads the run's copy, not a new one
+
+
+def test_two_workers_match_one(api_run: Path, tmp_path: Path) -> None:
+    _run(tmp_path, workers=2)
+    _same(api_run, tmp_path)
+
+
+def test_a_resume_with_other_data_is_refused_and_writes_nothing(
+    api_run: Path, tmp_path: Path
+) -> None:
+    before = {p: p.stat().st_mtime_ns for p in api_run.rglob("*")}
+    y = (TRAIN[1] + 1) % 10  # other labels
+    with pytest.raises(DataError, match=r"data sha256 mismatch: .* holds a run on data with "):
+        _run(api_run, train=(TRAIN[0], y))
+    assert {p: p.stat().st_mtime_ns for p in api_run.rglob("*")} == before
+
+
+def test_a_changed_data_file_is_refused_where_it_is_loaded(api_run: Path, tmp_path: Path) -> None:
+    """What a worker process or a CLI resume does: load data.dataset, check data.sha256."""
+    meta = json.loads((api_run / "config.json").read_text())
+    copy = tmp_path / "digits.npz"
+    np.savez(copy, x_train=TRAIN[0][::-1], y_train=TRAIN[1][::-1], x_test=TEST[0],
+             y_test=TEST[1], classes=np.array(NAMES))  # fmt: skip
+    raw = {**meta["config"], "data": {**meta["config"]["data"], "dataset": str(copy)}}
+    with pytest.raises(DataError, match="data.sha256 mismatch: .* recorded"):
+        Experiment.prepare(ExperimentConfig.from_dict(raw))
+    raw["data"]["dataset"] = meta["config"]["data"]["dataset"]
+    Experiment.prepare(ExperimentConfig.from_dict(raw))  # the run's own file passes
+
+
+@pytest.mark.parametrize(
+    "kw, error, expected",
+    [
+        ({"config": {"data": {"dataset": "digits"}}}, ConfigError, "data.dataset='digits' is set"),
+        ({"name": "my data"}, ConfigError, "name='my data'"),
+        ({"workers": 0}, ConfigError, "`workers`=0"),
+        ({"train": (TRAIN[0], TRAIN[1][:-1])}, DataError, "train: x has 1437 images but y"),
+        ({"classes": NAMES[:5]}, DataError, "labels must be 0..4"),
+        ({"config": {**CFG, "loop": {"budget": 5000}}}, ConfigError, "Budget 5000 is larger"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    tmp_path: Path, kw: dict, error: type, expected: str
+) -> None:
+    config = kw.pop("config", CFG)
+    args = {"train": TRAIN, "test": TEST, "out": tmp_path / "run", "progress": False, **kw}
+    with pytest.raises(error) as exc:
+        fishermask.run(config, **args)
+    assert expected in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+    assert not (tmp_path / "run").exists()
