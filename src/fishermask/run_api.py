@@ -11,6 +11,7 @@ the hash; a resume with other data is refused before anything is written
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -74,6 +75,12 @@ def run(
             ``out`` holding a run on other data.
         ConfigError: an invalid configuration, ``data.dataset`` given, bad ``out``.
     """
+    if getattr(mp.current_process(), "_inheriting", False):  # spawn is importing __main__
+        raise ConfigError(
+            "fishermask.run was called while a worker process imported your script; put the "
+            'call under `if __name__ == "__main__":` (worker processes import the script), '
+            "or use workers=1."
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
         raise ConfigError(
             f"name={name!r}: use letters, digits, '.', '_' and '-' (it names the data file)."

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing as mp
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from fishermask.cli import app
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments import store
 from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.parallel import trial_failed
 from fishermask.experiments.runner import Experiment
 from fishermask.reporting.report import build_report
 
@@ -190,3 +193,17 @@ def test_bad_input_is_one_line_and_writes_nothing(
         fishermask.run(config, **args)
     assert expected in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_script_without_main_guard_is_told_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With workers > 1, spawned workers import the user's script; a fishermask.run at its top
+    level then runs again inside each worker. There it stops with the fix, and the parent's
+    error (the pool breaks) names the fix too."""
+    monkeypatch.setattr(mp.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(ConfigError, match='under `if __name__ == "__main__":`'):
+        _run(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    err = trial_failed("random", 0, BrokenProcessPool("terminated abruptly"))
+    assert 'put the call under `if __name__ == "__main__":`, or use workers=1' in str(err)

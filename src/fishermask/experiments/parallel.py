@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,12 @@ def trial_failed(key: str, seed: int, error: BaseException) -> Exception:
     """The error to report for trial ``(key, seed)``: named, and one line for input errors."""
     if isinstance(error, FishermaskError):
         return type(error)(f"Trial {key} seed {seed}: {error}")
+    if isinstance(error, BrokenProcessPool):
+        return TrialFailed(
+            f"Trial {key} seed {seed} failed: a worker process died ({error}); when the run is "
+            "started from a script, worker processes import it: put the call under "
+            '`if __name__ == "__main__":`, or use workers=1.'
+        )
     return TrialFailed(f"Trial {key} seed {seed} failed: {type(error).__name__}: {error}")
 
 
