@@ -207,3 +207,24 @@ def test_a_script_without_main_guard_is_told_what_to_do(
     assert not (tmp_path / "run").exists()
     err = trial_failed("random", 0, BrokenProcessPool("terminated abruptly"))
     assert 'put the call under `if __name__ == "__main__":`, or use workers=1' in str(err)
+
+
+def test_image_size_resizes_in_memory_data_as_the_npz_loader_does(tmp_path: Path) -> None:
+    from fishermask.data import load_dataset
+    from fishermask.data.memory import dataset_sha256, from_memory
+    from fishermask.experiments.experiment import load_experiment_data
+
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x_train=TRAIN[0], y_train=TRAIN[1], x_test=TEST[0], y_test=TEST[1])
+    ds = from_memory(TRAIN, TEST, name="d")
+    raw = {"data": {"dataset": str(npz), "sha256": dataset_sha256(ds), "image_size": [12, 10]}}
+    cfg = ExperimentConfig.from_dict(raw)
+    ref = load_dataset(npz, image_size=(12, 10), cache_dir=tmp_path / "cache")
+    for got in (load_experiment_data(cfg, data=ds), load_experiment_data(cfg)):
+        assert got.x_train.shape == (1437, 1, 12, 10)
+        assert torch.equal(got.x_train, ref.x_train) and torch.equal(got.x_test, ref.x_test)
+
+
+def test_sha256_pins_npz_files_only() -> None:
+    with pytest.raises(ConfigError, match="`data.sha256` pins the content of an .npz"):
+        ExperimentConfig.from_dict({"data": {"dataset": "digits", "sha256": "0" * 64}})
