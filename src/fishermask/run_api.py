@@ -64,7 +64,8 @@ def run(
         workers, executor, address: as ``run_experiment`` (results do not depend on them).
         progress: progress bars on stderr (reading a large Dataset, rounds).
         **settings: top-level configuration keys, applied over ``config``
-            (``seeds=3, strategies=["random", "entropy"], model="mlp"``).
+            (``seeds=3, strategies=["random", "entropy"], model="mlp"``); not ``train``,
+            which is the data here: the training recipe goes in ``config``.
 
     Returns:
         One dict per committed round, as ``run_experiment`` (also in ``out/results.csv``,
@@ -92,8 +93,8 @@ def run(
     check_out_dir(out_dir)
     ds = from_memory(train, test, classes, name=name, progress=progress)
     sha = dataset_sha256(ds)
-    _check_same_data(out_dir, sha)
     path = out_dir / DATA_DIR / f"{name}.npz"
+    _check_same_data(out_dir, sha, path)
     raw = deep_merge(raw, {"data": {"dataset": str(path), "sha256": sha}})
     cfg = ExperimentConfig.from_dict(raw)
     exp = Experiment.prepare(cfg, progress=progress, allow_env_change=allow_env_change, data=ds)
@@ -142,13 +143,14 @@ def _raw_config(
     return raw
 
 
-def _check_same_data(out_dir: Path, sha: str) -> None:
-    """Refuse ``out_dir`` if it holds a run on other data (before anything is written)."""
-    path = out_dir / "config.json"
-    if not path.is_file():
+def _check_same_data(out_dir: Path, sha: str, path: Path) -> None:
+    """Refuse ``out_dir`` if it holds a run on other data, or on these data kept in another
+    file than ``path`` (before anything is written)."""
+    meta = out_dir / "config.json"
+    if not meta.is_file():
         return
     try:
-        data = json.loads(path.read_text())["config"]["data"]
+        data = json.loads(meta.read_text())["config"]["data"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # not a run's config.json: open_run_dir reports it
     old = data.get("sha256")
@@ -162,6 +164,13 @@ def _check_same_data(out_dir: Path, sha: str) -> None:
             f"data sha256 mismatch: {out_dir} holds a run on data with sha256 {old[:16]}…, "
             f"these train/test data hash to {sha[:16]}…; pass the run's data, use a new out, "
             f"or delete {out_dir} to start over."
+        )
+    old_path = str(data.get("dataset"))
+    if old_path != str(path):
+        raise ConfigError(
+            f"{out_dir} holds a run on these data whose config.json names the data file "
+            f"{old_path}, not {path} (another name=, or a moved directory); pass "
+            f"name={Path(old_path).stem!r} in the directory the run started in, or use a new out."
         )
 
 

@@ -160,6 +160,13 @@ def test_a_resume_with_other_data_is_refused_and_writes_nothing(
     assert {p: p.stat().st_mtime_ns for p in api_run.rglob("*")} == before
 
 
+def test_a_resume_under_another_name_is_refused_and_writes_nothing(api_run: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in api_run.rglob("*")}
+    with pytest.raises(ConfigError, match=r"names the data file .*digits.npz, not .*other.npz"):
+        _run(api_run, name="other")
+    assert {p: p.stat().st_mtime_ns for p in api_run.rglob("*")} == before
+
+
 def test_a_changed_data_file_is_refused_where_it_is_loaded(api_run: Path, tmp_path: Path) -> None:
     """What a worker process or a CLI resume does: load data.dataset, check data.sha256."""
     meta = json.loads((api_run / "config.json").read_text())
