@@ -62,6 +62,14 @@ _BUDGET_HELP = (
 )
 
 
+_IMPORT_HELP = (
+    "A .py file or module name imported first (repeatable or comma list): your own model "
+    "(fishermask.models.register_model) or strategy (@register), then usable with --model / "
+    "--strategy. Stored in the project; every command, the server and the round's worker "
+    "import it."
+)
+
+
 @label_app.command()
 def init(
     project: ProjectArg,
@@ -71,7 +79,9 @@ def init(
         Path | None, typer.Option(help="CSV `path,label` of labels you already have.")
     ] = None,
     image_size: Annotated[str, typer.Option(help="Model input size HxW.")] = "32x32",
-    model: Annotated[str, typer.Option(help="cnn, resnet18 or mlp.")] = "cnn",
+    model: Annotated[
+        str, typer.Option(help="cnn, resnet18, mlp, linear, or one of your own (--import).")
+    ] = "cnn",
     width: Annotated[float, typer.Option(help="Width multiplier of the model.")] = 1.0,
     strategy: Annotated[
         str, typer.Option(help="Query strategy, with options as name:key=value.")
@@ -95,8 +105,10 @@ def init(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    imports: Annotated[list[str] | None, typer.Option("--import", help=_IMPORT_HELP)] = None,
 ) -> None:
     """Create a project: scan the images, import labels, queue a first (diverse) batch."""
+    from fishermask.label.imports import parse_entries
     from fishermask.label.project import Project
 
     try:
@@ -119,6 +131,7 @@ def init(
             say=_say,
             progress=progress,
             labels=labels,
+            imports=parse_entries(imports),
         )
         row = p.run_round(train_model=False)
         c = p.counts()
@@ -320,6 +333,7 @@ def next_batch(
             p.check_out_place(out)
         p.recover()
         p.check_intact()  # before a round starts (and fails on them)
+        p.load_imports()  # likewise: a --import file that is gone is one line, no round
         was = [it for it in p.batch() if it["state"] is None]
         row = p.run_round(train_model=False, n=n)
     except RoundBusy as busy:
@@ -433,6 +447,7 @@ def train_cmd(
         if (running := p.store.running_round()) is not None:
             _busy(running["id"])
         p.check_intact()  # before a round starts (and fails on them)
+        p.load_imports()  # likewise: a --import file that is gone is one line, no round
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -747,6 +762,8 @@ _FIXED = {
 
 
 def _settings_lines(p: Any) -> list[str]:
+    from fishermask.label.imports import names
+
     s = p.settings
     strat = s["strategy"] + "".join(
         f"{':' if i == 0 else ','}{k}={v}" for i, (k, v) in enumerate(s["strategy_options"].items())
@@ -762,6 +779,7 @@ def _settings_lines(p: Any) -> list[str]:
         f"max-steps: {s['max_steps']}",
         f"model: {s['model']}",
         f"width: {s['width']}",
+        f"import: {names(s.get('imports'))}",
         f"image-size: {h}x{w} (fixed)",
         f"classes: {','.join(p.classes)} (fixed)",
         f"images: {s['image_root']} (fixed)",
@@ -798,6 +816,12 @@ def config(
     images: Annotated[
         Path | None, typer.Option(help="Cannot change (refused with what to do instead).")
     ] = None,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import", help="Replace the project's --import entries (--import '': none)."
+        ),
+    ] = None,
 ) -> None:
     """Show the project's settings, or change them (from the next round on; history kept)."""
     fixed = {"image_size": image_size, "classes": classes, "images": images}
@@ -821,6 +845,9 @@ def config(
         "model": model,
         "width": width,
     }
+    from fishermask.label.imports import parse_entries
+
+    changes["imports"] = None if imports is None else parse_entries(imports)
     try:
         p = _open(project)
         p.recover()
@@ -838,6 +865,10 @@ def config(
         console.print("nothing changed.", highlight=False, soft_wrap=True)
         return
     for key, (old, new) in diff.items():
+        if key == "imports":
+            from fishermask.label.imports import names
+
+            key, old, new = "import", names(old), names(new)
         console.print(f"{key.replace('_', '-')}: {old} -> {new}", highlight=False, soft_wrap=True)
     console.print(
         "the new settings take effect from the next round (label next / label train / "

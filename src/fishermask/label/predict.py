@@ -35,7 +35,8 @@ import torch
 
 from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
-from fishermask.models import build_model
+from fishermask.label import imports as label_imports
+from fishermask.models import available_models, build_model
 from fishermask.training import Normalizer
 from fishermask.training.trainer import predict
 
@@ -302,6 +303,10 @@ def predict_project(
 
     check_options(which, min_prob, top, len(project.classes))
     model_info = committed_model(project)
+    project.load_imports()
+    if model_info.state["model_name"] not in available_models():  # registered by the imports
+        # of the round that trained it (the project's may have changed since)
+        label_imports.load(model_info.trained_round["settings"].get("imports"), str(project.dir))
     project.check_intact()
     x, ids = project.images()
     id_pos = {i: p for p, i in enumerate(ids)}
@@ -404,6 +409,17 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         "held_out_why": why,  # why held_out_accuracy is null (else null)
         "project": str(project.dir.resolve()),
         "project_id": project.settings.get("project_id"),
+        # the --import entries of the round that trained it, with the SHA-256 of each file it
+        # imported: the loader imports them when the architecture is not registered
+        "imports": [
+            {
+                **spec,
+                "sha256": (cm.trained_round["settings"].get("import_sha256") or {}).get(
+                    spec.get("path") or ""
+                ),
+            }
+            for spec in cm.trained_round["settings"].get("imports") or []
+        ],
         "fishermask_version": __version__,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -494,6 +510,7 @@ class LabelModel:
             weights = torch.load(pt, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError) as exc:
             raise ConfigError(f"cannot read {pt} ({str(exc).splitlines()[0]}).") from None
+        self._import_architecture(info, meta)
         try:
             self.model = build_classifier(
                 info["architecture"],
@@ -510,6 +527,29 @@ class LabelModel:
             ) from None
         norm = info["normalizer"]
         self.normalizer = Normalizer(tuple(norm["mean"]), tuple(norm["std"]))
+
+    @staticmethod
+    def _import_architecture(info: dict[str, Any], meta: Path) -> None:
+        """A model of your own (``label init --import``): import the files or modules
+        model.json records unless this process has registered the architecture already."""
+        name = info.get("architecture")
+        specs = info.get("imports") or []
+        if name in available_models() or not specs:
+            return
+        gone = [s["path"] for s in specs if s.get("path") and not Path(s["path"]).is_file()]
+        if gone:
+            raise ConfigError(
+                f"{meta}: its model {name!r} is registered by {gone[0]}, which is gone: put "
+                "that file back, or import the module that registers the model (register_model"
+                f"({name!r}, ...)) before fishermask.label.load_model."
+            )
+        label_imports.load(specs)
+        if name not in available_models():
+            raise ConfigError(
+                f"{meta}: its model {name!r} is not registered by "
+                f"{label_imports.names(specs)}; import the module that registers it "
+                "(register_model) before fishermask.label.load_model."
+            )
 
     def __repr__(self) -> str:
         h, w = self.image_size

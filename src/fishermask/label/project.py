@@ -53,6 +53,7 @@ from fishermask.data.images import check_image_size
 from fishermask.errors import ConfigError, DataError, FishermaskError
 from fishermask.experiments.store import write_atomic
 from fishermask.label import images as imgs
+from fishermask.label import imports as label_imports
 from fishermask.label import team
 from fishermask.label.store import (
     DB_NAME,
@@ -62,7 +63,7 @@ from fishermask.label.store import (
     proc_start,
     process_identity,
 )
-from fishermask.models import MODELS, build_model
+from fishermask.models import available_models, build_model
 from fishermask.models.base import Classifier
 from fishermask.training import Normalizer, make_augmenter, train
 from fishermask.training.config import TrainConfig
@@ -148,12 +149,20 @@ def check_decode_memory(n: int, channels: int, size: tuple[int, int]) -> None:
         )
 
 
-def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
-    """``"fishermask:sparsity=0.01"`` -> ``("fishermask", {"sparsity": 0.01})``, validated."""
+def parse_strategy(
+    text: str, imports: Sequence[dict[str, Any]] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """``"fishermask:sparsity=0.01"`` -> ``("fishermask", {"sparsity": 0.01})``, validated
+    (``imports``: the project's, loaded; named when they do not register the strategy)."""
     from fishermask.experiments.config import StrategySpec
 
     spec = StrategySpec.parse(text)
-    strategies.get(spec.name, **spec.options)  # unknown names / options raise here
+    if spec.name not in strategies.available():
+        raise ConfigError(
+            f"Unknown strategy {spec.name!r}; supported: {', '.join(strategies.available())}."
+            + label_imports.not_registered("strategy", spec.name, imports)
+        )
+    strategies.get(spec.name, **spec.options)  # unknown options raise here
     return spec.name, dict(spec.options)
 
 
@@ -182,11 +191,16 @@ def check_changeable(
     max_steps: int,
     budget: int | None,
     query_pool: int,
+    imports: Sequence[dict[str, Any]] | None = None,
 ) -> None:
     """The checks of every setting that ``label init`` takes and ``label config`` may change
-    (the strategy is checked against the model by :func:`check_strategy_for_model`)."""
-    if model not in MODELS:
-        raise ConfigError(f"Unknown model {model!r}; supported: {', '.join(MODELS)}.")
+    (the strategy is checked against the model by :func:`check_strategy_for_model`);
+    ``imports``: the project's, loaded (a model they register is valid)."""
+    if model not in available_models():
+        raise ConfigError(
+            f"Unknown model {model!r}; supported: {', '.join(available_models())}."
+            + label_imports.not_registered("model", model, imports)
+        )
     if not width > 0:
         raise ConfigError(f"--width {width}: must be > 0.")
     for name, v in (
@@ -374,11 +388,14 @@ class Project:
         say: Callable[[str], None] = lambda s: None,
         progress: bool = False,
         labels: str | os.PathLike[str] | None = None,
+        imports: Sequence[str] = (),
     ) -> Project:
         """Create a project, scan the images and import ``labels`` (a ``path,label`` CSV).
 
         All or nothing: when anything fails (a bad row of ``labels`` included), the project
         is not left behind, so the same ``label init`` can be run again once it is fixed.
+        ``imports``: modules or ``.py`` files imported first (your own models and strategies;
+        :mod:`fishermask.label.imports`).
         """
         path = Path(path)
         root = Path(images)
@@ -402,6 +419,8 @@ class Project:
                 f"--image-size {size[0]}x{size[1]}: at most {MAX_SIDE} a side (every image is "
                 "decoded and kept in memory at this size); e.g. 32x32 or 64x64."
             )
+        import_specs = label_imports.resolve(list(imports))
+        label_imports.load(import_specs, str(path))
         check_changeable(
             model=model,
             width=width,
@@ -411,8 +430,9 @@ class Project:
             max_steps=max_steps,
             budget=budget,
             query_pool=query_pool,
+            imports=import_specs,
         )
-        sname, sopts = parse_strategy(strategy)
+        sname, sopts = parse_strategy(strategy, import_specs)
         files, _ = imgs.candidate_files(root)
         if not files:
             raise ConfigError(
@@ -451,6 +471,7 @@ class Project:
                     "cv_below": 100,
                     "min_eval": 20,
                     "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None,
+                    "imports": import_specs,
                     "created": time.time(),
                 }
             )
@@ -499,6 +520,7 @@ class Project:
         max_steps: int | None = None,
         model: str | None = None,
         width: float | None = None,
+        imports: Sequence[str] | None = None,
         say: Callable[[str], None] = lambda s: None,
     ) -> dict[str, list[Any]]:
         """Change settings (None: keep); validated as at init, written with a history row in
@@ -511,6 +533,8 @@ class Project:
         from fishermask.label.store import RoundBusy
 
         cur = self.reload_settings()
+        specs = (cur.get("imports") or []) if imports is None else label_imports.resolve(imports)
+        label_imports.load(specs, str(self.dir))  # the model/strategy named may be theirs
         new = {
             "batch": cur["batch"] if batch is None else batch,
             "query_pool": cur.get("query_pool", QUERY_POOL) if query_pool is None else query_pool,
@@ -521,14 +545,16 @@ class Project:
             "model": cur["model"] if model is None else model,
             "width": cur["width"] if width is None else width,
         }
-        check_changeable(**new)
+        check_changeable(**new, imports=specs)
         if budget is not None:
             check_budget(budget, self.store.num_images(), self.counts()["labeled"], str(self.dir))
         if strategy is not None:
-            sname, sopts = parse_strategy(strategy)
+            sname, sopts = parse_strategy(strategy, specs)
         else:
             sname, sopts = cur["strategy"], dict(cur["strategy_options"])
-        if strategy is not None or model is not None or width is not None:
+            if imports is not None:  # the current strategy may be one the old imports gave
+                parse_strategy(sname, specs)
+        if strategy is not None or model is not None or width is not None or imports is not None:
             sopts = check_strategy_for_model(
                 sname,
                 sopts,
@@ -539,6 +565,8 @@ class Project:
                 say,
             )
         new |= {"strategy": sname, "strategy_options": sopts}
+        if imports is not None:
+            new["imports"] = specs
         try:
             diff = self.store.change_settings(new)
         except RoundBusy as busy:
@@ -1020,6 +1048,11 @@ class Project:
             max_epochs=int(self.settings["max_epochs"]), max_steps=int(self.settings["max_steps"])
         )
 
+    def load_imports(self) -> dict[str, str]:
+        """Import the project's ``--import`` entries (of the settings in use: a round's own)
+        in this process; ``{path: SHA-256}`` of their files. One line when one is gone."""
+        return label_imports.load(self.settings.get("imports"), str(self.dir))
+
     def new_model(
         self,
         round_id: int,
@@ -1030,6 +1063,7 @@ class Project:
     ) -> Classifier:
         from fishermask.experiments.runner import derive_seed
 
+        self.load_imports()
         torch.manual_seed(derive_seed(int(self.settings["seed"]), round_id * 8 + purpose, "init"))
         return build_model(
             model or self.settings["model"],
@@ -1039,6 +1073,7 @@ class Project:
         )
 
     def strategy(self) -> strategies.Strategy:
+        self.load_imports()
         return strategies.get(self.settings["strategy"], **self.settings["strategy_options"])
 
     def _fit(
@@ -1238,6 +1273,9 @@ class Project:
         self.settings = (started or {}).get("settings") or self.reload_settings()
         estimate = False
         try:
+            if self.settings.get("imports"):  # what this round ran with, traceably
+                digests = self.load_imports()
+                self.store.add_round_settings(round_id, {"import_sha256": digests})
             report("loading images", 0, 1)
             self.store.progress(round_id, "loading images", 0, 1)
             x, ids = self.images()

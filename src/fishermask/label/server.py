@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
+from fishermask.label import imports as label_imports
 from fishermask.label import team
 from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
 from fishermask.label.store import NotYours, RoundBusy
@@ -387,6 +388,10 @@ def create_app(
             project.check_intact()
         except DataError as exc:
             return _error(409, str(exc))
+        try:  # likewise a --import file that is gone (the worker imports it)
+            label_imports.check_present(project.store.get_meta("imports"), str(project.dir))
+        except ConfigError as exc:
+            return _error(409, str(exc))
         try:
             round_id = worker.start()
         except RoundBusy as busy:
@@ -424,6 +429,8 @@ def create_app(
                 f"a retrain is running (round {busy.args[0]}); its batch would replace this "
                 "one: revisit when it is done",
             )
+        except ConfigError as exc:  # e.g. the model's --import file is gone (its guesses)
+            return _error(409, str(exc))
         return {
             "round_id": round_id,
             "queued": len(items),

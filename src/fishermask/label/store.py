@@ -765,6 +765,16 @@ class Store:
             )
             return int(cur.lastrowid)
 
+    def add_round_settings(self, round_id: int, values: dict[str, Any]) -> None:
+        """Add ``values`` to the settings recorded for a round (e.g. what it imported)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT settings FROM rounds WHERE id = ?", (round_id,)).fetchone()
+            settings = json.loads(row["settings"]) if row is not None else {}
+            c.execute(
+                "UPDATE rounds SET settings = ? WHERE id = ?",
+                (json.dumps(settings | values), round_id),
+            )
+
     def set_round_pid(self, round_id: int, pid: int) -> None:
         with self.transaction() as c:
             c.execute(
