@@ -805,7 +805,9 @@ def config(
     max_steps: Annotated[
         int | None, typer.Option(help="Optimizer-step cap per training (0: none).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="cnn, resnet18 or mlp.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="cnn, resnet18, mlp, linear, or one of your own (--import).")
+    ] = None,
     width: Annotated[float | None, typer.Option(help="Width multiplier of the model.")] = None,
     image_size: Annotated[
         str | None, typer.Option(help="Cannot change (refused with what to do instead).")
