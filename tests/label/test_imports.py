@@ -175,6 +175,9 @@ def test_init_with_an_import_stores_it_and_trains_queries_predicts_exports(
     res = _run("predict", tmp_path / "proj", "--no-progress")
     assert res.exit_code == 0, res.output
     assert len(res.stdout.strip().splitlines()) == 1 + p.store.num_images()
+    fresh = _cli_in_new_process("predict", tmp_path / "proj", "--no-progress")  # imports it
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout == res.stdout
 
     res = _run("export", tmp_path / "proj", "--format", "model", "--out", tmp_path / "m")
     assert res.exit_code == 0, res.output

@@ -11,9 +11,11 @@ they were on held-out labels, and the model exported as a folder with its loader
   a probability at or above ``P`` and how many of those were right (95 % Wilson interval).
   Nothing is reported where nothing was measured.
 * :func:`export_model` writes ``model.pt`` (the weights) and ``model.json`` (architecture,
-  width, classes, image size, channels, normalisation, round, held-out accuracy);
+  width, classes, image size, channels, normalisation, round, held-out accuracy, and the
+  ``--import`` entries with the SHA-256 of each file for a model of your own);
   :class:`LabelModel` (``fishermask.label.load_model(DIR)``) loads it without the project
-  and decodes images as the project does (:func:`fishermask.label.images.decode`).
+  (importing those entries when the architecture is not registered in the process) and
+  decodes images as the project does (:func:`fishermask.label.images.decode`).
 
 Shapes: N images, C classes, K top classes kept per image.
 """
