@@ -84,6 +84,23 @@ def client(project):
         yield c
 
 
+def make_store(path: Path, n_images: int):
+    """A bare Store (classes a, b) with ``n_images`` placeholder images ``0.png``, ...: for
+    tests of the store alone (no files, no decoding)."""
+    from fishermask.label.store import Store
+
+    s = Store(path, create=True)
+    s.set_classes(["a", "b"])
+    s.add_images(
+        (
+            {"path": f"{i}.png", "sha256": "x", "bytes": 1, "width": 1, "height": 1, "mtime_ns": 0}
+            for i in range(n_images)
+        ),
+        segment=0,
+    )
+    return s
+
+
 def label_truth(project, n_per_class: int) -> None:
     """Label the first ``n_per_class`` images of each class with their folder's class."""
     rows = []

@@ -8,19 +8,12 @@ import pytest
 
 from fishermask.errors import ConfigError
 from fishermask.label.store import SCHEMA_VERSION, Store
+from tests.label.conftest import make_store
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "p.sqlite", create=True)
-    s.set_classes(["a", "b"])
-    s.add_images(
-        (
-            {"path": f"{i}.png", "sha256": "x", "bytes": 1, "width": 1, "height": 1, "mtime_ns": 0}
-            for i in range(20)
-        ),
-        segment=0,
-    )
+    s = make_store(tmp_path / "p.sqlite", 20)
     yield s
     s.close()
 

@@ -13,7 +13,7 @@ import pytest
 
 from fishermask.errors import ConfigError
 from fishermask.label.store import SCHEMA_VERSION, NotYours, Store
-from tests.label.conftest import make_folder
+from tests.label.conftest import make_folder, make_store
 
 DATA = Path(__file__).parent / "data"
 
@@ -90,15 +90,7 @@ def test_two_processes_migrating_at_once_migrate_once(tmp_path):
 # -- the store ---------------------------------------------------------------------------------
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "p.sqlite", create=True)
-    s.set_classes(["a", "b"])
-    s.add_images(
-        (
-            {"path": f"{i}.png", "sha256": "x", "bytes": 1, "width": 1, "height": 1, "mtime_ns": 0}
-            for i in range(5)
-        ),
-        segment=0,
-    )
+    s = make_store(tmp_path / "p.sqlite", 5)
     yield s
     s.close()
 

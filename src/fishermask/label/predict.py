@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -425,12 +423,9 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         "fishermask_version": __version__,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the renamed folder
+    from fishermask.label.project import new_folder
+
+    with new_folder(out, durable=True) as tmp:  # all of it or nothing, also after a crash
         with open(tmp / "model.pt", "wb") as f:
             torch.save({"model": state["model"]}, f)
             _to_disk(f)
@@ -438,28 +433,12 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         with open(tmp / "model.json", "w") as f:
             f.write(json.dumps(info, indent=1) + "\n")
             _to_disk(f)
-        _sync_dir(tmp)  # the files' names in the new folder
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-        _sync_dir(out.parent)  # the folder's new name: a crash now leaves all or nothing
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
 
 
 def _to_disk(f: Any) -> None:
     f.flush()
     os.fsync(f.fileno())
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LabelModel:

@@ -29,6 +29,7 @@ predict --min-prob P`` can say how accurate the predictions at or above P were.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -39,7 +40,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,41 @@ def _check_out_parent(out: Path) -> None:
             if not parent.is_dir():
                 raise ConfigError(f"--out {out}: {parent} is a file, not a folder.")
             return
+
+
+@contextlib.contextmanager
+def new_folder(out: Path, *, durable: bool = False) -> Iterator[Path]:
+    """Build the folder ``out`` in a temporary folder beside it (yielded), then rename it into
+    place (an empty ``out`` is replaced): readers see all of it or nothing; on an error the
+    temporary folder is removed. ``durable``: the names in the new folder and the folder's
+    own name are fsynced (the caller fsyncs the files it writes), so a crash after the
+    rename cannot leave it half on disk."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the renamed folder
+        yield tmp
+        if durable:
+            sync_dir(tmp)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+        if durable:
+            sync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sync_dir(folder: Path) -> None:
+    """fsync a folder (the names in it)."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fold_of(image_id: int) -> int:
@@ -1717,13 +1753,8 @@ class Project:
             }
             write_atomic(out, lambda f: np.savez(f, **arrays))
             return len(rows)
-        # imagefolder: build beside the target, then rename into place
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would stay on the renamed folder
+        # imagefolder: built beside the target, then renamed into place
+        with new_folder(out) as tmp:
             for c in self.classes:
                 (tmp / c).mkdir()
             used: set[tuple[str, str]] = set()
@@ -1739,12 +1770,6 @@ class Project:
                     raise self._changed_export_error([path])
                 (tmp / label / name).write_bytes(data)
                 shutil.copystat(self.root / path, tmp / label / name)
-            if out.exists():
-                out.rmdir()
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return len(rows)
 
     def labelstudio_tasks(
