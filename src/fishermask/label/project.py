@@ -949,19 +949,15 @@ class Project:
 
     # -- labels -----------------------------------------------------------------------------
     def counts(self) -> dict[str, Any]:
-        cur = self.store.current()
-        per_class = [0] * len(self.classes)
-        kinds = dict.fromkeys(("label", "skip", "unsure"), 0)
-        for _, kind, cid in cur.values():
-            kinds[kind] += 1
-            if kind == "label" and cid is not None:
-                per_class[cid] += 1
+        return self._counts(self.store.label_counts())
+
+    def _counts(self, n: dict[str, Any]) -> dict[str, Any]:
         return {
             "images": self.store.num_images(),
-            "labeled": kinds["label"],
-            "skipped": kinds["skip"],
-            "unsure": kinds["unsure"],
-            "per_class": dict(zip(self.classes, per_class, strict=True)),
+            "labeled": n["labeled"],
+            "skipped": n["skipped"],
+            "unsure": n["unsure"],
+            "per_class": {c: n["per_class"].get(i, 0) for i, c in enumerate(self.classes)},
             "budget": self.settings.get("budget"),
         }
 
@@ -1552,11 +1548,11 @@ class Project:
         if acc is None:  # no estimate yet: the latest round's reason (too few labels, stopped)
             acc = next((r["metrics"] for r in reversed(rounds) if "method" in r["metrics"]), None)
         queue_round = next((r for r in reversed(rounds) if r["status"] == "done"), None)
-        by_annotator = self.store.current_by_annotator()
+        n = self.store.label_counts()  # kept by the store until a label changes
         return {
-            **self.counts(),
-            "annotators": team.per_annotator(by_annotator),
-            "disagreements": len(team.disagreements(by_annotator)),
+            **self._counts(n),
+            "annotators": n["annotators"],
+            "disagreements": n["disagreements"],
             "classes": self.classes,
             "round": None
             if latest is None

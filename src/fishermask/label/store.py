@@ -160,6 +160,91 @@ JOIN (
 """
 
 
+# Each image's current action (as _CURRENT) and each annotator's own current action on each
+# image, with ``{where}``: a condition on the image id (restricted to a few images) or ``1``.
+_CURRENT_ROWS = """
+SELECT l.image_id, l.id, l.kind, l.class_id, l.annotator FROM labels l JOIN (
+    SELECT MAX(id) AS id FROM labels
+    WHERE ({where}) AND kind != 'undo'
+        AND id NOT IN (SELECT undoes FROM labels WHERE kind = 'undo' AND ({where}))
+    GROUP BY image_id{by}
+) m ON l.id = m.id
+"""
+#: Above this many images touched since the cached state was read, it is read again whole.
+_INCREMENTAL_MAX = 2000
+
+
+class _LabelState:
+    """The current actions derived from ``labels`` (images' and annotators' own), kept by
+    :class:`Store` between reads, keyed on ``(MAX(id), COUNT(*))`` of ``labels``.
+
+    Why that key names one content of the table: rows are only ever inserted (ids from
+    AUTOINCREMENT, never reused, so every insert raises MAX(id)) or deleted (forgetting an
+    image, which lowers COUNT(*) unless rows were also inserted, which raise MAX(id)); no row
+    is ever updated. Rows inserted since the cached key (and no row deleted: the count grew by
+    exactly the rows above the old MAX(id)) touch only their images, whose actions are read
+    again through the labels' image index; any other change rereads the whole table.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int] = (-1, -1)
+        # image_id -> (label row id, kind, class_id)
+        self.cur: dict[int, tuple[int, str, int | None]] = {}
+        # image_id -> {annotator: (label row id, kind, class_id)}
+        self.by: dict[int, dict[str | None, tuple[int, str, int | None]]] = {}
+        # the counts the status shows, kept with them: images by kind of current action,
+        # labeled images by class id, annotators' own actions by kind, disagreeing images
+        self.kinds: dict[str, int] = {}
+        self.per_class: dict[int, int] = {}
+        self.annotators: dict[str | None, dict[str, int]] = {}
+        self.disagree: set[int] = set()
+
+    def _count(self, image_id: int, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) one image's part of the counts."""
+        cur = self.cur.get(image_id)
+        if cur is not None:
+            self.kinds[cur[1]] = self.kinds.get(cur[1], 0) + sign
+            if cur[1] == "label" and cur[2] is not None:
+                self.per_class[cur[2]] = self.per_class.get(cur[2], 0) + sign
+        labels = set()
+        for who, (_, kind, cid) in self.by.get(image_id, {}).items():
+            own = self.annotators.setdefault(who, {})
+            own[kind] = own.get(kind, 0) + sign
+            if kind == "label" and cid is not None:
+                labels.add(cid)
+        if len(labels) > 1 and sign > 0:
+            self.disagree.add(image_id)
+        elif sign < 0:
+            self.disagree.discard(image_id)
+
+    def load(self, c: sqlite3.Connection, images: Sequence[int] | None) -> None:
+        """Read the actions of ``images`` (None: every image) again."""
+        if images is None:
+            self.cur, self.by = {}, {}
+            self.kinds, self.per_class, self.annotators, self.disagree = {}, {}, {}, set()
+            chunks: list[Sequence[int]] = [()]
+        else:
+            for i in images:
+                self._count(i, -1)
+                self.cur.pop(i, None)
+                self.by.pop(i, None)
+            chunks = [images[k : k + 500] for k in range(0, len(images), 500)]
+        for chunk in chunks:
+            where = f"image_id IN ({', '.join('?' * len(chunk))})" if images is not None else "1"
+            params = tuple(chunk) * 2
+            for r in c.execute(_CURRENT_ROWS.format(where=where, by=""), params):
+                self.cur[r["image_id"]] = (r["id"], r["kind"], r["class_id"])
+            sql = _CURRENT_ROWS.format(where=where, by=", COALESCE(annotator, '')")
+            for r in c.execute(sql, params):
+                self.by.setdefault(r["image_id"], {})[r["annotator"]] = (
+                    r["id"],
+                    r["kind"],
+                    r["class_id"],
+                )
+        for i in self.cur.keys() | self.by.keys() if images is None else images:
+            self._count(i, 1)
+
+
 @dataclass(frozen=True)
 class ImageRow:
     id: int
@@ -197,6 +282,8 @@ class Store:
                 "`fishermask label init PROJECT --images DIR --classes a,b,...`."
             )
         self._lock = threading.RLock()
+        self._writing = 0  # depth of this process's write transactions (see transaction())
+        self._state = _LabelState()
         self._conn = sqlite3.connect(
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
@@ -298,6 +385,7 @@ class Store:
         this process's reads, nor the connection stay inside the transaction."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            self._writing += 1
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
@@ -305,6 +393,8 @@ class Store:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._writing -= 1
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -639,9 +729,84 @@ class Store:
             )
             return int(cur.lastrowid)
 
+    def _label_state(self) -> _LabelState:
+        """The current actions as committed now, read in one snapshot: the cached state when
+        ``labels`` is unchanged since it was read, brought up to date otherwise (see
+        :class:`_LabelState`). Inside a write transaction of this process (whose rows may yet
+        be rolled back) a fresh state is read and not kept. Call it holding ``self._lock``."""
+        if self._writing:
+            fresh = _LabelState()
+            fresh.load(self._conn, None)
+            return fresh
+        with self.snapshot():
+            c = self._conn
+            r = c.execute("SELECT COALESCE(MAX(id), 0) AS m, COUNT(*) AS n FROM labels").fetchone()
+            key = (int(r["m"]), int(r["n"]))
+            st = self._state
+            if key == st.key:
+                return st
+            touched = None
+            if st.key[0] >= 0 and key[0] >= st.key[0]:
+                new = c.execute(
+                    "SELECT COUNT(*) AS n, COUNT(DISTINCT image_id) AS i FROM labels WHERE id > ?",
+                    (st.key[0],),
+                ).fetchone()
+                if key[1] - st.key[1] == new["n"] and new["i"] <= _INCREMENTAL_MAX:
+                    touched = [
+                        int(t["image_id"])
+                        for t in c.execute(
+                            "SELECT DISTINCT image_id FROM labels WHERE id > ?", (st.key[0],)
+                        )
+                    ]
+            st.key = (-1, -1)  # not valid until loaded (an error below leaves it unusable)
+            st.load(c, touched)
+            st.key = key
+            return st
+
     def current(self) -> dict[int, tuple[int, str, int | None]]:
         """``image_id -> (label row id, kind, class_id)`` for every image with a current action."""
-        return {r["image_id"]: (r["id"], r["kind"], r["class_id"]) for r in self.query(_CURRENT)}
+        with self._lock:
+            return dict(self._label_state().cur)
+
+    def label_counts(self) -> dict[str, Any]:
+        """What the status shows of the current actions, kept up to date with ``labels``:
+        ``{"labeled", "skipped", "unsure", "per_class": {class_id: n}, "annotators": {name:
+        {"labeled", "skipped", "unsure"}}, "disagreements": n}`` (the same as
+        :func:`.team.per_annotator` and :func:`.team.disagreements` of
+        :meth:`current_by_annotator`)."""
+        from fishermask.label.team import name_of
+
+        with self._lock:
+            st = self._label_state()
+            ann = {
+                name_of(who): {
+                    "labeled": n.get("label", 0),
+                    "skipped": n.get("skip", 0),
+                    "unsure": n.get("unsure", 0),
+                }
+                for who, n in st.annotators.items()
+                if any(n.values())
+            }
+            return {
+                "labeled": st.kinds.get("label", 0),
+                "skipped": st.kinds.get("skip", 0),
+                "unsure": st.kinds.get("unsure", 0),
+                "per_class": {c: n for c, n in st.per_class.items() if n},
+                "annotators": dict(sorted(ann.items())),
+                "disagreements": len(st.disagree),
+            }
+
+    @staticmethod
+    def _by_rows(st: _LabelState) -> list[tuple[int, str | None, int, str, int | None]]:
+        """Rows of :meth:`current_by_annotator` from a state, by image id then row id."""
+        return sorted(
+            (
+                (image_id, who, lid, kind, cid)
+                for image_id, d in st.by.items()
+                for who, (lid, kind, cid) in d.items()
+            ),
+            key=lambda t: (t[0], t[2]),
+        )
 
     def queue_current(self) -> dict[int, tuple[int, str, int | None, str | None]]:
         """``image_id -> (label row id, kind, class_id, annotator)``: :meth:`current` of the
@@ -659,13 +824,8 @@ class Store:
         """``(image_id, annotator, label row id, kind, class_id)``: each annotator's own current
         action on each image they acted on (their newest action on it that is not undone;
         annotator None: the owner), by image id then row id."""
-        rows = self.query(
-            "SELECT l.image_id, l.annotator, l.id, l.kind, l.class_id FROM labels l JOIN ("
-            "SELECT MAX(id) AS id FROM labels WHERE kind != 'undo' AND id NOT IN (SELECT "
-            "undoes FROM labels WHERE kind = 'undo') GROUP BY image_id, COALESCE(annotator, '')"
-            ") m ON l.id = m.id ORDER BY l.image_id, l.id"
-        )
-        return [(r["image_id"], r["annotator"], r["id"], r["kind"], r["class_id"]) for r in rows]
+        with self._lock:
+            return self._by_rows(self._label_state())
 
     def set_aside(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
         """The images whose current action (as :meth:`current` defines it) is one of ``kinds``
