@@ -120,3 +120,31 @@ def test_held_out_predictions_are_stored_with_the_estimate_and_added_to_older_pr
         assert again.held_out(rid) == []
     finally:
         again.close()
+
+
+def test_a_column_a_later_schema_adds_does_not_break_reading(project):
+    """A newer fishermask may add columns to the project's tables (as schema 2 added
+    ``labels.annotator``) while this version has the project open: rows with fixed fields are
+    read by column name, so they still read (``history()`` used to raise TypeError)."""
+    from fishermask.label.project import Project
+
+    s = project.store
+    ids = [r.id for r in s.images()]
+    s.add_label(ids[0], "label", 1, annotator="ann")
+    for table in ("images", "labels", "rounds"):
+        s.query(f"ALTER TABLE {table} ADD COLUMN future TEXT DEFAULT 'x'")
+    s.query("UPDATE labels SET future = 'later' WHERE id = 1")
+    p = Project(project.dir)
+    try:
+        st = p.store
+        assert [r.id for r in st.images()] == ids and st.image(ids[0]).id == ids[0]
+        assert [(r.image_id, r.annotator) for r in st.history()] == [(ids[0], "ann")]
+        assert len(st.history(ids[0])) == 1
+        st.undo(st.add_label(ids[1], "skip"))
+        assert [r.kind for r in st.history()] == ["label", "skip", "undo"]
+        assert st.rounds() and "future" not in st.rounds()[0]
+        assert p.status()["labeled"] == 1
+        gone = st.forget_images([ids[0]], still_missing=lambda r: True)
+        assert [g["id"] for g in gone] == [ids[0]]
+    finally:
+        p.close()

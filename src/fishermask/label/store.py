@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +269,16 @@ class LabelRow:
     client: str | None
     created: float
     annotator: str | None = None  # None: the owner
+
+
+# The columns read into rows with fixed fields, named (not ``SELECT *``): a column that a
+# later schema adds must not break this version while it has the project open.
+_IMAGE_COLS = ", ".join(f.name for f in fields(ImageRow))
+_LABEL_COLS = ", ".join(f.name for f in fields(LabelRow))
+_ROUND_COLS = (
+    "id, status, strategy, mode, n_labels, last_label_id, checkpoint, metrics, phase, done, "
+    "total, pid, pid_start, message, started, finished, settings"
+)
 
 
 class Store:
@@ -499,12 +509,14 @@ class Store:
 
     def images(self) -> list[ImageRow]:
         """Every image, ordered by id (the order of the decoded image tensor)."""
-        return [ImageRow(**dict(r)) for r in self.query("SELECT * FROM images ORDER BY id")]
+        return [
+            ImageRow(**dict(r)) for r in self.query(f"SELECT {_IMAGE_COLS} FROM images ORDER BY id")
+        ]
 
     def image(self, image_id: int) -> ImageRow | None:
         if image_id not in _INT64:
             return None
-        rows = self.query("SELECT * FROM images WHERE id = ?", (image_id,))
+        rows = self.query(f"SELECT {_IMAGE_COLS} FROM images WHERE id = ?", (image_id,))
         return ImageRow(**dict(rows[0])) if rows else None
 
     def set_mtimes(self, pairs: Iterable[tuple[int, int]]) -> None:
@@ -584,7 +596,7 @@ class Store:
                 raise RoundBusy(int(busy["id"]))
             rows = []
             for i in dict.fromkeys(ids):
-                r = c.execute("SELECT * FROM images WHERE id = ?", (i,)).fetchone()
+                r = c.execute(f"SELECT {_IMAGE_COLS} FROM images WHERE id = ?", (i,)).fetchone()
                 if r is not None and still_missing(ImageRow(**dict(r))):
                     rows.append(ImageRow(**dict(r)))
             if not rows:
@@ -896,9 +908,11 @@ class Store:
 
     def history(self, image_id: int | None = None) -> list[LabelRow]:
         if image_id is None:
-            rows = self.query("SELECT * FROM labels ORDER BY id")
+            rows = self.query(f"SELECT {_LABEL_COLS} FROM labels ORDER BY id")
         else:
-            rows = self.query("SELECT * FROM labels WHERE image_id = ? ORDER BY id", (image_id,))
+            rows = self.query(
+                f"SELECT {_LABEL_COLS} FROM labels WHERE image_id = ? ORDER BY id", (image_id,)
+            )
         return [LabelRow(**dict(r)) for r in rows]
 
     def last_label_id(self) -> int:
@@ -1045,7 +1059,7 @@ class Store:
 
     def rounds(self) -> list[dict[str, Any]]:
         out = []
-        for r in self.query("SELECT * FROM rounds ORDER BY id"):
+        for r in self.query(f"SELECT {_ROUND_COLS} FROM rounds ORDER BY id"):
             d = dict(r)
             d["metrics"] = json.loads(d["metrics"])
             d["settings"] = json.loads(d["settings"])
