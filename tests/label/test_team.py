@@ -271,3 +271,78 @@ def test_export_csv_with_an_annotator_column(project, tmp_path):
     r = _run("export", project.dir, "--format", "npz", "--out", tmp_path / "x.npz", "--annotators")
     assert r.exit_code == 2 and "use --format csv --annotators" in r.output
     assert not (tmp_path / "x.npz").exists()
+
+
+# -- Label Studio carries annotators ------------------------------------------------------------
+def _who_labeled_what(project) -> dict[str, tuple[str, str]]:
+    """``path -> (class, who gave the image's current label)`` of every labeled image."""
+    return {path: (label, who) for path, label, who in project.csv_rows(annotators=True)}
+
+
+def test_labelstudio_export_import_keeps_who_labeled_what(project, tmp_path):
+    from fishermask.label.project import Project
+    from tests.label.conftest import CLASSES, TINY
+
+    _team_labels(project)
+    project.add_label_rows([("blue/001.png", "blue")], source="import", what="t")  # the owner's
+    want = _who_labeled_what(project)
+    assert want["red/001.png"] == ("green", "alice") and want["blue/001.png"] == ("blue", "owner")
+    assert project.export("labelstudio", tmp_path / "ls.json") == project.store.num_images()
+    tasks = {t["data"]["path"]: t for t in json.loads((tmp_path / "ls.json").read_text())}
+    assert tasks["red/000.png"]["annotations"][0]["completed_by"] == {"email": "bob"}
+    assert "completed_by" not in tasks["blue/001.png"]["annotations"][0]  # the owner's
+
+    folder = Path(project.settings["image_root"])
+    fresh = Project.init(tmp_path / "fresh", folder, ",".join(CLASSES), **TINY)
+    try:
+        r = _run("import", fresh.dir, "--labelstudio", tmp_path / "ls.json")
+        assert r.exit_code == 0, r.output
+        assert "5 labels" in r.output and "annotators named by the tasks: alice, bob" in r.output
+        assert _who_labeled_what(fresh) == want
+        # imported again: every label already so (same class, same annotator)
+        assert _run("import", fresh.dir, "--labelstudio", tmp_path / "ls.json").output.startswith(
+            "imported 0 labels (5 already so)"
+        )
+    finally:
+        fresh.close()
+
+
+@pytest.mark.parametrize(
+    ("completed_by", "who"),
+    [
+        ({"id": 3, "email": "carol@lab.example", "first_name": "", "last_name": ""}, "carol"),
+        ({"email": "dave"}, "dave"),
+        (7, "owner"),  # a Label Studio user id names nobody here
+        ({"id": 7}, "owner"),
+        ({"email": "owner"}, "owner"),
+        ({"email": "not a name"}, "owner"),
+        (None, "owner"),
+    ],
+)
+def test_labelstudio_import_reads_completed_by(project, tmp_path, completed_by, who):
+    ann = {"result": [{"type": "choices", "value": {"choices": ["blue"]}}]}
+    if completed_by is not None:
+        ann["completed_by"] = completed_by
+    task = {"data": {"path": "red/002.png"}, "annotations": [ann]}
+    (tmp_path / "ls.json").write_text(json.dumps([task]))
+    rows = project.read_labelstudio(tmp_path / "ls.json", annotators=True)
+    assert project.add_label_rows(rows, source="import", what="ls") == (1, 0)
+    assert _who_labeled_what(project)["red/002.png"] == ("blue", who)
+
+
+def test_labelstudio_import_of_an_unattributed_label_keeps_the_annotators(project, tmp_path):
+    """A task that names nobody does not take an annotator's identical label away from them;
+    one that names another annotator records theirs."""
+    ids = project.store.image_ids_by_path()
+    project.store.add_label(ids["red/002.png"], "label", 0, annotator="alice")
+    base = {"data": {"path": "red/002.png"}}
+    choice = [{"type": "choices", "value": {"choices": ["red"]}}]
+    (tmp_path / "a.json").write_text(json.dumps([base | {"annotations": [{"result": choice}]}]))
+    rows = project.read_labelstudio(tmp_path / "a.json", annotators=True)
+    assert project.add_label_rows(rows, source="import", what="a") == (0, 1)
+    (tmp_path / "b.json").write_text(
+        json.dumps([base | {"annotations": [{"result": choice, "completed_by": {"email": "bob"}}]}])
+    )
+    rows = project.read_labelstudio(tmp_path / "b.json", annotators=True)
+    assert project.add_label_rows(rows, source="import", what="b") == (1, 0)
+    assert _who_labeled_what(project)["red/002.png"] == ("red", "bob")

@@ -418,17 +418,21 @@ def import_(
         ),
     ] = None,
 ) -> None:
-    """Import the choices of a Label Studio JSON export (tasks with annotations)."""
+    """Import the choices of a Label Studio JSON export (tasks with annotations); each label
+    is recorded as given by the annotator its annotation's `completed_by` names (README, A
+    labeling team), else by the owner."""
     try:
         p = _open(project)
         left_out: list[str] = []
-        rows = p.read_labelstudio(labelstudio, prefix=prefix, left_out=left_out)
+        rows = p.read_labelstudio(labelstudio, prefix=prefix, left_out=left_out, annotators=True)
         written, same = p.add_label_rows(rows, source="import", what=str(labelstudio))
     except FishermaskError as e:
         _fail(str(e))
     outside = f"; {len(left_out)} labeled tasks outside --prefix left out" if left_out else ""
+    names = sorted({r[2] for r in rows if r[2] is not None})
+    named = f"; annotators named by the tasks: {', '.join(names)}" if names else ""
     console.print(
-        f"imported {written} labels ({same} already so){outside}.",
+        f"imported {written} labels ({same} already so){outside}{named}.",
         highlight=False,
         soft_wrap=True,
     )

@@ -980,18 +980,25 @@ class Project:
         return by_path.get("/".join(part for part in ref.split("/") if part not in ("", ".")))
 
     def add_label_rows(
-        self, rows: Sequence[tuple[str, str]], *, source: str, what: str
+        self,
+        rows: Sequence[tuple[str, str]] | Sequence[tuple[str, str, str | None]],
+        *,
+        source: str,
+        what: str,
     ) -> tuple[int, int]:
-        """Validate every ``(path, class name)`` first, then write them in one transaction.
+        """Validate every ``(path, class name)`` first, then write them in one transaction; a
+        row ``(path, class name, annotator)`` records who gave it (None: the owner).
 
-        Returns (written, already current). Nothing is written if any row is bad.
+        Returns (written, already current: the same class given by the same annotator).
+        Nothing is written if any row is bad.
         """
         by_path = self.store.image_ids_by_path()
         actions: list[tuple[int, str, int | None]] = []
         errors: list[str] = []
         seen: dict[int, int] = {}
         unknown = False
-        for i, (ref, label) in enumerate(rows, start=1):
+        by: dict[int, str | None] = {}
+        for i, (ref, label, *who) in enumerate(rows, start=1):
             image_id = self.resolve_path(ref, by_path)
             if image_id is None:
                 errors.append(f"row {i}: {ref!r} is not an image of this project")
@@ -1005,6 +1012,7 @@ class Project:
                 errors.append(f"row {i}: {ref!r} is given two different labels")
                 continue
             seen[image_id] = cid
+            by[image_id] = who[0] if who else None
         if errors:
             more = imgs.and_more(errors, 3)
             hint = ""
@@ -1015,16 +1023,24 @@ class Project:
                     "or absolute inside it."
                 )
             raise ConfigError(f"{what}: {'; '.join(errors[:3])}{more}; nothing was written.{hint}")
-        current = self.store.current()
+        with self.store.snapshot():
+            current = self.store.current()
+            gave = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
         same = 0
         for image_id, cid in seen.items():
             cur = current.get(image_id)
-            if cur is not None and cur[1] == "label" and cur[2] == cid:
+            # already so: the same class, and no annotator named or the one who gave it
+            if (
+                cur is not None
+                and cur[1] == "label"
+                and cur[2] == cid
+                and by[image_id] in (None, gave.get(cur[0]))
+            ):
                 same += 1
                 continue
             actions.append((image_id, "label", cid))
         if actions:
-            self.store.add_labels(actions, source=source)
+            self.store.add_labels(actions, source=source, annotators=[by[i] for i, _, _ in actions])
         return len(actions), same
 
     def read_csv_labels(self, path: str | os.PathLike[str]) -> list[tuple[str, str]]:
@@ -1784,8 +1800,10 @@ class Project:
             probs, _ = predict(model, x, norm)
             probs = probs.cpu()
             version = f"fishermask round {row['id']} ({row['n_labels']} labels)"
-        current = self.store.current()
-        history = {r.id: r for r in self.store.history()}
+        with self.store.snapshot():  # who gave each label, read with the labels
+            current = self.store.current()
+            who = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
+            history = {r.id: r for r in self.store.history()}
         id_pos = {i: p for p, i in enumerate(ids)}
         tasks = []
         for r in self.store.images():
@@ -1797,15 +1815,16 @@ class Project:
             cur = current.get(r.id)
             if cur is not None and cur[1] == "label":
                 when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(history[cur[0]].created))
-                task["annotations"] = [
-                    {
-                        "result": [_ls_choice(self.classes[cur[2]])],
-                        "was_cancelled": False,
-                        "ground_truth": False,
-                        "created_at": when,
-                        "updated_at": when,
-                    }
-                ]
+                ann: dict[str, Any] = {
+                    "result": [_ls_choice(self.classes[cur[2]])],
+                    "was_cancelled": False,
+                    "ground_truth": False,
+                    "created_at": when,
+                    "updated_at": when,
+                }
+                if who.get(cur[0]) is not None:  # an annotator's (the owner's: none named)
+                    ann["completed_by"] = {"email": who[cur[0]]}
+                task["annotations"] = [ann]
             else:
                 task["annotations"] = []
             if probs is not None and p is not None:
@@ -1826,8 +1845,12 @@ class Project:
         path: str | os.PathLike[str],
         prefix: str | None = None,
         left_out: list[str] | None = None,
-    ) -> list[tuple[str, str]]:
-        """``(image path, class)`` of every annotated task of a Label Studio JSON export.
+        *,
+        annotators: bool = False,
+    ) -> list[tuple[str, str]] | list[tuple[str, str, str | None]]:
+        """``(image path, class)`` of every annotated task of a Label Studio JSON export; with
+        ``annotators``, ``(image path, class, annotator)``: who gave the annotation taken, as
+        :func:`ls_annotator` reads its ``completed_by`` (None: the owner).
 
         A task names its image by ``data.path`` (relative to the image folder, as this tool's
         export writes it) or by ``data.image``, whose path ends with an image's path relative
@@ -1875,6 +1898,7 @@ class Project:
                 if isinstance(a, dict) and not a.get("was_cancelled")
             ]
             latest: list[str] = []  # the choices of the latest annotation that has any
+            latest_by: str | None = None  # and who gave it
             for a in sorted(
                 anns, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")
             ):
@@ -1883,7 +1907,8 @@ class Project:
                     if isinstance(res, dict) and res.get("type") == "choices":
                         ch = (res.get("value") or {}).get("choices") or []
                         chosen += [str(c) for c in ch if str(c) not in chosen]
-                latest = chosen or latest
+                if chosen:
+                    latest, latest_by = chosen, ls_annotator(a)
             if len(latest) > 1:  # a label is one class: taking one would drop the others
                 raise ConfigError(
                     f"{path}: task {task.get('id', i)} ({data_ref(task)!r}) has {len(latest)} "
@@ -1925,7 +1950,7 @@ class Project:
                     )
                     continue
                 ref = match[0] if match else ref
-            rows.append((ref, choice))
+            rows.append((ref, choice, latest_by))
             prefixes.append(before)
         folders = sorted({b for b in prefixes if b is not None})
         if len(folders) > 1:
@@ -1964,7 +1989,9 @@ class Project:
                     f"wrong images; nothing was written. If {where!r} is this project's image "
                     f"folder under another name, import with `--prefix {where}`."
                 )
-        return rows
+        if annotators:
+            return rows
+        return [(ref, choice) for ref, choice, _ in rows]
 
 
 def _interrupted_init(path: Path) -> bool:
@@ -1986,6 +2013,28 @@ def data_ref(task: dict[str, Any]) -> str:
     """How a Label Studio task names its image (``data.path``, else ``data.image``)."""
     data = task.get("data") or {}
     return str(data.get("path") or data.get("image") or "")
+
+
+def ls_annotator(annotation: dict[str, Any]) -> str | None:
+    """The annotator a Label Studio annotation names, None for the owner.
+
+    Label Studio's ``completed_by`` is a user id (an integer) or, in its JSON exports, the user
+    as an object ``{"id", "email", "first_name", "last_name"}``; fishermask's own export
+    writes ``{"email": NAME}`` for an annotator's label (none for the owner's). Taken: the
+    ``email`` when it is an annotator name (letters, digits, ``_ . -``, at most 32), or the part
+    of an e-mail address before ``@`` when that is one (``alice@lab.org`` is ``alice``).
+    Anything else (a bare user id, no ``completed_by``, ``owner``) is the owner's.
+    """
+    by = annotation.get("completed_by")
+    email = by.get("email") if isinstance(by, dict) else None
+    if not isinstance(email, str):
+        return None
+    name = email.strip()
+    if "@" in name:
+        name = name.split("@", 1)[0]
+    if not team.is_name(name) or name.lower() == team.OWNER:
+        return None
+    return name
 
 
 def _ls_choice(label: str) -> dict[str, Any]:

@@ -688,8 +688,10 @@ class Store:
         source: str = "human",
         client: str | None = None,
         annotator: str | None = None,
+        annotators: Sequence[str | None] | None = None,
     ) -> list[int]:
-        """Append ``(image_id, kind, class_id)`` actions in one transaction.
+        """Append ``(image_id, kind, class_id)`` actions in one transaction, given by
+        ``annotator`` (None: the owner), or each by its own of ``annotators`` when given.
 
         An id that names no image (e.g. forgotten since the caller read it) is refused
         (:class:`ConfigError`) and nothing is written.
@@ -697,7 +699,10 @@ class Store:
         now = time.time()
         ids = []
         with self.transaction() as c:
-            for image_id, kind, class_id in actions:
+            if annotators is not None and len(annotators) != len(actions):
+                raise ValueError("one annotator per action")
+            for k, (image_id, kind, class_id) in enumerate(actions):
+                who = annotator if annotators is None else annotators[k]
                 if c.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
                     raise ConfigError(
                         f"no image with id {image_id} (forgotten since it was read?); nothing "
@@ -706,7 +711,7 @@ class Store:
                 cur = c.execute(
                     "INSERT INTO labels (image_id, kind, class_id, source, client, created, "
                     "annotator) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (image_id, kind, class_id, source, client, now, annotator),
+                    (image_id, kind, class_id, source, client, now, who),
                 )
                 ids.append(int(cur.lastrowid))
         return ids

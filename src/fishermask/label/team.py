@@ -29,6 +29,11 @@ OWNER = "owner"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
+def is_name(name: str) -> bool:
+    """Whether ``name`` may name an annotator (letters, digits, ``_ . -``, at most 32)."""
+    return _NAME.fullmatch(name) is not None
+
+
 def parse_annotators(text: str) -> list[str]:
     """``"alice,bob"`` -> ``["alice", "bob"]``; names of letters, digits, ``_ . -`` (at most
     32, starting with a letter or digit), none twice, not ``owner``."""
