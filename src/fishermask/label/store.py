@@ -30,6 +30,12 @@ row id, i.e. the last one committed). Undo appends an ``undo`` row naming the ro
 so the state falls back to the action before it. Nothing is ever deleted, except that
 forgetting an image moves its rows of ``labels`` (and ``images``) into ``forgotten_images``.
 
+Derived state: the images' and annotators' current actions, and the counts the status shows,
+are kept by each :class:`Store` between reads and brought up to date from the rows added since
+(see :class:`_LabelState`), so a page polling the status does not reread every label row.
+Rows with fixed fields (:class:`ImageRow`, :class:`LabelRow`, rounds) are read by column name,
+so a column that a later schema adds does not break this version while it has a project open.
+
 Every write is one transaction, committed (``synchronous=FULL``: the WAL is fsynced) before
 the caller returns, so a label acknowledged to a client survives ``kill -9`` and an OS crash.
 """
