@@ -1823,7 +1823,10 @@ class Project:
                     "updated_at": when,
                 }
                 if who.get(cur[0]) is not None:  # an annotator's (the owner's: none named)
-                    ann["completed_by"] = {"email": who[cur[0]]}
+                    # not completed_by: Label Studio refuses the whole import when its email is
+                    # not one of its users' (ValidationError "Unknown annotator's email"), and
+                    # an annotator's name is not; a key of ours it does not read is left alone
+                    ann[LS_ANNOTATOR_KEY] = who[cur[0]]
                 task["annotations"] = [ann]
             else:
                 task["annotations"] = []
@@ -2015,18 +2018,24 @@ def data_ref(task: dict[str, Any]) -> str:
     return str(data.get("path") or data.get("image") or "")
 
 
+#: The key of a Label Studio annotation under which fishermask's export names the annotator.
+LS_ANNOTATOR_KEY = "fishermask_annotator"
+
+
 def ls_annotator(annotation: dict[str, Any]) -> str | None:
     """The annotator a Label Studio annotation names, None for the owner.
 
-    Label Studio's ``completed_by`` is a user id (an integer) or, in its JSON exports, the user
-    as an object ``{"id", "email", "first_name", "last_name"}``; fishermask's own export
-    writes ``{"email": NAME}`` for an annotator's label (none for the owner's). Taken: the
-    ``email`` when it is an annotator name (letters, digits, ``_ . -``, at most 32), or the part
-    of an e-mail address before ``@`` when that is one (``alice@lab.org`` is ``alice``).
-    Anything else (a bare user id, no ``completed_by``, ``owner``) is the owner's.
+    fishermask's own export names an annotator's label under :data:`LS_ANNOTATOR_KEY` (the
+    owner's: nothing). Otherwise Label Studio's ``completed_by``: a user id (an integer) or, in
+    its JSON exports, the user as an object ``{"id", "email", "first_name", "last_name"}``.
+    Taken: the name when it is an annotator name (letters, digits, ``_ . -``, at most 32), or
+    the part of an e-mail address before ``@`` when that is one (``alice@lab.org`` is
+    ``alice``). Anything else (a bare user id, no ``completed_by``, ``owner``) is the owner's.
     """
-    by = annotation.get("completed_by")
-    email = by.get("email") if isinstance(by, dict) else None
+    email = annotation.get(LS_ANNOTATOR_KEY)
+    if email is None:
+        by = annotation.get("completed_by")
+        email = by.get("email") if isinstance(by, dict) else None
     if not isinstance(email, str):
         return None
     name = email.strip()
