@@ -6,7 +6,9 @@ looked up, in the main process and in every worker, so a strategy registered wit
 ``@register`` at import time of that module can be named like a built-in one. An entry is a
 module name on ``sys.path`` (``my_pkg.strategies``) or the path of a ``.py`` file
 (``./my_strategies.py``; relative paths are taken from the current directory). Importing
-the same file twice runs it once.
+the same file twice runs it once. :func:`import_sha256` gives the SHA-256 of the source each
+entry was imported from, which every round of the runner records so that a resume with
+changed code is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +29,29 @@ def is_file_entry(entry: str) -> bool:
     return entry.endswith(".py") or "/" in entry or "\\" in entry
 
 
+_SHA: dict[str, str] = {}  # module name -> SHA-256 of the source this process imported
+
+
+def import_sha256(entries: Iterable[str]) -> dict[str, str]:
+    """``{entry: SHA-256}`` of the source file each entry was imported from in this process
+    (importing it if needed); an entry without a source file (a namespace or built-in
+    module) maps to ``""``."""
+    return {
+        entry.strip(): _SHA.get(module.__name__, "")
+        for entry, module in zip(entries, load_imports(entries), strict=True)
+    }
+
+
+def _record(module: ModuleType) -> ModuleType:
+    if module.__name__ not in _SHA:
+        source = getattr(module, "__file__", None)
+        try:
+            _SHA[module.__name__] = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        except (TypeError, OSError):
+            _SHA[module.__name__] = ""
+    return module
+
+
 def load_imports(entries: Iterable[str]) -> list[ModuleType]:
     """Import every entry (module name or ``.py`` path); one ``ConfigError`` line if missing.
 
@@ -41,9 +66,9 @@ def _load(entry: str) -> ModuleType:
         raise ConfigError(f"`imports` entry {entry!r} must be a module name or a .py file.")
     entry = entry.strip()
     if is_file_entry(entry):
-        return _load_file(entry)
+        return _record(_load_file(entry))
     try:
-        return importlib.import_module(entry)
+        return _record(importlib.import_module(entry))
     except ModuleNotFoundError as exc:
         if exc.name is None or not (entry == exc.name or entry.startswith(exc.name + ".")):
             raise  # the module exists but imports something missing: its own bug
@@ -65,6 +90,7 @@ def _load_file(entry: str) -> ModuleType:
     name = f"fishermask_import_{path.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
+    content = path.read_bytes()  # hashed as read: the code that runs is the code recorded
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot import {entry!r}: not a Python file.")
@@ -75,4 +101,5 @@ def _load_file(entry: str) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
+    _SHA[name] = hashlib.sha256(content).hexdigest()
     return module

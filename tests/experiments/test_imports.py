@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import textwrap
 from pathlib import Path
 
@@ -123,3 +125,30 @@ def test_cli_runs_a_strategy_and_model_from_a_file_in_worker_processes(tmp_path:
     assert {(r["strategy"], r["round"]) for r in rows} >= {("plugin_cli", "1")}
     listing = CliRunner().invoke(app, ["strategies", "--import", str(path)])
     assert "plugin_cli" in listing.output and "power=1.0" in listing.output
+
+
+def test_resume_with_changed_import_code_is_refused(tmp_path: Path) -> None:
+    """A resume used to run the remaining rounds with whatever the --import file held then
+    (edited, or another ./plugin.py in another directory), mixing two strategies' rounds in
+    one trial silently. Each round records the SHA-256 of the source it imported."""
+    path = _plugin(tmp_path, "plugin_resume")
+    out = tmp_path / "run"
+    args = ["run", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--initial", "20"]
+    args += ["--query-size", "10", "--rounds", "2", "--seeds", "1", "-s", "plugin_resume"]
+    args += ["--import", str(path), "--workers", "1", "--no-progress", "--device", "cpu"]
+    args += ["--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    trial = out / "trials" / "plugin_resume__seed0"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    last = json.loads((trial / "round_001.json").read_text())
+    assert last["import_sha256"] == {str(path): digest}
+    # interrupted after round 1 (its checkpoint kept); the file changed before the resume
+    (trial / "round_002.json").unlink()
+    (trial / "model_002.pt").rename(trial / "model_001.pt")
+    last["import_sha256"] = {str(path): "0" * 64}
+    (trial / "round_001.json").write_text(json.dumps(last))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"--import {path} sha256 '000000000000' -> '{digest[:12]}'" in result.output
+    assert not (trial / "round_002.json").exists()
+    assert CliRunner().invoke(app, [*args, "--allow-env-change"]).exit_code == 0

@@ -14,7 +14,7 @@ import hashlib
 import os
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import ExperimentConfig
 from fishermask.models import build_model
 from fishermask.models.base import Classifier
-from fishermask.plugins import load_imports
+from fishermask.plugins import import_sha256
 from fishermask.strategies.base import Strategy
 from fishermask.training import Normalizer
 
@@ -121,6 +121,7 @@ class Experiment:
     strategies: dict[str, Strategy]
     query_sizes: list[int]
     allow_env_change: bool = False  # resume trials whose earlier rounds ran elsewhere
+    import_sha256: dict[str, str] = field(default_factory=dict)  # entry -> source SHA-256
 
     @classmethod
     def prepare(
@@ -144,7 +145,7 @@ class Experiment:
                 "and a resume load the same data; fishermask.run does both."
             )
         device = resolve_device(config.device)
-        load_imports(config.imports)  # the user's own strategies register themselves
+        imported = import_sha256(config.imports)  # the user's own code registers itself
         strats = {s.key: strategies.get(s.name, **s.options) for s in config.strategies}
         if uses_features(config) and config.train.augment not in ("auto", "none"):
             raise ConfigError(
@@ -154,7 +155,7 @@ class Experiment:
         data = load_experiment_data(config, progress, data)
         sizes = config.loop.query_sizes(len(data.y_train))
         normalizer = Normalizer.fit(data.x_train)
-        exp = cls(config, data, normalizer, device, strats, sizes, allow_env_change)
+        exp = cls(config, data, normalizer, device, strats, sizes, allow_env_change, imported)
         model = exp.new_model(0, 0)
         for strategy in strats.values():
             strategy.check(model)

@@ -219,6 +219,7 @@ class Trial:
             "scores": None if scores is None else [_clean(float(s)) for s in scores.tolist()],
             "info": {} if sel is None else sel.info,
             "environment": environment(exp.device),
+            "import_sha256": exp.import_sha256,  # the code of the user's own entries
         }
 
     def state(self, r: int) -> dict[str, Any]:
@@ -317,23 +318,34 @@ def check_environment(records: list[dict[str, Any]], exp: Experiment) -> None:
         rec = records[-1]
         raise ConfigError(
             f"Trial {rec['strategy']} seed {rec['seed']} was run up to round {rec['round']} "
-            f"on another environment ({'; '.join(changed)}); its results would mix the two. "
-            "Resume where it ran, use a new --out, or pass --allow-env-change to continue anyway."
+            f"on another environment or other --import code ({'; '.join(changed)}); its results "
+            "would mix the two. Resume where it ran (with the same files), use a new --out, or "
+            "pass --allow-env-change to continue anyway."
         )
 
 
 def environment_changes(record: dict[str, Any], exp: Experiment) -> list[str]:
     """``"key 'before' -> 'now'"`` for each of :data:`ENVIRONMENT_KEYS` that ``record`` ran on
-    differently from here; empty for records made before environments were recorded."""
+    differently from here, and for each ``imports`` entry whose source changed since (its
+    SHA-256); empty for records made before environments were recorded."""
     before = record.get("environment")
     if before is None:
         return []
     now = environment(exp.device)
-    return [
+    changed = [
         f"{k} {before.get(k)!r} -> {now.get(k)!r}"
         for k in ENVIRONMENT_KEYS
         if before.get(k) != now.get(k)
     ]
+    code = record.get("import_sha256")  # absent in records made before it was recorded
+    if code is not None and code != exp.import_sha256:
+        changed += [
+            f"--import {entry} sha256 {str(code.get(entry))[:12]!r} -> "
+            f"{str(exp.import_sha256.get(entry))[:12]!r}"
+            for entry in sorted(set(code) | set(exp.import_sha256))
+            if code.get(entry) != exp.import_sha256.get(entry)
+        ]
+    return changed
 
 
 def round0_inputs(config: ExperimentConfig) -> dict[str, Any]:
