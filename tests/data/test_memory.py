@@ -158,3 +158,17 @@ def test_bad_input_is_one_line(case: str) -> None:
     msg = str(exc.value)
     assert expected in msg, msg
     assert "\n" not in msg
+
+
+def test_an_error_raised_by_a_dataset_item_names_the_item() -> None:
+    """A Dataset whose __getitem__ raises (a corrupt file, a bad index) used to give its own
+    traceback only, without saying which item of which split raised it."""
+
+    def make(i: int):
+        if i == 7:
+            raise OSError("image file is truncated")
+        return X[i], int(Y[i])
+
+    with pytest.raises(OSError, match="truncated") as exc:
+        from_memory(Items(30, make), (XT, YT))
+    assert "raised by train Dataset item 7 (ds[7])" in "\n".join(exc.value.__notes__)

@@ -158,7 +158,12 @@ def _from_dataset(split: str, ds: Any, progress: bool) -> tuple[np.ndarray, np.n
     labels = np.empty(n, dtype=np.int64)
     with progress_bar(f"reading the {split} Dataset", n, progress and n >= _PROGRESS_MIN) as adv:
         for i in range(n):
-            image, labels[i] = _item(split, ds[i], i)
+            try:
+                item = ds[i]
+            except Exception as exc:  # the Dataset's own error: say which item raised it
+                exc.add_note(f"fishermask.run: raised by {split} Dataset item {i} (ds[{i}])")
+                raise
+            image, labels[i] = _item(split, item, i)
             where = f"{split} item {i}"
             _check_finite(image[None], where)
             if (
