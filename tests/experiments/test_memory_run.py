@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing as mp
+import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -235,3 +236,38 @@ def test_image_size_resizes_in_memory_data_as_the_npz_loader_does(tmp_path: Path
 def test_sha256_pins_npz_files_only() -> None:
     with pytest.raises(ConfigError, match="`data.sha256` pins the content of an .npz"):
         ExperimentConfig.from_dict({"data": {"dataset": "digits", "sha256": "0" * 64}})
+
+
+@pytest.mark.parametrize("what", ["strategy", "model"])
+def test_code_in_a_scriptless_main_with_workers_is_refused_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    """A strategy or model defined in `python -c` or a notebook used to start the run (data,
+    config.json, results.csv written) and then fail in the first worker, which cannot import
+    it."""
+    from dataclasses import dataclass
+    from types import ModuleType
+
+    from fishermask.models import register_model
+    from fishermask.strategies import Selection, Strategy, register
+
+    @dataclass(frozen=True)
+    class MainOnly(Strategy):
+        name = f"main_only_{what}"
+
+        def query(self, ctx, budget):
+            return Selection(ctx.pool.unlabeled[:budget])
+
+    def builder(c, shape, width):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, c))
+
+    MainOnly.__module__ = builder.__module__ = "__main__"
+    register(MainOnly)
+    register_model(f"main_only_{what}", builder)
+    monkeypatch.setitem(sys.modules, "__main__", ModuleType("__main__"))  # no __file__
+    strategy = f"main_only_{what}" if what == "strategy" else "random"
+    model = f"main_only_{what}" if what == "model" else "mlp"
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=rf"{what} 'main_only_{what}' is defined in .*__main__"):
+        _run(out, workers=2, strategies=[strategy], model=model)
+    assert not out.exists()

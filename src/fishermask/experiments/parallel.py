@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from fishermask.experiments.experiment import Experiment
 from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.store import TrialStore, aggregate
 from fishermask.experiments.trial import StopRequested, run_trial
+from fishermask.models import model_builder
 from fishermask.plugins import load_imports
 
 EXECUTORS = ("local", "ray")
@@ -112,6 +114,28 @@ def _trial_job(
 
 
 # -- parent side -------------------------------------------------------------------------
+
+
+def check_workers_can_import(exp: Experiment, workers: int, executor: str) -> None:
+    """Refuse, before anything is written, a strategy or model defined in a ``__main__``
+    without a script file (``python -c``, a notebook) when trials run in other processes:
+    they import fishermask and ``imports`` only, and the first trial would fail there after
+    the run directory was made (``__main__`` of a script is re-imported by spawn, so only
+    code under its ``if __name__ == "__main__":`` guard is missed; the worker says so)."""
+    if executor == "local" and workers <= 1:
+        return
+    if getattr(sys.modules.get("__main__"), "__file__", None) is not None:
+        return
+    code = [(f"strategy {s.name!r}", type(s)) for s in exp.strategies.values()]
+    code.append((f"model {exp.config.model.name!r}", model_builder(exp.config.model.name)))
+    for what, obj in code:
+        if getattr(obj, "__module__", None) == "__main__":
+            raise ConfigError(
+                f"{what} is defined in this session's __main__ (python -c, a notebook), which "
+                "worker processes cannot import; put it in a .py file and list that in "
+                "`imports` (imports=['./mine.py'], fishermask run --import FILE), or run "
+                "with workers=1."
+            )
 
 
 def _committed(out_dir: Path, trials: list[tuple[str, int]], rounds: int) -> int:

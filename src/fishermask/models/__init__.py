@@ -50,6 +50,12 @@ def register_model(name: str, builder: Builder) -> Builder:
     return builder
 
 
+def model_builder(name: str) -> Builder:
+    """The builder registered as model ``name``."""
+    check_choice("model", name, _BUILDERS)
+    return _BUILDERS[name]
+
+
 def available_models() -> list[str]:
     """The built-in models, then those registered with :func:`register_model`."""
     return list(_BUILDERS)
