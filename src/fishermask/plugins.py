@@ -82,9 +82,16 @@ def _load(entry: str) -> ModuleType:
 def _load_file(entry: str) -> ModuleType:
     path = Path(entry).expanduser().resolve()
     if not path.is_file():
+        relative = not Path(entry).expanduser().is_absolute()
         raise ConfigError(
             f"cannot import {entry!r} (`imports`/--import): no such file ({path}); give the "
-            "path of a .py file, or a module name on sys.path."
+            "path of a .py file, or a module name on sys.path"
+            + (
+                f" (a relative path is taken from the current directory, {Path.cwd()}, not from "
+                "the config file's folder)."
+                if relative
+                else "."
+            )
         )
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
     name = f"fishermask_import_{path.stem}_{digest}"

@@ -152,3 +152,25 @@ def test_resume_with_changed_import_code_is_refused(tmp_path: Path) -> None:
     assert f"--import {path} sha256 '000000000000' -> '{digest[:12]}'" in result.output
     assert not (trial / "round_002.json").exists()
     assert CliRunner().invoke(app, [*args, "--allow-env-change"]).exit_code == 0
+
+
+def test_a_relative_import_in_a_config_file_names_the_directory_it_is_taken_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`imports: [./mine.py]` in experiments/exp.yaml, run from the project root, used to say
+    only "no such file (/root/mine.py)", leaving the reader to guess that paths are taken
+    from the current directory and not from the config file's folder."""
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    _plugin(folder, "plugin_relative")
+    (folder / "exp.yaml").write_text(
+        "imports: [./plugin_relative.py]\ndata: {dataset: digits}\nstrategies: [plugin_relative]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run", "--config", "experiments/exp.yaml", "--out", "r"])
+    assert result.exit_code == 2, result.output
+    assert (
+        f"taken from the current directory, {tmp_path}, not from the config file's folder"
+        in " ".join(result.output.split())
+    )
+    assert not (tmp_path / "r").exists()
