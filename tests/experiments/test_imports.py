@@ -174,3 +174,15 @@ def test_a_relative_import_in_a_config_file_names_the_directory_it_is_taken_from
         in " ".join(result.output.split())
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_a_width_the_registered_model_ignores_is_refused(tmp_path: Path) -> None:
+    """A builder that ignores `width` used to run at its one size while config.json, the
+    summary and the banner recorded --width 0.25."""
+    path = _plugin(tmp_path, "plugin_width", model=True)  # its builder ignores width
+    args = ["run", "--dataset", "digits", "--model", "plugin_width_net", "--width", "0.25"]
+    args += ["--import", str(path), "-s", "random", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "model 'plugin_width_net' ignores `width`" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()

@@ -29,7 +29,7 @@ from fishermask.data.images import check_image_size
 from fishermask.data.memory import SPLITS, dataset_sha256
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import ExperimentConfig
-from fishermask.models import build_model
+from fishermask.models import MODELS, build_model
 from fishermask.models.base import Classifier
 from fishermask.plugins import import_sha256
 from fishermask.strategies.base import Strategy
@@ -157,6 +157,7 @@ class Experiment:
         normalizer = Normalizer.fit(data.x_train)
         exp = cls(config, data, normalizer, device, strats, sizes, allow_env_change, imported)
         model = exp.new_model(0, 0)
+        _check_width_used(exp, model)
         for strategy in strats.values():
             strategy.check(model)
         return exp
@@ -191,6 +192,22 @@ class Experiment:
             "query_sizes": self.query_sizes,
             "versions": environment(self.device),
         }
+
+
+def _check_width_used(exp: Experiment, model: Classifier) -> None:
+    """Refuse a ``width`` a registered model of the user's own ignores (its builder gives the
+    same weights at that width as at 1): the run would record a width it never used."""
+    m = exp.config.model
+    if m.name in MODELS or m.width == 1.0:
+        return
+    one = build_model(m.name, exp.data.num_classes, exp.data.image_shape, 1.0)
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    if shapes == [tuple(p.shape) for p in one.parameters()]:
+        raise ConfigError(
+            f"model {m.name!r} ignores `width`: its builder gives the same weights at width "
+            f"{m.width:g} as at width 1; drop --width (model.width), or use `width` in the "
+            "builder."
+        )
 
 
 def environment(device: torch.device) -> dict[str, Any]:
