@@ -147,6 +147,14 @@ BAD = {
         "an IterableDataset has no random access",
     ),
     "empty Dataset": ((Items(0, None), (XT, YT)), {}, "the Dataset is empty"),
+    "train/test classes differ": (
+        (
+            Items(30, lambda i: (X[i], int(Y[i])), classes=["cat", "dog", "eel"]),
+            Items(9, lambda i: (X[i], int(Y[i])), classes=["cat", "eel"]),
+        ),
+        {},
+        "(3 and 2; at index 1: 'dog' in train, 'eel' in test)",
+    ),
 }
 
 

@@ -53,6 +53,7 @@ def from_memory(
     convention), else ``"0" .. "K-1"`` with K = largest label + 1 (as for ``.npz``).
     Raises ``DataError`` with one line naming the split, the item and the fix.
     """
+    _check_same_classes(train, test)
     raw = {s: _split(s, v, progress) for s, v in zip(SPLITS, (train, test), strict=True)}
     if classes is None:
         classes = getattr(train, "classes", None) if _is_dataset(train) else None
@@ -136,6 +137,28 @@ def _label_array(y: np.ndarray, where: str) -> np.ndarray:
             "give class indices 0..K-1 (not one-hot rows, floats or strings)."
         )
     return y
+
+
+def _dataset_classes(ds: Any) -> list[str] | None:
+    names = getattr(ds, "classes", None) if _is_dataset(ds) else None
+    ok = isinstance(names, Sequence) and not isinstance(names, str)
+    return list(names) if ok and all(isinstance(c, str) for c in names) else None
+
+
+def _check_same_classes(train: Any, test: Any) -> None:
+    """Refuse train and test Datasets whose ``classes`` differ: their labels index different
+    class lists (an ImageFolder whose test folder lacks a class shifts every later label)."""
+    a, b = _dataset_classes(train), _dataset_classes(test)
+    if a is None or b is None or a == b:
+        return
+    same = zip(a, b, strict=False)  # the shorter list may be a prefix of the longer
+    i = next((k for k, (x, y) in enumerate(same) if x != y), min(len(a), len(b)))
+    first, second = (repr(n[i]) if i < len(n) else "nothing" for n in (a, b))
+    raise DataError(
+        f"the train and test Datasets name different classes ({len(a)} and {len(b)}; at index "
+        f"{i}: {first} in train, {second} in test), so the same label means different classes "
+        "in the two splits; give both the same classes (an ImageFolder: the same class folders)."
+    )
 
 
 def _check_finite(x: np.ndarray, where: str) -> None:
