@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
-from fishermask.errors import ConfigError
+from fishermask.errors import ConfigError, FishermaskError
 
 
 def is_file_entry(entry: str) -> bool:
@@ -55,8 +55,10 @@ def _record(module: ModuleType) -> ModuleType:
 def load_imports(entries: Iterable[str]) -> list[ModuleType]:
     """Import every entry (module name or ``.py`` path); one ``ConfigError`` line if missing.
 
-    Errors raised by the imported code itself propagate with their traceback (they are bugs
-    in that code, not in the entry).
+    An error raised by the imported code itself (a syntax error, a name registered twice, an
+    exception at import time) is one ``ConfigError`` line too, naming the entry and the
+    error's first line (the CLI prints that line); the original exception is its
+    ``__cause__``, so Python callers keep the traceback into their code.
     """
     return [_load(entry) for entry in entries]
 
@@ -65,18 +67,40 @@ def _load(entry: str) -> ModuleType:
     if not isinstance(entry, str) or not entry.strip():
         raise ConfigError(f"`imports` entry {entry!r} must be a module name or a .py file.")
     entry = entry.strip()
-    if is_file_entry(entry):
-        return _record(_load_file(entry))
     try:
+        if is_file_entry(entry):
+            return _record(_load_file(entry))
         return _record(importlib.import_module(entry))
+    except FishermaskError:
+        raise
     except ModuleNotFoundError as exc:
         if exc.name is None or not (entry == exc.name or entry.startswith(exc.name + ".")):
-            raise  # the module exists but imports something missing: its own bug
+            raise _code_error(entry, exc) from exc  # it imports something missing: its bug
         raise ConfigError(
             f"cannot import {entry!r} (`imports`/--import): no such module on sys.path; "
             f"give its file instead (--import ./{entry.replace('.', '/')}.py) or add its folder "
             "to PYTHONPATH."
         ) from None
+    except Exception as exc:  # the entry's own code failed while it was imported
+        raise _code_error(entry, exc) from exc
+
+
+def _code_error(entry: str, exc: Exception) -> ConfigError:
+    """One line for an error raised by the code of an ``imports`` entry as it was imported."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    hint = (
+        " (a built-in or another imported entry registers that name already: rename yours; a "
+        "long-running process, e.g. `label serve`, keeps what it imported: restart it)"
+        if isinstance(exc, TypeError) and "registered twice" in first
+        else ""
+    )
+    return ConfigError(
+        f"--import {entry}: importing it failed: {type(exc).__name__}"
+        + (f": {first}" if first else "")
+        + hint
+        + "; fix it and run again."
+    )
 
 
 def _load_file(entry: str) -> ModuleType:

@@ -89,8 +89,10 @@ def test_missing_module_or_file_is_one_line(tmp_path: Path) -> None:
 def test_a_plugin_missing_its_own_dependency_keeps_its_error(tmp_path: Path) -> None:
     bad = tmp_path / "needs_dep.py"
     bad.write_text("import surely_not_installed_xyz\n")
-    with pytest.raises(ModuleNotFoundError, match="surely_not_installed_xyz"):
+    # its own missing dependency is named (not "no such module" for the entry), in one line
+    with pytest.raises(ConfigError, match="ModuleNotFoundError.*surely_not_installed_xyz") as e:
         load_imports([str(bad)])
+    assert isinstance(e.value.__cause__, ModuleNotFoundError)
 
 
 def test_config_reads_imports_from_a_file_or_a_comma_list() -> None:
@@ -186,3 +188,33 @@ def test_a_width_the_registered_model_ignores_is_refused(tmp_path: Path) -> None
     assert result.exit_code == 2, result.output
     assert "model 'plugin_width_net' ignores `width`" in " ".join(result.output.split())
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "want"),
+    [
+        ("def broken(:\n", "importing it failed: SyntaxError"),
+        (STRATEGY.format(name="entropy"), "registered twice"),  # a built-in's name
+        ("raise RuntimeError('no weights file here')\n", "RuntimeError: no weights file here"),
+    ],
+)
+def test_an_import_whose_code_fails_is_one_line(tmp_path, code, want):
+    # the user's code failing as it is imported: one line naming the entry and the error (the
+    # CLI's run and strategies used to print a 40-line traceback; the labeling tool did not)
+    path = tmp_path / "mine.py"
+    path.write_text(code)
+    out = tmp_path / "run"
+    for args in (
+        ["strategies", "--import", str(path)],
+        ["run", "--dataset", "digits", "--model", "mlp", "-s", "random", "--rounds", "1"]
+        + ["--import", str(path), "--no-progress", "--out", str(out)],
+    ):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2, r.output
+        text = " ".join(r.output.split())
+        assert want in text and "fix it and run again" in text and "Traceback" not in text
+        assert len(r.output.strip().splitlines()) <= 3  # one line, wrapped by the terminal
+    assert not out.exists()
+    with pytest.raises(ConfigError) as exc:  # Python callers keep the cause's traceback
+        load_imports([str(path)])
+    assert exc.value.__cause__ is not None
