@@ -65,24 +65,8 @@ def load(specs: Sequence[dict[str, Any]] | None, project: str | None = None) -> 
         entry, path = spec["entry"], spec.get("path")
         target = path if path is not None else entry
         content = Path(path).read_bytes() if path is not None else None
-        try:
-            (module,) = load_imports([target])
-        except ConfigError:
-            raise
-        except Exception as exc:  # the user's code: its one-line summary, not a traceback
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            again = (
-                " (this process already imported another file that registers it: restart it,"
-                " e.g. `label serve`, after `label config --import`)"
-                if isinstance(exc, TypeError) and "registered twice" in first
-                else ""
-            )
-            raise ConfigError(
-                f"--import {entry}: importing it failed: {type(exc).__name__}"
-                + (f": {first}" if first else "")
-                + again
-                + "; fix it and run again."
-            ) from None
+        # one ConfigError line when the file's code fails as it is imported (load_imports)
+        (module,) = load_imports([target])
         file = path if path is not None else getattr(module, "__file__", None)
         if file is None:
             continue
