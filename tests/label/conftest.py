@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from pathlib import Path
 
@@ -99,6 +100,17 @@ def make_store(path: Path, n_images: int):
         segment=0,
     )
     return s
+
+
+def wait_for_round(client, timeout: float = 120.0) -> dict:
+    """Poll ``GET /api/status`` until no round is training (at most ``timeout`` seconds);
+    the last status read."""
+    deadline = time.time() + timeout
+    while True:
+        s = client.get("/api/status", headers=AUTH).json()
+        if not s["training"] or time.time() >= deadline:
+            return s
+        time.sleep(0.3)
 
 
 def label_truth(project, n_per_class: int) -> None:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fishermask.cli import app
-from tests.label.conftest import AUTH, CLASSES, api_client, label_truth
+from tests.label.conftest import AUTH, CLASSES, api_client, label_truth, wait_for_round
 
 runner = CliRunner()
 
@@ -215,12 +214,7 @@ def test_a_round_in_the_servers_worker_process_imports_the_file(tmp_path, folder
     with api_client(tmp_path / "proj") as client:
         r = client.post("/api/next", headers=AUTH)
         assert r.status_code == 202, r.text
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            s = client.get("/api/status", headers=AUTH).json()
-            if not s["training"]:
-                break
-            time.sleep(0.3)
+        s = wait_for_round(client)
         assert s["round"]["status"] == "done", s
         assert s["mode"].startswith(f"{plugin.strategy} on the model")
         row = client.project.store.round(s["round"]["id"])

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
-from tests.label.conftest import AUTH, CLASSES, TOKEN
+from tests.label.conftest import AUTH, CLASSES, TOKEN, wait_for_round
 
 
 def _rows(client):
@@ -137,12 +136,7 @@ def test_next_batch_runs_in_a_worker_while_labels_keep_saving(client):
     assert client.post("/api/next", headers=AUTH).status_code == 409
     saved = client.post("/api/labels", headers=AUTH, json={"image_id": 24, "label": "blue"})
     assert saved.status_code == 200  # the page stays usable during the retrain
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        s = client.get("/api/status", headers=AUTH).json()
-        if not s["training"]:
-            break
-        time.sleep(0.3)
+    s = wait_for_round(client)
     assert s["round"]["status"] == "done", s
     assert s["queue_round"] != before
     assert s["mode"].startswith("fishermask on the model")
@@ -171,6 +165,4 @@ def test_next_batch_stops_a_worker_that_is_only_estimating(client):
     s = client.get("/api/status", headers=AUTH).json()
     assert s["estimating"] is None and s["training"]
     assert store.round(rid)["metrics"]["method"].startswith("not estimated")
-    deadline = time.time() + 120
-    while time.time() < deadline and client.get("/api/status", headers=AUTH).json()["training"]:
-        time.sleep(0.3)
+    wait_for_round(client)
