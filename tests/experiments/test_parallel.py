@@ -70,18 +70,54 @@ def _blocked(out: Path, key: str, seed: int) -> None:
     (out / "trials" / f"{key}__seed{seed}").write_text("not a directory")
 
 
+# A strategy whose query waits until the parent asks the workers to stop (or 60 s): with it,
+# no trial can finish before the parent has noticed the failure, however the machine schedules
+# the processes, so "the queued trials never ran" is a fact to check, not a race to win.
+WAITS = """
+from dataclasses import dataclass
+
+from fishermask.experiments import parallel
+from fishermask.strategies import Selection, Strategy, register
+
+
+@register
+@dataclass(frozen=True)
+class WaitsForStop(Strategy):
+    name = "waits_for_stop"
+
+    def query(self, ctx, budget):
+        if parallel._STOP is not None:  # a local worker process
+            parallel._STOP.wait(60)
+        return Selection(ctx.pool.unlabeled[:budget])
+"""
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_failing_trial_stops_the_run_and_is_named(tmp_path: Path, workers: int) -> None:
-    raw = {**RAW, "seeds": list(range(8))}
-    _blocked(tmp_path, "kcenter", 0)
+    plugin = tmp_path / "waits_for_stop.py"
+    plugin.write_text(WAITS)
+    raw = {
+        **RAW,
+        "seeds": list(range(8)),
+        "strategies": ["waits_for_stop"],
+        "imports": [str(plugin)],
+    }
+    _blocked(tmp_path / "out", "waits_for_stop", 0)
     exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
-    with pytest.raises(TrialFailed, match="Trial kcenter seed 0 failed: FileExistsError"):
-        run_experiment(exp, tmp_path, workers=workers)
-    # the queued trials were cancelled (the next ones may have been handed to a worker already,
-    # and stopped at their first epoch; on a loaded machine the parent may notice late)
-    for seed in (5, 6, 7):
-        assert not list((tmp_path / f"trials/kcenter__seed{seed}").glob("round_*.json"))
-    assert (tmp_path / "results.csv").exists()  # what was committed is written
+    started = time.monotonic()
+    with pytest.raises(TrialFailed, match="Trial waits_for_stop seed 0 failed: FileExistsError"):
+        run_experiment(exp, tmp_path / "out", workers=workers)
+    assert time.monotonic() - started < 50  # the waiting trials were released by the stop
+    trials = tmp_path / "out/trials"
+    rounds = {
+        s: len(list((trials / f"waits_for_stop__seed{s}").glob("round_*.json")))
+        for s in range(1, 8)
+    }
+    # a trial a worker took before the parent noticed (one per worker at most: each then waits
+    # in its first query) committed its round 0 and stopped; the queued ones never trained
+    assert all(n <= 1 for n in rounds.values()), rounds
+    assert sum(n > 0 for n in rounds.values()) <= (workers if workers > 1 else 0), rounds
+    assert (tmp_path / "out/results.csv").exists()  # what was committed is written
 
 
 def test_ray_cancels_the_queued_trials_of_a_failed_run(tmp_path: Path) -> None:
