@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fishermask.errors import ConfigError
-from fishermask.label.store import SCHEMA_VERSION, NotYours, Store
+from fishermask.label.store import SCHEMA_VERSION, BatchNotDone, NotYours, RoundBusy, Store
 from tests.label.conftest import make_folder, make_store
 
 DATA = Path(__file__).parent / "data"
@@ -52,13 +52,14 @@ def test_a_schema_1_project_is_migrated_with_its_history(tmp_path):
     con.close()
 
     s = Store(proj / "project.sqlite")
-    assert SCHEMA_VERSION == 2 and s.get_meta("schema_version") == 2
+    assert SCHEMA_VERSION == 3 and s.get_meta("schema_version") == 3  # through 2
     rows = s.history()
     assert [(r.id, r.image_id, r.kind, r.class_id, r.undoes, r.source, r.client) for r in rows] == [
         r[:7] for r in before
     ]
     assert all(r.annotator is None for r in rows)  # the owner's
     assert s.current() == {1: (1, "label", 0), 3: (4, "skip", None), 4: (5, "label", 1)}
+    assert [r["started_by"] for r in s.rounds()] == [None]  # who started it: not recorded
     s.add_label(2, "label", 2, annotator="alice")
     assert s.history(2)[-1].annotator == "alice"
     s.close()
@@ -77,14 +78,68 @@ def test_a_schema_1_project_is_migrated_with_its_history(tmp_path):
 def test_two_processes_migrating_at_once_migrate_once(tmp_path):
     proj = _v1_project(tmp_path)
     a = Store(proj / "project.sqlite")
-    con = sqlite3.connect(proj / "project.sqlite")  # an old reader's view: version 2 now
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    con = sqlite3.connect(proj / "project.sqlite")  # an old reader's view: version 3 now
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
     con.close()
     a._migrate(1)  # a second process that read version 1 before the first committed
     b = Store(proj / "project.sqlite")
-    assert b.get_meta("schema_version") == 2
+    assert b.get_meta("schema_version") == 3
     a.close()
     b.close()
+
+
+def _v2_project(tmp_path: Path) -> Path:
+    """The project that main's code before schema 3 wrote (tests/label/data/project_v2.sql,
+    a dump of it: 6 images; round 1 the cold-start batch; alice labeled image 4 red, bob
+    skipped image 1, the owner marked image 5 unsure; round 2 a revisit that queued images 1
+    and 5), over the same images made again here."""
+    folder = make_folder(tmp_path / "images", per_class=2)
+    proj = tmp_path / "v2"
+    proj.mkdir()
+    con = sqlite3.connect(proj / "project.sqlite")
+    con.executescript((DATA / "project_v2.sql").read_text())
+    con.execute(
+        "UPDATE meta SET value = ? WHERE key = 'image_root'", (json.dumps(str(folder.resolve())),)
+    )
+    con.commit()
+    con.close()
+    return proj
+
+
+def test_a_schema_2_project_is_migrated_and_its_rounds_say_who_is_not_recorded(tmp_path):
+    """Schema 3 records who started each round (rounds.started_by). The rounds a schema 2
+    project holds were started by someone not recorded (an annotator could then), so they stay
+    NULL, not the owner's; a round started after the upgrade records its starter."""
+    proj = _v2_project(tmp_path)
+    con = sqlite3.connect(proj / "project.sqlite")
+    before = con.execute("SELECT * FROM rounds ORDER BY id").fetchall()
+    labels = con.execute("SELECT * FROM labels ORDER BY id").fetchall()
+    assert "started_by" not in {r[1] for r in con.execute("PRAGMA table_info(rounds)")}
+    con.close()
+
+    s = Store(proj / "project.sqlite")
+    assert s.get_meta("schema_version") == 3
+    rows = s.rounds()
+    assert [(r["id"], r["strategy"], r["started_by"]) for r in rows] == [
+        (1, "fishermask", None),
+        (2, "revisit", None),
+    ]
+    after = s.query("SELECT * FROM rounds ORDER BY id")
+    assert [tuple(r)[:-1] for r in after] == before  # the new column last, the rest as was
+    assert [tuple(r) for r in s.query("SELECT * FROM labels ORDER BY id")] == labels
+    assert s.batch_left() == 2  # the revisit batch: images 1 and 5, nobody on them since
+    s.close()
+
+    r = _run("status", proj)
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.output)
+    assert st["round"]["id"] == 2 and st["round"]["started_by"] is None
+    assert st["queue_started_by"] is None and st["batch_left"] == 2
+    r = _run("revisit", proj, "--unsure")  # the commands run as the owner
+    assert r.exit_code == 0, r.output
+    s = Store(proj / "project.sqlite")
+    assert [r["started_by"] for r in s.rounds()] == [None, None, "owner"]
+    s.close()
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -130,6 +185,53 @@ def test_each_annotators_own_current_action(store):
         store.start_round("x", None), status="done", queue=[(1, 0.5, []), (5, 0.1, [])]
     )
     assert store.queue_current() == {1: (b1, "label", 1, "bob")}
+
+
+def test_a_round_records_who_started_it_and_an_annotator_waits_for_the_batch(store):
+    """``require_batch_done`` (an annotator asks): refused while an image of the batch has no
+    action since it was queued, checked in the transaction that starts the round; an undo
+    makes an image to do again. The owner's round is never refused for it."""
+    first = store.start_round("x", None, started_by="alice")  # no batch yet: nothing to lose
+    store.finish_round(first, status="done", queue=[(1, 0.5, []), (2, 0.4, []), (3, 0.3, [])])
+    assert store.batch_left() == 3
+    with pytest.raises(BatchNotDone) as e:
+        store.start_round("x", None, started_by="bob", require_batch_done=True)
+    assert e.value.args == (3,)
+    store.add_label(1, "label", 0, annotator="alice")
+    store.add_label(2, "skip", annotator="bob")
+    last = store.add_label(3, "unsure", annotator="bob")
+    assert store.batch_left() == 0
+    store.undo(last, annotator="bob")
+    assert store.batch_left() == 1
+    with pytest.raises(BatchNotDone):
+        store.start_round("x", None, started_by="bob", require_batch_done=True)
+    store.add_label(3, "label", 1, annotator="alice")
+    r2 = store.start_round("x", None, started_by="bob", require_batch_done=True)
+    with pytest.raises(RoundBusy):
+        store.start_round("x", None, started_by="alice", require_batch_done=True)
+    store.finish_round(r2, status="done", queue=[(4, 0.5, [])])
+    r3 = store.start_round("x", None)  # the owner, over a batch not done
+    assert [(r["id"], r["started_by"]) for r in store.rounds()] == [
+        (first, "alice"),
+        (r2, "bob"),
+        (r3, "owner"),
+    ]
+
+
+def test_a_revisit_records_who_asked_and_an_annotator_waits_for_the_batch(store):
+    store.finish_round(store.start_round("x", None), status="done", queue=[(1, 0.5, [])])
+    skip = store.add_label(2, "skip", annotator="bob")  # not in the batch: set aside earlier
+    with pytest.raises(BatchNotDone):
+        store.queue_set_aside([skip], {}, mode="m", started_by="bob", require_batch_done=True)
+    store.add_label(1, "label", 0, annotator="alice")
+    rid, queued = store.queue_set_aside(
+        [skip], {}, mode="m", started_by="bob", require_batch_done=True
+    )
+    assert queued == [2] and store.round(rid)["started_by"] == "bob"
+    # the revisit batch: image 2, skipped before it was queued, is to do again
+    assert store.batch_left() == 1
+    rid2, _ = store.queue_set_aside([skip], {}, mode="m")  # the owner may
+    assert store.round(rid2)["started_by"] == "owner"
 
 
 def test_disagreements_and_counts():

@@ -1307,14 +1307,18 @@ class Project:
         n: int | None = None,
         round_id: int | None = None,
         report: Report = _no_report,
+        started_by: str = team.OWNER,
     ) -> dict[str, Any]:
         """Retrain (optional), queue the next batch, then estimate accuracy.
 
         The batch is committed (round ``done``) right after the query; the held-out estimate
-        runs after that and is written into the round's metrics. Returns the round row.
+        runs after that and is written into the round's metrics. A new round (no
+        ``round_id``) records ``started_by``. Returns the round row.
         """
         if round_id is None:
-            round_id = self.store.start_round(self.settings["strategy"], os.getpid())
+            round_id = self.store.start_round(
+                self.settings["strategy"], os.getpid(), started_by=started_by
+            )
         # the settings recorded when the round started (``label config`` refuses changes
         # while a round runs, so these are the current ones)
         started = self.store.round(round_id)
@@ -1525,7 +1529,12 @@ class Project:
         return self.store.set_aside(kinds)
 
     def revisit(
-        self, kinds: Sequence[str] = SET_ASIDE, n: int | None = None
+        self,
+        kinds: Sequence[str] = SET_ASIDE,
+        n: int | None = None,
+        *,
+        started_by: str = team.OWNER,
+        require_batch_done: bool = False,
     ) -> tuple[int | None, list[dict[str, Any]]]:
         """Queue the images currently skipped or unsure (the ``n`` oldest, default all) as the
         batch, with the latest model's guesses; the batch queued before is replaced (its
@@ -1534,8 +1543,11 @@ class Project:
         Their earlier skip/unsure stays in the history; a label given now is the newest action,
         so it wins. The strategy's queries are unchanged: the next "next batch" chooses among
         the unseen images as usual (images still skipped or unsure are not among them).
-        Refused (:class:`RoundBusy`) while a round is running. Returns ``(round id, the items
-        queued)``; ``(None, [])`` when there is nothing to revisit (the batch is left as it is).
+        Refused (:class:`RoundBusy`) while a round is running, and with ``require_batch_done``
+        (an annotator asks) while the batch has images nobody has acted on
+        (:class:`~fishermask.label.store.BatchNotDone`). The revisit round records
+        ``started_by``. Returns ``(round id, the items queued)``; ``(None, [])`` when there is
+        nothing to revisit (the batch is left as it is).
         """
         items = self.set_aside(kinds)[:n] if n is not None else self.set_aside(kinds)
         if not items:
@@ -1547,7 +1559,11 @@ class Project:
             "the strategy as usual)"
         )
         round_id, queued = self.store.queue_set_aside(
-            [it["label_id"] for it in items], guesses, mode=mode
+            [it["label_id"] for it in items],
+            guesses,
+            mode=mode,
+            started_by=started_by,
+            require_batch_done=require_batch_done,
         )
         keep = set(queued)
         return round_id, [it for it in items if it["image_id"] in keep]
@@ -1573,7 +1589,8 @@ class Project:
             "round": None
             if latest is None
             else {
-                k: latest[k] for k in ("id", "status", "phase", "done", "total", "message", "mode")
+                k: latest[k]
+                for k in ("id", "status", "phase", "done", "total", "message", "mode", "started_by")
             }
             | {"query": latest["metrics"].get("query")},
             "training": bool(latest and latest["status"] == "running"),
@@ -1583,6 +1600,8 @@ class Project:
             "accuracy": acc,
             "mode": queue_round["mode"] if queue_round else "",
             "queue_round": queue_round["id"] if queue_round else None,
+            "queue_started_by": queue_round["started_by"] if queue_round else None,
+            "batch_left": self.store.batch_left(),
             "strategy": self.settings["strategy"],
         }
 

@@ -23,6 +23,9 @@ Annotators (``fishermask label serve --annotators``): ``labels.annotator`` names
 action through the page; NULL is the owner (the owner's page and token, the commands, and
 every row written before schema 2). Each annotator's own current action on an image is their
 newest action on it that is not undone; the image's state is still the newest of all.
+``rounds.started_by`` names who started each round or revisit: ``owner`` (the owner's token,
+and the commands) or the annotator; NULL for rounds written before schema 3, when who asked
+was not recorded (an annotator could start rounds then, so they are not all the owner's).
 
 Rule for an image labeled more than once (two tabs, or a correction): every action is kept in
 ``labels``; the image's current state is its newest action that has not been undone (highest
@@ -53,9 +56,10 @@ from pathlib import Path
 from typing import Any
 
 from fishermask.errors import ConfigError, DataError
+from fishermask.label.team import OWNER
 
 DB_NAME = "project.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Actions a labeling row can record (``label`` carries a class).
 KINDS = ("label", "skip", "unsure", "undo")
 SOURCES = ("human", "import", "scan")  # "scan": undone by `label scan --accept-changed`
@@ -125,7 +129,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     message TEXT NOT NULL DEFAULT '',
     started REAL NOT NULL,
     finished REAL,
-    settings TEXT NOT NULL DEFAULT '{}'
+    settings TEXT NOT NULL DEFAULT '{}',
+    started_by TEXT
 );
 CREATE TABLE IF NOT EXISTS settings_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -283,8 +288,21 @@ _IMAGE_COLS = ", ".join(f.name for f in fields(ImageRow))
 _LABEL_COLS = ", ".join(f.name for f in fields(LabelRow))
 _ROUND_COLS = (
     "id, status, strategy, mode, n_labels, last_label_id, checkpoint, metrics, phase, done, "
-    "total, pid, pid_start, message, started, finished, settings"
+    "total, pid, pid_start, message, started, finished, settings, started_by"
 )
+# The images of the batch that nobody has acted on since it was queued (as Project.batch
+# defines an item's state: a current action newer than the round's last_label_id).
+_BATCH_LEFT = """
+SELECT COUNT(*) AS n FROM queue q LEFT JOIN rounds r ON r.id = q.round_id
+WHERE NOT EXISTS (
+    SELECT 1 FROM labels l WHERE l.image_id = q.image_id AND l.kind != 'undo'
+        AND l.id > COALESCE(r.last_label_id, 0)
+        AND l.id NOT IN (
+            SELECT undoes FROM labels
+            WHERE image_id = q.image_id AND kind = 'undo' AND undoes IS NOT NULL
+        )
+)
+"""
 
 
 class Store:
@@ -873,19 +891,26 @@ class Store:
         guesses: dict[int, list[dict[str, Any]]],
         *,
         mode: str,
+        started_by: str = OWNER,
+        require_batch_done: bool = False,
     ) -> tuple[int | None, list[int]]:
         """Make the images of these current skip/unsure actions the batch (a ``revisit`` round,
-        committed ``done`` with its queue in one transaction, so every page sees a new batch).
+        committed ``done`` with its queue in one transaction, so every page sees a new batch),
+        recording ``started_by`` (``owner`` or the annotator who asked).
 
         An action that is no longer its image's current one when the database is write-locked
         (the image was labeled, or the action undone, since it was read) is left out. Nothing is
         written when none is left. Refused (:class:`RoundBusy`) while a round is running: its
-        batch would replace this one. Returns ``(round id or None, image ids queued)``.
+        batch would replace this one; with ``require_batch_done`` (an annotator asks), also
+        while the batch shown has images nobody has acted on (:class:`BatchNotDone`), checked
+        in the same transaction. Returns ``(round id or None, image ids queued)``.
         """
         with self.transaction() as c:
             busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
             if busy is not None:
                 raise RoundBusy(int(busy["id"]))
+            if require_batch_done:
+                _check_batch_done(c)
             current = {r["id"]: r for r in c.execute(_CURRENT)}
             keep = [
                 int(current[i]["image_id"])
@@ -901,8 +926,9 @@ class Store:
             # last_label_id: the batch's state counts the actions after it (see Project.batch)
             cur = c.execute(
                 "INSERT INTO rounds (status, strategy, mode, n_labels, last_label_id, phase, "
-                "started, finished, settings) VALUES ('done', 'revisit', ?, ?, ?, 'done', ?, ?, ?)",
-                (mode, n_labels, int(last), now, now, json.dumps(settings)),
+                "started, finished, settings, started_by) "
+                "VALUES ('done', 'revisit', ?, ?, ?, 'done', ?, ?, ?, ?)",
+                (mode, n_labels, int(last), now, now, json.dumps(settings), started_by),
             )
             round_id = int(cur.lastrowid)
             c.execute("DELETE FROM queue")
@@ -930,22 +956,41 @@ class Store:
         return int(self.query("SELECT COALESCE(MAX(id), 0) AS m FROM labels")[0]["m"])
 
     # -- rounds -----------------------------------------------------------------------------
-    def start_round(self, strategy: str, pid: int | None) -> int:
+    def batch_left(self) -> int:
+        """How many images of the batch nobody has labeled, skipped or marked unsure since it
+        was queued (the items of :meth:`Project.batch` whose state is None)."""
+        return int(self.query(_BATCH_LEFT)[0]["n"])
+
+    def start_round(
+        self,
+        strategy: str,
+        pid: int | None,
+        *,
+        started_by: str = OWNER,
+        require_batch_done: bool = False,
+    ) -> int:
+        """Record a running round started by ``started_by`` (``owner`` or an annotator).
+        Refused (:class:`RoundBusy`) while one runs; with ``require_batch_done`` (an annotator
+        asks), also while the batch shown has images nobody has acted on
+        (:class:`BatchNotDone`), checked in the transaction that starts the round."""
         with self.transaction() as c:
             busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
             if busy is not None:
                 raise RoundBusy(int(busy["id"]))
+            if require_batch_done:
+                _check_batch_done(c)
             # the settings this round runs with, read in the transaction that starts it
             settings = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
             cur = c.execute(
-                "INSERT INTO rounds (status, strategy, pid, pid_start, started, phase, settings) "
-                "VALUES ('running', ?, ?, ?, ?, 'starting', ?)",
+                "INSERT INTO rounds (status, strategy, pid, pid_start, started, phase, settings, "
+                "started_by) VALUES ('running', ?, ?, ?, ?, 'starting', ?, ?)",
                 (
                     settings.get("strategy", strategy),
                     pid,
                     process_identity(pid),
                     time.time(),
                     json.dumps(settings),
+                    started_by,
                 ),
             )
             return int(cur.lastrowid)
@@ -1146,8 +1191,23 @@ def _v1_to_v2(c: sqlite3.Connection) -> None:
         c.execute("ALTER TABLE labels ADD COLUMN annotator TEXT")
 
 
+def _v2_to_v3(c: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: ``rounds.started_by`` (who started each round or revisit; NULL, not
+    recorded, for every round written before: annotators could start rounds then)."""
+    if "started_by" not in {r["name"] for r in c.execute("PRAGMA table_info(rounds)")}:
+        c.execute("ALTER TABLE rounds ADD COLUMN started_by TEXT")
+
+
 #: Schema upgrades, keyed on the version each one upgrades from (applied in order on open).
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+
+
+def _check_batch_done(c: sqlite3.Connection) -> None:
+    """:class:`BatchNotDone` while the batch has images nobody has acted on (in ``c``'s
+    transaction)."""
+    left = int(c.execute(_BATCH_LEFT).fetchone()["n"])
+    if left:
+        raise BatchNotDone(left)
 
 
 class NotYours(ConfigError):
@@ -1156,6 +1216,11 @@ class NotYours(ConfigError):
 
 class RoundBusy(Exception):
     """A retrain is already running (its round id in ``args[0]``)."""
+
+
+class BatchNotDone(Exception):
+    """An annotator asked for a new batch while the current one has images nobody has acted
+    on (how many in ``args[0]``): starting it would take them away from whoever is on them."""
 
 
 class EveryImageForgotten(ConfigError):
