@@ -60,16 +60,16 @@ def project(tmp_path: Path, folder: Path):
 
 
 @contextlib.contextmanager
-def api_client(project_dir: Path, annotators: tuple[str, ...] = ()):
+def api_client(project_dir: Path, annotators: tuple[str, ...] = (), **options):
     """FastAPI's test client on a server of the project in ``project_dir`` (token ``TOKEN``,
-    and ``annotators``' own); ``client.project`` is the server's own Project; the server's
-    worker is stopped after."""
+    and ``annotators``' own; ``options`` of :func:`create_app`); ``client.project`` is the
+    server's own Project; the server's worker is stopped after."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
     from fishermask.label.server import create_app
 
-    app = create_app(project_dir, TOKEN, annotators)
+    app = create_app(project_dir, TOKEN, annotators, **options)
     try:
         with TestClient(app) as c:
             c.project = app.state.project

@@ -165,3 +165,122 @@ def test_serve_prints_one_url_per_annotator(project):
         assert again.endswith(f"/?token={urls['alice'][1]}")
     finally:
         stop_server(proc)
+
+
+# -- who may replace the batch -----------------------------------------------------------------
+def _do_the_batch(client, who: str = "alice") -> None:
+    """Label every image of the batch shown (as ``who``) with its folder's class."""
+    for it in client.get("/api/batch", headers=client.as_[who]).json()["items"]:
+        if it["state"] is None:
+            r = client.post(
+                "/api/labels",
+                headers=client.as_[who],
+                json={"image_id": it["image_id"], "label": it["path"].split("/")[0]},
+            )
+            assert r.status_code == 200, r.text
+
+
+def test_an_annotator_cannot_replace_a_batch_others_are_labeling(client):
+    """alice's next round or revisit would take the batch from under bob: 409 with one line
+    naming how many images are left and the fix, nothing started, the batch as it was."""
+    store = client.project.store
+    items = client.get("/api/batch", headers=client.as_["bob"]).json()["items"]
+    client.post(
+        "/api/labels",
+        headers=client.as_["bob"],
+        json={"image_id": items[0]["image_id"], "kind": "unsure"},
+    )
+    rounds, queue = store.rounds(), store.queue()
+    for path, body, fix in (
+        ("/api/next", None, "ask the owner to start the next round"),
+        ("/api/revisit", {"kinds": ["unsure"]}, "ask the owner to revisit"),
+    ):
+        r = client.post(path, headers=client.as_["alice"], json=body)
+        assert r.status_code == 409
+        msg = r.json()["error"]
+        assert msg.startswith(
+            f"the current batch still has {len(items) - 1} images nobody has labeled, skipped "
+            "or marked unsure; finish them first, or " + fix
+        )
+        assert "\n" not in msg
+    assert store.rounds() == rounds and store.queue() == queue  # nothing started or queued
+    st = client.get("/api/status", headers=client.as_["alice"]).json()
+    assert st["batch_left"] == len(items) - 1
+    assert st["you"]["name"] == "alice" and st["you"]["can_queue"] is False
+    assert st["you"]["why"].startswith(f"the current batch still has {len(items) - 1} images")
+    owner = client.get("/api/status", headers=client.as_["owner"]).json()["you"]
+    assert owner == {"name": "owner", "can_queue": True, "why": None}
+
+    # the owner may, over a batch not done: the revisit records who asked
+    r = client.post("/api/revisit", headers=client.as_["owner"], json={"kinds": ["unsure"]})
+    assert r.status_code == 200 and r.json()["queued"] == 1
+    assert store.rounds()[-1]["started_by"] == "owner"
+    st = client.get("/api/status", headers=client.as_["bob"]).json()
+    assert st["round"]["started_by"] == "owner" and st["queue_started_by"] == "owner"
+    assert client.get("/api/batch", headers=client.as_["bob"]).json()["started_by"] == "owner"
+    r = client.post("/api/next", headers=client.as_["bob"])  # 1 image left: singular
+    assert r.status_code == 409 and r.json()["error"].startswith(
+        "the current batch still has 1 image nobody has labeled, skipped or marked unsure; "
+        "finish it first"
+    )
+
+
+def test_an_annotator_starts_the_next_round_once_the_batch_is_done(client):
+    from tests.label.conftest import wait_for_round
+
+    _do_the_batch(client, "alice")
+    st = client.get("/api/status", headers=client.as_["bob"]).json()
+    assert st["batch_left"] == 0 and st["you"] == {"name": "bob", "can_queue": True, "why": None}
+    r = client.post("/api/next", headers=client.as_["bob"])
+    assert r.status_code == 202, r.text
+    st = wait_for_round(client)
+    assert st["round"]["status"] == "done" and st["round"]["started_by"] == "bob"
+    assert st["queue_started_by"] == "bob"
+    assert client.project.store.round(r.json()["round_id"])["started_by"] == "bob"
+    # the new batch has images to do: the owner may still start a round, the annotators not
+    assert client.post("/api/next", headers=client.as_["alice"]).status_code == 409
+    r = client.post("/api/next", headers=client.as_["owner"])
+    assert r.status_code == 202, r.text
+    assert wait_for_round(client)["round"]["started_by"] == "owner"
+
+
+def test_owner_only_queue_refuses_annotators_even_with_the_batch_done(project):
+    from fishermask.label.team import annotator_token
+
+    with api_client(project.dir, ("alice",), owner_only_queue=True) as c:
+        alice = {"Authorization": f"Bearer {annotator_token(TOKEN, 'alice')}"}
+        for it in c.get("/api/batch", headers=alice).json()["items"]:
+            c.post("/api/labels", headers=alice, json={"image_id": it["image_id"], "kind": "skip"})
+        rounds = c.project.store.rounds()
+        for path in ("/api/next", "/api/revisit"):
+            r = c.post(path, headers=alice)
+            assert r.status_code == 403
+            assert r.json()["error"] == (
+                "only the owner starts the next round or a revisit on this server (label serve "
+                "--owner-only-queue); ask the owner"
+            )
+        assert c.project.store.rounds() == rounds
+        you = c.get("/api/status", headers=alice).json()["you"]
+        assert you["can_queue"] is False and you["why"].startswith("only the owner")
+        r = c.post("/api/revisit", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 200 and r.json()["queued"] == 6
+        assert c.project.store.rounds()[-1]["started_by"] == "owner"
+
+
+def test_owner_only_queue_without_a_team_is_one_line(project):
+    project.close()
+    r = _run("serve", project.dir, "--owner-only-queue", "--host", "999.0.0.1")
+    assert r.exit_code == 2 and "--owner-only-queue applies to a team" in r.output
+    assert "add --annotators" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_the_commands_start_rounds_as_the_owner(project):
+    """label next and label revisit run as the owner, whatever the batch: recorded so."""
+    project.close()
+    r = _run("next", project.dir)
+    assert r.exit_code == 0, r.output
+    from fishermask.label.project import Project
+
+    p = Project(project.dir)
+    assert [r["started_by"] for r in p.store.rounds()] == ["owner", "owner"]
+    p.close()

@@ -571,9 +571,16 @@ def serve(
         str | None,
         typer.Option(
             "--annotators",
-            help="A labeling team, e.g. alice,bob: one URL each, with a token of their own (stable across restarts when --token is given); every label records who gave it, and an annotator can undo only their own.",
+            help="A labeling team, e.g. alice,bob: one URL each, with a token of their own (stable across restarts when --token is given); every label records who gave it, and an annotator can undo only their own. An annotator may start the next round or a revisit once every image of the batch is done (the owner any time).",
         ),
     ] = None,
+    owner_only_queue: Annotated[
+        bool,
+        typer.Option(
+            "--owner-only-queue",
+            help="With --annotators: only the owner starts the next round or a revisit (annotators never, even with the batch done).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the labeling page and its JSON API; prints the URL with its access token (the owner's), then one per annotator."""
     from fishermask.label.server import run_server
@@ -581,7 +588,15 @@ def serve(
 
     try:
         names = [] if annotators is None else parse_annotators(annotators)
-        run_server(project, host=host, port=port, token=token, annotators=names, say=_say)
+        run_server(
+            project,
+            host=host,
+            port=port,
+            token=token,
+            annotators=names,
+            owner_only_queue=owner_only_queue,
+            say=_say,
+        )
     except FishermaskError as e:
         _fail(str(e))
 

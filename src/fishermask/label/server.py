@@ -14,7 +14,10 @@ nothing started) while an image is missing or changed since it was scanned
 A team: each annotator of ``--annotators`` has a token of their own
 (:func:`fishermask.label.team.annotator_token`); every action given with it records the
 annotator, and an annotator can undo only their own (403). The owner's token acts as
-``owner`` and may undo anything.
+``owner`` and may undo anything. The owner may always start the next round or a revisit; an
+annotator only once every image of the batch has been done by someone (409 otherwise, checked
+in the transaction that starts it), and never with ``owner_only_queue`` (403). Each round
+records who started it; ``GET /api/status`` says, per token, whether it may now (``you``).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
 from fishermask.label import team
 from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
-from fishermask.label.store import NotYours, RoundBusy
+from fishermask.label.store import BatchNotDone, NotYours, RoundBusy
 
 HERE = Path(__file__).parent
 MAX_BODY = 4096  # bytes: a label is a few dozen
@@ -129,7 +132,9 @@ class Worker:
                 self.proc = None
             self.project.recover()
 
-    def start(self) -> int:
+    def start(self, started_by: str = team.OWNER, *, require_batch_done: bool = False) -> int:
+        """Start a round recorded as ``started_by``'s (:meth:`Store.start_round`, whose
+        :class:`RoundBusy` and :class:`BatchNotDone` pass through, nothing started)."""
         with self.lock:
             store = self.project.store
             alive = self.proc is not None and self.proc.poll() is None
@@ -148,7 +153,12 @@ class Worker:
             # the round is this server's until the worker has a pid: another process
             # (`label status`, `label next`) that looks in between sees a live round, not one
             # without a process to mark interrupted
-            round_id = store.start_round(self.project.settings["strategy"], os.getpid())
+            round_id = store.start_round(
+                self.project.settings["strategy"],
+                os.getpid(),
+                started_by=started_by,
+                require_batch_done=require_batch_done,
+            )
             try:
                 env = dict(os.environ)
                 src = str(Path(__file__).resolve().parents[2])
@@ -190,11 +200,25 @@ async def read_body(request: Request) -> bytes | None:
 
 
 def page_config(
-    token: str, classes: list[str], keys: list[str], annotator: str = team.OWNER
+    token: str,
+    classes: list[str],
+    keys: list[str],
+    annotator: str = team.OWNER,
+    *,
+    team_served: bool = False,
 ) -> str:
     """The page's settings as a JavaScript literal that is safe inside ``<script>``: ``<``,
-    ``>`` and ``&`` are escaped, so no class name can end the element."""
-    text = json.dumps({"token": token, "classes": classes, "keys": keys, "annotator": annotator})
+    ``>`` and ``&`` are escaped, so no class name can end the element. ``team``: whether the
+    server has annotators (the page then says who started each round)."""
+    text = json.dumps(
+        {
+            "token": token,
+            "classes": classes,
+            "keys": keys,
+            "annotator": annotator,
+            "team": team_served,
+        }
+    )
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -216,10 +240,16 @@ def _no_image(project: Project, image_id: int) -> JSONResponse:
 
 
 def create_app(
-    project_dir: str | os.PathLike[str], token: str, annotators: Sequence[str] = ()
+    project_dir: str | os.PathLike[str],
+    token: str,
+    annotators: Sequence[str] = (),
+    *,
+    owner_only_queue: bool = False,
 ) -> FastAPI:
     """The ASGI app for one project; every route requires ``token`` (the owner's) or the token
-    of one of ``annotators`` (:func:`team.annotator_token`)."""
+    of one of ``annotators`` (:func:`team.annotator_token`). ``owner_only_queue``: only the
+    owner may start the next round or a revisit (else an annotator may once the batch is
+    done)."""
     tokens: dict[str, str | None] = {team.annotator_token(token, a): a for a in annotators}
     tokens[token] = None
     project = Project(project_dir)
@@ -265,7 +295,7 @@ def create_app(
                 "project": project.dir.name,
                 "annotator": who,
                 "classes": list(zip(classes, keys, strict=True)),
-                "config": page_config(mine, classes, keys, who),
+                "config": page_config(mine, classes, keys, who, team_served=bool(annotators)),
             },
         )
 
@@ -279,14 +309,32 @@ def create_app(
         return {
             "round_id": rounds[-1]["id"] if rounds else None,
             "mode": rounds[-1]["mode"] if rounds else "",
+            "started_by": rounds[-1]["started_by"] if rounds else None,
             "classes": classes,
             "items": items,
         }
 
     @app.get("/api/status")
-    def status() -> Any:
+    def status(request: Request) -> Any:
         worker.poll()
-        return project.status()
+        st = project.status()
+        who = request.state.annotator
+        why = team.queue_refusal(who, st["batch_left"], owner_only=owner_only_queue)
+        # what the asker's page may do: start the next round or a revisit (a running round
+        # aside, which refuses everyone), and why not
+        st["you"] = {"name": team.name_of(who), "can_queue": why is None, "why": why}
+        return st
+
+    def refuse_queue(annotator: str | None, action: str) -> JSONResponse | None:
+        """The answer refusing an annotator's new batch (403 under ``--owner-only-queue``,
+        409 while the batch has images to do), or None. Asked early for a clear answer; the
+        batch rule is checked again in the transaction that replaces the batch."""
+        if annotator is None:
+            return None
+        if owner_only_queue:
+            return _error(403, team.OWNER_ONLY)
+        left = project.store.batch_left()
+        return _error(409, team.batch_not_done(left, action)) if left else None
 
     @app.post("/api/labels")
     async def post_label(request: Request) -> Any:
@@ -379,7 +427,10 @@ def create_app(
         return {"undo_id": undo_id, "undone": label_id}
 
     @app.post("/api/next", status_code=202)
-    def next_batch() -> Any:
+    def next_batch(request: Request) -> Any:
+        who = request.state.annotator
+        if (refused := refuse_queue(who, "start the next round")) is not None:
+            return refused
         worker.poll()
         if (running := project.store.running_round()) is not None:
             return _error(409, f"a retrain is already running (round {running['id']})")
@@ -393,9 +444,11 @@ def create_app(
         except ConfigError as exc:
             return _error(409, str(exc))
         try:
-            round_id = worker.start()
+            round_id = worker.start(team.name_of(who), require_batch_done=who is not None)
         except RoundBusy as busy:
             return _error(409, f"a retrain is already running (round {busy.args[0]})")
+        except BatchNotDone as left:  # an image undone since the check above
+            return _error(409, team.batch_not_done(left.args[0], "start the next round"))
         return {"round_id": round_id}
 
     @app.post("/api/revisit")
@@ -420,9 +473,22 @@ def create_app(
             kinds = parse_set_aside(names, "kind")
         except ConfigError as exc:
             return _error(400, str(exc))
+        who = request.state.annotator
+        if (refused := refuse_queue(who, "revisit")) is not None:
+            return refused
         worker.poll()  # a round whose process died is not running
         try:
-            round_id, items = await run_in_threadpool(project.revisit, kinds, n)
+            round_id, items = await run_in_threadpool(
+                functools.partial(
+                    project.revisit,
+                    kinds,
+                    n,
+                    started_by=team.name_of(who),
+                    require_batch_done=who is not None,
+                )
+            )
+        except BatchNotDone as left:  # an image undone since the check above
+            return _error(409, team.batch_not_done(left.args[0], "revisit"))
         except RoundBusy as busy:
             return _error(
                 409,
@@ -525,6 +591,7 @@ def run_server(
     port: int = 8765,
     token: str | None = None,
     annotators: Sequence[str] = (),
+    owner_only_queue: bool = False,
     say: Callable[[str], None] = print,
 ) -> None:
     """Bind, print the URL (with its token) on one line, then one line per annotator with
@@ -536,7 +603,12 @@ def run_server(
     if token:
         team.check_token(token, team=bool(annotators))
     token = token or secrets.token_urlsafe(24)
-    app = create_app(project_dir, token, annotators)
+    if owner_only_queue and not annotators:
+        raise ConfigError(
+            "--owner-only-queue applies to a team (who besides the owner may start rounds); "
+            "add --annotators alice,bob, or leave it out."
+        )
+    app = create_app(project_dir, token, annotators, owner_only_queue=owner_only_queue)
     project: Project = app.state.project
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

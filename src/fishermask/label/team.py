@@ -11,6 +11,13 @@ Attribution lives in the store (``labels.annotator``; None is the owner). Per an
 *own* current action on an image is their newest one on it that is not undone; the image's
 state is still the newest action of anyone ("latest wins"). An image is a *disagreement* when
 two annotators' own current actions on it are labels of different classes.
+
+Who may replace the batch everybody is labeling (``POST /api/next``, ``POST /api/revisit``):
+the owner always (their token, and the commands ``label next``, ``label revisit``,
+``label train``); an annotator only once every image of the batch has been labeled, skipped
+or marked unsure by someone (else 409, :func:`batch_not_done`), so no one's images are taken
+from under them; and with ``label serve --owner-only-queue`` never (403,
+:data:`OWNER_ONLY`). Each round records who started it (``rounds.started_by``).
 """
 
 from __future__ import annotations
@@ -88,6 +95,34 @@ def annotator_token(owner_token: str, name: str) -> str:
     """The access token of annotator ``name`` under ``owner_token`` (32 URL-safe characters)."""
     mac = hmac.new(owner_token.encode(), b"fishermask-annotator:" + name.encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).decode()[:32]
+
+
+#: The refusal (403) of a new batch asked by an annotator under ``--owner-only-queue``.
+OWNER_ONLY = (
+    "only the owner starts the next round or a revisit on this server (label serve "
+    "--owner-only-queue); ask the owner"
+)
+
+
+def batch_not_done(left: int, action: str) -> str:
+    """The refusal (409) of ``action`` (``start the next round``, ``revisit``) asked by an
+    annotator while ``left`` images of the batch are still to do."""
+    them = "them" if left != 1 else "it"
+    return (
+        f"the current batch still has {left} image{'s' * (left != 1)} nobody has labeled, "
+        f"skipped or marked unsure; finish {them} first, or ask the owner to {action} (an "
+        "annotator may once the batch is done)"
+    )
+
+
+def queue_refusal(annotator: str | None, left: int, *, owner_only: bool) -> str | None:
+    """Why ``annotator`` (None: the owner) may not replace the batch now, or None if they may
+    (a running round aside, which refuses everyone)."""
+    if annotator is None:
+        return None
+    if owner_only:
+        return OWNER_ONLY
+    return batch_not_done(left, "start the next round or revisit") if left else None
 
 
 def name_of(annotator: str | None) -> str:
