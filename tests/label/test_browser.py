@@ -375,3 +375,80 @@ def test_two_annotators_on_one_batch_do_not_do_the_same_image(project, browser):
     rows = [(r.image_id, r.kind, r.annotator) for r in p.store.history()]
     assert rows == [(int(first), "label", "bob"), (int(second), "label", "alice")]
     p.close()
+
+
+def test_an_annotators_next_batch_waits_for_the_batch_and_follows_the_owners_rounds(
+    project, browser
+):
+    """alice's page: "next batch" and "revisit" disabled with the reason while the batch has
+    images nobody has done (n shows the server's one line, nothing starts); the owner's revisit
+    replaces her batch and her page says who started it; once she has done it, she may start
+    the next round, recorded as hers."""
+    import json
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    project.close()
+    proc, line, _ = start_server(project.dir, "--annotators", "alice,bob")
+    try:
+        base, owner = re.search(r"(http://\S+)/\?token=(\S+)", line).groups()
+        urls = {}
+        for _ in range(2):
+            m = re.search(r"labeling page for (\w+): (http://\S+)", proc.stdout.readline())
+            urls[m.group(1)] = m.group(2)
+
+        def owner_api(path, body=None):
+            req = urllib.request.Request(
+                f"{base}{path}",
+                data=None if body is None else json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {owner}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req) as r:
+                return json.load(r)
+
+        def text(d, id_):
+            return d.find_element(By.ID, id_).text
+
+        def enabled(d, id_):
+            return d.find_element(By.ID, id_).is_enabled()
+
+        wait = WebDriverWait(browser, 60)
+        browser.get(urls["alice"])
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("data-image-id"))
+        left6 = "the current batch still has 6 images nobody has labeled, skipped or marked unsure"
+        wait.until(lambda d: text(d, "queue-why").startswith(left6))
+        assert not enabled(browser, "next-batch") and not enabled(browser, "revisit")
+        assert browser.find_element(By.ID, "next-batch").get_attribute("title").startswith(left6)
+        rounds = owner_api("/api/status")["round"]["id"]
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("n")  # the key still asks: the server's one line, nothing started
+        wait.until(lambda d: text(d, "message").startswith(left6))
+        assert browser.find_element(By.ID, "message").get_attribute("class") == "error"
+        assert owner_api("/api/status")["round"]["id"] == rounds
+
+        path = text(browser, "path")
+        body.send_keys("u")
+        wait.until(lambda d: text(d, "message") == f"saved: {path} \u2192 unsure")
+        assert owner_api("/api/revisit", {"kinds": ["unsure"]})["queued"] == 1  # the owner may
+        wait.until(lambda d: text(d, "message") == "new batch ready \u2014 started by owner")
+        assert text(browser, "mode").endswith("\u2014 started by owner")
+        left1 = "the current batch still has 1 image "
+        wait.until(lambda d: text(d, "queue-why").startswith(left1))
+        cls = path.split("/")[0]
+        body.send_keys(str(CLASSES.index(cls) + 1))
+        wait.until(lambda d: text(d, "message").startswith(f"saved: {path} \u2192 {cls}"))
+        assert "Batch done: press n" in text(browser, "message")
+        wait.until(lambda d: enabled(d, "next-batch"))
+        assert not browser.find_element(By.ID, "queue-why").is_displayed()
+        body.send_keys("n")
+        wait.until(lambda d: text(d, "message").startswith("retraining and choosing"))
+        WebDriverWait(browser, 180).until(
+            lambda d: text(d, "message") == "new batch ready \u2014 started by you"
+        )
+        assert text(browser, "mode").endswith("\u2014 started by you")
+        st = owner_api("/api/status")
+        assert st["round"]["started_by"] == "alice" and st["queue_started_by"] == "alice"
+    finally:
+        stop_server(proc)

@@ -260,6 +260,8 @@ def test_owner_only_queue_refuses_annotators_even_with_the_batch_done(project):
                 "--owner-only-queue); ask the owner"
             )
         assert c.project.store.rounds() == rounds
+        page = c.get("/", headers=alice).text  # the page says to ask the owner once done
+        assert '"owner_only_queue": true' in page and '"team": true' in page
         you = c.get("/api/status", headers=alice).json()["you"]
         assert you["can_queue"] is False and you["why"].startswith("only the owner")
         r = c.post("/api/revisit", headers={"Authorization": f"Bearer {TOKEN}"})

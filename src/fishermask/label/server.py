@@ -206,10 +206,12 @@ def page_config(
     annotator: str = team.OWNER,
     *,
     team_served: bool = False,
+    owner_only_queue: bool = False,
 ) -> str:
     """The page's settings as a JavaScript literal that is safe inside ``<script>``: ``<``,
     ``>`` and ``&`` are escaped, so no class name can end the element. ``team``: whether the
-    server has annotators (the page then says who started each round)."""
+    server has annotators (the page then says who started each round); ``owner_only_queue``:
+    only the owner starts rounds (an annotator's page then says to ask the owner)."""
     text = json.dumps(
         {
             "token": token,
@@ -217,6 +219,7 @@ def page_config(
             "keys": keys,
             "annotator": annotator,
             "team": team_served,
+            "owner_only_queue": owner_only_queue,
         }
     )
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -295,7 +298,14 @@ def create_app(
                 "project": project.dir.name,
                 "annotator": who,
                 "classes": list(zip(classes, keys, strict=True)),
-                "config": page_config(mine, classes, keys, who, team_served=bool(annotators)),
+                "config": page_config(
+                    mine,
+                    classes,
+                    keys,
+                    who,
+                    team_served=bool(annotators),
+                    owner_only_queue=owner_only_queue,
+                ),
             },
         )
 

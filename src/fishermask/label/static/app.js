@@ -13,6 +13,10 @@ let epoch = 0;                  // bumped when a save fails: the actions queued 
 const $ = (id) => document.getElementById(id);
 const KIND = { skip: "skipped", unsure: "unsure" };
 const ME = FM.annotator;  // who this page labels as ("owner": the owner's token)
+// Who started a round or batch, when a team is served (" \u2014 started by alice").
+// What to do once the batch is done: n, unless only the owner may start a round.
+const NEXT = FM.owner_only_queue && ME !== "owner" ? "ask the owner for the next batch" : "press n";
+const by = (who) => (FM.team && who ? ` \u2014 started by ${who === ME ? "you" : who}` : "");
 
 async function api(method, path, body) {
   const opts = { method, headers: { "Authorization": "Bearer " + FM.token } };
@@ -53,7 +57,7 @@ async function loadBatch() {
   if (b.round_id !== queueRound) undoStack = [];
   items = b.items;
   queueRound = b.round_id;
-  $("mode").textContent = b.mode;
+  $("mode").textContent = b.mode + by(b.started_by);
   const first = items.findIndex((it) => !it.state);
   pos = first >= 0 ? first : 0;
   show();
@@ -109,7 +113,7 @@ async function save(kind, label) {
     undoStack.push({ label_id: r.label_id, pos, path: it.path, what: kind === "label" ? label : kind });
     const done = advance();
     say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`
-      + (done ? ". Batch done: press n (next batch) to retrain and get the next one" : ""));
+      + (done ? `. Batch done: ${NEXT === "press n" ? "press n (next batch) to retrain and get the next one" : NEXT}` : ""));
   } catch (e) {
     // The keys typed after this one were meant for the images after it: drop them.
     const dropped = pending;
@@ -177,7 +181,7 @@ async function refreshBatchState() {
     epoch += 1;
     const done = advance();
     say(`${shown.path}: done by ${shown.state.by} (${shown.state.kind === "label" ? shown.state.label : shown.state.kind}); `
-      + (done ? "every image of this batch is done: press n for the next batch" : "moved on to the next image no one has done")
+      + (done ? `every image of this batch is done: ${NEXT}${NEXT === "press n" ? " for the next batch" : ""}` : "moved on to the next image no one has done")
       + (dropped ? ` (the ${dropped} key(s) typed meanwhile were ignored)` : ""));
   } else if (changed) show();
 }
@@ -214,10 +218,11 @@ async function refreshStatus() {
   if (s.estimating !== null && s.estimating !== undefined) {
     $("accuracy").textContent += ` \u00b7 estimating the accuracy of round ${s.estimating}\u2026`;
   }
+  queuePolicy(s);
   const r = s.round;
   $("training").hidden = !s.training;
   if (s.training && r) {
-    $("training-phase").textContent = `round ${r.id}: ${r.phase}`;
+    $("training-phase").textContent = `round ${r.id}: ${r.phase}${by(r.started_by)}`;
     $("training-bar").style.width = `${r.total ? (100 * r.done) / r.total : 0}%`;
   } else if (r && (r.status === "failed" || r.status === "interrupted") && reportedRound !== r.id) {
     reportedRound = r.id;  // shown once: later polls must not hide the messages of new saves
@@ -227,11 +232,32 @@ async function refreshStatus() {
     act(async () => {  // after the saves already typed, which belong to the batch shown
       if (s.queue_round === queueRound) return;
       await loadBatch();
-      say("new batch ready");
+      say("new batch ready" + by(s.queue_started_by));
     });
   } else if (s.queue_round === queueRound && pending === 0) {
     act(refreshBatchState);  // after the saves typed, so their own states are not stale
   }
+}
+
+// Whether this page may start the next round or a revisit now (the server's rule: the owner
+// any time, an annotator once every image of the batch is done, or never under
+// --owner-only-queue): the controls disabled with the reason. The n key still asks the server,
+// which answers with the same reason.
+function queuePolicy(s) {
+  const you = s.you || { can_queue: true, why: null };
+  // the owner of a team may replace a batch the annotators are on: said on hover, not refused
+  const warn = FM.team && you.can_queue && s.batch_left
+    ? `${s.batch_left} image(s) of this batch not done yet: this replaces the batch the `
+      + "annotators are on (those images go back to the pool)"
+    : "";
+  const titles = { "next-batch": "retrain and choose the next batch",
+    revisit: "queue the images skipped or unsure as the batch" };
+  for (const id of ["next-batch", "revisit"]) {
+    $(id).disabled = !you.can_queue;
+    $(id).title = you.why || warn || titles[id];
+  }
+  $("queue-why").textContent = you.why || "";
+  $("queue-why").hidden = !you.why;
 }
 
 function onKey(ev) {
