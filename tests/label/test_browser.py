@@ -452,3 +452,32 @@ def test_an_annotators_next_batch_waits_for_the_batch_and_follows_the_owners_rou
         assert st["round"]["started_by"] == "alice" and st["queue_started_by"] == "alice"
     finally:
         stop_server(proc)
+
+
+def test_under_owner_only_queue_a_done_batch_says_to_ask_the_owner(project, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    project.close()
+    proc, _, _ = start_server(project.dir, "--annotators", "alice", "--owner-only-queue")
+    try:
+        url = re.search(r"labeling page for alice: (http://\S+)", proc.stdout.readline()).group(1)
+
+        def text(d, id_):
+            return d.find_element(By.ID, id_).text
+
+        wait = WebDriverWait(browser, 60)
+        browser.get(url)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("data-image-id"))
+        only = "only the owner starts the next round or a revisit on this server"
+        wait.until(lambda d: text(d, "queue-why").startswith(only))
+        body = browser.find_element(By.TAG_NAME, "body")
+        for _ in range(6):
+            path = text(browser, "path")
+            body.send_keys("s")
+            wait.until(lambda d, p=path: text(d, "message").startswith(f"saved: {p}"))
+        assert text(browser, "message").endswith("Batch done: ask the owner for the next batch")
+        assert not browser.find_element(By.ID, "next-batch").is_enabled()
+        assert text(browser, "queue-why").startswith(only)  # done, and still the owner's call
+    finally:
+        stop_server(proc)
