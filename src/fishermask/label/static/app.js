@@ -13,9 +13,9 @@ let epoch = 0;                  // bumped when a save fails: the actions queued 
 const $ = (id) => document.getElementById(id);
 const KIND = { skip: "skipped", unsure: "unsure" };
 const ME = FM.annotator;  // who this page labels as ("owner": the owner's token)
-// Who started a round or batch, when a team is served (" \u2014 started by alice").
 // What to do once the batch is done: n, unless only the owner may start a round.
-const NEXT = FM.owner_only_queue && ME !== "owner" ? "ask the owner for the next batch" : "press n";
+const ASK_OWNER = FM.owner_only_queue && ME !== "owner";
+// Who started a round or batch, when a team is served (" \u2014 started by alice").
 const by = (who) => (FM.team && who ? ` \u2014 started by ${who === ME ? "you" : who}` : "");
 
 async function api(method, path, body) {
@@ -113,7 +113,8 @@ async function save(kind, label) {
     undoStack.push({ label_id: r.label_id, pos, path: it.path, what: kind === "label" ? label : kind });
     const done = advance();
     say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`
-      + (done ? `. Batch done: ${NEXT === "press n" ? "press n (next batch) to retrain and get the next one" : NEXT}` : ""));
+      + (done ? ". Batch done: " + (ASK_OWNER ? "ask the owner for the next batch"
+        : "press n (next batch) to retrain and get the next one") : ""));
   } catch (e) {
     // The keys typed after this one were meant for the images after it: drop them.
     const dropped = pending;
@@ -181,7 +182,8 @@ async function refreshBatchState() {
     epoch += 1;
     const done = advance();
     say(`${shown.path}: done by ${shown.state.by} (${shown.state.kind === "label" ? shown.state.label : shown.state.kind}); `
-      + (done ? `every image of this batch is done: ${NEXT}${NEXT === "press n" ? " for the next batch" : ""}` : "moved on to the next image no one has done")
+      + (done ? "every image of this batch is done: " + (ASK_OWNER ? "ask the owner for the next batch"
+        : "press n for the next batch") : "moved on to the next image no one has done")
       + (dropped ? ` (the ${dropped} key(s) typed meanwhile were ignored)` : ""));
   } else if (changed) show();
 }
