@@ -4,6 +4,8 @@ budget exceeds the pool."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
@@ -234,3 +236,56 @@ CHECKS = [
 def test_check_strategy_names_the_breach(case: str, query, message: str) -> None:  # noqa: ANN001
     with pytest.raises(strategies.StrategyError, match=rf"strategy 'mine'.*{message}"):
         strategies.check_strategy(_mine(query))
+
+
+# -- NaN / infinite scores: refused, never ranked by position -----------------------------------
+
+
+def _scoring(name: str, fill: float, *, every: int = 2, **options: object) -> strategies.Strategy:
+    """A score strategy whose scores have ``fill`` at every ``every``-th item."""
+
+    class _Filled(strategies.ScoreStrategy):
+        def score(self, probs: torch.Tensor) -> torch.Tensor:
+            s = -probs.max(dim=1).values
+            s[::every] = fill
+            return s
+
+    _Filled.name = name
+    return dataclass(frozen=True)(_Filled)(**options)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("fill", "every", "options", "message"),
+    [
+        (float("nan"), 2, {}, r"25 NaN of its 50 scores"),  # used to skip the NaN items silently
+        (float("nan"), 1, {}, r"50 NaN of its 50 scores"),  # used to pick the first 5 by position
+        (float("nan"), 1, {"stochastic": "softmax"}, r"50 NaN of its 50 scores"),
+        (float("nan"), 1, {"stochastic": "softrank"}, r"50 NaN of its 50 scores"),
+        (float("inf"), 5, {}, r"10 infinite of its 50 scores"),
+    ],
+)
+def test_non_finite_scores_are_one_clear_line(fill, every, options, message) -> None:  # noqa: ANN001
+    ctx = make_context()
+    with pytest.raises(strategies.StrategyError, match=rf"strategy 'mine': {message}") as err:
+        _scoring("mine", fill, every=every, **options).select(ctx, 5)
+    assert "\n" not in str(err.value) and "pick by position" in str(err.value)
+
+
+def test_top_k_helpers_refuse_nan() -> None:
+    nan = torch.tensor([0.3, float("nan"), 0.1])
+    with pytest.raises(strategies.NonFiniteScores, match="1 NaN of its 3 scores"):
+        strategies.top_k(nan, 2)
+    with pytest.raises(strategies.NonFiniteScores, match="1 NaN of its 3 scores"):
+        strategies.stochastic_top_k(nan, 2, "softmax", 1.0, torch.Generator().manual_seed(0))
+    # -inf log-weights (zero weight under stochastic=power) stay allowed inside the Gumbel path
+    u = torch.tensor([0.0, 0.0, 1.0, 2.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    assert sorted(strategies.stochastic_top_k(u, 2, "power", 1.0, g).tolist()) == [2, 3]
+
+
+def test_own_ranking_with_nan_scores_is_refused() -> None:
+    """A strategy that ranks by itself (no top_k) and returns NaN scores for its picks."""
+    ctx = make_context()
+    result = lambda c, b: _sel(c.pool.unlabeled[:b], scores=torch.full((b,), float("nan")))  # noqa: E731
+    with pytest.raises(strategies.StrategyError, match=r"strategy 'mine' returned 5 NaN scores"):
+        _broken("mine", result).select(ctx, 5)

@@ -25,11 +25,13 @@ from fishermask.strategies import (  # noqa: F401
 from fishermask.strategies.badge import badge_embeddings, kmeans_pp_seeding
 from fishermask.strategies.bald import bald_scores
 from fishermask.strategies.base import (
+    NonFiniteScores,
     QueryContext,
     ScoreStrategy,
     Selection,
     Strategy,
     StrategyError,
+    check_finite,
     check_selection,
     stochastic_top_k,
     top_k,
@@ -45,6 +47,7 @@ from fishermask.strategies.registry import available, get, register
 from fishermask.strategies.typiclust import typicality, typiclust_select
 
 __all__ = [
+    "NonFiniteScores",
     "QueryContext",
     "ScoreStrategy",
     "Selection",
@@ -53,6 +56,7 @@ __all__ = [
     "available",
     "badge_embeddings",
     "bald_scores",
+    "check_finite",
     "check_selection",
     "check_strategy",
     "batchbald_select",

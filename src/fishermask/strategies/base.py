@@ -150,8 +150,16 @@ class Strategy:
                 f"Query budget {budget} is larger than the unlabeled pool ({available} items); "
                 f"lower the query size or the number of rounds."
             )
-        sel = self.query(ctx, budget)
-        return check_selection(self.name or type(self).__name__, sel, ctx.pool, budget)
+        name = self.name or type(self).__name__
+        try:
+            sel = self.query(ctx, budget)
+        except NonFiniteScores as exc:
+            raise StrategyError(
+                f"strategy {name!r}: {exc.describe()}; ranking them would pick by position. "
+                "Check the model's predictions (a diverged training gives NaN probabilities) "
+                "or the strategy's score function."
+            ) from exc
+        return check_selection(name, sel, ctx.pool, budget)
 
     def options(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,6 +168,30 @@ class Strategy:
 class StrategyError(FishermaskError, RuntimeError):
     """A strategy's ``query`` broke the contract (wrong count, repeated, out-of-range or
     labeled indices, malformed scores or info): one line naming the strategy and the fix."""
+
+
+class NonFiniteScores(StrategyError):
+    """Scores handed to :func:`top_k` or :func:`stochastic_top_k` had NaN or infinite entries.
+
+    :meth:`Strategy.select` turns it into a :class:`StrategyError` naming the strategy.
+    """
+
+    def __init__(self, nan: int, inf: int, total: int) -> None:
+        self.nan, self.inf, self.total = nan, inf, total
+        super().__init__(f"{self.describe()}; rank finite scores only.")
+
+    def describe(self) -> str:
+        parts = [f"{n} {what}" for n, what in ((self.nan, "NaN"), (self.inf, "infinite")) if n]
+        return f"{' and '.join(parts)} of its {self.total} scores"
+
+
+def check_finite(scores: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteScores` if ``scores`` has a NaN or an infinite entry."""
+    if scores.is_floating_point() or scores.is_complex():
+        nan = int(torch.isnan(scores).sum())
+        inf = int(torch.isinf(scores).sum())
+        if nan or inf:
+            raise NonFiniteScores(nan, inf, scores.numel())
 
 
 def check_selection(name: str, sel: Any, pool: Pool, budget: int) -> Selection:
@@ -223,6 +255,12 @@ def check_selection(name: str, sel: Any, pool: Pool, budget: int) -> Selection:
             raise StrategyError(
                 f"{where} returned scores of shape {tuple(scores.shape)} for {budget} indices; "
                 f"return one score per chosen index ([{budget}]) or None."
+            )
+        if scores.is_floating_point() and bool(torch.isnan(scores).any()):
+            raise StrategyError(
+                f"{where} returned {int(torch.isnan(scores).sum())} NaN scores among its "
+                f"{budget} chosen items; a NaN score means the ranking picked by position, so "
+                "find where the NaN comes from (the model's predictions or the score function)."
             )
         sel.scores = scores
     if not isinstance(sel.info, dict):
@@ -320,6 +358,7 @@ def stochastic_top_k(
     standard Gumbel drawn from ``generator``; ties (e.g. zero weights) by position.
     """
     u = utility.detach().to(torch.float64).cpu()
+    check_finite(u)
     if mode == "power":
         log_w = beta * torch.log(u.clamp_min(0.0))  # log 0 = -inf: never drawn before w > 0
     elif mode == "softmax":
@@ -332,11 +371,20 @@ def stochastic_top_k(
         raise ConfigError(f"Unknown stochastic mode {mode!r}; supported: {', '.join(STOCHASTIC)}.")
     uniform = torch.rand(len(u), generator=generator, dtype=torch.float64)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-300, 1.0 - 1e-16)))
-    return top_k(log_w + gumbel, k)
+    return _top_k(log_w + gumbel, k)  # log w = -inf (w = 0) is allowed here
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the ``k`` highest scores, ties broken by the lower position (deterministic)."""
+    """Positions of the ``k`` highest scores, ties broken by the lower position (deterministic).
+
+    Raises :class:`NonFiniteScores` if a score is NaN or infinite: NaN sorts last and a run
+    of NaN or infinite scores would be ranked by position, silently.
+    """
     scores = scores.detach().to(torch.float64).cpu()
+    check_finite(scores)
+    return _top_k(scores, k)
+
+
+def _top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     order = torch.argsort(-scores, stable=True)
     return order[:k]
