@@ -226,6 +226,9 @@ def test_model_options_and_features_errors(tmp_path: Path) -> None:
         "5 rows of features",
     )
     _fails([*base, "--model", "resnet18:hidden_dropout=0.1"], tmp_path, "hidden_dropout")
+    # linear has no width: it used to run as width 1 with width 0.5 recorded
+    for model in (["--model", "linear", "--width", "0.5"], ["--model", "linear:width=0.5"]):
+        _fails([*base, *model], tmp_path, "model 'linear' has no width", "width 0.5 cannot be")
 
 
 def test_momentum_with_adam_is_refused_not_ignored(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def _features(tmp_path: Path) -> Path:
 def test_features_run_with_embedding_and_gradient_strategies(tmp_path: Path, model: str) -> None:
     raw = {
         "data": {"dataset": "digits", "features": str(_features(tmp_path))},
-        "model": {"name": model, "width": 0.25},
+        "model": {"name": model, "width": 1.0 if model == "linear" else 0.25},
         "train": {"max_epochs": 3, "batch_size": 32},
         "loop": {"initial": 20, "query_size": 10, "rounds": 1},
         "strategies": [

@@ -79,6 +79,7 @@ def test_changes_are_written_recorded_and_used_from_the_next_round(project):
         (["--max-steps", "-1"], "--max-steps -1: must be an integer >= 0"),
         (["--width", "0"], "--width 0.0: must be > 0"),
         (["--model", "vgg"], "Unknown model 'vgg'"),
+        (["--model", "linear"], "model 'linear' has no width to scale"),  # width stays 0.25
         (["--strategy", "nope"], "Unknown strategy 'nope'"),
         (["--query-pool", "3"], "--query-pool 3 is smaller than the batch (6)"),
         (["--batch", "3000"], "--query-pool 2000 is smaller than the batch (3000)"),

@@ -40,12 +40,16 @@ def test_unknown_model() -> None:
         build_model("vgg", 10)
 
 
+def _width(name: str) -> float:
+    return 1.0 if name == "linear" else 0.5  # linear has no width
+
+
 def test_dropout_zero_adds_nothing() -> None:
     for name in MODELS:
         torch.manual_seed(0)
-        plain = build_model(name, 5, (1, 8, 8), 0.5)
+        plain = build_model(name, 5, (1, 8, 8), _width(name))
         torch.manual_seed(0)
-        same = build_model(name, 5, (1, 8, 8), 0.5, dropout=0.0, hidden_dropout=0.0)
+        same = build_model(name, 5, (1, 8, 8), _width(name), dropout=0.0, hidden_dropout=0.0)
         assert repr(plain) == repr(same)
         assert all(
             torch.equal(a, b)
@@ -59,7 +63,8 @@ def test_dropout_is_off_in_eval_and_seeded_in_mc(name: str) -> None:
 
     hidden = 0.2 if name in ("cnn", "mlp") else 0.0
     torch.manual_seed(0)
-    model = build_model(name, 4, (1, 8, 8), 0.5, dropout=0.5, hidden_dropout=hidden).eval()
+    model = build_model(name, 4, (1, 8, 8), _width(name), dropout=0.5, hidden_dropout=hidden)
+    model.eval()
     assert has_dropout(model)
     x = torch.randn(6, 1, 8, 8)
     assert torch.equal(model(x), model(x))  # eval: deterministic, dropout off
@@ -77,6 +82,31 @@ def test_dropout_errors() -> None:
         build_model("resnet18", 4, (3, 8, 8), 0.25, hidden_dropout=0.1)
     with pytest.raises(ConfigError, match=r"`dropout`=1.0, must be a rate in \[0, 1\)"):
         build_model("cnn", 4, (1, 8, 8), dropout=1.0)
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m != "linear"])
+def test_width_scales_every_built_in_but_linear(name: str) -> None:
+    def size(width: float) -> int:
+        return sum(p.numel() for p in build_model(name, 10, (3, 32, 32), width).parameters())
+
+    assert size(0.5) < size(1.0) < size(1.5)
+
+
+@pytest.mark.parametrize("width", [0.5, 2.0])
+def test_linear_refuses_a_width_it_cannot_honour(width: float) -> None:
+    """It used to build the same nn.Linear at any width, silently."""
+    with pytest.raises(ConfigError, match=rf"model 'linear' has no width .*width {width:g} "):
+        build_model("linear", 10, (3, 32, 32), width)
+    build_model("linear", 10, (3, 32, 32), 1.0)
+
+
+def test_linear_checkpoint_of_an_older_version_with_a_width_still_loads() -> None:
+    """Older versions recorded any width for linear and trained width 1."""
+    from fishermask.label.predict import build_classifier
+
+    weights = build_model("linear", 3, (7, 1, 1)).state_dict()
+    model = build_classifier("linear", 3, (7, 1, 1), 0.5, weights)
+    assert torch.equal(model.classifier.weight, weights["classifier.weight"])
 
 
 def test_linear_model_embeds_its_input() -> None:

@@ -85,10 +85,12 @@ class ModelConfig(Section):
     hidden_dropout: float = 0.0
 
     def check(self) -> None:
+        from fishermask.models import check_width
         from fishermask.models.dropout import check_rate
 
         if not self.width > 0:
             raise ConfigError(f"`model.width`={self.width}, must be > 0.")
+        check_width(self.name, self.width)
         check_rate("model.dropout", self.dropout)
         check_rate("model.hidden_dropout", self.hidden_dropout)
 

@@ -129,6 +129,8 @@ def build_classifier(
 ) -> Classifier:
     """The architecture a checkpoint names, with its weights, in eval mode (the global random
     generator is left as it was: initialisation draws from it)."""
+    if name == "linear":  # no width: older versions recorded any width and trained width 1
+        width = 1.0
     with torch.random.fork_rng(devices=[]):
         model = build_model(name, num_classes, (int(shape[0]), int(shape[1]), int(shape[2])), width)
     model.load_state_dict(weights)

@@ -64,7 +64,7 @@ from fishermask.label.store import (
     proc_start,
     process_identity,
 )
-from fishermask.models import available_models, build_model
+from fishermask.models import available_models, build_model, check_width
 from fishermask.models.base import Classifier
 from fishermask.training import Normalizer, make_augmenter, train
 from fishermask.training.config import TrainConfig
@@ -204,6 +204,7 @@ def check_changeable(
         )
     if not width > 0:
         raise ConfigError(f"--width {width}: must be > 0.")
+    check_width(model, width)
     for name, v in (
         ("batch", batch),
         ("min-per-class", min_per_class),

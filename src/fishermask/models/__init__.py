@@ -56,6 +56,16 @@ def model_builder(name: str) -> Builder:
     return _BUILDERS[name]
 
 
+def check_width(name: str, width: float) -> None:
+    """Refuse a ``width`` that built-in model ``name`` cannot honour (``linear``: any but 1)."""
+    if name == "linear" and width != 1.0:
+        raise ConfigError(
+            f"model 'linear' has no width to scale (one nn.Linear from the inputs to the "
+            f"classes), so width {width:g} cannot be honoured; use width 1 (--width 1, "
+            "model.width: 1), or mlp or cnn for a model whose size width sets."
+        )
+
+
 def available_models() -> list[str]:
     """The built-in models, then those registered with :func:`register_model`."""
     return list(_BUILDERS)
@@ -73,9 +83,11 @@ def build_model(
 
     ``dropout`` acts before the final layer and ``hidden_dropout`` between the hidden
     stages of ``cnn`` and ``mlp`` (both 0 by default: no dropout module at all). The
-    ``linear`` model ignores ``width``.
+    ``linear`` model has no width (one ``nn.Linear`` from the inputs to the classes): a
+    ``width`` other than 1 is refused rather than ignored.
     """
     check_choice("model", name, _BUILDERS)
+    check_width(name, width)
     shape = (int(image_shape[0]), int(image_shape[1]), int(image_shape[2]))
     built = _BUILDERS[name](num_classes, shape, width)
     if isinstance(built, Classifier):
@@ -110,6 +122,7 @@ __all__ = [
     "Classifier",
     "ModelOutput",
     "build_model",
+    "check_width",
     "has_dropout",
     "mc_dropout",
     "ResNet18",
