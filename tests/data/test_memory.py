@@ -81,6 +81,8 @@ def test_rgb_channel_last_and_dataset_class_names() -> None:
     assert torch.equal(ds.x_train, torch.from_numpy(rgb.transpose(0, 3, 1, 2)))
     assert ds.classes == ("cat", "dog")
     assert from_memory((rgb, y), (rgb, y), classes=["a", "b"]).classes == ("a", "b")
+    same = Items(12, lambda i: (rgb[i], int(y[i])), classes=["cat", "dog"])
+    assert from_memory(same, same, classes=("cat", "dog")).classes == ("cat", "dog")
 
 
 def test_the_hash_follows_content_not_names() -> None:
@@ -154,6 +156,16 @@ BAD = {
         ),
         {},
         "(3 and 2; at index 1: 'dog' in train, 'eel' in test)",
+    ),
+    "classes= reorder the Dataset's": (
+        (Items(30, lambda i: (X[i], int(Y[i])), classes=["cat", "dog", "eel"]), (XT, YT)),
+        {"classes": ["dog", "cat", "eel"]},
+        "at index 0: 'dog' in classes=, 'cat' in the Dataset), so label 0 would get the wrong",
+    ),
+    "classes= longer than the Dataset's": (
+        (Items(30, lambda i: (X[i], int(Y[i])), classes=["cat", "dog", "eel"]), (XT, YT)),
+        {"classes": ["cat", "dog", "eel", "fox"]},
+        "(4 and 3 names; at index 3: 'fox' in classes=, nothing in the Dataset)",
     ),
 }
 

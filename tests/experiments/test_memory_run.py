@@ -50,6 +50,19 @@ TRAIN, TEST = _digits()
 NAMES = [f"digit{i}" for i in range(10)]
 
 
+class Named(torch.utils.data.Dataset):
+    """``(x, y)`` arrays as a Dataset with torchvision's ``classes`` attribute."""
+
+    def __init__(self, xy: tuple[np.ndarray, np.ndarray], classes: list[str]) -> None:
+        self.x, self.y, self.classes = xy[0], xy[1], classes
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.x[i], int(self.y[i])
+
+
 def _run(out: Path, **kw) -> list[dict]:
     args = {"train": TRAIN, "test": TEST, "classes": NAMES, "name": "digits", **kw}
     return fishermask.run(CFG, out=out, progress=False, **args)
@@ -189,6 +202,17 @@ def test_a_changed_data_file_is_refused_where_it_is_loaded(api_run: Path, tmp_pa
         ({"workers": 0}, ConfigError, "`workers`=0"),
         ({"train": (TRAIN[0], TRAIN[1][:-1])}, DataError, "train: x has 1437 images but y"),
         ({"classes": NAMES[:5]}, DataError, "labels must be 0..4"),
+        (  # an explicit classes= used to rename a Dataset's classes silently
+            {"train": Named(TRAIN, NAMES), "classes": NAMES[::-1]},
+            DataError,
+            "classes= differ from the train Dataset's own classes (10 and 10 names; at index 0: "
+            "'digit9' in classes=, 'digit0' in the Dataset), so label 0 would get the wrong name",
+        ),
+        (
+            {"test": Named(TEST, NAMES), "classes": NAMES[:9] + ["nine"]},
+            DataError,
+            "at index 9: 'nine' in classes=, 'digit9' in the Dataset",
+        ),
         ({"config": {**CFG, "loop": {"budget": 5000}}}, ConfigError, "Budget 5000 is larger"),
     ],
 )

@@ -50,10 +50,12 @@ def from_memory(
     """Convert in-memory ``train`` and ``test`` splits (module docstring) to an ``ImageDataset``.
 
     ``classes``: one name per class; else a Dataset's ``classes`` attribute (torchvision's
-    convention), else ``"0" .. "K-1"`` with K = largest label + 1 (as for ``.npz``).
+    convention), else ``"0" .. "K-1"`` with K = largest label + 1 (as for ``.npz``). Given
+    for a Dataset that has ``classes``, they must be the same names in the same order.
     Raises ``DataError`` with one line naming the split, the item and the fix.
     """
     _check_same_classes(train, test)
+    _check_given_classes(classes, train, test)
     raw = {s: _split(s, v, progress) for s, v in zip(SPLITS, (train, test), strict=True)}
     if classes is None:
         classes = getattr(train, "classes", None) if _is_dataset(train) else None
@@ -159,6 +161,30 @@ def _check_same_classes(train: Any, test: Any) -> None:
         f"{i}: {first} in train, {second} in test), so the same label means different classes "
         "in the two splits; give both the same classes (an ImageFolder: the same class folders)."
     )
+
+
+def _check_given_classes(classes: Any, train: Any, test: Any) -> None:
+    """Refuse ``classes=`` that differ from a Dataset's own ``classes`` (names or order): the
+    Dataset's labels index its own list, so other names would silently rename the classes."""
+    if classes is None or isinstance(classes, str):
+        return  # a str is refused (one name per class) after the splits are read
+    for split, ds in zip(SPLITS, (train, test), strict=True):
+        own = _dataset_classes(ds)
+        given = [str(c) for c in classes]
+        if own is None or given == own:
+            continue
+        i = next(
+            (k for k, (a, b) in enumerate(zip(given, own, strict=False)) if a != b),
+            min(len(given), len(own)),
+        )
+        first, second = (repr(n[i]) if i < len(n) else "nothing" for n in (given, own))
+        raise DataError(
+            f"classes= differ from the {split} Dataset's own classes ({len(given)} and "
+            f"{len(own)} names; at index {i}: {first} in classes=, {second} in the Dataset), "
+            f"so label {i} would get the wrong name; drop classes= (the Dataset's classes are "
+            "used) or give the same names in the same order."
+        )
+        return  # train and test name the same classes (checked above)
 
 
 def _check_finite(x: np.ndarray, where: str) -> None:
