@@ -8,7 +8,11 @@ module name on ``sys.path`` (``my_pkg.strategies``) or the path of a ``.py`` fil
 (``./my_strategies.py``; relative paths are taken from the current directory). Importing
 the same file twice runs it once. :func:`import_sha256` gives the SHA-256 of the source each
 entry was imported from, which every round of the runner records so that a resume with
-changed code is refused.
+changed code is refused: a ``.py`` file or a top-level single-file module, that file's
+SHA-256; a module of a package (``my_pkg`` or ``my_pkg.strategies``), ``package:`` and the
+SHA-256 of every ``.py`` file under the top-level package's folder(s) (:func:`package_sha256`),
+since the entry's code may import any of them. Rounds recorded before packages were hashed
+whole hold the entry's own file's SHA-256; :func:`same_source` accepts that as well.
 """
 
 from __future__ import annotations
@@ -29,17 +33,72 @@ def is_file_entry(entry: str) -> bool:
     return entry.endswith(".py") or "/" in entry or "\\" in entry
 
 
-_SHA: dict[str, str] = {}  # module name -> SHA-256 of the source this process imported
+_SHA: dict[str, str] = {}  # module name -> SHA-256 of the source file this process imported
+_PACKAGE_SHA: dict[str, str] = {}  # top-level package name -> "package:" + package_sha256
+PACKAGE = "package:"  # prefix of a package's digest (a file's digest has none)
 
 
 def import_sha256(entries: Iterable[str]) -> dict[str, str]:
-    """``{entry: SHA-256}`` of the source file each entry was imported from in this process
-    (importing it if needed); an entry without a source file (a namespace or built-in
-    module) maps to ``""``."""
-    return {
-        entry.strip(): _SHA.get(module.__name__, "")
-        for entry, module in zip(entries, load_imports(entries), strict=True)
-    }
+    """``{entry: digest}`` of the code each entry was imported from in this process
+    (importing it if needed): a file or a top-level single-file module, its file's SHA-256;
+    a module of a package, ``"package:"`` + :func:`package_sha256` of the top-level package.
+    An entry without a source file (a namespace or built-in module) maps to ``""``."""
+    out: dict[str, str] = {}
+    for entry, module in zip(entries, load_imports(entries), strict=True):
+        entry = entry.strip()
+        top = module.__name__.partition(".")[0]
+        package = None if is_file_entry(entry) else _package_digest(top)
+        out[entry] = package if package is not None else _SHA.get(module.__name__, "")
+    return out
+
+
+def same_source(entry: str, recorded: str | None, now: str | None) -> bool:
+    """Whether a round's ``recorded`` digest of ``entry`` matches the digest ``now``.
+
+    A round recorded before packages were hashed whole holds the SHA-256 of the entry's own
+    file; against a package digest now it is compared with that file's SHA-256 (what those
+    rounds could check), so older run directories stay resumable.
+    """
+    if recorded == now:
+        return True
+    if recorded is None or now is None or not now.startswith(PACKAGE):
+        return False
+    if recorded.startswith(PACKAGE) or is_file_entry(entry):
+        return False
+    (module,) = load_imports([entry])  # imported already: the module itself
+    return recorded == _SHA.get(module.__name__)  # the legacy digest: the module's own file
+
+
+def package_sha256(folders: Iterable[str]) -> str:
+    """SHA-256 over every ``.py`` file under ``folders`` (a package's ``__path__``), outside
+    ``__pycache__``: each file's path relative to its folder and its content's SHA-256, in
+    sorted order, so an edit, a new file, a removed or a renamed one changes it."""
+    h = hashlib.sha256()
+    for i, folder in enumerate(sorted(set(str(f) for f in folders))):
+        root = Path(folder)
+        files = sorted(
+            (p.relative_to(root).as_posix(), p)
+            for p in root.rglob("*.py")
+            if "__pycache__" not in p.relative_to(root).parts and p.is_file()
+        )
+        for rel, path in files:
+            h.update(f"{i}:{rel}\0".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _package_digest(top: str) -> str | None:
+    """``"package:" + package_sha256`` of top-level package ``top``; ``None`` if it is a
+    single-file module (no ``__path__``)."""
+    if top not in _PACKAGE_SHA:
+        folders = getattr(sys.modules.get(top), "__path__", None)
+        if folders is None:
+            return None
+        try:
+            _PACKAGE_SHA[top] = PACKAGE + package_sha256(list(folders))
+        except OSError:
+            _PACKAGE_SHA[top] = ""
+    return _PACKAGE_SHA[top]
 
 
 def _record(module: ModuleType) -> ModuleType:
@@ -49,6 +108,8 @@ def _record(module: ModuleType) -> ModuleType:
             _SHA[module.__name__] = hashlib.sha256(Path(source).read_bytes()).hexdigest()
         except (TypeError, OSError):
             _SHA[module.__name__] = ""
+    if not module.__name__.startswith("fishermask_import_"):  # a module, not a .py file
+        _package_digest(module.__name__.partition(".")[0])  # hashed as imported, once
     return module
 
 

@@ -218,3 +218,86 @@ def test_an_import_whose_code_fails_is_one_line(tmp_path, code, want):
     with pytest.raises(ConfigError) as exc:  # Python callers keep the cause's traceback
         load_imports([str(path)])
     assert exc.value.__cause__ is not None
+
+
+def _package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """Package ``name`` on sys.path: its __init__ registers a strategy whose code lives in a
+    sibling module, ``scoring.py``."""
+    pkg = tmp_path / "site" / name
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(f"from {name}.scoring import *  # noqa: F403\n")
+    (pkg / "scoring.py").write_text(textwrap.dedent(STRATEGY.format(name=name)))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return pkg
+
+
+def test_a_package_entry_hashes_every_py_file_of_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module entry used to record the SHA-256 of its own file only (a package's
+    __init__.py), so an edit of the module holding the strategy went unnoticed on resume."""
+    from fishermask.plugins import import_sha256, package_sha256, same_source
+
+    pkg = _package(tmp_path, monkeypatch, "pkg_hashed")
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "stale.py").write_text("x = 1\n")  # not part of the package
+    got = import_sha256(["pkg_hashed", "pkg_hashed.scoring"])
+    want = "package:" + package_sha256([str(pkg)])
+    assert got == {"pkg_hashed": want, "pkg_hashed.scoring": want}
+    before = package_sha256([str(pkg)])
+    scoring = (pkg / "scoring.py").read_text()
+    (pkg / "scoring.py").write_text(scoring.replace("power: float = 1.0", "power: float = 2.0"))
+    assert package_sha256([str(pkg)]) != before  # an edit of a file the entry imports
+    (pkg / "scoring.py").write_text(scoring)
+    assert package_sha256([str(pkg)]) == before
+    (pkg / "extra.py").write_text("")
+    assert package_sha256([str(pkg)]) != before  # a new file too
+    # a round recorded before packages were hashed whole holds the __init__.py's SHA-256
+    legacy = hashlib.sha256((pkg / "__init__.py").read_bytes()).hexdigest()
+    assert same_source("pkg_hashed", legacy, want)
+    assert not same_source("pkg_hashed", "0" * 64, want)
+    assert not same_source("pkg_hashed", "package:" + "0" * 64, want)
+    # a top-level single-file module and a .py file keep their file's SHA-256
+    single = tmp_path / "site" / "single_hashed.py"
+    single.write_text("X = 1\n")
+    assert import_sha256(["single_hashed"]) == {
+        "single_hashed": hashlib.sha256(single.read_bytes()).hexdigest()
+    }
+
+
+def test_resume_after_an_edit_of_a_package_module_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = _package(tmp_path, monkeypatch, "pkg_resume")
+    out = tmp_path / "run"
+    args = ["run", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--initial", "20"]
+    args += ["--query-size", "10", "--rounds", "2", "--seeds", "1", "-s", "pkg_resume"]
+    args += ["--import", "pkg_resume", "--workers", "1", "--no-progress", "--device", "cpu"]
+    args += ["--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    trial = out / "trials" / "pkg_resume__seed0"
+    last = json.loads((trial / "round_001.json").read_text())
+    digest = last["import_sha256"]["pkg_resume"]
+    assert digest.startswith("package:") and len(digest) == len("package:") + 64
+    (trial / "round_002.json").unlink()  # interrupted after round 1 (its checkpoint kept)
+    (trial / "model_002.pt").rename(trial / "model_001.pt")
+    kept = (trial / "model_001.pt").read_bytes()
+
+    def resume(recorded: str) -> object:
+        (trial / "round_001.json").write_text(json.dumps({**last, "import_sha256": {
+            "pkg_resume": recorded}}))  # fmt: skip
+        (trial / "model_001.pt").write_bytes(kept)
+        (trial / "round_002.json").unlink(missing_ok=True)
+        return CliRunner().invoke(app, args)
+
+    # what another scoring.py (the __init__.py unchanged) gives: refused, naming the entry
+    result = resume("package:" + "0" * 64)
+    assert result.exit_code == 2, result.output
+    assert f"--import pkg_resume sha256 'package:000000000000' -> '{digest[:20]}'" in (
+        result.output
+    )
+    assert not (trial / "round_002.json").exists()
+    # a run of an older version recorded the __init__.py's SHA-256: still resumable
+    legacy = hashlib.sha256((pkg / "__init__.py").read_bytes()).hexdigest()
+    assert resume(legacy).exit_code == 0
+    assert (trial / "round_002.json").exists()

@@ -30,6 +30,7 @@ from fishermask.experiments.experiment import Experiment, environment, generator
 from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.store import SharedRound0, TrialStore
 from fishermask.models.base import Classifier
+from fishermask.plugins import PACKAGE, same_source
 from fishermask.strategies.base import QueryContext, Selection
 from fishermask.training import evaluate, make_augmenter, train
 from fishermask.training.trainer import AuxiliaryModule, TrainResult
@@ -338,14 +339,21 @@ def environment_changes(record: dict[str, Any], exp: Experiment) -> list[str]:
         if before.get(k) != now.get(k)
     ]
     code = record.get("import_sha256")  # absent in records made before it was recorded
-    if code is not None and code != exp.import_sha256:
+    if code is not None:
+        now = exp.import_sha256
         changed += [
-            f"--import {entry} sha256 {str(code.get(entry))[:12]!r} -> "
-            f"{str(exp.import_sha256.get(entry))[:12]!r}"
-            for entry in sorted(set(code) | set(exp.import_sha256))
-            if code.get(entry) != exp.import_sha256.get(entry)
+            f"--import {entry} sha256 {_short(code.get(entry))!r} -> {_short(now.get(entry))!r}"
+            for entry in sorted(set(code) | set(now))
+            if not same_source(entry, code.get(entry), now.get(entry))
         ]
     return changed
+
+
+def _short(digest: str | None) -> str:
+    """The first 12 hex digits of a digest, after its ``package:`` prefix if any."""
+    text = str(digest)
+    prefix = PACKAGE if text.startswith(PACKAGE) else ""
+    return prefix + text[len(prefix) : len(prefix) + 12]
 
 
 def round0_inputs(config: ExperimentConfig) -> dict[str, Any]:
