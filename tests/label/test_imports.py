@@ -310,7 +310,7 @@ def test_a_registered_model_without_import_says_how(tmp_path, folder):
 
 def test_loader_of_an_export_whose_import_file_is_gone_says_which(tmp_path, folder, plugin):
     from fishermask.errors import ConfigError
-    from fishermask.label.predict import LabelModel
+    from fishermask.label.predict import LabelModel, description_sha256
     from fishermask.label.project import Project
 
     assert _init(tmp_path, folder, plugin).exit_code == 0
@@ -325,6 +325,7 @@ def test_loader_of_an_export_whose_import_file_is_gone_says_which(tmp_path, fold
     info = json.loads((tmp_path / "m" / "model.json").read_text())
     info["architecture"] = "imp_gone"  # a model this process has not registered
     info["imports"][0]["path"] = str(tmp_path / "gone.py")
+    info["description_sha256"] = description_sha256(info)  # as if exported so
     (tmp_path / "m" / "model.json").write_text(json.dumps(info))
     with pytest.raises(ConfigError, match="gone.py, which is gone"):
         LabelModel(tmp_path / "m")

@@ -415,11 +415,46 @@ def test_loader_refuses_a_model_pt_of_another_export(trained, tmp_path):
     wide = tmp_path / "wide"
     shutil.copytree(a, wide)
     del info["weights_sha256"]  # an export of an older fishermask: no hash to check
+    del info["description_sha256"]
     info["width"] = 0.5
     (wide / "model.json").write_text(json.dumps(info))
     with pytest.raises(FishermaskError) as exc:
         load_model(wide)
     assert "do not fit the architecture" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_loader_refuses_an_edited_model_json(trained, tmp_path):
+    """model.json was covered by no hash: classes reordered in it loaded silently and named
+    every prediction wrongly."""
+    import shutil
+
+    from fishermask.errors import FishermaskError
+    from fishermask.label import load_model
+
+    proj, images, _ = trained
+    a = tmp_path / "a"
+    assert _run("export", proj, "--format", "model", "--out", a).exit_code == 0
+    info = json.loads((a / "model.json").read_text())
+    for key, value in (
+        ("classes", info["classes"][::-1]),
+        ("normalizer", {**info["normalizer"], "mean": [0.5] * len(info["normalizer"]["mean"])}),
+        ("weights_sha256", "0" * 64),
+    ):
+        edited = tmp_path / key
+        shutil.copytree(a, edited)
+        (edited / "model.json").write_text(json.dumps({**info, key: value}, indent=1))
+        with pytest.raises(FishermaskError) as exc:
+            load_model(edited)
+        msg = str(exc.value)
+        assert "model.json was changed after the export" in msg and "\n" not in msg, msg
+    # the layout of the file is not its content: reformatted, it loads
+    compact = tmp_path / "compact"
+    shutil.copytree(a, compact)
+    (compact / "model.json").write_text(json.dumps(info, sort_keys=True))
+    assert load_model(compact).classes == info["classes"]
+    from fishermask.label.predict import description_sha256
+
+    assert info["description_sha256"] == description_sha256(info)
 
 
 def test_predict_after_a_revisit_says_the_batch_was_not_chosen_with_the_model(project):

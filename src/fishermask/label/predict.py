@@ -12,7 +12,8 @@ they were on held-out labels, and the model exported as a folder with its loader
   Nothing is reported where nothing was measured.
 * :func:`export_model` writes ``model.pt`` (the weights) and ``model.json`` (architecture,
   width, classes, image size, channels, normalisation, round, held-out accuracy, and the
-  ``--import`` entries with the SHA-256 of each file for a model of your own);
+  ``--import`` entries with the SHA-256 of each file for a model of your own, the SHA-256 of
+  ``model.pt`` and of model.json's own content, both checked on load);
   :class:`LabelModel` (``fishermask.label.load_model(DIR)``) loads it without the project
   (importing those entries when the architecture is not registered in the process) and
   decodes images as the project does (:func:`fishermask.label.images.decode`).
@@ -54,6 +55,19 @@ BATCH = 512
 DECIMALS = 6
 MODEL_FORMAT = "fishermask-label-model"
 MODEL_FORMAT_VERSION = 1
+#: model.json's own checksum: the SHA-256 of its content without this field (canonical JSON)
+DESCRIPTION_KEY = "description_sha256"
+
+
+def description_sha256(info: dict[str, Any]) -> str:
+    """SHA-256 of ``model.json``'s content without :data:`DESCRIPTION_KEY`: canonical JSON
+    (sorted keys, no spaces), so only a change of a value (or a key) changes it, not the
+    file's layout; it covers ``weights_sha256`` and so the pairing with ``model.pt``."""
+    import hashlib
+
+    body = {k: v for k, v in info.items() if k != DESCRIPTION_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_options(
@@ -432,6 +446,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
             torch.save({"model": state["model"]}, f)
             _to_disk(f)
         info["weights_sha256"] = imgs.file_sha256(tmp / "model.pt")
+        info[DESCRIPTION_KEY] = description_sha256(info)
         with open(tmp / "model.json", "w") as f:
             f.write(json.dumps(info, indent=1) + "\n")
             _to_disk(f)
@@ -475,6 +490,16 @@ class LabelModel:
             raise ConfigError(
                 f"{meta} was written by a newer fishermask (format version "
                 f"{info['format_version']}); upgrade fishermask to load it."
+            )
+        # an edited model.json (classes reordered, another normaliser) would load silently
+        # and name the predictions wrongly; absent in exports of older fishermask versions
+        recorded = info.get(DESCRIPTION_KEY)
+        if recorded is not None and recorded != description_sha256(info):
+            raise ConfigError(
+                f"{meta} was changed after the export (its content no longer matches its "
+                f"{DESCRIPTION_KEY}; e.g. classes reordered would name the predictions wrongly)"
+                ": use the model.json and model.pt of one export unchanged, or export again "
+                "(`fishermask label export PROJECT --format model --out DIR`)."
             )
         self.info: dict[str, Any] = info
         self.classes: list[str] = list(info["classes"])
