@@ -75,15 +75,17 @@ def test_a_schema_1_project_is_migrated_with_its_history(tmp_path):
     assert st["labeled"] == 3 and st["disagreements"] == 0
 
 
-def test_two_processes_migrating_at_once_migrate_once(tmp_path):
+def test_two_processes_migrating_at_once_migrate_once(tmp_path, capfd):
     proj = _v1_project(tmp_path)
     a = Store(proj / "project.sqlite")
+    assert "upgraded" in capfd.readouterr().err
     con = sqlite3.connect(proj / "project.sqlite")  # an old reader's view: version 3 now
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
     con.close()
     a._migrate(1)  # a second process that read version 1 before the first committed
     b = Store(proj / "project.sqlite")
     assert b.get_meta("schema_version") == 3
+    assert capfd.readouterr().err == ""  # announced by the process that upgraded, once
     a.close()
     b.close()
 
@@ -451,3 +453,27 @@ def test_labelstudio_import_of_an_unattributed_label_keeps_the_annotators(projec
     rows = project.read_labelstudio(tmp_path / "b.json", annotators=True)
     assert project.add_label_rows(rows, source="import", what="b") == (1, 0)
     assert _who_labeled_what(project)["red/002.png"] == ("red", "bob")
+
+
+def test_the_upgrade_is_announced_once_on_stderr(tmp_path, capfd):
+    """Opening an older project upgraded it for good, silently: an older fishermask then
+    refused it ('written by a newer fishermask') and nobody had been told why."""
+    notice = (
+        "fishermask older than 0.1.0 of 2026-12-01 17:58 UTC cannot open it any more (it "
+        "refuses it: 'written by a newer fishermask')."
+    )
+    for old, make in ((1, _v1_project), (2, _v2_project)):
+        (tmp_path / str(old)).mkdir()
+        db = make(tmp_path / str(old)) / "project.sqlite"
+        Store(db).close()
+        assert capfd.readouterr().err.splitlines() == [
+            f"upgraded {db} from schema {old} to 3; {notice}"
+        ]
+        Store(db).close()  # upgraded already: nothing to say
+        assert capfd.readouterr().err == ""
+    # the command that opens it says so on stderr, its own output unchanged
+    (tmp_path / "cli").mkdir()
+    r = _run("status", _v1_project(tmp_path / "cli"))
+    assert r.exit_code == 0, r.output
+    assert f"from schema 1 to 3; {notice}" in r.stderr
+    assert json.loads(r.stdout)["labeled"] == 2

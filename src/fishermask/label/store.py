@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -60,6 +61,9 @@ from fishermask.label.team import OWNER
 
 DB_NAME = "project.sqlite"
 SCHEMA_VERSION = 3
+#: The first fishermask that reads each schema, named in the notice an upgrade prints (the
+#: version number stayed 0.1.0 when schemas 2 and 3 came, so the date of the change names it).
+SCHEMA_SINCE = {2: "0.1.0 of 2026-12-01 15:20 UTC", 3: "0.1.0 of 2026-12-01 17:58 UTC"}
 #: Actions a labeling row can record (``label`` carries a class).
 KINDS = ("label", "skip", "unsure", "undo")
 SOURCES = ("human", "import", "scan")  # "scan": undone by `label scan --accept-changed`
@@ -305,6 +309,16 @@ WHERE NOT EXISTS (
 """
 
 
+def upgrade_notice(path: Path, old: int) -> str:
+    """The line an upgrade from schema ``old`` prints (on stderr): a fishermask older than the
+    first that reads :data:`SCHEMA_VERSION` cannot open the project any more."""
+    since = SCHEMA_SINCE.get(SCHEMA_VERSION, f"the first that reads schema {SCHEMA_VERSION}")
+    return (
+        f"upgraded {path} from schema {old} to {SCHEMA_VERSION}; fishermask older than "
+        f"{since} cannot open it any more (it refuses it: 'written by a newer fishermask')."
+    )
+
+
 class Store:
     """Thread-safe access to one project database (one connection, one lock per process)."""
 
@@ -380,6 +394,7 @@ class Store:
         """Upgrade the schema from ``version`` step by step (:data:`_MIGRATIONS`, keyed on the
         version each step upgrades from), each step and its new version in one transaction;
         another process that upgraded first is seen inside the transaction and left alone."""
+        first = None  # the version this process upgraded from, if it upgraded
         while version < SCHEMA_VERSION:
             with self.transaction() as c:
                 row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -391,7 +406,10 @@ class Store:
                         "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                         (json.dumps(now),),
                     )
+                    first = version if first is None else first
             version = now
+        if first is not None:  # said once: by the process that upgraded, when it did
+            print(upgrade_notice(self.path, first), file=sys.stderr, flush=True)
 
     def _add_missing_tables(self) -> None:
         """Additions of schema 1 that need no version change (older readers ignore them)."""
