@@ -76,8 +76,9 @@ def test_a_trial_starts_from_the_shared_model_not_its_own(tmp_path: Path) -> Non
     got = torch.load(src)
     rec = json.loads(got["record"])
     rec["accuracy"] = 0.123
-    state = {
-        k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() else v
+    state = {  # weights changed; BatchNorm's running statistics kept (a negative running
+        # variance gave NaN predictions, which entropy then ranked by position)
+        k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() and "running" not in k else v
         for k, v in got["state"]["model"].items()
     }
     (tmp_path / "other/round0").mkdir(parents=True)
@@ -231,8 +232,8 @@ def test_a_trial_that_loses_the_race_for_round0_starts_from_the_winners_model(
         model = got["state"]["model"]
         g = torch.Generator().manual_seed(0)
         for k, v in model.items():
-            if v.is_floating_point():
-                model[k] = v + 0.5 * torch.randn(v.shape, generator=g)
+            if v.is_floating_point() and "running" not in k:  # not BatchNorm's statistics:
+                model[k] = v + 0.5 * torch.randn(v.shape, generator=g)  # (NaN predictions)
 
     _edited_copy(tmp_path / "a/round0/seed0.pt", other, lambda r: r.update(accuracy=0.123), moved)
     out = tmp_path / "race"
