@@ -481,3 +481,52 @@ def test_under_owner_only_queue_a_done_batch_says_to_ask_the_owner(project, brow
         assert text(browser, "queue-why").startswith(only)  # done, and still the owner's call
     finally:
         stop_server(proc)
+
+
+def test_markup_in_class_folder_and_file_names_is_shown_as_text_never_run(tmp_path, browser):
+    """Class names, folder and file names, and the project's name reach the page (buttons,
+    path line, messages, chart, title); markup in them must show as text. The payloads mark
+    ``document.body`` if they ever run; the page also runs under its Content-Security-Policy
+    (its settings a JSON data block, no inline script)."""
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    from fishermask.label.project import Project
+    from tests.label.conftest import TINY
+
+    evil = "<img src=x onerror=document.body.dataset.xss=1>"
+    classes = [evil, "<b>bold", "plain"]
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["<svg onload=document.body.dataset.xss=2>", "b", "c"]):
+        (folder / name).mkdir(parents=True)
+        for i in range(8):
+            a = rng.integers(0, 90, size=(8, 8, 3), dtype=np.uint8)
+            a[:, :, c] = 200
+            stem = f"<img src=x onerror=document.body.dataset.xss=3>{i}" if c == 0 else str(i)
+            Image.fromarray(a).save(folder / name / f"{stem}.png")
+    project = Project.init(tmp_path / "<i>proj", folder, classes, **TINY)
+    project.run_round(train_model=False)
+    proc, wait = _open_page(project, browser)
+    try:
+        buttons = browser.find_elements(By.CSS_SELECTOR, "button.class")
+        assert [b.get_attribute("data-label") for b in buttons] == classes
+        assert evil in buttons[0].text and "<b>bold" in buttons[1].text
+        assert "<i>proj" in browser.title
+        path = browser.find_element(By.ID, "path").text
+        buttons[0].click()  # label the image shown with the class named like markup
+        wait.until(lambda d: d.find_element(By.ID, "message").text.startswith("saved: "))
+        assert f"\u2192 {evil}" in browser.find_element(By.ID, "message").text
+        wait.until(lambda d: evil in d.find_element(By.ID, "chart").text)
+        # the one <img> is the page's own; nothing injected ran
+        assert len(browser.find_elements(By.TAG_NAME, "img")) == 1
+        assert browser.find_elements(By.TAG_NAME, "svg") == []
+        assert browser.execute_script("return document.body.dataset.xss") is None
+    finally:
+        stop_server(proc)
+    p = Project(project.dir)
+    try:
+        assert [(r[1], r[2]) for r in p.labeled_rows()] == [(path.split(" \u2014")[0], evil)]
+    finally:
+        p.close()

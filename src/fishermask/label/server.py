@@ -70,10 +70,44 @@ def shortcut_keys(n: int) -> list[str]:
     return keys[:n] + [""] * max(0, n - len(keys))
 
 
+#: Sent with every answer, refusals included. The page loads only its own script, style,
+#: images and API (no inline script: its settings are a JSON data block), may not be framed
+#: (clickjacking), and sends no Referer: its URL carries the token.
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+def with_headers(send: Send, path: str) -> Send:
+    """``send`` adding :data:`SECURITY_HEADERS` to the answer's start, and ``Cache-Control:
+    no-store`` to all but the static files and images (labels, counts and the page, whose
+    links carry the token, are not kept in the browser's cache)."""
+    extra = list(SECURITY_HEADERS)
+    if not (path.startswith("/static/") or path.startswith("/api/images/")):
+        extra.append((b"cache-control", b"no-store"))
+
+    async def wrapped(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            names = {k.lower() for k, _ in message.get("headers", [])}
+            headers = list(message.get("headers", []))
+            headers += [(k, v) for k, v in extra if k not in names]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
+
+
 class TokenGuard:
     """ASGI middleware: 401 unless the request carries a token of ``tokens`` (token ->
     annotator, None for the owner); 413 for oversized bodies. The request's ``state`` gets
-    ``token`` and ``annotator`` (who is asking)."""
+    ``token`` and ``annotator`` (who is asking). Every answer gets :data:`SECURITY_HEADERS`."""
 
     def __init__(self, app: ASGIApp, tokens: dict[str, str | None]) -> None:
         self.app = app
@@ -83,6 +117,7 @@ class TokenGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = with_headers(send, scope.get("path", ""))
         headers = dict(scope.get("headers") or [])
         given = b""
         auth = headers.get(b"authorization", b"")
@@ -208,7 +243,8 @@ def page_config(
     team_served: bool = False,
     owner_only_queue: bool = False,
 ) -> str:
-    """The page's settings as a JavaScript literal that is safe inside ``<script>``: ``<``,
+    """The page's settings as JSON that is safe inside its ``<script type="application/json">``
+    data block (read by ``app.js``; the Content-Security-Policy runs no inline script): ``<``,
     ``>`` and ``&`` are escaped, so no class name can end the element. ``team``: whether the
     server has annotators (the page then says who started each round); ``owner_only_queue``:
     only the owner starts rounds (an annotator's page then says to ask the owner)."""

@@ -1,6 +1,8 @@
 // The labeling page: keyboard labeling on top of the JSON API (no build step).
 "use strict";
-const FM = window.FM;
+// The settings: a JSON data block, not an inline script (the Content-Security-Policy allows
+// none).
+const FM = JSON.parse(document.getElementById("fm-config").textContent);
 const client = Math.random().toString(36).slice(2, 12);  // this tab
 let items = [];       // the current batch (GET /api/batch)
 let pos = 0;          // the item shown

@@ -1,0 +1,42 @@
+"""Found by a security review of `label serve` (as an attacker and as a careless user): each
+request gets the answer the README promises, never a 500 or a page that runs injected code."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.label.conftest import AUTH, TOKEN
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "auth"),
+    [
+        ("GET", "/", True),
+        ("GET", "/api/status", True),
+        ("GET", "/api/batch", True),
+        ("GET", "/api/export.csv", True),
+        ("GET", "/api/images/1", True),
+        ("GET", "/static/app.js", True),
+        ("GET", "/api/status", False),  # the refusal too
+        ("POST", "/api/labels", False),
+    ],
+)
+def test_every_answer_carries_the_security_headers(client, method, path, auth):
+    r = client.request(method, path, headers=AUTH if auth else {})
+    assert r.status_code == (200 if auth else 401)
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+    # the page's URL carries the token: no Referer anywhere
+    assert r.headers["referrer-policy"] == "no-referrer"
+    cached = path.startswith(("/static/", "/api/images/"))
+    assert (r.headers.get("cache-control") == "no-store") != cached
+
+
+def test_the_page_has_no_inline_script(client):
+    # the Content-Security-Policy (script-src 'self') would block one: settings are JSON data
+    page = client.get("/", params={"token": TOKEN}).text
+    assert "<script>" not in page
+    assert '<script id="fm-config" type="application/json">' in page
