@@ -40,3 +40,11 @@ def test_the_page_has_no_inline_script(client):
     page = client.get("/", params={"token": TOKEN}).text
     assert "<script>" not in page
     assert '<script id="fm-config" type="application/json">' in page
+
+
+@pytest.mark.parametrize("path", ["/api/labels", "/api/undo", "/api/revisit"])
+def test_json_nested_too_deeply_is_400_not_500(client, path):
+    # 2000 levels fit in the 4 KiB limit and made json.loads raise RecursionError (a 500)
+    r = client.post(path, headers=AUTH, content=b"[" * 2000 + b"]" * 2000)
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
+    assert len(client.project.store.history()) == 0

@@ -234,6 +234,16 @@ async def read_body(request: Request) -> bytes | None:
     return body
 
 
+def load_json(body: bytes) -> Any:
+    """``json.loads``, raising ValueError for every body that is not JSON: malformed, not
+    UTF-8, or nested too deeply (``[[[...]]]`` within :data:`MAX_BODY` bytes makes the parser
+    recurse past Python's limit: a RecursionError, which was a 500)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def page_config(
     token: str,
     classes: list[str],
@@ -388,8 +398,8 @@ def create_app(
         if body is None:
             return _error(413, f"request body over {MAX_BODY} bytes")
         try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = load_json(body)
+        except ValueError:  # malformed, not UTF-8, nested too deeply
             return _error(400, 'body must be JSON like {"image_id": 3, "label": "cat"}')
         if not isinstance(data, dict):
             return _error(400, 'body must be a JSON object like {"image_id": 3, "label": "cat"}')
@@ -456,11 +466,11 @@ def create_app(
         if body is None:
             return _error(413, f"request body over {MAX_BODY} bytes")
         try:
-            data = json.loads(body)
+            data = load_json(body)
             label_id = data["label_id"]
             if isinstance(label_id, bool) or not isinstance(label_id, int):
                 raise TypeError
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return _error(400, 'body must be JSON like {"label_id": 12}')
         try:
             undo_id = await run_in_threadpool(
@@ -504,8 +514,8 @@ def create_app(
             return _error(413, f"request body over {MAX_BODY} bytes")
         example = '{"kinds": ["unsure", "skipped"]}'
         try:
-            data = json.loads(body) if body.strip() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = load_json(body) if body.strip() else {}
+        except ValueError:
             return _error(400, f"body must be JSON like {example} (or empty: both)")
         if not isinstance(data, dict) or set(data) - {"kinds", "n"}:
             return _error(400, f"body must be a JSON object like {example}; allowed: kinds, n")
