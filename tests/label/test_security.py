@@ -48,3 +48,34 @@ def test_json_nested_too_deeply_is_400_not_500(client, path):
     r = client.post(path, headers=AUTH, content=b"[" * 2000 + b"]" * 2000)
     assert r.status_code == 400 and "JSON" in r.json()["error"]
     assert len(client.project.store.history()) == 0
+
+
+def test_a_read_only_database_is_one_clear_503_and_nothing_is_saved(client, capsys):
+    # what a read-only project folder does to SQLite (root ignores file modes, so the
+    # connection is made read-only instead): the error was a 500 "Internal Server Error"
+    r = client.post("/api/labels", headers=AUTH, json={"image_id": 1, "label": "red"})
+    label_id = r.json()["label_id"]
+    client.project.store._conn.execute("PRAGMA query_only = 1")
+    for path, body in (
+        ("/api/labels", {"image_id": 2, "label": "red"}),
+        ("/api/undo", {"label_id": label_id}),
+        ("/api/next", None),
+    ):
+        r = client.post(path, headers=AUTH, json=body)
+        assert r.status_code == 503, (path, r.text)
+        assert "readonly" in r.json()["error"] and "nothing was saved" in r.json()["error"]
+        assert f"{path}: the project database failed" in capsys.readouterr().err
+    client.project.store._conn.execute("PRAGMA query_only = 0")
+    assert len(client.project.store.history()) == 1
+
+
+def test_a_full_disk_is_one_clear_503(client, monkeypatch):
+    import sqlite3
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(client.project.store, "add_label", full)
+    r = client.post("/api/labels", headers=AUTH, json={"image_id": 1, "label": "red"})
+    assert r.status_code == 503
+    assert r.json()["error"].startswith("the project database failed (database or disk is full)")

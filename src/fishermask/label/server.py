@@ -31,6 +31,7 @@ import json
 import os
 import secrets
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -328,6 +329,18 @@ def create_app(
             if request.url.path.startswith("/api/images/")
             else f"bad request: {msg}",
         )
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_failed(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        # a full disk or a read-only project folder: the write was rolled back (Store's
+        # transaction), so say so in one line, on the page and the server's terminal, rather
+        # than an "Internal Server Error" and a traceback
+        msg = (
+            f"the project database failed ({exc}); nothing was saved: if the disk is full or "
+            f"{project.dir} is read-only, free space or make it writable, then try again"
+        )
+        print(f"label serve: {request.method} {request.url.path}: {msg}", file=sys.stderr)
+        return _error(503, msg)
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
