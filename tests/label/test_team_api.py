@@ -27,6 +27,8 @@ def test_serve_refuses_bad_annotators_in_one_line(project):
     [
         ("a+b&c-0123456789abcdefghij", (), "use letters, digits, - and _ only"),
         ("labeling2026", ("--annotators", "alice"), "--token of 12 characters with --annotators"),
+        # served to other machines: guesses are not limited, so the token must be long
+        ("labeling2026", (), "--token of 12 characters with --host 999.0.0.1"),
     ],
 )
 def test_serve_refuses_a_token_unfit_for_urls_or_for_a_team(project, token, annotators, says):
@@ -38,6 +40,13 @@ def test_serve_refuses_a_token_unfit_for_urls_or_for_a_team(project, token, anno
     r = _run("serve", project.dir, "--token", token, *annotators, "--host", "999.0.0.1")
     assert r.exit_code == 2 and says in r.output and token not in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_serve_takes_a_short_token_on_this_machine_only(project):
+    from fishermask.label.team import check_token
+
+    check_token("labeling2026", team=False, exposed=False)  # --host 127.0.0.1 (the default)
+    check_token("x" * 22, team=False, exposed=True, host="0.0.0.0")
 
 
 # -- the API -----------------------------------------------------------------------------------

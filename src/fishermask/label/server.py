@@ -670,7 +670,7 @@ def run_server(
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: must be 0 (any free port) to 65535.")
     if token:
-        team.check_token(token, team=bool(annotators))
+        team.check_token(token, team=bool(annotators), exposed=not is_loopback(host), host=host)
     token = token or secrets.token_urlsafe(24)
     if owner_only_queue and not annotators:
         raise ConfigError(

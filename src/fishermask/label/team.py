@@ -71,12 +71,14 @@ MIN_TEAM_TOKEN = 22
 _NEW_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
 
 
-def check_token(token: str, *, team: bool) -> None:
+def check_token(token: str, *, team: bool, exposed: bool = False, host: str = "") -> None:
     """Refuse a given owner token (``--token``) that does not fit in a URL as it is, and with a
     team (``team``) one shorter than :data:`MIN_TEAM_TOKEN`: every annotator's token is an
     HMAC keyed with it, so an annotator can test guesses of it offline against their own
     token (about 10^5 a second per core) and, once found, act as the owner or as anyone
-    else. The message never repeats the token."""
+    else. Likewise a short one served to other machines (``exposed``: ``--host`` ``host`` is
+    not loopback): the server does not limit wrong guesses, which a random token of 22 or
+    more characters (132 bits) makes pointless. The message never repeats the token."""
     fix = f"leave --token out (a random one), or make one with {_NEW_TOKEN}"
     if not _TOKEN.fullmatch(token):
         raise ConfigError(
@@ -88,6 +90,13 @@ def check_token(token: str, *, team: bool) -> None:
             f"--token of {len(token)} characters with --annotators: each annotator's token is "
             "derived from it, so an annotator could find a short or chosen one from their own "
             f"URL and act as the owner; use at least {MIN_TEAM_TOKEN} random characters: {fix}."
+        )
+    if exposed and len(token) < MIN_TEAM_TOKEN:
+        raise ConfigError(
+            f"--token of {len(token)} characters with --host {host}: anyone who can reach this "
+            "machine could guess a short or chosen token (wrong guesses are not limited); use "
+            f"at least {MIN_TEAM_TOKEN} random characters: {fix}; or --host 127.0.0.1 (this "
+            "machine only)."
         )
 
 
