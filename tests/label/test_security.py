@@ -79,3 +79,28 @@ def test_a_full_disk_is_one_clear_503(client, monkeypatch):
     r = client.post("/api/labels", headers=AUTH, json={"image_id": 1, "label": "red"})
     assert r.status_code == 503
     assert r.json()["error"].startswith("the project database failed (database or disk is full)")
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("127.0.0.1:8765", 200),
+        ("localhost:8765", 200),
+        ("localhost", 200),
+        ("[::1]:8765", 200),
+        ("127.0.0.2", 200),
+        ("evil.example:8765", 403),  # DNS rebinding: another site's name, re-pointed here
+        ("evil.example", 403),
+        ("192.168.1.5:8765", 403),
+    ],
+)
+def test_a_local_server_answers_only_hosts_of_this_machine(project, host, status):
+    from tests.label.conftest import api_client
+
+    with api_client(project.dir, local_only=True) as c:
+        r = c.get("/api/status", headers={**AUTH, "Host": host})
+        assert r.status_code == status, r.text
+        if status == 403:
+            assert "is not this machine" in r.json()["error"] and TOKEN not in r.text
+    with api_client(project.dir) as c:  # --host 0.0.0.0: any name may reach it
+        assert c.get("/api/status", headers={**AUTH, "Host": host}).status_code == 200

@@ -105,14 +105,29 @@ def with_headers(send: Send, path: str) -> Send:
     return wrapped
 
 
+def host_name(host: str) -> str:
+    """The name of a ``Host`` header without its port: ``[::1]:80`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 class TokenGuard:
     """ASGI middleware: 401 unless the request carries a token of ``tokens`` (token ->
     annotator, None for the owner); 413 for oversized bodies. The request's ``state`` gets
-    ``token`` and ``annotator`` (who is asking). Every answer gets :data:`SECURITY_HEADERS`."""
+    ``token`` and ``annotator`` (who is asking). Every answer gets :data:`SECURITY_HEADERS`.
 
-    def __init__(self, app: ASGIApp, tokens: dict[str, str | None]) -> None:
+    ``local_only`` (the server listens on a loopback address): 403 for a ``Host`` header
+    that names another machine. A browser sends the name it resolved, so a page of another
+    site whose name was re-pointed at 127.0.0.1 (DNS rebinding) is refused before its token
+    is even looked at."""
+
+    def __init__(
+        self, app: ASGIApp, tokens: dict[str, str | None], *, local_only: bool = False
+    ) -> None:
         self.app = app
         self.tokens = [(t.encode(), name) for t, name in tokens.items()]
+        self.local_only = local_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,6 +135,20 @@ class TokenGuard:
             return
         send = with_headers(send, scope.get("path", ""))
         headers = dict(scope.get("headers") or [])
+        host = headers.get(b"host")
+        if self.local_only and host is not None:
+            name = host_name(host.decode("latin-1"))
+            if not is_loopback(name):
+                resp = JSONResponse(
+                    {
+                        "error": f"Host {name!r} is not this machine: this server listens on "
+                        "this machine only; open it as http://127.0.0.1:PORT or "
+                        "http://localhost:PORT (a proxy must pass Host: localhost)"
+                    },
+                    status_code=403,
+                )
+                await resp(scope, receive, send)
+                return
         given = b""
         auth = headers.get(b"authorization", b"")
         if auth[:7].lower() == b"bearer ":
@@ -295,11 +324,13 @@ def create_app(
     annotators: Sequence[str] = (),
     *,
     owner_only_queue: bool = False,
+    local_only: bool = False,
 ) -> FastAPI:
     """The ASGI app for one project; every route requires ``token`` (the owner's) or the token
     of one of ``annotators`` (:func:`team.annotator_token`). ``owner_only_queue``: only the
     owner may start the next round or a revisit (else an annotator may once the batch is
-    done)."""
+    done). ``local_only``: refuse a ``Host`` header naming another machine (see
+    :class:`TokenGuard`; set by :func:`run_server` when it listens on a loopback address)."""
     tokens: dict[str, str | None] = {team.annotator_token(token, a): a for a in annotators}
     tokens[token] = None
     project = Project(project_dir)
@@ -623,7 +654,7 @@ def create_app(
             return _error(409, str(exc))
         return res.as_json()
 
-    app.add_middleware(TokenGuard, tokens=tokens)
+    app.add_middleware(TokenGuard, tokens=tokens, local_only=local_only)
     return app
 
 
@@ -677,7 +708,13 @@ def run_server(
             "--owner-only-queue applies to a team (who besides the owner may start rounds); "
             "add --annotators alice,bob, or leave it out."
         )
-    app = create_app(project_dir, token, annotators, owner_only_queue=owner_only_queue)
+    app = create_app(
+        project_dir,
+        token,
+        annotators,
+        owner_only_queue=owner_only_queue,
+        local_only=is_loopback(host),
+    )
     project: Project = app.state.project
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
