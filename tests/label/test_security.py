@@ -104,3 +104,84 @@ def test_a_local_server_answers_only_hosts_of_this_machine(project, host, status
             assert "is not this machine" in r.json()["error"] and TOKEN not in r.text
     with api_client(project.dir) as c:  # --host 0.0.0.0: any name may reach it
         assert c.get("/api/status", headers={**AUTH, "Host": host}).status_code == 200
+
+
+def test_the_server_prints_no_token_of_a_request_and_refuses_a_rebound_host(project):
+    """The real server (`label serve`, bound to 127.0.0.1): its terminal shows the owner's token
+    once, in the URL it prints, and nothing of the requests (no access log: a request's URL
+    holds its token), bad ones included; a request whose Host names another machine (DNS
+    rebinding) is refused even with the right token."""
+    import re
+    import signal
+    import socket
+    import subprocess
+
+    import httpx
+
+    from tests.label.test_kill import start_server
+
+    project.close()
+    proc, line, _ = start_server(project.dir)
+    base, token = re.search(r"(http://[^/]+)/\?token=(\S+)", line).groups()
+    try:
+        with httpx.Client(base_url=base, timeout=10) as c:
+            for path in ("/", "/static/app.js", "/api/images/1", "/api/images/999"):
+                assert c.get(path, params={"token": token}).status_code in (200, 404)
+            assert c.get("/api/status", params={"token": "wrong-guess-123"}).status_code == 401
+            r = c.post("/api/labels", params={"token": token}, content=b"{not json")
+            assert r.status_code == 400
+            r = c.get("/api/status", params={"token": token}, headers={"Host": "evil.example"})
+            assert r.status_code == 403 and "not this machine" in r.json()["error"]
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(f"GARBAGE /?token={token} NOT-HTTP\r\n\r\n".encode())
+            s.recv(1000)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate()
+    assert token not in rest and "wrong-guess-123" not in rest, rest
+
+
+def test_two_annotators_labeling_one_image_at_once_keep_every_acknowledged_label(project):
+    """Two annotators hammer the same image at the same moment: every 200 is a row of its own
+    in the database, the image's label is the newest one, and the two show as a
+    disagreement."""
+    import threading
+
+    from fishermask.label.team import annotator_token
+    from tests.label.conftest import api_client
+
+    with api_client(project.dir, ("alice", "bob")) as c:
+        image = c.get("/api/batch", headers=AUTH).json()["items"][0]["image_id"]
+        acks: dict[str, list[int]] = {}
+        start = threading.Barrier(2)
+
+        def label(name: str, cls: str) -> None:
+            h = {"Authorization": f"Bearer {annotator_token(TOKEN, name)}"}
+            start.wait()
+            out = []
+            for _ in range(15):
+                r = c.post("/api/labels", headers=h, json={"image_id": image, "label": cls})
+                assert r.status_code == 200, r.text
+                out.append(r.json()["label_id"])
+            acks[name] = out
+
+        threads = [
+            threading.Thread(target=label, args=a) for a in (("alice", "red"), ("bob", "blue"))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ids = acks["alice"] + acks["bob"]
+        assert len(set(ids)) == 30
+        assert {h.id for h in c.project.store.history()} >= set(ids)
+        newest = max(ids)
+        state = c.get("/api/batch", headers=AUTH).json()["items"][0]["state"]
+        assert state["label_id"] == newest
+        assert state["by"] == ("alice" if newest in acks["alice"] else "bob")
+        assert c.get("/api/status", headers=AUTH).json()["disagreements"] == 1
