@@ -185,3 +185,35 @@ def test_two_annotators_labeling_one_image_at_once_keep_every_acknowledged_label
         assert state["label_id"] == newest
         assert state["by"] == ("alice" if newest in acks["alice"] else "bob")
         assert c.get("/api/status", headers=AUTH).json()["disagreements"] == 1
+
+
+def test_serving_to_other_machines_warns_that_the_token_travels_unencrypted(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.label.test_kill import ROOT
+
+    project.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "fishermask.cli", "label", "serve", str(project.dir)]
+    proc = subprocess.Popen(
+        [*cmd, "--host", "0.0.0.0", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        assert proc.stdout is not None
+        while not any(x.startswith("labeling page:") for x in lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    warning = next(x for x in lines if x.startswith("warning:"))
+    assert "reachable from other machines" in warning and "unencrypted" in warning

@@ -728,7 +728,8 @@ def run_server(
     if not is_loopback(host):  # once it is known to listen there
         say(
             f"warning: serving on {host}, reachable from other machines; anyone with the URL "
-            "(and its token) can label. Use --host 127.0.0.1 to keep it local."
+            "(and its token) can label, and the token crosses the network unencrypted (plain "
+            "HTTP): use a trusted network, or --host 127.0.0.1 and an SSH tunnel."
         )
     sock.listen(128)
     bound = sock.getsockname()[1]
