@@ -217,3 +217,25 @@ def test_serving_to_other_machines_warns_that_the_token_travels_unencrypted(proj
         proc.communicate(timeout=10)
     warning = next(x for x in lines if x.startswith("warning:"))
     assert "reachable from other machines" in warning and "unencrypted" in warning
+
+
+@pytest.mark.parametrize(
+    ("headers", "content"),
+    [
+        # what a page of another site can send without a preflight: a form, or text/plain
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"image_id=1&label=red"),
+        ({"Content-Type": "text/plain"}, b'{"image_id": 1, "label": "red"}'),
+        # with the browser's cookies and an Origin: the token is never a cookie
+        (
+            {"Content-Type": "text/plain", "Origin": "http://evil.example", "Cookie": "token=x"},
+            b'{"image_id": 1, "label": "red"}',
+        ),
+    ],
+)
+def test_a_cross_site_post_without_the_token_writes_nothing(client, headers, content):
+    for path in ("/api/labels", "/api/next", "/api/revisit"):
+        r = client.post(path, headers=headers, content=content)
+        assert r.status_code == 401
+        assert "access-control-allow-origin" not in r.headers  # no CORS: answers stay unread
+    assert len(client.project.store.history()) == 0
+    assert len(client.project.store.rounds()) == 1  # the fixture's, nothing started
