@@ -121,7 +121,8 @@ def test_restart_resumes_an_interrupted_retrain(project):
     label_truth(project, 2)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    rid = project.store.start_round("fishermask", dead.pid)  # a retrain killed mid-way
+    # a retrain alice asked for, killed mid-way
+    rid = project.store.start_round("fishermask", dead.pid, started_by="alice")
     project.close()
     proc, _, out = start_server(project.dir)
     try:
@@ -138,6 +139,7 @@ def test_restart_resumes_an_interrupted_retrain(project):
         assert next(r for r in rounds if r["id"] == rid)["status"] == "interrupted"
         assert rounds[-1]["status"] == "done", rounds[-1]
         assert rounds[-1]["checkpoint"]
+        assert rounds[-1]["started_by"] == "alice"  # the restart is still alice's round
         p.close()
     finally:
         stop_server(proc)

@@ -740,8 +740,10 @@ def run_server(
         except DataError as exc:
             say(f"the last retrain was interrupted and is not restarted: {exc}")
         else:
+            # recorded as the interrupted round's (who asked for it), not as the owner's
+            asked = project.store.rounds()[-1]["started_by"] or team.OWNER
             say("the last retrain was interrupted; restarting it from the last good model")
-            app.state.worker.start()
+            app.state.worker.start(asked)
     print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
     for name, mine in app.state.tokens.items():
         print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
