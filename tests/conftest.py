@@ -1,11 +1,32 @@
 """Test-wide settings: one torch thread (faster and steadier on a shared 2-core machine); the
 strategy and model registries restored after every test, so a strategy or model a test
-registers (--import, register_model, @register) does not leak into tests that enumerate them."""
+registers (--import, register_model, @register) does not leak into tests that enumerate them;
+no variable of the environment that makes rich or typer draw for a terminal."""
+
+import os
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+# CI services set variables that make the CLI's output differ from what a pipe gets:
+# FORCE_COLOR / TTY_COMPATIBLE / TTY_INTERACTIVE make rich colour and draw progress bars
+# (`error:` came out as "\x1b[1;31merror:\x1b[0m"), GITHUB_ACTIONS and PY_COLORS make typer
+# force a terminal for its help and usage errors, COLUMNS / TERMINAL_WIDTH change where rich
+# wraps. Dropped here, before the CLI modules are imported (typer reads them at import), so
+# the tests, and the processes they start, see the output of a plain pipe wherever they run.
+for _name in (
+    "FORCE_COLOR",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "PY_COLORS",
+    "GITHUB_ACTIONS",
+    "COLUMNS",
+    "LINES",
+    "TERMINAL_WIDTH",
+):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(autouse=True)
