@@ -1,14 +1,30 @@
 """Test-wide settings: one torch thread (faster and steadier on a shared 2-core machine); the
 strategy and model registries restored after every test, so a strategy or model a test
 registers (--import, register_model, @register) does not leak into tests that enumerate them;
-no variable of the environment that makes rich or typer draw for a terminal."""
+no variable of the environment that makes rich or typer draw for a terminal; the same
+Hypothesis examples on every machine."""
 
 import os
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(1)
+
+# Hypothesis draws new examples on every run unless it recognises the CI service (it reads a
+# list of variables) and replays what failed before from the local .hypothesis folder, so a run
+# here and one on CI did not test the same examples: a bad draw could fail CI alone. The same
+# examples everywhere (derandomize, no database), and no time limits (deadline, too_slow) that
+# a slow or loaded machine can exceed. `pytest --hypothesis-profile=default` explores anew.
+settings.register_profile(
+    "fishermask",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("fishermask")
 
 # CI services set variables that make the CLI's output differ from what a pipe gets:
 # FORCE_COLOR / TTY_COMPATIBLE / TTY_INTERACTIVE make rich colour and draw progress bars
