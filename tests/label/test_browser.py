@@ -373,8 +373,15 @@ def test_two_annotators_on_one_batch_do_not_do_the_same_image(project, browser):
         body.send_keys("\ue012")
         wait.until(lambda d: shown(d) == first)
         assert text(browser, "path") == f"{first_path} \u2014 {cls} \u2014 by bob"
-        wait.until(lambda d: d.find_element(By.ID, "team").is_displayed())
-        assert text(browser, "team-counts") == "alice 1 \u00b7 bob 1 \u00b7 disagreements: 0"
+        # the counts come with the status poll that alice's save starts (not awaited by it): a
+        # poll made before it (bob's alone) may still be shown
+        counts = "alice 1 \u00b7 bob 1 \u00b7 disagreements: 0"
+        wait.until(
+            lambda d: (
+                d.find_element(By.ID, "team").is_displayed() and text(d, "team-counts") == counts
+            ),
+            f"the team panel never showed {counts!r}",
+        )
     finally:
         stop_server(proc)
     from fishermask.label.project import Project
