@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 
 import pytest
 
@@ -59,6 +58,23 @@ def _open_page(project, browser, timeout: float = 60):
         stop_server(proc)
         raise
     return proc, wait
+
+
+def _wait_for_polls(browser, n: int = 2, timeout: float = 60) -> None:
+    """Wait until the page has made and handled ``n`` more status polls (``GET /api/status``,
+    every 1.5 s) than it had made when called: counted in the browser's resource timing, and
+    one more than ``n`` awaited, so the last of the ``n`` has been handled too (a fixed sleep
+    proved nothing when a loaded machine delayed the polls)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def polls(d) -> int:
+        return d.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".filter((e) => e.name.includes('/api/status')).length"
+        )
+
+    seen = polls(browser)
+    WebDriverWait(browser, timeout).until(lambda d: polls(d) >= seen + n + 1)
 
 
 def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser):
@@ -136,9 +152,14 @@ def test_space_does_not_confirm_a_guess_only_enter_does(project, browser):
             return d.find_element(By.ID, "message").text
 
         before = message(browser)
+        first = browser.find_element(By.ID, "path").text
         body = browser.find_element(By.TAG_NAME, "body")
-        body.send_keys(Keys.SPACE)
-        time.sleep(2)
+        # the page runs keys one at a time in the order typed: once ArrowRight has shown the
+        # next image, whatever Space queued is done; two more status polls give a save it
+        # might start outside that queue the time to answer
+        body.send_keys(Keys.SPACE, Keys.ARROW_RIGHT)
+        wait.until(lambda d: d.find_element(By.ID, "path").text != first)
+        _wait_for_polls(browser)
         assert message(browser) == before
         from fishermask.label.project import Project
 
@@ -250,7 +271,7 @@ def test_a_failed_round_is_said_once_not_over_every_later_save(project, browser)
             str(CLASSES.index(path.split("/")[0]) + 1)
         )
         wait.until(lambda d: message(d).startswith(f"saved: {path}"))
-        time.sleep(4)  # two status polls
+        _wait_for_polls(browser)
         assert message(browser).startswith(f"saved: {path}")
     finally:
         stop_server(proc)
@@ -279,7 +300,7 @@ def test_next_batch_with_a_missing_image_says_why_and_starts_nothing(project, br
         text = message(browser)
         assert text.startswith(f"image {project.root / gone} of this project is missing"), text
         assert browser.find_element(By.ID, "message").get_attribute("class") == "error"
-        time.sleep(4)  # two status polls: no round was started, none fails later
+        _wait_for_polls(browser)  # no round was started, none fails later
         assert message(browser) == text
         p = Project(project.dir)
         assert len(p.store.rounds()) == rounds
