@@ -120,19 +120,52 @@ def test_a_failing_trial_stops_the_run_and_is_named(tmp_path: Path, workers: int
     assert (tmp_path / "out/results.csv").exists()  # what was committed is written
 
 
+# In a Ray task there is no stop event: ray.cancel interrupts the task (KeyboardInterrupt).
+# This query waits for that (or 60 s), so the trial that runs when seed 0 fails cannot finish
+# and hand its CPU to a queued one before the parent has cancelled them.
+WAITS_FOR_CANCEL = """
+import time
+from dataclasses import dataclass
+
+from fishermask.strategies import Selection, Strategy, register
+
+
+@register
+@dataclass(frozen=True)
+class WaitsForCancel(Strategy):
+    name = "waits_for_cancel"
+
+    def query(self, ctx, budget):
+        time.sleep(60)
+        return Selection(ctx.pool.unlabeled[:budget])
+"""
+
+
 def test_ray_cancels_the_queued_trials_of_a_failed_run(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
-    raw = {**RAW, "seeds": [0, 1, 2, 3, 4]}
-    _blocked(tmp_path, "kcenter", 0)
+    plugin = tmp_path / "waits_for_cancel.py"
+    plugin.write_text(WAITS_FOR_CANCEL)
+    raw = {
+        **RAW,
+        "seeds": [0, 1, 2, 3, 4],
+        "strategies": ["waits_for_cancel"],
+        "imports": [str(plugin)],
+    }
+    out = tmp_path / "out"
+    _blocked(out, "waits_for_cancel", 0)
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
-        with pytest.raises(TrialFailed, match="Trial kcenter seed 0 failed: FileExistsError"):
-            run_experiment(exp, tmp_path, executor="ray", workers=1)
+        started = time.monotonic()
+        with pytest.raises(
+            TrialFailed, match="Trial waits_for_cancel seed 0 failed: FileExistsError"
+        ):
+            run_experiment(exp, out, executor="ray", workers=1)
+        assert time.monotonic() - started < 50  # not held up by the waiting trial
     finally:
         ray.shutdown()
     for seed in (2, 3, 4):  # one CPU: seed 0 ran first, the others were still queued
-        assert not list((tmp_path / f"trials/kcenter__seed{seed}").glob("round_*.json"))
+        assert not list((out / f"trials/waits_for_cancel__seed{seed}").glob("round_*.json"))
 
 
 @pytest.mark.slow
