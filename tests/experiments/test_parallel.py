@@ -54,7 +54,10 @@ def test_parallel_resume(sequential: Path, tmp_path: Path) -> None:
 
 def test_ray_executor_matches_sequential(sequential: Path, tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # "local": a Ray of its own, not a cluster that RAY_ADDRESS or a `ray start` on this
+    # machine (/tmp/ray/ray_current_cluster) names; ray.init() would connect to that and
+    # refuse num_cpus
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         exp = Experiment.prepare(ExperimentConfig.from_dict(RAW))
         run_experiment(exp, tmp_path, executor="ray", workers=2)
@@ -153,7 +156,7 @@ def test_ray_cancels_the_queued_trials_of_a_failed_run(tmp_path: Path) -> None:
     }
     out = tmp_path / "out"
     _blocked(out, "waits_for_cancel", 0)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
         started = time.monotonic()
