@@ -132,6 +132,30 @@ def carry_rows(
     return True
 
 
+def rekey_rows(
+    cache_dir: Path,
+    fmt: str,
+    source: Path,
+    old: Sequence[tuple[Path, int, int]],
+    new: Sequence[tuple[Path, int, int]],
+    image_size: ImageSize | None,
+) -> bool:
+    """Store ``source``'s entry for the files ``old`` (``(file, size, mtime_ns)`` per row, as
+    when it was written) as the entry for the files ``new`` (the same rows, some of them now
+    other files of the same content: moved or renamed), without decoding anything; the old
+    entry is deleted. False (nothing changed) when there is no such entry or it does not
+    have one row per file."""
+    entry = entry_path(cache_dir, fmt, source, old, image_size)
+    if len(old) != len(new) or not entry.is_file():
+        return False
+    ds = _read(entry)
+    if ds is None or len(ds.x_train) != len(old) or len(ds.x_test) or ds.train_files:
+        return False
+    _write(entry_path(cache_dir, fmt, source, new, image_size), ds)
+    entry.unlink(missing_ok=True)
+    return True
+
+
 def drop_entries(cache_dir: Path, source: Path) -> int:
     """Delete every entry of ``source`` (whatever its key); returns how many were deleted.
 

@@ -173,7 +173,8 @@ def scan(
     progress: Annotated[bool, typer.Option()] = True,
 ) -> None:
     """Add images that appeared in the image folder since the last scan (labels untouched);
-    report images that changed or went missing since they were scanned."""
+    follow images moved or renamed inside the folder (found by their content: they keep their
+    labels); report images that changed or went missing since they were scanned."""
     try:
         p = _open(project)
         if forget_missing:
@@ -181,6 +182,11 @@ def scan(
         if not forget_missing:  # --forget-missing refuses this case on its own
             _refuse_lost_folder(p)
         check = p.check_files(verify=verify)
+        # a missing image whose content is now a new file of the folder was moved or renamed:
+        # it keeps its label (before --forget-missing, which would drop it)
+        moved = p.follow_moves(check.missing)
+        gone_ids = {r.id for r, _ in moved}
+        check.missing = [r for r in check.missing if r.id not in gone_ids]
         forgotten: list[dict[str, Any]] = []
         if forget_missing and check.missing:
             forgotten = p.forget_missing(check.missing)
@@ -198,6 +204,15 @@ def scan(
     for rel, why in unreadable:
         _say(f"not added {rel}: {why}")
     labels = p.store.current_labels()
+    for r, path in moved:
+        _say(
+            f"moved: {r.path} -> {path} (the same content"
+            + (
+                f"; labeled {p.classes[labels[r.id]]!r}, its label follows it)"
+                if r.id in labels
+                else ")"
+            )
+        )
     for path, cls in accepted:
         _say(
             f"changed: {path}: new content taken; "
@@ -247,6 +262,7 @@ def scan(
     console.print(
         f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} not added, "
         f"{len(check.missing)} missing, {len(changed)} changed"
+        + (f", {len(moved)} moved" if moved else "")
         + (f", {len(accepted)} changed images taken" if accepted else "")
         + (f", {len(forgotten)} forgotten" if forgotten else "")
         + ".",

@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fishermask.data.base import ImageDataset
-from fishermask.data.cache import cached, carry_rows, drop_entries
+from fishermask.data.cache import cached, carry_rows, drop_entries, rekey_rows
 from fishermask.data.images import BOMBS, ImageSize, bombs_refused, one_line, too_large
 from fishermask.errors import DataError
 
@@ -319,6 +319,31 @@ def carry_segment(
         _segment_source(root, project_id, segment),
         [(root / rel, n, mtime_ns) for rel, n, mtime_ns in old],
         keep,
+        size,
+    )
+
+
+def move_segment(
+    cache_dir: Path,
+    root: Path,
+    project_id: str,
+    segment: int,
+    old: Sequence[tuple[str, int, int]],
+    new: Sequence[tuple[str, int, int]],
+    size: ImageSize,
+    channels: int,
+) -> bool:
+    """Keep the cached decoded images of a segment some of whose images moved (same content,
+    new path), without decoding: ``old`` and ``new`` are the segment's ``(path, size,
+    mtime_ns)`` per image, in position order, before and after. False (nothing changed) when
+    the old entry is not in the cache (the segment is then decoded again on the next load,
+    each image checked against its hash)."""
+    return rekey_rows(
+        cache_dir,
+        f"label-c{channels}",
+        _segment_source(root, project_id, segment),
+        [(root / rel, n, mtime_ns) for rel, n, mtime_ns in old],
+        [(root / rel, n, mtime_ns) for rel, n, mtime_ns in new],
         size,
     )
 

@@ -757,7 +757,8 @@ class Project:
         return (
             "restore it, or forget the missing images for good with `fishermask label scan "
             f"{self.dir} --forget-missing` (their labels go with them; `fishermask label scan "
-            f"{self.dir}` lists them)"
+            f"{self.dir}` lists them, and finds an image moved or renamed inside the image "
+            "folder by its content, with its label)"
         )
 
     def changed_fix(self) -> str:
@@ -819,6 +820,69 @@ class Project:
             )
         if parts:
             raise DataError(" ".join(parts))
+
+    def follow_moves(self, missing: Sequence[ImageRow]) -> list[tuple[ImageRow, str]]:
+        """Find missing images (``missing``, from :meth:`check_files`) under a new path in the
+        image folder: a file not in the project whose SHA-256 is a missing image's is that image
+        moved or renamed (its label describes that content), when the match is one to one
+        (one missing image and one new file with that content). Each such image takes the new
+        path and keeps its id, labels, queue place and decoded pixels (the cache entry is
+        re-keyed, not decoded again). Returns ``(row as it was, new path)`` per image moved;
+        the rest stay missing (and the new files are added as new images by :meth:`scan`)."""
+        if not missing:
+            return []
+        known = set(self.store.image_ids_by_path())
+        files, _ = imgs.candidate_files(self.root, known)
+        sizes = {r.bytes for r in missing}
+        found: dict[str, list[tuple[str, int]]] = {}  # sha256 -> [(path, mtime_ns)]
+        for rel in files:
+            if rel in known:
+                continue
+            try:
+                st = (self.root / rel).stat()
+                if st.st_size not in sizes:  # only a file of a missing image's size can be one
+                    continue
+                digest = imgs.file_sha256(self.root / rel)
+            except OSError:
+                continue  # vanished meanwhile: the scan reports it
+            found.setdefault(digest, []).append((rel, st.st_mtime_ns))
+        lost: dict[str, list[ImageRow]] = {}
+        for r in missing:
+            lost.setdefault(r.sha256, []).append(r)
+        moves = [
+            (rows[0].id, found[digest][0][0], found[digest][0][1])
+            for digest, rows in lost.items()
+            if len(rows) == 1 and len(found.get(digest, ())) == 1
+        ]
+        if not moves:
+            return []
+        root_real = Path(os.path.realpath(self.root))
+
+        def still_missing(r: ImageRow) -> bool:
+            state = imgs.check_file(
+                self.root, r.path, r.sha256, r.bytes, r.mtime_ns, root_real=root_real
+            )
+            return state == "missing"
+
+        before = self.store.images()
+        moved = self.store.move_images(moves, still_missing=still_missing)
+        self._decoded = None
+        # the segments' cached pixels, under the new paths (same content: nothing to decode)
+        mtime = {image_id: mtime_ns for image_id, _, mtime_ns in moves}
+        new_place = {r.id: (path, r.bytes, mtime[r.id]) for r, path in moved}
+        for seg in sorted({r.segment for r, _ in moved}):
+            rows = [r for r in before if r.segment == seg]
+            imgs.move_segment(
+                self.cache_dir,
+                self.root,
+                self.settings["project_id"],
+                seg,
+                [(r.path, r.bytes, r.mtime_ns) for r in rows],
+                [new_place.get(r.id, (r.path, r.bytes, r.mtime_ns)) for r in rows],
+                self.image_size,
+                self.channels,
+            )
+        return moved
 
     def accept_changed(
         self, rows: Sequence[ImageRow]

@@ -601,6 +601,34 @@ class Store:
                     cleared[u["id"]] = current[u["id"]]
         return cleared
 
+    def move_images(
+        self,
+        moves: Sequence[tuple[int, str, int]],
+        *,
+        still_missing: Callable[[ImageRow], bool],
+    ) -> list[tuple[ImageRow, str]]:
+        """Give images a new path (``(id, new path, new mtime_ns)``; the content, so the size,
+        is the same), in one transaction: their ids, labels, queue places and held-out folds
+        stay. Only an image for which ``still_missing(row)`` holds, checked while the database
+        is write-locked, moves, and only to a path no image has. Returns ``(row as it was, new
+        path)`` per image moved."""
+        out: list[tuple[ImageRow, str]] = []
+        with self.transaction() as c:
+            for image_id, path, mtime_ns in moves:
+                r = c.execute(
+                    f"SELECT {_IMAGE_COLS} FROM images WHERE id = ?", (image_id,)
+                ).fetchone()
+                if r is None or not still_missing(ImageRow(**dict(r))):
+                    continue
+                if c.execute("SELECT 1 FROM images WHERE path = ?", (path,)).fetchone():
+                    continue
+                c.execute(
+                    "UPDATE images SET path = ?, mtime_ns = ? WHERE id = ?",
+                    (path, mtime_ns, image_id),
+                )
+                out.append((ImageRow(**dict(r)), path))
+        return out
+
     def image_ids_by_path(self) -> dict[str, int]:
         return {r["path"]: r["id"] for r in self.query("SELECT id, path FROM images")}
 
