@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -162,6 +163,49 @@ def test_out_paths_that_cannot_take_a_file_are_refused_in_one_line(tmp_path, fol
         r = _run(*args, "--out", fifo)
         assert r.exit_code == 2 and "not a regular file" in r.output, r.output
         assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_out_in_a_folder_that_cannot_be_written_is_refused_before_anything(
+    tmp_path, folder, monkeypatch
+):
+    """`--out` in a read-only folder (a read-only mount, no permission) was a 40-line OSError
+    traceback from the final write, after `label next` had already replaced the batch."""
+    import os
+
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    _run("train", proj, "--no-progress")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.access(ro, os.W_OK):  # root writes anyway: make it read-only for the check
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m, **k: Path(p) != ro and real(p, m, **k))
+    rounds = json.loads(_run("status", proj).stdout)["round"]["id"]
+    for args in (
+        ("next", proj, "--n", "2", "--out", ro / "batch.csv"),
+        ("predict", proj, "--out", ro / "sub" / "pred.csv"),
+        *(("export", proj, "--format", f, "--out", ro / "x") for f in ("csv", "npz", "model")),
+        ("export", proj, "--format", "imagefolder", "--out", ro / "tree"),
+    ):
+        r = _run(*args)
+        assert r.exit_code == 2, (args, r.output)
+        assert f"cannot write in {ro} (" in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output
+    assert json.loads(_run("status", proj).stdout)["round"]["id"] == rounds  # nothing queued
+    monkeypatch.undo()
+    ro.chmod(0o755)
+    assert list(ro.iterdir()) == []
+
+
+def test_export_names_every_format_when_one_is_unknown(tmp_path, folder):
+    """The list of formats left out `model`."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    r = _run("export", proj, "--format", "xml", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "csv, imagefolder, labelstudio, npz, model" in r.output, r.output
 
 
 def test_serve_on_a_host_it_cannot_bind_names_the_host_not_the_port(tmp_path, folder):

@@ -538,6 +538,9 @@ def export(
 ) -> None:
     """Export the labels (and, for Label Studio, the model's predictions with scores), or the
     latest model (--format model: a folder for fishermask.label.load_model)."""
+    formats = ("csv", "imagefolder", "labelstudio", "npz", "model")
+    if format not in formats:
+        _fail(f"--format {format!r}: use one of {', '.join(formats)}.")
     if format == "model":
         _export_model(project, out)
         return

@@ -280,10 +280,22 @@ def check_out_file(out: Path) -> None:
 
 
 def _check_out_parent(out: Path) -> None:
+    """Refuse an ``--out`` under a file, or in a folder this process cannot write (read-only
+    file system, no permission): checked before anything is done, since the write comes last
+    (``label next`` would have replaced the batch, then failed with a traceback)."""
     for parent in out.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"--out {out}: {parent} is a file, not a folder.")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                why = "no permission to write there"
+                with contextlib.suppress(OSError):
+                    if os.statvfs(parent).f_flag & os.ST_RDONLY:
+                        why = "it is on a read-only file system"
+                raise ConfigError(
+                    f"--out {out}: cannot write in {parent} ({why}); choose a folder you "
+                    "can write, nothing was done."
+                )
             return
 
 
