@@ -540,7 +540,7 @@ def export(
     latest model (--format model: a folder for fishermask.label.load_model)."""
     formats = ("csv", "imagefolder", "labelstudio", "npz", "model")
     if format not in formats:
-        _fail(f"--format {format!r}: use one of {', '.join(formats)}.")
+        _fail(f"Unknown export format {format!r}; supported: {', '.join(formats)}.")
     if format == "model":
         _export_model(project, out)
         return
