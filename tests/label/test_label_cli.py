@@ -257,6 +257,55 @@ def test_a_project_database_that_is_not_sqlite_is_one_line(tmp_path):
         assert len(r.output.strip().splitlines()) == 1
 
 
+def test_a_project_in_a_read_only_folder_is_not_called_damaged(tmp_path, folder, monkeypatch):
+    """A project on a read-only mount (or a folder without write permission) said 'not a
+    readable project database ...; restore it from a backup, or create a new project': the
+    database was fine, SQLite's WAL mode could not write its -shm file beside it."""
+    import os
+    import sqlite3
+
+    from fishermask.label import store
+
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    proj.chmod(0o555)
+    if os.access(proj, os.W_OK):  # root writes anyway: what SQLite does on a read-only mount
+        real_access, real_connect = os.access, sqlite3.connect
+
+        class ReadOnly:  # the connection SQLite gives there: WAL cannot start
+            def __init__(self, *a, **k):
+                self.conn = real_connect(*a, **k)
+
+            def execute(self, sql, *a):
+                if "journal_mode" in sql:
+                    raise sqlite3.OperationalError("unable to open database file")
+                return self.conn.execute(sql, *a)
+
+            def close(self):
+                self.conn.close()
+
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda p, m, **k: not (Path(p) == proj and m & os.W_OK) and real_access(p, m, **k),
+        )
+        monkeypatch.setattr(store.sqlite3, "connect", ReadOnly)
+    try:
+        for args in (
+            ("status", proj),
+            ("export", proj, "--format", "csv", "--out", tmp_path / "x"),
+        ):
+            r = _run(*args)
+            assert r.exit_code == 2, r.output
+            assert f"{proj} cannot be written (" in r.output, r.output
+            assert "backup" not in r.output and "copy the project folder" in r.output
+            assert len(r.output.strip().splitlines()) == 1
+    finally:
+        monkeypatch.undo()
+        proj.chmod(0o755)
+
+
 def test_import_prefix_picks_this_projects_folder_and_says_what_it_left_out(tmp_path, folder):
     proj = tmp_path / "proj"
     r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)

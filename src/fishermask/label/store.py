@@ -46,6 +46,7 @@ the caller returns, so a label acknowledged to a client survives ``kill -9`` and
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -319,6 +320,20 @@ def upgrade_notice(path: Path, old: int) -> str:
     )
 
 
+def _unwritable(db: Path) -> str | None:
+    """Why the database ``db`` or its folder cannot be written (a read-only file system, no
+    permission), or None when both can."""
+    for path in (db.parent, db):
+        if path.exists() and not os.access(path, os.W_OK):
+            try:
+                if os.statvfs(path).f_flag & os.ST_RDONLY:
+                    return "it is on a read-only file system"
+            except OSError:
+                pass
+            return f"no permission to write {path}"
+    return None
+
+
 class Store:
     """Thread-safe access to one project database (one connection, one lock per process)."""
 
@@ -340,6 +355,15 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as exc:  # not SQLite at all (a copy cut short, another file)
             self._conn.close()
+            if (why := _unwritable(self.path)) is not None:
+                # not damaged: WAL mode writes beside the database even to read it, and
+                # 'restore it from a backup' would send the user after a good database
+                raise ConfigError(
+                    f"{self.path.parent} cannot be written ({why}), and the project database "
+                    f"(SQLite in WAL mode) needs to write {DB_NAME} and its -wal and -shm files "
+                    "beside it, even to read it; make the folder writable, or copy the project "
+                    "folder to a place you can write and use the copy."
+                ) from None
             raise DataError(
                 f"{self.path} is not a readable project database ({exc}); restore it from a "
                 "backup, or create a new project with `fishermask label init`."
