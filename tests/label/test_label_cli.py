@@ -199,6 +199,34 @@ def test_out_in_a_folder_that_cannot_be_written_is_refused_before_anything(
     assert list(ro.iterdir()) == []
 
 
+def test_out_dash_is_standard_output(tmp_path, folder, monkeypatch):
+    """`--out -` wrote a file named '-' (and said 'wrote -') instead of standard output."""
+    monkeypatch.chdir(tmp_path)
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    r = _run("add", proj, _labels_csv(tmp_path))
+    assert r.exit_code == 0, r.output
+    r = _run("export", proj, "--format", "csv", "--out", "-")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == "path,label" and "red/000.png,red" in r.stdout
+    assert "wrote 3 labels to standard output" in r.stderr
+    r = _run("export", proj, "--format", "labelstudio", "--out", "-")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) == 24, r.output
+    r = _run("next", proj, "--n", "2", "--out", "-")
+    assert r.exit_code == 0 and r.stdout.startswith("path,rank,score,guess,guess_prob\n")
+    for fmt in ("npz", "imagefolder", "model"):
+        r = _run("export", proj, "--format", fmt, "--out", "-")
+        assert r.exit_code == 2 and "standard output takes the text formats" in r.output
+    assert not (tmp_path / "-").exists()
+
+
+def _labels_csv(tmp_path: Path) -> Path:
+    f = tmp_path / "labels.csv"
+    f.write_text("path,label\nred/000.png,red\ngreen/000.png,green\nblue/000.png,blue\n")
+    return f
+
+
 def test_export_names_every_format_when_one_is_unknown(tmp_path, folder):
     """The list of formats left out `model`."""
     proj = tmp_path / "proj"

@@ -327,7 +327,9 @@ def next_batch(
         int | None, typer.Option("--n", help="Batch size (default: the project's).")
     ] = None,
     format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of stdout (-: stdout).")
+    ] = None,
 ) -> None:
     """Choose the next batch with the project's strategy on the current model, and print it.
 
@@ -335,6 +337,8 @@ def next_batch(
     import csv
     import io
 
+    if out is not None and str(out) == "-":
+        out = None  # standard output, as without --out
     if format not in ("csv", "json"):
         _fail(f"--format {format!r}: use csv or json.")
     if n is not None and n < 1:
@@ -524,7 +528,12 @@ def export(
     format: Annotated[
         str, typer.Option("--format", help="csv, imagefolder, labelstudio, npz or model.")
     ],
-    out: Annotated[Path, typer.Option(help="Output file (folder for imagefolder and model).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output file (folder for imagefolder and model; -: stdout for csv, labelstudio)."
+        ),
+    ],
     image_url_prefix: Annotated[
         str, typer.Option(help="Label Studio: prefix of each task's data.image before the path.")
     ] = "/data/local-files/?d=",
@@ -542,6 +551,11 @@ def export(
     if format not in formats:
         _fail(f"Unknown export format {format!r}; supported: {', '.join(formats)}.")
     if format == "model":
+        if str(out) == "-":
+            _fail(
+                "--out -: standard output takes the text formats (csv, labelstudio); the "
+                "model export is a folder: give a path."
+            )
         _export_model(project, out)
         return
     try:
@@ -549,11 +563,11 @@ def export(
         n = p.export(format, out, image_url_prefix=image_url_prefix, annotators=annotators)
     except FishermaskError as e:
         _fail(str(e))
-    console.print(
-        f"wrote {out} ({n} {'tasks' if format == 'labelstudio' else 'labels'})",
-        highlight=False,
-        soft_wrap=True,
-    )
+    what = f"{n} {'tasks' if format == 'labelstudio' else 'labels'}"
+    if str(out) == "-":  # the data went to stdout: the count goes to stderr
+        _say(f"wrote {what} to standard output")
+        return
+    console.print(f"wrote {out} ({what})", highlight=False, soft_wrap=True)
 
 
 def _export_model(project: Path, out: Path) -> None:
@@ -937,13 +951,17 @@ def predict_cmd(
     ] = 0.0,
     top: Annotated[int, typer.Option(help="Classes given per image, most probable first.")] = 1,
     format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of stdout (-: stdout).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """The latest model's predictions on the project's images (path, class, probability,
     the given label), and how accurate held-out predictions at or above --min-prob were."""
     from fishermask.label.predict import check_options, held_out_line, predict_project
 
+    if out is not None and str(out) == "-":
+        out = None  # standard output, as without --out
     if format not in ("csv", "json"):
         _fail(f"--format {format!r}: use csv or json.")
     try:

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -1814,25 +1815,41 @@ class Project:
                 f"--annotators adds a column to the csv export; --format {fmt} has none: use "
                 "--format csv --annotators."
             )
-        self.check_out_place(out, images=fmt == "imagefolder")
-        if fmt == "imagefolder":
-            if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise ConfigError(
-                    f"--out {out} exists and is not an empty folder; choose a new path."
-                )
-            _check_out_parent(out)
-        else:
-            check_out_file(out)
+        stdout = str(out) == "-"  # the text formats go to standard output
+        if stdout and fmt not in ("csv", "labelstudio"):
+            raise ConfigError(
+                f"--out -: standard output takes the text formats (csv, labelstudio); the {fmt} "
+                "export is a "
+                + ("folder" if fmt == "imagefolder" else "binary file")
+                + ": give a path."
+            )
+
+        def write(data: bytes) -> None:
+            if stdout:
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+            else:
+                write_atomic(out, lambda f: f.write(data))
+
+        if not stdout:
+            self.check_out_place(out, images=fmt == "imagefolder")
+            if fmt == "imagefolder":
+                if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                    raise ConfigError(
+                        f"--out {out} exists and is not an empty folder; choose a new path."
+                    )
+                _check_out_parent(out)
+            else:
+                check_out_file(out)
         if fmt == "csv":
             found = self.csv_rows(annotators=annotators)
             text = self._csv_text(found, annotators=annotators)
-            write_atomic(out, lambda f: f.write(text.encode()))
+            write(text.encode())
             return len(found)
         rows = self.labeled_rows(missing_ok=fmt != "imagefolder")
         if fmt == "labelstudio":
             tasks = self.labelstudio_tasks(image_url_prefix)
-            data = json.dumps(tasks, indent=1).encode()
-            write_atomic(out, lambda f: f.write(data))
+            write(json.dumps(tasks, indent=1).encode() + (b"\n" if stdout else b""))
             return len(tasks)
         if fmt == "npz":
             x, ids = self.images()
