@@ -277,6 +277,28 @@ def test_a_failed_round_is_said_once_not_over_every_later_save(project, browser)
         stop_server(proc)
 
 
+def test_a_stopped_server_is_said_and_the_unsaved_image_stays_named(project, browser):
+    """With the server stopped (Ctrl-C), the page said only 'Failed to fetch', and the
+    'not saved: ...' line of a key pressed then was replaced by it at the next status poll,
+    so nothing said that the label was lost."""
+    from selenium.webdriver.common.by import By
+
+    proc, wait = _open_page(project, browser)
+    stop_server(proc)
+
+    def message(d):
+        return d.find_element(By.ID, "message").text
+
+    wait.until(lambda d: "does not answer" in message(d))
+    assert "Failed to fetch" not in message(browser)
+    assert "fishermask label serve" in message(browser)
+    path = browser.find_element(By.ID, "path").text
+    browser.find_element(By.TAG_NAME, "body").send_keys(str(CLASSES.index(path.split("/")[0]) + 1))
+    wait.until(lambda d: f"not saved: {path}" in message(d))
+    _wait_for_polls(browser)  # two failed status polls later, it still names the image
+    assert f"not saved: {path}" in message(browser) and "does not answer" in message(browser)
+
+
 def test_next_batch_with_a_missing_image_says_why_and_starts_nothing(project, browser):
     """n while an image was deleted after the scan said 'retraining ...' and started a round
     that failed in the worker ~10 s later; the server now refuses at once (409) and the page

@@ -19,6 +19,9 @@ const ME = FM.annotator;  // who this page labels as ("owner": the owner's token
 const ASK_OWNER = FM.owner_only_queue && ME !== "owner";
 // Who started a round or batch, when a team is served (" \u2014 started by alice").
 const by = (who) => (FM.team && who ? ` \u2014 started by ${who === ME ? "you" : who}` : "");
+const DOWN = "the labeling server does not answer (stopped?): start `fishermask label serve` "
+  + "again and open the URL it prints";
+let unsaved = null;  // the image whose save failed last (named until a save succeeds)
 
 async function api(method, path, body) {
   const opts = { method, headers: { "Authorization": "Bearer " + FM.token } };
@@ -26,7 +29,12 @@ async function api(method, path, body) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
   }
-  const r = await fetch(path, opts);
+  let r;
+  try {
+    r = await fetch(path, opts);
+  } catch (e) {  // no answer at all ("Failed to fetch"): the server is not running
+    throw new Error(DOWN);
+  }
   const data = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
   return data;
@@ -111,6 +119,7 @@ async function save(kind, label) {
   if (kind === "label") body.label = label;
   try {
     const r = await api("POST", "/api/labels", body);
+    unsaved = null;
     it.state = { label_id: r.label_id, kind, label: kind === "label" ? label : null, by: r.by };
     undoStack.push({ label_id: r.label_id, pos, path: it.path, what: kind === "label" ? label : kind });
     const done = advance();
@@ -121,6 +130,7 @@ async function save(kind, label) {
     // The keys typed after this one were meant for the images after it: drop them.
     const dropped = pending;
     epoch += 1;
+    unsaved = it.path;
     say(`not saved: ${it.path}: ${e.message}`
       + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true);
   } finally {
@@ -192,7 +202,11 @@ async function refreshBatchState() {
 
 async function refreshStatus() {
   let s;
-  try { s = await api("GET", "/api/status"); } catch (e) { say(e.message, true); return; }
+  try { s = await api("GET", "/api/status"); } catch (e) {
+    // the poll must not hide that a save failed: say which image is still to save
+    say(e.message + (unsaved ? ` \u2014 not saved: ${unsaved}` : ""), true);
+    return;
+  }
   const total = s.budget || s.images;
   $("budget-bar").style.width = `${Math.min(100, (100 * s.labeled) / Math.max(total, 1))}%`;
   $("counts").textContent = `${s.labeled} labeled of ${s.budget ? "a budget of " + s.budget : s.images + " images"}`
