@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from fishermask.label.project import Project
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -167,3 +169,31 @@ def test_restart_waits_while_an_image_is_missing(project):
     assert rounds[-1]["id"] == rid and rounds[-1]["status"] == "interrupted"
     assert "the last retrain was interrupted and is not restarted: image " in out
     assert f"{gone} of this project is missing" in out
+
+
+def test_ctrl_c_says_what_it_stopped(project):
+    """Ctrl-C ended `label serve` without a word, even in the middle of a round: nothing said
+    that the round was interrupted, nor that the next serve restarts it."""
+    import subprocess as sp
+
+    from fishermask.label.server import Worker, _cut_short
+
+    project.close()
+    proc, _, _ = start_server(project.dir)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert f"stopped; every label given is saved in {project.dir}." in out, out
+
+    p = Project(project.dir)
+    worker = Worker(p)
+    assert _cut_short(worker, p) == ""  # no worker process: nothing cut short
+    worker.proc = sp.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        rid = p.store.start_round("fishermask", worker.proc.pid)
+        said = _cut_short(worker, p)
+        assert f"round {rid} (a retrain) was interrupted" in said
+        assert f"the next `fishermask label serve {p.dir}` restarts it" in said
+    finally:
+        worker.proc.kill()
+        worker.proc.wait()
+        p.close()

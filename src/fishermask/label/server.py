@@ -684,6 +684,33 @@ def bind_advice(exc: OSError) -> str:
     return f"{exc.strerror}; try --port 0 (any free port)."
 
 
+def _cut_short(worker: Worker, project: Project) -> str:
+    """What stopping the server now interrupts (its worker's round, or the accuracy estimate
+    after it), as a clause of the 'stopped' line: Ctrl-C in the middle of a round used to end
+    the server without a word."""
+    try:
+        if worker.proc is None or worker.proc.poll() is not None:
+            return ""
+        running = project.store.running_round()
+        if running is not None:
+            return (
+                f"; round {running['id']} (a retrain) was interrupted: the next `fishermask "
+                f"label serve {project.dir}` restarts it from the last good model"
+            )
+        rounds = project.store.rounds()
+        estimating = next(
+            (r["id"] for r in reversed(rounds) if r["metrics"].get("estimating")), None
+        )
+        if estimating is not None:
+            return (
+                f"; the accuracy estimate of round {estimating} was cut short (recorded as not "
+                "estimated; the next round, or `fishermask label train`, makes a new one)"
+            )
+    except Exception:  # noqa: BLE001 - a message at exit must not hide the real exit
+        return ""
+    return ""
+
+
 def run_server(
     project_dir: str | os.PathLike[str],
     *,
@@ -752,5 +779,7 @@ def run_server(
     try:
         asyncio.run(server.serve(sockets=[sock]))
     finally:
+        cut = _cut_short(app.state.worker, project)
         app.state.worker.stop()
         sock.close()
+        say(f"stopped{cut}; every label given is saved in {project.dir}.")
