@@ -133,6 +133,11 @@ def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser)
         p.store.set_round_pid(rid, os.getpid())
         p.store.set_metrics(rid, metrics | {"estimating": True}, phase="done")
         wait.until(lambda d: f"estimating the accuracy of round {rid}" in accuracy(d))
+        # with no earlier estimate, the round's own placeholder is not said twice: the line
+        # read "being estimated \u00b7 estimating the accuracy of round N\u2026"
+        being = {"accuracy": None, "method": "being estimated", "estimating": True}
+        p.store.set_metrics(rid, metrics | being, phase="done")
+        wait.until(lambda d: accuracy(d) == f"estimating the accuracy of round {rid}\u2026")
         p.store.set_metrics(rid, metrics, phase="done")
         wait.until(lambda d: "estimating the accuracy" not in accuracy(d))
         p.close()

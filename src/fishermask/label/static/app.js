@@ -230,12 +230,14 @@ async function refreshStatus() {
     $("chart").appendChild(row);
   }
   const a = s.accuracy;
-  $("accuracy").textContent = a && a.accuracy !== null && a.accuracy !== undefined
+  const estimating = s.estimating !== null && s.estimating !== undefined
+    ? `estimating the accuracy of round ${s.estimating}\u2026` : "";
+  const shown = a && a.accuracy !== null && a.accuracy !== undefined
     ? `held-out accuracy ${(100 * a.accuracy).toFixed(1)}% (95% interval ${(100 * a.low).toFixed(0)}\u2013${(100 * a.high).toFixed(0)}%, ${a.method}, ${a.n_labels} labels)`
-    : (a ? a.method : "no accuracy estimate yet");
-  if (s.estimating !== null && s.estimating !== undefined) {
-    $("accuracy").textContent += ` \u00b7 estimating the accuracy of round ${s.estimating}\u2026`;
-  }
+    // the round being estimated says "being estimated": the line after it says so already
+    : (a && !(estimating && a.estimating) ? a.method : "");
+  $("accuracy").textContent = [shown, estimating].filter(Boolean).join(" \u00b7 ")
+    || "no accuracy estimate yet";
   queuePolicy(s);
   const r = s.round;
   $("training").hidden = !s.training;
