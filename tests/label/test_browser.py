@@ -304,6 +304,35 @@ def test_a_stopped_server_is_said_and_the_unsaved_image_stays_named(project, bro
     assert f"not saved: {path}" in message(browser) and "does not answer" in message(browser)
 
 
+def test_nothing_left_to_label_is_said_and_the_budget_reached(project, browser):
+    """With every image labeled the page said 'the batch is empty: ask for the next batch (n)'
+    under the mode 'every image has been seen: nothing left to label', and n only retrained
+    to the same empty batch; labels at the budget read '24 labeled of a budget of 24' and
+    nothing more."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 8)  # every image of the folder
+    project.configure(budget=24)
+    project.run_round(train_model=False)
+    project.close()
+    proc, line, _ = start_server(project.dir)
+    try:
+        browser.get(re.search(r"http://\S+", line).group(0))
+        wait = WebDriverWait(browser, 60)
+
+        def text(d, i):
+            return d.find_element(By.ID, i).text
+
+        wait.until(lambda d: text(d, "position").startswith("nothing left to label"))
+        assert "ask for the next batch" not in text(browser, "position")
+        wait.until(lambda d: "24 labeled of a budget of 24 (budget reached)" in text(d, "counts"))
+    finally:
+        stop_server(proc)
+
+
 def test_next_batch_with_a_missing_image_says_why_and_starts_nothing(project, browser):
     """n while an image was deleted after the scan said 'retraining ...' and started a round
     that failed in the worker ~10 s later; the server now refuses at once (409) and the page

@@ -21,6 +21,7 @@ const ASK_OWNER = FM.owner_only_queue && ME !== "owner";
 const by = (who) => (FM.team && who ? ` \u2014 started by ${who === ME ? "you" : who}` : "");
 const DOWN = "the labeling server does not answer (stopped?): start `fishermask label serve` "
   + "again and open the URL it prints";
+let allSeen = false;  // every image is labeled, skipped or unsure (GET /api/status)
 let unsaved = null;  // the image whose save failed last (named until a save succeeds)
 
 async function api(method, path, body) {
@@ -83,7 +84,10 @@ function show() {
   document.querySelectorAll("button.class").forEach((b) => b.classList.remove("guess", "chosen"));
   if (!items.length) {
     $("image").removeAttribute("src");
-    $("position").textContent = "the batch is empty: ask for the next batch (n)";
+    $("position").textContent = allSeen
+      ? "nothing left to label: every image is labeled, skipped or unsure (revisit brings back "
+        + "those set aside; download the labels in the side panel)"
+      : "the batch is empty: ask for the next batch (n)";
     $("path").textContent = ""; $("guesses").textContent = "";
     return;
   }
@@ -208,8 +212,11 @@ async function refreshStatus() {
     return;
   }
   const total = s.budget || s.images;
+  const seen = s.labeled + s.skipped + s.unsure >= s.images;
+  if (seen !== allSeen) { allSeen = seen; if (!items.length) show(); }
   $("budget-bar").style.width = `${Math.min(100, (100 * s.labeled) / Math.max(total, 1))}%`;
   $("counts").textContent = `${s.labeled} labeled of ${s.budget ? "a budget of " + s.budget : s.images + " images"}`
+    + (s.budget && s.labeled >= s.budget ? " (budget reached)" : "")
     + ` \u00b7 ${s.skipped} skipped \u00b7 ${s.unsure} unsure`;
   $("progress-text").textContent = `${s.labeled} / ${total} labeled`;
   $("set-aside").hidden = !(s.unsure || s.skipped);
