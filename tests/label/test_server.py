@@ -166,3 +166,18 @@ def test_next_batch_stops_a_worker_that_is_only_estimating(client):
     assert s["estimating"] is None and s["training"]
     assert store.round(rid)["metrics"]["method"].startswith("not estimated")
     wait_for_round(client)
+
+
+def test_classes_past_the_shortcut_keys_have_no_empty_key_box(tmp_path, folder):
+    """Classes after the 32nd have no shortcut key; their buttons showed an empty key box."""
+    from fishermask.label.project import Project
+    from fishermask.label.server import shortcut_keys
+    from tests.label.conftest import TINY, api_client
+
+    names = [f"c{i}" for i in range(40)]
+    assert shortcut_keys(40)[-1] == ""
+    Project.init(tmp_path / "many", folder, ",".join(names), **TINY).close()
+    with api_client(tmp_path / "many") as c:
+        page = c.get("/", headers=AUTH).text
+    assert "<kbd></kbd>" not in page
+    assert 'data-label="c39" data-key=""' in page and "<kbd>m</kbd> c31" in page
