@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fishermask.label.project import Project
-from tests.label.conftest import CLASSES, TINY
+from tests.label.conftest import CLASSES, TINY, label_truth
 from tests.label.test_label_cli import _run
 
 
@@ -373,3 +373,24 @@ def test_another_process_does_not_interrupt_a_round_the_server_is_starting(proje
     row = project.store.round(round_id)
     assert row["status"] == "running" and row["pid"] == Proc.pid
     project.store.finish_round(round_id, status="failed", message="test")
+
+
+def test_a_labeled_image_that_became_unreadable_says_how_to_be_rid_of_it(project):
+    """`scan --accept-changed` on an image whose new content cannot be read said only
+    'restore the original': nothing said what to do when the original is lost."""
+    label_truth(project, 1)
+    data = (project.root / "red/000.png").read_bytes()
+    (project.root / "red/000.png").write_bytes(data[: len(data) // 3])  # cut short
+    project.close()
+    r = _run("scan", project.dir, "--accept-changed", "--no-progress")
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("changed: red/000.png"))
+    assert "cannot be read" in line and "restore the original" in line
+    assert f"delete the file and forget the image with `fishermask label scan {project.dir} " in (
+        line
+    )
+    # and that way out works: the label goes, the project is whole again
+    (project.root / "red/000.png").unlink()
+    r = _run("scan", project.dir, "--forget-missing", "--no-progress")
+    assert "forgot: red/000.png (labeled 'red': its label goes with it)" in r.output, r.output
+    assert r.output.splitlines()[-1].endswith("0 missing, 0 changed, 1 forgotten.")

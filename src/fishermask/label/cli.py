@@ -224,7 +224,11 @@ def scan(
             )
         )
     for rel, why in unreadable_now:
-        _say(f"changed: {rel}: its new content cannot be read ({why}); restore the original")
+        _say(
+            f"changed: {rel}: its new content cannot be read ({why}); restore the original, "
+            f"or, if it is lost, delete the file and forget the image with `fishermask label "
+            f"scan {project} --forget-missing` (its label goes with it)"
+        )
     cannot = {rel for rel, _ in unreadable_now}
     for r in changed:
         if r.path in cannot:
