@@ -400,3 +400,30 @@ def test_label_next_says_it_replaced_the_pages_batch(project):
     )
     r = runner.invoke(app, ["label", "next", "--help"])
     assert "replaces the one queued before" in " ".join(r.output.split())
+
+
+def test_init_with_enough_labels_points_to_train_not_a_diverse_batch(tmp_path, folder):
+    """`init --labels` with enough labels in every class queued a diverse batch 'until a model
+    can be trained' (it could, but none was) and said `next: label serve`, so the first batch
+    the labeler saw ignored the labels given."""
+    labels = tmp_path / "labels.csv"
+    rows = [f"{c}/{i:03d}.png,{c}" for c in CLASSES for i in range(2)]  # TINY: 2 per class
+    labels.write_text("path,label\n" + "\n".join(rows) + "\n")
+    proj = tmp_path / "proj"
+    r = _run(
+        "init",
+        proj,
+        "--images",
+        folder,
+        "--classes",
+        ",".join(CLASSES),
+        "--labels",
+        labels,
+        *TINY_ARGS,
+    )
+    assert r.exit_code == 0, r.output
+    assert "until a model can be trained" not in r.output
+    assert "until a model is trained (`fishermask label train` or 'next batch'" in r.output
+    assert f"next: fishermask label train {proj} (a model on the 6 labels given" in r.output
+    r = _run("init", tmp_path / "q", "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert f"next: fishermask label serve {tmp_path / 'q'}" in r.output

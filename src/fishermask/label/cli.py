@@ -143,6 +143,18 @@ def init(
         highlight=False,
         soft_wrap=True,
     )
+    per_class = list(c["per_class"].values())
+    if min(per_class) >= p.settings["min_per_class"] and sum(k > 0 for k in per_class) >= 2:
+        # labels given with --labels are enough for a model: without one, the first batch
+        # was only diverse; `label train` makes the batch the strategy's choice on it
+        console.print(
+            f"next: fishermask label train {project} (a model on the {c['labeled']} labels "
+            "given, and a batch chosen with it), then fishermask label serve "
+            f"{project}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     console.print(f"next: fishermask label serve {project}", highlight=False, soft_wrap=True)
 
 

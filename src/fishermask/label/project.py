@@ -1523,7 +1523,10 @@ class Project:
                 f"until every class has {need} labels (when this batch was chosen: "
                 f"{', '.join(lacking)})"
                 if lacking
-                else "until a model can be trained"
+                # every class has enough labels (given with `init --labels` or `label add`):
+                # the next round trains the model this batch lacked
+                else "until a model is trained (`fishermask label train` or 'next batch' trains "
+                "one on the labels given)"
             )
             mode = f"cold start: diverse images (k-center on {on}) {why}"
         else:
