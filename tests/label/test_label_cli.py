@@ -427,3 +427,10 @@ def test_init_with_enough_labels_points_to_train_not_a_diverse_batch(tmp_path, f
     assert f"next: fishermask label train {proj} (a model on the 6 labels given" in r.output
     r = _run("init", tmp_path / "q", "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
     assert f"next: fishermask label serve {tmp_path / 'q'}" in r.output
+
+
+def test_import_help_names_the_field_it_reads_first():
+    """The help said the annotator came from `completed_by`; `fishermask_annotator` (what
+    `label export` writes) is read first."""
+    r = _run("import", "--help")
+    assert "fishermask_annotator" in r.output and "completed_by" in r.output

@@ -455,8 +455,8 @@ def import_(
     ] = None,
 ) -> None:
     """Import the choices of a Label Studio JSON export (tasks with annotations); each label
-    is recorded as given by the annotator its annotation's `completed_by` names (README, A
-    labeling team), else by the owner."""
+    is recorded as given by the annotator its annotation names (`fishermask_annotator`, else
+    `completed_by`'s e-mail; README, Label Studio), else by the owner."""
     try:
         p = _open(project)
         left_out: list[str] = []
