@@ -434,3 +434,35 @@ def test_import_help_names_the_field_it_reads_first():
     `label export` writes) is read first."""
     r = _run("import", "--help")
     assert "fishermask_annotator" in r.output and "completed_by" in r.output
+
+
+def test_ctrl_c_in_train_or_next_says_what_it_left(tmp_path, folder, monkeypatch):
+    """Ctrl-C in `label train` (or `label next`) ended it with exit 130 and not a word: nothing
+    said whether the round, the batch or the labels were kept."""
+    from fishermask.label.project import Project
+
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    r = _run("add", proj, _labels_csv(tmp_path))
+    assert r.exit_code == 0, r.output
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Project, "train_final", ctrl_c)
+        r = _run("train", proj, "--no-progress")
+    assert r.exit_code == 130, r.output
+    assert "interrupted: round 2 was not committed (marked interrupted); every label is kept" in (
+        r.output
+    )
+    assert f"run `fishermask label train {proj}` again" in r.output
+    with monkeypatch.context() as m:
+        m.setattr(Project, "estimate_accuracy", ctrl_c)
+        r = _run("train", proj, "--no-progress")
+    assert r.exit_code == 130, r.output
+    assert "interrupted: round 3's batch is queued, its accuracy estimate was cut short" in (
+        r.output
+    )
+    assert len(r.output.strip().splitlines()) == 1

@@ -47,6 +47,30 @@ def _busy(round_id: int) -> None:
     )
 
 
+def _interrupted(p: Any, command: str) -> None:
+    """Ctrl-C in a round of ``label train``/``label next``: say what it left (the round is
+    marked interrupted, or, when the batch was already committed, only its accuracy estimate
+    was cut short), exit 130. It used to end without a word."""
+    if p is None:
+        _fail("interrupted before anything was started.", 130)
+    try:
+        last = p.store.rounds()[-1]
+    except Exception:  # noqa: BLE001 - the message must not hide the exit
+        last = None
+    if last is not None and last["status"] == "done":
+        _fail(
+            f"interrupted: round {last['id']}'s batch is queued, its accuracy estimate was cut "
+            "short (recorded as not estimated); every label is kept.",
+            130,
+        )
+    which = f"round {last['id']}" if last is not None else "the round"
+    _fail(
+        f"interrupted: {which} was not committed (marked interrupted); every label is kept and "
+        f"the batch queued before is unchanged; run `fishermask label {command} {p.dir}` again.",
+        130,
+    )
+
+
 def _size(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     try:
@@ -359,6 +383,7 @@ def next_batch(
         _fail(f"--format {format!r}: use csv or json.")
     if n is not None and n < 1:
         _fail(f"--n {n}: must be >= 1.")
+    p = None
     try:
         if out is not None:  # before the batch is chosen (and replaces the queued one)
             from fishermask.label.project import check_out_file
@@ -372,6 +397,8 @@ def next_batch(
         p.load_imports()  # likewise: a --import file that is gone is one line, no round
         was = [it for it in p.batch() if it["state"] is None]
         row = p.run_round(train_model=False, n=n)
+    except KeyboardInterrupt:
+        _interrupted(p, "next")
     except RoundBusy as busy:
         _busy(busy.args[0])
     except FishermaskError as e:
@@ -481,6 +508,7 @@ def train_cmd(
     """Retrain on every label, report held-out accuracy (95 % interval), queue the next batch."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    p = None
     try:
         p = _open(project)
         p.recover()
@@ -502,6 +530,8 @@ def train_cmd(
                 bar.update(task, description=phase, completed=done, total=max(total, 1))
 
             row = p.run_round(train_model=True, report=report)
+    except KeyboardInterrupt:
+        _interrupted(p, "train")
     except RoundBusy as busy:
         _busy(busy.args[0])
     except FishermaskError as e:
