@@ -182,7 +182,7 @@ def test_ctrl_c_says_what_it_stopped(project):
     proc, _, _ = start_server(project.dir)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
-    assert f"stopped; every label given is saved in {project.dir}." in out, out
+    assert f"stopped; every label given is saved in {project.dir}." in out, (proc.returncode, out)
 
     p = Project(project.dir)
     worker = Worker(p)

@@ -466,3 +466,28 @@ def test_ctrl_c_in_train_or_next_says_what_it_left(tmp_path, folder, monkeypatch
         r.output
     )
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_ctrl_c_in_init_says_whether_a_project_was_made(tmp_path, folder, monkeypatch):
+    """Ctrl-C in `label init` ended it without a word; while it chose the first batch it left
+    a project that the same init then refused ('already a labeling project')."""
+    from fishermask.label import images as imgs
+    from fishermask.label.project import Project
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    args = ("init", tmp_path / "p", "--images", folder, "--classes", ",".join(CLASSES))
+    with monkeypatch.context() as m:
+        m.setattr(imgs, "read_one", ctrl_c)  # while decoding the images
+        r = _run(*args, *TINY_ARGS)
+    assert r.exit_code == 130 and "interrupted: no project was made in" in r.output, r.output
+    assert not (tmp_path / "p").exists()
+    with monkeypatch.context() as m:
+        m.setattr(Project, "run_round", ctrl_c)  # while choosing the first batch
+        r = _run(*args, *TINY_ARGS)
+    assert r.exit_code == 130, r.output
+    assert "interrupted while choosing the first batch: the project" in r.output
+    assert "(24 images); `fishermask label next" in r.output
+    r = _run("next", tmp_path / "p", "--n", "3")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 4, r.output

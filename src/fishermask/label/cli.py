@@ -135,6 +135,7 @@ def init(
     from fishermask.label.imports import parse_entries
     from fishermask.label.project import Project
 
+    p = None
     try:
         p = Project.init(
             project,
@@ -159,6 +160,17 @@ def init(
         )
         row = p.run_round(train_model=False)
         c = p.counts()
+    except KeyboardInterrupt:
+        if p is None:  # Project.init removes what it made
+            _fail(
+                f"interrupted: no project was made in {project}; run the same command again.", 130
+            )
+        _fail(
+            f"interrupted while choosing the first batch: the project {project} is made "
+            f"({p.store.num_images()} images); `fishermask label next {project}` chooses it "
+            f"(`fishermask label serve {project}` does too, as it starts).",
+            130,
+        )
     except FishermaskError as e:
         _fail(str(e))
     console.print(

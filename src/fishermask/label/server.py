@@ -771,12 +771,12 @@ def run_server(
             asked = project.store.rounds()[-1]["started_by"] or team.OWNER
             say("the last retrain was interrupted; restarting it from the last good model")
             app.state.worker.start(asked)
-    print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
-    for name, mine in app.state.tokens.items():
-        print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    try:
+    try:  # from the first URL on: a Ctrl-C before uvicorn handles signals is said too
+        print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
+        for name, mine in app.state.tokens.items():
+            print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
         asyncio.run(server.serve(sockets=[sock]))
     finally:
         cut = _cut_short(app.state.worker, project)
