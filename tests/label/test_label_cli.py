@@ -458,6 +458,9 @@ def test_ctrl_c_in_train_or_next_says_what_it_left(tmp_path, folder, monkeypatch
         r.output
     )
     assert f"run `fishermask label train {proj}` again" in r.output
+    # what the page and `label status` then say about that round (it said 'KeyboardInterrupt')
+    said = json.loads(_run("status", proj).stdout)["round"]["message"]
+    assert said == "stopped with Ctrl-C; every label is kept: 'next batch' starts a new round"
     with monkeypatch.context() as m:
         m.setattr(Project, "estimate_accuracy", ctrl_c)
         r = _run("train", proj, "--no-progress")
@@ -465,6 +468,8 @@ def test_ctrl_c_in_train_or_next_says_what_it_left(tmp_path, folder, monkeypatch
     assert "interrupted: round 3's batch is queued, its accuracy estimate was cut short" in (
         r.output
     )
+    said = json.loads(_run("status", proj).stdout)["accuracy"]["method"]
+    assert said == "not estimated: the estimate was stopped before it finished"  # not KeyboardI...
     assert len(r.output.strip().splitlines()) == 1
 
 

@@ -1458,6 +1458,8 @@ class Project:
             )
         except BaseException as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, KeyboardInterrupt):  # the page said 'interrupted: KeyboardInterrupt'
+                msg = "stopped with Ctrl-C; every label is kept: 'next batch' starts a new round"
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.store.finish_round(round_id, status=status, message=msg)
             raise
@@ -1470,6 +1472,8 @@ class Project:
                 )
             except BaseException as exc:
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if isinstance(exc, KeyboardInterrupt):  # as a worker stopped meanwhile says
+                    msg = "the estimate was stopped before it finished"
                 found = {"accuracy": None, "method": f"not estimated: {msg}"}
                 self.store.set_metrics(round_id, metrics | found, phase="done")
                 raise
