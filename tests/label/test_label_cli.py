@@ -496,3 +496,12 @@ def test_ctrl_c_in_init_says_whether_a_project_was_made(tmp_path, folder, monkey
     assert "(24 images); `fishermask label next" in r.output
     r = _run("next", tmp_path / "p", "--n", "3")
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 4, r.output
+
+
+def test_cold_start_mode_with_one_label_per_class_is_singular(tmp_path, folder):
+    """'until every class has 1 labels'."""
+    args = [a if a != "2" else "1" for a in TINY_ARGS]  # --min-per-class 1
+    assert "--min-per-class" in args
+    r = _run("init", tmp_path / "p", "--images", folder, "--classes", ",".join(CLASSES), *args)
+    assert r.exit_code == 0, r.output
+    assert "until every class has 1 label (when this batch was chosen" in r.output, r.output

@@ -1524,7 +1524,8 @@ class Project:
             chosen, scores = cand[pick], dist
             why = (
                 # the mode stays on the page while this batch is labeled: say when it counted
-                f"until every class has {need} labels (when this batch was chosen: "
+                f"until every class has {need} label{'' if need == 1 else 's'} (when this "
+                "batch was chosen: "
                 f"{', '.join(lacking)})"
                 if lacking
                 # every class has enough labels (given with `init --labels` or `label add`):
