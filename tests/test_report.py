@@ -297,3 +297,31 @@ def test_a_run_without_the_compared_methods_says_how_to_compare(tmp_path: Path) 
     assert _report(tmp_path / "r", "--out", tmp_path / "o2", "--method", "mine").exit_code == 0
     md = (tmp_path / "o2/report.md").read_text()
     assert "No paired comparison" not in md and "**mine vs each baseline**" in md
+
+
+def test_mask_profile_per_fishermask_variant(tmp_path: Path) -> None:
+    """Two FisherMask variants of one run keep different masks: the report gives each its own
+    profile (and figure) instead of one average of both."""
+    _write_run(
+        tmp_path / "s1",
+        {"fishermask": [[0.4, 0.6]], "fm-dispersed": [[0.4, 0.5]], "random": [[0.4, 0.5]]},
+    )
+
+    def rec(strategy: str, conv: int, fc: int) -> str:
+        rows = [{"name": "conv.weight", "kept": conv, "size": 10}]
+        rows.append({"name": "fc.weight", "kept": fc, "size": 4})
+        return json.dumps({"strategy": strategy, "seed": 0, "round": 1, "mask_profile": rows})
+
+    (tmp_path / "s1/query_info.jsonl").write_text(
+        rec("fm-dispersed", 10, 0) + "\n" + rec("fishermask", 0, 4) + "\n"
+    )
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "s1"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "rep/report.json").read_text())[0]
+    fractions = {s: [row["fraction"] for row in p] for s, p in data["mask_profiles"].items()}
+    assert fractions == {"fishermask": [0.0, 1.0], "fm-dispersed": [1.0, 0.0]}
+    assert [r["fraction"] for r in data["mask_profile"]] == [0.0, 1.0]  # run order: fishermask
+    md = (tmp_path / "rep/report.md").read_text()
+    assert "![fishermask mask profile](s1_mask_profile.png)" in md
+    assert "![fm-dispersed mask profile](s1_fm-dispersed_mask_profile.png)" in md
+    assert (tmp_path / "rep/s1_fm-dispersed_mask_profile.png").stat().st_size > 1000

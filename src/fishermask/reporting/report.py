@@ -53,32 +53,47 @@ def _title(run_dir: Path) -> str:
     return run_dir.name
 
 
-def mask_profile(run_dir: Path) -> list[dict[str, Any]] | None:
-    """Mean kept fraction per parameter tensor over all FisherMask queries of a run."""
+def mask_profiles(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Mean kept fraction per parameter tensor over the queries of each strategy of a run.
+
+    Keyed by the strategy's label in ``query_info.jsonl`` (first-seen order): two FisherMask
+    variants of one run (``fishermask`` and ``fishermask:mask_mode=dispersed,label=fm-d``)
+    keep different masks, so each gets its own profile rather than one average of both.
+    """
     path = run_dir / "query_info.jsonl"
     if not path.exists():
-        return None
-    kept: dict[str, list[float]] = defaultdict(list)
-    sizes: dict[str, int] = {}
-    order: list[str] = []
+        return {}
+    kept: dict[str, dict[str, list[float]]] = {}
+    sizes: dict[str, dict[str, int]] = {}
     for line in path.read_text().splitlines():
         rec = json.loads(line)
-        for row in rec.get("mask_profile", []):
-            if row["name"] not in sizes:
-                order.append(row["name"])
-            sizes[row["name"]] = row["size"]
-            kept[row["name"]].append(row["kept"])
-    if not order:
-        return None
-    return [
-        {
-            "name": n,
-            "size": sizes[n],
-            "mean_kept": sum(kept[n]) / len(kept[n]),
-            "fraction": sum(kept[n]) / len(kept[n]) / sizes[n],
-        }
-        for n in order
-    ]
+        rows = rec.get("mask_profile") or []
+        if not rows:
+            continue
+        strat = str(rec.get("strategy", "fishermask"))
+        k = kept.setdefault(strat, defaultdict(list))
+        z = sizes.setdefault(strat, {})
+        for row in rows:
+            z[row["name"]] = row["size"]  # first-seen order of the tensors
+            k[row["name"]].append(row["kept"])
+    return {
+        strat: [
+            {
+                "name": n,
+                "size": sizes[strat][n],
+                "mean_kept": sum(kept[strat][n]) / len(kept[strat][n]),
+                "fraction": sum(kept[strat][n]) / len(kept[strat][n]) / sizes[strat][n],
+            }
+            for n in sizes[strat]
+        ]
+        for strat in kept
+    }
+
+
+def mask_profile(run_dir: Path) -> list[dict[str, Any]] | None:
+    """The first strategy's profile of :func:`mask_profiles` (None without any)."""
+    profiles = mask_profiles(run_dir)
+    return next(iter(profiles.values())) if profiles else None
 
 
 def plot_mask_profile(profile: list[dict[str, Any]], path: Path, title: str = "") -> Path:
@@ -277,13 +292,19 @@ def build_report(
                     f"{100 * x.mean:+.2f} | {ci} | {x.verdict} |"
                 )
             md.append("")
-        profile = mask_profile(d)
-        if profile:
-            mp = plot_mask_profile(
-                profile, out / f"{stem}_mask_profile.png", f"fishermask mask profile — {title}"
-            )
-            entry["mask_profile"] = profile
-            md += [f"![mask profile]({mp.name})", ""]
+        profiles = mask_profiles(d)
+        run_order = list(dict.fromkeys(r["strategy"] for r in rows))  # results.csv order
+        rank = {s: i for i, s in enumerate(run_order)}
+        profiles = dict(sorted(profiles.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+        for i, (strat, profile) in enumerate(profiles.items()):
+            # the first keeps the historical name; each other variant gets its own file
+            tag = "" if i == 0 else "_" + slug(strat, keep="-_.")
+            name = f"{stem}{tag}_mask_profile.png"
+            mp = plot_mask_profile(profile, out / name, f"{strat} mask profile — {title}")
+            md += [f"![{strat} mask profile]({mp.name})", ""]
+        if profiles:
+            entry["mask_profile"] = next(iter(profiles.values()))
+            entry["mask_profiles"] = profiles
         data.append(entry)
     write_text_atomic(out / "report.md", "\n".join(md) + "\n")
     write_json_atomic(out / "report.json", data)
