@@ -301,3 +301,16 @@ def test_resume_after_an_edit_of_a_package_module_is_refused(
     legacy = hashlib.sha256((pkg / "__init__.py").read_bytes()).hexdigest()
     assert resume(legacy).exit_code == 0
     assert (trial / "round_002.json").exists()
+
+
+@pytest.mark.parametrize(("model", "width"), [("linear", "0.5"), ("cnn", "1.001")])
+def test_a_width_a_builtin_model_ignores_is_refused(tmp_path: Path, model: str, width: str) -> None:
+    """`--model linear --width 0.5` (one layer: nothing to widen) and a width that rounds every
+    cnn layer to its width-1 size used to run the width-1 model while config.json and the
+    report title recorded the width given."""
+    args = ["run", "--dataset", "digits", "--model", model, "--width", width, "-s", "random"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"model '{model}' ignores `width`" in said or f"model '{model}' has no width" in said
+    assert not (tmp_path / "run").exists()

@@ -29,7 +29,7 @@ from fishermask.data.images import check_image_size
 from fishermask.data.memory import SPLITS, dataset_sha256
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import ExperimentConfig
-from fishermask.models import MODELS, build_model
+from fishermask.models import build_model
 from fishermask.models.base import Classifier
 from fishermask.plugins import import_sha256
 from fishermask.strategies.base import Strategy
@@ -195,10 +195,12 @@ class Experiment:
 
 
 def _check_width_used(exp: Experiment, model: Classifier) -> None:
-    """Refuse a ``width`` a registered model of the user's own ignores (its builder gives the
-    same weights at that width as at 1): the run would record a width it never used."""
+    """Refuse a ``width`` the model ignores (its builder gives the same weights at that width
+    as at 1): the run would record, and the report title show, a width it never used. That
+    is the built-in ``linear`` (one layer: nothing to widen), a width so close to 1 that every
+    layer rounds to the same size, and a registered model of the user's own that ignores it."""
     m = exp.config.model
-    if m.name in MODELS or m.width == 1.0:
+    if m.width == 1.0:
         return
     one = build_model(m.name, exp.data.num_classes, exp.data.image_shape, 1.0)
     shapes = [tuple(p.shape) for p in model.parameters()]
