@@ -243,6 +243,25 @@ def test_momentum_with_adam_is_refused_not_ignored(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        # --stop epochs trained the default 200 epochs, ignoring --max-epochs 3
+        (["--stop", "epochs", "--max-epochs", "3"], "--max-epochs 3"),
+        (["--epochs", "2", "--max-epochs", "3"], "--max-epochs 3"),
+        # --stop accuracy trained to the accuracy target, ignoring --epochs 2
+        (["--stop", "accuracy", "--epochs", "2"], "--epochs 2"),
+        # the local executor ran without a word about the Ray cluster named
+        (["--address", "127.0.0.1:6379"], "--executor ray"),
+    ],
+)
+def test_a_flag_the_run_would_ignore_is_refused(
+    tmp_path: Path, flags: list[str], expected: str
+) -> None:
+    base = ["--dataset", "digits", "--model", "mlp", "-s", "random", "--seeds", "1"]
+    _fails([*base, *flags], tmp_path, expected, "ignore")
+
+
 def test_a_milestone_past_the_epoch_limit_warns(tmp_path: Path) -> None:
     args = ["run", "--dataset", "digits", "--model", "mlp", "--width", "0.25", "-s", "random"]
     args += ["--initial", "10", "--query-size", "5", "--rounds", "1", "--seeds", "1"]

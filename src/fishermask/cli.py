@@ -264,6 +264,11 @@ def run(
 
     try:
         check_choice("executor", executor, EXECUTORS)
+        if address is not None and executor != "ray":
+            raise ConfigError(
+                f"--address {address} names a Ray cluster, but the executor is {executor}, "
+                "which would ignore it; add --executor ray."
+            )
         if workers < 0:
             raise ConfigError(
                 f"`--workers`={workers}, must be >= 0 (0: one per CPU core, or 1 on CUDA)."
@@ -310,7 +315,12 @@ def run(
             prior = prior.split(",") if isinstance(prior, str) else list(prior)
             overrides["imports"] = [*prior, *imports]
         cfg = ExperimentConfig.from_dict(deep_merge(raw, overrides))
-        _check_recipe(cfg.train, momentum_given=momentum is not None)
+        _check_recipe(
+            cfg.train,
+            momentum_given=momentum is not None,
+            max_epochs_given=max_epochs is not None,
+            epochs_given=epochs is not None,
+        )
         out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
         check_out_dir(out_dir)  # before the data set is loaded
         _run(cfg, out_dir, progress, workers, executor, address, allow_env_change)
@@ -318,12 +328,27 @@ def run(
         _fail(str(e))
 
 
-def _check_recipe(train: Any, momentum_given: bool) -> None:
-    """Refuse a recipe flag the optimizer would ignore; warn about a milestone never reached."""
+def _check_recipe(
+    train: Any, momentum_given: bool, max_epochs_given: bool = False, epochs_given: bool = False
+) -> None:
+    """Refuse a recipe flag the optimizer or the stop rule would ignore; warn about a
+    milestone never reached."""
     if momentum_given and train.optimizer == "adam":
         raise ConfigError(
             "--momentum applies to SGD only; the optimizer is adam, which would ignore it "
             "(add --optimizer sgd)."
+        )
+    if max_epochs_given and train.stop == "epochs":
+        raise ConfigError(
+            f"--max-epochs {train.max_epochs} caps training to the accuracy target, but the "
+            f"stop rule is epochs (exactly {train.epochs} epochs), which would ignore it; use "
+            "--epochs N for a fixed number, or --stop accuracy."
+        )
+    if epochs_given and train.stop == "accuracy":
+        raise ConfigError(
+            f"--epochs {train.epochs} sets the number of epochs of --stop epochs, but the stop "
+            "rule is accuracy, which would ignore it; use --max-epochs N to cap training to "
+            "the accuracy target, or drop --stop accuracy."
         )
     limit = train.epoch_limit
     for m in train.milestones:
