@@ -206,6 +206,19 @@ def test_resume_says_how_far_the_run_got(tmp_path: Path) -> None:
     assert f"resuming {out}: 2 of 4 rounds were done earlier" in res.stderr
 
 
+def test_a_changed_configuration_is_refused_without_saying_resuming(tmp_path: Path) -> None:
+    """A different --lr in an existing --out used to print "resuming run: 2 of 4 rounds were
+    done earlier" and then refuse the run."""
+    data = _npz(tmp_path / "d.npz", np.arange(30) % 2, np.arange(8) % 2)
+    out = tmp_path / "run"
+    args = ["run", "--dataset", str(data), *TINY, "-s", "random", "--seeds", "1", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    res = runner.invoke(app, [*args, "--lr", "0.002"])
+    assert res.exit_code == 2, res.output
+    assert "different configuration (differs in: config.train.lr)" in res.stderr
+    assert "resuming" not in res.stderr and "is complete" not in res.stderr
+
+
 def test_version() -> None:
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.strip() == f"fishermask {__version__}"

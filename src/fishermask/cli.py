@@ -386,7 +386,7 @@ def _run(
     allow_env_change: bool = False,
 ) -> None:
     from fishermask.experiments.progress import NullProgress, RichProgress
-    from fishermask.experiments.runner import Experiment, run_experiment
+    from fishermask.experiments.runner import Experiment, check_run_dir, run_experiment
     from fishermask.reporting import summary_table
     from fishermask.reporting.compare import headline
     from fishermask.reporting.outputs import write_run_outputs
@@ -407,6 +407,7 @@ def _run(
         markup=False,
         soft_wrap=True,
     )
+    check_run_dir(exp, out_dir)  # before saying "resuming": a different run is refused
     done, total = _rounds_done(exp, out_dir)
     if done:
         err_console.print(

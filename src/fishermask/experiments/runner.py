@@ -44,6 +44,21 @@ def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
     return {"config": cfg, "dataset": meta["dataset"]}
 
 
+def check_run_dir(exp: Experiment, out_dir: Path, meta: dict[str, Any] | None = None) -> None:
+    """Refuse an ``out_dir`` whose ``config.json`` records another experiment (writes nothing)."""
+    path = Path(out_dir) / "config.json"
+    if not path.exists():
+        return
+    meta = exp.metadata() if meta is None else meta
+    old = json.loads(path.read_text())
+    if _comparable(old) != _comparable(meta):
+        diff = _diff_keys(_comparable(old), _comparable(meta))
+        raise ConfigError(
+            f"{out_dir} holds a run with a different configuration (differs in: "
+            f"{', '.join(diff[:6])}); use a new --out, or delete {out_dir} to start over."
+        )
+
+
 def open_run_dir(exp: Experiment, out_dir: Path) -> None:
     """Create ``out_dir`` with ``config.json``, or check that it holds this same experiment.
 
@@ -53,14 +68,7 @@ def open_run_dir(exp: Experiment, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     meta = exp.metadata()
     path = out_dir / "config.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if _comparable(old) != _comparable(meta):
-            diff = _diff_keys(_comparable(old), _comparable(meta))
-            raise ConfigError(
-                f"{out_dir} holds a run with a different configuration (differs in: "
-                f"{', '.join(diff[:6])}); use a new --out, or delete {out_dir} to start over."
-            )
+    check_run_dir(exp, out_dir, meta)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.rglob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink(missing_ok=True)
