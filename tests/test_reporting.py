@@ -67,3 +67,27 @@ def test_curves_keep_only_seeds_that_finished_every_round() -> None:
 def test_plot_writes_png(tmp_path: Path) -> None:
     p = plot_learning_curves(_rows(), tmp_path / "x" / "curves.png", title="t")
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_strategy_of_a_full_run_has_a_line_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the 14 built-in strategies the 11th to 14th curves reused the colours of the
+    first four (same solid line, same marker): bald looked like random in the figure."""
+    import fishermask.reporting.plots as plots
+
+    rows = [
+        {"strategy": f"s{i}", "seed": 0, "round": r, "n_labeled": n, "accuracy": 0.5}
+        | {"query_seconds": 0.0, "train_seconds": 0.0}
+        for i in range(14)
+        for r, n in enumerate((10, 20))
+    ]
+    figs = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig) or path)
+    plot_learning_curves(rows, tmp_path / "c.png")
+    lines = figs[0].axes[0].get_lines()
+    assert len(lines) == 14
+    styles = {(str(ln.get_color()), ln.get_linestyle(), ln.get_marker()) for ln in lines}
+    assert len(styles) == 14
+    legend = figs[0].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"s{i} (n=1)" for i in range(14)]

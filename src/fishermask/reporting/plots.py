@@ -12,6 +12,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fishermask.reporting.tables import curves  # noqa: E402
 
+#: Line styles and markers cycled once the ten default colours are used up, so that every
+#: strategy of a run (the toolkit has 14) has a line of its own.
+_DASHES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D")
+
+
+def line_style(i: int) -> dict[str, Any]:
+    """Colour, line style and marker of the ``i``-th curve: unique for the first 40."""
+    return {
+        "color": f"C{i % 10}",
+        "linestyle": _DASHES[(i // 10) % len(_DASHES)],
+        "marker": _MARKERS[(i // 10) % len(_MARKERS)],
+    }
+
 
 def plot_learning_curves(
     rows: list[dict[str, Any]],
@@ -25,11 +39,11 @@ def plot_learning_curves(
     cs = curves(rows, metric)
     keys = [k for k in (order or []) if k in cs] + [k for k in cs if k not in (order or [])]
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=150)
-    for k in keys:
+    for i, k in enumerate(keys):
         c = cs[k]
         seeds = len(c.per_seed)
         (line,) = ax.plot(
-            c.n_labeled, 100 * c.mean, marker="o", ms=3, lw=1.6, label=f"{k} (n={seeds})"
+            c.n_labeled, 100 * c.mean, ms=3, lw=1.6, label=f"{k} (n={seeds})", **line_style(i)
         )
         if seeds > 1:
             ax.fill_between(
