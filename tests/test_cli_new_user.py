@@ -219,6 +219,19 @@ def test_a_changed_configuration_is_refused_without_saying_resuming(tmp_path: Pa
     assert "resuming" not in res.stderr and "is complete" not in res.stderr
 
 
+def test_summary_table_in_a_log_keeps_strategy_labels_whole(tmp_path: Path) -> None:
+    """Piped to a log, the table was cut to 80 columns: "fisherma…" could be fishermask or
+    any of its labelled variants, and each row took two lines."""
+    data = _npz(tmp_path / "d.npz", np.arange(30) % 2, np.arange(8) % 2)
+    label = "random-with-a-long-label"
+    args = ["run", "--dataset", str(data), *TINY, "-s", f"random:label={label}", "-s", "random"]
+    res = runner.invoke(app, [*args, "--seeds", "1", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert any("strategy" in ln and "final accuracy (%)" in ln for ln in lines), res.stdout
+    assert any(f"│ {label} │" in ln and "±" in ln for ln in lines), res.stdout
+
+
 def test_version() -> None:
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and res.stdout.strip() == f"fishermask {__version__}"

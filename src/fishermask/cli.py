@@ -436,10 +436,15 @@ def _run(
     table = Table(title=escape(f"{title}: accuracy (%), mean ± std over seeds"))
     header, cells = summary_table(summary)
     for i, col in enumerate(header):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        if i == 0:  # strategy labels whole, even in an 80-column log ("fisherma…" was ambiguous)
+            width = max([len(col), *(len(row[0]) for row in cells)])
+            table.add_column(col, justify="left", no_wrap=True, min_width=width)
+        else:
+            table.add_column(col, justify="right")
     for row in cells:
         table.add_row(*map(escape, row))
-    console.print(table)
+    # a log or a pipe has no width: the table's natural one (up to 200 columns), not rich's 80
+    (console if console.is_terminal else Console(width=200)).print(table)
     line = headline(rows)
     if line:
         console.print(line, soft_wrap=True, highlight=False, markup=False)
