@@ -91,3 +91,15 @@ def test_every_strategy_of_a_full_run_has_a_line_of_its_own(
     assert len(styles) == 14
     legend = figs[0].axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [f"s{i} (n=1)" for i in range(14)]
+
+
+def test_summary_times_come_from_the_same_seeds_as_the_accuracies() -> None:
+    """An unfinished seed's rounds were averaged into query and training seconds while its
+    accuracies were (rightly) left out."""
+    rows = [r for r in _rows() if not (r["seed"] == 1 and r["round"] == 2)]
+    for r in rows:
+        if r["seed"] == 1:  # the unfinished seed: other times
+            r["query_seconds"], r["train_seconds"] = 100.0, 100.0
+    a = next(s for s in summarize(rows) if s.strategy == "a")
+    assert a.seeds == 1
+    assert (a.query_seconds, a.train_seconds) == (1.0, 2.0)

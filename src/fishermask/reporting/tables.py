@@ -97,7 +97,9 @@ def summarize(rows: list[dict[str, Any]], metric: str = "accuracy") -> list[Summ
     for strat, c in cs.items():
         final = np.array([v[-1] for v in c.per_seed.values()])
         areas = np.array([aulc(c.n_labeled, v) for v in c.per_seed.values()])
-        mine = [r for r in rows if r["strategy"] == strat]
+        # the same seeds as the accuracies: an unfinished seed's rounds would weigh its
+        # (cheaper, early) rounds into the times of the finished ones
+        mine = [r for r in rows if r["strategy"] == strat and r["seed"] in c.per_seed]
         q = [r["query_seconds"] for r in mine if r["round"] > 0]
         t = [r["train_seconds"] for r in mine]
         out.append(
@@ -151,8 +153,8 @@ def summary_table(
 SUMMARY_NOTE = (
     "Test accuracy in %, mean ± standard deviation over the seeds that finished every round "
     "(population std, ddof 0); AULC: area under the accuracy curve over the labeled-set "
-    "sizes, divided by their range (so also in %); seconds are means per round "
-    "(query: rounds 1 on)."
+    "sizes, divided by their range (so also in %); seconds are means per round over the same "
+    "seeds (query: rounds 1 on)."
 )
 
 
