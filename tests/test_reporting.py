@@ -91,6 +91,19 @@ def test_every_strategy_of_a_full_run_has_a_line_of_its_own(
     assert len(styles) == 14
     legend = figs[0].axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [f"s{i} (n=1)" for i in range(14)]
+    assert legend.get_title().get_text() == ""  # one seed: no band, nothing to explain
+
+
+def test_the_legend_says_what_line_and_band_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fishermask.reporting.plots as plots
+
+    figs = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig) or path)
+    plot_learning_curves(_rows(), tmp_path / "c.png")
+    legend = figs[0].axes[0].get_legend()
+    assert legend.get_title().get_text() == "mean ± 1 std over n seeds"
 
 
 def test_summary_times_come_from_the_same_seeds_as_the_accuracies() -> None:

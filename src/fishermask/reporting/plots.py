@@ -59,7 +59,14 @@ def plot_learning_curves(
     if title:
         ax.set_title(title, fontsize="medium", wrap=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    # what the line and the band are, in the figure itself (a figure travels without its caption)
+    banded = any(len(cs[k].per_seed) > 1 for k in keys)
+    ax.legend(
+        fontsize=8,
+        frameon=False,
+        title="mean ± 1 std over n seeds" if banded else None,
+        title_fontsize=8,
+    )
     fig.tight_layout()
     return save_figure(fig, path)
 
