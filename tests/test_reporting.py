@@ -92,6 +92,10 @@ def test_every_strategy_of_a_full_run_has_a_line_of_its_own(
     legend = figs[0].axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [f"s{i} (n=1)" for i in range(14)]
     assert legend.get_title().get_text() == ""  # one seed: no band, nothing to explain
+    # fourteen curves: the legend goes beside the axes, not over the data
+    figs[0].canvas.draw()
+    ax_box = figs[0].axes[0].get_window_extent()
+    assert legend.get_window_extent().x0 >= ax_box.x1
 
 
 def test_the_legend_says_what_line_and_band_are(

@@ -38,7 +38,9 @@ def plot_learning_curves(
     """Accuracy vs number of labels: mean over seeds, shaded ± one std, one line per strategy."""
     cs = curves(rows, metric)
     keys = [k for k in (order or []) if k in cs] + [k for k in cs if k not in (order or [])]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=150)
+    # past six curves a legend inside the axes hides data: put it on the right, outside
+    outside = len(keys) > 6
+    fig, ax = plt.subplots(figsize=(8.4 if outside else 6.4, 4.4), dpi=150)
     for i, k in enumerate(keys):
         c = cs[k]
         seeds = len(c.per_seed)
@@ -66,6 +68,7 @@ def plot_learning_curves(
         frameon=False,
         title="mean ± 1 std over n seeds" if banded else None,
         title_fontsize=8,
+        **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}),
     )
     fig.tight_layout()
     return save_figure(fig, path)
