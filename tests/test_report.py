@@ -325,3 +325,31 @@ def test_mask_profile_per_fishermask_variant(tmp_path: Path) -> None:
     assert "![fishermask mask profile](s1_mask_profile.png)" in md
     assert "![fm-dispersed mask profile](s1_fm-dispersed_mask_profile.png)" in md
     assert (tmp_path / "rep/s1_fm-dispersed_mask_profile.png").stat().st_size > 1000
+
+
+def test_a_labelled_variant_is_compared_whatever_its_label(tmp_path: Path) -> None:
+    """README's own example, `fishermask:mask_mode=dispersed,label=fm-dispersed`, was left out
+    of the paired comparisons: only labels starting with `fishermask-` counted as variants.
+    The run's config.json names each label's strategy."""
+    _write_run(
+        tmp_path / "s1",
+        {
+            "fishermask": [[0.4, 0.6], [0.5, 0.6]],
+            "fm-dispersed": [[0.4, 0.5], [0.5, 0.7]],
+            "random": [[0.4, 0.5], [0.5, 0.5]],
+        },
+    )
+    specs = [
+        {"name": "fishermask", "options": {}, "label": ""},
+        {"name": "fishermask", "options": {"mask_mode": "dispersed"}, "label": "fm-dispersed"},
+        {"name": "random", "options": {}, "label": ""},
+    ]
+    (tmp_path / "s1/config.json").write_text(json.dumps({"config": {"strategies": specs}}))
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "s1"), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "r/report.md").read_text()
+    assert "**fishermask vs each baseline**" in md
+    assert "**fm-dispersed vs each baseline**" in md
+    data = json.loads((tmp_path / "r/report.json").read_text())[0]
+    pairs = {(x["strategy"], x["baseline"]) for x in data["differences"]}
+    assert ("fm-dispersed", "random") in pairs and ("fm-dispersed", "fishermask") in pairs

@@ -118,10 +118,30 @@ def _p(p: float) -> str:
 METHODS = ("fishermask", "lplgrad")
 
 
-def compared_strategies(strategies: list[str], methods: tuple[str, ...]) -> list[str]:
+def compared_strategies(
+    strategies: list[str], methods: tuple[str, ...], names: dict[str, str] | None = None
+) -> list[str]:
     """The strategies a report compares with every other: each ``method`` itself, or its
-    labelled variants (``lplgrad`` matches ``lplgrad`` and ``lplgrad-joint``), in run order."""
-    return [s for s in strategies if any(s == m or s.startswith(f"{m}-") for m in methods)]
+    labelled variants, in run order. A variant is a label that starts with ``method-``
+    (``lplgrad`` matches ``lplgrad`` and ``lplgrad-joint``) or, where ``names`` maps each
+    label to its strategy's name (from the run's ``config.json``), any label of that
+    strategy (``fishermask:mask_mode=dispersed,label=fm-dispersed``)."""
+    names = names or {}
+
+    def of_method(s: str) -> bool:
+        return any(s == m or s.startswith(f"{m}-") or names.get(s) == m for m in methods)
+
+    return [s for s in strategies if of_method(s)]
+
+
+def strategy_names(run_dir: Path) -> dict[str, str]:
+    """``label -> strategy name`` from a run's ``config.json`` (empty without one)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        specs = json.loads(path.read_text())["config"]["strategies"]
+        return {str(x.get("label") or x["name"]): str(x["name"]) for x in specs}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def output_names(run_dirs: list[Path]) -> list[str]:
@@ -238,14 +258,15 @@ def build_report(
             "differences": [],
         }
         present = [x.strategy for x in summary]
-        if len(present) > 1 and not compared_strategies(present, methods):
+        names = strategy_names(d)
+        if len(present) > 1 and not compared_strategies(present, methods, names):
             md += [
                 f"No paired comparison: none of {', '.join(methods)} is among this run's "
                 "strategies; `fishermask report --method NAME` compares NAME with every other "
                 "strategy.",
                 "",
             ]
-        for method in compared_strategies(present, methods):
+        for method in compared_strategies(present, methods, names):
             diffs = paired_aulc_differences(rows, method)
             if not diffs:
                 continue
