@@ -212,9 +212,13 @@ def test_serving_to_other_machines_warns_that_the_token_travels_unencrypted(proj
             line = proc.stdout.readline()
             assert line, "".join(lines)
             lines.append(line)
-    finally:
+    finally:  # how fast it exits is not this test's point (a loaded machine takes seconds)
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=10)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
     warning = next(x for x in lines if x.startswith("warning:"))
     assert "reachable from other machines" in warning and "unencrypted" in warning
 
