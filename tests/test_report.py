@@ -244,11 +244,46 @@ def test_headline_names_the_winner_and_its_margin(tmp_path: Path) -> None:
     )
     line = headline(read_results(tmp_path / "r/results.csv"))
     half = 100 * stats.t.ppf(0.975, 2) * 0.05 / math.sqrt(3)
-    assert line is not None and line.startswith("best AULC: fishermask (65.00 %); vs random +15.00")
-    assert f"[{15 - half:+.2f}, {15 + half:+.2f}] over 3 paired seeds (better)" in line
+    # Holm over the two strategies vs random: entropy's p (t = 8) doubled, then fishermask's
+    p_fm, p_en = 2 * stats.t.sf(15 / (5 / math.sqrt(3)), 2), 2 * stats.t.sf(8, 2)
+    p_holm = max(2 * p_en, p_fm)
+    assert line is not None and line.startswith(
+        "best AULC: fishermask (65.00 %, picked from 3 strategies); vs random +15.00 points"
+        " over 3 paired seeds"
+    )
+    assert f"[{15 - half:+.2f}, {15 + half:+.2f}], unadjusted): better (p {p_holm:.3f}, " in line
+    assert "Holm-adjusted over the 2 strategies vs random" in line
     assert "vs entropy +1.67 points" in line and "the runner-up" in line
+    assert "Holm-adjusted over all 3 pairs of strategies" in line
     _write_run(tmp_path / "one", {"random": [[0.5, 0.5]]})
     assert headline(read_results(tmp_path / "one/results.csv")) is None
+
+
+def test_headline_adjusts_for_picking_the_best(tmp_path: Path) -> None:
+    # fishermask beats random with an unadjusted p of 0.035 (its 95 % interval excludes 0),
+    # but it was picked as the best of five strategies: Holm over the five comparisons with
+    # random gives 5 x 0.035 > 0.05, so the headline must not call it better than random
+    from fishermask.experiments.store import read_results
+    from fishermask.reporting.compare import headline, paired_aulc_differences
+
+    weak = [[0.5, 0.5], [0.5, 0.7], [0.5, 0.6]]  # AULC vs random +0, +.10, +.05: p 0.23
+    _write_run(
+        tmp_path / "r",
+        {
+            "random": [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]],
+            "fishermask": [[0.5, 0.7], [0.5, 0.9], [0.5, 0.8]],  # +.10 +.20 +.15: p 0.035
+            **{name: weak for name in ("entropy", "margin", "kcenter", "badge")},
+        },
+    )
+    rows = read_results(tmp_path / "r/results.csv")
+    unadjusted = {d.baseline: d for d in paired_aulc_differences(rows, "fishermask")}
+    assert unadjusted["random"].verdict == "better"  # what the headline used to print
+    line = headline(rows)
+    assert line is not None
+    vs_random = line.split("; ")[1]
+    assert vs_random.startswith("vs random +15.00 points") and "unadjusted" in vs_random
+    assert ": no significant difference (p 0.175, Holm-adjusted over the 5 strategies" in vs_random
+    assert "picked from 6 strategies" in line
 
 
 def test_round_zero_compares_only_models_trained_differently(tmp_path: Path) -> None:

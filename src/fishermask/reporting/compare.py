@@ -157,10 +157,21 @@ def holm(diffs: list[Difference], alpha: float = 0.05) -> list[tuple[float, str]
     return out
 
 
+def _p(p: float) -> str:
+    return "—" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None:
     """One line: which strategy has the best mean AULC, and by how much it beats
-    ``baseline`` and the runner-up (paired over seeds, 95 % t-interval); ``None`` with
-    fewer than two strategies."""
+    ``baseline`` and the runner-up (paired over seeds); ``None`` with fewer than two
+    strategies.
+
+    The best is picked after the fact from every strategy of the run, so its verdicts are
+    Holm-adjusted (:func:`holm`) over the family that picking could have come from: against
+    ``baseline``, every strategy's comparison with ``baseline``; against the runner-up, every
+    pair of strategies. The 95 % t-interval printed with each difference is the unadjusted
+    one and says so.
+    """
     from fishermask.reporting.tables import summarize
 
     summary = [s for s in summarize(rows) if s.seeds > 0]
@@ -168,22 +179,58 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
         return None
     ranked = sorted(summary, key=lambda s: -s.aulc_mean)
     best, second = ranked[0], ranked[1]
-    diffs = {d.baseline: d for d in paired_aulc_differences(rows, best.strategy)}
+    names = [s.strategy for s in summary]
+    # every unordered pair once, as (a vs b) with a before b in ``names``
+    pairs = [
+        d
+        for i, a in enumerate(names)
+        for d in paired_aulc_differences(rows, a)
+        if d.baseline in names[i + 1 :]
+    ]
+    pairs_adj = holm(pairs)
+    vs_base = [d for d in pairs if baseline in (d.strategy, d.baseline)]
+    base_adj = holm(vs_base)
 
-    def versus(name: str) -> str:
-        d = diffs.get(name)
-        if d is None:
+    def versus(name: str, family: list[Difference], adjusted: list[tuple[float, str]], of: str):
+        found = [
+            (d, p_adj)
+            for d, (p_adj, _) in zip(family, adjusted, strict=True)
+            if {d.strategy, d.baseline} == {best.strategy, name}
+        ]
+        if not found:
             return f"vs {name}: no common seeds"
+        d, p_adj = found[0]
+        sign = 1 if d.strategy == best.strategy else -1
+        mean, low, high = sign * d.mean, *sorted((sign * d.low, sign * d.high))
         ci = (
             ""
             if math.isnan(d.low)
-            else f", 95 % interval [{100 * d.low:+.2f}, {100 * d.high:+.2f}]"
+            else f" (95 % interval [{100 * low:+.2f}, {100 * high:+.2f}], unadjusted)"
         )
-        return f"vs {name} {100 * d.mean:+.2f} points{ci} over {d.seeds} paired seeds ({d.verdict})"
+        if math.isnan(p_adj):
+            verdict = "one seed: no test"
+        else:
+            verdict = (
+                "better"
+                if p_adj < 0.05 and mean > 0
+                else "worse"
+                if p_adj < 0.05
+                else "no significant difference"
+            )
+            verdict += f" (p {_p(p_adj)}, Holm-adjusted over {of})"
+        return f"vs {name} {100 * mean:+.2f} points over {d.seeds} paired seeds{ci}: {verdict}"
 
-    parts = [f"best AULC: {best.strategy} ({100 * best.aulc_mean:.2f} %)"]
-    if baseline in diffs:
-        parts.append(versus(baseline))
+    n_base = sum(1 for d in vs_base if not math.isnan(d.p_value))
+    n_pairs = sum(1 for d in pairs if not math.isnan(d.p_value))
+    parts = [
+        f"best AULC: {best.strategy} ({100 * best.aulc_mean:.2f} %, "
+        f"picked from {len(summary)} strategies)"
+    ]
+    if best.strategy != baseline and any(baseline in (d.strategy, d.baseline) for d in vs_base):
+        parts.append(versus(baseline, vs_base, base_adj, f"the {n_base} strategies vs {baseline}"))
     if second.strategy != baseline:
-        parts.append(versus(second.strategy) + " — the runner-up")
+        parts.append(
+            versus(second.strategy, pairs, pairs_adj, f"all {n_pairs} pairs of strategies")
+            + " — the runner-up"
+        )
     return "; ".join(parts)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fishermask.errors import DataError  # noqa: E402
 from fishermask.experiments.store import read_results, write_json_atomic, write_text_atomic  # noqa: E402
 from fishermask.reporting.compare import (  # noqa: E402
+    _p,
     holm,
     paired_aulc_differences,
     round_zero_differences,
@@ -109,10 +110,6 @@ def plot_mask_profile(profile: list[dict[str, Any]], path: Path, title: str = ""
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def _p(p: float) -> str:
-    return "—" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
 METHODS = ("fishermask", "lplgrad")
