@@ -230,6 +230,24 @@ def test_report_out_naming_a_file_is_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "is a file" in res.stderr
 
 
+def test_report_refuses_an_unknown_method(tmp_path: Path) -> None:
+    # a typo used to give exit 0 and only "No paired comparison" in report.md
+    _write_run(tmp_path / "s1", {"random": [[0.3, 0.4]], "entropy": [[0.3, 0.5]]})
+    res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--method", "entropi")
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error: --method entropi: no such strategy in this run;")
+    assert "choose from random, entropy." in res.stderr and len(res.stderr.splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+    # a known one, a strategy's name for its labelled variant, or a method that only some of
+    # the runs have: fine
+    _write_run(tmp_path / "s2", {"random": [[0.3, 0.4]], "lplgrad-joint": [[0.3, 0.5]]})
+    for method in ("entropy", "lplgrad"):
+        res = _report(
+            tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / method, "--method", method
+        )
+        assert res.exit_code == 0, res.output
+
+
 def test_headline_names_the_winner_and_its_margin(tmp_path: Path) -> None:
     from fishermask.experiments.store import read_results
     from fishermask.reporting.compare import headline

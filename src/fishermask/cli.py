@@ -480,12 +480,10 @@ def report(
     ] = False,
 ) -> None:
     """Figures, AULC/final-accuracy tables, timings and paired comparisons from results files."""
-    from fishermask.reporting.report import METHODS, build_report
+    from fishermask.reporting.report import build_report
 
     try:
-        path = build_report(
-            run_dirs, out, methods=tuple(method) if method else METHODS, force=force
-        )
+        path = build_report(run_dirs, out, methods=tuple(method) if method else None, force=force)
     except FishermaskError as e:
         _fail(str(e))
     console.print(f"report: {path}", soft_wrap=True, highlight=False, markup=False)

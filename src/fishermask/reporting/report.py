@@ -141,6 +141,25 @@ def strategy_names(run_dir: Path) -> dict[str, str]:
         return {}
 
 
+def check_methods(
+    methods: tuple[str, ...], run_dirs: list[Path], tables: list[list[dict[str, Any]]]
+) -> None:
+    """Refuse a ``--method`` that matches no strategy (label, or name in ``config.json``) of
+    any run in ``run_dirs``; the message names the strategies the runs have."""
+    labels = list(dict.fromkeys(r["strategy"] for rows in tables for r in rows))
+    names: dict[str, str] = {}
+    for d in run_dirs:
+        names |= strategy_names(d)
+    unknown = [m for m in methods if not compared_strategies(labels, (m,), names)]
+    if unknown:
+        known = list(dict.fromkeys([*labels, *(names[s] for s in labels if s in names)]))
+        raise DataError(
+            f"--method {', '.join(unknown)}: no such strategy in "
+            f"{'this run' if len(run_dirs) == 1 else 'these runs'}; "
+            f"choose from {', '.join(known)}."
+        )
+
+
 def output_names(run_dirs: list[Path]) -> list[str]:
     """One file-name stem per run directory: its name, with parent folders added where needed.
 
@@ -204,11 +223,14 @@ def build_report(
     run_dirs: list[Path],
     out: Path,
     *,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] | None = None,
     force: bool = False,
 ) -> Path:
     """Write figures, ``report.md`` and ``report.json`` for ``run_dirs`` into ``out``.
 
+    ``methods`` (default :data:`METHODS`) are compared with every other strategy; one given
+    here that matches no strategy of any run is refused before anything is written (the
+    defaults are not: a run without FisherMask or LPLgrad still gets its tables).
     Unless ``force``, a report already in ``out`` that covers other run directories is
     not overwritten (:func:`check_overwrite`).
     """
@@ -221,6 +243,10 @@ def build_report(
     if not force:
         check_overwrite(run_dirs, out)
     tables = [read_results(Path(d) / "results.csv") for d in run_dirs]  # all read before writing
+    if methods is None:
+        methods = METHODS
+    else:
+        check_methods(methods, run_dirs, tables)
     out.mkdir(parents=True, exist_ok=True)
     md = ["# Active learning results", ""]
     data: list[dict[str, Any]] = []
