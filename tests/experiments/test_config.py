@@ -77,3 +77,48 @@ def test_deep_merge() -> None:
         "a": {"b": 3, "c": 2},
         "d": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "profile", "expected"),
+    [
+        # stop: epochs trained exactly `epochs` (200), ignoring max_epochs: 3
+        ("train: {stop: epochs, max_epochs: 3}\n", None, "`train.max_epochs`=3"),
+        # the default stop rule (accuracy) trained to the target, ignoring epochs: 2
+        ("train: {epochs: 2}\n", None, "`train.epochs`=2"),
+        ("train: {stop: accuracy, epochs: 2}\n", None, "`train.epochs`=2"),
+        # a profile's key under the file's rule, or a profile's rule over its own key
+        ("train: {stop: epochs}\nprofiles: {cpu: {train: {max_epochs: 3}}}\n", "cpu", "max_e"),
+        ("profiles: {cpu: {train: {stop: epochs, max_epochs: 3}}}\n", "cpu", "profile cpu"),
+    ],
+)
+def test_a_config_key_the_stop_rule_would_ignore_is_refused(
+    tmp_path, text: str, profile: str | None, expected: str
+) -> None:
+    from fishermask.experiments.config import read_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="would be ignored by the stop rule") as e:
+        read_config_file(path, profile)
+    assert expected in str(e.value) and str(path) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "profile"),
+    [
+        ("train: {stop: epochs, epochs: 3}\n", None),
+        ("train: {stop: accuracy, max_epochs: 3}\n", None),
+        # a profile that changes the rule overrides the file's key for the old rule
+        ("train: {max_epochs: 3}\nprofiles: {cpu: {train: {stop: epochs, epochs: 2}}}\n", "cpu"),
+    ],
+)
+def test_config_keys_of_the_stop_rule_in_use_are_fine(
+    tmp_path, text: str, profile: str | None
+) -> None:
+    from fishermask.experiments.config import read_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    ExperimentConfig.from_dict(read_config_file(path, profile))

@@ -393,9 +393,45 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
         raise ConfigError(f"Config file {p} must hold a mapping at the top level.")
     profiles = raw.pop("profiles", {}) or {}
     raw.pop("description", None)
+    layers = [(str(p), raw)]
     if profile is not None:
         if profile not in profiles:
             known = ", ".join(profiles) or "none"
             raise ConfigError(f"Profile {profile!r} is not in {p}; its profiles: {known}.")
+        layers.append((f"{p} (profile {profile})", profiles[profile]))
         raw = deep_merge(raw, profiles[profile])
+    check_stop_keys(layers)
     return raw
+
+
+def check_stop_keys(layers: list[tuple[str, Any]]) -> None:
+    """Refuse a ``train`` key the stop rule would ignore, as the command line refuses its flags.
+
+    ``layers`` are ``(where, mapping)`` from first to last (a file, then its profile). The
+    stop rule is the last layer's ``train.stop`` (default accuracy); ``max_epochs`` under
+    ``stop: epochs``, or ``epochs`` under ``stop: accuracy``, is an error when given in the
+    layer that sets the rule or a later one (an earlier layer's key is overridden along with
+    its rule, as ``--stop`` overrides a file's).
+    """
+    trains = [
+        (where, layer.get("train")) if isinstance(layer, dict) else (where, None)
+        for where, layer in layers
+    ]
+    trains = [(where, t if isinstance(t, dict) else {}) for where, t in trains]
+    stop, since = TrainConfig.stop, 0
+    for i, (_, t) in enumerate(trains):
+        if "stop" in t:
+            stop, since = t["stop"], i
+    ignored, fix = {
+        "epochs": ("max_epochs", "use `epochs: N` for a fixed number, or `stop: accuracy`"),
+        "accuracy": (
+            "epochs",
+            "use `max_epochs: N` to cap training to the accuracy target, or `stop: epochs`",
+        ),
+    }.get(stop, (None, ""))
+    for where, t in trains[since:]:
+        if ignored in t:
+            raise ConfigError(
+                f"{where}: `train.{ignored}`={t[ignored]} would be ignored by the stop rule "
+                f"{stop}; {fix}."
+            )
