@@ -2,7 +2,7 @@
 strategy and model registries restored after every test, so a strategy or model a test
 registers (--import, register_model, @register) does not leak into tests that enumerate them;
 no variable of the environment that makes rich or typer draw for a terminal; the same
-Hypothesis examples on every machine."""
+Hypothesis examples on every machine; the data cache in a temporary folder, not the user's."""
 
 import os
 
@@ -57,3 +57,20 @@ def _registries():
     registry._REGISTRY.update(strategies)
     models._BUILDERS.clear()
     models._BUILDERS.update(builders)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_cache(tmp_path_factory: pytest.TempPathFactory):
+    """``$FISHERMASK_CACHE`` in this session's temporary folder: a test that loads data without
+    a ``cache_dir`` wrote decoded images and features to ``~/.cache/fishermask`` (and read
+    whatever an earlier run left there). The processes the tests start inherit it; a test
+    that sets or drops the variable with ``monkeypatch`` still does so."""
+    from fishermask.data.cache import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("fishermask-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before

@@ -139,3 +139,11 @@ def test_broken_link_in_tree(tmp_path, write_tree):
     (root / "train" / "cat" / "gone.png").symlink_to(tmp_path / "missing.png")
     with pytest.raises(DataError, match="cannot read .*gone.png"):
         load_dataset(root, cache_dir=tmp_path / "cache")
+
+
+def test_tests_keep_the_data_cache_out_of_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # tests/conftest.py: a test that loads data without a cache_dir used to write to
+    # ~/.cache/fishermask; the session's cache is under pytest's temporary folder
+    base = tmp_path_factory.getbasetemp().resolve()
+    assert resolve_cache_dir().resolve().is_relative_to(base)
+    assert not resolve_cache_dir().resolve().is_relative_to(Path.home().resolve() / ".cache")
