@@ -424,6 +424,8 @@ def next_batch(
             else ""
         )
     )
+    if hint := p.new_files_hint():
+        _say(hint)
     if format == "json":
         text = json.dumps(
             [
@@ -733,7 +735,11 @@ def status(
             _print_disagreements(p, format or "csv")
             return
         if kinds is None:
-            console.print_json(json.dumps(p.status()))
+            st = p.status()
+            st["new_files"] = p.new_files()
+            console.print_json(json.dumps(st))
+            if hint := p.new_files_hint():
+                _say(hint)
             return
         _print_set_aside(p, kinds, format or "csv")
     except FishermaskError as e:

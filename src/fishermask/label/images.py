@@ -170,6 +170,26 @@ def candidate_files(
     return sorted(out), refused
 
 
+def count_new_files(root: Path, known: set[str] | frozenset[str]) -> int:
+    """How many image files under ``root`` are not in ``known`` (relative paths): the files
+    ``label scan`` would try to add. Cheap (names only, ~50 ms for 30k files; a link is
+    resolved only for a name not in ``known``), so ``label status`` and the page can say
+    that a scan is due; :func:`candidate_files` and the decode decide what is added (an
+    unreadable file or a second link to an image stays counted: the scan says why)."""
+    root_real = Path(os.path.realpath(root))
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = os.path.relpath(dirpath, root)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        for name in filenames:
+            if name.startswith(".") or not name.lower().endswith(EXTENSIONS):
+                continue
+            if prefix + name not in known and inside(root_real, Path(dirpath) / name):
+                n += 1
+    return n
+
+
 def inside(root_real: Path, path: Path) -> bool:
     """Whether ``path`` (links resolved) is a regular file inside ``root_real``."""
     real = Path(os.path.realpath(path))

@@ -699,6 +699,23 @@ class Project:
             self._decoded = None
         return len(result.found), result.unreadable
 
+    def new_files(self) -> int:
+        """How many image files of the folder are not in the project (new since the last
+        scan, or refused by it): only ``label scan`` adds files, so ``label status``,
+        ``label next`` and the page say so when this is not 0."""
+        return imgs.count_new_files(self.root, set(self.store.image_ids_by_path()))
+
+    def new_files_hint(self, n: int | None = None) -> str | None:
+        """One line saying that ``label scan`` is due (``n``: the count of
+        :meth:`new_files`, counted here when None), or None."""
+        n = self.new_files() if n is None else n
+        if not n:
+            return None
+        return (
+            f"{n} image file(s) in the image folder are not in the project (added since the "
+            f"last scan?): `fishermask label scan {self.dir}` adds them, or says why not"
+        )
+
     def images(self) -> tuple[torch.Tensor, list[int]]:
         """Decoded images ``[N, Ch, H, W]`` uint8 in image-id order, and their ids.
 

@@ -35,6 +35,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -423,7 +424,19 @@ def create_app(
         # what the asker's page may do: start the next round or a revisit (a running round
         # aside, which refuses everyone), and why not
         st["you"] = {"name": team.name_of(who), "can_queue": why is None, "why": why}
+        st["new_files"] = new_files()
+        st["new_files_hint"] = project.new_files_hint(st["new_files"])
         return st
+
+    seen_files: list[float | int] = [float("-inf"), 0]  # when counted, how many
+
+    def new_files() -> int:
+        """The image files of the folder not in the project (:meth:`Project.new_files`),
+        counted at most every 10 s: the page polls every 1.5 s."""
+        now = time.monotonic()
+        if now - seen_files[0] >= 10:
+            seen_files[:] = [now, project.new_files()]
+        return int(seen_files[1])
 
     def refuse_queue(annotator: str | None, action: str) -> JSONResponse | None:
         """The answer refusing an annotator's new batch (403 under ``--owner-only-queue``,

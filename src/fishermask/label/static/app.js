@@ -219,6 +219,9 @@ async function refreshStatus() {
     + (s.budget && s.labeled >= s.budget ? " (budget reached)" : "")
     + ` \u00b7 ${s.skipped} skipped \u00b7 ${s.unsure} unsure`;
   $("progress-text").textContent = `${s.labeled} / ${total} labeled`;
+  // only `label scan` adds the files put in the folder later: say so when there are some
+  $("new-files").hidden = !s.new_files_hint;
+  $("new-files").textContent = s.new_files_hint || "";
   $("set-aside").hidden = !(s.unsure || s.skipped);
   $("set-aside-counts").textContent = `unsure: ${s.unsure}, skipped: ${s.skipped}`;
   const team = Object.entries(s.annotators || {});

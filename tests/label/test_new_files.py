@@ -1,0 +1,51 @@
+"""Files put in the image folder after the last scan: only `label scan` adds them, so
+`label status`, `label next` and the page say how many there are and to run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from typer.testing import CliRunner
+
+from fishermask.cli import app
+from tests.label.conftest import AUTH, api_client
+
+runner = CliRunner()
+
+
+def test_new_files_are_counted_until_scanned(project, folder, tmp_path):
+    assert project.new_files() == 0 and project.new_files_hint() is None
+    shutil.copy(folder / "red" / "000.png", folder / "red" / "new.png")
+    (folder / "notes.txt").write_text("not an image")  # not an image file: not counted
+    (folder / ".hidden.png").write_bytes(b"")  # hidden, as scan skips it
+    outside = tmp_path / "outside.png"
+    shutil.copy(folder / "red" / "000.png", outside)
+    os.symlink(outside, folder / "link.png")  # a link out of the folder: scan refuses it
+    assert project.new_files() == 1
+    hint = project.new_files_hint()
+    assert "1 image file(s)" in hint and f"fishermask label scan {project.dir}" in hint
+    added, _ = project.scan()
+    assert added == 1 and project.new_files() == 0
+
+
+def test_label_status_and_next_say_that_a_scan_is_due(project, folder):
+    project.close()
+    r = runner.invoke(app, ["label", "status", str(project.dir)])
+    assert r.exit_code == 0 and json.loads(r.stdout)["new_files"] == 0
+    assert "label scan" not in r.stderr
+    shutil.copy(folder / "red" / "000.png", folder / "red" / "new.png")
+    r = runner.invoke(app, ["label", "status", str(project.dir)])
+    assert r.exit_code == 0 and json.loads(r.stdout)["new_files"] == 1
+    assert "1 image file(s) in the image folder are not in the project" in r.stderr
+    r = runner.invoke(app, ["label", "next", str(project.dir)])
+    assert r.exit_code == 0, r.output
+    assert f"fishermask label scan {project.dir}" in r.stderr
+
+
+def test_the_page_status_says_that_a_scan_is_due(project, folder):
+    shutil.copy(folder / "red" / "000.png", folder / "red" / "new.png")
+    with api_client(project.dir) as client:
+        s = client.get("/api/status", headers=AUTH).json()
+    assert s["new_files"] == 1 and "label scan" in s["new_files_hint"]
