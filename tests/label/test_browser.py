@@ -304,6 +304,27 @@ def test_a_stopped_server_is_said_and_the_unsaved_image_stays_named(project, bro
     assert f"not saved: {path}" in message(browser) and "does not answer" in message(browser)
 
 
+def test_a_server_restarted_with_a_new_token_is_said_as_such(project, browser):
+    """After `label serve` was restarted (a new random token), an open tab said only 'missing
+    or wrong access token: add ?token=...', as if the user had typed a wrong URL."""
+    from selenium.webdriver.common.by import By
+
+    proc, wait = _open_page(project, browser)
+    port = re.search(r":(\d+)/", browser.current_url).group(1)
+    stop_server(proc)
+    proc, _, _ = start_server(project.dir, "--port", port)  # the same address, a new token
+    try:
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        wait.until(lambda d: "probably restarted with a new token" in message(d))
+        assert "open the URL that `fishermask label serve` printed" in message(browser)
+        assert "missing or wrong access token" not in message(browser)
+    finally:
+        stop_server(proc)
+
+
 def test_nothing_left_to_label_is_said_and_the_budget_reached(project, browser):
     """With every image labeled the page said 'the batch is empty: ask for the next batch (n)'
     under the mode 'every image has been seen: nothing left to label', and n only retrained

@@ -21,6 +21,11 @@ const ASK_OWNER = FM.owner_only_queue && ME !== "owner";
 const by = (who) => (FM.team && who ? ` \u2014 started by ${who === ME ? "you" : who}` : "");
 const DOWN = "the labeling server does not answer (stopped?): start `fishermask label serve` "
   + "again and open the URL it prints";
+// A 401 after the server had taken this page's token: `label serve` was restarted (each start
+// makes a new token unless given one), and the page holds the old one.
+const RESTARTED = "the labeling server no longer accepts this page's access token: it was "
+  + "probably restarted with a new token; open the URL that `fishermask label serve` printed";
+let served = false;  // the server has accepted this page's token at least once
 let allSeen = false;  // every image is labeled, skipped or unsure (GET /api/status)
 let unsaved = null;  // the image whose save failed last (named until a save succeeds)
 
@@ -37,7 +42,9 @@ async function api(method, path, body) {
     throw new Error(DOWN);
   }
   const data = await r.json().catch(() => ({}));
+  if (r.status === 401 && served) throw new Error(RESTARTED);
   if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+  served = true;
   return data;
 }
 
