@@ -73,6 +73,10 @@ def test_round_trains_reports_accuracy_and_leaves_cold_start(project):
     assert m["method"] == "5-fold cross-validation" and m["n_eval"] == 21
     assert 0 <= m["low"] <= m["accuracy"] <= m["high"] <= 1
     assert m["per_class"] == [7, 7, 7]
+    # `label status` names them (the list was unnamed); the list stays for its readers
+    acc = project.status()["accuracy"]
+    assert acc["per_class"] == [7, 7, 7]
+    assert acc["per_class_by_name"] == {"red": 7, "green": 7, "blue": 7}
     assert (project.dir / row["checkpoint"]).is_file()
     assert row["mode"].startswith("fishermask on the model trained on 21 labels")
     q = project.batch()

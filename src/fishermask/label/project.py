@@ -1682,6 +1682,15 @@ class Project:
         )
         if acc is None:  # no estimate yet: the latest round's reason (too few labels, stopped)
             acc = next((r["metrics"] for r in reversed(rounds) if "method" in r["metrics"]), None)
+        if acc is not None and isinstance(acc.get("per_class"), list):
+            # the labels per class the model was trained on: ``per_class`` is a list in class
+            # order (kept as it was for readers of it); named here, a class added later is 0
+            counts = acc["per_class"]
+            acc = acc | {
+                "per_class_by_name": {
+                    c: counts[i] if i < len(counts) else 0 for i, c in enumerate(self.classes)
+                }
+            }
         queue_round = next((r for r in reversed(rounds) if r["status"] == "done"), None)
         n = self.store.label_counts()  # kept by the store until a label changes
         return {
