@@ -178,6 +178,43 @@ def test_space_does_not_confirm_a_guess_only_enter_does(project, browser):
         stop_server(proc)
 
 
+def test_letter_keys_work_with_caps_lock_on(tmp_path, folder, browser):
+    """With Caps Lock on (or Shift) a letter key gives an upper-case key, which matched no
+    shortcut: the 11th class's key q, and s, u, z did nothing at all."""
+    from selenium.webdriver.common.by import By
+
+    from fishermask.label.project import Project
+    from tests.label.conftest import TINY
+
+    names = [f"c{i}" for i in range(11)]  # c10's key is q
+    p = Project.init(tmp_path / "eleven", folder, ",".join(names), **TINY)
+    p.run_round(train_model=False)
+    proc, wait = _open_page(p, browser)
+    try:
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        body = browser.find_element(By.TAG_NAME, "body")
+        first = browser.find_element(By.ID, "path").text
+        body.send_keys("Q")
+        wait.until(lambda d: message(d) == f"saved: {first} \u2192 c10")
+        second = browser.find_element(By.ID, "path").text
+        body.send_keys("S")
+        wait.until(lambda d: message(d) == f"saved: {second} \u2192 skip")
+        body.send_keys("Z")
+        wait.until(lambda d: message(d) == f"undone: {second} \u2192 skip")
+        q = Project(p.dir)
+        assert [(r.kind, r.class_id) for r in q.store.history()] == [
+            ("label", 10),
+            ("skip", None),
+            ("undo", None),
+        ]
+        q.close()
+    finally:
+        stop_server(proc)
+
+
 def test_keys_typed_faster_than_the_server_answers_are_all_saved_in_order(project, browser):
     """A labeler who knows the classes types ahead: every key must label the image it was
     meant for. The page used to drop the keys pressed while a save was in flight, so the next

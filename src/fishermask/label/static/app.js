@@ -299,7 +299,10 @@ function queuePolicy(s) {
 
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-  const k = ev.key;
+  // Every letter key is lower case (classes past 0, s, u, z, n): Caps Lock or Shift must not
+  // make a key do nothing, so a letter is matched whatever its case. Named keys (Enter,
+  // ArrowLeft) are left as they are.
+  const k = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
   const btn = [...document.querySelectorAll("button.class")].find((b) => b.dataset.key === k);
   if (btn) { ev.preventDefault(); act(() => save("label", btn.dataset.label)); return; }
   // Only Enter confirms: Space is left to the browser (scrolling), so a user scrolling the
