@@ -220,9 +220,7 @@ def scan(
     ] = False,
     progress: Annotated[bool, typer.Option()] = True,
 ) -> None:
-    """Add images that appeared in the image folder since the last scan (labels untouched);
-    follow images moved or renamed inside the folder (found by their content: they keep their
-    labels); report images that changed or went missing since they were scanned."""
+    """Add images that appeared in the image folder since the last scan (labels untouched); follow images moved or renamed inside the folder (found by their content: they keep their labels); report images that changed or went missing since they were scanned."""
     try:
         p = _open(project)
         if forget_missing:
@@ -495,9 +493,7 @@ def import_(
         ),
     ] = None,
 ) -> None:
-    """Import the choices of a Label Studio JSON export (tasks with annotations); each label
-    is recorded as given by the annotator its annotation names (`fishermask_annotator`, else
-    `completed_by`'s e-mail; README, Label Studio), else by the owner."""
+    """Import the choices of a Label Studio JSON export (tasks with annotations); each label is recorded as given by the annotator its annotation names (`fishermask_annotator`, else `completed_by`'s e-mail; README, Label Studio), else by the owner."""
     try:
         p = _open(project)
         left_out: list[str] = []
@@ -605,8 +601,7 @@ def export(
         ),
     ] = False,
 ) -> None:
-    """Export the labels (and, for Label Studio, the model's predictions with scores), or the
-    latest model (--format model: a folder for fishermask.label.load_model)."""
+    """Export the labels (and, for Label Studio, the model's predictions with scores), or the latest model (--format model: a folder for fishermask.label.load_model)."""
     formats = ("csv", "imagefolder", "labelstudio", "npz", "model")
     if format not in formats:
         _fail(f"Unknown export format {format!r}; supported: {', '.join(formats)}.")
@@ -826,10 +821,7 @@ def revisit(
         int | None, typer.Option("--n", help="At most this many, the oldest first (default all).")
     ] = None,
 ) -> None:
-    """Queue the images currently skipped or unsure (both without --skipped/--unsure) as the
-    labeling page's batch, to label them with the usual keys. It replaces the batch queued
-    before (whose unlabeled images are unseen again: the strategy may choose them later); the
-    next batch is chosen by the strategy as usual."""
+    """Queue the images currently skipped or unsure (both without --skipped/--unsure) as the labeling page's batch, to label them with the usual keys. It replaces the batch queued before (whose unlabeled images are unseen again: the strategy may choose them later); the next batch is chosen by the strategy as usual."""
     from fishermask.label.project import KIND_NAMES, SET_ASIDE
 
     if n is not None and n < 1:
@@ -1020,8 +1012,7 @@ def predict_cmd(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """The latest model's predictions on the project's images (path, class, probability,
-    the given label), and how accurate held-out predictions at or above --min-prob were."""
+    """The latest model's predictions on the project's images (path, class, probability, the given label), and how accurate held-out predictions at or above --min-prob were."""
     from fishermask.label.predict import check_options, held_out_line, predict_project
 
     if out is not None and str(out) == "-":
