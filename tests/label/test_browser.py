@@ -362,6 +362,21 @@ def test_a_server_restarted_with_a_new_token_is_said_as_such(project, browser):
         stop_server(proc)
 
 
+def test_the_page_says_that_new_files_need_a_scan(project, folder, browser):
+    """Files put in the folder later are added only by `label scan`; the page said nothing."""
+    from selenium.webdriver.common.by import By
+
+    shutil.copy(folder / "red" / "000.png", folder / "red" / "new.png")
+    proc, wait = _open_page(project, browser)
+    try:
+        wait.until(lambda d: d.find_element(By.ID, "new-files").is_displayed())
+        text = browser.find_element(By.ID, "new-files").text
+        assert "1 image file(s) in the image folder are not in the project" in text
+        assert f"fishermask label scan {project.dir}" in text
+    finally:
+        stop_server(proc)
+
+
 def test_nothing_left_to_label_is_said_and_the_budget_reached(project, browser):
     """With every image labeled the page said 'the batch is empty: ask for the next batch (n)'
     under the mode 'every image has been seen: nothing left to label', and n only retrained

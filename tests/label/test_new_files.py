@@ -1,5 +1,5 @@
 """Files put in the image folder after the last scan: only `label scan` adds them, so
-`label status`, `label next` and the page say how many there are and to run it."""
+`label status`, `label next`, `label train` and the page say how many there are and to run it."""
 
 from __future__ import annotations
 
@@ -39,9 +39,10 @@ def test_label_status_and_next_say_that_a_scan_is_due(project, folder):
     r = runner.invoke(app, ["label", "status", str(project.dir)])
     assert r.exit_code == 0 and json.loads(r.stdout)["new_files"] == 1
     assert "1 image file(s) in the image folder are not in the project" in r.stderr
-    r = runner.invoke(app, ["label", "next", str(project.dir)])
-    assert r.exit_code == 0, r.output
-    assert f"fishermask label scan {project.dir}" in r.stderr
+    for command in (["next"], ["train", "--no-progress"]):
+        r = runner.invoke(app, ["label", command[0], str(project.dir), *command[1:]])
+        assert r.exit_code == 0, r.output
+        assert f"fishermask label scan {project.dir}" in r.stderr, command
 
 
 def test_the_page_status_says_that_a_scan_is_due(project, folder):

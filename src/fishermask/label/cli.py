@@ -576,6 +576,8 @@ def train_cmd(
         highlight=False,
         soft_wrap=True,
     )
+    if hint := p.new_files_hint():
+        _say(hint)
 
 
 @label_app.command()
