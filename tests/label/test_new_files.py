@@ -20,14 +20,22 @@ def test_new_files_are_counted_until_scanned(project, folder, tmp_path):
     shutil.copy(folder / "red" / "000.png", folder / "red" / "new.png")
     (folder / "notes.txt").write_text("not an image")  # not an image file: not counted
     (folder / ".hidden.png").write_bytes(b"")  # hidden, as scan skips it
+    (folder / ".cache").mkdir()
+    shutil.copy(folder / "red" / "000.png", folder / ".cache" / "x.png")  # a hidden folder too
     outside = tmp_path / "outside.png"
     shutil.copy(folder / "red" / "000.png", outside)
     os.symlink(outside, folder / "link.png")  # a link out of the folder: scan refuses it
-    assert project.new_files() == 1
+    (folder / "red" / "deeper").mkdir()
+    shutil.copy(folder / "red" / "000.png", folder / "red" / "deeper" / "new.JPG")
+    os.symlink(folder / "red" / "001.png", folder / "inside.png")  # a second path to an image
+    assert project.new_files() == 3
     hint = project.new_files_hint()
-    assert "1 image file(s)" in hint and f"fishermask label scan {project.dir}" in hint
+    assert "3 image file(s)" in hint and f"fishermask label scan {project.dir}" in hint
     added, _ = project.scan()
-    assert added == 1 and project.new_files() == 0
+    assert added == 2  # the link to an image of the project is refused, and stays counted
+    assert project.new_files() == 1
+    os.unlink(folder / "inside.png")
+    assert project.new_files() == 0 and project.new_files_hint() is None
 
 
 def test_label_status_and_next_say_that_a_scan_is_due(project, folder):
