@@ -55,6 +55,17 @@ def test_label_status_and_next_say_that_a_scan_is_due(project, folder):
 
 def test_the_page_status_says_that_a_scan_is_due(project, folder):
     shutil.copy(folder / "red" / "000.png", folder / "red" / "new.png")
-    with api_client(project.dir) as client:
+    from fishermask.label.team import annotator_token
+    from tests.label.conftest import TOKEN
+
+    with api_client(project.dir, ("alice",)) as client:
         s = client.get("/api/status", headers=AUTH).json()
-    assert s["new_files"] == 1 and "label scan" in s["new_files_hint"]
+        alice = {"Authorization": f"Bearer {annotator_token(TOKEN, 'alice')}"}
+        theirs = client.get("/api/status", headers=alice).json()
+    assert s["new_files"] == 1 and f"fishermask label scan {project.dir}" in s["new_files_hint"]
+    # an annotator cannot scan: the owner's scan, without the project's path
+    assert (
+        theirs["new_files"] == 1
+        and "the owner's `fishermask label scan`" in (theirs["new_files_hint"])
+    )
+    assert str(project.dir) not in theirs["new_files_hint"]

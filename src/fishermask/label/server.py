@@ -424,8 +424,14 @@ def create_app(
         # what the asker's page may do: start the next round or a revisit (a running round
         # aside, which refuses everyone), and why not
         st["you"] = {"name": team.name_of(who), "can_queue": why is None, "why": why}
-        st["new_files"] = new_files()
-        st["new_files_hint"] = project.new_files_hint(st["new_files"])
+        st["new_files"] = n = new_files()
+        # an annotator cannot scan (and the project's path is the owner's business)
+        st["new_files_hint"] = (
+            project.new_files_hint(n)
+            if who is None or not n
+            else f"{n} image file(s) in the image folder are not in the project yet: the "
+            "owner's `fishermask label scan` adds them"
+        )
         return st
 
     seen_files: list[float | int] = [float("-inf"), 0]  # when counted, how many
