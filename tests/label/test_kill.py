@@ -55,11 +55,12 @@ def start_server(project_dir: Path, *args: str) -> tuple[subprocess.Popen[str], 
     raise AssertionError("server printed no URL: " + "".join(lines))
 
 
-def stop_server(proc: subprocess.Popen[str]) -> None:
-    """Ctrl-C the server, reading what it still prints; kill it if it does not stop in 10 s."""
+def stop_server(proc: subprocess.Popen[str], timeout: float = 10) -> None:
+    """Ctrl-C the server, reading what it still prints; kill it if it does not stop in
+    ``timeout`` seconds."""
     proc.send_signal(signal.SIGINT)
     try:
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()

@@ -189,11 +189,10 @@ def test_two_annotators_labeling_one_image_at_once_keep_every_acknowledged_label
 
 def test_serving_to_other_machines_warns_that_the_token_travels_unencrypted(project):
     import os
-    import signal
     import subprocess
     import sys
 
-    from tests.label.test_kill import ROOT
+    from tests.label.test_kill import ROOT, stop_server
 
     project.close()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -213,12 +212,7 @@ def test_serving_to_other_machines_warns_that_the_token_travels_unencrypted(proj
             assert line, "".join(lines)
             lines.append(line)
     finally:  # how fast it exits is not this test's point (a loaded machine takes seconds)
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        stop_server(proc, timeout=60)
     warning = next(x for x in lines if x.startswith("warning:"))
     assert "reachable from other machines" in warning and "unencrypted" in warning
 
