@@ -18,6 +18,20 @@ from fishermask.label.project import Project
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _wait_until_serving(base: str, deadline: float) -> None:
+    """Wait until the server answers HTTP: its socket listens before the URL is printed, but
+    a Ctrl-C sent before uvicorn has taken over the signals can land in asyncio's start-up,
+    where it was seen to be lost (the server then served on, and the test timed out)."""
+    import httpx
+
+    while time.time() < deadline:
+        try:
+            httpx.get(base + "/api/status", timeout=5)  # 401 without a token: it answers
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
 def start_server(project_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
     """``label serve PROJECT --port 0 ARGS``; returns once it printed the (owner's) URL."""
     env = dict(
@@ -50,6 +64,7 @@ def start_server(project_dir: Path, *args: str) -> tuple[subprocess.Popen[str], 
         lines.append(line)
         m = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)", line)
         if m:
+            _wait_until_serving(m.group(1), deadline)
             return proc, line.strip(), "".join(lines)
     proc.kill()
     raise AssertionError("server printed no URL: " + "".join(lines))
