@@ -275,3 +275,27 @@ def test_a_milestone_past_the_epoch_limit_warns(tmp_path: Path) -> None:
     ok = runner.invoke(app, ok_args)
     assert ok.exit_code == 0, ok.output
     assert "never" not in ok.output
+
+
+def test_the_command_exits_without_a_last_collection_over_torch(monkeypatch):
+    """The interpreter's last garbage collection walked torch's whole object graph at every
+    command's exit: ~1 s after `label serve` said "stopped" (10 s under load). The
+    ``fishermask`` script (pyproject) is ``main``, which freezes the heap on the way out,
+    error or not."""
+    import gc
+    import re
+    import sys
+
+    from fishermask import cli
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = re.search(r"\[project\.scripts\]\n([^\[]*)", (root / "pyproject.toml").read_text())
+    assert 'fishermask = "fishermask.cli:main"' in scripts.group(1)
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    for argv in (["fishermask", "--help"], ["fishermask", "no-such-command"]):
+        monkeypatch.setattr(sys, "argv", argv)
+        frozen.clear()
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert frozen == [True], argv

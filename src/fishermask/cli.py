@@ -8,6 +8,7 @@ laptop CPU, and says which strategy won by how much.
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 import sys
@@ -522,9 +523,15 @@ def list_strategies(
         )
 
 
-def main() -> None:  # pragma: no cover - entry point
-    app()
+def main() -> None:
+    """The ``fishermask`` command. Its exit skips the interpreter's last garbage collection
+    over torch's object graph (``gc.freeze``): ~1 s of every command's exit here, ~10 s
+    under load, after everything the command writes is closed and committed."""
+    try:
+        app()
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()
