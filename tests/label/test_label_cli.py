@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from fishermask.cli import app
+from fishermask.text import spreadsheet_unsafe
 from tests.label.conftest import CLASSES
 
 runner = CliRunner()
@@ -505,3 +508,57 @@ def test_cold_start_mode_with_one_label_per_class_is_singular(tmp_path, folder):
     r = _run("init", tmp_path / "p", "--images", folder, "--classes", ",".join(CLASSES), *args)
     assert r.exit_code == 0, r.output
     assert "until every class has 1 label (when this batch was chosen" in r.output, r.output
+
+
+def test_csv_files_handed_out_do_not_run_as_formulas_and_round_trip(tmp_path):
+    """An image named `=HYPERLINK(...).png` (or a class `-neg`) went into export.csv as it
+    was: a spreadsheet opening the export runs it as a formula. Every CSV the tool writes
+    escapes such cells with a leading ', and `label add` / `init --labels` read them back."""
+    from tests.label.conftest import make_folder
+
+    folder = make_folder(tmp_path / "images")
+    classes = ["red", "-neg", "@blue"]  # folders are red, green, blue: rename two
+    (folder / "green").rename(folder / "-neg")
+    (folder / "blue").rename(folder / "@blue")
+    (folder / "red" / "000.png").rename(folder / "red" / "=1+2.png")
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(classes), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    labels = tmp_path / "labels.csv"
+    given = {f"{c}/{f.name}": c for c in classes for f in sorted((folder / c).iterdir())[:3]}
+    with labels.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        w.writerows(given.items())
+    r = _run("add", proj, labels)
+    assert r.exit_code == 0 and "added 9 labels" in r.output, r.output
+
+    out = tmp_path / "export.csv"
+    assert _run("export", proj, "--format", "csv", "--out", out).exit_code == 0
+    rows = list(csv.reader(out.open()))
+    cells = [c for row in rows[1:] for c in row]
+    assert "'=1+2.png" not in cells and "'red/=1+2.png" not in cells  # not at a cell's start
+    assert "'-neg" in cells and "'@blue" in cells and "'-neg/001.png" in cells
+    assert not any(c.startswith(("=", "+", "-", "@")) for c in cells)
+    r = _run("next", proj, "--n", "30")
+    assert r.exit_code == 0 and not any(
+        c.startswith(("=", "+", "-", "@")) for row in csv.reader(io.StringIO(r.stdout)) for c in row
+    )
+
+    proj2 = tmp_path / "proj2"
+    r = _run(
+        "init",
+        proj2,
+        "--images",
+        folder,
+        "--classes",
+        ",".join(classes),
+        "--labels",
+        out,
+        *TINY_ARGS,
+    )
+    assert r.exit_code == 0, r.output
+    r = _run("export", proj2, "--format", "csv", "--out", "-")
+    assert r.stdout == out.read_text()
+    got = {spreadsheet_unsafe(p): spreadsheet_unsafe(c) for p, c in rows[1:]}
+    assert got == given

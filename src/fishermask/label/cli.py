@@ -384,8 +384,9 @@ def next_batch(
     """Choose the next batch with the project's strategy on the current model, and print it.
 
     The new batch replaces the one queued before: the labeling page shows it from its next load (labels already given are kept)."""
-    import csv
     import io
+
+    from fishermask.text import SpreadsheetCsv
 
     if out is not None and str(out) == "-":
         out = None  # standard output, as without --out
@@ -440,7 +441,7 @@ def next_batch(
         )
     else:
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
+        w = SpreadsheetCsv(buf)
         w.writerow(["path", "rank", "score", "guess", "guess_prob"])
         for it in items:
             g = it["guesses"][0] if it["guesses"] else {}
@@ -746,14 +747,15 @@ def status(
 def _write_rows(rows: list[dict[str, Any]], format: str) -> None:
     """The rows of ``label status --list`` on stdout: json, or csv with the first row's keys
     as the header (None as an empty cell)."""
-    import csv
     import io
+
+    from fishermask.text import SpreadsheetCsv
 
     if format == "json":
         sys.stdout.write(json.dumps(rows, indent=1) + "\n")
         return
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SpreadsheetCsv(buf)
     w.writerow(list(rows[0]))
     for r in rows:
         w.writerow(["" if v is None else v for v in r.values()])

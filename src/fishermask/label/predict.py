@@ -285,11 +285,12 @@ class Predictions:
         }
 
     def csv_text(self) -> str:
-        import csv
         import io
 
+        from fishermask.text import SpreadsheetCsv
+
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
+        w = SpreadsheetCsv(buf)
         extra = [f"{k}_{i}" for i in range(2, self.top + 1) for k in ("prediction", "prob")]
         w.writerow(["path", "prediction", "prob", "label", *extra])
         for r in self.rows:

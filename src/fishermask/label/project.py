@@ -67,6 +67,7 @@ from fishermask.label.store import (
 )
 from fishermask.models import available_models, build_model, check_width
 from fishermask.models.base import Classifier
+from fishermask.text import SpreadsheetCsv, spreadsheet_unsafe
 from fishermask.training import Normalizer, make_augmenter, train
 from fishermask.training.config import TrainConfig
 from fishermask.training.trainer import predict
@@ -1154,7 +1155,7 @@ class Project:
                 continue
             if len(row) < 2:
                 raise ConfigError(f"{path}, line {i}: expected `path,label`, got {row!r}.")
-            rows.append((row[0], row[1].strip()))
+            rows.append((spreadsheet_unsafe(row[0]), spreadsheet_unsafe(row[1].strip())))
         return rows
 
     # -- rounds -----------------------------------------------------------------------------
@@ -1825,7 +1826,7 @@ class Project:
     @staticmethod
     def _csv_text(rows: list[list[str]], *, annotators: bool) -> str:
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
+        w = SpreadsheetCsv(buf)
         w.writerow(["path", "label"] + ["annotator"] * annotators)
         w.writerows(rows)
         return buf.getvalue()

@@ -1,0 +1,43 @@
+"""CSV cells a spreadsheet shows as text (``fishermask.text.spreadsheet_safe``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fishermask.text import SpreadsheetCsv, spreadsheet_safe, spreadsheet_unsafe
+
+
+def test_formula_cells_are_escaped_and_the_rest_is_left_alone():
+    for cell in ('=HYPERLINK("http://x")', "+1+2", "-1+2", "@SUM(A1)", "\tx", "\rx", "'=x"):
+        assert spreadsheet_safe(cell) == "'" + cell, cell
+    for cell in ("cat", "a=b.png", "-1", "+2.5", "-1e3", "", "'quoted", "dogs/=x.png", 3, -1.5):
+        assert spreadsheet_safe(cell) == cell, cell
+
+
+@given(st.text())
+def test_unescaping_gives_back_every_cell(cell):
+    safe = spreadsheet_safe(cell)
+    assert spreadsheet_unsafe(safe) == cell
+    core = safe.lstrip("'")
+    if safe == cell:  # left as it is: a spreadsheet does not run it
+        try:
+            float(core)
+        except ValueError:
+            assert not core.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_the_writer_escapes_every_cell_and_csv_reads_them_back():
+    buf = io.StringIO()
+    w = SpreadsheetCsv(buf)
+    w.writerow(["path", "label"])
+    w.writerows([["=cmd.png", "-neg"], ["ok.png", "-1"]])
+    rows = list(csv.reader(io.StringIO(buf.getvalue())))
+    assert rows == [["path", "label"], ["'=cmd.png", "'-neg"], ["ok.png", "-1"]]
+    assert [[spreadsheet_unsafe(c) for c in r] for r in rows[1:]] == [
+        ["=cmd.png", "-neg"],
+        ["ok.png", "-1"],
+    ]
