@@ -164,6 +164,19 @@ def _classifier(state: dict[str, Any]) -> tuple[Classifier, Normalizer]:
     return model, norm
 
 
+def committed_classifier(project: Project) -> tuple[CommittedModel, Classifier, Normalizer]:
+    """The project's latest committed model (:func:`committed_model`) built and loaded, with
+    its normalisation; a model of the project's own (``--import``) is imported first, as the
+    round that trained it had it when the project's imports changed since."""
+    model_info = committed_model(project)
+    project.load_imports()
+    if model_info.state["model_name"] not in available_models():  # registered by the imports
+        # of the round that trained it (the project's may have changed since)
+        label_imports.load(model_info.trained_round["settings"].get("imports"), str(project.dir))
+    model, norm = _classifier(model_info.state)
+    return model_info, model, norm
+
+
 def probabilities(
     model: Classifier,
     norm: Normalizer,
@@ -319,11 +332,7 @@ def predict_project(
     from fishermask.data.progress import progress_bar
 
     check_options(which, min_prob, top, len(project.classes))
-    model_info = committed_model(project)
-    project.load_imports()
-    if model_info.state["model_name"] not in available_models():  # registered by the imports
-        # of the round that trained it (the project's may have changed since)
-        label_imports.load(model_info.trained_round["settings"].get("imports"), str(project.dir))
+    model_info, model, norm = committed_classifier(project)
     project.check_intact()
     x, ids = project.images()
     id_pos = {i: p for p, i in enumerate(ids)}
@@ -333,7 +342,6 @@ def predict_project(
         for r in sorted(project.store.images(), key=lambda r: r.path)
         if r.id in id_pos and (which == "all" or (which == "labeled") == (r.id in labels))
     ]
-    model, norm = _classifier(model_info.state)
     positions = [id_pos[r.id] for r in rows]
     with progress_bar("predicting", len(rows), progress and len(rows) > 0) as advance:
         probs = probabilities(model, norm, x, positions, advance=advance)  # [N, C]

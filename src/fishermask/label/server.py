@@ -4,7 +4,10 @@ Every request needs the access token, as a ``token`` query parameter or an
 ``Authorization: Bearer`` header. Images are served by id only: the path comes from the
 database and is checked (links resolved) to lie inside the image folder, and the file's
 content against the hash stored when it was scanned (409 if it changed). A label is
-committed to the database before ``POST /api/labels`` answers 200. ``POST /api/revisit``
+committed to the database before ``POST /api/labels`` answers 200; it takes any image of the
+project, not only the batch's, so a label is fixed the same way (``GET /api/labeled`` pages
+through the labeled images, likely mistakes first: :mod:`fishermask.label.review`).
+``POST /api/revisit``
 queues the images skipped or unsure as the batch. ``POST /api/next`` retrains and queries
 in a worker process, which then estimates the new model's accuracy (stopped if the next
 round starts first); the page polls ``GET /api/status`` meanwhile. It is refused (409,
@@ -51,7 +54,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
-from fishermask.label import team
+from fishermask.label import review, team
 from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
 from fishermask.label.store import BatchNotDone, NotYours, RoundBusy
 
@@ -337,6 +340,7 @@ def create_app(
     project = Project(project_dir)
     project.recover()
     worker = Worker(project)
+    label_probs = review.LabelProbabilities()  # the model's, for the "Labeled" view
     classes = project.classes
     root_real = Path(os.path.realpath(project.root))
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -414,6 +418,38 @@ def create_app(
             "classes": classes,
             "items": items,
         }
+
+    @app.get("/api/labeled")
+    def labeled(
+        request: Request,
+        page: str = "1",
+        per_page: str = str(review.PER_PAGE),
+        label: str | None = None,
+        by: str | None = None,
+        sort: str = "mistakes",
+    ) -> Any:
+        """A page of the labeled images (the page's "Labeled" view, :func:`review.labeled_page`):
+        400 with one line for a bad parameter. A fix is an ordinary ``POST /api/labels``."""
+        names = set(annotators) | set(project.store.label_counts()["annotators"])
+        try:
+            n, size = review.check_query(
+                classes,
+                label=label,
+                by=by,
+                sort=sort,
+                page=page,
+                per_page=per_page,
+                annotators=sorted(names),
+            )
+        except ConfigError as exc:
+            return _error(400, str(exc))
+        out = review.labeled_page(
+            project, label_probs, label=label, by=by, sort=sort, page=n, per_page=size
+        )
+        for it in out["items"]:
+            it["url"] = f"/api/images/{it['image_id']}?token={request.state.token}"
+        out["annotators"] = sorted(names | set(out["annotators"]) | {team.OWNER})
+        return out
 
     @app.get("/api/status")
     def status(request: Request) -> Any:

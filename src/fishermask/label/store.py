@@ -1013,6 +1013,29 @@ class Store:
         """``image_id -> class_id`` of every labeled image (skips and unsure left out)."""
         return {i: c for i, (_, k, c) in self.current().items() if k == "label"}
 
+    def current_label_rows(self) -> list[dict[str, Any]]:
+        """Every labeled image with the action that gives its current label:
+        ``{"image_id", "path", "label_id", "class_id", "annotator" (None: the owner),
+        "source", "created"}``, read in one state of the database, by label row id. The rows
+        are read by id from the cached current actions (:class:`_LabelState`), so a page
+        browsing the labels does not rescan ``labels``."""
+        out: list[dict[str, Any]] = []
+        with self._lock, self.snapshot():
+            st = self._label_state()
+            ids = sorted(lid for lid, kind, cid in st.cur.values() if kind == "label")
+            for k in range(0, len(ids), 500):
+                chunk = ids[k : k + 500]
+                out += [
+                    dict(r)
+                    for r in self._conn.execute(
+                        "SELECT l.image_id, i.path, l.id AS label_id, l.class_id, l.annotator, "
+                        "l.source, l.created FROM labels l JOIN images i ON i.id = l.image_id "
+                        f"WHERE l.id IN ({', '.join('?' * len(chunk))}) ORDER BY l.id",
+                        chunk,
+                    )
+                ]
+        return out
+
     def history(self, image_id: int | None = None) -> list[LabelRow]:
         if image_id is None:
             rows = self.query(f"SELECT {_LABEL_COLS} FROM labels ORDER BY id")

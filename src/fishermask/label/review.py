@@ -1,0 +1,212 @@
+"""Reviewing the labels given: the labeled images, most likely mistakes first or newest
+first, filtered by class and by who gave the label (the labeling page's "Labeled" view,
+``GET /api/labeled``, ``label status --list labeled``).
+
+*Likely mistakes first* ranks each labeled image by the probability that the project's latest
+committed model (the one ``label predict`` uses) gives to the image's current label, lowest
+first: an image whose label the model finds improbable is the first to look at (the ranking
+of label-error finding, e.g. Northcutt et al., "Confident Learning", JAIR 2021, which uses
+held-out probabilities; here the model has usually been trained on most of these labels, so
+it has partly fitted a wrong one and ranks it less far up than a held-out model would). A
+label given after that model was trained is marked ``newer_than_model``. Without a model, or
+when the images cannot be loaded, the list is newest first and ``note`` says why in one line.
+
+A fix is an ordinary label (``POST /api/labels``, or ``label add``): a new row of the label
+history, under the same rules as any label (the token's annotator, undo of one's own only).
+
+Shapes: N images, C classes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fishermask.errors import ConfigError, DataError
+from fishermask.label import team
+
+if TYPE_CHECKING:
+    from fishermask.label.predict import CommittedModel
+    from fishermask.label.project import Project
+
+#: Orders of the labeled images: ``mistakes`` (the model's probability of the label, lowest
+#: first; newest first without a model) and ``newest`` (the newest label first).
+SORTS = ("mistakes", "newest")
+PER_PAGE = 48
+MAX_PER_PAGE = 200
+
+
+class NoModel(ConfigError):
+    """No round has trained a model yet."""
+
+
+class LabelProbabilities:
+    """The committed model's class probabilities ``[C]`` per image, kept while the model (its
+    checkpoint) and the image's content (its SHA-256) stay the same, so paging through the
+    labeled images runs the model once per image and a relabel needs no new pass."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checkpoint: str | None = None
+        self._model: tuple[CommittedModel, Any, Any] | None = None
+        self._probs: dict[int, tuple[str, np.ndarray]] = {}  # image id -> (sha256, [C])
+
+    def get(
+        self, project: Project, image_ids: Sequence[int]
+    ) -> tuple[CommittedModel, dict[int, np.ndarray]]:
+        """The committed model and the probabilities ``[C]`` of the images of ``image_ids``
+        that are in the decoded images. Raises :class:`NoModel` without a trained model, and
+        :class:`ConfigError` or :class:`DataError` when the model or the images cannot be read
+        (one line each)."""
+        from fishermask.label.predict import committed_classifier, probabilities
+
+        with self._lock:
+            latest = project.store.last_good_round(with_model=True)
+            if latest is None:
+                raise NoModel("no trained model yet")
+            checkpoint = latest["checkpoint"]
+            if self._model is None or checkpoint != self._checkpoint:
+                self._model, self._probs = None, {}
+                self._model = committed_classifier(project)
+                self._checkpoint = checkpoint
+            info, model, norm = self._model
+            x, ids = project.images()  # [N, Ch, H, W] uint8, kept by the project
+            id_pos = {i: p for p, i in enumerate(ids)}
+            sha = {r.id: r.sha256 for r in project.store.images()}
+            todo = [
+                i
+                for i in dict.fromkeys(image_ids)
+                if i in id_pos and (i not in self._probs or self._probs[i][0] != sha.get(i))
+            ]
+            if todo:
+                probs = probabilities(model, norm, x, [id_pos[i] for i in todo]).numpy()  # [n, C]
+                for i, p in zip(todo, probs, strict=True):
+                    self._probs[i] = (sha[i], p)
+            return info, {i: self._probs[i][1] for i in image_ids if i in self._probs}
+
+
+def check_query(
+    classes: Sequence[str],
+    *,
+    label: str | None,
+    by: str | None,
+    sort: str,
+    page: str | int,
+    per_page: str | int,
+    annotators: Sequence[str] = (),
+) -> tuple[int, int]:
+    """Validate the filters of :func:`labeled_page` (one line each, naming the value and the
+    fix); returns ``(page, per_page)`` as integers. ``annotators``: the names ``by`` may take
+    besides ``owner``."""
+    if sort not in SORTS:
+        raise ConfigError(f"sort={sort!r}: use one of {', '.join(SORTS)}.")
+    if label is not None and label not in classes:
+        raise ConfigError(
+            f"label={label!r} is not one of the project's classes: {', '.join(classes)}."
+        )
+    names = [team.OWNER, *sorted(set(annotators) - {team.OWNER})]
+    if by is not None and by not in names:
+        raise ConfigError(f"by={by!r} names no annotator; use one of {', '.join(names)}.")
+    out = []
+    for name, value, top in (("page", page, None), ("per_page", per_page, MAX_PER_PAGE)):
+        text = str(value).strip()
+        if not text.isdigit() or int(text) < 1 or (top is not None and int(text) > top):
+            limit = f"1 to {top}" if top is not None else "1 or more"
+            raise ConfigError(f"{name}={value!r}: must be a whole number, {limit}.")
+        out.append(int(text))
+    return out[0], out[1]
+
+
+def labeled_page(
+    project: Project,
+    probs: LabelProbabilities,
+    *,
+    label: str | None = None,
+    by: str | None = None,
+    sort: str = "mistakes",
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> dict[str, Any]:
+    """One page of the labeled images (filters checked by :func:`check_query`):
+
+    ``{"total", "page", "per_page", "pages", "sort" (the order used), "note" (one line: how
+    they are ranked, or why not by the model), "model" ({"round", "n_labels"} or None),
+    "annotators" (who gave current labels), "items"}``; each item ``{"image_id", "path",
+    "label", "label_id", "by", "source", "created", "label_prob", "guess": {"label", "prob"},
+    "newer_than_model"}`` (the last three None without a model). ``label``: only images of
+    that class; ``by``: only labels given by that annotator (``owner``: the owner's)."""
+    classes = project.classes
+    rows = project.store.current_label_rows()  # by label row id: oldest first
+    given = sorted({team.name_of(r["annotator"]) for r in rows})
+    if label is not None:
+        cid = classes.index(label)
+        rows = [r for r in rows if r["class_id"] == cid]
+    if by is not None:
+        who = None if by == team.OWNER else by
+        rows = [r for r in rows if r["annotator"] == who]
+    rows.reverse()  # newest first
+    model = None
+    p: dict[int, np.ndarray] = {}
+    used = "newest"
+    if sort == "newest":
+        note = "newest label first"
+    else:
+        try:
+            model, p = probs.get(project, [r["image_id"] for r in rows])
+        except NoModel:
+            note = (
+                "no trained model yet, so newest first: the first `label train` or 'next "
+                "batch' trains one, which ranks the likely mistakes"
+            )
+        except (ConfigError, DataError) as exc:
+            note = f"newest first: the model cannot rank the labels now: {exc}"
+        else:
+            used = "mistakes"
+            note = (
+                f"likely mistakes first: the model of round {model.round_id} (trained on "
+                f"{model.n_labels} labels) gives each image's label this probability, lowest first"
+            )
+            # stable: equal probabilities (and images without one, last) stay newest first
+            rows.sort(key=lambda r: _prob(p, r) if r["image_id"] in p else 2.0)
+    total = len(rows)
+    start = (page - 1) * per_page
+    last = int(model.trained_round["last_label_id"]) if model is not None else 0
+    items = []
+    for r in rows[start : start + per_page]:
+        pr = p.get(r["image_id"])
+        best = int(np.argmax(pr)) if pr is not None else None
+        items.append(
+            {
+                "image_id": r["image_id"],
+                "path": r["path"],
+                "label": classes[r["class_id"]],
+                "label_id": r["label_id"],
+                "by": team.name_of(r["annotator"]),
+                "source": r["source"],
+                "created": r["created"],
+                "label_prob": None if pr is None else round(float(pr[r["class_id"]]), 4),
+                "guess": None
+                if best is None
+                else {"label": classes[best], "prob": round(float(pr[best]), 4)},
+                "newer_than_model": None if model is None else r["label_id"] > last,
+            }
+        )
+    return {
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+        "pages": max(1, -(-total // per_page)),
+        "sort": used,
+        "note": note,
+        "model": None if model is None else {"round": model.round_id, "n_labels": model.n_labels},
+        "annotators": given,
+        "items": items,
+    }
+
+
+def _prob(p: dict[int, np.ndarray], row: dict[str, Any]) -> float:
+    """The model's probability of the row's label."""
+    return float(p[row["image_id"]][row["class_id"]])
