@@ -7,11 +7,10 @@ content against the hash stored when it was scanned (409 if it changed). A label
 committed to the database before ``POST /api/labels`` answers 200; it takes any image of the
 project, not only the batch's, so a label is fixed the same way (``GET /api/labeled`` pages
 through the labeled images, likely mistakes first: :mod:`fishermask.label.review`).
-``POST /api/revisit``
-queues the images skipped or unsure as the batch. ``POST /api/next`` retrains and queries
-in a worker process, which then estimates the new model's accuracy (stopped if the next
-round starts first); the page polls ``GET /api/status`` meanwhile. It is refused (409,
-nothing started) while an image is missing or changed since it was scanned
+``POST /api/revisit`` queues the images skipped or unsure as the batch. ``POST /api/next``
+retrains and queries in a worker process, which then estimates the new model's accuracy
+(stopped if the next round starts first); the page polls ``GET /api/status`` meanwhile. It is
+refused (409, nothing started) while an image is missing or changed since it was scanned
 (:meth:`Project.check_intact`, the check of ``label next``).
 
 A team: each annotator of ``--annotators`` has a token of their own
