@@ -695,3 +695,44 @@ def test_markup_in_class_folder_and_file_names_is_shown_as_text_never_run(tmp_pa
         assert [(r[1], r[2]) for r in p.labeled_rows()] == [(path.split(" \u2014")[0], evil)]
     finally:
         p.close()
+
+
+def test_the_labeled_view_filters_and_fixes_a_label(project, browser):
+    """The Labeled tab lists the labels given (no model yet: newest first, said in one line),
+    filters them by class, and fixes one with a click and a class key: a new label in the
+    history, which the export has."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from fishermask.label.project import Project
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    proc, wait = _open_page(project, browser)
+    try:
+
+        def tiles(d) -> list[list[str]]:  # [image id, path, label] per tile, read at once
+            return d.execute_script(
+                "return [...document.querySelectorAll('#grid button.tile')].map((t) => "
+                "[t.dataset.imageId, t.title, t.querySelector('.lab').textContent])"
+            )
+
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(tiles(d)) == 6)
+        note = browser.find_element(By.ID, "browse-note").text
+        assert note.startswith("no trained model yet, so newest first")
+        Select(browser.find_element(By.ID, "browse-class")).select_by_value("green")
+        wait.until(lambda d: [t[2] for t in tiles(d)] == ["green", "green"])
+        image_id, path, _ = tiles(browser)[1]
+        browser.find_elements(By.CSS_SELECTOR, "#grid button.tile")[1].click()
+        wait.until(lambda d: d.find_element(By.ID, "browse-selected").text.startswith(path))
+        browser.find_element(By.TAG_NAME, "body").send_keys("3")  # blue's key, as in a batch
+        saved = f"saved: {path} \u2192 blue (was green)"
+        wait.until(lambda d: d.find_element(By.ID, "message").text == saved)
+        assert tiles(browser)[1] == [image_id, path, "blue"]
+        q = Project(project.dir)
+        assert [CLASSES[r.class_id] for r in q.store.history(int(image_id))] == ["green", "blue"]
+        assert f"{path},blue" in q.export_csv_text().splitlines()
+        q.close()
+    finally:
+        stop_server(proc)

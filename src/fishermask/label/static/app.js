@@ -299,10 +299,13 @@ function queuePolicy(s) {
 
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  // keys typed into the Labeled view's filters choose their options
+  if (ev.target && ev.target.tagName === "SELECT") return;
   // Every letter key is lower case (classes past 0, s, u, z, n): Caps Lock or Shift must not
   // make a key do nothing, so a letter is matched whatever its case. Named keys (Enter,
   // ArrowLeft) are left as they are.
   const k = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+  if (view === "labeled") { browseKey(ev, k); return; }
   const btn = [...document.querySelectorAll("button.class")].find((b) => b.dataset.key === k);
   if (btn) { ev.preventDefault(); act(() => save("label", btn.dataset.label)); return; }
   // Only Enter confirms: Space is left to the browser (scrolling), so a user scrolling the
@@ -321,6 +324,188 @@ function onKey(ev) {
   else if (k === "ArrowLeft") act(() => { pos = Math.max(pos - 1, 0); show(); });
   else if (k === "n") act(nextBatch);  // after the labels typed before it, so it trains on them
 }
+
+// The "Labeled" view: the labels given, a page at a time (GET /api/labeled), likely mistakes
+// first once a model is trained (else newest first, and the note says why). A class key (or
+// button) fixes the selected image's label with POST /api/labels, the save of the batch view:
+// a new row of the label history under the same rules (the token's annotator; z undoes this
+// tab's fixes, and an annotator only their own). The grid is read again when the view is
+// opened, a filter or the page changes; a fix updates its tile in place.
+const PER_PAGE = 24;
+let view = "batch";
+const browse = { page: 1, pages: 1, total: 0, items: [], sel: 0, undo: [] };
+
+function setView(v) {
+  view = v;
+  $("labeler").hidden = v !== "batch";
+  $("browse").hidden = v !== "labeled";
+  $("browse-bar").hidden = v !== "labeled";
+  for (const [id, name] of [["tab-batch", "batch"], ["tab-labeled", "labeled"]]) {
+    $(id).classList.toggle("active", v === name);
+    $(id).setAttribute("aria-selected", String(v === name));
+  }
+  if (v === "labeled") act(loadLabeled);
+}
+
+async function loadLabeled() {
+  const q = new URLSearchParams({ page: browse.page, per_page: PER_PAGE, sort: $("browse-sort").value });
+  if ($("browse-class").value) q.set("label", $("browse-class").value);
+  if ($("browse-by").value) q.set("by", $("browse-by").value);
+  const r = await api("GET", "/api/labeled?" + q);
+  if (!r.items.length && r.total && browse.page > r.pages) {  // fewer pages than before
+    browse.page = r.pages;
+    await loadLabeled();
+    return;
+  }
+  Object.assign(browse, { pages: r.pages, total: r.total, items: r.items });
+  browse.sel = Math.max(0, Math.min(browse.sel, r.items.length - 1));
+  $("browse-note").textContent = r.note;
+  // who gave the labels: a filter once someone besides the owner did (or may)
+  const by = $("browse-by");
+  const chosen = by.value;
+  by.length = 1;
+  for (const name of r.annotators) by.add(new Option(name === ME ? `${name} (you)` : name, name));
+  by.value = r.annotators.includes(chosen) ? chosen : "";
+  $("browse-by-box").hidden = r.annotators.length < 2;
+  renderGrid();
+}
+
+const pct = (p) => `${(100 * p).toFixed(0)}%`;
+const when = (t) => new Date(1000 * t).toLocaleString();
+
+function renderGrid() {
+  const grid = $("grid");
+  grid.textContent = "";
+  browse.items.forEach((it, i) => {
+    const tile = document.createElement("button");
+    tile.type = "button";
+    tile.className = "tile" + (it.was ? " fixed" : "");
+    tile.dataset.imageId = it.image_id;
+    const img = document.createElement("img");
+    img.src = it.url; img.alt = it.path; img.loading = "lazy";
+    const lab = document.createElement("span");
+    lab.className = "lab";
+    lab.textContent = it.label + (it.label_prob !== null ? ` ${pct(it.label_prob)}` : "");
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = it.was ? `fixed (was ${it.was.label})`
+      : `by ${it.by}${it.source === "import" ? " (import)" : ""}`;
+    tile.append(img, lab, meta);
+    tile.title = it.path;
+    tile.addEventListener("click", () => { browse.sel = i; showSelected(); });
+    grid.appendChild(tile);
+  });
+  const filtered = $("browse-class").value || $("browse-by").value;
+  $("page-info").textContent = browse.total
+    ? `page ${browse.page} of ${browse.pages} (${browse.total} labeled image${browse.total === 1 ? "" : "s"})`
+    : (filtered ? "no labeled image matches these filters" : "no labeled image yet");
+  $("page-prev").disabled = browse.page <= 1;
+  $("page-next").disabled = browse.page >= browse.pages;
+  showSelected();
+}
+
+function showSelected() {
+  const it = browse.items[browse.sel];
+  document.querySelectorAll("#grid button.tile").forEach((t, i) => {
+    t.classList.toggle("selected", i === browse.sel);
+    if (i === browse.sel) t.scrollIntoView({ block: "nearest" });
+  });
+  document.querySelectorAll("button.relabel").forEach((b) => {
+    b.classList.toggle("chosen", Boolean(it) && b.dataset.label === it.label);
+    b.classList.toggle("guess", Boolean(it && it.guess) && b.dataset.label === it.guess.label);
+  });
+  if (!it) { $("browse-selected").textContent = ""; return; }
+  const model = it.guess
+    ? `; model: ${it.guess.label} ${pct(it.guess.prob)}`
+      + (it.label_prob !== null && it.guess.label !== it.label ? `, ${it.label} ${pct(it.label_prob)}` : "")
+      + (it.newer_than_model ? " (this label is newer than the model)" : "")
+    : "";
+  $("browse-selected").textContent = `${it.path} \u2014 ${it.label}, by ${it.by === ME ? "you" : it.by}`
+    + `${it.source === "import" ? " (imported)" : ""}, ${when(it.created)}${model}`;
+}
+
+async function relabel(label) {
+  const it = browse.items[browse.sel];
+  if (!it) { say("no labeled image selected: click one"); return; }
+  if (label === it.label) { say(`${it.path} is ${label} already`); return; }
+  try {
+    const r = await api("POST", "/api/labels", { image_id: it.image_id, kind: "label", label, client });
+    unsaved = null;
+    const was = { label: it.label, label_id: it.label_id, by: it.by, created: it.created,
+      label_prob: it.label_prob, was: it.was };
+    browse.undo.push({ label_id: r.label_id, item: it, was });
+    Object.assign(it, { label, label_id: r.label_id, by: r.by, created: Date.now() / 1000,
+      label_prob: it.guess && it.guess.label === label ? it.guess.prob : null,
+      newer_than_model: it.guess ? true : null, was: it.was || was });
+    if (browse.sel < browse.items.length - 1) browse.sel += 1;
+    renderGrid();
+    say(`saved: ${it.path} \u2192 ${label} (was ${was.label})`);
+  } catch (e) {
+    const dropped = pending;  // the keys typed after it were meant for the images after it
+    epoch += 1;
+    unsaved = it.path;
+    say(`not saved: ${it.path}: ${e.message}`
+      + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true);
+  } finally {
+    refreshStatus();
+  }
+}
+
+async function browseUndo() {
+  const last = browse.undo.pop();
+  if (!last) { say("nothing to undo in this view (in this tab)"); return; }
+  try {
+    await api("POST", "/api/undo", { label_id: last.label_id });
+    Object.assign(last.item, last.was);  // the label it had before the fix
+    if (!last.was.was) delete last.item.was;
+    renderGrid();
+    say(`undone: ${last.item.path} is ${last.was.label} again`);
+  } catch (e) { say("undo failed: " + e.message, true); }
+  refreshStatus();
+}
+
+// The arrows move the selection; past the first or last image, to the page before or after.
+async function browseMove(step) {
+  const to = browse.sel + step;
+  if (to >= 0 && to < browse.items.length) { browse.sel = to; showSelected(); return; }
+  const page = browse.page + step;
+  if (page < 1 || page > browse.pages) return;
+  browse.page = page;
+  browse.sel = step > 0 ? 0 : PER_PAGE - 1;
+  await loadLabeled();
+}
+
+function browseKey(ev, k) {
+  const btn = [...document.querySelectorAll("button.relabel")].find((b) => b.dataset.key === k);
+  if (btn) { ev.preventDefault(); act(() => relabel(btn.dataset.label)); return; }
+  if (k === "Enter") {
+    ev.preventDefault();
+    act(() => {
+      const it = browse.items[browse.sel];
+      if (it && it.guess) return relabel(it.guess.label);
+      say("no model guess to take: press a class key");
+    });
+  } else if (k === "z" || k === "Backspace") { ev.preventDefault(); act(browseUndo); }
+  else if (k === "ArrowRight") { ev.preventDefault(); act(() => browseMove(1)); }
+  else if (k === "ArrowLeft") { ev.preventDefault(); act(() => browseMove(-1)); }
+  else if (k === "s" || k === "u" || k === "n") say("s, u and n work in the batch view (the Batch tab)");
+}
+
+for (const id of ["browse-class", "browse-by", "browse-sort"]) {
+  $(id).addEventListener("change", () => {
+    $(id).blur();  // the keys go back to labeling
+    browse.page = 1; browse.sel = 0;
+    act(loadLabeled);
+  });
+}
+$("page-prev").onclick = () => act(async () => { browse.page -= 1; browse.sel = 0; await loadLabeled(); });
+$("page-next").onclick = () => act(async () => { browse.page += 1; browse.sel = 0; await loadLabeled(); });
+document.querySelectorAll("button.relabel").forEach((b) =>
+  b.addEventListener("click", () => act(() => relabel(b.dataset.label))));
+$("browse-guess").onclick = () => browseKey({ preventDefault() {} }, "Enter");
+$("browse-undo").onclick = () => act(browseUndo);
+$("tab-batch").onclick = () => setView("batch");
+$("tab-labeled").onclick = () => setView("labeled");
 
 // An image the server will not show (changed or gone since it was scanned: 409/403/404)
 // would be a blank frame; say why, with the server's fix.
