@@ -213,3 +213,45 @@ def test_annotators_fix_as_themselves_and_undo_only_their_own(project):
         assert r.status_code == 200
         back = c.get("/api/labeled", headers=AUTH, params={"sort": "newest"}).json()["items"]
         assert {it["image_id"]: it["label"] for it in back}[item["image_id"]] == item["label"]
+
+
+def _run(*args):
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    return CliRunner().invoke(app, ["label", *map(str, args)])
+
+
+def test_status_list_labeled_then_label_add_fixes_from_the_same_file(ranked, tmp_path):
+    """`label status --list labeled`: the page's list, likely mistakes first, as csv whose
+    first columns `label add` reads back: an edited label is a fix, the rest "already so"."""
+    proj, row = ranked
+    shutil.copytree(proj, tmp_path / "proj")
+    r = _run("status", tmp_path / "proj", "--list", "labeled")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == "path,label,by,when,label_prob,guess,guess_prob"
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == 18 and {x[0]: x[1] for x in rows[:2]} == WRONG
+    assert [float(x[4]) for x in rows] == sorted(float(x[4]) for x in rows)
+    assert rows[0][2] == "owner" and rows[0][3].endswith("Z")
+    assert f"likely mistakes first: the model of round {row['id']}" in r.stderr
+    assert "fishermask label add" in r.stderr
+    edited = tmp_path / "fixes.csv"
+    rows[0][1] = rows[0][5]  # the model's guess
+    edited.write_text("\n".join([lines[0], *(",".join(x) for x in rows)]) + "\n")
+    r = _run("add", tmp_path / "proj", edited)
+    assert r.exit_code == 0 and "added 1 labels (17 already so)" in r.stdout
+    r = _run("export", tmp_path / "proj", "--format", "csv", "--out", tmp_path / "out.csv")
+    assert r.exit_code == 0, r.output
+    assert f"{rows[0][0]},{rows[0][5]}" in (tmp_path / "out.csv").read_text().splitlines()
+
+
+def test_status_list_labeled_without_labels_and_bad_input(project):
+    project.close()
+    r = _run("status", project.dir, "--list", "labeled", "--format", "json")
+    assert r.exit_code == 0 and r.stdout == "[]\n" and "no image is labeled yet" in r.stderr
+    r = _run("status", project.dir, "--list", "labeled,unsure")
+    assert r.exit_code == 2 and "list labeled on their own (--list labeled)" in r.output
+    assert len(r.output.strip().splitlines()) == 1

@@ -167,7 +167,7 @@ def test_status_list_bad_input_is_one_line(project):
     for args, msg in (
         (
             ["--list", "maybe"],
-            "--list 'maybe': use skipped, unsure (or skipped,unsure) or disagreements",
+            "--list 'maybe': use skipped, unsure (or skipped,unsure), disagreements or labeled.",
         ),
         (["--format", "json"], "--format json applies to --list"),
         (["--list", "unsure", "--format", "xml"], "--format 'xml': use csv or json"),

@@ -702,14 +702,17 @@ def status(
             help="Instead, list the images currently skipped or unsure: skipped, unsure or "
             "skipped,unsure (path relative to the image folder, state, when, the latest "
             "model's guess), oldest first; or disagreements: the images whose annotators' "
-            "own current labels differ (path, current label, each annotator's label).",
+            "own current labels differ (path, current label, each annotator's label); or "
+            "labeled: the labeled images (path, label, by, when, the latest model's "
+            "probability of the label and its guess), likely mistakes first (the lowest "
+            "probability of the label), newest first without a model.",
         ),
     ] = None,
     format: Annotated[
         str | None, typer.Option("--format", help="With --list: csv (default) or json.")
     ] = None,
 ) -> None:
-    """Counts (skipped and unsure: the images whose latest action is so; per annotator; the disagreements between annotators), the latest round and its accuracy, as JSON; or, with --list, the images skipped or unsure, or the disagreements."""
+    """Counts (skipped and unsure: the images whose latest action is so; per annotator; the disagreements between annotators), the latest round and its accuracy, as JSON; or, with --list, the images skipped or unsure, the disagreements, or the labeled images (likely mistakes first)."""
     if format is not None and list_ is None:
         _fail(f"--format {format} applies to --list; add e.g. --list unsure.")
     if format not in (None, "csv", "json"):
@@ -718,19 +721,24 @@ def status(
         from fishermask.label.project import parse_set_aside
 
         words = [] if list_ is None else list_.split(",")
-        bad = [w for w in words if w not in ("skipped", "skip", "unsure", "disagreements")]
+        alone = ("disagreements", "labeled")
+        bad = [w for w in words if w not in ("skipped", "skip", "unsure", *alone)]
         if bad:
-            _fail(f"--list {bad[0]!r}: use skipped, unsure (or skipped,unsure) or disagreements.")
-        disagreements = "disagreements" in words
-        if disagreements and list_ != "disagreements":
-            _fail(f"--list {list_}: list disagreements on their own (--list disagreements).")
-        kinds = (
-            None if list_ is None or disagreements else parse_set_aside(list_.split(","), "--list")
-        )
+            _fail(
+                f"--list {bad[0]!r}: use skipped, unsure (or skipped,unsure), disagreements or "
+                "labeled."
+            )
+        single = next((w for w in alone if w in words), None)
+        if single is not None and list_ != single:
+            _fail(f"--list {list_}: list {single} on their own (--list {single}).")
+        kinds = None if list_ is None or single else parse_set_aside(list_.split(","), "--list")
         p = _open(project)
         p.recover()
-        if disagreements:
+        if single == "disagreements":
             _print_disagreements(p, format or "csv")
+            return
+        if single == "labeled":
+            _print_labeled(p, format or "csv")
             return
         if kinds is None:
             st = p.status()
@@ -781,6 +789,44 @@ def _print_disagreements(p: Any, format: str) -> None:
             for it in items
         ],
         format,
+    )
+
+
+def _print_labeled(p: Any, format: str) -> None:
+    """``label status --list labeled``: the labeled images, likely mistakes first when there is
+    a model (as the page's "Labeled" view), on stdout; how they are ordered, and how to fix
+    one, on stderr. The csv starts with ``path,label``, so ``label add`` takes it back with
+    its label column edited (unchanged rows are "already so")."""
+    import time
+
+    from fishermask.label.review import LabelProbabilities, labeled_page
+
+    res = labeled_page(p, LabelProbabilities(), per_page=None)
+    if not res["items"]:
+        _say("no image is labeled yet.")
+        if format == "json":
+            sys.stdout.write("[]\n")
+        return
+    _say(f"{res['note']}.")
+    rows = []
+    for it in res["items"]:
+        g = it["guess"] or {}
+        rows.append(
+            {
+                "path": it["path"],
+                "label": it["label"],
+                "by": it["by"],
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(it["created"])),
+                "label_prob": it["label_prob"],
+                "guess": g.get("label"),
+                "guess_prob": g.get("prob"),
+            }
+        )
+    _write_rows(rows, format)
+    _say(
+        f"to fix labels, give a path,label CSV (this one with its label column edited) to "
+        f"`fishermask label add {p.dir} FILE`: each change is a new label, the old one kept "
+        "in the history."
     )
 
 

@@ -128,7 +128,7 @@ def labeled_page(
     by: str | None = None,
     sort: str = "mistakes",
     page: int = 1,
-    per_page: int = PER_PAGE,
+    per_page: int | None = PER_PAGE,
 ) -> dict[str, Any]:
     """One page of the labeled images (filters checked by :func:`check_query`):
 
@@ -137,7 +137,8 @@ def labeled_page(
     "annotators" (who gave current labels), "items"}``; each item ``{"image_id", "path",
     "label", "label_id", "by", "source", "created", "label_prob", "guess": {"label", "prob"},
     "newer_than_model"}`` (the last three None without a model). ``label``: only images of
-    that class; ``by``: only labels given by that annotator (``owner``: the owner's)."""
+    that class; ``by``: only labels given by that annotator (``owner``: the owner's);
+    ``per_page`` None: every one on one page."""
     classes = project.classes
     rows = project.store.current_label_rows()  # by label row id: oldest first
     given = sorted({team.name_of(r["annotator"]) for r in rows})
@@ -172,6 +173,7 @@ def labeled_page(
             # stable: equal probabilities (and images without one, last) stay newest first
             rows.sort(key=lambda r: _prob(p, r) if r["image_id"] in p else 2.0)
     total = len(rows)
+    per_page = per_page or max(1, total)
     start = (page - 1) * per_page
     last = int(model.trained_round["last_label_id"]) if model is not None else 0
     items = []
