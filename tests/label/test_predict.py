@@ -556,3 +556,17 @@ def test_exported_model_files_are_on_disk_before_the_folder_is_renamed(trained, 
     (before, name), *_ = [r for r in renamed if r[1] == "model"]
     assert {"model.pt", "model.json"} <= set(before)
     assert synced[-1] == tmp_path.name  # the folder holding the new name
+
+
+@pytest.mark.parametrize("content", [b"cut short", b"PK\x03\x04 a zip cut short"])
+def test_a_checkpoint_damaged_on_disk_is_one_line(trained, tmp_path, content):
+    """A checkpoint overwritten with other bytes made torch's weights-only loader raise an
+    UnpicklingError, which escaped as a traceback (a truncated zip gave the one line)."""
+    import shutil
+
+    proj, _, row = trained
+    shutil.copytree(proj, tmp_path / "proj")
+    (tmp_path / "proj" / row["checkpoint"]).write_bytes(content)
+    r = _run("predict", tmp_path / "proj", "--no-progress")
+    assert r.exit_code == 2 and "cannot read the latest model" in r.output, r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -123,15 +124,24 @@ def committed_model(project: Project) -> CommittedModel:
     )
     try:
         state = torch.load(project.dir / ckpt, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise DataError(
-            f"cannot read the latest model {project.dir / ckpt} ({str(exc).splitlines()[0]}); "
+            f"cannot read the latest model {project.dir / ckpt} ({_load_error(exc)}); "
             f"train a new one with `fishermask label train {project.dir}`."
         ) from None
     # the current batch: the latest finished round's, which carries this model unless it
     # queued images set aside (a revisit, chosen by no model)
     queue = project.store.last_good_round() or latest
     return CommittedModel(trained, int(queue["id"]), state, queue["checkpoint"] == ckpt)
+
+
+def _load_error(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in a few words: other bytes than a
+    checkpoint make its unpickler raise a page of advice about ``weights_only``, which does not
+    apply to a damaged file."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a PyTorch checkpoint: damaged or overwritten"
+    return str(exc).splitlines()[0]
 
 
 def build_classifier(
@@ -525,8 +535,8 @@ class LabelModel:
             )
         try:
             weights = torch.load(pt, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as exc:
-            raise ConfigError(f"cannot read {pt} ({str(exc).splitlines()[0]}).") from None
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise ConfigError(f"cannot read {pt} ({_load_error(exc)}).") from None
         self._import_architecture(info, meta)
         try:
             self.model = build_classifier(
