@@ -255,3 +255,15 @@ def test_status_list_labeled_without_labels_and_bad_input(project):
     r = _run("status", project.dir, "--list", "labeled,unsure")
     assert r.exit_code == 2 and "list labeled on their own (--list labeled)" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_a_model_that_cannot_be_read_falls_back_to_newest_first_saying_why(ranked, tmp_path):
+    proj, row = ranked
+    shutil.copytree(proj, tmp_path / "proj")
+    (tmp_path / "proj" / row["checkpoint"]).write_bytes(b"cut short")
+    with api_client(tmp_path / "proj") as c:
+        r = c.get("/api/labeled", headers=AUTH).json()
+        assert r["sort"] == "newest" and r["model"] is None
+        assert r["note"].startswith("newest first: the model cannot rank the labels now: ")
+        assert "cannot read the latest model" in r["note"] and "\n" not in r["note"]
+        assert r["items"][0]["path"] == "green/001.png"

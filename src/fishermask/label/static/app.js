@@ -200,7 +200,9 @@ async function refreshBatchState() {
       it.state = n.state; it.earlier = n.earlier; changed = true;
     }
   }
-  if (wasOpen && shown.state && shown.state.by !== ME) {
+  if (wasOpen && shown.state && shown.state.by !== ME && view !== "batch") {
+    advance();  // silently: the keys queued now are the Labeled view's, not this image's
+  } else if (wasOpen && shown.state && shown.state.by !== ME) {
     const dropped = pending;
     epoch += 1;
     const done = advance();
