@@ -14,7 +14,7 @@ for run in "$@"; do
   [ "$(realpath "$run")" = "$(realpath -m "$dest")" ] && continue  # already published
   rm -rf "$dest"
   mkdir -p "$dest"
-  for f in results.csv queries.jsonl query_info.jsonl config.json summary.md learning_curves.png; do
+  for f in results.csv queries.jsonl query_info.jsonl confusion.jsonl config.json summary.md learning_curves.png; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/"
   done
   # the shared round-0 models (one per seed): trials started in a later session, maybe on another

@@ -406,3 +406,78 @@ def test_a_labelled_variant_is_compared_whatever_its_label(tmp_path: Path) -> No
     data = json.loads((tmp_path / "r/report.json").read_text())[0]
     pairs = {(x["strategy"], x["baseline"]) for x in data["differences"]}
     assert ("fm-dispersed", "random") in pairs and ("fm-dispersed", "fishermask") in pairs
+
+
+def _write_confusion(d: Path, matrices: dict[tuple[str, int, int], list[list[int]]]) -> None:
+    """confusion.jsonl as `fishermask run` writes it: classes cat, dog."""
+    (d / "confusion.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "strategy": s,
+                    "seed": seed,
+                    "round": r,
+                    "n_labeled": 10 * (r + 1),
+                    "classes": ["cat", "dog"],
+                    "matrix": m,
+                }
+            )
+            + "\n"
+            for (s, seed, r), m in matrices.items()
+        )
+    )
+
+
+def test_report_draws_each_strategys_confusion_matrix_at_the_final_or_chosen_round(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "r"
+    _write_run(run, {"random": [[0.5, 0.6], [0.5, 0.7]], "entropy": [[0.5, 0.8], [0.5, 0.9]]})
+    _write_confusion(
+        run,
+        {
+            ("random", 0, 0): [[3, 1], [2, 4]],
+            ("random", 0, 1): [[4, 0], [1, 5]],
+            ("random", 1, 1): [[3, 1], [0, 6]],
+            ("entropy", 0, 1): [[4, 0], [0, 6]],
+            ("entropy", 1, 1): [[4, 0], [1, 5]],
+        },
+    )
+    res = _report(run, "--out", tmp_path / "rep")
+    assert res.exit_code == 0, res.output
+    assert "no confusion matrices" not in res.stderr
+    md = (tmp_path / "rep/report.md").read_text()
+    assert "![confusion matrices at round 1](r_confusion.png)" in md
+    assert (tmp_path / "rep/r_confusion.png").read_bytes()[:4] == b"\x89PNG"
+    got = json.loads((tmp_path / "rep/report.json").read_text())[0]["confusion"]
+    assert list(got) == ["random", "entropy"]  # results.csv order
+    assert got["random"] == {
+        "round": 1,
+        "n_labeled": 20,
+        "seeds": [0, 1],
+        "classes": ["cat", "dog"],
+        "matrix": [[7, 1], [1, 11]],  # summed over the seeds
+    }
+    # a chosen round; a strategy without a matrix there is named
+    res = _report(run, "--out", tmp_path / "rep0", "--confusion-round", "0")
+    assert res.exit_code == 0, res.output
+    got = json.loads((tmp_path / "rep0/report.json").read_text())[0]["confusion"]
+    assert list(got) == ["random"] and got["random"]["matrix"] == [[3, 1], [2, 4]]
+    assert "No confusion matrix at round 0 for entropy" in (tmp_path / "rep0/report.md").read_text()
+    # a round the run does not have: refused, nothing written
+    res = _report(run, "--out", tmp_path / "rep9", "--confusion-round", "9")
+    assert res.exit_code == 2
+    assert f"--confusion-round 9: {run} has rounds 0 to 1" in " ".join(res.stderr.split())
+    assert not (tmp_path / "rep9").exists()
+
+
+def test_report_of_runs_without_confusion_matrices_says_so_once(tmp_path: Path) -> None:
+    _write_run(tmp_path / "a", {"random": [[0.3, 0.4]]})
+    _write_run(tmp_path / "b", {"random": [[0.5, 0.6]]})
+    res = _report(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "rep")
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert said.count("no confusion matrices") == 1
+    assert f"{tmp_path / 'a'}, {tmp_path / 'b'}" in said
+    assert "confusion" not in (tmp_path / "rep/report.md").read_text()
+    assert not list((tmp_path / "rep").glob("*confusion*"))

@@ -479,12 +479,29 @@ def report(
     force: Annotated[
         bool, typer.Option(help="Overwrite a report in --out built from other run directories.")
     ] = False,
+    confusion_round: Annotated[
+        int | None,
+        typer.Option(
+            help="Round whose test-set confusion matrices are drawn per strategy (default: "
+            "each run's final round)."
+        ),
+    ] = None,
 ) -> None:
     """Figures, AULC/final-accuracy tables, timings and paired comparisons from results files."""
     from fishermask.reporting.report import build_report
 
+    def say(text: str) -> None:
+        err_console.print(text, soft_wrap=True, highlight=False, markup=False)
+
     try:
-        path = build_report(run_dirs, out, methods=tuple(method) if method else None, force=force)
+        path = build_report(
+            run_dirs,
+            out,
+            methods=tuple(method) if method else None,
+            force=force,
+            confusion_round=confusion_round,
+            say=say,
+        )
     except FishermaskError as e:
         _fail(str(e))
     console.print(f"report: {path}", soft_wrap=True, highlight=False, markup=False)

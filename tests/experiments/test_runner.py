@@ -237,3 +237,72 @@ def test_trials_run_seed_major(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     run_experiment(exp, tmp_path)
     strategies = ["random", "entropy", "kcenter"]
     assert calls == [(s, 0) for s in strategies] + [(s, 1) for s in strategies]
+
+
+def test_every_round_records_its_confusion_matrix(tmp_path: Path) -> None:
+    """The test-set confusion matrix ([true][predicted] counts) is in each round record and in
+    confusion.jsonl with the class names; per_class_accuracy is its diagonal over its rows."""
+    raw = {**SMALL, "strategies": ["random"], "seeds": [0]}
+    recs = _run(tmp_path, raw)
+    lines = [json.loads(line) for line in open(tmp_path / "confusion.jsonl")]
+    assert [(x["strategy"], x["seed"], x["round"]) for x in lines] == [
+        ("random", 0, r) for r in range(3)
+    ]
+    classes = json.loads((tmp_path / "config.json").read_text())["dataset"]["classes"]
+    test_counts = json.loads((tmp_path / "config.json").read_text())["dataset"]["test_class_counts"]
+    for rec, line in zip(recs, lines, strict=True):
+        m = rec["confusion"]
+        assert line["matrix"] == m and line["classes"] == classes
+        assert line["n_labeled"] == rec["n_labeled"]
+        assert len(m) == len(classes) and all(len(row) == len(classes) for row in m)
+        assert [sum(row) for row in m] == test_counts
+        assert sum(m[i][i] for i in range(len(m))) / sum(map(sum, m)) == rec["accuracy"]
+        for i, acc in enumerate(rec["per_class_accuracy"]):
+            assert acc == pytest.approx(m[i][i] / sum(m[i]))
+    stored = json.loads((tmp_path / "trials/random__seed0/round_002.json").read_text())
+    assert stored["confusion"] == lines[-1]["matrix"]
+
+
+def test_a_run_made_before_confusion_matrices_resumes_and_reports(tmp_path: Path) -> None:
+    """Rounds committed by an older fishermask have no confusion matrix: the run resumes, the
+    new rounds get theirs, and the report names the strategies without one at a round."""
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+    from fishermask.experiments.trial import StopRequested, run_trial
+
+    raw = {**SMALL, "strategies": ["random", "entropy"], "seeds": [0]}
+    exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
+    done: list[int] = []
+    with pytest.raises(StopRequested):  # entropy stops after round 1, as if killed
+        run_trial(
+            exp,
+            exp.config.strategies[1],
+            0,
+            tmp_path,
+            stop=lambda: len(done) == 2,
+            on_commit=lambda rec: done.append(rec["round"]),
+        )
+    for path in (tmp_path / "trials").rglob("round_*.json"):  # as an older version wrote them
+        rec = json.loads(path.read_text())
+        del rec["confusion"]
+        path.write_text(json.dumps(rec))
+    run_experiment(exp, tmp_path)
+    lines = [json.loads(line) for line in open(tmp_path / "confusion.jsonl")]
+    assert [(x["strategy"], x["round"]) for x in lines] == [
+        ("random", 0),
+        ("random", 1),
+        ("random", 2),
+        ("entropy", 2),
+    ]
+    res = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "no confusion matrices" not in res.stderr
+    got = json.loads((tmp_path / "rep/report.json").read_text())[0]["confusion"]
+    assert list(got) == ["random", "entropy"]  # the final round: both have it
+    res = CliRunner().invoke(
+        app, ["report", str(tmp_path), "--out", str(tmp_path / "rep0"), "--confusion-round", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep0/report.md").read_text()
+    assert "No confusion matrix at round 1 for entropy" in md

@@ -169,6 +169,8 @@ def test_metrics() -> None:
     assert m.per_class_accuracy[:2] == pytest.approx((2 / 3, 1 / 3))
     assert math.isnan(m.per_class_accuracy[2])
     assert m.balanced_accuracy == pytest.approx(0.5)
+    # rows: true class, columns: predicted class; per-class accuracy is the diagonal / row sum
+    assert m.confusion == ((2, 1, 0), (1, 1, 1), (0, 0, 0))
 
 
 def test_bad_train_config() -> None:

@@ -9,6 +9,8 @@ Layout of ``--out DIR``::
                            (folder data sets), and the strategy's score of each (null: round 0,
                            the random initial set, and strategies without scores)
     query_info.jsonl       strategy extras per query (e.g. FisherMask's mask profile)
+    confusion.jsonl        test-set confusion matrix per (strategy, seed, round): class names
+                           and [true][predicted] counts
     learning_curves.png    accuracy vs labels, mean +- std over seeds
     summary.md             final accuracy and area under the learning curve
     trials/<strategy>__seed<k>/round_<r>.json   the committed record of each round
@@ -308,7 +310,52 @@ def aggregate(
     )
     if info:
         write_text_atomic(out_dir / "query_info.jsonl", info)
+    confusion = "".join(
+        json.dumps(
+            {
+                "strategy": r["strategy"],
+                "seed": r["seed"],
+                "round": r["round"],
+                "n_labeled": r["n_labeled"],
+                "classes": names[: len(r["confusion"])],
+                "matrix": r["confusion"],
+            }
+        )
+        + "\n"
+        for r in recs
+        if r.get("confusion")  # absent from rounds made before it was recorded
+    )
+    if confusion:
+        write_text_atomic(out_dir / CONFUSION_FILE, confusion)
     return recs
+
+
+#: Test-set confusion matrix of every (strategy, seed, round) whose record has one.
+CONFUSION_FILE = "confusion.jsonl"
+
+
+def read_confusion(out_dir: Path) -> list[dict[str, Any]]:
+    """The lines of ``out_dir/confusion.jsonl`` (``[]`` without one: a run made before
+    confusion matrices were recorded); a damaged file raises ``DataError``."""
+    path = Path(out_dir) / CONFUSION_FILE
+    if not path.exists():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            rec = json.loads(line)
+            n = len(rec["matrix"])
+            if not (rec["strategy"] and isinstance(rec["round"], int)) or any(
+                len(row) != n for row in rec["matrix"]
+            ):
+                raise ValueError("not a square matrix")
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(
+                f"{path} line {i} cannot be read ({e}); the file is truncated or edited: rerun "
+                f"`fishermask run` with --out {path.parent} to rewrite it from its records."
+            ) from None
+        out.append(rec)
+    return out
 
 
 def _slug(name: str) -> str:

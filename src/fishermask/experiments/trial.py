@@ -209,6 +209,7 @@ class Trial:
             "accuracy": metrics.accuracy,
             "balanced_accuracy": metrics.balanced_accuracy,
             "per_class_accuracy": [_clean(a) for a in metrics.per_class_accuracy],
+            "confusion": [list(row) for row in metrics.confusion],  # [C_true, C_pred] counts
             "query_seconds": round(query_seconds, 4),
             "train_seconds": round(result.seconds, 4),
             "train_epochs": result.epochs,

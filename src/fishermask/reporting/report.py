@@ -1,7 +1,8 @@
 """``fishermask report``: figures, tables and a Markdown summary from run directories.
 
 Reads only the results files of each run directory (``results.csv``, and when present
-``config.json`` for the title and ``query_info.jsonl`` for FisherMask's mask profile).
+``config.json`` for the title, ``query_info.jsonl`` for FisherMask's mask profile and
+``confusion.jsonl`` for the confusion matrices).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import math
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fishermask.errors import DataError  # noqa: E402
-from fishermask.experiments.store import read_results, write_json_atomic, write_text_atomic  # noqa: E402
+from fishermask.experiments.store import (  # noqa: E402
+    read_confusion,
+    read_results,
+    write_json_atomic,
+    write_text_atomic,
+)
 from fishermask.reporting.compare import (  # noqa: E402
     _p,
     holm,
     paired_aulc_differences,
     round_zero_differences,
 )
+from fishermask.reporting.confusion import confusions_at, last_round, plot_confusions  # noqa: E402
 from fishermask.reporting.plots import plot_learning_curves, save_figure  # noqa: E402
 from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
 from fishermask.text import slug  # noqa: E402
@@ -219,12 +227,35 @@ def check_overwrite(run_dirs: list[Path], out: Path) -> None:
         )
 
 
+def check_confusion_round(
+    round_: int,
+    run_dirs: list[Path],
+    tables: list[list[dict[str, Any]]],
+    confusions: list[list[dict[str, Any]]],
+) -> None:
+    """Refuse a ``--confusion-round`` that a run with confusion matrices does not reach."""
+    for d, rows, lines in zip(run_dirs, tables, confusions, strict=True):
+        last = last_round(rows)
+        if lines and not 0 <= round_ <= last:
+            raise DataError(
+                f"--confusion-round {round_}: {d} has rounds 0 to {last}; choose one of "
+                "those (the default is each run's final round)."
+            )
+    if not any(confusions):
+        raise DataError(
+            f"--confusion-round {round_}: none of the runs has confusion matrices (no "
+            "confusion.jsonl: runs made before they were recorded); drop the option."
+        )
+
+
 def build_report(
     run_dirs: list[Path],
     out: Path,
     *,
     methods: tuple[str, ...] | None = None,
     force: bool = False,
+    confusion_round: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Write figures, ``report.md`` and ``report.json`` for ``run_dirs`` into ``out``.
 
@@ -233,6 +264,11 @@ def build_report(
     defaults are not: a run without FisherMask or LPLgrad still gets its tables).
     Unless ``force``, a report already in ``out`` that covers other run directories is
     not overwritten (:func:`check_overwrite`).
+
+    Each run with a ``confusion.jsonl`` gets a figure of its confusion matrices per strategy
+    at ``confusion_round`` (default: the run's final round); a round that such a run does
+    not have is refused before anything is written. Runs made before confusion matrices
+    were recorded get none, which ``say`` (when given) is told once for all of them.
     """
     out = Path(out)
     for d in run_dirs:
@@ -243,6 +279,9 @@ def build_report(
     if not force:
         check_overwrite(run_dirs, out)
     tables = [read_results(Path(d) / "results.csv") for d in run_dirs]  # all read before writing
+    confusions = [read_confusion(Path(d)) for d in run_dirs]
+    if confusion_round is not None:
+        check_confusion_round(confusion_round, run_dirs, tables, confusions)
     if methods is None:
         methods = METHODS
     else:
@@ -250,7 +289,8 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     md = ["# Active learning results", ""]
     data: list[dict[str, Any]] = []
-    for d, rows, stem in zip(map(Path, run_dirs), tables, output_names(run_dirs), strict=True):
+    runs = zip(map(Path, run_dirs), tables, confusions, output_names(run_dirs), strict=True)
+    for d, rows, confusion, stem in runs:
         title = _title(d)
         fig = plot_learning_curves(rows, out / f"{stem}_curves.png", title=title)
         summary = summarize(rows)
@@ -349,7 +389,29 @@ def build_report(
         if profiles:
             entry["mask_profile"] = next(iter(profiles.values()))
             entry["mask_profiles"] = profiles
+        if confusion:  # runs made before confusion matrices were recorded: no section at all
+            r = last_round(rows) if confusion_round is None else confusion_round
+            at = confusions_at(confusion, r, run_order)
+            if at:
+                fig = plot_confusions(at, out / f"{stem}_confusion.png", title)
+                md += [f"![confusion matrices at round {r}]({fig.name})", ""]
+                entry["confusion"] = {s: c.to_json() for s, c in at.items()}
+            lacking = [s for s in run_order if s not in at]
+            if lacking:
+                md += [
+                    f"No confusion matrix at round {r} for {', '.join(lacking)} (rounds "
+                    "committed before confusion matrices were recorded, or not run yet).",
+                    "",
+                ]
         data.append(entry)
+    without = [str(d) for d, c in zip(run_dirs, confusions, strict=True) if not c]
+    if without and say is not None:
+        say(
+            f"note: no confusion matrices in {', '.join(without)} (no confusion.jsonl: "
+            f"{'a run' if len(without) == 1 else 'runs'} made before they were recorded); "
+            "the report has none for "
+            f"{'it' if len(without) == 1 else 'them'}."
+        )
     write_text_atomic(out / "report.md", "\n".join(md) + "\n")
     write_json_atomic(out / "report.json", data)
     return out / "report.md"

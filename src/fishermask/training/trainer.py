@@ -53,6 +53,8 @@ class Metrics:
     accuracy: float
     balanced_accuracy: float
     per_class_accuracy: tuple[float, ...]  # nan for classes absent from the evaluation set
+    # [C_true, C_pred] counts: row t, column p = items of class t predicted as p
+    confusion: tuple[tuple[int, ...], ...] = ()
 
 
 EpochCallback = Callable[[int, int, float], None]  # (epoch, epoch_limit, train_accuracy)
@@ -218,6 +220,7 @@ def evaluate(
 
 
 def metrics_from_predictions(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> Metrics:
+    """Metrics of predicted classes ``pred`` [N] against ``labels`` [N], both in 0..C-1."""
     correct = (pred == labels).to(torch.float64)
     per_class = []
     for c in range(num_classes):
@@ -228,4 +231,15 @@ def metrics_from_predictions(pred: torch.Tensor, labels: torch.Tensor, num_class
         accuracy=float(correct.mean()) if len(correct) else float("nan"),
         balanced_accuracy=sum(present) / len(present) if present else float("nan"),
         per_class_accuracy=tuple(per_class),
+        confusion=confusion_matrix(pred, labels, num_classes),
     )
+
+
+def confusion_matrix(
+    pred: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> tuple[tuple[int, ...], ...]:
+    """``[C_true, C_pred]`` counts: entry (t, p) is how many items of class t were predicted
+    as p (one ``bincount`` over the predictions already made for the accuracy)."""
+    flat = labels.to(torch.int64) * num_classes + pred.to(torch.int64)  # [N]
+    counts = torch.bincount(flat, minlength=num_classes * num_classes)  # [C * C]
+    return tuple(tuple(row) for row in counts.view(num_classes, num_classes).tolist())
