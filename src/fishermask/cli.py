@@ -408,11 +408,14 @@ def _run(
         markup=False,
         soft_wrap=True,
     )
-    check_run_dir(exp, out_dir)  # before saying "resuming": a different run is refused
+    extension = check_run_dir(exp, out_dir)  # before saying "resuming": another run is refused
     done, total = _rounds_done(exp, out_dir)
     if done:
         err_console.print(
-            f"resuming {out_dir}: {done} of {total} rounds were done earlier"
+            f"extending {out_dir} from {extension[0] - 1} to {extension[1] - 1} queries per "
+            f"trial: {done} of {total} rounds were done earlier"
+            if extension is not None
+            else f"resuming {out_dir}: {done} of {total} rounds were done earlier"
             if done < total
             else f"{out_dir} is complete ({total} rounds); reprinting its summary",
             highlight=False,

@@ -306,3 +306,91 @@ def test_a_run_made_before_confusion_matrices_resumes_and_reports(tmp_path: Path
     assert res.exit_code == 0, res.output
     md = (tmp_path / "rep0/report.md").read_text()
     assert "No confusion matrix at round 1 for entropy" in md
+
+
+def _cli_run(out: Path, *extra: str) -> object:
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    args = ["run", "--dataset", "digits", "--model", "cnn", "--width", "0.25"]
+    args += ["--max-epochs", "2", "--batch-size", "32", "--initial", "20", "--query-size", "10"]
+    args += ["-s", "random,entropy,kcenter", "--seeds", "2", "--device", "cpu"]
+    args += ["--workers", "1", "--no-progress", "--out", str(out), *extra]
+    return CliRunner().invoke(app, args)
+
+
+def _without_timings(path: Path) -> list[list[str]]:
+    rows = list(csv.reader(open(path)))
+    drop = {rows[0].index(k) for k in ("query_seconds", "train_seconds")}
+    return [[v for i, v in enumerate(row) if i not in drop] for row in rows]
+
+
+def test_extending_a_finished_run_equals_the_longer_run_from_the_start(tmp_path: Path) -> None:
+    """3 rounds, then the same command with --rounds 5 and the same --out, gives the rounds of
+    a 5-round run: the first 3 are kept, rounds 4 and 5 continue from the saved state."""
+    res = _cli_run(tmp_path / "grown", "--rounds", "3")
+    assert res.exit_code == 0, res.output
+    kept = (tmp_path / "grown/trials/entropy__seed1/round_003.json").read_text()
+    res = _cli_run(tmp_path / "grown", "--rounds", "5")
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert f"extending {tmp_path / 'grown'} from 3 to 5 queries per trial: 24 of 36 rounds" in said
+    assert (tmp_path / "grown/trials/entropy__seed1/round_003.json").read_text() == kept
+    res = _cli_run(tmp_path / "direct", "--rounds", "5")
+    assert res.exit_code == 0, res.output
+    for name in ("queries.jsonl", "confusion.jsonl"):
+        grown = (tmp_path / "grown" / name).read_text()
+        assert grown == (tmp_path / "direct" / name).read_text(), name
+    grown = _without_timings(tmp_path / "grown/results.csv")
+    assert grown == _without_timings(tmp_path / "direct/results.csv")
+    assert len(grown) == 1 + 3 * 2 * 6
+    meta = json.loads((tmp_path / "grown/config.json").read_text())
+    assert meta["config"]["loop"]["rounds"] == 5 and meta["query_sizes"] == [10] * 5
+    assert meta["extended"] == [
+        {
+            "loop": {"initial": 20, "query_size": 10, "rounds": 3, "budget": None},
+            "query_sizes": [10] * 3,
+        }
+    ]
+    # rerunning the longer command: complete; the shorter one now asks for fewer rounds
+    res = _cli_run(tmp_path / "grown", "--rounds", "5")
+    assert res.exit_code == 0 and "is complete (36 rounds)" in " ".join(res.stderr.split())
+    res = _cli_run(tmp_path / "grown", "--rounds", "3")
+    assert res.exit_code == 2
+    assert "different configuration (differs in: config.loop.rounds)" in res.stderr
+
+
+def test_only_a_longer_schedule_is_accepted_in_an_existing_run(tmp_path: Path) -> None:
+    from fishermask.errors import ConfigError
+    from fishermask.experiments.runner import check_run_dir, open_run_dir
+
+    def exp(loop: dict, **train: object) -> Experiment:
+        raw = {**SMALL, "loop": {"initial": 20, "query_size": 10, **loop}}
+        raw["train"] = {**SMALL["train"], **train}
+        return Experiment.prepare(ExperimentConfig.from_dict(raw))
+
+    open_run_dir(exp({"budget": 50}), tmp_path)  # queries 10, 10, 10
+    assert check_run_dir(exp({"budget": 70}), tmp_path) == (4, 6)
+    assert check_run_dir(exp({"rounds": 3}), tmp_path) is None  # the same schedule
+    assert check_run_dir(exp({"rounds": 4}), tmp_path) == (4, 5)
+    other = r"different configuration \(differs in: "
+    with pytest.raises(ConfigError, match=other + r"config\.loop\.budget\)"):
+        check_run_dir(exp({"budget": 40}), tmp_path)  # fewer rounds
+    with pytest.raises(ConfigError, match=other + r"config\.loop\.budget, config\.train\.lr\)"):
+        check_run_dir(exp({"budget": 70}, lr=0.01), tmp_path)  # more rounds and another change
+    with pytest.raises(ConfigError, match=other + r"config\.loop\.budget, config\.loop\.query_"):
+        check_run_dir(exp({"budget": 70, "query_size": 5}), tmp_path)
+
+    cut = tmp_path / "cut"
+    open_run_dir(exp({"budget": 45}), cut)  # queries 10, 10, 5: the last one cut to land on 45
+    before = (cut / "config.json").read_text()
+    with pytest.raises(ConfigError) as e:
+        open_run_dir(exp({"budget": 80}), cut)
+    assert str(e.value) == (
+        f"{cut} holds a run whose last query (round 3) labeled 5 images to land on its budget "
+        "45; asked for the longer schedule from the start it would label 10 there, so every "
+        "later round would differ and it cannot be extended exactly; use a new --out, or "
+        f"delete {cut} to start over."
+    )
+    assert (cut / "config.json").read_text() == before

@@ -44,36 +44,90 @@ def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
     return {"config": cfg, "dataset": meta["dataset"]}
 
 
-def check_run_dir(exp: Experiment, out_dir: Path, meta: dict[str, Any] | None = None) -> None:
-    """Refuse an ``out_dir`` whose ``config.json`` records another experiment (writes nothing)."""
+#: The configuration keys an existing run may change: they only lengthen its schedule.
+_SCHEDULE_KEYS = {"config.loop.rounds", "config.loop.budget"}
+
+
+def check_run_dir(
+    exp: Experiment, out_dir: Path, meta: dict[str, Any] | None = None
+) -> tuple[int, int] | None:
+    """Refuse an ``out_dir`` whose ``config.json`` records another experiment (writes nothing).
+
+    One change is accepted: more rounds (``loop.rounds``, or a ``loop.budget`` whose queries
+    begin with all of the recorded run's). The rounds already committed are then the first
+    rounds of the longer run, exactly (every draw is seeded by ``(seed, round, purpose)`` and
+    no setting depends on the number of rounds), and the trials continue from them. Returns
+    ``(rounds before, rounds after)`` for such an extension, else ``None``.
+    """
     path = Path(out_dir) / "config.json"
     if not path.exists():
-        return
+        return None
     meta = exp.metadata() if meta is None else meta
     old = json.loads(path.read_text())
-    if _comparable(old) != _comparable(meta):
-        diff = _diff_keys(_comparable(old), _comparable(meta))
-        raise ConfigError(
-            f"{out_dir} holds a run with a different configuration (differs in: "
-            f"{', '.join(diff[:6])}); use a new --out, or delete {out_dir} to start over."
-        )
+    before, after = _comparable(old), _comparable(meta)
+    if before == after:
+        return None
+    diff = _diff_keys(before, after)
+    if set(diff) <= _SCHEDULE_KEYS:
+        old_sizes, new_sizes = old.get("query_sizes"), meta["query_sizes"]
+        if isinstance(old_sizes, list) and new_sizes[: len(old_sizes)] == old_sizes:
+            if len(new_sizes) == len(old_sizes):
+                return None  # the same schedule, given the other way (rounds / budget)
+            return len(old_sizes) + 1, len(new_sizes) + 1
+        _refuse_cut_last_query(out_dir, old, old_sizes, new_sizes)
+    raise ConfigError(
+        f"{out_dir} holds a run with a different configuration (differs in: "
+        f"{', '.join(diff[:6])}); use a new --out, or delete {out_dir} to start over."
+    )
 
 
-def open_run_dir(exp: Experiment, out_dir: Path) -> None:
+def _refuse_cut_last_query(out_dir: Path, old: dict[str, Any], old_sizes: Any, new: list) -> None:
+    """Refuse, saying why, a longer schedule that a run cut short to land on its budget
+    cannot be extended to exactly: its last query was smaller than the longer run's."""
+    if not isinstance(old_sizes, list) or not old_sizes or len(new) < len(old_sizes):
+        return
+    i = len(old_sizes) - 1
+    if new[:i] != old_sizes[:i] or old_sizes[i] >= new[i]:
+        return
+    budget = old.get("config", {}).get("loop", {}).get("budget")
+    raise ConfigError(
+        f"{out_dir} holds a run whose last query (round {i + 1}) labeled {old_sizes[i]} images "
+        f"to land on its budget {budget}; asked for the longer schedule from the start it "
+        f"would label {new[i]} there, so every later round would differ and it cannot be "
+        f"extended exactly; use a new --out, or delete {out_dir} to start over."
+    )
+
+
+def open_run_dir(exp: Experiment, out_dir: Path) -> tuple[int, int] | None:
     """Create ``out_dir`` with ``config.json``, or check that it holds this same experiment.
 
-    An existing ``config.json`` is never rewritten: it records the run as first started
-    (each round records the environment it ran in).
+    An existing ``config.json`` is never rewritten (it records the run as first started;
+    each round records the environment it ran in), except when this run extends it to more
+    rounds (:func:`check_run_dir`, whose answer is returned): then its configuration and
+    ``query_sizes`` become this run's and ``extended`` lists the schedules it had before.
     """
     out_dir = Path(out_dir)
     meta = exp.metadata()
     path = out_dir / "config.json"
-    check_run_dir(exp, out_dir, meta)
+    extension = check_run_dir(exp, out_dir, meta)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.rglob(".*.tmp"):  # left by a run killed mid-write
         stale.unlink(missing_ok=True)
     if not path.exists():
         write_json_atomic(path, meta)
+    elif extension is not None:
+        old = json.loads(path.read_text())
+        earlier = {"loop": old["config"]["loop"], "query_sizes": old["query_sizes"]}
+        write_json_atomic(
+            path,
+            {
+                **old,
+                "config": meta["config"],
+                "query_sizes": meta["query_sizes"],
+                "extended": [*old.get("extended", []), earlier],
+            },
+        )
+    return extension
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
