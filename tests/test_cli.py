@@ -110,7 +110,18 @@ def test_unknown_strategy_and_config_key(tmp_path: Path) -> None:
     _fails(["--config", str(cfg)], tmp_path, "qurey_size")
 
 
-def test_config_file_profile_and_cli_override(tmp_path: Path) -> None:
+def test_config_file_profile_and_cli_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fishermask.reporting import outputs
+
+    titles: list[str] = []
+    plot = outputs.plot_learning_curves
+    monkeypatch.setattr(
+        outputs,
+        "plot_learning_curves",
+        lambda rows, path, **kw: titles.append(kw["title"]) or plot(rows, path, **kw),
+    )
     cfg = tmp_path / "exp.yaml"
     cfg.write_text(
         "data: {dataset: digits}\n"
@@ -148,6 +159,11 @@ def test_config_file_profile_and_cli_override(tmp_path: Path) -> None:
     for f in ("results.csv", "queries.jsonl", "config.json", "learning_curves.png", "summary.md"):
         assert (out / f).exists(), f
     assert "learning_curves.png" in res.stdout
+    # the run's plot, summary and table are titled with the model, width and schedule
+    title = "digits — mlp width 0.25, 10 → 17 labels by 7"
+    assert titles == [title]
+    assert (out / "summary.md").read_text().startswith(f"# {title}\n")
+    assert f"{title}: accuracy (%)" in " ".join(res.stdout.split())
     assert meta["train"]["max_steps"] == 2 and meta["train"]["epochs"] == 3
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 2 * 2

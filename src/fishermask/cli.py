@@ -390,7 +390,7 @@ def _run(
     from fishermask.experiments.runner import Experiment, check_run_dir, run_experiment
     from fishermask.reporting import summary_table
     from fishermask.reporting.compare import headline
-    from fishermask.reporting.outputs import write_run_outputs
+    from fishermask.reporting.outputs import run_title, write_run_outputs
 
     start = time.perf_counter()
     exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
@@ -435,7 +435,7 @@ def _run(
             130,
         )
     order = [s.key for s in cfg.strategies]
-    title = f"{ds.name}" + (f" ({cfg.data.preset})" if cfg.data.preset else "")
+    title = run_title(out_dir)  # data set, model, width and schedule, as `report` titles it
     rows, summary, plot = write_run_outputs(out_dir, order, title)
     table = Table(title=escape(f"{title}: accuracy (%), mean ± std over seeds"))
     header, cells = summary_table(summary)

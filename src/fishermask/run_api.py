@@ -107,9 +107,7 @@ def run(
         records = run_experiment(
             exp, out_dir, progress=bar, workers=workers, executor=executor, address=address
         )
-    order = [s.key for s in cfg.strategies]
-    title = name + (f" ({cfg.data.preset})" if cfg.data.preset else "")
-    write_run_outputs(out_dir, order, title)
+    write_run_outputs(out_dir, [s.key for s in cfg.strategies])  # titled as `report` does
     return records
 
 

@@ -96,6 +96,9 @@ def test_api_run_writes_a_complete_run_dir(api_run: Path, tmp_path: Path) -> Non
     assert len(data["sha256"]) == 64
     assert meta["dataset"]["name"] == "digits" and meta["dataset"]["classes"] == NAMES
     assert "acc_digit9" in _results(api_run)[0]
+    m, loop = meta["config"]["model"], meta["config"]["loop"]  # titled with model and schedule
+    head = f"# digits — {m['name']} width {m['width']}, {loop['initial']} → "
+    assert (api_run / "summary.md").read_text().startswith(head)
     report = build_report([api_run], tmp_path / "report")
     assert "digits" in report.read_text()
 

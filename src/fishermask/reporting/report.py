@@ -34,32 +34,10 @@ from fishermask.reporting.compare import (  # noqa: E402
     round_zero_differences,
 )
 from fishermask.reporting.confusion import confusions_at, last_round, plot_confusions  # noqa: E402
+from fishermask.reporting.outputs import run_title  # noqa: E402
 from fishermask.reporting.plots import plot_learning_curves, save_figure  # noqa: E402
 from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
 from fishermask.text import slug  # noqa: E402
-
-
-def _title(run_dir: Path) -> str:
-    cfg = run_dir / "config.json"
-    if cfg.exists():
-        meta = json.loads(cfg.read_text())
-        data = meta.get("config", {}).get("data", {})
-        name = meta.get("dataset", {}).get("name") or Path(str(data.get("dataset", ""))).name
-        preset = data.get("preset")
-        model = meta.get("config", {}).get("model", {})
-        bits = [name] + ([preset] if preset else [])
-        title = f"{' '.join(bits)} — {model.get('name', '')} width {model.get('width', '')}"
-        loop = meta.get("config", {}).get("loop", {})
-        if loop.get("initial") is not None and loop.get("query_size") is not None:
-            if loop.get("budget") is not None:
-                last = loop["budget"]
-            elif loop.get("rounds") is not None:
-                last = loop["initial"] + loop["rounds"] * loop["query_size"]
-            else:
-                return title
-            title += f", {loop['initial']} → {last} labels by {loop['query_size']}"
-        return title
-    return run_dir.name
 
 
 def mask_profiles(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -291,7 +269,7 @@ def build_report(
     data: list[dict[str, Any]] = []
     runs = zip(map(Path, run_dirs), tables, confusions, output_names(run_dirs), strict=True)
     for d, rows, confusion, stem in runs:
-        title = _title(d)
+        title = run_title(d)
         fig = plot_learning_curves(rows, out / f"{stem}_curves.png", title=title)
         summary = summarize(rows)
         md += [
