@@ -481,3 +481,40 @@ def test_report_of_runs_without_confusion_matrices_says_so_once(tmp_path: Path) 
     assert f"{tmp_path / 'a'}, {tmp_path / 'b'}" in said
     assert "confusion" not in (tmp_path / "rep/report.md").read_text()
     assert not list((tmp_path / "rep").glob("*confusion*"))
+
+
+def test_headline_never_shows_the_winner_behind_the_runner_up_unexplained(tmp_path: Path) -> None:
+    from fishermask.experiments.store import read_results
+    from fishermask.reporting.compare import headline
+
+    # a tie: the same AULCs on other seeds; float rounding ranks fishermask first
+    # (0.61666...67 vs ...66) while the paired mean comes out at -1.9e-17: it read "-0.00"
+    _write_run(
+        tmp_path / "tie",
+        {
+            "random": [[0.2], [0.2], [0.2]],
+            "fishermask": [[0.31], [0.72], [0.82]],
+            "entropy": [[0.82], [0.31], [0.72]],
+        },
+    )
+    line = headline(read_results(tmp_path / "tie/results.csv"))
+    assert line is not None and line.startswith("best AULC: fishermask (61.67 %")
+    assert "vs entropy +0.00 points over 3 paired seeds" in line and "-0.00" not in line
+    assert line.endswith("— the runner-up")
+    # a run stopped part-way: fishermask ranks first over its 2 finished seeds (AULC .55 and
+    # .75), entropy second over its 1 (.63), which beats fishermask's .55 on that seed
+    _write_run(
+        tmp_path / "part",
+        {
+            "random": [[0.5, 0.5], [0.5, 0.5]],
+            "fishermask": [[0.5, 0.6], [0.5, 1.0]],
+            "entropy": [[0.5, 0.76], [0.5]],
+        },
+    )
+    line = headline(read_results(tmp_path / "part/results.csv"))
+    assert line is not None
+    assert "vs entropy -8.00 points over 1 paired seed: one seed: no test — the runner-up, " in line
+    assert line.endswith(
+        "ahead of fishermask on the seeds both finished; fishermask ranks first by its mean "
+        "AULC over its 2 finished seeds (entropy: 1)"
+    )

@@ -205,7 +205,7 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
         ci = (
             ""
             if math.isnan(d.low)
-            else f" (95 % interval [{100 * low:+.2f}, {100 * high:+.2f}], unadjusted)"
+            else f" (95 % interval [{_points(low)}, {_points(high)}], unadjusted)"
         )
         if math.isnan(p_adj):
             verdict = "one seed: no test"
@@ -218,7 +218,8 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
                 else "no significant difference"
             )
             verdict += f" (p {_p(p_adj)}, Holm-adjusted over {of})"
-        return f"vs {name} {100 * mean:+.2f} points over {d.seeds} paired seeds{ci}: {verdict}"
+        seeds = f"{d.seeds} paired seed{'s' if d.seeds != 1 else ''}"
+        return f"vs {name} {_points(mean)} points over {seeds}{ci}: {verdict}"
 
     n_base = sum(1 for d in vs_base if not math.isnan(d.p_value))
     n_pairs = sum(1 for d in pairs if not math.isnan(d.p_value))
@@ -229,8 +230,29 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
     if best.strategy != baseline and any(baseline in (d.strategy, d.baseline) for d in vs_base):
         parts.append(versus(baseline, vs_base, base_adj, f"the {n_base} strategies vs {baseline}"))
     if second.strategy != baseline:
-        parts.append(
-            versus(second.strategy, pairs, pairs_adj, f"all {n_pairs} pairs of strategies")
-            + " — the runner-up"
-        )
+        line = versus(second.strategy, pairs, pairs_adj, f"all {n_pairs} pairs of strategies")
+        parts.append(line + " — the runner-up" + _runner_up_ahead(rows, best, second))
     return "; ".join(parts)
+
+
+def _points(x: float) -> str:
+    """A difference in accuracy points, signed, two decimals; never ``-0.00`` (a tie whose
+    float rounding came out below zero read as the winner losing)."""
+    v = 100 * x
+    return f"{0.0 if abs(v) < 0.005 else v:+.2f}"
+
+
+def _runner_up_ahead(rows: list[dict[str, Any]], best: Any, second: Any) -> str:
+    """Why the winner can trail the runner-up in their paired comparison: the ranking is by
+    each one's mean AULC over the seeds it finished, the comparison over the seeds both
+    finished (a run stopped part-way); ``""`` unless the runner-up is ahead there."""
+    found = [
+        d for d in paired_aulc_differences(rows, best.strategy) if d.baseline == second.strategy
+    ]
+    if not found or 100 * found[0].mean > -0.005:
+        return ""
+    return (
+        f", ahead of {best.strategy} on the seeds both finished; {best.strategy} ranks first "
+        f"by its mean AULC over its {best.seeds} finished seed{'s' if best.seeds != 1 else ''}"
+        f" ({second.strategy}: {second.seeds})"
+    )
