@@ -181,3 +181,52 @@ def test_register_model_wraps_a_plain_module() -> None:
         build_model("test_not_module", 5, (1, 8, 8))
     with pytest.raises(TypeError, match="registered twice"):
         register_model("test_headfirst", lambda c, shape, w: _HeadFirstNet(c, shape[0]))
+
+
+@pytest.mark.parametrize(
+    ("name", "width", "ignored"),
+    [
+        ("cnn", 1.001, True),  # 16/32/64/128 all round back
+        ("cnn", 1.02, False),  # 128 -> 131
+        ("mlp", 1.0009, True),  # 512 * 1.0009 = 512.46
+        ("mlp", 1.001, False),  # 512.51 -> 513
+        ("resnet18", 0.9995, True),
+        ("resnet18", 0.999, False),  # 512 -> 511
+    ],
+)
+def test_a_width_every_stage_rounds_away_is_refused_from_the_config_alone(
+    name: str, width: float, ignored: bool
+) -> None:
+    """One check for the built-in models' widths, from their stage sizes: refused already
+    when the configuration is read (before any data loads), and agreeing with the weights."""
+    from fishermask.experiments.config import ModelConfig
+    from fishermask.models import model_builder
+
+    def shapes(w: float) -> list[torch.Size]:  # the builder itself, unchecked
+        return [p.shape for p in model_builder(name)(10, (3, 32, 32), w).parameters()]
+
+    assert (shapes(width) == shapes(1.0)) == ignored
+    if ignored:
+        with pytest.raises(ConfigError, match=rf"model '{name}' ignores `width` {width:g}"):
+            ModelConfig(name=name, width=width).check()
+    else:
+        ModelConfig(name=name, width=width).check()
+
+
+def test_preparing_an_experiment_builds_no_extra_width_1_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner's own width check built a width-1 model beside the run's at every prepare
+    (every worker too); the built-in models are now checked from their sizes."""
+    from fishermask import models
+    from fishermask.experiments.config import ExperimentConfig
+    from fishermask.experiments.experiment import Experiment
+
+    widths: list[float] = []
+    cnn = models._BUILDERS["cnn"]
+    monkeypatch.setitem(
+        models._BUILDERS, "cnn", lambda c, shape, w: widths.append(w) or cnn(c, shape, w)
+    )
+    raw = {"data": {"dataset": "digits"}, "model": {"name": "cnn", "width": 0.25}}
+    Experiment.prepare(ExperimentConfig.from_dict({**raw, "strategies": ["random"]}))
+    assert widths == [0.25]

@@ -29,7 +29,7 @@ from fishermask.data.images import check_image_size
 from fishermask.data.memory import SPLITS, dataset_sha256
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import ExperimentConfig
-from fishermask.models import build_model
+from fishermask.models import build_model, check_width
 from fishermask.models.base import Classifier
 from fishermask.plugins import import_sha256
 from fishermask.strategies.base import Strategy
@@ -157,7 +157,10 @@ class Experiment:
         normalizer = Normalizer.fit(data.x_train)
         exp = cls(config, data, normalizer, device, strats, sizes, allow_env_change, imported)
         model = exp.new_model(0, 0)
-        _check_width_used(exp, model)
+        m = config.model  # a registered model of the user's own is checked once built
+        check_width(
+            m.name, m.width, model=model, num_classes=data.num_classes, image_shape=data.image_shape
+        )
         for strategy in strats.values():
             strategy.check(model)
         return exp
@@ -192,24 +195,6 @@ class Experiment:
             "query_sizes": self.query_sizes,
             "versions": environment(self.device),
         }
-
-
-def _check_width_used(exp: Experiment, model: Classifier) -> None:
-    """Refuse a ``width`` the model ignores (its builder gives the same weights at that width
-    as at 1): the run would record, and the report title show, a width it never used. That
-    is the built-in ``linear`` (one layer: nothing to widen), a width so close to 1 that every
-    layer rounds to the same size, and a registered model of the user's own that ignores it."""
-    m = exp.config.model
-    if m.width == 1.0:
-        return
-    one = build_model(m.name, exp.data.num_classes, exp.data.image_shape, 1.0)
-    shapes = [tuple(p.shape) for p in model.parameters()]
-    if shapes == [tuple(p.shape) for p in one.parameters()]:
-        raise ConfigError(
-            f"model {m.name!r} ignores `width`: its builder gives the same weights at width "
-            f"{m.width:g} as at width 1; drop --width (model.width), or use `width` in the "
-            "builder."
-        )
 
 
 def environment(device: torch.device) -> dict[str, Any]:

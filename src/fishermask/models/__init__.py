@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from fishermask.errors import ConfigError, check_choice
-from fishermask.models.base import Classifier, ModelOutput
+from fishermask.models.base import Classifier, ModelOutput, scale_widths
 from fishermask.models.dropout import has_dropout, mc_dropout
 from fishermask.models.module import ModuleClassifier
 from fishermask.models.resnet import ResNet18
@@ -56,13 +56,52 @@ def model_builder(name: str) -> Builder:
     return _BUILDERS[name]
 
 
-def check_width(name: str, width: float) -> None:
-    """Refuse a ``width`` that built-in model ``name`` cannot honour (``linear``: any but 1)."""
+#: The built-in models whose stages ``width`` scales (by :func:`~.base.scale_widths`).
+_SCALED: dict[str, type[Classifier]] = {"resnet18": ResNet18, "cnn": SmallCNN, "mlp": MLP}
+
+
+def check_width(
+    name: str,
+    width: float,
+    *,
+    model: nn.Module | None = None,
+    num_classes: int = 2,
+    image_shape: tuple[int, int, int] = (3, 32, 32),
+) -> None:
+    """Refuse a ``width`` that model ``name`` cannot honour, rather than run the width-1 model
+    while the configuration, ``config.json`` and every title record the width given.
+
+    The built-in models are checked from their sizes alone: ``linear`` has no width (any but 1
+    is refused), and ``cnn``, ``mlp`` and ``resnet18`` ignore a width so close to 1 that every
+    stage rounds to its width-1 size. A model registered with :func:`register_model` is
+    checked once built: pass it as ``model`` (built for ``num_classes`` and ``image_shape``),
+    and a builder that gives the same weight shapes at width 1 is refused.
+    """
     if name == "linear" and width != 1.0:
         raise ConfigError(
             f"model 'linear' has no width to scale (one nn.Linear from the inputs to the "
             f"classes), so width {width:g} cannot be honoured; use width 1 (--width 1, "
             "model.width: 1), or mlp or cnn for a model whose size width sets."
+        )
+    if width == 1.0:
+        return
+    if name in _SCALED:
+        base = _SCALED[name].BASE_WIDTHS
+        if scale_widths(base, width) == list(base):
+            raise ConfigError(
+                f"model {name!r} ignores `width` {width:g}: every stage rounds to its width-1 "
+                f"size ({', '.join(map(str, base))}); drop --width (model.width), or give one "
+                "that changes a stage."
+            )
+        return
+    if model is None or name in MODELS:
+        return
+    one = build_model(name, num_classes, image_shape, 1.0)  # wrapped as ``model`` was
+    if [tuple(p.shape) for p in model.parameters()] == [tuple(p.shape) for p in one.parameters()]:
+        raise ConfigError(
+            f"model {name!r} ignores `width`: its builder gives the same weights at width "
+            f"{width:g} as at width 1; drop --width (model.width), or use `width` in the "
+            "builder."
         )
 
 

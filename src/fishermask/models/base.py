@@ -119,3 +119,9 @@ class Classifier(nn.Module):
         return list(self._feature_channels)
 
     _feature_channels: tuple[int, ...] = ()
+
+
+def scale_widths(base: tuple[int, ...], width: float) -> list[int]:
+    """Channels (or units) of each stage at ``width``: ``max(1, round(c * width))`` of the
+    width-1 sizes ``base``; the one rule of every built-in model that has a width."""
+    return [max(1, round(c * width)) for c in base]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fishermask.models.base import Classifier
+from fishermask.models.base import Classifier, scale_widths
 
 
 class BasicBlock(nn.Module):
@@ -37,9 +37,11 @@ class BasicBlock(nn.Module):
 class ResNet18(Classifier):
     """CIFAR ResNet-18 with a width multiplier; any input size >= 8x8, grey or RGB."""
 
+    BASE_WIDTHS = (64, 128, 256, 512)  # stage sizes at width 1
+
     def __init__(self, num_classes: int, in_channels: int = 3, width: float = 1.0) -> None:
         super().__init__()
-        widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+        widths = scale_widths(self.BASE_WIDTHS, width)
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         layers = []

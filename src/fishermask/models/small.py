@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fishermask.models.base import Classifier
+from fishermask.models.base import Classifier, scale_widths
 
 
 class SmallCNN(Classifier):
@@ -22,9 +22,11 @@ class SmallCNN(Classifier):
 
     supports_hidden_dropout = True
 
+    BASE_WIDTHS = (16, 32, 64, 128)  # stage sizes at width 1
+
     def __init__(self, num_classes: int, in_channels: int = 1, width: float = 1.0) -> None:
         super().__init__()
-        widths = [max(1, round(c * width)) for c in (16, 32, 64, 128)]
+        widths = scale_widths(self.BASE_WIDTHS, width)
         blocks = []
         c_in = in_channels
         for c_out in widths:
@@ -60,9 +62,11 @@ class MLP(Classifier):
 
     supports_hidden_dropout = True
 
+    BASE_WIDTHS = (512, 256, 256, 128)  # stage sizes at width 1
+
     def __init__(self, num_classes: int, input_dim: int, width: float = 1.0) -> None:
         super().__init__()
-        widths = [max(1, round(c * width)) for c in (512, 256, 256, 128)]
+        widths = scale_widths(self.BASE_WIDTHS, width)
         self.layers = nn.ModuleList()
         d_in = input_dim
         self._input_dim = d_in
