@@ -360,21 +360,23 @@ def _check_recipe(
             )
 
 
-def _rounds_done(exp: Any, out_dir: Path) -> tuple[int, int]:
-    """Committed rounds already in ``out_dir`` for this experiment, and the total to run."""
+def _rounds_done(exp: Any, out_dir: Path) -> tuple[int, int, int]:
+    """Committed rounds already in ``out_dir`` for this experiment, the total to run, and how
+    many of the committed ones have no confusion matrix (made before it was recorded)."""
     from fishermask.experiments.store import TrialStore
 
     cfg = exp.config
     n_rounds = len(exp.query_sizes) + 1
     total = n_rounds * len(cfg.strategies) * len(cfg.seeds)
     if not (Path(out_dir) / "config.json").exists():
-        return 0, total
-    done = sum(
-        len(TrialStore(out_dir, spec.key, seed).records(n_rounds))
+        return 0, total, 0
+    records = [
+        rec
         for spec in cfg.strategies
         for seed in cfg.seeds
-    )
-    return done, total
+        for rec in TrialStore(out_dir, spec.key, seed).records(n_rounds)
+    ]
+    return len(records), total, sum("confusion" not in rec for rec in records)
 
 
 def _run(
@@ -409,7 +411,7 @@ def _run(
         soft_wrap=True,
     )
     extension = check_run_dir(exp, out_dir)  # before saying "resuming": another run is refused
-    done, total = _rounds_done(exp, out_dir)
+    done, total, without_confusion = _rounds_done(exp, out_dir)
     if done:
         err_console.print(
             f"extending {out_dir} from {extension[0] - 1} to {extension[1] - 1} queries per "
@@ -418,6 +420,14 @@ def _run(
             else f"resuming {out_dir}: {done} of {total} rounds were done earlier"
             if done < total
             else f"{out_dir} is complete ({total} rounds); reprinting its summary",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    if without_confusion:
+        err_console.print(
+            f"note: {without_confusion} of those rounds were committed before confusion "
+            "matrices were recorded and have none; confusion.jsonl holds the others.",
             highlight=False,
             markup=False,
             soft_wrap=True,

@@ -394,3 +394,18 @@ def test_only_a_longer_schedule_is_accepted_in_an_existing_run(tmp_path: Path) -
         f"delete {cut} to start over."
     )
     assert (cut / "config.json").read_text() == before
+
+
+def test_resuming_a_run_made_before_confusion_matrices_says_so_once(tmp_path: Path) -> None:
+    res = _cli_run(tmp_path, "--rounds", "1")
+    assert res.exit_code == 0, res.output
+    for path in (tmp_path / "trials").rglob("round_*.json"):  # as an older version wrote them
+        rec = json.loads(path.read_text())
+        del rec["confusion"]
+        path.write_text(json.dumps(rec))
+    res = _cli_run(tmp_path, "--rounds", "2")
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert said.count("note: 12 of those rounds were committed before confusion matrices") == 1
+    lines = [json.loads(line) for line in open(tmp_path / "confusion.jsonl")]
+    assert {x["round"] for x in lines} == {2} and len(lines) == 6

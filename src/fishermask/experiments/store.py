@@ -327,6 +327,8 @@ def aggregate(
     )
     if confusion:
         write_text_atomic(out_dir / CONFUSION_FILE, confusion)
+    else:  # no record has one (any more): no file that outlives them
+        (out_dir / CONFUSION_FILE).unlink(missing_ok=True)
     return recs
 
 
