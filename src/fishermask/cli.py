@@ -427,7 +427,14 @@ def _run(
     if without_confusion:
         err_console.print(
             f"note: {without_confusion} of those rounds were committed before confusion "
-            "matrices were recorded and have none; confusion.jsonl holds the others.",
+            "matrices were recorded and have none; "
+            + (
+                "confusion.jsonl holds the others."
+                if without_confusion < done
+                else "rounds run from now on have one (in confusion.jsonl)."
+                if done < total
+                else "`fishermask report` draws none for this run."
+            ),
             highlight=False,
             markup=False,
             soft_wrap=True,

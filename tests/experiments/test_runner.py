@@ -407,5 +407,6 @@ def test_resuming_a_run_made_before_confusion_matrices_says_so_once(tmp_path: Pa
     assert res.exit_code == 0, res.output
     said = " ".join(res.stderr.split())
     assert said.count("note: 12 of those rounds were committed before confusion matrices") == 1
+    assert "rounds run from now on have one (in confusion.jsonl)" in said
     lines = [json.loads(line) for line in open(tmp_path / "confusion.jsonl")]
     assert {x["round"] for x in lines} == {2} and len(lines) == 6
