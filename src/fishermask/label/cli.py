@@ -179,6 +179,8 @@ def init(
         highlight=False,
         soft_wrap=True,
     )
+    if note := p.copies_note():
+        _say(note)
     per_class = list(c["per_class"].values())
     if min(per_class) >= p.settings["min_per_class"] and sum(k > 0 for k in per_class) >= 2:
         # labels given with --labels are enough for a model: without one, the first batch
@@ -319,6 +321,8 @@ def scan(
         highlight=False,
         soft_wrap=True,
     )
+    if added and (note := p.copies_note()):
+        _say(note)
 
 
 def _refuse_lost_folder(p: Any) -> None:
@@ -705,7 +709,9 @@ def status(
             "own current labels differ (path, current label, each annotator's label); or "
             "labeled: the labeled images (path, label, by, when, the latest model's "
             "probability of the label and its guess), likely mistakes first (the lowest "
-            "probability of the label), newest first without a model.",
+            "probability of the label), newest first without a model; or copies: the images "
+            "whose file is a byte-for-byte copy of an earlier one (path, copy_of, and both "
+            "labels).",
         ),
     ] = None,
     format: Annotated[
@@ -721,12 +727,12 @@ def status(
         from fishermask.label.project import parse_set_aside
 
         words = [] if list_ is None else list_.split(",")
-        alone = ("disagreements", "labeled")
+        alone = ("disagreements", "labeled", "copies")
         bad = [w for w in words if w not in ("skipped", "skip", "unsure", *alone)]
         if bad:
             _fail(
-                f"--list {bad[0]!r}: use skipped, unsure (or skipped,unsure), disagreements or "
-                "labeled."
+                f"--list {bad[0]!r}: use skipped, unsure (or skipped,unsure), disagreements, "
+                "labeled or copies."
             )
         single = next((w for w in alone if w in words), None)
         if single is not None and list_ != single:
@@ -740,9 +746,19 @@ def status(
         if single == "labeled":
             _print_labeled(p, format or "csv")
             return
+        if single == "copies":
+            rows = p.copy_rows()
+            if rows:
+                _write_rows(rows, format or "csv")
+            else:
+                _say("no copies: no two image files have the same bytes.")
+                if format == "json":
+                    sys.stdout.write("[]\n")
+            return
         if kinds is None:
             st = p.status()
             st["new_files"] = p.new_files()
+            st["copies"] = len(p.store.copies())
             console.print_json(json.dumps(st))
             if hint := p.new_files_hint():
                 _say(hint)

@@ -336,7 +336,11 @@ def sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def fold_of(image_id: int) -> int:
+def fold_of(image_id: int, copies: dict[int, int] | None = None) -> int:
+    """The cross-validation fold of an image; a copy of an earlier image (``copies``, from
+    :meth:`Store.copies`) is in that image's fold, so the held-out estimate never scores a
+    model on the bytes it was trained on."""
+    image_id = (copies or {}).get(image_id, image_id)
     return int(hashlib.sha256(f"fold:{image_id}".encode()).hexdigest()[:8], 16) % FOLDS
 
 
@@ -1298,7 +1302,8 @@ class Project:
         held-out prediction as ``(image_id, label, predicted class, its probability)``.
         """
         ids, pos, y = self._labeled_tensors(labeled, id_pos)
-        folds = torch.tensor([fold_of(i) for i in ids])
+        copies = self.store.copies()
+        folds = torch.tensor([fold_of(i, copies) for i in ids])
         n = len(ids)
         present = len(set(y.tolist()))
         if n >= int(self.settings["cv_below"]):
@@ -1518,13 +1523,22 @@ class Project:
         from fishermask.strategies.kcenter import k_center_greedy
 
         id_pos = {i: p for p, i in enumerate(ids)}
-        cand = torch.tensor([p for p, i in enumerate(ids) if i not in current], dtype=torch.int64)
+        # an image with the bytes of one seen before (or of one with a lower id) is never
+        # queued: labeling it again would spend the budget on nothing new
+        copies = self.store.copies()
+        seen = {copies.get(i, i) for i in current}
+        cand = torch.tensor(
+            [p for p, i in enumerate(ids) if i not in copies and i not in seen], dtype=torch.int64
+        )
         lab_ids = sorted(labeled)
         lab_pos = torch.tensor([id_pos[i] for i in lab_ids], dtype=torch.int64)
         lab_y = torch.tensor([labeled[i] for i in lab_ids], dtype=torch.int64)
         budget = min(n or int(self.settings["batch"]), len(cand))
         if budget == 0:
-            return [], "every image has been seen: nothing left to label", {}
+            left = "every image has been seen: nothing left to label"
+            if copies:
+                left += f" ({len(copies)} copies of other images are never shown)"
+            return [], left, {}
         counts = torch.bincount(lab_y, minlength=len(self.classes)).tolist()
         need = int(self.settings["min_per_class"])
         lacking = [f"{c}: {k}" for c, k in zip(self.classes, counts, strict=True) if k < need]
@@ -1717,6 +1731,39 @@ class Project:
             "batch_left": self.store.batch_left(),
             "strategy": self.settings["strategy"],
         }
+
+    def copy_rows(self) -> list[dict[str, Any]]:
+        """The images whose file is a byte-for-byte copy of an earlier one: ``{"path",
+        "copy_of", "label", "copy_of_label"}`` each (labels as class names, None when
+        unlabeled), by path."""
+        copies = self.store.copies()
+        if not copies:
+            return []
+        paths = {r.id: r.path for r in self.store.images()}
+        labels = self.store.current_labels()
+
+        def name(i: int) -> str | None:
+            return self.classes[labels[i]] if i in labels else None
+
+        rows = [
+            {"path": paths[i], "copy_of": paths[f], "label": name(i), "copy_of_label": name(f)}
+            for i, f in copies.items()
+        ]
+        return sorted(rows, key=lambda r: r["path"])
+
+    def copies_note(self) -> str | None:
+        """One line on the images that are copies of others (or None without any): what the
+        tool does with them and how to list them."""
+        rows = self.copy_rows()
+        if not rows:
+            return None
+        eg = rows[0]
+        return (
+            f"{len(rows)} image file(s) are byte-for-byte copies of others (e.g. {eg['path']} "
+            f"= {eg['copy_of']}): a batch never shows a copy of an image already seen or "
+            "chosen, and the held-out accuracy keeps copies on the same side; `fishermask "
+            f"label status {self.dir} --list copies` lists them"
+        )
 
     def disagreements(self) -> list[dict[str, Any]]:
         """The images whose annotators' own current labels differ, by path:

@@ -579,6 +579,17 @@ class Store:
             ImageRow(**dict(r)) for r in self.query(f"SELECT {_IMAGE_COLS} FROM images ORDER BY id")
         ]
 
+    def copies(self) -> dict[int, int]:
+        """``{image id: the first image with the same bytes}`` for every image whose file is
+        a byte-for-byte copy of an image added before it (same SHA-256); empty without
+        copies."""
+        rows = self.query(
+            "SELECT i.id AS id, f.first AS first FROM images i JOIN (SELECT sha256, MIN(id) AS "
+            "first FROM images GROUP BY sha256 HAVING COUNT(*) > 1) f ON i.sha256 = f.sha256 "
+            "WHERE i.id != f.first ORDER BY i.id"
+        )
+        return {int(r["id"]): int(r["first"]) for r in rows}
+
     def image(self, image_id: int) -> ImageRow | None:
         if image_id not in _INT64:
             return None
