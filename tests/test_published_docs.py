@@ -1,0 +1,63 @@
+"""The hand-written prose of docs/results/README.md against the generated report.json.
+
+report.md is checked byte for byte against the committed results (test_report.py); the
+README's own comparison tables are copied by hand, so they are checked here: every
+difference, interval and verdict must be what report.json holds, verdicts Holm-adjusted
+as in report.md (an unadjusted "better" read as a claim the report does not make).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs/results"
+
+
+def _num(text: str) -> float:
+    return float(text.replace("−", "-").replace("+", ""))
+
+
+def _readme_comparisons() -> list[tuple[str, str, list[str]]]:
+    """``(run, baseline, cells)`` of every row of a "Does FisherMask beat each baseline?"
+    table in the README; ``run`` from the section's ``--out runs/<run>``."""
+    out = []
+    run = None
+    in_table = False
+    rows_here = 0
+    for line in (RESULTS / "README.md").read_text().splitlines():
+        m = re.search(r"--out runs/(\S+)", line)
+        if m:
+            run = m.group(1)
+        if line.startswith("**Does FisherMask beat each baseline?**"):
+            in_table, rows_here = True, 0
+            continue
+        if in_table and line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if cells[0] in ("baseline",) or set(cells[0]) <= set("-:"):
+                continue
+            assert run is not None
+            out.append((run, cells[0], cells))
+            rows_here += 1
+        elif in_table and rows_here and not line.startswith("|") and line.strip():
+            in_table = False
+    return out
+
+
+def test_readme_comparison_tables_match_report_json_with_holm_verdicts() -> None:
+    report = {Path(e["run_dir"]).name: e for e in json.loads((RESULTS / "report.json").read_text())}
+    rows = _readme_comparisons()
+    assert len(rows) >= 24, "the README's three comparison tables were not found"
+    for run, baseline, cells in rows:
+        diffs = {
+            d["baseline"]: d for d in report[run]["differences"] if d["strategy"] == "fishermask"
+        }
+        d = diffs[baseline]
+        where = f"docs/results/README.md, {run}, fishermask vs {baseline}"
+        assert abs(_num(cells[1]) - 100 * d["mean"]) < 0.006, where
+        low, high = (_num(x) for x in cells[2].strip("[]").split(","))
+        assert abs(low - 100 * d["low"]) < 0.006 and abs(high - 100 * d["high"]) < 0.006, where
+        verdict = re.sub(r"\s*\(.*\)$", "", cells[-1]).removeprefix("FisherMask ")
+        assert verdict == d["verdict_holm"], f"{where}: says {cells[-1]!r}, report.md Holm: {d}"
