@@ -518,3 +518,162 @@ def test_headline_never_shows_the_winner_behind_the_runner_up_unexplained(tmp_pa
         "ahead of fishermask on the seeds both finished; fishermask ranks first by its mean "
         "AULC over its 2 finished seeds (entropy: 1)"
     )
+
+
+def _curve_styles(figs: list) -> list[dict[str, tuple[str, str, str]]]:
+    """Per learning-curve figure: legend label (without ``(n=..)``) -> colour, dash, marker."""
+    from matplotlib.colors import to_hex
+
+    out = []
+    for fig in figs:
+        ax = fig.axes[0]
+        out.append(
+            {
+                ln.get_label().split(" (n=")[0]: (
+                    to_hex(ln.get_color()),
+                    ln.get_linestyle(),
+                    ln.get_marker(),
+                )
+                for ln in ax.get_lines()
+            }
+        )
+    return out
+
+
+def test_a_strategy_keeps_its_look_in_every_figure_of_a_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Colours went by position in each run: FisherMask was purple in one figure and brown
+    in the next of the same paper (C4 after random..kcenter, C5 after bait)."""
+    import fishermask.reporting.plots as plots
+
+    _write_run(
+        tmp_path / "a",
+        {s: [[0.3, 0.4]] for s in ("random", "entropy", "fishermask", "mine")},
+    )
+    _write_run(
+        tmp_path / "b",
+        {s: [[0.3, 0.4]] for s in ("random", "margin", "kcenter", "bait", "mine", "fishermask")},
+    )
+    figs: list = []
+    real = plots.save_figure
+    monkeypatch.setattr(
+        plots, "save_figure", lambda fig, path, formats=(): figs.append(fig) or real(fig, path)
+    )
+    assert _report(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "rep").exit_code == 0
+    a, b = _curve_styles(figs)
+    assert (
+        a["fishermask"]
+        == b["fishermask"]
+        == _curve_styles([_single_figure(tmp_path, monkeypatch, "fishermask")])[0]["fishermask"]
+    )
+    assert a["random"] == b["random"] and a["mine"] == b["mine"]
+    for styles in (a, b):
+        assert len(set(styles.values())) == len(styles)
+
+
+def _single_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str):
+    """The figure of a one-strategy run (``strategy`` alone, so first in the run)."""
+    import fishermask.reporting.plots as plots
+    from fishermask.experiments.store import read_results
+
+    _write_run(tmp_path / "alone", {strategy: [[0.3, 0.4]]})
+    figs: list = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, formats=(): figs.append(fig))
+    plots.plot_learning_curves(read_results(tmp_path / "alone/results.csv"), tmp_path / "x.png")
+    return figs[0]
+
+
+def test_built_in_strategies_have_colour_blind_safe_distinct_colours_and_markers() -> None:
+    from fishermask.reporting.plots import BUILTIN_STYLES, strategy_styles
+    from fishermask.strategies import available
+
+    assert set(available()) <= set(BUILTIN_STYLES)
+    colours = [c.lower() for c, _ in BUILTIN_STYLES.values()]
+    markers = [m for _, m in BUILTIN_STYLES.values()]
+    assert len(set(colours)) == len(colours) and len(set(markers)) == len(markers)
+    # tab10's red/green pair (C2/C3) and yellow on white are gone
+    assert not {"#2ca02c", "#d62728", "#f0e442"} & set(colours)
+    # a labelled variant keeps its strategy's colour and marker, with a dash of its own
+    s = strategy_styles(
+        ["lplgrad-joint", "lplgrad-detached", "fm-dispersed", "fishermask"],
+        {"fm-dispersed": "fishermask"},
+    )
+    assert (
+        s["lplgrad-joint"]["color"]
+        == s["lplgrad-detached"]["color"]
+        == BUILTIN_STYLES["lplgrad"][0]
+    )
+    assert s["lplgrad-joint"]["linestyle"] != s["lplgrad-detached"]["linestyle"]
+    assert s["fishermask"]["linestyle"] == "-" and s["fm-dispersed"]["linestyle"] != "-"
+    assert s["fm-dispersed"]["marker"] == BUILTIN_STYLES["fishermask"][1]
+
+
+def _fm_run(d: Path) -> None:
+    _write_run(
+        d,
+        {
+            "random": [[0.3, 0.4], [0.3, 0.5], [0.3, 0.45]],
+            "least_confidence": [[0.3, 0.5], [0.3, 0.6], [0.3, 0.5]],
+            "fishermask": [[0.3, 0.6], [0.3, 0.6], [0.3, 0.65]],
+        },
+    )
+
+
+def test_report_writes_vector_figures_on_request_without_changing_report_md(
+    tmp_path: Path,
+) -> None:
+    _fm_run(tmp_path / "s1")
+    assert _report(tmp_path / "s1", "--out", tmp_path / "plain").exit_code == 0
+    assert not list((tmp_path / "plain").glob("*.pdf")) and not list(
+        (tmp_path / "plain").glob("*.svg")
+    )
+    for out in ("v1", "v2"):
+        res = _report(
+            tmp_path / "s1", "--out", tmp_path / out, "--format", "pdf", "--format", "svg"
+        )
+        assert res.exit_code == 0, res.output
+    v1 = tmp_path / "v1"
+    assert (v1 / "s1_curves.pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in (v1 / "s1_curves.svg").read_bytes()[:1000]
+    # no creation date: the same results give the same bytes
+    for name in ("s1_curves.pdf", "s1_curves.svg"):
+        assert (v1 / name).read_bytes() == (tmp_path / "v2" / name).read_bytes()
+    assert (v1 / "report.md").read_text() == (tmp_path / "plain/report.md").read_text()
+    assert (v1 / "s1_curves.png").read_bytes() == (tmp_path / "plain/s1_curves.png").read_bytes()
+
+
+def test_report_refuses_an_unknown_figure_format_before_writing(tmp_path: Path) -> None:
+    _fm_run(tmp_path / "s1")
+    res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--format", "eps")
+    assert res.exit_code == 2
+    assert "--format eps" in res.stderr and "pdf, svg" in res.stderr
+    assert not (tmp_path / "rep").exists()
+
+
+def test_report_latex_tables_are_booktabs_with_the_report_numbers(tmp_path: Path) -> None:
+    _fm_run(tmp_path / "s1")
+    assert _report(tmp_path / "s1", "--out", tmp_path / "plain").exit_code == 0
+    res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--latex")
+    assert res.exit_code == 0, res.output
+    rep = tmp_path / "rep"
+    assert (rep / "report.md").read_text() == (tmp_path / "plain/report.md").read_text()
+    summary = (rep / "s1_summary.tex").read_text()
+    diffs = (rep / "s1_fishermask_vs_baselines.tex").read_text()
+    data = json.loads((rep / "report.json").read_text())[0]
+    for tex in (summary, diffs):
+        body = [ln for ln in tex.splitlines() if not ln.startswith("%")]
+        assert body[0].startswith(r"\begin{tabular}") and body[-1] == r"\end{tabular}"
+        assert [r"\toprule", r"\midrule", r"\bottomrule"] == [
+            ln for ln in body if ln in (r"\toprule", r"\midrule", r"\bottomrule")
+        ]
+        cols = len(body[0].rsplit("{", 1)[1].rstrip("}"))  # \begin{tabular}{lrr...}
+        rows = [ln for ln in body[1:-1] if ln.endswith(r"\\")]
+        assert all(ln.count(" & ") == cols - 1 for ln in rows)
+        assert "_" not in tex.replace(r"\_", "").split("\n", 3)[-1]  # escaped in the table
+    assert r"least\_confidence" in summary and r"final accuracy (\%)" in summary
+    fm = next(s for s in data["summary"] if s["strategy"] == "fishermask")
+    assert f"${100 * fm['aulc_mean']:.2f} \\pm {100 * fm['aulc_std']:.2f}$" in summary
+    d = next(x for x in data["differences"] if x["baseline"] == "random")
+    assert f"${100 * d['mean']:+.2f}$" in diffs and f"{d['p_holm']:.3f}" in diffs
+    assert "Holm-adjusted over the 2 baselines" in diffs

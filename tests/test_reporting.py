@@ -83,7 +83,7 @@ def test_every_strategy_of_a_full_run_has_a_line_of_its_own(
         for r, n in enumerate((10, 20))
     ]
     figs = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, *_: figs.append(fig) or path)
     plot_learning_curves(rows, tmp_path / "c.png")
     lines = figs[0].axes[0].get_lines()
     assert len(lines) == 14
@@ -104,7 +104,7 @@ def test_the_legend_says_what_line_and_band_are(
     import fishermask.reporting.plots as plots
 
     figs = []
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, *_: figs.append(fig) or path)
     plot_learning_curves(_rows(), tmp_path / "c.png")
     legend = figs[0].axes[0].get_legend()
     assert legend.get_title().get_text() == "mean ± 1 std over n seeds"

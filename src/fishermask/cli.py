@@ -506,6 +506,21 @@ def report(
             "each run's final round)."
         ),
     ] = None,
+    format: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="Also write every figure as pdf or svg (vector, for a paper; repeatable): "
+            "same name, other suffix. PNG is always written.",
+        ),
+    ] = None,
+    latex: Annotated[
+        bool,
+        typer.Option(
+            help="Also write each run's summary and comparison tables as LaTeX booktabs "
+            "tabulars (<run>_summary.tex, <run>_<method>_vs_baselines.tex)."
+        ),
+    ] = False,
 ) -> None:
     """Figures, AULC/final-accuracy tables, timings and paired comparisons from results files."""
     from fishermask.reporting.report import build_report
@@ -521,6 +536,8 @@ def report(
             force=force,
             confusion_round=confusion_round,
             say=say,
+            formats=tuple(format or ()),
+            latex=latex,
         )
     except FishermaskError as e:
         _fail(str(e))

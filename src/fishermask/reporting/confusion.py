@@ -77,9 +77,15 @@ def confusions_at(
     return out
 
 
-def plot_confusions(confusions: dict[str, RoundConfusion], path: Path, title: str = "") -> Path:
+def plot_confusions(
+    confusions: dict[str, RoundConfusion],
+    path: Path,
+    title: str = "",
+    formats: tuple[str, ...] = (),
+) -> Path:
     """One panel per strategy: row-normalised confusion (% of each true class), one colour
-    scale for all panels, the percentages written in the cells up to 15 classes."""
+    scale for all panels, the percentages written in the cells up to 15 classes; also
+    written in each vector format of ``formats``."""
     items = list(confusions.values())
     n = len(items)
     cols = min(n, 3)
@@ -128,4 +134,4 @@ def plot_confusions(confusions: dict[str, RoundConfusion], path: Path, title: st
     fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="% of true class")
-    return save_figure(fig, path)
+    return save_figure(fig, path, formats)

@@ -12,19 +12,87 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fishermask.reporting.tables import curves  # noqa: E402
 
-#: Line styles and markers cycled once the ten default colours are used up, so that every
-#: strategy of a run (the toolkit has 14) has a line of its own.
+#: Every built-in strategy's colour and marker, the same in every figure of every run and
+#: report (FisherMask is vermillion with a star in every figure of a paper). Colours are
+#: colour-blind safe (Okabe & Ito's eight without yellow, then Paul Tol's "muted"
+#: scheme), and each strategy also has a marker of its own, so curves stay apart in
+#: greyscale and for readers who confuse colours.
+BUILTIN_STYLES: dict[str, tuple[str, str]] = {
+    "random": ("#000000", "o"),
+    "entropy": ("#E69F00", "s"),
+    "margin": ("#56B4E9", "^"),
+    "kcenter": ("#009E73", "v"),
+    "least_confidence": ("#999933", "<"),
+    "bait": ("#CC79A7", "D"),
+    "fishermask": ("#D55E00", "*"),
+    "lpl": ("#332288", "X"),
+    "lplgrad": ("#0072B2", "P"),
+    "badge": ("#882255", "p"),
+    "bald": ("#44AA99", ">"),
+    "batchbald": ("#AA4499", "d"),
+    "typiclust": ("#888888", "h"),
+    "probcover": ("#661100", "8"),
+}
+#: Line styles: a built-in strategy's labelled variants (``lplgrad-joint``, ``fm-dispersed``)
+#: keep its colour and marker with the next dash; slots past the palette cycle them too.
 _DASHES = ("-", "--", ":", "-.")
-_MARKERS = ("o", "s", "^", "D")
+_SLOTS = list(BUILTIN_STYLES.values())
 
 
 def line_style(i: int) -> dict[str, Any]:
-    """Colour, line style and marker of the ``i``-th curve: unique for the first 40."""
+    """Colour, line style and marker of style slot ``i``: unique for the first 56."""
+    colour, marker = _SLOTS[i % len(_SLOTS)]
     return {
-        "color": f"C{i % 10}",
-        "linestyle": _DASHES[(i // 10) % len(_DASHES)],
-        "marker": _MARKERS[(i // 10) % len(_MARKERS)],
+        "color": colour,
+        "linestyle": _DASHES[(i // len(_SLOTS)) % len(_DASHES)],
+        "marker": marker,
     }
+
+
+def strategy_styles(
+    labels: list[str], names: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Colour, line style and marker per strategy label, distinct within ``labels``.
+
+    A built-in strategy's label gets its own :data:`BUILTIN_STYLES` entry, whatever else is
+    plotted; a labelled variant of one (``names`` maps the label to the strategy's name, as
+    in ``config.json``, or the label starts with ``name-``) gets that colour and marker with
+    a dashed, dotted, then dash-dot line; any other label the first free slot. Pass the
+    labels of every figure of a report to keep each label's style across them.
+    """
+    names = names or {}
+    out: dict[str, dict[str, Any]] = {}
+    used: set[int] = set()
+    variants: dict[str, int] = {}
+    slot_of = {s: i for i, s in enumerate(BUILTIN_STYLES)}
+    rest = []
+    for label in dict.fromkeys(labels):
+        if label in slot_of:
+            out[label] = line_style(slot_of[label])
+            used.add(slot_of[label])
+    for label in dict.fromkeys(labels):
+        if label in out:
+            continue
+        base = names.get(label)
+        if base not in slot_of:
+            base = next((b for b in slot_of if label.startswith(f"{b}-")), None)
+        if base is not None and variants.get(base, 0) < len(_DASHES) - 1:
+            variants[base] = variants.get(base, 0) + 1
+            slot = slot_of[base] + len(_SLOTS) * variants[base]
+            if slot not in used:
+                out[label] = line_style(slot)
+                used.add(slot)
+                continue
+        rest.append(label)
+    for label in rest:
+        # a colour nobody in ``labels`` has yet, else the first unused dash of any colour
+        colours = {i % len(_SLOTS) for i in used}
+        i = next((i for i in range(len(_SLOTS)) if i not in colours), None)
+        if i is None:
+            i = next(i for i in range(len(_SLOTS) * len(_DASHES) + len(used) + 1) if i not in used)
+        out[label] = line_style(i)
+        used.add(i)
+    return out
 
 
 def plot_learning_curves(
@@ -34,18 +102,27 @@ def plot_learning_curves(
     title: str = "",
     metric: str = "accuracy",
     order: list[str] | None = None,
+    styles: dict[str, dict[str, Any]] | None = None,
+    formats: tuple[str, ...] = (),
 ) -> Path:
-    """Accuracy vs number of labels: mean over seeds, shaded ± one std, one line per strategy."""
+    """Accuracy vs number of labels: mean over seeds, shaded ± one std, one line per strategy.
+
+    ``styles`` (label -> colour, line style, marker; default :func:`strategy_styles` of the
+    plotted labels) keeps a strategy's look across figures; ``formats`` (``pdf``, ``svg``)
+    are written next to the PNG (:func:`save_figure`).
+    """
     cs = curves(rows, metric)
     keys = [k for k in (order or []) if k in cs] + [k for k in cs if k not in (order or [])]
+    if styles is None or any(k not in styles for k in keys):
+        styles = strategy_styles(keys) | (styles or {})
     # past six curves a legend inside the axes hides data: put it on the right, outside
     outside = len(keys) > 6
     fig, ax = plt.subplots(figsize=(8.4 if outside else 6.4, 4.4), dpi=150)
-    for i, k in enumerate(keys):
+    for k in keys:
         c = cs[k]
         seeds = len(c.per_seed)
         (line,) = ax.plot(
-            c.n_labeled, 100 * c.mean, ms=3, lw=1.6, label=f"{k} (n={seeds})", **line_style(i)
+            c.n_labeled, 100 * c.mean, ms=4, lw=1.6, label=f"{k} (n={seeds})", **styles[k]
         )
         if seeds > 1:
             ax.fill_between(
@@ -71,13 +148,31 @@ def plot_learning_curves(
         **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}),
     )
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, formats)
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Write ``fig`` to ``path`` atomically (temporary file, then rename) and close it."""
+#: Vector formats ``fishermask report --format`` writes besides the PNG.
+VECTOR_FORMATS = ("pdf", "svg")
+#: No creation date in vector files: the same results give the same bytes (with the SVG
+#: salt below).
+_NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+
+def save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...] = ()) -> Path:
+    """Write ``fig`` to ``path`` (PNG) atomically (temporary file, then rename), and to the
+    same name with each suffix of ``formats`` (``pdf``, ``svg``: vector, for a paper),
+    then close it. Returns the PNG's path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for fmt in formats:
+        if fmt not in VECTOR_FORMATS:
+            raise ValueError(f"figure format {fmt!r}: choose from {', '.join(VECTOR_FORMATS)}")
+        target = path.with_suffix(f".{fmt}")
+        tmp = path.with_name(f".{target.name}.tmp.{fmt}")
+        # a fixed salt: SVG element ids are otherwise random in every file
+        with plt.rc_context({"svg.hashsalt": "fishermask"}):
+            fig.savefig(tmp, format=fmt, metadata=_NO_DATE[fmt])
+        tmp.replace(target)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
     plt.close(fig)

@@ -34,8 +34,14 @@ from fishermask.reporting.compare import (  # noqa: E402
     round_zero_differences,
 )
 from fishermask.reporting.confusion import confusions_at, last_round, plot_confusions  # noqa: E402
+from fishermask.reporting.latex import differences_latex, summary_latex  # noqa: E402
 from fishermask.reporting.outputs import run_title  # noqa: E402
-from fishermask.reporting.plots import plot_learning_curves, save_figure  # noqa: E402
+from fishermask.reporting.plots import (  # noqa: E402
+    VECTOR_FORMATS,
+    plot_learning_curves,
+    save_figure,
+    strategy_styles,
+)
 from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
 from fishermask.text import slug  # noqa: E402
 
@@ -83,7 +89,9 @@ def mask_profile(run_dir: Path) -> list[dict[str, Any]] | None:
     return next(iter(profiles.values())) if profiles else None
 
 
-def plot_mask_profile(profile: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+def plot_mask_profile(
+    profile: list[dict[str, Any]], path: Path, title: str = "", formats: tuple[str, ...] = ()
+) -> Path:
     """The paper's Fig. 2: fraction of each parameter tensor's weights in the mask."""
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=150)
     xs = range(1, len(profile) + 1)
@@ -95,7 +103,7 @@ def plot_mask_profile(profile: list[dict[str, Any]], path: Path, title: str = ""
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, formats)
 
 
 METHODS = ("fishermask", "lplgrad")
@@ -234,6 +242,8 @@ def build_report(
     force: bool = False,
     confusion_round: int | None = None,
     say: Callable[[str], None] | None = None,
+    formats: tuple[str, ...] = (),
+    latex: bool = False,
 ) -> Path:
     """Write figures, ``report.md`` and ``report.json`` for ``run_dirs`` into ``out``.
 
@@ -247,7 +257,21 @@ def build_report(
     at ``confusion_round`` (default: the run's final round); a round that such a run does
     not have is refused before anything is written. Runs made before confusion matrices
     were recorded get none, which ``say`` (when given) is told once for all of them.
+
+    A strategy has one colour, line style and marker in every learning-curve figure of the
+    report (:func:`~fishermask.reporting.plots.strategy_styles` over all the runs). Each
+    figure is also written in every vector format of ``formats`` (``pdf``, ``svg``: same
+    name, other suffix); with ``latex``, each run's summary and comparison tables are also
+    written as booktabs ``tabular`` files (``<run>_summary.tex``,
+    ``<run>_<method>_vs_baselines.tex``). Neither changes ``report.md`` or ``report.json``.
     """
+    bad = [f for f in formats if f not in VECTOR_FORMATS]
+    if bad:
+        raise DataError(
+            f"--format {', '.join(bad)}: not a figure format fishermask writes; choose from "
+            f"{', '.join(VECTOR_FORMATS)} (PNG is always written)."
+        )
+    formats = tuple(dict.fromkeys(formats))
     out = Path(out)
     for d in run_dirs:
         if not (Path(d) / "results.csv").exists():
@@ -267,11 +291,19 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     md = ["# Active learning results", ""]
     data: list[dict[str, Any]] = []
+    every: dict[str, str] = {}
+    for d in run_dirs:
+        every |= strategy_names(Path(d))
+    styles = strategy_styles([r["strategy"] for rows in tables for r in rows], every)
     runs = zip(map(Path, run_dirs), tables, confusions, output_names(run_dirs), strict=True)
     for d, rows, confusion, stem in runs:
         title = run_title(d)
-        fig = plot_learning_curves(rows, out / f"{stem}_curves.png", title=title)
+        fig = plot_learning_curves(
+            rows, out / f"{stem}_curves.png", title=title, styles=styles, formats=formats
+        )
         summary = summarize(rows)
+        if latex:
+            write_text_atomic(out / f"{stem}_summary.tex", summary_latex(summary, title))
         md += [
             f"## {title}",
             "",
@@ -312,6 +344,9 @@ def build_report(
             if not diffs:
                 continue
             adjusted = holm(diffs)
+            if latex:
+                name = f"{stem}_{slug(method, keep='-_.')}_vs_baselines.tex"
+                write_text_atomic(out / name, differences_latex(diffs, adjusted, title))
             entry["differences"] += [
                 x.__dict__ | {"verdict": x.verdict, "p_holm": ph, "verdict_holm": vh}
                 for x, (ph, vh) in zip(diffs, adjusted, strict=True)
@@ -362,7 +397,7 @@ def build_report(
             # the first keeps the historical name; each other variant gets its own file
             tag = "" if i == 0 else "_" + slug(strat, keep="-_.")
             name = f"{stem}{tag}_mask_profile.png"
-            mp = plot_mask_profile(profile, out / name, f"{strat} mask profile — {title}")
+            mp = plot_mask_profile(profile, out / name, f"{strat} mask profile — {title}", formats)
             md += [f"![{strat} mask profile]({mp.name})", ""]
         if profiles:
             entry["mask_profile"] = next(iter(profiles.values()))
@@ -371,7 +406,7 @@ def build_report(
             r = last_round(rows) if confusion_round is None else confusion_round
             at = confusions_at(confusion, r, run_order)
             if at:
-                fig = plot_confusions(at, out / f"{stem}_confusion.png", title)
+                fig = plot_confusions(at, out / f"{stem}_confusion.png", title, formats)
                 md += [f"![confusion matrices at round {r}]({fig.name})", ""]
                 entry["confusion"] = {s: c.to_json() for s, c in at.items()}
             lacking = [s for s in run_order if s not in at]
