@@ -677,3 +677,28 @@ def test_report_latex_tables_are_booktabs_with_the_report_numbers(tmp_path: Path
     d = next(x for x in data["differences"] if x["baseline"] == "random")
     assert f"${100 * d['mean']:+.2f}$" in diffs and f"{d['p_holm']:.3f}" in diffs
     assert "Holm-adjusted over the 2 baselines" in diffs
+
+
+def test_confusion_figure_stays_readable_at_a_pages_text_width(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six strategies of a ten-class run made a 13.6-inch-wide figure: at a page's 7-inch
+    text width its cell numbers came out at 3 pt."""
+    import numpy as np
+
+    import fishermask.reporting.confusion as confusion
+
+    classes = [f"class{i}" for i in range(10)]
+    at = {
+        s: confusion.RoundConfusion(s, 3, 200, [0, 1], classes, np.eye(10, dtype=np.int64) * 9 + 1)
+        for s in ("random", "entropy", "margin", "kcenter", "fishermask", "lplgrad")
+    }
+    figs: list = []
+    monkeypatch.setattr(confusion, "save_figure", lambda fig, path, *_: figs.append(fig) or path)
+    confusion.plot_confusions(at, tmp_path / "c.png", "a title")
+    fig = figs[0]
+    fig.canvas.draw()
+    width = fig.get_size_inches()[0]
+    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
+    smallest = min(t.get_fontsize() for t in texts if getattr(t, "get_text", lambda: "")())
+    assert smallest * min(1.0, 7.0 / width) >= 5.0, (width, smallest)

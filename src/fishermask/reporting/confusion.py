@@ -91,26 +91,33 @@ def plot_confusions(
     cols = min(n, 3)
     rows = -(-n // cols)
     n_cls = len(items[0].classes)
-    side = min(2.6 + 0.16 * n_cls, 6.0)  # inches per square panel
+    # inches per square panel: three across plus the colour bar fit a page's 7-inch text
+    # width with the cell numbers (6-7 pt) still >= 5 pt there
+    side = min(1.6 + 0.08 * n_cls, 4.0)
     fig, axes = plt.subplots(
         rows,
         cols,
-        figsize=(side * cols + 1.0, (side + 0.5) * rows + 0.5),
+        figsize=(side * cols + 0.9, (side + 0.3) * rows + 0.5),
         dpi=150,
         squeeze=False,
         layout="constrained",
     )
     image = None
-    for ax, c in zip(axes.flat, items, strict=False):
+    for i, (ax, c) in enumerate(zip(axes.flat, items, strict=False)):
         pct = 100 * c.row_normalised()  # [C_true, C_pred]
         image = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
         ticks = range(len(c.classes))
-        ax.set_xticks(ticks, c.classes, rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(ticks, c.classes, fontsize=7)
-        ax.set_xlabel("predicted class", fontsize=8)
-        ax.set_ylabel("true class", fontsize=8)
+        # one panel per strategy of one run, same classes: names and axis labels only on
+        # the outer panels (the bottom one of each column, the first of each row)
+        bottom, left = i + cols >= n, i % cols == 0
+        ax.set_xticks(ticks, c.classes if bottom else [], rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(ticks, c.classes if left else [], fontsize=7)
+        if bottom:
+            ax.set_xlabel("predicted class", fontsize=8)
+        if left:
+            ax.set_ylabel("true class", fontsize=8)
         seeds = f"{len(c.seeds)} seed{'s' if len(c.seeds) != 1 else ''}"
-        ax.set_title(f"{c.strategy} ({seeds})", fontsize=9)
+        ax.set_title(f"{c.strategy} ({seeds})", fontsize=8)
         if len(c.classes) <= 15:
             for t in ticks:
                 for p in ticks:
@@ -131,7 +138,9 @@ def plot_confusions(
         f"round {first.round} ({first.n_labeled} labels): % of each true class's test items, "
         "counts summed over seeds"
     )
-    fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
+    fig.suptitle(f"{title}\n{head}" if title else head, fontsize=8)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label="% of true class")
+        bar = fig.colorbar(image, ax=axes, shrink=0.8)
+        bar.set_label("% of true class", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return save_figure(fig, path, formats)
