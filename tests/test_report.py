@@ -702,3 +702,19 @@ def test_confusion_figure_stays_readable_at_a_pages_text_width(
     texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
     smallest = min(t.get_fontsize() for t in texts if getattr(t, "get_text", lambda: "")())
     assert smallest * min(1.0, 7.0 / width) >= 5.0, (width, smallest)
+
+
+@pytest.mark.parametrize("n", [3, 14, 62])
+def test_mask_profile_ticks_name_tensors_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int
+) -> None:
+    """The x axis had a tick at 0 (no tensor 0) and, for a few tensors, ticks between two."""
+    import fishermask.reporting.report as report
+
+    figs: list = []
+    monkeypatch.setattr(report, "save_figure", lambda fig, path, *_: figs.append(fig) or path)
+    profile = [{"name": f"t{i}", "size": 10, "mean_kept": 1.0, "fraction": 0.1} for i in range(n)]
+    report.plot_mask_profile(profile, tmp_path / "m.png")
+    ticks = list(figs[0].axes[0].get_xticks())
+    assert all(float(t).is_integer() and 1 <= t <= n for t in ticks), ticks
+    assert {1, n} <= set(ticks)  # the first tensor and the final layer's are labelled

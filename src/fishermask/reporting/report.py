@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fishermask.errors import DataError  # noqa: E402
 from fishermask.experiments.store import (  # noqa: E402
@@ -96,6 +97,13 @@ def plot_mask_profile(
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=150)
     xs = range(1, len(profile) + 1)
     ax.bar(xs, [100 * p["fraction"] for p in profile], color="#3a6ea5")
+    # tensors are numbered from 1: no tick at 0 or between two tensors; the first and the
+    # last (the final layer's) always have one
+    n = len(profile)
+    ax.set_xlim(0.4, n + 0.6)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    inner = [t for t in ax.get_xticks() if 1 < t < n and n - t >= n / 20]
+    ax.set_xticks(sorted({1, n, *inner}))
     ax.set_xlabel("parameter tensor (model order; conv, BatchNorm, linear weights and biases)")
     ax.set_ylabel("weights in mask (%)")
     ax.set_yscale("symlog", linthresh=0.1)
