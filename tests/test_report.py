@@ -718,3 +718,28 @@ def test_mask_profile_ticks_name_tensors_only(
     ticks = list(figs[0].axes[0].get_xticks())
     assert all(float(t).is_integer() and 1 <= t <= n for t in ticks), ticks
     assert {1, n} <= set(ticks)  # the first tensor and the final layer's are labelled
+
+
+def test_a_runs_own_plot_draws_a_labelled_variant_in_its_strategys_colour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fishermask.reporting.plots as plots
+    from fishermask.reporting.outputs import write_run_outputs
+
+    run = tmp_path / "r"
+    _write_run(run, {s: [[0.3, 0.4]] for s in ("random", "fishermask", "fm-d")})
+    specs = [
+        {"name": "random"},
+        {"name": "fishermask"},
+        {"name": "fishermask", "label": "fm-d"},
+    ]
+    (run / "config.json").write_text(json.dumps({"config": {"strategies": specs}}))
+    figs: list = []
+    real = plots.save_figure
+    monkeypatch.setattr(
+        plots, "save_figure", lambda fig, path, *_: figs.append(fig) or real(fig, path)
+    )
+    write_run_outputs(run, ["random", "fishermask", "fm-d"], "t")
+    (styles,) = _curve_styles(figs)
+    assert styles["fm-d"][0] == styles["fishermask"][0]  # same colour
+    assert styles["fm-d"][1] != styles["fishermask"][1]  # another dash

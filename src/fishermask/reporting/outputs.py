@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from fishermask.experiments.store import read_results, write_text_atomic
-from fishermask.reporting.plots import plot_learning_curves
+from fishermask.reporting.plots import plot_learning_curves, strategy_styles
 from fishermask.reporting.tables import SummaryRow, summarize, summary_markdown
 
 
@@ -21,7 +21,11 @@ def write_run_outputs(
     out_dir = Path(out_dir)
     title = run_title(out_dir) if title is None else title
     rows = read_results(out_dir / "results.csv")
-    plot = plot_learning_curves(rows, out_dir / "learning_curves.png", title=title, order=order)
+    # a labelled variant (fm-dispersed) in its strategy's colour, as in `fishermask report`
+    styles = strategy_styles([*order, *(r["strategy"] for r in rows)], strategy_names(out_dir))
+    plot = plot_learning_curves(
+        rows, out_dir / "learning_curves.png", title=title, order=order, styles=styles
+    )
     summary = summarize(rows)
     summary.sort(key=lambda s: order.index(s.strategy) if s.strategy in order else len(order))
     write_text_atomic(out_dir / "summary.md", f"# {title}\n\n" + summary_markdown(summary))
@@ -54,3 +58,13 @@ def run_title(run_dir: Path) -> str:
             title += f", {loop['initial']} → {last} labels by {loop['query_size']}"
         return title
     return run_dir.name
+
+
+def strategy_names(run_dir: Path) -> dict[str, str]:
+    """``label -> strategy name`` from a run's ``config.json`` (empty without one)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        specs = json.loads(path.read_text())["config"]["strategies"]
+        return {str(x.get("label") or x["name"]): str(x["name"]) for x in specs}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}

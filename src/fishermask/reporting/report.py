@@ -36,7 +36,7 @@ from fishermask.reporting.compare import (  # noqa: E402
 )
 from fishermask.reporting.confusion import confusions_at, last_round, plot_confusions  # noqa: E402
 from fishermask.reporting.latex import differences_latex, summary_latex  # noqa: E402
-from fishermask.reporting.outputs import run_title  # noqa: E402
+from fishermask.reporting.outputs import run_title, strategy_names  # noqa: E402
 from fishermask.reporting.plots import (  # noqa: E402
     VECTOR_FORMATS,
     plot_learning_curves,
@@ -131,16 +131,6 @@ def compared_strategies(
         return any(s == m or s.startswith(f"{m}-") or names.get(s) == m for m in methods)
 
     return [s for s in strategies if of_method(s)]
-
-
-def strategy_names(run_dir: Path) -> dict[str, str]:
-    """``label -> strategy name`` from a run's ``config.json`` (empty without one)."""
-    path = Path(run_dir) / "config.json"
-    try:
-        specs = json.loads(path.read_text())["config"]["strategies"]
-        return {str(x.get("label") or x["name"]): str(x["name"]) for x in specs}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
 
 
 def check_methods(
