@@ -743,3 +743,53 @@ def test_a_runs_own_plot_draws_a_labelled_variant_in_its_strategys_colour(
     (styles,) = _curve_styles(figs)
     assert styles["fm-d"][0] == styles["fishermask"][0]  # same colour
     assert styles["fm-d"][1] != styles["fishermask"][1]  # another dash
+
+
+def test_figure_width_draws_figures_at_their_printed_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At one column of a two-column paper (3.3 in) the default 6.4-8.4-inch figures
+    shrank to half: 8 pt legend text printed at 3-4 pt."""
+    import fishermask.reporting.plots as plots
+    import fishermask.reporting.report as report
+
+    _write_run(
+        tmp_path / "s1",
+        {s: [[0.3, 0.4], [0.3, 0.5]] for s in ("random", "entropy", "margin", "kcenter")}
+        | {s: [[0.3, 0.6], [0.3, 0.5]] for s in ("bait", "fishermask", "lpl", "lplgrad", "badge")},
+    )
+    rows = [
+        {"name": f"t{i}", "size": 10, "kept": 1 if i == 3 else 0, "fraction": 0.1} for i in range(4)
+    ]
+    (tmp_path / "s1/query_info.jsonl").write_text(
+        json.dumps({"strategy": "fishermask", "seed": 0, "round": 1, "mask_profile": rows}) + "\n"
+    )
+    figs: list = []
+    for module in (plots, report):
+        real = module.save_figure
+        monkeypatch.setattr(
+            module,
+            "save_figure",
+            lambda fig, path, *a, real=real: figs.append(fig) or real(fig, path, *a),
+        )
+    res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--figure-width", "3.3")
+    assert res.exit_code == 0, res.output
+    assert len(figs) == 2  # learning curves, mask profile
+    for fig in figs:
+        fig.canvas.draw()
+        assert fig.get_size_inches()[0] == pytest.approx(3.3)
+        texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
+        sizes = [t.get_fontsize() for t in texts if getattr(t, "get_text", lambda: "")()]
+        assert min(sizes) >= 7, sorted(sizes)[:5]
+        # nothing drawn outside the figure (a legend beside the axes would be cut off)
+        box = fig.bbox
+        ax = fig.axes[0]
+        parts = [*fig.legends, ax.get_legend(), ax.title, ax.xaxis.label, ax.yaxis.label]
+        for part in (p for p in parts if p is not None and p.get_visible()):
+            e = part.get_window_extent()
+            assert box.x0 - 1 <= e.x0 and e.x1 <= box.x1 + 1, part
+            assert box.y0 - 1 <= e.y0 and e.y1 <= box.y1 + 1, part
+    # a width no figure has: refused before anything is written
+    res = _report(tmp_path / "s1", "--out", tmp_path / "bad", "--figure-width", "0.5")
+    assert res.exit_code == 2 and "--figure-width 0.5" in res.stderr
+    assert not (tmp_path / "bad").exists()

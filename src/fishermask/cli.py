@@ -521,6 +521,14 @@ def report(
             "tabulars (<run>_summary.tex, <run>_<method>_vs_baselines.tex)."
         ),
     ] = False,
+    figure_width: Annotated[
+        float | None,
+        typer.Option(
+            help="Draw the learning curves and mask profiles this many inches wide, with "
+            "8/7 pt text and the legend below: their size in print (3.3: one column of a "
+            "two-column paper; 7: a page). Default: 6.4 inches, for the screen."
+        ),
+    ] = None,
 ) -> None:
     """Figures, AULC/final-accuracy tables, timings and paired comparisons from results files."""
     from fishermask.reporting.report import build_report
@@ -538,6 +546,7 @@ def report(
             say=say,
             formats=tuple(format or ()),
             latex=latex,
+            figure_width=figure_width,
         )
     except FishermaskError as e:
         _fail(str(e))

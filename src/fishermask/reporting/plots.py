@@ -95,6 +95,18 @@ def strategy_styles(
     return out
 
 
+#: Type sizes (pt) of a figure drawn at a given width (``width=``): true size in print.
+PAPER_FONTS = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.title_fontsize": 7,
+}
+
+
 def plot_learning_curves(
     rows: list[dict[str, Any]],
     path: Path,
@@ -104,25 +116,72 @@ def plot_learning_curves(
     order: list[str] | None = None,
     styles: dict[str, dict[str, Any]] | None = None,
     formats: tuple[str, ...] = (),
+    width: float | None = None,
 ) -> Path:
     """Accuracy vs number of labels: mean over seeds, shaded ± one std, one line per strategy.
 
     ``styles`` (label -> colour, line style, marker; default :func:`strategy_styles` of the
     plotted labels) keeps a strategy's look across figures; ``formats`` (``pdf``, ``svg``)
-    are written next to the PNG (:func:`save_figure`).
+    are written next to the PNG (:func:`save_figure`). ``width`` (inches) draws the figure
+    at the size it will have in print, e.g. 3.3 for one column of a two-column paper, with
+    :data:`PAPER_FONTS` and the legend under the axes; by default it is 6.4 inches wide
+    (8.4 with the legend beside the axes past six strategies).
     """
     cs = curves(rows, metric)
     keys = [k for k in (order or []) if k in cs] + [k for k in cs if k not in (order or [])]
     if styles is None or any(k not in styles for k in keys):
         styles = strategy_styles(keys) | (styles or {})
+    banded = any(len(cs[k].per_seed) > 1 for k in keys)
+    if width is not None:
+        with plt.rc_context(PAPER_FONTS):
+            ncol = max(1, min(len(keys), int(width // 1.6)))
+            legend_rows = -(-len(keys) // ncol)
+            height = 0.62 * width + 0.17 * legend_rows + (0.3 if banded else 0.15)
+            fig, ax = plt.subplots(figsize=(width, height), dpi=300, layout="constrained")
+            _draw_curves(ax, cs, keys, styles, metric, title, lw=1.2, ms=3)
+            fig.legend(
+                loc="outside lower center",
+                ncol=ncol,
+                frameon=False,
+                title="mean ± 1 std over n seeds" if banded else None,
+                handlelength=2.2,
+                columnspacing=1.0,
+            )
+            return save_figure(fig, path, formats)
     # past six curves a legend inside the axes hides data: put it on the right, outside
     outside = len(keys) > 6
     fig, ax = plt.subplots(figsize=(8.4 if outside else 6.4, 4.4), dpi=150)
+    _draw_curves(ax, cs, keys, styles, metric, title, lw=1.6, ms=4, title_size="medium")
+    # what the line and the band are, in the figure itself (a figure travels without its caption)
+    ax.legend(
+        fontsize=8,
+        frameon=False,
+        title="mean ± 1 std over n seeds" if banded else None,
+        title_fontsize=8,
+        **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}),
+    )
+    fig.tight_layout()
+    return save_figure(fig, path, formats)
+
+
+def _draw_curves(
+    ax: plt.Axes,
+    cs: dict[str, Any],
+    keys: list[str],
+    styles: dict[str, dict[str, Any]],
+    metric: str,
+    title: str,
+    *,
+    lw: float,
+    ms: float,
+    title_size: str | None = None,
+) -> None:
+    """One line per strategy (mean over seeds) with its ± 1 std band, axis labels, title."""
     for k in keys:
         c = cs[k]
         seeds = len(c.per_seed)
         (line,) = ax.plot(
-            c.n_labeled, 100 * c.mean, ms=4, lw=1.6, label=f"{k} (n={seeds})", **styles[k]
+            c.n_labeled, 100 * c.mean, ms=ms, lw=lw, label=f"{k} (n={seeds})", **styles[k]
         )
         if seeds > 1:
             ax.fill_between(
@@ -136,19 +195,8 @@ def plot_learning_curves(
     ax.set_xlabel("number of labeled images")
     ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
     if title:
-        ax.set_title(title, fontsize="medium", wrap=True)
+        ax.set_title(title, fontsize=title_size, wrap=True)
     ax.grid(alpha=0.3)
-    # what the line and the band are, in the figure itself (a figure travels without its caption)
-    banded = any(len(cs[k].per_seed) > 1 for k in keys)
-    ax.legend(
-        fontsize=8,
-        frameon=False,
-        title="mean ± 1 std over n seeds" if banded else None,
-        title_fontsize=8,
-        **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}),
-    )
-    fig.tight_layout()
-    return save_figure(fig, path, formats)
 
 
 #: Vector formats ``fishermask report --format`` writes besides the PNG.

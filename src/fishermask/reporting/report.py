@@ -38,6 +38,7 @@ from fishermask.reporting.confusion import confusions_at, last_round, plot_confu
 from fishermask.reporting.latex import differences_latex, summary_latex  # noqa: E402
 from fishermask.reporting.outputs import run_title, strategy_names  # noqa: E402
 from fishermask.reporting.plots import (  # noqa: E402
+    PAPER_FONTS,
     VECTOR_FORMATS,
     plot_learning_curves,
     save_figure,
@@ -91,27 +92,40 @@ def mask_profile(run_dir: Path) -> list[dict[str, Any]] | None:
 
 
 def plot_mask_profile(
-    profile: list[dict[str, Any]], path: Path, title: str = "", formats: tuple[str, ...] = ()
+    profile: list[dict[str, Any]],
+    path: Path,
+    title: str = "",
+    formats: tuple[str, ...] = (),
+    width: float | None = None,
 ) -> Path:
-    """The paper's Fig. 2: fraction of each parameter tensor's weights in the mask."""
-    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=150)
-    xs = range(1, len(profile) + 1)
-    ax.bar(xs, [100 * p["fraction"] for p in profile], color="#3a6ea5")
-    # tensors are numbered from 1: no tick at 0 or between two tensors; the first and the
-    # last (the final layer's) always have one
-    n = len(profile)
-    ax.set_xlim(0.4, n + 0.6)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    inner = [t for t in ax.get_xticks() if 1 < t < n and n - t >= n / 20]
-    ax.set_xticks(sorted({1, n, *inner}))
-    ax.set_xlabel("parameter tensor (model order; conv, BatchNorm, linear weights and biases)")
-    ax.set_ylabel("weights in mask (%)")
-    ax.set_yscale("symlog", linthresh=0.1)
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    return save_figure(fig, path, formats)
+    """The paper's Fig. 2: fraction of each parameter tensor's weights in the mask.
+
+    ``width`` (inches): drawn at its printed size with :data:`PAPER_FONTS` (default 8).
+    """
+    with plt.rc_context(PAPER_FONTS if width is not None else {}):
+        size = (8, 3.6) if width is None else (width, 0.45 * width + 0.5)
+        fig, ax = plt.subplots(figsize=size, dpi=150 if width is None else 300)
+        xs = range(1, len(profile) + 1)
+        ax.bar(xs, [100 * p["fraction"] for p in profile], color="#3a6ea5")
+        # tensors are numbered from 1: no tick at 0 or between two tensors; the first and
+        # the last (the final layer's) always have one
+        n = len(profile)
+        ax.set_xlim(0.4, n + 0.6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        inner = [t for t in ax.get_xticks() if 1 < t < n and n - t >= n / 20]
+        ax.set_xticks(sorted({1, n, *inner}))
+        ax.set_xlabel(
+            "parameter tensor (model order; conv, BatchNorm, linear weights and biases)"
+            if width is None or width >= 5
+            else "parameter tensor (model order)"
+        )
+        ax.set_ylabel("weights in mask (%)")
+        ax.set_yscale("symlog", linthresh=0.1)
+        if title:
+            ax.set_title(title, fontsize=9 if width is None else None, wrap=width is not None)
+        ax.grid(alpha=0.3, axis="y")
+        fig.tight_layout()
+        return save_figure(fig, path, formats)
 
 
 METHODS = ("fishermask", "lplgrad")
@@ -242,6 +256,7 @@ def build_report(
     say: Callable[[str], None] | None = None,
     formats: tuple[str, ...] = (),
     latex: bool = False,
+    figure_width: float | None = None,
 ) -> Path:
     """Write figures, ``report.md`` and ``report.json`` for ``run_dirs`` into ``out``.
 
@@ -261,8 +276,15 @@ def build_report(
     figure is also written in every vector format of ``formats`` (``pdf``, ``svg``: same
     name, other suffix); with ``latex``, each run's summary and comparison tables are also
     written as booktabs ``tabular`` files (``<run>_summary.tex``,
-    ``<run>_<method>_vs_baselines.tex``). Neither changes ``report.md`` or ``report.json``.
+    ``<run>_<method>_vs_baselines.tex``). ``figure_width`` (inches) draws the learning curves
+    and mask profiles at their printed width (:data:`~fishermask.reporting.plots.PAPER_FONTS`).
+    None of these changes ``report.md`` or ``report.json``.
     """
+    if figure_width is not None and not 2.0 <= figure_width <= 20.0:
+        raise DataError(
+            f"--figure-width {figure_width:g}: figures are drawn 2 to 20 inches wide; use "
+            "e.g. 3.3 for one column of a two-column paper, 7 for the page's text width."
+        )
     bad = [f for f in formats if f not in VECTOR_FORMATS]
     if bad:
         raise DataError(
@@ -297,7 +319,12 @@ def build_report(
     for d, rows, confusion, stem in runs:
         title = run_title(d)
         fig = plot_learning_curves(
-            rows, out / f"{stem}_curves.png", title=title, styles=styles, formats=formats
+            rows,
+            out / f"{stem}_curves.png",
+            title=title,
+            styles=styles,
+            formats=formats,
+            width=figure_width,
         )
         summary = summarize(rows)
         if latex:
@@ -395,7 +422,9 @@ def build_report(
             # the first keeps the historical name; each other variant gets its own file
             tag = "" if i == 0 else "_" + slug(strat, keep="-_.")
             name = f"{stem}{tag}_mask_profile.png"
-            mp = plot_mask_profile(profile, out / name, f"{strat} mask profile — {title}", formats)
+            mp = plot_mask_profile(
+                profile, out / name, f"{strat} mask profile — {title}", formats, figure_width
+            )
             md += [f"![{strat} mask profile]({mp.name})", ""]
         if profiles:
             entry["mask_profile"] = next(iter(profiles.values()))
