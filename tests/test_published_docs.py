@@ -12,6 +12,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs/results"
 
@@ -61,3 +63,31 @@ def test_readme_comparison_tables_match_report_json_with_holm_verdicts() -> None
         assert abs(low - 100 * d["low"]) < 0.006 and abs(high - 100 * d["high"]) < 0.006, where
         verdict = re.sub(r"\s*\(.*\)$", "", cells[-1]).removeprefix("FisherMask ")
         assert verdict == d["verdict_holm"], f"{where}: says {cells[-1]!r}, report.md Holm: {d}"
+
+
+def test_readme_summary_tables_match_report_json() -> None:
+    """The README's per-run results tables (final accuracy, AULC, seconds) are copies too."""
+    report = {Path(e["run_dir"]).name: e for e in json.loads((RESULTS / "report.json").read_text())}
+    run = None
+    checked = 0
+    for line in (RESULTS / "README.md").read_text().splitlines():
+        m = re.search(r"--out runs/(\S+)", line)
+        if m:
+            run = m.group(1)
+        if not (line.startswith("|") and run in report) or "---" in line:
+            continue
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        summary = {s["strategy"]: s for s in report[run]["summary"]}
+        if cells[0] not in summary or "±" not in line:
+            continue
+        s = summary[cells[0]]
+        final, area = (c.split("±") for c in cells[1:3])
+        where = f"docs/results/README.md, {run}, {cells[0]}"
+        assert _num(final[0].strip("* ")) == pytest.approx(100 * s["final_mean"], abs=0.006), where
+        assert _num(final[1].strip("* ")) == pytest.approx(100 * s["final_std"], abs=0.006), where
+        assert _num(area[0].strip("* ")) == pytest.approx(100 * s["aulc_mean"], abs=0.006), where
+        assert _num(area[1].strip("* ")) == pytest.approx(100 * s["aulc_std"], abs=0.006), where
+        assert _num(cells[3]) == pytest.approx(s["query_seconds"], abs=0.006), where
+        assert _num(cells[4]) == pytest.approx(s["train_seconds"], abs=0.006), where
+        checked += 1
+    assert checked == 27  # three runs x nine strategies
