@@ -793,3 +793,15 @@ def test_figure_width_draws_figures_at_their_printed_size(
     res = _report(tmp_path / "s1", "--out", tmp_path / "bad", "--figure-width", "0.5")
     assert res.exit_code == 2 and "--figure-width 0.5" in res.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_latex_summary_of_a_run_still_going_says_which_seeds_it_counts(tmp_path: Path) -> None:
+    _write_run(
+        tmp_path / "s1", {"random": [[0.3, 0.4], [0.3, 0.5]], "entropy": [[0.3, 0.4], [0.3]]}
+    )
+    res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--latex")
+    assert res.exit_code == 0, res.output
+    tex = (tmp_path / "rep/s1_summary.tex").read_text()
+    assert (
+        "% Still running (only seeds that finished every round are counted): entropy (1 of 2" in tex
+    )

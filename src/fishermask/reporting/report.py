@@ -328,7 +328,8 @@ def build_report(
         )
         summary = summarize(rows)
         if latex:
-            write_text_atomic(out / f"{stem}_summary.tex", summary_latex(summary, title))
+            tex = summary_latex(summary, title, pending=incomplete(rows))
+            write_text_atomic(out / f"{stem}_summary.tex", tex)
         md += [
             f"## {title}",
             "",
