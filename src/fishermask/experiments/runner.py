@@ -74,6 +74,15 @@ def check_run_dir(
             if len(new_sizes) == len(old_sizes):
                 return None  # the same schedule, given the other way (rounds / budget)
             return len(old_sizes) + 1, len(new_sizes) + 1
+        if isinstance(old_sizes, list) and old_sizes[: len(new_sizes)] == new_sizes:
+            raise ConfigError(
+                f"{out_dir} holds a longer run ({len(old_sizes)} queries per trial) than this "
+                f"command asks for ({len(new_sizes)}); its first {len(new_sizes)} are the "
+                "shorter run's (rounds 0-"
+                f"{len(new_sizes)} of its results.csv; `fishermask report {out_dir}` reports "
+                f"it as it is): run the longer command again to print its summary, or use a "
+                "new --out for a separate shorter run."
+            )
         _refuse_cut_last_query(out_dir, old, old_sizes, new_sizes)
     raise ConfigError(
         f"{out_dir} holds a run with a different configuration (differs in: "
