@@ -120,3 +120,19 @@ def test_summary_times_come_from_the_same_seeds_as_the_accuracies() -> None:
     a = next(s for s in summarize(rows) if s.strategy == "a")
     assert a.seeds == 1
     assert (a.query_seconds, a.train_seconds) == (1.0, 2.0)
+
+
+def test_run_title_names_a_width_only_for_models_that_have_one(tmp_path):
+    """The features run's title read "linear width 1.0": the linear model has no width."""
+    import json
+
+    from fishermask.reporting.outputs import run_title
+
+    def title(model):
+        cfg = {"data": {"dataset": "digits"}, "model": model}
+        cfg["loop"] = {"initial": 10, "query_size": 5, "rounds": 2, "budget": None}
+        (tmp_path / "config.json").write_text(json.dumps({"config": cfg, "dataset": {}}))
+        return run_title(tmp_path)
+
+    assert title({"name": "linear", "width": 1.0}) == "digits — linear, 10 → 20 labels by 5"
+    assert title({"name": "cnn", "width": 0.5}) == "digits — cnn width 0.5, 10 → 20 labels by 5"

@@ -46,7 +46,9 @@ def run_title(run_dir: Path) -> str:
         preset = data.get("preset")
         model = meta.get("config", {}).get("model", {})
         bits = [name] + ([preset] if preset else [])
-        title = f"{' '.join(bits)} — {model.get('name', '')} width {model.get('width', '')}"
+        title = f"{' '.join(bits)} — {model.get('name', '')}"
+        if model.get("name") != "linear":  # the one built-in model without a width
+            title += f" width {model.get('width', '')}"
         loop = meta.get("config", {}).get("loop", {})
         if loop.get("initial") is not None and loop.get("query_size") is not None:
             if loop.get("budget") is not None:
