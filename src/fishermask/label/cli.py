@@ -410,6 +410,7 @@ def next_batch(
         p.recover()
         p.check_intact()  # before a round starts (and fails on them)
         p.load_imports()  # likewise: a --import file that is gone is one line, no round
+        p.check_model()  # and a damaged checkpoint of the model it queries with
         was = [it for it in p.batch() if it["state"] is None]
         row = p.run_round(train_model=False, n=n)
     except KeyboardInterrupt:

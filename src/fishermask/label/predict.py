@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -122,26 +121,54 @@ def committed_model(project: Project) -> CommittedModel:
     trained = next(
         r for r in project.store.rounds() if r["status"] == "done" and r["checkpoint"] == ckpt
     )
-    try:
-        state = torch.load(project.dir / ckpt, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise DataError(
-            f"cannot read the latest model {project.dir / ckpt} ({_load_error(exc)}); "
-            f"train a new one with `fishermask label train {project.dir}`."
-        ) from None
+    state = read_checkpoint(project.dir, ckpt)
     # the current batch: the latest finished round's, which carries this model unless it
     # queued images set aside (a revisit, chosen by no model)
     queue = project.store.last_good_round() or latest
     return CommittedModel(trained, int(queue["id"]), state, queue["checkpoint"] == ckpt)
 
 
+#: What a checkpoint of ``Project.save_checkpoint`` holds (a file without them is not one).
+CHECKPOINT_KEYS = ("model", "normalizer", "classes", "model_name", "width", "image_shape")
+
+
+def unreadable_model(project_dir: Path, rel: str, why: str) -> str:
+    """The one line for a project's checkpoint that cannot be used: the file, why, the fix."""
+    return (
+        f"cannot read the latest model {Path(project_dir) / rel} ({why}); train a new one with "
+        f"`fishermask label train {project_dir}`."
+    )
+
+
+def read_checkpoint(project_dir: Path, rel: str) -> dict[str, Any]:
+    """The checkpoint ``rel`` of the project in ``project_dir`` (``Project.save_checkpoint``),
+    read with ``torch.load(..., weights_only=True)``. Every caller that uses the project's
+    model reads it here (``label predict``, ``label revisit``, ``label next``, ``label status
+    --list``, the page), so a damaged, overwritten, cut short or missing file is the same
+    one line everywhere (:func:`unreadable_model`, a :class:`DataError`), not a traceback."""
+    path = Path(project_dir) / rel
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - the safe unpickler raises many kinds on bad bytes
+        raise DataError(unreadable_model(project_dir, rel, _load_error(exc))) from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else None
+    if missing is None or missing:
+        raise DataError(
+            unreadable_model(project_dir, rel, "a PyTorch file, but not a labeling checkpoint")
+        )
+    return state
+
+
 def _load_error(exc: BaseException) -> str:
     """Why ``torch.load(..., weights_only=True)`` failed, in a few words: other bytes than a
-    checkpoint make its unpickler raise a page of advice about ``weights_only``, which does not
-    apply to a damaged file."""
-    if isinstance(exc, pickle.UnpicklingError):
-        return "not a PyTorch checkpoint: damaged or overwritten"
-    return str(exc).splitlines()[0]
+    checkpoint make its unpickler raise a page of advice about ``weights_only`` (or a bare
+    KeyError), which does not apply to a damaged file."""
+    text = str(exc)
+    if isinstance(exc, OSError) and text:  # missing, unreadable: the system's own words
+        return text.splitlines()[0]
+    if isinstance(exc, EOFError) or "central directory" in text:
+        return "cut short: not a complete PyTorch checkpoint"
+    return "not a PyTorch checkpoint: damaged or overwritten"
 
 
 def build_classifier(
@@ -535,7 +562,7 @@ class LabelModel:
             )
         try:
             weights = torch.load(pt, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        except Exception as exc:  # noqa: BLE001 - bad bytes raise many kinds (see above)
             raise ConfigError(f"cannot read {pt} ({_load_error(exc)}).") from None
         self._import_architecture(info, meta)
         try:

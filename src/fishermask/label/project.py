@@ -1370,15 +1370,21 @@ class Project:
     def load_model(
         self, round_row: dict[str, Any]
     ) -> tuple[Classifier, torch.nn.Module | None, Normalizer]:
-        state = torch.load(
-            self.dir / round_row["checkpoint"], map_location="cpu", weights_only=True
-        )
+        from fishermask.label.predict import read_checkpoint, unreadable_model
+
+        rel = round_row["checkpoint"]
+        state = read_checkpoint(self.dir, rel)  # DataError (one line) when it cannot be read
         # the architecture the checkpoint was trained with (``label config`` may have changed
         # the project's model since)
         model = self.new_model(
             round_row["id"], model=state["model_name"], width=float(state["width"])
         )
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:  # weights of another shape: damaged, or another project's file
+            raise DataError(
+                unreadable_model(self.dir, rel, "its weights do not fit its architecture")
+            ) from None
         aux = self.strategy().make_auxiliary(model)
         if aux is not None:
             if state.get("aux") is None:
@@ -1391,6 +1397,17 @@ class Project:
         model.eval()
         norm = Normalizer(tuple(state["normalizer"]["mean"]), tuple(state["normalizer"]["std"]))
         return model, aux, norm
+
+    def check_model(self) -> None:
+        """Refuse (:class:`DataError`, one line naming the file and ``label train`` as the
+        fix) when the latest model's checkpoint cannot be read: asked before a round that
+        queries with that model starts (``label next``), so it fails before anything is
+        written."""
+        from fishermask.label.predict import read_checkpoint
+
+        row = self.store.last_good_round(with_model=True)
+        if row is not None:
+            read_checkpoint(self.dir, row["checkpoint"])
 
     def latest_model(
         self,

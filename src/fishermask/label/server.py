@@ -649,7 +649,8 @@ def create_app(
                 f"a retrain is running (round {busy.args[0]}); its batch would replace this "
                 "one: revisit when it is done",
             )
-        except ConfigError as exc:  # e.g. the model's --import file is gone (its guesses)
+        except (ConfigError, DataError) as exc:  # the model's --import file is gone, or its
+            # checkpoint cannot be read (its guesses): one line, nothing queued
             return _error(409, str(exc))
         return {
             "round_id": round_id,
