@@ -138,6 +138,27 @@ def test_export_csv_api_with_annotators(client):
     assert r.text.splitlines() == ["path,label,annotator", f"{iid['path']},red,alice"]
 
 
+@pytest.mark.parametrize("name", ["alice", "bob"])
+def test_export_csv_with_annotators_is_the_owners(client, name):
+    """An annotator's token downloaded who gave each label across the team; now 403 with one
+    line, while the plain export (path,label) stays open to every token."""
+    iid = client.get("/api/batch", headers=client.as_["alice"]).json()["items"][0]
+    client.post(
+        "/api/labels",
+        headers=client.as_["alice"],
+        json={"image_id": iid["image_id"], "label": "red"},
+    )
+    for value in ("true", "1", "yes"):
+        r = client.get("/api/export.csv", headers=client.as_[name], params={"annotators": value})
+        assert r.status_code == 403, r.text
+        error = r.json()["error"]
+        assert "owner's" in error and "\n" not in error and "alice" not in error
+    r = client.get("/api/export.csv", headers=client.as_[name])
+    assert r.status_code == 200 and r.text.splitlines() == ["path,label", f"{iid['path']},red"]
+    r = client.get("/api/export.csv", headers=client.as_[name], params={"annotators": "false"})
+    assert r.status_code == 200 and r.text.splitlines()[0] == "path,label"
+
+
 def test_serve_prints_one_url_per_annotator(project):
     import json
     import re

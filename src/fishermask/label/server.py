@@ -660,7 +660,10 @@ def create_app(
         }
 
     @app.get("/api/export.csv")
-    def export_csv(annotators: bool = False) -> Any:
+    def export_csv(request: Request, annotators: bool = False) -> Any:
+        if annotators and request.state.annotator is not None:
+            # who gave each image's label, across the team, in one file: the owner's
+            return _error(403, team.OWNER_ONLY_EXPORT)
         try:
             text = project.export_csv_text(annotators=annotators)
         except DataError as exc:  # a labeled image changed since it was scanned

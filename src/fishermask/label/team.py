@@ -111,6 +111,12 @@ OWNER_ONLY = (
     "only the owner starts the next round or a revisit on this server (label serve "
     "--owner-only-queue); ask the owner"
 )
+#: ``GET /api/export.csv?annotators=true`` with an annotator's token (403).
+OWNER_ONLY_EXPORT = (
+    "the export with an annotator column (who gave each label, across the team) is the "
+    "owner's: download it without annotators=true, or ask the owner (`fishermask label "
+    "export PROJECT --format csv --annotators`)"
+)
 
 
 def batch_not_done(left: int, action: str) -> str:
