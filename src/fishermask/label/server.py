@@ -53,7 +53,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
-from fishermask.label import review, team
+from fishermask.label import review, team, thumbs
 from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
 from fishermask.label.store import BatchNotDone, NotYours, RoundBusy
 
@@ -675,7 +675,12 @@ def create_app(
         )
 
     @app.get("/api/images/{image_id}")
-    def image(image_id: int) -> Any:
+    def image(image_id: int, size: str = "full") -> Any:
+        """The image file, or with ``size=thumb`` its preview (:mod:`fishermask.label.thumbs`,
+        cached under the project by content hash); both only while the file is what was
+        scanned (409 otherwise)."""
+        if size not in ("full", "thumb"):
+            return _error(400, f"size={size!r}: use full (the file) or thumb (a preview).")
         row = project.store.image(image_id)
         if row is None:
             return _no_image(project, image_id)
@@ -693,6 +698,13 @@ def create_app(
                 f"image {row.path} changed since it was scanned; run `fishermask label scan` "
                 "on the project: it says how to restore or accept it",
             )
+        if size == "thumb":
+            try:
+                body, media = thumbs.cached(data, row.sha256, project.dir)
+            except Exception:  # noqa: BLE001 - a file Pillow cannot shrink: the file itself
+                pass
+            else:
+                return Response(body, media_type=media)
         return Response(data, media_type=MEDIA.get(path.suffix.lower(), "image/*"))
 
     @app.get("/api/predictions")

@@ -1,0 +1,88 @@
+"""Thumbnails of the Labeled grid (GET /api/images/{id}?size=thumb): small, cached under the
+project by content hash, refused like the full image when the file changed."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fishermask.label import thumbs
+from tests.label.conftest import AUTH, api_client
+
+
+@pytest.fixture
+def big(project):
+    """The ``project`` with three large files scanned in: a JPEG photo 640x480, a JPEG
+    turned by EXIF (480 wide, 320 high, shown 320 wide), a transparent PNG 600x400; their ids
+    by name."""
+    rng = np.random.default_rng(3)
+    root = project.root / "big"
+    root.mkdir()
+    photo = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(root / "photo.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.fromarray(photo[:320, :480]).save(root / "turned.jpg", exif=exif.tobytes())
+    rgba = rng.integers(0, 256, size=(400, 600, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(root / "clear.png")
+    added, unreadable = project.scan()
+    assert added == 3 and not unreadable
+    ids = project.store.image_ids_by_path()
+    return {n: ids[f"big/{n}"] for n in ("photo.jpg", "turned.jpg", "clear.png")}
+
+
+def _thumb(c, image_id):
+    return c.get(f"/api/images/{image_id}", params={"size": "thumb"}, headers=AUTH)
+
+
+def test_a_thumbnail_is_at_most_160_pixels_and_much_smaller_than_the_file(project, big):
+    with api_client(project.dir) as c:
+        for name, want, media in (
+            ("photo.jpg", (160, 120), "image/jpeg"),
+            ("turned.jpg", (107, 160), "image/jpeg"),  # shown upright, as the browser shows it
+            ("clear.png", (160, 107), "image/png"),
+        ):
+            r = _thumb(c, big[name])
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"] == media
+            with Image.open(io.BytesIO(r.content)) as im:
+                assert im.size == want, name
+                assert (im.mode == "RGBA") == (name == "clear.png")
+            full = c.get(f"/api/images/{big[name]}", headers=AUTH)
+            assert full.status_code == 200 and len(r.content) < len(full.content) / 4
+        small = c.get("/api/images/1", params={"size": "thumb"}, headers=AUTH)  # 8x8: not enlarged
+        with Image.open(io.BytesIO(small.content)) as im:
+            assert im.size == (8, 8)
+        r = c.get("/api/images/1", params={"size": "huge"}, headers=AUTH)
+        assert r.status_code == 400 and "use full" in r.json()["error"]
+
+
+def test_a_thumbnail_is_made_once_and_then_read_from_the_cache(project, big, monkeypatch):
+    with api_client(project.dir) as c:
+        first = _thumb(c, big["photo.jpg"])
+        sha = c.project.store.image(big["photo.jpg"]).sha256
+        cached = project.dir / "thumbs" / f"{sha}-160-jpg"
+        assert cached.read_bytes() == first.content
+
+        def fail(*args, **kwargs):
+            raise AssertionError("made again")
+
+        monkeypatch.setattr(thumbs, "make", fail)
+        again = _thumb(c, big["photo.jpg"])
+        assert again.status_code == 200 and again.content == first.content
+        assert [p.name for p in (project.dir / "thumbs").iterdir()] == [cached.name]
+
+
+def test_a_changed_file_is_409_not_its_old_thumbnail(project, big):
+    with api_client(project.dir) as c:
+        assert _thumb(c, big["photo.jpg"]).status_code == 200  # cached
+        path = project.root / "big" / "photo.jpg"
+        Image.fromarray(np.zeros((480, 640, 3), dtype=np.uint8)).save(path)
+        r = _thumb(c, big["photo.jpg"])
+        full = c.get(f"/api/images/{big['photo.jpg']}", headers=AUTH)
+        assert r.status_code == full.status_code == 409
+        assert r.json()["error"] == full.json()["error"]
+        assert "big/photo.jpg changed since it was scanned" in r.json()["error"]
