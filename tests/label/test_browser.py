@@ -42,9 +42,9 @@ def browser():
 
 def _open_page(project, browser, timeout: float = 60):
     """Close ``project`` (the server opens its own), start ``label serve`` on it, open the URL
-    it prints in ``browser`` and wait until the first image is set. Returns the server process
-    (for ``stop_server``; stopped here if the page does not open) and a ``WebDriverWait`` of
-    ``timeout`` seconds."""
+    it prints in ``browser`` and wait until the first image is set (or the page says why it
+    cannot show it). Returns the server process (for ``stop_server``; stopped here if the page
+    does not open) and a ``WebDriverWait`` of ``timeout`` seconds."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -53,11 +53,23 @@ def _open_page(project, browser, timeout: float = 60):
     try:
         browser.get(re.search(r"http://\S+", line).group(0))
         wait = WebDriverWait(browser, timeout)
-        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        wait.until(
+            lambda d: (
+                d.find_element(By.ID, "image").get_attribute("src")
+                or d.find_element(By.ID, "message").text
+            )
+        )
     except BaseException:
         stop_server(proc)
         raise
     return proc, wait
+
+
+def _page_token(browser) -> str:
+    """The token the page holds (its settings; its address bar no longer has it)."""
+    return browser.execute_script(
+        "return JSON.parse(document.getElementById('fm-config').textContent).token"
+    )
 
 
 def _wait_for_polls(browser, n: int = 2, timeout: float = 60) -> None:
@@ -226,7 +238,8 @@ def test_keys_typed_faster_than_the_server_answers_are_all_saved_in_order(projec
 
     proc, wait = _open_page(project, browser)
     try:
-        base, token = re.search(r"(http://\S+)/\?token=(\S+)", browser.current_url).groups()
+        base = re.search(r"http://[^/]+", browser.current_url).group(0)
+        token = _page_token(browser)
         req = urllib.request.Request(
             base + "/api/batch", headers={"Authorization": "Bearer " + token}
         )
@@ -468,7 +481,10 @@ def test_an_image_marked_unsure_is_revisited_labeled_and_exported(project, brows
         assert "Batch done" in text(browser, "message")
         wait.until(lambda d: not d.find_element(By.ID, "set-aside").is_displayed())
         export = browser.find_element(By.ID, "export").get_attribute("href")  # the page's link
-        with urllib.request.urlopen(export) as r:
+        req = urllib.request.Request(
+            export, headers={"Authorization": f"Bearer {_page_token(browser)}"}
+        )
+        with urllib.request.urlopen(req) as r:
             assert r.read().decode() == f"path,label\n{path},{true_class}\n"
     finally:
         stop_server(proc)
@@ -736,3 +752,95 @@ def test_the_labeled_view_filters_and_fixes_a_label(project, browser):
         q.close()
     finally:
         stop_server(proc)
+
+
+def test_the_token_leaves_the_address_bar_and_no_request_carries_it_in_its_url(
+    project, browser, tmp_path
+):
+    """Image URLs, the CSV link, the script and the style carried the token, so it landed in
+    server and proxy logs and in the browser's history of each image. After the page opens,
+    its address has no token; every request it made (images and thumbnails shown from blob:
+    URLs, the API, the CSV download) has none in its URL; a reload of the tab keeps who it is,
+    and an owner's tab and an annotator's tab of one browser stay two people."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    project.close()
+    proc, line, _ = start_server(project.dir, "--annotators", "alice")
+    try:
+        owner_url = re.search(r"http://\S+", line).group(0)
+        alice_url = re.search(r"labeling page for alice: (http://\S+)", proc.stdout.readline())[1]
+        wait = WebDriverWait(browser, 60)
+
+        def text(d, id_):
+            return d.find_element(By.ID, id_).text
+
+        def urls(d) -> list[str]:  # every request the page made since it was opened
+            return d.execute_script(
+                "return performance.getEntriesByType('resource').map((e) => e.name)"
+            )
+
+        def label_shown(d) -> str:
+            path = text(d, "path")
+            d.find_element(By.TAG_NAME, "body").send_keys(
+                str(CLASSES.index(path.split("/")[0]) + 1)
+            )
+            wait.until(lambda d: text(d, "message").startswith(f"saved: {path}"))
+            return path
+
+        shown = lambda d: d.find_element(By.ID, "image").get_attribute("src") or ""  # noqa: E731
+        browser.get(owner_url)
+        wait.until(lambda d: shown(d).startswith("blob:"))
+        owner_tab = browser.current_window_handle
+        assert "token" not in browser.current_url
+        assert browser.current_url.rstrip("/") == owner_url.split("/?")[0]
+        first = label_shown(browser)
+
+        browser.switch_to.new_window("tab")  # alice, in the same browser
+        browser.get(alice_url)
+        wait.until(lambda d: shown(d).startswith("blob:"))
+        assert "token" not in browser.current_url and text(browser, "annotator") == "as alice"
+        second = label_shown(browser)
+
+        browser.switch_to.window(owner_tab)
+        browser.refresh()  # the address has no token now: the tab still knows whose it is
+        wait.until(lambda d: shown(d).startswith("blob:"))
+        assert "token" not in browser.current_url
+        assert not browser.find_elements(By.ID, "annotator")  # the owner's page, not alice's
+        third = label_shown(browser)
+
+        # the Labeled view: thumbnails, fetched with the header, shown from blob: URLs
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(
+            lambda d: (
+                len(tiles := d.find_elements(By.CSS_SELECTOR, "#grid img")) == 3
+                and all((t.get_attribute("src") or "").startswith("blob:") for t in tiles)
+            )
+        )
+        # the CSV download: fetched with the header, saved from a blob: URL
+        browser.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+        )
+        browser.find_element(By.ID, "export").click()
+        wait.until(lambda d: (tmp_path / "labels.csv").is_file() and text(d, "message"))
+        wait.until(lambda d: len((tmp_path / "labels.csv").read_text().splitlines()) == 4)
+        rows = (tmp_path / "labels.csv").read_text().splitlines()
+        assert rows[0] == "path,label" and {r.split(",")[0] for r in rows[1:]} == {
+            first,
+            second,
+            third,
+        }
+        made = urls(browser)
+        assert any("/api/images/" in u and "size=thumb" in u for u in made), made
+        assert any(u.endswith("/api/export.csv") for u in made), made
+        assert not [u for u in made if "token" in u], made
+        assert "token" not in browser.current_url
+    finally:
+        stop_server(proc)
+    from fishermask.label.project import Project
+
+    p = Project(project.dir)
+    who = {r.image_id: r.annotator for r in p.store.history()}
+    paths = {r.id: r.path for r in p.store.images()}
+    assert {paths[i]: a for i, a in who.items()} == {first: None, second: "alice", third: None}
+    p.close()

@@ -237,3 +237,41 @@ def test_a_cross_site_post_without_the_token_writes_nothing(client, headers, con
         assert "access-control-allow-origin" not in r.headers  # no CORS: answers stay unread
     assert len(client.project.store.history()) == 0
     assert len(client.project.store.rounds()) == 1  # the fixture's, nothing started
+
+
+def test_no_answer_puts_the_token_into_a_url_and_images_may_come_from_blob_urls(client):
+    """The page's image URLs, its script and style and its CSV link carried the token, which
+    then landed in server and proxy logs and in the browser's history of each image. Only the
+    first URL (printed by `label serve`) has it now; the page sends it in a header."""
+    page = client.get("/", params={"token": TOKEN})
+    assert page.status_code == 200
+    html = page.text.replace(f'"token": "{TOKEN}"', "")  # the page's settings hold it, once
+    assert TOKEN not in html and "token=" not in html
+    client.post("/api/labels", headers=AUTH, json={"image_id": 1, "label": "red"})
+    for path in ("/api/batch", "/api/labeled"):
+        items = client.get(path, headers=AUTH).json()["items"]
+        assert items and all("token" not in it["url"] for it in items), path
+    csp = page.headers["content-security-policy"]
+    # the page shows images it fetched (with the header) from blob: URLs, and nothing else new
+    assert "img-src 'self' blob:;" in csp and csp.count("blob:") == 1 and "data:" not in csp
+
+
+def test_static_files_need_no_token_and_hold_nothing_of_the_project(client):
+    for path in ("/static/app.js", "/static/style.css", "/static/reopen.js"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert TOKEN not in r.text and str(client.project.dir) not in r.text
+    # outside /static, every route still needs the token (in a header, or ?token= for scripts)
+    assert client.get("/static/../api/status").status_code == 401
+    assert client.get("/api/status", params={"token": TOKEN}).status_code == 200
+    assert client.get("/api/images/1", params={"token": TOKEN}).status_code == 200
+
+
+def test_the_page_without_a_token_is_a_401_page_that_can_reopen_this_tab(client):
+    r = client.get("/")
+    assert r.status_code == 401 and r.headers["content-type"].startswith("text/html")
+    assert '<script src="/static/reopen.js"></script>' in r.text
+    assert "open the URL that `fishermask label serve`" in r.text
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    # the API's refusals stay JSON
+    assert client.get("/api/status").json()["error"].startswith("missing or wrong access token")

@@ -1,7 +1,10 @@
 """The labeling page and its JSON API (FastAPI on uvicorn, Jinja2 templates, no JS build).
 
-Every request needs the access token, as a ``token`` query parameter or an
-``Authorization: Bearer`` header. Images are served by id only: the path comes from the
+Every request needs the access token, as an ``Authorization: Bearer`` header or (the link
+``label serve`` prints, and scripts of earlier versions) a ``token`` query parameter; the
+package's static files need none. No answer puts the token into a URL: the page takes it out
+of its address bar and sends it in the header, images included (fetched, shown from ``blob:``
+URLs). Images are served by id only: the path comes from the
 database and is checked (links resolved) to lie inside the image folder, and the file's
 content against the hash stored when it was scanned (409 if it changed). A label is
 committed to the database before ``POST /api/labels`` answers 200; it takes any image of the
@@ -75,12 +78,14 @@ def shortcut_keys(n: int) -> list[str]:
 
 
 #: Sent with every answer, refusals included. The page loads only its own script, style,
-#: images and API (no inline script: its settings are a JSON data block), may not be framed
-#: (clickjacking), and sends no Referer: its URL carries the token.
+#: images and API (no inline script: its settings are a JSON data block), shows images from
+#: ``blob:`` URLs (it fetches them with the token in a header: ``img-src`` allows that and no
+#: other origin), may not be framed (clickjacking), and sends no Referer: the URL it is
+#: opened with carries the token.
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (
         b"content-security-policy",
-        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
         b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     ),
     (b"x-content-type-options", b"nosniff"),
@@ -92,7 +97,7 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 def with_headers(send: Send, path: str) -> Send:
     """``send`` adding :data:`SECURITY_HEADERS` to the answer's start, and ``Cache-Control:
     no-store`` to all but the static files and images (labels, counts and the page, whose
-    links carry the token, are not kept in the browser's cache)."""
+    settings hold the token, are not kept in the browser's cache)."""
     extra = list(SECURITY_HEADERS)
     if not (path.startswith("/static/") or path.startswith("/api/images/")):
         extra.append((b"cache-control", b"no-store"))
@@ -113,6 +118,16 @@ def host_name(host: str) -> str:
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+#: ``GET /`` without a valid token (401): ``reopen.js`` opens the page again with the token
+#: this tab was opened with (kept in its ``sessionStorage``), once; else it stays saying what
+#: to do.
+NO_TOKEN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fishermask label</title></head>
+<body><p id="why">missing or wrong access token: open the URL that `fishermask label serve`
+printed (it ends in ?token=...)</p><script src="/static/reopen.js"></script></body></html>
+"""
 
 
 class TokenGuard:
@@ -152,6 +167,11 @@ class TokenGuard:
                 )
                 await resp(scope, receive, send)
                 return
+        if scope.get("path", "").startswith("/static/"):
+            # the package's own script and style, nothing of the project: served without a
+            # token, so the page loads them by plain URLs (a <script src> sends no header)
+            await self.app(scope, receive, send)
+            return
         given = b""
         auth = headers.get(b"authorization", b"")
         if auth[:7].lower() == b"bearer ":
@@ -165,6 +185,12 @@ class TokenGuard:
         for token, name in self.tokens:  # each compared in constant time, none skipped
             if secrets.compare_digest(given, token):
                 who.append(name)
+        if not who and scope.get("path") == "/" and scope.get("method") == "GET":
+            # the page itself, reloaded after it took the token out of its address bar (or
+            # opened without one): a page that reopens it with this tab's token, once
+            resp = HTMLResponse(NO_TOKEN_PAGE, status_code=401)
+            await resp(scope, receive, send)
+            return
         if not who:
             resp = JSONResponse(
                 {
@@ -388,7 +414,6 @@ def create_app(
             request,
             "index.html",
             {
-                "token": mine,
                 "project": project.dir.name,
                 "annotator": who,
                 "classes": list(zip(classes, keys, strict=True)),
@@ -408,8 +433,8 @@ def create_app(
         with project.store.snapshot():  # the items and the round id of one batch
             items = project.batch()
             rounds = [r for r in project.store.rounds() if r["status"] == "done"]
-        for it in items:
-            it["url"] = f"/api/images/{it['image_id']}?token={request.state.token}"
+        for it in items:  # no token in a URL: the page sends it in a header
+            it["url"] = f"/api/images/{it['image_id']}"
         return {
             "round_id": rounds[-1]["id"] if rounds else None,
             "mode": rounds[-1]["mode"] if rounds else "",
@@ -446,7 +471,8 @@ def create_app(
             project, label_probs, label=label, by=by, sort=sort, page=n, per_page=size
         )
         for it in out["items"]:
-            it["url"] = f"/api/images/{it['image_id']}?token={request.state.token}"
+            it["url"] = f"/api/images/{it['image_id']}"
+            it["thumb"] = f"/api/images/{it['image_id']}?size=thumb"  # what the grid shows
         out["annotators"] = sorted(names | set(out["annotators"]) | {team.OWNER})
         return out
 

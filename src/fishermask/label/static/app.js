@@ -29,8 +29,19 @@ let served = false;  // the server has accepted this page's token at least once
 let allSeen = false;  // every image is labeled, skipped or unsure (GET /api/status)
 let unsaved = null;  // the image whose save failed last (named until a save succeeds)
 
-async function api(method, path, body) {
-  const opts = { method, headers: { "Authorization": "Bearer " + FM.token } };
+// The access token travels in the Authorization header of every request (the API, images,
+// the CSV download), never in a URL: a URL lands in server and proxy logs and in the browser's
+// history. The page was opened with it in its address (the URL `label serve` prints); it is
+// taken out of the address bar at once, and kept for this tab only (sessionStorage: a reload
+// of this tab finds it, through reopen.js; no cookie, so an owner and an annotator in two tabs
+// of one browser stay two people).
+const TOKEN = FM.token;
+try { sessionStorage.setItem("fishermask-label-token", TOKEN); } catch (e) { /* storage off */ }
+if (location.search) history.replaceState(history.state, "", location.pathname + location.hash);
+
+// A request with the token; the answer when it is 2xx, else an Error with the server's line.
+async function request(method, path, body) {
+  const opts = { method, headers: { "Authorization": "Bearer " + TOKEN } };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
@@ -41,11 +52,63 @@ async function api(method, path, body) {
   } catch (e) {  // no answer at all ("Failed to fetch"): the server is not running
     throw new Error(DOWN);
   }
-  const data = await r.json().catch(() => ({}));
   if (r.status === 401 && served) throw new Error(RESTARTED);
-  if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+  if (!r.ok) {
+    const data = await r.json().catch(() => ({}));
+    throw new Error(data.error || ("HTTP " + r.status));
+  }
   served = true;
-  return data;
+  return r;
+}
+
+async function api(method, path, body) {
+  const r = await request(method, path, body);
+  return r.json().catch(() => ({}));
+}
+
+// Show the image at `url` in `img`: fetched with the token, shown from a blob: URL, and the
+// blob: URL it showed before revoked (each is revoked once its image is no longer shown). When
+// the server refuses it (changed or gone since it was scanned), the frame is emptied and
+// `onError` gets the server's line. A later call for the same element wins.
+async function showImage(img, url, onError) {
+  img.dataset.want = url;
+  let blob;
+  try {
+    blob = URL.createObjectURL(await (await request("GET", url)).blob());
+  } catch (e) {
+    if (img.dataset.want === url) { dropImage(img); if (onError) onError(e); }
+    return;
+  }
+  if (img.dataset.want !== url) { URL.revokeObjectURL(blob); return; }
+  const old = img.dataset.blob;
+  img.src = blob;
+  img.dataset.blob = blob;
+  if (old) URL.revokeObjectURL(old);
+}
+
+// Empty `img` and revoke its blob: URL (its image is no longer shown).
+function dropImage(img) {
+  delete img.dataset.want;
+  if (img.dataset.blob) URL.revokeObjectURL(img.dataset.blob);
+  delete img.dataset.blob;
+  img.removeAttribute("src");
+}
+
+// The CSV download: fetched with the token, saved from a blob: URL (a plain link would need
+// the token in its URL), the URL revoked once the browser has taken the file.
+async function downloadCsv() {
+  try {
+    const r = await request("GET", "/api/export.csv");
+    const url = URL.createObjectURL(await r.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = "labels.csv";
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);  // the download has its bytes by then
+    say("downloaded labels.csv");
+  } catch (e) { say("download failed: " + e.message, true); }
 }
 
 // Run fn after every earlier action has finished. Keys typed faster than the server answers
@@ -90,7 +153,7 @@ function what(state) {
 function show() {
   document.querySelectorAll("button.class").forEach((b) => b.classList.remove("guess", "chosen"));
   if (!items.length) {
-    $("image").removeAttribute("src");
+    dropImage($("image"));
     $("position").textContent = allSeen
       ? "nothing left to label: every image is labeled, skipped or unsure (revisit brings back "
         + "those set aside; download the labels in the side panel)"
@@ -99,7 +162,13 @@ function show() {
     return;
   }
   const it = items[pos];
-  $("image").src = it.url;
+  if ($("image").dataset.imageId !== String(it.image_id) || !$("image").dataset.want) {
+    // an image the server will not show (changed or gone since it was scanned: 409/403/404)
+    // would be a blank frame: say why, with the server's fix
+    showImage($("image"), it.url, (e) => {
+      if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true);
+    });
+  }
   $("image").dataset.imageId = it.image_id;
   const done = items.filter((x) => x.state).length;
   $("position").textContent = `image ${pos + 1} of ${items.length} in this batch (${done} done)`;
@@ -377,6 +446,7 @@ const when = (t) => new Date(1000 * t).toLocaleString();
 
 function renderGrid() {
   const grid = $("grid");
+  grid.querySelectorAll("img").forEach(dropImage);  // the tiles shown before: revoked
   grid.textContent = "";
   browse.items.forEach((it, i) => {
     const tile = document.createElement("button");
@@ -384,7 +454,8 @@ function renderGrid() {
     tile.className = "tile" + (it.was ? " fixed" : "");
     tile.dataset.imageId = it.image_id;
     const img = document.createElement("img");
-    img.src = it.url; img.alt = it.path; img.loading = "lazy";
+    img.alt = it.path;
+    showImage(img, it.thumb);  // a preview of at most 160 px, not the whole file
     const lab = document.createElement("span");
     lab.className = "lab";
     lab.textContent = it.label + (it.label_prob !== null ? ` ${pct(it.label_prob)}` : "");
@@ -509,17 +580,7 @@ $("browse-undo").onclick = () => act(browseUndo);
 $("tab-batch").onclick = () => setView("batch");
 $("tab-labeled").onclick = () => setView("labeled");
 
-// An image the server will not show (changed or gone since it was scanned: 409/403/404)
-// would be a blank frame; say why, with the server's fix.
-$("image").addEventListener("error", async () => {
-  const it = items[pos];
-  if (!it || String(it.image_id) !== $("image").dataset.imageId) return;
-  try {
-    await api("GET", `/api/images/${it.image_id}`);
-  } catch (e) {
-    if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true);
-  }
-});
+$("export").addEventListener("click", (ev) => { ev.preventDefault(); downloadCsv(); });
 
 document.addEventListener("keydown", onKey);
 document.querySelectorAll("button.class").forEach((b) =>
