@@ -444,9 +444,35 @@ async function loadLabeled() {
 const pct = (p) => `${(100 * p).toFixed(0)}%`;
 const when = (t) => new Date(1000 * t).toLocaleString();
 
+// The grid's thumbnails as blob: URLs, by thumbnail URL, for the tiles of the page shown: a
+// fix redraws the grid without fetching them again; those of a page left are revoked.
+const thumbs = new Map();
+let thumbsShown = new Set();
+
+async function showThumb(img, url) {
+  let blob = thumbs.get(url);
+  if (!blob) {
+    try {
+      blob = URL.createObjectURL(await (await request("GET", url)).blob());
+    } catch (e) {
+      img.title = `cannot show ${img.alt}: ${e.message}`;
+      return;
+    }
+    if (thumbs.has(url) || !thumbsShown.has(url)) {  // fetched twice, or the page was left
+      URL.revokeObjectURL(blob);
+      if (!thumbs.has(url)) return;
+      blob = thumbs.get(url);
+    } else thumbs.set(url, blob);
+  }
+  img.src = blob;
+}
+
 function renderGrid() {
   const grid = $("grid");
-  grid.querySelectorAll("img").forEach(dropImage);  // the tiles shown before: revoked
+  thumbsShown = new Set(browse.items.map((it) => it.thumb));
+  for (const [url, blob] of thumbs) {
+    if (!thumbsShown.has(url)) { URL.revokeObjectURL(blob); thumbs.delete(url); }
+  }
   grid.textContent = "";
   browse.items.forEach((it, i) => {
     const tile = document.createElement("button");
@@ -455,7 +481,7 @@ function renderGrid() {
     tile.dataset.imageId = it.image_id;
     const img = document.createElement("img");
     img.alt = it.path;
-    showImage(img, it.thumb);  // a preview of at most 160 px, not the whole file
+    showThumb(img, it.thumb);  // a preview of at most 160 px, not the whole file
     const lab = document.createElement("span");
     lab.className = "lab";
     lab.textContent = it.label + (it.label_prob !== null ? ` ${pct(it.label_prob)}` : "");
