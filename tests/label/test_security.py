@@ -275,3 +275,35 @@ def test_the_page_without_a_token_is_a_401_page_that_can_reopen_this_tab(client)
     assert "default-src 'none'" in r.headers["content-security-policy"]
     # the API's refusals stay JSON
     assert client.get("/api/status").json()["error"].startswith("missing or wrong access token")
+
+
+def test_no_path_under_static_reaches_the_api_without_a_token(project):
+    """/static/ is served without a token: a path that climbs out of it (as sent on the wire,
+    not normalised by a client) must not reach a route of the API."""
+    import re
+    import socket
+
+    from tests.label.test_kill import start_server, stop_server
+
+    project.close()
+    proc, line, _ = start_server(project.dir)
+    port = int(re.search(r":(\d+)/", line).group(1))
+    try:
+        for path in (
+            "/static/../api/status",
+            "/static/%2e%2e/api/status",
+            "/static/..%2fapi/batch",
+            "/static//../api/export.csv",
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(
+                    f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+                )
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            status = data.split(b"\r\n", 1)[0]
+            assert status in (b"HTTP/1.1 404 Not Found", b"HTTP/1.1 401 Unauthorized"), (path, data)
+            assert b"path,label" not in data and b'"items"' not in data and b'"labeled"' not in data
+    finally:
+        stop_server(proc)
