@@ -1638,7 +1638,10 @@ class Project:
     def guesses(self, image_ids: Sequence[int]) -> tuple[dict[int, list[dict[str, Any]]], str]:
         """The latest model's top guesses for these images, and why there are none when there
         are none ("" when there are): no model yet, or the images cannot be loaded (one went
-        missing or changed since the scan; ``label scan`` says which)."""
+        missing or changed since the scan; ``label scan`` says which). A model whose checkpoint
+        cannot be read is refused (:class:`DataError`, the one line of
+        :func:`~fishermask.label.predict.read_checkpoint`): its fix is a new model, not a list
+        without guesses."""
         if not image_ids:
             return {}, ""
         latest = self.latest_model()
