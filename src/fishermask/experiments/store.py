@@ -34,10 +34,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fishermask.errors import ConfigError, DataError
 from fishermask.text import slug
+
+# torch is imported where a checkpoint is saved or loaded: write_atomic also serves
+# `fishermask label export`, which starts without torch (tests/label/test_no_torch.py)
 
 RESULT_FIELDS = [
     "strategy",
@@ -142,6 +143,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def save_torch_atomic(path: Path, obj: Any) -> None:
+    import torch
+
     write_atomic(Path(path), lambda f: torch.save(obj, f), "wb")
 
 
@@ -182,6 +185,8 @@ class TrialStore:
                 old.unlink(missing_ok=True)
 
     def checkpoint(self, round_: int) -> dict[str, Any]:
+        import torch
+
         return torch.load(self.dir / f"model_{round_:03d}.pt", map_location="cpu")
 
 
@@ -205,6 +210,8 @@ class SharedRound0:
         """``{"record": ..., "state": ..., "run": ...}``, or ``None`` while no trial of the seed
         wrote it. ``run`` is what the model was trained for (:func:`round0_inputs` of the
         writing trial's experiment); absent from files written before it was recorded."""
+        import torch
+
         self._check_folder()
         if not self.path.exists():
             return None
@@ -230,6 +237,8 @@ class SharedRound0:
 
     def save(self, record: dict[str, Any], state: dict[str, Any], run: Any = None) -> bool:
         """Write it unless it exists (another trial's stays); returns whether this call wrote it."""
+        import torch
+
         self._check_folder()
         obj = {"record": json.dumps(record), "state": state, "run": run}  # record: round_000.json
         return write_atomic(self.path, lambda f: torch.save(obj, f), "wb", replace=False)

@@ -27,15 +27,18 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fishermask.data.base import ImageDataset
-from fishermask.data.cache import cached, carry_rows, drop_entries, rekey_rows
 from fishermask.data.images import BOMBS, ImageSize, bombs_refused, one_line, too_large
 from fishermask.errors import DataError
+
+if TYPE_CHECKING:  # torch and the cache are imported where used (label status etc. start without)
+    import torch
+
+    from fishermask.data.base import ImageDataset
 
 #: Extensions read from the image folder (compared lower-case).
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -325,6 +328,8 @@ def _segment_source(root: Path, project_id: str, segment: int) -> Path:
 def drop_segment_cache(cache_dir: Path, root: Path, project_id: str, segment: int) -> int:
     """Delete the cached decoded images of one segment (every key); the next load decodes
     the segment's images again, each checked against its stored hash."""
+    from fishermask.data.cache import drop_entries
+
     return drop_entries(cache_dir, _segment_source(root, project_id, segment))
 
 
@@ -343,6 +348,8 @@ def carry_segment(
     image, in position order, as when its entry was written. False (nothing changed) when
     that entry is not in the cache (e.g. a file changed since: the segment is then decoded
     again on the next load, each image checked against its hash)."""
+    from fishermask.data.cache import carry_rows
+
     return carry_rows(
         cache_dir,
         f"label-c{channels}",
@@ -368,6 +375,8 @@ def move_segment(
     mtime_ns)`` per image, in position order, before and after. False (nothing changed) when
     the old entry is not in the cache (the segment is then decoded again on the next load,
     each image checked against its hash)."""
+    from fishermask.data.cache import rekey_rows
+
     return rekey_rows(
         cache_dir,
         f"label-c{channels}",
@@ -380,6 +389,10 @@ def move_segment(
 
 def segment_dataset(pixels: np.ndarray, name: str) -> ImageDataset:
     """A decoded segment in the cache's container (labels are placeholders)."""
+    import torch
+
+    from fishermask.data.base import ImageDataset
+
     x = torch.from_numpy(pixels)
     return ImageDataset(
         name=name,
@@ -410,6 +423,8 @@ def segment_images(
     raises :class:`ImageChanged` (its old label would otherwise train on the new pixels). A
     missing file is refused (:class:`DataError` ending with ``missing_fix``).
     """
+    from fishermask.data.cache import cached
+
     source = _segment_source(root, project_id, segment)
     files = [root / p for p in paths]
     missing = [p for p in paths if not (root / p).exists()]

@@ -44,16 +44,11 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from fishermask import strategies
-from fishermask.data.images import check_image_size
 from fishermask.errors import ConfigError, DataError, FishermaskError
-from fishermask.experiments.store import write_atomic
 from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
 from fishermask.label import team
@@ -65,12 +60,18 @@ from fishermask.label.store import (
     proc_start,
     process_identity,
 )
-from fishermask.models import available_models, build_model, check_width
-from fishermask.models.base import Classifier
 from fishermask.text import SpreadsheetCsv, spreadsheet_unsafe
-from fishermask.training import Normalizer, make_augmenter, train
-from fishermask.training.config import TrainConfig
-from fishermask.training.trainer import predict
+
+# torch, the models, training and strategies are imported where they are used: the commands
+# that never touch a model (label status, add, export csv, ...) start without torch
+# (docs/benchmarks.md, "Labeling tool"; tests/label/test_no_torch.py)
+if TYPE_CHECKING:
+    import torch
+
+    from fishermask import strategies
+    from fishermask.models.base import Classifier
+    from fishermask.training import Normalizer
+    from fishermask.training.config import TrainConfig
 
 Report = Callable[[str, int, int], None]  # (phase, done, total)
 FOLDS = 5
@@ -157,6 +158,7 @@ def parse_strategy(
 ) -> tuple[str, dict[str, Any]]:
     """``"fishermask:sparsity=0.01"`` -> ``("fishermask", {"sparsity": 0.01})``, validated
     (``imports``: the project's, loaded; named when they do not register the strategy)."""
+    from fishermask import strategies
     from fishermask.experiments.config import StrategySpec
 
     spec = StrategySpec.parse(text)
@@ -199,6 +201,8 @@ def check_changeable(
     """The checks of every setting that ``label init`` takes and ``label config`` may change
     (the strategy is checked against the model by :func:`check_strategy_for_model`);
     ``imports``: the project's, loaded (a model they register is valid)."""
+    from fishermask.models import available_models, check_width
+
     if model not in available_models():
         raise ConfigError(
             f"Unknown model {model!r}; supported: {', '.join(available_models())}."
@@ -253,6 +257,9 @@ def check_strategy_for_model(
     FisherMask without ``k`` or ``sparsity`` on a model whose final layer has more weights
     than the default sparsity keeps gets ``k`` = twice the final layer's weights (said).
     """
+    from fishermask import strategies
+    from fishermask.models import build_model
+
     sopts = dict(sopts)
     probe = build_model(model, num_classes, shape, width)
     if sname == "fishermask" and "k" not in sopts and "sparsity" not in sopts:
@@ -357,6 +364,10 @@ def wilson(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 
 def fit_normalizer(x: torch.Tensor, chunk: int = 4096) -> Normalizer:
     """Per-channel mean/std of uint8 images (as :meth:`Normalizer.fit`), in float64 chunks."""
+    import torch
+
+    from fishermask.training import Normalizer
+
     ch = x.shape[1]
     s = torch.zeros(ch, dtype=torch.float64)
     s2 = torch.zeros(ch, dtype=torch.float64)
@@ -452,6 +463,8 @@ class Project:
         ``imports``: modules or ``.py`` files imported first (your own models and strategies;
         :mod:`fishermask.label.imports`).
         """
+        from fishermask.data.images import check_image_size
+
         path = Path(path)
         root = Path(images)
         if (path / DB_NAME).exists():
@@ -727,6 +740,8 @@ class Project:
         Kept in memory while the images table is as it was (ids, segments and hashes): a
         long-lived Project (the server's) decodes again after another process's `label scan`
         added, forgot or took the new content of images."""
+        import torch
+
         rows = self.store.images()
         key = hash(tuple((r.id, r.segment, r.sha256) for r in rows))
         cached = self._decoded
@@ -1192,6 +1207,8 @@ class Project:
         return bool(rounds) and rounds[-1]["status"] == "interrupted"
 
     def train_config(self) -> TrainConfig:
+        from fishermask.training.config import TrainConfig
+
         return TrainConfig(
             max_epochs=int(self.settings["max_epochs"]), max_steps=int(self.settings["max_steps"])
         )
@@ -1209,7 +1226,10 @@ class Project:
         model: str | None = None,
         width: float | None = None,
     ) -> Classifier:
+        import torch
+
         from fishermask.experiments.runner import derive_seed
+        from fishermask.models import build_model
 
         self.load_imports()
         torch.manual_seed(derive_seed(int(self.settings["seed"]), round_id * 8 + purpose, "init"))
@@ -1221,6 +1241,8 @@ class Project:
         )
 
     def strategy(self) -> strategies.Strategy:
+        from fishermask import strategies
+
         self.load_imports()
         return strategies.get(self.settings["strategy"], **self.settings["strategy_options"])
 
@@ -1234,6 +1256,7 @@ class Project:
         on_epoch: Callable[[int, int, float], None] | None,
     ) -> tuple[Classifier, torch.nn.Module | None]:
         from fishermask.experiments.runner import generator
+        from fishermask.training import make_augmenter, train
 
         model = self.new_model(round_id, purpose)
         aux = self.strategy().make_auxiliary(model)
@@ -1260,6 +1283,8 @@ class Project:
         self, labeled: dict[int, int], id_pos: dict[int, int]
     ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
         """Labeled image ids (sorted), their positions in the image tensor, their classes."""
+        import torch
+
         ids = sorted(labeled)
         pos = torch.tensor([id_pos[i] for i in ids], dtype=torch.int64)
         y = torch.tensor([labeled[i] for i in ids], dtype=torch.int64)
@@ -1301,6 +1326,10 @@ class Project:
         its seeds apart from the final model's). ``held_out`` (when given) receives each
         held-out prediction as ``(image_id, label, predicted class, its probability)``.
         """
+        import torch
+
+        from fishermask.training.trainer import predict
+
         ids, pos, y = self._labeled_tensors(labeled, id_pos)
         copies = self.store.copies()
         folds = torch.tensor([fold_of(i, copies) for i in ids])
@@ -1354,6 +1383,10 @@ class Project:
     def save_checkpoint(
         self, round_id: int, model: Classifier, aux: torch.nn.Module | None, norm: Normalizer
     ) -> str:
+        import torch
+
+        from fishermask.experiments.store import write_atomic
+
         rel = f"models/round-{round_id:05d}.pt"
         state = {
             "model": {k: v.cpu() for k, v in model.state_dict().items()},
@@ -1371,6 +1404,7 @@ class Project:
         self, round_row: dict[str, Any]
     ) -> tuple[Classifier, torch.nn.Module | None, Normalizer]:
         from fishermask.label.predict import read_checkpoint, unreadable_model
+        from fishermask.training import Normalizer
 
         rel = round_row["checkpoint"]
         state = read_checkpoint(self.dir, rel)  # DataError (one line) when it cannot be read
@@ -1433,6 +1467,8 @@ class Project:
         runs after that and is written into the round's metrics. A new round (no
         ``round_id``) records ``started_by``. Returns the round row.
         """
+        import torch
+
         if round_id is None:
             round_id = self.store.start_round(
                 self.settings["strategy"], os.getpid(), started_by=started_by
@@ -1535,9 +1571,13 @@ class Project:
         round_id: int,
     ) -> tuple[list[tuple[int, float | None, list[dict[str, Any]]]], str, dict[str, Any]]:
         """The next batch: ``(queue rows, mode, query info)``; the info is empty at cold start."""
+        import torch
+        import torch.nn.functional as F
+
         from fishermask.experiments.runner import generator
         from fishermask.query_api import query
         from fishermask.strategies.kcenter import k_center_greedy
+        from fishermask.training.trainer import predict
 
         id_pos = {i: p for p, i in enumerate(ids)}
         # an image with the bytes of one seen before (or of one with a lower id) is never
@@ -1625,6 +1665,8 @@ class Project:
         self, model: Classifier, x: torch.Tensor, norm: Normalizer
     ) -> list[list[dict[str, Any]]]:
         """The model's top 3 classes with their probabilities, per image of ``x``."""
+        from fishermask.training.trainer import predict
+
         probs, _ = predict(model, x, norm)
         top = probs.cpu().topk(min(3, len(self.classes)), dim=1)
         return [
@@ -1642,6 +1684,8 @@ class Project:
         cannot be read is refused (:class:`DataError`, the one line of
         :func:`~fishermask.label.predict.read_checkpoint`): its fix is a new model, not a list
         without guesses."""
+        import torch
+
         if not image_ids:
             return {}, ""
         latest = self.latest_model()
@@ -1908,6 +1952,8 @@ class Project:
     ) -> int:
         """Write the labels as csv, imagefolder, labelstudio or npz; returns the item count.
         ``annotators`` (csv only): a column naming who gave each label."""
+        from fishermask.experiments.store import write_atomic
+
         out = Path(out)
         formats = ("csv", "imagefolder", "labelstudio", "npz")
         if fmt not in formats:
@@ -2005,6 +2051,8 @@ class Project:
         """Label Studio tasks: every image, its label as an annotation, the model's guess as a
         prediction with its probability as ``score`` (Label Studio can sort tasks by it)."""
         from urllib.parse import quote
+
+        from fishermask.training.trainer import predict
 
         x, ids = self.images()
         latest = self.latest_model()
