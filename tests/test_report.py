@@ -352,6 +352,18 @@ def test_a_run_without_the_compared_methods_says_how_to_compare(tmp_path: Path) 
     assert "No paired comparison" not in md and "**mine vs each baseline**" in md
 
 
+def test_a_compared_method_still_running_is_not_called_missing(tmp_path: Path) -> None:
+    """A run whose FisherMask trials had not finished a seed said "none of fishermask, lplgrad
+    is among this run's strategies", as if it had never been asked for."""
+    curves = {"random": [[0.5, 0.6]] * 2, "entropy": [[0.5, 0.7]] * 2}
+    _write_run(tmp_path / "r", {**curves, "fishermask": [[0.5]]})
+    assert _report(tmp_path / "r", "--out", tmp_path / "o").exit_code == 0
+    md = (tmp_path / "o/report.md").read_text()
+    assert "fishermask (0 of 1 seeds finished)" in md
+    assert "No paired comparison yet: fishermask has no seed that finished every round." in md
+    assert "is among this run's strategies" not in md
+
+
 def test_mask_profile_per_fishermask_variant(tmp_path: Path) -> None:
     """Two FisherMask variants of one run keep different masks: the report gives each its own
     profile (and figure) instead of one average of both."""

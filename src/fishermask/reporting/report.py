@@ -358,9 +358,14 @@ def build_report(
         }
         present = [x.strategy for x in summary]
         names = strategy_names(d)
+        running = compared_strategies(list(pending), methods, names)
         if len(present) > 1 and not compared_strategies(present, methods, names):
             md += [
-                f"No paired comparison: none of {', '.join(methods)} is among this run's "
+                # running, not missing: the comparison comes with its first finished seed
+                f"No paired comparison yet: {', '.join(running)} "
+                f"{'has' if len(running) == 1 else 'have'} no seed that finished every round."
+                if running
+                else f"No paired comparison: none of {', '.join(methods)} is among this run's "
                 "strategies; `fishermask report --method NAME` compares NAME with every other "
                 "strategy.",
                 "",
