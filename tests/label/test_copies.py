@@ -16,6 +16,14 @@ from tests.label.conftest import CLASSES, TINY
 runner = CliRunner()
 
 
+def _init(proj, folder):
+    """``label init`` of a tiny project (the command-line tests' sizes)."""
+    from tests.label.test_label_cli import TINY_ARGS
+
+    args = ["--images", str(folder), "--classes", ",".join(CLASSES), *TINY_ARGS]
+    return runner.invoke(app, ["label", "init", str(proj), *args])
+
+
 def _copies(folder):
     """red/000.png copied twice (once into another class's folder), blue/003.png once."""
     shutil.copyfile(folder / "red" / "000.png", folder / "red" / "copy-a.png")
@@ -79,20 +87,7 @@ def test_copies_are_held_out_with_the_image_they_copy():
 def test_init_scan_and_status_say_how_many_copies_and_list_them(tmp_path, folder):
     groups = _copies(folder)
     proj = tmp_path / "proj"
-    args = ["--image-size", "8x8", "--width", "0.25", "--batch", "6", "--no-progress"]
-    r = runner.invoke(
-        app,
-        [
-            "label",
-            "init",
-            str(proj),
-            "--images",
-            str(folder),
-            "--classes",
-            ",".join(CLASSES),
-            *args,
-        ],
-    )
+    r = _init(proj, folder)
     assert r.exit_code == 0, r.output
     assert (
         "3 image file(s) are byte-for-byte copies of others (e.g. blue/copy-c.png = blue/003.png)"
@@ -121,25 +116,7 @@ def test_init_scan_and_status_say_how_many_copies_and_list_them(tmp_path, folder
 
 def test_a_folder_without_copies_says_nothing_about_them(tmp_path, folder):
     proj = tmp_path / "proj"
-    r = runner.invoke(
-        app,
-        [
-            "label",
-            "init",
-            str(proj),
-            "--images",
-            str(folder),
-            "--classes",
-            ",".join(CLASSES),
-            "--image-size",
-            "8x8",
-            "--width",
-            "0.25",
-            "--batch",
-            "6",
-            "--no-progress",
-        ],
-    )
+    r = _init(proj, folder)
     assert r.exit_code == 0 and "byte-for-byte" not in r.output, r.output
     r = runner.invoke(app, ["label", "status", str(proj), "--list", "copies"])
     assert r.exit_code == 0 and "no copies" in r.output
