@@ -190,6 +190,63 @@ def test_space_does_not_confirm_a_guess_only_enter_does(project, browser):
         stop_server(proc)
 
 
+def test_space_after_a_mouse_click_does_not_click_that_button_again(project, browser):
+    """A clicked button kept the focus, and a focused button takes Space as a click: Space,
+    which the page leaves to scrolling, labeled the next image with the class clicked last
+    (in the Labeled view: fixed the next image's label to it), with nothing said but "saved"."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from fishermask.label.project import Project
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    proc, wait = _open_page(project, browser)
+    try:
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        def n_rows() -> int:
+            p = Project(project.dir)
+            try:
+                return len(p.store.history())
+            finally:
+                p.close()
+
+        def press(key) -> None:  # to the focused element, as a person types (an element's
+            ActionChains(browser).send_keys(key).perform()  # send_keys focuses it first)
+
+        first = browser.find_element(By.ID, "path").text
+        browser.find_element(By.CSS_SELECTOR, "button.class").click()  # the first class
+        wait.until(lambda d: message(d).startswith(f"saved: {first}"))
+        second = browser.find_element(By.ID, "path").text
+        assert second != first
+        rows = n_rows()
+        press(Keys.SPACE)
+        _wait_for_polls(browser, 3)  # a save Space started has been answered by then
+        assert n_rows() == rows, "Space labeled the image after the one clicked"
+        assert not message(browser).startswith(f"saved: {second}")
+
+        # the Labeled view: a fix clicked with the mouse, then Space
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid button.tile")) == 7)
+        browser.find_elements(By.CSS_SELECTOR, "#grid button.tile")[0].click()
+        label = browser.find_element(By.CSS_SELECTOR, "#grid .tile.selected .lab").text.split()[0]
+        other = next(c for c in CLASSES if c != label)
+        browser.find_element(By.CSS_SELECTOR, f'button.relabel[data-label="{other}"]').click()
+        wait.until(lambda d: message(d).startswith("saved: ") and "(was " in message(d))
+        fixed = message(browser)
+        rows = n_rows()
+        press(Keys.SPACE)
+        _wait_for_polls(browser, 3)
+        assert n_rows() == rows, "Space fixed the next image's label too"
+        assert message(browser) == fixed
+    finally:
+        stop_server(proc)
+
+
 def test_letter_keys_work_with_caps_lock_on(tmp_path, folder, browser):
     """With Caps Lock on (or Shift) a letter key gives an upper-case key, which matched no
     shortcut: the 11th class's key q, and s, u, z did nothing at all."""

@@ -609,6 +609,14 @@ $("tab-labeled").onclick = () => setView("labeled");
 $("export").addEventListener("click", (ev) => { ev.preventDefault(); downloadCsv(); });
 
 document.addEventListener("keydown", onKey);
+// A button clicked with the mouse gives the focus back to the page: a focused button takes
+// Space as a click of itself, so Space (left to scrolling) labeled the next image with the
+// class clicked last, or fixed the next label in the Labeled view, or skipped, or started a
+// round. A click made from the keyboard (Tab, then Space: detail 0) keeps its focus.
+document.addEventListener("click", (ev) => {
+  const b = ev.target instanceof Element ? ev.target.closest("button") : null;
+  if (b && ev.detail > 0) b.blur();
+});
 document.querySelectorAll("button.class").forEach((b) =>
   b.addEventListener("click", () => act(() => save("label", b.dataset.label))));
 $("confirm").onclick = () => onKey({ key: "Enter", preventDefault() {} });
