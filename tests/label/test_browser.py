@@ -917,3 +917,28 @@ def test_the_token_leaves_the_address_bar_and_no_request_carries_it_in_its_url(
     paths = {r.id: r.path for r in p.store.images()}
     assert {paths[i]: a for i, a in who.items()} == {first: None, second: "alice", third: None}
     p.close()
+
+
+def test_a_reload_with_a_token_the_server_no_longer_takes_says_so_and_leaves_no_token(
+    project, browser
+):
+    """After `label serve` was restarted with a new token, a reload of a tab reopened it with
+    the token the tab kept: refused, and that token then stayed in the address bar (the one
+    place the page promises it leaves), under the line for a page opened without any token."""
+    from selenium.webdriver.common.by import By
+
+    proc, wait = _open_page(project, browser)
+    try:
+        browser.execute_script("sessionStorage.setItem('fishermask-label-token', 'old-token')")
+        browser.refresh()  # as after a restart: this tab's token is not the server's
+        wait.until(lambda d: d.find_elements(By.ID, "why"))
+        wait.until(lambda d: "token" not in d.current_url)
+        why = browser.find_element(By.ID, "why").text
+        assert why.startswith("the labeling server no longer accepts this tab's access token")
+        assert "open the URL that `fishermask label serve` printed" in why
+        assert (
+            browser.execute_script("return sessionStorage.getItem('fishermask-label-token')")
+            is None
+        )
+    finally:
+        stop_server(proc)
