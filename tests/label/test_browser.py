@@ -942,3 +942,37 @@ def test_a_reload_with_a_token_the_server_no_longer_takes_says_so_and_leaves_no_
         )
     finally:
         stop_server(proc)
+
+
+def test_a_reload_of_the_labeled_view_stays_in_it(project, browser):
+    """A reload (or the reopen after it) went back to the Batch tab: someone fixing labels
+    in the Labeled view lost their place at every reload."""
+    from selenium.webdriver.common.by import By
+
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    proc, wait = _open_page(project, browser)
+    try:
+
+        def tiles(d) -> int:
+            return len(d.find_elements(By.CSS_SELECTOR, "#grid button.tile"))
+
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: tiles(d) == 6)
+        browser.refresh()
+        wait.until(lambda d: d.find_elements(By.ID, "grid") and tiles(d) == 6)
+        assert browser.find_element(By.ID, "browse").is_displayed()
+        assert not browser.find_element(By.ID, "labeler").is_displayed()
+        assert "token" not in browser.current_url
+        browser.find_element(By.ID, "tab-batch").click()
+        browser.refresh()
+        wait.until(
+            lambda d: (
+                d.find_elements(By.ID, "image")
+                and d.find_element(By.ID, "image").get_attribute("src")
+            )
+        )
+        assert browser.find_element(By.ID, "labeler").is_displayed()
+    finally:
+        stop_server(proc)

@@ -415,6 +415,8 @@ function setView(v) {
     $(id).classList.toggle("active", v === name);
     $(id).setAttribute("aria-selected", String(v === name));
   }
+  // the view in the address (#labeled), so a reload of the tab comes back to it
+  history.replaceState(history.state, "", location.pathname + (v === "labeled" ? "#labeled" : ""));
   if (v === "labeled") act(loadLabeled);
 }
 
@@ -628,4 +630,5 @@ $("next").onclick = () => onKey({ key: "ArrowRight", preventDefault() {} });
 $("next-batch").onclick = () => act(nextBatch);
 $("revisit").onclick = () => act(revisit);  // after the saves typed before the click
 loadBatch().then(refreshStatus).catch((e) => say(e.message, true));
+if (location.hash === "#labeled") setView("labeled");  // a reload of the Labeled view
 setInterval(refreshStatus, 1500);

@@ -10,7 +10,7 @@
   try { token = sessionStorage.getItem(KEY); } catch (e) { /* storage disabled */ }
   const tried = new URLSearchParams(location.search).get("token");
   if (token && tried === null) {
-    location.replace("/?token=" + encodeURIComponent(token));
+    location.replace("/?token=" + encodeURIComponent(token) + location.hash);  // #labeled
   } else if (token && tried === token) {
     try { sessionStorage.removeItem(KEY); } catch (e) { /* storage disabled */ }
     document.getElementById("why").textContent = "the labeling server no longer accepts this "
