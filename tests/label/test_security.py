@@ -272,6 +272,11 @@ def test_the_page_without_a_token_is_a_401_page_that_can_reopen_this_tab(client)
     assert r.status_code == 401 and r.headers["content-type"].startswith("text/html")
     assert '<script src="/static/reopen.js"></script>' in r.text
     assert "open the URL that `fishermask label serve`" in r.text
+    # a bookmark, or an address copied from the page to a colleague, has no token: the page
+    # says why, and that each person has a URL of their own (it only said "missing or wrong")
+    text = " ".join(r.text.split())
+    assert "a bookmark or an address copied from the page's address bar has no token" in text
+    assert "`label serve --annotators NAME`" in text
     assert "default-src 'none'" in r.headers["content-security-policy"]
     # the API's refusals stay JSON
     assert client.get("/api/status").json()["error"].startswith("missing or wrong access token")

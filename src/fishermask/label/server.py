@@ -126,7 +126,11 @@ def host_name(host: str) -> str:
 NO_TOKEN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fishermask label</title></head>
 <body><p id="why">missing or wrong access token: open the URL that `fishermask label serve`
-printed (it ends in ?token=...)</p><script src="/static/reopen.js"></script></body></html>
+printed (it ends in ?token=...)</p>
+<p>The page keeps its token out of its address: a bookmark or an address copied from the
+page's address bar has no token. Each person opens a URL of their own: an annotator asks whoever
+serves the project for theirs (`label serve --annotators NAME` prints one per name).</p>
+<script src="/static/reopen.js"></script></body></html>
 """
 
 
