@@ -775,6 +775,7 @@ def test_the_labeled_view_filters_and_fixes_a_label(project, browser):
     filters them by class, and fixes one with a click and a class key: a new label in the
     history, which the export has."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
     from fishermask.label.project import Project
@@ -797,6 +798,15 @@ def test_the_labeled_view_filters_and_fixes_a_label(project, browser):
         Select(browser.find_element(By.ID, "browse-class")).select_by_value("green")
         wait.until(lambda d: [t[2] for t in tiles(d)] == ["green", "green"])
         image_id, path, _ = tiles(browser)[1]
+        # Enter is "looks right": the label stays and the next image is selected (it took the
+        # model's guess, which rewrote the labels a reviewer of likely mistakes meant to keep)
+        first = tiles(browser)[0]
+        browser.find_elements(By.CSS_SELECTOR, "#grid button.tile")[0].click()
+        wait.until(lambda d: d.find_element(By.ID, "browse-selected").text.startswith(first[1]))
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.ID, "browse-selected").text.startswith(path))
+        assert browser.find_element(By.ID, "message").text == f"kept: {first[1]} is green"
+        assert tiles(browser)[0] == first
         browser.find_elements(By.CSS_SELECTOR, "#grid button.tile")[1].click()
         wait.until(lambda d: d.find_element(By.ID, "browse-selected").text.startswith(path))
         browser.find_element(By.TAG_NAME, "body").send_keys("3")  # blue's key, as in a batch

@@ -580,11 +580,14 @@ function browseKey(ev, k) {
   const btn = [...document.querySelectorAll("button.relabel")].find((b) => b.dataset.key === k);
   if (btn) { ev.preventDefault(); act(() => relabel(btn.dataset.label)); return; }
   if (k === "Enter") {
+    // "looks right": keep the label, next image. Enter confirms what is highlighted, as in a
+    // batch; here that is the label given. (It took the model's guess, which under "likely
+    // mistakes first" rewrote every label a reviewer meant to keep; the button still does.)
     ev.preventDefault();
-    act(() => {
+    act(async () => {
       const it = browse.items[browse.sel];
-      if (it && it.guess) return relabel(it.guess.label);
-      say("no model guess to take: press a class key");
+      if (it) say(`kept: ${it.path} is ${it.label}`);
+      await browseMove(1);
     });
   } else if (k === "z" || k === "Backspace") { ev.preventDefault(); act(browseUndo); }
   else if (k === "ArrowRight") { ev.preventDefault(); act(() => browseMove(1)); }
@@ -603,7 +606,11 @@ $("page-prev").onclick = () => act(async () => { browse.page -= 1; browse.sel = 
 $("page-next").onclick = () => act(async () => { browse.page += 1; browse.sel = 0; await loadLabeled(); });
 document.querySelectorAll("button.relabel").forEach((b) =>
   b.addEventListener("click", () => act(() => relabel(b.dataset.label))));
-$("browse-guess").onclick = () => browseKey({ preventDefault() {} }, "Enter");
+$("browse-guess").onclick = () => act(() => {
+  const it = browse.items[browse.sel];
+  if (it && it.guess) return relabel(it.guess.label);
+  say("no model guess to take: press a class key");
+});
 $("browse-undo").onclick = () => act(browseUndo);
 $("tab-batch").onclick = () => setView("batch");
 $("tab-labeled").onclick = () => setView("labeled");
