@@ -207,15 +207,20 @@ async function save(kind, label) {
       + (done ? ". Batch done: " + (ASK_OWNER ? "ask the owner for the next batch"
         : "press n (next batch) to retrain and get the next one") : ""));
   } catch (e) {
-    // The keys typed after this one were meant for the images after it: drop them.
-    const dropped = pending;
-    epoch += 1;
-    unsaved = it.path;
-    say(`not saved: ${it.path}: ${e.message}`
-      + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true);
+    notSaved(it.path, e);
   } finally {
     refreshStatus();
   }
+}
+
+// A label that did not save: said with why, kept as the unsaved one, and the keys typed after
+// it dropped (they were meant for the images after it).
+function notSaved(path, e) {
+  const dropped = pending;
+  epoch += 1;
+  unsaved = path;
+  say(`not saved: ${path}: ${e.message}`
+    + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true);
 }
 
 async function undo() {
@@ -542,11 +547,7 @@ async function relabel(label) {
     renderGrid();
     say(`saved: ${it.path} \u2192 ${label} (was ${was.label})`);
   } catch (e) {
-    const dropped = pending;  // the keys typed after it were meant for the images after it
-    epoch += 1;
-    unsaved = it.path;
-    say(`not saved: ${it.path}: ${e.message}`
-      + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true);
+    notSaved(it.path, e);
   } finally {
     refreshStatus();
   }
