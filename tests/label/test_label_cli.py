@@ -562,3 +562,23 @@ def test_csv_files_handed_out_do_not_run_as_formulas_and_round_trip(tmp_path):
     assert r.stdout == out.read_text()
     got = {spreadsheet_unsafe(p): spreadsheet_unsafe(c) for p, c in rows[1:]}
     assert got == given
+
+
+def test_train_says_each_phase_when_its_output_is_not_a_terminal(tmp_path, folder):
+    """`label train` into a log or a pipe printed nothing for a minute (its progress bar draws
+    only on a terminal): each phase is a line there, once."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "path,label\n" + "".join(f"{c}/{i:03d}.png,{c}\n" for c in CLASSES for i in range(4))
+    )
+    assert _run("add", proj, labels).exit_code == 0
+    r = _run("train", proj)  # progress on (the default), and the runner's output is no terminal
+    assert r.exit_code == 0, r.output
+    said = r.stderr.splitlines()
+    assert said.count("training on every label ...") == 1, said
+    assert said.count("querying the next batch ...") == 1, said
+    r = _run("train", proj, "--no-progress")
+    assert r.exit_code == 0 and "training on every label" not in r.stderr

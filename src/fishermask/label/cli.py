@@ -541,9 +541,16 @@ def train_cmd(
             disable=not progress,
         ) as bar:
             task = bar.add_task("starting", total=1)
+            # not a terminal (a log, a pipe, nohup): the bar draws nothing, so each phase is a
+            # line when it starts; a minute of silence looked like a hang
+            lines = progress and not err.is_terminal
+            said: list[str] = []
 
             def report(phase: str, done: int, total: int) -> None:
                 bar.update(task, description=phase, completed=done, total=max(total, 1))
+                if lines and (not said or said[-1] != phase):
+                    said.append(phase)
+                    _say(f"{phase} ...")
 
             row = p.run_round(train_model=True, report=report)
     except KeyboardInterrupt:
