@@ -88,6 +88,19 @@ def test_one_round_at_a_time(store):
     store.start_round("entropy", None)
 
 
+def test_a_finished_round_is_done_to_the_end_of_its_progress(store):
+    """Training that stops early (99 % training accuracy before the epoch cap) left a done
+    round at `done 219 / total 250` in `label status`; an interrupted one keeps where it was."""
+    r = store.start_round("entropy", None)
+    store.progress(r, "training on every label", 219, 250)
+    store.finish_round(r, status="done", queue=[])
+    assert (store.round(r)["done"], store.round(r)["total"]) == (250, 250)
+    r = store.start_round("entropy", None)
+    store.progress(r, "training on every label", 40, 250)
+    store.finish_round(r, status="interrupted")
+    assert (store.round(r)["done"], store.round(r)["total"]) == (40, 250)
+
+
 def test_a_project_from_a_newer_version_is_refused(tmp_path):
     """A newer fishermask may store what this one would misread (e.g. ids it must not reuse):
     opening such a project stops with one line instead of changing it."""

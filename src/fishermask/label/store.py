@@ -1139,8 +1139,11 @@ class Store:
         """Close a round; with ``queue`` the current batch is replaced in the same transaction."""
         with self.transaction() as c:
             c.execute(
+                # a finished round is done to the end of its bar: training that reached its
+                # target accuracy early left it at the epochs run of the epoch cap (219 of 250)
                 "UPDATE rounds SET status = ?, mode = ?, n_labels = ?, last_label_id = ?, "
-                "checkpoint = ?, metrics = ?, phase = ?, message = ?, finished = ? WHERE id = ?",
+                "checkpoint = ?, metrics = ?, phase = ?, message = ?, finished = ?, "
+                "done = CASE WHEN ? = 'done' THEN total ELSE done END WHERE id = ?",
                 (
                     status,
                     mode,
@@ -1151,6 +1154,7 @@ class Store:
                     status,
                     message,
                     time.time(),
+                    status,
                     round_id,
                 ),
             )
