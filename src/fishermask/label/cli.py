@@ -759,9 +759,7 @@ def status(
             if rows:
                 _write_rows(rows, format or "csv")
             else:
-                _say("no copies: no two image files have the same bytes.")
-                if format == "json":
-                    sys.stdout.write("[]\n")
+                _say_none("no copies: no two image files have the same bytes.", format)
             return
         if kinds is None:
             st = p.status()
@@ -774,6 +772,13 @@ def status(
         _print_set_aside(p, kinds, format or "csv")
     except FishermaskError as e:
         _fail(str(e))
+
+
+def _say_none(message: str, format: str | None) -> None:
+    """An empty ``label status --list``: one line on stderr, and ``[]`` on stdout for json."""
+    _say(message)
+    if format == "json":
+        sys.stdout.write("[]\n")
 
 
 def _write_rows(rows: list[dict[str, Any]], format: str) -> None:
@@ -799,9 +804,9 @@ def _print_disagreements(p: Any, format: str) -> None:
     involved, empty where they gave no label) or json (``labels``: annotator -> class)."""
     items = p.disagreements()
     if not items:
-        _say("no disagreements: no image has different labels from different annotators.")
-        if format == "json":
-            sys.stdout.write("[]\n")
+        _say_none(
+            "no disagreements: no image has different labels from different annotators.", format
+        )
         return
     if format == "json":
         _write_rows([{k: it[k] for k in ("path", "current", "labels")} for it in items], format)
@@ -827,9 +832,7 @@ def _print_labeled(p: Any, format: str) -> None:
 
     res = labeled_page(p, LabelProbabilities(), per_page=None)
     if not res["items"]:
-        _say("no image is labeled yet.")
-        if format == "json":
-            sys.stdout.write("[]\n")
+        _say_none("no image is labeled yet.", format)
         return
     _say(f"{res['note']}.")
     rows = []
@@ -864,9 +867,7 @@ def _print_set_aside(p: Any, kinds: list[str], format: str) -> None:
     items = p.set_aside(kinds)
     names = " or ".join(KIND_NAMES[k] for k in kinds)
     if not items:
-        _say(f"no image is currently {names}.")
-        if format == "json":
-            sys.stdout.write("[]\n")
+        _say_none(f"no image is currently {names}.", format)
         return
     guesses, why = p.guesses([it["image_id"] for it in items])
     if why:
