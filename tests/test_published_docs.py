@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,17 +23,24 @@ def _num(text: str) -> float:
     return float(text.replace("−", "-").replace("+", ""))
 
 
-def _readme_comparisons() -> list[tuple[str, str, list[str]]]:
-    """``(run, baseline, cells)`` of every row of a "Does FisherMask beat each baseline?"
-    table in the README; ``run`` from the section's ``--out runs/<run>``."""
-    out = []
+def _readme_lines() -> Iterator[tuple[str | None, str]]:
+    """``(run, line)`` for each line of the README; ``run`` from the latest ``--out runs/<run>``
+    above it (the section's run), None before the first."""
     run = None
-    in_table = False
-    rows_here = 0
     for line in (RESULTS / "README.md").read_text().splitlines():
         m = re.search(r"--out runs/(\S+)", line)
         if m:
             run = m.group(1)
+        yield run, line
+
+
+def _readme_comparisons() -> list[tuple[str, str, list[str]]]:
+    """``(run, baseline, cells)`` of every row of a "Does FisherMask beat each baseline?"
+    table in the README; ``run`` from the section's ``--out runs/<run>``."""
+    out = []
+    in_table = False
+    rows_here = 0
+    for run, line in _readme_lines():
         if line.startswith("**Does FisherMask beat each baseline?**"):
             in_table, rows_here = True, 0
             continue
@@ -68,12 +76,8 @@ def test_readme_comparison_tables_match_report_json_with_holm_verdicts() -> None
 def test_readme_summary_tables_match_report_json() -> None:
     """The README's per-run results tables (final accuracy, AULC, seconds) are copies too."""
     report = {Path(e["run_dir"]).name: e for e in json.loads((RESULTS / "report.json").read_text())}
-    run = None
     checked = 0
-    for line in (RESULTS / "README.md").read_text().splitlines():
-        m = re.search(r"--out runs/(\S+)", line)
-        if m:
-            run = m.group(1)
+    for run, line in _readme_lines():
         if not (line.startswith("|") and run in report) or "---" in line:
             continue
         cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
