@@ -544,12 +544,13 @@ def train_cmd(
             # not a terminal (a log, a pipe, nohup): the bar draws nothing, so each phase is a
             # line when it starts; a minute of silence looked like a hang
             lines = progress and not err.is_terminal
-            said: list[str] = []
+            last = ""
 
             def report(phase: str, done: int, total: int) -> None:
+                nonlocal last
                 bar.update(task, description=phase, completed=done, total=max(total, 1))
-                if lines and (not said or said[-1] != phase):
-                    said.append(phase)
+                if lines and phase != last:
+                    last = phase
                     _say(f"{phase} ...")
 
             row = p.run_round(train_model=True, report=report)
