@@ -338,6 +338,16 @@ def test_round_zero_compares_only_models_trained_differently(tmp_path: Path) -> 
     assert "| lpl | 3 | 50.00 | -8.33 |" in md and "| entropy | 3 |" not in md.split("Round 0")[1]
     data = json.loads((tmp_path / "out/report.json").read_text())
     assert [x["strategy"] for x in data[0]["round_zero"]] == ["lpl"]
+    assert not (tmp_path / "out/r_round0.tex").exists()
+    # --latex: the same table as a booktabs tabular, the report's numbers
+    assert _report(tmp_path / "r", "--out", tmp_path / "tex", "--latex").exit_code == 0
+    tex = (tmp_path / "tex/r_round0.tex").read_text()
+    body = [ln for ln in tex.splitlines() if not ln.startswith("%")]
+    assert body[0] == r"\begin{tabular}{lrrrll}" and body[-1] == r"\end{tabular}"
+    ci = f"$[{100 * z.low:+.2f}, {100 * z.high:+.2f}]$"
+    assert f"lpl & 3 & $50.00$ & $-8.33$ & {ci} & lower \\\\" in body
+    assert "entropy" not in "".join(body)
+    assert "% Round 0 (the initial labels, before any query)" in tex
 
 
 def test_a_run_without_the_compared_methods_says_how_to_compare(tmp_path: Path) -> None:
@@ -762,6 +772,7 @@ def test_figure_width_draws_figures_at_their_printed_size(
 ) -> None:
     """At one column of a two-column paper (3.3 in) the default 6.4-8.4-inch figures
     shrank to half: 8 pt legend text printed at 3-4 pt."""
+    import fishermask.reporting.confusion as confusion
     import fishermask.reporting.plots as plots
     import fishermask.reporting.report as report
 
@@ -777,17 +788,19 @@ def test_figure_width_draws_figures_at_their_printed_size(
         json.dumps({"strategy": "fishermask", "seed": 0, "round": 1, "mask_profile": rows}) + "\n"
     )
     figs: list = []
-    for module in (plots, report):
+    for module in (plots, report, confusion):
         real = module.save_figure
         monkeypatch.setattr(
             module,
             "save_figure",
             lambda fig, path, *a, real=real: figs.append(fig) or real(fig, path, *a),
         )
+    _write_confusion(tmp_path / "s1", {(s, 0, 1): [[3, 1], [2, 4]] for s in ("random", "bait")})
     res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--figure-width", "3.3")
     assert res.exit_code == 0, res.output
-    assert len(figs) == 2  # learning curves, mask profile
-    for fig in figs:
+    assert len(figs) == 3  # learning curves, mask profile, confusion matrices
+    assert figs[2].get_size_inches()[0] == pytest.approx(3.3)
+    for fig in figs[:2]:
         fig.canvas.draw()
         assert fig.get_size_inches()[0] == pytest.approx(3.3)
         texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
@@ -805,6 +818,55 @@ def test_figure_width_draws_figures_at_their_printed_size(
     res = _report(tmp_path / "s1", "--out", tmp_path / "bad", "--figure-width", "0.5")
     assert res.exit_code == 2 and "--figure-width 0.5" in res.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(("width", "across", "numbers"), [(3.3, 2, False), (7.0, 3, True)])
+def test_confusion_figure_at_a_printed_width(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: float, across: int, numbers: bool
+) -> None:
+    """--figure-width drew the learning curves at their printed size but left the confusion
+    figure at its screen size (9.6 inches wide for six strategies of ten classes)."""
+    import numpy as np
+
+    import fishermask.reporting.confusion as confusion
+
+    classes = [f"class{i}" for i in range(10)]
+    at = {
+        s: confusion.RoundConfusion(s, 3, 200, [0, 1], classes, np.eye(10, dtype=np.int64) * 9 + 1)
+        for s in ("random", "entropy", "margin", "kcenter", "fishermask", "lplgrad")
+    }
+    figs: list = []
+    monkeypatch.setattr(confusion, "save_figure", lambda fig, path, *_: figs.append(fig) or path)
+    confusion.plot_confusions(at, tmp_path / "c.png", "a title", width=width)
+    fig = figs[0]
+    fig.canvas.draw()
+    w, h = fig.get_size_inches()
+    assert w == pytest.approx(width) and h <= 9.0
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 6
+    assert len({round(ax.get_position().x0, 3) for ax in panels}) == across
+    cells = [t for ax in panels for t in ax.texts]
+    assert bool(cells) == numbers
+    # true size in print: nothing under 6 pt, nothing outside the figure
+    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
+    assert min(t.get_fontsize() for t in texts if getattr(t, "get_text", lambda: "")()) >= 6
+    box = fig.bbox
+    for part in [*panels, fig._suptitle]:
+        e = part.get_tightbbox() if part in panels else part.get_window_extent()
+        assert box.x0 - 1 <= e.x0 and e.x1 <= box.x1 + 1 and box.y0 - 1 <= e.y0, part
+    # panel titles do not run into their neighbours'
+    titles = sorted((ax.title.get_window_extent() for ax in panels), key=lambda e: (-e.y0, e.x0))
+    for a, b in zip(titles, titles[1:], strict=False):
+        assert a.y0 != b.y0 or a.x1 <= b.x0, (a, b)
+    # the outer panels' class names do not overlap one another: tilted names are spaced
+    # (perpendicular to the text) by the tick spacing times sin(angle), at least their height
+    names = [t for t in panels[-1].get_xticklabels() if t.get_text()]
+    step = panels[-1].get_window_extent().width / 10 / fig.dpi * 72  # points
+    for t in names:
+        assert step * math.sin(math.radians(t.get_rotation())) >= t.get_fontsize(), step
+    if numbers:  # each cell wide enough for "100" at its size
+        cell = panels[0].get_window_extent().width / 10 / fig.dpi * 72  # points
+        assert cell >= 3 * 0.6 * max(t.get_fontsize() for t in cells), cell
 
 
 def test_latex_summary_of_a_run_still_going_says_which_seeds_it_counts(tmp_path: Path) -> None:

@@ -518,13 +518,14 @@ def report(
         bool,
         typer.Option(
             help="Also write each run's summary and comparison tables as LaTeX booktabs "
-            "tabulars (<run>_summary.tex, <run>_<method>_vs_baselines.tex)."
+            "tabulars (<run>_summary.tex, <run>_<method>_vs_baselines.tex, <run>_round0.tex)."
         ),
     ] = False,
     figure_width: Annotated[
         float | None,
         typer.Option(
-            help="Draw the learning curves and mask profiles this many inches wide, with "
+            help="Draw the learning curves, mask profiles and confusion matrices this many "
+            "inches wide, with "
             "8/7 pt text and the legend below: their size in print (3.3: one column of a "
             "two-column paper; 7: a page). Default: 6.4 inches, for the screen."
         ),

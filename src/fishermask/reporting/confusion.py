@@ -6,6 +6,7 @@ items of class t predicted as p), in the class order of the run's ``config.json`
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,28 +78,62 @@ def confusions_at(
     return out
 
 
+#: Inches the colour bar and its label take beside the panels.
+_BAR_INCHES = 0.8
+#: Inches of a panel without cell numbers (its class names at 7 pt still fit).
+_BARE_SIDE = 1.1
+#: A figure drawn at a given width is kept within a page's text height where it can.
+_PAGE_HEIGHT = 9.0
+
+
+def panel_side(n_classes: int) -> float:
+    """Inches a confusion panel needs for its cell numbers (three digits at 6 pt, about
+    0.15 inch a cell) plus its class names on the outer panels."""
+    return 0.15 * n_classes + 0.55
+
+
 def plot_confusions(
     confusions: dict[str, RoundConfusion],
     path: Path,
     title: str = "",
     formats: tuple[str, ...] = (),
+    width: float | None = None,
 ) -> Path:
     """One panel per strategy: row-normalised confusion (% of each true class), one colour
     scale for all panels, the percentages written in the cells up to 15 classes; also
-    written in each vector format of ``formats``."""
+    written in each vector format of ``formats``.
+
+    ``width`` (inches) draws the figure at its printed width: as many panels across as keep
+    each one at least :func:`panel_side` inches (the cell numbers at 6 pt need that), the
+    panels below; where that would be taller than a page (9 inches), or one panel across
+    cannot hold the numbers, the panels are drawn smaller without them.
+    """
     items = list(confusions.values())
     n = len(items)
-    cols = min(n, 3)
-    rows = -(-n // cols)
     n_cls = len(items[0].classes)
-    # inches per square panel: three across plus the colour bar fit a page's 7-inch text
-    # width with the cell numbers (6-7 pt) still >= 5 pt there
-    side = min(1.6 + 0.08 * n_cls, 4.0)
+    numbers = n_cls <= 15
+    if width is None:
+        cols = min(n, 3)
+        # inches per square panel: three across plus the colour bar fit a page's 7-inch
+        # text width with the cell numbers (6-7 pt) still >= 5 pt there
+        side = min(1.6 + 0.08 * n_cls, 4.0)
+        figsize = (side * cols + 0.9, (side + 0.3) * (-(-n // cols)) + 0.5)
+    else:
+        room = width - _BAR_INCHES
+        need = panel_side(n_cls) if numbers else _BARE_SIDE
+        cols = max(1, min(n, int(room // need)))
+        if numbers and (min(room / cols, 4.0) + 0.3) * -(-n // cols) + 0.6 > _PAGE_HEIGHT:
+            # taller than a page with the numbers: smaller panels without them
+            numbers, cols = False, max(cols, min(n, int(room // _BARE_SIDE)))
+        side = min(room / cols, 4.0)
+        numbers = numbers and side >= panel_side(n_cls)
+        figsize = (width, (side + 0.3) * (-(-n // cols)) + 0.6)
+    rows = -(-n // cols)
     fig, axes = plt.subplots(
         rows,
         cols,
-        figsize=(side * cols + 0.9, (side + 0.3) * rows + 0.5),
-        dpi=150,
+        figsize=figsize,
+        dpi=150 if width is None else 300,
         squeeze=False,
         layout="constrained",
     )
@@ -110,15 +145,19 @@ def plot_confusions(
         # one panel per strategy of one run, same classes: names and axis labels only on
         # the outer panels (the bottom one of each column, the first of each row)
         bottom, left = i + cols >= n, i % cols == 0
-        ax.set_xticks(ticks, c.classes if bottom else [], rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(ticks, c.classes if left else [], fontsize=7)
+        # 45° names of 7 pt overlap where a cell is narrower than ~0.2 inch: upright at 6 pt
+        wide = side / n_cls >= 0.2
+        tilt = {"rotation": 45, "ha": "right", "fontsize": 7} if wide else {"rotation": 90}
+        ax.set_xticks(ticks, c.classes if bottom else [], **{"fontsize": 6} | tilt)
+        ax.set_yticks(ticks, c.classes if left else [], fontsize=7 if wide else 6)
         if bottom:
             ax.set_xlabel("predicted class", fontsize=8)
         if left:
             ax.set_ylabel("true class", fontsize=8)
         seeds = f"{len(c.seeds)} seed{'s' if len(c.seeds) != 1 else ''}"
-        ax.set_title(f"{c.strategy} ({seeds})", fontsize=8)
-        if len(c.classes) <= 15:
+        # the seeds under the name where the panel is narrower than the title line
+        ax.set_title(f"{c.strategy}{' ' if wide else chr(10)}({seeds})", fontsize=8)
+        if numbers:
             for t in ticks:
                 for p in ticks:
                     v = pct[t, p]
@@ -138,7 +177,10 @@ def plot_confusions(
         f"round {first.round} ({first.n_labeled} labels): % of each true class's test items, "
         "counts summed over seeds"
     )
-    fig.suptitle(f"{title}\n{head}" if title else head, fontsize=8)
+    text = f"{title}\n{head}" if title else head
+    if width is not None:  # wrapped to the printed width (8 pt: ~0.06 inch a character)
+        text = "\n".join(textwrap.fill(line, int(width / 0.065)) for line in text.splitlines())
+    fig.suptitle(text, fontsize=8)
     if image is not None:
         bar = fig.colorbar(image, ax=axes, shrink=0.8)
         bar.set_label("% of true class", fontsize=8)

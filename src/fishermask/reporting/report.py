@@ -35,7 +35,11 @@ from fishermask.reporting.compare import (  # noqa: E402
     round_zero_differences,
 )
 from fishermask.reporting.confusion import confusions_at, last_round, plot_confusions  # noqa: E402
-from fishermask.reporting.latex import differences_latex, summary_latex  # noqa: E402
+from fishermask.reporting.latex import (  # noqa: E402
+    differences_latex,
+    round_zero_latex,
+    summary_latex,
+)
 from fishermask.reporting.outputs import run_title, strategy_names  # noqa: E402
 from fishermask.reporting.plots import (  # noqa: E402
     PAPER_FONTS,
@@ -276,8 +280,9 @@ def build_report(
     figure is also written in every vector format of ``formats`` (``pdf``, ``svg``: same
     name, other suffix); with ``latex``, each run's summary and comparison tables are also
     written as booktabs ``tabular`` files (``<run>_summary.tex``,
-    ``<run>_<method>_vs_baselines.tex``). ``figure_width`` (inches) draws the learning curves
-    and mask profiles at their printed width (:data:`~fishermask.reporting.plots.PAPER_FONTS`).
+    ``<run>_<method>_vs_baselines.tex``, and ``<run>_round0.tex`` where the run has a Round 0
+    table). ``figure_width`` (inches) draws the learning curves, mask profiles and confusion
+    matrices at their printed width (:data:`~fishermask.reporting.plots.PAPER_FONTS`).
     None of these changes ``report.md`` or ``report.json``.
     """
     if figure_width is not None and not 2.0 <= figure_width <= 20.0:
@@ -400,6 +405,8 @@ def build_report(
         zero = round_zero_differences(rows)
         if zero:
             entry["round_zero"] = [x.__dict__ | {"verdict": x.verdict} for x in zero]
+            if latex:
+                write_text_atomic(out / f"{stem}_round0.tex", round_zero_latex(zero, title))
             md += [
                 "**Round 0** (the initial labels, before any query) — strategies whose round-0 "
                 f"result differs from {zero[0].baseline}'s on the same seed: a classifier "
@@ -439,7 +446,9 @@ def build_report(
             r = last_round(rows) if confusion_round is None else confusion_round
             at = confusions_at(confusion, r, run_order)
             if at:
-                fig = plot_confusions(at, out / f"{stem}_confusion.png", title, formats)
+                fig = plot_confusions(
+                    at, out / f"{stem}_confusion.png", title, formats, figure_width
+                )
                 md += [f"![confusion matrices at round {r}]({fig.name})", ""]
                 entry["confusion"] = {s: c.to_json() for s, c in at.items()}
             lacking = [s for s in run_order if s not in at]
