@@ -32,10 +32,15 @@ def _wait_until_serving(base: str, deadline: float) -> None:
             time.sleep(0.1)
 
 
-def start_server(project_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
-    """``label serve PROJECT --port 0 ARGS``; returns once it printed the (owner's) URL."""
+def start_server(
+    project_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str, str]:
+    """``label serve PROJECT --port 0 ARGS`` (``env``: added to the environment); returns once
+    it printed the (owner's) URL."""
     env = dict(
-        os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
+        os.environ,
+        PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        **(env or {}),
     )
     proc = subprocess.Popen(
         [

@@ -326,6 +326,7 @@ def test_a_project_in_a_read_only_folder_is_not_called_damaged(tmp_path, folder,
         for args in (
             ("status", proj),
             ("export", proj, "--format", "csv", "--out", tmp_path / "x"),
+            ("serve", proj, "--port", "0"),  # its lock file, or else the database, says so
         ):
             r = _run(*args)
             assert r.exit_code == 2, r.output

@@ -686,7 +686,7 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the labeling page and its JSON API; prints the URL with its access token (the owner's), then one per annotator."""
+    """Serve the labeling page and its JSON API; prints the URL with its access token (the owner's), then one per annotator. One server per project: a second is refused, naming the first."""
     from fishermask.label.server import run_server
     from fishermask.label.team import parse_annotators
 

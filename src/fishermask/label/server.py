@@ -56,7 +56,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
-from fishermask.label import review, team, thumbs
+from fishermask.label import review, serve_lock, team, thumbs
 from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
 from fishermask.label.store import BatchNotDone, NotYours, RoundBusy
 
@@ -822,7 +822,9 @@ def run_server(
     say: Callable[[str], None] = print,
 ) -> None:
     """Bind, print the URL (with its token) on one line, then one line per annotator with
-    theirs; serve until interrupted."""
+    theirs; serve until interrupted. Holds the project's serve lock meanwhile: refused
+    (:class:`serve_lock.AlreadyServed`, nothing started) while another server of the project
+    runs."""
     import uvicorn
 
     if not 0 <= port <= 65535:
@@ -835,51 +837,57 @@ def run_server(
             "--owner-only-queue applies to a team (who besides the owner may start rounds); "
             "add --annotators alice,bob, or leave it out."
         )
-    app = create_app(
-        project_dir,
-        token,
-        annotators,
-        owner_only_queue=owner_only_queue,
-        local_only=is_loopback(host),
-    )
-    project: Project = app.state.project
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by connections
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {bind_advice(exc)}") from None
-    if not is_loopback(host):  # once it is known to listen there
-        say(
-            f"warning: serving on {host}, reachable from other machines; anyone with the URL "
-            "(and its token) can label, and the token crosses the network unencrypted (plain "
-            "HTTP): use a trusted network, or --host 127.0.0.1 and an SSH tunnel."
+    # before anything is read, written or bound: a second server of the project is refused
+    # with nothing started (its bind would otherwise fail first, on the same --port, with
+    # advice to pick another port, which starts the second server this refuses)
+    with serve_lock.acquire(project_dir) as lock:
+        app = create_app(
+            project_dir,
+            token,
+            annotators,
+            owner_only_queue=owner_only_queue,
+            local_only=is_loopback(host),
         )
-    sock.listen(128)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    if project.needs_restart():
-        try:  # refused up front, as POST /api/next is, rather than a round failing in the worker
-            project.check_intact()
-        except DataError as exc:
-            say(f"the last retrain was interrupted and is not restarted: {exc}")
-        else:
-            # recorded as the interrupted round's (who asked for it), not as the owner's
-            asked = project.store.rounds()[-1]["started_by"] or team.OWNER
-            say("the last retrain was interrupted; restarting it from the last good model")
-            app.state.worker.start(asked)
-    try:  # from the first URL on: a Ctrl-C before uvicorn handles signals is said too
-        print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
-        for name, mine in app.state.tokens.items():
-            print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
-        asyncio.run(server.serve(sockets=[sock]))
-    finally:
-        cut = _cut_short(app.state.worker, project)
-        app.state.worker.stop()
-        sock.close()
-        say(f"stopped{cut}; every label given is saved in {project.dir}.")
+        project: Project = app.state.project
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by connections
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot listen on {host}:{port}: {bind_advice(exc)}") from None
+        if not is_loopback(host):  # once it is known to listen there
+            say(
+                f"warning: serving on {host}, reachable from other machines; anyone with the URL "
+                "(and its token) can label, and the token crosses the network unencrypted (plain "
+                "HTTP): use a trusted network, or --host 127.0.0.1 and an SSH tunnel."
+            )
+        sock.listen(128)
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        lock.record(address=f"http://{shown}:{bound}")  # for a second server's refusal
+        if project.needs_restart():
+            # refused up front, as POST /api/next is, rather than a round failing in the worker
+            try:
+                project.check_intact()
+            except DataError as exc:
+                say(f"the last retrain was interrupted and is not restarted: {exc}")
+            else:
+                # recorded as the interrupted round's (who asked for it), not as the owner's
+                asked = project.store.rounds()[-1]["started_by"] or team.OWNER
+                say("the last retrain was interrupted; restarting it from the last good model")
+                app.state.worker.start(asked)
+        try:  # from the first URL on: a Ctrl-C before uvicorn handles signals is said too
+            print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
+            for name, mine in app.state.tokens.items():
+                print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
+            config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+            server = uvicorn.Server(config)
+            asyncio.run(server.serve(sockets=[sock]))
+        finally:
+            cut = _cut_short(app.state.worker, project)
+            app.state.worker.stop()
+            sock.close()
+            say(f"stopped{cut}; every label given is saved in {project.dir}.")
