@@ -349,6 +349,7 @@ def test_out_onto_the_projects_own_files_or_into_its_image_folder_is_refused(pro
     own = [
         proj / "project.sqlite",
         proj / "project.sqlite-wal",
+        proj / "serve.lock",  # a new one would let a second `label serve` start
         next((proj / "models").glob("*.pt")),
         proj / "models" / "new.csv",
     ]

@@ -779,18 +779,22 @@ class Project:
 
     def check_out_place(self, out: str | os.PathLike[str], *, images: bool = False) -> None:
         """Refuse an ``--out`` that would overwrite a file of the project (its database and
-        journal, ``models/``, ``worker.log``: the rename over ``project.sqlite`` left every
-        later command with 'database disk image is malformed'), or put an image in the image
+        journal, ``models/``, ``worker.log``, ``serve.lock``: the rename over ``project.sqlite``
+        left every later command with 'database disk image is malformed'; a new ``serve.lock``
+        would let a second server start), or put an image in the image
         folder (``images``: an imagefolder export; else a file named as an image), which the
         next ``label scan`` would add as a new image, or which replaces one."""
         real = Path(os.path.realpath(out))
         home = Path(os.path.realpath(self.dir))
-        own = real.parent == home and (real.name.startswith(DB_NAME) or real.name == "worker.log")
+        own = real.parent == home and (
+            real.name.startswith(DB_NAME) or real.name in ("worker.log", "serve.lock")
+        )
         if own or real.is_relative_to(home / "models"):
             raise ConfigError(
-                f"--out {out} is a file of the project {self.dir} (its database, models or "
-                "log): writing there would destroy the project; choose a path outside "
-                f"{self.dir / 'models'}, not named {DB_NAME}*."
+                f"--out {out} is a file of the project {self.dir} (its database, models, "
+                "log or serve lock): writing there would destroy the project; choose a path "
+                f"outside {self.dir / 'models'}, not named {DB_NAME}*, worker.log or "
+                "serve.lock."
             )
         root = Path(os.path.realpath(self.root))
         if real.is_relative_to(root) and (images or real.suffix.lower() in imgs.EXTENSIONS):
