@@ -133,7 +133,7 @@ def _served_message(project: Path, info: dict[str, Any]) -> str:
     if machine and machine != socket.gethostname():
         who += f" on {machine}"
     where = f" at {info['address']}" if info.get("address") else ""
-    notes = [] if info.get("address") else ["still starting"]
+    notes = ["still starting"] if info.get("pid") and not info.get("address") else []
     if isinstance(info.get("since"), int | float):
         notes.append(f"since {_since(float(info['since']))}")
     paren = f" ({', '.join(notes)})" if notes else ""
