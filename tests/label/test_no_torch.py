@@ -40,6 +40,7 @@ try:
         items = c.get("/api/batch", headers=h).json()["items"]
         assert c.get(items[0]["url"], headers=h).status_code == 200
         assert c.get(items[0]["url"] + "?size=thumb", headers=h).status_code == 200
+        assert c.get("/api/labeled", headers=h).json()["note"]  # no model: newest first
 finally:
     app.state.worker.stop()
 """
@@ -81,6 +82,15 @@ COMMANDS = {
     "import": ["import", "{p}", "--labelstudio", "{ls}"],
     "export csv": ["export", "{p}", "--format", "csv", "--out", "{out}.csv"],
     "export imagefolder": ["export", "{p}", "--format", "imagefolder", "--out", "{out}"],
+    "export labelstudio (no model)": [
+        "export",
+        "{p}",
+        "--format",
+        "labelstudio",
+        "--out",
+        "{out}.json",
+    ],
+    "status --list labeled (no model)": ["status", "{p}", "--list", "labeled"],
     "scan (nothing new)": ["scan", "{p}", "--no-progress"],
     "config (show)": ["config", "{p}"],
 }

@@ -2056,13 +2056,14 @@ class Project:
         prediction with its probability as ``score`` (Label Studio can sort tasks by it)."""
         from urllib.parse import quote
 
-        from fishermask.training.trainer import predict
-
-        x, ids = self.images()
         latest = self.latest_model()
         probs = None
         version = ""
-        if latest is not None:
+        ids: list[int] = []
+        if latest is not None:  # the images are decoded (and torch loaded) only to predict
+            from fishermask.training.trainer import predict
+
+            x, ids = self.images()
             row, model, _, norm = latest
             probs, _ = predict(model, x, norm)
             probs = probs.cpu()

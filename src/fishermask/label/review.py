@@ -61,12 +61,13 @@ class LabelProbabilities:
         that are in the decoded images. Raises :class:`NoModel` without a trained model, and
         :class:`ConfigError` or :class:`DataError` when the model or the images cannot be read
         (one line each)."""
-        from fishermask.label.predict import committed_classifier, probabilities
-
         with self._lock:
             latest = project.store.last_good_round(with_model=True)
             if latest is None:
                 raise NoModel("no trained model yet")
+            # torch comes with the model: without one the list needs none
+            from fishermask.label.predict import committed_classifier, probabilities
+
             checkpoint = latest["checkpoint"]
             if self._model is None or checkpoint != self._checkpoint:
                 self._model, self._probs = None, {}
