@@ -950,6 +950,9 @@ def test_a_reload_with_a_token_the_server_no_longer_takes_says_so_and_leaves_no_
             browser.execute_script("return sessionStorage.getItem('fishermask-label-token')")
             is None
         )
+        # styled as the labeling page (it was plain black-on-white text): its header's colour
+        header = browser.find_element(By.TAG_NAME, "header")
+        assert header.value_of_css_property("background-color") == "rgba(31, 58, 95, 1)"
     finally:
         stop_server(proc)
 

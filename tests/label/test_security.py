@@ -278,6 +278,11 @@ def test_the_page_without_a_token_is_a_401_page_that_can_reopen_this_tab(client)
     assert "a bookmark or an address copied from the page's address bar has no token" in text
     assert "`label serve --annotators NAME`" in text
     assert "default-src 'none'" in r.headers["content-security-policy"]
+    # it has the labeling page's look (its style sheet needs no token: a plain link), and
+    # nothing of the project (it was unstyled plain text)
+    assert '<link rel="stylesheet" href="/static/style.css">' in r.text
+    assert "<header><h1>fishermask label</h1></header>" in r.text
+    assert str(client.project.dir) not in r.text and TOKEN not in r.text
     # the API's refusals stay JSON
     assert client.get("/api/status").json()["error"].startswith("missing or wrong access token")
 

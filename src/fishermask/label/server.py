@@ -122,14 +122,23 @@ def host_name(host: str) -> str:
 
 #: ``GET /`` without a valid token (401): ``reopen.js`` opens the page again with the token
 #: this tab was opened with (kept in its ``sessionStorage``), once; else it stays saying what
-#: to do.
+#: to do. It has the labeling page's look (its style sheet: ``/static/`` needs no token) and
+#: nothing of the project, not even its name.
 NO_TOKEN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>fishermask label</title></head>
-<body><p id="why">missing or wrong access token: open the URL that `fishermask label serve`
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>fishermask label</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body><header><h1>fishermask label</h1></header>
+<main><div id="refused">
+<h2>This page needs its access token</h2>
+<p id="why">missing or wrong access token: open the URL that `fishermask label serve`
 printed (it ends in ?token=...)</p>
-<p>The page keeps its token out of its address: a bookmark or an address copied from the
-page's address bar has no token. Each person opens a URL of their own: an annotator asks whoever
-serves the project for theirs (`label serve --annotators NAME` prints one per name).</p>
+<p class="muted">The page keeps its token out of its address: a bookmark or an address copied
+from the page's address bar has no token. Each person opens a URL of their own: an annotator
+asks whoever serves the project for theirs (`label serve --annotators NAME` prints one per
+name).</p>
+</div></main>
 <script src="/static/reopen.js"></script></body></html>
 """
 
