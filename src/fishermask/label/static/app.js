@@ -107,8 +107,8 @@ async function downloadCsv() {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60000);  // the download has its bytes by then
-    say("downloaded labels.csv");
-  } catch (e) { say("download failed: " + e.message, true); }
+    say("downloaded labels.csv", false, "both");
+  } catch (e) { say("download failed: " + e.message, true, "both"); }
 }
 
 // Run fn after every earlier action has finished. Keys typed faster than the server answers
@@ -122,10 +122,27 @@ function act(fn) {
       pending -= 1;
       if (e === epoch) await fn();
     })
-    .catch((err) => say(err.message, true));
+    .catch((err) => say(err.message, true, "both"));
 }
 
-function say(text, error) {
+// The message line: each view (the batch, the Labeled view) has its own, shown while that view
+// is ("new batch ready" said in the Labeled view is read on coming back to the batch; a fix's
+// "saved" does not linger over the batch). `where`: "batch", "labeled", or "both" for what
+// concerns the whole page (the server down, a round failed, a download); the view shown when
+// omitted.
+const messages = { batch: ["", false], labeled: ["", false] };
+function say(text, error, where) {
+  for (const v of where === "both" ? ["batch", "labeled"] : [where || view]) {
+    messages[v] = [text, Boolean(error)];
+    // a message for the other view marks its tab (a dot) until that view is shown
+    if (v !== view) $(v === "batch" ? "tab-batch" : "tab-labeled").classList.add("news");
+  }
+  showMessage();
+}
+
+function showMessage() {
+  const [text, error] = messages[view];
+  $(view === "batch" ? "tab-batch" : "tab-labeled").classList.remove("news");
   const m = $("message");
   m.textContent = text;
   m.className = error ? "error" : "";
@@ -166,7 +183,7 @@ function show() {
     // an image the server will not show (changed or gone since it was scanned: 409/403/404)
     // would be a blank frame: say why, with the server's fix
     showImage($("image"), it.url, (e) => {
-      if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true);
+      if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true, "batch");
     });
   }
   $("image").dataset.imageId = it.image_id;
@@ -205,9 +222,9 @@ async function save(kind, label) {
     const done = advance();
     say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`
       + (done ? ". Batch done: " + (ASK_OWNER ? "ask the owner for the next batch"
-        : "press n (next batch) to retrain and get the next one") : ""));
+        : "press n (next batch) to retrain and get the next one") : ""), false, "batch");
   } catch (e) {
-    notSaved(it.path, e);
+    notSaved(it.path, e, "batch");
   } finally {
     refreshStatus();
   }
@@ -215,32 +232,32 @@ async function save(kind, label) {
 
 // A label that did not save: said with why, kept as the unsaved one, and the keys typed after
 // it dropped (they were meant for the images after it).
-function notSaved(path, e) {
+function notSaved(path, e, where) {
   const dropped = pending;
   epoch += 1;
   unsaved = path;
   say(`not saved: ${path}: ${e.message}`
-    + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true);
+    + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true, where);
 }
 
 async function undo() {
   const last = undoStack.pop();
-  if (!last) { say("nothing to undo in this batch (in this tab)"); return; }
+  if (!last) { say("nothing to undo in this batch (in this tab)", false, "batch"); return; }
   try {
     await api("POST", "/api/undo", { label_id: last.label_id });
-    say(`undone: ${last.path} \u2192 ${last.what}`);
+    say(`undone: ${last.path} \u2192 ${last.what}`, false, "batch");
     await loadBatch();
     pos = Math.min(last.pos, items.length - 1);
     show();
-  } catch (e) { say("undo failed: " + e.message, true); }
+  } catch (e) { say("undo failed: " + e.message, true, "batch"); }
   refreshStatus();
 }
 
 async function nextBatch() {
   try {
     await api("POST", "/api/next");
-    say("retraining and choosing the next batch; keep labeling meanwhile");
-  } catch (e) { say(e.message, true); }
+    say("retraining and choosing the next batch; keep labeling meanwhile", false, "batch");
+  } catch (e) { say(e.message, true, "batch"); }
   refreshStatus();
 }
 
@@ -249,11 +266,11 @@ async function nextBatch() {
 async function revisit() {
   try {
     const r = await api("POST", "/api/revisit", { kinds: ["unsure", "skipped"] });
-    if (!r.queued) { say("nothing to revisit: no image is skipped or unsure"); return; }
+    if (!r.queued) { say("nothing to revisit: no image is skipped or unsure", false, "batch"); return; }
     await loadBatch();
     say(`revisiting ${r.queued} image(s) (${r.unsure} unsure, ${r.skipped} skipped), oldest first:`
-      + " label them with the usual keys; n asks for the next batch as usual");
-  } catch (e) { say(e.message, true); }
+      + " label them with the usual keys; n asks for the next batch as usual", false, "batch");
+  } catch (e) { say(e.message, true, "batch"); }
   refreshStatus();
 }
 
@@ -283,7 +300,7 @@ async function refreshBatchState() {
     say(`${shown.path}: done by ${shown.state.by} (${shown.state.kind === "label" ? shown.state.label : shown.state.kind}); `
       + (done ? "every image of this batch is done: " + (ASK_OWNER ? "ask the owner for the next batch"
         : "press n for the next batch") : "moved on to the next image no one has done")
-      + (dropped ? ` (the ${dropped} key(s) typed meanwhile were ignored)` : ""));
+      + (dropped ? ` (the ${dropped} key(s) typed meanwhile were ignored)` : ""), false, "batch");
   } else if (changed) show();
 }
 
@@ -291,7 +308,7 @@ async function refreshStatus() {
   let s;
   try { s = await api("GET", "/api/status"); } catch (e) {
     // the poll must not hide that a save failed: say which image is still to save
-    say(e.message + (unsaved ? ` \u2014 not saved: ${unsaved}` : ""), true);
+    say(e.message + (unsaved ? ` \u2014 not saved: ${unsaved}` : ""), true, "both");
     return;
   }
   const total = s.budget || s.images;
@@ -339,13 +356,13 @@ async function refreshStatus() {
     $("training-bar").style.width = `${r.total ? (100 * r.done) / r.total : 0}%`;
   } else if (r && (r.status === "failed" || r.status === "interrupted") && reportedRound !== r.id) {
     reportedRound = r.id;  // shown once: later polls must not hide the messages of new saves
-    say(`round ${r.id} ${r.status}${r.message ? ": " + r.message : ""}`, true);
+    say(`round ${r.id} ${r.status}${r.message ? ": " + r.message : ""}`, true, "both");
   }
   if (s.queue_round !== queueRound && !s.training) {
     act(async () => {  // after the saves already typed, which belong to the batch shown
       if (s.queue_round === queueRound) return;
       await loadBatch();
-      say("new batch ready" + by(s.queue_started_by));
+      say("new batch ready" + by(s.queue_started_by), false, "batch");
     });
   } else if (s.queue_round === queueRound && pending === 0) {
     act(refreshBatchState);  // after the saves typed, so their own states are not stale
@@ -391,7 +408,7 @@ function onKey(ev) {
     act(() => {  // the guess of the image shown when this key's turn comes
       const it = items[pos];
       if (it && it.guesses.length) return save("label", it.guesses[0].label);
-      say("no model guess to confirm: press a class key");
+      say("no model guess to confirm: press a class key", false, "batch");
     });
   } else if (k === "s") act(() => save("skip"));
   else if (k === "u") act(() => save("unsure"));
@@ -416,6 +433,7 @@ function setView(v) {
   $("labeler").hidden = v !== "batch";
   $("browse").hidden = v !== "labeled";
   $("browse-bar").hidden = v !== "labeled";
+  showMessage();
   for (const [id, name] of [["tab-batch", "batch"], ["tab-labeled", "labeled"]]) {
     $(id).classList.toggle("active", v === name);
     $(id).setAttribute("aria-selected", String(v === name));
@@ -495,7 +513,7 @@ function renderGrid() {
     const meta = document.createElement("span");
     meta.className = "meta";
     meta.textContent = it.was ? `fixed (was ${it.was.label})`
-      : `by ${it.by}${it.source === "import" ? " (import)" : ""}`;
+      : `by ${it.by === ME ? "you" : it.by}${it.source === "import" ? " (import)" : ""}`;
     tile.append(img, lab, meta);
     tile.title = it.path;
     tile.addEventListener("click", () => { browse.sel = i; showSelected(); });
@@ -532,8 +550,8 @@ function showSelected() {
 
 async function relabel(label) {
   const it = browse.items[browse.sel];
-  if (!it) { say("no labeled image selected: click one"); return; }
-  if (label === it.label) { say(`${it.path} is ${label} already`); return; }
+  if (!it) { say("no labeled image selected: click one", false, "labeled"); return; }
+  if (label === it.label) { say(`${it.path} is ${label} already`, false, "labeled"); return; }
   try {
     const r = await api("POST", "/api/labels", { image_id: it.image_id, kind: "label", label, client });
     unsaved = null;
@@ -545,9 +563,9 @@ async function relabel(label) {
       newer_than_model: it.guess ? true : null, was: it.was || was });
     if (browse.sel < browse.items.length - 1) browse.sel += 1;
     renderGrid();
-    say(`saved: ${it.path} \u2192 ${label} (was ${was.label})`);
+    say(`saved: ${it.path} \u2192 ${label} (was ${was.label})`, false, "labeled");
   } catch (e) {
-    notSaved(it.path, e);
+    notSaved(it.path, e, "labeled");
   } finally {
     refreshStatus();
   }
@@ -555,14 +573,14 @@ async function relabel(label) {
 
 async function browseUndo() {
   const last = browse.undo.pop();
-  if (!last) { say("nothing to undo in this view (in this tab)"); return; }
+  if (!last) { say("nothing to undo in this view (in this tab)", false, "labeled"); return; }
   try {
     await api("POST", "/api/undo", { label_id: last.label_id });
     Object.assign(last.item, last.was);  // the label it had before the fix
     if (!last.was.was) delete last.item.was;
     renderGrid();
-    say(`undone: ${last.item.path} is ${last.was.label} again`);
-  } catch (e) { say("undo failed: " + e.message, true); }
+    say(`undone: ${last.item.path} is ${last.was.label} again`, false, "labeled");
+  } catch (e) { say("undo failed: " + e.message, true, "labeled"); }
   refreshStatus();
 }
 
@@ -587,13 +605,15 @@ function browseKey(ev, k) {
     ev.preventDefault();
     act(async () => {
       const it = browse.items[browse.sel];
-      if (it) say(`kept: ${it.path} is ${it.label}`);
+      if (it) say(`kept: ${it.path} is ${it.label}`, false, "labeled");
       await browseMove(1);
     });
   } else if (k === "z" || k === "Backspace") { ev.preventDefault(); act(browseUndo); }
   else if (k === "ArrowRight") { ev.preventDefault(); act(() => browseMove(1)); }
   else if (k === "ArrowLeft") { ev.preventDefault(); act(() => browseMove(-1)); }
-  else if (k === "s" || k === "u" || k === "n") say("s, u and n work in the batch view (the Batch tab)");
+  else if (k === "s" || k === "u" || k === "n") {
+    say("s, u and n work in the batch view (the Batch tab)", false, "labeled");
+  }
 }
 
 for (const id of ["browse-class", "browse-by", "browse-sort"]) {
@@ -610,7 +630,7 @@ document.querySelectorAll("button.relabel").forEach((b) =>
 $("browse-guess").onclick = () => act(() => {
   const it = browse.items[browse.sel];
   if (it && it.guess) return relabel(it.guess.label);
-  say("no model guess to take: press a class key");
+  say("no model guess to take: press a class key", false, "labeled");
 });
 $("browse-undo").onclick = () => act(browseUndo);
 $("tab-batch").onclick = () => setView("batch");
@@ -637,6 +657,6 @@ $("prev").onclick = () => onKey({ key: "ArrowLeft", preventDefault() {} });
 $("next").onclick = () => onKey({ key: "ArrowRight", preventDefault() {} });
 $("next-batch").onclick = () => act(nextBatch);
 $("revisit").onclick = () => act(revisit);  // after the saves typed before the click
-loadBatch().then(refreshStatus).catch((e) => say(e.message, true));
+loadBatch().then(refreshStatus).catch((e) => say(e.message, true, "both"));
 if (location.hash === "#labeled") setView("labeled");  // a reload of the Labeled view
 setInterval(refreshStatus, 1500);

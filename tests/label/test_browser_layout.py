@@ -1,0 +1,127 @@
+"""The labeling page at the window sizes people use (a 700-px laptop, a phone), and the words
+its views say, in headless Chromium (as tests/label/test_browser.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.label.conftest import TINY
+from tests.label.test_browser import CHROMIUM, DRIVER, _open_page, _wait_for_polls
+from tests.label.test_kill import stop_server
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
+)
+
+#: ten classes, as CIFAR-10: enough keys to wrap on a narrow page
+TEN = ("red", "green", "blue", "cyan", "magenta", "yellow", "black", "white", "orange", "purple")
+
+
+@pytest.fixture
+def window():
+    """A headless Chromium whose page (the viewport) is ``window(width, height)``'s size."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def make(width: int, height: int):
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+            opts.add_argument(arg)
+        driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+        drivers.append(driver)
+        driver.set_page_load_timeout(60)
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
+        )
+        return driver
+
+    yield make
+    for d in drivers:
+        d.quit()
+
+
+@pytest.fixture
+def ten(tmp_path, folder):
+    """A project of ten classes over the three-colour folder; its images labeled with their
+    folder's class, three per class, as the owner (through the page's own save: "human")."""
+    from fishermask.label.project import Project
+
+    p = Project.init(tmp_path / "proj10", folder, ",".join(TEN), **TINY)
+    p.run_round(train_model=False)
+    rows = [(f"{c}/{i:03d}.png", c) for c in TEN[:3] for i in range(3)]
+    p.add_label_rows(rows, source="human", what="test")
+    yield p
+    p.close()
+
+
+def rect(d, css: str) -> dict:
+    return d.execute_script(
+        "const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height};",
+        css,
+    )
+
+
+def tiles(d) -> int:
+    return len(d.find_elements("css selector", "#grid button.tile"))
+
+
+def test_each_view_keeps_its_own_messages_and_says_by_you(ten, window):
+    """The message line was the page's, not the view's: "new batch ready" showed in the
+    Labeled view, and a fix's "saved" lingered over the batch. Each view now shows its own, a
+    message for the other view marks that view's tab, and the Labeled view's tiles say "by
+    you" for the viewer's labels (they said "by owner" under a line that said "by you")."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = window(1280, 900)
+    proc, wait = _open_page(ten, browser)
+    try:
+
+        def message(d) -> str:
+            return d.find_element(By.ID, "message").text
+
+        body = browser.find_element(By.TAG_NAME, "body")
+        path = browser.find_element(By.ID, "path").text
+        body.send_keys("u")  # unsure: a message in the batch view
+        batch_said = f"saved: {path} \u2192 unsure"
+        wait.until(lambda d: message(d) == batch_said)
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: tiles(d) == 9)
+        assert message(browser) == ""
+        metas = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#grid .meta")]
+        assert metas == ["by you"] * 9
+        assert ", by you, " in browser.find_element(By.ID, "browse-selected").text
+        first = browser.find_element(By.ID, "browse-selected").text.split(" \u2014 ")[0]
+        body.send_keys("4")  # cyan's key: a fix, said in this view
+        fixed = re.compile(rf"saved: {re.escape(first)} \u2192 cyan \(was \w+\)")
+        wait.until(lambda d: fixed.fullmatch(message(d)))
+        assert browser.find_element(By.CSS_SELECTOR, "#grid .meta").text.startswith("fixed (was ")
+        browser.find_element(By.ID, "tab-batch").click()
+        assert message(browser) == batch_said  # the batch's own, not the fix's
+        browser.find_element(By.ID, "tab-labeled").click()
+        assert fixed.fullmatch(message(browser))
+
+        # a new batch is the batch view's news: said there, and only a mark on its tab here
+        browser.find_element(By.ID, "tab-batch").click()
+        body.send_keys("n")
+        wait.until(lambda d: message(d).startswith("retraining"))
+        browser.find_element(By.ID, "tab-labeled").click()
+        assert fixed.fullmatch(message(browser))
+        WebDriverWait(browser, 180).until(
+            lambda d: "news" in d.find_element(By.ID, "tab-batch").get_attribute("class")
+        )
+        _wait_for_polls(browser, 1)
+        assert fixed.fullmatch(message(browser))
+        browser.find_element(By.ID, "tab-batch").click()
+        assert message(browser) == "new batch ready"
+        assert "news" not in browser.find_element(By.ID, "tab-batch").get_attribute("class")
+    finally:
+        stop_server(proc)
