@@ -73,6 +73,31 @@ def tiles(d) -> int:
     return len(d.find_elements("css selector", "#grid button.tile"))
 
 
+def test_the_image_does_not_move_when_the_mode_line_gets_shorter(ten, window):
+    """The mode line above the image went from two lines to one (a new batch, another round's
+    words), and the image jumped up while keys were being typed at it. Two lines are kept for
+    it, whatever it says; the whole line is in its title and shows on a click."""
+    from selenium.webdriver.common.by import By
+
+    browser = window(1280, 700)
+    proc, _ = _open_page(ten, browser)
+    try:
+        mode = browser.find_element(By.ID, "mode")
+        full = mode.get_attribute("textContent")
+        tops = []
+        for words in ("short", "long " * 80, "two lines " * 14, ""):
+            browser.execute_script("arguments[0].textContent = arguments[1]", mode, words)
+            tops.append(rect(browser, "#frame")["top"])
+        assert len(set(tops)) == 1, tops
+        assert mode.get_attribute("title") == full != ""
+        browser.execute_script("arguments[0].textContent = arguments[1]", mode, "long " * 80)
+        two = mode.rect["height"]
+        mode.click()  # the whole line
+        assert mode.rect["height"] > two
+    finally:
+        stop_server(proc)
+
+
 def test_each_view_keeps_its_own_messages_and_says_by_you(ten, window):
     """The message line was the page's, not the view's: "new batch ready" showed in the
     Labeled view, and a fix's "saved" lingered over the batch. Each view now shows its own, a

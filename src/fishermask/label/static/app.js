@@ -156,6 +156,7 @@ async function loadBatch() {
   items = b.items;
   queueRound = b.round_id;
   $("mode").textContent = b.mode + by(b.started_by);
+  $("mode").title = $("mode").textContent;  // the line shows two lines of it; a click all
   const first = items.findIndex((it) => !it.state);
   pos = first >= 0 ? first : 0;
   show();
@@ -657,6 +658,7 @@ $("prev").onclick = () => onKey({ key: "ArrowLeft", preventDefault() {} });
 $("next").onclick = () => onKey({ key: "ArrowRight", preventDefault() {} });
 $("next-batch").onclick = () => act(nextBatch);
 $("revisit").onclick = () => act(revisit);  // after the saves typed before the click
+$("mode").onclick = () => $("mode").classList.toggle("open");  // the whole line, or two lines
 loadBatch().then(refreshStatus).catch((e) => say(e.message, true, "both"));
 if (location.hash === "#labeled") setView("labeled");  // a reload of the Labeled view
 setInterval(refreshStatus, 1500);
