@@ -73,6 +73,34 @@ def tiles(d) -> int:
     return len(d.find_elements("css selector", "#grid button.tile"))
 
 
+@pytest.mark.parametrize("size", [(1024, 700), (1280, 700)])
+def test_the_labeled_views_keys_take_little_of_a_short_window(ten, window, size):
+    """The sticky footer of the Labeled view (the selected label, ten class keys, two actions,
+    the message line) took about 40 % of a 700-px window, leaving the grid a strip. It is now
+    compact, and every class key is still on screen."""
+    from selenium.webdriver.common.by import By
+
+    browser = window(*size)
+    proc, wait = _open_page(ten, browser)
+    try:
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: tiles(d) == 9)
+        browser.find_element(By.TAG_NAME, "body").send_keys("5")  # a fix: the message line
+        wait.until(lambda d: d.find_element(By.ID, "message").text.startswith("saved: "))
+        inner = browser.execute_script("return innerHeight")
+        footer = rect(browser, "#footer")
+        assert footer["bottom"] <= inner + 1
+        assert footer["height"] <= 0.2 * inner, footer
+        keys = browser.find_elements(By.CSS_SELECTOR, "button.relabel")
+        assert [k.get_attribute("data-label") for k in keys] == list(TEN)
+        for k in keys:
+            assert k.is_displayed()
+            r = k.rect
+            assert 0 <= r["y"] and r["y"] + r["height"] <= inner + 1, k.text
+    finally:
+        stop_server(proc)
+
+
 def test_the_image_does_not_move_when_the_mode_line_gets_shorter(ten, window):
     """The mode line above the image went from two lines to one (a new batch, another round's
     words), and the image jumped up while keys were being typed at it. Two lines are kept for
@@ -94,6 +122,28 @@ def test_the_image_does_not_move_when_the_mode_line_gets_shorter(ten, window):
         two = mode.rect["height"]
         mode.click()  # the whole line
         assert mode.rect["height"] > two
+    finally:
+        stop_server(proc)
+
+
+def test_on_a_phone_the_side_panel_is_below_the_page_not_beside_it(ten, window):
+    """At 390 px the side panel (240 px at least) took most of the width, and the mode line
+    and the image were squeezed into a column of a few words."""
+    from selenium.webdriver.common.by import By
+
+    browser = window(390, 844)
+    proc, wait = _open_page(ten, browser)
+    try:
+        views, side, frame = (
+            rect(browser, "#views"),
+            rect(browser, "#side"),
+            rect(browser, "#frame"),
+        )
+        assert side["top"] >= views["bottom"] and frame["right"] - frame["left"] >= 300
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: tiles(d) == 9)
+        assert rect(browser, "#footer")["height"] <= 0.25 * 844
     finally:
         stop_server(proc)
 

@@ -531,6 +531,8 @@ function renderGrid() {
 
 function showSelected() {
   const it = browse.items[browse.sel];
+  // a tile scrolled into view stops above the sticky footer, however tall it is now
+  document.documentElement.style.setProperty("--footer", `${$("footer").offsetHeight}px`);
   document.querySelectorAll("#grid button.tile").forEach((t, i) => {
     t.classList.toggle("selected", i === browse.sel);
     if (i === browse.sel) t.scrollIntoView({ block: "nearest" });
