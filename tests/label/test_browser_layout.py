@@ -200,3 +200,24 @@ def test_each_view_keeps_its_own_messages_and_says_by_you(ten, window):
         assert "news" not in browser.find_element(By.ID, "tab-batch").get_attribute("class")
     finally:
         stop_server(proc)
+
+
+def test_the_help_closed_once_stays_closed(ten, window):
+    """The side panel's long help made it taller than a 700-px window for every minute of a
+    session; closed once, it stays closed after a reload."""
+    from selenium.webdriver.common.by import By
+
+    browser = window(1280, 700)
+    proc, wait = _open_page(ten, browser)
+    try:
+        help_text = browser.find_element(By.CSS_SELECTOR, "#help p")
+        assert help_text.is_displayed() and help_text.text.startswith("Keys: ")
+        tall = rect(browser, "#side")["height"]
+        browser.find_element(By.CSS_SELECTOR, "#help summary").click()
+        assert not help_text.is_displayed()
+        assert rect(browser, "#side")["height"] < tall - 100
+        browser.refresh()
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        assert not browser.find_element(By.CSS_SELECTOR, "#help p").is_displayed()
+    finally:
+        stop_server(proc)

@@ -640,6 +640,13 @@ $("tab-batch").onclick = () => setView("batch");
 $("tab-labeled").onclick = () => setView("labeled");
 
 $("export").addEventListener("click", (ev) => { ev.preventDefault(); downloadCsv(); });
+// The side panel's help, closed once read, stays closed (this browser and address; open, it
+// made the panel taller than a laptop's window for the rest of a session).
+const HELP = "fishermask-label-help";
+try { if (localStorage.getItem(HELP) === "closed") $("help").open = false; } catch (e) { /* off */ }
+$("help").addEventListener("toggle", () => {
+  try { localStorage.setItem(HELP, $("help").open ? "open" : "closed"); } catch (e) { /* off */ }
+});
 
 document.addEventListener("keydown", onKey);
 // A button clicked with the mouse gives the focus back to the page: a focused button takes
