@@ -36,7 +36,7 @@ def test_without_options_prints_the_settings(project):
     lines = r.stdout.splitlines()
     assert "batch: 6" in lines and "model: cnn" in lines and "budget: none" in lines
     assert "image-size: 8x8 (fixed)" in lines
-    assert "classes: red,green,blue (fixed)" in lines
+    assert "classes: red,green,blue (--add-class, --rename-class)" in lines
 
 
 def test_changes_are_written_recorded_and_used_from_the_next_round(project):
@@ -86,7 +86,7 @@ def test_changes_are_written_recorded_and_used_from_the_next_round(project):
         (["--strategy", "fishermask:k=100000000"], "k=100000000 exceeds the model's"),
         (["--strategy", "fishermask:bogus=1"], "Unknown option(s) bogus"),
         (["--image-size", "16x16"], "--image-size cannot change"),
-        (["--classes", "a,b"], "--classes cannot change"),
+        (["--classes", "a,b"], "--classes cannot change: every label and saved model refers"),
         (["--images", "elsewhere"], "--images cannot change"),
     ],
 )

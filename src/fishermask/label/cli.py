@@ -658,6 +658,10 @@ def _export_model(project: Path, out: Path) -> None:
     )
     if info["held_out_why"]:
         _say(f"no held-out accuracy in {out / 'model.json'}: {info['held_out_why']}.")
+    if info["classes_added_since"]:
+        from fishermask.label.predict import added_since_line
+
+        _say(added_since_line(info["classes_added_since"], project))
 
 
 @label_app.command()
@@ -940,7 +944,9 @@ def revisit(
 #: Settings ``label config`` shows but cannot change, and what to do instead.
 _FIXED = {
     "image_size": "the decoded images and every saved model are at this size",
-    "classes": "every label and saved model refers to the classes by position",
+    "classes": "every label and saved model refers to the classes by position; add one with "
+    "--add-class NAME, rename one with --rename-class OLD=NEW (a class cannot be removed: "
+    "relabel its images with `label add`)",
     "images": "every image and label refers to a path under this folder",
 }
 
@@ -965,7 +971,7 @@ def _settings_lines(p: Any) -> list[str]:
         f"width: {s['width']}",
         f"import: {names(s.get('imports'))}",
         f"image-size: {h}x{w} (fixed)",
-        f"classes: {','.join(p.classes)} (fixed)",
+        f"classes: {','.join(p.classes)} (--add-class, --rename-class)",
         f"images: {s['image_root']} (fixed)",
     ]
 
@@ -997,7 +1003,22 @@ def config(
         str | None, typer.Option(help="Cannot change (refused with what to do instead).")
     ] = None,
     classes: Annotated[
-        str | None, typer.Option(help="Cannot change (refused with what to do instead).")
+        str | None,
+        typer.Option(help="Cannot be replaced (use --add-class / --rename-class)."),
+    ] = None,
+    add_class: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--add-class",
+            help="Append a class (repeatable, or a comma list); existing labels keep theirs.",
+        ),
+    ] = None,
+    rename_class: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rename-class",
+            help="Rename a class, OLD=NEW (repeatable); its labels follow the new name.",
+        ),
     ] = None,
     images: Annotated[
         Path | None, typer.Option(help="Cannot change (refused with what to do instead).")
@@ -1014,6 +1035,8 @@ def config(
     for key, value in fixed.items():
         if value is not None:
             flag = "--" + key.replace("_", "-")
+            if key == "classes":
+                _fail(f"{flag} cannot change: {_FIXED[key]}.")
             _fail(
                 f"{flag} cannot change: {_FIXED[key]}. Instead export the labels "
                 f"(fishermask label export {project} --format csv --out labels.csv) and create "
@@ -1037,14 +1060,16 @@ def config(
     try:
         p = _open(project)
         p.recover()
-        if all(v is None for v in changes.values()):
+        if all(v is None for v in changes.values()) and not add_class and not rename_class:
             for line in _settings_lines(p):
                 console.print(line, highlight=False, soft_wrap=True)
             n = len(p.store.settings_history())
             if n:
                 _say(f"{n} change(s) since init (table settings_history).")
             return
-        diff = p.configure(**changes, say=_say)
+        diff = p.configure(
+            **changes, add_classes=add_class or (), rename_classes=rename_class or (), say=_say
+        )
     except FishermaskError as e:
         _fail(str(e))
     if not diff:
@@ -1055,12 +1080,41 @@ def config(
             from fishermask.label.imports import names
 
             key, old, new = "import", names(old), names(new)
+        if key == "classes":
+            _print_class_change(p, old, new)
+            continue
         console.print(f"{key.replace('_', '-')}: {old} -> {new}", highlight=False, soft_wrap=True)
-    console.print(
-        "the new settings take effect from the next round (label next / label train / "
-        "'next batch' on the page).",
-        highlight=False,
-        soft_wrap=True,
+    if set(diff) - {"classes"}:  # the class names apply at once (the labels are by class id)
+        console.print(
+            "the new settings take effect from the next round (label next / label train / "
+            "'next batch' on the page).",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _print_class_change(p: Any, old: list[str], new: list[str]) -> None:
+    """What ``label config --add-class/--rename-class`` changed, and what it means for the
+    latest model and the next batches."""
+    for a, b in zip(old, new, strict=False):
+        if a != b:
+            console.print(
+                f"class renamed: {a} -> {b} (its labels follow)", highlight=False, soft_wrap=True
+            )
+    added = new[len(old) :]
+    if not added:
+        return
+    console.print(f"classes added: {', '.join(added)}", highlight=False, soft_wrap=True)
+    if p.store.last_good_round(with_model=True) is not None:
+        _say(
+            "the latest model was trained without them: until the next retrain (label train / "
+            "'next batch') it gives them probability 0 and never guesses them."
+        )
+    need = int(p.settings["min_per_class"])
+    _say(
+        f"batches are chosen for diversity (cold start) until every class has {need} "
+        f"label{'' if need == 1 else 's'} (--min-per-class); `label add` gives labels you "
+        "already know."
     )
 
 
@@ -1131,3 +1185,7 @@ def predict_cmd(
         f"{res.considered} {'' if images == 'all' else images + ' '}images{kept}{where}."
     )
     _say(held_out_line(res.held_out))
+    if res.added_since:
+        from fishermask.label.predict import added_since_line
+
+        _say(added_since_line(res.added_since, project))

@@ -105,6 +105,21 @@ class CommittedModel:
     def n_labels(self) -> int:
         return int(self.trained_round["n_labels"])
 
+    @property
+    def num_classes(self) -> int:
+        """The model's outputs: the project's first classes (a class added by ``label config
+        --add-class`` after it was trained has none)."""
+        return len(self.state["classes"])
+
+
+def added_since_line(names: Sequence[str], project_dir: Path | str) -> str:
+    """The one line for a model trained before the classes ``names`` were added."""
+    return (
+        f"the model predates class(es) {', '.join(names)} (added with `label config "
+        "--add-class` since it was trained): it gives them probability 0 and never predicts "
+        f"them; `fishermask label train {project_dir}` trains one that knows them."
+    )
+
 
 def committed_model(project: Project) -> CommittedModel:
     """The checkpoint of the latest finished round (a round that did not retrain carries the
@@ -222,14 +237,18 @@ def probabilities(
     *,
     advance: Callable[[int], None] | None = None,
     batch: int = BATCH,
+    num_classes: int | None = None,
 ) -> torch.Tensor:
     """Softmax probabilities ``[len(positions), C]`` of the images ``x[positions]`` (uint8
-    ``[N, Ch, H, W]``), ``batch`` images per forward pass."""
-    out = torch.empty(len(positions), model.num_classes, dtype=torch.float32)
+    ``[N, Ch, H, W]``), ``batch`` images per forward pass. ``num_classes``: the project's C,
+    when the model has fewer outputs (trained before classes were added; those columns are
+    0); default the model's."""
+    c = model.num_classes if num_classes is None else max(num_classes, model.num_classes)
+    out = torch.zeros(len(positions), c, dtype=torch.float32)
     for i in range(0, len(positions), batch):
         part = torch.as_tensor(positions[i : i + batch], dtype=torch.int64)
         probs, _ = predict(model, x[part], norm, batch_size=batch)
-        out[i : i + len(part)] = probs.cpu()
+        out[i : i + len(part), : model.num_classes] = probs.cpu()
         if advance is not None:
             advance(len(part))
     return out
@@ -314,6 +333,7 @@ class Predictions:
     top: int
     classes: list[str]
     considered: int  # images of ``which`` (before ``min_prob``)
+    added_since: list[str] = field(default_factory=list)  # classes the model has no output for
     rows: list[dict[str, Any]] = field(default_factory=list)  # by path
     held_out: dict[str, Any] = field(default_factory=dict)
 
@@ -325,6 +345,8 @@ class Predictions:
                 "queue_round": self.model.queue_round,
                 "chose_batch": self.model.chose_batch,
                 "architecture": self.model.state["model_name"],
+                # classes added after it was trained: probability 0, never predicted
+                "classes_added_since": self.added_since,
             },
             "images": self.which,
             "min_prob": self.min_prob,
@@ -381,7 +403,9 @@ def predict_project(
     ]
     positions = [id_pos[r.id] for r in rows]
     with progress_bar("predicting", len(rows), progress and len(rows) > 0) as advance:
-        probs = probabilities(model, norm, x, positions, advance=advance)  # [N, C]
+        probs = probabilities(
+            model, norm, x, positions, advance=advance, num_classes=len(project.classes)
+        )  # [N, C]
     out = Predictions(
         model=model_info,
         which=which,
@@ -389,6 +413,7 @@ def predict_project(
         top=top,
         classes=list(project.classes),
         considered=len(rows),
+        added_since=list(project.classes[model_info.num_classes :]),
     )
     if rows:
         values, classes = probs.topk(top, dim=1)  # [N, K]
@@ -450,7 +475,11 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         "format_version": MODEL_FORMAT_VERSION,
         "architecture": state["model_name"],
         "width": float(state["width"]),
-        "classes": list(state["classes"]),
+        # the project's names now (a class renamed since the training is named as it is now;
+        # classes keep their ids): the model's outputs are the project's first classes
+        "classes": list(project.classes[: len(state["classes"])]),
+        # classes of the project the model has no output for (added after it was trained)
+        "classes_added_since": list(project.classes[len(state["classes"]) :]),
         "image_size": [h, w],
         "channels": channels,
         "normalizer": {

@@ -93,16 +93,94 @@ def parse_classes(text: str | Sequence[str]) -> list[str]:
         raise ConfigError(f"--classes {text!r} names a class twice.")
     if len(names) < 2:
         raise ConfigError(f"--classes {text!r}: a classifier needs at least 2 classes.")
-    bad = [c for c in names if len(c) > 100 or any(ord(ch) < 32 for ch in c)]
-    if bad:
-        raise ConfigError(f"class name {bad[0]!r} is too long or holds control characters.")
-    bad = [c for c in names if c in (".", "..") or "/" in c or "\\" in c]
-    if bad:
+    for c in names:
+        check_class_name(c)
+    return names
+
+
+def check_class_name(name: str) -> None:
+    """The rules every class name follows (``label init --classes``, ``label config
+    --add-class`` and ``--rename-class``): short, no control characters, usable as a folder
+    name (the imagefolder export makes one folder per class)."""
+    if len(name) > 100 or any(ord(ch) < 32 for ch in name):
+        raise ConfigError(f"class name {name!r} is too long or holds control characters.")
+    if name in (".", "..") or "/" in name or "\\" in name:
         raise ConfigError(
-            f"class name {bad[0]!r} cannot be a folder name (the imagefolder export makes one "
+            f"class name {name!r} cannot be a folder name (the imagefolder export makes one "
             "folder per class): leave out / and \\ and do not use . or .. alone."
         )
-    return names
+
+
+def parse_class_changes(
+    add: Sequence[str], rename: Sequence[str], current: Sequence[str], former: dict[str, int]
+) -> list[str]:
+    """The class list after ``label config --add-class`` (``add``: names, each entry may be a
+    comma list) and ``--rename-class`` (``rename``: ``OLD=NEW`` each) on the ``current``
+    names; ``former``: every name a class had before, with its class id
+    (:meth:`Store.former_class_names`). One line (:class:`ConfigError`) for the first bad one.
+
+    A class keeps its id (its position): added classes come after the others, a rename
+    changes only the name. A name a class had before is never given to another class (a
+    page or script still using it would label the wrong class); renaming a class back to
+    its own earlier name is allowed.
+    """
+    new = list(current)
+    taken: dict[str, str] = {}  # new name -> the option that gave it
+    renamed: set[int] = set()
+    for entry in rename:
+        olds = [
+            entry[:k] for k in range(len(entry)) if entry[k] == "=" and entry[:k].strip() in current
+        ]
+        if not olds:
+            raise ConfigError(
+                f"--rename-class {entry!r}: give OLD=NEW with OLD one of the project's classes "
+                f"({', '.join(current)})."
+            )
+        if len(olds) > 1:
+            raise ConfigError(
+                f"--rename-class {entry!r}: ambiguous (more than one class name ends at an =); "
+                "rename that class in two steps through a name without =."
+            )
+        old = olds[0].strip()
+        name = entry[len(olds[0]) + 1 :].strip()
+        cid = current.index(old)
+        what = f"--rename-class {entry!r}"
+        if cid in renamed:
+            raise ConfigError(f"{what}: class {old!r} is renamed twice; rename it once.")
+        if not name:
+            raise ConfigError(f"{what}: the new name is empty; use e.g. {old}=NEW.")
+        if name == old:
+            raise ConfigError(f"{what}: the new name is the old one; nothing to rename.")
+        renamed.add(cid)
+        new[cid] = name
+        taken.setdefault(name, what)
+    for entry in add:
+        for name in (n.strip() for n in entry.split(",")):
+            what = f"--add-class {entry!r}"
+            if not name:
+                raise ConfigError(f"{what} has an empty class name; use e.g. bird or bird,boat.")
+            new.append(name)
+            taken.setdefault(name, what)
+    for cid, name in enumerate(new):
+        if cid < len(current) and name == current[cid]:
+            continue  # unchanged
+        what = taken[name]
+        check_class_name(name)
+        if new.count(name) > 1:
+            other = next(i for i, n in enumerate(new) if n == name and i != cid)
+            held = f"class {current[other]!r}'s" if other < len(current) else "another new class's"
+            raise ConfigError(
+                f"{what}: {name!r} would also be {held} name; class names must be unique "
+                "(a class is not merged this way: relabel its images with `label add`)."
+            )
+        known = former.get(name, current.index(name) if name in current else cid)
+        if known != cid:
+            raise ConfigError(
+                f"{what}: {name!r} is or was the name of another class (now {new[known]!r}); "
+                "a page or script still using it would label the wrong class: choose a new "
+                "name."
+            )
+    return new
 
 
 #: The actions that set an image aside (shown again only by ``label revisit``), and the words
@@ -572,9 +650,19 @@ class Project:
 
     # -- settings ---------------------------------------------------------------------------
     def reload_settings(self) -> dict[str, Any]:
-        """Re-read the settings (``label config`` may have changed them in another process)."""
+        """Re-read the settings and the classes (``label config`` may have changed them in
+        another process)."""
         self.settings = self.store.meta()
+        self.reload_classes()
         return self.settings
+
+    def reload_classes(self) -> list[str]:
+        """Re-read the class names (``label config --add-class/--rename-class`` may have
+        changed them in another process). Classes are only appended or renamed, never removed
+        or reordered, so a list read earlier names every class id it holds correctly, apart
+        from a rename since."""
+        self.classes = self.store.classes()
+        return self.classes
 
     def configure(
         self,
@@ -589,14 +677,20 @@ class Project:
         model: str | None = None,
         width: float | None = None,
         imports: Sequence[str] | None = None,
+        add_classes: Sequence[str] = (),
+        rename_classes: Sequence[str] = (),
         say: Callable[[str], None] = lambda s: None,
     ) -> dict[str, list[Any]]:
         """Change settings (None: keep); validated as at init, written with a history row in
         one transaction, used from the next round on. Returns ``{key: [old, new]}``.
 
-        Refused while a round is running (that round and its worker use the settings it
-        started with). Image size, classes and the image folder cannot change here: the
-        decoded images, saved models and labels depend on them.
+        ``add_classes`` (names, or comma lists of them) appends classes, ``rename_classes``
+        (``OLD=NEW`` each) renames them (:func:`parse_class_changes`): every class keeps its id,
+        so labels keep their class and a model trained before knows the first classes (one
+        added since gets probability 0 until the next retrain). Refused while a round is
+        running (that round and its worker use the settings it started with). Image size and
+        the image folder cannot change here, nor can a class be removed: the decoded images,
+        saved models and labels depend on them.
         """
         from fishermask.label.store import RoundBusy
 
@@ -622,21 +716,39 @@ class Project:
             sname, sopts = cur["strategy"], dict(cur["strategy_options"])
             if imports is not None:  # the current strategy may be one the old imports gave
                 parse_strategy(sname, specs)
-        if strategy is not None or model is not None or width is not None or imports is not None:
+        names = self.reload_classes()
+        if add_classes or rename_classes:  # checked here for one line before the transaction
+            names = parse_class_changes(
+                add_classes, rename_classes, names, self.store.former_class_names()
+            )
+        if (
+            strategy is not None
+            or model is not None
+            or width is not None
+            or imports is not None
+            or len(names) != len(self.classes)  # the final layer grows
+        ):
             sopts = check_strategy_for_model(
                 sname,
                 sopts,
                 new["model"],
                 float(new["width"]),
-                len(self.classes),
+                len(names),
                 (self.channels, *self.image_size),
                 say,
             )
         new |= {"strategy": sname, "strategy_options": sopts}
         if imports is not None:
             new["imports"] = specs
+
+        def classes(current: list[str], former: dict[str, int]) -> list[str]:
+            # again in the transaction: another `label config` may have changed them since
+            return parse_class_changes(add_classes, rename_classes, current, former)
+
         try:
-            diff = self.store.change_settings(new)
+            diff = self.store.change_settings(
+                new, classes if add_classes or rename_classes else None
+            )
         except RoundBusy as busy:
             raise ConfigError(
                 f"round {busy.args[0]} is running; change the settings when it has finished "
@@ -670,8 +782,17 @@ class Project:
             return self.classes.index(name)
         except ValueError:
             raise ConfigError(
-                f"label {name!r} is not one of the project's classes: {', '.join(self.classes)}."
+                f"label {name!r} is not one of the project's classes: {', '.join(self.classes)}"
+                f"{self.renamed_hint(name)}."
             ) from None
+
+    def renamed_hint(self, name: str) -> str:
+        """``" ('OLD' was renamed to 'NEW')"`` when ``name`` was a class's name before a
+        ``label config --rename-class``, else ``""``."""
+        was = self.store.former_class_names().get(name)
+        if was is None:
+            return ""
+        return f" ({name!r} was renamed to {self.store.classes()[was]!r})"
 
     # -- images -----------------------------------------------------------------------------
     def scan(self, progress: bool = False) -> tuple[int, list[tuple[str, str]]]:
@@ -1112,6 +1233,7 @@ class Project:
         Nothing is written if any row is bad.
         """
         by_path = self.store.image_ids_by_path()
+        self.reload_classes()  # `label config` may have added or renamed one since the open
         actions: list[tuple[int, str, int | None]] = []
         errors: list[str] = []
         seen: dict[int, int] = {}
@@ -1124,7 +1246,10 @@ class Project:
                 unknown = True
                 continue
             if label not in self.classes:
-                errors.append(f"row {i}: label {label!r} is not one of {', '.join(self.classes)}")
+                errors.append(
+                    f"row {i}: label {label!r} is not one of {', '.join(self.classes)}"
+                    + self.renamed_hint(label)
+                )
                 continue
             cid = self.classes.index(label)
             if image_id in seen and seen[image_id] != cid:
@@ -1229,7 +1354,11 @@ class Project:
         *,
         model: str | None = None,
         width: float | None = None,
+        num_classes: int | None = None,
     ) -> Classifier:
+        """A fresh model of the project's (or the given) architecture; ``num_classes``: its
+        outputs (default: the project's classes; a checkpoint's own count when loading one
+        trained before a class was added)."""
         import torch
 
         from fishermask.experiments.runner import derive_seed
@@ -1239,7 +1368,7 @@ class Project:
         torch.manual_seed(derive_seed(int(self.settings["seed"]), round_id * 8 + purpose, "init"))
         return build_model(
             model or self.settings["model"],
-            len(self.classes),
+            len(self.classes) if num_classes is None else num_classes,
             (self.channels, *self.image_size),
             float(self.settings["width"] if width is None else width),
         )
@@ -1414,10 +1543,17 @@ class Project:
         state = read_checkpoint(self.dir, rel)  # DataError (one line) when it cannot be read
         # the architecture the checkpoint was trained with (``label config`` may have changed
         # the project's model since)
+        # a model trained before `label config --add-class` has the outputs of the classes it
+        # knew (the first ones: classes keep their ids); the callers give the new ones 0
         model = self.new_model(
-            round_row["id"], model=state["model_name"], width=float(state["width"])
+            round_row["id"],
+            model=state["model_name"],
+            width=float(state["width"]),
+            num_classes=len(state["classes"]),
         )
         try:
+            if len(state["classes"]) > len(self.classes):  # classes are never removed
+                raise RuntimeError("more classes than the project's")
             model.load_state_dict(state["model"])
         except RuntimeError:  # weights of another shape: damaged, or another project's file
             raise DataError(
@@ -1481,6 +1617,7 @@ class Project:
         # while a round runs, so these are the current ones)
         started = self.store.round(round_id)
         self.settings = (started or {}).get("settings") or self.reload_settings()
+        self.reload_classes()  # as they are now (`label config` refuses changes from here on)
         estimate = False
         try:
             if self.settings.get("imports"):  # what this round ran with, traceably
@@ -1605,7 +1742,10 @@ class Project:
         lacking = [f"{c}: {k}" for c, k in zip(self.classes, counts, strict=True) if k < need]
         gen = generator(int(self.settings["seed"]), round_id, "query")
         info: dict[str, Any] = {}
-        if lacking or model is None:
+        # a model trained before `label config --add-class`: its uncertainty is over the
+        # classes it knew, and the strategies' labels may name one it has no output for
+        unknown = self.classes[model.num_classes :] if model is not None else []
+        if lacking or model is None or unknown:
             if model is not None:
                 _, feats = predict(model, x, norm, embeddings=True)
                 assert feats is not None
@@ -1625,6 +1765,9 @@ class Project:
                 # the next round trains the model this batch lacked
                 else "until a model is trained (`fishermask label train` or 'next batch' trains "
                 "one on the labels given)"
+                if model is None
+                else f"until a model is trained with {', '.join(unknown)} (added after the "
+                "latest model was trained: `fishermask label train` or 'next batch' trains one)"
             )
             mode = f"cold start: diverse images (k-center on {on}) {why}"
         else:
@@ -1672,7 +1815,9 @@ class Project:
         from fishermask.training.trainer import predict
 
         probs, _ = predict(model, x, norm)
-        top = probs.cpu().topk(min(3, len(self.classes)), dim=1)
+        # [N, C'] where C' < C for a model trained before classes were added: those are
+        # never guessed (their probability is 0)
+        top = probs.cpu().topk(min(3, probs.shape[1]), dim=1)
         return [
             [
                 {"label": self.classes[int(c)], "prob": round(float(p), 4)}
@@ -1809,9 +1954,10 @@ class Project:
             return []
         paths = {r.id: r.path for r in self.store.images()}
         labels = self.store.current_labels()
+        classes = self.reload_classes()  # after the labels: it names every class they hold
 
         def name(i: int) -> str | None:
-            return self.classes[labels[i]] if i in labels else None
+            return classes[labels[i]] if i in labels else None
 
         rows = [
             {"path": paths[i], "copy_of": paths[f], "label": name(i), "copy_of_label": name(f)}
@@ -1839,7 +1985,11 @@ class Project:
         :mod:`fishermask.label.team`)."""
         paths = {r.id: r.path for r in self.store.images()}
         return team.disagreement_rows(
-            self.store.current_by_annotator(), paths, self.store.current(), self.classes
+            # the classes read after the labels: a server's may be older than a class added
+            self.store.current_by_annotator(),
+            paths,
+            self.store.current(),
+            self.reload_classes(),
         )
 
     def batch(self) -> list[dict[str, Any]]:
@@ -1853,8 +2003,15 @@ class Project:
         the current action.
         """
         current = self.store.queue_current()
+        queue = self.store.queue()
+        classes = self.reload_classes()  # after the labels: every class they name is in it
+        renamed = {
+            old: classes[i]
+            for old, i in self.store.former_class_names().items()
+            if i < len(classes)
+        }
         out = []
-        for q in self.store.queue():
+        for q in queue:
             cur = current.get(q["image_id"])
             state = earlier = None
             if cur is not None:
@@ -1874,7 +2031,11 @@ class Project:
                     "path": q["path"],
                     "rank": q["position"] + 1,
                     "score": q["score"],
-                    "guesses": q["guesses"],
+                    # stored with the names of when the batch was chosen: a class renamed
+                    # since is given its name now (confirming the guess labels that class)
+                    "guesses": [
+                        g | {"label": renamed.get(g["label"], g["label"])} for g in q["guesses"]
+                    ],
                     "state": state,
                     "earlier": earlier,
                 }
@@ -1908,7 +2069,8 @@ class Project:
                 "(moved or deleted since it was scanned); this export copies every labeled "
                 f"image (the csv export lists the labels without the files): {self.missing_fix()}."
             )
-        rows = [(r.id, r.path, self.classes[labels[r.id]]) for r in images]
+        classes = self.reload_classes()  # after the labels (a server's project is long-lived)
+        rows = [(r.id, r.path, classes[labels[r.id]]) for r in images]
         return sorted(rows, key=lambda t: t[1])
 
     def _changed_export_error(self, paths: Sequence[str]) -> DataError:
@@ -2072,6 +2234,7 @@ class Project:
             current = self.store.current()
             who = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
             history = {r.id: r for r in self.store.history()}
+            self.reload_classes()  # with the labels
         id_pos = {i: p for p, i in enumerate(ids)}
         tasks = []
         for r in self.store.images():

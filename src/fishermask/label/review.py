@@ -83,7 +83,9 @@ class LabelProbabilities:
                 if i in id_pos and (i not in self._probs or self._probs[i][0] != sha.get(i))
             ]
             if todo:
-                probs = probabilities(model, norm, x, [id_pos[i] for i in todo]).numpy()  # [n, C]
+                # [n, C'], C' < C for a model trained before classes were added (no output
+                # for them: left unpadded, so labeled_page does not rank their labels)
+                probs = probabilities(model, norm, x, [id_pos[i] for i in todo]).numpy()
                 for i, p in zip(todo, probs, strict=True):
                     self._probs[i] = (sha[i], p)
             return info, {i: self._probs[i][1] for i in image_ids if i in self._probs}
@@ -137,11 +139,13 @@ def labeled_page(
     they are ranked, or why not by the model), "model" ({"round", "n_labels"} or None),
     "annotators" (who gave current labels), "items"}``; each item ``{"image_id", "path",
     "label", "label_id", "by", "source", "created", "label_prob", "guess": {"label", "prob"},
-    "newer_than_model"}`` (the last three None without a model). ``label``: only images of
+    "newer_than_model"}`` (the last three None without a model; ``label_prob`` None, and the
+    item after the ranked ones, for a label of a class added after the model was trained,
+    which has no output for it). ``label``: only images of
     that class; ``by``: only labels given by that annotator (``owner``: the owner's);
     ``per_page`` None: every one on one page."""
-    classes = project.classes
     rows = project.store.current_label_rows()  # by label row id: oldest first
+    classes = project.reload_classes()  # read after the labels: it holds every class they name
     given = sorted({team.name_of(r["annotator"]) for r in rows})
     if label is not None:
         cid = classes.index(label)
@@ -171,8 +175,15 @@ def labeled_page(
                 f"likely mistakes first: the model of round {model.round_id} (trained on "
                 f"{model.n_labels} labels) gives each image's label this probability, lowest first"
             )
+            if model.num_classes < len(classes):
+                # a label of a class the model has no output for is not a likely mistake: it
+                # was never learned; those come last, newest first, without a probability
+                note += (
+                    f"; labels of {', '.join(classes[model.num_classes :])} (added after this "
+                    "model was trained) are not ranked: they come last until the next retrain"
+                )
             # stable: equal probabilities (and images without one, last) stay newest first
-            rows.sort(key=lambda r: _prob(p, r) if r["image_id"] in p else 2.0)
+            rows.sort(key=lambda r: _prob(p, r) if _rankable(p, r) else 2.0)
     total = len(rows)
     per_page = per_page or max(1, total)
     start = (page - 1) * per_page
@@ -181,6 +192,7 @@ def labeled_page(
     for r in rows[start : start + per_page]:
         pr = p.get(r["image_id"])
         best = int(np.argmax(pr)) if pr is not None else None
+        known = pr is not None and r["class_id"] < len(pr)
         items.append(
             {
                 "image_id": r["image_id"],
@@ -190,7 +202,7 @@ def labeled_page(
                 "by": team.name_of(r["annotator"]),
                 "source": r["source"],
                 "created": r["created"],
-                "label_prob": None if pr is None else round(float(pr[r["class_id"]]), 4),
+                "label_prob": round(float(pr[r["class_id"]]), 4) if known else None,
                 "guess": None
                 if best is None
                 else {"label": classes[best], "prob": round(float(pr[best]), 4)},
@@ -208,6 +220,11 @@ def labeled_page(
         "annotators": given,
         "items": items,
     }
+
+
+def _rankable(p: dict[int, np.ndarray], row: dict[str, Any]) -> bool:
+    """The model has a probability for the row's image and an output for its label."""
+    return row["image_id"] in p and row["class_id"] < len(p[row["image_id"]])
 
 
 def _prob(p: dict[int, np.ndarray], row: dict[str, Any]) -> float:

@@ -504,12 +504,20 @@ class Store:
             for k, v in values.items():
                 c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
 
-    def change_settings(self, values: dict[str, Any]) -> dict[str, list[Any]]:
+    def change_settings(
+        self,
+        values: dict[str, Any],
+        classes: Callable[[list[str], dict[str, int]], list[str]] | None = None,
+    ) -> dict[str, list[Any]]:
         """Write new setting values and their history row in one transaction.
 
-        Refused (:class:`RoundBusy`) while a round is running: that round recorded the settings
-        it started with, and its worker reads them, so they may not change under it. Returns
-        ``{key: [old, new]}`` of the values that differ (nothing is written when none do).
+        ``classes``: given the current class names and :meth:`former_class_names` (read in
+        the transaction), returns the new class list (each class keeps its id: names may
+        change, classes may be appended; raises to write nothing); the change is recorded as
+        ``"classes": [old names, new names]``. Refused (:class:`RoundBusy`) while a round is
+        running: that round recorded the settings it started with, and its worker reads them,
+        so they may not change under it. Returns ``{key: [old, new]}`` of the values that
+        differ (nothing is written when none do).
         """
         with self.transaction() as c:
             busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
@@ -517,9 +525,22 @@ class Store:
                 raise RoundBusy(int(busy["id"]))
             old = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
             diff = {k: [old.get(k), v] for k, v in values.items() if old.get(k) != v}
+            for k, (_, v) in diff.items():
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+            if classes is not None:
+                was = [r["name"] for r in c.execute("SELECT name FROM classes ORDER BY id")]
+                new = classes(was, self._former_class_names(c, was))
+                if new[: len(was)] != was or len(new) > len(was):
+                    if len(new) < len(was):  # the callers never remove one; guard the ids
+                        raise ValueError("classes can be renamed or added, not removed")
+                    # no name is reused (the caller checks), so no UNIQUE conflict midway
+                    for i, name in enumerate(new):
+                        if i >= len(was):
+                            c.execute("INSERT INTO classes VALUES (?, ?)", (i, name))
+                        elif name != was[i]:
+                            c.execute("UPDATE classes SET name = ? WHERE id = ?", (name, i))
+                    diff["classes"] = [was, new]
             if diff:
-                for k, (_, v) in diff.items():
-                    c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
                 c.execute(
                     "INSERT INTO settings_history (changed, changes) VALUES (?, ?)",
                     (time.time(), json.dumps(diff)),
@@ -540,6 +561,25 @@ class Store:
 
     def classes(self) -> list[str]:
         return [r["name"] for r in self.query("SELECT name FROM classes ORDER BY id")]
+
+    def former_class_names(self) -> dict[str, int]:
+        """Every name a class had before a ``label config --rename-class`` (and no longer
+        has), with that class's id (from ``settings_history``)."""
+        with self.snapshot():
+            return self._former_class_names(self._conn, self.classes())
+
+    @staticmethod
+    def _former_class_names(c: sqlite3.Connection, current: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in c.execute("SELECT changes FROM settings_history ORDER BY id"):
+            change = json.loads(r["changes"]).get("classes")
+            if change is None:
+                continue
+            for names in change:
+                for i, name in enumerate(names):
+                    if i >= len(current) or current[i] != name:
+                        out.setdefault(name, i)
+        return out
 
     # -- images -----------------------------------------------------------------------------
     def add_images(self, rows: Iterable[dict[str, Any]], segment: int) -> int:
