@@ -989,3 +989,46 @@ def test_a_reload_of_the_labeled_view_stays_in_it(project, browser):
         assert browser.find_element(By.ID, "labeler").is_displayed()
     finally:
         stop_server(proc)
+
+
+def test_a_class_added_and_renamed_while_the_page_is_open(project, browser):
+    """`label config --add-class/--rename-class` with the page open: the page says so, a key
+    of the renamed class is refused (nothing saved, reload said), and after a reload the new
+    class has its button and key."""
+    from selenium.webdriver.common.by import By
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+    from fishermask.label.project import Project
+
+    proc, wait = _open_page(project, browser)
+    try:
+        r = CliRunner().invoke(
+            app,
+            ["label", "config", str(project.dir), "--add-class", "bird"]
+            + ["--rename-class", "red=crimson"],
+        )
+        assert r.exit_code == 0, r.output
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        wait.until(lambda d: "classes changed since this page was loaded" in message(d))
+        assert "crimson, green, blue, bird" in message(browser)
+        image_id = int(browser.find_element(By.ID, "image").get_attribute("data-image-id"))
+        browser.find_element(By.TAG_NAME, "body").send_keys("1")  # still "red" on this page
+        wait.until(lambda d: "'red' was renamed to 'crimson'" in message(d))
+        assert "reload the page" in message(browser)
+        p = Project(project.dir)
+        assert image_id not in p.store.current_labels()
+        browser.refresh()
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        buttons = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "button.class")]
+        assert buttons == ["1 crimson", "2 green", "3 blue", "4 bird"]
+        image_id = int(browser.find_element(By.ID, "image").get_attribute("data-image-id"))
+        browser.find_element(By.TAG_NAME, "body").send_keys("4")
+        wait.until(lambda d: message(d).startswith("saved"))
+        assert p.store.current_labels()[image_id] == 3
+        p.close()
+    finally:
+        stop_server(proc)

@@ -17,7 +17,7 @@ from fishermask.cli import app
 from fishermask.errors import ConfigError
 from fishermask.label.project import Project
 from fishermask.label.store import DB_NAME
-from tests.label.conftest import label_truth
+from tests.label.conftest import AUTH, api_client, label_truth
 
 runner = CliRunner()
 
@@ -279,3 +279,41 @@ def test_batch_guesses_chosen_before_a_rename_carry_the_new_name(trained):
     trained.configure(rename_classes=["red=crimson"])
     after = [g["label"] for it in trained.batch() for g in it["guesses"]]
     assert after == ["crimson" if n == "red" else n for n in before]
+
+
+# -- a running server ------------------------------------------------------------------------
+def test_a_running_server_follows_a_class_change(trained):
+    with api_client(trained.dir) as c:
+        page = c.get("/", headers=AUTH).text
+        assert 'data-label="bird"' not in page
+        batch = c.get("/api/batch", headers=AUTH).json()
+        image_id = batch["items"][0]["image_id"]
+        # `label config` in another process while the server runs
+        r = _run("config", trained.dir, "--add-class", "bird", "--rename-class", "red=crimson")
+        assert r.exit_code == 0, r.output
+        st = c.get("/api/status", headers=AUTH).json()
+        assert st["classes"] == ["crimson", "green", "blue", "bird"]
+        assert st["per_class"]["bird"] == 0
+        page = c.get("/", headers=AUTH).text
+        assert 'data-label="bird"' in page and 'data-label="crimson"' in page
+        assert c.get("/api/batch", headers=AUTH).json()["classes"][-1] == "bird"
+        # a label of the new class is saved as that class
+        r = c.post("/api/labels", json={"image_id": image_id, "label": "bird"}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert trained.store.current_labels()[image_id] == 3
+        # a page loaded before the rename: refused, nothing saved, with the fix
+        r = c.post("/api/labels", json={"image_id": image_id, "label": "red"}, headers=AUTH)
+        assert r.status_code == 409
+        assert "'red' was renamed to 'crimson'" in r.json()["error"]
+        assert "reload the page" in r.json()["error"]
+        assert trained.store.current_labels()[image_id] == 3
+        # the Labeled view with the old model and a label of the new class
+        r = c.get("/api/labeled", headers=AUTH)
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+        assert items[-1]["label"] == "bird" and items[-1]["label_prob"] is None
+        assert c.get("/api/labeled?label=bird", headers=AUTH).json()["total"] == 1
+        r = c.get("/api/predictions?top=4", headers=AUTH)
+        assert r.status_code == 200 and r.json()["model"]["classes_added_since"] == ["bird"]
+        r = c.get("/api/export.csv", headers=AUTH)
+        assert r.status_code == 200 and "crimson" in r.text and "bird" in r.text

@@ -379,7 +379,11 @@ def create_app(
     project.recover()
     worker = Worker(project)
     label_probs = review.LabelProbabilities()  # the model's, for the "Labeled" view
-    classes = project.classes
+    # The classes are read again by every request that uses them: `label config --add-class /
+    # --rename-class` may change them while the server runs. A class keeps its id and a name
+    # is never given to another class, so a page still showing the old names labels the class
+    # it means, or is refused (a renamed name) with the fix: reload the page.
+    classes = project.reload_classes
     root_real = Path(os.path.realpath(project.root))
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app = FastAPI(title="fishermask label", docs_url=None, redoc_url=None, openapi_url=None)
@@ -420,7 +424,8 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request) -> Any:
-        keys = shortcut_keys(len(classes))
+        names = classes()
+        keys = shortcut_keys(len(names))
         mine = request.state.token  # the page acts with the token it was opened with
         who = team.name_of(request.state.annotator)
         return templates.TemplateResponse(
@@ -429,10 +434,10 @@ def create_app(
             {
                 "project": project.dir.name,
                 "annotator": who,
-                "classes": list(zip(classes, keys, strict=True)),
+                "classes": list(zip(names, keys, strict=True)),
                 "config": page_config(
                     mine,
-                    classes,
+                    names,
                     keys,
                     who,
                     team_served=bool(annotators),
@@ -452,7 +457,7 @@ def create_app(
             "round_id": rounds[-1]["id"] if rounds else None,
             "mode": rounds[-1]["mode"] if rounds else "",
             "started_by": rounds[-1]["started_by"] if rounds else None,
-            "classes": classes,
+            "classes": project.classes,  # read by project.batch()
             "items": items,
         }
 
@@ -470,7 +475,7 @@ def create_app(
         names = set(annotators) | set(project.store.label_counts()["annotators"])
         try:
             n, size = review.check_query(
-                classes,
+                classes(),
                 label=label,
                 by=by,
                 sort=sort,
@@ -559,18 +564,31 @@ def create_app(
             return _error(400, "`client` must be a string of at most 64 characters")
         class_id = None
         if kind == "label":
+            names = classes()
             if label is None:
                 return _error(
                     400,
-                    f"`label` is missing: give one of the classes ({', '.join(classes)}), "
+                    f"`label` is missing: give one of the classes ({', '.join(names)}), "
                     'or "kind": "skip" or "unsure"',
                 )
-            if not isinstance(label, str) or label not in classes:
+            if (
+                isinstance(label, str)
+                and label not in names
+                and (hint := project.renamed_hint(label))
+            ):
+                # a page loaded before `label config --rename-class`: nothing saved, and
+                # never another class by that name (a name is not reused)
+                return _error(
+                    409,
+                    f"label {label!r} is not a class any more{hint}; nothing was saved: reload "
+                    "the page for the current classes",
+                )
+            if not isinstance(label, str) or label not in names:
                 return _error(
                     400,
-                    f"label {label!r} is not one of the project's classes: {', '.join(classes)}",
+                    f"label {label!r} is not one of the project's classes: {', '.join(names)}",
                 )
-            class_id = classes.index(label)
+            class_id = names.index(label)
         elif label is not None:
             return _error(400, f"a {kind} carries no label")
         if project.store.image(image_id) is None:
@@ -754,7 +772,7 @@ def create_app(
         from fishermask.label.predict import check_options, predict_project
 
         try:
-            check_options(images, min_prob, top, len(classes), api=True)
+            check_options(images, min_prob, top, len(classes()), api=True)
         except ConfigError as exc:
             return _error(400, str(exc))
         try:

@@ -28,6 +28,7 @@ const RESTARTED = "the labeling server no longer accepts this page's access toke
 let served = false;  // the server has accepted this page's token at least once
 let allSeen = false;  // every image is labeled, skipped or unsure (GET /api/status)
 let unsaved = null;  // the image whose save failed last (named until a save succeeds)
+let classesSeen = FM.classes.join("\n");  // the class names of the last status read
 
 // The access token travels in the Authorization header of every request (the API, images,
 // the CSV download), never in a URL: a URL lands in server and proxy logs and in the browser's
@@ -311,6 +312,13 @@ async function refreshStatus() {
     // the poll must not hide that a save failed: say which image is still to save
     say(e.message + (unsaved ? ` \u2014 not saved: ${unsaved}` : ""), true, "both");
     return;
+  }
+  // `label config --add-class/--rename-class` since this page was loaded: its class keys are
+  // the old ones (a label of a class renamed since is refused, nothing saved); said once
+  if (s.classes && s.classes.join("\n") !== classesSeen) {
+    classesSeen = s.classes.join("\n");
+    say(`the project's classes changed since this page was loaded (now: ${s.classes.join(", ")}): `
+      + "reload the page for their keys", true);
   }
   const total = s.budget || s.images;
   const seen = s.labeled + s.skipped + s.unsure >= s.images;
