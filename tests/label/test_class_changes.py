@@ -95,8 +95,8 @@ def test_class_changes_go_with_other_settings_in_one_history_row(project):
     [
         (["--add-class", ""], "--add-class '' has an empty class name"),
         (["--add-class", "bird,,boat"], "has an empty class name"),
-        (["--add-class", "green"], "'green' would also be class 'green''s name"),
-        (["--add-class", "bird,bird"], "'bird' would also be another new class's name"),
+        (["--add-class", "green"], "'green' would name two classes"),
+        (["--add-class", "bird,bird"], "'bird' would name two classes"),
         (["--add-class", "a/b"], "class name 'a/b' cannot be a folder name"),
         (["--add-class", ".."], "class name '..' cannot be a folder name"),
         (["--add-class", "x" * 101], "is too long or holds control characters"),
@@ -104,7 +104,7 @@ def test_class_changes_go_with_other_settings_in_one_history_row(project):
         (["--rename-class", "red"], "give OLD=NEW"),
         (["--rename-class", "red="], "the new name is empty"),
         (["--rename-class", "red=red"], "the new name is the old one"),
-        (["--rename-class", "red=green"], "'green' would also be class 'green''s name"),
+        (["--rename-class", "red=green"], "'green' would name two classes"),
         (["--rename-class", "red=a\\b"], "cannot be a folder name"),
         (["--rename-class", "red=x", "--rename-class", "red=y"], "class 'red' is renamed twice"),
         # a swap would make a page still showing the old names label the other class

@@ -167,11 +167,9 @@ def parse_class_changes(
         what = taken[name]
         check_class_name(name)
         if new.count(name) > 1:
-            other = next(i for i, n in enumerate(new) if n == name and i != cid)
-            held = f"class {current[other]!r}'s" if other < len(current) else "another new class's"
             raise ConfigError(
-                f"{what}: {name!r} would also be {held} name; class names must be unique "
-                "(a class is not merged this way: relabel its images with `label add`)."
+                f"{what}: {name!r} would name two classes; class names must be unique (a class "
+                "is not merged this way: relabel its images with `label add`)."
             )
         known = former.get(name, current.index(name) if name in current else cid)
         if known != cid:
