@@ -233,7 +233,8 @@ def test_status_list_labeled_then_label_add_fixes_from_the_same_file(ranked, tmp
     r = _run("status", tmp_path / "proj", "--list", "labeled")
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
-    assert lines[0] == "path,label,by,when,label_prob,guess,guess_prob"
+    # prob_from, flagged, suggested: from a `label check` (empty without one)
+    assert lines[0] == "path,label,by,when,label_prob,guess,guess_prob,prob_from,flagged,suggested"
     rows = [line.split(",") for line in lines[1:]]
     assert len(rows) == 18 and {x[0]: x[1] for x in rows[:2]} == WRONG
     assert [float(x[4]) for x in rows] == sorted(float(x[4]) for x in rows)

@@ -594,6 +594,124 @@ def train_cmd(
         _say(hint)
 
 
+@label_app.command("check")
+def check_cmd(
+    project: ProjectArg,
+    folds: Annotated[
+        int, typer.Option("--folds", help="Models trained, each without one fold of the labels.")
+    ] = 5,
+    format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    out: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of stdout (-: stdout).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    latest: Annotated[
+        bool,
+        typer.Option(
+            "--latest",
+            help="Train nothing: list the latest check's likely issues again (labels changed since it left out).",
+        ),
+    ] = False,
+) -> None:
+    """Find likely wrong labels: train --folds models, each without one fold of the labels, score every labeled image with the model that did not see it, and list the labels that the confident-learning rule flags (path, label, suggested, label_prob, suggested_prob, by, when), lowest probability of the label first. Stored in the project: the Labeled view then ranks by these probabilities."""
+    from fishermask.label.check import issue_rows, latest_check
+
+    if out is not None and str(out) == "-":
+        out = None  # standard output, as without --out
+    if format not in ("csv", "json"):
+        _fail(f"--format {format!r}: use csv or json.")
+    p = None
+    try:
+        if out is not None:
+            from fishermask.label.project import check_out_file
+
+            check_out_file(out)
+        p = _open(project)
+        if out is not None:
+            p.check_out_place(out)
+        p.recover()
+        if latest:
+            check = latest_check(p)
+            if check is None:
+                _fail(f"no label check yet: run `fishermask label check {p.dir}` first.")
+            rows, m = issue_rows(p, check)
+        else:
+            check, rows, m = _run_check(p, folds, progress)
+    except KeyboardInterrupt:
+        _fail("interrupted: the check was stopped, nothing of it is kept.", 130)
+    except RoundBusy as busy:
+        _busy(busy.args[0])
+    except FishermaskError as e:
+        _fail(str(e))
+    _write_issues(p, check, rows, m, format, out)
+
+
+def _run_check(p: Any, folds: int, progress: bool) -> tuple[Any, list[dict[str, Any]], int]:
+    """``label check`` without --latest: the check, with a bar or one line per phase."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fishermask.label.check import issue_rows, latest_check, run_check
+
+    if (running := p.store.running_round()) is not None:
+        _busy(running["id"])
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not progress,
+    ) as bar:
+        task = bar.add_task("starting", total=1)
+        lines = progress and not err.is_terminal  # a log or a pipe: one line per phase
+        last = ""
+
+        def report(phase: str, done: int, total: int) -> None:
+            nonlocal last
+            bar.update(task, description=phase, completed=done, total=max(total, 1))
+            if lines and phase != last:
+                last = phase
+                _say(f"{phase} ...")
+
+        run_check(p, folds, report)
+    check = latest_check(p)
+    assert check is not None
+    rows, m = issue_rows(p, check)
+    return check, rows, m
+
+
+def _write_issues(
+    p: Any, check: Any, rows: list[dict[str, Any]], m: int, format: str, out: Path | None
+) -> None:
+    """The issues of ``label check`` as csv or json (stdout or ``out``), the count on stderr."""
+    if format == "json":
+        text = json.dumps(rows, indent=1) + "\n"
+    else:
+        import io
+
+        from fishermask.text import SpreadsheetCsv
+
+        buf = io.StringIO()
+        w = SpreadsheetCsv(buf)
+        cols = ["path", "label", "suggested", "label_prob", "suggested_prob", "by", "when"]
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([r[c] for c in cols])
+        text = buf.getvalue()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        from fishermask.experiments.store import write_atomic
+
+        write_atomic(out, lambda f: f.write(text.encode()))
+        _say(f"wrote {out}")
+    share = f"{100 * len(rows) / m:.1f}" if m else "0.0"
+    _say(
+        f"{len(rows)} of {m} labels look wrong ({share} %); fix them in the Labeled view or "
+        f"with `label add` (check of {check.when}, {check.info['folds']} folds)."
+    )
+
+
 @label_app.command()
 def export(
     project: ProjectArg,
@@ -852,6 +970,11 @@ def _print_labeled(p: Any, format: str) -> None:
                 "label_prob": it["label_prob"],
                 "guess": g.get("label"),
                 "guess_prob": g.get("prob"),
+                "prob_from": it["prob_from"],
+                "flagged": it["flagged"]
+                if format == "json" or it["flagged"] is None
+                else ("yes" if it["flagged"] else "no"),
+                "suggested": it["suggested"],
             }
         )
     _write_rows(rows, format)

@@ -11,6 +11,13 @@ it has partly fitted a wrong one and ranks it less far up than a held-out model 
 label given after that model was trained is marked ``newer_than_model``. Without a model, or
 when the images cannot be loaded, the list is newest first and ``note`` says why in one line.
 
+After a ``label check`` (:mod:`fishermask.label.check`) the ranking uses, for every image whose
+label is still the one the check scored (the same label row), the check's *out-of-fold*
+probability (from the one model of the check that did not train on that label), and the latest
+model's probability for the labels given or changed since; ``note`` says how many of each, and
+each item says which (``prob_from``: ``check`` or ``model``) and whether the check's rule flags
+it as a likely label issue (``flagged``, with the ``suggested`` class).
+
 A fix is an ordinary label (``POST /api/labels``, or ``label add``): a new row of the label
 history, under the same rules as any label (the token's annotator, undo of one's own only).
 
@@ -29,6 +36,7 @@ from fishermask.errors import ConfigError, DataError
 from fishermask.label import team
 
 if TYPE_CHECKING:
+    from fishermask.label.check import Check
     from fishermask.label.predict import CommittedModel
     from fishermask.label.project import Project
 
@@ -139,9 +147,12 @@ def labeled_page(
     they are ranked, or why not by the model), "model" ({"round", "n_labels"} or None),
     "annotators" (who gave current labels), "items"}``; each item ``{"image_id", "path",
     "label", "label_id", "by", "source", "created", "label_prob", "guess": {"label", "prob"},
-    "newer_than_model"}`` (the last three None without a model; ``label_prob`` None, and the
-    item after the ranked ones, for a label of a class added after the model was trained,
-    which has no output for it). ``label``: only images of
+    "newer_than_model", "prob_from" ("check": the latest label check's out-of-fold
+    probability; "model": the latest model's), "flagged" (the check's rule finds the label
+    likely wrong; None when the check did not score this label), "suggested"}`` (``label_prob``,
+    ``guess`` and ``newer_than_model`` None without a model; ``label_prob`` None, and the item
+    after the ranked ones, for a label of a class added after the model was trained, which has
+    no output for it; ``check``: the latest check, or None). ``label``: only images of
     that class; ``by``: only labels given by that annotator (``owner``: the owner's);
     ``per_page`` None: every one on one page."""
     rows = project.store.current_label_rows()  # by label row id: oldest first
@@ -154,28 +165,40 @@ def labeled_page(
         who = None if by == team.OWNER else by
         rows = [r for r in rows if r["annotator"] == who]
     rows.reverse()  # newest first
+    from fishermask.label.check import latest_check
+
+    check = latest_check(project)
+    checked = {
+        r["image_id"]
+        for r in rows
+        if check is not None and check.current(r["image_id"], r["label_id"])
+    }
     model = None
     p: dict[int, np.ndarray] = {}
     used = "newest"
     if sort == "newest":
         note = "newest label first"
     else:
+        why = None
         try:
-            model, p = probs.get(project, [r["image_id"] for r in rows])
+            model, p = probs.get(
+                project, [r["image_id"] for r in rows if r["image_id"] not in checked]
+            )
         except NoModel:
-            note = (
+            why = (
                 "no trained model yet, so newest first: the first `label train` or 'next "
                 "batch' trains one, which ranks the likely mistakes"
             )
         except (ConfigError, DataError) as exc:
-            note = f"newest first: the model cannot rank the labels now: {exc}"
+            why = f"newest first: the model cannot rank the labels now: {exc}"
+        if check is not None and checked:
+            p = dict(p) | {i: check.probs[i] for i in checked}
+        if why is not None and not checked:
+            note = why
         else:
             used = "mistakes"
-            note = (
-                f"likely mistakes first: the model of round {model.round_id} (trained on "
-                f"{model.n_labels} labels) gives each image's label this probability, lowest first"
-            )
-            if model.num_classes < len(classes):
+            note = _note(model, check, len(checked), len(rows), why)
+            if model is not None and model.num_classes < len(classes):
                 # a label of a class the model has no output for is not a likely mistake: it
                 # was never learned; those come last, newest first, without a probability
                 note += (
@@ -191,6 +214,7 @@ def labeled_page(
     items = []
     for r in rows[start : start + per_page]:
         pr = p.get(r["image_id"])
+        i_check = r["image_id"] if check is not None and r["image_id"] in checked else None
         best = int(np.argmax(pr)) if pr is not None else None
         known = pr is not None and r["class_id"] < len(pr)
         items.append(
@@ -207,6 +231,13 @@ def labeled_page(
                 if best is None
                 else {"label": classes[best], "prob": round(float(pr[best]), 4)},
                 "newer_than_model": None if model is None else r["label_id"] > last,
+                "prob_from": None
+                if pr is None
+                else ("check" if r["image_id"] in checked and used == "mistakes" else "model"),
+                "flagged": None if i_check is None else check.flagged[i_check],
+                "suggested": None
+                if i_check is None or not check.flagged[i_check]
+                else classes[check.suggested[i_check]],
             }
         )
     return {
@@ -217,6 +248,14 @@ def labeled_page(
         "sort": used,
         "note": note,
         "model": None if model is None else {"round": model.round_id, "n_labels": model.n_labels},
+        "check": None
+        if check is None
+        else {
+            "id": check.info["id"],
+            "started": check.info["started"],
+            "folds": check.info["folds"],
+            "current": len(checked),
+        },
         "annotators": given,
         "items": items,
     }
@@ -225,6 +264,39 @@ def labeled_page(
 def _rankable(p: dict[int, np.ndarray], row: dict[str, Any]) -> bool:
     """The model has a probability for the row's image and an output for its label."""
     return row["image_id"] in p and row["class_id"] < len(p[row["image_id"]])
+
+
+def _note(
+    model: CommittedModel | None, check: Check | None, n_checked: int, n: int, why: str | None
+) -> str:
+    """The one line saying where the probabilities that rank the labels come from."""
+    by_model = (
+        f"the model of round {model.round_id} (trained on {model.n_labels} labels)"
+        if model is not None
+        else None
+    )
+    if check is None or not n_checked:
+        return (
+            f"likely mistakes first: {by_model} gives each image's label this probability, "
+            "lowest first"
+        )
+    oof = (
+        f"out-of-fold probabilities from the label check of {check.when} ({check.info['folds']} "
+        "models, each without the labels it scores)"
+    )
+    if n_checked == n:
+        return f"likely mistakes first: {oof} for all {n} labels, lowest first"
+    rest = n - n_checked
+    since = f"{'the one' if rest == 1 else f'the {rest}'} labeled or changed since"
+    if by_model is None:
+        return (
+            f"likely mistakes first: {oof} for {n_checked} of {n} labels, lowest first; "
+            f"{since} come last ({why})"
+        )
+    return (
+        f"likely mistakes first: {oof} for {n_checked} of {n} labels; {by_model}'s for {since}; "
+        "lowest first"
+    )
 
 
 def _prob(p: dict[int, np.ndarray], row: dict[str, Any]) -> float:

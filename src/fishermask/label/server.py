@@ -58,7 +58,7 @@ from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
 from fishermask.label import review, serve_lock, team, thumbs
 from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
-from fishermask.label.store import BatchNotDone, NotYours, RoundBusy
+from fishermask.label.store import BatchNotDone, CheckRunning, NotYours, RoundBusy
 
 HERE = Path(__file__).parent
 MAX_BODY = 4096  # bytes: a label is a few dozen
@@ -658,6 +658,8 @@ def create_app(
             round_id = worker.start(team.name_of(who), require_batch_done=who is not None)
         except RoundBusy as busy:
             return _error(409, f"a retrain is already running (round {busy.args[0]})")
+        except CheckRunning as exc:  # `label check` trains its models meanwhile
+            return _error(409, str(exc))
         except BatchNotDone as left:  # an image undone since the check above
             return _error(409, team.batch_not_done(left.args[0], "start the next round"))
         return {"round_id": round_id}

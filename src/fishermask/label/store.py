@@ -15,7 +15,11 @@ scores and the model's guesses). Each round records the settings it ran with
 prediction (image, its label, the class predicted by a model trained without it and that
 class's probability), so ``fishermask label predict --min-prob P`` can say how accurate the
 predictions at or above P were (a table added to older projects when they are opened; rounds
-estimated before it have no rows). Image ids are never reused: a new image gets an id above
+estimated before it have no rows). ``label_checks`` and ``check_probs`` keep each ``fishermask
+label check`` (its time, folds, status and settings) and, per labeled image, the class
+probabilities of the one model of the check that did not train on it, with the label row id the
+image's label had (tables added to older projects when they are opened, as ``held_out``).
+Image ids are never reused: a new image gets an id above
 every image's, forgotten ones included, so an id held by a page or an export names one image
 for good.
 
@@ -162,7 +166,35 @@ CREATE TABLE IF NOT EXISTS held_out (
     PRIMARY KEY (round_id, image_id)
 )
 """
-_SCHEMA += _FORGOTTEN + ";" + _HELD_OUT
+# ``fishermask label check`` (fishermask.label.check): one row per check (``status`` running,
+# done, failed or interrupted; ``settings``: the project settings it trained with), and per
+# labeled image the out-of-fold class probabilities ``[C]`` (JSON) with the label row id and
+# class the image had when the check read the labels, and its fold.
+_CHECKS = """
+CREATE TABLE IF NOT EXISTS label_checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    status TEXT NOT NULL,
+    folds INTEGER NOT NULL,
+    n_labels INTEGER NOT NULL DEFAULT 0,
+    last_label_id INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER,
+    pid_start TEXT,
+    settings TEXT NOT NULL DEFAULT '{}',
+    message TEXT NOT NULL DEFAULT '',
+    started REAL NOT NULL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS check_probs (
+    check_id INTEGER NOT NULL,
+    image_id INTEGER NOT NULL,
+    label_id INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    fold INTEGER NOT NULL,
+    probs TEXT NOT NULL,
+    PRIMARY KEY (check_id, image_id)
+)
+"""
+_SCHEMA += _FORGOTTEN + ";" + _HELD_OUT + ";" + _CHECKS
 
 
 # The current action of every image: its newest row that is not an undo and not undone.
@@ -406,10 +438,11 @@ class Store:
             r["name"]
             for r in self.query(
                 "SELECT name FROM sqlite_master WHERE name IN "
-                "('settings_history', 'forgotten_images', 'held_out')"
+                "('settings_history', 'forgotten_images', 'held_out', 'label_checks', "
+                "'check_probs')"
             )
         }
-        if "settings" not in cols or "pid_start" not in cols or len(have) != 3:
+        if "settings" not in cols or "pid_start" not in cols or len(have) != 5:
             self._add_missing_tables()
         if version < SCHEMA_VERSION:
             self._migrate(version)
@@ -449,6 +482,8 @@ class Store:
             )
             c.execute(_FORGOTTEN)
             c.execute(_HELD_OUT)
+            for stmt in _CHECKS.split(";"):
+                c.execute(stmt)
 
     def close(self) -> None:
         with self._lock:
@@ -1116,11 +1151,13 @@ class Store:
         """Record a running round started by ``started_by`` (``owner`` or an annotator).
         Refused (:class:`RoundBusy`) while one runs; with ``require_batch_done`` (an annotator
         asks), also while the batch shown has images nobody has acted on
-        (:class:`BatchNotDone`), checked in the transaction that starts the round."""
+        (:class:`BatchNotDone`), checked in the transaction that starts the round; and
+        (:class:`CheckRunning`) while a ``label check`` runs in a live process."""
         with self.transaction() as c:
             busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
             if busy is not None:
                 raise RoundBusy(int(busy["id"]))
+            _check_no_check(c)
             if require_batch_done:
                 _check_batch_done(c)
             # the settings this round runs with, read in the transaction that starts it
@@ -1294,6 +1331,75 @@ class Store:
                 (time.time(), round_id),
             )
 
+    # -- label checks (fishermask.label.check) ----------------------------------------------
+    def start_check(self, folds: int, pid: int) -> tuple[int, int, dict[str, Any]]:
+        """Record a running label check; returns ``(check id, the last label row id, the
+        settings)``, read in the transaction that starts it. Refused (:class:`RoundBusy`) while a
+        round is running and (:class:`CheckRunning`) while another check runs in a live
+        process; a check whose process died is marked interrupted first."""
+        with self.transaction() as c:
+            busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
+            if busy is not None:
+                raise RoundBusy(int(busy["id"]))
+            _check_no_check(c)
+            c.execute(
+                "UPDATE label_checks SET status = 'interrupted', finished = ? "
+                "WHERE status = 'running'",
+                (time.time(),),
+            )
+            settings = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
+            last = c.execute("SELECT COALESCE(MAX(id), 0) AS m FROM labels").fetchone()["m"]
+            cur = c.execute(
+                "INSERT INTO label_checks (status, folds, last_label_id, pid, pid_start, "
+                "settings, started) VALUES ('running', ?, ?, ?, ?, ?, ?)",
+                (folds, int(last), pid, process_identity(pid), json.dumps(settings), time.time()),
+            )
+            return int(cur.lastrowid), int(last), settings
+
+    def finish_check(
+        self,
+        check_id: int,
+        *,
+        status: str,
+        rows: Sequence[tuple[int, int, int, int, Sequence[float]]] = (),
+        message: str = "",
+    ) -> None:
+        """Close a check; with ``status`` done, its rows ``(image_id, label_id, label, fold,
+        probs [C])`` are written in the same transaction."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE label_checks SET status = ?, n_labels = ?, message = ?, finished = ? "
+                "WHERE id = ?",
+                (status, len(rows), message, time.time(), check_id),
+            )
+            c.executemany(
+                "INSERT INTO check_probs VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (check_id, i, lid, y, f, json.dumps([round(float(q), 6) for q in p]))
+                    for i, lid, y, f, p in rows
+                ],
+            )
+
+    def latest_check(self) -> dict[str, Any] | None:
+        """The latest finished (``done``) label check, or None."""
+        rows = self.query(
+            "SELECT id, status, folds, n_labels, last_label_id, settings, message, started, "
+            "finished FROM label_checks WHERE status = 'done' ORDER BY id DESC LIMIT 1"
+        )
+        if not rows:
+            return None
+        return dict(rows[0]) | {"settings": json.loads(rows[0]["settings"])}
+
+    def check_probs(self, check_id: int) -> list[dict[str, Any]]:
+        """Each image of a check: ``{"image_id", "label_id", "label", "fold", "probs" [C]}``,
+        by image id."""
+        rows = self.query(
+            "SELECT image_id, label_id, label, fold, probs FROM check_probs WHERE check_id = ? "
+            "ORDER BY image_id",
+            (check_id,),
+        )
+        return [dict(r) | {"probs": json.loads(r["probs"])} for r in rows]
+
     def queue(self) -> list[dict[str, Any]]:
         """The batch, in order; ``since``: the last label row id when it was queued (its
         round's ``last_label_id``; 0 when unknown)."""
@@ -1350,6 +1456,17 @@ def _v2_to_v3(c: sqlite3.Connection) -> None:
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
+def _check_no_check(c: sqlite3.Connection) -> None:
+    """:class:`CheckRunning` while a label check runs in a live process (in ``c``'s
+    transaction)."""
+    for r in c.execute("SELECT id, pid, pid_start FROM label_checks WHERE status = 'running'"):
+        if r["pid_start"] is not None and process_identity(r["pid"]) == r["pid_start"]:
+            raise CheckRunning(
+                f"a label check is running (check {r['id']}, process {r['pid']}); wait for it "
+                "to finish (it trains one model per fold), or stop that process."
+            )
+
+
 def _check_batch_done(c: sqlite3.Connection) -> None:
     """:class:`BatchNotDone` while the batch has images nobody has acted on (in ``c``'s
     transaction)."""
@@ -1364,6 +1481,11 @@ class NotYours(ConfigError):
 
 class RoundBusy(Exception):
     """A retrain is already running (its round id in ``args[0]``)."""
+
+
+class CheckRunning(ConfigError):
+    """A ``fishermask label check`` is running: a round (or another check) would share the
+    CPU with it, and the check reads the labels of one moment."""
 
 
 class BatchNotDone(Exception):

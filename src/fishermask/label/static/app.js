@@ -511,7 +511,9 @@ function renderGrid() {
   browse.items.forEach((it, i) => {
     const tile = document.createElement("button");
     tile.type = "button";
-    tile.className = "tile" + (it.was ? " fixed" : "");
+    // the label check's rule finds this label likely wrong (not after a fix here)
+    const flagged = it.flagged && !it.was;
+    tile.className = "tile" + (it.was ? " fixed" : "") + (flagged ? " flagged" : "");
     tile.dataset.imageId = it.image_id;
     const img = document.createElement("img");
     img.alt = it.path;
@@ -524,7 +526,13 @@ function renderGrid() {
     meta.textContent = it.was ? `fixed (was ${it.was.label})`
       : `by ${it.by === ME ? "you" : it.by}${it.source === "import" ? " (import)" : ""}`;
     tile.append(img, lab, meta);
-    tile.title = it.path;
+    tile.title = it.path + (flagged ? ` \u2014 label check: likely ${it.suggested}` : "");
+    if (flagged) {
+      const mark = document.createElement("span");
+      mark.className = "flag";
+      mark.textContent = `\u2691 ${it.suggested}?`;
+      tile.append(mark);
+    }
     tile.addEventListener("click", () => { browse.sel = i; showSelected(); });
     grid.appendChild(tile);
   });
@@ -553,7 +561,9 @@ function showSelected() {
   const model = it.guess
     ? `; model: ${it.guess.label} ${pct(it.guess.prob)}`
       + (it.label_prob !== null && it.guess.label !== it.label ? `, ${it.label} ${pct(it.label_prob)}` : "")
-      + (it.newer_than_model ? " (this label is newer than the model)" : "")
+      + (it.newer_than_model && it.prob_from !== "check" ? " (this label is newer than the model)" : "")
+      + (it.prob_from === "check" ? " (out-of-fold: label check)" : "")
+      + (it.flagged && !it.was ? `; the label check suggests ${it.suggested}` : "")
     : "";
   $("browse-selected").textContent = `${it.path} \u2014 ${it.label}, by ${it.by === ME ? "you" : it.by}`
     + `${it.source === "import" ? " (imported)" : ""}, ${when(it.created)}${model}`;
@@ -567,11 +577,11 @@ async function relabel(label) {
     const r = await api("POST", "/api/labels", { image_id: it.image_id, kind: "label", label, client });
     unsaved = null;
     const was = { label: it.label, label_id: it.label_id, by: it.by, created: it.created,
-      label_prob: it.label_prob, was: it.was };
+      label_prob: it.label_prob, prob_from: it.prob_from, was: it.was };
     browse.undo.push({ label_id: r.label_id, item: it, was });
     Object.assign(it, { label, label_id: r.label_id, by: r.by, created: Date.now() / 1000,
       label_prob: it.guess && it.guess.label === label ? it.guess.prob : null,
-      newer_than_model: it.guess ? true : null, was: it.was || was });
+      newer_than_model: it.guess ? true : null, prob_from: null, was: it.was || was });
     if (browse.sel < browse.items.length - 1) browse.sel += 1;
     renderGrid();
     say(`saved: ${it.path} \u2192 ${label} (was ${was.label})`, false, "labeled");

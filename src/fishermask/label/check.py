@@ -1,0 +1,311 @@
+"""Finding wrong labels (``fishermask label check``): out-of-fold probabilities and the
+confident-learning rule.
+
+A model trained on a label has partly fitted it, wrong or not, so its probability of a wrong
+label is higher than that of a model that never saw it. The check therefore trains K models
+with the project's own recipe (model, width, epochs and steps, seeds derived from the project's
+seed), model k on every label outside fold k, and keeps for each labeled image the class
+probabilities of the one model that did not see it (*out-of-fold*). Folds are stratified by
+class, and a byte-for-byte copy is in the fold of the image it copies (with the image it copies,
+a model would be scored on bytes it was trained on).
+
+The rule (Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset
+Labels", JAIR 70, 2021, Sec. 3.1, the off-diagonal of the *confident joint*; cleanlab's
+``find_label_issues`` with ``filter_by="confident_learning"``): with ``p[n, j]`` the
+out-of-fold probability of class j for image n and ``y[n]`` its given label, the per-class
+threshold is the mean self-confidence of the class,
+
+    t_j = mean of p[n, j] over the images n with y[n] = j,
+
+and an image labeled i is a likely label issue when some other class j has ``p[n, j] >= t_j``;
+its suggested class is the j with the largest ``p[n, j]`` among those. Issues are ranked by
+``p[n, y[n]]``, lowest first. A class nobody labeled has no threshold and is never suggested.
+
+Shapes: N labeled images, C classes, K folds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fishermask.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fishermask.label.project import Project
+
+Report = Callable[[str, int, int], None]  # (phase, done, total)
+FOLDS = 5
+MAX_FOLDS = 20
+#: The pseudo-round of the check's seeds (``new_model``/``train`` derive ``round * 8 + k``):
+#: no real round reaches it, so the check's models never share a seed with a round's.
+SEED_ROUND = 2**28
+
+
+# -- the rule (pure) ---------------------------------------------------------------------------
+def thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-class thresholds ``[C]``: the mean ``probs[n, j]`` over the images labeled j
+    (``inf`` for a class without labels). ``probs``: ``[N, C]``; ``labels``: ``[N]``."""
+    n_classes = probs.shape[1]
+    t = np.full(n_classes, np.inf)
+    for j in range(n_classes):
+        mine = labels == j
+        if mine.any():
+            t[j] = float(probs[mine, j].mean())
+    return t
+
+
+def label_issues(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The confident-learning rule (module docstring): ``(flagged [N] bool, suggested [N]
+    int, -1 where not flagged)``. ``probs``: out-of-fold ``[N, C]``; ``labels``: ``[N]``."""
+    t = thresholds(probs, labels)  # [C]
+    above = probs >= t[None, :]  # [N, C]
+    above[np.arange(len(labels)), labels] = False  # another class than the given one
+    flagged = above.any(axis=1)  # [N]
+    masked = np.where(above, probs, -np.inf)  # [N, C]
+    suggested = np.where(flagged, masked.argmax(axis=1), -1)  # [N]
+    return flagged, suggested
+
+
+def reference_label_issues(probs: np.ndarray, labels: np.ndarray) -> tuple[list[bool], list[int]]:
+    """The rule written as a plain loop, for the tests to compare :func:`label_issues` with."""
+    n, c = probs.shape
+    t = []
+    for j in range(c):
+        mine = [probs[k, j] for k in range(n) if labels[k] == j]
+        t.append(sum(mine) / len(mine) if mine else float("inf"))
+    flagged, suggested = [], []
+    for k in range(n):
+        best, best_p = -1, -1.0
+        for j in range(c):
+            if j != labels[k] and probs[k, j] >= t[j] and probs[k, j] > best_p:
+                best, best_p = j, float(probs[k, j])
+        flagged.append(best >= 0)
+        suggested.append(best)
+    return flagged, suggested
+
+
+# -- folds -------------------------------------------------------------------------------------
+def check_folds(
+    labeled: dict[int, int], copies: dict[int, int], k: int, seed: int
+) -> dict[int, int]:
+    """``{image id: fold}`` for the labeled images (``{image id: class}``), stratified by class:
+    images are grouped with the images they copy (``copies``, from :meth:`Store.copies`: a
+    group is one original and its copies, always in one fold), the groups of each class (the
+    class of the group's first labeled image) are put in an order fixed by ``seed`` and dealt
+    to the folds in turn, one class after another, so every fold gets about 1/k of each class
+    and of the whole. Deterministic: the same labels, copies, ``k`` and ``seed`` give the same
+    folds."""
+    groups: dict[int, list[int]] = {}
+    for i in sorted(labeled):
+        groups.setdefault(copies.get(i, i), []).append(i)
+    by_class: dict[int, list[int]] = {}
+    for root, members in groups.items():
+        by_class.setdefault(labeled[members[0]], []).append(root)
+    out: dict[int, int] = {}
+    turn = 0
+    for cls in sorted(by_class):
+        roots = sorted(
+            by_class[cls],
+            key=lambda r: hashlib.sha256(f"check:{seed}:{r}".encode()).hexdigest(),
+        )
+        for r in roots:
+            for i in groups[r]:
+                out[i] = turn % k
+            turn += 1
+    return out
+
+
+def check_enough(
+    labeled: dict[int, int], copies: dict[int, int], k: int, classes: Sequence[str]
+) -> None:
+    """Refuse (:class:`ConfigError`, one line saying how many are needed) a check that cannot
+    give every image a model that learned its class: ``k`` from 2 to :data:`MAX_FOLDS`, at
+    least ``k`` labeled images (distinct files: copies count once), labels in at least 2
+    classes, and at least 2 (distinct files) in every class that has labels."""
+    if not 2 <= k <= MAX_FOLDS:
+        raise ConfigError(f"--folds {k}: must be 2 to {MAX_FOLDS} (default {FOLDS}).")
+    files: dict[int, set[int]] = {}
+    for i, c in labeled.items():
+        files.setdefault(c, set()).add(copies.get(i, i))
+    n = len({copies.get(i, i) for i in labeled})
+    if len(files) < 2:
+        raise ConfigError(
+            f"a label check needs labels in at least 2 classes (has {len(files)}); label more "
+            "images first."
+        )
+    few = {classes[c]: len(s) for c, s in sorted(files.items()) if len(s) < 2}
+    if few:
+        names = ", ".join(f"{name!r} {m}" for name, m in few.items())
+        raise ConfigError(
+            f"a label check needs at least 2 labeled images in every class that has labels, so "
+            f"that the model that does not see one has seen others of its class ({names}); "
+            "label more of those classes first."
+        )
+    if n < k:
+        raise ConfigError(
+            f"--folds {k} needs at least {k} labeled images (distinct files; has {n}); label "
+            f"more images or use --folds {max(2, n)}."
+        )
+
+
+# -- running a check ---------------------------------------------------------------------------
+def run_check(project: Project, folds: int = FOLDS, report: Report | None = None) -> int:
+    """Train ``folds`` models (module docstring) and store each labeled image's out-of-fold
+    probabilities as a new check; returns its id. Refused (one line) below the minimum of
+    :func:`check_enough`, while a round is training (:class:`~fishermask.label.store.RoundBusy`)
+    or another check runs (:class:`~fishermask.label.store.CheckRunning`); a round asked for
+    while this check runs is refused likewise (:meth:`Store.start_round`)."""
+    import torch
+
+    from fishermask.label.predict import probabilities
+    from fishermask.label.project import fit_normalizer
+
+    report = report or (lambda phase, done, total: None)
+    store = project.store
+    copies = store.copies()
+    # refuse too few labels before anything is recorded (checked again on the snapshot below)
+    labeled = {i: c for i, (_, k, c) in store.current().items() if k == "label"}
+    check_enough(labeled, copies, folds, project.classes)
+    project.check_intact()
+    project.load_imports()
+    check_id, last, settings = store.start_check(folds, os.getpid())
+    try:
+        project.settings = settings  # the recipe of the moment the check started
+        report("loading images", 0, 1)
+        x, ids = project.images()  # [N, Ch, H, W] uint8
+        id_pos = {i: p for p, i in enumerate(ids)}
+        current = {
+            i: (lid, c)
+            for i, (lid, k, c) in store.current().items()
+            if k == "label" and lid <= last and i in id_pos
+        }
+        labeled = {i: c for i, (_, c) in current.items()}
+        check_enough(labeled, copies, folds, project.classes)
+        fold = check_folds(labeled, copies, folds, int(settings["seed"]))
+        order = sorted(labeled)
+        pos = torch.tensor([id_pos[i] for i in order], dtype=torch.int64)
+        y = torch.tensor([labeled[i] for i in order], dtype=torch.int64)
+        f = torch.tensor([fold[i] for i in order], dtype=torch.int64)
+        norm = fit_normalizer(x)
+        out = np.zeros((len(order), len(project.classes)), dtype=np.float64)  # [N, C]
+        epochs = project.expected_epochs(int((f != 0).sum()))
+        for k in range(folds):
+            test = f == k
+            phase = (
+                f"fold {k + 1}/{folds}: training on {int((~test).sum())} labels, scoring "
+                f"the {int(test.sum())} it leaves out"
+            )
+            report(phase, k * epochs, folds * epochs)
+
+            def on_epoch(
+                epoch: int, limit: int, acc: float, k: int = k, phase: str = phase
+            ) -> None:
+                report(phase, k * epochs + min(epoch, epochs), folds * epochs)
+
+            model, _ = project._fit(x[pos[~test]], y[~test], norm, SEED_ROUND, k, on_epoch)
+            model.eval()
+            held = torch.nonzero(test).flatten()
+            out[held.numpy()] = probabilities(model, norm, x, pos[held].tolist()).double().numpy()
+        rows = [
+            (i, current[i][0], labeled[i], fold[i], out[n].tolist()) for n, i in enumerate(order)
+        ]
+        store.finish_check(check_id, status="done", rows=rows)
+    except BaseException as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.finish_check(check_id, status=status, message=msg)
+        raise
+    return check_id
+
+
+# -- reading a check ---------------------------------------------------------------------------
+@dataclass
+class Check:
+    """A stored check: ``info`` (its row), and per image id its label row id, label, fold,
+    out-of-fold probabilities ``[C]``, whether the rule flags it and the suggested class."""
+
+    info: dict[str, Any]
+    label_id: dict[int, int]
+    label: dict[int, int]
+    fold: dict[int, int]
+    probs: dict[int, np.ndarray]
+    flagged: dict[int, bool]
+    suggested: dict[int, int]
+
+    @property
+    def when(self) -> str:
+        """The check's time, ``HH:MM UTC`` (with the date when not today)."""
+        t = self.info["started"]
+        day = time.strftime("%Y-%m-%d", time.gmtime(t))
+        if day == time.strftime("%Y-%m-%d", time.gmtime()):
+            return time.strftime("%H:%M UTC", time.gmtime(t))
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+    def current(self, image_id: int, label_id: int) -> bool:
+        """Whether the image's label is still the one the check scored (same label row)."""
+        return self.label_id.get(image_id) == label_id
+
+
+def latest_check(project: Project) -> Check | None:
+    """The latest finished check of the project, with the rule applied, or None."""
+    info = project.store.latest_check()
+    if info is None:
+        return None
+    rows = project.store.check_probs(info["id"])
+    if not rows:
+        return None
+    ids = [r["image_id"] for r in rows]
+    probs = np.array([r["probs"] for r in rows], dtype=np.float64)  # [N, C]
+    labels = np.array([r["label"] for r in rows], dtype=np.int64)  # [N]
+    flagged, suggested = label_issues(probs, labels)
+    return Check(
+        info=info,
+        label_id={r["image_id"]: r["label_id"] for r in rows},
+        label={r["image_id"]: r["label"] for r in rows},
+        fold={r["image_id"]: r["fold"] for r in rows},
+        probs=dict(zip(ids, probs, strict=True)),
+        flagged=dict(zip(ids, flagged.tolist(), strict=True)),
+        suggested=dict(zip(ids, suggested.tolist(), strict=True)),
+    )
+
+
+def issue_rows(project: Project, check: Check) -> tuple[list[dict[str, Any]], int]:
+    """The check's likely label issues whose label is still the one it scored, ranked by the
+    out-of-fold probability of the given label, lowest first: ``{"path", "label",
+    "suggested", "label_prob", "suggested_prob", "by", "when"}`` each; and M, the labels the
+    check scored that are still current."""
+    from fishermask.label import team
+
+    classes = project.classes
+    rows = [
+        r for r in project.store.current_label_rows() if check.current(r["image_id"], r["label_id"])
+    ]
+    out = []
+    for r in rows:
+        i = r["image_id"]
+        if not check.flagged[i]:
+            continue
+        p, s = check.probs[i], check.suggested[i]
+        out.append(
+            {
+                "path": r["path"],
+                "label": classes[r["class_id"]],
+                "suggested": classes[s],
+                "label_prob": round(float(p[r["class_id"]]), 4),
+                "suggested_prob": round(float(p[s]), 4),
+                "by": team.name_of(r["annotator"]),
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created"])),
+                "_p": float(p[r["class_id"]]),
+            }
+        )
+    out.sort(key=lambda d: (d["_p"], d["path"]))
+    for d in out:
+        del d["_p"]
+    return out, len(rows)

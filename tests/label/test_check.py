@@ -1,0 +1,316 @@
+"""`fishermask label check`: out-of-fold probabilities (K models, each without one fold of the
+labels), the confident-learning rule, and what the Labeled view and `label status --list
+labeled` then rank by."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fishermask.cli import app
+from fishermask.label import check as chk
+from tests.label.conftest import AUTH, CLASSES, TINY, api_client, make_folder
+
+runner = CliRunner()
+#: Labels that contradict the images' folders (the classes of make_folder are their colours).
+WRONG = {
+    "red/000.png": "blue",
+    "green/001.png": "red",
+    "blue/002.png": "green",
+    "red/003.png": "green",
+}
+#: Long enough for the quarter-width CNN to learn the colours (about 25 s for 5 folds here).
+LEARNS = TINY | {"max_epochs": 100, "max_steps": 90}
+
+
+def _run(*args):
+    return runner.invoke(app, ["label", *map(str, args)])
+
+
+def _label_all(p, names=CLASSES) -> None:
+    """Label every image by its folder (class names ``names`` in CLASSES' order), then
+    :data:`WRONG` (the flips)."""
+    rows = [(r.path, names[CLASSES.index(r.path.split("/")[0])]) for r in p.store.images()]
+    p.add_label_rows(rows, source="import", what="test")
+    flips = [(k, names[CLASSES.index(v)]) for k, v in WRONG.items()]
+    p.add_label_rows(flips, source="import", what="test")
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    """24 images, all labeled, 4 of them wrong (:data:`WRONG`); class ``red`` is named
+    ``=red`` (a spreadsheet formula unless escaped); a model trained on every label (round),
+    then a 5-fold check. Read only: copy the folder to change it."""
+    from fishermask.label.project import Project
+
+    tmp = tmp_path_factory.mktemp("check")
+    folder = make_folder(tmp / "images")
+    names = ("=red", "green", "blue")
+    p = Project.init(tmp / "proj", folder, ",".join(names), cache_dir=tmp / "cache", **LEARNS)
+    p.run_round(train_model=False)
+    _label_all(p, names)
+    p.run_round(train_model=True)
+    chk.run_check(p, 5)
+    p.close()
+    return tmp / "proj"
+
+
+def _copy(checked, tmp_path):
+    dst = tmp_path / "proj"
+    shutil.copytree(checked, dst)
+    return dst
+
+
+def test_the_rule_is_the_plain_loop_of_confident_learning():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        probs = rng.dirichlet(np.ones(4) * 0.5, size=30)  # [N, C]
+        labels = rng.integers(0, 3, size=30)  # class 3 never labeled: never suggested
+        flagged, suggested = chk.label_issues(probs, labels)
+        ref_f, ref_s = chk.reference_label_issues(probs, labels)
+        assert flagged.tolist() == ref_f and suggested.tolist() == ref_s
+        assert 3 not in suggested.tolist()
+    # by hand: t = [0.8, 0.6]; image 2 (labeled 0) has p_1 = 0.65 >= 0.6
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.35, 0.65], [0.5, 0.5]])
+    labels = np.array([0, 1, 0, 1])
+    assert chk.thresholds(probs, labels).tolist() == pytest.approx([0.625, 0.6])
+    f, s = chk.label_issues(probs, labels)
+    assert f.tolist() == [False, False, True, False] and s.tolist() == [-1, -1, 1, -1]
+
+
+def test_folds_are_stratified_deterministic_and_keep_copies_together():
+    rng = np.random.default_rng(1)
+    labeled = {i: int(rng.integers(0, 3)) for i in range(1, 200)}
+    copies = {150: 3, 151: 3, 160: 40}  # 150, 151 copy image 3; 160 copies 40
+    folds = chk.check_folds(labeled, copies, 5, seed=7)
+    assert folds == chk.check_folds(labeled, copies, 5, seed=7)
+    assert folds != chk.check_folds(labeled, copies, 5, seed=8)
+    assert folds[150] == folds[151] == folds[3] and folds[160] == folds[40]
+    originals = {i: c for i, c in labeled.items() if i not in copies}
+    for c in range(3):
+        per_fold = [
+            sum(1 for i, f in folds.items() if f == k and originals.get(i) == c) for k in range(5)
+        ]
+        assert max(per_fold) - min(per_fold) <= 1, per_fold
+
+
+def test_the_check_flags_the_flipped_labels(checked, tmp_path):
+    """Measured: the 4 flips are the 4 flags (recall 4/4, no false flag of the 20 right
+    labels), the lowest out-of-fold probabilities of their labels; asserted with a margin."""
+    from fishermask.label.project import Project
+
+    p = Project(_copy(checked, tmp_path))
+    try:
+        check = chk.latest_check(p)
+        rows, m = chk.issue_rows(p, check)
+    finally:
+        p.close()
+    assert m == 24 and check.info["folds"] == 5
+    flagged = {r["path"] for r in rows}
+    assert len(flagged & set(WRONG)) >= 3  # recall >= 3/4 (measured 4/4)
+    assert len(flagged - set(WRONG)) <= 2  # false flags <= 2 of 20 (measured 0)
+    for r in rows:
+        if r["path"] in WRONG:
+            assert r["suggested"].lstrip("=") == r["path"].split("/")[0]
+    probs = [r["label_prob"] for r in rows]
+    assert probs == sorted(probs)
+
+
+def test_each_image_is_scored_by_the_model_that_did_not_train_on_it(tmp_path, monkeypatch):
+    """Instrumented: the pixels each fold's model trains on and the images it scores are
+    disjoint, every labeled image is scored once, and byte-for-byte copies (one labeled as
+    another class) are in the fold of the image they copy."""
+    from fishermask.label import predict
+    from fishermask.label.project import Project
+
+    folder = make_folder(tmp_path / "images")
+    shutil.copy(folder / "red" / "000.png", folder / "red" / "copy.png")
+    shutil.copy(folder / "red" / "000.png", folder / "green" / "copy-of-red.png")
+    shutil.copy(folder / "blue" / "005.png", folder / "blue" / "copy.png")
+    p = Project.init(tmp_path / "proj", folder, ",".join(CLASSES), **TINY)
+    p.run_round(train_model=False)
+    _label_all(p)
+    trained, scored = [], []
+    fit, probabilities = Project._fit, predict.probabilities
+
+    def spy_fit(self, x, y, *args, **kw):
+        trained.append({hashlib.sha256(bytes(im.numpy().tobytes())).hexdigest() for im in x})
+        return fit(self, x, y, *args, **kw)
+
+    def spy_probs(model, norm, x, positions, **kw):
+        scored.append(
+            {hashlib.sha256(bytes(x[q].numpy().tobytes())).hexdigest() for q in positions}
+        )
+        return probabilities(model, norm, x, positions, **kw)
+
+    monkeypatch.setattr(Project, "_fit", spy_fit)
+    monkeypatch.setattr(predict, "probabilities", spy_probs)
+    try:
+        chk.run_check(p, 4)
+        check = chk.latest_check(p)
+        by_path = {r.path: r.id for r in p.store.images()}
+    finally:
+        p.close()
+    assert len(trained) == len(scored) == 4
+    for train_set, test_set in zip(trained, scored, strict=True):
+        assert train_set and test_set and not train_set & test_set
+    assert len(check.probs) == 27 and sorted(check.fold.values()).count(0) >= 5
+    red = check.fold[by_path["red/000.png"]]
+    assert (
+        check.fold[by_path["red/copy.png"]] == check.fold[by_path["green/copy-of-red.png"]] == red
+    )
+    assert check.fold[by_path["blue/copy.png"]] == check.fold[by_path["blue/005.png"]]
+
+
+def test_two_checks_give_the_same_probabilities(project):
+    _label_all(project)
+    first = chk.run_check(project, 3)
+    a = chk.latest_check(project)
+    second = chk.run_check(project, 3)
+    b = chk.latest_check(project)
+    assert second != first and b.info["id"] == second
+    assert a.probs.keys() == b.probs.keys()
+    for i in a.probs:
+        assert a.probs[i].tolist() == b.probs[i].tolist()
+    assert a.fold == b.fold
+
+
+def test_the_labeled_view_ranks_by_the_check_and_a_relabel_falls_back(checked, tmp_path):
+    proj = _copy(checked, tmp_path)
+    with api_client(proj) as c:
+        r = c.get("/api/labeled", headers=AUTH, params={"per_page": 50}).json()
+        assert r["check"]["folds"] == 5 and r["check"]["current"] == 24
+        assert "out-of-fold probabilities from the label check of" in r["note"]
+        assert "for all 24 labels" in r["note"]
+        items = r["items"]
+        assert {it["prob_from"] for it in items} == {"check"}
+        top = [it["path"] for it in items if it["flagged"]]
+        assert set(top) <= {it["path"] for it in items[: len(top)]}  # flagged ones first
+        fix = next(it for it in items if it["path"] == "green/001.png")
+        assert fix["flagged"] and fix["suggested"] == "green"
+        saved = c.post(
+            "/api/labels",
+            headers=AUTH,
+            json={"image_id": fix["image_id"], "kind": "label", "label": "green"},
+        )
+        assert saved.status_code == 200, saved.text
+        r = c.get("/api/labeled", headers=AUTH, params={"per_page": 50}).json()
+        assert "for 23 of 24 labels" in r["note"]
+        assert (
+            "the model of round" in r["note"]
+            and "for the one labeled or changed since" in r["note"]
+        )
+        again = next(it for it in r["items"] if it["path"] == "green/001.png")
+        assert again["prob_from"] == "model" and again["flagged"] is None
+        assert again["suggested"] is None
+    # the command line's list says the same
+    out = _run("status", proj, "--list", "labeled")
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    by = {row["path"]: row for row in rows}
+    assert by["green/001.png"]["prob_from"] == "model" and by["green/001.png"]["flagged"] == ""
+    assert by["blue/002.png"]["prob_from"] == "check" and by["blue/002.png"]["flagged"] == "yes"
+    assert by["blue/002.png"]["suggested"] == "blue"
+    assert "for 23 of 24 labels" in out.stderr
+
+
+def test_check_latest_csv_is_spreadsheet_safe_and_counts(checked, tmp_path):
+    proj = _copy(checked, tmp_path)
+    r = _run("check", proj, "--latest")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.reader(io.StringIO(r.stdout)))
+    assert rows[0] == ["path", "label", "suggested", "label_prob", "suggested_prob", "by", "when"]
+    cells = [cell for row in rows[1:] for cell in row[1:3]]
+    assert "'=red" in cells and "=red" not in cells  # the formula escaped
+    n = len(rows) - 1
+    assert f"{n} of 24 labels look wrong" in r.stderr and "Labeled view" in r.stderr
+    j = _run("check", proj, "--latest", "--format", "json", "--out", tmp_path / "i.json")
+    assert j.exit_code == 0, j.output
+    data = json.loads((tmp_path / "i.json").read_text())
+    assert [d["path"] for d in data] == [row[0] for row in rows[1:]]
+    assert any(d["label"] == "=red" or d["suggested"] == "=red" for d in data)
+
+
+def test_check_command_prints_one_line_per_fold(project):
+    _label_all(project)
+    project.close()
+    r = _run("check", project.dir, "--folds", "3", "--format", "json")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("fold ")]
+    assert [ln.split(":")[0] for ln in lines] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+    assert "labels look wrong" in r.stderr.splitlines()[-1]
+    json.loads(r.stdout)
+
+
+def test_refusals_too_few_labels_and_a_round_running(project):
+    project.add_label_rows(
+        [("red/000.png", "red"), ("red/001.png", "red"), ("green/000.png", "green")],
+        source="import",
+        what="test",
+    )
+    dir_ = project.dir
+    r = _run("check", dir_)
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert "at least 2 labeled images in every class" in r.stderr and "'green' 1" in r.stderr
+    project.add_label_rows([("green/001.png", "green")], source="import", what="test")
+    r = _run("check", dir_)
+    assert r.exit_code == 2 and "--folds 5 needs at least 5 labeled images" in r.stderr
+    assert "has 4" in r.stderr
+    r = _run("check", dir_, "--folds", "1")
+    assert r.exit_code == 2 and "must be 2 to 20" in r.stderr
+    assert project.store.latest_check() is None
+    # a round running (this live process's): the check is refused, nothing recorded
+    rid = project.store.start_round("random", os.getpid())
+    r = _run("check", dir_, "--folds", "2")
+    assert r.exit_code == 2 and f"a retrain is already running (round {rid}" in r.stderr
+    project.store.finish_round(rid, status="done")
+    n_checks = project.store.query("SELECT COUNT(*) AS n FROM label_checks")[0]["n"]
+    assert n_checks == 0
+
+
+def test_a_round_is_refused_while_a_check_runs(project):
+    from fishermask.errors import ConfigError
+    from fishermask.label.store import CheckRunning
+
+    label = project.store
+    check_id, _, _ = label.start_check(5, os.getpid())  # as a live check process does
+    with pytest.raises(CheckRunning, match=f"a label check is running \\(check {check_id}"):
+        label.start_round("random", os.getpid())
+    with pytest.raises(ConfigError, match="a label check is running"):
+        project.run_round(train_model=True)
+    with api_client(project.dir) as c:
+        r = c.post("/api/next", headers=AUTH)
+        assert r.status_code == 409 and "a label check is running" in r.json()["error"]
+    # a check whose process died blocks nothing, and the next check marks it interrupted
+    label.query("UPDATE label_checks SET pid_start = 'gone' WHERE id = ?", (check_id,))
+    rid = label.start_round("random", os.getpid())
+    label.finish_round(rid, status="done")
+    label.start_check(5, os.getpid())
+    status = label.query("SELECT status FROM label_checks WHERE id = ?", (check_id,))[0]["status"]
+    assert status == "interrupted"
+
+
+def test_an_older_project_gets_the_check_tables(project):
+    path = project.store.path
+    dir_ = project.dir
+    project.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE label_checks")
+    db.execute("DROP TABLE check_probs")
+    db.commit()
+    db.close()
+    r = _run("check", dir_, "--latest")
+    assert r.exit_code == 2 and "no label check yet" in r.stderr, r.output
+    db = sqlite3.connect(path)
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert {"label_checks", "check_probs"} <= names
