@@ -4,11 +4,13 @@ labeled` then rank by."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 
@@ -314,3 +316,47 @@ def test_an_older_project_gets_the_check_tables(project):
     names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     db.close()
     assert {"label_checks", "check_probs"} <= names
+
+
+def test_the_page_marks_the_flagged_tiles(checked, tmp_path):
+    """The Labeled view's tiles of the labels the check flags carry a marker with the
+    suggested class (and the selected line says it); the others none."""
+    from tests.label import test_browser as tb
+
+    if tb.CHROMIUM is None or tb.DRIVER is None:
+        pytest.skip("no headless browser")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    gen = tb.browser.__wrapped__()  # the fixture's driver, started and quit here
+    browser = next(gen)
+    dst = _copy(checked, tmp_path)
+    proc, line, _ = tb.start_server(dst)  # every image labeled: no batch to wait for
+    try:
+        browser.get(re.search(r"http://\S+", line).group(0))
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_elements(By.ID, "tab-labeled"))
+        browser.find_element(By.ID, "tab-labeled").click()
+
+        def tiles(d) -> list[list]:  # [path, flagged, marker text] per tile
+            return d.execute_script(
+                "return [...document.querySelectorAll('#grid button.tile')].map((t) => "
+                "[t.title.split(' ')[0], t.classList.contains('flagged'), "
+                "(t.querySelector('.flag') || {}).textContent || null])"
+            )
+
+        wait.until(lambda d: len(tiles(d)) == 24)
+        marked = {path: text for path, flagged, text in tiles(browser) if flagged}
+        assert set(marked) & set(WRONG) and len(marked) <= 6
+        assert marked.get("green/001.png") == "\u2691 green?"
+        assert all(text is None for path, flagged, text in tiles(browser) if not flagged)
+        note = browser.find_element(By.ID, "browse-note").text
+        assert "out-of-fold probabilities from the label check" in note
+        browser.find_elements(By.CSS_SELECTOR, "#grid button.tile.flagged")[0].click()
+        wait.until(
+            lambda d: "the label check suggests" in d.find_element(By.ID, "browse-selected").text
+        )
+    finally:
+        tb.stop_server(proc)
+        with contextlib.suppress(StopIteration):
+            next(gen)

@@ -253,11 +253,23 @@ class Check:
         return self.label_id.get(image_id) == label_id
 
 
+#: The latest check read per project database (``label serve`` reads it for every page of the
+#: Labeled view): ``{database path: Check}``, reused while the latest check is the same.
+_READ: dict[str, Check] = {}
+
+
 def latest_check(project: Project) -> Check | None:
     """The latest finished check of the project, with the rule applied, or None."""
     info = project.store.latest_check()
     if info is None:
         return None
+    key = str(project.store.path)
+    kept = _READ.get(key)
+    if kept is not None and (kept.info["id"], kept.info["started"]) == (
+        info["id"],
+        info["started"],
+    ):
+        return kept
     rows = project.store.check_probs(info["id"])
     if not rows:
         return None
@@ -265,7 +277,7 @@ def latest_check(project: Project) -> Check | None:
     probs = np.array([r["probs"] for r in rows], dtype=np.float64)  # [N, C]
     labels = np.array([r["label"] for r in rows], dtype=np.int64)  # [N]
     flagged, suggested = label_issues(probs, labels)
-    return Check(
+    _READ[key] = Check(
         info=info,
         label_id={r["image_id"]: r["label_id"] for r in rows},
         label={r["image_id"]: r["label"] for r in rows},
@@ -274,6 +286,7 @@ def latest_check(project: Project) -> Check | None:
         flagged=dict(zip(ids, flagged.tolist(), strict=True)),
         suggested=dict(zip(ids, suggested.tolist(), strict=True)),
     )
+    return _READ[key]
 
 
 def issue_rows(project: Project, check: Check) -> tuple[list[dict[str, Any]], int]:
