@@ -248,6 +248,13 @@ class Check:
             return time.strftime("%H:%M UTC", time.gmtime(t))
         return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
 
+    @property
+    def agreement(self) -> float:
+        """The share of the scored labels that their out-of-fold model predicts (argmax): a
+        low one means weak models, whose probabilities flag many right labels too."""
+        same = [int(np.argmax(p)) == self.label[i] for i, p in self.probs.items()]
+        return sum(same) / max(1, len(same))
+
     def current(self, image_id: int, label_id: int) -> bool:
         """Whether the image's label is still the one the check scored (same label row)."""
         return self.label_id.get(image_id) == label_id

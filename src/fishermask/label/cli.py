@@ -710,6 +710,11 @@ def _write_issues(
         f"{len(rows)} of {m} labels look wrong ({share} %); fix them in the Labeled view or "
         f"with `label add` (check of {check.when}, {check.info['folds']} folds)."
     )
+    _say(
+        f"out of fold, the check's models predict {100 * check.agreement:.1f} % of the labels "
+        "they scored; the weaker they are, the more right labels the rule flags too: the "
+        "list starts with the labels they find least probable."
+    )
 
 
 @label_app.command()
