@@ -364,3 +364,31 @@ def test_the_page_marks_the_flagged_tiles(checked, tmp_path):
         tb.stop_server(proc)
         with contextlib.suppress(StopIteration):
             next(gen)
+
+
+def test_serve_does_not_restart_an_interrupted_retrain_while_a_check_runs(project):
+    """`label serve` restarts an interrupted retrain; while a check runs it says why not and
+    serves (it stopped with a traceback of CheckRunning otherwise)."""
+    import subprocess
+    import sys
+
+    from tests.label import test_kill as tk
+
+    _label_all(project)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rid = project.store.start_round("fishermask", dead.pid)  # killed mid-way
+    assert project.recover() == [rid]
+    project.store.start_check(5, os.getpid())  # this live process is "the check"
+    project.close()
+    proc, line, out = tk.start_server(project.dir)
+    try:
+        assert "labeling page: http://" in line
+        assert "not restarted now: a label check is running" in out, out
+    finally:
+        tk.stop_server(proc)
+    from fishermask.label.project import Project
+
+    p = Project(project.dir)
+    assert p.store.rounds()[-1]["id"] == rid  # no new round
+    p.close()

@@ -906,8 +906,12 @@ def run_server(
             else:
                 # recorded as the interrupted round's (who asked for it), not as the owner's
                 asked = project.store.rounds()[-1]["started_by"] or team.OWNER
-                say("the last retrain was interrupted; restarting it from the last good model")
-                app.state.worker.start(asked)
+                try:
+                    app.state.worker.start(asked)
+                except CheckRunning as exc:  # `label check` is training: serve without it
+                    say(f"the last retrain was interrupted and is not restarted now: {exc}")
+                else:
+                    say("the last retrain was interrupted; restarting it from the last good model")
         try:  # from the first URL on: a Ctrl-C before uvicorn handles signals is said too
             print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
             for name, mine in app.state.tokens.items():
