@@ -392,3 +392,23 @@ def test_serve_does_not_restart_an_interrupted_retrain_while_a_check_runs(projec
     p = Project(project.dir)
     assert p.store.rounds()[-1]["id"] == rid  # no new round
     p.close()
+
+
+def test_a_class_added_or_renamed_after_the_check(checked, tmp_path):
+    """The check's probabilities have one per class of its time: a class added since is never
+    suggested (and its labels are newer than the check); a renamed class is named by its new
+    name, in the list and in the Labeled view."""
+    proj = _copy(checked, tmp_path)
+    r = _run("config", proj, "--add-class", "purple", "--rename-class", "green=lime")
+    assert r.exit_code == 0, r.output
+    r = _run("check", proj, "--latest", "--format", "json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert any(d["suggested"] == "lime" for d in data)
+    assert not any("purple" in (d["label"], d["suggested"]) for d in data)
+    assert "green" not in {d["suggested"] for d in data} | {d["label"] for d in data}
+    with api_client(proj) as c:
+        res = c.get("/api/labeled", headers=AUTH, params={"per_page": 50}).json()
+        assert res["check"]["current"] == 24 and "for all 24 labels" in res["note"]
+        fix = next(it for it in res["items"] if it["path"] == "green/001.png")
+        assert fix["suggested"] == "lime" and fix["flagged"]

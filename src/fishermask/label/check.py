@@ -303,10 +303,10 @@ def issue_rows(project: Project, check: Check) -> tuple[list[dict[str, Any]], in
     check scored that are still current."""
     from fishermask.label import team
 
-    classes = project.classes
     rows = [
         r for r in project.store.current_label_rows() if check.current(r["image_id"], r["label_id"])
     ]
+    classes = project.reload_classes()  # read after the labels: it names every class they name
     out = []
     for r in rows:
         i = r["image_id"]
