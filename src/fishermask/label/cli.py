@@ -705,16 +705,26 @@ def _write_issues(
 
         write_atomic(out, lambda f: f.write(text.encode()))
         _say(f"wrote {out}")
+    from fishermask.label.check import WEAK_CHECK
+
     share = f"{100 * len(rows) / m:.1f}" if m else "0.0"
     _say(
-        f"{len(rows)} of {m} labels look wrong ({share} %); fix them in the Labeled view or "
-        f"with `label add` (check of {check.when}, {check.info['folds']} folds)."
+        f"{len(rows)} of {m} labels flagged as possibly wrong ({share} %); fix the wrong ones "
+        f"in the Labeled view or with `label add` (check of {check.when}, "
+        f"{check.info['folds']} folds)."
     )
-    _say(
-        f"out of fold, the check's models predict {100 * check.agreement:.1f} % of the labels "
-        "they scored; the weaker they are, the more right labels the rule flags too: the "
-        "list starts with the labels they find least probable."
-    )
+    if check.agreement < WEAK_CHECK:
+        _say(
+            f"out of fold, the check's models predict only {100 * check.agreement:.1f} % of "
+            "the labels they scored: too weak for the flags to tell right labels from wrong "
+            "ones (many right ones are flagged); read the list from the top, where the labels "
+            "they find least probable are."
+        )
+    else:
+        _say(
+            f"out of fold, the check's models predict {100 * check.agreement:.1f} % of the "
+            "labels they scored; the list starts with the labels they find least probable."
+        )
 
 
 @label_app.command()
