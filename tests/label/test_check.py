@@ -441,3 +441,32 @@ def test_check_says_when_its_models_are_too_weak_for_the_flags(checked, tmp_path
     last = r.stderr.splitlines()[-1]
     assert last.startswith("out of fold, the check's models predict only 83.3 % of the labels")
     assert "too weak for the flags to tell right labels from wrong ones" in last
+
+
+def test_status_says_what_the_latest_check_found(checked, tmp_path):
+    """`label status` said nothing of a check: neither that one ran nor what it flagged."""
+    proj = _copy(checked, tmp_path)
+    latest = _run("check", proj, "--latest", "--format", "json")
+    assert latest.exit_code == 0, latest.output
+    issues = json.loads(latest.stdout)
+    r = _run("status", proj)
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.stdout)["check"]
+    agree = re.search(r"predict (?:only )?([0-9.]+) % of the labels", latest.stderr)
+    assert agree is not None
+    assert (st["folds"], st["scored"], st["current"]) == (5, 24, 24)
+    assert st["flagged"] == len(issues) and f"{st['flagged']} of 24 labels" in latest.stderr
+    assert round(100 * st["agreement"], 1) == float(agree.group(1))
+    # a label changed since the check: no longer current, nor counted as flagged
+    fixed = issues[0]
+    (tmp_path / "fix.csv").write_text(f"path,label\n{fixed['path']},{fixed['suggested']}\n")
+    assert _run("add", proj, tmp_path / "fix.csv").exit_code == 0
+    st = json.loads(_run("status", proj).stdout)["check"]
+    assert (st["current"], st["flagged"]) == (23, len(issues) - 1)
+
+
+def test_status_before_any_check_has_none(project):
+    project.close()
+    r = _run("status", project.dir)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["check"] is None

@@ -333,3 +333,22 @@ def issue_rows(project: Project, check: Check) -> tuple[list[dict[str, Any]], in
     for d in out:
         del d["_p"]
     return out, len(rows)
+
+
+def check_summary(project: Project) -> dict[str, Any] | None:
+    """The latest check in a few numbers for ``label status``: its id, time, folds, the labels
+    it scored, those still current (unchanged since), the flagged among them and the share
+    its models predicted (:attr:`Check.agreement`); None before any check."""
+    check = latest_check(project)
+    if check is None:
+        return None
+    rows, current = issue_rows(project, check)
+    return {
+        "id": check.info["id"],
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(check.info["started"])),
+        "folds": check.info["folds"],
+        "scored": len(check.probs),
+        "current": current,
+        "flagged": len(rows),
+        "agreement": round(check.agreement, 4),
+    }

@@ -903,6 +903,9 @@ def status(
             st = p.status()
             st["new_files"] = p.new_files()
             st["copies"] = len(p.store.copies())
+            from fishermask.label.check import check_summary
+
+            st["check"] = check_summary(p)
             console.print_json(json.dumps(st))
             if hint := p.new_files_hint():
                 _say(hint)
