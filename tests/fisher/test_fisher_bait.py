@@ -34,3 +34,10 @@ def test_shape_errors() -> None:
         bait_embeddings(torch.ones(3, 2), torch.ones(4, 2) / 2)
     with pytest.raises(ConfigError, match="scale"):
         bait_embeddings(torch.ones(3, 2), torch.ones(3, 2) / 2, scale="p")
+
+
+def test_no_samples_give_an_empty_v() -> None:
+    """BAIT on an empty labeled set (a cold start, or fishermask.query with labeled=[])
+    stopped with torch's "cannot reshape tensor of 0 elements ... -1 ... is ambiguous"."""
+    v = bait_embeddings(torch.empty(0, 5), torch.empty(0, 3))
+    assert v.shape == (0, 3, 15)

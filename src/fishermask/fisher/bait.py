@@ -22,8 +22,11 @@ def last_layer_grads(cotangents: Tensor, embeddings: Tensor) -> Tensor:
     embeddings ``[N, D]``, the gradients ``[N, ..., C*D]`` flattened row-major (class major,
     then input feature). BAIT's ``V_x`` and BADGE's gradient embeddings are both this.
     """
-    e = embeddings.view(embeddings.shape[0], *([1] * (cotangents.dim() - 1)), -1)
-    return (cotangents[..., None] * e).reshape(*cotangents.shape[:-1], -1)
+    # D named, not -1: with no samples (an empty labeled set) -1 would be ambiguous
+    e = embeddings.view(embeddings.shape[0], *([1] * (cotangents.dim() - 1)), embeddings.shape[-1])
+    return (cotangents[..., None] * e).reshape(
+        *cotangents.shape[:-1], cotangents.shape[-1] * embeddings.shape[-1]
+    )
 
 
 def bait_factors(
