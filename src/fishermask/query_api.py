@@ -11,6 +11,7 @@ Index convention: N images, Ch channels, H x W pixels, C classes, D embedding si
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -21,7 +22,7 @@ from torch import nn
 from fishermask import strategies
 from fishermask.al.pool import Pool
 from fishermask.errors import ConfigError
-from fishermask.models.base import Classifier
+from fishermask.models.base import Classifier, eval_mode, input_dtype
 from fishermask.models.module import ModuleClassifier
 from fishermask.strategies.base import QueryContext
 from fishermask.training.augment import Normalizer
@@ -99,6 +100,13 @@ def query(
         chosen; scores ``None`` for strategies that have none (FisherMask, BAIT, BADGE).
     """
     x = torch.as_tensor(images)
+    if not (x.dtype == torch.uint8 or x.is_floating_point()):
+        # int64 0..255 (torch.tensor of a NumPy array) would go to the model as it is, unscaled
+        raise ConfigError(
+            f"`images` are {x.dtype}; pass uint8 0..255 (normalised per channel here, as the "
+            "runner does: images.to(torch.uint8)) or float inputs already normalised the way "
+            "the model expects."
+        )
     if x.dim() != 4:
         raise ConfigError(f"`images` must be [N, Ch, H, W], got shape {tuple(x.shape)}.")
     # [N, H, W, C]: per-channel statistics would be per row (features [N, D, 1, 1] are fine)
@@ -118,11 +126,22 @@ def query(
             normalizer = Normalizer.fit(x)
         else:
             normalizer = Normalizer((0.0,) * x.shape[1], (1.0,) * x.shape[1])
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or batch_size < 1
+    ):
+        raise ConfigError(f"`batch_size`={batch_size!r}, must be an integer >= 1.")
+    if not isinstance(seed, torch.Generator) and (
+        isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+    ):
+        raise ConfigError(f"`seed`={seed!r}, must be an integer or a torch.Generator.")
     if isinstance(model, Classifier):
         clf = model
     else:  # the head is the nn.Linear that runs last on a few of the images
         device = next(iter(model.parameters()), torch.empty(0)).device
-        clf = ModuleClassifier(model, example=normalizer(x[:16].to(device)))
+        example = normalizer(x[:16].to(device), input_dtype(model))
+        clf = ModuleClassifier(model, example=example)
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= clf.num_classes):
         raise ConfigError(f"`labels` must be class indices in [0, {clf.num_classes}).")
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
@@ -144,9 +163,8 @@ def query(
         raise ConfigError(
             f"`budget`={budget} is larger than the {pool.num_unlabeled} images that may be chosen."
         )
-    was_training = clf.training
-    clf.eval()
-    try:
+    # every submodule gets its own mode back (a plain module's wrapper has no mode of its own)
+    with eval_mode(clf, aux):
         ctx = QueryContext(
             model=clf,
             pool=pool,
@@ -154,11 +172,9 @@ def query(
             normalizer=normalizer,
             generator=gen,
             aux=aux,
-            batch_size=batch_size,
+            batch_size=int(batch_size),
         )
         sel = strat.select(ctx, budget)
-    finally:
-        clf.train(was_training)
     chosen = pool_ids[sel.indices]
     scores = sel.scores.detach().cpu() if sel.scores is not None else None
     return QueryResult(chosen, scores)

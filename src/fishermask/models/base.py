@@ -8,12 +8,43 @@ returns everything strategies and auxiliary modules need from one pass.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from fishermask.errors import ConfigError
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module | None) -> Iterator[None]:
+    """Put ``modules`` (``None`` skipped) in eval mode, then give every submodule back the
+    mode it had.
+
+    ``module.train(was_training)`` would not: it sets every submodule to the top-level
+    module's mode, so a model in eval mode, or one with a frozen BatchNorm in eval inside
+    a model in training mode, would come back changed.
+    """
+    saved = [(m, m.training) for module in modules if module is not None for m in module.modules()]
+    for module in modules:
+        if module is not None:
+            module.eval()
+    try:
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype ``model`` computes in (its first floating parameter's), float32
+    for a model without one: what its normalised inputs are cast to."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
 
 
 @dataclass

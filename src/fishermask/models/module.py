@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fishermask.errors import ConfigError
-from fishermask.models.base import Classifier, ModelOutput
+from fishermask.models.base import Classifier, ModelOutput, eval_mode
 
 
 class ModuleClassifier(Classifier):
@@ -82,15 +82,12 @@ def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor)
     """The ``nn.Linear`` of ``linears`` that runs last on ``example`` (eval mode, no grad)."""
     called: list[nn.Module] = []
     handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m)) for m in linears]
-    was_training = module.training
-    module.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(module):
             out = _logits(module(example))
     finally:
         for h in handles:
             h.remove()
-        module.train(was_training)
     if not called:
         raise ConfigError(
             "no nn.Linear of the model runs in its forward pass; fishermask.query needs the "

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from fishermask.errors import ConfigError
-from fishermask.models.base import Classifier, ModelOutput
+from fishermask.models.base import Classifier, ModelOutput, eval_mode
 from fishermask.strategies.base import QueryContext, Strategy
 from fishermask.training.trainer import AuxiliaryModule
 
@@ -169,12 +169,10 @@ def predicted_losses(ctx: QueryContext, indices: Tensor) -> Tensor:
             f"{type(aux).__name__}); build it with strategy.make_auxiliary(model) and train it "
             "with the model, as the experiment runner does."
         )
-    was_training = aux.training
-    aux.eval()
     out = []
-    for _, x in ctx.batches(indices):
-        out.append(aux(ctx.model.forward_features(x).features).float().cpu())
-    aux.train(was_training)
+    with eval_mode(aux):
+        for _, x in ctx.batches(indices):
+            out.append(aux(ctx.model.forward_features(x).features).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 

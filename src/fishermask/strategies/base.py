@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -30,7 +31,7 @@ import torch
 
 from fishermask.al.pool import Pool
 from fishermask.errors import ConfigError, FishermaskError
-from fishermask.models.base import Classifier
+from fishermask.models.base import Classifier, input_dtype
 from fishermask.models.dropout import mc_dropout
 from fishermask.training.augment import Normalizer
 from fishermask.training.trainer import AuxiliaryModule, predict
@@ -68,8 +69,9 @@ class QueryContext:
         return self.model.num_classes
 
     def inputs(self, indices: torch.Tensor) -> torch.Tensor:
-        """Normalised float inputs ``[len(indices), Ch, H, W]`` on the model's device."""
-        return self.normalizer(self.images[indices].to(self.device))
+        """Normalised float inputs ``[len(indices), Ch, H, W]`` on the model's device, in its
+        floating dtype (float32 unless the model is, e.g., float64)."""
+        return self.normalizer(self.images[indices].to(self.device), input_dtype(self.model))
 
     def batches(self, indices: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(index chunk, normalised inputs)`` pairs of at most ``batch_size`` items."""
@@ -143,8 +145,10 @@ class Strategy:
     def select(self, ctx: QueryContext, budget: int) -> Selection:
         """Run :meth:`query` under the strategy contract."""
         available = ctx.pool.num_unlabeled
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        # NumPy integers are integers too (a budget computed with NumPy): taken as int
+        if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
             raise ConfigError(f"`budget`={budget!r}, must be an integer >= 1.")
+        budget = int(budget)
         if budget > available:
             raise ConfigError(
                 f"Query budget {budget} is larger than the unlabeled pool ({available} items); "

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fishermask.models.base import Classifier, ModelOutput
+from fishermask.models.base import Classifier, ModelOutput, eval_mode, input_dtype
 from fishermask.models.dropout import set_dropout_generator
 from fishermask.training.augment import Augmenter, Normalizer
 from fishermask.training.config import TrainConfig
@@ -185,16 +185,14 @@ def predict(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Softmax probabilities ``[N, C]`` (and embeddings ``[N, D]``), eval mode, model's device."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     probs, embs = [], []
-    for i in range(0, len(images), batch_size):
-        x = normalizer(images[i : i + batch_size].to(device))
-        out = model.forward_features(x)
-        probs.append(out.logits.softmax(dim=1))
-        if embeddings:
-            embs.append(out.embedding)
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(images), batch_size):
+            x = normalizer(images[i : i + batch_size].to(device), input_dtype(model))
+            out = model.forward_features(x)
+            probs.append(out.logits.softmax(dim=1))
+            if embeddings:
+                embs.append(out.embedding)
     c = model.num_classes
     p = torch.cat(probs) if probs else torch.empty(0, c, device=device)
     e = (

@@ -1,0 +1,115 @@
+"""fishermask.query on a researcher's own model: the model comes back exactly as it was
+(every submodule's mode, weights, BatchNorm statistics, .grad, requires_grad)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import fishermask
+
+
+class _Net(nn.Module):
+    """BatchNorm and dropout, the head not named `classifier`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.Linear(64, 8),
+            nn.ReLU(),
+        )
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))
+
+
+def _snapshot(net: nn.Module) -> tuple:
+    return (
+        [m.training for m in net.modules()],
+        {k: v.clone() for k, v in net.state_dict().items()},
+        [None if p.grad is None else p.grad.clone() for p in net.parameters()],
+        [p.requires_grad for p in net.parameters()],
+    )
+
+
+def _same(a: tuple, b: tuple) -> None:
+    assert a[0] == b[0], "a submodule's train/eval mode changed"
+    assert all(torch.equal(a[1][k], b[1][k]) for k in a[1]), "weights or buffers changed"
+    for ga, gb in zip(a[2], b[2], strict=True):
+        assert (ga is None) == (gb is None) and (ga is None or torch.equal(ga, gb)), ".grad"
+    assert a[3] == b[3], "requires_grad changed"
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "fishermask", "bait", "badge"])
+@pytest.mark.parametrize("mode", ["eval", "train", "frozen_bn"])
+def test_query_leaves_the_model_as_it_was(strategy, mode):
+    """A plain module in eval mode came back in training mode (the wrapper's own flag, True,
+    was "restored" onto every submodule), and a frozen BatchNorm (eval inside a model in
+    training mode) came back in training mode, so its next forward would update its
+    running statistics."""
+    torch.manual_seed(0)
+    net = _Net()
+    x = torch.randint(0, 256, (40, 1, 4, 4), dtype=torch.uint8)
+    net(torch.randn(8, 1, 4, 4)).sum().backward()  # a .grad the query must not touch
+    net.body[0].weight.requires_grad_(False)  # a frozen layer stays frozen
+    if mode == "eval":
+        net.eval()
+    elif mode == "frozen_bn":
+        net.train()
+        net.body[1].eval()
+    before = _snapshot(net)
+    res = fishermask.query(net, x, labeled=[0, 1, 2], labels=[0, 1, 2], budget=4, strategy=strategy)
+    _same(before, _snapshot(net))
+    assert len(set(res.indices.tolist()) - {0, 1, 2}) == 4
+
+
+@pytest.mark.parametrize("strategy", ["bait", "fishermask", "badge", "kcenter"])
+def test_no_labeled_images_yet(strategy):
+    """BAIT stopped with a reshape RuntimeError when nothing was labeled yet."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    res = fishermask.query(net, x, budget=5, strategy=strategy)
+    assert len(set(res.indices.tolist())) == 5
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "kcenter", "badge", "bait", "fishermask"])
+def test_float64_model(strategy):
+    """Inputs went to the model as float32 whatever its dtype: a float64 model stopped with
+    torch's "mat1 and mat2 must have the same dtype"."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0, 1, 2], labels=[0, 1, 2], budget=4, strategy=strategy)
+    got = fishermask.query(net.double(), x, **args).indices
+    assert len(set(got.tolist()) - {0, 1, 2}) == 4
+    if strategy in ("entropy", "kcenter"):  # the same choice as the float32 model
+        assert torch.equal(got, fishermask.query(net.float(), x, **args).indices)
+
+
+def test_arguments_a_researcher_passes():
+    """A NumPy integer budget is an integer (it was refused as "`budget`=np.int64(3), must
+    be an integer"); integer images other than uint8 went to the model unscaled (0..255 as
+    if normalised); seed=None and batch_size=0 stopped deep in torch or range()."""
+    import numpy as np
+
+    from fishermask.errors import ConfigError
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0, 1], labels=[0, 1], strategy="entropy")
+    assert len(fishermask.query(net, x, budget=np.int64(3), **args).indices) == 3
+    for bad in (x.long(), x.numpy().astype(np.int32)):
+        with pytest.raises(ConfigError, match=r"`images` are torch.int(64|32); pass uint8"):
+            fishermask.query(net, bad, budget=2, **args)
+    with pytest.raises(ConfigError, match=r"`seed`=None, must be an integer or a torch.Gen"):
+        fishermask.query(net, x, budget=2, seed=None, **args)
+    with pytest.raises(ConfigError, match=r"`batch_size`=0, must be an integer >= 1"):
+        fishermask.query(net, x, budget=2, batch_size=0, **args)
