@@ -216,6 +216,22 @@ def _changes_weights(ctx: QueryContext, budget: int) -> strategies.Selection:
     return _sel(ctx.pool.unlabeled[:budget])
 
 
+def _submodule_train_mode(ctx: QueryContext, budget: int) -> strategies.Selection:
+    next(ctx.model.children()).train()  # e.g. dropout switched on by hand and left on
+    return _sel(ctx.pool.unlabeled[:budget])
+
+
+def _backward(ctx: QueryContext, budget: int) -> strategies.Selection:
+    ctx.model(ctx.inputs(ctx.pool.unlabeled[:4])).logsumexp(dim=1).sum().backward()
+    return _sel(ctx.pool.unlabeled[:budget])
+
+
+def _freezes(ctx: QueryContext, budget: int) -> strategies.Selection:
+    for p in ctx.model.parameters():
+        p.requires_grad_(False)
+    return _sel(ctx.pool.unlabeled[:budget])
+
+
 CHECKS = [
     (  # the silent mistake: positions within `unlabeled` taken for pool indices
         "positions",
@@ -229,6 +245,11 @@ CHECKS = [
     ),
     ("train_mode", _train_mode, r"left the model in training mode"),
     ("changes_weights", _changes_weights, r"changed the model's weights"),
+    # these passed: only the top module's mode and the state_dict were compared, yet
+    # fishermask.query hands a researcher's own model to the strategy
+    ("submodule_train_mode", _submodule_train_mode, r"left the model in training mode \(sub"),
+    ("backward", _backward, r"changed the model's .grad or requires_grad.*autograd.grad"),
+    ("requires_grad", _freezes, r"changed the model's .grad or requires_grad"),
 ]
 
 

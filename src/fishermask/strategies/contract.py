@@ -5,7 +5,8 @@ random 8 x 8 images, every other pool item labeled), it returns ``budget`` uniqu
 unlabeled *pool* indices (with every other item labeled, positions within
 ``ctx.pool.unlabeled`` mistaken for pool indices land on labeled items and are caught),
 makes the same choice under the same query generator, leaves the model (and its
-auxiliary module) unchanged and in eval mode, and can take the whole unlabeled pool.
+auxiliary module) unchanged (weights, buffers, ``.grad``, ``requires_grad``) and in eval mode
+(every submodule), and can take the whole unlabeled pool.
 Each breach is a :class:`~fishermask.strategies.base.StrategyError` of one line.
 """
 
@@ -43,9 +44,28 @@ def _context(
     )
 
 
+def _modules(ctx: QueryContext) -> list[torch.nn.Module]:
+    return [ctx.model] + ([ctx.aux] if ctx.aux is not None else [])
+
+
 def _state(ctx: QueryContext) -> list[torch.Tensor]:
-    modules = [ctx.model] + ([ctx.aux] if ctx.aux is not None else [])
-    return [t.detach().clone() for m in modules for t in m.state_dict().values()]
+    return [t.detach().clone() for m in _modules(ctx) for t in m.state_dict().values()]
+
+
+def _grads(ctx: QueryContext) -> list[tuple[bool, torch.Tensor | None]]:
+    """Each parameter's ``requires_grad`` and ``.grad`` (a copy)."""
+    return [
+        (p.requires_grad, None if p.grad is None else p.grad.detach().clone())
+        for m in _modules(ctx)
+        for p in m.parameters()
+    ]
+
+
+def _same_grads(a: list, b: list) -> bool:
+    return all(
+        ra == rb and (ga is None) == (gb is None) and (ga is None or torch.equal(ga, gb))
+        for (ra, ga), (rb, gb) in zip(a, b, strict=True)
+    )
 
 
 def check_strategy(
@@ -77,18 +97,26 @@ def check_strategy(
     args = (model, aux, n, image_shape, seed)
 
     ctx = _context(*args)
-    before = _state(ctx)
+    before, grads = _state(ctx), _grads(ctx)
     first = strategy.select(ctx, budget).indices  # count, uniqueness, range, unlabeled
-    if ctx.model.training or (ctx.aux is not None and ctx.aux.training):
+    training = [n for m in _modules(ctx) for n, sub in m.named_modules() if sub.training]
+    if training:  # a submodule too: e.g. dropout switched on and left on
+        where = f" (submodule {training[0]!r})" if training[0] else ""
         raise StrategyError(
-            f"strategy {name!r} left the model in training mode; leave it in eval mode (use "
-            "torch.no_grad() and do not call model.train())."
+            f"strategy {name!r} left the model in training mode{where}; leave it in eval mode "
+            "(use torch.no_grad() and do not call model.train())."
         )
     after = _state(ctx)
     if not all(torch.equal(a, b) for a, b in zip(before, after, strict=True)):
         raise StrategyError(
             f"strategy {name!r} changed the model's weights or buffers while querying; work on "
             "a copy (copy.deepcopy(ctx.model)) if it must train something."
+        )
+    if not _same_grads(grads, _grads(ctx)):  # fishermask.query hands a user's model to it
+        raise StrategyError(
+            f"strategy {name!r} changed the model's .grad or requires_grad while querying; "
+            "take gradients with torch.autograd.grad(out, params) (or fishermask.fisher), "
+            "not loss.backward(), and leave requires_grad as it is."
         )
     again = strategy.select(_context(*args), budget).indices
     if not torch.equal(first, again):
