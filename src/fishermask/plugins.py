@@ -28,6 +28,14 @@ from types import ModuleType
 from fishermask.errors import ConfigError, FishermaskError
 
 
+def redefined(old: object, new: object) -> bool:
+    """Whether ``new`` is ``old`` defined again in ``__main__`` (a notebook cell or a script
+    run again after an edit): the same qualified name there, so it replaces ``old``."""
+    return getattr(old, "__module__", None) == getattr(
+        new, "__module__", None
+    ) == "__main__" and getattr(old, "__qualname__", None) == getattr(new, "__qualname__", None)
+
+
 def is_file_entry(entry: str) -> bool:
     """Whether ``entry`` names a ``.py`` file (rather than a module on ``sys.path``)."""
     return entry.endswith(".py") or "/" in entry or "\\" in entry

@@ -314,3 +314,34 @@ def test_a_width_a_builtin_model_ignores_is_refused(tmp_path: Path, model: str, 
     said = " ".join(result.output.split())
     assert f"model '{model}' ignores `width`" in said or f"model '{model}' has no width" in said
     assert not (tmp_path / "run").exists()
+
+
+def test_a_notebook_cell_run_again_replaces_what_it_registered():
+    """Running the cell that defines a strategy or a model again (after an edit) raised
+    "registered twice"; in __main__ the same qualified name is the same definition, so the
+    new one replaces the old. Another definition of a name is still refused."""
+    from fishermask.models import model_builder
+
+    cell = STRATEGY.format(name="cell_strategy") + textwrap.dedent(
+        """
+        from torch import nn
+        from fishermask.models import register_model
+        register_model("cell_model", lambda c, shape, w: nn.Linear(4, c))
+        """
+    )
+    from fishermask.strategies.registry import strategy_class
+
+    exec(cell, {"__name__": "__main__"})
+    builder = model_builder("cell_model")
+    again: dict = {"__name__": "__main__"}
+    exec(cell, again)  # the cell run again
+    assert strategy_class("cell_strategy") is again["LowestTop"]
+    assert model_builder("cell_model") is not builder  # the new lambda
+
+    class LowestTop(strategies.Strategy):  # the same name from another module: refused
+        name = "cell_strategy"
+
+    with pytest.raises(TypeError, match="registered twice"):
+        strategies.register(LowestTop)
+    with pytest.raises(TypeError, match="registered twice"):
+        exec(STRATEGY.format(name="entropy"), {"__name__": "__main__"})  # a built-in's name

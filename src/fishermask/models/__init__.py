@@ -21,6 +21,7 @@ from fishermask.models.dropout import has_dropout, mc_dropout
 from fishermask.models.module import ModuleClassifier
 from fishermask.models.resnet import ResNet18
 from fishermask.models.small import MLP, LinearHead, SmallCNN
+from fishermask.plugins import redefined
 
 # Each builder takes (num_classes, image_shape (Ch, H, W), width).
 Builder = Callable[[int, tuple[int, int, int], float], nn.Module]
@@ -44,7 +45,8 @@ def register_model(name: str, builder: Builder) -> Builder:
         raise TypeError(
             f"A model name must be a non-empty string without ':' or ','; got {name!r}."
         )
-    if name in _BUILDERS and _BUILDERS[name] is not builder:
+    old = _BUILDERS.get(name)
+    if old is not None and old is not builder and not redefined(old, builder):
         raise TypeError(f"Model name {name!r} is registered twice.")
     _BUILDERS[name] = builder
     return builder

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from fishermask.errors import ConfigError
+from fishermask.plugins import redefined
 from fishermask.strategies.base import Strategy
 from fishermask.validation import coerce_field
 
@@ -15,7 +16,8 @@ _REGISTRY: dict[str, type[Strategy]] = {}
 def register(cls: type[Strategy]) -> type[Strategy]:
     if not cls.name:
         raise TypeError(f"{cls.__qualname__} needs a non-empty `name`.")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+    old = _REGISTRY.get(cls.name)
+    if old is not None and old is not cls and not redefined(old, cls):
         raise TypeError(f"Strategy name {cls.name!r} is registered twice.")
     _REGISTRY[cls.name] = cls
     return cls
