@@ -113,3 +113,28 @@ def test_arguments_a_researcher_passes():
         fishermask.query(net, x, budget=2, seed=None, **args)
     with pytest.raises(ConfigError, match=r"`batch_size`=0, must be an integer >= 1"):
         fishermask.query(net, x, budget=2, batch_size=0, **args)
+
+
+def test_a_one_logit_head_is_refused():
+    """A binary classifier with one logit: softmax gave 1 for every image, so entropy, BADGE,
+    FisherMask and least confidence tied everywhere and picked the first images by position
+    (margin failed deep in torch). Refused, saying how to give the head two outputs."""
+    from fishermask.errors import ConfigError
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1))
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    for strategy in ("entropy", "margin", "fishermask"):
+        with pytest.raises(ConfigError, match=r"has 1 output; .*C >= 2.*softmax of \[0, z\]"):
+            fishermask.query(net, x, labeled=[0], labels=[0], budget=4, strategy=strategy)
+    # the two-output head the message describes: the same probabilities, and it works
+    fc = net[3]
+    two = nn.Linear(8, 2)
+    with torch.no_grad():
+        two.weight.copy_(torch.cat([torch.zeros_like(fc.weight), fc.weight]))
+        two.bias.copy_(torch.cat([torch.zeros_like(fc.bias), fc.bias]))
+    net2 = nn.Sequential(*net[:3], two)
+    with torch.no_grad():
+        xs = torch.randn(5, 1, 4, 4)
+        assert torch.allclose(net2(xs).softmax(1)[:, 1], torch.sigmoid(net(xs)[:, 0]))
+    res = fishermask.query(net2, x, labeled=[0], labels=[0], budget=4, strategy="entropy")
+    assert res.scores is not None and bool((res.scores > 0).all())

@@ -35,6 +35,15 @@ class ModuleClassifier(Classifier):
             )
         self.module = module
         self.classifier = linears[-1] if example is None else _head_of(module, linears, example)
+        if self.classifier.out_features < 2:
+            # softmax of one logit is 1 for every image: every score ties, picks by position
+            raise ConfigError(
+                f"the model's head (the nn.Linear that runs last) has "
+                f"{self.classifier.out_features} output; the strategies need one logit per "
+                "class (C >= 2). For a binary classifier with one logit z = fc(e), use a head "
+                "nn.Linear(D, 2) with weight [0; fc.weight] and bias [0, fc.bias]: softmax of "
+                "[0, z] is sigmoid(z), the same probabilities."
+            )
         self._feature_channels = (self.classifier.in_features,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
