@@ -134,3 +134,27 @@ def test_random_mask() -> None:
     assert mask_size(random_mask(model, 8)) == 8
     with pytest.raises(ConfigError, match="min_per_tensor"):
         random_mask(SHAPES, 5, min_per_tensor=2)
+
+
+def test_head_always_finds_a_head_registered_first_from_an_example() -> None:
+    """Without a `classifier` attribute, head_always gave the last matrix registered: for a
+    head registered before the body, a body layer, silently (a mask without the head)."""
+    from torch import nn
+
+    from fishermask.fisher import head_always
+
+    class HeadFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(6, 3)
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(8, 6), nn.ReLU())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x))
+
+    model = HeadFirst()
+    assert head_always(model) == ["body.1.weight"]  # registration order, as documented
+    assert head_always(model, example=torch.randn(4, 2, 2, 2)) == ["head.weight"]
+    model.train()
+    head_always(model, example=torch.randn(4, 2, 2, 2))
+    assert all(m.training for m in model.modules())  # its modes are left as they were

@@ -51,16 +51,22 @@ def default_always(names_and_shapes: Mapping[str, torch.Size | Sequence[int]]) -
     return matrices[-1:]
 
 
-def head_always(model: nn.Module) -> list[str]:
+def head_always(model: nn.Module, example: torch.Tensor | None = None) -> list[str]:
     """Standard mode's always-kept parameter for ``model``: its head's weight, by name.
 
     A model that names its head ``model.classifier`` (every fishermask ``Classifier``, and
     the adapter ``fishermask.query`` wraps a plain ``nn.Module`` in) gives that layer's
-    weight, wherever it is registered; any other model gives :func:`default_always` (the
-    last matrix in registration order).
+    weight, wherever it is registered. Otherwise, with ``example`` (a few inputs as the
+    model receives them), the weight of the ``nn.Linear`` that runs last on them, as
+    ``fishermask.query`` finds the head; without it, :func:`default_always` (the last matrix
+    in registration order, which is not the head when the head is registered first).
     """
     params = dict(model.named_parameters())
     head = getattr(model, "classifier", None)
+    if head is None and example is not None:
+        from fishermask.models.module import ModuleClassifier
+
+        head = ModuleClassifier(model, example=example).classifier
     weight = getattr(head, "weight", None)
     if isinstance(weight, torch.Tensor):
         names = [n for n, p in params.items() if p is weight]
