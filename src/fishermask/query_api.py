@@ -97,7 +97,9 @@ def query(
 
     Returns:
         :class:`QueryResult` ``(indices, scores)``; indices into ``images`` in the order
-        chosen; scores ``None`` for strategies that have none (FisherMask, BAIT, BADGE).
+        chosen; scores ``None`` for strategies that have none (random, FisherMask, BAIT,
+        TypiClust, ProbCover); for k-center and BADGE each pick's (squared, for BADGE)
+        distance to the nearest earlier center.
     """
     x = torch.as_tensor(images)
     if not (x.dtype == torch.uint8 or x.is_floating_point()):

@@ -151,6 +151,7 @@ def test_badge_first_pick_is_the_largest_gradient_embedding() -> None:
 def test_kmeans_pp_rejects_bad_k() -> None:
     with pytest.raises(ConfigError, match="`k`=0"):
         kmeans_pp_seeding(torch.ones(3, 2), 0)
-    with pytest.raises(ValueError, match="k=4 centers asked from 3 points"):
+    # a fishermask error, like k=0 (check_positive): it was a bare ValueError
+    with pytest.raises(ConfigError, match="k=4 centers asked from 3 points; k must be <= 3"):
         kmeans_pp_seeding(torch.ones(3, 2), 4)
     assert math.isfinite(float(kmeans_pp_seeding(torch.zeros(2, 2), 2)[1].sum()))

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fishermask.errors import check_positive
+from fishermask.errors import ConfigError, check_positive
 from fishermask.fisher.bait import last_layer_grads
 from fishermask.strategies.base import QueryContext, Selection, Strategy
 from fishermask.strategies.registry import register
@@ -98,7 +98,7 @@ def kmeans_pp_seeding(
     n = points.shape[0]
     check_positive("k", k)
     if k > n:
-        raise ValueError(f"k={k} centers asked from {n} points.")
+        raise ConfigError(f"k={k} centers asked from {n} points; k must be <= {n}.")
     a = points.to(torch.float64)  # [N, A]
     b = factor.to(torch.float64) if factor is not None else None  # [N, B]
     sq_a = a.square().sum(dim=1)
