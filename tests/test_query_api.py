@@ -138,3 +138,29 @@ def test_a_one_logit_head_is_refused():
         assert torch.allclose(net2(xs).softmax(1)[:, 1], torch.sigmoid(net(xs)[:, 0]))
     res = fishermask.query(net2, x, labeled=[0], labels=[0], budget=4, strategy="entropy")
     assert res.scores is not None and bool((res.scores > 0).all())
+
+
+def test_float_raw_pixels_are_refused():
+    """Float images holding 0..255 whole numbers (torch.tensor(uint8_array).float()) were
+    taken as already normalised and reached the model unscaled, silently."""
+    from fishermask.errors import ConfigError
+    from fishermask.training.augment import Normalizer
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0, 1], labels=[0, 1], budget=2, strategy="entropy")
+    raw_pixels = r"float\d\d but hold whole numbers in \[\d+, \d+\]: raw pixels"
+    for raw in (x.float(), x.double().numpy()):
+        with pytest.raises(ConfigError, match=raw_pixels):
+            fishermask.query(net, raw, **args)
+    as_is = Normalizer((0.0,), (1.0,))  # the escape the message names
+    assert len(fishermask.query(net, x.float(), normalizer=as_is, **args).indices) == 2
+    # normalised or [0, 1] floats, binary masks, features: fine
+    for ok in (
+        x.float() / 255,
+        (x.float() - 120) / 70,
+        (x > 128).float(),
+        torch.randn(20, 16, 1, 1),
+    ):
+        model = net if ok.shape[1] == 1 else nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        assert len(fishermask.query(model, ok, **args).indices) == 2

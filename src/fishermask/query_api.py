@@ -63,6 +63,22 @@ def _as_indices(name: str, values: Any, n: int) -> torch.Tensor:
     return t
 
 
+def _refuse_raw_pixels(x: torch.Tensor) -> None:
+    """Refuse float images that are whole numbers in 0..255 beyond 0/1: raw pixels
+    (``torch.tensor(uint8_array).float()``), which would reach the model unnormalised."""
+    if not x.numel():
+        return
+    hi, lo = float(x.max()), float(x.min())
+    if lo >= 0 and 1 < hi <= 255 and bool(torch.all(x == torch.round(x))):
+        raise ConfigError(
+            f"`images` are {x.dtype} but hold whole numbers in [{lo:g}, {hi:g}]: raw pixels, "
+            "which would reach the model unnormalised. Pass them as uint8 "
+            "(images.to(torch.uint8)) to be normalised per channel, normalise them as the "
+            "model expects, or pass normalizer=Normalizer((0.0,) * Ch, (1.0,) * Ch) "
+            "(fishermask.training.augment) to use them as they are."
+        )
+
+
 def query(
     model: nn.Module,
     images: torch.Tensor | np.ndarray,
@@ -127,6 +143,7 @@ def query(
         if x.dtype == torch.uint8:
             normalizer = Normalizer.fit(x)
         else:
+            _refuse_raw_pixels(x)
             normalizer = Normalizer((0.0,) * x.shape[1], (1.0,) * x.shape[1])
     if (
         isinstance(batch_size, bool)
