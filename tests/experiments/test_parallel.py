@@ -231,3 +231,28 @@ def test_ctrl_c_with_workers_stops_at_once_and_says_how_to_resume(tmp_path: Path
     assert 1 <= len(rows) < 2 * 4 * 4  # the committed rounds, not the whole run
     done = {(r["strategy"], r["seed"]) for r in rows}
     assert ("margin", "3") not in done  # queued last: cancelled before it started
+
+
+def test_a_failed_run_leaves_no_worker_running(tmp_path: Path) -> None:
+    """A worker still starting when a trial failed was not waited for: it outlived the run
+    and, once the caller had exited, printed a child traceback (SemLock._rebuild:
+    FileNotFoundError) after the one-line error."""
+    import multiprocessing as mp
+    from dataclasses import dataclass
+
+    from fishermask import strategies
+    from fishermask.errors import ConfigError
+
+    @dataclass(frozen=True)
+    class ParentOnly(strategies.Strategy):  # not registered in the workers: fails at once
+        name = "parent_only"
+
+        def query(self, ctx, budget):  # noqa: ANN001, ANN202
+            return strategies.Selection(ctx.pool.unlabeled[:budget])
+
+    strategies.register(ParentOnly)
+    raw = {**RAW, "strategies": ["parent_only"], "seeds": list(range(4))}
+    exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
+    with pytest.raises(ConfigError, match="'parent_only' is not registered in this worker"):
+        run_experiment(exp, tmp_path / "out", workers=2)
+    assert mp.active_children() == []

@@ -208,13 +208,21 @@ def _run_local(
             tick()
     except BaseException:
         stop.set()  # running trials stop at their next safe point
+        # the workers, before shutdown(wait=False) forgets them (then the final shutdown does
+        # not join them either)
+        procs = list((getattr(pool, "_processes", None) or {}).values())
         for fut in pending:
             fut.cancel()  # queued trials; wait() would never see them done if the pool did it
         pool.shutdown(wait=False, cancel_futures=True)
         try:
             wait([f for f in pending if not f.cancelled()])
+            # a worker still starting (importing torch) when a trial failed outlived the run
+            # and, once this process had exited and freed the stop event, printed its own
+            # traceback ("SemLock._rebuild ... FileNotFoundError") after the one-line error
+            for proc in procs:
+                proc.join(timeout=60)
         except KeyboardInterrupt:  # a second Ctrl-C: do not wait for the safe point
-            for proc in list(getattr(pool, "_processes", {}).values()):
+            for proc in procs:
                 proc.terminate()
         raise
     finally:
