@@ -121,6 +121,12 @@ def test_bad_options() -> None:
         BaitStrategy(scale="sqrt")
     with pytest.raises(ConfigError, match="sparsity"):
         strategies.get("fishermask", sparsity=0)
+    # one option per message: `lam` alone used to read "`lam`=-1.0 must be > 0 and
+    # `backward_steps`=1 >= 0", as if the default backward_steps were wrong too
+    with pytest.raises(ConfigError, match=r"^`lam`=-1.0, must be > 0 \(the ridge λ\)\.$"):
+        strategies.get("bait", lam=-1)
+    with pytest.raises(ConfigError, match=r"^`backward_steps`=-1, must be an integer >= 0\.$"):
+        strategies.get("bait", backward_steps=-1)
 
 
 def test_run_records_mask_profile(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fishermask.errors import ConfigError, check_choice
+from fishermask.errors import ConfigError, check_choice, check_positive
 from fishermask.fisher import (
     SCALES,
     Scale,
@@ -42,10 +42,9 @@ class BaitStrategy(Strategy):
 
     def __post_init__(self) -> None:
         check_choice("gradient scale", self.scale, SCALES)
-        if not self.lam > 0 or self.backward_steps < 0:
-            raise ConfigError(
-                f"`lam`={self.lam} must be > 0 and `backward_steps`={self.backward_steps} >= 0."
-            )
+        if not self.lam > 0:  # one message per option: the other one may be fine
+            raise ConfigError(f"`lam`={self.lam!r}, must be > 0 (the ridge λ).")
+        check_positive("backward_steps", self.backward_steps, allow_zero=True)
 
     def query(self, ctx: QueryContext, budget: int) -> Selection:
         unlabeled, labeled = ctx.pool.unlabeled, ctx.pool.labeled
