@@ -164,3 +164,17 @@ def test_float_raw_pixels_are_refused():
     ):
         model = net if ok.shape[1] == 1 else nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
         assert len(fishermask.query(model, ok, **args).indices) == 2
+
+
+def test_images_in_a_list_or_a_dataset_are_one_clear_line():
+    """A list of image tensors or a torch Dataset (which fishermask.run takes) stopped with
+    torch's "only integer tensors of a single element can be converted to an index"."""
+    from fishermask.errors import ConfigError
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0], labels=[0], budget=2, strategy="entropy")
+    for given, kind in ((list(x), "list"), (torch.utils.data.TensorDataset(x), "TensorDataset")):
+        with pytest.raises(ConfigError, match=rf"`images` is a {kind}; .*torch.stack"):
+            fishermask.query(net, given, **args)
+    assert len(fishermask.query(net, torch.stack(list(x)), **args).indices) == 2

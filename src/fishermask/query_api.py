@@ -117,6 +117,12 @@ def query(
         TypiClust, ProbCover); for k-center and BADGE each pick's (squared, for BADGE)
         distance to the nearest earlier center.
     """
+    if not isinstance(images, torch.Tensor | np.ndarray):
+        raise ConfigError(
+            f"`images` is a {type(images).__name__}; fishermask.query needs one tensor or NumPy "
+            "array [N, Ch, H, W]: torch.stack(images) for a list, or "
+            "torch.stack([ds[i][0] for i in range(len(ds))]) for a Dataset of (image, label)."
+        )
     x = torch.as_tensor(images)
     if not (x.dtype == torch.uint8 or x.is_floating_point()):
         # int64 0..255 (torch.tensor of a NumPy array) would go to the model as it is, unscaled
