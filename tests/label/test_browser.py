@@ -1032,3 +1032,43 @@ def test_a_class_added_and_renamed_while_the_page_is_open(project, browser):
         p.close()
     finally:
         stop_server(proc)
+
+
+def test_a_class_removed_while_the_page_is_open(project, browser):
+    """`label config --remove-class` with the page open: the page says so, the removed class's
+    key is refused (nothing saved, reload said), and after a reload it has no button."""
+    from selenium.webdriver.common.by import By
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+    from fishermask.label.project import Project
+
+    proc, wait = _open_page(project, browser)
+    try:
+        r = CliRunner().invoke(app, ["label", "config", str(project.dir), "--remove-class", "blue"])
+        assert r.exit_code == 0, r.output
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        wait.until(lambda d: "classes changed since this page was loaded" in message(d))
+        assert "(now: red, green)" in message(browser)
+        image_id = int(browser.find_element(By.ID, "image").get_attribute("data-image-id"))
+        browser.find_element(By.TAG_NAME, "body").send_keys("3")  # still "blue" on this page
+        wait.until(lambda d: "'blue' was removed" in message(d))
+        assert "reload the page" in message(browser)
+        p = Project(project.dir)
+        assert image_id not in p.store.current_labels()
+        browser.refresh()
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        buttons = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "button.class")]
+        assert buttons == ["1 red", "2 green"]
+        options = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#browse-class option")]
+        assert "blue" not in options
+        image_id = int(browser.find_element(By.ID, "image").get_attribute("data-image-id"))
+        browser.find_element(By.TAG_NAME, "body").send_keys("2")
+        wait.until(lambda d: message(d).startswith("saved"))
+        assert p.store.current_labels()[image_id] == 1
+        p.close()
+    finally:
+        stop_server(proc)

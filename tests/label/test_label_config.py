@@ -36,7 +36,7 @@ def test_without_options_prints_the_settings(project):
     lines = r.stdout.splitlines()
     assert "batch: 6" in lines and "model: cnn" in lines and "budget: none" in lines
     assert "image-size: 8x8 (fixed)" in lines
-    assert "classes: red,green,blue (--add-class, --rename-class)" in lines
+    assert "classes: red,green,blue (--add-class, --rename-class, --remove-class)" in lines
 
 
 def test_changes_are_written_recorded_and_used_from_the_next_round(project):

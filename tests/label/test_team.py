@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from fishermask.errors import ConfigError
-from fishermask.label.store import SCHEMA_VERSION, BatchNotDone, NotYours, RoundBusy, Store
+from fishermask.label.store import (
+    SCHEMA_SINCE,
+    SCHEMA_VERSION,
+    BatchNotDone,
+    NotYours,
+    RoundBusy,
+    Store,
+)
 from tests.label.conftest import make_folder, make_store
 
 DATA = Path(__file__).parent / "data"
@@ -52,7 +59,7 @@ def test_a_schema_1_project_is_migrated_with_its_history(tmp_path):
     con.close()
 
     s = Store(proj / "project.sqlite")
-    assert SCHEMA_VERSION == 3 and s.get_meta("schema_version") == 3  # through 2
+    assert SCHEMA_VERSION == 4 and s.get_meta("schema_version") == 4  # through 2 and 3
     rows = s.history()
     assert [(r.id, r.image_id, r.kind, r.class_id, r.undoes, r.source, r.client) for r in rows] == [
         r[:7] for r in before
@@ -79,12 +86,12 @@ def test_two_processes_migrating_at_once_migrate_once(tmp_path, capfd):
     proj = _v1_project(tmp_path)
     a = Store(proj / "project.sqlite")
     assert "upgraded" in capfd.readouterr().err
-    con = sqlite3.connect(proj / "project.sqlite")  # an old reader's view: version 3 now
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
+    con = sqlite3.connect(proj / "project.sqlite")  # an old reader's view: version 4 now
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("4",)
     con.close()
     a._migrate(1)  # a second process that read version 1 before the first committed
     b = Store(proj / "project.sqlite")
-    assert b.get_meta("schema_version") == 3
+    assert b.get_meta("schema_version") == 4
     assert capfd.readouterr().err == ""  # announced by the process that upgraded, once
     a.close()
     b.close()
@@ -120,7 +127,7 @@ def test_a_schema_2_project_is_migrated_and_its_rounds_say_who_is_not_recorded(t
     con.close()
 
     s = Store(proj / "project.sqlite")
-    assert s.get_meta("schema_version") == 3
+    assert s.get_meta("schema_version") == 4
     rows = s.rounds()
     assert [(r["id"], r["strategy"], r["started_by"]) for r in rows] == [
         (1, "fishermask", None),
@@ -455,19 +462,74 @@ def test_labelstudio_import_of_an_unattributed_label_keeps_the_annotators(projec
     assert _who_labeled_what(project)["red/002.png"] == ("red", "bob")
 
 
+def _v3_project(tmp_path: Path) -> Path:
+    """The project that main's code before schema 4 wrote (tests/label/data/project_v3.sql, a
+    dump of it: 6 images; the cold-start round; red/000, green/000 and blue/000 labeled with
+    their folder's class; class blue renamed navy), over the same images made again here."""
+    folder = make_folder(tmp_path / "images", per_class=2)
+    proj = tmp_path / "v3"
+    proj.mkdir()
+    con = sqlite3.connect(proj / "project.sqlite")
+    con.executescript((DATA / "project_v3.sql").read_text())
+    con.execute(
+        "UPDATE meta SET value = ? WHERE key = 'image_root'", (json.dumps(str(folder.resolve())),)
+    )
+    con.commit()
+    con.close()
+    return proj
+
+
+def test_a_schema_3_project_is_migrated_with_no_class_removed(tmp_path):
+    """Schema 4 marks removed classes (classes.removed): every class of an older project is
+    current, keeps its id and name, and can be removed once its labels are gone."""
+    proj = _v3_project(tmp_path)
+    con = sqlite3.connect(proj / "project.sqlite")
+    labels = con.execute("SELECT * FROM labels ORDER BY id").fetchall()
+    assert "removed" not in {r[1] for r in con.execute("PRAGMA table_info(classes)")}
+    con.close()
+
+    s = Store(proj / "project.sqlite")
+    assert s.get_meta("schema_version") == 4
+    assert s.classes() == ["red", "green", "navy"] and s.removed_classes() == set()
+    assert [tuple(r) for r in s.query("SELECT * FROM labels ORDER BY id")] == labels
+    assert s.former_class_names() == {"blue": 2}
+    s.close()
+    r = _run("config", proj, "--remove-class", "navy")
+    assert r.exit_code == 2 and "1 image still carries it" in r.stderr, r.output
+    r = _run("config", proj, "--remove-class", "green")
+    assert r.exit_code == 2 and "1 image still carries it" in r.stderr, r.output
+    (proj / "fix.csv").write_text("path,label\nblue/000.png,red\n")
+    assert _run("add", proj, proj / "fix.csv").exit_code == 0
+    r = _run("config", proj, "--remove-class", "navy")
+    assert r.exit_code == 0, r.output
+    assert json.loads(_run("status", proj).stdout)["classes"] == ["red", "green"]
+
+
+def test_a_fishermask_before_schema_4_refuses_a_project_it_would_misread(tmp_path, monkeypatch):
+    """A reader of schema 3 would take a removed class for a current one (its key on the page,
+    labels accepted, the cold start waiting for it): it refuses the project instead."""
+    from fishermask.label import store as store_module
+
+    proj = _v3_project(tmp_path)
+    Store(proj / "project.sqlite").close()  # upgraded to 4
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 3)  # the check of a schema-3 reader
+    with pytest.raises(ConfigError, match="written by a newer fishermask"):
+        store_module.Store(proj / "project.sqlite")
+
+
 def test_the_upgrade_is_announced_once_on_stderr(tmp_path, capfd):
     """Opening an older project upgraded it for good, silently: an older fishermask then
     refused it ('written by a newer fishermask') and nobody had been told why."""
     notice = (
-        "fishermask older than 0.1.0 of 2026-12-01 17:58 UTC cannot open it any more (it "
+        f"fishermask older than {SCHEMA_SINCE[4]} cannot open it any more (it "
         "refuses it: 'written by a newer fishermask')."
     )
-    for old, make in ((1, _v1_project), (2, _v2_project)):
+    for old, make in ((1, _v1_project), (2, _v2_project), (3, _v3_project)):
         (tmp_path / str(old)).mkdir()
         db = make(tmp_path / str(old)) / "project.sqlite"
         Store(db).close()
         assert capfd.readouterr().err.splitlines() == [
-            f"upgraded {db} from schema {old} to 3; {notice}"
+            f"upgraded {db} from schema {old} to 4; {notice}"
         ]
         Store(db).close()  # upgraded already: nothing to say
         assert capfd.readouterr().err == ""
@@ -475,5 +537,5 @@ def test_the_upgrade_is_announced_once_on_stderr(tmp_path, capfd):
     (tmp_path / "cli").mkdir()
     r = _run("status", _v1_project(tmp_path / "cli"))
     assert r.exit_code == 0, r.output
-    assert f"from schema 1 to 3; {notice}" in r.stderr
+    assert f"from schema 1 to 4; {notice}" in r.stderr
     assert json.loads(r.stdout)["labeled"] == 2

@@ -30,7 +30,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,10 +65,14 @@ def thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return t
 
 
-def label_issues(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def label_issues(
+    probs: np.ndarray, labels: np.ndarray, never: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """The confident-learning rule (module docstring): ``(flagged [N] bool, suggested [N]
-    int, -1 where not flagged)``. ``probs``: out-of-fold ``[N, C]``; ``labels``: ``[N]``."""
+    int, -1 where not flagged)``. ``probs``: out-of-fold ``[N, C]``; ``labels``: ``[N]``;
+    ``never``: classes never suggested (removed since the check)."""
     t = thresholds(probs, labels)  # [C]
+    t[list(never)] = np.inf
     above = probs >= t[None, :]  # [N, C]
     above[np.arange(len(labels)), labels] = False  # another class than the given one
     flagged = above.any(axis=1)  # [N]
@@ -242,6 +246,7 @@ class Check:
     probs: dict[int, np.ndarray]
     flagged: dict[int, bool]
     suggested: dict[int, int]
+    removed: list[int] = field(default_factory=list)  # class ids removed when it was read
 
     @property
     def when(self) -> str:
@@ -270,15 +275,19 @@ _READ: dict[str, Check] = {}
 
 
 def latest_check(project: Project) -> Check | None:
-    """The latest finished check of the project, with the rule applied, or None."""
+    """The latest finished check of the project, with the rule applied, or None. A class
+    removed since the check (``label config --remove-class``) is dropped from its
+    probabilities (the others renormalised), so it is never suggested."""
     info = project.store.latest_check()
     if info is None:
         return None
     key = str(project.store.path)
     kept = _READ.get(key)
-    if kept is not None and (kept.info["id"], kept.info["started"]) == (
+    removed = sorted(project.store.removed_classes())
+    if kept is not None and (kept.info["id"], kept.info["started"], kept.removed) == (
         info["id"],
         info["started"],
+        removed,
     ):
         return kept
     rows = project.store.check_probs(info["id"])
@@ -286,8 +295,12 @@ def latest_check(project: Project) -> Check | None:
         return None
     ids = [r["image_id"] for r in rows]
     probs = np.array([r["probs"] for r in rows], dtype=np.float64)  # [N, C]
+    gone = [c for c in removed if c < probs.shape[1]]
+    if gone:
+        probs[:, gone] = 0.0
+        probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
     labels = np.array([r["label"] for r in rows], dtype=np.int64)  # [N]
-    flagged, suggested = label_issues(probs, labels)
+    flagged, suggested = label_issues(probs, labels, gone)
     _READ[key] = Check(
         info=info,
         label_id={r["image_id"]: r["label_id"] for r in rows},
@@ -296,6 +309,7 @@ def latest_check(project: Project) -> Check | None:
         probs=dict(zip(ids, probs, strict=True)),
         flagged=dict(zip(ids, flagged.tolist(), strict=True)),
         suggested=dict(zip(ids, suggested.tolist(), strict=True)),
+        removed=removed,
     )
     return _READ[key]
 

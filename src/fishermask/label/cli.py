@@ -1086,8 +1086,8 @@ def revisit(
 _FIXED = {
     "image_size": "the decoded images and every saved model are at this size",
     "classes": "every label and saved model refers to the classes by position; add one with "
-    "--add-class NAME, rename one with --rename-class OLD=NEW (a class cannot be removed: "
-    "relabel its images with `label add`)",
+    "--add-class NAME, rename one with --rename-class OLD=NEW, remove one nobody's label "
+    "carries with --remove-class NAME (relabel its images with `label add` first)",
     "images": "every image and label refers to a path under this folder",
 }
 
@@ -1112,7 +1112,12 @@ def _settings_lines(p: Any) -> list[str]:
         f"width: {s['width']}",
         f"import: {names(s.get('imports'))}",
         f"image-size: {h}x{w} (fixed)",
-        f"classes: {','.join(p.classes)} (--add-class, --rename-class)",
+        f"classes: {','.join(p.current_classes)} (--add-class, --rename-class, --remove-class)",
+        *(
+            [f"removed classes: {','.join(p.classes[i] for i in sorted(p.removed))}"]
+            if p.removed
+            else []
+        ),
         f"images: {s['image_root']} (fixed)",
     ]
 
@@ -1161,6 +1166,14 @@ def config(
             help="Rename a class, OLD=NEW (repeatable); its labels follow the new name.",
         ),
     ] = None,
+    remove_class: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--remove-class",
+            help="Remove a class that no image's label carries any more (repeatable, or a "
+            "comma list): after merging it into another with `label add`.",
+        ),
+    ] = None,
     images: Annotated[
         Path | None, typer.Option(help="Cannot change (refused with what to do instead).")
     ] = None,
@@ -1201,7 +1214,12 @@ def config(
     try:
         p = _open(project)
         p.recover()
-        if all(v is None for v in changes.values()) and not add_class and not rename_class:
+        if (
+            all(v is None for v in changes.values())
+            and not add_class
+            and not rename_class
+            and not remove_class
+        ):
             for line in _settings_lines(p):
                 console.print(line, highlight=False, soft_wrap=True)
             n = len(p.store.settings_history())
@@ -1209,7 +1227,11 @@ def config(
                 _say(f"{n} change(s) since init (table settings_history).")
             return
         diff = p.configure(
-            **changes, add_classes=add_class or (), rename_classes=rename_class or (), say=_say
+            **changes,
+            add_classes=add_class or (),
+            rename_classes=rename_class or (),
+            remove_classes=remove_class or (),
+            say=_say,
         )
     except FishermaskError as e:
         _fail(str(e))
@@ -1224,8 +1246,11 @@ def config(
         if key == "classes":
             _print_class_change(p, old, new)
             continue
+        if key == "removed_classes":
+            _print_class_removal(p, [c for c in new if c not in old])
+            continue
         console.print(f"{key.replace('_', '-')}: {old} -> {new}", highlight=False, soft_wrap=True)
-    if set(diff) - {"classes"}:  # the class names apply at once (the labels are by class id)
+    if set(diff) - {"classes", "removed_classes"}:  # the classes apply at once
         console.print(
             "the new settings take effect from the next round (label next / label train / "
             "'next batch' on the page).",
@@ -1257,6 +1282,20 @@ def _print_class_change(p: Any, old: list[str], new: list[str]) -> None:
         f"label{'' if need == 1 else 's'} (--min-per-class); `label add` gives labels you "
         "already know."
     )
+
+
+def _print_class_removal(p: Any, removed: list[str]) -> None:
+    """What ``label config --remove-class`` changed."""
+    console.print(
+        f"classes removed: {', '.join(removed)} (now: {', '.join(p.current_classes)})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if p.store.last_good_round(with_model=True) is not None:
+        _say(
+            "the latest model keeps an output for them, at probability 0: it never guesses or "
+            "predicts them; the next retrain learns the remaining classes only."
+        )
 
 
 @label_app.command("predict")

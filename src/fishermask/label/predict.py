@@ -390,7 +390,8 @@ def predict_project(
     """
     from fishermask.data.progress import progress_bar
 
-    check_options(which, min_prob, top, len(project.classes))
+    project.reload_classes()
+    check_options(which, min_prob, top, len(project.current_classes))
     model_info, model, norm = committed_classifier(project)
     project.check_intact()
     x, ids = project.images()
@@ -406,17 +407,28 @@ def predict_project(
         probs = probabilities(
             model, norm, x, positions, advance=advance, num_classes=len(project.classes)
         )  # [N, C]
+    removed = sorted(project.removed)
+    if removed:  # a class removed since (label config --remove-class): dropped, renormalised
+        probs[:, removed] = 0.0
+        probs /= probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
     out = Predictions(
         model=model_info,
         which=which,
         min_prob=min_prob,
         top=top,
-        classes=list(project.classes),
+        classes=list(project.current_classes),
         considered=len(rows),
-        added_since=list(project.classes[model_info.num_classes :]),
+        added_since=[
+            c
+            for i, c in enumerate(project.classes)
+            if i >= model_info.num_classes and i not in project.removed
+        ],
     )
     if rows:
-        values, classes = probs.topk(top, dim=1)  # [N, K]
+        # the removed classes' columns sort last (below an added class's 0): top K (at most
+        # the current classes) never names one
+        ranked = probs.index_fill(1, torch.tensor(removed, dtype=torch.int64), -1.0)
+        values, classes = ranked.topk(top, dim=1)  # [N, K]
         for r, pv, cv in zip(rows, values.tolist(), classes.tolist(), strict=True):
             best = [
                 {"class": project.classes[c], "prob": round(p, DECIMALS)}
@@ -470,6 +482,19 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
     else:
         why = m.get("method") or "not estimated"
     channels, h, w = (int(v) for v in state["image_shape"])
+    project.reload_classes()
+    n_out = len(state["classes"])
+    # a class removed since it was trained (label config --remove-class): its output is cut
+    # from the final layer, so the exported model has the current classes' outputs only and
+    # never names it (the project's own model keeps the output, at probability 0)
+    keep = [i for i in range(n_out) if i not in project.removed]
+    weights = state["model"]
+    if len(keep) < n_out:
+        idx = torch.tensor(keep)
+        weights = dict(weights)
+        for k in ("classifier.weight", "classifier.bias"):
+            if k in weights:
+                weights[k] = weights[k].index_select(0, idx)
     info = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
@@ -477,9 +502,11 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
         "width": float(state["width"]),
         # the project's names now (a class renamed since the training is named as it is now;
         # classes keep their ids): the model's outputs are the project's first classes
-        "classes": list(project.classes[: len(state["classes"])]),
+        "classes": [project.classes[i] for i in keep],
         # classes of the project the model has no output for (added after it was trained)
-        "classes_added_since": list(project.classes[len(state["classes"]) :]),
+        "classes_added_since": [
+            c for i, c in enumerate(project.classes) if i >= n_out and i not in project.removed
+        ],
         "image_size": [h, w],
         "channels": channels,
         "normalizer": {
@@ -518,7 +545,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
 
     with new_folder(out, durable=True) as tmp:  # all of it or nothing, also after a crash
         with open(tmp / "model.pt", "wb") as f:
-            torch.save({"model": state["model"]}, f)
+            torch.save({"model": weights}, f)
             _to_disk(f)
         info["weights_sha256"] = imgs.file_sha256(tmp / "model.pt")
         info[DESCRIPTION_KEY] = description_sha256(info)

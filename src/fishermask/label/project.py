@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,7 +112,11 @@ def check_class_name(name: str) -> None:
 
 
 def parse_class_changes(
-    add: Sequence[str], rename: Sequence[str], current: Sequence[str], former: dict[str, int]
+    add: Sequence[str],
+    rename: Sequence[str],
+    current: Sequence[str],
+    former: dict[str, int],
+    removed: Collection[str] = (),
 ) -> list[str]:
     """The class list after ``label config --add-class`` (``add``: names, each entry may be a
     comma list) and ``--rename-class`` (``rename``: ``OLD=NEW`` each) on the ``current``
@@ -122,19 +126,24 @@ def parse_class_changes(
     A class keeps its id (its position): added classes come after the others, a rename
     changes only the name. A name a class had before is never given to another class (a
     page or script still using it would label the wrong class); renaming a class back to
-    its own earlier name is allowed.
+    its own earlier name is allowed. ``removed``: the names of removed classes (in
+    ``current``, which lists every class by id): not renamed, and their names are not given
+    to another class.
     """
+    live = [c for c in current if c not in removed]
     new = list(current)
     taken: dict[str, str] = {}  # new name -> the option that gave it
     renamed: set[int] = set()
     for entry in rename:
         olds = [
-            entry[:k] for k in range(len(entry)) if entry[k] == "=" and entry[:k].strip() in current
+            entry[:k] for k in range(len(entry)) if entry[k] == "=" and entry[:k].strip() in live
         ]
         if not olds:
+            gone = [n for n in removed if entry.startswith(n + "=")]
             raise ConfigError(
                 f"--rename-class {entry!r}: give OLD=NEW with OLD one of the project's classes "
-                f"({', '.join(current)})."
+                f"({', '.join(live)})"
+                + (f"; class {gone[0]!r} was removed (--remove-class)." if gone else ".")
             )
         if len(olds) > 1:
             raise ConfigError(
@@ -166,6 +175,11 @@ def parse_class_changes(
             continue  # unchanged
         what = taken[name]
         check_class_name(name)
+        if name in removed:
+            raise ConfigError(
+                f"{what}: {name!r} is the name of a removed class (--remove-class); a page, "
+                "script or CSV still using it would label the new class: choose another name."
+            )
         if new.count(name) > 1:
             raise ConfigError(
                 f"{what}: {name!r} would name two classes; class names must be unique (a class "
@@ -499,7 +513,9 @@ class Project:
                 "before any image was added); run `fishermask label init` on it again."
             )
         self.settings = self.store.meta()
-        self.classes = self.store.classes()
+        self.classes: list[str] = []
+        self.removed: frozenset[int] = frozenset()
+        self.reload_classes()
         # (key of the images table they are of, images, ids): one attribute, replaced whole, so
         # a server thread never pairs the images of one scan with the ids of another
         self._decoded: tuple[int, torch.Tensor, list[int]] | None = None
@@ -655,12 +671,51 @@ class Project:
         return self.settings
 
     def reload_classes(self) -> list[str]:
-        """Re-read the class names (``label config --add-class/--rename-class`` may have
-        changed them in another process). Classes are only appended or renamed, never removed
-        or reordered, so a list read earlier names every class id it holds correctly, apart
-        from a rename since."""
-        self.classes = self.store.classes()
+        """Re-read the class names and the removed classes (``label config --add-class /
+        --rename-class / --remove-class`` may have changed them in another process).
+        ``classes`` lists every class by id, removed ones included (a removed class keeps its
+        id and name: never reordered), so a list read earlier names every class id it holds
+        correctly, apart from a rename since; :attr:`current_classes` leaves the removed ones
+        out."""
+        with self.store.snapshot():
+            classes = self.store.classes()
+            removed = frozenset(self.store.removed_classes())
+        self.classes, self.removed = classes, removed
         return self.classes
+
+    @property
+    def current_classes(self) -> list[str]:
+        """The classes a label may be given, by id: every class but the removed ones (the
+        page's keys, the cold start, the exports, the status)."""
+        return [c for i, c in enumerate(self.classes) if i not in self.removed]
+
+    def removed_hint(self, name: str) -> str:
+        """``" (class 'NAME' was removed ...)"`` when ``name`` is a removed class, else ``""``."""
+        if name in self.classes and self.classes.index(name) in self.removed:
+            return (
+                f" (class {name!r} was removed by `fishermask label config --remove-class`; "
+                "its images were given other classes)"
+            )
+        return ""
+
+    def mask_removed(self, model: Classifier) -> Classifier:
+        """Make ``model`` never give a removed class any probability: its final layer's
+        output for each class removed (read at every pass, so a long-lived server's cached
+        model follows a removal) is set to -1e4, i.e. probability 0 after softmax and the
+        others renormalised; in training that output gets no gradient. The weights and the
+        state dict keep every class's output, so every class id stays the model's index."""
+
+        def hook(module: Any, inputs: Any, out: torch.Tensor) -> torch.Tensor:
+            import torch
+
+            ids = [i for i in self.removed if i < out.shape[-1]]
+            if not ids:
+                return out
+            idx = torch.tensor(sorted(ids), device=out.device)
+            return out.index_fill(-1, idx, -1e4)
+
+        model.classifier.register_forward_hook(hook)
+        return model
 
     def configure(
         self,
@@ -677,6 +732,7 @@ class Project:
         imports: Sequence[str] | None = None,
         add_classes: Sequence[str] = (),
         rename_classes: Sequence[str] = (),
+        remove_classes: Sequence[str] = (),
         say: Callable[[str], None] = lambda s: None,
     ) -> dict[str, list[Any]]:
         """Change settings (None: keep); validated as at init, written with a history row in
@@ -685,12 +741,23 @@ class Project:
         ``add_classes`` (names, or comma lists of them) appends classes, ``rename_classes``
         (``OLD=NEW`` each) renames them (:func:`parse_class_changes`): every class keeps its id,
         so labels keep their class and a model trained before knows the first classes (one
-        added since gets probability 0 until the next retrain). Refused while a round is
-        running (that round and its worker use the settings it started with). Image size and
-        the image folder cannot change here, nor can a class be removed: the decoded images,
-        saved models and labels depend on them.
+        added since gets probability 0 until the next retrain). ``remove_classes`` (names, or
+        comma lists) marks classes removed (:meth:`Store.change_settings`): refused while an
+        image still carries one as its label, or when fewer than 2 classes would stay; a
+        removed class keeps its id and name, and from then on is offered, counted, predicted
+        and exported nowhere. Refused while a round is running (that round and its worker use
+        the settings it started with), a removal also while a label check runs. Image size and
+        the image folder cannot change here: the decoded images and saved models depend on
+        them.
         """
-        from fishermask.label.store import RoundBusy
+        from fishermask.label.store import CheckRunning, RoundBusy
+
+        remove = [n.strip() for entry in remove_classes for n in entry.split(",")]
+        for entry in remove_classes:
+            if any(not n.strip() for n in entry.split(",")):
+                raise ConfigError(
+                    f"--remove-class {entry!r} has an empty class name; use e.g. car or car,van."
+                )
 
         cur = self.reload_settings()
         specs = (cur.get("imports") or []) if imports is None else label_imports.resolve(imports)
@@ -715,10 +782,17 @@ class Project:
             if imports is not None:  # the current strategy may be one the old imports gave
                 parse_strategy(sname, specs)
         names = self.reload_classes()
+        removed = [self.classes[i] for i in self.removed]
         if add_classes or rename_classes:  # checked here for one line before the transaction
             names = parse_class_changes(
-                add_classes, rename_classes, names, self.store.former_class_names()
+                add_classes, rename_classes, names, self.store.former_class_names(), removed
             )
+        for name in remove:
+            if name in add_classes or any(r.split("=")[-1].strip() == name for r in rename_classes):
+                raise ConfigError(
+                    f"--remove-class {name!r}: a class added or renamed in the same command; "
+                    "remove it in a later `label config`."
+                )
         if (
             strategy is not None
             or model is not None
@@ -741,17 +815,19 @@ class Project:
 
         def classes(current: list[str], former: dict[str, int]) -> list[str]:
             # again in the transaction: another `label config` may have changed them since
-            return parse_class_changes(add_classes, rename_classes, current, former)
+            return parse_class_changes(add_classes, rename_classes, current, former, removed)
 
         try:
             diff = self.store.change_settings(
-                new, classes if add_classes or rename_classes else None
+                new, classes if add_classes or rename_classes else None, remove=remove
             )
         except RoundBusy as busy:
             raise ConfigError(
                 f"round {busy.args[0]} is running; change the settings when it has finished "
                 "(they take effect from the next round)."
             ) from None
+        except CheckRunning as exc:
+            raise ConfigError(f"--remove-class: {exc}") from None
         self.reload_settings()
         return diff
 
@@ -776,13 +852,14 @@ class Project:
         return resolve_cache_dir(self.settings.get("cache_dir"))
 
     def class_id(self, name: str) -> int:
-        try:
-            return self.classes.index(name)
-        except ValueError:
+        """The id of the current class ``name`` (a removed class is refused, named so)."""
+        if name not in self.current_classes:
             raise ConfigError(
-                f"label {name!r} is not one of the project's classes: {', '.join(self.classes)}"
-                f"{self.renamed_hint(name)}."
-            ) from None
+                f"label {name!r} is not one of the project's classes: "
+                f"{', '.join(self.current_classes)}"
+                f"{self.renamed_hint(name)}{self.removed_hint(name)}."
+            )
+        return self.classes.index(name)
 
     def renamed_hint(self, name: str) -> str:
         """``" ('OLD' was renamed to 'NEW')"`` when ``name`` was a class's name before a
@@ -1195,7 +1272,11 @@ class Project:
             "labeled": n["labeled"],
             "skipped": n["skipped"],
             "unsure": n["unsure"],
-            "per_class": {c: n["per_class"].get(i, 0) for i, c in enumerate(self.classes)},
+            "per_class": {
+                c: n["per_class"].get(i, 0)
+                for i, c in enumerate(self.classes)
+                if i not in self.removed
+            },
             "budget": self.settings.get("budget"),
         }
 
@@ -1243,10 +1324,11 @@ class Project:
                 errors.append(f"row {i}: {ref!r} is not an image of this project")
                 unknown = True
                 continue
-            if label not in self.classes:
+            if label not in self.current_classes:
                 errors.append(
-                    f"row {i}: label {label!r} is not one of {', '.join(self.classes)}"
+                    f"row {i}: label {label!r} is not one of {', '.join(self.current_classes)}"
                     + self.renamed_hint(label)
+                    + self.removed_hint(label)
                 )
                 continue
             cid = self.classes.index(label)
@@ -1364,12 +1446,14 @@ class Project:
 
         self.load_imports()
         torch.manual_seed(derive_seed(int(self.settings["seed"]), round_id * 8 + purpose, "init"))
-        return build_model(
+        built = build_model(
             model or self.settings["model"],
             len(self.classes) if num_classes is None else num_classes,
             (self.channels, *self.image_size),
             float(self.settings["width"] if width is None else width),
         )
+        # a removed class keeps its output (its id stays the index) at probability 0
+        return self.mask_removed(built)
 
     def strategy(self) -> strategies.Strategy:
         from fishermask import strategies
@@ -1550,7 +1634,7 @@ class Project:
             num_classes=len(state["classes"]),
         )
         try:
-            if len(state["classes"]) > len(self.classes):  # classes are never removed
+            if len(state["classes"]) > len(self.classes):  # ids are never dropped
                 raise RuntimeError("more classes than the project's")
             model.load_state_dict(state["model"])
         except RuntimeError:  # weights of another shape: damaged, or another project's file
@@ -1737,12 +1821,24 @@ class Project:
             return [], left, {}
         counts = torch.bincount(lab_y, minlength=len(self.classes)).tolist()
         need = int(self.settings["min_per_class"])
-        lacking = [f"{c}: {k}" for c, k in zip(self.classes, counts, strict=True) if k < need]
+        lacking = [
+            f"{c}: {k}"
+            for i, (c, k) in enumerate(zip(self.classes, counts, strict=True))
+            if k < need and i not in self.removed
+        ]
         gen = generator(int(self.settings["seed"]), round_id, "query")
         info: dict[str, Any] = {}
         # a model trained before `label config --add-class`: its uncertainty is over the
         # classes it knew, and the strategies' labels may name one it has no output for
-        unknown = self.classes[model.num_classes :] if model is not None else []
+        unknown = (
+            [
+                c
+                for i, c in enumerate(self.classes)
+                if i >= model.num_classes and i not in self.removed
+            ]
+            if model is not None
+            else []
+        )
         if lacking or model is None or unknown:
             if model is not None:
                 _, feats = predict(model, x, norm, embeddings=True)
@@ -1814,13 +1910,15 @@ class Project:
 
         probs, _ = predict(model, x, norm)
         # [N, C'] where C' < C for a model trained before classes were added: those are
-        # never guessed (their probability is 0)
-        top = probs.cpu().topk(min(3, probs.shape[1]), dim=1)
+        # never guessed (their probability is 0); a removed class (probability 0 too, see
+        # mask_removed) is never named
+        top = probs.cpu().topk(min(3 + len(self.removed), probs.shape[1]), dim=1)
         return [
             [
                 {"label": self.classes[int(c)], "prob": round(float(p), 4)}
                 for p, c in zip(pv, cv, strict=True)
-            ]
+                if int(c) not in self.removed
+            ][:3]
             for pv, cv in zip(top.values, top.indices, strict=True)
         ]
 
@@ -1914,7 +2012,9 @@ class Project:
             counts = acc["per_class"]
             acc = acc | {
                 "per_class_by_name": {
-                    c: counts[i] if i < len(counts) else 0 for i, c in enumerate(self.classes)
+                    c: counts[i] if i < len(counts) else 0
+                    for i, c in enumerate(self.classes)
+                    if i not in self.removed
                 }
             }
         queue_round = next((r for r in reversed(rounds) if r["status"] == "done"), None)
@@ -1923,7 +2023,7 @@ class Project:
             **self._counts(n),
             "annotators": n["annotators"],
             "disagreements": n["disagreements"],
-            "classes": self.classes,
+            "classes": self.current_classes,
             "round": None
             if latest is None
             else {
@@ -2008,6 +2108,7 @@ class Project:
             for old, i in self.store.former_class_names().items()
             if i < len(classes)
         }
+        gone = {classes[i] for i in self.removed}
         out = []
         for q in queue:
             cur = current.get(q["image_id"])
@@ -2031,8 +2132,11 @@ class Project:
                     "score": q["score"],
                     # stored with the names of when the batch was chosen: a class renamed
                     # since is given its name now (confirming the guess labels that class)
+                    # a class removed since is left out
                     "guesses": [
-                        g | {"label": renamed.get(g["label"], g["label"])} for g in q["guesses"]
+                        g | {"label": renamed.get(g["label"], g["label"])}
+                        for g in q["guesses"]
+                        if renamed.get(g["label"], g["label"]) not in gone
                     ],
                     "state": state,
                     "earlier": earlier,
@@ -2184,15 +2288,16 @@ class Project:
             sel = [id_pos[i] for i, _, _ in rows]
             arrays = {
                 "x": x[sel].numpy() if sel else x[:0].numpy(),
-                "y": np.array([self.classes.index(c) for _, _, c in rows], dtype=np.int64),
+                # the current classes only (a removed one has no label): y indexes them
+                "y": np.array([self.current_classes.index(c) for _, _, c in rows], dtype=np.int64),
                 "paths": np.array([p for _, p, _ in rows], dtype=str),
-                "classes": np.array(self.classes, dtype=str),
+                "classes": np.array(self.current_classes, dtype=str),
             }
             write_atomic(out, lambda f: np.savez(f, **arrays))
             return len(rows)
         # imagefolder: built beside the target, then renamed into place
         with new_folder(out) as tmp:
-            for c in self.classes:
+            for c in self.current_classes:  # a removed class has no folder
                 (tmp / c).mkdir()
             used: set[tuple[str, str]] = set()
             stored = {r.id: r.sha256 for r in self.store.images()}

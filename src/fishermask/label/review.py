@@ -27,7 +27,7 @@ Shapes: N images, C classes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -97,6 +97,17 @@ class LabelProbabilities:
                 for i, p in zip(todo, probs, strict=True):
                     self._probs[i] = (sha[i], p)
             return info, {i: self._probs[i][1] for i in image_ids if i in self._probs}
+
+
+def drop_removed(probs: np.ndarray, removed: Collection[int]) -> np.ndarray:
+    """``probs`` ``[C]`` with the removed classes' probability 0 and the others renormalised
+    (a model trained before ``label config --remove-class`` still has their outputs)."""
+    gone = [c for c in removed if c < len(probs)]
+    if not gone:
+        return probs
+    out = np.array(probs, dtype=np.float64)
+    out[gone] = 0.0
+    return out / max(float(out.sum()), 1e-12)
 
 
 def check_query(
@@ -191,18 +202,25 @@ def labeled_page(
             )
         except (ConfigError, DataError) as exc:
             why = f"newest first: the model cannot rank the labels now: {exc}"
-        if check is not None and checked:
+        if project.removed:  # a class removed since the model was trained: never named
+            p = {i: drop_removed(v, project.removed) for i, v in p.items()}
+        if check is not None and checked:  # (the check's drop the removed classes already)
             p = dict(p) | {i: check.probs[i] for i in checked}
         if why is not None and not checked:
             note = why
         else:
             used = "mistakes"
             note = _note(model, check, len(checked), len(rows), why)
-            if model is not None and model.num_classes < len(classes):
+            added = [
+                c
+                for i, c in enumerate(classes)
+                if model is not None and i >= model.num_classes and i not in project.removed
+            ]
+            if added:
                 # a label of a class the model has no output for is not a likely mistake: it
                 # was never learned; those come last, newest first, without a probability
                 note += (
-                    f"; labels of {', '.join(classes[model.num_classes :])} (added after this "
+                    f"; labels of {', '.join(added)} (added after this "
                     "model was trained) are not ranked: they come last until the next retrain"
                 )
             # stable: equal probabilities (and images without one, last) stay newest first

@@ -58,7 +58,13 @@ from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
 from fishermask.label import review, serve_lock, team, thumbs
 from fishermask.label.project import KIND_NAMES, Project, parse_set_aside
-from fishermask.label.store import BatchNotDone, CheckRunning, NotYours, RoundBusy
+from fishermask.label.store import (
+    BatchNotDone,
+    CheckRunning,
+    ClassRemoved,
+    NotYours,
+    RoundBusy,
+)
 
 HERE = Path(__file__).parent
 MAX_BODY = 4096  # bytes: a label is a few dozen
@@ -382,8 +388,14 @@ def create_app(
     # The classes are read again by every request that uses them: `label config --add-class /
     # --rename-class` may change them while the server runs. A class keeps its id and a name
     # is never given to another class, so a page still showing the old names labels the class
-    # it means, or is refused (a renamed name) with the fix: reload the page.
-    classes = project.reload_classes
+    # it means, or is refused (a renamed name) with the fix: reload the page. A class removed
+    # (`--remove-class`) is left out of every list here (keys, buttons, filters) and refused.
+
+    def classes() -> list[str]:
+        """The current classes (removed ones left out), read again."""
+        project.reload_classes()
+        return project.current_classes
+
     root_real = Path(os.path.realpath(project.root))
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app = FastAPI(title="fishermask label", docs_url=None, redoc_url=None, openapi_url=None)
@@ -457,7 +469,7 @@ def create_app(
             "round_id": rounds[-1]["id"] if rounds else None,
             "mode": rounds[-1]["mode"] if rounds else "",
             "started_by": rounds[-1]["started_by"] if rounds else None,
-            "classes": project.classes,  # read by project.batch()
+            "classes": project.current_classes,  # read by project.batch()
             "items": items,
         }
 
@@ -574,10 +586,10 @@ def create_app(
             if (
                 isinstance(label, str)
                 and label not in names
-                and (hint := project.renamed_hint(label))
+                and (hint := project.renamed_hint(label) or project.removed_hint(label))
             ):
-                # a page loaded before `label config --rename-class`: nothing saved, and
-                # never another class by that name (a name is not reused)
+                # a page loaded before `label config --rename-class / --remove-class`: nothing
+                # saved, and never another class by that name (a name is not reused)
                 return _error(
                     409,
                     f"label {label!r} is not a class any more{hint}; nothing was saved: reload "
@@ -588,7 +600,7 @@ def create_app(
                     400,
                     f"label {label!r} is not one of the project's classes: {', '.join(names)}",
                 )
-            class_id = names.index(label)
+            class_id = project.classes.index(label)  # its id (removed classes keep theirs)
         elif label is not None:
             return _error(400, f"a {kind} carries no label")
         if project.store.image(image_id) is None:
@@ -633,6 +645,8 @@ def create_app(
             )
         except NotYours as exc:
             return _error(403, str(exc))
+        except ClassRemoved as exc:
+            return _error(409, str(exc))
         except ConfigError as exc:
             return _error(404, str(exc))
         return {"undo_id": undo_id, "undone": label_id}

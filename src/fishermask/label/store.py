@@ -1,6 +1,9 @@
 """The labeling project's state: one SQLite database (standard library ``sqlite3``, WAL mode).
 
-Tables: ``meta`` (the project settings as JSON values), ``classes``, ``images`` (path relative
+Tables: ``meta`` (the project settings as JSON values), ``classes`` (id, name, and since schema 4
+when ``label config --remove-class`` removed it: a removed class keeps its id and name, so the
+labels and history rows that carried it stay readable, and no class takes its id or name),
+``images`` (path relative
 to the image root, content hash, byte size, pixel size, the decode segment it belongs to),
 ``labels`` (an append-only history: every label, skip, unsure and undo with its source,
 time and annotator), ``rounds`` (each retrain + query: strategy, model checkpoint, metrics,
@@ -65,10 +68,17 @@ from fishermask.errors import ConfigError, DataError
 from fishermask.label.team import OWNER
 
 DB_NAME = "project.sqlite"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The first fishermask that reads each schema, named in the notice an upgrade prints (the
-#: version number stayed 0.1.0 when schemas 2 and 3 came, so the date of the change names it).
-SCHEMA_SINCE = {2: "0.1.0 of 2026-12-01 15:20 UTC", 3: "0.1.0 of 2026-12-01 17:58 UTC"}
+#: version number stayed 0.1.0 when schemas 2 to 4 came, so the date of the change names it).
+#: Schema 4 (``classes.removed``): an older fishermask would take a removed class for a
+#: current one (a key on the page, labels accepted, a cold start waiting for it), so it must
+#: refuse the project, as it does a newer schema.
+SCHEMA_SINCE = {
+    2: "0.1.0 of 2026-12-01 15:20 UTC",
+    3: "0.1.0 of 2026-12-01 17:58 UTC",
+    4: "0.1.0 of 2026-12-02 01:30 UTC",
+}
 #: Actions a labeling row can record (``label`` carries a class).
 KINDS = ("label", "skip", "unsure", "undo")
 SOURCES = ("human", "import", "scan")  # "scan": undone by `label scan --accept-changed`
@@ -97,7 +107,9 @@ CREATE TABLE IF NOT EXISTS forgotten_images (
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS classes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS classes (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, removed REAL
+);
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,
@@ -543,21 +555,29 @@ class Store:
         self,
         values: dict[str, Any],
         classes: Callable[[list[str], dict[str, int]], list[str]] | None = None,
+        remove: Sequence[str] = (),
     ) -> dict[str, list[Any]]:
         """Write new setting values and their history row in one transaction.
 
         ``classes``: given the current class names and :meth:`former_class_names` (read in
         the transaction), returns the new class list (each class keeps its id: names may
         change, classes may be appended; raises to write nothing); the change is recorded as
-        ``"classes": [old names, new names]``. Refused (:class:`RoundBusy`) while a round is
-        running: that round recorded the settings it started with, and its worker reads them,
-        so they may not change under it. Returns ``{key: [old, new]}`` of the values that
-        differ (nothing is written when none do).
+        ``"classes": [old names, new names]`` (every class by id, removed ones included, so
+        the positions stay the ids). ``remove``: names of current classes to mark removed
+        (:meth:`_remove_classes`: refused unless no current label carries them and 2 classes
+        stay), recorded as ``"removed_classes": [removed names before, after]``. Refused
+        (:class:`RoundBusy`) while a round is running: that round recorded the settings it
+        started with, and its worker reads them, so they may not change under it; a removal is
+        also refused (:class:`CheckRunning`) while a label check runs (it scores the classes
+        of one moment). Returns ``{key: [old, new]}`` of the values that differ (nothing is
+        written when none do).
         """
         with self.transaction() as c:
             busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
             if busy is not None:
                 raise RoundBusy(int(busy["id"]))
+            if remove:
+                _check_no_check(c)
             old = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
             diff = {k: [old.get(k), v] for k, v in values.items() if old.get(k) != v}
             for k, (_, v) in diff.items():
@@ -571,10 +591,12 @@ class Store:
                     # no name is reused (the caller checks), so no UNIQUE conflict midway
                     for i, name in enumerate(new):
                         if i >= len(was):
-                            c.execute("INSERT INTO classes VALUES (?, ?)", (i, name))
+                            c.execute("INSERT INTO classes (id, name) VALUES (?, ?)", (i, name))
                         elif name != was[i]:
                             c.execute("UPDATE classes SET name = ? WHERE id = ?", (name, i))
                     diff["classes"] = [was, new]
+            if remove:
+                diff["removed_classes"] = self._remove_classes(c, remove)
             if diff:
                 c.execute(
                     "INSERT INTO settings_history (changed, changes) VALUES (?, ?)",
@@ -592,10 +614,63 @@ class Store:
     def set_classes(self, names: Sequence[str]) -> None:
         with self.transaction() as c:
             for i, name in enumerate(names):
-                c.execute("INSERT INTO classes VALUES (?, ?)", (i, name))
+                c.execute("INSERT INTO classes (id, name) VALUES (?, ?)", (i, name))
 
     def classes(self) -> list[str]:
+        """Every class's name by id (position = id), removed classes included."""
         return [r["name"] for r in self.query("SELECT name FROM classes ORDER BY id")]
+
+    def removed_classes(self) -> set[int]:
+        """The ids of the classes removed by ``label config --remove-class``."""
+        return {r["id"] for r in self.query("SELECT id FROM classes WHERE removed IS NOT NULL")}
+
+    @staticmethod
+    def _remove_classes(c: sqlite3.Connection, names: Sequence[str]) -> list[list[str]]:
+        """Mark the current classes ``names`` removed (in ``c``'s transaction): each keeps its
+        id and name (labels and history rows name it by id; no other class may take the name).
+        One line (:class:`ConfigError`) and nothing written when one is not a current class,
+        still carries current labels, or when fewer than 2 classes would stay. Returns
+        ``[removed names before, after]``."""
+        rows = c.execute("SELECT id, name, removed FROM classes ORDER BY id").fetchall()
+        by_name = {r["name"]: r for r in rows}
+        before = [r["name"] for r in rows if r["removed"] is not None]
+        live = [r["name"] for r in rows if r["removed"] is None]
+        per_class: dict[int, int] = {}
+        for r in c.execute(_CURRENT):
+            if r["kind"] == "label" and r["class_id"] is not None:
+                per_class[r["class_id"]] = per_class.get(r["class_id"], 0) + 1
+        ids = []
+        for name in names:
+            r = by_name.get(name)
+            if r is None or r["removed"] is not None:
+                was = " (it was removed already)" if r is not None else ""
+                raise ConfigError(
+                    f"--remove-class {name!r}: not one of the project's classes "
+                    f"({', '.join(live)}){was}."
+                )
+            n = per_class.get(r["id"], 0)
+            if n:
+                raise ConfigError(
+                    f"--remove-class {name!r}: {n} image{'s' if n != 1 else ''} still "
+                    f"{'carry' if n != 1 else 'carries'} it as {'their' if n != 1 else 'its'} "
+                    "label; give them another class first (`fishermask label status PROJECT "
+                    f"--list labeled` lists them, label {name}; a CSV path,label of them to "
+                    "`fishermask label add PROJECT FILE.csv` relabels them), then remove it."
+                )
+            if r["id"] not in ids:
+                ids.append(r["id"])
+        if len(live) - len(ids) < 2:
+            raise ConfigError(
+                f"--remove-class {','.join(names)}: would leave "
+                f"{len(live) - len(ids)} class{'es' if len(live) - len(ids) != 1 else ''}; a "
+                "classifier needs at least 2 (add one with --add-class NAME)."
+            )
+        now = time.time()
+        for i in ids:
+            c.execute("UPDATE classes SET removed = ? WHERE id = ?", (now, i))
+        name_of = {r["id"]: r["name"] for r in rows}
+        after = before + [name_of[i] for i in ids]
+        return [before, after]
 
     def former_class_names(self) -> dict[str, int]:
         """Every name a class had before a ``label config --rename-class`` (and no longer
@@ -924,6 +999,22 @@ class Store:
                 "VALUES (?, 'undo', ?, 'human', ?, ?, ?)",
                 (row["image_id"], label_id, client, time.time(), annotator),
             )
+            # the action the image falls back to must not be a label of a removed class (the
+            # undo of a relabel after `label config --remove-class`): rolled back, refused
+            back = c.execute(
+                _CURRENT_ROWS.format(where="image_id = ?", by=""), (row["image_id"],) * 2
+            ).fetchone()
+            if back is not None and back["kind"] == "label" and back["class_id"] is not None:
+                gone = c.execute(
+                    "SELECT name FROM classes WHERE id = ? AND removed IS NOT NULL",
+                    (back["class_id"],),
+                ).fetchone()
+                if gone is not None:
+                    raise ClassRemoved(
+                        f"undoing label action {label_id} would give the image back its "
+                        f"earlier label {gone['name']!r}, a class removed since (`label config "
+                        "--remove-class`); nothing was undone: give it another class instead."
+                    )
             return int(cur.lastrowid)
 
     def _label_state(self) -> _LabelState:
@@ -1452,8 +1543,19 @@ def _v2_to_v3(c: sqlite3.Connection) -> None:
         c.execute("ALTER TABLE rounds ADD COLUMN started_by TEXT")
 
 
+def _v3_to_v4(c: sqlite3.Connection) -> None:
+    """Schema 3 -> 4: ``classes.removed`` (when ``label config --remove-class`` removed the
+    class; NULL for a current class, every class before)."""
+    if "removed" not in {r["name"] for r in c.execute("PRAGMA table_info(classes)")}:
+        c.execute("ALTER TABLE classes ADD COLUMN removed REAL")
+
+
 #: Schema upgrades, keyed on the version each one upgrades from (applied in order on open).
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+}
 
 
 def _check_no_check(c: sqlite3.Connection) -> None:
@@ -1477,6 +1579,10 @@ def _check_batch_done(c: sqlite3.Connection) -> None:
 
 class NotYours(ConfigError):
     """An annotator asked to undo an action that someone else gave."""
+
+
+class ClassRemoved(ConfigError):
+    """An undo would make a label of a removed class current again."""
 
 
 class RoundBusy(Exception):
