@@ -183,7 +183,8 @@ def parse_class_changes(
         if new.count(name) > 1:
             raise ConfigError(
                 f"{what}: {name!r} would name two classes; class names must be unique (a class "
-                "is not merged this way: relabel its images with `label add`)."
+                "is not merged this way: relabel its images with `label add`, then remove it with "
+                "--remove-class)."
             )
         known = former.get(name, current.index(name) if name in current else cid)
         if known != cid:
