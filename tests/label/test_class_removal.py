@@ -373,3 +373,15 @@ def test_the_labeled_view_never_guesses_a_removed_class_of_an_older_model(traine
     for it in out["items"]:
         assert it["label_prob"] == (0.6 if it["label"] == "red" else 0.4)
         assert it["guess"]["prob"] == 0.6
+
+
+def test_an_annotator_s_own_label_of_a_removed_class_is_named_removed(project):
+    """alice labeled an image blue; the owner merged blue into green (relabeling it): alice's
+    own label stays hers, in the history, named as a removed class in the disagreements."""
+    ids = project.store.image_ids_by_path()
+    project.store.add_label(ids["blue/000.png"], "label", 2, annotator="alice")
+    project.add_label_rows([("blue/000.png", "green")], source="import", what="merge")
+    project.configure(remove_classes=["blue"])
+    (row,) = project.disagreements()
+    assert row["current"] == "green"
+    assert row["labels"] == {"alice": "blue (removed)", "owner": "green"}

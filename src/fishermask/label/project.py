@@ -2081,15 +2081,17 @@ class Project:
     def disagreements(self) -> list[dict[str, Any]]:
         """The images whose annotators' own current labels differ, by path:
         ``{"image_id", "path", "current", "labels": {annotator: class}}`` each (see
-        :mod:`fishermask.label.team`)."""
+        :mod:`fishermask.label.team`). An annotator's own label of a class removed since
+        (``label config --remove-class``; the image relabeled by someone else) is named
+        ``NAME (removed)``."""
         paths = {r.id: r.path for r in self.store.images()}
-        return team.disagreement_rows(
-            # the classes read after the labels: a server's may be older than a class added
-            self.store.current_by_annotator(),
-            paths,
-            self.store.current(),
-            self.reload_classes(),
-        )
+        # the classes read after the labels: a server's may be older than a class added
+        rows, current = self.store.current_by_annotator(), self.store.current()
+        names = [
+            f"{c} (removed)" if i in self.removed else c
+            for i, c in enumerate(self.reload_classes())
+        ]
+        return team.disagreement_rows(rows, paths, current, names)
 
     def batch(self) -> list[dict[str, Any]]:
         """The current queue, each item with its state in this batch: its current action
