@@ -71,7 +71,8 @@ def test_removal_is_refused_while_an_image_still_carries_the_class(trained):
     line = " ".join(r.stderr.split())
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "--remove-class 'blue': 2 images still carry it" in line
-    assert "label status PROJECT --list labeled" in line and "label add" in line
+    assert f"relabel them first: `fishermask label status {trained.dir} --list labeled" in line
+    assert f"change blue in its label column, then `fishermask label add {trained.dir}" in line
     assert _db(trained) == before
 
 

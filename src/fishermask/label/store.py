@@ -596,7 +596,7 @@ class Store:
                             c.execute("UPDATE classes SET name = ? WHERE id = ?", (name, i))
                     diff["classes"] = [was, new]
             if remove:
-                diff["removed_classes"] = self._remove_classes(c, remove)
+                diff["removed_classes"] = self._remove_classes(c, remove, self.path.parent)
             if diff:
                 c.execute(
                     "INSERT INTO settings_history (changed, changes) VALUES (?, ?)",
@@ -625,7 +625,9 @@ class Store:
         return {r["id"] for r in self.query("SELECT id FROM classes WHERE removed IS NOT NULL")}
 
     @staticmethod
-    def _remove_classes(c: sqlite3.Connection, names: Sequence[str]) -> list[list[str]]:
+    def _remove_classes(
+        c: sqlite3.Connection, names: Sequence[str], project: Path
+    ) -> list[list[str]]:
         """Mark the current classes ``names`` removed (in ``c``'s transaction): each keeps its
         id and name (labels and history rows name it by id; no other class may take the name).
         One line (:class:`ConfigError`) and nothing written when one is not a current class,
@@ -653,9 +655,9 @@ class Store:
                 raise ConfigError(
                     f"--remove-class {name!r}: {n} image{'s' if n != 1 else ''} still "
                     f"{'carry' if n != 1 else 'carries'} it as {'their' if n != 1 else 'its'} "
-                    "label; give them another class first (`fishermask label status PROJECT "
-                    f"--list labeled` lists them, label {name}; a CSV path,label of them to "
-                    "`fishermask label add PROJECT FILE.csv` relabels them), then remove it."
+                    f"label; relabel them first: `fishermask label status {project} --list "
+                    f"labeled > labeled.csv`, change {name} in its label column, then "
+                    f"`fishermask label add {project} labeled.csv`."
                 )
             if r["id"] not in ids:
                 ids.append(r["id"])
