@@ -77,7 +77,7 @@ SCHEMA_VERSION = 4
 SCHEMA_SINCE = {
     2: "0.1.0 of 2026-12-01 15:20 UTC",
     3: "0.1.0 of 2026-12-01 17:58 UTC",
-    4: "0.1.0 of 2026-12-02 01:30 UTC",
+    4: "0.1.0 of 2026-12-02 01:15 UTC",
 }
 #: Actions a labeling row can record (``label`` carries a class).
 KINDS = ("label", "skip", "unsure", "undo")
