@@ -74,10 +74,12 @@ def label_issues(
     t = thresholds(probs, labels)  # [C]
     t[list(never)] = np.inf
     above = probs >= t[None, :]  # [N, C]
-    above[np.arange(len(labels)), labels] = False  # another class than the given one
-    flagged = above.any(axis=1)  # [N]
-    masked = np.where(above, probs, -np.inf)  # [N, C]
-    suggested = np.where(flagged, masked.argmax(axis=1), -1)  # [N]
+    # the class each image confidently belongs to: the most probable of the classes at or
+    # above their threshold, its given class included (the confident joint's row); an issue
+    # where that is another class than the given one (off the joint's diagonal)
+    guess = np.where(above, probs, -np.inf).argmax(axis=1)  # [N]
+    flagged = above.any(axis=1) & (guess != labels)  # [N]
+    suggested = np.where(flagged, guess, -1)  # [N]
     return flagged, suggested
 
 
@@ -90,12 +92,13 @@ def reference_label_issues(probs: np.ndarray, labels: np.ndarray) -> tuple[list[
         t.append(sum(mine) / len(mine) if mine else float("inf"))
     flagged, suggested = [], []
     for k in range(n):
-        best, best_p = -1, -1.0
+        best, best_p = -1, -1.0  # the most probable class at or above its threshold
         for j in range(c):
-            if j != labels[k] and probs[k, j] >= t[j] and probs[k, j] > best_p:
+            if probs[k, j] >= t[j] and probs[k, j] > best_p:
                 best, best_p = j, float(probs[k, j])
-        flagged.append(best >= 0)
-        suggested.append(best)
+        issue = best >= 0 and best != labels[k]
+        flagged.append(issue)
+        suggested.append(best if issue else -1)
     return flagged, suggested
 
 
@@ -186,6 +189,8 @@ def run_check(project: Project, folds: int = FOLDS, report: Report | None = None
     check_id, last, settings = store.start_check(folds, os.getpid())
     try:
         project.settings = settings  # the recipe of the moment the check started
+        # read after `last`: every class a label up to it names (classes are only appended)
+        project.reload_classes()
         report("loading images", 0, 1)
         x, ids = project.images()  # [N, Ch, H, W] uint8
         id_pos = {i: p for p, i in enumerate(ids)}
@@ -276,8 +281,9 @@ _READ: dict[str, Check] = {}
 
 def latest_check(project: Project) -> Check | None:
     """The latest finished check of the project, with the rule applied, or None. A class
-    removed since the check (``label config --remove-class``) is dropped from its
-    probabilities (the others renormalised), so it is never suggested."""
+    removed since the check (``label config --remove-class``), or one without a label when it
+    ran, is dropped from its probabilities (the others renormalised), so it is never
+    suggested nor a guess."""
     info = project.store.latest_check()
     if info is None:
         return None
@@ -295,11 +301,14 @@ def latest_check(project: Project) -> Check | None:
         return None
     ids = [r["image_id"] for r in rows]
     probs = np.array([r["probs"] for r in rows], dtype=np.float64)  # [N, C]
-    gone = [c for c in removed if c < probs.shape[1]]
+    labels = np.array([r["label"] for r in rows], dtype=np.int64)  # [N]
+    # a class removed since, or one nobody had labeled (its models saw no image of it, so
+    # whatever they give it is no evidence): dropped, the others renormalised
+    unlabeled = sorted(set(range(probs.shape[1])) - set(labels.tolist()))
+    gone = sorted({c for c in removed if c < probs.shape[1]} | set(unlabeled))
     if gone:
         probs[:, gone] = 0.0
         probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
-    labels = np.array([r["label"] for r in rows], dtype=np.int64)  # [N]
     flagged, suggested = label_issues(probs, labels, gone)
     _READ[key] = Check(
         info=info,

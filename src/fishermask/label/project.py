@@ -57,8 +57,7 @@ from fishermask.label.store import (
     KINDS,
     ImageRow,
     Store,
-    proc_start,
-    process_identity,
+    pid_alive,
 )
 from fishermask.text import SpreadsheetCsv, spreadsheet_unsafe
 
@@ -474,22 +473,6 @@ def fit_normalizer(x: torch.Tensor, chunk: int = 4096) -> Normalizer:
     return Normalizer(
         tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
     )
-
-
-def pid_alive(pid: int | None, identity: str | None = None) -> bool:
-    """Whether process ``pid`` runs; with ``identity`` (:func:`process_identity` recorded when
-    the round started), whether that same process still runs under this pid."""
-    if not pid:
-        return False
-    if Path("/proc").is_dir():
-        if identity is not None:
-            return process_identity(pid) == identity
-        return proc_start(pid) is not None
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 @dataclass

@@ -251,6 +251,8 @@ class Worker:
         with self.lock:
             store = self.project.store
             alive = self.proc is not None and self.proc.poll() is None
+            # a running label check refuses the round (409): ask before stopping anything
+            store.refuse_while_checking()
             if alive and store.running_round() is None:
                 # no round runs, so the previous worker is only estimating the accuracy of
                 # a finished round: stop it so the new round has the CPU (that estimate is

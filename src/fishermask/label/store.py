@@ -538,6 +538,12 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def refuse_while_checking(self) -> None:
+        """:class:`CheckRunning` while a label check runs in a live process (read only: a
+        caller about to stop something for a round asks first)."""
+        with self._lock:
+            _check_no_check(self._conn)
+
     # -- settings ---------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
@@ -1516,6 +1522,28 @@ def proc_start(pid: int) -> str | None:
     return fields[19]
 
 
+def has_proc() -> bool:
+    """Whether this system has Linux's ``/proc`` (macOS has not)."""
+    return Path("/proc").is_dir()
+
+
+def pid_alive(pid: int | None, identity: str | None = None) -> bool:
+    """Whether process ``pid`` runs; with ``identity`` (:func:`process_identity` recorded when
+    the round or check started), whether that same process still runs under this pid;
+    without ``/proc`` (macOS, where no identity is recorded) by ``kill(pid, 0)``."""
+    if not pid:
+        return False
+    if has_proc():
+        if identity is not None:
+            return process_identity(pid) == identity
+        return proc_start(pid) is not None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def process_identity(pid: int | None) -> str | None:
     """``"<boot id>:<start time>"`` of a live process (Linux), so that a pid reused by another
     process later (after a reboot, say) is not taken for the one that ran a round."""
@@ -1564,7 +1592,7 @@ def _check_no_check(c: sqlite3.Connection) -> None:
     """:class:`CheckRunning` while a label check runs in a live process (in ``c``'s
     transaction)."""
     for r in c.execute("SELECT id, pid, pid_start FROM label_checks WHERE status = 'running'"):
-        if r["pid_start"] is not None and process_identity(r["pid"]) == r["pid_start"]:
+        if pid_alive(r["pid"], r["pid_start"]):
             raise CheckRunning(
                 f"a label check is running (check {r['id']}, process {r['pid']}); wait for it "
                 "to finish (it trains one model per fold), or stop that process."
