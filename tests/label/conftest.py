@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 import time
 import warnings
 from pathlib import Path
@@ -120,3 +122,16 @@ def label_truth(project, n_per_class: int) -> None:
         for i in range(n_per_class):
             rows.append((f"{c}/{i:03d}.png", c))
     project.add_label_rows(rows, source="import", what="test")
+
+
+def stored_config(project) -> bytes:
+    """Classes, settings, their history and the labels as stored: equal before and after a
+    refused change when it wrote none of them."""
+    from fishermask.label.store import DB_NAME
+
+    with sqlite3.connect(project.dir / DB_NAME) as c:
+        rows = c.execute("SELECT * FROM classes ORDER BY id").fetchall()
+        rows += c.execute("SELECT * FROM meta ORDER BY key").fetchall()
+        rows += c.execute("SELECT * FROM settings_history").fetchall()
+        rows += c.execute("SELECT * FROM labels").fetchall()
+    return json.dumps(rows).encode()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 
 import numpy as np
 import pytest
@@ -16,23 +15,13 @@ from typer.testing import CliRunner
 from fishermask.cli import app
 from fishermask.errors import ConfigError
 from fishermask.label.project import Project
-from fishermask.label.store import DB_NAME
-from tests.label.conftest import AUTH, api_client, label_truth
+from tests.label.conftest import AUTH, api_client, label_truth, stored_config
 
 runner = CliRunner()
 
 
 def _run(*args):
     return runner.invoke(app, ["label", *map(str, args)])
-
-
-def _db(project) -> bytes:
-    """Classes, settings and history as stored (a refused change writes none of them)."""
-    with sqlite3.connect(project.dir / DB_NAME) as c:
-        rows = c.execute("SELECT * FROM classes ORDER BY id").fetchall()
-        rows += c.execute("SELECT * FROM meta ORDER BY key").fetchall()
-        rows += c.execute("SELECT * FROM settings_history").fetchall()
-    return json.dumps(rows).encode()
 
 
 def _class_ids(project) -> dict[str, int]:
@@ -117,21 +106,21 @@ def test_class_changes_go_with_other_settings_in_one_history_row(project):
     ],
 )
 def test_bad_class_changes_fail_with_one_line_and_write_nothing(project, args, message):
-    before = _db(project)
+    before = stored_config(project)
     r = _run("config", project.dir, "--batch", "4", *args)
     assert r.exit_code == 2, r.output
     assert message in " ".join(r.stderr.split()), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert _db(project) == before
+    assert stored_config(project) == before
 
 
 def test_a_name_a_class_had_is_never_given_to_another(project):
     project.configure(rename_classes=["red=crimson"])
-    before = _db(project)
+    before = stored_config(project)
     for change in (dict(add_classes=["red"]), dict(rename_classes=["green=red"])):
         with pytest.raises(ConfigError, match="'red' is or was the name of another class"):
             project.configure(**change)
-    assert _db(project) == before
+    assert stored_config(project) == before
     # but a class may take back its own earlier name
     project.configure(rename_classes=["crimson=red"])
     assert project.classes == ["red", "green", "blue"]
@@ -148,10 +137,10 @@ def test_a_class_name_holding_an_equals_sign_can_be_renamed():
 
 def test_refused_while_a_round_runs(project):
     rid = project.store.start_round("fishermask", os.getpid())  # alive: this process
-    before = _db(project)
+    before = stored_config(project)
     r = _run("config", project.dir, "--add-class", "bird")
     assert r.exit_code == 2 and f"round {rid} is running" in r.stderr
-    assert _db(project) == before
+    assert stored_config(project) == before
     project.store.finish_round(rid, status="done")
     assert _run("config", project.dir, "--add-class", "bird").exit_code == 0
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 
 import numpy as np
 import pytest
@@ -17,24 +16,13 @@ from typer.testing import CliRunner
 from fishermask.cli import app
 from fishermask.errors import ConfigError
 from fishermask.label.project import Project
-from fishermask.label.store import DB_NAME
-from tests.label.conftest import AUTH, CLASSES, api_client, label_truth
+from tests.label.conftest import AUTH, CLASSES, api_client, label_truth, stored_config
 
 runner = CliRunner()
 
 
 def _run(*args):
     return runner.invoke(app, ["label", *map(str, args)])
-
-
-def _db(project) -> bytes:
-    """Classes, settings, history and labels as stored (a refused change writes none)."""
-    with sqlite3.connect(project.dir / DB_NAME) as c:
-        rows = c.execute("SELECT * FROM classes ORDER BY id").fetchall()
-        rows += c.execute("SELECT * FROM meta ORDER BY key").fetchall()
-        rows += c.execute("SELECT * FROM settings_history").fetchall()
-        rows += c.execute("SELECT * FROM labels").fetchall()
-    return json.dumps(rows).encode()
 
 
 def _merge_blue_into_green(p, tmp_path) -> None:
@@ -65,7 +53,7 @@ def trained(project):
 
 # -- the change itself -----------------------------------------------------------------------
 def test_removal_is_refused_while_an_image_still_carries_the_class(trained):
-    before = _db(trained)
+    before = stored_config(trained)
     r = _run("config", trained.dir, "--remove-class", "blue")
     assert r.exit_code == 2, r.output
     line = " ".join(r.stderr.split())
@@ -73,7 +61,7 @@ def test_removal_is_refused_while_an_image_still_carries_the_class(trained):
     assert "--remove-class 'blue': 2 images still carry it" in line
     assert f"relabel them first: `fishermask label status {trained.dir} --list labeled" in line
     assert f"change blue in its label column, then `fishermask label add {trained.dir}" in line
-    assert _db(trained) == before
+    assert stored_config(trained) == before
 
 
 @pytest.mark.parametrize(
@@ -89,12 +77,12 @@ def test_removal_is_refused_while_an_image_still_carries_the_class(trained):
     ],
 )
 def test_bad_removals_fail_with_one_line_and_write_nothing(project, args, message):
-    before = _db(project)
+    before = stored_config(project)
     r = _run("config", project.dir, "--batch", "4", *args)
     assert r.exit_code == 2, r.output
     assert message in " ".join(r.stderr.split()), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert _db(project) == before
+    assert stored_config(project) == before
 
 
 def test_removal_keeps_every_id_and_is_recorded(project):
@@ -126,28 +114,28 @@ def test_removal_keeps_every_id_and_is_recorded(project):
 
 def test_a_removed_class_s_name_is_not_given_to_another_and_it_cannot_be_renamed(project):
     project.configure(remove_classes=["blue"])
-    before = _db(project)
+    before = stored_config(project)
     msg = "'blue' is the name of a removed class (--remove-class); a page, script or CSV"
     for change in (dict(add_classes=["blue"]), dict(rename_classes=["green=blue"])):
         with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
             project.configure(**change)
     with pytest.raises(ConfigError, match="class 'blue' was removed"):
         project.configure(rename_classes=["blue=navy"])
-    assert _db(project) == before
+    assert stored_config(project) == before
 
 
 def test_refused_while_a_round_or_a_check_runs(project):
     rid = project.store.start_round("fishermask", os.getpid())  # alive: this process
-    before = _db(project)
+    before = stored_config(project)
     r = _run("config", project.dir, "--remove-class", "blue")
     assert r.exit_code == 2 and f"round {rid} is running" in r.stderr
-    assert _db(project) == before
+    assert stored_config(project) == before
     project.store.finish_round(rid, status="done")
     cid, _, _ = project.store.start_check(2, os.getpid())
     r = _run("config", project.dir, "--remove-class", "blue")
     assert r.exit_code == 2, r.output
     assert "a label check is running" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert _db(project) == before
+    assert stored_config(project) == before
     project.store.finish_check(cid, status="failed")
     assert _run("config", project.dir, "--remove-class", "blue").exit_code == 0
 
@@ -158,7 +146,7 @@ def test_labels_of_a_removed_class_are_refused_and_an_undo_cannot_bring_one_back
     project.add_label_rows([("blue/000.png", "green")], source="import", what="test")
     relabel = project.store.current()[ids["blue/000.png"]][0]
     project.configure(remove_classes=["blue"])
-    before = _db(project)
+    before = stored_config(project)
     with pytest.raises(ConfigError, match="class 'blue' was removed by `fishermask label config"):
         project.add_label_rows([("red/005.png", "blue")], source="import", what="test")
     with pytest.raises(ConfigError, match="is not one of the project's classes: red, green"):
@@ -172,7 +160,7 @@ def test_labels_of_a_removed_class_are_refused_and_an_undo_cannot_bring_one_back
 
     with pytest.raises(ClassRemoved, match="earlier label 'blue', a class removed since"):
         project.store.undo(relabel)
-    assert _db(project) == before
+    assert stored_config(project) == before
 
 
 # -- downstream --------------------------------------------------------------------------------
