@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scipy import stats
@@ -701,11 +702,14 @@ def test_report_latex_tables_are_booktabs_with_the_report_numbers(tmp_path: Path
     assert "Holm-adjusted over the 2 baselines" in diffs
 
 
-def test_confusion_figure_stays_readable_at_a_pages_text_width(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Six strategies of a ten-class run made a 13.6-inch-wide figure: at a page's 7-inch
-    text width its cell numbers came out at 3 pt."""
+def _text_sizes(fig) -> list[float]:
+    """The font sizes (pt) of every visible, non-empty text of a drawn figure."""
+    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
+    return [t.get_fontsize() for t in texts if getattr(t, "get_text", lambda: "")()]
+
+
+def _six_confusions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any):
+    """The confusion figure of six strategies of a ten-class run, drawn (not saved)."""
     import numpy as np
 
     import fishermask.reporting.confusion as confusion
@@ -717,12 +721,19 @@ def test_confusion_figure_stays_readable_at_a_pages_text_width(
     }
     figs: list = []
     monkeypatch.setattr(confusion, "save_figure", lambda fig, path, *_: figs.append(fig) or path)
-    confusion.plot_confusions(at, tmp_path / "c.png", "a title")
-    fig = figs[0]
-    fig.canvas.draw()
+    confusion.plot_confusions(at, tmp_path / "c.png", "a title", **kw)
+    figs[0].canvas.draw()
+    return figs[0]
+
+
+def test_confusion_figure_stays_readable_at_a_pages_text_width(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six strategies of a ten-class run made a 13.6-inch-wide figure: at a page's 7-inch
+    text width its cell numbers came out at 3 pt."""
+    fig = _six_confusions(tmp_path, monkeypatch)
     width = fig.get_size_inches()[0]
-    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
-    smallest = min(t.get_fontsize() for t in texts if getattr(t, "get_text", lambda: "")())
+    smallest = min(_text_sizes(fig))
     assert smallest * min(1.0, 7.0 / width) >= 5.0, (width, smallest)
 
 
@@ -803,8 +814,7 @@ def test_figure_width_draws_figures_at_their_printed_size(
     for fig in figs[:2]:
         fig.canvas.draw()
         assert fig.get_size_inches()[0] == pytest.approx(3.3)
-        texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
-        sizes = [t.get_fontsize() for t in texts if getattr(t, "get_text", lambda: "")()]
+        sizes = _text_sizes(fig)
         assert min(sizes) >= 7, sorted(sizes)[:5]
         # nothing drawn outside the figure (a legend beside the axes would be cut off)
         box = fig.bbox
@@ -826,20 +836,7 @@ def test_confusion_figure_at_a_printed_width(
 ) -> None:
     """--figure-width drew the learning curves at their printed size but left the confusion
     figure at its screen size (9.6 inches wide for six strategies of ten classes)."""
-    import numpy as np
-
-    import fishermask.reporting.confusion as confusion
-
-    classes = [f"class{i}" for i in range(10)]
-    at = {
-        s: confusion.RoundConfusion(s, 3, 200, [0, 1], classes, np.eye(10, dtype=np.int64) * 9 + 1)
-        for s in ("random", "entropy", "margin", "kcenter", "fishermask", "lplgrad")
-    }
-    figs: list = []
-    monkeypatch.setattr(confusion, "save_figure", lambda fig, path, *_: figs.append(fig) or path)
-    confusion.plot_confusions(at, tmp_path / "c.png", "a title", width=width)
-    fig = figs[0]
-    fig.canvas.draw()
+    fig = _six_confusions(tmp_path, monkeypatch, width=width)
     w, h = fig.get_size_inches()
     assert w == pytest.approx(width) and h <= 9.0
     panels = [ax for ax in fig.axes if ax.images]
@@ -848,8 +845,7 @@ def test_confusion_figure_at_a_printed_width(
     cells = [t for ax in panels for t in ax.texts]
     assert bool(cells) == numbers
     # true size in print: nothing under 6 pt, nothing outside the figure
-    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize")) if t.get_visible()]
-    assert min(t.get_fontsize() for t in texts if getattr(t, "get_text", lambda: "")()) >= 6
+    assert min(_text_sizes(fig)) >= 6
     box = fig.bbox
     for part in [*panels, fig._suptitle]:
         e = part.get_tightbbox() if part in panels else part.get_window_extent()

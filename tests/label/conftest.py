@@ -135,3 +135,12 @@ def stored_config(project) -> bytes:
         rows += c.execute("SELECT * FROM settings_history").fetchall()
         rows += c.execute("SELECT * FROM labels").fetchall()
     return json.dumps(rows).encode()
+
+
+@pytest.fixture
+def trained(project):
+    """The project with 2 labels per class and a model of its 3 classes (a test file may
+    define its own ``trained``, which then takes precedence)."""
+    label_truth(project, 2)
+    project.run_round(train_model=True)
+    return project

@@ -30,14 +30,6 @@ def _class_ids(project) -> dict[str, int]:
     return {paths[i]: c for i, c in project.store.current_labels().items()}
 
 
-@pytest.fixture
-def trained(project):
-    """The project with 2 labels per class and a model of its 3 classes."""
-    label_truth(project, 2)
-    project.run_round(train_model=True)
-    return project
-
-
 # -- the change itself -----------------------------------------------------------------------
 def test_add_and_rename_keep_every_label_s_class_and_are_recorded(trained):
     before = _class_ids(trained)

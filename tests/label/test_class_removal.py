@@ -43,14 +43,6 @@ def _merge_blue_into_green(p, tmp_path) -> None:
     assert all(c != "blue" for _, _, c in p.labeled_rows())
 
 
-@pytest.fixture
-def trained(project):
-    """The project with 2 labels per class and a model of its 3 classes."""
-    label_truth(project, 2)
-    project.run_round(train_model=True)
-    return project
-
-
 # -- the change itself -----------------------------------------------------------------------
 def test_removal_is_refused_while_an_image_still_carries_the_class(trained):
     before = stored_config(trained)
