@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fishermask.errors import ConfigError
+from fishermask.label.review import drop_removed
 
 if TYPE_CHECKING:
     from fishermask.label.project import Project
@@ -309,9 +310,7 @@ def latest_check(project: Project) -> Check | None:
     # whatever they give it is no evidence): dropped, the others renormalised
     unlabeled = sorted(set(range(probs.shape[1])) - set(labels.tolist()))
     gone = sorted({c for c in removed if c < probs.shape[1]} | set(unlabeled))
-    if gone:
-        probs[:, gone] = 0.0
-        probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+    probs = drop_removed(probs, gone)
     flagged, suggested = label_issues(probs, labels, gone)
     _READ[key] = Check(
         info=info,

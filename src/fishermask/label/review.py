@@ -100,14 +100,15 @@ class LabelProbabilities:
 
 
 def drop_removed(probs: np.ndarray, removed: Collection[int]) -> np.ndarray:
-    """``probs`` ``[C]`` with the removed classes' probability 0 and the others renormalised
-    (a model trained before ``label config --remove-class`` still has their outputs)."""
-    gone = [c for c in removed if c < len(probs)]
+    """``probs`` ``[..., C]`` with the classes of ``removed`` at probability 0 and the others
+    renormalised (a model trained before ``label config --remove-class`` still has their
+    outputs; a label check drops the classes nobody had labeled too)."""
+    gone = sorted(c for c in removed if c < probs.shape[-1])
     if not gone:
         return probs
     out = np.array(probs, dtype=np.float64)
-    out[gone] = 0.0
-    return out / max(float(out.sum()), 1e-12)
+    out[..., gone] = 0.0
+    return out / np.maximum(out.sum(axis=-1, keepdims=True), 1e-12)
 
 
 def check_query(
