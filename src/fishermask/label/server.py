@@ -83,6 +83,11 @@ def shortcut_keys(n: int) -> list[str]:
     return keys[:n] + [""] * max(0, n - len(keys))
 
 
+#: More classes than this get a box that finds a class by name (``/``): past the ten digit
+#: keys come letters nobody remembers, past the 32nd no key at all.
+FIND_CLASS_ABOVE = 10
+
+
 #: Sent with every answer, refusals included. The page loads only its own script, style,
 #: images and API (no inline script: its settings are a JSON data block), shows images from
 #: ``blob:`` URLs (it fetches them with the token in a header: ``img-src`` allows that and no
@@ -449,6 +454,7 @@ def create_app(
                 "project": project.dir.name,
                 "annotator": who,
                 "classes": list(zip(names, keys, strict=True)),
+                "find_class": len(names) > FIND_CLASS_ABOVE,
                 "config": page_config(
                     mine,
                     names,

@@ -401,12 +401,14 @@ function queuePolicy(s) {
 
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-  // keys typed into the Labeled view's filters choose their options
-  if (ev.target && ev.target.tagName === "SELECT") return;
+  // keys typed into the Labeled view's filters choose their options, into a class finder
+  // find a class (its own handler, findKey)
+  if (ev.target && (ev.target.tagName === "SELECT" || ev.target.tagName === "INPUT")) return;
   // Every letter key is lower case (classes past 0, s, u, z, n): Caps Lock or Shift must not
   // make a key do nothing, so a letter is matched whatever its case. Named keys (Enter,
   // ArrowLeft) are left as they are.
   const k = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+  if (k === "/" && finder()) { ev.preventDefault(); finder().focus(); return; }
   if (view === "labeled") { browseKey(ev, k); return; }
   const btn = [...document.querySelectorAll("button.class")].find((b) => b.dataset.key === k);
   if (btn) { ev.preventDefault(); act(() => save("label", btn.dataset.label)); return; }
@@ -665,6 +667,84 @@ try { if (localStorage.getItem(HELP) === "closed") $("help").open = false; } cat
 $("help").addEventListener("toggle", () => {
   try { localStorage.setItem(HELP, $("help").open ? "open" : "closed"); } catch (e) { /* off */ }
 });
+
+// Finding a class by name, in a project of more than ten classes (past the ten digit keys
+// come letters nobody remembers, past the 32nd no key): "/" puts the cursor in the box of the
+// view shown; typing leaves only the classes whose name holds what was typed (in either
+// case), the best match highlighted (the name itself, then names that start with it, then a
+// word of the name, then anywhere; the buttons' order among equals); arrows move the
+// highlight; Enter labels with it (the batch view) or fixes the selected label (the Labeled
+// view), and the box stays, empty, for the next image; Enter in the empty box is the usual
+// Enter (confirm the guess, keep the label); Esc empties it and gives the keys back.
+const found = { matches: [], at: 0 };
+
+function finder() {
+  return view === "labeled" ? $("find-relabel") : $("find-class");
+}
+
+function rank(name, q) {
+  const n = name.toLowerCase();
+  if (n === q) return 0;
+  if (n.startsWith(q)) return 1;
+  if (n.split(/[\s_\-\/.]+/).some((w) => w.startsWith(q))) return 2;
+  return n.includes(q) ? 3 : -1;
+}
+
+function findClasses(box) {
+  const q = box.value.trim().toLowerCase();
+  const buttons = [...box.parentElement.querySelectorAll("button[data-label]")];
+  const ranked = [];
+  buttons.forEach((b, i) => {
+    const r = q ? rank(b.dataset.label, q) : 0;
+    b.hidden = r < 0;
+    if (r >= 0) ranked.push([r, i, b]);
+  });
+  ranked.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  found.matches = q ? ranked.map((e) => e[2]) : [];
+  found.at = 0;
+  markFound();
+}
+
+function markFound() {
+  for (const b of document.querySelectorAll("button[data-label].found")) b.classList.remove("found");
+  const b = found.matches[found.at];
+  if (b) { b.classList.add("found"); b.scrollIntoView({ block: "nearest" }); }
+}
+
+function clearFinder(box) {
+  box.value = "";
+  findClasses(box);
+}
+
+function findKey(ev) {
+  const box = ev.target;
+  if (ev.key === "Escape") { ev.preventDefault(); clearFinder(box); box.blur(); return; }
+  if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+    ev.preventDefault();
+    const n = found.matches.length;
+    if (n) { found.at = (found.at + (ev.key === "ArrowDown" ? 1 : n - 1)) % n; markFound(); }
+    return;
+  }
+  if (ev.key !== "Enter") return;
+  ev.preventDefault();
+  const q = box.value.trim();
+  if (!q) { onKey({ key: "Enter", preventDefault() {} }); return; }  // the usual Enter
+  const b = found.matches[found.at];
+  const where = view === "labeled" ? "labeled" : "batch";
+  if (!b) { say(`no class has "${q}" in its name (Esc gives the keys back)`, true, where); return; }
+  const label = b.dataset.label;
+  clearFinder(box);  // at once: the next image's name can be typed while this one saves
+  act(() => (where === "labeled" ? relabel(label) : save("label", label)));
+}
+
+for (const id of ["find-class", "find-relabel"]) {
+  const box = $(id);
+  if (!box) continue;
+  box.addEventListener("input", () => findClasses(box));
+  box.addEventListener("keydown", findKey);
+  // the other view's box, left with a name typed, shows all its classes again
+  box.addEventListener("blur", () => { if (!box.value.trim()) clearFinder(box); });
+}
 
 document.addEventListener("keydown", onKey);
 // A button clicked with the mouse gives the focus back to the page: a focused button takes

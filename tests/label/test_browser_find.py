@@ -1,0 +1,128 @@
+"""Finding a class by name on the labeling page of a project of many classes (past the ten
+digit keys come letters nobody remembers, past the 32nd no key), in headless Chromium (as
+tests/label/test_browser.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.label.conftest import TINY, api_client
+from tests.label.test_browser import CHROMIUM, DRIVER, _open_page, browser  # noqa: F401
+from tests.label.test_kill import stop_server
+
+#: 40 classes: the folder's three colours, four with "gold" in them, and fillers
+MANY = ("red", "green", "blue", "gold", "goldfish", "golden retriever", "marigold") + tuple(
+    f"filler {i:02d}" for i in range(33)
+)
+
+browser_only = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
+)
+
+
+@pytest.fixture
+def many(tmp_path, folder):
+    """A project of the 40 classes ``MANY`` over the three-colour folder, a first batch queued."""
+    from fishermask.label.project import Project
+
+    p = Project.init(tmp_path / "many", folder, ",".join(MANY), **TINY)
+    p.run_round(train_model=False)
+    yield p
+    p.close()
+
+
+def test_the_finder_is_on_the_page_only_past_ten_classes(project, many):
+    """Three classes have their keys and no box; forty get a box in both views and its line
+    in the keys and tips."""
+    project.close()
+    with api_client(project.dir) as c:
+        page = c.get("/", headers={"Authorization": "Bearer test-token"}).text
+    assert "find-class" not in page and "find-relabel" not in page
+    assert "finds a class by name" not in page
+    many.close()
+    with api_client(many.dir) as c:
+        page = c.get("/", headers={"Authorization": "Bearer test-token"}).text
+    assert 'id="find-class"' in page and 'id="find-relabel"' in page
+    assert "/ finds a class by name" in page
+
+
+@browser_only
+def test_a_class_found_by_name_labels_the_image_and_fixes_a_label(many, browser):  # noqa: F811
+    """ "/" puts the cursor in the box; typing leaves the classes whose name holds it, the best
+    match highlighted; the arrows move the highlight; Enter labels with it and leaves the box
+    empty for the next image; a name matching nothing says so and saves nothing; Esc gives the
+    keys back. In the Labeled view the same box fixes the selected label."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from fishermask.label.project import Project
+
+    proc, wait = _open_page(many, browser)
+    try:
+        body = browser.find_element(By.TAG_NAME, "body")
+        buttons = browser.find_elements(By.CSS_SELECTOR, "#classes button.class")
+        assert [b.get_attribute("data-label") for b in buttons] == list(MANY)
+        assert [b.get_attribute("data-key") for b in buttons[32:]] == [""] * 8  # no keys
+
+        def shown() -> list[str]:
+            return browser.execute_script(
+                "return [...document.querySelectorAll('#classes button.class')]"
+                ".filter((b) => !b.hidden).map((b) => b.dataset.label)"
+            )
+
+        def highlighted() -> list[str]:
+            return browser.execute_script(
+                "return [...document.querySelectorAll('button.found')].map((b) => b.dataset.label)"
+            )
+
+        def active() -> str:
+            return browser.execute_script("return document.activeElement.id")
+
+        def path_shown() -> str:
+            return browser.find_element(By.ID, "path").text
+
+        body.send_keys("/")
+        assert active() == "find-class"
+        box = browser.find_element(By.ID, "find-class")
+        assert box.get_attribute("value") == ""  # the "/" itself is not typed into it
+        box.send_keys("GOLD")  # either case
+        assert shown() == ["gold", "goldfish", "golden retriever", "marigold"]
+        assert highlighted() == ["gold"]  # the name itself first
+        box.send_keys(Keys.ARROW_DOWN)
+        assert highlighted() == ["goldfish"]
+        first = path_shown()
+        box.send_keys(Keys.ENTER)
+        wait.until(lambda d: path_shown() != first)  # labeled, on to the next image
+        assert box.get_attribute("value") == "" and len(shown()) == len(MANY)
+        assert active() == "find-class"  # the box stays for the next image
+        second = path_shown()
+        box.send_keys("retr", Keys.ENTER)  # a word of the name
+        wait.until(lambda d: path_shown() != second)
+        third = path_shown()
+        box.send_keys("zzz", Keys.ENTER)
+        wait.until(lambda d: "no class has" in d.find_element(By.ID, "message").text)
+        assert path_shown() == third and shown() == []
+        box.send_keys(Keys.ESCAPE)
+        assert active() != "find-class" and len(shown()) == len(MANY)
+        body.send_keys("s")  # the keys are back: skip
+        wait.until(lambda d: path_shown() != third)
+
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid button.tile")) == 2)
+        selected = browser.find_element(By.ID, "browse-selected").text.split(" ")[0]
+        body.send_keys("/")
+        assert active() == "find-relabel"
+        browser.find_element(By.ID, "find-relabel").send_keys("marig", Keys.ENTER)
+        wait.until(lambda d: "\u2192 marigold" in d.find_element(By.ID, "message").text)
+    finally:
+        stop_server(proc)
+    q = Project(many.dir)
+    try:
+        paths = {r.id: r.path for r in q.store.images()}
+        labels = {paths[i]: MANY[c] for i, c in q.store.current_labels().items()}
+        expect = {first: "goldfish", second: "golden retriever"}
+        expect[selected] = "marigold"  # the fix of the label selected in the Labeled view
+        assert labels == expect
+    finally:
+        q.close()
