@@ -583,3 +583,35 @@ def test_train_says_each_phase_when_its_output_is_not_a_terminal(tmp_path, folde
     assert said.count("querying the next batch ...") == 1, said
     r = _run("train", proj, "--no-progress")
     assert r.exit_code == 0 and "training on every label" not in r.stderr
+
+
+def test_classes_from_a_file_one_per_line(tmp_path, folder):
+    """`--classes @FILE`: a hundred names are not typed as a comma list; one per line, blank
+    and # lines left out (a byte-order mark too); a comma in a line, an empty or unreadable
+    file are one line each, and no project is made."""
+    names = tmp_path / "classes.txt"
+    names.write_text("\ufeff# our classes\nred\n\n green \nblue\ngolden retriever\n", "utf-8")
+    r = _run("init", tmp_path / "p", "--images", folder, "--classes", f"@{names}", *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    from fishermask.label.project import Project
+
+    p = Project(tmp_path / "p")
+    assert p.classes == ["red", "green", "blue", "golden retriever"]
+    p.close()
+    bad = tmp_path / "bad.txt"
+    for text, said in (
+        ("red\ngreen,blue\n", "'green,blue' holds a comma; give one class name per line"),
+        ("# nothing\n\n", "names no class; give one class name per line"),
+        (b"red\n\xff\xfe\x00green\n", "is not UTF-8 text"),
+    ):
+        bad.write_bytes(text if isinstance(text, bytes) else text.encode())
+        r = _run("init", tmp_path / "q", "--images", folder, "--classes", f"@{bad}", *TINY_ARGS)
+        assert r.exit_code == 2 and said in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "q").exists()
+    r = _run("init", tmp_path / "q", "--images", folder, "--classes", "@nowhere.txt", *TINY_ARGS)
+    assert r.exit_code == 2 and "cannot read nowhere.txt" in r.output, r.output
+    assert not (tmp_path / "q").exists()
+    dup = tmp_path / "dup.txt"
+    dup.write_text("red\nred\n")
+    r = _run("init", tmp_path / "q", "--images", folder, "--classes", f"@{dup}", *TINY_ARGS)
+    assert r.exit_code == 2 and "--classes names 'red' twice" in r.output, r.output

@@ -94,11 +94,46 @@ _IMPORT_HELP = (
 )
 
 
+def _class_names(text: str) -> str | list[str]:
+    """``--classes``: the comma list as given, or the names in ``@FILE`` (one per line, blank
+    lines and ``#`` lines left out; a comma in a line is refused, as in the list)."""
+    if not text.startswith("@"):
+        return text
+    path = Path(text[1:]).expanduser()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        _fail(
+            f"--classes {text}: cannot read {path} ({exc.strerror or exc}); give the class names, one per line, in a text file."
+        )
+    try:
+        lines = raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        _fail(
+            f"--classes {text}: {path} is not UTF-8 text; save it as UTF-8, one class name per line."
+        )
+    names = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    bad = next((n for n in names if "," in n), None)
+    if bad is not None:
+        _fail(
+            f"--classes {text}: {bad!r} holds a comma; give one class name per line, without commas."
+        )
+    if not names:
+        _fail(f"--classes {text}: {path} names no class; give one class name per line.")
+    return names
+
+
 @label_app.command()
 def init(
     project: ProjectArg,
     images: Annotated[Path, typer.Option(help="Folder of images (read recursively).")],
-    classes: Annotated[str, typer.Option(help="Class names, comma separated: cat,dog,bird.")],
+    classes: Annotated[
+        str,
+        typer.Option(
+            help="Class names, comma separated: cat,dog,bird; or @FILE: a text file of one "
+            "name per line (blank lines and lines starting with # left out)."
+        ),
+    ],
     labels: Annotated[
         Path | None, typer.Option(help="CSV `path,label` of labels you already have.")
     ] = None,
@@ -140,7 +175,7 @@ def init(
         p = Project.init(
             project,
             images,
-            classes,
+            _class_names(classes),
             image_size=_size(image_size),
             model=model,
             width=width,

@@ -89,7 +89,8 @@ def parse_classes(text: str | Sequence[str]) -> list[str]:
     if any(not c for c in names):
         raise ConfigError(f"--classes {text!r} has an empty class name; use e.g. cat,dog,bird.")
     if len(set(names)) != len(names):
-        raise ConfigError(f"--classes {text!r} names a class twice.")
+        twice = next(c for i, c in enumerate(names) if c in names[:i])
+        raise ConfigError(f"--classes names {twice!r} twice; give each class once.")
     if len(names) < 2:
         raise ConfigError(f"--classes {text!r}: a classifier needs at least 2 classes.")
     for c in names:
