@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 
 from tests.label.conftest import TINY, api_client
-from tests.label.test_browser import CHROMIUM, DRIVER, _open_page, browser  # noqa: F401
+from tests.label.test_browser import (  # noqa: F401
+    CHROMIUM,
+    DRIVER,
+    _open_page,
+    _wait_for_polls,
+    browser,
+)
 from tests.label.test_kill import stop_server
 
 #: 40 classes: the folder's three colours, four with "gold" in them, and fillers
@@ -126,3 +132,22 @@ def test_a_class_found_by_name_labels_the_image_and_fixes_a_label(many, browser)
         assert labels == expect
     finally:
         q.close()
+
+
+@browser_only
+def test_a_long_list_of_labels_per_class_stays_where_it_was_scrolled(many, browser):  # noqa: F811
+    """Forty classes' "labels per class" made the side panel as long as forty rows (the
+    accuracy and the help below them out of sight); the list scrolls inside the panel now, and
+    the page's status poll (every 1.5 s, which redraws it) leaves it where it was scrolled."""
+    proc, _ = _open_page(many, browser)
+    try:
+        size = browser.execute_script(
+            "const c = document.getElementById('chart');"
+            "return [c.children.length, c.scrollHeight, c.clientHeight];"
+        )
+        assert size[0] == len(MANY) and size[1] > size[2], size
+        browser.execute_script("const c = document.getElementById('chart'); c.scrollTop = 200;")
+        _wait_for_polls(browser, 2)
+        assert browser.execute_script("return document.getElementById('chart').scrollTop") == 200
+    finally:
+        stop_server(proc)
