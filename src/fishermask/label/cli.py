@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -892,7 +893,9 @@ def status(
             "probability of the label and its guess), likely mistakes first (the lowest "
             "probability of the label), newest first without a model; or copies: the images "
             "whose file is a byte-for-byte copy of an earlier one (path, copy_of, and both "
-            "labels).",
+            "labels); or rounds: the held-out accuracy of every round that trained a model "
+            "(round, finished, labels, accuracy, low, high, held_out, method), oldest first: "
+            "whether more labels still pay.",
         ),
     ] = None,
     format: Annotated[
@@ -908,12 +911,12 @@ def status(
         from fishermask.label.project import parse_set_aside
 
         words = [] if list_ is None else list_.split(",")
-        alone = ("disagreements", "labeled", "copies")
+        alone = ("disagreements", "labeled", "copies", "rounds")
         bad = [w for w in words if w not in ("skipped", "skip", "unsure", *alone)]
         if bad:
             _fail(
                 f"--list {bad[0]!r}: use skipped, unsure (or skipped,unsure), disagreements, "
-                "labeled or copies."
+                "labeled, copies or rounds."
             )
         single = next((w for w in alone if w in words), None)
         if single is not None and list_ != single:
@@ -926,6 +929,24 @@ def status(
             return
         if single == "labeled":
             _print_labeled(p, format or "csv")
+            return
+        if single == "rounds":
+            rows = [
+                h
+                | {
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h["finished"])),
+                    **{k: _rounded(h[k]) for k in ("accuracy", "low", "high")},
+                }
+                for h in p.accuracy_history()
+            ]
+            if rows:
+                _write_rows(rows, format or "csv")
+            else:
+                _say_none(
+                    "no round has trained a model yet: 'next batch' on the page or `fishermask "
+                    f"label train {p.dir}` trains one.",
+                    format,
+                )
             return
         if single == "copies":
             rows = p.copy_rows()
@@ -948,6 +969,10 @@ def status(
         _print_set_aside(p, kinds, format or "csv")
     except FishermaskError as e:
         _fail(str(e))
+
+
+def _rounded(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
 
 
 def _say_none(message: str, format: str | None) -> None:
@@ -1002,7 +1027,6 @@ def _print_labeled(p: Any, format: str) -> None:
     a model (as the page's "Labeled" view), on stdout; how they are ordered, and how to fix
     one, on stderr. The csv starts with ``path,label``, so ``label add`` takes it back with
     its label column edited (unchanged rows are "already so")."""
-    import time
 
     from fishermask.label.review import LabelProbabilities, labeled_page
 
@@ -1041,7 +1065,6 @@ def _print_labeled(p: Any, format: str) -> None:
 def _print_set_aside(p: Any, kinds: list[str], format: str) -> None:
     """``label status --list``: the set-aside images as csv or json on stdout; when there are
     none, one line on stderr (and ``[]`` for json)."""
-    import time
 
     from fishermask.label.project import KIND_NAMES
 

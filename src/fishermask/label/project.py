@@ -1981,6 +1981,32 @@ class Project:
         return round_id, [it for it in items if it["image_id"] in keep]
 
     # -- status -----------------------------------------------------------------------------
+    def accuracy_history(self, rounds: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The held-out accuracy of every round that trained a model, oldest first: whether
+        more labels still pay. ``{"round", "finished" (epoch seconds), "labels" (the labels it
+        trained on), "accuracy", "low", "high" (95 % Wilson interval), "held_out" (labels
+        scored), "method"}``; ``accuracy`` None with the reason in ``method`` where there is
+        no estimate (too few labels, stopped, being estimated). ``rounds``: the store's, when
+        already read."""
+        out = []
+        for r in self.store.rounds() if rounds is None else rounds:
+            m = r["metrics"]
+            if r["status"] != "done" or "n_labels" not in m:  # no model trained in it
+                continue
+            out.append(
+                {
+                    "round": r["id"],
+                    "finished": r["finished"],
+                    "labels": m["n_labels"],
+                    "accuracy": m.get("accuracy"),
+                    "low": m.get("low"),
+                    "high": m.get("high"),
+                    "held_out": m.get("n_eval"),
+                    "method": m.get("method", ""),
+                }
+            )
+        return out
+
     def status(self) -> dict[str, Any]:
         self.reload_settings()
         rounds = self.store.rounds()
@@ -2021,6 +2047,12 @@ class Project:
                 (r["id"] for r in reversed(rounds) if r["metrics"].get("estimating")), None
             ),
             "accuracy": acc,
+            # the estimated rounds' accuracy by labels (the page's chart of it)
+            "history": [
+                {k: h[k] for k in ("round", "labels", "accuracy", "low", "high", "method")}
+                for h in self.accuracy_history(rounds)
+                if h["accuracy"] is not None
+            ],
             "mode": queue_round["mode"] if queue_round else "",
             "queue_round": queue_round["id"] if queue_round else None,
             "queue_started_by": queue_round["started_by"] if queue_round else None,

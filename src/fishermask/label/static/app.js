@@ -357,6 +357,7 @@ async function refreshStatus() {
     : (a && !(estimating && a.estimating) ? a.method : "");
   $("accuracy").textContent = [shown, estimating].filter(Boolean).join(" \u00b7 ")
     || "no accuracy estimate yet";
+  drawHistory(s.history || []);
   queuePolicy(s);
   const r = s.round;
   $("training").hidden = !s.training;
@@ -382,6 +383,56 @@ async function refreshStatus() {
 // any time, an annotator once every image of the batch is done, or never under
 // --owner-only-queue): the controls disabled with the reason. The n key still asks the server,
 // which answers with the same reason.
+// The held-out accuracy of every estimated round against the labels it trained on, with its
+// 95 % interval: whether more labels still pay (a curve that flattens within its intervals
+// says the next labels buy little with this model). Drawn from two rounds on, again only
+// when the rounds change.
+let historyDrawn = "";
+
+function drawHistory(points) {
+  const key = JSON.stringify(points);
+  if (key === historyDrawn) return;
+  historyDrawn = key;
+  $("history").hidden = points.length < 2;
+  const svg = $("history-plot");
+  svg.replaceChildren();
+  if (points.length < 2) return;
+  const NS = "http://www.w3.org/2000/svg";
+  const el = (name, attrs, text) => {
+    const e = document.createElementNS(NS, name);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    svg.appendChild(e);
+    return e;
+  };
+  const pct = (v) => (100 * v).toFixed(1);
+  const [L, R, T, B] = [34, 250, 8, 96];  // the plot's box in the 260 x 120 view
+  const x0 = Math.min(...points.map((p) => p.labels));
+  const x1 = Math.max(...points.map((p) => p.labels));
+  let y0 = Math.floor(10 * Math.min(...points.map((p) => p.low))) / 10;
+  let y1 = Math.ceil(10 * Math.max(...points.map((p) => p.high))) / 10;
+  if (y1 - y0 < 0.2) { y0 = Math.max(0, y0 - 0.1); y1 = Math.min(1, y0 + 0.2); }
+  const X = (v) => (x1 === x0 ? (L + R) / 2 : L + ((v - x0) / (x1 - x0)) * (R - L));
+  const Y = (v) => B - ((v - y0) / (y1 - y0)) * (B - T);
+  el("line", { x1: L, y1: B, x2: R, y2: B, class: "axis" });
+  el("line", { x1: L, y1: T, x2: L, y2: B, class: "axis" });
+  el("text", { x: L - 3, y: T + 4, "text-anchor": "end" }, `${pct(y1).replace(".0", "")}%`);
+  el("text", { x: L - 3, y: B, "text-anchor": "end" }, `${pct(y0).replace(".0", "")}%`);
+  el("text", { x: L, y: B + 13, "text-anchor": "start" }, `${x0}`);
+  el("text", { x: R, y: B + 13, "text-anchor": "end" }, `${x1} labels`);
+  for (const p of points) {
+    el("line", { x1: X(p.labels), y1: Y(p.low), x2: X(p.labels), y2: Y(p.high), class: "interval" });
+  }
+  el("polyline", { points: points.map((p) => `${X(p.labels)},${Y(p.accuracy)}`).join(" "), class: "curve" });
+  for (const p of points) {
+    const dot = el("circle", { cx: X(p.labels), cy: Y(p.accuracy), r: 3, class: "point" });
+    const t = document.createElementNS(NS, "title");
+    t.textContent = `round ${p.round}: ${pct(p.accuracy)}% (${pct(p.low)}\u2013${pct(p.high)}%) `
+      + `with ${p.labels} labels, ${p.method}`;
+    dot.appendChild(t);
+  }
+}
+
 function queuePolicy(s) {
   const you = s.you || { can_queue: true, why: null };
   // the owner of a team may replace a batch the annotators are on: said on hover, not refused
