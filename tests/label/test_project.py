@@ -78,7 +78,10 @@ def test_round_trains_reports_accuracy_and_leaves_cold_start(project):
     assert acc["per_class"] == [7, 7, 7]
     assert acc["per_class_by_name"] == {"red": 7, "green": 7, "blue": 7}
     assert (project.dir / row["checkpoint"]).is_file()
-    assert row["mode"].startswith("fishermask on the model trained on 21 labels")
+    assert row["mode"] == (  # with what the batch is in plain words
+        "fishermask on the model trained on 21 labels: the images that would teach it most "
+        "(Fisher information of its most informative weights)"
+    )
     q = project.batch()
     assert len(q) == 3  # only 3 images are left unlabeled
     assert all(it["guesses"] and it["state"] is None for it in q)
@@ -457,3 +460,12 @@ def test_labelstudio_tasks_all_under_another_folder_are_refused_not_matched(tmp_
         assert p.read_labelstudio(export(same)) == want
     assert p.store.history() == []
     p.close()
+
+
+def test_every_built_in_strategy_says_its_batch_in_plain_words():
+    """The page's mode line says what each built-in strategy's batch is; a strategy added to
+    the registry without a phrase here would be named only."""
+    from fishermask.label.project import IN_PLAIN_WORDS
+    from fishermask.strategies import registry
+
+    assert sorted(IN_PLAIN_WORDS) == sorted(registry.available())

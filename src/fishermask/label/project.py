@@ -84,6 +84,27 @@ def _no_report(phase: str, done: int, total: int) -> None:
     """Progress goes nowhere."""
 
 
+#: What each built-in strategy's batch is, in plain words (the page's mode line: someone
+#: labeling a batch should not need the paper to know why these images were chosen).
+IN_PLAIN_WORDS = {
+    "random": "images drawn at random",
+    "entropy": "the images it is least sure of",
+    "margin": "the images whose two likeliest classes are closest",
+    "least_confidence": "the images whose likeliest class it believes least",
+    "kcenter": "images unlike every labeled one, in its features",
+    "badge": "images it is unsure of and that are unlike each other",
+    "bait": "the images that would teach it most (Fisher information of its last layer)",
+    "fishermask": "the images that would teach it most (Fisher information of its most "
+    "informative weights)",
+    "bald": "the images its variants (dropout) disagree on most",
+    "batchbald": "the images its variants (dropout) disagree on most, as a batch",
+    "lpl": "the images its loss predictor expects it to get most wrong",
+    "lplgrad": "the images whose uncertainty its weights would change most",
+    "probcover": "images that stand for the most unlabeled look-alikes",
+    "typiclust": "the most typical image of each group with the fewest labels",
+}
+
+
 def parse_classes(text: str | Sequence[str]) -> list[str]:
     names = [c.strip() for c in (text.split(",") if isinstance(text, str) else text)]
     if any(not c for c in names):
@@ -1870,7 +1891,10 @@ class Project:
                 **self.settings["strategy_options"],
             )
             chosen, scores = res.indices, res.scores
-            mode = f"{self.settings['strategy']} on the model trained on {len(lab_ids)} labels"
+            name = self.settings["strategy"]
+            mode = f"{name} on the model trained on {len(lab_ids)} labels"
+            if name in IN_PLAIN_WORDS:  # what the batch is, for someone who never read a paper
+                mode += f": {IN_PLAIN_WORDS[name]}"
             if len(scored) < len(cand):
                 mode += f", scoring {len(scored)} random of the {len(cand)} unseen images"
             info = {"query_pool": cap, "scored": len(scored), "unseen": len(cand)}
