@@ -313,12 +313,18 @@ async function refreshStatus() {
     say(e.message + (unsaved ? ` \u2014 not saved: ${unsaved}` : ""), true, "both");
     return;
   }
-  // `label config --add-class/--rename-class` since this page was loaded: its class keys are
-  // the old ones (a label of a class renamed since is refused, nothing saved); said once
+  // `label config --add-class/--rename-class/--remove-class` since this page was loaded: its
+  // class keys are the old ones (a label of a class renamed or removed since is refused,
+  // nothing saved). Said on the message line, and in a notice above the view that no later
+  // message replaces, until the page is reloaded. The keys are not redrawn in place: after a
+  // removal they shift, and a key pressed from habit would give another class.
   if (s.classes && s.classes.join("\n") !== classesSeen) {
     classesSeen = s.classes.join("\n");
-    say(`the project's classes changed since this page was loaded (now: ${s.classes.join(", ")}): `
-      + "reload the page for their keys", true);
+    const text = `the project's classes changed since this page was loaded (now: `
+      + `${s.classes.join(", ")}): reload the page for their keys`;
+    say(text, true);
+    $("stale-text").textContent = text;
+    $("stale").hidden = FM.classes.join("\n") === classesSeen;  // changed back: nothing stale
   }
   const total = s.budget || s.images;
   const seen = s.labeled + s.skipped + s.unsure >= s.images;
@@ -815,6 +821,7 @@ $("undo").onclick = () => act(undo);
 $("prev").onclick = () => onKey({ key: "ArrowLeft", preventDefault() {} });
 $("next").onclick = () => onKey({ key: "ArrowRight", preventDefault() {} });
 $("next-batch").onclick = () => act(nextBatch);
+$("stale-reload").onclick = () => location.reload();
 $("revisit").onclick = () => act(revisit);  // after the saves typed before the click
 $("mode").onclick = () => $("mode").classList.toggle("open");  // the whole line, or two lines
 loadBatch().then(refreshStatus).catch((e) => say(e.message, true, "both"));
