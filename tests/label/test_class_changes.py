@@ -292,6 +292,12 @@ def test_a_running_server_follows_a_class_change(trained):
         items = r.json()["items"]
         assert items[-1]["label"] == "bird" and items[-1]["label_prob"] is None
         assert c.get("/api/labeled?label=bird", headers=AUTH).json()["total"] == 1
+        # the Labeled view's class filter of a page loaded before the rename: said so
+        r = c.get("/api/labeled?label=red", headers=AUTH)
+        assert r.status_code == 400
+        assert r.json()["error"].endswith(
+            "classes: crimson, green, blue, bird ('red' was renamed to 'crimson')."
+        ), r.json()["error"]
         r = c.get("/api/predictions?top=4", headers=AUTH)
         assert r.status_code == 200 and r.json()["model"]["classes_added_since"] == ["bird"]
         r = c.get("/api/export.csv", headers=AUTH)

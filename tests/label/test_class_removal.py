@@ -322,6 +322,7 @@ def test_a_running_server_follows_a_removal(trained, tmp_path):
         # the Labeled view: no blue filter, no blue guess or label
         r = c.get("/api/labeled?label=blue", headers=AUTH)
         assert r.status_code == 400 and "not one of the project's classes" in r.json()["error"]
+        assert "class 'blue' was removed by `fishermask label config" in r.json()["error"]
         items = c.get("/api/labeled", headers=AUTH).json()["items"]
         assert {it["label"] for it in items} == {"red", "green"}
         assert all(it["guess"]["label"] != "blue" for it in items)

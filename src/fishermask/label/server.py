@@ -504,7 +504,12 @@ def create_app(
                 annotators=sorted(names),
             )
         except ConfigError as exc:
-            return _error(400, str(exc))
+            hint = (
+                project.renamed_hint(label) or project.removed_hint(label)
+                if label is not None and label not in classes()
+                else ""
+            )  # a page loaded before `label config --rename-class / --remove-class`
+            return _error(400, str(exc).removesuffix(".") + hint + ".")
         out = review.labeled_page(
             project, label_probs, label=label, by=by, sort=sort, page=n, per_page=size
         )
