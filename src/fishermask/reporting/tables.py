@@ -118,6 +118,12 @@ def summarize(rows: list[dict[str, Any]], metric: str = "accuracy") -> list[Summ
     return out
 
 
+def _mean_std(mean: float, std: float, seeds: int) -> str:
+    """``mean ± std`` in %; the mean alone for one seed (its "± 0.00" read as no spread at
+    all, when there was nothing to measure a spread with)."""
+    return f"{100 * mean:.2f}" if seeds == 1 else f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
 def summary_table(
     summary: list[SummaryRow], metric: str = "accuracy"
 ) -> tuple[list[str], list[list[str]]]:
@@ -139,8 +145,8 @@ def summary_table(
             s.strategy,
             str(s.seeds),
             str(s.final_labels),
-            f"{100 * s.final_mean:.2f} ± {100 * s.final_std:.2f}",
-            f"{100 * s.aulc_mean:.2f} ± {100 * s.aulc_std:.2f}",
+            _mean_std(s.final_mean, s.final_std, s.seeds),
+            _mean_std(s.aulc_mean, s.aulc_std, s.seeds),
             f"{s.query_seconds:.2f}",
             f"{s.train_seconds:.2f}",
         ]
