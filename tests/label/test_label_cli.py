@@ -615,3 +615,74 @@ def test_classes_from_a_file_one_per_line(tmp_path, folder):
     dup.write_text("red\nred\n")
     r = _run("init", tmp_path / "q", "--images", folder, "--classes", f"@{dup}", *TINY_ARGS)
     assert r.exit_code == 2 and "--classes names 'red' twice" in r.output, r.output
+
+
+def test_labels_from_folders(tmp_path, folder):
+    """`--labels-from-folders`: the images in a top-level folder named as a class get it (any
+    depth below); the others stay unlabeled, said with the folders not named as a class (a
+    near miss in case named with its class). None in a class folder, or with --labels too:
+    one line, no project."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+
+    def put(rel: str) -> None:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / rel)
+
+    for rel in ("unsorted/a.png", "unsorted/b.png", "Blue/c.png", "loose.png", "red/2021/d.png"):
+        put(rel)
+    r = _run(
+        "init",
+        tmp_path / "p",
+        "--images",
+        folder,
+        "--classes",
+        "red,green,blue",
+        "--labels-from-folders",
+        *TINY_ARGS,
+    )
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.stderr.split())
+    assert (
+        "labeled 25 images by their folder (red 9, green 8, blue 8); 4 left unlabeled (1 "
+        "directly in the image folder; in folders not named as a class: unsorted/ (2), "
+        "Blue/ (1; class 'blue'?))"
+    ) in said, said
+    from fishermask.label.project import Project
+
+    p = Project(tmp_path / "p")
+    paths = {r.id: r.path for r in p.store.images()}
+    got = {paths[i]: p.classes[c] for i, c in p.store.current_labels().items()}
+    p.close()
+    assert got["red/2021/d.png"] == "red" and got["blue/000.png"] == "blue"
+    assert len(got) == 25 and not {"unsorted/a.png", "Blue/c.png", "loose.png"} & set(got)
+
+    r = _run(
+        "init",
+        tmp_path / "q",
+        "--images",
+        folder / "unsorted",
+        "--classes",
+        "red,green",
+        "--labels-from-folders",
+        *TINY_ARGS,
+    )
+    assert r.exit_code == 2 and "no image is in a folder named as a class" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "q").exists()
+    csv_file = tmp_path / "l.csv"
+    csv_file.write_text("path,label\nred/000.png,red\n")
+    r = _run(
+        "init",
+        tmp_path / "q",
+        "--images",
+        folder,
+        "--classes",
+        "red,green",
+        "--labels",
+        csv_file,
+        "--labels-from-folders",
+        *TINY_ARGS,
+    )
+    assert r.exit_code == 2 and "give one" in r.output and not (tmp_path / "q").exists()

@@ -138,6 +138,15 @@ def init(
     labels: Annotated[
         Path | None, typer.Option(help="CSV `path,label` of labels you already have.")
     ] = None,
+    labels_from_folders: Annotated[
+        bool,
+        typer.Option(
+            "--labels-from-folders",
+            help="Label each image in a top-level folder named as a class (cat/a.jpg, "
+            "cat/2021/b.jpg) with that class; the others stay unlabeled, said with the "
+            "folders not named as a class.",
+        ),
+    ] = False,
     image_size: Annotated[str, typer.Option(help="Model input size HxW.")] = "32x32",
     model: Annotated[
         str, typer.Option(help="cnn, resnet18, mlp, linear, or one of your own (--import).")
@@ -193,6 +202,7 @@ def init(
             progress=progress,
             labels=labels,
             imports=parse_entries(imports),
+            labels_from_folders=labels_from_folders,
         )
         row = p.run_round(train_model=False)
         c = p.counts()

@@ -105,6 +105,64 @@ IN_PLAIN_WORDS = {
 }
 
 
+def folder_labels(
+    paths: Sequence[str], classes: Sequence[str]
+) -> tuple[list[tuple[str, str]], str]:
+    """``label init --labels-from-folders``: ``(path, class)`` for every image whose top-level
+    folder (under the image folder, as in an ImageFolder layout: ``cat/a.jpg``,
+    ``cat/2021/b.jpg``) is named exactly as a class, and one line saying what was labeled
+    and what was not (the images outside class folders, and the folders not named as a
+    class, a near miss in case or spacing named with its class). Refused (one line) when no
+    image is in a class folder: the option was then surely meant otherwise."""
+    known = set(classes)
+    loose = {c.strip().casefold(): c for c in classes}
+    rows: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    others: dict[str, int] = {}
+    at_root = 0
+    for path in paths:
+        top, sep, _ = path.partition("/")
+        if not sep:
+            at_root += 1
+        elif top in known:
+            rows.append((path, top))
+            counts[top] = counts.get(top, 0) + 1
+        else:
+            others[top] = others.get(top, 0) + 1
+
+    def folder(name: str) -> str:
+        near = loose.get(name.strip().casefold())
+        return f"{name}/ ({others[name]}" + (f"; class {near!r}?" if near else "") + ")"
+
+    other = sorted(others, key=lambda f: (-others[f], f))
+    listed = ", ".join(folder(f) for f in other[:8]) + (
+        f" and {len(other) - 8} more" if len(other) > 8 else ""
+    )
+    if not rows:
+        raise ConfigError(
+            "--labels-from-folders: no image is in a folder named as a class ("
+            + (
+                f"folders: {listed}"
+                if other
+                else "no folders: every image is directly in the image folder"
+            )
+            + f"; classes: {', '.join(classes)}); name each class's folder exactly as the class."
+        )
+    said = (
+        f"labeled {len(rows)} images by their folder ("
+        + ", ".join(f"{c} {counts[c]}" for c in classes if c in counts)
+        + ")"
+    )
+    left = len(paths) - len(rows)
+    if left:
+        said += f"; {left} left unlabeled"
+        parts = ([f"{at_root} directly in the image folder"] if at_root else []) + (
+            [f"in folders not named as a class: {listed}"] if other else []
+        )
+        said += f" ({'; '.join(parts)})"
+    return rows, said
+
+
 def parse_classes(text: str | Sequence[str]) -> list[str]:
     names = [c.strip() for c in (text.split(",") if isinstance(text, str) else text)]
     if any(not c for c in names):
@@ -553,8 +611,11 @@ class Project:
         progress: bool = False,
         labels: str | os.PathLike[str] | None = None,
         imports: Sequence[str] = (),
+        labels_from_folders: bool = False,
     ) -> Project:
-        """Create a project, scan the images and import ``labels`` (a ``path,label`` CSV).
+        """Create a project, scan the images and import ``labels`` (a ``path,label`` CSV), or
+        with ``labels_from_folders`` label each image in a top-level folder named as a class
+        with that class (:func:`folder_labels`).
 
         All or nothing: when anything fails (a bad row of ``labels`` included), the project
         is not left behind, so the same ``label init`` can be run again once it is fixed.
@@ -576,6 +637,10 @@ class Project:
             say(f"replacing the unfinished project in {path} (its `label init` was interrupted)")
         if not root.is_dir():
             raise ConfigError(f"--images {root}: not a folder of images.")
+        if labels is not None and labels_from_folders:
+            raise ConfigError(
+                "--labels and --labels-from-folders: give one (the folders' labels, or a CSV's)."
+            )
         if labels is not None and not Path(labels).is_file():
             raise ConfigError(f"--labels {labels}: no such file (a CSV with header path,label).")
         names = parse_classes(classes)
@@ -654,6 +719,10 @@ class Project:
                 rows = project.read_csv_labels(labels)
                 written, _ = project.add_label_rows(rows, source="import", what=str(labels))
                 say(f"imported {written} labels from {labels}")
+            if labels_from_folders:
+                rows, said = folder_labels([r.path for r in project.store.images()], names)
+                project.add_label_rows(rows, source="import", what="folders")
+                say(said)
             if budget is not None:
                 check_budget(
                     budget, project.store.num_images(), project.counts()["labeled"], str(path)
