@@ -167,8 +167,8 @@ def test_status_list_bad_input_is_one_line(project):
     for args, msg in (
         (
             ["--list", "maybe"],
-            "--list 'maybe': use skipped, unsure (or skipped,unsure), disagreements, labeled "
-            "or copies.",
+            "--list 'maybe': use skipped, unsure (or skipped,unsure), disagreements, labeled, "
+            "copies or rounds.",
         ),
         (["--format", "json"], "--format json applies to --list"),
         (["--list", "unsure", "--format", "xml"], "--format 'xml': use csv or json"),
