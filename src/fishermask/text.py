@@ -72,3 +72,16 @@ class SpreadsheetCsv:
     def writerows(self, rows: Iterable[Iterable[object]]) -> None:
         for row in rows:
             self.writerow(row)
+
+
+def utc_clock(t: float, now: float | None = None) -> str:
+    """``23:58 UTC`` for a time ``t`` (seconds since the epoch) of today, ``2026-11-30 23:58
+    UTC`` for one of another day (``now``: the current time). Always UTC, and said so: the
+    times the labeling tool shows (a check's time on a page opened from other machines, a
+    server's start in another process's refusal) are read by people who may be in other time
+    zones than the machine that wrote them, and its CSV and JSON times are UTC too."""
+    import time
+
+    then = time.gmtime(t)
+    today = time.gmtime(time.time() if now is None else now)
+    return time.strftime("%H:%M UTC" if then[:3] == today[:3] else "%Y-%m-%d %H:%M UTC", then)

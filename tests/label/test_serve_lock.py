@@ -67,7 +67,7 @@ def test_a_second_serve_is_refused_naming_the_first_and_the_others_work(project,
             assert len(out.splitlines()) == 1 and "Traceback" not in out, out
             assert re.fullmatch(
                 rf"error: {re.escape(str(project.dir))} is already being served by process "
-                rf"{proc.pid} at {re.escape(base)} \(since \d\d:\d\d\); stop it first \(Ctrl-C "
+                rf"{proc.pid} at {re.escape(base)} \(since \d\d:\d\d UTC\); stop it first \(Ctrl-C "
                 r"there\), or open the URL it printed\.",
                 " ".join(out.split()),
             ), out

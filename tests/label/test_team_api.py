@@ -239,7 +239,13 @@ def test_an_annotator_cannot_replace_a_batch_others_are_labeling(client):
     assert st["you"]["name"] == "alice" and st["you"]["can_queue"] is False
     assert st["you"]["why"].startswith(f"the current batch still has {len(items) - 1} images")
     owner = client.get("/api/status", headers=client.as_["owner"]).json()["you"]
-    assert owner == {"name": "owner", "can_queue": True, "why": None}
+    assert owner == {
+        "name": "owner",
+        "can_queue": True,
+        "why": None,
+        "can_check": True,
+        "why_check": None,
+    }
 
     # the owner may, over a batch not done: the revisit records who asked
     r = client.post("/api/revisit", headers=client.as_["owner"], json={"kinds": ["unsure"]})
@@ -260,7 +266,13 @@ def test_an_annotator_starts_the_next_round_once_the_batch_is_done(client):
 
     _do_the_batch(client, "alice")
     st = client.get("/api/status", headers=client.as_["bob"]).json()
-    assert st["batch_left"] == 0 and st["you"] == {"name": "bob", "can_queue": True, "why": None}
+    assert st["batch_left"] == 0 and st["you"] == {
+        "name": "bob",
+        "can_queue": True,
+        "why": None,
+        "can_check": True,
+        "why_check": None,
+    }
     r = client.post("/api/next", headers=client.as_["bob"])
     assert r.status_code == 202, r.text
     st = wait_for_round(client)

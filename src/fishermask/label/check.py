@@ -40,6 +40,7 @@ import numpy as np
 
 from fishermask.errors import ConfigError
 from fishermask.label.review import drop_removed
+from fishermask.text import utc_clock
 
 if TYPE_CHECKING:
     from fishermask.label.project import Project
@@ -138,14 +139,20 @@ def check_folds(
 
 
 def check_enough(
-    labeled: dict[int, int], copies: dict[int, int], k: int, classes: Sequence[str]
+    labeled: dict[int, int],
+    copies: dict[int, int],
+    k: int,
+    classes: Sequence[str],
+    option: str | None = "--folds",
 ) -> None:
     """Refuse (:class:`ConfigError`, one line saying how many are needed) a check that cannot
     give every image a model that learned its class: ``k`` from 2 to :data:`MAX_FOLDS`, at
     least ``k`` labeled images (distinct files: copies count once), labels in at least 2
-    classes, and at least 2 (distinct files) in every class that has labels."""
+    classes, and at least 2 (distinct files) in every class that has labels. ``option``: how
+    the asker gave ``k`` (``--folds``; ``folds`` of ``POST /api/check``), None when it was not
+    given (the page's button: the default)."""
     if not 2 <= k <= MAX_FOLDS:
-        raise ConfigError(f"--folds {k}: must be 2 to {MAX_FOLDS} (default {FOLDS}).")
+        raise ConfigError(f"{option or 'folds'} {k}: must be 2 to {MAX_FOLDS} (default {FOLDS}).")
     files: dict[int, set[int]] = {}
     for i, c in labeled.items():
         files.setdefault(c, set()).add(copies.get(i, i))
@@ -163,20 +170,35 @@ def check_enough(
             f"that the model that does not see one has seen others of its class ({names}); "
             "label more of those classes first."
         )
+    if n < k and option is None:
+        raise ConfigError(
+            f"a label check ({k} models) needs at least {k} labeled images (distinct files; has "
+            f"{n}); label more images first."
+        )
     if n < k:
         raise ConfigError(
-            f"--folds {k} needs at least {k} labeled images (distinct files; has {n}); label "
-            f"more images or use --folds {max(2, n)}."
+            f"{option} {k} needs at least {k} labeled images (distinct files; has {n}); label "
+            f"more images or use {option} {max(2, n)}."
         )
 
 
 # -- running a check ---------------------------------------------------------------------------
-def run_check(project: Project, folds: int = FOLDS, report: Report | None = None) -> int:
+def run_check(
+    project: Project,
+    folds: int = FOLDS,
+    report: Report | None = None,
+    *,
+    check_id: int | None = None,
+) -> int:
     """Train ``folds`` models (module docstring) and store each labeled image's out-of-fold
     probabilities as a new check; returns its id. Refused (one line) below the minimum of
     :func:`check_enough`, while a round is training (:class:`~fishermask.label.store.RoundBusy`)
     or another check runs (:class:`~fishermask.label.store.CheckRunning`); a round asked for
-    while this check runs is refused likewise (:meth:`Store.start_round`)."""
+    while this check runs is refused likewise (:meth:`Store.start_round`).
+
+    ``check_id``: run the check already recorded as running under that id (``label serve``
+    records it, then hands it to its worker process: :mod:`fishermask.label.worker`) with the
+    folds, labels and settings of its row; every failure closes that row (failed)."""
     import torch
 
     from fishermask.label.predict import probabilities
@@ -185,13 +207,23 @@ def run_check(project: Project, folds: int = FOLDS, report: Report | None = None
     report = report or (lambda phase, done, total: None)
     store = project.store
     copies = store.copies()
-    # refuse too few labels before anything is recorded (checked again on the snapshot below)
-    labeled = {i: c for i, (_, k, c) in store.current().items() if k == "label"}
-    check_enough(labeled, copies, folds, project.classes)
-    project.check_intact()
-    project.load_imports()
-    check_id, last, settings = store.start_check(folds, os.getpid())
+    handed = check_id is not None
+    if check_id is None:
+        # refuse too few labels before anything is recorded (checked again on the snapshot)
+        labeled = {i: c for i, (_, k, c) in store.current().items() if k == "label"}
+        check_enough(labeled, copies, folds, project.classes)
+        project.check_intact()
+        project.load_imports()
+        check_id, last, settings = store.start_check(folds, os.getpid())
+    else:
+        row = store.check_row(check_id)
+        if row is None or row["status"] != "running":
+            raise ConfigError(f"label check {check_id} is not running: nothing to do.")
+        folds, last, settings = int(row["folds"]), int(row["last_label_id"]), row["settings"]
     try:
+        if handed:  # checked by the server before it recorded the check; again here, closing it
+            project.check_intact()
+            project.load_imports()
         project.settings = settings  # the recipe of the moment the check started
         # read after `last`: every class a label up to it names (classes are only appended)
         project.reload_classes()
@@ -204,7 +236,8 @@ def run_check(project: Project, folds: int = FOLDS, report: Report | None = None
             if k == "label" and lid <= last and i in id_pos
         }
         labeled = {i: c for i, (_, c) in current.items()}
-        check_enough(labeled, copies, folds, project.classes)
+        # (labels undone since the server checked: said as for the page's button)
+        check_enough(labeled, copies, folds, project.classes, None if handed else "--folds")
         fold = check_folds(labeled, copies, folds, int(settings["seed"]))
         order = sorted(labeled)
         pos = torch.tensor([id_pos[i] for i in order], dtype=torch.int64)
@@ -259,12 +292,9 @@ class Check:
 
     @property
     def when(self) -> str:
-        """The check's time, ``HH:MM UTC`` (with the date when not today)."""
-        t = self.info["started"]
-        day = time.strftime("%Y-%m-%d", time.gmtime(t))
-        if day == time.strftime("%Y-%m-%d", time.gmtime()):
-            return time.strftime("%H:%M UTC", time.gmtime(t))
-        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+        """The check's time, ``HH:MM UTC`` (with the date when not today): UTC, as every time
+        the labeling tool shows (:func:`fishermask.text.utc_clock`)."""
+        return utc_clock(self.info["started"])
 
     @property
     def agreement(self) -> float:
@@ -283,12 +313,16 @@ class Check:
 _READ: dict[str, Check] = {}
 
 
-def latest_check(project: Project) -> Check | None:
-    """The latest finished check of the project, with the rule applied, or None. A class
-    removed since the check (``label config --remove-class``), or one without a label when it
-    ran, is dropped from its probabilities (the others renormalised), so it is never
-    suggested nor a guess."""
-    info = project.store.latest_check()
+def latest_check(project: Project, check_id: int | None = None) -> Check | None:
+    """The latest finished check of the project (``check_id``: that check, if it finished),
+    with the rule applied, or None. A class removed since the check (``label config
+    --remove-class``), or one without a label when it ran, is dropped from its probabilities
+    (the others renormalised), so it is never suggested nor a guess."""
+    if check_id is None:
+        info = project.store.latest_check()
+    else:
+        info = project.store.check_row(check_id)
+        info = info if info is not None and info["status"] == "done" else None
     if info is None:
         return None
     key = str(project.store.path)
@@ -358,6 +392,25 @@ def issue_rows(project: Project, check: Check) -> tuple[list[dict[str, Any]], in
     for d in out:
         del d["_p"]
     return out, len(rows)
+
+
+def flagged_line(n_flagged: int, current: int) -> str:
+    """``3 of 24 labels flagged as possibly wrong (12.5 %)``: the check's result, as ``label
+    check`` and the page say it (``current``: its labels unchanged since)."""
+    share = f"{100 * n_flagged / current:.1f}" if current else "0.0"
+    return f"{n_flagged} of {current} labels flagged as possibly wrong ({share} %)"
+
+
+def weak_line(agreement: float) -> str | None:
+    """The warning that the check's models are too weak for its flags (below
+    :data:`WEAK_CHECK` of the labels predicted out of fold), or None."""
+    if agreement >= WEAK_CHECK:
+        return None
+    return (
+        f"out of fold, the check's models predict only {100 * agreement:.1f} % of the labels "
+        "they scored: too weak for the flags to tell right labels from wrong ones (many right "
+        "ones are flagged)"
+    )
 
 
 def check_summary(project: Project) -> dict[str, Any] | None:

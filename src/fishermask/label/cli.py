@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from fishermask.errors import ConfigError, FishermaskError
+from fishermask.label.check import FOLDS
 from fishermask.label.store import RoundBusy
 
 label_app = typer.Typer(
@@ -645,7 +646,7 @@ def check_cmd(
     project: ProjectArg,
     folds: Annotated[
         int, typer.Option("--folds", help="Models trained, each without one fold of the labels.")
-    ] = 5,
+    ] = FOLDS,
     format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
     out: Annotated[
         Path | None, typer.Option(help="Write to this file instead of stdout (-: stdout).")
@@ -719,8 +720,8 @@ def _run_check(p: Any, folds: int, progress: bool) -> tuple[Any, list[dict[str, 
                 last = phase
                 _say(f"{phase} ...")
 
-        run_check(p, folds, report)
-    check = latest_check(p)
+        check_id = run_check(p, folds, report)
+    check = latest_check(p, check_id)  # this one (a later check may have finished since)
     assert check is not None
     rows, m = issue_rows(p, check)
     return check, rows, m
@@ -751,21 +752,14 @@ def _write_issues(
 
         write_atomic(out, lambda f: f.write(text.encode()))
         _say(f"wrote {out}")
-    from fishermask.label.check import WEAK_CHECK
+    from fishermask.label.check import flagged_line, weak_line
 
-    share = f"{100 * len(rows) / m:.1f}" if m else "0.0"
     _say(
-        f"{len(rows)} of {m} labels flagged as possibly wrong ({share} %); fix the wrong ones "
-        f"in the Labeled view or with `label add` (check of {check.when}, "
-        f"{check.info['folds']} folds)."
+        f"{flagged_line(len(rows), m)}; fix the wrong ones in the Labeled view or with "
+        f"`label add` (check of {check.when}, {check.info['folds']} folds)."
     )
-    if check.agreement < WEAK_CHECK:
-        _say(
-            f"out of fold, the check's models predict only {100 * check.agreement:.1f} % of "
-            "the labels they scored: too weak for the flags to tell right labels from wrong "
-            "ones (many right ones are flagged); read the list from the top, where the labels "
-            "they find least probable are."
-        )
+    if (weak := weak_line(check.agreement)) is not None:
+        _say(f"{weak}; read the list from the top, where the labels they find least probable are.")
     else:
         _say(
             f"out of fold, the check's models predict {100 * check.agreement:.1f} % of the "

@@ -1466,8 +1466,10 @@ class Project:
         """Mark rounds whose process died as interrupted; returns their ids.
 
         A finished round whose accuracy estimate's process died (killed, or stopped because
-        the next round started) is marked as not estimated.
+        the next round started) is marked as not estimated; a label check whose process died
+        as interrupted (:meth:`Store.recover_checks`).
         """
+        self.store.recover_checks()
         out = []
         for r in self.store.rounds():
             live = r["status"] == "running" or r["metrics"].get("estimating")

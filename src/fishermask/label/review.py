@@ -152,6 +152,7 @@ def labeled_page(
     sort: str = "mistakes",
     page: int = 1,
     per_page: int | None = PER_PAGE,
+    flagged: bool = False,
 ) -> dict[str, Any]:
     """One page of the labeled images (filters checked by :func:`check_query`):
 
@@ -166,7 +167,8 @@ def labeled_page(
     after the ranked ones, for a label of a class added after the model was trained, which has
     no output for it; ``check``: the latest check, or None). ``label``: only images of
     that class; ``by``: only labels given by that annotator (``owner``: the owner's);
-    ``per_page`` None: every one on one page."""
+    ``flagged``: only the labels the latest check flags (still the ones it scored; none
+    before a check, and ``note`` says so); ``per_page`` None: every one on one page."""
     rows = project.store.current_label_rows()  # by label row id: oldest first
     classes = project.reload_classes()  # read after the labels: it holds every class they name
     given = sorted({team.name_of(r["annotator"]) for r in rows})
@@ -185,6 +187,13 @@ def labeled_page(
         for r in rows
         if check is not None and check.current(r["image_id"], r["label_id"])
     }
+    if flagged:  # (every one of them scored by the check)
+        rows = [
+            r
+            for r in rows
+            if check is not None and r["image_id"] in checked and check.flagged[r["image_id"]]
+        ]
+        checked = {r["image_id"] for r in rows}
     model = None
     p: dict[int, np.ndarray] = {}
     used = "newest"
@@ -226,6 +235,13 @@ def labeled_page(
                 )
             # stable: equal probabilities (and images without one, last) stay newest first
             rows.sort(key=lambda r: _prob(p, r) if _rankable(p, r) else 2.0)
+    if flagged:
+        note = (
+            f"only the labels the label check of {check.when} flags; {note}"
+            if check is not None
+            else "no label check yet, so nothing is flagged: 'check labels' (or `fishermask "
+            "label check PROJECT`) makes one"
+        )
     total = len(rows)
     per_page = per_page or max(1, total)
     start = (page - 1) * per_page

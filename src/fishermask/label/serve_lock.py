@@ -26,6 +26,7 @@ from typing import Any
 
 from fishermask.errors import ConfigError
 from fishermask.label.store import DB_NAME, _unwritable
+from fishermask.text import utc_clock
 
 try:
     import fcntl
@@ -118,16 +119,9 @@ def _read(path: Path) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-def _since(t: float) -> str:
-    """``23:58`` today, ``2026-11-30 23:58`` on another day (local time)."""
-    then, now = time.localtime(t), time.localtime()
-    same_day = then[:3] == now[:3]
-    return time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", then)
-
-
 def _served_message(project: Path, info: dict[str, Any]) -> str:
     """``PROJECT is already being served by process 1234 at http://127.0.0.1:8765 (since
-    23:58); stop it first (Ctrl-C there), or open the URL it printed.``"""
+    23:58 UTC); stop it first (Ctrl-C there), or open the URL it printed.``"""
     who = f"process {info['pid']}" if info.get("pid") else "another process"
     machine = info.get("machine")
     if machine and machine != socket.gethostname():
@@ -135,7 +129,7 @@ def _served_message(project: Path, info: dict[str, Any]) -> str:
     where = f" at {info['address']}" if info.get("address") else ""
     notes = ["still starting"] if info.get("pid") and not info.get("address") else []
     if isinstance(info.get("since"), int | float):
-        notes.append(f"since {_since(float(info['since']))}")
+        notes.append(f"since {utc_clock(float(info['since']))}")
     paren = f" ({', '.join(notes)})" if notes else ""
     return (
         f"{project} is already being served by {who}{where}{paren}; stop it first (Ctrl-C "

@@ -14,7 +14,10 @@ through the labeled images, likely mistakes first: :mod:`fishermask.label.review
 retrains and queries in a worker process, which then estimates the new model's accuracy
 (stopped if the next round starts first); the page polls ``GET /api/status`` meanwhile. It is
 refused (409, nothing started) while an image is missing or changed since it was scanned
-(:meth:`Project.check_intact`, the check of ``label next``).
+(:meth:`Project.check_intact`, the check of ``label next``). ``POST /api/check`` starts a label
+check (:mod:`fishermask.label.check`) in a worker process likewise, refused (409) as ``label
+check`` is and while a round runs; ``GET /api/status``'s ``check`` follows it (its progress,
+then the result), and ``GET /api/labeled?flagged=true`` lists the labels it flags.
 
 A team: each annotator of ``--annotators`` has a token of their own
 (:func:`fishermask.label.team.annotator_token`); every action given with it records the
@@ -54,6 +57,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fishermask.errors import ConfigError, DataError
+from fishermask.label import check as label_check
 from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
 from fishermask.label import review, serve_lock, team, thumbs
@@ -65,6 +69,7 @@ from fishermask.label.store import (
     NotYours,
     RoundBusy,
 )
+from fishermask.text import utc_clock
 
 HERE = Path(__file__).parent
 MAX_BODY = 4096  # bytes: a label is a few dozen
@@ -236,19 +241,56 @@ class TokenGuard:
         await self.app(scope, receive, send)
 
 
+def _spawn(project: Project, *args: str) -> subprocess.Popen[bytes]:
+    """``python -m fishermask.label.worker ARGS`` (:mod:`fishermask.label.worker`), its errors
+    appended to the project's ``worker.log``."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.Popen(
+        [sys.executable, "-m", "fishermask.label.worker", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(project.dir / "worker.log", "ab"),  # noqa: SIM115
+    )
+
+
 class Worker:
-    """Starts and watches the retrain process of ``POST /api/next``."""
+    """Starts and watches the retrain process of ``POST /api/next`` and the label check
+    process of ``POST /api/check``."""
 
     def __init__(self, project: Project) -> None:
         self.project = project
         self.proc: subprocess.Popen[bytes] | None = None
+        self.check_proc: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()
 
     def poll(self) -> None:
-        with self.lock:  # not while start() has a round whose pid is not yet recorded
+        with self.lock:  # not while start() has a round (a check) whose pid is not recorded
             if self.proc is not None and self.proc.poll() is not None:
                 self.proc = None
+            if self.check_proc is not None and self.check_proc.poll() is not None:
+                self.check_proc = None
             self.project.recover()
+
+    def start_check(self, folds: int, started_by: str = team.OWNER) -> int:
+        """Start a label check recorded as ``started_by``'s (:meth:`Store.start_check`, whose
+        :class:`RoundBusy` and :class:`CheckRunning` pass through, nothing started) in a worker
+        process. Recorded under this server's pid until the worker's is: another process that
+        looks in between (a round asked for, ``label check``) sees a live check."""
+        with self.lock:
+            store = self.project.store
+            check_id, _, _ = store.start_check(folds, os.getpid(), started_by=started_by)
+            try:
+                self.check_proc = _spawn(
+                    self.project, "check", str(self.project.dir), str(check_id)
+                )
+            except OSError as exc:
+                store.finish_check(check_id, status="failed", message=str(exc))
+                raise
+            store.set_check_pid(check_id, self.check_proc.pid)  # handed over to the worker
+            return check_id
 
     def start(self, started_by: str = team.OWNER, *, require_batch_done: bool = False) -> int:
         """Start a round recorded as ``started_by``'s (:meth:`Store.start_round`, whose
@@ -280,22 +322,7 @@ class Worker:
                 require_batch_done=require_batch_done,
             )
             try:
-                env = dict(os.environ)
-                src = str(Path(__file__).resolve().parents[2])
-                env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-                self.proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "fishermask.label.worker",
-                        str(self.project.dir),
-                        str(round_id),
-                    ],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=open(self.project.dir / "worker.log", "ab"),  # noqa: SIM115
-                )
+                self.proc = _spawn(self.project, str(self.project.dir), str(round_id))
             except OSError as exc:
                 store.finish_round(round_id, status="failed", message=str(exc))
                 raise
@@ -303,9 +330,20 @@ class Worker:
             return round_id
 
     def stop(self) -> None:
+        """Stop the worker processes (the server stops): a round is restarted by the next
+        ``label serve``; a check ends interrupted, nothing of it kept."""
         with self.lock:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.terminate()
+            for proc in (self.proc, self.check_proc):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+            if self.check_proc is not None:
+                try:  # it closes its row itself (interrupted) unless stopped before it could
+                    self.check_proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.check_proc.kill()
+                    self.check_proc.wait()
+                self.check_proc = None
+                self.project.store.recover_checks()  # so: nothing left 'running'
 
 
 async def read_body(request: Request) -> bytes | None:
@@ -489,9 +527,11 @@ def create_app(
         label: str | None = None,
         by: str | None = None,
         sort: str = "mistakes",
+        flagged: bool = False,
     ) -> Any:
-        """A page of the labeled images (the page's "Labeled" view, :func:`review.labeled_page`):
-        400 with one line for a bad parameter. A fix is an ordinary ``POST /api/labels``."""
+        """A page of the labeled images (the page's "Labeled" view, :func:`review.labeled_page`;
+        ``flagged=true``: only those the latest label check flags): 400 with one line for a
+        bad parameter. A fix is an ordinary ``POST /api/labels``."""
         names = set(annotators) | set(project.store.label_counts()["annotators"])
         try:
             n, size = review.check_query(
@@ -511,7 +551,14 @@ def create_app(
             )  # a page loaded before `label config --rename-class / --remove-class`
             return _error(400, str(exc).removesuffix(".") + hint + ".")
         out = review.labeled_page(
-            project, label_probs, label=label, by=by, sort=sort, page=n, per_page=size
+            project,
+            label_probs,
+            label=label,
+            by=by,
+            sort=sort,
+            page=n,
+            per_page=size,
+            flagged=flagged,
         )
         for it in out["items"]:
             it["url"] = f"/api/images/{it['image_id']}"
@@ -528,6 +575,10 @@ def create_app(
         # what the asker's page may do: start the next round or a revisit (a running round
         # aside, which refuses everyone), and why not
         st["you"] = {"name": team.name_of(who), "can_queue": why is None, "why": why}
+        # and whether it may start a label check (POST /api/check), and why not
+        why_check = team.check_refusal(who, owner_only=owner_only_queue)
+        st["you"] |= {"can_check": why_check is None, "why_check": why_check}
+        st["check"] = check_state()
         st["new_files"] = n = new_files()
         # an annotator cannot scan (and the project's path is the owner's business)
         st["new_files_hint"] = (
@@ -537,6 +588,44 @@ def create_app(
             "owner's `fishermask label scan` adds them"
         )
         return st
+
+    summaries: dict[tuple[Any, ...], dict[str, Any] | None] = {}  # the latest check's result
+
+    def check_state() -> dict[str, Any] | None:
+        """The newest label check for the page (``GET /api/status``'s ``check``; None before
+        any): ``{"id", "status"`` (running, done, failed, interrupted), ``"folds", "phase",
+        "done", "total", "started_by", "when"`` (its start, UTC), ``"message"`` (why it failed),
+        ``"result"``: the latest finished check's ``{"id", "when", "folds", "flagged",
+        "current", "scored", "agreement", "line", "weak"}`` (``line``: 'N of M labels flagged
+        as possibly wrong (x %)'; ``weak``: the warning that its models are too weak for the
+        flags, or None), or None``}``. The result is computed again only when a check or a
+        label has changed since (the page asks every 1.5 s)."""
+        row = project.store.check_row()
+        if row is None:
+            return None
+        done = project.store.latest_check()
+        last_label = project.store.query("SELECT COALESCE(MAX(id), 0) AS m FROM labels")[0]["m"]
+        key = (done and done["id"], last_label, tuple(sorted(project.store.removed_classes())))
+        if key not in summaries:
+            summaries.clear()
+            summary = label_check.check_summary(project) if done is not None else None
+            if summary is not None:
+                summary["when"] = utc_clock(done["started"])
+                summary["line"] = label_check.flagged_line(summary["flagged"], summary["current"])
+                summary["weak"] = label_check.weak_line(summary["agreement"])
+            summaries[key] = summary
+        return {
+            "id": row["id"],
+            "status": row["status"],
+            "folds": row["folds"],
+            "phase": row["phase"],
+            "done": row["done"],
+            "total": row["total"],
+            "started_by": row["started_by"],
+            "when": utc_clock(row["started"]),
+            "message": row["message"],
+            "result": summaries[key],
+        }
 
     seen_files: list[float | int] = [float("-inf"), 0]  # when counted, how many
 
@@ -690,6 +779,76 @@ def create_app(
         except BatchNotDone as left:  # an image undone since the check above
             return _error(409, team.batch_not_done(left.args[0], "start the next round"))
         return {"round_id": round_id}
+
+    @app.post("/api/check", status_code=202)
+    async def start_check(request: Request) -> Any:
+        """Start a label check (:mod:`fishermask.label.check`, as ``label check`` does) in a
+        worker process; the page follows it in ``GET /api/status``'s ``check``. Body: empty
+        (:data:`~fishermask.label.check.FOLDS` folds) or ``{"folds": K}``. 400 for a bad body,
+        403 for an annotator under ``--owner-only-queue``, 409 (one line, nothing started)
+        while a round or another check runs, with too few labels, or while an image is
+        missing or changed since it was scanned."""
+        body = await read_body(request)
+        if body is None:
+            return _error(413, f"request body over {MAX_BODY} bytes")
+        example = f'{{"folds": {label_check.FOLDS}}}'
+        try:
+            data = load_json(body) if body.strip() else {}
+        except ValueError:
+            return _error(400, f"body must be JSON like {example} (or empty: the default)")
+        if not isinstance(data, dict) or set(data) - {"folds"}:
+            return _error(400, f"body must be a JSON object like {example}; allowed: folds")
+        folds = data.get("folds", label_check.FOLDS)
+        if (
+            isinstance(folds, bool)
+            or not isinstance(folds, int)
+            or not 2 <= folds <= label_check.MAX_FOLDS
+        ):
+            return _error(
+                400,
+                f"`folds` must be a whole number from 2 to {label_check.MAX_FOLDS} (default "
+                f"{label_check.FOLDS})",
+            )
+        who = request.state.annotator
+        if (why := team.check_refusal(who, owner_only=owner_only_queue)) is not None:
+            return _error(403, why)
+        return await run_in_threadpool(begin_check, folds, "folds" in data, who)
+
+    def begin_check(folds: int, given: bool, who: str | None) -> Any:
+        """``POST /api/check`` past its body: refused (409) as ``label check`` is, each in
+        one line, before anything is recorded; else the check's id (202)."""
+        worker.poll()  # a round or check whose process died is not running
+        if (running := project.store.running_round()) is not None:
+            return _error(
+                409,
+                f"a retrain is running (round {running['id']}); start the label check when it "
+                "is done",
+            )
+        try:
+            project.store.refuse_while_checking()
+            labeled = {i: c for i, (_, k, c) in project.store.current().items() if k == "label"}
+            label_check.check_enough(
+                labeled,
+                project.store.copies(),
+                folds,
+                project.reload_classes(),
+                "folds" if given else None,
+            )
+            project.check_intact()  # refused here, as POST /api/next does, not in the worker
+            label_imports.check_present(project.store.get_meta("imports"), str(project.dir))
+        except (ConfigError, DataError) as exc:  # CheckRunning is a ConfigError
+            return _error(409, str(exc))
+        try:
+            check_id = worker.start_check(folds, team.name_of(who))
+        except RoundBusy as busy:
+            return _error(
+                409,
+                f"a retrain is running (round {busy.args[0]}); start the label check when it "
+                "is done",
+            )
+        except CheckRunning as exc:
+            return _error(409, str(exc))
+        return JSONResponse({"check_id": check_id, "folds": folds}, status_code=202)
 
     @app.post("/api/revisit")
     async def revisit(request: Request) -> Any:
@@ -845,6 +1004,14 @@ def _cut_short(worker: Worker, project: Project) -> str:
     after it), as a clause of the 'stopped' line: Ctrl-C in the middle of a round used to end
     the server without a word."""
     try:
+        check = worker.check_proc
+        if check is not None and check.poll() is None:
+            row = project.store.check_row()
+            if row is not None and row["status"] == "running":
+                return (
+                    f"; label check {row['id']} was stopped (nothing of it is kept: start it "
+                    "again from the Labeled view)"
+                )
         if worker.proc is None or worker.proc.poll() is not None:
             return ""
         running = project.store.running_round()

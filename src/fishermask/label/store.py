@@ -179,7 +179,8 @@ CREATE TABLE IF NOT EXISTS held_out (
 )
 """
 # ``fishermask label check`` (fishermask.label.check): one row per check (``status`` running,
-# done, failed or interrupted; ``settings``: the project settings it trained with), and per
+# done, failed or interrupted; ``settings``: the project settings it trained with; ``phase``,
+# ``done``, ``total``: its progress; ``started_by``: who started it, NULL the owner), and per
 # labeled image the out-of-fold class probabilities ``[C]`` (JSON) with the label row id and
 # class the image had when the check read the labels, and its fold.
 _CHECKS = """
@@ -194,7 +195,11 @@ CREATE TABLE IF NOT EXISTS label_checks (
     settings TEXT NOT NULL DEFAULT '{}',
     message TEXT NOT NULL DEFAULT '',
     started REAL NOT NULL,
-    finished REAL
+    finished REAL,
+    phase TEXT NOT NULL DEFAULT '',
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    started_by TEXT
 );
 CREATE TABLE IF NOT EXISTS check_probs (
     check_id INTEGER NOT NULL,
@@ -207,6 +212,14 @@ CREATE TABLE IF NOT EXISTS check_probs (
 )
 """
 _SCHEMA += _FORGOTTEN + ";" + _HELD_OUT + ";" + _CHECKS
+#: The columns of ``label_checks`` added after its first version (a check started from the
+#: page, its progress and who started it), added on open; an older fishermask ignores them.
+_CHECK_PROGRESS = {
+    "phase": "TEXT NOT NULL DEFAULT ''",
+    "done": "INTEGER NOT NULL DEFAULT 0",
+    "total": "INTEGER NOT NULL DEFAULT 0",
+    "started_by": "TEXT",
+}
 
 
 # The current action of every image: its newest row that is not an undo and not undone.
@@ -454,7 +467,13 @@ class Store:
                 "'check_probs')"
             )
         }
-        if "settings" not in cols or "pid_start" not in cols or len(have) != 5:
+        check_cols = {r["name"] for r in self.query("PRAGMA table_info(label_checks)")}
+        if (
+            "settings" not in cols
+            or "pid_start" not in cols
+            or len(have) != 5
+            or not set(_CHECK_PROGRESS) <= check_cols
+        ):
             self._add_missing_tables()
         if version < SCHEMA_VERSION:
             self._migrate(version)
@@ -496,6 +515,11 @@ class Store:
             c.execute(_HELD_OUT)
             for stmt in _CHECKS.split(";"):
                 c.execute(stmt)
+            # a check table of the first `label check` (no progress): its progress columns
+            have = {r["name"] for r in c.execute("PRAGMA table_info(label_checks)")}
+            for name, decl in _CHECK_PROGRESS.items():
+                if name not in have:
+                    c.execute(f"ALTER TABLE label_checks ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -1431,11 +1455,14 @@ class Store:
             )
 
     # -- label checks (fishermask.label.check) ----------------------------------------------
-    def start_check(self, folds: int, pid: int) -> tuple[int, int, dict[str, Any]]:
-        """Record a running label check; returns ``(check id, the last label row id, the
-        settings)``, read in the transaction that starts it. Refused (:class:`RoundBusy`) while a
-        round is running and (:class:`CheckRunning`) while another check runs in a live
-        process; a check whose process died is marked interrupted first."""
+    def start_check(
+        self, folds: int, pid: int, *, started_by: str = OWNER
+    ) -> tuple[int, int, dict[str, Any]]:
+        """Record a running label check started by ``started_by`` (``owner`` or an annotator);
+        returns ``(check id, the last label row id, the settings)``, read in the transaction
+        that starts it. Refused (:class:`RoundBusy`) while a round is running and
+        (:class:`CheckRunning`) while another check runs in a live process; a check whose
+        process died is marked interrupted first."""
         with self.transaction() as c:
             busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
             if busy is not None:
@@ -1450,10 +1477,69 @@ class Store:
             last = c.execute("SELECT COALESCE(MAX(id), 0) AS m FROM labels").fetchone()["m"]
             cur = c.execute(
                 "INSERT INTO label_checks (status, folds, last_label_id, pid, pid_start, "
-                "settings, started) VALUES ('running', ?, ?, ?, ?, ?, ?)",
-                (folds, int(last), pid, process_identity(pid), json.dumps(settings), time.time()),
+                "settings, started, phase, started_by) VALUES ('running', ?, ?, ?, ?, ?, ?, "
+                "'starting', ?)",
+                (
+                    folds,
+                    int(last),
+                    pid,
+                    process_identity(pid),
+                    json.dumps(settings),
+                    time.time(),
+                    None if started_by == OWNER else started_by,
+                ),
             )
             return int(cur.lastrowid), int(last), settings
+
+    def set_check_pid(self, check_id: int, pid: int) -> None:
+        """Hand a running check over to process ``pid`` (``label serve``'s worker)."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE label_checks SET pid = ?, pid_start = ? WHERE id = ? AND status = "
+                "'running'",
+                (pid, process_identity(pid), check_id),
+            )
+
+    def check_progress(self, check_id: int, phase: str, done: int, total: int) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE label_checks SET phase = ?, done = ?, total = ? WHERE id = ? AND "
+                "status = 'running'",
+                (phase, done, total, check_id),
+            )
+
+    def check_row(self, check_id: int | None = None) -> dict[str, Any] | None:
+        """A check's row (``id, status, folds, n_labels, last_label_id, pid, pid_start,
+        settings, message, started, finished, phase, done, total, started_by``, the name
+        ``owner`` for NULL); the newest check, whatever its status, when ``check_id`` is None;
+        None when there is none."""
+        sql = "SELECT * FROM label_checks " + (
+            "WHERE id = ?" if check_id is not None else "ORDER BY id DESC LIMIT 1"
+        )
+        rows = self.query(sql, () if check_id is None else (check_id,))
+        if not rows:
+            return None
+        r = dict(rows[0])
+        return r | {"settings": json.loads(r["settings"]), "started_by": r["started_by"] or OWNER}
+
+    def recover_checks(self) -> list[int]:
+        """Mark the running checks whose process died (killed; a server stopped before it
+        handed one over) as interrupted, in one transaction; returns their ids. Nothing of
+        such a check was kept: its rows are written only with its end."""
+        out = []
+        with self.transaction() as c:
+            rows = c.execute(
+                "SELECT id, pid, pid_start FROM label_checks WHERE status = 'running'"
+            ).fetchall()
+            for r in rows:
+                if not pid_alive(r["pid"], r["pid_start"]):
+                    c.execute(
+                        "UPDATE label_checks SET status = 'interrupted', finished = ?, message = "
+                        "? WHERE id = ?",
+                        (time.time(), "its process stopped before it finished", r["id"]),
+                    )
+                    out.append(int(r["id"]))
+        return out
 
     def finish_check(
         self,

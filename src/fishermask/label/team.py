@@ -18,6 +18,10 @@ the owner always (their token, and the commands ``label next``, ``label revisit`
 or marked unsure by someone (else 409, :func:`batch_not_done`), so no one's images are taken
 from under them; and with ``label serve --owner-only-queue`` never (403,
 :data:`OWNER_ONLY`). Each round records who started it (``rounds.started_by``).
+
+Who may start a label check from the page (``POST /api/check``): the same people, less the
+batch rule, which protects a batch a check does not touch (:func:`check_refusal`); each
+check records who started it (``label_checks.started_by``).
 """
 
 from __future__ import annotations
@@ -111,6 +115,11 @@ OWNER_ONLY = (
     "only the owner starts the next round or a revisit on this server (label serve "
     "--owner-only-queue); ask the owner"
 )
+#: The refusal (403) of a label check asked by an annotator under ``--owner-only-queue``.
+OWNER_ONLY_CHECK = (
+    "only the owner starts a label check on this server (label serve --owner-only-queue), "
+    "as only the owner starts rounds; ask the owner"
+)
 #: ``GET /api/export.csv?annotators=true`` with an annotator's token (403).
 OWNER_ONLY_EXPORT = (
     "the export with an annotator column (who gave each label, across the team) is the "
@@ -138,6 +147,17 @@ def queue_refusal(annotator: str | None, left: int, *, owner_only: bool) -> str 
     if owner_only:
         return OWNER_ONLY
     return batch_not_done(left, "start the next round or revisit") if left else None
+
+
+def check_refusal(annotator: str | None, *, owner_only: bool) -> str | None:
+    """Why ``annotator`` (None: the owner) may not start a label check (``POST /api/check``),
+    or None if they may (a running round or check aside, which refuses everyone). The rule
+    of the rounds, less what protects the batch: under ``--owner-only-queue`` only the owner
+    trains models, so only the owner checks; otherwise anyone may, the batch not done too (a
+    check takes no image from anyone: it trains on the labels and replaces no batch)."""
+    if annotator is not None and owner_only:
+        return OWNER_ONLY_CHECK
+    return None
 
 
 def name_of(annotator: str | None) -> str:

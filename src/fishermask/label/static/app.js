@@ -365,6 +365,7 @@ async function refreshStatus() {
     || "no accuracy estimate yet";
   drawHistory(s.history || []);
   queuePolicy(s);
+  checkState(s);
   const r = s.round;
   $("training").hidden = !s.training;
   if (s.training && r) {
@@ -456,6 +457,65 @@ function queuePolicy(s) {
   $("queue-why").hidden = !you.why;
 }
 
+// The label check (POST /api/check; GET /api/status's `check`): the Labeled view's button,
+// the progress of a running check (started from any page or `label check`), and the result of
+// the latest finished one with the warning when its models are too weak for the flags. When a
+// check ends the Labeled view is read again (its ranking and flags) and its message line says
+// how it ended.
+let checkSeen = undefined;  // [id, status] of the newest check at the last poll
+function checkState(s) {
+  const c = s.check;
+  const you = s.you || {};
+  const running = Boolean(c && c.status === "running");
+  const res = c ? c.result : null;
+  const btn = $("check-start");
+  btn.disabled = running || Boolean(s.training) || you.can_check === false;
+  btn.title = you.why_check
+    || (running ? `label check ${c.id} is running` : "")
+    || (s.training ? "a retrain is running: check the labels when it is done" : "")
+    || "train a few models, each without part of the labels, and flag the labels they find "
+      + "likely wrong (the ranking then uses their probabilities)";
+  $("check-progress").hidden = !running;
+  let line = "";
+  if (running) {
+    line = `label check ${c.id} running${by(c.started_by)} (${c.folds} models): ${c.phase}`;
+    $("check-bar").style.width = `${c.total ? (100 * c.done) / c.total : 0}%`;
+  } else if (res) {
+    line = `label check of ${res.when} (${res.folds} models): ${res.line}`;
+  }
+  if (c && (c.status === "failed" || c.status === "interrupted")) {
+    line = `label check ${c.id} ${c.status}${c.message ? ": " + c.message : ""}`
+      + (res ? `; shown: the check of ${res.when} (${res.line})` : "");
+  }
+  $("check-line").textContent = line;
+  $("check-weak").hidden = !(res && res.weak && !running);
+  $("check-weak").textContent = res && res.weak ? res.weak : "";
+  const now = c ? [c.id, c.status] : null;
+  const was = checkSeen;
+  checkSeen = now;
+  if (was === undefined || !now || (was && was[0] === now[0] && was[1] === now[1])) return;
+  if (now[1] === "running") return;
+  if (was && was[0] === now[0] && was[1] !== "running") return;
+  // a check seen running has ended (or ended between two polls): say how, once
+  if (now[1] === "done" && res && res.id === now[0]) {
+    say(`label check ${now[0]} done: ${res.line}`
+      + (res.weak ? ` — ${res.weak}` : "; the flagged labels are marked ⚑"), Boolean(res.weak),
+      "labeled");
+  } else if (now[1] !== "done") {
+    say(`label check ${now[0]} ${now[1]}${c.message ? ": " + c.message : ""}`, true, "labeled");
+  }
+  if (view === "labeled") act(loadLabeled);  // its ranking and flags
+}
+
+async function startCheck() {
+  try {
+    const r = await api("POST", "/api/check");
+    say(`label check ${r.check_id} started (${r.folds} models, each without part of the labels);`
+      + " keep labeling meanwhile", false, "labeled");
+  } catch (e) { say("label check not started: " + e.message, true, "labeled"); }
+  refreshStatus();
+}
+
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   // keys typed into the Labeled view's filters choose their options, into a class finder
@@ -515,6 +575,7 @@ async function loadLabeled() {
   const q = new URLSearchParams({ page: browse.page, per_page: PER_PAGE, sort: $("browse-sort").value });
   if ($("browse-class").value) q.set("label", $("browse-class").value);
   if ($("browse-by").value) q.set("by", $("browse-by").value);
+  if ($("browse-flagged").checked) q.set("flagged", "true");
   const r = await api("GET", "/api/labeled?" + q);
   if (!r.items.length && r.total && browse.page > r.pages) {  // fewer pages than before
     browse.page = r.pages;
@@ -595,7 +656,7 @@ function renderGrid() {
     tile.addEventListener("click", () => { browse.sel = i; showSelected(); });
     grid.appendChild(tile);
   });
-  const filtered = $("browse-class").value || $("browse-by").value;
+  const filtered = $("browse-class").value || $("browse-by").value || $("browse-flagged").checked;
   $("page-info").textContent = browse.total
     ? `page ${browse.page} of ${browse.pages} (${browse.total} labeled image${browse.total === 1 ? "" : "s"})`
     : (filtered ? "no labeled image matches these filters" : "no labeled image yet");
@@ -696,7 +757,7 @@ function browseKey(ev, k) {
   }
 }
 
-for (const id of ["browse-class", "browse-by", "browse-sort"]) {
+for (const id of ["browse-class", "browse-by", "browse-sort", "browse-flagged"]) {
   $(id).addEventListener("change", () => {
     $(id).blur();  // the keys go back to labeling
     browse.page = 1; browse.sel = 0;
@@ -713,6 +774,7 @@ $("browse-guess").onclick = () => act(() => {
   say("no model guess to take: press a class key", false, "labeled");
 });
 $("browse-undo").onclick = () => act(browseUndo);
+$("check-start").onclick = () => act(startCheck);
 $("tab-batch").onclick = () => setView("batch");
 $("tab-labeled").onclick = () => setView("labeled");
 
