@@ -314,7 +314,7 @@ def test_times_are_utc_and_say_so(monkeypatch):
         now = time.time()
         utc = time.strftime("%H:%M UTC", time.gmtime(now))
         msg = serve_lock._served_message(Path("p"), {"pid": 1, "since": now})
-        assert f"(since {utc})" in msg, msg
+        assert f"since {utc})" in msg, msg
         check = chk.Check({"started": now}, {}, {}, {}, {}, {}, {})
         assert check.when == utc
         day = now - 3 * 86400
@@ -333,3 +333,22 @@ def test_the_result_line_says_when_the_models_are_too_weak(weak):
     if weak:
         assert line.startswith("out of fold, the check's models predict only 79.0 %")
     assert chk.flagged_line(3, 24) == "3 of 24 labels flagged as possibly wrong (12.5 %)"
+
+
+def test_a_check_table_of_the_first_label_check_gets_its_progress_columns(project):
+    """A project checked by the first `label check` (no progress columns) is opened, shown
+    and checked from the page as any (its table lacked `phase`: every status poll failed)."""
+    from fishermask.label.project import Project
+
+    _label_all(project)
+    chk.run_check(project, 2)
+    project.close()
+    with sqlite3.connect(project.dir / DB_NAME) as db:
+        for col in ("phase", "done", "total", "started_by"):
+            db.execute(f"ALTER TABLE label_checks DROP COLUMN {col}")
+    p = Project(project.dir)
+    assert p.store.check_row()["status"] == "done"
+    p.close()
+    with api_client(project.dir) as c:
+        ch = c.get("/api/status", headers=AUTH).json()["check"]
+        assert ch["status"] == "done" and ch["result"]["current"] == 24
