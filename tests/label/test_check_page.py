@@ -75,6 +75,15 @@ def test_a_check_from_the_page_runs_in_a_worker_and_the_labeled_view_follows(pro
         only = get("/api/labeled?per_page=200&flagged=true")
         assert {it["path"] for it in only["items"]} == flagged and only["total"] == len(flagged)
         assert only["note"].startswith("only the labels the label check of ")
+        # a fix of a flagged label: no longer the check's (as `label status` counts)
+        fix = next(it for it in page["items"] if it["flagged"])
+        other = next(k for k in CLASSES if k != fix["label"])
+        r = c.post("/api/labels", headers=AUTH, json={"image_id": fix["image_id"], "label": other})
+        assert r.status_code == 200, r.text
+        res = get("/api/status")["check"]["result"]
+        assert (res["current"], res["flagged"]) == (23, len(flagged) - 1)
+        summary = chk.check_summary(c.project)
+        assert (summary["current"], summary["flagged"]) == (23, len(flagged) - 1)
     assert _checks(project.dir) == [(check_id, "done", 24, 24)]
 
 

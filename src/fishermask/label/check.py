@@ -29,6 +29,7 @@ Shapes: N labeled images, C classes, K folds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -296,7 +297,7 @@ class Check:
         the labeling tool shows (:func:`fishermask.text.utc_clock`)."""
         return utc_clock(self.info["started"])
 
-    @property
+    @functools.cached_property
     def agreement(self) -> float:
         """The share of the scored labels that their out-of-fold model predicts (argmax): a
         low one means weak models, whose probabilities flag many right labels too."""
@@ -392,6 +393,19 @@ def issue_rows(project: Project, check: Check) -> tuple[list[dict[str, Any]], in
     for d in out:
         del d["_p"]
     return out, len(rows)
+
+
+def current_flagged(project: Project, check: Check) -> tuple[int, int]:
+    """``(flagged, current)``: how many of the check's labels are still the ones it scored,
+    and how many of those it flags (the counts of :func:`issue_rows`, from the store's cached
+    current actions: ``label serve`` says them on every page's status poll, and reading every
+    label row there held the store, and every save, for a large project)."""
+    current = [
+        i
+        for i, (lid, kind, _) in project.store.current().items()
+        if kind == "label" and check.current(i, lid)
+    ]
+    return sum(check.flagged[i] for i in current), len(current)
 
 
 def flagged_line(n_flagged: int, current: int) -> str:

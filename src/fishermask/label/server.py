@@ -608,11 +608,21 @@ def create_app(
         key = (done and done["id"], last_label, tuple(sorted(project.store.removed_classes())))
         if key not in summaries:
             summaries.clear()
-            summary = label_check.check_summary(project) if done is not None else None
-            if summary is not None:
-                summary["when"] = utc_clock(done["started"])
-                summary["line"] = label_check.flagged_line(summary["flagged"], summary["current"])
-                summary["weak"] = label_check.weak_line(summary["agreement"])
+            check = label_check.latest_check(project) if done is not None else None
+            summary = None
+            if check is not None:
+                flagged, current = label_check.current_flagged(project, check)
+                summary = {
+                    "id": check.info["id"],
+                    "when": check.when,
+                    "folds": check.info["folds"],
+                    "scored": len(check.probs),
+                    "current": current,
+                    "flagged": flagged,
+                    "agreement": round(check.agreement, 4),
+                    "line": label_check.flagged_line(flagged, current),
+                    "weak": label_check.weak_line(check.agreement),
+                }
             summaries[key] = summary
         return {
             "id": row["id"],
