@@ -686,3 +686,35 @@ def test_labels_from_folders(tmp_path, folder):
         *TINY_ARGS,
     )
     assert r.exit_code == 2 and "give one" in r.output and not (tmp_path / "q").exists()
+
+
+def test_add_from_folders_labels_only_images_nobody_has_done(project):
+    """`label add --from-folders` (images added by `label scan` into class folders): the
+    images without a label, skip or unsure get their folder's class; a label given, a skip,
+    an unsure are left as they are, and a label that differs from its folder is named."""
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)  # red/000, red/001, green/000, ... as their folders say
+    ids = {r.path: r.id for r in project.store.images()}
+    project.store.add_label(ids["green/005.png"], "skip")
+    project.add_label_rows([("blue/006.png", "red")], source="human", what="test")
+    project.close()
+    r = _run("add", project.dir, "--from-folders")
+    assert r.exit_code == 0, r.output
+    assert " ".join(r.stdout.split()) == (
+        "labeled 16 images by their folder (24 in class folders; 6 already so; 1 skipped or "
+        "unsure, left so); 1 labeled otherwise than their folder says, left as labeled (e.g. "
+        "blue/006.png is labeled red): the folder or the label is wrong"
+    )
+    from fishermask.label.project import Project
+
+    p = Project(project.dir)
+    paths = {r.id: r.path for r in p.store.images()}
+    cur = {paths[i]: (k, c) for i, (_, k, c) in p.store.current().items()}
+    p.close()
+    assert cur["blue/006.png"] == ("label", 0) and cur["green/005.png"][0] == "skip"
+    assert cur["blue/007.png"] == ("label", 2) and len(cur) == 24
+    r = _run("add", project.dir, "--from-folders")  # again: nothing new
+    assert r.exit_code == 0 and r.stdout.startswith("labeled 0 images by their folder")
+    r = _run("add", project.dir)
+    assert r.exit_code == 2 and "or --from-folders, one of them" in r.output

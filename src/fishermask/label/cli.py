@@ -519,17 +519,38 @@ def next_batch(
 @label_app.command()
 def add(
     project: ProjectArg,
-    labels: Annotated[Path, typer.Argument(help="CSV with columns path,label.")],
+    labels: Annotated[
+        Path | None, typer.Argument(help="CSV with columns path,label.", show_default=False)
+    ] = None,
+    from_folders: Annotated[
+        bool,
+        typer.Option(
+            "--from-folders",
+            help="Instead of a CSV: label each image without a label, skip or unsure that "
+            "lies in a top-level folder named as a class with that class (images added by "
+            "`label scan`); labels given are never changed, and those that differ from their "
+            "folder are counted.",
+        ),
+    ] = False,
 ) -> None:
-    """Add labels from a CSV file (columns `path,label`); all rows are checked before writing."""
+    """Add labels from a CSV file (columns `path,label`; all rows are checked before writing), or with --from-folders from the images' class folders."""
+    if (labels is None) == (not from_folders):
+        _fail(
+            "give a CSV of labels (`label add PROJECT labels.csv`) or --from-folders, one of them."
+        )
     try:
         p = _open(project)
-        written, same = p.add_label_rows(
-            p.read_csv_labels(labels), source="import", what=str(labels)
-        )
+        if from_folders:
+            said = p.add_folder_labels()
+        else:
+            assert labels is not None
+            written, same = p.add_label_rows(
+                p.read_csv_labels(labels), source="import", what=str(labels)
+            )
+            said = f"added {written} labels ({same} already so)."
     except FishermaskError as e:
         _fail(str(e))
-    console.print(f"added {written} labels ({same} already so).", highlight=False, soft_wrap=True)
+    console.print(said, highlight=False, soft_wrap=True)
 
 
 @label_app.command("import")

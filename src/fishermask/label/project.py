@@ -1373,6 +1373,45 @@ class Project:
             return by_path.get(rel.as_posix())
         return by_path.get("/".join(part for part in ref.split("/") if part not in ("", ".")))
 
+    def add_folder_labels(self) -> str:
+        """``label add --from-folders``: label every image that has no current action (no
+        label, skip or unsure) and lies in a top-level folder named as a current class with
+        that class (:func:`folder_labels`); an image someone labeled, skipped or marked unsure
+        is left as it is, and those whose label differs from their folder are counted and
+        named (the folder or the label is wrong). Returns what was done, in one line."""
+        self.reload_classes()
+        images = list(self.store.images())
+        rows, _ = folder_labels([r.path for r in images], self.current_classes)
+        by_path = {r.path: r.id for r in images}
+        current = self.store.current()
+        new = [(p, c) for p, c in rows if by_path[p] not in current]
+        written, _ = self.add_label_rows(new, source="import", what="folders") if new else (0, 0)
+        agree = differ = aside = 0
+        examples: list[str] = []
+        for path, cls in rows:
+            cur = current.get(by_path[path])
+            if cur is None:
+                continue
+            if cur[1] != "label":
+                aside += 1
+            elif self.classes[cur[2]] == cls:
+                agree += 1
+            else:
+                differ += 1
+                if len(examples) < 3:
+                    examples.append(f"{path} is labeled {self.classes[cur[2]]}")
+        said = f"labeled {written} images by their folder ({len(rows)} in class folders"
+        said += f"; {agree} already so" if agree else ""
+        said += f"; {aside} skipped or unsure, left so" if aside else ""
+        said += ")"
+        if differ:
+            said += (
+                f"; {differ} labeled otherwise than their folder says, left as labeled (e.g. "
+                + "; ".join(examples)
+                + "): the folder or the label is wrong"
+            )
+        return said
+
     def add_label_rows(
         self,
         rows: Sequence[tuple[str, str]] | Sequence[tuple[str, str, str | None]],
