@@ -86,3 +86,34 @@ def test_a_changed_file_is_409_not_its_old_thumbnail(project, big):
         assert r.status_code == full.status_code == 409
         assert r.json()["error"] == full.json()["error"]
         assert "big/photo.jpg changed since it was scanned" in r.json()["error"]
+
+
+def test_the_batch_view_gets_a_photo_at_most_1024_pixels_and_a_small_file_as_it_is(project):
+    """`size=view` (what the batch view shows, in a frame about 310 pixels tall): a photo of
+    2000 x 1500 was sent whole; now at most 1024 a side (upright, cached by content), while
+    a file that fits is sent as it is, byte for byte."""
+    rng = np.random.default_rng(4)
+    root = project.root / "photos"
+    root.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    big = rng.integers(0, 256, size=(1500, 2000, 3), dtype=np.uint8)
+    Image.fromarray(big).save(root / "big.jpg", quality=95, exif=exif.tobytes())
+    Image.fromarray(big[:480, :640]).save(root / "fits.jpg", quality=95)
+    assert project.scan()[0] == 2
+    ids = project.store.image_ids_by_path()
+    sha = {r.path: r.sha256 for r in project.store.images()}
+    with api_client(project.dir) as c:
+        r = c.get(f"/api/images/{ids['photos/big.jpg']}", params={"size": "view"}, headers=AUTH)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        with Image.open(io.BytesIO(r.content)) as im:
+            assert im.size == (768, 1024)  # upright, as the browser shows the file
+        full = c.get(f"/api/images/{ids['photos/big.jpg']}", headers=AUTH).content
+        assert len(r.content) < len(full) / 4
+        assert (project.dir / thumbs.FOLDER / f"{sha['photos/big.jpg']}-1024-jpg").is_file()
+        r = c.get(f"/api/images/{ids['photos/fits.jpg']}", params={"size": "view"}, headers=AUTH)
+        assert r.content == (root / "fits.jpg").read_bytes()
+        batch = c.get("/api/batch", headers=AUTH).json()["items"]
+        assert all(it["view"] == f"/api/images/{it['image_id']}?size=view" for it in batch)
+        r = c.get("/api/images/1", params={"size": "huge"}, headers=AUTH)
+        assert r.status_code == 400 and "view (the page's)" in r.json()["error"]

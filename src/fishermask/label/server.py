@@ -511,6 +511,7 @@ def create_app(
             rounds = [r for r in project.store.rounds() if r["status"] == "done"]
         for it in items:  # no token in a URL: the page sends it in a header
             it["url"] = f"/api/images/{it['image_id']}"
+            it["view"] = f"/api/images/{it['image_id']}?size=view"  # what the page shows
         return {
             "round_id": rounds[-1]["id"] if rounds else None,
             "mode": rounds[-1]["mode"] if rounds else "",
@@ -931,11 +932,14 @@ def create_app(
 
     @app.get("/api/images/{image_id}")
     def image(image_id: int, size: str = "full") -> Any:
-        """The image file, or with ``size=thumb`` its preview (:mod:`fishermask.label.thumbs`,
-        cached under the project by content hash); both only while the file is what was
-        scanned (409 otherwise)."""
-        if size not in ("full", "thumb"):
-            return _error(400, f"size={size!r}: use full (the file) or thumb (a preview).")
+        """The image file, or with ``size=thumb`` its preview and with ``size=view`` the
+        batch view's image (the file itself when it fits in ``thumbs.VIEW``, else a smaller
+        copy; :mod:`fishermask.label.thumbs`, cached under the project by content hash); each
+        only while the file is what was scanned (409 otherwise)."""
+        if size not in ("full", "thumb", "view"):
+            return _error(
+                400, f"size={size!r}: use full (the file), view (the page's) or thumb (a preview)."
+            )
         row = project.store.image(image_id)
         if row is None:
             return _no_image(project, image_id)
@@ -953,9 +957,12 @@ def create_app(
                 f"image {row.path} changed since it was scanned; run `fishermask label scan` "
                 "on the project: it says how to restore or accept it",
             )
-        if size == "thumb":
+        side = {"thumb": thumbs.SIDE, "view": thumbs.VIEW}.get(size)
+        if size == "view" and max(row.width, row.height) <= thumbs.VIEW:
+            side = None  # the file fits in the view: sent as it is
+        if side is not None:
             try:
-                body, media = thumbs.cached(data, row.sha256, project.dir)
+                body, media = thumbs.cached(data, row.sha256, project.dir, side)
             except Exception:  # noqa: BLE001 - a file Pillow cannot shrink: the file itself
                 pass
             else:

@@ -28,6 +28,10 @@ from fishermask.label.images import to_channels
 
 #: The longest side of a thumbnail, in pixels.
 SIDE = 160
+#: The longest side of the batch view's image (``size=view``): the page's frame is at most
+#: about 310 pixels tall, so a 4000 x 3000 photo of several megabytes was sent to be shown
+#: at a twelfth of its size; this is sharp up to a 3x display, a few hundred kilobytes.
+VIEW = 1024
 #: Where the thumbnails of a project live, relative to its folder.
 FOLDER = "thumbs"
 _KINDS = (("jpg", "image/jpeg"), ("png", "image/png"))
@@ -58,27 +62,27 @@ def make(data: bytes, side: int = SIDE) -> tuple[bytes, str]:
         return out.getvalue(), "jpg"
 
 
-def cached(data: bytes, sha256: str, project_dir: Path) -> tuple[bytes, str]:
-    """The thumbnail of ``data`` (whose content hash is ``sha256``, checked by the caller) and
-    its media type, from ``project_dir/thumbs`` when made before, else made and stored there
-    (written atomically; a project folder that cannot be written still gets its thumbnail,
-    uncached)."""
+def cached(data: bytes, sha256: str, project_dir: Path, side: int = SIDE) -> tuple[bytes, str]:
+    """The thumbnail of ``data`` at most ``side`` pixels a side (whose content hash is
+    ``sha256``, checked by the caller) and its media type, from ``project_dir/thumbs`` when
+    made before, else made and stored there (written atomically; a project folder that cannot
+    be written still gets its thumbnail, uncached)."""
     folder = Path(project_dir) / FOLDER
     for ext, media in _KINDS:
         try:
-            return (folder / f"{sha256}-{SIDE}-{ext}").read_bytes(), media
+            return (folder / f"{sha256}-{side}-{ext}").read_bytes(), media
         except FileNotFoundError:
             continue
         except OSError:
             break
-    body, ext = make(data)
+    body, ext = make(data, side)
     with contextlib.suppress(OSError):
         folder.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
-            os.replace(tmp, folder / f"{sha256}-{SIDE}-{ext}")
+            os.replace(tmp, folder / f"{sha256}-{side}-{ext}")
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

@@ -75,7 +75,7 @@ async function showImage(img, url, onError) {
   img.dataset.want = url;
   let blob;
   try {
-    blob = URL.createObjectURL(await (await request("GET", url)).blob());
+    blob = URL.createObjectURL(await fetchImage(url));
   } catch (e) {
     if (img.dataset.want === url) { dropImage(img); if (onError) onError(e); }
     return;
@@ -85,6 +85,30 @@ async function showImage(img, url, onError) {
   img.src = blob;
   img.dataset.blob = blob;
   if (old) URL.revokeObjectURL(old);
+}
+
+// The next images of the batch, fetched while the one shown is being looked at, so that a
+// key press shows the next at once (a photo over a slow link took a second or more each):
+// url -> the promise of its bytes, for the next AHEAD images nobody has done yet; each is
+// taken (and dropped) when shown, or dropped when no longer among the next.
+const AHEAD = 2;
+const ahead = new Map();
+
+function fetchImage(url) {
+  const early = ahead.get(url);
+  if (early) { ahead.delete(url); return early; }
+  return request("GET", url).then((r) => r.blob());
+}
+
+function fetchAhead() {
+  const next = items.filter((x, i) => i > pos && !x.state).slice(0, AHEAD).map((x) => x.view || x.url);
+  for (const url of [...ahead.keys()]) if (!next.includes(url)) ahead.delete(url);
+  for (const url of next) {
+    if (ahead.has(url)) continue;
+    const bytes = request("GET", url).then((r) => r.blob());
+    bytes.catch(() => { if (ahead.get(url) === bytes) ahead.delete(url); });  // asked again when shown
+    ahead.set(url, bytes);
+  }
 }
 
 // Empty `img` and revoke its blob: URL (its image is no longer shown).
@@ -184,10 +208,11 @@ function show() {
   if ($("image").dataset.imageId !== String(it.image_id) || !$("image").dataset.want) {
     // an image the server will not show (changed or gone since it was scanned: 409/403/404)
     // would be a blank frame: say why, with the server's fix
-    showImage($("image"), it.url, (e) => {
+    showImage($("image"), it.view || it.url, (e) => {
       if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true, "batch");
     });
   }
+  fetchAhead();
   $("image").dataset.imageId = it.image_id;
   const done = items.filter((x) => x.state).length;
   $("position").textContent = `image ${pos + 1} of ${items.length} in this batch (${done} done)`;
