@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sqlite3
 import time
 import warnings
@@ -144,3 +145,83 @@ def trained(project):
     label_truth(project, 2)
     project.run_round(train_model=True)
     return project
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+NO_BROWSER = "no headless browser: install one with `sudo apt-get install chromium chromium-driver`"
+
+
+def _start_chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1200,800",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def _fresh_tab(driver) -> None:
+    """Leave ``driver`` as a new one would be for the next test: every tab's storage cleared
+    (sessionStorage holds the page's token, localStorage whether the help is closed: their
+    origin's port could come again), then one new blank tab, so no emulated screen size,
+    resource timing or page script of a test outlives it; downloads back to the default."""
+    old = driver.window_handles
+    for handle in old:
+        driver.switch_to.window(handle)
+        with contextlib.suppress(Exception):  # a page of no origin (about:blank) has none
+            driver.execute_script("localStorage.clear(); sessionStorage.clear()")
+    driver.switch_to.new_window("tab")
+    new = driver.current_window_handle
+    for handle in old:
+        driver.switch_to.window(handle)
+        driver.close()
+    driver.switch_to.window(new)
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "default"})
+
+
+@pytest.fixture(scope="session")
+def _chromium():
+    """One headless Chromium for the session (starting one took 1.5-4 s, once per browser
+    test); ``browser`` hands each test a fresh tab of it."""
+    drivers = []
+    yield drivers
+    for d in drivers:
+        with contextlib.suppress(Exception):
+            d.quit()
+
+
+@pytest.fixture
+def browser(_chromium):
+    """A headless Chromium (1200x800) in a fresh tab, as a new one: the session's, its storage
+    cleared after each test (a new one if a test left it unusable)."""
+    if CHROMIUM is None or DRIVER is None:
+        pytest.skip(NO_BROWSER)
+    if _chromium:
+        try:
+            assert _chromium[0].window_handles
+        except Exception:
+            with contextlib.suppress(Exception):
+                _chromium[0].quit()
+            _chromium.clear()
+    if not _chromium:
+        _chromium.append(_start_chromium())
+    driver = _chromium[0]
+    yield driver
+    try:
+        _fresh_tab(driver)
+    except Exception:  # not reusable: the next test starts a new one
+        with contextlib.suppress(Exception):
+            driver.quit()
+        _chromium.clear()

@@ -7,44 +7,32 @@ import re
 
 import pytest
 
-from tests.label.conftest import TINY
-from tests.label.test_browser import CHROMIUM, DRIVER, _open_page, _wait_for_polls
+from tests.label.conftest import CHROMIUM, DRIVER, NO_BROWSER, TINY
+from tests.label.test_browser import _open_page, _wait_for_polls
 from tests.label.test_kill import stop_server
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
-)
+pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason=NO_BROWSER)
 
 #: ten classes, as CIFAR-10: enough keys to wrap on a narrow page
 TEN = ("red", "green", "blue", "cyan", "magenta", "yellow", "black", "white", "orange", "purple")
 
 
 @pytest.fixture
-def window():
-    """A headless Chromium whose page (the viewport) is ``window(width, height)``'s size."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    drivers = []
+def window(browser):
+    """The session's headless Chromium (a fresh tab, as ``browser``) whose page (the viewport)
+    is ``window(width, height)``'s size."""
+    made = []
 
     def make(width: int, height: int):
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-            opts.add_argument(arg)
-        driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-        drivers.append(driver)
-        driver.set_page_load_timeout(60)
-        driver.execute_cdp_cmd(
+        assert not made, "one window per test: the tab is the session's browser"
+        made.append((width, height))
+        browser.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
         )
-        return driver
+        return browser
 
-    yield make
-    for d in drivers:
-        d.quit()
+    return make
 
 
 @pytest.fixture

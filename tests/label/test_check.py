@@ -4,7 +4,6 @@ labeled` then rank by."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -334,18 +333,14 @@ def test_an_older_project_gets_the_check_tables(project):
     assert {"label_checks", "check_probs"} <= names
 
 
-def test_the_page_marks_the_flagged_tiles(checked, tmp_path):
+def test_the_page_marks_the_flagged_tiles(checked, tmp_path, browser):
     """The Labeled view's tiles of the labels the check flags carry a marker with the
     suggested class (and the selected line says it); the others none."""
-    from tests.label import test_browser as tb
-
-    if tb.CHROMIUM is None or tb.DRIVER is None:
-        pytest.skip("no headless browser")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    gen = tb.browser.__wrapped__()  # the fixture's driver, started and quit here
-    browser = next(gen)
+    from tests.label import test_browser as tb
+
     dst = _copy(checked, tmp_path)
     proc, line, _ = tb.start_server(dst)  # every image labeled: no batch to wait for
     try:
@@ -374,8 +369,6 @@ def test_the_page_marks_the_flagged_tiles(checked, tmp_path):
         )
     finally:
         tb.stop_server(proc)
-        with contextlib.suppress(StopIteration):
-            next(gen)
 
 
 def test_serve_does_not_restart_an_interrupted_retrain_while_a_check_runs(project):

@@ -127,7 +127,7 @@ def test_project_load_model_raises_the_one_line(damaged):
         p.close()
 
 
-def test_the_page_says_the_line_where_the_revisit_and_the_ranking_would_be(damaged):
+def test_the_page_says_the_line_where_the_revisit_and_the_ranking_would_be(damaged, browser):
     """The page with a damaged model: "revisit" (the model's guesses for the images set aside)
     shows the server's line instead of queueing, and the Labeled view says why it is newest
     first."""
@@ -136,21 +136,10 @@ def test_the_page_says_the_line_where_the_revisit_and_the_ranking_would_be(damag
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.label.test_browser import CHROMIUM, DRIVER
     from tests.label.test_kill import start_server, stop_server
 
-    if CHROMIUM is None or DRIVER is None:
-        pytest.skip("no headless browser: `sudo apt-get install chromium chromium-driver`")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        opts.add_argument(arg)
     proj, ckpt = damaged
     proc, line, _ = start_server(proj)
-    browser = webdriver.Chrome(service=Service(DRIVER), options=opts)
     try:
         wait = WebDriverWait(browser, 60)
 
@@ -166,5 +155,4 @@ def test_the_page_says_the_line_where_the_revisit_and_the_ranking_would_be(damag
         wait.until(lambda d: "cannot read the latest model" in text(d, "browse-note"))
         assert text(browser, "browse-note").startswith("newest first: the model cannot rank")
     finally:
-        browser.quit()
         stop_server(proc)
