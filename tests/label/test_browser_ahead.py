@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.label.test_browser import (  # noqa: F401
+from tests.label.test_browser import (
     CHROMIUM,
     DRIVER,
     _open_page,
-    browser,
 )
 from tests.label.test_kill import stop_server
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_the_next_two_images_are_fetched_before_they_are_shown(project, browser):  # noqa: F811
+def test_the_next_two_images_are_fetched_before_they_are_shown(project, browser):
     """Each image was fetched only when shown (a photo over a slow link: a second or more
     after every key). The next two images nobody has done are fetched while one is looked
     at, at the view's size, and shown from there: one request each."""

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.label.test_browser import CHROMIUM, DRIVER, _open_page, browser  # noqa: F401
+from tests.label.test_browser import CHROMIUM, DRIVER, _open_page
 from tests.label.test_check import _label_all
 from tests.label.test_kill import stop_server
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_a_check_started_from_the_labeled_view_marks_and_ranks_the_labels(project, browser):  # noqa: F811
+def test_a_check_started_from_the_labeled_view_marks_and_ranks_the_labels(project, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

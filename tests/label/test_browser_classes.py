@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.label.test_browser import (  # noqa: F401
+from tests.label.test_browser import (
     CHROMIUM,
     DRIVER,
     _open_page,
-    browser,
 )
 from tests.label.test_kill import stop_server
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_a_class_change_stays_said_until_the_page_is_reloaded(project, browser):  # noqa: F811
+def test_a_class_change_stays_said_until_the_page_is_reloaded(project, browser):
     """The "classes changed" line was the message line's, and the next message (a skip, a
     save) replaced it while the keys were still the old ones. A notice above the view keeps
     it, through later messages, until the page is reloaded (its button does that)."""

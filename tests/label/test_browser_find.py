@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 
 from tests.label.conftest import TINY, api_client
-from tests.label.test_browser import (  # noqa: F401
+from tests.label.test_browser import (
     CHROMIUM,
     DRIVER,
     _open_page,
     _wait_for_polls,
-    browser,
 )
 from tests.label.test_kill import stop_server
 
@@ -54,7 +53,7 @@ def test_the_finder_is_on_the_page_only_past_ten_classes(project, many):
 
 
 @browser_only
-def test_a_class_found_by_name_labels_the_image_and_fixes_a_label(many, browser):  # noqa: F811
+def test_a_class_found_by_name_labels_the_image_and_fixes_a_label(many, browser):
     """ "/" puts the cursor in the box; typing leaves the classes whose name holds it, the best
     match highlighted; the arrows move the highlight; Enter labels with it and leaves the box
     empty for the next image; a name matching nothing says so and saves nothing; Esc gives the
@@ -135,7 +134,7 @@ def test_a_class_found_by_name_labels_the_image_and_fixes_a_label(many, browser)
 
 
 @browser_only
-def test_a_long_list_of_labels_per_class_stays_where_it_was_scrolled(many, browser):  # noqa: F811
+def test_a_long_list_of_labels_per_class_stays_where_it_was_scrolled(many, browser):
     """Forty classes' "labels per class" made the side panel as long as forty rows (the
     accuracy and the help below them out of sight); the list scrolls inside the panel now, and
     the page's status poll (every 1.5 s, which redraws it) leaves it where it was scrolled."""

@@ -12,11 +12,10 @@ from typer.testing import CliRunner
 
 from fishermask.cli import app
 from tests.label.conftest import label_truth
-from tests.label.test_browser import (  # noqa: F401
+from tests.label.test_browser import (
     CHROMIUM,
     DRIVER,
     _open_page,
-    browser,
 )
 from tests.label.test_kill import stop_server
 
@@ -89,7 +88,7 @@ def test_status_list_rounds_before_any_model_says_so(project):
     CHROMIUM is None or DRIVER is None,
     reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
 )
-def test_the_page_draws_the_accuracy_by_labels(rounds, browser):  # noqa: F811
+def test_the_page_draws_the_accuracy_by_labels(rounds, browser):
     """Two estimated rounds: a point each, at its labels, with its interval and a title
     naming the round and the method; the round without an estimate is left out."""
     from selenium.webdriver.common.by import By
