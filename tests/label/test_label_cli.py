@@ -718,3 +718,20 @@ def test_add_from_folders_labels_only_images_nobody_has_done(project):
     assert r.exit_code == 0 and r.stdout.startswith("labeled 0 images by their folder")
     r = _run("add", project.dir)
     assert r.exit_code == 2 and "or --from-folders, one of them" in r.output
+
+
+def test_labels_from_folders_names_a_plural_folder_as_a_near_miss():
+    """A half-sorted folder's `Birds/` for the class `bird` (or `dog/` for `dogs`, `sea-turtle/`
+    for `sea_turtle`) is not a class folder (its images stay unlabeled) but is named with the
+    class it surely meant, as a folder differing in case is; an unrelated folder is not."""
+    from fishermask.label.project import folder_labels
+
+    paths = ["Birds/1.jpg", "Birds/2.jpg", "dog/3.jpg", "sea-turtle/4.jpg", "cat/5.jpg"]
+    paths.append("misc/6.jpg")
+    rows, said = folder_labels(paths, ["bird", "dogs", "sea_turtle", "cat", "box"])
+    assert rows == [("cat/5.jpg", "cat")]
+    assert "Birds/ (2; class 'bird'?)" in said, said
+    assert "dog/ (1; class 'dogs'?)" in said and "sea-turtle/ (1; class 'sea_turtle'?)" in said
+    assert "misc/ (1)" in said
+    rows, said = folder_labels(["Boxes/1.jpg", "cat/2.jpg"], ["box", "cat"])
+    assert "Boxes/ (1; class 'box'?)" in said, said

@@ -36,6 +36,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -112,10 +113,20 @@ def folder_labels(
     folder (under the image folder, as in an ImageFolder layout: ``cat/a.jpg``,
     ``cat/2021/b.jpg``) is named exactly as a class, and one line saying what was labeled
     and what was not (the images outside class folders, and the folders not named as a
-    class, a near miss in case or spacing named with its class). Refused (one line) when no
-    image is in a class folder: the option was then surely meant otherwise."""
+    class, a near miss in case, spacing, ``_``/``-`` or a plural ``s``/``es`` named with its
+    class). Refused (one line) when no image is in a class folder: the option was then
+    surely meant otherwise."""
     known = set(classes)
-    loose = {c.strip().casefold(): c for c in classes}
+
+    def key(name: str) -> str:  # a folder named as a class but for case, spacing or _ and -
+        return re.sub(r"[\s_-]+", "", name.casefold())
+
+    loose: dict[str, str] = {}
+    for c in classes:  # the exact key first, then a plural (Birds/ for bird, Boxes/ for box)
+        loose.setdefault(key(c), c)
+    for c in classes:
+        for plural in (key(c) + "s", key(c) + "es"):
+            loose.setdefault(plural, c)
     rows: list[tuple[str, str]] = []
     counts: dict[str, int] = {}
     others: dict[str, int] = {}
@@ -131,7 +142,10 @@ def folder_labels(
             others[top] = others.get(top, 0) + 1
 
     def folder(name: str) -> str:
-        near = loose.get(name.strip().casefold())
+        k = key(name)
+        near = loose.get(k) or next(  # and a singular (bird/ for a class birds)
+            (c for c in classes if key(c) in (k + "s", k + "es")), None
+        )
         return f"{name}/ ({others[name]}" + (f"; class {near!r}?" if near else "") + ")"
 
     other = sorted(others, key=lambda f: (-others[f], f))
