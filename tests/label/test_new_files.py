@@ -32,10 +32,31 @@ def test_new_files_are_counted_until_scanned(project, folder, tmp_path):
     hint = project.new_files_hint()
     assert "3 image file(s)" in hint and f"fishermask label scan {project.dir}" in hint
     added, _ = project.scan()
-    assert added == 2  # the link to an image of the project is refused, and stays counted
-    assert project.new_files() == 1
+    assert added == 2  # the link to an image of the project is refused: the scan said why
+    assert project.new_files() == 0 and project.new_files_hint() is None
     os.unlink(folder / "inside.png")
     assert project.new_files() == 0 and project.new_files_hint() is None
+
+
+def test_a_file_the_scan_refused_is_not_new_until_it_changes(project, folder):
+    """A corrupt photo the scan refused (`not added PATH: why`) is not "added since the last
+    scan": the page and `label status` do not ask for a scan for it after every scan (they
+    did, right after `label init`), but do again once the file changes (repaired, replaced),
+    and a new file beside it is counted."""
+    broken = folder / "red" / "broken.jpg"
+    broken.write_bytes((folder / "red" / "000.png").read_bytes()[:40])
+    assert project.new_files() == 1
+    added, unreadable = project.scan()
+    assert added == 0 and [r for r, _ in unreadable] == ["red/broken.jpg"]
+    assert project.new_files() == 0 and project.new_files_hint() is None
+    shutil.copy(folder / "red" / "000.png", folder / "red" / "new.png")
+    assert project.new_files() == 1
+    project.scan()
+    assert project.new_files() == 0
+    shutil.copy(folder / "green" / "000.png", broken)  # replaced by a readable image
+    assert project.new_files() == 1
+    added, unreadable = project.scan()
+    assert added == 1 and unreadable == [] and project.new_files() == 0
 
 
 def test_label_status_and_next_say_that_a_scan_is_due(project, folder):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,13 +173,20 @@ def candidate_files(
     return sorted(out), refused
 
 
-def count_new_files(root: Path, known: set[str] | frozenset[str]) -> int:
+def count_new_files(
+    root: Path,
+    known: set[str] | frozenset[str],
+    refused: Mapping[str, Sequence[int]] | None = None,
+) -> int:
     """How many image files under ``root`` are not in ``known`` (relative paths): the files
     ``label scan`` would try to add. Cheap (names only, as :func:`candidate_files` walks:
-    ~50 ms for 30k files; only a symbolic link not in ``known`` is resolved), so ``label
-    status`` and the page can say that a scan is due; :func:`candidate_files` and the decode
-    decide what is added (an unreadable file or a second link to an image stays counted:
-    the scan says why)."""
+    ~50 ms for 30k files; only a symbolic link not in ``known`` is resolved, and only a file
+    in ``refused`` is stat'ed), so ``label status`` and the page can say that a scan is due;
+    :func:`candidate_files` and the decode decide what is added. ``refused``: the files the
+    last scan did not add (unreadable, a second link to an image), ``{path: [size,
+    mtime_ns]}`` of the file (not followed) then: not counted while they are so (that scan
+    said why), counted again once changed or replaced."""
+    refused = refused or {}
     root_real = Path(os.path.realpath(root))
     n = 0
     stack = [("", str(root))]
@@ -198,9 +205,35 @@ def count_new_files(root: Path, known: set[str] | frozenset[str]) -> int:
                 e.name.lower().endswith(EXTENSIONS)
                 and prefix + e.name not in known
                 and (not e.is_symlink() or inside(root_real, Path(e.path)))
+                and not _still_refused(e, refused.get(prefix + e.name))
             ):
                 n += 1
     return n
+
+
+def _still_refused(entry: os.DirEntry[str], was: Sequence[int] | None) -> bool:
+    """Whether a file the last scan refused (``was``: its ``[size, mtime_ns]`` then) is
+    unchanged since."""
+    if was is None:
+        return False
+    try:
+        st = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return [st.st_size, st.st_mtime_ns] == list(was)
+
+
+def refused_stats(root: Path, paths: Iterable[str]) -> dict[str, list[int]]:
+    """``{path: [size, mtime_ns]}`` (not followed) of the files a scan refused, for
+    :func:`count_new_files`; a file gone meanwhile is left out."""
+    out: dict[str, list[int]] = {}
+    for rel in paths:
+        try:
+            st = os.lstat(root / rel)
+        except OSError:
+            continue
+        out[rel] = [st.st_size, st.st_mtime_ns]
+    return out
 
 
 def inside(root_real: Path, path: Path) -> bool:

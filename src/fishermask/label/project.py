@@ -56,6 +56,7 @@ from fishermask.label import team
 from fishermask.label.store import (
     DB_NAME,
     KINDS,
+    SCAN_REFUSED,
     ImageRow,
     Store,
     pid_alive,
@@ -1000,13 +1001,20 @@ class Project:
                 segment,
             )
             self._decoded = None
+        # the files not added, as they are now: not counted as new until they change
+        self.store.set_meta(
+            {SCAN_REFUSED: imgs.refused_stats(self.root, (r for r, _ in result.unreadable))}
+        )
         return len(result.found), result.unreadable
 
     def new_files(self) -> int:
-        """How many image files of the folder are not in the project (new since the last
-        scan, or refused by it): only ``label scan`` adds files, so ``label status``,
-        ``label next`` and the page say so when this is not 0."""
-        return imgs.count_new_files(self.root, set(self.store.image_ids_by_path()))
+        """How many image files of the folder are not in the project and new since the last
+        scan (a file it refused is not counted again until it changes): only ``label scan``
+        adds files, so ``label status``, ``label next`` and the page say so when this is not
+        0."""
+        return imgs.count_new_files(
+            self.root, set(self.store.image_ids_by_path()), self.store.get_meta(SCAN_REFUSED)
+        )
 
     def new_files_hint(self, n: int | None = None) -> str | None:
         """One line saying that ``label scan`` is due (``n``: the count of

@@ -69,6 +69,9 @@ from fishermask.label.team import OWNER
 
 DB_NAME = "project.sqlite"
 SCHEMA_VERSION = 4
+# meta key: the files the last scan did not add, {path: [size, mtime_ns]} (label scan's
+# bookkeeping, not a setting: left out of a round's recorded settings)
+SCAN_REFUSED = "scan_refused"
 #: The first fishermask that reads each schema, named in the notice an upgrade prints (the
 #: version number stayed 0.1.0 when schemas 2 to 4 came, so the date of the change names it).
 #: Schema 4 (``classes.removed``): an older fishermask would take a removed class for a
@@ -1199,7 +1202,11 @@ class Store:
             if not keep:
                 return None, []
             now = time.time()
-            settings = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
+            settings = {
+                r["key"]: json.loads(r["value"])
+                for r in c.execute("SELECT * FROM meta")
+                if r["key"] != SCAN_REFUSED
+            }
             n_labels = sum(r["kind"] == "label" for r in current.values())
             last = c.execute("SELECT COALESCE(MAX(id), 0) AS m FROM labels").fetchone()["m"]
             # last_label_id: the batch's state counts the actions after it (see Project.batch)
@@ -1284,7 +1291,11 @@ class Store:
             if require_batch_done:
                 _check_batch_done(c)
             # the settings this round runs with, read in the transaction that starts it
-            settings = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
+            settings = {
+                r["key"]: json.loads(r["value"])
+                for r in c.execute("SELECT * FROM meta")
+                if r["key"] != SCAN_REFUSED
+            }
             cur = c.execute(
                 "INSERT INTO rounds (status, strategy, pid, pid_start, started, phase, settings, "
                 "started_by) VALUES ('running', ?, ?, ?, ?, 'starting', ?, ?)",
@@ -1473,7 +1484,11 @@ class Store:
                 "WHERE status = 'running'",
                 (time.time(),),
             )
-            settings = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
+            settings = {
+                r["key"]: json.loads(r["value"])
+                for r in c.execute("SELECT * FROM meta")
+                if r["key"] != SCAN_REFUSED
+            }
             last = c.execute("SELECT COALESCE(MAX(id), 0) AS m FROM labels").fetchone()["m"]
             cur = c.execute(
                 "INSERT INTO label_checks (status, folds, last_label_id, pid, pid_start, "
