@@ -218,3 +218,27 @@ def test_ctrl_c_says_what_it_stopped(project):
         worker.proc.kill()
         worker.proc.wait()
         p.close()
+
+
+def test_ctrl_c_in_a_terminal_says_the_round_it_stopped(project):
+    """A Ctrl-C in a terminal reaches the whole process group: the worker records its round
+    as interrupted and exits, often before the server's 'stopped' line is written, which
+    then said nothing of the round (seen with `label serve` stopped mid-round). The server's
+    own round, interrupted or still running, is named whatever the worker's state."""
+    import subprocess as sp
+
+    from fishermask.label.server import Worker, _cut_short
+
+    p = project
+    worker = Worker(p)
+    worker.proc = sp.Popen([sys.executable, "-c", "pass"])
+    worker.proc.wait()  # the worker has exited already
+    rid = p.store.start_round("fishermask", worker.proc.pid)
+    worker.round_id = rid
+    p.store.finish_round(rid, status="interrupted", message="stopped with Ctrl-C")
+    said = _cut_short(worker, p)
+    assert f"round {rid} (a retrain) was interrupted" in said, said
+    assert f"the next `fishermask label serve {p.dir}` restarts it" in said
+    assert p.needs_restart()  # which is so
+    worker.proc = None  # the server's poll drops an exited worker: said all the same
+    assert f"round {rid} (a retrain) was interrupted" in _cut_short(worker, p)

@@ -464,7 +464,10 @@ def test_ctrl_c_in_train_or_next_says_what_it_left(tmp_path, folder, monkeypatch
     assert f"run `fishermask label train {proj}` again" in r.output
     # what the page and `label status` then say about that round (it said 'KeyboardInterrupt')
     said = json.loads(_run("status", proj).stdout)["round"]["message"]
-    assert said == "stopped with Ctrl-C; every label is kept: 'next batch' starts a new round"
+    assert said == (  # as it is: the next `label serve` restarts an interrupted round
+        "stopped with Ctrl-C; every label is kept: the next `label serve` restarts this retrain "
+        "('next batch' or `label train` start a new one)"
+    )
     with monkeypatch.context() as m:
         m.setattr(Project, "estimate_accuracy", ctrl_c)
         r = _run("train", proj, "--no-progress")

@@ -1896,7 +1896,10 @@ class Project:
         except BaseException as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, KeyboardInterrupt):  # the page said 'interrupted: KeyboardInterrupt'
-                msg = "stopped with Ctrl-C; every label is kept: 'next batch' starts a new round"
+                msg = (
+                    "stopped with Ctrl-C; every label is kept: the next `label serve` restarts "
+                    "this retrain ('next batch' or `label train` start a new one)"
+                )
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             self.store.finish_round(round_id, status=status, message=msg)
             raise

@@ -264,6 +264,9 @@ class Worker:
         self.project = project
         self.proc: subprocess.Popen[bytes] | None = None
         self.check_proc: subprocess.Popen[bytes] | None = None
+        # the round this server's worker last ran (kept after it exits, for _cut_short)
+        self.round_id: int | None = None
+        self.check_id: int | None = None  # the check it last started (as round_id)
         self.lock = threading.Lock()
 
     def poll(self) -> None:
@@ -290,6 +293,7 @@ class Worker:
                 store.finish_check(check_id, status="failed", message=str(exc))
                 raise
             store.set_check_pid(check_id, self.check_proc.pid)  # handed over to the worker
+            self.check_id = check_id
             return check_id
 
     def start(self, started_by: str = team.OWNER, *, require_batch_done: bool = False) -> int:
@@ -321,6 +325,7 @@ class Worker:
                 started_by=started_by,
                 require_batch_done=require_batch_done,
             )
+            self.round_id = round_id
             try:
                 self.proc = _spawn(self.project, str(self.project.dir), str(round_id))
             except OSError as exc:
@@ -1021,13 +1026,27 @@ def _cut_short(worker: Worker, project: Project) -> str:
     after it), as a clause of the 'stopped' line: Ctrl-C in the middle of a round used to end
     the server without a word."""
     try:
-        check = worker.check_proc
-        if check is not None and check.poll() is None:
-            row = project.store.check_row()
-            if row is not None and row["status"] == "running":
+        # a Ctrl-C in a terminal reaches the workers too (one process group): one may have
+        # recorded its round (check) as interrupted and exited before this runs, which said
+        # nothing; so this server's own round and check are looked up by id
+        if worker.check_id is not None:
+            row = project.store.check_row(worker.check_id)
+            if row is not None and (
+                # just now (its worker stopped by the same Ctrl-C), not one of earlier
+                (row["status"] == "interrupted" and time.time() - (row["finished"] or 0) < 60)
+                or (row["status"] == "running" and worker.check_proc is not None)
+            ):
                 return (
                     f"; label check {row['id']} was stopped (nothing of it is kept: start it "
                     "again from the Labeled view)"
+                )
+        rounds = project.store.rounds()
+        mine = worker.round_id
+        if mine is not None and rounds and rounds[-1]["id"] == mine:
+            if rounds[-1]["status"] in ("running", "interrupted"):
+                return (
+                    f"; round {mine} (a retrain) was interrupted: the next `fishermask "
+                    f"label serve {project.dir}` restarts it from the last good model"
                 )
         if worker.proc is None or worker.proc.poll() is not None:
             return ""
@@ -1037,7 +1056,6 @@ def _cut_short(worker: Worker, project: Project) -> str:
                 f"; round {running['id']} (a retrain) was interrupted: the next `fishermask "
                 f"label serve {project.dir}` restarts it from the last good model"
             )
-        rounds = project.store.rounds()
         estimating = next(
             (r["id"] for r in reversed(rounds) if r["metrics"].get("estimating")), None
         )
