@@ -736,5 +736,10 @@ def test_labels_from_folders_names_a_plural_folder_as_a_near_miss():
     assert "Birds/ (2; class 'bird'?)" in said, said
     assert "dog/ (1; class 'dogs'?)" in said and "sea-turtle/ (1; class 'sea_turtle'?)" in said
     assert "misc/ (1)" in said
+    assert (
+        "rename it as the class before `label init`, or give their labels with `label add`" in said
+    )
     rows, said = folder_labels(["Boxes/1.jpg", "cat/2.jpg"], ["box", "cat"])
     assert "Boxes/ (1; class 'box'?)" in said, said
+    rows, said = folder_labels(["misc/1.jpg", "cat/2.jpg"], ["box", "cat"])
+    assert "misc/ (1)" in said and "rename" not in said  # no near miss, no advice

@@ -142,11 +142,14 @@ def folder_labels(
         else:
             others[top] = others.get(top, 0) + 1
 
-    def folder(name: str) -> str:
+    def near_miss(name: str) -> str | None:
         k = key(name)
-        near = loose.get(k) or next(  # and a singular (bird/ for a class birds)
+        return loose.get(k) or next(  # and a singular (bird/ for a class birds)
             (c for c in classes if key(c) in (k + "s", k + "es")), None
         )
+
+    def folder(name: str) -> str:
+        near = near_miss(name)
         return f"{name}/ ({others[name]}" + (f"; class {near!r}?" if near else "") + ")"
 
     other = sorted(others, key=lambda f: (-others[f], f))
@@ -175,6 +178,12 @@ def folder_labels(
             [f"in folders not named as a class: {listed}"] if other else []
         )
         said += f" ({'; '.join(parts)})"
+        if any(near_miss(f) for f in others):
+            said += (
+                "; the images of a folder named 'class ...?' stay unlabeled: to label them by "
+                "their folder, rename it as the class before `label init`, or give their "
+                "labels with `label add` (a path,label CSV)"
+            )
     return rows, said
 
 
