@@ -242,3 +242,27 @@ def test_ctrl_c_in_a_terminal_says_the_round_it_stopped(project):
     assert p.needs_restart()  # which is so
     worker.proc = None  # the server's poll drops an exited worker: said all the same
     assert f"round {rid} (a retrain) was interrupted" in _cut_short(worker, p)
+
+
+def test_ctrl_c_in_a_terminal_says_the_label_check_it_stopped(project):
+    """As for a round: the Ctrl-C reaches the check's worker too, which records the check as
+    interrupted and exits, and the server's 'stopped' line said nothing of it. The server's
+    own check is named; an interrupted check of earlier (a minute and more ago) is not."""
+    import subprocess as sp
+
+    from fishermask.label.server import Worker, _cut_short
+
+    p = project
+    worker = Worker(p)
+    worker.check_proc = sp.Popen([sys.executable, "-c", "pass"])
+    worker.check_proc.wait()  # the worker has exited already
+    check_id, _, _ = p.store.start_check(2, worker.check_proc.pid)
+    worker.check_id = check_id
+    p.store.finish_check(check_id, status="interrupted", message="stopped")
+    said = _cut_short(worker, p)
+    assert f"label check {check_id} was stopped (nothing of it is kept" in said, said
+    worker.check_proc = None  # the server's poll drops an exited worker: said all the same
+    assert f"label check {check_id} was stopped" in _cut_short(worker, p)
+    with p.store.transaction() as c:  # the same check, interrupted long ago
+        c.execute("UPDATE label_checks SET finished = finished - 3600 WHERE id = ?", (check_id,))
+    assert _cut_short(worker, p) == ""
