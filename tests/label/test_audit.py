@@ -145,3 +145,31 @@ def test_a_round_whose_pid_now_names_another_process_is_interrupted(project):
         c.execute("UPDATE rounds SET pid_start = 'another-boot:1' WHERE id = ?", (rid,))
     assert project.recover() == [rid]
     assert project.store.round(rid)["status"] == "interrupted"
+
+
+def test_an_imagefolder_export_again_replaces_the_earlier_one_and_nothing_else(project, tmp_path):
+    """Exporting again after more labels was refused ("not an empty folder") while the csv
+    export overwrote: an earlier imagefolder export (its mark file, class folders of files)
+    is replaced whole; a folder with anything else in it is refused, untouched."""
+    import json
+
+    from fishermask.label.project import EXPORT_MARK
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    out = tmp_path / "out"
+    assert project.export("imagefolder", out) == 6
+    mark = json.loads((out / EXPORT_MARK).read_text())
+    assert mark["format"] == "imagefolder" and mark["labels"] == 6
+    label_truth(project, 3)
+    assert project.export("imagefolder", out) == 9
+    assert sorted(len(list((out / c).iterdir())) for c in ("red", "green", "blue")) == [3, 3, 3]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # none aside
+    (out / "red" / "sub").mkdir()  # the user's own folder inside a class folder
+    with pytest.raises(ConfigError, match="neither empty nor an earlier `label export"):
+        project.export("imagefolder", out)
+    assert (out / "red" / "sub").is_dir() and len(list((out / "red").iterdir())) == 4
+    other = tmp_path / "other"
+    (other / "red").mkdir(parents=True)  # class folders but no mark: not ours
+    with pytest.raises(ConfigError, match="neither empty nor an earlier"):
+        project.export("imagefolder", other)

@@ -266,9 +266,16 @@ def test_exported_model_predicts_as_label_predict(trained, tmp_path):
         model.predict_proba(batch), np.array([want[p] for p in same]), atol=2e-6
     )
 
-    # a second export to the same place is refused; nothing but the loader's files
+    # a second export to the same place replaces the first (after more labels, the usual
+    # loop); a folder that holds anything besides the loader's files is refused
     r = _run("export", proj, "--format", "model", "--out", out)
-    assert r.exit_code == 2 and "exists and is not an empty folder" in r.output
+    assert r.exit_code == 0, r.output
+    assert sorted(f.name for f in out.iterdir()) == ["model.json", "model.pt"]
+    assert [f.name for f in out.parent.iterdir() if f.name.startswith(".")] == []
+    (out / "notes.txt").write_text("mine")
+    r = _run("export", proj, "--format", "model", "--out", out)
+    assert r.exit_code == 2 and "neither empty nor an earlier `label export" in r.output
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_loader_refusals_are_one_line(tmp_path):

@@ -452,17 +452,17 @@ def predict_project(
 
 # -- the model as a folder -------------------------------------------------------------------
 def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any]:
-    """Write the latest committed model to the folder ``out`` (new, or empty): ``model.pt``
+    """Write the latest committed model to the folder ``out`` (new, empty, or an earlier
+    model export, which it replaces): ``model.pt``
     (``{"model": state dict}``, loadable with ``torch.load(..., weights_only=True)``) and
     ``model.json`` (what :class:`LabelModel` needs to rebuild and feed it). Built beside the
     target, flushed to disk and renamed into place. Returns the contents of ``model.json``."""
     from fishermask import __version__
-    from fishermask.label.project import _check_out_parent
+    from fishermask.label.project import _check_out_parent, check_export_folder
 
     out = Path(out)
     project.check_out_place(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out} exists and is not an empty folder; choose a new path.")
+    check_export_folder(out, "model")  # new, empty, or an earlier model export (replaced)
     _check_out_parent(out)
     cm = committed_model(project)
     state = cm.state

@@ -502,13 +502,54 @@ def _check_out_parent(out: Path) -> None:
             return
 
 
+#: The file an imagefolder export holds besides its class folders: it marks the folder as
+#: one a later export of the same kind may replace (``label export`` again after more labels).
+EXPORT_MARK = ".fishermask-export.json"
+
+
+def earlier_export(out: Path, kind: str) -> bool:
+    """Whether the folder ``out`` is an export of ``kind`` a new one may replace, and holds
+    nothing else: ``imagefolder`` (:data:`EXPORT_MARK` of that format, and otherwise only
+    folders of files), or ``model`` (``model.json`` of the model format, and at most
+    ``model.pt`` beside it). Anything else in it (a file of the user's) keeps it refused."""
+    try:
+        names = {p.name: p for p in out.iterdir()}
+        if kind == "model":
+            from fishermask.label.predict import MODEL_FORMAT
+
+            info = json.loads((out / "model.json").read_text("utf-8"))
+            return info.get("format") == MODEL_FORMAT and set(names) <= {"model.json", "model.pt"}
+        info = json.loads((out / EXPORT_MARK).read_text("utf-8"))
+        if info.get("format") != kind:
+            return False
+        return all(
+            name == EXPORT_MARK
+            or (p.is_dir() and not p.is_symlink() and all(f.is_file() for f in p.iterdir()))
+            for name, p in names.items()
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_export_folder(out: Path, kind: str) -> None:
+    """``--out`` of a folder export: new, empty, or an earlier export of the same kind (which
+    the new one replaces); anything else is refused in one line."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not earlier_export(out, kind):
+        raise ConfigError(
+            f"--out {out} exists and is neither empty nor an earlier `label export --format "
+            f"{kind}` (those are replaced); choose a new path."
+        )
+
+
 @contextlib.contextmanager
 def new_folder(out: Path, *, durable: bool = False) -> Iterator[Path]:
     """Build the folder ``out`` in a temporary folder beside it (yielded), then rename it into
-    place (an empty ``out`` is replaced): readers see all of it or nothing; on an error the
-    temporary folder is removed. ``durable``: the names in the new folder and the folder's
-    own name are fsynced (the caller fsyncs the files it writes), so a crash after the
-    rename cannot leave it half on disk."""
+    place (an empty ``out``, or an earlier export the caller checked with
+    :func:`check_export_folder`, is replaced: the old one is renamed aside first and removed
+    after): readers see all of it or nothing; on an error the temporary folder is removed.
+    ``durable``: the names in the new folder and the folder's own name are fsynced (the
+    caller fsyncs the files it writes), so a crash after the rename cannot leave it half on
+    disk."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
@@ -518,11 +559,18 @@ def new_folder(out: Path, *, durable: bool = False) -> Iterator[Path]:
         yield tmp
         if durable:
             sync_dir(tmp)
+        old = None
         if out.exists():
-            out.rmdir()
+            if any(out.iterdir()):  # an earlier export: aside, then removed once replaced
+                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
+                os.replace(out, old / "export")
+            else:
+                out.rmdir()
         os.replace(tmp, out)
         if durable:
             sync_dir(out.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -2437,10 +2485,7 @@ class Project:
         if not stdout:
             self.check_out_place(out, images=fmt == "imagefolder")
             if fmt == "imagefolder":
-                if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                    raise ConfigError(
-                        f"--out {out} exists and is not an empty folder; choose a new path."
-                    )
+                check_export_folder(out, "imagefolder")
                 _check_out_parent(out)
             else:
                 check_out_file(out)
@@ -2486,6 +2531,14 @@ class Project:
         with new_folder(out) as tmp:
             for c in self.current_classes:  # a removed class has no folder
                 (tmp / c).mkdir()
+            mark = {
+                "format": "imagefolder",
+                "project": str(self.dir.resolve()),
+                "project_id": self.settings.get("project_id"),
+                "labels": len(rows),
+                "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            (tmp / EXPORT_MARK).write_text(json.dumps(mark, indent=1) + "\n", "utf-8")
             used: set[tuple[str, str]] = set()
             stored = {r.id: r.sha256 for r in self.store.images()}
             for image_id, path, label in rows:
