@@ -383,7 +383,12 @@ def test_init_refuses_a_budget_above_the_images_or_below_the_imported_labels(tmp
     common = ("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
     r = _run(*common, "--budget", "100000", "--no-progress")
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
-    assert "--budget 100000 is more than the project's 24 images: use --budget <= 24" in r.output
+    # refused before decoding: the files found (an unreadable one would be among them)
+    assert "--budget 100000 is more than the 24 image files found: use --budget <= 24" in r.output
+    assert not proj.exists()
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")  # found, then not added
+    r = _run(*common, "--budget", "25", "--no-progress")
+    assert r.exit_code == 2 and "--budget 25 is more than the project's 24 images" in r.output
     assert not proj.exists()
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\n" + "".join(f"{c}/000.png,{c}\n" for c in CLASSES))

@@ -419,9 +419,13 @@ def check_changeable(
     check_query_pool(query_pool, batch)
 
 
-def check_budget(budget: int | None, images: int, labeled: int, project: str) -> None:
+def check_budget(
+    budget: int | None, images: int, labeled: int, project: str, found: bool = False
+) -> None:
     """A budget is a number of labels to reach: not below the labels already given and not
-    above the project's images (refused, one line each, with the fix)."""
+    above the project's images (refused, one line each, with the fix). ``found``: ``images``
+    counts the image files found before any was decoded (``label init``: an unreadable one
+    is among them), said so."""
     if budget is None:
         return
     if budget < labeled:
@@ -431,7 +435,9 @@ def check_budget(budget: int | None, images: int, labeled: int, project: str) ->
         )
     if budget > images:
         raise ConfigError(
-            f"--budget {budget} is more than the project's {images} images: use --budget "
+            f"--budget {budget} is more than the "
+            + (f"{images} image files found" if found else f"project's {images} images")
+            + f": use --budget "
             f"<= {images} (after `fishermask label scan {project}` adds images, raise it with "
             f"`fishermask label config {project} --budget N`)."
         )
@@ -742,7 +748,7 @@ class Project:
                 f"no images under {root} (looked for {', '.join(imgs.EXTENSIONS)} in any case, "
                 "recursively, hidden files ignored)."
             )
-        check_budget(budget, len(files), 0, str(path))  # before decoding; again after it
+        check_budget(budget, len(files), 0, str(path), found=True)  # again after decoding
         channels = imgs.guess_channels(root, files)
         check_decode_memory(len(files), channels, size)
         sopts = check_strategy_for_model(
