@@ -150,7 +150,7 @@ def test_exports_and_label_add_use_the_new_names(project, tmp_path):
     rows = dict(p.csv_rows())
     assert rows["red/000.png"] == "crimson" and rows["red/005.png"] == "bird"
     p.export("imagefolder", tmp_path / "tree")
-    assert sorted(x.name for x in (tmp_path / "tree").iterdir()) == [
+    assert sorted(x.name for x in (tmp_path / "tree").iterdir() if x.is_dir()) == [
         "bird", "blue", "crimson", "green",
     ]  # fmt: skip
     assert (tmp_path / "tree" / "bird").is_dir()
