@@ -173,3 +173,49 @@ def test_an_imagefolder_export_again_replaces_the_earlier_one_and_nothing_else(p
     (other / "red").mkdir(parents=True)  # class folders but no mark: not ours
     with pytest.raises(ConfigError, match="neither empty nor an earlier"):
         project.export("imagefolder", other)
+
+
+def test_an_imagefolder_export_again_keeps_files_the_user_added_to_it(project, tmp_path):
+    """The mark and 'folders of files' are not enough: a photo the user put in a class folder
+    of the export (or a folder of their own beside the class folders) was deleted by the next
+    export. Only the files the earlier export wrote may be replaced; anything else refuses it."""
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    out = tmp_path / "out"
+    project.export("imagefolder", out)
+    for mine in (out / "red" / "mine.jpg", out / "extra" / "mine.jpg"):
+        mine.parent.mkdir(exist_ok=True)
+        mine.write_bytes(b"the user's own photo")
+        with pytest.raises(ConfigError, match="neither empty nor an earlier"):
+            project.export("imagefolder", out)
+        assert mine.read_bytes() == b"the user's own photo"
+        mine.unlink()
+    (out / "extra").rmdir()
+    label_truth(project, 3)
+    assert project.export("imagefolder", out) == 9  # nothing of the user's: replaced
+
+
+def test_an_export_is_not_replaced_when_the_folder_changed_while_it_was_written(
+    project, tmp_path, monkeypatch
+):
+    """The folder was checked once, before the images were copied (minutes for many): a
+    file put in it meanwhile was deleted with the earlier export. Checked again just before
+    the replacement, which is then refused and the new export removed."""
+    from fishermask.label import project as project_mod
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    out = tmp_path / "out"
+    project.export("imagefolder", out)
+    real = project_mod.check_export_folder
+
+    def check_then_user_writes(folder, kind):
+        real(folder, kind)
+        (folder / "red" / "mine.jpg").write_bytes(b"the user's own photo")
+
+    monkeypatch.setattr(project_mod, "check_export_folder", check_then_user_writes)
+    with pytest.raises(ConfigError, match="changed while"):
+        project.export("imagefolder", out)
+    assert (out / "red" / "mine.jpg").read_bytes() == b"the user's own photo"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -543,7 +543,8 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
     }
     from fishermask.label.project import new_folder
 
-    with new_folder(out, durable=True) as tmp:  # all of it or nothing, also after a crash
+    # all of it or nothing, also after a crash
+    with new_folder(out, durable=True, replaces="model") as tmp:
         with open(tmp / "model.pt", "wb") as f:
             torch.save({"model": weights}, f)
             _to_disk(f)

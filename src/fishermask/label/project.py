@@ -515,9 +515,10 @@ EXPORT_MARK = ".fishermask-export.json"
 
 def earlier_export(out: Path, kind: str) -> bool:
     """Whether the folder ``out`` is an export of ``kind`` a new one may replace, and holds
-    nothing else: ``imagefolder`` (:data:`EXPORT_MARK` of that format, and otherwise only
-    folders of files), or ``model`` (``model.json`` of the model format, and at most
-    ``model.pt`` beside it). Anything else in it (a file of the user's) keeps it refused."""
+    nothing else: ``imagefolder`` (:data:`EXPORT_MARK` of that format, and otherwise only the
+    class folders and files it lists as written), or ``model`` (``model.json`` of the model
+    format, and at most ``model.pt`` beside it). Anything else in it (a file of the user's,
+    also one put in a class folder) keeps it refused."""
     try:
         names = {p.name: p for p in out.iterdir()}
         if kind == "model":
@@ -528,12 +529,17 @@ def earlier_export(out: Path, kind: str) -> bool:
         info = json.loads((out / EXPORT_MARK).read_text("utf-8"))
         if info.get("format") != kind:
             return False
-        return all(
-            name == EXPORT_MARK
-            or (p.is_dir() and not p.is_symlink() and all(f.is_file() for f in p.iterdir()))
-            for name, p in names.items()
-        )
-    except (OSError, ValueError, AttributeError):
+        folders, files = set(info["folders"]), set(info["files"])
+        for name, p in names.items():
+            if name == EXPORT_MARK:
+                continue
+            if name not in folders or p.is_symlink() or not p.is_dir():
+                return False
+            for f in p.iterdir():
+                if f.is_symlink() or not f.is_file() or f"{name}/{f.name}" not in files:
+                    return False
+        return True
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return False
 
 
@@ -548,11 +554,13 @@ def check_export_folder(out: Path, kind: str) -> None:
 
 
 @contextlib.contextmanager
-def new_folder(out: Path, *, durable: bool = False) -> Iterator[Path]:
+def new_folder(out: Path, *, durable: bool = False, replaces: str | None = None) -> Iterator[Path]:
     """Build the folder ``out`` in a temporary folder beside it (yielded), then rename it into
-    place (an empty ``out``, or an earlier export the caller checked with
-    :func:`check_export_folder`, is replaced: the old one is renamed aside first and removed
-    after): readers see all of it or nothing; on an error the temporary folder is removed.
+    place (an empty ``out``, or an earlier export of the kind ``replaces`` the caller checked
+    with :func:`check_export_folder`, is replaced: checked again just before, since the
+    building may take minutes, and renamed aside first and removed after; a folder that no
+    longer passes is refused, untouched): readers see all of it or nothing; on an error the
+    temporary folder is removed.
     ``durable``: the names in the new folder and the folder's own name are fsynced (the
     caller fsyncs the files it writes), so a crash after the rename cannot leave it half on
     disk."""
@@ -568,6 +576,12 @@ def new_folder(out: Path, *, durable: bool = False) -> Iterator[Path]:
         old = None
         if out.exists():
             if any(out.iterdir()):  # an earlier export: aside, then removed once replaced
+                if replaces is None or not earlier_export(out, replaces):
+                    raise ConfigError(
+                        f"--out {out} changed while the export was written (it now holds "
+                        "files no earlier export wrote); nothing was replaced: move them out "
+                        "or choose a new path."
+                    )
                 old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old."))
                 os.replace(out, old / "export")
             else:
@@ -2534,17 +2548,9 @@ class Project:
             write_atomic(out, lambda f: np.savez(f, **arrays))
             return len(rows)
         # imagefolder: built beside the target, then renamed into place
-        with new_folder(out) as tmp:
+        with new_folder(out, replaces="imagefolder") as tmp:
             for c in self.current_classes:  # a removed class has no folder
                 (tmp / c).mkdir()
-            mark = {
-                "format": "imagefolder",
-                "project": str(self.dir.resolve()),
-                "project_id": self.settings.get("project_id"),
-                "labels": len(rows),
-                "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            (tmp / EXPORT_MARK).write_text(json.dumps(mark, indent=1) + "\n", "utf-8")
             used: set[tuple[str, str]] = set()
             stored = {r.id: r.sha256 for r in self.store.images()}
             for image_id, path, label in rows:
@@ -2558,6 +2564,17 @@ class Project:
                     raise self._changed_export_error([path])
                 (tmp / label / name).write_bytes(data)
                 shutil.copystat(self.root / path, tmp / label / name)
+            mark = {
+                "format": "imagefolder",
+                "project": str(self.dir.resolve()),
+                "project_id": self.settings.get("project_id"),
+                "labels": len(rows),
+                "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                # what it wrote: a later export replaces these and nothing else
+                "folders": list(self.current_classes),
+                "files": sorted(f"{label}/{name}" for label, name in used),
+            }
+            (tmp / EXPORT_MARK).write_text(json.dumps(mark, indent=1) + "\n", "utf-8")
         return len(rows)
 
     def labelstudio_tasks(
