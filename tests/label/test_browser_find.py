@@ -150,3 +150,42 @@ def test_a_long_list_of_labels_per_class_stays_where_it_was_scrolled(many, brows
         assert browser.execute_script("return document.getElementById('chart').scrollTop") == 200
     finally:
         stop_server(proc)
+
+
+@browser_only
+def test_enter_in_a_finder_left_with_a_name_labels_with_what_its_box_shows(many, browser):
+    """The two views' boxes shared one list of matches: a name left typed in the Labeled
+    view's box, another typed in the batch view's, then Enter back in the Labeled view's box
+    (still showing its own name and matches) fixed the label with the batch box's match."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from fishermask.label.project import Project
+
+    paths = sorted(r.path for r in many.store.images())[:2]
+    many.add_label_rows([(p, "blue") for p in paths], source="import", what="test")
+    proc, wait = _open_page(many, browser)
+    try:
+        body = browser.find_element(By.TAG_NAME, "body")
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid button.tile")) == 2)
+        selected = browser.find_element(By.ID, "browse-selected").text.split(" ")[0]
+        body.send_keys("/")
+        browser.find_element(By.ID, "find-relabel").send_keys("marig")  # left typed
+        browser.find_element(By.ID, "tab-batch").click()
+        body.send_keys("/")
+        browser.find_element(By.ID, "find-class").send_keys("goldf")  # left typed too
+        browser.find_element(By.ID, "tab-labeled").click()
+        body.send_keys("/")
+        box = browser.find_element(By.ID, "find-relabel")
+        assert box.get_attribute("value") == "marig"
+        box.send_keys(Keys.ENTER)
+        wait.until(lambda d: "\u2192" in d.find_element(By.ID, "message").text)
+    finally:
+        stop_server(proc)
+    q = Project(many.dir)
+    try:
+        ids = {r.path: r.id for r in q.store.images()}
+        assert MANY[q.store.current_labels()[ids[selected]]] == "marigold"
+    finally:
+        q.close()

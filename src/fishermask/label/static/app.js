@@ -820,7 +820,9 @@ $("help").addEventListener("toggle", () => {
 // highlight; Enter labels with it (the batch view) or fixes the selected label (the Labeled
 // view), and the box stays, empty, for the next image; Enter in the empty box is the usual
 // Enter (confirm the guess, keep the label); Esc empties it and gives the keys back.
-const found = { matches: [], at: 0 };
+// `box`: the box whose matches these are (each view has its own; a name left typed in one
+// must not answer an Enter in the other)
+const found = { matches: [], at: 0, box: null };
 
 function finder() {
   return view === "labeled" ? $("find-relabel") : $("find-class");
@@ -846,6 +848,7 @@ function findClasses(box) {
   ranked.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   found.matches = q ? ranked.map((e) => e[2]) : [];
   found.at = 0;
+  found.box = box;
   markFound();
 }
 
@@ -862,6 +865,7 @@ function clearFinder(box) {
 
 function findKey(ev) {
   const box = ev.target;
+  if (found.box !== box) findClasses(box);  // the other view's box was the last searched
   if (ev.key === "Escape") { ev.preventDefault(); clearFinder(box); box.blur(); return; }
   if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
     ev.preventDefault();
@@ -885,6 +889,7 @@ for (const id of ["find-class", "find-relabel"]) {
   const box = $(id);
   if (!box) continue;
   box.addEventListener("input", () => findClasses(box));
+  box.addEventListener("focus", () => findClasses(box));  // its own matches highlighted again
   box.addEventListener("keydown", findKey);
   // the other view's box, left with a name typed, shows all its classes again
   box.addEventListener("blur", () => { if (!box.value.trim()) clearFinder(box); });
