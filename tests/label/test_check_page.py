@@ -361,3 +361,38 @@ def test_a_check_table_of_the_first_label_check_gets_its_progress_columns(projec
     with api_client(project.dir) as c:
         ch = c.get("/api/status", headers=AUTH).json()["check"]
         assert ch["status"] == "done" and ch["result"]["current"] == 24
+
+
+def test_two_status_polls_at_once_around_a_new_label_both_answer(project, monkeypatch):
+    """The check's summary was kept per (check, last label) in a dict each poll cleared when
+    its key was new, then read back: a poll that had just stored its own summary and read it
+    after another poll (a label given in between) cleared the dict failed with a KeyError
+    (500). Polls run in threads of their own; here the second one runs in the first's gap."""
+    from fishermask.label import server
+
+    _label_all(project)
+    chk.run_check(project, 2)
+    first = next(r.path for r in project.store.images())
+    with api_client(project.dir) as c:
+        real = server.utc_clock
+        inner: list[int] = []
+
+        def meanwhile(t, now=None):
+            if not inner:  # the first poll, its summary stored: another poll, a label before
+                inner.append(0)
+                image_id = c.project.store.image_ids_by_path()[first]
+                for label in ("green", "blue"):
+                    r = c.post(
+                        "/api/labels", headers=AUTH, json={"image_id": image_id, "label": label}
+                    )
+                    assert r.status_code == 200, r.text
+                    inner.append(c.get("/api/status", headers=AUTH).status_code)
+            return real(t, now)
+
+        monkeypatch.setattr(server, "utc_clock", meanwhile)
+        r = c.get("/api/status", headers=AUTH)
+        assert inner[1:] == [200, 200]
+        assert r.status_code == 200, r.text
+        assert r.json()["check"]["result"]["current"] == 24  # as it read before the labels
+        later = c.get("/api/status", headers=AUTH).json()["check"]["result"]
+        assert later["current"] == 23  # the relabeled image is no longer the check's

@@ -612,8 +612,9 @@ def create_app(
         done = project.store.latest_check()
         last_label = project.store.query("SELECT COALESCE(MAX(id), 0) AS m FROM labels")[0]["m"]
         key = (done and done["id"], last_label, tuple(sorted(project.store.removed_classes())))
-        if key not in summaries:
-            summaries.clear()
+        # read once: a poll in another thread may clear the dict for its own key meanwhile
+        summary = summaries.get(key, False)
+        if summary is False:
             check = label_check.latest_check(project) if done is not None else None
             summary = None
             if check is not None:
@@ -629,6 +630,7 @@ def create_app(
                     "line": label_check.flagged_line(flagged, current),
                     "weak": label_check.weak_line(check.agreement),
                 }
+            summaries.clear()
             summaries[key] = summary
         return {
             "id": row["id"],
@@ -640,7 +642,7 @@ def create_app(
             "started_by": row["started_by"],
             "when": utc_clock(row["started"]),
             "message": row["message"],
-            "result": summaries[key],
+            "result": summary,
         }
 
     seen_files: list[float | int] = [float("-inf"), 0]  # when counted, how many
