@@ -150,6 +150,8 @@ def trained(project):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 NO_BROWSER = "no headless browser: install one with `sudo apt-get install chromium chromium-driver`"
+#: Marks a test (``pytestmark``: a file) that needs the headless browser: skipped without it.
+browser_only = pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason=NO_BROWSER)
 
 
 def _start_chromium():

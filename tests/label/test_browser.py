@@ -6,12 +6,10 @@ import os
 import re
 import shutil
 
-import pytest
-
-from tests.label.conftest import CHROMIUM, CLASSES, DRIVER, NO_BROWSER
+from tests.label.conftest import CLASSES, browser_only
 from tests.label.test_kill import start_server, stop_server
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason=NO_BROWSER)
+pytestmark = browser_only
 
 
 def _open_page(project, browser, timeout: float = 60):

@@ -3,19 +3,13 @@
 
 from __future__ import annotations
 
-import pytest
-
+from tests.label.conftest import browser_only
 from tests.label.test_browser import (
-    CHROMIUM,
-    DRIVER,
     _open_page,
 )
 from tests.label.test_kill import stop_server
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
-)
+pytestmark = browser_only
 
 
 def test_the_next_two_images_are_fetched_before_they_are_shown(project, browser):

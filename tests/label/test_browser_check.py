@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from tests.label.test_browser import CHROMIUM, DRIVER, _open_page
+from tests.label.conftest import browser_only
+from tests.label.test_browser import _open_page
 from tests.label.test_check import _label_all
 from tests.label.test_kill import stop_server
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
-)
+pytestmark = browser_only
 
 
 def test_a_check_started_from_the_labeled_view_marks_and_ranks_the_labels(project, browser):

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.label.conftest import TINY, api_client
+from tests.label.conftest import TINY, api_client, browser_only
 from tests.label.test_browser import (
-    CHROMIUM,
-    DRIVER,
     _open_page,
     _wait_for_polls,
 )
@@ -18,11 +16,6 @@ from tests.label.test_kill import stop_server
 #: 40 classes: the folder's three colours, four with "gold" in them, and fillers
 MANY = ("red", "green", "blue", "gold", "goldfish", "golden retriever", "marigold") + tuple(
     f"filler {i:02d}" for i in range(33)
-)
-
-browser_only = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
 )
 
 

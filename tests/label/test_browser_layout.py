@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from tests.label.conftest import CHROMIUM, DRIVER, NO_BROWSER, TINY
+from tests.label.conftest import TINY, browser_only
 from tests.label.test_browser import _open_page, _wait_for_polls
 from tests.label.test_kill import stop_server
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason=NO_BROWSER)
+pytestmark = browser_only
 
 #: ten classes, as CIFAR-10: enough keys to wrap on a narrow page
 TEN = ("red", "green", "blue", "cyan", "magenta", "yellow", "black", "white", "orange", "purple")

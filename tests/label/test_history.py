@@ -11,10 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fishermask.cli import app
-from tests.label.conftest import label_truth
+from tests.label.conftest import browser_only, label_truth
 from tests.label.test_browser import (
-    CHROMIUM,
-    DRIVER,
     _open_page,
 )
 from tests.label.test_kill import stop_server
@@ -84,10 +82,7 @@ def test_status_list_rounds_before_any_model_says_so(project):
     assert r.exit_code == 2 and "list rounds on their own" in r.output
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason="no headless browser: install one with `sudo apt-get install chromium chromium-driver`",
-)
+@browser_only
 def test_the_page_draws_the_accuracy_by_labels(rounds, browser):
     """Two estimated rounds: a point each, at its labels, with its interval and a title
     naming the round and the method; the round without an estimate is left out."""
