@@ -394,6 +394,16 @@ def _unwritable(db: Path) -> str | None:
     return None
 
 
+def _recorded_settings(c: sqlite3.Connection) -> dict[str, Any]:
+    """The settings a round or check records as it starts (read in its transaction ``c``):
+    the meta table less label scan's bookkeeping (:data:`SCAN_REFUSED`)."""
+    return {
+        r["key"]: json.loads(r["value"])
+        for r in c.execute("SELECT * FROM meta")
+        if r["key"] != SCAN_REFUSED
+    }
+
+
 class Store:
     """Thread-safe access to one project database (one connection, one lock per process)."""
 
@@ -1202,11 +1212,7 @@ class Store:
             if not keep:
                 return None, []
             now = time.time()
-            settings = {
-                r["key"]: json.loads(r["value"])
-                for r in c.execute("SELECT * FROM meta")
-                if r["key"] != SCAN_REFUSED
-            }
+            settings = _recorded_settings(c)
             n_labels = sum(r["kind"] == "label" for r in current.values())
             last = c.execute("SELECT COALESCE(MAX(id), 0) AS m FROM labels").fetchone()["m"]
             # last_label_id: the batch's state counts the actions after it (see Project.batch)
@@ -1291,11 +1297,7 @@ class Store:
             if require_batch_done:
                 _check_batch_done(c)
             # the settings this round runs with, read in the transaction that starts it
-            settings = {
-                r["key"]: json.loads(r["value"])
-                for r in c.execute("SELECT * FROM meta")
-                if r["key"] != SCAN_REFUSED
-            }
+            settings = _recorded_settings(c)
             cur = c.execute(
                 "INSERT INTO rounds (status, strategy, pid, pid_start, started, phase, settings, "
                 "started_by) VALUES ('running', ?, ?, ?, ?, 'starting', ?, ?)",
@@ -1484,11 +1486,7 @@ class Store:
                 "WHERE status = 'running'",
                 (time.time(),),
             )
-            settings = {
-                r["key"]: json.loads(r["value"])
-                for r in c.execute("SELECT * FROM meta")
-                if r["key"] != SCAN_REFUSED
-            }
+            settings = _recorded_settings(c)
             last = c.execute("SELECT COALESCE(MAX(id), 0) AS m FROM labels").fetchone()["m"]
             cur = c.execute(
                 "INSERT INTO label_checks (status, folds, last_label_id, pid, pid_start, "
