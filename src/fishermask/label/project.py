@@ -511,6 +511,9 @@ def _check_out_parent(out: Path) -> None:
 #: The file an imagefolder export holds besides its class folders: it marks the folder as
 #: one a later export of the same kind may replace (``label export`` again after more labels).
 EXPORT_MARK = ".fishermask-export.json"
+#: Files a file browser leaves in a folder it showed (macOS Finder, Windows Explorer): an
+#: earlier export holding them is still one (they go with it).
+BROWSER_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 
 def earlier_export(out: Path, kind: str) -> bool:
@@ -525,18 +528,21 @@ def earlier_export(out: Path, kind: str) -> bool:
             from fishermask.label.predict import MODEL_FORMAT
 
             info = json.loads((out / "model.json").read_text("utf-8"))
-            return info.get("format") == MODEL_FORMAT and set(names) <= {"model.json", "model.pt"}
+            ours = {"model.json", "model.pt"} | BROWSER_FILES
+            return info.get("format") == MODEL_FORMAT and set(names) <= ours
         info = json.loads((out / EXPORT_MARK).read_text("utf-8"))
         if info.get("format") != kind:
             return False
         folders, files = set(info["folders"]), set(info["files"])
         for name, p in names.items():
-            if name == EXPORT_MARK:
+            if name == EXPORT_MARK or (name in BROWSER_FILES and p.is_file()):
                 continue
             if name not in folders or p.is_symlink() or not p.is_dir():
                 return False
             for f in p.iterdir():
-                if f.is_symlink() or not f.is_file() or f"{name}/{f.name}" not in files:
+                if f.is_symlink() or not f.is_file():
+                    return False
+                if f"{name}/{f.name}" not in files and f.name not in BROWSER_FILES:
                     return False
         return True
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
