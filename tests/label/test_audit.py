@@ -221,3 +221,32 @@ def test_an_export_is_not_replaced_when_the_folder_changed_while_it_was_written(
         project.export("imagefolder", out)
     assert (out / "red" / "mine.jpg").read_bytes() == b"the user's own photo"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_export_that_fails_to_take_the_place_puts_the_earlier_one_back(
+    project, tmp_path, monkeypatch
+):
+    """The earlier export was renamed aside before the new one took its place: when that last
+    rename failed, the earlier one stayed hidden in a dot folder beside it (its place empty)."""
+    import os
+
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    out = tmp_path / "out"
+    project.export("imagefolder", out)
+    before = sorted(str(f.relative_to(out)) for f in out.rglob("*"))
+    real = os.replace
+
+    def the_last_rename_fails(src, dst):
+        if Path(dst) == out and Path(src).name.startswith(".out.") and ".old." not in str(src):
+            raise OSError(39, "Directory not empty")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", the_last_rename_fails)
+    label_truth(project, 3)
+    with pytest.raises(OSError):
+        project.export("imagefolder", out)
+    monkeypatch.undo()
+    assert sorted(str(f.relative_to(out)) for f in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -572,6 +572,7 @@ def new_folder(out: Path, *, durable: bool = False, replaces: str | None = None)
     disk."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    old = None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -579,7 +580,6 @@ def new_folder(out: Path, *, durable: bool = False, replaces: str | None = None)
         yield tmp
         if durable:
             sync_dir(tmp)
-        old = None
         if out.exists():
             if any(out.iterdir()):  # an earlier export: aside, then removed once replaced
                 if replaces is None or not earlier_export(out, replaces):
@@ -599,6 +599,14 @@ def new_folder(out: Path, *, durable: bool = False, replaces: str | None = None)
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / "export").exists():  # not replaced: the earlier back
+            with contextlib.suppress(OSError):
+                if not out.exists():
+                    os.replace(old / "export", out)
+                    old.rmdir()
+        elif old is not None:
+            with contextlib.suppress(OSError):
+                old.rmdir()
         raise
 
 
