@@ -748,3 +748,28 @@ def test_labels_from_folders_names_a_plural_folder_as_a_near_miss():
     assert "Boxes/ (1; class 'box'?)" in said, said
     rows, said = folder_labels(["misc/1.jpg", "cat/2.jpg"], ["box", "cat"])
     assert "misc/ (1)" in said and "rename" not in said  # no near miss, no advice
+
+
+def test_add_from_folders_leaves_a_label_given_on_the_page_meanwhile(project, monkeypatch):
+    """`label add --from-folders` read which images nobody had done, then wrote its labels:
+    a label an annotator gave on the page in between (a big folder takes seconds) was
+    replaced by the folder's class, though labels given are never changed."""
+    from fishermask.label.project import Project
+
+    ids = {r.path: r.id for r in project.store.images()}
+    page = Project(project.dir)
+    real = project.store.image_ids_by_path
+
+    def a_label_meanwhile():  # the page's annotator labels red/003 (as green) just then
+        page.store.add_labels([(ids["red/003.png"], "label", 1)], annotator="alice")
+        monkeypatch.setattr(project.store, "image_ids_by_path", real)
+        return real()
+
+    monkeypatch.setattr(project.store, "image_ids_by_path", a_label_meanwhile)
+    said = project.add_folder_labels()
+    page.close()
+    cur = project.store.current()
+    assert cur[ids["red/003.png"]][1:] == ("label", 1)  # alice's green, left as given
+    assert cur[ids["red/004.png"]][1:] == ("label", 0)
+    assert said.startswith("labeled 23 images by their folder (24 in class folders"), said
+    assert "1 given meanwhile, left as given" in said, said

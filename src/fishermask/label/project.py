@@ -1496,9 +1496,16 @@ class Project:
         images = list(self.store.images())
         rows, _ = folder_labels([r.path for r in images], self.current_classes)
         by_path = {r.path: r.id for r in images}
-        current = self.store.current()
+        with self.store.snapshot():  # the labels as of `last`: one given after it is kept
+            current = self.store.current()
+            last = self.store.query("SELECT COALESCE(MAX(id), 0) AS m FROM labels")[0]["m"]
         new = [(p, c) for p, c in rows if by_path[p] not in current]
-        written, _ = self.add_label_rows(new, source="import", what="folders") if new else (0, 0)
+        written, _ = (
+            self.add_label_rows(new, source="import", what="folders", unless_after=int(last))
+            if new
+            else (0, 0)
+        )
+        meanwhile = len(new) - written  # labeled (skipped, ...) on a page since `last`
         agree = differ = aside = 0
         examples: list[str] = []
         for path, cls in rows:
@@ -1516,6 +1523,7 @@ class Project:
         said = f"labeled {written} images by their folder ({len(rows)} in class folders"
         said += f"; {agree} already so" if agree else ""
         said += f"; {aside} skipped or unsure, left so" if aside else ""
+        said += f"; {meanwhile} given meanwhile, left as given" if meanwhile else ""
         said += ")"
         if differ:
             said += (
@@ -1531,9 +1539,12 @@ class Project:
         *,
         source: str,
         what: str,
+        unless_after: int | None = None,
     ) -> tuple[int, int]:
         """Validate every ``(path, class name)`` first, then write them in one transaction; a
         row ``(path, class name, annotator)`` records who gave it (None: the owner).
+        ``unless_after``: a label row id; an image with a row after it is left out
+        (:meth:`Store.add_labels`), not counted as written.
 
         Returns (written, already current: the same class given by the same annotator).
         Nothing is written if any row is bad.
@@ -1590,9 +1601,17 @@ class Project:
                 same += 1
                 continue
             actions.append((image_id, "label", cid))
-        if actions:
-            self.store.add_labels(actions, source=source, annotators=[by[i] for i, _, _ in actions])
-        return len(actions), same
+        written = (
+            self.store.add_labels(
+                actions,
+                source=source,
+                annotators=[by[i] for i, _, _ in actions],
+                unless_after=unless_after,
+            )
+            if actions
+            else []
+        )
+        return len(written), same
 
     def read_csv_labels(self, path: str | os.PathLike[str]) -> list[tuple[str, str]]:
         """Rows of a ``path,label`` CSV file (header required)."""

@@ -989,9 +989,13 @@ class Store:
         client: str | None = None,
         annotator: str | None = None,
         annotators: Sequence[str | None] | None = None,
+        unless_after: int | None = None,
     ) -> list[int]:
         """Append ``(image_id, kind, class_id)`` actions in one transaction, given by
         ``annotator`` (None: the owner), or each by its own of ``annotators`` when given.
+        ``unless_after``: an action is left out when its image has a row after that label
+        row id (someone labeled, skipped or undid it since the caller read the labels); the
+        ids returned are those written.
 
         An id that names no image (e.g. forgotten since the caller read it) is refused
         (:class:`ConfigError`) and nothing is written.
@@ -1008,6 +1012,14 @@ class Store:
                         f"no image with id {image_id} (forgotten since it was read?); nothing "
                         "was written."
                     )
+                if (
+                    unless_after is not None
+                    and c.execute(
+                        "SELECT 1 FROM labels WHERE image_id = ? AND id > ? LIMIT 1",
+                        (image_id, unless_after),
+                    ).fetchone()
+                ):
+                    continue
                 cur = c.execute(
                     "INSERT INTO labels (image_id, kind, class_id, source, client, created, "
                     "annotator) VALUES (?, ?, ?, ?, ?, ?, ?)",
