@@ -140,7 +140,9 @@ def test_exports_and_labelstudio_round_trip(project, tmp_path, folder):
         "red__001.png",
         "red__002.png",
     ]
-    with pytest.raises(ConfigError, match="not an empty folder"):
+    assert project.export("imagefolder", tmp_path / "folder") == 9  # an earlier: replaced
+    (tmp_path / "folder" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="neither empty nor an earlier"):
         project.export("imagefolder", tmp_path / "folder")
 
     n = project.export("labelstudio", tmp_path / "ls.json")
