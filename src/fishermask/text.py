@@ -74,6 +74,14 @@ class SpreadsheetCsv:
             self.writerow(row)
 
 
+def utc_iso(t: float | None = None) -> str:
+    """``2026-12-02T04:53:42Z``: the time ``t`` (seconds since the epoch; None: now) as the
+    labeling tool writes it in its CSV and JSON (UTC, ISO 8601)."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def utc_clock(t: float, now: float | None = None) -> str:
     """``23:58 UTC`` for a time ``t`` (seconds since the epoch) of today, ``2026-11-30 23:58
     UTC`` for one of another day (``now``: the current time). Always UTC, and said so: the

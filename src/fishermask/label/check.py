@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,7 @@ import numpy as np
 
 from fishermask.errors import ConfigError
 from fishermask.label.review import drop_removed
-from fishermask.text import utc_clock
+from fishermask.text import utc_clock, utc_iso
 
 if TYPE_CHECKING:
     from fishermask.label.project import Project
@@ -385,7 +384,7 @@ def issue_rows(project: Project, check: Check) -> tuple[list[dict[str, Any]], in
                 "label_prob": round(float(p[r["class_id"]]), 4),
                 "suggested_prob": round(float(p[s]), 4),
                 "by": team.name_of(r["annotator"]),
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created"])),
+                "when": utc_iso(r["created"]),
                 "_p": float(p[r["class_id"]]),
             }
         )
@@ -437,7 +436,7 @@ def check_summary(project: Project) -> dict[str, Any] | None:
     rows, current = issue_rows(project, check)
     return {
         "id": check.info["id"],
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(check.info["started"])),
+        "when": utc_iso(check.info["started"]),
         "folds": check.info["folds"],
         "scored": len(check.probs),
         "current": current,

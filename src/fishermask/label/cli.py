@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from fishermask.errors import ConfigError, FishermaskError
 from fishermask.label.check import FOLDS
 from fishermask.label.store import RoundBusy
+from fishermask.text import utc_iso
 
 label_app = typer.Typer(
     add_completion=False,
@@ -959,7 +959,7 @@ def status(
             rows = [
                 h
                 | {
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h["finished"])),
+                    "finished": utc_iso(h["finished"]),
                     **{k: _rounded(h[k]) for k in ("accuracy", "low", "high")},
                 }
                 for h in p.accuracy_history()
@@ -1068,7 +1068,7 @@ def _print_labeled(p: Any, format: str) -> None:
                 "path": it["path"],
                 "label": it["label"],
                 "by": it["by"],
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(it["created"])),
+                "when": utc_iso(it["created"]),
                 "label_prob": it["label_prob"],
                 "guess": g.get("label"),
                 "guess_prob": g.get("prob"),
@@ -1108,7 +1108,7 @@ def _print_set_aside(p: Any, kinds: list[str], format: str) -> None:
             {
                 "path": it["path"],
                 "state": KIND_NAMES[it["kind"]],
-                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(it["created"])),
+                "when": utc_iso(it["created"]),
                 "guess": g.get("label"),
                 "guess_prob": g.get("prob"),
             }

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from fishermask.errors import ConfigError, DataError
 from fishermask.label import images as imgs
 from fishermask.label import imports as label_imports
 from fishermask.models import available_models, build_model
+from fishermask.text import utc_iso
 from fishermask.training import Normalizer
 from fishermask.training.trainer import predict
 
@@ -539,7 +539,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
             for spec in cm.trained_round["settings"].get("imports") or []
         ],
         "fishermask_version": __version__,
-        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "exported": utc_iso(),
     }
     from fishermask.label.project import new_folder
 

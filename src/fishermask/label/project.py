@@ -61,7 +61,7 @@ from fishermask.label.store import (
     Store,
     pid_alive,
 )
-from fishermask.text import SpreadsheetCsv, spreadsheet_unsafe
+from fishermask.text import SpreadsheetCsv, spreadsheet_unsafe, utc_iso
 
 # torch, the models, training and strategies are imported where they are used: the commands
 # that never touch a model (label status, add, export csv, ...) start without torch
@@ -2602,7 +2602,7 @@ class Project:
                 "project": str(self.dir.resolve()),
                 "project_id": self.settings.get("project_id"),
                 "labels": len(rows),
-                "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "exported": utc_iso(),
                 # what it wrote: a later export replaces these and nothing else
                 "folders": list(self.current_classes),
                 "files": sorted(f"{label}/{name}" for label, name in used),
@@ -2644,7 +2644,7 @@ class Project:
             }
             cur = current.get(r.id)
             if cur is not None and cur[1] == "label":
-                when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(history[cur[0]].created))
+                when = utc_iso(history[cur[0]].created)
                 ann: dict[str, Any] = {
                     "result": [_ls_choice(self.classes[cur[2]])],
                     "was_cancelled": False,
