@@ -1498,10 +1498,10 @@ class Project:
         by_path = {r.path: r.id for r in images}
         with self.store.snapshot():  # the labels as of `last`: one given after it is kept
             current = self.store.current()
-            last = self.store.query("SELECT COALESCE(MAX(id), 0) AS m FROM labels")[0]["m"]
+            last = self.store.last_label_id()
         new = [(p, c) for p, c in rows if by_path[p] not in current]
         written, _ = (
-            self.add_label_rows(new, source="import", what="folders", unless_after=int(last))
+            self.add_label_rows(new, source="import", what="folders", unless_after=last)
             if new
             else (0, 0)
         )

@@ -610,8 +610,11 @@ def create_app(
         if row is None:
             return None
         done = project.store.latest_check()
-        last_label = project.store.query("SELECT COALESCE(MAX(id), 0) AS m FROM labels")[0]["m"]
-        key = (done and done["id"], last_label, tuple(sorted(project.store.removed_classes())))
+        key = (
+            done and done["id"],
+            project.store.last_label_id(),
+            tuple(sorted(project.store.removed_classes())),
+        )
         # read once: a poll in another thread may clear the dict for its own key meanwhile
         summary = summaries.get(key, False)
         if summary is False:
@@ -835,18 +838,20 @@ def create_app(
     def begin_check(folds: int, given: bool, who: str | None) -> Any:
         """``POST /api/check`` past its body: refused (409) as ``label check`` is, each in
         one line, before anything is recorded; else the check's id (202)."""
-        worker.poll()  # a round or check whose process died is not running
-        if (running := project.store.running_round()) is not None:
+
+        def retraining(round_id: int) -> JSONResponse:
             return _error(
                 409,
-                f"a retrain is running (round {running['id']}); start the label check when it "
-                "is done",
+                f"a retrain is running (round {round_id}); start the label check when it is done",
             )
+
+        worker.poll()  # a round or check whose process died is not running
+        if (running := project.store.running_round()) is not None:
+            return retraining(running["id"])
         try:
             project.store.refuse_while_checking()
-            labeled = {i: c for i, (_, k, c) in project.store.current().items() if k == "label"}
             label_check.check_enough(
-                labeled,
+                project.store.current_labels(),
                 project.store.copies(),
                 folds,
                 project.reload_classes(),
@@ -859,11 +864,7 @@ def create_app(
         try:
             check_id = worker.start_check(folds, team.name_of(who))
         except RoundBusy as busy:
-            return _error(
-                409,
-                f"a retrain is running (round {busy.args[0]}); start the label check when it "
-                "is done",
-            )
+            return retraining(busy.args[0])
         except CheckRunning as exc:
             return _error(409, str(exc))
         return JSONResponse({"check_id": check_id, "folds": folds}, status_code=202)
@@ -1042,22 +1043,23 @@ def _cut_short(worker: Worker, project: Project) -> str:
                     f"; label check {row['id']} was stopped (nothing of it is kept: start it "
                     "again from the Labeled view)"
                 )
+
+        def interrupted(round_id: int) -> str:
+            return (
+                f"; round {round_id} (a retrain) was interrupted: the next `fishermask label "
+                f"serve {project.dir}` restarts it from the last good model"
+            )
+
         rounds = project.store.rounds()
         mine = worker.round_id
         if mine is not None and rounds and rounds[-1]["id"] == mine:
             if rounds[-1]["status"] in ("running", "interrupted"):
-                return (
-                    f"; round {mine} (a retrain) was interrupted: the next `fishermask "
-                    f"label serve {project.dir}` restarts it from the last good model"
-                )
+                return interrupted(mine)
         if worker.proc is None or worker.proc.poll() is not None:
             return ""
         running = project.store.running_round()
         if running is not None:
-            return (
-                f"; round {running['id']} (a retrain) was interrupted: the next `fishermask "
-                f"label serve {project.dir}` restarts it from the last good model"
-            )
+            return interrupted(running["id"])
         estimating = next(
             (r["id"] for r in reversed(rounds) if r["metrics"].get("estimating")), None
         )
