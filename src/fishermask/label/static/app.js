@@ -94,10 +94,15 @@ async function showImage(img, url, onError) {
 const AHEAD = 2;
 const ahead = new Map();
 
+// The bytes of an image (or thumbnail) of the API, fetched with the token.
+function imageBytes(url) {
+  return request("GET", url).then((r) => r.blob());
+}
+
 function fetchImage(url) {
   const early = ahead.get(url);
   if (early) { ahead.delete(url); return early; }
-  return request("GET", url).then((r) => r.blob());
+  return imageBytes(url);
 }
 
 function fetchAhead() {
@@ -105,7 +110,7 @@ function fetchAhead() {
   for (const url of [...ahead.keys()]) if (!next.includes(url)) ahead.delete(url);
   for (const url of next) {
     if (ahead.has(url)) continue;
-    const bytes = request("GET", url).then((r) => r.blob());
+    const bytes = imageBytes(url);
     bytes.catch(() => { if (ahead.get(url) === bytes) ahead.delete(url); });  // asked again when shown
     ahead.set(url, bytes);
   }
@@ -632,7 +637,7 @@ async function showThumb(img, url) {
   let blob = thumbs.get(url);
   if (!blob) {
     try {
-      blob = URL.createObjectURL(await (await request("GET", url)).blob());
+      blob = URL.createObjectURL(await imageBytes(url));
     } catch (e) {
       img.title = `cannot show ${img.alt}: ${e.message}`;
       return;
