@@ -95,3 +95,27 @@ def test_readme_summary_tables_match_report_json() -> None:
         assert _num(cells[4]) == pytest.approx(s["train_seconds"], abs=0.006), where
         checked += 1
     assert checked == 27  # three runs x nine strategies
+
+
+@pytest.mark.parametrize("run", ["cifar10_setting1_low_cpu_v2", "cifar10_setting1_high_cpu_v2"])
+def test_results_tables_script_writes_the_readme_tables(run: str) -> None:
+    """benchmarks/results_tables.py prints a run section's tables as the README has them:
+    the next run's section (Setting 2) is pasted from it, not typed."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "benchmarks/results_tables.py", f"docs/results/{run}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    readme = (RESULTS / "README.md").read_text().splitlines()
+    tables = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    # the results, per-point and FisherMask tables are in the README (LPLgrad's is prose there)
+    lplgrad_at = out.index("**Does LPLgrad beat each baseline?**")
+    wanted = [line for line in tables if out.index(line) < lplgrad_at]
+    assert len(wanted) >= 3 + 9 + 9 + 8
+    missing = [line for line in wanted if line not in readme]
+    assert not missing, f"not in docs/results/README.md: {missing[:3]}"
