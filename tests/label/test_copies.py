@@ -16,11 +16,11 @@ from tests.label.conftest import CLASSES, TINY
 runner = CliRunner()
 
 
-def _init(proj, folder):
+def _init(proj, folder, *more):
     """``label init`` of a tiny project (the command-line tests' sizes)."""
     from tests.label.test_label_cli import TINY_ARGS
 
-    args = ["--images", str(folder), "--classes", ",".join(CLASSES), *TINY_ARGS]
+    args = ["--images", str(folder), "--classes", ",".join(CLASSES), *TINY_ARGS, *more]
     return runner.invoke(app, ["label", "init", str(proj), *args])
 
 
@@ -121,3 +121,68 @@ def test_a_folder_without_copies_says_nothing_about_them(tmp_path, folder):
     r = runner.invoke(app, ["label", "status", str(proj), "--list", "copies"])
     assert r.exit_code == 0 and "no copies" in r.output
     assert json.loads(runner.invoke(app, ["label", "status", str(proj)]).stdout)["copies"] == 0
+
+
+def _folder_labels(proj):
+    """``{path: class}`` of every current label."""
+    p = Project(proj)
+    try:
+        paths = {r.id: r.path for r in p.store.images()}
+        return {paths[i]: p.classes[c] for i, c in p.store.current_labels().items()}
+    finally:
+        p.close()
+
+
+CONFLICT_LINE = "  same bytes: red: red/000.png, red/copy-a.png; green: green/copy-b.png"
+
+
+def test_init_labels_from_folders_leaves_copies_in_two_class_folders_unlabeled(tmp_path, folder):
+    """The same bytes in red/ and green/: each path got its own folder's label, silently, so
+    one image was labeled red and green at once. None of those copies is labeled now, said in
+    the line with the fix and one listed line per set; copies in one class's folder
+    (blue/copy-c.png) are labeled as usual."""
+    _copies(folder)
+    proj = tmp_path / "proj"
+    r = _init(proj, folder, "--labels-from-folders")
+    assert r.exit_code == 0, r.output
+    said = r.stderr.splitlines()
+    first = next(i for i, line in enumerate(said) if line.startswith("labeled "))
+    assert said[first].startswith("labeled 24 images by their folder (red 7, green 8, blue 9)")
+    assert (
+        "3 byte-for-byte copies in folders of different classes (1 set(s), listed below) "
+        "contradict each other, so none is labeled by its folder"
+        in said[first]
+        and f"fishermask label add {proj} labels.csv" in said[first]
+    ), said[first]
+    assert said[first + 1] == CONFLICT_LINE
+    got = _folder_labels(proj)
+    assert not {"red/000.png", "red/copy-a.png", "green/copy-b.png"} & set(got)
+    assert got["blue/copy-c.png"] == got["blue/003.png"] == "blue" and len(got) == 24
+
+
+def test_add_from_folders_leaves_copies_in_two_class_folders_unlabeled(tmp_path, folder):
+    """`label add --from-folders` by the same rule: copies `label scan` found in two classes'
+    folders are not labeled and are listed; once each has a label (given by a CSV) the set
+    is settled and no longer listed."""
+    proj = tmp_path / "proj"
+    assert _init(proj, folder).exit_code == 0
+    _copies(folder)
+    assert runner.invoke(app, ["label", "scan", str(proj), "--no-progress"]).exit_code == 0
+    r = runner.invoke(app, ["label", "add", str(proj), "--from-folders"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("labeled 24 images by their folder"), lines
+    assert "3 byte-for-byte copies in folders of different classes" in lines[0]
+    assert lines[1:] == [CONFLICT_LINE]
+    got = _folder_labels(proj)
+    assert not {"red/000.png", "red/copy-a.png", "green/copy-b.png"} & set(got)
+    assert got["blue/copy-c.png"] == "blue" and len(got) == 24
+
+    fix = tmp_path / "fix.csv"
+    fix.write_text("path,label\nred/000.png,red\nred/copy-a.png,red\ngreen/copy-b.png,red\n")
+    assert runner.invoke(app, ["label", "add", str(proj), str(fix)]).exit_code == 0
+    r = runner.invoke(app, ["label", "add", str(proj), "--from-folders"])
+    assert r.exit_code == 0 and "same bytes" not in r.output, r.output
+    assert (
+        r.output.strip() == "labeled 0 images by their folder (24 in class folders; 24 already so)"
+    )

@@ -145,7 +145,8 @@ def init(
             "--labels-from-folders",
             help="Label each image in a top-level folder named as a class (cat/a.jpg, "
             "cat/2021/b.jpg) with that class; the others stay unlabeled, said with the "
-            "folders not named as a class.",
+            "folders not named as a class. Byte-for-byte copies in two classes' folders are "
+            "not labeled, and listed.",
         ),
     ] = False,
     image_size: Annotated[str, typer.Option(help="Model input size HxW.")] = "32x32",
@@ -529,7 +530,8 @@ def add(
             help="Instead of a CSV: label each image without a label, skip or unsure that "
             "lies in a top-level folder named as a class with that class (images added by "
             "`label scan`); labels given are never changed, and those that differ from their "
-            "folder are counted.",
+            "folder are counted. Byte-for-byte copies in two classes' folders are not labeled, "
+            "and listed.",
         ),
     ] = False,
 ) -> None:

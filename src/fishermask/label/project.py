@@ -107,8 +107,56 @@ IN_PLAIN_WORDS = {
 }
 
 
+def folder_conflicts(
+    paths: Sequence[str], classes: Sequence[str], sha256: Sequence[str]
+) -> list[list[tuple[str, str]]]:
+    """The sets of byte-for-byte copies (same ``sha256``) that lie in the top-level folders of
+    two or more different classes, each as ``(path, class)`` by class order then path, the
+    sets by their first path. Copies within one class's folder are no conflict."""
+    known = set(classes)
+    groups: dict[str, list[str]] = {}
+    for path, sha in zip(paths, sha256, strict=True):
+        if path.partition("/")[0] in known:
+            groups.setdefault(sha, []).append(path)
+    order = {c: i for i, c in enumerate(classes)}
+    out = []
+    for g in groups.values():
+        tops = [(order[q.partition("/")[0]], q) for q in g]
+        if len({t for t, _ in tops}) > 1:
+            out.append([(q, classes[t]) for t, q in sorted(tops)])
+    return sorted(out)
+
+
+def folder_conflicts_said(
+    conflicts: Sequence[Sequence[tuple[str, str]]], project: str = "PROJECT"
+) -> str:
+    """What :func:`folder_conflicts` found, to follow the line of a folder labeling: a clause
+    saying they are not labeled and how to resolve it, then one indented line per set
+    (``  same bytes: red: red/1.png; green: green/copy.png``). Empty without conflicts."""
+    if not conflicts:
+        return ""
+    n = sum(len(g) for g in conflicts)
+    said = (
+        f"; {n} byte-for-byte copies in folders of different classes ({len(conflicts)} "
+        "set(s), listed below) contradict each other, so none is labeled by its folder: "
+        "delete each wrong copy (then `fishermask label scan "
+        f"{project} --forget-missing` and `fishermask label add {project} --from-folders`), "
+        f"or give each set one class with `fishermask label add {project} labels.csv` (a "
+        "path,label row per file)"
+    )
+    for g in conflicts:
+        by_class: dict[str, list[str]] = {}
+        for path, c in g:
+            by_class.setdefault(c, []).append(path)
+        said += "\n  same bytes: " + "; ".join(f"{c}: {', '.join(q)}" for c, q in by_class.items())
+    return said
+
+
 def folder_labels(
-    paths: Sequence[str], classes: Sequence[str]
+    paths: Sequence[str],
+    classes: Sequence[str],
+    sha256: Sequence[str] | None = None,
+    project: str = "PROJECT",
 ) -> tuple[list[tuple[str, str]], str]:
     """``label init --labels-from-folders``: ``(path, class)`` for every image whose top-level
     folder (under the image folder, as in an ImageFolder layout: ``cat/a.jpg``,
@@ -116,8 +164,14 @@ def folder_labels(
     and what was not (the images outside class folders, and the folders not named as a
     class, a near miss in case, spacing, ``_``/``-`` or a plural ``s``/``es`` named with its
     class). Refused (one line) when no image is in a class folder: the option was then
-    surely meant otherwise."""
+    surely meant otherwise.
+
+    ``sha256``: each path's content hash; the copies in folders of different classes
+    (:func:`folder_conflicts`) are not labeled, and the line ends with
+    :func:`folder_conflicts_said` (one more line per set of them)."""
     known = set(classes)
+    conflicts = folder_conflicts(paths, classes, sha256) if sha256 is not None else []
+    contradicted = {q for g in conflicts for q, _ in g}
 
     def key(name: str) -> str:  # a folder named as a class but for case, spacing or _ and -
         return re.sub(r"[\s_-]+", "", name.casefold())
@@ -136,6 +190,8 @@ def folder_labels(
         top, sep, _ = path.partition("/")
         if not sep:
             at_root += 1
+        elif path in contradicted:
+            continue
         elif top in known:
             rows.append((path, top))
             counts[top] = counts.get(top, 0) + 1
@@ -156,7 +212,7 @@ def folder_labels(
     listed = ", ".join(folder(f) for f in other[:8]) + (
         f" and {len(other) - 8} more" if len(other) > 8 else ""
     )
-    if not rows:
+    if not rows and not contradicted:
         raise ConfigError(
             "--labels-from-folders: no image is in a folder named as a class ("
             + (
@@ -177,13 +233,14 @@ def folder_labels(
         parts = ([f"{at_root} directly in the image folder"] if at_root else []) + (
             [f"in folders not named as a class: {listed}"] if other else []
         )
-        said += f" ({'; '.join(parts)})"
+        said += f" ({'; '.join(parts)})" if parts else ""  # the copies: said below
         if any(near_miss(f) for f in others):
             said += (
                 "; the images of a folder named 'class ...?' stay unlabeled: to label them by "
                 "their folder, rename it as the class before `label init`, or give their "
                 "labels with `label add` (a path,label CSV)"
             )
+    said += folder_conflicts_said(conflicts, project)
     return rows, said
 
 
@@ -826,7 +883,10 @@ class Project:
                 written, _ = project.add_label_rows(rows, source="import", what=str(labels))
                 say(f"imported {written} labels from {labels}")
             if labels_from_folders:
-                rows, said = folder_labels([r.path for r in project.store.images()], names)
+                images = list(project.store.images())
+                rows, said = folder_labels(
+                    [r.path for r in images], names, [r.sha256 for r in images], str(path)
+                )
                 project.add_label_rows(rows, source="import", what="folders")
                 say(said)
             if budget is not None:
@@ -1494,7 +1554,8 @@ class Project:
         named (the folder or the label is wrong). Returns what was done, in one line."""
         self.reload_classes()
         images = list(self.store.images())
-        rows, _ = folder_labels([r.path for r in images], self.current_classes)
+        paths, sha256 = [r.path for r in images], [r.sha256 for r in images]
+        rows, _ = folder_labels(paths, self.current_classes, sha256)
         by_path = {r.path: r.id for r in images}
         with self.store.snapshot():  # the labels as of `last`: one given after it is kept
             current = self.store.current()
@@ -1531,7 +1592,12 @@ class Project:
                 + "; ".join(examples)
                 + "): the folder or the label is wrong"
             )
-        return said
+        open_sets = [  # a set whose every copy has a label, skip or unsure is settled
+            g
+            for g in folder_conflicts(paths, self.current_classes, sha256)
+            if any(by_path[q] not in current for q, _ in g)
+        ]
+        return said + folder_conflicts_said(open_sets, str(self.dir))
 
     def add_label_rows(
         self,
