@@ -4,6 +4,7 @@ project by content hash, refused like the full image when the file changed."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -117,3 +118,60 @@ def test_the_batch_view_gets_a_photo_at_most_1024_pixels_and_a_small_file_as_it_
         assert all(it["view"] == f"/api/images/{it['image_id']}?size=view" for it in batch)
         r = c.get("/api/images/1", params={"size": "huge"}, headers=AUTH)
         assert r.status_code == 400 and "view (the page's)" in r.json()["error"]
+
+
+def test_the_server_removes_cached_previews_of_images_no_longer_in_the_project(project, big):
+    """The thumbnails and batch views of forgotten or replaced content stayed on disk for
+    ever; a server now removes them when it starts (and writes a kill left unfinished)."""
+    sha = project.store.image(big["photo.jpg"]).sha256
+    folder = project.dir / thumbs.FOLDER
+    folder.mkdir()
+    kept = [folder / f"{sha}-160-jpg", folder / f"{sha}-1024-jpg"]
+    gone = [folder / f"{'0' * 64}-160-jpg", folder / f"{'f' * 64}-1024-png", folder / ".a.tmp"]
+    for path in kept + gone:
+        path.write_bytes(b"x" * 10)
+    with api_client(project.dir):
+        assert sorted(folder.iterdir()) == sorted(kept)
+
+
+def test_the_cache_removes_the_least_recently_used_beyond_its_size(tmp_path):
+    """Every batch view (a few hundred kilobytes) was kept: a cache that only grew. Beyond
+    ``max_bytes`` the least recently used entries go (a read counts as a use) until it holds
+    at most KEEP of it; one removed is made again when asked for."""
+    rng = np.random.default_rng(5)
+    files = []
+    for _ in range(4):
+        out = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(out, "PNG")
+        files.append(out.getvalue())
+    shas = [f"{i:064x}" for i in range(4)]
+    cache = thumbs.Cache(tmp_path, max_bytes=10**9)
+    sizes = [len(cache.get(f, s)[0]) for f, s in zip(files, shas, strict=True)]
+    folder = tmp_path / thumbs.FOLDER
+    for i, s in enumerate(shas):  # used in order 0, 1, 2, 3, a minute apart
+        os.utime(folder / f"{s}-160-png", (1_000_000 + 60 * i,) * 2)
+    assert cache.get(files[0], shas[0])[0]  # a read: 0 is now the most recently used
+    small = thumbs.Cache(tmp_path, max_bytes=sum(sizes) - 1)
+    removed, left = small.prune()
+    assert left <= thumbs.KEEP * small.max_bytes and removed >= 1
+    names = {p.name.split("-")[0] for p in folder.iterdir()}
+    assert shas[0] in names and shas[1] not in names  # the least recently used went first
+    assert left == sum(p.stat().st_size for p in folder.iterdir())
+    body, media = small.get(files[1], shas[1])  # made again
+    assert media == "image/png" and body
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= small.max_bytes
+
+
+def test_a_server_keeps_no_more_previews_than_preview_cache_bytes(project, big):
+    """``label serve --preview-cache-mb`` reaches the cache: with 0 nothing stays on disk,
+    and every preview is still served."""
+    with api_client(project.dir, preview_cache_bytes=0) as c:
+        for image_id in big.values():
+            assert _thumb(c, image_id).status_code == 200
+        assert list((project.dir / thumbs.FOLDER).iterdir()) == []
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    r = CliRunner().invoke(app, ["label", "serve", str(project.dir), "--preview-cache-mb", "-1"])
+    assert r.exit_code == 2 and "--preview-cache-mb -1: must be >= 0" in r.output, r.output

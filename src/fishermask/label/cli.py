@@ -885,6 +885,13 @@ def serve(
             help="With --annotators: only the owner starts the next round or a revisit (annotators never, even with the batch done).",
         ),
     ] = False,
+    preview_cache_mb: Annotated[
+        int,
+        typer.Option(
+            "--preview-cache-mb",
+            help="The most the thumbnails and batch-view copies cached in PROJECT/thumbs/ take on disk, in MiB; the least recently used are removed beyond it (and, at the start, those of images no longer in the project).",
+        ),
+    ] = 2048,
 ) -> None:
     """Serve the labeling page and its JSON API; prints the URL with its access token (the owner's), then one per annotator. One server per project: a second is refused, naming the first."""
     from fishermask.label.server import run_server
@@ -899,6 +906,7 @@ def serve(
             token=token,
             annotators=names,
             owner_only_queue=owner_only_queue,
+            preview_cache_mb=preview_cache_mb,
             say=_say,
         )
     except FishermaskError as e:

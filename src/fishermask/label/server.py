@@ -423,18 +423,24 @@ def create_app(
     *,
     owner_only_queue: bool = False,
     local_only: bool = False,
+    preview_cache_bytes: int = thumbs.MAX_BYTES,
 ) -> FastAPI:
     """The ASGI app for one project; every route requires ``token`` (the owner's) or the token
     of one of ``annotators`` (:func:`team.annotator_token`). ``owner_only_queue``: only the
     owner may start the next round or a revisit (else an annotator may once the batch is
     done). ``local_only``: refuse a ``Host`` header naming another machine (see
-    :class:`TokenGuard`; set by :func:`run_server` when it listens on a loopback address)."""
+    :class:`TokenGuard`; set by :func:`run_server` when it listens on a loopback address).
+    ``preview_cache_bytes``: the most the thumbnails and batch views cached under the project
+    take on disk (:class:`thumbs.Cache`; the entries of images no longer in the project are
+    removed here)."""
     tokens: dict[str, str | None] = {team.annotator_token(token, a): a for a in annotators}
     tokens[token] = None
     project = Project(project_dir)
     project.recover()
     worker = Worker(project)
     label_probs = review.LabelProbabilities()  # the model's, for the "Labeled" view
+    previews = thumbs.Cache(project.dir, preview_cache_bytes)
+    previews.prune(keep={r.sha256 for r in project.store.images()})
     # The classes are read again by every request that uses them: `label config --add-class /
     # --rename-class` may change them while the server runs. A class keeps its id and a name
     # is never given to another class, so a page still showing the old names labels the class
@@ -970,7 +976,7 @@ def create_app(
             side = None  # the file fits in the view: sent as it is
         if side is not None:
             try:
-                body, media = thumbs.cached(data, row.sha256, project.dir, side)
+                body, media = previews.get(data, row.sha256, side)
             except Exception:  # noqa: BLE001 - a file Pillow cannot shrink: the file itself
                 pass
             else:
@@ -1081,6 +1087,7 @@ def run_server(
     token: str | None = None,
     annotators: Sequence[str] = (),
     owner_only_queue: bool = False,
+    preview_cache_mb: int = thumbs.MAX_BYTES // 2**20,
     say: Callable[[str], None] = print,
 ) -> None:
     """Bind, print the URL (with its token) on one line, then one line per annotator with
@@ -1099,6 +1106,11 @@ def run_server(
             "--owner-only-queue applies to a team (who besides the owner may start rounds); "
             "add --annotators alice,bob, or leave it out."
         )
+    if preview_cache_mb < 0:
+        raise ConfigError(
+            f"--preview-cache-mb {preview_cache_mb}: must be >= 0 (0 keeps no preview on disk "
+            f"beyond the last one made; default {thumbs.MAX_BYTES // 2**20})."
+        )
     # before anything is read, written or bound: a second server of the project is refused
     # with nothing started (its bind would otherwise fail first, on the same --port, with
     # advice to pick another port, which starts the second server this refuses)
@@ -1109,6 +1121,7 @@ def run_server(
             annotators,
             owner_only_queue=owner_only_queue,
             local_only=is_loopback(host),
+            preview_cache_bytes=preview_cache_mb * 2**20,
         )
         project: Project = app.state.project
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

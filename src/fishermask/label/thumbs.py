@@ -11,6 +11,15 @@ SHA-256 of the file's content: the server checks the file against the hash store
 was scanned before it looks (409 when it changed, as for the full image), so a changed file
 never shows the preview of its old content, and a file accepted again under a new hash gets
 a new one.
+
+The batch view's copies (``<sha256>-1024-jpg``, :data:`VIEW`) are cached there too, a few
+hundred kilobytes each: unbounded, a project of 100 000 photos grew a cache of tens of
+gigabytes. :class:`Cache` bounds it: when the server starts it removes the entries of content
+no longer in the project (images forgotten, changed files accepted), and whenever the folder
+holds more than its ``max_bytes`` (:data:`MAX_BYTES` unless ``label serve
+--preview-cache-mb`` says otherwise) it removes the least recently used entries (a read
+touches an entry's modification time) until it holds at most :data:`KEEP` of it. A removed
+entry is made again when next asked for.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import contextlib
 import io
 import os
 import tempfile
+import threading
+from collections.abc import Collection
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -34,6 +45,12 @@ SIDE = 160
 VIEW = 1024
 #: Where the thumbnails of a project live, relative to its folder.
 FOLDER = "thumbs"
+#: The most the thumbnail folder holds by default, in bytes (``label serve
+#: --preview-cache-mb``): about 10 000 batch views of large photos, or far more thumbnails.
+MAX_BYTES = 2048 * 2**20
+#: The share of ``max_bytes`` an over-full cache is cut down to (so it is not cut at every
+#: new entry).
+KEEP = 0.8
 _KINDS = (("jpg", "image/jpeg"), ("png", "image/png"))
 _ALPHA = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
@@ -62,29 +79,97 @@ def make(data: bytes, side: int = SIDE) -> tuple[bytes, str]:
         return out.getvalue(), "jpg"
 
 
-def cached(data: bytes, sha256: str, project_dir: Path, side: int = SIDE) -> tuple[bytes, str]:
-    """The thumbnail of ``data`` at most ``side`` pixels a side (whose content hash is
-    ``sha256``, checked by the caller) and its media type, from ``project_dir/thumbs`` when
-    made before, else made and stored there (written atomically; a project folder that cannot
-    be written still gets its thumbnail, uncached)."""
-    folder = Path(project_dir) / FOLDER
-    for ext, media in _KINDS:
+class Cache:
+    """The thumbnails and batch views of the project in ``project_dir``, in its
+    :data:`FOLDER`, at most ``max_bytes`` on disk (see the module's docstring). Safe to use
+    from the server's threads; one server per project writes it (the serve lock)."""
+
+    def __init__(self, project_dir: str | os.PathLike[str], max_bytes: int = MAX_BYTES) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes={max_bytes}: must be >= 0.")
+        self.folder = Path(project_dir) / FOLDER
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._total: int | None = None  # bytes in the folder, counted at the first prune
+
+    def _entries(self) -> list[tuple[float, int, Path]]:
+        """``(last use, bytes, path)`` of every entry (and of a write left unfinished)."""
+        out = []
         try:
-            return (folder / f"{sha256}-{side}-{ext}").read_bytes(), media
-        except FileNotFoundError:
-            continue
+            names = os.listdir(self.folder)
         except OSError:
-            break
-    body, ext = make(data, side)
-    with contextlib.suppress(OSError):
-        folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-            os.replace(tmp, folder / f"{sha256}-{side}-{ext}")
-        except OSError:
+            return out
+        for name in names:
+            path = self.folder / name
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    return body, dict(_KINDS)[ext]
+                st = path.stat()
+                out.append((st.st_mtime, st.st_size, path))
+        return out
+
+    def prune(self, keep: Collection[str] | None = None) -> tuple[int, int]:
+        """Remove the entries whose content hash is not in ``keep`` (the project's images, given
+        when the server starts, with the writes a kill left unfinished; None: keep all), then
+        the least recently used until the folder holds at most ``max_bytes`` (:data:`KEEP` of
+        it when it held more). Returns ``(entries removed, bytes left)``."""
+        with self._lock:
+            entries = self._entries()
+            removed = 0
+            left = []
+            for used, size, path in entries:
+                # an unfinished write (".…tmp") only when none can be under way: at the start
+                gone = path.name.split("-", 1)[0] not in keep if keep is not None else False
+                if gone or (keep is not None and path.name.startswith(".")):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        removed += 1
+                        continue
+                left.append((used, size, path))
+            total = sum(size for _, size, _ in left)
+            if total > self.max_bytes:
+                target = int(self.max_bytes * KEEP)
+                for _, size, path in sorted(left, key=lambda e: e[0]):  # oldest use first
+                    if total <= target:
+                        break
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        removed += 1
+                        total -= size
+            self._total = total
+            return removed, total
+
+    def get(self, data: bytes, sha256: str, side: int = SIDE) -> tuple[bytes, str]:
+        """The thumbnail of ``data`` at most ``side`` pixels a side (whose content hash is
+        ``sha256``, checked by the caller) and its media type, from the folder when made
+        before (marked as just used), else made and stored there (written atomically; a
+        project folder that cannot be written still gets its thumbnail, uncached), the least
+        recently used entries removed when the folder then holds more than ``max_bytes``."""
+        for ext, media in _KINDS:
+            path = self.folder / f"{sha256}-{side}-{ext}"
+            try:
+                body = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                break
+            with contextlib.suppress(OSError):
+                os.utime(path)  # the least recently used go first
+            return body, media
+        body, ext = make(data, side)
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(body)
+                os.replace(tmp, self.folder / f"{sha256}-{side}-{ext}")
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            with self._lock:
+                if self._total is not None:
+                    self._total += len(body)
+                over = self._total is None or self._total > self.max_bytes
+            if over:
+                self.prune()
+        return body, dict(_KINDS)[ext]
