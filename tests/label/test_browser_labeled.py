@@ -1,0 +1,83 @@
+"""The Labeled view in headless Chromium (as tests/label/test_browser.py): its pager stays in
+sight."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.label.conftest import CLASSES, TINY, browser_only, make_folder
+from tests.label.test_browser import _open_page
+from tests.label.test_browser_layout import rect, tiles
+from tests.label.test_kill import stop_server
+
+pytestmark = browser_only
+
+
+@pytest.fixture
+def two_pages(tmp_path):
+    """36 images, all labeled (two pages of the grid): 4 per class before the model of round
+    1 was trained, the other 24 after it. Yields the project and the paths labeled after."""
+    from fishermask.label.project import Project
+
+    folder = make_folder(tmp_path / "images", per_class=12)
+    p = Project.init(tmp_path / "proj", folder, ",".join(CLASSES), **TINY)
+    before = [(f"{c}/{i:03d}.png", c) for c in CLASSES for i in range(4)]
+    after = [(f"{c}/{i:03d}.png", c) for c in CLASSES for i in range(4, 12)]
+    p.add_label_rows(before, source="human", what="test")
+    p.run_round(train_model=True)
+    p.add_label_rows(after, source="human", what="test")
+    yield p, {path for path, _ in after}
+    p.close()
+
+
+def _open_labeled(project, browser, width: int, height: int):
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+    proc, wait = _open_page(project, browser)
+    try:
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: tiles(d) == 24)
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc, wait
+
+
+@pytest.mark.parametrize("size", [(1280, 700), (420, 800)])
+def test_the_pager_is_in_sight_and_clickable_at_every_scroll_position(two_pages, browser, size):
+    """The pager sat below the grid, just above the sticky bar of class keys: at most scroll
+    positions the bar covered it (not visible, a click landed on the keys), and only at the
+    very bottom of the page could it be used. It is now in that bar."""
+    from selenium.webdriver.common.by import By
+
+    project, _ = two_pages
+    proc, wait = _open_labeled(project, browser, *size)
+    try:
+        inner = browser.execute_script("return innerHeight")
+        bottom = browser.execute_script(
+            "return document.documentElement.scrollHeight - innerHeight"
+        )
+        assert bottom > 60, "the page hardly scrolls: nothing tested"
+        for y in [*range(0, bottom, 20), bottom]:
+            browser.execute_script("window.scrollTo(0, arguments[0])", y)
+            for button in ("page-prev", "page-next"):
+                r = rect(browser, f"#{button}")
+                assert 0 <= r["top"] and r["bottom"] <= inner, (y, button, r)
+                hit = browser.execute_script(
+                    "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+                    "const e = document.elementFromPoint((r.left + r.right) / 2,"
+                    " (r.top + r.bottom) / 2);"
+                    "return e && e.closest('button') ? e.closest('button').id : null;",
+                    button,
+                )
+                assert hit == button, (y, button, hit)
+        browser.execute_script("window.scrollTo(0, arguments[0])", bottom // 2)
+        browser.find_element(By.ID, "page-next").click()
+        wait.until(lambda d: d.find_element(By.ID, "page-info").text.startswith("page 2 of 2"))
+        assert tiles(browser) == 12
+    finally:
+        stop_server(proc)
