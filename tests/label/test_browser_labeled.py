@@ -1,5 +1,5 @@
 """The Labeled view in headless Chromium (as tests/label/test_browser.py): its pager stays in
-sight."""
+sight, and its tiles mark the labels given after the latest model was trained."""
 
 from __future__ import annotations
 
@@ -79,5 +79,35 @@ def test_the_pager_is_in_sight_and_clickable_at_every_scroll_position(two_pages,
         browser.find_element(By.ID, "page-next").click()
         wait.until(lambda d: d.find_element(By.ID, "page-info").text.startswith("page 2 of 2"))
         assert tiles(browser) == 12
+    finally:
+        stop_server(proc)
+
+
+def test_tiles_mark_the_labels_newer_than_the_model(two_pages, browser):
+    """Only the selected image's line said a label was newer than the model: in the grid a
+    probability from a model that never saw the label looked like any other. Each such tile
+    now says "newer than model" (and its title which round's model)."""
+    from selenium.webdriver.common.by import By
+
+    project, after = two_pages
+    proc, wait = _open_labeled(project, browser, 1280, 900)
+    try:
+        seen = {}
+        for page in (1, 2):
+            if page == 2:
+                browser.find_element(By.ID, "page-next").click()
+                wait.until(lambda d: tiles(d) == 12)
+            for tile in browser.find_elements(By.CSS_SELECTOR, "#grid button.tile"):
+                path = tile.find_element(By.TAG_NAME, "img").get_attribute("alt")
+                marks = tile.find_elements(By.CSS_SELECTOR, ".newer")
+                seen[path] = [m.text for m in marks]
+                if marks:
+                    assert marks[0].is_displayed()
+                    assert "labeled after the model of round 1 was trained" in tile.get_attribute(
+                        "title"
+                    )
+        assert len(seen) == 36
+        assert {p for p, m in seen.items() if m} == after
+        assert all(m == ["newer than model"] for p, m in seen.items() if p in after)
     finally:
         stop_server(proc)

@@ -612,7 +612,7 @@ async function loadLabeled() {
     await loadLabeled();
     return;
   }
-  Object.assign(browse, { pages: r.pages, total: r.total, items: r.items });
+  Object.assign(browse, { pages: r.pages, total: r.total, items: r.items, model: r.model });
   browse.sel = Math.max(0, Math.min(browse.sel, r.items.length - 1));
   $("browse-note").textContent = r.note;
   // who gave the labels: a filter once someone besides the owner did (or may)
@@ -663,7 +663,11 @@ function renderGrid() {
     tile.type = "button";
     // the label check's rule finds this label likely wrong (not after a fix here)
     const flagged = it.flagged && !it.was;
-    tile.className = "tile" + (it.was ? " fixed" : "") + (flagged ? " flagged" : "");
+    // labeled after the latest model was trained: its probability is from a model that did
+    // not see this label (a fix made here included)
+    const newer = it.newer_than_model === true;
+    tile.className = "tile" + (it.was ? " fixed" : "") + (flagged ? " flagged" : "")
+      + (newer ? " newer-label" : "");
     tile.dataset.imageId = it.image_id;
     const img = document.createElement("img");
     img.alt = it.path;
@@ -676,7 +680,15 @@ function renderGrid() {
     meta.textContent = it.was ? `fixed (was ${it.was.label})`
       : `by ${it.by === ME ? "you" : it.by}${it.source === "import" ? " (import)" : ""}`;
     tile.append(img, lab, meta);
-    tile.title = it.path + (flagged ? ` \u2014 label check: likely ${it.suggested}` : "");
+    if (newer) {
+      const mark = document.createElement("span");
+      mark.className = "newer";
+      mark.textContent = "newer than model";
+      tile.append(mark);
+    }
+    const round = browse.model ? ` of round ${browse.model.round}` : "";
+    tile.title = it.path + (flagged ? ` \u2014 label check: likely ${it.suggested}` : "")
+      + (newer ? ` \u2014 labeled after the model${round} was trained` : "");
     if (flagged) {
       const mark = document.createElement("span");
       mark.className = "flag";
