@@ -209,3 +209,57 @@ def test_the_help_closed_once_stays_closed(ten, window):
         assert not browser.find_element(By.CSS_SELECTOR, "#help p").is_displayed()
     finally:
         stop_server(proc)
+
+
+@pytest.fixture
+def many(tmp_path, folder):
+    """A project of 24 classes over the three-colour folder (the class keys take most of a
+    narrow page, which then scrolls)."""
+    from fishermask.label.project import Project
+
+    names = TEN + tuple(f"kind{i:02d}" for i in range(14))
+    p = Project.init(tmp_path / "proj24", folder, ",".join(names), **TINY)
+    p.run_round(train_model=False)
+    yield p
+    p.close()
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+def test_on_a_narrow_window_the_message_line_never_covers_the_keys(many, window):
+    """At 420 x 800 the batch view's message line (sticky at the window's bottom, as the
+    Labeled view's bar is) lay over the row of actions (confirm, skip, unsure, ...) or the
+    class keys whenever the page was longer than the window. In the batch view it now stays
+    below the actions, at any scroll position, one line or several."""
+    from selenium.webdriver.common.by import By
+
+    browser = window(420, 800)
+    proc, wait = _open_page(many, browser)
+    try:
+        browser.find_element(By.TAG_NAME, "body").send_keys("u")
+        wait.until(lambda d: d.find_element(By.ID, "message").text.startswith("saved: "))
+        bottom = browser.execute_script(
+            "return document.documentElement.scrollHeight - innerHeight"
+        )
+        assert bottom > 0, "the page fits the window: nothing tested"
+        for words in (None, "a long message " * 30):
+            if words:
+                browser.execute_script(
+                    "document.getElementById('message').textContent = arguments[0]", words
+                )
+                bottom = browser.execute_script(
+                    "return document.documentElement.scrollHeight - innerHeight"
+                )
+            for y in [*range(0, bottom, 40), bottom]:
+                browser.execute_script("window.scrollTo(0, arguments[0])", y)
+                message = rect(browser, "#message")
+                for other in ("#actions", "#classes"):
+                    assert not _overlap(message, rect(browser, other)), (y, other, words)
+        # the Labeled view's bar (its keys and its messages) still stays at the bottom
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: d.find_element(By.ID, "footer").value_of_css_property("position"))
+        assert browser.find_element(By.ID, "footer").value_of_css_property("position") == "sticky"
+    finally:
+        stop_server(proc)
