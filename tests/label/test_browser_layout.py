@@ -263,3 +263,24 @@ def test_on_a_narrow_window_the_message_line_never_covers_the_keys(many, window)
         assert browser.find_element(By.ID, "footer").value_of_css_property("position") == "sticky"
     finally:
         stop_server(proc)
+
+
+def test_on_a_phone_ten_class_keys_take_two_rows(ten, window):
+    """At 390 px ten class keys took three rows and the actions two, most of the screen
+    below the image; packed and a little smaller they take two rows, each key whole, and
+    the page is no wider than the window."""
+    from selenium.webdriver.common.by import By
+
+    browser = window(390, 844)
+    proc, _ = _open_page(ten, browser)
+    try:
+        keys = browser.find_elements(By.CSS_SELECTOR, "#classes button.class")
+        assert [k.get_attribute("data-label") for k in keys] == list(TEN)
+        assert len({round(k.rect["y"]) for k in keys}) == 2
+        for k in keys:
+            assert k.is_displayed() and k.rect["x"] + k.rect["width"] <= 390, k.text
+        actions = browser.find_elements(By.CSS_SELECTOR, "#actions button")
+        assert len({round(b.rect["y"]) for b in actions}) <= 2
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+    finally:
+        stop_server(proc)
