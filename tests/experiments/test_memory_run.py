@@ -298,3 +298,81 @@ def test_code_in_a_scriptless_main_with_workers_is_refused_before_writing(
     with pytest.raises(ConfigError, match=rf"{what} 'main_only_{what}' is defined in .*__main__"):
         _run(out, workers=2, strategies=[strategy], model=model)
     assert not out.exists()
+
+
+GUARDED_SCRIPT = """
+import sys
+from dataclasses import dataclass
+import fishermask
+from fishermask.strategies import Selection, Strategy, register
+from sklearn.datasets import load_digits
+
+if __name__ == "__main__":
+    @register
+    @dataclass(frozen=True)
+    class Guarded(Strategy):
+        name = "guarded"
+
+        def query(self, ctx, budget):
+            return Selection(ctx.pool.unlabeled[:budget])
+
+    d = load_digits()
+    x, y = d.images / 16.0, d.target
+    try:
+        fishermask.run({"model": "mlp", "train": {"epochs": 1}, "strategies": ["random", "guarded"],
+                        "seeds": 1, "loop": {"initial": 20, "query_size": 10, "rounds": 1}},
+                       train=(x[:1400], y[:1400]), test=(x[1400:], y[1400:]),
+                       out=sys.argv[1], device="cpu", workers=2, progress=False)
+    except fishermask.errors.ConfigError as e:
+        print("refused:", e)
+"""
+
+
+def test_a_strategy_registered_under_the_main_guard_with_workers_is_refused_before_writing(
+    tmp_path: Path,
+) -> None:
+    """A script's strategy defined under `if __name__ == "__main__":` is missing in the spawned
+    workers (they import the script anew); the run used to write config.json, data/*.npz,
+    results.csv and queries.jsonl, then fail in its first trial, leaving a half-made run."""
+    import os
+    import subprocess
+
+    script = tmp_path / "guarded.py"
+    script.write_text(GUARDED_SCRIPT)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    res = subprocess.run(
+        [sys.executable, str(script), str(out)], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert "refused: strategy 'guarded' is defined or registered under this script's" in res.stdout
+    assert "workers=1" in res.stdout
+    assert not out.exists()
+
+
+def test_code_in_a_script_with_the_ray_executor_is_refused_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray tasks import fishermask and `imports` only, never the driver's script: a strategy
+    defined in it used to start the run and fail in its first task."""
+    from dataclasses import dataclass
+    from types import ModuleType
+
+    from fishermask.strategies import Selection, Strategy, register
+
+    @dataclass(frozen=True)
+    class InScript(Strategy):
+        name = "in_script_ray"
+
+        def query(self, ctx, budget):
+            return Selection(ctx.pool.unlabeled[:budget])
+
+    InScript.__module__ = "__main__"
+    register(InScript)
+    main = ModuleType("__main__")
+    main.__file__ = str(tmp_path / "script.py")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="'in_script_ray' is defined in the script .* Ray tasks"):
+        _run(out, workers=2, executor="ray", strategies=["in_script_ray"])
+    assert not out.exists()

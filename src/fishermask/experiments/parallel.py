@@ -116,26 +116,62 @@ def _trial_job(
 # -- parent side -------------------------------------------------------------------------
 
 
+def _unregistered_here(imports: list[str], names: list[str], model: str) -> str | None:
+    """In a fresh worker process: the first of ``names`` (strategies) or ``model`` that is
+    not registered once fishermask and ``imports`` are imported, as ``"strategy 'x'"``."""
+    from fishermask.models import available_models
+
+    load_imports(imports)
+    for name in names:
+        if name not in strategies.available():
+            return f"strategy {name!r}"
+    return None if model in available_models() else f"model {model!r}"
+
+
 def check_workers_can_import(exp: Experiment, workers: int, executor: str) -> None:
-    """Refuse, before anything is written, a strategy or model defined in a ``__main__``
-    without a script file (``python -c``, a notebook) when trials run in other processes:
-    they import fishermask and ``imports`` only, and the first trial would fail there after
-    the run directory was made (``__main__`` of a script is re-imported by spawn, so only
-    code under its ``if __name__ == "__main__":`` guard is missed; the worker says so)."""
+    """Refuse, before anything is written, a strategy or model of ``__main__`` that worker
+    processes would not have: the first trial would fail there after the run directory
+    (``config.json``, ``data/``, ``results.csv``) was made.
+
+    Code of a session's ``__main__`` without a script file (``python -c``, a notebook) is
+    never there, nor is a script's for Ray tasks (they import fishermask and ``imports``
+    only). Local workers re-import a script (spawn), which misses what its
+    ``if __name__ == "__main__":`` block defines or registers: one worker process is started
+    to look, only when the run has such code.
+    """
     if executor == "local" and workers <= 1:
-        return
-    if getattr(sys.modules.get("__main__"), "__file__", None) is not None:
         return
     code = [(f"strategy {s.name!r}", type(s)) for s in exp.strategies.values()]
     code.append((f"model {exp.config.model.name!r}", model_builder(exp.config.model.name)))
-    for what, obj in code:
-        if getattr(obj, "__module__", None) == "__main__":
-            raise ConfigError(
-                f"{what} is defined in this session's __main__ (python -c, a notebook), which "
-                "worker processes cannot import; put it in a .py file and list that in "
-                "`imports` (imports=['./mine.py'], fishermask run --import FILE), or run "
-                "with workers=1."
-            )
+    mine = [what for what, obj in code if getattr(obj, "__module__", None) == "__main__"]
+    if not mine:
+        return
+    fix = (
+        "put it in a .py file and list that in `imports` (imports=['./mine.py'], fishermask "
+        "run --import FILE), or run with workers=1."
+    )
+    if getattr(sys.modules.get("__main__"), "__file__", None) is None:
+        raise ConfigError(
+            f"{mine[0]} is defined in this session's __main__ (python -c, a notebook), which "
+            f"worker processes cannot import; {fix}"
+        )
+    if executor != "local":
+        raise ConfigError(
+            f"{mine[0]} is defined in the script being run, which Ray tasks do not import "
+            f"(they import fishermask and `imports` only); {fix}"
+        )
+    cfg = exp.config
+    names = [s.name for s in cfg.strategies]
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as probe:
+        missing = probe.submit(_unregistered_here, list(cfg.imports), names, cfg.model.name)
+        missing = missing.result()
+    if missing is not None:
+        raise ConfigError(
+            f"{missing} is defined or registered under this script's "
+            '`if __name__ == "__main__":`, which worker processes (they import the script '
+            "anew) do not run; define and register it at the script's top level, or "
+            f"{fix}"
+        )
 
 
 def _committed(out_dir: Path, trials: list[tuple[str, int]], rounds: int) -> int:
