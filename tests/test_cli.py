@@ -195,6 +195,37 @@ def test_help(stream: io.StringIO) -> None:
     assert res.exit_code == 0 and "--query-size" in res.stdout
 
 
+def test_every_help_page_shows_every_option_whole_at_80_columns() -> None:
+    # typer's rich tables cut what did not fit an 80-column terminal with "…":
+    # `--no-allow-env-c…`, `name:key=value,ke…`, a default `[default: no-allow-env-chan…]`;
+    # the command lists cut each description to one line ("write results,...")
+    import click
+    import typer
+
+    def pages(group: click.Group, path: list[str]):
+        yield path, group
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                yield from pages(cmd, [*path, name])
+            else:
+                yield [*path, name], cmd
+
+    for path, cmd in pages(typer.main.get_command(app), []):
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
+        assert res.exit_code == 0, (path, res.output)
+        for line in res.output.splitlines():
+            assert len(line) <= 80 and "…" not in line, (path, line)
+            assert line.startswith("Usage:") or not line.endswith("..."), (path, line)
+        for param in cmd.params:
+            for opt in [*param.opts, *param.secondary_opts]:
+                if opt.startswith("-"):
+                    assert opt in res.output, (path, opt, res.output)
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                first = sub.get_short_help_str(limit=10_000)
+                assert " ".join(first.split()[-3:]) in " ".join(res.output.split()), (name, first)
+
+
 def test_every_help_paragraph_is_one_line_so_that_it_wraps_at_the_terminal_width() -> None:
     # typer (0.29) joins the lines of a help text's first paragraph but keeps the line breaks of
     # the later ones, so a docstring wrapped at 100 columns broke mid-sentence on the screen;

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fishermask import __version__
+from fishermask.cli_help import APP_SETTINGS
 from fishermask.errors import ConfigError, FishermaskError, check_choice
 from fishermask.label.cli import label_app
 
@@ -30,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Deep active learning for image classification: FisherMask, LPLgrad and baselines.",
     pretty_exceptions_enable=False,
+    **APP_SETTINGS,
 )
 app.add_typer(label_app, name="label")
 console = Console()

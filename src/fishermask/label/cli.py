@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from fishermask.cli_help import APP_SETTINGS
 from fishermask.errors import ConfigError, FishermaskError
 from fishermask.label.check import FOLDS
 from fishermask.label.store import RoundBusy
@@ -20,6 +21,7 @@ label_app = typer.Typer(
     no_args_is_help=True,
     help="Label your own images: the model shows the most useful ones first.",
     pretty_exceptions_enable=False,
+    **APP_SETTINGS,
 )
 console = Console()
 err = Console(stderr=True)
