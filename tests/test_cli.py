@@ -346,3 +346,26 @@ def test_the_command_exits_without_a_last_collection_over_torch(monkeypatch):
         with pytest.raises(SystemExit):
             cli.main()
         assert frozen == [True], argv
+
+
+def test_python_dash_m_fishermask_is_the_command() -> None:
+    # `python -m fishermask` (a venv not activated, a cluster job script) said "No module
+    # named fishermask.__main__; 'fishermask' is a package and cannot be directly executed"
+    import os
+    import subprocess
+    import sys
+
+    from fishermask import __version__
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    res = subprocess.run(
+        [sys.executable, "-m", "fishermask", "--version"], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 0 and res.stdout.strip() == f"fishermask {__version__}", res
+    res = subprocess.run(
+        [sys.executable, "-m", "fishermask", "run", "--lr", "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert res.returncode == 2 and "Usage: python -m fishermask run" in res.stderr, res
