@@ -39,12 +39,20 @@ def coerce_field(owner: type, name: str, value: Any, where: str) -> Any:
     if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in parts:
         if str not in parts:
             return None
+    given = value
     if isinstance(value, str) and _int_tuple(hint):
         value = _split_ints(value, where)
     try:
         return _adapter(owner, name).validate_python(value)
     except ValidationError as e:
-        raise ConfigError(f"`{where}`={value!r}, {_reason(e)}.") from None
+        n = _int_tuple_length(hint)
+        if n is not None:  # pydantic said "Field required" of a missing second number
+            example = "x".join(["32"] * n) + (" (HxW)" if n == 2 else "")
+            raise ConfigError(
+                f"`{where}`={given!r}, must be {n} integers, e.g. {example} or "
+                f"[{', '.join(['32'] * n)}]."
+            ) from None
+        raise ConfigError(f"`{where}`={given!r}, {_reason(e)}.") from None
 
 
 def validate_fields(obj: Any, section: str) -> None:
@@ -109,6 +117,15 @@ def _int_tuple(hint: Any) -> bool:
             if all(a is int or a is Ellipsis for a in typing.get_args(p)):
                 return True
     return False
+
+
+def _int_tuple_length(hint: Any) -> int | None:
+    """``n`` for a field of ``n`` integers (``tuple[int, int]``: 2), else ``None``."""
+    for p in _parts(hint):
+        args = typing.get_args(p)
+        if typing.get_origin(p) is tuple and args and all(a is int for a in args):
+            return len(args)
+    return None
 
 
 def _split_ints(text: str, where: str) -> tuple[int, ...]:

@@ -44,6 +44,16 @@ def test_bad_values_name_field_and_value(raw: dict[str, Any], field: str, value:
     assert f"`{field}`={value}" in msg and "must be" in msg and "\n" not in msg, msg
 
 
+@pytest.mark.parametrize("size", ["16", "16x", "16x16x3", 16, [16], [16, "a"]])
+def test_an_image_size_of_other_than_two_numbers_says_hxw(size: Any) -> None:
+    # `--image-size 16` said "`data.image_size`=(16,), Field required." (pydantic's word for
+    # the missing width), naming neither the value given nor the form wanted
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig.from_dict({"data": {"image_size": size}})
+    msg = str(e.value)
+    assert msg == f"`data.image_size`={size!r}, must be 2 integers, e.g. 32x32 (HxW) or [32, 32]."
+
+
 def test_reinit_no_is_false_not_a_truthy_string() -> None:
     for text, want in (("no", False), ("false", False), ("yes", True), ("on", True)):
         assert ExperimentConfig.from_dict({"train": {"reinit": text}}).train.reinit is want
