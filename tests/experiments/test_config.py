@@ -122,3 +122,28 @@ def test_config_keys_of_the_stop_rule_in_use_are_fine(
     path = tmp_path / "c.yaml"
     path.write_text(text)
     ExperimentConfig.from_dict(read_config_file(path, profile))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "data: {dataset: digits\nmodel: mlp\n",
+            "line 2, column 6: expected ',' or '}', but got ':' (while parsing a flow mapping "
+            "that starts on line 1); fix the YAML there.",
+        ),
+        ("a: 1\n b: 2\n", "line 2, column 3: mapping values are not allowed here; fix the YAML"),
+        ("data:\n\tdataset: digits\n", "line 2, column 1: a tab, which YAML does not take"),
+    ],
+)
+def test_a_yaml_syntax_error_says_where_and_what(tmp_path, text: str, expected: str) -> None:
+    # the message was PyYAML's first line alone, its context: "Cannot parse config file
+    # x.yaml: while parsing a flow mapping", with neither the problem nor its line
+    from fishermask.experiments.config import read_config_file
+
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        read_config_file(path)
+    assert str(e.value).startswith(f"Cannot parse config file {path}: {expected}"), str(e.value)
+    assert "\n" not in str(e.value)

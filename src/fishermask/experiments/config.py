@@ -366,6 +366,24 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def _parse_error(e: Exception) -> str:
+    """A parser's complaint in one line, where it is, and the fix: PyYAML's first line was
+    its context alone (``while parsing a flow mapping``), without the problem or a line."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None)
+    if mark is not None and problem:  # PyYAML: 0-based marks
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+        context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and start is not None and start.line != mark.line:
+            context += f" that starts on line {start.line + 1}"
+        if "'\\t'" in problem:
+            return f"{where}: a tab, which YAML does not take for indentation; indent with spaces."
+        after = f" ({context})" if context else ""
+        return f"{where}: {problem}{after}; fix the YAML there."
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text + ("; fix the TOML there." if "line" in text else "")
+
+
 def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, Any]:
     """Read a YAML or TOML experiment file, applying ``profile`` from its ``profiles`` table."""
     p = Path(path)
@@ -382,8 +400,7 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
         else:
             raw = yaml.safe_load(text)
     except Exception as e:  # noqa: BLE001 - parser errors vary by library
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"Cannot parse config file {p}: {first}") from None
+        raise ConfigError(f"Cannot parse config file {p}: {_parse_error(e)}") from None
     if raw is None or raw == {}:
         raise ConfigError(
             f"Config file {p} is empty; write the settings to change, e.g. "
