@@ -121,6 +121,29 @@ def test_report_command(tmp_path: Path) -> None:
     assert (tmp_path / "rep/report.md").read_text() == first
 
 
+def test_report_writes_each_runs_curves_as_csv(tmp_path: Path) -> None:
+    # a paper's table of accuracy at each budget, or a pgfplots figure, needed the plotted
+    # means and spreads, which report.md and report.json did not hold (results.csv has every
+    # seed's rows, a running seed's too)
+    _write_run(
+        tmp_path / "s1",
+        {
+            "random": [[0.4, 0.6], [0.5, 0.8]],
+            "bait": [[0.4], [0.5, 0.9]],  # seed 0 still running: left out, as in the figure
+        },
+    )
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "s1"), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r/s1_curves.csv").read_text().splitlines() == [
+        "strategy,round,n_labeled,seeds,accuracy_mean,accuracy_std,"
+        "balanced_accuracy_mean,balanced_accuracy_std",
+        "random,0,10,2,0.450000,0.050000,0.450000,0.050000",
+        "random,1,20,2,0.700000,0.100000,0.700000,0.100000",
+        "bait,0,10,1,0.500000,0.000000,0.500000,0.000000",
+        "bait,1,20,1,0.900000,0.000000,0.900000,0.000000",
+    ]
+
+
 def test_report_rejects_non_run_dir(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "has no results.csv" in res.stderr

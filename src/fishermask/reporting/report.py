@@ -48,7 +48,12 @@ from fishermask.reporting.plots import (  # noqa: E402
     save_figure,
     strategy_styles,
 )
-from fishermask.reporting.tables import incomplete, summarize, summary_markdown  # noqa: E402
+from fishermask.reporting.tables import (  # noqa: E402
+    curves_csv,
+    incomplete,
+    summarize,
+    summary_markdown,
+)
 from fishermask.text import slug  # noqa: E402
 
 
@@ -331,6 +336,7 @@ def build_report(
             formats=formats,
             width=figure_width,
         )
+        write_text_atomic(out / f"{stem}_curves.csv", curves_csv(rows))  # the figure's numbers
         summary = summarize(rows)
         if latex:
             tex = summary_latex(summary, title, pending=incomplete(rows))

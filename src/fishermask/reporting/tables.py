@@ -7,6 +7,8 @@ budget, in accuracy units, comparable across settings.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -170,3 +172,29 @@ def summary_markdown(summary: list[SummaryRow], metric: str = "accuracy") -> str
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     note = SUMMARY_NOTE if metric == "accuracy" else SUMMARY_NOTE.replace("Test accuracy", metric)
     return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def curves_csv(rows: list[dict[str, Any]]) -> str:
+    """The learning-curve figure's numbers as CSV, for a table or a plot of your own.
+
+    One line per (strategy, labeled-set size): ``strategy, round, n_labeled, seeds,
+    accuracy_mean, accuracy_std`` (and ``balanced_accuracy_mean, balanced_accuracy_std``
+    where ``results.csv`` has them), fractions in [0, 1], over the seeds that finished every
+    round (population std, ddof 0), exactly as the figure plots them.
+    """
+    metrics = ["accuracy"]
+    if rows and all("balanced_accuracy" in r for r in rows):
+        metrics.append("balanced_accuracy")
+    by_metric = {m: curves(rows, m) for m in metrics}
+    header = ["strategy", "round", "n_labeled", "seeds"]
+    header += [f"{m}_{x}" for m in metrics for x in ("mean", "std")]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(header)
+    for strat, c in by_metric["accuracy"].items():
+        for i, n in enumerate(c.n_labeled):
+            cells = [strat, i, int(n), len(c.per_seed)]
+            for m in metrics:
+                cells += [f"{by_metric[m][strat].mean[i]:.6f}", f"{by_metric[m][strat].std[i]:.6f}"]
+            out.writerow(cells)
+    return buf.getvalue()
