@@ -296,10 +296,44 @@ def test_headline_names_the_winner_and_its_margin(tmp_path: Path) -> None:
     )
     assert f"[{15 - half:+.2f}, {15 + half:+.2f}], unadjusted): better (p {p_holm:.3f}, " in line
     assert "Holm-adjusted over the 2 strategies vs random" in line
-    assert "vs entropy +1.67 points" in line and "the runner-up" in line
+    assert "vs entropy (the runner-up) +1.67 points" in line
     assert "Holm-adjusted over all 3 pairs of strategies" in line
     _write_run(tmp_path / "one", {"random": [[0.5, 0.5]]})
     assert headline(read_results(tmp_path / "one/results.csv")) is None
+
+
+def test_headline_names_the_runner_up_where_it_is_compared(tmp_path: Path) -> None:
+    # "vs entropy +0.66 points over 2 paired seeds (...): no significant difference (p 0.804,
+    # Holm-adjusted over all 1 pairs of strategies) — the runner-up": the runner-up was named
+    # a sentence after its name, and one pair read "all 1 pairs"
+    from fishermask.experiments.store import read_results
+    from fishermask.reporting.compare import headline
+
+    _write_run(tmp_path / "r", {"random": [[0.5, 0.6], [0.5, 0.7]], "entropy": [[0.5, 0.5]] * 2})
+    line = headline(read_results(tmp_path / "r/results.csv"))
+    assert line is not None and "vs entropy (the runner-up) +7.50 points" in line
+    assert line.endswith("Holm-adjusted over the 1 pair of strategies)"), line
+    _write_run(tmp_path / "s", {"random": [[0.5, 0.6]] * 2, "margin": [[0.5, 0.8], [0.5, 0.7]]})
+    line = headline(read_results(tmp_path / "s/results.csv"))
+    assert line is not None and "Holm-adjusted over the 1 strategy vs random)" in line, line
+    res = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(tmp_path / "s"),
+            "--method",
+            "margin",
+            "--latex",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "Holm-adjusted over the 1 baseline):" in (tmp_path / "o/report.md").read_text()
+    assert (
+        "Holm-adjusted over the 1 baseline."
+        in (tmp_path / "o/s_margin_vs_baselines.tex").read_text()
+    )
 
 
 def test_headline_adjusts_for_picking_the_best(tmp_path: Path) -> None:
@@ -546,8 +580,8 @@ def test_headline_never_shows_the_winner_behind_the_runner_up_unexplained(tmp_pa
     )
     line = headline(read_results(tmp_path / "tie/results.csv"))
     assert line is not None and line.startswith("best AULC: fishermask (61.67 %")
-    assert "vs entropy +0.00 points over 3 paired seeds" in line and "-0.00" not in line
-    assert line.endswith("— the runner-up")
+    assert "vs entropy (the runner-up) +0.00 points over 3 paired seeds" in line
+    assert "-0.00" not in line
     # a run stopped part-way: fishermask ranks first over its 2 finished seeds (AULC .55 and
     # .75), entropy second over its 1 (.63), which beats fishermask's .55 on that seed
     _write_run(
@@ -560,10 +594,10 @@ def test_headline_never_shows_the_winner_behind_the_runner_up_unexplained(tmp_pa
     )
     line = headline(read_results(tmp_path / "part/results.csv"))
     assert line is not None
-    assert "vs entropy -8.00 points over 1 paired seed: one seed: no test — the runner-up, " in line
+    assert "vs entropy (the runner-up) -8.00 points over 1 paired seed: one seed: no test, " in line
     assert line.endswith(
-        "ahead of fishermask on the seeds both finished; fishermask ranks first by its mean "
-        "AULC over its 2 finished seeds (entropy: 1)"
+        "entropy ahead of fishermask on the seeds both finished; fishermask ranks first by its "
+        "mean AULC over its 2 finished seeds (entropy: 1)"
     )
 
 

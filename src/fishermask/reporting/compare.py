@@ -191,14 +191,16 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
     vs_base = [d for d in pairs if baseline in (d.strategy, d.baseline)]
     base_adj = holm(vs_base)
 
-    def versus(name: str, family: list[Difference], adjusted: list[tuple[float, str]], of: str):
+    def versus(
+        name: str, family: list[Difference], adjusted: list[tuple[float, str]], of: str, tag=""
+    ):
         found = [
             (d, p_adj)
             for d, (p_adj, _) in zip(family, adjusted, strict=True)
             if {d.strategy, d.baseline} == {best.strategy, name}
         ]
         if not found:
-            return f"vs {name}: no common seeds"
+            return f"vs {name}{tag}: no common seeds"
         d, p_adj = found[0]
         sign = 1 if d.strategy == best.strategy else -1
         mean, low, high = sign * d.mean, *sorted((sign * d.low, sign * d.high))
@@ -219,7 +221,7 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
             )
             verdict += f" (p {_p(p_adj)}, Holm-adjusted over {of})"
         seeds = f"{d.seeds} paired seed{'s' if d.seeds != 1 else ''}"
-        return f"vs {name} {_points(mean)} points over {seeds}{ci}: {verdict}"
+        return f"vs {name}{tag} {_points(mean)} points over {seeds}{ci}: {verdict}"
 
     n_base = sum(1 for d in vs_base if not math.isnan(d.p_value))
     n_pairs = sum(1 for d in pairs if not math.isnan(d.p_value))
@@ -228,10 +230,12 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
         f"picked from {len(summary)} strategies)"
     ]
     if best.strategy != baseline and any(baseline in (d.strategy, d.baseline) for d in vs_base):
-        parts.append(versus(baseline, vs_base, base_adj, f"the {n_base} strategies vs {baseline}"))
+        of = f"the {n_base} strateg{'y' if n_base == 1 else 'ies'} vs {baseline}"
+        parts.append(versus(baseline, vs_base, base_adj, of))
     if second.strategy != baseline:
-        line = versus(second.strategy, pairs, pairs_adj, f"all {n_pairs} pairs of strategies")
-        parts.append(line + " — the runner-up" + _runner_up_ahead(rows, best, second))
+        of = "the 1 pair of strategies" if n_pairs == 1 else f"all {n_pairs} pairs of strategies"
+        line = versus(second.strategy, pairs, pairs_adj, of, tag=" (the runner-up)")
+        parts.append(line + _runner_up_ahead(rows, best, second))
     return "; ".join(parts)
 
 
@@ -252,7 +256,8 @@ def _runner_up_ahead(rows: list[dict[str, Any]], best: Any, second: Any) -> str:
     if not found or 100 * found[0].mean > -0.005:
         return ""
     return (
-        f", ahead of {best.strategy} on the seeds both finished; {best.strategy} ranks first "
-        f"by its mean AULC over its {best.seeds} finished seed{'s' if best.seeds != 1 else ''}"
+        f", {second.strategy} ahead of {best.strategy} on the seeds both finished; "
+        f"{best.strategy} ranks first by its mean AULC over its {best.seeds} finished "
+        f"seed{'s' if best.seeds != 1 else ''}"
         f" ({second.strategy}: {second.seeds})"
     )

@@ -105,7 +105,7 @@ def differences_latex(
     note = (
         f"{method} vs each baseline: difference in AULC (accuracy points, paired over seeds), "
         "95 % t-interval (unadjusted), p from the paired t-test, and p and verdict "
-        f"Holm-adjusted over the {len(diffs)} baselines."
+        f"Holm-adjusted over the {len(diffs)} baseline{'s' if len(diffs) != 1 else ''}."
     )
     header = [
         "baseline",

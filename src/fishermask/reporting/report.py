@@ -396,7 +396,7 @@ def build_report(
             md += [
                 f"**{method} vs each baseline** — difference in AULC (accuracy points, "
                 "paired over seeds, 95 % t-interval; p from the paired t-test, Holm-adjusted "
-                f"over the {len(diffs)} baselines):",
+                f"over the {len(diffs)} baseline{'s' if len(diffs) != 1 else ''}):",
                 "",
                 "| baseline | seeds | Δ AULC | 95 % interval | p | p (Holm) | verdict (Holm) |",
                 "|---|---:|---:|---|---:|---:|---|",
