@@ -254,6 +254,7 @@ def test_recipe_flags_reach_the_config(tmp_path: Path) -> None:
     assert train["optimizer"] == "sgd" and train["momentum"] == 0.5
     assert train["weight_decay"] == 5e-4 and train["milestones"] == [1, 2]
     assert train["reinit"] is False and train["stop"] == "epochs"
+    assert "; 1 strategy x 1 seed x 2 rounds -> " in res.output  # it said "1 strategies x 1 seeds"
 
 
 def test_bad_milestones_is_one_line(tmp_path: Path) -> None:

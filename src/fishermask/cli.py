@@ -362,6 +362,11 @@ def _check_recipe(
             )
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def _rounds_done(exp: Any, out_dir: Path) -> tuple[int, int, int]:
     """Committed rounds already in ``out_dir`` for this experiment, the total to run, and how
     many of the committed ones have no confusion matrix (made before it was recorded)."""
@@ -405,8 +410,9 @@ def _run(
     err_console.print(
         f"{ds.name}: {len(ds.y_train)} pool / {len(ds.y_test)} test images, "
         f"{ds.num_classes} classes, {'x'.join(map(str, ds.image_shape))}; model {cfg.model.name} "
-        f"(width {cfg.model.width}) on {exp.device}; {len(cfg.strategies)} strategies x "
-        f"{len(cfg.seeds)} seeds x {len(exp.query_sizes) + 1} rounds -> {out_dir}"
+        f"(width {cfg.model.width}) on {exp.device}; "
+        f"{_count(len(cfg.strategies), 'strategy', 'strategies')} x "
+        f"{_count(len(cfg.seeds), 'seed')} x {len(exp.query_sizes) + 1} rounds -> {out_dir}"
         + (f" ({workers} workers, {executor})" if workers > 1 or executor != "local" else ""),
         highlight=False,
         markup=False,
