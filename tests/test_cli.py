@@ -370,3 +370,27 @@ def test_python_dash_m_fishermask_is_the_command() -> None:
         env=env,
     )
     assert res.returncode == 2 and "Usage: python -m fishermask run" in res.stderr, res
+
+
+def test_strategies_lists_a_strategy_without_docstring_without_its_signature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # @dataclass gives a class without docstring one, its signature: the README's example
+    # was listed as "lowest_max_prob  LowestMaxProb(top: int = 1)"
+    from fishermask.strategies import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    path = tmp_path / "undocumented.py"
+    path.write_text(
+        "from dataclasses import dataclass\n"
+        "from fishermask.strategies import Selection, Strategy, register\n\n"
+        "@register\n@dataclass(frozen=True)\nclass Undocumented(Strategy):\n"
+        "    name = 'undocumented'\n    top: int = 1\n\n"
+        "    def query(self, ctx, budget):\n"
+        "        return Selection(ctx.pool.unlabeled[:budget])\n"
+    )
+    res = runner.invoke(app, ["strategies", "--import", str(path)])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("undocumented"))
+    assert "Undocumented(" not in line
+    assert "(no description: the first line of its class docstring goes here)" in line

@@ -587,7 +587,9 @@ def list_strategies(
         cls = strategies.registry.strategy_class(name)
         opts = [f"{f.name}={f.default!r}" for f in dataclasses.fields(cls)]
         opts.append("label=<name in results>")  # every strategy: tells variants apart
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if (cls.__doc__ or "").strip() else ""
+        if not doc or doc.startswith(f"{cls.__name__}("):  # @dataclass writes its signature
+            doc = "(no description: the first line of its class docstring goes here)"
         console.print(
             f"[bold]{escape(name)}[/]  {escape(doc)}\n    options: {escape(', '.join(opts))}",
             highlight=False,
