@@ -394,3 +394,30 @@ def test_strategies_lists_a_strategy_without_docstring_without_its_signature(
     line = next(x for x in res.output.splitlines() if x.startswith("undocumented"))
     assert "Undocumented(" not in line
     assert "(no description: the first line of its class docstring goes here)" in line
+
+
+def test_a_ray_address_nothing_answers_at_is_refused_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--executor ray --address HOST:PORT` with a wrong port wrote config.json, then ray.init
+    # retried for minutes, a warning every 5 s
+    import socket
+
+    from fishermask.experiments import parallel
+
+    def no_ray(*args: object, **kw: object) -> None:
+        raise AssertionError("Ray was started for an address nothing answers at")
+
+    monkeypatch.setattr(parallel, "_run_ray", no_ray)
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    args = ["run", "--dataset", "digits", "--model", "mlp", "-s", "random", "--seeds", "1"]
+    args += ["--initial", "10", "--query-size", "5", "--rounds", "1", "--epochs", "1"]
+    args += ["--executor", "ray", "--address", f"127.0.0.1:{port}", "--no-progress"]
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert f"error: --address 127.0.0.1:{port}: no Ray cluster answers there" in res.output
+    assert not out.exists()

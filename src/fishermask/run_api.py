@@ -25,7 +25,7 @@ from fishermask.data.memory import dataset_sha256, from_memory
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import DataConfig, ExperimentConfig, deep_merge
 from fishermask.experiments.experiment import Experiment
-from fishermask.experiments.parallel import check_workers_can_import
+from fishermask.experiments.parallel import check_ray_address, check_workers_can_import
 from fishermask.experiments.progress import NullProgress, RichProgress
 from fishermask.experiments.runner import run_experiment
 from fishermask.experiments.store import check_out_dir, write_atomic
@@ -100,6 +100,8 @@ def run(
     cfg = ExperimentConfig.from_dict(raw)
     exp = Experiment.prepare(cfg, progress=progress, allow_env_change=allow_env_change, data=ds)
     check_workers_can_import(exp, workers, executor)
+    if executor == "ray":
+        check_ray_address(address)
     if not (path.is_file() and (out_dir / "config.json").is_file()):
         _write_npz(path, ds)  # (config.json names this hash, so a file there holds these data)
     bar = RichProgress() if progress else NullProgress()

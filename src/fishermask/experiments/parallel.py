@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -172,6 +174,25 @@ def check_workers_can_import(exp: Experiment, workers: int, executor: str) -> No
             "anew) do not run; define and register it at the script's top level, or "
             f"{fix}"
         )
+
+
+def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse, before anything is written, a ``HOST:PORT`` (or ``ray://HOST:PORT``) Ray
+    address at which nothing answers: ``ray.init`` retried it for minutes, a warning every
+    5 s, after the run directory had been made. Ray's own names (``auto``) are left to it."""
+    if address is None:
+        return
+    m = re.fullmatch(r"(?:ray://)?\[?([^\[\]]+?)\]?:(\d+)", address.strip())
+    if m is None:
+        return
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(
+            f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one "
+            "(`ray start --head` prints its address), fix --address, or drop it to start a "
+            "local Ray."
+        ) from None
 
 
 def _committed(out_dir: Path, trials: list[tuple[str, int]], rounds: int) -> int:

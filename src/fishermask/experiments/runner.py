@@ -22,7 +22,12 @@ from fishermask.experiments.experiment import (  # noqa: F401 - the public API l
     load_experiment_data,
     resolve_device,
 )
-from fishermask.experiments.parallel import check_workers_can_import, run_parallel, trial_failed
+from fishermask.experiments.parallel import (
+    check_ray_address,
+    check_workers_can_import,
+    run_parallel,
+    trial_failed,
+)
 from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.store import aggregate, write_json_atomic
 from fishermask.experiments.trial import run_trial
@@ -182,6 +187,8 @@ def run_experiment(
     """
     out_dir = Path(out_dir)
     check_workers_can_import(exp, workers, executor)
+    if executor == "ray":
+        check_ray_address(address)
     open_run_dir(exp, out_dir)
     order = [s.key for s in exp.config.strategies]
     classes = list(exp.data.classes)
