@@ -83,6 +83,18 @@ def test_given_k_too_small_for_the_final_layer_fails_up_front() -> None:
     strategies.get("fishermask", k=final - 1, mask_mode="dispersed").check(ctx.model)
 
 
+def test_given_k_above_the_parameter_count_says_the_limit() -> None:
+    # it said "FisherMask's k=... exceeds the model's N parameters." with no fix
+    ctx = make_context()
+    total = sum(p.numel() for p in ctx.model.parameters())
+    with pytest.raises(ConfigError) as e:
+        strategies.get("fishermask", k=total + 1).check(ctx.model)
+    assert str(e.value) == (
+        f"FisherMask's k={total + 1} exceeds the model's {total} parameters; use k <= {total}, "
+        "or leave k unset (sparsity decides)."
+    )
+
+
 @pytest.mark.parametrize(
     ("model", "width", "shape"),
     [("cnn", 1.0, (1, 28, 28)), ("cnn", 0.25, (1, 8, 8)), ("mlp", 1.0, (1, 28, 28)),

@@ -126,7 +126,10 @@ class FisherMaskStrategy(Strategy):
         total = sum(p.numel() for p in model.parameters())
         k = self.mask_size(model)
         if k > total:
-            raise ConfigError(f"FisherMask's k={k} exceeds the model's {total} parameters.")
+            raise ConfigError(
+                f"FisherMask's k={k} exceeds the model's {total} parameters; use k <= {total}, "
+                "or leave k unset (sparsity decides)."
+            )
         if self.mask_mode == "standard":
             always = head_always(model)
             kept = sum(shapes[n].numel() for n in always)
