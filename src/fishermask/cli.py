@@ -249,7 +249,10 @@ def run(
         typer.Option(help="Ray cluster address for --executor ray (default: start a local Ray)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory; rerun with the same --out to resume.")
+        Path | None,
+        typer.Option(
+            help="Run directory; rerun with the same --out to resume, or to extend it with more rounds, seeds or strategies."
+        ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     allow_env_change: Annotated[
@@ -422,8 +425,8 @@ def _run(
     done, total, without_confusion = _rounds_done(exp, out_dir)
     if done:
         err_console.print(
-            f"extending {out_dir} from {extension[0] - 1} to {extension[1] - 1} queries per "
-            f"trial: {done} of {total} rounds were done earlier"
+            f"extending {out_dir} {extension.describe()}: {done} of {total} rounds were done "
+            "earlier"
             if extension is not None
             else f"resuming {out_dir}: {done} of {total} rounds were done earlier"
             if done < total

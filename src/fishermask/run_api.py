@@ -58,7 +58,8 @@ def run(
             ``[N, H, W, C]`` or ``[N, C, H, W]``, uint8 / uint16 / float in [0, 1]; y integer
             class indices) or a map-style torch ``Dataset`` whose items are ``(image,
             label)`` (image: PIL L/RGB, or an array/tensor of those layouts and dtypes).
-        out: the run directory; the same ``out`` with the same data resumes.
+        out: the run directory; the same ``out`` with the same data resumes (more rounds,
+            seeds or strategies extend it).
         classes: one name per class (default: a Dataset's ``classes``, else "0".."K-1").
         name: the data set's name in ``config.json``, summaries and reports; the file is
             ``out/data/<name>.npz``.

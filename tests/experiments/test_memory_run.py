@@ -162,6 +162,18 @@ def test_resume_after_an_interruption_is_exact(
     assert data.stat().st_mtime_ns == written  # the resume reads the run's copy, not a new one
 
 
+def test_more_seeds_and_strategies_in_the_same_out_give_the_larger_run(tmp_path: Path) -> None:
+    grown, direct = tmp_path / "grown", tmp_path / "direct"
+    _run(grown, strategies=["entropy"])
+    records = _run(grown, strategies=["random", "entropy"], seeds=[0, 1])
+    assert len(records) == 2 * 2 * 3
+    _run(direct, strategies=["random", "entropy"], seeds=[0, 1])
+    _same(grown, direct)
+    extended = json.loads((grown / "config.json").read_text())["extended"]
+    assert extended == [{"seeds": [0], "strategies": [{"name": "entropy", "options": {},
+                                                       "label": ""}]}]  # fmt: skip
+
+
 def test_two_workers_match_one(api_run: Path, tmp_path: Path) -> None:
     _run(tmp_path, workers=2)
     _same(api_run, tmp_path)

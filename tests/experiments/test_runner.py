@@ -308,14 +308,16 @@ def test_a_run_made_before_confusion_matrices_resumes_and_reports(tmp_path: Path
     assert "No confusion matrix at round 1 for entropy" in md
 
 
-def _cli_run(out: Path, *extra: str) -> object:
+def _cli_run(
+    out: Path, *extra: str, strategies: str = "random,entropy,kcenter", seeds: str = "2"
+) -> object:
     from typer.testing import CliRunner
 
     from fishermask.cli import app
 
     args = ["run", "--dataset", "digits", "--model", "cnn", "--width", "0.25"]
     args += ["--max-epochs", "2", "--batch-size", "32", "--initial", "20", "--query-size", "10"]
-    args += ["-s", "random,entropy,kcenter", "--seeds", "2", "--device", "cpu"]
+    args += ["-s", strategies, "--seeds", seeds, "--device", "cpu"]
     args += ["--workers", "1", "--no-progress", "--out", str(out), *extra]
     return CliRunner().invoke(app, args)
 
@@ -365,7 +367,7 @@ def test_extending_a_finished_run_equals_the_longer_run_from_the_start(tmp_path:
 
 def test_only_a_longer_schedule_is_accepted_in_an_existing_run(tmp_path: Path) -> None:
     from fishermask.errors import ConfigError
-    from fishermask.experiments.runner import check_run_dir, open_run_dir
+    from fishermask.experiments.runner import Extension, check_run_dir, open_run_dir
 
     def exp(loop: dict, **train: object) -> Experiment:
         raw = {**SMALL, "loop": {"initial": 20, "query_size": 10, **loop}}
@@ -373,9 +375,9 @@ def test_only_a_longer_schedule_is_accepted_in_an_existing_run(tmp_path: Path) -
         return Experiment.prepare(ExperimentConfig.from_dict(raw))
 
     open_run_dir(exp({"budget": 50}), tmp_path)  # queries 10, 10, 10
-    assert check_run_dir(exp({"budget": 70}), tmp_path) == (4, 6)
+    assert check_run_dir(exp({"budget": 70}), tmp_path) == Extension(rounds=(4, 6))
     assert check_run_dir(exp({"rounds": 3}), tmp_path) is None  # the same schedule
-    assert check_run_dir(exp({"rounds": 4}), tmp_path) == (4, 5)
+    assert check_run_dir(exp({"rounds": 4}), tmp_path) == Extension(rounds=(4, 5))
     other = r"different configuration \(differs in: "
     with pytest.raises(ConfigError, match=r"holds a longer run \(3 queries per trial\) than "):
         check_run_dir(exp({"budget": 40}), tmp_path)  # fewer rounds
@@ -396,6 +398,143 @@ def test_only_a_longer_schedule_is_accepted_in_an_existing_run(tmp_path: Path) -
         f"delete {cut} to start over."
     )
     assert (cut / "config.json").read_text() == before
+
+
+def test_adding_seeds_and_strategies_equals_the_larger_run_from_the_start(tmp_path: Path) -> None:
+    """1 seed x 2 strategies x 1 query, then 2 seeds x 3 strategies (one inserted in the middle
+    of the list) x 2 queries in the same --out, gives the rounds of the larger run; the report
+    counts the new trials."""
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    grown, direct = tmp_path / "grown", tmp_path / "direct"
+    res = _cli_run(grown, "--rounds", "1", strategies="random,entropy", seeds="0,")
+    assert res.exit_code == 0, res.output
+    kept = (grown / "trials/entropy__seed0/round_001.json").read_text()
+    larger = {"strategies": "random,kcenter,entropy", "seeds": "0,1"}
+    res = _cli_run(grown, "--rounds", "2", **larger)
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert (
+        f"extending {grown} from 1 to 2 queries per trial, by 1 seed (1) and 1 strategy "
+        "(kcenter): 4 of 18 rounds were done earlier"
+    ) in said
+    assert (grown / "trials/entropy__seed0/round_001.json").read_text() == kept
+    res = _cli_run(direct, "--rounds", "2", **larger)
+    assert res.exit_code == 0, res.output
+    for name in ("queries.jsonl", "confusion.jsonl"):
+        assert (grown / name).read_text() == (direct / name).read_text(), name
+    rows = _without_timings(grown / "results.csv")
+    assert rows == _without_timings(direct / "results.csv")
+    assert len(rows) == 1 + 3 * 2 * 3
+    meta = json.loads((grown / "config.json").read_text())
+    assert meta["config"]["seeds"] == [0, 1] and list(meta["strategy_options"]) == [
+        "random",
+        "kcenter",
+        "entropy",
+    ]
+    assert meta["extended"] == [
+        {
+            "loop": {"initial": 20, "query_size": 10, "rounds": 1, "budget": None},
+            "query_sizes": [10],
+            "seeds": [0],
+            "strategies": [
+                {"name": "random", "options": {}, "label": ""},
+                {"name": "entropy", "options": {}, "label": ""},
+            ],
+        }
+    ]
+    fresh = json.loads((direct / "config.json").read_text())
+    assert meta["config"] == fresh["config"]
+    assert meta["strategy_options"] == fresh["strategy_options"]
+    # the summary and the report count both seeds of every strategy, the new one's too
+    for run in (grown, direct):
+        res = CliRunner().invoke(app, ["report", str(run), "--out", str(run / "rep")])
+        assert res.exit_code == 0, res.output
+    got = json.loads((grown / "rep/report.json").read_text())[0]
+    want = json.loads((direct / "rep/report.json").read_text())[0]
+    assert [(s["strategy"], s["seeds"]) for s in got["summary"]] == [
+        ("random", 2),
+        ("kcenter", 2),
+        ("entropy", 2),
+    ]
+    for a, b in zip(got["summary"], want["summary"], strict=True):
+        assert {k: v for k, v in a.items() if "seconds" not in k} == {
+            k: v for k, v in b.items() if "seconds" not in k
+        }
+    assert not got["incomplete"]
+    summary = (grown / "summary.md").read_text()
+    assert "| kcenter | 2 | 40 |" in summary
+    res = _cli_run(grown, "--rounds", "2", **larger)
+    assert res.exit_code == 0 and "is complete (18 rounds)" in " ".join(res.stderr.split())
+
+
+def test_an_existing_run_takes_more_seeds_and_strategies_not_fewer_or_changed(
+    tmp_path: Path,
+) -> None:
+    from fishermask.errors import ConfigError
+    from fishermask.experiments.runner import Extension, check_run_dir, open_run_dir
+
+    def exp(seeds: list[int], strategies: list[str], **loop: int) -> Experiment:
+        raw = {**SMALL, "seeds": seeds, "strategies": strategies}
+        raw["loop"] = {**SMALL["loop"], **loop}
+        return Experiment.prepare(ExperimentConfig.from_dict(raw))
+
+    fm = "fishermask:sparsity=0.01,label=fm"
+    open_run_dir(exp([0, 1], ["random", fm]), tmp_path)
+    before = (tmp_path / "config.json").read_text()
+
+    def refused(seeds: list[int], strategies: list[str], **loop: int) -> str:
+        with pytest.raises(ConfigError) as e:
+            open_run_dir(exp(seeds, strategies, **loop), tmp_path)
+        assert (tmp_path / "config.json").read_text() == before
+        return str(e.value)
+
+    assert check_run_dir(exp([0, 1, 2], ["random", fm]), tmp_path) == Extension(seeds=(2,))
+    assert check_run_dir(exp([5, 0, 1], ["random", fm]), tmp_path) == Extension(seeds=(5,))
+    assert check_run_dir(exp([1, 0], [fm, "random"]), tmp_path) is None  # another order
+    got = check_run_dir(exp([0, 1], ["entropy", "random", fm, "margin"], rounds=3), tmp_path)
+    assert got == Extension(rounds=(3, 4), strategies=("entropy", "margin"))
+    assert got.describe() == "from 2 to 3 queries per trial, by 2 strategies (entropy, margin)"
+    assert refused([1, 2], ["random", fm]) == (
+        f"{tmp_path} holds a run on seeds 0, 1; this command leaves out seed 0 (a run takes "
+        "more seeds, not fewer); pass every recorded seed (e.g. --seeds 0,1) with any new "
+        "ones, or use a new --out."
+    )
+    assert refused([0, 1, 2], ["random"]) == (
+        f"{tmp_path} holds a run with strategy fishermask:sparsity=0.01,label=fm, which this "
+        "command leaves out (a run takes more strategies, not fewer); pass every recorded "
+        "strategy with any new ones, or use a new --out."
+    )
+    assert refused([0, 1], ["random", "fishermask:sparsity=0.02,label=fm", "entropy"]) == (
+        f"{tmp_path} holds strategy fm as fishermask:sparsity=0.01,label=fm; this command "
+        "gives fishermask:sparsity=0.02,label=fm, and a recorded strategy cannot change; add "
+        "the variant beside it under a label of its own (e.g. -s 'fishermask:...,label="
+        "fishermask-2'), or use a new --out."
+    )
+    raw = {**SMALL, "seeds": [0, 1, 2], "strategies": ["random", fm]}
+    raw["train"] = {**SMALL["train"], "lr": 0.5}
+    with pytest.raises(ConfigError, match=r"differs in: config\.seeds, config\.train\.lr\)"):
+        open_run_dir(Experiment.prepare(ExperimentConfig.from_dict(raw)), tmp_path)
+    assert (tmp_path / "config.json").read_text() == before
+
+    assert open_run_dir(exp([0, 1, 2], ["random", fm, "entropy"]), tmp_path) == Extension(
+        seeds=(2,), strategies=("entropy",)
+    )
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["config"]["seeds"] == [0, 1, 2]
+    assert list(meta["strategy_options"]) == ["random", "fm", "entropy"]
+    assert meta["extended"] == [
+        {
+            "seeds": [0, 1],
+            "strategies": [
+                {"name": "random", "options": {}, "label": ""},
+                {"name": "fishermask", "options": {"sparsity": 0.01}, "label": "fm"},
+            ],
+        }
+    ]
+    assert check_run_dir(exp([0, 1, 2], ["random", fm, "entropy"]), tmp_path) is None
 
 
 def test_resuming_a_run_made_before_confusion_matrices_says_so_once(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +52,59 @@ def _comparable(meta: dict[str, Any]) -> dict[str, Any]:
 
 #: The configuration keys an existing run may change: they only lengthen its schedule.
 _SCHEDULE_KEYS = {"config.loop.rounds", "config.loop.budget"}
+#: ... or add trials: seeds and strategies beside the recorded ones.
+_TRIAL_KEYS = {"config.seeds", "config.strategies"}
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What a run started again in an existing run directory adds to it (:func:`check_run_dir`).
+
+    ``rounds``: ``(rounds before, rounds after)`` (round 0 counted) when the schedule grows;
+    ``seeds`` and ``strategies`` (keys): the trials' seeds and strategies that are new.
+    """
+
+    rounds: tuple[int, int] | None = None
+    seeds: tuple[int, ...] = ()
+    strategies: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``from 3 to 5 queries per trial, by 2 seeds (3, 4) and 1 strategy (margin)``."""
+        parts = []
+        if self.rounds is not None:
+            parts.append(f"from {self.rounds[0] - 1} to {self.rounds[1] - 1} queries per trial")
+        added = [
+            f"{len(items)} {one if len(items) == 1 else many} ({', '.join(map(str, items))})"
+            for items, one, many in (
+                (self.seeds, "seed", "seeds"),
+                (self.strategies, "strategy", "strategies"),
+            )
+            if items
+        ]
+        if added:
+            parts.append("by " + " and ".join(added))
+        return ", ".join(parts)
 
 
 def check_run_dir(
     exp: Experiment, out_dir: Path, meta: dict[str, Any] | None = None
-) -> tuple[int, int] | None:
+) -> Extension | None:
     """Refuse an ``out_dir`` whose ``config.json`` records another experiment (writes nothing).
 
-    One change is accepted: more rounds (``loop.rounds``, or a ``loop.budget`` whose queries
-    begin with all of the recorded run's). The rounds already committed are then the first
-    rounds of the longer run, exactly (every draw is seeded by ``(seed, round, purpose)`` and
-    no setting depends on the number of rounds), and the trials continue from them. Returns
-    ``(rounds before, rounds after)`` for such an extension, else ``None``.
+    Three changes are accepted, alone or together, and return the :class:`Extension`:
+
+    - more rounds (``loop.rounds``, or a ``loop.budget`` whose queries begin with all of the
+      recorded run's): the rounds already committed are then the first rounds of the longer
+      run, exactly (every draw is seeded by ``(seed, round, purpose)`` and no setting depends
+      on the number of rounds), and the trials continue from them;
+    - more seeds (every recorded seed still there, new ones anywhere in the list);
+    - more strategies (every recorded entry still there unchanged: name, options, label).
+
+    A trial's draws depend on its seed, round and purpose alone, its directory and the shared
+    round-0 model of its seed are named by its strategy and seed, and results are sorted by
+    them: the finished trials are those of the larger run, and the new ones run as in it.
+    Returns ``None`` for the same run (also given another way: ``rounds`` for ``budget``, or
+    the lists in another order).
     """
     path = Path(out_dir) / "config.json"
     if not path.exists():
@@ -73,26 +115,103 @@ def check_run_dir(
     if before == after:
         return None
     diff = _diff_keys(before, after)
-    if set(diff) <= _SCHEDULE_KEYS:
-        old_sizes, new_sizes = old.get("query_sizes"), meta["query_sizes"]
-        if isinstance(old_sizes, list) and new_sizes[: len(old_sizes)] == old_sizes:
-            if len(new_sizes) == len(old_sizes):
-                return None  # the same schedule, given the other way (rounds / budget)
-            return len(old_sizes) + 1, len(new_sizes) + 1
-        if isinstance(old_sizes, list) and old_sizes[: len(new_sizes)] == new_sizes:
-            raise ConfigError(
-                f"{out_dir} holds a longer run ({len(old_sizes)} queries per trial) than this "
-                f"command asks for ({len(new_sizes)}); its first {len(new_sizes)} are the "
-                "shorter run's (rounds 0-"
-                f"{len(new_sizes)} of its results.csv; `fishermask report {out_dir}` reports "
-                f"it as it is): run the longer command again to print its summary, or use a "
-                "new --out for a separate shorter run."
-            )
-        _refuse_cut_last_query(out_dir, old, old_sizes, new_sizes)
-    raise ConfigError(
+    if set(diff) <= _SCHEDULE_KEYS | _TRIAL_KEYS:
+        seeds = _added_seeds(out_dir, before["config"], after["config"])
+        strategies = _added_strategies(out_dir, before["config"], after["config"])
+        rounds = None
+        if set(diff) & _SCHEDULE_KEYS:
+            rounds = _longer_schedule(out_dir, old, meta, diff)
+        if rounds is None and not seeds and not strategies:
+            return None  # the same run, given another way (rounds / budget, list order)
+        return Extension(rounds, seeds, strategies)
+    raise _other_configuration(out_dir, diff)
+
+
+def _other_configuration(out_dir: Path, diff: list[str]) -> ConfigError:
+    return ConfigError(
         f"{out_dir} holds a run with a different configuration (differs in: "
         f"{', '.join(diff[:6])}); use a new --out, or delete {out_dir} to start over."
     )
+
+
+def _longer_schedule(
+    out_dir: Path, old: dict[str, Any], meta: dict[str, Any], diff: list[str]
+) -> tuple[int, int] | None:
+    """``(rounds before, rounds after)`` for a schedule that begins with the recorded one,
+    ``None`` for the same schedule given another way; refuse any other."""
+    old_sizes, new_sizes = old.get("query_sizes"), meta["query_sizes"]
+    if isinstance(old_sizes, list) and new_sizes[: len(old_sizes)] == old_sizes:
+        if len(new_sizes) == len(old_sizes):
+            return None  # the same schedule, given the other way (rounds / budget)
+        return len(old_sizes) + 1, len(new_sizes) + 1
+    if isinstance(old_sizes, list) and old_sizes[: len(new_sizes)] == new_sizes:
+        raise ConfigError(
+            f"{out_dir} holds a longer run ({len(old_sizes)} queries per trial) than this "
+            f"command asks for ({len(new_sizes)}); its first {len(new_sizes)} are the "
+            "shorter run's (rounds 0-"
+            f"{len(new_sizes)} of its results.csv; `fishermask report {out_dir}` reports "
+            f"it as it is): run the longer command again to print its summary, or use a "
+            "new --out for a separate shorter run."
+        )
+    _refuse_cut_last_query(out_dir, old, old_sizes, new_sizes)
+    raise _other_configuration(out_dir, diff)
+
+
+def _added_seeds(out_dir: Path, old: dict[str, Any], new: dict[str, Any]) -> tuple[int, ...]:
+    """The seeds of ``new`` that ``old`` lacks; refuse a ``new`` without all of ``old``'s."""
+    before, after = old.get("seeds"), new["seeds"]
+    if not isinstance(before, list):
+        raise _other_configuration(out_dir, ["config.seeds"])
+    dropped = [s for s in before if s not in after]
+    if dropped:
+        raise ConfigError(
+            f"{out_dir} holds a run on seeds {_listed(before)}; this command leaves out "
+            f"{'seed' if len(dropped) == 1 else 'seeds'} {_listed(dropped)} (a run takes more "
+            f"seeds, not fewer); pass every recorded seed (e.g. --seeds "
+            f"{','.join(map(str, before))}) with any new ones, or use a new --out."
+        )
+    return tuple(s for s in after if s not in before)
+
+
+def _added_strategies(out_dir: Path, old: dict[str, Any], new: dict[str, Any]) -> tuple[str, ...]:
+    """The strategy keys of ``new`` that ``old`` lacks; refuse a ``new`` that leaves out or
+    changes (name, options) a recorded strategy."""
+    try:
+        before = {_key(s): s for s in old.get("strategies")}
+    except (TypeError, AttributeError, KeyError):  # not a list of entries: compared as written
+        raise _other_configuration(out_dir, ["config.strategies"]) from None
+    after = {_key(s): s for s in new["strategies"]}
+    for key, spec in before.items():
+        if key not in after:
+            raise ConfigError(
+                f"{out_dir} holds a run with strategy {_spec_text(spec)}, which this command "
+                "leaves out (a run takes more strategies, not fewer); pass every recorded "
+                "strategy with any new ones, or use a new --out."
+            )
+        if after[key] != spec:
+            name = after[key]["name"]
+            raise ConfigError(
+                f"{out_dir} holds strategy {key} as {_spec_text(spec)}; this command gives "
+                f"{_spec_text(after[key])}, and a recorded strategy cannot change; add the "
+                f"variant beside it under a label of its own (e.g. -s '{name}:...,label="
+                f"{name}-2'), or use a new --out."
+            )
+    return tuple(key for key in after if key not in before)
+
+
+def _key(spec: dict[str, Any]) -> str:
+    return spec.get("label") or spec["name"]
+
+
+def _spec_text(spec: dict[str, Any]) -> str:
+    """A strategy entry as ``--strategy`` takes it: ``fishermask:sparsity=0.01,label=fm``."""
+    opts = {**spec.get("options", {}), **({"label": spec["label"]} if spec.get("label") else {})}
+    text = ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in opts.items())
+    return spec["name"] + (f":{text}" if text else "")
+
+
+def _listed(seeds: list[int]) -> str:
+    return ", ".join(map(str, seeds))
 
 
 def _refuse_cut_last_query(out_dir: Path, old: dict[str, Any], old_sizes: Any, new: list) -> None:
@@ -112,13 +231,15 @@ def _refuse_cut_last_query(out_dir: Path, old: dict[str, Any], old_sizes: Any, n
     )
 
 
-def open_run_dir(exp: Experiment, out_dir: Path) -> tuple[int, int] | None:
+def open_run_dir(exp: Experiment, out_dir: Path) -> Extension | None:
     """Create ``out_dir`` with ``config.json``, or check that it holds this same experiment.
 
     An existing ``config.json`` is never rewritten (it records the run as first started;
-    each round records the environment it ran in), except when this run extends it to more
-    rounds (:func:`check_run_dir`, whose answer is returned): then its configuration and
-    ``query_sizes`` become this run's and ``extended`` lists the schedules it had before.
+    each round records the environment it ran in), except when this run extends it
+    (:func:`check_run_dir`, whose answer is returned): then its configuration and
+    ``query_sizes`` become this run's, ``strategy_options`` gains the new strategies', and
+    ``extended`` lists, per extension, what it changed as it was before: ``loop`` and
+    ``query_sizes`` (more rounds), ``seeds``, ``strategies``.
     """
     out_dir = Path(out_dir)
     meta = exp.metadata()
@@ -131,12 +252,20 @@ def open_run_dir(exp: Experiment, out_dir: Path) -> tuple[int, int] | None:
         write_json_atomic(path, meta)
     elif extension is not None:
         old = json.loads(path.read_text())
-        earlier = {"loop": old["config"]["loop"], "query_sizes": old["query_sizes"]}
+        earlier: dict[str, Any] = {}
+        if old["config"]["loop"] != meta["config"]["loop"]:
+            earlier |= {"loop": old["config"]["loop"], "query_sizes": old["query_sizes"]}
+        if extension.seeds:
+            earlier["seeds"] = old["config"]["seeds"]
+        if extension.strategies:
+            earlier["strategies"] = old["config"]["strategies"]
+        options = old.get("strategy_options", {})
         write_json_atomic(
             path,
             {
                 **old,
                 "config": meta["config"],
+                "strategy_options": {**meta["strategy_options"], **options},
                 "query_sizes": meta["query_sizes"],
                 "extended": [*old.get("extended", []), earlier],
             },
