@@ -502,6 +502,14 @@ def test_an_existing_run_takes_more_seeds_and_strategies_not_fewer_or_changed(
         "more seeds, not fewer); pass every recorded seed (e.g. --seeds 0,1) with any new "
         "ones, or use a new --out."
     )
+    with pytest.raises(ConfigError) as e:  # one seed: given as "3,", since "3" is a count
+        open_run_dir(exp([4], ["random"]), tmp_path / "one")
+        open_run_dir(exp([3], ["random"]), tmp_path / "one")
+    assert str(e.value) == (
+        f"{tmp_path / 'one'} holds a run on seed 4; this command leaves out seed 4 (a run takes "
+        "more seeds, not fewer); pass every recorded seed (e.g. --seeds 4,) with any new ones, "
+        "or use a new --out."
+    )
     assert refused([0, 1, 2], ["random"]) == (
         f"{tmp_path} holds a run with strategy fishermask:sparsity=0.01,label=fm, which this "
         "command leaves out (a run takes more strategies, not fewer); pass every recorded "

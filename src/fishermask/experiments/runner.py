@@ -164,11 +164,12 @@ def _added_seeds(out_dir: Path, old: dict[str, Any], new: dict[str, Any]) -> tup
         raise _other_configuration(out_dir, ["config.seeds"])
     dropped = [s for s in before if s not in after]
     if dropped:
+        given = ",".join(map(str, before)) + ("," if len(before) == 1 else "")  # 5, not a count
         raise ConfigError(
-            f"{out_dir} holds a run on seeds {_listed(before)}; this command leaves out "
-            f"{'seed' if len(dropped) == 1 else 'seeds'} {_listed(dropped)} (a run takes more "
-            f"seeds, not fewer); pass every recorded seed (e.g. --seeds "
-            f"{','.join(map(str, before))}) with any new ones, or use a new --out."
+            f"{out_dir} holds a run on {'seed' if len(before) == 1 else 'seeds'} "
+            f"{_listed(before)}; this command leaves out {'seed' if len(dropped) == 1 else 'seeds'}"
+            f" {_listed(dropped)} (a run takes more seeds, not fewer); pass every recorded seed "
+            f"(e.g. --seeds {given}) with any new ones, or use a new --out."
         )
     return tuple(s for s in after if s not in before)
 
