@@ -933,3 +933,37 @@ def test_latex_summary_of_a_run_still_going_says_which_seeds_it_counts(tmp_path:
     assert (
         "% Still running (only seeds that finished every round are counted): entropy (1 of 2" in tex
     )
+
+
+def test_report_of_a_run_in_progress_lists_the_trials_not_started(tmp_path: Path) -> None:
+    # a run published while going (docs/results): its config.json plans 3 strategies x 3
+    # seeds; random and entropy finished seed 0 (entropy's seed 1 is at round 0), fishermask
+    # has no row
+    _write_run(tmp_path / "r", {"random": [[0.3, 0.4]], "entropy": [[0.3, 0.5], [0.3]]})
+    config = {
+        "config": {
+            "strategies": [
+                {"name": "random", "options": {}, "label": ""},
+                {"name": "entropy", "options": {}, "label": ""},
+                {"name": "fishermask", "options": {}, "label": "fm"},
+            ],
+            "seeds": [0, 1, 2],
+        }
+    }
+    (tmp_path / "r/config.json").write_text(json.dumps(config))
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep/report.md").read_text()
+    assert (
+        "Still running (only seeds that finished every round are counted above): random (1 of "
+        "3 seeds finished), entropy (1 of 3 seeds finished), fm (0 of 3 seeds finished)."
+    ) in md
+    # the method is planned, not missing: its comparison comes with its first finished seed
+    assert "No paired comparison yet: fm has no seed that finished every round." in md
+    entry = json.loads((tmp_path / "rep/report.json").read_text())[0]
+    assert entry["incomplete"]["fm"] == {"finished_seeds": 0, "seeds": 3}
+    # without a config.json only the trials with rows are known (as before)
+    (tmp_path / "r/config.json").unlink()
+    CliRunner().invoke(app, ["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep2")])
+    md = (tmp_path / "rep2/report.md").read_text()
+    assert "entropy (1 of 2 seeds finished)." in md and "fm" not in md

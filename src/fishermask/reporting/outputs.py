@@ -62,6 +62,19 @@ def run_title(run_dir: Path) -> str:
     return run_dir.name
 
 
+def planned_trials(run_dir: Path) -> tuple[list[str], list[int]] | None:
+    """The strategies (labels, else names) and seeds a run's ``config.json`` plans, or None
+    without a readable one: a run published while still going lists what it has not
+    started yet from it."""
+    path = Path(run_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())["config"]
+        strategies = [str(x.get("label") or x["name"]) for x in config["strategies"]]
+        return strategies, [int(seed) for seed in config["seeds"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def strategy_names(run_dir: Path) -> dict[str, str]:
     """``label -> strategy name`` from a run's ``config.json`` (empty without one)."""
     path = Path(run_dir) / "config.json"

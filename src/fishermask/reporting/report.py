@@ -40,7 +40,7 @@ from fishermask.reporting.latex import (  # noqa: E402
     round_zero_latex,
     summary_latex,
 )
-from fishermask.reporting.outputs import run_title, strategy_names  # noqa: E402
+from fishermask.reporting.outputs import planned_trials, run_title, strategy_names  # noqa: E402
 from fishermask.reporting.plots import (  # noqa: E402
     PAPER_FONTS,
     VECTOR_FORMATS,
@@ -338,8 +338,9 @@ def build_report(
         )
         write_text_atomic(out / f"{stem}_curves.csv", curves_csv(rows))  # the figure's numbers
         summary = summarize(rows)
+        pending = incomplete(rows, planned_trials(d))
         if latex:
-            tex = summary_latex(summary, title, pending=incomplete(rows))
+            tex = summary_latex(summary, title, pending=pending)
             write_text_atomic(out / f"{stem}_summary.tex", tex)
         md += [
             f"## {title}",
@@ -350,7 +351,6 @@ def build_report(
             "",
             summary_markdown(summary),
         ]
-        pending = incomplete(rows)
         if pending:
             md += [
                 "Still running (only seeds that finished every round are counted above): "

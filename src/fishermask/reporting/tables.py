@@ -48,14 +48,25 @@ def _by_trial(rows: list[dict[str, Any]], metric: str) -> tuple[dict, int]:
     return by, full
 
 
-def incomplete(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
-    """Strategies with a seed that has not finished every round: ``(complete, all)`` seeds."""
+def incomplete(
+    rows: list[dict[str, Any]], plan: tuple[list[str], list[int]] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Strategies with a seed that has not finished every round: ``(complete, all)`` seeds.
+
+    ``plan``: the run's ``(strategies, seeds)`` as its ``config.json`` lists them
+    (:func:`~fishermask.reporting.outputs.planned_trials`); then the trials not started yet
+    count too (a strategy none of whose trials has a row is listed with 0 finished), in the
+    plan's order. Without one, only the trials with rows are known."""
     by, full = _by_trial(rows, "accuracy")
+    planned_strategies, planned_seeds = plan if plan is not None else ([], [])
+    order = list(dict.fromkeys([*planned_strategies, *by]))
     out = {}
-    for strat, seeds in by.items():
+    for strat in order:
+        seeds = by.get(strat, {})
         done = sum(len(t) == full for t in seeds.values())
-        if done < len(seeds):
-            out[strat] = (done, len(seeds))
+        n = len(set(seeds) | set(planned_seeds))
+        if done < n:
+            out[strat] = (done, n)
     return out
 
 
