@@ -257,6 +257,15 @@ def test_recipe_flags_reach_the_config(tmp_path: Path) -> None:
     assert "; 1 strategy x 1 seed x 2 rounds -> " in res.output  # it said "1 strategies x 1 seeds"
 
 
+def test_a_misspelt_name_is_suggested(tmp_path: Path) -> None:
+    base = ["--dataset", "digits", "--seeds", "1", "--no-progress"]
+    _fails([*base, "-s", "entrpy"], tmp_path, "supported: ", "; did you mean 'entropy'?")
+    _fails([*base, "--model", "resnt18"], tmp_path, "linear; did you mean 'resnet18'?")
+    _fails([*base, "-s", "fishermask:sparsty=0.01"], tmp_path, "did you mean 'sparsity'?")
+    _fails([*base, "--preset", "setting3"], tmp_path, "did you mean 'setting1' or 'setting2'?")
+    _fails([*base[2:], "--dataset", "mnst5k"], tmp_path, "did you mean 'mnist5k'?")
+
+
 def test_bad_milestones_is_one_line(tmp_path: Path) -> None:
     res = runner.invoke(app, ["run", "--milestones", "80,x", "--out", str(tmp_path / "r")])
     assert res.exit_code == 2

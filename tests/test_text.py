@@ -41,3 +41,20 @@ def test_the_writer_escapes_every_cell_and_csv_reads_them_back():
         ["=cmd.png", "-neg"],
         ["ok.png", "-1"],
     ]
+
+
+def test_a_misspelt_name_is_suggested_and_a_far_one_is_not():
+    from fishermask.text import did_you_mean, suggestion
+
+    said = "Unknown strategy 'entrpy'; supported: random, entropy."
+    assert did_you_mean(said, "entrpy", ["random", "entropy"]) == (
+        "Unknown strategy 'entrpy'; supported: random, entropy; did you mean 'entropy'?"
+    )
+    assert did_you_mean(said, "qqq", ["random", "entropy"]) == said  # nothing close
+    # equally close: all, in the choices' order; several names: each with its guess
+    assert suggestion("setting3", ["setting1", "setting2"]) == (
+        "did you mean 'setting1' or 'setting2'?"
+    )
+    assert suggestion(["widht", "zzz", "dpeth"], ["depth", "width", "lr"]) == (
+        "did you mean 'width' for 'widht', 'depth' for 'dpeth'?"
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fishermask.text import did_you_mean
+
 
 class FishermaskError(Exception):
     """An error caused by the user's input or configuration (one-line message)."""
@@ -31,8 +33,13 @@ def check_positive(name: str, value: int, *, allow_zero: bool = False) -> int:
 
 
 def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise naming them all."""
+    """Return ``value`` if it is one of ``choices``, else raise naming them all (and the
+    close ones: "did you mean")."""
     choices = list(choices)
     if value not in choices:
-        raise ConfigError(f"Unknown {name} {value!r}; supported: {', '.join(choices)}.")
+        raise ConfigError(
+            did_you_mean(
+                f"Unknown {name} {value!r}; supported: {', '.join(choices)}.", value, choices
+            )
+        )
     return value

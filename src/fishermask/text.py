@@ -1,10 +1,11 @@
-"""Safe names made from free text (strategy labels, class names, paths), and CSV cells
-a spreadsheet shows as text."""
+"""Safe names made from free text (strategy labels, class names, paths), CSV cells a
+spreadsheet shows as text, and the "did you mean" of a refused name."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+import difflib
+from collections.abc import Iterable, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -93,3 +94,39 @@ def utc_clock(t: float, now: float | None = None) -> str:
     then = time.gmtime(t)
     today = time.gmtime(time.time() if now is None else now)
     return time.strftime("%H:%M UTC" if then[:3] == today[:3] else "%Y-%m-%d %H:%M UTC", then)
+
+
+def suggestion(names: str | Sequence[str], choices: Iterable[str]) -> str:
+    """``did you mean 'entropy'?`` when a refused name of ``names`` is close to one of
+    ``choices`` (:func:`difflib.get_close_matches`), else ``""``.
+
+    Equally close choices are all named (``did you mean 'setting1' or 'setting2'?``); with
+    several refused names each close one is named with its guess (``did you mean 'width' for
+    'widht', 'depth' for 'dpeth'?``).
+    """
+
+    def ratio(choice: str, name: str) -> float:  # as get_close_matches scores it
+        return difflib.SequenceMatcher(None, choice, name).ratio()
+
+    refused = [names] if isinstance(names, str) else list(names)
+    known = [c for c in choices if c not in refused]  # in their order: ties named so
+    guesses = []
+    for name in refused:
+        close = difflib.get_close_matches(name, known, n=3)
+        if close:
+            best = ratio(close[0], name)
+            tied = [c for c in known if c in close and ratio(c, name) == best]
+            guess = " or ".join(repr(c) for c in tied)
+            guesses.append(guess if len(refused) == 1 else f"{guess} for {name!r}")
+    return f"did you mean {', '.join(guesses)}?" if guesses else ""
+
+
+def did_you_mean(message: str, names: str | Sequence[str], choices: Iterable[str]) -> str:
+    """``message`` (a refusal of ``names``, ending in ``.``) with its :func:`suggestion` in
+    place of the final ``.``; ``message`` unchanged when no choice is close.
+
+    ``"Unknown strategy 'entrpy'; supported: random, entropy."`` becomes ``"Unknown strategy
+    'entrpy'; supported: random, entropy; did you mean 'entropy'?"``.
+    """
+    hint = suggestion(names, choices)
+    return f"{message.rstrip().removesuffix('.')}; {hint}" if hint else message

@@ -84,6 +84,8 @@ def test_errors(synthetic):
         ConfigError, match="Unknown preset 'setting3'; supported: setting1, setting2"
     ):
         apply_preset(ds, "setting3")
+    with pytest.raises(ConfigError, match=r"setting2; did you mean 'setting1' or 'setting2'\?$"):
+        apply_preset(ds, "setting3")
     with pytest.raises(ConfigError, match="both preset 'setting1' and class_counts"):
         apply_preset(ds, "setting1", class_counts=[1])
     with pytest.raises(DataError, match="preset setting2 needs 10 classes but synthetic has 4"):

@@ -36,6 +36,11 @@ def test_unknown_name():
     msg = str(err.value)
     assert "no data set 'cifar10'" in msg and "mnist5k, digits" in msg
     assert ".tar.gz" in msg and "CIFAR-10" in msg and "IDX" in msg and ".npz" in msg
+    assert "did you mean" not in msg  # nothing close
+    with pytest.raises(DataError, match=r"\.\.\.\); did you mean 'mnist5k'\?$"):
+        load_dataset("mnst5k")
+    with pytest.raises(DataError, match=r"\.\.\.\)\.$"):  # a path is no misspelt name
+        load_dataset("data/mnst5k")
 
 
 def test_unrecognised_path(tmp_path):

@@ -56,6 +56,8 @@ def test_unknown_keys_and_duplicates() -> None:
         ExperimentConfig.from_dict({"model": {"widht": 1}})
     with pytest.raises(ConfigError, match=r"Unknown key\(s\) foo in \[experiment\]"):
         ExperimentConfig.from_dict({"foo": 1})
+    with pytest.raises(ConfigError, match=r"known: .*; did you mean 'width' for 'widht'\?$"):
+        ExperimentConfig.from_dict({"model": {"widht": 1, "zzz": 2}})
     with pytest.raises(ConfigError, match="appear twice"):
         ExperimentConfig.from_dict({"strategies": ["random", "random"]})
 
@@ -147,3 +149,14 @@ def test_a_yaml_syntax_error_says_where_and_what(tmp_path, text: str, expected: 
         read_config_file(path)
     assert str(e.value).startswith(f"Cannot parse config file {path}: {expected}"), str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_misspelt_profile_is_suggested(tmp_path) -> None:
+    from fishermask.experiments.config import read_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text("profiles: {fast: {rounds: 1}, cpu: {rounds: 2}}\n")
+    with pytest.raises(ConfigError, match=r"its profiles: fast, cpu; did you mean 'fast'\?$"):
+        read_config_file(path, "fsat")
+    with pytest.raises(ConfigError, match=r"its profiles: fast, cpu\.$"):  # nothing close
+        read_config_file(path, "gpu4")

@@ -38,6 +38,8 @@ def test_forward_features(name: str, shape: tuple[int, int, int]) -> None:
 def test_unknown_model() -> None:
     with pytest.raises(ConfigError, match="Unknown model 'vgg'; supported: resnet18, cnn, mlp"):
         build_model("vgg", 10)
+    with pytest.raises(ConfigError, match=r"linear; did you mean 'resnet18'\?$"):
+        build_model("resnt18", 10)
 
 
 def _width(name: str) -> float:

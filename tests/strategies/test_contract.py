@@ -86,6 +86,13 @@ def test_unknown_strategy_and_option() -> None:
         strategies.get("random", foo=1)
 
 
+def test_a_misspelt_strategy_or_option_is_suggested() -> None:
+    with pytest.raises(ConfigError, match=r"supported: .*typiclust; did you mean 'entropy'\?$"):
+        strategies.get("entrpy")
+    with pytest.raises(ConfigError, match=r"its options: .*; did you mean 'sparsity'\?$"):
+        strategies.get("fishermask", sparsty=0.01)
+
+
 def test_option_values_are_coerced() -> None:
     s = strategies.get("fishermask", k="1500", lam="2")
     assert (s.k, s.lam) == (1500, 2.0)

@@ -25,6 +25,7 @@ import torch
 
 from fishermask.data.base import ImageDataset
 from fishermask.errors import ConfigError, DataError
+from fishermask.text import did_you_mean
 
 #: Preset name -> train images per class (classes past the tuple are dropped).
 PRESETS: dict[str, tuple[int, ...]] = {
@@ -53,7 +54,11 @@ def apply_preset(
         return ds
     if preset is not None:
         if preset not in PRESETS:
-            raise ConfigError(f"Unknown preset {preset!r}; supported: {', '.join(PRESETS)}.")
+            raise ConfigError(
+                did_you_mean(
+                    f"Unknown preset {preset!r}; supported: {', '.join(PRESETS)}.", preset, PRESETS
+                )
+            )
         counts, what = PRESETS[preset], f"preset {preset}"
     else:
         counts, what = _check_counts(class_counts), "class_counts"  # type: ignore[arg-type]

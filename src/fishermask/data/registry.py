@@ -36,6 +36,7 @@ from fishermask.data.idx import find_idx_dir, idx_files, load_idx
 from fishermask.data.images import ImageSize, check_image_size
 from fishermask.data.npz import load_npz
 from fishermask.errors import DataError
+from fishermask.text import did_you_mean
 
 Loader = Callable[[Path, "ImageSize | None", bool], ImageDataset]
 
@@ -139,8 +140,12 @@ def load_dataset(
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(
-            f"no data set {str(source)!r}: not an embedded name nor an existing path; "
-            f"accepted: {_ACCEPTED}."
+            did_you_mean(
+                f"no data set {str(source)!r}: not an embedded name nor an existing path; "
+                f"accepted: {_ACCEPTED}.",
+                str(source),
+                DATASETS if path.name == str(source) else (),  # a path is no misspelt name
+            )
         )
     fmt = detect_format(path)
     if not fmt.always_cache and size is None:

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import yaml
 
 from fishermask.errors import ConfigError, check_positive
+from fishermask.text import did_you_mean
 from fishermask.training.config import TrainConfig
 from fishermask.validation import Section
 
@@ -342,8 +343,12 @@ def _reject_unknown(section: str, raw: dict[str, Any], known: set[str]) -> None:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(
-            f"Unknown key(s) {', '.join(unknown)} in [{section}]; "
-            f"known: {', '.join(sorted(known))}."
+            did_you_mean(
+                f"Unknown key(s) {', '.join(unknown)} in [{section}]; "
+                f"known: {', '.join(sorted(known))}.",
+                unknown,
+                sorted(known),
+            )
         )
 
 
@@ -414,7 +419,11 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
     if profile is not None:
         if profile not in profiles:
             known = ", ".join(profiles) or "none"
-            raise ConfigError(f"Profile {profile!r} is not in {p}; its profiles: {known}.")
+            raise ConfigError(
+                did_you_mean(
+                    f"Profile {profile!r} is not in {p}; its profiles: {known}.", profile, profiles
+                )
+            )
         layers.append((f"{p} (profile {profile})", profiles[profile]))
         raw = deep_merge(raw, profiles[profile])
     check_stop_keys(layers)

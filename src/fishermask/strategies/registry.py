@@ -8,6 +8,7 @@ from typing import Any
 from fishermask.errors import ConfigError
 from fishermask.plugins import redefined
 from fishermask.strategies.base import Strategy
+from fishermask.text import did_you_mean
 from fishermask.validation import coerce_field
 
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -30,7 +31,11 @@ def available() -> list[str]:
 def strategy_class(name: str) -> type[Strategy]:
     """The registered class of strategy ``name``."""
     if name not in _REGISTRY:
-        raise ConfigError(f"Unknown strategy {name!r}; supported: {', '.join(_REGISTRY)}.")
+        raise ConfigError(
+            did_you_mean(
+                f"Unknown strategy {name!r}; supported: {', '.join(_REGISTRY)}.", name, _REGISTRY
+            )
+        )
     return _REGISTRY[name]
 
 
@@ -42,7 +47,12 @@ def get(name: str, **options: Any) -> Strategy:
     if unknown:
         known = ", ".join(fields) or "none"
         raise ConfigError(
-            f"Unknown option(s) {', '.join(unknown)} for strategy {name!r}; its options: {known}."
+            did_you_mean(
+                f"Unknown option(s) {', '.join(unknown)} for strategy {name!r}; "
+                f"its options: {known}.",
+                unknown,
+                fields,
+            )
         )
     coerced = {k: coerce_field(cls, k, v, f"{name}:{k}") for k, v in options.items()}
     return cls(**coerced)
