@@ -163,3 +163,33 @@ def test_a_project_made_before_label_config_is_upgraded(project):
     assert p.store.rounds()[-1]["settings"] == {}
     assert p.configure(batch=5) == {"batch": [6, 5]}
     assert p.run_round(train_model=False)["settings"]["batch"] == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["config", "--strategy", "entrpy"], "typiclust; did you mean 'entropy'? A strategy of"),
+        (["config", "--strategy", "fishermask:sparsty=1"], "did you mean 'sparsity'?"),
+        (["config", "--model", "resnt18"], "linear; did you mean 'resnet18'? A model of"),
+        (["config", "--remove-class", "bleu"], "(red, green, blue); did you mean 'blue'?"),
+        (["config", "--rename-class", "gren=lime"], "(red, green, blue); did you mean 'green'?"),
+        (["status", "--list", "unsur"], "copies or rounds; did you mean 'unsure'?"),
+    ],
+)
+def test_a_misspelt_name_is_suggested(project, args, message):
+    before = _db(project)
+    r = _run(args[0], project.dir, *args[1:])
+    assert r.exit_code == 2, r.output
+    assert message in " ".join(r.stderr.split()), r.stderr
+    assert _db(project) == before
+
+
+def test_a_misspelt_class_in_a_csv_of_labels_is_suggested(project):
+    (project.dir / "x.csv").write_text("path,label\nred/000.png,gren\nred/001.png,pink\n")
+    r = _run("add", project.dir, project.dir / "x.csv")
+    assert r.exit_code == 2, r.output
+    line = " ".join(r.stderr.split())
+    assert "row 1: label 'gren' is not one of red, green, blue (did you mean 'green'?);" in line
+    assert "row 2: label 'pink' is not one of red, green, blue; nothing was written." in line
+    with pytest.raises(ConfigError, match=r"red, green, blue; did you mean 'green'\?$"):
+        project.class_id("gren")

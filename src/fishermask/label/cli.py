@@ -14,7 +14,7 @@ from fishermask.cli_help import APP_SETTINGS
 from fishermask.errors import ConfigError, FishermaskError
 from fishermask.label.check import FOLDS
 from fishermask.label.store import RoundBusy
-from fishermask.text import utc_iso
+from fishermask.text import did_you_mean, utc_iso
 
 label_app = typer.Typer(
     add_completion=False,
@@ -952,8 +952,12 @@ def status(
         bad = [w for w in words if w not in ("skipped", "skip", "unsure", *alone)]
         if bad:
             _fail(
-                f"--list {bad[0]!r}: use skipped, unsure (or skipped,unsure), disagreements, "
-                "labeled, copies or rounds."
+                did_you_mean(
+                    f"--list {bad[0]!r}: use skipped, unsure (or skipped,unsure), disagreements, "
+                    "labeled, copies or rounds.",
+                    bad[0],
+                    ("skipped", "unsure", *alone),
+                )
             )
         single = next((w for w in alone if w in words), None)
         if single is not None and list_ != single:

@@ -61,7 +61,7 @@ from fishermask.label.store import (
     Store,
     pid_alive,
 )
-from fishermask.text import SpreadsheetCsv, spreadsheet_unsafe, utc_iso
+from fishermask.text import SpreadsheetCsv, did_you_mean, spreadsheet_unsafe, suggestion, utc_iso
 
 # torch, the models, training and strategies are imported where they are used: the commands
 # that never touch a model (label status, add, export csv, ...) start without torch
@@ -300,10 +300,14 @@ def parse_class_changes(
         ]
         if not olds:
             gone = [n for n in removed if entry.startswith(n + "=")]
-            raise ConfigError(
+            said = (
                 f"--rename-class {entry!r}: give OLD=NEW with OLD one of the project's classes "
                 f"({', '.join(live)})"
-                + (f"; class {gone[0]!r} was removed (--remove-class)." if gone else ".")
+            )
+            raise ConfigError(
+                f"{said}; class {gone[0]!r} was removed (--remove-class)."
+                if gone
+                else did_you_mean(f"{said}.", entry.partition("=")[0].strip(), live)
             )
         if len(olds) > 1:
             raise ConfigError(
@@ -367,7 +371,9 @@ def parse_set_aside(names: Sequence[str], what: str) -> list[str]:
     words = {"unsure": "unsure", "skipped": "skip", "skip": "skip"}
     bad = [n for n in names if n not in words]
     if bad:
-        raise ConfigError(f"{what} {bad[0]!r}: use skipped or unsure (or both).")
+        raise ConfigError(
+            did_you_mean(f"{what} {bad[0]!r}: use skipped or unsure (or both).", bad[0], words)
+        )
     chosen = {words[n] for n in names}
     return [k for k in SET_ASIDE if k in chosen]
 
@@ -415,7 +421,11 @@ def parse_strategy(
     spec = StrategySpec.parse(text)
     if spec.name not in strategies.available():
         raise ConfigError(
-            f"Unknown strategy {spec.name!r}; supported: {', '.join(strategies.available())}."
+            did_you_mean(
+                f"Unknown strategy {spec.name!r}; supported: {', '.join(strategies.available())}.",
+                spec.name,
+                strategies.available(),
+            )
             + label_imports.not_registered("strategy", spec.name, imports)
         )
     strategies.get(spec.name, **spec.options)  # unknown options raise here
@@ -456,7 +466,11 @@ def check_changeable(
 
     if model not in available_models():
         raise ConfigError(
-            f"Unknown model {model!r}; supported: {', '.join(available_models())}."
+            did_you_mean(
+                f"Unknown model {model!r}; supported: {', '.join(available_models())}.",
+                model,
+                available_models(),
+            )
             + label_imports.not_registered("model", model, imports)
         )
     if not width > 0:
@@ -1095,10 +1109,13 @@ class Project:
     def class_id(self, name: str) -> int:
         """The id of the current class ``name`` (a removed class is refused, named so)."""
         if name not in self.current_classes:
-            raise ConfigError(
+            said = (
                 f"label {name!r} is not one of the project's classes: "
                 f"{', '.join(self.current_classes)}"
-                f"{self.renamed_hint(name)}{self.removed_hint(name)}."
+            )
+            hint = self.renamed_hint(name) + self.removed_hint(name)
+            raise ConfigError(
+                f"{said}{hint}." if hint else did_you_mean(f"{said}.", name, self.current_classes)
             )
         return self.classes.index(name)
 
@@ -1629,10 +1646,12 @@ class Project:
                 unknown = True
                 continue
             if label not in self.current_classes:
+                hint = self.renamed_hint(label) + self.removed_hint(label)
+                if not hint and (guess := suggestion(label, self.current_classes)):
+                    hint = f" ({guess})"
                 errors.append(
                     f"row {i}: label {label!r} is not one of {', '.join(self.current_classes)}"
-                    + self.renamed_hint(label)
-                    + self.removed_hint(label)
+                    + hint
                 )
                 continue
             cid = self.classes.index(label)

@@ -66,6 +66,7 @@ from typing import Any
 
 from fishermask.errors import ConfigError, DataError
 from fishermask.label.team import OWNER
+from fishermask.text import did_you_mean
 
 DB_NAME = "project.sqlite"
 SCHEMA_VERSION = 4
@@ -688,10 +689,13 @@ class Store:
         for name in names:
             r = by_name.get(name)
             if r is None or r["removed"] is not None:
-                was = " (it was removed already)" if r is not None else ""
+                said = (
+                    f"--remove-class {name!r}: not one of the project's classes ({', '.join(live)})"
+                )
                 raise ConfigError(
-                    f"--remove-class {name!r}: not one of the project's classes "
-                    f"({', '.join(live)}){was}."
+                    f"{said} (it was removed already)."
+                    if r is not None
+                    else did_you_mean(f"{said}.", name, live)
                 )
             n = per_class.get(r["id"], 0)
             if n:
