@@ -261,8 +261,8 @@ def test_report_refuses_an_unknown_method(tmp_path: Path) -> None:
     res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--method", "entropi")
     assert res.exit_code == 2, res.output
     assert res.stderr.startswith("error: --method entropi: no such strategy in this run;")
-    assert "choose from random, entropy." in res.stderr and len(res.stderr.splitlines()) == 1
-    assert not (tmp_path / "rep").exists()
+    assert "choose from random, entropy; did you mean 'entropy'?" in res.stderr
+    assert len(res.stderr.splitlines()) == 1 and not (tmp_path / "rep").exists()
     # a known one, a strategy's name for its labelled variant, or a method that only some of
     # the runs have: fine
     _write_run(tmp_path / "s2", {"random": [[0.3, 0.4]], "lplgrad-joint": [[0.3, 0.5]]})
@@ -729,7 +729,10 @@ def test_report_refuses_an_unknown_figure_format_before_writing(tmp_path: Path) 
     res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--format", "eps")
     assert res.exit_code == 2
     assert "--format eps" in res.stderr and "pdf, svg" in res.stderr
+    assert "did you mean" not in res.stderr  # nothing close
     assert not (tmp_path / "rep").exists()
+    res = _report(tmp_path / "s1", "--out", tmp_path / "rep", "--format", "sgv")
+    assert res.exit_code == 2 and "(PNG is always written); did you mean 'svg'?" in res.stderr
 
 
 def test_report_latex_tables_are_booktabs_with_the_report_numbers(tmp_path: Path) -> None:

@@ -170,7 +170,8 @@ def test_predict_refusals_are_one_line_and_write_nothing(trained, tmp_path, fold
         (("--min-prob", "1.5"), "--min-prob 1.5: a probability"),
         (("--top", "0"), "--top 0: must be an integer >= 1"),
         (("--top", "4"), "--top 4: the project has 3 classes"),
-        (("--format", "xml"), "--format 'xml': use csv or json"),
+        (("--format", "xml"), "--format 'xml': use csv or json."),
+        (("--format", "jsno"), "--format 'jsno': use csv or json; did you mean 'json'?"),
         (("--out", tmp_path), "is a folder; give a file name"),
     ):
         r = _run("predict", proj, *args, "--no-progress")

@@ -171,7 +171,8 @@ def test_status_list_bad_input_is_one_line(project):
             "copies or rounds.",
         ),
         (["--format", "json"], "--format json applies to --list"),
-        (["--list", "unsure", "--format", "xml"], "--format 'xml': use csv or json"),
+        (["--list", "unsure", "--format", "xml"], "--format 'xml': use csv or json."),
+        (["--list", "unsure", "--format", "cvs"], "--format 'cvs': use csv or json; did you mean"),
     ):
         r = _run("status", project.dir, *args)
         assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1

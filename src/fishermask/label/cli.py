@@ -34,6 +34,12 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _check_format(format: str | None) -> None:
+    """Refuse a ``--format`` of a listing other than csv or json (None: not given)."""
+    if format is not None and format not in ("csv", "json"):
+        _fail(did_you_mean(f"--format {format!r}: use csv or json.", format, ("csv", "json")))
+
+
 def _say(message: str) -> None:
     err.print(message, highlight=False, soft_wrap=True)
 
@@ -444,8 +450,7 @@ def next_batch(
 
     if out is not None and str(out) == "-":
         out = None  # standard output, as without --out
-    if format not in ("csv", "json"):
-        _fail(f"--format {format!r}: use csv or json.")
+    _check_format(format)
     if n is not None and n < 1:
         _fail(f"--n {n}: must be >= 1.")
     p = None
@@ -690,8 +695,7 @@ def check_cmd(
 
     if out is not None and str(out) == "-":
         out = None  # standard output, as without --out
-    if format not in ("csv", "json"):
-        _fail(f"--format {format!r}: use csv or json.")
+    _check_format(format)
     p = None
     try:
         if out is not None:
@@ -942,8 +946,7 @@ def status(
     """Counts (skipped and unsure: the images whose latest action is so; per annotator; the disagreements between annotators), the latest round and its accuracy, as JSON; or, with --list, the images skipped or unsure, the disagreements, or the labeled images (likely mistakes first)."""
     if format is not None and list_ is None:
         _fail(f"--format {format} applies to --list; add e.g. --list unsure.")
-    if format not in (None, "csv", "json"):
-        _fail(f"--format {format!r}: use csv or json.")
+    _check_format(format)
     try:
         from fishermask.label.project import parse_set_aside
 
@@ -1426,8 +1429,7 @@ def predict_cmd(
 
     if out is not None and str(out) == "-":
         out = None  # standard output, as without --out
-    if format not in ("csv", "json"):
-        _fail(f"--format {format!r}: use csv or json.")
+    _check_format(format)
     try:
         check_options(images, min_prob, top)
         if out is not None:

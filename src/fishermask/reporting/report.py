@@ -54,7 +54,7 @@ from fishermask.reporting.tables import (  # noqa: E402
     summarize,
     summary_markdown,
 )
-from fishermask.text import slug  # noqa: E402
+from fishermask.text import did_you_mean, slug  # noqa: E402
 
 
 def mask_profiles(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -169,9 +169,13 @@ def check_methods(
     if unknown:
         known = list(dict.fromkeys([*labels, *(names[s] for s in labels if s in names)]))
         raise DataError(
-            f"--method {', '.join(unknown)}: no such strategy in "
-            f"{'this run' if len(run_dirs) == 1 else 'these runs'}; "
-            f"choose from {', '.join(known)}."
+            did_you_mean(
+                f"--method {', '.join(unknown)}: no such strategy in "
+                f"{'this run' if len(run_dirs) == 1 else 'these runs'}; "
+                f"choose from {', '.join(known)}.",
+                unknown,
+                known,
+            )
         )
 
 
@@ -298,8 +302,12 @@ def build_report(
     bad = [f for f in formats if f not in VECTOR_FORMATS]
     if bad:
         raise DataError(
-            f"--format {', '.join(bad)}: not a figure format fishermask writes; choose from "
-            f"{', '.join(VECTOR_FORMATS)} (PNG is always written)."
+            did_you_mean(
+                f"--format {', '.join(bad)}: not a figure format fishermask writes; choose "
+                f"from {', '.join(VECTOR_FORMATS)} (PNG is always written).",
+                bad,
+                VECTOR_FORMATS,
+            )
         )
     formats = tuple(dict.fromkeys(formats))
     out = Path(out)
