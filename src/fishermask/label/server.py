@@ -1108,8 +1108,8 @@ def run_server(
         )
     if preview_cache_mb < 0:
         raise ConfigError(
-            f"--preview-cache-mb {preview_cache_mb}: must be >= 0 (0 keeps no preview on disk "
-            f"beyond the last one made; default {thumbs.MAX_BYTES // 2**20})."
+            f"--preview-cache-mb {preview_cache_mb}: must be >= 0 (0 keeps no preview on disk: "
+            f"each is made again when shown; default {thumbs.MAX_BYTES // 2**20})."
         )
     # before anything is read, written or bound: a second server of the project is refused
     # with nothing started (its bind would otherwise fail first, on the same --port, with
