@@ -545,6 +545,33 @@ def test_an_existing_run_takes_more_seeds_and_strategies_not_fewer_or_changed(
     assert check_run_dir(exp([0, 1, 2], ["random", fm, "entropy"]), tmp_path) is None
 
 
+def test_a_recorded_strategy_written_another_way_is_the_same_strategy(tmp_path: Path) -> None:
+    """Its options spelled out at their defaults, or its name given as its label, resume (or
+    extend) the run: the trials are the same. It said the strategy had changed and asked for
+    a variant under a label of its own."""
+    from fishermask.errors import ConfigError
+    from fishermask.experiments.runner import Extension, check_run_dir, open_run_dir
+
+    def exp(strategies: list[str], seeds: tuple[int, ...] = (0,)) -> Experiment:
+        raw = {**SMALL, "seeds": list(seeds), "strategies": strategies}
+        return Experiment.prepare(ExperimentConfig.from_dict(raw))
+
+    open_run_dir(exp(["random", "fishermask"]), tmp_path)
+    before = (tmp_path / "config.json").read_text()
+    default = json.loads(before)["strategy_options"]["fishermask"]["sparsity"]
+    same = ["random:label=random", f"fishermask:sparsity={default}"]
+    assert check_run_dir(exp(same), tmp_path) is None
+    assert open_run_dir(exp(same), tmp_path) is None
+    assert (tmp_path / "config.json").read_text() == before
+    assert check_run_dir(exp([*same, "entropy"], (0, 1)), tmp_path) == Extension(
+        seeds=(1,), strategies=("entropy",)
+    )
+    with pytest.raises(ConfigError, match="a recorded strategy cannot change"):
+        check_run_dir(exp(["random", f"fishermask:sparsity={default * 2}"]), tmp_path)
+    with pytest.raises(ConfigError, match="a recorded strategy cannot change"):
+        check_run_dir(exp(["fishermask:label=random", "random:label=fishermask"]), tmp_path)
+
+
 def test_resuming_a_run_made_before_confusion_matrices_says_so_once(tmp_path: Path) -> None:
     res = _cli_run(tmp_path, "--rounds", "1")
     assert res.exit_code == 0, res.output

@@ -98,13 +98,15 @@ def check_run_dir(
       run, exactly (every draw is seeded by ``(seed, round, purpose)`` and no setting depends
       on the number of rounds), and the trials continue from them;
     - more seeds (every recorded seed still there, new ones anywhere in the list);
-    - more strategies (every recorded entry still there unchanged: name, options, label).
+    - more strategies (every recorded entry still there unchanged: name, options, label;
+      an entry written another way is the same: ``fishermask:sparsity=0.002`` for a recorded
+      ``fishermask`` whose default that is, or ``entropy:label=entropy`` for ``entropy``).
 
     A trial's draws depend on its seed, round and purpose alone, its directory and the shared
     round-0 model of its seed are named by its strategy and seed, and results are sorted by
     them: the finished trials are those of the larger run, and the new ones run as in it.
-    Returns ``None`` for the same run (also given another way: ``rounds`` for ``budget``, or
-    the lists in another order).
+    Returns ``None`` for the same run (also given another way: ``rounds`` for ``budget``, the
+    lists in another order, or a strategy's options at their defaults).
     """
     path = Path(out_dir) / "config.json"
     if not path.exists():
@@ -117,7 +119,9 @@ def check_run_dir(
     diff = _diff_keys(before, after)
     if set(diff) <= _SCHEDULE_KEYS | _TRIAL_KEYS:
         seeds = _added_seeds(out_dir, before["config"], after["config"])
-        strategies = _added_strategies(out_dir, before["config"], after["config"])
+        strategies = _added_strategies(
+            out_dir, before["config"], after["config"], _options(old), _options(meta)
+        )
         rounds = None
         if set(diff) & _SCHEDULE_KEYS:
             rounds = _longer_schedule(out_dir, old, meta, diff)
@@ -174,9 +178,28 @@ def _added_seeds(out_dir: Path, old: dict[str, Any], new: dict[str, Any]) -> tup
     return tuple(s for s in after if s not in before)
 
 
-def _added_strategies(out_dir: Path, old: dict[str, Any], new: dict[str, Any]) -> tuple[str, ...]:
+def _options(meta: dict[str, Any]) -> dict[str, Any]:
+    """``strategy key -> its options, defaults filled in`` as ``config.json`` records them
+    (read back through JSON, as written), or ``{}`` without them."""
+    try:
+        options = json.loads(json.dumps(meta.get("strategy_options") or {}))
+    except (TypeError, ValueError):
+        return {}
+    return options if isinstance(options, dict) else {}
+
+
+def _added_strategies(
+    out_dir: Path,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_options: dict[str, Any] | None = None,
+    new_options: dict[str, Any] | None = None,
+) -> tuple[str, ...]:
     """The strategy keys of ``new`` that ``old`` lacks; refuse a ``new`` that leaves out or
-    changes (name, options) a recorded strategy."""
+    changes (name, options) a recorded strategy. An entry written another way is the same
+    strategy: its options spelled out at their defaults, its name given as its label
+    (``old_options`` / ``new_options``: ``strategy_options`` of the two, defaults filled)."""
+    old_options, new_options = old_options or {}, new_options or {}
     try:
         before = {_key(s): s for s in old.get("strategies")}
     except (TypeError, AttributeError, KeyError):  # not a list of entries: compared as written
@@ -189,7 +212,9 @@ def _added_strategies(out_dir: Path, old: dict[str, Any], new: dict[str, Any]) -
                 "leaves out (a run takes more strategies, not fewer); pass every recorded "
                 "strategy with any new ones, or use a new --out."
             )
-        if after[key] != spec:
+        if after[key] != spec and not _same_strategy(
+            spec, after[key], old_options.get(key), new_options.get(key)
+        ):
             name = after[key]["name"]
             raise ConfigError(
                 f"{out_dir} holds strategy {key} as {_spec_text(spec)}; this command gives "
@@ -198,6 +223,16 @@ def _added_strategies(out_dir: Path, old: dict[str, Any], new: dict[str, Any]) -
                 f"{name}-2'), or use a new --out."
             )
     return tuple(key for key in after if key not in before)
+
+
+def _same_strategy(old: dict[str, Any], new: dict[str, Any], old_all: Any, new_all: Any) -> bool:
+    """Whether two entries of one key name the same strategy with the same options, defaults
+    filled in (``old_all`` / ``new_all``, as the strategies report them): every option either
+    entry gives must be among them, so a strategy that reports fewer is compared as written."""
+    if old["name"] != new["name"] or not isinstance(old_all, dict) or old_all != new_all:
+        return False
+    given = set(old.get("options") or {}) | set(new.get("options") or {})
+    return given <= set(old_all)
 
 
 def _key(spec: dict[str, Any]) -> str:
