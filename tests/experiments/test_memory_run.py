@@ -362,6 +362,33 @@ def test_a_strategy_registered_under_the_main_guard_with_workers_is_refused_befo
     assert not out.exists()
 
 
+def test_a_script_without_the_main_guard_with_workers_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """A script that defines a strategy and calls fishermask.run at its top level: the worker
+    that looks for the strategy (it imports the script) runs the call again and dies; the run
+    ended in a BrokenProcessPool traceback, 'terminated abruptly', without the fix."""
+    import os
+    import subprocess
+
+    script = tmp_path / "unguarded.py"
+    body = GUARDED_SCRIPT.replace('if __name__ == "__main__":\n', "if True:\n")
+    body = body.replace("    except fishermask.errors.ConfigError", "    except ValueError")
+    script.write_text(body)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    res = subprocess.run(
+        [sys.executable, str(script), str(out)], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("fishermask.errors.ConfigError: a worker process died as it imported")
+    assert last.endswith(
+        'put the run\'s call under `if __name__ == "__main__":`, or use workers=1.'
+    )
+    assert not out.exists()
+
+
 def test_code_in_a_script_with_the_ray_executor_is_refused_before_writing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

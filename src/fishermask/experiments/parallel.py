@@ -164,9 +164,16 @@ def check_workers_can_import(exp: Experiment, workers: int, executor: str) -> No
         )
     cfg = exp.config
     names = [s.name for s in cfg.strategies]
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as probe:
-        missing = probe.submit(_unregistered_here, list(cfg.imports), names, cfg.model.name)
-        missing = missing.result()
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as probe:
+            missing = probe.submit(_unregistered_here, list(cfg.imports), names, cfg.model.name)
+            missing = missing.result()
+    except BrokenProcessPool as e:  # the script ran the run again as the probe imported it
+        raise ConfigError(
+            f"a worker process died as it imported this script ({e}); worker processes import "
+            'the script anew: put the run\'s call under `if __name__ == "__main__":`, or use '
+            "workers=1."
+        ) from None
     if missing is not None:
         raise ConfigError(
             f"{missing} is defined or registered under this script's "
