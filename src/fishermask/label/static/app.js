@@ -28,6 +28,7 @@ const RESTARTED = "the labeling server no longer accepts this page's access toke
 let served = false;  // the server has accepted this page's token at least once
 let allSeen = false;  // every image is labeled, skipped or unsure (GET /api/status)
 let unsaved = null;  // the image whose save failed last (named until a save succeeds)
+let down = false;  // the last status poll found no server: said until a poll is answered
 let classesSeen = FM.classes.join("\n");  // the class names of the last status read
 
 // The access token travels in the Authorization header of every request (the API, images,
@@ -340,8 +341,17 @@ async function refreshStatus() {
   let s;
   try { s = await api("GET", "/api/status"); } catch (e) {
     // the poll must not hide that a save failed: say which image is still to save
+    down = e.message === DOWN;
     say(e.message + (unsaved ? ` \u2014 not saved: ${unsaved}` : ""), true, "both");
     return;
+  }
+  if (down) {
+    // `label serve` is back with this page's token (a fixed --token): "does not answer" would
+    // now be wrong, and would send the user to start a second server; the unsaved image is
+    // still named, as it is still to label
+    down = false;
+    say("the labeling server answers again" + (unsaved
+      ? ` \u2014 not saved: ${unsaved}: label it again` : ""), Boolean(unsaved), "both");
   }
   // `label config --add-class/--rename-class/--remove-class` since this page was loaded: its
   // class keys are the old ones (a label of a class renamed or removed since is refused,
