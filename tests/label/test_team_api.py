@@ -328,3 +328,22 @@ def test_the_commands_start_rounds_as_the_owner(project):
     p = Project(project.dir)
     assert [r["started_by"] for r in p.store.rounds()] == ["owner", "owner"]
     p.close()
+
+
+def test_next_batch_during_a_round_says_who_started_it_and_what_to_do(client):
+    """'Next batch' while a round trains answered only 'a retrain is already running (round
+    7)': on a team's page nothing said who started it, nor that its batch comes by itself."""
+    from tests.label.conftest import wait_for_round
+
+    r = client.post("/api/next", headers=client.as_["owner"])
+    assert r.status_code == 202, r.text
+    rid = r.json()["round_id"]
+    try:
+        r = client.post("/api/next", headers=client.as_["owner"])
+        assert r.status_code == 409
+        assert r.json()["error"] == (
+            f"a retrain is already running (round {rid}, started by owner); its batch comes "
+            "when it is done: keep labeling meanwhile"
+        )
+    finally:
+        assert wait_for_round(client)["round"]["status"] == "done"

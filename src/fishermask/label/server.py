@@ -780,6 +780,17 @@ def create_app(
             return _error(404, str(exc))
         return {"undo_id": undo_id, "undone": label_id}
 
+    def next_busy(round_id: int) -> JSONResponse:
+        """409 for "next batch" during a round: who started it (a team's pages are many) and
+        what to do, which the bare 'a retrain is already running (round 7)' did not say."""
+        r = project.store.round(round_id) or {}
+        who = f", started by {r['started_by']}" if r.get("started_by") else ""
+        return _error(
+            409,
+            f"a retrain is already running (round {round_id}{who}); its batch comes when it "
+            "is done: keep labeling meanwhile",
+        )
+
     @app.post("/api/next", status_code=202)
     def next_batch(request: Request) -> Any:
         who = request.state.annotator
@@ -787,7 +798,7 @@ def create_app(
             return refused
         worker.poll()
         if (running := project.store.running_round()) is not None:
-            return _error(409, f"a retrain is already running (round {running['id']})")
+            return next_busy(running["id"])
         try:
             # refused here, nothing started, rather than a round that fails in the worker
             project.check_intact()
@@ -800,7 +811,7 @@ def create_app(
         try:
             round_id = worker.start(team.name_of(who), require_batch_done=who is not None)
         except RoundBusy as busy:
-            return _error(409, f"a retrain is already running (round {busy.args[0]})")
+            return next_busy(busy.args[0])
         except CheckRunning as exc:  # `label check` trains its models meanwhile
             return _error(409, str(exc))
         except BatchNotDone as left:  # an image undone since the check above
