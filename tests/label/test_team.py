@@ -267,8 +267,11 @@ def test_disagreements_and_counts():
     [
         ("alice,,bob", "'' is not a name"),
         ("alice,al ice", "'al ice' is not a name"),
-        ("alice,Owner", "'owner' is the name of the owner's token"),
-        ("alice,bob,Alice", "names 'Alice' twice"),
+        ("alice,Owner", "'Owner' is the name of the owner's token"),
+        ("alice,bob,alice", "names 'alice' twice; name each once"),
+        # as typed: 'Alice' and 'alice', not the lower-case 'alice' named "twice"
+        ("Alice,alice", "names one annotator twice: 'Alice' and 'alice' \\(names are compared"),
+        ("alice,bob,Alice", "names one annotator twice: 'alice' and 'Alice'"),
         ("-x", "'-x' is not a name"),
     ],
 )

@@ -57,13 +57,21 @@ def parse_annotators(text: str) -> list[str]:
             )
         if n.lower() == OWNER:
             raise ConfigError(
-                f"--annotators {text!r}: {OWNER!r} is the name of the owner's token (the URL "
-                "printed first); name the annotators otherwise."
+                f"--annotators {text!r}: {n!r} is the name of the owner's token (the URL "
+                "printed first; names are compared ignoring case); name the annotators "
+                "otherwise."
             )
     seen = [n.lower() for n in names]
-    twice = next((n for i, n in enumerate(names) if seen.index(n.lower()) != i), None)
+    twice = next((i for i, n in enumerate(names) if seen.index(n.lower()) != i), None)
     if twice is not None:
-        raise ConfigError(f"--annotators {text!r} names {twice!r} twice.")
+        first = names[seen.index(seen[twice])]
+        if first == names[twice]:
+            raise ConfigError(f"--annotators {text!r} names {first!r} twice; name each once.")
+        raise ConfigError(
+            f"--annotators {text!r} names one annotator twice: {first!r} and "
+            f"{names[twice]!r} (names are compared ignoring case, as their records would be "
+            "mixed up otherwise); give each annotator a name of their own."
+        )
     return names
 
 
