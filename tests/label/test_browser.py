@@ -399,6 +399,8 @@ def test_a_server_restarted_with_a_new_token_is_said_as_such(project, browser):
 
         wait.until(lambda d: "probably restarted with a new token" in message(d))
         assert "open the URL that `fishermask label serve` printed" in message(browser)
+        # the owner's page; an annotator's says to ask the owner (test_browser_token.py)
+        assert "an annotator's page: give them the new URL" in message(browser)
         assert "missing or wrong access token" not in message(browser)
     finally:
         stop_server(proc)
@@ -921,6 +923,8 @@ def test_a_reload_with_a_token_the_server_no_longer_takes_says_so_and_leaves_no_
         why = browser.find_element(By.ID, "why").text
         assert why.startswith("the labeling server no longer accepts this tab's access token")
         assert "open the URL that `fishermask label serve` printed" in why
+        # the tab may be an annotator's, who has no such URL until the owner gives them one
+        assert "an annotator: ask the owner for your new link" in why
         assert (
             browser.execute_script("return sessionStorage.getItem('fishermask-label-token')")
             is None

@@ -22,9 +22,13 @@ const by = (who) => (FM.team && who ? ` \u2014 started by ${who === ME ? "you" :
 const DOWN = "the labeling server does not answer (stopped?): start `fishermask label serve` "
   + "again and open the URL it prints";
 // A 401 after the server had taken this page's token: `label serve` was restarted (each start
-// makes a new token unless given one), and the page holds the old one.
+// makes a new token unless given one), and the page holds the old one. The owner has the new
+// URLs (serve printed them); an annotator has none until the owner hands them their new link.
 const RESTARTED = "the labeling server no longer accepts this page's access token: it was "
-  + "probably restarted with a new token; open the URL that `fishermask label serve` printed";
+  + "probably restarted with a new token; " + (ME === "owner"
+    ? "open the URL that `fishermask label serve` printed (an annotator's page: give them "
+      + "the new URL it printed for them)"
+    : "ask the owner for your new link (`fishermask label serve` printed one for you)");
 let served = false;  // the server has accepted this page's token at least once
 let allSeen = false;  // every image is labeled, skipped or unsure (GET /api/status)
 let unsaved = null;  // the image whose save failed last (named until a save succeeds)

@@ -14,8 +14,9 @@
   } else if (token && tried === token) {
     try { sessionStorage.removeItem(KEY); } catch (e) { /* storage disabled */ }
     document.getElementById("why").textContent = "the labeling server no longer accepts this "
-      + "tab's access token: it was probably restarted with a new token; open the URL that "
-      + "`fishermask label serve` printed";
+      + "tab's access token: it was probably restarted with a new token; if you serve it, open "
+      + "the URL that `fishermask label serve` printed; an annotator: ask the owner for your "
+      + "new link";
   }
   // a token refused here stays out of the address bar (and so of bookmarks and links copied
   // from it), as the page takes out one it accepts
