@@ -186,3 +186,56 @@ def test_add_from_folders_leaves_copies_in_two_class_folders_unlabeled(tmp_path,
     assert (
         r.output.strip() == "labeled 0 images by their folder (24 in class folders; 24 already so)"
     )
+
+
+def test_many_sets_of_copies_in_two_class_folders_are_listed_up_to_a_cap(tmp_path):
+    """Every set was printed, one line each: thousands of lines for a large folder. The first
+    CONFLICTS_LISTED are, then one line with how many more and the file listing every set."""
+    from fishermask.label import project as lp
+
+    sets = [[(f"red/{k:03d}.png", "red"), (f"green/{k:03d}.png", "green")] for k in range(25)]
+    listing = tmp_path / "folder-conflicts.csv"
+    said = lp.folder_conflicts_said(sets, "proj", listing).splitlines()
+    assert "(25 set(s), the first 20 listed below)" in said[0], said[0]
+    assert len(said) == 1 + 20 + 1
+    assert said[20] == "  same bytes: red: red/019.png; green: green/019.png"
+    assert said[21] == (
+        f"  ... and 5 more set(s); every set is listed in {listing} (set,path,folder)"
+    )
+    rows = list(csv.reader(io.StringIO(listing.read_text())))
+    assert rows[0] == ["set", "path", "folder"] and len(rows) == 1 + 50
+    assert rows[-1] == ["25", "green/024.png", "green"]
+    # as few as the cap: all listed, and a listing of an earlier run (out of date) removed
+    said = lp.folder_conflicts_said(sets[:20], "proj", listing).splitlines()
+    assert "(20 set(s), listed below)" in said[0] and len(said) == 21
+    assert not listing.exists()
+
+
+def test_add_from_folders_caps_the_sets_it_lists(tmp_path, folder, monkeypatch):
+    """`label add --from-folders` with more sets than the cap (1 here): one listed, the rest
+    counted, and all written to PROJECT/folder-conflicts.csv."""
+    from fishermask.label import project as lp
+
+    monkeypatch.setattr(lp, "CONFLICTS_LISTED", 1)
+    proj = tmp_path / "proj"
+    assert _init(proj, folder).exit_code == 0
+    _copies(folder)
+    shutil.copyfile(folder / "blue" / "001.png", folder / "red" / "copy-d.png")
+    assert runner.invoke(app, ["label", "scan", str(proj), "--no-progress"]).exit_code == 0
+    r = runner.invoke(app, ["label", "add", str(proj), "--from-folders"])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert "(2 set(s), the first 1 listed below)" in lines[0], lines[0]
+    listing = proj / "folder-conflicts.csv"
+    assert lines[1:] == [
+        CONFLICT_LINE,
+        f"  ... and 1 more set(s); every set is listed in {listing} (set,path,folder)",
+    ]
+    assert listing.read_text().splitlines() == [
+        "set,path,folder",
+        "1,red/000.png,red",
+        "1,red/copy-a.png,red",
+        "1,green/copy-b.png,green",
+        "2,red/copy-d.png,red",
+        "2,blue/001.png,blue",
+    ]

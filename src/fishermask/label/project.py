@@ -127,28 +127,64 @@ def folder_conflicts(
     return sorted(out)
 
 
+#: The most sets of copies in two classes' folders a folder labeling lists in its output; the
+#: rest are counted, and all are written to :data:`CONFLICTS_FILE` (a folder of 100 000 photos
+#: with thousands of such copies printed thousands of lines).
+CONFLICTS_LISTED = 20
+#: Where every set of copies in two classes' folders is listed when they are more than
+#: :data:`CONFLICTS_LISTED`, relative to the project folder: ``set,path,folder`` rows.
+CONFLICTS_FILE = "folder-conflicts.csv"
+
+
 def folder_conflicts_said(
-    conflicts: Sequence[Sequence[tuple[str, str]]], project: str = "PROJECT"
+    conflicts: Sequence[Sequence[tuple[str, str]]],
+    project: str = "PROJECT",
+    listing: Path | None = None,
 ) -> str:
     """What :func:`folder_conflicts` found, to follow the line of a folder labeling: a clause
     saying they are not labeled and how to resolve it, then one indented line per set
-    (``  same bytes: red: red/1.png; green: green/copy.png``). Empty without conflicts."""
+    (``  same bytes: red: red/1.png; green: green/copy.png``), the first
+    :data:`CONFLICTS_LISTED` sets only, then ``  ... and N more sets``. ``listing``: the file
+    every set is written to (``set,path,folder`` CSV, atomically) when they are more, named in
+    the last line; removed when they are not (an earlier listing would be out of date). Empty
+    without conflicts."""
+    if listing is not None and len(conflicts) <= CONFLICTS_LISTED:
+        with contextlib.suppress(OSError):
+            listing.unlink(missing_ok=True)
     if not conflicts:
         return ""
     n = sum(len(g) for g in conflicts)
+    more = len(conflicts) - CONFLICTS_LISTED
+    listed = "listed below" if more <= 0 else f"the first {CONFLICTS_LISTED} listed below"
     said = (
         f"; {n} byte-for-byte copies in folders of different classes ({len(conflicts)} "
-        "set(s), listed below) contradict each other, so none is labeled by its folder: "
+        f"set(s), {listed}) contradict each other, so none is labeled by its folder: "
         "delete each wrong copy (then `fishermask label scan "
         f"{project} --forget-missing` and `fishermask label add {project} --from-folders`), "
         f"or give each set one class with `fishermask label add {project} labels.csv` (a "
         "path,label row per file)"
     )
-    for g in conflicts:
+    for g in conflicts[:CONFLICTS_LISTED]:
         by_class: dict[str, list[str]] = {}
         for path, c in g:
             by_class.setdefault(c, []).append(path)
         said += "\n  same bytes: " + "; ".join(f"{c}: {', '.join(q)}" for c, q in by_class.items())
+    if more > 0:
+        said += f"\n  ... and {more} more set(s)"
+        if listing is not None:
+            from fishermask.experiments.store import write_atomic
+
+            buf = io.StringIO()
+            w = SpreadsheetCsv(buf)
+            w.writerow(["set", "path", "folder"])
+            for k, g in enumerate(conflicts, start=1):
+                w.writerows([k, path, c] for path, c in g)
+            try:
+                write_atomic(listing, lambda f: f.write(buf.getvalue().encode()))
+            except OSError as exc:
+                said += f" (not written to {listing}: {exc.strerror or exc})"
+            else:
+                said += f"; every set is listed in {listing} (set,path,folder)"
     return said
 
 
@@ -157,6 +193,7 @@ def folder_labels(
     classes: Sequence[str],
     sha256: Sequence[str] | None = None,
     project: str = "PROJECT",
+    listing: Path | None = None,
 ) -> tuple[list[tuple[str, str]], str]:
     """``label init --labels-from-folders``: ``(path, class)`` for every image whose top-level
     folder (under the image folder, as in an ImageFolder layout: ``cat/a.jpg``,
@@ -168,7 +205,8 @@ def folder_labels(
 
     ``sha256``: each path's content hash; the copies in folders of different classes
     (:func:`folder_conflicts`) are not labeled, and the line ends with
-    :func:`folder_conflicts_said` (one more line per set of them)."""
+    :func:`folder_conflicts_said` (one more line per set of them, the first
+    :data:`CONFLICTS_LISTED`; all of them in ``listing`` when they are more)."""
     known = set(classes)
     conflicts = folder_conflicts(paths, classes, sha256) if sha256 is not None else []
     contradicted = {q for g in conflicts for q, _ in g}
@@ -240,7 +278,7 @@ def folder_labels(
                 "their folder, rename it as the class before `label init`, or give their "
                 "labels with `label add` (a path,label CSV)"
             )
-    said += folder_conflicts_said(conflicts, project)
+    said += folder_conflicts_said(conflicts, project, listing)
     return rows, said
 
 
@@ -899,7 +937,11 @@ class Project:
             if labels_from_folders:
                 images = list(project.store.images())
                 rows, said = folder_labels(
-                    [r.path for r in images], names, [r.sha256 for r in images], str(path)
+                    [r.path for r in images],
+                    names,
+                    [r.sha256 for r in images],
+                    str(path),
+                    path / CONFLICTS_FILE,
                 )
                 project.add_label_rows(rows, source="import", what="folders")
                 say(said)
@@ -1614,7 +1656,7 @@ class Project:
             for g in folder_conflicts(paths, self.current_classes, sha256)
             if any(by_path[q] not in current for q, _ in g)
         ]
-        return said + folder_conflicts_said(open_sets, str(self.dir))
+        return said + folder_conflicts_said(open_sets, str(self.dir), self.dir / CONFLICTS_FILE)
 
     def add_label_rows(
         self,
