@@ -180,3 +180,56 @@ def test_a_server_keeps_no_more_previews_than_preview_cache_bytes(project, big):
         "error: --preview-cache-mb -1: must be >= 0 (0 keeps no preview on disk: each is made "
         "again when shown; default 2048)."
     ), r.output
+
+
+def test_pruning_leaves_a_write_under_way_alone(tmp_path):
+    """With a tiny cap, one thread's pruning removed another thread's ``.tmp`` file before it
+    was renamed into place (its preview then went uncached). A young one is left; one a
+    crash left long ago goes as any entry."""
+    folder = tmp_path / thumbs.FOLDER
+    folder.mkdir()
+    young, old = folder / ".young.tmp", folder / ".old.tmp"
+    young.write_bytes(b"x" * 100)
+    old.write_bytes(b"x" * 100)
+    os.utime(old, (1_000_000,) * 2)
+    removed, left = thumbs.Cache(tmp_path, max_bytes=10).prune()
+    assert young.exists() and not old.exists()
+    assert removed == 1 and left == 100
+
+
+def test_a_thumbs_folder_that_is_a_link_is_never_pruned(project, big, tmp_path):
+    """PROJECT/thumbs a symbolic link to a folder shared by several projects: the server's
+    start removed every entry of the other projects (not images of this one), and the size cap
+    removed theirs too. Nothing is removed there, and serve says so in one line."""
+    shared = tmp_path / "shared-thumbs"
+    shared.mkdir()
+    theirs = [shared / f"{'0' * 64}-160-jpg", shared / f"{'f' * 64}-1024-png"]
+    for path in theirs:
+        path.write_bytes(b"x" * 10_000)
+    (project.dir / thumbs.FOLDER).symlink_to(shared)
+    with api_client(project.dir, preview_cache_bytes=0) as c:
+        for image_id in big.values():
+            assert _thumb(c, image_id).status_code == 200
+    assert all(p.exists() for p in theirs)
+    assert len(list(shared.iterdir())) == len(theirs) + len(big)  # this project's added
+    cache = thumbs.Cache(project.dir, max_bytes=0)
+    assert cache.prune(keep=set()) == (0, 0) and all(p.exists() for p in theirs)
+    assert cache.shared == (
+        f"{project.dir / thumbs.FOLDER} is a link to {shared}, which other projects may share: "
+        "its previews are not pruned (neither those of images no longer in this project nor "
+        "beyond --preview-cache-mb), so as to leave theirs; make it a folder of this "
+        "project's own to bound it."
+    )
+    assert thumbs.Cache(tmp_path / "elsewhere").shared is None
+
+
+def test_serve_says_that_a_linked_thumbs_folder_is_not_pruned(project, tmp_path):
+    """The one line, printed by `label serve` before its URL."""
+    from tests.label.test_kill import start_server, stop_server
+
+    (tmp_path / "shared").mkdir()
+    (project.dir / thumbs.FOLDER).symlink_to(tmp_path / "shared")
+    project.close()
+    proc, _, before = start_server(project.dir)
+    stop_server(proc)
+    assert f"note: {project.dir / thumbs.FOLDER} is a link to {tmp_path / 'shared'}" in before

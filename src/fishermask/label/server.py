@@ -457,6 +457,7 @@ def create_app(
     app = FastAPI(title="fishermask label", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.project = project
     app.state.worker = worker
+    app.state.previews = previews
     app.state.tokens = {a: team.annotator_token(token, a) for a in annotators}
 
     @app.exception_handler(RequestValidationError)
@@ -1150,6 +1151,8 @@ def run_server(
                 "(and its token) can label, and the token crosses the network unencrypted (plain "
                 "HTTP): use a trusted network, or --host 127.0.0.1 and an SSH tunnel."
             )
+        if (shared := app.state.previews.shared) is not None:
+            say(f"note: {shared}")
         sock.listen(128)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host

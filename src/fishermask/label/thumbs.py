@@ -19,7 +19,11 @@ no longer in the project (images forgotten, changed files accepted), and wheneve
 holds more than its ``max_bytes`` (:data:`MAX_BYTES` unless ``label serve
 --preview-cache-mb`` says otherwise) it removes the least recently used entries (a read
 touches an entry's modification time) until it holds at most :data:`KEEP` of it. A removed
-entry is made again when next asked for.
+entry is made again when next asked for. That pass leaves alone a write under way (a ``.tmp``
+file younger than :data:`TMP_AGE`): with a small cap one thread's pass removed another's file
+before it was renamed into place. A ``PROJECT/thumbs`` that is a symbolic link (a folder
+shared by several projects) is never pruned: its entries of other projects are not this
+project's to remove (:attr:`Cache.shared` says so in one line, which ``label serve`` prints).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import io
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Collection
 from pathlib import Path
 
@@ -51,6 +56,9 @@ MAX_BYTES = 2048 * 2**20
 #: The share of ``max_bytes`` an over-full cache is cut down to (so it is not cut at every
 #: new entry).
 KEEP = 0.8
+#: Seconds a temporary file (``.….tmp``) of a write is left alone by the pruning while the
+#: server runs: a write under way (made, written and renamed within milliseconds).
+TMP_AGE = 60.0
 _KINDS = (("jpg", "image/jpeg"), ("png", "image/png"))
 _ALPHA = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
@@ -87,10 +95,24 @@ class Cache:
     def __init__(self, project_dir: str | os.PathLike[str], max_bytes: int = MAX_BYTES) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes={max_bytes}: must be >= 0.")
-        self.folder = Path(project_dir) / FOLDER
+        self.project_dir = Path(project_dir)
+        self.folder = self.project_dir / FOLDER
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._total: int | None = None  # bytes in the folder, counted at the first prune
+
+    @property
+    def shared(self) -> str | None:
+        """One line when the folder is a symbolic link (perhaps shared with other projects),
+        which is then never pruned; else None."""
+        if not os.path.islink(self.folder):
+            return None
+        return (
+            f"{self.folder} is a link to {os.path.realpath(self.folder)}, which other projects "
+            "may share: its previews are not pruned (neither those of images no longer in this "
+            "project nor beyond --preview-cache-mb), so as to leave theirs; make it a folder "
+            "of this project's own to bound it."
+        )
 
     def _entries(self) -> list[tuple[float, int, Path]]:
         """``(last use, bytes, path)`` of every entry (and of a write left unfinished)."""
@@ -110,8 +132,12 @@ class Cache:
         """Remove the entries whose content hash is not in ``keep`` (the project's images, given
         when the server starts, with the writes a kill left unfinished; None: keep all), then
         the least recently used until the folder holds at most ``max_bytes`` (:data:`KEEP` of
-        it when it held more). Returns ``(entries removed, bytes left)``."""
+        it when it held more). Nothing is removed from a folder that is a link (:attr:`shared`).
+        Returns ``(entries removed, bytes left)``."""
         with self._lock:
+            if self.shared is not None:
+                self._total = 0  # not counted: nothing is pruned there
+                return 0, 0
             entries = self._entries()
             removed = 0
             left = []
@@ -127,9 +153,12 @@ class Cache:
             total = sum(size for _, size, _ in left)
             if total > self.max_bytes:
                 target = int(self.max_bytes * KEEP)
-                for _, size, path in sorted(left, key=lambda e: e[0]):  # oldest use first
+                now = time.time()
+                for used, size, path in sorted(left, key=lambda e: e[0]):  # oldest use first
                     if total <= target:
                         break
+                    if path.name.startswith(".") and now - used < TMP_AGE:
+                        continue  # another thread's write, not yet renamed into place
                     with contextlib.suppress(OSError):
                         path.unlink()
                         removed += 1
