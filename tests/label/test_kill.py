@@ -203,7 +203,11 @@ def test_ctrl_c_says_what_it_stopped(project):
     proc, _, _ = start_server(project.dir)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)  # the exit after "stopped" took 10 s under load 12
-    assert f"stopped; every label given is saved in {project.dir}." in out, (proc.returncode, out)
+    assert (
+        f"stopped; every label given is saved in {project.dir}: `fishermask label serve "
+        f"{project.dir}` serves it again (new URLs: each start makes a new token unless given "
+        "--token)." in out
+    ), (proc.returncode, out)
 
     p = Project(project.dir)
     worker = Worker(p)
@@ -266,3 +270,34 @@ def test_ctrl_c_in_a_terminal_says_the_label_check_it_stopped(project):
     with p.store.transaction() as c:  # the same check, interrupted long ago
         c.execute("UPDATE label_checks SET finished = finished - 3600 WHERE id = ?", (check_id,))
     assert _cut_short(worker, p) == ""
+
+
+def test_sigterm_says_what_it_stopped_and_keeps_every_acknowledged_label(project):
+    """`kill PID` (SIGTERM, as a service manager stops a server) ended `label serve` without a
+    word (uvicorn stops gracefully, then raised the signal again, whose default action killed
+    the process before its line); Ctrl-C said what was saved. Now SIGTERM says the same, with
+    how to serve it again, exits 0, and every label the server acknowledged is in the
+    database."""
+    project.close()
+    token = "Zq8vK3mN5pR7tW9yB2cD4fG6hJ8kL0"
+    proc, url, _ = start_server(project.dir, "--token", token)
+    base = re.search(r"(http://[^/]+)/", url).group(1)
+    auth = {"Authorization": f"Bearer {token}"}
+    acked = []
+    with httpx.Client(base_url=base, headers=auth, timeout=10) as c:
+        for item in c.get("/api/batch").json()["items"][:3]:
+            r = c.post("/api/labels", json={"image_id": item["image_id"], "label": "green"})
+            assert r.status_code == 200, r.text
+            acked.append(r.json()["label_id"])
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (proc.returncode, out)
+    assert (
+        f"stopped (SIGTERM); every label given is saved in {project.dir}: `fishermask label "
+        f"serve {project.dir}` serves it again (the same URLs, with the same token)." in out
+    ), out
+    p = Project(project.dir)
+    try:
+        assert {r.id for r in p.store.history()} >= set(acked)
+    finally:
+        p.close()

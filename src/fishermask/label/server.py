@@ -38,6 +38,7 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -1091,6 +1092,16 @@ def _cut_short(worker: Worker, project: Project) -> str:
     return ""
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread by the SIGTERM handler of :func:`run_server` (``kill PID``,
+    a service manager's stop): uvicorn stops gracefully on SIGTERM, then raises the signal
+    again, whose default action ended the process before the 'stopped' line."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
 def run_server(
     project_dir: str | os.PathLike[str],
     *,
@@ -1103,15 +1114,19 @@ def run_server(
     say: Callable[[str], None] = print,
 ) -> None:
     """Bind, print the URL (with its token) on one line, then one line per annotator with
-    theirs; serve until interrupted. Holds the project's serve lock meanwhile: refused
-    (:class:`serve_lock.AlreadyServed`, nothing started) while another server of the project
-    runs."""
+    theirs; serve until interrupted (Ctrl-C: :class:`KeyboardInterrupt` goes on up) or
+    terminated (SIGTERM: returns), then say what was saved and how to serve it again. Every
+    request under way is answered first (uvicorn's graceful shutdown), so every label
+    acknowledged is committed; the database is closed. Holds the project's serve lock
+    meanwhile: refused (:class:`serve_lock.AlreadyServed`, nothing started) while another
+    server of the project runs."""
     import uvicorn
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: must be 0 (any free port) to 65535.")
     if token:
         team.check_token(token, team=bool(annotators), exposed=not is_loopback(host), host=host)
+    token_given = bool(token)
     token = token or secrets.token_urlsafe(24)
     if owner_only_queue and not annotators:
         raise ConfigError(
@@ -1172,6 +1187,10 @@ def run_server(
                     say(f"the last retrain was interrupted and is not restarted now: {exc}")
                 else:
                     say("the last retrain was interrupted; restarting it from the last good model")
+        how = ""
+        main = threading.current_thread() is threading.main_thread()
+        # uvicorn takes SIGTERM while it serves and gives it back to this handler when done
+        before = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
         try:  # from the first URL on: a Ctrl-C before uvicorn handles signals is said too
             print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
             for name, mine in app.state.tokens.items():
@@ -1179,8 +1198,18 @@ def run_server(
             config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
             server = uvicorn.Server(config)
             asyncio.run(server.serve(sockets=[sock]))
+        except _Terminated:
+            how = " (SIGTERM)"
         finally:
+            if before is not None:
+                signal.signal(signal.SIGTERM, before)
             cut = _cut_short(app.state.worker, project)
             app.state.worker.stop()
             sock.close()
-            say(f"stopped{cut}; every label given is saved in {project.dir}.")
+            project.close()  # waits for a write under way: committed, or never acknowledged
+            again = f"`fishermask label serve {project.dir}` serves it again" + (
+                " (the same URLs, with the same token)"
+                if token_given
+                else " (new URLs: each start makes a new token unless given --token)"
+            )
+            say(f"stopped{how}{cut}; every label given is saved in {project.dir}: {again}.")
