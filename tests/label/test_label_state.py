@@ -28,6 +28,15 @@ _BY = (
 def _reference(s: Store) -> tuple:
     cur = {r["image_id"]: (r["id"], r["kind"], r["class_id"]) for r in s.query(_CURRENT)}
     by = [(r["image_id"], r["annotator"], r["id"], r["kind"], r["class_id"]) for r in s.query(_BY)]
+    # the owner's decisions: images whose current action is a label of source "decision"
+    decisions = {
+        r["image_id"]
+        for r in s.query(
+            f"SELECT image_id FROM labels WHERE source = 'decision' AND id IN "
+            f"(SELECT id FROM ({_CURRENT}))"
+        )
+    }
+    disagree = set(team.disagreements(by))
     kinds = [k for _, k, _ in cur.values()]
     per_class: dict[int, int] = {}
     for _, k, c in cur.values():
@@ -39,16 +48,18 @@ def _reference(s: Store) -> tuple:
         "unsure": kinds.count("unsure"),
         "per_class": per_class,
         "annotators": team.per_annotator(by),
-        "disagreements": len(team.disagreements(by)),
+        "disagreements": len(disagree - decisions),
+        "decided": len(disagree & decisions),
     }
-    return cur, by, counts
+    return cur, by, counts, decisions
 
 
 def _check(s: Store) -> dict:
-    cur, by, counts = _reference(s)
+    cur, by, counts, decisions = _reference(s)
     assert s.current() == cur
     assert s.current_by_annotator() == by
     assert s.label_counts() == counts
+    assert s.decisions() == decisions
     return counts
 
 
@@ -72,6 +83,16 @@ def test_kept_state_equals_the_whole_table_after_every_change(project):
     assert _check(s)["disagreements"] == 1
     s.undo(s.add_label(ids[3], "label", 2))
     _check(s)
+    # the owner decides it (decided, not open), undoes the decision (open), decides again,
+    # and bob's later label opens it again
+    decision = s.add_label(ids[0], "label", 0, source="decision")
+    assert _check(s)["disagreements"] == 0 and _check(s)["decided"] == 1
+    s.undo(decision)
+    assert _check(s)["disagreements"] == 1 and _check(s)["decided"] == 0
+    s.add_label(ids[0], "label", 1, source="decision")
+    assert (_check(s)["disagreements"], _check(s)["decided"]) == (0, 1)
+    s.add_label(ids[0], "label", 0, annotator="bob")
+    assert (_check(s)["disagreements"], _check(s)["decided"]) == (1, 0)
     # a scan that takes new content undoes every action of the image (source scan)
     s.replace_images([dict(id=ids[1], sha256="f" * 64, bytes=1, width=8, height=8, mtime_ns=1)])
     assert _check(s)["skipped"] == 0

@@ -321,12 +321,14 @@ def test_status_counts_per_annotator_and_disagreements(project):
             "image_id": project.store.image_ids_by_path()["red/000.png"],
             "path": "red/000.png",
             "current": "blue",
+            "status": "open",
             "labels": {"alice": "red", "bob": "blue"},
         },
         {
             "image_id": project.store.image_ids_by_path()["red/001.png"],
             "path": "red/001.png",
             "current": "green",
+            "status": "open",
             "labels": {"alice": "green", "owner": "red"},
         },
     ]
@@ -346,14 +348,15 @@ def test_status_list_disagreements_csv_and_json(project):
     r = _run("status", project.dir, "--list", "disagreements")
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines() == [
-        "path,current,alice,bob,owner",
-        "red/000.png,blue,red,blue,",
-        "red/001.png,green,green,,red",
+        "path,current,status,alice,bob,owner",
+        "red/000.png,blue,open,red,blue,",
+        "red/001.png,green,open,green,,red",
     ]
     r = _run("status", project.dir, "--list", "disagreements", "--format", "json")
     assert json.loads(r.stdout)[0] == {
         "path": "red/000.png",
         "current": "blue",
+        "status": "open",
         "labels": {"alice": "red", "bob": "blue"},
     }
 
@@ -374,11 +377,11 @@ def test_export_csv_with_an_annotator_column(project, tmp_path):
     r = _run("export", project.dir, "--format", "csv", "--out", out, "--annotators")
     assert r.exit_code == 0, r.output
     assert list(csv.reader(io.StringIO(out.read_text()))) == [
-        ["path", "label", "annotator"],
-        ["blue/000.png", "blue", "bob"],
-        ["green/000.png", "green", "bob"],
-        ["red/000.png", "blue", "bob"],
-        ["red/001.png", "green", "alice"],
+        ["path", "label", "annotator", "decided"],
+        ["blue/000.png", "blue", "bob", ""],
+        ["green/000.png", "green", "bob", ""],
+        ["red/000.png", "blue", "bob", ""],
+        ["red/001.png", "green", "alice", ""],
     ]
     r = _run("export", project.dir, "--format", "csv", "--out", out)
     assert out.read_text().splitlines()[0] == "path,label"
@@ -390,7 +393,7 @@ def test_export_csv_with_an_annotator_column(project, tmp_path):
 # -- Label Studio carries annotators ------------------------------------------------------------
 def _who_labeled_what(project) -> dict[str, tuple[str, str]]:
     """``path -> (class, who gave the image's current label)`` of every labeled image."""
-    return {path: (label, who) for path, label, who in project.csv_rows(annotators=True)}
+    return {path: (label, who) for path, label, who, _ in project.csv_rows(annotators=True)}
 
 
 def test_labelstudio_export_import_keeps_who_labeled_what(project, tmp_path):

@@ -81,12 +81,21 @@ def test_each_annotator_has_a_token_and_is_recorded(client):
         headers=client.as_["owner"],
         json={"image_id": item["image_id"], "kind": "skip"},
     )
+    assert r2.status_code == 409  # it would replace their labels (test_team_decide.py)
+    second = client.get("/api/batch", headers=client.as_["alice"]).json()["items"][1]
+    r2 = client.post(
+        "/api/labels",
+        headers=client.as_["owner"],
+        json={"image_id": second["image_id"], "kind": "skip"},
+    )
     assert [(h.annotator, h.kind) for h in client.project.store.history(item["image_id"])] == [
         ("alice", "label"),
         ("bob", "label"),
-        (None, "skip"),
     ]
-    b = client.get("/api/batch", headers=client.as_["bob"]).json()["items"][0]
+    assert [(h.annotator, h.kind) for h in client.project.store.history(second["image_id"])] == [
+        (None, "skip")
+    ]
+    b = client.get("/api/batch", headers=client.as_["bob"]).json()["items"][1]
     assert b["state"] == {
         "label_id": r2.json()["label_id"],
         "kind": "skip",
@@ -135,7 +144,7 @@ def test_export_csv_api_with_annotators(client):
         json={"image_id": iid["image_id"], "label": "red"},
     )
     r = client.get("/api/export.csv", headers=client.as_["owner"], params={"annotators": "true"})
-    assert r.text.splitlines() == ["path,label,annotator", f"{iid['path']},red,alice"]
+    assert r.text.splitlines() == ["path,label,annotator,decided", f"{iid['path']},red,alice,"]
 
 
 @pytest.mark.parametrize("name", ["alice", "bob"])

@@ -541,22 +541,78 @@ def add(
             "and listed.",
         ),
     ] = False,
+    decide: Annotated[
+        bool,
+        typer.Option(
+            "--decide",
+            help="Each row is the owner's decision of a disagreement between annotators: "
+            "recorded as the owner's label (also when the image has that class already), the "
+            "image's label from then on, and the disagreement listed as decided (README, A "
+            "labeling team).",
+        ),
+    ] = False,
 ) -> None:
     """Add labels from a CSV file (columns `path,label`; all rows are checked before writing), or with --from-folders from the images' class folders."""
     if (labels is None) == (not from_folders):
         _fail(
             "give a CSV of labels (`label add PROJECT labels.csv`) or --from-folders, one of them."
         )
+    if decide and from_folders:
+        _fail(
+            "--decide applies to a CSV of decisions (`label add PROJECT decisions.csv "
+            "--decide`), not to --from-folders (a folder decides no disagreement)."
+        )
     try:
         p = _open(project)
         if from_folders:
             said = p.add_folder_labels()
+        elif decide:
+            assert labels is not None
+            written, same = p.add_label_rows(
+                p.read_csv_labels(labels), source="decision", what=str(labels), decide=True
+            )
+            said = _decided_said(p, written, same)
         else:
             assert labels is not None
             written, same = p.add_label_rows(
                 p.read_csv_labels(labels), source="import", what=str(labels)
             )
             said = f"added {written} labels ({same} already so)."
+    except FishermaskError as e:
+        _fail(str(e))
+    console.print(said, highlight=False, soft_wrap=True)
+
+
+def _decided_said(p: Any, written: int, same: int) -> str:
+    open_ = sum(d["status"] == "open" for d in p.disagreements())
+    left = f"{open_} disagreement{'s' * (open_ != 1)} still open"
+    return (
+        f"decided {written} image{'s' * (written != 1)} ({same} already so): the owner's "
+        f"label, shown as decided in `fishermask label status {p.dir} --list disagreements`; "
+        f"{left}."
+    )
+
+
+@label_app.command()
+def decide(
+    project: ProjectArg,
+    image: Annotated[
+        str,
+        typer.Argument(
+            help="The image: its path relative to the image folder (as `label status --list "
+            "disagreements` names it), or absolute inside it.",
+            show_default=False,
+        ),
+    ],
+    label: Annotated[str, typer.Argument(help="The class it is.", show_default=False)],
+) -> None:
+    """Decide a disagreement between annotators: IMAGE is LABEL, recorded as the owner's decision (also when it has that class already); it is the image's label from then on, and the disagreement is listed as decided until someone labels the image again. Many at once: `label add PROJECT decisions.csv --decide`."""
+    try:
+        p = _open(project)
+        written, same = p.add_label_rows(
+            [(image, label)], source="decision", what="label decide", decide=True
+        )
+        said = _decided_said(p, written, same)
     except FishermaskError as e:
         _fail(str(e))
     console.print(said, highlight=False, soft_wrap=True)
@@ -1045,8 +1101,9 @@ def _write_rows(rows: list[dict[str, Any]], format: str) -> None:
 
 
 def _print_disagreements(p: Any, format: str) -> None:
-    """``label status --list disagreements``: csv (path, current, one column per annotator
-    involved, empty where they gave no label) or json (``labels``: annotator -> class)."""
+    """``label status --list disagreements``: csv (path, current, status (open, decided), one
+    column per annotator involved, empty where they gave no label) or json (``labels``:
+    annotator -> class)."""
     items = p.disagreements()
     if not items:
         _say_none(
@@ -1054,12 +1111,14 @@ def _print_disagreements(p: Any, format: str) -> None:
         )
         return
     if format == "json":
-        _write_rows([{k: it[k] for k in ("path", "current", "labels")} for it in items], format)
+        keys = ("path", "current", "status", "labels")
+        _write_rows([{k: it[k] for k in keys} for it in items], format)
         return
     names = sorted({n for it in items for n in it["labels"]})
     _write_rows(
         [
-            {"path": it["path"], "current": it["current"]} | {n: it["labels"].get(n) for n in names}
+            {"path": it["path"], "current": it["current"], "status": it["status"]}
+            | {n: it["labels"].get(n) for n in names}
             for it in items
         ],
         format,

@@ -1665,11 +1665,14 @@ class Project:
         source: str,
         what: str,
         unless_after: int | None = None,
+        decide: bool = False,
     ) -> tuple[int, int]:
         """Validate every ``(path, class name)`` first, then write them in one transaction; a
         row ``(path, class name, annotator)`` records who gave it (None: the owner).
         ``unless_after``: a label row id; an image with a row after it is left out
-        (:meth:`Store.add_labels`), not counted as written.
+        (:meth:`Store.add_labels`), not counted as written. ``decide``: each row is the
+        owner's decision (source ``decision``, :mod:`fishermask.label.team`), written also
+        when the image has that class already (unless by a decision of it).
 
         Returns (written, already current: the same class given by the same annotator).
         Nothing is written if any row is bad.
@@ -1715,15 +1718,17 @@ class Project:
         with self.store.snapshot():
             current = self.store.current()
             gave = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
+            decisions = self.store.decisions()
         same = 0
         for image_id, cid in seen.items():
             cur = current.get(image_id)
-            # already so: the same class, and no annotator named or the one who gave it
+            # already so: the same class, and no annotator named or the one who gave it (a
+            # decision: the same class by a decision)
             if (
                 cur is not None
                 and cur[1] == "label"
                 and cur[2] == cid
-                and by[image_id] in (None, gave.get(cur[0]))
+                and (image_id in decisions if decide else by[image_id] in (None, gave.get(cur[0])))
             ):
                 same += 1
                 continue
@@ -1731,8 +1736,8 @@ class Project:
         written = (
             self.store.add_labels(
                 actions,
-                source=source,
-                annotators=[by[i] for i, _, _ in actions],
+                source="decision" if decide else source,
+                annotators=[None if decide else by[i] for i, _, _ in actions],
                 unless_after=unless_after,
             )
             if actions
@@ -2430,6 +2435,7 @@ class Project:
             **self._counts(n),
             "annotators": n["annotators"],
             "disagreements": n["disagreements"],
+            "decided": n["decided"],
             "classes": self.current_classes,
             "round": None
             if latest is None
@@ -2492,18 +2498,20 @@ class Project:
 
     def disagreements(self) -> list[dict[str, Any]]:
         """The images whose annotators' own current labels differ, by path:
-        ``{"image_id", "path", "current", "labels": {annotator: class}}`` each (see
-        :mod:`fishermask.label.team`). An annotator's own label of a class removed since
-        (``label config --remove-class``; the image relabeled by someone else) is named
-        ``NAME (removed)``."""
+        ``{"image_id", "path", "current", "status" (open, decided), "labels": {annotator:
+        class}}`` each (see :mod:`fishermask.label.team`). An annotator's own label of a
+        class removed since (``label config --remove-class``; the image relabeled by someone
+        else) is named ``NAME (removed)``."""
         paths = {r.id: r.path for r in self.store.images()}
         # the classes read after the labels: a server's may be older than a class added
-        rows, current = self.store.current_by_annotator(), self.store.current()
+        with self.store.snapshot():
+            rows, current = self.store.current_by_annotator(), self.store.current()
+            decisions = self.store.decisions()
         names = [
             f"{c} (removed)" if i in self.removed else c
             for i, c in enumerate(self.reload_classes())
         ]
-        return team.disagreement_rows(rows, paths, current, names)
+        return team.disagreement_rows(rows, paths, current, names, decisions)
 
     def batch(self) -> list[dict[str, Any]]:
         """The current queue, each item with its state in this batch: its current action
@@ -2601,27 +2609,35 @@ class Project:
     def csv_rows(self, *, annotators: bool = False) -> list[list[str]]:
         """``[path, label]`` of every labeled image, sorted by path; with ``annotators`` a
         third item, who gave the image's current label (``owner``: the owner's token or a
-        command), read with the labels in one state of the database (an action given between
-        two reads would be credited with the label read before it)."""
+        command), and a fourth, ``decided`` when that label is the owner's decision of a
+        disagreement (:mod:`fishermask.label.team`; else empty), read with the labels in one
+        state of the database (an action given between two reads would be credited with the
+        label read before it)."""
         if not annotators:
             return [[path, label] for _, path, label in self.labeled_rows()]
         with self.store.snapshot():
             current = self.store.current()
             who = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
+            decisions = self.store.decisions()
         return [
-            [path, label, team.name_of(who.get(current[image_id][0]))]
+            [
+                path,
+                label,
+                team.name_of(who.get(current[image_id][0])),
+                "decided" if image_id in decisions else "",
+            ]
             for image_id, path, label in self.labeled_rows(current=current)
         ]
 
     def export_csv_text(self, *, annotators: bool = False) -> str:
-        """The csv export (:meth:`csv_rows` under the header ``path,label[,annotator]``)."""
+        """The csv export (:meth:`csv_rows` under the header ``path,label[,annotator,decided]``)."""
         return self._csv_text(self.csv_rows(annotators=annotators), annotators=annotators)
 
     @staticmethod
     def _csv_text(rows: list[list[str]], *, annotators: bool) -> str:
         buf = io.StringIO()
         w = SpreadsheetCsv(buf)
-        w.writerow(["path", "label"] + ["annotator"] * annotators)
+        w.writerow(["path", "label"] + ["annotator", "decided"] * annotators)
         w.writerows(rows)
         return buf.getvalue()
 

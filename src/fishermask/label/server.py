@@ -68,6 +68,7 @@ from fishermask.label.store import (
     CheckRunning,
     ClassRemoved,
     NotYours,
+    OthersLabel,
     RoundBusy,
 )
 from fishermask.text import utc_clock
@@ -688,12 +689,12 @@ def create_app(
             return _error(400, 'body must be JSON like {"image_id": 3, "label": "cat"}')
         if not isinstance(data, dict):
             return _error(400, 'body must be a JSON object like {"image_id": 3, "label": "cat"}')
-        extra = set(data) - {"image_id", "label", "kind", "client"}
+        extra = set(data) - {"image_id", "label", "kind", "client", "decide"}
         if extra:
             return _error(
                 400,
                 f"unknown field(s) {', '.join(sorted(extra))}; "
-                "allowed: image_id, label, kind, client",
+                "allowed: image_id, label, kind, client, decide",
             )
         image_id = data.get("image_id")
         if isinstance(image_id, bool) or not isinstance(image_id, int):
@@ -734,6 +735,13 @@ def create_app(
             class_id = project.classes.index(label)  # its id (removed classes keep theirs)
         elif label is not None:
             return _error(400, f"a {kind} carries no label")
+        decide = data.get("decide", False)
+        if not isinstance(decide, bool):
+            return _error(400, "`decide` must be true or false")
+        if decide and kind != "label":
+            return _error(400, f"a {kind} decides nothing: a decision is a label")
+        if decide and request.state.annotator is not None:
+            return _error(403, team.OWNER_ONLY_DECIDE)
         if project.store.image(image_id) is None:
             return _no_image(project, image_id)
         try:
@@ -743,11 +751,14 @@ def create_app(
                     image_id,
                     kind,
                     class_id,
-                    source="human",
+                    source="decision" if decide else "human",
                     client=client,
                     annotator=request.state.annotator,
+                    keep_others=True,  # a skip or unsure never replaces another's label
                 )
             )
+        except OthersLabel as exc:
+            return _error(409, str(exc))
         except ConfigError:  # forgotten (`label scan --forget-missing`) since the check above
             return _no_image(project, image_id)
         return {
@@ -756,6 +767,7 @@ def create_app(
             "kind": kind,
             "label": label,
             "by": team.name_of(request.state.annotator),
+            "decided": decide,
         }
 
     @app.post("/api/undo")

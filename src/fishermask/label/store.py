@@ -85,7 +85,9 @@ SCHEMA_SINCE = {
 }
 #: Actions a labeling row can record (``label`` carries a class).
 KINDS = ("label", "skip", "unsure", "undo")
-SOURCES = ("human", "import", "scan")  # "scan": undone by `label scan --accept-changed`
+SOURCES = ("human", "import", "scan", "decision")  # "scan": undone by `label scan
+# --accept-changed`; "decision": the owner's deciding label of a disagreement (`label decide`,
+# `label add --decide`, POST /api/labels with "decide"; see fishermask.label.team)
 #: SQLite's integer range: an id outside it names no row (and must not reach SQLite, which
 #: raises OverflowError for it).
 _INT64 = range(-(2**63), 2**63)
@@ -240,7 +242,7 @@ JOIN (
 # Each image's current action (as _CURRENT) and each annotator's own current action on each
 # image, with ``{where}``: a condition on the image id (restricted to a few images) or ``1``.
 _CURRENT_ROWS = """
-SELECT l.image_id, l.id, l.kind, l.class_id, l.annotator FROM labels l JOIN (
+SELECT l.image_id, l.id, l.kind, l.class_id, l.annotator, l.source FROM labels l JOIN (
     SELECT MAX(id) AS id FROM labels
     WHERE ({where}) AND kind != 'undo'
         AND id NOT IN (SELECT undoes FROM labels WHERE kind = 'undo' AND ({where}))
@@ -269,12 +271,16 @@ class _LabelState:
         self.cur: dict[int, tuple[int, str, int | None]] = {}
         # image_id -> {annotator: (label row id, kind, class_id)}
         self.by: dict[int, dict[str | None, tuple[int, str, int | None]]] = {}
+        # the images whose current action is the owner's decision (source "decision")
+        self.decisions: set[int] = set()
         # the counts the status shows, kept with them: images by kind of current action,
         # labeled images by class id, annotators' own actions by kind, disagreeing images
+        # (open: no decision is their current action; decided: one is)
         self.kinds: dict[str, int] = {}
         self.per_class: dict[int, int] = {}
         self.annotators: dict[str | None, dict[str, int]] = {}
         self.disagree: set[int] = set()
+        self.decided: set[int] = set()
 
     def _count(self, image_id: int, sign: int) -> None:
         """Add (``sign`` 1) or take away (-1) one image's part of the counts."""
@@ -290,27 +296,32 @@ class _LabelState:
             if kind == "label" and cid is not None:
                 labels.add(cid)
         if len(labels) > 1 and sign > 0:
-            self.disagree.add(image_id)
+            (self.decided if image_id in self.decisions else self.disagree).add(image_id)
         elif sign < 0:
             self.disagree.discard(image_id)
+            self.decided.discard(image_id)
 
     def load(self, c: sqlite3.Connection, images: Sequence[int] | None) -> None:
         """Read the actions of ``images`` (None: every image) again."""
         if images is None:
-            self.cur, self.by = {}, {}
-            self.kinds, self.per_class, self.annotators, self.disagree = {}, {}, {}, set()
+            self.cur, self.by, self.decisions = {}, {}, set()
+            self.kinds, self.per_class, self.annotators = {}, {}, {}
+            self.disagree, self.decided = set(), set()
             chunks: list[Sequence[int]] = [()]
         else:
             for i in images:
                 self._count(i, -1)
                 self.cur.pop(i, None)
                 self.by.pop(i, None)
+                self.decisions.discard(i)
             chunks = [images[k : k + 500] for k in range(0, len(images), 500)]
         for chunk in chunks:
             where = f"image_id IN ({', '.join('?' * len(chunk))})" if images is not None else "1"
             params = tuple(chunk) * 2
             for r in c.execute(_CURRENT_ROWS.format(where=where, by=""), params):
                 self.cur[r["image_id"]] = (r["id"], r["kind"], r["class_id"])
+                if r["source"] == "decision":
+                    self.decisions.add(r["image_id"])
             sql = _CURRENT_ROWS.format(where=where, by=", COALESCE(annotator, '')")
             for r in c.execute(sql, params):
                 self.by.setdefault(r["image_id"], {})[r["annotator"]] = (
@@ -978,11 +989,16 @@ class Store:
         source: str = "human",
         client: str | None = None,
         annotator: str | None = None,
+        keep_others: bool = False,
     ) -> int:
         """Append one action (committed when this returns); returns its row id. ``annotator``:
-        who gave it (None: the owner)."""
+        who gave it (None: the owner); ``keep_others``: as :meth:`add_labels`."""
         return self.add_labels(
-            [(image_id, kind, class_id)], source=source, client=client, annotator=annotator
+            [(image_id, kind, class_id)],
+            source=source,
+            client=client,
+            annotator=annotator,
+            keep_others=keep_others,
         )[0]
 
     def add_labels(
@@ -994,12 +1010,16 @@ class Store:
         annotator: str | None = None,
         annotators: Sequence[str | None] | None = None,
         unless_after: int | None = None,
+        keep_others: bool = False,
     ) -> list[int]:
         """Append ``(image_id, kind, class_id)`` actions in one transaction, given by
         ``annotator`` (None: the owner), or each by its own of ``annotators`` when given.
         ``unless_after``: an action is left out when its image has a row after that label
         row id (someone labeled, skipped or undid it since the caller read the labels); the
-        ids returned are those written.
+        ids returned are those written. ``keep_others``: a skip or unsure on an image that
+        someone else labeled (their own current action on it is a label) is refused
+        (:class:`OthersLabel`), checked in the transaction that would write it (it would
+        replace their label: latest wins).
 
         An id that names no image (e.g. forgotten since the caller read it) is refused
         (:class:`ConfigError`) and nothing is written.
@@ -1024,6 +1044,8 @@ class Store:
                     ).fetchone()
                 ):
                     continue
+                if keep_others and kind in ("skip", "unsure"):
+                    _check_not_others_label(c, image_id, kind, who)
                 cur = c.execute(
                     "INSERT INTO labels (image_id, kind, class_id, source, client, created, "
                     "annotator) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -1120,9 +1142,10 @@ class Store:
     def label_counts(self) -> dict[str, Any]:
         """What the status shows of the current actions, kept up to date with ``labels``:
         ``{"labeled", "skipped", "unsure", "per_class": {class_id: n}, "annotators": {name:
-        {"labeled", "skipped", "unsure"}}, "disagreements": n}`` (the same as
+        {"labeled", "skipped", "unsure"}}, "disagreements": n, "decided": n}`` (the same as
         :func:`.team.per_annotator` and :func:`.team.disagreements` of
-        :meth:`current_by_annotator`)."""
+        :meth:`current_by_annotator`: the open disagreements, and those the owner decided,
+        :meth:`decisions`)."""
         from fishermask.label.team import name_of
 
         with self._lock:
@@ -1143,7 +1166,14 @@ class Store:
                 "per_class": {c: n for c, n in st.per_class.items() if n},
                 "annotators": dict(sorted(ann.items())),
                 "disagreements": len(st.disagree),
+                "decided": len(st.decided),
             }
+
+    def decisions(self) -> set[int]:
+        """The images whose current action is the owner's decision (a label of source
+        ``decision``: :mod:`fishermask.label.team`)."""
+        with self._lock:
+            return set(self._label_state().decisions)
 
     @staticmethod
     def _by_rows(st: _LabelState) -> list[tuple[int, str | None, int, str, int | None]]:
@@ -1720,6 +1750,41 @@ def _check_batch_done(c: sqlite3.Connection) -> None:
     left = int(c.execute(_BATCH_LEFT).fetchone()["n"])
     if left:
         raise BatchNotDone(left)
+
+
+def _check_not_others_label(
+    c: sqlite3.Connection, image_id: int, kind: str, who: str | None
+) -> None:
+    """Refuse (:class:`OthersLabel`) a ``kind`` (skip, unsure) by ``who`` on an image that
+    someone else labeled: whose own current action on it is a label (the image's current
+    action or not: a skip after one's own later label would erase theirs just the same)."""
+    sql = _CURRENT_ROWS.format(where="image_id = ?", by=", COALESCE(annotator, '')")
+    theirs = [
+        r for r in c.execute(sql, (image_id,) * 2) if r["kind"] == "label" and r["annotator"] != who
+    ]
+    if not theirs:
+        return
+    cur = max(theirs, key=lambda r: r["id"])  # the newest of them
+    name = c.execute("SELECT name FROM classes WHERE id = ?", (cur["class_id"],)).fetchone()
+    cls = name["name"] if name is not None else f"class {cur['class_id']}"
+    path = c.execute("SELECT path FROM images WHERE id = ?", (image_id,)).fetchone()["path"]
+    by = cur["annotator"] or OWNER
+    word = "a skip" if kind == "skip" else "an unsure"
+    fix = (
+        "to set it aside anyway, undo that label first (POST /api/undo with its label_id "
+        f"{cur['id']})"
+        if who is None
+        else "if you see another class, label it so (a disagreement, which the owner decides)"
+    )
+    raise OthersLabel(
+        f"{path} is labeled {cls} by {by}: {word} would replace that label, so nothing was "
+        f"saved; {fix}, or leave it as it is."
+    )
+
+
+class OthersLabel(ConfigError):
+    """A skip or unsure would replace a label someone else gave (refused: latest wins would
+    erase their label from the counts, the rounds and the exports)."""
 
 
 class NotYours(ConfigError):

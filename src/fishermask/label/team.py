@@ -12,6 +12,17 @@ Attribution lives in the store (``labels.annotator``; None is the owner). Per an
 state is still the newest action of anyone ("latest wins"). An image is a *disagreement* when
 two annotators' own current actions on it are labels of different classes.
 
+Resolving one: the annotator who differs relabels it (their own label then agrees), or undoes
+their label (``POST /api/undo``: an annotator their own only, the owner anyone's), or the owner
+*decides* it: a label recorded as the owner's with source ``decision`` (``label decide``,
+``label add --decide``, ``POST /api/labels`` with ``"decide": true``, the owner's token only).
+The decision is the image's current label (latest wins), and the disagreement counts as
+*decided*, not open, for as long as the decision is the image's current action: a later label,
+skip or unsure of anyone on it opens it again (when the labels still differ); the owner's undo
+of the decision too. A skip or unsure never replaces someone else's label (refused, 409 by the
+API; :func:`fishermask.label.store._check_not_others_label`): it would erase their label from
+the counts, the rounds and the exports without a word.
+
 Who may replace the batch everybody is labeling (``POST /api/next``, ``POST /api/revisit``):
 the owner always (their token, and the commands ``label next``, ``label revisit``,
 ``label train``); an annotator only once every image of the batch has been labeled, skipped
@@ -30,7 +41,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from fishermask.errors import ConfigError
@@ -128,6 +139,11 @@ OWNER_ONLY_CHECK = (
     "only the owner starts a label check on this server (label serve --owner-only-queue), "
     "as only the owner starts rounds; ask the owner"
 )
+#: ``POST /api/labels`` with ``"decide": true`` and an annotator's token (403).
+OWNER_ONLY_DECIDE = (
+    "only the owner decides a disagreement (a deciding label); label the image as you see it, "
+    "or ask the owner"
+)
 #: ``GET /api/export.csv?annotators=true`` with an annotator's token (403).
 OWNER_ONLY_EXPORT = (
     "the export with an annotator column (who gave each label, across the team) is the "
@@ -203,10 +219,12 @@ def disagreement_rows(
     paths: dict[int, str],
     current: dict[int, tuple[int, str, int | None]],
     classes: Sequence[str],
+    decisions: Collection[int] = (),
 ) -> list[dict[str, Any]]:
-    """``{"image_id", "path", "current", "labels": {name: class name}}`` of every
+    """``{"image_id", "path", "current", "status", "labels": {name: class name}}`` of every
     disagreement, by path; ``current``: the image's state (its newest action: a class name,
-    ``skipped`` or ``unsure``)."""
+    ``skipped`` or ``unsure``); ``status``: ``decided`` when its current action is the owner's
+    decision (its id in ``decisions``), else ``open``."""
     out = []
     for image_id, by in disagreements(rows).items():
         cur = current.get(image_id)
@@ -220,6 +238,7 @@ def disagreement_rows(
                 "image_id": image_id,
                 "path": paths[image_id],
                 "current": state,
+                "status": "decided" if image_id in decisions else "open",
                 "labels": {n: classes[c] for n, c in by.items()},
             }
         )

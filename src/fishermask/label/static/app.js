@@ -14,6 +14,9 @@ let pending = 0;                // actions waiting in the queue
 let epoch = 0;                  // bumped when a save fails: the actions queued after it are dropped
 const $ = (id) => document.getElementById(id);
 const KIND = { skip: "skipped", unsure: "unsure" };
+// How a label came, when not typed on a page: imported, or the owner's decision of a
+// disagreement (`label decide`).
+const SOURCE = { import: " (imported)", decision: " (decided)" };
 const ME = FM.annotator;  // who this page labels as ("owner": the owner's token)
 // What to do once the batch is done: n, unless only the owner may start a round.
 const ASK_OWNER = FM.owner_only_queue && ME !== "owner";
@@ -386,7 +389,8 @@ async function refreshStatus() {
   const team = Object.entries(s.annotators || {});
   $("team").hidden = !team.some(([name]) => name !== "owner");
   $("team-counts").textContent = team.map(([name, c]) => `${name} ${c.labeled}`).join(" \u00b7 ")
-    + ` \u00b7 disagreements: ${s.disagreements}`;
+    + ` \u00b7 disagreements: ${s.disagreements}`
+    + (s.decided ? ` (${s.decided} more decided by the owner)` : "");
   const max = Math.max(1, ...Object.values(s.per_class));
   $("chart").innerHTML = "";
   for (const [name, n] of Object.entries(s.per_class)) {
@@ -692,7 +696,7 @@ function renderGrid() {
     const meta = document.createElement("span");
     meta.className = "meta";
     meta.textContent = it.was ? `fixed (was ${it.was.label})`
-      : `by ${it.by === ME ? "you" : it.by}${it.source === "import" ? " (import)" : ""}`;
+      : `by ${it.by === ME ? "you" : it.by}${SOURCE[it.source] || ""}`;
     tile.append(img, lab, meta);
     if (newer) {
       const mark = document.createElement("span");
@@ -742,7 +746,7 @@ function showSelected() {
       + (it.flagged && !it.was ? `; the label check suggests ${it.suggested}` : "")
     : "";
   $("browse-selected").textContent = `${it.path} \u2014 ${it.label}, by ${it.by === ME ? "you" : it.by}`
-    + `${it.source === "import" ? " (imported)" : ""}, ${when(it.created)}${model}`;
+    + `${SOURCE[it.source] || ""}, ${when(it.created)}${model}`;
 }
 
 async function relabel(label) {

@@ -1,0 +1,192 @@
+"""How a team resolves a disagreement: the owner's deciding label (``label decide``, ``label add
+--decide``, ``POST /api/labels`` with ``"decide": true``), listed and exported as decided; and a
+skip or unsure never replaces another annotator's label (409 through the API)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.label.conftest import TOKEN, api_client
+
+
+def _run(*args):
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    return CliRunner().invoke(app, ["label", *[str(a) for a in args]])
+
+
+def _disagree(project) -> int:
+    """alice labels red/000.png red, bob blue: one open disagreement; its image id."""
+    s = project.store
+    image_id = s.image_ids_by_path()["red/000.png"]
+    s.add_label(image_id, "label", 0, annotator="alice")
+    s.add_label(image_id, "label", 2, annotator="bob")
+    return image_id
+
+
+def _status(project_dir):
+    r = _run("status", project_dir)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_the_owner_decides_a_disagreement_with_the_class_it_has(project, tmp_path):
+    """bob's blue is the image's label (latest wins); the owner agreeing with it had no way to
+    say so: `label add` with the current class said 'already so' and the disagreement stayed
+    open for ever. `label decide` records the owner's deciding label, the image agrees, and
+    the listing and the export say decided; a later label of an annotator opens it again."""
+    image_id = _disagree(project)
+    project.close()
+    plain = tmp_path / "plain.csv"
+    plain.write_text("path,label\nred/000.png,blue\n")
+    r = _run("add", project.dir, plain)
+    assert r.exit_code == 0 and "added 0 labels (1 already so)" in r.output  # as before
+    assert _status(project.dir)["disagreements"] == 1
+
+    r = _run("decide", project.dir, "red/000.png", "blue")
+    assert r.exit_code == 0, r.output
+    assert " ".join(r.output.split()) == (
+        f"decided 1 image (0 already so): the owner's label, shown as decided in `fishermask "
+        f"label status {project.dir} --list disagreements`; 0 disagreements still open."
+    )
+    st = _status(project.dir)
+    assert (st["disagreements"], st["decided"], st["labeled"]) == (0, 1, 1)
+    r = _run("decide", project.dir, "red/000.png", "blue")  # once is enough
+    assert r.exit_code == 0 and "decided 0 images (1 already so)" in r.output, r.output
+    r = _run("status", project.dir, "--list", "disagreements")
+    assert r.stdout.splitlines() == [
+        "path,current,status,alice,bob,owner",
+        "red/000.png,blue,decided,red,blue,blue",
+    ]
+    out = tmp_path / "labels.csv"
+    r = _run("export", project.dir, "--format", "csv", "--out", out, "--annotators")
+    assert r.exit_code == 0, r.output
+    assert list(csv.reader(io.StringIO(out.read_text()))) == [
+        ["path", "label", "annotator", "decided"],
+        ["red/000.png", "blue", "owner", "decided"],
+    ]
+
+    from fishermask.label.project import Project
+
+    p = Project(project.dir)
+    try:
+        (decision,) = [r for r in p.store.history(image_id) if r.source == "decision"]
+        assert decision.annotator is None and decision.class_id == 2  # the owner's, blue
+        p.store.add_label(image_id, "label", 0, annotator="bob")  # bob changes his mind: red
+        assert p.store.label_counts()["disagreements"] == 1  # owner blue, alice and bob red
+        assert p.disagreements()[0]["status"] == "open"
+    finally:
+        p.close()
+
+
+def test_label_add_decide_decides_many_and_refuses_bad_rows(project, tmp_path):
+    _disagree(project)
+    s = project.store
+    other = s.image_ids_by_path()["green/000.png"]
+    s.add_label(other, "label", 1, annotator="alice")
+    s.add_label(other, "label", 0, annotator="bob")
+    project.close()
+    rows = tmp_path / "decisions.csv"
+    rows.write_text("path,label\nred/000.png,red\ngreen/000.png,purple\n")
+    r = _run("add", project.dir, rows, "--decide")
+    assert r.exit_code == 2 and "label 'purple' is not one of" in r.output
+    assert "nothing was written" in r.output
+    assert _status(project.dir)["disagreements"] == 2
+    rows.write_text("path,label\nred/000.png,red\n")
+    r = _run("add", project.dir, rows, "--decide")
+    assert r.exit_code == 0 and "decided 1 image (0 already so)" in r.output, r.output
+    assert "1 disagreement still open" in r.output
+    st = _status(project.dir)
+    assert (st["disagreements"], st["decided"]) == (1, 1)
+    r = _run("add", project.dir, "--from-folders", "--decide")
+    assert r.exit_code == 2 and "--decide applies to a CSV of decisions" in r.output
+    r = _run("status", project.dir, "--list", "disagreements", "--format", "json")
+    assert [(d["path"], d["current"], d["status"]) for d in json.loads(r.stdout)] == [
+        ("green/000.png", "red", "open"),
+        ("red/000.png", "red", "decided"),
+    ]
+
+
+# -- the API -----------------------------------------------------------------------------------
+@pytest.fixture
+def client(project):
+    """A server with annotators alice and bob: ``client.as_[name]`` the headers of each
+    one's token (``owner`` too)."""
+    from fishermask.label.team import annotator_token
+
+    with api_client(project.dir, ("alice", "bob")) as c:
+        token = {"owner": TOKEN} | {a: annotator_token(TOKEN, a) for a in ("alice", "bob")}
+        c.as_ = {n: {"Authorization": f"Bearer {t}"} for n, t in token.items()}
+        yield c
+
+
+def _post(client, who, **body):
+    return client.post("/api/labels", headers=client.as_[who], json=body)
+
+
+def test_the_owners_page_may_decide_and_an_annotators_may_not(client):
+    item = client.get("/api/batch", headers=client.as_["alice"]).json()["items"][0]
+    iid = item["image_id"]
+    assert _post(client, "alice", image_id=iid, label="red").status_code == 200
+    assert _post(client, "bob", image_id=iid, label="blue").status_code == 200
+    r = _post(client, "bob", image_id=iid, label="blue", decide=True)
+    assert r.status_code == 403 and r.json()["error"].startswith("only the owner decides")
+    r = _post(client, "owner", image_id=iid, kind="skip", decide=True)
+    assert r.status_code == 400 and "a skip decides nothing" in r.json()["error"]
+    r = _post(client, "owner", image_id=iid, label="red", decide="yes")
+    assert r.status_code == 400 and "`decide` must be true or false" in r.json()["error"]
+    r = _post(client, "owner", image_id=iid, label="red", decide=True)
+    assert r.status_code == 200 and r.json()["decided"] is True and r.json()["by"] == "owner"
+    st = client.get("/api/status", headers=client.as_["bob"]).json()
+    assert (st["disagreements"], st["decided"]) == (0, 1)
+    labeled = client.get("/api/labeled", headers=client.as_["alice"]).json()["items"]
+    assert [(it["label"], it["by"], it["source"]) for it in labeled] == [
+        ("red", "owner", "decision")
+    ]
+
+
+def test_a_skip_or_unsure_never_replaces_another_annotators_label(client):
+    """alice labels an image red; bob's skip or unsure through the API replaced her label (latest
+    wins): the image counted as skipped, her red left the counts, the rounds and the exports
+    (the page moves on from an image someone did, the API did not). Refused now (409, one line
+    with what to do); her label stays. One's own label may still be set aside, and the
+    owner's skip is refused too, with the undo that removes the label."""
+    items = client.get("/api/batch", headers=client.as_["alice"]).json()["items"]
+    iid, other = items[0]["image_id"], items[1]["image_id"]
+    path = items[0]["path"]
+    label_id = _post(client, "alice", image_id=iid, label="red").json()["label_id"]
+    for kind in ("skip", "unsure"):
+        r = _post(client, "bob", image_id=iid, kind=kind)
+        assert r.status_code == 409, r.text
+        word = "a skip" if kind == "skip" else "an unsure"
+        assert r.json()["error"] == (
+            f"{path} is labeled red by alice: {word} would replace that label, so nothing was "
+            "saved; if you see another class, label it so (a disagreement, which the owner "
+            "decides), or leave it as it is."
+        )
+    r = _post(client, "owner", image_id=iid, kind="skip")
+    assert r.status_code == 409 and "is labeled red by alice" in r.json()["error"]
+    assert (
+        f"undo that label first (POST /api/undo with its label_id {label_id})"
+        in (r.json()["error"])
+    )
+    st = client.get("/api/status", headers=client.as_["owner"]).json()
+    assert (st["labeled"], st["skipped"], st["unsure"]) == (1, 0, 0)
+    # bob may label it otherwise (a disagreement); a skip of his after that would still
+    # erase her label (his is the image's, hers is not): refused too; his undo gives it back
+    blue = _post(client, "bob", image_id=iid, label="blue").json()["label_id"]
+    r = _post(client, "bob", image_id=iid, kind="unsure")
+    assert r.status_code == 409 and "is labeled red by alice" in r.json()["error"]
+    client.post("/api/undo", headers=client.as_["bob"], json={"label_id": blue})
+    st = client.get("/api/status", headers=client.as_["owner"]).json()
+    assert (st["labeled"], st["unsure"], st["per_class"]["red"]) == (1, 0, 1)
+    # alice's own label, and an image nobody labeled: set aside as before
+    assert _post(client, "alice", image_id=other, label="green").status_code == 200
+    assert _post(client, "alice", image_id=other, kind="skip").status_code == 200
+    assert _post(client, "bob", image_id=other, kind="unsure").status_code == 200
