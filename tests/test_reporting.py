@@ -136,3 +136,48 @@ def test_run_title_names_a_width_only_for_models_that_have_one(tmp_path):
 
     assert title({"name": "linear", "width": 1.0}) == "digits — linear, 10 → 20 labels by 5"
     assert title({"name": "cnn", "width": 0.5}) == "digits — cnn width 0.5, 10 → 20 labels by 5"
+
+
+def test_a_run_config_is_read_once_per_version(tmp_path, monkeypatch) -> None:
+    """The title, the planned trials and the strategy names come from one read of
+    config.json; a config.json rewritten since (a run extended) is read again."""
+    import json
+    from pathlib import Path
+
+    from fishermask.reporting.outputs import planned_trials, run_title, strategy_names
+
+    specs = [{"name": "fishermask", "options": {}, "label": "fm"}]
+    meta = {"config": {"strategies": specs, "seeds": [0, 1]}, "query_sizes": [10, 10]}
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    reads = []
+    read_text = Path.read_text
+
+    def counted(self, *args, **kwargs):
+        if self.name == "config.json":
+            reads.append(self)
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counted)
+    for _ in range(2):
+        run_title(tmp_path)
+        assert planned_trials(tmp_path) == (["fm"], [0, 1])
+        assert strategy_names(tmp_path) == {"fm": "fishermask"}
+    assert len(reads) == 1
+    # rewritten in place as a run extension does (write, then rename over it)
+    meta["config"]["seeds"] = [0, 1, 2]
+    (tmp_path / "new.json").write_text(json.dumps(meta))
+    (tmp_path / "new.json").replace(tmp_path / "config.json")
+    assert planned_trials(tmp_path) == (["fm"], [0, 1, 2]) and len(reads) == 2
+    # without one: the directory's name, nothing planned
+    (tmp_path / "config.json").unlink()
+    assert planned_trials(tmp_path) is None
+    assert run_title(tmp_path) == tmp_path.name and strategy_names(tmp_path) == {}
+
+
+def test_a_damaged_run_config_is_one_line_naming_it(tmp_path) -> None:
+    from fishermask.errors import DataError
+    from fishermask.reporting.outputs import run_title
+
+    (tmp_path / "config.json").write_text('{"config": {')  # cut short
+    with pytest.raises(DataError, match=r"config\.json cannot be read as JSON; restore it"):
+        run_title(tmp_path)

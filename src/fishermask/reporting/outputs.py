@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
+from fishermask.errors import DataError
 from fishermask.experiments.store import read_results, write_text_atomic
 from fishermask.reporting.plots import plot_learning_curves, strategy_styles
 from fishermask.reporting.tables import SummaryRow, summarize, summary_markdown
@@ -32,54 +35,80 @@ def write_run_outputs(
     return rows, summary, plot
 
 
+def _run_config(run_dir: Path) -> dict[str, Any] | None:
+    """A run's ``config.json``, parsed; ``None`` without one (runs reported from their
+    results alone) or with one that is not a JSON object.
+
+    :func:`run_title`, :func:`planned_trials` and :func:`strategy_names` all read it
+    through here: one read per version of the file
+    (cached on its path, inode, size and modification time, so a config.json that a run
+    extension rewrote is read again, never served stale). Callers must not modify it.
+    """
+    path = Path(run_dir) / "config.json"
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _read_config(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_config(path: str, inode: int, size: int, mtime_ns: int) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        raise DataError(
+            f"{path} cannot be read as JSON; restore it (fishermask run writes it when a run "
+            "starts), or move it away to report the run from its results.csv alone."
+        ) from None
+    return meta if isinstance(meta, dict) else None
+
+
 def run_title(run_dir: Path) -> str:
     """A run's title from its ``config.json``: data set and preset, model and width, and the
     schedule (``cifar10-jpeg setting1 — resnet18 width 0.25, 250 → 5750 labels by 250``); the
     directory's name without one. The same in the run's own plot and summary as in
     ``fishermask report``."""
     run_dir = Path(run_dir)
-    cfg = run_dir / "config.json"
-    if cfg.exists():
-        meta = json.loads(cfg.read_text())
-        data = meta.get("config", {}).get("data", {})
-        name = meta.get("dataset", {}).get("name") or Path(str(data.get("dataset", ""))).name
-        preset = data.get("preset")
-        model = meta.get("config", {}).get("model", {})
-        bits = [name] + ([preset] if preset else [])
-        title = f"{' '.join(bits)} — {model.get('name', '')}"
-        if model.get("name") != "linear":  # the one built-in model without a width
-            title += f" width {model.get('width', '')}"
-        loop = meta.get("config", {}).get("loop", {})
-        if loop.get("initial") is not None and loop.get("query_size") is not None:
-            if loop.get("budget") is not None:
-                last = loop["budget"]
-            elif loop.get("rounds") is not None:
-                last = loop["initial"] + loop["rounds"] * loop["query_size"]
-            else:
-                return title
-            title += f", {loop['initial']} → {last} labels by {loop['query_size']}"
-        return title
-    return run_dir.name
+    meta = _run_config(run_dir)
+    if meta is None:
+        return run_dir.name
+    data = meta.get("config", {}).get("data", {})
+    name = meta.get("dataset", {}).get("name") or Path(str(data.get("dataset", ""))).name
+    preset = data.get("preset")
+    model = meta.get("config", {}).get("model", {})
+    bits = [name] + ([preset] if preset else [])
+    title = f"{' '.join(bits)} — {model.get('name', '')}"
+    if model.get("name") != "linear":  # the one built-in model without a width
+        title += f" width {model.get('width', '')}"
+    loop = meta.get("config", {}).get("loop", {})
+    if loop.get("initial") is not None and loop.get("query_size") is not None:
+        if loop.get("budget") is not None:
+            last = loop["budget"]
+        elif loop.get("rounds") is not None:
+            last = loop["initial"] + loop["rounds"] * loop["query_size"]
+        else:
+            return title
+        title += f", {loop['initial']} → {last} labels by {loop['query_size']}"
+    return title
 
 
 def planned_trials(run_dir: Path) -> tuple[list[str], list[int]] | None:
     """The strategies (labels, else names) and seeds a run's ``config.json`` plans, or None
-    without a readable one: a run published while still going lists what it has not
+    without one that lists them: a run published while still going lists what it has not
     started yet from it."""
-    path = Path(run_dir) / "config.json"
     try:
-        config = json.loads(path.read_text())["config"]
+        config = _run_config(run_dir)["config"]  # type: ignore[index]
         strategies = [str(x.get("label") or x["name"]) for x in config["strategies"]]
         return strategies, [int(seed) for seed in config["seeds"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def strategy_names(run_dir: Path) -> dict[str, str]:
     """``label -> strategy name`` from a run's ``config.json`` (empty without one)."""
-    path = Path(run_dir) / "config.json"
     try:
-        specs = json.loads(path.read_text())["config"]["strategies"]
+        specs = _run_config(run_dir)["config"]["strategies"]  # type: ignore[index]
         return {str(x.get("label") or x["name"]): str(x["name"]) for x in specs}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return {}
