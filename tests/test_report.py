@@ -970,3 +970,82 @@ def test_report_of_a_run_in_progress_lists_the_trials_not_started(tmp_path: Path
     CliRunner().invoke(app, ["report", str(tmp_path / "r"), "--out", str(tmp_path / "rep2")])
     md = (tmp_path / "rep2/report.md").read_text()
     assert "entropy (1 of 2 seeds finished)." in md and "fm" not in md
+
+
+def _planned(d: Path, strategies: list[str], seeds: list[int], queries: int) -> None:
+    """A config.json as a run writes it, planning ``queries`` queries per trial."""
+    config = {
+        "config": {
+            "strategies": [{"name": s, "options": {}, "label": ""} for s in strategies],
+            "seeds": seeds,
+        },
+        "query_sizes": [10] * queries,
+    }
+    (d / "config.json").write_text(json.dumps(config))
+
+
+def test_a_run_with_only_partial_trials_reports_no_finished_trial(tmp_path: Path) -> None:
+    # config.json plans 3 queries (4 rounds); every trial is at round 1 or 2: none finished,
+    # although some have as many rounds as any (once counted finished at that shorter length)
+    run = tmp_path / "r"
+    _write_run(run, {"random": [[0.3, 0.4, 0.5], [0.3, 0.4]], "fishermask": [[0.3, 0.6, 0.7]]})
+    _planned(run, ["random", "fishermask"], [0, 1], queries=3)
+    res = _report(run, "--out", tmp_path / "rep")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep/report.md").read_text()
+    assert (
+        "Still running (only seeds that finished every round are counted above): random (0 of "
+        "2 seeds finished), fishermask (0 of 2 seeds finished)."
+    ) in md
+    assert "| random |" not in md and "| fishermask |" not in md
+    entry = json.loads((tmp_path / "rep/report.json").read_text())[0]
+    assert entry["summary"] == [] and entry["differences"] == []
+    assert (tmp_path / "rep/r_curves.csv").read_text().count("\n") == 1  # its header alone
+
+
+def test_a_run_being_extended_to_more_rounds_reports_its_trials_unfinished(
+    tmp_path: Path,
+) -> None:
+    """A finished 1-query run extended to 3 queries: the extension records the longer schedule
+    in config.json before its first new round; until the trials reach it, none is finished
+    (they were reported finished at the shorter schedule, their tables compared as final)."""
+    from fishermask.experiments.config import ExperimentConfig
+    from fishermask.experiments.runner import Experiment, Extension, open_run_dir
+
+    def exp(rounds: int) -> Experiment:
+        raw = {
+            "data": {"dataset": "digits"},
+            "loop": {"initial": 20, "query_size": 10, "rounds": rounds},
+            "strategies": ["random", "fishermask"],
+            "seeds": [0, 1],
+            "device": "cpu",
+        }
+        return Experiment.prepare(ExperimentConfig.from_dict(raw))
+
+    run = tmp_path / "r"
+    _write_run(run, {"random": [[0.3, 0.4], [0.3, 0.5]], "fishermask": [[0.3, 0.6], [0.3, 0.7]]})
+    open_run_dir(exp(1), run)
+    res = _report(run, "--out", tmp_path / "before")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "before/report.md").read_text()
+    assert "| random | 2 |" in md and "Still running" not in md  # finished at 1 query
+    assert open_run_dir(exp(3), run) == Extension(rounds=(2, 4))  # no new round committed yet
+    res = _report(run, "--out", tmp_path / "during")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "during/report.md").read_text()
+    assert "random (0 of 2 seeds finished), fishermask (0 of 2 seeds finished)." in md, md
+    assert "| random |" not in md and "| fishermask |" not in md
+    assert "fishermask vs each baseline" not in md
+    entry = json.loads((tmp_path / "during/report.json").read_text())[0]
+    assert entry["summary"] == [] and entry["differences"] == []
+    assert entry["incomplete"]["random"] == {"finished_seeds": 0, "seeds": 2}
+    assert (tmp_path / "during/r_curves.csv").read_text().count("\n") == 1
+    # fishermask's seed 0 reaches the new last round: it alone is finished
+    rows = (run / "results.csv").read_text().splitlines()
+    rows += [f"fishermask,0,{r},{10 * (r + 1)},0.8,0.8,0.5,1.5" for r in (2, 3)]
+    (run / "results.csv").write_text("\n".join(rows) + "\n")
+    res = _report(run, "--out", tmp_path / "later")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "later/report.md").read_text()
+    assert "| fishermask | 1 | 40 | 80.00 |" in md and "| random |" not in md
+    assert "random (0 of 2 seeds finished), fishermask (1 of 2 seeds finished)." in md

@@ -69,6 +69,26 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("width", [None, 3.3])
+def test_a_plot_of_a_run_whose_trials_all_run_on_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: float | None
+) -> None:
+    """A run planned for 4 rounds whose trials have 3: an empty figure that says why, not a
+    warning about an empty legend."""
+    import warnings
+
+    import fishermask.reporting.plots as plots
+
+    figs = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, *_: figs.append(fig) or path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_learning_curves(_rows(), tmp_path / "c.png", rounds=4, width=width)
+    texts = [t.get_text() for t in figs[0].axes[0].texts]
+    assert texts == ["no trial has finished every round yet"] and not figs[0].axes[0].get_lines()
+    assert summarize(_rows(), rounds=4) == [] and summarize(_rows(), rounds=3) == summarize(_rows())
+
+
 def test_every_strategy_of_a_full_run_has_a_line_of_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,12 +159,17 @@ def test_run_title_names_a_width_only_for_models_that_have_one(tmp_path):
 
 
 def test_a_run_config_is_read_once_per_version(tmp_path, monkeypatch) -> None:
-    """The title, the planned trials and the strategy names come from one read of
+    """The title, the planned trials and rounds and the strategy names come from one read of
     config.json; a config.json rewritten since (a run extended) is read again."""
     import json
     from pathlib import Path
 
-    from fishermask.reporting.outputs import planned_trials, run_title, strategy_names
+    from fishermask.reporting.outputs import (
+        planned_rounds,
+        planned_trials,
+        run_title,
+        strategy_names,
+    )
 
     specs = [{"name": "fishermask", "options": {}, "label": "fm"}]
     meta = {"config": {"strategies": specs, "seeds": [0, 1]}, "query_sizes": [10, 10]}
@@ -161,16 +186,18 @@ def test_a_run_config_is_read_once_per_version(tmp_path, monkeypatch) -> None:
     for _ in range(2):
         run_title(tmp_path)
         assert planned_trials(tmp_path) == (["fm"], [0, 1])
+        assert planned_rounds(tmp_path) == 3
         assert strategy_names(tmp_path) == {"fm": "fishermask"}
     assert len(reads) == 1
     # rewritten in place as a run extension does (write, then rename over it)
-    meta["config"]["seeds"] = [0, 1, 2]
+    meta["config"]["seeds"], meta["query_sizes"] = [0, 1, 2], [10] * 4
     (tmp_path / "new.json").write_text(json.dumps(meta))
     (tmp_path / "new.json").replace(tmp_path / "config.json")
-    assert planned_trials(tmp_path) == (["fm"], [0, 1, 2]) and len(reads) == 2
+    assert planned_trials(tmp_path) == (["fm"], [0, 1, 2]) and planned_rounds(tmp_path) == 5
+    assert len(reads) == 2
     # without one: the directory's name, nothing planned
     (tmp_path / "config.json").unlink()
-    assert planned_trials(tmp_path) is None
+    assert planned_rounds(tmp_path) is None and planned_trials(tmp_path) is None
     assert run_title(tmp_path) == tmp_path.name and strategy_names(tmp_path) == {}
 
 

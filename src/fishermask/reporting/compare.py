@@ -41,10 +41,15 @@ class Difference:
 
 
 def paired_aulc_differences(
-    rows: list[dict[str, Any]], strategy: str, metric: str = "accuracy"
+    rows: list[dict[str, Any]],
+    strategy: str,
+    metric: str = "accuracy",
+    *,
+    rounds: int | None = None,
 ) -> list[Difference]:
-    """``strategy`` against every other strategy, on the seeds both completed."""
-    cs = curves(rows, metric)
+    """``strategy`` against every other strategy, on the seeds both completed (``rounds``:
+    the rounds a completed trial has, as in :func:`~fishermask.reporting.tables.curves`)."""
+    cs = curves(rows, metric, rounds=rounds)
     if strategy not in cs:
         return []
     mine = cs[strategy]

@@ -24,12 +24,18 @@ def write_run_outputs(
     out_dir = Path(out_dir)
     title = run_title(out_dir) if title is None else title
     rows = read_results(out_dir / "results.csv")
+    rounds = planned_rounds(out_dir)  # finished trials as `fishermask report` counts them
     # a labelled variant (fm-dispersed) in its strategy's colour, as in `fishermask report`
     styles = strategy_styles([*order, *(r["strategy"] for r in rows)], strategy_names(out_dir))
     plot = plot_learning_curves(
-        rows, out_dir / "learning_curves.png", title=title, order=order, styles=styles
+        rows,
+        out_dir / "learning_curves.png",
+        title=title,
+        order=order,
+        styles=styles,
+        rounds=rounds,
     )
-    summary = summarize(rows)
+    summary = summarize(rows, rounds=rounds)
     summary.sort(key=lambda s: order.index(s.strategy) if s.strategy in order else len(order))
     write_text_atomic(out_dir / "summary.md", f"# {title}\n\n" + summary_markdown(summary))
     return rows, summary, plot
@@ -39,8 +45,8 @@ def _run_config(run_dir: Path) -> dict[str, Any] | None:
     """A run's ``config.json``, parsed; ``None`` without one (runs reported from their
     results alone) or with one that is not a JSON object.
 
-    :func:`run_title`, :func:`planned_trials` and :func:`strategy_names` all read it
-    through here: one read per version of the file
+    :func:`run_title`, :func:`planned_trials`, :func:`planned_rounds` and
+    :func:`strategy_names` all read it through here: one read per version of the file
     (cached on its path, inode, size and modification time, so a config.json that a run
     extension rewrote is read again, never served stale). Callers must not modify it.
     """
@@ -103,6 +109,18 @@ def planned_trials(run_dir: Path) -> tuple[list[str], list[int]] | None:
         return strategies, [int(seed) for seed in config["seeds"]]
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def planned_rounds(run_dir: Path) -> int | None:
+    """Rounds a trial of the run has when finished (round 0, then one per query of the
+    ``query_sizes`` its ``config.json`` records), or None without them (runs reported from
+    their results alone count a trial finished when it has as many rounds as any).
+
+    A run extended to more rounds records the longer schedule before its first new round,
+    so its trials are unfinished until they reach it, not finished at the shorter one."""
+    meta = _run_config(run_dir)
+    sizes = meta.get("query_sizes") if meta is not None else None
+    return len(sizes) + 1 if isinstance(sizes, list) else None
 
 
 def strategy_names(run_dir: Path) -> dict[str, str]:

@@ -117,6 +117,7 @@ def plot_learning_curves(
     styles: dict[str, dict[str, Any]] | None = None,
     formats: tuple[str, ...] = (),
     width: float | None = None,
+    rounds: int | None = None,
 ) -> Path:
     """Accuracy vs number of labels: mean over seeds, shaded ± one std, one line per strategy.
 
@@ -125,9 +126,11 @@ def plot_learning_curves(
     are written next to the PNG (:func:`save_figure`). ``width`` (inches) draws the figure
     at the size it will have in print, e.g. 3.3 for one column of a two-column paper, with
     :data:`PAPER_FONTS` and the legend under the axes; by default it is 6.4 inches wide
-    (8.4 with the legend beside the axes past six strategies).
+    (8.4 with the legend beside the axes past six strategies). Only the seeds that finished
+    every round are drawn; ``rounds``: how many that is (the run's plan, as in
+    :func:`~fishermask.reporting.tables.curves`).
     """
-    cs = curves(rows, metric)
+    cs = curves(rows, metric, rounds=rounds)
     keys = [k for k in (order or []) if k in cs] + [k for k in cs if k not in (order or [])]
     if styles is None or any(k not in styles for k in keys):
         styles = strategy_styles(keys) | (styles or {})
@@ -139,27 +142,29 @@ def plot_learning_curves(
             height = 0.62 * width + 0.17 * legend_rows + (0.3 if banded else 0.15)
             fig, ax = plt.subplots(figsize=(width, height), dpi=300, layout="constrained")
             _draw_curves(ax, cs, keys, styles, metric, title, lw=1.2, ms=3)
-            fig.legend(
-                loc="outside lower center",
-                ncol=ncol,
-                frameon=False,
-                title="mean ± 1 std over n seeds" if banded else None,
-                handlelength=2.2,
-                columnspacing=1.0,
-            )
+            if keys:
+                fig.legend(
+                    loc="outside lower center",
+                    ncol=ncol,
+                    frameon=False,
+                    title="mean ± 1 std over n seeds" if banded else None,
+                    handlelength=2.2,
+                    columnspacing=1.0,
+                )
             return save_figure(fig, path, formats)
     # past six curves a legend inside the axes hides data: put it on the right, outside
     outside = len(keys) > 6
     fig, ax = plt.subplots(figsize=(8.4 if outside else 6.4, 4.4), dpi=150)
     _draw_curves(ax, cs, keys, styles, metric, title, lw=1.6, ms=4, title_size="medium")
     # what the line and the band are, in the figure itself (a figure travels without its caption)
-    ax.legend(
-        fontsize=8,
-        frameon=False,
-        title="mean ± 1 std over n seeds" if banded else None,
-        title_fontsize=8,
-        **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}),
-    )
+    if keys:
+        ax.legend(
+            fontsize=8,
+            frameon=False,
+            title="mean ± 1 std over n seeds" if banded else None,
+            title_fontsize=8,
+            **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {}),
+        )
     fig.tight_layout()
     return save_figure(fig, path, formats)
 
@@ -194,6 +199,15 @@ def _draw_curves(
                 alpha=0.18,
                 lw=0,
             )
+    if not keys:  # a run none of whose trials finished every round yet
+        ax.text(
+            0.5,
+            0.5,
+            "no trial has finished every round yet",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+        )
     ax.set_xlabel("number of labeled images")
     ax.set_ylabel(f"test {metric.replace('_', ' ')} (%)")
     if title:

@@ -40,7 +40,12 @@ from fishermask.reporting.latex import (  # noqa: E402
     round_zero_latex,
     summary_latex,
 )
-from fishermask.reporting.outputs import planned_trials, run_title, strategy_names  # noqa: E402
+from fishermask.reporting.outputs import (  # noqa: E402
+    planned_rounds,
+    planned_trials,
+    run_title,
+    strategy_names,
+)
 from fishermask.reporting.plots import (  # noqa: E402
     PAPER_FONTS,
     VECTOR_FORMATS,
@@ -336,6 +341,9 @@ def build_report(
     runs = zip(map(Path, run_dirs), tables, confusions, output_names(run_dirs), strict=True)
     for d, rows, confusion, stem in runs:
         title = run_title(d)
+        # a trial is finished at the rounds config.json plans (a run being extended to more
+        # rounds: the longer schedule), not at the most any trial has reached
+        rounds = planned_rounds(d)
         fig = plot_learning_curves(
             rows,
             out / f"{stem}_curves.png",
@@ -343,10 +351,12 @@ def build_report(
             styles=styles,
             formats=formats,
             width=figure_width,
+            rounds=rounds,
         )
-        write_text_atomic(out / f"{stem}_curves.csv", curves_csv(rows))  # the figure's numbers
-        summary = summarize(rows)
-        pending = incomplete(rows, planned_trials(d))
+        # the figure's numbers
+        write_text_atomic(out / f"{stem}_curves.csv", curves_csv(rows, rounds=rounds))
+        summary = summarize(rows, rounds=rounds)
+        pending = incomplete(rows, planned_trials(d), rounds=rounds)
         if latex:
             tex = summary_latex(summary, title, pending=pending)
             write_text_atomic(out / f"{stem}_summary.tex", tex)
@@ -390,7 +400,7 @@ def build_report(
                 "",
             ]
         for method in compared_strategies(present, methods, names):
-            diffs = paired_aulc_differences(rows, method)
+            diffs = paired_aulc_differences(rows, method, rounds=rounds)
             if not diffs:
                 continue
             adjusted = holm(diffs)

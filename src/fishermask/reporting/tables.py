@@ -38,26 +38,33 @@ class Curve:
     per_seed: dict[int, np.ndarray]  # seed -> accuracies [R]
 
 
-def _by_trial(rows: list[dict[str, Any]], metric: str) -> tuple[dict, int]:
-    """``strategy -> seed -> round -> (n_labeled, metric)`` and the run's number of rounds
-    (the most any trial has)."""
+def _by_trial(
+    rows: list[dict[str, Any]], metric: str, rounds: int | None = None
+) -> tuple[dict, int]:
+    """``strategy -> seed -> round -> (n_labeled, metric)`` and the rounds a finished trial
+    has: ``rounds`` (the run's plan, :func:`~fishermask.reporting.outputs.planned_rounds`)
+    where given, else the most any trial has (a run without a recorded plan)."""
     by: dict[str, dict[int, dict[int, tuple[int, float]]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         by[r["strategy"]][r["seed"]][r["round"]] = (r["n_labeled"], r[metric])
     full = max((len(t) for s in by.values() for t in s.values()), default=0)
-    return by, full
+    return by, full if rounds is None else max(rounds, full)
 
 
 def incomplete(
-    rows: list[dict[str, Any]], plan: tuple[list[str], list[int]] | None = None
+    rows: list[dict[str, Any]],
+    plan: tuple[list[str], list[int]] | None = None,
+    *,
+    rounds: int | None = None,
 ) -> dict[str, tuple[int, int]]:
     """Strategies with a seed that has not finished every round: ``(complete, all)`` seeds.
 
     ``plan``: the run's ``(strategies, seeds)`` as its ``config.json`` lists them
     (:func:`~fishermask.reporting.outputs.planned_trials`); then the trials not started yet
     count too (a strategy none of whose trials has a row is listed with 0 finished), in the
-    plan's order. Without one, only the trials with rows are known."""
-    by, full = _by_trial(rows, "accuracy")
+    plan's order. Without one, only the trials with rows are known. ``rounds``: the rounds
+    a finished trial has (:func:`_by_trial`)."""
+    by, full = _by_trial(rows, "accuracy", rounds)
     planned_strategies, planned_seeds = plan if plan is not None else ([], [])
     order = list(dict.fromkeys([*planned_strategies, *by]))
     out = {}
@@ -70,13 +77,16 @@ def incomplete(
     return out
 
 
-def curves(rows: list[dict[str, Any]], metric: str = "accuracy") -> dict[str, Curve]:
+def curves(
+    rows: list[dict[str, Any]], metric: str = "accuracy", *, rounds: int | None = None
+) -> dict[str, Curve]:
     """Group rows by strategy, keeping only the seeds that completed every round of the run.
 
     A run still in progress thus never compares strategies on a truncated budget; a
-    strategy with no complete seed yet is left out (see :func:`incomplete`).
+    strategy with no complete seed yet is left out (see :func:`incomplete`). ``rounds``:
+    the rounds a finished trial has (the run's plan; default the most any trial has).
     """
-    by, full = _by_trial(rows, metric)
+    by, full = _by_trial(rows, metric, rounds)
     out = {}
     for strat, all_seeds in by.items():
         seeds = {s: t for s, t in all_seeds.items() if len(t) == full}
@@ -104,8 +114,11 @@ class SummaryRow:
     train_seconds: float  # mean per round
 
 
-def summarize(rows: list[dict[str, Any]], metric: str = "accuracy") -> list[SummaryRow]:
-    cs = curves(rows, metric)
+def summarize(
+    rows: list[dict[str, Any]], metric: str = "accuracy", *, rounds: int | None = None
+) -> list[SummaryRow]:
+    """One row per strategy over its finished seeds (:func:`curves`, ``rounds`` as there)."""
+    cs = curves(rows, metric, rounds=rounds)
     out = []
     for strat, c in cs.items():
         final = np.array([v[-1] for v in c.per_seed.values()])
@@ -185,18 +198,19 @@ def summary_markdown(summary: list[SummaryRow], metric: str = "accuracy") -> str
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
-def curves_csv(rows: list[dict[str, Any]]) -> str:
+def curves_csv(rows: list[dict[str, Any]], *, rounds: int | None = None) -> str:
     """The learning-curve figure's numbers as CSV, for a table or a plot of your own.
 
     One line per (strategy, labeled-set size): ``strategy, round, n_labeled, seeds,
     accuracy_mean, accuracy_std`` (and ``balanced_accuracy_mean, balanced_accuracy_std``
     where ``results.csv`` has them), fractions in [0, 1], over the seeds that finished every
-    round (population std, ddof 0), exactly as the figure plots them.
+    round (population std, ddof 0), exactly as the figure plots them (``rounds`` as in
+    :func:`curves`).
     """
     metrics = ["accuracy"]
     if rows and all("balanced_accuracy" in r for r in rows):
         metrics.append("balanced_accuracy")
-    by_metric = {m: curves(rows, m) for m in metrics}
+    by_metric = {m: curves(rows, m, rounds=rounds) for m in metrics}
     header = ["strategy", "round", "n_labeled", "seeds"]
     header += [f"{m}_{x}" for m in metrics for x in ("mean", "std")]
     buf = io.StringIO()
