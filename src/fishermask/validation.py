@@ -9,7 +9,8 @@ declared in the annotation too (``Annotated[float, Field(gt=0)]``).
 Coercion is pydantic's lax mode: ``"1e-3"`` (a string to YAML) becomes 0.001,
 ``"no"`` becomes ``False``, a list becomes a tuple, ``"16x16"`` or ``"5,0,5"``
 becomes a tuple of integers, and ``"none"`` is ``None`` where ``None`` is allowed.
-A boolean is never taken for a number, and an unreadable value is a
+A boolean is never taken for a number, nor for an item of a tuple of numbers
+(``image_size: [true, 3]``), and an unreadable value is a
 :class:`~fishermask.errors.ConfigError` of one line that names the field, the value
 and what is allowed.
 """
@@ -35,6 +36,7 @@ def coerce_field(owner: type, name: str, value: Any, where: str) -> Any:
     hint = _hints(owner)[name]
     if isinstance(value, bool) and not _admits_bool(hint):
         raise ConfigError(f"`{where}`={value!r}, must be of type {_describe(hint)}, not a boolean.")
+    _refuse_bool_items(hint, value, where)
     parts = _parts(hint)
     if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in parts:
         if str not in parts:
@@ -109,6 +111,30 @@ _UnionType = type(int | None)
 
 def _admits_bool(hint: Any) -> bool:
     return any(p is bool or p is Any or p is object for p in _parts(hint))
+
+
+def _refuse_bool_items(hint: Any, value: Any, where: str) -> None:
+    """Refuse a boolean item of a list or tuple given for a field of tuples of numbers, which
+    pydantic's lax mode reads as 1 or 0 (``image_size: [true, 3]`` became ``(1, 3)``)."""
+    if not isinstance(value, (list, tuple)):
+        return
+    items = [
+        a
+        for p in _parts(hint)
+        if typing.get_origin(p) in (tuple, list)
+        for a in typing.get_args(p)
+        if a is not Ellipsis
+    ]
+    if not items or any(_admits_bool(a) for a in items):
+        return
+    bad = [i for i, v in enumerate(value) if isinstance(v, bool)]
+    if bad:
+        what = "an integer" if all(a is int for a in items) else f"of type {_describe(items[0])}"
+        fixed = [int(v) if isinstance(v, bool) else v for v in value]
+        raise ConfigError(
+            f"`{where}`={value!r}: {value[bad[0]]!r} (item {bad[0] + 1}) is a boolean, not "
+            f"{what}; write the number, e.g. {fixed!r}."
+        )
 
 
 def _int_tuple(hint: Any) -> bool:

@@ -41,6 +41,19 @@ def test_seeds() -> None:
         ExperimentConfig.from_dict({"seeds": [1, 1]})
 
 
+@pytest.mark.parametrize(
+    ("seeds", "said"), [([True, 2], "True is a boolean"), ([0, 1.5], "1.5 is not a whole number")]
+)
+def test_seeds_refuse_a_boolean_or_a_fraction(seeds: list, said: str) -> None:
+    # int() read True as seed 1 and 1.5 as seed 1
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig.from_dict({"seeds": seeds})
+    assert str(e.value).startswith(f"Seeds {seeds!r}: {said}; give a count") and "\n" not in str(
+        e.value
+    )
+    assert parse_seeds([0, 2.0]) == (0, 2)
+
+
 def test_loop_sizes() -> None:
     assert LoopConfig(initial=250, query_size=250, budget=5750).query_sizes(5750) == [250] * 22
     assert LoopConfig(initial=10, query_size=7, budget=30).query_sizes(100) == [7, 7, 6]

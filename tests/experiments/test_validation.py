@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,46 @@ def test_an_image_size_of_other_than_two_numbers_says_hxw(size: Any) -> None:
         ExperimentConfig.from_dict({"data": {"image_size": size}})
     msg = str(e.value)
     assert msg == f"`data.image_size`={size!r}, must be 2 integers, e.g. 32x32 (HxW) or [32, 32]."
+
+
+def test_a_boolean_in_an_image_size_is_refused_not_read_as_1() -> None:
+    # pydantic's lax mode read [True, 3] as (1, 3): a 1-pixel-high image, said nowhere
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig.from_dict({"data": {"image_size": [True, 3]}})
+    assert str(e.value) == (
+        "`data.image_size`=[True, 3]: True (item 1) is a boolean, not an integer; write the "
+        "number, e.g. [1, 3]."
+    )
+    with pytest.raises(ConfigError, match=r"`data.image_size`=\[16, False\]: False \(item 2\)"):
+        ExperimentConfig.from_dict(yaml.safe_load("data: {image_size: [16, no]}"))  # YAML 1.1
+
+
+def _int_tuple_fields() -> list[tuple[str, str, int | None]]:
+    """``(section, field, length)`` of every field of integers (None: any length)."""
+    out = []
+    for sec, cls in SECTIONS.items():
+        for name, hint in typing.get_type_hints(cls).items():
+            union = typing.get_origin(hint) in (typing.Union, type(int | None))
+            for part in typing.get_args(hint) if union else (hint,):
+                args = typing.get_args(part)
+                if typing.get_origin(part) is tuple and args and args[0] is int:
+                    out.append((sec, name, None if args[-1] is Ellipsis else len(args)))
+    return out
+
+
+@pytest.mark.parametrize(("section", "name", "length"), _int_tuple_fields())
+def test_every_field_of_integers_refuses_a_boolean_item(
+    section: str, name: str, length: int | None
+) -> None:
+    value = [7] * (length or 2)
+    value[-1] = True
+    with pytest.raises(ConfigError, match=f"`{section}.{name}`=.*True .* is a boolean"):
+        ExperimentConfig.from_dict({section: {name: value}})
+
+
+def test_int_tuple_fields_are_found() -> None:
+    found = {(sec, name) for sec, name, _ in _int_tuple_fields()}
+    assert {("data", "image_size"), ("data", "class_counts"), ("train", "milestones")} <= found
 
 
 def test_reinit_no_is_false_not_a_truthy_string() -> None:

@@ -329,6 +329,11 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
             return parse_seeds(nums[0])
         return parse_seeds(nums)
     if isinstance(value, (list, tuple)):
+        # int() read True as seed 1 and 1.5 as seed 1
+        odd = [v for v in value if isinstance(v, bool) or (isinstance(v, float) and v % 1)]
+        if odd:
+            kind = "a boolean" if isinstance(odd[0], bool) else "not a whole number"
+            raise ConfigError(f"Seeds {list(value)!r}: {odd[0]!r} is {kind}; {_SEEDS_HELP}.")
         try:
             seeds = tuple(int(v) for v in value)
         except (TypeError, ValueError):
