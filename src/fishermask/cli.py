@@ -370,25 +370,6 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 
-def _rounds_done(exp: Any, out_dir: Path) -> tuple[int, int, int]:
-    """Committed rounds already in ``out_dir`` for this experiment, the total to run, and how
-    many of the committed ones have no confusion matrix (made before it was recorded)."""
-    from fishermask.experiments.store import TrialStore
-
-    cfg = exp.config
-    n_rounds = len(exp.query_sizes) + 1
-    total = n_rounds * len(cfg.strategies) * len(cfg.seeds)
-    if not (Path(out_dir) / "config.json").exists():
-        return 0, total, 0
-    records = [
-        rec
-        for spec in cfg.strategies
-        for seed in cfg.seeds
-        for rec in TrialStore(out_dir, spec.key, seed).records(n_rounds)
-    ]
-    return len(records), total, sum("confusion" not in rec for rec in records)
-
-
 def _run(
     cfg: Any,
     out_dir: Path,
@@ -399,7 +380,12 @@ def _run(
     allow_env_change: bool = False,
 ) -> None:
     from fishermask.experiments.progress import NullProgress, RichProgress
-    from fishermask.experiments.runner import Experiment, check_run_dir, run_experiment
+    from fishermask.experiments.runner import (
+        Experiment,
+        check_run_dir,
+        run_experiment,
+        start_notes,
+    )
     from fishermask.reporting import summary_table
     from fishermask.reporting.compare import headline
     from fishermask.reporting.outputs import run_title, write_run_outputs
@@ -422,34 +408,8 @@ def _run(
         soft_wrap=True,
     )
     extension = check_run_dir(exp, out_dir)  # before saying "resuming": another run is refused
-    done, total, without_confusion = _rounds_done(exp, out_dir)
-    if done:
-        err_console.print(
-            f"extending {out_dir} {extension.describe()}: {done} of {total} rounds were done "
-            "earlier"
-            if extension is not None
-            else f"resuming {out_dir}: {done} of {total} rounds were done earlier"
-            if done < total
-            else f"{out_dir} is complete ({total} rounds); reprinting its summary",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
-    if without_confusion:
-        err_console.print(
-            f"note: {without_confusion} of those rounds were committed before confusion "
-            "matrices were recorded and have none; "
-            + (
-                "confusion.jsonl holds the others."
-                if without_confusion < done
-                else "rounds run from now on have one (in confusion.jsonl)."
-                if done < total
-                else "`fishermask report` draws none for this run."
-            ),
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
+    for line in start_notes(exp, out_dir, extension, complete="reprinting its summary"):
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     bar = RichProgress(err_console) if show_progress else NullProgress()
     try:
         with bar:

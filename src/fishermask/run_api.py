@@ -14,6 +14,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from fishermask.experiments.config import DataConfig, ExperimentConfig, deep_mer
 from fishermask.experiments.experiment import Experiment
 from fishermask.experiments.parallel import check_ray_address, check_workers_can_import
 from fishermask.experiments.progress import NullProgress, RichProgress
-from fishermask.experiments.runner import run_experiment
+from fishermask.experiments.runner import check_run_dir, run_experiment, start_notes
 from fishermask.experiments.store import check_out_dir, write_atomic
 from fishermask.reporting.outputs import write_run_outputs
 
@@ -64,7 +65,9 @@ def run(
         name: the data set's name in ``config.json``, summaries and reports; the file is
             ``out/data/<name>.npz``.
         workers, executor, address: as ``run_experiment`` (results do not depend on them).
-        progress: progress bars on stderr (reading a large Dataset, rounds).
+        progress: progress bars on stderr (reading a large Dataset, rounds). Whatever it is,
+            a run continued in ``out`` says so on stderr first, as ``fishermask run`` does
+            (``extending … by 1 seed (1): 6 of 12 rounds were done earlier``, ``resuming …``).
         **settings: top-level configuration keys, applied over ``config``
             (``seeds=3, strategies=["random", "entropy"], model="mlp"``); not ``train``,
             which is the data here: the training recipe goes in ``config``.
@@ -103,6 +106,10 @@ def run(
     check_workers_can_import(exp, workers, executor)
     if executor == "ray":
         check_ray_address(address)
+    extension = check_run_dir(exp, out_dir)  # another run in out is refused, writing nothing
+    # as `fishermask run` says it: extending, resuming, or complete
+    for line in start_notes(exp, out_dir, extension, complete="returning its records"):
+        print(line, file=sys.stderr)
     if not (path.is_file() and (out_dir / "config.json").is_file()):
         _write_npz(path, ds)  # (config.json names this hash, so a file there holds these data)
     bar = RichProgress() if progress else NullProgress()

@@ -140,7 +140,10 @@ def test_a_torch_dataset_gives_the_results_of_the_arrays(api_run: Path, tmp_path
 
 
 def test_resume_after_an_interruption_is_exact(
-    api_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    api_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     commit, calls = store.TrialStore.commit, []
 
@@ -157,15 +160,26 @@ def test_resume_after_an_interruption_is_exact(
     assert len(_results(tmp_path)) == 4  # the partial results.csv
     data = tmp_path / "data" / "digits.npz"
     written = data.stat().st_mtime_ns
+    capsys.readouterr()
     _run(tmp_path)
+    # as `fishermask run` says it
+    assert f"resuming {tmp_path}: 4 of 6 rounds were done earlier\n" in capsys.readouterr().err
     _same(api_run, tmp_path)
     assert data.stat().st_mtime_ns == written  # the resume reads the run's copy, not a new one
 
 
-def test_more_seeds_and_strategies_in_the_same_out_give_the_larger_run(tmp_path: Path) -> None:
+def test_more_seeds_and_strategies_in_the_same_out_give_the_larger_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     grown, direct = tmp_path / "grown", tmp_path / "direct"
     _run(grown, strategies=["entropy"])
+    assert "extending" not in capsys.readouterr().err  # a new run says nothing of the kind
     records = _run(grown, strategies=["random", "entropy"], seeds=[0, 1])
+    # as `fishermask run` says it (the API said nothing)
+    assert (
+        f"extending {grown} by 1 seed (1) and 1 strategy (random): 3 of 12 rounds were done "
+        "earlier\n"
+    ) in capsys.readouterr().err
     assert len(records) == 2 * 2 * 3
     _run(direct, strategies=["random", "entropy"], seeds=[0, 1])
     _same(grown, direct)

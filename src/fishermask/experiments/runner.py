@@ -30,7 +30,7 @@ from fishermask.experiments.parallel import (
     trial_failed,
 )
 from fishermask.experiments.progress import NullProgress
-from fishermask.experiments.store import aggregate, write_json_atomic
+from fishermask.experiments.store import TrialStore, aggregate, write_json_atomic
 from fishermask.experiments.trial import run_trial
 
 
@@ -307,6 +307,60 @@ def open_run_dir(exp: Experiment, out_dir: Path) -> Extension | None:
             },
         )
     return extension
+
+
+def rounds_done(exp: Experiment, out_dir: Path) -> tuple[int, int, int]:
+    """Committed rounds already in ``out_dir`` for this experiment, the total to run, and how
+    many of the committed ones have no confusion matrix (made before it was recorded)."""
+    cfg = exp.config
+    n_rounds = len(exp.query_sizes) + 1
+    total = n_rounds * len(cfg.strategies) * len(cfg.seeds)
+    if not (Path(out_dir) / "config.json").exists():
+        return 0, total, 0
+    records = [
+        rec
+        for spec in cfg.strategies
+        for seed in cfg.seeds
+        for rec in TrialStore(out_dir, spec.key, seed).records(n_rounds)
+    ]
+    return len(records), total, sum("confusion" not in rec for rec in records)
+
+
+def start_notes(
+    exp: Experiment, out_dir: Path, extension: Extension | None, complete: str
+) -> list[str]:
+    """What a run says before it starts in ``out_dir``, one line each; none for a new run.
+
+    That it extends the run there (``extension``, from :func:`check_run_dir`: ``extending
+    runs/x from 3 to 5 queries per trial: 24 of 36 rounds were done earlier``), resumes it,
+    or finds it complete (then ``complete`` says what it does instead); and how many of the
+    rounds done earlier have no confusion matrix. ``fishermask run`` and
+    :func:`fishermask.run` say the same.
+    """
+    done, total, without_confusion = rounds_done(exp, out_dir)
+    lines = []
+    if done:
+        lines.append(
+            f"extending {out_dir} {extension.describe()}: {done} of {total} rounds were done "
+            "earlier"
+            if extension is not None
+            else f"resuming {out_dir}: {done} of {total} rounds were done earlier"
+            if done < total
+            else f"{out_dir} is complete ({total} rounds); {complete}"
+        )
+    if without_confusion:
+        lines.append(
+            f"note: {without_confusion} of those rounds were committed before confusion "
+            "matrices were recorded and have none; "
+            + (
+                "confusion.jsonl holds the others."
+                if without_confusion < done
+                else "rounds run from now on have one (in confusion.jsonl)."
+                if done < total
+                else "`fishermask report` draws none for this run."
+            )
+        )
+    return lines
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
