@@ -93,6 +93,9 @@ def test_every_field_of_integers_refuses_a_boolean_item(
 def test_int_tuple_fields_are_found() -> None:
     found = {(sec, name) for sec, name, _ in _int_tuple_fields()}
     assert {("data", "image_size"), ("data", "class_counts"), ("train", "milestones")} <= found
+    # a list of names is no list of numbers: no "write the number" for it
+    with pytest.raises(ConfigError, match=r"`imports`=\[True\], must be a valid string"):
+        ExperimentConfig.from_dict({"imports": [True]})
 
 
 def test_reinit_no_is_false_not_a_truthy_string() -> None:
