@@ -8,7 +8,8 @@ against report.json. This script writes them, so that a section is pasted, not t
 
 - **Results**: final accuracy, AULC and seconds per round, per strategy (report.json's
   summary: seeds that finished every round), FisherMask and the best means in bold;
-- **Mean accuracy at each point**: per labeled-set size, over the same seeds (results.csv);
+- **Mean accuracy at each point**: per labeled-set size, over the same seeds (the curves
+  `fishermask report` computes from results.csv, as in ``<run>_curves.csv``);
 - **Does FisherMask beat each baseline?** (and the same for LPLgrad when the report compares
   it): paired Δ AULC, 95 % interval, Holm-adjusted p and verdict (report.json's differences);
 - with ``--minority``: how many images of the minority classes (every class but the one
@@ -20,7 +21,6 @@ against report.json. This script writes them, so that a section is pasted, not t
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 from collections import defaultdict
@@ -77,36 +77,27 @@ def results_table(entry: dict) -> list[str]:
     return out
 
 
-def complete_rows(run: Path) -> dict[str, dict[int, list[dict]]]:
-    """results.csv rows by strategy and seed, only the seeds that finished every round."""
-    config = json.loads((run / "config.json").read_text())
-    rounds = len(config["query_sizes"]) + 1
-    by: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    with open(run / "results.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            by[row["strategy"]][int(row["seed"])].append(row)
-    return {
-        s: {seed: rs for seed, rs in seeds.items() if len(rs) == rounds} for s, seeds in by.items()
-    }
+def run_curves(run: Path) -> dict:
+    """The run's learning curves over the seeds that finished every planned round: what
+    `fishermask report` computes (and publishes as ``<run>_curves.csv``)."""
+    from fishermask.experiments.store import read_results
+    from fishermask.reporting.outputs import planned_rounds
+    from fishermask.reporting.tables import curves
+
+    return curves(read_results(run / "results.csv"), rounds=planned_rounds(run))
 
 
 def points_table(run: Path, strategies: list[str]) -> list[str]:
-    rows = complete_rows(run)
-    sizes = sorted({int(r["n_labeled"]) for s in rows.values() for rs in s.values() for r in rs})
+    cs = run_curves(run)
+    sizes = sorted({int(n) for c in cs.values() for n in c.n_labeled})
     out = [
         "| strategy | " + " | ".join(thousands(n) for n in sizes) + " |",
         "|---|" + "---:|" * len(sizes),
     ]
     for s in strategies:
-        cells = []
-        for n in sizes:
-            accs = [
-                float(r["accuracy"])
-                for rs in rows[s].values()
-                for r in rs
-                if int(r["n_labeled"]) == n
-            ]
-            cells.append(f"{100 * statistics.fmean(accs):.1f}" if accs else "")
+        c = cs.get(s)
+        at = {int(n): m for n, m in zip(c.n_labeled, c.mean, strict=True)} if c else {}
+        cells = [f"{100 * at[n]:.1f}" if n in at else "" for n in sizes]
         out.append(f"| {s} | " + " | ".join(cells) + " |")
     return out
 
@@ -149,12 +140,12 @@ def minority_table(run: Path, strategies: list[str]) -> list[str]:
     for y in labels:
         counts[y] += 1
     majority = max(counts, key=counts.get)
-    complete = complete_rows(run)
+    finished = {s: set(c.per_seed) for s, c in run_curves(run).items()}
     picked: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     with open(run / "queries.jsonl") as f:
         for line in f:
             q = json.loads(line)
-            if q["round"] == 0 or q["seed"] not in complete.get(q["strategy"], {}):
+            if q["round"] == 0 or q["seed"] not in finished.get(q["strategy"], set()):
                 continue
             n = sum(labels[i] != majority for i in q["indices"])
             picked[q["strategy"]][q["round"]].append(n)
