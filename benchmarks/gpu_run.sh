@@ -54,13 +54,13 @@ for setting in setting1_low setting2; do
   if [ ! -d "$run" ] && [ -d "docs/results/$name" ]; then
     mkdir -p "$runs" && cp -r "docs/results/$name" "$run"
   fi
-  if [ -f "$run/results.csv" ] && "$py" - "$run" <<'PY'
+  if "$py" - "$run" <<'PY'
 import sys
 from pathlib import Path
-from fishermask.experiments.store import read_results
-from fishermask.reporting.tables import incomplete
-rows = read_results(Path(sys.argv[1]) / "results.csv")
-sys.exit(0 if rows and not incomplete(rows) else 1)
+from fishermask.reporting.outputs import run_complete
+# every trial config.json plans has finished every planned round
+done = run_complete(Path(sys.argv[1]))
+sys.exit(0 if done else 1)
 PY
   then
     echo "$name is complete" | tee -a "$out/log.txt"

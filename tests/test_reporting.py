@@ -208,3 +208,39 @@ def test_a_damaged_run_config_is_one_line_naming_it(tmp_path) -> None:
     (tmp_path / "config.json").write_text('{"config": {')  # cut short
     with pytest.raises(DataError, match=r"config\.json cannot be read as JSON; restore it"):
         run_title(tmp_path)
+
+
+def test_run_complete_counts_the_planned_trials_and_rounds(tmp_path) -> None:
+    """benchmarks/gpu_run.sh moves on to the next setting only when every trial config.json
+    plans has finished every planned round: a seed not started yet, or a run extended to
+    more rounds, is not complete (it counted as complete when only the rows were read)."""
+    import csv
+    import json
+
+    from fishermask.reporting.outputs import run_complete
+
+    def write(rows, seeds, sizes):
+        specs = [{"name": "a", "options": {}}, {"name": "b", "options": {}}]
+        meta = {"config": {"strategies": specs, "seeds": seeds}, "query_sizes": sizes}
+        (tmp_path / "config.json").write_text(json.dumps(meta))
+        with open(tmp_path / "results.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+    assert not run_complete(tmp_path)  # nothing yet
+    rows = _rows()  # strategies a and b, seeds 0 and 1, three rounds each
+    write(rows, [0, 1], [10, 20])
+    assert run_complete(tmp_path)
+    write(rows, [0, 1, 2], [10, 20])  # seed 2 planned, not started
+    assert not run_complete(tmp_path)
+    write(rows, [0, 1], [10, 20, 20])  # extended by a round, none run yet
+    assert not run_complete(tmp_path)
+    write(
+        [r for r in rows if (r["strategy"], r["seed"], r["round"]) != ("b", 1, 2)], [0, 1], [10, 20]
+    )
+    assert not run_complete(tmp_path)
+    (tmp_path / "config.json").unlink()  # no plan: the rows alone
+    write(rows, [0, 1], [10, 20])
+    (tmp_path / "config.json").unlink()
+    assert run_complete(tmp_path)

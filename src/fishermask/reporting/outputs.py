@@ -123,6 +123,23 @@ def planned_rounds(run_dir: Path) -> int | None:
     return len(sizes) + 1 if isinstance(sizes, list) else None
 
 
+def run_complete(run_dir: Path) -> bool:
+    """Whether every trial the run's ``config.json`` plans (strategies x seeds) has finished
+    every planned round (:func:`planned_trials`, :func:`planned_rounds`); without a
+    config.json, whether every trial with rows has as many rounds as any. A run with no
+    ``results.csv`` or no rows is not complete. For scripts that continue runs until done
+    (benchmarks/gpu_run.sh)."""
+    from fishermask.experiments.store import read_results
+    from fishermask.reporting.tables import incomplete
+
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        return False
+    rows = read_results(path)
+    plan, rounds = planned_trials(run_dir), planned_rounds(run_dir)
+    return bool(rows) and not incomplete(rows, plan, rounds=rounds)
+
+
 def strategy_names(run_dir: Path) -> dict[str, str]:
     """``label -> strategy name`` from a run's ``config.json`` (empty without one)."""
     try:
