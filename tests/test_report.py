@@ -172,12 +172,18 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.skipif(
     not (REPO / "docs/results/report.md").exists(), reason="no published results in this tree"
 )
+@pytest.mark.parametrize(
+    "report_md",
+    sorted(str(p.relative_to(REPO)) for p in (REPO / "docs/results").rglob("report.md")),
+)
 def test_published_report_reproduces_from_committed_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    report_md: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """docs/results/report.md is what `fishermask report` makes of the committed results."""
+    """docs/results/report.md, and every run's own report.md beside its results, is what
+    `fishermask report` makes of the committed results (a run's own one went stale when the
+    report's format changed and nothing checked it)."""
     monkeypatch.chdir(REPO)
-    published = (REPO / "docs/results/report.md").read_text()
+    published = (REPO / report_md).read_text()
     runs = [line.split("`")[1] for line in published.splitlines() if line.startswith("Run dir")]
     assert runs, "report.md names no run directory"
     res = CliRunner().invoke(app, ["report", *runs, "--out", str(tmp_path)])
