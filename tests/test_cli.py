@@ -226,6 +226,30 @@ def test_every_help_page_shows_every_option_whole_at_80_columns() -> None:
                 assert " ".join(first.split()[-3:]) in " ".join(res.output.split()), (name, first)
 
 
+def test_no_help_page_shows_a_python_type_as_an_options_value() -> None:
+    # typer 0.29's plain layout names an option's value by its annotation:
+    # `-s, --strategy <list[str]>`, `--import <list[str]>`; a repeatable option says what one
+    # value is (NAME[:KEY=VALUE,...])
+    import click
+    import typer
+
+    def commands(group: click.Group, path: list[str]):
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                yield from commands(cmd, [*path, name])
+            else:
+                yield [*path, name]
+
+    found = []
+    for path in commands(typer.main.get_command(app), []):
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
+        options = [line.strip() for line in res.output.splitlines() if line.startswith("  -")]
+        found += [(path, line) for line in options if "<list[" in line]
+    assert not found, found
+    res = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert "-s, --strategy NAME[:KEY=VALUE,...]" in res.output
+
+
 def test_every_help_paragraph_is_one_line_so_that_it_wraps_at_the_terminal_width() -> None:
     # typer (0.29) joins the lines of a help text's first paragraph but keeps the line breaks of
     # the later ones, so a docstring wrapped at 100 columns broke mid-sentence on the screen;

@@ -143,6 +143,7 @@ def run(
         typer.Option(
             "--strategy",
             "-s",
+            metavar="NAME[:KEY=VALUE,...]",
             help="Strategy (repeatable or comma list); options as name:key=value,key=value.",
         ),
     ] = None,
@@ -150,6 +151,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--import",
+            metavar="MODULE|FILE.py",
             help="A module name or .py file to import first (repeatable): your own strategies, "
             "registered with @register, then usable with --strategy.",
         ),
@@ -464,7 +466,8 @@ def report(
     method: Annotated[
         list[str] | None,
         typer.Option(
-            help="Strategy compared with every other one (repeatable; a name also matches its labelled variants such as lplgrad-joint). Default: fishermask and lplgrad."
+            metavar="STRATEGY",
+            help="Strategy compared with every other one (repeatable; a name also matches its labelled variants such as lplgrad-joint). Default: fishermask and lplgrad.",
         ),
     ] = None,
     force: Annotated[
@@ -481,6 +484,7 @@ def report(
         list[str] | None,
         typer.Option(
             "--format",
+            metavar="pdf|svg",
             help="Also write every figure as pdf or svg (vector, for a paper; repeatable): "
             "same name, other suffix. PNG is always written.",
         ),
@@ -531,6 +535,7 @@ def list_strategies(
         list[str] | None,
         typer.Option(
             "--import",
+            metavar="MODULE|FILE.py",
             help="A module name or .py file to import first (repeatable): lists your own "
             "strategies too.",
         ),

@@ -184,7 +184,9 @@ def init(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Where decoded images are cached.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    imports: Annotated[list[str] | None, typer.Option("--import", help=_IMPORT_HELP)] = None,
+    imports: Annotated[
+        list[str] | None, typer.Option("--import", metavar="MODULE|FILE.py", help=_IMPORT_HELP)
+    ] = None,
 ) -> None:
     """Create a project: scan the images, import labels, queue a first (diverse) batch."""
     from fishermask.label.imports import parse_entries
@@ -1317,6 +1319,7 @@ def config(
         list[str] | None,
         typer.Option(
             "--add-class",
+            metavar="CLASS",
             help="Append a class (repeatable, or a comma list); existing labels keep theirs.",
         ),
     ] = None,
@@ -1324,6 +1327,7 @@ def config(
         list[str] | None,
         typer.Option(
             "--rename-class",
+            metavar="OLD=NEW",
             help="Rename a class, OLD=NEW (repeatable); its labels follow the new name.",
         ),
     ] = None,
@@ -1331,6 +1335,7 @@ def config(
         list[str] | None,
         typer.Option(
             "--remove-class",
+            metavar="CLASS",
             help="Remove a class that no image's label carries any more (repeatable, or a "
             "comma list): after merging it into another with `label add`.",
         ),
@@ -1341,7 +1346,9 @@ def config(
     imports: Annotated[
         list[str] | None,
         typer.Option(
-            "--import", help="Replace the project's --import entries (--import '': none)."
+            "--import",
+            metavar="MODULE|FILE.py",
+            help="Replace the project's --import entries (--import '': none).",
         ),
     ] = None,
 ) -> None:
