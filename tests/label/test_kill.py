@@ -301,3 +301,34 @@ def test_sigterm_says_what_it_stopped_and_keeps_every_acknowledged_label(project
         assert {r.id for r in p.store.history()} >= set(acked)
     finally:
         p.close()
+
+
+def test_sighup_says_what_it_stopped_as_sigterm_does(project):
+    """Closing the terminal `label serve` runs in sends it SIGHUP, which uvicorn does not
+    handle: its default action ended the process at once, without the 'stopped' line, with
+    the requests under way cut off and the database left open. Now SIGHUP stops it as SIGTERM
+    does: the line ('stopped (SIGHUP: its terminal was closed)'), exit 0, every acknowledged
+    label committed."""
+    project.close()
+    token = "Zq8vK3mN5pR7tW9yB2cD4fG6hJ8kL0"
+    proc, url, _ = start_server(project.dir, "--token", token)
+    base = re.search(r"(http://[^/]+)/", url).group(1)
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=10) as c:
+        item = c.get("/api/batch").json()["items"][0]
+        r = c.post("/api/labels", json={"image_id": item["image_id"], "label": "green"})
+        assert r.status_code == 200, r.text
+        acked = r.json()["label_id"]
+    proc.send_signal(signal.SIGHUP)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (proc.returncode, out)
+    assert (
+        f"stopped (SIGHUP: its terminal was closed); every label given is saved in "
+        f"{project.dir}: `fishermask label serve {project.dir}` serves it again (the same "
+        "URLs, with the same token)." in out
+    ), out
+    p = Project(project.dir)
+    try:
+        assert acked in {r.id for r in p.store.history()}
+    finally:
+        p.close()

@@ -31,6 +31,7 @@ records who started it; ``GET /api/status`` says, per token, whether it may now 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import hashlib
@@ -1114,6 +1115,11 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated
 
 
+#: How the 'stopped' line names a stop by SIGHUP (the terminal ``label serve`` runs in was
+#: closed).
+HUNG_UP = " (SIGHUP: its terminal was closed)"
+
+
 def run_server(
     project_dir: str | os.PathLike[str],
     *,
@@ -1127,7 +1133,7 @@ def run_server(
 ) -> None:
     """Bind, print the URL (with its token) on one line, then one line per annotator with
     theirs; serve until interrupted (Ctrl-C: :class:`KeyboardInterrupt` goes on up) or
-    terminated (SIGTERM: returns), then say what was saved and how to serve it again. Every
+    terminated (SIGTERM, or SIGHUP: its terminal closed; returns), then say what was saved and how to serve it again. Every
     request under way is answered first (uvicorn's graceful shutdown), so every label
     acknowledged is committed; the database is closed. Holds the project's serve lock
     meanwhile: refused (:class:`serve_lock.AlreadyServed`, nothing started) while another
@@ -1203,6 +1209,21 @@ def run_server(
         main = threading.current_thread() is threading.main_thread()
         # uvicorn takes SIGTERM while it serves and gives it back to this handler when done
         before = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+        server: Any = None
+        hung_up: list[int] = []
+
+        def on_hangup(signum: int, frame: Any) -> None:
+            """SIGHUP (the terminal closed), which uvicorn leaves alone: its default action
+            ended the process at once, without the 'stopped' line and with the requests under
+            way cut off. Stopped as SIGTERM is: uvicorn's graceful stop, then the line."""
+            hung_up.append(signum)
+            if server is None:  # before uvicorn serves: nothing under way
+                raise _Terminated
+            server.should_exit = True
+
+        # a SIGHUP ignored (`nohup fishermask label serve ...`) stays ignored
+        ignored = main and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        hup_before = signal.signal(signal.SIGHUP, on_hangup) if main and not ignored else None
         try:  # from the first URL on: a Ctrl-C before uvicorn handles signals is said too
             print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
             for name, mine in app.state.tokens.items():
@@ -1211,10 +1232,14 @@ def run_server(
             server = uvicorn.Server(config)
             asyncio.run(server.serve(sockets=[sock]))
         except _Terminated:
-            how = " (SIGTERM)"
+            how = HUNG_UP if hung_up else " (SIGTERM)"
         finally:
             if before is not None:
                 signal.signal(signal.SIGTERM, before)
+            if hup_before is not None:
+                signal.signal(signal.SIGHUP, hup_before)
+            if hung_up:
+                how = HUNG_UP
             cut = _cut_short(app.state.worker, project)
             app.state.worker.stop()
             sock.close()
@@ -1224,4 +1249,6 @@ def run_server(
                 if token_given
                 else " (new URLs: each start makes a new token unless given --token)"
             )
-            say(f"stopped{how}{cut}; every label given is saved in {project.dir}: {again}.")
+            # a closed terminal (SIGHUP) may refuse the line: the stop goes on regardless
+            with contextlib.suppress(OSError):
+                say(f"stopped{how}{cut}; every label given is saved in {project.dir}: {again}.")
