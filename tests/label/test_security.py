@@ -317,3 +317,18 @@ def test_no_path_under_static_reaches_the_api_without_a_token(project):
             assert b"path,label" not in data and b'"items"' not in data and b'"labeled"' not in data
     finally:
         stop_server(proc)
+
+
+def test_the_apis_401_says_where_the_owner_and_an_annotator_get_their_token(client):
+    """A script or an annotator's tool refused with 401 read only 'printed by `fishermask
+    label serve`': an annotator never sees what serve prints. The line says it for both,
+    as the page does: the owner's URL, or the one serve printed for each annotator, whom the
+    owner gives theirs; and how to send it."""
+    r = client.get("/api/status", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    assert r.json()["error"] == (
+        "missing or wrong access token: send the token of your URL as an Authorization: "
+        "Bearer header (or ?token=...); the owner's is in the URL `fishermask label serve` "
+        "printed first, an annotator's in the one it printed for them (an annotator: ask the "
+        "owner for yours; a restart makes new tokens unless serve was given --token)"
+    )

@@ -162,6 +162,16 @@ name).</p>
 """
 
 
+#: The API's 401 (a script, or an annotator's tool): where each person's token is, as the
+#: page says it (an annotator never sees what `label serve` prints).
+NO_TOKEN = (
+    "missing or wrong access token: send the token of your URL as an Authorization: Bearer "
+    "header (or ?token=...); the owner's is in the URL `fishermask label serve` printed first, "
+    "an annotator's in the one it printed for them (an annotator: ask the owner for yours; a "
+    "restart makes new tokens unless serve was given --token)"
+)
+
+
 class TokenGuard:
     """ASGI middleware: 401 unless the request carries a token of ``tokens`` (token ->
     annotator, None for the owner); 413 for oversized bodies. The request's ``state`` gets
@@ -225,10 +235,7 @@ class TokenGuard:
             return
         if not who:
             resp = JSONResponse(
-                {
-                    "error": "missing or wrong access token: add ?token=... (printed by "
-                    "`fishermask label serve`) or an Authorization: Bearer header"
-                },
+                {"error": NO_TOKEN},
                 status_code=401,
             )
             await resp(scope, receive, send)
@@ -1133,11 +1140,11 @@ def run_server(
 ) -> None:
     """Bind, print the URL (with its token) on one line, then one line per annotator with
     theirs; serve until interrupted (Ctrl-C: :class:`KeyboardInterrupt` goes on up) or
-    terminated (SIGTERM, or SIGHUP: its terminal closed; returns), then say what was saved and how to serve it again. Every
-    request under way is answered first (uvicorn's graceful shutdown), so every label
-    acknowledged is committed; the database is closed. Holds the project's serve lock
-    meanwhile: refused (:class:`serve_lock.AlreadyServed`, nothing started) while another
-    server of the project runs."""
+    terminated (SIGTERM, or SIGHUP: its terminal closed; returns), then say what was saved
+    and how to serve it again. Every request under way is answered first (uvicorn's
+    graceful shutdown), so every label acknowledged is committed; the database is closed.
+    Holds the project's serve lock meanwhile: refused (:class:`serve_lock.AlreadyServed`,
+    nothing started) while another server of the project runs."""
     import uvicorn
 
     if not 0 <= port <= 65535:
