@@ -190,3 +190,48 @@ def test_a_skip_or_unsure_never_replaces_another_annotators_label(client):
     assert _post(client, "alice", image_id=other, label="green").status_code == 200
     assert _post(client, "alice", image_id=other, kind="skip").status_code == 200
     assert _post(client, "bob", image_id=other, kind="unsure").status_code == 200
+
+
+def test_label_decide_words_its_errors_for_the_one_image(project):
+    """`label decide` reused the CSV checks, so its errors read 'label decide: row 1: ...'
+    though it has no rows: now they name the image and the class as typed."""
+    _disagree(project)
+    project.close()
+    r = _run("decide", project.dir, "red/999.png", "red")
+    assert r.exit_code == 2
+    out = " ".join(r.output.split())
+    assert "row 1" not in out, out
+    assert out.startswith(
+        "error: label decide: 'red/999.png' is not an image of this project; nothing was written."
+    ), out
+    r = _run("decide", project.dir, "red/000.png", "purple")
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and "row 1" not in out, out
+    assert "label decide: label 'purple' is not one of red, green, blue" in out, out
+
+
+def test_decisions_on_images_without_a_disagreement_are_counted_and_named(project, tmp_path):
+    """`label add --decide` recorded a row on an image nobody disagreed on as a decision
+    without a word (a wrong path in decisions.csv, or a disagreement resolved meanwhile): the
+    line now says how many such rows were recorded as decisions anyway, and names them; the
+    disagreement's row is counted as before. `label decide` says it too."""
+    _disagree(project)
+    project.close()
+    rows = tmp_path / "decisions.csv"
+    rows.write_text("path,label\nred/000.png,red\ngreen/001.png,green\nblue/002.png,blue\n")
+    r = _run("add", project.dir, rows, "--decide")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert out.startswith("decided 3 images (0 already so)"), out
+    assert (
+        "2 of them had no disagreement between annotators (blue/002.png, green/001.png): "
+        "recorded as the owner's decision anyway" in out
+    ), out
+    r = _run("decide", project.dir, "red/003.png", "red")
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and (
+        "red/003.png had no disagreement between annotators: recorded as the owner's decision "
+        "anyway" in out
+    ), out
+    r = _run("decide", project.dir, "red/000.png", "blue")  # a disagreement: no such note
+    assert r.exit_code == 0 and "no disagreement" not in r.output, r.output

@@ -570,10 +570,10 @@ def add(
             said = p.add_folder_labels()
         elif decide:
             assert labels is not None
-            written, same = p.add_label_rows(
-                p.read_csv_labels(labels), source="decision", what=str(labels), decide=True
-            )
-            said = _decided_said(p, written, same)
+            rows = p.read_csv_labels(labels)
+            undisputed = _undisputed(p, rows)
+            written, same = p.add_label_rows(rows, source="decision", what=str(labels), decide=True)
+            said = _decided_said(p, written, same, undisputed)
         else:
             assert labels is not None
             written, same = p.add_label_rows(
@@ -585,13 +585,37 @@ def add(
     console.print(said, highlight=False, soft_wrap=True)
 
 
-def _decided_said(p: Any, written: int, same: int) -> str:
+def _undisputed(p: Any, rows: list[tuple[str, str]]) -> list[str]:
+    """The paths, sorted, of the images of ``rows`` (decisions) on which no annotators'
+    labels differ now (a path that names no image is left to the rows' own check)."""
+    by_path = p.store.image_ids_by_path()
+    disputed = {d["image_id"] for d in p.disagreements()}
+    paths = {v: k for k, v in by_path.items()}
+    ids = {p.resolve_path(ref, by_path) for ref, _ in rows}
+    return sorted(paths[i] for i in ids if i is not None and i not in disputed)
+
+
+def _decided_said(p: Any, written: int, same: int, undisputed: list[str]) -> str:
     open_ = sum(d["status"] == "open" for d in p.disagreements())
     left = f"{open_} disagreement{'s' * (open_ != 1)} still open"
+    note = ""
+    if undisputed:
+        shown = ", ".join(undisputed[:5]) + (
+            f", ... and {len(undisputed) - 5} more" if len(undisputed) > 5 else ""
+        )
+        anyway = (
+            "recorded as the owner's decision anyway (the image's label from now on; check the "
+            "path if you meant another image)"
+        )
+        if written + same == 1:
+            note = f"; {undisputed[0]} had no disagreement between annotators: {anyway}"
+        else:
+            n = len(undisputed)
+            note = f"; {n} of them had no disagreement between annotators ({shown}): {anyway}"
     return (
         f"decided {written} image{'s' * (written != 1)} ({same} already so): the owner's "
-        f"label, shown as decided in `fishermask label status {p.dir} --list disagreements`; "
-        f"{left}."
+        f"label, shown as decided in `fishermask label status {p.dir} --list disagreements`"
+        f"{note}; {left}."
     )
 
 
@@ -611,10 +635,11 @@ def decide(
     """Decide a disagreement between annotators: IMAGE is LABEL, recorded as the owner's decision (also when it has that class already); it is the image's label from then on, and the disagreement is listed as decided until someone labels the image again. Many at once: `label add PROJECT decisions.csv --decide`."""
     try:
         p = _open(project)
+        undisputed = _undisputed(p, [(image, label)])
         written, same = p.add_label_rows(
-            [(image, label)], source="decision", what="label decide", decide=True
+            [(image, label)], source="decision", what="label decide", decide=True, single=True
         )
-        said = _decided_said(p, written, same)
+        said = _decided_said(p, written, same, undisputed)
     except FishermaskError as e:
         _fail(str(e))
     console.print(said, highlight=False, soft_wrap=True)

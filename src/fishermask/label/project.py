@@ -1666,13 +1666,15 @@ class Project:
         what: str,
         unless_after: int | None = None,
         decide: bool = False,
+        single: bool = False,
     ) -> tuple[int, int]:
         """Validate every ``(path, class name)`` first, then write them in one transaction; a
         row ``(path, class name, annotator)`` records who gave it (None: the owner).
         ``unless_after``: a label row id; an image with a row after it is left out
         (:meth:`Store.add_labels`), not counted as written. ``decide``: each row is the
         owner's decision (source ``decision``, :mod:`fishermask.label.team`), written also
-        when the image has that class already (unless by a decision of it).
+        when the image has that class already (unless by a decision of it). ``single``: one
+        row a command typed (``label decide``), whose errors name no row number.
 
         Returns (written, already current: the same class given by the same annotator).
         Nothing is written if any row is bad.
@@ -1685,9 +1687,10 @@ class Project:
         unknown = False
         by: dict[int, str | None] = {}
         for i, (ref, label, *who) in enumerate(rows, start=1):
+            row = "" if single else f"row {i}: "
             image_id = self.resolve_path(ref, by_path)
             if image_id is None:
-                errors.append(f"row {i}: {ref!r} is not an image of this project")
+                errors.append(f"{row}{ref!r} is not an image of this project")
                 unknown = True
                 continue
             if label not in self.current_classes:
@@ -1695,13 +1698,12 @@ class Project:
                 if not hint and (guess := suggestion(label, self.current_classes)):
                     hint = f" ({guess})"
                 errors.append(
-                    f"row {i}: label {label!r} is not one of {', '.join(self.current_classes)}"
-                    + hint
+                    f"{row}label {label!r} is not one of {', '.join(self.current_classes)}" + hint
                 )
                 continue
             cid = self.classes.index(label)
             if image_id in seen and seen[image_id] != cid:
-                errors.append(f"row {i}: {ref!r} is given two different labels")
+                errors.append(f"{row}{ref!r} is given two different labels")
                 continue
             seen[image_id] = cid
             by[image_id] = who[0] if who else None
