@@ -645,6 +645,101 @@ def decide(
     console.print(said, highlight=False, soft_wrap=True)
 
 
+@label_app.command()
+def history(
+    project: ProjectArg,
+    image: Annotated[
+        str,
+        typer.Argument(
+            help="The image: its path relative to the image folder, or absolute inside it.",
+            show_default=False,
+        ),
+    ],
+    format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+) -> None:
+    """Every label, skip and unsure given on IMAGE, oldest first, by anyone: label_id, kind, label, by, source, when, undone_by (who undid it), current (the image's current action); the label_id is what `label undo` (or POST /api/undo) takes."""
+    if format not in ("csv", "json"):
+        _fail(f"--format {format!r}: use csv or json.")
+    try:
+        p = _open(project)
+        image_id = p.resolve_path(image, p.store.image_ids_by_path())
+        if image_id is None:
+            raise ConfigError(
+                f"{image!r} is not an image of this project; paths are relative to the image "
+                f"folder {p.root}, or absolute inside it."
+            )
+        items = p.label_history(image_id)
+        path = p.store.image(image_id).path
+    except FishermaskError as e:
+        _fail(str(e))
+    if not items:
+        _say_none(f"{path} has no label, skip or unsure yet.", format)
+        return
+    rows = [
+        {
+            "label_id": it["label_id"],
+            "kind": it["kind"],
+            "label": it["label"],
+            "by": it["by"],
+            "source": it["source"],
+            "when": utc_iso(it["created"]),
+            **(
+                {"undone": it["undone"], "undone_by": it["undone_by"], "current": it["current"]}
+                if format == "json"
+                else {"undone_by": it["undone_by"], "current": "yes" if it["current"] else None}
+            ),
+        }
+        for it in items
+    ]
+    _write_rows(rows, format)
+    _say(
+        f"to withdraw one of them: `fishermask label undo {p.dir} LABEL_ID` (anyone's; the "
+        "image falls back to its action before)."
+    )
+
+
+@label_app.command()
+def undo(
+    project: ProjectArg,
+    label_id: Annotated[
+        int,
+        typer.Argument(
+            help="The id of the label, skip or unsure (`label history PROJECT PATH` lists them).",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Undo one action by its id, anyone's (the owner's command; the history keeps both): the image falls back to its action before. `label history PROJECT PATH` lists an image's ids."""
+    from fishermask.label.project import KIND_NAMES
+
+    try:
+        p = _open(project)
+        row = p.store.label_row(label_id)
+        if row is None or row.kind == "undo":
+            raise ConfigError(
+                f"no label action with id {label_id} to undo; `fishermask label history "
+                f"{p.dir} PATH` lists an image's."
+            )
+        p.store.undo(label_id)
+        path = p.store.image(row.image_id).path
+        (entry,) = [h for h in p.label_history(row.image_id) if h["label_id"] == label_id]
+        now = next((h for h in p.label_history(row.image_id) if h["current"]), None)
+    except FishermaskError as e:
+        _fail(str(e))
+    what = entry["label"] if entry["kind"] == "label" else KIND_NAMES[entry["kind"]]
+    after = (
+        f"{path} is now {now['label'] if now['kind'] == 'label' else KIND_NAMES[now['kind']]}"
+        f" (by {now['by']})"
+        if now is not None
+        else f"{path} has no label now"
+    )
+    console.print(
+        f"undone: label {label_id} of {path} ({what} by {entry['by']}); {after}.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @label_app.command("import")
 def import_(
     project: ProjectArg,

@@ -2515,6 +2515,38 @@ class Project:
         ]
         return team.disagreement_rows(rows, paths, current, names, decisions)
 
+    def label_history(self, image_id: int) -> list[dict[str, Any]]:
+        """Every action on image ``image_id`` but the undo rows, oldest first (each annotator's
+        labels with their ids: what an undo of someone else's label needs, which ``GET
+        /api/labeled`` gives for the image's current label only): ``{"label_id", "kind",
+        "label"`` (the class, ``NAME (removed)`` for a class removed since; None for a skip or
+        unsure), ``"by", "source", "created", "undone"`` (whether an undo row cancels it),
+        ``"undone_by"`` (who undid it, or None), ``"current"`` (it is the image's current
+        action)}``, read in one state of the database."""
+        with self.store.snapshot():
+            rows = self.store.history(image_id)
+            cur = self.store.current().get(image_id)
+        names = [
+            f"{c} (removed)" if i in self.removed else c
+            for i, c in enumerate(self.reload_classes())
+        ]
+        undone = {r.undoes: r.annotator for r in rows if r.kind == "undo"}
+        return [
+            {
+                "label_id": r.id,
+                "kind": r.kind,
+                "label": names[r.class_id] if r.class_id is not None else None,
+                "by": team.name_of(r.annotator),
+                "source": r.source,
+                "created": r.created,
+                "undone": r.id in undone,
+                "undone_by": team.name_of(undone[r.id]) if r.id in undone else None,
+                "current": cur is not None and cur[0] == r.id,
+            }
+            for r in rows
+            if r.kind != "undo"
+        ]
+
     def batch(self) -> list[dict[str, Any]]:
         """The current queue, each item with its state in this batch: its current action
         (label/skip/unsure, ``by`` the annotator who gave it, ``owner`` for the owner) when

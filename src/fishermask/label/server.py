@@ -589,6 +589,24 @@ def create_app(
         out["annotators"] = sorted(names | set(out["annotators"]) | {team.OWNER})
         return out
 
+    @app.get("/api/history/{image_id}")
+    def history(request: Request, image_id: int) -> Any:
+        """Every action on one image but the undo rows, oldest first, with its ``label_id``
+        (:meth:`Project.label_history`): the owner's token every annotator's, an annotator's
+        their own (``hidden``: how many of the others' were left out)."""
+        row = project.store.image(image_id)
+        if row is None:
+            return _no_image(project, image_id)
+        items = project.label_history(image_id)
+        who = request.state.annotator
+        mine = items if who is None else [it for it in items if it["by"] == who]
+        return {
+            "image_id": image_id,
+            "path": row.path,
+            "hidden": len(items) - len(mine),
+            "items": mine,
+        }
+
     @app.get("/api/status")
     def status(request: Request) -> Any:
         worker.poll()

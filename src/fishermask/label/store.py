@@ -1313,6 +1313,13 @@ class Store:
             )
         return [LabelRow(**dict(r)) for r in rows]
 
+    def label_row(self, label_id: int) -> LabelRow | None:
+        """The action ``label_id`` (an undo row too), or None when no row has that id."""
+        if label_id not in _INT64:
+            return None
+        rows = self.query(f"SELECT {_LABEL_COLS} FROM labels WHERE id = ?", (label_id,))
+        return LabelRow(**dict(rows[0])) if rows else None
+
     def last_label_id(self) -> int:
         return int(self.query("SELECT COALESCE(MAX(id), 0) AS m FROM labels")[0]["m"])
 

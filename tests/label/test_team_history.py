@@ -1,0 +1,117 @@
+"""Every annotator's label ids of one image: `label history PROJECT PATH` and `GET
+/api/history/{image_id}` (the owner's token: every entry; an annotator's: their own), and
+`label undo PROJECT LABEL_ID`, the owner's undo from the command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.label.conftest import TOKEN, api_client
+
+
+def _run(*args):
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    return CliRunner().invoke(app, ["label", *[str(a) for a in args]])
+
+
+def _history(project):
+    """alice labels red/000.png red, bob blue, bob undoes his blue and labels it green: the
+    ids of alice's red, bob's blue, his undo and his green."""
+    s = project.store
+    image_id = s.image_ids_by_path()["red/000.png"]
+    red = s.add_label(image_id, "label", 0, annotator="alice")
+    blue = s.add_label(image_id, "label", 2, annotator="bob")
+    undo = s.undo(blue, annotator="bob")
+    green = s.add_label(image_id, "label", 1, annotator="bob")
+    return image_id, red, blue, undo, green
+
+
+def test_label_history_lists_every_annotators_label_of_an_image(project):
+    """Undoing another annotator's label needs its id, and nothing listed every annotator's
+    (GET /api/labeled gives the image's current one only): `label history` lists each action
+    on the image, oldest first, with its id, who, class, source, time, whether undone (and by
+    whom) and which is the image's current one."""
+    _, red, blue, _, green = _history(project)
+    project.close()
+    r = _run("history", project.dir, "./red//000.png")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [
+        (int(x["label_id"]), x["kind"], x["label"], x["by"], x["source"], x["undone_by"])
+        for x in rows
+    ] == [
+        (red, "label", "red", "alice", "human", ""),
+        (blue, "label", "blue", "bob", "human", "bob"),
+        (green, "label", "green", "bob", "human", ""),
+    ]
+    assert [x["current"] for x in rows] == ["", "", "yes"]
+    assert all(x["when"].endswith("UTC") or "T" in x["when"] for x in rows), rows
+    assert f"`fishermask label undo {project.dir} LABEL_ID`" in r.stderr
+    r = _run("history", project.dir, "red/000.png", "--format", "json")
+    data = json.loads(r.stdout)
+    assert [(d["label_id"], d["undone"], d["current"]) for d in data] == [
+        (red, False, False),
+        (blue, True, False),
+        (green, False, True),
+    ]
+    r = _run("history", project.dir, "red/999.png")
+    assert r.exit_code == 2 and "'red/999.png' is not an image of this project" in r.output
+    r = _run("history", project.dir, "green/001.png")
+    assert r.exit_code == 0 and "green/001.png has no label, skip or unsure yet" in r.output
+
+
+def test_label_undo_undoes_anyones_label_by_its_id(project):
+    """The owner's undo from the command line (the page's z undoes only what its tab saved,
+    and POST /api/undo needs a script): alice's red is undone, the image falls back to bob's
+    green, and the history says so."""
+    _, red, _, _, _ = _history(project)
+    project.close()
+    r = _run("undo", project.dir, red)
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert out.startswith(f"undone: label {red} of red/000.png (red by alice);"), out
+    assert "red/000.png is now green (by bob)" in out, out
+    r = _run("history", project.dir, "red/000.png", "--format", "json")
+    assert [d["undone_by"] for d in json.loads(r.stdout)] == ["owner", "bob", None]
+    r = _run("undo", project.dir, 99999)
+    assert r.exit_code == 2 and "no label action with id 99999 to undo" in r.output
+
+
+@pytest.fixture
+def client(project):
+    from fishermask.label.team import annotator_token
+
+    with api_client(project.dir, ("alice", "bob")) as c:
+        token = {"owner": TOKEN} | {a: annotator_token(TOKEN, a) for a in ("alice", "bob")}
+        c.as_ = {n: {"Authorization": f"Bearer {t}"} for n, t in token.items()}
+        yield c
+
+
+def test_the_api_gives_an_images_history_to_the_owner_and_their_own_to_an_annotator(
+    client,
+):
+    image_id, red, blue, _, green = _history(client.project)
+    r = client.get(f"/api/history/{image_id}", headers=client.as_["owner"])
+    assert r.status_code == 200, r.text
+    h = r.json()
+    assert (h["image_id"], h["path"], h["hidden"]) == (image_id, "red/000.png", 0)
+    assert [
+        (x["label_id"], x["by"], x["label"], x["undone"], x["current"]) for x in h["items"]
+    ] == [
+        (red, "alice", "red", False, False),
+        (blue, "bob", "blue", True, False),
+        (green, "bob", "green", False, True),
+    ]
+    assert {"source", "created", "undone_by", "kind"} <= set(h["items"][0])
+    # an annotator's token: their own entries only, the others counted
+    h = client.get(f"/api/history/{image_id}", headers=client.as_["alice"]).json()
+    assert [x["label_id"] for x in h["items"]] == [red] and h["hidden"] == 2
+    r = client.get("/api/history/99999", headers=client.as_["owner"])
+    assert r.status_code == 404
