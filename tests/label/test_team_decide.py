@@ -172,10 +172,13 @@ def test_a_skip_or_unsure_never_replaces_another_annotators_label(client):
         )
     r = _post(client, "owner", image_id=iid, kind="skip")
     assert r.status_code == 409 and "is labeled red by alice" in r.json()["error"]
+    # the owner's page cannot send POST /api/undo: the command comes first (and the API's)
+    project_dir = client.project.dir
     assert (
-        f"undo that label first (POST /api/undo with its label_id {label_id})"
-        in (r.json()["error"])
-    )
+        f"to set it aside anyway, undo that label first: `fishermask label undo {project_dir} "
+        f"{label_id}` (or POST /api/undo with its label_id {label_id}), then set it aside, or "
+        "leave it as it is." in r.json()["error"]
+    ), r.json()["error"]
     st = client.get("/api/status", headers=client.as_["owner"]).json()
     assert (st["labeled"], st["skipped"], st["unsure"]) == (1, 0, 0)
     # bob may label it otherwise (a disagreement); a skip of his after that would still

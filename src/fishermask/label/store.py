@@ -1045,7 +1045,7 @@ class Store:
                 ):
                     continue
                 if keep_others and kind in ("skip", "unsure"):
-                    _check_not_others_label(c, image_id, kind, who)
+                    _check_not_others_label(c, image_id, kind, who, self.path.parent)
                 cur = c.execute(
                     "INSERT INTO labels (image_id, kind, class_id, source, client, created, "
                     "annotator) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -1760,11 +1760,13 @@ def _check_batch_done(c: sqlite3.Connection) -> None:
 
 
 def _check_not_others_label(
-    c: sqlite3.Connection, image_id: int, kind: str, who: str | None
+    c: sqlite3.Connection, image_id: int, kind: str, who: str | None, project: Path
 ) -> None:
     """Refuse (:class:`OthersLabel`) a ``kind`` (skip, unsure) by ``who`` on an image that
     someone else labeled: whose own current action on it is a label (the image's current
-    action or not: a skip after one's own later label would erase theirs just the same)."""
+    action or not: a skip after one's own later label would erase theirs just the same). The
+    owner (``who`` None) is told the command that undoes that label (``project``: the
+    project's folder), which the page's user can run, as well as the API's request."""
     sql = _CURRENT_ROWS.format(where="image_id = ?", by=", COALESCE(annotator, '')")
     theirs = [
         r for r in c.execute(sql, (image_id,) * 2) if r["kind"] == "label" and r["annotator"] != who
@@ -1778,8 +1780,8 @@ def _check_not_others_label(
     by = cur["annotator"] or OWNER
     word = "a skip" if kind == "skip" else "an unsure"
     fix = (
-        "to set it aside anyway, undo that label first (POST /api/undo with its label_id "
-        f"{cur['id']})"
+        f"to set it aside anyway, undo that label first: `fishermask label undo {project} "
+        f"{cur['id']}` (or POST /api/undo with its label_id {cur['id']}), then set it aside"
         if who is None
         else "if you see another class, label it so (a disagreement, which the owner decides)"
     )
