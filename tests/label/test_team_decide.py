@@ -238,3 +238,36 @@ def test_decisions_on_images_without_a_disagreement_are_counted_and_named(projec
     ), out
     r = _run("decide", project.dir, "red/000.png", "blue")  # a disagreement: no such note
     assert r.exit_code == 0 and "no disagreement" not in r.output, r.output
+
+
+def test_the_labeled_view_lists_the_disagreements_for_the_owner_only(client):
+    """`GET /api/labeled?disagreements=open` (the owner's page's "disagreements only"): the
+    images whose annotators' labels differ, not decided, each saying who gave which label;
+    `all` the decided ones too; an annotator's token is refused (403) and its items say
+    nothing of the others' labels."""
+    items = client.get("/api/batch", headers=client.as_["alice"]).json()["items"]
+    iid, other = items[0]["image_id"], items[1]["image_id"]
+    _post(client, "alice", image_id=iid, label="red")
+    _post(client, "bob", image_id=iid, label="blue")
+    _post(client, "alice", image_id=other, label="green")
+
+    def page(who, **params):
+        return client.get("/api/labeled", headers=client.as_[who], params=params)
+
+    r = page("owner", disagreements="open")
+    assert r.status_code == 200, r.text
+    (it,) = r.json()["items"]
+    assert it["image_id"] == iid and it["label"] == "blue"
+    assert it["disagreement"] == {"status": "open", "labels": {"alice": "red", "bob": "blue"}}
+    assert r.json()["note"].startswith("only the images whose annotators' labels differ")
+    mine = {x["image_id"]: x["disagreement"] for x in page("owner").json()["items"]}
+    assert mine == {iid: it["disagreement"], other: None}
+    assert _post(client, "owner", image_id=iid, label="red", decide=True).status_code == 200
+    assert page("owner", disagreements="open").json()["items"] == []
+    (it,) = page("owner", disagreements="all").json()["items"]
+    assert it["disagreement"]["status"] == "decided" and it["source"] == "decision"
+    r = page("owner", disagreements="yes")
+    assert r.status_code == 400 and "disagreements='yes': use open or all" in r.json()["error"]
+    r = page("alice", disagreements="open")
+    assert r.status_code == 403 and "the list of disagreements" in r.json()["error"]
+    assert all("disagreement" not in x for x in page("alice").json()["items"])

@@ -153,6 +153,8 @@ def labeled_page(
     page: int = 1,
     per_page: int | None = PER_PAGE,
     flagged: bool = False,
+    disagreements: str | None = None,
+    team_view: bool = False,
 ) -> dict[str, Any]:
     """One page of the labeled images (filters checked by :func:`check_query`):
 
@@ -168,8 +170,24 @@ def labeled_page(
     no output for it; ``check``: the latest check, or None). ``label``: only images of
     that class; ``by``: only labels given by that annotator (``owner``: the owner's);
     ``flagged``: only the labels the latest check flags (still the ones it scored; none
-    before a check, and ``note`` says so); ``per_page`` None: every one on one page."""
+    before a check, and ``note`` says so); ``per_page`` None: every one on one page.
+    ``disagreements``: only the images whose annotators' labels differ (``open``: not decided
+    by the owner; ``all``: decided too; :mod:`fishermask.label.team`). ``team_view`` (the
+    owner's): each item also has ``disagreement``, ``{"status" (open, decided), "labels":
+    {annotator: class}}`` or None (who said what, for the owner to decide)."""
     rows = project.store.current_label_rows()  # by label row id: oldest first
+    differ = (
+        {d["image_id"]: d for d in project.disagreements()}
+        if team_view or disagreements is not None
+        else {}
+    )
+    if disagreements is not None:
+        rows = [
+            r
+            for r in rows
+            if r["image_id"] in differ
+            and (disagreements == "all" or differ[r["image_id"]]["status"] == "open")
+        ]
     classes = project.reload_classes()  # read after the labels: it holds every class they name
     given = sorted({team.name_of(r["annotator"]) for r in rows})
     if label is not None:
@@ -235,6 +253,12 @@ def labeled_page(
                 )
             # stable: equal probabilities (and images without one, last) stay newest first
             rows.sort(key=lambda r: _prob(p, r) if _rankable(p, r) else 2.0)
+    if disagreements is not None:
+        note = (
+            "only the images whose annotators' labels differ"
+            + (", not yet decided" if disagreements == "open" else "")
+            + f"; {note}"
+        )
     if flagged:
         note = (
             f"only the labels the label check of {check.when} flags; {note}"
@@ -275,6 +299,11 @@ def labeled_page(
                 else classes[check.suggested[i_check]],
             }
         )
+        if team_view:
+            d = differ.get(r["image_id"])
+            items[-1]["disagreement"] = (
+                None if d is None else {"status": d["status"], "labels": d["labels"]}
+            )
     return {
         "total": total,
         "page": page,

@@ -515,6 +515,7 @@ def create_app(
                 "annotator": who,
                 "classes": list(zip(names, keys, strict=True)),
                 "find_class": len(names) > FIND_CLASS_ABOVE,
+                "team": bool(annotators),
                 "config": page_config(
                     mine,
                     names,
@@ -551,11 +552,19 @@ def create_app(
         by: str | None = None,
         sort: str = "mistakes",
         flagged: bool = False,
+        disagreements: str | None = None,
     ) -> Any:
         """A page of the labeled images (the page's "Labeled" view, :func:`review.labeled_page`;
-        ``flagged=true``: only those the latest label check flags): 400 with one line for a
-        bad parameter. A fix is an ordinary ``POST /api/labels``."""
-        names = set(annotators) | set(project.store.label_counts()["annotators"])
+        ``flagged=true``: only those the latest label check flags; ``disagreements=open``
+        (or ``all``, decided ones too): only the images whose annotators' labels differ, the
+        owner's token only, whose items also say who gave which label): 400 with one line for
+        a bad parameter. A fix is an ordinary ``POST /api/labels``."""
+        if disagreements not in (None, "open", "all"):
+            return _error(400, f"disagreements={disagreements!r}: use open or all.")
+        if disagreements is not None and request.state.annotator is not None:
+            return _error(403, team.OWNER_ONLY_DISAGREEMENTS)
+        counts = project.store.label_counts()
+        names = set(annotators) | set(counts["annotators"])
         try:
             n, size = review.check_query(
                 classes(),
@@ -582,6 +591,14 @@ def create_app(
             page=n,
             per_page=size,
             flagged=flagged,
+            disagreements=disagreements,
+            # who gave which label, for the owner to decide (read only where it can differ)
+            team_view=request.state.annotator is None
+            and (
+                bool(annotators)
+                or bool(counts["disagreements"])
+                or bool(counts["decided"])
+            ),
         )
         for it in out["items"]:
             it["url"] = f"/api/images/{it['image_id']}"

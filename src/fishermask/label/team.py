@@ -144,6 +144,11 @@ OWNER_ONLY_DECIDE = (
     "only the owner decides a disagreement (a deciding label); label the image as you see it, "
     "or ask the owner"
 )
+#: ``GET /api/labeled?disagreements=...`` with an annotator's token (403).
+OWNER_ONLY_DISAGREEMENTS = (
+    "the list of disagreements (who gave which label, for the owner to decide) is the "
+    "owner's; filter the Labeled view by annotator to see your own labels"
+)
 #: ``GET /api/export.csv?annotators=true`` with an annotator's token (403).
 OWNER_ONLY_EXPORT = (
     "the export with an annotator column (who gave each label, across the team) is the "

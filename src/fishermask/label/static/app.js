@@ -18,6 +18,9 @@ const KIND = { skip: "skipped", unsure: "unsure" };
 // disagreement (`label decide`).
 const SOURCE = { import: " (imported)", decision: " (decided)" };
 const ME = FM.annotator;  // who this page labels as ("owner": the owner's token)
+// The owner's page decides disagreements (the Labeled view's "disagreements only", Shift + a
+// class key); an annotator's has no such control, and the server refuses their decide (403).
+const DECIDER = ME === "owner" && Boolean(document.getElementById("browse-disagree"));
 // What to do once the batch is done: n, unless only the owner may start a round.
 const ASK_OWNER = FM.owner_only_queue && ME !== "owner";
 // Who started a round or batch, when a team is served (" \u2014 started by alice").
@@ -391,6 +394,8 @@ async function refreshStatus() {
   $("team-counts").textContent = team.map(([name, c]) => `${name} ${c.labeled}`).join(" \u00b7 ")
     + ` \u00b7 disagreements: ${s.disagreements}`
     + (s.decided ? ` (${s.decided} more decided by the owner)` : "");
+  // the owner's "disagreements only": with a team, or once annotators' labels differ
+  if (DECIDER) $("browse-disagree-box").hidden = !(FM.team || s.disagreements || s.decided);
   const max = Math.max(1, ...Object.values(s.per_class));
   $("chart").innerHTML = "";
   for (const [name, n] of Object.entries(s.per_class)) {
@@ -624,6 +629,7 @@ async function loadLabeled() {
   if ($("browse-class").value) q.set("label", $("browse-class").value);
   if ($("browse-by").value) q.set("by", $("browse-by").value);
   if ($("browse-flagged").checked) q.set("flagged", "true");
+  if (DECIDER && $("browse-disagree").checked) q.set("disagreements", "open");
   const r = await api("GET", "/api/labeled?" + q);
   if (!r.items.length && r.total && browse.page > r.pages) {  // fewer pages than before
     browse.page = r.pages;
@@ -698,6 +704,13 @@ function renderGrid() {
     meta.textContent = it.was ? `fixed (was ${it.was.label})`
       : `by ${it.by === ME ? "you" : it.by}${SOURCE[it.source] || ""}`;
     tile.append(img, lab, meta);
+    if (it.disagreement) {  // the owner's page: annotators gave different labels
+      const mark = document.createElement("span");
+      mark.className = "disagree";
+      mark.textContent = it.disagreement.status === "open" ? "disagreement" : "decided";
+      tile.classList.add(it.disagreement.status === "open" ? "disagree-open" : "disagree-decided");
+      tile.append(mark);
+    }
     if (newer) {
       const mark = document.createElement("span");
       mark.className = "newer";
@@ -716,7 +729,8 @@ function renderGrid() {
     tile.addEventListener("click", () => { browse.sel = i; showSelected(); });
     grid.appendChild(tile);
   });
-  const filtered = $("browse-class").value || $("browse-by").value || $("browse-flagged").checked;
+  const filtered = $("browse-class").value || $("browse-by").value || $("browse-flagged").checked
+    || (DECIDER && $("browse-disagree").checked);
   $("page-info").textContent = browse.total
     ? `page ${browse.page} of ${browse.pages} (${browse.total} labeled image${browse.total === 1 ? "" : "s"})`
     : (filtered ? "no labeled image matches these filters" : "no labeled image yet");
@@ -737,6 +751,10 @@ function showSelected() {
     b.classList.toggle("chosen", Boolean(it) && b.dataset.label === it.label);
     b.classList.toggle("guess", Boolean(it && it.guess) && b.dataset.label === it.guess.label);
   });
+  if (DECIDER) {
+    $("browse-decide").hidden = !(it && it.disagreement);
+    if (it) $("browse-decide").textContent = `decide: keep ${it.label}`;
+  }
   if (!it) { $("browse-selected").textContent = ""; return; }
   const model = it.guess
     ? `; model: ${it.guess.label} ${pct(it.guess.prob)}`
@@ -746,25 +764,55 @@ function showSelected() {
       + (it.flagged && !it.was ? `; the label check suggests ${it.suggested}` : "")
     : "";
   $("browse-selected").textContent = `${it.path} \u2014 ${it.label}, by ${it.by === ME ? "you" : it.by}`
-    + `${SOURCE[it.source] || ""}, ${when(it.created)}${model}`;
+    + `${SOURCE[it.source] || ""}, ${when(it.created)}${model}` + differ(it);
 }
 
-async function relabel(label) {
+// Who gave which label of a disagreement (the owner's page): "; disagreement (open): alice
+// red, bob blue; Shift + a class key decides".
+function differ(it) {
+  const d = it.disagreement;
+  if (!d) return "";
+  const who = Object.entries(d.labels).map(([n, c]) => `${n === ME ? "you" : n} ${c}`).join(", ");
+  return d.status === "open"
+    ? `; disagreement (open): ${who}; Shift + a class key decides`
+    : `; disagreement decided by the owner: ${who}`;
+}
+
+// A fix of the selected label; `decide` (the owner's page, an image whose annotators
+// disagree): the owner's decision with that class, also the class it has (POST /api/labels
+// with "decide"; z undoes it as a fix).
+async function relabel(label, decide) {
   const it = browse.items[browse.sel];
   if (!it) { say("no labeled image selected: click one", false, "labeled"); return; }
-  if (label === it.label) { say(`${it.path} is ${label} already`, false, "labeled"); return; }
+  if (decide && !it.disagreement) {
+    say(`${it.path}: its annotators do not disagree, nothing to decide (a class key fixes its `
+      + "label)", false, "labeled");
+    return;
+  }
+  if (!decide && label === it.label) { say(`${it.path} is ${label} already`, false, "labeled"); return; }
   try {
-    const r = await api("POST", "/api/labels", { image_id: it.image_id, kind: "label", label, client });
+    const body = { image_id: it.image_id, kind: "label", label, client };
+    if (decide) body.decide = true;
+    const r = await api("POST", "/api/labels", body);
     unsaved = null;
     const was = { label: it.label, label_id: it.label_id, by: it.by, created: it.created,
-      label_prob: it.label_prob, prob_from: it.prob_from, was: it.was };
+      label_prob: it.label_prob, prob_from: it.prob_from, was: it.was, source: it.source,
+      disagreement: it.disagreement };
     browse.undo.push({ label_id: r.label_id, item: it, was });
     Object.assign(it, { label, label_id: r.label_id, by: r.by, created: Date.now() / 1000,
       label_prob: it.guess && it.guess.label === label ? it.guess.prob : null,
-      newer_than_model: it.guess ? true : null, prob_from: null, was: it.was || was });
+      newer_than_model: it.guess ? true : null, prob_from: null,
+      was: decide && label === was.label ? it.was : it.was || was,
+      source: decide ? "decision" : "human" });
+    if (decide) {
+      it.disagreement = { status: "decided",
+        labels: Object.assign({}, it.disagreement.labels, { [r.by]: label }) };
+    }
     if (browse.sel < browse.items.length - 1) browse.sel += 1;
     renderGrid();
-    say(`saved: ${it.path} \u2192 ${label} (was ${was.label})`, false, "labeled");
+    say(decide ? `decided: ${it.path} \u2192 ${label} (${Object.entries(was.disagreement.labels)
+      .map(([n, c]) => `${n} ${c}`).join(", ")})` : `saved: ${it.path} \u2192 ${label} (was ${was.label})`,
+    false, "labeled");
   } catch (e) {
     notSaved(it.path, e, "labeled");
   } finally {
@@ -780,6 +828,7 @@ async function browseUndo() {
     Object.assign(last.item, last.was);  // the label it had before the fix
     if (!last.was.was) delete last.item.was;
     renderGrid();
+    if (DECIDER) act(loadLabeled);  // whether it is a disagreement again: the server's word
     say(`undone: ${last.item.path} is ${last.was.label} again`, false, "labeled");
   } catch (e) { say("undo failed: " + e.message, true, "labeled"); }
   refreshStatus();
@@ -796,7 +845,28 @@ async function browseMove(step) {
   await loadLabeled();
 }
 
+// The class key of a key press with Shift held, by the key's place on the keyboard
+// ("Digit1" is 1 whatever Shift makes of it: "!" on one layout, "+" on another).
+function shiftedKey(ev) {
+  const code = ev.code || "";
+  if (code.startsWith("Digit")) return code.slice(5);
+  if (code.startsWith("Key")) return code.slice(3).toLowerCase();
+  return null;
+}
+
 function browseKey(ev, k) {
+  if (DECIDER && ev.shiftKey) {
+    // Shift + a class key decides the selected image's disagreement with that class; on an
+    // image without one a shifted letter stays the letter (Caps Lock, Shift: a fix)
+    const key = shiftedKey(ev);
+    const it = browse.items[browse.sel];
+    const cls = [...document.querySelectorAll("button.relabel")].find((b) => key && b.dataset.key === key);
+    if (cls && it && it.disagreement) {
+      ev.preventDefault();
+      act(() => relabel(cls.dataset.label, true));
+      return;
+    }
+  }
   const btn = [...document.querySelectorAll("button.relabel")].find((b) => b.dataset.key === k);
   if (btn) { ev.preventDefault(); act(() => relabel(btn.dataset.label)); return; }
   if (k === "Enter") {
@@ -817,7 +887,8 @@ function browseKey(ev, k) {
   }
 }
 
-for (const id of ["browse-class", "browse-by", "browse-sort", "browse-flagged"]) {
+for (const id of ["browse-class", "browse-by", "browse-sort", "browse-flagged", "browse-disagree"]) {
+  if (!$(id)) continue;  // "disagreements only": the owner's page only
   $(id).addEventListener("change", () => {
     $(id).blur();  // the keys go back to labeling
     browse.page = 1; browse.sel = 0;
@@ -827,7 +898,14 @@ for (const id of ["browse-class", "browse-by", "browse-sort", "browse-flagged"])
 $("page-prev").onclick = () => act(async () => { browse.page -= 1; browse.sel = 0; await loadLabeled(); });
 $("page-next").onclick = () => act(async () => { browse.page += 1; browse.sel = 0; await loadLabeled(); });
 document.querySelectorAll("button.relabel").forEach((b) =>
-  b.addEventListener("click", () => act(() => relabel(b.dataset.label))));
+  b.addEventListener("click", (ev) => act(() => relabel(b.dataset.label, DECIDER && ev.shiftKey))));
+if (DECIDER) {
+  $("browse-decide").onclick = () => act(() => {
+    const it = browse.items[browse.sel];
+    if (it) return relabel(it.label, true);
+    say("no labeled image selected: click one", false, "labeled");
+  });
+}
 $("browse-guess").onclick = () => act(() => {
   const it = browse.items[browse.sel];
   if (it && it.guess) return relabel(it.guess.label);

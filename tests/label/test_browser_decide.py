@@ -1,0 +1,166 @@
+"""The owner decides a disagreement on the page, in headless Chromium (the session's
+``browser`` fixture of conftest): the Labeled view's "disagreements only" lists the images whose
+annotators gave different labels, says who said what, and Shift + a class key (or "decide: keep
+this label") records the owner's decision; an annotator's page has none of it. And the
+owner's skip refused on someone else's label names the command that undoes it."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.label.conftest import browser_only
+from tests.label.test_kill import start_server, stop_server
+
+pytestmark = browser_only
+
+
+def _team(project) -> dict[str, int]:
+    """red/000.png: alice red, bob blue (the image blue); blue/000.png: alice blue, bob green
+    (green); green/000.png: alice and bob green (no disagreement). Their ids by path."""
+    s = project.store
+    ids = s.image_ids_by_path()
+    for path, a, b in (("red/000.png", 0, 2), ("blue/000.png", 2, 1), ("green/000.png", 1, 1)):
+        s.add_label(ids[path], "label", a, annotator="alice")
+        s.add_label(ids[path], "label", b, annotator="bob")
+    return ids
+
+
+def _serve(project_dir):
+    """``label serve --annotators alice,bob``: the process, the owner's URL, alice's URL."""
+    proc, owner, _ = start_server(project_dir, "--annotators", "alice,bob")
+    alice = re.search(r"labeling page for alice: (http://\S+)", proc.stdout.readline())
+    assert alice, "no URL for alice"
+    return proc, re.search(r"http://\S+", owner).group(0), alice.group(1)
+
+
+def _tiles(d) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [
+        t.find_element(By.TAG_NAME, "img").get_attribute("alt")
+        for t in d.find_elements(By.CSS_SELECTOR, "#grid button.tile")
+    ]
+
+
+def _text(d, id_: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return d.find_element(By.ID, id_).text
+
+
+def test_the_owner_walks_the_disagreements_and_decides_them_on_the_page(project, browser):
+    """The page had no way for the owner to decide (only `label decide` and the API): the
+    owner's Labeled view now lists the open disagreements, says who gave which label, and
+    decides one with Shift + a class key (another class than its label here) and one with
+    "decide: keep this label" (the class it has, which a plain key cannot record)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _team(project)
+    project.close()
+    proc, owner_url, _ = _serve(project.dir)
+    wait = WebDriverWait(browser, 60)
+    try:
+        browser.get(owner_url)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(_tiles(d)) == 3)
+        box = browser.find_element(By.ID, "browse-disagree")
+        assert box.is_displayed()
+        box.click()
+        wait.until(lambda d: sorted(_tiles(d)) == ["blue/000.png", "red/000.png"])
+        marks = [m.text for m in browser.find_elements(By.CSS_SELECTOR, "#grid .disagree")]
+        assert marks == ["disagreement", "disagreement"]
+        first = _tiles(browser)[0]
+        who = {"red/000.png": "alice red, bob blue", "blue/000.png": "alice blue, bob green"}
+        line = _text(browser, "browse-selected")
+        assert f"disagreement (open): {who[first]}; Shift + a class key decides" in line, line
+        # Shift + 1 (red): the owner's decision, red, whatever the image's label
+        ActionChains(browser).key_down(Keys.SHIFT).send_keys("1").key_up(Keys.SHIFT).perform()
+        wait.until(lambda d: _text(d, "message").startswith("decided:"))
+        assert _text(browser, "message") == f"decided: {first} \u2192 red ({who[first]})"
+        second = _tiles(browser)[1]
+        decide = browser.find_element(By.ID, "browse-decide")
+        wait.until(lambda d: f"{second} \u2014" in _text(d, "browse-selected"))
+        current = {"red/000.png": "blue", "blue/000.png": "green"}[second]
+        assert decide.is_displayed() and decide.text == f"decide: keep {current}"
+        decide.click()
+        wait.until(lambda d: _text(d, "message").startswith(f"decided: {second}"))
+        wait.until(
+            lambda d: "disagreements: 0 (2 more decided by the owner)" in _text(d, "team-counts")
+        )
+        token = re.search(r"token=(\S+)", owner_url).group(1)
+        base = re.search(r"(http://[^/]+)/", owner_url).group(1)
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=auth, timeout=10) as c:
+            items = c.get("/api/labeled", params={"disagreements": "all"}).json()["items"]
+            got = {it["path"]: (it["label"], it["by"], it["source"]) for it in items}
+            assert got == {
+                first: ("red", "owner", "decision"),
+                second: (current, "owner", "decision"),
+            }
+            # the open ones: none left, the filter empty once read again
+            assert c.get("/api/labeled", params={"disagreements": "open"}).json()["total"] == 0
+    finally:
+        stop_server(proc)
+
+
+def test_an_annotators_page_has_no_decide_control(project, browser):
+    """An annotator's page never shows the filter, the decide button or who said what, and
+    Shift + a class key there is no decision."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _team(project)
+    project.close()
+    proc, owner_url, alice_url = _serve(project.dir)
+    wait = WebDriverWait(browser, 60)
+    try:
+        browser.get(alice_url)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(_tiles(d)) == 3)
+        assert not browser.find_elements(By.ID, "browse-disagree")
+        assert not browser.find_elements(By.ID, "browse-decide")
+        assert not browser.find_elements(By.CSS_SELECTOR, "#grid .disagree")
+        assert "disagreement" not in _text(browser, "browse-selected")
+        ActionChains(browser).key_down(Keys.SHIFT).send_keys("1").key_up(Keys.SHIFT).perform()
+        token = re.search(r"token=(\S+)", owner_url).group(1)
+        base = re.search(r"(http://[^/]+)/", owner_url).group(1)
+        with httpx.Client(base_url=base, timeout=10) as c:
+            st = c.get("/api/status", headers={"Authorization": f"Bearer {token}"}).json()
+            assert (st["disagreements"], st["decided"]) == (2, 0)
+    finally:
+        stop_server(proc)
+
+
+def test_the_owners_skip_on_someones_label_names_the_command_that_undoes_it(project, browser):
+    """The owner's page pressing s on alice's label was told to send POST /api/undo, which a
+    page's user cannot: the message names `fishermask label undo PROJECT ID` (the owner
+    serves the project: a terminal is at hand)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    first = project.batch()[0]
+    label_id = project.store.add_label(first["image_id"], "label", 0, annotator="alice")
+    project.close()
+    proc, owner_url, _ = _serve(project.dir)
+    wait = WebDriverWait(browser, 60)
+    try:
+        browser.get(owner_url)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("\ue012")  # ArrowLeft: back to the image alice labeled
+        wait.until(lambda d: f"{first['path']} \u2014 red \u2014 by alice" in _text(d, "path"))
+        body.send_keys("s")
+        wait.until(lambda d: _text(d, "message").startswith("not saved:"))
+        msg = " ".join(_text(browser, "message").split())
+        assert f"undo that label first: `fishermask label undo {project.dir} {label_id}`" in msg
+    finally:
+        stop_server(proc)
