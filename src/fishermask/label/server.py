@@ -594,11 +594,7 @@ def create_app(
             disagreements=disagreements,
             # who gave which label, for the owner to decide (read only where it can differ)
             team_view=request.state.annotator is None
-            and (
-                bool(annotators)
-                or bool(counts["disagreements"])
-                or bool(counts["decided"])
-            ),
+            and (bool(annotators) or bool(counts["disagreements"]) or bool(counts["decided"])),
         )
         for it in out["items"]:
             it["url"] = f"/api/images/{it['image_id']}"

@@ -13,9 +13,12 @@ state is still the newest action of anyone ("latest wins"). An image is a *disag
 two annotators' own current actions on it are labels of different classes.
 
 Resolving one: the annotator who differs relabels it (their own label then agrees), or undoes
-their label (``POST /api/undo``: an annotator their own only, the owner anyone's), or the owner
-*decides* it: a label recorded as the owner's with source ``decision`` (``label decide``,
-``label add --decide``, ``POST /api/labels`` with ``"decide": true``, the owner's token only).
+their label (``POST /api/undo``: an annotator their own only, the owner anyone's; ``label undo
+PROJECT ID``, the owner's; ``label history PROJECT PATH`` and ``GET /api/history/{id}`` list
+each action's id), or the owner *decides* it: a label recorded as the owner's with source
+``decision`` (``label decide``, ``label add --decide``, ``POST /api/labels`` with ``"decide":
+true``, the owner's token only; on the owner's page, the Labeled view's "disagreements only"
+and Shift + a class key).
 The decision is the image's current label (latest wins), and the disagreement counts as
 *decided*, not open, for as long as the decision is the image's current action: a later label,
 skip or unsure of anyone on it opens it again (when the labels still differ); the owner's undo
