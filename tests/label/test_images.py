@@ -133,3 +133,64 @@ def test_init_needs_readable_images(tmp_path):
     with pytest.raises(ConfigError, match="could be read"):
         Project.init(tmp_path / "p", tmp_path / "bad", "a,b", **TINY)
     assert not (tmp_path / "p").exists()  # nothing half-made is left
+
+
+def test_gif_and_tiff_are_images_their_first_frame_decoded(tmp_path):
+    """A folder's .gif and .tif/.tiff files were skipped without a word (init and scan said
+    nothing; `label add` then called them 'not an image of this project'), though the
+    exported model's loader reads them. They are images now: the first frame of an animated
+    GIF or a multi-page TIFF."""
+    root = tmp_path / "img"
+    root.mkdir()
+    red, blue = Image.new("RGB", (4, 4), (250, 0, 0)), Image.new("RGB", (4, 4), (0, 0, 250))
+    red.save(root / "anim.gif", save_all=True, append_images=[blue], duration=100)
+    red.save(root / "pages.tif", save_all=True, append_images=[blue])
+    a16 = np.full((4, 4), 65535, dtype=np.uint16)
+    Image.fromarray(a16).save(root / "deep.TIFF")  # 16-bit grey, scaled as for a PNG
+    res = imgs.scan_folder(root, (4, 4), 3)
+    assert res.unreadable == []
+    px = {f.path: f.pixels for f in res.found}
+    assert sorted(px) == ["anim.gif", "deep.TIFF", "pages.tif"]
+    for name in ("anim.gif", "pages.tif"):
+        r, g, b = (int(v) for v in px[name][:, 1, 1])
+        assert r > 200 and g < 30 and b < 30, name
+    assert int(px["deep.TIFF"].min()) == 255
+
+
+def test_image_formats_not_read_are_listed_with_the_fix_not_ignored(tmp_path):
+    """An iPhone's .HEIC photos (and other image formats Pillow does not read here) were
+    ignored as silently as a .txt: now each is listed, saying what is read and the fix."""
+    root = make_folder(tmp_path / "img", per_class=1)
+    (root / "IMG_1234.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (root / "notes.txt").write_text("not an image")
+    (root / "raw").mkdir()
+    (root / "raw" / "shot.CR2").write_bytes(b"II*\0")
+    files, refused = imgs.candidate_files(root)
+    why = dict(refused)
+    assert sorted(why) == ["IMG_1234.HEIC", "raw/shot.CR2"]  # the .txt stays ignored
+    assert why["IMG_1234.HEIC"].startswith("a .heic file, which fishermask label does not read")
+    assert ".jpg" in why["IMG_1234.HEIC"] and "convert it" in why["IMG_1234.HEIC"]
+    assert len(files) == 3
+    # `label init` says so, one line per file, and `label scan` does not count them as new
+    p = Project.init(tmp_path / "p", root, ",".join(CLASSES), **TINY)
+    try:
+        assert p.new_files() == 0
+        added, unreadable = p.scan()
+        assert added == 0 and [u[0] for u in unreadable] == ["IMG_1234.HEIC", "raw/shot.CR2"]
+    finally:
+        p.close()
+
+
+def test_init_of_a_folder_of_formats_not_read_says_which_and_the_fix(tmp_path):
+    from fishermask.errors import ConfigError
+
+    (tmp_path / "phone").mkdir()
+    for i in range(3):
+        (tmp_path / "phone" / f"IMG_{i}.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    with pytest.raises(ConfigError) as e:
+        Project.init(tmp_path / "p", tmp_path / "phone", "a,b", **TINY)
+    line = str(e.value)
+    assert line.startswith("no images under ") and "\n" not in line
+    assert "3 files of image formats it does not read (.heic: 3, e.g. IMG_0.HEIC)" in line
+    assert "convert them (e.g. to JPEG or PNG)" in line
+    assert not (tmp_path / "p").exists()

@@ -233,3 +233,21 @@ def test_serve_says_that_a_linked_thumbs_folder_is_not_pruned(project, tmp_path)
     proc, _, before = start_server(project.dir)
     stop_server(proc)
     assert f"note: {project.dir / thumbs.FOLDER} is a link to {tmp_path / 'shared'}" in before
+
+
+def test_the_batch_view_of_a_tiff_is_a_copy_a_browser_shows(project):
+    """A browser shows no TIFF: the batch view sends a PNG or JPEG copy of one, however
+    small, where it sends other files that fit as they are."""
+    root = project.root / "scans"
+    root.mkdir()
+    Image.new("RGB", (40, 30), (0, 200, 0)).save(root / "leaf.tif")
+    assert project.scan()[0] == 1
+    image_id = project.store.image_ids_by_path()["scans/leaf.tif"]
+    with api_client(project.dir) as c:
+        r = c.get(f"/api/images/{image_id}", params={"size": "view"}, headers=AUTH)
+        assert r.status_code == 200
+        assert r.headers["content-type"] in ("image/png", "image/jpeg")
+        with Image.open(io.BytesIO(r.content)) as im:
+            assert im.size == (40, 30) and im.format in ("PNG", "JPEG")
+        r = c.get(f"/api/images/{image_id}", headers=AUTH)  # the file itself, named as such
+        assert r.headers["content-type"] == "image/tiff"

@@ -1,10 +1,13 @@
 """Finding, decoding and caching the images of a labeling project.
 
-The image folder is read recursively. Files ending in .jpg/.jpeg/.png/.webp/.bmp (any case)
-are images; hidden files and folders (name starting with ``.``) and every other file are
-ignored. A symbolic link is followed only when its target lies inside the image folder, and
-each file is added once: a link (symbolic or hard) to a file that is already an image of the
-project, or that the scan adds under its own path, is not added and is reported.
+The image folder is read recursively. Files ending in .jpg/.jpeg/.png/.webp/.bmp/.gif/.tif/
+.tiff (any case) are images (an animated GIF or a multi-page TIFF: its first frame); hidden
+files and folders (name starting with ``.``) are ignored, and so is every other file but one
+of another image format (:data:`NOT_READ`, e.g. an iPhone's .heic): those are refused, each
+with the reason and the fix, rather than left out without a word. A symbolic link is followed
+only when its target lies inside the image folder, and each file is added once: a link
+(symbolic or hard) to a file that is already an image of the project, or that the scan adds
+under its own path, is not added and is reported.
 
 Every image's SHA-256 is stored when it is scanned. A file whose size or modification time
 differs from the stored ones is hashed again (:func:`check_file`); content that no longer
@@ -41,7 +44,15 @@ if TYPE_CHECKING:  # torch and the cache are imported where used (label status e
     from fishermask.data.base import ImageDataset
 
 #: Extensions read from the image folder (compared lower-case).
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+#: Extensions of image formats not read (compared lower-case): a file so named is refused,
+#: saying so (a camera's or phone's photos left out in silence would look like a smaller
+#: folder), where a file of any other name is ignored.
+NOT_READ = (
+    ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".psd", ".svg", ".ico", ".tga",
+    ".exr", ".hdr", ".ppm", ".pgm", ".pbm", ".pnm",
+    ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".raw",
+)  # fmt: skip
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _INT16 = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 
@@ -139,7 +150,12 @@ def candidate_files(
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
-            if name.startswith(".") or not name.lower().endswith(EXTENSIONS):
+            if name.startswith("."):
+                continue
+            if not name.lower().endswith(EXTENSIONS):
+                if name.lower().endswith(NOT_READ):
+                    rel = (Path(dirpath) / name).relative_to(root).as_posix()
+                    refused.append((rel, not_read(name)))
                 continue
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
@@ -171,6 +187,15 @@ def candidate_files(
                 )
     refused.sort()
     return sorted(out), refused
+
+
+def not_read(name: str) -> str:
+    """Why a file named as an image of a format not read (:data:`NOT_READ`) is not added."""
+    ext = os.path.splitext(name)[1].lower()
+    return (
+        f"a {ext} file, which fishermask label does not read (it reads "
+        f"{', '.join(EXTENSIONS)}); convert it (e.g. to JPEG or PNG) to label it"
+    )
 
 
 def count_new_files(

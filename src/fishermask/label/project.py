@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -879,11 +880,20 @@ class Project:
             imports=import_specs,
         )
         sname, sopts = parse_strategy(strategy, import_specs)
-        files, _ = imgs.candidate_files(root)
+        files, refused = imgs.candidate_files(root)
         if not files:
+            other = [r for r, _ in refused if r.lower().endswith(imgs.NOT_READ)]
+            kinds = Counter(os.path.splitext(r)[1].lower() for r in other)
+            found = (
+                f"; found {len(other)} file{'s' * (len(other) != 1)} of image formats it does "
+                f"not read ({', '.join(f'{k}: {n}' for k, n in kinds.most_common())}, e.g. "
+                f"{other[0]}): convert them (e.g. to JPEG or PNG)"
+                if other
+                else ""
+            )
             raise ConfigError(
                 f"no images under {root} (looked for {', '.join(imgs.EXTENSIONS)} in any case, "
-                "recursively, hidden files ignored)."
+                f"recursively, hidden files ignored){found}."
             )
         check_budget(budget, len(files), 0, str(path), found=True)  # again after decoding
         channels = imgs.guess_channels(root, files)

@@ -82,7 +82,12 @@ MEDIA = {
     ".png": "image/png",
     ".webp": "image/webp",
     ".bmp": "image/bmp",
+    ".gif": "image/gif",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
 }
+#: Files a browser does not show: the batch view sends a copy of them (PNG or JPEG) instead.
+NOT_SHOWN = frozenset({".tif", ".tiff"})
 
 
 def shortcut_keys(n: int) -> list[str]:
@@ -1037,7 +1042,8 @@ def create_app(
             )
         side = {"thumb": thumbs.SIDE, "view": thumbs.VIEW}.get(size)
         if size == "view" and max(row.width, row.height) <= thumbs.VIEW:
-            side = None  # the file fits in the view: sent as it is
+            # the file fits in the view: sent as it is, unless a browser cannot show it
+            side = thumbs.VIEW if path.suffix.lower() in NOT_SHOWN else None
         if side is not None:
             try:
                 body, media = previews.get(data, row.sha256, side)
