@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from PIL import Image
 from typer.testing import CliRunner
 
 from fishermask.cli import app
@@ -773,3 +774,43 @@ def test_add_from_folders_leaves_a_label_given_on_the_page_meanwhile(project, mo
     assert cur[ids["red/004.png"]][1:] == ("label", 0)
     assert said.startswith("labeled 23 images by their folder (24 in class folders"), said
     assert "1 given meanwhile, left as given" in said, said
+
+
+def test_a_bad_row_of_labels_is_named_by_its_line_and_a_file_not_added_says_why(tmp_path, folder):
+    """`label add` and `init --labels` named a bad row by its count after the header ('row
+    2'), one less than the line an editor or a spreadsheet shows it on; a Label Studio task
+    by its count too, not its id. A file of the folder the project does not hold (a .heic
+    it does not read, a photo added since the scan) was 'not an image of this project',
+    though it was right there."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    (folder / "IMG_1.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    Image.new("RGB", (8, 8)).save(folder / "red" / "new.png")  # not scanned yet
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "path,label\nred/000.png,red\nred/001.png,Green\nIMG_1.HEIC,red\nred/new.png,red\n"
+        "nothere.png,red\n"
+    )
+    r = _run("add", proj, bad)
+    assert r.exit_code == 2, r.output
+    line = " ".join(r.stderr.split())
+    assert "line 3: label 'Green' is not one of red, green, blue (did you mean 'green'?)" in line
+    assert "line 4: 'IMG_1.HEIC' is not an image of this project (a .heic file, which " in line
+    assert "line 5: 'red/new.png' is not an image of this project (a file of the image " in line
+    assert f"`fishermask label scan {proj}` adds it, or says why not)" in line
+    assert "row " not in line and "(and 1 more)" in line
+    r = _run("init", tmp_path / "p2", "--images", folder, "--classes", ",".join(CLASSES),
+             *TINY_ARGS, "--labels", bad)  # fmt: skip
+    assert r.exit_code == 2 and "line 3: label 'Green'" in r.stderr, r.output
+
+    res = [{"type": "choices", "value": {"choices": ["red"]}}]
+    tasks = [
+        {"id": 41, "data": {"path": "red/000.png"}, "annotations": [{"result": res}]},
+        {"id": 42, "data": {"path": "red/gone.png"}, "annotations": [{"result": res}]},
+    ]
+    ls = tmp_path / "ls.json"
+    ls.write_text(json.dumps(tasks))
+    r = _run("import", proj, "--labelstudio", ls)
+    assert r.exit_code == 2, r.output
+    assert "task 42: 'red/gone.png' is not an image of this project;" in " ".join(r.stderr.split())

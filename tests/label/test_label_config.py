@@ -189,7 +189,7 @@ def test_a_misspelt_class_in_a_csv_of_labels_is_suggested(project):
     r = _run("add", project.dir, project.dir / "x.csv")
     assert r.exit_code == 2, r.output
     line = " ".join(r.stderr.split())
-    assert "row 1: label 'gren' is not one of red, green, blue (did you mean 'green'?);" in line
-    assert "row 2: label 'pink' is not one of red, green, blue; nothing was written." in line
+    assert "line 2: label 'gren' is not one of red, green, blue (did you mean 'green'?);" in line
+    assert "line 3: label 'pink' is not one of red, green, blue; nothing was written." in line
     with pytest.raises(ConfigError, match=r"red, green, blue; did you mean 'green'\?$"):
         project.class_id("gren")

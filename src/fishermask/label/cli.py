@@ -570,15 +570,16 @@ def add(
             said = p.add_folder_labels()
         elif decide:
             assert labels is not None
-            rows = p.read_csv_labels(labels)
+            lines: list[str] = []
+            rows = p.read_csv_labels(labels, places=lines)
             undisputed = _undisputed(p, rows)
-            written, same = p.add_label_rows(rows, source="decision", what=str(labels), decide=True)
+            written, same = p.add_label_rows(
+                rows, source="decision", what=str(labels), decide=True, places=lines
+            )
             said = _decided_said(p, written, same, undisputed)
         else:
             assert labels is not None
-            written, same = p.add_label_rows(
-                p.read_csv_labels(labels), source="import", what=str(labels)
-            )
+            written, same = p.add_csv_labels(labels)
             said = f"added {written} labels ({same} already so)."
     except FishermaskError as e:
         _fail(str(e))
@@ -758,8 +759,13 @@ def import_(
     try:
         p = _open(project)
         left_out: list[str] = []
-        rows = p.read_labelstudio(labelstudio, prefix=prefix, left_out=left_out, annotators=True)
-        written, same = p.add_label_rows(rows, source="import", what=str(labelstudio))
+        places: list[str] = []
+        rows = p.read_labelstudio(
+            labelstudio, prefix=prefix, left_out=left_out, annotators=True, places=places
+        )
+        written, same = p.add_label_rows(
+            rows, source="import", what=str(labelstudio), places=places
+        )
     except FishermaskError as e:
         _fail(str(e))
     outside = f"; {len(left_out)} labeled tasks outside --prefix left out" if left_out else ""

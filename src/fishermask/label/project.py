@@ -941,8 +941,7 @@ class Project:
                     f"none of the {len(files)} image files under {root} could be read."
                 )
             if labels is not None:
-                rows = project.read_csv_labels(labels)
-                written, _ = project.add_label_rows(rows, source="import", what=str(labels))
+                written, _ = project.add_csv_labels(labels)
                 say(f"imported {written} labels from {labels}")
             if labels_from_folders:
                 images = list(project.store.images())
@@ -1677,9 +1676,12 @@ class Project:
         unless_after: int | None = None,
         decide: bool = False,
         single: bool = False,
+        places: Sequence[str] | None = None,
     ) -> tuple[int, int]:
         """Validate every ``(path, class name)`` first, then write them in one transaction; a
         row ``(path, class name, annotator)`` records who gave it (None: the owner).
+        ``places``: where each row is, as a bad row's message names it (``line 3`` of a CSV
+        file, ``task 41`` of a Label Studio export; default ``row N``, counting from 1).
         ``unless_after``: a label row id; an image with a row after it is left out
         (:meth:`Store.add_labels`), not counted as written. ``decide``: each row is the
         owner's decision (source ``decision``, :mod:`fishermask.label.team`), written also
@@ -1697,23 +1699,24 @@ class Project:
         unknown = False
         by: dict[int, str | None] = {}
         for i, (ref, label, *who) in enumerate(rows, start=1):
-            row = "" if single else f"row {i}: "
+            where = "" if single else (places[i - 1] if places is not None else f"row {i}") + ": "
             image_id = self.resolve_path(ref, by_path)
             if image_id is None:
-                errors.append(f"{row}{ref!r} is not an image of this project")
-                unknown = True
+                why = self.not_added_why(ref)
+                errors.append(f"{where}{ref!r} is not an image of this project{why}")
+                unknown = unknown or not why
                 continue
             if label not in self.current_classes:
                 hint = self.renamed_hint(label) + self.removed_hint(label)
                 if not hint and (guess := suggestion(label, self.current_classes)):
                     hint = f" ({guess})"
                 errors.append(
-                    f"{row}label {label!r} is not one of {', '.join(self.current_classes)}" + hint
+                    f"{where}label {label!r} is not one of {', '.join(self.current_classes)}" + hint
                 )
                 continue
             cid = self.classes.index(label)
             if image_id in seen and seen[image_id] != cid:
-                errors.append(f"{row}{ref!r} is given two different labels")
+                errors.append(f"{where}{ref!r} is given two different labels")
                 continue
             seen[image_id] = cid
             by[image_id] = who[0] if who else None
@@ -1757,8 +1760,36 @@ class Project:
         )
         return len(written), same
 
-    def read_csv_labels(self, path: str | os.PathLike[str]) -> list[tuple[str, str]]:
-        """Rows of a ``path,label`` CSV file (header required)."""
+    def not_added_why(self, ref: str) -> str:
+        """Why ``ref``, a path no image of the project has, is a file of the image folder
+        all the same (`` (a .heic file, which ...)``), or ``""`` when it is none."""
+        ref = ref.strip().replace("\\", "/")
+        full = Path(ref) if Path(ref).is_absolute() else self.root / ref
+        if not imgs.inside(Path(os.path.realpath(self.root)), full):
+            return ""
+        name = full.name.lower()
+        if name.endswith(imgs.NOT_READ):
+            return f" ({imgs.not_read(name)})"
+        if not name.endswith(imgs.EXTENSIONS) or imgs.is_hidden(ref):
+            return ""
+        return (
+            " (a file of the image folder that the project has not added: "
+            f"`fishermask label scan {self.dir}` adds it, or says why not)"
+        )
+
+    def add_csv_labels(
+        self, path: str | os.PathLike[str], *, source: str = "import", decide: bool = False
+    ) -> tuple[int, int]:
+        """:meth:`add_label_rows` of a ``path,label`` CSV file, a bad row named by its line."""
+        lines: list[str] = []
+        rows = self.read_csv_labels(path, places=lines)
+        return self.add_label_rows(rows, source=source, what=str(path), decide=decide, places=lines)
+
+    def read_csv_labels(
+        self, path: str | os.PathLike[str], places: list[str] | None = None
+    ) -> list[tuple[str, str]]:
+        """Rows of a ``path,label`` CSV file (header required); ``places``, when given, gets
+        each row's line in the file (``line 2`` for the first after the header)."""
         try:
             text = Path(path).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
@@ -1774,6 +1805,8 @@ class Project:
             if len(row) < 2:
                 raise ConfigError(f"{path}, line {i}: expected `path,label`, got {row!r}.")
             rows.append((spreadsheet_unsafe(row[0]), spreadsheet_unsafe(row[1].strip())))
+            if places is not None:
+                places.append(f"line {reader.line_num}")
         return rows
 
     # -- rounds -----------------------------------------------------------------------------
@@ -2867,6 +2900,7 @@ class Project:
         left_out: list[str] | None = None,
         *,
         annotators: bool = False,
+        places: list[str] | None = None,
     ) -> list[tuple[str, str]] | list[tuple[str, str, str | None]]:
         """``(image path, class)`` of every annotated task of a Label Studio JSON export; with
         ``annotators``, ``(image path, class, annotator)``: who gave the annotation taken, as
@@ -2969,9 +3003,13 @@ class Project:
                         f"task {task.get('id', i)} ({ref!r}) matches {len(match)} images: {shown}"
                     )
                     continue
+                if not match and not ref and isinstance(data.get("path"), str):
+                    ref = data["path"]  # no data.image: the message names data.path
                 ref = match[0] if match else ref
             rows.append((ref, choice, latest_by))
             prefixes.append(before)
+            if places is not None:
+                places.append(f"task {task.get('id', i)}")
         folders = sorted({b for b in prefixes if b is not None})
         if len(folders) > 1:
             count = {f: prefixes.count(f) for f in folders}
