@@ -212,6 +212,27 @@ def test_the_page_is_not_served_a_changed_image(client):
 # -- images that went missing -----------------------------------------------------------------
 
 
+def test_the_page_says_which_image_is_missing_and_what_to_do(client, tmp_path):
+    """A batch image deleted or moved after the scan: the page said 'cannot show
+    cat/1.jpg: image 50 is no longer a file inside the image folder' (403, as for a link
+    outside it), with nothing to do about it. Now the path, and the fix."""
+    from tests.label.conftest import AUTH
+
+    p = client.project
+    ids = p.store.image_ids_by_path()
+    (p.root / "red" / "000.png").rename(tmp_path / "elsewhere.png")
+    r = client.get(f"/api/images/{ids['red/000.png']}", params={"size": "view"}, headers=AUTH)
+    assert r.status_code == 404
+    assert r.json()["error"] == (
+        "red/000.png is missing from the image folder (moved or deleted since it was "
+        f"scanned): skip it (s) and run `fishermask label scan {p.dir}`, which follows an "
+        "image moved inside the folder and says how to forget one deleted"
+    )
+    os.symlink(tmp_path / "elsewhere.png", p.root / "red" / "000.png")  # a link outside
+    r = client.get(f"/api/images/{ids['red/000.png']}", headers=AUTH)
+    assert r.status_code == 403 and "no longer a file inside the image folder" in r.text
+
+
 def test_scan_reports_missing_images_and_keeps_their_labels(project, tmp_path):
     from fishermask.errors import DataError
 

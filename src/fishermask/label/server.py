@@ -1027,6 +1027,13 @@ def create_app(
         if row is None:
             return _no_image(project, image_id)
         path = project.root / row.path
+        if not os.path.lexists(path):
+            return _error(
+                404,
+                f"{row.path} is missing from the image folder (moved or deleted since it was "
+                f"scanned): skip it (s) and run `fishermask label scan {project.dir}`, which "
+                "follows an image moved inside the folder and says how to forget one deleted",
+            )
         if not imgs.inside(root_real, path):
             return _error(403, f"image {image_id} is no longer a file inside the image folder")
         try:
