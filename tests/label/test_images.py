@@ -194,3 +194,58 @@ def test_init_of_a_folder_of_formats_not_read_says_which_and_the_fix(tmp_path):
     assert "3 files of image formats it does not read (.heic: 3, e.g. IMG_0.HEIC)" in line
     assert "convert them (e.g. to JPEG or PNG)" in line
     assert not (tmp_path / "p").exists()
+
+
+def test_a_folder_whose_first_500_images_are_grey_is_not_made_grey(tmp_path):
+    """The channels were guessed from the first 500 files: a folder whose scans/ (sorted
+    first) held 500 grey images made a grey project, and its colour photos were decoded grey
+    for good, without a word. Every file is looked at now (its header)."""
+    root = tmp_path / "img"
+    (root / "a_scans").mkdir(parents=True)
+    (root / "b_photos").mkdir()
+    for i in range(501):
+        Image.new("L", (2, 2), i % 256).save(root / "a_scans" / f"{i:03d}.png")
+    Image.new("RGB", (2, 2), (255, 0, 0)).save(root / "b_photos" / "red.png")
+    files, _ = imgs.candidate_files(root)
+    assert imgs.guess_channels(root, files) == 3
+    assert imgs.guess_channels(root, files[:501]) == 1
+
+
+def test_init_says_when_the_project_is_grey(tmp_path):
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    root = tmp_path / "img"
+    root.mkdir()
+    for i in range(4):
+        Image.new("L", (4, 4), 60 * i).save(root / f"{i}.png")
+    args = ["--images", str(root), "--classes", "a,b", "--image-size", "4x4", "--batch", "2"]
+    r = CliRunner().invoke(app, ["label", "init", str(tmp_path / "p"), *args, "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "4 images (greyscale: every one is grey, so the project is 1 channel), 2 classes" in (
+        " ".join(r.stdout.split())
+    )
+
+
+def test_scan_says_when_colour_images_join_a_grey_project(tmp_path):
+    """Colour photos added to a project made of grey images were decoded grey in silence
+    (a project's channels are fixed): `label scan` says so, with the way to keep colour."""
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    root = tmp_path / "img"
+    root.mkdir()
+    for i in range(4):
+        Image.new("L", (4, 4), 60 * i).save(root / f"{i}.png")
+    p = Project.init(tmp_path / "p", root, "a,b", image_size=(4, 4), batch=2)
+    assert p.channels == 1
+    p.close()
+    Image.new("RGB", (4, 4), (250, 0, 0)).save(root / "red.png")
+    Image.new("L", (4, 4), 9).save(root / "grey.png")
+    r = CliRunner().invoke(app, ["label", "scan", str(tmp_path / "p"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    line = " ".join(r.stderr.split())
+    assert "1 of the 2 new images is in colour (red.png), but this project is greyscale" in line
+    assert "they are read as grey" in line and "--labels" in line

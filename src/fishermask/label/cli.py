@@ -231,8 +231,9 @@ def init(
         )
     except FishermaskError as e:
         _fail(str(e))
+    grey = " (greyscale: every one is grey, so the project is 1 channel)" * (p.channels == 1)
     console.print(
-        f"project {project}: {c['images']} images, {len(p.classes)} classes, "
+        f"project {project}: {c['images']} images{grey}, {len(p.classes)} classes, "
         f"{c['labeled']} labels; first batch of {len(p.store.queue())} queued ({row['mode']}).",
         highlight=False,
         soft_wrap=True,
@@ -381,6 +382,16 @@ def scan(
     )
     if added and (note := p.copies_note()):
         _say(note)
+    if colour := p.colour_added:
+        is_ = "is" if len(colour) == 1 else "are"
+        _say(
+            f"{len(colour)} of the {added} new images {is_} in colour ({colour[0]}"
+            f"{', ...' if len(colour) > 1 else ''}), but this project is greyscale (its images "
+            "were all grey when it was made, and its channels are fixed): they are read as "
+            "grey. To keep colour, export the labels (`fishermask label export "
+            f"{project} --format csv --out labels.csv`) and make a new project of the folder "
+            "with `label init ... --labels labels.csv`."
+        )
 
 
 def _refuse_lost_folder(p: Any) -> None:

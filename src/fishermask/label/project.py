@@ -799,6 +799,7 @@ class Project:
         # (key of the images table they are of, images, ids): one attribute, replaced whole, so
         # a server thread never pairs the images of one scan with the ids of another
         self._decoded: tuple[int, torch.Tensor, list[int]] | None = None
+        self.colour_added: list[str] = []  # see scan()
 
     def close(self) -> None:
         self.store.close()
@@ -1182,7 +1183,9 @@ class Project:
     def scan(self, progress: bool = False) -> tuple[int, list[tuple[str, str]]]:
         """Add images that appeared under the root since the last scan; labels untouched.
 
-        Returns the number added and the unreadable files (relative path, reason).
+        Returns the number added and the unreadable files (relative path, reason). In a grey
+        project (1 channel), the colour images added, read as grey, are in
+        :attr:`colour_added` until the next scan.
         """
         from fishermask.data.progress import progress_bar
 
@@ -1192,6 +1195,11 @@ class Project:
         check_decode_memory(len(new), self.channels, self.image_size)
         with progress_bar("decoding images", len(new), progress and len(new) > 0) as advance:
             result = imgs.scan_folder(self.root, self.image_size, self.channels, known, advance)
+        self.colour_added = (
+            [f.path for f in result.found if imgs.guess_channels(self.root, [f.path]) == 3]
+            if self.channels == 1
+            else []
+        )
         if result.found:
             segment = self.store.next_segment()
             pixels = np.stack([f.pixels for f in result.found])
