@@ -249,3 +249,12 @@ def test_scan_says_when_colour_images_join_a_grey_project(tmp_path):
     line = " ".join(r.stderr.split())
     assert "1 of the 2 new images is in colour (red.png), but this project is greyscale" in line
     assert "they are read as grey" in line and "--labels" in line
+
+
+def test_an_empty_file_is_said_to_be_empty(tmp_path):
+    """A zero-byte .jpg (a copy cut short, a failed download) was 'not a readable image
+    (unknown or broken format)', as if its bytes were of some other format."""
+    root = make_folder(tmp_path / "img", per_class=1)
+    (root / "empty.jpg").write_bytes(b"")
+    res = imgs.scan_folder(root, (8, 8), 3)
+    assert res.unreadable == [("empty.jpg", "an empty file (0 bytes)")]

@@ -325,6 +325,8 @@ def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
         st = full.stat()
     except OSError as exc:
         raise DataError(exc.strerror or one_line(exc)) from None
+    if not data:
+        raise DataError("an empty file (0 bytes)")
     try:
         pixels, width, height = decode(data, size, channels)
     except UnidentifiedImageError:
