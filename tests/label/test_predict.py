@@ -579,3 +579,38 @@ def test_a_checkpoint_damaged_on_disk_is_one_line(trained, tmp_path, content):
     r = _run("predict", tmp_path / "proj", "--no-progress")
     assert r.exit_code == 2 and "cannot read the latest model" in r.output, r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_predict_folder_applies_the_model_to_a_new_folder_as_to_the_projects(trained, tmp_path):
+    """'Using the model' on a folder of new images needed Python (load_model and a glob of
+    your own). `label predict PROJECT --folder DIR` reads DIR as `label scan` reads the image
+    folder (recursively, the same formats, EXIF turned, decoded alike) and gives each file the
+    probabilities `label predict` gives the same file in the project; a file it cannot read is
+    listed, the others predicted."""
+    import shutil
+
+    proj, folder, _ = trained
+    new = tmp_path / "new photos"
+    (new / "sub").mkdir(parents=True)
+    shutil.copy(folder / "red" / "000.png", new / "a.png")
+    shutil.copy(folder / "odd" / "turned.jpg", new / "sub" / "turned.jpg")
+    (new / "broken.jpg").write_bytes(b"not a jpeg")
+    (new / "notes.txt").write_text("ignored")
+    r = _run("predict", proj, "--folder", new, "--top", "2", "--no-progress")
+    assert r.exit_code == 0, r.output
+    rows = {x["path"]: x for x in _csv(r.stdout)}
+    assert sorted(rows) == ["a.png", "sub/turned.jpg"]
+    assert all(x["label"] == "" for x in rows.values())
+    known = {
+        x["path"]: x for x in _csv(_run("predict", proj, "--top", "2", "--no-progress").stdout)
+    }
+    for path, same in (("a.png", "red/000.png"), ("sub/turned.jpg", "odd/turned.jpg")):
+        for k in ("prediction", "prob", "prediction_2", "prob_2"):
+            assert rows[path][k] == known[same][k], (path, k)
+    err = " ".join(r.stderr.split())
+    assert "not read broken.jpg: not a readable image (unknown or broken format)" in err
+    assert f"2 images of {new} (1 not read)" in err and "held-out" in err
+    r = _run("predict", proj, "--folder", new, "--images", "unlabeled")
+    assert r.exit_code == 2 and "--images" in r.stderr and "--folder" in r.stderr
+    r = _run("predict", proj, "--folder", tmp_path / "nothere")
+    assert r.exit_code == 2 and "nothere" in r.stderr and "not a folder" in r.stderr

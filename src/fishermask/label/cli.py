@@ -1613,6 +1613,14 @@ def predict_cmd(
             help="all, unlabeled (no label: skipped and unsure included) or labeled.",
         ),
     ] = "all",
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            help="Predict the images of this folder instead (new images, not in the "
+            "project: read as `label scan` reads the image folder); paths relative to it.",
+            show_default=False,
+        ),
+    ] = None,
     min_prob: Annotated[
         float,
         typer.Option(
@@ -1627,8 +1635,13 @@ def predict_cmd(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """The latest model's predictions on the project's images (path, class, probability, the given label), and how accurate held-out predictions at or above --min-prob were."""
-    from fishermask.label.predict import check_options, held_out_line, predict_project
+    """The latest model's predictions on the project's images, or with --folder on a folder of new images (path, class, probability, the given label), and how accurate held-out predictions at or above --min-prob were."""
+    from fishermask.label.predict import (
+        check_options,
+        held_out_line,
+        predict_folder,
+        predict_project,
+    )
 
     if out is not None and str(out) == "-":
         out = None  # standard output, as without --out
@@ -1642,9 +1655,22 @@ def predict_cmd(
         p = _open(project)
         if out is not None:
             p.check_out_place(out)
-        res = predict_project(p, which=images, min_prob=min_prob, top=top, progress=progress)
+        unread: list[tuple[str, str]] = []
+        if folder is None:
+            res = predict_project(p, which=images, min_prob=min_prob, top=top, progress=progress)
+        elif images != "all":
+            raise ConfigError(
+                f"--images {images} picks among the project's images; --folder predicts every "
+                "image of another folder: give one of them."
+            )
+        else:
+            res = predict_folder(
+                p, folder, min_prob=min_prob, top=top, progress=progress, unread=unread
+            )
     except FishermaskError as e:
         _fail(str(e))
+    for rel, why in unread:
+        _say(f"not read {rel}: {why}")
     m = res.model
     if format == "json":
         text = json.dumps(res.as_json(), indent=1) + "\n"
@@ -1664,10 +1690,16 @@ def predict_cmd(
         chose = f"the current batch (round {m.queue_round}) was chosen with it"
     kept = f", {len(res.rows)} with prob >= {min_prob:g}" if min_prob > 0 else ""
     where = f"; written to {out}" if out is not None else ""
-    _say(
-        f"model of round {m.round_id} (trained on {m.n_labels} labels; {chose}): "
-        f"{res.considered} {'' if images == 'all' else images + ' '}images{kept}{where}."
-    )
+    if folder is not None:
+        _say(
+            f"model of round {m.round_id} (trained on {m.n_labels} labels): {res.considered} "
+            f"images of {folder} ({len(unread)} not read){kept}{where}."
+        )
+    else:
+        _say(
+            f"model of round {m.round_id} (trained on {m.n_labels} labels; {chose}): "
+            f"{res.considered} {'' if images == 'all' else images + ' '}images{kept}{where}."
+        )
     _say(held_out_line(res.held_out))
     if res.added_since:
         from fishermask.label.predict import added_since_line

@@ -407,10 +407,6 @@ def predict_project(
         probs = probabilities(
             model, norm, x, positions, advance=advance, num_classes=len(project.classes)
         )  # [N, C]
-    removed = sorted(project.removed)
-    if removed:  # a class removed since (label config --remove-class): dropped, renormalised
-        probs[:, removed] = 0.0
-        probs /= probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
     out = Predictions(
         model=model_info,
         which=which,
@@ -418,34 +414,125 @@ def predict_project(
         top=top,
         classes=list(project.current_classes),
         considered=len(rows),
-        added_since=[
-            c
-            for i, c in enumerate(project.classes)
-            if i >= model_info.num_classes and i not in project.removed
-        ],
+        added_since=added_since(project, model_info),
     )
-    if rows:
-        # the removed classes' columns sort last (below an added class's 0): top K (at most
-        # the current classes) never names one
-        ranked = probs.index_fill(1, torch.tensor(removed, dtype=torch.int64), -1.0)
-        values, classes = ranked.topk(top, dim=1)  # [N, K]
-        for r, pv, cv in zip(rows, values.tolist(), classes.tolist(), strict=True):
-            best = [
-                {"class": project.classes[c], "prob": round(p, DECIMALS)}
-                for p, c in zip(pv, cv, strict=True)
-            ]
-            if best[0]["prob"] < min_prob:
-                continue
-            given = labels.get(r.id)
-            out.rows.append(
-                {
-                    "path": r.path,
-                    "prediction": best[0]["class"],
-                    "prob": best[0]["prob"],
-                    "top": best,
-                    "label": project.classes[given] if given is not None else None,
-                }
-            )
+    given = {r.path: labels.get(r.id) for r in rows}
+    out.rows = _rows(project, [r.path for r in rows], probs, given, min_prob, top)
+    out.held_out = held_out_summary(project, model_info.trained_round, min_prob)
+    return out
+
+
+def added_since(project: Project, model_info: CommittedModel) -> list[str]:
+    """The current classes added after the model was trained (it has no output for them)."""
+    return [
+        c
+        for i, c in enumerate(project.classes)
+        if i >= model_info.num_classes and i not in project.removed
+    ]
+
+
+def _rows(
+    project: Project,
+    paths: Sequence[str],
+    probs: torch.Tensor,
+    given: dict[str, int | None],
+    min_prob: float,
+    top: int,
+) -> list[dict[str, Any]]:
+    """One prediction row per path (``probs`` ``[N, C]`` in the project's class ids; a
+    removed class dropped and the rest renormalised), those whose top probability is below
+    ``min_prob`` left out; ``given``: each path's current label id, if any."""
+    removed = sorted(project.removed)
+    if removed:  # a class removed since (label config --remove-class): dropped, renormalised
+        probs = probs.clone()
+        probs[:, removed] = 0.0
+        probs /= probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    out: list[dict[str, Any]] = []
+    if not len(paths):
+        return out
+    # the removed classes' columns sort last (below an added class's 0): top K (at most the
+    # current classes) never names one
+    ranked = probs.index_fill(1, torch.tensor(removed, dtype=torch.int64), -1.0)
+    values, classes = ranked.topk(top, dim=1)  # [N, K]
+    for path, pv, cv in zip(paths, values.tolist(), classes.tolist(), strict=True):
+        best = [
+            {"class": project.classes[c], "prob": round(p, DECIMALS)}
+            for p, c in zip(pv, cv, strict=True)
+        ]
+        if best[0]["prob"] < min_prob:
+            continue
+        label = given.get(path)
+        out.append(
+            {
+                "path": path,
+                "prediction": best[0]["class"],
+                "prob": best[0]["prob"],
+                "top": best,
+                "label": project.classes[label] if label is not None else None,
+            }
+        )
+    return out
+
+
+def predict_folder(
+    project: Project,
+    folder: str | os.PathLike[str],
+    *,
+    min_prob: float = 0.0,
+    top: int = 1,
+    progress: bool = False,
+    unread: list[tuple[str, str]] | None = None,
+) -> Predictions:
+    """The latest committed model's predictions on the images of another ``folder`` (``label
+    predict --folder``), found and decoded as ``label scan`` finds and decodes the project's
+    (:func:`fishermask.label.images.candidate_files`, :func:`~fishermask.label.images.read_one`),
+    so a file gets the probabilities its copy in the project gets. Rows as
+    :func:`predict_project`'s, ``path`` relative to ``folder`` and ``label`` None; the files not
+    read (path, why) are appended to ``unread``. Decoded and predicted :data:`BATCH` files at a
+    time, so a large folder is not held in memory."""
+    from fishermask.data.progress import progress_bar
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"--folder {folder}: not a folder; give the folder of images to predict.")
+    project.reload_classes()
+    check_options("all", min_prob, top, len(project.current_classes))
+    model_info, model, norm = committed_classifier(project)
+    files, refused = imgs.candidate_files(root)
+    skipped = list(refused)
+    paths: list[str] = []
+    parts: list[torch.Tensor] = []
+    with progress_bar("predicting", len(files), progress and len(files) > 0) as advance:
+        for i in range(0, len(files), BATCH):
+            ok, pixels = [], []
+            for rel in files[i : i + BATCH]:
+                try:
+                    pixels.append(imgs.read_one(root, rel, project.image_size, project.channels))
+                    ok.append(rel)
+                except DataError as exc:
+                    skipped.append((rel, str(exc)))
+            if ok:
+                x = torch.from_numpy(np.stack([f.pixels for f in pixels]))
+                parts.append(
+                    probabilities(
+                        model, norm, x, list(range(len(ok))), num_classes=len(project.classes)
+                    )
+                )
+                paths += ok
+            advance(len(files[i : i + BATCH]))
+    probs = torch.cat(parts) if parts else torch.zeros(0, len(project.classes))
+    if unread is not None:
+        unread.extend(sorted(skipped))
+    out = Predictions(
+        model=model_info,
+        which="folder",
+        min_prob=min_prob,
+        top=top,
+        classes=list(project.current_classes),
+        considered=len(paths),
+        added_since=added_since(project, model_info),
+    )
+    out.rows = _rows(project, paths, probs, {}, min_prob, top)
     out.held_out = held_out_summary(project, model_info.trained_round, min_prob)
     return out
 
