@@ -504,15 +504,15 @@ def predict_folder(
     parts: list[torch.Tensor] = []
     with progress_bar("predicting", len(files), progress and len(files) > 0) as advance:
         for i in range(0, len(files), BATCH):
-            ok, pixels = [], []
+            ok, found = [], []
             for rel in files[i : i + BATCH]:
                 try:
-                    pixels.append(imgs.read_one(root, rel, project.image_size, project.channels))
+                    found.append(imgs.read_one(root, rel, project.image_size, project.channels))
                     ok.append(rel)
                 except DataError as exc:
                     skipped.append((rel, str(exc)))
             if ok:
-                x = torch.from_numpy(np.stack([f.pixels for f in pixels]))
+                x = torch.from_numpy(np.stack([f.pixels for f in found]))
                 parts.append(
                     probabilities(
                         model, norm, x, list(range(len(ok))), num_classes=len(project.classes)
