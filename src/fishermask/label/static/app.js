@@ -630,6 +630,9 @@ async function loadLabeled() {
   if ($("browse-by").value) q.set("by", $("browse-by").value);
   if ($("browse-flagged").checked) q.set("flagged", "true");
   if (DECIDER && $("browse-disagree").checked) q.set("disagreements", "open");
+  // the first page after a round waits for the new model to score every label: seconds of
+  // a blank grid that looked like no labels at all
+  if (!browse.items.length) $("browse-note").textContent = "reading the labeled images ...";
   const r = await api("GET", "/api/labeled?" + q);
   if (!r.items.length && r.total && browse.page > r.pages) {  // fewer pages than before
     browse.page = r.pages;
