@@ -596,6 +596,7 @@ def test_predict_folder_applies_the_model_to_a_new_folder_as_to_the_projects(tra
     shutil.copy(folder / "odd" / "turned.jpg", new / "sub" / "turned.jpg")
     (new / "broken.jpg").write_bytes(b"not a jpeg")
     (new / "notes.txt").write_text("ignored")
+    (new / "link.png").symlink_to(new / "a.png")
     r = _run("predict", proj, "--folder", new, "--top", "2", "--no-progress")
     assert r.exit_code == 0, r.output
     rows = {x["path"]: x for x in _csv(r.stdout)}
@@ -609,7 +610,9 @@ def test_predict_folder_applies_the_model_to_a_new_folder_as_to_the_projects(tra
             assert rows[path][k] == known[same][k], (path, k)
     err = " ".join(r.stderr.split())
     assert "not read broken.jpg: not a readable image (unknown or broken format)" in err
-    assert f"2 images of {new} (1 not read)" in err and "held-out" in err
+    assert "not read link.png: the same file as a.png (a symbolic or hard link to it): " in err
+    assert "predicted once, as a.png" in err and "of the project" not in err
+    assert f"2 images of {new} (2 not read)" in err and "held-out" in err
     r = _run("predict", proj, "--folder", new, "--images", "unlabeled")
     assert r.exit_code == 2 and "--images" in r.stderr and "--folder" in r.stderr
     r = _run("predict", proj, "--folder", tmp_path / "nothere")

@@ -136,13 +136,16 @@ def is_hidden(rel: str) -> bool:
 
 
 def candidate_files(
-    root: Path, known: set[str] | frozenset[str] = frozenset()
+    root: Path,
+    known: set[str] | frozenset[str] = frozenset(),
+    once: str = ", which is already an image of the project: each file is added once",
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Relative paths of image files under ``root`` (sorted), and refused files with reasons.
 
     One path per file: paths that name the same file (a symbolic link to another image of the
     folder, or a hard link) keep the ones in ``known`` (already in the project), else the
-    path that is not a symbolic link, else the first in sorted order; the others are refused.
+    path that is not a symbolic link, else the first in sorted order; the others are refused,
+    the reason ending with ``once`` (``{keep}`` in it: the path kept).
     """
     root_real = Path(os.path.realpath(root))
     refused: list[tuple[str, str]] = []
@@ -181,8 +184,8 @@ def candidate_files(
                 refused.append(
                     (
                         p,
-                        f"the same file as {keep[0]} (a symbolic or hard link to it), which is "
-                        "already an image of the project: each file is added once",
+                        f"the same file as {keep[0]} (a symbolic or hard link to it)"
+                        + once.format(keep=keep[0]),
                     )
                 )
     refused.sort()
