@@ -258,3 +258,19 @@ def test_an_empty_file_is_said_to_be_empty(tmp_path):
     (root / "empty.jpg").write_bytes(b"")
     res = imgs.scan_folder(root, (8, 8), 3)
     assert res.unreadable == [("empty.jpg", "an empty file (0 bytes)")]
+
+
+def test_many_files_refused_for_one_reason_are_one_line(tmp_path):
+    """A phone's folder of 500 .HEIC photos (now listed, not ignored) would print 500 lines,
+    one per file, at every init and scan: files refused for the same reason beyond three are
+    one line naming the first three and the count."""
+    refused = [(f"IMG_{i}.HEIC", imgs.not_read(f"IMG_{i}.HEIC")) for i in range(500)]
+    refused += [("a.jpg", "an empty file (0 bytes)"), ("b.jpg", "an empty file (0 bytes)")]
+    lines = imgs.refused_lines(sorted(refused), "not added")
+    assert lines == [  # in the place of the first (sorted: upper case first)
+        "not added 500 files, each a .heic file, which fishermask label does not read (it reads "
+        ".jpg, .jpeg, .png, .webp, .bmp, .gif, .tif, .tiff); convert it (e.g. to JPEG or PNG) "
+        "to label it: IMG_0.HEIC, IMG_1.HEIC, IMG_10.HEIC and 497 more",
+        "not added a.jpg: an empty file (0 bytes)",
+        "not added b.jpg: an empty file (0 bytes)",
+    ]

@@ -308,8 +308,10 @@ def scan(
         added, unreadable = p.scan(progress=progress)
     except FishermaskError as e:
         _fail(str(e))
-    for rel, why in unreadable:
-        _say(f"not added {rel}: {why}")
+    from fishermask.label.images import refused_lines
+
+    for line in refused_lines(unreadable, "not added"):
+        _say(line)
     labels = p.store.current_labels()
     for r, path in moved:
         _say(
@@ -1669,8 +1671,10 @@ def predict_cmd(
             )
     except FishermaskError as e:
         _fail(str(e))
-    for rel, why in unread:
-        _say(f"not read {rel}: {why}")
+    from fishermask.label.images import refused_lines
+
+    for line in refused_lines(unread, "not read"):
+        _say(line)
     m = res.model
     if format == "json":
         text = json.dumps(res.as_json(), indent=1) + "\n"

@@ -201,6 +201,29 @@ def not_read(name: str) -> str:
     )
 
 
+def refused_lines(refused: Sequence[tuple[str, str]], verb: str, shown: int = 3) -> list[str]:
+    """The lines that list files not added (``verb``: ``not added``, ``not read``): one per
+    file, ``"not added PATH: why"``, but the files of a reason more than ``shown`` share (a
+    folder of .heic photos) are one line, ``"not added N files, each why: A, B, C and M
+    more"``, in the place of the first."""
+    by_why: dict[str, list[str]] = {}
+    for rel, why in refused:
+        by_why.setdefault(why, []).append(rel)
+    lines = []
+    done: set[str] = set()
+    for rel, why in refused:
+        paths = by_why[why]
+        if len(paths) <= shown:
+            lines.append(f"{verb} {rel}: {why}")
+        elif why not in done:
+            done.add(why)
+            lines.append(
+                f"{verb} {len(paths)} files, each {why}: {', '.join(paths[:shown])} and "
+                f"{len(paths) - shown} more"
+            )
+    return lines
+
+
 def count_new_files(
     root: Path,
     known: set[str] | frozenset[str],

@@ -935,8 +935,8 @@ class Project:
             store.close()
             project = cls(path, _initializing=True)
             added, unreadable = project.scan(progress=progress)
-            for rel, why in unreadable:
-                say(f"not added {rel}: {why}")
+            for line in imgs.refused_lines(unreadable, "not added"):
+                say(line)
             if not added:
                 raise ConfigError(
                     f"none of the {len(files)} image files under {root} could be read."
