@@ -321,3 +321,34 @@ def test_lplgrad_trains_a_loss_prediction_module_and_checks_options() -> None:
         strategies.get("lplgrad", scheme="x")
     with pytest.raises(ConfigError, match="`lplgrad:parameters`='head', must be 'all' or 'backb"):
         strategies.get("lplgrad", parameters="head")
+
+
+class _HeadFirst(nn.Module):
+    """A plain module whose head is registered first (so its parameters are not named
+    ``classifier.*`` once fishermask wraps it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(6, 3)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def test_lplgrad_backbone_leaves_out_a_plain_modules_head() -> None:
+    # parameters=backbone once left out parameters named "classifier.*"; a plain module's
+    # head is "module.head.*" in its wrapper, so "backbone" scored every parameter, silently
+    import fishermask
+
+    torch.manual_seed(0)
+    model = _HeadFirst().double().eval()
+    x = torch.randn(12, 1, 4, 4, dtype=torch.float64)
+    got = fishermask.query(
+        model, x, budget=12, strategy="lplgrad", parameters="backbone", subset=None
+    )
+    body = lambda n: n.startswith("body.")  # noqa: E731
+    ref = reference_scores(model, x, "entropy", "per_tensor", body)
+    torch.testing.assert_close(got.scores, ref[got.indices])
+    every = reference_scores(model, x, "entropy", "per_tensor")
+    assert not torch.allclose(ref, every)  # the head's gradients count in "all"

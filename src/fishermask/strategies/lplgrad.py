@@ -82,8 +82,11 @@ class LPLGradStrategy(LossPredictionStrategy):
         candidates = draw_subset(ctx, self.subset, budget)  # [M]
         include = None
         if self.parameters == "backbone":
-            head = {f"classifier.{n}" for n, _ in ctx.model.classifier.named_parameters()}
-            include = lambda name: name not in head  # noqa: E731
+            # by identity, not by name: a plain module's head (fishermask.query, your own
+            # model in the runner) is named after its own attribute (module.fc.weight)
+            head = {id(p) for p in ctx.model.classifier.parameters()}
+            names = {n for n, p in ctx.model.named_parameters() if id(p) in head}
+            include = lambda name: name not in names  # noqa: E731
         scores = torch.cat(
             [
                 entropy_gradnorm_scores(
