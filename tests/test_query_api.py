@@ -178,3 +178,15 @@ def test_images_in_a_list_or_a_dataset_are_one_clear_line():
         with pytest.raises(ConfigError, match=rf"`images` is a {kind}; .*torch.stack"):
             fishermask.query(net, given, **args)
     assert len(fishermask.query(net, torch.stack(list(x)), **args).indices) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_model_with_bait(dtype):
+    """BAIT on a bfloat16 or float16 model stopped with "`factors` do not reproduce
+    V_unlabeled": its V, rounded to the model's dtype, was compared with the exact product of
+    its factors to 1e-4, finer than that dtype holds."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3)).to(dtype)
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    got = fishermask.query(net, x, labeled=[0, 1, 2], labels=[0, 1, 2], budget=4, strategy="bait")
+    assert len(set(got.indices.tolist()) - {0, 1, 2}) == 4

@@ -702,7 +702,9 @@ def _check_factors(
     factors: tuple[Tensor, Tensor], vu: Tensor, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
     """``factors`` of ``vu`` in ``dtype`` on its device, after checking their shapes and that
-    they reproduce 16 rows of ``vu`` spread over it (to 1e-4 of each row's largest value)."""
+    they reproduce 16 rows of ``vu`` spread over it (to 1e-4 of each row's largest value, or
+    to the precision of ``vu``'s dtype where that is coarser: a bfloat16 or float16 V holds
+    the product rounded to it)."""
     n, c, d = vu.shape
     if not (isinstance(factors, tuple | list) and len(factors) == 2):
         raise ConfigError("`factors` must be a pair (A [N, C, G], E [N, D]).")
@@ -718,7 +720,8 @@ def _check_factors(
     a_s, e_s = a[rows].to(vu.device, torch.float64), e[rows].to(vu.device, torch.float64)
     rebuilt = (a_s[..., None] * e_s[:, None, None, :]).reshape(len(rows), c, d)
     given = vu[rows].to(torch.float64)
-    tol = 1e-4 * given.abs().amax(dim=(1, 2), keepdim=True) + 1e-30
+    rel = max(1e-4, torch.finfo(vu.dtype).eps) if vu.is_floating_point() else 1e-4
+    tol = rel * given.abs().amax(dim=(1, 2), keepdim=True) + 1e-30
     if not bool(((rebuilt - given).abs() <= tol).all()):
         raise ConfigError(
             "`factors` do not reproduce V_unlabeled (V[n, c, g*D + i] = A[n, c, g] E[n, i])."
