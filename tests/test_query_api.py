@@ -190,3 +190,35 @@ def test_half_precision_model_with_bait(dtype):
     x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
     got = fishermask.query(net, x, labeled=[0, 1, 2], labels=[0, 1, 2], budget=4, strategy="bait")
     assert len(set(got.indices.tolist()) - {0, 1, 2}) == 4
+
+
+def test_strategy_as_an_instance_or_a_spec_string():
+    """A Strategy instance (your own, or strategies.get('margin')) stopped with
+    "TypeError: 'MarginStrategy' object is not iterable"; 'bait:lam=0.1', the spelling of
+    the runner and the command line, was an unknown strategy."""
+    from fishermask import strategies
+    from fishermask.errors import ConfigError
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0, 1, 2], labels=[0, 1, 2], budget=4)
+    by_name = fishermask.query(net, x, strategy="fishermask", sparsity=0.5, lam=0.1, **args)
+    for same in (
+        fishermask.query(
+            net, x, strategy=strategies.get("fishermask", sparsity=0.5, lam=0.1), **args
+        ),
+        fishermask.query(net, x, strategy="fishermask:sparsity=0.5,lam=0.1", **args),
+        fishermask.query(net, x, strategy="fishermask:sparsity=0.5", lam=0.1, **args),
+    ):
+        assert torch.equal(same.indices, by_name.indices)
+    with pytest.raises(ConfigError, match=r"options .*lam.* go to the Strategy instance"):
+        fishermask.query(net, x, strategy=strategies.get("bait"), lam=0.1, **args)
+    with pytest.raises(ConfigError, match=r"`lam` is given twice"):
+        fishermask.query(net, x, strategy="bait:lam=0.1", lam=0.2, **args)
+    with pytest.raises(ConfigError, match=r"`strategy` is the class MarginStrategy; pass an "):
+        fishermask.query(net, x, strategy=type(strategies.get("margin")), **args)
+    with pytest.raises(ConfigError, match=r"`strategy`=3: give a registered strategy's name"):
+        fishermask.query(net, x, strategy=3, **args)
+    with pytest.raises(ConfigError, match=r"Unknown strategy 'entropie'.*did you mean 'entropy'"):
+        fishermask.query(net, x, strategy="entropie:beta=1", **args)

@@ -22,9 +22,10 @@ from torch import nn
 from fishermask import strategies
 from fishermask.al.pool import Pool
 from fishermask.errors import ConfigError
+from fishermask.experiments.config import StrategySpec
 from fishermask.models.base import Classifier, eval_mode, input_dtype
 from fishermask.models.module import ModuleClassifier
-from fishermask.strategies.base import QueryContext
+from fishermask.strategies.base import QueryContext, Strategy
 from fishermask.training.augment import Normalizer
 
 
@@ -79,6 +80,36 @@ def _refuse_raw_pixels(x: torch.Tensor) -> None:
         )
 
 
+def _strategy(strategy: str | Strategy, options: dict[str, Any]) -> Strategy:
+    """The strategy to run: a registered name with ``options``, a ``"name:key=value,..."``
+    spec (as in the runner's config and ``--strategy``), or a ready ``Strategy`` instance."""
+    if isinstance(strategy, Strategy):
+        if options:
+            raise ConfigError(
+                f"options {', '.join(sorted(options))} go to the Strategy instance, not to "
+                f"fishermask.query: strategies.get({strategy.name!r}, "
+                f"{', '.join(f'{k}=...' for k in sorted(options))}), or pass its name."
+            )
+        return strategy
+    if isinstance(strategy, type) and issubclass(strategy, Strategy):
+        raise ConfigError(
+            f"`strategy` is the class {strategy.__name__}; pass an instance "
+            f"({strategy.__name__}()) or its registered name ({strategy.name!r})."
+        )
+    if not isinstance(strategy, str):
+        raise ConfigError(
+            f"`strategy`={strategy!r}: give a registered strategy's name ('fishermask', "
+            "'bait:lam=0.1'; fishermask.strategies.available()) or a Strategy instance."
+        )
+    spec = StrategySpec.parse(strategy)
+    twice = sorted(set(spec.options) & set(options))
+    if twice:
+        raise ConfigError(
+            f"`{twice[0]}` is given twice, in strategy={strategy!r} and as a keyword; keep one."
+        )
+    return strategies.get(spec.name, **spec.options, **options)
+
+
 def query(
     model: nn.Module,
     images: torch.Tensor | np.ndarray,
@@ -86,7 +117,7 @@ def query(
     labeled: Sequence[int] | torch.Tensor | np.ndarray = (),
     labels: Sequence[int] | torch.Tensor | np.ndarray = (),
     budget: int = 50,
-    strategy: str = "fishermask",
+    strategy: str | Strategy = "fishermask",
     candidates: Sequence[int] | torch.Tensor | np.ndarray | None = None,
     normalizer: Normalizer | None = None,
     seed: int | torch.Generator = 0,
@@ -106,7 +137,9 @@ def query(
         labeled: indices of the labeled images; ``labels``: their classes (0..C-1).
         budget: how many images to choose.
         strategy: a registered strategy name (``fishermask.strategies.available()``);
-            ``**options`` are its options (e.g. ``sparsity=0.02``).
+            ``**options`` are its options (e.g. ``sparsity=0.02``). Also a spec as in the
+            runner's config (``"fishermask:sparsity=0.02"``) or a ``Strategy`` instance
+            (``strategies.get("bait", lam=0.1)``, or your own; then no ``**options``).
         candidates: indices that may be chosen (default: every unlabeled image).
         seed: an int or a ``torch.Generator`` for the strategy's random draws.
         aux: the jointly trained module of ``lpl``/``lplgrad``, if any.
@@ -170,7 +203,7 @@ def query(
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= clf.num_classes):
         raise ConfigError(f"`labels` must be class indices in [0, {clf.num_classes}).")
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
-    strat = strategies.get(strategy, **options)
+    strat = _strategy(strategy, options)
     strat.check(clf)
 
     if candidates is None:

@@ -84,6 +84,9 @@ def test_unknown_strategy_and_option() -> None:
         strategies.get("nope")
     with pytest.raises(ConfigError, match="Unknown option.*foo.*'random'"):
         strategies.get("random", foo=1)
+    # a name that is not a string stopped with a TypeError from the spelling suggestion
+    with pytest.raises(ConfigError, match=r"Unknown strategy 3 \(an int\); a strategy is named by"):
+        strategies.get(3)
 
 
 def test_a_misspelt_strategy_or_option_is_suggested() -> None:

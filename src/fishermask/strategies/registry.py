@@ -15,6 +15,13 @@ _REGISTRY: dict[str, type[Strategy]] = {}
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: register ``cls`` (a ``Strategy`` dataclass) under ``cls.name``.
+
+    The name is then usable wherever a built-in's is (``fishermask.query(strategy=...)``,
+    the runner's ``strategies``, ``get``). Another class under a name already taken raises
+    ``TypeError``; the same definition run again in ``__main__`` (a re-run notebook cell)
+    replaces the old one.
+    """
     if not cls.name:
         raise TypeError(f"{cls.__qualname__} needs a non-empty `name`.")
     old = _REGISTRY.get(cls.name)
@@ -25,11 +32,17 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def available() -> list[str]:
+    """The names of the registered strategies, in registration order (built-ins first)."""
     return list(_REGISTRY)
 
 
 def strategy_class(name: str) -> type[Strategy]:
     """The registered class of strategy ``name``."""
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"Unknown strategy {name!r} (an {type(name).__name__}); a strategy is named by a "
+            f"string, one of: {', '.join(_REGISTRY)}."
+        )
     if name not in _REGISTRY:
         raise ConfigError(
             did_you_mean(
