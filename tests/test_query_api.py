@@ -222,3 +222,14 @@ def test_strategy_as_an_instance_or_a_spec_string():
         fishermask.query(net, x, strategy=3, **args)
     with pytest.raises(ConfigError, match=r"Unknown strategy 'entropie'.*did you mean 'entropy'"):
         fishermask.query(net, x, strategy="entropie:beta=1", **args)
+
+
+def test_the_api_shows_in_dir_and_help():
+    """dir(fishermask), which a notebook's tab completion lists, held only `Any`: query, run
+    and QueryResult, imported on first use, were not listed."""
+    import pydoc
+
+    names = dir(fishermask)
+    assert {"query", "run", "QueryResult", "__version__"} <= set(names)
+    assert "Any" not in names
+    assert "Choose ``budget`` images" in pydoc.render_doc(fishermask.query)
