@@ -233,3 +233,32 @@ def test_the_api_shows_in_dir_and_help():
     assert {"query", "run", "QueryResult", "__version__"} <= set(names)
     assert "Any" not in names
     assert "Choose ``budget`` images" in pydoc.render_doc(fishermask.query)
+
+
+class _TokenHead(nn.Module):
+    """A head applied to every token ([B, T, D] -> [B, T, C]), then the mean over tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(4, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.embed(x[:, 0]))).mean(dim=1)  # rows as tokens
+
+
+@pytest.mark.parametrize("strategy", ["badge", "bait"])
+def test_a_head_that_sees_more_than_one_vector_per_image_is_refused(strategy):
+    """A head run on [B, T, D] tokens gave an "embedding" of T * D values per image (the
+    flattened tokens): BAIT and BADGE built their last-layer gradients (onehot - p) x e from
+    it, which are not the head's gradients (those use the mean of the tokens), silently."""
+    from fishermask.errors import ConfigError
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0, 1], labels=[0, 1], budget=3)
+    with pytest.raises(ConfigError, match=r"head .* gets 24 values per image for its 6 inputs"):
+        fishermask.query(_TokenHead(), x, strategy=strategy, **args)
+    # the others still run: the flattened tokens are an embedding k-center may use
+    for other in ("entropy", "kcenter", "fishermask"):
+        assert len(fishermask.query(_TokenHead(), x, strategy=other, **args).indices) == 3

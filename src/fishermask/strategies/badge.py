@@ -162,7 +162,7 @@ class BadgeStrategy(Strategy):
 
     def query(self, ctx: QueryContext, budget: int) -> Selection:
         unlabeled = ctx.pool.unlabeled  # [U]
-        probs, emb = ctx.predictions(unlabeled)  # [U, C], [U, D]
+        probs, emb = ctx.head_predictions(unlabeled)  # [U, C], [U, D]
         u, e = badge_factors(emb, probs)
         pick, sq_dist = kmeans_pp_seeding(
             u, budget, factor=e, generator=ctx.generator, chunk=self.chunk

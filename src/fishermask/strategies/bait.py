@@ -48,8 +48,8 @@ class BaitStrategy(Strategy):
 
     def query(self, ctx: QueryContext, budget: int) -> Selection:
         unlabeled, labeled = ctx.pool.unlabeled, ctx.pool.labeled
-        p_u, e_u = ctx.predictions(unlabeled)  # [U, C], [U, D]
-        p_l, e_l = ctx.predictions(labeled)  # [nL, C], [nL, D]
+        p_u, e_u = ctx.head_predictions(unlabeled)  # [U, C], [U, D]
+        p_l, e_l = ctx.head_predictions(labeled)  # [nL, C], [nL, D]
         # V of the candidates from its two factors, which also give faster block products
         factors = bait_factors(e_u, p_u, scale=self.scale)
         v_u = last_layer_grads(*factors)  # [U, C, D*C], = bait_embeddings(e_u, p_u)

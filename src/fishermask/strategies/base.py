@@ -119,6 +119,23 @@ class QueryContext:
     def embeddings(self, indices: torch.Tensor) -> torch.Tensor:
         return self.predictions(indices)[1]
 
+    def head_predictions(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predictions` for the closed-form last-layer gradients ``(onehot - p) ⊗ e``
+        of BAIT and BADGE, which hold only when ``e`` is the head's input, one
+        ``[D]`` vector per image: refused (one line) for a head run on ``[B, T, D]`` tokens,
+        whose flattened ``T * D`` values :meth:`embeddings` returns."""
+        probs, emb = self.predictions(indices)
+        head = getattr(self.model, "classifier", None)
+        d = getattr(head, "in_features", None)
+        if d is not None and emb.shape[1] != d:
+            raise ConfigError(
+                f"the model's head (the nn.Linear that runs last) gets {emb.shape[1]} values "
+                f"per image for its {d} inputs: it runs on several vectors per image (tokens "
+                "[B, T, D]), and BAIT's and BADGE's last-layer gradients need one [B, D]; pool "
+                "the tokens (or take the class token) before the head, or use another strategy."
+            )
+        return probs, emb
+
 
 def _key(indices: torch.Tensor) -> str:
     idx = indices.to(torch.int64).cpu().contiguous()
