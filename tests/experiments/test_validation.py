@@ -206,3 +206,20 @@ def test_cli_bad_config_is_one_line_and_exit_2(
     msg = res.stderr.strip()
     assert len(msg.splitlines()) == 1 and expected in msg, msg
     assert not out.exists()
+
+
+@pytest.mark.skipif(
+    __import__("torch").backends.mps.is_available(), reason="this machine has an MPS device"
+)
+def test_a_device_this_torch_cannot_use_is_one_line():
+    """device='mps' on a machine without it stopped with torch's RuntimeError from deep in the
+    run ('PyTorch is not linked with support for mps devices')."""
+    from fishermask.experiments.experiment import resolve_device
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^Device 'mps' is not available in this torch build on this machine; use cpu, "
+        r"cuda, cuda:N or auto\.$",
+    ):
+        resolve_device("mps")
+    assert resolve_device("cpu").type == "cpu"

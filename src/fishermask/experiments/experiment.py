@@ -58,6 +58,14 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"Unknown device {name!r}; use cpu, cuda, cuda:N or auto.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"Device {name!r} asked for, but this torch build sees no CUDA GPU.")
+    if dev.type not in ("cpu", "cuda"):  # mps, xpu, ...: torch's error came from deep in a run
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, AssertionError):  # torch's message can run to 2 000 chars
+            raise ConfigError(
+                f"Device {name!r} is not available in this torch build on this machine; use "
+                "cpu, cuda, cuda:N or auto."
+            ) from None
     return dev
 
 
