@@ -262,3 +262,22 @@ def test_a_head_that_sees_more_than_one_vector_per_image_is_refused(strategy):
     # the others still run: the flattened tokens are an embedding k-center may use
     for other in ("entropy", "kcenter", "fishermask"):
         assert len(fishermask.query(_TokenHead(), x, strategy=other, **args).indices) == 3
+
+
+def test_labeled_as_a_set_and_one_hot_labels_are_one_clear_line():
+    """A set of labeled indices (whose order `labels` cannot follow) was refused as "got
+    object values"; one-hot labels [n, C] as "`labels` has 20 entries for 2 `labeled`
+    indices"."""
+    import numpy as np
+
+    from fishermask.errors import ConfigError
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    with pytest.raises(ConfigError, match=r"`labeled` is a set.*labeled = sorted\(labeled\)"):
+        fishermask.query(net, x, labeled={1, 2}, labels=[0, 1], budget=2)
+    with pytest.raises(ConfigError, match=r"`labels` of shape \(2, 3\).*labels.argmax\(1\)"):
+        fishermask.query(net, x, labeled=[1, 2], labels=np.eye(3)[[0, 1]], budget=2)
+    # a column of indices (torch.nonzero(mask)) is still fine
+    picked = fishermask.query(net, x, labeled=torch.tensor([[1], [2]]), labels=[0, 1], budget=2)
+    assert not {1, 2} & set(picked.indices.tolist())

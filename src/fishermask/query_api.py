@@ -38,9 +38,20 @@ class QueryResult(NamedTuple):
 
 def _integers(name: str, values: Any, what: str) -> torch.Tensor:
     """``values`` (sequence, array or tensor) as a 1-D int64 tensor; refuse masks and fractions."""
+    if isinstance(values, set | frozenset | dict):
+        raise ConfigError(
+            f"`{name}` is a {type(values).__name__}, whose order `labeled` and `labels` "
+            "cannot share; pass lists in one order (labeled = sorted(labeled), and the labels "
+            "in that order)."
+        )
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     arr = np.asarray(values if values is not None else [])
+    if what == "class indices" and arr.ndim == 2 and arr.shape[1] > 1:
+        raise ConfigError(
+            f"`{name}` of shape {tuple(arr.shape)}: pass one class index per labeled image "
+            "(labels.argmax(1) for one-hot rows)."
+        )
     if arr.dtype == np.bool_ and what == "indices":
         raise ConfigError(
             f"`{name}` is a boolean mask; pass the indices instead (np.flatnonzero(mask))."
