@@ -185,6 +185,23 @@ def test_register_model_wraps_a_plain_module() -> None:
         register_model("test_headfirst", lambda c, shape, w: _HeadFirstNet(c, shape[0]))
 
 
+class _PairNet(_HeadFirstNet):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.body(x)
+        return self.fc(e), e
+
+
+def test_a_registered_model_that_returns_a_tuple_is_refused_in_the_runners_words() -> None:
+    """The refusal said "fishermask.query needs x -> logits" to someone who had called no
+    fishermask.query (the runner, the labeling tool)."""
+    from fishermask.models import register_model
+
+    register_model("test_pair", lambda c, shape, w: _PairNet(c, shape[0]))
+    with pytest.raises(ConfigError, match="returns a tuple, not a tensor of logits") as err:
+        build_model("test_pair", 5, (1, 8, 8))
+    assert "fishermask.query" not in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("name", "width", "ignored"),
     [

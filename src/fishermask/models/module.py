@@ -30,7 +30,7 @@ class ModuleClassifier(Classifier):
         linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise ConfigError(
-                "fishermask.query needs a model ending in an nn.Linear layer (its head), or a "
+                "fishermask needs a model ending in an nn.Linear layer (its head), or a "
                 "fishermask Classifier; this model has no nn.Linear."
             )
         self.module = module
@@ -77,12 +77,12 @@ def _logits(out: object) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise ConfigError(
             f"the model returns a {type(out).__name__}, not a tensor of logits [B, C]; "
-            "fishermask.query needs x -> logits: pass a module that returns only the logits "
+            "fishermask needs x -> logits: pass a module that returns only the logits "
             "(e.g. a wrapper whose forward returns model(x)[0])."
         )
     if out.dim() != 2:
         raise ConfigError(
-            f"the model returns shape {tuple(out.shape)}; fishermask.query needs logits [B, C]."
+            f"the model returns shape {tuple(out.shape)}; fishermask needs logits [B, C]."
         )
     return out
 
@@ -99,7 +99,7 @@ def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor)
             h.remove()
     if not called:
         raise ConfigError(
-            "no nn.Linear of the model runs in its forward pass; fishermask.query needs the "
+            "no nn.Linear of the model runs in its forward pass; fishermask needs the "
             "classification head to be an nn.Linear."
         )
     if (
@@ -110,7 +110,7 @@ def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor)
         )
     ):
         raise ConfigError(
-            "the model returns probabilities (every row sums to 1); fishermask.query needs "
+            "the model returns probabilities (every row sums to 1); fishermask needs "
             "logits: drop the final softmax (log-probabilities are fine)."
         )
     head = called[-1]
