@@ -281,3 +281,14 @@ def test_labeled_as_a_set_and_one_hot_labels_are_one_clear_line():
     # a column of indices (torch.nonzero(mask)) is still fine
     picked = fishermask.query(net, x, labeled=torch.tensor([[1], [2]]), labels=[0, 1], budget=2)
     assert not {1, 2} & set(picked.indices.tolist())
+
+
+def test_lpl_without_its_module_names_the_aux_argument():
+    """lpl without its loss-prediction module said to put it "in `ctx.aux`", which a caller of
+    fishermask.query never sees; the argument is aux=."""
+    from fishermask.errors import ConfigError
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    with pytest.raises(ConfigError, match=r"fishermask.query\(\.\.\., aux=module\)"):
+        fishermask.query(net, x, labeled=[0], labels=[0], budget=2, strategy="lpl")

@@ -166,8 +166,9 @@ def predicted_losses(ctx: QueryContext, indices: Tensor) -> Tensor:
     if not isinstance(aux, LossPredictionModule):
         raise ConfigError(
             "This strategy needs its trained loss-prediction module in `ctx.aux` (got "
-            f"{type(aux).__name__}); build it with strategy.make_auxiliary(model) and train it "
-            "with the model, as the experiment runner does."
+            f"{type(aux).__name__}; fishermask.query(..., aux=module) puts it there); build it "
+            "with strategy.make_auxiliary(model) and train it with the model, as the "
+            "experiment runner does."
         )
     out = []
     with eval_mode(aux):
