@@ -93,6 +93,13 @@ def run(
         )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"`workers`={workers!r}, must be an integer >= 1.")
+    if isinstance(train, Mapping):  # every other top-level key may be a keyword, not train
+        given = repr(dict(train))
+        given = given if len(given) <= 60 and "\n" not in given else "{...}"
+        raise ConfigError(
+            f"train= is the training data; the training recipe goes in the config: "
+            f"fishermask.run({{..., 'train': {given}}}, train=(x, y), ...)."
+        )
     raw = _raw_config(config, settings)
     out_dir = Path(out).expanduser().resolve()
     check_out_dir(out_dir)

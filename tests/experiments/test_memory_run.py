@@ -243,6 +243,12 @@ def test_a_changed_data_file_is_refused_where_it_is_loaded(api_run: Path, tmp_pa
             "at index 9: 'nine' in classes=, 'digit9' in the Dataset",
         ),
         ({"config": {**CFG, "loop": {"budget": 5000}}}, ConfigError, "Budget 5000 is larger"),
+        (  # the training recipe as train=, as any other top-level key may be given
+            {"train": {"max_epochs": 5}},
+            ConfigError,
+            "train= is the training data; the training recipe goes in the config: "
+            "fishermask.run({..., 'train': {'max_epochs': 5}}, train=(x, y), ...)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
