@@ -52,6 +52,37 @@ def test_fishermask_equals_the_manual_pipeline() -> None:
     }
 
 
+def test_fishermask_masks_only_the_weights_that_train() -> None:
+    """A model with frozen layers (requires_grad False: a pretrained backbone) had its mask,
+    sized on every parameter, filled mostly with frozen weights, whose information no label
+    can change; the selection measured them, silently. The mask now takes its k from, and
+    its entries in, the parameters that train, as LPLgrad's gradient norms do."""
+    ctx = make_context(n=50, n_labeled=8)
+    frozen = {n for n, p in ctx.model.named_parameters() if not n.startswith("classifier.")}
+    frozen -= {n for n in frozen if n.startswith("blocks.3")}  # the last block still trains
+    for n, p in ctx.model.named_parameters():
+        p.requires_grad_(n not in frozen)
+    s = strategies.get("fishermask", sparsity=0.1, fisher_samples=20, batch_size=7)
+    sel = s.select(ctx, 6)
+    trainable = {n: p for n, p in ctx.model.named_parameters() if n not in frozen}
+    g = torch.Generator().manual_seed(123)  # make_context's generator seed
+    sample = torch.randperm(50, generator=g)[:20]
+    diag = {n: v for n, v in diag_fisher(ctx.model, ctx.inputs(sample)).items() if n in trainable}
+    k = round(0.1 * sum(p.numel() for p in trainable.values()))
+    mask = top_k_mask(diag, k, always=["classifier.weight"])
+    unl, lab = ctx.pool.unlabeled, ctx.pool.labeled
+    v_u = masked_grads(ctx.model, ctx.inputs(unl), mask)
+    v_l = masked_grads(ctx.model, ctx.inputs(lab), mask)
+    expected = unl[greedy_select(v_u, v_l, 6, lam=1.0, backward_steps=0)]
+    assert sel.indices.tolist() == expected.tolist()
+    assert {r["name"] for r in sel.info["mask_profile"]} == set(trainable)
+    assert sel.info["mask_k"] == k
+    for p in ctx.model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ConfigError, match="no parameter of the model trains"):
+        s.check(ctx.model)
+
+
 def test_bait_equals_greedy_on_closed_form_embeddings() -> None:
     ctx = make_context(n=40, n_labeled=6)
     sel = strategies.get("bait", lam=0.5, backward_steps=2).select(ctx, 5)

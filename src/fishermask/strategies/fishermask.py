@@ -64,13 +64,20 @@ def pool_gradients(
     return out
 
 
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Size]:
+    """Shapes of the parameters that train (``requires_grad``), in ``named_parameters`` order:
+    the ones the mask is drawn from (a frozen backbone's weights never change with labels)."""
+    return {n: p.shape for n, p in model.named_parameters() if p.requires_grad}
+
+
 @register
 @dataclass(frozen=True)
 class FisherMaskStrategy(Strategy):
     """FisherMask: greedy A-optimal batch on the Fisher of a sparse mask of weights.
 
     Options:
-        sparsity: fraction of all parameters in the mask (paper's best: 0.002). In
+        sparsity: fraction of the parameters in the mask (paper's best: 0.002): of those
+            that train (``requires_grad``; a frozen layer's weights are left out). In
             standard mode k is at least the final layer's weights + 5 %, so the default
             also runs on models whose final layer is more than 0.2 % of the weights
             (cnn, mlp, narrow ResNets); larger models get exactly ``sparsity`` x P.
@@ -111,27 +118,33 @@ class FisherMaskStrategy(Strategy):
     def mask_size(self, model: torch.nn.Module) -> int:
         """k: the given ``k``, else ``sparsity`` x parameters, in standard mode at least the
         final layer plus 5 % (so the default works on every model; docs/decisions.md)."""
-        total = sum(p.numel() for p in model.parameters())
+        shapes = _trainable(model)
+        total = sum(s.numel() for s in shapes.values())
         if self.k is not None:
             return self.k
         k = max(1, round(self.sparsity * total))
         if self.mask_mode == "standard":
-            shapes = {n: p.shape for n, p in model.named_parameters()}
-            final = sum(shapes[n].numel() for n in head_always(model))
+            final = sum(shapes[n].numel() for n in head_always(model) if n in shapes)
             k = min(total, max(k, final + math.ceil(final / 20)))
         return k
 
     def check(self, model: torch.nn.Module) -> None:
-        shapes = {n: p.shape for n, p in model.named_parameters()}
-        total = sum(p.numel() for p in model.parameters())
+        shapes = _trainable(model)
+        total = sum(s.numel() for s in shapes.values())
+        if not shapes:
+            raise ConfigError(
+                "FisherMask masks the weights that train, and no parameter of the model trains "
+                "(requires_grad is False everywhere); unfreeze some (the head, at least)."
+            )
         k = self.mask_size(model)
         if k > total:
+            which = "" if total == sum(p.numel() for p in model.parameters()) else " trainable"
             raise ConfigError(
-                f"FisherMask's k={k} exceeds the model's {total} parameters; use k <= {total}, "
-                "or leave k unset (sparsity decides)."
+                f"FisherMask's k={k} exceeds the model's {total}{which} parameters; use k <= "
+                f"{total}, or leave k unset (sparsity decides)."
             )
         if self.mask_mode == "standard":
-            always = head_always(model)
+            always = [n for n in head_always(model) if n in shapes]
             kept = sum(shapes[n].numel() for n in always)
             if k < kept:  # only a given k can be this small
                 raise ConfigError(
@@ -146,10 +159,14 @@ class FisherMaskStrategy(Strategy):
         n = ctx.pool.size
         sample = torch.randperm(n, generator=ctx.generator)[: self.fisher_samples]
         diag = diag_fisher(ctx.model, ctx.inputs(sample), batch_size=self.batch_size)
+        trainable = _trainable(ctx.model)  # frozen weights: no label changes them
+        diag = {n: v for n, v in diag.items() if n in trainable}
         times["diag_fisher"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        always = head_always(ctx.model) if self.mask_mode == "standard" else None
+        always = None
+        if self.mask_mode == "standard":
+            always = [n for n in head_always(ctx.model) if n in trainable]
         mask = top_k_mask(diag, self.mask_size(ctx.model), mode=self.mask_mode, always=always)
         times["mask"] = time.perf_counter() - t
 
