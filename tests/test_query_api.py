@@ -174,10 +174,55 @@ def test_images_in_a_list_or_a_dataset_are_one_clear_line():
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
     args = dict(labeled=[0], labels=[0], budget=2, strategy="entropy")
-    for given, kind in ((list(x), "list"), (torch.utils.data.TensorDataset(x), "TensorDataset")):
-        with pytest.raises(ConfigError, match=rf"`images` is a {kind}; .*torch.stack"):
-            fishermask.query(net, given, **args)
+    with pytest.raises(ConfigError, match=r"`images` is a list; .*torch.stack"):
+        fishermask.query(net, list(x), **args)
     assert len(fishermask.query(net, torch.stack(list(x)), **args).indices) == 2
+
+
+class _Images(torch.utils.data.Dataset):
+    """(image, label) items: PIL images, or tensors as a transform gives them."""
+
+    def __init__(self, x: torch.Tensor, pil: bool, transform=None) -> None:
+        self.x, self.pil, self.transform = x, pil, transform
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = Image.fromarray(self.x[i, 0].numpy()) if self.pil else self.x[i]
+        return (self.transform(img) if self.transform else img), 0
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "kcenter", "fishermask"])
+def test_images_as_a_torch_dataset(strategy):
+    """A torch Dataset of (image, label) items, which fishermask.run takes, was refused, and
+    the stack it suggested failed on PIL images. Its images are stacked: PIL images as uint8
+    (normalised here, as a uint8 tensor is), tensors as they are (a transform's output, as
+    the model takes it)."""
+    from fishermask.errors import ConfigError
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0, 1], labels=[0, 1], budget=4, strategy=strategy)
+    want = fishermask.query(net, x, **args).indices
+    for ds in (_Images(x, pil=True), _Images(x, pil=False), torch.utils.data.TensorDataset(x)):
+        assert torch.equal(fishermask.query(net, ds, **args).indices, want)
+    normalised = (x.float() - 100) / 50
+    got = fishermask.query(net, _Images(x, True, lambda im: (_t(im) - 100) / 50), **args)
+    assert torch.equal(got.indices, fishermask.query(net, normalised, **args).indices)
+    ragged = [(x[i] if i != 3 else x[i, :, :2, :2], 0) for i in range(len(x))]  # a list
+    ragged_ds = torch.utils.data.Subset(ragged, range(len(ragged)))  # as a Dataset
+    with pytest.raises(ConfigError, match=r"`images` Dataset item 3 has shape \(1, 2, 2\)"):
+        fishermask.query(net, ragged_ds, **args)
+
+
+def _t(image) -> torch.Tensor:
+    import numpy as np
+
+    return torch.tensor(np.array(image), dtype=torch.float32)[None]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import IterableDataset
 
 from fishermask import strategies
 from fishermask.al.pool import Pool
@@ -73,6 +74,40 @@ def _as_indices(name: str, values: Any, n: int) -> torch.Tensor:
     if len(torch.unique(t)) != len(t):
         raise ConfigError(f"`{name}` repeats an index.")
     return t
+
+
+def _stack_dataset(ds: torch.utils.data.Dataset) -> torch.Tensor:
+    """``[N, Ch, H, W]``: the images of a map-style Dataset's ``(image, label)`` items (or bare
+    images), stacked. A PIL image becomes uint8 ``[Ch, H, W]`` (normalised per channel later,
+    as a uint8 tensor is); a tensor or array is taken as it is (a transform's output, which
+    is what the model takes)."""
+    from PIL import Image
+
+    n = len(ds)  # type: ignore[arg-type]
+    if n == 0:
+        raise ConfigError("`images` is an empty Dataset; give it at least one image.")
+    out = []
+    for i in range(n):
+        item = ds[i]
+        image = item[0] if isinstance(item, tuple | list) else item
+        if isinstance(image, Image.Image):
+            a = np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB") else image)
+            t = torch.from_numpy(a.copy())
+            t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)  # [Ch, H, W] uint8
+        elif isinstance(image, torch.Tensor | np.ndarray):
+            t = torch.as_tensor(image)
+        else:
+            raise ConfigError(
+                f"`images` Dataset item {i} holds a {type(image).__name__}; its items must be "
+                "(image, label) with a PIL image or a tensor [Ch, H, W]."
+            )
+        if out and t.shape != out[0].shape:
+            raise ConfigError(
+                f"`images` Dataset item {i} has shape {tuple(t.shape)} but item 0 "
+                f"{tuple(out[0].shape)}; give every image one size (transforms.Resize)."
+            )
+        out.append(t)
+    return torch.stack(out)
 
 
 def _refuse_raw_pixels(x: torch.Tensor) -> None:
@@ -145,6 +180,8 @@ def query(
         images: ``[N, Ch, H, W]``: uint8 (then normalised by ``normalizer``, default the
             per-channel mean/std of ``images``, as the runner does) or float already
             normalised the way the model expects (then ``normalizer`` defaults to none).
+            Also a map-style torch ``Dataset`` of ``(image, label)`` items, whose images are
+            stacked (PIL images as uint8; tensors as they are); its labels are not read.
         labeled: indices of the labeled images; ``labels``: their classes (0..C-1).
         budget: how many images to choose.
         strategy: a registered strategy name (``fishermask.strategies.available()``);
@@ -161,6 +198,8 @@ def query(
         TypiClust, ProbCover); for k-center and BADGE each pick's (squared, for BADGE)
         distance to the nearest earlier center.
     """
+    if isinstance(images, torch.utils.data.Dataset) and not isinstance(images, IterableDataset):
+        images = _stack_dataset(images)
     if not isinstance(images, torch.Tensor | np.ndarray):
         raise ConfigError(
             f"`images` is a {type(images).__name__}; fishermask.query needs one tensor or NumPy "
