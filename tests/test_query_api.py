@@ -337,3 +337,34 @@ def test_lpl_without_its_module_names_the_aux_argument():
     x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
     with pytest.raises(ConfigError, match=r"fishermask.query\(\.\.\., aux=module\)"):
         fishermask.query(net, x, labeled=[0], labels=[0], budget=2, strategy="lpl")
+
+
+def _compiled(net: nn.Module) -> nn.Module:
+    """``torch.compile(net)`` (inductor), or a skip where this machine cannot compile."""
+    compiled = torch.compile(net)
+    try:
+        compiled(torch.zeros(2, 1, 4, 4))
+    except Exception as e:  # no C compiler, an unsupported platform
+        pytest.skip(f"torch.compile does not work here: {type(e).__name__}")
+    return compiled
+
+
+def test_a_compiled_model_gives_the_choice_of_the_model_itself():
+    """A torch.compile'd model's compiled graph hid its layers' outputs from the per-sample
+    gradients, which came out 0: FisherMask then picked the first unlabeled images by
+    position and LPLgrad scored every image 0, silently. fishermask.query queries the
+    module inside (the same weights); the fisher functions refuse it, saying so."""
+    from fishermask.errors import ConfigError
+    from fishermask.fisher import entropy_gradnorm_scores
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    compiled = _compiled(net)
+    args = dict(labeled=[0, 1], labels=[0, 1], budget=4)
+    for strategy in ("fishermask", "lplgrad"):
+        want = fishermask.query(net, x, strategy=strategy, **args)
+        got = fishermask.query(compiled, x, strategy=strategy, **args)
+        assert torch.equal(got.indices, want.indices), strategy
+    with pytest.raises(ConfigError, match=r"torch.compile.*pass the module before compiling"):
+        entropy_gradnorm_scores(compiled, torch.randn(5, 1, 4, 4))

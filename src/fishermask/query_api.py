@@ -76,6 +76,17 @@ def _as_indices(name: str, values: Any, n: int) -> torch.Tensor:
     return t
 
 
+def _uncompiled(model: nn.Module) -> nn.Module:
+    """The module inside ``torch.compile(model)`` (the same weights): the per-sample
+    gradients need its layers' outputs, which the compiled graph hides; a compiled
+    submodule is refused where the gradients are taken."""
+    while type(model).__name__ == "OptimizedModule" and isinstance(
+        getattr(model, "_orig_mod", None), nn.Module
+    ):
+        model = model._orig_mod  # type: ignore[assignment]
+    return model
+
+
 def _stack_dataset(ds: torch.utils.data.Dataset) -> torch.Tensor:
     """``[N, Ch, H, W]``: the images of a map-style Dataset's ``(image, label)`` items (or bare
     images), stacked. A PIL image becomes uint8 ``[Ch, H, W]`` (normalised per channel later,
@@ -244,6 +255,7 @@ def query(
         isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
     ):
         raise ConfigError(f"`seed`={seed!r}, must be an integer or a torch.Generator.")
+    model = _uncompiled(model)
     if isinstance(model, Classifier):
         clf = model
     else:  # the head is the nn.Linear that runs last on a few of the images

@@ -56,8 +56,20 @@ METHODS: tuple[str, ...] = get_args(Method)
 Cotangents = Callable[[Tensor], Tensor]  # logits [n, C] (detached) -> [K, n, C]
 
 
+def _is_compiled(module: nn.Module) -> bool:
+    """Whether ``module`` is the wrapper ``torch.compile`` returns (``OptimizedModule``)."""
+    return type(module).__name__ == "OptimizedModule" and hasattr(module, "_orig_mod")
+
+
 def check_model(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """Raise unless ``model`` is usable per sample; return its device and dtype."""
+    compiled = [name or "<model>" for name, m in model.named_modules() if _is_compiled(m)]
+    if compiled:  # inductor's graph hides the layer outputs: every gradient came out 0
+        raise ConfigError(
+            f"{compiled[0]!r} is a torch.compile'd module, whose compiled graph hides its "
+            "layers' outputs from the per-sample gradients (they came out 0); pass the module "
+            "before compiling (compiled._orig_mod: the same weights)."
+        )
     params = list(model.parameters())
     if not params:
         raise ConfigError("The model has no parameters; there is no Fisher information to compute.")
