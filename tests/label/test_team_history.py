@@ -115,3 +115,19 @@ def test_the_api_gives_an_images_history_to_the_owner_and_their_own_to_an_annota
     assert [x["label_id"] for x in h["items"]] == [red] and h["hidden"] == 2
     r = client.get("/api/history/99999", headers=client.as_["owner"])
     assert r.status_code == 404
+
+
+def test_label_undo_of_an_action_already_undone_says_so_and_changes_nothing(project):
+    """A second `label undo` of the same id wrote nothing (the store returns the first undo)
+    but printed 'undone: ...' as if it had just undone it: it says it was undone already, by
+    whom, and what the image is now."""
+    _, _, blue, _, _ = _history(project)
+    project.close()
+    r = _run("undo", project.dir, blue)
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert not out.startswith("undone:"), out
+    assert f"label {blue} of red/000.png (blue by bob) was undone already, by bob" in out, out
+    assert "nothing changed" in out and "red/000.png is now green (by bob)" in out, out
+    r = _run("history", project.dir, "red/000.png", "--format", "json")
+    assert [d["undone_by"] for d in json.loads(r.stdout)] == [None, "bob", None]

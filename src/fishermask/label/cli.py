@@ -734,7 +734,8 @@ def undo(
                 f"no label action with id {label_id} to undo; `fishermask label history "
                 f"{p.dir} PATH` lists an image's."
             )
-        p.store.undo(label_id)
+        (before,) = [h for h in p.label_history(row.image_id) if h["label_id"] == label_id]
+        p.store.undo(label_id)  # an action undone already: its undo row, nothing written
         path = p.store.image(row.image_id).path
         (entry,) = [h for h in p.label_history(row.image_id) if h["label_id"] == label_id]
         now = next((h for h in p.label_history(row.image_id) if h["current"]), None)
@@ -747,8 +748,14 @@ def undo(
         if now is not None
         else f"{path} has no label now"
     )
+    said = (
+        f"label {label_id} of {path} ({what} by {entry['by']}) was undone already, by "
+        f"{before['undone_by']}: nothing changed; {after}."
+        if before["undone"]
+        else f"undone: label {label_id} of {path} ({what} by {entry['by']}); {after}."
+    )
     console.print(
-        f"undone: label {label_id} of {path} ({what} by {entry['by']}); {after}.",
+        said,
         highlight=False,
         soft_wrap=True,
     )
