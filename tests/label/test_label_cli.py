@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -814,3 +815,21 @@ def test_a_bad_row_of_labels_is_named_by_its_line_and_a_file_not_added_says_why(
     r = _run("import", proj, "--labelstudio", ls)
     assert r.exit_code == 2, r.output
     assert "task 42: 'red/gone.png' is not an image of this project;" in " ".join(r.stderr.split())
+
+
+def test_a_file_not_added_says_why_also_when_named_with_dot_slash_or_absolutely(project):
+    """The hint that a file of the folder is not added yet ('... `label scan` adds it')
+    checked the path as given for a hidden part: './red/new.png' (the '.' part) and an
+    absolute path under a folder such as ~/.data had none, though both name the file."""
+    from fishermask.errors import ConfigError
+
+    Image.new("RGB", (8, 8)).save(project.root / "red" / "new.png")  # not scanned yet
+    for ref in ("./red/new.png", str((project.root / "red" / "new.png").resolve())):
+        with pytest.raises(ConfigError) as err:
+            project.add_label_rows([(ref, "red")], source="import", what="x.csv")
+        assert "a file of the image folder that the project has not added" in str(err.value), ref
+    (project.root / ".hidden").mkdir()
+    Image.new("RGB", (8, 8)).save(project.root / ".hidden" / "x.png")
+    with pytest.raises(ConfigError) as err:
+        project.add_label_rows([("./.hidden/x.png", "red")], source="import", what="x.csv")
+    assert "has not added" not in str(err.value)  # a hidden file is never added: no such hint

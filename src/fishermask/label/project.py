@@ -1773,12 +1773,20 @@ class Project:
         all the same (`` (a .heic file, which ...)``), or ``""`` when it is none."""
         ref = ref.strip().replace("\\", "/")
         full = Path(ref) if Path(ref).is_absolute() else self.root / ref
-        if not imgs.inside(Path(os.path.realpath(self.root)), full):
+        root_real = Path(os.path.realpath(self.root))
+        if not imgs.inside(root_real, full):
             return ""
         name = full.name.lower()
         if name.endswith(imgs.NOT_READ):
             return f" ({imgs.not_read(name)})"
-        if not name.endswith(imgs.EXTENSIONS) or imgs.is_hidden(ref):
+        # hidden as a scan sees it: inside the folder ('./red/new.png' and a folder such as
+        # ~/.data/images are not; an absolute path is taken relative to the folder)
+        parts = (
+            Path(os.path.abspath(full)).relative_to(os.path.abspath(self.root)).parts
+            if Path(os.path.abspath(full)).is_relative_to(os.path.abspath(self.root))
+            else Path(os.path.realpath(full)).relative_to(root_real).parts
+        )
+        if not name.endswith(imgs.EXTENSIONS) or imgs.is_hidden("/".join(parts)):
             return ""
         return (
             " (a file of the image folder that the project has not added: "
