@@ -131,3 +131,19 @@ def test_label_undo_of_an_action_already_undone_says_so_and_changes_nothing(proj
     assert "nothing changed" in out and "red/000.png is now green (by bob)" in out, out
     r = _run("history", project.dir, "red/000.png", "--format", "json")
     assert [d["undone_by"] for d in json.loads(r.stdout)] == [None, "bob", None]
+
+
+def test_a_missing_image_tells_an_annotator_to_ask_the_owner_not_to_run_a_command(client, tmp_path):
+    """The 404 of an image deleted or moved since the scan told everyone to 'run `fishermask
+    label scan /path/of/the/project`': an annotator has no shell on the server, and the
+    line gave them the owner's project path. The owner's line is unchanged."""
+    p = client.project
+    image_id = p.store.image_ids_by_path()["red/000.png"]
+    (p.root / "red" / "000.png").rename(tmp_path / "elsewhere.png")
+    r = client.get(f"/api/images/{image_id}", params={"size": "view"}, headers=client.as_["alice"])
+    assert r.status_code == 404
+    said = r.json()["error"]
+    assert said.startswith("red/000.png is missing from the image folder (moved or deleted"), said
+    assert str(p.dir) not in said and "skip it (s) and tell the owner" in said, said
+    r = client.get(f"/api/images/{image_id}", headers=client.as_["owner"])
+    assert r.status_code == 404 and f"`fishermask label scan {p.dir}`" in r.json()["error"]

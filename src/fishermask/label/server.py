@@ -1014,7 +1014,7 @@ def create_app(
         )
 
     @app.get("/api/images/{image_id}")
-    def image(image_id: int, size: str = "full") -> Any:
+    def image(request: Request, image_id: int, size: str = "full") -> Any:
         """The image file, or with ``size=thumb`` its preview and with ``size=view`` the
         batch view's image (the file itself when it fits in ``thumbs.VIEW``, else a smaller
         copy; :mod:`fishermask.label.thumbs`, cached under the project by content hash); each
@@ -1028,11 +1028,18 @@ def create_app(
             return _no_image(project, image_id)
         path = project.root / row.path
         if not os.path.lexists(path):
+            # an annotator has no shell on the server (nor any use for the project's path)
+            fix = (
+                f"run `fishermask label scan {project.dir}`, which follows an image moved "
+                "inside the folder and says how to forget one deleted"
+                if request.state.annotator is None
+                else "tell the owner, whose `fishermask label scan` follows an image moved "
+                "inside the folder"
+            )
             return _error(
                 404,
                 f"{row.path} is missing from the image folder (moved or deleted since it was "
-                f"scanned): skip it (s) and run `fishermask label scan {project.dir}`, which "
-                "follows an image moved inside the folder and says how to forget one deleted",
+                f"scanned): skip it (s) and {fix}",
             )
         if not imgs.inside(root_real, path):
             return _error(403, f"image {image_id} is no longer a file inside the image folder")
