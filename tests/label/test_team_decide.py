@@ -271,3 +271,25 @@ def test_the_labeled_view_lists_the_disagreements_for_the_owner_only(client):
     r = page("alice", disagreements="open")
     assert r.status_code == 403 and "the list of disagreements" in r.json()["error"]
     assert all("disagreement" not in x for x in page("alice").json()["items"])
+
+
+def test_deciding_a_disagreement_the_owner_was_a_side_of_does_not_claim_it_is_listed(project):
+    """The owner's own label is one side (alice red, the owner blue): the decision replaces
+    the owner's label, so the labels no longer differ and `label status --list
+    disagreements` lists nothing; `label decide` said 'shown as decided in ... --list
+    disagreements' all the same. It says the disagreement is gone, and why."""
+    from typer.testing import CliRunner
+
+    from fishermask.cli import app
+
+    image_id = project.store.image_ids_by_path()["red/000.png"]
+    project.store.add_label(image_id, "label", 0, annotator="alice")
+    project.store.add_label(image_id, "label", 2)  # the owner's own: blue
+    project.close()
+    r = CliRunner().invoke(app, ["label", "decide", str(project.dir), "red/000.png", "red"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "shown as decided" not in out, out
+    assert "red/000.png no longer has a disagreement: the owner's own earlier label was one " in out
+    r = CliRunner().invoke(app, ["label", "status", str(project.dir), "--list", "disagreements"])
+    assert "no disagreements" in r.output

@@ -585,11 +585,11 @@ def add(
             assert labels is not None
             lines: list[str] = []
             rows = p.read_csv_labels(labels, places=lines)
-            undisputed = _undisputed(p, rows)
+            undisputed, disputed = _undisputed(p, rows)
             written, same = p.add_label_rows(
                 rows, source="decision", what=str(labels), decide=True, places=lines
             )
-            said = _decided_said(p, written, same, undisputed)
+            said = _decided_said(p, written, same, undisputed, disputed)
         else:
             assert labels is not None
             written, same = p.add_csv_labels(labels)
@@ -599,22 +599,46 @@ def add(
     console.print(said, highlight=False, soft_wrap=True)
 
 
-def _undisputed(p: Any, rows: list[tuple[str, str]]) -> list[str]:
+def _undisputed(p: Any, rows: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
     """The paths, sorted, of the images of ``rows`` (decisions) on which no annotators'
-    labels differ now (a path that names no image is left to the rows' own check)."""
+    labels differ now, and of those on which they do (a path that names no image is left to
+    the rows' own check)."""
     by_path = p.store.image_ids_by_path()
     disputed = {d["image_id"] for d in p.disagreements()}
     paths = {v: k for k, v in by_path.items()}
-    ids = {p.resolve_path(ref, by_path) for ref, _ in rows}
-    return sorted(paths[i] for i in ids if i is not None and i not in disputed)
+    ids = {i for ref, _ in rows if (i := p.resolve_path(ref, by_path)) is not None}
+    return (
+        sorted(paths[i] for i in ids if i not in disputed),
+        sorted(paths[i] for i in ids if i in disputed),
+    )
 
 
-def _decided_said(p: Any, written: int, same: int, undisputed: list[str]) -> str:
-    open_ = sum(d["status"] == "open" for d in p.disagreements())
+def _decided_said(
+    p: Any, written: int, same: int, undisputed: list[str], disputed: list[str]
+) -> str:
+    now = p.disagreements()
+    open_ = sum(d["status"] == "open" for d in now)
     left = f"{open_} disagreement{'s' * (open_ != 1)} still open"
+    rows = set(undisputed) | set(disputed)
+    listed = {d["path"] for d in now if d["status"] == "decided"} & rows
+    # the owner's own label was one side: the decision replaced it, and the labels agree now
+    gone = sorted(set(disputed) - {d["path"] for d in now})
+    shown = (
+        f", shown as decided in `fishermask label status {p.dir} --list disagreements`"
+        if listed
+        else ""
+    )
     note = ""
+    if gone:
+        n = len(gone)
+        named = ", ".join(gone[:5]) + (f", ... and {n - 5} more" if n > 5 else "")
+        note = (
+            f"; {named} no longer {'has a disagreement' if n == 1 else 'have disagreements'}: "
+            "the owner's own earlier label was one side of it, which the decision replaced, "
+            "and the labels now agree"
+        )
     if undisputed:
-        shown = ", ".join(undisputed[:5]) + (
+        named_u = ", ".join(undisputed[:5]) + (
             f", ... and {len(undisputed) - 5} more" if len(undisputed) > 5 else ""
         )
         anyway = (
@@ -622,14 +646,13 @@ def _decided_said(p: Any, written: int, same: int, undisputed: list[str]) -> str
             "path if you meant another image)"
         )
         if written + same == 1:
-            note = f"; {undisputed[0]} had no disagreement between annotators: {anyway}"
+            note += f"; {undisputed[0]} had no disagreement between annotators: {anyway}"
         else:
             n = len(undisputed)
-            note = f"; {n} of them had no disagreement between annotators ({shown}): {anyway}"
+            note += f"; {n} of them had no disagreement between annotators ({named_u}): {anyway}"
     return (
         f"decided {written} image{'s' * (written != 1)} ({same} already so): the owner's "
-        f"label, shown as decided in `fishermask label status {p.dir} --list disagreements`"
-        f"{note}; {left}."
+        f"label{shown}{note}; {left}."
     )
 
 
@@ -649,11 +672,11 @@ def decide(
     """Decide a disagreement between annotators: IMAGE is LABEL, recorded as the owner's decision (also when it has that class already); it is the image's label from then on, and the disagreement is listed as decided until someone labels the image again. Many at once: `label add PROJECT decisions.csv --decide`."""
     try:
         p = _open(project)
-        undisputed = _undisputed(p, [(image, label)])
+        undisputed, disputed = _undisputed(p, [(image, label)])
         written, same = p.add_label_rows(
             [(image, label)], source="decision", what="label decide", decide=True, single=True
         )
-        said = _decided_said(p, written, same, undisputed)
+        said = _decided_said(p, written, same, undisputed, disputed)
     except FishermaskError as e:
         _fail(str(e))
     console.print(said, highlight=False, soft_wrap=True)
