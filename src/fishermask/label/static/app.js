@@ -38,6 +38,10 @@ const RESTARTED = "the labeling server no longer accepts this page's access toke
 let served = false;  // the server has accepted this page's token at least once
 let allSeen = false;  // every image is labeled, skipped or unsure (GET /api/status)
 let unsaved = null;  // the image whose save failed last (named until a save succeeds)
+// Every image of the batch shown is done and no arrow key was pressed since: the page stays on
+// the last image, and a class key (s, u, Enter) must not label it again (a new label row per
+// press, a different key silently changing it). An arrow key goes back to an image on purpose.
+let batchDone = false;
 let down = false;  // the last status poll found no server: said until a poll is answered
 let classesSeen = FM.classes.join("\n");  // the class names of the last status read
 
@@ -200,6 +204,7 @@ async function loadBatch() {
   $("mode").title = $("mode").textContent;  // the line shows two lines of it; a click all
   const first = items.findIndex((it) => !it.state);
   pos = first >= 0 ? first : 0;
+  batchDone = items.length > 0 && first < 0;
   show();
 }
 
@@ -248,12 +253,19 @@ function advance() {
   const next = items.findIndex((x, i) => i > pos && !x.state);
   const any = items.findIndex((x) => !x.state);
   if (next >= 0) pos = next; else if (any >= 0) pos = any;
+  batchDone = next < 0 && any < 0;  // every item of the batch is done
   show();
-  return next < 0 && any < 0;  // every item of the batch is done
+  return batchDone;
 }
 
 async function save(kind, label) {
   if (!items.length) return;
+  if (batchDone) {
+    say("the batch is done: nothing labeled. " + (ASK_OWNER ? "Ask the owner for the next batch"
+      : "Press n for the next batch") + ", or go back with \u2190 (\u2192) to an image to change "
+      + "its label", false, "batch");
+    return;
+  }
   const it = items[pos];
   const body = { image_id: it.image_id, kind, client };
   if (kind === "label") body.label = label;
@@ -594,8 +606,8 @@ function onKey(ev) {
   } else if (k === "s") act(() => save("skip"));
   else if (k === "u") act(() => save("unsure"));
   else if (k === "z" || k === "Backspace") { ev.preventDefault(); act(undo); }
-  else if (k === "ArrowRight") act(() => { pos = Math.min(pos + 1, items.length - 1); show(); });
-  else if (k === "ArrowLeft") act(() => { pos = Math.max(pos - 1, 0); show(); });
+  else if (k === "ArrowRight") act(() => { batchDone = false; pos = Math.min(pos + 1, items.length - 1); show(); });
+  else if (k === "ArrowLeft") act(() => { batchDone = false; pos = Math.max(pos - 1, 0); show(); });
   else if (k === "n") act(nextBatch);  // after the labels typed before it, so it trains on them
 }
 
