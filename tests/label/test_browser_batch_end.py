@@ -45,9 +45,11 @@ def test_class_keys_after_the_batch_is_done_label_nothing(project, browser):
             other = next(c for c in CLASSES if c != last["path"].split("/")[0])
             body.send_keys("1", "2", "3", "s", "u", Keys.ENTER, str(CLASSES.index(other) + 1))
             wait.until(
-                lambda d: d.execute_script("return pending") == 0
-                and d.find_element(By.ID, "message").text.startswith(
-                    "the batch is done: nothing labeled"
+                lambda d: (
+                    d.execute_script("return pending") == 0
+                    and d.find_element(By.ID, "message").text.startswith(
+                        "the batch is done: nothing labeled"
+                    )
                 )
             )
             message = browser.find_element(By.ID, "message").text
@@ -58,8 +60,10 @@ def test_class_keys_after_the_batch_is_done_label_nothing(project, browser):
             # back to the last image with the arrow key: a label changed on purpose
             body.send_keys(Keys.ARROW_LEFT, Keys.ARROW_RIGHT)
             wait.until(
-                lambda d: d.find_element(By.ID, "path").text.startswith(last["path"])
-                and d.execute_script("return pending") == 0
+                lambda d: (
+                    d.find_element(By.ID, "path").text.startswith(last["path"])
+                    and d.execute_script("return pending") == 0
+                )
             )
             body.send_keys(str(CLASSES.index(other) + 1))
             wait.until(
