@@ -833,3 +833,38 @@ def test_a_file_not_added_says_why_also_when_named_with_dot_slash_or_absolutely(
     with pytest.raises(ConfigError) as err:
         project.add_label_rows([("./.hidden/x.png", "red")], source="import", what="x.csv")
     assert "has not added" not in str(err.value)  # a hidden file is never added: no such hint
+
+
+def test_import_refuses_tasks_matched_by_file_name_alone_unless_match_names(tmp_path, folder):
+    """A task whose path matched no image was taken by its file name when one image had that
+    name, silently: a camera's IMG_0001.jpg of another folder labeled ours. Refused, counted
+    and named, unless --match-names; with it the import line counts and names them."""
+    from fishermask.label.project import Project
+
+    (folder / "red" / "000.png").rename(folder / "red" / "IMG_0001.png")
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    res = [{"type": "choices", "value": {"choices": ["green"]}}]
+    tasks = [
+        {"id": 5, "data": {"image": "/data/upload/1/1a2b3c4d-IMG_0001.png"},
+         "annotations": [{"result": res}]},
+        {"id": 6, "data": {"path": "red/001.png"}, "annotations": [{"result": res}]},
+    ]  # fmt: skip
+    ls = tmp_path / "ls.json"
+    ls.write_text(json.dumps(tasks))
+    r = _run("import", proj, "--labelstudio", ls)
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    out = r.output.replace("\n", " ")
+    assert "1 tasks match an image by their file name alone" in out, out
+    assert "task 5 ('/data/upload/1/1a2b3c4d-IMG_0001.png' as 'red/IMG_0001.png')" in out
+    assert "nothing was written" in out and "`--match-names`" in out
+    p = Project(proj)
+    assert p.store.history() == []
+    p.close()
+    r = _run("import", proj, "--labelstudio", ls, "--match-names")
+    assert r.exit_code == 0, r.output
+    out = r.output.replace("\n", " ")
+    start = "imported 2 labels (0 already so); 1 tasks matched by file name only"
+    assert out.startswith(start), out
+    assert "task 5 ('/data/upload/1/1a2b3c4d-IMG_0001.png' as 'red/IMG_0001.png')" in out

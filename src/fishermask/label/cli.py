@@ -797,14 +797,30 @@ def import_(
             "of one folder not named as the image folder (it may be another folder's)."
         ),
     ] = None,
+    match_names: Annotated[
+        bool,
+        typer.Option(
+            "--match-names",
+            help="Take a task whose path matches no image by its file name, when exactly one "
+            "image has that name (Label Studio's uploads). Refused without it: camera names "
+            "such as IMG_0001.jpg repeat across folders.",
+        ),
+    ] = False,
 ) -> None:
     """Import the choices of a Label Studio JSON export (tasks with annotations); each label is recorded as given by the annotator its annotation names (`fishermask_annotator`, else `completed_by`'s e-mail; README, Label Studio), else by the owner."""
     try:
         p = _open(project)
         left_out: list[str] = []
         places: list[str] = []
+        name_only: list[str] = []
         rows = p.read_labelstudio(
-            labelstudio, prefix=prefix, left_out=left_out, annotators=True, places=places
+            labelstudio,
+            prefix=prefix,
+            left_out=left_out,
+            annotators=True,
+            places=places,
+            match_names=match_names,
+            name_only=name_only,
         )
         written, same = p.add_label_rows(
             rows, source="import", what=str(labelstudio), places=places
@@ -814,8 +830,15 @@ def import_(
     outside = f"; {len(left_out)} labeled tasks outside --prefix left out" if left_out else ""
     names = sorted({r[2] for r in rows if r[2] is not None})
     named = f"; annotators named by the tasks: {', '.join(names)}" if names else ""
+    by_name = ""
+    if name_only:
+        more = f" (and {len(name_only) - 3} more)" if len(name_only) > 3 else ""
+        by_name = (
+            f"; {len(name_only)} tasks matched by file name only (--match-names): "
+            f"{'; '.join(name_only[:3])}{more}"
+        )
     console.print(
-        f"imported {written} labels ({same} already so){outside}{named}.",
+        f"imported {written} labels ({same} already so){outside}{by_name}{named}.",
         highlight=False,
         soft_wrap=True,
     )

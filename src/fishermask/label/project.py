@@ -2917,6 +2917,8 @@ class Project:
         *,
         annotators: bool = False,
         places: list[str] | None = None,
+        match_names: bool = False,
+        name_only: list[str] | None = None,
     ) -> list[tuple[str, str]] | list[tuple[str, str, str | None]]:
         """``(image path, class)`` of every annotated task of a Label Studio JSON export; with
         ``annotators``, ``(image path, class, annotator)``: who gave the annotation taken, as
@@ -2932,6 +2934,12 @@ class Project:
         references appended to ``left_out`` when given). So is a single prefix whose last folder
         is not named as the image folder (``train/`` for a project made from ``.../test``): it
         is most likely another folder's images with the same relative paths.
+
+        A task whose path matches no image is matched by its file name alone when exactly one
+        image has that name, but only with ``match_names``: camera names (``IMG_0001.jpg``)
+        repeat across folders, so such a task may be another folder's image. Without it those
+        tasks are refused, counted and named (the first three); with it they are appended to
+        ``name_only`` when given (``task 4 ('.../IMG_0001.jpg' as 'dogs/IMG_0001.jpg')``).
         """
         from urllib.parse import parse_qs, unquote, urlparse
 
@@ -2954,6 +2962,7 @@ class Project:
         # folder to compare, i.e. data.path, a file name alone, or no match)
         example: dict[str, tuple[str, str]] = {}  # per prefix: a task's path and its match
         ambiguous: list[str] = []
+        by_name_only: list[str] = []  # the tasks matched by their file name alone
         for i, task in enumerate(tasks):
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
                 if isinstance(task, dict) and ("annotation_id" in task or "annotator" in task):
@@ -3013,6 +3022,8 @@ class Project:
                     match = by_name.get(name, [])
                     if not match and len(name) > 9 and name[8] == "-":
                         match = by_name.get(name[9:], [])  # Label Studio upload prefix "1a2b3c4d-"
+                    if len(match) == 1:
+                        by_name_only.append(f"task {task.get('id', i)} ({ref!r} as {match[0]!r})")
                 if len(match) > 1:
                     shown = ", ".join(sorted(match)[:3]) + (", ..." if len(match) > 3 else "")
                     ambiguous.append(
@@ -3047,6 +3058,18 @@ class Project:
                 "labelstudio` carry it), or serve the image folder to Label Studio as local "
                 "files so that data.image holds that path (README, Label Studio)."
             )
+        if by_name_only and not match_names:
+            more = imgs.and_more(by_name_only, 3)
+            raise ConfigError(
+                f"{path}: {len(by_name_only)} tasks match an image by their file name alone "
+                f"({'; '.join(by_name_only[:3])}{more}): a file name such as a camera's "
+                "IMG_0001.jpg repeats across folders, so the task may be another folder's image "
+                "whose label would land on this one; nothing was written. If these are this "
+                "project's images, import with `--match-names`; else give each task its path "
+                "relative to the image folder in data.path (README, Label Studio)."
+            )
+        if name_only is not None:
+            name_only.extend(by_name_only)
         if prefix is None and folders and folders[0]:
             # one folder before every matched path: most likely the image folder as Label
             # Studio names it, unless its name says it is another folder whose images have the
