@@ -868,3 +868,28 @@ def test_import_refuses_tasks_matched_by_file_name_alone_unless_match_names(tmp_
     start = "imported 2 labels (0 already so); 1 tasks matched by file name only"
     assert out.startswith(start), out
     assert "task 5 ('/data/upload/1/1a2b3c4d-IMG_0001.png' as 'red/IMG_0001.png')" in out
+
+
+def test_status_is_a_short_summary_with_format_text_and_counts_changed_images(project):
+    """`label status` printed only JSON (about a hundred lines). A short summary on a terminal
+    (`--format text`), JSON when piped (the runner's output) or with `--format json`; both
+    count the image files changed and missing since the scan."""
+    from tests.label.conftest import label_truth
+
+    label_truth(project, 2)
+    root = project.root
+    project.close()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(root / "red" / "007.png")  # changed
+    (root / "blue" / "007.png").unlink()  # missing
+    r = _run("status", project.dir, "--format", "text")
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) <= 8, r.output
+    out = r.output.replace("\n", " ")
+    assert "24 images; 6 labeled (red 2, green 2, blue 2); 0 skipped, 0 unsure" in out, out
+    assert "batch: " in out and "rounds: 1 (0 trained a model)" in out
+    assert "files: 1 changed, 1 missing since the scan" in out
+    assert "--format json" in out
+    st = json.loads(_run("status", project.dir).stdout)  # not a terminal: JSON, as before
+    assert st["labeled"] == 6 and st["changed"] == 1 and st["missing"] == 1
+    assert json.loads(_run("status", project.dir, "--format", "json").stdout) == st

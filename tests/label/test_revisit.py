@@ -170,7 +170,7 @@ def test_status_list_bad_input_is_one_line(project):
             "--list 'maybe': use skipped, unsure (or skipped,unsure), disagreements, labeled, "
             "copies or rounds.",
         ),
-        (["--format", "json"], "--format json applies to --list"),
+        (["--format", "csv"], "--format csv: use text or json (or csv with --list)."),
         (["--list", "unsure", "--format", "xml"], "--format 'xml': use csv or json."),
         (["--list", "unsure", "--format", "cvs"], "--format 'cvs': use csv or json; did you mean"),
     ):

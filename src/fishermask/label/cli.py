@@ -1190,13 +1190,20 @@ def status(
         ),
     ] = None,
     format: Annotated[
-        str | None, typer.Option("--format", help="With --list: csv (default) or json.")
+        str | None,
+        typer.Option(
+            "--format",
+            help="With --list: csv (default) or json. Without: text (a short summary, the "
+            "default on a terminal) or json (every count; the default when the output is not a "
+            "terminal, e.g. a pipe or a file).",
+        ),
     ] = None,
 ) -> None:
-    """Counts (skipped and unsure: the images whose latest action is so; per annotator; the disagreements between annotators), the latest round and its accuracy, as JSON; or, with --list, the images skipped or unsure, the disagreements, or the labeled images (likely mistakes first)."""
-    if format is not None and list_ is None:
-        _fail(f"--format {format} applies to --list; add e.g. --list unsure.")
-    _check_format(format)
+    """Counts (skipped and unsure: the images whose latest action is so; per annotator; the disagreements between annotators; changed and missing image files), the latest round and its accuracy: a short summary on a terminal, JSON otherwise or with --format json; or, with --list, the images skipped or unsure, the disagreements, or the labeled images (likely mistakes first)."""
+    if list_ is None and format not in (None, "text", "json"):
+        _fail(f"--format {format}: use text or json (or csv with --list).")
+    if list_ is not None:
+        _check_format(format)
     try:
         from fishermask.label.project import parse_set_aside
 
@@ -1256,13 +1263,61 @@ def status(
             from fishermask.label.check import check_summary
 
             st["check"] = check_summary(p)
-            console.print_json(json.dumps(st))
+            files = p.check_files()
+            st["changed"], st["missing"] = len(files.changed), len(files.missing)
+            if format == "json" or (format is None and not sys.stdout.isatty()):
+                console.print_json(json.dumps(st))
+            else:
+                _print_summary(p, st)
             if hint := p.new_files_hint():
                 _say(hint)
             return
         _print_set_aside(p, kinds, format or "csv")
     except FishermaskError as e:
         _fail(str(e))
+
+
+def _print_summary(p: Any, st: dict[str, Any]) -> None:
+    """``label status`` on a terminal: a few lines of the counts (``--format json`` has all)."""
+    classes = ", ".join(f"{c} {n}" for c, n in st["per_class"].items())
+    budget = f" of a budget of {st['budget']}" if st.get("budget") else ""
+    lines = [
+        f"{p.dir}: {st['images']} images; {st['labeled']} labeled{budget} ({classes}); "
+        f"{st['skipped']} skipped, {st['unsure']} unsure",
+    ]
+    rounds = p.store.rounds()
+    if st["queue_round"] is not None:
+        lines.append(f"batch: {st['batch_left']} images not done yet ({st['mode']})")
+    history = st["history"]
+    trained = len(p.accuracy_history(rounds))
+    if history:
+        h = history[-1]
+        lines.append(
+            f"rounds: {len(rounds)} ({trained} trained a model); latest accuracy "
+            f"{100 * h['accuracy']:.1f} % (95 % interval {100 * h['low']:.1f}–"
+            f"{100 * h['high']:.1f} %) with {h['labels']} labels"
+        )
+    else:
+        lines.append(f"rounds: {len(rounds)} ({trained} trained a model); no accuracy estimate yet")
+    if st["training"]:
+        lines.append("a round is training now")
+    if len(st["annotators"]) > 1 or st["disagreements"] or st["decided"]:
+        lines.append(
+            f"disagreements: {st['disagreements']} open, {st['decided']} decided "
+            f"(`fishermask label status {p.dir} --list disagreements`)"
+        )
+    lines.append(
+        f"files: {st['changed']} changed, {st['missing']} missing since the scan, "
+        f"{st['new_files']} new not scanned, {st['copies']} copies"
+        + (
+            f" (`fishermask label scan {p.dir}` lists them)"
+            if st["changed"] or st["missing"]
+            else ""
+        )
+    )
+    lines.append(f"every count: `fishermask label status {p.dir} --format json`")
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def _rounded(v: float | None) -> float | None:
