@@ -332,3 +332,15 @@ def test_the_apis_401_says_where_the_owner_and_an_annotator_get_their_token(clie
         "printed first, an annotator's in the one it printed for them (an annotator: ask the "
         "owner for yours; a restart makes new tokens unless serve was given --token)"
     )
+
+
+def test_favicon_is_204_without_a_token(client):
+    """A browser asks for /favicon.ico by itself, without the page's token: it was a 401, a
+    red error in the browser's console on every page load. It reveals nothing: 204, no body,
+    for anyone; any other path still needs the token."""
+    for method in ("GET", "HEAD"):
+        r = client.request(method, "/favicon.ico")
+        assert r.status_code == 204 and r.content == b"", (method, r.status_code)
+    assert client.post("/favicon.ico").status_code == 401
+    assert client.get("/favicon.ico/../api/status").status_code == 401
+    assert client.get("/favicon.icox").status_code == 401

@@ -214,6 +214,11 @@ class TokenGuard:
                 )
                 await resp(scope, receive, send)
                 return
+        if scope.get("path") == "/favicon.ico" and scope.get("method") in ("GET", "HEAD"):
+            # asked for by the browser itself, without the page's token: a 401 was an error in
+            # its console on every load; there is no icon, and "none" reveals nothing
+            await Response(status_code=204)(scope, receive, send)
+            return
         if scope.get("path", "").startswith("/static/"):
             # the package's own script and style, nothing of the project: served without a
             # token, so the page loads them by plain URLs (a <script src> sends no header)
