@@ -43,7 +43,7 @@ def test_a_link_to_another_image_of_the_folder_is_not_a_second_image(tmp_path, f
     assert "green/000.png" in paths and "red/link_in.png" not in paths
     assert ("blue/000.png" in paths) != ("blue/hard.png" in paths)
     p.close()
-    r = _run("scan", tmp_path / "p")
+    r = _run("scan", tmp_path / "p", "--verbose")  # listed again (init refused it)
     assert r.exit_code == 0, r.output
     assert "not added red/link_in.png: the same file as green/000.png" in r.output
     assert "0 new images" in r.output

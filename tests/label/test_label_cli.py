@@ -893,3 +893,28 @@ def test_status_is_a_short_summary_with_format_text_and_counts_changed_images(pr
     st = json.loads(_run("status", project.dir).stdout)  # not a terminal: JSON, as before
     assert st["labeled"] == 6 and st["changed"] == 1 and st["missing"] == 1
     assert json.loads(_run("status", project.dir, "--format", "json").stdout) == st
+
+
+def test_scan_lists_a_file_not_added_once_then_counts_it(tmp_path, folder):
+    """Every `label scan` listed the same files it could not add (a folder of phone photos:
+    a line each, every time). Listed at the first scan that meets them; later scans say one
+    line with their count and how to list them again (--verbose); a file changed since is
+    listed again."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    (folder / "red" / "broken.png").write_bytes(b"\x89PNG not really")
+    r = _run("scan", proj, "--no-progress")
+    assert r.exit_code == 0 and "not added red/broken.png: " in r.output, r.output
+    r = _run("scan", proj, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "red/broken.png" not in r.output, r.output
+    out = r.output.replace("\n", " ")
+    assert "not added 1 files that the last scan did not add either" in out, out
+    assert f"`fishermask label scan {proj} --verbose` lists them again" in out
+    assert "0 new images (24 in all); 1 not added" in out
+    r = _run("scan", proj, "--no-progress", "--verbose")
+    assert r.exit_code == 0 and "not added red/broken.png: " in r.output, r.output
+    (folder / "red" / "broken.png").write_bytes(b"\x89PNG still not an image")  # changed
+    r = _run("scan", proj, "--no-progress")
+    assert "not added red/broken.png: " in r.output and "last scan" not in r.output, r.output

@@ -280,6 +280,14 @@ def scan(
         ),
     ] = False,
     progress: Annotated[bool, typer.Option()] = True,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="List every file not added, also those an earlier scan listed (unchanged "
+            "since); by default they are one line with their count.",
+        ),
+    ] = False,
 ) -> None:
     """Add images that appeared in the image folder since the last scan (labels untouched); follow images moved or renamed inside the folder (found by their content: they keep their labels); report images that changed or went missing since they were scanned."""
     try:
@@ -305,13 +313,27 @@ def scan(
             accepted, unreadable_now = p.accept_changed(changed)
             taken = {path for path, _ in accepted}
             changed = [r for r in changed if r.path not in taken]
+        from fishermask.label.store import SCAN_REFUSED
+
+        before = p.store.get_meta(SCAN_REFUSED) or {}  # the files the last scan did not add
         added, unreadable = p.scan(progress=progress)
     except FishermaskError as e:
         _fail(str(e))
-    from fishermask.label.images import refused_lines
+    from fishermask.label.images import refused_lines, refused_stats
 
-    for line in refused_lines(unreadable, "not added"):
+    # a file not added at the last scan, unchanged since, was listed then: one line for them
+    # all (every scan listed the same files again), unless --verbose
+    now = refused_stats(p.root, (rel for rel, _ in unreadable))
+    known = [] if verbose else [x for x in unreadable if before.get(x[0]) == now.get(x[0], 0)]
+    listed = [x for x in unreadable if x not in known]
+    for line in refused_lines(listed, "not added"):
         _say(line)
+    if known:
+        _say(
+            f"not added {len(known)} files{' more' if listed else ''} that the last scan did not "
+            f"add either (unchanged since; listed then): `fishermask label scan {project} "
+            "--verbose` lists them again."
+        )
     labels = p.store.current_labels()
     for r, path in moved:
         _say(
