@@ -36,12 +36,12 @@ def _serve(project_dir):
 
 
 def _tiles(d) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [
-        t.find_element(By.TAG_NAME, "img").get_attribute("alt")
-        for t in d.find_elements(By.CSS_SELECTOR, "#grid button.tile")
-    ]
+    # read in one script: the grid is redrawn while the test waits, and a tile found by one
+    # command was gone ("stale") by the next
+    return d.execute_script(
+        "return [...document.querySelectorAll('#grid button.tile')]"
+        ".map(t => t.querySelector('img').alt)"
+    )
 
 
 def _text(d, id_: str) -> str:
