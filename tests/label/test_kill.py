@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,10 +34,15 @@ def _wait_until_serving(base: str, deadline: float) -> None:
 
 
 def start_server(
-    project_dir: Path, *args: str, env: dict[str, str] | None = None
+    project_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    sighup: Any = signal.SIG_DFL,
 ) -> tuple[subprocess.Popen[str], str, str]:
     """``label serve PROJECT --port 0 ARGS`` (``env``: added to the environment); returns once
-    it printed the (owner's) URL."""
+    it printed the (owner's) URL. ``sighup``: the server's SIGHUP disposition at start, by
+    default SIGHUP's default action, as in a terminal, whatever the tests run under (under
+    `nohup` it is inherited ignored, and the server rightly keeps ignoring it)."""
     env = dict(
         os.environ,
         PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -58,6 +64,7 @@ def start_server(
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, sighup),
     )
     deadline = time.time() + 120
     lines = []
@@ -332,3 +339,23 @@ def test_sighup_says_what_it_stopped_as_sigterm_does(project):
         assert acked in {r.id for r in p.store.history()}
     finally:
         p.close()
+
+
+def test_an_ignored_sighup_stays_ignored(project):
+    """`nohup fishermask label serve ...` starts it with SIGHUP ignored: closing the terminal
+    must not stop it (it did not handle SIGHUP then, and must not start to)."""
+    project.close()
+    token = "Zq8vK3mN5pR7tW9yB2cD4fG6hJ8kL0"
+    proc, url, _ = start_server(project.dir, "--token", token, sighup=signal.SIG_IGN)
+    base = re.search(r"(http://[^/]+)/", url).group(1)
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        with httpx.Client(base_url=base, headers=auth, timeout=10) as c:
+            assert c.get("/api/status").status_code == 200
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    assert "stopped (SIGTERM)" in out, out
