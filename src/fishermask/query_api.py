@@ -24,6 +24,7 @@ from fishermask import strategies
 from fishermask.al.pool import Pool
 from fishermask.errors import ConfigError
 from fishermask.experiments.config import StrategySpec
+from fishermask.fisher._engine import is_compiled
 from fishermask.models.base import Classifier, eval_mode, input_dtype
 from fishermask.models.module import ModuleClassifier
 from fishermask.strategies.base import QueryContext, Strategy
@@ -80,9 +81,7 @@ def _uncompiled(model: nn.Module) -> nn.Module:
     """The module inside ``torch.compile(model)`` (the same weights): the per-sample
     gradients need its layers' outputs, which the compiled graph hides; a compiled
     submodule is refused where the gradients are taken."""
-    while type(model).__name__ == "OptimizedModule" and isinstance(
-        getattr(model, "_orig_mod", None), nn.Module
-    ):
+    while is_compiled(model):
         model = model._orig_mod  # type: ignore[assignment]
     return model
 

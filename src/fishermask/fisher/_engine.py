@@ -56,14 +56,17 @@ METHODS: tuple[str, ...] = get_args(Method)
 Cotangents = Callable[[Tensor], Tensor]  # logits [n, C] (detached) -> [K, n, C]
 
 
-def _is_compiled(module: nn.Module) -> bool:
-    """Whether ``module`` is the wrapper ``torch.compile`` returns (``OptimizedModule``)."""
-    return type(module).__name__ == "OptimizedModule" and hasattr(module, "_orig_mod")
+def is_compiled(module: nn.Module) -> bool:
+    """Whether ``module`` is the wrapper ``torch.compile`` returns (``OptimizedModule``, the
+    module it compiled in ``_orig_mod``)."""
+    return type(module).__name__ == "OptimizedModule" and isinstance(
+        getattr(module, "_orig_mod", None), nn.Module
+    )
 
 
 def check_model(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """Raise unless ``model`` is usable per sample; return its device and dtype."""
-    compiled = [name or "<model>" for name, m in model.named_modules() if _is_compiled(m)]
+    compiled = [name or "<model>" for name, m in model.named_modules() if is_compiled(m)]
     if compiled:  # inductor's graph hides the layer outputs: every gradient came out 0
         raise ConfigError(
             f"{compiled[0]!r} is a torch.compile'd module, whose compiled graph hides its "

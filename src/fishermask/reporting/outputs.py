@@ -10,7 +10,7 @@ from typing import Any
 from fishermask.errors import DataError
 from fishermask.experiments.store import read_results, write_text_atomic
 from fishermask.reporting.plots import plot_learning_curves, strategy_styles
-from fishermask.reporting.tables import SummaryRow, summarize, summary_markdown
+from fishermask.reporting.tables import SummaryRow, incomplete, summarize, summary_markdown
 
 
 def write_run_outputs(
@@ -129,9 +129,6 @@ def run_complete(run_dir: Path) -> bool:
     config.json, whether every trial with rows has as many rounds as any. A run with no
     ``results.csv`` or no rows is not complete. For scripts that continue runs until done
     (benchmarks/gpu_run.sh)."""
-    from fishermask.experiments.store import read_results
-    from fishermask.reporting.tables import incomplete
-
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
         return False
