@@ -782,8 +782,9 @@ def undo(
         (before,) = [h for h in p.label_history(row.image_id) if h["label_id"] == label_id]
         p.store.undo(label_id)  # an action undone already: its undo row, nothing written
         path = p.store.image(row.image_id).path
-        (entry,) = [h for h in p.label_history(row.image_id) if h["label_id"] == label_id]
-        now = next((h for h in p.label_history(row.image_id) if h["current"]), None)
+        since = p.label_history(row.image_id)
+        (entry,) = [h for h in since if h["label_id"] == label_id]
+        now = next((h for h in since if h["current"]), None)
     except FishermaskError as e:
         _fail(str(e))
     what = entry["label"] if entry["kind"] == "label" else KIND_NAMES[entry["kind"]]
