@@ -4,7 +4,7 @@
 # class; init with those labels, `label train`, `label check`, then how many flags are flips
 # and how many flips the Labeled view's order ("likely mistakes first") puts in its first 92.
 #
-#   benchmarks/label_check_cifar.sh WORKDIR   (README, "Finding wrong labels"; ~5-25 min on 2 cores)
+#   benchmarks/label_check_cifar.sh WORKDIR   (docs/labeling.md, "Finding wrong labels"; ~5-25 min on 2 cores)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:?usage: benchmarks/label_check_cifar.sh WORKDIR}

@@ -1,4 +1,4 @@
-"""The README's "Reading the results in Python" example runs on a run's results.csv and on
+"""The "Reading the results in Python" example runs on a run's results.csv and on
 the records fishermask.run returns, and gives the numbers of summary.md."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def _example() -> str:
@@ -43,7 +43,7 @@ def test_the_readme_results_example_runs(tmp_path: Path, monkeypatch, capsys) ->
     lines = [",".join(header)] + [",".join(str(r[k]) for k in header) for r in rows]
     (run / "results.csv").write_text("\n".join(lines) + "\n")
     monkeypatch.chdir(tmp_path)
-    exec(compile(_example(), "README.md", "exec"), {})
+    exec(compile(_example(), "docs/api.md", "exec"), {})
     out = capsys.readouterr().out
     assert "| entropy | 2 | 40 | 71.00 ± 1.00 |" in out  # final accuracy, mean ± std in %
     assert re.search(r"random \[20 40\] \[0.51 0.61\] \[0.01 0.01\]", out)

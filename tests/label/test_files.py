@@ -288,15 +288,15 @@ def test_next_batch_is_refused_up_front_while_an_image_is_missing_or_changed(cli
     assert len(p.store.rounds()) == rounds  # not a failed round each
 
 
-# -- Label Studio set-up in the README --------------------------------------------------------
+# -- Label Studio set-up in docs/labeling.md ----------------------------------------------
 
 
-def test_the_readme_gives_label_studio_the_names_the_tasks_use(project):
+def test_the_guide_gives_label_studio_the_names_the_tasks_use(project):
     import re
 
     from fishermask.label.project import _ls_choice
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "labeling.md").read_text()
     image = re.search(r'<Image name="(\w+)" value="\$(\w+)"', readme)
     choices = re.search(r'<Choices name="(\w+)" toName="(\w+)"', readme)
     assert image and choices

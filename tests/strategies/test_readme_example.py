@@ -1,4 +1,4 @@
-"""The README's example strategy runs, passes the strategy contract, and uses its option."""
+"""The example strategy of docs/api.md runs, passes the strategy contract, and uses its option."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from fishermask.strategies import check_strategy, registry
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def _example() -> str:
@@ -24,7 +24,7 @@ def test_readme_strategy_runs_and_every_option_is_used(monkeypatch: pytest.Monke
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # keep registry clean
     code = _example()
     space: dict = {}
-    exec(compile(code, "README.md", "exec"), space)
+    exec(compile(code, "docs/api.md", "exec"), space)
     cls = space["LowestMaxProb"]
     for f in dataclasses.fields(cls):
         if f.name != "label":

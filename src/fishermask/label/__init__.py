@@ -1,7 +1,7 @@
 """Label your own images: a labeling project (SQLite), headless commands and a local web page.
 
-``fishermask label init/scan/next/add/import/train/predict/export/serve``; see the README
-section "Label your own images". The heavy parts (torch, FastAPI) are imported by the commands.
+``fishermask label init/scan/next/add/import/train/predict/export/serve``; the guide is
+docs/labeling.md. The heavy parts (torch, FastAPI) are imported by the commands.
 
 ``load_model(DIR)`` loads a model written by ``fishermask label export PROJECT --format model
 --out DIR`` (:class:`fishermask.label.predict.LabelModel`: ``.predict(images)``,

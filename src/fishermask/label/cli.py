@@ -584,8 +584,8 @@ def add(
             "--decide",
             help="Each row is the owner's decision of a disagreement between annotators: "
             "recorded as the owner's label (also when the image has that class already), the "
-            "image's label from then on, and the disagreement listed as decided (README, A "
-            "labeling team).",
+            "image's label from then on, and the disagreement listed as decided (docs/labeling.md, "
+            "Resolving a disagreement).",
         ),
     ] = False,
 ) -> None:
@@ -830,7 +830,7 @@ def import_(
         ),
     ] = False,
 ) -> None:
-    """Import the choices of a Label Studio JSON export (tasks with annotations); each label is recorded as given by the annotator its annotation names (`fishermask_annotator`, else `completed_by`'s e-mail; README, Label Studio), else by the owner."""
+    """Import the choices of a Label Studio JSON export (tasks with annotations); each label is recorded as given by the annotator its annotation names (`fishermask_annotator`, else `completed_by`'s e-mail; docs/labeling.md, Label Studio), else by the owner."""
     try:
         p = _open(project)
         left_out: list[str] = []

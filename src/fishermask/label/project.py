@@ -3056,7 +3056,7 @@ class Project:
                 "alone does not say which image a task is: give each task its path relative to the "
                 "image folder in data.path (the tasks of `fishermask label export --format "
                 "labelstudio` carry it), or serve the image folder to Label Studio as local "
-                "files so that data.image holds that path (README, Label Studio)."
+                "files so that data.image holds that path (docs/labeling.md, Label Studio)."
             )
         if by_name_only and not match_names:
             more = imgs.and_more(by_name_only, 3)
@@ -3066,7 +3066,7 @@ class Project:
                 "IMG_0001.jpg repeats across folders, so the task may be another folder's image "
                 "whose label would land on this one; nothing was written. If these are this "
                 "project's images, import with `--match-names`; else give each task its path "
-                "relative to the image folder in data.path (README, Label Studio)."
+                "relative to the image folder in data.path (docs/labeling.md, Label Studio)."
             )
         if name_only is not None:
             name_only.extend(by_name_only)
