@@ -414,7 +414,8 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
     if raw is None or raw == {}:
         raise ConfigError(
             f"Config file {p} is empty; write the settings to change, e.g. "
-            "`data: {dataset: digits}` (see the README), or drop --config for the defaults."
+            "`data: {dataset: digits}` (docs/experiments.md, Config files), or drop --config "
+            "for the defaults."
         )
     if not isinstance(raw, dict):
         raise ConfigError(f"Config file {p} must hold a mapping at the top level.")
