@@ -60,9 +60,9 @@ def test_the_owner_decides_a_disagreement_with_the_class_it_has(project, tmp_pat
     r = _run("decide", project.dir, "red/000.png", "blue")  # once is enough
     assert r.exit_code == 0 and "decided 0 images (1 already so)" in r.output, r.output
     r = _run("status", project.dir, "--list", "disagreements")
-    assert r.stdout.splitlines() == [
-        "path,current,status,alice,bob,owner",
-        "red/000.png,blue,decided,red,blue,blue",
+    assert r.stdout.splitlines() == [  # the sides; the decision is the current label
+        "path,current,status,alice,bob",
+        "red/000.png,blue,decided,red,blue",
     ]
     out = tmp_path / "labels.csv"
     r = _run("export", project.dir, "--format", "csv", "--out", out, "--annotators")
@@ -273,11 +273,13 @@ def test_the_labeled_view_lists_the_disagreements_for_the_owner_only(client):
     assert all("disagreement" not in x for x in page("alice").json()["items"])
 
 
-def test_deciding_a_disagreement_the_owner_was_a_side_of_does_not_claim_it_is_listed(project):
-    """The owner's own label is one side (alice red, the owner blue): the decision replaces
-    the owner's label, so the labels no longer differ and `label status --list
-    disagreements` lists nothing; `label decide` said 'shown as decided in ... --list
-    disagreements' all the same. It says the disagreement is gone, and why."""
+def test_deciding_a_disagreement_the_owner_was_a_side_of_counts_it_as_decided(project):
+    """The owner's own label is one side (alice red, the owner blue): the decision replaced
+    the owner's label as their side, so the labels no longer differed and the disagreement
+    vanished from `decided` and the listing (a decision by anyone else counted). A decision
+    is not a side: the owner's side stays their blue, and the disagreement counts and lists
+    as decided, in the status counts, the listing and the API's counts alike; the owner's
+    undo of the decision opens it again."""
     from typer.testing import CliRunner
 
     from fishermask.cli import app
@@ -289,7 +291,22 @@ def test_deciding_a_disagreement_the_owner_was_a_side_of_does_not_claim_it_is_li
     r = CliRunner().invoke(app, ["label", "decide", str(project.dir), "red/000.png", "red"])
     assert r.exit_code == 0, r.output
     out = " ".join(r.output.split())
-    assert "shown as decided" not in out, out
-    assert "red/000.png no longer has a disagreement: the owner's own earlier label was one " in out
+    assert "shown as decided" in out and "0 disagreements still open" in out, out
+    st = _status(project.dir)
+    assert (st["disagreements"], st["decided"]) == (0, 1)
     r = CliRunner().invoke(app, ["label", "status", str(project.dir), "--list", "disagreements"])
-    assert "no disagreements" in r.output
+    assert r.stdout.splitlines() == [
+        "path,current,status,alice,owner",
+        "red/000.png,red,decided,red,blue",
+    ]
+
+    from fishermask.label.project import Project
+
+    p = Project(project.dir)
+    try:
+        (decision,) = [x for x in p.store.history(image_id) if x.source == "decision"]
+        p.store.undo(decision.id)
+        assert p.store.label_counts()["disagreements"] == 1  # the owner's blue again
+        assert [d["status"] for d in p.disagreements()] == ["open"]
+    finally:
+        p.close()

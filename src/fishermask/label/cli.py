@@ -643,22 +643,12 @@ def _decided_said(
     left = f"{open_} disagreement{'s' * (open_ != 1)} still open"
     rows = set(undisputed) | set(disputed)
     listed = {d["path"] for d in now if d["status"] == "decided"} & rows
-    # the owner's own label was one side: the decision replaced it, and the labels agree now
-    gone = sorted(set(disputed) - {d["path"] for d in now})
     shown = (
         f", shown as decided in `fishermask label status {p.dir} --list disagreements`"
         if listed
         else ""
     )
     note = ""
-    if gone:
-        n = len(gone)
-        named = ", ".join(gone[:5]) + (f", ... and {n - 5} more" if n > 5 else "")
-        note = (
-            f"; {named} no longer {'has a disagreement' if n == 1 else 'have disagreements'}: "
-            "the owner's own earlier label was one side of it, which the decision replaced, "
-            "and the labels now agree"
-        )
     if undisputed:
         named_u = ", ".join(undisputed[:5]) + (
             f", ... and {len(undisputed) - 5} more" if len(undisputed) > 5 else ""

@@ -2566,7 +2566,7 @@ class Project:
         paths = {r.id: r.path for r in self.store.images()}
         # the classes read after the labels: a server's may be older than a class added
         with self.store.snapshot():
-            rows, current = self.store.current_by_annotator(), self.store.current()
+            rows, current = self.store.disagreement_sides(), self.store.current()
             decisions = self.store.decisions()
         names = [
             f"{c} (removed)" if i in self.removed else c

@@ -273,6 +273,9 @@ class _LabelState:
         self.by: dict[int, dict[str | None, tuple[int, str, int | None]]] = {}
         # the images whose current action is the owner's decision (source "decision")
         self.decisions: set[int] = set()
+        # of those, the owner's own current action before the decision (their newest that is
+        # not undone and not a decision): the owner's side of the disagreement, if any
+        self.opinion: dict[int, tuple[int, str, int | None]] = {}
         # the counts the status shows, kept with them: images by kind of current action,
         # labeled images by class id, annotators' own actions by kind, disagreeing images
         # (open: no decision is their current action; decided: one is)
@@ -289,22 +292,35 @@ class _LabelState:
             self.kinds[cur[1]] = self.kinds.get(cur[1], 0) + sign
             if cur[1] == "label" and cur[2] is not None:
                 self.per_class[cur[2]] = self.per_class.get(cur[2], 0) + sign
-        labels = set()
-        for who, (_, kind, cid) in self.by.get(image_id, {}).items():
+        for who, (_, kind, _) in self.by.get(image_id, {}).items():
             own = self.annotators.setdefault(who, {})
             own[kind] = own.get(kind, 0) + sign
-            if kind == "label" and cid is not None:
-                labels.add(cid)
+        sides = self.sides(image_id).values()
+        labels = {cid for _, kind, cid in sides if kind == "label" and cid is not None}
         if len(labels) > 1 and sign > 0:
             (self.decided if image_id in self.decisions else self.disagree).add(image_id)
         elif sign < 0:
             self.disagree.discard(image_id)
             self.decided.discard(image_id)
 
+    def sides(self, image_id: int) -> dict[str | None, tuple[int, str, int | None]]:
+        """Each annotator's own current action on the image as a side of a disagreement:
+        their own current action, but on an image whose current action is the owner's
+        decision, the owner's side is their action before it (:attr:`opinion`; none when
+        they had none). A decision rules on the labels; it is not one of them, so the owner
+        deciding a disagreement they were a side of leaves it decided, not gone."""
+        by = self.by.get(image_id, {})
+        if image_id not in self.decisions:
+            return by
+        out = {who: a for who, a in by.items() if who is not None}
+        if image_id in self.opinion:
+            out[None] = self.opinion[image_id]
+        return out
+
     def load(self, c: sqlite3.Connection, images: Sequence[int] | None) -> None:
         """Read the actions of ``images`` (None: every image) again."""
         if images is None:
-            self.cur, self.by, self.decisions = {}, {}, set()
+            self.cur, self.by, self.decisions, self.opinion = {}, {}, set(), {}
             self.kinds, self.per_class, self.annotators = {}, {}, {}
             self.disagree, self.decided = set(), set()
             chunks: list[Sequence[int]] = [()]
@@ -314,6 +330,7 @@ class _LabelState:
                 self.cur.pop(i, None)
                 self.by.pop(i, None)
                 self.decisions.discard(i)
+                self.opinion.pop(i, None)
             chunks = [images[k : k + 500] for k in range(0, len(images), 500)]
         for chunk in chunks:
             where = f"image_id IN ({', '.join('?' * len(chunk))})" if images is not None else "1"
@@ -329,6 +346,12 @@ class _LabelState:
                     r["kind"],
                     r["class_id"],
                 )
+            # the owner's side on the images they decided (undo rows of the owner's match the
+            # same filter: only the owner undoes the owner's actions)
+            mine = f"({where}) AND annotator IS NULL AND source != 'decision'"
+            for r in c.execute(_CURRENT_ROWS.format(where=mine, by=""), params):
+                if r["image_id"] in self.decisions:
+                    self.opinion[r["image_id"]] = (r["id"], r["kind"], r["class_id"])
         for i in self.cur.keys() | self.by.keys() if images is None else images:
             self._count(i, 1)
 
@@ -1198,6 +1221,22 @@ class Store:
             ") m ON l.id = m.id"
         )
         return {r["image_id"]: (r["id"], r["kind"], r["class_id"], r["annotator"]) for r in rows}
+
+    def disagreement_sides(self) -> list[tuple[int, str | None, int, str, int | None]]:
+        """Rows as :meth:`current_by_annotator`, but on an image whose current action is the
+        owner's decision, the owner's row is their action before it (or none): the sides of
+        each disagreement, which :func:`.team.disagreements` reads (a decision is not a
+        side, so a disagreement the owner was a side of stays there, decided)."""
+        with self._lock:
+            st = self._label_state()
+            return sorted(
+                (
+                    (image_id, who, lid, kind, cid)
+                    for image_id in st.by
+                    for who, (lid, kind, cid) in st.sides(image_id).items()
+                ),
+                key=lambda t: (t[0], t[2]),
+            )
 
     def current_by_annotator(self) -> list[tuple[int, str | None, int, str, int | None]]:
         """``(image_id, annotator, label row id, kind, class_id)``: each annotator's own current

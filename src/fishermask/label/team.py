@@ -10,7 +10,9 @@ in constant time (:func:`secrets.compare_digest`).
 Attribution lives in the store (``labels.annotator``; None is the owner). Per annotator, their
 *own* current action on an image is their newest one on it that is not undone; the image's
 state is still the newest action of anyone ("latest wins"). An image is a *disagreement* when
-two annotators' own current actions on it are labels of different classes.
+two annotators' own current actions on it are labels of different classes (their *sides*; the
+owner's decision is not a side: while it is the image's current action, the owner's side is
+their own action before it, :meth:`fishermask.label.store.Store.disagreement_sides`).
 
 Resolving one: the annotator who differs relabels it (their own label then agrees), or undoes
 their label (``POST /api/undo``: an annotator their own only, the owner anyone's; ``label undo
