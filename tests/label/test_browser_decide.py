@@ -164,3 +164,46 @@ def test_the_owners_skip_on_someones_label_names_the_command_that_undoes_it(proj
         assert f"undo that label first: `fishermask label undo {project.dir} {label_id}`" in msg
     finally:
         stop_server(proc)
+
+
+def test_shift_and_a_class_key_on_an_image_without_a_disagreement_says_why_nothing(
+    project, browser
+):
+    """On the owner's page, Shift + a digit on an image whose annotators agree did nothing,
+    without a word: the message says there is nothing to decide and what the plain key does;
+    nothing is written."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ids = _team(project)
+    project.close()
+    proc, owner_url, _ = _serve(project.dir)
+    wait = WebDriverWait(browser, 60)
+    try:
+        browser.get(owner_url)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(_tiles(d)) == 3)
+        browser.execute_script(
+            "[...document.querySelectorAll('#grid button.tile')]"
+            ".find(t => t.querySelector('img').alt === 'green/000.png').click()"
+        )
+        wait.until(lambda d: _text(d, "browse-selected").startswith("green/000.png \u2014"))
+        ActionChains(browser).key_down(Keys.SHIFT).send_keys("1").key_up(Keys.SHIFT).perform()
+        wait.until(lambda d: "nothing to decide" in _text(d, "message"))
+        assert _text(browser, "message") == (
+            "green/000.png: its annotators do not disagree, nothing to decide; the plain key 1 "
+            "(without Shift) fixes its label to red"
+        )
+        token = re.search(r"token=(\S+)", owner_url).group(1)
+        base = re.search(r"(http://[^/]+)/", owner_url).group(1)
+        with httpx.Client(base_url=base, timeout=10) as c:
+            r = c.get(
+                f"/api/history/{ids['green/000.png']}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert len(r.json()["items"]) == 2  # alice's and bob's, nothing more
+    finally:
+        stop_server(proc)

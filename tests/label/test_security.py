@@ -75,7 +75,7 @@ def test_a_full_disk_is_one_clear_503(client, monkeypatch):
     def full(*args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(client.project.store, "add_label", full)
+    monkeypatch.setattr(client.project.store, "add_labels", full)
     r = client.post("/api/labels", headers=AUTH, json={"image_id": 1, "label": "red"})
     assert r.status_code == 503
     assert r.json()["error"].startswith("the project database failed (database or disk is full)")
@@ -147,8 +147,9 @@ def test_the_server_prints_no_token_of_a_request_and_refuses_a_rebound_host(proj
 
 
 def test_two_annotators_labeling_one_image_at_once_keep_every_acknowledged_label(project):
-    """Two annotators hammer the same image at the same moment: every 200 is a row of its own
-    in the database, the image's label is the newest one, and the two show as a
+    """Two annotators hammer the same image at the same moment: every 200 that wrote (not a
+    repeat onto one's own current label, which writes nothing) is a row of its own in the
+    database, the image's label is the newest one, and the two show as a
     disagreement."""
     import threading
 
@@ -167,7 +168,8 @@ def test_two_annotators_labeling_one_image_at_once_keep_every_acknowledged_label
             for _ in range(15):
                 r = c.post("/api/labels", headers=h, json={"image_id": image, "label": cls})
                 assert r.status_code == 200, r.text
-                out.append(r.json()["label_id"])
+                if not r.json()["already"]:  # a repeat onto one's own current label: no row
+                    out.append(r.json()["label_id"])
             acks[name] = out
 
         threads = [
@@ -178,7 +180,7 @@ def test_two_annotators_labeling_one_image_at_once_keep_every_acknowledged_label
         for t in threads:
             t.join()
         ids = acks["alice"] + acks["bob"]
-        assert len(set(ids)) == 30
+        assert len(set(ids)) == len(ids) >= 2
         assert {h.id for h in c.project.store.history()} >= set(ids)
         newest = max(ids)
         state = c.get("/api/batch", headers=AUTH).json()["items"][0]["state"]

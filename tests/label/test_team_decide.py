@@ -310,3 +310,44 @@ def test_deciding_a_disagreement_the_owner_was_a_side_of_counts_it_as_decided(pr
         assert [d["status"] for d in p.disagreements()] == ["open"]
     finally:
         p.close()
+
+
+def test_the_same_label_again_by_the_same_person_writes_nothing(client, project):
+    """alice posting red on an image she labeled red wrote a history row each time (the page
+    no longer sends one; the API did): a repeat is a success that says it was labeled so
+    already, with the current label's id, and writes no row. Another person's same class,
+    and the owner's decision of the class it has, are still written."""
+    iid = client.get("/api/batch", headers=client.as_["alice"]).json()["items"][0]["image_id"]
+    first = _post(client, "alice", image_id=iid, label="red")
+    assert first.status_code == 200 and first.json()["already"] is False
+    again = _post(client, "alice", image_id=iid, label="red")
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["already"] is True and body["label_id"] == first.json()["label_id"]
+    assert body["note"].endswith("is labeled red by alice already; nothing was written")
+    assert len(project.store.history(iid)) == 1
+    assert _post(client, "bob", image_id=iid, label="red").json()["already"] is False
+    assert _post(client, "alice", image_id=iid, label="red").json()["already"] is False  # bob's
+    d = _post(client, "owner", image_id=iid, label="red", decide=True).json()
+    assert d["already"] is False and d["decided"] is True
+    d = _post(client, "owner", image_id=iid, label="red", decide=True).json()
+    assert d["already"] is True and "is decided red by owner already" in d["note"]
+    assert len(project.store.history(iid)) == 4
+    assert _post(client, "alice", image_id=iid, kind="skip").status_code == 409  # unchanged
+
+
+def test_a_decision_without_a_disagreement_says_so_through_the_api(client):
+    """`"decide": true` on an image whose annotators agree was recorded without a word (the
+    command says so): the answer says there was no disagreement and what a plain label does;
+    a decision of a disagreement says it is decided."""
+    items = client.get("/api/batch", headers=client.as_["alice"]).json()["items"]
+    calm, split = items[0]["image_id"], items[1]["image_id"]
+    _post(client, "alice", image_id=calm, label="red")
+    _post(client, "alice", image_id=split, label="red")
+    _post(client, "bob", image_id=split, label="blue")
+    r = _post(client, "owner", image_id=calm, label="blue", decide=True).json()
+    assert r["disagreement"] is None and r["note"].startswith(
+        "this image had no disagreement between annotators: recorded as the owner's decision"
+    )
+    r = _post(client, "owner", image_id=split, label="blue", decide=True).json()
+    assert r["disagreement"] == "decided" and "note" not in r

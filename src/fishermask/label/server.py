@@ -793,30 +793,54 @@ def create_app(
             return _error(403, team.OWNER_ONLY_DECIDE)
         if project.store.image(image_id) is None:
             return _no_image(project, image_id)
+        who = request.state.annotator
         try:
-            label_id = await run_in_threadpool(
+            written = await run_in_threadpool(
                 functools.partial(
-                    project.store.add_label,
-                    image_id,
-                    kind,
-                    class_id,
+                    project.store.add_labels,
+                    [(image_id, kind, class_id)],
                     source="decision" if decide else "human",
                     client=client,
-                    annotator=request.state.annotator,
+                    annotator=who,
                     keep_others=True,  # a skip or unsure never replaces another's label
+                    # the same label by the same person again: nothing to write
+                    unless_same=True,
                 )
             )
         except OthersLabel as exc:
             return _error(409, str(exc))
         except ConfigError:  # forgotten (`label scan --forget-missing`) since the check above
             return _no_image(project, image_id)
-        return {
-            "label_id": label_id,
+        out = {
             "image_id": image_id,
             "kind": kind,
             "label": label,
-            "by": team.name_of(request.state.annotator),
+            "by": team.name_of(who),
             "decided": decide,
+            "already": not written,
+        }
+        if decide:
+            # a decision on an image whose annotators do not disagree is recorded all the
+            # same (the image's label from now on), and the answer says so
+            out["disagreement"] = project.store.disagreement(image_id)
+            if out["disagreement"] is None:
+                out["note"] = (
+                    "this image had no disagreement between annotators: recorded as the "
+                    "owner's decision anyway (the image's label from now on); a plain label "
+                    "(without decide) fixes a label"
+                )
+        if written:
+            return {"label_id": written[0]} | out
+        # the image's current action is that label of this person's already (its id, which an
+        # undo takes): a success that wrote no history row
+        cur = project.store.current().get(image_id)
+        path = project.store.image(image_id)
+        name = path.path if path is not None else f"image {image_id}"
+        what = "decided" if decide else "labeled"
+        return {
+            "label_id": cur[0] if cur is not None else None,
+            **out,
+            "note": f"{name} is {what} {label} by {team.name_of(who)} already; nothing was written",
         }
 
     @app.post("/api/undo")

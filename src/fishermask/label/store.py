@@ -1034,6 +1034,7 @@ class Store:
         annotators: Sequence[str | None] | None = None,
         unless_after: int | None = None,
         keep_others: bool = False,
+        unless_same: bool = False,
     ) -> list[int]:
         """Append ``(image_id, kind, class_id)`` actions in one transaction, given by
         ``annotator`` (None: the owner), or each by its own of ``annotators`` when given.
@@ -1042,7 +1043,9 @@ class Store:
         ids returned are those written. ``keep_others``: a skip or unsure on an image that
         someone else labeled (their own current action on it is a label) is refused
         (:class:`OthersLabel`), checked in the transaction that would write it (it would
-        replace their label: latest wins).
+        replace their label: latest wins). ``unless_same``: a label is left out when its
+        image's current action is already that label by the same annotator from the same
+        source (a repeat would only add a history row).
 
         An id that names no image (e.g. forgotten since the caller read it) is refused
         (:class:`ConfigError`) and nothing is written.
@@ -1069,6 +1072,17 @@ class Store:
                     continue
                 if keep_others and kind in ("skip", "unsure"):
                     _check_not_others_label(c, image_id, kind, who, self.path.parent)
+                if unless_same and kind == "label":
+                    now_row = c.execute(
+                        _CURRENT_ROWS.format(where="image_id = ?", by=""), (image_id,) * 2
+                    ).fetchone()
+                    if now_row is not None and (
+                        now_row["kind"],
+                        now_row["class_id"],
+                        now_row["annotator"],
+                        now_row["source"],
+                    ) == (kind, class_id, who, source):
+                        continue
                 cur = c.execute(
                     "INSERT INTO labels (image_id, kind, class_id, source, client, created, "
                     "annotator) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -1191,6 +1205,15 @@ class Store:
                 "disagreements": len(st.disagree),
                 "decided": len(st.decided),
             }
+
+    def disagreement(self, image_id: int) -> str | None:
+        """Whether the image is a disagreement now: ``open``, ``decided`` (the owner's decision
+        is its current action), or None (its annotators' labels do not differ)."""
+        with self._lock:
+            st = self._label_state()
+            return (
+                "open" if image_id in st.disagree else "decided" if image_id in st.decided else None
+            )
 
     def decisions(self) -> set[int]:
         """The images whose current action is the owner's decision (a label of source

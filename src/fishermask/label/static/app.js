@@ -881,6 +881,13 @@ function browseKey(ev, k) {
       act(() => relabel(cls.dataset.label, true));
       return;
     }
+    const plain = [...document.querySelectorAll("button.relabel")].some((b) => b.dataset.key === k);
+    if (cls && it && !plain) {  // Shift + a digit: no key of its own, so say why nothing
+      ev.preventDefault();
+      say(`${it.path}: its annotators do not disagree, nothing to decide; the plain key `
+        + `${key} (without Shift) fixes its label to ${cls.dataset.label}`, false, "labeled");
+      return;
+    }
   }
   const btn = [...document.querySelectorAll("button.relabel")].find((b) => b.dataset.key === k);
   if (btn) { ev.preventDefault(); act(() => relabel(btn.dataset.label)); return; }
