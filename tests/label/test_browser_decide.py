@@ -207,3 +207,54 @@ def test_shift_and_a_class_key_on_an_image_without_a_disagreement_says_why_nothi
             assert len(r.json()["items"]) == 2  # alice's and bob's, nothing more
     finally:
         stop_server(proc)
+
+
+def test_the_batch_view_shows_a_disagreement_and_the_filter_its_skip(project, browser):
+    """The owner's Batch view showed a disputed image as "blue — by bob", without alice's red:
+    a line under the path now says who gave which label (an annotator's page has none). And
+    the Labeled view's "disagreements only" lists a disagreement whose current action is a
+    skip (given before such skips were refused), its tile saying "skipped", as `label status
+    --list disagreements` does."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    s = project.store
+    second = s.queue()[1]
+    s.add_label(second["image_id"], "label", 0, annotator="alice")
+    s.add_label(second["image_id"], "label", 2, annotator="bob")
+    queued = {q["image_id"] for q in s.queue()}
+    skipped, other = next(
+        (p, i) for p, i in sorted(s.image_ids_by_path().items()) if i not in queued
+    )
+    s.add_label(other, "label", 0, annotator="alice")
+    s.add_label(other, "label", 1, annotator="bob")
+    s.add_label(other, "skip")  # the owner's, as before the 409 rule
+    project.close()
+    proc, owner_url, alice_url = _serve(project.dir)
+    wait = WebDriverWait(browser, 60)
+    try:
+        browser.get(owner_url)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        mark = browser.find_element(By.ID, "batch-disagree")
+        assert not mark.is_displayed()  # the first image: no disagreement
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
+        wait.until(lambda d: d.find_element(By.ID, "batch-disagree").is_displayed())
+        assert _text(browser, "batch-disagree") == (
+            "disagreement (open): alice red, bob blue \u2014 the Labeled view's "
+            '"disagreements only" decides it'
+        )
+        assert _text(browser, "path").startswith(second["path"])
+        browser.find_element(By.ID, "tab-labeled").click()
+        browser.find_element(By.ID, "browse-disagree").click()
+        wait.until(lambda d: skipped in _tiles(d))
+        labels = browser.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('#grid button.tile')]"
+            ".map(t => [t.querySelector('img').alt, t.querySelector('.lab').textContent]))"
+        )
+        assert labels == {skipped: "skipped", second["path"]: "blue"}, labels
+        browser.get(alice_url)
+        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+        assert not browser.find_elements(By.ID, "batch-disagree")
+    finally:
+        stop_server(proc)

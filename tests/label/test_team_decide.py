@@ -351,3 +351,34 @@ def test_a_decision_without_a_disagreement_says_so_through_the_api(client):
     )
     r = _post(client, "owner", image_id=split, label="blue", decide=True).json()
     assert r["disagreement"] == "decided" and "note" not in r
+
+
+def test_disagreements_only_lists_what_the_status_list_lists(client, project):
+    """A disagreement whose current action is a skip (given before a skip on another's label
+    was refused) was in `label status --list disagreements` but not in the Labeled view's
+    "disagreements only", which listed labeled images only: both list it now, the item's
+    kind says skip and its label is None."""
+    from fishermask.label.project import Project
+
+    s = project.store
+    ids = s.image_ids_by_path()
+    red, blue = ids["red/000.png"], ids["blue/000.png"]
+    for image_id in (red, blue):
+        s.add_label(image_id, "label", 0, annotator="alice")
+        s.add_label(image_id, "label", 2, annotator="bob")
+    s.add_label(red, "skip")  # the owner's, written as before the 409 rule
+    listed = Project(project.dir)
+    try:
+        expected = {d["path"]: d["current"] for d in listed.disagreements()}
+    finally:
+        listed.close()
+    assert expected == {"red/000.png": "skipped", "blue/000.png": "blue"}
+    for which in ("open", "all"):
+        page = client.get(
+            "/api/labeled", headers=client.as_["owner"], params={"disagreements": which}
+        ).json()
+        got = {it["path"]: (it["kind"], it["label"]) for it in page["items"]}
+        assert got == {"red/000.png": ("skip", None), "blue/000.png": ("label", "blue")}, which
+        assert page["total"] == 2
+    plain = client.get("/api/labeled", headers=client.as_["owner"]).json()["items"]
+    assert sorted(it["path"] for it in plain) == ["blue/000.png"]  # labeled images only

@@ -174,8 +174,16 @@ def labeled_page(
     ``disagreements``: only the images whose annotators' labels differ (``open``: not decided
     by the owner; ``all``: decided too; :mod:`fishermask.label.team`). ``team_view`` (the
     owner's): each item also has ``disagreement``, ``{"status" (open, decided), "labels":
-    {annotator: class}}`` or None (who said what, for the owner to decide)."""
-    rows = project.store.current_label_rows()  # by label row id: oldest first
+    {annotator: class}}`` or None (who said what, for the owner to decide). Each item's
+    ``kind`` is ``label``, or with ``disagreements`` also ``skip`` or ``unsure`` (a
+    disagreement whose current action is one, ``label`` None): the same images as
+    :meth:`Project.disagreements` lists."""
+    # by label row id: oldest first; with ``disagreements``, every image that
+    # :meth:`Project.disagreements` lists (`label status --list disagreements`), also one
+    # whose current action is a skip or unsure (given before those were refused on another's
+    # label): the item's ``kind`` says so and its ``label`` is None
+    kinds = ("label",) if disagreements is None else ("label", "skip", "unsure")
+    rows = project.store.current_label_rows(kinds)
     differ = (
         {d["image_id"]: d for d in project.disagreements()}
         if team_view or disagreements is not None
@@ -275,12 +283,14 @@ def labeled_page(
         pr = p.get(r["image_id"])
         i_check = r["image_id"] if check is not None and r["image_id"] in checked else None
         best = int(np.argmax(pr)) if pr is not None else None
-        known = pr is not None and r["class_id"] < len(pr)
+        labeled = r["class_id"] is not None
+        known = pr is not None and labeled and r["class_id"] < len(pr)
         items.append(
             {
                 "image_id": r["image_id"],
                 "path": r["path"],
-                "label": classes[r["class_id"]],
+                "kind": r["kind"],
+                "label": classes[r["class_id"]] if labeled else None,
                 "label_id": r["label_id"],
                 "by": team.name_of(r["annotator"]),
                 "source": r["source"],
@@ -327,7 +337,11 @@ def labeled_page(
 
 def _rankable(p: dict[int, np.ndarray], row: dict[str, Any]) -> bool:
     """The model has a probability for the row's image and an output for its label."""
-    return row["image_id"] in p and row["class_id"] < len(p[row["image_id"]])
+    return (
+        row["image_id"] in p
+        and row["class_id"] is not None
+        and row["class_id"] < len(p[row["image_id"]])
+    )
 
 
 def _note(

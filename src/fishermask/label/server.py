@@ -539,12 +539,30 @@ def create_app(
 
     @app.get("/api/batch")
     def batch(request: Request) -> Any:
+        owner = request.state.annotator is None
         with project.store.snapshot():  # the items and the round id of one batch
             items = project.batch()
             rounds = [r for r in project.store.rounds() if r["status"] == "done"]
+            # the owner's page: which of them annotators disagree on, and who said what (as
+            # the Labeled view's; the list of disagreements is the owner's)
+            disputes = project.store.disputes(it["image_id"] for it in items) if owner else {}
+        names = project.classes
         for it in items:  # no token in a URL: the page sends it in a header
             it["url"] = f"/api/images/{it['image_id']}"
             it["view"] = f"/api/images/{it['image_id']}?size=view"  # what the page shows
+            if owner:
+                d = disputes.get(it["image_id"])
+                it["disagreement"] = (
+                    None
+                    if d is None
+                    else {
+                        "status": d[0],
+                        "labels": {
+                            team.name_of(w): names[c]
+                            for w, c in sorted(d[1].items(), key=lambda t: team.name_of(t[0]))
+                        },
+                    }
+                )
         return {
             "round_id": rounds[-1]["id"] if rounds else None,
             "mode": rounds[-1]["mode"] if rounds else "",

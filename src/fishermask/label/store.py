@@ -58,7 +58,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -1215,6 +1215,23 @@ class Store:
                 "open" if image_id in st.disagree else "decided" if image_id in st.decided else None
             )
 
+    def disputes(self, image_ids: Iterable[int]) -> dict[int, tuple[str, dict[str | None, int]]]:
+        """Of ``image_ids``, those that are a disagreement now: ``image_id -> (status (open,
+        decided), {annotator: class_id})``, the sides as :meth:`disagreement_sides` gives
+        them (read from the cached state: the batch view asks on every poll)."""
+        with self._lock:
+            st = self._label_state()
+            out = {}
+            for i in image_ids:
+                if i in st.disagree or i in st.decided:
+                    sides = {
+                        who: cid
+                        for who, (_, kind, cid) in st.sides(i).items()
+                        if kind == "label" and cid is not None
+                    }
+                    out[i] = ("open" if i in st.disagree else "decided", sides)
+            return out
+
     def decisions(self) -> set[int]:
         """The images whose current action is the owner's decision (a label of source
         ``decision``: :mod:`fishermask.label.team`)."""
@@ -1343,22 +1360,24 @@ class Store:
         """``image_id -> class_id`` of every labeled image (skips and unsure left out)."""
         return {i: c for i, (_, k, c) in self.current().items() if k == "label"}
 
-    def current_label_rows(self) -> list[dict[str, Any]]:
+    def current_label_rows(self, kinds: Collection[str] = ("label",)) -> list[dict[str, Any]]:
         """Every labeled image with the action that gives its current label:
-        ``{"image_id", "path", "label_id", "class_id", "annotator" (None: the owner),
-        "source", "created"}``, read in one state of the database, by label row id. The rows
+        ``{"image_id", "path", "label_id", "kind", "class_id", "annotator" (None: the owner),
+        "source", "created"}``, read in one state of the database, by label row id (``kinds``:
+        the images whose current action is one of these: a skip or unsure too). The rows
         are read by id from the cached current actions (:class:`_LabelState`), so a page
         browsing the labels does not rescan ``labels``."""
         out: list[dict[str, Any]] = []
         with self._lock, self.snapshot():
             st = self._label_state()
-            ids = sorted(lid for lid, kind, cid in st.cur.values() if kind == "label")
+            ids = sorted(lid for lid, kind, cid in st.cur.values() if kind in kinds)
             for k in range(0, len(ids), 500):
                 chunk = ids[k : k + 500]
                 out += [
                     dict(r)
                     for r in self._conn.execute(
-                        "SELECT l.image_id, i.path, l.id AS label_id, l.class_id, l.annotator, "
+                        "SELECT l.image_id, i.path, l.id AS label_id, l.kind, l.class_id, "
+                        "l.annotator, "
                         "l.source, l.created FROM labels l JOIN images i ON i.id = l.image_id "
                         f"WHERE l.id IN ({', '.join('?' * len(chunk))}) ORDER BY l.id",
                         chunk,

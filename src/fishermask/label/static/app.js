@@ -239,6 +239,14 @@ function show() {
   $("position").textContent = `image ${pos + 1} of ${items.length} in this batch (${done} done)`;
   const earlier = it.earlier ? ` \u2014 earlier: ${KIND[it.earlier.kind] || it.earlier.label}` : "";
   $("path").textContent = it.path + (it.state ? ` \u2014 ${what(it.state)}` : earlier);
+  if ($("batch-disagree")) {  // the owner's page: who gave which label of a disagreement
+    const d = it.disagreement;
+    $("batch-disagree").hidden = !d;
+    $("batch-disagree").textContent = d ? `${d.status === "open" ? "disagreement (open)"
+      : "disagreement decided by the owner"}: ${Object.entries(d.labels).map(([n, c]) =>
+      `${n === ME ? "you" : n} ${c}`).join(", ")}${d.status === "open"
+      ? " \u2014 the Labeled view's \"disagreements only\" decides it" : ""}` : "";
+  }
   $("guesses").textContent = it.guesses.length
     ? "model: " + it.guesses.map((g) => `${g.label} ${(100 * g.prob).toFixed(0)}%`).join(", ")
     : "model: no guess yet";
@@ -342,8 +350,9 @@ async function refreshBatchState() {
   let changed = false;
   for (const it of items) {
     const n = fresh.get(it.image_id);
-    if (n && JSON.stringify(n.state) !== JSON.stringify(it.state)) {
-      it.state = n.state; it.earlier = n.earlier; changed = true;
+    if (n && (JSON.stringify(n.state) !== JSON.stringify(it.state)
+      || JSON.stringify(n.disagreement) !== JSON.stringify(it.disagreement))) {
+      it.state = n.state; it.earlier = n.earlier; it.disagreement = n.disagreement; changed = true;
     }
   }
   if (wasOpen && shown.state && shown.state.by !== ME && view !== "batch") {
@@ -713,10 +722,10 @@ function renderGrid() {
     showThumb(img, it.thumb);  // a preview of at most 160 px, not the whole file
     const lab = document.createElement("span");
     lab.className = "lab";
-    lab.textContent = it.label + (it.label_prob !== null ? ` ${pct(it.label_prob)}` : "");
+    lab.textContent = shown(it) + (it.label_prob !== null ? ` ${pct(it.label_prob)}` : "");
     const meta = document.createElement("span");
     meta.className = "meta";
-    meta.textContent = it.was ? `fixed (was ${it.was.label})`
+    meta.textContent = it.was ? `fixed (was ${shown(it.was)})`
       : `by ${it.by === ME ? "you" : it.by}${SOURCE[it.source] || ""}`;
     tile.append(img, lab, meta);
     if (it.disagreement) {  // the owner's page: annotators gave different labels
@@ -767,7 +776,8 @@ function showSelected() {
     b.classList.toggle("guess", Boolean(it && it.guess) && b.dataset.label === it.guess.label);
   });
   if (DECIDER) {
-    $("browse-decide").hidden = !(it && it.disagreement);
+    // (a disagreement whose current action is a skip or unsure has no label to keep)
+    $("browse-decide").hidden = !(it && it.disagreement && it.label !== null);
     if (it) $("browse-decide").textContent = `decide: keep ${it.label}`;
   }
   if (!it) { $("browse-selected").textContent = ""; return; }
@@ -778,8 +788,15 @@ function showSelected() {
       + (it.prob_from === "check" ? " (out-of-fold: label check)" : "")
       + (it.flagged && !it.was ? `; the label check suggests ${it.suggested}` : "")
     : "";
-  $("browse-selected").textContent = `${it.path} \u2014 ${it.label}, by ${it.by === ME ? "you" : it.by}`
+  $("browse-selected").textContent = `${it.path} \u2014 ${shown(it)}, by ${it.by === ME ? "you" : it.by}`
     + `${SOURCE[it.source] || ""}, ${when(it.created)}${model}` + differ(it);
+}
+
+// An item's label, or what its current action is instead: "disagreements only" lists a
+// disagreement whose current action is a skip or unsure too (given before those were refused
+// on someone else's label).
+function shown(it) {
+  return it.label !== null ? it.label : (it.kind === "skip" ? "skipped" : it.kind);
 }
 
 // Who gave which label of a disagreement (the owner's page): "; disagreement (open): alice
@@ -810,11 +827,11 @@ async function relabel(label, decide) {
     if (decide) body.decide = true;
     const r = await api("POST", "/api/labels", body);
     unsaved = null;
-    const was = { label: it.label, label_id: it.label_id, by: it.by, created: it.created,
+    const was = { label: it.label, kind: it.kind, label_id: it.label_id, by: it.by, created: it.created,
       label_prob: it.label_prob, prob_from: it.prob_from, was: it.was, source: it.source,
       disagreement: it.disagreement };
     browse.undo.push({ label_id: r.label_id, item: it, was });
-    Object.assign(it, { label, label_id: r.label_id, by: r.by, created: Date.now() / 1000,
+    Object.assign(it, { label, kind: "label", label_id: r.label_id, by: r.by, created: Date.now() / 1000,
       label_prob: it.guess && it.guess.label === label ? it.guess.prob : null,
       newer_than_model: it.guess ? true : null, prob_from: null,
       was: decide && label === was.label ? it.was : it.was || was,
@@ -826,7 +843,7 @@ async function relabel(label, decide) {
     if (browse.sel < browse.items.length - 1) browse.sel += 1;
     renderGrid();
     say(decide ? `decided: ${it.path} \u2192 ${label} (${Object.entries(was.disagreement.labels)
-      .map(([n, c]) => `${n} ${c}`).join(", ")})` : `saved: ${it.path} \u2192 ${label} (was ${was.label})`,
+      .map(([n, c]) => `${n} ${c}`).join(", ")})` : `saved: ${it.path} \u2192 ${label} (was ${shown(was)})`,
     false, "labeled");
   } catch (e) {
     notSaved(it.path, e, "labeled");
@@ -844,7 +861,7 @@ async function browseUndo() {
     if (!last.was.was) delete last.item.was;
     renderGrid();
     if (DECIDER) act(loadLabeled);  // whether it is a disagreement again: the server's word
-    say(`undone: ${last.item.path} is ${last.was.label} again`, false, "labeled");
+    say(`undone: ${last.item.path} is ${shown(last.was)} again`, false, "labeled");
   } catch (e) { say("undo failed: " + e.message, true, "labeled"); }
   refreshStatus();
 }
@@ -898,7 +915,7 @@ function browseKey(ev, k) {
     ev.preventDefault();
     act(async () => {
       const it = browse.items[browse.sel];
-      if (it) say(`kept: ${it.path} is ${it.label}`, false, "labeled");
+      if (it) say(`kept: ${it.path} is ${shown(it)}`, false, "labeled");
       await browseMove(1);
     });
   } else if (k === "z" || k === "Backspace") { ev.preventDefault(); act(browseUndo); }
