@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from fishermask.label.project import Project
 
@@ -107,9 +108,11 @@ def test_sigkill_loses_no_acknowledged_label(project):
             k = 0
             while True:
                 image_id = ids[k % len(ids)]
+                # each round of the batch another class: the same label again writes nothing
+                label = ("green", "red")[k // len(ids) % 2]
                 k += 1
                 try:
-                    r = c.post("/api/labels", json={"image_id": image_id, "label": "green"})
+                    r = c.post("/api/labels", json={"image_id": image_id, "label": label})
                 except httpx.HTTPError as exc:  # the server is gone
                     failed.append(type(exc).__name__)
                     return
@@ -359,3 +362,46 @@ def test_an_ignored_sighup_stays_ignored(project):
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     assert "stopped (SIGTERM)" in out, out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_the_moment_its_handler_is_installed_still_stops_cleanly(
+    project, monkeypatch, signum
+):
+    """The SIGTERM and SIGHUP handlers were installed just before the protected region: a
+    signal arriving right then raised past it, without the 'stopped' line, the worker's stop
+    or the database's close. A signal delivered the instant its handler is installed (here
+    called by the test, in-process) now stops the server as any SIGTERM does, and the
+    handlers before it are put back."""
+    import fishermask.label.server as srv
+
+    real = signal.signal
+    fired: list[int] = []
+
+    def install(sig, handler):
+        old = real(sig, handler)
+        if sig == signum and callable(handler) and not fired:
+            fired.append(sig)
+            handler(sig, None)  # the signal arrives the moment its handler is in place
+        return old
+
+    project.close()
+    outer_term, outer_hup = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    real(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal (a test run under nohup ignores it)
+    said: list[str] = []
+    monkeypatch.setattr(signal, "signal", install)
+    try:
+        srv.run_server(project.dir, port=0, say=said.append)
+    finally:
+        monkeypatch.setattr(signal, "signal", real)
+        after = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+        real(signal.SIGTERM, outer_term)
+        real(signal.SIGHUP, outer_hup)
+    assert fired == [signum]
+    how = srv.HUNG_UP if signum == signal.SIGHUP else " (SIGTERM)"
+    assert said and said[-1].startswith(f"stopped{how}; every label given is saved in "), said
+    assert after == (outer_term, signal.SIG_DFL)
+    from fishermask.label import serve_lock
+
+    with serve_lock.acquire(project.dir):  # given back: a next server may start
+        pass

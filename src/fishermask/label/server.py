@@ -1312,8 +1312,12 @@ def run_server(
                     say("the last retrain was interrupted; restarting it from the last good model")
         how = ""
         main = threading.current_thread() is threading.main_thread()
-        # uvicorn takes SIGTERM while it serves and gives it back to this handler when done
-        before = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+        # the handlers before ours, read (not replaced) here and put back in the finally: ours
+        # are installed inside the try, so a signal the moment one is installed still gets
+        # the 'stopped' line and the clean close (installed before it, such a signal skipped
+        # both). None: not installed from Python, nothing to put back.
+        before = signal.getsignal(signal.SIGTERM) if main else None
+        hup_before = signal.getsignal(signal.SIGHUP) if main else None
         server: Any = None
         hung_up: list[int] = []
 
@@ -1326,10 +1330,13 @@ def run_server(
                 raise _Terminated
             server.should_exit = True
 
-        # a SIGHUP ignored (`nohup fishermask label serve ...`) stays ignored
-        ignored = main and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
-        hup_before = signal.signal(signal.SIGHUP, on_hangup) if main and not ignored else None
         try:  # from the first URL on: a Ctrl-C before uvicorn handles signals is said too
+            if main:
+                # uvicorn takes SIGTERM while it serves and gives it back to this handler
+                signal.signal(signal.SIGTERM, _raise_terminated)
+                # a SIGHUP ignored (`nohup fishermask label serve ...`) stays ignored
+                if hup_before is not signal.SIG_IGN:
+                    signal.signal(signal.SIGHUP, on_hangup)
             print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
             for name, mine in app.state.tokens.items():
                 print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
@@ -1341,7 +1348,7 @@ def run_server(
         finally:
             if before is not None:
                 signal.signal(signal.SIGTERM, before)
-            if hup_before is not None:
+            if hup_before is not None and hup_before is not signal.SIG_IGN:
                 signal.signal(signal.SIGHUP, hup_before)
             if hung_up:
                 how = HUNG_UP
