@@ -194,7 +194,28 @@ def test_pruning_leaves_a_write_under_way_alone(tmp_path):
     os.utime(old, (1_000_000,) * 2)
     removed, left = thumbs.Cache(tmp_path, max_bytes=10).prune()
     assert young.exists() and not old.exists()
-    assert removed == 1 and left == 100
+    assert removed == 1 and left == 0  # the write under way is its writer's to count
+
+
+def test_a_write_under_way_during_a_prune_is_counted_once(tmp_path, monkeypatch):
+    """A prune while another thread's preview was being written counted its young ``.tmp``
+    file in the running size, and the writer counted it again once renamed into place: the
+    size grew by twice each such preview and the cache was pruned early from then on. Here
+    a prune runs between the write and the rename: the running size is the folder's."""
+    cache = thumbs.Cache(tmp_path, max_bytes=10**9)
+    out = io.BytesIO()
+    Image.new("RGB", (50, 40), (200, 0, 0)).save(out, "PNG")
+    cache.prune()  # counted: the running size is kept from now on
+    real = os.replace
+
+    def replace(src, dst):
+        cache.prune()  # another thread's prune, the write not yet renamed into place
+        real(src, dst)
+
+    monkeypatch.setattr(thumbs.os, "replace", replace)
+    body, _ = cache.get(out.getvalue(), f"{7:064x}")
+    folder = tmp_path / thumbs.FOLDER
+    assert cache._total == len(body) == sum(p.stat().st_size for p in folder.iterdir())
 
 
 def test_a_thumbs_folder_that_is_a_link_is_never_pruned(project, big, tmp_path):

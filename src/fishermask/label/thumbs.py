@@ -150,15 +150,17 @@ class Cache:
                         removed += 1
                         continue
                 left.append((used, size, path))
+            # another thread's write under way (a young ".…tmp") is neither removed nor
+            # counted: its writer counts it once it is renamed into place (counted here too,
+            # it was counted twice, and the cache pruned early from then on)
+            now = time.time()
+            left = [e for e in left if not (e[2].name.startswith(".") and now - e[0] < TMP_AGE)]
             total = sum(size for _, size, _ in left)
             if total > self.max_bytes:
                 target = int(self.max_bytes * KEEP)
-                now = time.time()
-                for used, size, path in sorted(left, key=lambda e: e[0]):  # oldest use first
+                for _, size, path in sorted(left, key=lambda e: e[0]):  # oldest use first
                     if total <= target:
                         break
-                    if path.name.startswith(".") and now - used < TMP_AGE:
-                        continue  # another thread's write, not yet renamed into place
                     with contextlib.suppress(OSError):
                         path.unlink()
                         removed += 1
