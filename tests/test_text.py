@@ -58,3 +58,12 @@ def test_a_misspelt_name_is_suggested_and_a_far_one_is_not():
     assert suggestion(["widht", "zzz", "dpeth"], ["depth", "width", "lr"]) == (
         "did you mean 'width' for 'widht', 'depth' for 'dpeth'?"
     )
+
+
+def test_counted_is_singular_for_one_only():
+    """'1 tasks', 'not added 1 files': a count's noun is singular for 1, plural otherwise."""
+    from fishermask.text import counted
+
+    assert counted(1, "task") == "1 task"
+    assert [counted(n, "new image") for n in (0, 2)] == ["0 new images", "2 new images"]
+    assert (counted(1, "copy", "copies"), counted(3, "copy", "copies")) == ("1 copy", "3 copies")

@@ -1,5 +1,5 @@
 """Safe names made from free text (strategy labels, class names, paths), CSV cells a
-spreadsheet shows as text, and the "did you mean" of a refused name."""
+spreadsheet shows as text, the "did you mean" of a refused name, and counts in messages."""
 
 from __future__ import annotations
 
@@ -130,3 +130,10 @@ def did_you_mean(message: str, names: str | Sequence[str], choices: Iterable[str
     """
     hint = suggestion(names, choices)
     return f"{message.rstrip().removesuffix('.')}; {hint}" if hint else message
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``counted(1, "task")`` is "1 task",
+    ``counted(2, "task")`` "2 tasks" (``plural``: an irregular one, ``counted(n, "copy",
+    "copies")``). Words before the noun go in ``noun``: ``counted(n, "new image")``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

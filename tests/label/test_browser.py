@@ -415,7 +415,7 @@ def test_the_page_says_that_new_files_need_a_scan(project, folder, browser):
     try:
         wait.until(lambda d: d.find_element(By.ID, "new-files").is_displayed())
         text = browser.find_element(By.ID, "new-files").text
-        assert "1 image file(s) in the image folder are not in the project" in text
+        assert "1 image file in the image folder is not in the project" in text
         assert f"fishermask label scan {project.dir}" in text
     finally:
         stop_server(proc)
@@ -502,7 +502,7 @@ def test_an_image_marked_unsure_is_revisited_labeled_and_exported(project, brows
         wait.until(lambda d: d.find_element(By.ID, "set-aside").is_displayed())
         assert text(browser, "set-aside").startswith("unsure: 1, skipped: 0")
         browser.find_element(By.ID, "revisit").click()
-        wait.until(lambda d: text(d, "message").startswith("revisiting 1 image(s) (1 unsure"))
+        wait.until(lambda d: text(d, "message").startswith("revisiting 1 image (1 unsure"))
         assert text(browser, "path") == f"{path} \u2014 earlier: unsure"
         assert text(browser, "position").startswith("image 1 of 1 in this batch (0 done)")
         assert text(browser, "mode").startswith("revisit: the images marked unsure or skipped")

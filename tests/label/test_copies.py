@@ -90,7 +90,7 @@ def test_init_scan_and_status_say_how_many_copies_and_list_them(tmp_path, folder
     r = _init(proj, folder)
     assert r.exit_code == 0, r.output
     assert (
-        "3 image file(s) are byte-for-byte copies of others (e.g. blue/copy-c.png = blue/003.png)"
+        "3 image files are byte-for-byte copies of others (e.g. blue/copy-c.png = blue/003.png)"
         in r.output
         and "--list copies" in r.output
     )
@@ -108,8 +108,8 @@ def test_init_scan_and_status_say_how_many_copies_and_list_them(tmp_path, folder
 
     shutil.copyfile(folder / "green" / "001.png", folder / "green" / "copy-d.png")
     r = runner.invoke(app, ["label", "scan", str(proj), "--no-progress"])
-    assert r.exit_code == 0 and "1 new images" in r.output
-    assert "4 image file(s) are byte-for-byte copies" in r.output
+    assert r.exit_code == 0 and "1 new image (28 in all)" in r.output
+    assert "4 image files are byte-for-byte copies" in r.output
     r = runner.invoke(app, ["label", "status", str(proj), "--list", "copies", "--format", "json"])
     assert len(json.loads(r.stdout)) == 4
 
@@ -149,7 +149,7 @@ def test_init_labels_from_folders_leaves_copies_in_two_class_folders_unlabeled(t
     first = next(i for i, line in enumerate(said) if line.startswith("labeled "))
     assert said[first].startswith("labeled 24 images by their folder (red 7, green 8, blue 9)")
     assert (
-        "3 byte-for-byte copies in folders of different classes (1 set(s), listed below) "
+        "3 byte-for-byte copies in folders of different classes (1 set, listed below) "
         "contradict each other, so none is labeled by its folder"
         in said[first]
         and f"fishermask label add {proj} labels.csv" in said[first]
@@ -196,18 +196,18 @@ def test_many_sets_of_copies_in_two_class_folders_are_listed_up_to_a_cap(tmp_pat
     sets = [[(f"red/{k:03d}.png", "red"), (f"green/{k:03d}.png", "green")] for k in range(25)]
     listing = tmp_path / "folder-conflicts.csv"
     said = lp.folder_conflicts_said(sets, "proj", listing).splitlines()
-    assert "(25 set(s), the first 20 listed below)" in said[0], said[0]
+    assert "(25 sets, the first 20 listed below)" in said[0], said[0]
     assert len(said) == 1 + 20 + 1
     assert said[20] == "  same bytes: red: red/019.png; green: green/019.png"
     assert said[21] == (
-        f"  ... and 5 more set(s); every set is listed in {listing} (set,path,folder)"
+        f"  ... and 5 more sets; every set is listed in {listing} (set,path,folder)"
     )
     rows = list(csv.reader(io.StringIO(listing.read_text())))
     assert rows[0] == ["set", "path", "folder"] and len(rows) == 1 + 50
     assert rows[-1] == ["25", "green/024.png", "green"]
     # as few as the cap: all listed, and a listing of an earlier run (out of date) removed
     said = lp.folder_conflicts_said(sets[:20], "proj", listing).splitlines()
-    assert "(20 set(s), listed below)" in said[0] and len(said) == 21
+    assert "(20 sets, listed below)" in said[0] and len(said) == 21
     assert not listing.exists()
 
 
@@ -225,11 +225,11 @@ def test_add_from_folders_caps_the_sets_it_lists(tmp_path, folder, monkeypatch):
     r = runner.invoke(app, ["label", "add", str(proj), "--from-folders"])
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
-    assert "(2 set(s), the first 1 listed below)" in lines[0], lines[0]
+    assert "(2 sets, the first 1 listed below)" in lines[0], lines[0]
     listing = proj / "folder-conflicts.csv"
     assert lines[1:] == [
         CONFLICT_LINE,
-        f"  ... and 1 more set(s); every set is listed in {listing} (set,path,folder)",
+        f"  ... and 1 more set; every set is listed in {listing} (set,path,folder)",
     ]
     assert listing.read_text().splitlines() == [
         "set,path,folder",

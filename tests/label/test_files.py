@@ -249,7 +249,7 @@ def test_scan_reports_missing_images_and_keeps_their_labels(project, tmp_path):
     assert "missing: red/000.png (scanned earlier; no longer a file in the image folder)" in lines
     assert sum(ln.startswith("missing: ") for ln in lines) == 11  # ten, then "... and 2 more"
     assert "missing: ... and 2 more" in lines
-    assert "12 missing image(s), 1 of them labeled: their labels are kept" in r.output
+    assert "12 missing images, 1 of them labeled: their labels are kept" in r.output
     assert "12 missing" in lines[-1]
     p = Project(project.dir)
     assert len(p.store.current_labels()) == 1  # not deleted

@@ -72,7 +72,7 @@ def test_forgotten_images_leave_labels_queue_and_exports(project, tmp_path):
     assert lines.index("forgot: red/000.png (labeled 'red': its label goes with it)") < (
         lines.index("forgot: blue/006.png (skipped)")
     )  # labeled first
-    assert "5 missing image(s) forgotten for good, 2 of them labeled: their labels left" in (
+    assert "5 missing images forgotten for good, 2 of them labeled: their labels left" in (
         r.output.replace("\n", "")
     )
     assert "forgotten_images table" in r.output

@@ -274,7 +274,7 @@ def test_init_with_a_bad_labels_file_leaves_no_project_behind(tmp_path, folder):
     assert not proj.exists()
     bad.write_text("path,label\nred/000.png,red\n")
     r = _run(*args, "--labels", bad)
-    assert r.exit_code == 0 and "imported 1 labels" in r.output, r.output
+    assert r.exit_code == 0 and "imported 1 label from" in r.output, r.output
     assert json.loads(_run("status", proj).stdout)["labeled"] == 1
 
 
@@ -356,7 +356,7 @@ def test_import_prefix_picks_this_projects_folder_and_says_what_it_left_out(tmp_
     assert "Traceback" not in r.output
     r = _run("import", proj, "--labelstudio", ls, "--prefix", "b")
     assert r.exit_code == 0, r.output
-    assert "imported 1 labels (0 already so); 1 labeled tasks outside --prefix left out." in (
+    assert "imported 1 label (0 already so); 1 labeled task outside --prefix left out." in (
         r.output.replace("\n", " ")
     )
 
@@ -377,7 +377,7 @@ def test_import_refuses_tasks_of_one_other_folder_in_one_line(tmp_path, folder):
     assert "under 'train/'" in r.output and "`--prefix train/`" in r.output
     assert "nothing was written" in r.output
     r = _run("import", proj, "--labelstudio", ls, "--prefix", "train/")
-    assert r.exit_code == 0 and "imported 1 labels" in r.output, r.output
+    assert r.exit_code == 0 and "imported 1 label (0 already so)" in r.output, r.output
 
 
 def test_init_refuses_a_budget_above_the_images_or_below_the_imported_labels(tmp_path, folder):
@@ -856,7 +856,7 @@ def test_import_refuses_tasks_matched_by_file_name_alone_unless_match_names(tmp_
     r = _run("import", proj, "--labelstudio", ls)
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
     out = r.output.replace("\n", " ")
-    assert "1 tasks match an image by their file name alone" in out, out
+    assert "1 task matches an image by their file name alone" in out, out
     assert "task 5 ('/data/upload/1/1a2b3c4d-IMG_0001.png' as 'red/IMG_0001.png')" in out
     assert "nothing was written" in out and "`--match-names`" in out
     p = Project(proj)
@@ -865,7 +865,7 @@ def test_import_refuses_tasks_matched_by_file_name_alone_unless_match_names(tmp_
     r = _run("import", proj, "--labelstudio", ls, "--match-names")
     assert r.exit_code == 0, r.output
     out = r.output.replace("\n", " ")
-    start = "imported 2 labels (0 already so); 1 tasks matched by file name only"
+    start = "imported 2 labels (0 already so); 1 task matched by file name only"
     assert out.startswith(start), out
     assert "task 5 ('/data/upload/1/1a2b3c4d-IMG_0001.png' as 'red/IMG_0001.png')" in out
 
@@ -910,7 +910,7 @@ def test_scan_lists_a_file_not_added_once_then_counts_it(tmp_path, folder):
     assert r.exit_code == 0, r.output
     assert "red/broken.png" not in r.output, r.output
     out = r.output.replace("\n", " ")
-    assert "not added 1 files that the last scan did not add either" in out, out
+    assert "not added 1 file that the last scan did not add either" in out, out
     assert f"`fishermask label scan {proj} --verbose` lists them again" in out
     assert "0 new images (24 in all); 1 not added" in out
     r = _run("scan", proj, "--no-progress", "--verbose")

@@ -72,6 +72,6 @@ def test_an_ambiguous_copy_is_not_taken_for_a_move(project):
     assert r.exit_code == 0, r.output
     assert "moved:" not in r.output
     lines = r.output.splitlines()
-    assert lines[-2] == "1 new images (26 in all); 0 not added, 2 missing, 0 changed."
+    assert lines[-2] == "1 new image (26 in all); 0 not added, 2 missing, 0 changed."
     # the copy has the bytes of the two missing images: said, and never queued as new work
-    assert lines[-1].startswith("2 image file(s) are byte-for-byte copies of others")
+    assert lines[-1].startswith("2 image files are byte-for-byte copies of others")

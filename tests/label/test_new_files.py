@@ -30,7 +30,7 @@ def test_new_files_are_counted_until_scanned(project, folder, tmp_path):
     os.symlink(folder / "red" / "001.png", folder / "inside.png")  # a second path to an image
     assert project.new_files() == 3
     hint = project.new_files_hint()
-    assert "3 image file(s)" in hint and f"fishermask label scan {project.dir}" in hint
+    assert "3 image files" in hint and f"fishermask label scan {project.dir}" in hint
     added, _ = project.scan()
     assert added == 2  # the link to an image of the project is refused: the scan said why
     assert project.new_files() == 0 and project.new_files_hint() is None
@@ -67,7 +67,7 @@ def test_label_status_and_next_say_that_a_scan_is_due(project, folder):
     shutil.copy(folder / "red" / "000.png", folder / "red" / "new.png")
     r = runner.invoke(app, ["label", "status", str(project.dir)])
     assert r.exit_code == 0 and json.loads(r.stdout)["new_files"] == 1
-    assert "1 image file(s) in the image folder are not in the project" in r.stderr
+    assert "1 image file in the image folder is not in the project" in r.stderr
     for command in (["next"], ["train", "--no-progress"]):
         r = runner.invoke(app, ["label", command[0], str(project.dir), *command[1:]])
         assert r.exit_code == 0, r.output

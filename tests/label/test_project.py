@@ -412,7 +412,7 @@ def test_labelstudio_tasks_of_other_folders_are_not_matched_by_their_ends(projec
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
     with pytest.raises(
         ConfigError,
-        match=r"under 2 different folders \('imgs/images/' \(2 tasks\), 'imgs/train/' \(1 tasks\)\)"
+        match=r"under 2 different folders \('imgs/images/' \(2 tasks\), 'imgs/train/' \(1 task\)\)"
         r".*nothing was written.*`--prefix imgs/images/`",
     ):
         project.read_labelstudio(tmp_path / "ls.json")

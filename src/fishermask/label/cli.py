@@ -14,7 +14,7 @@ from fishermask.cli_help import APP_SETTINGS
 from fishermask.errors import ConfigError, FishermaskError
 from fishermask.label.check import FOLDS
 from fishermask.label.store import RoundBusy
-from fishermask.text import did_you_mean, utc_iso
+from fishermask.text import counted, did_you_mean, utc_iso
 
 label_app = typer.Typer(
     add_completion=False,
@@ -225,7 +225,7 @@ def init(
             )
         _fail(
             f"interrupted while choosing the first batch: the project {project} is made "
-            f"({p.store.num_images()} images); `fishermask label next {project}` chooses it "
+            f"({counted(p.store.num_images(), 'image')}); `fishermask label next {project}` chooses it "
             f"(`fishermask label serve {project}` does too, as it starts).",
             130,
         )
@@ -233,8 +233,8 @@ def init(
         _fail(str(e))
     grey = " (greyscale: every one is grey, so the project is 1 channel)" * (p.channels == 1)
     console.print(
-        f"project {project}: {c['images']} images{grey}, {len(p.classes)} classes, "
-        f"{c['labeled']} labels; first batch of {len(p.store.queue())} queued ({row['mode']}).",
+        f"project {project}: {counted(c['images'], 'image')}{grey}, {len(p.classes)} classes, "
+        f"{counted(c['labeled'], 'label')}; first batch of {len(p.store.queue())} queued ({row['mode']}).",
         highlight=False,
         soft_wrap=True,
     )
@@ -245,7 +245,7 @@ def init(
         # labels given with --labels are enough for a model: without one, the first batch
         # was only diverse; `label train` makes the batch the strategy's choice on it
         console.print(
-            f"next: fishermask label train {project} (a model on the {c['labeled']} labels "
+            f"next: fishermask label train {project} (a model on the {counted(c['labeled'], 'label')} "
             "given, and a batch chosen with it), then fishermask label serve "
             f"{project}",
             highlight=False,
@@ -330,7 +330,7 @@ def scan(
         _say(line)
     if known:
         _say(
-            f"not added {len(known)} files{' more' if listed else ''} that the last scan did not "
+            f"not added {counted(len(known), 'file')}{' more' if listed else ''} that the last scan did not "
             f"add either (unchanged since; listed then): `fishermask label scan {project} "
             "--verbose` lists them again."
         )
@@ -372,7 +372,7 @@ def scan(
         )
     if changed:
         _say(
-            f"{len(changed)} changed image(s): until each is restored or accepted, label "
+            f"{counted(len(changed), 'changed image')}: until each is restored or accepted, label "
             "train, label next and the page's next batch refuse, the page does not show them, "
             "and label export refuses while one of them is labeled."
         )
@@ -387,7 +387,7 @@ def scan(
     if missing:
         n_lab = sum(r.id in labels for r in missing)
         _say(
-            f"{len(check.missing)} missing image(s), {n_lab} of them labeled: their labels are "
+            f"{counted(len(check.missing), 'missing image')}, {n_lab} of them labeled: their labels are "
             "kept; until they are restored or forgotten, label train, label next, the page's "
             "next batch and the labelstudio and npz exports refuse, the imagefolder export "
             "refuses while one of them is labeled, and the csv export still lists their "
@@ -395,7 +395,7 @@ def scan(
             f"{project} --forget-missing` (their labels go with them)."
         )
     console.print(
-        f"{added} new images ({p.store.num_images()} in all); {len(unreadable)} not added, "
+        f"{counted(added, 'new image')} ({p.store.num_images()} in all); {len(unreadable)} not added, "
         f"{len(check.missing)} missing, {len(changed)} changed"
         + (f", {len(moved)} moved" if moved else "")
         + (f", {len(accepted)} changed images taken" if accepted else "")
@@ -454,7 +454,7 @@ def _say_forgotten(forgotten: list[dict[str, Any]], shown: int) -> None:
         _say(f"forgot: ... and {len(order) - shown} more")
     n_lab = sum(g["kind"] == "label" for g in forgotten)
     _say(
-        f"{len(forgotten)} missing image(s) forgotten for good, {n_lab} of them labeled"
+        f"{counted(len(forgotten), 'missing image')} forgotten for good, {n_lab} of them labeled"
         + (
             ": their labels left the project with them (kept for the record in the "
             "forgotten_images table of project.sqlite; the latest model, trained with them, "
@@ -513,7 +513,7 @@ def next_batch(
         _fail(str(e))
     items = p.batch()
     _say(
-        f"{len(items)} images ({row['mode']}); this is now the labeling page's batch"
+        f"{counted(len(items), 'image')} ({row['mode']}); this is now the labeling page's batch"
         + (
             f": it replaced the one queued before ({len(was)} of its images unlabeled)"
             if was
@@ -615,7 +615,7 @@ def add(
         else:
             assert labels is not None
             written, same = p.add_csv_labels(labels)
-            said = f"added {written} labels ({same} already so)."
+            said = f"added {counted(written, 'label')} ({same} already so)."
     except FishermaskError as e:
         _fail(str(e))
     console.print(said, highlight=False, soft_wrap=True)
@@ -840,18 +840,20 @@ def import_(
         )
     except FishermaskError as e:
         _fail(str(e))
-    outside = f"; {len(left_out)} labeled tasks outside --prefix left out" if left_out else ""
+    outside = (
+        f"; {counted(len(left_out), 'labeled task')} outside --prefix left out" if left_out else ""
+    )
     names = sorted({r[2] for r in rows if r[2] is not None})
     named = f"; annotators named by the tasks: {', '.join(names)}" if names else ""
     by_name = ""
     if name_only:
         more = f" (and {len(name_only) - 3} more)" if len(name_only) > 3 else ""
         by_name = (
-            f"; {len(name_only)} tasks matched by file name only (--match-names): "
+            f"; {counted(len(name_only), 'task')} matched by file name only (--match-names): "
             f"{'; '.join(name_only[:3])}{more}"
         )
     console.print(
-        f"imported {written} labels ({same} already so){outside}{by_name}{named}.",
+        f"imported {counted(written, 'label')} ({same} already so){outside}{by_name}{named}.",
         highlight=False,
         soft_wrap=True,
     )
@@ -908,15 +910,15 @@ def train_cmd(
         )
     elif m.get("accuracy") is None:
         console.print(
-            f"trained on {m['n_labels']} labels; accuracy {m['method']}.",
+            f"trained on {counted(m['n_labels'], 'label')}; accuracy {m['method']}.",
             highlight=False,
             soft_wrap=True,
         )
     else:
         console.print(
-            f"trained on {m['n_labels']} labels; accuracy {100 * m['accuracy']:.1f} % "
+            f"trained on {counted(m['n_labels'], 'label')}; accuracy {100 * m['accuracy']:.1f} % "
             f"(95 % interval {100 * m['low']:.1f}-{100 * m['high']:.1f} %, {m['method']}, "
-            f"{m['n_eval']} predictions)",
+            f"{counted(m['n_eval'], 'prediction')})",
             highlight=False,
             soft_wrap=True,
         )
@@ -926,7 +928,7 @@ def train_cmd(
         soft_wrap=True,
     )
     console.print(
-        f"next batch: {len(p.store.queue())} images ({row['mode']})",
+        f"next batch: {counted(len(p.store.queue()), 'image')} ({row['mode']})",
         highlight=False,
         soft_wrap=True,
     )
@@ -1099,7 +1101,7 @@ def export(
         n = p.export(format, out, image_url_prefix=image_url_prefix, annotators=annotators)
     except FishermaskError as e:
         _fail(str(e))
-    what = f"{n} {'tasks' if format == 'labelstudio' else 'labels'}"
+    what = counted(n, "task" if format == "labelstudio" else "label")
     if str(out) == "-":  # the data went to stdout: the count goes to stderr
         _say(f"wrote {what} to standard output")
         return
@@ -1295,12 +1297,12 @@ def _print_summary(p: Any, st: dict[str, Any]) -> None:
     classes = ", ".join(f"{c} {n}" for c, n in st["per_class"].items())
     budget = f" of a budget of {st['budget']}" if st.get("budget") else ""
     lines = [
-        f"{p.dir}: {st['images']} images; {st['labeled']} labeled{budget} ({classes}); "
+        f"{p.dir}: {counted(st['images'], 'image')}; {st['labeled']} labeled{budget} ({classes}); "
         f"{st['skipped']} skipped, {st['unsure']} unsure",
     ]
     rounds = p.store.rounds()
     if st["queue_round"] is not None:
-        lines.append(f"batch: {st['batch_left']} images not done yet ({st['mode']})")
+        lines.append(f"batch: {counted(st['batch_left'], 'image')} not done yet ({st['mode']})")
     history = st["history"]
     trained = len(p.accuracy_history(rounds))
     if history:
@@ -1308,7 +1310,7 @@ def _print_summary(p: Any, st: dict[str, Any]) -> None:
         lines.append(
             f"rounds: {len(rounds)} ({trained} trained a model); latest accuracy "
             f"{100 * h['accuracy']:.1f} % (95 % interval {100 * h['low']:.1f}–"
-            f"{100 * h['high']:.1f} %) with {h['labels']} labels"
+            f"{100 * h['high']:.1f} %) with {counted(h['labels'], 'label')}"
         )
     else:
         lines.append(f"rounds: {len(rounds)} ({trained} trained a model); no accuracy estimate yet")
@@ -1321,7 +1323,7 @@ def _print_summary(p: Any, st: dict[str, Any]) -> None:
         )
     lines.append(
         f"files: {st['changed']} changed, {st['missing']} missing since the scan, "
-        f"{st['new_files']} new not scanned, {st['copies']} copies"
+        f"{st['new_files']} new not scanned, {counted(st['copies'], 'copy', 'copies')}"
         + (
             f" (`fishermask label scan {p.dir}` lists them)"
             if st["changed"] or st["missing"]
@@ -1817,12 +1819,12 @@ def predict_cmd(
     where = f"; written to {out}" if out is not None else ""
     if folder is not None:
         _say(
-            f"model of round {m.round_id} (trained on {m.n_labels} labels): {res.considered} "
-            f"images of {folder} ({len(unread)} not read){kept}{where}."
+            f"model of round {m.round_id} (trained on {counted(m.n_labels, 'label')}): "
+            f"{counted(res.considered, 'image')} of {folder} ({len(unread)} not read){kept}{where}."
         )
     else:
         _say(
-            f"model of round {m.round_id} (trained on {m.n_labels} labels; {chose}): "
+            f"model of round {m.round_id} (trained on {counted(m.n_labels, 'label')}; {chose}): "
             f"{res.considered} {'' if images == 'all' else images + ' '}images{kept}{where}."
         )
     _say(held_out_line(res.held_out))

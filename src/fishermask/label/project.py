@@ -62,7 +62,14 @@ from fishermask.label.store import (
     Store,
     pid_alive,
 )
-from fishermask.text import SpreadsheetCsv, did_you_mean, spreadsheet_unsafe, suggestion, utc_iso
+from fishermask.text import (
+    SpreadsheetCsv,
+    counted,
+    did_you_mean,
+    spreadsheet_unsafe,
+    suggestion,
+    utc_iso,
+)
 
 # torch, the models, training and strategies are imported where they are used: the commands
 # that never touch a model (label status, add, export csv, ...) start without torch
@@ -158,8 +165,9 @@ def folder_conflicts_said(
     more = len(conflicts) - CONFLICTS_LISTED
     listed = "listed below" if more <= 0 else f"the first {CONFLICTS_LISTED} listed below"
     said = (
-        f"; {n} byte-for-byte copies in folders of different classes ({len(conflicts)} "
-        f"set(s), {listed}) contradict each other, so none is labeled by its folder: "
+        f"; {n} byte-for-byte copies in folders of different classes ("
+        f"{counted(len(conflicts), 'set')}, {listed}) contradict each other, so none is "
+        "labeled by its folder: "
         "delete each wrong copy (then `fishermask label scan "
         f"{project} --forget-missing` and `fishermask label add {project} --from-folders`), "
         f"or give each set one class with `fishermask label add {project} labels.csv` (a "
@@ -171,7 +179,7 @@ def folder_conflicts_said(
             by_class.setdefault(c, []).append(path)
         said += "\n  same bytes: " + "; ".join(f"{c}: {', '.join(q)}" for c, q in by_class.items())
     if more > 0:
-        said += f"\n  ... and {more} more set(s)"
+        said += f"\n  ... and {counted(more, 'more set')}"
         if listing is not None:
             from fishermask.experiments.store import write_atomic
 
@@ -262,7 +270,7 @@ def folder_labels(
             + f"; classes: {', '.join(classes)}); name each class's folder exactly as the class."
         )
     said = (
-        f"labeled {len(rows)} images by their folder ("
+        f"labeled {counted(len(rows), 'image')} by their folder ("
         + ", ".join(f"{c} {counts[c]}" for c in classes if c in counts)
         + ")"
     )
@@ -943,7 +951,7 @@ class Project:
                 )
             if labels is not None:
                 written, _ = project.add_csv_labels(labels)
-                say(f"imported {written} labels from {labels}")
+                say(f"imported {counted(written, 'label')} from {labels}")
             if labels_from_folders:
                 images = list(project.store.images())
                 rows, said = folder_labels(
@@ -1250,7 +1258,8 @@ class Project:
         if not n:
             return None
         return (
-            f"{n} image file(s) in the image folder are not in the project (added since the "
+            f"{counted(n, 'image file')} in the image folder {'is' if n == 1 else 'are'} not in "
+            "the project (added since the "
             f"last scan?): `fishermask label scan {self.dir}` adds them, or says why not"
         )
 
@@ -1657,7 +1666,7 @@ class Project:
                 differ += 1
                 if len(examples) < 3:
                     examples.append(f"{path} is labeled {self.classes[cur[2]]}")
-        said = f"labeled {written} images by their folder ({len(rows)} in class folders"
+        said = f"labeled {counted(written, 'image')} by their folder ({len(rows)} in class folders"
         said += f"; {agree} already so" if agree else ""
         said += f"; {aside} skipped or unsure, left so" if aside else ""
         said += f"; {meanwhile} given meanwhile, left as given" if meanwhile else ""
@@ -2261,7 +2270,10 @@ class Project:
         if budget == 0:
             left = "every image has been seen: nothing left to label"
             if copies:
-                left += f" ({len(copies)} copies of other images are never shown)"
+                are = "is" if len(copies) == 1 else "are"
+                left += (
+                    f" ({counted(len(copies), 'copy', 'copies')} of other images {are} never shown)"
+                )
             return [], left, {}
         counts = torch.bincount(lab_y, minlength=len(self.classes)).tolist()
         need = int(self.settings["min_per_class"])
@@ -2330,7 +2342,7 @@ class Project:
             )
             chosen, scores = res.indices, res.scores
             name = self.settings["strategy"]
-            mode = f"{name} on the model trained on {len(lab_ids)} labels"
+            mode = f"{name} on the model trained on {counted(len(lab_ids), 'label')}"
             if name in IN_PLAIN_WORDS:  # what the batch is, for someone who never read a paper
                 mode += f": {IN_PLAIN_WORDS[name]}"
             if len(scored) < len(cand):
@@ -2551,7 +2563,9 @@ class Project:
             return None
         eg = rows[0]
         return (
-            f"{len(rows)} image file(s) are byte-for-byte copies of others (e.g. {eg['path']} "
+            f"{counted(len(rows), 'image file')} "
+            + ("is a byte-for-byte copy" if len(rows) == 1 else "are byte-for-byte copies")
+            + f" of others (e.g. {eg['path']} "
             f"= {eg['copy_of']}): a batch never shows a copy of an image already seen or "
             "chosen, and the held-out accuracy keeps copies on the same side; `fishermask "
             f"label status {self.dir} --list copies` lists them"
@@ -2802,8 +2816,8 @@ class Project:
             gone = [p for i, p, _ in rows if i not in id_pos]
             if gone:
                 raise DataError(
-                    f"{len(gone)} labeled image(s), e.g. {gone[0]}, changed in the project "
-                    "while this export ran (another `fishermask label scan`); nothing was "
+                    f"{counted(len(gone), 'labeled image')}, e.g. {gone[0]}, changed in the "
+                    "project while this export ran (another `fishermask label scan`); nothing was "
                     "written: run the export again."
                 )
             sel = [id_pos[i] for i, _, _ in rows]
@@ -3040,7 +3054,9 @@ class Project:
         folders = sorted({b for b in prefixes if b is not None})
         if len(folders) > 1:
             count = {f: prefixes.count(f) for f in folders}
-            shown = ", ".join(f"{f or '(none)'!r} ({count[f]} tasks)" for f in folders[:4])
+            shown = ", ".join(
+                f"{f or '(none)'!r} ({counted(count[f], 'task')})" for f in folders[:4]
+            )
             raise ConfigError(
                 f"{path}: the tasks name their images under {len(folders)} different folders "
                 f"({shown}{', ...' if len(folders) > 4 else ''}), but this project is one image "
@@ -3061,7 +3077,9 @@ class Project:
         if by_name_only and not match_names:
             more = imgs.and_more(by_name_only, 3)
             raise ConfigError(
-                f"{path}: {len(by_name_only)} tasks match an image by their file name alone "
+                f"{path}: {counted(len(by_name_only), 'task')} "
+                + ("matches" if len(by_name_only) == 1 else "match")
+                + " an image by their file name alone "
                 f"({'; '.join(by_name_only[:3])}{more}): a file name such as a camera's "
                 "IMG_0001.jpg repeats across folders, so the task may be another folder's image "
                 "whose label would land on this one; nothing was written. If these are this "
@@ -3080,10 +3098,10 @@ class Project:
                 ref, rel = example[where]
                 raise ConfigError(
                     f"{path}: the tasks name their images under {where!r} "
-                    f"({prefixes.count(where)} tasks, e.g. {ref!r} taken as {rel!r}), but this "
-                    f"project's image folder is {self.root}, not {last!r}: they may be another "
-                    "folder's images with the same paths, and importing them would label the "
-                    f"wrong images; nothing was written. If {where!r} is this project's image "
+                    f"({counted(prefixes.count(where), 'task')}, e.g. {ref!r} taken as {rel!r}), "
+                    f"but this project's image folder is {self.root}, not {last!r}: they may be "
+                    "another folder's images with the same paths, and importing them would label "
+                    f"the wrong images; nothing was written. If {where!r} is this project's image "
                     f"folder under another name, import with `--prefix {where}`."
                 )
         if annotators:

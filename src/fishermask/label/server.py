@@ -72,7 +72,7 @@ from fishermask.label.store import (
     OthersLabel,
     RoundBusy,
 )
-from fishermask.text import utc_clock
+from fishermask.text import counted, utc_clock
 
 HERE = Path(__file__).parent
 MAX_BODY = 4096  # bytes: a label is a few dozen
@@ -666,7 +666,8 @@ def create_app(
         st["new_files_hint"] = (
             project.new_files_hint(n)
             if who is None or not n
-            else f"{n} image file(s) in the image folder are not in the project yet: the "
+            else f"{counted(n, 'image file')} in the image folder "
+            f"{'is' if n == 1 else 'are'} not in the project yet: the "
             "owner's `fishermask label scan` adds them"
         )
         return st

@@ -176,6 +176,12 @@ function act(fn) {
 // concerns the whole page (the server down, a round failed, a download); the view shown when
 // omitted.
 const messages = { batch: ["", false], labeled: ["", false] };
+// "1 image", "2 images": a count and its noun, plural unless the count is 1 (as
+// fishermask.text.counted).
+function counted(n, noun, plural) {
+  return `${n} ${n === 1 ? noun : plural || noun + "s"}`;
+}
+
 function say(text, error, where) {
   for (const v of where === "both" ? ["batch", "labeled"] : [where || view]) {
     messages[v] = [text, Boolean(error)];
@@ -300,7 +306,7 @@ function notSaved(path, e, where) {
   epoch += 1;
   unsaved = path;
   say(`not saved: ${path}: ${e.message}`
-    + (dropped ? ` (the ${dropped} key(s) typed after it were ignored)` : ""), true, where);
+    + (dropped ? ` (the ${counted(dropped, "key")} typed after it ${dropped === 1 ? "was" : "were"} ignored)` : ""), true, where);
 }
 
 async function undo() {
@@ -331,7 +337,7 @@ async function revisit() {
     const r = await api("POST", "/api/revisit", { kinds: ["unsure", "skipped"] });
     if (!r.queued) { say("nothing to revisit: no image is skipped or unsure", false, "batch"); return; }
     await loadBatch();
-    say(`revisiting ${r.queued} image(s) (${r.unsure} unsure, ${r.skipped} skipped), oldest first:`
+    say(`revisiting ${counted(r.queued, "image")} (${r.unsure} unsure, ${r.skipped} skipped), oldest first:`
       + " label them with the usual keys; n asks for the next batch as usual", false, "batch");
   } catch (e) { say(e.message, true, "batch"); }
   refreshStatus();
@@ -364,7 +370,7 @@ async function refreshBatchState() {
     say(`${shown.path}: done by ${shown.state.by} (${shown.state.kind === "label" ? shown.state.label : shown.state.kind}); `
       + (done ? "every image of this batch is done: " + (ASK_OWNER ? "ask the owner for the next batch"
         : "press n for the next batch") : "moved on to the next image no one has done")
-      + (dropped ? ` (the ${dropped} key(s) typed meanwhile were ignored)` : ""), false, "batch");
+      + (dropped ? ` (the ${counted(dropped, "key")} typed meanwhile ${dropped === 1 ? "was" : "were"} ignored)` : ""), false, "batch");
   } else if (changed) show();
 }
 
@@ -518,7 +524,7 @@ function queuePolicy(s) {
   const you = s.you || { can_queue: true, why: null };
   // the owner of a team may replace a batch the annotators are on: said on hover, not refused
   const warn = FM.team && you.can_queue && s.batch_left
-    ? `${s.batch_left} image(s) of this batch not done yet: this replaces the batch the `
+    ? `${counted(s.batch_left, "image")} of this batch not done yet: this replaces the batch the `
       + "annotators are on (those images go back to the pool)"
     : "";
   const titles = { "next-batch": "retrain and choose the next batch",
@@ -756,7 +762,7 @@ function renderGrid() {
   const filtered = $("browse-class").value || $("browse-by").value || $("browse-flagged").checked
     || (DECIDER && $("browse-disagree").checked);
   $("page-info").textContent = browse.total
-    ? `page ${browse.page} of ${browse.pages} (${browse.total} labeled image${browse.total === 1 ? "" : "s"})`
+    ? `page ${browse.page} of ${browse.pages} (${counted(browse.total, "labeled image")})`
     : (filtered ? "no labeled image matches these filters" : "no labeled image yet");
   $("page-prev").disabled = browse.page <= 1;
   $("page-next").disabled = browse.page >= browse.pages;
