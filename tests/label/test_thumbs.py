@@ -272,3 +272,30 @@ def test_the_batch_view_of_a_tiff_is_a_copy_a_browser_shows(project):
             assert im.size == (40, 30) and im.format in ("PNG", "JPEG")
         r = c.get(f"/api/images/{image_id}", headers=AUTH)  # the file itself, named as such
         assert r.headers["content-type"] == "image/tiff"
+
+
+def test_a_tiff_that_cannot_be_converted_is_one_clear_error_not_a_blank_frame(project, monkeypatch):
+    """A TIFF Pillow cannot shrink (a compression it has no decoder for) was sent as it is,
+    which no browser shows: the page stayed blank without a word. It is a 415 with one line
+    (what the page shows: 'cannot show PATH: ...'); the file itself is still served."""
+    root = project.root / "scans"
+    root.mkdir()
+    Image.new("RGB", (40, 30), (0, 200, 0)).save(root / "leaf.tif")
+    assert project.scan()[0] == 1
+    image_id = project.store.image_ids_by_path()["scans/leaf.tif"]
+
+    def cannot(*args, **kwargs):
+        raise OSError("decoder jpeg2k not available")
+
+    with api_client(project.dir) as c:
+        monkeypatch.setattr(c.app.state.previews, "get", cannot)
+        for size in ("view", "thumb"):
+            r = c.get(f"/api/images/{image_id}", params={"size": size}, headers=AUTH)
+            assert r.status_code == 415, (size, r.status_code)
+            assert r.json()["error"] == (
+                "scans/leaf.tif is a TIFF that cannot be converted for the browser (OSError: "
+                "decoder jpeg2k not available), and browsers do not show TIFF: open the file "
+                "itself to label it, or save it as PNG and `label scan`"
+            )
+        r = c.get(f"/api/images/{image_id}", headers=AUTH)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/tiff"

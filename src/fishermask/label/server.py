@@ -1109,8 +1109,16 @@ def create_app(
         if side is not None:
             try:
                 body, media = previews.get(data, row.sha256, side)
-            except Exception:  # noqa: BLE001 - a file Pillow cannot shrink: the file itself
-                pass
+            except Exception as exc:  # noqa: BLE001 - a file Pillow cannot shrink: the file
+                if path.suffix.lower() in NOT_SHOWN:
+                    # ... which a browser does not show either: sent as it was, the page
+                    # stayed blank without a word; this line is what the page shows instead
+                    return _error(
+                        415,
+                        f"{row.path} is a TIFF that cannot be converted for the browser "
+                        f"({type(exc).__name__}: {exc}), and browsers do not show TIFF: open "
+                        "the file itself to label it, or save it as PNG and `label scan`",
+                    )
             else:
                 return Response(body, media_type=media)
         return Response(data, media_type=MEDIA.get(path.suffix.lower(), "image/*"))
