@@ -918,3 +918,70 @@ def test_scan_lists_a_file_not_added_once_then_counts_it(tmp_path, folder):
     (folder / "red" / "broken.png").write_bytes(b"\x89PNG still not an image")  # changed
     r = _run("scan", proj, "--no-progress")
     assert "not added red/broken.png: " in r.output and "last scan" not in r.output, r.output
+
+
+def test_every_bad_row_is_named_by_the_line_it_starts_on(tmp_path, folder):
+    """After a quoted field over two lines (lines 2 and 3), the 'expected `path,label`'
+    error of the row on line 4 said 'line 3' (it counted rows), while the other errors
+    named file lines, the two-line row by the line it ends on (3): each now names the line
+    a row starts on, as an editor shows it."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    two = 'path,label\n"red/\n000.png",red\n'  # a path over lines 2 and 3
+    short = tmp_path / "short.csv"
+    short.write_text(two + "red/001.png\n")  # line 4
+    r = _run("add", proj, short)
+    assert r.exit_code == 2
+    assert "line 4: expected `path,label`" in " ".join(r.stderr.split()), r.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text(two + "red/001.png,Green\n")  # line 4
+    r = _run("add", proj, bad)
+    assert r.exit_code == 2
+    out = " ".join(r.stderr.split())
+    assert "line 2: 'red/\\n000.png' is not an image" in out and "line 4: label 'Green'" in out, out
+
+
+def test_dot_dot_in_a_path_is_resolved_inside_the_image_folder_only(tmp_path, folder):
+    """`red/../red/new.png` got the 'label scan adds it' hint, but `red/../red/000.png`, an
+    image of the project, was 'not an image of this project': `..` is resolved now; a path
+    that leads outside the image folder is refused with one line that says so."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    good = tmp_path / "good.csv"
+    good.write_text("path,label\nred/../red/000.png,green\n./blue/./001.png,green\n")
+    r = _run("add", proj, good)
+    assert r.exit_code == 0 and "added 2 labels" in r.output, r.output
+    out = tmp_path / "labels.csv"
+    assert _run("export", proj, "--format", "csv", "--out", out).exit_code == 0
+    assert out.read_text().splitlines()[1:] == ["blue/001.png,green", "red/000.png,green"]
+    outside = tmp_path / "outside.csv"
+    outside.write_text("path,label\nred/../../elsewhere/000.png,red\n")
+    r = _run("add", proj, outside)
+    assert r.exit_code == 2
+    line = " ".join(r.stderr.split())
+    assert (
+        f"line 2: 'red/../../elsewhere/000.png' is not an image of this project (it leads "
+        f"outside the image folder {folder}: paths are relative to it, and every image lies "
+        "inside it); nothing was written." in line
+    ), line
+
+
+def test_history_and_decide_refuse_a_path_in_the_same_words(tmp_path, folder):
+    """`label history` had its own 'is not an image of this project' message, `label decide`
+    another (through the rows of `label add`): both say the same line now."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    said = (
+        f"'red/999.png' is not an image of this project; paths are relative to the image "
+        f"folder {folder} (e.g. 'blue/000.png'), or absolute inside it"
+    )
+    r = _run("history", proj, "red/999.png")
+    assert r.exit_code == 2 and " ".join(r.output.split()) == f"error: {said}.", r.output
+    r = _run("decide", proj, "red/999.png", "red")
+    assert r.exit_code == 2
+    assert " ".join(r.output.split()) == (f"error: label decide: {said}; nothing was written."), (
+        r.output
+    )

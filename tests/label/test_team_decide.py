@@ -205,8 +205,9 @@ def test_label_decide_words_its_errors_for_the_one_image(project):
     out = " ".join(r.output.split())
     assert "row 1" not in out, out
     assert out.startswith(
-        "error: label decide: 'red/999.png' is not an image of this project; nothing was written."
-    ), out
+        "error: label decide: 'red/999.png' is not an image of this project; paths are "
+        "relative to the image folder"
+    ) and out.endswith("; nothing was written."), out
     r = _run("decide", project.dir, "red/000.png", "purple")
     out = " ".join(r.output.split())
     assert r.exit_code == 2 and "row 1" not in out, out

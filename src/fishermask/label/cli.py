@@ -711,12 +711,10 @@ def history(
         _fail(f"--format {format!r}: use csv or json.")
     try:
         p = _open(project)
-        image_id = p.resolve_path(image, p.store.image_ids_by_path())
-        if image_id is None:
-            raise ConfigError(
-                f"{image!r} is not an image of this project; paths are relative to the image "
-                f"folder {p.root}, or absolute inside it."
-            )
+        by_path = p.store.image_ids_by_path()
+        image_id = p.resolve_path(image, by_path)
+        if image_id is None:  # worded as `label decide` words it
+            raise ConfigError(f"{p.not_an_image(image, by_path)}.")
         items = p.label_history(image_id)
         path = p.store.image(image_id).path
     except FishermaskError as e:

@@ -36,6 +36,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import re
 import shutil
 import sys
@@ -1616,8 +1617,9 @@ class Project:
     def resolve_path(self, ref: str, by_path: dict[str, int]) -> int | None:
         """The image id of a path given relative to the root, or absolute inside it.
 
-        ``\\`` separators, ``./`` and repeated ``/`` are normalised (``./cat//1.jpg`` is
-        ``cat/1.jpg``); ``..`` is not resolved in relative paths.
+        ``\\`` separators, ``./``, repeated ``/`` and ``..`` are normalised (``./cat//1.jpg``
+        and ``cat/../cat/1.jpg`` are ``cat/1.jpg``); a relative path that leads outside the
+        image folder (``../x.jpg``) names no image (:meth:`not_added_why` says why).
         """
         ref = ref.strip().replace("\\", "/")
         if ref in by_path:
@@ -1629,7 +1631,22 @@ class Project:
             except ValueError:
                 return None
             return by_path.get(rel.as_posix())
-        return by_path.get("/".join(part for part in ref.split("/") if part not in ("", ".")))
+        rel_ = _normal(ref)
+        return None if rel_ is None else by_path.get(rel_)
+
+    def not_an_image(self, ref: str, by_path: dict[str, int]) -> str:
+        """The one refusal of a path that names no image of the project (``label add``,
+        ``label decide``, ``label history``): ``'x.jpg' is not an image of this project``,
+        with why when it is a file of the image folder all the same (:meth:`not_added_why`),
+        else where paths are taken from."""
+        why = self.not_added_why(ref)
+        if why:
+            return f"{ref!r} is not an image of this project{why}"
+        example = min(by_path) if by_path else "cat/0001.jpg"
+        return (
+            f"{ref!r} is not an image of this project; paths are relative to the image folder "
+            f"{self.root} (e.g. {example!r}), or absolute inside it"
+        )
 
     def add_folder_labels(self) -> str:
         """``label add --from-folders``: label every image that has no current action (no
@@ -1718,6 +1735,9 @@ class Project:
         for i, (ref, label, *who) in enumerate(rows, start=1):
             where = "" if single else (places[i - 1] if places is not None else f"row {i}") + ": "
             image_id = self.resolve_path(ref, by_path)
+            if image_id is None and single:  # worded as `label history` words it
+                errors.append(self.not_an_image(ref, by_path))
+                continue
             if image_id is None:
                 why = self.not_added_why(ref)
                 errors.append(f"{where}{ref!r} is not an image of this project{why}")
@@ -1781,6 +1801,13 @@ class Project:
         """Why ``ref``, a path no image of the project has, is a file of the image folder
         all the same (`` (a .heic file, which ...)``), or ``""`` when it is none."""
         ref = ref.strip().replace("\\", "/")
+        if not Path(ref).is_absolute():
+            if _normal(ref) is None:
+                return (
+                    f" (it leads outside the image folder {self.root}: paths are relative to "
+                    "it, and every image lies inside it)"
+                )
+            ref = _normal(ref) or ref
         full = Path(ref) if Path(ref).is_absolute() else self.root / ref
         root_real = Path(os.path.realpath(self.root))
         if not imgs.inside(root_real, full):
@@ -1814,7 +1841,9 @@ class Project:
         self, path: str | os.PathLike[str], places: list[str] | None = None
     ) -> list[tuple[str, str]]:
         """Rows of a ``path,label`` CSV file (header required); ``places``, when given, gets
-        each row's line in the file (``line 2`` for the first after the header)."""
+        each row's line in the file as an editor numbers it (``line 2`` for the first after
+        the header; a row with a quoted field over several lines: the line it starts on),
+        which every message about a row names."""
         try:
             text = Path(path).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
@@ -1824,14 +1853,16 @@ class Project:
         if header is None or [h.strip().lower() for h in header[:2]] != ["path", "label"]:
             raise ConfigError(f"{path}: the first row must be the header `path,label`.")
         rows = []
-        for i, row in enumerate(reader, start=2):
+        end = reader.line_num  # the last line read: the row after it starts on the next
+        for row in reader:
+            start, end = end + 1, reader.line_num
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) < 2:
-                raise ConfigError(f"{path}, line {i}: expected `path,label`, got {row!r}.")
+                raise ConfigError(f"{path}, line {start}: expected `path,label`, got {row!r}.")
             rows.append((spreadsheet_unsafe(row[0]), spreadsheet_unsafe(row[1].strip())))
             if places is not None:
-                places.append(f"line {reader.line_num}")
+                places.append(f"line {start}")
         return rows
 
     # -- rounds -----------------------------------------------------------------------------
@@ -3107,6 +3138,13 @@ class Project:
         if annotators:
             return rows
         return [(ref, choice) for ref, choice, _ in rows]
+
+
+def _normal(ref: str) -> str | None:
+    """A relative ``/`` path with ``.``, ``..`` and repeated ``/`` resolved as text
+    (``red/../red/1.png`` is ``red/1.png``); None when it leads outside its folder."""
+    rel = posixpath.normpath(ref)
+    return None if rel == ".." or rel.startswith("../") else rel
 
 
 def _interrupted_init(path: Path) -> bool:
