@@ -227,3 +227,48 @@ def browser(_chromium):
         with contextlib.suppress(Exception):
             driver.quit()
         _chromium.clear()
+
+
+class TeamServer:
+    """A ``label serve --annotators ...`` process a browser test started: ``proc``, the
+    owner's ``url`` and each annotator's in ``urls`` (the lines serve prints after the
+    owner's)."""
+
+    def __init__(self, proc, url: str, urls: dict[str, str]) -> None:
+        self.proc, self.url, self.urls = proc, url, urls
+
+
+@pytest.fixture
+def team_server():
+    """Starts ``label serve PROJECT --annotators NAMES ARGS`` (``start(project_dir, names,
+    *args)``, names a tuple): a :class:`TeamServer` once every URL is read. Every server it
+    started is stopped when the test ends (Ctrl-C; one the test stopped or killed itself
+    is left as it is), so a test stops one itself only to restart it or read what it left."""
+    import re
+
+    from tests.label.test_kill import start_server, stop_server
+
+    started = []
+
+    def start(project_dir: Path, names: tuple[str, ...] = ("alice",), *args: str) -> TeamServer:
+        proc, owner, _ = start_server(project_dir, "--annotators", ",".join(names), *args)
+        started.append(proc)
+        urls = {}
+        for name in names:
+            line = proc.stdout.readline()
+            m = re.search(rf"labeling page for {re.escape(name)}: (http://\S+)", line)
+            assert m, line
+            urls[name] = m.group(1)
+        return TeamServer(proc, re.search(r"http://\S+", owner).group(0), urls)
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            stop_server(proc)
+
+
+def page_text(driver, id_: str) -> str:
+    """The text of the page's element ``id_`` (the message line: ``message``)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, id_).text

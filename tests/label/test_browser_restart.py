@@ -7,25 +7,15 @@ import re
 import signal
 import sqlite3
 
-from tests.label.conftest import CLASSES, browser_only
-from tests.label.test_kill import start_server, stop_server
+from tests.label.conftest import CLASSES, browser_only, page_text
+from tests.label.test_kill import stop_server
 
 pytestmark = browser_only
 
 TEAM_TOKEN = "Zq8vK3mN5pR7tW9yB2cD4fG6hJ8kL0"  # fixed: the annotators' tokens stay the same
 
 
-def _serve_alice(project_dir, *args: str):
-    """``label serve --annotators alice --token TEAM_TOKEN ARGS``; returns the process and
-    alice's URL (printed after the owner's)."""
-    proc, _, _ = start_server(project_dir, "--annotators", "alice", "--token", TEAM_TOKEN, *args)
-    line = proc.stdout.readline()
-    m = re.search(r"labeling page for alice: (http://\S+)", line)
-    assert m, line
-    return proc, m.group(1)
-
-
-def test_a_page_says_when_the_restarted_server_answers_again(project, browser):
+def test_a_page_says_when_the_restarted_server_answers_again(project, browser, team_server):
     """After `label serve` was killed and started again with the same token, an open page went
     on saying 'the labeling server does not answer (stopped?): start `fishermask label serve`
     again ...' although its polls were answered again (and a team's other pages moved on), so
@@ -34,35 +24,34 @@ def test_a_page_says_when_the_restarted_server_answers_again(project, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
     project.close()
-    proc, url = _serve_alice(project.dir)
+    first = team_server(project.dir, ("alice",), "--token", TEAM_TOKEN)
+    url = first.urls["alice"]
     port = re.search(r":(\d+)/", url).group(1)
     wait = WebDriverWait(browser, 60)
 
     def message(d):
-        return d.find_element(By.ID, "message").text
+        return page_text(d, "message")
 
-    try:
-        browser.get(url)
-        wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
-        proc.send_signal(signal.SIGKILL)  # a crash: nothing said, nothing cleaned up
-        proc.wait()
-        wait.until(lambda d: "does not answer" in message(d))
-        path = browser.find_element(By.ID, "path").text
-        key = str(CLASSES.index(path.split("/")[0]) + 1)
-        browser.find_element(By.TAG_NAME, "body").send_keys(key)
-        wait.until(lambda d: f"not saved: {path}" in message(d))
+    browser.get(url)
+    wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+    first.proc.send_signal(signal.SIGKILL)  # a crash: nothing said, nothing cleaned up
+    first.proc.wait()
+    wait.until(lambda d: "does not answer" in message(d))
+    path = browser.find_element(By.ID, "path").text
+    key = str(CLASSES.index(path.split("/")[0]) + 1)
+    browser.find_element(By.TAG_NAME, "body").send_keys(key)
+    wait.until(lambda d: f"not saved: {path}" in message(d))
 
-        proc, url2 = _serve_alice(project.dir, "--port", port)
-        assert url2 == url  # the same token for alice: the open page's token still works
-        wait.until(lambda d: "answers again" in message(d))
-        assert "does not answer" not in message(browser)
-        assert f"not saved: {path}: label it again" in message(browser)
-        assert browser.find_element(By.ID, "path").text == path
+    again = team_server(project.dir, ("alice",), "--token", TEAM_TOKEN, "--port", port)
+    assert again.urls["alice"] == url  # the same token for alice: the open page's still works
+    wait.until(lambda d: "answers again" in message(d))
+    assert "does not answer" not in message(browser)
+    assert f"not saved: {path}: label it again" in message(browser)
+    assert browser.find_element(By.ID, "path").text == path
 
-        browser.find_element(By.TAG_NAME, "body").send_keys(key)
-        wait.until(lambda d: message(d).startswith(f"saved: {path}"))
-    finally:
-        stop_server(proc)
+    browser.find_element(By.TAG_NAME, "body").send_keys(key)
+    wait.until(lambda d: message(d).startswith(f"saved: {path}"))
+    stop_server(again.proc)  # what it saved, read once it has stopped
     db = sqlite3.connect(project.dir / "project.sqlite")
     rows = db.execute(
         "SELECT c.name, l.annotator FROM labels l JOIN images i ON i.id = l.image_id "
