@@ -77,3 +77,37 @@ def test_class_keys_after_the_batch_is_done_label_nothing(project, browser):
             p.close()
     finally:
         stop_server(proc)
+
+
+def test_the_same_label_again_in_the_batch_view_writes_nothing_and_no_undo(project, browser):
+    """Back on an image one labeled, its class key again wrote a second row (the API now
+    writes none and says so): the page says 'already so, nothing written' and keeps no undo
+    entry for it, so z still undoes the label that was written, once."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from fishermask.label.project import Project
+
+    proc, wait = _open_page(project, browser)
+    try:
+        path = browser.find_element(By.ID, "path").text
+        key = str(CLASSES.index(path.split("/")[0]) + 1)
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys(key)
+        wait.until(lambda d: d.find_element(By.ID, "message").text.startswith(f"saved: {path}"))
+        body.send_keys(Keys.ARROW_LEFT)
+        wait.until(lambda d: d.find_element(By.ID, "path").text.startswith(path))
+        body.send_keys(key)
+        wait.until(
+            lambda d: d.find_element(By.ID, "message").text.startswith(
+                f"already so, nothing written: {path} \u2192 {path.split('/')[0]}"
+            )
+        )
+        assert browser.execute_script("return undoStack.length") == 1
+        p = Project(project.dir)
+        try:
+            assert len(p.store.history()) == 1
+        finally:
+            p.close()
+    finally:
+        stop_server(proc)

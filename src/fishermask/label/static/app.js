@@ -287,9 +287,10 @@ async function save(kind, label) {
     const r = await api("POST", "/api/labels", body);
     unsaved = null;
     it.state = { label_id: r.label_id, kind, label: kind === "label" ? label : null, by: r.by };
-    undoStack.push({ label_id: r.label_id, pos, path: it.path, what: kind === "label" ? label : kind });
+    // the same label of one's own again writes nothing: z must not undo the label it repeats
+    if (!r.already) undoStack.push({ label_id: r.label_id, pos, path: it.path, what: kind === "label" ? label : kind });
     const done = advance();
-    say(`saved: ${it.path} \u2192 ${kind === "label" ? label : kind}`
+    say(`${r.already ? "already so, nothing written" : "saved"}: ${it.path} \u2192 ${kind === "label" ? label : kind}`
       + (done ? ". Batch done: " + (ASK_OWNER ? "ask the owner for the next batch"
         : "press n (next batch) to retrain and get the next one") : ""), false, "batch");
   } catch (e) {
@@ -836,7 +837,7 @@ async function relabel(label, decide) {
     const was = { label: it.label, kind: it.kind, label_id: it.label_id, by: it.by, created: it.created,
       label_prob: it.label_prob, prob_from: it.prob_from, was: it.was, source: it.source,
       disagreement: it.disagreement };
-    browse.undo.push({ label_id: r.label_id, item: it, was });
+    if (!r.already) browse.undo.push({ label_id: r.label_id, item: it, was });
     Object.assign(it, { label, kind: "label", label_id: r.label_id, by: r.by, created: Date.now() / 1000,
       label_prob: it.guess && it.guess.label === label ? it.guess.prob : null,
       newer_than_model: it.guess ? true : null, prob_from: null,
