@@ -68,6 +68,7 @@ def test_label_status_and_next_say_that_a_scan_is_due(project, folder):
     r = runner.invoke(app, ["label", "status", str(project.dir)])
     assert r.exit_code == 0 and json.loads(r.stdout)["new_files"] == 1
     assert "1 image file in the image folder is not in the project" in r.stderr
+    assert "adds it, or says why not" in r.stderr.replace("\n", " ")  # one file: not 'them'
     for command in (["next"], ["train", "--no-progress"]):
         r = runner.invoke(app, ["label", command[0], str(project.dir), *command[1:]])
         assert r.exit_code == 0, r.output

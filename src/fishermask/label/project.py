@@ -1261,7 +1261,8 @@ class Project:
         return (
             f"{counted(n, 'image file')} in the image folder {'is' if n == 1 else 'are'} not in "
             "the project (added since the "
-            f"last scan?): `fishermask label scan {self.dir}` adds them, or says why not"
+            f"last scan?): `fishermask label scan {self.dir}` adds {'it' if n == 1 else 'them'}, "
+            "or says why not"
         )
 
     def images(self) -> tuple[torch.Tensor, list[int]]:
