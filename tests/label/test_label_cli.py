@@ -985,3 +985,24 @@ def test_history_and_decide_refuse_a_path_in_the_same_words(tmp_path, folder):
     assert " ".join(r.output.split()) == (f"error: label decide: {said}; nothing was written."), (
         r.output
     )
+
+
+def test_label_help_lists_every_command_as_the_guide_does():
+    """`fishermask label --help` listed each command with its whole docstring sentence (up to
+    seven lines for `status`); it now gives one short line each, the same words as the
+    guide's command table (docs/labeling.md, Commands), so the two cannot drift apart."""
+    import re
+
+    import typer
+
+    group = typer.main.get_command(app).commands["label"]
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "labeling.md").read_text()
+    table = dict(re.findall(r"^\| \[`label (\w+)`\]\(#label-\w+\) \| (.+) \|$", guide, re.M))
+    assert set(table) == set(group.commands), "the guide's table and the CLI list other commands"
+    for name, cmd in group.commands.items():
+        short = cmd.get_short_help_str(limit=10_000)
+        assert short.rstrip(".").lower() == table[name].lower(), (name, short, table[name])
+    r = _run("--help")
+    assert r.exit_code == 0
+    body = r.output.split("Commands:", 1)[1]
+    assert len(body.strip().splitlines()) <= 2 * len(table)  # at most two lines a command

@@ -133,7 +133,9 @@ def _class_names(text: str) -> str | list[str]:
     return names
 
 
-@label_app.command()
+@label_app.command(
+    short_help="Create a project from a folder of images and queue a first, diverse batch.",
+)
 def init(
     project: ProjectArg,
     images: Annotated[Path, typer.Option(help="Folder of images (read recursively).")],
@@ -255,7 +257,9 @@ def init(
     console.print(f"next: fishermask label serve {project}", highlight=False, soft_wrap=True)
 
 
-@label_app.command()
+@label_app.command(
+    short_help="Add images that appeared in the folder; follow moved ones; list changed and missing ones.",
+)
 def scan(
     project: ProjectArg,
     accept_changed: Annotated[
@@ -467,7 +471,7 @@ def _say_forgotten(forgotten: list[dict[str, Any]], shown: int) -> None:
     )
 
 
-@label_app.command("next")
+@label_app.command("next", short_help="Choose the next batch with the current model and print it.")
 def next_batch(
     project: ProjectArg,
     n: Annotated[
@@ -561,7 +565,9 @@ def next_batch(
         _say(f"wrote {out}")
 
 
-@label_app.command()
+@label_app.command(
+    short_help="Add labels (or fixes) from a `path,label` CSV, or from class-named folders.",
+)
 def add(
     project: ProjectArg,
     labels: Annotated[
@@ -668,7 +674,7 @@ def _decided_said(
     )
 
 
-@label_app.command()
+@label_app.command(short_help="The owner decides a disagreement between annotators.")
 def decide(
     project: ProjectArg,
     image: Annotated[
@@ -694,7 +700,7 @@ def decide(
     console.print(said, highlight=False, soft_wrap=True)
 
 
-@label_app.command()
+@label_app.command(short_help="Every label, skip and unsure given on one image, by anyone.")
 def history(
     project: ProjectArg,
     image: Annotated[
@@ -745,7 +751,7 @@ def history(
     )
 
 
-@label_app.command()
+@label_app.command(short_help="Undo one action by its id (the owner's command).")
 def undo(
     project: ProjectArg,
     label_id: Annotated[
@@ -795,7 +801,7 @@ def undo(
     )
 
 
-@label_app.command("import")
+@label_app.command("import", short_help="Import the labels of a Label Studio JSON export.")
 def import_(
     project: ProjectArg,
     labelstudio: Annotated[Path, typer.Option(help="A Label Studio JSON export.")],
@@ -857,7 +863,10 @@ def import_(
     )
 
 
-@label_app.command("train")
+@label_app.command(
+    "train",
+    short_help="Retrain on every label, queue the next batch, estimate the accuracy.",
+)
 def train_cmd(
     project: ProjectArg, progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True
 ) -> None:
@@ -934,7 +943,7 @@ def train_cmd(
         _say(hint)
 
 
-@label_app.command("check")
+@label_app.command("check", short_help="Find likely wrong labels with out-of-fold models.")
 def check_cmd(
     project: ProjectArg,
     folds: Annotated[
@@ -1059,7 +1068,9 @@ def _write_issues(
         )
 
 
-@label_app.command()
+@label_app.command(
+    short_help="Write the labels (CSV, class folders, Label Studio, npz) or the model.",
+)
 def export(
     project: ProjectArg,
     format: Annotated[
@@ -1129,7 +1140,7 @@ def _export_model(project: Path, out: Path) -> None:
         _say(added_since_line(info["classes_added_since"], project))
 
 
-@label_app.command()
+@label_app.command(short_help="Serve the labeling page and its JSON API, for you or a team.")
 def serve(
     project: ProjectArg,
     host: Annotated[
@@ -1182,7 +1193,9 @@ def serve(
         _fail(str(e))
 
 
-@label_app.command()
+@label_app.command(
+    short_help="Counts and accuracy, or lists: set aside, disagreements, labeled, copies, rounds.",
+)
 def status(
     project: ProjectArg,
     list_: Annotated[
@@ -1456,7 +1469,7 @@ def _print_set_aside(p: Any, kinds: list[str], format: str) -> None:
     _write_rows(rows, format)
 
 
-@label_app.command()
+@label_app.command(short_help="Queue the images skipped or unsure as the batch.")
 def revisit(
     project: ProjectArg,
     skipped: Annotated[bool, typer.Option("--skipped", help="The images skipped.")] = False,
@@ -1545,7 +1558,7 @@ def _settings_lines(p: Any) -> list[str]:
     ]
 
 
-@label_app.command()
+@label_app.command(short_help="Print or change the settings; add, rename or remove classes.")
 def config(
     project: ProjectArg,
     strategy: Annotated[
@@ -1726,7 +1739,10 @@ def _print_class_removal(p: Any, removed: list[str]) -> None:
         )
 
 
-@label_app.command("predict")
+@label_app.command(
+    "predict",
+    short_help="The latest model's predictions, on the project's images or a new folder.",
+)
 def predict_cmd(
     project: ProjectArg,
     images: Annotated[
