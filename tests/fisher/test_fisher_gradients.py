@@ -55,6 +55,53 @@ def test_diag_fisher_matches_loop(name: str) -> None:
     assert all(v.abs().sum() > 0 for v in fast.values())
 
 
+SUBSETS = {  # a frozen early part, a frozen late part, and parameters through the fallback
+    "tiny_cnn": [["conv3.weight", "conv3.bias", "bn3.weight", "fc.weight"], ["conv1.weight"]],
+    "odd_net": [["tok.weight", "side.weight", "fc.bias"], ["scale.alpha", "norm.bias"]],
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "subset"), [(n, s) for n, subsets in SUBSETS.items() for s in subsets]
+)
+def test_diag_fisher_of_a_parameter_subset_equals_the_full_one(name: str, subset: list) -> None:
+    """``params=`` computes only the named parameters, each exactly as the full call does."""
+    model, x = make_model(name), make_inputs(6)
+    full = diag_fisher(model, x, batch_size=4)
+    part = diag_fisher(model, x, batch_size=4, params=set(subset))
+    assert list(part) == [n for n in full if n in subset]  # parameter order, not the given one
+    for n in subset:
+        assert torch.equal(part[n], full[n]), n
+
+
+def test_diag_fisher_of_a_subset_never_differentiates_the_rest() -> None:
+    """The parameters left out (a frozen backbone) keep requires_grad False while the Fisher
+    runs, so their layers build no autograd graph (forward only); the full call turns them on
+    to differentiate them."""
+    model, x = make_model("tiny_cnn"), make_inputs(6)
+    late = {"conv3.weight", "conv3.bias", "bn3.weight", "bn3.bias", "fc.weight", "fc.bias"}
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in late)
+    seen: list[bool] = []
+    model.bn2.register_forward_hook(lambda m, i, out: seen.append(out.requires_grad))
+    diag_fisher(model, x, batch_size=3, params=late)
+    assert seen and not any(seen)  # the frozen conv1 .. bn2 ran without a graph
+    seen.clear()
+    diag_fisher(model, x, batch_size=3)
+    assert seen and all(seen)
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == sorted(
+        late, key=[n for n, _ in model.named_parameters()].index
+    )  # restored
+
+
+def test_diag_fisher_refuses_unknown_or_empty_params() -> None:
+    model, x = make_model("tiny_cnn"), make_inputs(3)
+    with pytest.raises(ConfigError, match=r"\['nope'\], which are not parameters"):
+        diag_fisher(model, x, params=["fc.weight", "nope"])
+    with pytest.raises(ConfigError, match="`params` is empty"):
+        diag_fisher(model, x, params=[])
+
+
 @pytest.mark.parametrize("route", ["class", "stack", "kr"])
 def test_diag_fisher_conv_routes_match_loop(route: str, monkeypatch) -> None:
     """Each Conv2d sq_sum route (per cotangent, cotangents stacked, position pairs) on every

@@ -63,7 +63,10 @@ def test_fishermask_masks_only_the_weights_that_train() -> None:
     for n, p in ctx.model.named_parameters():
         p.requires_grad_(n not in frozen)
     s = strategies.get("fishermask", sparsity=0.1, fisher_samples=20, batch_size=7)
+    graph: list[bool] = []  # whether the frozen first block's output joins an autograd graph
+    ctx.model.blocks[0].register_forward_hook(lambda m, i, out: graph.append(out.requires_grad))
     sel = s.select(ctx, 6)
+    assert graph and not any(graph)  # the diagonal Fisher left the frozen weights alone
     trainable = {n: p for n, p in ctx.model.named_parameters() if n not in frozen}
     g = torch.Generator().manual_seed(123)  # make_context's generator seed
     sample = torch.randperm(50, generator=g)[:20]

@@ -12,7 +12,7 @@ per cotangent and chunk of samples, per-sample quantities in closed form per lay
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Literal, get_args
 
 import torch
@@ -37,7 +37,13 @@ def _fisher_cotangents(scale: str) -> Callable[[Tensor], Tensor]:
     return lambda logits: log_prob_cotangents(torch.softmax(logits, dim=1), scale)
 
 
-def diag_fisher(model: nn.Module, inputs: Tensor, *, batch_size: int = 64) -> dict[str, Tensor]:
+def diag_fisher(
+    model: nn.Module,
+    inputs: Tensor,
+    *,
+    batch_size: int = 64,
+    params: Collection[str] | None = None,
+) -> dict[str, Tensor]:
     """Diagonal of the Fisher information of every parameter (paper eq. 8, docs/methods.md §2.1).
 
     ``F_j = (1/N) sum_i sum_c p(c|x_i) (d log p(c|x_i) / d theta_j)^2``, the exact expectation
@@ -49,20 +55,40 @@ def diag_fisher(model: nn.Module, inputs: Tensor, *, batch_size: int = 64) -> di
         inputs: ``[N, ...]`` normalised inputs (moved chunk by chunk to the model's device and
             dtype).
         batch_size: samples per chunk (bounds memory).
+        params: names (as in ``model.named_parameters()``) of the parameters to compute;
+            ``None``, every parameter. The others are never differentiated: a frozen
+            backbone left out (``requires_grad=False``) runs forward only, as in training.
+            Each entry equals the one computed with ``params=None``.
 
     Returns:
-        ``{name: Tensor}`` keyed and ordered like ``model.named_parameters()``, each shaped
-        like its parameter, on the model's device and dtype.
+        ``{name: Tensor}`` keyed and ordered like ``model.named_parameters()`` (only ``params``
+        when given), each shaped like its parameter, on the model's device and dtype.
+
+    Raises:
+        ConfigError: a name in ``params`` that is not a parameter, or an empty ``params``.
     """
-    params = dict(model.named_parameters())
+    all_params = dict(model.named_parameters())
+    if params is not None:
+        unknown = sorted(set(params) - set(all_params))
+        if unknown:
+            raise ConfigError(
+                f"`params` names {unknown[:3]}{' ...' if len(unknown) > 3 else ''}, which are "
+                "not parameters of the model; use names from model.named_parameters()."
+            )
+        if not params:
+            raise ConfigError(
+                "`params` is empty, so there is no Fisher to compute; pass at least one "
+                "parameter name, or params=None for all of them."
+            )
+        all_params = {n: p for n, p in all_params.items() if n in set(params)}
     acc = {
         name: torch.zeros_like(p, memory_format=torch.contiguous_format)
-        for name, p in params.items()
+        for name, p in all_params.items()
     }
     chunks = per_sample_grads(
         model,
         inputs,
-        dict.fromkeys(params),
+        dict.fromkeys(all_params),
         cotangents=_fisher_cotangents("sqrt_prob"),
         reduction="sq_sum",
         batch_size=batch_size,
@@ -70,7 +96,7 @@ def diag_fisher(model: nn.Module, inputs: Tensor, *, batch_size: int = 64) -> di
     for _, _, sq_sums in chunks:  # sum_c sum_n (sqrt(p_c) d log p_c / d theta)^2
         for name, g in sq_sums.items():
             acc[name] += g.view_as(acc[name])
-    return {name: acc[name].div_(inputs.shape[0]) for name in params}
+    return {name: acc[name].div_(inputs.shape[0]) for name in all_params}
 
 
 def mask_indices(model: nn.Module, mask: Mapping[str, Tensor]) -> dict[str, Tensor]:

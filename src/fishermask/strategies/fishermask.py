@@ -1,9 +1,10 @@
 """FisherMask (docs/methods.md §2): Fisher information on a sparse mask of weights.
 
-Per query, in eval mode: the diagonal Fisher of every parameter on ``fisher_samples`` random
-pool images; a mask of the k largest entries (k = sparsity x parameter count; standard mode
-always keeps the final layer's weight); per-sample, per-class gradients ``V_x [C, k]`` of
-``log p(c|x)`` on the masked weights for every pool image; then the BAIT-style greedy
+Per query, in eval mode: the diagonal Fisher of every parameter that trains on
+``fisher_samples`` random pool images; a mask of the k largest entries (k = sparsity x
+trainable parameter count; standard mode always keeps the final layer's weight); per-sample,
+per-class gradients ``V_x [C, k]`` of ``log p(c|x)`` on the masked weights for every pool
+image; then the BAIT-style greedy
 A-optimal batch selection of :func:`fishermask.fisher.greedy_select`.
 
 Index convention: N pool items, U unlabeled, nL labeled, C classes, k masked weights.
@@ -158,9 +159,10 @@ class FisherMaskStrategy(Strategy):
         t = time.perf_counter()
         n = ctx.pool.size
         sample = torch.randperm(n, generator=ctx.generator)[: self.fisher_samples]
-        diag = diag_fisher(ctx.model, ctx.inputs(sample), batch_size=self.batch_size)
         trainable = _trainable(ctx.model)  # frozen weights: no label changes them
-        diag = {n: v for n, v in diag.items() if n in trainable}
+        diag = diag_fisher(
+            ctx.model, ctx.inputs(sample), batch_size=self.batch_size, params=trainable
+        )  # only the weights that train: a frozen backbone runs forward only
         times["diag_fisher"] = time.perf_counter() - t
 
         t = time.perf_counter()
