@@ -990,6 +990,24 @@ def _planned(d: Path, strategies: list[str], seeds: list[int], queries: int) -> 
     (d / "config.json").write_text(json.dumps(config))
 
 
+def test_headline_counts_finished_trials_by_the_planned_rounds(tmp_path: Path) -> None:
+    # config.json plans 3 queries (4 rounds); every trial stopped at round 2: none finished,
+    # as `fishermask report` says, but the headline (counting a trial finished at the most
+    # rounds any has) named a winner of the unfinished curves
+    from fishermask.experiments.store import read_results
+    from fishermask.reporting.compare import headline
+    from fishermask.reporting.outputs import planned_rounds
+
+    run = tmp_path / "r"
+    _write_run(run, {"random": [[0.3, 0.4, 0.5]] * 2, "fishermask": [[0.3, 0.6, 0.7]] * 2})
+    _planned(run, ["random", "fishermask"], [0, 1], queries=3)
+    rows = read_results(run / "results.csv")
+    assert headline(rows, rounds=planned_rounds(run)) is None
+    _planned(run, ["random", "fishermask"], [0, 1], queries=2)  # 3 rounds: all finished
+    line = headline(rows, rounds=planned_rounds(run))
+    assert line is not None and line.startswith("best AULC: fishermask (55.00 %, picked from 2")
+
+
 def test_a_run_with_only_partial_trials_reports_no_finished_trial(tmp_path: Path) -> None:
     # config.json plans 3 queries (4 rounds); every trial is at round 1 or 2: none finished,
     # although some have as many rounds as any (once counted finished at that shorter length)

@@ -390,7 +390,7 @@ def _run(
     )
     from fishermask.reporting import summary_table
     from fishermask.reporting.compare import headline
-    from fishermask.reporting.outputs import run_title, write_run_outputs
+    from fishermask.reporting.outputs import planned_rounds, run_title, write_run_outputs
 
     start = time.perf_counter()
     exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
@@ -439,7 +439,7 @@ def _run(
         table.add_row(*map(escape, row))
     # a log or a pipe has no width: the table's natural one (up to 200 columns), not rich's 80
     (console if console.is_terminal else Console(width=200)).print(table)
-    line = headline(rows)
+    line = headline(rows, rounds=planned_rounds(out_dir))  # finished as `report` counts them
     if line:
         console.print(line, soft_wrap=True, highlight=False, markup=False)
     for label, path in (

@@ -166,10 +166,17 @@ def _p(p: float) -> str:
     return "—" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None:
+def headline(
+    rows: list[dict[str, Any]], baseline: str = "random", *, rounds: int | None = None
+) -> str | None:
     """One line: which strategy has the best mean AULC, and by how much it beats
     ``baseline`` and the runner-up (paired over seeds); ``None`` with fewer than two
-    strategies.
+    strategies with a finished seed.
+
+    ``rounds``: the rounds a finished trial has, the run's plan
+    (:func:`~fishermask.reporting.outputs.planned_rounds`), as ``fishermask report`` counts
+    them; ``None`` (a run without a recorded plan): the most any trial has, so that a run
+    stopped with every trial at the same shorter round would count them all finished.
 
     The best is picked after the fact from every strategy of the run, so its verdicts are
     Holm-adjusted (:func:`holm`) over the family that picking could have come from: against
@@ -179,7 +186,7 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
     """
     from fishermask.reporting.tables import summarize
 
-    summary = [s for s in summarize(rows) if s.seeds > 0]
+    summary = [s for s in summarize(rows, rounds=rounds) if s.seeds > 0]
     if len(summary) < 2:
         return None
     ranked = sorted(summary, key=lambda s: -s.aulc_mean)
@@ -189,7 +196,7 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
     pairs = [
         d
         for i, a in enumerate(names)
-        for d in paired_aulc_differences(rows, a)
+        for d in paired_aulc_differences(rows, a, rounds=rounds)
         if d.baseline in names[i + 1 :]
     ]
     pairs_adj = holm(pairs)
@@ -240,7 +247,7 @@ def headline(rows: list[dict[str, Any]], baseline: str = "random") -> str | None
     if second.strategy != baseline:
         of = "the 1 pair of strategies" if n_pairs == 1 else f"all {n_pairs} pairs of strategies"
         line = versus(second.strategy, pairs, pairs_adj, of, tag=" (the runner-up)")
-        parts.append(line + _runner_up_ahead(rows, best, second))
+        parts.append(line + _runner_up_ahead(rows, best, second, rounds))
     return "; ".join(parts)
 
 
@@ -251,12 +258,16 @@ def _points(x: float) -> str:
     return f"{0.0 if abs(v) < 0.005 else v:+.2f}"
 
 
-def _runner_up_ahead(rows: list[dict[str, Any]], best: Any, second: Any) -> str:
+def _runner_up_ahead(
+    rows: list[dict[str, Any]], best: Any, second: Any, rounds: int | None = None
+) -> str:
     """Why the winner can trail the runner-up in their paired comparison: the ranking is by
     each one's mean AULC over the seeds it finished, the comparison over the seeds both
     finished (a run stopped part-way); ``""`` unless the runner-up is ahead there."""
     found = [
-        d for d in paired_aulc_differences(rows, best.strategy) if d.baseline == second.strategy
+        d
+        for d in paired_aulc_differences(rows, best.strategy, rounds=rounds)
+        if d.baseline == second.strategy
     ]
     if not found or 100 * found[0].mean > -0.005:
         return ""
