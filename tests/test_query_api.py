@@ -9,6 +9,9 @@ from torch import nn
 
 import fishermask
 
+# uint8 images without normalizer= warn (test_uint8_images_normalised_by_their_own_statistics_warn)
+pytestmark = pytest.mark.filterwarnings("ignore:fishermask.query normalises these uint8")
+
 
 class _Net(nn.Module):
     """BatchNorm and dropout, the head not named `classifier`."""
@@ -368,3 +371,140 @@ def test_a_compiled_model_gives_the_choice_of_the_model_itself():
         assert torch.equal(got.indices, want.indices), strategy
     with pytest.raises(ConfigError, match=r"torch.compile.*pass the module before compiling"):
         entropy_gradnorm_scores(compiled, torch.randn(5, 1, 4, 4))
+
+
+class _Outputs(nn.Module):
+    """The same network returning its logits in another container."""
+
+    def __init__(self, net: nn.Module, kind: str) -> None:
+        super().__init__()
+        self.net, self.kind = net, kind
+
+    def forward(self, x: torch.Tensor):
+        z = self.net(x)
+        return {
+            "tuple": lambda: (z, x.flatten(1)),
+            "list": lambda: [z],
+            "dict": lambda: {"hidden": x.flatten(1), "logits": z},
+            "no_logits": lambda: {"scores": z},
+            "features_first": lambda: ("features", z),
+            "empty": lambda: (),
+        }[self.kind]()
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "fishermask", "badge"])
+def test_models_returning_a_tuple_or_a_dict_of_logits(strategy):
+    """A model returning (logits, ...) or {"logits": ...} (a Hugging Face ModelOutput) was
+    refused; it gets the choice of the model returning the logits alone."""
+    from fishermask.errors import ConfigError
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.randint(0, 256, (30, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0, 1], labels=[0, 1], budget=4, strategy=strategy)
+    want = fishermask.query(net, x, **args)
+    for kind in ("tuple", "list", "dict"):
+        got = fishermask.query(_Outputs(net, kind), x, **args)
+        assert torch.equal(got.indices, want.indices), kind
+    refused = {
+        "no_logits": r"returns a dict with keys \['scores'\], not logits",
+        "features_first": "returns a tuple whose first element is str, not logits",
+        "empty": "returns a tuple whose first element is nothing, not logits",
+    }
+    for kind, message in refused.items():
+        with pytest.raises(ConfigError, match=message + r".*a dict with a 'logits' key"):
+            fishermask.query(_Outputs(net, kind), x, **args)
+
+
+def test_budget_zero_is_an_empty_choice():
+    """budget=0 (a loop's last round) was refused ("must be an integer >= 1"); it is an
+    empty choice of the same type, after the same checks of the other arguments."""
+    from fishermask.errors import ConfigError
+    from fishermask.query_api import QueryResult
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    args = dict(labeled=[0, 1], labels=[0, 1], strategy="entropy")
+    got = fishermask.query(net, x, budget=0, **args)
+    assert isinstance(got, QueryResult) and got.scores is None
+    assert got.indices.dtype == torch.int64 and got.indices.shape == (0,)
+    with pytest.raises(ConfigError, match=r"`budget`=-1, must be an integer >= 0"):
+        fishermask.query(net, x, budget=-1, **args)
+    with pytest.raises(ConfigError, match=r"`labels` must be class indices in \[0, 3\)"):
+        fishermask.query(net, x, budget=0, labeled=[0], labels=[5], strategy="entropy")
+
+
+def test_labels_as_strings_are_refused():
+    """labels=["3", "1"] were read as the indices 3 and 1, silently: a class name that looks
+    like a number is no index (folder classes "0".."10" sorted put "10" at index 2)."""
+    import numpy as np
+
+    from fishermask.errors import ConfigError
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randint(0, 256, (20, 1, 4, 4), dtype=torch.uint8)
+    for labels in (["2", "1"], np.array(["2", "1"]), [2, "1"], ["cat", "dog"]):
+        with pytest.raises(ConfigError, match=r"`labels` holds strings \('(2|1|cat)'\).*int\(c\)"):
+            fishermask.query(net, x, labeled=[0, 1], labels=labels, budget=2)
+    with pytest.raises(ConfigError, match=r"`labeled` holds strings \('0'\); pass integer"):
+        fishermask.query(net, x, labeled=["0", "1"], labels=[0, 1], budget=2)
+    # integers in an object array (a pandas column) are still integers
+    got = fishermask.query(net, x, labeled=[0, 1], labels=np.array([2, 1], dtype=object), budget=2)
+    assert len(got.indices) == 2
+
+
+def test_uint8_images_normalised_by_their_own_statistics_warn():
+    """uint8 images were normalised with their own per-channel statistics without a word; a
+    model trained on other statistics was queried on inputs it never saw. It warns, with the
+    values and normalizer=; an explicit normalizer (fit or given) does not warn."""
+    import warnings
+
+    from fishermask.training.augment import Normalizer
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.full((20, 1, 4, 4), 51, dtype=torch.uint8)
+    x[::2] = 153  # mean 0.4, std ~0.2 in [0, 1] units
+    args = dict(labeled=[0, 1], labels=[0, 1], budget=2, strategy="entropy")
+    with pytest.warns(UserWarning, match=r"own per-channel statistics \(mean \(0\.400\), std"):
+        want = fishermask.query(net, x, **args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fishermask.query(net, x, normalizer=Normalizer.fit(x), **args)
+        assert torch.equal(got.indices, want.indices)
+        fishermask.query(net, x, normalizer=Normalizer((0.5,), (0.25,)), **args)
+        fishermask.query(net, x.float() / 255, **args)  # float: taken as it is
+
+
+def test_the_readme_loop_draws_new_subsets_every_round(monkeypatch):
+    """The README's loop of your own passes the round as seed=: with one seed every round
+    drew the same random subsets (FisherMask's Fisher sample, random's picks)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    code = next(b for b in blocks if "for r in range(" in b and "fishermask.query(" in b)
+    torch.manual_seed(0)
+    seeds, picks = [], []
+    real = fishermask.query
+
+    def query(*a, **kw):
+        seeds.append(kw["seed"])
+        res = real(*a, **kw, strategy="random")
+        picks.append(res.indices.tolist())
+        return res
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    space = {
+        "model": net,
+        "images": torch.randint(0, 256, (200, 3, 4, 4), dtype=torch.uint8),
+        "rounds": 3,
+        "budget_left": 100,
+        "train": lambda *a: None,
+        "ask_annotator": lambda i: i % 3,
+    }
+    monkeypatch.setattr(fishermask, "query", query)
+    exec(compile(code, "README.md", "exec"), space)
+    assert seeds == [1, 2, 3]
+    assert len(space["labeled"]) == 3 + 100 and len(set(space["labeled"])) == 103
+    assert picks[0] != picks[1]

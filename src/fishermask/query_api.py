@@ -12,6 +12,7 @@ Index convention: N images, Ch channels, H x W pixels, C classes, D embedding si
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -49,6 +50,19 @@ def _integers(name: str, values: Any, what: str) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     arr = np.asarray(values if values is not None else [])
+    if arr.dtype.kind in "USO" and any(isinstance(v, str | bytes) for v in arr.flat):
+        first = next(v for v in arr.flat if isinstance(v, str | bytes))
+        first = first.decode(errors="replace") if isinstance(first, bytes) else str(first)
+        if what == "class indices":  # a class name that looks like a number is no index
+            raise ConfigError(
+                f"`{name}` holds strings ({first!r}); pass class indices 0..C-1 as integers: "
+                "[classes.index(c) for c in labels] for class names, in the order the model "
+                "was trained on (a folder class '10' sorts before '2'), or [int(c) for c in "
+                "labels] if the strings are the indices."
+            )
+        raise ConfigError(
+            f"`{name}` holds strings ({first!r}); pass integer {what} ([int(i) for i in {name}])."
+        )
     if what == "class indices" and arr.ndim == 2 and arr.shape[1] > 1:
         raise ConfigError(
             f"`{name}` of shape {tuple(arr.shape)}: pass one class index per labeled image "
@@ -120,6 +134,10 @@ def _stack_dataset(ds: torch.utils.data.Dataset) -> torch.Tensor:
     return torch.stack(out)
 
 
+def _rounded(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
+
+
 def _refuse_raw_pixels(x: torch.Tensor) -> None:
     """Refuse float images that are whole numbers in 0..255 beyond 0/1: raw pixels
     (``torch.tensor(uint8_array).float()``), which would reach the model unnormalised."""
@@ -185,21 +203,31 @@ def query(
 
     Args:
         model: a trained fishermask ``Classifier`` or any ``nn.Module`` mapping a batch to
-            logits ``[B, C]`` whose head is the ``nn.Linear`` that runs last (see
-            :class:`ModuleClassifier`). Used in eval mode; its mode is restored afterwards.
-        images: ``[N, Ch, H, W]``: uint8 (then normalised by ``normalizer``, default the
-            per-channel mean/std of ``images``, as the runner does) or float already
+            logits ``[B, C]`` (or a tuple/list with the logits first, or a dict with a
+            ``"logits"`` key, as Hugging Face models return) whose head is the
+            ``nn.Linear`` that runs last (see :class:`ModuleClassifier`). Used in eval mode;
+            its mode is restored afterwards.
+        images: ``[N, Ch, H, W]``: uint8 (then normalised by ``normalizer``) or float already
             normalised the way the model expects (then ``normalizer`` defaults to none).
             Also a map-style torch ``Dataset`` of ``(image, label)`` items, whose images are
             stacked (PIL images as uint8; tensors as they are); its labels are not read.
-        labeled: indices of the labeled images; ``labels``: their classes (0..C-1).
-        budget: how many images to choose.
+        labeled: indices of the labeled images; ``labels``: their classes, integers 0..C-1
+            (strings are refused, class names and numeric strings alike: a class name is no
+            index).
+        budget: how many images to choose; 0 gives an empty choice (``QueryResult`` of an
+            empty int64 tensor and ``None``) without running the strategy.
         strategy: a registered strategy name (``fishermask.strategies.available()``);
             ``**options`` are its options (e.g. ``sparsity=0.02``). Also a spec as in the
             runner's config (``"fishermask:sparsity=0.02"``) or a ``Strategy`` instance
             (``strategies.get("bait", lam=0.1)``, or your own; then no ``**options``).
         candidates: indices that may be chosen (default: every unlabeled image).
-        seed: an int or a ``torch.Generator`` for the strategy's random draws.
+        normalizer: ``Normalizer(mean, std)`` (:mod:`fishermask.training.augment`, per
+            channel, in [0, 1] units) for uint8 ``images``: use the statistics the model was
+            trained with. Default for uint8: ``Normalizer.fit(images)``, the statistics of
+            the images passed (as the runner does on its training split), with a warning
+            saying so; for float images none (they are taken as they are).
+        seed: an int or a ``torch.Generator`` for the strategy's random draws; the same seed
+            gives the same draws on every call, so a loop passes its round (``seed=r``).
         aux: the jointly trained module of ``lpl``/``lplgrad``, if any.
 
     Returns:
@@ -241,6 +269,17 @@ def query(
     if normalizer is None:
         if x.dtype == torch.uint8:
             normalizer = Normalizer.fit(x)
+            warnings.warn(
+                "fishermask.query normalises these uint8 `images` with their own per-channel "
+                f"statistics (mean {_rounded(normalizer.mean)}, std {_rounded(normalizer.std)}"
+                ", in [0, 1] units), not with those the model was trained on; if it was "
+                "trained otherwise (ImageNet statistics, plain /255), pass "
+                "normalizer=Normalizer(mean, std) (fishermask.training.augment) or float "
+                "images normalised as it expects; normalizer=Normalizer.fit(images) keeps "
+                "this choice without the warning.",
+                UserWarning,
+                stacklevel=2,
+            )
         else:
             _refuse_raw_pixels(x)
             normalizer = Normalizer((0.0,) * x.shape[1], (1.0,) * x.shape[1])
@@ -278,6 +317,10 @@ def query(
     pool = Pool(len(pool_ids))
     if len(lab):
         pool.add(position[lab].tolist(), y)
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0:
+        raise ConfigError(f"`budget`={budget!r}, must be an integer >= 0.")
+    if budget == 0:  # nothing to choose (a loop's last round): the strategy does not run
+        return QueryResult(torch.empty(0, dtype=torch.int64), None)
     if budget > pool.num_unlabeled:
         raise ConfigError(
             f"`budget`={budget} is larger than the {pool.num_unlabeled} images that may be chosen."

@@ -10,6 +10,9 @@ import fishermask
 from fishermask.errors import ConfigError
 from fishermask.strategies import entropy_scores, top_k
 
+# uint8 images without normalizer= warn (test_uint8_images_normalised_by_their_own_statistics_warn)
+pytestmark = pytest.mark.filterwarnings("ignore:fishermask.query normalises these uint8")
+
 SPECS = {
     "fishermask": {"sparsity": 0.1},
     "entropy": {},
@@ -155,7 +158,7 @@ def test_head_is_the_linear_that_runs_last(name):
     assert torch.equal(got, fishermask.query(last, x, **args).indices)
 
 
-def test_models_that_return_probabilities_or_tuples_are_refused():
+def test_models_that_return_probabilities_are_refused_tuples_taken():
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     x = torch.randn(6, 1, 2, 2)
 
@@ -175,8 +178,9 @@ def test_models_that_return_probabilities_or_tuples_are_refused():
     probs.net = net
     with pytest.raises(ConfigError, match="returns probabilities.*drop the final softmax"):
         fishermask.query(probs, x, budget=1, strategy="entropy")
-    with pytest.raises(ConfigError, match="returns a tuple, not a tensor of logits"):
-        fishermask.query(Pair(), x, budget=1, strategy="entropy")
+    # a tuple with the logits first is taken (Hugging Face style); its other elements unread
+    got = fishermask.query(Pair(), x, budget=2, strategy="entropy").indices
+    assert torch.equal(got, fishermask.query(net, x, budget=2, strategy="entropy").indices)
     log_probs = nn.Sequential(net, nn.LogSoftmax(dim=1))  # log-probabilities are logits
     assert len(fishermask.query(log_probs, x, budget=2, strategy="entropy").indices) == 2
 

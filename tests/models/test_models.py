@@ -191,14 +191,27 @@ class _PairNet(_HeadFirstNet):
         return self.fc(e), e
 
 
-def test_a_registered_model_that_returns_a_tuple_is_refused_in_the_runners_words() -> None:
-    """The refusal said "fishermask.query needs x -> logits" to someone who had called no
-    fishermask.query (the runner, the labeling tool)."""
+class _ScoresNet(_HeadFirstNet):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"scores": self.fc(self.body(x))}
+
+
+def test_a_registered_model_returning_a_tuple_gives_its_first_element() -> None:
+    """A model returning (logits, embedding) or {"logits": ...} (Hugging Face's convention)
+    is taken with its logits; any other output is refused in the runner's words (the
+    refusal once said "fishermask.query needs x -> logits" to someone who had called no
+    fishermask.query: the runner, the labeling tool)."""
     from fishermask.models import register_model
 
     register_model("test_pair", lambda c, shape, w: _PairNet(c, shape[0]))
-    with pytest.raises(ConfigError, match="returns a tuple, not a tensor of logits") as err:
-        build_model("test_pair", 5, (1, 8, 8))
+    model = build_model("test_pair", 5, (1, 8, 8)).eval()
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), model.module(x)[0])
+        assert torch.equal(model.forward_features(x).logits, model.module(x)[0])
+    register_model("test_scores", lambda c, shape, w: _ScoresNet(c, shape[0]))
+    with pytest.raises(ConfigError, match=r"returns a dict with keys \['scores'\]") as err:
+        build_model("test_scores", 5, (1, 8, 8))
     assert "fishermask.query" not in str(err.value)
 
 

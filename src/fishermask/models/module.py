@@ -7,6 +7,8 @@ D embedding size (the head's input features).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -21,8 +23,10 @@ class ModuleClassifier(Classifier):
     inputs, as the model receives them), so a head registered before the layers it follows
     is found; without ``example``, the last ``nn.Linear`` in registration order. The
     embedding is the input of the head (captured by a forward hook), which is what k-center,
-    BADGE and BAIT use; ``forward`` is the module itself. A model that returns a tuple or
-    probabilities (rows summing to 1) is refused: the strategies need logits.
+    BADGE and BAIT use; ``forward`` returns the module's logits: its output, the first
+    element of a tuple or list it returns, or the ``"logits"`` of a dict (a Hugging Face
+    ``ModelOutput``). Any other output, or probabilities (rows summing to 1), is refused:
+    the strategies need logits.
     """
 
     def __init__(self, module: nn.Module, example: torch.Tensor | None = None) -> None:
@@ -73,12 +77,25 @@ class ModuleClassifier(Classifier):
 
 
 def _logits(out: object) -> torch.Tensor:
-    """The module's output, if it is a ``[B, C]`` tensor; else one line saying what to return."""
+    """The logits ``[B, C]`` of the module's output: the tensor itself, the first element of a
+    tuple or list (``(logits, features)``), or a dict's ``"logits"`` (Hugging Face's
+    ``ModelOutput`` convention); else one line saying what to return."""
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        out = out[0]
+    elif isinstance(out, Mapping) and isinstance(out.get("logits"), torch.Tensor):
+        out = out["logits"]
     if not isinstance(out, torch.Tensor):
+        if isinstance(out, Mapping):
+            what = f"a {type(out).__name__} with keys {sorted(map(str, out))[:5]}"
+        elif isinstance(out, tuple | list):
+            first = type(out[0]).__name__ if out else "nothing"
+            what = f"a {type(out).__name__} whose first element is {first}"
+        else:
+            what = f"a {type(out).__name__}"
         raise ConfigError(
-            f"the model returns a {type(out).__name__}, not a tensor of logits [B, C]; "
-            "fishermask needs x -> logits: pass a module that returns only the logits "
-            "(e.g. a wrapper whose forward returns model(x)[0])."
+            f"the model returns {what}, not logits [B, C]; fishermask takes a tensor of "
+            "logits, a tuple or list with the logits first, or a dict with a 'logits' key: "
+            "return one of those (e.g. a wrapper whose forward returns model(x)['scores'])."
         )
     if out.dim() != 2:
         raise ConfigError(
