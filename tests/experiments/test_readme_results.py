@@ -51,3 +51,24 @@ def test_the_readme_results_example_runs(tmp_path: Path, monkeypatch, capsys) ->
     from fishermask.reporting import summarize
 
     assert summarize(rows)[1].final_mean == pytest.approx(0.71)
+
+
+def test_the_readme_results_example_counts_seeds_by_the_planned_rounds(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A run whose config.json plans 3 rounds, every trial stopped at round 1: the example
+    printed them as finished (the most rounds any trial had); with the planned rounds none
+    is."""
+    import json
+
+    rows = _rows()
+    run = tmp_path / "runs/digits-mem"
+    run.mkdir(parents=True)
+    header = list(rows[0])
+    lines = [",".join(header)] + [",".join(str(r[k]) for k in header) for r in rows]
+    (run / "results.csv").write_text("\n".join(lines) + "\n")
+    (run / "config.json").write_text(json.dumps({"query_sizes": [20, 20]}))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_example(), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "| entropy |" not in out and "random [" not in out
