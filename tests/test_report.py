@@ -1073,3 +1073,39 @@ def test_a_run_being_extended_to_more_rounds_reports_its_trials_unfinished(
     md = (tmp_path / "later/report.md").read_text()
     assert "| fishermask | 1 | 40 | 80.00 |" in md and "| random |" not in md
     assert "random (0 of 2 seeds finished), fishermask (1 of 2 seeds finished)." in md
+
+
+def test_runs_of_one_setting_get_distinct_titles(tmp_path: Path) -> None:
+    """Two runs of the same data, model and schedule (other strategy options, a v1 and a
+    v2) got the same section heading, figure and LaTeX titles: the report could not be told
+    apart. A title shared by two runs gets each run's folder name; the others stay as
+    they were."""
+    config = {
+        "dataset": {"name": "digits"},
+        "config": {
+            "data": {"dataset": "digits"},
+            "model": {"name": "cnn", "width": 0.5},
+            "loop": {"initial": 10, "query_size": 10, "rounds": 1},
+        },
+    }
+    for name in ("a/v1", "b/v1", "v2"):
+        _write_run(tmp_path / name, {"random": [[0.3, 0.4]], "entropy": [[0.3, 0.5]]})
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    config["config"]["loop"]["query_size"] = 20  # type: ignore[index]
+    _write_run(tmp_path / "other", {"random": [[0.3, 0.4]]})
+    (tmp_path / "other/config.json").write_text(json.dumps(config))
+    dirs = [tmp_path / n for n in ("a/v1", "b/v1", "v2", "other")]
+    res = _report(*dirs, "--out", tmp_path / "rep", "--latex")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep/report.md").read_text()
+    title = "digits — cnn width 0.5, 10 → 20 labels by 10"
+    heads = [line for line in md.splitlines() if line.startswith("## ")]
+    assert heads == [
+        f"## {title} (a_v1)",
+        f"## {title} (b_v1)",
+        f"## {title} (v2)",
+        "## digits — cnn width 0.5, 10 → 30 labels by 20",
+    ]
+    data = json.loads((tmp_path / "rep/report.json").read_text())
+    assert [e["title"] for e in data] == [h[3:] for h in heads]
+    assert f"{title} (b_v1)" in (tmp_path / "rep/b_v1_summary.tex").read_text()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -214,6 +214,17 @@ def output_names(run_dirs: list[Path]) -> list[str]:
     return unique
 
 
+def report_titles(run_dirs: list[Path], stems: list[str] | None = None) -> list[str]:
+    """One title per run directory: :func:`run_title`, with `` (stem)`` (the run's file-name
+    stem, :func:`output_names`: its folder name, parents added where needed) appended where
+    two runs would share it, so that no two sections, figures or LaTeX tables of one report
+    read the same (runs of one setting with other strategy options, a v1 and a v2)."""
+    stems = output_names(run_dirs) if stems is None else stems
+    titles = [run_title(Path(d)) for d in run_dirs]
+    count = Counter(titles)
+    return [f"{t} ({stem})" if count[t] > 1 else t for t, stem in zip(titles, stems, strict=True)]
+
+
 def check_overwrite(run_dirs: list[Path], out: Path) -> None:
     """Refuse to replace a report in ``out`` that covers run directories not in ``run_dirs``.
 
@@ -338,9 +349,10 @@ def build_report(
     for d in run_dirs:
         every |= strategy_names(Path(d))
     styles = strategy_styles([r["strategy"] for rows in tables for r in rows], every)
-    runs = zip(map(Path, run_dirs), tables, confusions, output_names(run_dirs), strict=True)
-    for d, rows, confusion, stem in runs:
-        title = run_title(d)
+    stems = output_names(run_dirs)
+    titles = report_titles(run_dirs, stems)
+    runs = zip(map(Path, run_dirs), tables, confusions, stems, titles, strict=True)
+    for d, rows, confusion, stem, title in runs:
         # a trial is finished at the rounds config.json plans (a run being extended to more
         # rounds: the longer schedule), not at the most any trial has reached
         rounds = planned_rounds(d)
