@@ -250,6 +250,36 @@ def test_no_help_page_shows_a_python_type_as_an_options_value() -> None:
     assert "-s, --strategy NAME[:KEY=VALUE,...]" in res.output
 
 
+@pytest.mark.parametrize("command", ["run", "report", "strategies"])
+def test_every_value_in_the_help_has_a_name_not_a_python_type(command: str) -> None:
+    # typer 0.29 named single values by their annotation too: `--dataset <str>`,
+    # `--rounds <int>`, `--lr <float>`, `--out <path>`, `RUN_DIR <list[Path]>`
+    import re
+
+    res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    # option and argument lines (their help's continuation lines are indented further)
+    listed = [line.strip() for line in res.output.splitlines() if re.match(r"  \S", line)]
+    names = [re.split(r"\s{2,}", line)[0] for line in listed]  # the option/argument column
+    typed = [n for n in names if re.search(r"<[\w\[\], |]+>", n)]
+    assert not typed, typed
+    expected = {
+        "run": [
+            "--dataset NAME|PATH",
+            "--rounds N",
+            "--lr RATE",
+            "--class-counts N,N,...",
+            "-c, --config FILE",
+            "--out DIR",
+            "--executor local|ray",
+        ],
+        "report": ["RUN_DIR", "--out DIR", "--confusion-round ROUND", "--figure-width INCHES"],
+        "strategies": ["--import MODULE|FILE.py"],
+    }[command]
+    for name in expected:
+        assert name in names, (name, names)
+
+
 def test_every_help_paragraph_is_one_line_so_that_it_wraps_at_the_terminal_width() -> None:
     # typer (0.29) joins the lines of a help text's first paragraph but keeps the line breaks of
     # the later ones, so a docstring wrapped at 100 columns broke mid-sentence on the screen;

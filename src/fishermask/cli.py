@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fishermask import __version__
-from fishermask.cli_help import APP_SETTINGS
+from fishermask.cli_help import APP_SETTINGS, Command
 from fishermask.errors import ConfigError, FishermaskError, check_choice
 from fishermask.label.cli import label_app
 
@@ -125,18 +125,23 @@ def run(
     dataset: Annotated[
         str | None,
         typer.Option(
-            help="mnist5k, digits, or a path: image-folder tree (dir or .tar[.gz]), CIFAR-10 pickle dir, MNIST/FashionMNIST IDX dir, .npz."
+            metavar="NAME|PATH",
+            help="mnist5k, digits, or a path: image-folder tree (dir or .tar[.gz]), CIFAR-10 pickle dir, MNIST/FashionMNIST IDX dir, .npz.",
         ),
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Class-imbalance preset: setting1 or setting2.")
+        str | None,
+        typer.Option(metavar="NAME", help="Class-imbalance preset: setting1 or setting2."),
     ] = None,
     class_counts: Annotated[
         str | None,
-        typer.Option(help="Images per class in the pool, e.g. 250,5000,250,250 (0 drops a class)."),
+        typer.Option(
+            metavar="N,N,...",
+            help="Images per class in the pool, e.g. 250,5000,250,250 (0 drops a class).",
+        ),
     ] = None,
     image_size: Annotated[
-        str | None, typer.Option(help="Resize every image to HxW, e.g. 32x32.")
+        str | None, typer.Option(metavar="HxW", help="Resize every image to HxW, e.g. 32x32.")
     ] = None,
     strategy: Annotated[
         list[str] | None,
@@ -159,55 +164,75 @@ def run(
     seeds: Annotated[
         str | None,
         typer.Option(
-            help="A count (3 -> seeds 0,1,2) or a list (0,5,7); one seed alone: 5, or [5]."
+            metavar="N|S,S,...",
+            help="A count (3 -> seeds 0,1,2) or a list (0,5,7); one seed alone: 5, or [5].",
         ),
     ] = None,
-    initial: Annotated[int | None, typer.Option(help="Initial random labeled set size.")] = None,
-    query_size: Annotated[int | None, typer.Option(help="Images labeled per round (B).")] = None,
-    rounds: Annotated[int | None, typer.Option(help="Number of query rounds.")] = None,
+    initial: Annotated[
+        int | None, typer.Option(metavar="N", help="Initial random labeled set size.")
+    ] = None,
+    query_size: Annotated[
+        int | None, typer.Option(metavar="N", help="Images labeled per round (B).")
+    ] = None,
+    rounds: Annotated[int | None, typer.Option(metavar="N", help="Number of query rounds.")] = None,
     budget: Annotated[
-        int | None, typer.Option(help="Total labels to reach (overrides --rounds).")
+        int | None, typer.Option(metavar="N", help="Total labels to reach (overrides --rounds).")
     ] = None,
     model: Annotated[
         str | None,
         typer.Option(
-            help="resnet18, cnn, mlp or linear; options as name:key=value, e.g. cnn:dropout=0.3,hidden_dropout=0.1."
+            metavar="NAME[:KEY=VALUE,...]",
+            help="resnet18, cnn, mlp or linear; options as name:key=value, e.g. cnn:dropout=0.3,hidden_dropout=0.1.",
         ),
     ] = None,
-    width: Annotated[float | None, typer.Option(help="Width multiplier of the model.")] = None,
+    width: Annotated[
+        float | None, typer.Option(metavar="X", help="Width multiplier of the model.")
+    ] = None,
     dropout: Annotated[
         float | None,
-        typer.Option(help="Dropout before the final layer (MC-dropout for bald, batchbald)."),
+        typer.Option(
+            metavar="P", help="Dropout before the final layer (MC-dropout for bald, batchbald)."
+        ),
     ] = None,
     features: Annotated[
         str | None,
         typer.Option(
-            help="A .npy array [N_train + N_test, D] of features aligned with the data set's images; train --model linear or mlp on them."
+            metavar="FILE.npy",
+            help="A .npy array [N_train + N_test, D] of features aligned with the data set's images; train --model linear or mlp on them.",
         ),
     ] = None,
     backbone: Annotated[
         str | None,
         typer.Option(
-            help="A TorchScript or torch.save'd module (local file) that computes the features once (cached)."
+            metavar="FILE",
+            help="A TorchScript or torch.save'd module (local file) that computes the features once (cached).",
         ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Train exactly this many epochs per round.")
+        int | None, typer.Option(metavar="N", help="Train exactly this many epochs per round.")
     ] = None,
     max_epochs: Annotated[
-        int | None, typer.Option(help="Epoch cap when training to the accuracy target.")
+        int | None,
+        typer.Option(metavar="N", help="Epoch cap when training to the accuracy target."),
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option(help="Cap on optimizer steps per round (0: none).")
+        int | None, typer.Option(metavar="N", help="Cap on optimizer steps per round (0: none).")
     ] = None,
-    optimizer: Annotated[str | None, typer.Option(help="adam (default) or sgd.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum (default 0.9).")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="L2 weight decay (default 0).")] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(metavar="adam|sgd", help="adam (default) or sgd.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(metavar="RATE", help="Learning rate.")] = None,
+    momentum: Annotated[
+        float | None, typer.Option(metavar="X", help="SGD momentum (default 0.9).")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option(metavar="X", help="L2 weight decay (default 0).")
+    ] = None,
     milestones: Annotated[
         str | None,
         typer.Option(
-            help="Epochs at which the learning rate is multiplied by 0.1, e.g. 160 or 80,120."
+            metavar="EPOCH,EPOCH,...",
+            help="Epochs at which the learning rate is multiplied by 0.1, e.g. 160 or 80,120.",
         ),
     ] = None,
     reinit: Annotated[
@@ -217,43 +242,69 @@ def run(
             help="Re-initialise the model every round (default), or keep it across rounds (warm start).",
         ),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-    stop: Annotated[str | None, typer.Option(help="accuracy (train to 99%) or epochs.")] = None,
-    augment: Annotated[str | None, typer.Option(help="auto, none, crop or crop_flip.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(metavar="N", help="Training batch size.")
+    ] = None,
+    stop: Annotated[
+        str | None,
+        typer.Option(metavar="accuracy|epochs", help="accuracy (train to 99%) or epochs."),
+    ] = None,
+    augment: Annotated[
+        str | None, typer.Option(metavar="NAME", help="auto, none, crop or crop_flip.")
+    ] = None,
     precision: Annotated[
         str | None,
-        typer.Option(help="fp32 (default) or bf16: bfloat16 autocast for training (GPU speed-up)."),
+        typer.Option(
+            metavar="fp32|bf16",
+            help="fp32 (default) or bf16: bfloat16 autocast for training (GPU speed-up).",
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    device: Annotated[
+        str | None, typer.Option(metavar="NAME", help="auto, cpu, cuda or cuda:N.")
+    ] = None,
     cache_dir: Annotated[
-        str | None, typer.Option(help="Where decoded data sets are cached.")
+        str | None, typer.Option(metavar="DIR", help="Where decoded data sets are cached.")
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="YAML/TOML experiment file; CLI options override it."),
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="YAML/TOML experiment file; CLI options override it.",
+        ),
     ] = None,
     profile: Annotated[
-        str | None, typer.Option(help="Named profile inside the config file.")
+        str | None, typer.Option(metavar="NAME", help="Named profile inside the config file.")
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option(help="Torch CPU threads per trial (results depend on it; default 1)."),
+        typer.Option(
+            metavar="N", help="Torch CPU threads per trial (results depend on it; default 1)."
+        ),
     ] = None,
     workers: Annotated[
         int,
         typer.Option(
-            help="Trials run in parallel processes; 0 = one per CPU core (CPU) or 1 (CUDA). Results do not depend on it."
+            metavar="N",
+            help="Trials run in parallel processes; 0 = one per CPU core (CPU) or 1 (CUDA). Results do not depend on it.",
         ),
     ] = 0,
-    executor: Annotated[str, typer.Option(help="local (worker processes) or ray.")] = "local",
+    executor: Annotated[
+        str, typer.Option(metavar="local|ray", help="local (worker processes) or ray.")
+    ] = "local",
     address: Annotated[
         str | None,
-        typer.Option(help="Ray cluster address for --executor ray (default: start a local Ray)."),
+        typer.Option(
+            metavar="ADDRESS",
+            help="Ray cluster address for --executor ray (default: start a local Ray).",
+        ),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Run directory; rerun with the same --out to resume, or to extend it with more rounds, seeds or strategies."
+            metavar="DIR",
+            help="Run directory; rerun with the same --out to resume, or to extend it with more rounds, seeds or strategies.",
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -459,10 +510,14 @@ def _resume_command(out_dir: Path) -> str:
     return shlex.join(["fishermask", *args])
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (one per setting).")],
-    out: Annotated[Path, typer.Option(help="Where the figures and report.md go.")] = Path("report"),
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN_DIR", help="Run directories (one per setting).")
+    ],
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Where the figures and report.md go.")
+    ] = Path("report"),
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -476,8 +531,9 @@ def report(
     confusion_round: Annotated[
         int | None,
         typer.Option(
+            metavar="ROUND",
             help="Round whose test-set confusion matrices are drawn per strategy (default: "
-            "each run's final round)."
+            "each run's final round).",
         ),
     ] = None,
     format: Annotated[
@@ -499,10 +555,11 @@ def report(
     figure_width: Annotated[
         float | None,
         typer.Option(
+            metavar="INCHES",
             help="Draw the learning curves, mask profiles and confusion matrices this many "
             "inches wide, with "
             "8/7 pt text and the legend below: their size in print (3.3: one column of a "
-            "two-column paper; 7: a page). Default: 6.4 inches, for the screen."
+            "two-column paper; 7: a page). Default: 6.4 inches, for the screen.",
         ),
     ] = None,
 ) -> None:

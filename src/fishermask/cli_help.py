@@ -8,8 +8,10 @@ to what fits one line ("write results,..."); :class:`Group` wraps the whole firs
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 
 class Group(TyperGroup):
@@ -24,6 +26,17 @@ class Group(TyperGroup):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class Command(TyperCommand):
+    """A command whose arguments with a metavar are listed by it alone: typer appends the
+    annotation (``RUN_DIR <list[Path]>``), a Python type that means nothing to a user."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar is not None:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
 
 
 #: The settings of every ``typer.Typer`` of the ``fishermask`` command.
