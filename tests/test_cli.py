@@ -422,10 +422,18 @@ def test_python_dash_m_fishermask_is_the_command() -> None:
     from fishermask import __version__
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    res = subprocess.run(
-        [sys.executable, "-m", "fishermask", "--version"], capture_output=True, text=True, env=env
-    )
-    assert res.returncode == 0 and res.stdout.strip() == f"fishermask {__version__}", res
+    # runpy's RuntimeWarning ("found in sys.modules after import of package ..., but prior
+    # to execution") is the sign of a module run twice, as `fishermask.__main__` would be if
+    # the package imported it; an error here, for both entry modules
+    for module in ("fishermask", "fishermask.cli"):
+        res = subprocess.run(
+            [sys.executable, "-W", "error::RuntimeWarning", "-m", module, "--version"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert res.returncode == 0 and res.stdout.strip() == f"fishermask {__version__}", res
+        assert not res.stderr, res
     res = subprocess.run(
         [sys.executable, "-m", "fishermask", "run", "--lr", "x"],
         capture_output=True,
