@@ -388,6 +388,7 @@ class _Outputs(nn.Module):
             "dict": lambda: {"hidden": x.flatten(1), "logits": z},
             "no_logits": lambda: {"scores": z},
             "features_first": lambda: ("features", z),
+            "logits_second": lambda: (x.flatten(1), z),
             "empty": lambda: (),
         }[self.kind]()
 
@@ -411,6 +412,8 @@ def test_models_returning_a_tuple_or_a_dict_of_logits(strategy):
         "features_first": "returns a tuple whose first element is str, not logits",
         "empty": "returns a tuple whose first element is nothing, not logits",
     }
+    with pytest.raises(ConfigError, match=r"first element has 16 values per image, but its "):
+        fishermask.query(_Outputs(net, "logits_second"), x, **args)
     for kind, message in refused.items():
         with pytest.raises(ConfigError, match=message + r".*a dict with a 'logits' key"):
             fishermask.query(_Outputs(net, kind), x, **args)

@@ -110,10 +110,18 @@ def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor)
     handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m)) for m in linears]
     try:
         with torch.no_grad(), eval_mode(module):
-            out = _logits(module(example))
+            raw = module(example)
+            out = _logits(raw)
     finally:
         for h in handles:
             h.remove()
+    head_out = getattr(called[-1], "out_features", None) if called else None
+    if isinstance(raw, tuple | list) and head_out is not None and out.shape[1] != head_out:
+        raise ConfigError(
+            f"the model returns a {type(raw).__name__} whose first element has {out.shape[1]} "
+            f"values per image, but its head (the nn.Linear that runs last) {head_out} "
+            "outputs; fishermask takes the first element as the logits: put them first."
+        )
     if not called:
         raise ConfigError(
             "no nn.Linear of the model runs in its forward pass; fishermask needs the "
