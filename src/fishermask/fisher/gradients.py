@@ -80,7 +80,8 @@ def diag_fisher(
                 "`params` is empty, so there is no Fisher to compute; pass at least one "
                 "parameter name, or params=None for all of them."
             )
-        all_params = {n: p for n, p in all_params.items() if n in set(params)}
+        keep = set(params)
+        all_params = {n: p for n, p in all_params.items() if n in keep}
     acc = {
         name: torch.zeros_like(p, memory_format=torch.contiguous_format)
         for name, p in all_params.items()
