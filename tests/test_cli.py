@@ -205,7 +205,7 @@ def test_every_help_page_shows_every_option_whole_at_80_columns() -> None:
     def pages(group: click.Group, path: list[str]):
         yield path, group
         for name, cmd in group.commands.items():
-            if isinstance(cmd, click.Group):
+            if hasattr(cmd, "commands"):  # typer 0.29 vendors click: not a click.Group
                 yield from pages(cmd, [*path, name])
             else:
                 yield [*path, name], cmd
@@ -220,7 +220,7 @@ def test_every_help_page_shows_every_option_whole_at_80_columns() -> None:
             for opt in [*param.opts, *param.secondary_opts]:
                 if opt.startswith("-"):
                     assert opt in res.output, (path, opt, res.output)
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):  # typer 0.29 vendors click: not a click.Group
             for name, sub in cmd.commands.items():
                 first = sub.get_short_help_str(limit=10_000)
                 assert " ".join(first.split()[-3:]) in " ".join(res.output.split()), (name, first)
@@ -235,7 +235,7 @@ def test_no_help_page_shows_a_python_type_as_an_options_value() -> None:
 
     def commands(group: click.Group, path: list[str]):
         for name, cmd in group.commands.items():
-            if isinstance(cmd, click.Group):
+            if hasattr(cmd, "commands"):  # typer 0.29 vendors click: not a click.Group
                 yield from commands(cmd, [*path, name])
             else:
                 yield [*path, name]
@@ -250,14 +250,32 @@ def test_no_help_page_shows_a_python_type_as_an_options_value() -> None:
     assert "-s, --strategy NAME[:KEY=VALUE,...]" in res.output
 
 
-@pytest.mark.parametrize("command", ["run", "report", "strategies"])
+def _command_paths() -> list[str]:
+    import click
+    import typer
+
+    def walk(group: click.Group, path: list[str]):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):  # typer 0.29 vendors click: not a click.Group
+                yield from walk(cmd, [*path, name])
+            else:
+                yield " ".join([*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("command", _command_paths())
 def test_every_value_in_the_help_has_a_name_not_a_python_type(command: str) -> None:
     # typer 0.29 named single values by their annotation too: `--dataset <str>`,
-    # `--rounds <int>`, `--lr <float>`, `--out <path>`, `RUN_DIR <list[Path]>`
+    # `--rounds <int>`, `--lr <float>`, `--out <path>`, `RUN_DIR <list[Path]>`; the label
+    # commands `--images <path>`, `project <path>`, and a usage line `label init [OPTIONS]
+    # {project}`, braces that read as a set of choices
     import re
 
-    res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    res = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
+    usage = res.output.splitlines()[0]
+    assert "{" not in usage, usage
     # option and argument lines (their help's continuation lines are indented further)
     listed = [line.strip() for line in res.output.splitlines() if re.match(r"  \S", line)]
     names = [re.split(r"\s{2,}", line)[0] for line in listed]  # the option/argument column
@@ -275,7 +293,9 @@ def test_every_value_in_the_help_has_a_name_not_a_python_type(command: str) -> N
         ],
         "report": ["RUN_DIR", "--out DIR", "--confusion-round ROUND", "--figure-width INCHES"],
         "strategies": ["--import MODULE|FILE.py"],
-    }[command]
+        "label init": ["PROJECT", "--images PATH", "--classes CLASSES", "--batch N", "--width X"],
+        "label history": ["PROJECT", "IMAGE"],
+    }.get(command, [])
     for name in expected:
         assert name in names, (name, names)
 
