@@ -103,7 +103,11 @@ BAD = {
     "one-hot labels": (((X, np.eye(3)[Y]), (XT, YT)), {}, "not one-hot"),
     "out of range": (((X, Y), (XT, YT)), {"classes": ["a", "b"]}, "labels must be 0..1"),
     "negative": (((X, Y - 1), (XT, YT)), {}, "labels range over [-1, 1]"),
-    "NaN": (((NAN, Y), (XT, YT)), {}, "hold NaN or infinite values (the first is image 4)"),
+    "NaN": (
+        ((NAN, Y), (XT, YT)),
+        {},
+        "1 image holds NaN or infinite values (the first is image 4)",
+    ),
     "normalised": (((X - 0.5, Y), (XT, YT)), {}, "float images must lie in [0, 1]"),
     "channel-last ambiguity": (
         ((RNG.random((30, 3, 8, 3)), Y), (XT, YT)),

@@ -37,6 +37,10 @@ def test_without_options_prints_the_settings(project):
     assert "batch: 6" in lines and "model: cnn" in lines and "budget: none" in lines
     assert "image-size: 8x8 (fixed)" in lines
     assert "classes: red,green,blue (--add-class, --rename-class, --remove-class)" in lines
+    assert "since init" not in r.output  # no change yet
+    assert _run("config", project.dir, "--batch", "4").exit_code == 0
+    r = _run("config", project.dir)
+    assert "1 change since init (table settings_history)." in r.output  # not '1 change(s)'
 
 
 def test_changes_are_written_recorded_and_used_from_the_next_round(project):

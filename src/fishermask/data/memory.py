@@ -33,6 +33,7 @@ from fishermask.data.base import ImageDataset
 from fishermask.data.npz import to_nchw_uint8
 from fishermask.data.progress import progress_bar
 from fishermask.errors import DataError
+from fishermask.text import counted
 
 SPLITS = ("train", "test")
 _PROGRESS_MIN = 1000  # items of a Dataset from which the conversion shows a progress bar
@@ -193,7 +194,8 @@ def _check_finite(x: np.ndarray, where: str) -> None:
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)  # [N]
     if bad.any():
         raise DataError(
-            f"{where}: {int(bad.sum())} image(s) hold NaN or infinite values (the first is "
+            f"{where}: {counted(int(bad.sum()), 'image')} "
+            f"{'holds' if int(bad.sum()) == 1 else 'hold'} NaN or infinite values (the first is "
             f"image {int(np.flatnonzero(bad)[0])}); fix or drop them."
         )
 

@@ -1665,7 +1665,7 @@ def config(
                 console.print(line, highlight=False, soft_wrap=True)
             n = len(p.store.settings_history())
             if n:
-                _say(f"{n} change(s) since init (table settings_history).")
+                _say(f"{counted(n, 'change')} since init (table settings_history).")
             return
         diff = p.configure(
             **changes,
