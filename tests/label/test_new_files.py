@@ -91,3 +91,4 @@ def test_the_page_status_says_that_a_scan_is_due(project, folder):
         and "the owner's `fishermask label scan`" in (theirs["new_files_hint"])
     )
     assert str(project.dir) not in theirs["new_files_hint"]
+    assert theirs["new_files_hint"].endswith("adds it")  # one file: not 'adds them'

@@ -668,7 +668,7 @@ def create_app(
             if who is None or not n
             else f"{counted(n, 'image file')} in the image folder "
             f"{'is' if n == 1 else 'are'} not in the project yet: the "
-            "owner's `fishermask label scan` adds them"
+            f"owner's `fishermask label scan` adds {'it' if n == 1 else 'them'}"
         )
         return st
 
