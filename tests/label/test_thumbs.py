@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -214,6 +215,57 @@ def test_a_write_under_way_during_a_prune_is_counted_once(tmp_path, monkeypatch)
 
     monkeypatch.setattr(thumbs.os, "replace", replace)
     body, _ = cache.get(out.getvalue(), f"{7:064x}")
+    folder = tmp_path / thumbs.FOLDER
+    assert cache._total == len(body) == sum(p.stat().st_size for p in folder.iterdir())
+
+
+def test_a_preview_written_twice_at_once_is_counted_once(tmp_path, monkeypatch):
+    """Two requests for the same preview that both miss the cache (a team's pages fetch the
+    same batch) both wrote it, and each added its size to the running size: one file on disk
+    counted twice, and the cache pruned early from then on. Here the second request runs
+    while the first is making its preview: the running size is the folder's."""
+    cache = thumbs.Cache(tmp_path, max_bytes=10**9)
+    out = io.BytesIO()
+    Image.new("RGB", (50, 40), (200, 0, 0)).save(out, "PNG")
+    cache.prune()  # counted: the running size is kept from now on
+    real, nested = thumbs.make, []
+
+    def make(data, side=thumbs.SIDE):
+        if not nested:
+            nested.append(True)
+            cache.get(data, f"{7:064x}")  # the other request, at the same time
+        return real(data, side)
+
+    monkeypatch.setattr(thumbs, "make", make)
+    body, _ = cache.get(out.getvalue(), f"{7:064x}")
+    folder = tmp_path / thumbs.FOLDER
+    assert nested and len(list(folder.iterdir())) == 1
+    assert cache._total == len(body) == sum(p.stat().st_size for p in folder.iterdir())
+
+
+def test_a_prune_just_after_a_write_is_renamed_counts_it_once(tmp_path, monkeypatch):
+    """A prune between a preview's rename into place and its writer counting it counted the
+    file, and the writer then counted it again."""
+    cache = thumbs.Cache(tmp_path, max_bytes=10**9)
+    out = io.BytesIO()
+    Image.new("RGB", (50, 40), (0, 0, 200)).save(out, "PNG")
+    cache.prune()
+    real = os.replace
+    done = []
+
+    def replace(src, dst):
+        real(src, dst)
+        # another thread's prune, the moment the preview is in place (it waits for the lock
+        # where the writer holds it while renaming and counting)
+        t = threading.Thread(target=cache.prune)
+        t.start()
+        t.join(0.5)  # done by now unless it waits for the lock
+        done.append(t)
+
+    monkeypatch.setattr(thumbs.os, "replace", replace)
+    body, _ = cache.get(out.getvalue(), f"{8:064x}")
+    for t in done:
+        t.join(10)
     folder = tmp_path / thumbs.FOLDER
     assert cache._total == len(body) == sum(p.stat().st_size for p in folder.iterdir())
 

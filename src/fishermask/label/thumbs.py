@@ -98,7 +98,7 @@ class Cache:
         self.project_dir = Path(project_dir)
         self.folder = self.project_dir / FOLDER
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a prune started while a write holds it
         self._total: int | None = None  # bytes in the folder, counted at the first prune
 
     @property
@@ -192,15 +192,23 @@ class Cache:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(body)
-                os.replace(tmp, self.folder / f"{sha256}-{side}-{ext}")
+                dst = self.folder / f"{sha256}-{side}-{ext}"
+                # renamed and counted at once: a prune counts the file or its writer does,
+                # never both; a preview another request wrote meanwhile is replaced, not
+                # added to the size again
+                with self._lock:
+                    try:
+                        before = dst.stat().st_size
+                    except FileNotFoundError:
+                        before = 0
+                    os.replace(tmp, dst)
+                    if self._total is not None:
+                        self._total += len(body) - before
+                    over = self._total is None or self._total > self.max_bytes
             except OSError:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-            with self._lock:
-                if self._total is not None:
-                    self._total += len(body)
-                over = self._total is None or self._total > self.max_bytes
             if over:
                 self.prune()
         return body, dict(_KINDS)[ext]
