@@ -419,6 +419,34 @@ def test_models_returning_a_tuple_or_a_dict_of_logits(strategy):
             fishermask.query(_Outputs(net, kind), x, **args)
 
 
+def test_a_tuple_whose_logits_are_first_but_a_linear_runs_after_the_head_is_told_so():
+    """A model returning (logits, projection), the projection an nn.Linear run after the
+    head, was told to put the logits first, which they were: the nn.Linear that runs last is
+    taken as the head, so the message names that (one with the logits second is still told
+    to put them first: test_models_returning_a_tuple_or_a_dict_of_logits)."""
+    from fishermask.errors import ConfigError
+
+    class Projected(nn.Module):
+        def __init__(self, logits_first: bool) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 6), nn.ReLU())
+            self.fc, self.proj, self.logits_first = nn.Linear(6, 3), nn.Linear(6, 5), logits_first
+
+        def forward(self, x):
+            e = self.body(x)
+            logits, proj = self.fc(e), self.proj(e)
+            return (logits, proj) if self.logits_first else (proj, logits)
+
+    x = torch.rand(30, 1, 4, 4)
+    args = dict(labeled=[0, 1], labels=[0, 1], budget=4, strategy="entropy")
+    with pytest.raises(ConfigError) as err:
+        fishermask.query(Projected(True), x, **args)
+    said = str(err.value)
+    assert "put them first" not in said, said
+    assert "the nn.Linear that runs last (5 outputs) is taken as the head" in said, said
+    assert "run the head last" in said, said
+
+
 def test_budget_zero_is_an_empty_choice():
     """budget=0 (a loop's last round) was refused ("must be an integer >= 1"); it is an
     empty choice of the same type, after the same checks of the other arguments."""

@@ -107,7 +107,13 @@ def _logits(out: object) -> torch.Tensor:
 def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor) -> nn.Linear:
     """The ``nn.Linear`` of ``linears`` that runs last on ``example`` (eval mode, no grad)."""
     called: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m)) for m in linears]
+    outputs: list[object] = []  # what each of them returned, in the same order
+
+    def seen(m: nn.Module, _i: object, o: object) -> None:
+        called.append(m)
+        outputs.append(o)
+
+    handles = [m.register_forward_hook(seen) for m in linears]
     try:
         with torch.no_grad(), eval_mode(module):
             raw = module(example)
@@ -117,10 +123,19 @@ def _head_of(module: nn.Module, linears: list[nn.Module], example: torch.Tensor)
             h.remove()
     head_out = getattr(called[-1], "out_features", None) if called else None
     if isinstance(raw, tuple | list) and head_out is not None and out.shape[1] != head_out:
+        # the first element made by an nn.Linear that ran before the last: logits first, and
+        # another nn.Linear (a projection) after the head, which is then taken for it
+        earlier = any(o is out for o in outputs[:-1])
         raise ConfigError(
-            f"the model returns a {type(raw).__name__} whose first element has {out.shape[1]} "
-            f"values per image, but its head (the nn.Linear that runs last) {head_out} "
-            "outputs; fishermask takes the first element as the logits: put them first."
+            f"the model returns a {type(raw).__name__} whose first element, taken as the "
+            f"logits, has {out.shape[1]} values per image, but the nn.Linear that runs last "
+            f"({head_out} outputs) is taken as the head (its input is the embedding); run the "
+            "head last (compute the other outputs before it), or return the logits alone."
+            if earlier
+            else f"the model returns a {type(raw).__name__} whose first element has "
+            f"{out.shape[1]} values per image, but its head (the nn.Linear that runs last) "
+            f"{head_out} outputs; fishermask takes the first element as the logits: put them "
+            "first."
         )
     if not called:
         raise ConfigError(
