@@ -100,6 +100,11 @@ def test_diag_fisher_refuses_unknown_or_empty_params() -> None:
         diag_fisher(model, x, params=["fc.weight", "nope"])
     with pytest.raises(ConfigError, match="`params` is empty"):
         diag_fisher(model, x, params=[])
+    # one name as a string was read as its characters ("names ['.', 'c', 'e'] ...")
+    with pytest.raises(
+        ConfigError, match=r"one string; pass a collection of names: params=\['fc.weight'\]"
+    ):
+        diag_fisher(model, x, params="fc.weight")
 
 
 @pytest.mark.parametrize("route", ["class", "stack", "kr"])

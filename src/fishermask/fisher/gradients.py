@@ -65,9 +65,14 @@ def diag_fisher(
         when given), each shaped like its parameter, on the model's device and dtype.
 
     Raises:
-        ConfigError: a name in ``params`` that is not a parameter, or an empty ``params``.
+        ConfigError: a name in ``params`` that is not a parameter, an empty ``params``, or
+            one name as a string (a collection of its characters).
     """
     all_params = dict(model.named_parameters())
+    if isinstance(params, str):  # a string is a collection of its characters
+        raise ConfigError(
+            f"`params`={params!r} is one string; pass a collection of names: params=[{params!r}]."
+        )
     if params is not None:
         unknown = sorted(set(params) - set(all_params))
         if unknown:
