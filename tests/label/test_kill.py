@@ -405,3 +405,33 @@ def test_a_signal_the_moment_its_handler_is_installed_still_stops_cleanly(
 
     with serve_lock.acquire(project.dir):  # given back: a next server may start
         pass
+
+
+def test_serve_starts_and_stops_where_there_is_no_sighup(project, monkeypatch):
+    """Windows has no SIGHUP (the serve lock already allows for Windows): `label serve` read
+    signal.SIGHUP unconditionally and failed at its start with an AttributeError. Without it,
+    the server runs and a SIGTERM stops it cleanly (delivered here the moment its handler is
+    installed, in-process)."""
+    import fishermask.label.server as srv
+
+    real = signal.signal
+    outer_term = signal.getsignal(signal.SIGTERM)
+
+    def install(sig, handler):
+        old = real(sig, handler)
+        if sig == signal.SIGTERM and callable(handler):
+            handler(sig, None)
+        return old
+
+    project.close()
+    said: list[str] = []
+    monkeypatch.delattr(signal, "SIGHUP")
+    monkeypatch.setattr(signal, "signal", install)
+    try:
+        srv.run_server(project.dir, port=0, say=said.append)
+    finally:
+        monkeypatch.setattr(signal, "signal", real)
+        after = signal.getsignal(signal.SIGTERM)
+        real(signal.SIGTERM, outer_term)
+    assert said and said[-1].startswith("stopped (SIGTERM); every label given is saved in "), said
+    assert after == outer_term

@@ -1326,7 +1326,8 @@ def run_server(
         # the 'stopped' line and the clean close (installed before it, such a signal skipped
         # both). None: not installed from Python, nothing to put back.
         before = signal.getsignal(signal.SIGTERM) if main else None
-        hup_before = signal.getsignal(signal.SIGHUP) if main else None
+        hup = getattr(signal, "SIGHUP", None)  # none on Windows: no terminal hangs up there
+        hup_before = signal.getsignal(hup) if main and hup is not None else None
         server: Any = None
         hung_up: list[int] = []
 
@@ -1344,8 +1345,8 @@ def run_server(
                 # uvicorn takes SIGTERM while it serves and gives it back to this handler
                 signal.signal(signal.SIGTERM, _raise_terminated)
                 # a SIGHUP ignored (`nohup fishermask label serve ...`) stays ignored
-                if hup_before is not signal.SIG_IGN:
-                    signal.signal(signal.SIGHUP, on_hangup)
+                if hup is not None and hup_before is not signal.SIG_IGN:
+                    signal.signal(hup, on_hangup)
             print(f"labeling page: http://{shown}:{bound}/?token={token}", flush=True)
             for name, mine in app.state.tokens.items():
                 print(f"labeling page for {name}: http://{shown}:{bound}/?token={mine}", flush=True)
@@ -1357,8 +1358,8 @@ def run_server(
         finally:
             if before is not None:
                 signal.signal(signal.SIGTERM, before)
-            if hup_before is not None and hup_before is not signal.SIG_IGN:
-                signal.signal(signal.SIGHUP, hup_before)
+            if hup is not None and hup_before is not None and hup_before is not signal.SIG_IGN:
+                signal.signal(hup, hup_before)
             if hung_up:
                 how = HUNG_UP
             cut = _cut_short(app.state.worker, project)
