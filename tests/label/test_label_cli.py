@@ -950,12 +950,19 @@ def test_dot_dot_in_a_path_is_resolved_inside_the_image_folder_only(tmp_path, fo
     r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
     assert r.exit_code == 0, r.output
     good = tmp_path / "good.csv"
-    good.write_text("path,label\nred/../red/000.png,green\n./blue/./001.png,green\n")
+    back_in = f"../{folder.name}/green/002.png"  # leaves the folder by name and comes back
+    good.write_text(
+        f"path,label\nred/../red/000.png,green\n./blue/./001.png,green\n{back_in},blue\n"
+    )
     r = _run("add", proj, good)
-    assert r.exit_code == 0 and "added 2 labels" in r.output, r.output
+    assert r.exit_code == 0 and "added 3 labels" in r.output, r.output
     out = tmp_path / "labels.csv"
     assert _run("export", proj, "--format", "csv", "--out", out).exit_code == 0
-    assert out.read_text().splitlines()[1:] == ["blue/001.png,green", "red/000.png,green"]
+    assert out.read_text().splitlines()[1:] == [
+        "blue/001.png,green",
+        "green/002.png,blue",
+        "red/000.png,green",
+    ]
     outside = tmp_path / "outside.csv"
     outside.write_text("path,label\nred/../../elsewhere/000.png,red\n")
     r = _run("add", proj, outside)

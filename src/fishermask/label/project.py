@@ -1619,8 +1619,9 @@ class Project:
         """The image id of a path given relative to the root, or absolute inside it.
 
         ``\\`` separators, ``./``, repeated ``/`` and ``..`` are normalised (``./cat//1.jpg``
-        and ``cat/../cat/1.jpg`` are ``cat/1.jpg``); a relative path that leads outside the
-        image folder (``../x.jpg``) names no image (:meth:`not_added_why` says why).
+        and ``cat/../cat/1.jpg`` are ``cat/1.jpg``; ``../imgs/cat/1.jpg`` of the folder
+        ``imgs`` too); a relative path that leads outside the image folder (``../x.jpg``)
+        names no image (:meth:`not_added_why` says why).
         """
         ref = ref.strip().replace("\\", "/")
         if ref in by_path:
@@ -1632,7 +1633,7 @@ class Project:
             except ValueError:
                 return None
             return by_path.get(rel.as_posix())
-        rel_ = _normal(ref)
+        rel_ = _normal(ref, self.root)
         return None if rel_ is None else by_path.get(rel_)
 
     def not_an_image(self, ref: str, by_path: dict[str, int]) -> str:
@@ -1803,12 +1804,12 @@ class Project:
         all the same (`` (a .heic file, which ...)``), or ``""`` when it is none."""
         ref = ref.strip().replace("\\", "/")
         if not Path(ref).is_absolute():
-            if _normal(ref) is None:
+            if _normal(ref, self.root) is None:
                 return (
                     f" (it leads outside the image folder {self.root}: paths are relative to "
                     "it, and every image lies inside it)"
                 )
-            ref = _normal(ref) or ref
+            ref = _normal(ref, self.root) or ref
         full = Path(ref) if Path(ref).is_absolute() else self.root / ref
         root_real = Path(os.path.realpath(self.root))
         if not imgs.inside(root_real, full):
@@ -3141,11 +3142,19 @@ class Project:
         return [(ref, choice) for ref, choice, _ in rows]
 
 
-def _normal(ref: str) -> str | None:
+def _normal(ref: str, root: Path | None = None) -> str | None:
     """A relative ``/`` path with ``.``, ``..`` and repeated ``/`` resolved as text
-    (``red/../red/1.png`` is ``red/1.png``); None when it leads outside its folder."""
+    (``red/../red/1.png`` is ``red/1.png``); None when it leads outside its folder. With
+    ``root`` (the folder), a path that leaves it by name and comes back in is inside:
+    ``../imgs/red/1.png`` of the folder ``imgs`` is ``red/1.png``."""
     rel = posixpath.normpath(ref)
-    return None if rel == ".." or rel.startswith("../") else rel
+    if rel != ".." and not rel.startswith("../"):
+        return rel
+    if root is None:
+        return None
+    base = posixpath.normpath(Path(os.path.abspath(root)).as_posix())
+    full = posixpath.normpath(posixpath.join(base, ref))
+    return full[len(base) + 1 :] if full.startswith(base.rstrip("/") + "/") else None
 
 
 def _interrupted_init(path: Path) -> bool:
