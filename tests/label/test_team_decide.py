@@ -337,6 +337,30 @@ def test_the_same_label_again_by_the_same_person_writes_nothing(client, project)
     assert _post(client, "alice", image_id=iid, kind="skip").status_code == 409  # unchanged
 
 
+def test_a_repeat_answers_the_id_it_repeats_even_when_a_label_lands_right_after(
+    client, project, monkeypatch
+):
+    """The answer's label_id of a repeat was read after the write's transaction: bob's label
+    landing in between made alice's answer name bob's row (which her undo would then undo)."""
+    from fishermask.label.store import Store
+
+    iid = client.get("/api/batch", headers=client.as_["alice"]).json()["items"][0]["image_id"]
+    first = _post(client, "alice", image_id=iid, label="red").json()
+    real = Store.add_labels
+    blue = project.classes.index("blue")
+
+    def then_bob(self, actions, **kw):
+        ids = real(self, actions, **kw)
+        if kw.get("annotator") == "alice" and not ids:  # the repeat: bob labels right after
+            real(self, [(iid, "label", blue)], annotator="bob")
+        return ids
+
+    monkeypatch.setattr(Store, "add_labels", then_bob)
+    again = _post(client, "alice", image_id=iid, label="red").json()
+    assert again["already"] is True and again["label_id"] == first["label_id"], again
+    assert len(project.store.history(iid)) == 2  # alice's, then bob's
+
+
 def test_a_decision_without_a_disagreement_says_so_through_the_api(client):
     """`"decide": true` on an image whose annotators agree was recorded without a word (the
     command says so): the answer says there was no disagreement and what a plain label does;

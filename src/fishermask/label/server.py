@@ -813,6 +813,7 @@ def create_app(
         if project.store.image(image_id) is None:
             return _no_image(project, image_id)
         who = request.state.annotator
+        same: list[int] = []
         try:
             written = await run_in_threadpool(
                 functools.partial(
@@ -824,6 +825,7 @@ def create_app(
                     keep_others=True,  # a skip or unsure never replaces another's label
                     # the same label by the same person again: nothing to write
                     unless_same=True,
+                    same=same,  # the row it repeats, read in the same transaction
                 )
             )
         except OthersLabel as exc:
@@ -851,13 +853,13 @@ def create_app(
         if written:
             return {"label_id": written[0]} | out
         # the image's current action is that label of this person's already (its id, which an
-        # undo takes): a success that wrote no history row
-        cur = project.store.current().get(image_id)
+        # undo takes, as the write's transaction read it: a label landing since is not it): a
+        # success that wrote no history row
         path = project.store.image(image_id)
         name = path.path if path is not None else f"image {image_id}"
         what = "decided" if decide else "labeled"
         return {
-            "label_id": cur[0] if cur is not None else None,
+            "label_id": same[0] if same else None,
             **out,
             "note": f"{name} is {what} {label} by {team.name_of(who)} already; nothing was written",
         }

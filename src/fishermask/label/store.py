@@ -1035,6 +1035,7 @@ class Store:
         unless_after: int | None = None,
         keep_others: bool = False,
         unless_same: bool = False,
+        same: list[int] | None = None,
     ) -> list[int]:
         """Append ``(image_id, kind, class_id)`` actions in one transaction, given by
         ``annotator`` (None: the owner), or each by its own of ``annotators`` when given.
@@ -1045,7 +1046,8 @@ class Store:
         (:class:`OthersLabel`), checked in the transaction that would write it (it would
         replace their label: latest wins). ``unless_same``: a label is left out when its
         image's current action is already that label by the same annotator from the same
-        source (a repeat would only add a history row).
+        source (a repeat would only add a history row); ``same``, a list, receives the id of
+        each such current row, read in the same transaction.
 
         An id that names no image (e.g. forgotten since the caller read it) is refused
         (:class:`ConfigError`) and nothing is written.
@@ -1082,6 +1084,8 @@ class Store:
                         now_row["annotator"],
                         now_row["source"],
                     ) == (kind, class_id, who, source):
+                        if same is not None:
+                            same.append(now_row["id"])
                         continue
                 cur = c.execute(
                     "INSERT INTO labels (image_id, kind, class_id, source, client, created, "
