@@ -234,3 +234,41 @@ def test_the_batch_view_shows_a_disagreement_and_the_filter_its_skip(project, br
     browser.get(alice_url)
     wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
     assert not browser.find_elements(By.ID, "batch-disagree")
+
+
+def test_a_decided_tile_keeps_the_annotators_sides_and_a_repeat_is_already_so(
+    project, browser, team_server
+):
+    """After a decision the page added `owner: red` to the image's sides (a decision is not a
+    side, the server says so: the listing after a reload had no owner), and the same decision
+    again said "decided: ..." though the server wrote nothing ("already so")."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _team(project)
+    project.close()
+    browser.get(team_server(project.dir, ("alice", "bob")).url)
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+    browser.find_element(By.ID, "tab-labeled").click()
+    wait.until(lambda d: len(_tiles(d)) == 3)
+    browser.find_element(By.ID, "browse-disagree").click()
+    wait.until(lambda d: sorted(_tiles(d)) == ["blue/000.png", "red/000.png"])
+    first = _tiles(browser)[0]
+    who = {"red/000.png": "alice red, bob blue", "blue/000.png": "alice blue, bob green"}[first]
+
+    def shift_1() -> None:
+        ActionChains(browser).key_down(Keys.SHIFT).send_keys("1").key_up(Keys.SHIFT).perform()
+
+    shift_1()
+    wait.until(lambda d: page_text(d, "message").startswith("decided:"))
+    ActionChains(browser).send_keys(Keys.ARROW_LEFT).perform()  # back to the decided image
+    wait.until(lambda d: f"{first} \u2014" in page_text(d, "browse-selected"))
+    line = page_text(browser, "browse-selected")
+    sides = re.search(r"disagreement decided by the owner: ([^;]*)", line)
+    assert sides and sides[1].strip() == who, line  # not "..., you red"
+    shift_1()
+    wait.until(lambda d: page_text(d, "message").startswith("already so"))
+    assert page_text(browser, "message") == f"already so, nothing written: {first} \u2192 red"

@@ -844,13 +844,15 @@ async function relabel(label, decide) {
       was: decide && label === was.label ? it.was : it.was || was,
       source: decide ? "decision" : "human" });
     if (decide) {
-      it.disagreement = { status: "decided",
-        labels: Object.assign({}, it.disagreement.labels, { [r.by]: label }) };
+      // a decision is not one of the sides (the server's word): the annotators' labels stay
+      // as they were, the owner's own label included
+      it.disagreement = { status: r.disagreement || "decided", labels: it.disagreement.labels };
     }
     if (browse.sel < browse.items.length - 1) browse.sel += 1;
     renderGrid();
-    say(decide ? `decided: ${it.path} \u2192 ${label} (${Object.entries(was.disagreement.labels)
-      .map(([n, c]) => `${n} ${c}`).join(", ")})` : `saved: ${it.path} \u2192 ${label} (was ${shown(was)})`,
+    say(r.already ? `already so, nothing written: ${it.path} \u2192 ${label}`
+      : decide ? `decided: ${it.path} \u2192 ${label} (${Object.entries(was.disagreement.labels)
+        .map(([n, c]) => `${n} ${c}`).join(", ")})` : `saved: ${it.path} \u2192 ${label} (was ${shown(was)})`,
     false, "labeled");
   } catch (e) {
     notSaved(it.path, e, "labeled");
