@@ -361,6 +361,34 @@ def test_a_repeat_answers_the_id_it_repeats_even_when_a_label_lands_right_after(
     assert len(project.store.history(iid)) == 2  # alice's, then bob's
 
 
+def test_the_batch_names_a_removed_class_in_a_disagreement_as_removed(client, project):
+    """The owner's Batch view named an annotator's label of a class removed since by its
+    plain name (`alice red`), as if red were still a class; the Labeled view and `label status
+    --list disagreements` say `red (removed)`."""
+    from fishermask.label.project import Project
+
+    owner = client.as_["owner"]
+    items = client.get("/api/batch", headers=owner).json()["items"]
+    iid = items[0]["image_id"]
+    _post(client, "alice", image_id=iid, label="red")
+    _post(client, "bob", image_id=iid, label="blue")  # the image's label: blue
+    other = Project(project.dir)
+    try:
+        reds = [i for i, c in other.store.current().items() if c[1] == "label" and c[2] == 0]
+        for i in reds:  # no current label may carry a class that is removed
+            other.store.add_label(i, "label", 1)
+        other.configure(remove_classes=["red"])
+    finally:
+        other.close()
+    (it,) = [
+        x for x in client.get("/api/batch", headers=owner).json()["items"] if x["image_id"] == iid
+    ]
+    assert it["disagreement"] == {
+        "status": "open",
+        "labels": {"alice": "red (removed)", "bob": "blue"},
+    }
+
+
 def test_a_decision_without_a_disagreement_says_so_through_the_api(client):
     """`"decide": true` on an image whose annotators agree was recorded without a word (the
     command says so): the answer says there was no disagreement and what a plain label does;

@@ -999,6 +999,15 @@ class Project:
         self.classes, self.removed = classes, removed
         return self.classes
 
+    def class_names(self) -> list[str]:
+        """Every class's name by id as a person reads it, re-read (:meth:`reload_classes`): a
+        class removed since is ``NAME (removed)`` (an annotator's own label of it, on an image
+        someone else relabeled, is still a side of a disagreement)."""
+        return [
+            f"{c} (removed)" if i in self.removed else c
+            for i, c in enumerate(self.reload_classes())
+        ]
+
     @property
     def current_classes(self) -> list[str]:
         """The classes a label may be given, by id: every class but the removed ones (the
@@ -2615,10 +2624,7 @@ class Project:
         with self.store.snapshot():
             rows, current = self.store.disagreement_sides(), self.store.current()
             decisions = self.store.decisions()
-        names = [
-            f"{c} (removed)" if i in self.removed else c
-            for i, c in enumerate(self.reload_classes())
-        ]
+        names = self.class_names()
         return team.disagreement_rows(rows, paths, current, names, decisions)
 
     def label_history(self, image_id: int) -> list[dict[str, Any]]:
@@ -2632,10 +2638,7 @@ class Project:
         with self.store.snapshot():
             rows = self.store.history(image_id)
             cur = self.store.current().get(image_id)
-        names = [
-            f"{c} (removed)" if i in self.removed else c
-            for i, c in enumerate(self.reload_classes())
-        ]
+        names = self.class_names()
         undone = {r.undoes: r.annotator for r in rows if r.kind == "undo"}
         return [
             {

@@ -546,7 +546,7 @@ def create_app(
             # the owner's page: which of them annotators disagree on, and who said what (as
             # the Labeled view's; the list of disagreements is the owner's)
             disputes = project.store.disputes(it["image_id"] for it in items) if owner else {}
-        names = project.classes
+        names = project.class_names() if disputes else project.classes  # 'red (removed)'
         for it in items:  # no token in a URL: the page sends it in a header
             it["url"] = f"/api/images/{it['image_id']}"
             it["view"] = f"/api/images/{it['image_id']}?size=view"  # what the page shows
