@@ -293,7 +293,7 @@ def test_every_value_in_the_help_has_a_name_not_a_python_type(command: str) -> N
         ],
         "report": ["RUN_DIR", "--out DIR", "--confusion-round ROUND", "--figure-width INCHES"],
         "strategies": ["--import MODULE|FILE.py"],
-        "label init": ["PROJECT", "--images PATH", "--classes CLASSES", "--batch N", "--width X"],
+        "label init": ["PROJECT", "--images DIR", "--image-size HxW", "--batch N", "--width X"],
         "label history": ["PROJECT", "IMAGE"],
     }.get(command, [])
     for name in expected:

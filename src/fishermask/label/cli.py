@@ -138,12 +138,15 @@ def _class_names(text: str) -> str | list[str]:
 )
 def init(
     project: ProjectArg,
-    images: Annotated[Path, typer.Option(help="Folder of images (read recursively).")],
+    images: Annotated[
+        Path, typer.Option(metavar="DIR", help="Folder of images (read recursively).")
+    ],
     classes: Annotated[
         str,
         typer.Option(
+            metavar="NAME,NAME,...|@FILE",
             help="Class names, comma separated: cat,dog,bird; or @FILE: a text file of one "
-            "name per line (blank lines and lines starting with # left out)."
+            "name per line (blank lines and lines starting with # left out).",
         ),
     ],
     labels: Annotated[
@@ -159,13 +162,19 @@ def init(
             "not labeled, and listed.",
         ),
     ] = False,
-    image_size: Annotated[str, typer.Option(help="Model input size HxW.")] = "32x32",
+    image_size: Annotated[str, typer.Option(metavar="HxW", help="Model input size HxW.")] = "32x32",
     model: Annotated[
-        str, typer.Option(help="cnn, resnet18, mlp, linear, or one of your own (--import).")
+        str,
+        typer.Option(
+            metavar="NAME", help="cnn, resnet18, mlp, linear, or one of your own (--import)."
+        ),
     ] = "cnn",
     width: Annotated[float, typer.Option(help="Width multiplier of the model.")] = 1.0,
     strategy: Annotated[
-        str, typer.Option(help="Query strategy, with options as name:key=value.")
+        str,
+        typer.Option(
+            metavar="NAME[:KEY=VALUE,...]", help="Query strategy, with options as name:key=value."
+        ),
     ] = "fishermask",
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 50,
     budget: Annotated[int | None, typer.Option(help=_BUDGET_HELP)] = None,
@@ -477,7 +486,9 @@ def next_batch(
     n: Annotated[
         int | None, typer.Option("--n", help="Batch size (default: the project's).")
     ] = None,
-    format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    format: Annotated[
+        str, typer.Option("--format", metavar="csv|json", help="csv or json.")
+    ] = "csv",
     out: Annotated[
         Path | None, typer.Option(help="Write to this file instead of stdout (-: stdout).")
     ] = None,
@@ -710,7 +721,9 @@ def history(
             show_default=False,
         ),
     ],
-    format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    format: Annotated[
+        str, typer.Option("--format", metavar="csv|json", help="csv or json.")
+    ] = "csv",
 ) -> None:
     """Every label, skip and unsure given on IMAGE, oldest first, by anyone: label_id, kind, label, by, source, when, undone_by (who undid it), current (the image's current action); the label_id is what `label undo` (or POST /api/undo) takes."""
     if format not in ("csv", "json"):
@@ -949,7 +962,9 @@ def check_cmd(
     folds: Annotated[
         int, typer.Option("--folds", help="Models trained, each without one fold of the labels.")
     ] = FOLDS,
-    format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    format: Annotated[
+        str, typer.Option("--format", metavar="csv|json", help="csv or json.")
+    ] = "csv",
     out: Annotated[
         Path | None, typer.Option(help="Write to this file instead of stdout (-: stdout).")
     ] = None,
@@ -1074,7 +1089,10 @@ def _write_issues(
 def export(
     project: ProjectArg,
     format: Annotated[
-        str, typer.Option("--format", help="csv, imagefolder, labelstudio, npz or model.")
+        str,
+        typer.Option(
+            "--format", metavar="FORMAT", help="csv, imagefolder, labelstudio, npz or model."
+        ),
     ],
     out: Annotated[
         Path,
@@ -1155,6 +1173,7 @@ def serve(
         str | None,
         typer.Option(
             "--annotators",
+            metavar="NAME,NAME,...",
             help="A labeling team, e.g. alice,bob: one URL each, with a token of their own (stable across restarts when --token is given); every label records who gave it, and an annotator can undo only their own. An annotator may start the next round or a revisit once every image of the batch is done (the owner any time).",
         ),
     ] = None,
@@ -1202,6 +1221,7 @@ def status(
         str | None,
         typer.Option(
             "--list",
+            metavar="KIND",
             help="Instead, list the images currently skipped or unsure: skipped, unsure or "
             "skipped,unsure (path relative to the image folder, state, when, the latest "
             "model's guess), oldest first; or disagreements: the images whose annotators' "
@@ -1219,6 +1239,7 @@ def status(
         str | None,
         typer.Option(
             "--format",
+            metavar="FORMAT",
             help="With --list: csv (default) or json. Without: text (a short summary, the "
             "default on a terminal) or json (every count; the default when the output is not a "
             "terminal, e.g. a pipe or a file).",
@@ -1768,7 +1789,9 @@ def predict_cmd(
         ),
     ] = 0.0,
     top: Annotated[int, typer.Option(help="Classes given per image, most probable first.")] = 1,
-    format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    format: Annotated[
+        str, typer.Option("--format", metavar="csv|json", help="csv or json.")
+    ] = "csv",
     out: Annotated[
         Path | None, typer.Option(help="Write to this file instead of stdout (-: stdout).")
     ] = None,
