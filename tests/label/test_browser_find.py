@@ -131,8 +131,16 @@ def test_a_long_list_of_labels_per_class_stays_where_it_was_scrolled(many, brows
     """Forty classes' "labels per class" made the side panel as long as forty rows (the
     accuracy and the help below them out of sight); the list scrolls inside the panel now, and
     the page's status poll (every 1.5 s, which redraws it) leaves it where it was scrolled."""
-    proc, _ = _open_page(many, browser)
+    proc, wait = _open_page(many, browser)
     try:
+        # the first image may come before the first status poll has drawn the panel (under
+        # load it did: no rows yet)
+        wait.until(
+            lambda d: (
+                d.execute_script("return document.getElementById('chart').children.length")
+                == len(MANY)
+            )
+        )
         size = browser.execute_script(
             "const c = document.getElementById('chart');"
             "return [c.children.length, c.scrollHeight, c.clientHeight];"
