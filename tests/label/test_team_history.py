@@ -147,3 +147,30 @@ def test_a_missing_image_tells_an_annotator_to_ask_the_owner_not_to_run_a_comman
     assert str(p.dir) not in said and "skip it (s) and tell the owner" in said, said
     r = client.get(f"/api/images/{image_id}", headers=client.as_["owner"])
     assert r.status_code == 404 and f"`fishermask label scan {p.dir}`" in r.json()["error"]
+
+
+def test_a_path_typed_from_the_folder_above_or_in_another_case_names_the_image_meant(
+    project, monkeypatch
+):
+    """`photos/cat/1.jpg` typed in the folder above the image folder, or `Red/000.png` for
+    `red/000.png`, named no image and left the user to find the right spelling from an
+    example of another image: the refusal now says which image was most likely meant (and
+    still refuses: paths stay relative to the image folder)."""
+    project.close()
+    monkeypatch.chdir(project.root.parent)
+    r = _run("history", project.dir, f"{project.root.name}/red/000.png")
+    assert r.exit_code == 2
+    assert (
+        f"'{project.root.name}/red/000.png' is not an image of this project "
+        "(did you mean 'red/000.png'?)"
+    ) in r.output
+    r = _run("decide", project.dir, "Red/000.png", "red")
+    assert r.exit_code == 2
+    assert "'Red/000.png' is not an image of this project (did you mean 'red/000.png'?)" in (
+        r.output
+    )
+    monkeypatch.chdir(project.dir)  # the folder's own name first, typed elsewhere
+    r = _run("history", project.dir, f"{project.root.name}/green/001.png")
+    assert "(did you mean 'green/001.png'?)" in r.output
+    r = _run("history", project.dir, "red/999.png")
+    assert r.exit_code == 2 and "did you mean" not in r.output

@@ -1654,10 +1654,39 @@ class Project:
         if why:
             return f"{ref!r} is not an image of this project{why}"
         example = min(by_path) if by_path else "cat/0001.jpg"
+        meant = self.meant_path(ref, by_path)
         return (
-            f"{ref!r} is not an image of this project; paths are relative to the image folder "
-            f"{self.root} (e.g. {example!r}), or absolute inside it"
+            f"{ref!r} is not an image of this project"
+            + (f" (did you mean {meant!r}?)" if meant else "")
+            + f"; paths are relative to the image folder {self.root} (e.g. {example!r}), or "
+            "absolute inside it"
         )
+
+    def meant_path(self, ref: str, by_path: dict[str, int]) -> str | None:
+        """The image a path that names none most likely meant, or None: a path relative to
+        the current folder that leads into the image folder (``photos/cat/1.jpg`` typed in the
+        folder above ``photos``, or the image folder's own name first), else the one image
+        whose path differs from it only in case (``ship/3.jpg`` for ``Ship/3.jpg``)."""
+        ref = ref.strip().replace("\\", "/")
+        if not ref or Path(ref).is_absolute():
+            return None
+        root = Path(os.path.realpath(self.root))
+        tries = [Path(os.path.realpath(Path.cwd() / ref))]
+        parts = Path(ref).parts
+        if len(parts) > 1 and parts[0] == root.name:  # the folder's name, typed elsewhere
+            tries.append(root.joinpath(*parts[1:]))
+        for full in tries:
+            try:
+                rel = full.relative_to(root).as_posix()
+            except ValueError:
+                continue
+            if rel in by_path:
+                return rel
+        norm = _normal(ref)
+        if norm is None:
+            return None
+        same = [p for p in by_path if p.casefold() == norm.casefold()]
+        return same[0] if len(same) == 1 else None
 
     def add_folder_labels(self) -> str:
         """``label add --from-folders``: label every image that has no current action (no
