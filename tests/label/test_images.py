@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -258,6 +259,24 @@ def test_an_empty_file_is_said_to_be_empty(tmp_path):
     (root / "empty.jpg").write_bytes(b"")
     res = imgs.scan_folder(root, (8, 8), 3)
     assert res.unreadable == [("empty.jpg", "an empty file (0 bytes)")]
+
+
+def test_a_file_cut_short_is_said_to_be_cut_short(tmp_path):
+    """A JPEG cut short (a copy or download stopped part way) was listed with Pillow's bare
+    'Truncated File Read' or 'image file is truncated (...)', which says neither what is wrong
+    with the file nor what to do: it is said to be cut short, with the fix."""
+    root = make_folder(tmp_path / "img", per_class=1)
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
+        buf, "JPEG"
+    )
+    for n in (500, len(buf.getvalue()) - 10):
+        (root / f"cut-{n}.jpg").write_bytes(buf.getvalue()[:n])
+    res = imgs.scan_folder(root, (8, 8), 3)
+    assert len(res.unreadable) == 2, res.unreadable  # both cut files, nothing else
+    for _, why in res.unreadable:
+        assert why.startswith("a file cut short: its image data ends early (Pillow: "), why
+        assert why.endswith("); copy it again from its source"), why
 
 
 def test_many_files_refused_for_one_reason_are_one_line(tmp_path):

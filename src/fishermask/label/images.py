@@ -343,6 +343,18 @@ def prepare(img: Image.Image, size: ImageSize, channels: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _cannot_decode(exc: BaseException) -> str:
+    """Why a file was not decoded, in words: Pillow's "Truncated File Read" or "image file is
+    truncated (3 bytes not processed)" say a file cut short, which they do not name."""
+    said = one_line(exc)
+    if "truncated" in said.lower():
+        return (
+            f"a file cut short: its image data ends early (Pillow: {said}); copy it again "
+            "from its source"
+        )
+    return said
+
+
 def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
     """Read, hash and decode one file; raises ``DataError`` with the reason if it cannot."""
     full = root / rel
@@ -360,7 +372,7 @@ def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
     except BOMBS as exc:
         raise DataError(too_large(exc)) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise DataError(one_line(exc)) from None
+        raise DataError(_cannot_decode(exc)) from None
     return Found(
         path=rel,
         sha256=hashlib.sha256(data).hexdigest(),
