@@ -37,6 +37,16 @@ def test_without_options_prints_the_settings(project):
     assert "batch: 6" in lines and "model: cnn" in lines and "budget: none" in lines
     assert "image-size: 8x8 (fixed)" in lines
     assert "classes: red,green,blue (--add-class, --rename-class, --remove-class)" in lines
+    # the decoded pixels live outside the project folder: say where, so that they can be
+    # found and deleted (a deleted project left them in ~/.cache/fishermask, unnamed)
+    cached = [x for x in lines if x.startswith("decoded images: ")]
+    assert len(cached) == 1, lines
+    pid = project.settings["project_id"]
+    assert cached[0].startswith(
+        f"decoded images: {project.cache_dir}/.fishermask-label-{pid}-segment-* (a cache "
+    )
+    assert "safe to delete: decoded again when needed" in cached[0]
+    assert list(project.cache_dir.glob(f".fishermask-label-{pid}-segment-*")), cached
     assert "since init" not in r.output  # no change yet
     assert _run("config", project.dir, "--batch", "4").exit_code == 0
     r = _run("config", project.dir)

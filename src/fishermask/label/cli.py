@@ -1576,6 +1576,10 @@ def _settings_lines(p: Any) -> list[str]:
             else []
         ),
         f"images: {s['image_root']} (fixed)",
+        f"decoded images: {p.cache_dir / ('.fishermask-label-' + s['project_id'])}-segment-*"
+        " (a cache outside the project folder, not deleted with it; safe to delete: decoded "
+        "again when needed; --cache-dir of `label init`, else $FISHERMASK_CACHE, else "
+        "~/.cache/fishermask)",
     ]
 
 
