@@ -730,6 +730,33 @@ def test_add_from_folders_labels_only_images_nobody_has_done(project):
     assert r.exit_code == 2 and "or --from-folders, one of them" in r.output
 
 
+def test_a_near_miss_folder_renamed_after_init_is_labeled_by_scan_and_from_folders(tmp_path):
+    """`label init --labels-from-folders` names `Red/` as a near miss of `red`; the fix it
+    gives works on the project it has just made: rename the folder, `label scan` (the images
+    keep their ids), `label add --from-folders` labels them."""
+    from tests.label.conftest import make_folder
+
+    root = make_folder(tmp_path / "img", per_class=3)
+    (root / "red").rename(root / "Red")
+    proj = tmp_path / "proj"
+    r = _run(
+        "init", proj, "--images", root, "--classes", ",".join(CLASSES), "--labels-from-folders",
+        "--image-size", "8x8", "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "Red/ (3; class 'red'?)" in said and f"`fishermask label scan {proj}`" in said
+    (root / "Red").rename(root / "red")
+    r = _run("scan", proj, "--no-progress")
+    assert r.exit_code == 0 and "3 moved" in r.output, r.output
+    r = _run("add", proj, "--from-folders")
+    assert r.exit_code == 0 and r.stdout.startswith("labeled 3 images by their folder"), r.output
+    r = _run("export", proj, "--format", "csv", "--out", "-")
+    assert [x for x in r.stdout.splitlines() if x.startswith("red/")] == [
+        f"red/{i:03d}.png,red" for i in range(3)
+    ]
+
+
 def test_labels_from_folders_names_a_plural_folder_as_a_near_miss():
     """A half-sorted folder's `Birds/` for the class `bird` (or `dog/` for `dogs`, `sea-turtle/`
     for `sea_turtle`) is not a class folder (its images stay unlabeled) but is named with the
@@ -743,9 +770,13 @@ def test_labels_from_folders_names_a_plural_folder_as_a_near_miss():
     assert "Birds/ (2; class 'bird'?)" in said, said
     assert "dog/ (1; class 'dogs'?)" in said and "sea-turtle/ (1; class 'sea_turtle'?)" in said
     assert "misc/ (1)" in said
+    # the project is made by then: the rename is followed by a scan and --from-folders, not
+    # by a new `label init` (which the line had said: 'rename it ... before `label init`')
     assert (
-        "rename it as the class before `label init`, or give their labels with `label add`" in said
-    )
+        "rename it as the class, then `fishermask label scan PROJECT` (their labels, skips and "
+        "history follow them) and `fishermask label add PROJECT --from-folders`, or give their "
+        "labels with `label add`"
+    ) in said
     rows, said = folder_labels(["Boxes/1.jpg", "cat/2.jpg"], ["box", "cat"])
     assert "Boxes/ (1; class 'box'?)" in said, said
     rows, said = folder_labels(["misc/1.jpg", "cat/2.jpg"], ["box", "cat"])

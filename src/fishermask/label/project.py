@@ -285,8 +285,10 @@ def folder_labels(
         if any(near_miss(f) for f in others):
             said += (
                 "; the images of a folder named 'class ...?' stay unlabeled: to label them by "
-                "their folder, rename it as the class before `label init`, or give their "
-                "labels with `label add` (a path,label CSV)"
+                f"their folder, rename it as the class, then `fishermask label scan {project}` "
+                f"(their labels, skips and history follow them) and `fishermask label add "
+                f"{project} --from-folders`, or give their labels with `label add` (a path,label "
+                "CSV)"
             )
     said += folder_conflicts_said(conflicts, project, listing)
     return rows, said
