@@ -268,6 +268,28 @@ def test_check_command_prints_one_line_per_fold(project):
     json.loads(r.stdout)
 
 
+def test_a_check_from_the_command_line_records_its_progress_for_the_page(project):
+    """The page shows a running check's progress from its row (`GET /api/status` `check`),
+    also for a check run with `label check` ("a check run from the command line is shown
+    too"); only the server's worker wrote it, so the page said 'starting', 0 of 0, until a
+    command-line check ended."""
+    _label_all(project)
+    seen = []
+
+    def report(phase, done, total):  # the command's own bar: the row is written first
+        row = project.store.check_row()
+        seen.append((phase, row["status"], row["phase"], row["done"], row["total"]))
+
+    chk.run_check(project, 2, report)
+    folds = [x for x in seen if x[0].startswith("fold ")]
+    assert [x[0].split(":")[0] for x in folds][:1] == ["fold 1/2"] and folds, seen
+    for phase, status, recorded, _done, total in seen:
+        assert status == "running" and recorded == phase and total >= 1, seen
+    assert folds[-1][0].startswith("fold 2/2") and folds[-1][3] == folds[-1][4], seen
+    row = project.store.check_row()
+    assert row["status"] == "done" and row["phase"].startswith("fold 2/2"), row
+
+
 def test_refusals_too_few_labels_and_a_round_running(project):
     project.add_label_rows(
         [("red/000.png", "red"), ("red/001.png", "red"), ("green/000.png", "green")],

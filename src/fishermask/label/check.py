@@ -220,6 +220,14 @@ def run_check(
         if row is None or row["status"] != "running":
             raise ConfigError(f"label check {check_id} is not running: nothing to do.")
         folds, last, settings = int(row["folds"]), int(row["last_label_id"]), row["settings"]
+    given = report
+
+    def report(phase: str, done: int, total: int) -> None:
+        # recorded for every check, so that a page shows the progress of one run from the
+        # command line as well (it showed 'starting' until the end)
+        store.check_progress(check_id, phase, done, total)
+        given(phase, done, total)
+
     try:
         if handed:  # checked by the server before it recorded the check; again here, closing it
             project.check_intact()

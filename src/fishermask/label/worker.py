@@ -38,12 +38,8 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, _stopped)
         project = Project(argv[1])
         check_id = int(argv[2])
-
-        def report(phase: str, done: int, total: int) -> None:
-            project.store.check_progress(check_id, phase, done, total)
-
-        try:
-            run_check(project, report=report, check_id=check_id)
+        try:  # run_check records its progress for the page
+            run_check(project, check_id=check_id)
         except KeyboardInterrupt:
             return 130  # recorded as interrupted by run_check
         except Exception:  # noqa: BLE001 - recorded as failed (its message) by run_check
