@@ -75,3 +75,32 @@ def test_an_ambiguous_copy_is_not_taken_for_a_move(project):
     assert lines[-2] == "1 new image (26 in all); 0 not added, 2 missing, 0 changed."
     # the copy has the bytes of the two missing images: said, and never queued as new work
     assert lines[-1].startswith("2 image files are byte-for-byte copies of others")
+
+
+def test_a_folder_renamed_whole_is_one_line(project):
+    """Renaming a folder (`Ship/` to `ship/`, as `label init --labels-from-folders` advises
+    for a near miss) printed one `moved:` line per image: thousands for a large folder. More
+    than three images of one folder moved alike are one line, with how many were labeled; a
+    few moved images are still named one by one."""
+    label_truth(project, 2)
+    labeled = project.store.current_labels()
+    ids = project.store.image_ids_by_path()
+    n_red = sum(1 for path in ids if path.startswith("red/"))
+    n_lab = sum(1 for path, i in ids.items() if path.startswith("red/") and i in labeled)
+    project.close()
+    (project.root / "red").rename(project.root / "crimson")
+    (project.root / "misc").mkdir()
+    shutil.move(project.root / "green/005.png", project.root / "misc/005.png")
+    r = _run("scan", project.dir, "--no-progress")
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if x.startswith("moved: ")]
+    assert sorted(lines) == [
+        "moved: green/005.png -> misc/005.png (the same content"
+        + ("; labeled 'green', its label follows it)" if ids["green/005.png"] in labeled else ")"),
+        f"moved: red/ -> crimson/ ({n_red} images, the same content; {n_lab} of them labeled: "
+        "their labels follow them)",
+    ], r.output
+    assert r.output.splitlines()[-1].endswith(f"{n_red + 1} moved.")
+    p = Project(project.dir)
+    assert p.store.image_ids_by_path()["crimson/000.png"] == ids["red/000.png"]
+    p.close()

@@ -348,15 +348,9 @@ def scan(
             "--verbose` lists them again."
         )
     labels = p.store.current_labels()
-    for r, path in moved:
-        _say(
-            f"moved: {r.path} -> {path} (the same content"
-            + (
-                f"; labeled {p.classes[labels[r.id]]!r}, its label follows it)"
-                if r.id in labels
-                else ")"
-            )
-        )
+    followed = [(r.path, path, r.id in labels and p.classes[labels[r.id]]) for r, path in moved]
+    for line in _moved_lines(followed):
+        _say(line)
     for path, cls in accepted:
         _say(
             f"changed: {path}: new content taken; "
@@ -478,6 +472,35 @@ def _say_forgotten(forgotten: list[dict[str, Any]], shown: int) -> None:
         + "; label train, label next, the page's next batch and the exports work again (a "
         "file that comes back is added by `label scan` as a new, unlabeled image)."
     )
+
+
+def _moved_lines(moved: list[tuple[str, str, str | bool]]) -> list[str]:
+    """``label scan``'s lines for the images it followed (``(old, new, label or False)``):
+    one per image, but one per folder renamed or moved whole when more than three of its
+    images moved with it (``Ship/`` renamed ``ship/`` was one line per image)."""
+    groups: dict[tuple[str, str], list[tuple[str, str, str | bool]]] = {}
+    for old, new, label in moved:
+        a, b = old.split("/"), new.split("/")
+        k = 0  # the path components both end with (the file name, at least, in a folder)
+        while k < min(len(a), len(b)) - 1 and a[-1 - k] == b[-1 - k]:
+            k += 1
+        key = ("/".join(a[: len(a) - k]), "/".join(b[: len(b) - k])) if k else (old, new)
+        groups.setdefault(key, []).append((old, new, label))
+    lines = []
+    for (src, dst), items in groups.items():
+        if len(items) > 3 and (src, dst) != (items[0][0], items[0][1]):
+            n_lab = sum(bool(label) for _, _, label in items)
+            lines.append(
+                f"moved: {src}/ -> {dst}/ ({counted(len(items), 'image')}, the same content; "
+                f"{n_lab} of them labeled: their labels follow them)"
+            )
+            continue
+        for old, new, label in items:
+            lines.append(
+                f"moved: {old} -> {new} (the same content"
+                + (f"; labeled {label!r}, its label follows it)" if label else ")")
+            )
+    return lines
 
 
 @label_app.command("next", short_help="Choose the next batch with the current model and print it.")
