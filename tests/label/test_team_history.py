@@ -174,3 +174,20 @@ def test_a_path_typed_from_the_folder_above_or_in_another_case_names_the_image_m
     assert "(did you mean 'green/001.png'?)" in r.output
     r = _run("history", project.dir, "red/999.png")
     assert r.exit_code == 2 and "did you mean" not in r.output
+
+
+def test_a_csv_row_naming_the_image_folder_first_says_which_image_it_meant(project, tmp_path):
+    """`label add` (and `label init --labels`) of a CSV written from the folder above the
+    image folder (`images/red/000.png`) refused each row naming no image, with an example of
+    another one; each row now says which image it meant, and nothing is written."""
+    project.close()
+    name = project.root.name
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"path,label\n{name}/red/000.png,red\nRED/001.png,red\nred/999.png,red\n")
+    r = _run("add", project.dir, labels)
+    assert r.exit_code == 2
+    said = " ".join(r.output.split())
+    assert f"line 2: '{name}/red/000.png' is not an image of this project (did you mean " in said
+    assert "'red/000.png'?); line 3: 'RED/001.png' is not an image of this project (did you" in said
+    assert "line 4: 'red/999.png' is not an image of this project; nothing was written." in said
+    assert "Paths are relative to the image folder" in said

@@ -1782,8 +1782,10 @@ class Project:
                 continue
             if image_id is None:
                 why = self.not_added_why(ref)
-                errors.append(f"{where}{ref!r} is not an image of this project{why}")
                 unknown = unknown or not why
+                if not why and (meant := self.meant_path(ref, by_path)):
+                    why = f" (did you mean {meant!r}?)"
+                errors.append(f"{where}{ref!r} is not an image of this project{why}")
                 continue
             if label not in self.current_classes:
                 hint = self.renamed_hint(label) + self.removed_hint(label)
