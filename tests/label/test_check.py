@@ -480,6 +480,28 @@ def test_status_says_what_the_latest_check_found(checked, tmp_path):
     assert (st["current"], st["flagged"]) == (23, len(issues) - 1)
 
 
+def test_status_on_a_terminal_says_what_the_latest_check_found(checked, tmp_path):
+    """`label status`'s short summary (a terminal, `--format text`) said nothing of a check,
+    which only its JSON had: it now has a line with the check's time, what it flagged, how
+    often its models were right and how to list the flags."""
+    proj = _copy(checked, tmp_path)
+    st = json.loads(_run("status", proj).stdout)["check"]
+    r = _run("status", proj, "--format", "text")
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.stdout.splitlines() if x.startswith("label check of "))
+    assert f"UTC (5 models): {st['flagged']} of 24 labels flagged as possibly wrong (" in line
+    assert f"its models predicted {100 * st['agreement']:.1f} % of the labels out of fold" in line
+    assert line.endswith(f"`fishermask label check {proj} --latest` lists them"), line
+    assert "changed since" not in line
+    issues = json.loads(_run("check", proj, "--latest", "--format", "json").stdout)
+    fixed = issues[0]
+    (tmp_path / "fix.csv").write_text(f"path,label\n{fixed['path']},{fixed['suggested']}\n")
+    assert _run("add", proj, tmp_path / "fix.csv").exit_code == 0
+    r = _run("status", proj, "--format", "text")
+    assert f"{st['flagged'] - 1} of 23 labels flagged" in r.stdout
+    assert ", 1 label changed since;" in r.stdout
+
+
 def test_status_before_any_check_has_none(project):
     project.close()
     r = _run("status", project.dir)

@@ -1376,6 +1376,24 @@ def _print_summary(p: Any, st: dict[str, Any]) -> None:
             f"disagreements: {st['disagreements']} open, {st['decided']} decided "
             f"(`fishermask label status {p.dir} --list disagreements`)"
         )
+    if (chk := st.get("check")) is not None:
+        import calendar
+        import time
+
+        from fishermask.label.check import flagged_line, weak_line
+        from fishermask.text import utc_clock
+
+        weak = weak_line(chk["agreement"]) is not None
+        when = utc_clock(calendar.timegm(time.strptime(chk["when"], "%Y-%m-%dT%H:%M:%SZ")))
+        since = chk["scored"] - chk["current"]
+        lines.append(
+            f"label check of {when} ({chk['folds']} models): "
+            + flagged_line(chk["flagged"], chk["current"])
+            + (f", {counted(since, 'label')} changed since" if since else "")
+            + f"; its models predicted {100 * chk['agreement']:.1f} % of the labels out of fold"
+            + (" (too weak for the flags to tell right labels from wrong ones)" if weak else "")
+            + f"; `fishermask label check {p.dir} --latest` lists them"
+        )
     lines.append(
         f"files: {st['changed']} changed, {st['missing']} missing since the scan, "
         f"{st['new_files']} new not scanned, {counted(st['copies'], 'copy', 'copies')}"
