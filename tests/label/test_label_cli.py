@@ -278,6 +278,27 @@ def test_init_with_a_bad_labels_file_leaves_no_project_behind(tmp_path, folder):
     assert json.loads(_run("status", proj).stdout)["labeled"] == 1
 
 
+def test_init_of_an_existing_project_or_a_missing_folder_says_what_to_do(tmp_path, folder):
+    """A second `label init` of a project said 'open it', which no command does, and an
+    --images folder mistyped or a file given said only 'not a folder of images'."""
+    proj = tmp_path / "proj"
+    args = ("--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert _run("init", proj, "--images", folder, *args).exit_code == 0
+    r = _run("init", proj, "--images", folder, *args)
+    assert r.exit_code == 2
+    assert " ".join(r.output.split()) == (
+        f"error: {proj} is already a labeling project; nothing was changed: go on with it "
+        f"(`fishermask label serve {proj}` serves it, `fishermask label config {proj}` shows "
+        "its settings), or give `label init` a new folder."
+    )
+    r = _run("init", tmp_path / "p2", "--images", tmp_path / "imagse", *args)
+    assert r.exit_code == 2 and not (tmp_path / "p2").exists()
+    assert f"--images {tmp_path / 'imagse'}: no such folder (looked for " in r.output
+    (tmp_path / "a.csv").write_text("path,label\n")
+    r = _run("init", tmp_path / "p2", "--images", tmp_path / "a.csv", *args)
+    assert r.exit_code == 2 and "a file, not a folder; give the folder that holds" in r.output
+
+
 def test_a_project_database_that_is_not_sqlite_is_one_line(tmp_path):
     """A project.sqlite that is not a database (a copy cut short, another file) gave a
     sqlite3.DatabaseError traceback from every command."""

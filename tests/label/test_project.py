@@ -27,7 +27,7 @@ def test_init_rejects_bad_input(tmp_path, folder):
     for classes, msg in (("a", "at least 2"), ("a,a", "twice"), ("a,,b", "empty")):
         with pytest.raises(ConfigError, match=msg):
             Project.init(tmp_path / "p", folder, classes, **TINY)
-    with pytest.raises(ConfigError, match="not a folder"):
+    with pytest.raises(ConfigError, match="nope: no such folder"):
         Project.init(tmp_path / "p", tmp_path / "nope", "a,b", **TINY)
     with pytest.raises(ConfigError, match="Unknown strategy"):
         Project.init(tmp_path / "p", folder, "a,b", **{**TINY, "strategy": "nope"})

@@ -857,14 +857,24 @@ class Project:
         if (path / DB_NAME).exists():
             if not _interrupted_init(path):
                 raise ConfigError(
-                    f"{path} is already a labeling project; open it or choose a new folder."
+                    f"{path} is already a labeling project; nothing was changed: go on with it "
+                    f"(`fishermask label serve {path}` serves it, `fishermask label config "
+                    f"{path}` shows its settings), or give `label init` a new folder."
                 )
             # a `label init` killed before it added any image (no labels either): start over
             for suffix in ("", "-wal", "-shm"):
                 (path / (DB_NAME + suffix)).unlink(missing_ok=True)
             say(f"replacing the unfinished project in {path} (its `label init` was interrupted)")
         if not root.is_dir():
-            raise ConfigError(f"--images {root}: not a folder of images.")
+            raise ConfigError(
+                f"--images {root}: "
+                + (
+                    "a file, not a folder; give the folder that holds the images."
+                    if root.exists()
+                    else f"no such folder (looked for {root.absolute()}); give the folder "
+                    "that holds the images."
+                )
+            )
         if labels is not None and labels_from_folders:
             raise ConfigError(
                 "--labels and --labels-from-folders: give one (the folders' labels, or a CSV's)."
