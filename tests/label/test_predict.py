@@ -617,3 +617,17 @@ def test_predict_folder_applies_the_model_to_a_new_folder_as_to_the_projects(tra
     assert r.exit_code == 2 and "--images" in r.stderr and "--folder" in r.stderr
     r = _run("predict", proj, "--folder", tmp_path / "nothere")
     assert r.exit_code == 2 and "nothere" in r.stderr and "not a folder" in r.stderr
+
+
+def test_predict_folder_says_to_convert_a_heic_to_predict_it(trained, tmp_path):
+    """`label predict --folder` listed a phone's .HEIC as `label scan` does, ending 'convert
+    it ... to label it': these images are for predictions, not labels."""
+    proj, _, _ = trained
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "IMG_1.HEIC").write_bytes(b"not read")
+    r = _run("predict", proj, "--folder", new, "--no-progress")
+    err = " ".join(r.stderr.split())
+    assert "not read IMG_1.HEIC: a .heic file, which fishermask label does not read" in err, err
+    assert err.count("convert it (e.g. to JPEG or PNG) to predict it") == 1, err
+    assert "to label it" not in err

@@ -139,13 +139,15 @@ def candidate_files(
     root: Path,
     known: set[str] | frozenset[str] = frozenset(),
     once: str = ", which is already an image of the project: each file is added once",
+    to: str = "label it",
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Relative paths of image files under ``root`` (sorted), and refused files with reasons.
 
     One path per file: paths that name the same file (a symbolic link to another image of the
     folder, or a hard link) keep the ones in ``known`` (already in the project), else the
     path that is not a symbolic link, else the first in sorted order; the others are refused,
-    the reason ending with ``once`` (``{keep}`` in it: the path kept).
+    the reason ending with ``once`` (``{keep}`` in it: the path kept); a file of a format
+    not read says to convert it ``to`` (``label it``; ``predict it`` for ``label predict``).
     """
     root_real = Path(os.path.realpath(root))
     refused: list[tuple[str, str]] = []
@@ -158,7 +160,7 @@ def candidate_files(
             if not name.lower().endswith(EXTENSIONS):
                 if name.lower().endswith(NOT_READ):
                     rel = (Path(dirpath) / name).relative_to(root).as_posix()
-                    refused.append((rel, not_read(name)))
+                    refused.append((rel, not_read(name, to)))
                 continue
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()
@@ -192,12 +194,13 @@ def candidate_files(
     return sorted(out), refused
 
 
-def not_read(name: str) -> str:
-    """Why a file named as an image of a format not read (:data:`NOT_READ`) is not added."""
+def not_read(name: str, to: str = "label it") -> str:
+    """Why a file named as an image of a format not read (:data:`NOT_READ`) is not added
+    (``to``: what converting it is for)."""
     ext = os.path.splitext(name)[1].lower()
     return (
         f"a {ext} file, which fishermask label does not read (it reads "
-        f"{', '.join(EXTENSIONS)}); convert it (e.g. to JPEG or PNG) to label it"
+        f"{', '.join(EXTENSIONS)}); convert it (e.g. to JPEG or PNG) to {to}"
     )
 
 

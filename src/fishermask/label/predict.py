@@ -498,7 +498,7 @@ def predict_folder(
     project.reload_classes()
     check_options("all", min_prob, top, len(project.current_classes))
     model_info, model, norm = committed_classifier(project)
-    files, refused = imgs.candidate_files(root, once=": predicted once, as {keep}")
+    files, refused = imgs.candidate_files(root, once=": predicted once, as {keep}", to="predict it")
     skipped = list(refused)
     paths: list[str] = []
     parts: list[torch.Tensor] = []
