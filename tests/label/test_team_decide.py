@@ -435,3 +435,21 @@ def test_disagreements_only_lists_what_the_status_list_lists(client, project):
         assert page["total"] == 2
     plain = client.get("/api/labeled", headers=client.as_["owner"]).json()["items"]
     assert sorted(it["path"] for it in plain) == ["blue/000.png"]  # labeled images only
+
+
+def test_the_same_decision_again_says_nothing_was_written(project):
+    """`label decide` of an image on which the owner had decided that class already wrote
+    nothing ('decided 0 images (1 already so)'), yet went on, for an image without a
+    disagreement, that it was 'recorded as the owner's decision anyway'."""
+    project.close()
+    r = _run("decide", project.dir, "red/003.png", "red")
+    assert r.exit_code == 0 and "recorded as the owner's decision anyway" in r.output, r.output
+    n = len(_run("history", project.dir, "red/003.png").stdout.splitlines())
+    r = _run("decide", project.dir, "red/003.png", "red")
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert said.startswith(
+        "decided 0 images (1 already so): the owner's decision already, nothing was written"
+    ), said
+    assert "recorded" not in said
+    assert len(_run("history", project.dir, "red/003.png").stdout.splitlines()) == n

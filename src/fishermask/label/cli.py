@@ -688,6 +688,11 @@ def _decided_said(
         if listed
         else ""
     )
+    if not written:  # every row was the owner's decision already: nothing is recorded anyway
+        return (
+            f"decided 0 images ({same} already so): the owner's decision already, nothing was "
+            f"written{shown}; {left}."
+        )
     note = ""
     if undisputed:
         named_u = ", ".join(undisputed[:5]) + (
