@@ -1065,3 +1065,27 @@ def test_label_help_lists_every_command_as_the_guide_does():
     assert r.exit_code == 0
     body = r.output.split("Commands:", 1)[1]
     assert len(body.strip().splitlines()) <= 2 * len(table)  # at most two lines a command
+
+
+def test_train_and_status_write_the_interval_alike(tmp_path, folder):
+    """`label train` wrote the accuracy's interval as '27.2-59.2 %' (a hyphen: read as a
+    negative number in a hurry) and `label status` as '27.2–59.2 %': both now use the dash."""
+    import re
+
+    from fishermask.label.project import Project
+    from tests.label.conftest import label_truth
+
+    proj = tmp_path / "proj"
+    assert (
+        _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS).exit_code
+        == 0
+    )
+    p = Project(proj)
+    label_truth(p, 8)  # 24 labels: at least 20 for an estimate
+    p.close()
+    r = _run("train", proj, "--no-progress")
+    assert r.exit_code == 0, r.output
+    said = re.search(r"\(95 % interval ([0-9.]+)(.)([0-9.]+) %", r.stdout)
+    assert said is not None and said.group(2) == "–", r.stdout
+    st = _run("status", proj, "--format", "text").stdout
+    assert f"95 % interval {said.group(1)}–{said.group(3)} %" in st, st

@@ -965,7 +965,7 @@ def train_cmd(
     else:
         console.print(
             f"trained on {counted(m['n_labels'], 'label')}; accuracy {100 * m['accuracy']:.1f} % "
-            f"(95 % interval {100 * m['low']:.1f}-{100 * m['high']:.1f} %, {m['method']}, "
+            f"(95 % interval {100 * m['low']:.1f}–{100 * m['high']:.1f} %, {m['method']}, "
             f"{counted(m['n_eval'], 'prediction')})",
             highlight=False,
             soft_wrap=True,
