@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fishermask.data.base import ImageDataset
-    from fishermask.data.cache import CACHE_ENV, resolve_cache_dir
+    from fishermask.data.cache_dir import CACHE_ENV, resolve_cache_dir
     from fishermask.data.embedded import DATASETS, list_datasets
     from fishermask.data.presets import PRESETS, apply_preset
     from fishermask.data.registry import FORMATS, PathFormat, detect_format, load_dataset
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 #: ``fishermask label status`` and the like) must not pull in.
 _LAZY = {
     "ImageDataset": "base",
-    "CACHE_ENV": "cache",
-    "resolve_cache_dir": "cache",
+    "CACHE_ENV": "cache_dir",
+    "resolve_cache_dir": "cache_dir",
     "DATASETS": "embedded",
     "list_datasets": "embedded",
     "PRESETS": "presets",

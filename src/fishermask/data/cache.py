@@ -25,23 +25,13 @@ from pathlib import Path
 import torch
 
 from fishermask.data.base import ImageDataset
+from fishermask.data.cache_dir import CACHE_ENV
 from fishermask.data.images import ImageSize, one_line
 from fishermask.errors import DataError
 from fishermask.text import slug
 
-CACHE_ENV = "FISHERMASK_CACHE"
 CACHE_VERSION = 2  # bump when the decoded content of any loader changes
 _TENSORS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The cache directory: argument, else ``$FISHERMASK_CACHE``, else ``~/.cache/fishermask``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "fishermask"
 
 
 def cache_path(

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from fishermask.data.base import ImageDataset
-from fishermask.data.cache import resolve_cache_dir
+from fishermask.data.cache_dir import resolve_cache_dir
 from fishermask.data.images import one_line
 from fishermask.errors import DataError
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fishermask.data.base import ImageDataset
-from fishermask.data.cache import cached, resolve_cache_dir
+from fishermask.data.cache import cached
+from fishermask.data.cache_dir import resolve_cache_dir
 from fishermask.data.cifar import cifar_files, find_cifar_dir, load_cifar
 from fishermask.data.embedded import DATASETS, load_embedded
 from fishermask.data.folder import is_archive, load_folder, looks_like_tree, tree_files

@@ -1184,7 +1184,7 @@ class Project:
 
     @property
     def cache_dir(self) -> Path:
-        from fishermask.data.cache import resolve_cache_dir
+        from fishermask.data.cache_dir import resolve_cache_dir
 
         return resolve_cache_dir(self.settings.get("cache_dir"))
 
