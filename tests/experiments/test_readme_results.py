@@ -35,13 +35,19 @@ def _rows() -> list[dict]:
     return rows
 
 
-def test_the_readme_results_example_runs(tmp_path: Path, monkeypatch, capsys) -> None:
-    rows = _rows()
+def _write_run(tmp_path: Path, rows: list[dict]) -> Path:
+    """``rows`` as a run directory's results.csv, at the path the example reads."""
     run = tmp_path / "runs/digits-mem"
     run.mkdir(parents=True)
     header = list(rows[0])
     lines = [",".join(header)] + [",".join(str(r[k]) for k in header) for r in rows]
     (run / "results.csv").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_the_readme_results_example_runs(tmp_path: Path, monkeypatch, capsys) -> None:
+    rows = _rows()
+    _write_run(tmp_path, rows)
     monkeypatch.chdir(tmp_path)
     exec(compile(_example(), "docs/api.md", "exec"), {})
     out = capsys.readouterr().out
@@ -62,11 +68,7 @@ def test_the_readme_results_example_counts_seeds_by_the_planned_rounds(
     import json
 
     rows = _rows()
-    run = tmp_path / "runs/digits-mem"
-    run.mkdir(parents=True)
-    header = list(rows[0])
-    lines = [",".join(header)] + [",".join(str(r[k]) for k in header) for r in rows]
-    (run / "results.csv").write_text("\n".join(lines) + "\n")
+    run = _write_run(tmp_path, rows)
     (run / "config.json").write_text(json.dumps({"query_sizes": [20, 20]}))
     monkeypatch.chdir(tmp_path)
     exec(compile(_example(), "README.md", "exec"), {})

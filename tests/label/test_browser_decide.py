@@ -35,6 +35,23 @@ def _tiles(d) -> list[str]:
     )
 
 
+def _owners_labeled_view(project, browser, team_server):
+    """The team of :func:`_team` served, the owner's page open on its Labeled view with the
+    three labeled images shown. Returns the ids by path, the owner's URL and a wait."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ids = _team(project)
+    project.close()
+    owner_url = team_server(project.dir, ("alice", "bob")).url
+    wait = WebDriverWait(browser, 60)
+    browser.get(owner_url)
+    wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
+    browser.find_element(By.ID, "tab-labeled").click()
+    wait.until(lambda d: len(_tiles(d)) == 3)
+    return ids, owner_url, wait
+
+
 def test_the_owner_walks_the_disagreements_and_decides_them_on_the_page(
     project, browser, team_server
 ):
@@ -45,16 +62,8 @@ def test_the_owner_walks_the_disagreements_and_decides_them_on_the_page(
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    _team(project)
-    project.close()
-    owner_url = team_server(project.dir, ("alice", "bob")).url
-    wait = WebDriverWait(browser, 60)
-    browser.get(owner_url)
-    wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
-    browser.find_element(By.ID, "tab-labeled").click()
-    wait.until(lambda d: len(_tiles(d)) == 3)
+    _, owner_url, wait = _owners_labeled_view(project, browser, team_server)
     box = browser.find_element(By.ID, "browse-disagree")
     assert box.is_displayed()
     box.click()
@@ -154,18 +163,9 @@ def test_shift_and_a_class_key_on_an_image_without_a_disagreement_says_why_nothi
     without a word: the message says there is nothing to decide and what the plain key does;
     nothing is written."""
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    ids = _team(project)
-    project.close()
-    owner_url = team_server(project.dir, ("alice", "bob")).url
-    wait = WebDriverWait(browser, 60)
-    browser.get(owner_url)
-    wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
-    browser.find_element(By.ID, "tab-labeled").click()
-    wait.until(lambda d: len(_tiles(d)) == 3)
+    ids, owner_url, wait = _owners_labeled_view(project, browser, team_server)
     browser.execute_script(
         "[...document.querySelectorAll('#grid button.tile')]"
         ".find(t => t.querySelector('img').alt === 'green/000.png').click()"
@@ -245,15 +245,8 @@ def test_a_decided_tile_keeps_the_annotators_sides_and_a_repeat_is_already_so(
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    _team(project)
-    project.close()
-    browser.get(team_server(project.dir, ("alice", "bob")).url)
-    wait = WebDriverWait(browser, 60)
-    wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
-    browser.find_element(By.ID, "tab-labeled").click()
-    wait.until(lambda d: len(_tiles(d)) == 3)
+    _, _, wait = _owners_labeled_view(project, browser, team_server)
     browser.find_element(By.ID, "browse-disagree").click()
     wait.until(lambda d: sorted(_tiles(d)) == ["blue/000.png", "red/000.png"])
     first = _tiles(browser)[0]
