@@ -133,6 +133,32 @@ def test_imagefolder_export_keeps_every_image_and_ordinary_permissions(project, 
     assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == mode
 
 
+def test_imagefolder_export_of_classes_differing_in_case_on_a_case_blind_disk(
+    project, tmp_path, monkeypatch
+):
+    """Classes `red` and `Red` on a file system that ignores case (macOS, Windows by default):
+    the second class folder already existed and the export stopped with a bare
+    FileExistsError traceback; now one line names both classes and the fix, nothing written."""
+    from fishermask.errors import ConfigError
+
+    project.configure(add_classes=["Red"])
+    real = Path.mkdir
+
+    def case_blind(self, *a, **kw):
+        siblings = self.parent.iterdir() if self.parent.is_dir() else []
+        if any(x.name != self.name and x.name.casefold() == self.name.casefold() for x in siblings):
+            raise FileExistsError(str(self))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "mkdir", case_blind)
+    with pytest.raises(ConfigError) as err:
+        project.export("imagefolder", tmp_path / "out")
+    said = str(err.value)
+    assert "classes 'red' and 'Red' would share one folder" in said, said
+    assert "--rename-class Red=NEW" in said and "nothing was exported" in said
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_round_whose_pid_now_names_another_process_is_interrupted(project):
     # after a crash and reboot (or long enough) the dead worker's pid can belong to another

@@ -2912,7 +2912,18 @@ class Project:
         # imagefolder: built beside the target, then renamed into place
         with new_folder(out, replaces="imagefolder") as tmp:
             for c in self.current_classes:  # a removed class has no folder
-                (tmp / c).mkdir()
+                try:
+                    (tmp / c).mkdir()
+                except FileExistsError:  # a file system that ignores case: 'cat' is 'Cat'
+                    other = next(
+                        x for x in self.current_classes if x != c and x.casefold() == c.casefold()
+                    )
+                    raise ConfigError(
+                        f"classes {other!r} and {c!r} would share one folder in {out.parent}, "
+                        "whose file system does not tell upper from lower case; nothing was "
+                        "exported: export to a case-sensitive file system, or rename one "
+                        f"(`fishermask label config {self.dir} --rename-class {c}=NEW`)."
+                    ) from None
             used: set[tuple[str, str]] = set()
             stored = {r.id: r.sha256 for r in self.store.images()}
             for image_id, path, label in rows:
