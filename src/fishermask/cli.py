@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fishermask import __version__
-from fishermask.cli_help import APP_SETTINGS, Command
+from fishermask.cli_help import APP_SETTINGS
 from fishermask.errors import ConfigError, FishermaskError, check_choice
 from fishermask.label.cli import label_app
 
@@ -510,7 +510,7 @@ def _resume_command(out_dir: Path) -> str:
     return shlex.join(["fishermask", *args])
 
 
-@app.command(cls=Command)
+@app.command()
 def report(
     run_dirs: Annotated[
         list[Path], typer.Argument(metavar="RUN_DIR", help="Run directories (one per setting).")

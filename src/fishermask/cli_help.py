@@ -9,10 +9,9 @@ to what fits one line ("write results,..."); :class:`Group` wraps the whole firs
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import click
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 
 def _usage_name(param: TyperArgument) -> str:
@@ -31,11 +30,12 @@ def _value_names(cmd: click.Command) -> None:
             # the usage line as click writes it, `report [OPTIONS] RUN_DIR...` (typer 0.29
             # braces a required argument, `{RUN_DIR}...`, which reads as a set to choose from)
             param._usage_display_name = functools.partial(_usage_name, param)  # type: ignore[method-assign]
-        if param.metavar is not None:
-            continue
-        if isinstance(param, TyperArgument):
-            param.metavar = param.name.upper()
+            # listed by its name alone: typer appends the annotation (`RUN_DIR <list[Path]>`)
             param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+            if param.metavar is None:
+                param.metavar = param.name.upper()
+        elif param.metavar is not None:
+            continue
         elif isinstance(param, TyperOption) and not param.is_flag and not param.count:
             desc = param.type_descriptor
             if desc.is_choice or desc.is_list or desc.is_tuple:
@@ -70,17 +70,6 @@ class Group(TyperGroup):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-class Command(TyperCommand):
-    """A command whose arguments with a metavar are listed by it alone: typer appends the
-    annotation (``RUN_DIR <list[Path]>``), a Python type that means nothing to a user."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            if isinstance(param, TyperArgument) and param.metavar is not None:
-                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
 
 
 #: The settings of every ``typer.Typer`` of the ``fishermask`` command.
