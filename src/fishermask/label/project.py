@@ -1662,17 +1662,25 @@ class Project:
         ``label decide``, ``label history``): ``'x.jpg' is not an image of this project``,
         with why when it is a file of the image folder all the same (:meth:`not_added_why`),
         else where paths are taken from."""
+        why, in_folder = self._unknown_why(ref, by_path)
+        said = f"{ref!r} is not an image of this project{why}"
+        if in_folder:
+            return said
+        example = min(by_path) if by_path else "cat/0001.jpg"
+        return (
+            f"{said}; paths are relative to the image folder {self.root} (e.g. {example!r}), "
+            "or absolute inside it"
+        )
+
+    def _unknown_why(self, ref: str, by_path: dict[str, int]) -> tuple[str, bool]:
+        """What follows "'x' is not an image of this project": why, when it is a file of the
+        image folder all the same (:meth:`not_added_why`; True), else the image it most likely
+        meant (:meth:`meant_path`), if any (False)."""
         why = self.not_added_why(ref)
         if why:
-            return f"{ref!r} is not an image of this project{why}"
-        example = min(by_path) if by_path else "cat/0001.jpg"
+            return why, True
         meant = self.meant_path(ref, by_path)
-        return (
-            f"{ref!r} is not an image of this project"
-            + (f" (did you mean {meant!r}?)" if meant else "")
-            + f"; paths are relative to the image folder {self.root} (e.g. {example!r}), or "
-            "absolute inside it"
-        )
+        return (f" (did you mean {meant!r}?)" if meant else ""), False
 
     def meant_path(self, ref: str, by_path: dict[str, int]) -> str | None:
         """The image a path that names none most likely meant, or None: a path relative to
@@ -1791,10 +1799,8 @@ class Project:
                 errors.append(self.not_an_image(ref, by_path))
                 continue
             if image_id is None:
-                why = self.not_added_why(ref)
-                unknown = unknown or not why
-                if not why and (meant := self.meant_path(ref, by_path)):
-                    why = f" (did you mean {meant!r}?)"
+                why, in_folder = self._unknown_why(ref, by_path)
+                unknown = unknown or not in_folder
                 errors.append(f"{where}{ref!r} is not an image of this project{why}")
                 continue
             if label not in self.current_classes:
@@ -1856,12 +1862,13 @@ class Project:
         all the same (`` (a .heic file, which ...)``), or ``""`` when it is none."""
         ref = ref.strip().replace("\\", "/")
         if not Path(ref).is_absolute():
-            if _normal(ref, self.root) is None:
+            rel = _normal(ref, self.root)
+            if rel is None:
                 return (
                     f" (it leads outside the image folder {self.root}: paths are relative to "
                     "it, and every image lies inside it)"
                 )
-            ref = _normal(ref, self.root) or ref
+            ref = rel or ref
         full = Path(ref) if Path(ref).is_absolute() else self.root / ref
         root_real = Path(os.path.realpath(self.root))
         if not imgs.inside(root_real, full):
