@@ -248,10 +248,8 @@ function show() {
   if ($("batch-disagree")) {  // the owner's page: who gave which label of a disagreement
     const d = it.disagreement;
     $("batch-disagree").hidden = !d;
-    $("batch-disagree").textContent = d ? `${d.status === "open" ? "disagreement (open)"
-      : "disagreement decided by the owner"}: ${Object.entries(d.labels).map(([n, c]) =>
-      `${n === ME ? "you" : n} ${c}`).join(", ")}${d.status === "open"
-      ? " \u2014 the Labeled view's \"disagreements only\" decides it" : ""}` : "";
+    $("batch-disagree").textContent = d ? disputeSaid(d) + (d.status === "open"
+      ? " \u2014 the Labeled view's \"disagreements only\" decides it" : "") : "";
   }
   $("guesses").textContent = it.guesses.length
     ? "model: " + it.guesses.map((g) => `${g.label} ${(100 * g.prob).toFixed(0)}%`).join(", ")
@@ -811,10 +809,14 @@ function shown(it) {
 function differ(it) {
   const d = it.disagreement;
   if (!d) return "";
+  return `; ${disputeSaid(d)}` + (d.status === "open" ? "; Shift + a class key decides" : "");
+}
+
+// A disagreement and its sides, as both views say it: "disagreement (open): alice red, you
+// blue" or "disagreement decided by the owner: ...".
+function disputeSaid(d) {
   const who = Object.entries(d.labels).map(([n, c]) => `${n === ME ? "you" : n} ${c}`).join(", ");
-  return d.status === "open"
-    ? `; disagreement (open): ${who}; Shift + a class key decides`
-    : `; disagreement decided by the owner: ${who}`;
+  return `${d.status === "open" ? "disagreement (open)" : "disagreement decided by the owner"}: ${who}`;
 }
 
 // A fix of the selected label; `decide` (the owner's page, an image whose annotators
