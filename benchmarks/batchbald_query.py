@@ -58,7 +58,8 @@ def one(args: argparse.Namespace, budget: int) -> dict:
     }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--pool", type=int, default=5000)
     ap.add_argument("--samples", type=int, default=20, help="T, MC-dropout passes")
@@ -69,7 +70,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.quick:
         args.pool, args.budgets = 500, "5,10"
     if args.child:

@@ -42,7 +42,8 @@ def pool_indices(ds, preset: str = "setting1") -> np.ndarray:
     return apply_preset(tagged, preset).x_train.flatten().numpy().astype(np.int64)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="../shared/datasets/cifar10-jpeg.tar.gz")
     ap.add_argument("--out", type=Path, default=Path("runs/cifar10_cnn_features.npy"))
@@ -51,7 +52,11 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
 

@@ -57,7 +57,8 @@ def _median_ratio(cpu: dict[str, list[float]]) -> float:
     return ratios[len(ratios) // 2]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old", help="the src/ folder of the old version")
     ap.add_argument("new", help="the src/ folder of the new version")
@@ -66,6 +67,11 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=50, help="top-k compared for LPLgrad")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--calls", default="", help="comma-separated labels to time (default: all)")
+    return ap
+
+
+def main() -> None:
+    ap = build_parser()
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

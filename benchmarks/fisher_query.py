@@ -246,7 +246,8 @@ def agreement(a: list[int], b: list[int]) -> str:
     return f"differ from pick {first}; {len(set(a) & set(b))}/{len(a)} in common"
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--width", type=float, default=0.25)
@@ -276,7 +277,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--v-on-disk", action="store_true", help="V in a disk-backed memory map (streaming form)"
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.quick:
         args.width, args.pool, args.labeled, args.budget = 0.125, 240, 20, 10
         args.diag_samples, args.naive_samples, args.func_samples = 64, 4, 16

@@ -83,7 +83,8 @@ def timed(
     return sec, pick, dist
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--embeddings", default="resnet", help="resnet, clusters or FILE.npy")
     ap.add_argument("--width", type=float, default=0.125)
@@ -94,7 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cdist", action="store_true", help="also time the cdist form")
     ap.add_argument("--no-exact", action="store_true", help="skip the slow exact form")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     shapes = [tuple(int(v) for v in s.split(":")) for s in args.shapes]
     load = os.getloadavg()

@@ -47,7 +47,8 @@ def rounds(project: Path) -> list[dict]:
         ]
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--tarball", type=Path, default=Path("../shared/datasets/cifar10-jpeg.tar.gz"))
     ap.add_argument("--labels", type=int, default=500, help="labels before the timed round")
@@ -55,7 +56,11 @@ def main() -> None:
     ap.add_argument(
         "--query-pool", type=int, default=None, help="init's --query-pool (default: its default)"
     )
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="label-bench-"))
     folder = make_folder(args.tarball, work)
     classes = sorted(p.name for p in folder.iterdir())

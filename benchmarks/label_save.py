@@ -49,12 +49,17 @@ def commit_only(project: Path, n: int) -> None:
     store.close()
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--requests", type=int, default=500, help="per client")
     ap.add_argument("--commit-only", action="store_true", help="time Store.add_label alone")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     work = Path(tempfile.mkdtemp(prefix="label-save-"))
     rng = np.random.default_rng(0)
     for c in ("a", "b"):

@@ -11,6 +11,7 @@ CNN, one round without training) in ``DIR/proj``.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -31,11 +32,24 @@ def make(root: Path) -> None:
     p.close()
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--make", type=Path, metavar="DIR", help="build the project in DIR/proj")
+    ap.add_argument("src", nargs="?", help="the src/ folder of the checkout to time")
+    ap.add_argument("args", nargs=argparse.REMAINDER, help="the arguments of `fishermask label`")
+    return ap
+
+
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["--make"]:
-        make(Path(argv[1]))
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.make is not None:
+        make(a.make)
         return
-    src, *args = argv
+    if a.src is None:
+        ap.error("give SRC and the arguments of `fishermask label`, or --make DIR")
+    src, args = a.src, a.args
     env = dict(os.environ, PYTHONPATH=src)
     ts = []
     for _ in range(5):

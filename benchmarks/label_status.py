@@ -73,12 +73,17 @@ def ms(v: list[float]) -> str:
     return f"median {statistics.median(v) * 1000:.1f} ms, max {max(v) * 1000:.1f} ms"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--labels", type=int, default=100_000)
     ap.add_argument("--images", type=int, default=34_000)
     ap.add_argument("--repeat", type=int, default=10)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     from fishermask.label.project import Project
 
     with tempfile.TemporaryDirectory(prefix="label-status-") as tmp:

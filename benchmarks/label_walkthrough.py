@@ -59,13 +59,18 @@ def step(msg: str, t0: float) -> None:
     print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", type=Path, help="where to run (default: a temporary folder)")
     ap.add_argument("--labels", type=int, default=50, help="batch images to label")
     ap.add_argument("--screenshot", type=Path, help="where to save the page's screenshot")
     ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for next batch")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="fm_walkthrough_"))
     work.mkdir(parents=True, exist_ok=True)
     tarball = (REPO.parent / "shared/datasets/cifar10-jpeg.tar.gz").resolve()

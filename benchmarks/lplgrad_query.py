@@ -65,7 +65,8 @@ def loop_scores(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=10_000, help="images (default 10 000)")
     ap.add_argument("--width", type=float, default=0.25, help="ResNet-18 width (default 1/4)")
@@ -77,7 +78,11 @@ def main() -> None:
     ap.add_argument("--loop-n", type=int, default=200, help="images for the per-image loop")
     ap.add_argument("--expected-n", type=int, default=1000, help="images for scheme=expected")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.quick:
         args.n, args.loop_n, args.expected_n = 512, 32, 128
     if args.threads:

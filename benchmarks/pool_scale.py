@@ -148,7 +148,8 @@ def load_images(source: str, n: int, gen: torch.Generator) -> tuple[torch.Tensor
     return ds.x_train[:n].contiguous(), f"CIFAR-10 training images from {source}"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("method", choices=["fishermask", "bait", "badge"])
     ap.add_argument("--data", default="random", help="CIFAR-10 path (tarball) or 'random'")
@@ -159,7 +160,11 @@ def main() -> None:
     ap.add_argument("--sparsity", type=float, default=0.002)
     ap.add_argument("--floor-images", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)

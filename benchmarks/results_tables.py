@@ -163,12 +163,17 @@ def minority_table(run: Path, strategies: list[str]) -> list[str]:
     return out
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", type=Path, help="a published run folder, docs/results/<run>")
     ap.add_argument("--report", type=Path, help="report.json (default: beside the run folder)")
     ap.add_argument("--minority", action="store_true", help="also the minority-class picks")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     run: Path = args.run
     if not (run / "results.csv").is_file() or not (run / "config.json").is_file():
         raise SystemExit(f"{run} holds no results.csv and config.json: give a run folder")

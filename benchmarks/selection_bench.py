@@ -94,7 +94,8 @@ def cached_problem(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor
     return vu, vl, factors
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--problem", choices=["bait", "fishermask"], default="bait")
     ap.add_argument("--pool", type=int, default=6750, help="unlabeled candidates N")
@@ -123,7 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--float64-products", action="store_true", help="also time product_dtype=float64"
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
     print(

@@ -60,7 +60,8 @@ def minimal_loop(model, x, y, *, epochs, batch_size, lr, augmenter, generator, b
     model.eval()
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this script (main parses sys.argv with it)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--width", type=float, default=0.125)
@@ -76,7 +77,11 @@ def main() -> None:
         help="bf16: bfloat16 autocast of the forward pass and loss in both loops",
     )  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="N = 256, 1 epoch, 2 repeats")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = build_parser().parse_args()
     if a.quick:
         a.n, a.epochs, a.repeats = 256, 1, 2
     torch.set_num_threads(a.threads)
