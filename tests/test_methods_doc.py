@@ -215,3 +215,17 @@ def test_readme_strategy_table_options_and_defaults() -> None:
             if not ok:
                 wrong.append(f"{name}: {opt} shown as {first!r}, default {default!r}")
     assert wrong == []
+
+
+def test_labelled_variants_compared_as_methods_md_says() -> None:
+    """§6.6: a variant of a compared method is a label starting with its name and a hyphen,
+    or any label of that strategy in the run's config.json (not any label starting with it)."""
+    from fishermask.reporting.report import METHODS, compared_strategies
+
+    labels = ["fishermask", "fishermaskx", "fm-dispersed", "lplgrad-joint", "lplgradish", "random"]
+    names = {"fm-dispersed": "fishermask"}
+    got = compared_strategies(labels, METHODS, names)
+    assert got == ["fishermask", "fm-dispersed", "lplgrad-joint"]
+    assert "a label that starts with the name and a hyphen, such as `lplgrad-joint`" in doc(
+        "docs/methods.md"
+    )
