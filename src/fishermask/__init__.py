@@ -1,4 +1,19 @@
-"""fishermask: deep active learning for image classification."""
+"""fishermask: deep active learning for image classification.
+
+FisherMask, LPLgrad and the baselines their papers compare with, as query strategies
+(``fishermask.strategies.available()``; docs/methods.md gives what each computes). The entry
+points:
+
+- ``fishermask.query(model, images, labeled=..., labels=..., budget=...)``: which images to
+  label next, for any trained classifier (returns a ``QueryResult``: indices and scores);
+- ``fishermask.run(config, train=(x, y), test=(x, y), out=...)``: a whole experiment
+  (strategies x seeds x rounds) on data held in memory, resumable like the command line's;
+- the command line: ``fishermask run``, ``report``, ``strategies`` and ``label`` (labeling
+  your own images), each with ``--help``.
+
+``query``, ``QueryResult`` and ``run`` are imported on first use, so ``import fishermask``
+stays light.
+"""
 
 from typing import Any as _Any
 

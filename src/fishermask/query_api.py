@@ -228,13 +228,17 @@ def query(
             saying so; for float images none (they are taken as they are).
         seed: an int or a ``torch.Generator`` for the strategy's random draws; the same seed
             gives the same draws on every call, so a loop passes its round (``seed=r``).
+        batch_size: images per forward (and gradient) chunk of the query (bounds memory).
         aux: the jointly trained module of ``lpl``/``lplgrad``, if any.
 
     Returns:
         :class:`QueryResult` ``(indices, scores)``; indices into ``images`` in the order
         chosen; scores ``None`` for strategies that have none (random, FisherMask, BAIT,
         TypiClust, ProbCover); for k-center and BADGE each pick's (squared, for BADGE)
-        distance to the nearest earlier center.
+        distance to the nearest earlier center; for the others each pick's score
+        (docs/methods.md §4, §5, §9: entropy, margin, top probability, predicted loss,
+        gradient norm, mutual information; BatchBALD's is the batch's joint mutual
+        information once that pick is added).
     """
     if isinstance(images, torch.utils.data.Dataset) and not isinstance(images, IterableDataset):
         images = _stack_dataset(images)

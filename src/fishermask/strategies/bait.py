@@ -30,9 +30,9 @@ from fishermask.strategies.registry import register
 class BaitStrategy(Strategy):
     """BAIT: greedy forward-backward A-optimal batch on the last layer's Fisher.
 
-    Options: ``lam`` (ridge λ; 0.01 as in the BAIT reference code's CIFAR runs, where
-    FisherMask keeps 1, see docs/decisions.md), ``backward_steps`` (1 = BAIT's 2x
-    oversampling), ``scale`` (``sqrt_prob`` or ``none``).
+    Options: ``lam`` (ridge λ; 0.01, the value reported for the BAIT reference's CIFAR runs,
+    whose ``select`` defaults to 1; FisherMask keeps 1, see docs/decisions.md),
+    ``backward_steps`` (1 = BAIT's 2x oversampling), ``scale`` (``sqrt_prob`` or ``none``).
     """
 
     name = "bait"
