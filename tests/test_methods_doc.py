@@ -16,15 +16,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from fishermask.experiments.config import read_config_file
 from fishermask.models import build_model
+from fishermask.reporting.report import METHODS, compared_strategies
 from fishermask.strategies import registry
 from fishermask.strategies.bait import BaitStrategy
 from fishermask.strategies.fishermask import FisherMaskStrategy
 from fishermask.strategies.lpl import LPLStrategy
 from fishermask.strategies.lplgrad import LPLGradStrategy
+from fishermask.strategies.typiclust import typiclust_select
 from fishermask.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,12 +224,23 @@ def test_readme_strategy_table_options_and_defaults() -> None:
 def test_labelled_variants_compared_as_methods_md_says() -> None:
     """§6.6: a variant of a compared method is a label starting with its name and a hyphen,
     or any label of that strategy in the run's config.json (not any label starting with it)."""
-    from fishermask.reporting.report import METHODS, compared_strategies
-
     labels = ["fishermask", "fishermaskx", "fm-dispersed", "lplgrad-joint", "lplgradish", "random"]
     names = {"fm-dispersed": "fishermask"}
     got = compared_strategies(labels, METHODS, names)
     assert got == ["fishermask", "fm-dispersed", "lplgrad-joint"]
     assert "a label that starts with the name and a hyphen, such as `lplgrad-joint`" in doc(
+        "docs/methods.md"
+    )
+
+
+def test_typiclust_fills_the_batch_in_pool_order_as_methods_md_says() -> None:
+    """§9.5: with no cluster of at least min_cluster_size items left, the rest of the batch is
+    the remaining unlabeled items in pool order."""
+    emb = torch.arange(12, dtype=torch.float64).reshape(6, 2)
+    labeled = torch.tensor([False, True, False, False, True, False])
+    clusters = np.array([0, 0, 1, 1, 2, 2])  # three clusters of 2 < min_cluster_size
+    pick = typiclust_select(emb, labeled, clusters, 3, min_cluster_size=5)
+    assert pick.tolist() == [0, 2, 3]
+    assert "the rest of the batch is the remaining unlabeled items in pool order" in doc(
         "docs/methods.md"
     )
