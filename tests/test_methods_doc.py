@@ -91,6 +91,9 @@ def facts() -> list[tuple[str, str]]:
         loop = cfg["loop"]
         return f"{loop['initial']} → {loop['budget']} by {loop['query_size']}"
 
+    def params(width: float) -> int:
+        return sum(t.numel() for t in build_model("resnet18", 10, (3, 32, 32), width).parameters())
+
     epochs = lplgrad["train"]["epochs"]
     detach = LPL.make_auxiliary(build_model("cnn", 10, (1, 8, 8))).detach_epoch(epochs)
     m = "docs/methods.md"
@@ -112,6 +115,12 @@ def facts() -> list[tuple[str, str]]:
         (m, f"and {BAIT.backward_steps} for BAIT (BAIT's 2× oversampling"),
         (m, f"`lam` (λ, default {num(BAIT.lam)},"),
         (m, f"`backward_steps` (default {BAIT.backward_steps}: pick 2B greedily"),
+        (m, f"(P ≈ {params(1.0) / 1e6:.1f} M, so k ≈ {round(FM.sparsity * params(1.0), -3):.0f})"),
+        # §6.4 model sizes, §6.5 the cpu network
+        (m, f"Width 1 has {params(1.0) / 1e6:.2f} M parameters for 10 classes"),
+        (m, f"width 1/4 ≈ {params(0.25) / 1e6:.2f} M parameters, "
+            f"1/8 ≈ {params(0.125) / 1e6:.2f} M"),
+        (m, f"a 1/8-width ResNet-18 (P ≈ {round(params(0.125), -3):.0f})"),
         # §5 LPL and LPLgrad
         (m, f"W = module_width ({LPL.module_width})"),
         (m, f"w = weight (default {num(LPL.weight)})"),
