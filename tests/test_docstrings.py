@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,8 +16,10 @@ import typer
 import fishermask
 from fishermask import strategies
 from fishermask.cli import app
+from fishermask.experiments.config import read_config_file
 from fishermask.models import build_model
 from fishermask.strategies import registry
+from fishermask.training.config import TrainConfig
 
 
 def test_package_docstring_names_what_exists() -> None:
@@ -83,3 +86,13 @@ def test_strategy_docstring_options(name: str) -> None:
     for opt, shown in re.findall(r"``(\w+)`` \(([\d.]+)\)", " ".join(own.split())):
         if opt in fields and isinstance(fields[opt], int | float):
             assert float(shown) == fields[opt], f"{name}: {opt} ({shown})"
+
+
+def test_train_config_says_which_profiles_cap_steps() -> None:
+    """TrainConfig's docstring says whether the experiment files' cpu profiles set
+    ``max_steps``; they cap epochs only (docs/decisions.md), so it must not say they use it."""
+    files = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+    uses = [f.name for f in files if read_config_file(f, "cpu")["train"].get("max_steps")]
+    doc = " ".join((TrainConfig.__doc__ or "").split())
+    said = "the ``cpu`` experiment profiles do not" in doc
+    assert said == (uses == []), uses

@@ -27,7 +27,8 @@ class TrainConfig(Section):
 
     ``max_steps`` (0: no cap) ends training after that many optimizer steps, mid-epoch
     if need be, whatever the stop rule: it bounds a round's cost when the labeled set
-    grows large (the ``cpu`` experiment profiles use it).
+    grows large (the labeling tool uses it; the ``cpu`` experiment profiles do not: they cap
+    epochs only, docs/decisions.md).
 
     ``precision="bf16"`` runs the training forward pass and loss under bfloat16 autocast
     (weights, optimizer and evaluation stay float32): about twice the speed on a recent GPU,
