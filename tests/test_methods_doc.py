@@ -10,6 +10,7 @@ separators of the prose ("5 750") removed.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import re
 from functools import cache
@@ -253,3 +254,20 @@ def test_typiclust_fills_the_batch_in_pool_order_as_methods_md_says() -> None:
     assert "the rest of the batch is the remaining unlabeled items in pool order" in doc(
         "docs/methods.md"
     )
+
+
+def test_the_code_methods_md_points_to_exists() -> None:
+    """Every ``Code: `fisher.x`, `strategies.y` `` of methods.md names a public object."""
+    text = (ROOT / "docs/methods.md").read_text()
+    names = [
+        n
+        for line in re.findall(r"^Code: (.*)$", text, flags=re.M)
+        for n in re.findall(r"`((?:fisher|strategies)\.\w+)`", line)
+    ]
+    assert len(names) >= 10
+    missing = []
+    for name in names:
+        package, attr = name.split(".")
+        if not hasattr(importlib.import_module(f"fishermask.{package}"), attr):
+            missing.append(name)
+    assert missing == []
