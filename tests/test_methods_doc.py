@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from fishermask.experiments.config import read_config_file
 from fishermask.models import build_model
@@ -271,3 +272,15 @@ def test_the_code_methods_md_points_to_exists() -> None:
         if not hasattr(importlib.import_module(f"fishermask.{package}"), attr):
             missing.append(name)
     assert missing == []
+
+
+def test_lplgrad_protocol_recipe_is_the_experiment_files() -> None:
+    """§5.7's `train: {...}` is cifar10_lplgrad.yaml's paper recipe, key for key."""
+    text = normalised((ROOT / "docs/methods.md").read_text())
+    said = re.search(r"`train: \{([^}]*)\}`", text)
+    assert said is not None
+    shown = yaml.safe_load("{" + said[1] + "}")
+    for k, v in shown.items():  # YAML 1.1 reads 5e-4 as a string
+        if isinstance(v, str) and re.fullmatch(r"[\d.]+e-?\d+", v):
+            shown[k] = float(v)
+    assert shown == profile("cifar10_lplgrad", "paper")["train"]
