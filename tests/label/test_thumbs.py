@@ -3,6 +3,7 @@ project by content hash, refused like the full image when the file changed."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -202,20 +203,28 @@ def test_a_write_under_way_during_a_prune_is_counted_once(tmp_path, monkeypatch)
     """A prune while another thread's preview was being written counted its young ``.tmp``
     file in the running size, and the writer counted it again once renamed into place: the
     size grew by twice each such preview and the cache was pruned early from then on. Here
-    a prune runs between the write and the rename: the running size is the folder's."""
+    another thread's prune runs once the ``.tmp`` file is written and closed, before its
+    writer takes the lock to rename it into place: the running size is the folder's."""
     cache = thumbs.Cache(tmp_path, max_bytes=10**9)
     out = io.BytesIO()
     Image.new("RGB", (50, 40), (200, 0, 0)).save(out, "PNG")
     cache.prune()  # counted: the running size is kept from now on
-    real = os.replace
+    real, seen = os.fdopen, []
 
-    def replace(src, dst):
-        cache.prune()  # another thread's prune, the write not yet renamed into place
-        real(src, dst)
+    @contextlib.contextmanager
+    def fdopen(fd, mode):
+        with real(fd, mode) as f:
+            yield f
+        seen.extend(p.name for p in (tmp_path / thumbs.FOLDER).iterdir())
+        t = threading.Thread(target=cache.prune)  # another request's prune, at this moment
+        t.start()
+        t.join(10)
+        assert not t.is_alive()
 
-    monkeypatch.setattr(thumbs.os, "replace", replace)
+    monkeypatch.setattr(thumbs.os, "fdopen", fdopen)
     body, _ = cache.get(out.getvalue(), f"{7:064x}")
     folder = tmp_path / thumbs.FOLDER
+    assert len(seen) == 1 and seen[0].startswith(".") and seen[0].endswith(".tmp")
     assert cache._total == len(body) == sum(p.stat().st_size for p in folder.iterdir())
 
 

@@ -98,7 +98,7 @@ class Cache:
         self.project_dir = Path(project_dir)
         self.folder = self.project_dir / FOLDER
         self.max_bytes = max_bytes
-        self._lock = threading.RLock()  # reentrant: a prune started while a write holds it
+        self._lock = threading.Lock()  # the running size and the renames into place
         self._total: int | None = None  # bytes in the folder, counted at the first prune
 
     @property
