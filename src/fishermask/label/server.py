@@ -810,7 +810,8 @@ def create_app(
             return _error(400, f"a {kind} decides nothing: a decision is a label")
         if decide and request.state.annotator is not None:
             return _error(403, team.OWNER_ONLY_DECIDE)
-        if project.store.image(image_id) is None:
+        image = project.store.image(image_id)  # its path names it in the 'already' note
+        if image is None:
             return _no_image(project, image_id)
         who = request.state.annotator
         same: list[int] = []
@@ -855,13 +856,12 @@ def create_app(
         # the image's current action is that label of this person's already (its id, which an
         # undo takes, as the write's transaction read it: a label landing since is not it): a
         # success that wrote no history row
-        path = project.store.image(image_id)
-        name = path.path if path is not None else f"image {image_id}"
         what = "decided" if decide else "labeled"
         return {
             "label_id": same[0] if same else None,
             **out,
-            "note": f"{name} is {what} {label} by {team.name_of(who)} already; nothing was written",
+            "note": f"{image.path} is {what} {label} by {team.name_of(who)} already; "
+            "nothing was written",
         }
 
     @app.post("/api/undo")
