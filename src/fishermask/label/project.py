@@ -47,7 +47,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -1273,17 +1273,25 @@ class Project:
             self.root, set(self.store.image_ids_by_path()), self.store.get_meta(SCAN_REFUSED)
         )
 
-    def new_files_hint(self, n: int | None = None) -> str | None:
+    def new_files_hint(
+        self, n: int | None = None, audience: Literal["owner", "annotator"] = "owner"
+    ) -> str | None:
         """One line saying that ``label scan`` is due (``n``: the count of
-        :meth:`new_files`, counted here when None), or None."""
+        :meth:`new_files`, counted here when None), or None. For the owner it names the
+        command with the project's folder; an annotator, who cannot scan, is told that the
+        owner's scan adds the files (without the project's path, the owner's business)."""
         n = self.new_files() if n is None else n
         if not n:
             return None
+        them = "it" if n == 1 else "them"
+        fix = (
+            f"`fishermask label scan {self.dir}` adds {them}, or says why not"
+            if audience == "owner"
+            else f"the owner's `fishermask label scan` adds {them}"
+        )
         return (
             f"{counted(n, 'image file')} in the image folder {'is' if n == 1 else 'are'} not in "
-            "the project (added since the "
-            f"last scan?): `fishermask label scan {self.dir}` adds {'it' if n == 1 else 'them'}, "
-            "or says why not"
+            f"the project (added since the last scan?): {fix}"
         )
 
     def images(self) -> tuple[torch.Tensor, list[int]]:

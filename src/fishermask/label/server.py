@@ -72,7 +72,7 @@ from fishermask.label.store import (
     OthersLabel,
     RoundBusy,
 )
-from fishermask.text import counted, utc_clock
+from fishermask.text import utc_clock
 
 HERE = Path(__file__).parent
 MAX_BODY = 4096  # bytes: a label is a few dozen
@@ -663,13 +663,7 @@ def create_app(
         st["check"] = check_state()
         st["new_files"] = n = new_files()
         # an annotator cannot scan (and the project's path is the owner's business)
-        st["new_files_hint"] = (
-            project.new_files_hint(n)
-            if who is None or not n
-            else f"{counted(n, 'image file')} in the image folder "
-            f"{'is' if n == 1 else 'are'} not in the project yet: the "
-            f"owner's `fishermask label scan` adds {'it' if n == 1 else 'them'}"
-        )
+        st["new_files_hint"] = project.new_files_hint(n, "owner" if who is None else "annotator")
         return st
 
     summaries: dict[tuple[Any, ...], dict[str, Any] | None] = {}  # the latest check's result
