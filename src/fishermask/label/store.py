@@ -303,6 +303,13 @@ class _LabelState:
             self.disagree.discard(image_id)
             self.decided.discard(image_id)
 
+    def dispute(self, image_id: int) -> str | None:
+        """The image's disagreement now: ``open`` (no decision is its current action),
+        ``decided`` (the owner's decision is), or None (its annotators' labels do not differ)."""
+        if image_id in self.disagree:
+            return "open"
+        return "decided" if image_id in self.decided else None
+
     def sides(self, image_id: int) -> dict[str | None, tuple[int, str, int | None]]:
         """Each annotator's own current action on the image as a side of a disagreement:
         their own current action, but on an image whose current action is the owner's
@@ -1214,10 +1221,7 @@ class Store:
         """Whether the image is a disagreement now: ``open``, ``decided`` (the owner's decision
         is its current action), or None (its annotators' labels do not differ)."""
         with self._lock:
-            st = self._label_state()
-            return (
-                "open" if image_id in st.disagree else "decided" if image_id in st.decided else None
-            )
+            return self._label_state().dispute(image_id)
 
     def disputes(self, image_ids: Iterable[int]) -> dict[int, tuple[str, dict[str | None, int]]]:
         """Of ``image_ids``, those that are a disagreement now: ``image_id -> (status (open,
@@ -1227,13 +1231,13 @@ class Store:
             st = self._label_state()
             out = {}
             for i in image_ids:
-                if i in st.disagree or i in st.decided:
+                if (status := st.dispute(i)) is not None:
                     sides = {
                         who: cid
                         for who, (_, kind, cid) in st.sides(i).items()
                         if kind == "label" and cid is not None
                     }
-                    out[i] = ("open" if i in st.disagree else "decided", sides)
+                    out[i] = (status, sides)
             return out
 
     def decisions(self) -> set[int]:
