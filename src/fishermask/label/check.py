@@ -204,7 +204,6 @@ def run_check(
     from fishermask.label.predict import probabilities
     from fishermask.label.project import fit_normalizer
 
-    report = report or (lambda phase, done, total: None)
     store = project.store
     copies = store.copies()
     handed = check_id is not None
@@ -220,13 +219,13 @@ def run_check(
         if row is None or row["status"] != "running":
             raise ConfigError(f"label check {check_id} is not running: nothing to do.")
         folds, last, settings = int(row["folds"]), int(row["last_label_id"]), row["settings"]
-    given = report
 
-    def report(phase: str, done: int, total: int) -> None:
-        # recorded for every check, so that a page shows the progress of one run from the
-        # command line as well (it showed 'starting' until the end)
+    def progress(phase: str, done: int, total: int) -> None:
+        """Records the progress for every check, so that a page shows that of one run from
+        the command line as well (it showed 'starting' until the end), and tells ``report``."""
         store.check_progress(check_id, phase, done, total)
-        given(phase, done, total)
+        if report is not None:
+            report(phase, done, total)
 
     try:
         if handed:  # checked by the server before it recorded the check; again here, closing it
@@ -235,7 +234,7 @@ def run_check(
         project.settings = settings  # the recipe of the moment the check started
         # read after `last`: every class a label up to it names (classes are only appended)
         project.reload_classes()
-        report("loading images", 0, 1)
+        progress("loading images", 0, 1)
         x, ids = project.images()  # [N, Ch, H, W] uint8
         id_pos = {i: p for p, i in enumerate(ids)}
         current = {
@@ -260,12 +259,12 @@ def run_check(
                 f"fold {k + 1}/{folds}: training on {int((~test).sum())} labels, scoring "
                 f"the {int(test.sum())} it leaves out"
             )
-            report(phase, k * epochs, folds * epochs)
+            progress(phase, k * epochs, folds * epochs)
 
             def on_epoch(
                 epoch: int, limit: int, acc: float, k: int = k, phase: str = phase
             ) -> None:
-                report(phase, k * epochs + min(epoch, epochs), folds * epochs)
+                progress(phase, k * epochs + min(epoch, epochs), folds * epochs)
 
             model, _ = project._fit(x[pos[~test]], y[~test], norm, SEED_ROUND, k, on_epoch)
             model.eval()
