@@ -192,11 +192,10 @@ def _check_finite(x: np.ndarray, where: str) -> None:
     if x.dtype.kind != "f" or not x.size:
         return
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)  # [N]
-    if bad.any():
+    if n := int(bad.sum()):
         raise DataError(
-            f"{where}: {counted(int(bad.sum()), 'image')} "
-            f"{'holds' if int(bad.sum()) == 1 else 'hold'} NaN or infinite values (the first is "
-            f"image {int(np.flatnonzero(bad)[0])}); fix or drop them."
+            f"{where}: {counted(n, 'image')} {'holds' if n == 1 else 'hold'} NaN or infinite "
+            f"values (the first is image {int(np.flatnonzero(bad)[0])}); fix or drop them."
         )
 
 
