@@ -52,7 +52,7 @@ def test_the_owner_decides_a_disagreement_with_the_class_it_has(project, tmp_pat
     r = _run("decide", project.dir, "red/000.png", "blue")
     assert r.exit_code == 0, r.output
     assert " ".join(r.output.split()) == (
-        f"decided 1 image (0 already so): the owner's label, shown as decided in `fishermask "
+        f"decided 1 image: the owner's label, shown as decided in `fishermask "
         f"label status {project.dir} --list disagreements`; 0 disagreements still open."
     )
     st = _status(project.dir)
@@ -100,7 +100,7 @@ def test_label_add_decide_decides_many_and_refuses_bad_rows(project, tmp_path):
     assert _status(project.dir)["disagreements"] == 2
     rows.write_text("path,label\nred/000.png,red\n")
     r = _run("add", project.dir, rows, "--decide")
-    assert r.exit_code == 0 and "decided 1 image (0 already so)" in r.output, r.output
+    assert r.exit_code == 0 and "decided 1 image: the owner's label" in r.output, r.output
     assert "1 disagreement still open" in r.output
     st = _status(project.dir)
     assert (st["disagreements"], st["decided"]) == (1, 1)
@@ -226,7 +226,7 @@ def test_decisions_on_images_without_a_disagreement_are_counted_and_named(projec
     r = _run("add", project.dir, rows, "--decide")
     assert r.exit_code == 0, r.output
     out = " ".join(r.output.split())
-    assert out.startswith("decided 3 images (0 already so)"), out
+    assert out.startswith("decided 3 images: the owner's label"), out
     assert (
         "2 of them had no disagreement between annotators (blue/002.png, green/001.png): "
         "recorded as the owner's decision anyway" in out

@@ -707,8 +707,9 @@ def _decided_said(
         else:
             n = len(undisputed)
             note += f"; {n} of them had no disagreement between annotators ({named_u}): {anyway}"
+    already = f" ({same} already so)" if same else ""  # not '(0 already so)'
     return (
-        f"decided {written} image{'s' * (written != 1)} ({same} already so): the owner's "
+        f"decided {written} image{'s' * (written != 1)}{already}: the owner's "
         f"label{shown}{note}; {left}."
     )
 
