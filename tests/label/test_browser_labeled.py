@@ -137,3 +137,29 @@ def test_the_labeled_view_says_it_is_reading_while_its_first_page_comes(two_page
             "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1
         })  # fmt: skip
         stop_server(proc)
+
+
+def test_a_labels_time_is_shown_in_utc_and_says_so(project, browser):
+    """The selected image's line in the Labeled view gave its label's time in the browser's
+    local time without a zone (11/30/2026, 6:58:30 PM), while a check's time on the same page
+    is UTC and says so. It is worded as the check's: UTC, said, the date when not today."""
+    from selenium.webdriver.common.by import By
+
+    from fishermask.text import utc_clock
+
+    project.add_label_rows([("red/000.png", "red")], source="human", what="test")
+    then = 1_796_083_110.0  # 2026-11-30 23:58:30 UTC: 2026-12-01 05:28 in Kolkata
+    with project.store.transaction() as c:
+        c.execute("UPDATE labels SET created = ?", (then,))
+    # a browser in another time zone than UTC (the tab's own: a new tab has none)
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Kolkata"})
+    proc, wait = _open_page(project, browser)
+    try:
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: d.find_element(By.ID, "browse-selected").text)
+        line = browser.find_element(By.ID, "browse-selected").text
+        assert line.startswith("red/000.png"), line
+        assert f", {utc_clock(then)}" in line, line
+        assert utc_clock(then) == "2026-11-30 23:58 UTC"  # another day: dated
+    finally:
+        stop_server(proc)

@@ -679,7 +679,14 @@ async function loadLabeled() {
 }
 
 const pct = (p) => `${(100 * p).toFixed(0)}%`;
-const when = (t) => new Date(1000 * t).toLocaleString();
+// A time (seconds since the epoch) as every time the tool shows (fishermask.text.utc_clock):
+// "23:58 UTC" today, "2026-11-30 23:58 UTC" another day; UTC and said so, as a check's time
+// the server words, since a team's pages may be opened in other time zones.
+const when = (t) => {
+  const at = new Date(1000 * t).toISOString();  // 2026-11-30T23:58:07.123Z
+  const day = at.slice(0, 10);
+  return `${day === new Date().toISOString().slice(0, 10) ? "" : `${day} `}${at.slice(11, 16)} UTC`;
+};
 
 // The grid's thumbnails as blob: URLs, by thumbnail URL, for the tiles of the page shown: a
 // fix redraws the grid without fetching them again; those of a page left are revoked.
