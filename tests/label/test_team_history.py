@@ -84,6 +84,23 @@ def test_label_undo_undoes_anyones_label_by_its_id(project):
     assert r.exit_code == 2 and "no label action with id 99999 to undo" in r.output
 
 
+@pytest.mark.parametrize("given", ["abc", "1.5", "red/000.png"])
+def test_label_undo_of_what_is_no_id_says_what_it_takes(project, given):
+    """`label undo PROJECT abc` gave typer's 'Invalid value for 'LABEL_ID': Input should be a
+    valid integer, unable to parse string as an integer' in a box of usage: one line names
+    the value, what undo takes and where the ids are listed."""
+    project.close()
+    r = _run("undo", project.dir, given)
+    assert r.exit_code == 2
+    assert " ".join(r.output.split()) == (
+        f"error: LABEL_ID {given!r} is not a label id: undo takes the number of one label, "
+        f"skip or unsure (its label_id, e.g. `fishermask label undo {project.dir} 12`); "
+        f"`fishermask label history {project.dir} PATH` lists an image's."
+    )
+    r = _run("undo", project.dir, 10**30)  # a number, but no row's: said as for 99999
+    assert r.exit_code == 2 and f"no label action with id {10**30} to undo" in r.output
+
+
 @pytest.fixture
 def client(project):
     from fishermask.label.team import annotator_token

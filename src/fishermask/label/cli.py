@@ -797,7 +797,7 @@ def history(
 def undo(
     project: ProjectArg,
     label_id: Annotated[
-        int,
+        str,  # read here: typer's own refusal of a non-integer named neither the id nor its fix
         typer.Argument(
             help="The id of the label, skip or unsure (`label history PROJECT PATH` lists them).",
             show_default=False,
@@ -807,19 +807,26 @@ def undo(
     """Undo one action by its id, anyone's (the owner's command; the history keeps both): the image falls back to its action before. `label history PROJECT PATH` lists an image's ids."""
     from fishermask.label.project import KIND_NAMES
 
+    if not (label_id.isascii() and label_id.isdigit()):
+        _fail(
+            f"LABEL_ID {label_id!r} is not a label id: undo takes the number of one label, skip "
+            f"or unsure (its label_id, e.g. `fishermask label undo {project} 12`); "
+            f"`fishermask label history {project} PATH` lists an image's."
+        )
+    row_id = int(label_id)
     try:
         p = _open(project)
-        row = p.store.label_row(label_id)
+        row = p.store.label_row(row_id)
         if row is None or row.kind == "undo":
             raise ConfigError(
-                f"no label action with id {label_id} to undo; `fishermask label history "
+                f"no label action with id {row_id} to undo; `fishermask label history "
                 f"{p.dir} PATH` lists an image's."
             )
-        (before,) = [h for h in p.label_history(row.image_id) if h["label_id"] == label_id]
-        p.store.undo(label_id)  # an action undone already: its undo row, nothing written
+        (before,) = [h for h in p.label_history(row.image_id) if h["label_id"] == row_id]
+        p.store.undo(row_id)  # an action undone already: its undo row, nothing written
         path = p.store.image(row.image_id).path
         since = p.label_history(row.image_id)
-        (entry,) = [h for h in since if h["label_id"] == label_id]
+        (entry,) = [h for h in since if h["label_id"] == row_id]
         now = next((h for h in since if h["current"]), None)
     except FishermaskError as e:
         _fail(str(e))
@@ -831,10 +838,10 @@ def undo(
         else f"{path} has no label now"
     )
     said = (
-        f"label {label_id} of {path} ({what} by {entry['by']}) was undone already, by "
+        f"label {row_id} of {path} ({what} by {entry['by']}) was undone already, by "
         f"{before['undone_by']}: nothing changed; {after}."
         if before["undone"]
-        else f"undone: label {label_id} of {path} ({what} by {entry['by']}); {after}."
+        else f"undone: label {row_id} of {path} ({what} by {entry['by']}); {after}."
     )
     console.print(
         said,
