@@ -344,6 +344,19 @@ def test_the_result_line_says_when_the_models_are_too_weak(weak):
     assert chk.flagged_line(3, 24) == "3 of 24 labels flagged as possibly wrong (12.5 %)"
 
 
+@pytest.mark.parametrize(
+    ("flagged", "current", "line"),
+    [
+        (1, 1, "1 of 1 label flagged as possibly wrong (100.0 %)"),  # it said '1 labels'
+        (0, 1, "0 of 1 label flagged as possibly wrong (0.0 %)"),
+        (0, 0, "0 of 0 labels flagged as possibly wrong (0.0 %)"),
+        (2, 2, "2 of 2 labels flagged as possibly wrong (100.0 %)"),
+    ],
+)
+def test_the_result_line_counts_one_label_as_one(flagged, current, line):
+    assert chk.flagged_line(flagged, current) == line
+
+
 def test_a_check_table_of_the_first_label_check_gets_its_progress_columns(project):
     """A project checked by the first `label check` (no progress columns) is opened, shown
     and checked from the page as any (its table lacked `phase`: every status poll failed)."""

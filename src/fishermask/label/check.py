@@ -40,7 +40,7 @@ import numpy as np
 
 from fishermask.errors import ConfigError
 from fishermask.label.review import drop_removed
-from fishermask.text import utc_clock, utc_iso
+from fishermask.text import counted, utc_clock, utc_iso
 
 if TYPE_CHECKING:
     from fishermask.label.project import Project
@@ -418,7 +418,7 @@ def flagged_line(n_flagged: int, current: int) -> str:
     """``3 of 24 labels flagged as possibly wrong (12.5 %)``: the check's result, as ``label
     check`` and the page say it (``current``: its labels unchanged since)."""
     share = f"{100 * n_flagged / current:.1f}" if current else "0.0"
-    return f"{n_flagged} of {current} labels flagged as possibly wrong ({share} %)"
+    return f"{n_flagged} of {counted(current, 'label')} flagged as possibly wrong ({share} %)"
 
 
 def weak_line(agreement: float) -> str | None:
