@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+from PIL import Image
+
 from fishermask.label import images as imgs
 from fishermask.label.project import Project
 from tests.label.conftest import label_truth
@@ -103,4 +106,64 @@ def test_a_folder_renamed_whole_is_one_line(project):
     assert r.output.splitlines()[-1].endswith(f"{n_red + 1} moved.")
     p = Project(project.dir)
     assert p.store.image_ids_by_path()["crimson/000.png"] == ids["red/000.png"]
+    p.close()
+
+
+def test_many_files_moved_from_one_folder_to_another_are_one_line(project):
+    """Loose files moved into another folder (not a whole folder: others stay) were one
+    `moved:` line each, and more than three moved alike from one folder were said as the
+    folder moved whole (`moved: red/ -> pets/`). More than three moved from one folder (or
+    from the top of the image folder) to one other are one line naming the first of them;
+    `--verbose` lists each."""
+    label_truth(project, 2)
+    labeled = project.store.current_labels()
+    ids = project.store.image_ids_by_path()
+    project.close()
+    root = project.root
+    (root / "pets").mkdir()
+    for i in range(5):  # 5 of red/'s 8: red/ stays
+        shutil.move(root / f"red/{i:03d}.png", root / f"pets/{i:03d}.png")
+    n_lab = sum(ids[f"red/{i:03d}.png"] in labeled for i in range(5))
+    assert n_lab == 2
+    r = _run("scan", project.dir, "--no-progress")
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if x.startswith("moved: ")]
+    assert lines == [
+        "moved: 5 images from red/ to pets/ (the same content; 2 of them labeled: their "
+        "labels follow them): 000.png, 001.png, 002.png and 2 more"
+    ], r.output
+    assert r.output.splitlines()[-1].endswith(", 5 moved.")
+
+    # files of the top of the image folder, scanned there, then sorted into a folder
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        pixels = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"loose{i}.png")
+    r = _run("scan", project.dir, "--no-progress")
+    assert r.exit_code == 0 and r.output.splitlines()[-1].startswith("4 new images"), r.output
+    (root / "sorted").mkdir()
+    for i in range(4):
+        shutil.move(root / f"loose{i}.png", root / f"sorted/loose{i}.png")
+    r = _run("scan", project.dir, "--no-progress")
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if x.startswith("moved: ")]
+    assert lines == [
+        "moved: 4 images from the top of the image folder to sorted/ (the same content; 0 of "
+        "them labeled: their labels follow them): loose0.png, loose1.png, loose2.png and 1 more"
+    ], r.output
+
+    # --verbose: each its own line
+    for i in range(4):
+        shutil.move(root / f"sorted/loose{i}.png", root / f"pets/loose{i}.png")
+    r = _run("scan", project.dir, "--no-progress", "--verbose")
+    assert r.exit_code == 0, r.output
+    lines = [x for x in r.output.splitlines() if x.startswith("moved: ")]
+    assert sorted(lines) == [
+        f"moved: sorted/loose{i}.png -> pets/loose{i}.png (the same content)" for i in range(4)
+    ], r.output
+    p = Project(project.dir)
+    now = p.store.image_ids_by_path()
+    assert [now[f"pets/{i:03d}.png"] for i in range(5)] == [
+        ids[f"red/{i:03d}.png"] for i in range(5)
+    ]
     p.close()

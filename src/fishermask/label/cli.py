@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -298,7 +299,8 @@ def scan(
         typer.Option(
             "--verbose",
             help="List every file not added, also those an earlier scan listed (unchanged "
-            "since); by default they are one line with their count.",
+            "since; by default they are one line with their count), and every image moved, one "
+            "line each (by default more than three moved from one folder to another are one).",
         ),
     ] = False,
 ) -> None:
@@ -313,6 +315,7 @@ def scan(
         # a missing image whose content is now a new file of the folder was moved or renamed:
         # it keeps its label (before --forget-missing, which would drop it)
         moved = p.follow_moves(check.missing)
+        paths = set(p.store.image_ids_by_path())  # whether a folder moved whole
         gone_ids = {r.id for r, _ in moved}
         check.missing = [r for r in check.missing if r.id not in gone_ids]
         forgotten: list[dict[str, Any]] = []
@@ -349,7 +352,7 @@ def scan(
         )
     labels = p.store.current_labels()
     followed = [(r.path, path, r.id in labels and p.classes[labels[r.id]]) for r, path in moved]
-    for line in _moved_lines(followed):
+    for line in _moved_lines(followed, paths, verbose):
         _say(line)
     for path, cls in accepted:
         _say(
@@ -474,25 +477,42 @@ def _say_forgotten(forgotten: list[dict[str, Any]], shown: int) -> None:
     )
 
 
-def _moved_lines(moved: list[tuple[str, str, str | bool]]) -> list[str]:
-    """``label scan``'s lines for the images it followed (``(old, new, label or False)``):
-    one per image, but one per folder renamed or moved whole when more than three of its
-    images moved with it (``Ship/`` renamed ``ship/`` was one line per image)."""
+def _moved_lines(
+    moved: list[tuple[str, str, str | bool]], paths: Collection[str], verbose: bool = False
+) -> list[str]:
+    """``label scan``'s lines for the images it followed (``(old, new, label or False)``;
+    ``paths``: every image's path once they moved): one per image, but one per folder renamed
+    or moved whole when more than three of its images moved with it (``Ship/`` renamed
+    ``ship/`` was one line per image), and one per folder that more than three images of
+    another (or of the top of the image folder) moved to, with the first of their names
+    (each was a line of its own); ``verbose``: one per image."""
     groups: dict[tuple[str, str], list[tuple[str, str, str | bool]]] = {}
     for old, new, label in moved:
         a, b = old.split("/"), new.split("/")
         k = 0  # the path components both end with (the file name, at least, in a folder)
         while k < min(len(a), len(b)) - 1 and a[-1 - k] == b[-1 - k]:
             k += 1
+        if not k and a[-1] == b[-1]:  # a file of the top moved into a folder, or back
+            k = 1
         key = ("/".join(a[: len(a) - k]), "/".join(b[: len(b) - k])) if k else (old, new)
         groups.setdefault(key, []).append((old, new, label))
     lines = []
     for (src, dst), items in groups.items():
-        if len(items) > 3 and (src, dst) != (items[0][0], items[0][1]):
+        if not verbose and len(items) > 3 and (src, dst) != (items[0][0], items[0][1]):
             n_lab = sum(bool(label) for _, _, label in items)
+            labeled = f"{n_lab} of them labeled: their labels follow them"
+            if src and dst and not any(p.startswith(f"{src}/") for p in paths):  # whole
+                lines.append(
+                    f"moved: {src}/ -> {dst}/ ({counted(len(items), 'image')}, the same "
+                    f"content; {labeled})"
+                )
+                continue
+            names = sorted(old[len(src) + 1 if src else 0 :] for old, _, _ in items)
             lines.append(
-                f"moved: {src}/ -> {dst}/ ({counted(len(items), 'image')}, the same content; "
-                f"{n_lab} of them labeled: their labels follow them)"
+                f"moved: {counted(len(items), 'image')} from "
+                f"{f'{src}/' if src else 'the top of the image folder'} to "
+                f"{f'{dst}/' if dst else 'the top of the image folder'} (the same content; "
+                f"{labeled}): {', '.join(names[:3])} and {len(names) - 3} more"
             )
             continue
         for old, new, label in items:
