@@ -512,3 +512,25 @@ def test_a_ray_address_nothing_answers_at_is_refused_before_writing(
     assert res.exit_code == 2, res.output
     assert f"error: --address 127.0.0.1:{port}: no Ray cluster answers there" in res.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["run", "--rounds", "abc"], "'abc' is not a whole number (e.g. `--rounds 3`)."),
+        (["run", "--rounds", "1.5"], "'1.5' is not a whole number (e.g. `--rounds 3`)."),
+        (["run", "--width", "wide"], "'wide' is not a number (e.g. `--width 0.5`)."),
+        (
+            ["label", "serve", "P", "--port", "http"],
+            "'http' is not a whole number (e.g. `--port 8765`).",
+        ),
+    ],
+)
+def test_a_value_that_is_not_a_number_is_said_with_the_value(args: list[str], said: str) -> None:
+    """typer said "Input should be a valid integer, unable to parse string as an integer",
+    naming neither the value nor what to give; every command (sub-commands of `label`
+    included) now says the value and an example, the option's default where it has one."""
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    assert "Input should be" not in res.output
+    assert f"Invalid value for '{args[-2]}': {said}" in res.output

@@ -9,8 +9,10 @@ to what fits one line ("write results,..."); :class:`Group` wraps the whole firs
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import click
+import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 
@@ -51,9 +53,49 @@ def _value_names(cmd: click.Command) -> None:
                 param.metavar = long.upper().replace("-", "_")
 
 
+def _number_said(exc: typer.BadParameter) -> typer.BadParameter:
+    """typer's complaint about a value that is not a number, said with the value and an
+    example: ``'abc' is not a whole number (e.g. `--rounds 6`)`` in place of pydantic's
+    "Input should be a valid integer, unable to parse string as an integer", which names
+    neither. Any other complaint is returned as it is."""
+    cause = exc.__cause__
+    errors = getattr(cause, "errors", None)
+    if not callable(errors) or not errors() or exc.param is None:
+        return exc
+    err = errors()[0]
+    kind = str(err.get("type", ""))
+    if kind.startswith("int_"):
+        what, example = "a whole number", 3
+    elif kind.startswith("float_"):
+        what, example = "a number", 0.5
+    else:
+        return exc
+    param = exc.param
+    default = getattr(param, "default", None)
+    if isinstance(default, int | float) and not isinstance(default, bool):
+        example = default
+    name = max(param.opts, key=len) if getattr(param, "opts", None) else None
+    usage = f"{name} {example}" if name and name.startswith("-") else str(example)
+    said = typer.BadParameter(
+        f"{err.get('input')!r} is not {what} (e.g. `{usage}`).", ctx=exc.ctx, param=param
+    )
+    said.__cause__ = None
+    return said
+
+
 class Group(TyperGroup):
-    """A command group whose ``--help`` lists each command with its whole first sentence, and
-    whose commands name their values in words (:func:`_value_names`)."""
+    """A command group whose ``--help`` lists each command with its whole first sentence,
+    whose commands name their values in words (:func:`_value_names`), and which says a
+    value that is not a number with the value (:func:`_number_said`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as exc:
+            said = _number_said(exc)
+            if said is exc:
+                raise
+            raise said from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = super().get_command(ctx, cmd_name)
