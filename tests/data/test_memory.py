@@ -97,6 +97,8 @@ def test_the_hash_follows_content_not_names() -> None:
 
 NAN = X.copy()
 NAN[4, 2, 2] = np.nan
+NAN2 = NAN.copy()
+NAN2[9, 0, 1] = np.inf
 BAD = {
     "lengths": (((X, Y[:-1]), (XT, YT)), {}, "x has 30 images but y has 29 labels"),
     "float labels": (((X, Y.astype(float)), (XT, YT)), {}, "labels must be a 1-D integer"),
@@ -106,7 +108,12 @@ BAD = {
     "NaN": (
         ((NAN, Y), (XT, YT)),
         {},
-        "1 image holds NaN or infinite values (the first is image 4)",
+        "image 4 holds NaN or infinite values; fix or drop them.",
+    ),
+    "NaN twice": (
+        ((NAN2, Y), (XT, YT)),
+        {},
+        "2 images hold NaN or infinite values (the first is image 4); fix or drop them.",
     ),
     "normalised": (((X - 0.5, Y), (XT, YT)), {}, "float images must lie in [0, 1]"),
     "channel-last ambiguity": (

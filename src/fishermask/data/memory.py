@@ -33,7 +33,6 @@ from fishermask.data.base import ImageDataset
 from fishermask.data.npz import to_nchw_uint8
 from fishermask.data.progress import progress_bar
 from fishermask.errors import DataError
-from fishermask.text import counted
 
 SPLITS = ("train", "test")
 _PROGRESS_MIN = 1000  # items of a Dataset from which the conversion shows a progress bar
@@ -193,10 +192,10 @@ def _check_finite(x: np.ndarray, where: str) -> None:
         return
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)  # [N]
     if n := int(bad.sum()):
-        raise DataError(
-            f"{where}: {counted(n, 'image')} {'holds' if n == 1 else 'hold'} NaN or infinite "
-            f"values (the first is image {int(np.flatnonzero(bad)[0])}); fix or drop them."
-        )
+        first = int(np.flatnonzero(bad)[0])
+        which = f"image {first} holds" if n == 1 else f"{n} images hold"
+        first_of = "" if n == 1 else f" (the first is image {first})"
+        raise DataError(f"{where}: {which} NaN or infinite values{first_of}; fix or drop them.")
 
 
 def _from_dataset(split: str, ds: Any, progress: bool) -> tuple[np.ndarray, np.ndarray]:
