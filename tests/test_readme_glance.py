@@ -73,7 +73,16 @@ CLAIMS = [
         "final_mean",
         9,
     ),
-    ("and LPLgrad first", "cifar10_setting2_cpu_v2", "lplgrad", "final_mean", 1),
+    ("and 7th of 9 by AULC", "cifar10_setting2_cpu_v2", "fishermask", "aulc_mean", 7),
+    ("the first, BADGE's 46.12", "cifar10_setting2_cpu_v2", "badge", "aulc_mean", 1),
+    ("LPLgrad is first by final accuracy", "cifar10_setting2_cpu_v2", "lplgrad", "final_mean", 1),
+    (
+        "8th by AULC (43.94), ahead of random only",
+        "cifar10_setting2_cpu_v2",
+        "lplgrad",
+        "aulc_mean",
+        8,
+    ),
 ]
 
 
