@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,3 +238,44 @@ def test_an_image_over_pillows_pixel_limit_is_one_clean_error(tmp_path, monkeypa
         warnings.simplefilter("error")
         with pytest.raises(DataError, match=r"big\.png: too large to decode safely \(256 pixels"):
             decode_image(path, "big.png", None)
+
+
+def test_class_folders_without_splits_say_how_to_split(tmp_path, write_tree, tiny_spec):
+    # the usual folder of one's own images: <root>/<class>/*, no train/ and test/
+    root = write_tree(tmp_path, {"mine": tiny_spec["train"]}) / "mine"
+    with pytest.raises(DataError) as err:
+        load_dataset(root, cache_dir=tmp_path / "c")
+    msg = str(err.value)
+    assert "holds 3 class folders of images ('ant', 'cat', 'dog') but no train/ and test/" in msg
+    assert f"{root}/train/<class>/" in msg and f"{root}/test/<class>/" in msg
+    assert "\n" not in msg
+
+
+def test_class_folders_without_splits_in_archive(tmp_path, write_tar, tree_members, tiny_spec):
+    members = {
+        k.removeprefix("train/"): v
+        for k, v in tree_members({"train": tiny_spec["train"]}, prefix="").items()
+    }
+    with pytest.raises(DataError, match=r"holds 3 class folders of images \('ant', 'cat', 'dog'\)"):
+        load_dataset(write_tar(tmp_path / "mine.tar", members), cache_dir=tmp_path / "c")
+
+
+def test_missing_test_split_says_how_to_make_one(tmp_path, write_tree, tiny_spec):
+    spec = {k: v for k, v in tiny_spec.items() if k != "test"}
+    with pytest.raises(DataError, match=r"move a held-out part of each class's images .* to "):
+        load_dataset(write_tree(tmp_path / "t", spec), cache_dir=tmp_path / "c")
+
+
+def test_the_docs_split_of_ones_own_folder_loads(tmp_path, write_tree, monkeypatch):
+    # docs/experiments.md, "Your own images": its lines, as written, make a loadable tree
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text()
+    section = doc.split("### Your own images", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    spec = {c: {f"{i:02d}.png": v for i in range(10)} for c, v in (("a b", 10), ("cat", 90))}
+    root = write_tree(tmp_path, {"FOLDER": spec}) / "FOLDER"
+    (root / "cat" / ".DS_Store").write_bytes(b"\0")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "experiments.md", "exec"), {})
+    ds = load_dataset(root, cache_dir=tmp_path / "c")
+    assert ds.classes == ("a b", "cat")
+    assert ds.y_train.tolist() == [0] * 8 + [1] * 8 and ds.y_test.tolist() == [0] * 2 + [1] * 2

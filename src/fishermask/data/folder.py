@@ -201,6 +201,11 @@ def _check_classes(
 ) -> TreeLayout:
     """Check that both splits exist, no class folder is empty and the class sets agree."""
     for split in SPLITS:
+        if split == "test" and "train" in seen and split not in seen:
+            raise DataError(
+                f"no 'test' split in {where}: move a held-out part of each class's images "
+                f"(e.g. 20 %) to test/<class>/ beside train/<class>/; expected {_LAYOUT}."
+            )
         if split not in seen:
             raise DataError(f"no '{split}' split in {where}; expected {_LAYOUT}.")
         if not found[split]:
@@ -249,9 +254,49 @@ def _find_prefix(items: list[Entry], where: str) -> tuple[str, ...]:
     tops = {p[0] for p in folders}
     if len(tops) == 1 and any(len(p) > 1 and p[1].lower() in SPLITS for p in folders):
         return (tops.pop(),)
+    classes = flat_class_folders(items)
+    if classes:
+        raise DataError(no_splits_message(where, classes, archive=True))
     raise DataError(
         f"{where} is not an image-folder tree: no train/ and test/ folders at its top or inside "
         f"one top-level folder; expected {_LAYOUT}."
+    )
+
+
+def flat_class_folders(items: Iterable[Entry]) -> list[str]:
+    """The top-level folders with images directly inside, sorted: a folder of one's own
+    images, ``<root>/<class>/*.jpg``, which lacks the train/ and test/ splits."""
+    return sorted(
+        {
+            parts[0]
+            for parts, is_dir in items
+            if not is_dir
+            and len(parts) == 2
+            and PurePosixPath(parts[1]).suffix.lower() in IMAGE_EXTENSIONS
+        }
+    )
+
+
+def flat_class_folders_in_dir(root: Path) -> list[str]:
+    """:func:`flat_class_folders` of a directory, looking two levels deep only."""
+    entries: list[Entry] = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and not _hidden(d.name):
+            entries.extend(((d.name, f.name), False) for f in d.iterdir() if f.is_file())
+    return flat_class_folders(entries)
+
+
+def no_splits_message(where: str, classes: list[str], *, archive: bool = False) -> str:
+    """What to do with class folders that are not in train/ and test/ splits."""
+    shown = ", ".join(map(repr, classes[:5])) + (", ..." if len(classes) > 5 else "")
+    root = "" if archive else f"{where}/"
+    inside = " inside the archive" if archive else ""
+    return (
+        f"{where} holds {len(classes)} class folders of images ({shown}) but no train/ and "
+        f"test/ splits, which fishermask run needs: move each class folder to "
+        f"{root}train/<class>/ and a held-out part of its images (e.g. 20 %) to "
+        f"{root}test/<class>/{inside} (docs/experiments.md, 'Your own images', does it in a "
+        "few lines)."
     )
 
 

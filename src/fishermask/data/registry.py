@@ -32,7 +32,14 @@ from fishermask.data.cache import cached
 from fishermask.data.cache_dir import resolve_cache_dir
 from fishermask.data.cifar import cifar_files, find_cifar_dir, load_cifar
 from fishermask.data.embedded import DATASETS, load_embedded
-from fishermask.data.folder import is_archive, load_folder, looks_like_tree, tree_files
+from fishermask.data.folder import (
+    flat_class_folders_in_dir,
+    is_archive,
+    load_folder,
+    looks_like_tree,
+    no_splits_message,
+    tree_files,
+)
 from fishermask.data.idx import find_idx_dir, idx_files, load_idx
 from fishermask.data.images import ImageSize, check_image_size
 from fishermask.data.npz import load_npz
@@ -100,8 +107,11 @@ def detect_format(path: Path) -> PathFormat:
         for fmt in FORMATS:
             if fmt.detect(path):
                 return fmt
+        classes = flat_class_folders_in_dir(path) if path.is_dir() else []
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
+    if classes:  # one's own images, <root>/<class>/*.jpg: say how to split them
+        raise DataError(no_splits_message(str(path), classes))
     raise DataError(f"cannot recognise the data set format of {path}; accepted: {_ACCEPTED}.")
 
 
