@@ -804,6 +804,35 @@ def test_confusion_figure_stays_readable_at_a_pages_text_width(
     assert smallest * min(1.0, 7.0 / width) >= 5.0, (width, smallest)
 
 
+@pytest.mark.parametrize(
+    ("classes", "n", "width"),
+    [
+        (["cargo ship", "cat", "dog"], 3, None),
+        (["airplane", "automobile", "bird", "cat"], 2, None),
+        (["airplane", "automobile", "bird", "cat"], 2, 3.3),
+    ],
+)
+def test_confusion_figure_is_not_cut_at_its_edges(
+    tmp_path: Path, classes: list[str], n: int, width: float | None
+) -> None:
+    """Constrained layout placed "predicted class" from a first guess at the tilted class
+    names: the PNG ended inside its descenders (ink in the last pixel rows)."""
+    import numpy as np
+    from PIL import Image
+
+    import fishermask.reporting.confusion as confusion
+
+    k = len(classes)
+    at = {
+        s: confusion.RoundConfusion(s, 5, 120, [0, 1], classes, np.eye(k, dtype=np.int64) * 9 + 1)
+        for s in ("random", "entropy", "fishermask")[:n]
+    }
+    png = confusion.plot_confusions(at, tmp_path / "c.png", "pets — cnn", width=width)
+    ink = np.asarray(Image.open(png).convert("L")) < 200  # [H, W]
+    edges = {"top": ink[0], "bottom": ink[-1], "left": ink[:, 0], "right": ink[:, -1]}
+    assert not any(e.any() for e in edges.values()), {k: int(e.sum()) for k, e in edges.items()}
+
+
 @pytest.mark.parametrize("n", [3, 14, 62])
 def test_mask_profile_ticks_name_tensors_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int

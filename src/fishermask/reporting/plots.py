@@ -228,6 +228,12 @@ def save_figure(fig: plt.Figure, path: Path, formats: tuple[str, ...] = ()) -> P
     then close it. Returns the PNG's path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if fig.get_layout_engine() is not None:
+        # constrained layout makes room for the decorations measured at the previous draw; at
+        # the first one tilted tick labels are not placed yet, and the axis label under them
+        # ended below the figure's edge (cut): two draws settle it
+        for _ in range(2):
+            fig.draw_without_rendering()
     for fmt in formats:
         if fmt not in VECTOR_FORMATS:
             raise ValueError(f"figure format {fmt!r}: choose from {', '.join(VECTOR_FORMATS)}")
