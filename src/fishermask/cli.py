@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -464,17 +465,23 @@ def _run(
     for line in start_notes(exp, out_dir, extension, complete="reprinting its summary"):
         err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     bar = RichProgress(err_console) if show_progress else NullProgress()
+    # SIGTERM (a batch system's time limit, `timeout`, `docker stop`) stops the run as Ctrl-C
+    # does: running trials stop, results.csv gets every committed round, the resume is said
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         with bar:
             run_experiment(
                 exp, out_dir, progress=bar, workers=workers, executor=executor, address=address
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        how = "stopped by SIGTERM" if isinstance(stop, _Terminated) else "interrupted"
         _fail(
-            f"interrupted; committed rounds are in {out_dir / 'results.csv'}; "
+            f"{how}; committed rounds are in {out_dir / 'results.csv'}; "
             f"to resume run: {_resume_command(out_dir)}",
-            130,
+            143 if isinstance(stop, _Terminated) else 130,
         )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     order = [s.key for s in cfg.strategies]
     title = run_title(out_dir)  # data set, model, width and schedule, as `report` titles it
     rows, summary, plot = write_run_outputs(out_dir, order, title)
@@ -500,6 +507,14 @@ def _run(
     ):
         console.print(f"{label + ':':<9}{path}", soft_wrap=True, highlight=False, markup=False)
     console.print(f"done in {time.perf_counter() - start:.0f} s", highlight=False)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during ``fishermask run``: stops it the way Ctrl-C does."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 def _resume_command(out_dir: Path) -> str:

@@ -256,3 +256,38 @@ def test_a_failed_run_leaves_no_worker_running(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'parent_only' is not registered in this worker"):
         run_experiment(exp, tmp_path / "out", workers=2)
     assert mp.active_children() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_like_ctrl_c_and_says_how_to_resume(tmp_path: Path, workers: int) -> None:
+    """SIGTERM (a cluster's time limit, `timeout`, `docker stop`) ended the run with no word:
+    no resume command, and with workers a results.csv short of the committed rounds. Sent to
+    the whole process group, as a batch system does, the workers get it too."""
+    import os
+
+    fishermask = Path(sys.executable).parent / "fishermask"
+    out = tmp_path / "run"
+    args = [str(fishermask), "run", "--dataset", "digits", "--model", "cnn", "--width", "0.25"]
+    args += ["--max-epochs", "3", "--initial", "20", "--query-size", "10", "--rounds", "3"]
+    args += ["--seeds", "4", "--strategy", "entropy,margin", "--device", "cpu", "--no-progress"]
+    args += ["--workers", str(workers), "--out", str(out)]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 180
+        while not list(out.glob("trials/*/round_001.json")) and time.time() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "error: stopped by SIGTERM; committed rounds are in" in err, err
+    assert "fishermask run --dataset digits" in err and f"--out {out}" in err, err
+    assert "Traceback" not in err and "leaked" not in err and "failed" not in err, err
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == len(list(out.glob("trials/*/round_*.json")))  # every committed round
+    assert 1 <= len(rows) < 2 * 4 * 4
