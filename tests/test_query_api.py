@@ -539,3 +539,32 @@ def test_the_readme_loop_draws_new_subsets_every_round(monkeypatch):
     assert seeds == [1, 2, 3]
     assert len(space["labeled"]) == 3 + 100 and len(set(space["labeled"])) == 103
     assert picks[0] != picks[1]
+
+
+def test_bad_indices_labels_model_and_images_are_named():
+    """Out-of-range labels and indices said only the allowed range, not which value was
+    wrong; a function for `model` stopped with "AttributeError: 'function' object has no
+    attribute 'parameters'"; NaN images were blamed on the model's predictions."""
+    from fishermask.errors import ConfigError
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(20, 1, 4, 4)
+    args = dict(budget=2, strategy="entropy")
+    with pytest.raises(
+        ConfigError,
+        match=r"`labels` must be class indices in \[0, 3\) \(the model's 3 outputs\); "
+        r"it holds 7 \(for labeled image 4\)",
+    ):
+        fishermask.query(net, x, labeled=[0, 1, 4], labels=[0, 2, 7], **args)
+    with pytest.raises(ConfigError, match=r"it holds -1 \(for labeled image 1\)"):
+        fishermask.query(net, x, labeled=[0, 1], labels=[0, -1], **args)
+    with pytest.raises(ConfigError, match=r"outside \[0, 20\) of `images`: 20, 31"):
+        fishermask.query(net, x, labeled=[0, 20, 31], labels=[0, 1, 1], **args)
+    with pytest.raises(ConfigError, match=r"`labeled` repeats an index: 3"):
+        fishermask.query(net, x, labeled=[3, 5, 3], labels=[0, 1, 1], **args)
+    with pytest.raises(ConfigError, match=r"`model` is a function; .* nn.Module"):
+        fishermask.query(lambda t: net(t), x, labeled=[0], labels=[0], **args)
+    bad = x.clone()
+    bad[6, 0, 1, 1] = float("nan")
+    with pytest.raises(ConfigError, match=r"`images` hold 1 NaN or infinite value \(image 6\)"):
+        fishermask.query(net, bad, labeled=[0], labels=[0], **args)

@@ -82,12 +82,22 @@ def _integers(name: str, values: Any, what: str) -> torch.Tensor:
     return torch.as_tensor(np.asarray(arr, dtype=np.int64)).flatten()
 
 
+def _listed(values: torch.Tensor, most: int = 5) -> str:
+    """``values`` as ``3, 7, 9`` (the first ``most``, then how many more)."""
+    shown = ", ".join(str(int(v)) for v in values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+
+
 def _as_indices(name: str, values: Any, n: int) -> torch.Tensor:
     t = _integers(name, values, "indices")
-    if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
-        raise ConfigError(f"`{name}` holds indices outside [0, {n}) of `images`.")
-    if len(torch.unique(t)) != len(t):
-        raise ConfigError(f"`{name}` repeats an index.")
+    outside = t[(t < 0) | (t >= n)]
+    if len(outside):
+        raise ConfigError(
+            f"`{name}` holds indices outside [0, {n}) of `images`: {_listed(outside)}."
+        )
+    unique, counts = torch.unique(t, return_counts=True)
+    if len(unique) != len(t):
+        raise ConfigError(f"`{name}` repeats an index: {_listed(unique[counts > 1])}.")
     return t
 
 
@@ -136,6 +146,20 @@ def _stack_dataset(ds: torch.utils.data.Dataset) -> torch.Tensor:
 
 def _rounded(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
+
+
+def _refuse_nonfinite(x: torch.Tensor) -> None:
+    """Refuse float images holding NaN or ±inf: every score would be NaN, and the strategy
+    blamed for it."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        images = torch.nonzero(bad.flatten(1).any(dim=1)).flatten()
+        count = int(bad.sum())
+        raise ConfigError(
+            f"`images` hold {count} NaN or infinite value{'s' if count > 1 else ''} "
+            f"(image{'s' if len(images) > 1 else ''} {_listed(images)}); fix or drop those "
+            "images before asking which to label."
+        )
 
 
 def _refuse_raw_pixels(x: torch.Tensor) -> None:
@@ -265,6 +289,8 @@ def query(
             "fishermask.query needs [N, Ch, H, W]: pass images.permute(0, 3, 1, 2) (a model "
             "that wants channel-last input can permute back in its forward)."
         )
+    if x.is_floating_point():
+        _refuse_nonfinite(x)
     n = len(x)
     lab = _as_indices("labeled", labeled, n)
     y = _integers("labels", labels, "class indices")
@@ -297,6 +323,12 @@ def query(
         isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
     ):
         raise ConfigError(f"`seed`={seed!r}, must be an integer or a torch.Generator.")
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"`model` is a {type(model).__name__}; fishermask.query needs a torch nn.Module "
+            "(x -> logits [B, C], its head an nn.Linear): the strategies read its layers, "
+            "not only its outputs."
+        )
     model = _uncompiled(model)
     if isinstance(model, Classifier):
         clf = model
@@ -304,8 +336,15 @@ def query(
         device = next(iter(model.parameters()), torch.empty(0)).device
         example = normalizer(x[:16].to(device), input_dtype(model))
         clf = ModuleClassifier(model, example=example)
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= clf.num_classes):
-        raise ConfigError(f"`labels` must be class indices in [0, {clf.num_classes}).")
+    wrong = torch.nonzero((y < 0) | (y >= clf.num_classes)).flatten()  # positions in labels
+    if len(wrong):
+        i = int(wrong[0])
+        raise ConfigError(
+            f"`labels` must be class indices in [0, {clf.num_classes}) (the model's "
+            f"{clf.num_classes} outputs); it holds {int(y[i])} (for labeled image {int(lab[i])})"
+            + (f" and {len(wrong) - 1} more outside" if len(wrong) > 1 else "")
+            + "."
+        )
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     strat = _strategy(strategy, options)
     strat.check(clf)
