@@ -54,6 +54,19 @@ def test_seeds_refuse_a_boolean_or_a_fraction(seeds: list, said: str) -> None:
     assert parse_seeds([0, 2.0]) == (0, 2)
 
 
+@pytest.mark.parametrize(("value", "said"), [(0, 0), ("0", 0), (-2, -2), (" -2", -2)])
+def test_seeds_zero_says_how_to_give_seed_zero_alone(value: object, said: int) -> None:
+    one = said if said >= 0 else 5
+    # `--seeds 0` (seed 0, a reader means) said only "`seeds`=0, must be an integer >= 1"
+    with pytest.raises(ConfigError) as e:
+        parse_seeds(value)
+    assert str(e.value) == (
+        f"Seeds {said}: a bare number is a count of seeds (3 -> seeds 0, 1, 2), so it must "
+        f"be >= 1; one seed alone is written {one}, or [{one}] (seeds: [{one}] in a file or in "
+        "Python)."
+    )
+
+
 def test_loop_sizes() -> None:
     assert LoopConfig(initial=250, query_size=250, budget=5750).query_sizes(5750) == [250] * 22
     assert LoopConfig(initial=10, query_size=7, budget=30).query_sizes(100) == [7, 7, 6]

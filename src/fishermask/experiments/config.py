@@ -315,7 +315,13 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise ConfigError(f"Seeds {value!r}: {_SEEDS_HELP}.")
     if isinstance(value, int):
-        check_positive("seeds", value)
+        if value < 1:  # `--seeds 0` means seed 0 to a reader: say how to write that
+            one = value if value >= 0 else 5
+            raise ConfigError(
+                f"Seeds {value}: a bare number is a count of seeds (3 -> seeds 0, 1, 2), so it "
+                f"must be >= 1; one seed alone is written {one}, or [{one}] (seeds: [{one}] in a "
+                "file or in Python)."
+            )
         return tuple(range(value))
     if isinstance(value, str):
         text = value.replace(" ", "")
