@@ -534,3 +534,34 @@ def test_a_value_that_is_not_a_number_is_said_with_the_value(args: list[str], sa
     assert res.exit_code == 2
     assert "Input should be" not in res.output
     assert f"Invalid value for '{args[-2]}': {said}" in res.output
+
+
+def test_run_help_states_what_a_plain_fishermask_run_uses() -> None:
+    # `fishermask run --help` said what --initial, --rounds, --model... mean but not what a
+    # plain `fishermask run` (the README's first command) uses for them
+    import typer
+
+    from fishermask.experiments.config import ExperimentConfig
+
+    cfg = ExperimentConfig()
+    want = {
+        "--dataset": cfg.data.dataset,
+        "--strategy": ",".join(s.key for s in cfg.strategies),
+        "--seeds": f"{len(cfg.seeds)}",
+        "--initial": cfg.loop.initial,
+        "--query-size": cfg.loop.query_size,
+        "--rounds": cfg.loop.rounds,
+        "--model": cfg.model.name,
+        "--width": cfg.model.width,
+        "--max-epochs": cfg.train.max_epochs,
+        "--lr": cfg.train.lr,
+        "--batch-size": cfg.train.batch_size,
+        "--stop": cfg.train.stop,
+        "--augment": cfg.train.augment,
+        "--device": cfg.device,
+        "--out": "runs/run-<date>-<time>",
+    }
+    cmd = typer.main.get_command(app).commands["run"]
+    helps = {opt: p.help or "" for p in cmd.params for opt in p.opts}
+    missing = {o: helps[o] for o, v in want.items() if f"(default {v})" not in helps[o]}
+    assert not missing, missing

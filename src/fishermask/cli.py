@@ -127,7 +127,7 @@ def run(
         str | None,
         typer.Option(
             metavar="NAME|PATH",
-            help="mnist5k, digits, or a path: image-folder tree (dir or .tar[.gz]), CIFAR-10 pickle dir, MNIST/FashionMNIST IDX dir, .npz.",
+            help="mnist5k, digits, or a path: image-folder tree (dir or .tar[.gz]), CIFAR-10 pickle dir, MNIST/FashionMNIST IDX dir, .npz (default mnist5k).",
         ),
     ] = None,
     preset: Annotated[
@@ -150,7 +150,7 @@ def run(
             "--strategy",
             "-s",
             metavar="NAME[:KEY=VALUE,...]",
-            help="Strategy (repeatable or comma list); options as name:key=value,key=value.",
+            help="Strategy (repeatable or comma list); options as name:key=value,key=value (default random,entropy,margin,kcenter,fishermask).",
         ),
     ] = None,
     imports: Annotated[
@@ -166,16 +166,18 @@ def run(
         str | None,
         typer.Option(
             metavar="N|S,S,...",
-            help="A count (3 -> seeds 0,1,2) or a list (0,5,7); one seed alone: 5, or [5].",
+            help="A count (3 -> seeds 0,1,2) or a list (0,5,7); one seed alone: 5, or [5] (default 3).",
         ),
     ] = None,
     initial: Annotated[
-        int | None, typer.Option(metavar="N", help="Initial random labeled set size.")
+        int | None, typer.Option(metavar="N", help="Initial random labeled set size (default 50).")
     ] = None,
     query_size: Annotated[
-        int | None, typer.Option(metavar="N", help="Images labeled per round (B).")
+        int | None, typer.Option(metavar="N", help="Images labeled per round, B (default 50).")
     ] = None,
-    rounds: Annotated[int | None, typer.Option(metavar="N", help="Number of query rounds.")] = None,
+    rounds: Annotated[
+        int | None, typer.Option(metavar="N", help="Number of query rounds (default 5).")
+    ] = None,
     budget: Annotated[
         int | None, typer.Option(metavar="N", help="Total labels to reach (overrides --rounds).")
     ] = None,
@@ -183,11 +185,11 @@ def run(
         str | None,
         typer.Option(
             metavar="NAME[:KEY=VALUE,...]",
-            help="resnet18, cnn, mlp or linear; options as name:key=value, e.g. cnn:dropout=0.3,hidden_dropout=0.1.",
+            help="resnet18, cnn, mlp or linear; options as name:key=value, e.g. cnn:dropout=0.3,hidden_dropout=0.1 (default cnn).",
         ),
     ] = None,
     width: Annotated[
-        float | None, typer.Option(metavar="X", help="Width multiplier of the model.")
+        float | None, typer.Option(metavar="X", help="Width multiplier of the model (default 0.5).")
     ] = None,
     dropout: Annotated[
         float | None,
@@ -214,7 +216,9 @@ def run(
     ] = None,
     max_epochs: Annotated[
         int | None,
-        typer.Option(metavar="N", help="Epoch cap when training to the accuracy target."),
+        typer.Option(
+            metavar="N", help="Epoch cap when training to the accuracy target (default 100)."
+        ),
     ] = None,
     max_steps: Annotated[
         int | None, typer.Option(metavar="N", help="Cap on optimizer steps per round (0: none).")
@@ -222,7 +226,9 @@ def run(
     optimizer: Annotated[
         str | None, typer.Option(metavar="adam|sgd", help="adam (default) or sgd.")
     ] = None,
-    lr: Annotated[float | None, typer.Option(metavar="RATE", help="Learning rate.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(metavar="RATE", help="Learning rate (default 0.001).")
+    ] = None,
     momentum: Annotated[
         float | None, typer.Option(metavar="X", help="SGD momentum (default 0.9).")
     ] = None,
@@ -244,14 +250,17 @@ def run(
         ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(metavar="N", help="Training batch size.")
+        int | None, typer.Option(metavar="N", help="Training batch size (default 64).")
     ] = None,
     stop: Annotated[
         str | None,
-        typer.Option(metavar="accuracy|epochs", help="accuracy (train to 99%) or epochs."),
+        typer.Option(
+            metavar="accuracy|epochs", help="accuracy (train to 99%) or epochs (default accuracy)."
+        ),
     ] = None,
     augment: Annotated[
-        str | None, typer.Option(metavar="NAME", help="auto, none, crop or crop_flip.")
+        str | None,
+        typer.Option(metavar="NAME", help="auto, none, crop or crop_flip (default auto)."),
     ] = None,
     precision: Annotated[
         str | None,
@@ -261,7 +270,7 @@ def run(
         ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option(metavar="NAME", help="auto, cpu, cuda or cuda:N.")
+        str | None, typer.Option(metavar="NAME", help="auto, cpu, cuda or cuda:N (default auto).")
     ] = None,
     cache_dir: Annotated[
         str | None, typer.Option(metavar="DIR", help="Where decoded data sets are cached.")
@@ -305,7 +314,7 @@ def run(
         Path | None,
         typer.Option(
             metavar="DIR",
-            help="Run directory; rerun with the same --out to resume, or to extend it with more rounds, seeds or strategies.",
+            help="Run directory; rerun with the same --out to resume, or to extend it with more rounds, seeds or strategies (default runs/run-<date>-<time>).",
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -317,7 +326,10 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Run strategies x seeds on one data set; write results, queries, config, plot and summary."""
+    """Run strategies x seeds on one data set; write results, queries, config, plot and summary.
+
+    Each default below is what a plain `fishermask run` uses; a --config file replaces it.
+    """
     from fishermask.experiments.config import ExperimentConfig, deep_merge, read_config_file
     from fishermask.experiments.parallel import EXECUTORS
     from fishermask.experiments.store import check_out_dir
