@@ -43,6 +43,21 @@ def test_unknown_name():
         load_dataset("data/mnst5k")
 
 
+def test_a_relative_path_not_found_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    # a config file's `dataset: ../shared/x.tar.gz`, run from another folder: the path is
+    # taken from the current directory, not from the file's, which the message did not say
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as err:
+        load_dataset("../shared/x.tar.gz")
+    assert (
+        f"no data set '../shared/x.tar.gz': not an embedded name nor an existing path (relative "
+        f"paths are taken from the current directory, {tmp_path}, not from a config file's); "
+    ) in str(err.value)
+    with pytest.raises(DataError) as err:
+        load_dataset(tmp_path / "absent")
+    assert "current directory" not in str(err.value)
+
+
 def test_unrecognised_path(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "empty").mkdir()

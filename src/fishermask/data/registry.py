@@ -150,9 +150,15 @@ def load_dataset(
         return load_embedded(source, size, progress)
     path = Path(source).expanduser()
     if not path.exists():
+        where = (
+            f" (relative paths are taken from the current directory, {Path.cwd()}, not from a "
+            "config file's)"
+            if not path.is_absolute() and len(path.parts) > 1
+            else ""
+        )
         raise DataError(
             did_you_mean(
-                f"no data set {str(source)!r}: not an embedded name nor an existing path; "
+                f"no data set {str(source)!r}: not an embedded name nor an existing path{where}; "
                 f"accepted: {_ACCEPTED}.",
                 str(source),
                 DATASETS if path.name == str(source) else (),  # a path is no misspelt name
