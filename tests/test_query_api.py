@@ -568,3 +568,17 @@ def test_bad_indices_labels_model_and_images_are_named():
     bad[6, 0, 1, 1] = float("nan")
     with pytest.raises(ConfigError, match=r"`images` hold 1 NaN or infinite value \(image 6\)"):
         fishermask.query(net, bad, labeled=[0], labels=[0], **args)
+
+
+def test_an_error_of_the_models_own_forward_says_what_it_was_given():
+    """A grey image batch given to an RGB model stopped with torch's "expected input[16, 1,
+    16, 16] to have 3 channels", with nothing saying it came from the model on `images`."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+    x = torch.rand(20, 1, 16, 16)
+    with pytest.raises(RuntimeError) as err:
+        fishermask.query(net, x, labeled=[0], labels=[0], budget=2, strategy="entropy")
+    notes = getattr(err.value, "__notes__", [])
+    assert notes == [
+        "fishermask.query: raised by the model on images[:16], shape [16, 1, 16, 16] "
+        "(torch.float32): give `images` as the model takes them (channels, size)."
+    ]

@@ -23,7 +23,7 @@ from torch.utils.data import IterableDataset
 
 from fishermask import strategies
 from fishermask.al.pool import Pool
-from fishermask.errors import ConfigError
+from fishermask.errors import ConfigError, FishermaskError
 from fishermask.experiments.config import StrategySpec
 from fishermask.fisher._engine import is_compiled
 from fishermask.models.base import Classifier, eval_mode, input_dtype
@@ -335,7 +335,17 @@ def query(
     else:  # the head is the nn.Linear that runs last on a few of the images
         device = next(iter(model.parameters()), torch.empty(0)).device
         example = normalizer(x[:16].to(device), input_dtype(model))
-        clf = ModuleClassifier(model, example=example)
+        try:
+            clf = ModuleClassifier(model, example=example)
+        except FishermaskError:  # its own checks (probabilities, one logit): one line already
+            raise
+        except Exception as exc:  # the model's own forward: say what it was given
+            exc.add_note(
+                f"fishermask.query: raised by the model on images[:16], shape "
+                f"[{', '.join(map(str, example.shape))}] ({example.dtype}): give `images` as "
+                "the model takes them (channels, size)."
+            )
+            raise
     wrong = torch.nonzero((y < 0) | (y >= clf.num_classes)).flatten()  # positions in labels
     if len(wrong):
         i = int(wrong[0])
