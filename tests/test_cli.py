@@ -541,7 +541,7 @@ def test_run_help_states_what_a_plain_fishermask_run_uses() -> None:
     # plain `fishermask run` (the README's first command) uses for them
     import typer
 
-    from fishermask.experiments.config import ExperimentConfig
+    from fishermask.experiments.config import ExperimentConfig, ModelConfig
 
     cfg = ExperimentConfig()
     want = {
@@ -552,7 +552,8 @@ def test_run_help_states_what_a_plain_fishermask_run_uses() -> None:
         "--query-size": cfg.loop.query_size,
         "--rounds": cfg.loop.rounds,
         "--model": cfg.model.name,
-        "--width": cfg.model.width,
+        "--width": "1; a plain fishermask run, without --model or a config file's model, uses "
+        f"{cfg.model.name} at {cfg.model.width}",
         "--max-epochs": cfg.train.max_epochs,
         "--lr": cfg.train.lr,
         "--batch-size": cfg.train.batch_size,
@@ -561,6 +562,7 @@ def test_run_help_states_what_a_plain_fishermask_run_uses() -> None:
         "--device": cfg.device,
         "--out": "runs/run-<date>-<time>",
     }
+    assert ModelConfig().width == 1  # what --model or a [model] section starts from
     cmd = typer.main.get_command(app).commands["run"]
     helps = {opt: p.help or "" for p in cmd.params for opt in p.opts}
     missing = {o: helps[o] for o, v in want.items() if f"(default {v})" not in helps[o]}

@@ -189,7 +189,12 @@ def run(
         ),
     ] = None,
     width: Annotated[
-        float | None, typer.Option(metavar="X", help="Width multiplier of the model (default 0.5).")
+        float | None,
+        typer.Option(
+            metavar="X",
+            help="Width multiplier of the model (default 1; a plain fishermask run, without "
+            "--model or a config file's model, uses cnn at 0.5).",
+        ),
     ] = None,
     dropout: Annotated[
         float | None,
