@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fishermask.errors import ConfigError
@@ -11,6 +13,7 @@ from fishermask.experiments.config import (
     StrategySpec,
     deep_merge,
     parse_seeds,
+    read_config_file,
 )
 
 
@@ -75,6 +78,34 @@ def test_loop_sizes() -> None:
         LoopConfig(initial=10, query_size=5, budget=200).query_sizes(100)
     with pytest.raises(ConfigError, match="smaller than the initial"):
         LoopConfig(initial=10, query_size=5, budget=5)
+
+
+def test_a_top_level_key_inside_a_section_says_where_it_belongs(tmp_path: Path) -> None:
+    # TOML puts every key below `[train]` in that table, so `seeds = 1` written last is
+    # train.seeds: the message listed train's keys, not that seeds is a top-level key
+    path = tmp_path / "exp.toml"
+    path.write_text('[data]\ndataset = "digits"\n[train]\nmax_epochs = 1\nseeds = 1\n')
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig.from_dict(read_config_file(path))
+    assert str(e.value).endswith(
+        "; `seeds` is a top-level key, not one of [train]: in TOML write it above the first "
+        "[table] header (a key below one belongs to that table); in YAML, unindent it."
+    ), str(e.value)
+    with pytest.raises(ConfigError) as e:  # a misspelt key gets no such note
+        ExperimentConfig.from_dict({"model": {"widht": 1}})
+    assert "top-level" not in str(e.value)
+
+
+def test_a_strategy_entry_keyed_by_its_name_says_how_to_write_it() -> None:
+    # YAML's `strategies: [fishermask: {sparsity: 0.01}]` said only "has no `name`"
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig.from_dict({"strategies": [{"fishermask": {"sparsity": 0.01}}]})
+    assert str(e.value) == (
+        "Strategy entry {'fishermask': {'sparsity': 0.01}} has no `name`; write it as "
+        "{name: fishermask, sparsity: 0.01} or as 'fishermask:sparsity=0.01'."
+    )
+    with pytest.raises(ConfigError, match=r"has no `name`\.$"):
+        ExperimentConfig.from_dict({"strategies": [{"sparsity": 0.01, "lam": 1}]})
 
 
 def test_unknown_keys_and_duplicates() -> None:

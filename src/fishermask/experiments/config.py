@@ -202,6 +202,17 @@ class StrategySpec:
         if isinstance(item, dict):
             item = dict(item)
             if "name" not in item:
+                only = next(iter(item)) if len(item) == 1 else None
+                opts = item[only] if only is not None else None
+                if isinstance(opts, dict) or (only is not None and opts is None):
+                    # YAML's `- fishermask: {sparsity: 0.01}`: the name is the key
+                    pairs = [f"{k}: {v}" for k, v in (opts or {}).items()]
+                    spec = ",".join(f"{k}={v}" for k, v in (opts or {}).items())
+                    raise ConfigError(
+                        f"Strategy entry {item} has no `name`; write it as "
+                        f"{{{', '.join([f'name: {only}', *pairs])}}} or as "
+                        f"'{only}{':' + spec if spec else ''}'."
+                    )
                 raise ConfigError(f"Strategy entry {item} has no `name`.")
             name = item.pop("name")
             label = item.pop("label", "")
@@ -353,14 +364,21 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
 def _reject_unknown(section: str, raw: dict[str, Any], known: set[str]) -> None:
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(
-            did_you_mean(
-                f"Unknown key(s) {', '.join(unknown)} in [{section}]; "
-                f"known: {', '.join(sorted(known))}.",
-                unknown,
-                sorted(known),
-            )
+        message = did_you_mean(
+            f"Unknown key(s) {', '.join(unknown)} in [{section}]; "
+            f"known: {', '.join(sorted(known))}.",
+            unknown,
+            sorted(known),
         )
+        top = {f.name for f in dataclasses.fields(ExperimentConfig)} | {"profiles"}
+        misplaced = [k for k in unknown if k in top] if section != "experiment" else []
+        if misplaced:  # TOML: a key written below a [table] header belongs to that table
+            message = (
+                f"{message.removesuffix('.')}; `{misplaced[0]}` is a top-level key, not one of "
+                f"[{section}]: in TOML write it above the first [table] header (a key below one "
+                "belongs to that table); in YAML, unindent it."
+            )
+        raise ConfigError(message)
 
 
 def _build(cls: type, raw: dict[str, Any], section: str) -> Any:
