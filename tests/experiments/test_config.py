@@ -108,6 +108,29 @@ def test_a_strategy_entry_keyed_by_its_name_says_how_to_write_it() -> None:
         ExperimentConfig.from_dict({"strategies": [{"sparsity": 0.01, "lam": 1}]})
 
 
+def test_rounds_and_budget_in_one_file_are_refused_and_a_profile_swaps_one_for_the_other(
+    tmp_path: Path,
+) -> None:
+    # `loop: {rounds: 1, budget: 100}` ran the budget's 4 queries without a word; a profile
+    # giving `rounds: 2` over the file's `budget: 100` was ignored the same way
+    path = tmp_path / "both.yaml"
+    path.write_text("loop: {initial: 20, query_size: 20, rounds: 1, budget: 100}\n")
+    with pytest.raises(ConfigError) as e:
+        read_config_file(path)
+    assert str(e.value) == (
+        f"{path}: `loop.rounds`=1 and `loop.budget`=100 both say when to stop (the budget "
+        "would win); keep one."
+    )
+    path = tmp_path / "swap.yaml"
+    path.write_text(
+        "loop: {initial: 20, query_size: 20, budget: 100}\n"
+        "profiles:\n  short: {loop: {rounds: 2}}\n  long: {loop: {budget: 200}}\n"
+    )
+    for profile, sizes in ((None, [20] * 4), ("short", [20] * 2), ("long", [20] * 9)):
+        loop = ExperimentConfig.from_dict(read_config_file(path, profile)).loop
+        assert loop.query_sizes(1000) == sizes, profile
+
+
 def test_unknown_keys_and_duplicates() -> None:
     with pytest.raises(ConfigError, match=r"Unknown key\(s\) widht in \[model\]"):
         ExperimentConfig.from_dict({"model": {"widht": 1}})

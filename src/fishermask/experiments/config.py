@@ -457,6 +457,26 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
         layers.append((f"{p} (profile {profile})", profiles[profile]))
         raw = deep_merge(raw, profiles[profile])
     check_stop_keys(layers)
+    return _loop_of_last_layer(raw, layers)
+
+
+def _loop_of_last_layer(raw: dict[str, Any], layers: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse ``rounds`` and ``budget`` together in one layer (the budget would win, silently);
+    a later layer's ``rounds`` or ``budget`` replaces an earlier one's other key, as
+    ``--rounds`` replaces a file's ``budget``."""
+    loops = [(where, layer.get("loop")) for where, layer in layers if isinstance(layer, dict)]
+    loops = [(where, loop) for where, loop in loops if isinstance(loop, dict)]
+    for where, loop in loops:
+        if loop.get("rounds") is not None and loop.get("budget") is not None:
+            raise ConfigError(
+                f"{where}: `loop.rounds`={loop['rounds']} and `loop.budget`={loop['budget']} "
+                "both say when to stop (the budget would win); keep one."
+            )
+    if len(loops) > 1 and isinstance(raw.get("loop"), dict):
+        last = loops[-1][1]
+        for key, other in (("rounds", "budget"), ("budget", "rounds")):
+            if last.get(key) is not None and other not in last:
+                raw = {**raw, "loop": {**raw["loop"], other: None}}
     return raw
 
 
