@@ -582,3 +582,28 @@ def test_an_error_of_the_models_own_forward_says_what_it_was_given():
         "fishermask.query: raised by the model on images[:16], shape [16, 1, 16, 16] "
         "(torch.float32): give `images` as the model takes them (channels, size)."
     ]
+
+
+def test_a_budget_over_what_may_be_chosen_says_why_so_few():
+    """The refusal "`budget`=5 is larger than the 0 images that may be chosen" did not say if
+    the images were empty, all labeled, or left out by `candidates`."""
+    from fishermask.errors import ConfigError
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(6, 1, 4, 4)
+    with pytest.raises(ConfigError) as e:
+        fishermask.query(net, x, labeled=[0, 1], labels=[0, 1], budget=5, strategy="entropy")
+    assert str(e.value) == (
+        "`budget`=5 is larger than the 4 images that may be chosen (6 images, 2 of them "
+        "labeled); ask for at most 4."
+    )
+    with pytest.raises(ConfigError) as e:
+        fishermask.query(
+            net, x, labeled=[0], labels=[0], budget=2, candidates=[0, 3], strategy="entropy"
+        )
+    assert str(e.value) == (
+        "`budget`=2 is larger than the 1 image that may be chosen (6 images, 1 of them "
+        "labeled, 2 candidates, 1 of them labeled); ask for at most 1."
+    )
+    with pytest.raises(ConfigError, match=r"than the 0 images that may be chosen \(0 images\)"):
+        fishermask.query(net, x[:0], budget=1, strategy="entropy")

@@ -359,10 +359,13 @@ def query(
     strat = _strategy(strategy, options)
     strat.check(clf)
 
+    why = f"{n} images" + (f", {len(lab)} of them labeled" if len(lab) else "")
     if candidates is None:
         pool_ids = torch.arange(n)  # the runner's layout: the pool is every image
     else:
         cand = _as_indices("candidates", candidates, n)
+        taken = int(torch.isin(cand, lab).sum())
+        why += f", {len(cand)} candidates" + (f", {taken} of them labeled" if taken else "")
         cand = cand[~torch.isin(cand, lab)]
         pool_ids = torch.cat([lab, cand]).sort().values
     position = torch.full((n,), -1, dtype=torch.int64)
@@ -375,8 +378,10 @@ def query(
     if budget == 0:  # nothing to choose (a loop's last round): the strategy does not run
         return QueryResult(torch.empty(0, dtype=torch.int64), None)
     if budget > pool.num_unlabeled:
+        free = pool.num_unlabeled
         raise ConfigError(
-            f"`budget`={budget} is larger than the {pool.num_unlabeled} images that may be chosen."
+            f"`budget`={budget} is larger than the {free} image{'' if free == 1 else 's'} that "
+            f"may be chosen ({why})" + (f"; ask for at most {free}." if free else ".")
         )
     # every submodule gets its own mode back (a plain module's wrapper has no mode of its own)
     with eval_mode(clf, aux):
