@@ -182,6 +182,20 @@ def test_unsupported_image_type_is_an_error(tmp_path, write_tree):
         load_dataset(root, cache_dir=tmp_path / "c")
 
 
+def test_unsupported_images_are_counted_not_met_one_run_at_a_time(tmp_path, write_tree):
+    # a folder of .webp photos was refused one file per run, with no word of the others
+    root = write_tree(tmp_path / "t")
+    for name in ("a.webp", "b.webp", "c.tif"):
+        (root / "train" / "cat" / name).write_bytes(b"x")
+    (root / "test" / "dog" / "d.webp").write_bytes(b"x")
+    with pytest.raises(DataError) as err:
+        load_dataset(root, cache_dir=tmp_path / "c")
+    assert str(err.value) == (
+        f"image {root}/test/dog/d.webp has unsupported type .webp, and so have 3 more files "
+        "(3 .webp, 1 .tif in all); convert them to .png or .jpg (read: .png, .jpg, .jpeg)."
+    )
+
+
 def test_hidden_and_other_files_are_skipped(tmp_path, write_tree):
     root = write_tree(tmp_path / "t")
     (root / "train" / "cat" / "._a.png").write_bytes(b"AppleDouble junk")

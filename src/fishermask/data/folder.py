@@ -151,6 +151,7 @@ def resolve_layout(
     found: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}  # split -> class -> files
     seen: set[str] = set()
     ignored: set[str] = set()
+    unsupported: list[tuple[str, str]] = []  # (relative path, suffix): all said at once
     for parts, is_dir in items:
         rest = parts[len(prefix) :]
         if parts[: len(prefix)] != prefix or not rest:
@@ -174,10 +175,8 @@ def resolve_layout(
         if is_dir or len(rest) == 2:
             continue
         if ext in UNSUPPORTED_IMAGE_EXTENSIONS:
-            raise DataError(
-                f"image {describe(rel)} has unsupported type {ext}; convert it to .png or .jpg "
-                f"(read: {', '.join(IMAGE_EXTENSIONS)})."
-            )
+            unsupported.append((rel, ext))
+            continue
         if ext in IMAGE_EXTENSIONS:
             if len(rest) > 3:
                 raise DataError(
@@ -185,6 +184,20 @@ def resolve_layout(
                     f"directly in {split}/<class>/."
                 )
             files.append(rel)
+    if unsupported:
+        (first, ext), more = unsupported[0], len(unsupported) - 1
+        if more:
+            counts: dict[str, int] = {}
+            for _, e in unsupported:
+                counts[e] = counts.get(e, 0) + 1
+            listed = ", ".join(f"{c} {e}" for e, c in counts.items())
+            also = f", and so have {more} more file{'s' if more > 1 else ''} ({listed} in all)"
+        raise DataError(
+            f"image {describe(first)} has unsupported type {ext}"
+            + (also if more else "")
+            + f"; convert {'them' if more else 'it'} to .png or .jpg "
+            f"(read: {', '.join(IMAGE_EXTENSIONS)})."
+        )
     for name in sorted(ignored):
         warnings.warn(
             f"{where}: ignoring folder {name!r}; only 'train' and 'test' are read.", stacklevel=3
