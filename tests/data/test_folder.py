@@ -98,7 +98,11 @@ def test_mixed_sizes_without_image_size(tmp_path, write_tree, encode):
         load_dataset(root, cache_dir=tmp_path / "c")
     msg = str(err.value)
     assert "b.png" in msg and "9x7" in msg and "4x6" in msg
-    assert "image_size" in msg and "--image-size" in msg and "\n" not in msg
+    # the fix, written out at the size most images have (it said "image_size=(H, W)" first)
+    assert msg.endswith(
+        "resize every image to one size: --image-size 4x6 (Python: image_size=(4, 6); "
+        "data: {image_size: [4, 6]} in a config file)."
+    ), msg
 
 
 def test_corrupt_image_in_directory(tmp_path, write_tree):

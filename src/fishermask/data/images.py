@@ -136,8 +136,10 @@ def stack_images(images: Sequence[np.ndarray], names: Sequence[str]) -> np.ndarr
         i = next(i for i, s in enumerate(sizes) if s != majority)
         raise DataError(
             f"image {names[i]} is {sizes[i][0]}x{sizes[i][1]} (HxW) but {count} of "
-            f"{len(images)} images are {majority[0]}x{majority[1]}; pass image_size=(H, W) "
-            "(CLI: --image-size HxW) to resize every image to one size."
+            f"{len(images)} images are {majority[0]}x{majority[1]}; resize every image to one "
+            f"size: --image-size {majority[0]}x{majority[1]} (Python: image_size=({majority[0]}, "
+            f"{majority[1]}); data: {{image_size: [{majority[0]}, {majority[1]}]}} in a config "
+            "file)."
         )
     channels = 3 if any(img.ndim == 3 for img in images) else 1
     h, w = sizes[0]
