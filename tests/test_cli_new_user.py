@@ -245,3 +245,21 @@ def test_strategies_listing_shows_label_option() -> None:
     options = [line for line in blocks if "options:" in line]
     assert options and all("label=" in line for line in options)
     assert len(options) == sum(1 for line in blocks if line and not line.startswith(" "))
+
+
+def test_a_warning_is_one_line_and_a_folder_named_like_an_embedded_set_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One's own folder `digits` was passed over for the embedded set without a word; and a
+    warning of the library showed as Python's `file.py:79: UserWarning: ...` plus a source
+    line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    args = ["run", "--dataset", "digits", *TINY, "-s", "random", "--seeds", "1,"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert (
+        "warning: 'digits' is the embedded data set, not the folder digits here; to read "
+        "that, write ./digits.\n"
+    ) in res.stderr
+    assert "UserWarning" not in res.stderr and ".py:" not in res.stderr, res.stderr

@@ -8,12 +8,15 @@ laptop CPU, and says which strategy won by how much.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import shlex
 import signal
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -400,9 +403,26 @@ def run(
         )
         out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
         check_out_dir(out_dir)  # before the data set is loaded
-        _run(cfg, out_dir, progress, workers, executor, address, allow_env_change)
+        with _warnings_as_lines():
+            _run(cfg, out_dir, progress, workers, executor, address, allow_env_change)
     except FishermaskError as e:
         _fail(str(e))
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Warnings as one ``warning: ...`` line on stderr, as the command's own are, instead
+    of Python's ``file.py:79: UserWarning: ...`` and a line of its source."""
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        err_console.print(f"warning: {message}", highlight=False, markup=False, soft_wrap=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def _check_recipe(

@@ -58,6 +58,19 @@ def test_a_relative_path_not_found_says_where_it_was_looked_for(tmp_path, monkey
     assert "current directory" not in str(err.value)
 
 
+def test_an_embedded_name_that_is_also_a_folder_here_warns(tmp_path, monkeypatch):
+    # one's own folder named `digits` was passed over for the embedded set without a word
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    with pytest.warns(UserWarning) as caught:
+        ds = load_dataset("digits")
+    assert ds.num_classes == 10 and len(caught) == 1
+    assert str(caught[0].message) == (
+        "'digits' is the embedded data set, not the folder digits here; to read that, "
+        "write ./digits."
+    )
+
+
 def test_unrecognised_path(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "empty").mkdir()

@@ -23,6 +23,7 @@ under a second and are cached only when resizing makes them slow.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,14 @@ def load_dataset(
     """
     size = check_image_size(image_size)
     if isinstance(source, str) and source in DATASETS:
+        if Path(source).exists():  # a folder of one's own, named like an embedded set
+            kind = "folder" if Path(source).is_dir() else "file"
+            warnings.warn(
+                f"{source!r} is the embedded data set, not the {kind} {source} here; to read "
+                f"that, write ./{source}.",
+                UserWarning,
+                stacklevel=2,
+            )
         return load_embedded(source, size, progress)
     path = Path(source).expanduser()
     if not path.exists():
