@@ -14,6 +14,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -504,7 +505,8 @@ def _run(
     bar = RichProgress(err_console) if show_progress else NullProgress()
     # SIGTERM (a batch system's time limit, `timeout`, `docker stop`) stops the run as Ctrl-C
     # does: running trials stop, results.csv gets every committed round, the resume is said
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    main = threading.current_thread() is threading.main_thread()  # where handlers can be set
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
     try:
         with bar:
             run_experiment(
@@ -518,7 +520,8 @@ def _run(
             143 if isinstance(stop, _Terminated) else 130,
         )
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     order = [s.key for s in cfg.strategies]
     title = run_title(out_dir)  # data set, model, width and schedule, as `report` titles it
     rows, summary, plot = write_run_outputs(out_dir, order, title)

@@ -306,7 +306,7 @@ def no_splits_message(where: str, classes: list[str], *, archive: bool = False) 
     inside = " inside the archive" if archive else ""
     return (
         f"{where} holds {len(classes)} class folders of images ({shown}) but no train/ and "
-        f"test/ splits, which fishermask run needs: move each class folder to "
+        f"test/ splits, which a data set needs: move each class folder to "
         f"{root}train/<class>/ and a held-out part of its images (e.g. 20 %) to "
         f"{root}test/<class>/{inside} (docs/experiments.md, 'Your own images', does it in a "
         "few lines)."
