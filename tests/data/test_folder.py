@@ -112,6 +112,21 @@ def test_corrupt_image_in_directory(tmp_path, write_tree):
         load_dataset(root, cache_dir=tmp_path / "c")
 
 
+def test_every_undecodable_image_is_named_in_the_one_refusal(tmp_path, write_tree):
+    # three broken files took three runs, each decoding the whole folder again
+    root = write_tree(tmp_path / "t")
+    for rel in ("train/cat/b.png", "train/dog/x.jpg", "test/ant/z.png"):
+        (root / rel).write_bytes(b"not an image")
+    with pytest.raises(DataError) as err:
+        load_dataset(root, cache_dir=tmp_path / "c")
+    msg = str(err.value)
+    assert msg.startswith(f"cannot decode image {root}/train/cat/b.png: "), msg
+    assert msg.endswith(
+        f"; replace or delete the file, and the 2 more that cannot be decoded either: "
+        f"{root}/train/dog/x.jpg, {root}/test/ant/z.png."
+    ), msg
+
+
 def test_truncated_image_in_archive(tmp_path, write_tar, tree_members):
     members = tree_members(prefix="top/")
     members["top/test/dog/o.png"] = members["top/test/dog/o.png"][:30]

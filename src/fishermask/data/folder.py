@@ -105,13 +105,27 @@ def load_folder(path: Path, image_size: ImageSize | None, progress: bool) -> Ima
     layout = resolve_layout(entries, str(path), describe)
     images: list[np.ndarray] = []
     names: list[str] = []
+    failed: list[tuple[str, DataError]] = []  # every file that cannot be decoded, said at once
     total = sum(len(v) for v in layout.files.values())
     with progress_bar(f"decoding {path.name}", total, progress) as advance:
         for split in SPLITS:
             for _, rel in layout.files[split]:
                 names.append(describe(rel))
-                images.append(decode_image(read(rel), names[-1], image_size))
+                try:
+                    images.append(decode_image(read(rel), names[-1], image_size))
+                except DataError as exc:
+                    failed.append((names[-1], exc))
                 advance(1)
+    if failed:
+        message = str(failed[0][1])
+        if len(failed) > 1:
+            more = [name for name, _ in failed[1:]]
+            listed = ", ".join(more[:5]) + (", ..." if len(more) > 5 else "")
+            message = (
+                f"{message.removesuffix('.')}, and the {len(more)} more that cannot be decoded "
+                f"either: {listed}."
+            )
+        raise DataError(message)
     x = torch.from_numpy(stack_images(images, names))  # [N_train + N_test, Ch, H, W]
     n_train = len(layout.files["train"])
     labels = {
