@@ -144,6 +144,13 @@ def _raw_config(
         raw["data"] = {k: v for k, v in data.items() if k not in ("dataset", "sha256")}
     elif isinstance(config, Mapping) or config is None:
         raw = dict(config or {})
+    elif isinstance(config, str | os.PathLike):  # a config file's path
+        raise ConfigError(
+            f"config is the {type(config).__name__} {str(config)!r}; give an ExperimentConfig "
+            "or a mapping ({'model': 'mlp', 'loop': {...}, ...}); for a config file, "
+            f"read_config_file({str(config)!r}, profile=None) (fishermask.experiments.config) "
+            "gives that mapping."
+        )
     else:
         raise ConfigError(
             f"config is {type(config).__name__}; give an ExperimentConfig or a mapping "

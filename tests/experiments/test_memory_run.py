@@ -435,3 +435,16 @@ def test_code_in_a_script_with_the_ray_executor_is_refused_before_writing(
     with pytest.raises(ConfigError, match="'in_script_ray' is defined in the script .* Ray tasks"):
         _run(out, workers=2, executor="ray", strategies=["in_script_ray"])
     assert not out.exists()
+
+
+def test_a_config_file_path_as_config_says_how_to_read_it(tmp_path: Path) -> None:
+    # fishermask.run("exp.yaml", ...) said only "config is str; give ... a mapping"
+    x, y = np.zeros((8, 8, 8), np.uint8), np.arange(8) % 2
+    with pytest.raises(ConfigError) as e:
+        fishermask.run("exp.yaml", train=(x, y), test=(x, y), out=tmp_path / "r")
+    assert str(e.value) == (
+        "config is the str 'exp.yaml'; give an ExperimentConfig or a mapping ({'model': 'mlp', "
+        "'loop': {...}, ...}); for a config file, read_config_file('exp.yaml', profile=None) "
+        "(fishermask.experiments.config) gives that mapping."
+    )
+    assert not (tmp_path / "r").exists()
