@@ -312,3 +312,18 @@ def test_the_docs_split_of_ones_own_folder_loads(tmp_path, write_tree, monkeypat
     ds = load_dataset(root, cache_dir=tmp_path / "c")
     assert ds.classes == ("a b", "cat")
     assert ds.y_train.tolist() == [0] * 8 + [1] * 8 and ds.y_test.tolist() == [0] * 2 + [1] * 2
+
+
+def test_the_cifar10_python_download_as_it_is_says_to_extract_it(tmp_path, write_tar):
+    # cifar-10-python.tar.gz, the usual download, was "not an image-folder tree"
+    names = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
+    members = {"cifar-10-batches-py": None}
+    members |= {f"cifar-10-batches-py/{n}": b"x" for n in names}
+    archive = write_tar(tmp_path / "cifar-10-python.tar.gz", members)
+    with pytest.raises(DataError) as err:
+        load_dataset(archive, cache_dir=tmp_path / "c")
+    assert str(err.value) == (
+        f"{archive} holds the CIFAR-10 python batches (cifar-10-batches-py/data_batch_1, ...), "
+        f"which are read from a folder: extract it (tar xf {archive}) and pass the folder it "
+        "gives, cifar-10-batches-py."
+    )

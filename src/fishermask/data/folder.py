@@ -284,6 +284,18 @@ def _find_prefix(items: list[Entry], where: str) -> tuple[str, ...]:
     classes = flat_class_folders(items)
     if classes:
         raise DataError(no_splits_message(where, classes, archive=True))
+    batches = [p for p, is_dir in items if not is_dir and p[-1] == "data_batch_1"]
+    if batches:  # cifar-10-python.tar.gz as downloaded: the loader reads its folder
+        inner = "/".join(batches[0][:-1])
+        raise DataError(
+            f"{where} holds the CIFAR-10 python batches ({'/'.join(batches[0])}, ...), which "
+            "are read from a folder: "
+            + (
+                f"extract it (tar xf {where}) and pass the folder it gives, {inner}."
+                if inner
+                else f"extract it into one (mkdir cifar && tar xf {where} -C cifar) and pass that."
+            )
+        )
     raise DataError(
         f"{where} is not an image-folder tree: no train/ and test/ folders at its top or inside "
         f"one top-level folder; expected {_LAYOUT}."
