@@ -104,7 +104,7 @@ def test_report_command(tmp_path: Path) -> None:
     assert "| fishermask | 2 | 20 | 60.00 ± 0.00 |" in md
     assert "| margin | 2 |" in md and "s1_curves.png" in md and "s2_curves.png" in md
     assert "s1_mask_profile.png" in md
-    assert "Still running" in md and "bait (1 of 2 seeds finished)" in md
+    assert "Not finished" in md and "bait (1 of 2 seeds finished)" in md
     # only the finished seed counts; one seed has no spread to show ("± 0.00" said none)
     assert "| bait | 1 | 20 | 90.00 | " in md
     data = json.loads((tmp_path / "rep/report.json").read_text())
@@ -969,7 +969,7 @@ def test_latex_summary_of_a_run_still_going_says_which_seeds_it_counts(tmp_path:
     assert res.exit_code == 0, res.output
     tex = (tmp_path / "rep/s1_summary.tex").read_text()
     assert (
-        "% Still running (only seeds that finished every round are counted): entropy (1 of 2" in tex
+        "% Not finished (only seeds that finished every round are counted): entropy (1 of 2" in tex
     )
 
 
@@ -993,7 +993,7 @@ def test_report_of_a_run_in_progress_lists_the_trials_not_started(tmp_path: Path
     assert res.exit_code == 0, res.output
     md = (tmp_path / "rep/report.md").read_text()
     assert (
-        "Still running (only seeds that finished every round are counted above): random (1 of "
+        "Not finished (only seeds that finished every round are counted above): random (1 of "
         "3 seeds finished), entropy (1 of 3 seeds finished), fm (0 of 3 seeds finished)."
     ) in md
     # the method is planned, not missing: its comparison comes with its first finished seed
@@ -1047,7 +1047,7 @@ def test_a_run_with_only_partial_trials_reports_no_finished_trial(tmp_path: Path
     assert res.exit_code == 0, res.output
     md = (tmp_path / "rep/report.md").read_text()
     assert (
-        "Still running (only seeds that finished every round are counted above): random (0 of "
+        "Not finished (only seeds that finished every round are counted above): random (0 of "
         "2 seeds finished), fishermask (0 of 2 seeds finished)."
     ) in md
     assert "| random |" not in md and "| fishermask |" not in md
@@ -1081,7 +1081,7 @@ def test_a_run_being_extended_to_more_rounds_reports_its_trials_unfinished(
     res = _report(run, "--out", tmp_path / "before")
     assert res.exit_code == 0, res.output
     md = (tmp_path / "before/report.md").read_text()
-    assert "| random | 2 |" in md and "Still running" not in md  # finished at 1 query
+    assert "| random | 2 |" in md and "Not finished" not in md  # finished at 1 query
     assert open_run_dir(exp(3), run) == Extension(rounds=(2, 4))  # no new round committed yet
     res = _report(run, "--out", tmp_path / "during")
     assert res.exit_code == 0, res.output

@@ -74,7 +74,7 @@ def summary_latex(
         )
     note = SUMMARY_NOTE if metric == "accuracy" else SUMMARY_NOTE.replace("Test accuracy", metric)
     if pending:
-        note += "\nStill running (only seeds that finished every round are counted): " + ", ".join(
+        note += "\nNot finished (only seeds that finished every round are counted): " + ", ".join(
             f"{s} ({done} of {n} seeds finished)" for s, (done, n) in pending.items()
         )
     return _comment(

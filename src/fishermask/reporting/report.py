@@ -383,7 +383,7 @@ def build_report(
         ]
         if pending:
             md += [
-                "Still running (only seeds that finished every round are counted above): "
+                "Not finished (only seeds that finished every round are counted above): "
                 + ", ".join(
                     f"{s} ({done} of {n} seeds finished)" for s, (done, n) in pending.items()
                 )
