@@ -170,7 +170,7 @@ def run(
         str | None,
         typer.Option(
             metavar="N|S,S,...",
-            help="A count (3 -> seeds 0,1,2) or a list (0,5,7); one seed alone: 5, or [5] (default 3).",
+            help="A count (3 -> seeds 0,1,2) or a list (0,5,7); one seed alone: `5,` or `[5]` (default 3).",
         ),
     ] = None,
     initial: Annotated[

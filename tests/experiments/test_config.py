@@ -65,9 +65,12 @@ def test_seeds_zero_says_how_to_give_seed_zero_alone(value: object, said: int) -
         parse_seeds(value)
     assert str(e.value) == (
         f"Seeds {said}: a bare number is a count of seeds (3 -> seeds 0, 1, 2), so it must "
-        f"be >= 1; one seed alone is written {one}, or [{one}] (seeds: [{one}] in a file or in "
-        "Python)."
+        f"be >= 1; one seed alone is written with a comma or brackets, `{one},` or `[{one}]` "
+        f"(seeds: [{one}] in a file or in Python)."
     )
+    # the way it says works: `{one},` is that one seed, not a count (it said "written 0, or
+    # [0]", the comma read as the sentence's, and `--seeds 0` refused again)
+    assert parse_seeds(f"{one},") == parse_seeds(f"[{one}]") == (one,)
 
 
 def test_loop_sizes() -> None:

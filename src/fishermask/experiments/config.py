@@ -314,7 +314,7 @@ def _split_top_level(text: str) -> list[str]:
     return out
 
 
-_SEEDS_HELP = "give a count (3 -> seeds 0, 1, 2), a list (0,5,7), or one seed as 5, or [5]"
+_SEEDS_HELP = "give a count (3 -> seeds 0, 1, 2), a list (0,5,7), or one seed as `5,` or `[5]`"
 
 
 def parse_seeds(value: Any) -> tuple[int, ...]:
@@ -330,8 +330,8 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
             one = value if value >= 0 else 5
             raise ConfigError(
                 f"Seeds {value}: a bare number is a count of seeds (3 -> seeds 0, 1, 2), so it "
-                f"must be >= 1; one seed alone is written {one}, or [{one}] (seeds: [{one}] in a "
-                "file or in Python)."
+                f"must be >= 1; one seed alone is written with a comma or brackets, `{one},` or "
+                f"`[{one}]` (seeds: [{one}] in a file or in Python)."
             )
         return tuple(range(value))
     if isinstance(value, str):
