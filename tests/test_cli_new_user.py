@@ -263,3 +263,31 @@ def test_a_warning_is_one_line_and_a_folder_named_like_an_embedded_set_is_one(
         "that, write ./digits.\n"
     ) in res.stderr
     assert "UserWarning" not in res.stderr and ".py:" not in res.stderr, res.stderr
+
+
+def test_a_run_ends_cleanly_where_sigterm_had_a_handler_not_set_from_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """signal.signal returns None for a handler that was not set from Python (a host that
+    embeds Python set it): putting that None back raised TypeError after the run had
+    finished, a traceback in place of its summary."""
+    import signal
+
+    real, original = signal.signal, signal.getsignal(signal.SIGTERM)
+    seen: list[object] = []
+
+    def from_c(signum: int, handler: object) -> object:
+        seen.append(handler)
+        before = real(signum, handler)
+        return None if len(seen) == 1 else before  # the first: as for a handler set in C
+
+    monkeypatch.setattr(signal, "signal", from_c)
+    try:
+        args = ["run", "--dataset", "digits", *TINY, "-s", "random", "--seeds", "1,"]
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])
+    finally:
+        monkeypatch.undo()
+        real(signal.SIGTERM, original)  # the run could not put it back
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert res.exit_code == 0, res.output
+    assert seen and None not in seen

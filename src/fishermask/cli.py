@@ -520,7 +520,7 @@ def _run(
             143 if isinstance(stop, _Terminated) else 130,
         )
     finally:
-        if main:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
             signal.signal(signal.SIGTERM, previous)
     order = [s.key for s in cfg.strategies]
     title = run_title(out_dir)  # data set, model, width and schedule, as `report` titles it
