@@ -282,6 +282,9 @@ def _find_prefix(items: list[Entry], where: str) -> tuple[str, ...]:
     if len(tops) == 1 and any(len(p) > 1 and p[1].lower() in SPLITS for p in folders):
         return (tops.pop(),)
     classes = flat_class_folders(items)
+    if not classes and len(tops) == 1:  # inside one folder, as `tar czf mine.tar.gz mine/` has it
+        top = next(iter(tops))
+        classes = flat_class_folders((p[1:], d) for p, d in items if len(p) > 1 and p[0] == top)
     if classes:
         raise DataError(no_splits_message(where, classes, archive=True))
     batches = [p for p, is_dir in items if not is_dir and p[-1] == "data_batch_1"]
