@@ -284,3 +284,22 @@ def test_lplgrad_protocol_recipe_is_the_experiment_files() -> None:
         if isinstance(v, str) and re.fullmatch(r"[\d.]+e-?\d+", v):
             shown[k] = float(v)
     assert shown == profile("cifar10_lplgrad", "paper")["train"]
+
+
+def test_rounds_and_budget_together_as_methods_md_says(tmp_path: Path) -> None:
+    """§1's loop: both in one mapping of a file are refused (it said the budget wins, which
+    only the command line still does); `--budget` wins over `--rounds`."""
+    from fishermask.cli import _cli_overrides
+    from fishermask.errors import ConfigError
+    from fishermask.experiments.config import ExperimentConfig
+
+    assert normalised(
+        "a config file giving both in one mapping is refused; `--budget` wins over `--rounds` "
+        "on the command line, and either replaces the other from a file or its profile"
+    ) in doc("docs/methods.md")
+    both = tmp_path / "both.yaml"
+    both.write_text("loop: {rounds: 5, budget: 100}\n")
+    with pytest.raises(ConfigError, match="both say when to stop"):
+        read_config_file(both)
+    loop = ExperimentConfig.from_dict(_cli_overrides(rounds=5, budget=100)).loop
+    assert loop.query_sizes(1000) == [50]  # 50 -> 100 by 50: the budget's, not 5 rounds
