@@ -108,7 +108,7 @@ BAD = {
     "NaN": (
         ((NAN, Y), (XT, YT)),
         {},
-        "image 4 holds NaN or infinite values; fix or drop them.",
+        "image 4 holds NaN or infinite values; fix or drop it.",  # the image, not the values
     ),
     "NaN twice": (
         ((NAN2, Y), (XT, YT)),

@@ -195,7 +195,8 @@ def _check_finite(x: np.ndarray, where: str) -> None:
         first = int(np.flatnonzero(bad)[0])
         which = f"image {first} holds" if n == 1 else f"{n} images hold"
         first_of = "" if n == 1 else f" (the first is image {first})"
-        raise DataError(f"{where}: {which} NaN or infinite values{first_of}; fix or drop them.")
+        them = "it" if n == 1 else "them"  # the images, not their values
+        raise DataError(f"{where}: {which} NaN or infinite values{first_of}; fix or drop {them}.")
 
 
 def _from_dataset(split: str, ds: Any, progress: bool) -> tuple[np.ndarray, np.ndarray]:
