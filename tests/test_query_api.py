@@ -607,3 +607,10 @@ def test_a_budget_over_what_may_be_chosen_says_why_so_few():
     )
     with pytest.raises(ConfigError, match=r"than the 0 images that may be chosen \(0 images\)"):
         fishermask.query(net, x[:0], budget=1, strategy="entropy")
+    # none left: the refusal ended there, without what to do
+    with pytest.raises(ConfigError) as e:
+        fishermask.query(net, x[:2], labeled=[0, 1], labels=[0, 1], budget=1, strategy="entropy")
+    assert str(e.value) == (
+        "`budget`=1 is larger than the 0 images that may be chosen (2 images, 2 of them "
+        "labeled); none is left: add unlabeled images (or candidates), or stop querying."
+    )

@@ -381,7 +381,12 @@ def query(
         free = pool.num_unlabeled
         raise ConfigError(
             f"`budget`={budget} is larger than the {free} image{'' if free == 1 else 's'} that "
-            f"may be chosen ({why})" + (f"; ask for at most {free}." if free else ".")
+            f"may be chosen ({why})"
+            + (
+                f"; ask for at most {free}."
+                if free
+                else "; none is left: add unlabeled images (or candidates), or stop querying."
+            )
         )
     # every submodule gets its own mode back (a plain module's wrapper has no mode of its own)
     with eval_mode(clf, aux):
