@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -426,10 +425,8 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
     text = p.read_text()
     try:
         if p.suffix == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover
-                import tomli as tomllib
+            import tomllib
+
             raw = tomllib.loads(text)
         else:
             raw = yaml.safe_load(text)
