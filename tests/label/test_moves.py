@@ -148,8 +148,8 @@ def test_many_files_moved_from_one_folder_to_another_are_one_line(project):
     assert r.exit_code == 0, r.output
     lines = [x for x in r.output.splitlines() if x.startswith("moved: ")]
     assert lines == [
-        "moved: 4 images from the top of the image folder to sorted/ (the same content; 0 of "
-        "them labeled: their labels follow them): loose0.png, loose1.png, loose2.png and 1 more"
+        "moved: 4 images from the top of the image folder to sorted/ (the same content; none "
+        "labeled): loose0.png, loose1.png, loose2.png and 1 more"
     ], r.output
 
     # --verbose: each its own line

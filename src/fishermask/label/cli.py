@@ -500,7 +500,9 @@ def _moved_lines(
     for (src, dst), items in groups.items():
         if not verbose and len(items) > 3 and (src, dst) != (items[0][0], items[0][1]):
             n_lab = sum(bool(label) for _, _, label in items)
-            labeled = f"{n_lab} of them labeled: their labels follow them"
+            labeled = (
+                f"{n_lab} of them labeled: their labels follow them" if n_lab else "none labeled"
+            )
             if src and dst and not any(p.startswith(f"{src}/") for p in paths):  # whole
                 lines.append(
                     f"moved: {src}/ -> {dst}/ ({counted(len(items), 'image')}, the same "
