@@ -2752,6 +2752,8 @@ class Project:
                 {
                     "image_id": q["image_id"],
                     "path": q["path"],
+                    "width": q["width"],  # the file's, as scanned: the page shows a copy
+                    "height": q["height"],
                     "rank": q["position"] + 1,
                     "score": q["score"],
                     # stored with the names of when the batch was chosen: a class renamed

@@ -1741,11 +1741,12 @@ class Store:
         return [dict(r) | {"probs": json.loads(r["probs"])} for r in rows]
 
     def queue(self) -> list[dict[str, Any]]:
-        """The batch, in order; ``since``: the last label row id when it was queued (its
-        round's ``last_label_id``; 0 when unknown)."""
+        """The batch, in order, with each image's size as scanned (``width``, ``height``);
+        ``since``: the last label row id when it was queued (its round's ``last_label_id``; 0
+        when unknown)."""
         rows = self.query(
-            "SELECT q.position, q.image_id, q.round_id, q.score, q.guesses, i.path, "
-            "COALESCE(r.last_label_id, 0) AS since FROM queue q JOIN images i ON i.id = "
+            "SELECT q.position, q.image_id, q.round_id, q.score, q.guesses, i.path, i.width, "
+            "i.height, COALESCE(r.last_label_id, 0) AS since FROM queue q JOIN images i ON i.id = "
             "q.image_id LEFT JOIN rounds r ON r.id = q.round_id ORDER BY q.position"
         )
         return [dict(r) | {"guesses": json.loads(r["guesses"])} for r in rows]

@@ -214,6 +214,31 @@ async function loadBatch() {
   show();
 }
 
+// Size the batch's image to its frame, its shape kept: a panorama as wide as the frame (it was
+// stretched to the frame's height), a small image enlarged with sharp pixels, a large one made
+// smaller smoothly; the corner says the file's own size (the page shows a copy of at most
+// 1 024 pixels a side) and how much larger or smaller it is shown.
+const FRAME_MARGIN = 10;  // pixels of the frame left around the image
+
+function fitImage() {
+  const img = $("image"), it = items[pos];
+  const nw = img.naturalWidth, nh = img.naturalHeight;
+  if (!img.getAttribute("src") || !nw || !nh || !it) { $("dims").hidden = true; return; }
+  const frame = $("frame");
+  if (!frame.clientWidth) return;  // hidden (the Labeled view): sized when shown again
+  const w = frame.clientWidth - 2 * FRAME_MARGIN, h = frame.clientHeight - 2 * FRAME_MARGIN;
+  const scale = Math.min(w / nw, h / nh);
+  img.style.width = `${Math.round(nw * scale)}px`;
+  img.style.height = `${Math.round(nh * scale)}px`;
+  img.classList.toggle("enlarged", scale > 1);
+  const width = it.width || nw, height = it.height || nh;
+  const shown = (nw * scale) / width;  // of the file's own size
+  $("dims").textContent = `${width} \u00d7 ${height} px` + (shown > 1.05
+    ? `, shown ${shown < 10 ? shown.toFixed(1) : Math.round(shown)}\u00d7 larger`
+    : shown < 0.95 ? `, shown at ${Math.max(1, Math.round(100 * shown))} %` : "");
+  $("dims").hidden = false;
+}
+
 // An action's word, and who gave it when that was someone else: "cat \u2014 by bob".
 function what(state) {
   const word = state.kind === "label" ? state.label : state.kind;
@@ -241,6 +266,8 @@ function show() {
   }
   fetchAhead();
   $("image").dataset.imageId = it.image_id;
+  if ($("image").alt !== `image to label: ${it.path}`) $("dims").hidden = true;  // till it loads
+  $("image").alt = `image to label: ${it.path}`;
   const done = items.filter((x) => x.state).length;
   $("position").textContent = `image ${pos + 1} of ${items.length} in this batch (${done} done)`;
   const earlier = it.earlier ? ` \u2014 earlier: ${KIND[it.earlier.kind] || it.earlier.label}` : "";
@@ -648,6 +675,7 @@ function setView(v) {
   // the view in the address (#labeled), so a reload of the tab comes back to it
   history.replaceState(history.state, "", location.pathname + (v === "labeled" ? "#labeled" : ""));
   if (v === "labeled") act(loadLabeled);
+  else fitImage();  // the window may have changed size while the frame was hidden
 }
 
 async function loadLabeled() {
@@ -1066,6 +1094,8 @@ for (const id of ["find-class", "find-relabel"]) {
 }
 
 document.addEventListener("keydown", onKey);
+$("image").addEventListener("load", fitImage);
+window.addEventListener("resize", fitImage);
 // A button clicked with the mouse gives the focus back to the page: a focused button takes
 // Space as a click of itself, so Space (left to scrolling) labeled the next image with the
 // class clicked last, or fixed the next label in the Labeled view, or skipped, or started a
