@@ -26,6 +26,14 @@ def odd(tmp_path):
     p.close()
 
 
+def phone(browser) -> None:
+    """The page of ``browser`` (its tab) the size of a phone's, 390x844."""
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+    )
+
+
 def shown(d) -> dict:
     """The batch image's path, rendered size, rendering and the frame's corner line."""
     return d.execute_script(
@@ -69,5 +77,42 @@ def test_an_image_keeps_its_shape_and_says_its_size(odd, browser):
             assert icon["rendering"] == "pixelated"
             assert icon["dims"].startswith("8 \u00d7 8 px, shown "), icon
             assert icon["dims"].endswith("\u00d7 larger")
+    finally:
+        stop_server(proc)
+
+
+LONG = "a very long class name for a pickup truck with a trailer attached"
+
+
+@pytest.fixture
+def long_name(tmp_path, folder):
+    """A project of three classes, the last of a long name."""
+    from fishermask.label.project import Project
+
+    p = Project.init(tmp_path / "proj", folder, f"red,green,{LONG}", **TINY)
+    p.run_round(train_model=False)
+    yield p
+    p.close()
+
+
+def test_a_long_class_name_is_cut_short_with_the_whole_name_at_hand(long_name, browser):
+    """A class of a long name took a row of keys to itself (two lines on a phone) and six
+    lines of the side panel's chart. Its key and its chart row are one line, cut short with
+    an ellipsis; the whole name is their title (and the key's accessible name)."""
+    from selenium.webdriver.common.by import By
+
+    phone(browser)
+    proc, wait = _open_page(long_name, browser)
+    try:
+        keys = browser.find_elements(By.CSS_SELECTOR, "button.class")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".chartrow .name"))
+        long_key = keys[2]
+        assert long_key.rect["height"] == keys[0].rect["height"]
+        assert long_key.rect["x"] + long_key.rect["width"] <= 390
+        assert long_key.get_attribute("title") == LONG
+        assert long_key.accessible_name.endswith(LONG)
+        rows = browser.find_elements(By.CSS_SELECTOR, ".chartrow .name")
+        assert rows[2].get_attribute("title") == LONG
+        assert rows[2].rect["height"] == rows[0].rect["height"]
     finally:
         stop_server(proc)

@@ -456,6 +456,7 @@ async function refreshStatus() {
     row.className = "chartrow";
     row.innerHTML = `<span class="name"></span><div class="bar"><div></div></div><span class="n"></span>`;
     row.querySelector(".name").textContent = name;
+    row.querySelector(".name").title = name;  // one line, cut short: the whole name on hover
     row.querySelector(".bar > div").style.width = `${(100 * n) / max}%`;
     row.querySelector(".n").textContent = n;
     $("chart").appendChild(row);
