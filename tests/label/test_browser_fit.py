@@ -116,3 +116,45 @@ def test_a_long_class_name_is_cut_short_with_the_whole_name_at_hand(long_name, b
         assert rows[2].rect["height"] == rows[0].rect["height"]
     finally:
         stop_server(proc)
+
+
+#: every control a finger uses, as seen (a checkbox is tapped through its label)
+SMALL_TARGETS = """return [...document.querySelectorAll(
+  'button, select, input:not([type=checkbox]), a, #browse-controls label')]
+  .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden')
+  .map((e) => [e.id || e.textContent.trim().slice(0, 20), e.getBoundingClientRect()])
+  .filter(([, r]) => r.height < 40 || r.width < 40)
+  .map(([name, r]) => `${name}: ${Math.round(r.width)}x${Math.round(r.height)}`)"""
+
+
+@pytest.mark.parametrize("touch", [False, True], ids=["phone", "tablet"])
+def test_every_control_is_a_finger_wide_on_a_phone_or_a_tablet(long_name, browser, touch):
+    """On a phone the keys were 26 px tall and the arrows 24 px wide, and a tablet (820 px,
+    no mouse) had the desktop's 30-px buttons: each tap risked the key beside it. Every
+    button, menu, box and link is now at least 40 px a side under a finger or on a narrow
+    window, in both views, and the class menu of a long class name no longer runs off a
+    phone's page."""
+    from selenium.webdriver.common.by import By
+
+    if touch:
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 820, "height": 1180, "deviceScaleFactor": 1, "mobile": True},
+        )
+        browser.execute_cdp_cmd(
+            "Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5}
+        )
+    else:
+        phone(browser)
+    proc, wait = _open_page(long_name, browser)
+    try:
+        if touch:
+            assert browser.execute_script("return matchMedia('(pointer: coarse)').matches")
+        assert browser.execute_script(SMALL_TARGETS) == []
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: d.find_element(By.ID, "browse-bar").is_displayed())
+        assert browser.execute_script(SMALL_TARGETS) == []
+        width = 820 if touch else 390
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    finally:
+        stop_server(proc)
