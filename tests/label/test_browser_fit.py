@@ -158,3 +158,34 @@ def test_every_control_is_a_finger_wide_on_a_phone_or_a_tablet(long_name, browse
         assert browser.execute_script("return document.documentElement.scrollWidth") <= width
     finally:
         stop_server(proc)
+
+
+def test_a_key_no_class_has_says_so_and_every_button_has_a_name(project, browser):
+    """4 in a project of three classes did nothing, in either view: a labeler could not tell
+    an unknown key from a stuck page. It now says which keys there are, and labels nothing.
+    The arrow buttons were named by their arrow alone ("←") for a screen reader: each button
+    has a name in words."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1200, 800)
+    proc, wait = _open_page(project, browser)
+    try:
+        said = "no class has the key {}: the class keys are 1 2 3 (on the buttons)"
+        path = browser.find_element(By.ID, "path").text
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("4")
+        wait.until(lambda d: d.find_element(By.ID, "message").text == said.format(4))
+        assert browser.find_element(By.ID, "path").text == path  # nothing labeled
+        names = {}
+        for view in ("batch", "labeled"):
+            browser.find_element(By.ID, f"tab-{view}").click()
+            for b in browser.find_elements(By.CSS_SELECTOR, "button[id]"):
+                if b.is_displayed():
+                    names[b.get_attribute("id")] = b.accessible_name
+        assert names["prev"] == "the image before" and names["next"] == "the image after"
+        assert names["page-prev"] == "previous page" and names["page-next"] == "next page"
+        assert all(len(n) > 2 for n in names.values()), names
+        body.send_keys("K")  # Shift or Caps Lock: still k
+        wait.until(lambda d: d.find_element(By.ID, "message").text == said.format("k"))
+    finally:
+        stop_server(proc)

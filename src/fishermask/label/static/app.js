@@ -651,6 +651,15 @@ function onKey(ev) {
   else if (k === "ArrowRight") act(() => { batchDone = false; pos = Math.min(pos + 1, items.length - 1); show(); });
   else if (k === "ArrowLeft") act(() => { batchDone = false; pos = Math.max(pos - 1, 0); show(); });
   else if (k === "n") act(nextBatch);  // after the labels typed before it, so it trains on them
+  else noSuchKey(k, "batch");
+}
+
+// A digit or a letter no class has (4 of a project of three classes, k of 25) did nothing, and
+// a labeler could not tell a key unknown from a page stuck: say so, with the keys there are.
+function noSuchKey(k, where) {
+  if (!/^[0-9a-z]$/.test(k)) return;
+  const keys = [...document.querySelectorAll("button.class")].map((b) => b.dataset.key).filter(Boolean);
+  say(`no class has the key ${k}: the class keys are ${keys.join(" ")} (on the buttons)`, false, where);
 }
 
 // The "Labeled" view: the labels given, a page at a time (GET /api/labeled), likely mistakes
@@ -970,7 +979,7 @@ function browseKey(ev, k) {
   else if (k === "ArrowLeft") { ev.preventDefault(); act(() => browseMove(-1)); }
   else if (k === "s" || k === "u" || k === "n") {
     say("s, u and n work in the batch view (the Batch tab)", false, "labeled");
-  }
+  } else noSuchKey(k, "labeled");
 }
 
 for (const id of ["browse-class", "browse-by", "browse-sort", "browse-flagged", "browse-disagree"]) {
