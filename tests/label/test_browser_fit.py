@@ -91,14 +91,16 @@ def long_name(tmp_path, folder):
 
     p = Project.init(tmp_path / "proj", folder, f"red,green,{LONG}", **TINY)
     p.run_round(train_model=False)
+    p.add_label_rows([("blue/000.png", LONG), ("red/000.png", "red")], source="human", what="t")
     yield p
     p.close()
 
 
 def test_a_long_class_name_is_cut_short_with_the_whole_name_at_hand(long_name, browser):
-    """A class of a long name took a row of keys to itself (two lines on a phone) and six
-    lines of the side panel's chart. Its key and its chart row are one line, cut short with
-    an ellipsis; the whole name is their title (and the key's accessible name)."""
+    """A class of a long name took a row of keys to itself (two lines on a phone), six lines
+    of the side panel's chart and four of its Labeled tile. Its key and its chart row are one
+    line, its tile's label two at most, cut short with an ellipsis; the whole name is their
+    title (and the key's accessible name)."""
     from selenium.webdriver.common.by import By
 
     phone(browser)
@@ -114,6 +116,10 @@ def test_a_long_class_name_is_cut_short_with_the_whole_name_at_hand(long_name, b
         rows = browser.find_elements(By.CSS_SELECTOR, ".chartrow .name")
         assert rows[2].get_attribute("title") == LONG
         assert rows[2].rect["height"] == rows[0].rect["height"]
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid .lab")) == 2)
+        labs = {e.get_attribute("title"): e for e in browser.find_elements(By.CSS_SELECTOR, ".lab")}
+        assert labs[LONG].rect["height"] <= 2 * labs["red"].rect["height"] + 1
     finally:
         stop_server(proc)
 

@@ -773,6 +773,7 @@ function renderGrid() {
     const lab = document.createElement("span");
     lab.className = "lab";
     lab.textContent = shown(it) + (it.label_prob !== null ? ` ${pct(it.label_prob)}` : "");
+    lab.title = lab.textContent;  // two lines at most: a long class name is cut short
     const meta = document.createElement("span");
     meta.className = "meta";
     meta.textContent = it.was ? `fixed (was ${shown(it.was)})`
