@@ -195,3 +195,34 @@ def test_a_key_no_class_has_says_so_and_every_button_has_a_name(project, browser
         wait.until(lambda d: d.find_element(By.ID, "message").text == said.format("k"))
     finally:
         stop_server(proc)
+
+
+def test_enter_on_a_control_reached_with_tab_is_that_controls(trained, browser):
+    """Enter on the Labeled tab, reached with Tab, confirmed the model's guess of the image
+    shown (the page's Enter) and left the view as it was: a keyboard user could not open a tab
+    or the help without labeling an image. Enter on a focused control is now the control's,
+    and the focus is drawn."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.set_window_size(1200, 800)
+    proc, wait = _open_page(trained, browser)  # a model's guess for Enter to confirm
+    try:
+        path = browser.find_element(By.ID, "path").text
+        tab = browser.find_element(By.ID, "tab-labeled")
+        body = browser.find_element(By.TAG_NAME, "body")
+        for _ in range(10):  # Tab until the Labeled tab has the focus
+            if browser.switch_to.active_element == tab:
+                break
+            browser.switch_to.active_element.send_keys(Keys.TAB)
+        assert browser.switch_to.active_element == tab
+        assert tab.value_of_css_property("outline-style") != "none"  # the focus is seen
+        tab.send_keys(Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.ID, "browse").is_displayed())
+        browser.find_element(By.ID, "tab-batch").click()  # a mouse click: Enter is the page's
+        assert browser.find_element(By.ID, "path").text == path  # not labeled
+        assert browser.find_element(By.ID, "message").text == ""
+        body.send_keys(Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.ID, "message").text.startswith("saved: "))
+    finally:
+        stop_server(proc)

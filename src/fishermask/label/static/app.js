@@ -628,6 +628,10 @@ function onKey(ev) {
   // keys typed into the Labeled view's filters choose their options, into a class finder
   // find a class (its own handler, findKey)
   if (ev.target && (ev.target.tagName === "SELECT" || ev.target.tagName === "INPUT")) return;
+  // Enter on a control reached with Tab (a tab, "revisit", the help) is that control's: it
+  // confirmed the model's guess instead, so a keyboard user opening the Labeled tab labeled
+  // the image shown (a mouse click gives the focus back to the page, see below)
+  if (ev.key === "Enter" && ev.target instanceof Element && ev.target.closest("button, a, summary")) return;
   // Every letter key is lower case (classes past 0, s, u, z, n): Caps Lock or Shift must not
   // make a key do nothing, so a letter is matched whatever its case. Named keys (Enter,
   // ArrowLeft) are left as they are.
