@@ -43,7 +43,10 @@ def shown(d) -> dict:
         " fw: f.width, fh: f.height, nw: i.naturalWidth, nh: i.naturalHeight,"
         " rendering: getComputedStyle(i).imageRendering, alt: i.alt,"
         " dims: document.getElementById('dims').hidden ? null"
-        " : document.getElementById('dims').textContent}"
+        " : document.getElementById('dims-text').textContent,"
+        " zoom: document.getElementById('zoom').hidden ? null"
+        " : document.getElementById('zoom').textContent,"
+        " scroll: document.getElementById('frame').scrollWidth}"
     )
 
 
@@ -52,7 +55,8 @@ def test_an_image_keeps_its_shape_and_says_its_size(odd, browser):
     it should be), every downscaled photo was drawn with blocky pixels, and an 8-pixel icon
     filled the frame with nothing saying how small it was. Each image now fits the frame with
     its shape, only an enlarged one is drawn with sharp pixels, and the frame's corner says the
-    file's size and how much larger or smaller it is shown."""
+    file's size and how much larger or smaller it is shown; "actual size" (or a click on the
+    image) shows one shown smaller at its own size, scrolled in the frame."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -77,6 +81,20 @@ def test_an_image_keeps_its_shape_and_says_its_size(odd, browser):
             assert icon["rendering"] == "pixelated"
             assert icon["dims"].startswith("8 \u00d7 8 px, shown "), icon
             assert icon["dims"].endswith("\u00d7 larger")
+            assert icon["zoom"] is None  # enlarged already: no "actual size"
+
+        # the panorama at its own size, scrolled in the frame, and back
+        assert pano["zoom"] == "actual size"
+        while browser.find_element(By.ID, "path").text != "panorama.png":
+            body.send_keys(Keys.ARROW_LEFT)
+        browser.find_element(By.ID, "zoom").click()
+        wait.until(lambda d: shown(d)["nw"] == 2000 and shown(d)["w"] == 2000)
+        full = shown(browser)
+        assert full["h"] == 150 and full["scroll"] > full["fw"]  # scrolled, not cut
+        assert full["dims"] == "2000 \u00d7 150 px" and full["zoom"] == "fit to frame"
+        browser.find_element(By.ID, "image").click()  # a click on the image: back to the fit
+        wait.until(lambda d: shown(d)["zoom"] == "actual size")
+        assert shown(browser)["w"] == pytest.approx(pano["w"], abs=1)
     finally:
         stop_server(proc)
 

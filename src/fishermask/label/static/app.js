@@ -219,6 +219,9 @@ async function loadBatch() {
 // smaller smoothly; the corner says the file's own size (the page shows a copy of at most
 // 1 024 pixels a side) and how much larger or smaller it is shown.
 const FRAME_MARGIN = 10;  // pixels of the frame left around the image
+// "actual size": the image shown is the file itself at its own size, scrolled in the frame
+// (a 4000x300 panorama was a 13-pixel band on a phone); back to the fit on the next image
+let zoomed = false;
 
 function fitImage() {
   const img = $("image"), it = items[pos];
@@ -227,16 +230,34 @@ function fitImage() {
   const frame = $("frame");
   if (!frame.clientWidth) return;  // hidden (the Labeled view): sized when shown again
   const w = frame.clientWidth - 2 * FRAME_MARGIN, h = frame.clientHeight - 2 * FRAME_MARGIN;
-  const scale = Math.min(w / nw, h / nh);
+  const width = it.width || nw, height = it.height || nh;
+  const fit = Math.min(w / nw, h / nh);
+  const zoomable = (nw * fit) / width < 0.95;  // fitted, it is shown smaller than it is
+  if (!zoomable) zoomed = false;
+  const scale = zoomed ? Math.max(fit, width / nw) : fit;
   img.style.width = `${Math.round(nw * scale)}px`;
   img.style.height = `${Math.round(nh * scale)}px`;
   img.classList.toggle("enlarged", scale > 1);
-  const width = it.width || nw, height = it.height || nh;
   const shown = (nw * scale) / width;  // of the file's own size
-  $("dims").textContent = `${width} \u00d7 ${height} px` + (shown > 1.05
+  $("dims-text").textContent = `${width} \u00d7 ${height} px` + (shown > 1.05
     ? `, shown ${shown < 10 ? shown.toFixed(1) : Math.round(shown)}\u00d7 larger`
     : shown < 0.95 ? `, shown at ${Math.max(1, Math.round(100 * shown))} %` : "");
   $("dims").hidden = false;
+  $("zoom").hidden = !zoomable;
+  $("zoom").textContent = zoomed ? "fit to frame" : "actual size";
+  frame.classList.toggle("zoomable", zoomable);
+  frame.classList.toggle("zoom", zoomed);
+}
+
+function toggleZoom() {
+  const it = items[pos];
+  if (!it || (!zoomed && $("zoom").hidden)) return;
+  zoomed = !zoomed;
+  showImage($("image"), zoomed ? it.url : it.view || it.url, (e) => {
+    if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true, "batch");
+  });
+  if (!zoomed) $("frame").scrollTo(0, 0);
+  fitImage();
 }
 
 // An action's word, and who gave it when that was someone else: "cat \u2014 by bob".
@@ -260,6 +281,7 @@ function show() {
   if ($("image").dataset.imageId !== String(it.image_id) || !$("image").dataset.want) {
     // an image the server will not show (changed or gone since it was scanned: 409/403/404)
     // would be a blank frame: say why, with the server's fix
+    zoomed = false;
     showImage($("image"), it.view || it.url, (e) => {
       if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true, "batch");
     });
@@ -1110,6 +1132,15 @@ for (const id of ["find-class", "find-relabel"]) {
 
 document.addEventListener("keydown", onKey);
 $("image").addEventListener("load", fitImage);
+// the file itself in a format the browser does not draw (a TIFF): back to the page's copy
+$("image").addEventListener("error", () => {
+  if (zoomed && $("image").getAttribute("src")) {
+    toggleZoom();
+    say("cannot show this file at its own size: the browser does not draw its format", true, "batch");
+  }
+});
+$("zoom").onclick = toggleZoom;
+$("frame").addEventListener("click", toggleZoom);
 window.addEventListener("resize", fitImage);
 // A button clicked with the mouse gives the focus back to the page: a focused button takes
 // Space as a click of itself, so Space (left to scrolling) labeled the next image with the
