@@ -244,3 +244,62 @@ def test_enter_on_a_control_reached_with_tab_is_that_controls(trained, browser):
         wait.until(lambda d: d.find_element(By.ID, "message").text.startswith("saved: "))
     finally:
         stop_server(proc)
+
+
+#: each visible text whose contrast with the colour behind it is below WCAG AA (4.5:1; 3:1
+#: for large text), as "id or class: text: ratio"
+LOW_CONTRAST = r"""
+const rgb = (s) => {
+  const m = s.match(/[\d.]+/g).map(Number);
+  return m.length > 3 ? m : [...m, 1];
+};
+const lum = (c) => c.slice(0, 3)
+  .map((v) => (v /= 255) <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4))
+  .reduce((s, v, i) => s + [0.2126, 0.7152, 0.0722][i] * v, 0);
+const behind = (e) => {
+  for (; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c[3] > 0.5) return c;
+  }
+  return [255, 255, 255, 1];
+};
+const low = [];
+for (const e of document.querySelectorAll("body *")) {
+  if (!e.getClientRects().length || e.closest("button:disabled")) continue;
+  if (![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  const cs = getComputedStyle(e), fg = rgb(cs.color), bg = behind(e);
+  const mix = [0, 1, 2].map((i) => fg[i] * fg[3] + bg[i] * (1 - fg[3]));
+  const [a, b] = [lum(mix), lum(bg)].sort((x, y) => y - x), ratio = (a + 0.05) / (b + 0.05);
+  const size = parseFloat(cs.fontSize);
+  const large = size >= 24 || (size >= 18.66 && cs.fontWeight >= 700);
+  const text = e.textContent.trim().slice(0, 20);
+  if (ratio < (large ? 3 : 4.5)) low.push(`${e.id || e.className}: ${text}: ${ratio.toFixed(2)}`);
+}
+return low;"""
+
+
+def test_a_dark_screen_gets_a_dark_page_every_text_readable(trained, browser):
+    """The page was light whatever the system's setting: a labeler working in the dark had a
+    white screen. Under prefers-color-scheme: dark it is dark, and in either scheme every text
+    of both views has WCAG AA contrast."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1200, 800)
+    proc, wait = _open_page(trained, browser)
+    try:
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".chartrow"))
+        for scheme in ("light", "dark"):
+            browser.execute_cdp_cmd(
+                "Emulation.setEmulatedMedia",
+                {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+            )
+            body = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+            dark = sum(int(v) for v in body[4:-1].split(",")) < 3 * 128
+            assert dark == (scheme == "dark"), (scheme, body)
+            browser.find_element(By.ID, "tab-batch").click()
+            assert browser.execute_script(LOW_CONTRAST) == [], scheme
+            browser.find_element(By.ID, "tab-labeled").click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid .lab"))
+            assert browser.execute_script(LOW_CONTRAST) == [], scheme
+    finally:
+        stop_server(proc)
