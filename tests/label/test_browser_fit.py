@@ -303,3 +303,43 @@ def test_a_dark_screen_gets_a_dark_page_every_text_readable(trained, browser):
             assert browser.execute_script(LOW_CONTRAST) == [], scheme
     finally:
         stop_server(proc)
+
+
+@pytest.fixture
+def many(tmp_path, folder):
+    """A project of 25 classes over the three-colour folder, nine images labeled."""
+    from fishermask.label.project import Project
+
+    names = ["red", "green", "blue"] + [f"class_{i:02d}" for i in range(22)]
+    p = Project.init(tmp_path / "proj", folder, ",".join(names), **TINY)
+    p.run_round(train_model=False)
+    rows = [(f"{c}/{i:03d}.png", c) for c in names[:3] for i in range(3)]
+    p.add_label_rows(rows, source="human", what="test")
+    yield p
+    p.close()
+
+
+def test_on_a_phone_25_class_keys_leave_the_labeled_grid_in_sight(many, browser):
+    """On a phone the Labeled view's bar of class keys, kept at the window's bottom, was 580
+    px of 844 with 25 classes (ten rows of finger-sized keys): the grid was a strip. The keys
+    now show three rows and a half, the rest scrolled to within the bar; each is reachable."""
+    from selenium.webdriver.common.by import By
+
+    phone(browser)
+    proc, wait = _open_page(many, browser)
+    try:
+        browser.find_element(By.ID, "tab-labeled").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid .tile")) == 9)
+        footer = browser.find_element(By.ID, "footer").rect
+        assert footer["height"] <= 0.35 * 844, footer
+        keys = browser.find_elements(By.CSS_SELECTOR, "button.relabel")
+        assert len(keys) == 25
+        browser.execute_script("arguments[0].scrollIntoView({block: 'nearest'})", keys[-1])
+        last, bar = keys[-1].rect, browser.find_element(By.ID, "relabel-classes").rect
+        assert bar["y"] <= last["y"] and last["y"] + last["height"] <= bar["y"] + bar["height"]
+        keys[-1].click()  # a tap on the 25th class fixes the selected label
+        wait.until(
+            lambda d: d.find_element(By.ID, "message").text.endswith("\u2192 class_21 (was blue)")
+        )
+    finally:
+        stop_server(proc)
