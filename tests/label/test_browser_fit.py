@@ -343,3 +343,31 @@ def test_on_a_phone_25_class_keys_leave_the_labeled_grid_in_sight(many, browser)
         )
     finally:
         stop_server(proc)
+
+
+def test_a_round_of_the_accuracy_chart_is_told_by_a_tap_and_to_a_screen_reader(project, browser):
+    """A point of the side panel's accuracy chart said its round only on hover: nothing on a
+    phone or a tablet, and a screen reader heard "held-out accuracy by labels" alone. A tap
+    (or click) on a point says its line under the chart, and the chart's name lists them."""
+    from selenium.webdriver.common.by import By
+
+    browser.set_window_size(1200, 800)
+    proc, wait = _open_page(project, browser)
+    try:
+        points = [
+            dict(round=1, accuracy=0.5, low=0.4, high=0.6, labels=20, method="fishermask"),
+            dict(round=2, accuracy=0.7, low=0.6, high=0.8, labels=40, method="fishermask"),
+        ]
+        # these points, whatever the status polls say (the project has no rounds estimated)
+        browser.execute_script(
+            "const points = arguments[0], real = drawHistory;"
+            "drawHistory = () => real(points); drawHistory();",
+            points,
+        )
+        line = "round 2: 70.0% (60.0\u201380.0%) with 40 labels, fishermask"
+        plot = browser.find_element(By.ID, "history-plot")
+        assert line in plot.get_attribute("aria-label")
+        browser.find_elements(By.CSS_SELECTOR, "#history-plot .hit")[1].click()
+        assert browser.find_element(By.ID, "history-said").text == line
+    finally:
+        stop_server(proc)

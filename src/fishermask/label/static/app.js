@@ -560,13 +560,23 @@ function drawHistory(points) {
     el("line", { x1: X(p.labels), y1: Y(p.low), x2: X(p.labels), y2: Y(p.high), class: "interval" });
   }
   el("polyline", { points: points.map((p) => `${X(p.labels)},${Y(p.accuracy)}`).join(" "), class: "curve" });
+  const said = [];
   for (const p of points) {
-    const dot = el("circle", { cx: X(p.labels), cy: Y(p.accuracy), r: 3, class: "point" });
-    const t = document.createElementNS(NS, "title");
-    t.textContent = `round ${p.round}: ${pct(p.accuracy)}% (${pct(p.low)}\u2013${pct(p.high)}%) `
+    const line = `round ${p.round}: ${pct(p.accuracy)}% (${pct(p.low)}\u2013${pct(p.high)}%) `
       + `with ${p.labels} labels, ${p.method}`;
-    dot.appendChild(t);
+    said.push(line);
+    el("circle", { cx: X(p.labels), cy: Y(p.accuracy), r: 3, class: "point" });
+    // a point's line on hover (its title) and under the chart on a tap or click: a finger
+    // has no hover, and a 3-unit dot is no target for it
+    const hit = el("circle", { cx: X(p.labels), cy: Y(p.accuracy), r: 10, class: "hit" });
+    const t = document.createElementNS(NS, "title");
+    t.textContent = line;
+    hit.appendChild(t);
+    hit.addEventListener("click", () => { $("history-said").textContent = line; });
   }
+  // a screen reader reads the rounds, not only the chart's name
+  svg.setAttribute("aria-label", `held-out accuracy by labels: ${said.join("; ")}`);
+  if (!said.includes($("history-said").textContent)) $("history-said").textContent = "";
 }
 
 function queuePolicy(s) {
