@@ -157,7 +157,7 @@ def test_every_control_is_a_finger_wide_on_a_phone_or_a_tablet(long_name, browse
     no mouse) had the desktop's 30-px buttons: each tap risked the key beside it. Every
     button, menu, box and link is now at least 40 px a side under a finger or on a narrow
     window, in both views, and the class menu of a long class name no longer runs off a
-    phone's page."""
+    phone's page; ← and → stay side by side."""
     from selenium.webdriver.common.by import By
 
     if touch:
@@ -175,6 +175,8 @@ def test_every_control_is_a_finger_wide_on_a_phone_or_a_tablet(long_name, browse
         if touch:
             assert browser.execute_script("return matchMedia('(pointer: coarse)').matches")
         assert browser.execute_script(SMALL_TARGETS) == []
+        before, after = (browser.find_element(By.ID, i).rect for i in ("prev", "next"))
+        assert before["y"] == after["y"]  # side by side: → began the next row on a phone
         browser.find_element(By.ID, "tab-labeled").click()
         wait.until(lambda d: d.find_element(By.ID, "browse-bar").is_displayed())
         assert browser.execute_script(SMALL_TARGETS) == []
