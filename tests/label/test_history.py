@@ -101,7 +101,7 @@ def test_the_page_draws_the_accuracy_by_labels(rounds, browser):
         assert len(browser.find_elements(By.CSS_SELECTOR, "#history-plot line.interval")) == 2
         xs = [
             float(c.get_attribute("cx"))
-            for c in browser.find_elements(By.CSS_SELECTOR, "#history-plot circle")
+            for c in browser.find_elements(By.CSS_SELECTOR, "#history-plot circle.point")
         ]
         assert xs[0] < xs[1]  # more labels to the right
     finally:
