@@ -340,6 +340,7 @@ def run(
     Each default below is what a plain `fishermask run` uses; a --config file replaces it.
     """
     from fishermask.experiments.config import ExperimentConfig, deep_merge, read_config_file
+    from fishermask.experiments.lock import hold_run_dir
     from fishermask.experiments.parallel import EXECUTORS
     from fishermask.experiments.store import check_out_dir
 
@@ -404,7 +405,8 @@ def run(
         )
         out_dir = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
         check_out_dir(out_dir)  # before the data set is loaded
-        with _warnings_as_lines():
+        # held until the outputs are written; a run in use is refused before any decoding
+        with _warnings_as_lines(), hold_run_dir(out_dir, create=False):
             _run(cfg, out_dir, progress, workers, executor, address, allow_env_change)
     except FishermaskError as e:
         _fail(str(e))

@@ -26,6 +26,7 @@ from fishermask.data.memory import dataset_sha256, from_memory
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import DataConfig, ExperimentConfig, deep_merge
 from fishermask.experiments.experiment import Experiment
+from fishermask.experiments.lock import hold_run_dir
 from fishermask.experiments.parallel import check_ray_address, check_workers_can_import
 from fishermask.experiments.progress import NullProgress, RichProgress
 from fishermask.experiments.runner import check_run_dir, run_experiment, start_notes
@@ -103,29 +104,32 @@ def run(
     raw = _raw_config(config, settings)
     out_dir = Path(out).expanduser().resolve()
     check_out_dir(out_dir)
-    ds = from_memory(train, test, classes, name=name, progress=progress)
-    sha = dataset_sha256(ds)
-    path = out_dir / DATA_DIR / f"{name}.npz"
-    _check_same_data(out_dir, sha, path)
-    raw = deep_merge(raw, {"data": {"dataset": str(path), "sha256": sha}})
-    cfg = ExperimentConfig.from_dict(raw)
-    exp = Experiment.prepare(cfg, progress=progress, allow_env_change=allow_env_change, data=ds)
-    check_workers_can_import(exp, workers, executor)
-    if executor == "ray":
-        check_ray_address(address)
-    extension = check_run_dir(exp, out_dir)  # another run in out is refused, writing nothing
-    # as `fishermask run` says it: extending, resuming, or complete
-    for line in start_notes(exp, out_dir, extension, complete="returning its records"):
-        print(line, file=sys.stderr)
-    if not (path.is_file() and (out_dir / "config.json").is_file()):
-        _write_npz(path, ds)  # (config.json names this hash, so a file there holds these data)
-    bar = RichProgress() if progress else NullProgress()
-    with bar:
-        records = run_experiment(
-            exp, out_dir, progress=bar, workers=workers, executor=executor, address=address
-        )
-    write_run_outputs(out_dir, [s.key for s in cfg.strategies])  # titled as `report` does
-    return records
+    # held until the outputs are written; a run in use is refused before the data are read
+    with hold_run_dir(out_dir, create=False, option="out") as lock:
+        ds = from_memory(train, test, classes, name=name, progress=progress)
+        sha = dataset_sha256(ds)
+        path = out_dir / DATA_DIR / f"{name}.npz"
+        _check_same_data(out_dir, sha, path)
+        raw = deep_merge(raw, {"data": {"dataset": str(path), "sha256": sha}})
+        cfg = ExperimentConfig.from_dict(raw)
+        exp = Experiment.prepare(cfg, progress=progress, allow_env_change=allow_env_change, data=ds)
+        check_workers_can_import(exp, workers, executor)
+        if executor == "ray":
+            check_ray_address(address)
+        extension = check_run_dir(exp, out_dir)  # another run in out is refused, writing nothing
+        # as `fishermask run` says it: extending, resuming, or complete
+        for line in start_notes(exp, out_dir, extension, complete="returning its records"):
+            print(line, file=sys.stderr)
+        lock.take(create=True)  # a new out is made here, locked before the data file is written
+        if not (path.is_file() and (out_dir / "config.json").is_file()):
+            _write_npz(path, ds)  # (config.json names this hash: a file there holds these data)
+        bar = RichProgress() if progress else NullProgress()
+        with bar:
+            records = run_experiment(
+                exp, out_dir, progress=bar, workers=workers, executor=executor, address=address
+            )
+        write_run_outputs(out_dir, [s.key for s in cfg.strategies])  # titled as `report` does
+        return records
 
 
 def _raw_config(

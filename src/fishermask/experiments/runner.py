@@ -23,6 +23,7 @@ from fishermask.experiments.experiment import (  # noqa: F401 - the public API l
     load_experiment_data,
     resolve_device,
 )
+from fishermask.experiments.lock import hold_run_dir
 from fishermask.experiments.parallel import (
     check_ray_address,
     check_workers_can_import,
@@ -403,11 +404,27 @@ def run_experiment(
     On Ctrl-C (``KeyboardInterrupt``) or a failing trial, the queued trials are cancelled,
     running ones stop at their next safe point, ``results.csv`` is written from the rounds
     committed so far, and the exception propagates.
+
+    This process holds ``out_dir``'s lock meanwhile (:mod:`fishermask.experiments.lock`):
+    while another run holds it, :class:`~fishermask.experiments.lock.RunDirInUse` is raised
+    before anything is written.
     """
     out_dir = Path(out_dir)
     check_workers_can_import(exp, workers, executor)
     if executor == "ray":
         check_ray_address(address)
+    with hold_run_dir(out_dir):
+        return _run_locked(exp, out_dir, progress, workers, executor, address)
+
+
+def _run_locked(
+    exp: Experiment,
+    out_dir: Path,
+    progress: NullProgress | None,
+    workers: int,
+    executor: str,
+    address: str | None,
+) -> list[dict[str, Any]]:
     open_run_dir(exp, out_dir)
     order = [s.key for s in exp.config.strategies]
     classes = list(exp.data.classes)
