@@ -160,3 +160,21 @@ def test_the_run_holds_the_lock_from_its_start_to_its_outputs(
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_file_system_without_locks_is_warned_about_and_runs_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flock failing with ENOLCK (an NFS without lock daemon, some FUSE mounts) is not a
+    holder: the run warns and goes on (it read as 'in use by another process')."""
+    import errno
+
+    from fishermask import dirlock
+
+    def flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(dirlock.fcntl, "flock", flock)
+    with pytest.warns(UserWarning, match=r"cannot be locked \(No locks available: its file "):
+        with hold_run_dir(tmp_path / "run") as held:
+            assert held.lock is not None and held.lock.fd is None
