@@ -567,3 +567,45 @@ def test_run_help_states_what_a_plain_fishermask_run_uses() -> None:
     helps = {opt: p.help or "" for p in cmd.params for opt in p.opts}
     missing = {o: helps[o] for o, v in want.items() if f"(default {v})" not in helps[o]}
     assert not missing, missing
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_stopped_while_the_data_set_loads_says_where_and_how_to_continue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    """Ctrl-C while a data set was decoded exited 130 without a word (typer's own exit);
+    SIGTERM there killed the command (its handler was set once the data were loaded)."""
+    import fishermask.cli as cli
+    import fishermask.experiments.experiment as experiment
+
+    def load_dataset(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt if stop == "ctrl-c" else cli._Terminated
+
+    args = ["run", "--dataset", "digits", "-s", "random", "--rounds", "1", *FAST]
+    out = tmp_path / "run"
+    how, code = ("interrupted", 130) if stop == "ctrl-c" else ("stopped by SIGTERM", 143)
+    for existed, word in ((False, "start"), (True, "continue")):
+        if existed:
+            res = runner.invoke(app, [*args, "--out", str(out)])
+            assert res.exit_code == 0, res.output
+            before = {
+                f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.name != "run.lock"
+            }
+        with monkeypatch.context() as m:
+            m.setattr(experiment, "load_dataset", load_dataset)
+            res = runner.invoke(app, [*args, "--out", str(out)])
+        text = " ".join(res.output.split())
+        assert res.exit_code == code and len(res.output.strip().splitlines()) == 1, res.output
+        assert text.startswith(
+            f"error: {how} while loading the data set digits, before the run "
+            f"{word + 'ed' if word == 'start' else 'continued'}: nothing was written to {out}; "
+            f"to {word} it, run the same command again (a decoding cut short starts over): "
+            "fishermask run "
+        ), text
+        assert text.endswith(f"--out {out}"), text
+        if existed:
+            assert {
+                f: f.read_bytes() for f in out.rglob("*") if f.is_file() and f.name != "run.lock"
+            } == before
+        else:
+            assert not out.exists()

@@ -485,41 +485,53 @@ def _run(
     from fishermask.reporting.outputs import planned_rounds, run_title, write_run_outputs
 
     start = time.perf_counter()
-    exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
-    ds = exp.data
-    if workers <= 0:
-        trials = len(cfg.strategies) * len(cfg.seeds)
-        workers = 1 if exp.device.type == "cuda" else min(os.cpu_count() or 1, trials)
-    err_console.print(
-        f"{ds.name}: {len(ds.y_train)} pool / {len(ds.y_test)} test images, "
-        f"{ds.num_classes} classes, {'x'.join(map(str, ds.image_shape))}; model {cfg.model.name} "
-        f"(width {cfg.model.width}) on {exp.device}; "
-        f"{_count(len(cfg.strategies), 'strategy', 'strategies')} x "
-        f"{_count(len(cfg.seeds), 'seed')} x {len(exp.query_sizes) + 1} rounds -> {out_dir}"
-        + (f" ({workers} workers, {executor})" if workers > 1 or executor != "local" else ""),
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
-    )
-    extension = check_run_dir(exp, out_dir)  # before saying "resuming": another run is refused
-    for line in start_notes(exp, out_dir, extension, complete="reprinting its summary"):
-        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
-    bar = RichProgress(err_console) if show_progress else NullProgress()
+    existed = (out_dir / "config.json").is_file()
     # SIGTERM (a batch system's time limit, `timeout`, `docker stop`) stops the run as Ctrl-C
     # does: running trials stop, results.csv gets every committed round, the resume is said
     main = threading.current_thread() is threading.main_thread()  # where handlers can be set
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+    started = False  # the data set is loaded, the run under way
     try:
+        exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
+        ds = exp.data
+        if workers <= 0:
+            trials = len(cfg.strategies) * len(cfg.seeds)
+            workers = 1 if exp.device.type == "cuda" else min(os.cpu_count() or 1, trials)
+        err_console.print(
+            f"{ds.name}: {len(ds.y_train)} pool / {len(ds.y_test)} test images, "
+            f"{ds.num_classes} classes, {'x'.join(map(str, ds.image_shape))}; model "
+            f"{cfg.model.name} (width {cfg.model.width}) on {exp.device}; "
+            f"{_count(len(cfg.strategies), 'strategy', 'strategies')} x "
+            f"{_count(len(cfg.seeds), 'seed')} x {len(exp.query_sizes) + 1} rounds -> {out_dir}"
+            + (f" ({workers} workers, {executor})" if workers > 1 or executor != "local" else ""),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        extension = check_run_dir(exp, out_dir)  # before saying "resuming": another is refused
+        for line in start_notes(exp, out_dir, extension, complete="reprinting its summary"):
+            err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+        bar = RichProgress(err_console) if show_progress else NullProgress()
+        started = True
         with bar:
             run_experiment(
                 exp, out_dir, progress=bar, workers=workers, executor=executor, address=address
             )
     except KeyboardInterrupt as stop:
         how = "stopped by SIGTERM" if isinstance(stop, _Terminated) else "interrupted"
+        code = 143 if isinstance(stop, _Terminated) else 130
+        if not started:  # typer would exit 130 without a word
+            _fail(
+                f"{how} while loading the data set {cfg.data.dataset}, before the run "
+                f"{'continued' if existed else 'started'}: nothing was written to {out_dir}; "
+                f"to {'continue' if existed else 'start'} it, run the same command again (a "
+                f"decoding cut short starts over): {_resume_command(out_dir)}",
+                code,
+            )
         _fail(
             f"{how}; committed rounds are in {out_dir / 'results.csv'}; "
             f"to resume run: {_resume_command(out_dir)}",
-            143 if isinstance(stop, _Terminated) else 130,
+            code,
         )
     finally:
         if previous is not None:  # None: a handler not set from Python, which cannot be put back
