@@ -125,6 +125,14 @@ BAD = {
     "tiny images": (((RNG.random((30, 3, 3)), Y), (RNG.random((9, 3, 3)), YT)), {}, "4x4"),
     "int64 images": (((np.zeros((30, 8, 8), np.int64), Y), (XT, YT)), {}, "dtype int64"),
     "not data": (("x.npz", (XT, YT)), {}, "got str; pass (x, y) arrays/tensors"),
+    "a triple": (  # said only 'got tuple'
+        ((X, Y, Y), (XT, YT)),
+        {},
+        "train: got a tuple of 3 values (ndarray [30, 8, 8], ndarray [30], ndarray [30]); pass "
+        "(x, y) arrays/tensors, or a map-style torch Dataset",
+    ),
+    "x alone": ((X, (XT, YT)), {}, "train: got ndarray [30, 8, 8]; pass (x, y)"),
+    "test a 1-list": (((X, Y), [XT]), {}, "test: got a list of 1 value (ndarray [9, 8, 8]); "),
     "classes str": (((X, Y), (XT, YT)), {"classes": "abc"}, "one name per class"),
     "dict items": (
         (Items(30, lambda i: {"image": X[i], "label": Y[i]}), (XT, YT)),

@@ -111,7 +111,20 @@ def _split(split: str, value: Any, progress: bool) -> tuple[np.ndarray, np.ndarr
         )
     if _is_dataset(value):
         return _from_dataset(split, value, progress)
-    raise DataError(f"{split}: got {type(value).__name__}; pass {_ACCEPTED}.")
+    if isinstance(value, (tuple, list)):  # (x,), (x, y, y), (x, y, classes), ...
+        items = ", ".join(_describe(v) for v in value[:4]) + (", ..." if len(value) > 4 else "")
+        raise DataError(
+            f"{split}: got a {type(value).__name__} of {len(value)} "
+            f"{'value' if len(value) == 1 else 'values'} ({items}); pass {_ACCEPTED}."
+        )
+    raise DataError(f"{split}: got {_describe(value)}; pass {_ACCEPTED}.")
+
+
+def _describe(value: Any) -> str:
+    """``ndarray [40, 8, 8]``, ``Tensor [40]``, ``list``: what a split was given."""
+    if isinstance(value, np.ndarray | torch.Tensor):
+        return f"{type(value).__name__} [{', '.join(map(str, value.shape))}]"
+    return type(value).__name__
 
 
 def _numpy(a: Any) -> np.ndarray:
