@@ -614,3 +614,59 @@ def test_a_budget_over_what_may_be_chosen_says_why_so_few():
         "`budget`=1 is larger than the 0 images that may be chosen (2 images, 2 of them "
         "labeled); none is left: add unlabeled images (or candidates), or stop querying."
     )
+
+
+def test_a_grid_of_indices_boolean_labels_and_a_normalizer_of_other_channels_are_refused():
+    """A 2-D `labeled` was flattened without a word (pairs read as indices); boolean labels of
+    a 3-class model were read as classes 0/1; a 1-channel Normalizer broadcast over RGB images
+    and a 3-channel one over grey images (making them RGB), both silently."""
+    import numpy as np
+
+    from fishermask.errors import ConfigError
+    from fishermask.training.augment import Normalizer
+
+    rgb = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    x = torch.randint(0, 256, (20, 3, 4, 4), dtype=torch.uint8)
+    norm = Normalizer((0.5,) * 3, (0.25,) * 3)
+    args = dict(budget=2, strategy="entropy", normalizer=norm)
+    with pytest.raises(
+        ConfigError,
+        match=r"^`labeled` of shape \(2, 2\): pass a 1-D list of indices into `images` "
+        r"\(shape \[k\]; a column \[k, 1\] is read as one\)\.$",
+    ):
+        fishermask.query(rgb, x, labeled=torch.tensor([[1, 2], [3, 4]]), labels=[0] * 4, **args)
+    with pytest.raises(ConfigError, match=r"^`candidates` of shape \(1, 3\): pass a 1-D list"):
+        fishermask.query(rgb, x, labeled=[1], labels=[0], candidates=[[5, 6, 7]], **args)
+    with pytest.raises(
+        ConfigError,
+        match=r"^`labels` are booleans, read as classes 0 and 1, but the model has 3 outputs; "
+        r"pass each labeled image's class index, integers 0..2 ",
+    ):
+        fishermask.query(rgb, x, labeled=[1, 2], labels=np.array([True, False]), **args)
+    two = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))  # a two-class model: True is class 1
+    for labels in ([True, False], torch.tensor([True, False])):
+        got = fishermask.query(two, x, labeled=[1, 2], labels=labels, **args)
+        ref = fishermask.query(two, x, labeled=[1, 2], labels=[1, 0], **args)
+        assert torch.equal(got.indices, ref.indices)
+
+    with pytest.raises(
+        ConfigError,
+        match=r"^`normalizer` has 1 mean and 1 std entry for images of 3 channels "
+        r"\(\[20, 3, 4, 4\]\); give one per channel, Normalizer\(\(0\.5,\) \* 3, \(0\.25,\) \* 3\) "
+        r"if the same statistics are meant for every channel",
+    ):
+        one = {**args, "normalizer": Normalizer((0.5,), (0.25,))}
+        fishermask.query(rgb, x, labeled=[1], labels=[0], **one)
+    grey = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    with pytest.raises(
+        ConfigError,
+        match=r"^`normalizer` has 3 mean and 3 std entries for images of 1 channel "
+        r"\(\[20, 1, 4, 4\]\); give 1 of each",
+    ):
+        fishermask.query(grey, x[:, :1], labeled=[1], labels=[0], **args)
+
+    class Normalize:  # torchvision.transforms.Normalize's attributes
+        mean, std = [0.5] * 3, [0.25] * 3
+
+    with pytest.raises(ConfigError, match=r"`normalizer` is a Normalize; .*Normalizer\(tuple"):
+        fishermask.query(rgb, x, labeled=[1], labels=[0], **{**args, "normalizer": Normalize()})

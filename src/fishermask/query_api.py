@@ -72,6 +72,12 @@ def _integers(name: str, values: Any, what: str) -> torch.Tensor:
         raise ConfigError(
             f"`{name}` is a boolean mask; pass the indices instead (np.flatnonzero(mask))."
         )
+    if arr.ndim > 1 and not (arr.ndim == 2 and arr.shape[1] == 1):  # a column is one list
+        of = ", one per labeled image" if what == "class indices" else " into `images`"
+        raise ConfigError(
+            f"`{name}` of shape {tuple(arr.shape)}: pass a 1-D list of {what}{of} (shape "
+            "[k]; a column [k, 1] is read as one)."
+        )
     if arr.size and arr.dtype.kind not in "iub":
         try:
             exact = bool(np.all(np.asarray(arr, dtype=np.float64) % 1 == 0))
@@ -80,6 +86,52 @@ def _integers(name: str, values: Any, what: str) -> torch.Tensor:
         if not exact:
             raise ConfigError(f"`{name}` must hold integer {what}; got {arr.dtype} values.")
     return torch.as_tensor(np.asarray(arr, dtype=np.int64)).flatten()
+
+
+def _is_boolean(values: Any) -> bool:
+    """Whether ``values`` are booleans (a bool tensor or array, or Python bools)."""
+    if isinstance(values, torch.Tensor):
+        return values.dtype == torch.bool
+    try:
+        return np.asarray(values).dtype == np.bool_
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_normalizer(normalizer: Any, x: torch.Tensor) -> None:
+    """Refuse a ``normalizer`` that is not fishermask's, or whose mean or std has other than
+    one entry per channel of ``x``: torch would broadcast one entry over RGB images, or three
+    over grey ones (making them RGB), without a word."""
+    if not isinstance(normalizer, Normalizer):
+        name = type(normalizer).__name__
+        if hasattr(normalizer, "mean") and hasattr(normalizer, "std"):  # torchvision's
+            raise ConfigError(
+                f"`normalizer` is a {name}; pass fishermask's Normalizer (fishermask.training."
+                "augment), in the same [0, 1] units as torchvision's Normalize: "
+                "Normalizer(tuple(n.mean), tuple(n.std))."
+            )
+        raise ConfigError(
+            f"`normalizer` is a {name}; pass Normalizer(mean, std) (fishermask.training."
+            "augment, one entry per channel, in [0, 1] units), or None."
+        )
+    ch = x.shape[1]
+    mean, std = tuple(normalizer.mean), tuple(normalizer.std)
+    if len(mean) == len(std) == ch:
+        return
+    shape = f"[{', '.join(map(str, x.shape))}]"
+    if len(mean) == len(std) == 1:
+        fix = (
+            f"give one per channel, Normalizer({mean} * {ch}, {std} * {ch}) if the same "
+            "statistics are meant for every channel, or the statistics of the images the "
+            f"model was trained on ({ch}-channel ones)"
+        )
+    else:
+        fix = f"give {ch} of each: the per-channel statistics the model was trained with"
+    raise ConfigError(
+        f"`normalizer` has {len(mean)} mean and {len(std)} std "
+        f"{'entry' if len(mean) == len(std) == 1 else 'entries'} for images of {ch} "
+        f"channel{'s' if ch > 1 else ''} ({shape}); {fix}."
+    )
 
 
 def _listed(values: torch.Tensor, most: int = 5) -> str:
@@ -296,23 +348,24 @@ def query(
     y = _integers("labels", labels, "class indices")
     if len(y) != len(lab):
         raise ConfigError(f"`labels` has {len(y)} entries for {len(lab)} `labeled` indices.")
-    if normalizer is None:
-        if x.dtype == torch.uint8:
-            normalizer = Normalizer.fit(x)
-            warnings.warn(
-                "fishermask.query normalises these uint8 `images` with their own per-channel "
-                f"statistics (mean {_rounded(normalizer.mean)}, std {_rounded(normalizer.std)}"
-                ", in [0, 1] units), not with those the model was trained on; if it was "
-                "trained otherwise (ImageNet statistics, plain /255), pass "
-                "normalizer=Normalizer(mean, std) (fishermask.training.augment) or float "
-                "images normalised as it expects; normalizer=Normalizer.fit(images) keeps "
-                "this choice without the warning.",
-                UserWarning,
-                stacklevel=2,
-            )
-        else:
-            _refuse_raw_pixels(x)
-            normalizer = Normalizer((0.0,) * x.shape[1], (1.0,) * x.shape[1])
+    if normalizer is not None:
+        _check_normalizer(normalizer, x)
+    elif x.dtype == torch.uint8:
+        normalizer = Normalizer.fit(x)
+        warnings.warn(
+            "fishermask.query normalises these uint8 `images` with their own per-channel "
+            f"statistics (mean {_rounded(normalizer.mean)}, std {_rounded(normalizer.std)}"
+            ", in [0, 1] units), not with those the model was trained on; if it was "
+            "trained otherwise (ImageNet statistics, plain /255), pass "
+            "normalizer=Normalizer(mean, std) (fishermask.training.augment) or float "
+            "images normalised as it expects; normalizer=Normalizer.fit(images) keeps "
+            "this choice without the warning.",
+            UserWarning,
+            stacklevel=2,
+        )
+    else:
+        _refuse_raw_pixels(x)
+        normalizer = Normalizer((0.0,) * x.shape[1], (1.0,) * x.shape[1])
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, numbers.Integral)
@@ -346,6 +399,13 @@ def query(
                 "the model takes them (channels, size)."
             )
             raise
+    if _is_boolean(labels) and clf.num_classes != 2:  # True/False as classes 1/0 of 10?
+        raise ConfigError(
+            f"`labels` are booleans, read as classes 0 and 1, but the model has "
+            f"{clf.num_classes} outputs; pass each labeled image's class index, integers "
+            f"0..{clf.num_classes - 1} (booleans are class indices for a two-class model "
+            "only; a mask of the labeled images goes to `labeled` as np.flatnonzero(mask))."
+        )
     wrong = torch.nonzero((y < 0) | (y >= clf.num_classes)).flatten()  # positions in labels
     if len(wrong):
         i = int(wrong[0])
