@@ -151,10 +151,30 @@ def test_mc_probs_are_stochastic_but_seeded() -> None:
 
 
 def test_bald_and_batchbald_refuse_a_model_without_dropout() -> None:
+    """Both ways to add dropout are named, the command line's first for fishermask's models
+    and Python's first for a module of one's own (it named only --model cnn:dropout=0.3 and
+    SeededDropout layers, not seeded_dropout(model))."""
+    from torch import nn
+
+    from fishermask.models.module import ModuleClassifier
+
     ctx = make_context()
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(ctx.images[0].numel(), 4))
+    own = ModuleClassifier(plain, example=ctx.images[:2].float())
+    python = (
+        "in Python, a model with nn.Dropout layers (trained with them) passed as "
+        "fishermask.models.dropout.seeded_dropout(model), or built with SeededDropout layers"
+    )
+    cli = "on the command line, --model cnn:dropout=0.3 (model: {dropout: 0.3} in a config file)"
     for name in ("bald", "batchbald"):
-        with pytest.raises(ConfigError, match="needs a model with dropout.*dropout=0.3"):
+        start = f"Strategy '{name}' needs a model with dropout for its MC samples, and this "
+        start += "one has none; "
+        with pytest.raises(ConfigError) as fishermasks:
             strategies.get(name).check(ctx.model)
+        assert str(fishermasks.value) == f"{start}{cli}; {python}."
+        with pytest.raises(ConfigError) as own_module:
+            strategies.get(name).check(own)
+        assert str(own_module.value) == f"{start}{python}; {cli}."
     strategies.get("bald").check(make_context(dropout=0.2).model)
 
 

@@ -20,6 +20,7 @@ import torch
 
 from fishermask.errors import ConfigError, check_positive
 from fishermask.models.dropout import has_dropout
+from fishermask.models.module import ModuleClassifier
 from fishermask.strategies.base import QueryContext, ScoreStrategy
 from fishermask.strategies.registry import register
 
@@ -48,10 +49,16 @@ def check_mc_model(name: str, model: torch.nn.Module) -> None:
             "fishermask.models.dropout.seeded_dropout(model) (a copy with SeededDropout "
             "layers: the same dropout in training)."
         )
+    cli = "on the command line, --model cnn:dropout=0.3 (model: {dropout: 0.3} in a config file)"
+    python = (
+        "in Python, a model with nn.Dropout layers (trained with them) passed as "
+        "fishermask.models.dropout.seeded_dropout(model), or built with SeededDropout layers"
+    )
+    # a module of the user's own (fishermask.query) reads the Python way first
+    ways = (python, cli) if isinstance(model, ModuleClassifier) else (cli, python)
     raise ConfigError(
-        f"Strategy {name!r} needs a model with dropout for its MC samples; "
-        "use e.g. --model cnn:dropout=0.3 (or model: {dropout: 0.3} in a config file; for "
-        "a model of your own, fishermask.models.dropout.SeededDropout layers)."
+        f"Strategy {name!r} needs a model with dropout for its MC samples, and this one has "
+        f"none; {ways[0]}; {ways[1]}."
     )
 
 
