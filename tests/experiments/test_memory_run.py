@@ -24,6 +24,7 @@ from fishermask.cli import app
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments import store
 from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.lock import LOCK_NAME
 from fishermask.experiments.parallel import trial_failed
 from fishermask.experiments.runner import Experiment
 from fishermask.reporting.report import build_report
@@ -188,6 +189,12 @@ def test_more_seeds_and_strategies_in_the_same_out_give_the_larger_run(
                                                        "label": ""}]}]  # fmt: skip
 
 
+def _mtimes(out: Path) -> dict[Path, int]:
+    """Every file and folder of a run directory but its lock file, which each run taking the
+    lock rewrites with its own pid and start (experiments.lock), even one refused after."""
+    return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != LOCK_NAME}
+
+
 def test_two_workers_match_one(api_run: Path, tmp_path: Path) -> None:
     _run(tmp_path, workers=2)
     _same(api_run, tmp_path)
@@ -196,18 +203,18 @@ def test_two_workers_match_one(api_run: Path, tmp_path: Path) -> None:
 def test_a_resume_with_other_data_is_refused_and_writes_nothing(
     api_run: Path, tmp_path: Path
 ) -> None:
-    before = {p: p.stat().st_mtime_ns for p in api_run.rglob("*")}
+    before = _mtimes(api_run)
     y = (TRAIN[1] + 1) % 10  # other labels
     with pytest.raises(DataError, match=r"data sha256 mismatch: .* holds a run on data with "):
         _run(api_run, train=(TRAIN[0], y))
-    assert {p: p.stat().st_mtime_ns for p in api_run.rglob("*")} == before
+    assert _mtimes(api_run) == before
 
 
 def test_a_resume_under_another_name_is_refused_and_writes_nothing(api_run: Path) -> None:
-    before = {p: p.stat().st_mtime_ns for p in api_run.rglob("*")}
+    before = _mtimes(api_run)
     with pytest.raises(ConfigError, match=r"names the data file .*digits.npz, not .*other.npz"):
         _run(api_run, name="other")
-    assert {p: p.stat().st_mtime_ns for p in api_run.rglob("*")} == before
+    assert _mtimes(api_run) == before
 
 
 def test_a_changed_data_file_is_refused_where_it_is_loaded(api_run: Path, tmp_path: Path) -> None:
