@@ -240,10 +240,13 @@ def test_layouts_that_used_to_pass_silently_are_refused():
         for lab, y in (
             ([3, 7], [0, 1]),
             (np.flatnonzero(mask), np.array([0.0, 1.0])),  # whole floats are fine
-            (torch.tensor([3, 7], dtype=torch.int32), np.array([False, True])),
+            (torch.tensor([3, 7], dtype=torch.int32), np.array([0, 1], dtype=np.int8)),
         )
     ]
     assert all(torch.equal(same[0], s) for s in same)
+    # booleans as the labels of a 3-class model: refused (tests/test_query_api.py has the line)
+    with pytest.raises(ConfigError, match=r"`labels` are booleans, read as classes 0 and 1"):
+        fishermask.query(net, x, labeled=[3, 7], labels=np.array([False, True]), budget=2)
     # features [N, D, 1, 1] (the runner's --features layout) are not mistaken for channel-last
     feats = torch.randn(20, 16, 1, 1)
     probe = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
