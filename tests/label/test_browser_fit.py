@@ -318,7 +318,8 @@ const ratio = (x, y) => {
   return (a + 0.05) / (b + 0.05);
 };
 const faint = [];
-for (const e of document.querySelectorAll("button, input:not([type=checkbox]):not([type=radio]), select")) {
+const controls = "button, input:not([type=checkbox]):not([type=radio]), select";
+for (const e of document.querySelectorAll(controls)) {
   if (!e.getClientRects().length || e.disabled) continue;
   const cs = getComputedStyle(e), around = behind(e.parentElement);
   const edge = parseFloat(cs.borderTopWidth) > 0 ? ratio(rgb(cs.borderTopColor), around) : 0;
