@@ -284,6 +284,16 @@ def test_class_folders_without_splits_say_how_to_split(tmp_path, write_tree, tin
     assert "\n" not in msg
 
 
+def test_class_folders_inside_the_one_folder_of_a_directory(tmp_path, write_tree, tiny_spec):
+    # data/pets/<class>/*.jpg passed as data: it said "cannot recognise the data set format"
+    root = write_tree(tmp_path / "data", {"pets": tiny_spec["train"]})
+    with pytest.raises(DataError) as err:
+        load_dataset(root, cache_dir=tmp_path / "c")
+    msg = str(err.value)
+    assert msg.startswith(f"{root}/pets holds 3 class folders of images ('ant', 'cat', 'dog')")
+    assert f"{root}/pets/train/<class>/" in msg
+
+
 @pytest.mark.parametrize("top", ["", "mine/"])  # `tar cf mine.tar mine/` has the folder
 def test_class_folders_without_splits_in_archive(tmp_path, write_tar, tree_members, tiny_spec, top):
     # inside one folder it said "not an image-folder tree", as if that were another format

@@ -109,10 +109,16 @@ def detect_format(path: Path) -> PathFormat:
             if fmt.detect(path):
                 return fmt
         classes = flat_class_folders_in_dir(path) if path.is_dir() else []
+        where = path
+        if not classes and path.is_dir():  # inside its one folder: data/pets/<class>/*.jpg
+            inner = [e for e in path.iterdir() if not e.name.startswith(".")]
+            if len(inner) == 1 and inner[0].is_dir():
+                where = inner[0]
+                classes = flat_class_folders_in_dir(where)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
     if classes:  # one's own images, <root>/<class>/*.jpg: say how to split them
-        raise DataError(no_splits_message(str(path), classes))
+        raise DataError(no_splits_message(str(where), classes))
     raise DataError(f"cannot recognise the data set format of {path}; accepted: {_ACCEPTED}.")
 
 
