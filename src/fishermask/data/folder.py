@@ -281,10 +281,7 @@ def _find_prefix(items: list[Entry], where: str) -> tuple[str, ...]:
     tops = {p[0] for p in folders}
     if len(tops) == 1 and any(len(p) > 1 and p[1].lower() in SPLITS for p in folders):
         return (tops.pop(),)
-    classes = flat_class_folders(items)
-    if not classes and len(tops) == 1:  # inside one folder, as `tar czf mine.tar.gz mine/` has it
-        top = next(iter(tops))
-        classes = flat_class_folders((p[1:], d) for p, d in items if len(p) > 1 and p[0] == top)
+    _, classes = own_class_folders(items)
     if classes:
         raise DataError(no_splits_message(where, classes, archive=True))
     batches = [p for p, is_dir in items if not is_dir and p[-1] == "data_batch_1"]
@@ -319,13 +316,39 @@ def flat_class_folders(items: Iterable[Entry]) -> list[str]:
     )
 
 
-def flat_class_folders_in_dir(root: Path) -> list[str]:
-    """:func:`flat_class_folders` of a directory, looking two levels deep only."""
+def own_class_folders(items: list[Entry]) -> tuple[tuple[str, ...], list[str]]:
+    """A folder of one's own images without train/ and test/ (:func:`flat_class_folders`)
+    at the top of ``items``, or inside their one top-level folder (as ``tar czf mine.tar.gz
+    mine/`` or ``data/pets/<class>/*.jpg`` have it): ``(prefix, classes)``, ``((), [])`` when
+    neither."""
+    classes = flat_class_folders(items)
+    if classes:
+        return (), classes
+    tops = {parts[0] for parts, is_dir in items if len(parts) > 1 or is_dir}
+    if len(tops) != 1:
+        return (), []
+    top = next(iter(tops))
+    inner = flat_class_folders((p[1:], d) for p, d in items if len(p) > 1 and p[0] == top)
+    return ((top,), inner) if inner else ((), [])
+
+
+def own_class_folders_in_dir(root: Path) -> tuple[Path, list[str]]:
+    """:func:`own_class_folders` of a directory (looking three levels deep only): the folder
+    that holds the class folders, and their names."""
     entries: list[Entry] = []
-    for d in sorted(root.iterdir()):
-        if d.is_dir() and not _hidden(d.name):
-            entries.extend(((d.name, f.name), False) for f in d.iterdir() if f.is_file())
-    return flat_class_folders(entries)
+
+    def walk(folder: Path, rel: tuple[str, ...], levels: int) -> None:
+        for e in sorted(folder.iterdir()):
+            if _hidden(e.name):
+                continue
+            parts = (*rel, e.name)
+            entries.append((parts, e.is_dir()))
+            if e.is_dir() and levels > 1:
+                walk(e, parts, levels - 1)
+
+    walk(root, (), 3)
+    prefix, classes = own_class_folders(entries)
+    return root.joinpath(*prefix), classes
 
 
 def no_splits_message(where: str, classes: list[str], *, archive: bool = False) -> str:

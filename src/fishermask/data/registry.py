@@ -34,11 +34,11 @@ from fishermask.data.cache_dir import resolve_cache_dir
 from fishermask.data.cifar import cifar_files, find_cifar_dir, load_cifar
 from fishermask.data.embedded import DATASETS, load_embedded
 from fishermask.data.folder import (
-    flat_class_folders_in_dir,
     is_archive,
     load_folder,
     looks_like_tree,
     no_splits_message,
+    own_class_folders_in_dir,
     tree_files,
 )
 from fishermask.data.idx import find_idx_dir, idx_files, load_idx
@@ -108,13 +108,7 @@ def detect_format(path: Path) -> PathFormat:
         for fmt in FORMATS:
             if fmt.detect(path):
                 return fmt
-        classes = flat_class_folders_in_dir(path) if path.is_dir() else []
-        where = path
-        if not classes and path.is_dir():  # inside its one folder: data/pets/<class>/*.jpg
-            inner = [e for e in path.iterdir() if not e.name.startswith(".")]
-            if len(inner) == 1 and inner[0].is_dir():
-                where = inner[0]
-                classes = flat_class_folders_in_dir(where)
+        where, classes = own_class_folders_in_dir(path) if path.is_dir() else (path, [])
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
     if classes:  # one's own images, <root>/<class>/*.jpg: say how to split them
