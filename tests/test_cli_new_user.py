@@ -268,9 +268,9 @@ def test_a_warning_is_one_line_and_a_folder_named_like_an_embedded_set_is_one(
 def test_a_run_ends_cleanly_where_sigterm_had_a_handler_not_set_from_python(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """signal.signal returns None for a handler that was not set from Python (a host that
-    embeds Python set it): putting that None back raised TypeError after the run had
-    finished, a traceback in place of its summary."""
+    """signal.getsignal (and signal.signal) return None for a handler that was not set from
+    Python (a host that embeds Python set it): putting that None back raised TypeError after
+    the run had finished, a traceback in place of its summary."""
     import signal
 
     real, original = signal.signal, signal.getsignal(signal.SIGTERM)
@@ -282,6 +282,8 @@ def test_a_run_ends_cleanly_where_sigterm_had_a_handler_not_set_from_python(
         return None if len(seen) == 1 else before  # the first: as for a handler set in C
 
     monkeypatch.setattr(signal, "signal", from_c)
+    # the run reads the handler before installing its own: None, as for one set in C
+    monkeypatch.setattr(signal, "getsignal", lambda signum: None)
     try:
         args = ["run", "--dataset", "digits", *TINY, "-s", "random", "--seeds", "1,"]
         res = runner.invoke(app, [*args, "--out", str(tmp_path / "run")])

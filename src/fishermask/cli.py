@@ -489,9 +489,13 @@ def _run(
     # SIGTERM (a batch system's time limit, `timeout`, `docker stop`) stops the run as Ctrl-C
     # does: running trials stop, results.csv gets every committed round, the resume is said
     main = threading.current_thread() is threading.main_thread()  # where handlers can be set
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
+    # read here, put back in the finally; ours is installed inside the try, so that a SIGTERM
+    # the moment it is installed is said too (as `label serve` does)
+    previous = signal.getsignal(signal.SIGTERM) if main else None
     started = False  # the data set is loaded, the run under way
     try:
+        if main:
+            signal.signal(signal.SIGTERM, _raise_terminated)
         exp = Experiment.prepare(cfg, progress=show_progress, allow_env_change=allow_env_change)
         ds = exp.data
         if workers <= 0:
