@@ -29,6 +29,7 @@ from fishermask.fisher._engine import is_compiled
 from fishermask.models.base import Classifier, eval_mode, input_dtype
 from fishermask.models.module import ModuleClassifier
 from fishermask.strategies.base import QueryContext, Strategy
+from fishermask.text import counted
 from fishermask.training.augment import Normalizer
 
 
@@ -208,7 +209,7 @@ def _refuse_nonfinite(x: torch.Tensor) -> None:
         images = torch.nonzero(bad.flatten(1).any(dim=1)).flatten()
         count = int(bad.sum())
         raise ConfigError(
-            f"`images` hold {count} NaN or infinite value{'s' if count > 1 else ''} "
+            f"`images` hold {counted(count, 'NaN or infinite value')} "
             f"(image{'s' if len(images) > 1 else ''} {_listed(images)}); fix or drop those "
             "images before asking which to label."
         )
@@ -440,7 +441,7 @@ def query(
     if budget > pool.num_unlabeled:
         free = pool.num_unlabeled
         raise ConfigError(
-            f"`budget`={budget} is larger than the {free} image{'' if free == 1 else 's'} that "
+            f"`budget`={budget} is larger than the {counted(free, 'image')} that "
             f"may be chosen ({why})"
             + (
                 f"; ask for at most {free}."

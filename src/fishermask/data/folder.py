@@ -34,6 +34,7 @@ from fishermask.data.images import (
 )
 from fishermask.data.progress import progress_bar
 from fishermask.errors import DataError
+from fishermask.text import counted
 
 SPLITS = ("train", "test")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -205,7 +206,7 @@ def resolve_layout(
             for _, e in unsupported:
                 counts[e] = counts.get(e, 0) + 1
             listed = ", ".join(f"{c} {e}" for e, c in counts.items())
-            also = f", and so have {more} more file{'s' if more > 1 else ''} ({listed} in all)"
+            also = f", and so have {counted(more, 'more file')} ({listed} in all)"
         raise DataError(
             f"image {describe(first)} has unsupported type {ext}"
             + (also if more else "")
