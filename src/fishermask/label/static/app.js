@@ -249,13 +249,19 @@ function fitImage() {
   frame.classList.toggle("zoom", zoomed);
 }
 
+// The batch's image `it` from `url` (its page copy, or the file itself at actual size); an
+// image the server will not show is said, while it is still the one on screen.
+function showBatchImage(it, url) {
+  showImage($("image"), url, (e) => {
+    if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true, "batch");
+  });
+}
+
 function toggleZoom() {
   const it = items[pos];
   if (!it || (!zoomed && $("zoom").hidden)) return;
   zoomed = !zoomed;
-  showImage($("image"), zoomed ? it.url : it.view || it.url, (e) => {
-    if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true, "batch");
-  });
+  showBatchImage(it, zoomed ? it.url : it.view || it.url);
   if (!zoomed) $("frame").scrollTo(0, 0);
   fitImage();
 }
@@ -282,9 +288,7 @@ function show() {
     // an image the server will not show (changed or gone since it was scanned: 409/403/404)
     // would be a blank frame: say why, with the server's fix
     zoomed = false;
-    showImage($("image"), it.view || it.url, (e) => {
-      if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true, "batch");
-    });
+    showBatchImage(it, it.view || it.url);
   }
   fetchAhead();
   $("image").dataset.imageId = it.image_id;
