@@ -290,21 +290,36 @@ def test_a_dark_screen_gets_a_dark_page_every_text_readable(trained, browser):
     proc, wait = _open_page(trained, browser)
     try:
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".chartrow"))
+        for scheme, view in _each_scheme_and_view(browser, wait):
+            if view == "batch":
+                body = browser.execute_script(
+                    "return getComputedStyle(document.body).backgroundColor"
+                )
+                dark = sum(int(v) for v in body[4:-1].split(",")) < 3 * 128
+                assert dark == (scheme == "dark"), (scheme, body)
+            assert browser.execute_script(LOW_CONTRAST) == [], scheme
+    finally:
+        stop_server(proc)
+
+
+def _each_scheme_and_view(browser, wait):
+    """The page under prefers-color-scheme light, then dark, each in the Batch view and then
+    the Labeled view (its grid drawn): ``(scheme, view)``; the emulation is undone after."""
+    from selenium.webdriver.common.by import By
+
+    try:
         for scheme in ("light", "dark"):
             browser.execute_cdp_cmd(
                 "Emulation.setEmulatedMedia",
                 {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
             )
-            body = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
-            dark = sum(int(v) for v in body[4:-1].split(",")) < 3 * 128
-            assert dark == (scheme == "dark"), (scheme, body)
-            browser.find_element(By.ID, "tab-batch").click()
-            assert browser.execute_script(LOW_CONTRAST) == [], scheme
-            browser.find_element(By.ID, "tab-labeled").click()
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid .lab"))
-            assert browser.execute_script(LOW_CONTRAST) == [], scheme
+            for view in ("batch", "labeled"):
+                browser.find_element(By.ID, f"tab-{view}").click()
+                if view == "labeled":
+                    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid .lab"))
+                yield scheme, view
     finally:
-        stop_server(proc)
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
 
 # every visible control whose outline (or, where its fill differs, its fill) does not stand
@@ -345,18 +360,9 @@ def test_every_control_stands_out_from_the_page_in_either_scheme(project, browse
     proc, wait = _open_page(project, browser)
     try:
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "button.class"))
-        for scheme in ("light", "dark"):
-            browser.execute_cdp_cmd(
-                "Emulation.setEmulatedMedia",
-                {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
-            )
-            browser.find_element(By.ID, "tab-batch").click()
-            assert browser.execute_script(FAINT_OUTLINE) == [], scheme
-            browser.find_element(By.ID, "tab-labeled").click()
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#grid .lab"))
+        for scheme, _ in _each_scheme_and_view(browser, wait):
             assert browser.execute_script(FAINT_OUTLINE) == [], scheme
     finally:
-        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
         stop_server(proc)
 
 
