@@ -294,8 +294,9 @@ def test_rounds_and_budget_together_as_methods_md_says(tmp_path: Path) -> None:
     from fishermask.experiments.config import ExperimentConfig
 
     assert normalised(
-        "a config file giving both in one mapping is refused; `--budget` wins over `--rounds` "
-        "on the command line, and either replaces the other from a file or its profile"
+        "a config file or a Python mapping giving both in one mapping is refused; `--budget` wins "
+        "over `--rounds` on the command line, and either replaces the other from a file or its "
+        "profile"
     ) in doc("docs/methods.md")
     both = tmp_path / "both.yaml"
     both.write_text("loop: {rounds: 5, budget: 100}\n")

@@ -118,7 +118,7 @@ def _cli_overrides(**opts: Any) -> dict[str, Any]:
         for p in path[:-1]:
             node = node.setdefault(p, {})
         node[path[-1]] = value
-    if opts.get("budget") is not None and opts.get("rounds") is None:
+    if opts.get("budget") is not None:  # --budget wins over --rounds, and a file's rounds
         out.setdefault("loop", {})["rounds"] = None
     if opts.get("rounds") is not None and opts.get("budget") is None:
         out.setdefault("loop", {})["budget"] = None

@@ -24,7 +24,12 @@ import numpy as np
 from fishermask.data.base import ImageDataset
 from fishermask.data.memory import dataset_sha256, from_memory
 from fishermask.errors import ConfigError, DataError
-from fishermask.experiments.config import DataConfig, ExperimentConfig, deep_merge
+from fishermask.experiments.config import (
+    DataConfig,
+    ExperimentConfig,
+    deep_merge,
+    loop_of_last_layer,
+)
 from fishermask.experiments.experiment import Experiment
 from fishermask.experiments.lock import hold_run_dir
 from fishermask.experiments.parallel import check_ray_address, check_workers_can_import
@@ -71,7 +76,9 @@ def run(
             (``extending … by 1 seed (1): 6 of 12 rounds were done earlier``, ``resuming …``).
         **settings: top-level configuration keys, applied over ``config``
             (``seeds=3, strategies=["random", "entropy"], model="mlp"``); not ``train``,
-            which is the data here: the training recipe goes in ``config``.
+            which is the data here: the training recipe goes in ``config``. A ``loop``
+            keyword's ``rounds`` or ``budget`` replaces the config's other one; both in one
+            mapping are refused, as in a config file.
 
     Returns:
         One dict per committed round, as ``run_experiment`` (also in ``out/results.csv``,
@@ -160,7 +167,8 @@ def _raw_config(
             f"config is {type(config).__name__}; give an ExperimentConfig or a mapping "
             "({'model': 'mlp', 'loop': {...}, ...})."
         )
-    raw = deep_merge(raw, settings)
+    # `loop` as a keyword replaces the config's rounds or budget, as a profile does a file's
+    raw = loop_of_last_layer(deep_merge(raw, settings), [("config", raw), ("settings", settings)])
     data = raw.get("data") or {}
     if isinstance(data, Mapping) and ("dataset" in data or "sha256" in data):
         raise ConfigError(

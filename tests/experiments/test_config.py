@@ -134,6 +134,24 @@ def test_rounds_and_budget_in_one_file_are_refused_and_a_profile_swaps_one_for_t
         assert loop.query_sizes(1000) == sizes, profile
 
 
+def test_rounds_and_budget_in_one_python_mapping_are_refused_as_in_a_file() -> None:
+    # ExperimentConfig.from_dict({"loop": {"rounds": 1, "budget": 100}}) ran the budget's
+    # 4 queries without a word, where the same mapping in a file is refused
+    with pytest.raises(ConfigError) as e:
+        ExperimentConfig.from_dict({"loop": {"initial": 20, "rounds": 1, "budget": 100}})
+    assert str(e.value) == (
+        "`loop.rounds`=1 and `loop.budget`=100 both say when to stop (the budget would win); "
+        "keep one."
+    )
+    for loop in ({"rounds": 1, "budget": None}, {"rounds": None, "budget": 100}):
+        ExperimentConfig.from_dict({"loop": {"initial": 20, **loop}})  # one of them is fine
+    # a dataclass's budget wins over the default rounds (5), and its mapping says only the budget
+    cfg = ExperimentConfig(loop=LoopConfig(initial=20, query_size=20, budget=100))
+    assert cfg.to_dict()["loop"]["rounds"] is None
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.loop.query_sizes(1000) == [20] * 4
+
+
 def test_unknown_keys_and_duplicates() -> None:
     with pytest.raises(ConfigError, match=r"Unknown key\(s\) widht in \[model\]"):
         ExperimentConfig.from_dict({"model": {"widht": 1}})

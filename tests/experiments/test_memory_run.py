@@ -250,6 +250,12 @@ def test_a_changed_data_file_is_refused_where_it_is_loaded(api_run: Path, tmp_pa
             "at index 9: 'nine' in classes=, 'digit9' in the Dataset",
         ),
         ({"config": {**CFG, "loop": {"budget": 5000}}}, ConfigError, "Budget 5000 is larger"),
+        (  # the budget won silently, as it once did in a file
+            {"config": {**CFG, "loop": {"rounds": 2, "budget": 100}}},
+            ConfigError,
+            "config: `loop.rounds`=2 and `loop.budget`=100 both say when to stop (the budget "
+            "would win); keep one.",
+        ),
         (  # the training recipe as train=, as any other top-level key may be given
             {"train": {"max_epochs": 5}},
             ConfigError,
@@ -267,6 +273,24 @@ def test_bad_input_is_one_line_and_writes_nothing(
         fishermask.run(config, **args)
     assert expected in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_keyword_loop_replaces_the_config_s_rounds_or_budget() -> None:
+    """``loop=`` given as a keyword replaces the config's other stop key, as a profile does in
+    a file; the budget won over a keyword's rounds."""
+    from fishermask.run_api import _raw_config
+
+    def sizes(config: dict, **settings) -> list[int]:
+        raw = _raw_config(config, settings)
+        return ExperimentConfig.from_dict(raw).loop.query_sizes(1000)
+
+    budget = {**CFG, "loop": {"initial": 20, "query_size": 10, "budget": 60}}
+    assert sizes(budget) == [10] * 4
+    assert sizes(budget, loop={"rounds": 2}) == [10] * 2
+    assert sizes(CFG, loop={"budget": 60}) == [10] * 4
+    assert sizes(ExperimentConfig.from_dict(budget), loop={"rounds": 1}) == [10]
+    with pytest.raises(ConfigError, match=r"^settings: `loop.rounds`=1 and `loop.budget`=60 "):
+        sizes(CFG, loop={"rounds": 1, "budget": 60})
 
 
 def test_a_script_without_main_guard_is_told_what_to_do(

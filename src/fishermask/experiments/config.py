@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -115,7 +116,9 @@ class LoopConfig(Section):
     """The active-learning loop: start size, batch size, and when to stop.
 
     Give either ``rounds`` (number of queries) or ``budget`` (total labels to
-    reach, the last query shrinking to land on it exactly); ``budget`` wins.
+    reach, the last query shrinking to land on it exactly). Here ``budget`` wins over
+    ``rounds`` (whose default is 5), which it sets to ``None``; a mapping giving both
+    (:meth:`ExperimentConfig.from_dict`, a config file) is refused.
     """
 
     section: ClassVar[str] = "loop"
@@ -124,6 +127,11 @@ class LoopConfig(Section):
     query_size: int = 50
     rounds: int | None = 5
     budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and self.rounds is not None:
+            object.__setattr__(self, "rounds", None)  # the budget decides the rounds
+        super().__post_init__()
 
     def check(self) -> None:
         check_positive("initial", self.initial)
@@ -281,8 +289,8 @@ class ExperimentConfig(Section):
                 model_name = section.get("name")
                 if name == "model" and isinstance(model_name, str) and ":" in model_name:
                     section.update(ModelConfig.parse(section.pop("name")))  # cnn:dropout=0.3
-                if name == "loop" and section.get("budget") is not None:
-                    section.setdefault("rounds", None)  # the budget decides the rounds
+                if name == "loop":
+                    refuse_rounds_and_budget(section)
                 kwargs[name] = _build(sub, section, name)
         if "strategies" in raw:
             items = raw["strategies"]
@@ -454,21 +462,29 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
         layers.append((f"{p} (profile {profile})", profiles[profile]))
         raw = deep_merge(raw, profiles[profile])
     check_stop_keys(layers)
-    return _loop_of_last_layer(raw, layers)
+    return loop_of_last_layer(raw, layers)
 
 
-def _loop_of_last_layer(raw: dict[str, Any], layers: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Refuse ``rounds`` and ``budget`` together in one layer (the budget would win, silently);
-    a later layer's ``rounds`` or ``budget`` replaces an earlier one's other key, as
-    ``--rounds`` replaces a file's ``budget``."""
-    loops = [(where, layer.get("loop")) for where, layer in layers if isinstance(layer, dict)]
-    loops = [(where, loop) for where, loop in loops if isinstance(loop, dict)]
+def refuse_rounds_and_budget(loop: Mapping[str, Any], where: str = "") -> None:
+    """Refuse a ``loop`` mapping that gives both ``rounds`` and ``budget`` (the budget would
+    win, silently); ``where`` (a file, a profile) starts the message."""
+    if loop.get("rounds") is not None and loop.get("budget") is not None:
+        raise ConfigError(
+            f"{where + ': ' if where else ''}`loop.rounds`={loop['rounds']} and "
+            f"`loop.budget`={loop['budget']} both say when to stop (the budget would win); "
+            "keep one."
+        )
+
+
+def loop_of_last_layer(raw: dict[str, Any], layers: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``raw`` (the ``layers`` merged) with the last layer's stop key: refuse ``rounds`` and
+    ``budget`` together in one layer (the budget would win, silently); a later layer's
+    ``rounds`` or ``budget`` replaces an earlier one's other key, as ``--rounds`` replaces a
+    file's ``budget``."""
+    loops = [(where, layer.get("loop")) for where, layer in layers if isinstance(layer, Mapping)]
+    loops = [(where, loop) for where, loop in loops if isinstance(loop, Mapping)]
     for where, loop in loops:
-        if loop.get("rounds") is not None and loop.get("budget") is not None:
-            raise ConfigError(
-                f"{where}: `loop.rounds`={loop['rounds']} and `loop.budget`={loop['budget']} "
-                "both say when to stop (the budget would win); keep one."
-            )
+        refuse_rounds_and_budget(loop, where)
     if len(loops) > 1 and isinstance(raw.get("loop"), dict):
         last = loops[-1][1]
         for key, other in (("rounds", "budget"), ("budget", "rounds")):
