@@ -584,6 +584,54 @@ def test_an_error_of_the_models_own_forward_says_what_it_was_given():
     ]
 
 
+class _Raises(nn.Module):
+    """A model whose forward raises ``exc`` (after a head the query can find)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__()
+        self.head, self.exc = nn.Linear(16, 3), exc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError("mat1 and mat2 shapes cannot be multiplied (16x16 and 8x3)"),
+        RuntimeError("expected scalar type Float but found Double"),
+        ValueError("expected 4D input (got 3D input)"),
+        TypeError("conv2d() received an invalid combination of arguments"),
+    ],
+)
+def test_the_models_input_errors_get_the_note(exc: BaseException) -> None:
+    with pytest.raises(type(exc)) as err:
+        fishermask.query(_Raises(exc), torch.rand(20, 1, 4, 4), labeled=[0], labels=[0], budget=2)
+    assert err.value is exc and len(exc.__notes__) == 1
+    assert exc.__notes__[0].startswith("fishermask.query: raised by the model on images[:16]")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [  # the images are not the cause: a note to give them otherwise would mislead
+        MemoryError(),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+            "you tried to allocate 4294967296 bytes."
+        ),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"),
+        KeyboardInterrupt(),
+        NotImplementedError('Module [_Raises] is missing the required "forward" function'),
+    ],
+)
+def test_out_of_memory_and_interrupts_in_the_model_get_no_note(exc: BaseException) -> None:
+    with pytest.raises(type(exc)) as err:
+        fishermask.query(_Raises(exc), torch.rand(20, 1, 4, 4), labeled=[0], labels=[0], budget=2)
+    assert err.value is exc and not getattr(exc, "__notes__", [])
+
+
 def test_a_budget_over_what_may_be_chosen_says_why_so_few():
     """The refusal "`budget`=5 is larger than the 0 images that may be chosen" did not say if
     the images were empty, all labeled, or left out by `candidates`."""

@@ -261,6 +261,21 @@ def _strategy(strategy: str | Strategy, options: dict[str, Any]) -> Strategy:
     return strategies.get(spec.name, **spec.options, **options)
 
 
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def _from_the_input(exc: Exception) -> bool:
+    """Whether ``exc``, raised by the model's forward, may come from the images it was given
+    (a shape, channel count or dtype it does not take): not running out of memory, nor a
+    model without a forward, where a note to give the images otherwise would mislead."""
+    if isinstance(exc, (MemoryError, NotImplementedError, torch.OutOfMemoryError)):
+        return False
+    if not isinstance(exc, (RuntimeError, ValueError, TypeError, IndexError, AssertionError)):
+        return False
+    text = str(exc).lower()
+    return not any(words in text for words in _OUT_OF_MEMORY)
+
+
 def query(
     model: nn.Module,
     images: torch.Tensor | np.ndarray,
@@ -394,11 +409,12 @@ def query(
         except FishermaskError:  # its own checks (probabilities, one logit): one line already
             raise
         except Exception as exc:  # the model's own forward: say what it was given
-            exc.add_note(
-                f"fishermask.query: raised by the model on images[:16], shape "
-                f"[{', '.join(map(str, example.shape))}] ({example.dtype}): give `images` as "
-                "the model takes them (channels, size)."
-            )
+            if _from_the_input(exc):
+                exc.add_note(
+                    f"fishermask.query: raised by the model on images[:16], shape "
+                    f"[{', '.join(map(str, example.shape))}] ({example.dtype}): give `images` "
+                    "as the model takes them (channels, size)."
+                )
             raise
     if _is_boolean(labels) and clf.num_classes != 2:  # True/False as classes 1/0 of 10?
         raise ConfigError(
