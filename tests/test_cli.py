@@ -569,6 +569,90 @@ def test_run_help_states_what_a_plain_fishermask_run_uses() -> None:
     assert not missing, missing
 
 
+# The command as its script runs it, with one step of its start-up (an import, typer reading
+# the commands' signatures, click the command line) blocked, after saying so on stdout, until
+# a signal interrupts it: a Ctrl-C at that moment, not after a guessed delay. The hook is this
+# test's own, in the child process, not the CLI's.
+_BLOCKED_START = """
+import sys, time
+
+def block(what):
+    print("blocked in", what, flush=True)
+    for _ in range(600):
+        time.sleep(0.1)
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            block(name)
+        return None
+
+if {module!r} == "get_command":
+    import typer.main
+    get_command = typer.main.get_command
+    def slow(app):
+        block("get_command")
+        return get_command(app)
+    typer.main.get_command = slow
+if {module!r} == "make_context":
+    import typer.core
+    make_context = typer.core.TyperGroup.make_context
+    def slow(*args, **kw):
+        block("make_context")
+        return make_context(*args, **kw)
+    typer.core.TyperGroup.make_context = slow
+sys.meta_path.insert(0, Block())
+sys.argv[0] = "fishermask"
+from fishermask.cli import main
+sys.exit(main())
+"""
+_STARTING = "error: interrupted while fishermask was starting; nothing was done."
+
+
+@pytest.mark.parametrize(
+    ("module", "said"),
+    [  # the CLI's own imports (typer, rich, numpy: a second or more on a busy machine)
+        ("typer", _STARTING),
+        ("get_command", _STARTING),  # typer reading the commands' signatures
+        ("make_context", _STARTING),  # click reading the command line
+        # a command's, before it runs (torch, for `run`): typer's exit 130 said nothing
+        ("torch", "error: interrupted."),
+    ],
+)
+def test_ctrl_c_while_the_command_starts_says_so_and_exits_130(
+    tmp_path: Path, module: str, said: str
+) -> None:
+    """Ctrl-C during the start-up ended with a KeyboardInterrupt traceback (the CLI's own
+    imports, typer reading the commands) or with exit 130 and not a word (click reading the
+    command line, a command's imports: typer's own exit)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = ["run", "--dataset", "digits", "--workers", "-1", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKED_START.format(module=module), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first == f"blocked in {module}\n", (first, proc.communicate(timeout=60))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert err.splitlines() == [said] and out == "", (out, err)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_stopped_while_the_data_set_loads_says_where_and_how_to_continue(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: str

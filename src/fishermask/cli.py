@@ -21,15 +21,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+try:  # a second or more on a busy machine: Ctrl-C here ended in a KeyboardInterrupt traceback
+    import typer
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
 
-from fishermask import __version__
-from fishermask.cli_help import APP_SETTINGS
-from fishermask.errors import ConfigError, FishermaskError, check_choice
-from fishermask.label.cli import label_app
+    from fishermask import __version__
+    from fishermask.cli_help import APP_SETTINGS, INTERRUPTED_STARTING
+    from fishermask.errors import ConfigError, FishermaskError, check_choice
+    from fishermask.label.cli import label_app
+except KeyboardInterrupt:  # the command's script is importing this module: end it here
+    # cli_help.INTERRUPTED_STARTING, which may not be imported yet
+    sys.stderr.write("error: interrupted while fishermask was starting; nothing was done.\n")
+    raise SystemExit(130) from None
 
 app = typer.Typer(
     add_completion=False,
@@ -701,6 +706,11 @@ def main() -> None:
     under load, after everything the command writes is closed and committed."""
     try:
         app()
+    except KeyboardInterrupt as stop:  # typer reading the commands' signatures: before any runs
+        if type(stop) is not KeyboardInterrupt:
+            raise
+        err_console.print(f"error: {INTERRUPTED_STARTING}", highlight=False, markup=False)
+        raise SystemExit(130) from None
     finally:
         gc.freeze()
 

@@ -83,6 +83,10 @@ def _number_said(exc: typer.BadParameter) -> typer.BadParameter:
     return said
 
 
+#: A Ctrl-C before the command runs (fishermask.cli writes it for its own imports too).
+INTERRUPTED_STARTING = "interrupted while fishermask was starting; nothing was done."
+
+
 class Group(TyperGroup):
     """A command group whose ``--help`` lists each command with its whole first sentence,
     whose commands name their values in words (:func:`_value_names`), and which says a
@@ -96,6 +100,28 @@ class Group(TyperGroup):
             if said is exc:
                 raise
             raise said from None
+        except KeyboardInterrupt as exc:
+            if type(exc) is not KeyboardInterrupt:  # e.g. `run`'s SIGTERM: its own message
+                raise
+            # Ctrl-C that no command said anything about (while a command imports its modules,
+            # torch among them, before it runs): typer's exit 130 said nothing
+            click.echo("error: interrupted.", err=True)
+            raise typer.Exit(130) from None
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except KeyboardInterrupt as exc:  # reading the command line: typer's exit said nothing
+            if type(exc) is not KeyboardInterrupt:
+                raise
+            click.echo(f"error: {INTERRUPTED_STARTING}", err=True)
+            raise typer.Exit(130) from None
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = super().get_command(ctx, cmd_name)
