@@ -184,7 +184,9 @@ def test_add_from_folders_leaves_copies_in_two_class_folders_unlabeled(tmp_path,
     r = runner.invoke(app, ["label", "add", str(proj), "--from-folders"])
     assert r.exit_code == 0 and "same bytes" not in r.output, r.output
     assert (
-        r.output.strip() == "labeled 0 images by their folder (24 in class folders; 24 already so)"
+        r.output.strip()
+        == "labeled 0 images by their folder (24 in class folders; 24 already labeled as their "
+        "folder says)"
     )
 
 

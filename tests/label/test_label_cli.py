@@ -53,7 +53,11 @@ def test_headless_workflow(tmp_path, folder):
         "path,label\n" + "".join(f"{c}/{i:03d}.png,{c}\n" for c in CLASSES for i in range(7))
     )
     r = _run("add", proj, labels)
-    assert r.exit_code == 0 and "added 21 labels" in r.output
+    assert r.exit_code == 0 and r.output.strip() == "added 21 labels.", (
+        r.output
+    )  # not (0 already so)
+    r = _run("add", proj, labels)  # again: nothing new, said in words
+    assert r.output.strip() == "added 0 labels (21 images already had that label).", r.output
 
     r = _run("train", proj, "--no-progress")
     assert r.exit_code == 0, r.output
@@ -377,7 +381,7 @@ def test_import_prefix_picks_this_projects_folder_and_says_what_it_left_out(tmp_
     assert "Traceback" not in r.output
     r = _run("import", proj, "--labelstudio", ls, "--prefix", "b")
     assert r.exit_code == 0, r.output
-    assert "imported 1 label (0 already so); 1 labeled task outside --prefix left out." in (
+    assert "imported 1 label; 1 labeled task outside --prefix left out." in (
         r.output.replace("\n", " ")
     )
 
@@ -398,7 +402,8 @@ def test_import_refuses_tasks_of_one_other_folder_in_one_line(tmp_path, folder):
     assert "under 'train/'" in r.output and "`--prefix train/`" in r.output
     assert "nothing was written" in r.output
     r = _run("import", proj, "--labelstudio", ls, "--prefix", "train/")
-    assert r.exit_code == 0 and "imported 1 label (0 already so)" in r.output, r.output
+    assert r.exit_code == 0 and "imported 1 label." in r.output, r.output
+    assert "already" not in r.output, r.output
 
 
 def test_init_refuses_a_budget_above_the_images_or_below_the_imported_labels(tmp_path, folder):
@@ -733,9 +738,9 @@ def test_add_from_folders_labels_only_images_nobody_has_done(project):
     r = _run("add", project.dir, "--from-folders")
     assert r.exit_code == 0, r.output
     assert " ".join(r.stdout.split()) == (
-        "labeled 16 images by their folder (24 in class folders; 6 already so; 1 skipped or "
-        "unsure, left so); 1 labeled otherwise than their folder says, left as labeled (e.g. "
-        "blue/006.png is labeled red): the folder or the label is wrong"
+        "labeled 16 images by their folder (24 in class folders; 6 already labeled as their "
+        "folder says; 1 skipped or unsure, left so); 1 labeled otherwise than their folder says, "
+        "left as labeled (e.g. blue/006.png is labeled red): the folder or the label is wrong"
     )
     from fishermask.label.project import Project
 
@@ -917,7 +922,7 @@ def test_import_refuses_tasks_matched_by_file_name_alone_unless_match_names(tmp_
     r = _run("import", proj, "--labelstudio", ls, "--match-names")
     assert r.exit_code == 0, r.output
     out = r.output.replace("\n", " ")
-    start = "imported 2 labels (0 already so); 1 task matched by file name only"
+    start = "imported 2 labels; 1 task matched by file name only"
     assert out.startswith(start), out
     assert "task 5 ('/data/upload/1/1a2b3c4d-IMG_0001.png' as 'red/IMG_0001.png')" in out
 

@@ -245,7 +245,7 @@ def test_status_list_labeled_then_label_add_fixes_from_the_same_file(ranked, tmp
     rows[0][1] = rows[0][5]  # the model's guess
     edited.write_text("\n".join([lines[0], *(",".join(x) for x in rows)]) + "\n")
     r = _run("add", tmp_path / "proj", edited)
-    assert r.exit_code == 0 and "added 1 label (17 already so)" in r.stdout
+    assert r.exit_code == 0 and "added 1 label (17 images already had that label)" in r.stdout
     r = _run("export", tmp_path / "proj", "--format", "csv", "--out", tmp_path / "out.csv")
     assert r.exit_code == 0, r.output
     assert f"{rows[0][0]},{rows[0][5]}" in (tmp_path / "out.csv").read_text().splitlines()

@@ -421,7 +421,7 @@ def test_labelstudio_export_import_keeps_who_labeled_what(project, tmp_path):
         assert _who_labeled_what(fresh) == want
         # imported again: every label already so (same class, same annotator)
         assert _run("import", fresh.dir, "--labelstudio", tmp_path / "ls.json").output.startswith(
-            "imported 0 labels (5 already so)"
+            "imported 0 labels (5 images already had that label)"
         )
     finally:
         fresh.close()

@@ -46,7 +46,9 @@ def test_the_owner_decides_a_disagreement_with_the_class_it_has(project, tmp_pat
     plain = tmp_path / "plain.csv"
     plain.write_text("path,label\nred/000.png,blue\n")
     r = _run("add", project.dir, plain)
-    assert r.exit_code == 0 and "added 0 labels (1 already so)" in r.output  # as before
+    assert (
+        r.exit_code == 0 and "added 0 labels (1 image already had that label)" in r.output
+    )  # as before
     assert _status(project.dir)["disagreements"] == 1
 
     r = _run("decide", project.dir, "red/000.png", "blue")
@@ -58,7 +60,9 @@ def test_the_owner_decides_a_disagreement_with_the_class_it_has(project, tmp_pat
     st = _status(project.dir)
     assert (st["disagreements"], st["decided"], st["labeled"]) == (0, 1, 1)
     r = _run("decide", project.dir, "red/000.png", "blue")  # once is enough
-    assert r.exit_code == 0 and "decided 0 images (1 already so)" in r.output, r.output
+    assert (
+        r.exit_code == 0 and "decided 0 images: 1 was the owner's decision already" in r.output
+    ), r.output
     r = _run("status", project.dir, "--list", "disagreements")
     assert r.stdout.splitlines() == [  # the sides; the decision is the current label
         "path,current,status,alice,bob",
@@ -449,7 +453,7 @@ def test_the_same_decision_again_says_nothing_was_written(project):
     assert r.exit_code == 0, r.output
     said = " ".join(r.output.split())
     assert said.startswith(
-        "decided 0 images (1 already so): the owner's decision already, nothing was written"
+        "decided 0 images: 1 was the owner's decision already, nothing was written"
     ), said
     assert "recorded" not in said
     assert len(_run("history", project.dir, "red/003.png").stdout.splitlines()) == n

@@ -677,10 +677,16 @@ def add(
         else:
             assert labels is not None
             written, same = p.add_csv_labels(labels)
-            said = f"added {counted(written, 'label')} ({same} already so)."
+            said = f"added {counted(written, 'label')}{_already(same)}."
     except FishermaskError as e:
         _fail(str(e))
     console.print(said, highlight=False, soft_wrap=True)
+
+
+def _already(same: int) -> str:
+    """What a command that writes labels says of the rows it did not need to write: the image
+    had that label already (nothing, not "(0 already so)", when there were none)."""
+    return f" ({counted(same, 'image')} already had that label)" if same else ""
 
 
 def _undisputed(p: Any, rows: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
@@ -711,10 +717,12 @@ def _decided_said(
         else ""
     )
     if not written:  # every row was the owner's decision already: nothing is recorded anyway
-        return (
-            f"decided 0 images ({same} already so): the owner's decision already, nothing was "
-            f"written{shown}; {left}."
+        was = (
+            f"{same} {'was' if same == 1 else 'were'} the owner's decision already, "
+            if same
+            else ""
         )
+        return f"decided 0 images: {was}nothing was written{shown}; {left}."
     note = ""
     if undisputed:
         named_u = ", ".join(undisputed[:5]) + (
@@ -729,7 +737,8 @@ def _decided_said(
         else:
             n = len(undisputed)
             note += f"; {n} of them had no disagreement between annotators ({named_u}): {anyway}"
-    already = f" ({same} already so)" if same else ""  # not '(0 already so)'
+    more = f"{same} more {'was' if same == 1 else 'were'} the owner's decision already"
+    already = f" ({more})" if same else ""
     return (
         f"decided {written} image{'s' * (written != 1)}{already}: the owner's "
         f"label{shown}{note}; {left}."
@@ -928,7 +937,7 @@ def import_(
             f"{'; '.join(name_only[:3])}{more}"
         )
     console.print(
-        f"imported {counted(written, 'label')} ({same} already so){outside}{by_name}{named}.",
+        f"imported {counted(written, 'label')}{_already(same)}{outside}{by_name}{named}.",
         highlight=False,
         soft_wrap=True,
     )

@@ -1752,7 +1752,7 @@ class Project:
                 if len(examples) < 3:
                     examples.append(f"{path} is labeled {self.classes[cur[2]]}")
         said = f"labeled {counted(written, 'image')} by their folder ({len(rows)} in class folders"
-        said += f"; {agree} already so" if agree else ""
+        said += f"; {agree} already labeled as their folder says" if agree else ""
         said += f"; {aside} skipped or unsure, left so" if aside else ""
         said += f"; {meanwhile} given meanwhile, left as given" if meanwhile else ""
         said += ")"
