@@ -8,7 +8,14 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fishermask.text import SpreadsheetCsv, spreadsheet_safe, spreadsheet_unsafe
+from fishermask.text import (
+    AND_MORE_APART,
+    ELIDED,
+    SpreadsheetCsv,
+    listed,
+    spreadsheet_safe,
+    spreadsheet_unsafe,
+)
 
 
 def test_formula_cells_are_escaped_and_the_rest_is_left_alone():
@@ -67,3 +74,22 @@ def test_counted_is_singular_for_one_only():
     assert counted(1, "task") == "1 task"
     assert [counted(n, "new image") for n in (0, 2)] == ["0 new images", "2 new images"]
     assert (counted(1, "copy", "copies"), counted(3, "copy", "copies")) == ("1 copy", "3 copies")
+
+
+def test_listed_names_the_first_few_then_how_many_more():
+    """Four hand-written ways of shortening a list (", ...", " and N more", ", ... and N more",
+    " (and N more)") are this one function."""
+    assert listed(["a", "b", "c", "d", "e"], 3) == "a, b, c and 2 more"
+    assert listed(["a", "b", "c"], 3) == "a, b, c"  # all of them: no "and 0 more"
+    assert listed([], 3) == ""
+    assert listed(["a", "b", "c", "d"], 3, more=ELIDED) == "a, b, c, ..."
+    assert listed(["a", "b", "c"], 3, more=ELIDED) == "a, b, c"
+    errors = ["line 2: x", "line 3: y", "line 4: z", "line 5: w"]
+    assert listed(errors, 3, sep="; ", more=AND_MORE_APART) == (
+        "line 2: x; line 3: y; line 4: z (and 1 more)"
+    )
+    assert listed(["cat", "dog"], 1, show=repr) == "'cat' and 1 more"  # shown items only
+    seen = []
+    listed([1, 2, 3, 4], 2, show=seen.append)
+    assert seen == [1, 2]
+    assert listed(range(10), 2) == "0, 1 and 8 more"

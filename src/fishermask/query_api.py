@@ -29,7 +29,7 @@ from fishermask.fisher._engine import is_compiled
 from fishermask.models.base import Classifier, eval_mode, input_dtype
 from fishermask.models.module import ModuleClassifier
 from fishermask.strategies.base import QueryContext, Strategy
-from fishermask.text import counted
+from fishermask.text import counted, listed
 from fishermask.training.augment import Normalizer
 
 
@@ -137,8 +137,7 @@ def _check_normalizer(normalizer: Any, x: torch.Tensor) -> None:
 
 def _listed(values: torch.Tensor, most: int = 5) -> str:
     """``values`` as ``3, 7, 9`` (the first ``most``, then how many more)."""
-    shown = ", ".join(str(int(v)) for v in values[:most])
-    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+    return listed(values, most, show=int)
 
 
 def _as_indices(name: str, values: Any, n: int) -> torch.Tensor:

@@ -1,11 +1,12 @@
 """Safe names made from free text (strategy labels, class names, paths), CSV cells a
-spreadsheet shows as text, the "did you mean" of a refused name, and counts in messages."""
+spreadsheet shows as text, the "did you mean" of a refused name, and counts and shortened
+lists in messages."""
 
 from __future__ import annotations
 
 import csv
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
 from typing import Any
 
@@ -137,3 +138,28 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     ``counted(2, "task")`` "2 tasks" (``plural``: an irregular one, ``counted(n, "copy",
     "copies")``). Words before the noun go in ``noun``: ``counted(n, "new image")``."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+#: How :func:`listed` ends a list it shortens: with how many it left out (the default), the
+#: same in parentheses (after items that hold commas or semicolons of their own), or without
+#: the count.
+AND_MORE = " and {n} more"
+AND_MORE_APART = " (and {n} more)"
+ELIDED = ", ..."
+
+
+def listed(
+    items: Sequence[Any],
+    most: int,
+    *,
+    sep: str = ", ",
+    show: Callable[[Any], object] = str,
+    more: str = AND_MORE,
+) -> str:
+    """The first ``most`` of ``items``, each as ``show`` writes it, joined by ``sep``, then
+    ``more`` (``{n}``: how many are left out) when there are more: ``listed("abcde", 3)`` is
+    "a, b, c and 2 more", ``listed("abcde", 3, more=ELIDED)`` "a, b, c, ...",
+    ``listed(errors, 3, sep="; ", more=AND_MORE_APART)`` "e1; e2; e3 (and 2 more)". Every
+    message that names a few of many names them so."""
+    shown = sep.join(str(show(item)) for item in items[:most])
+    return shown + (more.format(n=len(items) - most) if len(items) > most else "")

@@ -34,7 +34,7 @@ from fishermask.data.images import (
 )
 from fishermask.data.progress import progress_bar
 from fishermask.errors import DataError
-from fishermask.text import counted
+from fishermask.text import ELIDED, counted, listed
 
 SPLITS = ("train", "test")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -121,10 +121,9 @@ def load_folder(path: Path, image_size: ImageSize | None, progress: bool) -> Ima
         message = str(failed[0][1])
         if len(failed) > 1:
             more = [name for name, _ in failed[1:]]
-            listed = ", ".join(more[:5]) + (", ..." if len(more) > 5 else "")
             message = (
                 f"{message.removesuffix('.')}, and the {len(more)} more that cannot be decoded "
-                f"either: {listed}."
+                f"either: {listed(more, 5, more=ELIDED)}."
             )
         raise DataError(message)
     x = torch.from_numpy(stack_images(images, names))  # [N_train + N_test, Ch, H, W]
@@ -205,8 +204,8 @@ def resolve_layout(
             counts: dict[str, int] = {}
             for _, e in unsupported:
                 counts[e] = counts.get(e, 0) + 1
-            listed = ", ".join(f"{c} {e}" for e, c in counts.items())
-            also = f", and so have {counted(more, 'more file')} ({listed} in all)"
+            kinds = ", ".join(f"{c} {e}" for e, c in counts.items())
+            also = f", and so have {counted(more, 'more file')} ({kinds} in all)"
         raise DataError(
             f"image {describe(first)} has unsupported type {ext}"
             + (also if more else "")
@@ -354,7 +353,7 @@ def own_class_folders_in_dir(root: Path) -> tuple[Path, list[str]]:
 
 def no_splits_message(where: str, classes: list[str], *, archive: bool = False) -> str:
     """What to do with class folders that are not in train/ and test/ splits."""
-    shown = ", ".join(map(repr, classes[:5])) + (", ..." if len(classes) > 5 else "")
+    shown = listed(classes, 5, show=repr, more=ELIDED)
     root = "" if archive else f"{where}/"
     inside = " inside the archive" if archive else ""
     return (

@@ -33,7 +33,7 @@ from fishermask.data.base import ImageDataset
 from fishermask.data.npz import to_nchw_uint8
 from fishermask.data.progress import progress_bar
 from fishermask.errors import DataError
-from fishermask.text import counted
+from fishermask.text import ELIDED, counted, listed
 
 SPLITS = ("train", "test")
 _PROGRESS_MIN = 1000  # items of a Dataset from which the conversion shows a progress bar
@@ -113,7 +113,7 @@ def _split(split: str, value: Any, progress: bool) -> tuple[np.ndarray, np.ndarr
     if _is_dataset(value):
         return _from_dataset(split, value, progress)
     if isinstance(value, (tuple, list)):  # (x,), (x, y, y), (x, y, classes), ...
-        items = ", ".join(_describe(v) for v in value[:4]) + (", ..." if len(value) > 4 else "")
+        items = listed(value, 4, show=_describe, more=ELIDED)
         raise DataError(
             f"{split}: got a {type(value).__name__} of {counted(len(value), 'value')} ({items}); "
             f"pass {_ACCEPTED}."

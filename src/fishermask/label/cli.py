@@ -15,7 +15,7 @@ from fishermask.cli_help import APP_SETTINGS
 from fishermask.errors import ConfigError, FishermaskError
 from fishermask.label.check import FOLDS
 from fishermask.label.store import RoundBusy
-from fishermask.text import counted, did_you_mean, utc_iso
+from fishermask.text import AND_MORE_APART, counted, did_you_mean, listed, utc_iso
 
 label_app = typer.Typer(
     add_completion=False,
@@ -341,12 +341,12 @@ def scan(
     # all (every scan listed the same files again), unless --verbose
     now = refused_stats(p.root, (rel for rel, _ in unreadable))
     known = [] if verbose else [x for x in unreadable if before.get(x[0]) == now.get(x[0], 0)]
-    listed = [x for x in unreadable if x not in known]
-    for line in refused_lines(listed, "not added"):
+    new = [x for x in unreadable if x not in known]
+    for line in refused_lines(new, "not added"):
         _say(line)
     if known:
         _say(
-            f"not added {counted(len(known), 'file')}{' more' if listed else ''} that the last scan did not "
+            f"not added {counted(len(known), 'file')}{' more' if new else ''} that the last scan did not "
             f"add either (unchanged since; listed then): `fishermask label scan {project} "
             "--verbose` lists them again."
         )
@@ -514,7 +514,7 @@ def _moved_lines(
                 f"moved: {counted(len(items), 'image')} from "
                 f"{f'{src}/' if src else 'the top of the image folder'} to "
                 f"{f'{dst}/' if dst else 'the top of the image folder'} (the same content; "
-                f"{labeled}): {', '.join(names[:3])} and {len(names) - 3} more"
+                f"{labeled}): {listed(names, 3)}"
             )
             continue
         for old, new, label in items:
@@ -710,10 +710,10 @@ def _decided_said(
     open_ = sum(d["status"] == "open" for d in now)
     left = f"{open_} disagreement{'s' * (open_ != 1)} still open"
     rows = set(undisputed) | set(disputed)
-    listed = {d["path"] for d in now if d["status"] == "decided"} & rows
+    decided = {d["path"] for d in now if d["status"] == "decided"} & rows
     shown = (
         f", shown as decided in `fishermask label status {p.dir} --list disagreements`"
-        if listed
+        if decided
         else ""
     )
     if not written:  # every row was the owner's decision already: nothing is recorded anyway
@@ -725,9 +725,6 @@ def _decided_said(
         return f"decided 0 images: {was}nothing was written{shown}; {left}."
     note = ""
     if undisputed:
-        named_u = ", ".join(undisputed[:5]) + (
-            f", ... and {len(undisputed) - 5} more" if len(undisputed) > 5 else ""
-        )
         anyway = (
             "recorded as the owner's decision anyway (the image's label from now on; check the "
             "path if you meant another image)"
@@ -736,7 +733,7 @@ def _decided_said(
             note += f"; {undisputed[0]} had no disagreement between annotators: {anyway}"
         else:
             n = len(undisputed)
-            note += f"; {n} of them had no disagreement between annotators ({named_u}): {anyway}"
+            note += f"; {n} of them had no disagreement between annotators ({listed(undisputed, 5)}): {anyway}"
     more = f"{same} more {'was' if same == 1 else 'were'} the owner's decision already"
     already = f" ({more})" if same else ""
     return (
@@ -931,10 +928,9 @@ def import_(
     named = f"; annotators named by the tasks: {', '.join(names)}" if names else ""
     by_name = ""
     if name_only:
-        more = f" (and {len(name_only) - 3} more)" if len(name_only) > 3 else ""
         by_name = (
             f"; {counted(len(name_only), 'task')} matched by file name only (--match-names): "
-            f"{'; '.join(name_only[:3])}{more}"
+            f"{listed(name_only, 3, sep='; ', more=AND_MORE_APART)}"
         )
     console.print(
         f"imported {counted(written, 'label')}{_already(same)}{outside}{by_name}{named}.",

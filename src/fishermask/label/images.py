@@ -37,6 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fishermask.data.images import BOMBS, ImageSize, bombs_refused, one_line, too_large
 from fishermask.errors import DataError
+from fishermask.text import AND_MORE_APART, listed
 
 if TYPE_CHECKING:  # torch and the cache are imported where used (label status etc. start without)
     import torch
@@ -83,11 +84,6 @@ class ImageChanged(DataError):
     def __init__(self, message: str, paths: Sequence[str]) -> None:
         super().__init__(message)
         self.paths = list(paths)
-
-
-def and_more(items: Sequence[object], shown: int = 1) -> str:
-    """``" (and N more)"`` for the items a message does not name (its first ``shown``)."""
-    return f" (and {len(items) - shown} more)" if len(items) > shown else ""
 
 
 def file_sha256(path: Path) -> str:
@@ -220,10 +216,7 @@ def refused_lines(refused: Sequence[tuple[str, str]], verb: str, shown: int = 3)
             lines.append(f"{verb} {rel}: {why}")
         elif why not in done:
             done.add(why)
-            lines.append(
-                f"{verb} {len(paths)} files, each {why}: {', '.join(paths[:shown])} and "
-                f"{len(paths) - shown} more"
-            )
+            lines.append(f"{verb} {len(paths)} files, each {why}: {listed(paths, shown)}")
     return lines
 
 
@@ -533,8 +526,8 @@ def segment_images(
     missing = [p for p in paths if not (root / p).exists()]
     if missing:
         raise DataError(
-            f"image {root / missing[0]}{and_more(missing)} of this project is missing (moved "
-            f"or deleted since it was scanned); {missing_fix}."
+            f"image {listed(missing, 1, show=root.joinpath, more=AND_MORE_APART)} of this project "
+            f"is missing (moved or deleted since it was scanned); {missing_fix}."
         )
 
     def build() -> ImageDataset:
@@ -555,8 +548,8 @@ def segment_images(
             out[i] = f.pixels
         if changed:
             raise ImageChanged(
-                f"image {root / changed[0]}{and_more(changed)} changed since it was scanned "
-                "(its content no longer matches the stored hash)",
+                f"image {listed(changed, 1, show=root.joinpath, more=AND_MORE_APART)} changed "
+                "since it was scanned (its content no longer matches the stored hash)",
                 changed,
             )
         return segment_dataset(out, source.name)

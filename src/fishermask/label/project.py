@@ -64,9 +64,12 @@ from fishermask.label.store import (
     pid_alive,
 )
 from fishermask.text import (
+    AND_MORE_APART,
+    ELIDED,
     SpreadsheetCsv,
     counted,
     did_you_mean,
+    listed,
     spreadsheet_unsafe,
     suggestion,
     utc_iso,
@@ -164,10 +167,10 @@ def folder_conflicts_said(
         return ""
     n = sum(len(g) for g in conflicts)
     more = len(conflicts) - CONFLICTS_LISTED
-    listed = "listed below" if more <= 0 else f"the first {CONFLICTS_LISTED} listed below"
+    below = "listed below" if more <= 0 else f"the first {CONFLICTS_LISTED} listed below"
     said = (
         f"; {n} byte-for-byte copies in folders of different classes ("
-        f"{counted(len(conflicts), 'set')}, {listed}) contradict each other, so none is "
+        f"{counted(len(conflicts), 'set')}, {below}) contradict each other, so none is "
         "labeled by its folder: "
         "delete each wrong copy (then `fishermask label scan "
         f"{project} --forget-missing` and `fishermask label add {project} --from-folders`), "
@@ -257,14 +260,12 @@ def folder_labels(
         return f"{name}/ ({others[name]}" + (f"; class {near!r}?" if near else "") + ")"
 
     other = sorted(others, key=lambda f: (-others[f], f))
-    listed = ", ".join(folder(f) for f in other[:8]) + (
-        f" and {len(other) - 8} more" if len(other) > 8 else ""
-    )
+    named = listed(other, 8, show=folder)
     if not rows and not contradicted:
         raise ConfigError(
             "--labels-from-folders: no image is in a folder named as a class ("
             + (
-                f"folders: {listed}"
+                f"folders: {named}"
                 if other
                 else "no folders: every image is directly in the image folder"
             )
@@ -279,7 +280,7 @@ def folder_labels(
     if left:
         said += f"; {left} left unlabeled"
         parts = ([f"{at_root} directly in the image folder"] if at_root else []) + (
-            [f"in folders not named as a class: {listed}"] if other else []
+            [f"in folders not named as a class: {named}"] if other else []
         )
         said += f" ({'; '.join(parts)})" if parts else ""  # the copies: said below
         if any(near_miss(f) for f in others):
@@ -1421,16 +1422,14 @@ class Project:
         check = self.check_files()
         parts = []
         if check.missing:
-            first = check.missing[0].path
             parts.append(
-                f"image {self.root / first}{imgs.and_more(check.missing)} of this project is "
-                f"missing (moved or deleted since it was scanned); {self.missing_fix()}."
+                f"image {self._paths(check.missing)} of this project is missing (moved or "
+                f"deleted since it was scanned); {self.missing_fix()}."
             )
         if check.changed:
-            first = check.changed[0].path
             parts.append(
-                f"image {self.root / first}{imgs.and_more(check.changed)} changed since it was "
-                f"scanned (its content no longer matches the stored hash): {self.changed_fix()}"
+                f"image {self._paths(check.changed)} changed since it was scanned (its content "
+                f"no longer matches the stored hash): {self.changed_fix()}"
             )
         if parts:
             raise DataError(" ".join(parts))
@@ -1826,7 +1825,6 @@ class Project:
             seen[image_id] = cid
             by[image_id] = who[0] if who else None
         if errors:
-            more = imgs.and_more(errors, 3)
             hint = ""
             if unknown:
                 example = min(by_path) if by_path else "cat/0001.jpg"
@@ -1834,7 +1832,8 @@ class Project:
                     f" Paths are relative to the image folder {self.root} (e.g. {example!r}) "
                     "or absolute inside it."
                 )
-            raise ConfigError(f"{what}: {'; '.join(errors[:3])}{more}; nothing was written.{hint}")
+            said = listed(errors, 3, sep="; ", more=AND_MORE_APART)
+            raise ConfigError(f"{what}: {said}; nothing was written.{hint}")
         with self.store.snapshot():
             current = self.store.current()
             gave = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
@@ -2791,9 +2790,8 @@ class Project:
         if check.changed:
             raise self._changed_export_error([r.path for r in check.changed])
         if check.missing and not missing_ok:
-            first = check.missing[0].path
             raise DataError(
-                f"labeled image {self.root / first}{imgs.and_more(check.missing)} is missing "
+                f"labeled image {self._paths(check.missing)} is missing "
                 "(moved or deleted since it was scanned); this export copies every labeled "
                 f"image (the csv export lists the labels without the files): {self.missing_fix()}."
             )
@@ -2801,10 +2799,20 @@ class Project:
         rows = [(r.id, r.path, classes[labels[r.id]]) for r in images]
         return sorted(rows, key=lambda t: t[1])
 
+    def _paths(self, images: Sequence[Any]) -> str:
+        """The first of ``images`` (paths or records with a ``path``) in the image folder, then
+        how many more: ``/data/imgs/cat/1.jpg (and 2 more)``."""
+        return listed(
+            images,
+            1,
+            show=lambda i: self.root / (i if isinstance(i, str) else i.path),
+            more=AND_MORE_APART,
+        )
+
     def _changed_export_error(self, paths: Sequence[str]) -> DataError:
         """The refusal to export labeled images whose content changed since the scan."""
         return DataError(
-            f"labeled image {self.root / paths[0]}{imgs.and_more(paths)} changed since it was "
+            f"labeled image {self._paths(paths)} changed since it was "
             "scanned (its label describes the old content); nothing was exported: "
             f"{self.changed_fix()}"
         )
@@ -3146,7 +3154,7 @@ class Project:
                     if len(match) == 1:
                         by_name_only.append(f"task {task.get('id', i)} ({ref!r} as {match[0]!r})")
                 if len(match) > 1:
-                    shown = ", ".join(sorted(match)[:3]) + (", ..." if len(match) > 3 else "")
+                    shown = listed(sorted(match), 3, more=ELIDED)
                     ambiguous.append(
                         f"task {task.get('id', i)} ({ref!r}) matches {len(match)} images: {shown}"
                     )
@@ -3161,33 +3169,36 @@ class Project:
         folders = sorted({b for b in prefixes if b is not None})
         if len(folders) > 1:
             count = {f: prefixes.count(f) for f in folders}
-            shown = ", ".join(
-                f"{f or '(none)'!r} ({counted(count[f], 'task')})" for f in folders[:4]
+            shown = listed(
+                folders,
+                4,
+                show=lambda f: f"{f or '(none)'!r} ({counted(count[f], 'task')})",
+                more=ELIDED,
             )
             raise ConfigError(
                 f"{path}: the tasks name their images under {len(folders)} different folders "
-                f"({shown}{', ...' if len(folders) > 4 else ''}), but this project is one image "
+                f"({shown}), but this project is one image "
                 "folder: matching them by the end of their paths would label images of another "
                 "folder; nothing was written. Say which folder is this project's with "
                 f"`--prefix`, e.g. `--prefix {folders[0] or '/'}` (tasks under other folders are "
                 "then left out)."
             )
         if ambiguous:
-            more = imgs.and_more(ambiguous, 3)
             raise ConfigError(
-                f"{path}: {'; '.join(ambiguous[:3])}{more}; nothing was written. A file name "
+                f"{path}: {listed(ambiguous, 3, sep='; ', more=AND_MORE_APART)}; nothing was "
+                "written. A file name "
                 "alone does not say which image a task is: give each task its path relative to the "
                 "image folder in data.path (the tasks of `fishermask label export --format "
                 "labelstudio` carry it), or serve the image folder to Label Studio as local "
                 "files so that data.image holds that path (docs/labeling.md, Label Studio)."
             )
         if by_name_only and not match_names:
-            more = imgs.and_more(by_name_only, 3)
             raise ConfigError(
                 f"{path}: {counted(len(by_name_only), 'task')} "
                 + ("matches" if len(by_name_only) == 1 else "match")
                 + " an image by their file name alone "
-                f"({'; '.join(by_name_only[:3])}{more}): a file name such as a camera's "
+                f"({listed(by_name_only, 3, sep='; ', more=AND_MORE_APART)}): a file name such "
+                "as a camera's "
                 "IMG_0001.jpg repeats across folders, so the task may be another folder's image "
                 "whose label would land on this one; nothing was written. If these are this "
                 "project's images, import with `--match-names`; else give each task its path "
