@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
+import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,8 +16,11 @@ from fishermask.text import (
     ELIDED,
     SpreadsheetCsv,
     listed,
+    parse_utc_iso,
     spreadsheet_safe,
     spreadsheet_unsafe,
+    utc_clock,
+    utc_iso,
 )
 
 
@@ -93,3 +99,42 @@ def test_listed_names_the_first_few_then_how_many_more():
     listed([1, 2, 3, 4], 2, show=seen.append)
     assert seen == [1, 2]
     assert listed(range(10), 2) == "0, 1 and 8 more"
+
+
+BASE = calendar.timegm((2026, 12, 2, 4, 53, 42))  # 2026-12-02T04:53:42Z
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2026-12-02T04:53:42Z", BASE),  # as utc_iso writes it
+        ("2026-12-02T04:53:42.250000Z", BASE + 0.25),
+        ("2026-12-02T04:53:42.000001+00:00", BASE + 1e-6),
+        ("2026-12-02T05:53:42+01:00", BASE),  # another offset: the same moment
+        ("2026-11-30T23:53:42.5-05:00", BASE - 86400 + 0.5),  # 2026-12-01T04:53:42.5Z
+        ("2026-12-02T04:53:42", BASE),  # no offset: UTC, as the tool writes every time
+    ],
+)
+def test_an_iso_time_reads_back_exactly_and_is_shown_in_utc(
+    text: str, seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`label status` read a check's time back with one format (whole seconds and "Z"): a
+    time with microseconds or an offset stopped it with a ValueError."""
+    monkeypatch.setenv("TZ", "America/New_York")  # the machine's zone plays no part
+    time.tzset()
+    try:
+        t = parse_utc_iso(text)
+        assert abs(t - seconds) < 1e-7 and round(t * 1e6) == round(seconds * 1e6)
+        assert utc_iso(t) == utc_iso(seconds)  # whole seconds, "Z", as before
+        assert utc_clock(t, now=BASE + 86400 * 10) == time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(seconds)
+        )
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_utc_iso_reads_back_as_written() -> None:
+    for t in (0.0, BASE, BASE + 0.999999, 4102444799.5):
+        assert parse_utc_iso(utc_iso(t)) == int(t)
+        assert utc_iso(parse_utc_iso(utc_iso(t))) == utc_iso(t)

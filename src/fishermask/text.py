@@ -84,6 +84,20 @@ def utc_iso(t: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+def parse_utc_iso(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time: as :func:`utc_iso` writes it
+    (``2026-12-02T04:53:42Z``), with a fraction of a second (``...42.123456Z``, kept to the
+    microsecond) or another offset (``2026-12-02T05:53:42+01:00``, the same moment); one
+    without an offset is UTC, as the labeling tool writes every time (not the machine's
+    zone). ``parse_utc_iso(utc_iso(t))`` is ``t`` to the second."""
+    from datetime import UTC, datetime
+
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def utc_clock(t: float, now: float | None = None) -> str:
     """``23:58 UTC`` for a time ``t`` (seconds since the epoch) of today, ``2026-11-30 23:58
     UTC`` for one of another day (``now``: the current time). Always UTC, and said so: the

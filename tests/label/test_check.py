@@ -502,6 +502,27 @@ def test_status_on_a_terminal_says_what_the_latest_check_found(checked, tmp_path
     assert ", 1 label changed since;" in r.stdout
 
 
+@pytest.mark.parametrize(
+    "when",
+    [
+        "2020-02-29T04:53:42Z",  # as check_summary writes it
+        "2020-02-29T04:53:42.123456Z",
+        "2020-02-29T05:53:42+01:00",
+        "2020-02-29T04:53:42",
+    ],
+)
+def test_status_shows_the_checks_time_in_utc_however_it_is_written(project, monkeypatch, when):
+    """The check's time reached the status line through one strptime format: with
+    microseconds or an offset the command stopped with a ValueError traceback."""
+    project.close()
+    summary = {"id": 1, "when": when, "folds": 5, "scored": 4, "current": 4, "flagged": 1}
+    monkeypatch.setattr(chk, "check_summary", lambda p: {**summary, "agreement": 0.9})
+    r = _run("status", project.dir, "--format", "text")
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.stdout.splitlines() if x.startswith("label check of "))
+    assert line.startswith("label check of 2020-02-29 04:53 UTC (5 models): 1 of 4 labels"), line
+
+
 def test_status_before_any_check_has_none(project):
     project.close()
     r = _run("status", project.dir)

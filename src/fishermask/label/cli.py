@@ -1417,14 +1417,11 @@ def _print_summary(p: Any, st: dict[str, Any]) -> None:
             f"(`fishermask label status {p.dir} --list disagreements`)"
         )
     if (chk := st.get("check")) is not None:
-        import calendar
-        import time
-
         from fishermask.label.check import flagged_line, weak_line
-        from fishermask.text import utc_clock
+        from fishermask.text import parse_utc_iso, utc_clock
 
         weak = weak_line(chk["agreement"]) is not None
-        when = utc_clock(calendar.timegm(time.strptime(chk["when"], "%Y-%m-%dT%H:%M:%SZ")))
+        when = utc_clock(parse_utc_iso(chk["when"]))  # the JSON's time, shown in UTC
         since = chk["scored"] - chk["current"]
         lines.append(
             f"label check of {when} ({chk['folds']} models): "
