@@ -218,6 +218,8 @@ def test_ctrl_c_says_what_it_stopped(project):
         f"{project.dir}` serves it again (new URLs: each start makes a new token unless given "
         "--token)." in out
     ), (proc.returncode, out)
+    # the stop said, nothing after it (no 'error: interrupted.' of a Ctrl-C no command said)
+    assert out.rstrip().endswith("--token).") and proc.returncode == 130, (proc.returncode, out)
 
     p = Project(project.dir)
     worker = Worker(p)

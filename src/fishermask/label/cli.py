@@ -1259,6 +1259,13 @@ def serve(
     from fishermask.label.server import run_server
     from fishermask.label.team import parse_annotators
 
+    stopped: list[str] = []
+
+    def say(line: str) -> None:
+        if line.startswith("stopped"):
+            stopped.append(line)
+        _say(line)
+
     try:
         names = [] if annotators is None else parse_annotators(annotators)
         run_server(
@@ -1269,8 +1276,12 @@ def serve(
             annotators=names,
             owner_only_queue=owner_only_queue,
             preview_cache_mb=preview_cache_mb,
-            say=_say,
+            say=say,
         )
+    except KeyboardInterrupt:
+        if not stopped:  # before it served (its imports): said as any command's Ctrl-C is
+            raise
+        raise typer.Exit(130) from None  # run_server said what it stopped and what was saved
     except FishermaskError as e:
         _fail(str(e))
 
