@@ -1514,7 +1514,7 @@ def _print_labeled(p: Any, format: str) -> None:
     """``label status --list labeled``: the labeled images, likely mistakes first when there is
     a model (as the page's "Labeled" view), on stdout; how they are ordered, and how to fix
     one, on stderr. The csv starts with ``path,label``, so ``label add`` takes it back with
-    its label column edited (unchanged rows are "already so")."""
+    its label column edited (unchanged rows are not written again)."""
 
     from fishermask.label.review import LabelProbabilities, labeled_page
 
