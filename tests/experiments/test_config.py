@@ -143,8 +143,14 @@ def test_rounds_and_budget_in_one_python_mapping_are_refused_as_in_a_file() -> N
         "`loop.rounds`=1 and `loop.budget`=100 both say when to stop (the budget would win); "
         "keep one."
     )
-    for loop in ({"rounds": 1, "budget": None}, {"rounds": None, "budget": 100}):
+    for loop in (
+        {"rounds": 1, "budget": None},
+        {"rounds": None, "budget": 100},
+        {"rounds": "none", "budget": 100},  # a string read as None
+        {"rounds": 1, "budget": "null"},
+    ):
         ExperimentConfig.from_dict({"loop": {"initial": 20, **loop}})  # one of them is fine
+    assert LoopConfig(budget="none").rounds == 5  # the default rounds, not refused as neither
     # a dataclass's budget wins over the default rounds (5), and its mapping says only the budget
     cfg = ExperimentConfig(loop=LoopConfig(initial=20, query_size=20, budget=100))
     assert cfg.to_dict()["loop"]["rounds"] is None

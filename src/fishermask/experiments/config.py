@@ -31,7 +31,7 @@ import yaml
 from fishermask.errors import ConfigError, check_positive
 from fishermask.text import did_you_mean
 from fishermask.training.config import TrainConfig
-from fishermask.validation import Section
+from fishermask.validation import Section, coerce_field, validate_fields
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,10 @@ class LoopConfig(Section):
     budget: int | None = None
 
     def __post_init__(self) -> None:
+        validate_fields(self, self.section)  # "none" is None here
         if self.budget is not None and self.rounds is not None:
             object.__setattr__(self, "rounds", None)  # the budget decides the rounds
-        super().__post_init__()
+        self.check()
 
     def check(self) -> None:
         check_positive("initial", self.initial)
@@ -465,10 +466,17 @@ def read_config_file(path: str | Path, profile: str | None = None) -> dict[str, 
     return loop_of_last_layer(raw, layers)
 
 
+def _gives(loop: Mapping[str, Any], key: str) -> bool:
+    """Whether ``loop`` sets ``key`` (``rounds`` or ``budget``) to a value: not None, nor a
+    string read as None (``"none"``)."""
+    value = loop.get(key)
+    return value is not None and coerce_field(LoopConfig, key, value, f"loop.{key}") is not None
+
+
 def refuse_rounds_and_budget(loop: Mapping[str, Any], where: str = "") -> None:
     """Refuse a ``loop`` mapping that gives both ``rounds`` and ``budget`` (the budget would
     win, silently); ``where`` (a file, a profile) starts the message."""
-    if loop.get("rounds") is not None and loop.get("budget") is not None:
+    if _gives(loop, "rounds") and _gives(loop, "budget"):
         raise ConfigError(
             f"{where + ': ' if where else ''}`loop.rounds`={loop['rounds']} and "
             f"`loop.budget`={loop['budget']} both say when to stop (the budget would win); "
@@ -488,7 +496,7 @@ def loop_of_last_layer(raw: dict[str, Any], layers: list[tuple[str, Any]]) -> di
     if len(loops) > 1 and isinstance(raw.get("loop"), dict):
         last = loops[-1][1]
         for key, other in (("rounds", "budget"), ("budget", "rounds")):
-            if last.get(key) is not None and other not in last:
+            if _gives(last, key) and other not in last:
                 raw = {**raw, "loop": {**raw["loop"], other: None}}
     return raw
 
