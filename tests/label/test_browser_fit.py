@@ -432,3 +432,65 @@ def test_a_round_of_the_accuracy_chart_is_told_by_a_tap_and_to_a_screen_reader(p
         assert browser.find_element(By.ID, "history-said").text == line
     finally:
         stop_server(proc)
+
+
+def test_a_point_of_the_accuracy_chart_is_reached_with_tab_and_told_with_enter(project, browser):
+    """The chart's points answered a click or a tap only: Tab passed them by, so a keyboard
+    user (or a screen reader's) never heard a round's figures. Each point is a control now:
+    Tab reaches it (outlined, named for what it is), Enter or Space says its line under the
+    chart as a click does, and neither labels the image shown nor scrolls the page."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.set_window_size(1200, 800)
+    proc, wait = _open_page(project, browser)
+    try:
+        points = [
+            dict(round=1, accuracy=0.5, low=0.4, high=0.6, labels=20, method="fishermask"),
+            dict(round=2, accuracy=0.7, low=0.6, high=0.8, labels=40, method="fishermask"),
+        ]
+        browser.execute_script(
+            "const points = arguments[0], real = drawHistory;"
+            "drawHistory = () => real(points); drawHistory();",
+            points,
+        )
+        position = browser.find_element(By.ID, "position").text
+        browser.execute_script("document.activeElement.blur()")
+
+        def focused() -> str | None:
+            return browser.execute_script(
+                "const e = document.activeElement;"
+                "return e && e.matches('#history-plot .hit') ? e.getAttribute('aria-label') : null;"
+            )
+
+        for _ in range(100):  # the tabs, the keys and the actions come first
+            ActionChains(browser).send_keys(Keys.TAB).perform()
+            if focused():
+                break
+        assert focused() == (
+            "round 1: held-out accuracy 50.0% (95% interval 40.0\u201360.0%) with 20 labels, "
+            "fishermask"
+        )
+        ring = browser.execute_script(
+            "const s = getComputedStyle(document.activeElement);"
+            "return [s.stroke, parseFloat(s.strokeWidth)];"
+        )
+        assert ring[0] not in ("none", "rgba(0, 0, 0, 0)") and ring[1] >= 2, ring  # outlined
+        ActionChains(browser).send_keys(Keys.ENTER).perform()
+        said = browser.find_element(By.ID, "history-said")
+        assert said.text == "round 1: 50.0% (40.0\u201360.0%) with 20 labels, fishermask"
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        assert focused().startswith("round 2: ")
+        top = browser.execute_script("return scrollY")
+        ActionChains(browser).send_keys(Keys.SPACE).perform()
+        assert said.text == "round 2: 70.0% (60.0\u201380.0%) with 40 labels, fishermask"
+        assert browser.execute_script("return scrollY") == top
+        # the keys were the point's: the image shown is not labeled, no guess was "confirmed"
+        assert browser.find_element(By.ID, "position").text == position
+        assert browser.find_element(By.ID, "message").text == ""
+        # the chart is a group of named controls, not an image (whose parts a screen reader
+        # does not read)
+        assert browser.find_element(By.ID, "history-plot").get_attribute("role") == "group"
+    finally:
+        stop_server(proc)

@@ -571,12 +571,24 @@ function drawHistory(points) {
     said.push(line);
     el("circle", { cx: X(p.labels), cy: Y(p.accuracy), r: 3, class: "point" });
     // a point's line on hover (its title) and under the chart on a tap or click: a finger
-    // has no hover, and a 3-unit dot is no target for it
-    const hit = el("circle", { cx: X(p.labels), cy: Y(p.accuracy), r: 10, class: "hit" });
+    // has no hover, and a 3-unit dot is no target for it. A control of its own, reached
+    // with Tab and told with Enter or Space (Tab passed the points by), named for what it is
+    const hit = el("circle", { cx: X(p.labels), cy: Y(p.accuracy), r: 10, class: "hit",
+      tabindex: "0", role: "button",
+      "aria-label": `round ${p.round}: held-out accuracy ${pct(p.accuracy)}% (95% interval `
+        + `${pct(p.low)}\u2013${pct(p.high)}%) with ${p.labels} labels, ${p.method}` });
     const t = document.createElementNS(NS, "title");
     t.textContent = line;
     hit.appendChild(t);
-    hit.addEventListener("click", () => { $("history-said").textContent = line; });
+    const tell = () => { $("history-said").textContent = line; };
+    hit.addEventListener("click", tell);
+    hit.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Enter" && ev.key !== " ") return;
+      // the point's key: Enter must not confirm the image's guess, Space not scroll
+      ev.preventDefault();
+      ev.stopPropagation();
+      tell();
+    });
   }
   // a screen reader reads the rounds, not only the chart's name
   svg.setAttribute("aria-label", `held-out accuracy by labels: ${said.join("; ")}`);
@@ -667,7 +679,8 @@ function onKey(ev) {
   // Enter on a control reached with Tab (a tab, "revisit", the help) is that control's: it
   // confirmed the model's guess instead, so a keyboard user opening the Labeled tab labeled
   // the image shown (a mouse click gives the focus back to the page, see below)
-  if (ev.key === "Enter" && ev.target instanceof Element && ev.target.closest("button, a, summary")) return;
+  if (ev.key === "Enter" && ev.target instanceof Element
+    && ev.target.closest("button, a, summary, [role=button]")) return;
   // Every letter key is lower case (classes past 0, s, u, z, n): Caps Lock or Shift must not
   // make a key do nothing, so a letter is matched whatever its case. Named keys (Enter,
   // ArrowLeft) are left as they are.
