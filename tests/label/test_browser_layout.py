@@ -284,3 +284,65 @@ def test_on_a_phone_ten_class_keys_take_two_rows(ten, window):
         assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
     finally:
         stop_server(proc)
+
+
+@pytest.fixture(params=[10, 25], ids=["10 classes", "25 classes"])
+def classes_of(request, tmp_path, folder):
+    """A project of 10 classes (as CIFAR-10) or 25 (the class keys past the screen's height
+    on a phone) over the three-colour folder."""
+    from fishermask.label.project import Project
+
+    names = TEN if request.param == 10 else TEN + tuple(f"kind{i:02d}" for i in range(15))
+    p = Project.init(tmp_path / f"proj{request.param}", folder, ",".join(names), **TINY)
+    p.run_round(train_model=False)
+    yield p, names
+    p.close()
+
+
+@pytest.mark.parametrize("size", [(390, 844), (420, 800)])
+def test_on_a_phone_the_class_keys_and_actions_are_in_reach_below_the_image(
+    classes_of, window, size
+):
+    """On a phone with 25 classes the class keys took seven rows below the image, and the
+    actions (confirm, skip, unsure, undo, next batch) ran off the bottom of the screen: to
+    skip an image the labeler scrolled the image away. The keys are finger-sized, inside the
+    screen's width and below the image, and never more than three rows and a half (the rest
+    scrolled to within them), so the image, the keys and the actions are all on the screen at
+    once; the last class is scrolled to and tapped."""
+    from selenium.webdriver.common.by import By
+
+    project, names = classes_of
+    width, height = size
+    browser = window(width, height)
+    proc, wait = _open_page(project, browser)
+    try:
+        wait.until(lambda d: d.find_element(By.ID, "counts").text)  # the side panel filled
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+        frame, box = rect(browser, "#frame"), rect(browser, "#classes")
+        assert box["top"] >= frame["bottom"], (box, frame)  # not over the image
+        keys = browser.find_elements(By.CSS_SELECTOR, "#classes button.class")
+        assert [k.get_attribute("data-label") for k in keys] == list(names)
+        for k in keys:
+            r = k.rect
+            assert r["width"] >= 40 and r["height"] >= 40, (k.text, r)
+            assert 0 <= r["x"] and r["x"] + r["width"] <= width, (k.text, r)
+        rows = sorted({round(k.rect["y"]) for k in keys})
+        assert box["height"] <= 3.5 * (rows[1] - rows[0]) + 1, (box, rows)
+        # the image, the keys and every action on the screen at once, the page at its top
+        for b in browser.find_elements(By.CSS_SELECTOR, "#actions button"):
+            r = b.rect
+            assert r["width"] >= 40 and r["height"] >= 40, (b.text, r)
+            assert r["y"] + r["height"] <= height and r["x"] + r["width"] <= width, (b.text, r)
+            assert r["y"] >= box["bottom"], (b.text, r, box)
+        assert browser.execute_script("return scrollY") == 0 and frame["top"] >= 0
+        last = keys[-1]
+        browser.execute_script("arguments[0].scrollIntoView({block: 'nearest'})", last)
+        box, r = rect(browser, "#classes"), last.rect
+        assert box["top"] <= r["y"] and r["y"] + r["height"] <= box["bottom"] + 1, (box, r)
+        path = browser.find_element(By.ID, "path").text
+        last.click()
+        wait.until(
+            lambda d: d.find_element(By.ID, "message").text == f"saved: {path} \u2192 {names[-1]}"
+        )
+    finally:
+        stop_server(proc)
