@@ -198,15 +198,47 @@ def test_the_help_closed_once_stays_closed(ten, window):
     browser = window(1280, 700)
     proc, wait = _open_page(ten, browser)
     try:
-        help_text = browser.find_element(By.CSS_SELECTOR, "#help p")
-        assert help_text.is_displayed() and help_text.text.startswith("Keys: ")
+        help_text = browser.find_element(By.CSS_SELECTOR, "#help .help")
+        assert help_text.is_displayed() and help_text.text.startswith("Labeling an image")
         tall = rect(browser, "#side")["height"]
         browser.find_element(By.CSS_SELECTOR, "#help summary").click()
         assert not help_text.is_displayed()
         assert rect(browser, "#side")["height"] < tall - 100
         browser.refresh()
         wait.until(lambda d: d.find_element(By.ID, "image").get_attribute("src"))
-        assert not browser.find_element(By.CSS_SELECTOR, "#help p").is_displayed()
+        assert not browser.find_element(By.CSS_SELECTOR, "#help .help").is_displayed()
+    finally:
+        stop_server(proc)
+
+
+def test_the_keys_and_tips_are_a_short_grouped_list_in_the_pages_own_size(ten, window):
+    """The side panel's "keys and tips" was one paragraph of 12-px grey text (a wall of
+    words: "Keys: class key labels and moves on; Enter confirms the highlighted guess ...").
+    It is grouped under headings, each key in a row of a table with what it does in plain
+    words, in the page's own text size at least."""
+    from selenium.webdriver.common.by import By
+
+    browser = window(1280, 900)
+    proc, _ = _open_page(ten, browser)
+    try:
+        body = float(
+            browser.execute_script("return parseFloat(getComputedStyle(document.body).fontSize)")
+        )
+        groups = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#help .help h3")]
+        assert groups[:2] == ["Labeling an image", "Fixing a label (the Labeled tab)"], groups
+        rows = browser.find_elements(By.CSS_SELECTOR, "#help .help table:first-of-type tr")
+        keys = {
+            r.find_element(By.TAG_NAME, "th").text: r.find_element(By.TAG_NAME, "td").text
+            for r in rows
+        }
+        assert keys["Enter"] == "take the model's first guess (the green button)", keys
+        assert keys["s"] == "skip: set the image aside" and keys["z"].startswith("undo")
+        assert keys["n"].startswith("next batch: ")
+        texts = browser.find_elements(By.CSS_SELECTOR, "#help .help :is(h3, th, td, li)")
+        assert len(texts) > 10
+        for t in texts:
+            size = float(t.value_of_css_property("font-size").removesuffix("px"))
+            assert t.is_displayed() and size >= body, (t.text, size, body)
     finally:
         stop_server(proc)
 
