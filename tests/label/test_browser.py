@@ -84,7 +84,7 @@ def test_label_a_batch_with_the_keyboard_then_ask_for_the_next(project, browser)
         body.send_keys("n")
         wait = WebDriverWait(browser, 180)
         wait.until(lambda d: "new batch ready" in d.find_element(By.ID, "message").text)
-        assert "fishermask on the model" in browser.find_element(By.ID, "mode").text
+        assert "(method: fishermask)" in browser.find_element(By.ID, "mode").text
         counts = browser.find_element(By.ID, "counts").text
         assert counts.startswith("6 labeled")
         from fishermask.label.project import Project
@@ -505,7 +505,9 @@ def test_an_image_marked_unsure_is_revisited_labeled_and_exported(project, brows
         wait.until(lambda d: text(d, "message").startswith("revisiting 1 image (1 unsure"))
         assert text(browser, "path") == f"{path} \u2014 earlier: unsure"
         assert text(browser, "position").startswith("image 1 of 1 in this batch (0 done)")
-        assert text(browser, "mode").startswith("revisit: the images marked unsure or skipped")
+        assert text(browser, "mode").startswith(
+            "a second look at the images marked unsure or skipped"
+        )
         true_class = path.split("/")[0]
         body.send_keys(str(CLASSES.index(true_class) + 1))
         wait.until(lambda d: text(d, "message").startswith(f"saved: {path} \u2192 {true_class}"))

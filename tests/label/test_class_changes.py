@@ -206,7 +206,7 @@ def test_a_model_trained_before_a_class_was_added_keeps_working(trained, tmp_pat
     r = _run("next", p.dir, "--format", "json")
     assert r.exit_code == 0, r.output
     mode = p.store.rounds()[-1]["mode"]
-    assert "cold start" in mode and "bird: 1" in mode, mode
+    assert mode.startswith("a varied mix of images") and "bird: 1" in mode, mode
     assert p.store.rounds()[-1]["checkpoint"] == old
     for it in p.batch():
         assert {g["label"] for g in it["guesses"]} <= {"crimson", "green", "blue"}
@@ -241,15 +241,15 @@ def test_a_model_trained_before_a_class_was_added_keeps_working(trained, tmp_pat
 
 def test_adding_a_class_returns_to_the_cold_start_until_it_has_its_labels(trained):
     trained.configure(min_per_class=2)
-    assert "on the model" in trained.run_round(train_model=True)["mode"]
+    assert "chosen by the model" in trained.run_round(train_model=True)["mode"]
     trained.configure(add_classes=["bird"])
     row = trained.run_round(train_model=True)
-    assert row["mode"].startswith("cold start") and "bird: 0" in row["mode"]
+    assert row["mode"].startswith("a varied mix of images") and "bird: 0" in row["mode"]
     trained.add_label_rows(
         [("red/005.png", "bird"), ("red/006.png", "bird")], source="import", what="test"
     )
     row = trained.run_round(train_model=True)
-    assert "on the model trained on 8 labels" in row["mode"], row["mode"]
+    assert "chosen by the model trained on 8 labels" in row["mode"], row["mode"]
 
 
 def test_batch_guesses_chosen_before_a_rename_carry_the_new_name(trained):

@@ -168,7 +168,7 @@ def test_the_merge_end_to_end(trained, tmp_path):
     r = _run("next", p.dir, "--format", "json")
     assert r.exit_code == 0, r.output
     mode = p.store.rounds()[-1]["mode"]
-    assert "cold start" in mode and "blue: 0" in mode, mode
+    assert mode.startswith("a varied mix of images") and "blue: 0" in mode, mode
 
     r = _run("config", p.dir, "--remove-class", "blue")
     assert r.exit_code == 0, r.output
@@ -179,7 +179,8 @@ def test_the_merge_end_to_end(trained, tmp_path):
     r = _run("next", p.dir, "--format", "json")
     assert r.exit_code == 0, r.output
     row = p.store.rounds()[-1]
-    assert row["mode"].startswith("fishermask on the model"), row["mode"]
+    assert row["mode"].startswith("chosen by the model"), row["mode"]
+    assert row["mode"].endswith("(method: fishermask)"), row["mode"]
     assert row["checkpoint"] == old
     for it in p.batch():  # its guesses: never blue (2 classes left: at most 2 guesses)
         assert {g["label"] for g in it["guesses"]} <= {"red", "green"} and it["guesses"]
@@ -236,7 +237,7 @@ def test_the_merge_end_to_end(trained, tmp_path):
     state = torch.load(p.dir / row["checkpoint"], map_location="cpu", weights_only=True)
     assert state["model"]["classifier.weight"].shape[0] == 3
     assert row["metrics"]["per_class"] == [2, 4, 0]
-    assert "on the model trained on 6 labels" in row["mode"], row["mode"]
+    assert "chosen by the model trained on 6 labels" in row["mode"], row["mode"]
     st = p.status()
     assert st["accuracy"]["per_class_by_name"] == {"red": 2, "green": 4}
     assert st["per_class"] == {"red": 2, "green": 4}

@@ -163,8 +163,8 @@ def test_init_with_an_import_stores_it_and_trains_queries_predicts_exports(
     res = _run("next", tmp_path / "proj")
     assert res.exit_code == 0, res.output
     last = p.store.rounds()[-1]
-    assert last["strategy"] == plugin.strategy and last["mode"].startswith(
-        f"{plugin.strategy} on the model"
+    assert last["strategy"] == plugin.strategy and last["mode"] == (
+        f"chosen by the model trained on 9 labels (method: {plugin.strategy})"
     )
     queued = [it["path"] for it in p.batch()]
     labeled = {f"{c}/{i:03d}.png" for c in CLASSES for i in range(3)}
@@ -216,7 +216,7 @@ def test_a_round_in_the_servers_worker_process_imports_the_file(tmp_path, folder
         assert r.status_code == 202, r.text
         s = wait_for_round(client)
         assert s["round"]["status"] == "done", s
-        assert s["mode"].startswith(f"{plugin.strategy} on the model")
+        assert s["mode"].endswith(f"(method: {plugin.strategy})")
         row = client.project.store.round(s["round"]["id"])
         assert str(plugin.path.resolve()) in row["settings"]["import_sha256"]
         ckpt = row["checkpoint"]

@@ -41,7 +41,7 @@ def test_headless_workflow(tmp_path, folder):
     proj = tmp_path / "proj"
     r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
     assert r.exit_code == 0, r.output
-    assert "24 images, 3 classes" in r.output and "cold start" in r.output
+    assert "24 images, 3 classes" in r.output and "a varied mix of images" in r.output
 
     r = _run("next", proj, "--n", "4")
     assert r.exit_code == 0, r.output

@@ -75,7 +75,7 @@ def test_changes_are_written_recorded_and_used_from_the_next_round(project):
     label_truth(p, 2)
     row = p.run_round(train_model=True)
     assert row["strategy"] == "entropy" and row["settings"]["batch"] == 4
-    assert "entropy on the model" in row["mode"] and len(p.store.queue()) == 4
+    assert "(method: entropy)" in row["mode"] and len(p.store.queue()) == 4
     # the earlier round keeps the settings it ran with
     assert p.store.round(before["id"])["settings"]["strategy"] == "fishermask"
     p.close()
@@ -165,7 +165,7 @@ def test_switch_to_a_strategy_needing_an_auxiliary_module_asks_for_a_retrain(pro
     assert r.exit_code == 2 and "retrain first: fishermask label train" in r.stderr
     r = _run("train", project.dir, "--no-progress")
     assert r.exit_code == 0, r.output
-    assert "lpl on the model" in Project(project.dir).store.rounds()[-1]["mode"]
+    assert "(method: lpl)" in Project(project.dir).store.rounds()[-1]["mode"]
 
 
 def test_a_project_made_before_label_config_is_upgraded(project):

@@ -40,7 +40,8 @@ def test_first_batch_is_a_diverse_cold_start(project):
     q = project.store.queue()
     assert len(q) == 6 and len({r["image_id"] for r in q}) == 6
     assert project.status()["mode"].startswith(
-        "cold start: diverse images (k-center on downsampled"
+        "a varied mix of images, picked by how they look (no model yet), until every class "
+        "has 2 labels"
     )
 
 
@@ -79,8 +80,8 @@ def test_round_trains_reports_accuracy_and_leaves_cold_start(project):
     assert acc["per_class_by_name"] == {"red": 7, "green": 7, "blue": 7}
     assert (project.dir / row["checkpoint"]).is_file()
     assert row["mode"] == (  # with what the batch is in plain words
-        "fishermask on the model trained on 21 labels: the images that would teach it most "
-        "(Fisher information of its most informative weights)"
+        "chosen by the model trained on 21 labels: the images that would teach it most "
+        "(method: fishermask)"
     )
     q = project.batch()
     assert len(q) == 3  # only 3 images are left unlabeled
@@ -94,7 +95,8 @@ def test_cold_start_until_every_class_has_enough(project):
         what="t",
     )
     row = project.run_round(train_model=True)
-    assert "cold start" in row["mode"] and "blue: 0" in row["mode"] and "green: 1" in row["mode"]
+    assert row["mode"].startswith("a varied mix of images, picked as the model sees them")
+    assert "blue: 0" in row["mode"] and "green: 1" in row["mode"]
     # the mode line stays on the page while the batch is labeled (the counts go up): it says
     # the counts are those of when the batch was chosen, not 'now'
     assert "(when this batch was chosen: green: 1, blue: 0)" in row["mode"]
@@ -281,7 +283,7 @@ def test_round_scores_a_random_subsample_and_records_it(tmp_path, folder):
         "query_pool": 8,
         "unseen": 15,
     }
-    assert "scoring 8 random of the 15 unseen images" in row["mode"]
+    assert "from 8 images drawn at random of the 15 not yet shown" in row["mode"]
     assert p.status()["round"]["query"] == row["metrics"]["query"]
     draw = generator(0, row["id"], "candidates")
     subsample = sorted(unseen[i] for i in torch.randperm(15, generator=draw)[:8].tolist())
@@ -310,7 +312,7 @@ def test_round_scores_a_random_subsample_and_records_it(tmp_path, folder):
     label_truth(every, 3)
     row = every.run_round(train_model=True)
     assert row["metrics"]["query"] == row["metrics"]["query"] | {"scored": 15, "unseen": 15}
-    assert "scoring" not in row["mode"]
+    assert "drawn at random" not in row["mode"]
     every.close()
 
 

@@ -58,7 +58,9 @@ def test_revisit_queues_them_as_the_batch_and_a_label_then_wins(project):
     assert round_id is not None and round_id != before
     assert [it["path"] for it in items] == ["red/000.png", "red/001.png", "red/004.png"]
     st = project.status()
-    assert st["queue_round"] == round_id and st["mode"].startswith("revisit: the images marked")
+    assert st["queue_round"] == round_id and st["mode"].startswith(
+        "a second look at the images marked"
+    )
     batch = project.batch()
     assert [it["path"] for it in batch] == ["red/000.png", "red/001.png", "red/004.png"]
     # to do in this batch, with what was done before
@@ -78,7 +80,7 @@ def test_revisit_queues_them_as_the_batch_and_a_label_then_wins(project):
 
     # the strategy's queue is unchanged: the next batch comes from the unseen images only
     project.run_round(train_model=False)
-    assert project.status()["mode"].startswith("cold start")
+    assert project.status()["mode"].startswith("a varied mix of images")
     seen = set(project.store.current())
     assert project.batch() and all(it["image_id"] not in seen for it in project.batch())
 
@@ -235,7 +237,7 @@ def test_api_revisit(client):
     body = r.json()
     assert body["queued"] == 2 and body["unsure"] == 2 and body["skipped"] == 0
     b = client.get("/api/batch", headers=AUTH).json()
-    assert b["round_id"] == body["round_id"] and b["mode"].startswith("revisit")
+    assert b["round_id"] == body["round_id"] and b["mode"].startswith("a second look at")
     assert [it["path"] for it in b["items"]] == ["red/001.png", "red/004.png"]
     assert all(it["state"] is None and it["earlier"]["kind"] == "unsure" for it in b["items"])
     item = b["items"][0]

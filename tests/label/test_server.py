@@ -138,7 +138,8 @@ def test_next_batch_runs_in_a_worker_while_labels_keep_saving(client):
     s = wait_for_round(client)
     assert s["round"]["status"] == "done", s
     assert s["queue_round"] != before
-    assert s["mode"].startswith("fishermask on the model")
+    assert s["mode"].startswith("chosen by the model trained on ")
+    assert s["mode"].endswith("(method: fishermask)")
     items = client.get("/api/batch", headers=AUTH).json()["items"]
     assert items and all(it["guesses"] for it in items)
 

@@ -98,22 +98,24 @@ def _no_report(phase: str, done: int, total: int) -> None:
     """Progress goes nowhere."""
 
 
-#: What each built-in strategy's batch is, in plain words (the page's mode line: someone
-#: labeling a batch should not need the paper to know why these images were chosen).
+#: What each built-in strategy's batch is, in plain words (the page's mode line, after
+#: "chosen by the model trained on N labels: "; "it" is that model): someone labeling a batch
+#: should not need the paper, nor its terms (Fisher information, dropout, features), to know
+#: why these images were chosen. The method's own name follows in brackets.
 IN_PLAIN_WORDS = {
     "random": "images drawn at random",
     "entropy": "the images it is least sure of",
     "margin": "the images whose two likeliest classes are closest",
     "least_confidence": "the images whose likeliest class it believes least",
-    "kcenter": "images unlike every labeled one, in its features",
+    "kcenter": "images unlike every labeled one, as it sees them",
     "badge": "images it is unsure of and that are unlike each other",
-    "bait": "the images that would teach it most (Fisher information of its last layer)",
-    "fishermask": "the images that would teach it most (Fisher information of its most "
-    "informative weights)",
-    "bald": "the images its variants (dropout) disagree on most",
-    "batchbald": "the images its variants (dropout) disagree on most, as a batch",
-    "lpl": "the images its loss predictor expects it to get most wrong",
-    "lplgrad": "the images whose uncertainty its weights would change most",
+    "bait": "the images that would teach its last step most",
+    "fishermask": "the images that would teach it most",
+    "bald": "the images that slightly different versions of it disagree on most",
+    "batchbald": "the images that slightly different versions of it disagree on most, "
+    "taken together",
+    "lpl": "the images it expects to get most wrong",
+    "lplgrad": "the images whose answers its next training would change most",
     "probcover": "images that stand for the most unlabeled look-alikes",
     "typiclust": "the most typical image of each group with the fewest labels",
 }
@@ -2398,10 +2400,10 @@ class Project:
             if model is not None:
                 _, feats = predict(model, x, norm, embeddings=True)
                 assert feats is not None
-                on = "the model's features"
+                on = "as the model sees them"  # k-center on the model's features
             else:
                 feats = F.adaptive_avg_pool2d(x.to(torch.float32) / 255.0, 8).flatten(1)
-                on = "downsampled pixels"
+                on = "by how they look (no model yet)"  # k-center on downsampled pixels
             pick, dist = k_center_greedy(feats[cand], feats[lab_pos], budget, generator=gen)
             chosen, scores = cand[pick], dist
             why = (
@@ -2418,7 +2420,9 @@ class Project:
                 else f"until a model is trained with {', '.join(unknown)} (added after the "
                 "latest model was trained: `fishermask label train` or 'next batch' trains one)"
             )
-            mode = f"cold start: diverse images (k-center on {on}) {why}"
+            # in plain words (the page's mode line): "cold start", "k-center" and
+            # "downsampled pixels" told a labeler nothing
+            mode = f"a varied mix of images, picked {on}, {why}"
         else:
             cap = int(self.settings.get("query_pool", QUERY_POOL))
             scored = cand
@@ -2441,11 +2445,14 @@ class Project:
             )
             chosen, scores = res.indices, res.scores
             name = self.settings["strategy"]
-            mode = f"{name} on the model trained on {counted(len(lab_ids), 'label')}"
+            mode = f"chosen by the model trained on {counted(len(lab_ids), 'label')}"
             if name in IN_PLAIN_WORDS:  # what the batch is, for someone who never read a paper
                 mode += f": {IN_PLAIN_WORDS[name]}"
+            mode += f" (method: {name})"
             if len(scored) < len(cand):
-                mode += f", scoring {len(scored)} random of the {len(cand)} unseen images"
+                mode += (
+                    f", from {len(scored)} images drawn at random of the {len(cand)} not yet shown"
+                )
             info = {"query_pool": cap, "scored": len(scored), "unseen": len(cand)}
         guesses: list[list[dict[str, Any]]] = [[] for _ in range(len(chosen))]
         if model is not None:
@@ -2540,8 +2547,8 @@ class Project:
         guesses, _ = self.guesses([it["image_id"] for it in items])
         names = " or ".join(KIND_NAMES[k] for k in SET_ASIDE if k in kinds)
         mode = (
-            f"revisit: the images marked {names}, oldest first (the next batch is chosen by "
-            "the strategy as usual)"
+            f"a second look at the images marked {names}, oldest first (the next batch is "
+            "picked as usual)"
         )
         round_id, queued = self.store.queue_set_aside(
             [it["label_id"] for it in items],
