@@ -3,6 +3,7 @@ in headless Chromium (as tests/label/test_browser.py)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -494,3 +495,53 @@ def test_a_point_of_the_accuracy_chart_is_reached_with_tab_and_told_with_enter(p
         assert browser.find_element(By.ID, "history-plot").get_attribute("role") == "group"
     finally:
         stop_server(proc)
+
+
+def test_a_tiff_at_actual_size_is_shown_at_its_own_pixel_size(tmp_path, browser):
+    """ "actual size" showed the file itself, which no browser draws when it is a TIFF: the
+    page fell back to the fit and said it could not show it, so a scan's detail could not be
+    read. A TIFF at actual size is a lossless copy a browser draws, of the file's own size."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from fishermask.label.project import Project
+
+    folder = make_folder(tmp_path / "images", per_class=2)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(1100, 1500, 3), dtype=np.uint8)  # 1500 x 1100
+    Image.fromarray(pixels).save(folder / "scan.tif")
+    with Image.open(folder / "scan.tif") as im:
+        assert im.format == "TIFF" and im.size == (1500, 1100)
+    p = Project.init(tmp_path / "proj", folder, "red,green,blue", **(TINY | {"batch": 7}))
+    p.run_round(train_model=False)
+    browser.set_window_size(1200, 800)
+    proc, wait = _open_page(p, browser)
+    try:
+        body = browser.find_element(By.TAG_NAME, "body")
+        for _ in range(7):
+            if browser.find_element(By.ID, "path").text == "scan.tif":
+                break
+            body.send_keys(Keys.ARROW_RIGHT)
+        wait.until(lambda d: (s := shown(d))["alt"].endswith("scan.tif") and s["zoom"])
+        fit = shown(browser)
+        assert fit["nw"] == 1024  # the page's copy of a large image
+        assert (
+            fit["dims"].startswith("1500 \u00d7 1100 px, shown at ")
+            and fit["zoom"] == "actual size"
+        )
+        browser.find_element(By.ID, "zoom").click()
+        wait.until(lambda d: shown(d)["zoom"] == "fit to frame" and shown(d)["nw"] == 1500)
+        full = shown(browser)
+        assert (full["nw"], full["nh"]) == (1500, 1100)  # the file's own size
+        assert (full["w"], full["h"]) == (1500, 1100) and full["dims"] == "1500 \u00d7 1100 px"
+        assert browser.find_element(By.ID, "message").text == ""
+        # the copy is the file's pixels, lossless
+        drawn = browser.execute_script(
+            "const i = document.getElementById('image'), c = document.createElement('canvas');"
+            "c.width = 4; c.height = 1; c.getContext('2d').drawImage(i, 0, 0);"
+            "return Array.from(c.getContext('2d').getImageData(0, 0, 4, 1).data);"
+        )
+        assert [v for k, v in enumerate(drawn) if k % 4 != 3] == pixels[0, :4].ravel().tolist()
+    finally:
+        stop_server(proc)
+        p.close()

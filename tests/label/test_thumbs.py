@@ -360,3 +360,26 @@ def test_a_tiff_that_cannot_be_converted_is_one_clear_error_not_a_blank_frame(pr
             )
         r = c.get(f"/api/images/{image_id}", headers=AUTH)
         assert r.status_code == 200 and r.headers["content-type"] == "image/tiff"
+
+
+def test_a_tiff_at_actual_size_is_a_lossless_png_of_its_own_size(project):
+    """The page's "actual size" asked for the file itself, which a browser does not draw when
+    it is a TIFF. ``size=actual`` (a batch item's ``actual``) sends a TIFF as a PNG of its own
+    size, pixel for pixel, and any other file as it is."""
+    import numpy as np
+
+    root = project.root / "scans"
+    root.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(root / "leaf.tif")
+    assert project.scan()[0] == 1
+    ids = project.store.image_ids_by_path()
+    with api_client(project.dir) as c:
+        items = c.get("/api/batch", headers=AUTH).json()["items"]
+        assert all(it["actual"] == f"/api/images/{it['image_id']}?size=actual" for it in items)
+        r = c.get(f"/api/images/{ids['scans/leaf.tif']}", params={"size": "actual"}, headers=AUTH)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        with Image.open(io.BytesIO(r.content)) as im:
+            assert im.format == "PNG" and (np.asarray(im) == pixels).all()
+        r = c.get(f"/api/images/{ids['red/000.png']}", params={"size": "actual"}, headers=AUTH)
+        assert r.content == (project.root / "red/000.png").read_bytes()

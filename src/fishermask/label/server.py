@@ -550,6 +550,7 @@ def create_app(
         for it in items:  # no token in a URL: the page sends it in a header
             it["url"] = f"/api/images/{it['image_id']}"
             it["view"] = f"/api/images/{it['image_id']}?size=view"  # what the page shows
+            it["actual"] = f"/api/images/{it['image_id']}?size=actual"  # its "actual size"
             if owner:
                 d = disputes.get(it["image_id"])
                 it["disagreement"] = (
@@ -1061,11 +1062,15 @@ def create_app(
     def image(request: Request, image_id: int, size: str = "full") -> Any:
         """The image file, or with ``size=thumb`` its preview and with ``size=view`` the
         batch view's image (the file itself when it fits in ``thumbs.VIEW``, else a smaller
-        copy; :mod:`fishermask.label.thumbs`, cached under the project by content hash); each
-        only while the file is what was scanned (409 otherwise)."""
-        if size not in ("full", "thumb", "view"):
+        copy; :mod:`fishermask.label.thumbs`, cached under the project by content hash), and
+        with ``size=actual`` the page's "actual size" (the file itself, or a PNG of its own
+        size when a browser does not draw it: a TIFF); each only while the file is what was
+        scanned (409 otherwise)."""
+        if size not in ("full", "thumb", "view", "actual"):
             return _error(
-                400, f"size={size!r}: use full (the file), view (the page's) or thumb (a preview)."
+                400,
+                f"size={size!r}: use full (the file), view (the page's), actual (the file at "
+                "its own size, as a browser draws it) or thumb (a preview).",
             )
         row = project.store.image(image_id)
         if row is None:
@@ -1098,6 +1103,16 @@ def create_app(
                 f"image {row.path} changed since it was scanned; run `fishermask label scan` "
                 "on the project: it says how to restore or accept it",
             )
+        if size == "actual" and path.suffix.lower() in NOT_SHOWN:
+            try:
+                return Response(thumbs.full_size_png(data), media_type="image/png")
+            except Exception as exc:  # noqa: BLE001 - said as the batch view's 415 says it
+                return _error(
+                    415,
+                    f"{row.path} is a TIFF that cannot be converted for the browser "
+                    f"({type(exc).__name__}: {exc}), and browsers do not show TIFF: open "
+                    "the file itself to see it at its own size",
+                )
         side = {"thumb": thumbs.SIDE, "view": thumbs.VIEW}.get(size)
         if size == "view" and max(row.width, row.height) <= thumbs.VIEW:
             # the file fits in the view: sent as it is, unless a browser cannot show it

@@ -63,6 +63,31 @@ _KINDS = (("jpg", "image/jpeg"), ("png", "image/png"))
 _ALPHA = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
 
+def _drawable(img: Image.Image) -> tuple[Image.Image, bool]:
+    """``img`` (loaded) as a browser draws it: EXIF orientation applied, in L, RGB or RGBA
+    (16-bit grey scaled, CMYK or a palette to RGB); and whether it has transparency."""
+    img = ImageOps.exif_transpose(img)
+    alpha = img.mode in _ALPHA or (img.mode == "P" and "transparency" in img.info)
+    if alpha:
+        img = img.convert("RGBA")
+    elif img.mode not in ("L", "RGB"):
+        grey = img.mode in ("1", "I", "F") or img.mode.startswith("I;")
+        img = to_channels(img, 1 if grey else 3)
+    return img, alpha
+
+
+def full_size_png(data: bytes) -> bytes:
+    """The image file ``data`` at its own size as PNG (lossless): the page's "actual size" of
+    a file a browser does not draw (a TIFF), whose detail a lossy or smaller copy would hide.
+    Made on each request, not cached (a TIFF is rare, its copy at full size large)."""
+    with bombs_refused(), Image.open(io.BytesIO(data)) as img:
+        img.load()
+        img, _ = _drawable(img)
+        out = io.BytesIO()
+        img.save(out, format="PNG", compress_level=1)  # fast: sent once, not kept
+        return out.getvalue()
+
+
 def make(data: bytes, side: int = SIDE) -> tuple[bytes, str]:
     """The thumbnail of the image file ``data``: ``(bytes, extension)``, extension ``jpg`` or
     ``png``."""
@@ -71,13 +96,7 @@ def make(data: bytes, side: int = SIDE) -> tuple[bytes, str]:
         if img.format == "JPEG":
             img.draft("RGB" if img.mode != "L" else "L", (side, side))  # decode at a reduced scale
         img.load()
-        img = ImageOps.exif_transpose(img)
-        alpha = img.mode in _ALPHA or (img.mode == "P" and "transparency" in img.info)
-        if alpha:
-            img = img.convert("RGBA")
-        elif img.mode not in ("L", "RGB"):
-            grey = img.mode in ("1", "I", "F") or img.mode.startswith("I;")
-            img = to_channels(img, 1 if grey else 3)  # 16-bit grey scaled, CMYK/palette to RGB
+        img, alpha = _drawable(img)
         img.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
         out = io.BytesIO()
         if png or alpha:

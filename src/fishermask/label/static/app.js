@@ -261,7 +261,8 @@ function toggleZoom() {
   const it = items[pos];
   if (!it || (!zoomed && $("zoom").hidden)) return;
   zoomed = !zoomed;
-  showBatchImage(it, zoomed ? it.url : it.view || it.url);
+  // actual size: the file, or a PNG of its own size when a browser does not draw it (TIFF)
+  showBatchImage(it, zoomed ? it.actual || it.url : it.view || it.url);
   if (!zoomed) $("frame").scrollTo(0, 0);
   fitImage();
 }
@@ -1159,7 +1160,8 @@ for (const id of ["find-class", "find-relabel"]) {
 
 document.addEventListener("keydown", onKey);
 $("image").addEventListener("load", fitImage);
-// the file itself in a format the browser does not draw (a TIFF): back to the page's copy
+// the file at actual size in a format the browser does not draw after all (the server sends
+// a TIFF as a PNG, the other formats as they are): back to the page's copy
 $("image").addEventListener("error", () => {
   if (zoomed && $("image").getAttribute("src")) {
     toggleZoom();
