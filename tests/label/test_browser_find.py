@@ -37,12 +37,12 @@ def test_the_finder_is_on_the_page_only_past_ten_classes(project, many):
     with api_client(project.dir) as c:
         page = c.get("/", headers={"Authorization": "Bearer test-token"}).text
     assert "find-class" not in page and "find-relabel" not in page
-    assert "finds a class by name" not in page
+    assert "find a class: type part of its name" not in page
     many.close()
     with api_client(many.dir) as c:
         page = c.get("/", headers={"Authorization": "Bearer test-token"}).text
     assert 'id="find-class"' in page and 'id="find-relabel"' in page
-    assert "/ finds a class by name" in page
+    assert "<kbd>/</kbd></th><td>find a class: type part of its name" in page
 
 
 @browser_only
