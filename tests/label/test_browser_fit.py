@@ -100,6 +100,52 @@ def test_an_image_keeps_its_shape_and_says_its_size(odd, browser):
         stop_server(proc)
 
 
+@pytest.fixture
+def turned(tmp_path):
+    """A project whose batch holds a phone's portrait photo: stored 1600x800 with the EXIF
+    orientation that turns it a quarter (shown 800 wide, 1600 high), and three 8x8 ones."""
+    from fishermask.label.project import Project
+
+    folder = make_folder(tmp_path / "images", per_class=1)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.new("RGB", (1600, 800), (40, 90, 200)).save(folder / "portrait.jpg", exif=exif)
+    p = Project.init(tmp_path / "proj", folder, "red,green,blue", **(TINY | {"batch": 4}))
+    p.run_round(train_model=False)
+    yield p
+    p.close()
+
+
+def test_a_photo_turned_by_exif_says_the_size_it_is_shown_at(turned, browser):
+    """The page shows a photo turned by its EXIF orientation upright (800 x 1600), but its
+    corner said the stored size, "1600 x 800 px", and how much smaller it was shown against
+    the wrong side; "actual size" then drew it twice as large as it is. The corner now says
+    the size shown, and "actual size" is the photo's own size."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.set_window_size(1200, 800)
+    proc, wait = _open_page(turned, browser)
+    try:
+        body = browser.find_element(By.TAG_NAME, "body")
+        for _ in range(4):
+            if browser.find_element(By.ID, "path").text == "portrait.jpg":
+                break
+            body.send_keys(Keys.ARROW_RIGHT)
+        wait.until(lambda d: (s := shown(d))["dims"] and s["alt"].endswith("portrait.jpg"))
+        fit = shown(browser)
+        assert fit["nh"] > fit["nw"] and fit["h"] > fit["w"]  # upright: taller than wide
+        percent = round(100 * fit["w"] / 800)
+        assert fit["dims"] == f"800 \u00d7 1600 px, shown at {percent} %", fit
+        browser.find_element(By.ID, "zoom").click()
+        wait.until(lambda d: shown(d)["zoom"] == "fit to frame" and shown(d)["nw"] == 800)
+        full = shown(browser)
+        assert (full["w"], full["h"]) == (800, 1600), full
+        assert full["dims"] == "800 \u00d7 1600 px"
+    finally:
+        stop_server(proc)
+
+
 LONG = "a very long class name for a pickup truck with a trailer attached"
 
 

@@ -293,3 +293,18 @@ def test_many_files_refused_for_one_reason_are_one_line(tmp_path):
         "not added a.jpg: an empty file (0 bytes)",
         "not added b.jpg: an empty file (0 bytes)",
     ]
+
+
+def test_a_photo_turned_by_exif_has_the_size_it_is_shown_at(tmp_path):
+    """A phone's portrait photo is stored landscape with an EXIF orientation that turns it a
+    quarter; its width and height were recorded as stored (40 x 20 for a photo shown 20 wide,
+    40 high), so the page's corner said the wrong size and scaled "actual size" by the wrong
+    side. They are now the size it is shown at (and decoded at): EXIF orientation applied."""
+    root = tmp_path / "img"
+    root.mkdir()
+    for orientation, name in ((6, "quarter.jpg"), (8, "other-quarter.jpg"), (3, "half.jpg")):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.new("RGB", (40, 20), (200, 30, 30)).save(root / name, exif=exif.tobytes())
+    found = {f.path: (f.width, f.height) for f in imgs.scan_folder(root, (4, 4), 3).found}
+    assert found == {"quarter.jpg": (20, 40), "other-quarter.jpg": (20, 40), "half.jpg": (40, 20)}

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from fishermask.data.images import BOMBS, ImageSize, bombs_refused, one_line, too_large
 from fishermask.errors import DataError
@@ -56,6 +56,8 @@ NOT_READ = (
 )  # fmt: skip
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _INT16 = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+#: EXIF orientations that turn the image a quarter (transposed, rotated 90 or 270 degrees).
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Found:
     path: str  # relative to the root, with "/" separators
     sha256: str
     bytes: int
-    width: int
+    width: int  # as shown: EXIF orientation applied
     height: int
     mtime_ns: int
     pixels: np.ndarray  # [Ch, H, W] uint8, decoded at the project's size
@@ -315,9 +317,13 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
 
 
 def decode(data: bytes, size: ImageSize, channels: int) -> tuple[np.ndarray, int, int]:
-    """Decode image bytes into ``[Ch, H, W]`` uint8 at ``size``; also the original width, height."""
+    """Decode image bytes into ``[Ch, H, W]`` uint8 at ``size``; also the original width and
+    height as the image is shown: upright, its EXIF orientation applied (a phone's portrait
+    photo stored 4032 x 3024 and turned a quarter is 3024 wide, 4032 high)."""
     with bombs_refused(), Image.open(io.BytesIO(data)) as img:
         width, height = img.size
+        if img.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS:
+            width, height = height, width
         if img.format == "JPEG":
             img.draft(img.mode, (size[1], size[0]))  # decode at a reduced scale when large
         img.load()
