@@ -336,6 +336,42 @@ def test_an_image_changed_since_the_scan_is_explained_not_a_blank_frame(project,
         stop_server(proc)
 
 
+def test_an_image_the_page_cannot_show_is_not_labeled_blind(project, browser):
+    """An image deleted from the folder since the scan: the page said it could not show it
+    ("skip it (s)"), but a class key, Enter or a class button still labeled it, a label given
+    to an image nobody saw (and kept by the csv export). A label is now refused, saying why;
+    s (or u) still sets it aside."""
+    from selenium.webdriver.common.by import By
+
+    from fishermask.label.project import Project
+
+    first = project.batch()[0]["path"]
+    (project.root / first).unlink()
+    proc, wait = _open_page(project, browser)
+    try:
+
+        def message(d):
+            return d.find_element(By.ID, "message").text
+
+        wait.until(lambda d: f"cannot show {first}: " in message(d))
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("1")
+        wait.until(lambda d: message(d).startswith(f"not labeled: {first} could not be shown"))
+        assert "skip it (s)" in message(browser)
+        browser.find_element(By.CSS_SELECTOR, "button.class").click()
+        body.send_keys("2")
+        wait.until(lambda d: d.execute_script("return pending") == 0)
+        assert browser.find_element(By.ID, "path").text == first  # still on it
+        body.send_keys("s")
+        wait.until(lambda d: message(d).startswith(f"saved: {first} \u2192 skip"))
+    finally:
+        stop_server(proc)
+    p = Project(project.dir)
+    image_id = p.store.image_ids_by_path()[first]
+    assert [r.kind for r in p.store.history(image_id)] == ["skip"]
+    p.close()
+
+
 def test_a_failed_round_is_said_once_not_over_every_later_save(project, browser):
     """After a failed round the page re-said 'round N failed: ...' on every status poll
     (1.5 s), so the 'saved: ...' line of each label given afterwards vanished at once."""

@@ -60,3 +60,46 @@ def test_a_page_says_when_the_restarted_server_answers_again(project, browser, t
     ).fetchall()
     db.close()
     assert rows == [(path.split("/")[0], "alice")]
+
+
+def test_an_image_asked_for_while_the_server_was_down_is_shown_when_it_answers(
+    project, browser, team_server
+):
+    """An image moved to (→) while `label serve` was down stayed a blank frame once the
+    restarted server answered again, and a class key labeled it unseen; it is now asked for
+    again then, and labeled as usual."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    project.close()
+    first = team_server(project.dir, ("alice",), "--token", TEAM_TOKEN)
+    url = first.urls["alice"]
+    port = re.search(r":(\d+)/", url).group(1)
+    wait = WebDriverWait(browser, 60)
+
+    def message(d):
+        return page_text(d, "message")
+
+    def src(d):
+        return d.find_element(By.ID, "image").get_attribute("src")
+
+    browser.get(url)
+    wait.until(src)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    wait.until(lambda d: "does not answer" in message(d))
+    body = browser.find_element(By.TAG_NAME, "body")
+    for _ in range(3):  # past the two images fetched ahead before the server went down
+        body.send_keys("\ue014")  # →
+    wait.until(lambda d: message(d).startswith("cannot show ") and not src(d))
+    path = browser.find_element(By.ID, "path").text
+    key = str(CLASSES.index(path.split("/")[0]) + 1)
+    body.send_keys(key)
+    wait.until(lambda d: message(d).startswith(f"not labeled: {path} could not be shown"))
+
+    team_server(project.dir, ("alice",), "--token", TEAM_TOKEN, "--port", port)
+    wait.until(lambda d: "answers again" in message(d))
+    wait.until(src)
+    assert browser.find_element(By.ID, "path").text == path
+    body.send_keys(key)
+    wait.until(lambda d: message(d).startswith(f"saved: {path}"))

@@ -250,9 +250,13 @@ function fitImage() {
 }
 
 // The batch's image `it` from `url` (its page copy, or the file itself at actual size); an
-// image the server will not show is said, while it is still the one on screen.
+// image the server will not show is said, while it is still the one on screen, and kept in
+// `it.unshown` (the server's line) until it is asked for again: save() labels no image that
+// nobody could see.
 function showBatchImage(it, url) {
+  delete it.unshown;
   showImage($("image"), url, (e) => {
+    it.unshown = e.message;
     if (items[pos] === it) say(`cannot show ${it.path}: ${e.message}`, true, "batch");
   });
 }
@@ -333,6 +337,13 @@ async function save(kind, label) {
     return;
   }
   const it = items[pos];
+  if (kind === "label" && it.unshown) {
+    // a class key (or Enter, a class button) on an image the server would not show (deleted or
+    // changed since the scan) labeled it blind; skip and unsure still set it aside
+    say(`not labeled: ${it.path} could not be shown, and a label needs the image seen: `
+      + it.unshown, true, "batch");
+    return;
+  }
   const body = { image_id: it.image_id, kind, client };
   if (kind === "label") body.label = label;
   try {
@@ -442,6 +453,9 @@ async function refreshStatus() {
     down = false;
     say("the labeling server answers again" + (unsaved
       ? ` \u2014 not saved: ${unsaved}: label it again` : ""), Boolean(unsaved), "both");
+    // an image asked for while it was down is asked for again (till then it cannot be labeled)
+    const it = items[pos];
+    if (it && it.unshown) { zoomed = false; showBatchImage(it, it.view || it.url); }
   }
   // `label config --add-class/--rename-class/--remove-class` since this page was loaded: its
   // class keys are the old ones (a label of a class renamed or removed since is refused,
