@@ -162,6 +162,26 @@ def test_predict_json_and_out_file(trained, tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # written through a renamed temporary file
 
 
+def test_predict_images_given_a_folder_points_to_folder(trained, tmp_path, monkeypatch):
+    """`label init --images DIR` takes a folder, so `label predict PROJECT --images DIR` is the
+    natural guess for new images; it said only "use one of all, unlabeled, labeled", not that
+    a folder is --folder. It says so now, with the command's option, for a folder that is
+    there and for a path; a word that is neither is refused as before."""
+    proj, _, _ = trained
+    new = tmp_path / "new photos"
+    new.mkdir()
+    monkeypatch.chdir(tmp_path)  # "new photos": the folder, relative
+    for given in (str(new), "new photos", "photos/2026"):
+        r = _run("predict", proj, "--images", given, "--no-progress")
+        assert r.exit_code == 2, r.output
+        assert r.output.strip() == (
+            f"error: --images {given!r}: use one of all, unlabeled, labeled (the project's "
+            f"images); to predict a folder of new images, give it as --folder {given!r}."
+        ), r.output
+    r = _run("predict", proj, "--images", "unlabelled", "--no-progress")
+    assert r.exit_code == 2 and "--folder" not in r.output, r.output
+
+
 def test_predict_refusals_are_one_line_and_write_nothing(trained, tmp_path, folder):
     proj, images, _ = trained
     out = tmp_path / "pred.csv"

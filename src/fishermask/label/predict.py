@@ -78,6 +78,12 @@ def check_options(
     names = ("images=", "min_prob=", "top=") if api else ("--images ", "--min-prob ", "--top ")
     images, prob, k = names
     if which not in WHICH:
+        if not api and ("/" in which or os.sep in which or Path(which).is_dir()):
+            # `label init --images DIR` takes a folder: the natural guess for new images
+            raise ConfigError(
+                f"{images}{which!r}: use one of {', '.join(WHICH)} (the project's images); to "
+                f"predict a folder of new images, give it as --folder {which!r}."
+            )
         raise ConfigError(f"{images}{which!r}: use one of {', '.join(WHICH)}.")
     if not (0.0 <= min_prob <= 1.0):  # NaN fails too
         raise ConfigError(f"{prob}{min_prob:g}: a probability, between 0 and 1 (e.g. 0.9).")
