@@ -233,6 +233,23 @@ def test_the_page_says_which_image_is_missing_and_what_to_do(client, tmp_path):
     assert r.status_code == 403 and "no longer a file inside the image folder" in r.text
 
 
+def test_serve_warns_when_the_image_folder_is_gone(project, tmp_path):
+    """`label serve` of a project whose image folder was moved or is not mounted started
+    without a word; the page then said each image was missing. It now says so when it starts
+    (and serves: the labels, the Labeled view's list and the exports are all there)."""
+    from tests.label.test_kill import start_server, stop_server
+
+    project.close()
+    project.root.rename(tmp_path / "unplugged")
+    proc, _, before = start_server(project.dir)
+    stop_server(proc)
+    assert (
+        f"warning: the image folder {project.root} is missing or empty (moved, renamed or not "
+        "mounted?), so no image of the project can be shown: mount or restore it at that path "
+        "(a project's image folder is fixed), then reload the page; do not skip its images"
+    ) in before, before
+
+
 def test_scan_reports_missing_images_and_keeps_their_labels(project, tmp_path):
     from fishermask.errors import DataError
 

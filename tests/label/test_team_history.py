@@ -166,6 +166,45 @@ def test_a_missing_image_tells_an_annotator_to_ask_the_owner_not_to_run_a_comman
     assert r.status_code == 404 and f"`fishermask label scan {p.dir}`" in r.json()["error"]
 
 
+def test_an_image_folder_gone_is_said_whole_not_skip_each_image(client, tmp_path):
+    """The image folder moved, renamed or not mounted (a disk not plugged in): each image of
+    the page said '... is missing from the image folder ...: skip it (s) and ...', so a
+    labeler who did so set the whole batch aside, never chosen again. The line now says the
+    folder is missing, how to bring it back, and not to skip; an annotator's names no path."""
+    p = client.project
+    image_id = p.store.image_ids_by_path()["red/000.png"]
+    away = tmp_path / "unplugged"
+    for empty in (False, True):  # the folder gone; an empty mount point in its place
+        p.root.rename(away)
+        if empty:
+            p.root.mkdir()
+        try:
+            said = {
+                who: client.get(
+                    f"/api/images/{image_id}", params={"size": "view"}, headers=client.as_[who]
+                )
+                for who in ("owner", "alice")
+            }
+        finally:
+            if empty:
+                p.root.rmdir()
+            away.rename(p.root)
+        for r in said.values():
+            assert r.status_code == 404, r.text
+            assert "skip it (s)" not in r.json()["error"], r.text
+        assert said["owner"].json()["error"] == (
+            f"the image folder {p.root} is missing or empty (moved, renamed or not mounted?), "
+            "so no image of the project can be shown: mount or restore it at that path (a "
+            "project's image folder is fixed), then reload the page; do not skip its images"
+        )
+        assert said["alice"].json()["error"] == (
+            "the image folder is missing or empty on the server (moved, renamed or not "
+            "mounted?), so no image can be shown: tell the owner; do not skip the images"
+        )
+    r = client.get(f"/api/images/{image_id}", headers=client.as_["alice"])
+    assert r.status_code == 200  # back in place: shown again
+
+
 def test_a_path_typed_from_the_folder_above_or_in_another_case_names_the_image_meant(
     project, monkeypatch
 ):

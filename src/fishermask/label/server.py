@@ -436,6 +436,30 @@ def _no_image(project: Project, image_id: int) -> JSONResponse:
     )
 
 
+def folder_gone(project: Project, annotator: str | None = None) -> str | None:
+    """The one line when the image folder itself is gone or empty (moved, renamed, not
+    mounted; an empty mount point) while the project has images, else None: each image's
+    404 said "missing ...: skip it (s)", and skipping every image of a folder not plugged in
+    set the batch aside for good. ``annotator``: their line, without the owner's path."""
+    root = project.root
+    try:
+        with os.scandir(root) as entries:
+            if any(True for _ in entries) or project.store.num_images() == 0:
+                return None
+    except OSError:  # not there (or not a folder any more)
+        pass
+    if annotator is not None:
+        return (
+            "the image folder is missing or empty on the server (moved, renamed or not "
+            "mounted?), so no image can be shown: tell the owner; do not skip the images"
+        )
+    return (
+        f"the image folder {root} is missing or empty (moved, renamed or not mounted?), so no "
+        "image of the project can be shown: mount or restore it at that path (a project's "
+        "image folder is fixed), then reload the page; do not skip its images"
+    )
+
+
 def create_app(
     project_dir: str | os.PathLike[str],
     token: str,
@@ -1077,6 +1101,8 @@ def create_app(
             return _no_image(project, image_id)
         path = project.root / row.path
         if not os.path.lexists(path):
+            if (gone := folder_gone(project, request.state.annotator)) is not None:
+                return _error(404, gone)
             # an annotator has no shell on the server (nor any use for the project's path)
             fix = (
                 f"run `fishermask label scan {project.dir}`, which follows an image moved "
@@ -1311,6 +1337,8 @@ def run_server(
             )
         if (shared := app.state.previews.shared) is not None:
             say(f"note: {shared}")
+        if (gone := folder_gone(project)) is not None:
+            say(f"warning: {gone}")
         sock.listen(128)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
