@@ -365,6 +365,28 @@ def test_label_add_normalises_dot_slash_and_repeated_separators(project, tmp_pat
     assert len(project.store.current_labels()) == 3
 
 
+def test_label_add_matches_a_name_whose_accents_are_composed_otherwise(project, tmp_path):
+    """An accented file name can be written in two Unicode forms that look the same: composed
+    ('é', NFC, as Linux and Windows tools write it) or decomposed ('e' + an accent, NFD, as
+    macOS writes file names). A CSV in the other form than the folder's was refused, every
+    row 'café.png is not an image of this project', a name that plainly is one. Such a path
+    now names its image, whichever form the file and the CSV have."""
+    import unicodedata
+
+    nfc, nfd = (unicodedata.normalize(form, "café 猫.png") for form in ("NFC", "NFD"))
+    assert nfc != nfd
+    (project.root / "red" / "000.png").rename(project.root / "red" / nfc)
+    (project.root / "blue" / "000.png").rename(project.root / "blue" / nfd)
+    assert project.scan()[0] == 2
+    csv = tmp_path / "l.csv"
+    absolute = str(project.root / "blue" / nfc)  # absolute, in the form the file has not
+    csv.write_text(f"path,label\nred/{nfd},red\n{absolute},blue\n", encoding="utf-8")
+    r = _run("add", project.dir, csv)
+    assert r.exit_code == 0 and "added 2 labels" in r.output, r.output
+    labeled = {path: label for _, path, label in project.labeled_rows()}
+    assert labeled == {f"red/{nfc}": "red", f"blue/{nfd}": "blue"}
+
+
 def test_a_path_outside_the_image_folder_says_paths_are_relative_to_it(project, tmp_path):
     csv = tmp_path / "l.csv"
     csv.write_text(f"path,label\n{project.root.name}/red/000.png,red\n")

@@ -42,6 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -814,6 +815,7 @@ class Project:
         # a server thread never pairs the images of one scan with the ids of another
         self._decoded: tuple[int, torch.Tensor, list[int]] | None = None
         self.colour_added: list[str] = []  # see scan()
+        self._nfc: tuple[dict[str, int], int, dict[str, int]] | None = None  # see _composed()
 
     def close(self) -> None:
         self.store.close()
@@ -1651,7 +1653,8 @@ class Project:
         ``\\`` separators, ``./``, repeated ``/`` and ``..`` are normalised (``./cat//1.jpg``
         and ``cat/../cat/1.jpg`` are ``cat/1.jpg``; ``../imgs/cat/1.jpg`` of the folder
         ``imgs`` too); a relative path that leads outside the image folder (``../x.jpg``)
-        names no image (:meth:`not_added_why` says why).
+        names no image (:meth:`not_added_why` says why). A name whose accents are composed
+        otherwise than the file's (``é`` or ``e`` + accent: Unicode NFC or NFD) names it.
         """
         ref = ref.strip().replace("\\", "/")
         if ref in by_path:
@@ -1662,9 +1665,33 @@ class Project:
                 rel = Path(os.path.realpath(p)).relative_to(Path(os.path.realpath(self.root)))
             except ValueError:
                 return None
-            return by_path.get(rel.as_posix())
-        rel_ = _normal(ref, self.root)
-        return None if rel_ is None else by_path.get(rel_)
+            rel_: str | None = rel.as_posix()
+        else:
+            rel_ = _normal(ref, self.root)
+        if rel_ is None:
+            return None
+        if rel_ in by_path or rel_.isascii():
+            return by_path.get(rel_)
+        # the same letters, composed otherwise: 'é' (NFC) in the CSV, 'e' + accent (NFD, as
+        # macOS writes file names) in the folder, or the other way round
+        return self._composed(by_path).get(unicodedata.normalize("NFC", rel_))
+
+    def _composed(self, by_path: dict[str, int]) -> dict[str, int]:
+        """The images of ``by_path`` whose path is not ASCII, by its NFC form (a form two
+        paths share names neither), built once per ``by_path``: a CSV row after row."""
+        held = self._nfc
+        if held is None or held[0] is not by_path or held[1] != len(by_path):
+            index: dict[str, int] = {}
+            shared: set[str] = set()
+            for path, image_id in by_path.items():
+                if not path.isascii():
+                    key = unicodedata.normalize("NFC", path)
+                    if key in index:  # two files of one name in two forms: neither is meant
+                        shared.add(key)
+                    index[key] = image_id
+            held = (by_path, len(by_path), {k: v for k, v in index.items() if k not in shared})
+            self._nfc = held
+        return held[2]
 
     def not_an_image(self, ref: str, by_path: dict[str, int]) -> str:
         """The one refusal of a path that names no image of the project (``label add``,
