@@ -87,6 +87,42 @@ def test_symlinks_outside_the_root_are_refused(tmp_path):
     assert "same file as red/000.png" in dict(refused)["green/inside.png"]
 
 
+def test_a_symbolic_link_to_a_folder_is_listed_not_passed_over_in_silence(tmp_path):
+    """A folder assembled from links to folders elsewhere (`ln -s /data/cats cats`): the
+    links were not followed, without a word, and a folder of nothing else was 'no images
+    under ...', though every image was right there. Each such link is now listed, with the
+    fix, and `label init` of a folder of nothing else names them."""
+    from fishermask.errors import ConfigError
+
+    elsewhere = make_folder(tmp_path / "data", per_class=1)
+    root = tmp_path / "img"
+    root.mkdir()
+    for name in ("red", "green"):
+        os.symlink(elsewhere / name, root / f"{name}-link")
+    with pytest.raises(ConfigError) as e:
+        Project.init(tmp_path / "p", root, "a,b", **TINY)
+    assert str(e.value) == (
+        f"no images under {root} (looked for {', '.join(imgs.EXTENSIONS)} in any case, "
+        "recursively, hidden files ignored); found 2 symbolic links to folders, which are not "
+        "followed (e.g. green-link): move or copy those folders into the image folder, or give "
+        "--images a folder that holds them."
+    )
+    Image.new("RGB", (4, 4)).save(root / "own.png")
+    os.symlink(root, root / "loop")  # a link to a folder inside: its images are added anyway
+    files, refused = imgs.candidate_files(root)
+    assert files == ["own.png"]
+    outside = (
+        "a symbolic link to a folder, which is not followed: its images are not added (move or "
+        "copy the folder into the image folder to label them)"
+    )
+    assert refused == [
+        ("green-link", outside),
+        ("loop", "a symbolic link to a folder of the image folder, which is not followed: its "
+         "images are added under their own paths"),
+        ("red-link", outside),
+    ]  # fmt: skip
+
+
 def test_scan_adds_new_images_and_keeps_labels(tmp_path):
     root = make_folder(tmp_path / "img", per_class=3)
     p = Project.init(tmp_path / "proj", root, ",".join(CLASSES), **TINY)

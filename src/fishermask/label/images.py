@@ -4,8 +4,9 @@ The image folder is read recursively. Files ending in .jpg/.jpeg/.png/.webp/.bmp
 .tiff (any case) are images (an animated GIF or a multi-page TIFF: its first frame); hidden
 files and folders (name starting with ``.``) are ignored, and so is every other file but one
 of another image format (:data:`NOT_READ`, e.g. an iPhone's .heic): those are refused, each
-with the reason and the fix, rather than left out without a word. A symbolic link is followed
-only when its target lies inside the image folder, and each file is added once: a link
+with the reason and the fix, rather than left out without a word. A symbolic link to a file is
+followed only when its target lies inside the image folder; one to a folder is not followed,
+and listed (:data:`LINKED`); each file is added once: a link
 (symbolic or hard) to a file that is already an image of the project, or that the scan adds
 under its own path, is not added and is reported.
 
@@ -54,6 +55,16 @@ NOT_READ = (
     ".exr", ".hdr", ".ppm", ".pgm", ".pbm", ".pnm",
     ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".raw",
 )  # fmt: skip
+#: Why a symbolic link to a folder adds nothing (links to folders are not followed): one to a
+#: folder elsewhere, one to a folder of the image folder.
+LINKED = (
+    "a symbolic link to a folder, which is not followed: its images are not added (move or "
+    "copy the folder into the image folder to label them)"
+)
+LINKED_INSIDE = (
+    "a symbolic link to a folder of the image folder, which is not followed: its images are "
+    "added under their own paths"
+)
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _INT16 = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 #: EXIF orientations that turn the image a quarter (transposed, rotated 90 or 270 degrees).
@@ -152,6 +163,13 @@ def candidate_files(
     by_file: dict[tuple[int, int] | str, list[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            # not followed (os.walk's default): listed, not left out without a word
+            dirnames.remove(name)
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            real = Path(os.path.realpath(full))
+            refused.append((rel, LINKED_INSIDE if real.is_relative_to(root_real) else LINKED))
         for name in filenames:
             if name.startswith("."):
                 continue

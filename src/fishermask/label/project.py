@@ -918,6 +918,12 @@ class Project:
                 if other
                 else ""
             )
+            if linked := [r for r, why in refused if why == imgs.LINKED]:
+                found += (
+                    f"; found {counted(len(linked), 'symbolic link')} to folders, which are not "
+                    f"followed (e.g. {linked[0]}): move or copy those folders into the image "
+                    "folder, or give --images a folder that holds them"
+                )
             raise ConfigError(
                 f"no images under {root} (looked for {', '.join(imgs.EXTENSIONS)} in any case, "
                 f"recursively, hidden files ignored){found}."
