@@ -439,6 +439,27 @@ def test_label_next_says_it_replaced_the_pages_batch(project):
     assert "replaces the one queued before" in " ".join(r.output.split())
 
 
+def test_init_of_images_sorted_in_class_folders_points_to_from_folders(tmp_path, folder):
+    """A folder already sorted into folders named as the classes (red/, green/, blue/) made a
+    project of unlabeled images without a word, and the labeler labeled by hand, out of the
+    budget, what the folders already said. `label init` now says how many images lie in class
+    folders and the command that labels them (not with --labels-from-folders, nor when no
+    folder is named as a class)."""
+    proj = tmp_path / "proj"
+    r = _run("init", proj, "--images", folder, "--classes", ",".join(CLASSES), *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    assert (
+        "note: 24 images lie in folders named as classes (blue/, green/, red/): if the folders "
+        f"are their labels, `fishermask label add {proj} --from-folders` gives them (or "
+        "`label init --labels-from-folders`)"
+    ) in " ".join(r.output.split()), r.output
+    args = ("--images", folder, "--classes", ",".join(CLASSES), "--labels-from-folders")
+    r = _run("init", tmp_path / "q", *args, *TINY_ARGS)
+    assert r.exit_code == 0 and "note: " not in r.output, r.output
+    r = _run("init", tmp_path / "s", "--images", folder, "--classes", "cat,dog", *TINY_ARGS)
+    assert r.exit_code == 0 and "--from-folders" not in r.output, r.output
+
+
 def test_init_with_enough_labels_points_to_train_not_a_diverse_batch(tmp_path, folder):
     """`init --labels` with enough labels in every class queued a diverse batch 'until a model
     can be trained' (it could, but none was) and said `next: label serve`, so the first batch

@@ -252,6 +252,8 @@ def init(
     )
     if note := p.copies_note():
         _say(note)
+    if not labels_from_folders:
+        _say_class_folders(p, project)
     per_class = list(c["per_class"].values())
     if min(per_class) >= p.settings["min_per_class"] and sum(k > 0 for k in per_class) >= 2:
         # labels given with --labels are enough for a model: without one, the first batch
@@ -265,6 +267,28 @@ def init(
         )
         return
     console.print(f"next: fishermask label serve {project}", highlight=False, soft_wrap=True)
+
+
+def _say_class_folders(p: Any, project: Path) -> None:
+    """After `label init`: the images without a label that lie in top-level folders named as
+    classes (a folder sorted already, the ImageFolder layout), with the command that labels
+    them by their folder; nothing when there are none."""
+    names = set(p.current_classes)
+    current = p.store.current()
+    paths = [
+        r.path
+        for r in p.store.images()
+        if r.id not in current and "/" in r.path and r.path.split("/", 1)[0] in names
+    ]
+    if not paths:
+        return
+    folders = sorted({f"{path.split('/', 1)[0]}/" for path in paths})
+    shown = ", ".join(folders[:5]) + (f" and {len(folders) - 5} more" if len(folders) > 5 else "")
+    _say(
+        f"note: {counted(len(paths), 'image')} {'lies' if len(paths) == 1 else 'lie'} in "
+        f"folders named as classes ({shown}): if the folders are their labels, `fishermask "
+        f"label add {project} --from-folders` gives them (or `label init --labels-from-folders`)"
+    )
 
 
 @label_app.command(
