@@ -855,6 +855,36 @@ def test_add_from_folders_leaves_a_label_given_on_the_page_meanwhile(project, mo
     assert "1 given meanwhile, left as given" in said, said
 
 
+def test_a_labels_file_saved_by_a_spreadsheet_otherwise_says_how_to_save_it(project, tmp_path):
+    """A spreadsheet saves a CSV with semicolons where the decimal separator is a comma (much
+    of Europe), with tabs as 'Text', in UTF-16 as 'Unicode Text'. Their header `path;label`
+    was refused as 'the first row must be the header `path,label`' (it reads as one), and
+    UTF-16 as "'utf-8' codec can't decode byte 0xff in position 0". Each now says what the
+    file is and how to save it; nothing is written."""
+    csv = tmp_path / "labels.csv"
+    for sep, said in ((";", "semicolons (;)"), ("\t", "tabs")):
+        csv.write_text(f"path{sep}label\nred/000.png{sep}red\n", encoding="utf-8")
+        r = _run("add", project.dir, csv)
+        assert r.exit_code == 2, r.output
+        assert " ".join(r.output.split()) == (
+            f"error: {csv}: its columns are separated by {said}, not commas; save it as CSV "
+            "with commas (in a spreadsheet: CSV UTF-8, comma-separated), with the header "
+            "`path,label`."
+        ), r.output
+    csv.write_text("path,label\nred/000.png,red\n", encoding="utf-16")
+    r = _run("add", project.dir, csv)
+    assert r.exit_code == 2, r.output
+    assert " ".join(r.output.split()) == (
+        f"error: {csv} is UTF-16 text, not UTF-8; save it as CSV UTF-8 (comma-separated)."
+    ), r.output
+    csv.write_bytes("path,label\nred/caf\u00e9.png,red\n".encode("latin-1"))
+    r = _run("add", project.dir, csv)
+    assert r.exit_code == 2, r.output
+    assert f"error: {csv} is not UTF-8 text" in " ".join(r.output.split()), r.output
+    assert "save it as CSV UTF-8 (comma-separated)" in " ".join(r.output.split()), r.output
+    assert project.store.history() == []
+
+
 def test_a_bad_row_of_labels_is_named_by_its_line_and_a_file_not_added_says_why(tmp_path, folder):
     """`label add` and `init --labels` named a bad row by its count after the header ('row
     2'), one less than the line an editor or a spreadsheet shows it on; a Label Studio task

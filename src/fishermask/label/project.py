@@ -1948,12 +1948,32 @@ class Project:
         the header; a row with a quoted field over several lines: the line it starts on),
         which every message about a row names."""
         try:
-            text = Path(path).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
+            data = Path(path).read_bytes()
+        except OSError as exc:
             raise ConfigError(f"cannot read labels file {path}: {exc}.") from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # a spreadsheet's "Unicode Text" (UTF-16, with its byte-order mark), or a legacy
+            # code page: the codec's "can't decode byte 0xff in position 0" said neither
+            what = "UTF-16 text" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else None
+            raise ConfigError(
+                f"{path} is {what}, not UTF-8; save it as CSV UTF-8 (comma-separated)."
+                if what
+                else f"{path} is not UTF-8 text (another encoding, or not text); save it as "
+                "CSV UTF-8 (comma-separated)."
+            ) from None
         reader = csv.reader(io.StringIO(text))
         header = next(reader, None)
         if header is None or [h.strip().lower() for h in header[:2]] != ["path", "label"]:
+            first = text.splitlines()[0].strip().lower() if text.strip() else ""
+            for sep, said in ((";", "semicolons (;)"), ("\t", "tabs")):
+                if first.replace(" ", "") == f"path{sep}label":  # the header, otherwise separated
+                    raise ConfigError(
+                        f"{path}: its columns are separated by {said}, not commas; save it as "
+                        "CSV with commas (in a spreadsheet: CSV UTF-8, comma-separated), with "
+                        "the header `path,label`."
+                    )
             raise ConfigError(f"{path}: the first row must be the header `path,label`.")
         rows = []
         end = reader.line_num  # the last line read: the row after it starts on the next
