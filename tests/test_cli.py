@@ -640,6 +640,9 @@ def test_ctrl_c_while_the_command_starts_says_so_and_exits_130(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # a background shell (CI, nohup) starts children with SIGINT ignored; a terminal,
+        # where Ctrl-C is pressed, does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = proc.stdout.readline()

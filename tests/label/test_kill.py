@@ -65,7 +65,12 @@ def start_server(
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, sighup),
+        # a background shell (CI, nohup) starts children with SIGINT ignored; a terminal,
+        # where Ctrl-C is pressed, does not
+        preexec_fn=lambda: (
+            signal.signal(signal.SIGHUP, sighup),
+            signal.signal(signal.SIGINT, signal.SIG_DFL),
+        ),
     )
     deadline = time.time() + 120
     lines = []
