@@ -245,8 +245,10 @@ def test_serve_warns_when_the_image_folder_is_gone(project, tmp_path):
     stop_server(proc)
     assert (
         f"warning: the image folder {project.root} is missing or empty (moved, renamed or not "
-        "mounted?), so no image of the project can be shown: mount or restore it at that path "
-        "(a project's image folder is fixed), then reload the page; do not skip its images"
+        "mounted?), so no image of the project can be shown: mount or restore it at that path, "
+        "then reload the page; or, if it now lies elsewhere, stop the server and point the "
+        f"project at it with `fishermask label config {project.dir} --images NEW`, then serve "
+        "again; do not skip its images"
     ) in before, before
 
 

@@ -101,7 +101,7 @@ def test_changes_are_written_recorded_and_used_from_the_next_round(project):
         (["--strategy", "fishermask:bogus=1"], "Unknown option(s) bogus"),
         (["--image-size", "16x16"], "--image-size cannot change"),
         (["--classes", "a,b"], "--classes cannot change: every label and saved model refers"),
-        (["--images", "elsewhere"], "--images cannot change"),
+        (["--images", "elsewhere"], "--images elsewhere: no such folder (looked for "),
     ],
 )
 def test_bad_values_fail_with_one_line_and_write_nothing(project, args, message):

@@ -194,8 +194,10 @@ def test_an_image_folder_gone_is_said_whole_not_skip_each_image(client, tmp_path
             assert "skip it (s)" not in r.json()["error"], r.text
         assert said["owner"].json()["error"] == (
             f"the image folder {p.root} is missing or empty (moved, renamed or not mounted?), "
-            "so no image of the project can be shown: mount or restore it at that path (a "
-            "project's image folder is fixed), then reload the page; do not skip its images"
+            "so no image of the project can be shown: mount or restore it at that path, then "
+            "reload the page; or, if it now lies elsewhere, stop the server and point the "
+            f"project at it with `fishermask label config {p.dir} --images NEW`, then serve "
+            "again; do not skip its images"
         )
         assert said["alice"].json()["error"] == (
             "the image folder is missing or empty on the server (moved, renamed or not "

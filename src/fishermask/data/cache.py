@@ -129,20 +129,26 @@ def rekey_rows(
     old: Sequence[tuple[Path, int, int]],
     new: Sequence[tuple[Path, int, int]],
     image_size: ImageSize | None,
+    *,
+    new_source: Path | None = None,
+    keep_old: bool = False,
 ) -> bool:
     """Store ``source``'s entry for the files ``old`` (``(file, size, mtime_ns)`` per row, as
     when it was written) as the entry for the files ``new`` (the same rows, some of them now
     other files of the same content: moved or renamed), without decoding anything; the old
     entry is deleted. False (nothing changed) when there is no such entry or it does not
-    have one row per file."""
+    have one row per file. ``new_source``: the source of the new entry (default ``source``:
+    a whole folder of images found elsewhere); ``keep_old``: leave the old entry (its files
+    are still there, e.g. the folder was copied, not moved)."""
     entry = entry_path(cache_dir, fmt, source, old, image_size)
     if len(old) != len(new) or not entry.is_file():
         return False
     ds = _read(entry)
     if ds is None or len(ds.x_train) != len(old) or len(ds.x_test) or ds.train_files:
         return False
-    _write(entry_path(cache_dir, fmt, source, new, image_size), ds)
-    entry.unlink(missing_ok=True)
+    _write(entry_path(cache_dir, fmt, new_source or source, new, image_size), ds)
+    if not keep_old:
+        entry.unlink(missing_ok=True)
     return True
 
 

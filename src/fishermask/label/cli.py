@@ -335,6 +335,8 @@ def scan(
             p.recover()  # a round whose process died is not running
         if not forget_missing:  # --forget-missing refuses this case on its own
             _refuse_lost_folder(p)
+        if p.root_note is not None:
+            _say(f"note: {p.root_note}")
         check = p.check_files(verify=verify)
         # a missing image whose content is now a new file of the folder was moved or renamed:
         # it keeps its label (before --forget-missing, which would drop it)
@@ -464,8 +466,9 @@ def _refuse_lost_folder(p: Any) -> None:
     else:
         what = f"the image folder {root} is missing"
     _fail(
-        f"{what}: is it moved, renamed or not mounted? Mount or restore it at that path (a "
-        "project's image folder is fixed) and scan again; nothing was scanned, the labels are kept."
+        f"{what}: is it moved, renamed or not mounted? Mount or restore it at that path and "
+        "scan again, or, if it now lies elsewhere, point the project at it with `fishermask "
+        f"label config {p.dir} --images NEW`; nothing was scanned, the labels are kept."
     )
 
 
@@ -1658,7 +1661,6 @@ _FIXED = {
     "classes": "every label and saved model refers to the classes by position; add one with "
     "--add-class NAME, rename one with --rename-class OLD=NEW, remove one nobody's label "
     "carries with --remove-class NAME (relabel its images with `label add` first)",
-    "images": "every image and label refers to a path under this folder",
 }
 
 
@@ -1688,7 +1690,8 @@ def _settings_lines(p: Any) -> list[str]:
             if p.removed
             else []
         ),
-        f"images: {s['image_root']} (fixed)",
+        f"images: {s['image_root']} (--images NEW when the folder moved)",
+        *([f"images found at: {p.root} ({p.root_note})"] if p.root_note else []),
         f"decoded images: {p.cache_dir / ('.fishermask-label-' + s['project_id'])}-segment-*"
         " (a cache outside the project folder, not deleted with it; safe to delete: decoded "
         "again when needed; --cache-dir of `label init`, else $FISHERMASK_CACHE, else "
@@ -1696,7 +1699,10 @@ def _settings_lines(p: Any) -> list[str]:
     ]
 
 
-@label_app.command(short_help="Print or change the settings; add, rename or remove classes.")
+@label_app.command(
+    short_help="Print or change the settings; add, rename or remove classes; follow a moved "
+    "image folder."
+)
 def config(
     project: ProjectArg,
     strategy: Annotated[
@@ -1752,8 +1758,26 @@ def config(
         ),
     ] = None,
     images: Annotated[
-        Path | None, typer.Option(help="Cannot change (refused with what to do instead).")
+        Path | None,
+        typer.Option(
+            metavar="NEW",
+            help="The image folder moved (another disk, a renamed parent, a copy): point the "
+            "project at it, after checking that every image of the project is there at its "
+            "path with its size and SHA-256 (each file read once); labels, history and "
+            "models are kept. Given alone; refused while a round or label check runs or "
+            "label serve serves the project.",
+        ),
     ] = None,
+    accept_missing: Annotated[
+        bool,
+        typer.Option(
+            "--accept-missing",
+            help="With --images: use the folder even though some images are missing there or "
+            "differ (label scan then lists them, to restore, accept or forget); a folder "
+            "holding none of them is refused anyway.",
+        ),
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="A progress bar while --images checks.")] = True,
     imports: Annotated[
         list[str] | None,
         typer.Option(
@@ -1763,8 +1787,35 @@ def config(
         ),
     ] = None,
 ) -> None:
-    """Show the project's settings, or change them (from the next round on; history kept)."""
-    fixed = {"image_size": image_size, "classes": classes, "images": images}
+    """Show the project's settings, or change them (from the next round on; history kept); --images points the project at its moved image folder."""
+    if images is not None:
+        others = [image_size, classes, add_class, rename_class, remove_class, imports]
+        if any(v is not None and v != [] for v in others) or any(
+            v is not None
+            for v in (
+                strategy,
+                batch,
+                query_pool,
+                budget,
+                min_per_class,
+                max_epochs,
+                max_steps,
+                model,
+                width,
+            )
+        ):
+            _fail(
+                f"--images {images}: give it alone (`fishermask label config {project} --images "
+                f"{images}`), then change the other settings in a second `label config`."
+            )
+        _repoint(project, images, accept_missing, progress)
+        return
+    if accept_missing:
+        _fail(
+            "--accept-missing goes with --images NEW (the image folder's new place); nothing "
+            "was changed."
+        )
+    fixed = {"image_size": image_size, "classes": classes}
     for key, value in fixed.items():
         if value is not None:
             flag = "--" + key.replace("_", "-")
@@ -1835,6 +1886,41 @@ def config(
             "'next batch' on the page).",
             highlight=False,
             soft_wrap=True,
+        )
+
+
+def _repoint(project: Path, images: Path, accept_missing: bool, progress: bool) -> None:
+    """``label config --images NEW``: check the new folder, point the project at it, say
+    what was kept and what ``label scan`` will list."""
+    from fishermask.label.relocate import repoint
+
+    try:
+        p = _open(project)
+        p.recover()  # a round whose process died is not running
+        done = repoint(p, images, accept_missing=accept_missing, progress=progress)
+    except FishermaskError as e:
+        _fail(str(e))
+    console.print(f"images: {done.old} -> {done.new}", highlight=False, soft_wrap=True)
+    n = p.store.num_images()
+    _say(
+        f"checked {done.checked} of the {counted(n, 'image')} (size and SHA-256): the same "
+        "content at the same paths; labels, history, held-out folds, models and thumbnails "
+        "are kept"
+        + (
+            f", and the decoded images of {done.cache_kept} of {done.cache_segments} scans "
+            "were kept (not decoded again)"
+            if done.cache_kept
+            else ""
+        )
+        + "."
+    )
+    if done.missing or done.changed:
+        parts = [f"{len(done.missing)} missing"] if done.missing else []
+        parts += [f"{len(done.changed)} changed"] if done.changed else []
+        _say(
+            f"taken with --accept-missing: {' and '.join(parts)} in the new folder; "
+            f"`fishermask label scan {project}` lists them (restore them, or forget the missing "
+            "ones with --forget-missing and take the changed ones with --accept-changed)."
         )
 
 

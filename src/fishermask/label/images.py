@@ -489,21 +489,29 @@ def move_segment(
     new: Sequence[tuple[str, int, int]],
     size: ImageSize,
     channels: int,
+    *,
+    new_root: Path | None = None,
+    keep_old: bool = False,
 ) -> bool:
     """Keep the cached decoded images of a segment some of whose images moved (same content,
     new path), without decoding: ``old`` and ``new`` are the segment's ``(path, size,
     mtime_ns)`` per image, in position order, before and after. False (nothing changed) when
     the old entry is not in the cache (the segment is then decoded again on the next load,
-    each image checked against its hash)."""
+    each image checked against its hash). ``new_root``: the image folder the new paths are
+    in (``label config --images``; default ``root``); ``keep_old``: leave the old entry (the
+    old folder is still there)."""
     from fishermask.data.cache import rekey_rows
 
+    to = root if new_root is None else new_root
     return rekey_rows(
         cache_dir,
         f"label-c{channels}",
         _segment_source(root, project_id, segment),
         [(root / rel, n, mtime_ns) for rel, n, mtime_ns in old],
-        [(root / rel, n, mtime_ns) for rel, n, mtime_ns in new],
+        [(to / rel, n, mtime_ns) for rel, n, mtime_ns in new],
         size,
+        new_source=_segment_source(to, project_id, segment),
+        keep_old=keep_old,
     )
 
 

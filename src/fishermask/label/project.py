@@ -39,6 +39,7 @@ import os
 import posixpath
 import re
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -816,6 +817,10 @@ class Project:
         self._decoded: tuple[int, torch.Tensor, list[int]] | None = None
         self.colour_added: list[str] = []  # see scan()
         self._nfc: tuple[dict[str, int], int, dict[str, int]] | None = None  # see _composed()
+        # ((image_root, image_root_rel), the image folder, a note): see _find_root()
+        self._root: tuple[tuple[str, str | None], Path, str | None] | None = None
+        if not _initializing:
+            self._record_relative_root()
 
     def close(self) -> None:
         self.store.close()
@@ -856,6 +861,7 @@ class Project:
         :mod:`fishermask.label.imports`).
         """
         from fishermask.data.images import check_image_size
+        from fishermask.label.relocate import relative
 
         path = Path(path)
         root = Path(images)
@@ -944,6 +950,7 @@ class Project:
                 {
                     "project_id": uuid.uuid4().hex[:12],
                     "image_root": str(root.resolve()),
+                    "image_root_rel": relative(root, path),
                     "image_size": list(size),
                     "channels": channels,
                     "model": model,
@@ -1182,7 +1189,41 @@ class Project:
     # -- settings shortcuts -----------------------------------------------------------------
     @property
     def root(self) -> Path:
-        return Path(self.settings["image_root"])
+        """The image folder: the one recorded, or, when it is gone or empty, the folder at the
+        same place relative to the project folder if it holds the project's images (a
+        project moved together with its images; :attr:`root_note` says so):
+        :func:`fishermask.label.relocate.find_root`."""
+        return self._find_root()[0]
+
+    @property
+    def root_note(self) -> str | None:
+        """One line when :attr:`root` is not the recorded folder (found relative to the
+        project), naming the command that records it; else None."""
+        return self._find_root()[1]
+
+    def _find_root(self) -> tuple[Path, str | None]:
+        from fishermask.label.relocate import find_root
+
+        key = (str(self.settings["image_root"]), self.settings.get("image_root_rel"))
+        if self._root is None or self._root[0] != key:
+
+            def rows() -> list[tuple[str, int]]:
+                return [(r.path, r.bytes) for r in self.store.images()]
+
+            self._root = (key, *find_root(*key, self.dir, rows))
+        return self._root[1], self._root[2]
+
+    def _record_relative_root(self) -> None:
+        """Record where the image folder lies relative to the project folder (a project made
+        before ``image_root_rel`` was), while the recorded folder is in place."""
+        from fishermask.label.relocate import occupied, relative
+
+        if "image_root_rel" in self.settings or not occupied(Path(self.settings["image_root"])):
+            return
+        rel = relative(self.settings["image_root"], self.dir)
+        with contextlib.suppress(sqlite3.Error):
+            self.store.set_meta({"image_root_rel": rel})
+            self.settings["image_root_rel"] = rel
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -1585,8 +1626,9 @@ class Project:
             raise ConfigError(
                 f"every image of the project ({self.store.num_images()}) is missing: is the "
                 f"image folder {self.root} moved, renamed or not mounted? Nothing was forgotten; "
-                "restore the folder (a project cannot lose every image: to start over, "
-                "`fishermask label init` a new project)."
+                "restore the folder, or point the project at its new place with `fishermask "
+                f"label config {self.dir} --images NEW` (a project cannot lose every image: to "
+                "start over, `fishermask label init` a new project)."
             ) from None
         self._decoded = None
         self._carry_cache(rows, gone)

@@ -30,14 +30,19 @@ LOCK_NAME = "serve.lock"
 ServeLock = dirlock.DirLock
 
 
+#: What a refused second server is told to do.
+_FIX = "stop it first (Ctrl-C there), or open the URL it printed."
+
+
 class AlreadyServed(ConfigError):
     """Another ``label serve`` holds the project's lock (the message names it)."""
 
 
-def acquire(project_dir: str | os.PathLike[str]) -> ServeLock:
+def acquire(project_dir: str | os.PathLike[str], fix: str = _FIX) -> ServeLock:
     """Take the serve lock of ``project_dir``, or raise :class:`AlreadyServed` naming the
-    server that holds it (nothing written). A folder that is no project yet gets no lock:
-    opening the project refuses it right after, with its own message."""
+    server that holds it and ``fix`` (nothing written). A folder that is no project yet gets
+    no lock: opening the project refuses it right after, with its own message. ``label config
+    --images`` takes it too, so no server starts (or serves) while the image folder changes."""
     project = Path(project_dir)
     path = project / LOCK_NAME
     if not (project / DB_NAME).is_file():
@@ -52,11 +57,11 @@ def acquire(project_dir: str | os.PathLike[str]) -> ServeLock:
             "writable, or copy the project folder to a place you can write and use the copy."
         ) from None
     if lock is None:
-        raise AlreadyServed(_served_message(project, dirlock.read(path)))
+        raise AlreadyServed(_served_message(project, dirlock.read(path), fix))
     return lock
 
 
-def _served_message(project: Path, info: dict[str, Any]) -> str:
+def _served_message(project: Path, info: dict[str, Any], fix: str = _FIX) -> str:
     """``PROJECT is already being served by process 1234 at http://127.0.0.1:8765 (since
     23:58 UTC); stop it first (Ctrl-C there), or open the URL it printed.``"""
     who = dirlock.holder(info)
@@ -65,7 +70,4 @@ def _served_message(project: Path, info: dict[str, Any]) -> str:
     if isinstance(info.get("since"), int | float):
         notes.append(f"since {utc_clock(float(info['since']))}")
     paren = f" ({', '.join(notes)})" if notes else ""
-    return (
-        f"{project} is already being served by {who}{where}{paren}; stop it first (Ctrl-C "
-        "there), or open the URL it printed."
-    )
+    return f"{project} is already being served by {who}{where}{paren}; {fix}"

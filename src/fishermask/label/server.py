@@ -455,8 +455,10 @@ def folder_gone(project: Project, annotator: str | None = None) -> str | None:
         )
     return (
         f"the image folder {root} is missing or empty (moved, renamed or not mounted?), so no "
-        "image of the project can be shown: mount or restore it at that path (a project's "
-        "image folder is fixed), then reload the page; do not skip its images"
+        "image of the project can be shown: mount or restore it at that path, then reload "
+        "the page; or, if it now lies elsewhere, stop the server and point the project at it "
+        f"with `fishermask label config {project.dir} --images NEW`, then serve again; do not "
+        "skip its images"
     )
 
 
@@ -1339,6 +1341,8 @@ def run_server(
             say(f"note: {shared}")
         if (gone := folder_gone(project)) is not None:
             say(f"warning: {gone}")
+        elif (found := project.root_note) is not None:
+            say(f"note: {found}")
         sock.listen(128)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host

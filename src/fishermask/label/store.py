@@ -689,6 +689,38 @@ class Store:
                 )
         return diff
 
+    def change_root(
+        self, old: str, values: dict[str, Any], mtimes: Iterable[tuple[int, int]]
+    ) -> dict[str, list[Any]]:
+        """Point the project at its image folder's new place (``label config --images``): the
+        meta ``values`` (``image_root``, ``image_root_rel``), the modification times of the
+        files checked there (``(image id, mtime_ns)``: the same content, so the next scan does
+        not hash them again) and a ``settings_history`` row, in one transaction: a kill leaves
+        the old folder or the new one, never a mix. Refused (:class:`RoundBusy`) while a round
+        runs (its worker decodes the images from the folder it started with) and
+        (:class:`CheckRunning`) while a label check runs; :class:`RootChanged` when the image
+        folder is no longer ``old`` (another process changed it since the caller checked)."""
+        with self.transaction() as c:
+            busy = c.execute("SELECT id FROM rounds WHERE status = 'running'").fetchone()
+            if busy is not None:
+                raise RoundBusy(int(busy["id"]))
+            _check_no_check(c)
+            cur = {r["key"]: json.loads(r["value"]) for r in c.execute("SELECT * FROM meta")}
+            if cur.get("image_root") != old:
+                raise RootChanged(str(cur.get("image_root")))
+            diff = {k: [cur.get(k), v] for k, v in values.items() if cur.get(k) != v}
+            for k, (_, v) in diff.items():
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+            c.executemany(
+                "UPDATE images SET mtime_ns = ? WHERE id = ?", [(m, i) for i, m in mtimes]
+            )
+            if diff:
+                c.execute(
+                    "INSERT INTO settings_history (changed, changes) VALUES (?, ?)",
+                    (time.time(), json.dumps(diff)),
+                )
+        return diff
+
     def settings_history(self) -> list[dict[str, Any]]:
         return [
             {"id": r["id"], "changed": r["changed"], "changes": json.loads(r["changes"])}
@@ -1910,3 +1942,8 @@ class BatchNotDone(Exception):
 
 class EveryImageForgotten(ConfigError):
     """Forgetting would leave the project without any image."""
+
+
+class RootChanged(ConfigError):
+    """The image folder changed (another ``label config --images``) since the caller read it:
+    the folder it is now in ``args[0]``."""

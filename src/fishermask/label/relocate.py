@@ -1,0 +1,338 @@
+"""Where a project's image folder is, and pointing a project at its new place.
+
+The project records its image folder twice (meta of ``project.sqlite``): ``image_root``, the
+absolute path (links resolved), and ``image_root_rel``, the same folder relative to the
+project folder (``images``, ``..``, ``../photos``), both written by ``label init`` and
+``label config --images`` (and ``image_root_rel`` by the first open of a project made before
+it was recorded, while its folder is in place). :func:`find_root` uses the absolute path
+while it holds anything; when it is gone or empty, the folder at the recorded relative place
+is used instead if a sample of the project's images is there with their sizes (a project
+moved or copied together with its images: a whole tree copied to another machine, the
+project inside or beside its images), and :attr:`Project.root_note` says so.
+
+:func:`repoint` (``label config PROJECT --images NEW``) checks the new folder before it writes
+anything: every image of the project must be there at its path with its size and SHA-256
+(each file is read once). Missing or differing images are refused, named, unless
+``accept_missing``; a folder holding none of them (empty, another set of images, re-encoded
+copies), the folder already recorded, or no folder at all is always refused. The change is
+one transaction (:meth:`Store.change_root`: the new paths, the files' modification times, a
+``settings_history`` row), refused while a round or a label check runs and, through the
+serve lock, while ``label serve`` serves the project. Nothing else refers to the folder: the
+labels, held-out folds and models refer to image ids, the thumbnails to content hashes; the
+decoded images' cache entries, keyed by the files' paths, are re-keyed to the new paths
+without decoding (:func:`fishermask.label.images.move_segment`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fishermask.errors import ConfigError
+from fishermask.label import images as imgs
+from fishermask.label.store import ImageRow
+from fishermask.text import counted, listed
+
+if TYPE_CHECKING:
+    from fishermask.label.project import Project
+
+#: How many of the project's images :func:`find_root` looks for in the folder at the
+#: recorded relative place (spread over the ids); at least half must be there, with their
+#: sizes.
+SAMPLE = 20
+#: How many missing or differing images a refusal names.
+NAMED = 3
+
+
+def relative(root: str | os.PathLike[str], project_dir: str | os.PathLike[str]) -> str | None:
+    """``root`` relative to ``project_dir`` (both with links resolved), ``/``-separated; None
+    where there is no such path (another drive on Windows)."""
+    try:
+        rel = os.path.relpath(os.path.realpath(root), os.path.realpath(project_dir))
+    except ValueError:
+        return None
+    return Path(rel).as_posix()
+
+
+def occupied(folder: Path) -> bool:
+    """Whether ``folder`` is a folder holding anything (not gone, not an empty mount point)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
+
+
+def find_root(
+    recorded: str,
+    rel: str | None,
+    project_dir: Path,
+    rows: Callable[[], Sequence[tuple[str, int]]],
+) -> tuple[Path, str | None]:
+    """The image folder, and a line when it is not the ``recorded`` one: the folder at ``rel``
+    from the project folder, when ``recorded`` is gone or empty and that folder holds at
+    least half of a sample of ``rows`` (``(path, bytes)`` of the project's images) with
+    their sizes. ``rows()`` is only called in that case."""
+    path = Path(recorded)
+    if rel is None or occupied(path):
+        return path, None
+    found = Path(os.path.normpath(Path(os.path.realpath(project_dir)) / rel))
+    if found == path or not occupied(found):
+        return path, None
+    every = rows()
+    sample = list(every[:: max(1, len(every) // SAMPLE)])[:SAMPLE]
+    there = 0
+    for p, size in sample:
+        try:
+            there += (found / p).stat().st_size == size
+        except OSError:
+            pass
+    if not sample or there * 2 < len(sample):
+        return path, None
+    return found, (
+        f"the image folder is not at {recorded} any more (gone or empty); using {found}, "
+        "which lies where it did relative to the project folder (moved or copied together "
+        f"with it): `fishermask label config {project_dir} --images {found}` records it, "
+        "after checking every image"
+    )
+
+
+@dataclass
+class Repointed:
+    """What :func:`repoint` did."""
+
+    old: Path
+    new: Path
+    checked: int  # images found with their size and SHA-256
+    missing: list[ImageRow] = field(default_factory=list)
+    changed: list[ImageRow] = field(default_factory=list)
+    cache_kept: int = 0  # segments of decoded images re-keyed, not decoded again
+    cache_segments: int = 0
+
+
+def _elsewhere(new: Path, first: str) -> Path | None:
+    """A folder near ``new`` that holds ``first`` (an image's path): its parent, or one of
+    its first 50 subfolders (the folder above, or below, the one meant)."""
+    near = [new.parent]
+    try:
+        with os.scandir(new) as entries:
+            near += [Path(e.path) for e, _ in zip(entries, range(50), strict=False) if e.is_dir()]
+    except OSError:
+        pass
+    return next((d for d in near if d != new and (d / first).is_file()), None)
+
+
+def repoint(
+    p: Project,
+    new_folder: str | os.PathLike[str],
+    *,
+    accept_missing: bool = False,
+    progress: bool = False,
+) -> Repointed:
+    """Point project ``p`` at ``new_folder`` (see the module docstring); :class:`ConfigError`
+    (one line naming the problem and the fix; nothing written) when refused."""
+    from fishermask.data.progress import progress_bar
+    from fishermask.label import serve_lock
+    from fishermask.label.store import CheckRunning, RootChanged, RoundBusy
+
+    flag = f"--images {new_folder}"
+    new = Path(new_folder).expanduser()
+    recorded = str(p.settings["image_root"])
+    project = p.dir
+    again = f"`fishermask label config {project} --images {new_folder}`"
+    if not new.is_dir():
+        raise ConfigError(
+            f"{flag}: "
+            + (
+                "a file, not a folder; give the folder that now holds the project's images."
+                if new.exists()
+                else f"no such folder (looked for {new.absolute()}); give the folder that now "
+                f"holds the project's images (they were in {recorded}); nothing was changed."
+            )
+        )
+    new_real = new.resolve()
+    if new_real == Path(os.path.realpath(recorded)):
+        raise ConfigError(
+            f"{flag} is already the project's image folder ({recorded}); nothing was changed "
+            f"(`fishermask label scan {project}` lists its missing and changed images)."
+        )
+
+    def busy(what: str) -> ConfigError:
+        return ConfigError(
+            f"{flag}: {what}; nothing was changed: run {again} when it has finished."
+        )
+
+    running = p.store.running_round()
+    if running is not None:
+        raise busy(
+            f"round {running['id']} is running (its worker decodes the images from the "
+            "folder it started with)"
+        )
+    try:
+        p.store.refuse_while_checking()
+    except CheckRunning as exc:
+        raise ConfigError(f"{flag}: {exc} Nothing was changed.") from None
+    try:
+        lock = serve_lock.acquire(
+            project,
+            "it reads the image folder once, when it starts: stop it (Ctrl-C there), run "
+            f"{again}, then serve again; nothing was changed.",
+        )
+    except serve_lock.AlreadyServed as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+    with lock:
+        rows = p.store.images()
+        labeled = set(p.store.current_labels())
+        missing: list[ImageRow] = []
+        changed: list[ImageRow] = []
+        sized: list[tuple[ImageRow, os.stat_result]] = []
+        for r in rows:
+            full = new / r.path
+            if not imgs.inside(new_real, full):
+                missing.append(r)
+                continue
+            try:
+                st = full.stat()
+            except OSError:
+                missing.append(r)
+                continue
+            (sized.append((r, st)) if st.st_size == r.bytes else changed.append(r))
+        if not sized and not changed:
+            _refuse_foreign(flag, new, rows, recorded)
+        found: list[tuple[ImageRow, os.stat_result]] = []
+        with progress_bar("checking images", len(sized), progress and bool(sized)) as advance:
+            for r, st in sized:
+                try:
+                    same = imgs.file_sha256(new / r.path) == r.sha256
+                except OSError:
+                    missing.append(r)
+                    continue
+                (found.append((r, st)) if same else changed.append(r))
+                advance(1)
+        if not found:
+            raise ConfigError(
+                f"{flag} holds the project's image paths, but none of their "
+                f"{counted(len(changed), 'file')} has the content that was scanned (e.g. "
+                f"{changed[0].path} differs): another set of images, or re-encoded copies? "
+                "Give the folder that holds the original files; nothing was changed."
+            )
+        if (missing or changed) and not accept_missing:
+            raise ConfigError(_refuse_some(flag, new, p, missing, changed, labeled, recorded))
+        old_root = p.root  # the folder the decoded images' cache entries are keyed on
+        values = {"image_root": str(new_real), "image_root_rel": relative(new_real, project)}
+        mtimes = [(r.id, st.st_mtime_ns) for r, st in found if st.st_mtime_ns != r.mtime_ns]
+        try:
+            p.store.change_root(recorded, values, mtimes)
+        except RoundBusy as exc:
+            raise busy(f"round {exc.args[0]} started meanwhile") from None
+        except CheckRunning as exc:
+            raise ConfigError(f"{flag}: {exc} Nothing was changed.") from None
+        except RootChanged as exc:
+            raise ConfigError(
+                f"{flag}: the image folder was changed meanwhile (to {exc.args[0]}, by another "
+                f"command); nothing was changed: `fishermask label config {project}` shows it."
+            ) from None
+    out = Repointed(Path(recorded), new_real, len(found), missing, changed)
+    _carry_cache(p, rows, old_root, new_real, {r.id: st for r, st in found}, out)
+    p._decoded = None
+    p.reload_settings()
+    return out
+
+
+def _refuse_foreign(flag: str, new: Path, rows: Sequence[ImageRow], recorded: str) -> None:
+    """Refuse a folder holding none of the project's images at their paths."""
+    first = rows[0].path
+    near = _elsewhere(new, first)
+    hint = (
+        f"; {near} holds them (e.g. {first}): give that folder"
+        if near is not None
+        else f": give the folder their paths are relative to (the one that held {recorded}'s "
+        f"content, e.g. with {first} in it)"
+    )
+    what = (
+        "is empty"
+        if not occupied(new)
+        else f"holds none of the project's {counted(len(rows), 'image')} at its path "
+        f"(looked for {listed([r.path for r in rows], NAMED)})"
+    )
+    raise ConfigError(f"{flag} {what}{hint}; nothing was changed.")
+
+
+def _refuse_some(
+    flag: str,
+    new: Path,
+    p: Project,
+    missing: Sequence[ImageRow],
+    changed: Sequence[ImageRow],
+    labeled: set[int],
+    recorded: str,
+) -> str:
+    """The refusal of a folder that lacks some images or holds other content for some."""
+    n = p.store.num_images()
+    parts = []
+    said = (
+        (missing, "are not in it", "is not in it"),
+        (changed, "differ from the files scanned", "differs from the file scanned"),
+    )
+    for rows, many, one in said:
+        if not rows:
+            continue
+        order = sorted(rows, key=lambda r: (r.id not in labeled, r.path))  # labeled first
+        n_lab = sum(r.id in labeled for r in rows)
+        parts.append(f"{len(rows)} of the project's {n} images {many if len(rows) != 1 else one}")
+        parts[-1] += f" ({n_lab} labeled; {listed([r.path for r in order], NAMED)})"
+    source = f"from {recorded}" if occupied(Path(recorded)) else "from where the originals are"
+    return (
+        f"{flag}: {' and '.join(parts)}: copy them into {new} {source} and run this again, or "
+        "give --accept-missing to use the folder anyway (`fishermask label scan "
+        f"{p.dir}` then lists them as missing or changed, to restore, accept or forget); "
+        "nothing was changed."
+    )
+
+
+def _carry_cache(
+    p: Project,
+    rows: Sequence[ImageRow],
+    old_root: Path,
+    new_root: Path,
+    found: dict[int, os.stat_result],
+    out: Repointed,
+) -> None:
+    """Re-key the decoded images of each segment whose images were all found (same content)
+    to their new paths, without decoding; a segment that was not cached, or lacks an image,
+    is decoded again when next needed (each image checked against its hash). The old entries
+    stay while the old folder does (another copy of the project may use them)."""
+    keep_old = occupied(old_root)
+    pid = p.settings["project_id"]
+    by_seg: dict[int, list[ImageRow]] = {}
+    for r in rows:
+        by_seg.setdefault(r.segment, []).append(r)
+    out.cache_segments = len(by_seg)
+    for seg, members in sorted(by_seg.items()):
+        members.sort(key=lambda r: r.id)
+        if all(r.id in found for r in members):
+            old = [(r.path, r.bytes, r.mtime_ns) for r in members]
+            new = [(r.path, found[r.id].st_size, found[r.id].st_mtime_ns) for r in members]
+            try:
+                kept = imgs.move_segment(
+                    p.cache_dir,
+                    old_root,
+                    pid,
+                    seg,
+                    old,
+                    new,
+                    p.image_size,
+                    p.channels,
+                    new_root=new_root,
+                    keep_old=keep_old,
+                )
+            except OSError:
+                kept = False
+            out.cache_kept += kept
+            if kept:
+                continue
+        if not keep_old:
+            imgs.drop_segment_cache(p.cache_dir, old_root, pid, seg)

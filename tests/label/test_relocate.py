@@ -1,0 +1,386 @@
+"""`label config PROJECT --images NEW`: a project follows its image folder to a new place
+(another disk, a renamed parent, a colleague's copy), checked image by image before anything
+is written; and a project moved together with its images finds them without a command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fishermask.label import images as imgs
+from fishermask.label.project import Project
+from fishermask.label.store import DB_NAME
+from tests.label.conftest import AUTH, api_client, label_truth, make_folder
+from tests.label.test_forget import _snapshot
+from tests.label.test_label_cli import _run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """Copy an image folder as a plain `cp -r` does (new modification times)."""
+    shutil.copytree(src, dst, copy_function=shutil.copy)
+    return dst
+
+
+def _one_line(r) -> str:
+    """The single line a refusal printed (on stderr), with its wrapping undone."""
+    assert r.exit_code == 2, r.output
+    assert r.stdout == "", r.stdout
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def _moved(project, tmp_path) -> Path:
+    """The project's images copied to another disk, the old folder gone."""
+    new = _copy(project.root, tmp_path / "disk2" / "photos")
+    shutil.rmtree(project.root)
+    return new
+
+
+def test_repointing_keeps_labels_history_folds_and_caches(project, tmp_path, monkeypatch):
+    label_truth(project, 2)
+    project.add_label_rows([("red/007.png", "green")], source="human", what="t")  # history
+    project.run_round(train_model=True)  # a model, held-out predictions
+    project.images()  # the decoded images cached under the old paths
+    ids = project.store.image_ids_by_path()
+    kept = {
+        t: rows
+        for t, rows in json.loads(_snapshot(project.dir)).items()
+        if t not in ("meta", "settings_history", "images")
+    }
+    old = project.root
+    project.close()
+    new = _moved(project, tmp_path)
+
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert f"images: {old} -> {new}" in r.stdout
+    said = r.stderr.replace("\n", " ")
+    assert "checked 24 of the 24 images (size and SHA-256)" in said, said
+    assert "labels, history, held-out folds, models and thumbnails are kept" in said
+    assert "the decoded images of 1 of 1 scans were kept" in said, said
+
+    after = json.loads(_snapshot(project.dir))
+    assert {t: rows for t, rows in after.items() if t in kept} == kept
+    p = Project(project.dir)
+    assert p.root == new and p.root_note is None
+    assert p.store.image_ids_by_path() == ids
+    history = p.store.settings_history()[-1]["changes"]
+    assert history["image_root"] == [str(old), str(new)]
+    assert history["image_root_rel"] == ["../images", "../disk2/photos"]
+    for r in p.store.images():  # recorded: the next scan does not hash them again
+        assert r.mtime_ns == (new / r.path).stat().st_mtime_ns, r.path
+
+    decoded: list[str] = []
+    read_one = imgs.read_one
+
+    def counting(root, rel, *args):
+        decoded.append(rel)
+        return read_one(root, rel, *args)
+
+    monkeypatch.setattr(imgs, "read_one", counting)
+    x, order = p.images()
+    assert decoded == []  # re-keyed, not decoded again
+    by_id = {i: rel for rel, i in ids.items()}
+    for k, i in enumerate(order):
+        assert (x[k].numpy() == read_one(new, by_id[i], p.image_size, p.channels).pixels).all()
+    p.close()
+    monkeypatch.undo()
+
+    r = _run("scan", project.dir, "--no-progress")  # nothing missing, changed or new
+    assert r.exit_code == 0, r.output
+    assert "0 new images (24 in all); 0 not added, 0 missing, 0 changed." in r.stdout, r.output
+    r = _run("train", project.dir, "--no-progress")
+    assert r.exit_code == 0, r.output
+    r = _run("config", project.dir)
+    assert f"images: {new} (--images NEW when the folder moved)" in r.stdout
+
+
+def _other_images(tmp_path: Path) -> Path:
+    return make_folder(tmp_path / "other", seed=7)  # the same paths, other pixels
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        (
+            "nowhere",
+            "no such folder (looked for {new}); give the folder that now holds the "
+            "project's images (they were in {old}); nothing was changed.",
+        ),
+        ("file", "a file, not a folder; give the folder that now holds the project's images."),
+        ("same", "is already the project's image folder ({old}); nothing was changed"),
+        ("empty", "is empty: give the folder their paths are relative to"),
+        (
+            "other",
+            "holds the project's image paths, but none of their 24 files has the content "
+            "that was scanned (e.g. ",
+        ),
+        ("unrelated", "holds none of the project's 24 images at its path (looked for "),
+        (
+            "above",
+            "holds none of the project's 24 images at its path (looked for blue/000.png, "
+            "blue/001.png, blue/002.png and 21 more); {new}/photos holds them (e.g. "
+            "blue/000.png): give that folder; nothing was changed.",
+        ),
+        ("below", "{new_parent} holds them (e.g. blue/000.png): give that folder"),
+        (
+            "some",
+            "2 of the project's 24 images are not in it (1 labeled; red/000.png, "
+            "green/005.png) and 1 of the project's 24 images differs from the file scanned (0 "
+            "labeled; blue/003.png): copy them into {new} from {old} and run this again, or give "
+            "--accept-missing",
+        ),
+    ],
+)
+def test_a_wrong_folder_is_refused_in_one_line_writing_nothing(project, tmp_path, case, message):
+    project.add_label_rows([("red/000.png", "red")], source="import", what="t")
+    old = project.root
+    new = {
+        "nowhere": tmp_path / "no" / "such",
+        "file": old / "red" / "000.png",
+        "same": old,
+        "empty": tmp_path / "empty",
+        "other": tmp_path / "other",
+        "unrelated": tmp_path / "unrelated",
+        "above": tmp_path / "disk2",
+        "below": tmp_path / "disk2" / "photos" / "red",
+        "some": tmp_path / "some",
+    }[case]
+    if case == "empty":
+        new.mkdir()
+    if case == "other":
+        _other_images(tmp_path)
+    if case == "unrelated":
+        (new / "holiday").mkdir(parents=True)
+        (new / "holiday" / "beach.png").write_bytes((old / "red" / "000.png").read_bytes())
+    if case in ("above", "below"):
+        _copy(old, tmp_path / "disk2" / "photos")
+    if case == "some":
+        _copy(old, new)
+        (new / "red" / "000.png").unlink()
+        (new / "green" / "005.png").unlink()
+        (new / "blue" / "003.png").write_bytes((old / "blue" / "004.png").read_bytes())
+    before = _snapshot(project.dir)
+    project.close()
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    line = _one_line(r)
+    assert line.startswith(f"error: --images {new}"), line
+    assert message.format(new=new, old=old, new_parent=new.parent) in line, line
+    assert _snapshot(project.dir) == before
+
+
+def test_accept_missing_takes_a_folder_lacking_some_images(project, tmp_path):
+    project.add_label_rows([("red/000.png", "red")], source="import", what="t")
+    new = _copy(project.root, tmp_path / "some")
+    (new / "red" / "000.png").unlink()
+    (new / "blue" / "003.png").write_bytes((new / "blue" / "004.png").read_bytes())
+    project.close()
+    r = _run("config", project.dir, "--images", new, "--accept-missing", "--no-progress")
+    assert r.exit_code == 0, r.output
+    said = r.stderr.replace("\n", " ")
+    assert "checked 22 of the 24 images" in said, said
+    assert "taken with --accept-missing: 1 missing and 1 changed in the new folder" in said
+    r = _run("scan", project.dir, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert (
+        "missing: red/000.png (scanned earlier; no longer a file in the image folder)" in r.output
+    )
+    assert "changed: blue/003.png differs from the image that was scanned" in r.output
+    assert "1 missing, 1 changed" in r.stdout
+
+
+def test_accept_missing_still_refuses_a_folder_of_other_images(project, tmp_path):
+    before = _snapshot(project.dir)
+    project.close()
+    r = _run("config", project.dir, "--images", _other_images(tmp_path), "--accept-missing")
+    assert "none of their 24 files has the content" in _one_line(r)
+    assert _snapshot(project.dir) == before
+    r = _run("config", project.dir, "--accept-missing")
+    assert "--accept-missing goes with --images NEW" in _one_line(r)
+    r = _run("config", project.dir, "--images", tmp_path, "--batch", "4")
+    assert "give it alone" in _one_line(r)
+    assert _snapshot(project.dir) == before
+
+
+def test_refused_while_a_round_runs_or_a_server_serves(project, tmp_path):
+    from fishermask.label import serve_lock
+
+    new = _copy(project.root, tmp_path / "copy")
+    rid = project.store.start_round("fishermask", os.getpid())  # alive: this process
+    before = _snapshot(project.dir)
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    line = _one_line(r)
+    assert f"round {rid} is running" in line and "nothing was changed" in line, line
+    assert (
+        f"run `fishermask label config {project.dir} --images {new}` when it has finished" in line
+    )
+    assert _snapshot(project.dir) == before
+    project.store.finish_round(rid, status="done")
+    before = _snapshot(project.dir)
+    with serve_lock.acquire(project.dir) as lock:
+        lock.record(address="http://127.0.0.1:1")
+        r = _run("config", project.dir, "--images", new, "--no-progress")
+    line = _one_line(r)
+    assert f"{project.dir} is already being served by" in line and "at http://127.0.0.1:1" in line
+    assert "it reads the image folder once, when it starts: stop it (Ctrl-C there)" in line
+    assert _snapshot(project.dir) == before
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    assert r.exit_code == 0, r.output  # the copy is taken once nothing runs
+
+
+_KILL = """
+import os, signal, sys
+from pathlib import Path
+from fishermask.label.store import DB_NAME, Store
+
+store = Store(Path(sys.argv[1]) / DB_NAME)
+at, nth = sys.argv[2], int(sys.argv[3])
+seen = []
+
+def trace(sql):
+    seen.append(sql)
+    if at != "after" and sum(s.startswith(at) for s in seen) >= nth:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+store._conn.set_trace_callback(trace)
+old = store.get_meta("image_root")
+rows = store.images()
+store.change_root(old, {"image_root": sys.argv[4], "image_root_rel": None},
+                  [(r.id, r.mtime_ns + 1) for r in rows])
+if at == "after":  # committed; the decoded images' cache not re-keyed yet
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize(
+    ("at", "nth", "moved"),
+    [
+        ("INSERT OR REPLACE INTO meta", 1, False),  # the new root written, nothing else
+        ("INSERT INTO settings_history", 1, False),  # all but the history row and the commit
+        ("COMMIT", 1, False),  # everything written but the commit
+        ("after", 0, True),  # after the commit, before the cache is re-keyed
+    ],
+)
+def test_a_kill_leaves_the_old_or_the_new_folder(project, tmp_path, at, nth, moved):
+    label_truth(project, 2)
+    project.images()
+    old = project.root
+    new = _copy(old, tmp_path / "copy")
+    before = _snapshot(project.dir)
+    project.close()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL, str(project.dir), at, str(nth), str(new)], env=env
+    )
+    assert proc.returncode == -signal.SIGKILL
+    with sqlite3.connect(project.dir / DB_NAME) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    p = Project(project.dir)
+    if moved:
+        assert p.root == new and len(p.store.settings_history()) == 1
+        x, _ = p.images()  # decoded again from the new folder, each image hash-checked
+        assert len(x) == 24
+    else:
+        assert _snapshot(project.dir) == before and p.root == old
+        r = _run("config", project.dir, "--images", new, "--no-progress")
+        assert r.exit_code == 0, r.output
+    p.close()
+
+
+def test_serve_after_repointing_shows_the_images(project, tmp_path):
+    from fishermask.label.thumbs import Cache
+
+    label_truth(project, 1)
+    previews = Cache(project.dir)
+    for r in project.store.images():  # the thumbnails made before the move
+        previews.get((project.root / r.path).read_bytes(), r.sha256)
+    made = sorted(f.name for f in previews.folder.iterdir())
+    project.close()
+    new = _moved(project, tmp_path)
+    with api_client(project.dir) as client:  # before: the folder is gone, said whole
+        r = client.get("/api/images/1", headers=AUTH)
+        assert r.status_code == 404
+        assert f"`fishermask label config {project.dir} --images NEW`" in r.json()["error"]
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    assert r.exit_code == 0, r.output
+    with api_client(project.dir) as client:
+        batch = client.get("/api/batch", headers=AUTH).json()
+        image_id = batch["items"][0]["image_id"]
+        r = client.get(f"/api/images/{image_id}", headers=AUTH)
+        assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+        r = client.get(f"/api/images/{image_id}", params={"size": "thumb"}, headers=AUTH)
+        assert r.status_code == 200
+    assert made and sorted(f.name for f in previews.folder.iterdir()) == made  # none made again
+
+
+def test_scan_of_a_lost_folder_names_the_fix(project, tmp_path):
+    project.close()
+    _moved(project, tmp_path)
+    r = _run("scan", project.dir, "--no-progress")
+    line = _one_line(r)
+    assert (
+        f"point the project at it with `fishermask label config {project.dir} --images NEW`" in line
+    )
+
+
+@pytest.mark.parametrize("layout", ["beside", "inside"])
+def test_a_project_moved_together_with_its_images_finds_them(tmp_path, layout):
+    tree = tmp_path / "tree"
+    images = make_folder(tree / "images")
+    proj = tree / "proj" if layout == "beside" else images / ".proj"
+    p = Project.init(proj, images, "red,green,blue", image_size=(8, 8))
+    label_truth(p, 1)
+    p.close()
+    moved = tmp_path / "elsewhere" / "tree"  # e.g. the whole tree copied to another machine
+    moved.parent.mkdir()
+    tree.rename(moved)
+    new_proj = moved / proj.relative_to(tree)
+    p = Project(new_proj)
+    assert p.root == moved / "images"
+    assert p.root_note is not None and f"--images {moved / 'images'}" in p.root_note
+    assert p.settings["image_root"] == str(images.resolve())  # recorded as it was: no write
+    p.close()
+    r = _run("scan", new_proj, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "0 missing, 0 changed" in r.stdout and "note: the image folder is not at" in r.output
+    r = _run("config", new_proj, "--images", moved / "images", "--no-progress")
+    assert r.exit_code == 0, r.output
+    p = Project(new_proj)
+    assert p.root == moved / "images" and p.root_note is None
+    p.close()
+
+
+def test_a_moved_project_does_not_take_a_folder_of_other_images(tmp_path):
+    tree = tmp_path / "tree"
+    p = Project.init(
+        tree / "proj", make_folder(tree / "images"), "red,green,blue", image_size=(8, 8)
+    )
+    p.close()
+    (tmp_path / "b").mkdir()
+    tree.rename(tmp_path / "b" / "tree")
+    make_folder(tmp_path / "b" / "tree" / "images2")
+    shutil.rmtree(tmp_path / "b" / "tree" / "images")
+    (tmp_path / "b" / "tree" / "images").mkdir()  # an empty folder at the relative place
+    p = Project(tmp_path / "b" / "tree" / "proj")
+    assert p.root == (tree / "images").resolve() and p.root_note is None
+    p.close()
+
+
+def test_a_project_made_before_records_where_its_images_lie(project):
+    with sqlite3.connect(project.dir / DB_NAME) as c:
+        c.execute("DELETE FROM meta WHERE key = 'image_root_rel'")
+    project.close()
+    p = Project(project.dir)
+    assert p.store.get_meta("image_root_rel") == "../images"
+    p.close()
