@@ -227,6 +227,12 @@ def test_refused_while_a_round_runs_or_a_server_serves(project, tmp_path):
     )
     assert _snapshot(project.dir) == before
     project.store.finish_round(rid, status="done")
+    cid, _, _ = project.store.start_check(5, os.getpid())  # a label check runs
+    before = _snapshot(project.dir)
+    line = _one_line(_run("config", project.dir, "--images", new, "--no-progress"))
+    assert f"a label check is running (check {cid}" in line and "Nothing was changed." in line
+    assert _snapshot(project.dir) == before
+    project.store.finish_check(cid, status="done")
     before = _snapshot(project.dir)
     with serve_lock.acquire(project.dir) as lock:
         lock.record(address="http://127.0.0.1:1")
@@ -354,6 +360,15 @@ def test_a_project_moved_together_with_its_images_finds_them(tmp_path, layout):
     r = _run("scan", new_proj, "--no-progress")
     assert r.exit_code == 0, r.output
     assert "0 missing, 0 changed" in r.stdout and "note: the image folder is not at" in r.output
+    r = _run("config", new_proj)
+    assert f"images found at: {moved / 'images'} (the image folder is not at" in r.stdout
+    if layout == "beside":  # the server says so, and shows the images
+        from tests.label.test_kill import start_server, stop_server
+
+        proc, _, said = start_server(new_proj)
+        stop_server(proc)
+        assert f"note: the image folder is not at {images.resolve()} any more" in said, said
+        assert "warning: the image folder" not in said, said
     r = _run("config", new_proj, "--images", moved / "images", "--no-progress")
     assert r.exit_code == 0, r.output
     p = Project(new_proj)
