@@ -118,7 +118,11 @@ def _other_images(tmp_path: Path) -> Path:
             "no such folder (looked for {new}); give the folder that now holds the "
             "project's images (they were in {old}); nothing was changed.",
         ),
-        ("file", "a file, not a folder; give the folder that now holds the project's images."),
+        (
+            "file",
+            "a file, not a folder; give the folder that now holds the project's images; "
+            "nothing was changed.",
+        ),
         ("same", "is already the project's image folder ({old}); nothing was changed"),
         ("empty", "is empty: give the folder their paths are relative to"),
         (
@@ -243,6 +247,26 @@ def test_refused_while_a_round_runs_or_a_server_serves(project, tmp_path):
     assert _snapshot(project.dir) == before
     r = _run("config", project.dir, "--images", new, "--no-progress")
     assert r.exit_code == 0, r.output  # the copy is taken once nothing runs
+
+
+def test_ctrl_c_while_checking_changes_nothing(project, tmp_path, monkeypatch):
+    new = _copy(project.root, tmp_path / "copy")
+    before = _snapshot(project.dir)
+    project.close()
+    seen = []
+
+    def interrupted(path):
+        seen.append(path)
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+        return imgs.file_sha256.__wrapped__(path)
+
+    interrupted.__wrapped__ = imgs.file_sha256
+    monkeypatch.setattr(imgs, "file_sha256", interrupted)
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    assert r.exit_code == 130, r.output
+    assert "interrupted while checking the new folder; nothing was changed." in r.stderr
+    assert _snapshot(project.dir) == before
 
 
 _KILL = """

@@ -1894,12 +1894,23 @@ def _repoint(project: Path, images: Path, accept_missing: bool, progress: bool) 
     what was kept and what ``label scan`` will list."""
     from fishermask.label.relocate import repoint
 
+    p, was = None, None
     try:
         p = _open(project)
         p.recover()  # a round whose process died is not running
+        was = p.settings["image_root"]
         done = repoint(p, images, accept_missing=accept_missing, progress=progress)
     except FishermaskError as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        now = p.store.get_meta("image_root") if p is not None else None
+        if p is not None and now != was:  # Ctrl-C after the commit, while re-keying the cache
+            _fail(
+                f"interrupted after the new folder was recorded (images: {was} -> {now}); the "
+                "decoded images not re-keyed yet are decoded again when next needed.",
+                130,
+            )
+        _fail("interrupted while checking the new folder; nothing was changed.", 130)
     console.print(f"images: {done.old} -> {done.new}", highlight=False, soft_wrap=True)
     n = p.store.num_images()
     _say(

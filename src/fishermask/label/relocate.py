@@ -147,7 +147,8 @@ def repoint(
         raise ConfigError(
             f"{flag}: "
             + (
-                "a file, not a folder; give the folder that now holds the project's images."
+                "a file, not a folder; give the folder that now holds the project's images; "
+                "nothing was changed."
                 if new.exists()
                 else f"no such folder (looked for {new.absolute()}); give the folder that now "
                 f"holds the project's images (they were in {recorded}); nothing was changed."
@@ -205,13 +206,13 @@ def repoint(
         found: list[tuple[ImageRow, os.stat_result]] = []
         with progress_bar("checking images", len(sized), progress and bool(sized)) as advance:
             for r, st in sized:
+                advance(1)
                 try:
                     same = imgs.file_sha256(new / r.path) == r.sha256
                 except OSError:
                     missing.append(r)
                     continue
                 (found.append((r, st)) if same else changed.append(r))
-                advance(1)
         if not found:
             raise ConfigError(
                 f"{flag} holds the project's image paths, but none of their "
