@@ -18,7 +18,7 @@ import pytest
 from fishermask.label import images as imgs
 from fishermask.label.project import Project
 from fishermask.label.store import DB_NAME
-from tests.label.conftest import AUTH, api_client, label_truth, make_folder
+from tests.label.conftest import AUTH, api_client, browser_only, label_truth, make_folder
 from tests.label.test_forget import _snapshot
 from tests.label.test_label_cli import _run
 
@@ -423,3 +423,38 @@ def test_a_project_made_before_records_where_its_images_lie(project):
     p = Project(project.dir)
     assert p.store.get_meta("image_root_rel") == "../images"
     p.close()
+
+
+@browser_only
+def test_the_page_names_the_fix_then_shows_the_images_once_repointed(project, tmp_path, browser):
+    """The page of a project whose image folder moved says, for its image, how to point the
+    project at the new place; once pointed there, it shows the image."""
+    from selenium.webdriver.common.by import By
+
+    from tests.label.test_browser import _open_page
+    from tests.label.test_kill import stop_server
+
+    project.close()
+    new = _moved(project, tmp_path)
+
+    def message(d):
+        return d.find_element(By.ID, "message").text
+
+    proc, wait = _open_page(project, browser)
+    try:
+        wait.until(lambda d: "--images NEW" in message(d))
+        assert f"fishermask label config {project.dir} --images NEW" in message(browser)
+    finally:
+        stop_server(proc)
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    assert r.exit_code == 0, r.output
+    proc, wait = _open_page(project, browser)
+    try:
+        wait.until(
+            lambda d: d.execute_script(
+                "const i = document.getElementById('image'); return i.complete && i.naturalWidth"
+            )
+        )
+        assert "--images" not in message(browser)
+    finally:
+        stop_server(proc)
