@@ -425,6 +425,25 @@ def test_a_project_made_before_records_where_its_images_lie(project):
     p.close()
 
 
+def test_a_project_moved_without_its_images_records_where_they_now_lie(project, tmp_path):
+    images = project.root
+    project.close()
+    (tmp_path / "work").mkdir()
+    moved = project.dir.rename(tmp_path / "work" / "labels")  # the images stay
+    p = Project(moved)
+    assert p.root == images and p.root_note is None
+    assert p.store.get_meta("image_root_rel") == "../../images"
+    assert p.store.settings_history() == []  # bookkeeping, not a change of settings
+    p.close()
+    both = tmp_path / "disk2"  # then both move together, keeping that layout
+    both.mkdir()
+    (tmp_path / "work").rename(both / "work")
+    images.rename(both / "images")
+    p = Project(both / "work" / "labels")
+    assert p.root == both / "images" and p.root_note is not None
+    p.close()
+
+
 @browser_only
 def test_the_page_names_the_fix_then_shows_the_images_once_repointed(project, tmp_path, browser):
     """The page of a project whose image folder moved says, for its image, how to point the

@@ -1214,13 +1214,17 @@ class Project:
         return self._root[1], self._root[2]
 
     def _record_relative_root(self) -> None:
-        """Record where the image folder lies relative to the project folder (a project made
-        before ``image_root_rel`` was), while the recorded folder is in place."""
+        """Record where the image folder lies relative to the project folder while the
+        recorded folder is in place (a project made before ``image_root_rel`` was, or moved
+        since without its images), so that a later move of both together finds it."""
         from fishermask.label.relocate import occupied, relative
 
-        if "image_root_rel" in self.settings or not occupied(Path(self.settings["image_root"])):
+        root = self.settings["image_root"]
+        if not occupied(Path(root)):
             return
-        rel = relative(self.settings["image_root"], self.dir)
+        rel = relative(root, self.dir)
+        if rel == self.settings.get("image_root_rel", False):
+            return
         with contextlib.suppress(sqlite3.Error):
             self.store.set_meta({"image_root_rel": rel})
             self.settings["image_root_rel"] = rel

@@ -3,8 +3,9 @@
 The project records its image folder twice (meta of ``project.sqlite``): ``image_root``, the
 absolute path (links resolved), and ``image_root_rel``, the same folder relative to the
 project folder (``images``, ``..``, ``../photos``), both written by ``label init`` and
-``label config --images`` (and ``image_root_rel`` by the first open of a project made before
-it was recorded, while its folder is in place). :func:`find_root` uses the absolute path
+``label config --images``; ``image_root_rel`` is written again by any open of the project
+while the recorded folder is in place and the relative place changed (a project made before
+it was recorded, or a project folder moved on its own). :func:`find_root` uses the absolute path
 while it holds anything; when it is gone or empty, the folder at the recorded relative place
 is used instead if a sample of the project's images is there with their sizes (a project
 moved or copied together with its images: a whole tree copied to another machine, the
