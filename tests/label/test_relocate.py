@@ -204,6 +204,27 @@ def test_accept_missing_takes_a_folder_lacking_some_images(project, tmp_path):
     assert "1 missing, 1 changed" in r.stdout
 
 
+def test_images_forgotten_after_accept_missing_leave_the_others_decoded(
+    project, tmp_path, monkeypatch
+):
+    project.images()  # cached under the old paths
+    project.close()
+    new = _moved(project, tmp_path)
+    (new / "red" / "000.png").unlink()
+    r = _run("config", project.dir, "--images", new, "--accept-missing", "--no-progress")
+    assert r.exit_code == 0, r.output
+    r = _run("scan", project.dir, "--forget-missing", "--no-progress")
+    assert r.exit_code == 0 and "1 forgotten" in r.stdout, r.output
+    decoded: list[str] = []
+    read_one = imgs.read_one
+    monkeypatch.setattr(imgs, "read_one", lambda root, rel, *a: decoded.append(rel))
+    p = Project(project.dir)
+    x, _ = p.images()
+    assert decoded == [] and len(x) == 23  # cut out of the re-keyed entry, not decoded
+    monkeypatch.setattr(imgs, "read_one", read_one)
+    p.close()
+
+
 def test_accept_missing_still_refuses_a_folder_of_other_images(project, tmp_path):
     before = _snapshot(project.dir)
     project.close()

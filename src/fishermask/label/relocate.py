@@ -27,7 +27,7 @@ without decoding (:func:`fishermask.label.images.move_segment`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,7 +238,8 @@ def repoint(
                 f"command); nothing was changed: `fishermask label config {project}` shows it."
             ) from None
     out = Repointed(Path(recorded), new_real, len(found), missing, changed)
-    _carry_cache(p, rows, old_root, new_real, {r.id: st for r, st in found}, out)
+    found_at = {r.id: st for r, st in found}
+    _carry_cache(p, rows, old_root, new_real, found_at, {r.id for r in changed}, out)
     p._decoded = None
     p.reload_settings()
     return out
@@ -287,8 +288,9 @@ def _refuse_some(
         parts.append(f"{len(rows)} of the project's {n} images {many if len(rows) != 1 else one}")
         parts[-1] += f" ({n_lab} labeled; {listed([r.path for r in order], NAMED)})"
     source = f"from {recorded}" if occupied(Path(recorded)) else "from where the originals are"
+    them = "it" if len(missing) + len(changed) == 1 else "them"
     return (
-        f"{flag}: {' and '.join(parts)}: copy them into {new} {source} and run this again, or "
+        f"{flag}: {' and '.join(parts)}: copy {them} into {new} {source} and run this again, or "
         "give --accept-missing to use the folder anyway (`fishermask label scan "
         f"{p.dir}` then lists them as missing or changed, to restore, accept or forget); "
         "nothing was changed."
@@ -301,12 +303,16 @@ def _carry_cache(
     old_root: Path,
     new_root: Path,
     found: dict[int, os.stat_result],
+    changed: Collection[int],
     out: Repointed,
 ) -> None:
-    """Re-key the decoded images of each segment whose images were all found (same content)
-    to their new paths, without decoding; a segment that was not cached, or lacks an image,
-    is decoded again when next needed (each image checked against its hash). The old entries
-    stay while the old folder does (another copy of the project may use them)."""
+    """Re-key the decoded images of each segment to their new paths, without decoding: the
+    images found under their new size and time, a missing one (``--accept-missing``) under
+    its stored ones, as :meth:`Project.forget_missing` looks for it (so forgetting it later
+    keeps the others' pixels, and a file put back, with a new time, is decoded again). A
+    segment holding a changed image, or not cached, is decoded again when next needed (each
+    image checked against its hash). The old entries stay while the old folder does (another
+    copy of the project may use them)."""
     keep_old = occupied(old_root)
     pid = p.settings["project_id"]
     by_seg: dict[int, list[ImageRow]] = {}
@@ -315,9 +321,14 @@ def _carry_cache(
     out.cache_segments = len(by_seg)
     for seg, members in sorted(by_seg.items()):
         members.sort(key=lambda r: r.id)
-        if all(r.id in found for r in members):
+        if not any(r.id in changed for r in members):
             old = [(r.path, r.bytes, r.mtime_ns) for r in members]
-            new = [(r.path, found[r.id].st_size, found[r.id].st_mtime_ns) for r in members]
+            new = [
+                (r.path, found[r.id].st_size, found[r.id].st_mtime_ns)
+                if r.id in found
+                else (r.path, r.bytes, r.mtime_ns)
+                for r in members
+            ]
             try:
                 kept = imgs.move_segment(
                     p.cache_dir,
