@@ -94,10 +94,13 @@ def test_readme_summary_tables_match_report_json() -> None:
         assert _num(cells[3]) == pytest.approx(s["query_seconds"], abs=0.006), where
         assert _num(cells[4]) == pytest.approx(s["train_seconds"], abs=0.006), where
         checked += 1
-    assert checked == 27  # three runs x nine strategies
+    assert checked == 27  # three settings x nine strategies
 
 
-@pytest.mark.parametrize("run", ["cifar10_setting1_low_cpu_v2", "cifar10_setting1_high_cpu_v2"])
+@pytest.mark.parametrize(
+    "run",
+    ["cifar10_setting1_low_cpu_v2", "cifar10_setting1_high_cpu_v2", "cifar10_setting2_cpu_v2"],
+)
 def test_results_tables_script_writes_the_readme_tables(run: str) -> None:
     """benchmarks/results_tables.py prints a run section's tables as the README has them:
     the next run's section (Setting 2) is pasted from it, not typed."""
