@@ -73,7 +73,7 @@ CLAIMS = [
         "final_mean",
         9,
     ),
-    ("and 3rd of 9 by AULC", "cifar10_setting2_cpu_v2", "fishermask", "aulc_mean", 3),
+    ("FisherMask is 3rd of 9 by AULC", "cifar10_setting2_cpu_v2", "fishermask", "aulc_mean", 3),
     ("the\n  first, BAIT, has 46.17", "cifar10_setting2_cpu_v2", "bait", "aulc_mean", 1),
     ("LPLgrad is first by final accuracy", "cifar10_setting2_cpu_v2", "lplgrad", "final_mean", 1),
     (
