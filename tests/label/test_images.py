@@ -65,7 +65,7 @@ def test_scan_finds_recursively_ignores_hidden_and_lists_unreadable(tmp_path):
     Image.new("RGB", (5, 5)).save(root / ".cache" / "y.png")
     (root / "notes.txt").write_text("not an image")
     (root / "broken.jpg").write_bytes(b"not a jpeg at all")
-    res = imgs.scan_folder(root, (8, 8), 3)
+    res = imgs.scan_folder(root, (8, 8), 3, fit="stretch")
     paths = sorted(f.path for f in res.found)
     assert "red/deeper/x.JPEG" in paths and len(paths) == 7
     assert not any(p.startswith(".") or "/." in p for p in paths)
@@ -184,7 +184,7 @@ def test_gif_and_tiff_are_images_their_first_frame_decoded(tmp_path):
     red.save(root / "pages.tif", save_all=True, append_images=[blue])
     a16 = np.full((4, 4), 65535, dtype=np.uint16)
     Image.fromarray(a16).save(root / "deep.TIFF")  # 16-bit grey, scaled as for a PNG
-    res = imgs.scan_folder(root, (4, 4), 3)
+    res = imgs.scan_folder(root, (4, 4), 3, fit="stretch")
     assert res.unreadable == []
     px = {f.path: f.pixels for f in res.found}
     assert sorted(px) == ["anim.gif", "deep.TIFF", "pages.tif"]
@@ -293,7 +293,7 @@ def test_an_empty_file_is_said_to_be_empty(tmp_path):
     (unknown or broken format)', as if its bytes were of some other format."""
     root = make_folder(tmp_path / "img", per_class=1)
     (root / "empty.jpg").write_bytes(b"")
-    res = imgs.scan_folder(root, (8, 8), 3)
+    res = imgs.scan_folder(root, (8, 8), 3, fit="stretch")
     assert res.unreadable == [("empty.jpg", "an empty file (0 bytes)")]
 
 
@@ -308,7 +308,7 @@ def test_a_file_cut_short_is_said_to_be_cut_short(tmp_path):
     )
     for n in (500, len(buf.getvalue()) - 10):
         (root / f"cut-{n}.jpg").write_bytes(buf.getvalue()[:n])
-    res = imgs.scan_folder(root, (8, 8), 3)
+    res = imgs.scan_folder(root, (8, 8), 3, fit="stretch")
     assert len(res.unreadable) == 2, res.unreadable  # both cut files, nothing else
     for _, why in res.unreadable:
         assert why.startswith("a file cut short: its image data ends early (Pillow: "), why
@@ -342,5 +342,7 @@ def test_a_photo_turned_by_exif_has_the_size_it_is_shown_at(tmp_path):
         exif = Image.Exif()
         exif[0x0112] = orientation
         Image.new("RGB", (40, 20), (200, 30, 30)).save(root / name, exif=exif.tobytes())
-    found = {f.path: (f.width, f.height) for f in imgs.scan_folder(root, (4, 4), 3).found}
+    found = {
+        f.path: (f.width, f.height) for f in imgs.scan_folder(root, (4, 4), 3, fit="stretch").found
+    }
     assert found == {"quarter.jpg": (20, 40), "other-quarter.jpg": (20, 40), "half.jpg": (40, 20)}

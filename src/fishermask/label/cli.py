@@ -164,6 +164,16 @@ def init(
         ),
     ] = False,
     image_size: Annotated[str, typer.Option(metavar="HxW", help="Model input size HxW.")] = "32x32",
+    fit: Annotated[
+        str,
+        typer.Option(
+            metavar="pad|crop|stretch",
+            help="How an image of another aspect is fitted to HxW: pad (keep the aspect, fill "
+            "the rest with the image's mean colour), crop (keep the aspect, cut the ends of "
+            "the longer side off) or stretch (resize to HxW, distorting it). Fixed for the "
+            "project.",
+        ),
+    ] = "pad",
     model: Annotated[
         str,
         typer.Option(
@@ -211,6 +221,7 @@ def init(
             images,
             _class_names(classes),
             image_size=_size(image_size),
+            fit=fit,
             model=model,
             width=width,
             strategy=strategy,
@@ -1658,6 +1669,7 @@ def revisit(
 #: Settings ``label config`` shows but cannot change, and what to do instead.
 _FIXED = {
     "image_size": "the decoded images and every saved model are at this size",
+    "fit": "the decoded images and every saved model were made with this fit",
     "classes": "every label and saved model refers to the classes by position; add one with "
     "--add-class NAME, rename one with --rename-class OLD=NEW, remove one nobody's label "
     "carries with --remove-class NAME (relabel its images with `label add` first)",
@@ -1684,6 +1696,7 @@ def _settings_lines(p: Any) -> list[str]:
         f"width: {s['width']}",
         f"import: {names(s.get('imports'))}",
         f"image-size: {h}x{w} (fixed)",
+        f"fit: {p.fit} (fixed)",
         f"classes: {','.join(p.current_classes)} (--add-class, --rename-class, --remove-class)",
         *(
             [f"removed classes: {','.join(p.classes[i] for i in sorted(p.removed))}"]
@@ -1726,6 +1739,9 @@ def config(
     ] = None,
     width: Annotated[float | None, typer.Option(help="Width multiplier of the model.")] = None,
     image_size: Annotated[
+        str | None, typer.Option(help="Cannot change (refused with what to do instead).")
+    ] = None,
+    fit: Annotated[
         str | None, typer.Option(help="Cannot change (refused with what to do instead).")
     ] = None,
     classes: Annotated[
@@ -1789,7 +1805,7 @@ def config(
 ) -> None:
     """Show the project's settings, or change them (from the next round on; history kept); --images points the project at its moved image folder."""
     if images is not None:
-        others = [image_size, classes, add_class, rename_class, remove_class, imports]
+        others = [image_size, fit, classes, add_class, rename_class, remove_class, imports]
         if any(v is not None and v != [] for v in others) or any(
             v is not None
             for v in (
@@ -1815,7 +1831,7 @@ def config(
             "--accept-missing goes with --images NEW (the image folder's new place); nothing "
             "was changed."
         )
-    fixed = {"image_size": image_size, "classes": classes}
+    fixed = {"image_size": image_size, "fit": fit, "classes": classes}
     for key, value in fixed.items():
         if value is not None:
             flag = "--" + key.replace("_", "-")

@@ -19,8 +19,14 @@ Decoding converts every mode to the project's channels (1 grey or 3 RGB) properl
 16-bit and 32-bit integer grey is *scaled* to 0..255 (not clipped), float images in
 [0, 1] are scaled, transparent images (RGBA, LA, palette with transparency) are composited
 on white, CMYK/YCbCr/palette become RGB; EXIF orientation is applied; then the image is
-resized (bilinear) to the project's ``H x W``. Decoded images are stored in the data cache
-(:mod:`fishermask.data.cache`), one entry per scan ("segment"), so each file is decoded once.
+fitted to the project's ``H x W`` as the project's ``fit`` says (:data:`FITS`,
+:func:`fit_to`): ``stretch`` resizes it (bilinear) to ``H x W``, distorting a photo of another
+aspect; ``pad`` resizes it keeping its aspect so that it fits inside and fills the rest with
+the image's own mean colour; ``crop`` resizes it keeping its aspect so that it covers ``H x W``
+and keeps the centre. Decoded images are stored in the data cache
+(:mod:`fishermask.data.cache`), one entry per scan ("segment"), so each file is decoded once;
+the entry's key names the fit (:func:`_cache_format`), so pixels decoded under one fit are never
+read under another.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from fishermask.data.images import BOMBS, ImageSize, bombs_refused, one_line, too_large
-from fishermask.errors import DataError
+from fishermask.errors import ConfigError, DataError
 from fishermask.text import AND_MORE_APART, listed
 
 if TYPE_CHECKING:  # torch and the cache are imported where used (label status etc. start without)
@@ -69,6 +75,12 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _INT16 = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 #: EXIF orientations that turn the image a quarter (transposed, rotated 90 or 270 degrees).
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
+#: How an image is fitted to the project's ``H x W`` (:func:`fit_to`).
+FITS = ("stretch", "pad", "crop")
+#: The fit of a new project: nothing is cut off and nothing distorted (docs/decisions.md).
+DEFAULT_FIT = "pad"
+#: The fit of a project made before the setting existed (no ``fit`` key): what it decoded with.
+LEGACY_FIT = "stretch"
 
 
 @dataclass(frozen=True)
@@ -334,10 +346,13 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def decode(data: bytes, size: ImageSize, channels: int) -> tuple[np.ndarray, int, int]:
-    """Decode image bytes into ``[Ch, H, W]`` uint8 at ``size``; also the original width and
-    height as the image is shown: upright, its EXIF orientation applied (a phone's portrait
-    photo stored 4032 x 3024 and turned a quarter is 3024 wide, 4032 high)."""
+def decode(
+    data: bytes, size: ImageSize, channels: int, fit: str = LEGACY_FIT
+) -> tuple[np.ndarray, int, int]:
+    """Decode image bytes into ``[Ch, H, W]`` uint8 at ``size`` (fitted as ``fit`` says:
+    :func:`fit_to`); also the original width and height as the image is shown: upright, its
+    EXIF orientation applied (a phone's portrait photo stored 4032 x 3024 and turned a quarter
+    is 3024 wide, 4032 high)."""
     with bombs_refused(), Image.open(io.BytesIO(data)) as img:
         width, height = img.size
         if img.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS:
@@ -345,22 +360,74 @@ def decode(data: bytes, size: ImageSize, channels: int) -> tuple[np.ndarray, int
         if img.format == "JPEG":
             img.draft(img.mode, (size[1], size[0]))  # decode at a reduced scale when large
         img.load()
-        arr = prepare(img, size, channels)
+        arr = prepare(img, size, channels, fit)
     return arr, width, height
 
 
-def prepare(img: Image.Image, size: ImageSize, channels: int) -> np.ndarray:
+def prepare(img: Image.Image, size: ImageSize, channels: int, fit: str = LEGACY_FIT) -> np.ndarray:
     """A loaded image as the project stores it: EXIF orientation applied, converted to the
-    project's channels (:func:`to_channels`), resized (bilinear) to ``size``; ``[Ch, H, W]``
-    uint8. The step of :func:`decode` after the file is read (used by the exported model's
-    loader for images given as PIL images or arrays)."""
+    project's channels (:func:`to_channels`), fitted to ``size`` as ``fit`` says
+    (:func:`fit_to`); ``[Ch, H, W]`` uint8. The step of :func:`decode` after the file is read
+    (used by the exported model's loader for images given as PIL images or arrays)."""
     img = ImageOps.exif_transpose(img)
     img = to_channels(img, channels)
-    if img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    img = fit_to(img, size, fit)
     arr = np.asarray(img, dtype=np.uint8)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return np.ascontiguousarray(arr)
+
+
+def check_fit(fit: str, flag: str = "--fit") -> str:
+    """``fit`` when it is one of :data:`FITS`, else one line (:class:`ConfigError`)."""
+    if fit not in FITS:
+        raise ConfigError(
+            f"{flag} {fit!r}: not a way to fit an image; use one of {', '.join(FITS)} (stretch: "
+            "resize to H x W, distorting other aspects; pad: keep the aspect, fill the rest with "
+            "the image's mean colour; crop: keep the aspect, cut the ends off)."
+        )
+    return fit
+
+
+def fit_to(img: Image.Image, size: ImageSize, fit: str) -> Image.Image:
+    """``img`` (mode L or RGB) at ``size`` = ``(H, W)``, bilinear:
+
+    - ``stretch``: resized to ``W x H`` (a 2:1 photo in a square is squeezed to half its width);
+    - ``pad`` (letterbox): resized keeping its aspect to the largest size that fits in
+      ``W x H`` (each side rounded, at least 1), centred (an odd pixel of padding goes below or
+      right), the rest filled with the resized image's mean colour per channel (rounded). That
+      colour is neutral for this image: near 0 after normalisation when the image's mean is
+      near the data set's, without a hard black or white edge, and it depends on the image
+      alone, so the cached pixels and an exported model's decoding need nothing else;
+    - ``crop``: the largest centred box of ``W:H`` aspect in the image (its shorter side whole)
+      resized to ``W x H``; the ends of the longer side are cut off.
+
+    An image already ``W x H`` is returned as it is, whatever the fit.
+    """
+    h, w = size
+    iw, ih = img.size
+    if (iw, ih) == (w, h):
+        return img
+    bilinear = Image.Resampling.BILINEAR
+    if fit == "stretch":
+        return img.resize((w, h), bilinear)
+    if fit == "crop":
+        if iw * h > ih * w:  # wider than W:H: the left and right ends are cut
+            bw = ih * w / h
+            box = ((iw - bw) / 2, 0.0, (iw + bw) / 2, float(ih))
+        else:  # taller: the top and bottom are cut
+            bh = iw * h / w
+            box = (0.0, (ih - bh) / 2, float(iw), (ih + bh) / 2)
+        return img.resize((w, h), bilinear, box=box)
+    check_fit(fit)
+    scale = min(w / iw, h / ih)
+    nw = min(w, max(1, round(iw * scale)))
+    nh = min(h, max(1, round(ih * scale)))
+    inner = img if (nw, nh) == (iw, ih) else img.resize((nw, nh), bilinear)
+    a = np.asarray(inner, dtype=np.float64).reshape(nh * nw, -1)  # [pixels, Ch]
+    fill = tuple(int(v) for v in np.rint(a.mean(axis=0)))
+    canvas = Image.new(inner.mode, (w, h), fill[0] if len(fill) == 1 else fill)
+    canvas.paste(inner, ((w - nw) // 2, (h - nh) // 2))
+    return canvas
 
 
 def _cannot_decode(exc: BaseException) -> str:
@@ -375,8 +442,9 @@ def _cannot_decode(exc: BaseException) -> str:
     return said
 
 
-def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
-    """Read, hash and decode one file; raises ``DataError`` with the reason if it cannot."""
+def read_one(root: Path, rel: str, size: ImageSize, channels: int, fit: str = LEGACY_FIT) -> Found:
+    """Read, hash and decode one file (fitted as ``fit`` says); raises ``DataError`` with the
+    reason if it cannot."""
     full = root / rel
     try:
         data = full.read_bytes()
@@ -386,7 +454,7 @@ def read_one(root: Path, rel: str, size: ImageSize, channels: int) -> Found:
     if not data:
         raise DataError("an empty file (0 bytes)")
     try:
-        pixels, width, height = decode(data, size, channels)
+        pixels, width, height = decode(data, size, channels, fit)
     except UnidentifiedImageError:
         raise DataError("not a readable image (unknown or broken format)") from None
     except BOMBS as exc:
@@ -410,14 +478,17 @@ def scan_folder(
     channels: int,
     known: set[str] | frozenset[str] = frozenset(),
     advance: Callable[[int], None] | None = None,
+    *,
+    fit: str,
 ) -> ScanResult:
-    """Decode every image under ``root`` whose relative path is not in ``known``."""
+    """Decode every image under ``root`` whose relative path is not in ``known``, fitted to
+    ``size`` as ``fit`` says."""
     files, unreadable = candidate_files(root, known)
     found: list[Found] = []
     new = [f for f in files if f not in known]
     for rel in new:
         try:
-            found.append(read_one(root, rel, size, channels))
+            found.append(read_one(root, rel, size, channels, fit))
         except DataError as exc:
             unreadable.append((rel, str(exc)))
         if advance is not None:
@@ -445,6 +516,14 @@ def _segment_source(root: Path, project_id: str, segment: int) -> Path:
     return root / f".fishermask-label-{project_id}-segment-{segment}"
 
 
+def _cache_format(channels: int, fit: str) -> str:
+    """The loader format in a segment's cache key: ``label-c3`` for ``stretch`` (the key of
+    every entry written before fits existed, so a project made then keeps its decoded pixels),
+    ``label-c3-pad`` and ``label-c3-crop`` for the others, so that pixels decoded under one fit
+    are never read under another."""
+    return f"label-c{channels}" if fit == "stretch" else f"label-c{channels}-{check_fit(fit)}"
+
+
 def drop_segment_cache(cache_dir: Path, root: Path, project_id: str, segment: int) -> int:
     """Delete the cached decoded images of one segment (every key); the next load decodes
     the segment's images again, each checked against its stored hash."""
@@ -462,6 +541,8 @@ def carry_segment(
     keep: Sequence[int],
     size: ImageSize,
     channels: int,
+    *,
+    fit: str,
 ) -> bool:
     """Keep the cached decoded images ``keep`` (positions in ``old``) of a segment that lost
     the others, without decoding: ``old`` is the segment's ``(path, size, mtime_ns)`` per
@@ -472,7 +553,7 @@ def carry_segment(
 
     return carry_rows(
         cache_dir,
-        f"label-c{channels}",
+        _cache_format(channels, fit),
         _segment_source(root, project_id, segment),
         [(root / rel, n, mtime_ns) for rel, n, mtime_ns in old],
         keep,
@@ -490,6 +571,7 @@ def move_segment(
     size: ImageSize,
     channels: int,
     *,
+    fit: str,
     new_root: Path | None = None,
     keep_old: bool = False,
 ) -> bool:
@@ -505,7 +587,7 @@ def move_segment(
     to = root if new_root is None else new_root
     return rekey_rows(
         cache_dir,
-        f"label-c{channels}",
+        _cache_format(channels, fit),
         _segment_source(root, project_id, segment),
         [(root / rel, n, mtime_ns) for rel, n, mtime_ns in old],
         [(to / rel, n, mtime_ns) for rel, n, mtime_ns in new],
@@ -543,8 +625,11 @@ def segment_images(
     pixels: np.ndarray | None = None,
     sha256: Sequence[str] | None = None,
     missing_fix: str = "restore it: the project's labels and models refer to it",
+    *,
+    fit: str,
 ) -> torch.Tensor:
-    """The decoded images ``[len(paths), Ch, H, W]`` of one segment, from the cache if present.
+    """The decoded images ``[len(paths), Ch, H, W]`` of one segment (fitted as ``fit`` says),
+    from the cache if present (its key names the fit: :func:`_cache_format`).
 
     ``pixels`` (just decoded by a scan) is stored instead of decoding again. Decoding again
     checks each file against its stored hash ``sha256``: content that changed since the scan
@@ -569,7 +654,7 @@ def segment_images(
         changed: list[str] = []
         for i, rel in enumerate(paths):
             try:
-                f = read_one(root, rel, size, channels)
+                f = read_one(root, rel, size, channels, fit)
             except DataError as exc:
                 raise DataError(
                     f"image {root / rel} was scanned earlier but cannot be read now ({exc}); "
@@ -586,7 +671,7 @@ def segment_images(
             )
         return segment_dataset(out, source.name)
 
-    ds = cached(cache_dir, f"label-c{channels}", source, files, size, build)
+    ds = cached(cache_dir, _cache_format(channels, fit), source, files, size, build)
     if ds.x_train.shape != (len(paths), channels, *size):
         raise DataError(f"cache entry of {source} has shape {tuple(ds.x_train.shape)}; clear it.")
     return ds.x_train

@@ -54,9 +54,21 @@ BATCH = 512
 #: written value, so a filter on the output file keeps the same rows.
 DECIMALS = 6
 MODEL_FORMAT = "fishermask-label-model"
-MODEL_FORMAT_VERSION = 1
+#: The newest model.json this version reads. An export whose images are fitted other than by
+#: ``stretch`` (``fit``: pad or crop) is version 2, so an older fishermask, which would
+#: stretch the images it predicts on, refuses it; a stretch export stays version 1.
+MODEL_FORMAT_VERSION = 2
 #: model.json's own checksum: the SHA-256 of its content without this field (canonical JSON)
 DESCRIPTION_KEY = "description_sha256"
+
+
+#: model.json's ``decoding`` words for the resize step of each fit.
+FIT_WORDS = {
+    "stretch": "resized (bilinear) to {h}x{w}",
+    "pad": "resized (bilinear) keeping its aspect to fit in {h}x{w}, centred, the rest filled "
+    "with the image's mean colour per channel",
+    "crop": "the largest centred box of {h}:{w} aspect resized (bilinear) to {h}x{w}",
+}
 
 
 def description_sha256(info: dict[str, Any]) -> str:
@@ -513,7 +525,9 @@ def predict_folder(
             ok, found = [], []
             for rel in files[i : i + BATCH]:
                 try:
-                    found.append(imgs.read_one(root, rel, project.image_size, project.channels))
+                    found.append(
+                        imgs.read_one(root, rel, project.image_size, project.channels, project.fit)
+                    )
                     ok.append(rel)
                 except DataError as exc:
                     skipped.append((rel, str(exc)))
@@ -575,6 +589,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
     else:
         why = m.get("method") or "not estimated"
     channels, h, w = (int(v) for v in state["image_shape"])
+    fit = str(state.get("fit", imgs.LEGACY_FIT))  # a checkpoint written before fits: stretch
     project.reload_classes()
     n_out = len(state["classes"])
     # a class removed since it was trained (label config --remove-class): its output is cut
@@ -590,7 +605,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
                 weights[k] = weights[k].index_select(0, idx)
     info = {
         "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
+        "format_version": 1 if fit == "stretch" else 2,
         "architecture": state["model_name"],
         "width": float(state["width"]),
         # the project's names now (a class renamed since the training is named as it is now;
@@ -601,6 +616,7 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
             c for i, c in enumerate(project.classes) if i >= n_out and i not in project.removed
         ],
         "image_size": [h, w],
+        "fit": fit,
         "channels": channels,
         "normalizer": {
             "mean": list(state["normalizer"]["mean"]),
@@ -611,8 +627,8 @@ def export_model(project: Project, out: str | os.PathLike[str]) -> dict[str, Any
             "EXIF orientation applied; 16/32-bit grey scaled to 0..255, float images in [0, 1] "
             "scaled; transparency composited on white; converted to "
             + ("L (grey)" if channels == 1 else "RGB")
-            + f"; resized (bilinear) to {h}x{w}; a JPEG file is decoded at a reduced scale "
-            "first when it is large (PIL draft)"
+            + f"; {FIT_WORDS[fit].format(h=h, w=w)}; a JPEG file is decoded at a reduced "
+            "scale first when it is large (PIL draft)"
         ),
         "round": cm.round_id,
         "n_labels": cm.n_labels,
@@ -664,8 +680,8 @@ class LabelModel:
     would be), a PIL image or a uint8 array ``H x W`` (grey) or
     ``H x W x Ch`` (Ch 1, 3 or 4, channels last as PIL and NumPy write them); a 4-D uint8
     array is a batch ``N x H x W x Ch``. Each is decoded as the project decodes its images
-    (EXIF orientation, mode conversion, bilinear resize to ``image_size``) and normalised
-    with the project's statistics. A file path gets exactly the project's decoding; a PIL
+    (EXIF orientation, mode conversion, bilinear resize to ``image_size`` as ``fit`` says) and
+    normalised with the project's statistics. A file path gets exactly the project's decoding; a PIL
     image opened by the caller misses one step of it: a large JPEG file is decoded by the
     project at a reduced scale before the resize, which changes the pixels slightly.
     """
@@ -701,6 +717,8 @@ class LabelModel:
         self.classes: list[str] = list(info["classes"])
         self.image_size: tuple[int, int] = (int(info["image_size"][0]), int(info["image_size"][1]))
         self.channels: int = int(info["channels"])
+        # how images are fitted to image_size; absent in exports before fits: stretch
+        self.fit: str = imgs.check_fit(str(info.get("fit", imgs.LEGACY_FIT)), f"{meta}: fit")
         pt = self.folder / "model.pt"
         # a model.pt of another export (or a checkpoint) with the same shapes would load and
         # predict silently under this model.json's classes and normaliser
@@ -774,7 +792,7 @@ class LabelModel:
                     data = Path(image).read_bytes()
                 else:  # the bytes of an image file
                     data, image = bytes(image), f"image bytes ({len(image)} bytes)"
-                arr, _, _ = imgs.decode(data, self.image_size, self.channels)
+                arr, _, _ = imgs.decode(data, self.image_size, self.channels, self.fit)
             except OSError as exc:
                 if isinstance(exc, UnidentifiedImageError):
                     raise DataError(f"{image}: not a readable image.") from None
@@ -787,7 +805,7 @@ class LabelModel:
         if isinstance(image, Image.Image):
             with bombs_refused():
                 image.load()
-            return imgs.prepare(image, self.image_size, self.channels)
+            return imgs.prepare(image, self.image_size, self.channels, self.fit)
         if isinstance(image, np.ndarray):
             if image.dtype != np.uint8:
                 raise ConfigError(
@@ -803,7 +821,7 @@ class LabelModel:
                     f"an image array of shape {image.shape}: use H x W (grey) or H x W x Ch "
                     "with Ch 1, 3 or 4 (channels last), or N x H x W x Ch for a batch."
                 )
-            return imgs.prepare(img, self.image_size, self.channels)
+            return imgs.prepare(img, self.image_size, self.channels, self.fit)
         raise ConfigError(
             f"cannot predict on a {type(image).__name__}: give a file path, the bytes of an "
             "image file, a PIL image or a uint8 array (or a list of them)."

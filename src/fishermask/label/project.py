@@ -834,6 +834,7 @@ class Project:
         classes: str | Sequence[str],
         *,
         image_size: Sequence[int] = (32, 32),
+        fit: str = imgs.DEFAULT_FIT,
         model: str = "cnn",
         width: float = 1.0,
         strategy: str = "fishermask",
@@ -858,7 +859,8 @@ class Project:
         All or nothing: when anything fails (a bad row of ``labels`` included), the project
         is not left behind, so the same ``label init`` can be run again once it is fixed.
         ``imports``: modules or ``.py`` files imported first (your own models and strategies;
-        :mod:`fishermask.label.imports`).
+        :mod:`fishermask.label.imports`). ``fit``: how each image is fitted to ``image_size``
+        (:data:`fishermask.label.images.FITS`; fixed for the project's life).
         """
         from fishermask.data.images import check_image_size
         from fishermask.label.relocate import relative
@@ -899,6 +901,7 @@ class Project:
                 f"--image-size {size[0]}x{size[1]}: at most {MAX_SIDE} a side (every image is "
                 "decoded and kept in memory at this size); e.g. 32x32 or 64x64."
             )
+        imgs.check_fit(fit)
         import_specs = label_imports.resolve(list(imports))
         label_imports.load(import_specs, str(path))
         check_changeable(
@@ -952,6 +955,7 @@ class Project:
                     "image_root": str(root.resolve()),
                     "image_root_rel": relative(root, path),
                     "image_size": list(size),
+                    "fit": fit,
                     "channels": channels,
                     "model": model,
                     "width": width,
@@ -1239,6 +1243,12 @@ class Project:
         return int(self.settings["channels"])
 
     @property
+    def fit(self) -> str:
+        """How each image is fitted to :attr:`image_size` (:func:`fishermask.label.images.fit_to`):
+        ``stretch`` for a project made before the setting existed (what it decoded with)."""
+        return str(self.settings.get("fit", imgs.LEGACY_FIT))
+
+    @property
     def cache_dir(self) -> Path:
         from fishermask.data.cache_dir import resolve_cache_dir
 
@@ -1280,7 +1290,9 @@ class Project:
         new = [f for f in files if f not in known]
         check_decode_memory(len(new), self.channels, self.image_size)
         with progress_bar("decoding images", len(new), progress and len(new) > 0) as advance:
-            result = imgs.scan_folder(self.root, self.image_size, self.channels, known, advance)
+            result = imgs.scan_folder(
+                self.root, self.image_size, self.channels, known, advance, fit=self.fit
+            )
         self.colour_added = (
             [f.path for f in result.found if imgs.guess_channels(self.root, [f.path]) == 3]
             if self.channels == 1
@@ -1298,6 +1310,7 @@ class Project:
                 self.image_size,
                 self.channels,
                 pixels=pixels,
+                fit=self.fit,
             )
             self.store.add_images(
                 (
@@ -1359,7 +1372,7 @@ class Project:
         import torch
 
         rows = self.store.images()
-        key = hash(tuple((r.id, r.segment, r.sha256) for r in rows))
+        key = hash((self.fit, tuple((r.id, r.segment, r.sha256) for r in rows)))
         cached = self._decoded
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
@@ -1379,6 +1392,7 @@ class Project:
                     self.channels,
                     sha256=[r.sha256 for r in seg_rows[seg]],
                     missing_fix=self.missing_fix(),
+                    fit=self.fit,
                 )
             except imgs.ImageChanged as exc:
                 raise DataError(f"{exc}: {self.changed_fix()}") from None
@@ -1549,6 +1563,7 @@ class Project:
                 [new_place.get(r.id, (r.path, r.bytes, r.mtime_ns)) for r in rows],
                 self.image_size,
                 self.channels,
+                fit=self.fit,
             )
         return moved
 
@@ -1565,7 +1580,7 @@ class Project:
         unreadable: list[tuple[str, str]] = []
         for r in rows:
             try:
-                f = imgs.read_one(self.root, r.path, self.image_size, self.channels)
+                f = imgs.read_one(self.root, r.path, self.image_size, self.channels, self.fit)
             except DataError as exc:
                 unreadable.append((r.path, str(exc)))
                 continue
@@ -1675,6 +1690,7 @@ class Project:
                     keep,
                     self.image_size,
                     self.channels,
+                    fit=self.fit,
                 )
             except OSError:
                 carried = False
@@ -2261,6 +2277,7 @@ class Project:
             "model_name": self.settings["model"],
             "width": self.settings["width"],
             "image_shape": [self.channels, *self.image_size],
+            "fit": self.fit,
         }
         write_atomic(self.dir / rel, lambda f: torch.save(state, f))
         return rel

@@ -339,6 +339,7 @@ def _carry_cache(
                     new,
                     p.image_size,
                     p.channels,
+                    fit=p.fit,
                     new_root=new_root,
                     keep_old=keep_old,
                 )
