@@ -453,6 +453,21 @@ def test_on_a_phone_25_class_keys_leave_the_labeled_grid_in_sight(many, browser)
         stop_server(proc)
 
 
+def _draw_points(browser) -> None:
+    """Draw the side panel's accuracy chart with two estimated rounds (round 1: 50 % with 20
+    labels, round 2: 70 % with 40), whatever the status polls say (the project has no rounds
+    estimated): ``drawHistory`` is replaced by one that always draws these."""
+    points = [
+        dict(round=1, accuracy=0.5, low=0.4, high=0.6, labels=20, method="fishermask"),
+        dict(round=2, accuracy=0.7, low=0.6, high=0.8, labels=40, method="fishermask"),
+    ]
+    browser.execute_script(
+        "const points = arguments[0], real = drawHistory;"
+        "drawHistory = () => real(points); drawHistory();",
+        points,
+    )
+
+
 def test_a_round_of_the_accuracy_chart_is_told_by_a_tap_and_to_a_screen_reader(project, browser):
     """A point of the side panel's accuracy chart said its round only on hover: nothing on a
     phone or a tablet, and a screen reader heard "held-out accuracy by labels" alone. A tap
@@ -462,16 +477,7 @@ def test_a_round_of_the_accuracy_chart_is_told_by_a_tap_and_to_a_screen_reader(p
     browser.set_window_size(1200, 800)
     proc, wait = _open_page(project, browser)
     try:
-        points = [
-            dict(round=1, accuracy=0.5, low=0.4, high=0.6, labels=20, method="fishermask"),
-            dict(round=2, accuracy=0.7, low=0.6, high=0.8, labels=40, method="fishermask"),
-        ]
-        # these points, whatever the status polls say (the project has no rounds estimated)
-        browser.execute_script(
-            "const points = arguments[0], real = drawHistory;"
-            "drawHistory = () => real(points); drawHistory();",
-            points,
-        )
+        _draw_points(browser)
         line = "round 2: 70.0% (60.0\u201380.0%) with 40 labels, fishermask"
         plot = browser.find_element(By.ID, "history-plot")
         assert line in plot.get_attribute("aria-label")
@@ -493,15 +499,7 @@ def test_a_point_of_the_accuracy_chart_is_reached_with_tab_and_told_with_enter(p
     browser.set_window_size(1200, 800)
     proc, wait = _open_page(project, browser)
     try:
-        points = [
-            dict(round=1, accuracy=0.5, low=0.4, high=0.6, labels=20, method="fishermask"),
-            dict(round=2, accuracy=0.7, low=0.6, high=0.8, labels=40, method="fishermask"),
-        ]
-        browser.execute_script(
-            "const points = arguments[0], real = drawHistory;"
-            "drawHistory = () => real(points); drawHistory();",
-            points,
-        )
+        _draw_points(browser)
         position = browser.find_element(By.ID, "position").text
         browser.execute_script("document.activeElement.blur()")
 
