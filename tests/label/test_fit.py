@@ -197,6 +197,22 @@ def test_a_project_without_the_setting_reads_as_stretch(tmp_path):
     assert "fit: stretch (fixed)" in r.stdout.splitlines()
 
 
+def test_a_project_written_before_fits_existed_is_stretch(tmp_path):
+    """The dump of a project that main's code wrote before schema 4 (no fit recorded)."""
+    from tests.label.test_team import _v3_project
+
+    proj = _v3_project(tmp_path)
+    p = Project(proj)
+    try:
+        assert "fit" not in p.store.meta() and p.fit == "stretch"
+        x, _ = p.images()  # its images decode (stretched)
+        assert x.shape == (6, 3, 8, 8)
+    finally:
+        p.close()
+    r = runner.invoke(app, ["label", "config", str(proj)])
+    assert "fit: stretch (fixed)" in r.stdout.splitlines()
+
+
 def test_init_refuses_an_unknown_fit_and_config_cannot_change_it(tmp_path):
     folder = _folder_with_wide(tmp_path)
     r = runner.invoke(app, ["label", "init", str(tmp_path / "proj"), "--images", str(folder),
