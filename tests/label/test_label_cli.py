@@ -904,7 +904,7 @@ def test_a_bad_row_of_labels_is_named_by_its_line_and_a_file_not_added_says_why(
     r = _run("add", proj, bad)
     assert r.exit_code == 2, r.output
     line = " ".join(r.stderr.split())
-    assert "line 3: label 'Green' is not one of red, green, blue (did you mean 'green'?)" in line
+    assert "line 3: label 'Green' is not one of red, green, blue (did you mean 'green'? " in line
     assert "line 4: 'IMG_1.HEIC' is not an image of this project (a .heic file, which " in line
     assert "line 5: 'red/new.png' is not an image of this project (a file of the image " in line
     assert f"`fishermask label scan {proj}` adds it, or says why not)" in line

@@ -146,8 +146,9 @@ def init(
         str,
         typer.Option(
             metavar="NAME,NAME,...|@FILE",
-            help="Class names, comma separated: cat,dog,bird; or @FILE: a text file of one "
-            "name per line (blank lines and lines starting with # left out).",
+            help="Class names, comma separated: cat,dog,bird (each once, also ignoring case: "
+            "not Cat and cat); or @FILE: a text file of one name per line (blank lines and "
+            "lines starting with # left out).",
         ),
     ],
     labels: Annotated[

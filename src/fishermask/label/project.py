@@ -306,11 +306,36 @@ def parse_classes(text: str | Sequence[str]) -> list[str]:
     if len(set(names)) != len(names):
         twice = next(c for i, c in enumerate(names) if c in names[:i])
         raise ConfigError(f"--classes names {twice!r} twice; give each class once.")
+    keys = [class_key(c) for c in names]
+    twin = next((i for i, k in enumerate(keys) if keys.index(k) != i), None)
+    if twin is not None:
+        first, second = names[keys.index(keys[twin])], names[twin]
+        raise ConfigError(
+            f"--classes names {first!r} and {second!r}, {differ_how(first, second)}: one class "
+            "to a reader, and one folder where case is ignored (macOS, Windows); give each "
+            "class once, or names that differ in their letters."
+        )
     if len(names) < 2:
         raise ConfigError(f"--classes {text!r}: a classifier needs at least 2 classes.")
     for c in names:
         check_class_name(c)
     return names
+
+
+def class_key(name: str) -> str:
+    """``name`` as two class names are compared for sameness: case folded and its accents
+    composed one way (Unicode NFC), so ``Cat`` and ``cat``, or ``café`` written with ``é``
+    (NFC) and with ``e`` and an accent (NFD, as macOS writes file names), are one key. No two
+    classes of a project share one (:func:`parse_classes`, :func:`parse_class_changes`); a
+    label is still matched to its class exactly (:meth:`Project.unknown_class_hint`)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
+def differ_how(a: str, b: str) -> str:
+    """How two names of one :func:`class_key` differ, for a message."""
+    if unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
+        return "which are the same letters composed two ways (Unicode NFC and NFD)"
+    return "which differ only in case"
 
 
 def check_class_name(name: str) -> None:
@@ -404,6 +429,30 @@ def parse_class_changes(
                 f"{what}: {name!r} would name two classes; class names must be unique (a class "
                 "is not merged this way: relabel its images with `label add`, then remove it with "
                 "--remove-class)."
+            )
+        twin = next(  # an earlier class, or a later one left as it was (two new names: the
+            # second is named with the first)
+            (
+                n
+                for j, n in enumerate(new)
+                if (j < cid or (j < len(current) and n == current[j]))
+                and j != cid
+                and class_key(n) == class_key(name)
+            ),
+            None,
+        )
+        if twin is not None:
+            kind = "removed class" if twin in removed else "class"
+            fix = (
+                f" (to change the case of {twin!r}: --rename-class {twin}={name})"
+                if twin in live and twin in current and name not in current
+                else ""
+            )
+            raise ConfigError(
+                f"{what}: {name!r} and the {kind} {twin!r} "
+                f"{differ_how(name, twin).removeprefix('which ')}: one class to a reader, and "
+                f"one folder where case is ignored (macOS, Windows); choose a name that differs "
+                f"in its letters{fix}."
             )
         known = former.get(name, current.index(name) if name in current else cid)
         if known != cid:
@@ -1261,11 +1310,27 @@ class Project:
                 f"label {name!r} is not one of the project's classes: "
                 f"{', '.join(self.current_classes)}"
             )
-            hint = self.renamed_hint(name) + self.removed_hint(name)
+            hint = self.unknown_class_hint(name, close=False)
             raise ConfigError(
                 f"{said}{hint}." if hint else did_you_mean(f"{said}.", name, self.current_classes)
             )
         return self.classes.index(name)
+
+    def unknown_class_hint(self, name: str, *, close: bool = True) -> str:
+        """What follows "label 'X' is not one of the classes": that it was renamed or removed,
+        else the class it differs from only in case (difflib sees no likeness between 'RED'
+        and 'red'), else (``close``) a close class name (:func:`suggestion`), in parentheses;
+        or ``""``.
+        Labels are matched to their class exactly: one that differs in case is refused and
+        named with its class, never taken for it."""
+        hint = self.renamed_hint(name) + self.removed_hint(name)
+        if hint:
+            return hint
+        same = [c for c in self.current_classes if class_key(c) == class_key(name)]
+        if same:
+            return f" (did you mean {same[0]!r}? labels are case-sensitive)"
+        guess = suggestion(name, self.current_classes) if close else ""
+        return f" ({guess})" if guess else ""
 
     def renamed_hint(self, name: str) -> str:
         """``" ('OLD' was renamed to 'NEW')"`` when ``name`` was a class's name before a
@@ -1908,11 +1973,9 @@ class Project:
                 errors.append(f"{where}{ref!r} is not an image of this project{why}")
                 continue
             if label not in self.current_classes:
-                hint = self.renamed_hint(label) + self.removed_hint(label)
-                if not hint and (guess := suggestion(label, self.current_classes)):
-                    hint = f" ({guess})"
                 errors.append(
-                    f"{where}label {label!r} is not one of {', '.join(self.current_classes)}" + hint
+                    f"{where}label {label!r} is not one of {', '.join(self.current_classes)}"
+                    + self.unknown_class_hint(label)
                 )
                 continue
             cid = self.classes.index(label)
