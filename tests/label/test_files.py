@@ -456,3 +456,65 @@ def test_a_labeled_image_that_became_unreadable_says_how_to_be_rid_of_it(project
     r = _run("scan", project.dir, "--forget-missing", "--no-progress")
     assert "forgot: red/000.png (labeled 'red': its label goes with it)" in r.output, r.output
     assert r.output.splitlines()[-1].endswith("0 missing, 0 changed, 1 forgotten.")
+
+
+def test_labelstudio_import_matches_names_and_choices_whose_accents_are_composed_otherwise(
+    project, tmp_path
+):
+    """As `label add` does (above): a Label Studio export written on one system names an
+    accented file or class in the other Unicode form than the project's ('e' + accent, NFD,
+    as macOS writes names, for 'é', NFC). Such tasks were refused ('not an image of this
+    project', 'label ... is not one of ...'); they now name the image and the class, through
+    data.image (a URL, under the image folder's name), data.path, and a file name alone."""
+    import json
+    import unicodedata
+    from urllib.parse import quote
+
+    def nfc(s):
+        return unicodedata.normalize("NFC", s)
+
+    def nfd(s):
+        return unicodedata.normalize("NFD", s)
+
+    project.configure(add_classes=[nfc("crème")])
+    (project.root / "red" / "000.png").rename(project.root / "red" / nfc("café.png"))
+    (project.root / "blue" / "000.png").rename(project.root / "blue" / nfd("café.png"))
+    (project.root / "green" / "000.png").rename(project.root / "green" / nfc("thé.png"))
+    assert project.scan()[0] == 3
+
+    def task(i, data, choice):
+        result = [{"type": "choices", "value": {"choices": [choice]}}]
+        return {"id": i, "data": data, "annotations": [{"result": result}]}
+
+    root = project.root.name
+    tasks = [
+        task(1, {"image": "/data/local-files/?d=" + quote(f"{root}/red/{nfd('café.png')}")},
+             nfd("crème")),
+        task(2, {"path": f"blue/{nfc('café.png')}",
+                 "image": "/data/local-files/?d=" + quote(f"{root}/blue/{nfc('café.png')}")},
+             "blue"),
+        task(3, {"image": "/data/upload/3/1a2b3c4d-" + quote(nfd("thé.png"))}, "green"),
+    ]  # fmt: skip
+    export = tmp_path / "ls.json"
+    export.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    r = _run("import", project.dir, "--labelstudio", export, "--match-names")
+    assert r.exit_code == 0 and "imported 3 labels" in r.output, r.output
+    labeled = {path: label for _, path, label in project.labeled_rows()}
+    assert labeled == {
+        f"red/{nfc('café.png')}": nfc("crème"),
+        f"blue/{nfd('café.png')}": "blue",
+        f"green/{nfc('thé.png')}": "green",
+    }
+    # under --prefix too
+    (project.root / "green" / "001.png").rename(project.root / "green" / nfd("ñu.png"))
+    assert project.scan()[0] == 1
+    url = "/data/local-files/?d=" + quote(f"{root}/green/{nfc('ñu.png')}")
+    export.write_text(json.dumps([task(4, {"image": url}, "green")]), encoding="utf-8")
+    r = _run("import", project.dir, "--labelstudio", export, "--prefix", f"{root}/")
+    assert r.exit_code == 0 and "imported 1 label" in r.output, r.output
+    assert (f"green/{nfd('ñu.png')}", "green") in {(p, c) for _, p, c in project.labeled_rows()}
+    # in a CSV too, the class named in the other form is the class
+    csv = tmp_path / "l.csv"
+    csv.write_text(f"path,label\nred/001.png,{nfd('crème')}\n", encoding="utf-8")
+    r = _run("add", project.dir, csv)
+    assert r.exit_code == 0 and "added 1 label" in r.output, r.output

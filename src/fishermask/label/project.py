@@ -1304,7 +1304,9 @@ class Project:
         return resolve_cache_dir(self.settings.get("cache_dir"))
 
     def class_id(self, name: str) -> int:
-        """The id of the current class ``name`` (a removed class is refused, named so)."""
+        """The id of the current class ``name`` (a removed class is refused, named so; accents
+        composed otherwise are the same name: :meth:`composed_class`)."""
+        name = self.composed_class(name)
         if name not in self.current_classes:
             said = (
                 f"label {name!r} is not one of the project's classes: "
@@ -1331,6 +1333,16 @@ class Project:
             return f" (did you mean {same[0]!r}? labels are case-sensitive)"
         guess = suggestion(name, self.current_classes) if close else ""
         return f" ({guess})" if guess else ""
+
+    def composed_class(self, name: str) -> str:
+        """The current class ``name`` is, its accents composed otherwise ('é' as one
+        character, Unicode NFC, or 'e' and an accent, NFD, as macOS writes names: a CSV or a
+        Label Studio export written on another system), else ``name`` itself."""
+        if name in self.current_classes or name.isascii():
+            return name
+        key = unicodedata.normalize("NFC", name)
+        same = [c for c in self.current_classes if unicodedata.normalize("NFC", c) == key]
+        return same[0] if len(same) == 1 else name
 
     def renamed_hint(self, name: str) -> str:
         """``" ('OLD' was renamed to 'NEW')"`` when ``name`` was a class's name before a
@@ -1972,6 +1984,7 @@ class Project:
                 unknown = unknown or not in_folder
                 errors.append(f"{where}{ref!r} is not an image of this project{why}")
                 continue
+            label = self.composed_class(label)
             if label not in self.current_classes:
                 errors.append(
                     f"{where}label {label!r} is not one of {', '.join(self.current_classes)}"
@@ -3267,11 +3280,29 @@ class Project:
         if not isinstance(tasks, list):
             raise ConfigError(f"{path}: a Label Studio JSON export is a list of tasks.")
         by_path = self.store.image_ids_by_path()
+        # a path or name whose accents are composed otherwise than the file's ('é', NFC, or
+        # 'e' + accent, NFD, as macOS writes names) names it, as in `label add`: paths are
+        # matched exactly first, then by their NFC forms; a file name alone by its NFC form
+        # (both forms of one name are one name: two such files are ambiguous)
+        composed = self._composed(by_path)
+        by_nfc = [(unicodedata.normalize("NFC", p), p) for p in by_path]
         by_name: dict[str, list[str]] = {}
-        for p in by_path:
-            by_name.setdefault(p.rsplit("/", 1)[-1], []).append(p)
+        for key, p in by_nfc:
+            by_name.setdefault(key.rsplit("/", 1)[-1], []).append(p)
+
+        def nfc(text: str) -> str:
+            return unicodedata.normalize("NFC", text)
+
+        path_of = {image_id: q for q, image_id in by_path.items()}
+
+        def find(rel: str) -> str | None:  # the image a path relative to the folder names
+            if rel in by_path:
+                return rel
+            image_id = composed.get(nfc(rel))
+            return None if image_id is None else path_of[image_id]
+
         if prefix is not None:
-            prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+            prefix = nfc(prefix.strip("/") + "/" if prefix.strip("/") else "")
         rows = []
         prefixes: list[str | None] = []  # per row: what precedes the matched path (None: no
         # folder to compare, i.e. data.path, a file name alone, or no match)
@@ -3315,25 +3346,33 @@ class Project:
             data = task["data"]
             ref = data.get("path")
             before: str | None = None
-            if not (isinstance(ref, str) and ref in by_path):
+            found = find(ref) if isinstance(ref, str) else None
+            if found is not None:
+                ref = found
+            else:
                 image = str(data.get("image", ""))
                 url = urlparse(image)
                 d = parse_qs(url.query).get("d")
                 ref = unquote(d[0]) if d else unquote(url.path)
+                nref = nfc(ref)
                 if prefix is not None:  # this folder's tasks only, matched exactly
-                    rel = ref.lstrip("/")
+                    rel = nref.lstrip("/")
                     if not rel.startswith(prefix):
                         if left_out is not None:
                             left_out.append(ref)
                         continue
-                    match = [rel[len(prefix) :]] if rel[len(prefix) :] in by_path else []
+                    found = find(rel[len(prefix) :])
+                    match = [found] if found is not None else []
                 else:
-                    match = [p for p in by_path if ref == p or ref.endswith("/" + p)]
+                    match = [p for p in by_path if ref == p or ref.endswith("/" + p)] or [
+                        p for key, p in by_nfc if nref == key or nref.endswith("/" + key)
+                    ]
                 if len(match) == 1:
-                    before = ref[: len(ref) - len(match[0])].lstrip("/")
+                    # "/" composes with nothing: the NFC form of the path ends with its match's
+                    before = nref[: len(nref) - len(nfc(match[0]))].lstrip("/")
                     example.setdefault(before, (ref, match[0]))
                 if not match and prefix is None:
-                    name = ref.rsplit("/", 1)[-1]
+                    name = nref.rsplit("/", 1)[-1]
                     match = by_name.get(name, [])
                     if not match and len(name) > 9 and name[8] == "-":
                         match = by_name.get(name[9:], [])  # Label Studio upload prefix "1a2b3c4d-"
@@ -3398,7 +3437,7 @@ class Project:
             # same relative paths (train/cat/1.jpg for a project made from test/)
             where = folders[0]
             last = where.rstrip("/").rsplit("/", 1)[-1]
-            if last != self.root.name:
+            if last != nfc(self.root.name):
                 ref, rel = example[where]
                 raise ConfigError(
                     f"{path}: the tasks name their images under {where!r} "
