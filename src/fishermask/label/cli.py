@@ -152,7 +152,11 @@ def init(
         ),
     ],
     labels: Annotated[
-        Path | None, typer.Option(help="CSV `path,label` of labels you already have.")
+        Path | None,
+        typer.Option(
+            help="CSV `path,label` of labels you already have (a set_aside column, as `label "
+            "export --format csv --set-aside` writes it, sets images skipped or unsure)."
+        ),
     ] = None,
     labels_from_folders: Annotated[
         bool,
@@ -666,7 +670,12 @@ def next_batch(
 def add(
     project: ProjectArg,
     labels: Annotated[
-        Path | None, typer.Argument(help="CSV with columns path,label.", show_default=False)
+        Path | None,
+        typer.Argument(
+            help="CSV with columns path,label (and set_aside: skipped or unsure on a row with "
+            "an empty label, as `label export --format csv --set-aside` writes it).",
+            show_default=False,
+        ),
     ] = None,
     from_folders: Annotated[
         bool,
@@ -707,7 +716,7 @@ def add(
         elif decide:
             assert labels is not None
             lines: list[str] = []
-            rows = p.read_csv_labels(labels, places=lines)
+            rows = p.read_csv_labels(labels, places=lines, decide=True)
             undisputed, disputed = _undisputed(p, rows)
             written, same = p.add_label_rows(
                 rows, source="decision", what=str(labels), decide=True, places=lines
@@ -715,17 +724,24 @@ def add(
             said = _decided_said(p, written, same, undisputed, disputed)
         else:
             assert labels is not None
-            written, same = p.add_csv_labels(labels)
-            said = f"added {counted(written, 'label')}{_already(same)}."
+            from fishermask.label.project import tally_said
+
+            tally: dict[str, int] = {}
+            written, same = p.add_csv_labels(labels, tally=tally)
+            aside = tally["rows_set_aside"] > 0
+            said = f"added {tally_said(tally)}{_already(same, aside)}."
     except FishermaskError as e:
         _fail(str(e))
     console.print(said, highlight=False, soft_wrap=True)
 
 
-def _already(same: int) -> str:
+def _already(same: int, aside: bool = False) -> str:
     """What a command that writes labels says of the rows it did not need to write: the image
-    had that label already (nothing, not "(0 already so)", when there were none)."""
-    return f" ({counted(same, 'image')} already had that label)" if same else ""
+    had that label already (nothing, not "(0 already so)", when there were none); ``aside``:
+    rows that set an image aside are among them (``already so``)."""
+    if not same:
+        return ""
+    return f" ({counted(same, 'image')} already {'so' if aside else 'had that label'})"
 
 
 def _undisputed(p: Any, rows: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
@@ -1212,6 +1228,15 @@ def export(
             help="csv: a third column, annotator: who gave each image's current label (owner: the owner's page or a command).",
         ),
     ] = False,
+    set_aside: Annotated[
+        bool,
+        typer.Option(
+            "--set-aside",
+            help="csv: the images skipped or unsure too, each with an empty label and its state "
+            "(skipped, unsure) in a last column, set_aside; `label add` and `label init "
+            "--labels` set them aside again.",
+        ),
+    ] = False,
 ) -> None:
     """Export the labels (and, for Label Studio, the model's predictions with scores), or the latest model (--format model: a folder for fishermask.label.load_model)."""
     formats = ("csv", "imagefolder", "labelstudio", "npz", "model")
@@ -1227,10 +1252,23 @@ def export(
         return
     try:
         p = _open(project)
-        n = p.export(format, out, image_url_prefix=image_url_prefix, annotators=annotators)
+        tally: dict[str, int] = {}
+        n = p.export(
+            format,
+            out,
+            image_url_prefix=image_url_prefix,
+            annotators=annotators,
+            set_aside=set_aside,
+            tally=tally,
+        )
     except FishermaskError as e:
         _fail(str(e))
     what = counted(n, "task" if format == "labelstudio" else "label")
+    if set_aside:
+        what = ", ".join(
+            [counted(tally["label"], "label")]
+            + [f"{tally[k]} {w}" for k, w in (("skip", "skipped"), ("unsure", "unsure"))]
+        )
     if str(out) == "-":  # the data went to stdout: the count goes to stderr
         _say(f"wrote {what} to standard output")
         return

@@ -468,6 +468,18 @@ def parse_class_changes(
 #: the commands, the API and ``label status`` use for them.
 SET_ASIDE = ("unsure", "skip")
 KIND_NAMES = {"unsure": "unsure", "skip": "skipped"}
+#: The csv export's column (``--set-aside``) naming an image's state when it is set aside
+#: (``skipped``, ``unsure``; empty on a label), which ``label add`` and ``init --labels`` read.
+SET_ASIDE_COLUMN = "set_aside"
+
+
+def tally_said(tally: dict[str, int]) -> str:
+    """``2 labels, 2 skipped and 1 unsure`` of :meth:`Project.add_label_rows`'s ``tally``
+    (``2 labels`` alone when nothing was set aside)."""
+    parts = [counted(tally.get("label", 0), "label")] + [
+        f"{tally[k]} {KIND_NAMES[k]}" for k in ("skip", "unsure") if tally.get(k)
+    ]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def parse_set_aside(names: Sequence[str], what: str) -> list[str]:
@@ -1034,8 +1046,9 @@ class Project:
                     f"none of the {len(files)} image files under {root} could be read."
                 )
             if labels is not None:
-                written, _ = project.add_csv_labels(labels)
-                say(f"imported {counted(written, 'label')} from {labels}")
+                tally: dict[str, int] = {}
+                project.add_csv_labels(labels, tally=tally)
+                say(f"imported {tally_said(tally)} from {labels}")
             if labels_from_folders:
                 images = list(project.store.images())
                 rows, said = folder_labels(
@@ -1952,9 +1965,13 @@ class Project:
         decide: bool = False,
         single: bool = False,
         places: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        tally: dict[str, int] | None = None,
     ) -> tuple[int, int]:
         """Validate every ``(path, class name)`` first, then write them in one transaction; a
         row ``(path, class name, annotator)`` records who gave it (None: the owner).
+        ``kinds``: each row's action, ``label`` (the default), ``skip`` or ``unsure`` (its
+        class name is then ignored); ``tally``, when given, gets the count written of each.
         ``places``: where each row is, as a bad row's message names it (``line 3`` of a CSV
         file, ``task 41`` of a Label Studio export; default ``row N``, counting from 1).
         ``unless_after``: a label row id; an image with a row after it is left out
@@ -1973,8 +1990,10 @@ class Project:
         seen: dict[int, int] = {}
         unknown = False
         by: dict[int, str | None] = {}
+        kind_of: dict[int, str] = {}
         for i, (ref, label, *who) in enumerate(rows, start=1):
             where = "" if single else (places[i - 1] if places is not None else f"row {i}") + ": "
+            kind = kinds[i - 1] if kinds is not None else "label"
             image_id = self.resolve_path(ref, by_path)
             if image_id is None and single:  # worded as `label history` words it
                 errors.append(self.not_an_image(ref, by_path))
@@ -1985,17 +2004,18 @@ class Project:
                 errors.append(f"{where}{ref!r} is not an image of this project{why}")
                 continue
             label = self.composed_class(label)
-            if label not in self.current_classes:
+            if kind == "label" and label not in self.current_classes:
                 errors.append(
                     f"{where}label {label!r} is not one of {', '.join(self.current_classes)}"
                     + self.unknown_class_hint(label)
                 )
                 continue
-            cid = self.classes.index(label)
-            if image_id in seen and seen[image_id] != cid:
+            cid = self.classes.index(label) if kind == "label" else -1
+            if image_id in seen and (seen[image_id], kind_of[image_id]) != (cid, kind):
                 errors.append(f"{where}{ref!r} is given two different labels")
                 continue
             seen[image_id] = cid
+            kind_of[image_id] = kind
             by[image_id] = who[0] if who else None
         if errors:
             hint = ""
@@ -2014,17 +2034,18 @@ class Project:
         same = 0
         for image_id, cid in seen.items():
             cur = current.get(image_id)
-            # already so: the same class, and no annotator named or the one who gave it (a
-            # decision: the same class by a decision)
+            kind = kind_of[image_id]
+            # already so: the same class (or set aside so), and no annotator named or the one
+            # who gave it (a decision: the same class by a decision)
             if (
                 cur is not None
-                and cur[1] == "label"
-                and cur[2] == cid
+                and cur[1] == kind
+                and (kind != "label" or cur[2] == cid)
                 and (image_id in decisions if decide else by[image_id] in (None, gave.get(cur[0])))
             ):
                 same += 1
                 continue
-            actions.append((image_id, "label", cid))
+            actions.append((image_id, kind, cid if kind == "label" else None))
         written = (
             self.store.add_labels(
                 actions,
@@ -2035,6 +2056,12 @@ class Project:
             if actions
             else []
         )
+        if tally is not None:
+            # every action is written but with unless_after, whose callers give labels only
+            done = [k for _, k, _ in actions] if len(written) == len(actions) else []
+            done = done or ["label"] * len(written)
+            for kind in ("label", *SET_ASIDE):
+                tally[kind] = done.count(kind)
         return len(written), same
 
     def not_added_why(self, ref: str) -> str:
@@ -2071,20 +2098,51 @@ class Project:
         )
 
     def add_csv_labels(
-        self, path: str | os.PathLike[str], *, source: str = "import", decide: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        source: str = "import",
+        decide: bool = False,
+        tally: dict[str, int] | None = None,
     ) -> tuple[int, int]:
-        """:meth:`add_label_rows` of a ``path,label`` CSV file, a bad row named by its line."""
+        """:meth:`add_label_rows` of a ``path,label`` CSV file, a bad row named by its line;
+        its images set aside too (a ``set_aside`` column, :meth:`read_csv_labels`). ``tally``:
+        :meth:`add_label_rows`'s, and ``rows_set_aside``, the rows read that set one aside."""
         lines: list[str] = []
-        rows = self.read_csv_labels(path, places=lines)
-        return self.add_label_rows(rows, source=source, what=str(path), decide=decide, places=lines)
+        kinds: list[str] | None = None if decide else []
+        rows = self.read_csv_labels(path, places=lines, kinds=kinds, decide=decide)
+        if tally is not None:
+            tally["rows_set_aside"] = sum(k != "label" for k in kinds or ())
+        return self.add_label_rows(
+            rows,
+            source=source,
+            what=str(path),
+            decide=decide,
+            places=lines,
+            kinds=kinds,
+            tally=tally,
+        )
 
     def read_csv_labels(
-        self, path: str | os.PathLike[str], places: list[str] | None = None
+        self,
+        path: str | os.PathLike[str],
+        places: list[str] | None = None,
+        kinds: list[str] | None = None,
+        *,
+        decide: bool = False,
     ) -> list[tuple[str, str]]:
         """Rows of a ``path,label`` CSV file (header required); ``places``, when given, gets
         each row's line in the file as an editor numbers it (``line 2`` for the first after
         the header; a row with a quoted field over several lines: the line it starts on),
-        which every message about a row names."""
+        which every message about a row names.
+
+        A ``set_aside`` column (any after the first two, as ``label export --format csv
+        --set-aside`` writes it): a row whose label is empty and whose ``set_aside`` is
+        ``skipped`` or ``unsure`` sets its image aside so; ``kinds``, when given, gets each
+        row's kind (``label``, ``skip`` or ``unsure``), and such a row's label is ``""``.
+        Refused (one line) without ``kinds`` or with ``decide`` (a decision is a label), and for a
+        row with both a label and a ``set_aside``. A file without the column reads as
+        before: every row a label."""
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
@@ -2113,6 +2171,9 @@ class Project:
                         "the header `path,label`."
                     )
             raise ConfigError(f"{path}: the first row must be the header `path,label`.")
+        names = [h.strip().lower() for h in header]
+        aside = names.index(SET_ASIDE_COLUMN) if SET_ASIDE_COLUMN in names[2:] else None
+        words = {"skipped": "skip", "skip": "skip", "unsure": "unsure"}
         rows = []
         end = reader.line_num  # the last line read: the row after it starts on the next
         for row in reader:
@@ -2121,7 +2182,35 @@ class Project:
                 continue
             if len(row) < 2:
                 raise ConfigError(f"{path}, line {start}: expected `path,label`, got {row!r}.")
-            rows.append((spreadsheet_unsafe(row[0]), spreadsheet_unsafe(row[1].strip())))
+            ref, label = spreadsheet_unsafe(row[0]), spreadsheet_unsafe(row[1].strip())
+            state = row[aside].strip() if aside is not None and aside < len(row) else ""
+            kind = "label"
+            if state:
+                where = f"{path}, line {start}"
+                if state.lower() not in words:
+                    raise ConfigError(
+                        f"{where}: {SET_ASIDE_COLUMN} {state!r}: use skipped or unsure, or leave "
+                        "it empty on a row with a label."
+                    )
+                kind = words[state.lower()]
+                if label:
+                    raise ConfigError(
+                        f"{where}: {ref!r} has both a label ({label}) and {SET_ASIDE_COLUMN} "
+                        f"({state}); an image is labeled or set aside: empty one of them."
+                    )
+                if decide:
+                    raise ConfigError(
+                        f"{where}: {ref!r} is set aside ({KIND_NAMES[kind]}); a decision is a "
+                        "label: give the class, or leave the row out."
+                    )
+                if kinds is None:
+                    raise ConfigError(
+                        f"{where}: {ref!r} is set aside ({KIND_NAMES[kind]}); this command "
+                        "reads labels only: leave the row out."
+                    )
+            rows.append((ref, label))
+            if kinds is not None:
+                kinds.append(kind)
             if places is not None:
                 places.append(f"line {start}")
         return rows
@@ -3016,38 +3105,53 @@ class Project:
             f"{self.changed_fix()}"
         )
 
-    def csv_rows(self, *, annotators: bool = False) -> list[list[str]]:
+    def csv_rows(self, *, annotators: bool = False, set_aside: bool = False) -> list[list[str]]:
         """``[path, label]`` of every labeled image, sorted by path; with ``annotators`` a
         third item, who gave the image's current label (``owner``: the owner's token or a
         command), and a fourth, ``decided`` when that label is the owner's decision of a
         disagreement (:mod:`fishermask.label.team`; else empty), read with the labels in one
         state of the database (an action given between two reads would be credited with the
-        label read before it)."""
-        if not annotators:
+        label read before it). ``set_aside``: the images skipped or unsure too, each with an
+        empty label (and who set it aside), and a last item on every row: ``skipped``,
+        ``unsure``, or empty on a label (:data:`SET_ASIDE_COLUMN`)."""
+        if not annotators and not set_aside:
             return [[path, label] for _, path, label in self.labeled_rows()]
         with self.store.snapshot():
             current = self.store.current()
             who = {lid: a for _, a, lid, _, _ in self.store.current_by_annotator()}
             decisions = self.store.decisions()
-        return [
-            [
-                path,
-                label,
-                team.name_of(who.get(current[image_id][0])),
-                "decided" if image_id in decisions else "",
-            ]
-            for image_id, path, label in self.labeled_rows(current=current)
-        ]
+        rows: list[tuple[int, str, str]] = self.labeled_rows(current=current)
+        if set_aside:
+            aside = {i for i, (_, kind, _) in current.items() if kind in SET_ASIDE}
+            rows += [(r.id, r.path, "") for r in self.store.images() if r.id in aside]
+            rows.sort(key=lambda t: t[1])
+        out = []
+        for image_id, path, label in rows:
+            row = [path, label]
+            if annotators:
+                decided = "decided" if label and image_id in decisions else ""
+                row += [team.name_of(who.get(current[image_id][0])), decided]
+            if set_aside:
+                kind = current[image_id][1]
+                row.append(KIND_NAMES[kind] if kind in SET_ASIDE else "")
+            out.append(row)
+        return out
 
-    def export_csv_text(self, *, annotators: bool = False) -> str:
-        """The csv export (:meth:`csv_rows` under the header ``path,label[,annotator,decided]``)."""
-        return self._csv_text(self.csv_rows(annotators=annotators), annotators=annotators)
+    def export_csv_text(self, *, annotators: bool = False, set_aside: bool = False) -> str:
+        """The csv export (:meth:`csv_rows` under the header
+        ``path,label[,annotator,decided][,set_aside]``)."""
+        rows = self.csv_rows(annotators=annotators, set_aside=set_aside)
+        return self._csv_text(rows, annotators=annotators, set_aside=set_aside)
 
     @staticmethod
-    def _csv_text(rows: list[list[str]], *, annotators: bool) -> str:
+    def _csv_text(rows: list[list[str]], *, annotators: bool, set_aside: bool = False) -> str:
         buf = io.StringIO()
         w = SpreadsheetCsv(buf)
-        w.writerow(["path", "label"] + ["annotator", "decided"] * annotators)
+        w.writerow(
+            ["path", "label"]
+            + ["annotator", "decided"] * annotators
+            + [SET_ASIDE_COLUMN] * set_aside
+        )
         w.writerows(rows)
         return buf.getvalue()
 
@@ -3058,9 +3162,13 @@ class Project:
         *,
         image_url_prefix: str = "/data/local-files/?d=",
         annotators: bool = False,
+        set_aside: bool = False,
+        tally: dict[str, int] | None = None,
     ) -> int:
         """Write the labels as csv, imagefolder, labelstudio or npz; returns the item count.
-        ``annotators`` (csv only): a column naming who gave each label."""
+        ``annotators`` (csv only): a column naming who gave each label; ``set_aside`` (csv
+        only): the images skipped or unsure too (:meth:`csv_rows`), counted in ``tally``
+        (``label``, ``skip``, ``unsure``) when given."""
         from fishermask.experiments.store import write_atomic
 
         out = Path(out)
@@ -3071,6 +3179,11 @@ class Project:
             raise ConfigError(
                 f"--annotators adds a column to the csv export; --format {fmt} has none: use "
                 "--format csv --annotators."
+            )
+        if set_aside and fmt != "csv":
+            raise ConfigError(
+                f"--set-aside adds the images skipped or unsure to the csv export; --format {fmt} "
+                "holds labels only: use --format csv --set-aside."
             )
         stdout = str(out) == "-"  # the text formats go to standard output
         if stdout and fmt not in ("csv", "labelstudio"):
@@ -3096,8 +3209,15 @@ class Project:
             else:
                 check_out_file(out)
         if fmt == "csv":
-            found = self.csv_rows(annotators=annotators)
-            text = self._csv_text(found, annotators=annotators)
+            found = self.csv_rows(annotators=annotators, set_aside=set_aside)
+            if tally is not None:
+                states = Counter(r[-1] if set_aside else "" for r in found)
+                tally |= {
+                    "label": states[""],
+                    "skip": states["skipped"],
+                    "unsure": states["unsure"],
+                }
+            text = self._csv_text(found, annotators=annotators, set_aside=set_aside)
             write(text.encode())
             return len(found)
         rows = self.labeled_rows(missing_ok=fmt != "imagefolder")
