@@ -302,3 +302,39 @@ def test_a_running_server_follows_a_class_change(trained):
         assert r.status_code == 200 and r.json()["model"]["classes_added_since"] == ["bird"]
         r = c.get("/api/export.csv", headers=AUTH)
         assert r.status_code == 200 and "crimson" in r.text and "bird" in r.text
+
+
+# -- what `label config --add-class` says of the next batches ---------------------------------
+def test_add_class_says_batches_go_back_to_the_cold_start_naming_the_short_classes(trained):
+    """The project was out of the cold start (every class had its 2 labels, a model chose
+    the batch): the new class sends it back, and the line says so, with the class short."""
+    assert "chosen by the model" in trained.run_round(train_model=False)["mode"]
+    r = _run("config", trained.dir, "--add-class", "bird")
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.stderr.split())
+    assert "from the next batch on, batches go back to a varied mix of images (cold start)" in said
+    assert "until every class has 2 labels (short now: bird 0)" in said, said
+
+
+def test_add_class_in_a_cold_start_says_batches_stay_so(project):
+    """No labels yet: batches were a varied mix already and stay so; the line names every
+    class still short, not only the new one."""
+    label_truth(project, 1)
+    r = _run("config", project.dir, "--add-class", "bird")
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.stderr.split())
+    assert "batches stay a varied mix of images (cold start)" in said, said
+    assert "(short now: red 1, green 1, blue 1, bird 0)" in said, said
+    assert "go back" not in said
+
+
+def test_add_class_when_every_image_was_seen_says_no_batch_is_left(project):
+    """Every image labeled, skipped or unsure: no batch will be chosen, diverse or not; the
+    line says how to give the new class its labels instead."""
+    label_truth(project, 8)  # every image of the folder
+    r = _run("config", project.dir, "--add-class", "bird")
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.stderr.split())
+    assert "cold start" not in said and "varied mix" not in said, said
+    assert "every image has been seen, so no batch is left to choose" in said, said
+    assert "`label add`" in said and "Labeled view" in said

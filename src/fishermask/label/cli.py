@@ -2007,12 +2007,7 @@ def _print_class_change(p: Any, old: list[str], new: list[str]) -> None:
             "the latest model was trained without them: until the next retrain (label train / "
             "'next batch') it gives them probability 0 and never guesses them."
         )
-    need = int(p.settings["min_per_class"])
-    _say(
-        f"batches are chosen for diversity (cold start) until every class has {need} "
-        f"label{'' if need == 1 else 's'} (--min-per-class); `label add` gives labels you "
-        "already know."
-    )
+    _say(p.batches_after_add(added))
 
 
 def _print_class_removal(p: Any, removed: list[str]) -> None:

@@ -2748,6 +2748,37 @@ class Project:
         ]
         return queue, mode, info
 
+    def batches_after_add(self, added: Sequence[str]) -> str:
+        """What the next batches will be once classes ``added`` were added (``label config
+        --add-class``), by the rule :meth:`choose` follows, in one line: a varied mix (cold
+        start) until every class has ``min_per_class`` labels, naming the classes short of
+        them, and whether batches were so already or go back to it; or that no batch is left
+        to choose, every image having been seen. Read without the images or a model."""
+        need = int(self.settings["min_per_class"])
+        with self.store.snapshot():
+            current = self.store.current()
+            copies = self.store.copies()
+            ids = list(self.store.image_ids_by_path().values())
+        self.reload_classes()
+        seen = {copies.get(i, i) for i in current}
+        if not any(i not in copies and i not in seen for i in ids):
+            return (
+                "every image has been seen, so no batch is left to choose: give "
+                f"{', '.join(added)} labels with `label add` (a path,label CSV) or by relabeling "
+                "images on the Labeled view."
+            )
+        counts = Counter(c for _, kind, c in current.values() if kind == "label")
+        short = [(c, counts[i]) for i, c in enumerate(self.classes) if i not in self.removed]
+        short = [(c, n) for c, n in short if n < need]
+        before = [c for c, _ in short if c not in added]
+        return (
+            f"from the next batch on, batches {'stay' if before else 'go back to'} a varied mix "
+            f"of images (cold start) until every class has {counted(need, 'label')} (short now: "
+            + listed(short, 6, show=lambda cn: f"{cn[0]} {cn[1]}")
+            + ") and a model is trained with them; `label add` gives labels you already know, "
+            "--min-per-class lowers the bar."
+        )
+
     def _top_guesses(
         self, model: Classifier, x: torch.Tensor, norm: Normalizer
     ) -> list[list[dict[str, Any]]]:
