@@ -498,3 +498,44 @@ def test_the_page_names_the_fix_then_shows_the_images_once_repointed(project, tm
         assert "--images" not in message(browser)
     finally:
         stop_server(proc)
+
+
+def test_files_the_scan_refused_are_not_new_after_repointing(project, tmp_path):
+    """A file the scan refused (undecodable) is listed once, then counted in one line while
+    it stays so. The project repointed to a copy of its folder (new modification times,
+    as `cp -r` makes them): the same refused file was a 'new file' again (label status, the
+    page: 'a scan is due') and the next scan listed it in full. It is the same file (the
+    same bytes at the same path, in a folder whose every image was checked): it stays
+    refused, counted; a refused file that differs in the copy is new, and listed."""
+    (project.root / "red" / "bad.png").write_bytes(b"not a png at all")
+    (project.root / "red" / "worse.png").write_bytes(b"not a png either")
+    r = _run("scan", project.dir, "--no-progress")
+    assert "not added red/bad.png" in r.output and project.new_files() == 0, r.output
+    new = _moved(project, tmp_path)
+    (new / "red" / "worse.png").write_bytes(b"not a png either, but other bytes")
+    assert _run("config", project.dir, "--images", new, "--no-progress").exit_code == 0
+    p = Project(project.dir)
+    assert p.new_files() == 1  # worse.png, which changed
+    r = _run("scan", p.dir, "--no-progress")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "not added red/bad.png" not in out, out
+    assert "not added 1 file more that the last scan did not add either" in out, out
+    assert "not added red/worse.png" in out
+    p.close()
+
+
+def test_a_refused_file_of_the_same_size_but_other_bytes_is_new_after_repointing(project, tmp_path):
+    """While the old folder is still there, a refused file is compared byte for byte: one of
+    the same size with other bytes in the new folder is new, listed by the next scan."""
+    (project.root / "red" / "bad.png").write_bytes(b"not a png: AAAA")
+    (project.root / "red" / "same.png").write_bytes(b"not a png: same")
+    _run("scan", project.dir, "--no-progress")
+    new = _copy(project.root, tmp_path / "copy")  # the old folder stays
+    (new / "red" / "bad.png").write_bytes(b"not a png: BBBB")  # the same size
+    assert _run("config", project.dir, "--images", new, "--no-progress").exit_code == 0
+    p = Project(project.dir)
+    assert p.new_files() == 1
+    out = " ".join(_run("scan", p.dir, "--no-progress").output.split())
+    assert "not added red/bad.png" in out and "not added red/same.png" not in out, out
+    p.close()

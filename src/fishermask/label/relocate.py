@@ -21,7 +21,11 @@ one transaction (:meth:`Store.change_root`: the new paths, the files' modificati
 serve lock, while ``label serve`` serves the project. Nothing else refers to the folder: the
 labels, held-out folds and models refer to image ids, the thumbnails to content hashes; the
 decoded images' cache entries, keyed by the files' paths, are re-keyed to the new paths
-without decoding (:func:`fishermask.label.images.move_segment`).
+without decoding (:func:`fishermask.label.images.move_segment`). So is the record of the files
+the last scan refused (:data:`~fishermask.label.store.SCAN_REFUSED`, each file's size and
+time: a refused file unchanged since is counted, not listed, and is not a new file): a copy
+gives its files new times, and every refused file would be new and listed again, though the
+same bytes at the same path (:func:`_carry_refused`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from fishermask.errors import ConfigError
 from fishermask.label import images as imgs
-from fishermask.label.store import ImageRow
+from fishermask.label.store import SCAN_REFUSED, ImageRow
 from fishermask.text import counted, listed
 
 if TYPE_CHECKING:
@@ -240,6 +244,7 @@ def repoint(
     out = Repointed(Path(recorded), new_real, len(found), missing, changed)
     found_at = {r.id: st for r, st in found}
     _carry_cache(p, rows, old_root, new_real, found_at, {r.id for r in changed}, out)
+    _carry_refused(p, old_root, new_real)
     p._decoded = None
     p.reload_settings()
     return out
@@ -295,6 +300,39 @@ def _refuse_some(
         f"{p.dir}` then lists them as missing or changed, to restore, accept or forget); "
         "nothing was changed."
     )
+
+
+def _carry_refused(p: Project, old_root: Path, new_root: Path) -> None:
+    """Re-key the files the last scan refused to their state in the new folder: a file at
+    the same path with the same size (and, while the old folder still holds it, the same
+    bytes, or the same target for a link) is the same file, which that scan listed: it stays
+    refused, counted and not new. Any other (not there, or differing) is left out of the
+    record: the next scan tries it and lists it as met for the first time. A copy of the
+    whole folder, whose every image was just checked by its SHA-256, is what this is for:
+    only the files' times differ."""
+    was = p.store.get_meta(SCAN_REFUSED) or {}
+    now: dict[str, list[int]] = {}
+    for rel, (size, _) in was.items():
+        try:
+            st = os.lstat(new_root / rel)
+        except OSError:
+            continue
+        if st.st_size != size or not _same_as_old(old_root / rel, new_root / rel):
+            continue
+        now[rel] = [st.st_size, st.st_mtime_ns]
+    if now != was:
+        p.store.set_meta({SCAN_REFUSED: now})
+
+
+def _same_as_old(old: Path, new: Path) -> bool:
+    """Whether ``new`` holds what ``old`` holds (the same bytes, or for a link the same
+    target); True when ``old`` cannot be read (gone with its folder: the size decides)."""
+    try:
+        if old.is_symlink() or new.is_symlink():
+            return os.readlink(old) == os.readlink(new)
+        return imgs.file_sha256(old) == imgs.file_sha256(new)
+    except OSError:
+        return not os.path.lexists(old)
 
 
 def _carry_cache(
