@@ -107,3 +107,16 @@ def test_bad_set_aside_rows_are_one_line_and_write_nothing(project, tmp_path):
         r.output.split()
     ), r.output
     assert project.store.current() == {}
+
+
+def test_the_api_export_carries_the_images_set_aside_when_asked(project):
+    from tests.label.conftest import AUTH, api_client
+
+    _set_aside_some(project)
+    with api_client(project.dir) as c:
+        plain = c.get("/api/export.csv", headers=AUTH)
+        asked = c.get("/api/export.csv?set_aside=true", headers=AUTH)
+    assert plain.status_code == 200 and plain.text.splitlines()[0] == "path,label"
+    assert asked.status_code == 200, asked.text
+    lines = asked.text.splitlines()
+    assert lines[0] == "path,label,set_aside" and "blue/001.png,,unsure" in lines, lines

@@ -1070,12 +1070,12 @@ def create_app(
         }
 
     @app.get("/api/export.csv")
-    def export_csv(request: Request, annotators: bool = False) -> Any:
+    def export_csv(request: Request, annotators: bool = False, set_aside: bool = False) -> Any:
         if annotators and request.state.annotator is not None:
             # who gave each image's label, across the team, in one file: the owner's
             return _error(403, team.OWNER_ONLY_EXPORT)
         try:
-            text = project.export_csv_text(annotators=annotators)
+            text = project.export_csv_text(annotators=annotators, set_aside=set_aside)
         except DataError as exc:  # a labeled image changed since it was scanned
             return _error(409, str(exc))
         return PlainTextResponse(
