@@ -445,7 +445,7 @@ def parse_class_changes(
             kind = "removed class" if twin in removed else "class"
             fix = (
                 f" (to change the case of {twin!r}: --rename-class {twin}={name})"
-                if twin in live and twin in current and name not in current
+                if what.startswith("--add-class") and twin in live
                 else ""
             )
             raise ConfigError(
@@ -3515,9 +3515,9 @@ class Project:
                     found = find(rel[len(prefix) :])
                     match = [found] if found is not None else []
                 else:
-                    match = [p for p in by_path if ref == p or ref.endswith("/" + p)] or [
-                        p for key, p in by_nfc if nref == key or nref.endswith("/" + key)
-                    ]
+                    match = [p for p in by_path if ref == p or ref.endswith("/" + p)]
+                    if not match and not nref.isascii():  # an ASCII path ends with no other
+                        match = [p for k, p in by_nfc if nref == k or nref.endswith("/" + k)]
                 if len(match) == 1:
                     # "/" composes with nothing: the NFC form of the path ends with its match's
                     before = nref[: len(nref) - len(nfc(match[0]))].lstrip("/")
