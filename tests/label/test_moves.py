@@ -49,7 +49,7 @@ def test_moved_and_renamed_images_keep_their_labels(project, monkeypatch):
     assert p.store.num_images() == n_before - 1
     assert p.classes[p.store.current_labels()[ids["red/000.png"]]] == "red"
     assert ("moved/r0.png", "red") in [(path, c) for path, c in p.csv_rows()]
-    # the cached pixels were re-keyed to the new paths: loading decodes nothing
+    # the cached pixels are keyed by content, not path: loading decodes nothing
     decoded = []
     real = imgs.read_one
     monkeypatch.setattr(imgs, "read_one", lambda *a, **k: decoded.append(a[1]) or real(*a, **k))

@@ -90,7 +90,7 @@ def test_repointing_keeps_labels_history_folds_and_caches(project, tmp_path, mon
 
     monkeypatch.setattr(imgs, "read_one", counting)
     x, order = p.images()
-    assert decoded == []  # re-keyed, not decoded again
+    assert decoded == []  # keyed by content, not folder: not decoded again
     by_id = {i: rel for rel, i in ids.items()}
     for k, i in enumerate(order):
         assert (x[k].numpy() == read_one(new, by_id[i], p.image_size, p.channels).pixels).all()
@@ -220,7 +220,7 @@ def test_images_forgotten_after_accept_missing_leave_the_others_decoded(
     monkeypatch.setattr(imgs, "read_one", lambda root, rel, *a: decoded.append(rel))
     p = Project(project.dir)
     x, _ = p.images()
-    assert decoded == [] and len(x) == 23  # cut out of the re-keyed entry, not decoded
+    assert decoded == [] and len(x) == 23  # cut out of the cached entry, not decoded
     monkeypatch.setattr(imgs, "read_one", read_one)
     p.close()
 
@@ -309,7 +309,7 @@ old = store.get_meta("image_root")
 rows = store.images()
 store.change_root(old, {"image_root": sys.argv[4], "image_root_rel": None},
                   [(r.id, r.mtime_ns + 1) for r in rows])
-if at == "after":  # committed; the decoded images' cache not re-keyed yet
+if at == "after":  # committed; before the cache entries are counted
     os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -320,7 +320,7 @@ if at == "after":  # committed; the decoded images' cache not re-keyed yet
         ("INSERT OR REPLACE INTO meta", 1, False),  # the new root written, nothing else
         ("INSERT INTO settings_history", 1, False),  # all but the history row and the commit
         ("COMMIT", 1, False),  # everything written but the commit
-        ("after", 0, True),  # after the commit, before the cache is re-keyed
+        ("after", 0, True),  # after the commit, before the cache entries are counted
     ],
 )
 def test_a_kill_leaves_the_old_or_the_new_folder(project, tmp_path, at, nth, moved):
@@ -340,7 +340,7 @@ def test_a_kill_leaves_the_old_or_the_new_folder(project, tmp_path, at, nth, mov
     p = Project(project.dir)
     if moved:
         assert p.root == new and len(p.store.settings_history()) == 1
-        x, _ = p.images()  # decoded again from the new folder, each image hash-checked
+        x, _ = p.images()  # each image hash-checked (not the time recorded), then cached pixels
         assert len(x) == 24
     else:
         assert _snapshot(project.dir) == before and p.root == old

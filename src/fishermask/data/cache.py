@@ -9,6 +9,11 @@ size and mtime (ns) of every file the source consists of (the archive, or each
 file of a folder tree) and ``image_size``; changing any of them makes a new
 entry, and writing it deletes stale entries of the same source. An unreadable
 entry is rebuilt; a cache directory that cannot be written only warns.
+
+A source that knows its content (``fishermask label``'s images: each file's SHA-256 is
+stored when it is scanned) is keyed by that instead, wherever its files lie
+(:func:`content_entry`, :func:`read_entry`, :func:`write_entry`): a copy of it in another
+folder or on another machine finds the same entries.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import pickle
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -87,69 +92,28 @@ def cached(
     return ds
 
 
-def carry_rows(
-    cache_dir: Path,
-    fmt: str,
-    source: Path,
-    old: Sequence[tuple[Path, int, int]],
-    keep: Sequence[int],
-    image_size: ImageSize | None,
-) -> bool:
-    """Store the rows ``keep`` of ``source``'s entry for the files ``old`` (``(file, size,
-    mtime_ns)`` as they were when it was written, one per row) as the entry for those rows'
-    files, without decoding anything; the old entry is deleted. False (nothing changed) when
-    there is no such entry or it does not have one row per file.
-
-    For a source that lost some files: the kept files' sizes and times must be those in
-    ``old`` (the same numbers key the new entry, so a file changed since is decoded again).
-    """
-    entry = entry_path(cache_dir, fmt, source, old, image_size)
-    if not entry.is_file():
-        return False
-    ds = _read(entry)
-    if ds is None or len(ds.x_train) != len(old) or len(ds.x_test) or ds.train_files:
-        return False
-    sel = torch.tensor(list(keep), dtype=torch.int64)
-    kept = ImageDataset(
-        name=ds.name,
-        x_train=ds.x_train[sel].contiguous(),
-        y_train=ds.y_train[sel].contiguous(),
-        x_test=ds.x_test,
-        y_test=ds.y_test,
-        classes=ds.classes,
-    )
-    _write(entry_path(cache_dir, fmt, source, [old[i] for i in keep], image_size), kept)
-    return True
+def content_entry(cache_dir: Path, stem: str, key: Iterable[str]) -> Path:
+    """The entry ``<stem>-<hash>.pt`` of a source keyed by what it holds, not by where it lies:
+    ``key`` names the content (e.g. the decoding, the size and each file's SHA-256, in row
+    order), so entries of other content never share a name. ``stem`` groups the entries of
+    one source (writing one deletes the others, :func:`write_entry`); it must not end in
+    ``-`` followed by 20 hex digits of another source's stem."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}\0content\n".encode())
+    for part in key:
+        digest.update(f"{part}\n".encode())
+    return cache_dir / f"{stem}-{digest.hexdigest()[:20]}.pt"
 
 
-def rekey_rows(
-    cache_dir: Path,
-    fmt: str,
-    source: Path,
-    old: Sequence[tuple[Path, int, int]],
-    new: Sequence[tuple[Path, int, int]],
-    image_size: ImageSize | None,
-    *,
-    new_source: Path | None = None,
-    keep_old: bool = False,
-) -> bool:
-    """Store ``source``'s entry for the files ``old`` (``(file, size, mtime_ns)`` per row, as
-    when it was written) as the entry for the files ``new`` (the same rows, some of them now
-    other files of the same content: moved or renamed), without decoding anything; the old
-    entry is deleted. False (nothing changed) when there is no such entry or it does not
-    have one row per file. ``new_source``: the source of the new entry (default ``source``:
-    a whole folder of images found elsewhere); ``keep_old``: leave the old entry (its files
-    are still there, e.g. the folder was copied, not moved)."""
-    entry = entry_path(cache_dir, fmt, source, old, image_size)
-    if len(old) != len(new) or not entry.is_file():
-        return False
-    ds = _read(entry)
-    if ds is None or len(ds.x_train) != len(old) or len(ds.x_test) or ds.train_files:
-        return False
-    _write(entry_path(cache_dir, fmt, new_source or source, new, image_size), ds)
-    if not keep_old:
-        entry.unlink(missing_ok=True)
-    return True
+def read_entry(entry: Path) -> ImageDataset | None:
+    """The data set stored in ``entry``; None when there is none or it cannot be read (with
+    a warning)."""
+    return _read(entry) if entry.is_file() else None
+
+
+def write_entry(entry: Path, ds: ImageDataset) -> None:
+    """Store ``ds`` in ``entry`` atomically and delete the other entries of its stem; a cache
+    that cannot be written only warns."""
+    _write(entry, ds)
 
 
 def drop_entries(cache_dir: Path, source: Path) -> int:

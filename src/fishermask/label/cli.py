@@ -1959,10 +1959,10 @@ def _repoint(project: Path, images: Path, accept_missing: bool, progress: bool) 
         _fail(str(e))
     except KeyboardInterrupt:
         now = p.store.get_meta("image_root") if p is not None else None
-        if p is not None and now != was:  # Ctrl-C after the commit, while re-keying the cache
+        if p is not None and now != was:  # Ctrl-C after the commit, counting cache entries
             _fail(
                 f"interrupted after the new folder was recorded (images: {was} -> {now}); the "
-                "decoded images not re-keyed yet are decoded again when next needed.",
+                "project uses it from now on.",
                 130,
             )
         _fail("interrupted while checking the new folder; nothing was changed.", 130)

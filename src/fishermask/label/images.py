@@ -25,8 +25,14 @@ aspect; ``pad`` resizes it keeping its aspect so that it fits inside and fills t
 the image's own mean colour; ``crop`` resizes it keeping its aspect so that it covers ``H x W``
 and keeps the centre. Decoded images are stored in the data cache
 (:mod:`fishermask.data.cache`), one entry per scan ("segment"), so each file is decoded once;
-the entry's key names the fit (:func:`_cache_format`), so pixels decoded under one fit are never
-read under another.
+the entry's key names the fit (:func:`_decoding`), so pixels decoded under one fit are never
+read under another. An entry is keyed by the project, the segment, the decoding (channels and
+fit) and size, and each image's stored SHA-256 (:func:`segment_entry`), not by where the files lie: a project copied or moved
+together with its images (another folder, another machine given the cache too) decodes
+nothing again, and images of other content never share an entry. Before cached pixels are
+used every file is checked as :func:`check_file` does (a stat; a hash when its size or time
+is not the stored one), so content changed since the scan is refused, never shown with the
+pixels of the old.
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -512,32 +519,76 @@ def guess_channels(root: Path, files: Sequence[str]) -> int:
     return 1
 
 
-def _segment_source(root: Path, project_id: str, segment: int) -> Path:
-    return root / f".fishermask-label-{project_id}-segment-{segment}"
+class Scanned(Protocol):
+    """A scanned image as stored: :class:`Found`, :class:`fishermask.label.store.ImageRow`."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
 
 
-def _cache_format(channels: int, fit: str) -> str:
-    """The loader format in a segment's cache key: ``label-c3`` for ``stretch`` (the key of
-    every entry written before fits existed, so a project made then keeps its decoded pixels),
-    ``label-c3-pad`` and ``label-c3-crop`` for the others, so that pixels decoded under one fit
-    are never read under another."""
+def _stem(project_id: str, segment: int) -> str:
+    """The name the cache entries of one segment start with (also the folder-keyed source name
+    of an earlier version's entries, under the image folder)."""
+    return f".fishermask-label-{project_id}-segment-{segment}"
+
+
+def _decoding(channels: int, fit: str) -> str:
+    """How the pixels were made, a part of every key (the cache's loader format): ``label-c3``
+    for ``stretch`` (the key of every entry written before fits existed, so a project made then
+    keeps its decoded pixels), ``label-c3-pad`` and ``label-c3-crop`` for the others, so that
+    pixels decoded under one fit are never read under another."""
     return f"label-c{channels}" if fit == "stretch" else f"label-c{channels}-{check_fit(fit)}"
 
 
+def segment_entry(
+    cache_dir: Path,
+    project_id: str,
+    segment: int,
+    sha256: Sequence[str],
+    size: ImageSize,
+    channels: int,
+    *,
+    fit: str,
+) -> Path:
+    """The cache entry of a segment's decoded images: keyed by the decoding, the size and the
+    SHA-256 of each image in position order, not by where the files lie (a copy of the project
+    and its images in another folder, or on another machine sharing the cache, finds it);
+    entries of other content never share a key."""
+    from fishermask.data.cache import content_entry
+
+    return content_entry(
+        cache_dir,
+        _stem(project_id, segment),
+        [_decoding(channels, fit), f"size {size[0]}x{size[1]}", f"images {len(sha256)}", *sha256],
+    )
+
+
 def drop_segment_cache(cache_dir: Path, root: Path, project_id: str, segment: int) -> int:
-    """Delete the cached decoded images of one segment (every key); the next load decodes
-    the segment's images again, each checked against its stored hash."""
+    """Delete the cached decoded images of one segment (every key, and an earlier version's
+    entries keyed by the files under ``root``); the next load decodes the segment's images
+    again, each checked against its stored hash."""
     from fishermask.data.cache import drop_entries
 
-    return drop_entries(cache_dir, _segment_source(root, project_id, segment))
+    own = re.compile(re.escape(_stem(project_id, segment)) + r"-[0-9a-f]{20}\.pt")
+    n = 0
+    for f in cache_dir.glob(f"{_stem(project_id, segment)}-*.pt"):
+        if own.fullmatch(f.name):
+            f.unlink(missing_ok=True)
+            n += 1
+    return n + drop_entries(cache_dir, root / _stem(project_id, segment))
 
 
 def carry_segment(
     cache_dir: Path,
-    root: Path,
     project_id: str,
     segment: int,
-    old: Sequence[tuple[str, int, int]],
+    old: Sequence[str],
     keep: Sequence[int],
     size: ImageSize,
     channels: int,
@@ -545,56 +596,51 @@ def carry_segment(
     fit: str,
 ) -> bool:
     """Keep the cached decoded images ``keep`` (positions in ``old``) of a segment that lost
-    the others, without decoding: ``old`` is the segment's ``(path, size, mtime_ns)`` per
-    image, in position order, as when its entry was written. False (nothing changed) when
-    that entry is not in the cache (e.g. a file changed since: the segment is then decoded
-    again on the next load, each image checked against its hash)."""
-    from fishermask.data.cache import carry_rows
+    the others, without decoding: ``old`` is the SHA-256 of each of the segment's images, in
+    position order, as when its entry was written. False (nothing changed) when that entry
+    is not in the cache (the segment is then decoded again on the next load, each image
+    checked against its hash)."""
+    import torch
 
-    return carry_rows(
-        cache_dir,
-        _cache_format(channels, fit),
-        _segment_source(root, project_id, segment),
-        [(root / rel, n, mtime_ns) for rel, n, mtime_ns in old],
-        keep,
-        size,
+    from fishermask.data.cache import read_entry, write_entry
+
+    ds = read_entry(segment_entry(cache_dir, project_id, segment, old, size, channels, fit=fit))
+    if ds is None or ds.x_train.shape != (len(old), channels, *size):
+        return False
+    sel = torch.tensor(list(keep), dtype=torch.int64)
+    kept = [old[i] for i in keep]
+    write_entry(
+        segment_entry(cache_dir, project_id, segment, kept, size, channels, fit=fit),
+        segment_dataset(ds.x_train[sel].contiguous().numpy(), _stem(project_id, segment)),
     )
+    return True
 
 
-def move_segment(
+def earlier_entry(
     cache_dir: Path,
     root: Path,
     project_id: str,
     segment: int,
-    old: Sequence[tuple[str, int, int]],
-    new: Sequence[tuple[str, int, int]],
+    stats: Sequence[tuple[str, int, int]],
     size: ImageSize,
     channels: int,
     *,
     fit: str,
-    new_root: Path | None = None,
-    keep_old: bool = False,
-) -> bool:
-    """Keep the cached decoded images of a segment some of whose images moved (same content,
-    new path), without decoding: ``old`` and ``new`` are the segment's ``(path, size,
-    mtime_ns)`` per image, in position order, before and after. False (nothing changed) when
-    the old entry is not in the cache (the segment is then decoded again on the next load,
-    each image checked against its hash). ``new_root``: the image folder the new paths are
-    in (``label config --images``; default ``root``); ``keep_old``: leave the old entry (the
-    old folder is still there)."""
-    from fishermask.data.cache import rekey_rows
+) -> tuple[ImageDataset, Path] | None:
+    """A segment's decoded images as an earlier version cached them, keyed by the files'
+    absolute paths under ``root``, sizes and modification times (``stats``: ``(path, size,
+    mtime_ns)`` per image, in position order), and the source whose entries they are (to
+    delete once taken over); None when there is none, or it does not fit."""
+    from fishermask.data.cache import entry_path, read_entry
 
-    to = root if new_root is None else new_root
-    return rekey_rows(
-        cache_dir,
-        _cache_format(channels, fit),
-        _segment_source(root, project_id, segment),
-        [(root / rel, n, mtime_ns) for rel, n, mtime_ns in old],
-        [(to / rel, n, mtime_ns) for rel, n, mtime_ns in new],
-        size,
-        new_source=_segment_source(to, project_id, segment),
-        keep_old=keep_old,
+    source = root / _stem(project_id, segment)
+    entry = entry_path(
+        cache_dir, _decoding(channels, fit), source, [(root / p, n, t) for p, n, t in stats], size
     )
+    ds = read_entry(entry)
+    if ds is None or ds.x_train.shape != (len(stats), channels, *size) or ds.train_files:
+        return None
+    return ds, source
 
 
 def segment_dataset(pixels: np.ndarray, name: str) -> ImageDataset:
@@ -614,64 +660,110 @@ def segment_dataset(pixels: np.ndarray, name: str) -> ImageDataset:
     )
 
 
+def _changed(root: Path, changed: Sequence[str]) -> ImageChanged:
+    return ImageChanged(
+        f"image {listed(changed, 1, show=root.joinpath, more=AND_MORE_APART)} changed "
+        "since it was scanned (its content no longer matches the stored hash)",
+        changed,
+    )
+
+
+def _unreadable(root: Path, rel: str, why: str) -> DataError:
+    return DataError(
+        f"image {root / rel} was scanned earlier but cannot be read now ({why}); "
+        "restore it (labels refer to it)."
+    )
+
+
+def _refuse_changed(root: Path, rows: Sequence[Scanned]) -> list[tuple[str, int, int]]:
+    """Refuse (:class:`ImageChanged`) when a file's content is not the one scanned: a file
+    whose size and modification time are the stored ones is taken as unchanged (as
+    :func:`check_file`), another one is hashed (a copy made with new times: same content).
+    Returns ``(path, size, mtime_ns)`` of each file now."""
+    stats: list[tuple[str, int, int]] = []
+    changed: list[str] = []
+    for r in rows:
+        full = root / r.path
+        try:
+            st = full.stat()
+            if (st.st_size, st.st_mtime_ns) != (r.bytes, r.mtime_ns) and (
+                st.st_size != r.bytes or file_sha256(full) != r.sha256
+            ):
+                changed.append(r.path)
+        except OSError as exc:
+            raise _unreadable(root, r.path, exc.strerror or one_line(exc)) from None
+        stats.append((r.path, st.st_size, st.st_mtime_ns))
+    if changed:
+        raise _changed(root, changed)
+    return stats
+
+
 def segment_images(
     cache_dir: Path,
     root: Path,
     project_id: str,
     segment: int,
-    paths: Sequence[str],
+    rows: Sequence[Scanned],
     size: ImageSize,
     channels: int,
     pixels: np.ndarray | None = None,
-    sha256: Sequence[str] | None = None,
     missing_fix: str = "restore it: the project's labels and models refer to it",
     *,
     fit: str,
 ) -> torch.Tensor:
-    """The decoded images ``[len(paths), Ch, H, W]`` of one segment (fitted as ``fit`` says),
-    from the cache if present (its key names the fit: :func:`_cache_format`).
+    """The decoded images ``[len(rows), Ch, H, W]`` of one segment (``rows``: its images as
+    stored, in position order), from the cache if present (:func:`segment_entry`).
 
-    ``pixels`` (just decoded by a scan) is stored instead of decoding again. Decoding again
-    checks each file against its stored hash ``sha256``: content that changed since the scan
-    raises :class:`ImageChanged` (its old label would otherwise train on the new pixels). A
-    missing file is refused (:class:`DataError` ending with ``missing_fix``).
+    ``pixels`` (just decoded by a scan) is stored instead of decoding again. Otherwise each
+    file is first checked against the stored one: one whose size or modification time
+    differs is hashed, and content that changed since the scan raises :class:`ImageChanged`
+    (its old label would otherwise train on the new pixels, or the cached pixels stand for
+    content that is gone); decoding again checks each file's hash too. A missing file is
+    refused (:class:`DataError` ending with ``missing_fix``). An entry of an earlier version
+    (keyed by the files' absolute paths, :func:`earlier_entry`) is taken over, not decoded
+    again.
     """
-    from fishermask.data.cache import cached
+    from fishermask.data.cache import drop_entries, read_entry, write_entry
 
-    source = _segment_source(root, project_id, segment)
-    files = [root / p for p in paths]
+    paths = [r.path for r in rows]
+    shape = (len(rows), channels, *size)
+    entry = segment_entry(
+        cache_dir, project_id, segment, [r.sha256 for r in rows], size, channels, fit=fit
+    )
+    name = _stem(project_id, segment)
     missing = [p for p in paths if not (root / p).exists()]
     if missing:
         raise DataError(
             f"image {listed(missing, 1, show=root.joinpath, more=AND_MORE_APART)} of this project "
             f"is missing (moved or deleted since it was scanned); {missing_fix}."
         )
-
-    def build() -> ImageDataset:
-        if pixels is not None:
-            return segment_dataset(pixels, source.name)
-        out = np.empty((len(paths), channels, *size), dtype=np.uint8)
-        changed: list[str] = []
-        for i, rel in enumerate(paths):
-            try:
-                f = read_one(root, rel, size, channels, fit)
-            except DataError as exc:
-                raise DataError(
-                    f"image {root / rel} was scanned earlier but cannot be read now ({exc}); "
-                    "restore it (labels refer to it)."
-                ) from None
-            if sha256 is not None and f.sha256 != sha256[i]:
-                changed.append(rel)
-            out[i] = f.pixels
-        if changed:
-            raise ImageChanged(
-                f"image {listed(changed, 1, show=root.joinpath, more=AND_MORE_APART)} changed "
-                "since it was scanned (its content no longer matches the stored hash)",
-                changed,
-            )
-        return segment_dataset(out, source.name)
-
-    ds = cached(cache_dir, _cache_format(channels, fit), source, files, size, build)
-    if ds.x_train.shape != (len(paths), channels, *size):
-        raise DataError(f"cache entry of {source} has shape {tuple(ds.x_train.shape)}; clear it.")
+    if pixels is not None:
+        ds = segment_dataset(pixels, name)
+        write_entry(entry, ds)
+        return ds.x_train
+    stats = _refuse_changed(root, rows)
+    ds = read_entry(entry)
+    if ds is not None and ds.x_train.shape == shape:
+        return ds.x_train
+    earlier = earlier_entry(
+        cache_dir, root, project_id, segment, stats, size, channels, fit=fit
+    )
+    if earlier is not None:
+        write_entry(entry, segment_dataset(earlier[0].x_train.numpy(), name))
+        drop_entries(cache_dir, earlier[1])
+        return earlier[0].x_train
+    out = np.empty(shape, dtype=np.uint8)
+    changed: list[str] = []
+    for i, r in enumerate(rows):
+        try:
+            f = read_one(root, r.path, size, channels, fit)
+        except DataError as exc:
+            raise _unreadable(root, r.path, str(exc)) from None
+        if f.sha256 != r.sha256:
+            changed.append(r.path)
+        out[i] = f.pixels
+    if changed:
+        raise _changed(root, changed)
+    ds = segment_dataset(out, name)
+    write_entry(entry, ds)
     return ds.x_train

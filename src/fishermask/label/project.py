@@ -1396,7 +1396,7 @@ class Project:
                 self.root,
                 self.settings["project_id"],
                 segment,
-                [f.path for f in result.found],
+                result.found,
                 self.image_size,
                 self.channels,
                 pixels=pixels,
@@ -1477,10 +1477,9 @@ class Project:
                     self.root,
                     self.settings["project_id"],
                     seg,
-                    [r.path for r in seg_rows[seg]],
+                    seg_rows[seg],
                     self.image_size,
                     self.channels,
-                    sha256=[r.sha256 for r in seg_rows[seg]],
                     missing_fix=self.missing_fix(),
                     fit=self.fit,
                 )
@@ -1599,7 +1598,7 @@ class Project:
         moved or renamed (its label describes that content), when the match is one to one
         (one missing image and one new file with that content). Each such image takes the new
         path and keeps its id, labels, queue place and decoded pixels (the cache entry is
-        re-keyed, not decoded again). Returns ``(row as it was, new path)`` per image moved;
+        keyed by content, not decoded again). Returns ``(row as it was, new path)`` per image moved;
         the rest stay missing (and the new files are added as new images by :meth:`scan`)."""
         if not missing:
             return []
@@ -1636,25 +1635,9 @@ class Project:
             )
             return state == "missing"
 
-        before = self.store.images()
         moved = self.store.move_images(moves, still_missing=still_missing)
         self._decoded = None
-        # the segments' cached pixels, under the new paths (same content: nothing to decode)
-        mtime = {image_id: mtime_ns for image_id, _, mtime_ns in moves}
-        new_place = {r.id: (path, r.bytes, mtime[r.id]) for r, path in moved}
-        for seg in sorted({r.segment for r, _ in moved}):
-            rows = [r for r in before if r.segment == seg]
-            imgs.move_segment(
-                self.cache_dir,
-                self.root,
-                self.settings["project_id"],
-                seg,
-                [(r.path, r.bytes, r.mtime_ns) for r in rows],
-                [new_place.get(r.id, (r.path, r.bytes, r.mtime_ns)) for r in rows],
-                self.image_size,
-                self.channels,
-                fit=self.fit,
-            )
+        # the segments' cached pixels are keyed by content, not path: nothing to decode again
         return moved
 
     def accept_changed(
@@ -1686,8 +1669,8 @@ class Project:
             )
         cleared = self.store.replace_images(updates) if updates else {}
         self._decoded = None
-        # new content with the old size and modification time (found by --verify) would
-        # leave the cache key as it was: decode these segments again
+        # the cached pixels of these segments are of the old content (keyed by its hash, so
+        # never taken for the new): delete them now rather than when the segment is decoded
         by_seg = {r.id: r.segment for r in rows}
         for seg in sorted({by_seg[u["id"]] for u in updates}):
             imgs.drop_segment_cache(self.cache_dir, self.root, self.settings["project_id"], seg)
@@ -1761,22 +1744,13 @@ class Project:
         pid = self.settings["project_id"]
         for seg in sorted(by_seg):
             members = sorted(by_seg[seg] + left.get(seg, []), key=lambda r: r.id)
-            old: list[tuple[str, int, int]] = []
-            keep: list[int] = []
+            keep = [k for k, r in enumerate(members) if r.id not in out]
             try:
-                for k, r in enumerate(members):
-                    if r.id in out:  # as stored: the file is gone
-                        old.append((r.path, r.bytes, r.mtime_ns))
-                    else:
-                        st = (self.root / r.path).stat()
-                        old.append((r.path, st.st_size, st.st_mtime_ns))
-                        keep.append(k)
                 carried = bool(keep) and imgs.carry_segment(
                     self.cache_dir,
-                    self.root,
                     pid,
                     seg,
-                    old,
+                    [r.sha256 for r in members],
                     keep,
                     self.image_size,
                     self.channels,

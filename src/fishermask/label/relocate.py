@@ -19,9 +19,10 @@ copies), the folder already recorded, or no folder at all is always refused. The
 one transaction (:meth:`Store.change_root`: the new paths, the files' modification times, a
 ``settings_history`` row), refused while a round or a label check runs and, through the
 serve lock, while ``label serve`` serves the project. Nothing else refers to the folder: the
-labels, held-out folds and models refer to image ids, the thumbnails to content hashes; the
-decoded images' cache entries, keyed by the files' paths, are re-keyed to the new paths
-without decoding (:func:`fishermask.label.images.move_segment`). So is the record of the files
+labels, held-out folds and models refer to image ids, the thumbnails to content hashes, and
+so do the decoded images' cache entries (:func:`fishermask.label.images.segment_entry`):
+they serve the new folder as they are, nothing is decoded again.
+The record of the files
 the last scan refused (:data:`~fishermask.label.store.SCAN_REFUSED`, each file's size and
 time: a refused file unchanged since is counted, not listed, and is not a new file): a copy
 gives its files new times, and every refused file would be new and listed again, though the
@@ -114,7 +115,7 @@ class Repointed:
     checked: int  # images found with their size and SHA-256
     missing: list[ImageRow] = field(default_factory=list)
     changed: list[ImageRow] = field(default_factory=list)
-    cache_kept: int = 0  # segments of decoded images re-keyed, not decoded again
+    cache_kept: int = 0  # segments whose decoded images are cached: not decoded again
     cache_segments: int = 0
 
 
@@ -227,7 +228,7 @@ def repoint(
             )
         if (missing or changed) and not accept_missing:
             raise ConfigError(_refuse_some(flag, new, p, missing, changed, labeled, recorded))
-        old_root = p.root  # the folder the decoded images' cache entries are keyed on
+        old_root = p.root  # where an earlier version's cache entries are keyed
         values = {"image_root": str(new_real), "image_root_rel": relative(new_real, project)}
         mtimes = [(r.id, st.st_mtime_ns) for r, st in found if st.st_mtime_ns != r.mtime_ns]
         try:
@@ -242,8 +243,7 @@ def repoint(
                 f"command); nothing was changed: `fishermask label config {project}` shows it."
             ) from None
     out = Repointed(Path(recorded), new_real, len(found), missing, changed)
-    found_at = {r.id: st for r, st in found}
-    _carry_cache(p, rows, old_root, new_real, found_at, {r.id for r in changed}, out)
+    _carry_cache(p, rows, old_root, {r.id for r in changed}, out)
     _carry_refused(p, old_root, new_real)
     p._decoded = None
     p.reload_settings()
@@ -339,52 +339,44 @@ def _carry_cache(
     p: Project,
     rows: Sequence[ImageRow],
     old_root: Path,
-    new_root: Path,
-    found: dict[int, os.stat_result],
     changed: Collection[int],
     out: Repointed,
 ) -> None:
-    """Re-key the decoded images of each segment to their new paths, without decoding: the
-    images found under their new size and time, a missing one (``--accept-missing``) under
-    its stored ones, as :meth:`Project.forget_missing` looks for it (so forgetting it later
-    keeps the others' pixels, and a file put back, with a new time, is decoded again). A
-    segment holding a changed image, or not cached, is decoded again when next needed (each
-    image checked against its hash). The old entries stay while the old folder does (another
-    copy of the project may use them)."""
-    keep_old = occupied(old_root)
+    """Count the segments whose decoded images are kept: the cache keys hold the images'
+    content, not their folder (:func:`fishermask.label.images.segment_entry`), so each cached
+    segment without a changed image serves the new folder as it is. A segment an earlier
+    version cached under the old folder's paths is taken over under its content key (and the
+    old entry deleted once the old folder is gone). A segment holding a changed image, or
+    not cached, is decoded again when next needed (each image checked against its hash)."""
+    from fishermask.data.cache import drop_entries, write_entry
+
+    gone = not occupied(old_root)
     pid = p.settings["project_id"]
     by_seg: dict[int, list[ImageRow]] = {}
     for r in rows:
         by_seg.setdefault(r.segment, []).append(r)
     out.cache_segments = len(by_seg)
     for seg, members in sorted(by_seg.items()):
+        if any(r.id in changed for r in members):
+            continue
         members.sort(key=lambda r: r.id)
-        if not any(r.id in changed for r in members):
-            old = [(r.path, r.bytes, r.mtime_ns) for r in members]
-            new = [
-                (r.path, found[r.id].st_size, found[r.id].st_mtime_ns)
-                if r.id in found
-                else (r.path, r.bytes, r.mtime_ns)
-                for r in members
-            ]
-            try:
-                kept = imgs.move_segment(
-                    p.cache_dir,
-                    old_root,
-                    pid,
-                    seg,
-                    old,
-                    new,
-                    p.image_size,
-                    p.channels,
-                    fit=p.fit,
-                    new_root=new_root,
-                    keep_old=keep_old,
-                )
-            except OSError:
-                kept = False
-            out.cache_kept += kept
-            if kept:
+        entry = imgs.segment_entry(
+            p.cache_dir, pid, seg, [r.sha256 for r in members], p.image_size, p.channels, fit=p.fit
+        )
+        try:
+            if entry.is_file():
+                out.cache_kept += 1
                 continue
-        if not keep_old:
-            imgs.drop_segment_cache(p.cache_dir, old_root, pid, seg)
+            stats = [(r.path, r.bytes, r.mtime_ns) for r in members]  # as it was cached
+            earlier = imgs.earlier_entry(
+                p.cache_dir, old_root, pid, seg, stats, p.image_size, p.channels, fit=p.fit
+            )
+            if earlier is None:
+                continue
+            ds, source = earlier
+            write_entry(entry, imgs.segment_dataset(ds.x_train.numpy(), entry.stem))
+            if gone:
+                drop_entries(p.cache_dir, source)
+            out.cache_kept += entry.is_file()  # (a cache that cannot be written warned)
+        except OSError:
+            continue
