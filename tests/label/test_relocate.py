@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -288,6 +289,85 @@ def test_ctrl_c_while_checking_changes_nothing(project, tmp_path, monkeypatch):
     assert r.exit_code == 130, r.output
     assert "interrupted while checking the new folder; nothing was changed." in r.stderr
     assert _snapshot(project.dir) == before
+
+
+def _hashing(monkeypatch) -> list[str]:
+    """The files (names relative to their folder's parent) hashed from now on."""
+    hashed: list[str] = []
+    real = imgs.file_sha256
+
+    def counting(path):
+        hashed.append(Path(path).relative_to(Path(path).parents[1]).as_posix())
+        return real(path)
+
+    monkeypatch.setattr(imgs, "file_sha256", counting)
+    return hashed
+
+
+def test_every_image_is_hashed_by_default(project, tmp_path, monkeypatch):
+    project.close()
+    new = tmp_path / "copy"
+    shutil.copytree(project.root, new)  # times kept: hashed all the same
+    hashed = _hashing(monkeypatch)
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert len(hashed) == 24
+    assert "checked 24 of the 24 images (size and SHA-256)" in r.stderr.replace("\n", " ")
+
+
+def test_quick_hashes_only_the_files_whose_time_is_not_the_recorded_one(
+    project, tmp_path, monkeypatch
+):
+    """Repointing read every file (a large folder on a network drive: an hour); --quick takes
+    a file whose size and modification time are the recorded ones as the same file, as
+    `label scan` does, and hashes the others."""
+    project.close()
+    new = tmp_path / "copy"
+    shutil.copytree(project.root, new)  # `cp -a`, `rsync -a`: the times kept
+    touched = new / "red" / "001.png"  # a new time, the same content: hashed, taken
+    t = touched.stat().st_mtime_ns + 10**9
+    os.utime(touched, ns=(t, t))
+    other = new / "blue" / "002.png"  # a new time, other content of the same size: refused
+    data = bytearray(other.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    other.write_bytes(bytes(data))
+    hashed = _hashing(monkeypatch)
+    r = _run("config", project.dir, "--images", new, "--quick", "--no-progress")
+    assert "1 of the project's 24 images differs from the file scanned" in _one_line(r)
+    assert sorted(hashed) == ["blue/002.png", "red/001.png"]
+
+    shutil.copy2(project.root / "blue" / "002.png", other)  # put back, its time kept
+    hashed.clear()
+    r = _run("config", project.dir, "--images", new, "--quick", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert hashed == ["red/001.png"]
+    said = r.stderr.replace("\n", " ")
+    assert (
+        "checked 24 of the 24 images (--quick: 23 by size and modification time, 1 by size "
+        "and SHA-256)" in said
+    ), said
+    r = _run("config", project.dir, "--quick")
+    assert "--quick goes with --images NEW" in _one_line(r)
+
+
+def test_the_images_are_hashed_in_parallel(project, tmp_path, monkeypatch):
+    """A single reader left a network drive's latency and a machine's other cores idle."""
+    project.close()
+    new = _copy(project.root, tmp_path / "copy")
+    two = threading.Barrier(2, timeout=60)  # broken (the command fails) when hashed one by one
+    calls = []
+    real = imgs.file_sha256
+
+    def together(path):
+        calls.append(path)
+        if len(calls) <= 2:
+            two.wait()
+        return real(path)
+
+    monkeypatch.setattr(imgs, "file_sha256", together)
+    r = _run("config", project.dir, "--images", new, "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 24
 
 
 _KILL = """

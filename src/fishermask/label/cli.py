@@ -1832,6 +1832,17 @@ def config(
             "holding none of them is refused anyway.",
         ),
     ] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="With --images: take an image whose file in the new folder has the recorded "
+            "size and modification time as the same file, unread, as label scan does, and "
+            "hash only the others (a copy that kept the times, cp -a or rsync -a: seconds "
+            "instead of reading every file). Weaker than the default: a file edited in place "
+            "keeping its size and time passes.",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="A progress bar while --images checks.")] = True,
     imports: Annotated[
         list[str] | None,
@@ -1863,13 +1874,14 @@ def config(
                 f"--images {images}: give it alone (`fishermask label config {project} --images "
                 f"{images}`), then change the other settings in a second `label config`."
             )
-        _repoint(project, images, accept_missing, progress)
+        _repoint(project, images, accept_missing, quick, progress)
         return
-    if accept_missing:
-        _fail(
-            "--accept-missing goes with --images NEW (the image folder's new place); nothing "
-            "was changed."
-        )
+    for flag, given in (("--accept-missing", accept_missing), ("--quick", quick)):
+        if given:
+            _fail(
+                f"{flag} goes with --images NEW (the image folder's new place); nothing was "
+                "changed."
+            )
     fixed = {"image_size": image_size, "fit": fit, "classes": classes}
     for key, value in fixed.items():
         if value is not None:
@@ -1944,7 +1956,9 @@ def config(
         )
 
 
-def _repoint(project: Path, images: Path, accept_missing: bool, progress: bool) -> None:
+def _repoint(
+    project: Path, images: Path, accept_missing: bool, quick: bool, progress: bool
+) -> None:
     """``label config --images NEW``: check the new folder, point the project at it, say
     what was kept and what ``label scan`` will list."""
     from fishermask.label.relocate import repoint
@@ -1954,7 +1968,7 @@ def _repoint(project: Path, images: Path, accept_missing: bool, progress: bool) 
         p = _open(project)
         p.recover()  # a round whose process died is not running
         was = p.settings["image_root"]
-        done = repoint(p, images, accept_missing=accept_missing, progress=progress)
+        done = repoint(p, images, accept_missing=accept_missing, quick=quick, progress=progress)
     except FishermaskError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -1968,9 +1982,15 @@ def _repoint(project: Path, images: Path, accept_missing: bool, progress: bool) 
         _fail("interrupted while checking the new folder; nothing was changed.", 130)
     console.print(f"images: {done.old} -> {done.new}", highlight=False, soft_wrap=True)
     n = p.store.num_images()
+    how = (
+        f"--quick: {done.timed} by size and modification time, {done.checked - done.timed} by "
+        "size and SHA-256"
+        if quick
+        else "size and SHA-256"
+    )
     _say(
-        f"checked {done.checked} of the {counted(n, 'image')} (size and SHA-256): the same "
-        "content at the same paths; labels, history, held-out folds, models and thumbnails "
+        f"checked {done.checked} of the {counted(n, 'image')} ({how}): the same "
+        f"{'files' if quick else 'content'} at the same paths; labels, history, held-out folds, models and thumbnails "
         "are kept"
         + (
             f", and the decoded images of {done.cache_kept} of {done.cache_segments} scans "

@@ -13,7 +13,10 @@ project inside or beside its images), and :attr:`Project.root_note` says so.
 
 :func:`repoint` (``label config PROJECT --images NEW``) checks the new folder before it writes
 anything: every image of the project must be there at its path with its size and SHA-256
-(each file is read once). Missing or differing images are refused, named, unless
+(each file is read once, by :data:`HASHERS` threads); with ``--quick`` a file with the
+recorded size and modification time is taken as the same file unread (a copy that kept the
+times: seconds for any folder; weaker: a file edited in place keeping both would pass, as it
+passes ``label scan`` without ``--verify``). Missing or differing images are refused, named, unless
 ``accept_missing``; a folder holding none of them (empty, another set of images, re-encoded
 copies), the folder already recorded, or no folder at all is always refused. The change is
 one transaction (:meth:`Store.change_root`: the new paths, the files' modification times, a
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
 SAMPLE = 20
 #: How many missing or differing images a refusal names.
 NAMED = 3
+#: How many files :func:`repoint` hashes at once.
+HASHERS = 4
 
 
 def relative(root: str | os.PathLike[str], project_dir: str | os.PathLike[str]) -> str | None:
@@ -112,11 +117,12 @@ class Repointed:
 
     old: Path
     new: Path
-    checked: int  # images found with their size and SHA-256
+    checked: int  # images found with their size and SHA-256 (or, --quick, time)
     missing: list[ImageRow] = field(default_factory=list)
     changed: list[ImageRow] = field(default_factory=list)
     cache_kept: int = 0  # segments whose decoded images are cached: not decoded again
     cache_segments: int = 0
+    timed: int = 0  # of checked: taken by their size and modification time (--quick)
 
 
 def _elsewhere(new: Path, first: str) -> Path | None:
@@ -136,10 +142,13 @@ def repoint(
     new_folder: str | os.PathLike[str],
     *,
     accept_missing: bool = False,
+    quick: bool = False,
     progress: bool = False,
 ) -> Repointed:
     """Point project ``p`` at ``new_folder`` (see the module docstring); :class:`ConfigError`
-    (one line naming the problem and the fix; nothing written) when refused."""
+    (one line naming the problem and the fix; nothing written) when refused. ``quick``: an
+    image whose file has the recorded size and modification time is taken as the same file,
+    not hashed (as ``label scan`` checks without ``--verify``)."""
     from fishermask.data.progress import progress_bar
     from fishermask.label import serve_lock
     from fishermask.label.store import CheckRunning, RootChanged, RoundBusy
@@ -210,15 +219,22 @@ def repoint(
         if not sized and not changed:
             _refuse_foreign(flag, new, rows, recorded)
         found: list[tuple[ImageRow, os.stat_result]] = []
-        with progress_bar("checking images", len(sized), progress and bool(sized)) as advance:
-            for r, st in sized:
-                advance(1)
-                try:
-                    same = imgs.file_sha256(new / r.path) == r.sha256
-                except OSError:
+        todo: list[tuple[ImageRow, os.stat_result]] = []
+        for r, st in sized:  # --quick: the recorded size and time are the same file
+            (
+                found.append((r, st))
+                if quick and st.st_mtime_ns == r.mtime_ns
+                else todo.append((r, st))
+            )
+        timed = len(found)
+        with progress_bar("checking images", len(todo), progress and bool(todo)) as advance:
+            for (r, st), digest in _hashes(new, todo, advance):
+                if digest is None:
                     missing.append(r)
-                    continue
-                (found.append((r, st)) if same else changed.append(r))
+                else:
+                    (found.append((r, st)) if digest == r.sha256 else changed.append(r))
+        missing.sort(key=lambda r: r.id)
+        changed.sort(key=lambda r: r.id)
         if not found:
             raise ConfigError(
                 f"{flag} holds the project's image paths, but none of their "
@@ -242,11 +258,44 @@ def repoint(
                 f"{flag}: the image folder was changed meanwhile (to {exc.args[0]}, by another "
                 f"command); nothing was changed: `fishermask label config {project}` shows it."
             ) from None
-    out = Repointed(Path(recorded), new_real, len(found), missing, changed)
+    out = Repointed(Path(recorded), new_real, len(found), missing, changed, timed=timed)
     _carry_cache(p, rows, old_root, {r.id for r in changed}, out)
     _carry_refused(p, old_root, new_real)
     p._decoded = None
     p.reload_settings()
+    return out
+
+
+def _hashes(
+    folder: Path,
+    todo: Sequence[tuple[ImageRow, os.stat_result]],
+    advance: Callable[[int], None],
+) -> list[tuple[tuple[ImageRow, os.stat_result], str | None]]:
+    """The SHA-256 of each file of ``todo`` under ``folder`` (None: it cannot be read), hashed
+    by :data:`HASHERS` threads (hashlib and file reads let go of the GIL: a network drive's
+    latency and a fast disk's bandwidth are shared out), in the order they finish;
+    ``advance(1)`` after each. Ctrl-C (or an error) cancels the files not started and waits
+    for those being read."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    if not todo:
+        return []
+
+    def digest(rel: str) -> str | None:
+        try:
+            return imgs.file_sha256(folder / rel)
+        except OSError:
+            return None
+
+    out = []
+    pool = ThreadPoolExecutor(max_workers=min(HASHERS, len(todo)), thread_name_prefix="hash")
+    try:
+        jobs = {pool.submit(digest, r.path): (r, st) for r, st in todo}
+        for job in as_completed(jobs):
+            out.append((jobs[job], job.result()))
+            advance(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 
