@@ -74,16 +74,34 @@ class DirLock:
         self.release()
 
 
-def try_lock(path: Path) -> DirLock | None:
+def try_lock(path: Path, mode: int | None = None) -> DirLock | None:
     """Take the lock on ``path`` (created if missing; its folder must exist) and record this
     process in it; ``None`` when another process holds it (nothing written: :func:`read` gives
     its record). A :class:`DirLock` without ``fd`` where no lock can be taken (Windows, a file
     system without locks). Raises ``OSError`` when the file cannot be opened (the caller
-    words it: a folder that cannot be written)."""
+    words it: a folder that cannot be written).
+
+    ``mode``: the permission bits the file gets when this process owns it (e.g. those of the
+    files it guards: in a folder a team shares, each member may take the lock). Another user's
+    file that this one may not write (an earlier version's 0644) is opened read-only: ``flock``
+    needs no write access on a local file system (on NFS, where it does, no lock is taken,
+    :attr:`DirLock.unsupported` says why); the record then stays the last writer's, and
+    :func:`holder` does not name its process once it is gone."""
     path = Path(path)
     if fcntl is None:
         return DirLock(path, None)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:
+        if not path.is_file():
+            raise
+        fd = os.open(path, os.O_RDONLY)  # another user's lock file (raises: the caller words it)
+    if mode is not None:
+        try:
+            if os.fstat(fd).st_uid == os.geteuid() and os.fstat(fd).st_mode & 0o777 != mode:
+                os.fchmod(fd, mode)
+        except OSError:  # (a file system without modes)
+            pass
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -113,9 +131,28 @@ def read(path: Path) -> dict[str, Any]:
         time.sleep(0.05)
 
 
+def alive(info: dict[str, Any]) -> bool:
+    """Whether the process of a record of :func:`read` may still run: False only for one of
+    this machine that does not (the record of a holder gone, left by a holder that could not
+    write its own: see :func:`try_lock`)."""
+    pid = info.get("pid")
+    if not isinstance(pid, int) or info.get("machine") != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): it runs
+        return True
+    return True
+
+
 def holder(info: dict[str, Any]) -> str:
     """``process 1234``, ``process 1234 on gpu-node-3`` (another machine), ``another process``
-    (no record), from a record of :func:`read`."""
+    (no record, or the record of a process of this machine that is gone), from a record of
+    :func:`read`."""
+    if not alive(info):
+        return "another process"
     who = f"process {info['pid']}" if info.get("pid") else "another process"
     machine = info.get("machine")
     if machine and machine != socket.gethostname():

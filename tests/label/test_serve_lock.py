@@ -8,17 +8,22 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from fishermask.cli import app
-from fishermask.label.store import proc_start
+from fishermask.label.store import DB_NAME, proc_start
 from tests.label.test_kill import ROOT, start_server, stop_server
 
 runner = CliRunner()
@@ -179,3 +184,104 @@ def test_next_and_train_are_refused_while_the_servers_worker_runs_a_round(projec
         deadline = time.time() + 60
         while worker and proc_start(worker) is not None and time.time() < deadline:
             time.sleep(0.2)
+
+
+def _as_user(uid: int, fn) -> str:
+    """``fn()``'s string, run in a forked child that became user ``uid`` (the test runs as
+    root: another user sharing the project folder)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no return, no pytest teardown
+        try:
+            os.close(r)
+            os.setgid(uid)
+            os.setuid(uid)
+            os.write(w, fn().encode())
+        except BaseException as exc:
+            os.write(w, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        said = f.read()
+    os.waitpid(pid, 0)
+    return said
+
+
+@pytest.fixture
+def shared():
+    """A project folder that every user may write (a team's shared drive), outside pytest's
+    own (user-only) temporary folder; a stand-in database file (the lock only looks for it)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to act as a second user")
+    folder = Path(tempfile.mkdtemp(prefix="fishermask-shared-", dir="/tmp"))
+    try:
+        folder.chmod(0o777)
+        (folder / DB_NAME).touch()
+        (folder / DB_NAME).chmod(0o666)
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+NOBODY = 65534
+
+
+def _acquire(folder: Path) -> Callable[[], str]:
+    def take() -> str:
+        from fishermask.label import serve_lock
+
+        try:
+            lock = serve_lock.acquire(folder)
+        except Exception as exc:
+            return f"refused: {exc}"
+        with lock:
+            return "locked" if lock.fd is not None else f"no lock: {lock.unsupported}"
+
+    return take
+
+
+def test_another_user_serves_a_shared_project_after_the_first(shared):
+    """`serve.lock`, left by the user who served a shared project last (its mode 0644),
+    refused everyone else for good: 'cannot be written (Permission denied)'."""
+    (shared / "serve.lock").write_text('{"pid": 1, "machine": "x"}\n')
+    (shared / "serve.lock").chmod(0o644)  # as an earlier version left it
+    assert _as_user(NOBODY, _acquire(shared)) == "locked"
+    from fishermask.label import serve_lock
+
+    with serve_lock.acquire(shared):  # held: the other user is refused, as anyone is
+        said = _as_user(NOBODY, _acquire(shared))
+    assert said.startswith(f"refused: {shared} is already being served by process "), said
+
+
+def test_the_lock_file_is_as_writable_as_the_database(shared):
+    """Made by one user, writable by those who may write the project."""
+    from fishermask.label import serve_lock
+
+    (shared / DB_NAME).chmod(0o664)
+    with serve_lock.acquire(shared):
+        pass
+    assert (shared / "serve.lock").stat().st_mode & 0o777 == 0o664
+
+
+def test_a_record_of_a_process_gone_names_no_process():
+    """The record of a holder gone, left in the file (a holder that could not write its own
+    record: another user's file), named a process that no longer runs."""
+    from fishermask.label.serve_lock import _served_message
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    info = {"pid": gone.pid, "machine": socket.gethostname(), "since": time.time()}
+    said = _served_message(Path("proj"), info)
+    assert said.startswith("proj is already being served by another process"), said
+
+
+def test_a_lock_file_another_user_keeps_unreadable_is_named(shared):
+    (shared / "serve.lock").write_text("{}")
+    (shared / "serve.lock").chmod(0o600)
+    said = _as_user(NOBODY, _acquire(shared))
+    assert said == (
+        f"refused: {shared}/serve.lock cannot be opened (Permission denied): another user's "
+        "lock file? While no `label serve` of the project runs, its owner (or anyone who may "
+        "write the folder) can delete it; the next server makes it anew."
+    ), said

@@ -6,6 +6,12 @@ and a team given both URLs would label in two places. The lock is :mod:`fisherma
 server started does not inherit it); the file holds the last server's pid, machine, address
 and start time, read only to word the refusal of a second server.
 
+The file gets the database's permission bits, so in a folder a team shares whoever may write
+the project may take the lock; another user's file that this one may not write (an earlier
+version made it 0644) is locked read-only (:func:`fishermask.dirlock.try_lock`); one that
+cannot be opened at all is refused, naming it and the fix. A read-only project folder is
+refused with its reason (a server writes labels to ``project.sqlite`` there anyway).
+
 Limits, said plainly: the lock is advisory (only ``label serve`` takes it; the other commands
 work alongside a server, as SQLite keeps them consistent, and a round is refused while another
 runs); deleting ``serve.lock`` while a server runs lets a second one start; on a network file
@@ -48,9 +54,17 @@ def acquire(project_dir: str | os.PathLike[str], fix: str = _FIX) -> ServeLock:
     if not (project / DB_NAME).is_file():
         return ServeLock(path, None)
     try:
-        lock = dirlock.try_lock(path)
+        mode = (project / DB_NAME).stat().st_mode & 0o666
+        lock = dirlock.try_lock(path, mode | 0o600)
     except OSError as exc:
-        why = _unwritable(project / DB_NAME) or exc.strerror or str(exc)
+        why = _unwritable(project / DB_NAME)
+        if why is None and path.is_file():  # the project can be written, its lock file not
+            raise ConfigError(
+                f"{path} cannot be opened ({exc.strerror or exc}): another user's lock file? "
+                "While no `label serve` of the project runs, its owner (or anyone who may write "
+                "the folder) can delete it; the next server makes it anew."
+            ) from None
+        why = why or exc.strerror or str(exc)
         raise ConfigError(
             f"{project} cannot be written ({why}), and `label serve` keeps its lock file "
             f"{LOCK_NAME} there (so that only one server runs per project); make the folder "
@@ -65,6 +79,8 @@ def _served_message(project: Path, info: dict[str, Any], fix: str = _FIX) -> str
     """``PROJECT is already being served by process 1234 at http://127.0.0.1:8765 (since
     23:58 UTC); stop it first (Ctrl-C there), or open the URL it printed.``"""
     who = dirlock.holder(info)
+    if not dirlock.alive(info):  # the record of a holder gone: nothing in it is this one's
+        return f"{project} is already being served by {who}; {fix}"
     where = f" at {info['address']}" if info.get("address") else ""
     notes = ["still starting"] if info.get("pid") and not info.get("address") else []
     if isinstance(info.get("since"), int | float):
