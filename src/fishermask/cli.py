@@ -31,6 +31,8 @@ try:  # a second or more on a busy machine: Ctrl-C here ended in a KeyboardInter
     from fishermask.cli_help import APP_SETTINGS, INTERRUPTED_STARTING
     from fishermask.errors import ConfigError, FishermaskError, check_choice
     from fishermask.label.cli import label_app
+    from fishermask.signals import Terminated as _Terminated
+    from fishermask.signals import raise_terminated as _raise_terminated
 except KeyboardInterrupt:  # the command's script is importing this module: end it here
     # cli_help.INTERRUPTED_STARTING, which may not be imported yet
     sys.stderr.write("error: interrupted while fishermask was starting; nothing was done.\n")
@@ -570,14 +572,6 @@ def _run(
     ):
         console.print(f"{label + ':':<9}{path}", soft_wrap=True, highlight=False, markup=False)
     console.print(f"done in {time.perf_counter() - start:.0f} s", highlight=False)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM during ``fishermask run``: stops it the way Ctrl-C does."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated
 
 
 def _resume_command(out_dir: Path) -> str:

@@ -72,6 +72,8 @@ from fishermask.label.store import (
     OthersLabel,
     RoundBusy,
 )
+from fishermask.signals import Terminated as _Terminated
+from fishermask.signals import raise_terminated as _raise_terminated
 from fishermask.text import utc_clock
 
 HERE = Path(__file__).parent
@@ -1256,16 +1258,6 @@ def _cut_short(worker: Worker, project: Project) -> str:
     except Exception:  # noqa: BLE001 - a message at exit must not hide the real exit
         return ""
     return ""
-
-
-class _Terminated(BaseException):
-    """Raised in the main thread by the SIGTERM handler of :func:`run_server` (``kill PID``,
-    a service manager's stop): uvicorn stops gracefully on SIGTERM, then raises the signal
-    again, whose default action ended the process before the 'stopped' line."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated
 
 
 #: How the 'stopped' line names a stop by SIGHUP (the terminal ``label serve`` runs in was
