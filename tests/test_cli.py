@@ -614,6 +614,11 @@ _STARTING = "error: interrupted while fishermask was starting; nothing was done.
     ("module", "said"),
     [  # the CLI's own imports (typer, rich, numpy: a second or more on a busy machine)
         ("typer", _STARTING),
+        # the standard library's, first imported by the package (typing: 50 ms) or by the
+        # CLI before it caught Ctrl-C (contextlib, shlex): a traceback
+        ("typing", _STARTING),
+        ("contextlib", _STARTING),
+        ("shlex", _STARTING),
         ("get_command", _STARTING),  # typer reading the commands' signatures
         ("make_context", _STARTING),  # click reading the command line
         # a command's, before it runs (torch, for `run`): typer's exit 130 said nothing

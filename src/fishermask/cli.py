@@ -8,20 +8,25 @@ laptop CPU, and says which strategy won by how much.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import os
-import shlex
-import signal
-import sys
-import threading
-import time
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Any
+import sys  # built in: already imported
 
-try:  # a second or more on a busy machine: Ctrl-C here ended in a KeyboardInterrupt traceback
+# every import of the command, from its first line (a second or more on a busy machine): Ctrl-C
+# here ended in a KeyboardInterrupt traceback. What runs before this line (Python's start-up,
+# the `fishermask` script's own two imports, the package's __init__, which imports nothing)
+# takes milliseconds and cannot be guarded by the package (docs/experiments.md says so).
+try:
+    import contextlib
+    import gc
+    import os
+    import shlex
+    import signal
+    import threading
+    import time
+    import warnings
+    from collections.abc import Iterator
+    from pathlib import Path
+    from typing import Annotated, Any
+
     import typer
     from rich.console import Console
     from rich.markup import escape
