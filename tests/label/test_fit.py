@@ -98,9 +98,8 @@ def test_the_cache_is_not_shared_between_fits(tmp_path):
     (root / "wide.png").write_bytes(_png(A))
 
     def load(fit, pixels=None):
-        x = imgs.segment_images(
-            tmp_path / "cache", root, "p1", 0, ["wide.png"], (4, 4), 1, pixels, fit=fit
-        )
+        rows = [imgs.read_one(root, "wide.png", (4, 4), 1)]  # path, size, time, SHA-256
+        x = imgs.segment_images(tmp_path / "cache", root, "p1", 0, rows, (4, 4), 1, pixels, fit=fit)
         return x[0, 0].numpy()
 
     marker = np.full((1, 1, 4, 4), 7, dtype=np.uint8)
@@ -132,9 +131,8 @@ def test_a_stretch_entry_written_before_fits_existed_is_still_read(tmp_path):
         (4, 4),
         lambda: imgs.segment_dataset(marker, source.name),
     )
-    x = imgs.segment_images(
-        tmp_path / "cache", root, "p1", 0, ["wide.png"], (4, 4), 1, fit="stretch"
-    )
+    rows = [imgs.read_one(root, "wide.png", (4, 4), 1)]
+    x = imgs.segment_images(tmp_path / "cache", root, "p1", 0, rows, (4, 4), 1, fit="stretch")
     assert (x.numpy() == 7).all()
 
 

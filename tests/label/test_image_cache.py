@@ -18,10 +18,10 @@ from fishermask.label.project import Project
 from tests.label.conftest import CLASSES, TINY, make_folder
 
 
-def _tree(tmp_path: Path) -> tuple[Path, Path]:
+def _tree(tmp_path: Path, fit: str = imgs.DEFAULT_FIT) -> tuple[Path, Path]:
     """A project beside its images (``tree/proj``, ``tree/images``), its images decoded."""
     images = make_folder(tmp_path / "tree" / "images")
-    p = Project.init(tmp_path / "tree" / "proj", images, ",".join(CLASSES), **TINY)
+    p = Project.init(tmp_path / "tree" / "proj", images, ",".join(CLASSES), fit=fit, **TINY)
     p.close()
     return tmp_path / "tree" / "proj", images
 
@@ -117,8 +117,9 @@ def _earlier_version(proj: Path, images: Path) -> tuple[Path, np.ndarray]:
 
 def test_a_cache_entry_of_an_earlier_version_is_read_not_decoded_again(tmp_path, monkeypatch):
     """Entries written before the cache keyed content (keyed by the files' absolute paths,
-    sizes and times) are read once and kept under the new key, not decoded again."""
-    proj, images = _tree(tmp_path)
+    sizes and times) are read once and kept under the new key, not decoded again. (Earlier
+    versions stretched every image: their projects read as ``stretch``.)"""
+    proj, images = _tree(tmp_path, fit="stretch")
     old, x_new = _earlier_version(proj, images)
 
     decoded = _counting(monkeypatch)
@@ -136,7 +137,7 @@ def test_repointing_takes_over_an_entry_of_an_earlier_version(tmp_path, monkeypa
     it now takes them over under the content key (the old folder gone: the old entry too)."""
     from tests.label.test_label_cli import _run
 
-    proj, images = _tree(tmp_path)
+    proj, images = _tree(tmp_path, fit="stretch")
     old, x_new = _earlier_version(proj, images)
     new = tmp_path / "disk2" / "photos"
     shutil.copytree(images, new)
@@ -167,8 +168,20 @@ def test_an_entry_is_never_shared_by_images_of_other_content(tmp_path):
             rows.append(f)
     assert [f.bytes for f in rows_a] == [f.bytes for f in rows_b]
     cache_dir = tmp_path / "cache"
-    xa = imgs.segment_images(cache_dir, a, "p", 0, rows_a, (8, 8), 3)
-    xb = imgs.segment_images(cache_dir, b, "p", 0, rows_b, (8, 8), 3)
+    xa = imgs.segment_images(cache_dir, a, "p", 0, rows_a, (8, 8), 3, fit="stretch")
+    xb = imgs.segment_images(cache_dir, b, "p", 0, rows_b, (8, 8), 3, fit="stretch")
     assert (xa.numpy() == np.stack([f.pixels for f in rows_a])).all()
     assert (xb.numpy() == np.stack([f.pixels for f in rows_b])).all()
     assert not (xa == xb).all()
+
+
+def test_an_earlier_stretched_entry_is_not_taken_for_a_padded_project(tmp_path, monkeypatch):
+    """An earlier version's entry holds stretched pixels (the only fit it had): a project that
+    pads never takes it over, it decodes its own."""
+    proj, images = _tree(tmp_path, fit="pad")
+    old, x_pad = _earlier_version(proj, images)
+    decoded = _counting(monkeypatch)
+    p = Project(proj)
+    x, _ = p.images()
+    assert len(decoded) == len(p.store.images()) and (x == x_pad).all()
+    p.close()

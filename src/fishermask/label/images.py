@@ -27,12 +27,12 @@ and keeps the centre. Decoded images are stored in the data cache
 (:mod:`fishermask.data.cache`), one entry per scan ("segment"), so each file is decoded once;
 the entry's key names the fit (:func:`_decoding`), so pixels decoded under one fit are never
 read under another. An entry is keyed by the project, the segment, the decoding (channels and
-fit) and size, and each image's stored SHA-256 (:func:`segment_entry`), not by where the files lie: a project copied or moved
-together with its images (another folder, another machine given the cache too) decodes
-nothing again, and images of other content never share an entry. Before cached pixels are
-used every file is checked as :func:`check_file` does (a stat; a hash when its size or time
-is not the stored one), so content changed since the scan is refused, never shown with the
-pixels of the old.
+fit) and size, and each image's stored SHA-256 (:func:`segment_entry`), not by where the files
+lie: a project copied or moved together with its images (another folder, another machine
+given the cache too) decodes nothing again, and images of other content never share an entry.
+Before cached pixels are used every file is checked as :func:`check_file` does (a stat; a hash
+when its size or time is not the stored one), so content changed since the scan is refused,
+never shown with the pixels of the old.
 """
 
 from __future__ import annotations
@@ -745,9 +745,7 @@ def segment_images(
     ds = read_entry(entry)
     if ds is not None and ds.x_train.shape == shape:
         return ds.x_train
-    earlier = earlier_entry(
-        cache_dir, root, project_id, segment, stats, size, channels, fit=fit
-    )
+    earlier = earlier_entry(cache_dir, root, project_id, segment, stats, size, channels, fit=fit)
     if earlier is not None:
         write_entry(entry, segment_dataset(earlier[0].x_train.numpy(), name))
         drop_entries(cache_dir, earlier[1])
