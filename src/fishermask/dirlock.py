@@ -1,8 +1,9 @@
 """An exclusive lock on a file in a folder, held while one process works there.
 
-``label serve`` takes one on ``PROJECT/serve.lock`` (:mod:`fishermask.label.serve_lock`), and
-``fishermask run`` one on ``RUN/run.lock`` (:mod:`fishermask.experiments.lock`): each words
-its own refusal from the record of the holder that this module keeps in the file.
+``label serve`` takes one on ``PROJECT/serve.lock`` (:mod:`fishermask.label.serve_lock`),
+``fishermask run`` one on ``RUN/run.lock`` and each of its trials one on its folder's
+``trial.lock`` (:mod:`fishermask.experiments.lock`): each words its own refusal or wait from
+the record of the holder that this module keeps in the file.
 
 The lock is ``flock(2)`` on an open file: the kernel drops it when the process ends, however
 it ends (Ctrl-C, a crash, SIGKILL), so no stale lock is left to delete by hand. The file stays,
@@ -112,6 +113,25 @@ def try_lock(path: Path, mode: int | None = None) -> DirLock | None:
     lock = DirLock(path, fd)
     lock.record(pid=os.getpid(), machine=socket.gethostname(), since=time.time())
     return lock
+
+
+def holder_of(path: Path) -> dict[str, Any] | None:
+    """The record of the process holding the lock on ``path`` (``{}`` when it cannot be
+    read), or ``None`` when none holds it (or the file is missing, or no lock can be taken
+    there). Writes nothing: the lock is tested in shared mode and given back at once."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return read(path) if exc.errno in _HELD_ERRNOS else None
+    finally:
+        os.close(fd)  # closing the descriptor drops a shared lock taken here
+    return None
 
 
 def read(path: Path) -> dict[str, Any]:

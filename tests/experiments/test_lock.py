@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,15 @@ from typer.testing import CliRunner
 import fishermask
 from fishermask.cli import app
 from fishermask.experiments import runner as runner_module
-from fishermask.experiments.lock import LOCK_NAME, RunDirInUse, hold_run_dir
+from fishermask.experiments.lock import (
+    LOCK_NAME,
+    TRIAL_LOCK_NAME,
+    RunDirInUse,
+    hold_run_dir,
+    hold_trial,
+    trials_in_use,
+)
+from fishermask.experiments.trial import StopRequested
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +61,21 @@ def _hold(out: Path) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _hold_file(path: Path) -> subprocess.Popen[str]:
+    """A process that holds the lock on ``path`` (its folder made) until it is killed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    code = (
+        "import sys, time; from fishermask import dirlock; "
+        "lock = dirlock.try_lock(sys.argv[1]); print('held', flush=True); time.sleep(600)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True, env=env
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     return proc
@@ -178,3 +202,136 @@ def test_a_file_system_without_locks_is_warned_about_and_runs_unlocked(
     with pytest.warns(UserWarning, match=r"cannot be locked \(No locks available: its file "):
         with hold_run_dir(tmp_path / "run") as held:
             assert held.lock is not None and held.lock.fd is None
+
+
+# A strategy whose round-1 query waits for a file `go` beside it (or 300 s: a bound for a test
+# that fails, the resume's start may take a minute on a busy machine): a trial of it holds still
+# after committing round 0, as a Ray task of a killed run may while a resume starts.
+WAITS_FOR_GO = """
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fishermask.strategies import Selection, Strategy, register
+
+GO = Path(__file__).with_name("go")
+
+
+@register
+@dataclass(frozen=True)
+class WaitsForGo(Strategy):
+    name = "waits_for_go"
+
+    def query(self, ctx, budget):
+        deadline = time.monotonic() + 300
+        while not GO.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return Selection(ctx.pool.unlabeled[:budget])
+"""
+
+#: The trial job of a run whose driver is gone (what a Ray task of a killed run goes on doing):
+#: the run directory opened as the driver did, then the one trial, as Ray runs it.
+LEFTOVER = """
+import json, sys
+from pathlib import Path
+from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.experiment import Experiment
+from fishermask.experiments.parallel import _trial_job
+from fishermask.experiments.runner import open_run_dir
+
+raw, out = json.loads(sys.argv[1]), sys.argv[2]
+exp = Experiment.prepare(ExperimentConfig.from_dict(raw))
+open_run_dir(exp, Path(out))
+_trial_job(exp.config.to_dict(), "waits_for_go", 0, out, False)
+"""
+
+
+def test_a_trial_still_running_from_a_killed_run_is_waited_for_not_run_twice(
+    tmp_path: Path,
+) -> None:
+    """A Ray task outlives its driver's SIGKILL by seconds (seen: a round committed 1.3 s after
+    it, the worker gone 3.8 s after); a resume started meanwhile ran the same trial at once,
+    both committing its rounds. The resume now says so in one line and waits for it (here in
+    a worker process, as a Ray task would; a sequential run's trial takes the same lock)."""
+    (tmp_path / "plugin").mkdir()
+    plugin = tmp_path / "plugin/waits_for_go.py"
+    plugin.write_text(WAITS_FOR_GO)
+    raw = {**MEMORY, "data": {"dataset": "digits"}, "strategies": ["waits_for_go"]}
+    raw |= {"imports": [str(plugin)]}
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    leftover = subprocess.Popen(
+        [sys.executable, "-c", LEFTOVER, json.dumps(raw), str(out)], env=env, text=True
+    )
+    trial = out / "trials/waits_for_go__seed0"
+    resume = None
+    try:
+        while not (trial / "round_000.json").exists():  # then it waits in round 1's query
+            assert leftover.poll() is None, "the left-over trial ended before round 1"
+            time.sleep(0.05)
+        config = tmp_path / "config.yaml"
+        config.write_text(json.dumps(raw))
+        resume = subprocess.Popen(
+            [sys.executable, "-m", "fishermask.cli", "run", "-c", str(config), "--out", str(out)]
+            + ["--workers", "2", "--no-progress"],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        assert resume.stderr is not None
+        warned = next((line for line in resume.stderr if line.startswith("warning:")), None)
+        # (before the change: none, the resume ran round 1 beside the left-over trial)
+        assert warned is not None, f"no warning; exit {resume.wait()}"
+        assert re.fullmatch(
+            rf"warning: trial waits_for_go seed 0 is still running in process {leftover.pid} "
+            rf"\(since \d\d:\d\d UTC\), left by an earlier run of {re.escape(str(out))}; waiting "
+            rf"for it to end \(kill {leftover.pid} ends it now\), then this run continues the "
+            r"trial from the rounds it committed\.\n",
+            warned,
+        ), warned
+        (plugin.parent / "go").touch()
+        assert leftover.wait() == 0
+        written = {f.name: f.stat().st_ino for f in trial.glob("round_*.json")}
+        assert sorted(written) == ["round_000.json", "round_001.json"]
+        assert resume.wait() == 0, resume.stderr.read()
+    finally:
+        for proc in (leftover, resume):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    # the resume found the trial finished: it rewrote none of its rounds
+    assert {f.name: f.stat().st_ino for f in trial.glob("round_*.json")} == written
+    reference = tmp_path / "reference"
+    res = CliRunner().invoke(
+        app, ["run", "-c", str(config), "--out", str(reference), "--workers", "1", "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "queries.jsonl").read_text() == (reference / "queries.jsonl").read_text()
+
+
+def test_a_wait_for_a_trial_in_use_ends_when_the_run_is_stopped(tmp_path: Path) -> None:
+    """A trial job waiting for a held trial polls the run's stop (Ctrl-C, a failed trial)."""
+    trial = tmp_path / "run/trials/random__seed0"
+    holder = _hold_file(trial / TRIAL_LOCK_NAME)
+    try:
+        lines = trials_in_use(tmp_path / "run", [("random", 0), ("random", 1)])
+        assert len(lines) == 1 and re.fullmatch(
+            rf"trial random seed 0 is still running in process {holder.pid} \(since "
+            rf"\d\d:\d\d UTC\), left by an earlier run of {re.escape(str(tmp_path / 'run'))}; "
+            rf"waiting for it to end \(kill {holder.pid} ends it now\), then this run continues "
+            r"the trial from the rounds it committed\.",
+            lines[0],
+        ), lines
+
+        def stop() -> None:
+            raise StopRequested
+
+        with pytest.raises(StopRequested), hold_trial(trial, stop):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with hold_trial(trial):  # given back with its process
+        pass
+    assert trials_in_use(tmp_path / "run", [("random", 0)]) == []

@@ -14,6 +14,7 @@ import torch
 
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import ExperimentConfig
+from fishermask.experiments.lock import TRIAL_LOCK_NAME
 from fishermask.experiments.runner import Experiment, run_experiment
 from fishermask.experiments.store import SharedRound0, TrialStore
 from fishermask.experiments.trial import run_trial
@@ -305,9 +306,9 @@ def test_a_foreign_round0_file_is_refused_before_anything_is_committed(tmp_path:
         raw = {**BASE, "strategies": ["entropy"], "seeds": [0], **over}
         with pytest.raises(DataError, match=match):
             run_experiment(Experiment.prepare(ExperimentConfig.from_dict(raw)), out)
-        assert not (out / "trials/entropy__seed0").exists() or not any(
-            (out / "trials/entropy__seed0").iterdir()
-        ), "nothing of the foreign model may be committed"
+        assert {f.name for f in (out / "trials/entropy__seed0").iterdir()} <= {
+            TRIAL_LOCK_NAME  # the lock of the trial's process, held while it ran
+        }, "nothing of the foreign model may be committed"
         shutil.rmtree(out / "round0")  # the advice: delete it and rerun
         run_experiment(Experiment.prepare(ExperimentConfig.from_dict(raw)), out)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from fishermask.experiments.experiment import (  # noqa: F401 - the public API l
     load_experiment_data,
     resolve_device,
 )
-from fishermask.experiments.lock import hold_run_dir
+from fishermask.experiments.lock import hold_run_dir, trials_in_use
 from fishermask.experiments.parallel import (
     check_ray_address,
     check_workers_can_import,
@@ -396,8 +397,9 @@ def run_experiment(
     """Run every (strategy, seed) trial of ``exp`` into ``out_dir`` (resuming what is there).
 
     ``workers > 1`` runs trials in that many processes (``executor="local"``); with
-    ``executor="ray"`` they run as Ray tasks on the cluster at ``address`` (a local Ray
-    instance when ``None``; ``out_dir`` must then be on a file system all nodes share).
+    ``executor="ray"`` they run as Ray tasks on the cluster at ``address`` (``None``: Ray's
+    choice, ``$RAY_ADDRESS``, else a cluster ``ray start`` started on this machine, else a new
+    local instance; on several machines ``out_dir`` must be on a file system all nodes share).
     Results do not depend on either: each trial draws only from its own seeded generators
     and runs with ``config.threads`` torch threads wherever it runs.
 
@@ -407,7 +409,9 @@ def run_experiment(
 
     This process holds ``out_dir``'s lock meanwhile (:mod:`fishermask.experiments.lock`):
     while another run holds it, :class:`~fishermask.experiments.lock.RunDirInUse` is raised
-    before anything is written.
+    before anything is written. Each trial holds its folder's lock while it runs
+    (:func:`~fishermask.experiments.lock.hold_trial`): a trial that a job of an earlier, killed
+    run still runs (a Ray task outlives its driver by seconds) is warned about and waited for.
     """
     out_dir = Path(out_dir)
     check_workers_can_import(exp, workers, executor)
@@ -429,6 +433,8 @@ def _run_locked(
     order = [s.key for s in exp.config.strategies]
     classes = list(exp.data.classes)
     trials = trial_order(exp.config)
+    for line in trials_in_use(out_dir, trials):  # their jobs wait for it
+        warnings.warn(line, stacklevel=2)
     try:
         if executor == "local" and workers <= 1:
             specs = {s.key: s for s in exp.config.strategies}

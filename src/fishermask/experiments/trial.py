@@ -27,6 +27,7 @@ from fishermask.al.pool import Pool, SimulatedOracle
 from fishermask.errors import ConfigError, DataError
 from fishermask.experiments.config import ExperimentConfig, StrategySpec
 from fishermask.experiments.experiment import Experiment, environment, generator, uses_features
+from fishermask.experiments.lock import hold_trial
 from fishermask.experiments.progress import NullProgress
 from fishermask.experiments.store import SharedRound0, TrialStore
 from fishermask.models.base import Classifier
@@ -254,10 +255,30 @@ def run_trial(
 
     ``stop`` is polled between rounds and after every training epoch; when it returns
     True the trial raises :class:`StopRequested` (the rounds committed so far stay).
+
+    The trial's folder is locked meanwhile (:func:`~fishermask.experiments.lock.hold_trial`):
+    while another process runs the same trial (a left-over job of a killed run), this waits
+    for it, polling ``stop``, and continues from the rounds it committed.
     """
+    store = TrialStore(out_dir, spec.key, seed)
+    # a job of an earlier run, killed, may still run this trial (a Ray task outlives its
+    # driver by seconds): wait for it, then read what it committed
+    with hold_trial(store.dir, lambda: _check_stop(stop)):
+        return _run_trial(exp, spec, seed, out_dir, store, progress, on_commit, stop)
+
+
+def _run_trial(
+    exp: Experiment,
+    spec: StrategySpec,
+    seed: int,
+    out_dir: Path,
+    store: TrialStore,
+    progress: NullProgress | None,
+    on_commit: Callable[[dict[str, Any]], None] | None,
+    stop: StopCheck | None,
+) -> list[dict[str, Any]]:
     progress = progress or NullProgress()
     _set_torch_determinism(exp)
-    store = TrialStore(out_dir, spec.key, seed)
     n_rounds = len(exp.query_sizes) + 1
     records = store.records(n_rounds)
     if len(records) == n_rounds:
