@@ -328,7 +328,10 @@ def run(
         str | None,
         typer.Option(
             metavar="ADDRESS",
-            help="Ray cluster address for --executor ray (default: start a local Ray).",
+            help=(
+                "Ray cluster address for --executor ray (default: $RAY_ADDRESS, else the "
+                "cluster `ray start` started on this machine, else a new local Ray)."
+            ),
         ),
     ] = None,
     out: Annotated[
