@@ -268,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--compare-baseline", action="store_true", help="also time the old selection")
     ap.add_argument("--no-checks", action="store_true", help="skip the floor and naive checks")
     ap.add_argument(
+        "--diag-only",
+        action="store_true",
+        help="stop after the diagonal Fisher and its floor (and --profile-diag)",
+    )
+    ap.add_argument(
         "--profile-diag",
         type=int,
         default=0,
@@ -340,6 +345,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{sum(r.kept > 0 for r in mask_profile(mask))}/{len(prof)} tensors"
     )
     rss = {"diag Fisher + mask": peak_rss_mb()}
+    if args.diag_only:
+        report(args, t, rss, dev, load0, sampler)
+        if args.profile_diag:
+            profile_diag(model, pool[: args.profile_diag])
+        return
 
     # 3. masked gradients on the pool, interleaved chunk by chunk with the floor
     # one [N, C, k] float32 tensor (in memory or a disk-backed memory map), filled chunk by chunk

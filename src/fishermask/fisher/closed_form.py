@@ -228,21 +228,22 @@ class Conv2dForm(_Form):
 
     def _im2col(self, samples: slice) -> Tensor:
         """``F.unfold`` of the padded input of ``samples``, ``[n, groups * J, P]`` (same
-        values, same order), as kh * kw strided slice copies: 3x faster than ``F.unfold``
-        on CPU for 32 x 32 inputs."""
+        values, same order), as one copy of a strided view ``[n, Cin, kh, kw, Hout, Wout]``
+        of the padded input: 3-4x faster than ``F.unfold`` on CPU for 32 x 32 inputs (and
+        faster than kh * kw slice copies)."""
         if self._unfolded is not None:
             return self._unfolded[samples]
         m = self.module
         a = self.a[samples]  # [n, Cin, Hp, Wp]
         (kh, kw), (sh, sw), (dh, dw) = m.kernel_size, m.stride, m.dilation
         ho, wo = self.h_out, self.w_out
-        out = a.new_empty(a.shape[0], a.shape[1], kh, kw, ho, wo)
-        for i in range(kh):
-            for j in range(kw):
-                rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
-                cols = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
-                out[:, :, i, j] = a[:, :, rows, cols]
-        return out.view(a.shape[0], -1, ho * wo)
+        sn, sc, sy, sx = a.stride()
+        view = a.as_strided(
+            (a.shape[0], a.shape[1], kh, kw, ho, wo),
+            (sn, sc, sy * dh, sx * dw, sy * sh, sx * sw),
+            a.storage_offset(),
+        )
+        return view.contiguous().view(a.shape[0], -1, ho * wo)
 
     def _full_weight(self, g: Tensor, samples: slice) -> Tensor:
         """Whole per-sample weight gradients of ``samples``: ``[n, O, J]``."""
@@ -325,16 +326,18 @@ class Conv2dForm(_Form):
         """``sum_n sum_s (g_ns u_n^T)^2`` for ``g [N, stack O, P]`` (groups == 1), in
         cache-sized sample blocks: ``[O, J]`` in the weight's shape. Stacked cotangents use
         the unfolded input once, so it is then built block by block (in cache) instead of
-        whole."""
+        whole. Each block's products come out as ``[n stack, O J]`` rows, squared and summed
+        over the leading dimension (a reduction over dimensions 0 and 2 of ``[n, J, stack,
+        O]`` was up to 2x the GEMM's own time)."""
         o, j = self.module.out_channels, self.rows
-        acc = g.new_zeros(j, o)  # [J, O]
+        acc = g.new_zeros(o * j)  # [O J]
         block = max(1, _BLOCK_FLOATS // (stack * o * j))
         for start in range(0, self.n, block):
             sl = slice(start, start + block)
             u = self._im2col(sl) if stack > 1 else self.unfolded[sl]  # [n, J, P]
-            part = torch.bmm(u, g[sl].transpose(1, 2)).square_()  # [n, J, stack O]
-            acc += part.view(-1, j, stack, o).sum((0, 2))
-        return acc.T.reshape(self.module.weight.shape)
+            part = torch.bmm(g[sl], u.transpose(1, 2))  # [n, stack O, J]
+            acc += part.view(-1, o * j).square_().sum(0)
+        return acc.view(self.module.weight.shape)
 
     def _kr_finish(self) -> Tensor:
         """The ``"kr"`` route's GEMM over position pairs and samples: ``[O, J]``."""
