@@ -19,6 +19,8 @@ compares the picks. Peak RSS is recorded after every stage (the process's high-w
 
     .venv/bin/python benchmarks/fisher_query.py            # the target problem (minutes)
     .venv/bin/python benchmarks/fisher_query.py --quick    # smoke test (seconds)
+    # the diagonal Fisher against its floor only, then a profile of it on 256 images
+    .venv/bin/python benchmarks/fisher_query.py --diag-only --profile-diag 256
     # the full CIFAR-10 pool: 50 000 images, B = 1 000, no naive checks
     .venv/bin/python benchmarks/fisher_query.py --pool 50000 --labeled 1000 --batch 1000 \
         --no-checks
