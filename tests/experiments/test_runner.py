@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,8 +34,17 @@ def _run(tmp: Path, raw: dict = SMALL) -> list[dict]:
     return run_experiment(exp, tmp)
 
 
-def test_writes_outputs_with_one_row_per_round(tmp_path: Path) -> None:
-    recs = _run(tmp_path)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """One uninterrupted run of SMALL and its records, shared read-only by the tests below
+    (each of them ran it for itself: the same run, made up to six times); a test that changes
+    a run copies it or makes its own."""
+    out = tmp_path_factory.mktemp("small")
+    return out, _run(out)
+
+
+def test_writes_outputs_with_one_row_per_round(finished: tuple[Path, list[dict]]) -> None:
+    tmp_path, recs = finished
     assert len(recs) == 3 * 2 * 3
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     assert len(rows) == 18
@@ -57,17 +67,18 @@ def test_writes_outputs_with_one_row_per_round(tmp_path: Path) -> None:
         assert len(idx) == len(set(idx)) == 40
 
 
-def test_same_seed_same_queries(tmp_path: Path) -> None:
-    _run(tmp_path / "a")
-    _run(tmp_path / "b")
-    assert (tmp_path / "a/queries.jsonl").read_text() == (tmp_path / "b/queries.jsonl").read_text()
-    a = [r["accuracy"] for r in csv.DictReader(open(tmp_path / "a/results.csv"))]
-    b = [r["accuracy"] for r in csv.DictReader(open(tmp_path / "b/results.csv"))]
-    assert a == b
+def test_same_seed_same_queries(finished: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    a = finished[0]
+    _run(tmp_path / "b")  # a second run, in its own process state after the first
+    assert (a / "queries.jsonl").read_text() == (tmp_path / "b/queries.jsonl").read_text()
+    accuracies = lambda out: [r["accuracy"] for r in csv.DictReader(open(out / "results.csv"))]  # noqa: E731
+    assert accuracies(a) == accuracies(tmp_path / "b")
 
 
-def test_resume_after_losing_rounds_gives_same_results(tmp_path: Path) -> None:
-    _run(tmp_path / "full")
+def test_resume_after_losing_rounds_gives_same_results(
+    finished: tuple[Path, list[dict]], tmp_path: Path
+) -> None:
+    full = finished[0]
     _run(tmp_path / "cut")
     trials = tmp_path / "cut/trials"
     # as if killed: one trial lost its last round, another never started past round 0
@@ -77,17 +88,19 @@ def test_resume_after_losing_rounds_gives_same_results(tmp_path: Path) -> None:
     (trials / "kcenter__seed0/.model_001.pt.x.tmp").write_bytes(b"half")
     _run(tmp_path / "cut")
     assert not list(trials.rglob("*.tmp"))
-    full = (tmp_path / "full/queries.jsonl").read_text()
-    assert (tmp_path / "cut/queries.jsonl").read_text() == full
+    assert (tmp_path / "cut/queries.jsonl").read_text() == (full / "queries.jsonl").read_text()
 
 
-def test_rerun_with_other_config_is_refused(tmp_path: Path) -> None:
-    _run(tmp_path)
+def test_rerun_with_other_config_is_refused(
+    finished: tuple[Path, list[dict]], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(finished[0], out)  # a finished run of SMALL, as the test's own
     other = {**SMALL, "loop": {**SMALL["loop"], "query_size": 5}}
     from fishermask.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"different configuration \(differs in: .*query_size"):
-        _run(tmp_path, other)
+        _run(out, other)
 
 
 @pytest.mark.slow
