@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,18 +39,26 @@ def sequential(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_two_workers_match_one(sequential: Path, tmp_path: Path) -> None:
-    run_experiment(Experiment.prepare(ExperimentConfig.from_dict(RAW)), tmp_path, workers=2)
-    assert (tmp_path / "queries.jsonl").read_text() == (sequential / "queries.jsonl").read_text()
-    assert _results(tmp_path) == _results(sequential)
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RAW run by two worker processes, shared read-only (a test that changes it copies it)."""
+    out = tmp_path_factory.mktemp("two")
+    run_experiment(Experiment.prepare(ExperimentConfig.from_dict(RAW)), out, workers=2)
+    return out
 
 
-def test_parallel_resume(sequential: Path, tmp_path: Path) -> None:
-    exp = Experiment.prepare(ExperimentConfig.from_dict(RAW))
-    run_experiment(exp, tmp_path, workers=2)
-    (tmp_path / "trials/kcenter__seed1/round_002.json").unlink()  # lost in a kill
-    run_experiment(exp, tmp_path, workers=2)
-    assert (tmp_path / "queries.jsonl").read_text() == (sequential / "queries.jsonl").read_text()
+def test_two_workers_match_one(sequential: Path, two_workers: Path) -> None:
+    assert (two_workers / "queries.jsonl").read_text() == (sequential / "queries.jsonl").read_text()
+    assert _results(two_workers) == _results(sequential)
+
+
+def test_parallel_resume(sequential: Path, two_workers: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(two_workers, out)  # a finished two-worker run, as the test's own
+    (out / "trials/kcenter__seed1/round_002.json").unlink()  # lost in a kill
+    run_experiment(Experiment.prepare(ExperimentConfig.from_dict(RAW)), out, workers=2)
+    assert (out / "trials/kcenter__seed1/round_002.json").exists()  # made again
+    assert (out / "queries.jsonl").read_text() == (sequential / "queries.jsonl").read_text()
 
 
 def test_ray_executor_matches_sequential(sequential: Path, tmp_path: Path) -> None:
