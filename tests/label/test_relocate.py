@@ -21,6 +21,7 @@ from fishermask.label.project import Project
 from fishermask.label.store import DB_NAME
 from tests.label.conftest import AUTH, api_client, browser_only, label_truth, make_folder
 from tests.label.test_forget import _snapshot
+from tests.label.test_image_cache import _counting
 from tests.label.test_label_cli import _run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,19 +83,14 @@ def test_repointing_keeps_labels_history_folds_and_caches(project, tmp_path, mon
     for r in p.store.images():  # recorded: the next scan does not hash them again
         assert r.mtime_ns == (new / r.path).stat().st_mtime_ns, r.path
 
-    decoded: list[str] = []
-    read_one = imgs.read_one
-
-    def counting(root, rel, *args):
-        decoded.append(rel)
-        return read_one(root, rel, *args)
-
-    monkeypatch.setattr(imgs, "read_one", counting)
+    read_one = imgs.read_one  # the real one, for the expected pixels
+    decoded = _counting(monkeypatch)
     x, order = p.images()
     assert decoded == []  # keyed by content, not folder: not decoded again
     by_id = {i: rel for rel, i in ids.items()}
     for k, i in enumerate(order):
-        assert (x[k].numpy() == read_one(new, by_id[i], p.image_size, p.channels).pixels).all()
+        want = read_one(new, by_id[i], p.image_size, p.channels, p.fit).pixels
+        assert (x[k].numpy() == want).all()
     p.close()
     monkeypatch.undo()
 
