@@ -191,6 +191,7 @@ def test_two_annotators_labeling_one_image_at_once_keep_every_acknowledged_label
 
 def test_serving_to_other_machines_warns_that_the_token_travels_unencrypted(project):
     import os
+    import signal
     import subprocess
     import sys
 
@@ -205,6 +206,9 @@ def test_serving_to_other_machines_warns_that_the_token_travels_unencrypted(proj
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        # SIGINT at its default, as in a terminal: a background shell (CI, nohup) starts
+        # children with it ignored, and stop_server's Ctrl-C then waited its 60 s for nothing
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         lines = []
