@@ -99,7 +99,8 @@ def try_lock(path: Path, mode: int | None = None) -> DirLock | None:
         fd = os.open(path, os.O_RDONLY)  # another user's lock file (raises: the caller words it)
     if mode is not None:
         try:
-            if os.fstat(fd).st_uid == os.geteuid() and os.fstat(fd).st_mode & 0o777 != mode:
+            st = os.fstat(fd)
+            if st.st_uid == os.geteuid() and st.st_mode & 0o777 != mode:
                 os.fchmod(fd, mode)
         except OSError:  # (a file system without modes)
             pass
